@@ -1,0 +1,644 @@
+//! Frames: the messages of the bridge⇄relay protocol, their encoding and their limits.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::wire::{Reader, put_body, put_opt_str, put_str};
+
+/// Longest string field (URLs, names, header values, tokens), in bytes.
+pub const MAX_STRING: usize = 4096;
+/// Hard ceiling on a body, whatever the configured limit: 64 MiB.
+pub const MAX_BODY_CEILING: usize = 64 << 20;
+
+/// Size limits applied while decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest JSON-RPC body a frame may carry.
+    pub max_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body: 32 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// The largest whole frame these limits allow (body plus headers).
+    pub fn max_frame(&self) -> usize {
+        self.max_body.min(MAX_BODY_CEILING) + 8 * MAX_STRING + 64
+    }
+}
+
+/// How public clients of a tunnel authenticate, as the bridge asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No authentication. Refused by a relay with a public (non-loopback) URL unless its
+    /// operator allowed it.
+    None,
+    /// A static bearer token; the relay receives only its SHA-256 digest.
+    Bearer {
+        /// SHA-256 of the token clients must send as `Authorization: Bearer <token>`.
+        sha256: [u8; 32],
+    },
+}
+
+/// First frame of a connection, bridge → relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// Wire-format version the bridge speaks ([`crate::PROTOCOL_VERSION`]).
+    pub protocol: u16,
+    /// The bridge's software version, for logs.
+    pub bridge_version: String,
+    /// The bridge token (secret); never logged.
+    pub token: String,
+    /// The tunnel name being claimed.
+    pub tunnel: String,
+    /// How the relay must authenticate this tunnel's clients.
+    pub client_auth: ClientAuth,
+}
+
+/// Positive answer to [`Hello`], relay → bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    /// Wire-format version the relay will speak on this connection.
+    pub protocol: u16,
+    /// The relay's software version.
+    pub relay_version: String,
+    /// Public Streamable HTTP endpoint of the tunnel.
+    pub mcp_url: String,
+    /// Public legacy HTTP+SSE endpoint of the tunnel.
+    pub sse_url: String,
+}
+
+/// Why a relay refused a [`Hello`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefuseReason {
+    /// The bridge token is not known to the relay.
+    BadToken,
+    /// The name is held by another token.
+    NameTaken,
+    /// The name is not `[a-z0-9-]{3,40}` or is reserved.
+    BadName,
+    /// The wire-format version is not supported.
+    UnsupportedVersion,
+    /// The requested client authentication is not allowed on this relay.
+    AuthNotAllowed,
+    /// The first frame was not a valid `Hello`.
+    Malformed,
+    /// The relay has no room for another tunnel.
+    Busy,
+}
+
+impl RefuseReason {
+    fn code(self) -> u8 {
+        match self {
+            Self::BadToken => 1,
+            Self::NameTaken => 2,
+            Self::BadName => 3,
+            Self::UnsupportedVersion => 4,
+            Self::AuthNotAllowed => 5,
+            Self::Malformed => 6,
+            Self::Busy => 7,
+        }
+    }
+
+    fn from_code(c: u8) -> Result<Self, DecodeError> {
+        Ok(match c {
+            1 => Self::BadToken,
+            2 => Self::NameTaken,
+            3 => Self::BadName,
+            4 => Self::UnsupportedVersion,
+            5 => Self::AuthNotAllowed,
+            6 => Self::Malformed,
+            7 => Self::Busy,
+            _ => return Err(DecodeError::InvalidValue("refuse reason")),
+        })
+    }
+
+    /// Whether retrying the same connection later cannot succeed (the bridge should stop).
+    pub fn is_permanent(self) -> bool {
+        !matches!(self, Self::Busy)
+    }
+}
+
+/// Negative answer to [`Hello`], relay → bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Machine-readable reason.
+    pub reason: RefuseReason,
+    /// Human-readable explanation, shown to the user.
+    pub message: String,
+}
+
+/// What kind of public HTTP exchange a [`Request`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// `POST /<name>/mcp` (Streamable HTTP).
+    Post,
+    /// `GET /<name>/mcp`: the server-initiated SSE stream.
+    Get,
+    /// `DELETE /<name>/mcp`: end a session.
+    Delete,
+    /// `GET /<name>/sse`: open a legacy HTTP+SSE session.
+    LegacyOpen,
+    /// `POST /<name>/messages?sessionId=…`: a message on a legacy session.
+    LegacyPost,
+}
+
+impl RequestKind {
+    fn code(self) -> u8 {
+        match self {
+            Self::Post => 1,
+            Self::Get => 2,
+            Self::Delete => 3,
+            Self::LegacyOpen => 4,
+            Self::LegacyPost => 5,
+        }
+    }
+
+    fn from_code(c: u8) -> Result<Self, DecodeError> {
+        Ok(match c {
+            1 => Self::Post,
+            2 => Self::Get,
+            3 => Self::Delete,
+            4 => Self::LegacyOpen,
+            5 => Self::LegacyPost,
+            _ => return Err(DecodeError::InvalidValue("request kind")),
+        })
+    }
+}
+
+/// One public HTTP exchange, relay → bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Exchange number, unique on the connection; responses carry it back.
+    pub exchange: u64,
+    /// Which endpoint and method.
+    pub kind: RequestKind,
+    /// `Mcp-Session-Id` (or the legacy `sessionId` query parameter).
+    pub session: Option<String>,
+    /// `MCP-Protocol-Version`.
+    pub protocol_version: Option<String>,
+    /// `Last-Event-ID`.
+    pub last_event_id: Option<String>,
+    /// The authenticated client, as the relay established it (never its token).
+    pub principal: String,
+    /// The JSON-RPC body, untouched (empty for GET and DELETE).
+    pub body: Bytes,
+}
+
+/// Flag bit of [`Response::flags`]: this is the exchange's last frame.
+pub const FLAG_FINAL: u8 = 1;
+/// Flag bit of [`Response::flags`]: answer with an SSE stream even if the first message
+/// is final or absent (GET streams, legacy sessions).
+pub const FLAG_STREAM: u8 = 2;
+
+/// One piece of the answer to an exchange, bridge → relay.
+///
+/// The first frame of an exchange decides the HTTP status and headers; later frames only
+/// add messages. A frame with an empty body adds no message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The exchange this answers.
+    pub exchange: u64,
+    /// HTTP status (meaningful on the first frame only).
+    pub status: u16,
+    /// `Mcp-Session-Id` to return (first frame only).
+    pub session: Option<String>,
+    /// [`FLAG_FINAL`] and [`FLAG_STREAM`] bits.
+    pub flags: u8,
+    /// SSE event id for this message, if any.
+    pub event_id: Option<String>,
+    /// One JSON-RPC message (compact, one line), or empty.
+    pub body: Bytes,
+}
+
+impl Response {
+    /// Whether this is the exchange's last frame.
+    pub fn is_final(&self) -> bool {
+        self.flags & FLAG_FINAL != 0
+    }
+
+    /// Whether the relay must answer with an SSE stream.
+    pub fn wants_stream(&self) -> bool {
+        self.flags & FLAG_STREAM != 0
+    }
+}
+
+/// A protocol message. See the crate documentation for the conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// Bridge → relay, first frame.
+    Hello(Hello),
+    /// Relay → bridge, accepts the `Hello`.
+    Welcome(Welcome),
+    /// Relay → bridge, refuses the `Hello`; the relay then closes.
+    Refused(Refusal),
+    /// Relay → bridge, a public HTTP exchange.
+    Request(Request),
+    /// Bridge → relay, (part of) an exchange's answer.
+    Response(Response),
+    /// Either way: abandon an exchange (the client went away, or the bridge gives up).
+    Cancel {
+        /// The exchange to abandon.
+        exchange: u64,
+    },
+    /// Either way: liveness probe carrying an opaque value.
+    Ping(u64),
+    /// Answer to [`Frame::Ping`] with the same value.
+    Pong(u64),
+}
+
+/// Why bytes could not be decoded into a [`Frame`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The frame has no bytes at all.
+    #[error("empty frame")]
+    Empty,
+    /// The first byte names no frame type.
+    #[error("unknown frame type {0}")]
+    UnknownType(u8),
+    /// The frame ends before its last field.
+    #[error("truncated frame")]
+    Truncated,
+    /// A field is longer than allowed.
+    #[error("{field} is {len} bytes, more than the limit of {max}")]
+    TooLong {
+        /// The field's name.
+        field: &'static str,
+        /// Its declared length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A string field is not UTF-8.
+    #[error("{0} is not valid UTF-8")]
+    InvalidUtf8(&'static str),
+    /// A field has a value outside its domain.
+    #[error("invalid {0}")]
+    InvalidValue(&'static str),
+    /// Bytes are left after the last field.
+    #[error("{0} unexpected bytes after the frame")]
+    TrailingBytes(usize),
+}
+
+const T_HELLO: u8 = 1;
+const T_WELCOME: u8 = 2;
+const T_REFUSED: u8 = 3;
+const T_REQUEST: u8 = 4;
+const T_RESPONSE: u8 = 5;
+const T_CANCEL: u8 = 6;
+const T_PING: u8 = 7;
+const T_PONG: u8 = 8;
+
+fn check_str(s: &str) -> &str {
+    // Encoding never produces an undecodable frame: over-long strings are cut at a
+    // character boundary (they come from our own code, so this is a last resort).
+    if s.len() <= MAX_STRING {
+        return s;
+    }
+    let mut end = MAX_STRING;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+impl Frame {
+    /// Encodes the frame into a new buffer.
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.encoded_len_hint());
+        self.encode_into(&mut out);
+        out.freeze()
+    }
+
+    fn encoded_len_hint(&self) -> usize {
+        64 + match self {
+            Frame::Request(r) => r.body.len() + 128,
+            Frame::Response(r) => r.body.len() + 64,
+            _ => 256,
+        }
+    }
+
+    /// Appends the encoded frame to `out`.
+    pub fn encode_into(&self, out: &mut BytesMut) {
+        match self {
+            Frame::Hello(h) => {
+                out.put_u8(T_HELLO);
+                out.put_u16_le(h.protocol);
+                put_str(out, check_str(&h.bridge_version));
+                put_str(out, check_str(&h.token));
+                put_str(out, check_str(&h.tunnel));
+                match &h.client_auth {
+                    ClientAuth::None => out.put_u8(0),
+                    ClientAuth::Bearer { sha256 } => {
+                        out.put_u8(1);
+                        out.put_slice(sha256);
+                    }
+                }
+            }
+            Frame::Welcome(w) => {
+                out.put_u8(T_WELCOME);
+                out.put_u16_le(w.protocol);
+                put_str(out, check_str(&w.relay_version));
+                put_str(out, check_str(&w.mcp_url));
+                put_str(out, check_str(&w.sse_url));
+            }
+            Frame::Refused(r) => {
+                out.put_u8(T_REFUSED);
+                out.put_u8(r.reason.code());
+                put_str(out, check_str(&r.message));
+            }
+            Frame::Request(r) => {
+                out.put_u8(T_REQUEST);
+                out.put_u64_le(r.exchange);
+                out.put_u8(r.kind.code());
+                put_opt_str(out, r.session.as_deref().map(check_str));
+                put_opt_str(out, r.protocol_version.as_deref().map(check_str));
+                put_opt_str(out, r.last_event_id.as_deref().map(check_str));
+                put_str(out, check_str(&r.principal));
+                put_body(out, &r.body);
+            }
+            Frame::Response(r) => {
+                out.put_u8(T_RESPONSE);
+                out.put_u64_le(r.exchange);
+                out.put_u16_le(r.status);
+                put_opt_str(out, r.session.as_deref().map(check_str));
+                out.put_u8(r.flags);
+                put_opt_str(out, r.event_id.as_deref().map(check_str));
+                put_body(out, &r.body);
+            }
+            Frame::Cancel { exchange } => {
+                out.put_u8(T_CANCEL);
+                out.put_u64_le(*exchange);
+            }
+            Frame::Ping(v) => {
+                out.put_u8(T_PING);
+                out.put_u64_le(*v);
+            }
+            Frame::Pong(v) => {
+                out.put_u8(T_PONG);
+                out.put_u64_le(*v);
+            }
+        }
+    }
+
+    /// Decodes one frame, checking every length against `limits`. Never panics.
+    pub fn decode(buf: Bytes, limits: &Limits) -> Result<Frame, DecodeError> {
+        if buf.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        if buf.len() > limits.max_frame() {
+            return Err(DecodeError::TooLong {
+                field: "frame",
+                len: buf.len(),
+                max: limits.max_frame(),
+            });
+        }
+        let max_body = limits.max_body.min(MAX_BODY_CEILING);
+        let mut r = Reader::new(buf);
+        let frame = match r.u8()? {
+            T_HELLO => {
+                let protocol = r.u16()?;
+                let bridge_version = r.string("bridge version", MAX_STRING)?;
+                let token = r.string("token", MAX_STRING)?;
+                let tunnel = r.string("tunnel", MAX_STRING)?;
+                let client_auth = match r.u8()? {
+                    0 => ClientAuth::None,
+                    1 => {
+                        let mut sha256 = [0u8; 32];
+                        for b in &mut sha256 {
+                            *b = r.u8()?;
+                        }
+                        ClientAuth::Bearer { sha256 }
+                    }
+                    _ => return Err(DecodeError::InvalidValue("client auth")),
+                };
+                Frame::Hello(Hello {
+                    protocol,
+                    bridge_version,
+                    token,
+                    tunnel,
+                    client_auth,
+                })
+            }
+            T_WELCOME => Frame::Welcome(Welcome {
+                protocol: r.u16()?,
+                relay_version: r.string("relay version", MAX_STRING)?,
+                mcp_url: r.string("mcp url", MAX_STRING)?,
+                sse_url: r.string("sse url", MAX_STRING)?,
+            }),
+            T_REFUSED => Frame::Refused(Refusal {
+                reason: RefuseReason::from_code(r.u8()?)?,
+                message: r.string("message", MAX_STRING)?,
+            }),
+            T_REQUEST => Frame::Request(Request {
+                exchange: r.u64()?,
+                kind: RequestKind::from_code(r.u8()?)?,
+                session: r.opt_string("session", MAX_STRING)?,
+                protocol_version: r.opt_string("protocol version", MAX_STRING)?,
+                last_event_id: r.opt_string("last event id", MAX_STRING)?,
+                principal: r.string("principal", MAX_STRING)?,
+                body: r.body(max_body)?,
+            }),
+            T_RESPONSE => {
+                let exchange = r.u64()?;
+                let status = r.u16()?;
+                if !(100..=599).contains(&status) {
+                    return Err(DecodeError::InvalidValue("status"));
+                }
+                let session = r.opt_string("session", MAX_STRING)?;
+                let flags = r.u8()?;
+                if flags & !(FLAG_FINAL | FLAG_STREAM) != 0 {
+                    return Err(DecodeError::InvalidValue("flags"));
+                }
+                Frame::Response(Response {
+                    exchange,
+                    status,
+                    session,
+                    flags,
+                    event_id: r.opt_string("event id", MAX_STRING)?,
+                    body: r.body(max_body)?,
+                })
+            }
+            T_CANCEL => Frame::Cancel { exchange: r.u64()? },
+            T_PING => Frame::Ping(r.u64()?),
+            T_PONG => Frame::Pong(r.u64()?),
+            t => return Err(DecodeError::UnknownType(t)),
+        };
+        r.finish()?;
+        Ok(frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_str() -> impl Strategy<Value = String> {
+        proptest::string::string_regex(".{0,40}").unwrap()
+    }
+
+    fn arb_frame() -> impl Strategy<Value = Frame> {
+        let body = proptest::collection::vec(any::<u8>(), 0..300).prop_map(Bytes::from);
+        prop_oneof![
+            (
+                any::<u16>(),
+                arb_str(),
+                arb_str(),
+                arb_str(),
+                proptest::option::of(any::<[u8; 32]>())
+            )
+                .prop_map(|(protocol, v, t, n, h)| Frame::Hello(Hello {
+                    protocol,
+                    bridge_version: v,
+                    token: t,
+                    tunnel: n,
+                    client_auth: match h {
+                        None => ClientAuth::None,
+                        Some(sha256) => ClientAuth::Bearer { sha256 },
+                    },
+                })),
+            (any::<u16>(), arb_str(), arb_str(), arb_str()).prop_map(|(p, v, m, s)| {
+                Frame::Welcome(Welcome {
+                    protocol: p,
+                    relay_version: v,
+                    mcp_url: m,
+                    sse_url: s,
+                })
+            }),
+            (1u8..=7, arb_str()).prop_map(|(c, m)| Frame::Refused(Refusal {
+                reason: RefuseReason::from_code(c).unwrap(),
+                message: m,
+            })),
+            (
+                any::<u64>(),
+                1u8..=5,
+                proptest::option::of(arb_str()),
+                proptest::option::of(arb_str()),
+                proptest::option::of(arb_str()),
+                arb_str(),
+                body.clone()
+            )
+                .prop_map(|(e, k, s, p, l, pr, b)| Frame::Request(Request {
+                    exchange: e,
+                    kind: RequestKind::from_code(k).unwrap(),
+                    session: s,
+                    protocol_version: p,
+                    last_event_id: l,
+                    principal: pr,
+                    body: b,
+                })),
+            (
+                any::<u64>(),
+                100u16..600,
+                proptest::option::of(arb_str()),
+                0u8..4,
+                proptest::option::of(arb_str()),
+                body
+            )
+                .prop_map(|(e, st, s, f, ev, b)| Frame::Response(Response {
+                    exchange: e,
+                    status: st,
+                    session: s,
+                    flags: f,
+                    event_id: ev,
+                    body: b,
+                })),
+            any::<u64>().prop_map(|exchange| Frame::Cancel { exchange }),
+            any::<u64>().prop_map(Frame::Ping),
+            any::<u64>().prop_map(Frame::Pong),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(f in arb_frame()) {
+            let bytes = f.encode();
+            prop_assert_eq!(Frame::decode(bytes, &Limits::default()).unwrap(), f);
+        }
+
+        #[test]
+        fn every_truncation_is_an_error(f in arb_frame()) {
+            let bytes = f.encode();
+            for cut in 0..bytes.len() {
+                prop_assert!(Frame::decode(bytes.slice(..cut), &Limits::default()).is_err());
+            }
+        }
+
+        #[test]
+        fn trailing_bytes_are_an_error(f in arb_frame(), extra in proptest::collection::vec(any::<u8>(), 1..8)) {
+            let mut bytes = f.encode().to_vec();
+            bytes.extend_from_slice(&extra);
+            prop_assert!(Frame::decode(Bytes::from(bytes), &Limits::default()).is_err());
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Frame::decode(Bytes::from(bytes), &Limits::default());
+        }
+
+        #[test]
+        fn single_byte_corruption_never_panics(f in arb_frame(), pos in any::<usize>(), val in any::<u8>()) {
+            let mut bytes = f.encode().to_vec();
+            let i = pos % bytes.len();
+            bytes[i] = val;
+            let _ = Frame::decode(Bytes::from(bytes), &Limits::default());
+        }
+    }
+
+    #[test]
+    fn body_limit_is_enforced() {
+        let f = Frame::Response(Response {
+            exchange: 1,
+            status: 200,
+            session: None,
+            flags: FLAG_FINAL,
+            event_id: None,
+            body: Bytes::from(vec![b'x'; 2000]),
+        });
+        let limits = Limits { max_body: 1000 };
+        assert!(matches!(
+            Frame::decode(f.encode(), &limits),
+            Err(DecodeError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn lying_length_is_truncated_not_panic() {
+        // A Request whose body length claims 4 GiB.
+        let mut b = BytesMut::new();
+        b.put_u8(T_REQUEST);
+        b.put_u64_le(1);
+        b.put_u8(1);
+        b.put_u8(0);
+        b.put_u8(0);
+        b.put_u8(0);
+        put_str(&mut b, "p");
+        b.put_u32_le(u32::MAX);
+        assert!(Frame::decode(b.freeze(), &Limits::default()).is_err());
+    }
+
+    #[test]
+    fn invalid_enum_values_are_rejected() {
+        assert_eq!(
+            Frame::decode(Bytes::from_static(&[99]), &Limits::default()),
+            Err(DecodeError::UnknownType(99))
+        );
+        assert_eq!(
+            Frame::decode(Bytes::new(), &Limits::default()),
+            Err(DecodeError::Empty)
+        );
+        let mut b = BytesMut::new();
+        b.put_u8(T_REFUSED);
+        b.put_u8(200);
+        put_str(&mut b, "x");
+        assert!(matches!(
+            Frame::decode(b.freeze(), &Limits::default()),
+            Err(DecodeError::InvalidValue(_))
+        ));
+    }
+}

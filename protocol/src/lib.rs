@@ -1,0 +1,80 @@
+//! The bridge⇄relay wire format and a light JSON-RPC envelope.
+//!
+//! A bridge dials the relay's `/<name>/connect` WebSocket and speaks [`Frame`]s, one per
+//! binary WebSocket message:
+//!
+//! 1. The bridge sends [`Frame::Hello`] (protocol version, its own version, its bridge
+//!    token, the tunnel name and how clients must authenticate).
+//! 2. The relay answers [`Frame::Welcome`] with the public URLs, or [`Frame::Refused`]
+//!    with a precise reason, and closes.
+//! 3. For every public HTTP exchange the relay sends one [`Frame::Request`]; the bridge
+//!    answers with one or more [`Frame::Response`] frames for the same exchange number,
+//!    the last one marked final. Either side may send [`Frame::Cancel`]; both send
+//!    [`Frame::Ping`] and answer [`Frame::Pong`].
+//!
+//! JSON-RPC bodies travel untouched; [`jsonrpc`] finds the few fields the bridge must
+//! rewrite without re-serialising anything else.
+
+pub mod frame;
+pub mod jsonrpc;
+mod wire;
+
+pub use frame::{
+    ClientAuth, DecodeError, Frame, Hello, Limits, RefuseReason, Refusal, Request, RequestKind,
+    Response, Welcome,
+};
+
+/// The version of the wire format this crate speaks. A relay refuses a [`Hello`] whose
+/// version it does not support, naming the versions it does.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// MCP protocol revisions of the initialize era that the endpoint accepts.
+pub const LEGACY_MCP_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// The newest MCP revision the endpoint negotiates in `initialize`.
+pub const LATEST_LEGACY_MCP_VERSION: &str = "2025-11-25";
+
+/// Checks a tunnel name: `[a-z0-9-]{3,40}`, not starting or ending with `-`, and not one
+/// of the relay's own route names.
+pub fn valid_tunnel_name(name: &str) -> bool {
+    const RESERVED: &[&str] = &[
+        "well-known",
+        "oauth",
+        "admin",
+        "healthz",
+        "readyz",
+        "metrics",
+        "static",
+        "api",
+        "connect",
+        "authorize",
+        "token",
+        "register",
+        "status",
+    ];
+    (3..=40).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !RESERVED.contains(&name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tunnel_names() {
+        assert!(valid_tunnel_name("abc"));
+        assert!(valid_tunnel_name("my-server-2"));
+        assert!(!valid_tunnel_name("ab"));
+        assert!(!valid_tunnel_name("Abc"));
+        assert!(!valid_tunnel_name("-abc"));
+        assert!(!valid_tunnel_name("abc-"));
+        assert!(!valid_tunnel_name("a.b.c"));
+        assert!(!valid_tunnel_name("healthz"));
+        assert!(!valid_tunnel_name(&"a".repeat(41)));
+    }
+}
