@@ -1,0 +1,181 @@
+//! Turns the frames of one exchange into an HTTP answer.
+//!
+//! The relay holds the HTTP head until the bridge's first frame: a final frame becomes one
+//! `application/json` body (or an empty body, e.g. 202); anything else, or silence longer
+//! than the keep-alive interval, becomes an SSE stream with keep-alive comments until the
+//! final frame.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderValue, StatusCode, header};
+use protocol::Response as Frame;
+use protocol::jsonrpc::UNAVAILABLE;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+use crate::error::jsonrpc_error;
+use crate::tunnel::Exchange;
+
+/// How SSE events are written.
+#[derive(Debug, Clone)]
+pub enum SseStyle {
+    /// Streamable HTTP: `data:` lines, with `id:` when the bridge gives one.
+    Streamable,
+    /// Legacy HTTP+SSE: an `endpoint` event first (built from this base, ending in
+    /// `?sessionId=`), then `event: message`.
+    Legacy {
+        /// The messages URL up to and including `sessionId=`.
+        endpoint_prefix: String,
+    },
+}
+
+/// Waits for the bridge's answer and builds the HTTP response.
+pub async fn answer(mut ex: Exchange, keepalive: Duration, style: SseStyle) -> Response {
+    let first = tokio::select! {
+        f = ex.next() => f,
+        _ = tokio::time::sleep(keepalive) => {
+            return sse(ex, None, keepalive, style);
+        }
+    };
+    match first {
+        None => jsonrpc_error(
+            StatusCode::BAD_GATEWAY,
+            UNAVAILABLE,
+            "the bridge disconnected before answering; retry",
+        ),
+        Some(f) if f.is_final() && !f.wants_stream() => single(f),
+        Some(f) => sse(ex, Some(f), keepalive, style),
+    }
+}
+
+fn status_of(f: &Frame) -> StatusCode {
+    StatusCode::from_u16(f.status).unwrap_or(StatusCode::BAD_GATEWAY)
+}
+
+fn session_header(resp: &mut Response, f: &Frame) {
+    if let Some(s) = &f.session {
+        if let Ok(v) = HeaderValue::from_str(s) {
+            resp.headers_mut().insert("mcp-session-id", v);
+        }
+    }
+}
+
+/// A complete answer in one body.
+fn single(f: Frame) -> Response {
+    let status = status_of(&f);
+    let mut resp = if f.body.is_empty() {
+        Response::new(Body::empty())
+    } else {
+        let mut r = Response::new(Body::from(f.body.clone()));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
+    };
+    *resp.status_mut() = status;
+    session_header(&mut resp, &f);
+    resp
+}
+
+struct SseState {
+    ex: Exchange,
+    queue: VecDeque<Bytes>,
+    ticker: Interval,
+    finished: bool,
+    style: SseStyle,
+}
+
+fn sse(ex: Exchange, first: Option<Frame>, keepalive: Duration, style: SseStyle) -> Response {
+    let status = first.as_ref().map(status_of).unwrap_or(StatusCode::OK);
+    let mut queue = VecDeque::new();
+    let mut finished = false;
+    if let SseStyle::Legacy { endpoint_prefix } = &style {
+        let session = first.as_ref().and_then(|f| f.session.as_deref()).unwrap_or("");
+        let mut ev = BytesMut::new();
+        ev.put_slice(b"event: endpoint\ndata: ");
+        ev.put_slice(endpoint_prefix.as_bytes());
+        ev.put_slice(session.as_bytes());
+        ev.put_slice(b"\n\n");
+        queue.push_back(ev.freeze());
+    }
+    if let Some(f) = &first {
+        if !f.body.is_empty() {
+            queue.push_back(event(&style, f));
+        }
+        finished = f.is_final();
+    }
+    let mut ticker = tokio::time::interval_at(Instant::now() + keepalive, keepalive);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let state = SseState {
+        ex,
+        queue,
+        ticker,
+        finished,
+        style,
+    };
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(b) = st.queue.pop_front() {
+                return Some((Ok::<Bytes, std::convert::Infallible>(b), st));
+            }
+            if st.finished {
+                return None;
+            }
+            tokio::select! {
+                f = st.ex.next() => match f {
+                    Some(f) => {
+                        st.finished = f.is_final();
+                        if !f.body.is_empty() {
+                            let ev = event(&st.style, &f);
+                            st.queue.push_back(ev);
+                        }
+                    }
+                    None => st.finished = true,
+                },
+                _ = st.ticker.tick() => {
+                    st.queue.push_back(Bytes::from_static(b": keepalive\n\n"));
+                }
+            }
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if let Some(f) = &first {
+        session_header(&mut resp, f);
+    }
+    resp
+}
+
+/// Formats one message as an SSE event.
+fn event(style: &SseStyle, f: &Frame) -> Bytes {
+    let mut ev = BytesMut::with_capacity(f.body.len() + 32);
+    if let Some(id) = &f.event_id {
+        ev.put_slice(b"id: ");
+        ev.put_slice(id.as_bytes());
+        ev.put_u8(b'\n');
+    }
+    if matches!(style, SseStyle::Legacy { .. }) {
+        ev.put_slice(b"event: message\n");
+    }
+    for line in f.body.split(|&b| b == b'\n') {
+        ev.put_slice(b"data: ");
+        ev.put_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        ev.put_u8(b'\n');
+    }
+    ev.put_u8(b'\n');
+    ev.freeze()
+}

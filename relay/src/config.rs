@@ -1,0 +1,98 @@
+//! Relay configuration.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::error::ConfigError;
+
+/// Everything a relay needs to run. Build it with [`RelayConfig::new`] and adjust fields.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The public base URL (scheme, host, optional port and path prefix, no trailing
+    /// slash). Every URL the relay prints or publishes is built from it, never from
+    /// request headers.
+    pub public_url: Url,
+    /// SHA-256 digests of the bridge tokens allowed to connect.
+    pub bridge_token_hashes: Vec<[u8; 32]>,
+    /// Allow tunnels whose clients do not authenticate even though the public URL is not
+    /// loopback.
+    pub allow_unauthenticated: bool,
+    /// Largest accepted HTTP request body, in bytes.
+    pub max_body: usize,
+    /// Silence after which a POST answer turns into an SSE stream, and the interval of
+    /// keep-alive comments on SSE streams.
+    pub keepalive: Duration,
+    /// Most tunnels connected at once.
+    pub max_tunnels: usize,
+    /// Most exchanges in flight on one tunnel; further requests get 503.
+    pub max_exchanges_per_tunnel: usize,
+    /// Extra allowed browser origins (besides the public URL's own origin).
+    pub allowed_origins: Vec<String>,
+}
+
+impl RelayConfig {
+    /// A configuration with defaults for everything but the listen address and public URL.
+    pub fn new(listen: SocketAddr, public_url: &str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            listen,
+            public_url: parse_public_url(public_url)?,
+            bridge_token_hashes: Vec::new(),
+            allow_unauthenticated: false,
+            max_body: 16 << 20,
+            keepalive: Duration::from_secs(15),
+            max_tunnels: 10_000,
+            max_exchanges_per_tunnel: 4096,
+            allowed_origins: Vec::new(),
+        })
+    }
+
+    /// Allows bridges presenting `token` to connect.
+    pub fn add_bridge_token(&mut self, token: &str) {
+        self.bridge_token_hashes.push(sha256(token.as_bytes()));
+    }
+
+    /// Whether the public URL points at this machine (loopback).
+    pub fn is_loopback(&self) -> bool {
+        is_loopback_host(self.public_url.host_str().unwrap_or(""))
+    }
+
+    /// The public base URL as a string without a trailing slash.
+    pub fn base(&self) -> String {
+        self.public_url.as_str().trim_end_matches('/').to_owned()
+    }
+}
+
+/// Parses and normalises a public base URL.
+pub fn parse_public_url(s: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(s).map_err(|e| ConfigError::PublicUrl(format!("{s}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::PublicUrl(format!(
+            "{s}: the scheme must be http or https"
+        )));
+    }
+    if url.host_str().is_none() || url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::PublicUrl(format!(
+            "{s}: expected scheme://host[:port][/prefix] without query or fragment"
+        )));
+    }
+    Ok(url)
+}
+
+/// Whether a host name (without port) is loopback.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// SHA-256 of some bytes.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}

@@ -1,0 +1,245 @@
+//! The bridge's WebSocket at `/<name>/connect`: handshake, then frame pumps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use protocol::{ClientAuth, Frame, Hello, Limits, RefuseReason, Refusal, Welcome};
+use subtle::ConstantTimeEq;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::config::sha256;
+use crate::state::AppState;
+use crate::tunnel::{ClaimError, Tunnel};
+
+/// Time a bridge has to send its `Hello` after the upgrade.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Interval of relay → bridge pings.
+const PING_INTERVAL: Duration = Duration::from_secs(15);
+/// A connection silent for this long is considered dead.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+/// Frames queued towards one bridge before senders wait.
+const OUTBOUND_QUEUE: usize = 1024;
+
+/// Runs one bridge connection to completion.
+pub async fn handle_socket(state: AppState, path_name: String, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let limits = crate::server::frame_limits(&state.config);
+
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await {
+        Ok(Some(Ok(Message::Binary(b)))) => match Frame::decode(b, &limits) {
+            Ok(Frame::Hello(h)) => h,
+            Ok(_) | Err(_) => {
+                refuse(&mut sink, RefuseReason::Malformed, "the first frame must be a Hello").await;
+                return;
+            }
+        },
+        _ => {
+            debug!("bridge connection closed before its Hello");
+            return;
+        }
+    };
+
+    if let Err((reason, message)) = admit(&state, &path_name, &hello) {
+        warn!(tunnel = %path_name, ?reason, "refused bridge: {message}");
+        refuse(&mut sink, reason, &message).await;
+        return;
+    }
+    let (tx, mut rx) = mpsc::channel::<Frame>(OUTBOUND_QUEUE);
+    let tunnel = Arc::new(Tunnel::new(
+        hello.tunnel.clone(),
+        state.registry.next_conn_id(),
+        hello.client_auth.clone(),
+        tx,
+        state.config.max_exchanges_per_tunnel,
+    ));
+    let base = state.config.base();
+    let welcome = Frame::Welcome(Welcome {
+        protocol: protocol::PROTOCOL_VERSION,
+        relay_version: env!("CARGO_PKG_VERSION").to_owned(),
+        mcp_url: format!("{base}/{}/mcp", hello.tunnel),
+        sse_url: format!("{base}/{}/sse", hello.tunnel),
+    });
+    if sink.send(Message::Binary(welcome.encode())).await.is_err() {
+        return;
+    }
+    state.registry.install(tunnel.clone());
+    info!(tunnel = %tunnel.name, bridge_version = %hello.bridge_version, "bridge connected");
+
+    // Writer: drain the queue, feed everything, flush once.
+    let closed = tunnel.closed.clone();
+    let writer = tokio::spawn(async move {
+        let mut ping = tokio::time::interval(PING_INTERVAL);
+        ping.tick().await;
+        let mut ping_seq = 0u64;
+        loop {
+            tokio::select! {
+                f = rx.recv() => {
+                    let Some(f) = f else { break };
+                    if sink.feed(Message::Binary(f.encode())).await.is_err() { break; }
+                    let mut n = 0;
+                    while n < 256 {
+                        match rx.try_recv() {
+                            Ok(f) => {
+                                if sink.feed(Message::Binary(f.encode())).await.is_err() { return; }
+                                n += 1;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if sink.flush().await.is_err() { break; }
+                }
+                _ = ping.tick() => {
+                    ping_seq += 1;
+                    if sink.send(Message::Binary(Frame::Ping(ping_seq).encode())).await.is_err() { break; }
+                }
+                _ = closed.cancelled() => {
+                    let _ = sink.send(Message::Close(None)).await;
+                    break;
+                }
+            }
+        }
+    });
+
+    // Reader: dispatch frames until the connection ends or misbehaves.
+    loop {
+        let msg = tokio::select! {
+            m = tokio::time::timeout(IDLE_TIMEOUT, stream.next()) => m,
+            _ = tunnel.closed.cancelled() => break,
+        };
+        let msg = match msg {
+            Err(_) => {
+                warn!(tunnel = %tunnel.name, "bridge silent for {IDLE_TIMEOUT:?}; closing");
+                break;
+            }
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => break,
+            Ok(Some(Ok(Message::Binary(b)))) => b,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(Message::Text(_)))) => {
+                warn!(tunnel = %tunnel.name, "text message from bridge; closing");
+                break;
+            }
+        };
+        if !dispatch(&tunnel, msg, &limits) {
+            break;
+        }
+    }
+    tunnel.close();
+    state.registry.remove(&tunnel.name, tunnel.conn_id);
+    let _ = writer.await;
+    info!(tunnel = %tunnel.name, "bridge disconnected");
+}
+
+/// Handles one frame from the bridge; `false` ends the connection.
+fn dispatch(tunnel: &Tunnel, bytes: Bytes, limits: &Limits) -> bool {
+    match Frame::decode(bytes, limits) {
+        Ok(Frame::Response(r)) => {
+            if !tunnel.deliver(r) {
+                warn!(tunnel = %tunnel.name, "a client is not reading its stream; exchange dropped");
+            }
+            true
+        }
+        Ok(Frame::Cancel { exchange }) => {
+            tunnel.abandon(exchange);
+            true
+        }
+        Ok(Frame::Ping(v)) => {
+            let _ = tunnel.try_send(Frame::Pong(v));
+            true
+        }
+        Ok(Frame::Pong(_)) => true,
+        Ok(other) => {
+            warn!(tunnel = %tunnel.name, "unexpected frame from bridge: {}", frame_name(&other));
+            false
+        }
+        Err(e) => {
+            warn!(tunnel = %tunnel.name, "malformed frame from bridge: {e}");
+            false
+        }
+    }
+}
+
+fn frame_name(f: &Frame) -> &'static str {
+    match f {
+        Frame::Hello(_) => "Hello",
+        Frame::Welcome(_) => "Welcome",
+        Frame::Refused(_) => "Refused",
+        Frame::Request(_) => "Request",
+        Frame::Response(_) => "Response",
+        Frame::Cancel { .. } => "Cancel",
+        Frame::Ping(_) => "Ping",
+        Frame::Pong(_) => "Pong",
+    }
+}
+
+/// Decides whether a bridge may serve this tunnel.
+fn admit(state: &AppState, path_name: &str, hello: &Hello) -> Result<(), (RefuseReason, String)> {
+    if hello.protocol != protocol::PROTOCOL_VERSION {
+        return Err((
+            RefuseReason::UnsupportedVersion,
+            format!(
+                "wire protocol {} is not supported; this relay speaks {}",
+                hello.protocol,
+                protocol::PROTOCOL_VERSION
+            ),
+        ));
+    }
+    let token_hash = sha256(hello.token.as_bytes());
+    let known = state
+        .config
+        .bridge_token_hashes
+        .iter()
+        .fold(false, |acc, h| acc | bool::from(h.ct_eq(&token_hash)));
+    if !known {
+        return Err((
+            RefuseReason::BadToken,
+            "the relay does not know this bridge token".into(),
+        ));
+    }
+    if !protocol::valid_tunnel_name(&hello.tunnel) || hello.tunnel != path_name {
+        return Err((
+            RefuseReason::BadName,
+            format!(
+                "invalid tunnel name {:?}: use 3-40 characters a-z, 0-9 and '-', not a reserved name",
+                hello.tunnel
+            ),
+        ));
+    }
+    if hello.client_auth == ClientAuth::None
+        && !state.config.is_loopback()
+        && !state.config.allow_unauthenticated
+    {
+        return Err((
+            RefuseReason::AuthNotAllowed,
+            "this relay is public and does not allow tunnels without client authentication \
+             (start it with --allow-unauthenticated to permit that)"
+                .into(),
+        ));
+    }
+    match state
+        .registry
+        .claim(&hello.tunnel, token_hash, state.config.max_tunnels)
+    {
+        Ok(()) => Ok(()),
+        Err(ClaimError::Taken) => Err((
+            RefuseReason::NameTaken,
+            format!("the tunnel name {:?} belongs to another bridge token", hello.tunnel),
+        )),
+        Err(ClaimError::Full) => Err((RefuseReason::Busy, "the relay is full".into())),
+    }
+}
+
+async fn refuse<S>(sink: &mut S, reason: RefuseReason, message: &str)
+where
+    S: SinkExt<Message> + Unpin,
+{
+    let frame = Frame::Refused(Refusal {
+        reason,
+        message: message.to_owned(),
+    });
+    let _ = sink.send(Message::Binary(frame.encode())).await;
+    let _ = sink.send(Message::Close(None)).await;
+}

@@ -1,0 +1,20 @@
+//! The relay: public HTTP(S) front of MCP tunnels.
+//!
+//! It routes `/<name>/mcp` (Streamable HTTP) and `/<name>/sse` + `/<name>/messages`
+//! (legacy HTTP+SSE) to the bridge connected at `/<name>/connect`, authenticates clients
+//! per tunnel, and turns each HTTP exchange into frames on the bridge's WebSocket. It
+//! keeps no MCP session state: sessions live in the bridge.
+
+pub mod answer;
+pub mod config;
+mod connect;
+pub mod error;
+pub mod guard;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod tunnel;
+
+pub use config::RelayConfig;
+pub use error::{ConfigError, RelayError};
+pub use server::{EmbeddedRelay, bind, serve};

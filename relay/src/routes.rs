@@ -1,0 +1,373 @@
+//! Public HTTP routes: `/<name>/mcp` (Streamable HTTP), `/<name>/sse` and
+//! `/<name>/messages` (legacy HTTP+SSE), `/<name>/connect` (the bridge's WebSocket), and
+//! the relay's own health routes.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+use protocol::jsonrpc::{self, INVALID_REQUEST, UNAVAILABLE};
+use protocol::{Request, RequestKind};
+
+use crate::answer::{SseStyle, answer};
+use crate::connect::handle_socket;
+use crate::error::jsonrpc_error;
+use crate::guard::{authenticate, check_origin};
+use crate::state::AppState;
+use crate::tunnel::{OpenError, Tunnel};
+
+/// Builds the relay's router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/readyz", get(health))
+        .route(
+            "/{name}/mcp",
+            get(get_mcp).post(post_mcp).delete(delete_mcp),
+        )
+        .route("/{name}/sse", get(get_sse))
+        .route("/{name}/messages", axum::routing::post(post_messages))
+        .route("/{name}/connect", get(connect))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let body = serde_json::json!({"status": "ok", "tunnels": state.registry.len()});
+    axum::Json(body).into_response()
+}
+
+async fn not_found() -> Response {
+    jsonrpc_error(StatusCode::NOT_FOUND, INVALID_REQUEST, "Not found")
+}
+
+/// Resolves the tunnel and authenticates the client; the error is the HTTP answer.
+fn prepare(
+    state: &AppState,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<(Arc<Tunnel>, String), Response> {
+    check_origin(&state.config, headers)?;
+    if !protocol::valid_tunnel_name(name) {
+        return Err(not_found_tunnel());
+    }
+    let Some(tunnel) = state.registry.get(name) else {
+        return Err(jsonrpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            UNAVAILABLE,
+            &format!("no bridge is connected for tunnel {name:?}; start `bridge run` on the desktop"),
+        ));
+    };
+    let principal = authenticate(&tunnel.auth, headers)?;
+    Ok((tunnel, principal))
+}
+
+fn not_found_tunnel() -> Response {
+    jsonrpc_error(StatusCode::NOT_FOUND, INVALID_REQUEST, "Not found: no such tunnel")
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Result<Option<String>, Response> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => match v.to_str() {
+            Ok(s) if !s.is_empty() && s.len() <= protocol::frame::MAX_STRING => {
+                Ok(Some(s.to_owned()))
+            }
+            _ => Err(jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                &format!("Bad Request: invalid {name} header"),
+            )),
+        },
+    }
+}
+
+/// Checks `Content-Type`, `Accept` and the body, returning the body.
+async fn read_json_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    check_accept: bool,
+) -> Result<Bytes, Response> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(jsonrpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            INVALID_REQUEST,
+            "Unsupported Media Type: Content-Type must be application/json",
+        ));
+    }
+    if check_accept {
+        if let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
+            let a = accept.to_ascii_lowercase();
+            let ok = a.contains("application/json")
+                || a.contains("text/event-stream")
+                || a.contains("*/*")
+                || a.contains("application/*");
+            if !ok {
+                return Err(jsonrpc_error(
+                    StatusCode::NOT_ACCEPTABLE,
+                    INVALID_REQUEST,
+                    "Not Acceptable: Accept must include application/json and text/event-stream",
+                ));
+            }
+        }
+    }
+    let max = state.config.max_body;
+    let too_large = || {
+        jsonrpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            INVALID_REQUEST,
+            &format!("Payload Too Large: the body exceeds {max} bytes"),
+        )
+    };
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > max as u64 {
+            return Err(too_large());
+        }
+    }
+    let bytes = axum::body::to_bytes(body, max).await.map_err(|e| {
+        if std::error::Error::source(&e)
+            .map(|s| s.is::<http_body_util::LengthLimitError>())
+            .unwrap_or(false)
+            || e.to_string().contains("length limit")
+        {
+            too_large()
+        } else {
+            jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                "Bad Request: could not read the body",
+            )
+        }
+    })?;
+    if let Err(e) = jsonrpc::parse(&bytes) {
+        return Err(jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            e.code(),
+            &format!("Bad Request: {e}"),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn check_protocol_version(v: &Option<String>) -> Result<(), Response> {
+    if let Some(v) = v {
+        if !protocol::LEGACY_MCP_VERSIONS.contains(&v.as_str())
+            && !protocol::MODERN_MCP_VERSIONS.contains(&v.as_str())
+        {
+            return Err(jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                &format!(
+                    "Bad Request: unsupported MCP-Protocol-Version {v:?}; supported: {}",
+                    protocol::LEGACY_MCP_VERSIONS.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Opens the exchange and answers it.
+async fn forward(state: &AppState, tunnel: Arc<Tunnel>, request: Request, style: SseStyle) -> Response {
+    match tunnel.open(request).await {
+        Ok(ex) => answer(ex, state.config.keepalive, style).await,
+        Err(OpenError::Gone) => jsonrpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            UNAVAILABLE,
+            "the bridge for this tunnel just disconnected; retry shortly",
+        ),
+        Err(OpenError::Busy) => jsonrpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            UNAVAILABLE,
+            "too many requests in flight on this tunnel; retry shortly",
+        ),
+    }
+}
+
+struct Common {
+    tunnel: Arc<Tunnel>,
+    principal: String,
+    session: Option<String>,
+    protocol_version: Option<String>,
+}
+
+fn common(state: &AppState, name: &str, headers: &HeaderMap) -> Result<Common, Response> {
+    let (tunnel, principal) = prepare(state, name, headers)?;
+    let session = header_str(headers, "mcp-session-id")?;
+    let protocol_version = header_str(headers, "mcp-protocol-version")?;
+    check_protocol_version(&protocol_version)?;
+    Ok(Common {
+        tunnel,
+        principal,
+        session,
+        protocol_version,
+    })
+}
+
+async fn post_mcp(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let c = match common(&state, &name, &headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let body = match read_json_body(&state, &headers, body, true).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let req = Request {
+        exchange: 0,
+        kind: RequestKind::Post,
+        session: c.session,
+        protocol_version: c.protocol_version,
+        last_event_id: None,
+        principal: c.principal,
+        body,
+    };
+    forward(&state, c.tunnel, req, SseStyle::Streamable).await
+}
+
+async fn get_mcp(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let c = match common(&state, &name, &headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let last_event_id = match header_str(&headers, "last-event-id") {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let req = Request {
+        exchange: 0,
+        kind: RequestKind::Get,
+        session: c.session,
+        protocol_version: c.protocol_version,
+        last_event_id,
+        principal: c.principal,
+        body: Bytes::new(),
+    };
+    forward(&state, c.tunnel, req, SseStyle::Streamable).await
+}
+
+async fn delete_mcp(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let c = match common(&state, &name, &headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let req = Request {
+        exchange: 0,
+        kind: RequestKind::Delete,
+        session: c.session,
+        protocol_version: c.protocol_version,
+        last_event_id: None,
+        principal: c.principal,
+        body: Bytes::new(),
+    };
+    forward(&state, c.tunnel, req, SseStyle::Streamable).await
+}
+
+async fn get_sse(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (tunnel, principal) = match prepare(&state, &name, &headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let req = Request {
+        exchange: 0,
+        kind: RequestKind::LegacyOpen,
+        session: None,
+        protocol_version: None,
+        last_event_id: None,
+        principal,
+        body: Bytes::new(),
+    };
+    let endpoint_prefix = format!("{}/{name}/messages?sessionId=", state.config.base());
+    forward(&state, tunnel, req, SseStyle::Legacy { endpoint_prefix }).await
+}
+
+async fn post_messages(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (tunnel, principal) = match prepare(&state, &name, &headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let session = query.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "sessionId")
+            .map(|(_, v)| v.into_owned())
+    });
+    let Some(session) = session
+        .filter(|s| !s.is_empty() && s.len() <= protocol::frame::MAX_STRING)
+    else {
+        return jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "Bad Request: the sessionId query parameter is required",
+        );
+    };
+    let body = match read_json_body(&state, &headers, body, false).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let req = Request {
+        exchange: 0,
+        kind: RequestKind::LegacyPost,
+        session: Some(session),
+        protocol_version: None,
+        last_event_id: None,
+        principal,
+        body,
+    };
+    forward(&state, tunnel, req, SseStyle::Streamable).await
+}
+
+async fn connect(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if let Err(r) = check_origin(&state.config, &headers) {
+        return r;
+    }
+    if !protocol::valid_tunnel_name(&name) {
+        return not_found_tunnel();
+    }
+    let limits = crate::server::frame_limits(&state.config);
+    ws.max_message_size(limits.max_frame())
+        .max_frame_size(limits.max_frame())
+        .on_upgrade(move |socket| handle_socket(state, name, socket))
+}

@@ -1,0 +1,111 @@
+//! Serving a relay: on a listener of the caller's, or embedded on its own thread.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::serve::ListenerExt;
+use protocol::Limits;
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::config::RelayConfig;
+use crate::error::RelayError;
+use crate::routes::router;
+use crate::state::AppState;
+
+/// Frame limits for a relay's bridge connections: bodies up to the larger of the HTTP
+/// body limit and the protocol's default message limit (results can exceed requests).
+pub fn frame_limits(config: &RelayConfig) -> Limits {
+    Limits {
+        max_body: config.max_body.max(Limits::default().max_body),
+    }
+}
+
+/// Serves the relay on `listener` until `shutdown` completes, then drains open
+/// connections.
+pub async fn serve(
+    config: RelayConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RelayError> {
+    let state = AppState::new(config);
+    let app = router(state);
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Binds a listening socket (port 0 picks a free port).
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, RelayError> {
+    let l = std::net::TcpListener::bind(addr).map_err(|source| RelayError::Listen { addr, source })?;
+    l.set_nonblocking(true)
+        .map_err(|source| RelayError::Listen { addr, source })?;
+    Ok(l)
+}
+
+/// A relay running on a thread of its own (the bridge's embedded mode). Dropping it stops
+/// the relay.
+pub struct EmbeddedRelay {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EmbeddedRelay {
+    /// Starts `config` on an already bound listener, on a new thread with a
+    /// single-threaded runtime.
+    pub fn start(config: RelayConfig, listener: std::net::TcpListener) -> Result<Self, RelayError> {
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("relay".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!("cannot start the embedded relay's runtime: {e}");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let listener = match TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!("embedded relay listener: {e}");
+                            return;
+                        }
+                    };
+                    info!(%addr, "embedded relay listening");
+                    if let Err(e) = serve(config, listener, async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    {
+                        tracing::error!("embedded relay stopped: {e}");
+                    }
+                });
+            })?;
+        Ok(Self {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EmbeddedRelay {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            // Do not wait for long-lived streams; the process is ending anyway.
+            drop(t);
+        }
+    }
+}

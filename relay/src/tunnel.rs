@@ -1,0 +1,290 @@
+//! Connected tunnels and their exchanges.
+//!
+//! A [`Tunnel`] is one live bridge connection. Each public HTTP exchange gets a number and
+//! a bounded channel; the connection's reader puts the bridge's [`Response`] frames for
+//! that number into the channel, and the HTTP handler turns them into an HTTP answer.
+//! Dropping an [`Exchange`] before its final frame (the client went away) tells the
+//! bridge with a `Cancel` frame.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use protocol::{ClientAuth, Frame, Request, Response};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Frames buffered per exchange before the exchange is considered stalled.
+const EXCHANGE_QUEUE: usize = 256;
+
+/// One connected bridge serving one tunnel name.
+pub struct Tunnel {
+    /// The tunnel name.
+    pub name: String,
+    /// Distinguishes successive connections under the same name.
+    pub conn_id: u64,
+    /// How this tunnel's clients authenticate.
+    pub auth: ClientAuth,
+    /// Frames to the bridge (the connection's writer drains it).
+    outbound: mpsc::Sender<Frame>,
+    /// Open exchanges: number → where their response frames go.
+    exchanges: Mutex<HashMap<u64, mpsc::Sender<Response>>>,
+    next_exchange: AtomicU64,
+    max_exchanges: usize,
+    /// Cancelled when the connection ends or is replaced.
+    pub closed: CancellationToken,
+}
+
+/// Why an exchange could not be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenError {
+    /// The bridge connection is gone.
+    Gone,
+    /// Too many exchanges in flight.
+    Busy,
+}
+
+impl Tunnel {
+    /// Creates a tunnel around a connection's outbound queue.
+    pub fn new(
+        name: String,
+        conn_id: u64,
+        auth: ClientAuth,
+        outbound: mpsc::Sender<Frame>,
+        max_exchanges: usize,
+    ) -> Self {
+        Self {
+            name,
+            conn_id,
+            auth,
+            outbound,
+            exchanges: Mutex::new(HashMap::new()),
+            next_exchange: AtomicU64::new(1),
+            max_exchanges,
+            closed: CancellationToken::new(),
+        }
+    }
+
+    /// Sends a request to the bridge and returns the handle its answer arrives on.
+    pub async fn open(
+        self: &Arc<Self>,
+        mut request: Request,
+    ) -> Result<Exchange, OpenError> {
+        if self.closed.is_cancelled() {
+            return Err(OpenError::Gone);
+        }
+        let id = self.next_exchange.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(EXCHANGE_QUEUE);
+        {
+            let mut map = self.exchanges.lock().expect("exchange map");
+            if map.len() >= self.max_exchanges {
+                return Err(OpenError::Busy);
+            }
+            map.insert(id, tx);
+        }
+        let exchange = Exchange {
+            tunnel: self.clone(),
+            id,
+            rx,
+            done: false,
+        };
+        request.exchange = id;
+        self.outbound
+            .send(Frame::Request(request))
+            .await
+            .map_err(|_| OpenError::Gone)?;
+        Ok(exchange)
+    }
+
+    /// Delivers a response frame from the bridge to its exchange. Returns `false` when
+    /// the exchange's client is not keeping up (its queue is full); the exchange is then
+    /// abandoned and the bridge told so.
+    pub fn deliver(&self, response: Response) -> bool {
+        let id = response.exchange;
+        let is_final = response.is_final();
+        let tx = {
+            let mut map = self.exchanges.lock().expect("exchange map");
+            if is_final {
+                map.remove(&id)
+            } else {
+                map.get(&id).cloned()
+            }
+        };
+        let Some(tx) = tx else {
+            // The client already went away; the bridge learns it from our Cancel.
+            return true;
+        };
+        match tx.try_send(response) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.exchanges.lock().expect("exchange map").remove(&id);
+                let _ = self.outbound.try_send(Frame::Cancel { exchange: id });
+                false
+            }
+        }
+    }
+
+    /// Ends an exchange from the bridge's side (a `Cancel` frame from it).
+    pub fn abandon(&self, id: u64) {
+        self.exchanges.lock().expect("exchange map").remove(&id);
+    }
+
+    /// Number of exchanges in flight.
+    pub fn exchanges_in_flight(&self) -> usize {
+        self.exchanges.lock().expect("exchange map").len()
+    }
+
+    /// Queues a frame to the bridge without waiting; `false` if the queue is full or gone.
+    pub fn try_send(&self, frame: Frame) -> bool {
+        self.outbound.try_send(frame).is_ok()
+    }
+
+    /// Drops every exchange: their handlers see the bridge as gone.
+    pub fn close(&self) {
+        self.closed.cancel();
+        self.exchanges.lock().expect("exchange map").clear();
+    }
+}
+
+/// The receiving end of one exchange. Dropping it before the final frame cancels the
+/// exchange at the bridge.
+pub struct Exchange {
+    tunnel: Arc<Tunnel>,
+    id: u64,
+    rx: mpsc::Receiver<Response>,
+    done: bool,
+}
+
+impl Exchange {
+    /// Next frame of the answer; `None` when the bridge connection is gone or the
+    /// exchange was abandoned.
+    pub async fn next(&mut self) -> Option<Response> {
+        if self.done {
+            return None;
+        }
+        let r = self.rx.recv().await;
+        match &r {
+            Some(resp) if resp.is_final() => self.done = true,
+            None => self.done = true,
+            _ => {}
+        }
+        r
+    }
+
+    /// Whether the final frame was received.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The tunnel this exchange runs on.
+    pub fn tunnel(&self) -> &Arc<Tunnel> {
+        &self.tunnel
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if !self.done {
+            let removed = self
+                .tunnel
+                .exchanges
+                .lock()
+                .expect("exchange map")
+                .remove(&self.id)
+                .is_some();
+            if removed {
+                let _ = self.tunnel.try_send(Frame::Cancel { exchange: self.id });
+            }
+        }
+    }
+}
+
+/// All connected tunnels of a relay, by name, and who owns each name.
+#[derive(Default)]
+pub struct Registry {
+    inner: Mutex<RegistryInner>,
+    next_conn: AtomicU64,
+}
+
+#[derive(Default)]
+struct RegistryInner {
+    tunnels: HashMap<String, Arc<Tunnel>>,
+    /// Name → SHA-256 of the bridge token that claimed it (kept while the relay runs).
+    owners: HashMap<String, [u8; 32]>,
+}
+
+/// Why a tunnel could not be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimError {
+    /// Another token owns the name.
+    Taken,
+    /// The relay holds its maximum number of tunnels.
+    Full,
+}
+
+impl Registry {
+    /// A fresh connection number.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Checks that `token_hash` may hold `name`, and claims it.
+    pub fn claim(&self, name: &str, token_hash: [u8; 32], max: usize) -> Result<(), ClaimError> {
+        let mut inner = self.inner.lock().expect("registry");
+        match inner.owners.get(name) {
+            Some(owner) if !bool::from(subtle::ConstantTimeEq::ct_eq(&owner[..], &token_hash[..])) => {
+                return Err(ClaimError::Taken);
+            }
+            Some(_) => {}
+            None => {
+                if inner.owners.len() >= max {
+                    return Err(ClaimError::Full);
+                }
+                inner.owners.insert(name.to_owned(), token_hash);
+            }
+        }
+        Ok(())
+    }
+
+    /// Installs a tunnel, replacing (and closing) a previous connection with its name.
+    pub fn install(&self, tunnel: Arc<Tunnel>) {
+        let old = self
+            .inner
+            .lock()
+            .expect("registry")
+            .tunnels
+            .insert(tunnel.name.clone(), tunnel);
+        if let Some(old) = old {
+            old.close();
+        }
+    }
+
+    /// Removes a tunnel if it is still the given connection.
+    pub fn remove(&self, name: &str, conn_id: u64) {
+        let mut inner = self.inner.lock().expect("registry");
+        if inner.tunnels.get(name).map(|t| t.conn_id) == Some(conn_id) {
+            inner.tunnels.remove(name);
+        }
+    }
+
+    /// The live tunnel with this name.
+    pub fn get(&self, name: &str) -> Option<Arc<Tunnel>> {
+        self.inner
+            .lock()
+            .expect("registry")
+            .tunnels
+            .get(name)
+            .cloned()
+    }
+
+    /// Number of live tunnels.
+    pub fn len(&self) -> usize {
+        self.inner.lock().expect("registry").tunnels.len()
+    }
+
+    /// Whether no tunnel is connected.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
