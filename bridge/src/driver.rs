@@ -1,0 +1,119 @@
+//! The bridge's event loop: feeds relay frames and child events to the [`Core`] and
+//! sends what it produces to the relay, on one thread.
+
+use std::time::Duration;
+
+use protocol::Frame;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::child::ChildEvent;
+use crate::core::Core;
+use crate::link::{LinkConfig, LinkEvent};
+
+/// Longest wait for the MCP server's initialize answer at startup (`npx` may download).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// How `run` ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Shutdown was requested.
+    Stopped,
+    /// The relay refused the tunnel permanently.
+    Refused(String),
+    /// The MCP server could not start.
+    ServerFailed(String),
+}
+
+/// Prints the public endpoints once the relay welcomed the tunnel.
+pub type OnWelcome = Box<dyn FnMut(&protocol::Welcome)>;
+
+/// Runs the bridge until `shutdown` resolves or a permanent error.
+pub async fn run(
+    mut core: Core,
+    mut child_events: mpsc::Receiver<ChildEvent>,
+    link: LinkConfig,
+    mut on_welcome: OnWelcome,
+    shutdown: impl std::future::Future<Output = ()>,
+    isolate: bool,
+) -> Outcome {
+    tokio::pin!(shutdown);
+
+    // Start the shared server first, so the printed URL works at once and a broken
+    // command is reported before anything else.
+    if !isolate {
+        if let Err(e) = core.start_default_child() {
+            return Outcome::ServerFailed(e);
+        }
+        let deadline = tokio::time::sleep(STARTUP_TIMEOUT);
+        tokio::pin!(deadline);
+        loop {
+            if let Some(state) = core.default_child_state() {
+                match state {
+                    Ok(()) => break,
+                    Err(e) => return Outcome::ServerFailed(e),
+                }
+            }
+            tokio::select! {
+                ev = child_events.recv() => match ev {
+                    Some(ChildEvent::Exited(_, status)) => {
+                        return Outcome::ServerFailed(format!("it exited during startup ({status}); run the command by hand to see why"));
+                    }
+                    Some(ev) => core.on_child_event(ev),
+                    None => return Outcome::ServerFailed("internal channel closed".into()),
+                },
+                _ = &mut deadline => return Outcome::ServerFailed(format!("no answer to initialize within {STARTUP_TIMEOUT:?}")),
+                _ = &mut shutdown => return Outcome::Stopped,
+            }
+        }
+    }
+
+    let (link_tx, mut link_rx) = mpsc::channel::<LinkEvent>(1024);
+    let link_task = tokio::spawn(crate::link::run(link, link_tx));
+    let mut out: Option<mpsc::Sender<Frame>> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break Outcome::Stopped,
+            ev = link_rx.recv() => match ev {
+                Some(LinkEvent::Up { out: tx, welcome }) => {
+                    out = Some(tx);
+                    on_welcome(&welcome);
+                }
+                Some(LinkEvent::Frame(Frame::Request(r))) => core.on_request(r),
+                Some(LinkEvent::Frame(Frame::Cancel { exchange })) => core.on_cancel(exchange),
+                Some(LinkEvent::Frame(other)) => warn!("unexpected frame from the relay: {other:?}"),
+                Some(LinkEvent::Down) => {
+                    out = None;
+                    core.on_link_down();
+                    warn!("lost the relay link; reconnecting (sessions are kept)");
+                }
+                Some(LinkEvent::Fatal(msg)) => break Outcome::Refused(msg),
+                None => break Outcome::Refused("the relay link ended".into()),
+            },
+            ev = child_events.recv() => match ev {
+                Some(ev) => core.on_child_event(ev),
+                None => {
+                    error!("child event channel closed");
+                    break Outcome::Stopped;
+                }
+            },
+            _ = tick.tick() => core.on_tick(),
+        }
+        let frames = core.take_outbox();
+        if frames.is_empty() {
+            continue;
+        }
+        if let Some(tx) = &out {
+            for f in frames {
+                if tx.send(f).await.is_err() {
+                    break;
+                }
+            }
+        }
+    };
+    link_task.abort();
+    info!("bridge stopping");
+    outcome
+}

@@ -1,0 +1,335 @@
+//! The outbound WebSocket to the relay: connect (TLS when the relay URL is https),
+//! handshake, pump frames, and reconnect with capped exponential backoff and jitter.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use protocol::{ClientAuth, Frame, Hello, Limits, Refusal, Welcome};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::{debug, info, warn};
+use url::Url;
+
+/// Interval of bridge → relay pings.
+const PING_INTERVAL: Duration = Duration::from_secs(15);
+/// A link silent for this long is considered dead.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+/// Longest wait for the TCP/TLS/WebSocket/handshake sequence.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Frames queued towards the relay.
+const OUTBOUND_QUEUE: usize = 1024;
+/// Longest reconnect delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub struct LinkConfig {
+    /// Relay base URL (http or https).
+    pub relay: Url,
+    /// Bridge token.
+    pub token: String,
+    /// Tunnel name.
+    pub tunnel: String,
+    /// How clients authenticate.
+    pub client_auth: ClientAuth,
+    /// TLS settings for https relays.
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+/// What the link reports to the bridge core.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// Connected and welcomed; frames for the relay go to `out`.
+    Up {
+        /// Queue towards the relay.
+        out: mpsc::Sender<Frame>,
+        /// The relay's welcome (public URLs).
+        welcome: Welcome,
+    },
+    /// A frame from the relay.
+    Frame(Frame),
+    /// The connection ended; a reconnect follows.
+    Down,
+    /// The relay refused permanently; the bridge should stop.
+    Fatal(String),
+}
+
+/// Errors of one connection attempt.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Network, TLS or WebSocket failure.
+    #[error("{0}")]
+    Connect(String),
+    /// The relay refused the handshake.
+    #[error("the relay refused the tunnel: {}", .0.message)]
+    Refused(Refusal),
+    /// The relay answered something unexpected.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+/// The WebSocket URL for a tunnel on a relay.
+pub fn connect_url(relay: &Url, tunnel: &str) -> Result<Url, LinkError> {
+    let mut u = relay.clone();
+    let scheme = match relay.scheme() {
+        "http" | "ws" => "ws",
+        "https" | "wss" => "wss",
+        s => return Err(LinkError::Connect(format!("unsupported relay URL scheme {s:?}"))),
+    };
+    u.set_scheme(scheme)
+        .map_err(|_| LinkError::Connect("cannot build the WebSocket URL".into()))?;
+    let base = u.path().trim_end_matches('/').to_owned();
+    u.set_path(&format!("{base}/{tunnel}/connect"));
+    Ok(u)
+}
+
+/// Runs the link forever (until a permanent refusal), reporting to `events`.
+pub async fn run(config: LinkConfig, events: mpsc::Sender<LinkEvent>) {
+    let mut attempt: u32 = 0;
+    loop {
+        let started = Instant::now();
+        match connect_once(&config, &events).await {
+            Ok(()) => {}
+            Err(LinkError::Refused(r)) if r.reason.is_permanent() => {
+                let _ = events.send(LinkEvent::Fatal(r.message)).await;
+                return;
+            }
+            Err(e) => warn!("relay link: {e}"),
+        }
+        if events.is_closed() {
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            attempt = 0;
+        }
+        let delay = backoff(attempt);
+        attempt = attempt.saturating_add(1);
+        debug!("reconnecting in {delay:?}");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Capped exponential backoff with full jitter: 0.25 s · 2^attempt, at most 30 s.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(250).saturating_mul(1u32 << attempt.min(10));
+    let cap = base.min(MAX_BACKOFF);
+    let mut r = [0u8; 4];
+    let _ = getrandom::fill(&mut r);
+    let frac = u32::from_le_bytes(r) as f64 / u32::MAX as f64;
+    cap.mul_f64(0.5 + frac / 2.0)
+}
+
+async fn connect_once(config: &LinkConfig, events: &mpsc::Sender<LinkEvent>) -> Result<(), LinkError> {
+    let url = connect_url(&config.relay, &config.tunnel)?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| LinkError::Connect("relay URL has no host".into()))?
+        .to_owned();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port)))
+        .await
+        .map_err(|_| LinkError::Connect(format!("connecting to {host}:{port} timed out")))?
+        .map_err(|e| LinkError::Connect(format!("cannot reach the relay at {host}:{port}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let limits = Limits::default();
+    let mut ws_config = WebSocketConfig::default();
+    ws_config.max_message_size = Some(limits.max_frame());
+    ws_config.max_frame_size = Some(limits.max_frame());
+    let request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| LinkError::Connect(e.to_string()))?;
+    if url.scheme() == "wss" {
+        let name = rustls_pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| LinkError::Connect(format!("invalid relay host name: {e}")))?;
+        let tls = tokio_rustls::TlsConnector::from(config.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| LinkError::Connect(format!("TLS with the relay failed: {e}")))?;
+        let (ws, _) = tokio_tungstenite::client_async_with_config(request, tls, Some(ws_config))
+            .await
+            .map_err(|e| LinkError::Connect(format!("WebSocket upgrade failed: {e}")))?;
+        session(ws, config, events, &limits).await
+    } else {
+        let (ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(ws_config))
+            .await
+            .map_err(|e| LinkError::Connect(format!("WebSocket upgrade failed: {e}")))?;
+        session(ws, config, events, &limits).await
+    }
+}
+
+async fn session<S>(
+    ws: WebSocketStream<S>,
+    config: &LinkConfig,
+    events: &mpsc::Sender<LinkEvent>,
+    limits: &Limits,
+) -> Result<(), LinkError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut stream) = ws.split();
+    let hello = Frame::Hello(Hello {
+        protocol: protocol::PROTOCOL_VERSION,
+        bridge_version: env!("CARGO_PKG_VERSION").to_owned(),
+        token: config.token.clone(),
+        tunnel: config.tunnel.clone(),
+        client_auth: config.client_auth.clone(),
+    });
+    sink.send(Message::Binary(hello.encode()))
+        .await
+        .map_err(|e| LinkError::Connect(e.to_string()))?;
+    let welcome = loop {
+        let msg = tokio::time::timeout(CONNECT_TIMEOUT, stream.next())
+            .await
+            .map_err(|_| LinkError::Protocol("no answer to the handshake".into()))?;
+        match msg {
+            Some(Ok(Message::Binary(b))) => match Frame::decode(b, limits) {
+                Ok(Frame::Welcome(w)) => break w,
+                Ok(Frame::Refused(r)) => return Err(LinkError::Refused(r)),
+                Ok(_) => return Err(LinkError::Protocol("unexpected frame in handshake".into())),
+                Err(e) => return Err(LinkError::Protocol(e.to_string())),
+            },
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(_)) | None => {
+                return Err(LinkError::Protocol("the relay closed during the handshake".into()));
+            }
+            Some(Err(e)) => return Err(LinkError::Connect(e.to_string())),
+        }
+    };
+    let (out_tx, mut out_rx) = mpsc::channel::<Frame>(OUTBOUND_QUEUE);
+    if events
+        .send(LinkEvent::Up {
+            out: out_tx.clone(),
+            welcome,
+        })
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    info!(tunnel = %config.tunnel, "connected to the relay");
+
+    let writer = async move {
+        let mut ping = tokio::time::interval(PING_INTERVAL);
+        ping.tick().await;
+        let mut seq = 0u64;
+        loop {
+            tokio::select! {
+                f = out_rx.recv() => {
+                    let Some(f) = f else { break };
+                    if sink.feed(Message::Binary(f.encode())).await.is_err() { break; }
+                    let mut n = 0;
+                    while n < 256 {
+                        let Ok(f) = out_rx.try_recv() else { break };
+                        if sink.feed(Message::Binary(f.encode())).await.is_err() { return; }
+                        n += 1;
+                    }
+                    if sink.flush().await.is_err() { break; }
+                }
+                _ = ping.tick() => {
+                    seq += 1;
+                    if sink.send(Message::Binary(Frame::Ping(seq).encode())).await.is_err() { break; }
+                }
+            }
+        }
+        let _ = sink.send(Message::Close(None)).await;
+    };
+    let reader = async {
+        loop {
+            let msg = match tokio::time::timeout(IDLE_TIMEOUT, stream.next()).await {
+                Err(_) => {
+                    warn!("the relay link has been silent for {IDLE_TIMEOUT:?}; reconnecting");
+                    break;
+                }
+                Ok(m) => m,
+            };
+            let bytes: Bytes = match msg {
+                Some(Ok(Message::Binary(b))) => b,
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Ok(Message::Text(_))) => {
+                    warn!("text message from the relay; reconnecting");
+                    break;
+                }
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Err(e)) => {
+                    debug!("relay link error: {e}");
+                    break;
+                }
+            };
+            match Frame::decode(bytes, limits) {
+                Ok(Frame::Ping(v)) => {
+                    let _ = out_tx.try_send(Frame::Pong(v));
+                }
+                Ok(Frame::Pong(_)) => {}
+                Ok(f) => {
+                    if events.send(LinkEvent::Frame(f)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    warn!("malformed frame from the relay: {e}; reconnecting");
+                    break;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = writer => {},
+        _ = reader => {},
+    }
+    let _ = events.send(LinkEvent::Down).await;
+    Ok(())
+}
+
+/// TLS settings: the system's web PKI roots, or the certificates of a PEM file.
+pub fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path)?;
+            let mut rd = std::io::Cursor::new(pem);
+            for cert in rustls_pemfile::certs(&mut rd) {
+                roots.add(cert?)?;
+            }
+            if roots.is_empty() {
+                anyhow::bail!("{} holds no PEM certificate", path.display());
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = connect_url(&Url::parse("https://relay.example.com").unwrap(), "abc").unwrap();
+        assert_eq!(u.as_str(), "wss://relay.example.com/abc/connect");
+        let u = connect_url(&Url::parse("http://127.0.0.1:8080/pre/").unwrap(), "abc").unwrap();
+        assert_eq!(u.as_str(), "ws://127.0.0.1:8080/pre/abc/connect");
+        assert!(connect_url(&Url::parse("ftp://x").unwrap(), "abc").is_err());
+    }
+
+    #[test]
+    fn backoff_is_capped() {
+        for a in 0..40 {
+            assert!(backoff(a) <= MAX_BACKOFF);
+        }
+        assert!(backoff(0) <= Duration::from_millis(250));
+    }
+}

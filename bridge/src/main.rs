@@ -1,0 +1,264 @@
+//! `bridge`: serves a desktop stdio MCP server through a relay.
+//!
+//! `bridge run -- <cmd> [args…]` spawns the server, connects to the relay given with
+//! `--relay` (or starts one in-process on loopback), and prints the public endpoints.
+
+mod child;
+mod core;
+mod driver;
+mod init;
+mod link;
+mod session;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use protocol::ClientAuth;
+use tokio::sync::mpsc;
+use url::Url;
+
+use crate::child::ChildSpec;
+use crate::core::{Core, CoreConfig, Root};
+use crate::driver::Outcome;
+use crate::link::LinkConfig;
+
+#[derive(Parser)]
+#[command(name = "bridge", version, about = "Serve a desktop stdio MCP server to hosted AI clients")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a stdio MCP server and publish it: `bridge run [options] -- <cmd> [args…]`.
+    Run(RunArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AuthMode {
+    /// Clients send `Authorization: Bearer <token>` (a token generated, or given with
+    /// --client-token).
+    Bearer,
+    /// No client authentication (refused by public relays unless they allow it).
+    None,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Relay base URL (e.g. https://relay.example.com). Without it, a relay runs
+    /// in-process on --listen.
+    #[arg(long, env = "BRIDGE_RELAY")]
+    relay: Option<Url>,
+    /// Bridge token for the relay. Prefer the BRIDGE_TOKEN environment variable.
+    #[arg(long, env = "BRIDGE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Tunnel name ([a-z0-9-]{3,40}); random when not given.
+    #[arg(long, env = "BRIDGE_NAME")]
+    name: Option<String>,
+    /// Listen address of the in-process relay (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:7171")]
+    listen: SocketAddr,
+    /// How clients authenticate.
+    #[arg(long, value_enum, default_value_t = AuthMode::Bearer)]
+    auth: AuthMode,
+    /// The bearer token clients must send (generated when not given).
+    #[arg(long, env = "BRIDGE_CLIENT_TOKEN", hide_env_values = true)]
+    client_token: Option<String>,
+    /// Give each session its own server process.
+    #[arg(long)]
+    isolate: bool,
+    /// Most server processes under --isolate.
+    #[arg(long, default_value_t = 16)]
+    max_children: usize,
+    /// Most sessions kept (least recently used evicted first).
+    #[arg(long, default_value_t = 10_000)]
+    max_sessions: usize,
+    /// A directory reported to the server as a root (repeatable). Remote clients' roots
+    /// are never forwarded.
+    #[arg(long = "root")]
+    roots: Vec<PathBuf>,
+    /// PEM file with the CA certificates to trust for an https relay (default: the
+    /// public web PKI roots).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Keep-alive interval of the in-process relay's SSE streams, in seconds.
+    #[arg(long, default_value_t = 15.0)]
+    keepalive_secs: f64,
+    /// Longest line accepted from the server's stdout, in bytes.
+    #[arg(long, default_value_t = 32 << 20)]
+    max_message: usize,
+    /// The server command and its arguments (after `--`).
+    #[arg(last = true, required = true, num_args = 1..)]
+    command: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn random_token(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).expect("OS randomness");
+    hex::encode(b)
+}
+
+fn random_name() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut b = [0u8; 10];
+    getrandom::fill(&mut b).expect("OS randomness");
+    b.iter().map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char).collect()
+}
+
+fn roots(paths: &[PathBuf]) -> Result<Vec<Root>> {
+    paths
+        .iter()
+        .map(|p| {
+            let abs = std::fs::canonicalize(p).with_context(|| format!("root {}", p.display()))?;
+            let uri = Url::from_file_path(&abs)
+                .map_err(|_| anyhow::anyhow!("root {} is not an absolute path", abs.display()))?;
+            Ok(Root {
+                uri: uri.to_string(),
+                name: abs.file_name().map(|n| n.to_string_lossy().into_owned()),
+            })
+        })
+        .collect()
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    let name = args.name.clone().unwrap_or_else(random_name);
+    if !protocol::valid_tunnel_name(&name) {
+        bail!("invalid --name {name:?}: use 3-40 characters a-z, 0-9 and '-'");
+    }
+    let client_token = match args.auth {
+        AuthMode::Bearer => Some(args.client_token.clone().unwrap_or_else(|| random_token(24))),
+        AuthMode::None => None,
+    };
+    let client_auth = match &client_token {
+        Some(t) => ClientAuth::Bearer {
+            sha256: relay::config::sha256(t.as_bytes()),
+        },
+        None => ClientAuth::None,
+    };
+
+    // The relay: given, or in-process on loopback.
+    let mut _embedded = None;
+    let (relay_url, token) = match &args.relay {
+        Some(url) => {
+            let Some(token) = args.token.clone() else {
+                bail!("--relay needs a bridge token: set BRIDGE_TOKEN (or --token)");
+            };
+            (url.clone(), token)
+        }
+        None => {
+            let listener = relay::bind(args.listen).with_context(|| {
+                format!("cannot listen on {} (choose another with --listen, port 0 for any)", args.listen)
+            })?;
+            let addr = listener.local_addr()?;
+            let mut config = relay::RelayConfig::new(addr, &format!("http://{addr}"))?;
+            let token = random_token(32);
+            config.add_bridge_token(&token);
+            if !(args.keepalive_secs > 0.0 && args.keepalive_secs <= 3600.0) {
+                bail!("--keepalive-secs must be between 0 and 3600");
+            }
+            config.keepalive = Duration::from_secs_f64(args.keepalive_secs);
+            _embedded = Some(relay::EmbeddedRelay::start(config, listener)?);
+            (Url::parse(&format!("http://{addr}"))?, token)
+        }
+    };
+
+    let cfg = CoreConfig {
+        child: ChildSpec {
+            program: args.command[0].clone(),
+            args: args.command[1..].to_vec(),
+            max_line: args.max_message,
+        },
+        isolate: args.isolate,
+        max_children: args.max_children,
+        max_sessions: args.max_sessions,
+        roots: roots(&args.roots)?,
+    };
+    let link = LinkConfig {
+        relay: relay_url,
+        token,
+        tunnel: name,
+        client_auth,
+        tls: link::tls_config(args.ca_file.as_deref())?,
+    };
+    let mut printed = false;
+    let on_welcome: driver::OnWelcome = Box::new(move |w| {
+        if printed {
+            return;
+        }
+        printed = true;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "MCP endpoint: {}", w.mcp_url);
+        let _ = writeln!(out, "SSE endpoint: {}", w.sse_url);
+        if let Some(t) = &client_token {
+            let _ = writeln!(out, "Bearer token: {t}");
+        } else {
+            let _ = writeln!(out, "Client auth: none");
+        }
+        let _ = out.flush();
+    });
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let isolate = args.isolate;
+    let outcome = rt.block_on(async move {
+        let (events_tx, events_rx) = mpsc::channel(1024);
+        let core = Core::new(cfg, events_tx);
+        driver::run(core, events_rx, link, on_welcome, shutdown_signal(), isolate).await
+    });
+    rt.shutdown_timeout(Duration::from_millis(500));
+    match outcome {
+        Outcome::Stopped => Ok(ExitCode::SUCCESS),
+        Outcome::Refused(msg) => {
+            eprintln!("error: the relay refused this tunnel: {msg}");
+            Ok(ExitCode::from(2))
+        }
+        Outcome::ServerFailed(msg) => {
+            eprintln!("error: the MCP server could not start: {msg}");
+            Ok(ExitCode::from(3))
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,1342 @@
+//! `mcp-fixture`: a stdio MCP server used as the child process behind the bridge in the
+//! end-to-end tests.
+//!
+//! It speaks newline-delimited JSON-RPC 2.0 on stdin/stdout (one compact JSON object per
+//! line) and logs only to stderr. It implements:
+//!
+//! * every fixture the server scenarios of `@modelcontextprotocol/conformance` 0.1.16 call
+//!   (`test_*` tools, `test://…` resources and template, `test_*` prompts, completion,
+//!   logging, subscriptions, sampling and elicitation round trips);
+//! * a few extra tools for the project's own tests (`echo`, `slow`, `elicit_echo`,
+//!   `test_roots`, `trigger_list_changed`, `touch_resource`, `big`, `garbage_then_echo`).
+//!
+//! Every `tools/call` runs on its own thread, so a slow call or one waiting for the client's
+//! answer to a server→client request never blocks other traffic. Server→client requests get
+//! ids `fx-1`, `fx-2`, …; the stdin reader routes the client's responses to the waiting
+//! thread.
+//!
+//! If the environment variable `FIXTURE_COUNTS` names a file, one line per event is appended
+//! to it: `initialize`, `call <tool>`, `cancelled <tag>` and `roots <json>`.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufWriter, Stdout, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+/// Name reported in `serverInfo` and by `--version`.
+const SERVER_NAME: &str = "mcp-fixture";
+/// Version reported in `serverInfo` and by `--version`.
+const SERVER_VERSION: &str = "1.0.0";
+/// Protocol versions echoed back when a client asks for them.
+const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] =
+    ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+/// Protocol version answered when the client asks for an unknown one.
+const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// A 1x1 red PNG pixel, base64-encoded.
+const TEST_IMAGE_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+/// A minimal (empty) 8 kHz mono 16-bit WAV file, base64-encoded.
+const TEST_AUDIO_BASE64: &str = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=";
+
+/// Resource URI prefix and suffix of the `test://template/{id}/data` template.
+const TEMPLATE_PREFIX: &str = "test://template/";
+const TEMPLATE_SUFFIX: &str = "/data";
+
+/// Largest payload the `big` tool agrees to produce.
+const BIG_MAX_BYTES: u64 = 512 * 1024 * 1024;
+/// How often a thread waiting for a client response re-checks for cancellation.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
+
+/// JSON-RPC error codes used by the fixture.
+const METHOD_NOT_FOUND: i64 = -32601;
+const INVALID_PARAMS: i64 = -32602;
+const INTERNAL_ERROR: i64 = -32603;
+/// MCP's "resource not found" error code.
+const RESOURCE_NOT_FOUND: i64 = -32002;
+
+/// MCP log levels, from least to most severe.
+const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// Writes a diagnostic line to stderr.
+macro_rules! log {
+    ($($arg:tt)*) => {
+        eprintln!("[{}] {}", SERVER_NAME, format_args!($($arg)*))
+    };
+}
+
+/// Locks a mutex, ignoring poisoning (a panicking tool thread must not wedge the server).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The key under which a JSON-RPC id is stored in maps (its compact JSON text, so that the
+/// string `"1"` and the number `1` stay distinct).
+fn id_key(id: &Value) -> String {
+    id.to_string()
+}
+
+/// How a client answered a server→client request: its `result`, or its `error` object.
+type ClientAnswer = Result<Value, Value>;
+
+/// Cancellation flag of one in-flight `tools/call`, set by `notifications/cancelled`.
+#[derive(Default)]
+struct CancelToken {
+    cancelled: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl CancelToken {
+    /// Marks the request as cancelled and wakes any thread sleeping on it.
+    fn cancel(&self) {
+        *lock(&self.cancelled) = true;
+        self.wake.notify_all();
+    }
+
+    /// Whether the request has been cancelled.
+    fn is_cancelled(&self) -> bool {
+        *lock(&self.cancelled)
+    }
+
+    /// Sleeps for `duration` or until cancelled; returns `true` if cancelled.
+    fn sleep(&self, duration: Duration) -> bool {
+        let deadline = Instant::now() + duration;
+        let mut cancelled = lock(&self.cancelled);
+        while !*cancelled {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            cancelled = self
+                .wake
+                .wait_timeout(cancelled, deadline - now)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+        *cancelled
+    }
+}
+
+/// What a request handler wants sent back.
+enum Reply {
+    /// A successful response with this `result`.
+    Result(Value),
+    /// A JSON-RPC error response.
+    Error(i64, String),
+    /// No response at all (the request was cancelled).
+    Silent,
+}
+
+impl Reply {
+    /// A successful tool result with one text item.
+    fn text(text: impl Into<String>) -> Self {
+        Reply::Result(json!({ "content": [{ "type": "text", "text": text.into() }] }))
+    }
+
+    /// A tool execution error (`isError: true`) with one text item.
+    fn tool_error(text: impl Into<String>) -> Self {
+        Reply::Result(json!({
+            "content": [{ "type": "text", "text": text.into() }],
+            "isError": true,
+        }))
+    }
+}
+
+/// Shared state of the server.
+struct Server {
+    /// Stdout; each message is written and flushed while holding the lock.
+    out: Mutex<BufWriter<Stdout>>,
+    /// The `FIXTURE_COUNTS` file, if configured.
+    counts: Option<Mutex<File>>,
+    /// Counter for ids of server→client requests.
+    next_request_id: AtomicU64,
+    /// Threads waiting for the client's answer, by request id (`fx-N`).
+    pending: Mutex<HashMap<String, Sender<ClientAnswer>>>,
+    /// Cancellation tokens of in-flight `tools/call` requests, by [`id_key`].
+    in_flight: Mutex<HashMap<String, Arc<CancelToken>>>,
+    /// Capabilities the client declared in its latest `initialize`.
+    client_capabilities: Mutex<Value>,
+    /// URIs subscribed with `resources/subscribe`.
+    subscriptions: Mutex<HashSet<String>>,
+    /// Index into [`LOG_LEVELS`] of the minimum level sent as `notifications/message`.
+    log_level: Mutex<usize>,
+}
+
+impl Server {
+    /// Creates the server, writing event counts to `counts` if given.
+    fn new(counts: Option<File>) -> Self {
+        Server {
+            out: Mutex::new(BufWriter::new(io::stdout())),
+            counts: counts.map(Mutex::new),
+            next_request_id: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
+            client_capabilities: Mutex::new(Value::Null),
+            subscriptions: Mutex::new(HashSet::new()),
+            log_level: Mutex::new(0),
+        }
+    }
+
+    /// Appends one event line to the counts file, if configured.
+    fn count(&self, event: &str) {
+        let Some(file) = &self.counts else { return };
+        let line = format!("{event}\n");
+        let mut file = lock(file);
+        if let Err(err) = file.write_all(line.as_bytes()).and_then(|()| file.flush()) {
+            log!("cannot write counts file: {err}");
+        }
+    }
+
+    /// Writes one message as a single line on stdout and flushes.
+    fn send(&self, message: &Value) {
+        let mut out = lock(&self.out);
+        let written = serde_json::to_writer(&mut *out, message)
+            .map_err(io::Error::from)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
+        if let Err(err) = written {
+            log!("cannot write to stdout: {err}");
+        }
+    }
+
+    /// Writes a raw line (not necessarily JSON) on stdout and flushes.
+    fn send_raw_line(&self, line: &str) {
+        let mut out = lock(&self.out);
+        let written = out
+            .write_all(line.as_bytes())
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
+        if let Err(err) = written {
+            log!("cannot write to stdout: {err}");
+        }
+    }
+
+    /// Sends a notification.
+    fn notify(&self, method: &str, params: Value) {
+        self.send(&json!({ "jsonrpc": "2.0", "method": method, "params": params }));
+    }
+
+    /// Sends a `notifications/message` if `level` passes the level set by the client.
+    fn log_message(&self, level: &str, data: &str) {
+        let severity = LOG_LEVELS.iter().position(|l| *l == level).unwrap_or(0);
+        if severity < *lock(&self.log_level) {
+            return;
+        }
+        self.notify(
+            "notifications/message",
+            json!({ "level": level, "logger": SERVER_NAME, "data": data }),
+        );
+    }
+
+    /// Sends the response (or nothing) for request `id`.
+    fn reply(&self, id: Value, reply: Reply) {
+        let message = match reply {
+            Reply::Result(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+            Reply::Error(code, message) => json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": { "code": code, "message": message },
+            }),
+            Reply::Silent => return,
+        };
+        self.send(&message);
+    }
+
+    /// Sends a server→client request and waits for the answer.
+    ///
+    /// Returns `None` if `cancel` fires first (the late answer, if any, is then dropped).
+    fn request_client(
+        &self,
+        method: &str,
+        params: Value,
+        cancel: &CancelToken,
+    ) -> Option<ClientAnswer> {
+        if let Some(capability) = method.split('/').next() {
+            let declared = lock(&self.client_capabilities).get(capability).is_some();
+            if !declared {
+                log!("client did not declare capability `{capability}`; sending {method} anyway");
+            }
+        }
+        let id = format!(
+            "fx-{}",
+            self.next_request_id.fetch_add(1, Ordering::Relaxed)
+        );
+        let (tx, rx) = mpsc::channel();
+        lock(&self.pending).insert(id.clone(), tx);
+        self.send(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
+        loop {
+            match rx.recv_timeout(CANCEL_POLL) {
+                Ok(answer) => return Some(answer),
+                Err(RecvTimeoutError::Timeout) => {
+                    if cancel.is_cancelled() {
+                        lock(&self.pending).remove(&id);
+                        return None;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Some(Err(
+                        json!({ "code": INTERNAL_ERROR, "message": "request abandoned" }),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Hands a client's response to the thread waiting for it.
+    fn route_response(&self, message: &Value) {
+        let id = message
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(waiter) = lock(&self.pending).remove(id) else {
+            log!(
+                "ignoring response with unknown id {}",
+                message.get("id").unwrap_or(&Value::Null)
+            );
+            return;
+        };
+        let answer = match message.get("error") {
+            Some(error) => Err(error.clone()),
+            None => Ok(message.get("result").cloned().unwrap_or(Value::Null)),
+        };
+        // The waiter may have given up (cancelled); that is fine.
+        let _ = waiter.send(answer);
+    }
+
+    /// Processes one parsed message from stdin.
+    fn dispatch(self: &Arc<Self>, message: Value) {
+        let Value::Object(message) = message else {
+            log!("ignoring non-object message: {message}");
+            return;
+        };
+        let id = message.get("id").filter(|id| !id.is_null()).cloned();
+        match (message.get("method"), id) {
+            (Some(Value::String(method)), Some(id)) => {
+                let params = message.get("params").cloned().unwrap_or(Value::Null);
+                self.handle_request(method, id, params);
+            }
+            (Some(Value::String(method)), None) => {
+                let params = message.get("params").cloned().unwrap_or(Value::Null);
+                self.handle_notification(method, &params);
+            }
+            (Some(_), Some(id)) => {
+                self.reply(id, Reply::Error(-32600, "method must be a string".into()))
+            }
+            (None, Some(_)) if message.contains_key("result") || message.contains_key("error") => {
+                self.route_response(&Value::Object(message));
+            }
+            _ => log!(
+                "ignoring message that is neither request, notification nor response: {}",
+                Value::Object(message)
+            ),
+        }
+    }
+
+    /// Handles a client notification.
+    fn handle_notification(&self, method: &str, params: &Value) {
+        match method {
+            "notifications/cancelled" => {
+                let Some(request_id) = params.get("requestId") else {
+                    log!("notifications/cancelled without requestId");
+                    return;
+                };
+                let token = lock(&self.in_flight).get(&id_key(request_id)).cloned();
+                match token {
+                    Some(token) => token.cancel(),
+                    None => log!("cancellation for request {request_id} that is not in flight"),
+                }
+            }
+            "notifications/initialized"
+            | "notifications/roots/list_changed"
+            | "notifications/progress" => {}
+            other => log!("ignoring notification {other}"),
+        }
+    }
+
+    /// Handles a client request; everything but `tools/call` is answered inline.
+    fn handle_request(self: &Arc<Self>, method: &str, id: Value, params: Value) {
+        let reply = match method {
+            "initialize" => self.initialize(&params),
+            "ping" => Reply::Result(json!({})),
+            "logging/setLevel" => self.set_log_level(&params),
+            "completion/complete" => complete(&params),
+            "resources/list" => Reply::Result(json!({ "resources": resource_list() })),
+            "resources/templates/list" => {
+                Reply::Result(json!({ "resourceTemplates": resource_templates() }))
+            }
+            "resources/read" => read_resource(&params),
+            "resources/subscribe" | "resources/unsubscribe" => {
+                let Some(uri) = params.get("uri").and_then(Value::as_str) else {
+                    return self.reply(
+                        id,
+                        Reply::Error(INVALID_PARAMS, "missing string param `uri`".into()),
+                    );
+                };
+                let mut subscriptions = lock(&self.subscriptions);
+                if method == "resources/subscribe" {
+                    subscriptions.insert(uri.to_owned());
+                } else {
+                    subscriptions.remove(uri);
+                }
+                Reply::Result(json!({}))
+            }
+            "prompts/list" => Reply::Result(json!({ "prompts": prompt_list() })),
+            "prompts/get" => get_prompt(&params),
+            "tools/list" => Reply::Result(json!({ "tools": tool_list() })),
+            "tools/call" => return self.spawn_tool_call(id, params),
+            other => Reply::Error(METHOD_NOT_FOUND, format!("Method not found: {other}")),
+        };
+        self.reply(id, reply);
+    }
+
+    /// Answers `initialize`, remembering the client's capabilities.
+    fn initialize(&self, params: &Value) -> Reply {
+        self.count("initialize");
+        *lock(&self.client_capabilities) = params
+            .get("capabilities")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let requested = params
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let version = if SUPPORTED_PROTOCOL_VERSIONS.contains(&requested) {
+            requested
+        } else {
+            LATEST_PROTOCOL_VERSION
+        };
+        Reply::Result(json!({
+            "protocolVersion": version,
+            "capabilities": {
+                "tools": { "listChanged": true },
+                "resources": { "subscribe": true, "listChanged": true },
+                "prompts": { "listChanged": true },
+                "logging": {},
+                "completions": {},
+            },
+            "serverInfo": { "name": SERVER_NAME, "version": SERVER_VERSION },
+        }))
+    }
+
+    /// Answers `logging/setLevel`.
+    fn set_log_level(&self, params: &Value) -> Reply {
+        let level = params
+            .get("level")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match LOG_LEVELS.iter().position(|l| *l == level) {
+            Some(index) => {
+                *lock(&self.log_level) = index;
+                Reply::Result(json!({}))
+            }
+            None => Reply::Error(INVALID_PARAMS, format!("unknown log level `{level}`")),
+        }
+    }
+
+    /// Starts a `tools/call` on its own thread.
+    fn spawn_tool_call(self: &Arc<Self>, id: Value, params: Value) {
+        let Some(name) = params
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            self.count("call ?");
+            return self.reply(
+                id,
+                Reply::Error(INVALID_PARAMS, "missing string param `name`".into()),
+            );
+        };
+        self.count(&format!("call {name}"));
+        let args = match params.get("arguments") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(args)) => args.clone(),
+            Some(_) => {
+                return self.reply(
+                    id,
+                    Reply::Error(INVALID_PARAMS, "`arguments` must be an object".into()),
+                );
+            }
+        };
+        let progress_token = params
+            .get("_meta")
+            .and_then(|meta| meta.get("progressToken"))
+            .filter(|token| !token.is_null())
+            .cloned();
+        let key = id_key(&id);
+        let cancel = Arc::new(CancelToken::default());
+        lock(&self.in_flight).insert(key.clone(), Arc::clone(&cancel));
+
+        let server = Arc::clone(self);
+        let thread_id = id.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("tool-{name}"))
+            .spawn(move || {
+                let call = ToolCall {
+                    server: &server,
+                    args,
+                    progress_token,
+                    cancel: &cancel,
+                };
+                let reply = call.run(&name);
+                {
+                    let mut in_flight = lock(&server.in_flight);
+                    if in_flight.get(&key).is_some_and(|t| Arc::ptr_eq(t, &cancel)) {
+                        in_flight.remove(&key);
+                    }
+                }
+                if cancel.is_cancelled() {
+                    log!("tools/call {name} (id {thread_id}) was cancelled; not responding");
+                } else {
+                    server.reply(thread_id, reply);
+                }
+            });
+        if let Err(err) = spawned {
+            lock(&self.in_flight).remove(&id_key(&id));
+            self.reply(
+                id,
+                Reply::Error(INTERNAL_ERROR, format!("cannot start tool thread: {err}")),
+            );
+        }
+    }
+}
+
+/// One `tools/call` being executed.
+struct ToolCall<'a> {
+    server: &'a Server,
+    args: Map<String, Value>,
+    progress_token: Option<Value>,
+    cancel: &'a CancelToken,
+}
+
+impl ToolCall<'_> {
+    /// A required string argument, or a tool error naming it.
+    fn str_arg(&self, name: &str) -> Result<&str, Reply> {
+        self.args.get(name).and_then(Value::as_str).ok_or_else(|| {
+            Reply::tool_error(format!("Invalid arguments: `{name}` must be a string"))
+        })
+    }
+
+    /// An optional string argument.
+    fn opt_str_arg(&self, name: &str) -> Option<&str> {
+        self.args.get(name).and_then(Value::as_str)
+    }
+
+    /// Sends `notifications/progress` if the request carried a progress token.
+    fn progress(&self, progress: u64, total: u64, message: &str) {
+        if let Some(token) = &self.progress_token {
+            self.server.notify(
+                "notifications/progress",
+                json!({ "progressToken": token, "progress": progress, "total": total, "message": message }),
+            );
+        }
+    }
+
+    /// Sends a server→client request; `Err(Reply::Silent)` if the call got cancelled.
+    fn ask_client(&self, method: &str, params: Value) -> Result<ClientAnswer, Reply> {
+        self.server
+            .request_client(method, params, self.cancel)
+            .ok_or(Reply::Silent)
+    }
+
+    /// Runs tool `name`.
+    fn run(&self, name: &str) -> Reply {
+        let outcome = match name {
+            "test_simple_text" => Ok(Reply::text("This is a simple text response for testing.")),
+            "test_image_content" => Ok(Reply::Result(json!({
+                "content": [{ "type": "image", "data": TEST_IMAGE_BASE64, "mimeType": "image/png" }]
+            }))),
+            "test_audio_content" => Ok(Reply::Result(json!({
+                "content": [{ "type": "audio", "data": TEST_AUDIO_BASE64, "mimeType": "audio/wav" }]
+            }))),
+            "test_embedded_resource" => Ok(Reply::Result(json!({
+                "content": [{
+                    "type": "resource",
+                    "resource": {
+                        "uri": "test://embedded-resource",
+                        "mimeType": "text/plain",
+                        "text": "This is an embedded resource content.",
+                    },
+                }]
+            }))),
+            "test_multiple_content_types" => Ok(Reply::Result(json!({
+                "content": [
+                    { "type": "text", "text": "Multiple content types test:" },
+                    { "type": "image", "data": TEST_IMAGE_BASE64, "mimeType": "image/png" },
+                    {
+                        "type": "resource",
+                        "resource": {
+                            "uri": "test://mixed-content-resource",
+                            "mimeType": "application/json",
+                            "text": r#"{"test":"data","value":123}"#,
+                        },
+                    },
+                ]
+            }))),
+            "test_tool_with_logging" => Ok(self.with_logging()),
+            "test_tool_with_progress" => Ok(self.with_progress()),
+            "test_error_handling" => Ok(Reply::tool_error(
+                "This tool intentionally returns an error for testing",
+            )),
+            "test_reconnection" => Ok(self.reconnection()),
+            "test_sampling" => self.sampling(),
+            "test_elicitation" => self.elicitation(),
+            "test_elicitation_sep1034_defaults" => self.elicitation_form(
+                "Please review and update the form fields with defaults",
+                sep1034_schema(),
+            ),
+            "test_elicitation_sep1330_enums" => self.elicitation_form(
+                "Please select options from the enum fields",
+                sep1330_schema(),
+            ),
+            "json_schema_2020_12_tool" => Ok(Reply::text(format!(
+                "JSON Schema 2020-12 tool called with: {}",
+                Value::Object(self.args.clone())
+            ))),
+            "echo" => self.echo(),
+            "slow" => Ok(self.slow()),
+            "elicit_echo" => self.elicit_echo(),
+            "test_roots" => self.roots(),
+            "trigger_list_changed" => {
+                self.server
+                    .notify("notifications/tools/list_changed", json!({}));
+                Ok(Reply::text("ok"))
+            }
+            "touch_resource" => self.touch_resource(),
+            "big" => Ok(self.big()),
+            "garbage_then_echo" => {
+                self.server.send_raw_line("this is not json");
+                self.echo()
+            }
+            other => Ok(Reply::Error(
+                INVALID_PARAMS,
+                format!("Unknown tool: {other}"),
+            )),
+        };
+        outcome.unwrap_or_else(|reply| reply)
+    }
+
+    /// `test_tool_with_logging`: three info log messages, ~50 ms apart.
+    fn with_logging(&self) -> Reply {
+        let steps = [
+            "Tool execution started",
+            "Tool processing data",
+            "Tool execution completed",
+        ];
+        for (index, step) in steps.iter().enumerate() {
+            if index > 0 && self.cancel.sleep(Duration::from_millis(50)) {
+                return Reply::Silent;
+            }
+            self.server.log_message("info", step);
+        }
+        Reply::text("Tool with logging executed successfully")
+    }
+
+    /// `test_tool_with_progress`: progress 0, 50, 100 of 100, ~50 ms apart.
+    fn with_progress(&self) -> Reply {
+        for (index, step) in [0, 50, 100].into_iter().enumerate() {
+            if index > 0 && self.cancel.sleep(Duration::from_millis(50)) {
+                return Reply::Silent;
+            }
+            self.progress(step, 100, &format!("Completed step {step} of 100"));
+        }
+        let text = match &self.progress_token {
+            Some(Value::String(token)) => token.clone(),
+            Some(token) => token.to_string(),
+            None => "no progress token".to_owned(),
+        };
+        Reply::text(text)
+    }
+
+    /// `test_reconnection`: over stdio there is no stream to close; just take a moment.
+    fn reconnection(&self) -> Reply {
+        if self.cancel.sleep(Duration::from_millis(100)) {
+            return Reply::Silent;
+        }
+        Reply::text(
+            "Reconnection test completed successfully. If you received this, the client properly \
+             reconnected after stream closure.",
+        )
+    }
+
+    /// `test_sampling`: asks the client's LLM via `sampling/createMessage`.
+    fn sampling(&self) -> Result<Reply, Reply> {
+        let prompt = self.str_arg("prompt")?;
+        let params = json!({
+            "messages": [{ "role": "user", "content": { "type": "text", "text": prompt } }],
+            "maxTokens": 100,
+        });
+        Ok(match self.ask_client("sampling/createMessage", params)? {
+            Ok(result) => {
+                let text = sampled_text(&result).unwrap_or("No response");
+                Reply::text(format!("LLM response: {text}"))
+            }
+            Err(error) => Reply::tool_error(format!(
+                "Sampling not supported or error: {}",
+                error_message(&error)
+            )),
+        })
+    }
+
+    /// `test_elicitation`: asks the user for a username and an email address.
+    fn elicitation(&self) -> Result<Reply, Reply> {
+        let message = self.str_arg("message")?;
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "username": { "type": "string", "description": "User's response" },
+                "email": { "type": "string", "description": "User's email address" },
+            },
+            "required": ["username", "email"],
+        });
+        let params = json!({ "message": message, "requestedSchema": schema });
+        Ok(match self.ask_client("elicitation/create", params)? {
+            Ok(result) => Reply::text(format!("User response: {}", describe_elicitation(&result))),
+            Err(error) => Reply::tool_error(format!(
+                "Elicitation not supported or error: {}",
+                error_message(&error)
+            )),
+        })
+    }
+
+    /// The SEP-1034 / SEP-1330 elicitation tools: a form with `schema`, result echoed back.
+    fn elicitation_form(&self, message: &str, schema: Value) -> Result<Reply, Reply> {
+        let params = json!({ "message": message, "requestedSchema": schema });
+        Ok(match self.ask_client("elicitation/create", params)? {
+            Ok(result) => Reply::text(format!(
+                "Elicitation completed: {}",
+                describe_elicitation(&result)
+            )),
+            Err(error) => Reply::tool_error(format!(
+                "Elicitation not supported or error: {}",
+                error_message(&error)
+            )),
+        })
+    }
+
+    /// `echo`: returns `text`, after one progress notification if a token was given.
+    fn echo(&self) -> Result<Reply, Reply> {
+        let text = self.str_arg("text")?;
+        self.progress(1, 1, text);
+        Ok(Reply::text(text))
+    }
+
+    /// `slow`: waits `ms` (default 60 s) unless cancelled first.
+    fn slow(&self) -> Reply {
+        let ms = self
+            .args
+            .get("ms")
+            .and_then(Value::as_f64)
+            .unwrap_or(60_000.0);
+        let tag = self.opt_str_arg("tag").unwrap_or_default();
+        let duration = Duration::from_secs_f64(ms.clamp(0.0, 1e9) / 1000.0);
+        if self.cancel.sleep(duration) {
+            self.server.count(&format!("cancelled {tag}"));
+            return Reply::Silent;
+        }
+        Reply::text(format!("done {tag}"))
+    }
+
+    /// `elicit_echo`: elicits an `answer`, returns `<payload>|<action>|<answer>`.
+    fn elicit_echo(&self) -> Result<Reply, Reply> {
+        let payload = self.str_arg("payload")?;
+        let params = json!({
+            "message": format!("payload:{payload}"),
+            "requestedSchema": {
+                "type": "object",
+                "properties": { "answer": { "type": "string" } },
+                "required": ["answer"],
+            },
+        });
+        Ok(match self.ask_client("elicitation/create", params)? {
+            Ok(result) => {
+                let action = result
+                    .get("action")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let answer = match result.get("content").and_then(|c| c.get("answer")) {
+                    None | Some(Value::Null) => String::new(),
+                    Some(Value::String(answer)) => answer.clone(),
+                    Some(other) => other.to_string(),
+                };
+                Reply::text(format!("{payload}|{action}|{answer}"))
+            }
+            Err(error) => Reply::tool_error(error_message(&error)),
+        })
+    }
+
+    /// `test_roots`: asks the client for its roots and reports the raw answer.
+    fn roots(&self) -> Result<Reply, Reply> {
+        let answer = match self.ask_client("roots/list", json!({}))? {
+            Ok(result) => result,
+            Err(error) => error,
+        };
+        let text = answer.to_string();
+        self.server.count(&format!("roots {text}"));
+        Ok(Reply::text(text))
+    }
+
+    /// `touch_resource`: announces that `uri` changed.
+    fn touch_resource(&self) -> Result<Reply, Reply> {
+        let uri = self.str_arg("uri")?;
+        self.server
+            .notify("notifications/resources/updated", json!({ "uri": uri }));
+        Ok(Reply::text("ok"))
+    }
+
+    /// `big`: one text item of exactly `bytes` `x` characters.
+    fn big(&self) -> Reply {
+        match self.args.get("bytes").and_then(Value::as_u64) {
+            Some(bytes) if bytes <= BIG_MAX_BYTES => {
+                // Bounded by BIG_MAX_BYTES, so this fits in usize on every supported target.
+                Reply::text("x".repeat(bytes as usize))
+            }
+            Some(bytes) => Reply::tool_error(format!(
+                "bytes must be at most {BIG_MAX_BYTES}, got {bytes}"
+            )),
+            None => Reply::tool_error("Invalid arguments: `bytes` must be a non-negative integer"),
+        }
+    }
+}
+
+/// The text of a `sampling/createMessage` result (content object or array of blocks).
+fn sampled_text(result: &Value) -> Option<&str> {
+    let content = result.get("content")?;
+    let block = match content {
+        Value::Array(blocks) => blocks
+            .iter()
+            .find(|b| b.get("type").and_then(Value::as_str) == Some("text"))?,
+        block => block,
+    };
+    block.get("text").and_then(Value::as_str)
+}
+
+/// `action=<action>, content=<json>` for an elicitation result.
+fn describe_elicitation(result: &Value) -> String {
+    let action = result
+        .get("action")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let content = result
+        .get("content")
+        .filter(|c| !c.is_null())
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    format!("action={action}, content={content}")
+}
+
+/// The `message` of a JSON-RPC error object (or the whole object if it has none).
+fn error_message(error: &Value) -> String {
+    match error.get("message").and_then(Value::as_str) {
+        Some(message) => message.to_owned(),
+        None => error.to_string(),
+    }
+}
+
+/// Requested schema of `test_elicitation_sep1034_defaults`: defaults for every primitive type.
+fn sep1034_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "name": { "type": "string", "description": "User name", "default": "John Doe" },
+            "age": { "type": "integer", "description": "User age", "default": 30 },
+            "score": { "type": "number", "description": "User score", "default": 95.5 },
+            "status": {
+                "type": "string",
+                "description": "User status",
+                "enum": ["active", "inactive", "pending"],
+                "default": "active",
+            },
+            "verified": { "type": "boolean", "description": "Verification status", "default": true },
+        },
+        "required": [],
+    })
+}
+
+/// Requested schema of `test_elicitation_sep1330_enums`: the five enum variants.
+fn sep1330_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "untitledSingle": {
+                "type": "string",
+                "description": "Select one option",
+                "enum": ["option1", "option2", "option3"],
+            },
+            "titledSingle": {
+                "type": "string",
+                "description": "Select one option with titles",
+                "oneOf": [
+                    { "const": "value1", "title": "First Option" },
+                    { "const": "value2", "title": "Second Option" },
+                    { "const": "value3", "title": "Third Option" },
+                ],
+            },
+            "legacyEnum": {
+                "type": "string",
+                "description": "Select one option (legacy)",
+                "enum": ["opt1", "opt2", "opt3"],
+                "enumNames": ["Option One", "Option Two", "Option Three"],
+            },
+            "untitledMulti": {
+                "type": "array",
+                "description": "Select multiple options",
+                "minItems": 1,
+                "maxItems": 3,
+                "items": { "type": "string", "enum": ["option1", "option2", "option3"] },
+            },
+            "titledMulti": {
+                "type": "array",
+                "description": "Select multiple options with titles",
+                "minItems": 1,
+                "maxItems": 3,
+                "items": {
+                    "anyOf": [
+                        { "const": "value1", "title": "First Choice" },
+                        { "const": "value2", "title": "Second Choice" },
+                        { "const": "value3", "title": "Third Choice" },
+                    ],
+                },
+            },
+        },
+        "required": [],
+    })
+}
+
+/// An input schema with no arguments.
+fn no_args() -> Value {
+    json!({ "type": "object", "properties": {} })
+}
+
+/// An input schema with the given required string arguments (name, description).
+fn string_args(args: &[(&str, &str)]) -> Value {
+    let properties: Map<String, Value> = args
+        .iter()
+        .map(|(name, description)| {
+            (
+                (*name).to_owned(),
+                json!({ "type": "string", "description": description }),
+            )
+        })
+        .collect();
+    let required: Vec<&str> = args.iter().map(|(name, _)| *name).collect();
+    json!({ "type": "object", "properties": properties, "required": required })
+}
+
+/// One `tools/list` entry.
+fn tool(name: &str, description: &str, input_schema: Value) -> Value {
+    json!({ "name": name, "description": description, "inputSchema": input_schema })
+}
+
+/// The `tools/list` result.
+fn tool_list() -> Vec<Value> {
+    vec![
+        tool(
+            "test_simple_text",
+            "Tests simple text content response",
+            no_args(),
+        ),
+        tool(
+            "test_image_content",
+            "Tests image content response",
+            no_args(),
+        ),
+        tool(
+            "test_audio_content",
+            "Tests audio content response",
+            no_args(),
+        ),
+        tool(
+            "test_embedded_resource",
+            "Tests embedded resource content response",
+            no_args(),
+        ),
+        tool(
+            "test_multiple_content_types",
+            "Tests response with multiple content types (text, image, resource)",
+            no_args(),
+        ),
+        tool(
+            "test_tool_with_logging",
+            "Tests tool that emits log messages during execution",
+            no_args(),
+        ),
+        tool(
+            "test_tool_with_progress",
+            "Tests tool that reports progress notifications",
+            no_args(),
+        ),
+        tool(
+            "test_error_handling",
+            "Tests error response handling",
+            no_args(),
+        ),
+        tool(
+            "test_reconnection",
+            "Tests SSE stream disconnection and client reconnection (SEP-1699); over stdio it just answers after 100 ms",
+            no_args(),
+        ),
+        tool(
+            "test_sampling",
+            "Tests server-initiated sampling (LLM completion request)",
+            string_args(&[("prompt", "The prompt to send to the LLM")]),
+        ),
+        tool(
+            "test_elicitation",
+            "Tests server-initiated elicitation (user input request)",
+            string_args(&[("message", "The message to show the user")]),
+        ),
+        tool(
+            "test_elicitation_sep1034_defaults",
+            "Tests elicitation with default values per SEP-1034",
+            no_args(),
+        ),
+        tool(
+            "test_elicitation_sep1330_enums",
+            "Tests elicitation with enum schema improvements per SEP-1330",
+            no_args(),
+        ),
+        tool(
+            "json_schema_2020_12_tool",
+            "Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)",
+            json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "type": "object",
+                "$defs": {
+                    "address": {
+                        "type": "object",
+                        "properties": { "street": { "type": "string" }, "city": { "type": "string" } },
+                    },
+                },
+                "properties": {
+                    "name": { "type": "string" },
+                    "address": { "$ref": "#/$defs/address" },
+                },
+                "additionalProperties": false,
+            }),
+        ),
+        tool(
+            "echo",
+            "Returns `text`; sends one progress notification first if a progress token is given",
+            string_args(&[("text", "Text to return")]),
+        ),
+        tool(
+            "slow",
+            "Waits `ms` milliseconds then answers `done <tag>`; stops without answering if cancelled",
+            json!({
+                "type": "object",
+                "properties": {
+                    "ms": { "type": "number", "minimum": 0, "default": 60000, "description": "How long to wait" },
+                    "tag": { "type": "string", "description": "Label echoed in the answer and the counts file" },
+                },
+            }),
+        ),
+        tool(
+            "elicit_echo",
+            "Elicits an `answer` from the user and returns `<payload>|<action>|<answer>`",
+            string_args(&[("payload", "Text put into the elicitation message")]),
+        ),
+        tool(
+            "test_roots",
+            "Asks the client for its roots and returns the raw answer",
+            no_args(),
+        ),
+        tool(
+            "trigger_list_changed",
+            "Sends notifications/tools/list_changed, then answers `ok`",
+            no_args(),
+        ),
+        tool(
+            "touch_resource",
+            "Sends notifications/resources/updated for `uri`, then answers `ok`",
+            string_args(&[("uri", "URI of the updated resource")]),
+        ),
+        tool(
+            "big",
+            "Returns one text item of exactly `bytes` `x` characters",
+            json!({
+                "type": "object",
+                "properties": {
+                    "bytes": { "type": "integer", "minimum": 0, "description": "Length of the text" },
+                },
+                "required": ["bytes"],
+            }),
+        ),
+        tool(
+            "garbage_then_echo",
+            "Writes a non-JSON line to stdout, then behaves like `echo`",
+            string_args(&[("text", "Text to return")]),
+        ),
+    ]
+}
+
+/// The `resources/list` result.
+fn resource_list() -> Vec<Value> {
+    vec![
+        json!({
+            "uri": "test://static-text",
+            "name": "static-text",
+            "title": "Static Text Resource",
+            "description": "A static text resource for testing",
+            "mimeType": "text/plain",
+        }),
+        json!({
+            "uri": "test://static-binary",
+            "name": "static-binary",
+            "title": "Static Binary Resource",
+            "description": "A static binary resource (image) for testing",
+            "mimeType": "image/png",
+        }),
+        json!({
+            "uri": "test://watched-resource",
+            "name": "watched-resource",
+            "title": "Watched Resource",
+            "description": "A resource clients can subscribe to",
+            "mimeType": "text/plain",
+        }),
+    ]
+}
+
+/// The `resources/templates/list` result.
+fn resource_templates() -> Vec<Value> {
+    vec![json!({
+        "uriTemplate": "test://template/{id}/data",
+        "name": "template",
+        "title": "Resource Template",
+        "description": "A resource template with parameter substitution",
+        "mimeType": "application/json",
+    })]
+}
+
+/// Answers `resources/read`.
+fn read_resource(params: &Value) -> Reply {
+    let Some(uri) = params.get("uri").and_then(Value::as_str) else {
+        return Reply::Error(INVALID_PARAMS, "missing string param `uri`".into());
+    };
+    let content = match uri {
+        "test://static-text" => json!({
+            "uri": uri,
+            "mimeType": "text/plain",
+            "text": "This is the content of the static text resource.",
+        }),
+        "test://static-binary" => {
+            json!({ "uri": uri, "mimeType": "image/png", "blob": TEST_IMAGE_BASE64 })
+        }
+        "test://watched-resource" => {
+            json!({ "uri": uri, "mimeType": "text/plain", "text": "Watched resource content" })
+        }
+        _ => match template_id(uri) {
+            Some(id) => {
+                // Built by hand to keep the key order of the reference server's output.
+                let id_json = Value::from(id);
+                let data_json = Value::from(format!("Data for ID: {id}"));
+                let text = format!(r#"{{"id":{id_json},"templateTest":true,"data":{data_json}}}"#);
+                json!({ "uri": uri, "mimeType": "application/json", "text": text })
+            }
+            None => {
+                return Reply::Error(RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"));
+            }
+        },
+    };
+    Reply::Result(json!({ "contents": [content] }))
+}
+
+/// The `{id}` of a `test://template/{id}/data` URI.
+fn template_id(uri: &str) -> Option<&str> {
+    let id = uri
+        .strip_prefix(TEMPLATE_PREFIX)?
+        .strip_suffix(TEMPLATE_SUFFIX)?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
+/// The `prompts/list` result.
+fn prompt_list() -> Vec<Value> {
+    let argument = |name: &str, description: &str| json!({ "name": name, "description": description, "required": true });
+    vec![
+        json!({
+            "name": "test_simple_prompt",
+            "title": "Simple Test Prompt",
+            "description": "A simple prompt without arguments",
+        }),
+        json!({
+            "name": "test_prompt_with_arguments",
+            "title": "Prompt With Arguments",
+            "description": "A prompt with required arguments",
+            "arguments": [argument("arg1", "First test argument"), argument("arg2", "Second test argument")],
+        }),
+        json!({
+            "name": "test_prompt_with_embedded_resource",
+            "title": "Prompt With Embedded Resource",
+            "description": "A prompt that includes an embedded resource",
+            "arguments": [argument("resourceUri", "URI of the resource to embed")],
+        }),
+        json!({
+            "name": "test_prompt_with_image",
+            "title": "Prompt With Image",
+            "description": "A prompt that includes image content",
+        }),
+    ]
+}
+
+/// Answers `prompts/get`.
+fn get_prompt(params: &Value) -> Reply {
+    let Some(name) = params.get("name").and_then(Value::as_str) else {
+        return Reply::Error(INVALID_PARAMS, "missing string param `name`".into());
+    };
+    let args = params.get("arguments");
+    let arg = |key: &str| args.and_then(|a| a.get(key)).and_then(Value::as_str);
+    let missing =
+        |key: &str| Reply::Error(INVALID_PARAMS, format!("missing required argument `{key}`"));
+    let user = |content: Value| json!({ "role": "user", "content": content });
+    let messages = match name {
+        "test_simple_prompt" => vec![user(
+            json!({ "type": "text", "text": "This is a simple prompt for testing." }),
+        )],
+        "test_prompt_with_arguments" => {
+            let (Some(arg1), Some(arg2)) = (arg("arg1"), arg("arg2")) else {
+                return missing(if arg("arg1").is_none() {
+                    "arg1"
+                } else {
+                    "arg2"
+                });
+            };
+            vec![user(json!({
+                "type": "text",
+                "text": format!("Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"),
+            }))]
+        }
+        "test_prompt_with_embedded_resource" => {
+            let Some(uri) = arg("resourceUri") else {
+                return missing("resourceUri");
+            };
+            vec![
+                user(json!({
+                    "type": "resource",
+                    "resource": { "uri": uri, "mimeType": "text/plain", "text": "Embedded resource content for testing." },
+                })),
+                user(
+                    json!({ "type": "text", "text": "Please process the embedded resource above." }),
+                ),
+            ]
+        }
+        "test_prompt_with_image" => vec![
+            user(json!({ "type": "image", "data": TEST_IMAGE_BASE64, "mimeType": "image/png" })),
+            user(json!({ "type": "text", "text": "Please analyze the image above." })),
+        ],
+        other => return Reply::Error(INVALID_PARAMS, format!("Unknown prompt: {other}")),
+    };
+    Reply::Result(json!({ "messages": messages }))
+}
+
+/// Answers `completion/complete` with prefix-filtered suggestions.
+fn complete(params: &Value) -> Reply {
+    let reference = params.get("ref");
+    let ref_type = reference
+        .and_then(|r| r.get("type"))
+        .and_then(Value::as_str);
+    let ref_name = reference
+        .and_then(|r| r.get("name").or_else(|| r.get("uri")))
+        .and_then(Value::as_str);
+    let argument = params.get("argument");
+    let arg_name = argument.and_then(|a| a.get("name")).and_then(Value::as_str);
+    let prefix = argument
+        .and_then(|a| a.get("value"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let candidates: &[&str] = match (ref_type, ref_name, arg_name) {
+        (Some("ref/prompt"), Some("test_prompt_with_arguments"), Some("arg1")) => {
+            &["paris", "park", "party"]
+        }
+        (Some("ref/prompt"), Some("test_prompt_with_arguments"), Some("arg2")) => {
+            &["world", "work", "worth"]
+        }
+        (Some("ref/resource"), Some("test://template/{id}/data"), Some("id")) => {
+            &["1", "2", "3", "123"]
+        }
+        _ => &[],
+    };
+    let values: Vec<&str> = candidates
+        .iter()
+        .copied()
+        .filter(|c| c.starts_with(prefix))
+        .collect();
+    Reply::Result(json!({
+        "completion": { "values": values, "total": values.len(), "hasMore": false },
+    }))
+}
+
+/// Parses one input line and dispatches it; malformed lines are logged and skipped.
+fn handle_line(server: &Arc<Server>, line: &[u8]) {
+    let line = line.trim_ascii();
+    if line.is_empty() {
+        return;
+    }
+    match serde_json::from_slice::<Value>(line) {
+        Ok(Value::Array(batch)) => batch
+            .into_iter()
+            .for_each(|message| server.dispatch(message)),
+        Ok(message) => server.dispatch(message),
+        Err(err) => log!(
+            "ignoring malformed input line ({err}): {}",
+            String::from_utf8_lossy(line)
+        ),
+    }
+}
+
+fn main() {
+    if std::env::args()
+        .skip(1)
+        .any(|arg| arg == "--version" || arg == "-V")
+    {
+        println!("{SERVER_NAME} {SERVER_VERSION}");
+        return;
+    }
+    let counts = match std::env::var_os("FIXTURE_COUNTS") {
+        Some(path) if !path.is_empty() => {
+            match OpenOptions::new().create(true).append(true).open(&path) {
+                Ok(file) => Some(file),
+                Err(err) => {
+                    log!(
+                        "cannot open FIXTURE_COUNTS file {}: {err}",
+                        path.to_string_lossy()
+                    );
+                    std::process::exit(2);
+                }
+            }
+        }
+        _ => None,
+    };
+    let server = Arc::new(Server::new(counts));
+    let mut stdin = io::stdin().lock();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match stdin.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => handle_line(&server, &line),
+            Err(err) => {
+                log!("cannot read stdin: {err}");
+                break;
+            }
+        }
+    }
+    if let Err(err) = lock(&server.out).flush() {
+        log!("cannot flush stdout: {err}");
+    }
+    log!("stdin closed; exiting");
+}
