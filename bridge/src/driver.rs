@@ -74,7 +74,6 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let outcome = loop {
         tokio::select! {
-            biased;
             _ = &mut shutdown => break Outcome::Stopped,
             ev = link_rx.recv() => match ev {
                 Some(LinkEvent::Up { out: tx, welcome }) => {

@@ -1,1 +1,349 @@
-//! e2e helpers
+//! Helpers for the end-to-end tests: start `bridge` and `relay` as real processes with
+//! the fixture server, find the pinned third-party clients, and run them.
+//!
+//! The binaries are the ones cargo built next to the test executable
+//! (`target/<profile>/bridge`, `relay`, `mcp-fixture`); the test command builds them first.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Path of a binary built by cargo in the same profile as the running test.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace binaries first (`cargo build --workspace --bins`)",
+        p.display()
+    );
+    p
+}
+
+/// A child process killed (with its process group) when dropped.
+pub struct Proc {
+    child: Child,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+    lines: mpsc::Receiver<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command, dir: tempfile::TempDir, name: &str) -> Self {
+        let log = dir.path().join(format!("{name}.log"));
+        let err = std::fs::File::create(&log).expect("log file");
+        cmd.stdout(Stdio::piped()).stderr(err).stdin(Stdio::null());
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            log,
+            lines: rx,
+            _dir: dir,
+        }
+    }
+
+    /// Waits for stdout lines until `done` says the collected lines are enough.
+    fn wait_lines(&mut self, what: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut seen = Vec::new();
+        while !done(&seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => seen.push(l),
+                Err(_) => panic!(
+                    "{what} did not become ready; stdout so far: {seen:?}; stderr: {}",
+                    self.log_text()
+                ),
+            }
+        }
+        seen
+    }
+
+    /// The process's stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Operating-system pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit, up to `timeout`; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Sends SIGTERM to the process.
+    pub fn terminate(&self) {
+        #[cfg(unix)]
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc_kill(self.child.id() as i32, 15);
+        }
+    }
+}
+
+#[cfg(unix)]
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        // SAFETY: killing the process group we created for this child.
+        unsafe {
+            libc_kill(-(self.child.id() as i32), 9);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Options for starting a bridge.
+#[derive(Default, Clone)]
+pub struct BridgeOpts {
+    /// Connect to this relay (base URL, bridge token) instead of the embedded one.
+    pub relay: Option<(String, String)>,
+    /// `--auth none` instead of a bearer token.
+    pub no_auth: bool,
+    /// `--isolate`.
+    pub isolate: bool,
+    /// `--name`.
+    pub name: Option<String>,
+    /// More flags.
+    pub args: Vec<String>,
+    /// The server command; the fixture when empty.
+    pub command: Vec<String>,
+    /// Environment for the bridge (and so its child).
+    pub env: Vec<(String, String)>,
+}
+
+/// A running bridge with the endpoints it printed.
+pub struct Bridge {
+    /// The process.
+    pub proc: Proc,
+    /// `MCP endpoint:` URL.
+    pub mcp_url: String,
+    /// `SSE endpoint:` URL.
+    pub sse_url: String,
+    /// The bearer token clients must send, when auth is on.
+    pub bearer: Option<String>,
+    /// The fixture's counts file.
+    pub counts: PathBuf,
+}
+
+impl Bridge {
+    /// Starts a bridge serving the fixture (or `opts.command`).
+    pub fn start(opts: BridgeOpts) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let counts = dir.path().join("counts.txt");
+        let mut cmd = Command::new(bin("bridge"));
+        cmd.arg("run");
+        match &opts.relay {
+            Some((url, token)) => {
+                cmd.arg("--relay").arg(url).env("BRIDGE_TOKEN", token);
+            }
+            None => {
+                cmd.arg("--listen").arg("127.0.0.1:0");
+            }
+        }
+        if opts.no_auth {
+            cmd.arg("--auth").arg("none");
+        }
+        if opts.isolate {
+            cmd.arg("--isolate");
+        }
+        if let Some(n) = &opts.name {
+            cmd.arg("--name").arg(n);
+        }
+        cmd.args(&opts.args);
+        cmd.arg("--");
+        if opts.command.is_empty() {
+            cmd.arg(bin("mcp-fixture"));
+        } else {
+            cmd.args(&opts.command);
+        }
+        cmd.env("FIXTURE_COUNTS", &counts)
+            .env("RUST_LOG", "info")
+            .env_remove("BRIDGE_CLIENT_TOKEN");
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let mut proc = Proc::spawn(cmd, dir, "bridge");
+        let lines = proc.wait_lines("bridge", |l| {
+            l.iter().any(|x| x.starts_with("Bearer token:") || x.starts_with("Client auth:"))
+        });
+        let field = |prefix: &str| {
+            lines
+                .iter()
+                .find_map(|l| l.strip_prefix(prefix).map(|s| s.trim().to_owned()))
+        };
+        Self {
+            mcp_url: field("MCP endpoint:").expect("MCP endpoint line"),
+            sse_url: field("SSE endpoint:").expect("SSE endpoint line"),
+            bearer: field("Bearer token:"),
+            counts,
+            proc,
+        }
+    }
+
+    /// Lines the fixture recorded.
+    pub fn counts(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.counts)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// How many recorded lines equal `line` exactly.
+    pub fn count(&self, line: &str) -> usize {
+        self.counts().iter().filter(|l| *l == line).count()
+    }
+}
+
+/// A running `relay serve`.
+pub struct Relay {
+    /// The process.
+    pub proc: Proc,
+    /// Its public base URL.
+    pub base: String,
+    /// A bridge token it accepts.
+    pub token: String,
+}
+
+impl Relay {
+    /// Starts a relay on a free loopback port with a fresh bridge token.
+    pub fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = format!("test-bridge-token-{}", std::process::id());
+        let mut cmd = Command::new(bin("relay"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(args)
+            .env("RELAY_BRIDGE_TOKENS", &token)
+            .env("RUST_LOG", "info");
+        let mut proc = Proc::spawn(cmd, dir, "relay");
+        let lines = proc.wait_lines("relay", |l| l.iter().any(|x| x.starts_with("Relay listening")));
+        let line = lines.iter().find(|l| l.starts_with("Relay listening")).expect("banner");
+        let base = line.rsplit("public URL ").next().expect("url").trim().to_owned();
+        Self { proc, base, token }
+    }
+}
+
+/// Paths of the pinned third-party test helpers (from `tests/deps/env.sh`).
+pub struct Deps {
+    vars: HashMap<String, String>,
+}
+
+impl Deps {
+    /// Reads the helper paths; panics with instructions when they are not installed.
+    pub fn get() -> Self {
+        let out = Command::new("bash")
+            .arg(repo_root().join("tests/deps/env.sh"))
+            .output()
+            .expect("bash");
+        let vars: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+            .collect();
+        assert_eq!(
+            vars.get("TEST_DEPS_READY").map(String::as_str),
+            Some("1"),
+            "the pinned test helpers are missing: run tests/deps/install.sh"
+        );
+        Self { vars }
+    }
+
+    /// One variable (e.g. `NODE22`, `PY_SDK`, `CONFORMANCE_JS`).
+    pub fn var(&self, k: &str) -> String {
+        self.vars
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| panic!("{k} is not set by tests/deps/env.sh"))
+    }
+
+    /// Path of a client script under `tests/clients`.
+    pub fn client(&self, name: &str) -> PathBuf {
+        repo_root().join("tests/clients").join(name)
+    }
+}
+
+/// Runs a command and returns the JSON object on the last line of its stdout, panicking
+/// (with its output) if it fails.
+pub fn run_json(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    let last = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or("");
+    serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!("{cmd:?} printed no JSON summary ({e}):\nstdout:\n{stdout}\nstderr:\n{stderr}")
+    })
+}
+
+/// Process ids whose command line contains `needle` (Linux `/proc`).
+pub fn pids_matching(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in dir.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) {
+            found.push(pid);
+        }
+    }
+    found
+}
