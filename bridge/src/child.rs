@@ -156,7 +156,11 @@ impl Drop for ChildHandle {
 }
 
 /// Feeds queued lines to stdin, coalescing everything queued into one write.
-async fn write_stdin(id: ChildId, mut stdin: tokio::process::ChildStdin, mut rx: mpsc::Receiver<Bytes>) {
+async fn write_stdin(
+    id: ChildId,
+    mut stdin: tokio::process::ChildStdin,
+    mut rx: mpsc::Receiver<Bytes>,
+) {
     let mut buf: Vec<u8> = Vec::new();
     while let Some(first) = rx.recv().await {
         let result = match rx.try_recv() {
@@ -194,7 +198,10 @@ async fn read_stdout<R: AsyncRead + Unpin>(
         match read_line_limited(&mut reader, &mut line, max_line).await {
             Ok(LineRead::Eof) => break,
             Ok(LineRead::TooLong(n)) => {
-                warn!(child = id, "dropped a stdout line of {n} bytes (limit {max_line})");
+                warn!(
+                    child = id,
+                    "dropped a stdout line of {n} bytes (limit {max_line})"
+                );
             }
             Ok(LineRead::Line) => {
                 let l = std::mem::take(&mut line);
@@ -310,16 +317,28 @@ mod tests {
         let data: &[u8] = b"short\nthis line is far too long\nok\nlast";
         let mut r = BufReader::with_capacity(4, data);
         let mut buf = Vec::new();
-        assert_eq!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), LineRead::Line);
+        assert_eq!(
+            read_line_limited(&mut r, &mut buf, 10).await.unwrap(),
+            LineRead::Line
+        );
         assert_eq!(buf, b"short");
         assert!(matches!(
             read_line_limited(&mut r, &mut buf, 10).await.unwrap(),
             LineRead::TooLong(_)
         ));
-        assert_eq!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), LineRead::Line);
+        assert_eq!(
+            read_line_limited(&mut r, &mut buf, 10).await.unwrap(),
+            LineRead::Line
+        );
         assert_eq!(buf, b"ok");
-        assert_eq!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), LineRead::Line);
+        assert_eq!(
+            read_line_limited(&mut r, &mut buf, 10).await.unwrap(),
+            LineRead::Line
+        );
         assert_eq!(buf, b"last");
-        assert_eq!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), LineRead::Eof);
+        assert_eq!(
+            read_line_limited(&mut r, &mut buf, 10).await.unwrap(),
+            LineRead::Eof
+        );
     }
 }

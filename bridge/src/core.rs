@@ -243,8 +243,8 @@ impl Core {
     fn spawn_child(&mut self) -> Result<ChildId, String> {
         let id = self.next_child;
         self.next_child += 1;
-        let handle =
-            ChildHandle::spawn(id, &self.cfg.child, self.events.clone()).map_err(|e| e.to_string())?;
+        let handle = ChildHandle::spawn(id, &self.cfg.child, self.events.clone())
+            .map_err(|e| e.to_string())?;
         let req_id = self.fresh_id();
         if !handle.send_line(init::child_initialize_request(req_id)) {
             return Err("the server's stdin closed at once".into());
@@ -318,7 +318,11 @@ impl Core {
                             self.subscriptions.remove(&(o, uri.clone()));
                         }
                         self.subscriptions.insert((new, uri.clone()), n);
-                        self.internal_request(new, "resources/subscribe", serde_json::json!({"uri": uri}));
+                        self.internal_request(
+                            new,
+                            "resources/subscribe",
+                            serde_json::json!({"uri": uri}),
+                        );
                     }
                     info!("restarted the MCP server");
                 }
@@ -346,7 +350,11 @@ impl Core {
             "the local MCP server exited (incident {incident}); the bridge is restarting it, retry the request"
         );
         for w in slot.waiting {
-            self.answer_to(w.exchange, true, &error_response(&w.id, INTERNAL_ERROR, &message));
+            self.answer_to(
+                w.exchange,
+                true,
+                &error_response(&w.id, INTERNAL_ERROR, &message),
+            );
         }
         let ids: Vec<u64> = self
             .pending
@@ -449,7 +457,8 @@ impl Core {
                     .as_str()
                     .unwrap_or(protocol::LATEST_LEGACY_MCP_VERSION)
                     .to_owned();
-                slot.handle.send_line(init::INITIALIZED_NOTIFICATION.to_vec());
+                slot.handle
+                    .send_line(init::INITIALIZED_NOTIFICATION.to_vec());
                 info!(
                     child,
                     server = %result["serverInfo"]["name"].as_str().unwrap_or("?"),
@@ -561,7 +570,10 @@ impl Core {
         let method = env.method.as_deref().unwrap_or("");
         match method {
             "notifications/progress" => {
-                let Some(span) = env.progress_token.clone().or_else(|| progress_span(line, env))
+                let Some(span) = env
+                    .progress_token
+                    .clone()
+                    .or_else(|| progress_span(line, env))
                 else {
                     return;
                 };
@@ -571,11 +583,15 @@ impl Core {
                 else {
                     return;
                 };
-                let Some(p) = self.pending.get(&id) else { return };
+                let Some(p) = self.pending.get(&id) else {
+                    return;
+                };
                 if p.child != child || p.cancelled {
                     return;
                 }
-                let Some(tok) = p.original_token.clone() else { return };
+                let Some(tok) = p.original_token.clone() else {
+                    return;
+                };
                 let body = splice(line, &mut [(span, &tok[..])]);
                 let (ex, _) = (p.exchange, ());
                 if let Some(ex) = ex {
@@ -597,7 +613,9 @@ impl Core {
             }
             "notifications/resources/updated" => {
                 let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
-                let Some(uri) = v["params"]["uri"].as_str() else { return };
+                let Some(uri) = v["params"]["uri"].as_str() else {
+                    return;
+                };
                 let streams: Vec<u64> = self
                     .sessions
                     .iter()
@@ -656,7 +674,10 @@ impl Core {
             target = Some(ex);
         }
         if ambiguous {
-            debug!(child, "notification with no routing key while several clients are busy; kept local");
+            debug!(
+                child,
+                "notification with no routing key while several clients are busy; kept local"
+            );
             return;
         }
         if let Some(ex) = target {
@@ -676,9 +697,15 @@ impl Core {
 
     fn internal_request(&mut self, child: ChildId, method: &str, params: Value) {
         let id = self.fresh_id();
-        let msg = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let Some(slot) = self.children.get(&child) else { return };
-        if slot.handle.send_line(serde_json::to_vec(&msg).expect("json")) {
+        let msg =
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let Some(slot) = self.children.get(&child) else {
+            return;
+        };
+        if slot
+            .handle
+            .send_line(serde_json::to_vec(&msg).expect("json"))
+        {
             self.pending.insert(
                 id,
                 Pending {
@@ -698,7 +725,14 @@ impl Core {
 
     // ----- output ----------------------------------------------------------------
 
-    fn push(&mut self, exchange: u64, status: u16, session: Option<String>, flags: u8, body: Vec<u8>) {
+    fn push(
+        &mut self,
+        exchange: u64,
+        status: u16,
+        session: Option<String>,
+        flags: u8,
+        body: Vec<u8>,
+    ) {
         if flags & FLAG_FINAL != 0 {
             self.exchanges.remove(&exchange);
         }
@@ -752,7 +786,12 @@ impl Core {
     /// Answers a client message in its context.
     fn answer(&mut self, ctx: &Ctx, body: Vec<u8>) {
         if ctx.legacy {
-            if let Some(stream) = ctx.session.as_deref().and_then(|s| self.sessions.get(s)).and_then(|s| s.stream) {
+            if let Some(stream) = ctx
+                .session
+                .as_deref()
+                .and_then(|s| self.sessions.get(s))
+                .and_then(|s| s.stream)
+            {
                 self.message(stream, body);
             }
         } else {
@@ -822,7 +861,12 @@ impl Core {
                     .touch(&sid, &r.principal)
                     .is_some_and(|s| s.legacy);
                 if !ok {
-                    self.reply(exchange, 404, None, ex_body(SESSION_NOT_FOUND, "Session not found"));
+                    self.reply(
+                        exchange,
+                        404,
+                        None,
+                        ex_body(SESSION_NOT_FOUND, "Session not found"),
+                    );
                     return;
                 }
                 let ctx = Ctx {
@@ -851,7 +895,12 @@ impl Core {
             Some(s) if !s.legacy => s.stream.replace(exchange),
             _ => {
                 self.exchanges.insert(exchange, Role::Post);
-                self.reply(exchange, 404, None, ex_body(SESSION_NOT_FOUND, "Session not found"));
+                self.reply(
+                    exchange,
+                    404,
+                    None,
+                    ex_body(SESSION_NOT_FOUND, "Session not found"),
+                );
                 return;
             }
         };
@@ -872,12 +921,20 @@ impl Core {
                 exchange,
                 400,
                 None,
-                ex_body(INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required"),
+                ex_body(
+                    INVALID_REQUEST,
+                    "Bad Request: Mcp-Session-Id header is required",
+                ),
             );
             return;
         };
         if self.sessions.touch(&sid, principal).is_none() {
-            self.reply(exchange, 404, None, ex_body(SESSION_NOT_FOUND, "Session not found"));
+            self.reply(
+                exchange,
+                404,
+                None,
+                ex_body(SESSION_NOT_FOUND, "Session not found"),
+            );
             return;
         }
         self.end_session(&sid, true);
@@ -905,13 +962,16 @@ impl Core {
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.stream = Some(exchange);
         }
-        self.exchanges.insert(exchange, Role::LegacyStream(sid.clone()));
+        self.exchanges
+            .insert(exchange, Role::LegacyStream(sid.clone()));
         self.push(exchange, 200, Some(sid), FLAG_STREAM, Vec::new());
     }
 
     fn make_room_for_session(&mut self) {
         while self.sessions.len() >= self.cfg.max_sessions.max(1) {
-            let Some(oldest) = self.sessions.oldest() else { break };
+            let Some(oldest) = self.sessions.oldest() else {
+                break;
+            };
             info!("evicting the least recently used session to make room");
             self.end_session(&oldest, true);
         }
@@ -933,14 +993,20 @@ impl Core {
     }
 
     fn end_session(&mut self, sid: &str, close_stream: bool) {
-        let Some(s) = self.sessions.remove(sid) else { return };
+        let Some(s) = self.sessions.remove(sid) else {
+            return;
+        };
         for uri in &s.subscriptions {
             let key = (s.child, uri.clone());
             if let Some(n) = self.subscriptions.get_mut(&key) {
                 *n -= 1;
                 if *n == 0 {
                     self.subscriptions.remove(&key);
-                    self.internal_request(s.child, "resources/unsubscribe", serde_json::json!({"uri": uri}));
+                    self.internal_request(
+                        s.child,
+                        "resources/unsubscribe",
+                        serde_json::json!({"uri": uri}),
+                    );
                 }
             }
         }
@@ -963,7 +1029,8 @@ impl Core {
                 for id in ids {
                     if let Some(p) = self.pending.remove(&id) {
                         if p.purpose == Purpose::Client && !p.cancelled {
-                            let body = error_response(&p.original_id, INTERNAL_ERROR, "the session ended");
+                            let body =
+                                error_response(&p.original_id, INTERNAL_ERROR, "the session ended");
                             self.deliver(&p, body, true);
                         }
                     }
@@ -979,13 +1046,23 @@ impl Core {
         let env = match jsonrpc::parse(&body) {
             Ok(e) => e,
             Err(e) => {
-                self.reply(ctx.exchange, 400, None, ex_body(e.code(), &format!("Bad Request: {e}")));
+                self.reply(
+                    ctx.exchange,
+                    400,
+                    None,
+                    ex_body(e.code(), &format!("Bad Request: {e}")),
+                );
                 return;
             }
         };
         if let Some(sid) = &ctx.session {
             if !ctx.legacy && self.sessions.touch(sid, &ctx.principal).is_none() {
-                self.reply(ctx.exchange, 404, None, ex_body(SESSION_NOT_FOUND, "Session not found"));
+                self.reply(
+                    ctx.exchange,
+                    404,
+                    None,
+                    ex_body(SESSION_NOT_FOUND, "Session not found"),
+                );
                 return;
             }
         }
@@ -1011,7 +1088,8 @@ impl Core {
         if method == "server/discover" || env.meta_protocol_version.is_some() {
             // A 2026-07-28-era request: answered like a 2025-era server answers an unknown
             // method, so modern clients fall back to initialize.
-            let msg = "Method not found: this endpoint serves MCP 2025-11-25 and earlier; use initialize";
+            let msg =
+                "Method not found: this endpoint serves MCP 2025-11-25 and earlier; use initialize";
             self.answer(ctx, error_response(&id, METHOD_NOT_FOUND, msg));
             return;
         }
@@ -1023,7 +1101,11 @@ impl Core {
             }
             _ => {
                 if method == "logging/setLevel" {
-                    if let Some(s) = ctx.session.as_deref().and_then(|s| self.sessions.get_mut(s)) {
+                    if let Some(s) = ctx
+                        .session
+                        .as_deref()
+                        .and_then(|s| self.sessions.get_mut(s))
+                    {
                         s.wants_logs = true;
                     }
                 }
@@ -1043,15 +1125,29 @@ impl Core {
         let child = match self.child_of(ctx) {
             Ok(c) => c,
             Err(e) => {
-                self.answer(ctx, error_response(&id, UNAVAILABLE, &format!("the local MCP server cannot start: {e}")));
+                self.answer(
+                    ctx,
+                    error_response(
+                        &id,
+                        UNAVAILABLE,
+                        &format!("the local MCP server cannot start: {e}"),
+                    ),
+                );
                 return;
             }
         };
-        let ready = matches!(self.children.get(&child).map(|s| &s.state), Some(ChildState::Ready { .. }));
+        let ready = matches!(
+            self.children.get(&child).map(|s| &s.state),
+            Some(ChildState::Ready { .. })
+        );
         if !ready {
             self.answer(
                 ctx,
-                error_response(&id, UNAVAILABLE, "the local MCP server is starting; retry in a moment"),
+                error_response(
+                    &id,
+                    UNAVAILABLE,
+                    "the local MCP server is starting; retry in a moment",
+                ),
             );
             return;
         }
@@ -1065,23 +1161,37 @@ impl Core {
             tok
         });
         let line = splice(body, &mut edits);
-        let sent = self.children.get(&child).is_some_and(|s| s.handle.send_line(line));
+        let sent = self
+            .children
+            .get(&child)
+            .is_some_and(|s| s.handle.send_line(line));
         if !sent {
             self.answer(
                 ctx,
-                error_response(&id, UNAVAILABLE, "the local MCP server is not reading its input; retry later"),
+                error_response(
+                    &id,
+                    UNAVAILABLE,
+                    "the local MCP server is not reading its input; retry later",
+                ),
             );
             return;
         }
         let (exchange, reply_final) = if ctx.legacy {
             (
-                ctx.session.as_deref().and_then(|s| self.sessions.get(s)).and_then(|s| s.stream),
+                ctx.session
+                    .as_deref()
+                    .and_then(|s| self.sessions.get(s))
+                    .and_then(|s| s.stream),
                 false,
             )
         } else {
             (Some(ctx.exchange), true)
         };
-        if let Some(s) = ctx.session.as_deref().and_then(|s| self.sessions.get_mut(s)) {
+        if let Some(s) = ctx
+            .session
+            .as_deref()
+            .and_then(|s| self.sessions.get_mut(s))
+        {
             s.in_flight.insert(id.clone(), cid);
         }
         self.pending.insert(
@@ -1100,10 +1210,20 @@ impl Core {
         );
     }
 
-    fn on_subscription(&mut self, ctx: &Ctx, id: Bytes, body: &Bytes, env: &Envelope<'_>, subscribe: bool) {
+    fn on_subscription(
+        &mut self,
+        ctx: &Ctx,
+        id: Bytes,
+        body: &Bytes,
+        env: &Envelope<'_>,
+        subscribe: bool,
+    ) {
         let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let Some(uri) = v["params"]["uri"].as_str().map(str::to_owned) else {
-            self.answer(ctx, error_response(&id, jsonrpc::INVALID_PARAMS, "params.uri is required"));
+            self.answer(
+                ctx,
+                error_response(&id, jsonrpc::INVALID_PARAMS, "params.uri is required"),
+            );
             return;
         };
         let Some(sid) = ctx.session.clone() else {
@@ -1111,7 +1231,9 @@ impl Core {
             self.forward(ctx, id, body, env);
             return;
         };
-        let Some(s) = self.sessions.get_mut(&sid) else { return };
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
         let child = s.child;
         let key = (child, uri.clone());
         if subscribe {
@@ -1163,13 +1285,24 @@ impl Core {
             match self.child_for_new_session() {
                 Ok(c) => (c, None),
                 Err(e) => {
-                    self.answer(ctx, error_response(&id, UNAVAILABLE, &format!("the local MCP server cannot start: {e}")));
+                    self.answer(
+                        ctx,
+                        error_response(
+                            &id,
+                            UNAVAILABLE,
+                            &format!("the local MCP server cannot start: {e}"),
+                        ),
+                    );
                     return;
                 }
             }
         };
         let exchange = if ctx.legacy {
-            match legacy_session.as_deref().and_then(|s| self.sessions.get(s)).and_then(|s| s.stream) {
+            match legacy_session
+                .as_deref()
+                .and_then(|s| self.sessions.get(s))
+                .and_then(|s| s.stream)
+            {
                 Some(ex) => ex,
                 None => return,
             }
@@ -1184,7 +1317,10 @@ impl Core {
             principal: ctx.principal.clone(),
             legacy_session,
         };
-        let ready = !matches!(self.children.get(&child).map(|s| &s.state), Some(ChildState::Starting));
+        let ready = !matches!(
+            self.children.get(&child).map(|s| &s.state),
+            Some(ChildState::Starting)
+        );
         if ready {
             self.complete_initialize(child, w);
         } else if let Some(slot) = self.children.get_mut(&child) {
@@ -1198,7 +1334,11 @@ impl Core {
             Some(ChildState::Ready { result, version }) => (result.clone(), version.clone()),
             Some(ChildState::Failed(e)) => {
                 let msg = format!("the local MCP server failed to initialize: {e}");
-                self.answer_to(w.exchange, is_final, &error_response(&w.id, INTERNAL_ERROR, &msg));
+                self.answer_to(
+                    w.exchange,
+                    is_final,
+                    &error_response(&w.id, INTERNAL_ERROR, &msg),
+                );
                 return;
             }
             _ => {
@@ -1249,7 +1389,9 @@ impl Core {
             "notifications/initialized" | "notifications/roots/list_changed" => {}
             "notifications/cancelled" => {
                 let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-                let Ok(rid) = serde_json::to_vec(&v["params"]["requestId"]) else { return };
+                let Ok(rid) = serde_json::to_vec(&v["params"]["requestId"]) else {
+                    return;
+                };
                 let Some(sid) = ctx.session.as_deref() else {
                     debug!("cancellation without a session cannot be matched; ignored");
                     return;
@@ -1261,7 +1403,9 @@ impl Core {
                 else {
                     return;
                 };
-                let Some(p) = self.pending.get_mut(&cid) else { return };
+                let Some(p) = self.pending.get_mut(&cid) else {
+                    return;
+                };
                 p.cancelled = true;
                 let child = p.child;
                 let mut msg = serde_json::json!({
@@ -1273,14 +1417,20 @@ impl Core {
                     msg["params"]["reason"] = reason.clone();
                 }
                 if let Some(slot) = self.children.get(&child) {
-                    slot.handle.send_line(serde_json::to_vec(&msg).expect("json"));
+                    slot.handle
+                        .send_line(serde_json::to_vec(&msg).expect("json"));
                 }
                 // The request will get no answer from the server: end its stream.
                 let p = self.pending.get(&cid).expect("present");
                 let (ex, fin, oid) = (p.exchange, p.reply_final, p.original_id.clone());
                 if let (Some(ex), true) = (ex, fin) {
                     if self.exchanges.contains_key(&ex) {
-                        self.reply(ex, 200, None, error_response(&oid, REQUEST_CANCELLED, "Request cancelled"));
+                        self.reply(
+                            ex,
+                            200,
+                            None,
+                            error_response(&oid, REQUEST_CANCELLED, "Request cancelled"),
+                        );
                     }
                 }
             }

@@ -81,7 +81,11 @@ pub fn connect_url(relay: &Url, tunnel: &str) -> Result<Url, LinkError> {
     let scheme = match relay.scheme() {
         "http" | "ws" => "ws",
         "https" | "wss" => "wss",
-        s => return Err(LinkError::Connect(format!("unsupported relay URL scheme {s:?}"))),
+        s => {
+            return Err(LinkError::Connect(format!(
+                "unsupported relay URL scheme {s:?}"
+            )));
+        }
     };
     u.set_scheme(scheme)
         .map_err(|_| LinkError::Connect("cannot build the WebSocket URL".into()))?;
@@ -126,7 +130,10 @@ pub fn backoff(attempt: u32) -> Duration {
     cap.mul_f64(0.5 + frac / 2.0)
 }
 
-async fn connect_once(config: &LinkConfig, events: &mpsc::Sender<LinkEvent>) -> Result<(), LinkError> {
+async fn connect_once(
+    config: &LinkConfig,
+    events: &mpsc::Sender<LinkEvent>,
+) -> Result<(), LinkError> {
     let url = connect_url(&config.relay, &config.tunnel)?;
     let host = url
         .host_str()
@@ -198,7 +205,9 @@ where
             },
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(_)) | None => {
-                return Err(LinkError::Protocol("the relay closed during the handshake".into()));
+                return Err(LinkError::Protocol(
+                    "the relay closed during the handshake".into(),
+                ));
             }
             Some(Err(e)) => return Err(LinkError::Connect(e.to_string())),
         }

@@ -28,7 +28,11 @@ use crate::driver::Outcome;
 use crate::link::LinkConfig;
 
 #[derive(Parser)]
-#[command(name = "bridge", version, about = "Serve a desktop stdio MCP server to hosted AI clients")]
+#[command(
+    name = "bridge",
+    version,
+    about = "Serve a desktop stdio MCP server to hosted AI clients"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -128,7 +132,9 @@ fn random_name() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut b = [0u8; 10];
     getrandom::fill(&mut b).expect("OS randomness");
-    b.iter().map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char).collect()
+    b.iter()
+        .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 fn roots(paths: &[PathBuf]) -> Result<Vec<Root>> {
@@ -152,7 +158,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         bail!("invalid --name {name:?}: use 3-40 characters a-z, 0-9 and '-'");
     }
     let client_token = match args.auth {
-        AuthMode::Bearer => Some(args.client_token.clone().unwrap_or_else(|| random_token(24))),
+        AuthMode::Bearer => Some(
+            args.client_token
+                .clone()
+                .unwrap_or_else(|| random_token(24)),
+        ),
         AuthMode::None => None,
     };
     let client_auth = match &client_token {
@@ -173,7 +183,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         }
         None => {
             let listener = relay::bind(args.listen).with_context(|| {
-                format!("cannot listen on {} (choose another with --listen, port 0 for any)", args.listen)
+                format!(
+                    "cannot listen on {} (choose another with --listen, port 0 for any)",
+                    args.listen
+                )
             })?;
             let addr = listener.local_addr()?;
             let mut config = relay::RelayConfig::new(addr, &format!("http://{addr}"))?;
@@ -223,12 +236,22 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         let _ = out.flush();
     });
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let isolate = args.isolate;
     let outcome = rt.block_on(async move {
         let (events_tx, events_rx) = mpsc::channel(1024);
         let core = Core::new(cfg, events_tx);
-        driver::run(core, events_rx, link, on_welcome, shutdown_signal(), isolate).await
+        driver::run(
+            core,
+            events_rx,
+            link,
+            on_welcome,
+            shutdown_signal(),
+            isolate,
+        )
+        .await
     });
     rt.shutdown_timeout(Duration::from_millis(500));
     match outcome {
@@ -248,7 +271,10 @@ async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             std::future::pending::<()>().await;
             return;
         };

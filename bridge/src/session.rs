@@ -184,8 +184,22 @@ mod tests {
     #[test]
     fn ownership_and_lru() {
         let mut s = Sessions::default();
-        let a = s.create("alice", 1, "2025-11-25".into(), ClientCaps::default(), false, false);
-        let b = s.create("bob", 1, "2025-11-25".into(), ClientCaps::default(), false, false);
+        let a = s.create(
+            "alice",
+            1,
+            "2025-11-25".into(),
+            ClientCaps::default(),
+            false,
+            false,
+        );
+        let b = s.create(
+            "bob",
+            1,
+            "2025-11-25".into(),
+            ClientCaps::default(),
+            false,
+            false,
+        );
         assert!(s.touch(&a, "bob").is_none());
         assert!(s.touch(&a, "alice").is_some());
         assert_eq!(s.oldest().as_deref(), Some(b.as_str()));

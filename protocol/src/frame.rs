@@ -18,9 +18,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_body: 32 << 20,
-        }
+        Self { max_body: 32 << 20 }
     }
 }
 

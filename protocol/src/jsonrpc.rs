@@ -156,7 +156,11 @@ pub fn parse(body: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
             // A response with a null id (an error about an unparseable request).
             Kind::Response
         }
-        _ => return Err(EnvelopeError::Invalid("not a request, notification or response")),
+        _ => {
+            return Err(EnvelopeError::Invalid(
+                "not a request, notification or response",
+            ));
+        }
     };
     let mut progress_token = None;
     let mut meta_protocol_version = None;
@@ -173,7 +177,9 @@ pub fn parse(body: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
                 meta_protocol_version = meta.protocol_version;
             }
         } else if first != b'[' {
-            return Err(EnvelopeError::Invalid("params must be an object or an array"));
+            return Err(EnvelopeError::Invalid(
+                "params must be an object or an array",
+            ));
         }
     }
     Ok(Envelope {
@@ -207,7 +213,10 @@ pub fn splice(body: &[u8], edits: &mut [(Range<usize>, &[u8])]) -> Vec<u8> {
 
 fn push_single_line(out: &mut Vec<u8>, part: &[u8]) {
     if memchr_newline(part) {
-        out.extend(part.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
+        out.extend(
+            part.iter()
+                .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+        );
     } else {
         out.extend_from_slice(part);
     }

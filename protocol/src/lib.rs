@@ -20,7 +20,7 @@ pub mod jsonrpc;
 mod wire;
 
 pub use frame::{
-    ClientAuth, DecodeError, Frame, Hello, Limits, RefuseReason, Refusal, Request, RequestKind,
+    ClientAuth, DecodeError, Frame, Hello, Limits, Refusal, RefuseReason, Request, RequestKind,
     Response, Welcome,
 };
 
@@ -30,6 +30,9 @@ pub const PROTOCOL_VERSION: u16 = 1;
 
 /// MCP protocol revisions of the initialize era that the endpoint accepts.
 pub const LEGACY_MCP_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// MCP protocol revisions of the stateless (modern) era that clients may announce.
+pub const MODERN_MCP_VERSIONS: &[&str] = &["2026-07-28"];
 
 /// The newest MCP revision the endpoint negotiates in `initialize`.
 pub const LATEST_LEGACY_MCP_VERSION: &str = "2025-11-25";

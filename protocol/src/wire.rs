@@ -68,7 +68,11 @@ impl Reader {
         Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
 
-    pub(crate) fn string(&mut self, field: &'static str, max: usize) -> Result<String, DecodeError> {
+    pub(crate) fn string(
+        &mut self,
+        field: &'static str,
+        max: usize,
+    ) -> Result<String, DecodeError> {
         let len = self.u16()? as usize;
         if len > max {
             return Err(DecodeError::TooLong { field, len, max });

@@ -56,10 +56,10 @@ fn status_of(f: &Frame) -> StatusCode {
 }
 
 fn session_header(resp: &mut Response, f: &Frame) {
-    if let Some(s) = &f.session {
-        if let Ok(v) = HeaderValue::from_str(s) {
-            resp.headers_mut().insert("mcp-session-id", v);
-        }
+    if let Some(s) = &f.session
+        && let Ok(v) = HeaderValue::from_str(s)
+    {
+        resp.headers_mut().insert("mcp-session-id", v);
     }
 }
 
@@ -94,7 +94,10 @@ fn sse(ex: Exchange, first: Option<Frame>, keepalive: Duration, style: SseStyle)
     let mut queue = VecDeque::new();
     let mut finished = false;
     if let SseStyle::Legacy { endpoint_prefix } = &style {
-        let session = first.as_ref().and_then(|f| f.session.as_deref()).unwrap_or("");
+        let session = first
+            .as_ref()
+            .and_then(|f| f.session.as_deref())
+            .unwrap_or("");
         let mut ev = BytesMut::new();
         ev.put_slice(b"event: endpoint\ndata: ");
         ev.put_slice(endpoint_prefix.as_bytes());

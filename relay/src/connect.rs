@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use protocol::{ClientAuth, Frame, Hello, Limits, RefuseReason, Refusal, Welcome};
+use protocol::{ClientAuth, Frame, Hello, Limits, Refusal, RefuseReason, Welcome};
 use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -33,7 +33,12 @@ pub async fn handle_socket(state: AppState, path_name: String, socket: WebSocket
         Ok(Some(Ok(Message::Binary(b)))) => match Frame::decode(b, &limits) {
             Ok(Frame::Hello(h)) => h,
             Ok(_) | Err(_) => {
-                refuse(&mut sink, RefuseReason::Malformed, "the first frame must be a Hello").await;
+                refuse(
+                    &mut sink,
+                    RefuseReason::Malformed,
+                    "the first frame must be a Hello",
+                )
+                .await;
                 return;
             }
         },
@@ -226,7 +231,10 @@ fn admit(state: &AppState, path_name: &str, hello: &Hello) -> Result<(), (Refuse
         Ok(()) => Ok(()),
         Err(ClaimError::Taken) => Err((
             RefuseReason::NameTaken,
-            format!("the tunnel name {:?} belongs to another bridge token", hello.tunnel),
+            format!(
+                "the tunnel name {:?} belongs to another bridge token",
+                hello.tunnel
+            ),
         )),
         Err(ClaimError::Full) => Err((RefuseReason::Busy, "the relay is full".into())),
     }

@@ -34,7 +34,10 @@ pub fn jsonrpc_error(status: StatusCode, code: i64, message: &str) -> Response {
     let body = protocol::jsonrpc::error_response(b"null", code, message);
     Response::builder()
         .status(status)
-        .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )
         .body(Body::from(body))
         .expect("static response parts")
 }

@@ -146,9 +146,7 @@ mod tests {
     fn public_relay_checks_origin_only() {
         let c = cfg("https://relay.example.com");
         assert!(check_origin(&c, &headers(&[("host", "relay.example.com")])).is_ok());
-        assert!(
-            check_origin(&c, &headers(&[("origin", "https://relay.example.com")])).is_ok()
-        );
+        assert!(check_origin(&c, &headers(&[("origin", "https://relay.example.com")])).is_ok());
         assert!(check_origin(&c, &headers(&[("origin", "https://evil.example")])).is_err());
     }
 

@@ -33,7 +33,12 @@ struct ServeArgs {
     public_url: Option<String>,
     /// Bridge tokens allowed to connect, comma-separated. Prefer the environment variable
     /// or --bridge-token-file over the command line.
-    #[arg(long, env = "RELAY_BRIDGE_TOKENS", hide_env_values = true, value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "RELAY_BRIDGE_TOKENS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     bridge_token: Vec<String>,
     /// File with one bridge token per line.
     #[arg(long, env = "RELAY_BRIDGE_TOKEN_FILE")]
@@ -56,8 +61,7 @@ struct ServeArgs {
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -83,7 +87,11 @@ fn serve(args: ServeArgs) -> Result<()> {
     if let Some(file) = &args.bridge_token_file {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("reading bridge tokens from {}", file.display()))?;
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             config.add_bridge_token(line);
         }
     }
@@ -118,13 +126,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -60,7 +60,9 @@ fn prepare(
         return Err(jsonrpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
             UNAVAILABLE,
-            &format!("no bridge is connected for tunnel {name:?}; start `bridge run` on the desktop"),
+            &format!(
+                "no bridge is connected for tunnel {name:?}; start `bridge run` on the desktop"
+            ),
         ));
     };
     let principal = authenticate(&tunnel.auth, headers)?;
@@ -68,7 +70,11 @@ fn prepare(
 }
 
 fn not_found_tunnel() -> Response {
-    jsonrpc_error(StatusCode::NOT_FOUND, INVALID_REQUEST, "Not found: no such tunnel")
+    jsonrpc_error(
+        StatusCode::NOT_FOUND,
+        INVALID_REQUEST,
+        "Not found: no such tunnel",
+    )
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Result<Option<String>, Response> {
@@ -106,20 +112,19 @@ async fn read_json_body(
             "Unsupported Media Type: Content-Type must be application/json",
         ));
     }
-    if check_accept {
-        if let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
-            let a = accept.to_ascii_lowercase();
-            let ok = a.contains("application/json")
-                || a.contains("text/event-stream")
-                || a.contains("*/*")
-                || a.contains("application/*");
-            if !ok {
-                return Err(jsonrpc_error(
-                    StatusCode::NOT_ACCEPTABLE,
-                    INVALID_REQUEST,
-                    "Not Acceptable: Accept must include application/json and text/event-stream",
-                ));
-            }
+    if check_accept && let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())
+    {
+        let a = accept.to_ascii_lowercase();
+        let ok = a.contains("application/json")
+            || a.contains("text/event-stream")
+            || a.contains("*/*")
+            || a.contains("application/*");
+        if !ok {
+            return Err(jsonrpc_error(
+                StatusCode::NOT_ACCEPTABLE,
+                INVALID_REQUEST,
+                "Not Acceptable: Accept must include application/json and text/event-stream",
+            ));
         }
     }
     let max = state.config.max_body;
@@ -134,10 +139,9 @@ async fn read_json_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
+        && len > max as u64
     {
-        if len > max as u64 {
-            return Err(too_large());
-        }
+        return Err(too_large());
     }
     let bytes = axum::body::to_bytes(body, max).await.map_err(|e| {
         if std::error::Error::source(&e)
@@ -165,25 +169,29 @@ async fn read_json_body(
 }
 
 fn check_protocol_version(v: &Option<String>) -> Result<(), Response> {
-    if let Some(v) = v {
-        if !protocol::LEGACY_MCP_VERSIONS.contains(&v.as_str())
-            && !protocol::MODERN_MCP_VERSIONS.contains(&v.as_str())
-        {
-            return Err(jsonrpc_error(
-                StatusCode::BAD_REQUEST,
-                INVALID_REQUEST,
-                &format!(
-                    "Bad Request: unsupported MCP-Protocol-Version {v:?}; supported: {}",
-                    protocol::LEGACY_MCP_VERSIONS.join(", ")
-                ),
-            ));
-        }
+    if let Some(v) = v
+        && !protocol::LEGACY_MCP_VERSIONS.contains(&v.as_str())
+        && !protocol::MODERN_MCP_VERSIONS.contains(&v.as_str())
+    {
+        return Err(jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            &format!(
+                "Bad Request: unsupported MCP-Protocol-Version {v:?}; supported: {}",
+                protocol::LEGACY_MCP_VERSIONS.join(", ")
+            ),
+        ));
     }
     Ok(())
 }
 
 /// Opens the exchange and answers it.
-async fn forward(state: &AppState, tunnel: Arc<Tunnel>, request: Request, style: SseStyle) -> Response {
+async fn forward(
+    state: &AppState,
+    tunnel: Arc<Tunnel>,
+    request: Request,
+    style: SseStyle,
+) -> Response {
     match tunnel.open(request).await {
         Ok(ex) => answer(ex, state.config.keepalive, style).await,
         Err(OpenError::Gone) => jsonrpc_error(
@@ -329,8 +337,7 @@ async fn post_messages(
             .find(|(k, _)| k == "sessionId")
             .map(|(_, v)| v.into_owned())
     });
-    let Some(session) = session
-        .filter(|s| !s.is_empty() && s.len() <= protocol::frame::MAX_STRING)
+    let Some(session) = session.filter(|s| !s.is_empty() && s.len() <= protocol::frame::MAX_STRING)
     else {
         return jsonrpc_error(
             StatusCode::BAD_REQUEST,

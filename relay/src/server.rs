@@ -41,7 +41,8 @@ pub async fn serve(
 
 /// Binds a listening socket (port 0 picks a free port).
 pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, RelayError> {
-    let l = std::net::TcpListener::bind(addr).map_err(|source| RelayError::Listen { addr, source })?;
+    let l =
+        std::net::TcpListener::bind(addr).map_err(|source| RelayError::Listen { addr, source })?;
     l.set_nonblocking(true)
         .map_err(|source| RelayError::Listen { addr, source })?;
     Ok(l)
@@ -65,7 +66,10 @@ impl EmbeddedRelay {
         let thread = std::thread::Builder::new()
             .name("relay".into())
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => {
                         tracing::error!("cannot start the embedded relay's runtime: {e}");

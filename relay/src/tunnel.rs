@@ -66,10 +66,7 @@ impl Tunnel {
     }
 
     /// Sends a request to the bridge and returns the handle its answer arrives on.
-    pub async fn open(
-        self: &Arc<Self>,
-        mut request: Request,
-    ) -> Result<Exchange, OpenError> {
+    pub async fn open(self: &Arc<Self>, mut request: Request) -> Result<Exchange, OpenError> {
         if self.closed.is_cancelled() {
             return Err(OpenError::Gone);
         }
@@ -233,7 +230,9 @@ impl Registry {
     pub fn claim(&self, name: &str, token_hash: [u8; 32], max: usize) -> Result<(), ClaimError> {
         let mut inner = self.inner.lock().expect("registry");
         match inner.owners.get(name) {
-            Some(owner) if !bool::from(subtle::ConstantTimeEq::ct_eq(&owner[..], &token_hash[..])) => {
+            Some(owner)
+                if !bool::from(subtle::ConstantTimeEq::ct_eq(&owner[..], &token_hash[..])) =>
+            {
                 return Err(ClaimError::Taken);
             }
             Some(_) => {}

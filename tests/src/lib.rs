@@ -52,7 +52,9 @@ impl Proc {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
         }
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let out = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -210,7 +212,8 @@ impl Bridge {
         }
         let mut proc = Proc::spawn(cmd, dir, "bridge");
         let lines = proc.wait_lines("bridge", |l| {
-            l.iter().any(|x| x.starts_with("Bearer token:") || x.starts_with("Client auth:"))
+            l.iter()
+                .any(|x| x.starts_with("Bearer token:") || x.starts_with("Client auth:"))
         });
         let field = |prefix: &str| {
             lines
@@ -264,9 +267,19 @@ impl Relay {
             .env("RELAY_BRIDGE_TOKENS", &token)
             .env("RUST_LOG", "info");
         let mut proc = Proc::spawn(cmd, dir, "relay");
-        let lines = proc.wait_lines("relay", |l| l.iter().any(|x| x.starts_with("Relay listening")));
-        let line = lines.iter().find(|l| l.starts_with("Relay listening")).expect("banner");
-        let base = line.rsplit("public URL ").next().expect("url").trim().to_owned();
+        let lines = proc.wait_lines("relay", |l| {
+            l.iter().any(|x| x.starts_with("Relay listening"))
+        });
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with("Relay listening"))
+            .expect("banner");
+        let base = line
+            .rsplit("public URL ")
+            .next()
+            .expect("url")
+            .trim()
+            .to_owned();
         Self { proc, base, token }
     }
 }
@@ -313,7 +326,9 @@ impl Deps {
 /// Runs a command and returns the JSON object on the last line of its stdout, panicking
 /// (with its output) if it fails.
 pub fn run_json(cmd: &mut Command) -> serde_json::Value {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -321,7 +336,11 @@ pub fn run_json(cmd: &mut Command) -> serde_json::Value {
         "{cmd:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
-    let last = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or("");
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or("");
     serde_json::from_str(last).unwrap_or_else(|e| {
         panic!("{cmd:?} printed no JSON summary ({e}):\nstdout:\n{stdout}\nstderr:\n{stderr}")
     })

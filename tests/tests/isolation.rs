@@ -72,7 +72,8 @@ impl Answer {
                             .map(str::trim_start)
                             .collect();
                         if !data.is_empty() {
-                            let v: Value = serde_json::from_str(&data.join("\n")).expect("SSE JSON");
+                            let v: Value =
+                                serde_json::from_str(&data.join("\n")).expect("SSE JSON");
                             self.queue.push_back(v);
                         }
                     }
@@ -111,9 +112,11 @@ impl Session {
             id: String::new(),
         };
         let resp = s
-            .send(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+            .send(
+                json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
                 "protocolVersion":"2025-11-25","capabilities":caps,
-                "clientInfo":{"name":"isolation-test","version":"1"}}}))
+                "clientInfo":{"name":"isolation-test","version":"1"}}}),
+            )
             .await;
         assert_eq!(resp.status(), 200);
         s.id = resp
@@ -183,9 +186,11 @@ async fn many_sessions_reusing_ids(bridge: &Bridge) {
                 for n in 0..CALLS_PER_WORKER {
                     let payload = format!("s{s}-w{w}-n{n}");
                     let mut a = session
-                        .request(json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{
+                        .request(
+                            json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{
                             "name":"echo","arguments":{"text":payload},
-                            "_meta":{"progressToken":"shared-token"}}}))
+                            "_meta":{"progressToken":"shared-token"}}}),
+                        )
                         .await;
                     let (resp, before) = a.until_response(&id).await;
                     assert_eq!(resp["id"], id, "the id comes back with its JSON type");
@@ -193,7 +198,10 @@ async fn many_sessions_reusing_ids(bridge: &Bridge) {
                     assert_eq!(before.len(), 1, "exactly this call's progress: {before:?}");
                     assert_eq!(before[0]["method"], "notifications/progress");
                     assert_eq!(before[0]["params"]["progressToken"], "shared-token");
-                    assert_eq!(before[0]["params"]["message"], payload, "progress of another call");
+                    assert_eq!(
+                        before[0]["params"]["message"], payload,
+                        "progress of another call"
+                    );
                     assert!(a.next().await.is_none(), "nothing after the response");
                 }
             }));
@@ -203,14 +211,22 @@ async fn many_sessions_reusing_ids(bridge: &Bridge) {
         t.await.expect("worker");
     }
     let total = SESSIONS * 3 * CALLS_PER_WORKER;
-    assert_eq!(bridge.count("call echo"), total, "each call executed exactly once");
+    assert_eq!(
+        bridge.count("call echo"),
+        total,
+        "each call executed exactly once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shared_child_keeps_sessions_apart() {
     let bridge = Bridge::start(BridgeOpts::default());
     many_sessions_reusing_ids(&bridge).await;
-    assert_eq!(bridge.count("initialize"), 1, "the child is initialized once");
+    assert_eq!(
+        bridge.count("initialize"),
+        1,
+        "the child is initialized once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -221,7 +237,11 @@ async fn isolated_children_keep_sessions_apart() {
         ..Default::default()
     });
     many_sessions_reusing_ids(&bridge).await;
-    assert_eq!(bridge.count("initialize"), SESSIONS, "one child per session");
+    assert_eq!(
+        bridge.count("initialize"),
+        SESSIONS,
+        "one child per session"
+    );
 }
 
 /// Session A cancels its request `1`; session B's request `1` runs to completion.
@@ -235,8 +255,10 @@ async fn cancel_is_per_session(bridge: &Bridge) {
     let (a2, b2) = (a.clone(), b.clone());
     let call_a = call("A", 30_000);
     let call_b = call("B", 1_500);
-    let ta = tokio::spawn(async move { a2.request(call_a).await.until_response(&json!(1)).await.0 });
-    let tb = tokio::spawn(async move { b2.request(call_b).await.until_response(&json!(1)).await.0 });
+    let ta =
+        tokio::spawn(async move { a2.request(call_a).await.until_response(&json!(1)).await.0 });
+    let tb =
+        tokio::spawn(async move { b2.request(call_b).await.until_response(&json!(1)).await.0 });
     // Both calls reached the server before the cancel.
     for _ in 0..200 {
         if bridge.count("call slow") == 2 {
@@ -253,16 +275,30 @@ async fn cancel_is_per_session(bridge: &Bridge) {
         .await
         .expect("A's stream ends after its cancel")
         .unwrap();
-    assert_eq!(ra["error"]["code"], -32800, "A's request was cancelled: {ra}");
-    let rb = tokio::time::timeout(Duration::from_secs(20), tb).await.unwrap().unwrap();
-    assert_eq!(text_of(&rb), "done B", "B's request with the same id ran on");
+    assert_eq!(
+        ra["error"]["code"], -32800,
+        "A's request was cancelled: {ra}"
+    );
+    let rb = tokio::time::timeout(Duration::from_secs(20), tb)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        text_of(&rb),
+        "done B",
+        "B's request with the same id ran on"
+    );
     for _ in 0..100 {
         if bridge.count("cancelled A") == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(bridge.count("cancelled A"), 1, "the server saw A's cancellation");
+    assert_eq!(
+        bridge.count("cancelled A"),
+        1,
+        "the server saw A's cancellation"
+    );
     assert_eq!(bridge.count("cancelled B"), 0, "B was not cancelled");
 }
 
@@ -283,8 +319,10 @@ async fn cancel_affects_only_its_session_isolated() {
 /// Starts `elicit_echo` in a session and reads up to the elicitation request it causes.
 async fn start_elicitation(s: &Session, payload: &str) -> (Answer, Value) {
     let mut a = s
-        .request(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{
-            "name":"elicit_echo","arguments":{"payload":payload}}}))
+        .request(
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{
+            "name":"elicit_echo","arguments":{"payload":payload}}}),
+        )
         .await;
     let req = tokio::time::timeout(Duration::from_secs(20), a.next())
         .await
@@ -334,8 +372,10 @@ async fn elicitations_reach_their_own_sessions_isolated() {
     let a = Session::open(&bridge, caps.clone()).await;
     let b = Session::open(&bridge, caps).await;
     // With one child per session, both prompts may be raised at the same moment.
-    let ((ans_a, req_a), (ans_b, req_b)) =
-        tokio::join!(start_elicitation(&a, "alpha"), start_elicitation(&b, "beta"));
+    let ((ans_a, req_a), (ans_b, req_b)) = tokio::join!(
+        start_elicitation(&a, "alpha"),
+        start_elicitation(&b, "beta")
+    );
     finish_elicitation(&b, ans_b, &req_b, "beta").await;
     finish_elicitation(&a, ans_a, &req_a, "alpha").await;
 }
@@ -359,13 +399,18 @@ async fn no_capable_client_means_a_prompt_is_refused_not_hung() {
     let bridge = Bridge::start(BridgeOpts::default());
     let s = Session::open(&bridge, json!({})).await;
     let mut a = s
-        .request(json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{
-            "name":"elicit_echo","arguments":{"payload":"x"}}}))
+        .request(
+            json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{
+            "name":"elicit_echo","arguments":{"payload":"x"}}}),
+        )
         .await;
     let (resp, _) = tokio::time::timeout(Duration::from_secs(20), a.until_response(&json!(7)))
         .await
         .expect("answered");
-    assert_eq!(resp["result"]["isError"], true, "the tool reports the refusal: {resp}");
+    assert_eq!(
+        resp["result"]["isError"], true,
+        "the tool reports the refusal: {resp}"
+    );
 }
 
 #[tokio::test]
@@ -413,11 +458,20 @@ async fn list_changed_reaches_every_session_and_updates_only_subscribers() {
         .until_response(&json!(4))
         .await;
     assert_eq!(text_of(&r), "ok");
-    let first_a = tokio::time::timeout(Duration::from_secs(10), sa.next()).await.unwrap().unwrap();
+    let first_a = tokio::time::timeout(Duration::from_secs(10), sa.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first_a["method"], "notifications/resources/updated");
-    let second_a = tokio::time::timeout(Duration::from_secs(10), sa.next()).await.unwrap().unwrap();
+    let second_a = tokio::time::timeout(Duration::from_secs(10), sa.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(second_a["method"], "notifications/tools/list_changed");
     // B unsubscribed: it only gets the list change.
-    let first_b = tokio::time::timeout(Duration::from_secs(10), sb.next()).await.unwrap().unwrap();
+    let first_b = tokio::time::timeout(Duration::from_secs(10), sb.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first_b["method"], "notifications/tools/list_changed");
 }

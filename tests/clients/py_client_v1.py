@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Real-client probe with the official Python MCP SDK, 1.x API (pinned: mcp 1.30.0).
+
+usage: py_client_v1.py URL [--transport streamable|sse] [--tool NAME] [--args JSON]
+                           [--resource URI] [--prompt NAME] [--prompt-args JSON] [--timeout S]
+
+Run it with the 1.x venv's interpreter ($PY_SDK1 from tests/deps/env.sh). Same steps and output
+as py_client.py (the 2.x probe), through the 1.x API: `ClientSession` over
+`streamable_http_client(url, http_client=httpx.AsyncClient(...))` or `sse_client(url, headers=...)`.
+1.x always performs the `initialize` handshake (there is no server/discover), so "mode" is
+always "legacy". Empty --tool/--resource/--prompt skips that step.
+
+env MCP_BEARER: sent as "Authorization: Bearer <t>" on every HTTP request.
+
+stdout: the last line is one JSON object:
+  {"ok", "client": "python-mcp-v1", "transport", "mode", "protocol", "server", "session_id",
+   "tools": [names], "call": {"name", "is_error", "texts", "types", "structured"},
+   "resource": [texts], "prompt": [message texts]}
+On failure: "ok": false, "error", "failed_step", reason on stderr, exit 1 (2 for bad usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import traceback
+from typing import Any
+
+import anyio
+import httpx
+from mcp import ClientSession
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+
+
+def content_text(item: Any) -> str:
+    text = getattr(item, "text", None)
+    if isinstance(text, str):
+        return text
+    res = getattr(item, "resource", None)
+    if res is not None and isinstance(getattr(res, "text", None), str):
+        return res.text
+    return f"[{getattr(item, 'type', type(item).__name__)}]"
+
+
+def resource_text(c: Any) -> str:
+    text = getattr(c, "text", None)
+    if isinstance(text, str):
+        return text
+    blob = getattr(c, "blob", None)
+    return f"[blob {len(blob) if blob else 0} base64 chars]"
+
+
+def describe(exc: BaseException) -> str:
+    leaves: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        subs = getattr(e, "exceptions", None)
+        if subs:
+            for s in subs:
+                walk(s)
+        else:
+            leaves.append(e)
+
+    walk(exc)
+    parts = []
+    for e in leaves:
+        msg = str(e) or repr(e)
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        if status is not None and str(status) not in msg:
+            msg = f"HTTP {status}: {msg}"
+        parts.append(f"{type(e).__name__}: {msg}")
+    return "; ".join(parts)
+
+
+async def steps(session: ClientSession, opts: argparse.Namespace, out: dict[str, Any]) -> None:
+    out["failed_step"] = "initialize"
+    init = await session.initialize()
+    out["protocol"] = init.protocolVersion
+    out["server"] = init.serverInfo.name
+
+    out["failed_step"] = "tools/list"
+    out["tools"] = [t.name for t in (await session.list_tools()).tools]
+
+    if opts.tool:
+        out["failed_step"] = "tools/call"
+        r = await session.call_tool(opts.tool, opts.args)
+        out["call"] = {
+            "name": opts.tool,
+            "is_error": bool(r.isError),
+            "texts": [x.text for x in r.content if isinstance(getattr(x, "text", None), str)],
+            "types": [getattr(x, "type", type(x).__name__) for x in r.content],
+            "structured": r.structuredContent,
+        }
+    if opts.resource:
+        out["failed_step"] = "resources/read"
+        rr = await session.read_resource(opts.resource)
+        out["resource"] = [resource_text(x) for x in rr.contents]
+    if opts.prompt:
+        out["failed_step"] = "prompts/get"
+        pr = await session.get_prompt(opts.prompt, opts.prompt_args)
+        out["prompt"] = [content_text(m.content) for m in pr.messages]
+    out["failed_step"] = "close"
+
+
+async def run(opts: argparse.Namespace, out: dict[str, Any]) -> None:
+    headers = {}
+    if os.environ.get("MCP_BEARER"):
+        headers["Authorization"] = f"Bearer {os.environ['MCP_BEARER']}"
+    out["failed_step"] = "connect"
+    if opts.transport == "sse":
+        async with sse_client(opts.url, headers=headers or None, timeout=30, sse_read_timeout=300) as (r, w):
+            async with ClientSession(r, w) as s:
+                await steps(s, opts, out)
+    else:
+        async with httpx.AsyncClient(headers=headers, follow_redirects=True,
+                                     timeout=httpx.Timeout(30.0, read=300.0)) as http:
+            async with streamable_http_client(opts.url, http_client=http) as (r, w, get_session_id):
+                async with ClientSession(r, w) as s:
+                    await steps(s, opts, out)
+                    out["session_id"] = get_session_id()
+    out.pop("failed_step")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("url")
+    ap.add_argument("--transport", choices=["streamable", "sse"], default="streamable")
+    ap.add_argument("--mode", choices=["legacy"], default="legacy", help="1.x only knows initialize")
+    ap.add_argument("--tool", default="test_simple_text")
+    ap.add_argument("--args", default="{}")
+    ap.add_argument("--resource", default="test://static-text")
+    ap.add_argument("--prompt", default="test_simple_prompt")
+    ap.add_argument("--prompt-args", default=None)
+    ap.add_argument("--timeout", type=float, default=60.0)
+    opts = ap.parse_args()
+    try:
+        opts.args = json.loads(opts.args)
+        opts.prompt_args = json.loads(opts.prompt_args) if opts.prompt_args else None
+        if not isinstance(opts.args, dict) or (opts.prompt_args is not None and not isinstance(opts.prompt_args, dict)):
+            raise ValueError("must be a JSON object")
+    except ValueError as e:
+        print(f"py_client_v1.py: bad --args/--prompt-args: {e}", file=sys.stderr)
+        return 2
+
+    out: dict[str, Any] = {
+        "ok": False, "client": "python-mcp-v1", "transport": opts.transport, "mode": "legacy",
+        "protocol": None, "server": None, "session_id": None, "tools": None, "call": None,
+        "resource": None, "prompt": None,
+    }
+
+    async def guarded() -> None:
+        with anyio.fail_after(opts.timeout):
+            await run(opts, out)
+
+    try:
+        asyncio.run(guarded())
+        out["ok"] = True
+        print(json.dumps(out, default=str))
+        return 0
+    except BaseException as e:  # noqa: BLE001
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        reason = "timeout after %gs" % opts.timeout if isinstance(e, TimeoutError) else describe(e)
+        out["error"] = reason
+        if os.environ.get("PY_CLIENT_TRACEBACK"):
+            traceback.print_exc()
+        print(f"py_client_v1.py: failed at {out.get('failed_step')}: {reason}", file=sys.stderr)
+        print(json.dumps(out, default=str))
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
