@@ -42,8 +42,6 @@ pub enum ChildEvent {
 
 /// A running child. Dropping it kills its process group.
 pub struct ChildHandle {
-    /// This child's id.
-    pub id: ChildId,
     stdin: mpsc::Sender<Bytes>,
     pid: Option<u32>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
@@ -112,7 +110,6 @@ impl ChildHandle {
             let _ = events.send(ChildEvent::Exited(id, status)).await;
         });
         Ok(Self {
-            id,
             stdin: tx,
             pid,
             stderr_tail: tail,
@@ -132,11 +129,6 @@ impl ChildHandle {
             .lock()
             .map(|t| t.iter().cloned().collect())
             .unwrap_or_default()
-    }
-
-    /// Operating-system process id.
-    pub fn pid(&self) -> Option<u32> {
-        self.pid
     }
 }
 

@@ -137,19 +137,6 @@ struct Ctx {
     legacy: bool,
 }
 
-/// Counters for tests and status lines.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Gauges {
-    /// Sessions alive.
-    pub sessions: usize,
-    /// Requests in flight on children.
-    pub pending: usize,
-    /// Open exchanges.
-    pub exchanges: usize,
-    /// Running children.
-    pub children: usize,
-}
-
 /// The bridge's MCP state. See the module documentation.
 pub struct Core {
     cfg: CoreConfig,
@@ -200,16 +187,6 @@ impl Core {
     /// Frames produced since the last call, to send to the relay in order.
     pub fn take_outbox(&mut self) -> Vec<Frame> {
         std::mem::take(&mut self.outbox)
-    }
-
-    /// Current gauges.
-    pub fn gauges(&self) -> Gauges {
-        Gauges {
-            sessions: self.sessions.len(),
-            pending: self.pending.len(),
-            exchanges: self.exchanges.len(),
-            children: self.children.len(),
-        }
     }
 
     fn fresh_id(&mut self) -> u64 {
@@ -276,10 +253,10 @@ impl Core {
 
     /// The child for sessionless traffic, started on demand.
     fn shared_child(&mut self) -> Result<ChildId, String> {
-        if let Some(id) = self.default_child {
-            if self.children.contains_key(&id) {
-                return Ok(id);
-            }
+        if let Some(id) = self.default_child
+            && self.children.contains_key(&id)
+        {
+            return Ok(id);
         }
         let id = self.spawn_child()?;
         self.default_child = Some(id);
@@ -437,12 +414,11 @@ impl Core {
     }
 
     fn forget_in_flight(&mut self, p: &Pending, id: u64) {
-        if let Some(sid) = &p.session {
-            if let Some(s) = self.sessions.get_mut(sid) {
-                if s.in_flight.get(&p.original_id) == Some(&id) {
-                    s.in_flight.remove(&p.original_id);
-                }
-            }
+        if let Some(sid) = &p.session
+            && let Some(s) = self.sessions.get_mut(sid)
+            && s.in_flight.get(&p.original_id) == Some(&id)
+        {
+            s.in_flight.remove(&p.original_id);
         }
     }
 
@@ -823,10 +799,10 @@ impl Core {
     pub fn on_cancel(&mut self, exchange: u64) {
         match self.exchanges.remove(&exchange) {
             Some(Role::Stream(sid)) => {
-                if let Some(s) = self.sessions.get_mut(&sid) {
-                    if s.stream == Some(exchange) {
-                        s.stream = None;
-                    }
+                if let Some(s) = self.sessions.get_mut(&sid)
+                    && s.stream == Some(exchange)
+                {
+                    s.stream = None;
                 }
             }
             Some(Role::LegacyStream(sid)) => {
@@ -983,11 +959,11 @@ impl Core {
             return self.shared_child();
         }
         let owned = self.sessions.iter().filter(|s| s.owns_child).count();
-        if owned >= self.cfg.max_children.max(1) {
-            if let Some(oldest) = self.sessions.oldest_owning_child() {
-                info!("stopping the least recently used session's server to make room");
-                self.end_session(&oldest, true);
-            }
+        if owned >= self.cfg.max_children.max(1)
+            && let Some(oldest) = self.sessions.oldest_owning_child()
+        {
+            info!("stopping the least recently used session's server to make room");
+            self.end_session(&oldest, true);
         }
         self.spawn_child()
     }
@@ -1017,26 +993,26 @@ impl Core {
                 self.exchanges.remove(&stream);
             }
         }
-        if s.owns_child {
-            if let Some(slot) = self.children.remove(&s.child) {
-                drop(slot); // kills the process group
-                let ids: Vec<u64> = self
-                    .pending
-                    .iter()
-                    .filter(|(_, p)| p.child == s.child)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in ids {
-                    if let Some(p) = self.pending.remove(&id) {
-                        if p.purpose == Purpose::Client && !p.cancelled {
-                            let body =
-                                error_response(&p.original_id, INTERNAL_ERROR, "the session ended");
-                            self.deliver(&p, body, true);
-                        }
-                    }
+        if s.owns_child
+            && let Some(slot) = self.children.remove(&s.child)
+        {
+            drop(slot); // kills the process group
+            let ids: Vec<u64> = self
+                .pending
+                .iter()
+                .filter(|(_, p)| p.child == s.child)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                if let Some(p) = self.pending.remove(&id)
+                    && p.purpose == Purpose::Client
+                    && !p.cancelled
+                {
+                    let body = error_response(&p.original_id, INTERNAL_ERROR, "the session ended");
+                    self.deliver(&p, body, true);
                 }
-                self.server_requests.retain(|_, r| r.child != s.child);
             }
+            self.server_requests.retain(|_, r| r.child != s.child);
         }
     }
 
@@ -1055,16 +1031,17 @@ impl Core {
                 return;
             }
         };
-        if let Some(sid) = &ctx.session {
-            if !ctx.legacy && self.sessions.touch(sid, &ctx.principal).is_none() {
-                self.reply(
-                    ctx.exchange,
-                    404,
-                    None,
-                    ex_body(SESSION_NOT_FOUND, "Session not found"),
-                );
-                return;
-            }
+        if let Some(sid) = &ctx.session
+            && !ctx.legacy
+            && self.sessions.touch(sid, &ctx.principal).is_none()
+        {
+            self.reply(
+                ctx.exchange,
+                404,
+                None,
+                ex_body(SESSION_NOT_FOUND, "Session not found"),
+            );
+            return;
         }
         match env.kind {
             Kind::Request => self.on_client_request(&ctx, &body, &env),
@@ -1100,14 +1077,13 @@ impl Core {
                 self.on_subscription(ctx, id, body, env, method == "resources/subscribe")
             }
             _ => {
-                if method == "logging/setLevel" {
-                    if let Some(s) = ctx
+                if method == "logging/setLevel"
+                    && let Some(s) = ctx
                         .session
                         .as_deref()
                         .and_then(|s| self.sessions.get_mut(s))
-                    {
-                        s.wants_logs = true;
-                    }
+                {
+                    s.wants_logs = true;
                 }
                 self.forward(ctx, id, body, env);
             }
@@ -1423,15 +1399,15 @@ impl Core {
                 // The request will get no answer from the server: end its stream.
                 let p = self.pending.get(&cid).expect("present");
                 let (ex, fin, oid) = (p.exchange, p.reply_final, p.original_id.clone());
-                if let (Some(ex), true) = (ex, fin) {
-                    if self.exchanges.contains_key(&ex) {
-                        self.reply(
-                            ex,
-                            200,
-                            None,
-                            error_response(&oid, REQUEST_CANCELLED, "Request cancelled"),
-                        );
-                    }
+                if let (Some(ex), true) = (ex, fin)
+                    && self.exchanges.contains_key(&ex)
+                {
+                    self.reply(
+                        ex,
+                        200,
+                        None,
+                        error_response(&oid, REQUEST_CANCELLED, "Request cancelled"),
+                    );
                 }
             }
             _ => {

@@ -161,11 +161,6 @@ impl Sessions {
         self.by_id.len()
     }
 
-    /// Whether there are no sessions.
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
-    }
-
     /// Iterates over all sessions.
     pub fn iter(&self) -> impl Iterator<Item = &Session> {
         self.by_id.values()
