@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean clone: installs the pinned third-party test helpers
+# (Node 22, the MCP conformance suite, the Python and TypeScript SDKs, the Inspector) into
+# .test-deps/, checks formatting and lints, builds, and runs every test.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+echo "==> installing pinned test helpers into .test-deps/"
+tests/deps/install.sh
+
+echo "==> rustfmt"
+cargo fmt --all -- --check
+
+echo "==> clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> build"
+cargo build --workspace --bins --locked
+
+echo "==> tests"
+cargo test --workspace --locked "$@"
