@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use e2e::{Bridge, BridgeOpts};
+use e2e::{Bridge, BridgeOpts, Relay};
 use serde_json::{Value, json};
 
 /// A minimal Streamable HTTP client session speaking raw HTTP.
@@ -230,6 +230,22 @@ async fn shared_child_keeps_sessions_apart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn separate_relay_keeps_sessions_apart() {
+    let relay = Relay::start(&[]);
+    let bridge = Bridge::start(BridgeOpts {
+        relay: Some((relay.base.clone(), relay.token.clone())),
+        ..Default::default()
+    });
+    many_sessions_reusing_ids(&bridge).await;
+    assert_eq!(
+        bridge.count("initialize"),
+        1,
+        "the child is initialized once"
+    );
+    drop(relay);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn isolated_children_keep_sessions_apart() {
     let bridge = Bridge::start(BridgeOpts {
         isolate: true,
@@ -305,6 +321,16 @@ async fn cancel_is_per_session(bridge: &Bridge) {
 #[tokio::test]
 async fn cancel_affects_only_its_session_shared() {
     cancel_is_per_session(&Bridge::start(BridgeOpts::default())).await;
+}
+
+#[tokio::test]
+async fn cancel_affects_only_its_session_separate_relay() {
+    let relay = Relay::start(&[]);
+    cancel_is_per_session(&Bridge::start(BridgeOpts {
+        relay: Some((relay.base.clone(), relay.token.clone())),
+        ..Default::default()
+    }))
+    .await;
 }
 
 #[tokio::test]
