@@ -247,6 +247,35 @@ pub enum Frame {
     Ping(u64),
     /// Answer to [`Frame::Ping`] with the same value.
     Pong(u64),
+    /// Bridge → relay: what the relay may answer from while the desktop is offline.
+    Snapshot(Snapshot),
+    /// Bridge → relay: the bridge's gauges, for status pages and tests.
+    Status(BridgeStatus),
+}
+
+/// The server's cached answers, kept by the relay to serve `initialize` and
+/// `tools/list` while the bridge is away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The `InitializeResult` object (JSON).
+    pub initialize: Bytes,
+    /// The `tools/list` result object (JSON), or empty if unknown.
+    pub tools: Bytes,
+}
+
+/// Counters the bridge reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BridgeStatus {
+    /// Live sessions.
+    pub sessions: u32,
+    /// Requests in flight on server processes.
+    pub pending: u32,
+    /// Open exchanges.
+    pub exchanges: u32,
+    /// Running server processes.
+    pub children: u32,
+    /// Server processes restarted after exiting, since the bridge started.
+    pub restarts: u32,
 }
 
 /// Why bytes could not be decoded into a [`Frame`].
@@ -290,6 +319,8 @@ const T_RESPONSE: u8 = 5;
 const T_CANCEL: u8 = 6;
 const T_PING: u8 = 7;
 const T_PONG: u8 = 8;
+const T_SNAPSHOT: u8 = 9;
+const T_STATUS: u8 = 10;
 
 fn check_str(s: &str) -> &str {
     // Encoding never produces an undecodable frame: over-long strings are cut at a
@@ -305,6 +336,22 @@ fn check_str(s: &str) -> &str {
 }
 
 impl Frame {
+    /// The frame type's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Frame::Hello(_) => "Hello",
+            Frame::Welcome(_) => "Welcome",
+            Frame::Refused(_) => "Refused",
+            Frame::Request(_) => "Request",
+            Frame::Response(_) => "Response",
+            Frame::Cancel { .. } => "Cancel",
+            Frame::Ping(_) => "Ping",
+            Frame::Pong(_) => "Pong",
+            Frame::Snapshot(_) => "Snapshot",
+            Frame::Status(_) => "Status",
+        }
+    }
+
     /// Encodes the frame into a new buffer.
     pub fn encode(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(self.encoded_len_hint());
@@ -379,6 +426,17 @@ impl Frame {
             Frame::Pong(v) => {
                 out.put_u8(T_PONG);
                 out.put_u64_le(*v);
+            }
+            Frame::Snapshot(s) => {
+                out.put_u8(T_SNAPSHOT);
+                put_body(out, &s.initialize);
+                put_body(out, &s.tools);
+            }
+            Frame::Status(s) => {
+                out.put_u8(T_STATUS);
+                for v in [s.sessions, s.pending, s.exchanges, s.children, s.restarts] {
+                    out.put_u32_le(v);
+                }
             }
         }
     }
@@ -464,6 +522,17 @@ impl Frame {
             T_CANCEL => Frame::Cancel { exchange: r.u64()? },
             T_PING => Frame::Ping(r.u64()?),
             T_PONG => Frame::Pong(r.u64()?),
+            T_SNAPSHOT => Frame::Snapshot(Snapshot {
+                initialize: r.body(max_body)?,
+                tools: r.body(max_body)?,
+            }),
+            T_STATUS => Frame::Status(BridgeStatus {
+                sessions: r.u32()?,
+                pending: r.u32()?,
+                exchanges: r.u32()?,
+                children: r.u32()?,
+                restarts: r.u32()?,
+            }),
             t => return Err(DecodeError::UnknownType(t)),
         };
         r.finish()?;
@@ -536,7 +605,7 @@ mod tests {
                 proptest::option::of(arb_str()),
                 0u8..4,
                 proptest::option::of(arb_str()),
-                body
+                body.clone()
             )
                 .prop_map(|(e, st, s, f, ev, b)| Frame::Response(Response {
                     exchange: e,
@@ -549,6 +618,17 @@ mod tests {
             any::<u64>().prop_map(|exchange| Frame::Cancel { exchange }),
             any::<u64>().prop_map(Frame::Ping),
             any::<u64>().prop_map(Frame::Pong),
+            (body.clone(), body.clone()).prop_map(|(i, t)| Frame::Snapshot(Snapshot {
+                initialize: i,
+                tools: t
+            })),
+            any::<[u32; 5]>().prop_map(|v| Frame::Status(BridgeStatus {
+                sessions: v[0],
+                pending: v[1],
+                exchanges: v[2],
+                children: v[3],
+                restarts: v[4],
+            })),
         ]
     }
 

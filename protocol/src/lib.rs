@@ -20,8 +20,8 @@ pub mod jsonrpc;
 mod wire;
 
 pub use frame::{
-    ClientAuth, DecodeError, Frame, Hello, Limits, Refusal, RefuseReason, Request, RequestKind,
-    Response, Welcome,
+    BridgeStatus, ClientAuth, DecodeError, Frame, Hello, Limits, Refusal, RefuseReason, Request,
+    RequestKind, Response, Snapshot, Welcome,
 };
 
 /// The version of the wire format this crate speaks. A relay refuses a [`Hello`] whose

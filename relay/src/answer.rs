@@ -13,10 +13,9 @@ use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderValue, StatusCode, header};
 use protocol::Response as Frame;
-use protocol::jsonrpc::UNAVAILABLE;
+use protocol::jsonrpc::{UNAVAILABLE, error_response};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use crate::error::jsonrpc_error;
 use crate::tunnel::Exchange;
 
 /// How SSE events are written.
@@ -32,23 +31,65 @@ pub enum SseStyle {
     },
 }
 
-/// Waits for the bridge's answer and builds the HTTP response.
-pub async fn answer(mut ex: Exchange, keepalive: Duration, style: SseStyle) -> Response {
+const GONE: &str = "the desktop bridge disconnected before answering; the request may not have \
+                    completed, retry it";
+
+/// Waits for the bridge's answer and builds the HTTP response. `request_id` is the raw
+/// JSON-RPC id of the request, used to answer it with an error if the bridge goes away.
+pub async fn answer(
+    mut ex: Exchange,
+    keepalive: Duration,
+    style: SseStyle,
+    request_id: Option<Bytes>,
+) -> Response {
     let first = tokio::select! {
         f = ex.next() => f,
         _ = tokio::time::sleep(keepalive) => {
-            return sse(ex, None, keepalive, style);
+            return sse(ex, None, keepalive, style, request_id);
         }
     };
     match first {
-        None => jsonrpc_error(
-            StatusCode::BAD_GATEWAY,
-            UNAVAILABLE,
-            "the bridge disconnected before answering; retry",
-        ),
+        None => {
+            let body = error_response(request_id.as_deref().unwrap_or(b"null"), UNAVAILABLE, GONE);
+            let mut r = Response::new(Body::from(body));
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
         Some(f) if f.is_final() && !f.wants_stream() => single(f),
-        Some(f) => sse(ex, Some(f), keepalive, style),
+        Some(f) => sse(ex, Some(f), keepalive, style, request_id),
     }
+}
+
+/// An SSE stream that only carries keep-alive comments (a GET while the desktop is away).
+pub fn keepalive_only(keepalive: Duration) -> Response {
+    let ticker = tokio::time::interval_at(Instant::now() + keepalive, keepalive);
+    let stream = futures_util::stream::unfold(ticker, |mut t| async move {
+        t.tick().await;
+        Some((
+            Ok::<Bytes, std::convert::Infallible>(Bytes::from_static(b": keepalive\n\n")),
+            t,
+        ))
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    sse_headers(&mut resp);
+    resp
+}
+
+fn sse_headers(resp: &mut Response) {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
 }
 
 fn status_of(f: &Frame) -> StatusCode {
@@ -87,9 +128,17 @@ struct SseState {
     ticker: Interval,
     finished: bool,
     style: SseStyle,
+    /// The request's id, to close its stream with an error if the bridge goes away.
+    request_id: Option<Bytes>,
 }
 
-fn sse(ex: Exchange, first: Option<Frame>, keepalive: Duration, style: SseStyle) -> Response {
+fn sse(
+    ex: Exchange,
+    first: Option<Frame>,
+    keepalive: Duration,
+    style: SseStyle,
+    request_id: Option<Bytes>,
+) -> Response {
     let status = first.as_ref().map(status_of).unwrap_or(StatusCode::OK);
     let mut queue = VecDeque::new();
     let mut finished = false;
@@ -119,6 +168,7 @@ fn sse(ex: Exchange, first: Option<Frame>, keepalive: Duration, style: SseStyle)
         ticker,
         finished,
         style,
+        request_id,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
         loop {
@@ -137,7 +187,14 @@ fn sse(ex: Exchange, first: Option<Frame>, keepalive: Duration, style: SseStyle)
                             st.queue.push_back(ev);
                         }
                     }
-                    None => st.finished = true,
+                    None => {
+                        st.finished = true;
+                        if let Some(id) = st.request_id.take() {
+                            let body = error_response(&id, UNAVAILABLE, GONE);
+                            let ev = format!("data: {}\n\n", String::from_utf8_lossy(&body));
+                            st.queue.push_back(Bytes::from(ev));
+                        }
+                    }
                 },
                 _ = st.ticker.tick() => {
                     st.queue.push_back(Bytes::from_static(b": keepalive\n\n"));
@@ -147,16 +204,7 @@ fn sse(ex: Exchange, first: Option<Frame>, keepalive: Duration, style: SseStyle)
     });
     let mut resp = Response::new(Body::from_stream(stream));
     *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-transform"),
-    );
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    sse_headers(&mut resp);
     if let Some(f) = &first {
         session_header(&mut resp, f);
     }

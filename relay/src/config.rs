@@ -27,6 +27,9 @@ pub struct RelayConfig {
     /// Silence after which a POST answer turns into an SSE stream, and the interval of
     /// keep-alive comments on SSE streams.
     pub keepalive: Duration,
+    /// How long requests wait for a bridge that just disconnected before the tunnel is
+    /// answered as offline.
+    pub grace: Duration,
     /// Most tunnels connected at once.
     pub max_tunnels: usize,
     /// Most exchanges in flight on one tunnel; further requests get 503.
@@ -45,6 +48,7 @@ impl RelayConfig {
             allow_unauthenticated: false,
             max_body: 16 << 20,
             keepalive: Duration::from_secs(15),
+            grace: Duration::from_secs(10),
             max_tunnels: 10_000,
             max_exchanges_per_tunnel: 4096,
             allowed_origins: Vec::new(),

@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::config::sha256;
+use crate::registry::ClaimError;
 use crate::state::AppState;
-use crate::tunnel::{ClaimError, Tunnel};
+use crate::tunnel::Tunnel;
 
 /// Time a bridge has to send its `Hello` after the upgrade.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -128,7 +129,7 @@ pub async fn handle_socket(state: AppState, path_name: String, socket: WebSocket
                 break;
             }
         };
-        if !dispatch(&tunnel, msg, &limits) {
+        if !dispatch(&state, &tunnel, msg, &limits) {
             break;
         }
     }
@@ -139,7 +140,7 @@ pub async fn handle_socket(state: AppState, path_name: String, socket: WebSocket
 }
 
 /// Handles one frame from the bridge; `false` ends the connection.
-fn dispatch(tunnel: &Tunnel, bytes: Bytes, limits: &Limits) -> bool {
+fn dispatch(state: &AppState, tunnel: &Tunnel, bytes: Bytes, limits: &Limits) -> bool {
     match Frame::decode(bytes, limits) {
         Ok(Frame::Response(r)) => {
             if !tunnel.deliver(r) {
@@ -156,27 +157,22 @@ fn dispatch(tunnel: &Tunnel, bytes: Bytes, limits: &Limits) -> bool {
             true
         }
         Ok(Frame::Pong(_)) => true,
+        Ok(Frame::Snapshot(s)) => {
+            state.registry.set_snapshot(&tunnel.name, s);
+            true
+        }
+        Ok(Frame::Status(s)) => {
+            state.registry.set_status(&tunnel.name, s);
+            true
+        }
         Ok(other) => {
-            warn!(tunnel = %tunnel.name, "unexpected frame from bridge: {}", frame_name(&other));
+            warn!(tunnel = %tunnel.name, "unexpected frame from bridge: {}", other.name());
             false
         }
         Err(e) => {
             warn!(tunnel = %tunnel.name, "malformed frame from bridge: {e}");
             false
         }
-    }
-}
-
-fn frame_name(f: &Frame) -> &'static str {
-    match f {
-        Frame::Hello(_) => "Hello",
-        Frame::Welcome(_) => "Welcome",
-        Frame::Refused(_) => "Refused",
-        Frame::Request(_) => "Request",
-        Frame::Response(_) => "Response",
-        Frame::Cancel { .. } => "Cancel",
-        Frame::Ping(_) => "Ping",
-        Frame::Pong(_) => "Pong",
     }
 }
 

@@ -14,6 +14,8 @@ pub mod config;
 mod connect;
 pub mod error;
 pub mod guard;
+pub mod offline;
+pub mod registry;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -14,10 +14,12 @@ use http::{HeaderMap, StatusCode, header};
 use protocol::jsonrpc::{self, INVALID_REQUEST, UNAVAILABLE};
 use protocol::{Request, RequestKind};
 
-use crate::answer::{SseStyle, answer};
+use crate::answer::{SseStyle, answer, keepalive_only};
 use crate::connect::handle_socket;
 use crate::error::jsonrpc_error;
 use crate::guard::{authenticate, check_origin};
+use crate::offline;
+use crate::registry::{Lookup, Offline};
 use crate::state::AppState;
 use crate::tunnel::{OpenError, Tunnel};
 
@@ -33,12 +35,17 @@ pub fn router(state: AppState) -> Router {
         .route("/{name}/sse", get(get_sse))
         .route("/{name}/messages", axum::routing::post(post_messages))
         .route("/{name}/connect", get(connect))
+        .route("/status/{name}", get(tunnel_status))
         .fallback(not_found)
         .with_state(state)
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    let body = serde_json::json!({"status": "ok", "tunnels": state.registry.len()});
+    let body = serde_json::json!({
+        "status": "ok",
+        "tunnels": state.registry.connected(),
+        "exchanges": state.registry.exchanges_in_flight(),
+    });
     axum::Json(body).into_response()
 }
 
@@ -46,27 +53,59 @@ async fn not_found() -> Response {
     jsonrpc_error(StatusCode::NOT_FOUND, INVALID_REQUEST, "Not found")
 }
 
-/// Resolves the tunnel and authenticates the client; the error is the HTTP answer.
-fn prepare(
+/// Where a request goes: a connected bridge, or the offline answers.
+enum Target {
+    Live(Arc<Tunnel>),
+    Offline(Offline),
+}
+
+/// Resolves the tunnel and authenticates the client; the error is the HTTP answer. A
+/// request for a tunnel whose bridge just left waits for it up to the grace period.
+async fn prepare(
     state: &AppState,
     name: &str,
     headers: &HeaderMap,
-) -> Result<(Arc<Tunnel>, String), Response> {
+) -> Result<(Target, String), Response> {
     check_origin(&state.config, headers)?;
     if !protocol::valid_tunnel_name(name) {
         return Err(not_found_tunnel());
     }
-    let Some(tunnel) = state.registry.get(name) else {
-        return Err(jsonrpc_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            UNAVAILABLE,
-            &format!(
-                "no bridge is connected for tunnel {name:?}; start `bridge run` on the desktop"
-            ),
-        ));
-    };
-    let principal = authenticate(&tunnel.auth, headers)?;
-    Ok((tunnel, principal))
+    loop {
+        match state.registry.lookup(name, state.config.grace) {
+            Lookup::Live(t) => {
+                let principal = authenticate(&t.auth, headers)?;
+                return Ok((Target::Live(t), principal));
+            }
+            Lookup::Offline(off) => {
+                let principal = authenticate(&off.auth, headers)?;
+                return Ok((Target::Offline(off), principal));
+            }
+            Lookup::Away {
+                deadline,
+                reconnected,
+            } => {
+                let notified = reconnected.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if state.registry.get(name).is_some() {
+                    continue;
+                }
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep_until(deadline.into()) => {}
+                }
+            }
+            Lookup::Unknown => {
+                return Err(jsonrpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    &format!(
+                        "no bridge is connected for tunnel {name:?}; start `bridge run` on the desktop"
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 fn not_found_tunnel() -> Response {
@@ -99,7 +138,7 @@ async fn read_json_body(
     headers: &HeaderMap,
     body: Body,
     check_accept: bool,
-) -> Result<Bytes, Response> {
+) -> Result<(Bytes, Option<Bytes>), Response> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -158,14 +197,17 @@ async fn read_json_body(
             )
         }
     })?;
-    if let Err(e) = jsonrpc::parse(&bytes) {
-        return Err(jsonrpc_error(
-            StatusCode::BAD_REQUEST,
-            e.code(),
-            &format!("Bad Request: {e}"),
-        ));
-    }
-    Ok(bytes)
+    let id = match jsonrpc::parse(&bytes) {
+        Ok(env) => env.id.map(|span| bytes.slice(span)),
+        Err(e) => {
+            return Err(jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                e.code(),
+                &format!("Bad Request: {e}"),
+            ));
+        }
+    };
+    Ok((bytes, id))
 }
 
 fn check_protocol_version(v: &Option<String>) -> Result<(), Response> {
@@ -185,15 +227,17 @@ fn check_protocol_version(v: &Option<String>) -> Result<(), Response> {
     Ok(())
 }
 
-/// Opens the exchange and answers it.
+/// Opens the exchange and answers it. `request_id` (the JSON-RPC id of a POSTed request)
+/// lets the answer name the request if the bridge goes away before answering.
 async fn forward(
     state: &AppState,
     tunnel: Arc<Tunnel>,
     request: Request,
     style: SseStyle,
+    request_id: Option<Bytes>,
 ) -> Response {
     match tunnel.open(request).await {
-        Ok(ex) => answer(ex, state.config.keepalive, style).await,
+        Ok(ex) => answer(ex, state.config.keepalive, style, request_id).await,
         Err(OpenError::Gone) => jsonrpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
             UNAVAILABLE,
@@ -207,24 +251,34 @@ async fn forward(
     }
 }
 
+/// What every `/<name>/mcp` request carries.
 struct Common {
-    tunnel: Arc<Tunnel>,
+    target: Target,
     principal: String,
     session: Option<String>,
     protocol_version: Option<String>,
 }
 
-fn common(state: &AppState, name: &str, headers: &HeaderMap) -> Result<Common, Response> {
-    let (tunnel, principal) = prepare(state, name, headers)?;
+async fn common(state: &AppState, name: &str, headers: &HeaderMap) -> Result<Common, Response> {
+    let (target, principal) = prepare(state, name, headers).await?;
     let session = header_str(headers, "mcp-session-id")?;
     let protocol_version = header_str(headers, "mcp-protocol-version")?;
     check_protocol_version(&protocol_version)?;
     Ok(Common {
-        tunnel,
+        target,
         principal,
         session,
         protocol_version,
     })
+}
+
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
 }
 
 async fn post_mcp(
@@ -233,13 +287,11 @@ async fn post_mcp(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let c = match common(&state, &name, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let body = match read_json_body(&state, &headers, body, true).await {
-        Ok(b) => b,
-        Err(r) => return r,
+    let c = tri!(common(&state, &name, &headers).await);
+    let (body, id) = tri!(read_json_body(&state, &headers, body, true).await);
+    let tunnel = match c.target {
+        Target::Live(t) => t,
+        Target::Offline(off) => return offline::post(&off, &body),
     };
     let req = Request {
         exchange: 0,
@@ -250,7 +302,7 @@ async fn post_mcp(
         principal: c.principal,
         body,
     };
-    forward(&state, c.tunnel, req, SseStyle::Streamable).await
+    forward(&state, tunnel, req, SseStyle::Streamable, id).await
 }
 
 async fn get_mcp(
@@ -258,13 +310,13 @@ async fn get_mcp(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let c = match common(&state, &name, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let last_event_id = match header_str(&headers, "last-event-id") {
-        Ok(v) => v,
-        Err(r) => return r,
+    let c = tri!(common(&state, &name, &headers).await);
+    let last_event_id = tri!(header_str(&headers, "last-event-id"));
+    let tunnel = match c.target {
+        Target::Live(t) => t,
+        // Keep the stream open (with keep-alives) until the client leaves: hosted clients
+        // treat a failing GET as a broken connector.
+        Target::Offline(_) => return keepalive_only(state.config.keepalive),
     };
     let req = Request {
         exchange: 0,
@@ -275,7 +327,7 @@ async fn get_mcp(
         principal: c.principal,
         body: Bytes::new(),
     };
-    forward(&state, c.tunnel, req, SseStyle::Streamable).await
+    forward(&state, tunnel, req, SseStyle::Streamable, None).await
 }
 
 async fn delete_mcp(
@@ -283,9 +335,10 @@ async fn delete_mcp(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let c = match common(&state, &name, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
+    let c = tri!(common(&state, &name, &headers).await);
+    let tunnel = match c.target {
+        Target::Live(t) => t,
+        Target::Offline(off) => return offline::unavailable(&off),
     };
     let req = Request {
         exchange: 0,
@@ -296,7 +349,7 @@ async fn delete_mcp(
         principal: c.principal,
         body: Bytes::new(),
     };
-    forward(&state, c.tunnel, req, SseStyle::Streamable).await
+    forward(&state, tunnel, req, SseStyle::Streamable, None).await
 }
 
 async fn get_sse(
@@ -304,9 +357,10 @@ async fn get_sse(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let (tunnel, principal) = match prepare(&state, &name, &headers) {
-        Ok(v) => v,
-        Err(r) => return r,
+    let (target, principal) = tri!(prepare(&state, &name, &headers).await);
+    let tunnel = match target {
+        Target::Live(t) => t,
+        Target::Offline(off) => return offline::unavailable(&off),
     };
     let req = Request {
         exchange: 0,
@@ -318,7 +372,14 @@ async fn get_sse(
         body: Bytes::new(),
     };
     let endpoint_prefix = format!("{}/{name}/messages?sessionId=", state.config.base());
-    forward(&state, tunnel, req, SseStyle::Legacy { endpoint_prefix }).await
+    forward(
+        &state,
+        tunnel,
+        req,
+        SseStyle::Legacy { endpoint_prefix },
+        None,
+    )
+    .await
 }
 
 async fn post_messages(
@@ -328,10 +389,7 @@ async fn post_messages(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (tunnel, principal) = match prepare(&state, &name, &headers) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let (target, principal) = tri!(prepare(&state, &name, &headers).await);
     let session = query.and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "sessionId")
@@ -345,9 +403,10 @@ async fn post_messages(
             "Bad Request: the sessionId query parameter is required",
         );
     };
-    let body = match read_json_body(&state, &headers, body, false).await {
-        Ok(b) => b,
-        Err(r) => return r,
+    let (body, _) = tri!(read_json_body(&state, &headers, body, false).await);
+    let tunnel = match target {
+        Target::Live(t) => t,
+        Target::Offline(off) => return offline::unavailable(&off),
     };
     let req = Request {
         exchange: 0,
@@ -358,7 +417,22 @@ async fn post_messages(
         principal,
         body,
     };
-    forward(&state, tunnel, req, SseStyle::Streamable).await
+    forward(&state, tunnel, req, SseStyle::Streamable, None).await
+}
+
+/// `GET /status/<name>`: the tunnel's connection state and the bridge's gauges (for the
+/// tunnel's own clients: the same authentication as its MCP endpoint).
+async fn tunnel_status(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    tri!(check_origin(&state.config, &headers));
+    let Some((auth, status)) = state.registry.status(&name) else {
+        return not_found_tunnel();
+    };
+    tri!(authenticate(&auth, &headers));
+    axum::Json(status).into_response()
 }
 
 async fn connect(

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::config::RelayConfig;
-use crate::tunnel::Registry;
+use crate::registry::Registry;
 
 /// Cheap-to-clone handle on the relay's configuration and tunnels.
 #[derive(Clone)]

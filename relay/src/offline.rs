@@ -1,0 +1,143 @@
+//! Answers for a tunnel whose desktop is offline (past the grace period): `initialize` and
+//! `tools/list` from the bridge's last snapshot, `tools/call` as a tool error saying since
+//! when the desktop is offline, so a hosted connector keeps working while a laptop sleeps.
+
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderValue, StatusCode, header};
+use protocol::jsonrpc::{self, Kind, UNAVAILABLE, error_response, result_response};
+
+use crate::error::jsonrpc_error;
+use crate::registry::Offline;
+
+/// Formats a time as RFC 3339 UTC (seconds precision).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+fn since_text(off: &Offline) -> String {
+    let ago = SystemTime::now()
+        .duration_since(off.since)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let ago = if ago < 120 {
+        format!("{ago} s ago")
+    } else {
+        format!("{} min ago", ago / 60)
+    };
+    format!("{} ({ago})", rfc3339(off.since))
+}
+
+/// 503 with a JSON-RPC error saying since when the desktop is offline.
+pub fn unavailable(off: &Offline) -> Response {
+    jsonrpc_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        UNAVAILABLE,
+        &format!(
+            "the desktop serving this tunnel is offline since {}; retry when it is back",
+            since_text(off)
+        ),
+    )
+}
+
+fn json(body: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Answers a POSTed JSON-RPC message while the desktop is offline.
+pub fn post(off: &Offline, body: &[u8]) -> Response {
+    let Ok(env) = jsonrpc::parse(body) else {
+        return unavailable(off);
+    };
+    if env.kind != Kind::Request {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::ACCEPTED;
+        return r;
+    }
+    let id = &body[env.id.clone().expect("requests have ids")];
+    let method = env.method.as_deref().unwrap_or("");
+    let snapshot = off.snapshot.as_deref();
+    match (method, snapshot) {
+        ("initialize", Some(s)) if !s.initialize.is_empty() => {
+            let requested = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["params"]["protocolVersion"].as_str().map(str::to_owned));
+            let mut result: serde_json::Value =
+                serde_json::from_slice(&s.initialize).unwrap_or_default();
+            if let (Some(v), Some(obj)) = (requested, result.as_object_mut())
+                && protocol::LEGACY_MCP_VERSIONS.contains(&v.as_str())
+            {
+                obj.insert("protocolVersion".into(), v.into());
+            }
+            let result = serde_json::to_vec(&result).expect("json");
+            json(result_response(id, &result))
+        }
+        ("tools/list", Some(s)) if !s.tools.is_empty() => json(result_response(id, &s.tools)),
+        ("tools/call", _) => {
+            let text = format!(
+                "The desktop that runs this tool is offline since {}. Try again once it is back online.",
+                since_text(off)
+            );
+            let result = serde_json::json!({
+                "content": [{ "type": "text", "text": text }],
+                "isError": true
+            });
+            json(result_response(
+                id,
+                &serde_json::to_vec(&result).expect("json"),
+            ))
+        }
+        ("ping", _) => json(result_response(id, b"{}")),
+        _ => {
+            let msg = format!(
+                "the desktop serving this tunnel is offline since {}",
+                since_text(off)
+            );
+            let mut r = json(error_response(id, UNAVAILABLE, &msg));
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            r
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert_eq!(rfc3339(t), "2026-11-18T11:06:40Z");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
+    }
+}

@@ -1,0 +1,275 @@
+//! Every tunnel name a relay knows: who owns it, its live connection if any, and what the
+//! relay may answer while its bridge is away (the last snapshot, since when it is gone).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use protocol::{BridgeStatus, ClientAuth, Snapshot};
+use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+
+use crate::tunnel::Tunnel;
+
+/// One tunnel name.
+struct Slot {
+    /// SHA-256 of the bridge token that claimed the name.
+    owner: [u8; 32],
+    /// The live connection.
+    current: Option<Arc<Tunnel>>,
+    /// How clients authenticate (kept while offline, so offline answers stay protected).
+    auth: ClientAuth,
+    /// The bridge's last snapshot.
+    snapshot: Option<Arc<Snapshot>>,
+    /// The bridge's last reported gauges.
+    status: BridgeStatus,
+    /// When the last connection ended (monotonic, for the grace period).
+    away_at: Option<Instant>,
+    /// When the last connection ended (wall clock, for messages).
+    away_since: Option<SystemTime>,
+    /// When the current connection started.
+    connected_since: Option<SystemTime>,
+    /// Woken when a connection is installed.
+    reconnected: Arc<Notify>,
+}
+
+/// What a request finds under a tunnel name.
+pub enum Lookup {
+    /// A bridge is connected.
+    Live(Arc<Tunnel>),
+    /// The bridge left moments ago; wait for it until `deadline`.
+    Away {
+        /// End of the grace period.
+        deadline: Instant,
+        /// Woken on reconnection.
+        reconnected: Arc<Notify>,
+    },
+    /// The bridge is gone past the grace period.
+    Offline(Offline),
+    /// No bridge ever served this name here.
+    Unknown,
+}
+
+/// A tunnel whose desktop is offline.
+#[derive(Clone)]
+pub struct Offline {
+    /// How its clients authenticate.
+    pub auth: ClientAuth,
+    /// Since when it is offline.
+    pub since: SystemTime,
+    /// The last snapshot, if any.
+    pub snapshot: Option<Arc<Snapshot>>,
+}
+
+/// Why a tunnel could not be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimError {
+    /// Another token owns the name.
+    Taken,
+    /// The relay holds its maximum number of tunnel names.
+    Full,
+}
+
+/// Status of one tunnel, for the status route.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TunnelStatus {
+    /// Whether a bridge is connected.
+    pub connected: bool,
+    /// Seconds since the Unix epoch when the current connection started.
+    pub connected_since: Option<u64>,
+    /// Seconds since the Unix epoch when the bridge went away.
+    pub offline_since: Option<u64>,
+    /// Exchanges in flight at the relay.
+    pub exchanges: usize,
+    /// The bridge's gauges (as last reported).
+    pub bridge: BridgeGauges,
+}
+
+/// Serialisable copy of [`BridgeStatus`].
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct BridgeGauges {
+    /// Sessions.
+    pub sessions: u32,
+    /// Requests in flight on server processes.
+    pub pending: u32,
+    /// Open exchanges at the bridge.
+    pub exchanges: u32,
+    /// Server processes.
+    pub children: u32,
+    /// Restarts of server processes.
+    pub restarts: u32,
+}
+
+fn epoch(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// All tunnel names of a relay.
+#[derive(Default)]
+pub struct Registry {
+    slots: Mutex<HashMap<String, Slot>>,
+    next_conn: AtomicU64,
+}
+
+impl Registry {
+    /// A fresh connection number.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Checks that `token_hash` may hold `name`, and claims it for that token.
+    pub fn claim(&self, name: &str, token_hash: [u8; 32], max: usize) -> Result<(), ClaimError> {
+        let mut slots = self.slots.lock().expect("registry");
+        match slots.get(name) {
+            Some(slot) if !bool::from(slot.owner.ct_eq(&token_hash)) => Err(ClaimError::Taken),
+            Some(_) => Ok(()),
+            None if slots.len() >= max => Err(ClaimError::Full),
+            None => {
+                slots.insert(
+                    name.to_owned(),
+                    Slot {
+                        owner: token_hash,
+                        current: None,
+                        auth: ClientAuth::None,
+                        snapshot: None,
+                        status: BridgeStatus::default(),
+                        away_at: None,
+                        away_since: None,
+                        connected_since: None,
+                        reconnected: Arc::new(Notify::new()),
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Installs a connection for a claimed name, replacing (and closing) a previous one.
+    pub fn install(&self, tunnel: Arc<Tunnel>) {
+        let (old, notify) = {
+            let mut slots = self.slots.lock().expect("registry");
+            let Some(slot) = slots.get_mut(&tunnel.name) else {
+                return;
+            };
+            slot.auth = tunnel.auth.clone();
+            slot.away_at = None;
+            slot.away_since = None;
+            slot.connected_since = Some(SystemTime::now());
+            (slot.current.replace(tunnel), slot.reconnected.clone())
+        };
+        if let Some(old) = old {
+            old.close();
+        }
+        notify.notify_waiters();
+    }
+
+    /// Marks a connection gone, if it is still the current one.
+    pub fn remove(&self, name: &str, conn_id: u64) {
+        let mut slots = self.slots.lock().expect("registry");
+        if let Some(slot) = slots.get_mut(name)
+            && slot.current.as_ref().map(|t| t.conn_id) == Some(conn_id)
+        {
+            slot.current = None;
+            slot.away_at = Some(Instant::now());
+            slot.away_since = Some(SystemTime::now());
+            slot.connected_since = None;
+        }
+    }
+
+    /// Stores a bridge's snapshot.
+    pub fn set_snapshot(&self, name: &str, snapshot: Snapshot) {
+        if let Some(slot) = self.slots.lock().expect("registry").get_mut(name) {
+            slot.snapshot = Some(Arc::new(snapshot));
+        }
+    }
+
+    /// Stores a bridge's gauges.
+    pub fn set_status(&self, name: &str, status: BridgeStatus) {
+        if let Some(slot) = self.slots.lock().expect("registry").get_mut(name) {
+            slot.status = status;
+        }
+    }
+
+    /// What a request for `name` finds, with a grace period after a disconnect.
+    pub fn lookup(&self, name: &str, grace: Duration) -> Lookup {
+        let slots = self.slots.lock().expect("registry");
+        let Some(slot) = slots.get(name) else {
+            return Lookup::Unknown;
+        };
+        if let Some(t) = &slot.current {
+            return Lookup::Live(t.clone());
+        }
+        match (slot.away_at, slot.away_since) {
+            (Some(at), _) if at.elapsed() < grace => Lookup::Away {
+                deadline: at + grace,
+                reconnected: slot.reconnected.clone(),
+            },
+            (_, Some(since)) => Lookup::Offline(Offline {
+                auth: slot.auth.clone(),
+                since,
+                snapshot: slot.snapshot.clone(),
+            }),
+            _ => Lookup::Unknown,
+        }
+    }
+
+    /// The live tunnel with this name.
+    pub fn get(&self, name: &str) -> Option<Arc<Tunnel>> {
+        self.slots
+            .lock()
+            .expect("registry")
+            .get(name)
+            .and_then(|s| s.current.clone())
+    }
+
+    /// Status of a tunnel name.
+    pub fn status(&self, name: &str) -> Option<(ClientAuth, TunnelStatus)> {
+        let slots = self.slots.lock().expect("registry");
+        let slot = slots.get(name)?;
+        let s = slot.status;
+        Some((
+            slot.auth.clone(),
+            TunnelStatus {
+                connected: slot.current.is_some(),
+                connected_since: slot.connected_since.map(epoch),
+                offline_since: slot.away_since.map(epoch),
+                exchanges: slot
+                    .current
+                    .as_ref()
+                    .map(|t| t.exchanges_in_flight())
+                    .unwrap_or(0),
+                bridge: BridgeGauges {
+                    sessions: s.sessions,
+                    pending: s.pending,
+                    exchanges: s.exchanges,
+                    children: s.children,
+                    restarts: s.restarts,
+                },
+            },
+        ))
+    }
+
+    /// Number of connected tunnels.
+    pub fn connected(&self) -> usize {
+        self.slots
+            .lock()
+            .expect("registry")
+            .values()
+            .filter(|s| s.current.is_some())
+            .count()
+    }
+
+    /// Exchanges in flight over all tunnels.
+    pub fn exchanges_in_flight(&self) -> usize {
+        self.slots
+            .lock()
+            .expect("registry")
+            .values()
+            .filter_map(|s| s.current.as_ref())
+            .map(|t| t.exchanges_in_flight())
+            .sum()
+    }
+}
