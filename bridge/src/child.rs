@@ -12,6 +12,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::guard::Guard;
+
 /// Identifies one child process over the bridge's lifetime.
 pub type ChildId = u64;
 
@@ -45,6 +47,7 @@ pub struct ChildHandle {
     stdin: mpsc::Sender<Bytes>,
     pid: Option<u32>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    guard: Arc<Guard>,
 }
 
 /// Why a child could not be started.
@@ -66,6 +69,7 @@ impl ChildHandle {
         id: ChildId,
         spec: &ChildSpec,
         events: mpsc::Sender<ChildEvent>,
+        guard: Arc<Guard>,
     ) -> Result<Self, SpawnError> {
         let mut cmd = Command::new(&spec.program);
         cmd.args(&spec.args)
@@ -91,6 +95,9 @@ impl ChildHandle {
             source,
         })?;
         let pid = child.id();
+        if let Some(pid) = pid {
+            guard.watch(pid);
+        }
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
@@ -113,6 +120,7 @@ impl ChildHandle {
             stdin: tx,
             pid,
             stderr_tail: tail,
+            guard,
         })
     }
 
@@ -140,9 +148,11 @@ impl Drop for ChildHandle {
             // started through `npx`/`uvx` shims do not leave grandchildren behind.
             // SAFETY: plain syscalls on a process group we created.
             unsafe {
-                libc::killpg(pid as libc::pid_t, libc::SIGTERM);
                 libc::killpg(pid as libc::pid_t, libc::SIGKILL);
             }
+        }
+        if let Some(pid) = self.pid {
+            self.guard.forget(pid);
         }
     }
 }

@@ -16,20 +16,23 @@
 //! - notifications without a routing key (logging) go to the one session with requests in
 //!   flight, or to sessions that asked for logs when none is busy; otherwise they stay local.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use protocol::frame::{FLAG_FINAL, FLAG_STREAM};
 use protocol::jsonrpc::{
     self, Envelope, INTERNAL_ERROR, INVALID_REQUEST, Kind, METHOD_NOT_FOUND, REQUEST_CANCELLED,
-    SESSION_NOT_FOUND, UNAVAILABLE, error_response, result_response, splice,
+    REQUEST_TIMEOUT, SESSION_NOT_FOUND, UNAVAILABLE, error_response, result_response, splice,
 };
-use protocol::{Frame, Request, RequestKind, Response};
+use protocol::{BridgeStatus, Frame, Request, RequestKind, Response, Snapshot};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::child::{ChildEvent, ChildHandle, ChildId, ChildSpec};
+use crate::guard::Guard;
 use crate::init;
 use crate::session::{ClientCaps, Sessions};
 
@@ -55,8 +58,31 @@ pub struct CoreConfig {
     pub max_children: usize,
     /// Most sessions (the least recently used is evicted to make room).
     pub max_sessions: usize,
+    /// Most sessions one principal keeps (its least recently used is evicted).
+    pub max_sessions_per_principal: usize,
+    /// Most requests in flight in one session; more are refused with an error.
+    pub max_in_flight_per_session: usize,
+    /// A request still unanswered after this long is cancelled on the server and answered
+    /// with an error.
+    pub call_timeout: Duration,
     /// Roots answered to `roots/list`.
     pub roots: Vec<Root>,
+}
+
+impl CoreConfig {
+    /// Defaults for everything but the server command.
+    pub fn new(child: ChildSpec) -> Self {
+        Self {
+            child,
+            isolate: false,
+            max_children: 16,
+            max_sessions: 10_000,
+            max_sessions_per_principal: 1_000,
+            max_in_flight_per_session: 256,
+            call_timeout: Duration::from_secs(600),
+            roots: Vec::new(),
+        }
+    }
 }
 
 enum ChildState {
@@ -90,6 +116,8 @@ enum Purpose {
     ChildInit,
     /// A bridge-internal request whose answer is ignored.
     Internal,
+    /// The bridge's own `tools/list`, kept as the offline snapshot.
+    ToolsSnapshot,
 }
 
 /// A request in flight on a child, by child-side id.
@@ -107,6 +135,25 @@ struct Pending {
     cancelled: bool,
     /// A server→client request routed through this request awaits its answer.
     awaiting_client: bool,
+    /// When a client request times out.
+    deadline: Option<Instant>,
+}
+
+impl Pending {
+    fn internal(child: ChildId, purpose: Purpose) -> Self {
+        Self {
+            child,
+            purpose,
+            exchange: None,
+            reply_final: false,
+            session: None,
+            original_id: Bytes::new(),
+            original_token: None,
+            cancelled: false,
+            awaiting_client: false,
+            deadline: None,
+        }
+    }
 }
 
 /// A server→client request, by bridge-assigned id.
@@ -151,8 +198,24 @@ pub struct Core {
     exchanges: HashMap<u64, Role>,
     sessions: Sessions,
     outbox: Vec<Frame>,
-    restart_default: bool,
+    guard: Arc<Guard>,
+    /// When to restart the shared child after it exited.
+    restart_at: Option<Instant>,
+    /// Recent exits of the shared child (crash-loop guard).
+    crashes: VecDeque<Instant>,
+    restarts: u32,
+    /// The shared child's initialize result and tools list, for the relay's offline answers.
+    snapshot_init: Option<Bytes>,
+    snapshot_tools: Option<Bytes>,
+    snapshot_dirty: bool,
+    /// Shutting down: no new requests.
+    draining: bool,
 }
+
+/// Longest delay between restarts of a crashing server.
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
+/// Exits within this window count towards the crash-loop backoff.
+const CRASH_WINDOW: Duration = Duration::from_secs(60);
 
 fn ex_body(code: i64, message: &str) -> Vec<u8> {
     error_response(b"null", code, message)
@@ -166,7 +229,7 @@ fn incident_id() -> String {
 
 impl Core {
     /// A core with no children yet; children report to `events`.
-    pub fn new(cfg: CoreConfig, events: mpsc::Sender<ChildEvent>) -> Self {
+    pub fn new(cfg: CoreConfig, events: mpsc::Sender<ChildEvent>, guard: Arc<Guard>) -> Self {
         Self {
             cfg,
             events,
@@ -180,8 +243,53 @@ impl Core {
             exchanges: HashMap::new(),
             sessions: Sessions::default(),
             outbox: Vec::new(),
-            restart_default: false,
+            guard,
+            restart_at: None,
+            crashes: VecDeque::new(),
+            restarts: 0,
+            snapshot_init: None,
+            snapshot_tools: None,
+            snapshot_dirty: false,
+            draining: false,
         }
+    }
+
+    /// The bridge's gauges.
+    pub fn status(&self) -> BridgeStatus {
+        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        BridgeStatus {
+            sessions: n(self.sessions.len()),
+            pending: n(self.client_pending()),
+            exchanges: n(self.exchanges.len()),
+            children: n(self.children.len()),
+            restarts: self.restarts,
+        }
+    }
+
+    /// Client requests in flight on children.
+    pub fn client_pending(&self) -> usize {
+        self.pending
+            .values()
+            .filter(|p| p.purpose == Purpose::Client)
+            .count()
+    }
+
+    /// Stops taking requests (graceful shutdown); requests in flight run on.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// The offline snapshot for the relay: when it changed, or always with `force`.
+    pub fn snapshot(&mut self, force: bool) -> Option<Frame> {
+        if !(self.snapshot_dirty || force) {
+            return None;
+        }
+        let init = self.snapshot_init.clone()?;
+        self.snapshot_dirty = false;
+        Some(Frame::Snapshot(Snapshot {
+            initialize: init,
+            tools: self.snapshot_tools.clone().unwrap_or_default(),
+        }))
     }
 
     /// Frames produced since the last call, to send to the relay in order.
@@ -220,26 +328,15 @@ impl Core {
     fn spawn_child(&mut self) -> Result<ChildId, String> {
         let id = self.next_child;
         self.next_child += 1;
-        let handle = ChildHandle::spawn(id, &self.cfg.child, self.events.clone())
-            .map_err(|e| e.to_string())?;
+        let handle =
+            ChildHandle::spawn(id, &self.cfg.child, self.events.clone(), self.guard.clone())
+                .map_err(|e| e.to_string())?;
         let req_id = self.fresh_id();
         if !handle.send_line(init::child_initialize_request(req_id)) {
             return Err("the server's stdin closed at once".into());
         }
-        self.pending.insert(
-            req_id,
-            Pending {
-                child: id,
-                purpose: Purpose::ChildInit,
-                exchange: None,
-                reply_final: false,
-                session: None,
-                original_id: Bytes::new(),
-                original_token: None,
-                cancelled: false,
-                awaiting_client: false,
-            },
-        );
+        self.pending
+            .insert(req_id, Pending::internal(id, Purpose::ChildInit));
         self.children.insert(
             id,
             ChildSlot {
@@ -258,6 +355,9 @@ impl Core {
         {
             return Ok(id);
         }
+        if self.restart_at.is_some() {
+            return Err("it exited and is being restarted; retry in a moment".into());
+        }
         let id = self.spawn_child()?;
         self.default_child = Some(id);
         Ok(id)
@@ -271,10 +371,14 @@ impl Core {
         }
     }
 
-    /// Periodic housekeeping (restarts the shared child after a crash).
+    /// Periodic housekeeping: restarts the shared child after a crash (with backoff) and
+    /// times out requests.
     pub fn on_tick(&mut self) {
-        if self.restart_default && !self.cfg.isolate {
-            self.restart_default = false;
+        let now = Instant::now();
+        self.expire_calls(now);
+        if self.restart_at.is_some_and(|at| at <= now) {
+            self.restart_at = None;
+            self.restarts = self.restarts.saturating_add(1);
             match self.spawn_child() {
                 Ok(new) => {
                     let old = self.default_child.replace(new);
@@ -305,7 +409,7 @@ impl Core {
                 }
                 Err(e) => {
                     error!("cannot restart the MCP server: {e}");
-                    self.restart_default = true;
+                    self.schedule_restart();
                 }
             }
         }
@@ -358,9 +462,75 @@ impl Core {
             self.end_session(&sid, true);
         }
         if Some(child) == self.default_child && !self.cfg.isolate {
-            self.restart_default = true;
+            self.schedule_restart();
         } else if Some(child) == self.default_child {
             self.default_child = None;
+        }
+    }
+
+    /// Plans the shared child's restart: at once after a first exit, then doubling up to
+    /// 30 s while it keeps exiting within a minute (crash-loop guard).
+    fn schedule_restart(&mut self) {
+        let now = Instant::now();
+        self.crashes.push_back(now);
+        while self
+            .crashes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW)
+        {
+            self.crashes.pop_front();
+        }
+        let n = self.crashes.len().saturating_sub(1).min(16) as u32;
+        let delay = if n == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(250)
+                .saturating_mul(1 << n.min(8))
+                .min(MAX_RESTART_DELAY)
+        };
+        if n >= 5 {
+            warn!(
+                "the MCP server keeps exiting ({} times in a minute); next restart in {delay:?}",
+                n + 1
+            );
+        }
+        self.restart_at = Some(now + delay);
+    }
+
+    /// Answers requests past their deadline with an error and cancels them on the server.
+    fn expire_calls(&mut self, now: Instant) {
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline.is_some_and(|d| d <= now) && !p.cancelled)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            let Some(p) = self.pending.get_mut(&id) else {
+                continue;
+            };
+            p.cancelled = true;
+            let child = p.child;
+            let msg = serde_json::json!({
+                "jsonrpc": "2.0",
+                "method": "notifications/cancelled",
+                "params": { "requestId": id, "reason": "timed out" }
+            });
+            if let Some(slot) = self.children.get(&child) {
+                slot.handle
+                    .send_line(serde_json::to_vec(&msg).expect("json"));
+            }
+            let p = self.pending.remove(&id).expect("present");
+            let secs = self.cfg.call_timeout.as_secs();
+            let body = error_response(
+                &p.original_id,
+                REQUEST_TIMEOUT,
+                &format!(
+                    "the local MCP server did not answer within {secs} s; the request was cancelled"
+                ),
+            );
+            self.deliver(&p, body, true);
+            self.forget_in_flight(&p, id);
         }
     }
 
@@ -402,6 +572,13 @@ impl Core {
         match p.purpose {
             Purpose::ChildInit => self.on_child_initialized(child, line),
             Purpose::Internal => {}
+            Purpose::ToolsSnapshot => {
+                let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
+                if let Some(r) = v.get("result").filter(|r| r.is_object()) {
+                    self.snapshot_tools = Some(Bytes::from(serde_json::to_vec(r).expect("json")));
+                    self.snapshot_dirty = true;
+                }
+            }
             Purpose::Client => {
                 self.forget_in_flight(&p, id);
                 if p.cancelled {
@@ -455,8 +632,19 @@ impl Core {
                 ChildState::Failed(why)
             }
         };
+        let ready_result = match &state {
+            ChildState::Ready { result, .. } => Some(result.clone()),
+            _ => None,
+        };
         slot.state = state;
         let waiting = std::mem::take(&mut slot.waiting);
+        if let Some(result) = ready_result
+            && (Some(child) == self.default_child || self.snapshot_init.is_none())
+        {
+            self.snapshot_init = Some(Bytes::from(serde_json::to_vec(&result).expect("json")));
+            self.snapshot_dirty = true;
+            self.refresh_tools_snapshot(child);
+        }
         for w in waiting {
             self.complete_initialize(child, w);
         }
@@ -577,6 +765,11 @@ impl Core {
             "notifications/tools/list_changed"
             | "notifications/prompts/list_changed"
             | "notifications/resources/list_changed" => {
+                if method == "notifications/tools/list_changed"
+                    && (Some(child) == self.default_child || self.cfg.isolate)
+                {
+                    self.refresh_tools_snapshot(child);
+                }
                 let streams: Vec<u64> = self
                     .sessions
                     .iter()
@@ -671,7 +864,27 @@ impl Core {
         }
     }
 
+    /// Asks a child for its tools list, kept for the relay's offline answers.
+    fn refresh_tools_snapshot(&mut self, child: ChildId) {
+        self.internal_request_for(
+            child,
+            "tools/list",
+            serde_json::json!({}),
+            Purpose::ToolsSnapshot,
+        );
+    }
+
     fn internal_request(&mut self, child: ChildId, method: &str, params: Value) {
+        self.internal_request_for(child, method, params, Purpose::Internal);
+    }
+
+    fn internal_request_for(
+        &mut self,
+        child: ChildId,
+        method: &str,
+        params: Value,
+        purpose: Purpose,
+    ) {
         let id = self.fresh_id();
         let msg =
             serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
@@ -682,20 +895,7 @@ impl Core {
             .handle
             .send_line(serde_json::to_vec(&msg).expect("json"))
         {
-            self.pending.insert(
-                id,
-                Pending {
-                    child,
-                    purpose: Purpose::Internal,
-                    exchange: None,
-                    reply_final: false,
-                    session: None,
-                    original_id: Bytes::new(),
-                    original_token: None,
-                    cancelled: false,
-                    awaiting_client: false,
-                },
-            );
+            self.pending.insert(id, Pending::internal(child, purpose));
         }
     }
 
@@ -818,6 +1018,19 @@ impl Core {
     /// Handles one exchange from the relay.
     pub fn on_request(&mut self, r: Request) {
         let exchange = r.exchange;
+        if self.draining {
+            self.exchanges.insert(exchange, Role::Post);
+            self.reply(
+                exchange,
+                503,
+                None,
+                ex_body(
+                    UNAVAILABLE,
+                    "the bridge is shutting down; retry in a moment",
+                ),
+            );
+            return;
+        }
         match r.kind {
             RequestKind::Post => {
                 self.exchanges.insert(exchange, Role::Post);
@@ -926,7 +1139,7 @@ impl Core {
                 return;
             }
         };
-        self.make_room_for_session();
+        self.make_room_for_session(principal);
         let sid = self.sessions.create(
             principal,
             child,
@@ -943,12 +1156,19 @@ impl Core {
         self.push(exchange, 200, Some(sid), FLAG_STREAM, Vec::new());
     }
 
-    fn make_room_for_session(&mut self) {
+    fn make_room_for_session(&mut self, principal: &str) {
         while self.sessions.len() >= self.cfg.max_sessions.max(1) {
             let Some(oldest) = self.sessions.oldest() else {
                 break;
             };
             info!("evicting the least recently used session to make room");
+            self.end_session(&oldest, true);
+        }
+        while self.sessions.count_of(principal) >= self.cfg.max_sessions_per_principal.max(1) {
+            let Some(oldest) = self.sessions.oldest_of(principal) else {
+                break;
+            };
+            info!("evicting this client's least recently used session to make room");
             self.end_session(&oldest, true);
         }
     }
@@ -1127,6 +1347,19 @@ impl Core {
             );
             return;
         }
+        if let Some(s) = ctx.session.as_deref().and_then(|s| self.sessions.get(s))
+            && s.in_flight.len() >= self.cfg.max_in_flight_per_session
+        {
+            self.answer(
+                ctx,
+                error_response(
+                    &id,
+                    UNAVAILABLE,
+                    "too many requests in flight in this session; retry when some finish",
+                ),
+            );
+            return;
+        }
         let cid = self.fresh_id();
         let cid_text = cid.to_string();
         let mut edits: Vec<(std::ops::Range<usize>, &[u8])> =
@@ -1182,6 +1415,7 @@ impl Core {
                 original_token,
                 cancelled: false,
                 awaiting_client: false,
+                deadline: Some(Instant::now() + self.cfg.call_timeout),
             },
         );
     }
@@ -1344,7 +1578,7 @@ impl Core {
                     }
                     return;
                 }
-                self.make_room_for_session();
+                self.make_room_for_session(&w.principal);
                 let sid = self.sessions.create(
                     &w.principal,
                     child,

@@ -11,6 +11,8 @@ use crate::child::ChildEvent;
 use crate::core::Core;
 use crate::link::{LinkConfig, LinkEvent};
 
+/// Longest wait for requests in flight at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for the MCP server's initialize answer at startup (`npx` may download).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -72,11 +74,28 @@ pub async fn run(
     let link_task = tokio::spawn(crate::link::run(link, link_tx));
     let mut out: Option<mpsc::Sender<Frame>> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut last_status = None;
+    let mut drain_until: Option<tokio::time::Instant> = None;
     let outcome = loop {
+        if let Some(until) = drain_until
+            && (core.client_pending() == 0 || tokio::time::Instant::now() >= until)
+        {
+            break Outcome::Stopped;
+        }
         tokio::select! {
-            _ = &mut shutdown => break Outcome::Stopped,
+            _ = &mut shutdown, if drain_until.is_none() => {
+                // Graceful shutdown: refuse new requests, let those in flight finish.
+                info!("shutting down: finishing requests in flight (at most {DRAIN_TIMEOUT:?})");
+                core.drain();
+                drain_until = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
+            }
             ev = link_rx.recv() => match ev {
                 Some(LinkEvent::Up { out: tx, welcome }) => {
+                    // The relay keeps what it may answer while we are away.
+                    if let Some(s) = core.snapshot(true) {
+                        let _ = tx.send(s).await;
+                    }
+                    last_status = None;
                     out = Some(tx);
                     on_welcome(&welcome);
                 }
@@ -98,7 +117,19 @@ pub async fn run(
                     break Outcome::Stopped;
                 }
             },
-            _ = tick.tick() => core.on_tick(),
+            _ = tick.tick() => {
+                core.on_tick();
+                if let Some(tx) = &out {
+                    if let Some(s) = core.snapshot(false) {
+                        let _ = tx.send(s).await;
+                    }
+                    let status = core.status();
+                    if last_status != Some(status) {
+                        last_status = Some(status);
+                        let _ = tx.send(Frame::Status(status)).await;
+                    }
+                }
+            }
         }
         let frames = core.take_outbox();
         if frames.is_empty() {

@@ -18,9 +18,11 @@ use tracing::{debug, info, warn};
 use url::Url;
 
 /// Interval of bridge → relay pings.
-const PING_INTERVAL: Duration = Duration::from_secs(15);
-/// A link silent for this long is considered dead.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// A link silent for this long (three missed pings) is considered dead.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// A wall-clock jump this much larger than the monotonic clock's means the machine slept.
+const SLEEP_JUMP: Duration = Duration::from_secs(3);
 /// Longest wait for the TCP/TLS/WebSocket/handshake sequence.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Frames queued towards the relay.
@@ -116,7 +118,54 @@ pub async fn run(config: LinkConfig, events: mpsc::Sender<LinkEvent>) {
         let delay = backoff(attempt);
         attempt = attempt.saturating_add(1);
         debug!("reconnecting in {delay:?}");
-        tokio::time::sleep(delay).await;
+        if sleep_unless_resumed(delay).await {
+            info!("the machine woke up; reconnecting now");
+            attempt = 0;
+        }
+    }
+}
+
+/// Notices that the machine slept: the wall clock jumped ahead of the monotonic clock
+/// (which stops during suspend).
+pub struct WakeDetector {
+    wall: std::time::SystemTime,
+    mono: Instant,
+}
+
+impl Default for WakeDetector {
+    fn default() -> Self {
+        Self {
+            wall: std::time::SystemTime::now(),
+            mono: Instant::now(),
+        }
+    }
+}
+
+impl WakeDetector {
+    /// `true` if the machine slept since the last call.
+    pub fn woke(&mut self) -> bool {
+        let (wall, mono) = (std::time::SystemTime::now(), Instant::now());
+        let wall_delta = wall.duration_since(self.wall).unwrap_or_default();
+        let mono_delta = mono.duration_since(self.mono);
+        self.wall = wall;
+        self.mono = mono;
+        wall_delta > mono_delta + SLEEP_JUMP
+    }
+}
+
+/// Sleeps for `delay`, returning early (`true`) if the machine wakes from sleep meanwhile.
+async fn sleep_unless_resumed(delay: Duration) -> bool {
+    let mut wake = WakeDetector::default();
+    let end = tokio::time::Instant::now() + delay;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= end {
+            return false;
+        }
+        tokio::time::sleep((end - now).min(Duration::from_secs(1))).await;
+        if wake.woke() {
+            return true;
+        }
     }
 }
 
@@ -251,14 +300,25 @@ where
         let _ = sink.send(Message::Close(None)).await;
     };
     let reader = async {
+        let mut wake = WakeDetector::default();
+        let mut wake_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last_heard = Instant::now();
         loop {
-            let msg = match tokio::time::timeout(IDLE_TIMEOUT, stream.next()).await {
-                Err(_) => {
-                    warn!("the relay link has been silent for {IDLE_TIMEOUT:?}; reconnecting");
-                    break;
+            let msg = tokio::select! {
+                m = stream.next() => m,
+                _ = wake_tick.tick() => {
+                    if wake.woke() {
+                        info!("the machine woke up; renewing the relay link");
+                        break;
+                    }
+                    if last_heard.elapsed() > IDLE_TIMEOUT {
+                        warn!("the relay link has been silent for {IDLE_TIMEOUT:?}; reconnecting");
+                        break;
+                    }
+                    continue;
                 }
-                Ok(m) => m,
             };
+            last_heard = Instant::now();
             let bytes: Bytes = match msg {
                 Some(Ok(Message::Binary(b))) => b,
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,

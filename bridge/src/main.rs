@@ -6,6 +6,7 @@
 mod child;
 mod core;
 mod driver;
+mod guard;
 mod init;
 mod link;
 mod session;
@@ -14,6 +15,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -42,6 +44,9 @@ struct Cli {
 enum Command {
     /// Run a stdio MCP server and publish it: `bridge run [options] -- <cmd> [args…]`.
     Run(RunArgs),
+    /// Internal: the orphan guard process (see guard.rs).
+    #[command(name = "__guard", hide = true)]
+    Guard,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -83,6 +88,19 @@ struct RunArgs {
     /// Most sessions kept (least recently used evicted first).
     #[arg(long, default_value_t = 10_000)]
     max_sessions: usize,
+    /// Most sessions kept per client principal (its least recently used evicted first).
+    #[arg(long, default_value_t = 1_000)]
+    max_sessions_per_principal: usize,
+    /// Most requests in flight in one session.
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
+    /// Seconds after which an unanswered request is cancelled on the server and answered
+    /// with an error.
+    #[arg(long, default_value_t = 600.0)]
+    call_timeout_secs: f64,
+    /// Seconds an in-process relay waits for a bridge that just disconnected.
+    #[arg(long, default_value_t = 10.0)]
+    grace_secs: f64,
     /// A directory reported to the server as a root (repeatable). Remote clients' roots
     /// are never forwarded.
     #[arg(long = "root")]
@@ -112,6 +130,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Guard => {
+            guard::run_guard();
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -196,22 +218,30 @@ fn run(args: RunArgs) -> Result<ExitCode> {
                 bail!("--keepalive-secs must be between 0 and 3600");
             }
             config.keepalive = Duration::from_secs_f64(args.keepalive_secs);
+            if !(args.grace_secs >= 0.0 && args.grace_secs <= 3600.0) {
+                bail!("--grace-secs must be between 0 and 3600");
+            }
+            config.grace = Duration::from_secs_f64(args.grace_secs);
             _embedded = Some(relay::EmbeddedRelay::start(config, listener)?);
             (Url::parse(&format!("http://{addr}"))?, token)
         }
     };
 
-    let cfg = CoreConfig {
-        child: ChildSpec {
-            program: args.command[0].clone(),
-            args: args.command[1..].to_vec(),
-            max_line: args.max_message,
-        },
-        isolate: args.isolate,
-        max_children: args.max_children,
-        max_sessions: args.max_sessions,
-        roots: roots(&args.roots)?,
-    };
+    let mut cfg = CoreConfig::new(ChildSpec {
+        program: args.command[0].clone(),
+        args: args.command[1..].to_vec(),
+        max_line: args.max_message,
+    });
+    cfg.isolate = args.isolate;
+    cfg.max_children = args.max_children;
+    cfg.max_sessions = args.max_sessions;
+    cfg.max_sessions_per_principal = args.max_sessions_per_principal;
+    cfg.max_in_flight_per_session = args.max_in_flight;
+    if !(args.call_timeout_secs > 0.0) {
+        bail!("--call-timeout-secs must be positive");
+    }
+    cfg.call_timeout = Duration::from_secs_f64(args.call_timeout_secs);
+    cfg.roots = roots(&args.roots)?;
     let link = LinkConfig {
         relay: relay_url,
         token,
@@ -242,7 +272,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let isolate = args.isolate;
     let outcome = rt.block_on(async move {
         let (events_tx, events_rx) = mpsc::channel(1024);
-        let core = Core::new(cfg, events_tx);
+        let core = Core::new(cfg, events_tx, Arc::new(guard::Guard::start()));
         driver::run(
             core,
             events_rx,

@@ -70,6 +70,7 @@ pub struct Sessions {
     by_id: HashMap<String, Session>,
     lru: BTreeMap<u64, String>,
     tick: u64,
+    per_principal: HashMap<String, usize>,
 }
 
 /// Mints a new session id: 128 random bits as hex (visible ASCII).
@@ -91,6 +92,7 @@ impl Sessions {
         owns_child: bool,
     ) -> String {
         let id = new_session_id();
+        *self.per_principal.entry(principal.to_owned()).or_insert(0) += 1;
         self.tick += 1;
         self.lru.insert(self.tick, id.clone());
         self.by_id.insert(
@@ -140,12 +142,35 @@ impl Sessions {
     pub fn remove(&mut self, id: &str) -> Option<Session> {
         let s = self.by_id.remove(id)?;
         self.lru.remove(&s.lru_key);
+        if let Some(n) = self.per_principal.get_mut(&s.principal) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_principal.remove(&s.principal);
+            }
+        }
         Some(s)
     }
 
     /// The least recently used session's id.
     pub fn oldest(&self) -> Option<String> {
         self.lru.values().next().cloned()
+    }
+
+    /// Number of sessions of one principal.
+    pub fn count_of(&self, principal: &str) -> usize {
+        self.per_principal.get(principal).copied().unwrap_or(0)
+    }
+
+    /// The least recently used session of one principal.
+    pub fn oldest_of(&self, principal: &str) -> Option<String> {
+        self.lru
+            .values()
+            .find(|id| {
+                self.by_id
+                    .get(*id)
+                    .is_some_and(|s| s.principal == principal)
+            })
+            .cloned()
     }
 
     /// The least recently used session that owns a child.

@@ -24,6 +24,8 @@ pub const SESSION_NOT_FOUND: i64 = -32001;
 pub const UNAVAILABLE: i64 = -32002;
 /// Request cancelled.
 pub const REQUEST_CANCELLED: i64 = -32800;
+/// Implementation-defined server error: the request timed out.
+pub const REQUEST_TIMEOUT: i64 = -32003;
 
 /// What a JSON-RPC message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

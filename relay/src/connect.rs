@@ -19,9 +19,9 @@ use crate::tunnel::Tunnel;
 /// Time a bridge has to send its `Hello` after the upgrade.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Interval of relay → bridge pings.
-const PING_INTERVAL: Duration = Duration::from_secs(15);
+const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// A connection silent for this long is considered dead.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Frames queued towards one bridge before senders wait.
 const OUTBOUND_QUEUE: usize = 1024;
 
