@@ -53,6 +53,10 @@ struct ServeArgs {
     /// POST answer becomes an SSE stream).
     #[arg(long, default_value_t = 15.0)]
     keepalive_secs: f64,
+    /// Seconds requests wait for a bridge that just disconnected before the tunnel is
+    /// answered as offline (from its last snapshot).
+    #[arg(long, default_value_t = 10.0)]
+    grace_secs: f64,
     /// Extra browser origins allowed to call MCP endpoints (repeatable).
     #[arg(long)]
     allowed_origin: Vec<String>,
@@ -107,6 +111,10 @@ fn serve(args: ServeArgs) -> Result<()> {
         bail!("--keepalive-secs must be between 0 and 3600");
     }
     config.keepalive = Duration::from_secs_f64(args.keepalive_secs);
+    if !(args.grace_secs >= 0.0 && args.grace_secs <= 3600.0) {
+        bail!("--grace-secs must be between 0 and 3600");
+    }
+    config.grace = Duration::from_secs_f64(args.grace_secs);
     config.allowed_origins = args.allowed_origin;
 
     let rt = tokio::runtime::Builder::new_current_thread()
