@@ -2,10 +2,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use protocol::Limits;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tracing::info;
 
 use crate::config::RelayConfig;
@@ -21,21 +24,40 @@ pub fn frame_limits(config: &RelayConfig) -> Limits {
     }
 }
 
-/// Serves the relay on `listener` until `shutdown` completes, then drains open
-/// connections.
+/// Longest wait for exchanges in flight once shutdown begins.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the relay on `listener` until `shutdown` completes; then it stops accepting,
+/// lets exchanges in flight finish for at most [`DRAIN_TIMEOUT`], and closes everything.
 pub async fn serve(
     config: RelayConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
     let state = AppState::new(config);
+    let registry = state.registry.clone();
     let app = router(state);
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let stopping = Arc::new(Notify::new());
+    let signal = stopping.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        signal.notify_one();
+    });
+    let drained = async {
+        stopping.notified().await;
+        info!("shutting down: draining exchanges in flight (at most {DRAIN_TIMEOUT:?})");
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        while registry.exchanges_in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        r = server => r?,
+        _ = drained => {}
+    }
     Ok(())
 }
 
