@@ -43,7 +43,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a stdio MCP server and publish it: `bridge run [options] -- <cmd> [args…]`.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Internal: the orphan guard process (see guard.rs).
     #[command(name = "__guard", hide = true)]
     Guard,
@@ -129,7 +129,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Guard => {
             guard::run_guard();
             Ok(ExitCode::SUCCESS)
@@ -237,7 +237,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     cfg.max_sessions = args.max_sessions;
     cfg.max_sessions_per_principal = args.max_sessions_per_principal;
     cfg.max_in_flight_per_session = args.max_in_flight;
-    if !(args.call_timeout_secs > 0.0) {
+    if args.call_timeout_secs.is_nan() || args.call_timeout_secs <= 0.0 {
         bail!("--call-timeout-secs must be positive");
     }
     cfg.call_timeout = Duration::from_secs_f64(args.call_timeout_secs);

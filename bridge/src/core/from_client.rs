@@ -1,0 +1,450 @@
+//! Messages from clients: requests forwarded with rewritten ids, `initialize` answered
+//! from the cache, subscriptions, cancellations and answers to server requests.
+
+use super::*;
+
+impl Core {
+    pub(super) fn on_message(&mut self, ctx: Ctx, body: Bytes) {
+        let env = match jsonrpc::parse(&body) {
+            Ok(e) => e,
+            Err(e) => {
+                self.reply(
+                    ctx.exchange,
+                    400,
+                    None,
+                    ex_body(e.code(), &format!("Bad Request: {e}")),
+                );
+                return;
+            }
+        };
+        if let Some(sid) = &ctx.session
+            && !ctx.legacy
+            && self.sessions.touch(sid, &ctx.principal).is_none()
+        {
+            self.reply(
+                ctx.exchange,
+                404,
+                None,
+                ex_body(SESSION_NOT_FOUND, "Session not found"),
+            );
+            return;
+        }
+        match env.kind {
+            Kind::Request => self.on_client_request(&ctx, &body, &env),
+            Kind::Notification => {
+                self.on_client_notification(&ctx, &body, &env);
+                self.reply(ctx.exchange, 202, None, Vec::new());
+            }
+            Kind::Response => {
+                self.on_client_response(&ctx, &body, &env);
+                self.reply(ctx.exchange, 202, None, Vec::new());
+            }
+        }
+        if ctx.legacy && self.exchanges.contains_key(&ctx.exchange) {
+            self.reply(ctx.exchange, 202, None, Vec::new());
+        }
+    }
+
+    pub(super) fn on_client_request(&mut self, ctx: &Ctx, body: &Bytes, env: &Envelope<'_>) {
+        let id = Bytes::copy_from_slice(&body[env.id.clone().expect("requests have ids")]);
+        let method = env.method.as_deref().unwrap_or("");
+        if method == "server/discover" || env.meta_protocol_version.is_some() {
+            // A 2026-07-28-era request: answered like a 2025-era server answers an unknown
+            // method, so modern clients fall back to initialize.
+            let msg =
+                "Method not found: this endpoint serves MCP 2025-11-25 and earlier; use initialize";
+            self.answer(ctx, error_response(&id, METHOD_NOT_FOUND, msg));
+            return;
+        }
+        match method {
+            "initialize" => self.on_initialize(ctx, id, body),
+            "ping" => self.answer(ctx, result_response(&id, b"{}")),
+            "resources/subscribe" | "resources/unsubscribe" => {
+                self.on_subscription(ctx, id, body, env, method == "resources/subscribe")
+            }
+            _ => {
+                if method == "logging/setLevel"
+                    && let Some(s) = ctx
+                        .session
+                        .as_deref()
+                        .and_then(|s| self.sessions.get_mut(s))
+                {
+                    s.wants_logs = true;
+                }
+                self.forward(ctx, id, body, env);
+            }
+        }
+    }
+
+    pub(super) fn child_of(&mut self, ctx: &Ctx) -> Result<ChildId, String> {
+        match ctx.session.as_deref().and_then(|s| self.sessions.get(s)) {
+            Some(s) => Ok(s.child),
+            None => self.shared_child(),
+        }
+    }
+
+    pub(super) fn forward(&mut self, ctx: &Ctx, id: Bytes, body: &Bytes, env: &Envelope<'_>) {
+        let child = match self.child_of(ctx) {
+            Ok(c) => c,
+            Err(e) => {
+                self.answer(
+                    ctx,
+                    error_response(
+                        &id,
+                        UNAVAILABLE,
+                        &format!("the local MCP server cannot start: {e}"),
+                    ),
+                );
+                return;
+            }
+        };
+        let ready = matches!(
+            self.children.get(&child).map(|s| &s.state),
+            Some(ChildState::Ready { .. })
+        );
+        if !ready {
+            self.answer(
+                ctx,
+                error_response(
+                    &id,
+                    UNAVAILABLE,
+                    "the local MCP server is starting; retry in a moment",
+                ),
+            );
+            return;
+        }
+        if let Some(s) = ctx.session.as_deref().and_then(|s| self.sessions.get(s))
+            && s.in_flight.len() >= self.cfg.max_in_flight_per_session
+        {
+            self.answer(
+                ctx,
+                error_response(
+                    &id,
+                    UNAVAILABLE,
+                    "too many requests in flight in this session; retry when some finish",
+                ),
+            );
+            return;
+        }
+        let cid = self.fresh_id();
+        let cid_text = cid.to_string();
+        let mut edits: Vec<(std::ops::Range<usize>, &[u8])> =
+            vec![(env.id.clone().expect("request"), cid_text.as_bytes())];
+        let original_token = env.progress_token.clone().map(|span| {
+            let tok = Bytes::copy_from_slice(&body[span.clone()]);
+            edits.push((span, cid_text.as_bytes()));
+            tok
+        });
+        let line = splice(body, &mut edits);
+        let sent = self
+            .children
+            .get(&child)
+            .is_some_and(|s| s.handle.send_line(line));
+        if !sent {
+            self.answer(
+                ctx,
+                error_response(
+                    &id,
+                    UNAVAILABLE,
+                    "the local MCP server is not reading its input; retry later",
+                ),
+            );
+            return;
+        }
+        let (exchange, reply_final) = if ctx.legacy {
+            (
+                ctx.session
+                    .as_deref()
+                    .and_then(|s| self.sessions.get(s))
+                    .and_then(|s| s.stream),
+                false,
+            )
+        } else {
+            (Some(ctx.exchange), true)
+        };
+        if let Some(s) = ctx
+            .session
+            .as_deref()
+            .and_then(|s| self.sessions.get_mut(s))
+        {
+            s.in_flight.insert(id.clone(), cid);
+        }
+        self.pending.insert(
+            cid,
+            Pending {
+                child,
+                purpose: Purpose::Client,
+                exchange,
+                reply_final,
+                session: ctx.session.clone(),
+                original_id: id,
+                original_token,
+                cancelled: false,
+                awaiting_client: false,
+                deadline: Some(Instant::now() + self.cfg.call_timeout),
+            },
+        );
+    }
+
+    pub(super) fn on_subscription(
+        &mut self,
+        ctx: &Ctx,
+        id: Bytes,
+        body: &Bytes,
+        env: &Envelope<'_>,
+        subscribe: bool,
+    ) {
+        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let Some(uri) = v["params"]["uri"].as_str().map(str::to_owned) else {
+            self.answer(
+                ctx,
+                error_response(&id, jsonrpc::INVALID_PARAMS, "params.uri is required"),
+            );
+            return;
+        };
+        let Some(sid) = ctx.session.clone() else {
+            // No session to deliver updates to: let the server answer, without tracking.
+            self.forward(ctx, id, body, env);
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let child = s.child;
+        let key = (child, uri.clone());
+        if subscribe {
+            if !s.subscriptions.insert(uri) {
+                self.answer(ctx, result_response(&id, b"{}"));
+                return;
+            }
+            let n = self.subscriptions.entry(key).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                self.forward(ctx, id, body, env);
+            } else {
+                self.answer(ctx, result_response(&id, b"{}"));
+            }
+        } else {
+            if !s.subscriptions.remove(&uri) {
+                self.answer(ctx, result_response(&id, b"{}"));
+                return;
+            }
+            let last = match self.subscriptions.get_mut(&key) {
+                Some(n) => {
+                    *n -= 1;
+                    *n == 0
+                }
+                None => true,
+            };
+            if last {
+                self.subscriptions.remove(&key);
+                self.forward(ctx, id, body, env);
+            } else {
+                self.answer(ctx, result_response(&id, b"{}"));
+            }
+        }
+    }
+
+    pub(super) fn on_initialize(&mut self, ctx: &Ctx, id: Bytes, body: &Bytes) {
+        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let params = &v["params"];
+        let requested = params["protocolVersion"].as_str().map(str::to_owned);
+        let caps = ClientCaps::from_initialize(params);
+        let (child, legacy_session) = if ctx.legacy {
+            let sid = ctx.session.clone().expect("legacy messages have a session");
+            let child = self.sessions.get(&sid).map(|s| s.child);
+            match child {
+                Some(c) => (c, Some(sid)),
+                None => return,
+            }
+        } else {
+            match self.child_for_new_session() {
+                Ok(c) => (c, None),
+                Err(e) => {
+                    self.answer(
+                        ctx,
+                        error_response(
+                            &id,
+                            UNAVAILABLE,
+                            &format!("the local MCP server cannot start: {e}"),
+                        ),
+                    );
+                    return;
+                }
+            }
+        };
+        let exchange = if ctx.legacy {
+            match legacy_session
+                .as_deref()
+                .and_then(|s| self.sessions.get(s))
+                .and_then(|s| s.stream)
+            {
+                Some(ex) => ex,
+                None => return,
+            }
+        } else {
+            ctx.exchange
+        };
+        let w = WaitingInit {
+            exchange,
+            id,
+            requested,
+            caps,
+            principal: ctx.principal.clone(),
+            legacy_session,
+        };
+        let ready = !matches!(
+            self.children.get(&child).map(|s| &s.state),
+            Some(ChildState::Starting)
+        );
+        if ready {
+            self.complete_initialize(child, w);
+        } else if let Some(slot) = self.children.get_mut(&child) {
+            slot.waiting.push(w);
+        }
+    }
+
+    pub(super) fn complete_initialize(&mut self, child: ChildId, w: WaitingInit) {
+        let is_final = w.legacy_session.is_none();
+        let (result, child_version) = match self.children.get(&child).map(|s| &s.state) {
+            Some(ChildState::Ready { result, version }) => (result.clone(), version.clone()),
+            Some(ChildState::Failed(e)) => {
+                let msg = format!("the local MCP server failed to initialize: {e}");
+                self.answer_to(
+                    w.exchange,
+                    is_final,
+                    &error_response(&w.id, INTERNAL_ERROR, &msg),
+                );
+                return;
+            }
+            _ => {
+                self.answer_to(
+                    w.exchange,
+                    is_final,
+                    &error_response(&w.id, INTERNAL_ERROR, "the local MCP server is not running"),
+                );
+                return;
+            }
+        };
+        let version = init::negotiate(w.requested.as_deref(), &child_version);
+        let body = result_response(&w.id, &init::result_for(&result, &version));
+        match w.legacy_session {
+            Some(sid) => {
+                if let Some(s) = self.sessions.get_mut(&sid) {
+                    s.protocol_version = version;
+                    s.caps = w.caps;
+                }
+                self.message(w.exchange, body);
+            }
+            None => {
+                if !self.exchanges.contains_key(&w.exchange) {
+                    if self.cfg.isolate {
+                        // Nobody will use this child.
+                        self.children.remove(&child);
+                    }
+                    return;
+                }
+                self.make_room_for_session(&w.principal);
+                let sid = self.sessions.create(
+                    &w.principal,
+                    child,
+                    version,
+                    w.caps,
+                    false,
+                    self.cfg.isolate,
+                );
+                self.reply(w.exchange, 200, Some(sid), body);
+            }
+        }
+    }
+
+    pub(super) fn on_client_notification(&mut self, ctx: &Ctx, body: &Bytes, env: &Envelope<'_>) {
+        let method = env.method.as_deref().unwrap_or("");
+        match method {
+            // The child was initialized by the bridge; remote roots are never forwarded.
+            "notifications/initialized" | "notifications/roots/list_changed" => {}
+            "notifications/cancelled" => {
+                let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+                let Ok(rid) = serde_json::to_vec(&v["params"]["requestId"]) else {
+                    return;
+                };
+                let Some(sid) = ctx.session.as_deref() else {
+                    debug!("cancellation without a session cannot be matched; ignored");
+                    return;
+                };
+                let Some(cid) = self
+                    .sessions
+                    .get(sid)
+                    .and_then(|s| s.in_flight.get(&Bytes::from(rid)).copied())
+                else {
+                    return;
+                };
+                let Some(p) = self.pending.get_mut(&cid) else {
+                    return;
+                };
+                p.cancelled = true;
+                let child = p.child;
+                let mut msg = serde_json::json!({
+                    "jsonrpc": "2.0",
+                    "method": "notifications/cancelled",
+                    "params": { "requestId": cid }
+                });
+                if let Some(reason) = v["params"].get("reason") {
+                    msg["params"]["reason"] = reason.clone();
+                }
+                if let Some(slot) = self.children.get(&child) {
+                    slot.handle
+                        .send_line(serde_json::to_vec(&msg).expect("json"));
+                }
+                // The request will get no answer from the server: end its stream.
+                let p = self.pending.get(&cid).expect("present");
+                let (ex, fin, oid) = (p.exchange, p.reply_final, p.original_id.clone());
+                if let (Some(ex), true) = (ex, fin)
+                    && self.exchanges.contains_key(&ex)
+                {
+                    self.reply(
+                        ex,
+                        200,
+                        None,
+                        error_response(&oid, REQUEST_CANCELLED, "Request cancelled"),
+                    );
+                }
+            }
+            _ => {
+                let child = match self.child_of(ctx) {
+                    Ok(c) => c,
+                    Err(_) => return,
+                };
+                if let Some(slot) = self.children.get(&child) {
+                    slot.handle.send_line(splice(body, &mut []));
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_client_response(&mut self, ctx: &Ctx, body: &Bytes, env: &Envelope<'_>) {
+        let Some(span) = env.id.clone() else { return };
+        let Some(sid) = std::str::from_utf8(&body[span.clone()])
+            .ok()
+            .and_then(|s| s.trim_matches('"').parse::<u64>().ok())
+        else {
+            return;
+        };
+        let Some(req) = self.server_requests.get(&sid) else {
+            debug!("answer to an unknown server request; ignored");
+            return;
+        };
+        if req.session.is_some() && req.session != ctx.session {
+            debug!("answer to another session's server request; ignored");
+            return;
+        }
+        let req = self.server_requests.remove(&sid).expect("present");
+        if let Some(p) = self.pending.get_mut(&req.pending) {
+            p.awaiting_client = false;
+        }
+        let line = splice(body, &mut [(span, &req.child_id[..])]);
+        if let Some(slot) = self.children.get(&req.child) {
+            slot.handle.send_line(line);
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! Messages from a server process: answers (ids restored), its requests to clients
+//! (routed to the session they belong to, or answered locally), and notifications.
+
+use super::*;
+
+impl Core {
+    pub(super) fn on_child_line(&mut self, child: ChildId, line: Bytes) {
+        let env = match jsonrpc::parse(&line) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(child, "ignoring a stdout line that is not JSON-RPC ({e})");
+                return;
+            }
+        };
+        match env.kind {
+            Kind::Response => self.on_child_response(child, &line, &env),
+            Kind::Request => self.on_child_request(child, &line, &env),
+            Kind::Notification => self.on_child_notification(child, &line, &env),
+        }
+    }
+
+    pub(super) fn on_child_response(&mut self, child: ChildId, line: &Bytes, env: &Envelope<'_>) {
+        let Some(span) = env.id.clone() else {
+            warn!(child, "the server answered with a null id");
+            return;
+        };
+        let Some(id) = std::str::from_utf8(&line[span.clone()])
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            debug!(child, "answer to an id the bridge never sent");
+            return;
+        };
+        match self.pending.get(&id) {
+            Some(p) if p.child == child => {}
+            _ => {
+                debug!(child, id, "answer to an unknown or finished request");
+                return;
+            }
+        }
+        let p = self.pending.remove(&id).expect("checked");
+        match p.purpose {
+            Purpose::ChildInit => self.on_child_initialized(child, line),
+            Purpose::Internal => {}
+            Purpose::ToolsSnapshot => {
+                let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
+                if let Some(r) = v.get("result").filter(|r| r.is_object()) {
+                    self.snapshot_tools = Some(Bytes::from(serde_json::to_vec(r).expect("json")));
+                    self.snapshot_dirty = true;
+                }
+            }
+            Purpose::Client => {
+                self.forget_in_flight(&p, id);
+                if p.cancelled {
+                    return;
+                }
+                let body = splice(line, &mut [(span, &p.original_id[..])]);
+                self.deliver(&p, body, true);
+            }
+        }
+    }
+
+    pub(super) fn forget_in_flight(&mut self, p: &Pending, id: u64) {
+        if let Some(sid) = &p.session
+            && let Some(s) = self.sessions.get_mut(sid)
+            && s.in_flight.get(&p.original_id) == Some(&id)
+        {
+            s.in_flight.remove(&p.original_id);
+        }
+    }
+
+    pub(super) fn on_child_initialized(&mut self, child: ChildId, line: &Bytes) {
+        let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
+        let Some(slot) = self.children.get_mut(&child) else {
+            return;
+        };
+        let state = match v.get("result") {
+            Some(result) if result.is_object() => {
+                let version = result["protocolVersion"]
+                    .as_str()
+                    .unwrap_or(protocol::LATEST_LEGACY_MCP_VERSION)
+                    .to_owned();
+                slot.handle
+                    .send_line(init::INITIALIZED_NOTIFICATION.to_vec());
+                info!(
+                    child,
+                    server = %result["serverInfo"]["name"].as_str().unwrap_or("?"),
+                    version = %version,
+                    "the MCP server is initialized"
+                );
+                ChildState::Ready {
+                    result: result.clone(),
+                    version,
+                }
+            }
+            _ => {
+                let why = v["error"]["message"]
+                    .as_str()
+                    .unwrap_or("invalid initialize result")
+                    .to_owned();
+                error!(child, "the MCP server refused initialize: {why}");
+                ChildState::Failed(why)
+            }
+        };
+        let ready_result = match &state {
+            ChildState::Ready { result, .. } => Some(result.clone()),
+            _ => None,
+        };
+        slot.state = state;
+        let waiting = std::mem::take(&mut slot.waiting);
+        if let Some(result) = ready_result
+            && (Some(child) == self.default_child || self.snapshot_init.is_none())
+        {
+            self.snapshot_init = Some(Bytes::from(serde_json::to_vec(&result).expect("json")));
+            self.snapshot_dirty = true;
+            self.refresh_tools_snapshot(child);
+        }
+        for w in waiting {
+            self.complete_initialize(child, w);
+        }
+    }
+
+    pub(super) fn on_child_request(&mut self, child: ChildId, line: &Bytes, env: &Envelope<'_>) {
+        let Some(span) = env.id.clone() else { return };
+        let id = Bytes::copy_from_slice(&line[span.clone()]);
+        let method = env.method.as_deref().unwrap_or("");
+        let reply = |core: &mut Self, body: Vec<u8>| {
+            if let Some(slot) = core.children.get(&child) {
+                slot.handle.send_line(body);
+            }
+        };
+        match method {
+            "roots/list" => {
+                let roots = serde_json::json!({ "roots": self.cfg.roots });
+                let result = serde_json::to_vec(&roots).expect("json");
+                reply(self, result_response(&id, &result));
+            }
+            "ping" => reply(self, result_response(&id, b"{}")),
+            _ => {
+                let Some(target) = self.pick_for_server_request(child, method) else {
+                    debug!(child, method, "no client can answer this server request");
+                    reply(
+                        self,
+                        error_response(
+                            &id,
+                            METHOD_NOT_FOUND,
+                            &format!("no connected client can answer {method}"),
+                        ),
+                    );
+                    return;
+                };
+                let sid = self.fresh_id();
+                let sid_text = sid.to_string();
+                let body = splice(line, &mut [(span, sid_text.as_bytes())]);
+                let p = self.pending.get_mut(&target).expect("picked");
+                p.awaiting_client = true;
+                let session = p.session.clone();
+                self.server_requests.insert(
+                    sid,
+                    ServerRequest {
+                        child,
+                        child_id: id,
+                        session,
+                        pending: target,
+                    },
+                );
+                let p = self.pending.get(&target).expect("picked");
+                let (exchange, _) = (p.exchange, ());
+                if let Some(ex) = exchange {
+                    self.message(ex, body);
+                }
+            }
+        }
+    }
+
+    /// Chooses the in-flight request a server→client request belongs to (module docs).
+    pub(super) fn pick_for_server_request(&self, child: ChildId, method: &str) -> Option<u64> {
+        let mut fallback = None;
+        for (id, p) in &self.pending {
+            if p.child != child || p.purpose != Purpose::Client || p.cancelled {
+                continue;
+            }
+            let Some(ex) = p.exchange else { continue };
+            if !self.exchanges.contains_key(&ex) {
+                continue;
+            }
+            let capable = p
+                .session
+                .as_deref()
+                .and_then(|s| self.sessions.get(s))
+                .is_some_and(|s| s.caps.can_answer(method));
+            if !capable {
+                continue;
+            }
+            if !p.awaiting_client {
+                return Some(*id);
+            }
+            fallback.get_or_insert(*id);
+        }
+        fallback
+    }
+
+    pub(super) fn on_child_notification(
+        &mut self,
+        child: ChildId,
+        line: &Bytes,
+        env: &Envelope<'_>,
+    ) {
+        let method = env.method.as_deref().unwrap_or("");
+        match method {
+            "notifications/progress" => {
+                let Some(span) = env
+                    .progress_token
+                    .clone()
+                    .or_else(|| progress_span(line, env))
+                else {
+                    return;
+                };
+                let Some(id) = std::str::from_utf8(&line[span.clone()])
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                else {
+                    return;
+                };
+                let Some(p) = self.pending.get(&id) else {
+                    return;
+                };
+                if p.child != child || p.cancelled {
+                    return;
+                }
+                let Some(tok) = p.original_token.clone() else {
+                    return;
+                };
+                let body = splice(line, &mut [(span, &tok[..])]);
+                let (ex, _) = (p.exchange, ());
+                if let Some(ex) = ex {
+                    self.message(ex, body);
+                }
+            }
+            "notifications/tools/list_changed"
+            | "notifications/prompts/list_changed"
+            | "notifications/resources/list_changed" => {
+                if method == "notifications/tools/list_changed"
+                    && (Some(child) == self.default_child || self.cfg.isolate)
+                {
+                    self.refresh_tools_snapshot(child);
+                }
+                let streams: Vec<u64> = self
+                    .sessions
+                    .iter()
+                    .filter(|s| s.child == child)
+                    .filter_map(|s| s.stream)
+                    .collect();
+                for ex in streams {
+                    self.message(ex, line.to_vec());
+                }
+            }
+            "notifications/resources/updated" => {
+                let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
+                let Some(uri) = v["params"]["uri"].as_str() else {
+                    return;
+                };
+                let streams: Vec<u64> = self
+                    .sessions
+                    .iter()
+                    .filter(|s| s.child == child && s.subscriptions.contains(uri))
+                    .filter_map(|s| s.stream)
+                    .collect();
+                for ex in streams {
+                    self.message(ex, line.to_vec());
+                }
+            }
+            "notifications/cancelled" => {
+                // The server withdraws one of its requests to a client.
+                let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
+                let child_req = serde_json::to_vec(&v["params"]["requestId"]).unwrap_or_default();
+                let found = self
+                    .server_requests
+                    .iter()
+                    .find(|(_, r)| r.child == child && r.child_id[..] == child_req[..])
+                    .map(|(k, r)| (*k, r.pending));
+                if let Some((sid, pending)) = found {
+                    self.server_requests.remove(&sid);
+                    let mut msg = v.clone();
+                    msg["params"]["requestId"] = Value::from(sid);
+                    let body = serde_json::to_vec(&msg).expect("json");
+                    if let Some(ex) = self.pending.get(&pending).and_then(|p| p.exchange) {
+                        self.message(ex, body);
+                    }
+                }
+            }
+            _ => self.route_unkeyed(child, line),
+        }
+    }
+
+    /// Notifications with no routing key (module docs).
+    pub(super) fn route_unkeyed(&mut self, child: ChildId, line: &Bytes) {
+        let mut owner: Option<Option<&str>> = None;
+        let mut target = None;
+        let mut ambiguous = false;
+        for p in self.pending.values() {
+            if p.child != child || p.purpose != Purpose::Client || p.cancelled {
+                continue;
+            }
+            let Some(ex) = p.exchange else { continue };
+            if !self.exchanges.contains_key(&ex) {
+                continue;
+            }
+            let who = p.session.as_deref();
+            match owner {
+                None => owner = Some(who),
+                Some(o) if o == who && who.is_some() => {}
+                Some(_) => {
+                    ambiguous = true;
+                    break;
+                }
+            }
+            target = Some(ex);
+        }
+        if ambiguous {
+            debug!(
+                child,
+                "notification with no routing key while several clients are busy; kept local"
+            );
+            return;
+        }
+        if let Some(ex) = target {
+            self.message(ex, line.to_vec());
+            return;
+        }
+        let streams: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|s| s.child == child && s.wants_logs)
+            .filter_map(|s| s.stream)
+            .collect();
+        for ex in streams {
+            self.message(ex, line.to_vec());
+        }
+    }
+}
+
+/// Locates `params.progressToken` of a progress notification (it sits in `params`, not
+/// in `params._meta`).
+fn progress_span(line: &[u8], env: &Envelope<'_>) -> Option<std::ops::Range<usize>> {
+    #[derive(serde::Deserialize)]
+    struct P<'a> {
+        #[serde(borrow, rename = "progressToken")]
+        token: Option<&'a serde_json::value::RawValue>,
+    }
+    let params = env.params.clone()?;
+    let text = std::str::from_utf8(&line[params.clone()]).ok()?;
+    let p: P<'_> = serde_json::from_str(text).ok()?;
+    let tok = p.token?.get();
+    let start = tok.as_ptr() as usize - line.as_ptr() as usize;
+    Some(start..start + tok.len())
+}

@@ -1,0 +1,386 @@
+//! The bridge core: MCP session semantics between the relay's exchanges and the child(ren).
+//!
+//! It is a plain state machine driven by one task: requests and cancels from the relay,
+//! lines and exits from children. It never blocks; what it wants sent to the relay is
+//! collected in an outbox the driver drains after each event.
+//!
+//! Rules it implements (see the README's "How sessions work"):
+//! - every client request id is replaced by a child-unique id, and restored on the reply;
+//!   `progressToken`s are replaced the same way, and progress is routed back by them;
+//! - the child is initialized once; every remote `initialize` is answered from the cache;
+//! - `*/list_changed` go to every session's stream, `resources/updated` to subscribers
+//!   (subscriptions are reference-counted on the child);
+//! - a server→client request (sampling, elicitation) goes to the oldest in-flight request
+//!   of a session that declared the capability and has no other such request pending; with
+//!   none it is refused at once; `roots/list` is answered locally and never forwarded;
+//! - notifications without a routing key (logging) go to the one session with requests in
+//!   flight, or to sessions that asked for logs when none is busy; otherwise they stay local.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use protocol::frame::{FLAG_FINAL, FLAG_STREAM};
+use protocol::jsonrpc::{
+    self, Envelope, INTERNAL_ERROR, INVALID_REQUEST, Kind, METHOD_NOT_FOUND, REQUEST_CANCELLED,
+    REQUEST_TIMEOUT, SESSION_NOT_FOUND, UNAVAILABLE, error_response, result_response, splice,
+};
+use protocol::{BridgeStatus, Frame, Request, RequestKind, Response, Snapshot};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+use crate::child::{ChildEvent, ChildHandle, ChildId, ChildSpec};
+use crate::guard::Guard;
+use crate::init;
+use crate::session::{ClientCaps, Sessions};
+
+mod from_client;
+mod from_server;
+mod relay_side;
+mod supervise;
+
+/// A root the bridge reports to the child when it asks for `roots/list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Root {
+    /// `file://` URI.
+    pub uri: String,
+    /// Display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Settings of the core.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// The server to run.
+    pub child: ChildSpec,
+    /// One child per session.
+    pub isolate: bool,
+    /// Most children at once under `isolate` (the least recently used session's child is
+    /// stopped to make room).
+    pub max_children: usize,
+    /// Most sessions (the least recently used is evicted to make room).
+    pub max_sessions: usize,
+    /// Most sessions one principal keeps (its least recently used is evicted).
+    pub max_sessions_per_principal: usize,
+    /// Most requests in flight in one session; more are refused with an error.
+    pub max_in_flight_per_session: usize,
+    /// A request still unanswered after this long is cancelled on the server and answered
+    /// with an error.
+    pub call_timeout: Duration,
+    /// Roots answered to `roots/list`.
+    pub roots: Vec<Root>,
+}
+
+impl CoreConfig {
+    /// Defaults for everything but the server command.
+    pub fn new(child: ChildSpec) -> Self {
+        Self {
+            child,
+            isolate: false,
+            max_children: 16,
+            max_sessions: 10_000,
+            max_sessions_per_principal: 1_000,
+            max_in_flight_per_session: 256,
+            call_timeout: Duration::from_secs(600),
+            roots: Vec::new(),
+        }
+    }
+}
+
+enum ChildState {
+    Starting,
+    Ready { result: Value, version: String },
+    Failed(String),
+}
+
+/// A remote `initialize` waiting for its child to finish starting.
+struct WaitingInit {
+    exchange: u64,
+    id: Bytes,
+    requested: Option<String>,
+    caps: ClientCaps,
+    principal: String,
+    /// For a legacy session: the session (already created) and its stream.
+    legacy_session: Option<String>,
+}
+
+struct ChildSlot {
+    handle: ChildHandle,
+    state: ChildState,
+    waiting: Vec<WaitingInit>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// A client's request: its answer goes back to the client.
+    Client,
+    /// The bridge's own `initialize` of the child.
+    ChildInit,
+    /// A bridge-internal request whose answer is ignored.
+    Internal,
+    /// The bridge's own `tools/list`, kept as the offline snapshot.
+    ToolsSnapshot,
+}
+
+/// A request in flight on a child, by child-side id.
+struct Pending {
+    child: ChildId,
+    purpose: Purpose,
+    /// Where the answer goes (a POST exchange, or a legacy session's stream).
+    exchange: Option<u64>,
+    /// Whether the answer ends the exchange (Streamable POST) or is one message on a
+    /// stream (legacy).
+    reply_final: bool,
+    session: Option<String>,
+    original_id: Bytes,
+    original_token: Option<Bytes>,
+    cancelled: bool,
+    /// A server→client request routed through this request awaits its answer.
+    awaiting_client: bool,
+    /// When a client request times out.
+    deadline: Option<Instant>,
+}
+
+impl Pending {
+    fn internal(child: ChildId, purpose: Purpose) -> Self {
+        Self {
+            child,
+            purpose,
+            exchange: None,
+            reply_final: false,
+            session: None,
+            original_id: Bytes::new(),
+            original_token: None,
+            cancelled: false,
+            awaiting_client: false,
+            deadline: None,
+        }
+    }
+}
+
+/// A server→client request, by bridge-assigned id.
+struct ServerRequest {
+    child: ChildId,
+    child_id: Bytes,
+    session: Option<String>,
+    pending: u64,
+}
+
+/// What an open exchange is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    Post,
+    Stream(String),
+    LegacyStream(String),
+    Probe,
+}
+
+/// Where the answer to a client message goes.
+#[derive(Debug, Clone)]
+struct Ctx {
+    principal: String,
+    session: Option<String>,
+    /// The exchange the message came on.
+    exchange: u64,
+    /// Legacy: answers go to the session's stream, the POST gets 202.
+    legacy: bool,
+}
+
+/// The bridge's MCP state. See the module documentation.
+pub struct Core {
+    cfg: CoreConfig,
+    events: mpsc::Sender<ChildEvent>,
+    children: HashMap<ChildId, ChildSlot>,
+    default_child: Option<ChildId>,
+    next_child: ChildId,
+    next_id: u64,
+    pending: BTreeMap<u64, Pending>,
+    server_requests: HashMap<u64, ServerRequest>,
+    subscriptions: HashMap<(ChildId, String), usize>,
+    exchanges: HashMap<u64, Role>,
+    sessions: Sessions,
+    outbox: Vec<Frame>,
+    guard: Arc<Guard>,
+    /// When to restart the shared child after it exited.
+    restart_at: Option<Instant>,
+    /// Recent exits of the shared child (crash-loop guard).
+    crashes: VecDeque<Instant>,
+    restarts: u32,
+    /// The shared child's initialize result and tools list, for the relay's offline answers.
+    snapshot_init: Option<Bytes>,
+    snapshot_tools: Option<Bytes>,
+    snapshot_dirty: bool,
+    /// Shutting down: no new requests.
+    draining: bool,
+}
+
+/// Longest delay between restarts of a crashing server.
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
+/// Exits within this window count towards the crash-loop backoff.
+const CRASH_WINDOW: Duration = Duration::from_secs(60);
+
+fn ex_body(code: i64, message: &str) -> Vec<u8> {
+    error_response(b"null", code, message)
+}
+
+fn incident_id() -> String {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    hex::encode(b)
+}
+
+impl Core {
+    /// A core with no children yet; children report to `events`.
+    pub fn new(cfg: CoreConfig, events: mpsc::Sender<ChildEvent>, guard: Arc<Guard>) -> Self {
+        Self {
+            cfg,
+            events,
+            children: HashMap::new(),
+            default_child: None,
+            next_child: 1,
+            next_id: 1,
+            pending: BTreeMap::new(),
+            server_requests: HashMap::new(),
+            subscriptions: HashMap::new(),
+            exchanges: HashMap::new(),
+            sessions: Sessions::default(),
+            outbox: Vec::new(),
+            guard,
+            restart_at: None,
+            crashes: VecDeque::new(),
+            restarts: 0,
+            snapshot_init: None,
+            snapshot_tools: None,
+            snapshot_dirty: false,
+            draining: false,
+        }
+    }
+
+    /// The bridge's gauges.
+    pub fn status(&self) -> BridgeStatus {
+        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        BridgeStatus {
+            sessions: n(self.sessions.len()),
+            pending: n(self.client_pending()),
+            exchanges: n(self.exchanges.len()),
+            children: n(self.children.len()),
+            restarts: self.restarts,
+        }
+    }
+
+    /// Client requests in flight on children.
+    pub fn client_pending(&self) -> usize {
+        self.pending
+            .values()
+            .filter(|p| p.purpose == Purpose::Client)
+            .count()
+    }
+
+    /// Stops taking requests (graceful shutdown); requests in flight run on.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// The offline snapshot for the relay: when it changed, or always with `force`.
+    pub fn snapshot(&mut self, force: bool) -> Option<Frame> {
+        if !(self.snapshot_dirty || force) {
+            return None;
+        }
+        let init = self.snapshot_init.clone()?;
+        self.snapshot_dirty = false;
+        Some(Frame::Snapshot(Snapshot {
+            initialize: init,
+            tools: self.snapshot_tools.clone().unwrap_or_default(),
+        }))
+    }
+
+    /// Frames produced since the last call, to send to the relay in order.
+    pub fn take_outbox(&mut self) -> Vec<Frame> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    fn fresh_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    // ----- output to the relay ------------------------------------------------------
+
+    fn push(
+        &mut self,
+        exchange: u64,
+        status: u16,
+        session: Option<String>,
+        flags: u8,
+        body: Vec<u8>,
+    ) {
+        if flags & FLAG_FINAL != 0 {
+            self.exchanges.remove(&exchange);
+        }
+        self.outbox.push(Frame::Response(Response {
+            exchange,
+            status,
+            session,
+            flags,
+            event_id: None,
+            body: Bytes::from(body),
+        }));
+    }
+
+    /// Ends an exchange with one answer.
+    fn reply(&mut self, exchange: u64, status: u16, session: Option<String>, body: Vec<u8>) {
+        self.push(exchange, status, session, FLAG_FINAL, body);
+    }
+
+    /// Adds one message to an exchange's stream (if it is still open).
+    fn message(&mut self, exchange: u64, body: Vec<u8>) {
+        if self.exchanges.contains_key(&exchange) {
+            self.push(exchange, 200, None, 0, body);
+        }
+    }
+
+    /// Answers on an exchange: finally (Streamable POST) or as a stream message (legacy).
+    fn answer_to(&mut self, exchange: u64, is_final: bool, body: &[u8]) {
+        if !self.exchanges.contains_key(&exchange) {
+            return;
+        }
+        if is_final {
+            self.reply(exchange, 200, None, body.to_vec());
+        } else {
+            self.message(exchange, body.to_vec());
+        }
+    }
+
+    /// Sends a child's answer (or a message related to it) to where the request came from.
+    fn deliver(&mut self, p: &Pending, body: Vec<u8>, is_answer: bool) {
+        let Some(ex) = p.exchange else { return };
+        if !self.exchanges.contains_key(&ex) {
+            return;
+        }
+        if is_answer && p.reply_final {
+            self.reply(ex, 200, None, body);
+        } else {
+            self.message(ex, body);
+        }
+    }
+
+    /// Answers a client message in its context.
+    fn answer(&mut self, ctx: &Ctx, body: Vec<u8>) {
+        if ctx.legacy {
+            if let Some(stream) = ctx
+                .session
+                .as_deref()
+                .and_then(|s| self.sessions.get(s))
+                .and_then(|s| s.stream)
+            {
+                self.message(stream, body);
+            }
+        } else {
+            self.reply(ctx.exchange, 200, None, body);
+        }
+    }
+}

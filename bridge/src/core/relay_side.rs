@@ -1,0 +1,265 @@
+//! Exchanges from the relay: which session and stream each belongs to, session creation
+//! and eviction, the legacy SSE transport, and the link going down.
+
+use super::*;
+
+impl Core {
+    /// The relay link went down: every exchange is gone (sessions stay).
+    pub fn on_link_down(&mut self) {
+        self.exchanges.clear();
+        self.outbox.clear();
+        let legacy: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|s| s.legacy)
+            .map(|s| s.id.clone())
+            .collect();
+        for sid in legacy {
+            self.end_session(&sid, false);
+        }
+        for s in self.sessions.iter_mut() {
+            s.stream = None;
+        }
+    }
+
+    /// The relay abandoned an exchange (its client went away).
+    pub fn on_cancel(&mut self, exchange: u64) {
+        match self.exchanges.remove(&exchange) {
+            Some(Role::Stream(sid)) => {
+                if let Some(s) = self.sessions.get_mut(&sid)
+                    && s.stream == Some(exchange)
+                {
+                    s.stream = None;
+                }
+            }
+            Some(Role::LegacyStream(sid)) => {
+                // Closing a legacy SSE stream ends its session.
+                self.end_session(&sid, false);
+            }
+            // A disconnect is not a cancellation in the 2025 revisions: the request runs
+            // on; its answer is dropped.
+            Some(Role::Post) | Some(Role::Probe) | None => {}
+        }
+    }
+
+    /// Handles one exchange from the relay.
+    pub fn on_request(&mut self, r: Request) {
+        let exchange = r.exchange;
+        if self.draining {
+            self.exchanges.insert(exchange, Role::Post);
+            self.reply(
+                exchange,
+                503,
+                None,
+                ex_body(
+                    UNAVAILABLE,
+                    "the bridge is shutting down; retry in a moment",
+                ),
+            );
+            return;
+        }
+        match r.kind {
+            RequestKind::Post => {
+                self.exchanges.insert(exchange, Role::Post);
+                let ctx = Ctx {
+                    principal: r.principal,
+                    session: r.session,
+                    exchange,
+                    legacy: false,
+                };
+                self.on_message(ctx, r.body);
+            }
+            RequestKind::LegacyPost => {
+                self.exchanges.insert(exchange, Role::Post);
+                let sid = r.session.unwrap_or_default();
+                let ok = self
+                    .sessions
+                    .touch(&sid, &r.principal)
+                    .is_some_and(|s| s.legacy);
+                if !ok {
+                    self.reply(
+                        exchange,
+                        404,
+                        None,
+                        ex_body(SESSION_NOT_FOUND, "Session not found"),
+                    );
+                    return;
+                }
+                let ctx = Ctx {
+                    principal: r.principal,
+                    session: Some(sid),
+                    exchange,
+                    legacy: true,
+                };
+                self.on_message(ctx, r.body);
+            }
+            RequestKind::Get => self.on_get(exchange, r.session, &r.principal),
+            RequestKind::Delete => self.on_delete(exchange, r.session, &r.principal),
+            RequestKind::LegacyOpen => self.on_legacy_open(exchange, &r.principal),
+        }
+    }
+
+    pub(super) fn on_get(&mut self, exchange: u64, session: Option<String>, principal: &str) {
+        let Some(sid) = session else {
+            // No session: the connector probe of hosted clients. An open stream with
+            // keep-alives is the answer they need.
+            self.exchanges.insert(exchange, Role::Probe);
+            self.push(exchange, 200, None, FLAG_STREAM, Vec::new());
+            return;
+        };
+        let old = match self.sessions.touch(&sid, principal) {
+            Some(s) if !s.legacy => s.stream.replace(exchange),
+            _ => {
+                self.exchanges.insert(exchange, Role::Post);
+                self.reply(
+                    exchange,
+                    404,
+                    None,
+                    ex_body(SESSION_NOT_FOUND, "Session not found"),
+                );
+                return;
+            }
+        };
+        if let Some(old) = old {
+            // One standalone stream per session: the newest replaces the previous.
+            if self.exchanges.contains_key(&old) {
+                self.push(old, 200, None, FLAG_FINAL, Vec::new());
+            }
+        }
+        self.exchanges.insert(exchange, Role::Stream(sid));
+        self.push(exchange, 200, None, FLAG_STREAM, Vec::new());
+    }
+
+    pub(super) fn on_delete(&mut self, exchange: u64, session: Option<String>, principal: &str) {
+        self.exchanges.insert(exchange, Role::Post);
+        let Some(sid) = session else {
+            self.reply(
+                exchange,
+                400,
+                None,
+                ex_body(
+                    INVALID_REQUEST,
+                    "Bad Request: Mcp-Session-Id header is required",
+                ),
+            );
+            return;
+        };
+        if self.sessions.touch(&sid, principal).is_none() {
+            self.reply(
+                exchange,
+                404,
+                None,
+                ex_body(SESSION_NOT_FOUND, "Session not found"),
+            );
+            return;
+        }
+        self.end_session(&sid, true);
+        self.reply(exchange, 200, None, Vec::new());
+    }
+
+    pub(super) fn on_legacy_open(&mut self, exchange: u64, principal: &str) {
+        let child = match self.child_for_new_session() {
+            Ok(c) => c,
+            Err(e) => {
+                self.exchanges.insert(exchange, Role::Post);
+                self.reply(exchange, 503, None, ex_body(UNAVAILABLE, &e));
+                return;
+            }
+        };
+        self.make_room_for_session(principal);
+        let sid = self.sessions.create(
+            principal,
+            child,
+            protocol::LEGACY_MCP_VERSIONS[3].to_owned(),
+            ClientCaps::default(),
+            true,
+            self.cfg.isolate,
+        );
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.stream = Some(exchange);
+        }
+        self.exchanges
+            .insert(exchange, Role::LegacyStream(sid.clone()));
+        self.push(exchange, 200, Some(sid), FLAG_STREAM, Vec::new());
+    }
+
+    pub(super) fn make_room_for_session(&mut self, principal: &str) {
+        while self.sessions.len() >= self.cfg.max_sessions.max(1) {
+            let Some(oldest) = self.sessions.oldest() else {
+                break;
+            };
+            info!("evicting the least recently used session to make room");
+            self.end_session(&oldest, true);
+        }
+        while self.sessions.count_of(principal) >= self.cfg.max_sessions_per_principal.max(1) {
+            let Some(oldest) = self.sessions.oldest_of(principal) else {
+                break;
+            };
+            info!("evicting this client's least recently used session to make room");
+            self.end_session(&oldest, true);
+        }
+    }
+
+    /// A child for a session about to be created: its own under `isolate`.
+    pub(super) fn child_for_new_session(&mut self) -> Result<ChildId, String> {
+        if !self.cfg.isolate {
+            return self.shared_child();
+        }
+        let owned = self.sessions.iter().filter(|s| s.owns_child).count();
+        if owned >= self.cfg.max_children.max(1)
+            && let Some(oldest) = self.sessions.oldest_owning_child()
+        {
+            info!("stopping the least recently used session's server to make room");
+            self.end_session(&oldest, true);
+        }
+        self.spawn_child()
+    }
+
+    pub(super) fn end_session(&mut self, sid: &str, close_stream: bool) {
+        let Some(s) = self.sessions.remove(sid) else {
+            return;
+        };
+        for uri in &s.subscriptions {
+            let key = (s.child, uri.clone());
+            if let Some(n) = self.subscriptions.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.subscriptions.remove(&key);
+                    self.internal_request(
+                        s.child,
+                        "resources/unsubscribe",
+                        serde_json::json!({"uri": uri}),
+                    );
+                }
+            }
+        }
+        if let Some(stream) = s.stream {
+            if close_stream && self.exchanges.contains_key(&stream) {
+                self.push(stream, 200, None, FLAG_FINAL, Vec::new());
+            } else {
+                self.exchanges.remove(&stream);
+            }
+        }
+        if s.owns_child
+            && let Some(slot) = self.children.remove(&s.child)
+        {
+            drop(slot); // kills the process group
+            let ids: Vec<u64> = self
+                .pending
+                .iter()
+                .filter(|(_, p)| p.child == s.child)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                if let Some(p) = self.pending.remove(&id)
+                    && p.purpose == Purpose::Client
+                    && !p.cancelled
+                {
+                    let body = error_response(&p.original_id, INTERNAL_ERROR, "the session ended");
+                    self.deliver(&p, body, true);
+                }
+            }
+            self.server_requests.retain(|_, r| r.child != s.child);
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Server processes: starting them, initializing them once, restarting the shared one
+//! after it exits (with backoff), timing out requests, and the bridge's own requests.
+
+use super::*;
+
+impl Core {
+    /// Starts the shared child (not under `isolate`). Its readiness is reported by
+    /// [`Core::default_child_state`].
+    pub fn start_default_child(&mut self) -> Result<(), String> {
+        if self.default_child.is_none() {
+            let id = self.spawn_child()?;
+            self.default_child = Some(id);
+        }
+        Ok(())
+    }
+
+    /// `None` while the shared child starts, then `Ok(())` or the failure.
+    pub fn default_child_state(&self) -> Option<Result<(), String>> {
+        let slot = self.children.get(&self.default_child?)?;
+        match &slot.state {
+            ChildState::Starting => None,
+            ChildState::Ready { .. } => Some(Ok(())),
+            ChildState::Failed(e) => Some(Err(e.clone())),
+        }
+    }
+
+    pub(super) fn spawn_child(&mut self) -> Result<ChildId, String> {
+        let id = self.next_child;
+        self.next_child += 1;
+        let handle =
+            ChildHandle::spawn(id, &self.cfg.child, self.events.clone(), self.guard.clone())
+                .map_err(|e| e.to_string())?;
+        let req_id = self.fresh_id();
+        if !handle.send_line(init::child_initialize_request(req_id)) {
+            return Err("the server's stdin closed at once".into());
+        }
+        self.pending
+            .insert(req_id, Pending::internal(id, Purpose::ChildInit));
+        self.children.insert(
+            id,
+            ChildSlot {
+                handle,
+                state: ChildState::Starting,
+                waiting: Vec::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// The child for sessionless traffic, started on demand.
+    pub(super) fn shared_child(&mut self) -> Result<ChildId, String> {
+        if let Some(id) = self.default_child
+            && self.children.contains_key(&id)
+        {
+            return Ok(id);
+        }
+        if self.restart_at.is_some() {
+            return Err("it exited and is being restarted; retry in a moment".into());
+        }
+        let id = self.spawn_child()?;
+        self.default_child = Some(id);
+        Ok(id)
+    }
+
+    /// Handles a child event.
+    pub fn on_child_event(&mut self, ev: ChildEvent) {
+        match ev {
+            ChildEvent::Line(child, line) => self.on_child_line(child, line),
+            ChildEvent::Exited(child, status) => self.on_child_exit(child, &status),
+        }
+    }
+
+    /// Periodic housekeeping: restarts the shared child after a crash (with backoff) and
+    /// times out requests.
+    pub fn on_tick(&mut self) {
+        let now = Instant::now();
+        self.expire_calls(now);
+        if self.restart_at.is_some_and(|at| at <= now) {
+            self.restart_at = None;
+            self.restarts = self.restarts.saturating_add(1);
+            match self.spawn_child() {
+                Ok(new) => {
+                    let old = self.default_child.replace(new);
+                    for s in self.sessions.iter_mut() {
+                        if Some(s.child) == old {
+                            s.child = new;
+                        }
+                    }
+                    // Move subscriptions to the new child and renew them there.
+                    let moved: Vec<(String, usize)> = self
+                        .subscriptions
+                        .iter()
+                        .filter(|((c, _), _)| Some(*c) == old)
+                        .map(|((_, u), n)| (u.clone(), *n))
+                        .collect();
+                    for (uri, n) in moved {
+                        if let Some(o) = old {
+                            self.subscriptions.remove(&(o, uri.clone()));
+                        }
+                        self.subscriptions.insert((new, uri.clone()), n);
+                        self.internal_request(
+                            new,
+                            "resources/subscribe",
+                            serde_json::json!({"uri": uri}),
+                        );
+                    }
+                    info!("restarted the MCP server");
+                }
+                Err(e) => {
+                    error!("cannot restart the MCP server: {e}");
+                    self.schedule_restart();
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_child_exit(&mut self, child: ChildId, status: &str) {
+        let Some(slot) = self.children.remove(&child) else {
+            return;
+        };
+        let incident = incident_id();
+        let tail = slot.handle.stderr_tail();
+        error!(
+            incident = %incident,
+            child,
+            "the MCP server exited ({status}); last stderr lines: {}",
+            tail.join(" | ")
+        );
+        let message = format!(
+            "the local MCP server exited (incident {incident}); the bridge is restarting it, retry the request"
+        );
+        for w in slot.waiting {
+            self.answer_to(
+                w.exchange,
+                true,
+                &error_response(&w.id, INTERNAL_ERROR, &message),
+            );
+        }
+        let ids: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.child == child)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let p = self.pending.remove(&id).expect("listed");
+            if p.purpose == Purpose::Client && !p.cancelled {
+                let body = error_response(&p.original_id, INTERNAL_ERROR, &message);
+                self.deliver(&p, body, true);
+            }
+            self.forget_in_flight(&p, id);
+        }
+        self.server_requests.retain(|_, r| r.child != child);
+        let orphaned: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|s| s.child == child && s.owns_child)
+            .map(|s| s.id.clone())
+            .collect();
+        for sid in orphaned {
+            self.end_session(&sid, true);
+        }
+        if Some(child) == self.default_child && !self.cfg.isolate {
+            self.schedule_restart();
+        } else if Some(child) == self.default_child {
+            self.default_child = None;
+        }
+    }
+
+    /// Plans the shared child's restart: at once after a first exit, then doubling up to
+    /// 30 s while it keeps exiting within a minute (crash-loop guard).
+    pub(super) fn schedule_restart(&mut self) {
+        let now = Instant::now();
+        self.crashes.push_back(now);
+        while self
+            .crashes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW)
+        {
+            self.crashes.pop_front();
+        }
+        let n = self.crashes.len().saturating_sub(1).min(16) as u32;
+        let delay = if n == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(250)
+                .saturating_mul(1 << n.min(8))
+                .min(MAX_RESTART_DELAY)
+        };
+        if n >= 5 {
+            warn!(
+                "the MCP server keeps exiting ({} times in a minute); next restart in {delay:?}",
+                n + 1
+            );
+        }
+        self.restart_at = Some(now + delay);
+    }
+
+    /// Answers requests past their deadline with an error and cancels them on the server.
+    pub(super) fn expire_calls(&mut self, now: Instant) {
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline.is_some_and(|d| d <= now) && !p.cancelled)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            let Some(p) = self.pending.get_mut(&id) else {
+                continue;
+            };
+            p.cancelled = true;
+            let child = p.child;
+            let msg = serde_json::json!({
+                "jsonrpc": "2.0",
+                "method": "notifications/cancelled",
+                "params": { "requestId": id, "reason": "timed out" }
+            });
+            if let Some(slot) = self.children.get(&child) {
+                slot.handle
+                    .send_line(serde_json::to_vec(&msg).expect("json"));
+            }
+            let p = self.pending.remove(&id).expect("present");
+            let secs = self.cfg.call_timeout.as_secs();
+            let body = error_response(
+                &p.original_id,
+                REQUEST_TIMEOUT,
+                &format!(
+                    "the local MCP server did not answer within {secs} s; the request was cancelled"
+                ),
+            );
+            self.deliver(&p, body, true);
+            self.forget_in_flight(&p, id);
+        }
+    }
+
+    /// Asks a child for its tools list, kept for the relay's offline answers.
+    pub(super) fn refresh_tools_snapshot(&mut self, child: ChildId) {
+        self.internal_request_for(
+            child,
+            "tools/list",
+            serde_json::json!({}),
+            Purpose::ToolsSnapshot,
+        );
+    }
+
+    pub(super) fn internal_request(&mut self, child: ChildId, method: &str, params: Value) {
+        self.internal_request_for(child, method, params, Purpose::Internal);
+    }
+
+    pub(super) fn internal_request_for(
+        &mut self,
+        child: ChildId,
+        method: &str,
+        params: Value,
+        purpose: Purpose,
+    ) {
+        let id = self.fresh_id();
+        let msg =
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let Some(slot) = self.children.get(&child) else {
+            return;
+        };
+        if slot
+            .handle
+            .send_line(serde_json::to_vec(&msg).expect("json"))
+        {
+            self.pending.insert(id, Pending::internal(child, purpose));
+        }
+    }
+}
