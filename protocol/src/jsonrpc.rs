@@ -118,8 +118,52 @@ fn span_of(body: &[u8], part: &str) -> Range<usize> {
     start..start + part.len()
 }
 
+/// Deepest nesting of arrays and objects accepted in a message.
+pub const MAX_DEPTH: usize = 128;
+
+/// Classifies a serde error: bad JSON syntax is a parse error, well-formed JSON of the
+/// wrong shape an invalid request.
+fn classify(e: serde_json::Error) -> EnvelopeError {
+    match e.classify() {
+        serde_json::error::Category::Data => EnvelopeError::Invalid("a field has the wrong type"),
+        _ => EnvelopeError::Parse(e.to_string()),
+    }
+}
+
+/// Whether arrays and objects nest deeper than `max` (strings are skipped).
+fn too_deep(body: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    for &b in body {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Parses `body` as one JSON-RPC message. The whole body is validated as JSON.
 pub fn parse(body: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
+    if too_deep(body, MAX_DEPTH) {
+        return Err(EnvelopeError::Invalid("the message nests too deeply"));
+    }
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     match first {
         Some(b'{') => {}
@@ -138,8 +182,7 @@ pub fn parse(body: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
             };
         }
     }
-    let raw: RawEnvelope<'_> =
-        serde_json::from_slice(body).map_err(|e| EnvelopeError::Parse(e.to_string()))?;
+    let raw: RawEnvelope<'_> = serde_json::from_slice(body).map_err(classify)?;
     if raw.jsonrpc.as_deref() != Some("2.0") {
         return Err(EnvelopeError::Invalid("jsonrpc must be \"2.0\""));
     }
@@ -169,8 +212,7 @@ pub fn parse(body: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
     if let Some(params) = raw.params {
         let first = params.get().as_bytes()[0];
         if first == b'{' {
-            let p: RawParams<'_> = serde_json::from_str(params.get())
-                .map_err(|e| EnvelopeError::Parse(e.to_string()))?;
+            let p: RawParams<'_> = serde_json::from_str(params.get()).map_err(classify)?;
             if let Some(meta) = p.meta {
                 progress_token = meta
                     .progress_token
@@ -297,12 +339,40 @@ mod tests {
         ));
         assert!(matches!(
             parse(br#"{"jsonrpc":"2.0","id":1,"id":2,"method":"x"}"#),
-            Err(EnvelopeError::Parse(_))
+            Err(EnvelopeError::Invalid(_))
         ));
         assert!(matches!(
             parse(br#"{"jsonrpc":"2.0","id":1}"#),
             Err(EnvelopeError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn wrong_types_are_invalid_requests() {
+        for body in [
+            &br#"{"jsonrpc":2.0,"id":1,"method":"x"}"#[..],
+            br#"{"jsonrpc":"2.0","id":1,"method":5}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"_meta":5}}"#,
+        ] {
+            assert!(
+                matches!(parse(body), Err(EnvelopeError::Invalid(_))),
+                "{body:?}"
+            );
+        }
+        let deep = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{{\"a\":{}1{}}}}}",
+            "[".repeat(300),
+            "]".repeat(300)
+        );
+        assert!(matches!(
+            parse(deep.as_bytes()),
+            Err(EnvelopeError::Invalid(_))
+        ));
+        let string_brackets = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{{\"a\":\"{}\\\"\"}}}}",
+            "[".repeat(300)
+        );
+        assert!(parse(string_brackets.as_bytes()).is_ok());
     }
 
     #[test]

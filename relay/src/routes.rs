@@ -3,6 +3,7 @@
 //! the relay's own health routes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -168,35 +169,34 @@ async fn read_json_body(
     }
     let max = state.config.max_body;
     let too_large = || {
-        jsonrpc_error(
+        let mut r = jsonrpc_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             INVALID_REQUEST,
             &format!("Payload Too Large: the body exceeds {max} bytes"),
-        )
+        );
+        r.headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        r
     };
-    if let Some(len) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > max as u64
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > (max + DISCARD_CAP) as u64) {
+        // Too big to even read past: answer and close.
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, max).await.map_err(|e| {
-        if std::error::Error::source(&e)
-            .map(|s| s.is::<http_body_util::LengthLimitError>())
-            .unwrap_or(false)
-            || e.to_string().contains("length limit")
-        {
-            too_large()
-        } else {
-            jsonrpc_error(
+    let bytes = match read_limited(body, max).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return Err(too_large()),
+        Err(BodyError::Read) => {
+            return Err(jsonrpc_error(
                 StatusCode::BAD_REQUEST,
                 INVALID_REQUEST,
                 "Bad Request: could not read the body",
-            )
+            ));
         }
-    })?;
+    };
     let id = match jsonrpc::parse(&bytes) {
         Ok(env) => env.id.map(|span| bytes.slice(span)),
         Err(e) => {
@@ -208,6 +208,60 @@ async fn read_json_body(
         }
     };
     Ok((bytes, id))
+}
+
+/// How much of an oversized body is read (and dropped) so the client, still sending,
+/// receives the 413 instead of a reset connection.
+const DISCARD_CAP: usize = 64 << 20;
+/// Longest wait for each piece of a body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+enum BodyError {
+    TooLarge,
+    Read,
+}
+
+/// Reads a body of at most `max` bytes. A larger body is read on (and dropped) up to
+/// [`DISCARD_CAP`] more bytes before giving up, so the 413 reaches the client.
+async fn read_limited(mut body: Body, max: usize) -> Result<Bytes, BodyError> {
+    use http_body_util::BodyExt;
+    let mut buf = bytes::BytesMut::new();
+    let mut single: Option<Bytes> = None;
+    let mut over = 0usize;
+    loop {
+        let frame = match tokio::time::timeout(BODY_READ_TIMEOUT, body.frame()).await {
+            Err(_) => return Err(BodyError::Read),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(BodyError::Read),
+            Ok(Some(Ok(f))) => f,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let have = single.as_ref().map_or(0, Bytes::len) + buf.len();
+        if over > 0 || have + data.len() > max {
+            over += data.len();
+            single = None;
+            buf.clear();
+            if over > DISCARD_CAP {
+                return Err(BodyError::TooLarge);
+            }
+            continue;
+        }
+        // The common case is one frame: keep it without copying.
+        match single.take() {
+            None if buf.is_empty() => single = Some(data),
+            Some(first) => {
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&data);
+            }
+            None => buf.extend_from_slice(&data),
+        }
+    }
+    if over > 0 {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(single.unwrap_or_else(|| buf.freeze()))
 }
 
 fn check_protocol_version(v: &Option<String>) -> Result<(), Response> {
