@@ -71,7 +71,8 @@ pub async fn run(
     }
 
     let (link_tx, mut link_rx) = mpsc::channel::<LinkEvent>(1024);
-    let link_task = tokio::spawn(crate::link::run(link, link_tx));
+    let (stop_link, stop_rx) = tokio::sync::watch::channel(false);
+    let mut link_task = tokio::spawn(crate::link::run(link, link_tx, stop_rx));
     let mut out: Option<mpsc::Sender<Frame>> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut last_status = None;
@@ -143,7 +144,14 @@ pub async fn run(
             }
         }
     };
-    link_task.abort();
+    // Let the link write what is queued (the last answers), then close it.
+    let _ = stop_link.send(true);
+    if tokio::time::timeout(Duration::from_secs(3), &mut link_task)
+        .await
+        .is_err()
+    {
+        link_task.abort();
+    }
     info!("bridge stopping");
     outcome
 }

@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use protocol::{ClientAuth, Frame, Hello, Limits, Refusal, Welcome};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -96,24 +96,36 @@ pub fn connect_url(relay: &Url, tunnel: &str) -> Result<Url, LinkError> {
     Ok(u)
 }
 
-/// Runs the link forever (until a permanent refusal), reporting to `events`.
-pub async fn run(config: LinkConfig, events: mpsc::Sender<LinkEvent>) {
+/// Runs the link until a permanent refusal or until `stop` turns true, reporting to
+/// `events`. On stop, frames already queued are written before the link closes.
+pub async fn run(
+    config: LinkConfig,
+    events: mpsc::Sender<LinkEvent>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut attempt: u32 = 0;
     loop {
+        if *stop.borrow() {
+            return;
+        }
         let started = Instant::now();
-        match connect_once(&config, &events).await {
-            Ok(()) => {}
+        match connect_once(&config, &events, &mut stop).await {
+            Ok(true) => {
+                // Welcomed: the next attempt starts from the shortest delay, unless the
+                // relay keeps dropping us at once.
+                if started.elapsed() > Duration::from_secs(1) {
+                    attempt = 0;
+                }
+            }
+            Ok(false) => {}
             Err(LinkError::Refused(r)) if r.reason.is_permanent() => {
                 let _ = events.send(LinkEvent::Fatal(r.message)).await;
                 return;
             }
             Err(e) => warn!("relay link: {e}"),
         }
-        if events.is_closed() {
+        if events.is_closed() || *stop.borrow() {
             return;
-        }
-        if started.elapsed() > Duration::from_secs(20) {
-            attempt = 0;
         }
         let delay = backoff(attempt);
         attempt = attempt.saturating_add(1);
@@ -179,10 +191,12 @@ pub fn backoff(attempt: u32) -> Duration {
     cap.mul_f64(0.5 + frac / 2.0)
 }
 
+/// One connection: `Ok(true)` if the relay welcomed it (and it later ended).
 async fn connect_once(
     config: &LinkConfig,
     events: &mpsc::Sender<LinkEvent>,
-) -> Result<(), LinkError> {
+    stop: &mut watch::Receiver<bool>,
+) -> Result<bool, LinkError> {
     let url = connect_url(&config.relay, &config.tunnel)?;
     let host = url
         .host_str()
@@ -212,12 +226,12 @@ async fn connect_once(
         let (ws, _) = tokio_tungstenite::client_async_with_config(request, tls, Some(ws_config))
             .await
             .map_err(|e| LinkError::Connect(format!("WebSocket upgrade failed: {e}")))?;
-        session(ws, config, events, &limits).await
+        session(ws, config, events, &limits, stop).await
     } else {
         let (ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(ws_config))
             .await
             .map_err(|e| LinkError::Connect(format!("WebSocket upgrade failed: {e}")))?;
-        session(ws, config, events, &limits).await
+        session(ws, config, events, &limits, stop).await
     }
 }
 
@@ -226,7 +240,8 @@ async fn session<S>(
     config: &LinkConfig,
     events: &mpsc::Sender<LinkEvent>,
     limits: &Limits,
-) -> Result<(), LinkError>
+    stop: &mut watch::Receiver<bool>,
+) -> Result<bool, LinkError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -270,7 +285,7 @@ where
         .await
         .is_err()
     {
-        return Ok(());
+        return Ok(true);
     }
     info!(tunnel = %config.tunnel, "connected to the relay");
 
@@ -280,6 +295,14 @@ where
         let mut seq = 0u64;
         loop {
             tokio::select! {
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    // Shutting down: write what is queued, then close.
+                    while let Ok(f) = out_rx.try_recv() {
+                        if sink.feed(Message::Binary(f.encode())).await.is_err() { return; }
+                    }
+                    let _ = sink.flush().await;
+                    break;
+                }
                 f = out_rx.recv() => {
                     let Some(f) = f else { break };
                     if sink.feed(Message::Binary(f.encode())).await.is_err() { break; }
@@ -354,7 +377,7 @@ where
         _ = reader => {},
     }
     let _ = events.send(LinkEvent::Down).await;
-    Ok(())
+    Ok(true)
 }
 
 /// TLS settings: the system's web PKI roots, or the certificates of a PEM file.

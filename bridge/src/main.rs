@@ -195,7 +195,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     };
 
     // The relay: given, or in-process on loopback.
-    let mut _embedded = None;
+    let mut embedded = None;
     let (relay_url, token) = match &args.relay {
         Some(url) => {
             let Some(token) = args.token.clone() else {
@@ -222,7 +222,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
                 bail!("--grace-secs must be between 0 and 3600");
             }
             config.grace = Duration::from_secs_f64(args.grace_secs);
-            _embedded = Some(relay::EmbeddedRelay::start(config, listener)?);
+            embedded = Some(relay::EmbeddedRelay::start(config, listener)?);
             (Url::parse(&format!("http://{addr}"))?, token)
         }
     };
@@ -284,6 +284,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         .await
     });
     rt.shutdown_timeout(Duration::from_millis(500));
+    if let Some(relay) = embedded.take() {
+        // Let the in-process relay deliver the last answers.
+        relay.shutdown(Duration::from_secs(3));
+    }
     match outcome {
         Outcome::Stopped => Ok(ExitCode::SUCCESS),
         Outcome::Refused(msg) => {

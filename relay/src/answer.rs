@@ -31,8 +31,8 @@ pub enum SseStyle {
     },
 }
 
-const GONE: &str = "the desktop bridge disconnected before answering; the request may not have \
-                    completed, retry it";
+const GONE: &str = "the answer stream ended early (the desktop bridge disconnected, or this \
+                    client fell behind reading it); the request may not have completed, retry it";
 
 /// Waits for the bridge's answer and builds the HTTP response. `request_id` is the raw
 /// JSON-RPC id of the request, used to answer it with an error if the bridge goes away.

@@ -54,9 +54,15 @@ pub async fn serve(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
+    let server = server.into_future();
+    tokio::pin!(server);
     tokio::select! {
-        r = server => r?,
+        r = &mut server => return Ok(r?),
         _ = drained => {}
+    }
+    // Exchanges are done: give connections a moment to finish writing their answers.
+    if let Ok(r) = tokio::time::timeout(Duration::from_secs(2), server).await {
+        r?;
     }
     Ok(())
 }
@@ -121,6 +127,22 @@ impl EmbeddedRelay {
             stop: Some(stop),
             thread: Some(thread),
         })
+    }
+}
+
+impl EmbeddedRelay {
+    /// Stops the relay: it drains its exchanges and finishes answers in flight, for at most
+    /// `timeout`.
+    pub fn shutdown(mut self, timeout: Duration) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let deadline = std::time::Instant::now() + timeout;
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
 }
 

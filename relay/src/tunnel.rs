@@ -53,13 +53,16 @@ impl Tunnel {
         outbound: mpsc::Sender<Frame>,
         max_exchanges: usize,
     ) -> Self {
+        // Number exchanges from a value no earlier connection used, so a late answer
+        // meant for a previous connection can never match a new exchange.
+        let first = conn_id << 32;
         Self {
             name,
             conn_id,
             auth,
             outbound,
             exchanges: Mutex::new(HashMap::new()),
-            next_exchange: AtomicU64::new(1),
+            next_exchange: AtomicU64::new(first.max(1)),
             max_exchanges,
             closed: CancellationToken::new(),
         }

@@ -286,7 +286,7 @@ impl Core {
             ctx.exchange
         };
         let w = WaitingInit {
-            exchange,
+            exchange: Some(exchange),
             id,
             requested,
             caps,
@@ -306,12 +306,19 @@ impl Core {
 
     pub(super) fn complete_initialize(&mut self, child: ChildId, w: WaitingInit) {
         let is_final = w.legacy_session.is_none();
+        let Some(exchange) = w.exchange.filter(|e| self.exchanges.contains_key(e)) else {
+            // The client is gone: under `isolate`, nobody will use this child.
+            if self.cfg.isolate && w.legacy_session.is_none() {
+                self.children.remove(&child);
+            }
+            return;
+        };
         let (result, child_version) = match self.children.get(&child).map(|s| &s.state) {
             Some(ChildState::Ready { result, version }) => (result.clone(), version.clone()),
             Some(ChildState::Failed(e)) => {
                 let msg = format!("the local MCP server failed to initialize: {e}");
                 self.answer_to(
-                    w.exchange,
+                    exchange,
                     is_final,
                     &error_response(&w.id, INTERNAL_ERROR, &msg),
                 );
@@ -319,7 +326,7 @@ impl Core {
             }
             _ => {
                 self.answer_to(
-                    w.exchange,
+                    exchange,
                     is_final,
                     &error_response(&w.id, INTERNAL_ERROR, "the local MCP server is not running"),
                 );
@@ -334,16 +341,9 @@ impl Core {
                     s.protocol_version = version;
                     s.caps = w.caps;
                 }
-                self.message(w.exchange, body);
+                self.message(exchange, body);
             }
             None => {
-                if !self.exchanges.contains_key(&w.exchange) {
-                    if self.cfg.isolate {
-                        // Nobody will use this child.
-                        self.children.remove(&child);
-                    }
-                    return;
-                }
                 self.make_room_for_session(&w.principal);
                 let sid = self.sessions.create(
                     &w.principal,
@@ -353,7 +353,7 @@ impl Core {
                     false,
                     self.cfg.isolate,
                 );
-                self.reply(w.exchange, 200, Some(sid), body);
+                self.reply(exchange, 200, Some(sid), body);
             }
         }
     }

@@ -98,7 +98,8 @@ enum ChildState {
 
 /// A remote `initialize` waiting for its child to finish starting.
 struct WaitingInit {
-    exchange: u64,
+    /// Where the answer goes; `None` once that exchange is gone (link down).
+    exchange: Option<u64>,
     id: Bytes,
     requested: Option<String>,
     caps: ClientCaps,

@@ -20,6 +20,18 @@ impl Core {
         for s in self.sessions.iter_mut() {
             s.stream = None;
         }
+        // Exchange numbers belong to the connection that is gone: no answer may ever be
+        // matched to a number a later connection reuses.
+        for p in self.pending.values_mut() {
+            p.exchange = None;
+        }
+        for w in self
+            .children
+            .values_mut()
+            .flat_map(|c| c.waiting.iter_mut())
+        {
+            w.exchange = None;
+        }
     }
 
     /// The relay abandoned an exchange (its client went away).

@@ -130,11 +130,9 @@ impl Core {
             "the local MCP server exited (incident {incident}); the bridge is restarting it, retry the request"
         );
         for w in slot.waiting {
-            self.answer_to(
-                w.exchange,
-                true,
-                &error_response(&w.id, INTERNAL_ERROR, &message),
-            );
+            if let Some(ex) = w.exchange {
+                self.answer_to(ex, true, &error_response(&w.id, INTERNAL_ERROR, &message));
+            }
         }
         let ids: Vec<u64> = self
             .pending
