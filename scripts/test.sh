@@ -19,3 +19,6 @@ cargo build --workspace --bins --locked
 
 echo "==> tests"
 cargo test --workspace --locked "$@"
+
+echo "==> short fuzz run (scripts/fuzz.sh 20; longer campaigns: see that script)"
+scripts/fuzz.sh 20

@@ -76,6 +76,9 @@ pub async fn run(
     let mut out: Option<mpsc::Sender<Frame>> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut last_status = None;
+    let mut prompts = crate::consent::Prompts::default();
+    let mut stdin = crate::consent::stdin_lines();
+    let mut stdin_open = true;
     let mut drain_until: Option<tokio::time::Instant> = None;
     let outcome = loop {
         if let Some(until) = drain_until
@@ -102,6 +105,7 @@ pub async fn run(
                 }
                 Some(LinkEvent::Frame(Frame::Request(r))) => core.on_request(r),
                 Some(LinkEvent::Frame(Frame::Cancel { exchange })) => core.on_cancel(exchange),
+                Some(LinkEvent::Frame(Frame::ConsentRequest(c))) => prompts.show(&c),
                 Some(LinkEvent::Frame(other)) => warn!("unexpected frame from the relay: {other:?}"),
                 Some(LinkEvent::Down) => {
                     out = None;
@@ -117,6 +121,14 @@ pub async fn run(
                     error!("child event channel closed");
                     break Outcome::Stopped;
                 }
+            },
+            line = stdin.recv(), if stdin_open => match line {
+                Some(line) => {
+                    if let (Some(decision), Some(tx)) = (prompts.on_line(&line), &out) {
+                        let _ = tx.send(decision).await;
+                    }
+                }
+                None => stdin_open = false,
             },
             _ = tick.tick() => {
                 core.on_tick();

@@ -4,6 +4,7 @@
 //! `--relay` (or starts one in-process on loopback), and prints the public endpoints.
 
 mod child;
+mod consent;
 mod core;
 mod driver;
 mod guard;
@@ -44,13 +45,37 @@ struct Cli {
 enum Command {
     /// Run a stdio MCP server and publish it: `bridge run [options] -- <cmd> [args…]`.
     Run(Box<RunArgs>),
+    /// Approve (or deny) an OAuth client waiting on a consent page, by the code the page
+    /// shows. Needs the tunnel's bridge token (BRIDGE_TOKEN) and relay (BRIDGE_RELAY).
+    Approve(ApproveArgs),
     /// Internal: the orphan guard process (see guard.rs).
     #[command(name = "__guard", hide = true)]
     Guard,
 }
 
+#[derive(clap::Args)]
+struct ApproveArgs {
+    /// The code shown on the consent page (e.g. K7QX-9M2P).
+    code: String,
+    /// Relay base URL.
+    #[arg(long, env = "BRIDGE_RELAY")]
+    relay: Url,
+    /// Bridge token owning the tunnel. Prefer the BRIDGE_TOKEN environment variable.
+    #[arg(long, env = "BRIDGE_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Deny the request instead.
+    #[arg(long)]
+    deny: bool,
+    /// PEM file with the CA certificates to trust for an https relay.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum AuthMode {
+    /// OAuth 2.1 with the relay as authorization server (what ChatGPT and Claude.ai
+    /// connectors use); each new client needs the owner's approval.
+    Oauth,
     /// Clients send `Authorization: Bearer <token>` (a token generated, or given with
     /// --client-token).
     Bearer,
@@ -74,8 +99,10 @@ struct RunArgs {
     #[arg(long, default_value = "127.0.0.1:7171")]
     listen: SocketAddr,
     /// How clients authenticate.
-    #[arg(long, value_enum, default_value_t = AuthMode::Bearer)]
-    auth: AuthMode,
+    /// How clients authenticate: `oauth` by default with a public relay, `bearer` with
+    /// the in-process relay or a loopback one.
+    #[arg(long, value_enum)]
+    auth: Option<AuthMode>,
     /// The bearer token clients must send (generated when not given).
     #[arg(long, env = "BRIDGE_CLIENT_TOKEN", hide_env_values = true)]
     client_token: Option<String>,
@@ -130,6 +157,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(*args),
+        Command::Approve(args) => approve(args),
         Command::Guard => {
             guard::run_guard();
             Ok(ExitCode::SUCCESS)
@@ -179,19 +207,34 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if !protocol::valid_tunnel_name(&name) {
         bail!("invalid --name {name:?}: use 3-40 characters a-z, 0-9 and '-'");
     }
-    let client_token = match args.auth {
+    let public_relay = args
+        .relay
+        .as_ref()
+        .is_some_and(|u| !relay::config::is_loopback_host(u.host_str().unwrap_or("")));
+    let auth = args.auth.unwrap_or(if public_relay {
+        AuthMode::Oauth
+    } else {
+        AuthMode::Bearer
+    });
+    if auth == AuthMode::Oauth && args.relay.is_none() {
+        bail!(
+            "--auth oauth needs a relay with a public URL (--relay); the in-process relay serves loopback only"
+        );
+    }
+    let client_token = match auth {
         AuthMode::Bearer => Some(
             args.client_token
                 .clone()
                 .unwrap_or_else(|| random_token(24)),
         ),
-        AuthMode::None => None,
+        AuthMode::None | AuthMode::Oauth => None,
     };
-    let client_auth = match &client_token {
-        Some(t) => ClientAuth::Bearer {
+    let client_auth = match (&client_token, auth) {
+        (Some(t), _) => ClientAuth::Bearer {
             sha256: relay::config::sha256(t.as_bytes()),
         },
-        None => ClientAuth::None,
+        (None, AuthMode::Oauth) => ClientAuth::OAuth,
+        (None, _) => ClientAuth::None,
     };
 
     // The relay: given, or in-process on loopback.
@@ -258,10 +301,19 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "MCP endpoint: {}", w.mcp_url);
         let _ = writeln!(out, "SSE endpoint: {}", w.sse_url);
-        if let Some(t) = &client_token {
-            let _ = writeln!(out, "Bearer token: {t}");
-        } else {
-            let _ = writeln!(out, "Client auth: none");
+        match (&client_token, auth) {
+            (Some(t), _) => {
+                let _ = writeln!(out, "Bearer token: {t}");
+            }
+            (None, AuthMode::Oauth) => {
+                let _ = writeln!(
+                    out,
+                    "Client auth: OAuth (approve each new client here by typing the code its consent page shows, or with `bridge approve <code>`)"
+                );
+            }
+            (None, _) => {
+                let _ = writeln!(out, "Client auth: none");
+            }
         }
         let _ = out.flush();
     });
@@ -298,6 +350,51 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             eprintln!("error: the MCP server could not start: {msg}");
             Ok(ExitCode::from(3))
         }
+    }
+}
+
+/// `bridge approve <code>`: proves ownership of the tunnel with the bridge token.
+fn approve(args: ApproveArgs) -> Result<ExitCode> {
+    let tls = link::tls_config(args.ca_file.as_deref())?;
+    let url = args
+        .relay
+        .join("oauth/approve")
+        .context("building the approval URL")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (status, body) = rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured((*tls).clone())
+            .timeout(Duration::from_secs(15))
+            .build()?;
+        let resp = http
+            .post(url)
+            .bearer_auth(&args.token)
+            .json(&serde_json::json!({ "code": args.code, "deny": args.deny }))
+            .send()
+            .await
+            .context("cannot reach the relay")?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        anyhow::Ok((status, body))
+    })?;
+    if status.is_success() {
+        let verb = if args.deny { "Denied" } else { "Approved" };
+        println!(
+            "{verb}: access to tunnel {} for a client {} (codes go to {}).",
+            body["tunnel"].as_str().unwrap_or("?"),
+            body["client"].as_str().unwrap_or("?"),
+            body["redirect_host"].as_str().unwrap_or("?")
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "error: the relay refused ({}): {}",
+            status.as_u16(),
+            body["error_description"].as_str().unwrap_or("no details")
+        );
+        Ok(ExitCode::from(2))
     }
 }
 

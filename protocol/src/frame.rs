@@ -40,6 +40,8 @@ pub enum ClientAuth {
         /// SHA-256 of the token clients must send as `Authorization: Bearer <token>`.
         sha256: [u8; 32],
     },
+    /// OAuth 2.1 with the relay as authorization server; consent needs the owner.
+    OAuth,
 }
 
 /// First frame of a connection, bridge → relay.
@@ -251,6 +253,28 @@ pub enum Frame {
     Snapshot(Snapshot),
     /// Bridge → relay: the bridge's gauges, for status pages and tests.
     Status(BridgeStatus),
+    /// Relay → bridge: a client asks for access to the tunnel; the owner decides.
+    ConsentRequest(ConsentRequest),
+    /// Bridge → relay: the owner's decision on a [`ConsentRequest`].
+    ConsentDecision {
+        /// The request's id.
+        id: String,
+        /// Whether the owner approved.
+        approve: bool,
+    },
+}
+
+/// An OAuth authorization waiting for the tunnel owner's consent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRequest {
+    /// Identifies the request in the decision.
+    pub id: String,
+    /// The short code the consent page shows (`bridge approve <code>`).
+    pub code: String,
+    /// Host of the client's metadata document, or a note that it registered itself.
+    pub client: String,
+    /// Host the authorization code will be sent to.
+    pub redirect_host: String,
 }
 
 /// The server's cached answers, kept by the relay to serve `initialize` and
@@ -321,6 +345,8 @@ const T_PING: u8 = 7;
 const T_PONG: u8 = 8;
 const T_SNAPSHOT: u8 = 9;
 const T_STATUS: u8 = 10;
+const T_CONSENT_REQUEST: u8 = 11;
+const T_CONSENT_DECISION: u8 = 12;
 
 fn check_str(s: &str) -> &str {
     // Encoding never produces an undecodable frame: over-long strings are cut at a
@@ -349,6 +375,8 @@ impl Frame {
             Frame::Pong(_) => "Pong",
             Frame::Snapshot(_) => "Snapshot",
             Frame::Status(_) => "Status",
+            Frame::ConsentRequest(_) => "ConsentRequest",
+            Frame::ConsentDecision { .. } => "ConsentDecision",
         }
     }
 
@@ -382,6 +410,7 @@ impl Frame {
                         out.put_u8(1);
                         out.put_slice(sha256);
                     }
+                    ClientAuth::OAuth => out.put_u8(2),
                 }
             }
             Frame::Welcome(w) => {
@@ -438,6 +467,18 @@ impl Frame {
                     out.put_u32_le(v);
                 }
             }
+            Frame::ConsentRequest(c) => {
+                out.put_u8(T_CONSENT_REQUEST);
+                put_str(out, check_str(&c.id));
+                put_str(out, check_str(&c.code));
+                put_str(out, check_str(&c.client));
+                put_str(out, check_str(&c.redirect_host));
+            }
+            Frame::ConsentDecision { id, approve } => {
+                out.put_u8(T_CONSENT_DECISION);
+                put_str(out, check_str(id));
+                out.put_u8(u8::from(*approve));
+            }
         }
     }
 
@@ -470,6 +511,7 @@ impl Frame {
                         }
                         ClientAuth::Bearer { sha256 }
                     }
+                    2 => ClientAuth::OAuth,
                     _ => return Err(DecodeError::InvalidValue("client auth")),
                 };
                 Frame::Hello(Hello {
@@ -526,6 +568,20 @@ impl Frame {
                 initialize: r.body(max_body)?,
                 tools: r.body(max_body)?,
             }),
+            T_CONSENT_REQUEST => Frame::ConsentRequest(ConsentRequest {
+                id: r.string("consent id", MAX_STRING)?,
+                code: r.string("consent code", MAX_STRING)?,
+                client: r.string("client", MAX_STRING)?,
+                redirect_host: r.string("redirect host", MAX_STRING)?,
+            }),
+            T_CONSENT_DECISION => Frame::ConsentDecision {
+                id: r.string("consent id", MAX_STRING)?,
+                approve: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(DecodeError::InvalidValue("decision")),
+                },
+            },
             T_STATUS => Frame::Status(BridgeStatus {
                 sessions: r.u32()?,
                 pending: r.u32()?,
@@ -557,18 +613,30 @@ mod tests {
                 arb_str(),
                 arb_str(),
                 arb_str(),
-                proptest::option::of(any::<[u8; 32]>())
+                proptest::option::of(any::<[u8; 32]>()),
+                any::<bool>()
             )
-                .prop_map(|(protocol, v, t, n, h)| Frame::Hello(Hello {
+                .prop_map(|(protocol, v, t, n, h, oauth)| Frame::Hello(Hello {
                     protocol,
                     bridge_version: v,
                     token: t,
                     tunnel: n,
-                    client_auth: match h {
-                        None => ClientAuth::None,
-                        Some(sha256) => ClientAuth::Bearer { sha256 },
+                    client_auth: match (h, oauth) {
+                        (_, true) => ClientAuth::OAuth,
+                        (None, false) => ClientAuth::None,
+                        (Some(sha256), false) => ClientAuth::Bearer { sha256 },
                     },
                 })),
+            (arb_str(), arb_str(), arb_str(), arb_str()).prop_map(|(id, code, client, rh)| {
+                Frame::ConsentRequest(ConsentRequest {
+                    id,
+                    code,
+                    client,
+                    redirect_host: rh,
+                })
+            }),
+            (arb_str(), any::<bool>())
+                .prop_map(|(id, approve)| Frame::ConsentDecision { id, approve }),
             (any::<u16>(), arb_str(), arb_str(), arb_str()).prop_map(|(p, v, m, s)| {
                 Frame::Welcome(Welcome {
                     protocol: p,

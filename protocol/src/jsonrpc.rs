@@ -161,6 +161,10 @@ fn too_deep(body: &[u8], max: usize) -> bool {
 
 /// Parses `body` as one JSON-RPC message. The whole body is validated as JSON.
 pub fn parse(body: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
+    // serde_json does not check the UTF-8 of strings it skips; JSON text must be UTF-8.
+    if std::str::from_utf8(body).is_err() {
+        return Err(EnvelopeError::Parse("the body is not valid UTF-8".into()));
+    }
     if too_deep(body, MAX_DEPTH) {
         return Err(EnvelopeError::Invalid("the message nests too deeply"));
     }
@@ -242,7 +246,7 @@ pub fn parse(body: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
 /// spaces, so the result is always a single line (valid JSON cannot contain a raw line
 /// break inside a string, so this never changes the message's meaning).
 pub fn splice(body: &[u8], edits: &mut [(Range<usize>, &[u8])]) -> Vec<u8> {
-    edits.sort_by_key(|(r, _)| r.start);
+    edits.sort_by_key(|(r, _)| (r.start, r.end));
     let extra: usize = edits.iter().map(|(_, b)| b.len()).sum();
     let mut out = Vec::with_capacity(body.len() + extra + 1);
     let mut pos = 0;
@@ -373,6 +377,18 @@ mod tests {
             "[".repeat(300)
         );
         assert!(parse(string_brackets.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn invalid_utf8_anywhere_is_a_parse_error() {
+        let body = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"x\":\"\xff\"}";
+        assert!(matches!(parse(body), Err(EnvelopeError::Parse(_))));
+    }
+
+    #[test]
+    fn splice_accepts_empty_edits_at_the_same_place() {
+        let out = splice(b" x", &mut [(0..1, b""), (0..0, b"a")]);
+        assert_eq!(out, b"ax");
     }
 
     #[test]

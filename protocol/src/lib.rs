@@ -20,8 +20,8 @@ pub mod jsonrpc;
 mod wire;
 
 pub use frame::{
-    BridgeStatus, ClientAuth, DecodeError, Frame, Hello, Limits, Refusal, RefuseReason, Request,
-    RequestKind, Response, Snapshot, Welcome,
+    BridgeStatus, ClientAuth, ConsentRequest, DecodeError, Frame, Hello, Limits, Refusal,
+    RefuseReason, Request, RequestKind, Response, Snapshot, Welcome,
 };
 
 /// The version of the wire format this crate speaks. A relay refuses a [`Hello`] whose

@@ -36,6 +36,10 @@ pub struct RelayConfig {
     pub max_exchanges_per_tunnel: usize,
     /// Extra allowed browser origins (besides the public URL's own origin).
     pub allowed_origins: Vec<String>,
+    /// Where the database lives; in memory when `None` (the bridge's embedded relay).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// OAuth settings.
+    pub oauth: crate::oauth::OAuthConfig,
 }
 
 impl RelayConfig {
@@ -52,6 +56,8 @@ impl RelayConfig {
             max_tunnels: 10_000,
             max_exchanges_per_tunnel: 4096,
             allowed_origins: Vec::new(),
+            data_dir: None,
+            oauth: crate::oauth::OAuthConfig::default(),
         })
     }
 

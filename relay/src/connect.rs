@@ -7,7 +7,6 @@ use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ClientAuth, Frame, Hello, Limits, Refusal, RefuseReason, Welcome};
-use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -49,16 +48,20 @@ pub async fn handle_socket(state: AppState, path_name: String, socket: WebSocket
         }
     };
 
-    if let Err((reason, message)) = admit(&state, &path_name, &hello) {
-        warn!(tunnel = %path_name, ?reason, "refused bridge: {message}");
-        refuse(&mut sink, reason, &message).await;
-        return;
-    }
+    let token_id = match admit(&state, &path_name, &hello) {
+        Ok(id) => id,
+        Err((reason, message)) => {
+            warn!(tunnel = %path_name, ?reason, "refused bridge: {message}");
+            refuse(&mut sink, reason, &message).await;
+            return;
+        }
+    };
     let (tx, mut rx) = mpsc::channel::<Frame>(OUTBOUND_QUEUE);
     let tunnel = Arc::new(Tunnel::new(
         hello.tunnel.clone(),
         state.registry.next_conn_id(),
         hello.client_auth.clone(),
+        token_id,
         tx,
         state.config.max_exchanges_per_tunnel,
     ));
@@ -165,6 +168,13 @@ fn dispatch(state: &AppState, tunnel: &Tunnel, bytes: Bytes, limits: &Limits) ->
             state.registry.set_status(&tunnel.name, s);
             true
         }
+        Ok(Frame::ConsentDecision { id, approve }) => {
+            // Only decisions about this tunnel's own consents count.
+            if state.oauth.consents.decide(&id, &tunnel.name, approve) {
+                info!(tunnel = %tunnel.name, approve, "the owner decided on an authorization in the bridge");
+            }
+            true
+        }
         Ok(other) => {
             warn!(tunnel = %tunnel.name, "unexpected frame from bridge: {}", other.name());
             false
@@ -177,7 +187,7 @@ fn dispatch(state: &AppState, tunnel: &Tunnel, bytes: Bytes, limits: &Limits) ->
 }
 
 /// Decides whether a bridge may serve this tunnel.
-fn admit(state: &AppState, path_name: &str, hello: &Hello) -> Result<(), (RefuseReason, String)> {
+fn admit(state: &AppState, path_name: &str, hello: &Hello) -> Result<i64, (RefuseReason, String)> {
     if hello.protocol != protocol::PROTOCOL_VERSION {
         return Err((
             RefuseReason::UnsupportedVersion,
@@ -189,17 +199,22 @@ fn admit(state: &AppState, path_name: &str, hello: &Hello) -> Result<(), (Refuse
         ));
     }
     let token_hash = sha256(hello.token.as_bytes());
-    let known = state
-        .config
-        .bridge_token_hashes
-        .iter()
-        .fold(false, |acc, h| acc | bool::from(h.ct_eq(&token_hash)));
-    if !known {
-        return Err((
-            RefuseReason::BadToken,
-            "the relay does not know this bridge token".into(),
-        ));
-    }
+    let token_id = match state.store.token_id(&hello.token) {
+        Ok(Some(id)) => id,
+        Ok(None) => {
+            return Err((
+                RefuseReason::BadToken,
+                "the relay does not know this bridge token (or it was revoked)".into(),
+            ));
+        }
+        Err(e) => {
+            tracing::error!("token lookup: {e}");
+            return Err((
+                RefuseReason::Busy,
+                "the relay cannot check tokens right now".into(),
+            ));
+        }
+    };
     if !protocol::valid_tunnel_name(&hello.tunnel) || hello.tunnel != path_name {
         return Err((
             RefuseReason::BadName,
@@ -220,11 +235,31 @@ fn admit(state: &AppState, path_name: &str, hello: &Hello) -> Result<(), (Refuse
                 .into(),
         ));
     }
+    let taken = || {
+        (
+            RefuseReason::NameTaken,
+            format!(
+                "the tunnel name {:?} belongs to another bridge token",
+                hello.tunnel
+            ),
+        )
+    };
+    match state.store.claim_name(&hello.tunnel, token_id) {
+        Ok(true) => {}
+        Ok(false) => return Err(taken()),
+        Err(e) => {
+            tracing::error!("name claim: {e}");
+            return Err((
+                RefuseReason::Busy,
+                "the relay cannot claim names right now".into(),
+            ));
+        }
+    }
     match state
         .registry
         .claim(&hello.tunnel, token_hash, state.config.max_tunnels)
     {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(token_id),
         Err(ClaimError::Taken) => Err((
             RefuseReason::NameTaken,
             format!(

@@ -26,6 +26,9 @@ pub enum RelayError {
     /// Serving failed.
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// An HTTP error answered with a JSON-RPC error body (id `null`), so MCP clients can show

@@ -9,6 +9,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{RelayConfig, is_loopback_host, sha256};
 use crate::error::jsonrpc_error;
+use crate::state::AppState;
 
 /// Strips the port from a `Host` header value or an origin's authority.
 fn host_only(authority: &str) -> &str {
@@ -66,9 +67,15 @@ fn origin_is_loopback(origin: &str) -> bool {
 }
 
 /// Authenticates the client for a tunnel and names it (the *principal*).
-pub fn authenticate(auth: &ClientAuth, headers: &HeaderMap) -> Result<String, Response> {
+pub fn authenticate(
+    state: &AppState,
+    name: &str,
+    auth: &ClientAuth,
+    headers: &HeaderMap,
+) -> Result<String, Response> {
     match auth {
         ClientAuth::None => Ok("anonymous".to_owned()),
+        ClientAuth::OAuth => crate::oauth::access::check(state, name, headers),
         ClientAuth::Bearer { sha256: expected } => {
             let presented = headers
                 .get(header::AUTHORIZATION)
@@ -148,6 +155,11 @@ mod tests {
         assert!(check_origin(&c, &headers(&[("host", "relay.example.com")])).is_ok());
         assert!(check_origin(&c, &headers(&[("origin", "https://relay.example.com")])).is_ok());
         assert!(check_origin(&c, &headers(&[("origin", "https://evil.example")])).is_err());
+    }
+
+    fn authenticate(auth: &ClientAuth, headers: &HeaderMap) -> Result<String, Response> {
+        let state = AppState::new(cfg("http://127.0.0.1:1")).unwrap();
+        super::authenticate(&state, "abc", auth, headers)
     }
 
     #[test]

@@ -14,11 +14,13 @@ pub mod config;
 mod connect;
 pub mod error;
 pub mod guard;
+pub mod oauth;
 pub mod offline;
 pub mod registry;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod store;
 pub mod tunnel;
 
 pub use config::RelayConfig;

@@ -20,6 +20,50 @@ struct Cli {
 enum Command {
     /// Serve tunnels.
     Serve(ServeArgs),
+    /// Manage bridge tokens (stored hashed in the data directory).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+        /// The relay's data directory.
+        #[arg(long, env = "RELAY_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Manage tunnel names.
+    Name {
+        #[command(subcommand)]
+        command: NameCommand,
+        /// The relay's data directory.
+        #[arg(long, env = "RELAY_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Read a password on standard input and print its Argon2 hash, for
+    /// --operator-password-file.
+    HashPassword,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a bridge token and print it (it is shown only once).
+    Create {
+        /// A label to recognise it by.
+        label: String,
+    },
+    /// List tokens and the tunnel names they own.
+    List,
+    /// Revoke a token: its bridges are disconnected at once; its names stay reserved.
+    Revoke {
+        /// The token's label.
+        label: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum NameCommand {
+    /// Release a tunnel name so another token may claim it.
+    Release {
+        /// The name.
+        name: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -60,6 +104,18 @@ struct ServeArgs {
     /// Extra browser origins allowed to call MCP endpoints (repeatable).
     #[arg(long)]
     allowed_origin: Vec<String>,
+    /// Directory of the relay's database (bridge tokens, names, OAuth clients and
+    /// tokens). Without it, state lives in memory and is lost on restart.
+    #[arg(long, env = "RELAY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// File holding the Argon2 hash of the operator password (see `relay hash-password`),
+    /// which approves OAuth consents on the consent page.
+    #[arg(long, env = "RELAY_OPERATOR_PASSWORD_FILE")]
+    operator_password_file: Option<PathBuf>,
+    /// An extra host allowed in OAuth redirect URIs (https), besides ChatGPT's, Claude's
+    /// and loopback (repeatable).
+    #[arg(long)]
+    allow_redirect_host: Vec<String>,
 }
 
 fn main() -> Result<()> {
@@ -72,7 +128,58 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Token { command, data_dir } => token(command, &data_dir),
+        Command::Name { command, data_dir } => name(command, &data_dir),
+        Command::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                bail!("give the password on standard input");
+            }
+            println!("{}", relay::oauth::consent::hash_password(password));
+            Ok(())
+        }
     }
+}
+
+fn token(command: TokenCommand, data_dir: &std::path::Path) -> Result<()> {
+    let store = relay::store::Store::open(data_dir)?;
+    match command {
+        TokenCommand::Create { label } => {
+            let token = store.create_token(&label)?;
+            println!("{token}");
+            eprintln!("Give this token to the bridge as BRIDGE_TOKEN; it is not shown again.");
+        }
+        TokenCommand::List => {
+            for t in store.list_tokens()? {
+                let state = match t.revoked {
+                    Some(_) => "revoked",
+                    None => "active",
+                };
+                println!("{}\t{}\t{}", t.label, state, t.names.join(","));
+            }
+        }
+        TokenCommand::Revoke { label } => {
+            store.revoke_token(&label)?;
+            println!("revoked {label}; a running relay disconnects its bridges within 2 s");
+        }
+    }
+    Ok(())
+}
+
+fn name(command: NameCommand, data_dir: &std::path::Path) -> Result<()> {
+    let store = relay::store::Store::open(data_dir)?;
+    match command {
+        NameCommand::Release { name } => {
+            if store.release_name(&name)? {
+                println!("released {name}");
+            } else {
+                bail!("{name} is not claimed");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
@@ -99,12 +206,34 @@ fn serve(args: ServeArgs) -> Result<()> {
             config.add_bridge_token(line);
         }
     }
-    if config.bridge_token_hashes.is_empty() {
+    config.data_dir = args.data_dir.clone();
+    let has_stored = match &args.data_dir {
+        Some(dir) => !relay::store::Store::open(dir)?.list_tokens()?.is_empty(),
+        None => false,
+    };
+    if config.bridge_token_hashes.is_empty() && !has_stored {
         bail!(
-            "no bridge token configured: set RELAY_BRIDGE_TOKENS or --bridge-token-file \
-             (generate one with e.g. `openssl rand -hex 32`)"
+            "no bridge token: create one with `relay token create NAME --data-dir DIR`, or set \
+             RELAY_BRIDGE_TOKENS / --bridge-token-file"
         );
     }
+    if args.data_dir.is_none() {
+        tracing::warn!("no --data-dir: tokens, names and OAuth grants are kept in memory only");
+    }
+    if let Some(f) = &args.operator_password_file {
+        let hash = std::fs::read_to_string(f)
+            .with_context(|| format!("reading {}", f.display()))?
+            .trim()
+            .to_owned();
+        if !hash.starts_with("$argon2") {
+            bail!(
+                "{} must hold an Argon2 hash (see `relay hash-password`)",
+                f.display()
+            );
+        }
+        config.oauth.operator_password_hash = Some(hash);
+    }
+    config.oauth.extra_redirect_hosts = args.allow_redirect_host.clone();
     config.allow_unauthenticated = args.allow_unauthenticated;
     config.max_body = args.max_body;
     if !(args.keepalive_secs > 0.0 && args.keepalive_secs <= 3600.0) {

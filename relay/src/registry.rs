@@ -120,13 +120,21 @@ impl Registry {
         self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Checks that `token_hash` may hold `name`, and claims it for that token.
+    /// Makes room for `name`, held by the token with this digest. Ownership itself is
+    /// decided by the store (which survives restarts); this only tracks it.
     pub fn claim(&self, name: &str, token_hash: [u8; 32], max: usize) -> Result<(), ClaimError> {
         let mut slots = self.slots.lock().expect("registry");
-        match slots.get(name) {
-            Some(slot) if !bool::from(slot.owner.ct_eq(&token_hash)) => Err(ClaimError::Taken),
-            Some(_) => Ok(()),
-            None if slots.len() >= max => Err(ClaimError::Full),
+        let full = slots.len() >= max;
+        match slots.get_mut(name) {
+            Some(slot) => {
+                if !bool::from(slot.owner.ct_eq(&token_hash)) {
+                    // The operator released the name and another token claimed it.
+                    slot.owner = token_hash;
+                    slot.snapshot = None;
+                }
+                Ok(())
+            }
+            None if full => Err(ClaimError::Full),
             None => {
                 slots.insert(
                     name.to_owned(),
@@ -250,6 +258,16 @@ impl Registry {
                 },
             },
         ))
+    }
+
+    /// The live tunnels.
+    pub fn live(&self) -> Vec<Arc<Tunnel>> {
+        self.slots
+            .lock()
+            .expect("registry")
+            .values()
+            .filter_map(|s| s.current.clone())
+            .collect()
     }
 
     /// Number of connected tunnels.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Path, RawQuery, State, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -24,6 +24,24 @@ use crate::registry::{Lookup, Offline};
 use crate::state::AppState;
 use crate::tunnel::{OpenError, Tunnel};
 
+/// A path segment (tunnel name, consent id). A segment axum cannot decode (not UTF-8) is
+/// answered like an unknown tunnel: a JSON-RPC 404, not a plain-text 400.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(PathParam(v)),
+            Err(_) => Err(not_found_tunnel()),
+        }
+    }
+}
+
 /// Builds the relay's router.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -37,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/{name}/messages", axum::routing::post(post_messages))
         .route("/{name}/connect", get(connect))
         .route("/status/{name}", get(tunnel_status))
+        .merge(crate::oauth::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -74,11 +93,11 @@ async fn prepare(
     loop {
         match state.registry.lookup(name, state.config.grace) {
             Lookup::Live(t) => {
-                let principal = authenticate(&t.auth, headers)?;
+                let principal = authenticate(state, name, &t.auth, headers)?;
                 return Ok((Target::Live(t), principal));
             }
             Lookup::Offline(off) => {
-                let principal = authenticate(&off.auth, headers)?;
+                let principal = authenticate(state, name, &off.auth, headers)?;
                 return Ok((Target::Offline(off), principal));
             }
             Lookup::Away {
@@ -337,7 +356,7 @@ macro_rules! tri {
 
 async fn post_mcp(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -361,7 +380,7 @@ async fn post_mcp(
 
 async fn get_mcp(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     headers: HeaderMap,
 ) -> Response {
     let c = tri!(common(&state, &name, &headers).await);
@@ -386,7 +405,7 @@ async fn get_mcp(
 
 async fn delete_mcp(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     headers: HeaderMap,
 ) -> Response {
     let c = tri!(common(&state, &name, &headers).await);
@@ -408,7 +427,7 @@ async fn delete_mcp(
 
 async fn get_sse(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     headers: HeaderMap,
 ) -> Response {
     let (target, principal) = tri!(prepare(&state, &name, &headers).await);
@@ -438,7 +457,7 @@ async fn get_sse(
 
 async fn post_messages(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -478,20 +497,20 @@ async fn post_messages(
 /// tunnel's own clients: the same authentication as its MCP endpoint).
 async fn tunnel_status(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     headers: HeaderMap,
 ) -> Response {
     tri!(check_origin(&state.config, &headers));
     let Some((auth, status)) = state.registry.status(&name) else {
         return not_found_tunnel();
     };
-    tri!(authenticate(&auth, &headers));
+    tri!(authenticate(&state, &name, &auth, &headers));
     axum::Json(status).into_response()
 }
 
 async fn connect(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {

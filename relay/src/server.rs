@@ -34,9 +34,10 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
-    let state = AppState::new(config);
+    let state = AppState::new(config)?;
     let registry = state.registry.clone();
-    let app = router(state);
+    tokio::spawn(watch_revocations(state.clone()));
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
@@ -65,6 +66,26 @@ pub async fn serve(
         r?;
     }
     Ok(())
+}
+
+/// Disconnects bridges whose token was revoked (by `relay token revoke`, possibly from
+/// another process) and sweeps expired codes and tokens.
+async fn watch_revocations(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut sweeps = 0u32;
+    loop {
+        tick.tick().await;
+        for t in state.registry.live() {
+            if matches!(state.store.token_live(t.token_id), Ok(false)) {
+                tracing::warn!(tunnel = %t.name, "its bridge token was revoked; disconnecting");
+                t.close();
+            }
+        }
+        sweeps += 1;
+        if sweeps.is_multiple_of(1800) {
+            let _ = state.store.sweep();
+        }
+    }
 }
 
 /// Binds a listening socket (port 0 picks a free port).

@@ -3,23 +3,41 @@
 use std::sync::Arc;
 
 use crate::config::RelayConfig;
+use crate::error::RelayError;
+use crate::oauth::OAuth;
 use crate::registry::Registry;
+use crate::store::Store;
 
-/// Cheap-to-clone handle on the relay's configuration and tunnels.
+/// Cheap-to-clone handle on the relay's configuration, tunnels and stored state.
 #[derive(Clone)]
 pub struct AppState {
     /// The configuration the relay was started with.
     pub config: Arc<RelayConfig>,
-    /// Connected tunnels.
+    /// Tunnel names and their connections.
     pub registry: Arc<Registry>,
+    /// Persistent state (tokens, names, OAuth).
+    pub store: Arc<Store>,
+    /// OAuth in-memory state (pending consents, caches, rate limits).
+    pub oauth: Arc<OAuth>,
 }
 
 impl AppState {
-    /// State for a relay with this configuration and no tunnels yet.
-    pub fn new(config: RelayConfig) -> Self {
-        Self {
+    /// State for a relay with this configuration: opens its database and adds the
+    /// configured bridge tokens to it.
+    pub fn new(config: RelayConfig) -> Result<Self, RelayError> {
+        let store = match &config.data_dir {
+            Some(dir) => Store::open(dir)?,
+            None => Store::in_memory()?,
+        };
+        for (i, hash) in config.bridge_token_hashes.iter().enumerate() {
+            store.add_token_hash(&format!("configured-{}", i + 1), *hash)?;
+        }
+        let oauth = OAuth::new(config.oauth.clone());
+        Ok(Self {
             config: Arc::new(config),
             registry: Arc::new(Registry::default()),
-        }
+            store: Arc::new(store),
+            oauth: Arc::new(oauth),
+        })
     }
 }

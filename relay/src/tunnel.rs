@@ -25,6 +25,8 @@ pub struct Tunnel {
     pub conn_id: u64,
     /// How this tunnel's clients authenticate.
     pub auth: ClientAuth,
+    /// The bridge token (store id) that connected it.
+    pub token_id: i64,
     /// Frames to the bridge (the connection's writer drains it).
     outbound: mpsc::Sender<Frame>,
     /// Open exchanges: number → where their response frames go.
@@ -50,6 +52,7 @@ impl Tunnel {
         name: String,
         conn_id: u64,
         auth: ClientAuth,
+        token_id: i64,
         outbound: mpsc::Sender<Frame>,
         max_exchanges: usize,
     ) -> Self {
@@ -60,6 +63,7 @@ impl Tunnel {
             name,
             conn_id,
             auth,
+            token_id,
             outbound,
             exchanges: Mutex::new(HashMap::new()),
             next_exchange: AtomicU64::new(first.max(1)),

@@ -396,17 +396,19 @@ impl Core {
                     slot.handle
                         .send_line(serde_json::to_vec(&msg).expect("json"));
                 }
-                // The request will get no answer from the server: end its stream.
-                let p = self.pending.get(&cid).expect("present");
-                let (ex, fin, oid) = (p.exchange, p.reply_final, p.original_id.clone());
-                if let (Some(ex), true) = (ex, fin)
+                // The request is over for the client (the server will not answer it; a late
+                // answer finds no pending entry and is dropped): end its stream, free it.
+                let p = self.pending.remove(&cid).expect("present");
+                self.forget_in_flight(&p, cid);
+                self.server_requests.retain(|_, r| r.pending != cid);
+                if let (Some(ex), true) = (p.exchange, p.reply_final)
                     && self.exchanges.contains_key(&ex)
                 {
                     self.reply(
                         ex,
                         200,
                         None,
-                        error_response(&oid, REQUEST_CANCELLED, "Request cancelled"),
+                        error_response(&p.original_id, REQUEST_CANCELLED, "Request cancelled"),
                     );
                 }
             }

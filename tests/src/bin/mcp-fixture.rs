@@ -8,7 +8,11 @@
 //!   (`test_*` tools, `test://…` resources and template, `test_*` prompts, completion,
 //!   logging, subscriptions, sampling and elicitation round trips);
 //! * a few extra tools for the project's own tests (`echo`, `slow`, `elicit_echo`,
-//!   `test_roots`, `trigger_list_changed`, `touch_resource`, `big`, `garbage_then_echo`).
+//!   `test_roots`, `trigger_list_changed`, `touch_resource`, `big`, `garbage_then_echo`),
+//!   and for the fault-injection tests: `exit` (the process exits at once, without an
+//!   answer), `spawn_grandchild` (forks a long-lived process, `mcp-fixture --grandchild`, in
+//!   the fixture's process group and answers its pid) and `flood` (many large progress
+//!   notifications before the answer).
 //!
 //! Every `tools/call` runs on its own thread, so a slow call or one waiting for the client's
 //! answer to a server→client request never blocks other traffic. Server→client requests get
@@ -16,7 +20,11 @@
 //! thread.
 //!
 //! If the environment variable `FIXTURE_COUNTS` names a file, one line per event is appended
-//! to it: `initialize`, `call <tool>`, `cancelled <tag>` and `roots <json>`.
+//! to it: `initialize`, `call <tool>`, `cancelled <tag>`, `roots <json>` and
+//! `grandchild <pid>`; with `FIXTURE_RECORD_ECHO=1` also `echoed <text>` for every `echo`
+//! (so a test can tell which calls ran, and that none ran twice). With
+//! `FIXTURE_IGNORE_SIGTERM=1` the process (and its grandchildren) ignore `SIGTERM`, like a
+//! server that does not shut down when asked.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -176,11 +184,13 @@ struct Server {
     subscriptions: Mutex<HashSet<String>>,
     /// Index into [`LOG_LEVELS`] of the minimum level sent as `notifications/message`.
     log_level: Mutex<usize>,
+    /// Whether `echo` records `echoed <text>` (`FIXTURE_RECORD_ECHO=1`).
+    record_echo: bool,
 }
 
 impl Server {
     /// Creates the server, writing event counts to `counts` if given.
-    fn new(counts: Option<File>) -> Self {
+    fn new(counts: Option<File>, record_echo: bool) -> Self {
         Server {
             out: Mutex::new(BufWriter::new(io::stdout())),
             counts: counts.map(Mutex::new),
@@ -190,6 +200,7 @@ impl Server {
             client_capabilities: Mutex::new(Value::Null),
             subscriptions: Mutex::new(HashSet::new()),
             log_level: Mutex::new(0),
+            record_echo,
         }
     }
 
@@ -623,6 +634,9 @@ impl ToolCall<'_> {
                 self.server.send_raw_line("this is not json");
                 self.echo()
             }
+            "exit" => Ok(self.exit()),
+            "spawn_grandchild" => Ok(self.spawn_grandchild()),
+            "flood" => Ok(self.flood()),
             other => Ok(Reply::Error(
                 INVALID_PARAMS,
                 format!("Unknown tool: {other}"),
@@ -732,8 +746,75 @@ impl ToolCall<'_> {
     /// `echo`: returns `text`, after one progress notification if a token was given.
     fn echo(&self) -> Result<Reply, Reply> {
         let text = self.str_arg("text")?;
+        if self.server.record_echo {
+            self.server.count(&format!("echoed {text}"));
+        }
         self.progress(1, 1, text);
         Ok(Reply::text(text))
+    }
+
+    /// `exit`: ends the process at once with `code` (default 1), answering nothing.
+    fn exit(&self) -> Reply {
+        let code = self
+            .args
+            .get("code")
+            .and_then(Value::as_i64)
+            .and_then(|c| i32::try_from(c).ok())
+            .unwrap_or(1);
+        log!("exiting with code {code} as asked");
+        if let Err(err) = lock(&self.server.out).flush() {
+            log!("cannot flush stdout: {err}");
+        }
+        std::process::exit(code);
+    }
+
+    /// `spawn_grandchild`: starts `mcp-fixture --grandchild` (which sleeps until killed) in
+    /// this process's group, records `grandchild <pid>` and answers the pid. The child is
+    /// not waited for.
+    fn spawn_grandchild(&self) -> Reply {
+        let exe = match std::env::current_exe() {
+            Ok(exe) => exe,
+            Err(err) => return Reply::tool_error(format!("cannot find own executable: {err}")),
+        };
+        let spawned = std::process::Command::new(exe)
+            .arg("--grandchild")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        match spawned {
+            Ok(child) => {
+                let pid = child.id();
+                self.server.count(&format!("grandchild {pid}"));
+                Reply::text(pid.to_string())
+            }
+            Err(err) => Reply::tool_error(format!("cannot spawn a grandchild: {err}")),
+        }
+    }
+
+    /// `flood`: `count` progress notifications whose message is `bytes` `p` characters,
+    /// then `flooded <count>`; stops without answering if cancelled.
+    fn flood(&self) -> Reply {
+        let count = self
+            .args
+            .get("count")
+            .and_then(Value::as_u64)
+            .unwrap_or(100);
+        let bytes = self
+            .args
+            .get("bytes")
+            .and_then(Value::as_u64)
+            .unwrap_or(1024)
+            .min(BIG_MAX_BYTES);
+        // Bounded by BIG_MAX_BYTES, so this fits in usize on every supported target.
+        let message = "p".repeat(bytes as usize);
+        for n in 1..=count {
+            if self.cancel.is_cancelled() {
+                return Reply::Silent;
+            }
+            self.progress(n, count, &message);
+        }
+        Reply::text(format!("flooded {count}"))
     }
 
     /// `slow`: waits `ms` (default 60 s) unless cancelled first.
@@ -1082,6 +1163,32 @@ fn tool_list() -> Vec<Value> {
             "Writes a non-JSON line to stdout, then behaves like `echo`",
             string_args(&[("text", "Text to return")]),
         ),
+        tool(
+            "exit",
+            "Makes the server process exit at once with `code` (default 1), without answering",
+            json!({
+                "type": "object",
+                "properties": {
+                    "code": { "type": "integer", "description": "Exit code" },
+                },
+            }),
+        ),
+        tool(
+            "spawn_grandchild",
+            "Starts a long-lived child process in the server's process group; answers its pid",
+            no_args(),
+        ),
+        tool(
+            "flood",
+            "Sends `count` progress notifications of `bytes` characters each, then answers `flooded <count>`",
+            json!({
+                "type": "object",
+                "properties": {
+                    "count": { "type": "integer", "minimum": 0, "default": 100 },
+                    "bytes": { "type": "integer", "minimum": 0, "default": 1024 },
+                },
+            }),
+        ),
     ]
 }
 
@@ -1298,13 +1405,31 @@ fn handle_line(server: &Arc<Server>, line: &[u8]) {
     }
 }
 
+/// Ignores `SIGTERM` when `FIXTURE_IGNORE_SIGTERM=1` (inherited by grandchildren, since an
+/// ignored signal stays ignored across `exec`).
+fn maybe_ignore_sigterm() {
+    if std::env::var_os("FIXTURE_IGNORE_SIGTERM").is_some_and(|v| v == "1") {
+        // SAFETY: setting a signal's disposition to "ignore" has no handler to be unsafe in.
+        unsafe {
+            libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        }
+    }
+}
+
 fn main() {
+    maybe_ignore_sigterm();
     if std::env::args()
         .skip(1)
         .any(|arg| arg == "--version" || arg == "-V")
     {
         println!("{SERVER_NAME} {SERVER_VERSION}");
         return;
+    }
+    if std::env::args().skip(1).any(|arg| arg == "--grandchild") {
+        // A long-lived descendant for the orphan tests: sleeps until killed.
+        loop {
+            thread::sleep(Duration::from_secs(3600));
+        }
     }
     let counts = match std::env::var_os("FIXTURE_COUNTS") {
         Some(path) if !path.is_empty() => {
@@ -1321,7 +1446,8 @@ fn main() {
         }
         _ => None,
     };
-    let server = Arc::new(Server::new(counts));
+    let record_echo = std::env::var_os("FIXTURE_RECORD_ECHO").is_some_and(|v| v == "1");
+    let server = Arc::new(Server::new(counts, record_echo));
     let mut stdin = io::stdin().lock();
     let mut line = Vec::new();
     loop {

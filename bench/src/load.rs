@@ -1,0 +1,377 @@
+//! The measurements: sequential latency (c=1), sustained throughput (c=32) with CPU per
+//! call, the direct pipe floor, and large results.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::task::JoinSet;
+
+use crate::mcp::{ECHO_ARGS, Session, Target};
+use crate::procs::{self, Cpu};
+
+/// Latency percentiles of a series of sequential calls, in microseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Calls measured.
+    pub calls: usize,
+}
+
+impl Latency {
+    /// Percentiles (nearest rank) of durations in nanoseconds.
+    pub fn from_ns(mut ns: Vec<u64>) -> Self {
+        ns.sort_unstable();
+        let at = |q: f64| {
+            if ns.is_empty() {
+                return 0.0;
+            }
+            let rank = ((q * ns.len() as f64).ceil() as usize).clamp(1, ns.len());
+            ns[rank - 1] as f64 / 1e3
+        };
+        Self {
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
+            calls: ns.len(),
+        }
+    }
+}
+
+/// A process whose CPU time is charged to the system under test.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    /// What it is (`relay`, `bridge`, `child`, …).
+    pub role: &'static str,
+    /// Its pids (several for supergateway's per-session children).
+    pub pids: Vec<u32>,
+}
+
+/// CPU used per role over a run.
+#[derive(Debug, Clone, Default)]
+pub struct CpuUse {
+    /// (role, CPU time used).
+    pub by_role: Vec<(&'static str, Cpu)>,
+    /// The load generator's own CPU time.
+    pub client: Cpu,
+}
+
+impl CpuUse {
+    /// µs per call of a role (utime+stime from `/proc/<pid>/stat`).
+    pub fn per_call(&self, role: &str, calls: u64) -> Option<f64> {
+        self.by_role
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, c)| c.stat_us / calls.max(1) as f64)
+    }
+
+    /// µs per call of a role, from schedstat.
+    pub fn per_call_sched(&self, role: &str, calls: u64) -> Option<f64> {
+        self.by_role
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, c)| c.sched_us / calls.max(1) as f64)
+    }
+}
+
+struct CpuSnap {
+    roles: Vec<(&'static str, Cpu)>,
+    client: Cpu,
+}
+
+fn snapshot(watch: &[Watch]) -> CpuSnap {
+    CpuSnap {
+        roles: watch
+            .iter()
+            .map(|w| (w.role, procs::cpu_sum(&w.pids)))
+            .collect(),
+        client: procs::cpu(std::process::id()),
+    }
+}
+
+fn delta(a: &CpuSnap, b: &CpuSnap) -> CpuUse {
+    CpuUse {
+        by_role: a
+            .roles
+            .iter()
+            .zip(&b.roles)
+            .map(|((r, x), (_, y))| (*r, *y - *x))
+            .collect(),
+        client: b.client - a.client,
+    }
+}
+
+/// Result of a c=1 run.
+#[derive(Debug, Clone, Default)]
+pub struct LatencyRun {
+    /// Percentiles.
+    pub latency: Latency,
+    /// CPU over the measured calls.
+    pub cpu: CpuUse,
+}
+
+/// `n` sequential `echo` calls on one session (after `warmup` unmeasured ones).
+pub async fn latency(
+    target: &Arc<Target>,
+    warmup: usize,
+    n: usize,
+    watch: impl Fn() -> Vec<Watch>,
+) -> Result<LatencyRun> {
+    let mut s = Session::open(target.clone()).await?;
+    for _ in 0..warmup {
+        s.echo().await?;
+    }
+    let w = watch();
+    let mut ns = Vec::with_capacity(n);
+    let before = snapshot(&w);
+    for _ in 0..n {
+        let t = Instant::now();
+        s.echo().await?;
+        ns.push(t.elapsed().as_nanos() as u64);
+    }
+    let after = snapshot(&w);
+    s.close().await;
+    Ok(LatencyRun {
+        latency: Latency::from_ns(ns),
+        cpu: delta(&before, &after),
+    })
+}
+
+/// Result of a c=32 run.
+#[derive(Debug, Clone, Default)]
+pub struct ThroughputRun {
+    /// Successful calls in the measured window.
+    pub calls: u64,
+    /// Length of the measured window, seconds.
+    pub secs: f64,
+    /// Failed calls (whole run).
+    pub errors: u64,
+    /// First error seen, if any.
+    pub first_error: Option<String>,
+    /// CPU over the measured window.
+    pub cpu: CpuUse,
+}
+
+impl ThroughputRun {
+    /// Calls per second.
+    pub fn rate(&self) -> f64 {
+        self.calls as f64 / self.secs.max(1e-9)
+    }
+}
+
+/// `conns` sessions, each on its own connection, calling `echo` back to back; counts
+/// the calls completed between `warmup` and `warmup + measure`.
+pub async fn throughput(
+    target: &Arc<Target>,
+    conns: usize,
+    warmup: Duration,
+    measure: Duration,
+    watch: impl Fn() -> Vec<Watch>,
+) -> Result<ThroughputRun> {
+    let mut opening = JoinSet::new();
+    for _ in 0..conns {
+        let t = target.clone();
+        opening.spawn(async move { Session::open(t).await });
+    }
+    let mut sessions = Vec::with_capacity(conns);
+    while let Some(r) = opening.join_next().await {
+        sessions.push(r??);
+    }
+    let count = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut running = JoinSet::new();
+    for mut s in sessions {
+        let (count, errors, stop) = (count.clone(), errors.clone(), stop.clone());
+        running.spawn(async move {
+            let mut first_error = None;
+            while !stop.load(Ordering::Relaxed) {
+                match s.echo().await {
+                    Ok(()) => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        first_error.get_or_insert_with(|| format!("{e:#}"));
+                        // A broken connection stays broken: reconnect.
+                        match Session::open(s.target()).await {
+                            Ok(n) => s = n,
+                            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                        }
+                    }
+                }
+            }
+            s.close().await;
+            first_error
+        });
+    }
+    tokio::time::sleep(warmup).await;
+    let w = watch();
+    let (c0, s0, t0) = (count.load(Ordering::Relaxed), snapshot(&w), Instant::now());
+    tokio::time::sleep(measure).await;
+    let (c1, s1, t1) = (count.load(Ordering::Relaxed), snapshot(&w), Instant::now());
+    stop.store(true, Ordering::Relaxed);
+    let mut first_error = None;
+    while let Some(r) = running.join_next().await {
+        if let Some(e) = r? {
+            first_error.get_or_insert(e);
+        }
+    }
+    Ok(ThroughputRun {
+        calls: c1 - c0,
+        secs: (t1 - t0).as_secs_f64(),
+        errors: errors.load(Ordering::Relaxed),
+        first_error,
+        cpu: delta(&s0, &s1),
+    })
+}
+
+/// Times `tools/call big` of `bytes` bytes on one session, `reps` times; seconds each.
+pub async fn big(target: &Arc<Target>, bytes: usize, reps: usize) -> Result<Vec<f64>> {
+    let mut s = Session::open(target.clone()).await?;
+    s.big(1000).await?;
+    let mut out = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        s.big(bytes).await?;
+        out.push(t.elapsed().as_secs_f64());
+    }
+    s.close().await;
+    Ok(out)
+}
+
+/// The direct pipe floor: the echo server spoken to over its stdin/stdout, one request
+/// at a time (write the line, read the answer line), with blocking I/O.
+pub struct Pipe {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: BufReader<std::process::ChildStdout>,
+    next_id: u64,
+    line: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl Pipe {
+    /// Starts the echo server and initializes it.
+    pub fn start(echo: &Path) -> Result<Self> {
+        let mut child = Command::new(echo)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {}", echo.display()))?;
+        let input = child.stdin.take().context("stdin")?;
+        let output = BufReader::with_capacity(256 * 1024, child.stdout.take().context("stdout")?);
+        let mut p = Self {
+            child,
+            input,
+            output,
+            next_id: 1,
+            line: Vec::with_capacity(256),
+            buf: Vec::with_capacity(4096),
+        };
+        p.round_trip(
+            br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}"#
+                .to_vec(),
+        )?;
+        p.input
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")?;
+        Ok(p)
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn round_trip(&mut self, mut line: Vec<u8>) -> Result<usize> {
+        line.push(b'\n');
+        self.input.write_all(&line)?;
+        self.buf.clear();
+        let n = self.output.read_until(b'\n', &mut self.buf)?;
+        if n == 0 || memchr::memmem::find(&self.buf, b"\"result\"").is_none() {
+            bail!(
+                "bad answer from the echo server: {}",
+                String::from_utf8_lossy(&self.buf[..self.buf.len().min(200)])
+            );
+        }
+        Ok(n)
+    }
+
+    fn call(&mut self, tool: &str, args: &str) -> Result<usize> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        write!(
+            line,
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{args}}}}}"#
+        )?;
+        let r = self.round_trip(line.clone());
+        self.line = line;
+        r
+    }
+
+    /// Sequential `echo` calls: percentiles and the child's CPU per call.
+    pub fn latency(&mut self, warmup: usize, n: usize) -> Result<(Latency, f64)> {
+        for _ in 0..warmup {
+            self.call("echo", ECHO_ARGS)?;
+        }
+        let c0 = procs::cpu(self.pid());
+        let mut ns = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            self.call("echo", ECHO_ARGS)?;
+            ns.push(t.elapsed().as_nanos() as u64);
+        }
+        let c1 = procs::cpu(self.pid());
+        Ok((Latency::from_ns(ns), (c1 - c0).stat_us / n.max(1) as f64))
+    }
+
+    /// Times `big` of `bytes` bytes, `reps` times; seconds each.
+    pub fn big(&mut self, bytes: usize, reps: usize) -> Result<Vec<f64>> {
+        let args = format!(r#"{{"bytes":{bytes}}}"#);
+        self.call("big", r#"{"bytes":1000}"#)?;
+        let mut out = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            let t = Instant::now();
+            let n = self.call("big", &args)?;
+            out.push(t.elapsed().as_secs_f64());
+            if n < bytes {
+                bail!("big: only {n} bytes came back");
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Median of a non-empty slice (0 when empty).
+pub fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let m = s.len() / 2;
+    if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        (s[m - 1] + s[m]) / 2.0
+    }
+}

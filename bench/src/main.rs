@@ -1,0 +1,512 @@
+//! `bench`: the tunnel's performance benchmark, measured side by side with its floors and
+//! with supergateway, against the budget in DESIGN.md ("Performance budget").
+//!
+//! ```text
+//! cargo run --release -p bench -- [--quick] [--out FILE] [--runs N]
+//! ```
+//!
+//! # Method
+//!
+//! Everything runs on this machine over loopback, in one process tree, in one run, so the
+//! floors and the tunnel see the same machine state:
+//!
+//! * **Pipe floor.** `echo-server` (this crate's fast stdio MCP server) is spoken to
+//!   directly over its stdin/stdout: one `tools/call echo` line written, the answer line
+//!   read, sequentially, with blocking I/O. p50/p90/p99 of those round trips.
+//! * **HTTP floor.** `null-http` (axum, `current_thread`, `TCP_NODELAY`) answers every
+//!   POST at once with a constant JSON-RPC result. It is driven by the same load generator
+//!   as the tunnel: p50/p90/p99 at c=1, calls/s at c=32.
+//! * **Tunnel.** `bridge run -- echo-server`, once with its embedded relay and once
+//!   against a separate `relay serve` process. Every HTTP connection opens its own MCP
+//!   session (`initialize`, `notifications/initialized`, then `Mcp-Session-Id` on every
+//!   call) and sends `tools/call echo` (≈100-byte requests and answers). c=1: sequential
+//!   calls on one session; c=32: 32 sessions on 32 keep-alive connections calling back to
+//!   back for a fixed time after a warm-up. CPU per call is the utime+stime delta of each
+//!   process (`/proc/<pid>/stat`) over the measured window divided by the calls completed
+//!   in it; schedstat run time is read too as a cross-check. The embedded relay runs on a
+//!   thread of the bridge process, so that mode reports one combined figure.
+//! * **Large result.** `tools/call big` of 5,000,000 bytes, through the tunnel and over
+//!   direct pipes; the ratio of the medians.
+//! * **Memory.** `VmRSS` of a fresh `relay serve` (idle); of a fresh relay + bridge before
+//!   and after 1,000 sessions (each initialized on its own keep-alive connection, held
+//!   open, then closed), next to a null HTTP server holding as many idle connections; of a
+//!   fresh relay before and after 100 real `bridge run` processes (each with its own
+//!   echo-server) connect to it; and of the bridges idle, after the load runs and after the
+//!   large results. A bridge's figure is its own RSS plus the private (`RssAnon`) memory
+//!   of its orphan-guard helper (`bridge __guard`, the same binary); its servers are not
+//!   counted.
+//! * **supergateway** (`supergateway@4.0.0 --stateful --outputTransport streamableHttp`,
+//!   logging off, kept on 127.0.0.1 by `tests/clients/loopback.cjs`) wrapping the same
+//!   echo-server, installed with npm into `.test-deps/bench/`; the same c=1 and c=32 runs
+//!   and CPU per call. Skipped with a note when node/npm are missing.
+//!
+//! Processes are found through `/proc` (a bridge's children are its servers and its
+//! guard; supergateway's descendants are its per-session servers).
+//!
+//! `--url URL [--bearer T]` only drives an endpoint started by hand (c=1 then c=N), as a
+//! load source for profiling.
+//!
+//! The load generator is Rust (`http.rs`: a minimal HTTP/1.1 keep-alive client, one write
+//! per request, `TCP_NODELAY`) on a single-threaded tokio runtime, so it takes as little
+//! of the two cores as possible. The c=1 and c=32 runs are repeated (`--runs`, default 3,
+//! interleaved across targets) and medians are reported. Nothing here asserts a timing:
+//! the table shows each figure next to its target with pass/miss, and the run always
+//! completes.
+
+mod http;
+mod load;
+mod mcp;
+mod procs;
+mod report;
+mod setup;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::Parser;
+use tokio::task::JoinSet;
+
+use crate::load::Watch;
+use crate::mcp::{Session, Target};
+use crate::report::{Memory, ModeResults, Results};
+
+#[derive(Parser)]
+#[command(
+    name = "bench",
+    about = "Tunnel performance benchmark (floors, latency, throughput, CPU per call, memory, supergateway)"
+)]
+struct Args {
+    /// Shorten every phase (a smoke run; figures are indicative only).
+    #[arg(long)]
+    quick: bool,
+    /// Also write the results (markdown) to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Repetitions of the c=1 and c=32 runs (medians are reported); default 3, 1 with --quick.
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Concurrent sessions (connections) in the throughput runs.
+    #[arg(long, default_value_t = 32)]
+    conns: usize,
+    /// Seconds of each throughput run (default 10, 2 with --quick).
+    #[arg(long)]
+    secs: Option<f64>,
+    /// Do not run `cargo build` for bridge and relay first.
+    #[arg(long)]
+    no_build: bool,
+    /// Skip the supergateway comparison.
+    #[arg(long)]
+    no_supergateway: bool,
+    /// Only drive this MCP endpoint (c=1 then c=N, `--runs` times) and print the figures:
+    /// a load source for profiling a bridge or relay started by hand.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// Bearer token for `--url`.
+    #[arg(long, env = "BENCH_BEARER", hide_env_values = true)]
+    bearer: Option<String>,
+}
+
+/// Sizes of every phase.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Repetitions of the latency and throughput runs.
+    pub runs: usize,
+    /// Unmeasured calls before a c=1 run.
+    pub lat_warmup: usize,
+    /// Measured calls of a c=1 run.
+    pub lat_calls: usize,
+    /// Unmeasured pipe round trips.
+    pub pipe_warmup: usize,
+    /// Measured pipe round trips.
+    pub pipe_calls: usize,
+    /// Connections of a throughput run.
+    pub conns: usize,
+    /// Warm-up of a throughput run.
+    pub tput_warmup: Duration,
+    /// Measured window of a throughput run.
+    pub tput_secs: Duration,
+    /// Size of the large result.
+    pub big_bytes: usize,
+    /// Repetitions of the large result.
+    pub big_reps: usize,
+    /// Idle sessions for the memory figure.
+    pub sessions: usize,
+    /// Connected bridges for the memory figure.
+    pub bridges: usize,
+}
+
+impl Plan {
+    fn new(a: &Args) -> Self {
+        let quick = a.quick;
+        let secs = a.secs.unwrap_or(if quick { 2.0 } else { 10.0 });
+        Self {
+            runs: a.runs.unwrap_or(if quick { 1 } else { 3 }).max(1),
+            lat_warmup: if quick { 100 } else { 500 },
+            lat_calls: if quick { 1000 } else { 5000 },
+            pipe_warmup: if quick { 200 } else { 1000 },
+            pipe_calls: if quick { 2000 } else { 20000 },
+            conns: a.conns.max(1),
+            tput_warmup: Duration::from_millis(if quick { 500 } else { 1000 }),
+            tput_secs: Duration::from_secs_f64(secs.max(0.2)),
+            big_bytes: 5_000_000,
+            big_reps: if quick { 2 } else { 5 },
+            sessions: if quick { 200 } else { 1000 },
+            bridges: if quick { 20 } else { 100 },
+        }
+    }
+}
+
+fn note(notes: &mut Vec<String>, what: &str, e: anyhow::Error) {
+    let msg = format!("{what}: {e:#}");
+    eprintln!("bench: {msg}");
+    notes.push(msg);
+}
+
+fn settle() {
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+/// One system under test during the latency/throughput phase.
+struct Mode {
+    target: Arc<Target>,
+    watch: Box<dyn Fn() -> Vec<Watch>>,
+    results: ModeResults,
+}
+
+impl Mode {
+    async fn run(&mut self, plan: &Plan, notes: &mut Vec<String>) {
+        let label = self.target.label.clone();
+        eprintln!("bench: {label}: c=1 latency");
+        match load::latency(&self.target, plan.lat_warmup, plan.lat_calls, &self.watch).await {
+            Ok(r) => self.results.lat.push(r),
+            Err(e) => note(notes, &format!("{label} c=1"), e),
+        }
+        eprintln!("bench: {label}: c={} throughput", plan.conns);
+        match load::throughput(
+            &self.target,
+            plan.conns,
+            plan.tput_warmup,
+            plan.tput_secs,
+            &self.watch,
+        )
+        .await
+        {
+            Ok(r) => {
+                if r.errors > 0 {
+                    notes.push(format!(
+                        "{label} c={}: {} failed calls (first: {})",
+                        plan.conns,
+                        r.errors,
+                        r.first_error.clone().unwrap_or_default()
+                    ));
+                }
+                self.results.tput.push(r);
+            }
+            Err(e) => note(notes, &format!("{label} c={}", plan.conns), e),
+        }
+    }
+}
+
+fn watch_bridge(pid: u32) -> Box<dyn Fn() -> Vec<Watch>> {
+    Box::new(move || {
+        vec![
+            Watch {
+                role: "bridge",
+                pids: procs::bridge_family(pid),
+            },
+            Watch {
+                role: "child",
+                pids: procs::bridge_servers(pid),
+            },
+        ]
+    })
+}
+
+/// Opens `n` sessions, each on its own connection, at most 32 at a time.
+async fn open_sessions(target: &Arc<Target>, n: usize) -> Result<Vec<Session>> {
+    let mut out = Vec::with_capacity(n);
+    let mut set = JoinSet::new();
+    let mut started = 0;
+    while out.len() < n {
+        while started < n && set.len() < 32 {
+            let t = target.clone();
+            set.spawn(async move { Session::open(t).await });
+            started += 1;
+        }
+        if let Some(r) = set.join_next().await {
+            out.push(r??);
+        }
+    }
+    Ok(out)
+}
+
+fn kib(pid: u32) -> f64 {
+    procs::rss_kib(pid).unwrap_or(0) as f64
+}
+
+/// Memory of a bridge: its RSS plus the private memory of its orphan guard process (which
+/// runs the same binary, so its file pages are shared), not its servers.
+fn bridge_kib(pid: u32) -> f64 {
+    kib(pid)
+        + procs::bridge_guards(pid)
+            .into_iter()
+            .map(|g| procs::rss_anon_kib(g).unwrap_or(0) as f64)
+            .sum::<f64>()
+}
+
+/// Memory: relay and bridge RSS around idle sessions, relay RSS around connected bridges.
+async fn memory(bins: &setup::Bins, plan: &Plan, mem: &mut Memory) -> Result<()> {
+    // 1,000 idle sessions through a fresh relay + bridge.
+    let relay = setup::relay(bins, "relay-mem")?;
+    settle();
+    mem.relay_idle_kib = Some(kib(relay.proc.pid()));
+    let bridge = setup::bridge(bins, "bridge-mem", Some(&relay), "bench-mem")?;
+    settle();
+    let (r0, b0) = (kib(relay.proc.pid()), bridge_kib(bridge.proc.pid()));
+    mem.bridge_idle_kib = Some(b0);
+    mem.relay_one_bridge_kib = Some(r0);
+    eprintln!("bench: memory: opening {} idle sessions", plan.sessions);
+    let sessions = open_sessions(&bridge.target, plan.sessions).await?;
+    settle();
+    let (r1, b1) = (kib(relay.proc.pid()), bridge_kib(bridge.proc.pid()));
+    drop(sessions);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (r2, b2) = (kib(relay.proc.pid()), bridge_kib(bridge.proc.pid()));
+    mem.sessions = plan.sessions;
+    mem.relay_sessions_open_kib = Some((r0, r1));
+    mem.bridge_sessions_kib = Some((b0, b1, b2));
+    mem.relay_sessions_closed_kib = Some(r2);
+    drop(bridge);
+    drop(relay);
+
+    // The same number of idle keep-alive connections on the null HTTP server (each used
+    // once): what hyper/axum cost per connection, for comparison with the relay.
+    let null = setup::null_server(bins)?;
+    settle();
+    let n0 = kib(null.proc.pid());
+    let mut conns = open_sessions(&null.target, plan.sessions).await?;
+    for c in &mut conns {
+        c.echo().await?;
+    }
+    settle();
+    mem.null_conns_kib = Some((n0, kib(null.proc.pid())));
+    drop(conns);
+    drop(null);
+
+    // Connected bridges on a fresh relay.
+    let relay = setup::relay(bins, "relay-bridges")?;
+    settle();
+    let r0 = kib(relay.proc.pid());
+    eprintln!("bench: memory: connecting {} bridges", plan.bridges);
+    let t = Instant::now();
+    let mut bridges = Vec::with_capacity(plan.bridges);
+    for i in 0..plan.bridges {
+        bridges.push(setup::bridge(
+            bins,
+            &format!("bridge-{i:03}"),
+            Some(&relay),
+            &format!("bench-b{i:03}"),
+        )?);
+    }
+    eprintln!(
+        "bench: memory: {} bridges connected in {:.1} s",
+        plan.bridges,
+        t.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let r1 = kib(relay.proc.pid());
+    let mut each: Vec<f64> = bridges.iter().map(|b| bridge_kib(b.proc.pid())).collect();
+    each.sort_by(f64::total_cmp);
+    mem.bridges = plan.bridges;
+    mem.relay_bridges_kib = Some((r0, r1));
+    mem.bridge_median_kib = Some(load::median(&each));
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let plan = Plan::new(&args);
+    if let Some(url) = &args.url {
+        return drive(url, args.bearer.clone(), &plan).await;
+    }
+    let bins = setup::Bins::locate(!args.no_build)?;
+    let mut res = Results::new(&plan, args.quick);
+    let started = Instant::now();
+    let ticks0 = procs::machine_ticks();
+    eprintln!("bench: plan {plan:?}; logs in {}", bins.logs.display());
+
+    // The systems under test, all started up front and idle between their runs.
+    let null = setup::null_server(&bins)?;
+    let relay = setup::relay(&bins, "relay")?;
+    let embedded = setup::bridge(&bins, "bridge-embedded", None, "bench-embedded")?;
+    let separate = setup::bridge(&bins, "bridge-separate", Some(&relay), "bench-separate")?;
+    let gateway = if args.no_supergateway {
+        res.notes
+            .push("supergateway skipped (--no-supergateway)".into());
+        None
+    } else {
+        match setup::install_supergateway().and_then(|entry| setup::supergateway(&bins, &entry)) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                note(&mut res.notes, "supergateway skipped", e);
+                None
+            }
+        }
+    };
+    settle();
+    res.memory.embedded_idle_kib = Some(bridge_kib(embedded.proc.pid()));
+    res.memory.gateway_idle_kib = gateway.as_ref().map(|g| kib(g.proc.pid()));
+
+    let null_pid = null.proc.pid();
+    let relay_pid = relay.proc.pid();
+    let sep_pid = separate.proc.pid();
+    let mut modes = vec![
+        Mode {
+            target: null.target.clone(),
+            watch: Box::new(move || {
+                vec![Watch {
+                    role: "server",
+                    pids: vec![null_pid],
+                }]
+            }),
+            results: ModeResults::default(),
+        },
+        Mode {
+            target: embedded.target.clone(),
+            watch: watch_bridge(embedded.proc.pid()),
+            results: ModeResults::default(),
+        },
+        Mode {
+            target: separate.target.clone(),
+            watch: Box::new(move || {
+                let mut w = watch_bridge(sep_pid)();
+                w.insert(
+                    0,
+                    Watch {
+                        role: "relay",
+                        pids: vec![relay_pid],
+                    },
+                );
+                w
+            }),
+            results: ModeResults::default(),
+        },
+    ];
+    if let Some(g) = &gateway {
+        let pid = g.proc.pid();
+        modes.push(Mode {
+            target: g.target.clone(),
+            watch: Box::new(move || {
+                vec![
+                    Watch {
+                        role: "gateway",
+                        pids: vec![pid],
+                    },
+                    Watch {
+                        role: "child",
+                        pids: procs::descendants(pid),
+                    },
+                ]
+            }),
+            results: ModeResults::default(),
+        });
+    }
+
+    let mut pipe = load::Pipe::start(&bins.echo)?;
+    for run in 0..plan.runs {
+        eprintln!("bench: run {}/{}: pipe floor", run + 1, plan.runs);
+        match pipe.latency(plan.pipe_warmup, plan.pipe_calls) {
+            Ok((l, cpu)) => {
+                res.pipe.push(l);
+                res.pipe_child_cpu.push(cpu);
+            }
+            Err(e) => note(&mut res.notes, "pipe floor", e),
+        }
+        for m in &mut modes {
+            m.run(&plan, &mut res.notes).await;
+        }
+    }
+
+    res.memory.embedded_load_kib = Some(bridge_kib(embedded.proc.pid()));
+    res.memory.separate_load_kib = Some((kib(relay_pid), bridge_kib(sep_pid)));
+    res.memory.gateway_load_kib = gateway.as_ref().map(|g| kib(g.proc.pid()));
+
+    eprintln!("bench: {} byte results", plan.big_bytes);
+    match pipe.big(plan.big_bytes, plan.big_reps) {
+        Ok(t) => res.big_pipe = t,
+        Err(e) => note(&mut res.notes, "big over pipes", e),
+    }
+    drop(pipe);
+    for m in modes.iter_mut().skip(1) {
+        match load::big(&m.target, plan.big_bytes, plan.big_reps).await {
+            Ok(t) => m.results.big = t,
+            Err(e) => note(
+                &mut res.notes,
+                &format!("big through {}", m.target.label),
+                e,
+            ),
+        }
+    }
+    res.memory.embedded_big_kib = Some(bridge_kib(embedded.proc.pid()));
+    res.memory.separate_big_kib = Some((kib(relay_pid), bridge_kib(sep_pid)));
+
+    let mut modes = modes.into_iter();
+    res.null = take(&mut modes);
+    res.embedded = take(&mut modes);
+    res.separate = take(&mut modes);
+    res.gateway = modes.next().map(|m| m.results);
+    drop((null, embedded, separate, relay, gateway));
+
+    if let Err(e) = memory(&bins, &plan, &mut res.memory).await {
+        note(&mut res.notes, "memory phase", e);
+    }
+
+    let ticks1 = procs::machine_ticks();
+    res.finish(ticks0, ticks1, started.elapsed());
+    let text = report::render(&res);
+    println!("{text}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &text)?;
+        eprintln!("bench: wrote {}", out.display());
+    }
+    Ok(())
+}
+
+/// `--url`: load only, no processes of our own.
+async fn drive(url: &str, bearer: Option<String>, plan: &Plan) -> Result<()> {
+    let target = Arc::new(Target {
+        label: url.to_owned(),
+        endpoint: http::Endpoint::parse(url)?,
+        bearer,
+        handshake: true,
+    });
+    for run in 0..plan.runs {
+        let l = load::latency(&target, plan.lat_warmup, plan.lat_calls, Vec::new).await?;
+        let t = load::throughput(
+            &target,
+            plan.conns,
+            plan.tput_warmup,
+            plan.tput_secs,
+            Vec::new,
+        )
+        .await?;
+        println!(
+            "run {}: c=1 p50 {:.1} p90 {:.1} p99 {:.1} µs; c={} {:.0} calls/s, {} errors",
+            run + 1,
+            l.latency.p50,
+            l.latency.p90,
+            l.latency.p99,
+            plan.conns,
+            t.rate(),
+            t.errors
+        );
+    }
+    Ok(())
+}
+
+fn take(modes: &mut impl Iterator<Item = Mode>) -> ModeResults {
+    modes.next().map(|m| m.results).unwrap_or_default()
+}

@@ -1,0 +1,152 @@
+//! Checking OAuth access tokens on MCP requests: the token must be live, issued for this
+//! tunnel's resource (its audience), and its grant made while the current owner held the
+//! name. Validated tokens are cached for a few seconds to keep the database off the hot
+//! path.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::response::Response;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use protocol::jsonrpc::INVALID_REQUEST;
+
+use crate::config::sha256;
+use crate::error::jsonrpc_error;
+use crate::state::AppState;
+use crate::store::{Grant, now};
+
+/// How long a validated token (and a name's owner) is trusted without the database.
+const CACHE_TTL: Duration = Duration::from_secs(5);
+const CACHE_MAX: usize = 100_000;
+
+/// Recently validated access tokens and tunnel owners.
+#[derive(Default)]
+pub struct TokenCache {
+    tokens: Mutex<HashMap<[u8; 32], (Grant, i64, Instant)>>,
+    owners: Mutex<HashMap<String, (Option<i64>, Instant)>>,
+}
+
+impl TokenCache {
+    fn token(&self, hash: &[u8; 32]) -> Option<(Grant, i64)> {
+        let map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(hash)
+            .filter(|(_, _, at)| at.elapsed() < CACHE_TTL)
+            .map(|(g, e, _)| (g.clone(), *e))
+    }
+
+    fn put_token(&self, hash: [u8; 32], g: Grant, expires: i64) {
+        let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= CACHE_MAX {
+            map.clear();
+        }
+        map.insert(hash, (g, expires, Instant::now()));
+    }
+
+    /// Forgets a token at once (revocation).
+    pub fn forget(&self, token: &str) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&sha256(token.as_bytes()));
+    }
+
+    fn owner(&self, state: &AppState, name: &str) -> Option<i64> {
+        if let Some((o, at)) = self
+            .owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            && at.elapsed() < CACHE_TTL
+        {
+            return *o;
+        }
+        let o = state.store.name_owner(name).ok().flatten();
+        let mut map = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= CACHE_MAX {
+            map.clear();
+        }
+        map.insert(name.to_owned(), (o, Instant::now()));
+        o
+    }
+}
+
+/// The public MCP URL of a tunnel: its OAuth resource identifier.
+pub fn resource_url(state: &AppState, name: &str) -> String {
+    format!("{}/{name}/mcp", state.config.base())
+}
+
+/// The URL of a tunnel's protected-resource metadata (RFC 9728, path-inserted).
+pub fn metadata_url(state: &AppState, name: &str) -> String {
+    format!(
+        "{}/.well-known/oauth-protected-resource/{name}/mcp",
+        state.config.base()
+    )
+}
+
+/// The bearer token of a request.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty() && t.len() <= 512)
+}
+
+/// A 401 that points clients at the tunnel's metadata.
+pub fn challenge(state: &AppState, name: &str, error: Option<&str>) -> Response {
+    let mut r = jsonrpc_error(
+        StatusCode::UNAUTHORIZED,
+        INVALID_REQUEST,
+        match error {
+            Some(_) => "Unauthorized: the access token is invalid, expired or not for this tunnel",
+            None => "Unauthorized: this tunnel needs an OAuth access token",
+        },
+    );
+    let mut v = format!(
+        "Bearer resource_metadata=\"{}\", scope=\"{}\"",
+        metadata_url(state, name),
+        super::SCOPE
+    );
+    if let Some(e) = error {
+        v.push_str(&format!(", error=\"{e}\""));
+    }
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+/// Checks the request's access token for tunnel `name`; the principal on success.
+pub fn check(state: &AppState, name: &str, headers: &HeaderMap) -> Result<String, Response> {
+    let Some(token) = bearer(headers) else {
+        return Err(challenge(state, name, None));
+    };
+    let hash = sha256(token.as_bytes());
+    let cache = &state.oauth.tokens;
+    let (grant, expires) = match cache.token(&hash) {
+        Some(v) => v,
+        None => match state.store.access_token(token) {
+            Ok(Some((g, e))) => {
+                cache.put_token(hash, g.clone(), e);
+                (g, e)
+            }
+            Ok(None) => return Err(challenge(state, name, Some("invalid_token"))),
+            Err(e) => {
+                tracing::error!("token lookup failed: {e}");
+                return Err(jsonrpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    protocol::jsonrpc::UNAVAILABLE,
+                    "the relay cannot check tokens right now; retry",
+                ));
+            }
+        },
+    };
+    let audience_ok = grant.tunnel == name && grant.resource == resource_url(state, name);
+    let owner_ok = cache.owner(state, name) == Some(grant.owner_token);
+    if expires <= now() || !audience_ok || !owner_ok {
+        return Err(challenge(state, name, Some("invalid_token")));
+    }
+    Ok(format!("oauth:{}", grant.client_id))
+}

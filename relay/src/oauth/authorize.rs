@@ -1,0 +1,172 @@
+//! The authorization endpoint: validates the request, then shows the owner-only consent
+//! page. Until the client and its exact redirect URI are known, errors are shown as a page;
+//! after that they go back to the client with `error`, `state` and `iss`.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use http::StatusCode;
+use protocol::{ClientAuth, ConsentRequest, Frame};
+
+use super::consent::{Consent, error_page, page, redirect_to_client, user_code};
+use super::{host_of, redirect_allowed};
+use crate::state::AppState;
+use crate::store::{Client, new_secret};
+
+/// Loads the client named by `client_id`: registered, or a metadata document URL.
+pub async fn load_client(state: &AppState, client_id: &str) -> Result<Client, String> {
+    if client_id.starts_with("https://") {
+        return state.oauth.cimd.client(state, client_id).await;
+    }
+    match state.store.client(client_id) {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err("unknown client_id: register the client first".into()),
+        Err(e) => Err(format!("the relay cannot look up clients right now ({e})")),
+    }
+}
+
+/// What the consent page says about a client.
+pub fn describe(client: &Client) -> String {
+    if client.kind == "cimd" {
+        format!(
+            "described by a metadata document at {}",
+            host_of(&client.client_id)
+        )
+    } else {
+        match &client.name {
+            Some(n) => format!(
+                "registered itself with this relay, calling itself \u{201c}{n}\u{201d} (unverified)"
+            ),
+            None => "registered itself with this relay (unverified)".into(),
+        }
+    }
+}
+
+/// `GET /oauth/authorize`.
+pub async fn authorize(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let mut params: HashMap<String, String> = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        if params.insert(k.into_owned(), v.into_owned()).is_some() {
+            return error_page(StatusCode::BAD_REQUEST, "a parameter appears twice");
+        }
+    }
+    let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+
+    let Some(client_id) = get("client_id") else {
+        return error_page(StatusCode::BAD_REQUEST, "client_id is missing");
+    };
+    let client = match load_client(&state, client_id).await {
+        Ok(c) => c,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+    };
+    let redirect_uri = match get("redirect_uri") {
+        Some(r) => r.to_owned(),
+        None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
+        None => return error_page(StatusCode::BAD_REQUEST, "redirect_uri is missing"),
+    };
+    if !client.redirect_uris.contains(&redirect_uri) {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "redirect_uri does not exactly match one the client registered",
+        );
+    }
+    if !redirect_allowed(&redirect_uri, &state.oauth.config.extra_redirect_hosts) {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "redirect_uri points to a host this relay does not allow",
+        );
+    }
+    // From here on the redirect URI is trusted: errors go back to the client.
+    let client_state = get("state").map(str::to_owned);
+    let fail = |error: &str, description: &str| {
+        redirect_to_client(
+            &state,
+            &redirect_uri,
+            client_state.as_deref(),
+            &[("error", error), ("error_description", description)],
+        )
+    };
+    if get("response_type") != Some("code") {
+        return fail(
+            "unsupported_response_type",
+            "only response_type=code is supported",
+        );
+    }
+    let Some(challenge) = get("code_challenge") else {
+        return fail(
+            "invalid_request",
+            "PKCE is required: send code_challenge with S256",
+        );
+    };
+    if get("code_challenge_method") != Some("S256") {
+        return fail(
+            "invalid_request",
+            "only the S256 code_challenge_method is supported",
+        );
+    }
+    if challenge.len() < 43 || challenge.len() > 128 {
+        return fail("invalid_request", "code_challenge has the wrong length");
+    }
+    let Some(resource) = get("resource") else {
+        return fail(
+            "invalid_target",
+            "resource is required: the tunnel's MCP URL",
+        );
+    };
+    let base = state.config.base();
+    let tunnel = resource
+        .strip_prefix(&format!("{base}/"))
+        .and_then(|r| r.strip_suffix("/mcp"))
+        .filter(|n| protocol::valid_tunnel_name(n))
+        .map(str::to_owned);
+    let Some(tunnel) = tunnel else {
+        return fail("invalid_target", "resource is not a tunnel of this relay");
+    };
+    let is_oauth = state
+        .registry
+        .status(&tunnel)
+        .is_some_and(|(auth, _)| auth == ClientAuth::OAuth);
+    if !is_oauth {
+        return fail(
+            "invalid_target",
+            "that tunnel does not use OAuth on this relay",
+        );
+    }
+    let consent = Consent {
+        id: new_secret(""),
+        code: user_code(),
+        csrf: new_secret(""),
+        tunnel: tunnel.clone(),
+        client_id: client.client_id.clone(),
+        client_display: super::authorize::describe(&client),
+        redirect_uri: redirect_uri.clone(),
+        state: client_state.clone(),
+        challenge: challenge.to_owned(),
+        resource: resource.to_owned(),
+        scope: super::SCOPE.to_owned(),
+        created: Instant::now(),
+        decision: None,
+    };
+    if !state
+        .oauth
+        .consents
+        .insert(consent.clone(), state.oauth.config.max_consents)
+    {
+        return fail(
+            "temporarily_unavailable",
+            "too many pending authorizations; retry later",
+        );
+    }
+    if let Some(t) = state.registry.get(&tunnel) {
+        t.try_send(Frame::ConsentRequest(ConsentRequest {
+            id: consent.id.clone(),
+            code: consent.code.clone(),
+            client: consent.client_display.clone(),
+            redirect_host: host_of(&redirect_uri),
+        }));
+    }
+    tracing::info!(tunnel = %tunnel, client = %client.client_id, "authorization waiting for the owner");
+    page(&state, &consent, true, None)
+}

@@ -1,0 +1,567 @@
+//! Consent that needs the tunnel's owner.
+//!
+//! The authorization endpoint creates a pending consent and shows a page (plain HTML, no
+//! JavaScript) naming the tunnel, the redirect host and where the client's description
+//! comes from, with a short code. It is approved by proof of ownership only: the owner
+//! types the code in the bridge's terminal (a `ConsentDecision` frame), or runs
+//! `bridge approve <code>` (which presents the bridge token to `/oauth/approve`), or the
+//! relay operator enters the operator password on the page (Argon2, rate-limited per
+//! address). The page refreshes itself and, once approved, redirects with `code`, `state`
+//! and `iss`. The consent is bound to the browser that started it by a cookie, and the
+//! forms carry the same value as a CSRF token.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Form, State};
+use axum::response::Response;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::Deserialize;
+
+use super::{CODE_TTL, CONSENT_TTL, escape_html, host_of, oauth_error};
+use crate::state::AppState;
+use crate::store::{CodeGrant, Grant, new_secret, now};
+
+/// Failed operator-password attempts allowed per address in [`PASSWORD_WINDOW`].
+const PASSWORD_ATTEMPTS: usize = 5;
+/// Window of the operator-password rate limit.
+const PASSWORD_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// One authorization waiting for the owner.
+#[derive(Debug, Clone)]
+pub struct Consent {
+    /// Random id in the page's URL.
+    pub id: String,
+    /// The short code shown to the owner.
+    pub code: String,
+    /// Binds the consent to the browser (cookie) and its forms.
+    pub csrf: String,
+    /// Tunnel name.
+    pub tunnel: String,
+    /// Requesting client.
+    pub client_id: String,
+    /// What the page says about the client (never its self-chosen name as truth).
+    pub client_display: String,
+    /// Exact redirect URI.
+    pub redirect_uri: String,
+    /// The client's `state`.
+    pub state: Option<String>,
+    /// PKCE S256 challenge.
+    pub challenge: String,
+    /// The resource (the tunnel's MCP URL).
+    pub resource: String,
+    /// Granted scope.
+    pub scope: String,
+    /// When it was created.
+    pub created: Instant,
+    /// `Some(true)` approved, `Some(false)` denied.
+    pub decision: Option<bool>,
+}
+
+/// Pending consents.
+#[derive(Default)]
+pub struct Consents {
+    map: Mutex<HashMap<String, Consent>>,
+}
+
+/// A short, unambiguous code: `XXXX-XXXX`.
+pub fn user_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("OS randomness");
+    let s: String = b
+        .iter()
+        .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
+        .collect();
+    format!("{}-{}", &s[..4], &s[4..])
+}
+
+fn normalize(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+impl Consents {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Consent>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores a consent; `false` if the relay holds too many.
+    pub fn insert(&self, c: Consent, max: usize) -> bool {
+        let mut m = self.lock();
+        m.retain(|_, c| c.created.elapsed() < CONSENT_TTL);
+        if m.len() >= max {
+            return false;
+        }
+        m.insert(c.id.clone(), c);
+        true
+    }
+
+    /// A live consent by id.
+    pub fn get(&self, id: &str) -> Option<Consent> {
+        self.lock()
+            .get(id)
+            .filter(|c| c.created.elapsed() < CONSENT_TTL)
+            .cloned()
+    }
+
+    /// Removes a consent (it is used once).
+    pub fn take(&self, id: &str) -> Option<Consent> {
+        self.lock()
+            .remove(id)
+            .filter(|c| c.created.elapsed() < CONSENT_TTL)
+    }
+
+    /// Records a decision for the consent with this id, if it is for `tunnel`.
+    pub fn decide(&self, id: &str, tunnel: &str, approve: bool) -> bool {
+        match self.lock().get_mut(id) {
+            Some(c) if c.tunnel == tunnel && c.decision.is_none() => {
+                c.decision = Some(approve);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The consent showing this code.
+    pub fn by_code(&self, code: &str) -> Option<Consent> {
+        let want = normalize(code);
+        self.lock()
+            .values()
+            .find(|c| normalize(&c.code) == want && c.created.elapsed() < CONSENT_TTL)
+            .cloned()
+    }
+}
+
+fn cookie_name(id: &str) -> String {
+    format!("mcp_consent_{}", &id[..id.len().min(16)])
+}
+
+fn cookie_of(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn same_secret(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Adds the headers every page of the flow carries.
+fn harden(r: &mut Response, form_target: Option<&str>) {
+    let h = r.headers_mut();
+    let form_action = match form_target.and_then(|u| url::Url::parse(u).ok()) {
+        Some(u) => format!("'self' {}", u.origin().ascii_serialization()),
+        None => "'self'".into(),
+    };
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; form-action {form_action}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40em;margin:2em auto;padding:0 1em;color:#222}\
+dt{font-weight:bold;margin-top:.6em}code,.code{font-family:ui-monospace,monospace}\
+.code{font-size:2em;letter-spacing:.1em;padding:.3em .6em;border:2px solid #444;display:inline-block}\
+.warn{color:#8a1c00}form{margin-top:1em}button{font-size:1em;padding:.4em 1em}";
+
+/// An HTML error page (used before the redirect URI is trusted).
+pub fn error_page(status: StatusCode, message: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Authorization error</title>\
+         <style>{STYLE}</style></head><body><h1>Authorization failed</h1><p>{}</p></body></html>",
+        escape_html(message)
+    );
+    let mut r = Response::new(Body::from(html));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    harden(&mut r, None);
+    r
+}
+
+/// The consent page.
+pub fn page(state: &AppState, c: &Consent, set_cookie: bool, notice: Option<&str>) -> Response {
+    let operator = state.oauth.config.operator_password_hash.is_some();
+    let id = escape_html(&c.id);
+    let csrf = escape_html(&c.csrf);
+    let operator_form = if operator {
+        format!(
+            "<form method=post action=\"/oauth/consent/{id}\"><input type=hidden name=csrf value=\"{csrf}\">\
+             <label>Relay operator password <input type=password name=password autocomplete=current-password></label> \
+             <button name=action value=approve>Approve as operator</button></form>"
+        )
+    } else {
+        String::new()
+    };
+    let notice = notice
+        .map(|n| format!("<p class=warn>{}</p>", escape_html(n)))
+        .unwrap_or_default();
+    let html = format!(
+        "<!doctype html><html lang=en><head><meta charset=utf-8>\
+         <meta http-equiv=refresh content=\"3;url=/oauth/consent/{id}\">\
+         <title>Allow access to {tunnel}?</title><style>{STYLE}</style></head><body>\
+         <h1>Allow access to the tunnel {tunnel}?</h1>{notice}\
+         <dl><dt>Tunnel</dt><dd id=tunnel>{tunnel}</dd>\
+         <dt>The authorization code will be sent to</dt><dd id=redirect-host>{redirect_host}</dd>\
+         <dt>Client</dt><dd id=client>{client}</dd></dl>\
+         <p>Only the owner of this tunnel can approve. On the computer running the bridge, type \
+         this code in the bridge's terminal, or run <code>bridge approve {code}</code>:</p>\
+         <p class=code id=code>{code}</p>\
+         <p>This page continues by itself once the request is approved.</p>\
+         {operator_form}\
+         <form method=post action=\"/oauth/consent/{id}\"><input type=hidden name=csrf value=\"{csrf}\">\
+         <button name=action value=deny>Deny</button></form></body></html>",
+        tunnel = escape_html(&c.tunnel),
+        redirect_host = escape_html(&host_of(&c.redirect_uri)),
+        client = escape_html(&c.client_display),
+        code = escape_html(&c.code),
+    );
+    let mut r = Response::new(Body::from(html));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    if set_cookie {
+        let secure = if state.config.public_url.scheme() == "https" {
+            "; Secure"
+        } else {
+            ""
+        };
+        let cookie = format!(
+            "{}={}; Path=/oauth/consent/{}; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+            cookie_name(&c.id),
+            c.csrf,
+            c.id,
+            CONSENT_TTL.as_secs()
+        );
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            r.headers_mut().insert(header::SET_COOKIE, v);
+        }
+    }
+    harden(&mut r, Some(&c.redirect_uri));
+    r
+}
+
+/// Redirects to the client with the given parameters plus `state` and `iss`.
+pub fn redirect_to_client(
+    state: &AppState,
+    redirect_uri: &str,
+    client_state: Option<&str>,
+    params: &[(&str, &str)],
+) -> Response {
+    let mut u = match url::Url::parse(redirect_uri) {
+        Ok(u) => u,
+        Err(_) => return error_page(StatusCode::BAD_REQUEST, "invalid redirect URI"),
+    };
+    {
+        let mut q = u.query_pairs_mut();
+        for (k, v) in params {
+            q.append_pair(k, v);
+        }
+        if let Some(s) = client_state {
+            q.append_pair("state", s);
+        }
+        q.append_pair("iss", &state.config.base());
+    }
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(u.as_str()) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    harden(&mut r, Some(redirect_uri));
+    r
+}
+
+/// Ends an approved consent: issues the code and redirects.
+fn finish(state: &AppState, c: Consent) -> Response {
+    if c.decision != Some(true) {
+        return redirect_to_client(
+            state,
+            &c.redirect_uri,
+            c.state.as_deref(),
+            &[
+                ("error", "access_denied"),
+                ("error_description", "the tunnel owner denied the request"),
+            ],
+        );
+    }
+    let owner = match state.store.name_owner(&c.tunnel) {
+        Ok(Some(o)) => o,
+        _ => {
+            return redirect_to_client(
+                state,
+                &c.redirect_uri,
+                c.state.as_deref(),
+                &[
+                    ("error", "invalid_target"),
+                    ("error_description", "the tunnel no longer exists"),
+                ],
+            );
+        }
+    };
+    let code = new_secret("mcpc_");
+    let grant = CodeGrant {
+        grant: Grant {
+            client_id: c.client_id.clone(),
+            tunnel: c.tunnel.clone(),
+            resource: c.resource.clone(),
+            owner_token: owner,
+            scope: c.scope.clone(),
+        },
+        redirect_uri: c.redirect_uri.clone(),
+        challenge: c.challenge.clone(),
+        expires: now() + CODE_TTL.as_secs() as i64,
+    };
+    if let Err(e) = state.store.put_code(&code, &grant) {
+        tracing::error!("storing a code: {e}");
+        return redirect_to_client(
+            state,
+            &c.redirect_uri,
+            c.state.as_deref(),
+            &[("error", "server_error")],
+        );
+    }
+    tracing::info!(tunnel = %c.tunnel, client = %c.client_id, "authorization approved");
+    redirect_to_client(
+        state,
+        &c.redirect_uri,
+        c.state.as_deref(),
+        &[("code", &code)],
+    )
+}
+
+/// Checks that the request comes from the browser the consent was shown to.
+fn bound(c: &Consent, headers: &HeaderMap) -> bool {
+    cookie_of(headers, &cookie_name(&c.id)).is_some_and(|v| same_secret(&v, &c.csrf))
+}
+
+/// `GET /oauth/consent/<id>`: the page's self-refresh; redirects once decided.
+pub async fn poll(
+    State(state): State<AppState>,
+    crate::routes::PathParam(id): crate::routes::PathParam,
+    headers: HeaderMap,
+) -> Response {
+    let Some(c) = state.oauth.consents.get(&id) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This authorization request has expired or was already used. Start again from the client.",
+        );
+    };
+    if !bound(&c, &headers) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "This authorization request belongs to another browser.",
+        );
+    }
+    if c.decision.is_some() {
+        match state.oauth.consents.take(&id) {
+            Some(c) => finish(&state, c),
+            None => error_page(
+                StatusCode::BAD_REQUEST,
+                "This authorization request was already used.",
+            ),
+        }
+    } else {
+        page(&state, &c, false, None)
+    }
+}
+
+/// Form of the consent page.
+#[derive(Deserialize)]
+pub struct DecisionForm {
+    csrf: String,
+    action: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /oauth/consent/<id>`: deny, or approve with the operator password.
+pub async fn decide(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    crate::routes::PathParam(id): crate::routes::PathParam,
+    headers: HeaderMap,
+    Form(form): Form<DecisionForm>,
+) -> Response {
+    let Some(c) = state.oauth.consents.get(&id) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This authorization request has expired or was already used.",
+        );
+    };
+    if !bound(&c, &headers) || !same_secret(&form.csrf, &c.csrf) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Invalid form submission (CSRF check failed).",
+        );
+    }
+    match form.action.as_str() {
+        "deny" => {
+            state.oauth.consents.decide(&id, &c.tunnel, false);
+            match state.oauth.consents.take(&id) {
+                Some(c) => finish(&state, c),
+                None => error_page(StatusCode::BAD_REQUEST, "already used"),
+            }
+        }
+        "approve" => {
+            let Some(hash) = state.oauth.config.operator_password_hash.clone() else {
+                return page(
+                    &state,
+                    &c,
+                    false,
+                    Some("This relay has no operator password."),
+                );
+            };
+            let limiter = &state.oauth.password_failures;
+            if limiter.recent(peer.ip(), PASSWORD_WINDOW) >= PASSWORD_ATTEMPTS {
+                let mut r = page(
+                    &state,
+                    &c,
+                    false,
+                    Some("Too many wrong passwords from this address; try again later."),
+                );
+                *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                return r;
+            }
+            if !verify_password(&hash, &form.password) {
+                limiter.count(peer.ip());
+                tracing::warn!(ip = %peer.ip(), "wrong operator password on a consent page");
+                let mut r = page(&state, &c, false, Some("Wrong operator password."));
+                *r.status_mut() = StatusCode::FORBIDDEN;
+                return r;
+            }
+            state.oauth.consents.decide(&id, &c.tunnel, true);
+            match state.oauth.consents.take(&id) {
+                Some(c) => finish(&state, c),
+                None => error_page(StatusCode::BAD_REQUEST, "already used"),
+            }
+        }
+        _ => error_page(StatusCode::BAD_REQUEST, "unknown action"),
+    }
+}
+
+/// Verifies a password against an Argon2 PHC hash.
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    argon2::Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+}
+
+/// Hashes a password for `--operator-password-file` (Argon2id, random salt).
+pub fn hash_password(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).expect("OS randomness");
+    let salt = SaltString::encode_b64(&salt).expect("salt");
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2")
+        .to_string()
+}
+
+/// Body of `POST /oauth/approve`.
+#[derive(Deserialize)]
+pub struct ApproveBody {
+    code: String,
+    #[serde(default)]
+    deny: bool,
+}
+
+/// `POST /oauth/approve` (from `bridge approve <code>`): the bridge token proves ownership.
+pub async fn approve_with_bridge_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<ApproveBody>,
+) -> Response {
+    let Some(token) = super::access::bearer(&headers) else {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "send the bridge token as a bearer token",
+        );
+    };
+    let Ok(Some(token_id)) = state.store.token_id(token) else {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "unknown or revoked bridge token",
+        );
+    };
+    let Some(c) = state.oauth.consents.by_code(&body.code) else {
+        return oauth_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no pending authorization shows this code (it may have expired)",
+        );
+    };
+    if state.store.name_owner(&c.tunnel).ok().flatten() != Some(token_id) {
+        return oauth_error(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "this bridge token does not own the tunnel of that request",
+        );
+    }
+    if !state.oauth.consents.decide(&c.id, &c.tunnel, !body.deny) {
+        return oauth_error(
+            StatusCode::CONFLICT,
+            "already_decided",
+            "that request was already decided",
+        );
+    }
+    super::json_no_store(
+        StatusCode::OK,
+        &serde_json::json!({
+            "tunnel": c.tunnel,
+            "client": c.client_display,
+            "redirect_host": host_of(&c.redirect_uri),
+            "approved": !body.deny,
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_passwords() {
+        let c = user_code();
+        assert_eq!(c.len(), 9);
+        assert_eq!(normalize("ab-cd ef12"), "ABCDEF12");
+        let h = hash_password("s3cret");
+        assert!(verify_password(&h, "s3cret"));
+        assert!(!verify_password(&h, "wrong"));
+        assert!(!verify_password("garbage", "s3cret"));
+    }
+}

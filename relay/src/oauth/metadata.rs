@@ -1,0 +1,63 @@
+//! Discovery documents: RFC 8414 authorization server metadata and RFC 9728 protected
+//! resource metadata for each OAuth tunnel.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use protocol::ClientAuth;
+use serde_json::json;
+
+use super::access::resource_url;
+use super::oauth_error;
+use crate::state::AppState;
+
+/// `GET /.well-known/oauth-authorization-server`.
+pub async fn authorization_server(State(state): State<AppState>) -> Response {
+    let base = state.config.base();
+    axum::Json(json!({
+        "issuer": base,
+        "authorization_endpoint": format!("{base}/oauth/authorize"),
+        "token_endpoint": format!("{base}/oauth/token"),
+        "registration_endpoint": format!("{base}/oauth/register"),
+        "revocation_endpoint": format!("{base}/oauth/revoke"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported":
+            ["none", "client_secret_post", "client_secret_basic", "private_key_jwt"],
+        "revocation_endpoint_auth_methods_supported":
+            ["none", "client_secret_post", "client_secret_basic"],
+        "scopes_supported": [super::SCOPE],
+        "client_id_metadata_document_supported": true,
+        "authorization_response_iss_parameter_supported": true,
+    }))
+    .into_response()
+}
+
+/// `GET /.well-known/oauth-protected-resource/<name>/mcp`.
+pub async fn protected_resource(
+    State(state): State<AppState>,
+    crate::routes::PathParam(name): crate::routes::PathParam,
+) -> Response {
+    let is_oauth = protocol::valid_tunnel_name(&name)
+        && state
+            .registry
+            .status(&name)
+            .is_some_and(|(auth, _)| auth == ClientAuth::OAuth);
+    if !is_oauth {
+        return oauth_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no OAuth-protected tunnel with this name",
+        );
+    }
+    axum::Json(json!({
+        "resource": resource_url(&state, &name),
+        "authorization_servers": [state.config.base()],
+        "bearer_methods_supported": ["header"],
+        "scopes_supported": [super::SCOPE],
+        "resource_name": format!("MCP tunnel {name}"),
+    }))
+    .into_response()
+}

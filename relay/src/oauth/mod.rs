@@ -1,0 +1,296 @@
+//! The relay as an OAuth 2.1 authorization server (and resource server) for its tunnels.
+//!
+//! - `metadata`: RFC 9728 protected-resource metadata per tunnel, RFC 8414 server metadata;
+//! - `register`: dynamic client registration (RFC 7591);
+//! - `cimd`: client ID metadata documents, fetched with SSRF guards;
+//! - `authorize` + `consent`: the authorization endpoint and the owner-only consent page;
+//! - `token`: code and refresh grants (PKCE S256, rotating refresh tokens), revocation;
+//! - `access`: checking access tokens on every MCP request (audience = the tunnel).
+//!
+//! One issuer: the relay's public base URL.
+
+pub mod access;
+pub mod authorize;
+pub mod cimd;
+pub mod consent;
+pub mod metadata;
+pub mod register;
+pub mod token;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::response::Response;
+use axum::routing::{get, post};
+use http::{HeaderValue, StatusCode, header};
+
+use crate::state::AppState;
+
+/// Access tokens live this long.
+pub const ACCESS_TTL: Duration = Duration::from_secs(3600);
+/// Refresh tokens live this long (each use rotates them).
+pub const REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Authorization codes live this long.
+pub const CODE_TTL: Duration = Duration::from_secs(120);
+/// Pending consents live this long.
+pub const CONSENT_TTL: Duration = Duration::from_secs(600);
+/// The scope tokens carry.
+pub const SCOPE: &str = "mcp";
+
+/// OAuth settings of a relay.
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// Redirect hosts allowed besides ChatGPT's, Claude's and loopback.
+    pub extra_redirect_hosts: Vec<String>,
+    /// Argon2 hash (PHC string) of the operator password, if one is set.
+    pub operator_password_hash: Option<String>,
+    /// Most dynamically registered clients.
+    pub max_clients: usize,
+    /// Most pending consents.
+    pub max_consents: usize,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        Self {
+            extra_redirect_hosts: Vec::new(),
+            operator_password_hash: None,
+            max_clients: 10_000,
+            max_consents: 1_000,
+        }
+    }
+}
+
+/// A simple per-address limiter: at most `max` events per `window`.
+#[derive(Default)]
+pub struct RateLimiter {
+    events: Mutex<HashMap<IpAddr, Vec<Instant>>>,
+}
+
+impl RateLimiter {
+    /// Whether `ip` may do one more thing now (and counts it if so).
+    pub fn allow(&self, ip: IpAddr, max: usize, window: Duration) -> bool {
+        let mut map = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 100_000 {
+            map.retain(|_, v| v.last().is_some_and(|t| t.elapsed() < window));
+        }
+        let v = map.entry(ip).or_default();
+        v.retain(|t| t.elapsed() < window);
+        if v.len() >= max {
+            return false;
+        }
+        v.push(Instant::now());
+        true
+    }
+
+    /// Counts a failure without deciding anything.
+    pub fn count(&self, ip: IpAddr) {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(ip)
+            .or_default()
+            .push(Instant::now());
+    }
+
+    /// Events of `ip` within `window`.
+    pub fn recent(&self, ip: IpAddr, window: Duration) -> usize {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ip)
+            .map_or(0, |v| v.iter().filter(|t| t.elapsed() < window).count())
+    }
+}
+
+/// Mutable OAuth state of a relay.
+pub struct OAuth {
+    /// Settings.
+    pub config: OAuthConfig,
+    /// Authorizations waiting for the owner.
+    pub consents: consent::Consents,
+    /// Recently validated access tokens.
+    pub tokens: access::TokenCache,
+    /// Registrations per address.
+    pub registrations: RateLimiter,
+    /// Failed operator-password attempts per address.
+    pub password_failures: RateLimiter,
+    /// Fetched client metadata documents.
+    pub cimd: cimd::Fetcher,
+}
+
+impl OAuth {
+    /// OAuth state with these settings.
+    pub fn new(config: OAuthConfig) -> Self {
+        Self {
+            config,
+            consents: consent::Consents::default(),
+            tokens: access::TokenCache::default(),
+            registrations: RateLimiter::default(),
+            password_failures: RateLimiter::default(),
+            cimd: cimd::Fetcher::default(),
+        }
+    }
+}
+
+/// The OAuth routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata::authorization_server),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/{name}/mcp",
+            get(metadata::protected_resource),
+        )
+        .route("/oauth/register", post(register::register))
+        .route("/oauth/authorize", get(authorize::authorize))
+        .route(
+            "/oauth/consent/{id}",
+            get(consent::poll).post(consent::decide),
+        )
+        .route("/oauth/approve", post(consent::approve_with_bridge_token))
+        .route("/oauth/token", post(token::token))
+        .route("/oauth/revoke", post(token::revoke))
+}
+
+/// A JSON answer with `Cache-Control: no-store`.
+pub fn json_no_store(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut r = Response::new(Body::from(serde_json::to_vec(body).expect("json")));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// An OAuth error answer (`{"error": …, "error_description": …}`).
+pub fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    json_no_store(
+        status,
+        &serde_json::json!({ "error": error, "error_description": description }),
+    )
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether a redirect URI is allowed: ChatGPT's and Claude's callbacks, loopback
+/// (RFC 8252, any port), or an operator-allowed host over https.
+pub fn redirect_allowed(uri: &str, extra_hosts: &[String]) -> bool {
+    let Ok(u) = url::Url::parse(uri) else {
+        return false;
+    };
+    if u.fragment().is_some() || !u.username().is_empty() || u.password().is_some() {
+        return false;
+    }
+    let host = u.host_str().unwrap_or("").to_ascii_lowercase();
+    match u.scheme() {
+        "http" => crate::config::is_loopback_host(&host),
+        "https" => {
+            let path = u.path();
+            match host.as_str() {
+                "chatgpt.com" => {
+                    path == "/connector_platform_oauth_redirect"
+                        || path.starts_with("/connector/oauth/")
+                }
+                "claude.ai" | "claude.com" => path == "/api/mcp/auth_callback",
+                h if crate::config::is_loopback_host(h) => true,
+                h => extra_hosts.iter().any(|x| x.eq_ignore_ascii_case(h)),
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The host of a URI, for display.
+pub fn host_of(uri: &str) -> String {
+    url::Url::parse(uri)
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_owned(),
+            })
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_allowlist() {
+        let none: Vec<String> = vec![];
+        for ok in [
+            "https://chatgpt.com/connector_platform_oauth_redirect",
+            "https://chatgpt.com/connector/oauth/abc123",
+            "https://claude.ai/api/mcp/auth_callback",
+            "https://claude.com/api/mcp/auth_callback",
+            "http://127.0.0.1:39999/callback",
+            "http://localhost/cb",
+            "http://[::1]:8000/cb",
+        ] {
+            assert!(redirect_allowed(ok, &none), "{ok}");
+        }
+        for bad in [
+            "https://evil.example/cb",
+            "https://chatgpt.com/other",
+            "http://chatgpt.com/connector_platform_oauth_redirect",
+            "https://claude.ai/api/mcp/auth_callback#frag",
+            "https://user@claude.ai/api/mcp/auth_callback",
+            "javascript:alert(1)",
+            "http://10.0.0.1/cb",
+            "not a url",
+        ] {
+            assert!(!redirect_allowed(bad, &none), "{bad}");
+        }
+        assert!(redirect_allowed(
+            "https://app.example.org/cb",
+            &["app.example.org".to_string()]
+        ));
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(
+            escape_html("<script>\"x\" & 'y'</script>"),
+            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;"
+        );
+    }
+
+    #[test]
+    fn limiter() {
+        let l = RateLimiter::default();
+        let ip: IpAddr = "1.2.3.4".parse().unwrap();
+        for _ in 0..3 {
+            assert!(l.allow(ip, 3, Duration::from_secs(60)));
+        }
+        assert!(!l.allow(ip, 3, Duration::from_secs(60)));
+        assert!(l.allow("1.2.3.5".parse().unwrap(), 3, Duration::from_secs(60)));
+    }
+}

@@ -1,0 +1,293 @@
+//! The token endpoint (authorization code with PKCE S256, rotating refresh tokens) and
+//! token revocation (RFC 7009).
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use base64::Engine;
+use http::{HeaderMap, StatusCode, header};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::{ACCESS_TTL, REFRESH_TTL, json_no_store, oauth_error};
+use crate::config::sha256;
+use crate::state::AppState;
+use crate::store::{Client, Grant, RefreshError, new_secret, now};
+
+fn form(body: &[u8]) -> Result<HashMap<String, String>, Response> {
+    let mut map = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(body) {
+        if map.insert(k.into_owned(), v.into_owned()).is_some() {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "a parameter appears twice",
+            ));
+        }
+    }
+    Ok(map)
+}
+
+/// Authenticates the client of a token request per its registered method.
+fn client_auth(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<Client, Response> {
+    let invalid = |d: &str| {
+        let mut r = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", d);
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Basic realm=\"oauth\""),
+        );
+        r
+    };
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| {
+            let (id, secret) = s.split_once(':')?;
+            let dec = |x: &str| {
+                url::form_urlencoded::parse(format!("a={x}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+            };
+            Some((dec(id)?, dec(secret)?))
+        });
+    let client_id = basic
+        .as_ref()
+        .map(|(id, _)| id.clone())
+        .or_else(|| params.get("client_id").cloned())
+        .ok_or_else(|| invalid("client_id is missing"))?;
+    let client = match state.store.client(&client_id) {
+        Ok(Some(c)) => c,
+        _ => return Err(invalid("unknown client")),
+    };
+    let presented = basic
+        .map(|(_, s)| s)
+        .or_else(|| params.get("client_secret").cloned());
+    match (client.auth_method.as_str(), &client.secret_hash) {
+        ("none", _) => Ok(client),
+        (_, Some(hash)) => match presented {
+            Some(s) if bool::from(sha256(s.as_bytes()).ct_eq(hash)) => Ok(client),
+            _ => Err(invalid("client authentication failed")),
+        },
+        _ => Err(invalid("client authentication failed")),
+    }
+}
+
+fn issue(state: &AppState, g: &Grant, family: &str) -> Response {
+    let access = new_secret("mcpat_");
+    let refresh = new_secret("mcprt_");
+    let t = now();
+    let stored = state
+        .store
+        .put_token(
+            "access",
+            &access,
+            g,
+            t + ACCESS_TTL.as_secs() as i64,
+            family,
+        )
+        .and_then(|_| {
+            state.store.put_token(
+                "refresh",
+                &refresh,
+                g,
+                t + REFRESH_TTL.as_secs() as i64,
+                family,
+            )
+        });
+    if let Err(e) = stored {
+        tracing::error!("storing tokens: {e}");
+        return oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the relay cannot issue tokens right now",
+        );
+    }
+    json_no_store(
+        StatusCode::OK,
+        &json!({
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": ACCESS_TTL.as_secs(),
+            "refresh_token": refresh,
+            "scope": g.scope,
+        }),
+    )
+}
+
+fn pkce_ok(verifier: &str, challenge: &str) -> bool {
+    let valid = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    let computed =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha256(verifier.as_bytes()));
+    valid && bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
+}
+
+/// `POST /oauth/token`.
+pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if body.len() > 16 * 1024 {
+        return oauth_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "request too large",
+        );
+    }
+    let params = match form(&body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let client = match client_auth(&state, &headers, &params) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let grant_error = |d: &str| oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", d);
+    match params.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => {
+            let (Some(code), Some(verifier)) = (params.get("code"), params.get("code_verifier"))
+            else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "code and code_verifier are required",
+                );
+            };
+            let (c, family) = match state.store.take_code(code) {
+                Ok(Some(v)) => v,
+                Ok(None) => return grant_error("the code is unknown, expired or already used"),
+                Err(e) => {
+                    tracing::error!("code lookup: {e}");
+                    return grant_error("the code cannot be checked");
+                }
+            };
+            if c.grant.client_id != client.client_id {
+                return grant_error("the code was issued to another client");
+            }
+            if params
+                .get("redirect_uri")
+                .is_some_and(|r| *r != c.redirect_uri)
+                || (!params.contains_key("redirect_uri") && client.redirect_uris.len() > 1)
+            {
+                return grant_error("redirect_uri does not match the authorization request");
+            }
+            if !pkce_ok(verifier, &c.challenge) {
+                return grant_error("the code_verifier does not match the code_challenge");
+            }
+            if params
+                .get("resource")
+                .is_some_and(|r| *r != c.grant.resource)
+            {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_target",
+                    "resource differs from the authorization request",
+                );
+            }
+            issue(&state, &c.grant, &family)
+        }
+        Some("refresh_token") => {
+            let Some(rt) = params.get("refresh_token") else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "refresh_token is required",
+                );
+            };
+            let (g, family) = match state.store.use_refresh(rt) {
+                Ok(Ok(v)) => v,
+                Ok(Err(RefreshError::Reused)) => {
+                    tracing::warn!(client = %client.client_id, "a refresh token was reused; its family is revoked");
+                    return grant_error("the refresh token was already used; sign in again");
+                }
+                Ok(Err(RefreshError::Invalid)) | Err(_) => {
+                    return grant_error("the refresh token is unknown, expired or revoked");
+                }
+            };
+            if g.client_id != client.client_id {
+                return grant_error("the refresh token was issued to another client");
+            }
+            if params.get("resource").is_some_and(|r| *r != g.resource) {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_target",
+                    "resource differs from the grant",
+                );
+            }
+            if state.store.name_owner(&g.tunnel).ok().flatten() != Some(g.owner_token) {
+                return grant_error("the tunnel changed owner; sign in again");
+            }
+            issue(&state, &g, &family)
+        }
+        Some(other) => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            &format!("grant_type {other:?} is not supported"),
+        ),
+        None => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "grant_type is required",
+        ),
+    }
+}
+
+/// `POST /oauth/revoke` (RFC 7009): always 200 for a well-formed request.
+pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if body.len() > 16 * 1024 {
+        return oauth_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "request too large",
+        );
+    }
+    let params = match form(&body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Err(r) = client_auth(&state, &headers, &params) {
+        return r;
+    }
+    let Some(token) = params.get("token") else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is required",
+        );
+    };
+    if let Err(e) = state.store.revoke(token) {
+        tracing::error!("revocation: {e}");
+    }
+    state.oauth.tokens.forget(token);
+    json_no_store(StatusCode::OK, &json!({}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce() {
+        // RFC 7636 appendix B.
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(pkce_ok(verifier, challenge));
+        assert!(!pkce_ok("short", challenge));
+        assert!(!pkce_ok(&verifier.replace('d', "e"), challenge));
+    }
+}

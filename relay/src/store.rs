@@ -1,0 +1,754 @@
+//! Persistent state of a relay, in one SQLite file under the data directory: bridge
+//! tokens and the tunnel names they own, OAuth clients, authorization codes, access and
+//! refresh tokens. Secrets are stored only as SHA-256 digests.
+//!
+//! Every operation is one short statement or transaction on a local file; callers run
+//! them inline (they are rare: connections, OAuth steps; validated access tokens are
+//! cached by [`crate::oauth::tokens`]).
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::config::sha256;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {0}: {1}")]
+    Dir(String, std::io::Error),
+    /// A token label is already used.
+    #[error("a token labelled {0:?} already exists")]
+    DuplicateLabel(String),
+    /// No such token.
+    #[error("no token labelled {0:?}")]
+    NoSuchToken(String),
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A random secret: `prefix` + 32 random bytes in base64url.
+pub fn new_secret(prefix: &str) -> String {
+    use base64::Engine;
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).expect("OS randomness");
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    )
+}
+
+/// A bridge token as listed by the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Row id.
+    pub id: i64,
+    /// Operator-chosen label.
+    pub label: String,
+    /// Creation time (epoch seconds).
+    pub created: i64,
+    /// Revocation time, if revoked.
+    pub revoked: Option<i64>,
+    /// Tunnel names it owns.
+    pub names: Vec<String>,
+}
+
+/// What an OAuth grant allows: one client, one tunnel, one owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The OAuth client.
+    pub client_id: String,
+    /// The tunnel name.
+    pub tunnel: String,
+    /// The resource (the tunnel's public MCP URL): the token's audience.
+    pub resource: String,
+    /// The bridge token that owned the tunnel when the grant was made.
+    pub owner_token: i64,
+    /// Granted scope (space-separated).
+    pub scope: String,
+}
+
+/// An authorization code's stored request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeGrant {
+    /// The grant it leads to.
+    pub grant: Grant,
+    /// The exact redirect URI of the request.
+    pub redirect_uri: String,
+    /// PKCE S256 challenge.
+    pub challenge: String,
+    /// Expiry (epoch seconds).
+    pub expires: i64,
+}
+
+/// A registered OAuth client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// `client_id` (random for DCR, the document URL for CIMD).
+    pub client_id: String,
+    /// `dcr` or `cimd`.
+    pub kind: String,
+    /// Self-declared name (never shown as truth).
+    pub name: Option<String>,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// `none`, `client_secret_post` or `client_secret_basic`.
+    pub auth_method: String,
+    /// SHA-256 of the client secret, for confidential clients.
+    pub secret_hash: Option<[u8; 32]>,
+    /// The registration (or document) as received, JSON.
+    pub metadata: String,
+    /// Registration time.
+    pub created: i64,
+}
+
+/// Why a refresh token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshError {
+    /// Unknown or expired.
+    Invalid,
+    /// Already used or revoked: its whole family is now revoked.
+    Reused,
+}
+
+const SCHEMA: &str = r#"
+PRAGMA journal_mode = WAL;
+PRAGMA foreign_keys = ON;
+CREATE TABLE IF NOT EXISTS bridge_tokens (
+    id INTEGER PRIMARY KEY,
+    label TEXT NOT NULL UNIQUE,
+    hash BLOB NOT NULL UNIQUE,
+    created INTEGER NOT NULL,
+    revoked INTEGER
+);
+CREATE TABLE IF NOT EXISTS tunnel_names (
+    name TEXT PRIMARY KEY,
+    token_id INTEGER NOT NULL REFERENCES bridge_tokens(id),
+    claimed INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS oauth_clients (
+    client_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT,
+    redirect_uris TEXT NOT NULL,
+    auth_method TEXT NOT NULL,
+    secret_hash BLOB,
+    metadata TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS auth_codes (
+    hash BLOB PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    tunnel TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    owner_token INTEGER NOT NULL,
+    scope TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    challenge TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0,
+    family TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS oauth_tokens (
+    hash BLOB PRIMARY KEY,
+    kind TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    tunnel TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    owner_token INTEGER NOT NULL,
+    scope TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    family TEXT NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS oauth_tokens_family ON oauth_tokens(family);
+"#;
+
+/// The relay's database.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating if needed) `relay.db` in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+        let conn = Connection::open(dir.join("relay.db"))?;
+        Self::init(conn)
+    }
+
+    /// A store that lives in memory (the bridge's embedded relay).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ----- bridge tokens -----------------------------------------------------------
+
+    /// Creates a bridge token; returns it (shown once, stored hashed).
+    pub fn create_token(&self, label: &str) -> Result<String, StoreError> {
+        let secret = new_secret("brt_");
+        self.add_token(label, &secret)?;
+        Ok(secret)
+    }
+
+    /// Stores a bridge token chosen elsewhere (configured through the environment).
+    /// Adding the same token again is a no-op.
+    pub fn add_token(&self, label: &str, secret: &str) -> Result<i64, StoreError> {
+        self.add_token_hash(label, sha256(secret.as_bytes()))
+    }
+
+    /// Stores a bridge token given by its SHA-256 digest; a no-op if already present.
+    pub fn add_token_hash(&self, label: &str, hash: [u8; 32]) -> Result<i64, StoreError> {
+        let db = self.db();
+        if let Some(id) = db
+            .query_row(
+                "SELECT id FROM bridge_tokens WHERE hash = ?1",
+                params![&hash[..]],
+                |r| r.get(0),
+            )
+            .optional()?
+        {
+            return Ok(id);
+        }
+        match db.execute(
+            "INSERT INTO bridge_tokens (label, hash, created) VALUES (?1, ?2, ?3)",
+            params![label, &hash[..], now()],
+        ) {
+            Ok(_) => Ok(db.last_insert_rowid()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::DuplicateLabel(label.to_owned()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The live (not revoked) token with this secret.
+    pub fn token_id(&self, secret: &str) -> Result<Option<i64>, StoreError> {
+        let hash = sha256(secret.as_bytes());
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT id FROM bridge_tokens WHERE hash = ?1 AND revoked IS NULL",
+                params![&hash[..]],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Whether a token id is live.
+    pub fn token_live(&self, id: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT 1 FROM bridge_tokens WHERE id = ?1 AND revoked IS NULL",
+                params![id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// All tokens with the names they own.
+    pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let db = self.db();
+        let mut st =
+            db.prepare("SELECT id, label, created, revoked FROM bridge_tokens ORDER BY id")?;
+        let mut tokens: Vec<TokenInfo> = st
+            .query_map([], |r| {
+                Ok(TokenInfo {
+                    id: r.get(0)?,
+                    label: r.get(1)?,
+                    created: r.get(2)?,
+                    revoked: r.get(3)?,
+                    names: Vec::new(),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut st = db.prepare("SELECT name, token_id FROM tunnel_names ORDER BY name")?;
+        let names = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for n in names {
+            let (name, id) = n?;
+            if let Some(t) = tokens.iter_mut().find(|t| t.id == id) {
+                t.names.push(name);
+            }
+        }
+        Ok(tokens)
+    }
+
+    /// Revokes a token by label. Its names stay reserved.
+    pub fn revoke_token(&self, label: &str) -> Result<(), StoreError> {
+        let n = self.db().execute(
+            "UPDATE bridge_tokens SET revoked = ?2 WHERE label = ?1 AND revoked IS NULL",
+            params![label, now()],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoSuchToken(label.to_owned()));
+        }
+        Ok(())
+    }
+
+    // ----- tunnel names ----------------------------------------------------------------
+
+    /// The token owning a name.
+    pub fn name_owner(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT token_id FROM tunnel_names WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Claims a name for a token; `Ok(false)` if another token owns it.
+    pub fn claim_name(&self, name: &str, token_id: i64) -> Result<bool, StoreError> {
+        let db = self.db();
+        let owner: Option<i64> = db
+            .query_row(
+                "SELECT token_id FROM tunnel_names WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match owner {
+            Some(o) => Ok(o == token_id),
+            None => {
+                db.execute(
+                    "INSERT INTO tunnel_names (name, token_id, claimed) VALUES (?1, ?2, ?3)",
+                    params![name, token_id, now()],
+                )?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Releases a name (operator action); `false` if it was not claimed.
+    pub fn release_name(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .db()
+            .execute("DELETE FROM tunnel_names WHERE name = ?1", params![name])?
+            > 0)
+    }
+
+    /// Number of claimed names.
+    pub fn name_count(&self) -> Result<usize, StoreError> {
+        Ok(self
+            .db()
+            .query_row("SELECT COUNT(*) FROM tunnel_names", [], |r| {
+                r.get::<_, i64>(0)
+            })? as usize)
+    }
+
+    // ----- OAuth clients ---------------------------------------------------------------
+
+    /// Stores (or replaces) a client.
+    pub fn put_client(&self, c: &Client) -> Result<(), StoreError> {
+        self.db().execute(
+            "INSERT OR REPLACE INTO oauth_clients
+             (client_id, kind, name, redirect_uris, auth_method, secret_hash, metadata, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                c.client_id,
+                c.kind,
+                c.name,
+                serde_json::to_string(&c.redirect_uris).expect("json"),
+                c.auth_method,
+                c.secret_hash.as_ref().map(|h| &h[..]),
+                c.metadata,
+                c.created
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// A client by id.
+    pub fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT client_id, kind, name, redirect_uris, auth_method, secret_hash, metadata, created
+                 FROM oauth_clients WHERE client_id = ?1",
+                params![client_id],
+                |r| {
+                    let uris: String = r.get(3)?;
+                    let secret: Option<Vec<u8>> = r.get(5)?;
+                    Ok(Client {
+                        client_id: r.get(0)?,
+                        kind: r.get(1)?,
+                        name: r.get(2)?,
+                        redirect_uris: serde_json::from_str(&uris).unwrap_or_default(),
+                        auth_method: r.get(4)?,
+                        secret_hash: secret.and_then(|s| s.try_into().ok()),
+                        metadata: r.get(6)?,
+                        created: r.get(7)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Number of dynamically registered clients.
+    pub fn dcr_client_count(&self) -> Result<usize, StoreError> {
+        Ok(self.db().query_row(
+            "SELECT COUNT(*) FROM oauth_clients WHERE kind = 'dcr'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as usize)
+    }
+
+    // ----- codes and tokens ------------------------------------------------------------
+
+    /// Stores an authorization code (by the hash of its value).
+    pub fn put_code(&self, code: &str, c: &CodeGrant) -> Result<(), StoreError> {
+        let g = &c.grant;
+        self.db().execute(
+            "INSERT INTO auth_codes (hash, client_id, tunnel, resource, owner_token, scope,
+             redirect_uri, challenge, expires, family) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+            params![
+                &sha256(code.as_bytes())[..],
+                g.client_id,
+                g.tunnel,
+                g.resource,
+                g.owner_token,
+                g.scope,
+                c.redirect_uri,
+                c.challenge,
+                c.expires,
+                new_secret("fam_")
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Consumes a code: returns its grant and token family the first time. A second
+    /// use returns `None` and revokes every token issued from the first.
+    pub fn take_code(&self, code: &str) -> Result<Option<(CodeGrant, String)>, StoreError> {
+        let hash = sha256(code.as_bytes());
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let row = tx
+            .query_row(
+                "SELECT client_id, tunnel, resource, owner_token, scope, redirect_uri, challenge,
+                 expires, used, family FROM auth_codes WHERE hash = ?1",
+                params![&hash[..]],
+                |r| {
+                    Ok((
+                        CodeGrant {
+                            grant: Grant {
+                                client_id: r.get(0)?,
+                                tunnel: r.get(1)?,
+                                resource: r.get(2)?,
+                                owner_token: r.get(3)?,
+                                scope: r.get(4)?,
+                            },
+                            redirect_uri: r.get(5)?,
+                            challenge: r.get(6)?,
+                            expires: r.get(7)?,
+                        },
+                        r.get::<_, i64>(8)? != 0,
+                        r.get::<_, String>(9)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let result = match row {
+            None => None,
+            Some((_, true, family)) => {
+                tx.execute(
+                    "UPDATE oauth_tokens SET revoked = 1 WHERE family = ?1",
+                    params![family],
+                )?;
+                None
+            }
+            Some((c, false, family)) => {
+                tx.execute(
+                    "UPDATE auth_codes SET used = 1 WHERE hash = ?1",
+                    params![&hash[..]],
+                )?;
+                (c.expires > now()).then_some((c, family))
+            }
+        };
+        tx.commit()?;
+        Ok(result)
+    }
+
+    /// Stores an access (`kind` = "access") or refresh ("refresh") token.
+    pub fn put_token(
+        &self,
+        kind: &str,
+        token: &str,
+        g: &Grant,
+        expires: i64,
+        family: &str,
+    ) -> Result<(), StoreError> {
+        self.db().execute(
+            "INSERT INTO oauth_tokens (hash, kind, client_id, tunnel, resource, owner_token, scope,
+             expires, family) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+            params![
+                &sha256(token.as_bytes())[..],
+                kind,
+                g.client_id,
+                g.tunnel,
+                g.resource,
+                g.owner_token,
+                g.scope,
+                expires,
+                family
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// A live access token's grant and expiry.
+    pub fn access_token(&self, token: &str) -> Result<Option<(Grant, i64)>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT client_id, tunnel, resource, owner_token, scope, expires FROM oauth_tokens
+                 WHERE hash = ?1 AND kind = 'access' AND revoked = 0 AND expires > ?2",
+                params![&sha256(token.as_bytes())[..], now()],
+                |r| {
+                    Ok((
+                        Grant {
+                            client_id: r.get(0)?,
+                            tunnel: r.get(1)?,
+                            resource: r.get(2)?,
+                            owner_token: r.get(3)?,
+                            scope: r.get(4)?,
+                        },
+                        r.get(5)?,
+                    ))
+                },
+            )
+            .optional()?)
+    }
+
+    /// Uses a refresh token once: returns its grant and family. Reuse revokes the family.
+    pub fn use_refresh(
+        &self,
+        token: &str,
+    ) -> Result<Result<(Grant, String), RefreshError>, StoreError> {
+        let hash = sha256(token.as_bytes());
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let row = tx
+            .query_row(
+                "SELECT client_id, tunnel, resource, owner_token, scope, expires, family, used, revoked
+                 FROM oauth_tokens WHERE hash = ?1 AND kind = 'refresh'",
+                params![&hash[..]],
+                |r| {
+                    Ok((
+                        Grant {
+                            client_id: r.get(0)?,
+                            tunnel: r.get(1)?,
+                            resource: r.get(2)?,
+                            owner_token: r.get(3)?,
+                            scope: r.get(4)?,
+                        },
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, i64>(7)? != 0,
+                        r.get::<_, i64>(8)? != 0,
+                    ))
+                },
+            )
+            .optional()?;
+        let result = match row {
+            None => Err(RefreshError::Invalid),
+            Some((_, _, family, used, revoked)) if used || revoked => {
+                tx.execute(
+                    "UPDATE oauth_tokens SET revoked = 1 WHERE family = ?1",
+                    params![family],
+                )?;
+                Err(RefreshError::Reused)
+            }
+            Some((_, expires, _, _, _)) if expires <= now() => Err(RefreshError::Invalid),
+            Some((g, _, family, _, _)) => {
+                tx.execute(
+                    "UPDATE oauth_tokens SET used = 1 WHERE hash = ?1",
+                    params![&hash[..]],
+                )?;
+                Ok((g, family))
+            }
+        };
+        tx.commit()?;
+        Ok(result)
+    }
+
+    /// Revokes a token (RFC 7009): a refresh token takes its family with it.
+    pub fn revoke(&self, token: &str) -> Result<(), StoreError> {
+        let hash = sha256(token.as_bytes());
+        let db = self.db();
+        let family: Option<(String, String)> = db
+            .query_row(
+                "SELECT kind, family FROM oauth_tokens WHERE hash = ?1",
+                params![&hash[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match family {
+            Some((kind, family)) if kind == "refresh" => {
+                db.execute(
+                    "UPDATE oauth_tokens SET revoked = 1 WHERE family = ?1",
+                    params![family],
+                )?;
+            }
+            Some(_) => {
+                db.execute(
+                    "UPDATE oauth_tokens SET revoked = 1 WHERE hash = ?1",
+                    params![&hash[..]],
+                )?;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Removes expired codes and tokens.
+    pub fn sweep(&self) -> Result<(), StoreError> {
+        let db = self.db();
+        let t = now();
+        db.execute(
+            "DELETE FROM auth_codes WHERE expires < ?1 - 3600",
+            params![t],
+        )?;
+        db.execute(
+            "DELETE FROM oauth_tokens WHERE expires < ?1 - 86400",
+            params![t],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant() -> Grant {
+        Grant {
+            client_id: "c".into(),
+            tunnel: "t1".into(),
+            resource: "https://r/t1/mcp".into(),
+            owner_token: 1,
+            scope: "mcp".into(),
+        }
+    }
+
+    #[test]
+    fn tokens_and_names() {
+        let s = Store::in_memory().unwrap();
+        let a = s.create_token("alice").unwrap();
+        let b = s.create_token("bob").unwrap();
+        assert!(matches!(
+            s.create_token("alice"),
+            Err(StoreError::DuplicateLabel(_))
+        ));
+        let ida = s.token_id(&a).unwrap().unwrap();
+        let idb = s.token_id(&b).unwrap().unwrap();
+        assert!(s.claim_name("files", ida).unwrap());
+        assert!(s.claim_name("files", ida).unwrap());
+        assert!(!s.claim_name("files", idb).unwrap());
+        s.revoke_token("alice").unwrap();
+        assert_eq!(s.token_id(&a).unwrap(), None);
+        // A revoked token's name stays reserved until released.
+        assert!(!s.claim_name("files", idb).unwrap());
+        assert!(s.release_name("files").unwrap());
+        assert!(s.claim_name("files", idb).unwrap());
+        let list = s.list_tokens().unwrap();
+        assert_eq!(list.len(), 2);
+        assert!(list[0].revoked.is_some());
+        assert_eq!(list[1].names, vec!["files".to_string()]);
+        assert_eq!(s.add_token("env", &b).unwrap(), idb);
+    }
+
+    #[test]
+    fn codes_are_single_use_and_reuse_revokes() {
+        let s = Store::in_memory().unwrap();
+        let c = CodeGrant {
+            grant: grant(),
+            redirect_uri: "https://x/cb".into(),
+            challenge: "ch".into(),
+            expires: now() + 60,
+        };
+        s.put_code("code1", &c).unwrap();
+        let (got, family) = s.take_code("code1").unwrap().unwrap();
+        assert_eq!(got, c);
+        s.put_token("access", "at1", &got.grant, now() + 60, &family)
+            .unwrap();
+        assert!(s.access_token("at1").unwrap().is_some());
+        assert!(s.take_code("code1").unwrap().is_none());
+        assert!(s.access_token("at1").unwrap().is_none(), "reuse revokes");
+        assert!(s.take_code("nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn refresh_rotation() {
+        let s = Store::in_memory().unwrap();
+        s.put_token("refresh", "rt1", &grant(), now() + 60, "f1")
+            .unwrap();
+        s.put_token("access", "at1", &grant(), now() + 60, "f1")
+            .unwrap();
+        let (g, fam) = s.use_refresh("rt1").unwrap().unwrap();
+        assert_eq!(g, grant());
+        s.put_token("refresh", "rt2", &g, now() + 60, &fam).unwrap();
+        assert_eq!(s.use_refresh("rt1").unwrap(), Err(RefreshError::Reused));
+        assert_eq!(
+            s.use_refresh("rt2").unwrap(),
+            Err(RefreshError::Reused),
+            "family revoked"
+        );
+        assert!(s.access_token("at1").unwrap().is_none());
+        assert_eq!(s.use_refresh("zz").unwrap(), Err(RefreshError::Invalid));
+        s.put_token("access", "at9", &grant(), now() - 1, "f9")
+            .unwrap();
+        assert!(s.access_token("at9").unwrap().is_none(), "expired");
+    }
+
+    #[test]
+    fn survives_reopen() {
+        let dir = std::env::temp_dir().join(format!("relay-store-{}", new_secret("")));
+        {
+            let s = Store::open(&dir).unwrap();
+            s.create_token("t").unwrap();
+            s.put_token("access", "at", &grant(), now() + 60, "f")
+                .unwrap();
+        }
+        let s = Store::open(&dir).unwrap();
+        assert_eq!(s.list_tokens().unwrap().len(), 1);
+        assert!(s.access_token("at").unwrap().is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
