@@ -33,11 +33,13 @@ impl Prompts {
         if self.pending.len() >= 100 {
             return;
         }
+        // The code is deliberately not printed: typing it proves the owner is looking at
+        // the consent page of this very request (one they started themselves).
         eprintln!(
             "\nAccess request for this tunnel: a client {}; its authorization code would go to {}.\n\
              If you started this from ChatGPT, Claude or another client of yours, type the code \
-             its page shows ({}) and press Enter to approve, or `deny {}`.",
-            c.client, c.redirect_host, c.code, c.code
+             the consent page shows and press Enter to approve (or `deny <code>`).",
+            c.client, c.redirect_host
         );
         self.pending
             .insert(normalize(&c.code), (c.id.clone(), Instant::now()));

@@ -25,16 +25,16 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
         /// The relay's data directory.
-        #[arg(long, env = "RELAY_DATA_DIR")]
-        data_dir: PathBuf,
+        #[arg(long, env = "RELAY_DATA_DIR", global = true)]
+        data_dir: Option<PathBuf>,
     },
     /// Manage tunnel names.
     Name {
         #[command(subcommand)]
         command: NameCommand,
         /// The relay's data directory.
-        #[arg(long, env = "RELAY_DATA_DIR")]
-        data_dir: PathBuf,
+        #[arg(long, env = "RELAY_DATA_DIR", global = true)]
+        data_dir: Option<PathBuf>,
     },
     /// Read a password on standard input and print its Argon2 hash, for
     /// --operator-password-file.
@@ -128,8 +128,8 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Token { command, data_dir } => token(command, &data_dir),
-        Command::Name { command, data_dir } => name(command, &data_dir),
+        Command::Token { command, data_dir } => token(command, &need_dir(data_dir)?),
+        Command::Name { command, data_dir } => name(command, &need_dir(data_dir)?),
         Command::HashPassword => {
             let mut password = String::new();
             std::io::stdin().read_line(&mut password)?;
@@ -141,6 +141,10 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn need_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
+    dir.context("give the relay's data directory with --data-dir or RELAY_DATA_DIR")
 }
 
 fn token(command: TokenCommand, data_dir: &std::path::Path) -> Result<()> {
