@@ -52,6 +52,8 @@ pub struct OAuthConfig {
     pub max_clients: usize,
     /// Most pending consents.
     pub max_consents: usize,
+    /// Lifetime of access tokens.
+    pub access_ttl: Duration,
 }
 
 impl Default for OAuthConfig {
@@ -61,6 +63,7 @@ impl Default for OAuthConfig {
             operator_password_hash: None,
             max_clients: 10_000,
             max_consents: 1_000,
+            access_ttl: ACCESS_TTL,
         }
     }
 }
