@@ -116,6 +116,9 @@ struct ServeArgs {
     /// and loopback (repeatable).
     #[arg(long)]
     allow_redirect_host: Vec<String>,
+    /// Lifetime of OAuth access tokens, in seconds (refresh tokens renew them).
+    #[arg(long, default_value_t = 3600)]
+    access_token_ttl_secs: u64,
 }
 
 fn main() -> Result<()> {
@@ -238,6 +241,10 @@ fn serve(args: ServeArgs) -> Result<()> {
         config.oauth.operator_password_hash = Some(hash);
     }
     config.oauth.extra_redirect_hosts = args.allow_redirect_host.clone();
+    if args.access_token_ttl_secs == 0 {
+        bail!("--access-token-ttl-secs must be positive");
+    }
+    config.oauth.access_ttl = Duration::from_secs(args.access_token_ttl_secs);
     config.allow_unauthenticated = args.allow_unauthenticated;
     config.max_body = args.max_body;
     if !(args.keepalive_secs > 0.0 && args.keepalive_secs <= 3600.0) {

@@ -11,7 +11,7 @@ use http::{HeaderMap, StatusCode, header};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::{ACCESS_TTL, REFRESH_TTL, json_no_store, oauth_error};
+use super::{REFRESH_TTL, json_no_store, oauth_error};
 use crate::config::sha256;
 use crate::state::AppState;
 use crate::store::{Client, Grant, RefreshError, new_secret, now};
@@ -89,6 +89,7 @@ fn client_auth(
 }
 
 fn issue(state: &AppState, g: &Grant, family: &str) -> Response {
+    let ttl = state.oauth.config.access_ttl;
     let access = new_secret("mcpat_");
     let refresh = new_secret("mcprt_");
     let t = now();
@@ -98,7 +99,7 @@ fn issue(state: &AppState, g: &Grant, family: &str) -> Response {
             "access",
             &access,
             g,
-            t + ACCESS_TTL.as_secs() as i64,
+            t + ttl.as_secs() as i64,
             family,
         )
         .and_then(|_| {
@@ -123,7 +124,7 @@ fn issue(state: &AppState, g: &Grant, family: &str) -> Response {
         &json!({
             "access_token": access,
             "token_type": "Bearer",
-            "expires_in": ACCESS_TTL.as_secs(),
+            "expires_in": ttl.as_secs(),
             "refresh_token": refresh,
             "scope": g.scope,
         }),
