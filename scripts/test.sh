@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, from a clean clone: installs the pinned third-party test helpers
 # (Node 22, the MCP conformance suite, the Python and TypeScript SDKs, the Inspector) into
-# .test-deps/, checks formatting and lints, builds, and runs every test.
+# .test-deps/ and Debian's chromium and pebble with apt, checks formatting and lints,
+# builds, runs every test, and runs the fuzz targets briefly.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 echo "==> installing pinned test helpers into .test-deps/"
 tests/deps/install.sh
+tests/deps/system.sh
 
 echo "==> rustfmt"
 cargo fmt --all -- --check
