@@ -25,7 +25,12 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 const OUTBOUND_QUEUE: usize = 1024;
 
 /// Runs one bridge connection to completion.
-pub async fn handle_socket(state: AppState, path_name: String, socket: WebSocket) {
+pub async fn handle_socket(
+    state: AppState,
+    path_name: String,
+    socket: WebSocket,
+    handshake: tokio::sync::OwnedSemaphorePermit,
+) {
     let (mut sink, mut stream) = socket.split();
     let limits = crate::server::frame_limits(&state.config);
 
@@ -48,7 +53,9 @@ pub async fn handle_socket(state: AppState, path_name: String, socket: WebSocket
         }
     };
 
-    let token_id = match admit(&state, &path_name, &hello) {
+    let admitted = admit(&state, &path_name, &hello);
+    drop(handshake);
+    let token_id = match admitted {
         Ok(id) => id,
         Err((reason, message)) => {
             warn!(tunnel = %path_name, ?reason, "refused bridge: {message}");

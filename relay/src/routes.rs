@@ -520,8 +520,16 @@ async fn connect(
     if !protocol::valid_tunnel_name(&name) {
         return not_found_tunnel();
     }
+    // Connections that have not yet proved a bridge token are capped.
+    let Ok(permit) = state.handshakes.clone().try_acquire_owned() else {
+        return jsonrpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            UNAVAILABLE,
+            "too many bridges are connecting at once; retry shortly",
+        );
+    };
     let limits = crate::server::frame_limits(&state.config);
     ws.max_message_size(limits.max_frame())
         .max_frame_size(limits.max_frame())
-        .on_upgrade(move |socket| handle_socket(state, name, socket))
+        .on_upgrade(move |socket| handle_socket(state, name, socket, permit))
 }

@@ -19,7 +19,12 @@ pub struct AppState {
     pub store: Arc<Store>,
     /// OAuth in-memory state (pending consents, caches, rate limits).
     pub oauth: Arc<OAuth>,
+    /// Bridge connections still in their handshake (unauthenticated), capped.
+    pub handshakes: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most bridge connections in their handshake at once.
+pub const MAX_HANDSHAKES: usize = 256;
 
 impl AppState {
     /// State for a relay with this configuration: opens its database and adds the
@@ -38,6 +43,7 @@ impl AppState {
             registry: Arc::new(Registry::default()),
             store: Arc::new(store),
             oauth: Arc::new(oauth),
+            handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
         })
     }
 }
