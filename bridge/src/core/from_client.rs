@@ -21,12 +21,7 @@ impl Core {
             && !ctx.legacy
             && self.sessions.touch(sid, &ctx.principal).is_none()
         {
-            self.reply(
-                ctx.exchange,
-                404,
-                None,
-                ex_body(SESSION_NOT_FOUND, "Session not found"),
-            );
+            self.session_not_found(ctx.exchange);
             return;
         }
         match env.kind {
@@ -83,20 +78,15 @@ impl Core {
         }
     }
 
+    fn cannot_start(&mut self, ctx: &Ctx, id: &[u8], why: &str) {
+        let msg = format!("the local MCP server cannot start: {why}");
+        self.answer(ctx, error_response(id, UNAVAILABLE, &msg));
+    }
+
     pub(super) fn forward(&mut self, ctx: &Ctx, id: Bytes, body: &Bytes, env: &Envelope<'_>) {
         let child = match self.child_of(ctx) {
             Ok(c) => c,
-            Err(e) => {
-                self.answer(
-                    ctx,
-                    error_response(
-                        &id,
-                        UNAVAILABLE,
-                        &format!("the local MCP server cannot start: {e}"),
-                    ),
-                );
-                return;
-            }
+            Err(e) => return self.cannot_start(ctx, &id, &e),
         };
         let ready = matches!(
             self.children.get(&child).map(|s| &s.state),
@@ -260,17 +250,7 @@ impl Core {
         } else {
             match self.child_for_new_session() {
                 Ok(c) => (c, None),
-                Err(e) => {
-                    self.answer(
-                        ctx,
-                        error_response(
-                            &id,
-                            UNAVAILABLE,
-                            &format!("the local MCP server cannot start: {e}"),
-                        ),
-                    );
-                    return;
-                }
+                Err(e) => return self.cannot_start(ctx, &id, &e),
             }
         };
         let exchange = if ctx.legacy {

@@ -89,12 +89,7 @@ impl Core {
                     .touch(&sid, &r.principal)
                     .is_some_and(|s| s.legacy);
                 if !ok {
-                    self.reply(
-                        exchange,
-                        404,
-                        None,
-                        ex_body(SESSION_NOT_FOUND, "Session not found"),
-                    );
+                    self.session_not_found(exchange);
                     return;
                 }
                 let ctx = Ctx {
@@ -111,6 +106,16 @@ impl Core {
         }
     }
 
+    /// Answers 404 "Session not found" (clients then re-initialize).
+    pub(super) fn session_not_found(&mut self, exchange: u64) {
+        self.reply(
+            exchange,
+            404,
+            None,
+            ex_body(SESSION_NOT_FOUND, "Session not found"),
+        );
+    }
+
     pub(super) fn on_get(&mut self, exchange: u64, session: Option<String>, principal: &str) {
         let Some(sid) = session else {
             // No session: the connector probe of hosted clients. An open stream with
@@ -123,12 +128,7 @@ impl Core {
             Some(s) if !s.legacy => s.stream.replace(exchange),
             _ => {
                 self.exchanges.insert(exchange, Role::Post);
-                self.reply(
-                    exchange,
-                    404,
-                    None,
-                    ex_body(SESSION_NOT_FOUND, "Session not found"),
-                );
+                self.session_not_found(exchange);
                 return;
             }
         };
@@ -157,12 +157,7 @@ impl Core {
             return;
         };
         if self.sessions.touch(&sid, principal).is_none() {
-            self.reply(
-                exchange,
-                404,
-                None,
-                ex_body(SESSION_NOT_FOUND, "Session not found"),
-            );
+            self.session_not_found(exchange);
             return;
         }
         self.end_session(&sid, true);

@@ -16,7 +16,15 @@ use crate::config::sha256;
 use crate::state::AppState;
 use crate::store::{Client, Grant, RefreshError, new_secret, now};
 
+/// Parses a (bounded) form body; a repeated parameter is an error.
 fn form(body: &[u8]) -> Result<HashMap<String, String>, Response> {
+    if body.len() > 16 * 1024 {
+        return Err(oauth_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "request too large",
+        ));
+    }
     let mut map = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(body) {
         if map.insert(k.into_owned(), v.into_owned()).is_some() {
@@ -95,13 +103,7 @@ fn issue(state: &AppState, g: &Grant, family: &str) -> Response {
     let t = now();
     let stored = state
         .store
-        .put_token(
-            "access",
-            &access,
-            g,
-            t + ttl.as_secs() as i64,
-            family,
-        )
+        .put_token("access", &access, g, t + ttl.as_secs() as i64, family)
         .and_then(|_| {
             state.store.put_token(
                 "refresh",
@@ -143,13 +145,6 @@ fn pkce_ok(verifier: &str, challenge: &str) -> bool {
 
 /// `POST /oauth/token`.
 pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if body.len() > 16 * 1024 {
-        return oauth_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request",
-            "request too large",
-        );
-    }
     let params = match form(&body) {
         Ok(p) => p,
         Err(r) => return r,
@@ -250,13 +245,6 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
 
 /// `POST /oauth/revoke` (RFC 7009): always 200 for a well-formed request.
 pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if body.len() > 16 * 1024 {
-        return oauth_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request",
-            "request too large",
-        );
-    }
     let params = match form(&body) {
         Ok(p) => p,
         Err(r) => return r,
