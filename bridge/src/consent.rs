@@ -13,6 +13,15 @@ use tokio::sync::mpsc;
 /// How long a prompt stays answerable (the relay's consents expire after 10 minutes).
 const PROMPT_TTL: Duration = Duration::from_secs(600);
 
+/// Text from the network, made safe for a terminal: control characters (escape
+/// sequences, carriage returns) are replaced.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .take(200)
+        .collect()
+}
+
 fn normalize(code: &str) -> String {
     code.chars()
         .filter(|c| c.is_ascii_alphanumeric())
@@ -39,7 +48,8 @@ impl Prompts {
             "\nAccess request for this tunnel: a client {}; its authorization code would go to {}.\n\
              If you started this from ChatGPT, Claude or another client of yours, type the code \
              the consent page shows and press Enter to approve (or `deny <code>`).",
-            c.client, c.redirect_host
+            printable(&c.client),
+            printable(&c.redirect_host)
         );
         self.pending
             .insert(normalize(&c.code), (c.id.clone(), Instant::now()));
@@ -113,6 +123,7 @@ mod tests {
             redirect_host: "chatgpt.com".into(),
         });
         assert!(p.on_line("nope").is_none());
+        assert_eq!(printable("a\x1b[2J\rb"), "a\u{FFFD}[2J\u{FFFD}b");
         assert_eq!(
             p.on_line(" abcd-efgh \n"),
             Some(Frame::ConsentDecision {

@@ -383,16 +383,16 @@ fn approve(args: ApproveArgs) -> Result<ExitCode> {
         let verb = if args.deny { "Denied" } else { "Approved" };
         println!(
             "{verb}: access to tunnel {} for a client {} (codes go to {}).",
-            body["tunnel"].as_str().unwrap_or("?"),
-            body["client"].as_str().unwrap_or("?"),
-            body["redirect_host"].as_str().unwrap_or("?")
+            consent::printable(body["tunnel"].as_str().unwrap_or("?")),
+            consent::printable(body["client"].as_str().unwrap_or("?")),
+            consent::printable(body["redirect_host"].as_str().unwrap_or("?"))
         );
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!(
             "error: the relay refused ({}): {}",
             status.as_u16(),
-            body["error_description"].as_str().unwrap_or("no details")
+            consent::printable(body["error_description"].as_str().unwrap_or("no details"))
         );
         Ok(ExitCode::from(2))
     }

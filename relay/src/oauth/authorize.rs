@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use axum::extract::{RawQuery, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::response::Response;
 use http::StatusCode;
 use protocol::{ClientAuth, ConsentRequest, Frame};
@@ -44,8 +46,27 @@ pub fn describe(client: &Client) -> String {
     }
 }
 
+/// Authorization requests allowed per address in [`AUTHORIZE_WINDOW`].
+const AUTHORIZE_PER_ADDRESS: usize = 30;
+/// Window of that limit.
+const AUTHORIZE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// `GET /oauth/authorize`.
-pub async fn authorize(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+pub async fn authorize(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if !state
+        .oauth
+        .authorizations
+        .allow(peer.ip(), AUTHORIZE_PER_ADDRESS, AUTHORIZE_WINDOW)
+    {
+        return error_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many authorization requests from this address; try again in a few minutes.",
+        );
+    }
     let mut params: HashMap<String, String> = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
         if params.insert(k.into_owned(), v.into_owned()).is_some() {

@@ -122,6 +122,8 @@ pub struct OAuth {
     pub registrations: RateLimiter,
     /// Failed operator-password attempts per address.
     pub password_failures: RateLimiter,
+    /// Authorization requests per address.
+    pub authorizations: RateLimiter,
     /// Fetched client metadata documents.
     pub cimd: cimd::Fetcher,
 }
@@ -135,6 +137,7 @@ impl OAuth {
             tokens: access::TokenCache::default(),
             registrations: RateLimiter::default(),
             password_failures: RateLimiter::default(),
+            authorizations: RateLimiter::default(),
             cimd: cimd::Fetcher::default(),
         }
     }
