@@ -63,6 +63,10 @@ pub struct CpuUse {
     pub by_role: Vec<(&'static str, Cpu)>,
     /// The load generator's own CPU time.
     pub client: Cpu,
+    /// Share of the machine's CPU time (all cores, wall-clock window) used by processes
+    /// other than the watched ones and the load generator, in percent: the noise
+    /// indicator of a shared machine.
+    pub others_pct: f64,
 }
 
 impl CpuUse {
@@ -86,6 +90,8 @@ impl CpuUse {
 struct CpuSnap {
     roles: Vec<(&'static str, Cpu)>,
     client: Cpu,
+    machine_busy_us: f64,
+    at: Instant,
 }
 
 fn snapshot(watch: &[Watch]) -> CpuSnap {
@@ -95,18 +101,26 @@ fn snapshot(watch: &[Watch]) -> CpuSnap {
             .map(|w| (w.role, procs::cpu_sum(&w.pids)))
             .collect(),
         client: procs::cpu(std::process::id()),
+        machine_busy_us: procs::machine_busy_us(),
+        at: Instant::now(),
     }
 }
 
 fn delta(a: &CpuSnap, b: &CpuSnap) -> CpuUse {
+    let by_role: Vec<(&'static str, Cpu)> = a
+        .roles
+        .iter()
+        .zip(&b.roles)
+        .map(|((r, x), (_, y))| (*r, *y - *x))
+        .collect();
+    let client = b.client - a.client;
+    let ours: f64 = by_role.iter().map(|(_, c)| c.stat_us).sum::<f64>() + client.stat_us;
+    let capacity = (b.at - a.at).as_secs_f64() * 1e6 * procs::cpus() as f64;
+    let others = (b.machine_busy_us - a.machine_busy_us - ours).max(0.0);
     CpuUse {
-        by_role: a
-            .roles
-            .iter()
-            .zip(&b.roles)
-            .map(|((r, x), (_, y))| (*r, *y - *x))
-            .collect(),
-        client: b.client - a.client,
+        by_role,
+        client,
+        others_pct: 100.0 * others / capacity.max(1.0),
     }
 }
 
@@ -235,18 +249,11 @@ pub async fn throughput(
     })
 }
 
-/// Times `tools/call big` of `bytes` bytes on one session, `reps` times; seconds each.
-pub async fn big(target: &Arc<Target>, bytes: usize, reps: usize) -> Result<Vec<f64>> {
-    let mut s = Session::open(target.clone()).await?;
-    s.big(1000).await?;
-    let mut out = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let t = Instant::now();
-        s.big(bytes).await?;
-        out.push(t.elapsed().as_secs_f64());
-    }
-    s.close().await;
-    Ok(out)
+/// Times one `tools/call big` of `bytes` bytes on a session; seconds.
+pub async fn big(s: &mut Session, bytes: usize) -> Result<f64> {
+    let t = Instant::now();
+    s.big(bytes).await?;
+    Ok(t.elapsed().as_secs_f64())
 }
 
 /// The direct pipe floor: the echo server spoken to over its stdin/stdout, one request
@@ -337,20 +344,16 @@ impl Pipe {
         Ok((Latency::from_ns(ns), (c1 - c0).stat_us / n.max(1) as f64))
     }
 
-    /// Times `big` of `bytes` bytes, `reps` times; seconds each.
-    pub fn big(&mut self, bytes: usize, reps: usize) -> Result<Vec<f64>> {
+    /// Times one `big` of `bytes` bytes; seconds.
+    pub fn big(&mut self, bytes: usize) -> Result<f64> {
         let args = format!(r#"{{"bytes":{bytes}}}"#);
-        self.call("big", r#"{"bytes":1000}"#)?;
-        let mut out = Vec::with_capacity(reps);
-        for _ in 0..reps {
-            let t = Instant::now();
-            let n = self.call("big", &args)?;
-            out.push(t.elapsed().as_secs_f64());
-            if n < bytes {
-                bail!("big: only {n} bytes came back");
-            }
+        let t = Instant::now();
+        let n = self.call("big", &args)?;
+        let secs = t.elapsed().as_secs_f64();
+        if n < bytes {
+            bail!("big: only {n} bytes came back");
         }
-        Ok(out)
+        Ok(secs)
     }
 }
 

@@ -99,6 +99,11 @@ struct Args {
     /// Skip the supergateway comparison.
     #[arg(long)]
     no_supergateway: bool,
+    /// Before measuring, wait up to this many seconds for a 3-second window in which the
+    /// machine's CPUs are less than 15 % busy (a shared machine's other work distorts
+    /// every figure); then start anyway.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    wait_idle: u64,
     /// Only drive this MCP endpoint (c=1 then c=N, `--runs` times) and print the figures:
     /// a load source for profiling a bridge or relay started by hand.
     #[arg(long, value_name = "URL")]
@@ -333,6 +338,9 @@ async fn main() -> Result<()> {
         return drive(url, args.bearer.clone(), &plan).await;
     }
     let bins = setup::Bins::locate(!args.no_build)?;
+    if args.wait_idle > 0 {
+        wait_idle(Duration::from_secs(args.wait_idle)).await;
+    }
     let mut res = Results::new(&plan, args.quick);
     let started = Instant::now();
     let ticks0 = procs::machine_ticks();
@@ -434,22 +442,55 @@ async fn main() -> Result<()> {
     res.memory.separate_load_kib = Some((kib(relay_pid), bridge_kib(sep_pid)));
     res.memory.gateway_load_kib = gateway.as_ref().map(|g| kib(g.proc.pid()));
 
+    // Large results: the pipe and every tunnel take turns, so they see the same machine
+    // state; the first round warms buffers up and is not counted.
     eprintln!("bench: {} byte results", plan.big_bytes);
-    match pipe.big(plan.big_bytes, plan.big_reps) {
-        Ok(t) => res.big_pipe = t,
-        Err(e) => note(&mut res.notes, "big over pipes", e),
-    }
-    drop(pipe);
-    for m in modes.iter_mut().skip(1) {
-        match load::big(&m.target, plan.big_bytes, plan.big_reps).await {
-            Ok(t) => m.results.big = t,
-            Err(e) => note(
-                &mut res.notes,
-                &format!("big through {}", m.target.label),
-                e,
-            ),
+    let mut big_sessions = Vec::new();
+    for m in modes.iter().skip(1) {
+        match Session::open(m.target.clone()).await {
+            Ok(s) => big_sessions.push(Some(s)),
+            Err(e) => {
+                note(
+                    &mut res.notes,
+                    &format!("big through {}", m.target.label),
+                    e,
+                );
+                big_sessions.push(None);
+            }
         }
     }
+    let mut pipe_ok = true;
+    for round in 0..=plan.big_reps {
+        if pipe_ok {
+            match pipe.big(plan.big_bytes) {
+                Ok(t) if round > 0 => res.big_pipe.push(t),
+                Ok(_) => {}
+                Err(e) => {
+                    note(&mut res.notes, "big over pipes", e);
+                    pipe_ok = false;
+                }
+            }
+        }
+        for (m, slot) in modes.iter_mut().skip(1).zip(big_sessions.iter_mut()) {
+            let Some(s) = slot else { continue };
+            match load::big(s, plan.big_bytes).await {
+                Ok(t) if round > 0 => m.results.big.push(t),
+                Ok(_) => {}
+                Err(e) => {
+                    note(
+                        &mut res.notes,
+                        &format!("big through {}", m.target.label),
+                        e,
+                    );
+                    *slot = None;
+                }
+            }
+        }
+    }
+    for s in big_sessions.into_iter().flatten() {
+        s.close().await;
+    }
+    drop(pipe);
     res.memory.embedded_big_kib = Some(bridge_kib(embedded.proc.pid()));
     res.memory.separate_big_kib = Some((kib(relay_pid), bridge_kib(sep_pid)));
 
@@ -473,6 +514,26 @@ async fn main() -> Result<()> {
         eprintln!("bench: wrote {}", out.display());
     }
     Ok(())
+}
+
+/// Waits until the machine is nearly idle for 3 s, or `limit` has passed.
+async fn wait_idle(limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (b0, t0) = (procs::machine_busy_us(), Instant::now());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let capacity = t0.elapsed().as_secs_f64() * 1e6 * procs::cpus() as f64;
+        let busy = 100.0 * (procs::machine_busy_us() - b0) / capacity;
+        if busy < 15.0 {
+            eprintln!("bench: machine {busy:.0} % busy; starting");
+            return;
+        }
+        if Instant::now() > deadline {
+            eprintln!("bench: machine still {busy:.0} % busy; starting anyway");
+            return;
+        }
+        eprintln!("bench: machine {busy:.0} % busy; waiting");
+    }
 }
 
 /// `--url`: load only, no processes of our own.

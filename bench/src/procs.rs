@@ -265,6 +265,18 @@ pub fn rss_anon_kib(pid: u32) -> Result<u64> {
     status_kib(pid, "RssAnon:")
 }
 
+/// Online CPUs.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Busy CPU time of the whole machine so far (all cores), in microseconds.
+pub fn machine_busy_us() -> f64 {
+    machine_ticks().0 as f64 * 1e6 / clock_ticks()
+}
+
 /// Whole-machine CPU counters from the first line of `/proc/stat`, in clock ticks:
 /// (busy, idle, steal).
 pub fn machine_ticks() -> (u64, u64, u64) {

@@ -305,10 +305,29 @@ pub fn render(r: &Results) -> String {
         r.steal_pct,
         r.elapsed.as_secs_f64()
     );
+    let mut others: Vec<f64> = [&r.null, &r.embedded, &r.separate]
+        .into_iter()
+        .chain(r.gateway.as_ref())
+        .flat_map(|m| {
+            m.lat
+                .iter()
+                .map(|l| l.cpu.others_pct)
+                .chain(m.tput.iter().map(|t| t.cpu.others_pct))
+        })
+        .collect();
+    others.sort_by(f64::total_cmp);
+    if !others.is_empty() {
+        let _ = writeln!(
+            o,
+            "- CPU used by processes outside the benchmark during the measured windows (share of all cores): median {:.0} %, worst {:.0} %",
+            median(&others),
+            others.last().copied().unwrap_or(0.0)
+        );
+    }
     let p = &r.plan;
     let _ = writeln!(
         o,
-        "- Plan{}: {} run(s) of each c=1/c={} measurement, medians reported; c=1: {} calls after {} warm-up; c={}: {} s after {} s warm-up; pipe floor: {} round trips after {}; large result: {} bytes × {}; {} idle sessions; {} bridges\n",
+        "- Plan{}: {} run(s) of each c=1/c={} measurement, medians reported; c=1: {} calls after {} warm-up; c={}: {} s after {} s warm-up; pipe floor: {} round trips after {}; large result: {} bytes × {} (after one unmeasured round; pipe and tunnels take turns); {} idle sessions; {} bridges\n",
         if r.quick {
             " (--quick: indicative only)"
         } else {
@@ -560,14 +579,14 @@ pub fn render(r: &Results) -> String {
     );
     let _ = writeln!(
         o,
-        "| Target | run | c=1 p50 / p90 / p99 µs | c=1 CPU µs/call | c={} calls/s | c={} CPU µs/call | errors |",
-        p.conns, p.conns
+        "| Target | run | c=1 p50 / p90 / p99 µs | c=1 CPU µs/call | c={} calls/s | c={} CPU µs/call | errors | other processes' CPU, c=1 / c={} |",
+        p.conns, p.conns, p.conns
     );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
     for (i, l) in r.pipe.iter().enumerate() {
         let _ = writeln!(
             o,
-            "| pipe floor | {} | {:.1} / {:.1} / {:.1} | child {} | — | — | 0 |",
+            "| pipe floor | {} | {:.1} / {:.1} / {:.1} | child {} | — | — | 0 | — |",
             i + 1,
             l.p50,
             l.p90,
@@ -612,6 +631,13 @@ pub fn render(r: &Results) -> String {
                     parts.join(", ")
                 })
                 .unwrap_or_default();
+            let others = format!(
+                "{} / {}",
+                lat.map(|l| format!("{:.0} %", l.cpu.others_pct))
+                    .unwrap_or_else(|| "n/a".into()),
+                tp.map(|t| format!("{:.0} %", t.cpu.others_pct))
+                    .unwrap_or_else(|| "n/a".into())
+            );
             let (rate_s, cpu_tp, errs) = tp
                 .map(|t| {
                     let mut parts: Vec<String> = t
@@ -635,7 +661,7 @@ pub fn render(r: &Results) -> String {
                 .unwrap_or_else(|| ("n/a".into(), String::new(), 0));
             let _ = writeln!(
                 o,
-                "| {name} | {} | {lat_s} | {cpu_lat} | {rate_s} | {cpu_tp} | {errs} |",
+                "| {name} | {} | {lat_s} | {cpu_lat} | {rate_s} | {cpu_tp} | {errs} | {others} |",
                 i + 1
             );
         }

@@ -21,8 +21,9 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod tunnel;
 
 pub use config::RelayConfig;
 pub use error::{ConfigError, RelayError};
-pub use server::{EmbeddedRelay, bind, serve};
+pub use server::{EmbeddedRelay, bind, serve, serve_tls};

@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve tunnels.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage bridge tokens (stored hashed in the data directory).
     Token {
         #[command(subcommand)]
@@ -119,6 +119,92 @@ struct ServeArgs {
     /// Lifetime of OAuth access tokens, in seconds (refresh tokens renew them).
     #[arg(long, default_value_t = 3600)]
     access_token_ttl_secs: u64,
+    /// Serve HTTPS with this certificate chain (PEM: the certificate, then intermediates);
+    /// needs --tls-key. Without TLS flags the relay serves plain HTTP (for a reverse proxy).
+    #[arg(
+        long,
+        env = "RELAY_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "acme_domain"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "RELAY_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a certificate for this domain obtained and renewed automatically
+    /// from an ACME CA with TLS-ALPN-01 (repeatable; the CA must reach this relay on port
+    /// 443). Needs --data-dir: the account and certificates are cached in <data-dir>/acme.
+    #[arg(long, env = "RELAY_ACME_DOMAINS", value_delimiter = ',')]
+    acme_domain: Vec<String>,
+    /// Contact e-mail for the ACME account (repeatable).
+    #[arg(long, env = "RELAY_ACME_EMAIL", value_delimiter = ',')]
+    acme_email: Vec<String>,
+    /// ACME directory URL.
+    #[arg(long, env = "RELAY_ACME_DIRECTORY", default_value = relay::tls::LETS_ENCRYPT_PRODUCTION)]
+    acme_directory: String,
+    /// CA certificates (PEM) to trust for the ACME server's own HTTPS instead of the web
+    /// PKI roots (e.g. a test CA such as Pebble's).
+    #[arg(long, env = "RELAY_ACME_CA_FILE")]
+    acme_ca_file: Option<PathBuf>,
+}
+
+/// How `relay serve` terminates TLS.
+enum Tls {
+    /// Plain HTTP.
+    Off,
+    /// A certificate from files.
+    Files(relay::tls::TlsTerminator),
+    /// Certificates from ACME (started inside the runtime).
+    Acme(relay::tls::AcmeSettings),
+}
+
+fn tls_settings(args: &ServeArgs) -> Result<Tls> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let t =
+            relay::tls::TlsTerminator::from_pem_files(cert, key).context("--tls-cert/--tls-key")?;
+        return Ok(Tls::Files(t));
+    }
+    if args.acme_domain.is_empty() {
+        if !args.acme_email.is_empty() || args.acme_ca_file.is_some() {
+            bail!("--acme-email and --acme-ca-file need --acme-domain");
+        }
+        return Ok(Tls::Off);
+    }
+    let Some(data_dir) = &args.data_dir else {
+        bail!("--acme-domain needs --data-dir (the ACME account and certificates are kept there)");
+    };
+    let settings = relay::tls::AcmeSettings {
+        domains: args
+            .acme_domain
+            .iter()
+            .map(|d| d.trim().to_ascii_lowercase())
+            .filter(|d| !d.is_empty())
+            .collect(),
+        emails: args
+            .acme_email
+            .iter()
+            .map(|e| e.trim().to_owned())
+            .filter(|e| !e.is_empty())
+            .collect(),
+        directory: args.acme_directory.clone(),
+        ca_file: args.acme_ca_file.clone(),
+        cache_dir: data_dir.join("acme"),
+    };
+    settings.validate()?;
+    if let Some(f) = &settings.ca_file {
+        relay::tls::client_config(Some(f)).context("--acme-ca-file")?;
+    }
+    Ok(Tls::Acme(settings))
+}
+
+/// The public URL when none is given: the listen address, or the first ACME domain.
+fn default_public_url(tls: &Tls, addr: SocketAddr) -> String {
+    match tls {
+        Tls::Off => format!("http://{addr}"),
+        Tls::Files(_) => format!("https://{addr}"),
+        Tls::Acme(s) if addr.port() == 443 => format!("https://{}", s.domains[0]),
+        Tls::Acme(s) => format!("https://{}:{}", s.domains[0], addr.port()),
+    }
 }
 
 fn main() -> Result<()> {
@@ -130,7 +216,7 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Token { command, data_dir } => token(command, &need_dir(data_dir)?),
         Command::Name { command, data_dir } => name(command, &need_dir(data_dir)?),
         Command::HashPassword => {
@@ -190,12 +276,13 @@ fn name(command: NameCommand, data_dir: &std::path::Path) -> Result<()> {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
+    let tls = tls_settings(&args)?;
     let listener = relay::bind(args.listen)?;
     let addr = listener.local_addr()?;
     let public = args
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| default_public_url(&tls, addr));
     let mut config = RelayConfig::new(addr, &public)?;
     for t in &args.bridge_token {
         if !t.trim().is_empty() {
@@ -262,9 +349,24 @@ fn serve(args: ServeArgs) -> Result<()> {
         .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        info!(%addr, public_url = %config.base(), "relay listening");
+        let tls = match tls {
+            Tls::Off => None,
+            Tls::Files(t) => Some(t),
+            Tls::Acme(settings) => Some(relay::tls::TlsTerminator::acme(&settings)?),
+        };
+        if tls.is_some() && config.public_url.scheme() == "http" {
+            tracing::warn!(
+                "serving HTTPS, but the public URL {} is http",
+                config.base()
+            );
+        }
+        let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
+        info!(%addr, public_url = %config.base(), scheme, "relay listening");
         println!("Relay listening on {addr}, public URL {}", config.base());
-        relay::serve(config, listener, shutdown_signal()).await?;
+        match tls {
+            Some(tls) => relay::serve_tls(config, listener, tls, shutdown_signal()).await?,
+            None => relay::serve(config, listener, shutdown_signal()).await?,
+        }
         info!("relay stopped");
         Ok(())
     })

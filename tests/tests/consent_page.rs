@@ -1,0 +1,914 @@
+//! The relay's OAuth consent page in a real browser: headless Chromium (Debian's
+//! `/usr/bin/chromium`) driven by playwright-core through `tests/clients/consent_browser.mjs`,
+//! with JavaScript disabled in the page, the way a careful user (or a hostile client) sees it.
+//!
+//! Every test starts its own `relay serve` (public URL `http://localhost:<port>`, a data
+//! directory with a bridge token made by `relay token create`), a bridge in `--auth oauth`
+//! mode serving the fixture, and a small HTTP listener on another loopback port that is the
+//! OAuth client's redirect URI, so the final redirect lands somewhere the test can read. The
+//! client registers itself (RFC 7591) with a hostile `client_name`; the authorization URL
+//! carries a PKCE S256 challenge, a `state` with characters that need encoding, and the
+//! tunnel's MCP URL as `resource`.
+//!
+//! - the page names the tunnel and the redirect host, shows a code, has no script, loads
+//!   nothing but itself, and shows the client's name only escaped and marked unverified;
+//! - `bridge approve <code>` makes the page's own meta refresh land on the redirect URI with
+//!   `code`, `state` and `iss` (and the code buys a token that opens an MCP session);
+//! - Deny lands on the redirect URI with `error=access_denied`, `state` and `iss`;
+//! - a page of another origin cannot frame it (`frame-ancestors 'none'`, `X-Frame-Options`);
+//! - the relay operator's password, typed in the page's form, approves too.
+//!
+//! Needs `tests/deps/install.sh` (Node 22, playwright-core), `tests/deps/system.sh`
+//! (chromium) and `cargo build --workspace --bins` first.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use e2e::{Bridge, BridgeOpts, Deps, bin, repo_root};
+use reqwest::Url;
+use serde_json::{Value, json};
+
+/// The client's self-chosen name: markup that would run script if the page did not escape it.
+const EVIL_NAME: &str = "<img src=x onerror=alert(1)> Evil";
+/// PKCE verifier and its S256 challenge (RFC 7636, appendix B).
+const PKCE_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+/// `BASE64URL(SHA256(PKCE_VERIFIER))`.
+const PKCE_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+/// The tunnel name every test uses (each test has its own relay).
+const TUNNEL: &str = "desk-notes";
+/// Longest wait for the browser driver's next report.
+const DRIVER_WAIT: Duration = Duration::from_secs(45);
+
+// ------------------------------------------------------------------------------------------
+// Processes and the test's own HTTP listener.
+
+/// Sends SIGKILL to a process group.
+fn kill_group(pid: u32) {
+    // SAFETY: signalling a process group this test created (process_group(0) below).
+    unsafe {
+        libc::kill(-(pid as i32), libc::SIGKILL);
+    }
+}
+
+/// Reads a child's stdout lines on a thread.
+fn line_reader(child: &mut Child) -> mpsc::Receiver<String> {
+    let out = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A `relay serve` on a free loopback port whose public URL is `http://localhost:<port>`.
+struct RelayProc {
+    child: Child,
+    /// Public base URL (`http://localhost:<port>`), also the OAuth issuer.
+    base: String,
+    /// The bridge token made by `relay token create`.
+    token: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl RelayProc {
+    /// Creates a bridge token in a fresh data directory and serves it, with `extra` flags.
+    fn start(extra: &[String]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let out = Command::new(bin("relay"))
+            .args(["token", "create", "owner", "--data-dir"])
+            .arg(&data)
+            .env_remove("RELAY_DATA_DIR")
+            .output()
+            .expect("run relay token create");
+        assert!(
+            out.status.success(),
+            "relay token create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(!token.is_empty(), "relay token create printed no token");
+        let log = dir.path().join("relay.log");
+        // The port is picked before the relay binds it (the public URL names it), so another
+        // process may take it in between: try a few ports.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut cmd = Command::new(bin("relay"));
+            cmd.arg("serve")
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--public-url")
+                .arg(format!("http://localhost:{port}"))
+                .arg("--data-dir")
+                .arg(&data)
+                .args(extra)
+                .env("RUST_LOG", "info")
+                .env_remove("RELAY_BRIDGE_TOKENS")
+                .env_remove("RELAY_BRIDGE_TOKEN_FILE")
+                .env_remove("RELAY_PUBLIC_URL")
+                .env_remove("RELAY_LISTEN")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(&log).expect("relay log"));
+            {
+                use std::os::unix::process::CommandExt;
+                cmd.process_group(0);
+            }
+            let mut child = cmd.spawn().expect("start relay serve");
+            let lines = line_reader(&mut child);
+            match lines.recv_timeout(Duration::from_secs(30)) {
+                Ok(l) if l.starts_with("Relay listening") => {
+                    return Self {
+                        child,
+                        base: format!("http://localhost:{port}"),
+                        token,
+                        log,
+                        _dir: dir,
+                    };
+                }
+                other => {
+                    kill_group(child.id());
+                    let _ = child.wait();
+                    eprintln!(
+                        "relay serve on port {port} did not start ({other:?}): {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        panic!("relay serve did not start on any of 5 ports");
+    }
+
+    /// The relay's stderr so far.
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for RelayProc {
+    fn drop(&mut self) {
+        kill_group(self.child.id());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+/// A tiny HTTP/1.1 server on its own loopback port: fixed pages by path, every request
+/// target recorded.
+struct Site {
+    addr: SocketAddr,
+    hits: Arc<Mutex<Vec<String>>>,
+}
+
+impl Site {
+    /// Serves `pages` (path → HTML); any other path gets 404.
+    fn start(pages: Vec<(&'static str, String)>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test site");
+        let addr = listener.local_addr().expect("addr");
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let pages = Arc::new(pages.into_iter().collect::<HashMap<_, _>>());
+        let recorded = hits.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (pages, recorded) = (pages.clone(), recorded.clone());
+                std::thread::spawn(move || Self::answer(conn, &pages, &recorded));
+            }
+        });
+        Self { addr, hits }
+    }
+
+    /// Answers one connection (one request, then close).
+    fn answer(
+        mut conn: TcpStream,
+        pages: &HashMap<&'static str, String>,
+        hits: &Mutex<Vec<String>>,
+    ) {
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let head = String::from_utf8_lossy(&head);
+        let Some(target) = head.lines().next().and_then(|l| l.split(' ').nth(1)) else {
+            return; // a preconnect that never sent a request
+        };
+        hits.lock().unwrap().push(target.to_owned());
+        let path = target.split('?').next().unwrap_or("");
+        let (status, body) = match pages.get(path) {
+            Some(html) => ("200 OK", html.as_str()),
+            None => ("404 Not Found", "not found"),
+        };
+        let _ = write!(
+            conn,
+            "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+
+    /// `http://127.0.0.1:<port>` + `path`.
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Waits for a request to `path` whose query has `state` = `state`; its query pairs.
+    fn wait_for_callback(&self, path: &str, state: &str) -> HashMap<String, String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = self.hits.lock().unwrap().iter().find_map(|t| {
+                let u = Url::parse(&format!("http://site{t}")).ok()?;
+                let q: HashMap<String, String> = u.query_pairs().into_owned().collect();
+                (u.path() == path && q.get("state").map(String::as_str) == Some(state)).then_some(q)
+            });
+            if let Some(q) = found {
+                return q;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no request to {path} with state {state:?} reached the listener; it saw {:?}",
+                self.hits.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The browser driver.
+
+/// `tests/clients/consent_browser.mjs` running in the background; its JSON lines.
+struct Browser {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts the driver in `mode` on `url` with more arguments.
+    fn start(mode: &str, url: &str, args: &[&str]) -> Self {
+        let deps = Deps::get();
+        let node_modules = PathBuf::from(deps.var("TS_SDK_DIR"));
+        assert!(
+            node_modules.join("playwright-core/package.json").exists(),
+            "playwright-core is not in {}: run tests/deps/install.sh",
+            node_modules.display()
+        );
+        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        assert!(
+            Path::new(&chromium).exists(),
+            "{chromium} is missing: run tests/deps/system.sh (Debian's chromium)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stderr = dir.path().join("driver.err");
+        let mut cmd = Command::new(deps.var("NODE22"));
+        cmd.arg(repo_root().join("tests/clients/consent_browser.mjs"))
+            .arg(mode)
+            .arg(url)
+            .args(args)
+            .args(["--timeout", "30"])
+            .env("TS_SDK_DIR", &node_modules)
+            .env("CHROMIUM", &chromium)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("driver stderr"));
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        let mut child = cmd.spawn().expect("start the browser driver");
+        let lines = line_reader(&mut child);
+        Self {
+            child,
+            lines,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    /// The next JSON line; panics with the driver's stderr on timeout or a failure report.
+    fn next(&mut self) -> Value {
+        let line = self.lines.recv_timeout(DRIVER_WAIT).unwrap_or_else(|e| {
+            panic!(
+                "the browser driver said nothing more ({e}); stderr: {}",
+                std::fs::read_to_string(&self.stderr).unwrap_or_default()
+            )
+        });
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("driver printed a non-JSON line ({e}): {line}"));
+        assert_ne!(
+            v["ok"],
+            json!(false),
+            "the browser driver failed: {v:#}\nstderr: {}",
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        );
+        v
+    }
+
+    /// The next line, which must be the event `name`.
+    fn event(&mut self, name: &str) -> Value {
+        let v = self.next();
+        assert_eq!(v["event"], json!(name), "expected the {name} report: {v:#}");
+        v
+    }
+
+    /// The final report (`"ok": true`), then the driver's exit.
+    fn finish(mut self) -> Value {
+        let v = self.next();
+        assert_eq!(v["ok"], json!(true), "expected the final report: {v:#}");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "the driver exited with {status}");
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the browser driver did not exit after its report");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        kill_group(self.child.id());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// One OAuth client of one tunnel.
+
+/// A relay, a bridge with an OAuth tunnel, the client's redirect listener and its
+/// registration.
+struct Flow {
+    relay: RelayProc,
+    _bridge: Bridge,
+    /// The redirect URI's listener (also serves `/control`, a page that may be framed).
+    callback: Site,
+    redirect_uri: String,
+    client_id: String,
+    /// The relay's issuer, from its authorization server metadata.
+    issuer: String,
+}
+
+impl Flow {
+    /// Starts everything; `relay_args` go to `relay serve`.
+    fn start(relay_args: &[String]) -> Self {
+        let relay = RelayProc::start(relay_args);
+        let bridge = Bridge::start(BridgeOpts {
+            relay: Some((relay.base.clone(), relay.token.clone())),
+            name: Some(TUNNEL.into()),
+            args: vec!["--auth".into(), "oauth".into()],
+            ..Default::default()
+        });
+        assert_eq!(bridge.mcp_url, format!("{}/{TUNNEL}/mcp", relay.base));
+        let callback = Site::start(vec![
+            (
+                "/callback",
+                "<!doctype html><p id=done>client got the answer</p>".into(),
+            ),
+            (
+                "/control",
+                "<!doctype html><p>control frame rendered</p>".into(),
+            ),
+        ]);
+        let redirect_uri = callback.url("/callback");
+        let mut flow = Self {
+            relay,
+            _bridge: bridge,
+            callback,
+            redirect_uri,
+            client_id: String::new(),
+            issuer: String::new(),
+        };
+        let (status, meta) = flow.get_json("/.well-known/oauth-authorization-server");
+        assert_eq!(status, 200, "authorization server metadata: {meta}");
+        flow.issuer = meta["issuer"].as_str().expect("issuer").to_owned();
+        assert_eq!(flow.issuer, flow.relay.base, "the issuer is the public URL");
+        let (status, reg) = flow.post(
+            "/oauth/register",
+            "application/json",
+            json!({
+                "redirect_uris": [flow.redirect_uri],
+                "client_name": EVIL_NAME,
+                "token_endpoint_auth_method": "none",
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+            })
+            .to_string(),
+        );
+        assert_eq!(status, 201, "registration: {reg}");
+        flow.client_id = reg["client_id"].as_str().expect("client_id").to_owned();
+        flow
+    }
+
+    /// `GET base + path` as JSON.
+    fn get_json(&self, path: &str) -> (u16, Value) {
+        let (status, body) = http(&format!("{}{path}", self.relay.base), None, &[]);
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    /// `POST base + path` with a body; status and JSON answer.
+    fn post(&self, path: &str, content_type: &str, body: String) -> (u16, Value) {
+        let (status, body) = http(
+            &format!("{}{path}", self.relay.base),
+            Some(&body),
+            &[("Content-Type", content_type)],
+        );
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    /// The tunnel's MCP URL (the `resource`).
+    fn resource(&self) -> String {
+        format!("{}/{TUNNEL}/mcp", self.relay.base)
+    }
+
+    /// The authorization URL a client would open, with this `state`.
+    fn authorize_url(&self, state: &str) -> String {
+        Url::parse_with_params(
+            &format!("{}/oauth/authorize", self.relay.base),
+            [
+                ("response_type", "code"),
+                ("client_id", self.client_id.as_str()),
+                ("redirect_uri", self.redirect_uri.as_str()),
+                ("state", state),
+                ("code_challenge", PKCE_CHALLENGE),
+                ("code_challenge_method", "S256"),
+                ("resource", self.resource().as_str()),
+            ],
+        )
+        .expect("authorization URL")
+        .to_string()
+    }
+
+    /// `host:port` of the redirect URI, as the page shows it.
+    fn redirect_host(&self) -> String {
+        self.callback.addr.to_string()
+    }
+
+    /// Runs `bridge approve <code>` against the relay with the owner's token.
+    fn bridge_approve(&self, code: &str) -> std::process::Output {
+        Command::new(bin("bridge"))
+            .arg("approve")
+            .arg(code)
+            .arg("--relay")
+            .arg(&self.relay.base)
+            .env("BRIDGE_TOKEN", &self.relay.token)
+            .env_remove("BRIDGE_RELAY")
+            .output()
+            .expect("run bridge approve")
+    }
+
+    /// Exchanges an authorization code (with the PKCE verifier) and opens an MCP session
+    /// with the access token: the code the browser delivered is a real one.
+    fn redeem(&self, code: &str) {
+        let resource = self.resource();
+        let (status, tok) = self.post(
+            "/oauth/token",
+            "application/x-www-form-urlencoded",
+            form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("code_verifier", PKCE_VERIFIER),
+                ("redirect_uri", &self.redirect_uri),
+                ("client_id", &self.client_id),
+                ("resource", &resource),
+            ]),
+        );
+        assert_eq!(status, 200, "token exchange: {tok}");
+        let access = tok["access_token"].as_str().expect("access_token");
+        assert!(
+            tok["token_type"]
+                .as_str()
+                .is_some_and(|t| t.eq_ignore_ascii_case("bearer")),
+            "{tok}"
+        );
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "consent-page-test", "version": "0"}}});
+        let bearer = format!("Bearer {access}");
+        let (status, body) = http(
+            &resource,
+            Some(&init.to_string()),
+            &[
+                ("Content-Type", "application/json"),
+                ("Accept", "application/json, text/event-stream"),
+                ("Authorization", &bearer),
+            ],
+        );
+        assert_eq!(status, 200, "initialize with the access token: {body}");
+        assert!(body.contains("\"protocolVersion\""), "{body}");
+    }
+}
+
+/// One HTTP/1.1 request to the relay (`http://localhost:<port>…`, reached on 127.0.0.1):
+/// GET, or POST when `body` is given; the status and the (de-chunked) body. Plain std I/O,
+/// so the test needs no HTTP client stack.
+fn http(url: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, String) {
+    let u = Url::parse(url).expect("URL");
+    let port = u.port().expect("port");
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect to the relay");
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let target = match u.query() {
+        Some(q) => format!("{}?{q}", u.path()),
+        None => u.path().to_owned(),
+    };
+    let mut req = format!(
+        "{} {target} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n",
+        if body.is_some() { "POST" } else { "GET" }
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "Content-Length: {}\r\n\r\n{}",
+        body.map_or(0, str::len),
+        body.unwrap_or("")
+    ));
+    conn.write_all(req.as_bytes()).expect("send the request");
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).expect("read the answer");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let mut rest = &raw[split + 4..];
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let chunked = head
+        .lines()
+        .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
+    if !chunked {
+        return (status, String::from_utf8_lossy(rest).into_owned());
+    }
+    let mut body = Vec::new();
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&rest[..eol])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+            .unwrap_or(0);
+        let data = &rest[eol + 2..];
+        if size == 0 || data.len() < size {
+            break;
+        }
+        body.extend_from_slice(&data[..size]);
+        rest = data[size..].strip_prefix(b"\r\n").unwrap_or(&data[size..]);
+    }
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// `application/x-www-form-urlencoded` body of `pairs`.
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut u = Url::parse("http://form.invalid/").expect("url");
+    u.query_pairs_mut().extend_pairs(pairs);
+    u.query().unwrap_or("").to_owned()
+}
+
+/// A `state` with characters that must survive URL encoding both ways.
+fn state_for(tag: &str) -> String {
+    format!("st {tag}&x=1/é+")
+}
+
+/// Whether `code` looks like the page's short code (`XXXX-XXXX`, unambiguous alphabet).
+fn is_user_code(code: &str) -> bool {
+    const ALPHABET: &str = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    let parts: Vec<&str> = code.split('-').collect();
+    parts.len() == 2
+        && parts
+            .iter()
+            .all(|p| p.len() == 4 && p.chars().all(|c| ALPHABET.contains(c)))
+}
+
+/// A response header from a driver report (`headers` with lower-case names).
+fn header<'a>(doc: &'a Value, name: &str) -> &'a str {
+    doc["headers"][name].as_str().unwrap_or("")
+}
+
+/// The anti-framing headers every page of the flow carries.
+fn assert_hardened(doc: &Value) {
+    let csp = header(doc, "content-security-policy");
+    assert!(csp.contains("frame-ancestors 'none'"), "CSP {csp:?}: {doc}");
+    assert!(csp.contains("default-src 'none'"), "CSP {csp:?}");
+    assert!(
+        header(doc, "x-frame-options").eq_ignore_ascii_case("deny"),
+        "X-Frame-Options: {doc}"
+    );
+}
+
+/// Checks the consent page as first shown; returns its code.
+fn assert_consent_page(flow: &Flow, page: &Value) -> String {
+    assert_eq!(page["status"], 200, "{page:#}");
+    assert_hardened(page);
+    let text = page["body_text"].as_str().expect("body_text");
+    let code = page["code"].as_str().expect("#code").trim().to_owned();
+    assert!(is_user_code(&code), "code {code:?}");
+    assert!(text.contains(&code), "the code is visible: {text}");
+    assert_eq!(page["tunnel"], json!(TUNNEL));
+    assert!(text.contains(TUNNEL), "the tunnel is named: {text}");
+    assert_eq!(page["redirect_host"], json!(flow.redirect_host()));
+    assert!(
+        text.contains(&flow.redirect_host()),
+        "the redirect host is shown: {text}"
+    );
+    // The client's self-chosen name is text, never markup, and marked unverified.
+    let client = page["client"].as_str().expect("#client");
+    assert!(
+        client.contains(&format!("\u{201c}{EVIL_NAME}\u{201d}")),
+        "#client shows the name literally: {client:?}"
+    );
+    assert!(client.contains("(unverified)"), "{client:?}");
+    assert_eq!(page["client_children"], 0, "#client holds no elements");
+    let raw = page["raw_html"].as_str().expect("raw_html");
+    assert!(
+        raw.contains("&lt;img src=x onerror=alert(1)&gt; Evil"),
+        "escaped in the HTML"
+    );
+    assert!(!raw.to_ascii_lowercase().contains("<img"), "{raw}");
+    // No script, no event handlers, nothing embedded or loaded.
+    assert_eq!(page["scripts"], 0);
+    assert!(!raw.to_ascii_lowercase().contains("<script"), "{raw}");
+    assert_eq!(page["handler_attrs"], json!([]));
+    assert_eq!(page["images"], 0);
+    assert_eq!(page["embedded"], 0);
+    let refresh = page["meta_refresh"].as_str().expect("meta refresh");
+    let (delay, target) = refresh.split_once(";url=").expect("N;url=…");
+    assert!(delay.parse::<u32>().is_ok_and(|d| (1..=10).contains(&d)));
+    assert!(target.starts_with("/oauth/consent/"), "{refresh}");
+    for r in page["requests"].as_array().expect("requests") {
+        let url = r["url"].as_str().unwrap_or("");
+        assert!(
+            url.starts_with(&format!("{}/oauth/", flow.relay.base)),
+            "only the relay's OAuth pages are requested: {r}"
+        );
+        assert_eq!(r["type"], "document", "no subresource is loaded: {r}");
+    }
+    let buttons: Vec<&str> = page["forms"]
+        .as_array()
+        .expect("forms")
+        .iter()
+        .flat_map(|f| f["buttons"].as_array().into_iter().flatten())
+        .filter_map(|b| b["text"].as_str())
+        .collect();
+    assert!(buttons.contains(&"Deny"), "{buttons:?}");
+    code
+}
+
+/// The final report landed on the redirect URI and the whole run stayed on the relay's
+/// pages and that URI, loading no subresource.
+fn assert_landed(flow: &Flow, done: &Value) {
+    let final_url = done["final_url"].as_str().expect("final_url");
+    assert!(
+        final_url.starts_with(&format!("{}?", flow.redirect_uri)),
+        "{final_url}"
+    );
+    assert!(
+        done["final_text"]
+            .as_str()
+            .is_some_and(|t| t.contains("client got the answer")),
+        "{done}"
+    );
+    for r in done["requests"].as_array().expect("requests") {
+        let url = r["url"].as_str().unwrap_or("");
+        assert!(
+            url.starts_with(&format!("{}/oauth/", flow.relay.base))
+                || url.starts_with(&flow.redirect_uri),
+            "unexpected request: {r}"
+        );
+        assert_eq!(r["type"], "document", "no subresource is loaded: {r}");
+    }
+    for d in done["documents"].as_array().expect("documents") {
+        if d["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&flow.relay.base))
+        {
+            assert_hardened(d);
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The tests.
+
+/// The page as shown, then the owner's `bridge approve <code>`: the page's own meta refresh
+/// (JavaScript is off) takes the browser to the redirect URI with `code`, `state`, `iss`.
+#[test]
+fn owner_approval_by_bridge_redirects_with_code_state_and_iss() {
+    let flow = Flow::start(&[]);
+    let state = state_for("approve");
+    let mut browser = Browser::start(
+        "approve",
+        &flow.authorize_url(&state),
+        &["--redirect", &flow.redirect_uri],
+    );
+    let page = browser.event("page");
+    let code = assert_consent_page(&flow, &page);
+    // Without an operator password, the page offers no password form.
+    assert!(
+        !page["raw_html"]
+            .as_str()
+            .unwrap_or("")
+            .contains("type=password"),
+        "no operator form without --operator-password-file"
+    );
+
+    let out = flow.bridge_approve(&code);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bridge approve failed: {stdout}{}\nrelay log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        flow.relay.log_text()
+    );
+    assert!(
+        stdout.starts_with("Approved:") && stdout.contains(TUNNEL),
+        "{stdout}"
+    );
+
+    let done = browser.finish();
+    assert_landed(&flow, &done);
+    let polled = done["requests"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .any(|r| {
+            r["method"] == "GET"
+                && r["url"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with(&format!("{}/oauth/consent/", flow.relay.base)))
+        });
+    assert!(polled, "the page's meta refresh polled /oauth/consent/<id>");
+    let q = flow.callback.wait_for_callback("/callback", &state);
+    assert_eq!(q.get("iss"), Some(&flow.issuer), "{q:?}");
+    assert_eq!(q.get("error"), None, "{q:?}");
+    let code = q.get("code").expect("code in the redirect");
+    flow.redeem(code);
+    // The consent is used up: approving its code again finds nothing.
+    let again = flow.bridge_approve(page["code"].as_str().unwrap_or(""));
+    assert_eq!(again.status.code(), Some(2), "{again:?}");
+}
+
+/// Deny sends the browser to the redirect URI with `error=access_denied`, `state`, `iss`.
+#[test]
+fn deny_redirects_with_access_denied() {
+    let flow = Flow::start(&[]);
+    let state = state_for("deny");
+    let mut browser = Browser::start(
+        "deny",
+        &flow.authorize_url(&state),
+        &["--redirect", &flow.redirect_uri],
+    );
+    let page = browser.event("page");
+    let code = assert_consent_page(&flow, &page);
+    let done = browser.finish();
+    assert_landed(&flow, &done);
+    let q = flow.callback.wait_for_callback("/callback", &state);
+    assert_eq!(q.get("error").map(String::as_str), Some("access_denied"));
+    assert_eq!(q.get("iss"), Some(&flow.issuer), "{q:?}");
+    assert_eq!(q.get("code"), None, "no code after Deny: {q:?}");
+    // The denied request is gone: the owner can no longer approve it.
+    let out = flow.bridge_approve(&code);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// A page of another origin cannot show the consent page in a frame: the browser blocks it
+/// (`frame-ancestors 'none'`, `X-Frame-Options: DENY`), while a frameable control page in
+/// a second frame of the same page renders.
+#[test]
+fn consent_page_refuses_to_be_framed() {
+    let flow = Flow::start(&[]);
+    let authorize = flow.authorize_url(&state_for("frame"));
+    let framer = Site::start(vec![(
+        "/embed",
+        format!(
+            "<!doctype html><title>framer</title><p>another origin</p>\
+             <iframe name=consent width=600 height=400 src=\"{}\"></iframe>\
+             <iframe name=control width=300 height=100 src=\"{}\"></iframe>",
+            authorize.replace('&', "&amp;"),
+            flow.callback.url("/control"),
+        ),
+    )]);
+    let done = Browser::start("frame", &framer.url("/embed"), &[]).finish();
+    let frames = done["frames"].as_array().expect("frames");
+    let frame = |name: &str| {
+        frames
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no frame {name}: {done:#}"))
+    };
+    let control = frame("control");
+    assert!(
+        control["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("control frame rendered")),
+        "frames render in this browser: {control}"
+    );
+    let consent = frame("consent");
+    assert_eq!(consent["consent_markup"], false, "{consent}");
+    let text = consent["text"].as_str().unwrap_or("");
+    assert!(
+        !text.contains(TUNNEL) && !text.contains("Allow access"),
+        "the framed consent page rendered: {consent}"
+    );
+    assert!(
+        !consent["url"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(&flow.relay.base),
+        "the frame does not hold the relay's document: {consent}"
+    );
+    // The browser did fetch it and saw the headers that refuse framing.
+    let doc = done["documents"]
+        .as_array()
+        .expect("documents")
+        .iter()
+        .find(|d| d["url"] == authorize)
+        .unwrap_or_else(|| panic!("the framed request was not made: {done:#}"));
+    assert_eq!(doc["status"], 200);
+    assert_hardened(doc);
+}
+
+/// The relay operator approves by typing the operator password in the page's form: a
+/// wrong one is refused on the page, the right one redirects with a code.
+#[test]
+fn operator_password_in_the_form_approves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password = "correct horse battery staple";
+    let mut child = Command::new(bin("relay"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run relay hash-password");
+    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write the password");
+    let out = child.wait_with_output().expect("relay hash-password");
+    assert!(out.status.success(), "{out:?}");
+    let hash_file = dir.path().join("operator.hash");
+    std::fs::write(&hash_file, &out.stdout).expect("write the hash");
+    let flow = Flow::start(&[
+        "--operator-password-file".into(),
+        hash_file.display().to_string(),
+    ]);
+
+    let state = state_for("operator");
+    let mut browser = Browser::start(
+        "operator",
+        &flow.authorize_url(&state),
+        &[
+            "--redirect",
+            &flow.redirect_uri,
+            "--password",
+            password,
+            "--wrong-password",
+            "not the password",
+        ],
+    );
+    let page = browser.event("page");
+    assert_consent_page(&flow, &page);
+    let inputs: Vec<&str> = page["forms"]
+        .as_array()
+        .expect("forms")
+        .iter()
+        .flat_map(|f| f["inputs"].as_array().into_iter().flatten())
+        .filter_map(|i| i["type"].as_str())
+        .collect();
+    assert!(inputs.contains(&"password"), "{inputs:?}");
+    let wrong = browser.event("wrong_password");
+    assert_eq!(wrong["status"], 403, "{wrong}");
+    assert_eq!(wrong["notice"], "Wrong operator password.", "{wrong}");
+    let done = browser.finish();
+    assert_landed(&flow, &done);
+    let q = flow.callback.wait_for_callback("/callback", &state);
+    assert_eq!(q.get("iss"), Some(&flow.issuer), "{q:?}");
+    flow.redeem(q.get("code").expect("code in the redirect"));
+}
