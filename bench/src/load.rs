@@ -124,6 +124,38 @@ fn delta(a: &CpuSnap, b: &CpuSnap) -> CpuUse {
     }
 }
 
+/// Measures how much of the machine processes other than the given ones (and the load
+/// generator) used over a window.
+pub struct NoiseMeter {
+    pids: Vec<u32>,
+    busy: f64,
+    ours: f64,
+    at: Instant,
+}
+
+impl NoiseMeter {
+    fn ours(pids: &[u32]) -> f64 {
+        procs::cpu_sum(pids).stat_us + procs::cpu(std::process::id()).stat_us
+    }
+
+    /// Starts a window; `pids` are the processes under test.
+    pub fn start(pids: Vec<u32>) -> Self {
+        Self {
+            busy: procs::machine_busy_us(),
+            ours: Self::ours(&pids),
+            at: Instant::now(),
+            pids,
+        }
+    }
+
+    /// Ends the window: the others' share of all cores, in percent.
+    pub fn stop(self) -> f64 {
+        let capacity = self.at.elapsed().as_secs_f64() * 1e6 * procs::cpus() as f64;
+        let others = (procs::machine_busy_us() - self.busy) - (Self::ours(&self.pids) - self.ours);
+        100.0 * others.max(0.0) / capacity.max(1.0)
+    }
+}
+
 /// Result of a c=1 run.
 #[derive(Debug, Clone, Default)]
 pub struct LatencyRun {
@@ -328,11 +360,13 @@ impl Pipe {
         r
     }
 
-    /// Sequential `echo` calls: percentiles and the child's CPU per call.
-    pub fn latency(&mut self, warmup: usize, n: usize) -> Result<(Latency, f64)> {
+    /// Sequential `echo` calls: percentiles, the child's CPU µs per call, and the share of
+    /// the machine other processes used meanwhile (percent).
+    pub fn latency(&mut self, warmup: usize, n: usize) -> Result<(Latency, f64, f64)> {
         for _ in 0..warmup {
             self.call("echo", ECHO_ARGS)?;
         }
+        let noise = NoiseMeter::start(vec![self.pid()]);
         let c0 = procs::cpu(self.pid());
         let mut ns = Vec::with_capacity(n);
         for _ in 0..n {
@@ -341,7 +375,11 @@ impl Pipe {
             ns.push(t.elapsed().as_nanos() as u64);
         }
         let c1 = procs::cpu(self.pid());
-        Ok((Latency::from_ns(ns), (c1 - c0).stat_us / n.max(1) as f64))
+        Ok((
+            Latency::from_ns(ns),
+            (c1 - c0).stat_us / n.max(1) as f64,
+            noise.stop(),
+        ))
     }
 
     /// Times one `big` of `bytes` bytes; seconds.

@@ -68,7 +68,7 @@ use anyhow::Result;
 use clap::Parser;
 use tokio::task::JoinSet;
 
-use crate::load::Watch;
+use crate::load::{LatencyRun, NoiseMeter, ThroughputRun, Watch};
 use crate::mcp::{Session, Target};
 use crate::report::{Memory, ModeResults, Results};
 
@@ -99,6 +99,14 @@ struct Args {
     /// Skip the supergateway comparison.
     #[arg(long)]
     no_supergateway: bool,
+    /// A measurement during which other processes used more than this share of the
+    /// machine (percent of all cores) is repeated, up to `--retries` times, keeping the
+    /// quietest attempt.
+    #[arg(long, value_name = "PCT", default_value_t = 10.0)]
+    max_noise: f64,
+    /// Extra attempts per noisy measurement (default 4, 1 with --quick).
+    #[arg(long)]
+    retries: Option<usize>,
     /// Before measuring, wait up to this many seconds for a 3-second window in which the
     /// machine's CPUs are less than 15 % busy (a shared machine's other work distorts
     /// every figure); then start anyway.
@@ -140,6 +148,10 @@ pub struct Plan {
     pub sessions: usize,
     /// Connected bridges for the memory figure.
     pub bridges: usize,
+    /// Largest share of the machine other processes may use during a kept measurement.
+    pub max_noise: f64,
+    /// Extra attempts per noisy measurement.
+    pub retries: usize,
 }
 
 impl Plan {
@@ -159,6 +171,8 @@ impl Plan {
             big_reps: if quick { 2 } else { 5 },
             sessions: if quick { 200 } else { 1000 },
             bridges: if quick { 20 } else { 100 },
+            max_noise: a.max_noise,
+            retries: a.retries.unwrap_or(if quick { 1 } else { 4 }),
         }
     }
 }
@@ -183,34 +197,73 @@ struct Mode {
 impl Mode {
     async fn run(&mut self, plan: &Plan, notes: &mut Vec<String>) {
         let label = self.target.label.clone();
-        eprintln!("bench: {label}: c=1 latency");
-        match load::latency(&self.target, plan.lat_warmup, plan.lat_calls, &self.watch).await {
-            Ok(r) => self.results.lat.push(r),
-            Err(e) => note(notes, &format!("{label} c=1"), e),
-        }
-        eprintln!("bench: {label}: c={} throughput", plan.conns);
-        match load::throughput(
-            &self.target,
-            plan.conns,
-            plan.tput_warmup,
-            plan.tput_secs,
-            &self.watch,
-        )
-        .await
-        {
-            Ok(r) => {
-                if r.errors > 0 {
-                    notes.push(format!(
-                        "{label} c={}: {} failed calls (first: {})",
-                        plan.conns,
-                        r.errors,
-                        r.first_error.clone().unwrap_or_default()
-                    ));
+        let mut best: Option<LatencyRun> = None;
+        for attempt in 0..=plan.retries {
+            eprintln!("bench: {label}: c=1 latency");
+            match load::latency(&self.target, plan.lat_warmup, plan.lat_calls, &self.watch).await {
+                Ok(r) => {
+                    let noise = r.cpu.others_pct;
+                    if best.as_ref().is_none_or(|b| noise < b.cpu.others_pct) {
+                        best = Some(r);
+                    }
+                    if noise <= plan.max_noise {
+                        break;
+                    }
+                    noisy(&label, "c=1", noise, attempt, plan);
                 }
-                self.results.tput.push(r);
+                Err(e) => {
+                    note(notes, &format!("{label} c=1"), e);
+                    break;
+                }
             }
-            Err(e) => note(notes, &format!("{label} c={}", plan.conns), e),
         }
+        self.results.lat.extend(best);
+
+        let mut best: Option<ThroughputRun> = None;
+        for attempt in 0..=plan.retries {
+            eprintln!("bench: {label}: c={} throughput", plan.conns);
+            match load::throughput(
+                &self.target,
+                plan.conns,
+                plan.tput_warmup,
+                plan.tput_secs,
+                &self.watch,
+            )
+            .await
+            {
+                Ok(r) => {
+                    if r.errors > 0 {
+                        notes.push(format!(
+                            "{label} c={}: {} failed calls (first: {})",
+                            plan.conns,
+                            r.errors,
+                            r.first_error.clone().unwrap_or_default()
+                        ));
+                    }
+                    let noise = r.cpu.others_pct;
+                    if best.as_ref().is_none_or(|b| noise < b.cpu.others_pct) {
+                        best = Some(r);
+                    }
+                    if noise <= plan.max_noise {
+                        break;
+                    }
+                    noisy(&label, "throughput", noise, attempt, plan);
+                }
+                Err(e) => {
+                    note(notes, &format!("{label} c={}", plan.conns), e);
+                    break;
+                }
+            }
+        }
+        self.results.tput.extend(best);
+    }
+}
+
+fn noisy(label: &str, what: &str, noise: f64, attempt: usize, plan: &Plan) {
+    if attempt < plan.retries {
+        eprintln!(
+            "bench: {label} {what}: other processes used {noise:.0} % of the machine; measuring again"
+        );
     }
 }
 
@@ -426,12 +479,29 @@ async fn main() -> Result<()> {
     let mut pipe = load::Pipe::start(&bins.echo)?;
     for run in 0..plan.runs {
         eprintln!("bench: run {}/{}: pipe floor", run + 1, plan.runs);
-        match pipe.latency(plan.pipe_warmup, plan.pipe_calls) {
-            Ok((l, cpu)) => {
-                res.pipe.push(l);
-                res.pipe_child_cpu.push(cpu);
+        let mut best: Option<(load::Latency, f64, f64)> = None;
+        for attempt in 0..=plan.retries {
+            match pipe.latency(plan.pipe_warmup, plan.pipe_calls) {
+                Ok(r) => {
+                    let noise = r.2;
+                    if best.as_ref().is_none_or(|b| noise < b.2) {
+                        best = Some(r);
+                    }
+                    if noise <= plan.max_noise {
+                        break;
+                    }
+                    noisy("pipe floor", "c=1", noise, attempt, &plan);
+                }
+                Err(e) => {
+                    note(&mut res.notes, "pipe floor", e);
+                    break;
+                }
             }
-            Err(e) => note(&mut res.notes, "pipe floor", e),
+        }
+        if let Some((l, cpu, noise)) = best {
+            res.pipe.push(l);
+            res.pipe_child_cpu.push(cpu);
+            res.pipe_noise.push(noise);
         }
         for m in &mut modes {
             m.run(&plan, &mut res.notes).await;
@@ -459,23 +529,34 @@ async fn main() -> Result<()> {
             }
         }
     }
-    let mut pipe_ok = true;
-    for round in 0..=plan.big_reps {
-        if pipe_ok {
-            match pipe.big(plan.big_bytes) {
-                Ok(t) if round > 0 => res.big_pipe.push(t),
-                Ok(_) => {}
-                Err(e) => {
-                    note(&mut res.notes, "big over pipes", e);
-                    pipe_ok = false;
-                }
+    // Rounds until `big_reps` quiet ones (or three times as many rounds); the quietest
+    // `big_reps` are kept.
+    let mut rounds: Vec<(f64, f64, Vec<Option<f64>>)> = Vec::new();
+    let mut pids = vec![pipe.pid()];
+    for m in modes.iter().skip(1) {
+        pids.extend((m.watch)().into_iter().flat_map(|w| w.pids));
+    }
+    let mut attempts = 0;
+    'rounds: while rounds.iter().filter(|r| r.0 <= plan.max_noise).count() < plan.big_reps
+        && attempts < 3 * plan.big_reps + 1
+    {
+        attempts += 1;
+        let meter = NoiseMeter::start(pids.clone());
+        let pipe_t = match pipe.big(plan.big_bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                note(&mut res.notes, "big over pipes", e);
+                break 'rounds;
             }
-        }
-        for (m, slot) in modes.iter_mut().skip(1).zip(big_sessions.iter_mut()) {
-            let Some(s) = slot else { continue };
+        };
+        let mut times = Vec::new();
+        for (m, slot) in modes.iter().skip(1).zip(big_sessions.iter_mut()) {
+            let Some(s) = slot else {
+                times.push(None);
+                continue;
+            };
             match load::big(s, plan.big_bytes).await {
-                Ok(t) if round > 0 => m.results.big.push(t),
-                Ok(_) => {}
+                Ok(t) => times.push(Some(t)),
                 Err(e) => {
                     note(
                         &mut res.notes,
@@ -483,8 +564,23 @@ async fn main() -> Result<()> {
                         e,
                     );
                     *slot = None;
+                    times.push(None);
                 }
             }
+        }
+        let noise = meter.stop();
+        // The first round only warms buffers up.
+        if attempts > 1 {
+            rounds.push((noise, pipe_t, times));
+        }
+    }
+    rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    rounds.truncate(plan.big_reps);
+    for (noise, pipe_t, times) in rounds {
+        res.big_pipe.push(pipe_t);
+        res.big_noise.push(noise);
+        for (m, t) in modes.iter_mut().skip(1).zip(times) {
+            m.results.big.extend(t);
         }
     }
     for s in big_sessions.into_iter().flatten() {

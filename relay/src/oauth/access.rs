@@ -43,12 +43,13 @@ impl TokenCache {
         map.insert(hash, (g, expires, Instant::now()));
     }
 
-    /// Forgets a token at once (revocation).
-    pub fn forget(&self, token: &str) {
+    /// Forgets every cached validation (after a revocation: a revoked family's access
+    /// tokens stop working at once).
+    pub fn clear(&self) {
         self.tokens
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&sha256(token.as_bytes()));
+            .clear();
     }
 
     fn owner(&self, state: &AppState, name: &str) -> Option<i64> {

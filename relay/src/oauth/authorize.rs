@@ -169,6 +169,7 @@ pub async fn authorize(
         scope: super::SCOPE.to_owned(),
         created: Instant::now(),
         decision: None,
+        approved_owner: None,
     };
     if !state
         .oauth

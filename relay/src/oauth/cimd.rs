@@ -157,7 +157,13 @@ impl Fetcher {
             return Ok(c);
         }
         let url = check_url(client_id)?;
-        let host = url.host_str().unwrap_or("").to_owned();
+        // The name to resolve (IPv6 literals without their brackets) and to pin.
+        let host = match url.host() {
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Domain(d)) => d.to_owned(),
+            None => return Err("the client_id URL has no host".into()),
+        };
         let addrs: Vec<SocketAddr> =
             tokio::time::timeout(FETCH_TIMEOUT, tokio::net::lookup_host((host.as_str(), 443)))
                 .await
@@ -167,13 +173,16 @@ impl Fetcher {
         let Some(first) = addrs.first().copied() else {
             return Err("the client_id host does not resolve".into());
         };
-        if addrs.iter().any(|a| !is_public(a.ip())) {
-            return Err("the client_id host resolves to a private or local address".into());
+        if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
+            return Err(format!(
+                "the client_id host resolves to {}, a private or local address",
+                bad.ip()
+            ));
         }
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured((*self.tls()).clone())
             .redirect(reqwest::redirect::Policy::none())
-            .resolve(&host, first)
+            .resolve(url.host_str().unwrap_or(&host), first)
             .timeout(FETCH_TIMEOUT)
             .connect_timeout(FETCH_TIMEOUT)
             .build()

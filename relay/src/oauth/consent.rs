@@ -59,6 +59,9 @@ pub struct Consent {
     pub created: Instant,
     /// `Some(true)` approved, `Some(false)` denied.
     pub decision: Option<bool>,
+    /// The bridge token that owned the tunnel when it was approved: the code is only
+    /// issued while that token still owns it.
+    pub approved_owner: Option<i64>,
 }
 
 /// Pending consents.
@@ -117,11 +120,13 @@ impl Consents {
             .filter(|c| c.created.elapsed() < CONSENT_TTL)
     }
 
-    /// Records a decision for the consent with this id, if it is for `tunnel`.
-    pub fn decide(&self, id: &str, tunnel: &str, approve: bool) -> bool {
+    /// Records a decision for the consent with this id, if it is for `tunnel`; an
+    /// approval names the owner (bridge token id) on whose authority it was made.
+    pub fn decide(&self, id: &str, tunnel: &str, approve: Option<i64>) -> bool {
         match self.lock().get_mut(id) {
             Some(c) if c.tunnel == tunnel && c.decision.is_none() => {
-                c.decision = Some(approve);
+                c.decision = Some(approve.is_some());
+                c.approved_owner = approve;
                 true
             }
             _ => false,
@@ -313,15 +318,18 @@ fn finish(state: &AppState, c: Consent) -> Response {
         );
     }
     let owner = match state.store.name_owner(&c.tunnel) {
-        Ok(Some(o)) => o,
+        Ok(Some(o)) if Some(o) == c.approved_owner => o,
         _ => {
             return redirect_to_client(
                 state,
                 &c.redirect_uri,
                 c.state.as_deref(),
                 &[
-                    ("error", "invalid_target"),
-                    ("error_description", "the tunnel no longer exists"),
+                    ("error", "access_denied"),
+                    (
+                        "error_description",
+                        "the tunnel changed owner since the approval; start again",
+                    ),
                 ],
             );
         }
@@ -424,7 +432,7 @@ pub async fn decide(
     }
     match form.action.as_str() {
         "deny" => {
-            state.oauth.consents.decide(&id, &c.tunnel, false);
+            state.oauth.consents.decide(&id, &c.tunnel, None);
             match state.oauth.consents.take(&id) {
                 Some(c) => finish(&state, c),
                 None => error_page(StatusCode::BAD_REQUEST, "already used"),
@@ -450,14 +458,22 @@ pub async fn decide(
                 *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
                 return r;
             }
-            if !verify_password(&hash, &form.password) {
+            let password = form.password.clone();
+            let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+                .await
+                .unwrap_or(false);
+            if !ok {
                 limiter.count(peer.ip());
                 tracing::warn!(ip = %peer.ip(), "wrong operator password on a consent page");
                 let mut r = page(&state, &c, false, Some("Wrong operator password."));
                 *r.status_mut() = StatusCode::FORBIDDEN;
                 return r;
             }
-            state.oauth.consents.decide(&id, &c.tunnel, true);
+            let owner = state.store.name_owner(&c.tunnel).ok().flatten();
+            if owner.is_none() {
+                return error_page(StatusCode::BAD_REQUEST, "The tunnel no longer exists.");
+            }
+            state.oauth.consents.decide(&id, &c.tunnel, owner);
             match state.oauth.consents.take(&id) {
                 Some(c) => finish(&state, c),
                 None => error_page(StatusCode::BAD_REQUEST, "already used"),
@@ -532,7 +548,8 @@ pub async fn approve_with_bridge_token(
             "this bridge token does not own the tunnel of that request",
         );
     }
-    if !state.oauth.consents.decide(&c.id, &c.tunnel, !body.deny) {
+    let decision = (!body.deny).then_some(token_id);
+    if !state.oauth.consents.decide(&c.id, &c.tunnel, decision) {
         return oauth_error(
             StatusCode::CONFLICT,
             "already_decided",

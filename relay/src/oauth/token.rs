@@ -166,7 +166,11 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
             };
             let (c, family) = match state.store.take_code(code) {
                 Ok(Some(v)) => v,
-                Ok(None) => return grant_error("the code is unknown, expired or already used"),
+                Ok(None) => {
+                    // A reused code revoked what it issued: drop cached validations.
+                    state.oauth.tokens.clear();
+                    return grant_error("the code is unknown, expired or already used");
+                }
                 Err(e) => {
                     tracing::error!("code lookup: {e}");
                     return grant_error("the code cannot be checked");
@@ -205,29 +209,35 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     "refresh_token is required",
                 );
             };
-            let (g, family) = match state.store.use_refresh(rt) {
-                Ok(Ok(v)) => v,
-                Ok(Err(RefreshError::Reused)) => {
-                    tracing::warn!(client = %client.client_id, "a refresh token was reused; its family is revoked");
-                    return grant_error("the refresh token was already used; sign in again");
-                }
-                Ok(Err(RefreshError::Invalid)) | Err(_) => {
-                    return grant_error("the refresh token is unknown, expired or revoked");
-                }
+            // Check everything before using the token: a refused request must not
+            // consume (and so revoke) a valid refresh token.
+            let Some(peek) = state.store.peek_refresh(rt).ok().flatten() else {
+                return grant_error("the refresh token is unknown, expired or revoked");
             };
-            if g.client_id != client.client_id {
+            if peek.client_id != client.client_id {
                 return grant_error("the refresh token was issued to another client");
             }
-            if params.get("resource").is_some_and(|r| *r != g.resource) {
+            if params.get("resource").is_some_and(|r| *r != peek.resource) {
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_target",
                     "resource differs from the grant",
                 );
             }
-            if state.store.name_owner(&g.tunnel).ok().flatten() != Some(g.owner_token) {
+            if state.store.name_owner(&peek.tunnel).ok().flatten() != Some(peek.owner_token) {
                 return grant_error("the tunnel changed owner; sign in again");
             }
+            let (g, family) = match state.store.use_refresh(rt) {
+                Ok(Ok(v)) => v,
+                Ok(Err(RefreshError::Reused)) => {
+                    tracing::warn!(client = %client.client_id, "a refresh token was reused; its family is revoked");
+                    state.oauth.tokens.clear();
+                    return grant_error("the refresh token was already used; sign in again");
+                }
+                Ok(Err(RefreshError::Invalid)) | Err(_) => {
+                    return grant_error("the refresh token is unknown, expired or revoked");
+                }
+            };
             issue(&state, &g, &family)
         }
         Some(other) => oauth_error(
@@ -249,9 +259,10 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
         Ok(p) => p,
         Err(r) => return r,
     };
-    if let Err(r) = client_auth(&state, &headers, &params) {
-        return r;
-    }
+    let client = match client_auth(&state, &headers, &params) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let Some(token) = params.get("token") else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -259,10 +270,20 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
             "token is required",
         );
     };
+    match state.store.token_client(token) {
+        Ok(Some(owner)) if owner != client.client_id => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                "that token was issued to another client",
+            );
+        }
+        _ => {}
+    }
     if let Err(e) = state.store.revoke(token) {
         tracing::error!("revocation: {e}");
     }
-    state.oauth.tokens.forget(token);
+    state.oauth.tokens.clear();
     json_no_store(StatusCode::OK, &json!({}))
 }
 
