@@ -131,6 +131,11 @@ impl ChildHandle {
         self.stdin.try_send(Bytes::from(line)).is_ok()
     }
 
+    /// Whether the child's stdin is gone (it exited, or is exiting).
+    pub fn stdin_closed(&self) -> bool {
+        self.stdin.is_closed()
+    }
+
     /// The last lines the child wrote to stderr.
     pub fn stderr_tail(&self) -> Vec<String> {
         self.stderr_tail

@@ -131,7 +131,7 @@ pub async fn run(
         attempt = attempt.saturating_add(1);
         debug!("reconnecting in {delay:?}");
         if sleep_unless_resumed(delay).await {
-            info!("the machine woke up; reconnecting now");
+            info!("the machine woke up or its network changed; reconnecting now");
             attempt = 0;
         }
     }
@@ -165,9 +165,81 @@ impl WakeDetector {
     }
 }
 
-/// Sleeps for `delay`, returning early (`true`) if the machine wakes from sleep meanwhile.
+/// Notices that the machine's network changed (an interface address appeared or went
+/// away: a new Wi-Fi, a VPN, a cable), so the link is renewed at once instead of waiting
+/// for heartbeats to fail.
+pub struct NetWatch {
+    last: Vec<String>,
+}
+
+impl Default for NetWatch {
+    fn default() -> Self {
+        Self {
+            last: local_addresses(),
+        }
+    }
+}
+
+impl NetWatch {
+    /// `true` if the set of local addresses changed since the last call.
+    pub fn changed(&mut self) -> bool {
+        let now = local_addresses();
+        let changed = now != self.last;
+        self.last = now;
+        changed
+    }
+}
+
+/// The machine's interface addresses, sorted (empty where this cannot be read).
+fn local_addresses() -> Vec<String> {
+    #[cfg(unix)]
+    {
+        let mut out = Vec::new();
+        let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+        // SAFETY: getifaddrs fills a list we walk read-only and free exactly once.
+        unsafe {
+            if libc::getifaddrs(&mut head) != 0 {
+                return out;
+            }
+            let mut cur = head;
+            while !cur.is_null() {
+                let ifa = &*cur;
+                if !ifa.ifa_addr.is_null() {
+                    let family = i32::from((*ifa.ifa_addr).sa_family);
+                    let addr = if family == libc::AF_INET {
+                        let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                        Some(
+                            std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).to_string(),
+                        )
+                    } else if family == libc::AF_INET6 {
+                        let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                        Some(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr).to_string())
+                    } else {
+                        None
+                    };
+                    if let Some(a) = addr {
+                        let name = std::ffi::CStr::from_ptr(ifa.ifa_name).to_string_lossy();
+                        out.push(format!("{name}/{a}"));
+                    }
+                }
+                cur = ifa.ifa_next;
+            }
+            libc::freeifaddrs(head);
+        }
+        out.sort();
+        out
+    }
+    #[cfg(not(unix))]
+    {
+        Vec::new()
+    }
+}
+
+/// Sleeps for `delay`, returning early (`true`) if the machine wakes from sleep or its
+/// network changes meanwhile.
 async fn sleep_unless_resumed(delay: Duration) -> bool {
     let mut wake = WakeDetector::default();
+    let mut net = NetWatch::default();
     let end = tokio::time::Instant::now() + delay;
     loop {
         let now = tokio::time::Instant::now();
@@ -175,7 +247,7 @@ async fn sleep_unless_resumed(delay: Duration) -> bool {
             return false;
         }
         tokio::time::sleep((end - now).min(Duration::from_secs(1))).await;
-        if wake.woke() {
+        if wake.woke() || net.changed() {
             return true;
         }
     }
@@ -324,6 +396,7 @@ where
     };
     let reader = async {
         let mut wake = WakeDetector::default();
+        let mut net = NetWatch::default();
         let mut wake_tick = tokio::time::interval(Duration::from_secs(1));
         let mut last_heard = Instant::now();
         loop {
@@ -332,6 +405,10 @@ where
                 _ = wake_tick.tick() => {
                     if wake.woke() {
                         info!("the machine woke up; renewing the relay link");
+                        break;
+                    }
+                    if net.changed() {
+                        info!("the network changed; renewing the relay link");
                         break;
                     }
                     if last_heard.elapsed() > IDLE_TIMEOUT {
@@ -415,6 +492,19 @@ mod tests {
         let u = connect_url(&Url::parse("http://127.0.0.1:8080/pre/").unwrap(), "abc").unwrap();
         assert_eq!(u.as_str(), "ws://127.0.0.1:8080/pre/abc/connect");
         assert!(connect_url(&Url::parse("ftp://x").unwrap(), "abc").is_err());
+    }
+
+    #[test]
+    fn local_addresses_include_loopback() {
+        let a = local_addresses();
+        if cfg!(unix) {
+            assert!(
+                a.iter()
+                    .any(|x| x.ends_with("/127.0.0.1") || x.ends_with("/::1")),
+                "{a:?}"
+            );
+        }
+        assert!(!NetWatch::default().changed());
     }
 
     #[test]

@@ -131,14 +131,16 @@ impl Core {
             .get(&child)
             .is_some_and(|s| s.handle.send_line(line));
         if !sent {
-            self.answer(
-                ctx,
-                error_response(
-                    &id,
-                    UNAVAILABLE,
-                    "the local MCP server is not reading its input; retry later",
-                ),
-            );
+            let exited = self
+                .children
+                .get(&child)
+                .is_none_or(|s| s.handle.stdin_closed());
+            let why = if exited {
+                "the local MCP server just exited and is being restarted; retry in a moment"
+            } else {
+                "the local MCP server is not reading its input; retry later"
+            };
+            self.answer(ctx, error_response(&id, UNAVAILABLE, why));
             return;
         }
         let (exchange, reply_final) = if ctx.legacy {

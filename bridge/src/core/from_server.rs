@@ -88,6 +88,7 @@ impl Core {
                     version = %version,
                     "the MCP server is initialized"
                 );
+                self.startup_failures = 0;
                 ChildState::Ready {
                     result: result.clone(),
                     version,

@@ -209,6 +209,8 @@ pub struct Core {
     restart_at: Option<Instant>,
     /// Recent exits of the shared child (crash-loop guard).
     crashes: VecDeque<Instant>,
+    /// Consecutive failures of the shared child to start.
+    startup_failures: u32,
     restarts: u32,
     /// The shared child's initialize result and tools list, for the relay's offline answers.
     snapshot_init: Option<Bytes>,
@@ -222,6 +224,8 @@ pub struct Core {
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
 /// Exits within this window count towards the crash-loop backoff.
 const CRASH_WINDOW: Duration = Duration::from_secs(60);
+/// Exits of a serving server within [`CRASH_WINDOW`] restarted without delay.
+const CRASH_BURST: usize = 120;
 
 fn ex_body(code: i64, message: &str) -> Vec<u8> {
     error_response(b"null", code, message)
@@ -252,6 +256,7 @@ impl Core {
             guard,
             restart_at: None,
             crashes: VecDeque::new(),
+            startup_failures: 0,
             restarts: 0,
             snapshot_init: None,
             snapshot_tools: None,

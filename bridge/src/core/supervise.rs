@@ -108,7 +108,7 @@ impl Core {
                 }
                 Err(e) => {
                     error!("cannot restart the MCP server: {e}");
-                    self.schedule_restart();
+                    self.schedule_restart(false);
                 }
             }
         }
@@ -118,6 +118,7 @@ impl Core {
         let Some(slot) = self.children.remove(&child) else {
             return;
         };
+        let was_ready = matches!(slot.state, ChildState::Ready { .. });
         let incident = incident_id();
         let tail = slot.handle.stderr_tail();
         error!(
@@ -159,37 +160,43 @@ impl Core {
             self.end_session(&sid, true);
         }
         if Some(child) == self.default_child && !self.cfg.isolate {
-            self.schedule_restart();
+            self.schedule_restart(was_ready);
         } else if Some(child) == self.default_child {
             self.default_child = None;
         }
     }
 
-    /// Plans the shared child's restart: at once after a first exit, then doubling up to
-    /// 30 s while it keeps exiting within a minute (crash-loop guard).
-    pub(super) fn schedule_restart(&mut self) {
+    /// Plans the shared child's restart (crash-loop guard):
+    /// - a server that never finished starting is restarted after 0.25 s, doubling with
+    ///   each consecutive failure up to 30 s (a broken command does not spin);
+    /// - a server that was serving is restarted at once, unless it exited more than
+    ///   [`CRASH_BURST`] times within a minute; past that the delay doubles up to 30 s.
+    pub(super) fn schedule_restart(&mut self, was_ready: bool) {
         let now = Instant::now();
-        self.crashes.push_back(now);
-        while self
-            .crashes
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW)
-        {
-            self.crashes.pop_front();
-        }
-        let n = self.crashes.len().saturating_sub(1).min(16) as u32;
-        let delay = if n == 0 {
-            Duration::ZERO
-        } else {
+        let doubling = |n: u32| {
             Duration::from_millis(250)
                 .saturating_mul(1 << n.min(8))
                 .min(MAX_RESTART_DELAY)
         };
-        if n >= 5 {
-            warn!(
-                "the MCP server keeps exiting ({} times in a minute); next restart in {delay:?}",
-                n + 1
-            );
+        let delay = if was_ready {
+            self.crashes.push_back(now);
+            while self
+                .crashes
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW)
+            {
+                self.crashes.pop_front();
+            }
+            match self.crashes.len().checked_sub(CRASH_BURST) {
+                None | Some(0) => Duration::ZERO,
+                Some(excess) => doubling(excess as u32 - 1),
+            }
+        } else {
+            self.startup_failures = self.startup_failures.saturating_add(1);
+            doubling(self.startup_failures - 1)
+        };
+        if delay >= Duration::from_secs(2) {
+            warn!("the MCP server keeps exiting; next restart in {delay:?}");
         }
         self.restart_at = Some(now + delay);
     }
