@@ -159,6 +159,37 @@ fn too_deep(body: &[u8], max: usize) -> bool {
     false
 }
 
+/// A message's `params._meta.progressToken` span and `_meta` protocol version.
+pub(crate) type ParamsInfo<'a> = (Option<Range<usize>>, Option<Cow<'a, str>>);
+
+/// Reads the `_meta` fields of the `params` value at `span` of `body`.
+pub(crate) fn parse_params(
+    body: &[u8],
+    span: Range<usize>,
+) -> Result<ParamsInfo<'_>, EnvelopeError> {
+    let raw = &body[span];
+    match raw.first() {
+        Some(b'{') => {
+            let text = std::str::from_utf8(raw)
+                .map_err(|_| EnvelopeError::Parse("params are not valid UTF-8".into()))?;
+            let p: RawParams<'_> = serde_json::from_str(text).map_err(classify)?;
+            Ok(match p.meta {
+                Some(meta) => (
+                    meta.progress_token
+                        .filter(|v| v.get() != "null")
+                        .map(|v| span_of(body, v.get())),
+                    meta.protocol_version,
+                ),
+                None => (None, None),
+            })
+        }
+        Some(b'[') => Ok((None, None)),
+        _ => Err(EnvelopeError::Invalid(
+            "params must be an object or an array",
+        )),
+    }
+}
+
 /// Parses `body` as one JSON-RPC message. The whole body is validated as JSON.
 pub fn parse(body: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
     // serde_json does not check the UTF-8 of strings it skips; JSON text must be UTF-8.
@@ -211,25 +242,10 @@ pub fn parse(body: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
             ));
         }
     };
-    let mut progress_token = None;
-    let mut meta_protocol_version = None;
-    if let Some(params) = raw.params {
-        let first = params.get().as_bytes()[0];
-        if first == b'{' {
-            let p: RawParams<'_> = serde_json::from_str(params.get()).map_err(classify)?;
-            if let Some(meta) = p.meta {
-                progress_token = meta
-                    .progress_token
-                    .filter(|v| v.get() != "null")
-                    .map(|v| span_of(body, v.get()));
-                meta_protocol_version = meta.protocol_version;
-            }
-        } else if first != b'[' {
-            return Err(EnvelopeError::Invalid(
-                "params must be an object or an array",
-            ));
-        }
-    }
+    let (progress_token, meta_protocol_version) = match raw.params {
+        Some(params) => parse_params(body, span_of(body, params.get()))?,
+        None => (None, None),
+    };
     Ok(Envelope {
         kind,
         method: raw.method,
@@ -271,7 +287,7 @@ fn push_single_line(out: &mut Vec<u8>, part: &[u8]) {
 }
 
 fn memchr_newline(b: &[u8]) -> bool {
-    b.iter().any(|&c| c == b'\n' || c == b'\r')
+    memchr::memchr2(b'\n', b'\r', b).is_some()
 }
 
 /// Builds a JSON-RPC error response. `id` is the raw JSON of the id (`null` if unknown).

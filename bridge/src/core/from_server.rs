@@ -5,7 +5,8 @@ use super::*;
 
 impl Core {
     pub(super) fn on_child_line(&mut self, child: ChildId, line: Bytes) {
-        let env = match jsonrpc::parse(&line) {
+        // The server's own output: the fast scan skips over large results.
+        let env = match protocol::scan::parse_fast(&line) {
             Ok(e) => e,
             Err(e) => {
                 warn!(child, "ignoring a stdout line that is not JSON-RPC ({e})");
