@@ -284,7 +284,7 @@ async fn connect_once(
     let mut ws_config = WebSocketConfig::default();
     ws_config.max_message_size = Some(limits.max_frame());
     ws_config.max_frame_size = Some(limits.max_frame());
-    ws_config.read_buffer_size = 64 * 1024;
+    ws_config.read_buffer_size = 4 * 1024;
     ws_config.write_buffer_size = 64 * 1024;
     let request = url
         .as_str()

@@ -130,33 +130,45 @@ fn classify(e: serde_json::Error) -> EnvelopeError {
     }
 }
 
-/// Whether arrays and objects nest deeper than `max` (strings are skipped).
+/// Whether arrays and objects nest deeper than `max` (strings are skipped). Jumps
+/// between structural bytes with `memchr`, so long strings cost little.
 fn too_deep(body: &[u8], max: usize) -> bool {
-    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
-    for &b in body {
-        if in_str {
-            if esc {
-                esc = false;
-            } else if b == b'\\' {
-                esc = true;
-            } else if b == b'"' {
-                in_str = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
-                    return true;
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(k) = memchr::memchr3(b'"', b'[', b'{', &body[i..]) {
+        // Closing brackets between here and the next opener lower the depth.
+        depth = depth.saturating_sub(count_closers(&body[i..i + k]));
+        let at = i + k;
+        if body[at] == b'"' {
+            // Skip the string (escapes included).
+            let mut j = at + 1;
+            loop {
+                match memchr::memchr2(b'"', b'\\', &body[j..]) {
+                    Some(n) if body[j + n] == b'\\' => j += n + 2,
+                    Some(n) => {
+                        j += n + 1;
+                        break;
+                    }
+                    None => return false,
+                }
+                if j >= body.len() {
+                    return false;
                 }
             }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
+            i = j;
+        } else {
+            depth += 1;
+            if depth > max {
+                return true;
+            }
+            i = at + 1;
         }
     }
     false
+}
+
+fn count_closers(b: &[u8]) -> usize {
+    memchr::memchr2_iter(b']', b'}', b).count()
 }
 
 /// A message's `params._meta.progressToken` span and `_meta` protocol version.
@@ -169,6 +181,8 @@ pub(crate) fn parse_params(
 ) -> Result<ParamsInfo<'_>, EnvelopeError> {
     let raw = &body[span];
     match raw.first() {
+        // Most params carry no `_meta`: skip the second parse then.
+        Some(b'{') if memchr::memmem::find(raw, b"_meta").is_none() => Ok((None, None)),
         Some(b'{') => {
             let text = std::str::from_utf8(raw)
                 .map_err(|_| EnvelopeError::Parse("params are not valid UTF-8".into()))?;

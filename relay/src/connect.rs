@@ -120,21 +120,28 @@ pub async fn handle_socket(
         }
     });
 
-    // Reader: dispatch frames until the connection ends or misbehaves.
+    // Reader: dispatch frames until the connection ends or misbehaves. Silence is
+    // checked on a coarse tick (no timer per message on the hot path).
+    let mut last_heard = tokio::time::Instant::now();
+    let mut idle_check = tokio::time::interval(Duration::from_secs(1));
     loop {
         let msg = tokio::select! {
-            m = tokio::time::timeout(IDLE_TIMEOUT, stream.next()) => m,
+            m = stream.next() => m,
+            _ = idle_check.tick() => {
+                if last_heard.elapsed() > IDLE_TIMEOUT {
+                    warn!(tunnel = %tunnel.name, "bridge silent for {IDLE_TIMEOUT:?}; closing");
+                    break;
+                }
+                continue;
+            }
             _ = tunnel.closed.cancelled() => break,
         };
+        last_heard = tokio::time::Instant::now();
         let msg = match msg {
-            Err(_) => {
-                warn!(tunnel = %tunnel.name, "bridge silent for {IDLE_TIMEOUT:?}; closing");
-                break;
-            }
-            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => break,
-            Ok(Some(Ok(Message::Binary(b)))) => b,
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
-            Ok(Some(Ok(Message::Text(_)))) => {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+            Some(Ok(Message::Binary(b))) => b,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Text(_))) => {
                 warn!(tunnel = %tunnel.name, "text message from bridge; closing");
                 break;
             }

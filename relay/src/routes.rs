@@ -532,7 +532,7 @@ async fn connect(
     // Small buffers: thousands of mostly idle bridges per relay.
     ws.max_message_size(limits.max_frame())
         .max_frame_size(limits.max_frame())
-        .read_buffer_size(16 * 1024)
+        .read_buffer_size(4 * 1024)
         .write_buffer_size(16 * 1024)
         .on_upgrade(move |socket| handle_socket(state, name, socket, permit))
 }
