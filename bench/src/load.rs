@@ -64,9 +64,9 @@ pub struct CpuUse {
     /// The load generator's own CPU time.
     pub client: Cpu,
     /// Share of the machine's CPU time (all cores, wall-clock window) used by processes
-    /// other than the watched ones and the load generator, in percent: the noise
-    /// indicator of a shared machine.
-    pub others_pct: f64,
+    /// other than the watched ones and the load generator, plus steal time, in percent:
+    /// the noise indicator of a shared machine.
+    pub noise_pct: f64,
 }
 
 impl CpuUse {
@@ -91,6 +91,7 @@ struct CpuSnap {
     roles: Vec<(&'static str, Cpu)>,
     client: Cpu,
     machine_busy_us: f64,
+    machine_steal_us: f64,
     at: Instant,
 }
 
@@ -102,6 +103,7 @@ fn snapshot(watch: &[Watch]) -> CpuSnap {
             .collect(),
         client: procs::cpu(std::process::id()),
         machine_busy_us: procs::machine_busy_us(),
+        machine_steal_us: procs::machine_steal_us(),
         at: Instant::now(),
     }
 }
@@ -116,19 +118,21 @@ fn delta(a: &CpuSnap, b: &CpuSnap) -> CpuUse {
     let client = b.client - a.client;
     let ours: f64 = by_role.iter().map(|(_, c)| c.stat_us).sum::<f64>() + client.stat_us;
     let capacity = (b.at - a.at).as_secs_f64() * 1e6 * procs::cpus() as f64;
-    let others = (b.machine_busy_us - a.machine_busy_us - ours).max(0.0);
+    let others = (b.machine_busy_us - a.machine_busy_us - ours).max(0.0)
+        + (b.machine_steal_us - a.machine_steal_us);
     CpuUse {
         by_role,
         client,
-        others_pct: 100.0 * others / capacity.max(1.0),
+        noise_pct: 100.0 * others / capacity.max(1.0),
     }
 }
 
 /// Measures how much of the machine processes other than the given ones (and the load
-/// generator) used over a window.
+/// generator) used over a window, plus the steal time.
 pub struct NoiseMeter {
     pids: Vec<u32>,
     busy: f64,
+    steal: f64,
     ours: f64,
     at: Instant,
 }
@@ -142,17 +146,19 @@ impl NoiseMeter {
     pub fn start(pids: Vec<u32>) -> Self {
         Self {
             busy: procs::machine_busy_us(),
+            steal: procs::machine_steal_us(),
             ours: Self::ours(&pids),
             at: Instant::now(),
             pids,
         }
     }
 
-    /// Ends the window: the others' share of all cores, in percent.
+    /// Ends the window: the others' share of all cores plus steal, in percent.
     pub fn stop(self) -> f64 {
         let capacity = self.at.elapsed().as_secs_f64() * 1e6 * procs::cpus() as f64;
         let others = (procs::machine_busy_us() - self.busy) - (Self::ours(&self.pids) - self.ours);
-        100.0 * others.max(0.0) / capacity.max(1.0)
+        let steal = procs::machine_steal_us() - self.steal;
+        100.0 * (others.max(0.0) + steal) / capacity.max(1.0)
     }
 }
 
@@ -361,7 +367,7 @@ impl Pipe {
     }
 
     /// Sequential `echo` calls: percentiles, the child's CPU µs per call, and the share of
-    /// the machine other processes used meanwhile (percent).
+    /// the machine other processes and steal time took meanwhile (percent).
     pub fn latency(&mut self, warmup: usize, n: usize) -> Result<(Latency, f64, f64)> {
         for _ in 0..warmup {
             self.call("echo", ECHO_ARGS)?;

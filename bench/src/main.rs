@@ -25,8 +25,9 @@
 //!   process (`/proc/<pid>/stat`) over the measured window divided by the calls completed
 //!   in it; schedstat run time is read too as a cross-check. The embedded relay runs on a
 //!   thread of the bridge process, so that mode reports one combined figure.
-//! * **Large result.** `tools/call big` of 5,000,000 bytes, through the tunnel and over
-//!   direct pipes; the ratio of the medians.
+//! * **Large result.** `tools/call big` of 5,000,000 bytes, through the tunnels and over
+//!   direct pipes, taking turns round by round (the first round only warms buffers up);
+//!   the ratio of the medians.
 //! * **Memory.** `VmRSS` of a fresh `relay serve` (idle); of a fresh relay + bridge before
 //!   and after 1,000 sessions (each initialized on its own keep-alive connection, held
 //!   open, then closed), next to a null HTTP server holding as many idle connections; of a
@@ -45,6 +46,12 @@
 //!
 //! `--url URL [--bearer T]` only drives an endpoint started by hand (c=1 then c=N), as a
 //! load source for profiling.
+//!
+//! **Noise.** The machine may be shared. For every measured window the benchmark computes
+//! how much of the machine other processes used (`/proc/stat` busy time minus the CPU of
+//! the processes under test and of the load generator) plus the steal time the hypervisor
+//! took; a window above `--max-noise` (10 %) is measured again, up to `--retries` times,
+//! keeping the quietest attempt, and the figure is printed with every result.
 //!
 //! The load generator is Rust (`http.rs`: a minimal HTTP/1.1 keep-alive client, one write
 //! per request, `TCP_NODELAY`) on a single-threaded tokio runtime, so it takes as little
@@ -99,9 +106,9 @@ struct Args {
     /// Skip the supergateway comparison.
     #[arg(long)]
     no_supergateway: bool,
-    /// A measurement during which other processes used more than this share of the
-    /// machine (percent of all cores) is repeated, up to `--retries` times, keeping the
-    /// quietest attempt.
+    /// A measurement during which other processes (plus steal time) used more than this
+    /// share of the machine (percent of all cores) is repeated, up to `--retries` times,
+    /// keeping the quietest attempt.
     #[arg(long, value_name = "PCT", default_value_t = 10.0)]
     max_noise: f64,
     /// Extra attempts per noisy measurement (default 4, 1 with --quick).
@@ -202,8 +209,8 @@ impl Mode {
             eprintln!("bench: {label}: c=1 latency");
             match load::latency(&self.target, plan.lat_warmup, plan.lat_calls, &self.watch).await {
                 Ok(r) => {
-                    let noise = r.cpu.others_pct;
-                    if best.as_ref().is_none_or(|b| noise < b.cpu.others_pct) {
+                    let noise = r.cpu.noise_pct;
+                    if best.as_ref().is_none_or(|b| noise < b.cpu.noise_pct) {
                         best = Some(r);
                     }
                     if noise <= plan.max_noise {
@@ -240,8 +247,8 @@ impl Mode {
                             r.first_error.clone().unwrap_or_default()
                         ));
                     }
-                    let noise = r.cpu.others_pct;
-                    if best.as_ref().is_none_or(|b| noise < b.cpu.others_pct) {
+                    let noise = r.cpu.noise_pct;
+                    if best.as_ref().is_none_or(|b| noise < b.cpu.noise_pct) {
                         best = Some(r);
                     }
                     if noise <= plan.max_noise {
@@ -262,7 +269,7 @@ impl Mode {
 fn noisy(label: &str, what: &str, noise: f64, attempt: usize, plan: &Plan) {
     if attempt < plan.retries {
         eprintln!(
-            "bench: {label} {what}: other processes used {noise:.0} % of the machine; measuring again"
+            "bench: {label} {what}: noise {noise:.0} % of the machine (other processes, steal); measuring again"
         );
     }
 }

@@ -277,6 +277,12 @@ pub fn machine_busy_us() -> f64 {
     machine_ticks().0 as f64 * 1e6 / clock_ticks()
 }
 
+/// Steal time of the whole machine so far (all cores: time the hypervisor gave the vCPUs
+/// to someone else while they wanted to run), in microseconds.
+pub fn machine_steal_us() -> f64 {
+    machine_ticks().2 as f64 * 1e6 / clock_ticks()
+}
+
 /// Whole-machine CPU counters from the first line of `/proc/stat`, in clock ticks:
 /// (busy, idle, steal).
 pub fn machine_ticks() -> (u64, u64, u64) {

@@ -152,11 +152,11 @@ pub struct Results {
     pub pipe: Vec<Latency>,
     /// Echo server CPU µs per call over pipes.
     pub pipe_child_cpu: Vec<f64>,
-    /// Share of the machine other processes used during each pipe floor run, percent.
+    /// Noise (others' CPU plus steal, percent of the machine) during each pipe floor run.
     pub pipe_noise: Vec<f64>,
     /// Large result over pipes, seconds.
     pub big_pipe: Vec<f64>,
-    /// Share of the machine other processes used during each kept large-result round.
+    /// Noise during each kept large-result round.
     pub big_noise: Vec<f64>,
     /// Null HTTP server.
     pub null: ModeResults,
@@ -317,8 +317,8 @@ pub fn render(r: &Results) -> String {
         .flat_map(|m| {
             m.lat
                 .iter()
-                .map(|l| l.cpu.others_pct)
-                .chain(m.tput.iter().map(|t| t.cpu.others_pct))
+                .map(|l| l.cpu.noise_pct)
+                .chain(m.tput.iter().map(|t| t.cpu.noise_pct))
         })
         .chain(r.pipe_noise.iter().copied())
         .chain(r.big_noise.iter().copied())
@@ -327,7 +327,7 @@ pub fn render(r: &Results) -> String {
     if !others.is_empty() {
         let _ = writeln!(
             o,
-            "- CPU used by processes outside the benchmark during the kept measurement windows (share of all cores): median {:.0} %, worst {:.0} % (a window above {:.0} % is measured again, up to {} times, keeping the quietest)",
+            "- Noise during the kept measurement windows (CPU used by processes outside the benchmark plus steal time, as a share of all cores): median {:.0} %, worst {:.0} % (a window above {:.0} % is measured again, up to {} times, keeping the quietest)",
             median(&others),
             others.last().copied().unwrap_or(0.0),
             r.plan.max_noise,
@@ -589,7 +589,7 @@ pub fn render(r: &Results) -> String {
     );
     let _ = writeln!(
         o,
-        "| Target | run | c=1 p50 / p90 / p99 µs | c=1 CPU µs/call | c={} calls/s | c={} CPU µs/call | errors | other processes' CPU, c=1 / c={} |",
+        "| Target | run | c=1 p50 / p90 / p99 µs | c=1 CPU µs/call | c={} calls/s | c={} CPU µs/call | errors | noise (others' CPU + steal), c=1 / c={} |",
         p.conns, p.conns, p.conns
     );
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
@@ -647,9 +647,9 @@ pub fn render(r: &Results) -> String {
                 .unwrap_or_default();
             let others = format!(
                 "{} / {}",
-                lat.map(|l| format!("{:.0} %", l.cpu.others_pct))
+                lat.map(|l| format!("{:.0} %", l.cpu.noise_pct))
                     .unwrap_or_else(|| "n/a".into()),
-                tp.map(|t| format!("{:.0} %", t.cpu.others_pct))
+                tp.map(|t| format!("{:.0} %", t.cpu.noise_pct))
                     .unwrap_or_else(|| "n/a".into())
             );
             let (rate_s, cpu_tp, errs) = tp
@@ -688,7 +688,7 @@ pub fn render(r: &Results) -> String {
     };
     let _ = writeln!(
         o,
-        "\nLarge result, ms per call (rounds with other processes' CPU at [{}] %): pipe [{}]; embedded [{}]; separate [{}]; supergateway [{}].",
+        "\nLarge result, ms per call (rounds with noise at [{}] %): pipe [{}]; embedded [{}]; separate [{}]; supergateway [{}].",
         r.big_noise
             .iter()
             .map(|n| format!("{n:.0}"))
