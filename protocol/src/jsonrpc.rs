@@ -174,15 +174,17 @@ fn count_closers(b: &[u8]) -> usize {
 /// A message's `params._meta.progressToken` span and `_meta` protocol version.
 pub(crate) type ParamsInfo<'a> = (Option<Range<usize>>, Option<Cow<'a, str>>);
 
-/// Reads the `_meta` fields of the `params` value at `span` of `body`.
+/// Reads the `_meta` fields of the `params` value at `span` of `body`. With `strict`,
+/// the params object is always parsed (and so validated, escapes included); without it,
+/// params that do not contain the bytes `_meta` are not parsed at all.
 pub(crate) fn parse_params(
     body: &[u8],
     span: Range<usize>,
+    strict: bool,
 ) -> Result<ParamsInfo<'_>, EnvelopeError> {
     let raw = &body[span];
     match raw.first() {
-        // Most params carry no `_meta`: skip the second parse then.
-        Some(b'{') if memchr::memmem::find(raw, b"_meta").is_none() => Ok((None, None)),
+        Some(b'{') if !strict && memchr::memmem::find(raw, b"_meta").is_none() => Ok((None, None)),
         Some(b'{') => {
             let text = std::str::from_utf8(raw)
                 .map_err(|_| EnvelopeError::Parse("params are not valid UTF-8".into()))?;
@@ -257,7 +259,7 @@ pub fn parse(body: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
         }
     };
     let (progress_token, meta_protocol_version) = match raw.params {
-        Some(params) => parse_params(body, span_of(body, params.get()))?,
+        Some(params) => parse_params(body, span_of(body, params.get()), true)?,
         None => (None, None),
     };
     Ok(Envelope {

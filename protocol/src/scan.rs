@@ -178,7 +178,7 @@ pub fn parse_fast(body: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
     };
     // Only requests and notifications have small params worth parsing.
     let (progress_token, meta_protocol_version) = match (&m.params, &method) {
-        (Some(p), Some(_)) => parse_params(body, p.clone())?,
+        (Some(p), Some(_)) => parse_params(body, p.clone(), false)?,
         _ => (None, None),
     };
     Ok(Envelope {
@@ -208,6 +208,13 @@ mod tests {
         ] {
             assert_eq!(parse_fast(body), parse(body), "{}", String::from_utf8_lossy(body));
         }
+    }
+
+    #[test]
+    fn lone_surrogates_in_client_params_are_refused() {
+        let body =
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_m;ta\ud800":{"x":1}}}"#;
+        assert!(parse(body).is_err());
     }
 
     #[test]
