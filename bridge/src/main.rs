@@ -330,7 +330,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             events_rx,
             link,
             on_welcome,
-            shutdown_signal(),
+            relay::server::shutdown_signal(),
             isolate,
         )
         .await
@@ -395,27 +395,5 @@ fn approve(args: ApproveArgs) -> Result<ExitCode> {
             consent::printable(body["error_description"].as_str().unwrap_or("no details"))
         );
         Ok(ExitCode::from(2))
-    }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            std::future::pending::<()>().await;
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -10,7 +10,6 @@ use protocol::{ClientAuth, Frame, Hello, Limits, Refusal, RefuseReason, Welcome}
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::config::sha256;
 use crate::registry::ClaimError;
 use crate::state::AppState;
 use crate::tunnel::Tunnel;
@@ -217,7 +216,6 @@ fn admit(state: &AppState, path_name: &str, hello: &Hello) -> Result<i64, (Refus
             ),
         ));
     }
-    let token_hash = sha256(hello.token.as_bytes());
     let token_id = match state.store.token_id(&hello.token) {
         Ok(Some(id)) => id,
         Ok(None) => {
@@ -276,16 +274,9 @@ fn admit(state: &AppState, path_name: &str, hello: &Hello) -> Result<i64, (Refus
     }
     match state
         .registry
-        .claim(&hello.tunnel, token_hash, state.config.max_tunnels)
+        .claim(&hello.tunnel, token_id, state.config.max_tunnels)
     {
         Ok(()) => Ok(token_id),
-        Err(ClaimError::Taken) => Err((
-            RefuseReason::NameTaken,
-            format!(
-                "the tunnel name {:?} belongs to another bridge token",
-                hello.tunnel
-            ),
-        )),
         Err(ClaimError::Full) => Err((RefuseReason::Busy, "the relay is full".into())),
     }
 }

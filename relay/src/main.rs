@@ -364,33 +364,12 @@ fn serve(args: ServeArgs) -> Result<()> {
         info!(%addr, public_url = %config.base(), scheme, "relay listening");
         println!("Relay listening on {addr}, public URL {}", config.base());
         match tls {
-            Some(tls) => relay::serve_tls(config, listener, tls, shutdown_signal()).await?,
-            None => relay::serve(config, listener, shutdown_signal()).await?,
+            Some(tls) => {
+                relay::serve_tls(config, listener, tls, relay::server::shutdown_signal()).await?
+            }
+            None => relay::serve(config, listener, relay::server::shutdown_signal()).await?,
         }
         info!("relay stopped");
         Ok(())
     })
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

@@ -7,15 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use protocol::{BridgeStatus, ClientAuth, Snapshot};
-use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
 use crate::tunnel::Tunnel;
 
 /// One tunnel name.
 struct Slot {
-    /// SHA-256 of the bridge token that claimed the name.
-    owner: [u8; 32],
+    /// The bridge token (store id) that last connected under the name.
+    owner: i64,
     /// The live connection.
     current: Option<Arc<Tunnel>>,
     /// How clients authenticate (kept while offline, so offline answers stay protected).
@@ -65,8 +64,6 @@ pub struct Offline {
 /// Why a tunnel could not be registered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimError {
-    /// Another token owns the name.
-    Taken,
     /// The relay holds its maximum number of tunnel names.
     Full,
 }
@@ -120,16 +117,17 @@ impl Registry {
         self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Makes room for `name`, held by the token with this digest. Ownership itself is
-    /// decided by the store (which survives restarts); this only tracks it.
-    pub fn claim(&self, name: &str, token_hash: [u8; 32], max: usize) -> Result<(), ClaimError> {
+    /// Makes room for `name`, held by the token with this id. Ownership itself is decided
+    /// by the store (which survives restarts); a change of owner here only drops the
+    /// previous owner's snapshot.
+    pub fn claim(&self, name: &str, token_id: i64, max: usize) -> Result<(), ClaimError> {
         let mut slots = self.slots.lock().expect("registry");
         let full = slots.len() >= max;
         match slots.get_mut(name) {
             Some(slot) => {
-                if !bool::from(slot.owner.ct_eq(&token_hash)) {
+                if slot.owner != token_id {
                     // The operator released the name and another token claimed it.
-                    slot.owner = token_hash;
+                    slot.owner = token_id;
                     slot.snapshot = None;
                 }
                 Ok(())
@@ -139,7 +137,7 @@ impl Registry {
                 slots.insert(
                     name.to_owned(),
                     Slot {
-                        owner: token_hash,
+                        owner: token_id,
                         current: None,
                         auth: ClientAuth::None,
                         snapshot: None,

@@ -206,3 +206,28 @@ impl Drop for EmbeddedRelay {
         }
     }
 }
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C): the signal for a graceful shutdown, shared by
+/// the `relay` and `bridge` binaries.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

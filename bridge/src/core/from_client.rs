@@ -5,7 +5,8 @@ use super::*;
 
 impl Core {
     pub(super) fn on_message(&mut self, ctx: Ctx, body: Bytes) {
-        let env = match jsonrpc::parse(&body) {
+        // The relay validated the body already; the scan only finds the envelope.
+        let env = match protocol::scan::parse_fast(&body) {
             Ok(e) => e,
             Err(e) => {
                 self.reply(
@@ -171,7 +172,6 @@ impl Core {
                 session: ctx.session.clone(),
                 original_id: id,
                 original_token,
-                cancelled: false,
                 awaiting_client: false,
                 deadline: Some(Instant::now() + self.cfg.call_timeout),
             },
@@ -364,7 +364,6 @@ impl Core {
                 let Some(p) = self.pending.get_mut(&cid) else {
                     return;
                 };
-                p.cancelled = true;
                 let child = p.child;
                 let mut msg = serde_json::json!({
                     "jsonrpc": "2.0",

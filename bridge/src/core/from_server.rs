@@ -52,9 +52,6 @@ impl Core {
             }
             Purpose::Client => {
                 self.forget_in_flight(&p, id);
-                if p.cancelled {
-                    return;
-                }
                 let body = splice(line, &mut [(span, &p.original_id[..])]);
                 self.deliver(&p, body, true);
             }
@@ -179,7 +176,7 @@ impl Core {
     pub(super) fn pick_for_server_request(&self, child: ChildId, method: &str) -> Option<u64> {
         let mut fallback = None;
         for (id, p) in &self.pending {
-            if p.child != child || p.purpose != Purpose::Client || p.cancelled {
+            if p.child != child || p.purpose != Purpose::Client {
                 continue;
             }
             let Some(ex) = p.exchange else { continue };
@@ -227,7 +224,7 @@ impl Core {
                 let Some(p) = self.pending.get(&id) else {
                     return;
                 };
-                if p.child != child || p.cancelled {
+                if p.child != child {
                     return;
                 }
                 let Some(tok) = p.original_token.clone() else {
@@ -301,7 +298,7 @@ impl Core {
         let mut target = None;
         let mut ambiguous = false;
         for p in self.pending.values() {
-            if p.child != child || p.purpose != Purpose::Client || p.cancelled {
+            if p.child != child || p.purpose != Purpose::Client {
                 continue;
             }
             let Some(ex) = p.exchange else { continue };

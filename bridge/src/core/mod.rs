@@ -138,7 +138,6 @@ struct Pending {
     session: Option<String>,
     original_id: Bytes,
     original_token: Option<Bytes>,
-    cancelled: bool,
     /// A server→client request routed through this request awaits its answer.
     awaiting_client: bool,
     /// When a client request times out.
@@ -155,7 +154,6 @@ impl Pending {
             session: None,
             original_id: Bytes::new(),
             original_token: None,
-            cancelled: false,
             awaiting_client: false,
             deadline: None,
         }

@@ -260,7 +260,6 @@ impl Core {
             for id in ids {
                 if let Some(p) = self.pending.remove(&id)
                     && p.purpose == Purpose::Client
-                    && !p.cancelled
                 {
                     let body = error_response(&p.original_id, INTERNAL_ERROR, "the session ended");
                     self.deliver(&p, body, true);

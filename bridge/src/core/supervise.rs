@@ -143,7 +143,7 @@ impl Core {
             .collect();
         for id in ids {
             let p = self.pending.remove(&id).expect("listed");
-            if p.purpose == Purpose::Client && !p.cancelled {
+            if p.purpose == Purpose::Client {
                 let body = error_response(&p.original_id, INTERNAL_ERROR, &message);
                 self.deliver(&p, body, true);
             }
@@ -206,14 +206,13 @@ impl Core {
         let expired: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.deadline.is_some_and(|d| d <= now) && !p.cancelled)
+            .filter(|(_, p)| p.deadline.is_some_and(|d| d <= now))
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
             let Some(p) = self.pending.get_mut(&id) else {
                 continue;
             };
-            p.cancelled = true;
             let child = p.child;
             let msg = serde_json::json!({
                 "jsonrpc": "2.0",
