@@ -86,7 +86,11 @@ pub async fn run(
         {
             break Outcome::Stopped;
         }
+        let flush_at = core.next_flush();
         tokio::select! {
+            _ = sleep_until_opt(flush_at), if flush_at.is_some() => {
+                core.flush_inputs(std::time::Instant::now());
+            }
             _ = &mut shutdown, if drain_until.is_none() => {
                 // Graceful shutdown: refuse new requests, let those in flight finish.
                 info!("shutting down: finishing requests in flight (at most {DRAIN_TIMEOUT:?})");
@@ -166,4 +170,12 @@ pub async fn run(
     }
     info!("bridge stopping");
     outcome
+}
+
+/// Sleeps until `at` (forever when `None`; the caller guards that branch).
+async fn sleep_until_opt(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }

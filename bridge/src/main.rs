@@ -83,6 +83,16 @@ enum AuthMode {
     None,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProtocolMode {
+    /// Every revision: 2026-07-28 requests statelessly, 2025-03-26…2025-11-25 with
+    /// sessions, 2024-11-05 over the legacy SSE endpoint.
+    Auto,
+    /// Only the initialize-era revisions: 2026-07-28 requests get "method not found", so
+    /// clients fall back to `initialize`.
+    Legacy,
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
     /// Relay base URL (e.g. https://relay.example.com). Without it, a relay runs
@@ -129,9 +139,16 @@ struct RunArgs {
     #[arg(long, default_value_t = 10.0)]
     grace_secs: f64,
     /// A directory reported to the server as a root (repeatable). Remote clients' roots
-    /// are never forwarded.
+    /// are not forwarded unless --client-roots is given.
     #[arg(long = "root")]
     roots: Vec<PathBuf>,
+    /// Let the server ask the remote clients for their roots (`roots/list` goes to a
+    /// client that declared roots) instead of answering it from --root.
+    #[arg(long)]
+    client_roots: bool,
+    /// Which protocol revisions the endpoint serves.
+    #[arg(long, value_enum, default_value_t = ProtocolMode::Auto)]
+    protocol: ProtocolMode,
     /// PEM file with the CA certificates to trust for an https relay (default: the
     /// public web PKI roots).
     #[arg(long)]
@@ -285,6 +302,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     }
     cfg.call_timeout = Duration::from_secs_f64(args.call_timeout_secs);
     cfg.roots = roots(&args.roots)?;
+    cfg.client_roots = args.client_roots;
+    cfg.modern = args.protocol == ProtocolMode::Auto;
+    cfg.public_cache = auth == AuthMode::None;
     let link = LinkConfig {
         relay: relay_url,
         token,

@@ -14,15 +14,23 @@ pub struct ClientCaps {
     pub sampling: bool,
     /// Declared `elicitation`.
     pub elicitation: bool,
+    /// Declared `roots`.
+    pub roots: bool,
 }
 
 impl ClientCaps {
     /// Reads the capabilities object of an `initialize` request.
     pub fn from_initialize(params: &serde_json::Value) -> Self {
-        let caps = &params["capabilities"];
+        Self::from_capabilities(&params["capabilities"])
+    }
+
+    /// Reads a client capabilities object.
+    pub fn from_capabilities(caps: &serde_json::Value) -> Self {
+        let has = |k: &str| caps.get(k).is_some_and(|v| !v.is_null());
         Self {
-            sampling: caps.get("sampling").is_some_and(|v| !v.is_null()),
-            elicitation: caps.get("elicitation").is_some_and(|v| !v.is_null()),
+            sampling: has("sampling"),
+            elicitation: has("elicitation"),
+            roots: has("roots"),
         }
     }
 
@@ -31,6 +39,7 @@ impl ClientCaps {
         match method {
             "sampling/createMessage" => self.sampling,
             "elicitation/create" => self.elicitation,
+            "roots/list" => self.roots,
             _ => false,
         }
     }

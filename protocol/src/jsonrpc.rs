@@ -26,6 +26,12 @@ pub const UNAVAILABLE: i64 = -32002;
 pub const REQUEST_CANCELLED: i64 = -32800;
 /// Implementation-defined server error: the request timed out.
 pub const REQUEST_TIMEOUT: i64 = -32003;
+/// MCP 2026-07-28: the HTTP headers do not match the request body.
+pub const HEADER_MISMATCH: i64 = -32020;
+/// MCP 2026-07-28: serving the request needs a capability the client did not declare.
+pub const MISSING_CLIENT_CAPABILITY: i64 = -32021;
+/// MCP 2026-07-28: the requested protocol version is not supported.
+pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
 /// What a JSON-RPC message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

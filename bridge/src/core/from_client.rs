@@ -18,14 +18,27 @@ impl Core {
                 return;
             }
         };
+        // 2026-07-28 has no sessions: a modern request ignores any session id.
+        let modern = !ctx.legacy
+            && env.kind == Kind::Request
+            && modern::is_modern(&env, ctx.header_version.as_deref());
         if let Some(sid) = &ctx.session
             && !ctx.legacy
+            && !modern
             && self.sessions.touch(sid, &ctx.principal).is_none()
         {
             self.session_not_found(ctx.exchange);
             return;
         }
         match env.kind {
+            Kind::Request if modern => {
+                let id = Bytes::copy_from_slice(&body[env.id.clone().expect("requests have ids")]);
+                let ctx = Ctx {
+                    session: None,
+                    ..ctx.clone()
+                };
+                self.on_modern_request(&ctx, id, &body, &env);
+            }
             Kind::Request => self.on_client_request(&ctx, &body, &env),
             Kind::Notification => {
                 self.on_client_notification(&ctx, &body, &env);
@@ -44,14 +57,6 @@ impl Core {
     pub(super) fn on_client_request(&mut self, ctx: &Ctx, body: &Bytes, env: &Envelope<'_>) {
         let id = Bytes::copy_from_slice(&body[env.id.clone().expect("requests have ids")]);
         let method = env.method.as_deref().unwrap_or("");
-        if method == "server/discover" || env.meta_protocol_version.is_some() {
-            // A 2026-07-28-era request: answered like a 2025-era server answers an unknown
-            // method, so modern clients fall back to initialize.
-            let msg =
-                "Method not found: this endpoint serves MCP 2025-11-25 and earlier; use initialize";
-            self.answer(ctx, error_response(&id, METHOD_NOT_FOUND, msg));
-            return;
-        }
         match method {
             "initialize" => self.on_initialize(ctx, id, body),
             "ping" => self.answer(ctx, result_response(&id, b"{}")),
@@ -67,7 +72,7 @@ impl Core {
                 {
                     s.wants_logs = true;
                 }
-                self.forward(ctx, id, body, env);
+                let _ = self.forward(ctx, id, body, env);
             }
         }
     }
@@ -84,10 +89,21 @@ impl Core {
         self.answer(ctx, error_response(id, UNAVAILABLE, &msg));
     }
 
-    pub(super) fn forward(&mut self, ctx: &Ctx, id: Bytes, body: &Bytes, env: &Envelope<'_>) {
+    /// Sends a client request to its child; returns its child-side id (`None` when it
+    /// was answered with an error instead).
+    pub(super) fn forward(
+        &mut self,
+        ctx: &Ctx,
+        id: Bytes,
+        body: &Bytes,
+        env: &Envelope<'_>,
+    ) -> Option<u64> {
         let child = match self.child_of(ctx) {
             Ok(c) => c,
-            Err(e) => return self.cannot_start(ctx, &id, &e),
+            Err(e) => {
+                self.cannot_start(ctx, &id, &e);
+                return None;
+            }
         };
         let ready = matches!(
             self.children.get(&child).map(|s| &s.state),
@@ -102,7 +118,7 @@ impl Core {
                     "the local MCP server is starting; retry in a moment",
                 ),
             );
-            return;
+            return None;
         }
         if let Some(s) = ctx.session.as_deref().and_then(|s| self.sessions.get(s))
             && s.in_flight.len() >= self.cfg.max_in_flight_per_session
@@ -115,7 +131,7 @@ impl Core {
                     "too many requests in flight in this session; retry when some finish",
                 ),
             );
-            return;
+            return None;
         }
         let cid = self.fresh_id();
         let cid_text = cid.to_string();
@@ -142,7 +158,7 @@ impl Core {
                 "the local MCP server is not reading its input; retry later"
             };
             self.answer(ctx, error_response(&id, UNAVAILABLE, why));
-            return;
+            return None;
         }
         let (exchange, reply_final) = if ctx.legacy {
             (
@@ -174,8 +190,10 @@ impl Core {
                 original_token,
                 awaiting_client: false,
                 deadline: Some(Instant::now() + self.cfg.call_timeout),
+                modern: None,
             },
         );
+        Some(cid)
     }
 
     pub(super) fn on_subscription(
@@ -196,7 +214,7 @@ impl Core {
         };
         let Some(sid) = ctx.session.clone() else {
             // No session to deliver updates to: let the server answer, without tracking.
-            self.forward(ctx, id, body, env);
+            let _ = self.forward(ctx, id, body, env);
             return;
         };
         let Some(s) = self.sessions.get_mut(&sid) else {
@@ -212,7 +230,7 @@ impl Core {
             let n = self.subscriptions.entry(key).or_insert(0);
             *n += 1;
             if *n == 1 {
-                self.forward(ctx, id, body, env);
+                let _ = self.forward(ctx, id, body, env);
             } else {
                 self.answer(ctx, result_response(&id, b"{}"));
             }
@@ -230,7 +248,7 @@ impl Core {
             };
             if last {
                 self.subscriptions.remove(&key);
-                self.forward(ctx, id, body, env);
+                let _ = self.forward(ctx, id, body, env);
             } else {
                 self.answer(ctx, result_response(&id, b"{}"));
             }

@@ -50,6 +50,7 @@ impl Core {
                     self.snapshot_dirty = true;
                 }
             }
+            Purpose::Client if p.modern.is_some() => self.finish_modern(p, line, span),
             Purpose::Client => {
                 self.forget_in_flight(&p, id);
                 let body = splice(line, &mut [(span, &p.original_id[..])]);
@@ -129,14 +130,32 @@ impl Core {
             }
         };
         match method {
-            "roots/list" => {
+            "roots/list" if !self.cfg.client_roots => {
                 let roots = serde_json::json!({ "roots": self.cfg.roots });
                 let result = serde_json::to_vec(&roots).expect("json");
                 reply(self, result_response(&id, &result));
             }
             "ping" => reply(self, result_response(&id, b"{}")),
             _ => {
-                let Some(target) = self.pick_for_server_request(child, method) else {
+                let target = self.pick_for_server_request(child, method);
+                if let Some(t) = target
+                    && self.pending.get(&t).is_some_and(|p| p.modern.is_some())
+                {
+                    self.modern_input(t, child, id, line);
+                    return;
+                }
+                let Some(target) = target else {
+                    if self.modern_missing_capability(child, method) {
+                        reply(
+                            self,
+                            error_response(
+                                &id,
+                                METHOD_NOT_FOUND,
+                                &format!("the client did not declare support for {method}"),
+                            ),
+                        );
+                        return;
+                    }
                     debug!(child, method, "no client can answer this server request");
                     reply(
                         self,
@@ -177,6 +196,18 @@ impl Core {
         let mut fallback = None;
         for (id, p) in &self.pending {
             if p.child != child || p.purpose != Purpose::Client {
+                continue;
+            }
+            if let Some(m) = &p.modern {
+                // A modern call takes input requests even while suspended (they join its
+                // next round).
+                if !Self::modern_can_take(m, method) {
+                    continue;
+                }
+                if !p.awaiting_client {
+                    return Some(*id);
+                }
+                fallback.get_or_insert(*id);
                 continue;
             }
             let Some(ex) = p.exchange else { continue };
@@ -244,6 +275,7 @@ impl Core {
                 {
                     self.refresh_tools_snapshot(child);
                 }
+                self.notify_listens(child, method, line);
                 let streams: Vec<u64> = self
                     .sessions
                     .iter()
@@ -259,6 +291,7 @@ impl Core {
                 let Some(uri) = v["params"]["uri"].as_str() else {
                     return;
                 };
+                self.notify_listens(child, method, line);
                 let streams: Vec<u64> = self
                     .sessions
                     .iter()
@@ -297,6 +330,7 @@ impl Core {
         let mut owner: Option<Option<&str>> = None;
         let mut target = None;
         let mut ambiguous = false;
+        let mut muted = false;
         for p in self.pending.values() {
             if p.child != child || p.purpose != Purpose::Client {
                 continue;
@@ -306,6 +340,16 @@ impl Core {
                 continue;
             }
             let who = p.session.as_deref();
+            if p.modern.is_some() && !Self::modern_wants_log(p, line) {
+                // Busy (the message may be its), but it asked for no such logs.
+                if owner.is_some() {
+                    ambiguous = true;
+                    break;
+                }
+                owner = Some(None);
+                muted = true;
+                continue;
+            }
             match owner {
                 None => owner = Some(who),
                 Some(o) if o == who && who.is_some() => {}
@@ -315,6 +359,9 @@ impl Core {
                 }
             }
             target = Some(ex);
+        }
+        if muted && !ambiguous {
+            return;
         }
         if ambiguous {
             debug!(

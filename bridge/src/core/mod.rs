@@ -38,6 +38,7 @@ use crate::session::{ClientCaps, Sessions};
 
 mod from_client;
 mod from_server;
+mod modern;
 mod relay_side;
 mod supervise;
 
@@ -72,6 +73,15 @@ pub struct CoreConfig {
     pub call_timeout: Duration,
     /// Roots answered to `roots/list`.
     pub roots: Vec<Root>,
+    /// Serve MCP 2026-07-28 requests (`--protocol auto`); `false` answers them like a
+    /// 2025-era server (method not found), so clients fall back to `initialize`.
+    pub modern: bool,
+    /// Pass the server's `roots/list` to clients that declared roots, instead of
+    /// answering it from `roots`.
+    pub client_roots: bool,
+    /// Mark lists and `server/discover` as `cacheScope: "public"` (tunnels without
+    /// client authentication); otherwise `"private"`.
+    pub public_cache: bool,
 }
 
 impl CoreConfig {
@@ -86,6 +96,9 @@ impl CoreConfig {
             max_in_flight_per_session: 256,
             call_timeout: Duration::from_secs(600),
             roots: Vec::new(),
+            modern: true,
+            client_roots: false,
+            public_cache: false,
         }
     }
 }
@@ -142,6 +155,8 @@ struct Pending {
     awaiting_client: bool,
     /// When a client request times out.
     deadline: Option<Instant>,
+    /// A 2026-07-28 request: its client's capabilities, log level and input requests.
+    modern: Option<Box<modern::ModernCall>>,
 }
 
 impl Pending {
@@ -156,6 +171,7 @@ impl Pending {
             original_token: None,
             awaiting_client: false,
             deadline: None,
+            modern: None,
         }
     }
 }
@@ -175,6 +191,10 @@ enum Role {
     Stream(String),
     LegacyStream(String),
     Probe,
+    /// A 2026-07-28 request, by child-side id: closing it cancels the request.
+    Modern(u64),
+    /// A `subscriptions/listen` stream.
+    Listen,
 }
 
 /// Where the answer to a client message goes.
@@ -186,6 +206,8 @@ struct Ctx {
     exchange: u64,
     /// Legacy: answers go to the session's stream, the POST gets 202.
     legacy: bool,
+    /// The `MCP-Protocol-Version` header, if any.
+    header_version: Option<String>,
 }
 
 /// The bridge's MCP state. See the module documentation.
@@ -216,6 +238,12 @@ pub struct Core {
     snapshot_dirty: bool,
     /// Shutting down: no new requests.
     draining: bool,
+    /// Modern calls suspended for their inputs, by `requestState`.
+    suspended: HashMap<String, modern::Suspension>,
+    /// Open `subscriptions/listen` streams, by exchange.
+    listens: HashMap<u64, modern::Listen>,
+    /// When gathered input requests next go out.
+    next_flush: Option<Instant>,
 }
 
 /// Longest delay between restarts of a crashing server.
@@ -260,6 +288,9 @@ impl Core {
             snapshot_tools: None,
             snapshot_dirty: false,
             draining: false,
+            suspended: HashMap::new(),
+            listens: HashMap::new(),
+            next_flush: None,
         }
     }
 
@@ -286,6 +317,7 @@ impl Core {
     /// Stops taking requests (graceful shutdown); requests in flight run on.
     pub fn drain(&mut self) {
         self.draining = true;
+        self.close_listens();
     }
 
     /// The offline snapshot for the relay: when it changed, or always with `force`.

@@ -6,6 +6,7 @@ use super::*;
 impl Core {
     /// The relay link went down: every exchange is gone (sessions stay).
     pub fn on_link_down(&mut self) {
+        self.modern_link_down();
         self.exchanges.clear();
         self.outbox.clear();
         let legacy: Vec<String> = self
@@ -48,6 +49,9 @@ impl Core {
                 // Closing a legacy SSE stream ends its session.
                 self.end_session(&sid, false);
             }
+            // In 2026-07-28 closing the response stream cancels the request.
+            Some(Role::Modern(cid)) => self.cancel_modern(cid, exchange),
+            Some(Role::Listen) => self.end_listen(exchange),
             // A disconnect is not a cancellation in the 2025 revisions: the request runs
             // on; its answer is dropped.
             Some(Role::Post) | Some(Role::Probe) | None => {}
@@ -78,6 +82,7 @@ impl Core {
                     session: r.session,
                     exchange,
                     legacy: false,
+                    header_version: r.protocol_version,
                 };
                 self.on_message(ctx, r.body);
             }
@@ -97,6 +102,7 @@ impl Core {
                     session: Some(sid),
                     exchange,
                     legacy: true,
+                    header_version: None,
                 };
                 self.on_message(ctx, r.body);
             }

@@ -75,6 +75,7 @@ impl Core {
     pub fn on_tick(&mut self) {
         let now = Instant::now();
         self.expire_calls(now);
+        self.expire_suspensions(now);
         if self.restart_at.is_some_and(|at| at <= now) {
             self.restart_at = None;
             self.restarts = self.restarts.saturating_add(1);
