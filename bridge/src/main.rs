@@ -10,6 +10,7 @@ mod driver;
 mod guard;
 mod init;
 mod link;
+mod resume;
 mod session;
 
 use std::io::Write;

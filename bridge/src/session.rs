@@ -70,6 +70,8 @@ pub struct Session {
     pub wants_logs: bool,
     /// Whether this session has its own child (`--isolate`).
     pub owns_child: bool,
+    /// Replay buffers of its resumable streams.
+    pub logs: crate::resume::StreamLogs,
     lru_key: u64,
 }
 
@@ -118,6 +120,7 @@ impl Sessions {
                 in_flight: HashMap::new(),
                 wants_logs: false,
                 owns_child,
+                logs: Default::default(),
                 lru_key: self.tick,
             },
         );

@@ -38,6 +38,21 @@ pub const MODERN_MCP_VERSIONS: &[&str] = &["2026-07-28"];
 /// The newest MCP revision the endpoint negotiates in `initialize`.
 pub const LATEST_LEGACY_MCP_VERSION: &str = "2025-11-25";
 
+/// The SSE event id of message `seq` of the resumable stream opened by exchange `stream`
+/// (`seq` 0 is the relay's priming event).
+pub fn event_id(stream: u64, seq: u32) -> String {
+    format!("{stream:x}.{seq}")
+}
+
+/// Splits an SSE event id made by [`event_id`].
+pub fn parse_event_id(id: &str) -> Option<(u64, u32)> {
+    let (stream, seq) = id.split_once('.')?;
+    if stream.is_empty() || stream.len() > 16 || seq.is_empty() || seq.len() > 10 {
+        return None;
+    }
+    Some((u64::from_str_radix(stream, 16).ok()?, seq.parse().ok()?))
+}
+
 /// Checks a tunnel name: `[a-z0-9-]{3,40}`, not starting or ending with `-`, and not one
 /// of the relay's own route names.
 pub fn valid_tunnel_name(name: &str) -> bool {
@@ -80,5 +95,30 @@ mod tests {
         assert!(!valid_tunnel_name("a.b.c"));
         assert!(!valid_tunnel_name("healthz"));
         assert!(!valid_tunnel_name(&"a".repeat(41)));
+    }
+}
+
+#[cfg(test)]
+mod event_id_tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let id = event_id(0x1_0000_002a, 7);
+        assert_eq!(id, "10000002a.7");
+        assert_eq!(parse_event_id(&id), Some((0x1_0000_002a, 7)));
+        for bad in [
+            "",
+            ".",
+            "a.",
+            ".1",
+            "x.1",
+            "1.x",
+            "1",
+            "12345678901234567.1",
+            "1.-1",
+        ] {
+            assert_eq!(parse_event_id(bad), None, "{bad}");
+        }
     }
 }

@@ -23,6 +23,9 @@ use crate::tunnel::Exchange;
 pub enum SseStyle {
     /// Streamable HTTP: `data:` lines, with `id:` when the bridge gives one.
     Streamable,
+    /// Streamable HTTP whose stream can be resumed: as `Streamable`, starting with a
+    /// priming event (`retry`, an id, empty data).
+    Resumable,
     /// Legacy HTTP+SSE: an `endpoint` event first (built from this base, ending in
     /// `?sessionId=`), then `event: message`.
     Legacy {
@@ -30,6 +33,13 @@ pub enum SseStyle {
         endpoint_prefix: String,
     },
 }
+
+/// How long a client waits before resuming a stream that closed (the SSE `retry` field).
+const RETRY_MS: u64 = 1000;
+
+/// How long a resumable exchange may stay silent before its SSE stream opens (quicker
+/// answers stay single JSON bodies).
+const PRIME_AFTER: Duration = Duration::from_secs(1);
 
 const GONE: &str = "the answer stream ended early (the desktop bridge disconnected, or this \
                     client fell behind reading it); the request may not have completed, retry it";
@@ -42,9 +52,14 @@ pub async fn answer(
     style: SseStyle,
     request_id: Option<Bytes>,
 ) -> Response {
+    // A resumable stream opens early (primed), so a slow call is resumable soon.
+    let wait = match style {
+        SseStyle::Resumable => keepalive.min(PRIME_AFTER),
+        _ => keepalive,
+    };
     let first = tokio::select! {
         f = ex.next() => f,
-        _ = tokio::time::sleep(keepalive) => {
+        _ = tokio::time::sleep(wait) => {
             return sse(ex, None, keepalive, style, request_id);
         }
     };
@@ -153,6 +168,11 @@ fn sse(
         ev.put_slice(session.as_bytes());
         ev.put_slice(b"\n\n");
         queue.push_back(ev.freeze());
+    }
+    if matches!(style, SseStyle::Resumable) {
+        let id = protocol::event_id(ex.id(), 0);
+        let ev = format!("retry: {RETRY_MS}\nid: {id}\ndata: \n\n");
+        queue.push_back(Bytes::from(ev));
     }
     if let Some(f) = &first {
         if !f.body.is_empty() {

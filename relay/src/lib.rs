@@ -14,6 +14,7 @@ pub mod config;
 mod connect;
 pub mod error;
 pub mod guard;
+pub mod modern;
 pub mod oauth;
 pub mod offline;
 pub mod registry;

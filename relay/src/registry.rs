@@ -105,10 +105,23 @@ fn epoch(t: SystemTime) -> u64 {
 }
 
 /// All tunnel names of a relay.
-#[derive(Default)]
 pub struct Registry {
     slots: Mutex<HashMap<String, Slot>>,
     next_conn: AtomicU64,
+}
+
+impl Default for Registry {
+    /// Connections are numbered from a random start: their exchange numbers name
+    /// resumable streams (SSE event ids) that a bridge keeps across relay restarts, so a
+    /// restarted relay must not reuse the numbers of its previous run.
+    fn default() -> Self {
+        let mut b = [0u8; 4];
+        let _ = getrandom::fill(&mut b);
+        Self {
+            slots: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(u64::from(u32::from_le_bytes(b) >> 2)),
+        }
+    }
 }
 
 impl Registry {
@@ -183,6 +196,15 @@ impl Registry {
             slot.away_since = Some(SystemTime::now());
             slot.connected_since = None;
         }
+    }
+
+    /// The bridge's last snapshot for `name`, whether its bridge is connected or not.
+    pub fn snapshot(&self, name: &str) -> Option<Arc<Snapshot>> {
+        self.slots
+            .lock()
+            .expect("registry")
+            .get(name)
+            .and_then(|s| s.snapshot.clone())
     }
 
     /// Stores a bridge's snapshot.

@@ -19,6 +19,7 @@ use crate::answer::{SseStyle, answer, keepalive_only};
 use crate::connect::handle_socket;
 use crate::error::jsonrpc_error;
 use crate::guard::{authenticate, check_origin};
+use crate::modern;
 use crate::offline;
 use crate::registry::{Lookup, Offline};
 use crate::state::AppState;
@@ -309,6 +310,18 @@ async fn forward(
     style: SseStyle,
     request_id: Option<Bytes>,
 ) -> Response {
+    // A 2025-11-25 session's POST stream starts with a priming event (an id, no data) and
+    // a reconnection delay, so the client can resume it with `GET` + `Last-Event-ID`.
+    let style = match style {
+        SseStyle::Streamable
+            if request.kind == RequestKind::Post
+                && request.session.is_some()
+                && request.protocol_version.as_deref() == Some("2025-11-25") =>
+        {
+            SseStyle::Resumable
+        }
+        other => other,
+    };
     match tunnel.open(request).await {
         Ok(ex) => answer(ex, state.config.keepalive, style, request_id).await,
         Err(OpenError::Gone) => jsonrpc_error(
@@ -333,16 +346,35 @@ struct Common {
 }
 
 async fn common(state: &AppState, name: &str, headers: &HeaderMap) -> Result<Common, Response> {
+    let (c, version) = common_unchecked(state, name, headers).await?;
+    version?;
+    Ok(c)
+}
+
+/// Like [`common`], with the `MCP-Protocol-Version` check's outcome returned apart: a
+/// POST decides whether it applies once the body is read (a modern request carries its
+/// version in the body, and an unknown one is the bridge's to answer).
+async fn common_unchecked(
+    state: &AppState,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<(Common, Result<(), Response>), Response> {
     let (target, principal) = prepare(state, name, headers).await?;
     let session = header_str(headers, "mcp-session-id")?;
-    let protocol_version = header_str(headers, "mcp-protocol-version")?;
-    check_protocol_version(&protocol_version)?;
-    Ok(Common {
+    let (protocol_version, version) = match header_str(headers, "mcp-protocol-version") {
+        Ok(v) => {
+            let checked = check_protocol_version(&v);
+            (v, checked)
+        }
+        Err(r) => (None, Err(r)),
+    };
+    let c = Common {
         target,
         principal,
         session,
         protocol_version,
-    })
+    };
+    Ok((c, version))
 }
 
 macro_rules! tri {
@@ -360,8 +392,25 @@ async fn post_mcp(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let c = tri!(common(&state, &name, &headers).await);
-    let (body, id) = tri!(read_json_body(&state, &headers, body, true).await);
+    let (c, version) = tri!(common_unchecked(&state, &name, &headers).await);
+    let (body, id) = match read_json_body(&state, &headers, body, true).await {
+        Ok(read) => read,
+        // A refused version is answered first, as if checked before the body.
+        Err(r) => return version.err().unwrap_or(r),
+    };
+    // The tool list the bridge reported, for the `Mcp-Param-{Name}` checks of modern
+    // requests.
+    let snapshot = match &c.target {
+        Target::Offline(off) => off.snapshot.clone(),
+        Target::Live(_) if modern::might_be_modern(&body) => state.registry.snapshot(&name),
+        Target::Live(_) => None,
+    };
+    let tools = snapshot.as_deref().map(|s| &s.tools[..]);
+    match tri!(modern::check(&headers, &body, tools)) {
+        // Its header equals the `_meta` version, known or not.
+        modern::Era::Modern => {}
+        modern::Era::Legacy => tri!(version),
+    }
     let tunnel = match c.target {
         Target::Live(t) => t,
         Target::Offline(off) => return offline::post(&off, &body),

@@ -161,6 +161,11 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// The exchange number (it names a resumable stream in SSE event ids).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Next frame of the answer; `None` when the bridge connection is gone or the
     /// exchange was abandoned.
     pub async fn next(&mut self) -> Option<Response> {

@@ -30,6 +30,13 @@ impl Core {
             self.session_not_found(ctx.exchange);
             return;
         }
+        if !ctx.legacy
+            && !modern
+            && let Some(sid) = &ctx.session
+        {
+            self.exchanges
+                .insert(ctx.exchange, Role::SessionPost(sid.clone()));
+        }
         match env.kind {
             Kind::Request if modern => {
                 let id = Bytes::copy_from_slice(&body[env.id.clone().expect("requests have ids")]);

@@ -211,7 +211,7 @@ impl Core {
                 continue;
             }
             let Some(ex) = p.exchange else { continue };
-            if !self.exchanges.contains_key(&ex) {
+            if !self.is_live(ex) {
                 continue;
             }
             let capable = p
@@ -336,7 +336,7 @@ impl Core {
                 continue;
             }
             let Some(ex) = p.exchange else { continue };
-            if !self.exchanges.contains_key(&ex) {
+            if !self.is_live(ex) {
                 continue;
             }
             let who = p.session.as_deref();

@@ -195,6 +195,17 @@ enum Role {
     Modern(u64),
     /// A `subscriptions/listen` stream.
     Listen,
+    /// A Streamable POST in this session (its stream may become resumable).
+    SessionPost(String),
+    /// A `GET` with `Last-Event-ID` continuing this resumable stream.
+    Resume(u64),
+}
+
+/// A resumable stream (see `crate::resume`), by the exchange number that opened it.
+struct Resumable {
+    session: String,
+    /// The exchange its messages currently go to (the POST, or a resuming GET).
+    attached: Option<u64>,
 }
 
 /// Where the answer to a client message goes.
@@ -244,6 +255,8 @@ pub struct Core {
     listens: HashMap<u64, modern::Listen>,
     /// When gathered input requests next go out.
     next_flush: Option<Instant>,
+    /// Resumable streams, by the exchange number that opened them.
+    resumable: HashMap<u64, Resumable>,
 }
 
 /// Longest delay between restarts of a crashing server.
@@ -291,6 +304,7 @@ impl Core {
             suspended: HashMap::new(),
             listens: HashMap::new(),
             next_flush: None,
+            resumable: HashMap::new(),
         }
     }
 
@@ -354,6 +368,9 @@ impl Core {
         flags: u8,
         body: Vec<u8>,
     ) {
+        if !self.resumable.is_empty() && self.resumable.contains_key(&exchange) {
+            return self.push_resumable(exchange, flags, Bytes::from(body));
+        }
         if flags & FLAG_FINAL != 0 {
             self.exchanges.remove(&exchange);
         }
@@ -367,6 +384,66 @@ impl Core {
         }));
     }
 
+    /// A message of a resumable stream: numbered, kept for replay, and sent to wherever
+    /// the stream is attached now.
+    fn push_resumable(&mut self, stream: u64, flags: u8, body: Bytes) {
+        let is_final = flags & FLAG_FINAL != 0;
+        let Some(r) = self.resumable.get(&stream) else {
+            return;
+        };
+        let attached = r.attached.filter(|a| self.exchanges.contains_key(a));
+        let seq = match self.sessions.get_mut(&r.session) {
+            Some(s) => s.logs.get_or_create(stream).append(body.clone(), is_final),
+            None => 0,
+        };
+        if is_final {
+            self.resumable.remove(&stream);
+            self.exchanges.remove(&stream);
+        }
+        let Some(to) = attached else { return };
+        if is_final {
+            self.exchanges.remove(&to);
+        }
+        self.outbox.push(Frame::Response(Response {
+            exchange: to,
+            status: 200,
+            session: None,
+            flags: if is_final { FLAG_FINAL } else { 0 },
+            event_id: (seq > 0).then(|| protocol::event_id(stream, seq)),
+            body,
+        }));
+    }
+
+    /// Makes a session POST's stream resumable (attached to `attached`).
+    fn make_resumable(&mut self, stream: u64, session: String, attached: Option<u64>) {
+        match self.resumable.get_mut(&stream) {
+            Some(r) => r.attached = attached,
+            None => {
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.logs.get_or_create(stream);
+                }
+                self.resumable
+                    .insert(stream, Resumable { session, attached });
+            }
+        }
+    }
+
+    /// Forgets resumable streams whose request ended without an answer (cancelled by
+    /// the client); a resuming client then finds the stream finished or unknown.
+    pub(super) fn prune_resumable(&mut self) {
+        if self.resumable.is_empty() {
+            return;
+        }
+        let running: std::collections::HashSet<u64> =
+            self.pending.values().filter_map(|p| p.exchange).collect();
+        self.resumable.retain(|stream, _| running.contains(stream));
+    }
+
+    /// Whether messages for this exchange still go somewhere (open, or resumable).
+    fn is_live(&self, exchange: u64) -> bool {
+        self.exchanges.contains_key(&exchange) || self.resumable.contains_key(&exchange)
+    }
+
     /// Ends an exchange with one answer.
     fn reply(&mut self, exchange: u64, status: u16, session: Option<String>, body: Vec<u8>) {
         self.push(exchange, status, session, FLAG_FINAL, body);
@@ -374,8 +451,18 @@ impl Core {
 
     /// Adds one message to an exchange's stream (if it is still open).
     fn message(&mut self, exchange: u64, body: Vec<u8>) {
-        if self.exchanges.contains_key(&exchange) {
-            self.push(exchange, 200, None, 0, body);
+        match self.exchanges.get(&exchange) {
+            Some(Role::SessionPost(sid)) if !self.resumable.contains_key(&exchange) => {
+                // The answer becomes a stream: from now on it can be resumed.
+                let sid = sid.clone();
+                self.make_resumable(exchange, sid, Some(exchange));
+                self.push(exchange, 200, None, 0, body);
+            }
+            Some(_) => self.push(exchange, 200, None, 0, body),
+            None if self.resumable.contains_key(&exchange) => {
+                self.push(exchange, 200, None, 0, body)
+            }
+            None => {}
         }
     }
 
@@ -394,7 +481,7 @@ impl Core {
     /// Sends a child's answer (or a message related to it) to where the request came from.
     fn deliver(&mut self, p: &Pending, body: Vec<u8>, is_answer: bool) {
         let Some(ex) = p.exchange else { return };
-        if !self.exchanges.contains_key(&ex) {
+        if !self.is_live(ex) {
             return;
         }
         if is_answer && p.reply_final {

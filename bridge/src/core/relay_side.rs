@@ -7,6 +7,22 @@ impl Core {
     /// The relay link went down: every exchange is gone (sessions stay).
     pub fn on_link_down(&mut self) {
         self.modern_link_down();
+        // Session POSTs still running stay resumable: their client may come back (on the
+        // next connection) with `GET` + `Last-Event-ID`.
+        let running: Vec<(u64, String)> = self
+            .pending
+            .values()
+            .filter_map(|p| match p.exchange.and_then(|e| self.exchanges.get(&e)) {
+                Some(Role::SessionPost(sid)) => Some((p.exchange.expect("some"), sid.clone())),
+                _ => None,
+            })
+            .collect();
+        for (stream, sid) in running {
+            self.make_resumable(stream, sid, None);
+        }
+        for r in self.resumable.values_mut() {
+            r.attached = None;
+        }
         self.exchanges.clear();
         self.outbox.clear();
         let legacy: Vec<String> = self
@@ -22,9 +38,12 @@ impl Core {
             s.stream = None;
         }
         // Exchange numbers belong to the connection that is gone: no answer may ever be
-        // matched to a number a later connection reuses.
+        // matched to a number a later connection reuses (resumable streams keep theirs as
+        // their name; what they carry only goes to a stream a client resumes).
         for p in self.pending.values_mut() {
-            p.exchange = None;
+            if !p.exchange.is_some_and(|e| self.resumable.contains_key(&e)) {
+                p.exchange = None;
+            }
         }
         for w in self
             .children
@@ -52,6 +71,22 @@ impl Core {
             // In 2026-07-28 closing the response stream cancels the request.
             Some(Role::Modern(cid)) => self.cancel_modern(cid, exchange),
             Some(Role::Listen) => self.end_listen(exchange),
+            Some(Role::SessionPost(sid)) => {
+                // The client dropped the stream: the request runs on (2025 rules) and what
+                // it sends is kept for the client's `GET` + `Last-Event-ID`.
+                if self.pending.values().any(|p| p.exchange == Some(exchange)) {
+                    self.make_resumable(exchange, sid, None);
+                } else if let Some(r) = self.resumable.get_mut(&exchange) {
+                    r.attached = None;
+                }
+            }
+            Some(Role::Resume(stream)) => {
+                if let Some(r) = self.resumable.get_mut(&stream)
+                    && r.attached == Some(exchange)
+                {
+                    r.attached = None;
+                }
+            }
             // A disconnect is not a cancellation in the 2025 revisions: the request runs
             // on; its answer is dropped.
             Some(Role::Post) | Some(Role::Probe) | None => {}
@@ -106,7 +141,12 @@ impl Core {
                 };
                 self.on_message(ctx, r.body);
             }
-            RequestKind::Get => self.on_get(exchange, r.session, &r.principal),
+            RequestKind::Get => match r.last_event_id {
+                Some(last) if r.session.is_some() => {
+                    self.on_resume(exchange, r.session.unwrap_or_default(), &r.principal, &last)
+                }
+                _ => self.on_get(exchange, r.session, &r.principal),
+            },
             RequestKind::Delete => self.on_delete(exchange, r.session, &r.principal),
             RequestKind::LegacyOpen => self.on_legacy_open(exchange, &r.principal),
         }
@@ -146,6 +186,86 @@ impl Core {
         }
         self.exchanges.insert(exchange, Role::Stream(sid));
         self.push(exchange, 200, None, FLAG_STREAM, Vec::new());
+    }
+
+    /// `GET` with `Last-Event-ID`: replays the rest of that stream, then continues it live.
+    pub(super) fn on_resume(&mut self, exchange: u64, sid: String, principal: &str, last: &str) {
+        self.exchanges.insert(exchange, Role::Post);
+        if self.sessions.touch(&sid, principal).is_none() {
+            return self.session_not_found(exchange);
+        }
+        let cannot = |core: &mut Self| {
+            core.reply(
+                exchange,
+                400,
+                None,
+                ex_body(
+                    INVALID_REQUEST,
+                    "Bad Request: the stream of this Last-Event-ID cannot be resumed (unknown, \
+                     expired, or of another session)",
+                ),
+            );
+        };
+        let Some((stream, seq)) = protocol::parse_event_id(last) else {
+            return cannot(self);
+        };
+        let live = self
+            .resumable
+            .get(&stream)
+            .is_some_and(|r| r.session == sid);
+        let Some(log) = self.sessions.get(&sid).and_then(|s| s.logs.get(stream)) else {
+            return cannot(self);
+        };
+        if !live && !log.finished {
+            return cannot(self);
+        }
+        let (events, gap) = log.after(seq);
+        let finished = log.finished;
+        if gap {
+            warn!(
+                stream,
+                "resuming a stream whose oldest messages are no longer kept"
+            );
+        }
+        self.exchanges.insert(exchange, Role::Resume(stream));
+        self.push(exchange, 200, None, FLAG_STREAM, Vec::new());
+        let n = events.len();
+        for (i, (seq, body)) in events.into_iter().enumerate() {
+            let last = finished && i + 1 == n;
+            if last {
+                self.exchanges.remove(&exchange);
+            }
+            self.outbox.push(Frame::Response(Response {
+                exchange,
+                status: 200,
+                session: None,
+                flags: if last { FLAG_FINAL } else { 0 },
+                event_id: Some(protocol::event_id(stream, seq)),
+                body,
+            }));
+        }
+        if finished {
+            if n == 0 {
+                self.push(exchange, 200, None, FLAG_FINAL, Vec::new());
+            }
+            return;
+        }
+        if let Some(r) = self.resumable.get_mut(&stream)
+            && let Some(old) = r.attached.replace(exchange)
+            && old != exchange
+            && self.exchanges.remove(&old).is_some()
+        {
+            // One reader per stream: the newest resumption replaces an older one (or the
+            // original POST, which its client has given up on).
+            self.outbox.push(Frame::Response(Response {
+                exchange: old,
+                status: 200,
+                session: None,
+                flags: FLAG_FINAL,
+                event_id: None,
+                body: Bytes::new(),
+            }));
+        }
     }
 
     pub(super) fn on_delete(&mut self, exchange: u64, session: Option<String>, principal: &str) {
@@ -232,6 +352,7 @@ impl Core {
         let Some(s) = self.sessions.remove(sid) else {
             return;
         };
+        self.resumable.retain(|_, r| r.session != sid);
         for uri in &s.subscriptions {
             let key = (s.child, uri.clone());
             if let Some(n) = self.subscriptions.get_mut(&key) {

@@ -76,6 +76,7 @@ impl Core {
         let now = Instant::now();
         self.expire_calls(now);
         self.expire_suspensions(now);
+        self.prune_resumable();
         if self.restart_at.is_some_and(|at| at <= now) {
             self.restart_at = None;
             self.restarts = self.restarts.saturating_add(1);

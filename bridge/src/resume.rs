@@ -1,0 +1,135 @@
+//! Replay buffers of resumable SSE streams (MCP 2025-03-26…2025-11-25 resumability).
+//!
+//! A session's POST stream becomes resumable once it carries a message before its answer,
+//! or once its client drops it (or the relay link goes down) while the request is still
+//! running. From then on every message of that stream is numbered and kept here, bounded;
+//! a client that reconnects with `GET` + `Last-Event-ID` gets the messages after that id
+//! from this stream only, then the rest live.
+//!
+//! Event ids are `<stream>.<seq>` ([`protocol::event_id`]): the stream is the relay's
+//! exchange number of the POST that opened it (unique per relay connection, and
+//! connections are numbered from a random start), `seq` counts from 1 (the relay's
+//! priming event is `.0`).
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+/// Most streams kept per session (the oldest is dropped first).
+pub const MAX_STREAMS: usize = 32;
+/// Most messages kept per stream (the oldest is dropped first).
+pub const MAX_EVENTS: usize = 256;
+/// Most bytes kept per stream (the oldest messages are dropped first; the last one is
+/// always kept).
+pub const MAX_BYTES: usize = 8 << 20;
+
+/// One stream's numbered messages.
+#[derive(Debug, Default)]
+pub struct StreamLog {
+    events: VecDeque<(u32, Bytes)>,
+    bytes: usize,
+    next_seq: u32,
+    /// Whether the stream's final message (the answer) is in the log.
+    pub finished: bool,
+}
+
+impl StreamLog {
+    /// Appends a message; returns its sequence number.
+    pub fn append(&mut self, body: Bytes, is_final: bool) -> u32 {
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        self.bytes += body.len();
+        self.events.push_back((seq, body));
+        self.finished |= is_final;
+        while self.events.len() > MAX_EVENTS || (self.bytes > MAX_BYTES && self.events.len() > 1) {
+            if let Some((_, old)) = self.events.pop_front() {
+                self.bytes -= old.len();
+            }
+        }
+        seq
+    }
+
+    /// The messages after `seq`, and whether some of them are no longer kept.
+    pub fn after(&self, seq: u32) -> (Vec<(u32, Bytes)>, bool) {
+        let first_kept = self.events.front().map_or(self.next_seq + 1, |(s, _)| *s);
+        let gap = seq + 1 < first_kept && seq < self.next_seq;
+        let out = self
+            .events
+            .iter()
+            .filter(|(s, _)| *s > seq)
+            .cloned()
+            .collect();
+        (out, gap)
+    }
+}
+
+/// A session's resumable streams, by stream number.
+#[derive(Debug, Default)]
+pub struct StreamLogs {
+    logs: VecDeque<(u64, StreamLog)>,
+}
+
+impl StreamLogs {
+    /// The log of a stream, created (dropping the oldest beyond [`MAX_STREAMS`]) if new.
+    pub fn get_or_create(&mut self, stream: u64) -> &mut StreamLog {
+        if let Some(i) = self.logs.iter().position(|(k, _)| *k == stream) {
+            return &mut self.logs[i].1;
+        }
+        if self.logs.len() >= MAX_STREAMS {
+            self.logs.pop_front();
+        }
+        self.logs.push_back((stream, StreamLog::default()));
+        &mut self.logs.back_mut().expect("just pushed").1
+    }
+
+    /// The log of a stream, if kept.
+    pub fn get(&self, stream: u64) -> Option<&StreamLog> {
+        self.logs.iter().find(|(k, _)| *k == stream).map(|(_, l)| l)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replays_only_what_follows() {
+        let mut log = StreamLog::default();
+        for i in 0..5 {
+            log.append(Bytes::from(format!("m{i}")), i == 4);
+        }
+        let (after, gap) = log.after(2);
+        assert!(!gap);
+        assert_eq!(after.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 4, 5]);
+        assert!(log.finished);
+        assert!(log.after(5).0.is_empty());
+    }
+
+    #[test]
+    fn bounded_and_reports_gaps() {
+        let mut log = StreamLog::default();
+        for _ in 0..(MAX_EVENTS + 10) {
+            log.append(Bytes::from_static(b"x"), false);
+        }
+        let (after, gap) = log.after(0);
+        assert!(gap);
+        assert_eq!(after.len(), MAX_EVENTS);
+        assert_eq!(after[0].0, 11);
+        let mut big = StreamLog::default();
+        big.append(Bytes::from(vec![0u8; MAX_BYTES]), false);
+        big.append(Bytes::from(vec![0u8; 10]), true);
+        assert_eq!(big.after(0).0.len(), 1);
+    }
+
+    #[test]
+    fn streams_per_session_are_bounded() {
+        let mut logs = StreamLogs::default();
+        for k in 0..(MAX_STREAMS as u64 + 3) {
+            logs.get_or_create(k)
+                .append(Bytes::from_static(b"x"), false);
+        }
+        assert!(logs.get(0).is_none());
+        assert!(logs.get(MAX_STREAMS as u64 + 2).is_some());
+        assert_eq!(logs.get_or_create(5).after(0).0.len(), 1);
+    }
+}
