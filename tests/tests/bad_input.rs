@@ -114,7 +114,10 @@ impl Answer {
                     .filter_map(|l| l.strip_prefix("data:"))
                     .map(str::trim_start)
                     .collect();
-                (!data.is_empty()).then(|| data.join("\n"))
+                // A priming event (an id, empty data) carries no message.
+                data.iter()
+                    .any(|d| !d.trim().is_empty())
+                    .then(|| data.join("\n"))
             })
             .map(|d| serde_json::from_str(&d).unwrap_or_else(|e| panic!("bad SSE data ({e}): {d}")))
             .collect()

@@ -196,7 +196,8 @@ fn sse_messages(body: &[u8]) -> Result<Vec<Value>, String> {
             .filter_map(|l| l.strip_prefix("data:"))
             .map(str::trim_start)
             .collect();
-        if !data.is_empty() {
+        // A priming event (an id, empty data) carries no message.
+        if data.iter().any(|d| !d.trim().is_empty()) {
             let v = serde_json::from_str(&data.join("\n"))
                 .map_err(|e| format!("bad SSE event ({e}): {event}"))?;
             out.push(v);

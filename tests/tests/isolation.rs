@@ -71,7 +71,8 @@ impl Answer {
                             .filter_map(|l| l.strip_prefix("data:"))
                             .map(str::trim_start)
                             .collect();
-                        if !data.is_empty() {
+                        // A priming event (an id, empty data) carries no message.
+                        if data.iter().any(|d| !d.trim().is_empty()) {
                             let v: Value =
                                 serde_json::from_str(&data.join("\n")).expect("SSE JSON");
                             self.queue.push_back(v);

@@ -161,10 +161,15 @@ fn strs(v: &Value) -> Vec<&str> {
 
 /// Checks a `py_client.py` / `py_client_v1.py` summary of a full session on the fixture.
 fn assert_fixture_session(out: &Value, what: &str) {
+    assert_fixture_session_at(out, FIXTURE_PROTOCOL, what);
+}
+
+/// [`assert_fixture_session`] for a client that ended up on `protocol`.
+fn assert_fixture_session_at(out: &Value, protocol: &str, what: &str) {
     let truth = fixture_truth();
     assert_eq!(out["ok"], true, "{what}: {out}");
     assert_eq!(out["server"], "mcp-fixture", "{what}: {out}");
-    assert_eq!(out["protocol"], FIXTURE_PROTOCOL, "{what}: {out}");
+    assert_eq!(out["protocol"], protocol, "{what}: {out}");
     assert_eq!(strs(&out["tools"]), truth.tools, "{what}: tools");
     assert_eq!(out["call"]["is_error"], false, "{what}: {out}");
     assert_eq!(strs(&out["call"]["texts"]), [SIMPLE_TEXT], "{what}: call");
@@ -290,12 +295,12 @@ fn conformance_with_bearer() {
 #[test]
 fn python_sdk_streamable_auto() {
     on_both_relays(BridgeOpts::default(), |bridge, label| {
-        // Auto mode probes `server/discover` first; the fixture is handshake-era, so the
-        // client must fall back to `initialize` and negotiate the fixture's version.
+        // Auto mode probes `server/discover` first; the bridge answers it (from the
+        // handshake-era child's cached initialize), so the client stays on 2026-07-28.
         let out = run_script(bridge, "PY_SDK", "py_client.py", &[&bridge.mcp_url]);
         assert_eq!(out["mode"], "auto", "{label}: {out}");
         assert_eq!(out["transport"], "streamable", "{label}: {out}");
-        assert_fixture_session(&out, label);
+        assert_fixture_session_at(&out, "2026-07-28", label);
         assert_eq!(bridge.count("call test_simple_text"), 1, "{label}");
         assert_one_child_initialize(bridge, label);
     });

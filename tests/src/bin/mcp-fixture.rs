@@ -14,13 +14,25 @@
 //!   the fixture's process group and answers its pid) and `flood` (many large progress
 //!   notifications before the answer).
 //!
+//! * the tools and the prompt the server scenarios of `@modelcontextprotocol/conformance`
+//!   0.2.0-alpha.12 call for the 2026-07-28 requirements, served the 2025 way: where those
+//!   scenarios expect an `InputRequiredResult`, the fixture sends real server→client requests
+//!   (`elicitation/create`, `sampling/createMessage`, `roots/list`) whose JSON-RPC ids are the
+//!   input keys the scenarios expect (`user_name`, `capital_question`, `client_roots`, …) and
+//!   waits for the answers; a bridge that serves the stateless era turns those requests into
+//!   input requests under the same keys. The fixture itself never answers `resultType` or an
+//!   `InputRequiredResult`. See [`ToolCall::run`] for the list.
+//!
 //! Every `tools/call` runs on its own thread, so a slow call or one waiting for the client's
-//! answer to a server→client request never blocks other traffic. Server→client requests get
-//! ids `fx-1`, `fx-2`, …; the stdin reader routes the client's responses to the waiting
-//! thread.
+//! answer to a server→client request never blocks other traffic (so does the one prompt that
+//! asks the client, `test_input_required_result_prompt`). Server→client requests get ids
+//! `fx-1`, `fx-2`, … (or the fixed keys above); the stdin reader routes the client's responses
+//! to the waiting thread. When a fixed id is reused while an earlier request with that id is
+//! still unanswered (a flow the client abandoned), the answer goes to the newest one.
 //!
 //! If the environment variable `FIXTURE_COUNTS` names a file, one line per event is appended
-//! to it: `initialize`, `call <tool>`, `cancelled <tag>`, `roots <json>` and
+//! to it: `initialize`, `call <tool>`, `prompt <name>` (only for the prompt that runs on a
+//! thread), `cancelled <tag>`, `roots <json>` and
 //! `grandchild <pid>`; with `FIXTURE_RECORD_ECHO=1` also `echoed <text>` for every `echo`
 //! (so a test can tell which calls ran, and that none ran twice). With
 //! `FIXTURE_IGNORE_SIGTERM=1` the process (and its grandchildren) ignore `SIGTERM`, like a
@@ -65,8 +77,16 @@ const CANCEL_POLL: Duration = Duration::from_millis(50);
 const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
 const INTERNAL_ERROR: i64 = -32603;
-/// MCP's "resource not found" error code.
+/// MCP's "resource not found" error code (2025-11-25 and earlier; the stateless era answers
+/// an unknown resource with [`INVALID_PARAMS`]).
 const RESOURCE_NOT_FOUND: i64 = -32002;
+
+/// `_meta` key of the protocol version a stateless-era (2026-07-28) request carries.
+const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+/// `_meta` key of the capabilities a stateless-era client declares on each request.
+const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+/// The prompt that asks the client for input (and so runs on a thread of its own).
+const INPUT_PROMPT: &str = "test_input_required_result_prompt";
 
 /// MCP log levels, from least to most severe.
 const LOG_LEVELS: [&str; 8] = [
@@ -147,6 +167,8 @@ enum Reply {
     Result(Value),
     /// A JSON-RPC error response.
     Error(i64, String),
+    /// A JSON-RPC error response with `data`.
+    ErrorWithData(i64, String, Value),
     /// No response at all (the request was cancelled).
     Silent,
 }
@@ -166,6 +188,14 @@ impl Reply {
     }
 }
 
+/// A thread waiting for the client's answer to one server→client request.
+struct Waiter {
+    /// Unique among all waiters (ids can repeat, see [`Server::pending`]).
+    serial: u64,
+    /// Where the answer goes.
+    tx: Sender<ClientAnswer>,
+}
+
 /// Shared state of the server.
 struct Server {
     /// Stdout; each message is written and flushed while holding the lock.
@@ -174,9 +204,17 @@ struct Server {
     counts: Option<Mutex<File>>,
     /// Counter for ids of server→client requests.
     next_request_id: AtomicU64,
-    /// Threads waiting for the client's answer, by request id (`fx-N`).
-    pending: Mutex<HashMap<String, Sender<ClientAnswer>>>,
-    /// Cancellation tokens of in-flight `tools/call` requests, by [`id_key`].
+    /// Threads waiting for the client's answer, by request id (`fx-N` or a fixed input key),
+    /// oldest first; an answer goes to the newest waiter of its id.
+    pending: Mutex<HashMap<String, Vec<Waiter>>>,
+    /// Counter for [`Waiter::serial`].
+    next_waiter: AtomicU64,
+    /// Bumped by `test_trigger_tool_change`; shown in `tools/list` once non-zero.
+    tool_list_version: AtomicU64,
+    /// Bumped by `test_trigger_prompt_change`; shown in `prompts/list` once non-zero.
+    prompt_list_version: AtomicU64,
+    /// Cancellation tokens of in-flight `tools/call` requests (and `prompts/get` of
+    /// [`INPUT_PROMPT`]), by [`id_key`].
     in_flight: Mutex<HashMap<String, Arc<CancelToken>>>,
     /// Capabilities the client declared in its latest `initialize`.
     client_capabilities: Mutex<Value>,
@@ -196,6 +234,9 @@ impl Server {
             counts: counts.map(Mutex::new),
             next_request_id: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
+            next_waiter: AtomicU64::new(1),
+            tool_list_version: AtomicU64::new(0),
+            prompt_list_version: AtomicU64::new(0),
             in_flight: Mutex::new(HashMap::new()),
             client_capabilities: Mutex::new(Value::Null),
             subscriptions: Mutex::new(HashSet::new()),
@@ -264,12 +305,17 @@ impl Server {
                 "id": id,
                 "error": { "code": code, "message": message },
             }),
+            Reply::ErrorWithData(code, message, data) => json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": { "code": code, "message": message, "data": data },
+            }),
             Reply::Silent => return,
         };
         self.send(&message);
     }
 
-    /// Sends a server→client request and waits for the answer.
+    /// Sends a server→client request (id `fx-N`) and waits for the answer.
     ///
     /// Returns `None` if `cancel` fires first (the late answer, if any, is then dropped).
     fn request_client(
@@ -278,44 +324,120 @@ impl Server {
         params: Value,
         cancel: &CancelToken,
     ) -> Option<ClientAnswer> {
-        if let Some(capability) = method.split('/').next() {
-            let declared = lock(&self.client_capabilities).get(capability).is_some();
-            if !declared {
-                log!("client did not declare capability `{capability}`; sending {method} anyway");
-            }
-        }
         let id = format!(
             "fx-{}",
             self.next_request_id.fetch_add(1, Ordering::Relaxed)
         );
-        let (tx, rx) = mpsc::channel();
-        lock(&self.pending).insert(id.clone(), tx);
-        self.send(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
-        loop {
-            match rx.recv_timeout(CANCEL_POLL) {
-                Ok(answer) => return Some(answer),
-                Err(RecvTimeoutError::Timeout) => {
-                    if cancel.is_cancelled() {
-                        lock(&self.pending).remove(&id);
-                        return None;
+        self.request_client_all(vec![(id, method, params)], cancel)
+            .and_then(|answers| answers.into_iter().next())
+    }
+
+    /// Sends server→client requests `(id, method, params)` back to back (one burst on
+    /// stdout, before waiting for anything) and waits for every answer, in the given order.
+    ///
+    /// Returns `None` if `cancel` fires first (late answers, if any, are then dropped).
+    fn request_client_all(
+        &self,
+        requests: Vec<(String, &str, Value)>,
+        cancel: &CancelToken,
+    ) -> Option<Vec<ClientAnswer>> {
+        let mut waiting = Vec::with_capacity(requests.len());
+        let mut lines = Vec::with_capacity(requests.len());
+        for (id, method, params) in requests {
+            if let Some(capability) = method.split('/').next() {
+                let declared = lock(&self.client_capabilities).get(capability).is_some();
+                if !declared {
+                    log!(
+                        "client did not declare capability `{capability}`; sending {method} anyway"
+                    );
+                }
+            }
+            let serial = self.next_waiter.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = mpsc::channel();
+            {
+                let mut pending = lock(&self.pending);
+                let waiters = pending.entry(id.clone()).or_default();
+                if !waiters.is_empty() {
+                    log!(
+                        "request id {id} is still pending from an earlier call; its next answer goes to the newest request"
+                    );
+                }
+                waiters.push(Waiter { serial, tx });
+            }
+            lines.push(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
+            waiting.push((id, serial, rx));
+        }
+        self.send_all(&lines);
+        let mut answers = Vec::with_capacity(waiting.len());
+        for (index, (_, _, rx)) in waiting.iter().enumerate() {
+            loop {
+                match rx.recv_timeout(CANCEL_POLL) {
+                    Ok(answer) => {
+                        answers.push(answer);
+                        break;
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        if cancel.is_cancelled() {
+                            for (id, serial, _) in &waiting[index..] {
+                                self.forget_waiter(id, *serial);
+                            }
+                            return None;
+                        }
+                    }
+                    Err(RecvTimeoutError::Disconnected) => {
+                        answers.push(Err(
+                            json!({ "code": INTERNAL_ERROR, "message": "request abandoned" }),
+                        ));
+                        break;
                     }
                 }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Some(Err(
-                        json!({ "code": INTERNAL_ERROR, "message": "request abandoned" }),
-                    ));
-                }
+            }
+        }
+        Some(answers)
+    }
+
+    /// Removes the waiter `serial` of request `id`, if it is still waiting.
+    fn forget_waiter(&self, id: &str, serial: u64) {
+        let mut pending = lock(&self.pending);
+        if let Some(waiters) = pending.get_mut(id) {
+            waiters.retain(|w| w.serial != serial);
+            if waiters.is_empty() {
+                pending.remove(id);
             }
         }
     }
 
-    /// Hands a client's response to the thread waiting for it.
+    /// Writes several messages, one line each, in one go (nothing else in between).
+    fn send_all(&self, messages: &[Value]) {
+        let mut out = lock(&self.out);
+        let mut written = Ok(());
+        for message in messages {
+            written = written.and_then(|()| {
+                serde_json::to_writer(&mut *out, message)
+                    .map_err(io::Error::from)
+                    .and_then(|()| out.write_all(b"\n"))
+            });
+        }
+        if let Err(err) = written.and_then(|()| out.flush()) {
+            log!("cannot write to stdout: {err}");
+        }
+    }
+
+    /// Hands a client's response to the (newest) thread waiting for it.
     fn route_response(&self, message: &Value) {
         let id = message
             .get("id")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let Some(waiter) = lock(&self.pending).remove(id) else {
+        let waiter = {
+            let mut pending = lock(&self.pending);
+            let waiter = pending.get_mut(id).and_then(Vec::pop);
+            if pending.get(id).is_some_and(Vec::is_empty) {
+                pending.remove(id);
+            }
+            waiter
+        };
+        let Some(waiter) = waiter else {
             log!(
                 "ignoring response with unknown id {}",
                 message.get("id").unwrap_or(&Value::Null)
@@ -327,7 +449,7 @@ impl Server {
             None => Ok(message.get("result").cloned().unwrap_or(Value::Null)),
         };
         // The waiter may have given up (cancelled); that is fine.
-        let _ = waiter.send(answer);
+        let _ = waiter.tx.send(answer);
     }
 
     /// Processes one parsed message from stdin.
@@ -407,9 +529,16 @@ impl Server {
                 }
                 Reply::Result(json!({}))
             }
-            "prompts/list" => Reply::Result(json!({ "prompts": prompt_list() })),
+            "prompts/list" => Reply::Result(json!({
+                "prompts": prompt_list(self.prompt_list_version.load(Ordering::Relaxed)),
+            })),
+            "prompts/get" if params.get("name").and_then(Value::as_str) == Some(INPUT_PROMPT) => {
+                return self.spawn_input_prompt(id, params);
+            }
             "prompts/get" => get_prompt(&params),
-            "tools/list" => Reply::Result(json!({ "tools": tool_list() })),
+            "tools/list" => Reply::Result(json!({
+                "tools": tool_list(self.tool_list_version.load(Ordering::Relaxed)),
+            })),
             "tools/call" => return self.spawn_tool_call(id, params),
             other => Reply::Error(METHOD_NOT_FOUND, format!("Method not found: {other}")),
         };
@@ -484,58 +613,97 @@ impl Server {
                 );
             }
         };
-        let progress_token = params
-            .get("_meta")
-            .and_then(|meta| meta.get("progressToken"))
-            .filter(|token| !token.is_null())
-            .cloned();
+        let meta = params.get("_meta").cloned().unwrap_or(Value::Null);
+        let label = format!("tools/call {name}");
+        self.spawn_job(id, format!("tool-{name}"), label, move |server, cancel| {
+            ToolCall::new(server, args, meta, cancel).run(&name)
+        });
+    }
+
+    /// Starts `prompts/get` of [`INPUT_PROMPT`] (which waits for the client) on its own thread.
+    fn spawn_input_prompt(self: &Arc<Self>, id: Value, params: Value) {
+        self.count(&format!("prompt {INPUT_PROMPT}"));
+        let args = match params.get("arguments") {
+            Some(Value::Object(args)) => args.clone(),
+            _ => Map::new(),
+        };
+        let meta = params.get("_meta").cloned().unwrap_or(Value::Null);
+        let label = format!("prompts/get {INPUT_PROMPT}");
+        self.spawn_job(id, "prompt".to_owned(), label, move |server, cancel| {
+            ToolCall::new(server, args, meta, cancel)
+                .input_prompt()
+                .unwrap_or_else(|reply| reply)
+        });
+    }
+
+    /// Runs `job` for request `id` on a thread named `thread_name`, cancellable with
+    /// `notifications/cancelled`, and sends its reply (none once cancelled). `label` names
+    /// the request in the log.
+    fn spawn_job<F>(self: &Arc<Self>, id: Value, thread_name: String, label: String, job: F)
+    where
+        F: FnOnce(&Server, &CancelToken) -> Reply + Send + 'static,
+    {
         let key = id_key(&id);
         let cancel = Arc::new(CancelToken::default());
         lock(&self.in_flight).insert(key.clone(), Arc::clone(&cancel));
 
         let server = Arc::clone(self);
         let thread_id = id.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("tool-{name}"))
-            .spawn(move || {
-                let call = ToolCall {
-                    server: &server,
-                    args,
-                    progress_token,
-                    cancel: &cancel,
-                };
-                let reply = call.run(&name);
-                {
-                    let mut in_flight = lock(&server.in_flight);
-                    if in_flight.get(&key).is_some_and(|t| Arc::ptr_eq(t, &cancel)) {
-                        in_flight.remove(&key);
-                    }
+        let spawned = thread::Builder::new().name(thread_name).spawn(move || {
+            let reply = job(&server, &cancel);
+            {
+                let mut in_flight = lock(&server.in_flight);
+                if in_flight.get(&key).is_some_and(|t| Arc::ptr_eq(t, &cancel)) {
+                    in_flight.remove(&key);
                 }
-                if cancel.is_cancelled() {
-                    log!("tools/call {name} (id {thread_id}) was cancelled; not responding");
-                } else {
-                    server.reply(thread_id, reply);
-                }
-            });
+            }
+            if cancel.is_cancelled() {
+                log!("{label} (id {thread_id}) was cancelled; not responding");
+            } else {
+                server.reply(thread_id, reply);
+            }
+        });
         if let Err(err) = spawned {
             lock(&self.in_flight).remove(&id_key(&id));
             self.reply(
                 id,
-                Reply::Error(INTERNAL_ERROR, format!("cannot start tool thread: {err}")),
+                Reply::Error(INTERNAL_ERROR, format!("cannot start a thread: {err}")),
             );
         }
     }
 }
 
-/// One `tools/call` being executed.
+/// One `tools/call` being executed (or the `prompts/get` of [`INPUT_PROMPT`]).
 struct ToolCall<'a> {
     server: &'a Server,
     args: Map<String, Value>,
     progress_token: Option<Value>,
+    /// The request's `params._meta` (`Null` when absent).
+    meta: Value,
     cancel: &'a CancelToken,
 }
 
-impl ToolCall<'_> {
+impl<'a> ToolCall<'a> {
+    /// A call with `args` and `params._meta` = `meta`.
+    fn new(
+        server: &'a Server,
+        args: Map<String, Value>,
+        meta: Value,
+        cancel: &'a CancelToken,
+    ) -> Self {
+        let progress_token = meta
+            .get("progressToken")
+            .filter(|token| !token.is_null())
+            .cloned();
+        ToolCall {
+            server,
+            args,
+            progress_token,
+            meta,
+            cancel,
+        }
+    }
+
     /// A required string argument, or a tool error naming it.
     fn str_arg(&self, name: &str) -> Result<&str, Reply> {
         self.args.get(name).and_then(Value::as_str).ok_or_else(|| {
@@ -565,7 +733,52 @@ impl ToolCall<'_> {
             .ok_or(Reply::Silent)
     }
 
+    /// Sends a server→client request with JSON-RPC id `id` (an input key); `Err(Reply::Silent)`
+    /// if the call got cancelled.
+    fn ask_client_as(&self, id: &str, method: &str, params: Value) -> Result<ClientAnswer, Reply> {
+        let mut answers = self.ask_client_all(vec![(id, method, params)])?;
+        Ok(answers.remove(0))
+    }
+
+    /// Sends all `(id, method, params)` requests in one burst, then waits for every answer
+    /// (in the same order); `Err(Reply::Silent)` if the call got cancelled.
+    fn ask_client_all(
+        &self,
+        requests: Vec<(&str, &str, Value)>,
+    ) -> Result<Vec<ClientAnswer>, Reply> {
+        let requests = requests
+            .into_iter()
+            .map(|(id, method, params)| (id.to_owned(), method, params))
+            .collect();
+        self.server
+            .request_client_all(requests, self.cancel)
+            .ok_or(Reply::Silent)
+    }
+
     /// Runs tool `name`.
+    ///
+    /// Besides the 0.1.16 fixtures and the project's own tools, it serves the tools of the
+    /// 2026-07-28 scenarios. Each asks the client with server→client requests whose JSON-RPC
+    /// ids are the input keys the scenarios expect, and validates the answers (a malformed
+    /// answer is a JSON-RPC error -32602, a client error a tool error):
+    ///
+    /// | tool | requests (id: method) | answer |
+    /// |---|---|---|
+    /// | `test_input_required_result_elicitation` | `user_name`: elicitation `name` | `Hello, <name>!` |
+    /// | `test_input_required_result_sampling` | `capital_question`: sampling | `LLM response: <text>` |
+    /// | `test_input_required_result_list_roots` | `client_roots`: roots/list | `Client roots: <uri>, …` |
+    /// | `test_input_required_result_request_state` | `confirm`: elicitation `ok` | `state-ok: confirmed=<ok>` |
+    /// | `test_input_required_result_multiple_inputs` | `user_name`, `greeting`, `client_roots` (one burst) | all three |
+    /// | `test_input_required_result_multi_round` | `step1` (`name`), then `step2` (`color`) | both |
+    /// | `test_input_required_result_tampered_state` | `approval`: elicitation `ok` | `approved=<ok>` |
+    /// | `test_input_required_result_capabilities` | `capability_elicitation` / `_sampling` / `_roots`, only those declared in `_meta` | what was used |
+    /// | `test_missing_capability` | `missing_capability`: sampling, whatever was declared | `LLM response: <text>` |
+    /// | `test_streaming_elicitation` | `streaming_elicitation`: elicitation `ok` | the action |
+    ///
+    /// `test_logging_tool` sends three `notifications/message` (debug, info, warning) whatever
+    /// `logging/setLevel` said; `test_trigger_tool_change` / `test_trigger_prompt_change` bump
+    /// the version shown in `tools/list` / `prompts/list` and send the list-changed
+    /// notification.
     fn run(&self, name: &str) -> Reply {
         let outcome = match name {
             "test_simple_text" => Ok(Reply::text("This is a simple text response for testing.")),
@@ -615,6 +828,41 @@ impl ToolCall<'_> {
                 "Please select options from the enum fields",
                 sep1330_schema(),
             ),
+            "test_input_required_result_elicitation" => self.ask_name(),
+            "test_input_required_result_sampling" => self.ask_capital(),
+            "test_input_required_result_list_roots" => self.ask_roots(),
+            "test_input_required_result_request_state" => self.ask_confirmation(),
+            "test_input_required_result_multiple_inputs" => self.ask_three_inputs(),
+            "test_input_required_result_multi_round" => self.ask_two_rounds(),
+            "test_input_required_result_tampered_state" => self.ask_approval(),
+            "test_input_required_result_capabilities" => self.ask_declared_capabilities(),
+            "test_missing_capability" => self.ask_sampling_regardless(),
+            "test_streaming_elicitation" => self.streaming_elicitation(),
+            "test_logging_tool" => Ok(self.logging_tool()),
+            "test_trigger_tool_change" => {
+                let version = self
+                    .server
+                    .tool_list_version
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
+                self.server
+                    .notify("notifications/tools/list_changed", json!({}));
+                Ok(Reply::text(format!(
+                    "tool list changed (version {version})"
+                )))
+            }
+            "test_trigger_prompt_change" => {
+                let version = self
+                    .server
+                    .prompt_list_version
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
+                self.server
+                    .notify("notifications/prompts/list_changed", json!({}));
+                Ok(Reply::text(format!(
+                    "prompt list changed (version {version})"
+                )))
+            }
             "json_schema_2020_12_tool" => Ok(Reply::text(format!(
                 "JSON Schema 2020-12 tool called with: {}",
                 Value::Object(self.args.clone())
@@ -643,6 +891,264 @@ impl ToolCall<'_> {
             )),
         };
         outcome.unwrap_or_else(|reply| reply)
+    }
+
+    /// `test_input_required_result_elicitation`: asks `user_name` for a name.
+    fn ask_name(&self) -> Result<Reply, Reply> {
+        let answer = self.ask_client_as(
+            "user_name",
+            "elicitation/create",
+            elicitation_params("What is your name?", "name", "string"),
+        )?;
+        Ok(match accepted_content(answer, "user_name")? {
+            Some(content) => Reply::text(format!(
+                "Hello, {}!",
+                str_field(&content, "name", "user_name")?
+            )),
+            None => Reply::text("No name was given."),
+        })
+    }
+
+    /// `test_input_required_result_sampling`: asks `capital_question` to the client's LLM.
+    fn ask_capital(&self) -> Result<Reply, Reply> {
+        let answer = self.ask_client_as(
+            "capital_question",
+            "sampling/createMessage",
+            sampling_params("What is the capital of France?", 100),
+        )?;
+        let text = sampled(answer, "capital_question")?;
+        Ok(Reply::text(format!("LLM response: {text}")))
+    }
+
+    /// `test_input_required_result_list_roots`: asks `client_roots` and names them.
+    fn ask_roots(&self) -> Result<Reply, Reply> {
+        let answer = self.ask_client_as("client_roots", "roots/list", json!({}))?;
+        let uris = root_uris(answer, "client_roots")?;
+        Ok(Reply::text(format!(
+            "Client roots: {}",
+            list_or_none(&uris)
+        )))
+    }
+
+    /// `test_input_required_result_request_state`: asks `confirm`; the answer says `state-ok`.
+    fn ask_confirmation(&self) -> Result<Reply, Reply> {
+        let answer = self.ask_client_as(
+            "confirm",
+            "elicitation/create",
+            elicitation_params("Please confirm", "ok", "boolean"),
+        )?;
+        Ok(match accepted_content(answer, "confirm")? {
+            Some(content) => Reply::text(format!(
+                "state-ok: confirmed={}",
+                bool_field(&content, "ok", "confirm")?
+            )),
+            None => Reply::text("state-ok: not confirmed"),
+        })
+    }
+
+    /// `test_input_required_result_multiple_inputs`: asks `user_name`, `greeting` and
+    /// `client_roots` at once.
+    fn ask_three_inputs(&self) -> Result<Reply, Reply> {
+        let mut answers = self
+            .ask_client_all(vec![
+                (
+                    "user_name",
+                    "elicitation/create",
+                    elicitation_params("What is your name?", "name", "string"),
+                ),
+                (
+                    "greeting",
+                    "sampling/createMessage",
+                    sampling_params("Generate a greeting", 50),
+                ),
+                ("client_roots", "roots/list", json!({})),
+            ])?
+            .into_iter();
+        let mut next = || answers.next().unwrap_or(Ok(Value::Null));
+        let name = match accepted_content(next(), "user_name")? {
+            Some(content) => str_field(&content, "name", "user_name")?.to_owned(),
+            None => "stranger".to_owned(),
+        };
+        let greeting = sampled(next(), "greeting")?;
+        let uris = root_uris(next(), "client_roots")?;
+        Ok(Reply::text(format!(
+            "Hello, {name}! Greeting: {greeting} Roots: {}",
+            list_or_none(&uris)
+        )))
+    }
+
+    /// `test_input_required_result_multi_round`: asks `step1`, and only once it is answered,
+    /// `step2`.
+    fn ask_two_rounds(&self) -> Result<Reply, Reply> {
+        let first = self.ask_client_as(
+            "step1",
+            "elicitation/create",
+            elicitation_params("Step 1: What is your name?", "name", "string"),
+        )?;
+        let name = match accepted_content(first, "step1")? {
+            Some(content) => str_field(&content, "name", "step1")?.to_owned(),
+            None => return Ok(Reply::text("Stopped at step 1.")),
+        };
+        let second = self.ask_client_as(
+            "step2",
+            "elicitation/create",
+            elicitation_params("Step 2: What is your favorite color?", "color", "string"),
+        )?;
+        Ok(match accepted_content(second, "step2")? {
+            Some(content) => Reply::text(format!(
+                "Thanks, {name}: your favorite color is {}.",
+                str_field(&content, "color", "step2")?
+            )),
+            None => Reply::text(format!("Thanks, {name}; stopped at step 2.")),
+        })
+    }
+
+    /// `test_input_required_result_tampered_state`: asks `approval`.
+    fn ask_approval(&self) -> Result<Reply, Reply> {
+        let answer = self.ask_client_as(
+            "approval",
+            "elicitation/create",
+            elicitation_params("Do you approve this operation?", "ok", "boolean"),
+        )?;
+        Ok(match accepted_content(answer, "approval")? {
+            Some(content) => Reply::text(format!(
+                "approved={}",
+                bool_field(&content, "ok", "approval")?
+            )),
+            None => Reply::text("approved=false"),
+        })
+    }
+
+    /// The client capabilities of this request: `_meta`'s (stateless era), else the ones
+    /// declared at `initialize`.
+    fn declared_capabilities(&self) -> Value {
+        match self.meta.get(META_CLIENT_CAPABILITIES) {
+            Some(capabilities) => capabilities.clone(),
+            None => lock(&self.server.client_capabilities).clone(),
+        }
+    }
+
+    /// `test_input_required_result_capabilities`: asks, in one burst, only for what the client
+    /// declared: `capability_elicitation`, `capability_sampling`, `capability_roots`.
+    fn ask_declared_capabilities(&self) -> Result<Reply, Reply> {
+        let declared = self.declared_capabilities();
+        let has = |capability: &str| declared.get(capability).is_some_and(|c| !c.is_null());
+        let mut requests = Vec::new();
+        if has("elicitation") {
+            requests.push((
+                "capability_elicitation",
+                "elicitation/create",
+                elicitation_params("Continue?", "ok", "boolean"),
+            ));
+        }
+        if has("sampling") {
+            requests.push((
+                "capability_sampling",
+                "sampling/createMessage",
+                sampling_params("Say hello", 20),
+            ));
+        }
+        if has("roots") {
+            requests.push(("capability_roots", "roots/list", json!({})));
+        }
+        if requests.is_empty() {
+            return Ok(Reply::text(
+                "The client declared none of elicitation, sampling, roots; nothing was asked.",
+            ));
+        }
+        let keys: Vec<&str> = requests.iter().map(|(id, _, _)| *id).collect();
+        let answers = self.ask_client_all(requests)?;
+        let mut used = Vec::new();
+        for (key, answer) in keys.into_iter().zip(answers) {
+            match key {
+                "capability_elicitation" => {
+                    let action = if accepted_content(answer, key)?.is_some() {
+                        "accept"
+                    } else {
+                        "decline"
+                    };
+                    used.push(format!("elicitation ({action})"));
+                }
+                "capability_sampling" => used.push(format!("sampling ({})", sampled(answer, key)?)),
+                _ => used.push(format!(
+                    "roots ({})",
+                    list_or_none(&root_uris(answer, key)?)
+                )),
+            }
+        }
+        Ok(Reply::text(format!("Used: {}", used.join(", "))))
+    }
+
+    /// `test_missing_capability`: asks `missing_capability` to the client's LLM whatever the
+    /// client declared (a stateless-era server must refuse such a call with -32021 instead).
+    fn ask_sampling_regardless(&self) -> Result<Reply, Reply> {
+        let answer = self.ask_client_as(
+            "missing_capability",
+            "sampling/createMessage",
+            sampling_params("This tool needs sampling.", 20),
+        )?;
+        let text = sampled(answer, "missing_capability")?;
+        Ok(Reply::text(format!("LLM response: {text}")))
+    }
+
+    /// `test_streaming_elicitation`: one progress notification (when a token was given), then
+    /// asks `streaming_elicitation`.
+    fn streaming_elicitation(&self) -> Result<Reply, Reply> {
+        self.progress(0, 1, "waiting for the user");
+        let answer = self.ask_client_as(
+            "streaming_elicitation",
+            "elicitation/create",
+            elicitation_params("Continue the stream?", "ok", "boolean"),
+        )?;
+        let action = if accepted_content(answer, "streaming_elicitation")?.is_some() {
+            "accept"
+        } else {
+            "decline"
+        };
+        self.progress(1, 1, "answered");
+        Ok(Reply::text(format!(
+            "Streaming elicitation answered: {action}"
+        )))
+    }
+
+    /// `test_logging_tool`: a debug, an info and a warning `notifications/message`, ~20 ms
+    /// apart, whatever level `logging/setLevel` set.
+    fn logging_tool(&self) -> Reply {
+        let messages = [
+            ("debug", "Logging tool: debug message"),
+            ("info", "Logging tool: info message"),
+            ("warning", "Logging tool: warning message"),
+        ];
+        for (index, (level, data)) in messages.into_iter().enumerate() {
+            if index > 0 && self.cancel.sleep(Duration::from_millis(20)) {
+                return Reply::Silent;
+            }
+            self.server.notify(
+                "notifications/message",
+                json!({ "level": level, "logger": SERVER_NAME, "data": data }),
+            );
+        }
+        Reply::text("Logging tool sent 3 log messages")
+    }
+
+    /// `prompts/get` of [`INPUT_PROMPT`]: asks `user_context`, then answers a prompt using it.
+    fn input_prompt(&self) -> Result<Reply, Reply> {
+        let answer = self.ask_client_as(
+            "user_context",
+            "elicitation/create",
+            elicitation_params("What context should the prompt use?", "context", "string"),
+        )?;
+        let context = match accepted_content(answer, "user_context")? {
+            Some(content) => str_field(&content, "context", "user_context")?.to_owned(),
+            None => "no context".to_owned(),
+        };
+        Ok(Reply::Result(json!({
+            "description": "A prompt built from the context the user gave",
+            "messages": [{
+                "role": "user",
+                "content": { "type": "text", "text": format!("Use this context: {context}") },
+            }],
+        })))
     }
 
     /// `test_tool_with_logging`: three info log messages, ~50 ms apart.
@@ -895,6 +1401,126 @@ impl ToolCall<'_> {
     }
 }
 
+/// `elicitation/create` params asking `message` for one required `field` of JSON type `kind`.
+fn elicitation_params(message: &str, field: &str, kind: &str) -> Value {
+    json!({
+        "message": message,
+        "requestedSchema": {
+            "type": "object",
+            "properties": { field: { "type": kind } },
+            "required": [field],
+        },
+    })
+}
+
+/// `sampling/createMessage` params with one user text message.
+fn sampling_params(text: &str, max_tokens: u64) -> Value {
+    json!({
+        "messages": [{ "role": "user", "content": { "type": "text", "text": text } }],
+        "maxTokens": max_tokens,
+    })
+}
+
+/// A malformed answer to the server→client request `key`: JSON-RPC error -32602.
+fn invalid_answer(key: &str, problem: &str) -> Reply {
+    Reply::Error(
+        INVALID_PARAMS,
+        format!("invalid answer to `{key}`: {problem}"),
+    )
+}
+
+/// The `content` of an accepted elicitation answer to `key` (`None` when declined or
+/// cancelled); a client error is a tool error, a malformed answer a JSON-RPC error.
+fn accepted_content(answer: ClientAnswer, key: &str) -> Result<Option<Map<String, Value>>, Reply> {
+    let result = answer.map_err(|error| {
+        Reply::tool_error(format!(
+            "Elicitation `{key}` failed: {}",
+            error_message(&error)
+        ))
+    })?;
+    let Value::Object(result) = result else {
+        return Err(invalid_answer(
+            key,
+            "an elicitation result must be an object",
+        ));
+    };
+    match result.get("action").and_then(Value::as_str) {
+        Some("accept") => match result.get("content") {
+            None | Some(Value::Null) => Ok(Some(Map::new())),
+            Some(Value::Object(content)) => Ok(Some(content.clone())),
+            Some(_) => Err(invalid_answer(key, "`content` must be an object")),
+        },
+        Some("decline" | "cancel") => Ok(None),
+        _ => Err(invalid_answer(
+            key,
+            "`action` must be accept, decline or cancel",
+        )),
+    }
+}
+
+/// The string field `name` of elicited `content` (else a JSON-RPC error naming `key`).
+fn str_field<'c>(content: &'c Map<String, Value>, name: &str, key: &str) -> Result<&'c str, Reply> {
+    content
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid_answer(key, &format!("`{name}` must be a string")))
+}
+
+/// The boolean field `name` of elicited `content` (else a JSON-RPC error naming `key`).
+fn bool_field(content: &Map<String, Value>, name: &str, key: &str) -> Result<bool, Reply> {
+    content
+        .get(name)
+        .and_then(Value::as_bool)
+        .ok_or_else(|| invalid_answer(key, &format!("`{name}` must be a boolean")))
+}
+
+/// The text of a sampling answer to `key`; a client error is a tool error, a malformed answer
+/// a JSON-RPC error.
+fn sampled(answer: ClientAnswer, key: &str) -> Result<String, Reply> {
+    let result = answer.map_err(|error| {
+        Reply::tool_error(format!(
+            "Sampling `{key}` failed: {}",
+            error_message(&error)
+        ))
+    })?;
+    sampled_text(&result)
+        .map(str::to_owned)
+        .ok_or_else(|| invalid_answer(key, "a sampling result needs text content"))
+}
+
+/// The root URIs of a `roots/list` answer to `key`; a client error is a tool error, a
+/// malformed answer a JSON-RPC error.
+fn root_uris(answer: ClientAnswer, key: &str) -> Result<Vec<String>, Reply> {
+    let result = answer.map_err(|error| {
+        Reply::tool_error(format!(
+            "roots/list `{key}` failed: {}",
+            error_message(&error)
+        ))
+    })?;
+    let roots = result
+        .get("roots")
+        .and_then(Value::as_array)
+        .ok_or_else(|| invalid_answer(key, "`roots` must be an array"))?;
+    roots
+        .iter()
+        .map(|root| {
+            root.get("uri")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| invalid_answer(key, "every root needs a string `uri`"))
+        })
+        .collect()
+}
+
+/// `a, b, c`, or `none`.
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
 /// The text of a `sampling/createMessage` result (content object or array of blocks).
 fn sampled_text(result: &Value) -> Option<&str> {
     let content = result.get("content")?;
@@ -1024,8 +1650,16 @@ fn tool(name: &str, description: &str, input_schema: Value) -> Value {
     json!({ "name": name, "description": description, "inputSchema": input_schema })
 }
 
-/// The `tools/list` result.
-fn tool_list() -> Vec<Value> {
+/// The `tools/list` result; `version` (bumped by `test_trigger_tool_change`) shows in that
+/// tool's description once non-zero.
+fn tool_list(version: u64) -> Vec<Value> {
+    let trigger_tool_description = match version {
+        0 => "Changes the tool list (this description) and sends notifications/tools/list_changed"
+            .to_owned(),
+        v => format!(
+            "Changes the tool list (this description) and sends notifications/tools/list_changed (tool list version {v})"
+        ),
+    };
     vec![
         tool(
             "test_simple_text",
@@ -1094,12 +1728,13 @@ fn tool_list() -> Vec<Value> {
         ),
         tool(
             "json_schema_2020_12_tool",
-            "Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)",
+            "Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613, SEP-2106)",
             json!({
                 "$schema": "https://json-schema.org/draft/2020-12/schema",
                 "type": "object",
                 "$defs": {
                     "address": {
+                        "$anchor": "addressDef",
                         "type": "object",
                         "properties": { "street": { "type": "string" }, "city": { "type": "string" } },
                     },
@@ -1107,9 +1742,84 @@ fn tool_list() -> Vec<Value> {
                 "properties": {
                     "name": { "type": "string" },
                     "address": { "$ref": "#/$defs/address" },
+                    "contactMethod": { "type": "string", "enum": ["phone", "email"] },
+                    "phone": { "type": "string" },
+                    "email": { "type": "string" },
                 },
+                "allOf": [{ "anyOf": [{ "required": ["phone"] }, { "required": ["email"] }] }],
+                "if": {
+                    "properties": { "contactMethod": { "const": "phone" } },
+                    "required": ["contactMethod"],
+                },
+                "then": { "required": ["phone"] },
+                "else": { "required": ["email"] },
                 "additionalProperties": false,
             }),
+        ),
+        tool(
+            "test_input_required_result_elicitation",
+            "Asks the user's name (elicitation/create with id `user_name`), answers `Hello, <name>!`",
+            no_args(),
+        ),
+        tool(
+            "test_input_required_result_sampling",
+            "Asks the client's LLM the capital of France (sampling/createMessage with id `capital_question`)",
+            no_args(),
+        ),
+        tool(
+            "test_input_required_result_list_roots",
+            "Asks the client's roots (roots/list with id `client_roots`) and names them",
+            no_args(),
+        ),
+        tool(
+            "test_input_required_result_request_state",
+            "Asks a confirmation (elicitation/create with id `confirm`); the answer contains `state-ok`",
+            no_args(),
+        ),
+        tool(
+            "test_input_required_result_multiple_inputs",
+            "Asks at once a name (`user_name`), a greeting (`greeting`, sampling) and the roots (`client_roots`)",
+            no_args(),
+        ),
+        tool(
+            "test_input_required_result_multi_round",
+            "Asks a name (`step1`), then a favorite color (`step2`)",
+            no_args(),
+        ),
+        tool(
+            "test_input_required_result_tampered_state",
+            "Asks an approval (elicitation/create with id `approval`)",
+            no_args(),
+        ),
+        tool(
+            "test_input_required_result_capabilities",
+            "Asks only for what the client declared in `_meta` (`capability_elicitation`, `capability_sampling`, `capability_roots`)",
+            no_args(),
+        ),
+        tool(
+            "test_missing_capability",
+            "Needs sampling: sends sampling/createMessage (id `missing_capability`) whatever the client declared",
+            no_args(),
+        ),
+        tool(
+            "test_streaming_elicitation",
+            "Sends progress (with a token), then asks a confirmation (elicitation/create with id `streaming_elicitation`)",
+            no_args(),
+        ),
+        tool(
+            "test_logging_tool",
+            "Sends a debug, an info and a warning notifications/message, then answers",
+            no_args(),
+        ),
+        tool(
+            "test_trigger_tool_change",
+            &trigger_tool_description,
+            no_args(),
+        ),
+        tool(
+            "test_trigger_prompt_change",
+            "Changes the prompt list (the description of `test_simple_prompt`) and sends notifications/prompts/list_changed",
+            no_args(),
         ),
         tool(
             "echo",
@@ -1256,7 +1966,22 @@ fn read_resource(params: &Value) -> Reply {
                 json!({ "uri": uri, "mimeType": "application/json", "text": text })
             }
             None => {
-                return Reply::Error(RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"));
+                // The stateless era (a protocol version in `_meta`) answers -32602, earlier
+                // revisions -32002; both name the URI in `data`.
+                let stateless = params
+                    .get("_meta")
+                    .and_then(|meta| meta.get(META_PROTOCOL_VERSION))
+                    .is_some();
+                let code = if stateless {
+                    INVALID_PARAMS
+                } else {
+                    RESOURCE_NOT_FOUND
+                };
+                return Reply::ErrorWithData(
+                    code,
+                    format!("Resource not found: {uri}"),
+                    json!({ "uri": uri }),
+                );
             }
         },
     };
@@ -1271,14 +1996,19 @@ fn template_id(uri: &str) -> Option<&str> {
     (!id.is_empty() && !id.contains('/')).then_some(id)
 }
 
-/// The `prompts/list` result.
-fn prompt_list() -> Vec<Value> {
+/// The `prompts/list` result; `version` (bumped by `test_trigger_prompt_change`) shows in the
+/// description of `test_simple_prompt` once non-zero.
+fn prompt_list(version: u64) -> Vec<Value> {
     let argument = |name: &str, description: &str| json!({ "name": name, "description": description, "required": true });
+    let simple_description = match version {
+        0 => "A simple prompt without arguments".to_owned(),
+        v => format!("A simple prompt without arguments (prompt list version {v})"),
+    };
     vec![
         json!({
             "name": "test_simple_prompt",
             "title": "Simple Test Prompt",
-            "description": "A simple prompt without arguments",
+            "description": simple_description,
         }),
         json!({
             "name": "test_prompt_with_arguments",
@@ -1296,6 +2026,11 @@ fn prompt_list() -> Vec<Value> {
             "name": "test_prompt_with_image",
             "title": "Prompt With Image",
             "description": "A prompt that includes image content",
+        }),
+        json!({
+            "name": INPUT_PROMPT,
+            "title": "Prompt Asking For Input",
+            "description": "Asks the user for context (elicitation/create with id `user_context`), then uses it",
         }),
     ]
 }

@@ -1,0 +1,169 @@
+//! The prerelease of the official conformance suite (`@modelcontextprotocol/conformance`
+//! 0.2.0-alpha.12, pinned in `tests/deps`) against `bridge run` (embedded relay) serving the
+//! fixture server, once per requirement set it freezes:
+//!
+//! * `--requirements 2025-11-25`: the handshake era, sessions and all;
+//! * `--requirements 2026-07-28`: the stateless era (`server/discover`, per-request `_meta`,
+//!   caching hints, `InputRequiredResult` rounds built from the fixture's real server→client
+//!   requests, `subscriptions/listen`), served next to the 2025 era by the same bridge and
+//!   the same 2025-era child. It needs `--client-roots`, so that the child's `roots/list`
+//!   becomes an input request of the client.
+//!
+//! Every scored scenario must pass; the extension and pending scenarios the alpha also runs
+//! are reported by `conformance.sh` but not asserted on. The child must have been initialized
+//! exactly once. Needs `tests/deps/install.sh` and `cargo build --workspace --bins` first.
+
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use e2e::{Bridge, BridgeOpts, Deps};
+use serde_json::{Value, json};
+
+/// Scenarios the pinned alpha scores for `--requirements 2025-11-25` (server side).
+const SCORED_2025_11_25: u64 = 30;
+/// Scenarios the pinned alpha scores for `--requirements 2026-07-28` (server side).
+const SCORED_2026_07_28: u64 = 37;
+
+/// The pinned helpers, read once.
+fn deps() -> &'static Deps {
+    static DEPS: OnceLock<Deps> = OnceLock::new();
+    DEPS.get_or_init(Deps::get)
+}
+
+/// The end of the suite's own console output (its per-scenario summary and the "Not scored"
+/// section), for failure messages.
+fn output_tail(summary: &Value) -> String {
+    let text = summary["output"]
+        .as_str()
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .unwrap_or_default();
+    match text.rfind("=== SUMMARY ===") {
+        Some(at) => text[at..].to_owned(),
+        None => text[text.len().saturating_sub(4000)..].to_owned(),
+    }
+}
+
+/// Runs `conformance.sh URL OUT --requirements <revision>` with the alpha against `bridge`
+/// (one run at a time: each is a burst of requests and a Node process) and returns its
+/// summary with a readable description of what went wrong or warned, for assertion messages.
+fn run_alpha(bridge: &Bridge, revision: &str) -> (Value, String) {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new("bash");
+    cmd.arg(deps().client("conformance.sh"))
+        .arg(&bridge.mcp_url)
+        .arg(out.path())
+        .args(["--requirements", revision])
+        .env("CONFORMANCE_JS", deps().var("CONFORMANCE_ALPHA_JS"))
+        .env("NODE22", deps().var("NODE22"));
+    match &bridge.bearer {
+        Some(token) => cmd.env("MCP_BEARER", token),
+        None => cmd.env_remove("MCP_BEARER"),
+    };
+    let run = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let summary: Value = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "conformance.sh printed no JSON summary ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+                run.status
+            )
+        });
+    let report = format!(
+        "conformance {revision}: {}/{} scored scenarios passed (exit {}, script {})\n\
+         failed: {}\nfailed checks: {}\nno results: {}\nwarnings: {}\n\
+         not scored, failing (ignored): {}\nscript stderr:\n{stderr}\nsuite output:\n{}\n\
+         bridge log tail:\n{}",
+        summary["passed"],
+        summary["scored"],
+        summary["conformance_exit"],
+        run.status,
+        summary["failed"],
+        summary["failures"],
+        summary["no_results"],
+        summary["warning_checks"],
+        summary["not_scored_failed"],
+        output_tail(&summary),
+        tail(&bridge.proc.log_text(), 6000),
+    );
+    if summary["warnings"]
+        .as_array()
+        .is_some_and(|w| !w.is_empty())
+    {
+        eprintln!(
+            "conformance {revision}: warnings: {}",
+            summary["warning_checks"]
+        );
+    }
+    (summary, report)
+}
+
+/// The last `max` bytes of `text` (cut at a character boundary).
+fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// Checks that every scored scenario of `revision` passed, and that the fixture saw exactly
+/// one `initialize` for all of them.
+fn assert_all_scored_pass(bridge: &Bridge, revision: &str, scored: u64) {
+    let (s, report) = run_alpha(bridge, revision);
+    assert_eq!(s["requirements"], revision, "{report}");
+    assert_eq!(s["scored"], scored, "{report}");
+    assert_eq!(s["passed"], s["scored"], "{report}");
+    assert_eq!(s["failed"], json!([]), "{report}");
+    assert_eq!(s["no_results"], json!([]), "{report}");
+    assert_eq!(s["checks"].get("FAILURE"), None, "{report}");
+    assert_eq!(s["conformance_exit"], 0, "{report}");
+    assert_eq!(
+        bridge.count("initialize"),
+        1,
+        "{revision}: the child must be initialized once; fixture counts: {:?}\n{report}",
+        bridge.counts()
+    );
+}
+
+#[test]
+fn conformance_alpha_2025_11_25() {
+    let bridge = Bridge::start(BridgeOpts {
+        no_auth: true,
+        ..Default::default()
+    });
+    assert_all_scored_pass(&bridge, "2025-11-25", SCORED_2025_11_25);
+}
+
+#[test]
+fn conformance_alpha_2026_07_28() {
+    let bridge = Bridge::start(BridgeOpts {
+        no_auth: true,
+        args: vec!["--client-roots".to_owned()],
+        ..Default::default()
+    });
+    assert_all_scored_pass(&bridge, "2026-07-28", SCORED_2026_07_28);
+    // Retries with inputResponses continue the child's call that asked: each of these
+    // multi-round flows (one scenario each) started exactly one call on the child.
+    for line in [
+        "call test_input_required_result_request_state",
+        "call test_input_required_result_multiple_inputs",
+        "call test_input_required_result_multi_round",
+        "prompt test_input_required_result_prompt",
+    ] {
+        assert_eq!(
+            bridge.count(line),
+            1,
+            "`{line}`: a retry must continue the running call, not start another; fixture counts: {:?}",
+            bridge.counts()
+        );
+    }
+}
