@@ -17,6 +17,7 @@
 
 pub mod frame;
 pub mod jsonrpc;
+pub mod modern;
 pub mod scan;
 mod wire;
 

@@ -40,19 +40,15 @@ use serde_json::value::RawValue;
 
 use super::*;
 
-/// `_meta` key of the protocol version.
-pub(super) const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
-const META_CAPS: &str = "io.modelcontextprotocol/clientCapabilities";
-const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
-const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
-const META_SUBSCRIPTION: &str = "io.modelcontextprotocol/subscriptionId";
+use protocol::modern::{
+    LIST_TTL_MS, META_CLIENT_CAPABILITIES as META_CAPS, META_LOG_LEVEL,
+    META_PROTOCOL_VERSION as META_VERSION, META_SUBSCRIPTION_ID as META_SUBSCRIPTION,
+};
 
 /// How long a suspended call waits for the client's retry with its inputs.
 const INPUT_TTL: Duration = Duration::from_secs(600);
 /// Server→client requests written within this window go out in one InputRequiredResult.
 const INPUT_GATHER: Duration = Duration::from_millis(20);
-/// Freshness hint of lists and `server/discover` (list changes also reach listen streams).
-const LIST_TTL_MS: u64 = 60_000;
 
 /// The severities of `notifications/message`, least severe first.
 const LOG_LEVELS: &[&str] = &[
@@ -439,19 +435,7 @@ impl Core {
     }
 
     fn discover(&mut self, ctx: &Ctx, id: &[u8], init: &Value) {
-        let mut result = json!({
-            "resultType": "complete",
-            "supportedVersions": protocol::MODERN_MCP_VERSIONS,
-            "capabilities": init.get("capabilities").cloned().unwrap_or_else(|| json!({})),
-            "ttlMs": LIST_TTL_MS,
-            "cacheScope": self.cache_scope(),
-        });
-        if let Some(i) = init.get("instructions").filter(|i| i.is_string()) {
-            result["instructions"] = i.clone();
-        }
-        if let Some(info) = init.get("serverInfo").filter(|i| i.is_object()) {
-            result["_meta"] = json!({ META_SERVER_INFO: info });
-        }
+        let result = protocol::modern::discover_result(init, self.cache_scope());
         let body = result_response(id, &serde_json::to_vec(&result).expect("json"));
         self.modern_reply(ctx, 200, body);
     }
