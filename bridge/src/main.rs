@@ -157,6 +157,10 @@ struct RunArgs {
     /// Keep-alive interval of the in-process relay's SSE streams, in seconds.
     #[arg(long, default_value_t = 15.0)]
     keepalive_secs: f64,
+    /// The in-process relay closes resumable SSE answers (2025-11-25 sessions) after this
+    /// many seconds; clients resume them with GET + Last-Event-ID.
+    #[arg(long)]
+    sse_poll_secs: Option<f64>,
     /// Longest line accepted from the server's stdout, in bytes.
     #[arg(long, default_value_t = 32 << 20)]
     max_message: usize,
@@ -279,6 +283,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
                 bail!("--keepalive-secs must be between 0 and 3600");
             }
             config.keepalive = Duration::from_secs_f64(args.keepalive_secs);
+            config.sse_poll = match args.sse_poll_secs {
+                None => None,
+                Some(s) if s > 0.0 && s <= 86_400.0 => Some(Duration::from_secs_f64(s)),
+                Some(_) => bail!("--sse-poll-secs must be between 0 and 86400"),
+            };
             if !(args.grace_secs >= 0.0 && args.grace_secs <= 3600.0) {
                 bail!("--grace-secs must be between 0 and 3600");
             }

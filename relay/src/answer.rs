@@ -24,8 +24,12 @@ pub enum SseStyle {
     /// Streamable HTTP: `data:` lines, with `id:` when the bridge gives one.
     Streamable,
     /// Streamable HTTP whose stream can be resumed: as `Streamable`, starting with a
-    /// priming event (`retry`, an id, empty data).
-    Resumable,
+    /// priming event (`retry`, an id, empty data), and closed after `close_after` if set
+    /// (the client then resumes it).
+    Resumable {
+        /// How long the stream stays open.
+        close_after: Option<Duration>,
+    },
     /// Legacy HTTP+SSE: an `endpoint` event first (built from this base, ending in
     /// `?sessionId=`), then `event: message`.
     Legacy {
@@ -54,7 +58,7 @@ pub async fn answer(
 ) -> Response {
     // A resumable stream opens early (primed), so a slow call is resumable soon.
     let wait = match style {
-        SseStyle::Resumable => keepalive.min(PRIME_AFTER),
+        SseStyle::Resumable { .. } => keepalive.min(PRIME_AFTER),
         _ => keepalive,
     };
     let first = tokio::select! {
@@ -145,6 +149,8 @@ struct SseState {
     style: SseStyle,
     /// The request's id, to close its stream with an error if the bridge goes away.
     request_id: Option<Bytes>,
+    /// When the stream is closed early (SSE polling); the client resumes it.
+    close_at: Option<Instant>,
 }
 
 fn sse(
@@ -169,7 +175,9 @@ fn sse(
         ev.put_slice(b"\n\n");
         queue.push_back(ev.freeze());
     }
-    if matches!(style, SseStyle::Resumable) {
+    let mut close_at = None;
+    if let SseStyle::Resumable { close_after } = &style {
+        close_at = close_after.map(|d| Instant::now() + d);
         let id = protocol::event_id(ex.id(), 0);
         let ev = format!("retry: {RETRY_MS}\nid: {id}\ndata: \n\n");
         queue.push_back(Bytes::from(ev));
@@ -189,6 +197,7 @@ fn sse(
         finished,
         style,
         request_id,
+        close_at,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
         loop {
@@ -218,6 +227,11 @@ fn sse(
                 },
                 _ = st.ticker.tick() => {
                     st.queue.push_back(Bytes::from_static(b": keepalive\n\n"));
+                }
+                _ = sleep_until_opt(st.close_at), if st.close_at.is_some() => {
+                    // Ends the response; the exchange's drop tells the bridge, which keeps
+                    // the stream's messages for the client's resumption.
+                    return None;
                 }
             }
         }
@@ -249,4 +263,11 @@ fn event(style: &SseStyle, f: &Frame) -> Bytes {
     }
     ev.put_u8(b'\n');
     ev.freeze()
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }

@@ -27,6 +27,10 @@ pub struct RelayConfig {
     /// Silence after which a POST answer turns into an SSE stream, and the interval of
     /// keep-alive comments on SSE streams.
     pub keepalive: Duration,
+    /// Close a resumable SSE answer (a 2025-11-25 session's POST) after this long; the
+    /// client resumes it with `GET` + `Last-Event-ID` ("SSE polling", for proxies that
+    /// cut long responses). `None`: streams stay open until the answer.
+    pub sse_poll: Option<Duration>,
     /// How long requests wait for a bridge that just disconnected before the tunnel is
     /// answered as offline.
     pub grace: Duration,
@@ -52,6 +56,7 @@ impl RelayConfig {
             allow_unauthenticated: false,
             max_body: 16 << 20,
             keepalive: Duration::from_secs(15),
+            sse_poll: None,
             grace: Duration::from_secs(10),
             max_tunnels: 10_000,
             max_exchanges_per_tunnel: 4096,

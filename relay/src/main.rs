@@ -97,6 +97,10 @@ struct ServeArgs {
     /// POST answer becomes an SSE stream).
     #[arg(long, default_value_t = 15.0)]
     keepalive_secs: f64,
+    /// Close resumable SSE answers (2025-11-25 sessions) after this many seconds; clients
+    /// resume them with GET + Last-Event-ID. For proxies that cut long responses.
+    #[arg(long)]
+    sse_poll_secs: Option<f64>,
     /// Seconds requests wait for a bridge that just disconnected before the tunnel is
     /// answered as offline (from its last snapshot).
     #[arg(long, default_value_t = 10.0)]
@@ -338,6 +342,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         bail!("--keepalive-secs must be between 0 and 3600");
     }
     config.keepalive = Duration::from_secs_f64(args.keepalive_secs);
+    config.sse_poll = sse_poll(args.sse_poll_secs)?;
     if !(args.grace_secs >= 0.0 && args.grace_secs <= 3600.0) {
         bail!("--grace-secs must be between 0 and 3600");
     }
@@ -372,4 +377,13 @@ fn serve(args: ServeArgs) -> Result<()> {
         info!("relay stopped");
         Ok(())
     })
+}
+
+/// Checks `--sse-poll-secs`.
+fn sse_poll(secs: Option<f64>) -> Result<Option<Duration>> {
+    match secs {
+        None => Ok(None),
+        Some(s) if s > 0.0 && s <= 86_400.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(_) => bail!("--sse-poll-secs must be between 0 and 86400"),
+    }
 }

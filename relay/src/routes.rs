@@ -318,7 +318,9 @@ async fn forward(
                 && request.session.is_some()
                 && request.protocol_version.as_deref() == Some("2025-11-25") =>
         {
-            SseStyle::Resumable
+            SseStyle::Resumable {
+                close_after: state.config.sse_poll,
+            }
         }
         other => other,
     };

@@ -33,6 +33,7 @@
 #    "requirements": revision-or-null, "not_scored": [names], "not_scored_passed": [names],
 #    "not_scored_failed": [names], "not_scored_reasons": {name: "extension"|"pending"|...},
 #    "not_scored_checks": {...}, "not_scored_failures": {scenario: [failed check ids]},
+#    "not_scored_warning_checks": {scenario: ["<check id>: <message>"]},
 #    "suite_size": N-announced-by-the-suite-or-null,
 #    "conformance_exit": rc, "url": tested-url, "via_bearer_proxy": bool, "output": log path}
 # N is the number of scenarios the suite set out to run (its "Running <suite> suite (N
@@ -258,7 +259,7 @@ def summarise(group):
 scored = [n for n in names if n not in not_scored_reasons]
 unscored = [n for n in names if n in not_scored_reasons]
 passed, failed, no_results, warnings, warning_checks, failures, counts = summarise(scored)
-ns_passed, ns_failed, _, _, _, ns_failures, ns_counts = summarise(unscored)
+ns_passed, ns_failed, _, _, ns_warning_checks, ns_failures, ns_counts = summarise(unscored)
 failed += missing_unnamed
 no_results += missing_unnamed
 
@@ -271,6 +272,7 @@ summary = {
     "requirements": requirements, "not_scored": unscored, "not_scored_passed": ns_passed,
     "not_scored_failed": ns_failed, "not_scored_reasons": {n: not_scored_reasons[n] for n in unscored},
     "not_scored_checks": ns_counts, "not_scored_failures": ns_failures,
+    "not_scored_warning_checks": ns_warning_checks,
     "suite_size": suite_size, "conformance_exit": rc, "url": url, "via_bearer_proxy": via_proxy == "true",
     "output": log_f,
 }

@@ -869,6 +869,7 @@ impl<'a> ToolCall<'a> {
             ))),
             "echo" => self.echo(),
             "slow" => Ok(self.slow()),
+            "test_custom_header" => self.custom_header(),
             "elicit_echo" => self.elicit_echo(),
             "test_roots" => self.roots(),
             "trigger_list_changed" => {
@@ -1183,9 +1184,11 @@ impl<'a> ToolCall<'a> {
         Reply::text(text)
     }
 
-    /// `test_reconnection`: over stdio there is no stream to close; just take a moment.
+    /// `test_reconnection`: over stdio there is no stream to close; it answers after 2.5 s,
+    /// long enough for a relay that closes streams early (`--sse-poll-secs`) to close
+    /// this one, so the client resumes it.
     fn reconnection(&self) -> Reply {
-        if self.cancel.sleep(Duration::from_millis(100)) {
+        if self.cancel.sleep(Duration::from_millis(2500)) {
             return Reply::Silent;
         }
         Reply::text(
@@ -1337,6 +1340,13 @@ impl<'a> ToolCall<'a> {
             return Reply::Silent;
         }
         Reply::text(format!("done {tag}"))
+    }
+
+    /// `test_custom_header`: echoes its `region` (a parameter mirrored into the
+    /// `Mcp-Param-Region` header by 2026-07-28 clients).
+    fn custom_header(&self) -> Result<Reply, Reply> {
+        let region = self.str_arg("region")?;
+        Ok(Reply::text(format!("region={region}")))
     }
 
     /// `elicit_echo`: elicits an `answer`, returns `<payload>|<action>|<answer>`.
@@ -1825,6 +1835,18 @@ fn tool_list(version: u64) -> Vec<Value> {
             "echo",
             "Returns `text`; sends one progress notification first if a progress token is given",
             string_args(&[("text", "Text to return")]),
+        ),
+        tool(
+            "test_custom_header",
+            "Echoes `region`, which clients mirror into the Mcp-Param-Region header",
+            json!({
+                "type": "object",
+                "properties": {
+                    "region": { "type": "string", "description": "A region", "x-mcp-header": "Region" },
+                    "query": { "type": "string", "description": "Ignored" },
+                },
+                "required": ["region"],
+            }),
         ),
         tool(
             "slow",
