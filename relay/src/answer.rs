@@ -49,12 +49,15 @@ const GONE: &str = "the answer stream ended early (the desktop bridge disconnect
                     client fell behind reading it); the request may not have completed, retry it";
 
 /// Waits for the bridge's answer and builds the HTTP response. `request_id` is the raw
-/// JSON-RPC id of the request, used to answer it with an error if the bridge goes away.
+/// JSON-RPC id of the request, used to answer it with an error if the bridge goes away;
+/// `accepts_json` is false for a client that accepts only `text/event-stream` (its answers
+/// are always SSE streams).
 pub async fn answer(
     mut ex: Exchange,
     keepalive: Duration,
     style: SseStyle,
     request_id: Option<Bytes>,
+    accepts_json: bool,
 ) -> Response {
     // A resumable stream opens early (primed), so a slow call is resumable soon.
     let wait = match style {
@@ -78,7 +81,9 @@ pub async fn answer(
             );
             r
         }
-        Some(f) if f.is_final() && !f.wants_stream() => single(f),
+        Some(f) if f.is_final() && !f.wants_stream() && (accepts_json || f.body.is_empty()) => {
+            single(f)
+        }
         Some(f) => sse(ex, Some(f), keepalive, style, request_id),
     }
 }

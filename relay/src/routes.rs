@@ -230,6 +230,19 @@ async fn read_json_body(
     Ok((bytes, id))
 }
 
+/// Whether the client takes a single `application/json` answer (an `Accept` naming only
+/// `text/event-stream` does not).
+fn accepts_json(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let a = accept.to_ascii_lowercase();
+    !a.contains("text/event-stream")
+        || a.contains("application/json")
+        || a.contains("*/*")
+        || a.contains("application/*")
+}
+
 /// How much of an oversized body is read (and dropped) so the client, still sending,
 /// receives the 413 instead of a reset connection.
 const DISCARD_CAP: usize = 64 << 20;
@@ -309,6 +322,7 @@ async fn forward(
     request: Request,
     style: SseStyle,
     request_id: Option<Bytes>,
+    accepts_json: bool,
 ) -> Response {
     // A 2025-11-25 session's POST stream starts with a priming event (an id, no data) and
     // a reconnection delay, so the client can resume it with `GET` + `Last-Event-ID`.
@@ -325,7 +339,7 @@ async fn forward(
         other => other,
     };
     match tunnel.open(request).await {
-        Ok(ex) => answer(ex, state.config.keepalive, style, request_id).await,
+        Ok(ex) => answer(ex, state.config.keepalive, style, request_id, accepts_json).await,
         Err(OpenError::Gone) => jsonrpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
             UNAVAILABLE,
@@ -426,7 +440,15 @@ async fn post_mcp(
         principal: c.principal,
         body,
     };
-    forward(&state, tunnel, req, SseStyle::Streamable, id).await
+    forward(
+        &state,
+        tunnel,
+        req,
+        SseStyle::Streamable,
+        id,
+        accepts_json(&headers),
+    )
+    .await
 }
 
 async fn get_mcp(
@@ -451,7 +473,7 @@ async fn get_mcp(
         principal: c.principal,
         body: Bytes::new(),
     };
-    forward(&state, tunnel, req, SseStyle::Streamable, None).await
+    forward(&state, tunnel, req, SseStyle::Streamable, None, true).await
 }
 
 async fn delete_mcp(
@@ -473,7 +495,7 @@ async fn delete_mcp(
         principal: c.principal,
         body: Bytes::new(),
     };
-    forward(&state, tunnel, req, SseStyle::Streamable, None).await
+    forward(&state, tunnel, req, SseStyle::Streamable, None, true).await
 }
 
 async fn get_sse(
@@ -502,6 +524,7 @@ async fn get_sse(
         req,
         SseStyle::Legacy { endpoint_prefix },
         None,
+        true,
     )
     .await
 }
@@ -541,7 +564,7 @@ async fn post_messages(
         principal,
         body,
     };
-    forward(&state, tunnel, req, SseStyle::Streamable, None).await
+    forward(&state, tunnel, req, SseStyle::Streamable, None, true).await
 }
 
 /// `GET /status/<name>`: the tunnel's connection state and the bridge's gauges (for the

@@ -718,3 +718,33 @@ async fn param_headers_follow_the_reported_tool_schema() {
         a.assert_mismatch(&id, header, what);
     }
 }
+
+#[tokio::test]
+async fn a_client_accepting_only_sse_gets_sse() {
+    let bridge = Bridge::start(BridgeOpts::default());
+    let ep = Endpoint::of(&bridge);
+    let discover = modern(json!("openai-mcp-discover"), "server/discover", json!({}), MODERN);
+    let mut headers = standard("server/discover", None);
+
+    let both = ep.post(&discover, &headers, "both media types").await;
+    assert_eq!(both.status, StatusCode::OK, "{both:?}");
+    assert_eq!(
+        both.content_type.as_deref(),
+        Some("application/json"),
+        "{both:?}"
+    );
+
+    headers.push(("Accept", "text/event-stream"));
+    let sse = ep.post(&discover, &headers, "text/event-stream only").await;
+    assert_eq!(sse.status, StatusCode::OK, "{sse:?}");
+    assert!(
+        sse.content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("text/event-stream")),
+        "{sse:?}"
+    );
+    let m = sse.message().expect("an answer event");
+    assert_eq!(m["id"], "openai-mcp-discover", "{m}");
+    // The same answer whichever way it travels.
+    assert_eq!(m["result"], both.message().expect("json")["result"], "{m}");
+}

@@ -332,6 +332,7 @@ impl Core {
     pub fn drain(&mut self) {
         self.draining = true;
         self.close_listens();
+        self.drop_suspended();
     }
 
     /// The offline snapshot for the relay: when it changed, or always with `force`.

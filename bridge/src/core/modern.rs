@@ -714,6 +714,22 @@ impl Core {
         }
     }
 
+    /// Cancels every call suspended for its inputs (shutdown: no client is waiting on it).
+    pub(super) fn drop_suspended(&mut self) {
+        let tokens: Vec<String> = self.suspended.keys().cloned().collect();
+        for token in tokens {
+            let s = self.suspended.remove(&token).expect("listed");
+            let ours = self
+                .pending
+                .get(&s.cid)
+                .is_some_and(|p| p.modern.as_ref().and_then(|m| m.token.as_ref()) == Some(&token));
+            if ours {
+                let p = self.pending.remove(&s.cid).expect("present");
+                self.cancel_on_child(&p, s.cid, "the bridge is shutting down");
+            }
+        }
+    }
+
     /// Drops suspended calls whose client never came back.
     pub(super) fn expire_suspensions(&mut self, now: Instant) {
         let expired: Vec<String> = self
