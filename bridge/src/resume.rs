@@ -12,16 +12,19 @@
 //! priming event is `.0`).
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 /// Most streams kept per session (the oldest is dropped first).
-pub const MAX_STREAMS: usize = 32;
+pub const MAX_STREAMS: usize = 16;
 /// Most messages kept per stream (the oldest is dropped first).
 pub const MAX_EVENTS: usize = 256;
 /// Most bytes kept per stream (the oldest messages are dropped first; the last one is
 /// always kept).
-pub const MAX_BYTES: usize = 8 << 20;
+pub const MAX_BYTES: usize = 4 << 20;
+/// How long a finished stream stays resumable.
+pub const KEEP_FINISHED: Duration = Duration::from_secs(120);
 
 /// One stream's numbered messages.
 #[derive(Debug, Default)]
@@ -31,6 +34,7 @@ pub struct StreamLog {
     next_seq: u32,
     /// Whether the stream's final message (the answer) is in the log.
     pub finished: bool,
+    finished_at: Option<Instant>,
 }
 
 impl StreamLog {
@@ -40,7 +44,10 @@ impl StreamLog {
         let seq = self.next_seq;
         self.bytes += body.len();
         self.events.push_back((seq, body));
-        self.finished |= is_final;
+        if is_final && !self.finished {
+            self.finished = true;
+            self.finished_at = Some(Instant::now());
+        }
         while self.events.len() > MAX_EVENTS || (self.bytes > MAX_BYTES && self.events.len() > 1) {
             if let Some((_, old)) = self.events.pop_front() {
                 self.bytes -= old.len();
@@ -86,6 +93,19 @@ impl StreamLogs {
     pub fn get(&self, stream: u64) -> Option<&StreamLog> {
         self.logs.iter().find(|(k, _)| *k == stream).map(|(_, l)| l)
     }
+
+    /// Drops streams finished longer than [`KEEP_FINISHED`] ago.
+    pub fn prune(&mut self, now: Instant) {
+        self.logs.retain(|(_, l)| {
+            l.finished_at
+                .is_none_or(|t| now.saturating_duration_since(t) < KEEP_FINISHED)
+        });
+    }
+
+    /// Whether no stream is kept.
+    pub fn is_empty(&self) -> bool {
+        self.logs.is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +139,20 @@ mod tests {
         big.append(Bytes::from(vec![0u8; MAX_BYTES]), false);
         big.append(Bytes::from(vec![0u8; 10]), true);
         assert_eq!(big.after(0).0.len(), 1);
+    }
+
+    #[test]
+    fn finished_streams_expire() {
+        let mut logs = StreamLogs::default();
+        logs.get_or_create(1).append(Bytes::from_static(b"a"), true);
+        logs.get_or_create(2)
+            .append(Bytes::from_static(b"b"), false);
+        logs.prune(Instant::now());
+        assert!(logs.get(1).is_some());
+        logs.prune(Instant::now() + KEEP_FINISHED);
+        assert!(logs.get(1).is_none(), "finished long ago");
+        assert!(logs.get(2).is_some(), "still running");
+        assert!(!logs.is_empty());
     }
 
     #[test]

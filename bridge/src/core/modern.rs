@@ -47,6 +47,10 @@ use protocol::modern::{
 
 /// How long a suspended call waits for the client's retry with its inputs.
 const INPUT_TTL: Duration = Duration::from_secs(600);
+/// Most calls suspended for their inputs, per client and in all (the oldest is cancelled
+/// to make room).
+const MAX_SUSPENDED_PER_PRINCIPAL: usize = 64;
+const MAX_SUSPENDED: usize = 1024;
 /// Server→client requests written within this window go out in one InputRequiredResult.
 const INPUT_GATHER: Duration = Duration::from_millis(20);
 
@@ -626,8 +630,38 @@ impl Core {
             },
         );
         p.exchange = None;
+        let principal = m.principal.clone();
         let body = result_response(&p.original_id, &serde_json::to_vec(&result).expect("json"));
         self.reply(ex, 200, None, body);
+        self.bound_suspended(&principal);
+    }
+
+    /// Cancels the oldest suspended calls beyond the limits.
+    fn bound_suspended(&mut self, principal: &str) {
+        loop {
+            let mine = self
+                .suspended
+                .values()
+                .filter(|s| s.principal == principal)
+                .count();
+            if mine <= MAX_SUSPENDED_PER_PRINCIPAL && self.suspended.len() <= MAX_SUSPENDED {
+                return;
+            }
+            let over_mine = mine > MAX_SUSPENDED_PER_PRINCIPAL;
+            let Some(oldest) = self
+                .suspended
+                .iter()
+                .filter(|(_, s)| !over_mine || s.principal == principal)
+                .min_by_key(|(_, s)| s.expires)
+                .map(|(t, _)| t.clone())
+            else {
+                return;
+            };
+            let s = self.suspended.remove(&oldest).expect("found");
+            if let Some(p) = self.pending.remove(&s.cid) {
+                self.cancel_on_child(&p, s.cid, "too many requests wait for input");
+            }
+        }
     }
 
     /// A server→client request no client can answer: when a modern call without the

@@ -77,6 +77,11 @@ impl Core {
         self.expire_calls(now);
         self.expire_suspensions(now);
         self.prune_resumable();
+        for s in self.sessions.iter_mut() {
+            if !s.logs.is_empty() {
+                s.logs.prune(now);
+            }
+        }
         if self.restart_at.is_some_and(|at| at <= now) {
             self.restart_at = None;
             self.restarts = self.restarts.saturating_add(1);
