@@ -86,8 +86,10 @@ struct RawEnvelope<'a> {
 
 #[derive(Deserialize)]
 struct RawParams<'a> {
+    /// Any JSON: a `_meta` that is not an object is the server's to refuse (with the
+    /// request's id), not a malformed envelope.
     #[serde(borrow, rename = "_meta")]
-    meta: Option<RawMeta<'a>>,
+    meta: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -95,7 +97,7 @@ struct RawMeta<'a> {
     #[serde(borrow, rename = "progressToken")]
     progress_token: Option<&'a RawValue>,
     #[serde(borrow, rename = "io.modelcontextprotocol/protocolVersion")]
-    protocol_version: Option<Cow<'a, str>>,
+    protocol_version: Option<&'a RawValue>,
 }
 
 /// A classified JSON-RPC message with the spans of its interesting fields.
@@ -195,15 +197,22 @@ pub(crate) fn parse_params(
             let text = std::str::from_utf8(raw)
                 .map_err(|_| EnvelopeError::Parse("params are not valid UTF-8".into()))?;
             let p: RawParams<'_> = serde_json::from_str(text).map_err(classify)?;
-            Ok(match p.meta {
-                Some(meta) => (
-                    meta.progress_token
-                        .filter(|v| v.get() != "null")
-                        .map(|v| span_of(body, v.get())),
-                    meta.protocol_version,
-                ),
-                None => (None, None),
-            })
+            let Some(meta) = p.meta.filter(|m| m.get().starts_with('{')) else {
+                // A `_meta` of another type names no version: a modern request whose
+                // version is missing (the server refuses it, naming the request).
+                return Ok((None, p.meta.map(|_| Cow::Borrowed(""))));
+            };
+            let meta: RawMeta<'_> = serde_json::from_str(meta.get()).map_err(classify)?;
+            // A version that is not a string is present but invalid: kept as "".
+            let version = meta.protocol_version.map(|v| {
+                serde_json::from_str::<Cow<'_, str>>(v.get()).unwrap_or(Cow::Borrowed(""))
+            });
+            Ok((
+                meta.progress_token
+                    .filter(|v| v.get() != "null")
+                    .map(|v| span_of(body, v.get())),
+                version,
+            ))
         }
         Some(b'[') => Ok((None, None)),
         _ => Err(EnvelopeError::Invalid(
@@ -394,12 +403,21 @@ mod tests {
         for body in [
             &br#"{"jsonrpc":2.0,"id":1,"method":"x"}"#[..],
             br#"{"jsonrpc":"2.0","id":1,"method":5}"#,
-            br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"_meta":5}}"#,
         ] {
             assert!(
                 matches!(parse(body), Err(EnvelopeError::Invalid(_))),
                 "{body:?}"
             );
+        }
+        // A `_meta` or protocol version of the wrong type is the server's to refuse, with
+        // the request's id: the envelope reports an empty (invalid) version.
+        for body in [
+            &br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"_meta":5}}"#[..],
+            br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":7}}}"#,
+        ] {
+            let e = parse(body).unwrap_or_else(|e| panic!("{body:?}: {e}"));
+            assert_eq!(e.meta_protocol_version.as_deref(), Some(""), "{body:?}");
+            assert!(e.id.is_some());
         }
         let deep = format!(
             "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{{\"a\":{}1{}}}}}",

@@ -6,8 +6,17 @@
 #        inspector.sh http://127.0.0.1:3901/mcp tools/call --tool-name echo --tool-args-json '{"message":"hi"}'
 #        inspector.sh http://127.0.0.1:3902/sse resources/read --uri test://static-text
 #        inspector.sh http://127.0.0.1:3901/x  tools/list --transport http
+#        inspector.sh http://127.0.0.1:3901/mcp tools/list --protocol-era auto --report-era
 # Transport is auto-detected from the URL path (/mcp -> Streamable HTTP, /sse -> legacy SSE);
 # pass --transport http|sse otherwise.
+#
+# Protocol era: the Inspector's own `--protocol-era legacy|auto|modern` (passed through like any
+# inspector arg; ad-hoc URLs default to legacy). The Inspector never prints which era it ended
+# up in, so this script's own flag --report-era (not passed to the Inspector; http:// URLs
+# only) puts tests/clients/tap_proxy.mjs in front of URL and adds what went over the wire to
+# the output: "wire": {"era": "modern"|"legacy"|null, "protocol", "initialize": n,
+# "discover": {"status", "result"|"error"}|null, "methods": ["POST server/discover 200", ...],
+# "exchanges", "session_ids"} (see tap_proxy.mjs --summarize).
 #
 # env: MCP_BEARER   sent as "Authorization: Bearer <t>"
 #      MCP_AUTO_OPEN_ENABLED=true  allow the Inspector's own interactive OAuth (otherwise the
@@ -17,7 +26,8 @@
 #      INSPECTOR_TIMEOUT      seconds before the run is killed (default 120)
 #
 # stdout: the last line is one JSON object. On success it is the Inspector's own --format json
-# output ({"result": ...}). On failure it is {"ok": false, "exit_code": N, "error": <the
+# output ({"result": ...}, plus "wire" with --report-era). On failure it is {"ok": false,
+# "exit_code": N, "wire" (with --report-era), "error": <the
 # Inspector's JSON error envelope from stderr, or its text>} and the script exits with the
 # Inspector's code (3 auth_required, 4 unreachable, 5 tool error / tool_not_found, 124 timeout).
 # The Inspector's stderr is passed through to stderr.
@@ -40,7 +50,38 @@ NODE22="${_keep_node22:-$NODE22}"; INSPECTOR_BIN="${_keep_insp:-$INSPECTOR_BIN}"
 TMPH="$(mktemp -d "${TMPDIR:-/tmp}/inspector-home.XXXXXX")"
 ERRF="$TMPH/stderr"
 OUTF="$TMPH/stdout"
-trap 'rm -rf "$TMPH"' EXIT
+WIREF="$TMPH/wire.json"
+TAP_PID=""
+cleanup() {
+  if [[ -n "$TAP_PID" ]]; then kill "$TAP_PID" 2>/dev/null || true; wait "$TAP_PID" 2>/dev/null || true; fi
+  rm -rf "$TMPH"
+}
+trap cleanup EXIT
+
+# --report-era is this script's own flag: take it out of the Inspector's arguments.
+REPORT_ERA=0
+rest_args=()
+for a in "$@"; do
+  if [[ "$a" == --report-era ]]; then REPORT_ERA=1; else rest_args+=("$a"); fi
+done
+set -- ${rest_args[@]+"${rest_args[@]}"}
+
+if [[ $REPORT_ERA == 1 ]]; then
+  [[ "$URL" == http://* ]] || { echo "inspector.sh: --report-era needs an http:// URL" >&2; exit 2; }
+  hostport="${URL#http://}"; hostport="${hostport%%/*}"
+  tail_path="${URL#http://$hostport}"
+  "$NODE22" "$HERE/tap_proxy.mjs" "http://$hostport" --log "$TMPH/tap.jsonl" >"$TMPH/tap.port" 2>"$TMPH/tap.err" &
+  TAP_PID=$!
+  port=""
+  for _ in $(seq 1 100); do
+    port="$(sed -n 's/^{"port":\([0-9]*\)}$/\1/p' "$TMPH/tap.port" | head -1)"
+    [[ -n "$port" ]] && break
+    kill -0 "$TAP_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  [[ -n "$port" ]] || { echo "inspector.sh: tap_proxy.mjs did not start: $(cat "$TMPH/tap.err")" >&2; exit 2; }
+  URL="http://127.0.0.1:$port$tail_path"
+fi
 
 args=(--cli "$URL" --method "$METHOD")
 have_format=0
@@ -62,12 +103,19 @@ HOME="$TMPH" XDG_CONFIG_HOME="$TMPH/.config" MCP_INSPECTOR_SECRET_STORE=memory \
 rc=$?
 set -e
 cat "$ERRF" >&2
+if [[ $REPORT_ERA == 1 ]]; then
+  "$NODE22" "$HERE/tap_proxy.mjs" --summarize "$TMPH/tap.jsonl" --wait 3 >"$WIREF" || true
+fi
 
 # Print the last JSON object line of stdout (compact), or a failure object.
-"$NODE22" - "$OUTF" "$ERRF" "$rc" <<'JS'
+"$NODE22" - "$OUTF" "$ERRF" "$rc" "$REPORT_ERA" "$WIREF" <<'JS'
 const fs = require('fs');
-const [outF, errF, rcS] = process.argv.slice(2);
+const [outF, errF, rcS, reportEra, wireF] = process.argv.slice(2);
 const rc = Number(rcS);
+let wire;
+if (reportEra === '1') {
+  try { wire = JSON.parse(fs.readFileSync(wireF, 'utf8')); } catch { wire = null; }
+}
 const parseLastJson = (text) => {
   const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
   for (let i = lines.length - 1; i >= 0; i--) {
@@ -85,11 +133,11 @@ if (rc === 0) {
     console.error('inspector.sh: the Inspector exited 0 but printed no JSON object');
     process.exit(70);
   }
-  console.log(JSON.stringify(v));
+  console.log(JSON.stringify(wire === undefined ? v : { ...v, wire }));
 } else {
   const e = parseLastJson(err);
   if (out.trim()) process.stdout.write(out.endsWith('\n') ? out : out + '\n');
-  console.log(JSON.stringify({ ok: false, exit_code: rc,
+  console.log(JSON.stringify({ ok: false, exit_code: rc, ...(wire === undefined ? {} : { wire }),
     error: e !== undefined ? (e.error ?? e) : (rc === 124 ? 'timeout' : err.trim().slice(-2000)) }));
   console.error(`inspector.sh: the Inspector exited with ${rc}`);
 }

@@ -13,9 +13,11 @@ always "legacy". Empty --tool/--resource/--prompt skips that step.
 env MCP_BEARER: sent as "Authorization: Bearer <t>" on every HTTP request.
 
 stdout: the last line is one JSON object:
-  {"ok", "client": "python-mcp-v1", "transport", "mode", "protocol", "server", "session_id",
+  {"ok", "client": "python-mcp-v1", "transport", "mode", "protocol", "era", "server", "session_id",
    "tools": [names], "call": {"name", "is_error", "texts", "types", "structured"},
    "resource": [texts], "prompt": [message texts]}
+"protocol" is the version the server chose in its InitializeResult; "era" is always "legacy"
+(1.x knows no other), kept so every client script reports one.
 On failure: "ok": false, "error", "failed_step", reason on stderr, exit 1 (2 for bad usage).
 """
 
@@ -80,6 +82,7 @@ async def steps(session: ClientSession, opts: argparse.Namespace, out: dict[str,
     out["failed_step"] = "initialize"
     init = await session.initialize()
     out["protocol"] = init.protocolVersion
+    out["era"] = "legacy"
     out["server"] = init.serverInfo.name
 
     out["failed_step"] = "tools/list"
@@ -148,7 +151,7 @@ def main() -> int:
 
     out: dict[str, Any] = {
         "ok": False, "client": "python-mcp-v1", "transport": opts.transport, "mode": "legacy",
-        "protocol": None, "server": None, "session_id": None, "tools": None, "call": None,
+        "protocol": None, "era": None, "server": None, "session_id": None, "tools": None, "call": None,
         "resource": None, "prompt": None,
     }
 

@@ -688,10 +688,6 @@ async fn wrongly_typed_envelope_fields_are_invalid_requests() {
             "an object method",
             r#"{"jsonrpc":"2.0","id":1,"method":{"a":1}}"#,
         ),
-        (
-            "a numeric _meta",
-            r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":5}}"#,
-        ),
     ];
     for (what, body) in cases {
         send(ep.post(body), what)
@@ -699,6 +695,14 @@ async fn wrongly_typed_envelope_fields_are_invalid_requests() {
             .assert_error(400, INVALID_REQUEST, what);
         ep.still_serves(what).await;
     }
+    // A well-formed envelope with a `_meta` of the wrong type: invalid params, answered
+    // with the request's id.
+    let what = "a numeric _meta";
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":5}}"#;
+    send(ep.post(body), what)
+        .await
+        .assert_error_for(&serde_json::json!(1), 400, -32602, what);
+    ep.still_serves(what).await;
 }
 
 #[tokio::test]

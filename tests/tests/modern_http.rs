@@ -723,7 +723,12 @@ async fn param_headers_follow_the_reported_tool_schema() {
 async fn a_client_accepting_only_sse_gets_sse() {
     let bridge = Bridge::start(BridgeOpts::default());
     let ep = Endpoint::of(&bridge);
-    let discover = modern(json!("openai-mcp-discover"), "server/discover", json!({}), MODERN);
+    let discover = modern(
+        json!("openai-mcp-discover"),
+        "server/discover",
+        json!({}),
+        MODERN,
+    );
     let mut headers = standard("server/discover", None);
 
     let both = ep.post(&discover, &headers, "both media types").await;
@@ -747,4 +752,126 @@ async fn a_client_accepting_only_sse_gets_sse() {
     assert_eq!(m["id"], "openai-mcp-discover", "{m}");
     // The same answer whichever way it travels.
     assert_eq!(m["result"], both.message().expect("json")["result"], "{m}");
+}
+
+#[tokio::test]
+async fn malformed_modern_fields_get_clear_errors() {
+    let bridge = Bridge::start(BridgeOpts::default());
+    let ep = Endpoint::of(&bridge);
+    let caps = "io.modelcontextprotocol/clientCapabilities";
+    let call = |id: u32, extra: Value| {
+        let mut params = json!({"name": "test_simple_text", "arguments": {}});
+        for (k, v) in extra.as_object().expect("object") {
+            params[k] = v.clone();
+        }
+        modern(json!(id), "tools/call", params, MODERN)
+    };
+    let name = Some("test_simple_text");
+    // (what, body, expected HTTP status, expected JSON-RPC code)
+    let mut cases: Vec<(&str, Value, StatusCode, i64)> = vec![
+        (
+            "requestState not a string",
+            call(1, json!({"requestState": 5})),
+            StatusCode::BAD_REQUEST,
+            -32602,
+        ),
+        (
+            "requestState unknown",
+            call(2, json!({"requestState": "rs1.00"})),
+            StatusCode::BAD_REQUEST,
+            -32602,
+        ),
+        (
+            "inputResponses an array",
+            call(3, json!({"inputResponses": [1, 2]})),
+            StatusCode::BAD_REQUEST,
+            -32602,
+        ),
+        (
+            "inputResponses null",
+            call(4, json!({"inputResponses": null})),
+            StatusCode::BAD_REQUEST,
+            -32602,
+        ),
+        (
+            "an input response not an object",
+            call(5, json!({"inputResponses": {"k": "v"}})),
+            StatusCode::BAD_REQUEST,
+            -32602,
+        ),
+    ];
+    let mut bad_caps = call(6, json!({}));
+    bad_caps["params"]["_meta"][caps] = json!("all");
+    cases.push((
+        "clientCapabilities not an object",
+        bad_caps,
+        StatusCode::BAD_REQUEST,
+        -32602,
+    ));
+    for (what, body, status, code) in cases {
+        let a = ep.post(&body, &standard("tools/call", name), what).await;
+        assert_eq!(a.status, status, "{what}: {a:?}");
+        let m = a
+            .message()
+            .unwrap_or_else(|| panic!("{what}: no JSON-RPC answer: {a:?}"));
+        assert_eq!(m["error"]["code"], code, "{what}: {m}");
+        assert_eq!(m["id"], body["id"], "{what}: {m}");
+    }
+
+    // A protocol version that is not a string cannot be compared with the header: refused
+    // before it reaches the bridge, or by the bridge, never served.
+    let mut numeric = modern(json!(7), "tools/list", json!({}), MODERN);
+    numeric["params"]["_meta"][META_VERSION] = json!(20260728);
+    let a = ep
+        .post(&numeric, &standard("tools/list", None), "numeric version")
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{a:?}");
+    assert!(
+        matches!(a.code(), Some(-32602) | Some(-32020)),
+        "numeric version: {a:?}"
+    );
+
+    // A listen filter of the wrong shape subscribes to nothing, and says so.
+    let listen = modern(
+        json!(8),
+        "subscriptions/listen",
+        json!({"notifications": "everything"}),
+        MODERN,
+    );
+    let client = &ep.client;
+    let mut rb = client
+        .post(&ep.mcp)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("MCP-Protocol-Version", MODERN)
+        .header("Mcp-Method", "subscriptions/listen")
+        .body(listen.to_string());
+    if let Some(t) = &ep.bearer {
+        rb = rb.bearer_auth(t);
+    }
+    let mut resp = rb.send().await.expect("listen");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(HTTP_TIMEOUT, resp.chunk())
+            .await
+            .expect("the acknowledgment in time")
+            .expect("stream")
+            .expect("a chunk");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let ack: Value = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data:"))
+        .and_then(|d| serde_json::from_str(d.trim()).ok())
+        .unwrap_or_else(|| panic!("no acknowledgment: {text}"));
+    assert_eq!(
+        ack["method"], "notifications/subscriptions/acknowledged",
+        "{ack}"
+    );
+    assert_eq!(ack["params"]["notifications"], json!({}), "{ack}");
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 8,
+        "{ack}"
+    );
 }
