@@ -36,8 +36,9 @@ struct Message<'a> {
 /// `params`, when it is an object.
 #[derive(Deserialize)]
 struct Params<'a> {
+    /// Any JSON: a `_meta` that is not an object carries no progress token.
     #[serde(borrow, rename = "_meta")]
-    meta: Option<Meta<'a>>,
+    meta: Option<&'a RawValue>,
 }
 
 /// `params._meta`.
@@ -70,7 +71,12 @@ impl<'a> Message<'a> {
             return None;
         }
         let p: Params<'a> = serde_json::from_str(params).expect("params object re-reads");
-        p.meta?.progress_token.map(RawValue::get)
+        let meta = p.meta?.get();
+        if !meta.starts_with('{') {
+            return None;
+        }
+        let m: Meta<'a> = serde_json::from_str(meta).expect("_meta object re-reads");
+        m.progress_token.map(RawValue::get)
     }
 }
 

@@ -580,6 +580,21 @@ fn written_to_server(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// `method uri` of each request the bridge wrote to the server, for failure messages.
+fn requests_to_server(path: &Path) -> Vec<String> {
+    written_to_server(path)
+        .iter()
+        .filter_map(|m| {
+            let method = m["method"].as_str()?;
+            Some(match m["params"]["uri"].as_str() {
+                Some(uri) => format!("{method} {uri}"),
+                None => method.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// How many `method` requests for `uri` the bridge wrote to the server.
 fn wrote(path: &Path, method: &str, uri: &str) -> usize {
     written_to_server(path)
         .iter()
@@ -648,7 +663,7 @@ async fn listen_carries_what_it_opted_into_and_unsubscribes_on_close() {
         || {
             format!(
                 "no resources/subscribe reached the server: {:?}",
-                written_to_server(&stdin_log)
+                requests_to_server(&stdin_log)
             )
         },
     )
@@ -708,7 +723,7 @@ async fn listen_carries_what_it_opted_into_and_unsubscribes_on_close() {
         || {
             format!(
                 "closing the listen stream did not unsubscribe: {:?}",
-                written_to_server(&stdin_log)
+                requests_to_server(&stdin_log)
             )
         },
     )
@@ -835,10 +850,65 @@ async fn input_required_results_and_their_request_state() {
     assert_eq!(a["result"]["resultType"], "complete", "{a}");
     assert!(texts(&a["result"]).iter().any(|t| t.contains("Zed")), "{a}");
 
-    // Single use.
+    // Single use, once the call has ended.
     let body = retry(json!(5), ASKS_NAME, &state);
     let r = c.post(&body, &modern_headers(&body), "reused").await;
     refused(&r, json!(5), "requestState used twice");
+
+    // Single use while the call goes on: two rounds, the first state replayed in the
+    // second.
+    const TWO_ROUNDS: &str = "test_input_required_result_multi_round";
+    let round = |id: Value, state: Option<&str>, key: &str, answer: Value| {
+        let mut body = modern(tool_call(id, TWO_ROUNDS, json!({})), caps.clone(), &[]);
+        if let Some(state) = state {
+            body["params"]["requestState"] = json!(state);
+            body["params"]["inputResponses"] =
+                json!({ key: {"action": "accept", "content": answer} });
+        }
+        body
+    };
+    let asked = |r: &Reply, key: &str, what: &str| -> String {
+        assert_eq!(r.status, 200, "{what}: {r:?}");
+        let a = r.answer();
+        assert_eq!(a["result"]["resultType"], "input_required", "{what}: {a}");
+        let keys: Vec<&String> = a["result"]["inputRequests"]
+            .as_object()
+            .map(|m| m.keys().collect())
+            .unwrap_or_default();
+        assert_eq!(keys, [key], "{what}: {a}");
+        a["result"]["requestState"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: no requestState: {a}"))
+            .to_owned()
+    };
+    let body = round(json!(10), None, "", json!(null));
+    let r = c.post(&body, &modern_headers(&body), "round 0").await;
+    let first = asked(&r, "step1", "round 0");
+    let step1 = json!({"name": "Ann"});
+    let body = round(json!(11), Some(&first), "step1", step1.clone());
+    let r = c.post(&body, &modern_headers(&body), "round 1").await;
+    let second = asked(&r, "step2", "round 1");
+    assert_ne!(first, second, "each round has its own requestState");
+    let body = round(json!(12), Some(&first), "step1", step1);
+    let r = c.post(&body, &modern_headers(&body), "round 1 again").await;
+    refused(&r, json!(12), "the first round's requestState used again");
+    let body = round(json!(13), Some(&second), "step2", json!({"color": "blue"}));
+    let r = c.post(&body, &modern_headers(&body), "round 2").await;
+    assert_eq!(r.status, 200, "round 2: {r:?}");
+    let a = r.answer();
+    assert_eq!(a["id"], 13, "{a}");
+    assert_eq!(a["result"]["resultType"], "complete", "{a}");
+    assert_eq!(
+        texts(&a["result"]),
+        ["Thanks, Ann: your favorite color is blue."],
+        "{a}"
+    );
+    assert_eq!(
+        bridge.count(&format!("call {TWO_ROUNDS}")),
+        1,
+        "{:?}",
+        bridge.counts()
+    );
 
     // Only the two first calls ran on the server: retries resumed the suspended one.
     assert_eq!(
@@ -1102,7 +1172,14 @@ async fn a_call_survives_a_relay_restart_and_is_answered_on_resumption() {
     drop(s);
 
     let s = c.resume(&session, V2025_11, &primed, "resume").await;
-    assert_eq!(s.status, 200, "resume");
+    if s.status != 200 {
+        let status = s.status;
+        panic!(
+            "resuming {primed} after the relay restart: {status} {}; bridge log:\n{}",
+            s.text("resume").await,
+            tail(&bridge.proc.log_text())
+        );
+    }
     let events = s.rest(HTTP_LIMIT, "resume").await;
     let messages: Vec<(Option<String>, Value)> = events
         .iter()
