@@ -248,7 +248,8 @@ impl Core {
         }
         let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let method = env.method.as_deref().unwrap_or("");
-        let params = v.get("params").cloned().unwrap_or(Value::Null);
+        let no_params = Value::Null;
+        let params = v.get("params").unwrap_or(&no_params);
         let meta = params.get("_meta").and_then(Value::as_object);
         let Some(version) = meta
             .and_then(|m| m.get(META_VERSION))
@@ -283,28 +284,34 @@ impl Core {
                 return self.modern_error(ctx, &id, 503, UNAVAILABLE, &msg);
             }
         };
-        let init = match self.children.get(&child).map(|s| &s.state) {
-            Some(ChildState::Ready { result, .. }) => result.clone(),
-            _ => {
-                let msg = "the local MCP server is starting; retry in a moment";
-                return self.modern_error(ctx, &id, 503, UNAVAILABLE, msg);
-            }
+        let Some(ChildState::Ready { result: init, .. }) =
+            self.children.get(&child).map(|s| &s.state)
+        else {
+            let msg = "the local MCP server is starting; retry in a moment";
+            return self.modern_error(ctx, &id, 503, UNAVAILABLE, msg);
         };
         if method == "server/discover" {
-            return self.discover(ctx, &id, &init);
+            let result = protocol::modern::discover_result(init, self.cache_scope());
+            let body = result_response(&id, &serde_json::to_vec(&result).expect("json"));
+            return self.modern_reply(ctx, 200, body);
         }
+        let server_caps = init.get("capabilities");
         if method == "subscriptions/listen" {
-            return self.listen(ctx, id, child, &params, &init);
+            let server_caps = server_caps.cloned().unwrap_or(Value::Null);
+            return self.listen(ctx, id, child, params, &server_caps);
         }
         let Some(cap) = capability_of(method) else {
             let msg = format!("Method not found: {method}");
             return self.modern_error(ctx, &id, 404, METHOD_NOT_FOUND, &msg);
         };
-        if init["capabilities"].get(cap).is_none_or(Value::is_null) {
+        if server_caps
+            .and_then(|c| c.get(cap))
+            .is_none_or(Value::is_null)
+        {
             let msg = format!("Method not found: {method} (the server has no {cap})");
             return self.modern_error(ctx, &id, 404, METHOD_NOT_FOUND, &msg);
         }
-        let responses = match input_responses(&params) {
+        let responses = match input_responses(params) {
             Ok(r) => r.cloned(),
             Err(msg) => return self.modern_error(ctx, &id, 400, INVALID_PARAMS, &msg),
         };
@@ -330,7 +337,11 @@ impl Core {
         match params.get("requestState") {
             None => {}
             Some(Value::String(token)) if takes_input(method) => {
-                return self.resume(ctx, id, token, call, responses);
+                let progress = env
+                    .progress_token
+                    .clone()
+                    .map(|span| Bytes::copy_from_slice(&body[span]));
+                return self.resume(ctx, id, token, call, responses, progress);
             }
             Some(_) => {
                 let msg = "Invalid params: requestState is not valid for this request";
@@ -381,6 +392,7 @@ impl Core {
         token: &str,
         call: ModernCall,
         responses: Option<serde_json::Map<String, Value>>,
+        progress: Option<Bytes>,
     ) {
         let now = Instant::now();
         let valid = self.suspended.get(token).is_some_and(|s| {
@@ -424,6 +436,10 @@ impl Core {
         }
         p.exchange = Some(ctx.exchange);
         p.original_id = id;
+        if progress.is_some() {
+            // Progress of the continued call goes to the retry's token.
+            p.original_token = progress;
+        }
         p.awaiting_client = missing;
         p.deadline = Some(now + self.cfg.call_timeout);
         self.exchanges.insert(ctx.exchange, Role::Modern(s.cid));
@@ -436,12 +452,6 @@ impl Core {
             // Asked again for what the retry did not answer.
             self.flush_inputs(now);
         }
-    }
-
-    fn discover(&mut self, ctx: &Ctx, id: &[u8], init: &Value) {
-        let result = protocol::modern::discover_result(init, self.cache_scope());
-        let body = result_response(id, &serde_json::to_vec(&result).expect("json"));
-        self.modern_reply(ctx, 200, body);
     }
 
     /// The answer to a modern request from the child's answer line (`span` is its id).
@@ -674,16 +684,14 @@ impl Core {
             "roots/list" => "roots",
             _ => return false,
         };
-        let target = self
-            .pending
-            .iter()
-            .find(|(_, p)| {
-                p.child == child
-                    && p.modern.as_ref().is_some_and(|m| takes_input(&m.method))
-                    && p.exchange.is_some_and(|e| self.exchanges.contains_key(&e))
-            })
-            .map(|(id, _)| *id);
-        let Some(cid) = target else {
+        // Only when the call is unambiguous: with several modern calls running, the one
+        // that asked cannot be told apart, and the server gets an error instead.
+        let mut candidates = self.pending.iter().filter(|(_, p)| {
+            p.child == child
+                && p.modern.as_ref().is_some_and(|m| takes_input(&m.method))
+                && p.exchange.is_some_and(|e| self.exchanges.contains_key(&e))
+        });
+        let (Some((&cid, _)), None) = (candidates.next(), candidates.next()) else {
             return false;
         };
         let p = self.pending.remove(&cid).expect("found");
@@ -810,8 +818,7 @@ impl Core {
 
     // ----- subscriptions/listen ----------------------------------------------------------
 
-    fn listen(&mut self, ctx: &Ctx, id: Bytes, child: ChildId, params: &Value, init: &Value) {
-        let caps = &init["capabilities"];
+    fn listen(&mut self, ctx: &Ctx, id: Bytes, child: ChildId, params: &Value, caps: &Value) {
         let filter = &params["notifications"];
         let wants = |k: &str| filter[k].as_bool() == Some(true);
         let has = |cap: &str, flag: &str| caps[cap][flag].as_bool() == Some(true);
