@@ -15,6 +15,7 @@ cargo fmt --all -- --check
 
 echo "==> clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+scripts/cross-check.sh  # the bridge for Windows and macOS (compile-checked only)
 
 echo "==> build"
 cargo build --workspace --bins --locked

@@ -1,6 +1,20 @@
-//! The stdio MCP server process: spawning it in its own process group, feeding its stdin
-//! (coalesced writes), reading its stdout line by line (bounded), keeping its stderr in
-//! the local log, and killing its whole process tree when it is dropped.
+//! The stdio MCP server process: spawning it in its own process group (a Job Object on
+//! Windows), feeding its stdin (coalesced writes), reading its stdout line by line
+//! (bounded), keeping its stderr in the local log, and killing its whole process tree when
+//! it is dropped.
+//!
+//! How the tree is taken down on each system:
+//!
+//! - **Linux**: the server leads its own process group, which the bridge kills with
+//!   `SIGKILL` when it drops the server; the server also gets `SIGKILL` if the bridge dies
+//!   (`PR_SET_PDEATHSIG`), and the orphan guard ([`crate::guard`]) kills the group, with
+//!   the server's own children, if the bridge is killed outright.
+//! - **macOS** (and other Unix systems): the same, without a parent-death signal: the
+//!   orphan guard alone takes the group down when the bridge dies.
+//! - **Windows**: the server is found on `PATH` with `PATHEXT` (so `npx` finds `npx.cmd`),
+//!   its arguments are checked, and it runs in a Job Object that the bridge terminates
+//!   when it drops the server and that the kernel kills when the bridge dies (see
+//!   [`win`]).
 
 use std::collections::VecDeque;
 use std::process::Stdio;
@@ -13,6 +27,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::guard::Guard;
+
+#[path = "win.rs"]
+pub mod win;
 
 /// Identifies one child process over the bridge's lifetime.
 pub type ChildId = u64;
@@ -31,6 +48,10 @@ pub struct ChildSpec {
     pub args: Vec<String>,
     /// Longest stdout line accepted; longer lines are dropped with a warning.
     pub max_line: usize,
+    /// Environment variables set for it, on top of the bridge's own.
+    pub env: Vec<(String, String)>,
+    /// Working directory (the bridge's own when `None`).
+    pub cwd: Option<std::path::PathBuf>,
 }
 
 /// Something a child did, reported to the bridge core.
@@ -48,6 +69,10 @@ pub struct ChildHandle {
     pid: Option<u32>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     guard: Arc<Guard>,
+    /// The server's Job Object: terminated on drop, and killed by the kernel with the
+    /// bridge.
+    #[cfg(windows)]
+    job: Option<win::Job>,
 }
 
 /// Why a child could not be started.
@@ -61,6 +86,16 @@ pub enum SpawnError {
         /// The cause.
         source: std::io::Error,
     },
+    /// An argument cannot be passed to the program (Windows: a NUL character, or a line
+    /// break for a `.bat`/`.cmd` program).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    #[error("cannot start {program:?}: {reason}")]
+    Argument {
+        /// The program.
+        program: String,
+        /// Which argument, and why.
+        reason: String,
+    },
 }
 
 impl ChildHandle {
@@ -71,12 +106,22 @@ impl ChildHandle {
         events: mpsc::Sender<ChildEvent>,
         guard: Arc<Guard>,
     ) -> Result<Self, SpawnError> {
-        let mut cmd = Command::new(&spec.program);
+        let program = program_to_run(spec);
+        #[cfg(windows)]
+        win::check_args(&program, &spec.args).map_err(|reason| SpawnError::Argument {
+            program: program.clone(),
+            reason,
+        })?;
+        let mut cmd = Command::new(&program);
         cmd.args(&spec.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .kill_on_drop(true);
+        if let Some(dir) = &spec.cwd {
+            cmd.current_dir(dir);
+        }
         #[cfg(unix)]
         {
             cmd.process_group(0);
@@ -90,18 +135,37 @@ impl ChildHandle {
                 });
             }
         }
+        #[cfg(windows)]
+        let job = match win::Job::new() {
+            Ok(job) => {
+                // Suspended until it is in the job, so nothing it starts escapes the job.
+                cmd.creation_flags(win::CREATION_FLAGS);
+                Some(job)
+            }
+            Err(e) => {
+                warn!(
+                    "cannot create a job object ({e}); the server's child processes may outlive the bridge"
+                );
+                None
+            }
+        };
         let mut child: Child = cmd.spawn().map_err(|source| SpawnError::Exec {
-            program: spec.program.clone(),
+            program: program.clone(),
             source,
         })?;
         let pid = child.id();
+        #[cfg(windows)]
+        let job = start_in_job(&mut child, job, pid).map_err(|source| SpawnError::Exec {
+            program: program.clone(),
+            source,
+        })?;
         if let Some(pid) = pid {
             guard.watch(pid);
         }
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
-        info!(child = id, pid, program = %spec.program, "started the MCP server");
+        info!(child = id, pid, program = %program, "started the MCP server");
 
         let (tx, rx) = mpsc::channel::<Bytes>(STDIN_QUEUE);
         tokio::spawn(write_stdin(id, stdin, rx));
@@ -121,6 +185,8 @@ impl ChildHandle {
             pid,
             stderr_tail: tail,
             guard,
+            #[cfg(windows)]
+            job,
         })
     }
 
@@ -156,10 +222,83 @@ impl Drop for ChildHandle {
                 libc::killpg(pid as libc::pid_t, libc::SIGKILL);
             }
         }
+        // Every process the server started is in its job: end them all at once.
+        #[cfg(windows)]
+        if let Some(job) = &self.job {
+            job.terminate();
+        }
         if let Some(pid) = self.pid {
             self.guard.forget(pid);
         }
     }
+}
+
+/// The program to start for `spec`: on Windows a bare name is looked up on `PATH` with
+/// `PATHEXT` (std alone only finds `.exe` files), those of `spec.env` when it sets them,
+/// else the bridge's; elsewhere it is left to `execvp`.
+fn program_to_run(spec: &ChildSpec) -> String {
+    let program = spec.program.as_str();
+    #[cfg(windows)]
+    {
+        let var = |name: &str| {
+            let set = spec.env.iter().rev().find(|(k, _)| k.eq_ignore_ascii_case(name));
+            match set {
+                Some((_, v)) => v.clone(),
+                None => std::env::var_os(name)
+                    .map(|v| v.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            }
+        };
+        let found = win::resolve_program(program, &var("PATH"), &var("PATHEXT"), |p| {
+            std::path::Path::new(p).is_file()
+        });
+        if found != program {
+            debug!("{program:?} is {found:?}");
+        }
+        found
+    }
+    #[cfg(not(windows))]
+    program.to_string()
+}
+
+/// Puts a child created suspended into its job, then lets it run. Without a job (it could
+/// not be created) the child was not suspended and nothing is done. If the child cannot be
+/// assigned it runs without the job (with a warning); if it cannot be resumed it is killed
+/// and the error returned.
+#[cfg(windows)]
+fn start_in_job(
+    child: &mut Child,
+    job: Option<win::Job>,
+    pid: Option<u32>,
+) -> std::io::Result<Option<win::Job>> {
+    let Some(job) = job else {
+        return Ok(None);
+    };
+    let assigned = match child.raw_handle() {
+        Some(handle) => job.assign(handle),
+        None => Err(std::io::Error::other("the process is already gone")),
+    };
+    let job = match assigned {
+        Ok(()) => Some(job),
+        Err(e) => {
+            warn!(
+                "cannot put the server in a job object ({e}); its child processes may outlive the bridge"
+            );
+            None
+        }
+    };
+    let resumed = match pid {
+        Some(pid) => win::resume(pid),
+        None => Err(std::io::Error::other("the process is already gone")),
+    };
+    if let Err(e) = resumed {
+        if let Some(job) = &job {
+            job.terminate();
+        }
+        let _ = child.start_kill();
+        return Err(e);
+    }
+    Ok(job)
 }
 
 /// Feeds queued lines to stdin, coalescing everything queued into one write.

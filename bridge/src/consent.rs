@@ -85,7 +85,8 @@ impl Prompts {
 }
 
 /// Lines typed on the bridge's standard input (read on a thread of its own; the channel
-/// closes at end of input).
+/// closes at end of input). Answers to tool calls held for approval (`y CODE`, `n CODE`)
+/// are routed to their calls by [`crate::confirm::hub`] instead.
 pub fn stdin_lines() -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel(16);
     let _ = std::thread::Builder::new()
@@ -97,8 +98,15 @@ pub fn stdin_lines() -> mpsc::Receiver<String> {
             loop {
                 buf.clear();
                 match lock.read_line(&mut buf) {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) | Err(_) => {
+                        crate::confirm::hub().on_closed();
+                        break;
+                    }
                     Ok(_) => {
+                        // Answers to tool calls held for approval go to their calls.
+                        if buf.len() <= 1024 && crate::confirm::hub().on_line(&buf) {
+                            continue;
+                        }
                         if buf.len() <= 1024 && tx.blocking_send(buf.clone()).is_err() {
                             break;
                         }

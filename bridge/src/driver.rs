@@ -1,15 +1,17 @@
 //! The bridge's event loop: feeds relay frames and child events to the [`Core`] and
 //! sends what it produces to the relay, on one thread.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::Frame;
+use protocol::{ConsentRequest, Frame};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::child::ChildEvent;
 use crate::core::Core;
 use crate::link::{LinkConfig, LinkEvent};
+use crate::status_line::{Gauges, LinkState};
 
 /// Longest wait for requests in flight at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,6 +32,20 @@ pub enum Outcome {
 /// Prints the public endpoints once the relay welcomed the tunnel.
 pub type OnWelcome = Box<dyn FnMut(&protocol::Welcome)>;
 
+/// What a driver shares with the rest of the process (several drivers run side by side
+/// when the bridge publishes several servers).
+pub struct Io {
+    /// This driver's index, tagging its consent requests.
+    pub index: usize,
+    /// Consent requests from the relay, to show in the terminal (one reader of standard
+    /// input serves every driver).
+    pub consent: mpsc::Sender<(usize, ConsentRequest)>,
+    /// The owner's decisions on this driver's consent requests, for the relay.
+    pub decisions: mpsc::Receiver<Frame>,
+    /// Counters for the terminal's status line.
+    pub gauges: Arc<Gauges>,
+}
+
 /// Runs the bridge until `shutdown` resolves or a permanent error.
 pub async fn run(
     mut core: Core,
@@ -38,8 +54,10 @@ pub async fn run(
     mut on_welcome: OnWelcome,
     shutdown: impl std::future::Future<Output = ()>,
     isolate: bool,
+    mut io: Io,
 ) -> Outcome {
     tokio::pin!(shutdown);
+    io.gauges.set_state(LinkState::Starting);
 
     // Start the shared server first, so the printed URL works at once and a broken
     // command is reported before anything else.
@@ -53,13 +71,18 @@ pub async fn run(
             if let Some(state) = core.default_child_state() {
                 match state {
                     Ok(()) => break,
-                    Err(e) => return Outcome::ServerFailed(e),
+                    Err(e) => return Outcome::ServerFailed(format!("{e}{}", stderr_tail(&core))),
                 }
             }
             tokio::select! {
                 ev = child_events.recv() => match ev {
                     Some(ChildEvent::Exited(_, status)) => {
-                        return Outcome::ServerFailed(format!("it exited during startup ({status}); run the command by hand to see why"));
+                        // Let the stderr reader catch up with what the server wrote last.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        return Outcome::ServerFailed(format!(
+                            "it exited during startup ({status}){}",
+                            stderr_tail(&core)
+                        ));
                     }
                     Some(ev) => core.on_child_event(ev),
                     None => return Outcome::ServerFailed("internal channel closed".into()),
@@ -76,9 +99,10 @@ pub async fn run(
     let mut out: Option<mpsc::Sender<Frame>> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut last_status = None;
-    let mut prompts = crate::consent::Prompts::default();
-    let mut stdin = crate::consent::stdin_lines();
-    let mut stdin_open = true;
+    let mut decisions_open = true;
+    // The owner's answers to tool calls held for approval (see confirm.rs).
+    let mut confirm_answers = core.take_terminal();
+    io.gauges.set_state(LinkState::Connecting);
     let mut drain_until: Option<tokio::time::Instant> = None;
     let outcome = loop {
         if let Some(until) = drain_until
@@ -105,14 +129,18 @@ pub async fn run(
                     }
                     last_status = None;
                     out = Some(tx);
+                    io.gauges.set_state(LinkState::Online);
                     on_welcome(&welcome);
                 }
                 Some(LinkEvent::Frame(Frame::Request(r))) => core.on_request(r),
                 Some(LinkEvent::Frame(Frame::Cancel { exchange })) => core.on_cancel(exchange),
-                Some(LinkEvent::Frame(Frame::ConsentRequest(c))) => prompts.show(&c),
+                Some(LinkEvent::Frame(Frame::ConsentRequest(c))) => {
+                    let _ = io.consent.try_send((io.index, c));
+                }
                 Some(LinkEvent::Frame(other)) => warn!("unexpected frame from the relay: {other:?}"),
                 Some(LinkEvent::Down) => {
                     out = None;
+                    io.gauges.set_state(LinkState::Reconnecting);
                     core.on_link_down();
                     warn!("lost the relay link; reconnecting (sessions are kept)");
                 }
@@ -126,16 +154,22 @@ pub async fn run(
                     break Outcome::Stopped;
                 }
             },
-            line = stdin.recv(), if stdin_open => match line {
-                Some(line) => {
-                    if let (Some(decision), Some(tx)) = (prompts.on_line(&line), &out) {
+            msg = crate::confirm::next_msg(&mut confirm_answers), if confirm_answers.is_some() => match msg {
+                Some(msg) => core.on_terminal(msg),
+                None => confirm_answers = None,
+            },
+            decision = io.decisions.recv(), if decisions_open => match decision {
+                Some(decision) => {
+                    if let Some(tx) = &out {
                         let _ = tx.send(decision).await;
                     }
                 }
-                None => stdin_open = false,
+                None => decisions_open = false,
             },
             _ = tick.tick() => {
                 core.on_tick();
+                let status = core.status();
+                io.gauges.set_load(status.sessions, status.pending);
                 if let Some(tx) = &out {
                     if let Some(s) = core.snapshot(false) {
                         let _ = tx.send(s).await;
@@ -148,10 +182,28 @@ pub async fn run(
                 }
             }
         }
+        let notices = core.take_notices();
+        if !notices.is_empty() {
+            crate::status_line::without_line(|| {
+                for notice in notices {
+                    if let crate::confirm::Notice::Ask { timeout, .. } = &notice {
+                        // Keep the status line from redrawing over the owner's typing.
+                        crate::status_line::hold(*timeout);
+                    }
+                    eprintln!("{}", notice.render());
+                }
+            });
+        }
         let frames = core.take_outbox();
         if frames.is_empty() {
             continue;
         }
+        io.gauges.add_answered(
+            frames
+                .iter()
+                .filter(|f| matches!(f, Frame::Response(r) if r.is_final() && !r.body.is_empty()))
+                .count() as u64,
+        );
         if let Some(tx) = &out {
             for f in frames {
                 if tx.send(f).await.is_err() {
@@ -169,7 +221,23 @@ pub async fn run(
         link_task.abort();
     }
     info!("bridge stopping");
+    io.gauges.set_state(LinkState::Stopped);
     outcome
+}
+
+/// The server's last stderr lines, for a startup error shown locally (never sent to the
+/// relay).
+fn stderr_tail(core: &Core) -> String {
+    let tail = core.default_child_stderr();
+    if tail.is_empty() {
+        return "; it wrote nothing to stderr: run the command by hand to see why".into();
+    }
+    let start = tail.len().saturating_sub(10);
+    let lines: Vec<String> = tail[start..]
+        .iter()
+        .map(|l| format!("\n    | {}", crate::consent::printable(l)))
+        .collect();
+    format!("; the last lines of its stderr:{}", lines.concat())
 }
 
 /// Sleeps until `at` (forever when `None`; the caller guards that branch).

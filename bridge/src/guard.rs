@@ -7,6 +7,21 @@
 //! starts `bridge __guard` in its own process group, tells it each server's process group
 //! on its stdin (`+<pgid>` / `-<pgid>` lines), and never closes that pipe: when the bridge
 //! is gone the kernel closes it, and the guard kills every group still registered.
+//!
+//! Per system:
+//!
+//! - **Linux**: the parent-death signal kills each server as soon as the bridge dies, and
+//!   the guard then kills what is left of its group.
+//! - **macOS** (and the other Unix systems): there is no parent-death signal, and nothing
+//!   here needs one: the guard only relies on process groups, `killpg` and a pipe closing
+//!   when its writer dies, which every Unix has, so it takes down each server's whole group
+//!   (the server included) by itself. Being in its own process group, the guard does not
+//!   get the terminal's Ctrl+C or hang-up meant for the bridge. The one moment it cannot
+//!   cover is between a server's start and its registration (one pipe write later): a
+//!   bridge killed exactly then leaves that server running.
+//! - **Windows**: there is no guard process ([`Guard::start`] does nothing); each server
+//!   runs in a Job Object that the kernel kills when the bridge's handle to it closes,
+//!   which happens however the bridge ends (see `child/win.rs`).
 
 use std::collections::HashSet;
 use std::io::BufRead;
@@ -95,16 +110,30 @@ impl Drop for Guard {
 /// The guard process's main loop (`bridge __guard`): returns when its stdin closes, after
 /// killing the groups still registered.
 pub fn run_guard() {
+    let groups = registered_until_eof(std::io::stdin().lock());
+    #[cfg(unix)]
+    for pgid in groups {
+        // SAFETY: plain syscall; the group was created by the bridge for a server.
+        unsafe {
+            libc::killpg(pgid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = groups;
+}
+
+/// Reads `+<pgid>` / `-<pgid>` lines until the end of `input` (or a read error) and
+/// returns the process groups still registered then. Groups 0 and 1 are never kept.
+fn registered_until_eof(input: impl BufRead) -> HashSet<u32> {
     let mut groups: HashSet<u32> = HashSet::new();
-    let stdin = std::io::stdin();
-    for line in stdin.lock().lines() {
+    for line in input.lines() {
         let Ok(line) = line else { break };
         let (op, rest) = line.split_at(line.len().min(1));
         let Ok(pgid) = rest.trim().parse::<u32>() else {
             continue;
         };
         match op {
-            "+" => {
+            "+" if pgid > 1 => {
                 groups.insert(pgid);
             }
             "-" => {
@@ -113,13 +142,100 @@ pub fn run_guard() {
             _ => {}
         }
     }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registrations_are_tracked() {
+        let input: &[u8] = b"+100\n+200\n-100\n+0\n+1\n+x\n?300\n+400\n-999\n";
+        let got = registered_until_eof(input);
+        assert_eq!(got, HashSet::from([200, 400]));
+    }
+
+    /// What the guard does on every Unix without help from a parent-death signal (as on
+    /// macOS): a server in its own process group, with a grandchild, both killed once the
+    /// guard's input closes as it does when the bridge dies.
     #[cfg(unix)]
-    for pgid in groups {
-        if pgid > 1 {
-            // SAFETY: plain syscall; the group was created by the bridge for a server.
-            unsafe {
-                libc::killpg(pgid as libc::pid_t, libc::SIGKILL);
+    #[test]
+    fn kills_registered_groups_when_its_input_closes() {
+        use std::io::Read;
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        use std::time::{Duration, Instant};
+
+        let mut server = Command::new("sh")
+            .args(["-c", "sleep 300 & echo $!; wait"])
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("sh");
+        let mut out = server.stdout.take().expect("stdout");
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while out.read(&mut byte).expect("read") == 1 && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        let grandchild: i32 = String::from_utf8(line).unwrap().trim().parse().unwrap();
+        let pgid = server.id();
+
+        let (reader, mut writer) = std::io::pipe().expect("pipe");
+        let guard = std::thread::spawn(move || {
+            let groups = registered_until_eof(std::io::BufReader::new(reader));
+            for pgid in groups {
+                // SAFETY: plain syscall on the group this test created.
+                unsafe {
+                    libc::killpg(pgid as libc::pid_t, libc::SIGKILL);
+                }
             }
+        });
+        writer.write_all(format!("+{pgid}\n").as_bytes()).unwrap();
+        drop(writer);
+        guard.join().unwrap();
+
+        // Both must be gone within seconds; whatever is left is killed before failing.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = server.try_wait().expect("wait") {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while status.is_some() && running(grandchild) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let grandchild_left = running(grandchild);
+        // SAFETY: plain syscalls on processes this test started.
+        unsafe {
+            libc::killpg(pgid as libc::pid_t, libc::SIGKILL);
+            libc::kill(grandchild, libc::SIGKILL);
+        }
+        let _ = server.wait();
+        let status = status.expect("the server survived");
+        assert!(!status.success(), "the server was not killed: {status}");
+        assert!(!grandchild_left, "the grandchild {grandchild} survived");
+    }
+
+    /// Whether `pid` runs (exists and, where `/proc` tells, is not a zombie).
+    #[cfg(unix)]
+    fn running(pid: i32) -> bool {
+        // SAFETY: signal 0 only checks that the process exists.
+        if unsafe { libc::kill(pid, 0) } != 0 {
+            return false;
+        }
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => !matches!(
+                stat.rsplit_once(')')
+                    .and_then(|(_, r)| r.trim_start().chars().next()),
+                Some('Z' | 'X')
+            ),
+            Err(_) => !cfg!(target_os = "linux"),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use protocol::{ClientAuth, Frame, Hello, Limits, Refusal, Welcome};
+use protocol::{ClientAuth, Frame, Hello, Limits, Refusal, RefuseReason, Welcome};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -77,6 +77,43 @@ pub enum LinkError {
     Protocol(String),
 }
 
+/// What to do about a permanent refusal, for the person running the bridge.
+fn advice(r: &Refusal, config: &LinkConfig) -> String {
+    let relay = config.relay.as_str().trim_end_matches('/');
+    let name = &config.tunnel;
+    match r.reason {
+        RefuseReason::BadToken => format!(
+            "the relay refused the bridge token: run `bridge login {relay}` again or create one \
+             with `relay token create NAME` on the VPS"
+        ),
+        RefuseReason::NameTaken => format!(
+            "the name {name:?} is taken: choose another with --name, or, on the relay, free it \
+             with `relay name release {name}`"
+        ),
+        RefuseReason::BadName => "choose another name with --name".into(),
+        RefuseReason::AuthNotAllowed => {
+            "use --auth oauth or --auth bearer (or ask the relay's operator)".into()
+        }
+        RefuseReason::UnsupportedVersion => "install the same version of bridge and relay".into(),
+        RefuseReason::Malformed => format!("check that {relay} is an mcp-tunnel relay"),
+        RefuseReason::Busy => "retry later".into(),
+    }
+}
+
+/// Describes a failed WebSocket upgrade: which URL, the HTTP status if any, what to check.
+pub fn upgrade_error(relay: &Url, e: &tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match e {
+        WsError::Http(resp) => format!(
+            "the relay at {relay} answered the WebSocket upgrade with HTTP {}: check that this \
+             is the relay's base URL, and that a reverse proxy in front of it passes WebSocket \
+             upgrades (see deploy/GUIDE.md)",
+            resp.status()
+        ),
+        e => format!("WebSocket upgrade with the relay at {relay} failed: {e}"),
+    }
+}
+
 /// The WebSocket URL for a tunnel on a relay.
 pub fn connect_url(relay: &Url, tunnel: &str) -> Result<Url, LinkError> {
     let mut u = relay.clone();
@@ -109,27 +146,38 @@ pub async fn run(
             return;
         }
         let started = Instant::now();
-        match connect_once(&config, &events, &mut stop).await {
+        let failure = match connect_once(&config, &events, &mut stop).await {
             Ok(true) => {
                 // Welcomed: the next attempt starts from the shortest delay, unless the
                 // relay keeps dropping us at once.
                 if started.elapsed() > Duration::from_secs(1) {
                     attempt = 0;
                 }
+                None
             }
-            Ok(false) => {}
+            Ok(false) => None,
             Err(LinkError::Refused(r)) if r.reason.is_permanent() => {
-                let _ = events.send(LinkEvent::Fatal(r.message)).await;
+                let message = format!("{}\n  {}", r.message, advice(&r, &config));
+                let _ = events.send(LinkEvent::Fatal(message)).await;
                 return;
             }
-            Err(e) => warn!("relay link: {e}"),
-        }
+            Err(e) => Some(e),
+        };
         if events.is_closed() || *stop.borrow() {
             return;
         }
         let delay = backoff(attempt);
         attempt = attempt.saturating_add(1);
-        debug!("reconnecting in {delay:?}");
+        match failure {
+            Some(e) => {
+                warn!(
+                    "relay link ({}): {e}; retrying in {:.1} s",
+                    config.relay.as_str().trim_end_matches('/'),
+                    delay.as_secs_f64()
+                );
+            }
+            None => debug!("reconnecting in {delay:?}"),
+        }
         if sleep_unless_resumed(delay).await {
             info!("the machine woke up or its network changed; reconnecting now");
             attempt = 0;
@@ -277,8 +325,16 @@ async fn connect_once(
     let port = url.port_or_known_default().unwrap_or(80);
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port)))
         .await
-        .map_err(|_| LinkError::Connect(format!("connecting to {host}:{port} timed out")))?
-        .map_err(|e| LinkError::Connect(format!("cannot reach the relay at {host}:{port}: {e}")))?;
+        .map_err(|_| {
+            LinkError::Connect(format!(
+                "connecting to the relay at {host}:{port} timed out (check the URL, DNS and the firewall)"
+            ))
+        })?
+        .map_err(|e| {
+            LinkError::Connect(format!(
+                "cannot reach the relay at {host}:{port}: {e} (check the URL, DNS and the firewall)"
+            ))
+        })?;
     let _ = tcp.set_nodelay(true);
     let limits = Limits::default();
     let mut ws_config = WebSocketConfig::default();
@@ -296,15 +352,19 @@ async fn connect_once(
         let tls = tokio_rustls::TlsConnector::from(config.tls.clone())
             .connect(name, tcp)
             .await
-            .map_err(|e| LinkError::Connect(format!("TLS with the relay failed: {e}")))?;
+            .map_err(|e| {
+                LinkError::Connect(format!(
+                    "TLS with the relay failed: {e} (for a relay with a private CA, pass --ca-file)"
+                ))
+            })?;
         let (ws, _) = tokio_tungstenite::client_async_with_config(request, tls, Some(ws_config))
             .await
-            .map_err(|e| LinkError::Connect(format!("WebSocket upgrade failed: {e}")))?;
+            .map_err(|e| LinkError::Connect(upgrade_error(&config.relay, &e)))?;
         session(ws, config, events, &limits, stop).await
     } else {
         let (ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(ws_config))
             .await
-            .map_err(|e| LinkError::Connect(format!("WebSocket upgrade failed: {e}")))?;
+            .map_err(|e| LinkError::Connect(upgrade_error(&config.relay, &e)))?;
         session(ws, config, events, &limits, stop).await
     }
 }

@@ -82,6 +82,7 @@ pub async fn handle_socket(
         return;
     }
     state.registry.install(tunnel.clone());
+    crate::status_page::bridge_connected(&state, &tunnel.name, &hello.bridge_version);
     info!(tunnel = %tunnel.name, bridge_version = %hello.bridge_version, "bridge connected");
 
     // Writer: drain the queue, feed everything, flush once.

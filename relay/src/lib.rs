@@ -11,18 +11,25 @@
 
 pub mod answer;
 pub mod config;
+pub mod config_file;
 mod connect;
 pub mod error;
 pub mod guard;
+pub mod logging;
+pub mod metrics;
 pub mod modern;
 pub mod oauth;
 pub mod offline;
+pub mod recent;
 pub mod registry;
+pub mod reqlog;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod status_page;
 pub mod store;
 pub mod tls;
+pub mod trace;
 pub mod tunnel;
 
 pub use config::RelayConfig;

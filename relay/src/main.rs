@@ -1,11 +1,13 @@
 //! `relay`: the public side of MCP tunnels, run on a VPS.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result, anyhow, bail};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use relay::RelayConfig;
 use tracing::info;
 
@@ -14,6 +16,28 @@ use tracing::info;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as human-readable text or as one JSON object per line (RUST_LOG chooses
+    /// what is logged).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "RELAY_LOG_FORMAT",
+        default_value_t
+    )]
+    log_format: relay::logging::LogFormat,
+    /// `serve`: serve Prometheus metrics at /metrics, to local requests only (a loopback
+    /// peer and Host, no forwarding headers) unless --metrics-token-file is given.
+    #[arg(long, global = true)]
+    metrics: bool,
+    /// `serve`: a file holding a bearer token that may read /metrics from anywhere.
+    #[arg(
+        long,
+        global = true,
+        env = "RELAY_METRICS_TOKEN_FILE",
+        requires = "metrics"
+    )]
+    metrics_token_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -39,6 +63,22 @@ enum Command {
     /// Read a password on standard input and print its Argon2 hash, for
     /// --operator-password-file.
     HashPassword,
+    /// Print a tunnel's OAuth trace: the steps its clients went through (metadata,
+    /// registration, authorization, consent, tokens, 401s) and why any was refused.
+    Logs {
+        /// The tunnel (without it: every event, relay-wide ones included).
+        #[arg(long)]
+        tunnel: Option<String>,
+        /// The relay's data directory.
+        #[arg(long, env = "RELAY_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// How many of the newest events to print.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -68,6 +108,10 @@ enum NameCommand {
 
 #[derive(clap::Args)]
 struct ServeArgs {
+    /// TOML file with these options (keys named like the flags, in snake_case; see
+    /// deploy/relay.example.toml). Flags and environment variables take precedence.
+    #[arg(long, env = "RELAY_CONFIG")]
+    config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "RELAY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -212,17 +256,28 @@ fn default_public_url(tls: &Tls, addr: SocketAddr) -> String {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+    let log_format = relay::logging::format_from_args(std::env::args_os(), "RELAY_LOG_FORMAT");
+    relay::logging::init(log_format, true);
+    let cli = match parse_cli(Cli::command(), std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(e) => match e.downcast::<clap::Error>() {
+            Ok(e) => e.exit(),
+            Err(e) => return Err(e),
+        },
+    };
+    if cli.metrics {
+        relay::metrics::enable(metrics_settings(cli.metrics_token_file.as_deref())?);
+    }
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Token { command, data_dir } => token(command, &need_dir(data_dir)?),
         Command::Name { command, data_dir } => name(command, &need_dir(data_dir)?),
+        Command::Logs {
+            tunnel,
+            data_dir,
+            limit,
+            json,
+        } => logs(tunnel.as_deref(), &need_dir(data_dir)?, limit, json),
         Command::HashPassword => {
             let mut password = String::new();
             std::io::stdin().read_line(&mut password)?;
@@ -234,6 +289,74 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Parses the command line. With `relay serve --config FILE`, the file's settings become
+/// flags for the options that neither a flag nor an environment variable set (flags >
+/// environment > file > defaults), and clap checks the whole.
+fn parse_cli(cmd: clap::Command, argv: Vec<OsString>) -> Result<Cli> {
+    // First without the rules between options (the file may complete a flag's
+    // companion), to find the file and where each option came from.
+    let relax = |a: clap::Arg| {
+        a.requires(clap::builder::Resettable::Reset)
+            .conflicts_with(clap::builder::Resettable::Reset)
+    };
+    let loose = cmd
+        .clone()
+        .mut_args(relax)
+        .mut_subcommand("serve", |s| s.mut_args(relax));
+    let matches = loose.try_get_matches_from(&argv)?;
+    let file = match matches.subcommand() {
+        Some(("serve", serve)) => serve.get_one::<PathBuf>("config").map(|p| (p, serve)),
+        _ => None,
+    };
+    let Some((path, serve)) = file else {
+        return Ok(Cli::from_arg_matches(&cmd.try_get_matches_from(argv)?)?);
+    };
+    let file = relay::config_file::RelayFile::load(path)?;
+    let (extra, overridden) = file.args(|id| {
+        matches!(
+            serve.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    });
+    for key in overridden {
+        info!(file = %path.display(), key, "a flag or an environment variable overrides the file");
+    }
+    match cmd.clone().try_get_matches_from(argv.iter().chain(&extra)) {
+        Ok(merged) => Ok(Cli::from_arg_matches(&merged)?),
+        Err(e) => {
+            // The flags' own mistake is reported as usual; one the file is part of names
+            // the file, on one line, without clap's usage and hints.
+            cmd.try_get_matches_from(&argv)?;
+            let text = e.render().to_string();
+            let message = text.split("\n\n").next().unwrap_or_default();
+            let message = message.trim_start_matches("error: ");
+            let message: Vec<&str> = message.split_whitespace().collect();
+            Err(anyhow!("{}: {}", path.display(), message.join(" ")))
+        }
+    }
+}
+
+/// `--metrics-token-file`: the token (its first line), kept only as its SHA-256.
+fn metrics_settings(
+    token_file: Option<&std::path::Path>,
+) -> Result<relay::metrics::MetricsSettings> {
+    let Some(file) = token_file else {
+        return Ok(relay::metrics::MetricsSettings::default());
+    };
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the metrics token from {}", file.display()))?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.len() < 16 {
+        bail!(
+            "{} must hold a token of at least 16 characters",
+            file.display()
+        );
+    }
+    Ok(relay::metrics::MetricsSettings {
+        token_sha256: Some(relay::config::sha256(token.as_bytes())),
+    })
 }
 
 fn need_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
@@ -261,6 +384,34 @@ fn token(command: TokenCommand, data_dir: &std::path::Path) -> Result<()> {
             store.revoke_token(&label)?;
             println!("revoked {label}; a running relay disconnects its bridges within 2 s");
         }
+    }
+    Ok(())
+}
+
+/// `relay logs`: the OAuth trace, oldest first.
+fn logs(tunnel: Option<&str>, data_dir: &std::path::Path, limit: usize, json: bool) -> Result<()> {
+    if !data_dir.join("relay.db").exists() {
+        bail!("no relay database in {}", data_dir.display());
+    }
+    let store = relay::store::Store::open(data_dir)?;
+    let mut events = match tunnel {
+        Some(t) => store.trace_for_tunnel(t, limit, relay::trace::LINK_WINDOW_MS)?,
+        None => store.trace_all(limit, false)?,
+    };
+    events.reverse();
+    if json {
+        for e in &events {
+            println!("{}", e.to_json());
+        }
+    } else if events.is_empty() {
+        eprintln!(
+            "no OAuth events{}",
+            tunnel
+                .map(|t| format!(" for tunnel {t}"))
+                .unwrap_or_default()
+        );
+    } else {
+        print!("{}", relay::trace::render_table(&events));
     }
     Ok(())
 }
@@ -385,5 +536,238 @@ fn sse_poll(secs: Option<f64>) -> Result<Option<Duration>> {
         None => Ok(None),
         Some(s) if s > 0.0 && s <= 86_400.0 => Ok(Some(Duration::from_secs_f64(s))),
         Some(_) => bail!("--sse-poll-secs must be between 0 and 86400"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay::config_file::{KEYS, RelayFile, uncommented};
+    use std::path::Path;
+
+    const EXAMPLE: &str = include_str!("../../deploy/relay.example.toml");
+
+    /// The ids of `relay serve`'s options, from clap's definition with the global options
+    /// it inherits; not `--config` itself, nor `--log-format` (logging starts before the
+    /// file is read).
+    fn serve_options() -> Vec<String> {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let serve = cmd.find_subcommand("serve").expect("serve");
+        serve
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .filter(|id| !["help", "version", "config", "log_format"].contains(&id.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn every_serve_option_is_a_file_key_documented_in_the_example() {
+        let options = serve_options();
+        for o in &options {
+            let key = KEYS.iter().find(|(_, arg)| arg == o);
+            assert!(
+                key.is_some(),
+                "--{} has no key in relay::config_file::KEYS",
+                o.replace('_', "-")
+            );
+        }
+        for (key, arg) in KEYS {
+            assert!(
+                options.iter().any(|o| o == arg),
+                "{key} stands for --{arg}, which `relay serve` does not have"
+            );
+        }
+        let path = Path::new("deploy/relay.example.toml");
+        RelayFile::parse(EXAMPLE, path).expect("the example parses");
+        let all = RelayFile::parse(&uncommented(EXAMPLE), path).expect("every setting parses");
+        let documented = all.keys();
+        for (key, arg) in KEYS {
+            assert!(
+                documented.contains(key),
+                "deploy/relay.example.toml does not document {key} (--{})",
+                arg.replace('_', "-")
+            );
+        }
+    }
+
+    #[test]
+    fn the_example_shows_the_real_defaults() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let serve = cmd.find_subcommand("serve").expect("serve");
+        let file = RelayFile::parse(EXAMPLE, Path::new("relay.example.toml")).expect("parses");
+        let (args, _) = file.args(|_| false);
+        let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into()).collect();
+        for a in serve.get_arguments() {
+            let defaults: Vec<String> = a
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into())
+                .collect();
+            let flag = format!("--{}=", a.get_long().unwrap_or_default());
+            let shown: Vec<&str> = args.iter().filter_map(|x| x.strip_prefix(&flag)).collect();
+            if defaults.len() == 1 && !shown.is_empty() && a.get_id() != "listen" {
+                assert_eq!(shown, [defaults[0].as_str()], "{flag}");
+            }
+        }
+    }
+
+    /// `relay serve` parsed with the configuration file `text`, the environment variable
+    /// of `--public-url` renamed to `env_var` (and the others ignored), and `flags`.
+    fn cli_with(text: &str, env_var: &'static str, flags: &[&str]) -> Result<Cli> {
+        let dir = std::env::temp_dir().join(format!("relay-main-test-{env_var}"));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("relay.toml");
+        std::fs::write(&path, text)?;
+        let no_env = |a: clap::Arg| a.env(None::<&str>);
+        let cmd = Cli::command()
+            .mut_args(no_env)
+            .mut_subcommand("serve", |s| {
+                s.mut_args(|a| {
+                    let public = a.get_id() == "public_url";
+                    a.env(public.then_some(env_var))
+                })
+            });
+        let mut argv: Vec<OsString> = ["relay", "serve", "--config"].map(Into::into).into();
+        argv.push(path.into());
+        argv.extend(flags.iter().map(Into::into));
+        let cli = parse_cli(cmd, argv);
+        let _ = std::fs::remove_dir_all(&dir);
+        cli
+    }
+
+    /// The `relay serve` options of [`cli_with`].
+    fn serve_with(text: &str, env_var: &'static str, flags: &[&str]) -> Result<ServeArgs> {
+        match cli_with(text, env_var, flags)?.command {
+            Command::Serve(args) => Ok(*args),
+            _ => bail!("not serve"),
+        }
+    }
+
+    #[test]
+    fn a_flag_and_its_companion_in_the_file_go_together() {
+        let a = serve_with(
+            "[tls]\nkey = \"k.pem\"\n",
+            "RELAY_TEST_PAIR_1",
+            &["--tls-cert", "c.pem"],
+        )
+        .expect("parses");
+        assert_eq!(a.tls_cert, Some(PathBuf::from("c.pem")));
+        assert!(
+            a.tls_key
+                .expect("key")
+                .ends_with("relay-main-test-RELAY_TEST_PAIR_1/k.pem")
+        );
+        let cli = cli_with(
+            "metrics = true\n",
+            "RELAY_TEST_PAIR_2",
+            &["--metrics-token-file", "t"],
+        )
+        .expect("parses");
+        assert!(cli.metrics);
+        // Without the file's half, the flag alone is refused as usual.
+        let e = serve_err("", "RELAY_TEST_PAIR_3", &["--tls-cert", "c.pem"]);
+        assert!(e.contains("--tls-key") && !e.contains("relay.toml"), "{e}");
+    }
+
+    #[test]
+    fn global_options_come_from_the_file_too() {
+        let text = "metrics = true\nmetrics_token_file = \"metrics.token\"\n";
+        let cli = cli_with(text, "RELAY_TEST_GLOBAL_1", &[]).expect("parses");
+        assert!(cli.metrics);
+        let token = cli.metrics_token_file.expect("token file");
+        assert!(token.is_absolute() && token.ends_with("metrics.token"));
+        let cli = cli_with("metrics = false\n", "RELAY_TEST_GLOBAL_2", &[]).expect("parses");
+        assert!(!cli.metrics);
+    }
+
+    #[test]
+    fn flags_beat_the_environment_which_beats_the_file_which_beats_the_defaults() {
+        const VAR: &str = "RELAY_TEST_PRECEDENCE_PUBLIC_URL";
+        // SAFETY: only this test reads or writes this variable.
+        unsafe { std::env::set_var(VAR, "https://env.example") };
+        let file = r#"
+listen = "127.0.0.1:1111"
+public_url = "https://file.example"
+max_body = 1000
+data_dir = "state"
+[acme]
+email = ["ops@file.example"]
+domain = ["file.example"]
+[oauth]
+allow_redirect_host = ["one.example", "two.example"]
+"#;
+        let a = serve_with(file, VAR, &["--listen", "127.0.0.1:2222"]).expect("parses");
+        assert_eq!(a.listen, "127.0.0.1:2222".parse().expect("addr"), "flag");
+        assert_eq!(a.public_url.as_deref(), Some("https://env.example"), "env");
+        assert_eq!(a.max_body, 1000, "file");
+        assert_eq!(a.grace_secs, 10.0, "default");
+        assert_eq!(a.acme_email, ["ops@file.example"]);
+        assert_eq!(a.allow_redirect_host, ["one.example", "two.example"]);
+        let state = a.data_dir.expect("data dir");
+        assert!(state.is_absolute() && state.ends_with(format!("relay-main-test-{VAR}/state")));
+
+        // A repeatable option given on the command line replaces the file's list.
+        let a = serve_with(file, VAR, &["--allow-redirect-host", "cli.example"]).expect("parses");
+        assert_eq!(a.allow_redirect_host, ["cli.example"]);
+        assert_eq!(a.listen, "127.0.0.1:1111".parse().expect("addr"), "file");
+
+        unsafe { std::env::remove_var(VAR) };
+        let a = serve_with(file, VAR, &[]).expect("parses");
+        assert_eq!(
+            a.public_url.as_deref(),
+            Some("https://file.example"),
+            "file"
+        );
+        let a = serve_with(file, VAR, &["--public-url", "https://flag.example"]).expect("parses");
+        assert_eq!(
+            a.public_url.as_deref(),
+            Some("https://flag.example"),
+            "flag"
+        );
+        let a = serve_with("", VAR, &[]).expect("parses");
+        assert_eq!(a.listen, "127.0.0.1:8080".parse().expect("addr"), "default");
+        assert!(!a.allow_unauthenticated);
+        let a = serve_with("allow_unauthenticated = true", VAR, &[]).expect("parses");
+        assert!(a.allow_unauthenticated);
+    }
+
+    /// The error of [`serve_with`].
+    fn serve_err(text: &str, env_var: &'static str, flags: &[&str]) -> String {
+        match serve_with(text, env_var, flags) {
+            Ok(_) => panic!("{text:?} with {flags:?} is accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let e = serve_err("listn = \"127.0.0.1:1\"\n", "RELAY_TEST_ERRORS_1", &[]);
+        assert!(
+            e.ends_with("relay.toml:1: unknown key \"listn\" (did you mean \"listen\"?)"),
+            "{e}"
+        );
+        let e = serve_err(
+            "[oauth]\naccess_token_ttl_secs = \"1h\"\n",
+            "RELAY_TEST_ERRORS_2",
+            &[],
+        );
+        assert!(
+            e.contains("relay.toml:2: oauth.access_token_ttl_secs: invalid type"),
+            "{e}"
+        );
+        // Options that exclude each other, one from the file and one from a flag.
+        let e = serve_err(
+            "[acme]\ndomain = [\"relay.example.com\"]\n",
+            "RELAY_TEST_ERRORS_3",
+            &["--tls-cert", "c.pem", "--tls-key", "k.pem"],
+        );
+        assert!(
+            e.contains("relay.toml: ") && e.contains("--acme-domain"),
+            "{e}"
+        );
+        let e = serve_err("[tls]\ncert = \"c.pem\"\n", "RELAY_TEST_ERRORS_4", &[]);
+        assert!(e.contains("relay.toml: ") && e.contains("--tls-key"), "{e}");
     }
 }

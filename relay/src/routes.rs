@@ -56,8 +56,18 @@ pub fn router(state: AppState) -> Router {
         .route("/{name}/messages", axum::routing::post(post_messages))
         .route("/{name}/connect", get(connect))
         .route("/status/{name}", get(tunnel_status))
+        .route(
+            "/status",
+            get(crate::status_page::show).post(crate::status_page::act),
+        )
+        .route("/metrics", get(crate::metrics::serve))
         .merge(crate::oauth::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(crate::reqlog::middleware))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::trace::middleware,
+        ))
         .with_state(state)
 }
 
@@ -95,10 +105,12 @@ async fn prepare(
         match state.registry.lookup(name, state.config.grace) {
             Lookup::Live(t) => {
                 let principal = authenticate(state, name, &t.auth, headers)?;
+                crate::reqlog::note_principal(&principal);
                 return Ok((Target::Live(t), principal));
             }
             Lookup::Offline(off) => {
                 let principal = authenticate(state, name, &off.auth, headers)?;
+                crate::reqlog::note_principal(&principal);
                 return Ok((Target::Offline(off), principal));
             }
             Lookup::Away {
@@ -218,7 +230,10 @@ async fn read_json_body(
         }
     };
     let id = match jsonrpc::parse(&bytes) {
-        Ok(env) => env.id.map(|span| bytes.slice(span)),
+        Ok(env) => {
+            crate::reqlog::note_body(&bytes, &env);
+            env.id.map(|span| bytes.slice(span))
+        }
         Err(e) => {
             return Err(jsonrpc_error(
                 StatusCode::BAD_REQUEST,
@@ -338,8 +353,14 @@ async fn forward(
         }
         other => other,
     };
+    let call = crate::recent::Call::start(&tunnel, &request);
     match tunnel.open(request).await {
-        Ok(ex) => answer(ex, state.config.keepalive, style, request_id, accepts_json).await,
+        Ok(ex) => {
+            crate::reqlog::note_exchange(ex.id());
+            let answered =
+                answer(ex, state.config.keepalive, style, request_id, accepts_json).await;
+            crate::recent::track(state, call, answered)
+        }
         Err(OpenError::Gone) => jsonrpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
             UNAVAILABLE,

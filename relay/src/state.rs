@@ -21,6 +21,12 @@ pub struct AppState {
     pub oauth: Arc<OAuth>,
     /// Bridge connections still in their handshake (unauthenticated), capped.
     pub handshakes: Arc<tokio::sync::Semaphore>,
+    /// The newest calls of each tunnel (the status page).
+    pub recent: Arc<crate::recent::RecentCalls>,
+    /// The OAuth trace's in-memory part (budgets, consents in progress).
+    pub trace: Arc<crate::trace::Tracer>,
+    /// Sessions of the owner's status page.
+    pub status_page: Arc<crate::status_page::StatusPage>,
 }
 
 /// Most bridge connections in their handshake at once.
@@ -44,6 +50,9 @@ impl AppState {
             store: Arc::new(store),
             oauth: Arc::new(oauth),
             handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
+            recent: Arc::default(),
+            trace: Arc::default(),
+            status_page: Arc::default(),
         })
     }
 }

@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::config::sha256;
+use crate::trace::TraceEvent;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +178,84 @@ CREATE TABLE IF NOT EXISTS oauth_tokens (
 CREATE INDEX IF NOT EXISTS oauth_tokens_family ON oauth_tokens(family);
 "#;
 
+/// Tables of the OAuth trace and of client use, added to databases of every age (each
+/// statement is idempotent; applied after [`SCHEMA`]). No token, code, secret or request
+/// body is ever stored in them.
+const TRACE_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS oauth_trace (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    tunnel TEXT,
+    step TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    error TEXT,
+    reason TEXT NOT NULL,
+    client_id TEXT,
+    client_name TEXT,
+    ip TEXT,
+    user_agent TEXT
+);
+CREATE INDEX IF NOT EXISTS oauth_trace_tunnel ON oauth_trace(tunnel, id);
+CREATE INDEX IF NOT EXISTS oauth_trace_client ON oauth_trace(client_id);
+CREATE TABLE IF NOT EXISTS oauth_client_use (
+    tunnel TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    first_used INTEGER NOT NULL,
+    last_used INTEGER NOT NULL,
+    PRIMARY KEY (tunnel, client_id)
+);
+"#;
+
+/// An OAuth client holding live tokens for a tunnel, for its owner's status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizedClient {
+    /// `client_id`.
+    pub client_id: String,
+    /// Self-declared name, if any (unverified).
+    pub name: Option<String>,
+    /// `dcr` or `cimd` (`None` if the client record is gone).
+    pub kind: Option<String>,
+    /// Its registered redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// First grant of tokens for the tunnel (epoch seconds), when known.
+    pub first_used: Option<i64>,
+    /// Last token grant or MCP request on the tunnel (epoch seconds), when known.
+    pub last_used: Option<i64>,
+}
+
+/// What the store knows of an access or refresh token, live or not (to explain a refusal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenState {
+    /// `access` or `refresh`.
+    pub kind: String,
+    /// The grant it carries.
+    pub grant: Grant,
+    /// Expiry (epoch seconds).
+    pub expires: i64,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// Columns of `oauth_trace`, in the order [`trace_row`] reads them.
+const TRACE_COLUMNS: &str =
+    "id, time, tunnel, step, outcome, error, reason, client_id, client_name, ip, user_agent";
+
+fn trace_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TraceEvent> {
+    Ok(TraceEvent {
+        id: r.get(0)?,
+        time_ms: r.get(1)?,
+        tunnel: r.get(2)?,
+        step: r.get(3)?,
+        outcome: r.get(4)?,
+        error: r.get(5)?,
+        reason: r.get(6)?,
+        client_id: r.get(7)?,
+        client_name: r.get(8)?,
+        ip: r.get(9)?,
+        user_agent: r.get(10)?,
+    })
+}
+
 /// The relay's database.
 pub struct Store {
     conn: Mutex<Connection>,
@@ -203,6 +282,7 @@ impl Store {
     fn init(conn: Connection) -> Result<Self, StoreError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(TRACE_SCHEMA)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -357,10 +437,15 @@ impl Store {
 
     /// Releases a name (operator action); `false` if it was not claimed.
     pub fn release_name(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .db()
-            .execute("DELETE FROM tunnel_names WHERE name = ?1", params![name])?
-            > 0)
+        let db = self.db();
+        let released = db.execute("DELETE FROM tunnel_names WHERE name = ?1", params![name])? > 0;
+        // The next owner of the name must not see the previous owner's clients.
+        db.execute("DELETE FROM oauth_trace WHERE tunnel = ?1", params![name])?;
+        db.execute(
+            "DELETE FROM oauth_client_use WHERE tunnel = ?1",
+            params![name],
+        )?;
+        Ok(released)
     }
 
     /// Number of claimed names.
@@ -682,7 +767,212 @@ impl Store {
             "DELETE FROM oauth_tokens WHERE expires < ?1 - 86400",
             params![t],
         )?;
+        db.execute(
+            "DELETE FROM oauth_client_use WHERE last_used < ?1 - 90 * 86400",
+            params![t],
+        )?;
         Ok(())
+    }
+
+    // ----- OAuth trace and client use ------------------------------------------------
+
+    /// Appends an event to the OAuth trace and keeps only the newest `keep` events of its
+    /// tunnel (relay-wide events, without a tunnel, count as one more tunnel). Returns the
+    /// event's id.
+    pub fn trace_add(&self, e: &TraceEvent, keep: usize) -> Result<i64, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute(
+            "INSERT INTO oauth_trace (time, tunnel, step, outcome, error, reason, client_id,
+             client_name, ip, user_agent) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+            params![
+                e.time_ms,
+                e.tunnel,
+                e.step,
+                e.outcome,
+                e.error,
+                e.reason,
+                e.client_id,
+                e.client_name,
+                e.ip,
+                e.user_agent
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "DELETE FROM oauth_trace WHERE tunnel IS ?1 AND id <= (SELECT id FROM oauth_trace
+             WHERE tunnel IS ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            params![e.tunnel, keep as i64],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// The newest `limit` events of a tunnel's trace, newest first. They include the
+    /// relay-wide events that belong to the tunnel's clients: those of a registered
+    /// client (its own `client_id`) that appears in the tunnel's trace, and those without
+    /// a client (metadata fetches) from an address that appears in the tunnel's trace
+    /// within `link_ms` of them.
+    pub fn trace_for_tunnel(
+        &self,
+        tunnel: &str,
+        limit: usize,
+        link_ms: i64,
+    ) -> Result<Vec<TraceEvent>, StoreError> {
+        let db = self.db();
+        let sql = format!(
+            "SELECT {TRACE_COLUMNS} FROM oauth_trace WHERE tunnel = ?1
+             UNION ALL
+             SELECT {TRACE_COLUMNS} FROM oauth_trace w WHERE w.tunnel IS NULL AND (
+               (w.client_id IS NOT NULL AND w.client_id NOT LIKE 'https://%' AND w.client_id IN
+                 (SELECT c.client_id FROM oauth_trace c
+                  WHERE c.tunnel = ?1 AND c.client_id IS NOT NULL))
+               OR (w.client_id IS NULL AND w.ip IS NOT NULL AND EXISTS
+                 (SELECT 1 FROM oauth_trace t
+                  WHERE t.tunnel = ?1 AND t.ip = w.ip AND ABS(t.time - w.time) <= ?3)))
+             ORDER BY id DESC LIMIT ?2"
+        );
+        let mut st = db.prepare(&sql)?;
+        let rows = st.query_map(params![tunnel, limit as i64, link_ms], trace_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest `limit` events of the whole trace (every tunnel and the relay-wide
+    /// events), newest first; only the relay-wide ones with `relay_wide_only`.
+    pub fn trace_all(
+        &self,
+        limit: usize,
+        relay_wide_only: bool,
+    ) -> Result<Vec<TraceEvent>, StoreError> {
+        let db = self.db();
+        let filter = if relay_wide_only {
+            "WHERE tunnel IS NULL"
+        } else {
+            ""
+        };
+        let sql =
+            format!("SELECT {TRACE_COLUMNS} FROM oauth_trace {filter} ORDER BY id DESC LIMIT ?1");
+        let mut st = db.prepare(&sql)?;
+        let rows = st.query_map(params![limit as i64], trace_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Notes that `client_id` got tokens for, or used, `tunnel` at `at` (epoch seconds).
+    pub fn client_used(&self, tunnel: &str, client_id: &str, at: i64) -> Result<(), StoreError> {
+        self.db().execute(
+            "INSERT INTO oauth_client_use (tunnel, client_id, first_used, last_used)
+             VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT (tunnel, client_id) DO UPDATE
+             SET last_used = MAX(last_used, excluded.last_used)",
+            params![tunnel, client_id, at],
+        )?;
+        Ok(())
+    }
+
+    /// The clients holding live tokens for `tunnel` granted under its current owner, most
+    /// recently used first.
+    pub fn authorized_clients(&self, tunnel: &str) -> Result<Vec<AuthorizedClient>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare(
+            "SELECT t.client_id, MAX(c.name), MAX(c.kind), MAX(c.redirect_uris),
+                    MAX(u.first_used), MAX(u.last_used)
+             FROM oauth_tokens t
+             LEFT JOIN oauth_clients c ON c.client_id = t.client_id
+             LEFT JOIN oauth_client_use u ON u.tunnel = t.tunnel AND u.client_id = t.client_id
+             WHERE t.tunnel = ?1 AND t.revoked = 0 AND t.expires > ?2
+               AND NOT (t.kind = 'refresh' AND t.used = 1)
+               AND t.owner_token = (SELECT token_id FROM tunnel_names WHERE name = ?1)
+             GROUP BY t.client_id
+             ORDER BY MAX(u.last_used) DESC, t.client_id",
+        )?;
+        let rows = st.query_map(params![tunnel, now()], |r| {
+            let uris: Option<String> = r.get(3)?;
+            Ok(AuthorizedClient {
+                client_id: r.get(0)?,
+                name: r.get(1)?,
+                kind: r.get(2)?,
+                redirect_uris: uris
+                    .and_then(|u| serde_json::from_str(&u).ok())
+                    .unwrap_or_default(),
+                first_used: r.get(4)?,
+                last_used: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Revokes every token `client_id` holds for `tunnel` (refresh token families with
+    /// them) and burns its unused codes for it; returns how many tokens were live.
+    pub fn revoke_client(&self, tunnel: &str, client_id: &str) -> Result<usize, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let n = tx.execute(
+            "UPDATE oauth_tokens SET revoked = 1
+             WHERE tunnel = ?1 AND client_id = ?2 AND revoked = 0",
+            params![tunnel, client_id],
+        )?;
+        tx.execute(
+            "UPDATE auth_codes SET used = 1 WHERE tunnel = ?1 AND client_id = ?2",
+            params![tunnel, client_id],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// An authorization code's request and whether it was used, without using it (to
+    /// explain a refusal).
+    pub fn peek_code(&self, code: &str) -> Result<Option<(CodeGrant, bool)>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT client_id, tunnel, resource, owner_token, scope, redirect_uri, challenge,
+                 expires, used FROM auth_codes WHERE hash = ?1",
+                params![&sha256(code.as_bytes())[..]],
+                |r| {
+                    Ok((
+                        CodeGrant {
+                            grant: Grant {
+                                client_id: r.get(0)?,
+                                tunnel: r.get(1)?,
+                                resource: r.get(2)?,
+                                owner_token: r.get(3)?,
+                                scope: r.get(4)?,
+                            },
+                            redirect_uri: r.get(5)?,
+                            challenge: r.get(6)?,
+                            expires: r.get(7)?,
+                        },
+                        r.get::<_, i64>(8)? != 0,
+                    ))
+                },
+            )
+            .optional()?)
+    }
+
+    /// What the store knows of a token, live or not.
+    pub fn token_state(&self, token: &str) -> Result<Option<TokenState>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT kind, client_id, tunnel, resource, owner_token, scope, expires, revoked
+                 FROM oauth_tokens WHERE hash = ?1",
+                params![&sha256(token.as_bytes())[..]],
+                |r| {
+                    Ok(TokenState {
+                        kind: r.get(0)?,
+                        grant: Grant {
+                            client_id: r.get(1)?,
+                            tunnel: r.get(2)?,
+                            resource: r.get(3)?,
+                            owner_token: r.get(4)?,
+                            scope: r.get(5)?,
+                        },
+                        expires: r.get(6)?,
+                        revoked: r.get::<_, i64>(7)? != 0,
+                    })
+                },
+            )
+            .optional()?)
     }
 }
 

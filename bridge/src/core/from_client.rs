@@ -79,6 +79,9 @@ impl Core {
                 {
                     s.wants_logs = true;
                 }
+                if self.gate.active() {
+                    return self.forward_checked(ctx, id, body, env);
+                }
                 let _ = self.forward(ctx, id, body, env);
             }
         }
@@ -198,6 +201,7 @@ impl Core {
                 awaiting_client: false,
                 deadline: Some(Instant::now() + self.cfg.call_timeout),
                 modern: None,
+                note: None,
             },
         );
         Some(cid)
@@ -386,6 +390,9 @@ impl Core {
                 else {
                     return;
                 };
+                if self.cancel_held(cid, "the client cancelled it", true) {
+                    return;
+                }
                 let Some(p) = self.pending.get_mut(&cid) else {
                     return;
                 };

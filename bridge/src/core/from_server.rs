@@ -40,12 +40,20 @@ impl Core {
             }
         }
         let p = self.pending.remove(&id).expect("checked");
+        self.log_answered(id, &p, env.is_error);
+        // The policy's rewrite of a tools/list answer (and the outcome of an audited call).
+        let noted = p.note.as_deref().and_then(|n| self.noted_answer(n, line));
+        let (line, span) = match &noted {
+            Some((l, s)) => (l, s.clone()),
+            None => (line, span),
+        };
         match p.purpose {
             Purpose::ChildInit => self.on_child_initialized(child, line),
             Purpose::Internal => {}
             Purpose::ToolsSnapshot => {
-                let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
-                if let Some(r) = v.get("result").filter(|r| r.is_object()) {
+                let mut v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
+                if let Some(r) = v.get_mut("result").filter(|r| r.is_object()) {
+                    self.gate.rewrite_tools(r);
                     self.snapshot_tools = Some(Bytes::from(serde_json::to_vec(r).expect("json")));
                     self.snapshot_dirty = true;
                 }
@@ -108,6 +116,7 @@ impl Core {
         };
         slot.state = state;
         let waiting = std::mem::take(&mut slot.waiting);
+        self.log_inits_answered(&waiting, ready_result.is_some());
         if let Some(result) = ready_result
             && (Some(child) == self.default_child || self.snapshot_init.is_none())
         {

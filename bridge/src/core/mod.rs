@@ -38,6 +38,7 @@ use crate::session::{ClientCaps, Sessions};
 
 mod from_client;
 mod from_server;
+mod gate;
 mod modern;
 mod relay_side;
 mod supervise;
@@ -82,6 +83,9 @@ pub struct CoreConfig {
     /// Mark lists and `server/discover` as `cacheScope: "public"` (tunnels without
     /// client authentication); otherwise `"private"`.
     pub public_cache: bool,
+    /// The desktop policy: hidden tools, confirmations, annotation overrides, extra roots
+    /// and the audit log (see `crate::policy`).
+    pub policy: crate::policy::PolicyConfig,
 }
 
 impl CoreConfig {
@@ -99,6 +103,7 @@ impl CoreConfig {
             modern: true,
             client_roots: false,
             public_cache: false,
+            policy: crate::policy::PolicyConfig::default(),
         }
     }
 }
@@ -157,6 +162,8 @@ struct Pending {
     deadline: Option<Instant>,
     /// A 2026-07-28 request: its client's capabilities, log level and input requests.
     modern: Option<Box<modern::ModernCall>>,
+    /// What the policy attached: a `tools/list` to rewrite, or an audited `tools/call`.
+    note: Option<Box<gate::Note>>,
 }
 
 impl Pending {
@@ -172,6 +179,7 @@ impl Pending {
             awaiting_client: false,
             deadline: None,
             modern: None,
+            note: None,
         }
     }
 }
@@ -257,6 +265,9 @@ pub struct Core {
     next_flush: Option<Instant>,
     /// Resumable streams, by the exchange number that opened them.
     resumable: HashMap<u64, Resumable>,
+    /// The desktop policy's state (last: requests in flight, dropped before it, are
+    /// still recorded in the audit log).
+    gate: gate::Gate,
 }
 
 /// Longest delay between restarts of a crashing server.
@@ -278,7 +289,9 @@ fn incident_id() -> String {
 
 impl Core {
     /// A core with no children yet; children report to `events`.
-    pub fn new(cfg: CoreConfig, events: mpsc::Sender<ChildEvent>, guard: Arc<Guard>) -> Self {
+    pub fn new(mut cfg: CoreConfig, events: mpsc::Sender<ChildEvent>, guard: Arc<Guard>) -> Self {
+        gate::merge_roots(&mut cfg);
+        let gate = gate::Gate::new(&cfg.policy);
         Self {
             cfg,
             events,
@@ -305,6 +318,7 @@ impl Core {
             listens: HashMap::new(),
             next_flush: None,
             resumable: HashMap::new(),
+            gate,
         }
     }
 
@@ -333,6 +347,7 @@ impl Core {
         self.draining = true;
         self.close_listens();
         self.drop_suspended();
+        self.drop_held();
     }
 
     /// The offline snapshot for the relay: when it changed, or always with `force`.

@@ -348,11 +348,14 @@ impl Core {
                 return self.modern_error(ctx, &id, 400, INVALID_PARAMS, msg);
             }
         }
+        if self.gate.active() {
+            return self.start_modern_checked(ctx, id, body, env, v, call, responses);
+        }
         self.start_modern(ctx, id, body, env, v, call, responses);
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn start_modern(
+    pub(super) fn start_modern(
         &mut self,
         ctx: &Ctx,
         id: Bytes,
@@ -695,6 +698,7 @@ impl Core {
             return false;
         };
         let p = self.pending.remove(&cid).expect("found");
+        p.set_outcome(crate::audit::Outcome::Error(MISSING_CLIENT_CAPABILITY));
         self.cancel_on_child(&p, cid, "the client lacks a capability the request needs");
         let msg = format!(
             "Missing required client capability: serving this request needs {capability}, \
@@ -726,6 +730,9 @@ impl Core {
 
     /// The client closed a modern request's stream: that cancels the request.
     pub(super) fn cancel_modern(&mut self, cid: u64, exchange: u64) {
+        if self.cancel_held(cid, "the client closed the request's stream", false) {
+            return;
+        }
         if self.pending.get(&cid).and_then(|p| p.exchange) != Some(exchange) {
             return;
         }

@@ -3,9 +3,12 @@
 
 use super::*;
 
+mod reqlog;
+
 impl Core {
     /// The relay link went down: every exchange is gone (sessions stay).
     pub fn on_link_down(&mut self) {
+        self.held_link_down();
         self.modern_link_down();
         // Session POSTs still running stay resumable: their client may come back (on the
         // next connection) with `GET` + `Last-Event-ID`.
@@ -112,6 +115,7 @@ impl Core {
         match r.kind {
             RequestKind::Post => {
                 self.exchanges.insert(exchange, Role::Post);
+                let log = self.log_begin(exchange, &r.body);
                 let ctx = Ctx {
                     principal: r.principal,
                     session: r.session,
@@ -120,6 +124,7 @@ impl Core {
                     header_version: r.protocol_version,
                 };
                 self.on_message(ctx, r.body);
+                self.log_sent(log);
             }
             RequestKind::LegacyPost => {
                 self.exchanges.insert(exchange, Role::Post);
@@ -139,7 +144,9 @@ impl Core {
                     legacy: true,
                     header_version: None,
                 };
+                let log = self.log_begin(exchange, &r.body);
                 self.on_message(ctx, r.body);
+                self.log_sent(log);
             }
             RequestKind::Get => match r.last_event_id {
                 Some(last) if r.session.is_some() => {
@@ -388,6 +395,7 @@ impl Core {
                 if let Some(p) = self.pending.remove(&id)
                     && p.purpose == Purpose::Client
                 {
+                    p.set_outcome(crate::audit::Outcome::Error(INTERNAL_ERROR));
                     let body = error_response(&p.original_id, INTERNAL_ERROR, "the session ended");
                     self.deliver(&p, body, true);
                 }

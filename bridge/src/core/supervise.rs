@@ -24,6 +24,14 @@ impl Core {
         }
     }
 
+    /// The last lines the shared child wrote to stderr (for errors shown locally).
+    pub fn default_child_stderr(&self) -> Vec<String> {
+        self.default_child
+            .and_then(|id| self.children.get(&id))
+            .map(|slot| slot.handle.stderr_tail())
+            .unwrap_or_default()
+    }
+
     pub(super) fn spawn_child(&mut self) -> Result<ChildId, String> {
         let id = self.next_child;
         self.next_child += 1;
@@ -74,6 +82,7 @@ impl Core {
     /// times out requests.
     pub fn on_tick(&mut self) {
         let now = Instant::now();
+        self.expire_held(now);
         self.expire_calls(now);
         self.expire_suspensions(now);
         self.prune_resumable();
@@ -151,6 +160,7 @@ impl Core {
         for id in ids {
             let p = self.pending.remove(&id).expect("listed");
             if p.purpose == Purpose::Client {
+                p.set_outcome(crate::audit::Outcome::Error(INTERNAL_ERROR));
                 let body = error_response(&p.original_id, INTERNAL_ERROR, &message);
                 self.deliver(&p, body, true);
             }
@@ -231,6 +241,7 @@ impl Core {
                     .send_line(serde_json::to_vec(&msg).expect("json"));
             }
             let p = self.pending.remove(&id).expect("present");
+            p.set_outcome(crate::audit::Outcome::Timeout);
             let secs = self.cfg.call_timeout.as_secs();
             let body = error_response(
                 &p.original_id,

@@ -122,6 +122,7 @@ pub fn challenge(state: &AppState, name: &str, error: Option<&str>) -> Response 
 /// Checks the request's access token for tunnel `name`; the principal on success.
 pub fn check(state: &AppState, name: &str, headers: &HeaderMap) -> Result<String, Response> {
     let Some(token) = bearer(headers) else {
+        crate::trace::unauthorized("no access token was sent (a client's first request)");
         return Err(challenge(state, name, None));
     };
     let hash = sha256(token.as_bytes());
@@ -133,7 +134,10 @@ pub fn check(state: &AppState, name: &str, headers: &HeaderMap) -> Result<String
                 cache.put_token(hash, g.clone(), e);
                 (g, e)
             }
-            Ok(None) => return Err(challenge(state, name, Some("invalid_token"))),
+            Ok(None) => {
+                crate::trace::unknown_token(state, name, token);
+                return Err(challenge(state, name, Some("invalid_token")));
+            }
             Err(e) => {
                 tracing::error!("token lookup failed: {e}");
                 return Err(jsonrpc_error(
@@ -147,7 +151,9 @@ pub fn check(state: &AppState, name: &str, headers: &HeaderMap) -> Result<String
     let audience_ok = grant.tunnel == name && grant.resource == resource_url(state, name);
     let owner_ok = cache.owner(state, name) == Some(grant.owner_token);
     if expires <= now() || !audience_ok || !owner_ok {
+        crate::trace::rejected_token(state, name, &grant, expires, audience_ok);
         return Err(challenge(state, name, Some("invalid_token")));
     }
+    crate::trace::used(state, name, &grant.client_id);
     Ok(format!("oauth:{}", grant.client_id))
 }

@@ -57,6 +57,7 @@ pub async fn authorize(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    crate::reqlog::note_oauth(crate::reqlog::OAuthStep::Authorize);
     if !state
         .oauth
         .authorizations
@@ -80,8 +81,12 @@ pub async fn authorize(
     };
     let client = match load_client(&state, client_id).await {
         Ok(c) => c,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+        Err(e) => {
+            crate::trace::client_lookup_failed(client_id, &e);
+            return error_page(StatusCode::BAD_REQUEST, &e);
+        }
     };
+    crate::trace::for_client(&client);
     let redirect_uri = match get("redirect_uri") {
         Some(r) => r.to_owned(),
         None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
@@ -190,5 +195,6 @@ pub async fn authorize(
         }));
     }
     tracing::info!(tunnel = %tunnel, client = %client.client_id, "authorization waiting for the owner");
+    crate::trace::consent_shown(&state, &consent, &client);
     page(&state, &consent, true, None)
 }

@@ -214,6 +214,7 @@ impl Fetcher {
         if let Err(e) = state.store.put_client(&client) {
             tracing::warn!("caching a client metadata document: {e}");
         }
+        crate::trace::client_document_fetched(&client);
         Ok(client)
     }
 }

@@ -196,6 +196,7 @@ dt{font-weight:bold;margin-top:.6em}code,.code{font-family:ui-monospace,monospac
 
 /// An HTML error page (used before the redirect URI is trusted).
 pub fn error_page(status: StatusCode, message: &str) -> Response {
+    crate::trace::because_if_unset(message);
     let html = format!(
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>Authorization error</title>\
          <style>{STYLE}</style></head><body><h1>Authorization failed</h1><p>{}</p></body></html>",
@@ -306,6 +307,8 @@ pub fn redirect_to_client(
 
 /// Ends an approved consent: issues the code and redirects.
 fn finish(state: &AppState, c: Consent) -> Response {
+    crate::reqlog::note_oauth(crate::reqlog::OAuthStep::Consent);
+    crate::trace::consent_finished(state, &c);
     if c.decision != Some(true) {
         return redirect_to_client(
             state,
@@ -377,6 +380,7 @@ pub async fn poll(
     headers: HeaderMap,
 ) -> Response {
     let Some(c) = state.oauth.consents.get(&id) else {
+        crate::trace::consent_missing(&state, &id);
         return error_page(
             StatusCode::BAD_REQUEST,
             "This authorization request has expired or was already used. Start again from the client.",
@@ -418,7 +422,9 @@ pub async fn decide(
     headers: HeaderMap,
     Form(form): Form<DecisionForm>,
 ) -> Response {
+    crate::reqlog::note_oauth(crate::reqlog::OAuthStep::Consent);
     let Some(c) = state.oauth.consents.get(&id) else {
+        crate::trace::consent_missing(&state, &id);
         return error_page(
             StatusCode::BAD_REQUEST,
             "This authorization request has expired or was already used.",
@@ -432,6 +438,7 @@ pub async fn decide(
     }
     match form.action.as_str() {
         "deny" => {
+            crate::trace::consent_decided_by(&state, &c, crate::trace::DecidedBy::Page, false);
             state.oauth.consents.decide(&id, &c.tunnel, None);
             match state.oauth.consents.take(&id) {
                 Some(c) => finish(&state, c),
@@ -464,6 +471,7 @@ pub async fn decide(
                 .unwrap_or(false);
             if !ok {
                 limiter.count(peer.ip());
+                crate::trace::consent_refused(&c, "wrong operator password");
                 tracing::warn!(ip = %peer.ip(), "wrong operator password on a consent page");
                 let mut r = page(&state, &c, false, Some("Wrong operator password."));
                 *r.status_mut() = StatusCode::FORBIDDEN;
@@ -473,6 +481,7 @@ pub async fn decide(
             if owner.is_none() {
                 return error_page(StatusCode::BAD_REQUEST, "The tunnel no longer exists.");
             }
+            crate::trace::consent_decided_by(&state, &c, crate::trace::DecidedBy::Operator, true);
             state.oauth.consents.decide(&id, &c.tunnel, owner);
             match state.oauth.consents.take(&id) {
                 Some(c) => finish(&state, c),
@@ -556,6 +565,12 @@ pub async fn approve_with_bridge_token(
             "that request was already decided",
         );
     }
+    crate::trace::consent_decided_by(
+        &state,
+        &c,
+        crate::trace::DecidedBy::BridgeCommand,
+        !body.deny,
+    );
     super::json_no_store(
         StatusCode::OK,
         &serde_json::json!({

@@ -13,6 +13,7 @@ use crate::state::AppState;
 
 /// `GET /.well-known/oauth-authorization-server`.
 pub async fn authorization_server(State(state): State<AppState>) -> Response {
+    crate::reqlog::note_oauth(crate::reqlog::OAuthStep::Metadata);
     let base = state.config.base();
     axum::Json(json!({
         "issuer": base,
@@ -40,6 +41,7 @@ pub async fn protected_resource(
     State(state): State<AppState>,
     crate::routes::PathParam(name): crate::routes::PathParam,
 ) -> Response {
+    crate::reqlog::note_oauth(crate::reqlog::OAuthStep::Metadata);
     let is_oauth = protocol::valid_tunnel_name(&name)
         && state
             .registry

@@ -26,6 +26,7 @@ pub async fn register(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Response {
+    crate::reqlog::note_oauth(crate::reqlog::OAuthStep::Register);
     if body.len() > MAX_DOC {
         return oauth_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -175,6 +176,7 @@ pub async fn register(
         );
     }
     tracing::info!(client = %client_id, "registered an OAuth client");
+    crate::trace::registered(&client);
     let mut answer = json!({
         "client_id": client_id,
         "client_id_issued_at": issued,

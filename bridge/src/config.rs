@@ -1,0 +1,539 @@
+//! `bridge run --config FILE`: the options of `bridge run` in a TOML file, and the servers
+//! to publish; and `--claude-config`: the servers of a Claude Desktop configuration.
+//!
+//! Top-level keys are the `bridge run` flags in snake_case (`call_timeout_secs` for
+//! `--call-timeout-secs`; the repeatable `--root` is the array `root`). Each
+//! `[servers.NAME]` table is one server (`command`, `args`, `env`, `cwd`), published as the
+//! tunnel NAME, with optional overrides of the per-server options and its
+//! `[servers.NAME.policy]`. Relative paths are relative to the file's directory, and a
+//! leading `~/` is the home directory.
+//!
+//! The file sits between the defaults and the environment: flags > environment variables >
+//! file > defaults. An unknown key or a value of the wrong type is an error naming the file,
+//! the line and the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
+
+use crate::policy::PolicyConfig;
+
+/// How clients authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// OAuth 2.1 with the relay as authorization server (what ChatGPT and Claude.ai
+    /// connectors use); each new client needs the owner's approval.
+    Oauth,
+    /// Clients send `Authorization: Bearer <token>` (a token generated, or given with
+    /// --client-token).
+    Bearer,
+    /// No client authentication (refused by public relays unless they allow it).
+    None,
+}
+
+/// Which protocol revisions a tunnel serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolMode {
+    /// Every revision: 2026-07-28 requests statelessly, 2025-03-26…2025-11-25 with
+    /// sessions, 2024-11-05 over the legacy SSE endpoint.
+    Auto,
+    /// Only the initialize-era revisions: 2026-07-28 requests get "method not found", so
+    /// clients fall back to `initialize`.
+    Legacy,
+}
+
+/// The options one server may set for itself (in `[servers.NAME]`) or for every server
+/// (at the top level).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerOptions {
+    /// `--auth`.
+    pub auth: Option<AuthMode>,
+    /// `--client-token`.
+    pub client_token: Option<String>,
+    /// `--isolate`.
+    pub isolate: Option<bool>,
+    /// `--max-children`.
+    pub max_children: Option<usize>,
+    /// `--max-sessions`.
+    pub max_sessions: Option<usize>,
+    /// `--max-sessions-per-principal`.
+    pub max_sessions_per_principal: Option<usize>,
+    /// `--max-in-flight`.
+    pub max_in_flight: Option<usize>,
+    /// `--call-timeout-secs`.
+    pub call_timeout_secs: Option<f64>,
+    /// `--root` (repeatable).
+    pub root: Option<Vec<PathBuf>>,
+    /// `--client-roots`.
+    pub client_roots: Option<bool>,
+    /// `--protocol`.
+    pub protocol: Option<ProtocolMode>,
+    /// `--max-message`.
+    pub max_message: Option<usize>,
+    /// The server's policy.
+    pub policy: Option<PolicyConfig>,
+}
+
+/// The top level of the file: the settings of `bridge run`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTop {
+    relay: Option<String>,
+    token: Option<String>,
+    name: Option<String>,
+    listen: Option<SocketAddr>,
+    local: Option<bool>,
+    quiet: Option<bool>,
+    ca_file: Option<PathBuf>,
+    keepalive_secs: Option<f64>,
+    sse_poll_secs: Option<f64>,
+    grace_secs: Option<f64>,
+    claude_desktop_config: Option<PathBuf>,
+    auth: Option<AuthMode>,
+    client_token: Option<String>,
+    isolate: Option<bool>,
+    max_children: Option<usize>,
+    max_sessions: Option<usize>,
+    max_sessions_per_principal: Option<usize>,
+    max_in_flight: Option<usize>,
+    call_timeout_secs: Option<f64>,
+    root: Option<Vec<PathBuf>>,
+    client_roots: Option<bool>,
+    protocol: Option<ProtocolMode>,
+    max_message: Option<usize>,
+    policy: Option<PolicyConfig>,
+    #[serde(default)]
+    servers: BTreeMap<String, FileServer>,
+}
+
+/// One `[servers.NAME]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    command: String,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<PathBuf>,
+    auth: Option<AuthMode>,
+    client_token: Option<String>,
+    isolate: Option<bool>,
+    max_children: Option<usize>,
+    max_sessions: Option<usize>,
+    max_sessions_per_principal: Option<usize>,
+    max_in_flight: Option<usize>,
+    call_timeout_secs: Option<f64>,
+    root: Option<Vec<PathBuf>>,
+    client_roots: Option<bool>,
+    protocol: Option<ProtocolMode>,
+    max_message: Option<usize>,
+    policy: Option<PolicyConfig>,
+}
+
+/// A server to publish: what to run and under which tunnel name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerEntry {
+    /// Tunnel name.
+    pub name: String,
+    /// Where it was defined (for messages): a file and its key.
+    pub origin: String,
+    /// Program.
+    pub command: String,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Environment variables set for it (on top of the bridge's own).
+    pub env: Vec<(String, String)>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// Its own options (over the top-level ones).
+    pub options: ServerOptions,
+}
+
+/// A loaded configuration file.
+#[derive(Debug, Default)]
+pub struct BridgeFile {
+    /// The file.
+    pub path: PathBuf,
+    /// `relay`.
+    pub relay: Option<String>,
+    /// `token`.
+    pub token: Option<String>,
+    /// `name` (for a server given after `--`).
+    pub name: Option<String>,
+    /// `listen`.
+    pub listen: Option<SocketAddr>,
+    /// `local`.
+    pub local: Option<bool>,
+    /// `quiet`.
+    pub quiet: Option<bool>,
+    /// `ca_file`.
+    pub ca_file: Option<PathBuf>,
+    /// `keepalive_secs`.
+    pub keepalive_secs: Option<f64>,
+    /// `sse_poll_secs`.
+    pub sse_poll_secs: Option<f64>,
+    /// `grace_secs`.
+    pub grace_secs: Option<f64>,
+    /// `claude_desktop_config`.
+    pub claude_desktop_config: Option<PathBuf>,
+    /// The top-level server options (defaults for every server).
+    pub options: ServerOptions,
+    /// `[servers.NAME]`, by name.
+    pub servers: Vec<ServerEntry>,
+}
+
+/// Line (from 1) of byte offset `at` in `text`.
+fn line_of(text: &str, at: usize) -> usize {
+    text.as_bytes()[..at.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// A path from the file: `~/` is the home directory, relative paths are relative to the
+/// file's directory.
+fn resolve_path(base: &Path, p: &Path) -> PathBuf {
+    if let Ok(rest) = p.strip_prefix("~")
+        && let Ok(home) = crate::login::home_dir()
+    {
+        return home.join(rest);
+    }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+impl BridgeFile {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        Self::parse(path, &text)
+    }
+
+    /// Checks the text of a configuration file (`path` names it in messages and anchors
+    /// relative paths).
+    pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        let file = path.display();
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            anyhow!(
+                "{file}:{}: {}",
+                line_of(text, e.span().map_or(0, |s| s.start)),
+                e.message().trim()
+            )
+        })?;
+        let top: FileTop = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.inner();
+            let line = line_of(text, inner.span().map_or(0, |s| s.start));
+            let message = inner.message().trim();
+            // serde names an unknown key without its table.
+            if let Some(rest) = message.strip_prefix("unknown field `")
+                && let Some((field, expected)) = rest.split_once('`')
+            {
+                let full = if key == "." {
+                    field.to_owned()
+                } else if key == field || key.ends_with(&format!(".{field}")) {
+                    key.clone()
+                } else {
+                    format!("{key}.{field}")
+                };
+                let expected = expected.trim_start_matches(", ");
+                return anyhow!("{file}:{line}: unknown key `{full}` ({expected})");
+            }
+            if key == "." {
+                anyhow!("{file}:{line}: {message}")
+            } else {
+                anyhow!("{file}:{line}: key `{key}`: {message}")
+            }
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        let fix = |p: Option<PathBuf>| p.map(|p| resolve_path(&base, &p));
+        let fix_all = |v: Option<Vec<PathBuf>>| {
+            v.map(|v| v.iter().map(|p| resolve_path(&base, p)).collect::<Vec<_>>())
+        };
+        let fix_policy = |p: Option<PolicyConfig>| {
+            p.map(|mut p| {
+                p.roots = p.roots.iter().map(|r| resolve_path(&base, r)).collect();
+                p.audit_log = p.audit_log.map(|a| resolve_path(&base, &a));
+                p
+            })
+        };
+        let mut servers = Vec::new();
+        for (name, s) in top.servers {
+            if !protocol::valid_tunnel_name(&name) {
+                bail!(
+                    "{file}: [servers.{name}]: {name:?} is not a valid tunnel name (3-40 \
+                     characters a-z, 0-9 and '-', not starting or ending with '-')"
+                );
+            }
+            if s.command.trim().is_empty() {
+                bail!("{file}: key `servers.{name}.command` is empty");
+            }
+            servers.push(ServerEntry {
+                origin: format!("{file} [servers.{name}]"),
+                name,
+                command: s.command,
+                args: s.args,
+                env: s.env.into_iter().collect(),
+                cwd: fix(s.cwd),
+                options: ServerOptions {
+                    auth: s.auth,
+                    client_token: s.client_token,
+                    isolate: s.isolate,
+                    max_children: s.max_children,
+                    max_sessions: s.max_sessions,
+                    max_sessions_per_principal: s.max_sessions_per_principal,
+                    max_in_flight: s.max_in_flight,
+                    call_timeout_secs: s.call_timeout_secs,
+                    root: fix_all(s.root),
+                    client_roots: s.client_roots,
+                    protocol: s.protocol,
+                    max_message: s.max_message,
+                    policy: fix_policy(s.policy),
+                },
+            });
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            relay: top.relay,
+            token: top.token,
+            name: top.name,
+            listen: top.listen,
+            local: top.local,
+            quiet: top.quiet,
+            ca_file: fix(top.ca_file),
+            keepalive_secs: top.keepalive_secs,
+            sse_poll_secs: top.sse_poll_secs,
+            grace_secs: top.grace_secs,
+            claude_desktop_config: fix(top.claude_desktop_config),
+            options: ServerOptions {
+                auth: top.auth,
+                client_token: top.client_token,
+                isolate: top.isolate,
+                max_children: top.max_children,
+                max_sessions: top.max_sessions,
+                max_sessions_per_principal: top.max_sessions_per_principal,
+                max_in_flight: top.max_in_flight,
+                call_timeout_secs: top.call_timeout_secs,
+                root: fix_all(top.root),
+                client_roots: top.client_roots,
+                protocol: top.protocol,
+                max_message: top.max_message,
+                policy: fix_policy(top.policy),
+            },
+            servers,
+        })
+    }
+}
+
+/// One entry of `mcpServers` in `claude_desktop_config.json`. Other keys are ignored, as
+/// Claude Desktop does.
+#[derive(Debug, Deserialize)]
+struct ClaudeServer {
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    url: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    transport: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ClaudeConfig {
+    #[serde(rename = "mcpServers", default)]
+    mcp_servers: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Turns a Claude Desktop server name into a tunnel name (`[a-z0-9-]{3,40}`): lower case,
+/// other characters become `-`, padded with `-mcp` when too short or reserved.
+pub fn sanitize_name(raw: &str) -> String {
+    let mut out = String::new();
+    for c in raw.chars().flat_map(char::to_lowercase) {
+        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            c
+        } else {
+            '-'
+        };
+        if c == '-' && (out.is_empty() || out.ends_with('-')) {
+            continue;
+        }
+        out.push(c);
+    }
+    out.truncate(40);
+    let mut out = out.trim_end_matches('-').to_owned();
+    if out.is_empty() {
+        out = "server".into();
+    }
+    if !protocol::valid_tunnel_name(&out) {
+        out.truncate(36);
+        out = format!("{}-mcp", out.trim_end_matches('-'));
+    }
+    out
+}
+
+/// The stdio servers of a Claude Desktop configuration (`{"mcpServers": {…}}`), named by
+/// [`sanitize_name`]. Entries with a `url` or a transport other than stdio are skipped with
+/// a warning; two names that become the same tunnel name are an error.
+pub fn claude_servers(path: &Path) -> Result<Vec<ServerEntry>> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read the Claude Desktop configuration {}",
+            path.display()
+        )
+    })?;
+    let config: ClaudeConfig =
+        serde_json::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let file = path.display();
+    let mut out: Vec<ServerEntry> = Vec::new();
+    let mut from: BTreeMap<String, String> = BTreeMap::new();
+    for (raw, value) in config.mcp_servers {
+        let s: ClaudeServer = serde_json::from_value(value)
+            .map_err(|e| anyhow!("{file}: mcpServers.{raw:?}: {e}"))?;
+        let transport = s.kind.as_deref().or(s.transport.as_deref());
+        if s.url.is_some() || transport.is_some_and(|t| !t.eq_ignore_ascii_case("stdio")) {
+            tracing::warn!(
+                "{file}: skipping the server {raw:?}: it is a remote server ({}), not a stdio command",
+                s.url.as_deref().or(transport).unwrap_or("no command")
+            );
+            continue;
+        }
+        let Some(command) = s.command.filter(|c| !c.trim().is_empty()) else {
+            tracing::warn!("{file}: skipping the server {raw:?}: it has no command");
+            continue;
+        };
+        let name = sanitize_name(&raw);
+        if let Some(first) = from.get(&name) {
+            bail!(
+                "{file}: the servers {first:?} and {raw:?} both become the tunnel name {name:?}: \
+                 rename one of them, or define them in a --config file as [servers.NAME]"
+            );
+        }
+        from.insert(name.clone(), raw.clone());
+        if name != raw {
+            tracing::info!("{file}: the server {raw:?} is published as the tunnel {name:?}");
+        }
+        out.push(ServerEntry {
+            origin: format!("{file} mcpServers.{raw:?}"),
+            name,
+            command,
+            args: s.args,
+            env: s.env.into_iter().collect(),
+            cwd: None,
+            options: ServerOptions::default(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<BridgeFile> {
+        BridgeFile::parse(Path::new("/etc/bridge.toml"), text)
+    }
+
+    #[test]
+    fn reads_settings_and_servers() {
+        let f = parse(
+            r#"
+relay = "https://relay.example.com"
+listen = "127.0.0.1:0"
+auth = "bearer"
+max_in_flight = 8
+root = ["notes", "~/x"]
+
+[servers.files]
+command = "npx"
+args = ["-y", "server-filesystem"]
+env = { A = "1" }
+cwd = "work"
+auth = "oauth"
+
+[servers.files.policy]
+deny_tools = ["write_*"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(f.relay.as_deref(), Some("https://relay.example.com"));
+        assert_eq!(f.options.auth, Some(AuthMode::Bearer));
+        assert_eq!(f.options.max_in_flight, Some(8));
+        assert_eq!(
+            f.options.root.as_ref().unwrap()[0],
+            PathBuf::from("/etc/notes")
+        );
+        let s = &f.servers[0];
+        assert_eq!(s.name, "files");
+        assert_eq!(s.args, ["-y", "server-filesystem"]);
+        assert_eq!(s.env, [("A".to_owned(), "1".to_owned())]);
+        assert_eq!(s.cwd.as_deref(), Some(Path::new("/etc/work")));
+        assert_eq!(s.options.auth, Some(AuthMode::Oauth));
+        assert_eq!(s.options.policy.as_ref().unwrap().deny_tools, ["write_*"]);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_file() {
+        let e = parse("relay = \"x\"\nbogus = 1\n").unwrap_err().to_string();
+        assert!(
+            e.contains("/etc/bridge.toml:2") && e.contains("`bogus`"),
+            "{e}"
+        );
+        let e = parse("[servers.abc]\ncommand = \"x\"\nargs = \"y\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/etc/bridge.toml:3") && e.contains("servers.abc.args"),
+            "{e}"
+        );
+        let e = parse("[servers.abc]\ncommand = \"x\"\nwat = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`servers.abc.wat`"), "{e}");
+        let e = parse("[servers.abc.policy]\nallow = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("servers.abc.policy.allow"), "{e}");
+        let e = parse("max_in_flight = \"many\"\n").unwrap_err().to_string();
+        assert!(e.contains("`max_in_flight`"), "{e}");
+        let e = parse("[servers.A_B]\ncommand = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a valid tunnel name"), "{e}");
+        let e = parse("relay = \n").unwrap_err().to_string();
+        assert!(e.contains("/etc/bridge.toml:1"), "{e}");
+    }
+
+    #[test]
+    fn claude_names() {
+        assert_eq!(sanitize_name("filesystem"), "filesystem");
+        assert_eq!(sanitize_name("My Files!"), "my-files");
+        assert_eq!(sanitize_name("fs"), "fs-mcp");
+        assert_eq!(sanitize_name("__"), "server");
+        assert_eq!(sanitize_name("token"), "token-mcp");
+        assert_eq!(sanitize_name(&"x".repeat(60)).len(), 40);
+        for raw in ["a", "Ω", "--a--", "a_b_c_d", &"ab-".repeat(30)] {
+            assert!(protocol::valid_tunnel_name(&sanitize_name(raw)), "{raw}");
+        }
+    }
+}

@@ -1,0 +1,701 @@
+//! The desktop policy in the core (see `crate::policy`), for every era alike:
+//! - a `tools/call` of a hidden tool is answered -32602 "Unknown tool: NAME" without
+//!   reaching the server; `tools/list` answers (and the offline snapshot) lose hidden
+//!   tools and get the annotation overrides;
+//! - a call of a `confirm_tools` tool is held (never sent to the server) until the owner
+//!   types `y CODE` or `n CODE` in the terminal; declined, unanswered in time, or without a
+//!   terminal it gets a tool error; a held call ends when its client cancels it
+//!   (`notifications/cancelled`), closes its 2026-07-28 stream, or the relay link drops;
+//! - every call that passes the policy carries an audit note, written to the audit log
+//!   when the call ends, however it ends (the note is dropped with the request).
+//!
+//! With no policy and no audit log, none of this runs: requests are not looked at beyond
+//! one flag.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::modern::ModernCall;
+use super::*;
+use crate::audit::{self, AuditLog, AuditSender, Entry, Outcome};
+use crate::confirm::{self, Notice, Subscription, TerminalMsg};
+use crate::policy::{self, Policy, PolicyConfig};
+
+/// Most calls waiting for the owner at once; more are declined.
+const MAX_HELD: usize = 64;
+
+/// What the core keeps for the policy.
+pub(super) struct Gate {
+    policy: Policy,
+    /// Anything to do for requests at all.
+    active: bool,
+    /// Keeps the writer running (dropping it writes what is queued).
+    _audit: Option<AuditLog>,
+    audit: Option<AuditSender>,
+    /// An audit log was asked for but cannot be opened: calls are refused.
+    audit_broken: bool,
+    /// Calls waiting for the owner, by their bridge-side id.
+    held: BTreeMap<u64, Held>,
+    /// Where the owner's answers come from (when some calls need approval).
+    terminal: Option<Subscription>,
+    /// The answers, until the driver takes them.
+    answers: Option<mpsc::UnboundedReceiver<TerminalMsg>>,
+    /// Standard input ended.
+    closed: bool,
+    /// What to tell the owner (printed by the driver).
+    notices: Vec<Notice>,
+}
+
+impl Gate {
+    pub(super) fn new(cfg: &PolicyConfig) -> Self {
+        // Problems are reported once here; what can still be used is used (defaults for
+        // numbers out of range, the roots that exist).
+        if !cfg.is_empty()
+            && let Err(e) = cfg.validate()
+        {
+            error!("the desktop policy: {e}");
+        }
+        let policy = Policy::new(cfg);
+        let (log, audit_broken) = match &cfg.audit_log {
+            None => (None, false),
+            Some(path) => match AuditLog::open(path, cfg.audit_max_bytes()) {
+                Ok(log) => (Some(log), false),
+                Err(e) => {
+                    error!(
+                        "{e}: tool calls are refused until the bridge runs with a writable audit log"
+                    );
+                    (None, true)
+                }
+            },
+        };
+        let audit = log.as_ref().map(AuditLog::sender);
+        let (terminal, answers) = if policy.confirms_calls() {
+            let (sub, rx) = confirm::hub().subscribe();
+            (Some(sub), Some(rx))
+        } else {
+            (None, None)
+        };
+        Self {
+            active: policy.is_active() || log.is_some() || audit_broken,
+            terminal,
+            answers,
+            closed: false,
+            policy,
+            _audit: log,
+            audit,
+            audit_broken,
+            held: BTreeMap::new(),
+            notices: Vec::new(),
+        }
+    }
+
+    /// Whether requests need looking at.
+    pub(super) fn active(&self) -> bool {
+        self.active
+    }
+
+    /// Applies the policy to a `tools/list` result (the offline snapshot's).
+    pub(super) fn rewrite_tools(&self, result: &mut Value) -> bool {
+        self.policy.rewrite_tools(result)
+    }
+
+    fn record(&self, call: &CallInfo, outcome: Outcome) {
+        if let Some(a) = &self.audit {
+            a.record(&call.entry(outcome));
+        }
+    }
+}
+
+/// Adds the policy's roots to the configured ones (not twice); a root that cannot be
+/// resolved is left out (and reported by [`Gate::new`]).
+pub(super) fn merge_roots(cfg: &mut CoreConfig) {
+    let extra = cfg
+        .policy
+        .roots
+        .iter()
+        .filter_map(|p| policy::root_of(p).ok())
+        .collect();
+    policy::merge_roots(&mut cfg.roots, extra);
+}
+
+/// Who called which tool, with what, when and how (for the audit log).
+pub(super) struct CallInfo {
+    tool: String,
+    principal: String,
+    args_sha256: String,
+    era: String,
+    started: Instant,
+}
+
+impl CallInfo {
+    fn entry(&self, outcome: Outcome) -> Entry<'_> {
+        Entry {
+            principal: &self.principal,
+            tool: &self.tool,
+            args_sha256: &self.args_sha256,
+            outcome,
+            duration: self.started.elapsed(),
+            era: &self.era,
+        }
+    }
+}
+
+/// A call on its way: recorded in the audit log when dropped, with the outcome set last
+/// (`cancelled` unless something else was said).
+pub(super) struct CallRecord {
+    info: CallInfo,
+    outcome: Cell<Outcome>,
+    audit: AuditSender,
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        self.audit.record(&self.info.entry(self.outcome.get()));
+    }
+}
+
+/// What the policy attached to a request in flight.
+pub(super) enum Note {
+    /// A `tools/list`: its answer is rewritten.
+    ToolsList,
+    /// A `tools/call`, audited.
+    Call(CallRecord),
+}
+
+impl Note {
+    fn set_outcome(&self, outcome: Outcome) {
+        if let Note::Call(r) = self {
+            r.outcome.set(outcome);
+        }
+    }
+}
+
+impl Pending {
+    /// Says how an audited call ended (for the audit log).
+    pub(super) fn set_outcome(&self, outcome: Outcome) {
+        if let Some(n) = &self.note {
+            n.set_outcome(outcome);
+        }
+    }
+}
+
+/// A call waiting for the owner.
+struct Held {
+    code: String,
+    ctx: Ctx,
+    id: Bytes,
+    body: Bytes,
+    /// A 2026-07-28 call: its state, and the input responses it brought.
+    modern: Option<(ModernCall, Option<serde_json::Map<String, Value>>)>,
+    call: CallInfo,
+    deadline: Instant,
+}
+
+/// The policy's verdict on a request.
+enum Verdict {
+    /// Forward it (with this note).
+    Pass(Option<Box<Note>>),
+    /// Answered already.
+    Done,
+    /// Hold it for the owner (with a preview of its arguments).
+    Hold(CallInfo, String),
+}
+
+#[derive(Deserialize)]
+struct CallParams<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    arguments: Option<&'a RawValue>,
+}
+
+/// How the server's answer to a call went.
+fn outcome_of(line: &[u8]) -> Outcome {
+    #[derive(Deserialize)]
+    struct Answer {
+        result: Option<Flags>,
+        error: Option<Code>,
+    }
+    #[derive(Deserialize)]
+    struct Flags {
+        #[serde(rename = "isError")]
+        is_error: Option<bool>,
+    }
+    #[derive(Deserialize)]
+    struct Code {
+        code: Option<i64>,
+    }
+    match serde_json::from_slice::<Answer>(line) {
+        Ok(Answer { error: Some(e), .. }) => Outcome::Error(e.code.unwrap_or(INTERNAL_ERROR)),
+        Ok(Answer {
+            result: Some(Flags {
+                is_error: Some(true),
+            }),
+            ..
+        }) => Outcome::ToolError,
+        _ => Outcome::Ok,
+    }
+}
+
+/// A tool error result (`isError: true`) with one text item.
+fn tool_error(id: &[u8], modern: bool, text: &str) -> Vec<u8> {
+    let mut r = serde_json::json!({
+        "content": [{ "type": "text", "text": text }],
+        "isError": true,
+    });
+    if modern {
+        r["resultType"] = Value::from("complete");
+    }
+    result_response(id, &serde_json::to_vec(&r).expect("json"))
+}
+
+const DECLINED: &str = "the owner declined this call";
+const NO_TERMINAL: &str = "the owner declined this call: it needs the owner's approval in the terminal where the bridge runs, and the bridge runs without one (run `bridge run` in a terminal to approve calls)";
+
+impl Core {
+    /// A 2025-era request (session, sessionless or legacy SSE), checked and forwarded.
+    pub(super) fn forward_checked(
+        &mut self,
+        ctx: &Ctx,
+        id: Bytes,
+        body: &Bytes,
+        env: &Envelope<'_>,
+    ) {
+        match self.check(ctx, &id, body, env) {
+            Verdict::Pass(note) => {
+                let cid = self.forward(ctx, id, body, env);
+                self.attach(cid, note);
+            }
+            Verdict::Done => {}
+            Verdict::Hold(call, preview) => self.hold(ctx, id, body.clone(), None, call, preview),
+        }
+    }
+
+    /// A 2026-07-28 request, checked and started.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn start_modern_checked(
+        &mut self,
+        ctx: &Ctx,
+        id: Bytes,
+        body: &Bytes,
+        env: &Envelope<'_>,
+        v: Value,
+        call: ModernCall,
+        responses: Option<serde_json::Map<String, Value>>,
+    ) {
+        match self.check(ctx, &id, body, env) {
+            Verdict::Pass(note) => {
+                self.start_modern(ctx, id, body, env, v, call, responses);
+                let cid = self.modern_cid(ctx.exchange);
+                self.attach(cid, note);
+            }
+            Verdict::Done => {}
+            Verdict::Hold(info, preview) => self.hold(
+                ctx,
+                id,
+                body.clone(),
+                Some((call, responses)),
+                info,
+                preview,
+            ),
+        }
+    }
+
+    /// The request a modern exchange runs, once started.
+    fn modern_cid(&self, exchange: u64) -> Option<u64> {
+        match self.exchanges.get(&exchange) {
+            Some(Role::Modern(cid)) if self.pending.contains_key(cid) => Some(*cid),
+            _ => None,
+        }
+    }
+
+    /// Gives a request in flight its note; a request that was answered at once (the
+    /// server is starting, too many in flight…) is recorded as such.
+    fn attach(&mut self, cid: Option<u64>, note: Option<Box<Note>>) {
+        let Some(note) = note else { return };
+        match cid.and_then(|c| self.pending.get_mut(&c)) {
+            Some(p) => p.note = Some(note),
+            None => note.set_outcome(Outcome::Error(UNAVAILABLE)),
+        }
+    }
+
+    /// Answers a request the policy decided on itself.
+    fn policy_answer(&mut self, ctx: &Ctx, body: Vec<u8>) {
+        if ctx.legacy {
+            self.answer(ctx, body);
+        } else if self.exchanges.contains_key(&ctx.exchange) {
+            self.reply(ctx.exchange, 200, None, body);
+        }
+    }
+
+    /// The protocol revision a request speaks.
+    fn era_of(&self, ctx: &Ctx, env: &Envelope<'_>) -> String {
+        if let Some(v) = env.meta_protocol_version.as_deref() {
+            return v.to_owned();
+        }
+        if let Some(s) = ctx.session.as_deref().and_then(|s| self.sessions.get(s)) {
+            return s.protocol_version.clone();
+        }
+        ctx.header_version.clone().unwrap_or_else(|| "2025".into())
+    }
+
+    fn check(&mut self, ctx: &Ctx, id: &Bytes, body: &Bytes, env: &Envelope<'_>) -> Verdict {
+        let method = env.method.as_deref().unwrap_or("");
+        if method == "tools/list" {
+            let note = self
+                .gate
+                .policy
+                .rewrites_lists()
+                .then(|| Box::new(Note::ToolsList));
+            return Verdict::Pass(note);
+        }
+        let audited = self.gate.audit.is_some() || self.gate.audit_broken;
+        if method != "tools/call" || !(audited || self.gate.policy.checks_calls()) {
+            return Verdict::Pass(None);
+        }
+        let started = Instant::now();
+        let params = env
+            .params
+            .clone()
+            .and_then(|r| serde_json::from_slice::<CallParams<'_>>(&body[r]).ok());
+        let Some(params) = params else {
+            let msg = "Invalid params: tools/call needs params with a string name";
+            self.policy_answer(ctx, error_response(id, jsonrpc::INVALID_PARAMS, msg));
+            return Verdict::Done;
+        };
+        let args = params
+            .arguments
+            .map_or(&b"null"[..], |a| a.get().as_bytes());
+        let call = CallInfo {
+            tool: params.name.into_owned(),
+            principal: ctx.principal.clone(),
+            args_sha256: audit::sha256_hex(args),
+            era: self.era_of(ctx, env),
+            started,
+        };
+        if self.gate.audit_broken {
+            let msg = "the bridge's audit log cannot be written, so tool calls are refused; \
+                       the owner must fix it and restart the bridge";
+            self.policy_answer(ctx, error_response(id, INTERNAL_ERROR, msg));
+            return Verdict::Done;
+        }
+        if !self.gate.policy.is_visible(&call.tool) {
+            info!(
+                tool = %confirm::printable(&call.tool, 120),
+                principal = %confirm::printable(&call.principal, 120),
+                "refused a call of a tool the policy hides"
+            );
+            let msg = format!("Unknown tool: {}", call.tool);
+            self.policy_answer(ctx, error_response(id, jsonrpc::INVALID_PARAMS, &msg));
+            self.gate.record(&call, Outcome::Refused);
+            return Verdict::Done;
+        }
+        if self.gate.policy.needs_confirmation(&call.tool) {
+            return Verdict::Hold(call, confirm::preview(args));
+        }
+        let note = self.gate.audit.clone().map(|audit| {
+            Box::new(Note::Call(CallRecord {
+                info: call,
+                outcome: Cell::new(Outcome::Cancelled),
+                audit,
+            }))
+        });
+        Verdict::Pass(note)
+    }
+
+    /// Holds a call for the owner's approval (or declines it at once without a terminal).
+    fn hold(
+        &mut self,
+        ctx: &Ctx,
+        id: Bytes,
+        body: Bytes,
+        modern: Option<(ModernCall, Option<serde_json::Map<String, Value>>)>,
+        call: CallInfo,
+        preview: String,
+    ) {
+        let is_modern = modern.is_some();
+        let can_ask = !self.gate.closed && confirm::hub().can_answer();
+        let code = match &self.gate.terminal {
+            Some(t) if can_ask && self.gate.held.len() < MAX_HELD => Some(t.claim_code()),
+            _ => None,
+        };
+        let Some(code) = code else {
+            let text = if can_ask {
+                warn!("too many tool calls wait for approval; declined one");
+                "the owner declined this call: too many calls wait for the owner's approval"
+            } else {
+                self.gate.notices.push(Notice::NoTerminal {
+                    tool: call.tool.clone(),
+                });
+                NO_TERMINAL
+            };
+            self.policy_answer(ctx, tool_error(&id, is_modern, text));
+            self.gate.record(&call, Outcome::Declined);
+            return;
+        };
+        let hid = self.fresh_id();
+        if is_modern {
+            // Closing the stream cancels it, as it would a running call.
+            self.exchanges.insert(ctx.exchange, Role::Modern(hid));
+        } else if let Some(s) = ctx
+            .session
+            .as_deref()
+            .and_then(|s| self.sessions.get_mut(s))
+        {
+            // So that `notifications/cancelled` finds it.
+            s.in_flight.insert(id.clone(), hid);
+        }
+        let timeout = self.gate.policy.confirm_timeout();
+        info!(
+            tool = %confirm::printable(&call.tool, 120),
+            "a tool call waits for the owner's approval"
+        );
+        self.gate.notices.push(Notice::Ask {
+            code: code.clone(),
+            tool: call.tool.clone(),
+            principal: call.principal.clone(),
+            preview,
+            digest: call.args_sha256.clone(),
+            timeout,
+        });
+        self.gate.held.insert(
+            hid,
+            Held {
+                code,
+                ctx: ctx.clone(),
+                id,
+                body,
+                modern,
+                call,
+                deadline: Instant::now() + timeout,
+            },
+        );
+    }
+
+    /// Takes a held call out of the maps that lead to it.
+    fn unhold(&mut self, hid: u64) -> Option<Held> {
+        let h = self.gate.held.remove(&hid)?;
+        if let Some(t) = &self.gate.terminal {
+            t.release(&h.code);
+        }
+        if h.modern.is_some() {
+            if let Some(role) = self.exchanges.get_mut(&h.ctx.exchange)
+                && *role == Role::Modern(hid)
+            {
+                *role = Role::Post;
+            }
+        } else if let Some(s) = h
+            .ctx
+            .session
+            .as_deref()
+            .and_then(|s| self.sessions.get_mut(s))
+            && s.in_flight.get(&h.id) == Some(&hid)
+        {
+            s.in_flight.remove(&h.id);
+        }
+        Some(h)
+    }
+
+    /// Ends a held call with a tool error.
+    fn decline_held(&mut self, h: Held, text: &str, outcome: Outcome) {
+        let body = tool_error(&h.id, h.modern.is_some(), text);
+        self.policy_answer(&h.ctx, body);
+        self.gate.record(&h.call, outcome);
+    }
+
+    /// Sends an approved call on its way.
+    fn release(&mut self, h: Held) {
+        let Held {
+            ctx,
+            id,
+            body,
+            modern,
+            call,
+            ..
+        } = h;
+        let gone = match &modern {
+            Some(_) => !self.exchanges.contains_key(&ctx.exchange),
+            None => ctx
+                .session
+                .as_deref()
+                .is_some_and(|s| self.sessions.get(s).is_none()),
+        };
+        if gone {
+            self.gate.record(&call, Outcome::Cancelled);
+            return;
+        }
+        let note = self.gate.audit.clone().map(|audit| {
+            Box::new(Note::Call(CallRecord {
+                info: call,
+                outcome: Cell::new(Outcome::Cancelled),
+                audit,
+            }))
+        });
+        let Ok(env) = protocol::scan::parse_fast(&body) else {
+            return;
+        };
+        match modern {
+            None => {
+                let cid = self.forward(&ctx, id, &body, &env);
+                self.attach(cid, note);
+            }
+            Some((m, responses)) => {
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                self.start_modern(&ctx, id, &body, &env, v, m, responses);
+                let cid = self.modern_cid(ctx.exchange);
+                self.attach(cid, note);
+            }
+        }
+    }
+
+    /// A held call's client cancelled it or went away; whether `hid` was one. With
+    /// `reply`, a 2025-era POST still open gets the cancellation error.
+    pub(super) fn cancel_held(&mut self, hid: u64, why: &'static str, reply: bool) -> bool {
+        let Some(h) = self.unhold(hid) else {
+            return false;
+        };
+        self.gate.notices.push(Notice::Withdrawn {
+            code: h.code.clone(),
+            tool: h.call.tool.clone(),
+            why,
+        });
+        if reply && !h.ctx.legacy && self.exchanges.contains_key(&h.ctx.exchange) {
+            let body = error_response(&h.id, REQUEST_CANCELLED, "Request cancelled");
+            self.reply(h.ctx.exchange, 200, None, body);
+        }
+        self.gate.record(&h.call, Outcome::Cancelled);
+        true
+    }
+
+    /// The relay link dropped: held calls cannot be answered any more.
+    pub(super) fn held_link_down(&mut self) {
+        if self.gate.held.is_empty() {
+            return;
+        }
+        let all: Vec<u64> = self.gate.held.keys().copied().collect();
+        for hid in all {
+            self.cancel_held(hid, "the relay link dropped", false);
+        }
+    }
+
+    /// Shutdown: held calls are answered as unavailable.
+    pub(super) fn drop_held(&mut self) {
+        let all: Vec<u64> = self.gate.held.keys().copied().collect();
+        for hid in all {
+            let Some(h) = self.unhold(hid) else { continue };
+            self.gate.notices.push(Notice::Withdrawn {
+                code: h.code.clone(),
+                tool: h.call.tool.clone(),
+                why: "the bridge is shutting down",
+            });
+            let body = error_response(
+                &h.id,
+                UNAVAILABLE,
+                "the bridge is shutting down; retry in a moment",
+            );
+            self.policy_answer(&h.ctx, body);
+            self.gate.record(&h.call, Outcome::Cancelled);
+        }
+    }
+
+    /// Declines held calls nobody answered in time.
+    pub(super) fn expire_held(&mut self, now: Instant) {
+        if self.gate.held.is_empty() {
+            return;
+        }
+        let due: Vec<u64> = self
+            .gate
+            .held
+            .iter()
+            .filter(|(_, h)| h.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        let secs = self.gate.policy.confirm_timeout().as_secs_f64().round();
+        for hid in due {
+            let Some(h) = self.unhold(hid) else { continue };
+            self.gate.notices.push(Notice::Expired {
+                code: h.code.clone(),
+                tool: h.call.tool.clone(),
+            });
+            let text = format!("{DECLINED} (no answer from the owner within {secs} s)");
+            self.decline_held(h, &text, Outcome::Timeout);
+        }
+    }
+
+    /// Rewrites the answer to a request with a note (a `tools/list` result), or records
+    /// how an audited call went. The rewritten line and the span of its id, if rewritten.
+    pub(super) fn noted_answer(&self, note: &Note, line: &[u8]) -> Option<(Bytes, Range<usize>)> {
+        match note {
+            Note::Call(r) => {
+                r.outcome.set(outcome_of(line));
+                None
+            }
+            Note::ToolsList => {
+                let mut v: Value = serde_json::from_slice(line).ok()?;
+                if !self.gate.policy.rewrite_tools(v.get_mut("result")?) {
+                    return None;
+                }
+                let out = Bytes::from(serde_json::to_vec(&v).ok()?);
+                let span = protocol::scan::parse_fast(&out).ok()?.id?;
+                Some((out, span))
+            }
+        }
+    }
+
+    /// The owner's answers for this core's held calls, for the driver to pass to
+    /// [`Core::on_terminal`] (once; `None` when no tool needs approval).
+    pub fn take_terminal(&mut self) -> Option<mpsc::UnboundedReceiver<TerminalMsg>> {
+        self.gate.answers.take()
+    }
+
+    /// An answer from the terminal, or its end.
+    pub fn on_terminal(&mut self, msg: TerminalMsg) {
+        match msg {
+            TerminalMsg::Answer { code, approve } => {
+                let found = self
+                    .gate
+                    .held
+                    .iter()
+                    .find(|(_, h)| h.code == code)
+                    .map(|(k, _)| *k);
+                let Some(h) = found.and_then(|hid| self.unhold(hid)) else {
+                    self.gate.notices.push(Notice::Unknown { code });
+                    return;
+                };
+                let (code, tool) = (h.code.clone(), h.call.tool.clone());
+                if approve {
+                    info!(tool = %confirm::printable(&tool, 120), "the owner allowed a tool call");
+                    self.gate.notices.push(Notice::Approved { code, tool });
+                    self.release(h);
+                } else {
+                    info!(tool = %confirm::printable(&tool, 120), "the owner declined a tool call");
+                    self.gate.notices.push(Notice::Declined { code, tool });
+                    self.decline_held(h, DECLINED, Outcome::Declined);
+                }
+            }
+            TerminalMsg::Closed => {
+                // Nobody can answer any more: waiting calls and later ones are declined.
+                self.gate.closed = true;
+                let all: Vec<u64> = self.gate.held.keys().copied().collect();
+                for hid in all {
+                    let Some(h) = self.unhold(hid) else { continue };
+                    self.gate.notices.push(Notice::Withdrawn {
+                        code: h.code.clone(),
+                        tool: h.call.tool.clone(),
+                        why: "the terminal closed, so it was declined",
+                    });
+                    self.decline_held(h, NO_TERMINAL, Outcome::Declined);
+                }
+            }
+        }
+    }
+
+    /// What to tell the owner in the terminal since the last call.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.gate.notices)
+    }
+}

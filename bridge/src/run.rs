@@ -1,0 +1,833 @@
+//! `bridge run`: resolves the settings (flags > environment > configuration file > stored
+//! login > defaults), starts the in-process relay when no relay is given, and runs one
+//! driver per server — each with its own server process, core and relay link — printing
+//! each tunnel's URLs.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use protocol::{ClientAuth, ConsentRequest, Frame};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+use url::Url;
+
+use crate::child::ChildSpec;
+use crate::config::{AuthMode, BridgeFile, ProtocolMode, ServerEntry, ServerOptions};
+use crate::core::{Core, CoreConfig, Root};
+use crate::driver::{self, Outcome};
+use crate::link::{self, LinkConfig};
+use crate::login::{self, Credentials};
+use crate::policy::{PolicyArgs, PolicyConfig};
+use crate::status_line::{self, Gauges, StatusLine};
+
+/// Default listen address of the in-process relay.
+const DEFAULT_LISTEN: &str = "127.0.0.1:7171";
+
+/// `bridge run` options. Each can also be set in the `--config` file, under the same name
+/// in snake_case; flags and environment variables win over the file.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// TOML file with these options and the servers to publish (`[servers.NAME]`). Flags
+    /// and environment variables take precedence over it.
+    #[arg(long, env = "BRIDGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Publish the stdio servers of a Claude Desktop configuration file
+    /// (claude_desktop_config.json), each under its own tunnel name.
+    #[arg(long, value_name = "PATH")]
+    pub claude_config: Option<PathBuf>,
+    /// Relay base URL (e.g. https://relay.example.com). Default: the relay stored by
+    /// `bridge login`, else a relay in-process on --listen.
+    #[arg(long, env = "BRIDGE_RELAY")]
+    pub relay: Option<Url>,
+    /// Bridge token for the relay. Prefer `bridge login` or the BRIDGE_TOKEN environment
+    /// variable.
+    #[arg(long, env = "BRIDGE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Tunnel name ([a-z0-9-]{3,40}). Default: with a stored login, the name this command
+    /// had last time (chosen at random the first time); otherwise random.
+    #[arg(long, env = "BRIDGE_NAME")]
+    pub name: Option<String>,
+    /// Use the in-process relay even when `bridge login` stored a relay.
+    #[arg(long)]
+    pub local: bool,
+    /// Listen address of the in-process relay (default 127.0.0.1:7171; port 0 picks a free
+    /// port). Giving it selects the in-process relay.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// How clients authenticate: `oauth` by default with a public relay, `bearer` with
+    /// the in-process relay or a loopback one.
+    #[arg(long, value_enum)]
+    pub auth: Option<AuthMode>,
+    /// The bearer token clients must send (generated when not given).
+    #[arg(long, env = "BRIDGE_CLIENT_TOKEN", hide_env_values = true)]
+    pub client_token: Option<String>,
+    /// Give each session its own server process.
+    #[arg(long)]
+    pub isolate: bool,
+    /// Most server processes under --isolate (default 16).
+    #[arg(long)]
+    pub max_children: Option<usize>,
+    /// Most sessions kept, least recently used evicted first (default 10000).
+    #[arg(long)]
+    pub max_sessions: Option<usize>,
+    /// Most sessions kept per client principal, its least recently used evicted first
+    /// (default 1000).
+    #[arg(long)]
+    pub max_sessions_per_principal: Option<usize>,
+    /// Most requests in flight in one session (default 256).
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
+    /// Seconds after which an unanswered request is cancelled on the server and answered
+    /// with an error (default 600).
+    #[arg(long)]
+    pub call_timeout_secs: Option<f64>,
+    /// Seconds an in-process relay waits for a bridge that just disconnected (default 10).
+    #[arg(long)]
+    pub grace_secs: Option<f64>,
+    /// A directory reported to the server as a root (repeatable). Remote clients' roots
+    /// are not forwarded unless --client-roots is given.
+    #[arg(long = "root")]
+    pub roots: Vec<PathBuf>,
+    /// Let the server ask the remote clients for their roots (`roots/list` goes to a
+    /// client that declared roots) instead of answering it from --root.
+    #[arg(long)]
+    pub client_roots: bool,
+    /// Which protocol revisions the endpoint serves (default auto).
+    #[arg(long, value_enum)]
+    pub protocol: Option<ProtocolMode>,
+    /// PEM file with the CA certificates to trust for an https relay (default: the
+    /// public web PKI roots).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Keep-alive interval of the in-process relay's SSE streams, in seconds (default 15).
+    #[arg(long)]
+    pub keepalive_secs: Option<f64>,
+    /// The in-process relay closes resumable SSE answers (2025-11-25 sessions) after this
+    /// many seconds; clients resume them with GET + Last-Event-ID.
+    #[arg(long)]
+    pub sse_poll_secs: Option<f64>,
+    /// Longest line accepted from the server's stdout, in bytes (default 32 MiB).
+    #[arg(long)]
+    pub max_message: Option<usize>,
+    /// No live status line on the terminal.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// The desktop policy (tools offered, confirmed, annotated; audit log).
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// The server command and its arguments (after `--`). Without it, the servers of
+    /// --config / --claude-config are published.
+    #[arg(last = true, num_args = 1..)]
+    pub command: Vec<String>,
+}
+
+/// A random hex token of `bytes` random bytes.
+pub fn random_token(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).expect("OS randomness");
+    hex::encode(b)
+}
+
+/// A random tunnel name (10 characters a-z, 0-9).
+pub fn random_name() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut b = [0u8; 10];
+    getrandom::fill(&mut b).expect("OS randomness");
+    b.iter()
+        .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn roots(paths: &[PathBuf]) -> Result<Vec<Root>> {
+    paths
+        .iter()
+        .map(|p| {
+            let abs = std::fs::canonicalize(p).with_context(|| format!("root {}", p.display()))?;
+            let uri = Url::from_file_path(&abs)
+                .map_err(|_| anyhow::anyhow!("root {} is not an absolute path", abs.display()))?;
+            Ok(Root {
+                uri: uri.to_string(),
+                name: abs.file_name().map(|n| n.to_string_lossy().into_owned()),
+            })
+        })
+        .collect()
+}
+
+/// Which relay the tunnels go through.
+enum RelayChoice {
+    /// A relay in this process, on loopback.
+    Embedded { listen: SocketAddr },
+    /// A relay elsewhere.
+    Remote {
+        url: Url,
+        token: String,
+        ca_file: Option<PathBuf>,
+        /// Relay and token come from `bridge login`.
+        from_login: bool,
+    },
+}
+
+impl RelayChoice {
+    fn is_public(&self) -> bool {
+        match self {
+            Self::Embedded { .. } => false,
+            Self::Remote { url, .. } => {
+                !relay::config::is_loopback_host(url.host_str().unwrap_or(""))
+            }
+        }
+    }
+}
+
+/// Picks the relay: a flag or environment variable, else the file, else the stored login,
+/// else the in-process relay. `--local` or a listen address selects the in-process relay.
+fn choose_relay(
+    args: &RunArgs,
+    file: Option<&BridgeFile>,
+    stored: impl Fn() -> Result<Option<Credentials>>,
+) -> Result<RelayChoice> {
+    let listen = args.listen.or(file.and_then(|f| f.listen));
+    let relay_url = match (&args.relay, file.and_then(|f| f.relay.as_deref())) {
+        (Some(u), _) => Some(u.clone()),
+        (None, Some(s)) => Some(Url::parse(s).with_context(|| {
+            format!(
+                "{}: key `relay`: invalid URL {s:?}",
+                file.map(|f| f.path.display().to_string())
+                    .unwrap_or_default()
+            )
+        })?),
+        (None, None) => None,
+    };
+    let local = args.local || file.and_then(|f| f.local).unwrap_or(false);
+    let default_listen = || DEFAULT_LISTEN.parse().expect("valid address");
+    let ca_file = args
+        .ca_file
+        .clone()
+        .or(file.and_then(|f| f.ca_file.clone()));
+    match relay_url {
+        Some(url) if !local => {
+            let from_flags = args.token.clone().or(file.and_then(|f| f.token.clone()));
+            let stored = match from_flags {
+                Some(_) => None,
+                None => stored()?,
+            };
+            let stored = stored.as_ref();
+            let same_relay = |c: &&Credentials| {
+                c.relay.trim_end_matches('/') == url.as_str().trim_end_matches('/')
+            };
+            let (token, from_login) = match (from_flags, stored.filter(same_relay)) {
+                (Some(t), _) => (t, false),
+                (None, Some(c)) => (c.token.clone(), true),
+                (None, None) => bail!(
+                    "the relay {0} needs a bridge token: run `bridge login {0}` once (it stores \
+                     the token), or set BRIDGE_TOKEN",
+                    url.as_str().trim_end_matches('/')
+                ),
+            };
+            let ca_file =
+                ca_file.or_else(|| stored.filter(same_relay).and_then(|c| c.ca_file.clone()));
+            Ok(RelayChoice::Remote {
+                url,
+                token,
+                ca_file,
+                from_login,
+            })
+        }
+        _ if local || listen.is_some() => Ok(RelayChoice::Embedded {
+            listen: listen.unwrap_or_else(default_listen),
+        }),
+        _ => match stored()? {
+            Some(c) => {
+                let url = c.relay_url()?;
+                info!(
+                    "publishing through {} (stored by `bridge login`; --local for the in-process relay)",
+                    c.relay
+                );
+                let token = args.token.clone().unwrap_or_else(|| c.token.clone());
+                Ok(RelayChoice::Remote {
+                    url,
+                    token,
+                    ca_file: ca_file.or_else(|| c.ca_file.clone()),
+                    from_login: true,
+                })
+            }
+            None => Ok(RelayChoice::Embedded {
+                listen: default_listen(),
+            }),
+        },
+    }
+}
+
+/// One tunnel to run, with its settings resolved.
+struct TunnelPlan {
+    name: String,
+    /// Where the server was defined (shown when there are several).
+    origin: Option<String>,
+    command: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: Option<PathBuf>,
+    opts: ServerOptions,
+    /// Remember the name for this command on this relay once it is welcomed.
+    remember: Option<Url>,
+}
+
+/// The servers to publish.
+fn plan_tunnels(
+    args: &RunArgs,
+    file: Option<&BridgeFile>,
+    relay: &RelayChoice,
+) -> Result<Vec<TunnelPlan>> {
+    let flags = ServerOptions {
+        auth: args.auth,
+        client_token: args.client_token.clone(),
+        isolate: args.isolate.then_some(true),
+        max_children: args.max_children,
+        max_sessions: args.max_sessions,
+        max_sessions_per_principal: args.max_sessions_per_principal,
+        max_in_flight: args.max_in_flight,
+        call_timeout_secs: args.call_timeout_secs,
+        root: (!args.roots.is_empty()).then(|| args.roots.clone()),
+        client_roots: args.client_roots.then_some(true),
+        protocol: args.protocol,
+        max_message: args.max_message,
+        policy: None,
+    };
+    let policy_flags = args.policy.clone().into_config();
+    let top = file.map(|f| f.options.clone()).unwrap_or_default();
+    if !args.command.is_empty() {
+        if let Some(f) = file
+            && (!f.servers.is_empty() || f.claude_desktop_config.is_some())
+        {
+            info!(
+                "serving only the command given after `--`; the servers of {} are not started",
+                f.path.display()
+            );
+        }
+        let (name, remember) = match (&args.name, file.and_then(|f| f.name.clone())) {
+            (Some(n), _) => (n.clone(), None),
+            (None, Some(n)) => (n, None),
+            (None, None) => match relay {
+                RelayChoice::Remote {
+                    url,
+                    from_login: true,
+                    ..
+                } => match login::remembered_name(url, &args.command) {
+                    Some(n) => (n, None),
+                    None => (random_name(), Some(url.clone())),
+                },
+                _ => (random_name(), None),
+            },
+        };
+        if !protocol::valid_tunnel_name(&name) {
+            bail!("invalid --name {name:?}: use 3-40 characters a-z, 0-9 and '-'");
+        }
+        return Ok(vec![TunnelPlan {
+            name,
+            origin: None,
+            command: args.command.clone(),
+            env: Vec::new(),
+            cwd: None,
+            opts: merge(&flags, &ServerOptions::default(), &top, &policy_flags),
+            remember,
+        }]);
+    }
+    let mut entries: Vec<ServerEntry> = file.map(|f| f.servers.clone()).unwrap_or_default();
+    let claude = args
+        .claude_config
+        .clone()
+        .or(file.and_then(|f| f.claude_desktop_config.clone()));
+    if let Some(path) = &claude {
+        for e in crate::config::claude_servers(path)? {
+            if let Some(other) = entries.iter().find(|x| x.name == e.name) {
+                bail!(
+                    "two servers would be published as the tunnel {:?}: {} and {}; rename one",
+                    e.name,
+                    other.origin,
+                    e.origin
+                );
+            }
+            entries.push(e);
+        }
+    }
+    if entries.is_empty() {
+        bail!(
+            "nothing to run: give the server command after `--` (`bridge run -- <cmd> [args…]`), \
+             or servers with --config FILE ([servers.NAME] tables) or --claude-config PATH{}",
+            match (&claude, file) {
+                (Some(p), _) => format!(" ({} has no stdio server)", p.display()),
+                (None, Some(f)) => format!(" ({} has no [servers.NAME])", f.path.display()),
+                _ => String::new(),
+            }
+        );
+    }
+    if let Some(n) = &args.name {
+        if entries.len() > 1 {
+            bail!(
+                "--name (or BRIDGE_NAME) names one tunnel, but {} servers are configured: each \
+                 is published under its own name",
+                entries.len()
+            );
+        }
+        if !protocol::valid_tunnel_name(n) {
+            bail!("invalid --name {n:?}: use 3-40 characters a-z, 0-9 and '-'");
+        }
+        entries[0].name = n.clone();
+    }
+    let several = entries.len() > 1;
+    Ok(entries
+        .into_iter()
+        .map(|e| {
+            let mut command = vec![e.command];
+            command.extend(e.args);
+            TunnelPlan {
+                name: e.name,
+                origin: several.then_some(e.origin),
+                command,
+                env: e.env,
+                cwd: e.cwd,
+                opts: merge(&flags, &e.options, &top, &policy_flags),
+                remember: None,
+            }
+        })
+        .collect())
+}
+
+/// Flags > the server's own settings > the file's top-level settings. The policy flags
+/// replace the file's policy setting by setting (a list given by flags replaces the file's
+/// list).
+fn merge(
+    flags: &ServerOptions,
+    server: &ServerOptions,
+    top: &ServerOptions,
+    policy_flags: &PolicyConfig,
+) -> ServerOptions {
+    fn pick<T: Clone>(a: &Option<T>, b: &Option<T>, c: &Option<T>) -> Option<T> {
+        a.clone().or_else(|| b.clone()).or_else(|| c.clone())
+    }
+    ServerOptions {
+        auth: pick(&flags.auth, &server.auth, &top.auth),
+        client_token: pick(&flags.client_token, &server.client_token, &top.client_token),
+        isolate: pick(&flags.isolate, &server.isolate, &top.isolate),
+        max_children: pick(&flags.max_children, &server.max_children, &top.max_children),
+        max_sessions: pick(&flags.max_sessions, &server.max_sessions, &top.max_sessions),
+        max_sessions_per_principal: pick(
+            &flags.max_sessions_per_principal,
+            &server.max_sessions_per_principal,
+            &top.max_sessions_per_principal,
+        ),
+        max_in_flight: pick(
+            &flags.max_in_flight,
+            &server.max_in_flight,
+            &top.max_in_flight,
+        ),
+        call_timeout_secs: pick(
+            &flags.call_timeout_secs,
+            &server.call_timeout_secs,
+            &top.call_timeout_secs,
+        ),
+        root: pick(&flags.root, &server.root, &top.root),
+        client_roots: pick(&flags.client_roots, &server.client_roots, &top.client_roots),
+        protocol: pick(&flags.protocol, &server.protocol, &top.protocol),
+        max_message: pick(&flags.max_message, &server.max_message, &top.max_message),
+        policy: Some(merge_policy(
+            policy_flags,
+            pick(&None, &server.policy, &top.policy).unwrap_or_default(),
+        )),
+    }
+}
+
+fn merge_policy(flags: &PolicyConfig, mut p: PolicyConfig) -> PolicyConfig {
+    let lists = [
+        (&flags.allow_tools, &mut p.allow_tools),
+        (&flags.deny_tools, &mut p.deny_tools),
+        (&flags.confirm_tools, &mut p.confirm_tools),
+        (&flags.read_only_tools, &mut p.read_only_tools),
+        (&flags.destructive_tools, &mut p.destructive_tools),
+    ];
+    for (given, list) in lists {
+        if !given.is_empty() {
+            list.clone_from(given);
+        }
+    }
+    if !flags.roots.is_empty() {
+        p.roots.clone_from(&flags.roots);
+    }
+    if flags.audit_log.is_some() {
+        p.audit_log.clone_from(&flags.audit_log);
+    }
+    p.audit_max_bytes = flags.audit_max_bytes.or(p.audit_max_bytes);
+    p.confirm_timeout_secs = flags.confirm_timeout_secs.or(p.confirm_timeout_secs);
+    p
+}
+
+/// A tunnel ready to start.
+struct Tunnel {
+    name: String,
+    origin: Option<String>,
+    command: Vec<String>,
+    cfg: CoreConfig,
+    link: LinkConfig,
+    auth: AuthMode,
+    client_token: Option<String>,
+    isolate: bool,
+    remember: Option<Url>,
+}
+
+/// A duration option in seconds, within `(min, max]` (or `[0, max]` when `zero_ok`).
+fn secs(value: f64, flag: &str, zero_ok: bool, max: f64) -> Result<Duration> {
+    let ok = if zero_ok { value >= 0.0 } else { value > 0.0 };
+    if !(ok && value <= max) {
+        bail!(
+            "{flag} must be {} and at most {max}",
+            if zero_ok { "0 or more" } else { "more than 0" }
+        );
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// `bridge run`.
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let file = match &args.config {
+        Some(path) => Some(BridgeFile::load(path)?),
+        None => None,
+    };
+    let file = file.as_ref();
+    let relay_choice = choose_relay(&args, file, login::load_credentials)?;
+    let plans = plan_tunnels(&args, file, &relay_choice)?;
+    let quiet = args.quiet || file.and_then(|f| f.quiet).unwrap_or(false);
+    let several = plans.len() > 1;
+
+    // The relay: given, or in-process on loopback (one for every tunnel).
+    let mut embedded = None;
+    let (relay_url, token, ca_file) = match &relay_choice {
+        RelayChoice::Remote {
+            url,
+            token,
+            ca_file,
+            ..
+        } => (url.clone(), token.clone(), ca_file.clone()),
+        RelayChoice::Embedded { listen } => {
+            let listener = relay::bind(*listen).with_context(|| {
+                format!(
+                    "cannot listen on {listen} (another bridge may be running there: choose \
+                     another address with --listen, port 0 for any)"
+                )
+            })?;
+            let addr = listener.local_addr()?;
+            let mut config = relay::RelayConfig::new(addr, &format!("http://{addr}"))?;
+            let token = random_token(32);
+            config.add_bridge_token(&token);
+            let keepalive = args
+                .keepalive_secs
+                .or(file.and_then(|f| f.keepalive_secs))
+                .unwrap_or(15.0);
+            config.keepalive = secs(keepalive, "--keepalive-secs", false, 3600.0)?;
+            config.sse_poll = match args.sse_poll_secs.or(file.and_then(|f| f.sse_poll_secs)) {
+                None => None,
+                Some(s) => Some(secs(s, "--sse-poll-secs", false, 86_400.0)?),
+            };
+            let grace = args
+                .grace_secs
+                .or(file.and_then(|f| f.grace_secs))
+                .unwrap_or(10.0);
+            config.grace = secs(grace, "--grace-secs", true, 3600.0)?;
+            embedded = Some(relay::EmbeddedRelay::start(config, listener)?);
+            (Url::parse(&format!("http://{addr}"))?, token, None)
+        }
+    };
+    let tls = link::tls_config(ca_file.as_deref()).with_context(|| match &ca_file {
+        Some(p) => format!("--ca-file {}", p.display()),
+        None => "the web PKI roots".into(),
+    })?;
+
+    let mut tunnels = Vec::new();
+    for p in plans {
+        let o = &p.opts;
+        let auth = o.auth.unwrap_or(if relay_choice.is_public() {
+            AuthMode::Oauth
+        } else {
+            AuthMode::Bearer
+        });
+        if auth == AuthMode::Oauth && matches!(relay_choice, RelayChoice::Embedded { .. }) {
+            bail!(
+                "--auth oauth needs a relay with a public URL (--relay, or `bridge login`); the \
+                 in-process relay serves loopback only"
+            );
+        }
+        let client_token = match auth {
+            AuthMode::Bearer => Some(o.client_token.clone().unwrap_or_else(|| random_token(24))),
+            AuthMode::None | AuthMode::Oauth => None,
+        };
+        let client_auth = match (&client_token, auth) {
+            (Some(t), _) => ClientAuth::Bearer {
+                sha256: relay::config::sha256(t.as_bytes()),
+            },
+            (None, AuthMode::Oauth) => ClientAuth::OAuth,
+            (None, _) => ClientAuth::None,
+        };
+        let mut cfg = CoreConfig::new(ChildSpec {
+            program: p.command[0].clone(),
+            args: p.command[1..].to_vec(),
+            max_line: o.max_message.unwrap_or(32 << 20),
+            env: p.env.clone(),
+            cwd: p.cwd.clone(),
+        });
+        let isolate = o.isolate.unwrap_or(false);
+        cfg.isolate = isolate;
+        cfg.max_children = o.max_children.unwrap_or(cfg.max_children);
+        cfg.max_sessions = o.max_sessions.unwrap_or(cfg.max_sessions);
+        cfg.max_sessions_per_principal = o
+            .max_sessions_per_principal
+            .unwrap_or(cfg.max_sessions_per_principal);
+        cfg.max_in_flight_per_session = o.max_in_flight.unwrap_or(cfg.max_in_flight_per_session);
+        let call_timeout = o.call_timeout_secs.unwrap_or(600.0);
+        if call_timeout.is_nan() || call_timeout <= 0.0 {
+            bail!("--call-timeout-secs must be positive");
+        }
+        cfg.call_timeout = Duration::from_secs_f64(call_timeout);
+        cfg.roots = roots(o.root.as_deref().unwrap_or_default())?;
+        cfg.client_roots = o.client_roots.unwrap_or(false);
+        cfg.modern = o.protocol.unwrap_or(ProtocolMode::Auto) == ProtocolMode::Auto;
+        cfg.public_cache = auth == AuthMode::None;
+        let policy = o.policy.clone().unwrap_or_default();
+        policy.validate().with_context(|| {
+            if several {
+                format!("the policy of tunnel {}", p.name)
+            } else {
+                "the policy".into()
+            }
+        })?;
+        cfg.policy = policy;
+        tunnels.push(Tunnel {
+            link: LinkConfig {
+                relay: relay_url.clone(),
+                token: token.clone(),
+                tunnel: p.name.clone(),
+                client_auth,
+                tls: tls.clone(),
+            },
+            name: p.name,
+            origin: p.origin,
+            command: p.command,
+            cfg,
+            auth,
+            client_token,
+            isolate,
+            remember: p.remember,
+        });
+    }
+
+    let gauges: Vec<(String, Arc<Gauges>)> = tunnels
+        .iter()
+        .map(|t| (t.name.clone(), Arc::new(Gauges::default())))
+        .collect();
+    let status = StatusLine::start(gauges.clone(), quiet);
+    let pauser = status.as_ref().map(StatusLine::pauser);
+    let terminal = std::io::stdin().is_terminal();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let names: Vec<String> = tunnels.iter().map(|t| t.name.clone()).collect();
+    let outcomes = rt.block_on(async move {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            relay::server::shutdown_signal().await;
+            let _ = stop_tx.send(true);
+            // Keep the sender: a closed channel would read as a second signal.
+            std::future::pending::<()>().await;
+        });
+        let (consent_tx, consent_rx) = mpsc::channel(64);
+        let mut decisions = Vec::new();
+        let guard = Arc::new(crate::guard::Guard::start());
+        let mut runs = Vec::new();
+        for (i, t) in tunnels.into_iter().enumerate() {
+            let (decision_tx, decision_rx) = mpsc::channel(16);
+            decisions.push(decision_tx);
+            let io = driver::Io {
+                index: i,
+                consent: consent_tx.clone(),
+                decisions: decision_rx,
+                gauges: gauges[i].1.clone(),
+            };
+            let mut stop = stop_rx.clone();
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            let on_welcome = welcome_printer(&t, several, terminal);
+            let (events_tx, events_rx) = mpsc::channel(1024);
+            let core = Core::new(t.cfg, events_tx, guard.clone());
+            let (name, command) = (t.name, t.command);
+            runs.push(async move {
+                let outcome =
+                    driver::run(core, events_rx, t.link, on_welcome, shutdown, t.isolate, io).await;
+                report(&name, several, &command, &outcome);
+                outcome
+            });
+        }
+        drop(consent_tx);
+        tokio::spawn(consent_desk(consent_rx, decisions, names, pauser));
+        futures_util::future::join_all(runs).await
+    });
+    rt.shutdown_timeout(Duration::from_millis(500));
+    drop(status);
+    if let Some(relay) = embedded.take() {
+        // Let the in-process relay deliver the last answers.
+        relay.shutdown(Duration::from_secs(3));
+    }
+    let code = outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Stopped => 0,
+            Outcome::Refused(_) => 2,
+            Outcome::ServerFailed(_) => 3,
+        })
+        .fold(0u8, |worst, c| match (worst, c) {
+            (2, _) | (_, 2) => 2,
+            (w, c) => w.max(c),
+        });
+    Ok(ExitCode::from(code))
+}
+
+/// Prints how a tunnel ended, when it ended with an error.
+fn report(name: &str, several: bool, command: &[String], outcome: &Outcome) {
+    let who = if several {
+        format!("tunnel {name}: ")
+    } else {
+        String::new()
+    };
+    status_line::without_line(|| match outcome {
+        Outcome::Stopped => {}
+        Outcome::Refused(msg) => {
+            eprintln!("error: {who}the relay refused this tunnel: {msg}");
+        }
+        Outcome::ServerFailed(msg) => {
+            eprintln!(
+                "error: {who}the MCP server could not start: {msg}\n  the command: {}",
+                login::command_line(command)
+            );
+        }
+    });
+}
+
+/// Prints a tunnel's endpoints and how clients authenticate, once, when the relay first
+/// welcomes it; remembers its name when asked to.
+fn welcome_printer(t: &Tunnel, several: bool, terminal: bool) -> driver::OnWelcome {
+    let mut printed = false;
+    let header = several.then(|| {
+        format!(
+            "Tunnel {} ({}):",
+            t.name,
+            t.origin.as_deref().unwrap_or_default()
+        )
+    });
+    let (client_token, auth) = (t.client_token.clone(), t.auth);
+    let remember = t.remember.clone().map(|url| (url, t.command.clone()));
+    let name = t.name.clone();
+    Box::new(move |w| {
+        if printed {
+            return;
+        }
+        printed = true;
+        if let Some((url, command)) = &remember
+            && let Err(e) = login::remember_name(url, command, &name)
+        {
+            warn!("cannot remember the tunnel name (the next run gets a new URL): {e:#}");
+        }
+        status_line::without_line(|| {
+            let mut out = std::io::stdout().lock();
+            if let Some(h) = &header {
+                let _ = writeln!(out, "{h}");
+            }
+            let _ = writeln!(out, "MCP endpoint: {}", w.mcp_url);
+            let _ = writeln!(out, "SSE endpoint: {}", w.sse_url);
+            match (&client_token, auth) {
+                (Some(t), _) => {
+                    let _ = writeln!(out, "Bearer token: {t}");
+                }
+                (None, AuthMode::Oauth) if terminal => {
+                    let _ = writeln!(
+                        out,
+                        "Client auth: OAuth (approve each new client here by typing the code its consent page shows, or with `bridge approve <code>`)"
+                    );
+                }
+                (None, AuthMode::Oauth) => {
+                    let _ = writeln!(
+                        out,
+                        "Client auth: OAuth (approve each new client with `bridge approve <code>`, the code its consent page shows)"
+                    );
+                }
+                (None, _) => {
+                    let _ = writeln!(out, "Client auth: none");
+                }
+            }
+            let _ = out.flush();
+        });
+    })
+}
+
+/// How long an unanswered consent request keeps the status line hidden.
+const CONSENT_TTL: Duration = Duration::from_secs(600);
+
+/// The terminal's one reader (answers to held tool calls are taken out before, by the
+/// confirmation hub): OAuth consent codes typed by the owner go to the tunnel whose relay
+/// asked.
+async fn consent_desk(
+    mut requests: mpsc::Receiver<(usize, ConsentRequest)>,
+    decisions: Vec<mpsc::Sender<Frame>>,
+    names: Vec<String>,
+    pauser: Option<status_line::Pauser>,
+) {
+    let mut prompts = crate::consent::Prompts::default();
+    let mut owners: HashMap<String, (usize, Instant)> = HashMap::new();
+    let mut stdin = crate::consent::stdin_lines();
+    let mut stdin_open = true;
+    let mut sweep = tokio::time::interval(Duration::from_secs(30));
+    let pause = |on: bool| {
+        if let Some(p) = &pauser {
+            p.set(on);
+        }
+    };
+    loop {
+        tokio::select! {
+            r = requests.recv() => match r {
+                Some((i, c)) => {
+                    pause(true);
+                    status_line::without_line(|| {
+                        if names.len() > 1 {
+                            eprintln!("\n[tunnel {}]", names[i]);
+                        }
+                        prompts.show(&c);
+                    });
+                    owners.insert(c.id.clone(), (i, Instant::now()));
+                }
+                None => return,
+            },
+            line = stdin.recv(), if stdin_open => match line {
+                Some(line) => {
+                    let decision = status_line::without_line(|| prompts.on_line(&line));
+                    if let Some(Frame::ConsentDecision { id, approve }) = decision
+                        && let Some((i, _)) = owners.remove(&id)
+                    {
+                        let _ = decisions[i].send(Frame::ConsentDecision { id, approve }).await;
+                    }
+                    if owners.is_empty() {
+                        pause(false);
+                    }
+                }
+                None => stdin_open = false,
+            },
+            _ = sweep.tick() => {
+                owners.retain(|_, (_, at)| at.elapsed() < CONSENT_TTL);
+                if owners.is_empty() {
+                    pause(false);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! Windows specifics of starting the MCP server.
+//!
+//! - **Finding the program.** `std::process::Command` on Windows only looks for `<name>.exe`
+//!   on its own, while most servers are started through `.cmd` shims (`npx.cmd`,
+//!   `uvx.cmd`…). [`resolve_program`] searches `PATH` × `PATHEXT` the way a terminal does and
+//!   returns the full path; std then starts `.bat`/`.cmd` files through `cmd.exe` with each
+//!   argument escaped for it, and quotes the arguments of `.exe` programs.
+//! - **Arguments std refuses.** No Windows program can receive a NUL character, and std
+//!   refuses line breaks in the arguments of a batch file (`cmd.exe` would cut the command
+//!   line there). [`check_args`] names the offending argument before anything starts.
+//! - **The process tree.** Windows has no process groups that can be signalled and no
+//!   parent-death signal. [`Job`] puts the server in a Job Object with
+//!   `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`: every process it starts joins the job, the
+//!   bridge terminates the job to stop the server, and if the bridge dies, however it dies,
+//!   the kernel closes its last handle to the job and kills the whole tree.
+//!
+//!   A process is normally assigned to a job after it was created, which leaves a moment in
+//!   which it could start a child outside the job. The server is therefore created
+//!   suspended ([`CREATION_FLAGS`]), assigned to its job, and only then resumed
+//!   ([`resume`]), so nothing it starts can escape. Since Windows 8 jobs nest, so this also
+//!   works when the bridge itself runs inside a job (a CI runner, a terminal).
+//!
+//! The lookup and the argument check are plain functions of strings, compiled and tested
+//! on every platform; the rest is compiled on Windows only.
+
+#![cfg_attr(not(windows), allow(dead_code))]
+
+/// Extensions `CreateProcessW` can start: programs directly, batch files through
+/// `cmd.exe` (std does that).
+const RUNNABLE: [&str; 4] = [".com", ".exe", ".bat", ".cmd"];
+
+/// What Windows uses when `PATHEXT` is unset (its runnable part).
+const DEFAULT_PATHEXT: &str = ".COM;.EXE;.BAT;.CMD";
+
+/// Finds a bare program name such as `npx` on `path` (a Windows `PATH`: `;`-separated,
+/// entries possibly in double quotes) with the extensions of `pathext` (a Windows
+/// `PATHEXT`), the way `cmd.exe` and PowerShell do, and returns the full path of the first
+/// match: directories in `PATH` order, and within a directory the extensions in `PATHEXT`
+/// order. `exists` tells whether a file exists.
+///
+/// - Only the extensions `CreateProcessW` can start count (`.com`, `.exe`, `.bat`,
+///   `.cmd`, compared case-insensitively); without any in `pathext`, all four are tried.
+/// - A name that already ends with one of them (`npx.cmd`, `node.EXE`) is looked up as
+///   it is; another dot (`python3.11`) is not an extension.
+/// - A name with a directory or a drive (`.\server.cmd`, `C:\tools\srv`, `bin/srv`) is
+///   returned unchanged, and so is a name found nowhere, so that the spawn error names
+///   what the user typed. The current directory is not searched (std does not either).
+pub fn resolve_program(
+    program: &str,
+    path: &str,
+    pathext: &str,
+    exists: impl Fn(&str) -> bool,
+) -> String {
+    if program.is_empty() || program.contains(['\\', '/', ':']) {
+        return program.to_string();
+    }
+    let explicit = program
+        .rfind('.')
+        .is_some_and(|dot| is_runnable(&program[dot..]));
+    let mut extensions: Vec<String> = Vec::new();
+    if !explicit {
+        for ext in pathext.split(';').map(str::trim) {
+            let ext = ext.to_ascii_lowercase();
+            if is_runnable(&ext) && !extensions.contains(&ext) {
+                extensions.push(ext);
+            }
+        }
+        if extensions.is_empty() {
+            extensions = DEFAULT_PATHEXT
+                .split(';')
+                .map(str::to_ascii_lowercase)
+                .collect();
+        }
+    }
+    for dir in path.split(';') {
+        let dir = dir.trim_matches('"');
+        if dir.is_empty() {
+            continue;
+        }
+        let sep = if dir.ends_with(['\\', '/']) { "" } else { "\\" };
+        let base = format!("{dir}{sep}{program}");
+        if explicit {
+            if exists(&base) {
+                return base;
+            }
+            continue;
+        }
+        for ext in &extensions {
+            let candidate = format!("{base}{ext}");
+            if exists(&candidate) {
+                return candidate;
+            }
+        }
+    }
+    program.to_string()
+}
+
+/// Whether `ext` (with its dot) is an extension `CreateProcessW` can start.
+fn is_runnable(ext: &str) -> bool {
+    RUNNABLE.iter().any(|r| r.eq_ignore_ascii_case(ext))
+}
+
+/// Whether `program` is a batch file (`.bat` or `.cmd`, any case), which std starts
+/// through `cmd.exe`.
+pub fn is_batch_file(program: &str) -> bool {
+    let lower = program.to_ascii_lowercase();
+    lower.ends_with(".bat") || lower.ends_with(".cmd")
+}
+
+/// Checks that Windows can pass every argument to `program` intact, naming the first one
+/// it cannot (counted from 1): a NUL character never can, and a line break cannot reach a
+/// batch file. Quotes, spaces, `%`, `^`, `&` and the like are fine: std quotes and escapes
+/// them.
+pub fn check_args(program: &str, args: &[String]) -> Result<(), String> {
+    let batch = is_batch_file(program);
+    for (i, arg) in args.iter().enumerate() {
+        let n = i + 1;
+        if arg.contains('\0') {
+            return Err(format!(
+                "argument {n} contains a NUL character, which no Windows program can receive"
+            ));
+        }
+        if batch && arg.contains(['\r', '\n']) {
+            return Err(format!(
+                "argument {n} contains a line break, which Windows cannot pass to a batch \
+                 file such as {program:?}; start the program it wraps (for example node.exe \
+                 and its script) directly"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// How the server process is created: suspended until it is in its job ([`resume`]), and
+/// in a process group of its own, so that the terminal's Ctrl+C reaches only the bridge,
+/// which finishes the requests in flight and then stops the server (as the server's own
+/// process group does on Unix).
+#[cfg(windows)]
+pub const CREATION_FLAGS: u32 = windows_sys::Win32::System::Threading::CREATE_SUSPENDED
+    | windows_sys::Win32::System::Threading::CREATE_NEW_PROCESS_GROUP;
+
+#[cfg(windows)]
+pub use job::{Job, resume};
+
+#[cfg(windows)]
+mod job {
+    use std::io;
+    use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
+    use std::ptr;
+
+    use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, TH32CS_SNAPTHREAD, THREADENTRY32, Thread32First, Thread32Next,
+    };
+    use windows_sys::Win32::System::JobObjects::{
+        AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+        JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectExtendedLimitInformation,
+        SetInformationJobObject, TerminateJobObject,
+    };
+    use windows_sys::Win32::System::Threading::{OpenThread, ResumeThread, THREAD_SUSPEND_RESUME};
+
+    /// A Job Object that kills its processes when its last handle closes. Keep it as long
+    /// as the server runs: dropping it kills the server's whole tree.
+    pub struct Job(OwnedHandle);
+
+    impl Job {
+        /// Creates an unnamed job (its handle is not inheritable, so no server holds it
+        /// open) with `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`.
+        pub fn new() -> io::Result<Self> {
+            // SAFETY: no security attributes and no name; the returned handle is checked
+            // and owned from here on.
+            let raw = unsafe { CreateJobObjectW(ptr::null(), ptr::null()) };
+            if raw.is_null() {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `raw` is a valid job handle nobody else owns.
+            let job = Self(unsafe { OwnedHandle::from_raw_handle(raw) });
+            let mut info = JOBOBJECT_EXTENDED_LIMIT_INFORMATION::default();
+            info.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+            // SAFETY: `info` is the structure this information class takes, with its size.
+            let ok = unsafe {
+                SetInformationJobObject(
+                    job.0.as_raw_handle(),
+                    JobObjectExtendedLimitInformation,
+                    (&raw const info).cast(),
+                    size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+                )
+            };
+            if ok == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(job)
+        }
+
+        /// Puts a process (by its handle) in the job; the processes it starts from then on
+        /// are in the job too.
+        pub fn assign(&self, process: RawHandle) -> io::Result<()> {
+            // SAFETY: both are valid handles for the duration of the call.
+            if unsafe { AssignProcessToJobObject(self.0.as_raw_handle(), process) } == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        }
+
+        /// Kills every process in the job at once.
+        pub fn terminate(&self) {
+            // SAFETY: a valid job handle; failure (the job is already empty) is harmless.
+            unsafe {
+                TerminateJobObject(self.0.as_raw_handle(), 1);
+            }
+        }
+    }
+
+    /// Resumes the threads of a process created suspended (it has exactly one, its main
+    /// thread). Errors if none could be resumed: the process would never run.
+    pub fn resume(pid: u32) -> io::Result<()> {
+        // SAFETY: the snapshot handle is checked and owned below.
+        let raw = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0) };
+        if raw == INVALID_HANDLE_VALUE || raw.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a valid snapshot handle nobody else owns.
+        let snapshot = unsafe { OwnedHandle::from_raw_handle(raw) };
+        let mut entry = THREADENTRY32 {
+            dwSize: size_of::<THREADENTRY32>() as u32,
+            ..Default::default()
+        };
+        let mut resumed = 0usize;
+        // SAFETY: `entry` has its `dwSize` set, as these functions require.
+        let mut more = unsafe { Thread32First(snapshot.as_raw_handle(), &mut entry) } != 0;
+        while more {
+            if entry.th32OwnerProcessID == pid {
+                // SAFETY: plain call; the handle is checked and owned below.
+                let thread = unsafe { OpenThread(THREAD_SUSPEND_RESUME, 0, entry.th32ThreadID) };
+                if thread.is_null() {
+                    return Err(io::Error::last_os_error());
+                }
+                // SAFETY: `thread` is a valid thread handle nobody else owns.
+                let thread = unsafe { OwnedHandle::from_raw_handle(thread) };
+                // SAFETY: a valid thread handle with THREAD_SUSPEND_RESUME access.
+                if unsafe { ResumeThread(thread.as_raw_handle()) } == u32::MAX {
+                    return Err(io::Error::last_os_error());
+                }
+                resumed += 1;
+            }
+            entry.dwSize = size_of::<THREADENTRY32>() as u32;
+            // SAFETY: as for `Thread32First`.
+            more = unsafe { Thread32Next(snapshot.as_raw_handle(), &mut entry) } != 0;
+        }
+        if resumed == 0 {
+            return Err(io::Error::other(
+                "the new process's main thread was not found to resume it",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake file system: the files that exist, compared case-insensitively like NTFS.
+    fn fs(files: &[&str]) -> impl Fn(&str) -> bool {
+        let files: Vec<String> = files.iter().map(|f| f.to_ascii_lowercase()).collect();
+        move |p: &str| files.contains(&p.to_ascii_lowercase())
+    }
+
+    const PATH: &str = r"C:\Windows\system32;C:\Program Files\nodejs\;C:\Users\me\.local\bin";
+    const PATHEXT: &str = ".COM;.EXE;.BAT;.CMD;.VBS;.VBE;.JS;.JSE;.WSF;.WSH;.MSC";
+
+    #[test]
+    fn finds_cmd_shims() {
+        let exists = fs(&[
+            r"C:\Program Files\nodejs\npx",
+            r"C:\Program Files\nodejs\npx.cmd",
+            r"C:\Program Files\nodejs\npx.ps1",
+            r"C:\Users\me\.local\bin\uvx.exe",
+        ]);
+        assert_eq!(
+            resolve_program("npx", PATH, PATHEXT, &exists),
+            r"C:\Program Files\nodejs\npx.cmd"
+        );
+        assert_eq!(
+            resolve_program("uvx", PATH, PATHEXT, &exists),
+            r"C:\Users\me\.local\bin\uvx.exe"
+        );
+    }
+
+    #[test]
+    fn path_order_first_then_pathext_order() {
+        let exists = fs(&[
+            r"C:\a\srv.cmd",
+            r"C:\b\srv.exe",
+            r"C:\a\tool.cmd",
+            r"C:\a\tool.bat",
+        ]);
+        assert_eq!(
+            resolve_program("srv", r"C:\a;C:\b", PATHEXT, &exists),
+            r"C:\a\srv.cmd"
+        );
+        assert_eq!(
+            resolve_program("tool", r"C:\a", ".CMD;.BAT", &exists),
+            r"C:\a\tool.cmd"
+        );
+        assert_eq!(
+            resolve_program("tool", r"C:\a", ".BAT;.CMD", &exists),
+            r"C:\a\tool.bat"
+        );
+    }
+
+    #[test]
+    fn extensions_are_case_insensitive() {
+        let exists = fs(&[r"C:\n\npx.cmd"]);
+        assert_eq!(
+            resolve_program("npx", r"C:\n", ".cMd", &exists),
+            r"C:\n\npx.cmd"
+        );
+        assert_eq!(
+            resolve_program("NPX.CMD", r"C:\n", PATHEXT, &exists),
+            r"C:\n\NPX.CMD"
+        );
+        assert_eq!(
+            resolve_program("npx.Cmd", r"C:\n", ".EXE", &exists),
+            r"C:\n\npx.Cmd"
+        );
+    }
+
+    #[test]
+    fn explicit_extension_is_kept() {
+        let exists = fs(&[r"C:\n\node.exe", r"C:\n\node.exe.cmd", r"C:\n\npx.cmd"]);
+        assert_eq!(
+            resolve_program("node.exe", r"C:\n", PATHEXT, &exists),
+            r"C:\n\node.exe"
+        );
+        // Only the named file counts, not another extension of the same name.
+        assert_eq!(
+            resolve_program("npx.exe", r"C:\n", PATHEXT, &exists),
+            "npx.exe"
+        );
+    }
+
+    #[test]
+    fn other_dots_are_not_extensions() {
+        let exists = fs(&[r"C:\py\python3.11.exe", r"C:\py\server.js.cmd"]);
+        assert_eq!(
+            resolve_program("python3.11", r"C:\py", PATHEXT, &exists),
+            r"C:\py\python3.11.exe"
+        );
+        // `.js` is in PATHEXT but CreateProcess cannot start it.
+        assert_eq!(
+            resolve_program("server.js", r"C:\py", PATHEXT, &exists),
+            r"C:\py\server.js.cmd"
+        );
+    }
+
+    #[test]
+    fn only_startable_extensions_are_tried() {
+        let exists = fs(&[
+            r"C:\s\srv.js",
+            r"C:\s\srv.vbs",
+            r"C:\s\srv.ps1",
+            r"C:\s\srv",
+        ]);
+        assert_eq!(resolve_program("srv", r"C:\s", PATHEXT, &exists), "srv");
+        let exists = fs(&[r"C:\s\srv.bat"]);
+        assert_eq!(
+            resolve_program("srv", r"C:\s", ".JS;.PY", &exists),
+            r"C:\s\srv.bat"
+        );
+        assert_eq!(
+            resolve_program("srv", r"C:\s", "", &exists),
+            r"C:\s\srv.bat"
+        );
+    }
+
+    #[test]
+    fn paths_are_untouched() {
+        let exists = |_: &str| true;
+        for p in [
+            r".\server.cmd",
+            r"..\bin\server",
+            r"C:\tools\server",
+            r"C:server",
+            "bin/server",
+            r"\\host\share\server.cmd",
+            "",
+        ] {
+            assert_eq!(resolve_program(p, PATH, PATHEXT, exists), p);
+        }
+    }
+
+    #[test]
+    fn not_found_gives_the_name_back() {
+        let exists = fs(&[]);
+        assert_eq!(
+            resolve_program("no-such-server", PATH, PATHEXT, &exists),
+            "no-such-server"
+        );
+        assert_eq!(resolve_program("npx", "", PATHEXT, &exists), "npx");
+    }
+
+    #[test]
+    fn path_entries_quoted_empty_or_with_trailing_separator() {
+        let exists = fs(&[r"C:\Program Files\x\srv.cmd", r"D:\y\srv.exe"]);
+        assert_eq!(
+            resolve_program("srv", r#";;"C:\Program Files\x";"#, PATHEXT, &exists),
+            r"C:\Program Files\x\srv.cmd"
+        );
+        assert_eq!(
+            resolve_program("srv", r"D:\y\", PATHEXT, &exists),
+            r"D:\y\srv.exe"
+        );
+        assert_eq!(
+            resolve_program("srv", "D:/y/", PATHEXT, fs(&["D:/y/srv.exe"])),
+            "D:/y/srv.exe"
+        );
+    }
+
+    #[test]
+    fn batch_files_are_recognised() {
+        assert!(is_batch_file(r"C:\n\npx.cmd"));
+        assert!(is_batch_file(r"C:\n\run.BAT"));
+        assert!(!is_batch_file(r"C:\n\node.exe"));
+        assert!(!is_batch_file("npx"));
+    }
+
+    #[test]
+    fn arguments_windows_can_pass() {
+        let args: Vec<String> = [
+            "-y",
+            "@modelcontextprotocol/server-filesystem",
+            r"C:\Users\me\My Notes",
+            r#"say "hi""#,
+            "%PATH% & echo ^|",
+            r"trailing\",
+            "",
+            "naïve ünïcode",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(check_args(r"C:\n\npx.cmd", &args), Ok(()));
+        assert_eq!(check_args(r"C:\n\node.exe", &args), Ok(()));
+    }
+
+    #[test]
+    fn arguments_windows_cannot_pass() {
+        let args = vec!["ok".to_string(), "two\nlines".to_string()];
+        let err = check_args(r"C:\n\npx.cmd", &args).unwrap_err();
+        assert!(
+            err.contains("argument 2") && err.contains("line break"),
+            "{err}"
+        );
+        let args = vec!["a\rb".to_string()];
+        assert!(check_args(r"C:\n\RUN.BAT", &args).is_err());
+        // A program that is not a batch file receives line breaks intact.
+        assert_eq!(check_args(r"C:\n\node.exe", &args), Ok(()));
+        let args = vec!["a\0b".to_string()];
+        let err = check_args(r"C:\n\node.exe", &args).unwrap_err();
+        assert!(err.contains("argument 1") && err.contains("NUL"), "{err}");
+    }
+}

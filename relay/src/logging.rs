@@ -1,0 +1,124 @@
+//! Log setup shared by the `relay` and `bridge` binaries: `--log-format text|json`, with
+//! `RUST_LOG` choosing what is logged (default `info`). Everything goes to standard error;
+//! text is coloured only when standard error is a terminal (and `NO_COLOR` is unset).
+//!
+//! In `json` every line is one JSON object: `timestamp`, `level`, `target`, `message` and
+//! the event's fields at the top level (e.g. the relay's `request_id`, `tunnel`, `status`).
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The `--log-format` of a command line, read before the command line is parsed (the
+/// logger exists before parsing, which may log): the last `--log-format X` or
+/// `--log-format=X` before a `--`, else the environment variable `env`, else text. An
+/// invalid value gives text here; the parser then refuses it.
+pub fn format_from_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    env: &str,
+) -> LogFormat {
+    let mut value = std::env::var_os(env);
+    let mut args = args.into_iter();
+    while let Some(a) = args.next() {
+        if a == "--" {
+            break;
+        }
+        if a == "--log-format" {
+            value = args.next();
+        } else if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--log-format=")) {
+            value = Some(v.into());
+        }
+    }
+    match value.as_ref().and_then(|v| v.to_str()) {
+        Some(v) if v.eq_ignore_ascii_case("json") => LogFormat::Json,
+        _ => LogFormat::Text,
+    }
+}
+
+/// Installs the process's logger. With `count_bridges`, the relay's bridge connection
+/// events are also counted as metrics (see [`crate::metrics::BridgeEvents`]), whatever
+/// `RUST_LOG` says.
+pub fn init(format: LogFormat, count_bridges: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal: log files and journals get plain text (and writing the
+    // escape codes is a measurable share of a busy relay's CPU).
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let lines: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(colour)
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let counting = count_bridges.then(|| {
+        crate::metrics::BridgeEvents
+            .with_filter(Targets::new().with_target("relay::connect", LevelFilter::INFO))
+    });
+    tracing_subscriber::registry()
+        .with(lines)
+        .with(counting)
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn format(args: &[&str]) -> LogFormat {
+        format_from_args(
+            args.iter().map(std::ffi::OsString::from),
+            "RELAY_TEST_UNSET_LOG_FORMAT",
+        )
+    }
+
+    #[test]
+    fn reads_the_format_before_parsing() {
+        assert_eq!(format(&["relay", "serve"]), LogFormat::Text);
+        assert_eq!(
+            format(&["relay", "serve", "--log-format", "json"]),
+            LogFormat::Json
+        );
+        assert_eq!(
+            format(&["relay", "--log-format=json", "serve"]),
+            LogFormat::Json
+        );
+        assert_eq!(
+            format(&[
+                "relay",
+                "--log-format=json",
+                "serve",
+                "--log-format",
+                "text"
+            ]),
+            LogFormat::Text
+        );
+        // After `--` the words belong to the server command.
+        assert_eq!(
+            format(&["bridge", "run", "--", "srv", "--log-format", "json"]),
+            LogFormat::Text
+        );
+        assert_eq!(format(&["relay", "--log-format"]), LogFormat::Text);
+    }
+}

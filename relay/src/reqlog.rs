@@ -1,0 +1,809 @@
+//! One log line per public MCP request, and the request metrics.
+//!
+//! [`middleware`] wraps every route. For the MCP routes (`/<name>/mcp`, `/<name>/sse`,
+//! `/<name>/messages`) it measures the time to the answer's head, counts the body bytes,
+//! and when the answer's body ends (or the client goes away) logs one line at `info`
+//! under the target `relay::request`:
+//!
+//! ```text
+//! request request_id=1a2b0000002f tunnel=my-files principal=oauth:abc http_method=POST
+//!         mcp_method=tools/call tool=search status=200 duration_ms=12.5 bytes_in=180 bytes_out=912
+//! ```
+//!
+//! The handlers tell the middleware what it cannot see from the outside (the JSON-RPC
+//! method, the principal, the exchange number, the OAuth step) through a task-local
+//! [`Note`]; outside the middleware those calls do nothing. `request_id` is the exchange
+//! number in hex ([`RequestId`]), the same number the bridge logs for that request.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use http::{Method, StatusCode, Uri, header};
+use protocol::jsonrpc::{Envelope, Kind};
+
+use crate::metrics::{self, Metrics};
+
+/// Target of the per-request log lines.
+pub const TARGET: &str = "relay::request";
+
+/// A request id as both binaries log it: the relay's exchange number in lower-case hex
+/// (the same digits that name a resumable stream in SSE event ids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId(pub u64);
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}", self.0)
+    }
+}
+
+/// What a public MCP request was, as a metric label: the JSON-RPC method of a POST, or
+/// what the HTTP request itself does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// `initialize`.
+    Initialize,
+    /// `ping`.
+    Ping,
+    /// `tools/list`.
+    ToolsList,
+    /// `tools/call`.
+    ToolsCall,
+    /// `resources/list`.
+    ResourcesList,
+    /// `resources/templates/list`.
+    ResourcesTemplatesList,
+    /// `resources/read`.
+    ResourcesRead,
+    /// `resources/subscribe`.
+    ResourcesSubscribe,
+    /// `resources/unsubscribe`.
+    ResourcesUnsubscribe,
+    /// `prompts/list`.
+    PromptsList,
+    /// `prompts/get`.
+    PromptsGet,
+    /// `completion/complete`.
+    CompletionComplete,
+    /// `logging/setLevel`.
+    LoggingSetLevel,
+    /// `server/discover`.
+    ServerDiscover,
+    /// `subscriptions/listen`.
+    SubscriptionsListen,
+    /// Any other request method.
+    Other,
+    /// A JSON-RPC notification.
+    Notification,
+    /// A JSON-RPC response (a client answering a server request).
+    Response,
+    /// `GET /<name>/mcp`: a session's stream, a resumption, or a connector's probe.
+    Stream,
+    /// `DELETE /<name>/mcp`: the end of a session.
+    Delete,
+    /// `GET /<name>/sse`: a legacy HTTP+SSE stream.
+    SseOpen,
+    /// A request refused before its body was read (authentication, origin, unknown
+    /// tunnel, wrong content type, malformed JSON…).
+    Unknown,
+}
+
+impl CallKind {
+    /// Every kind, in label order.
+    pub const ALL: [CallKind; 22] = [
+        CallKind::Initialize,
+        CallKind::Ping,
+        CallKind::ToolsList,
+        CallKind::ToolsCall,
+        CallKind::ResourcesList,
+        CallKind::ResourcesTemplatesList,
+        CallKind::ResourcesRead,
+        CallKind::ResourcesSubscribe,
+        CallKind::ResourcesUnsubscribe,
+        CallKind::PromptsList,
+        CallKind::PromptsGet,
+        CallKind::CompletionComplete,
+        CallKind::LoggingSetLevel,
+        CallKind::ServerDiscover,
+        CallKind::SubscriptionsListen,
+        CallKind::Other,
+        CallKind::Notification,
+        CallKind::Response,
+        CallKind::Stream,
+        CallKind::Delete,
+        CallKind::SseOpen,
+        CallKind::Unknown,
+    ];
+
+    /// Number of kinds.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The label value (the MCP method itself for the methods listed).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CallKind::Initialize => "initialize",
+            CallKind::Ping => "ping",
+            CallKind::ToolsList => "tools/list",
+            CallKind::ToolsCall => "tools/call",
+            CallKind::ResourcesList => "resources/list",
+            CallKind::ResourcesTemplatesList => "resources/templates/list",
+            CallKind::ResourcesRead => "resources/read",
+            CallKind::ResourcesSubscribe => "resources/subscribe",
+            CallKind::ResourcesUnsubscribe => "resources/unsubscribe",
+            CallKind::PromptsList => "prompts/list",
+            CallKind::PromptsGet => "prompts/get",
+            CallKind::CompletionComplete => "completion/complete",
+            CallKind::LoggingSetLevel => "logging/setLevel",
+            CallKind::ServerDiscover => "server/discover",
+            CallKind::SubscriptionsListen => "subscriptions/listen",
+            CallKind::Other => "other",
+            CallKind::Notification => "notification",
+            CallKind::Response => "response",
+            CallKind::Stream => "stream",
+            CallKind::Delete => "delete",
+            CallKind::SseOpen => "sse",
+            CallKind::Unknown => "unknown",
+        }
+    }
+
+    /// Index into [`CallKind::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The kind of a request with this method.
+    pub fn of_method(method: &str) -> CallKind {
+        match method {
+            "initialize" => CallKind::Initialize,
+            "ping" => CallKind::Ping,
+            "tools/list" => CallKind::ToolsList,
+            "tools/call" => CallKind::ToolsCall,
+            "resources/list" => CallKind::ResourcesList,
+            "resources/templates/list" => CallKind::ResourcesTemplatesList,
+            "resources/read" => CallKind::ResourcesRead,
+            "resources/subscribe" => CallKind::ResourcesSubscribe,
+            "resources/unsubscribe" => CallKind::ResourcesUnsubscribe,
+            "prompts/list" => CallKind::PromptsList,
+            "prompts/get" => CallKind::PromptsGet,
+            "completion/complete" => CallKind::CompletionComplete,
+            "logging/setLevel" => CallKind::LoggingSetLevel,
+            "server/discover" => CallKind::ServerDiscover,
+            "subscriptions/listen" => CallKind::SubscriptionsListen,
+            _ => CallKind::Other,
+        }
+    }
+}
+
+/// A step of the OAuth flows, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthStep {
+    /// Discovery documents (RFC 8414 and RFC 9728 metadata).
+    Metadata,
+    /// Dynamic client registration.
+    Register,
+    /// The authorization endpoint.
+    Authorize,
+    /// A consent decided on the page, or finished (the redirect to the client).
+    Consent,
+    /// An authorization code exchanged for tokens.
+    Token,
+    /// A refresh token exchanged for new tokens.
+    Refresh,
+    /// Token revocation.
+    Revoke,
+}
+
+impl OAuthStep {
+    /// Every step, in label order.
+    pub const ALL: [OAuthStep; 7] = [
+        OAuthStep::Metadata,
+        OAuthStep::Register,
+        OAuthStep::Authorize,
+        OAuthStep::Consent,
+        OAuthStep::Token,
+        OAuthStep::Refresh,
+        OAuthStep::Revoke,
+    ];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OAuthStep::Metadata => "metadata",
+            OAuthStep::Register => "register",
+            OAuthStep::Authorize => "authorize",
+            OAuthStep::Consent => "consent",
+            OAuthStep::Token => "token",
+            OAuthStep::Refresh => "refresh",
+            OAuthStep::Revoke => "revoke",
+        }
+    }
+}
+
+/// What the handler of the current request learnt about it.
+#[derive(Default)]
+pub struct Note {
+    kind: Option<CallKind>,
+    /// An unlisted method's name, for the log only.
+    method: Option<String>,
+    tool: Option<String>,
+    principal: Option<String>,
+    exchange: Option<u64>,
+    bytes_in: u64,
+    oauth: Option<OAuthStep>,
+}
+
+tokio::task_local! {
+    static NOTE: RefCell<Note>;
+}
+
+fn note(f: impl FnOnce(&mut Note)) {
+    let _ = NOTE.try_with(|n| f(&mut n.borrow_mut()));
+}
+
+/// Whether request lines are logged (so worth collecting names for).
+pub fn log_enabled() -> bool {
+    tracing::enabled!(target: TARGET, tracing::Level::INFO)
+}
+
+/// Notes a JSON-RPC body the relay read and parsed: its kind, size, and (for the log
+/// only) an unlisted method's name and a `tools/call`'s tool name, found by scanning only
+/// the `params` object's top level.
+pub fn note_body(body: &[u8], env: &Envelope<'_>) {
+    note(|n| {
+        n.bytes_in = body.len() as u64;
+        let kind = match env.kind {
+            Kind::Request => CallKind::of_method(env.method.as_deref().unwrap_or("")),
+            Kind::Notification => CallKind::Notification,
+            Kind::Response => CallKind::Response,
+        };
+        n.kind = Some(kind);
+        if !log_enabled() {
+            return;
+        }
+        match kind {
+            CallKind::Other => n.method = env.method.as_deref().map(printable),
+            CallKind::ToolsCall => {
+                n.tool = env
+                    .params
+                    .clone()
+                    .and_then(|r| body.get(r))
+                    .and_then(tool_name)
+                    .map(printable);
+            }
+            _ => {}
+        }
+    });
+}
+
+/// Notes who the client is (a principal name such as `oauth:<client id>`, never a token).
+pub fn note_principal(principal: &str) {
+    if log_enabled() {
+        note(|n| n.principal = Some(principal.to_owned()));
+    }
+}
+
+/// Notes the exchange the request was forwarded on.
+pub fn note_exchange(exchange: u64) {
+    note(|n| n.exchange = Some(exchange));
+}
+
+/// Notes that the request is this OAuth step (counted with its outcome when it ends).
+pub fn note_oauth(step: OAuthStep) {
+    note(|n| n.oauth = Some(step));
+}
+
+/// Which family of routes a path belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Mcp,
+    Sse,
+    Messages,
+    Connect,
+    Other,
+}
+
+impl Route {
+    /// `/<name>/<last>` paths; anything else is [`Route::Other`].
+    fn of(path: &str) -> Route {
+        let Some(rest) = path.strip_prefix('/') else {
+            return Route::Other;
+        };
+        let Some((name, last)) = rest.split_once('/') else {
+            return Route::Other;
+        };
+        // `/status/<name>` is the status route, not a tunnel called "status".
+        if name.is_empty() || name == "status" {
+            return Route::Other;
+        }
+        match last {
+            "mcp" => Route::Mcp,
+            "sse" => Route::Sse,
+            "messages" => Route::Messages,
+            "connect" => Route::Connect,
+            _ => Route::Other,
+        }
+    }
+}
+
+/// The kind of an MCP request from its route, HTTP method and note.
+fn kind_of(route: Route, method: &Method, noted: Option<CallKind>) -> CallKind {
+    match (route, method) {
+        (Route::Mcp, &Method::GET) => CallKind::Stream,
+        (Route::Mcp, &Method::DELETE) => CallKind::Delete,
+        (Route::Sse, &Method::GET) => CallKind::SseOpen,
+        (Route::Mcp | Route::Messages, &Method::POST) => noted.unwrap_or(CallKind::Unknown),
+        _ => CallKind::Unknown,
+    }
+}
+
+/// Why the relay refused a bridge's WebSocket before its handshake, from the answer's
+/// status.
+fn connect_refusal(status: StatusCode) -> Option<&'static str> {
+    match status {
+        StatusCode::SWITCHING_PROTOCOLS => None,
+        StatusCode::FORBIDDEN => Some("origin"),
+        StatusCode::NOT_FOUND => Some("bad_name"),
+        StatusCode::SERVICE_UNAVAILABLE => Some("busy"),
+        _ => Some("malformed"),
+    }
+}
+
+/// Outcome label of an OAuth answer: `ok`, `refused` (4xx, or a redirect carrying an
+/// OAuth `error`), or `error` (5xx).
+pub fn oauth_outcome(resp: &Response) -> &'static str {
+    let status = resp.status();
+    if status.is_server_error() {
+        return "error";
+    }
+    if status.is_client_error() {
+        return "refused";
+    }
+    if status.is_redirection() {
+        let location = resp
+            .headers()
+            .get(header::LOCATION)
+            .map(|v| v.as_bytes())
+            .unwrap_or(b"");
+        let has_error = location
+            .split(|&b| b == b'?' || b == b'&')
+            .skip(1)
+            .any(|p| p.starts_with(b"error="));
+        if has_error {
+            return "refused";
+        }
+    }
+    "ok"
+}
+
+/// Measures, counts and logs the relay's public requests (module documentation).
+pub async fn middleware(req: Request, next: Next) -> Response {
+    let route = Route::of(req.uri().path());
+    if route == Route::Other
+        && !req.uri().path().starts_with("/oauth/")
+        && !req.uri().path().starts_with("/.well-known/")
+    {
+        return next.run(req).await;
+    }
+    let start = Instant::now();
+    let http_method = req.method().clone();
+    let uri = req.uri().clone();
+    let (resp, note) = NOTE
+        .scope(RefCell::new(Note::default()), async move {
+            let resp = next.run(req).await;
+            (resp, NOTE.with(|n| n.take()))
+        })
+        .await;
+    let metrics = metrics::get();
+    match route {
+        Route::Other => {
+            if let (Some(m), Some(step)) = (metrics, note.oauth) {
+                m.oauth_step(step, oauth_outcome(&resp));
+            }
+            return resp;
+        }
+        Route::Connect => {
+            if let (Some(m), Some(reason)) = (metrics, connect_refusal(resp.status())) {
+                m.bridge_refused(reason);
+            }
+            return resp;
+        }
+        Route::Mcp | Route::Sse | Route::Messages => {}
+    }
+    let kind = kind_of(route, &http_method, note.kind);
+    let status = resp.status();
+    if let Some(m) = metrics {
+        m.request(kind, status, start.elapsed(), note.bytes_in);
+    }
+    let log = log_enabled();
+    if !log && metrics.is_none() {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let ending = Ending {
+        start,
+        status,
+        kind,
+        http_method,
+        uri,
+        note,
+        bytes_out: 0,
+        ended: false,
+        log,
+        metrics,
+    };
+    Response::from_parts(
+        parts,
+        Body::new(Counted {
+            inner: body,
+            ending,
+        }),
+    )
+}
+
+/// What is logged and counted when an answer's body ends.
+struct Ending {
+    start: Instant,
+    status: StatusCode,
+    kind: CallKind,
+    http_method: Method,
+    uri: Uri,
+    note: Note,
+    bytes_out: u64,
+    ended: bool,
+    log: bool,
+    metrics: Option<&'static Metrics>,
+}
+
+impl Ending {
+    fn finish(&mut self, complete: bool) {
+        if let Some(m) = self.metrics {
+            m.bytes_out(self.bytes_out);
+        }
+        if !self.log {
+            return;
+        }
+        let tunnel = self
+            .uri
+            .path()
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("");
+        let n = &self.note;
+        let mcp_method = n.method.as_deref().unwrap_or(self.kind.as_str());
+        let duration_ms = self.start.elapsed().as_micros() as f64 / 1000.0;
+        tracing::info!(
+            target: TARGET,
+            request_id = n.exchange.map(|e| tracing::field::display(RequestId(e))),
+            tunnel,
+            principal = n.principal.as_deref(),
+            http_method = %self.http_method,
+            mcp_method,
+            tool = n.tool.as_deref(),
+            status = self.status.as_u16(),
+            duration_ms,
+            bytes_in = n.bytes_in,
+            bytes_out = self.bytes_out,
+            complete,
+            "request"
+        );
+    }
+}
+
+/// An answer body that counts its bytes and reports when it ends or is dropped.
+struct Counted {
+    inner: Body,
+    ending: Ending,
+}
+
+impl HttpBody for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.ending.bytes_out += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => this.ending.ended = true,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let complete = self.ending.ended || self.inner.is_end_stream();
+        self.ending.finish(complete);
+    }
+}
+
+/// Replaces control characters and cuts a client-supplied name for the log.
+fn printable(s: &str) -> String {
+    const MAX: usize = 100;
+    let mut out = String::with_capacity(s.len().min(MAX));
+    for (i, c) in s.chars().enumerate() {
+        if i == MAX {
+            out.push('…');
+            break;
+        }
+        out.push(if c.is_control() { '?' } else { c });
+    }
+    out
+}
+
+/// What [`peek`] finds in a JSON-RPC message.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Peek<'a> {
+    /// The `method` (only when written without escapes).
+    pub method: Option<&'a str>,
+    /// Whether an `id` other than `null` is present.
+    pub has_id: bool,
+    /// The raw `params` value.
+    pub params: Option<&'a [u8]>,
+}
+
+impl Peek<'_> {
+    /// Whether the message is a request (a method and an id).
+    pub fn is_request(&self) -> bool {
+        self.method.is_some() && self.has_id
+    }
+}
+
+/// Finds a message's `method`, `id` and `params` by scanning the top-level object only:
+/// values are skipped (strings with `memchr`), never parsed, so a large body costs one
+/// pass. For logs and metrics: it does not validate the message.
+pub fn peek(body: &[u8]) -> Peek<'_> {
+    let mut p = Peek::default();
+    members(body, |key, value| {
+        match key {
+            b"method" => p.method = plain_string(value),
+            b"id" => p.has_id = value != b"null",
+            b"params" => p.params = Some(value),
+            _ => {}
+        }
+        true
+    });
+    p
+}
+
+/// The `name` member of a `params` object (a `tools/call`'s tool), if it is a string
+/// written without escapes.
+pub fn tool_name(params: &[u8]) -> Option<&str> {
+    let mut name = None;
+    members(params, |key, value| {
+        if key == b"name" {
+            name = plain_string(value);
+            return false;
+        }
+        true
+    });
+    name
+}
+
+/// A JSON string value's contents when it has no escapes.
+fn plain_string(value: &[u8]) -> Option<&str> {
+    let inner = value.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if inner.contains(&b'\\') {
+        return None;
+    }
+    std::str::from_utf8(inner).ok()
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
+}
+
+/// End (exclusive) of the string starting at `i` (a `"`).
+fn string_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        let k = j + memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+        if b[k] == b'\\' {
+            j = k + 2;
+        } else {
+            return Some(k + 1);
+        }
+    }
+}
+
+/// End (exclusive) of the value starting at `i`.
+fn value_end(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => string_end(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            while j < b.len() {
+                match b[j] {
+                    b'"' => {
+                        j = string_end(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            None
+        }
+        _ => {
+            let mut j = i;
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+            {
+                j += 1;
+            }
+            (j > i).then_some(j)
+        }
+    }
+}
+
+/// Calls `f(key, raw value)` for each member of the object `b`, in order, until it
+/// returns `false` or the scan meets something it does not understand.
+fn members<'a>(b: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8]) -> bool) {
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return;
+    }
+    i = skip_ws(b, i + 1);
+    while b.get(i) == Some(&b'"') {
+        let Some(kend) = string_end(b, i) else { return };
+        let key = &b[i + 1..kend - 1];
+        i = skip_ws(b, kend);
+        if b.get(i) != Some(&b':') {
+            return;
+        }
+        i = skip_ws(b, i + 1);
+        let Some(vend) = value_end(b, i) else { return };
+        if !f(key, &b[i..vend]) {
+            return;
+        }
+        i = skip_ws(b, vend);
+        if b.get(i) != Some(&b',') {
+            return;
+        }
+        i = skip_ws(b, i + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_hex() {
+        assert_eq!(RequestId(0x1a2b_0000_002f).to_string(), "1a2b0000002f");
+        assert_eq!(RequestId(0).to_string(), "0");
+        // The same digits as the stream part of an SSE event id.
+        let ev = protocol::event_id(0x00de_adbe_ef01, 3);
+        assert_eq!(ev, format!("{}.3", RequestId(0x00de_adbe_ef01)));
+    }
+
+    #[test]
+    fn peeks_without_parsing() {
+        let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"arguments":{"q":"a \"name\": x","name":"inner"},"name":"search"}}"#;
+        let p = peek(body);
+        assert_eq!(p.method, Some("tools/call"));
+        assert!(p.is_request());
+        assert_eq!(tool_name(p.params.unwrap()), Some("search"));
+
+        let note = br#" { "method" : "notifications/initialized" , "jsonrpc":"2.0" } "#;
+        let p = peek(note);
+        assert_eq!(p.method, Some("notifications/initialized"));
+        assert!(!p.is_request());
+
+        let null_id = br#"{"jsonrpc":"2.0","id":null,"method":"x"}"#;
+        assert!(!peek(null_id).is_request());
+        let escaped = br#"{"jsonrpc":"2.0","id":1,"method":"tools\/call"}"#;
+        assert_eq!(peek(escaped).method, None);
+        for junk in [
+            &b""[..],
+            b"[1]",
+            b"{",
+            b"{\"method\"",
+            b"{\"id\":1,",
+            b"nul",
+        ] {
+            assert!(!peek(junk).is_request());
+        }
+        assert_eq!(tool_name(br#"{"name":"a\nb"}"#), None);
+        assert_eq!(tool_name(br#"{"name":7}"#), None);
+    }
+
+    #[test]
+    fn kinds_and_labels() {
+        for (i, k) in CallKind::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i);
+            if i < CallKind::Other.index() {
+                assert_eq!(CallKind::of_method(k.as_str()), *k);
+            }
+        }
+        assert_eq!(CallKind::of_method("vendor/thing"), CallKind::Other);
+        assert_eq!(Route::of("/abc/mcp"), Route::Mcp);
+        assert_eq!(Route::of("/abc/sse"), Route::Sse);
+        assert_eq!(Route::of("/abc/messages"), Route::Messages);
+        assert_eq!(Route::of("/abc/connect"), Route::Connect);
+        for other in [
+            "/healthz",
+            "/metrics",
+            "//mcp",
+            "/oauth/token",
+            "/a/b/mcp",
+            "/status/mcp",
+            "",
+        ] {
+            assert_eq!(Route::of(other), Route::Other, "{other}");
+        }
+        assert_eq!(
+            kind_of(Route::Mcp, &Method::POST, Some(CallKind::ToolsCall)),
+            CallKind::ToolsCall
+        );
+        assert_eq!(kind_of(Route::Mcp, &Method::POST, None), CallKind::Unknown);
+        assert_eq!(kind_of(Route::Mcp, &Method::GET, None), CallKind::Stream);
+        assert_eq!(kind_of(Route::Sse, &Method::GET, None), CallKind::SseOpen);
+        assert_eq!(kind_of(Route::Mcp, &Method::PUT, None), CallKind::Unknown);
+        assert_eq!(printable("a\u{7}b"), "a?b");
+        assert_eq!(printable(&"x".repeat(300)).chars().count(), 101);
+    }
+
+    #[test]
+    fn oauth_outcomes() {
+        let with = |status: u16, location: Option<&str>| {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::from_u16(status).unwrap();
+            if let Some(l) = location {
+                r.headers_mut().insert(header::LOCATION, l.parse().unwrap());
+            }
+            oauth_outcome(&r)
+        };
+        assert_eq!(with(200, None), "ok");
+        assert_eq!(with(302, Some("https://claude.ai/cb?code=x&state=y")), "ok");
+        assert_eq!(
+            with(
+                302,
+                Some("https://claude.ai/cb?error=access_denied&state=y")
+            ),
+            "refused"
+        );
+        assert_eq!(
+            with(302, Some("https://c.example/cb?state=error%3Dx")),
+            "ok"
+        );
+        assert_eq!(with(400, None), "refused");
+        assert_eq!(with(503, None), "error");
+        assert_eq!(connect_refusal(StatusCode::SWITCHING_PROTOCOLS), None);
+        assert_eq!(connect_refusal(StatusCode::FORBIDDEN), Some("origin"));
+    }
+}

@@ -1,0 +1,1067 @@
+//! The OAuth trace (`relay logs`) and the owner's status page (`GET /status`), end to end.
+//!
+//! Every test starts its own `relay serve` (public URL `http://localhost:<port>`, a data
+//! directory whose bridge tokens `owner` and `other` are made with `relay token create`,
+//! an operator password). The main test connects a bridge in `--auth oauth` mode serving
+//! the fixture as tunnel `desk-notes`, and runs the Python SDK's OAuth client
+//! (`tests/clients/py_oauth.py`) through it, approved with `bridge approve`, so there is a
+//! client, calls and a trace. Then:
+//!
+//! - `relay logs --tunnel desk-notes` lists the metadata fetches, the registration, the
+//!   authorization, the consent and the token events, and a deliberately refused token
+//!   request (a refresh for another tunnel's resource) with its `error` and reason; its
+//!   `--json` lines hold the same, and neither they nor the database hold a token;
+//! - the status page in headless Chromium with JavaScript off
+//!   (`tests/clients/status_browser.mjs`): signed in with the owner's bridge token it shows
+//!   the tunnel (connected, OAuth, the bridge's version), the client, a recent
+//!   `tools/call`, the trace; its Revoke button (a plain form) ends the client's access
+//!   (its token gets 401 on the MCP endpoint at once, and the trace says why); Log out ends
+//!   the session;
+//! - the other bridge token sees no tunnel and cannot revoke the owner's clients; the
+//!   operator sees every tunnel;
+//! - a wrong password is refused with an error and no session cookie;
+//! - a page of another origin cannot frame the status page, which carries its CSP.
+//!
+//! Needs `tests/deps/install.sh` (Node 22, playwright-core, the Python SDK venv),
+//! `tests/deps/system.sh` (chromium) and `cargo build --workspace --bins` first.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use e2e::{Bridge, BridgeOpts, Deps, Relay, bin, repo_root};
+use serde_json::{Value, json};
+
+/// The tunnel name of the main test.
+const TUNNEL: &str = "desk-notes";
+/// What the fixture's `test_simple_text` tool answers.
+const SIMPLE_TEXT: &str = "This is a simple text response for testing.";
+/// The relay operator's password.
+const OPERATOR_PASSWORD: &str = "correct horse battery staple";
+/// The name the Python SDK client registers itself with.
+const CLIENT_NAME: &str = "py-oauth-e2e";
+/// Its redirect URI (loopback; nothing listens there, the client reads the Location).
+const REDIRECT: &str = "http://127.0.0.1:39999/callback";
+/// Longest wait for a driver's next line.
+const DRIVER_WAIT: Duration = Duration::from_secs(60);
+
+// ------------------------------------------------------------------------------------------
+// Processes.
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Reads a child's stdout lines on a thread.
+fn line_reader(child: &mut Child) -> mpsc::Receiver<String> {
+    let out = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Sends SIGKILL to a process group this test created.
+fn kill_group(pid: u32) {
+    // SAFETY: signalling a process group made with process_group(0) below.
+    unsafe {
+        libc::kill(-(pid as i32), libc::SIGKILL);
+    }
+}
+
+/// `relay serve` with a data directory holding the bridge tokens `owner` and `other`, and
+/// an operator password.
+struct Setup {
+    relay: Relay,
+    /// Public base URL (`http://localhost:<port>`).
+    base: String,
+    data: PathBuf,
+    owner: String,
+    other: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let token = |label: &str| {
+            let out = Command::new(bin("relay"))
+                .args(["token", "create", label, "--data-dir"])
+                .arg(&data)
+                .env_remove("RELAY_DATA_DIR")
+                .output()
+                .expect("relay token create");
+            assert!(out.status.success(), "relay token create: {out:?}");
+            let t = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            assert!(!t.is_empty());
+            t
+        };
+        let owner = token("owner");
+        let other = token("other");
+        let hash_file = dir.path().join("operator.hash");
+        std::fs::write(&hash_file, hash_password(OPERATOR_PASSWORD)).expect("write the hash");
+        let port = free_port();
+        let base = format!("http://localhost:{port}");
+        let data_arg = data.display().to_string();
+        let hash_arg = hash_file.display().to_string();
+        let relay = Relay::start_on(
+            &format!("127.0.0.1:{port}"),
+            &[
+                "--public-url",
+                &base,
+                "--data-dir",
+                &data_arg,
+                "--operator-password-file",
+                &hash_arg,
+            ],
+        );
+        assert_eq!(relay.base, base);
+        Self {
+            relay,
+            base,
+            data,
+            owner,
+            other,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn mcp_url(&self) -> String {
+        self.url(&format!("/{TUNNEL}/mcp"))
+    }
+
+    /// `relay logs` on the data directory with these flags; its stdout.
+    fn logs(&self, flags: &[&str]) -> String {
+        let out = Command::new(bin("relay"))
+            .arg("logs")
+            .args(flags)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .env_remove("RELAY_DATA_DIR")
+            .output()
+            .expect("relay logs");
+        assert!(
+            out.status.success(),
+            "relay logs {flags:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `relay logs --tunnel desk-notes --json`, parsed.
+    fn log_events(&self) -> Vec<Value> {
+        self.logs(&["--tunnel", TUNNEL, "--json", "--limit", "500"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+}
+
+/// Argon2 hash of a password, from `relay hash-password`.
+fn hash_password(password: &str) -> String {
+    let mut child = Command::new(bin("relay"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("relay hash-password");
+    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write password");
+    let out = child.wait_with_output().expect("hash-password output");
+    assert!(out.status.success(), "relay hash-password: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `bridge approve CODE` with a bridge token.
+fn bridge_approve(base: &str, token: &str, code: &str) {
+    let out = Command::new(bin("bridge"))
+        .args(["approve", code, "--relay", base])
+        .env("BRIDGE_TOKEN", token)
+        .env_remove("BRIDGE_RELAY")
+        .output()
+        .expect("bridge approve");
+    assert!(out.status.success(), "bridge approve {code}: {out:?}");
+}
+
+/// Runs `py_oauth.py` against `mcp_url`, approving its consent with `bridge approve` and
+/// the token `owner`; its final summary.
+fn python_oauth_client(deps: &Deps, base: &str, mcp_url: &str, owner: &str) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stderr = dir.path().join("py_oauth.log");
+    let mut child = Command::new(deps.var("PY_SDK"))
+        .arg(deps.client("py_oauth.py"))
+        .arg(mcp_url)
+        .args(["--redirect-uri", REDIRECT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).expect("log file"))
+        .spawn()
+        .expect("start py_oauth.py");
+    let mut stdin: ChildStdin = child.stdin.take().expect("stdin");
+    let lines = line_reader(&mut child);
+    let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
+    let first = lines
+        .recv_timeout(DRIVER_WAIT)
+        .unwrap_or_else(|_| panic!("py_oauth.py: no consent event; stderr:\n{}", log()));
+    let consent: Value = serde_json::from_str(&first).unwrap_or_else(|_| panic!("{first}"));
+    assert_eq!(consent["event"], "consent", "{consent}\n{}", log());
+    bridge_approve(base, owner, consent["code"].as_str().expect("code"));
+    writeln!(stdin, "poll").expect("write to py_oauth.py");
+    let mut last = String::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(90)) {
+        last = line;
+    }
+    let status = child.wait().expect("py_oauth.py exit");
+    let v: Value =
+        serde_json::from_str(&last).unwrap_or_else(|_| panic!("py_oauth.py: {last}\n{}", log()));
+    assert!(
+        status.success() && v["ok"] == true,
+        "py_oauth.py failed: {}\nstderr:\n{}",
+        v["error"],
+        log()
+    );
+    v
+}
+
+// ------------------------------------------------------------------------------------------
+// Plain HTTP.
+
+/// An HTTP answer.
+struct Answer {
+    status: u16,
+    /// Lower-case names; repeated headers (Set-Cookie) joined by `\n`.
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// One HTTP/1.1 request to the relay (`http://localhost:<port>…`, reached on 127.0.0.1).
+fn http(method: &str, url: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Answer {
+    let u = reqwest::Url::parse(url).expect("URL");
+    let port = u.port().expect("port");
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect to the relay");
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let target = match u.query() {
+        Some(q) => format!("{}?{q}", u.path()),
+        None => u.path().to_owned(),
+    };
+    let mut req =
+        format!("{method} {target} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "Content-Length: {}\r\n\r\n{}",
+        body.map_or(0, str::len),
+        body.unwrap_or("")
+    ));
+    conn.write_all(req.as_bytes()).expect("send the request");
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).expect("read the answer");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let mut map: HashMap<String, String> = HashMap::new();
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            let e = map.entry(k.trim().to_ascii_lowercase()).or_default();
+            if !e.is_empty() {
+                e.push('\n');
+            }
+            e.push_str(v.trim());
+        }
+    }
+    let rest = &raw[split + 4..];
+    let body = if map
+        .get("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
+        let mut body = Vec::new();
+        let mut rest = rest;
+        while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size = std::str::from_utf8(&rest[..eol])
+                .ok()
+                .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+                .unwrap_or(0);
+            let data = &rest[eol + 2..];
+            if size == 0 || data.len() < size {
+                break;
+            }
+            body.extend_from_slice(&data[..size]);
+            rest = data[size..].strip_prefix(b"\r\n").unwrap_or(&data[size..]);
+        }
+        body
+    } else {
+        rest.to_vec()
+    };
+    Answer {
+        status,
+        headers: map,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// `application/x-www-form-urlencoded` body of `pairs`.
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut u = reqwest::Url::parse("http://form.invalid/").expect("url");
+    u.query_pairs_mut().extend_pairs(pairs);
+    u.query().unwrap_or("").to_owned()
+}
+
+/// The text between `start` and the next `end`.
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = text.find(start)? + start.len();
+    let len = text[from..].find(end)?;
+    Some(&text[from..from + len])
+}
+
+/// An MCP `initialize` POST with this access token.
+fn initialize(mcp_url: &str, access: &str) -> Answer {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "status-page-e2e", "version": "0"}}});
+    let bearer = format!("Bearer {access}");
+    http(
+        "POST",
+        mcp_url,
+        Some(&body.to_string()),
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("Authorization", &bearer),
+        ],
+    )
+}
+
+/// A signed-in status-page session over plain HTTP (a browser without JavaScript does the
+/// same): its cookie and CSRF token.
+struct PageSession {
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl PageSession {
+    /// Signs in with `secret`; the dashboard's HTML too.
+    fn sign_in(base: &str, secret: &str) -> (Self, String) {
+        let login = http("GET", &format!("{base}/status"), None, &[]);
+        assert_eq!(login.status, 200, "{}", login.body);
+        let login_cookie = login
+            .header("set-cookie")
+            .split(';')
+            .next()
+            .expect("login cookie")
+            .to_owned();
+        let csrf = between(&login.body, "name=csrf value=\"", "\"").expect("csrf field");
+        let r = http(
+            "POST",
+            &format!("{base}/status"),
+            Some(&form(&[
+                ("op", "login"),
+                ("csrf", csrf),
+                ("secret", secret),
+            ])),
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Cookie", &login_cookie),
+            ],
+        );
+        assert_eq!(r.status, 303, "sign-in: {}", r.body);
+        let cookie = r
+            .header("set-cookie")
+            .lines()
+            .find(|c| c.starts_with("relay_status="))
+            .and_then(|c| c.split(';').next())
+            .expect("session cookie")
+            .to_owned();
+        let page = http(
+            "GET",
+            &format!("{base}/status"),
+            None,
+            &[("Cookie", &cookie)],
+        );
+        assert_eq!(page.status, 200);
+        let csrf = between(&page.body, "name=csrf value=\"", "\"")
+            .expect("csrf on the dashboard")
+            .to_owned();
+        let s = Self {
+            base: base.to_owned(),
+            cookie,
+            csrf,
+        };
+        (s, page.body)
+    }
+
+    /// Posts the page's form with `action` and more fields.
+    fn post(&self, fields: &[(&str, &str)]) -> Answer {
+        let mut all = vec![("csrf", self.csrf.as_str())];
+        all.extend_from_slice(fields);
+        http(
+            "POST",
+            &format!("{}/status", self.base),
+            Some(&form(&all)),
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Cookie", &self.cookie),
+            ],
+        )
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The browser driver.
+
+/// `tests/clients/status_browser.mjs`, its JSON lines.
+struct Browser {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start(mode: &str, url: &str, args: &[&str]) -> Self {
+        let deps = Deps::get();
+        let node_modules = PathBuf::from(deps.var("TS_SDK_DIR"));
+        assert!(
+            node_modules.join("playwright-core/package.json").exists(),
+            "playwright-core is not in {}: run tests/deps/install.sh",
+            node_modules.display()
+        );
+        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        assert!(
+            Path::new(&chromium).exists(),
+            "{chromium} is missing: run tests/deps/system.sh (Debian's chromium)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stderr = dir.path().join("driver.err");
+        let mut cmd = Command::new(deps.var("NODE22"));
+        cmd.arg(repo_root().join("tests/clients/status_browser.mjs"))
+            .arg(mode)
+            .arg(url)
+            .args(args)
+            .args(["--timeout", "40"])
+            .env("TS_SDK_DIR", &node_modules)
+            .env("CHROMIUM", &chromium)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("driver stderr"));
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        let mut child = cmd.spawn().expect("start the browser driver");
+        let lines = line_reader(&mut child);
+        Self {
+            child,
+            lines,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    fn next(&mut self) -> Value {
+        let line = self.lines.recv_timeout(DRIVER_WAIT).unwrap_or_else(|e| {
+            panic!(
+                "the browser driver said nothing more ({e}); stderr: {}",
+                std::fs::read_to_string(&self.stderr).unwrap_or_default()
+            )
+        });
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("driver printed a non-JSON line ({e}): {line}"));
+        assert_ne!(
+            v["ok"],
+            json!(false),
+            "the browser driver failed: {v:#}\nstderr: {}",
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        );
+        v
+    }
+
+    /// The next report, which must be the event `name`.
+    fn event(&mut self, name: &str) -> Value {
+        let v = self.next();
+        assert_eq!(v["event"], json!(name), "expected the {name} report: {v:#}");
+        v
+    }
+
+    /// The final report, then the driver's exit.
+    fn finish(mut self) -> Value {
+        let v = self.next();
+        assert_eq!(v["ok"], json!(true), "expected the final report: {v:#}");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "the driver exited with {status}");
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the browser driver did not exit after its report");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        kill_group(self.child.id());
+        let _ = self.child.wait();
+    }
+}
+
+/// A response header from a driver report.
+fn header<'a>(doc: &'a Value, name: &str) -> &'a str {
+    doc["headers"][name].as_str().unwrap_or("")
+}
+
+/// The protective headers every status page carries.
+fn assert_hardened(doc: &Value) {
+    let csp = header(doc, "content-security-policy");
+    for part in [
+        "default-src 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+        "base-uri 'none'",
+    ] {
+        assert!(csp.contains(part), "CSP {csp:?} lacks {part}: {doc}");
+    }
+    assert!(!csp.contains("unsafe"), "CSP {csp:?}");
+    assert!(
+        header(doc, "x-frame-options").eq_ignore_ascii_case("deny"),
+        "X-Frame-Options: {doc}"
+    );
+    assert_eq!(header(doc, "cache-control"), "no-store", "{doc}");
+}
+
+/// A page without script, handlers or anything loaded, whose forms all post to the page
+/// with a CSRF field.
+fn assert_plain(doc: &Value) {
+    assert_eq!(doc["scripts"], 0, "{doc}");
+    assert_eq!(doc["handler_attrs"], json!([]), "{doc}");
+    assert_eq!(doc["embedded"], 0, "{doc}");
+    let raw = doc["raw_html"].as_str().unwrap_or("").to_ascii_lowercase();
+    assert!(!raw.contains("<script"), "{raw}");
+    for f in doc["forms"].as_array().expect("forms") {
+        assert_eq!(f["method"], "post", "{f}");
+        assert!(
+            f["action"].as_str().is_some_and(|a| a.ends_with("/status")),
+            "{f}"
+        );
+        let inputs: Vec<&str> = f["inputs"]
+            .as_array()
+            .expect("inputs")
+            .iter()
+            .filter_map(|i| i["name"].as_str())
+            .collect();
+        assert!(inputs.contains(&"csrf"), "a form without CSRF field: {f}");
+    }
+}
+
+fn rows<'a>(doc: &'a Value, kind: &str) -> Vec<&'a str> {
+    doc["rows"][kind]
+        .as_array()
+        .unwrap_or_else(|| panic!("rows.{kind}: {doc}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+fn cookie_names(doc: &Value) -> Vec<&str> {
+    doc["cookies"]
+        .as_array()
+        .expect("cookies")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect()
+}
+
+// ------------------------------------------------------------------------------------------
+// The tests.
+
+/// The whole story: a client through OAuth, its trace in `relay logs`, the status page
+/// signed in with the bridge token, Revoke, and the client's token refused afterwards.
+#[test]
+fn trace_logs_and_the_owners_status_page() {
+    let deps = Deps::get();
+    let s = Setup::start();
+    let _bridge = Bridge::start(BridgeOpts {
+        relay: Some((s.base.clone(), s.owner.clone())),
+        name: Some(TUNNEL.into()),
+        args: vec!["--auth".into(), "oauth".into()],
+        ..Default::default()
+    });
+
+    // A real OAuth client: 401, metadata, registration, consent, tokens, calls.
+    let summary = python_oauth_client(&deps, &s.base, &s.mcp_url(), &s.owner);
+    let call = &summary["phases"][0]["call"];
+    assert_eq!(call["texts"], json!([SIMPLE_TEXT]), "{summary}");
+    let client_id = summary["client_id"].as_str().expect("client_id").to_owned();
+    let tokens = summary["tokens"].as_array().expect("tokens");
+    let access = tokens[0]["access_token"].as_str().expect("access token");
+    let refresh = tokens[0]["refresh_token"].as_str().expect("refresh token");
+    assert_eq!(initialize(&s.mcp_url(), access).status, 200);
+
+    // A token request for another tunnel's resource is refused (and consumes nothing).
+    let elsewhere = s.url("/elsewhere/mcp");
+    let r = http(
+        "POST",
+        &s.url("/oauth/token"),
+        Some(&form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", &client_id),
+            ("resource", &elsewhere),
+        ])),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("invalid_target"), "{}", r.body);
+
+    // `relay logs`: the table.
+    let table = s.logs(&["--tunnel", TUNNEL]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("TIME (UTC)"), "{table}");
+    let line_of = |step: &str, outcome: &str| {
+        lines
+            .iter()
+            .find(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.get(2) == Some(&step) && cols.get(3) == Some(&outcome)
+            })
+            .copied()
+            .unwrap_or_else(|| panic!("no {step} {outcome} line in:\n{table}"))
+    };
+    assert!(
+        line_of("mcp_401", "refused").contains("no access token"),
+        "{table}"
+    );
+    assert!(
+        line_of("resource_metadata", "ok").contains(&s.url(&format!(
+            "/.well-known/oauth-protected-resource/{TUNNEL}/mcp"
+        ))),
+        "{table}"
+    );
+    assert!(
+        line_of("server_metadata", "ok").contains("relay-wide"),
+        "{table}"
+    );
+    let register = line_of("register", "ok");
+    assert!(
+        register.contains(CLIENT_NAME) && register.contains("127.0.0.1:39999"),
+        "{table}"
+    );
+    assert!(line_of("authorize", "ok").contains(CLIENT_NAME), "{table}");
+    assert!(
+        line_of("consent", "pending").contains("consent page shown"),
+        "{table}"
+    );
+    let approved = lines
+        .iter()
+        .find(|l| l.contains("the authorization code went to 127.0.0.1:39999"))
+        .unwrap_or_else(|| panic!("no completed consent:\n{table}"));
+    assert!(
+        approved.contains("approved by the owner with `bridge approve`"),
+        "{approved}"
+    );
+    assert!(line_of("token", "ok").contains("code exchanged"), "{table}");
+    let refused = line_of("refresh", "refused");
+    assert!(
+        refused.contains(&format!(
+            "{CLIENT_NAME}'s token refresh was refused (invalid_target): the resource \
+             {elsewhere} does not match this tunnel ({})",
+            s.mcp_url()
+        )),
+        "{refused}"
+    );
+    // Oldest first: the 401 that started it all comes before the tokens.
+    let pos = |needle: &str| lines.iter().position(|l| l.contains(needle)).expect(needle);
+    assert!(pos("mcp_401") < pos("code exchanged"), "{table}");
+
+    // `relay logs --json`: the same events, as objects; never a token or a code.
+    let events = s.log_events();
+    let steps: Vec<&str> = events.iter().filter_map(|e| e["step"].as_str()).collect();
+    for step in [
+        "mcp_401",
+        "resource_metadata",
+        "server_metadata",
+        "register",
+        "authorize",
+        "consent",
+        "token",
+        "refresh",
+    ] {
+        assert!(steps.contains(&step), "{step} missing from {steps:?}");
+    }
+    let refused = events
+        .iter()
+        .find(|e| e["step"] == "refresh" && e["outcome"] == "refused")
+        .expect("the refused refresh");
+    assert_eq!(refused["error"], "invalid_target");
+    assert_eq!(refused["tunnel"], TUNNEL);
+    assert_eq!(refused["client_id"], client_id.as_str());
+    assert_eq!(refused["client_name"], CLIENT_NAME);
+    assert_eq!(refused["ip"], "127.0.0.1");
+    assert!(refused["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let everything = s.logs(&["--json", "--limit", "1000"]);
+    for secret in [access, refresh, s.owner.as_str()] {
+        assert!(!everything.contains(secret), "a secret in relay logs");
+    }
+    for file in ["relay.db", "relay.db-wal"] {
+        let bytes = std::fs::read(s.data.join(file)).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(access) && !text.contains(refresh),
+            "a token in {file}"
+        );
+    }
+
+    // The status page, signed in with the owner's bridge token.
+    let mut b = Browser::start(
+        "session",
+        &s.url("/status"),
+        &["--secret", &s.owner, "--revoke", CLIENT_NAME],
+    );
+    let login = b.event("login");
+    assert_eq!(login["status"], 200, "{login}");
+    assert_hardened(&login);
+    assert_plain(&login);
+    let inputs: Vec<&str> = login["forms"][0]["inputs"]
+        .as_array()
+        .expect("inputs")
+        .iter()
+        .filter_map(|i| i["type"].as_str())
+        .collect();
+    assert!(inputs.contains(&"password"), "{inputs:?}");
+
+    let dash = b.event("dashboard");
+    assert_eq!(dash["status"], 200, "{dash}");
+    assert_hardened(&dash);
+    assert_plain(&dash);
+    assert!(
+        dash["who"]
+            .as_str()
+            .is_some_and(|w| w.contains("\u{201c}owner\u{201d}")),
+        "{}",
+        dash["who"]
+    );
+    let session_cookie = dash["cookies"]
+        .as_array()
+        .expect("cookies")
+        .iter()
+        .find(|c| c["name"] == "relay_status")
+        .unwrap_or_else(|| panic!("no session cookie: {}", dash["cookies"]));
+    assert_eq!(session_cookie["httpOnly"], true);
+    assert_eq!(session_cookie["sameSite"], "Strict");
+    let tunnels = rows(&dash, "tunnels");
+    assert_eq!(tunnels.len(), 1, "{tunnels:?}");
+    let row = tunnels[0];
+    for part in [
+        TUNNEL,
+        "connected since",
+        "OAuth",
+        &format!("bridge {}", env!("CARGO_PKG_VERSION")),
+    ] {
+        assert!(row.contains(part), "tunnel row {row:?} lacks {part:?}");
+    }
+    let clients = rows(&dash, "clients");
+    assert_eq!(clients.len(), 1, "{clients:?}");
+    assert!(
+        clients[0].contains(CLIENT_NAME)
+            && clients[0].contains("127.0.0.1:39999")
+            && clients[0].contains("Revoke"),
+        "{clients:?}"
+    );
+    let calls = rows(&dash, "calls");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.contains("tools/call test_simple_text")
+                && c.contains("200")
+                && c.contains(CLIENT_NAME)),
+        "no recent tools/call row: {calls:?}"
+    );
+    let trace = rows(&dash, "events");
+    assert!(
+        trace.iter().any(|e| e.contains("refused")
+            && e.contains("invalid_target")
+            && e.contains(&elsewhere)),
+        "{trace:?}"
+    );
+    assert!(
+        trace.iter().any(|e| e.contains("registered as")),
+        "the registration (relay-wide) is shown with the tunnel's trace: {trace:?}"
+    );
+
+    // Revoke, a plain form submit: the client's row is gone, its token is refused.
+    let revoked = b.event("revoked");
+    assert_eq!(revoked["status"], 200, "{revoked}");
+    assert!(
+        revoked["notice"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("Access revoked")),
+        "{}",
+        revoked["notice"]
+    );
+    assert_eq!(rows(&revoked, "clients"), Vec::<&str>::new());
+    let r = initialize(&s.mcp_url(), access);
+    assert_eq!(r.status, 401, "the revoked token still works: {}", r.body);
+    assert!(
+        r.header("www-authenticate")
+            .contains("error=\"invalid_token\"")
+    );
+    let r = http(
+        "POST",
+        &s.url("/oauth/token"),
+        Some(&form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", &client_id),
+        ])),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+    );
+    assert_eq!(
+        r.status, 400,
+        "the revoked refresh token still works: {}",
+        r.body
+    );
+
+    let out = b.event("logged_out");
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(out["notice"], "Signed out.", "{out}");
+    assert!(
+        !cookie_names(&out).contains(&"relay_status"),
+        "the session cookie is cleared: {}",
+        out["cookies"]
+    );
+    assert!(
+        rows(&out, "tunnels").is_empty() && out["forms"][0]["buttons"] == json!(["Sign in"]),
+        "{out}"
+    );
+    b.finish();
+
+    // The trace says what happened, and why the token stopped working.
+    let events = s.log_events();
+    let revoke = events
+        .iter()
+        .find(|e| e["step"] == "revoke" && e["outcome"] == "ok")
+        .expect("the revocation is traced");
+    assert!(
+        revoke["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("on the status page by the tunnel's owner")),
+        "{revoke}"
+    );
+    assert!(
+        events.iter().any(|e| e["step"] == "mcp_401"
+            && e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("the access token was revoked"))),
+        "{events:#?}"
+    );
+
+    // Another bridge token sees no tunnel, and cannot revoke the owner's clients.
+    let (other, page) = PageSession::sign_in(&s.base, &s.other);
+    assert!(!page.contains(TUNNEL), "{page}");
+    assert!(page.contains("No tunnel yet"), "{page}");
+    let r = other.post(&[
+        ("op", "revoke"),
+        ("tunnel", TUNNEL),
+        ("client_id", &client_id),
+    ]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("not yours"), "{}", r.body);
+    // A form without the session's CSRF token is refused.
+    let r = http(
+        "POST",
+        &s.url("/status"),
+        Some(&form(&[("op", "logout"), ("csrf", "forged-value")])),
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", &other.cookie),
+        ],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    // The operator sees every tunnel, and the relay-wide events.
+    let (_op, page) = PageSession::sign_in(&s.base, OPERATOR_PASSWORD);
+    assert!(page.contains("Signed in as the relay operator"), "{page}");
+    assert!(page.contains(&format!("id=\"t-{TUNNEL}\"")), "{page}");
+    assert!(page.contains("Relay-wide OAuth events"), "{page}");
+    let _ = &s.relay;
+}
+
+/// A wrong password or token: an error on the page, and no session cookie.
+#[test]
+fn wrong_secret_is_refused_without_a_session() {
+    let s = Setup::start();
+    let mut b = Browser::start(
+        "wrong",
+        &s.url("/status"),
+        &["--secret", "not the password"],
+    );
+    let login = b.event("login");
+    assert_eq!(login["status"], 200);
+    let refused = b.event("refused");
+    assert_eq!(refused["status"], 403, "{refused}");
+    assert_eq!(
+        refused["notice"], "Wrong password or bridge token.",
+        "{refused}"
+    );
+    assert!(
+        !cookie_names(&refused).contains(&"relay_status"),
+        "{}",
+        refused["cookies"]
+    );
+    assert_hardened(&refused);
+    assert_plain(&refused);
+    let done = b.finish();
+    let post = done["documents"]
+        .as_array()
+        .expect("documents")
+        .iter()
+        .find(|d| d["method"] == "POST")
+        .unwrap_or_else(|| panic!("the form was not posted: {done:#}"));
+    assert_eq!(post["status"], 403);
+    assert_eq!(header(post, "set-cookie"), "", "no cookie is set: {post}");
+    // The sign-in form is bound to its own cookie: a post without it is refused too.
+    let r = http(
+        "POST",
+        &s.url("/status"),
+        Some(&form(&[
+            ("op", "login"),
+            ("csrf", "x".repeat(43).as_str()),
+            ("secret", &s.owner),
+        ])),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        !r.header("set-cookie").contains("relay_status="),
+        "{:?}",
+        r.headers
+    );
+}
+
+/// A page of another origin cannot show the status page in a frame; a control frame on the
+/// same page renders.
+#[test]
+fn status_page_refuses_to_be_framed() {
+    let s = Setup::start();
+    let status_url = s.url("/status");
+    let framer = Site::start(format!(
+        "<!doctype html><title>framer</title><p>another origin</p>\
+         <iframe name=status width=600 height=400 src=\"{status_url}\"></iframe>\
+         <iframe name=control width=300 height=100 src=\"/control\"></iframe>"
+    ));
+    let done = Browser::start("frame", &framer.url("/embed"), &[]).finish();
+    let frames = done["frames"].as_array().expect("frames");
+    let frame = |name: &str| {
+        frames
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no frame {name}: {done:#}"))
+    };
+    assert!(
+        frame("control")["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("control frame rendered")),
+        "frames render in this browser: {done:#}"
+    );
+    let status = frame("status");
+    assert_eq!(status["status_markup"], false, "{status}");
+    assert!(
+        !status["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Relay status"),
+        "the framed status page rendered: {status}"
+    );
+    let doc = done["documents"]
+        .as_array()
+        .expect("documents")
+        .iter()
+        .find(|d| d["url"] == status_url.as_str())
+        .unwrap_or_else(|| panic!("the framed request was not made: {done:#}"));
+    assert_eq!(doc["status"], 200);
+    assert_hardened(doc);
+}
+
+/// A tiny HTTP server on another loopback port (another origin): `/embed` and `/control`.
+struct Site {
+    addr: SocketAddr,
+}
+
+impl Site {
+    fn start(embed: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test site");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let embed = embed.clone();
+                std::thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                        match conn.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head);
+                    let Some(path) = head.lines().next().and_then(|l| l.split(' ').nth(1)) else {
+                        return;
+                    };
+                    let body = match path {
+                        "/embed" => embed,
+                        "/control" => "<!doctype html><p>control frame rendered</p>".to_owned(),
+                        _ => "not found".to_owned(),
+                    };
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        Self { addr }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
