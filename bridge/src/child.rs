@@ -73,6 +73,9 @@ pub struct ChildHandle {
     /// bridge.
     #[cfg(windows)]
     job: Option<win::Job>,
+    /// Dropped with the handle, which tells the child's task to kill it.
+    #[cfg(windows)]
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 /// Why a child could not be started.
@@ -89,7 +92,7 @@ pub enum SpawnError {
     /// An argument cannot be passed to the program (Windows: a NUL character, or a line
     /// break for a `.bat`/`.cmd` program).
     #[cfg_attr(not(windows), allow(dead_code))]
-    #[error("cannot start {program:?}: {reason}")]
+    #[error("an argument cannot be passed to \"{program}\": {reason}")]
     Argument {
         /// The program.
         program: String,
@@ -172,7 +175,19 @@ impl ChildHandle {
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
         tokio::spawn(read_stderr(id, stderr, tail.clone()));
         let max_line = spec.max_line;
+        // Windows has no process group to signal: dropping the handle (which drops `stop`)
+        // also kills the child itself, in case it runs outside a job.
+        #[cfg(windows)]
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
+            #[cfg(windows)]
+            tokio::select! {
+                _ = read_stdout(id, stdout, max_line, &events) => {}
+                _ = stopped => {
+                    let _ = child.start_kill();
+                }
+            }
+            #[cfg(not(windows))]
             read_stdout(id, stdout, max_line, &events).await;
             let status = match child.wait().await {
                 Ok(s) => s.to_string(),
@@ -187,6 +202,8 @@ impl ChildHandle {
             guard,
             #[cfg(windows)]
             job,
+            #[cfg(windows)]
+            _stop: stop,
         })
     }
 
@@ -241,7 +258,11 @@ fn program_to_run(spec: &ChildSpec) -> String {
     #[cfg(windows)]
     {
         let var = |name: &str| {
-            let set = spec.env.iter().rev().find(|(k, _)| k.eq_ignore_ascii_case(name));
+            let set = spec
+                .env
+                .iter()
+                .rev()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name));
             match set {
                 Some((_, v)) => v.clone(),
                 None => std::env::var_os(name)

@@ -87,7 +87,11 @@ pub async fn run(
                     Some(ev) => core.on_child_event(ev),
                     None => return Outcome::ServerFailed("internal channel closed".into()),
                 },
-                _ = &mut deadline => return Outcome::ServerFailed(format!("no answer to initialize within {STARTUP_TIMEOUT:?}")),
+                _ = &mut deadline => return Outcome::ServerFailed(format!(
+                    "no answer to initialize within {STARTUP_TIMEOUT:?} (is it a stdio MCP server? \
+                     run the command by hand to see what it does){}",
+                    stderr_tail(&core)
+                )),
                 _ = &mut shutdown => return Outcome::Stopped,
             }
         }

@@ -122,7 +122,7 @@ pub fn connect_url(relay: &Url, tunnel: &str) -> Result<Url, LinkError> {
         "https" | "wss" => "wss",
         s => {
             return Err(LinkError::Connect(format!(
-                "unsupported relay URL scheme {s:?}"
+                "unsupported relay URL scheme {s:?}: give the relay's http:// or https:// URL"
             )));
         }
     };
@@ -320,7 +320,12 @@ async fn connect_once(
     let url = connect_url(&config.relay, &config.tunnel)?;
     let host = url
         .host_str()
-        .ok_or_else(|| LinkError::Connect("relay URL has no host".into()))?
+        .ok_or_else(|| {
+            LinkError::Connect(format!(
+                "the relay URL {} has no host: give its base URL, e.g. https://relay.example.com",
+                config.relay
+            ))
+        })?
         .to_owned();
     let port = url.port_or_known_default().unwrap_or(80);
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port)))
@@ -393,7 +398,12 @@ where
     let welcome = loop {
         let msg = tokio::time::timeout(CONNECT_TIMEOUT, stream.next())
             .await
-            .map_err(|_| LinkError::Protocol("no answer to the handshake".into()))?;
+            .map_err(|_| {
+                LinkError::Protocol(format!(
+                    "no answer to the handshake within {CONNECT_TIMEOUT:?}: is {} an mcp-tunnel relay?",
+                    config.relay
+                ))
+            })?;
         match msg {
             Some(Ok(Message::Binary(b))) => match Frame::decode(b, limits) {
                 Ok(Frame::Welcome(w)) => break w,
@@ -404,7 +414,9 @@ where
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(_)) | None => {
                 return Err(LinkError::Protocol(
-                    "the relay closed during the handshake".into(),
+                    "the relay closed the connection during the handshake (a proxy in front of \
+                     it may not pass WebSocket messages)"
+                        .into(),
                 ));
             }
             Some(Err(e)) => return Err(LinkError::Connect(e.to_string())),

@@ -132,7 +132,10 @@ pub fn state_path() -> Result<PathBuf> {
 
 /// The stored login, if there is one.
 pub fn load_credentials() -> Result<Option<Credentials>> {
-    let path = credentials_path()?;
+    // Without a home directory nothing can have been stored.
+    let Ok(path) = credentials_path() else {
+        return Ok(None);
+    };
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -490,7 +493,6 @@ impl EchoOff {
                 }
                 let saved = t;
                 t.c_lflag &= !libc::ECHO;
-                t.c_lflag |= libc::ECHONL;
                 if libc::tcsetattr(0, libc::TCSANOW, &t) != 0 {
                     return Self { saved: None };
                 }

@@ -707,8 +707,13 @@ fn report(name: &str, several: bool, command: &[String], outcome: &Outcome) {
             eprintln!("error: {who}the relay refused this tunnel: {msg}");
         }
         Outcome::ServerFailed(msg) => {
+            let hint = if msg.starts_with("cannot start") {
+                "\n  check that the program is installed and on PATH (or give its full path)"
+            } else {
+                ""
+            };
             eprintln!(
-                "error: {who}the MCP server could not start: {msg}\n  the command: {}",
+                "error: {who}the MCP server could not start: {msg}{hint}\n  the command: {}",
                 login::command_line(command)
             );
         }

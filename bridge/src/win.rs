@@ -9,16 +9,21 @@
 //!   refuses line breaks in the arguments of a batch file (`cmd.exe` would cut the command
 //!   line there). [`check_args`] names the offending argument before anything starts.
 //! - **The process tree.** Windows has no process groups that can be signalled and no
-//!   parent-death signal. [`Job`] puts the server in a Job Object with
+//!   parent-death signal. `Job` puts the server in a Job Object with
 //!   `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`: every process it starts joins the job, the
 //!   bridge terminates the job to stop the server, and if the bridge dies, however it dies,
 //!   the kernel closes its last handle to the job and kills the whole tree.
 //!
-//!   A process is normally assigned to a job after it was created, which leaves a moment in
-//!   which it could start a child outside the job. The server is therefore created
-//!   suspended ([`CREATION_FLAGS`]), assigned to its job, and only then resumed
-//!   ([`resume`]), so nothing it starts can escape. Since Windows 8 jobs nest, so this also
-//!   works when the bridge itself runs inside a job (a CI runner, a terminal).
+//!   A process can only be assigned to a job once it exists; assigned while running, it
+//!   could start a child outside the job in between. The server is therefore created
+//!   suspended (`CREATION_FLAGS`, passed through std's `creation_flags`), assigned to its
+//!   job, and only then resumed (`resume`: std keeps the main thread's handle to itself,
+//!   so the thread is found in a Toolhelp snapshot), so nothing it starts can escape. Jobs
+//!   nest since Windows 8, so this also works when the bridge itself runs inside a job (a
+//!   CI runner, some terminals). When no job can be created the server starts normally;
+//!   when it cannot be assigned it is resumed outside the job; both with a warning, and
+//!   the bridge then only kills the server process itself, not what it started. A server
+//!   that cannot be resumed is killed and reported as not started.
 //!
 //! The lookup and the argument check are plain functions of strings, compiled and tested
 //! on every platform; the rest is compiled on Windows only.
@@ -122,9 +127,9 @@ pub fn check_args(program: &str, args: &[String]) -> Result<(), String> {
         }
         if batch && arg.contains(['\r', '\n']) {
             return Err(format!(
-                "argument {n} contains a line break, which Windows cannot pass to a batch \
-                 file such as {program:?}; start the program it wraps (for example node.exe \
-                 and its script) directly"
+                "argument {n} contains a line break, which Windows cannot pass to a .cmd or \
+                 .bat program; start the program it wraps (for example node.exe and its \
+                 script) directly"
             ));
         }
     }

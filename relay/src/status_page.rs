@@ -215,7 +215,7 @@ th{font-weight:600;background:#f6f6f6}code,.id{font-family:ui-monospace,monospac
 .id{color:#666}.ok{color:#1a6b1a}.refused,.error,.warn{color:#8a1c00}.pending{color:#875d00}\
 .notice{background:#eef6ee;padding:.5em}.warn{background:#fbeeea;padding:.5em}\
 form.inline{display:inline;margin:0}button{font-size:.95em;padding:.2em .8em}\
-header{display:flex;justify-content:space-between;align-items:center}";
+header{display:flex;justify-content:space-between;align-items:center}td.t{white-space:nowrap}";
 
 /// The Content-Security-Policy of every page: nothing but the page and its own style.
 fn csp() -> &'static str {
@@ -522,7 +522,7 @@ fn trace_rows(events: &[TraceEvent]) -> String {
             .collect::<Vec<_>>()
             .join(" · ");
         rows.push_str(&format!(
-            "<tr class=event><td>{}</td><td>{}</td><td class={}>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=event><td class=t>{}</td><td>{}</td><td class={}>{}</td><td>{}</td><td>{}</td></tr>",
             format_time(e.time_ms),
             escape_html(&e.step),
             escape_html(&e.outcome),
@@ -673,7 +673,7 @@ pub fn render(view: &View, csrf: &str, notice: Option<&str>) -> String {
                     status.push_str(" · cut short");
                 }
                 b.push_str(&format!(
-                    "<tr class=call><td>{}</td><td>{}</td><td>{}</td><td class={class}>{}</td>\
+                    "<tr class=call><td class=t>{}</td><td>{}</td><td>{}</td><td class={class}>{}</td>\
                      <td>{} ms</td></tr>",
                     format_time(c.at_ms),
                     escape_html(&call),

@@ -203,7 +203,10 @@ async fn metrics_count_requests_oauth_and_bridges() {
     // OAuth: discovery works, a token request from an unknown client is refused.
     let h = http();
     let resp = h
-        .get(format!("{}/.well-known/oauth-authorization-server", relay.base))
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            relay.base
+        ))
         .send()
         .await
         .expect("metadata");
@@ -333,7 +336,10 @@ async fn metrics_need_the_flag_and_remote_scrapes_the_token() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, body) = scrape(
         &guarded.base,
-        &[proxied, ("authorization", "Bearer scrape-secret-0123456789")],
+        &[
+            proxied,
+            ("authorization", "Bearer scrape-secret-0123456789"),
+        ],
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -450,6 +456,9 @@ async fn json_logs_name_one_call_with_the_same_request_id() {
     let token = bridge.bearer.as_deref().expect("bearer");
     for log in [relay.proc.log_text(), bridge.proc.log_text()] {
         assert!(!log.contains(token), "a token leaked into a log:\n{log}");
-        assert!(!log.contains("observable"), "a body leaked into a log:\n{log}");
+        assert!(
+            !log.contains("observable"),
+            "a body leaked into a log:\n{log}"
+        );
     }
 }

@@ -203,7 +203,32 @@ fn bridge_approve(base: &str, token: &str, code: &str) {
 
 /// Runs `py_oauth.py` against `mcp_url`, approving its consent with `bridge approve` and
 /// the token `owner`; its final summary.
+///
+/// The relay answers the client's first request (401) without reading its body, and then
+/// hyper may close that connection while the client pools it for its next request
+/// ("Server disconnected without sending a response"). A run that failed so, before any
+/// consent (so before registering anything that the checks would see twice), is run once
+/// more.
 fn python_oauth_client(deps: &Deps, base: &str, mcp_url: &str, owner: &str) -> Value {
+    for attempt in 1..=2 {
+        match python_oauth_attempt(deps, base, mcp_url, owner) {
+            Ok(v) => return v,
+            Err(e) if attempt == 1 && e.contains("Server disconnected") => {
+                eprintln!("py_oauth.py lost a pooled connection before its consent; again: {e}");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    unreachable!()
+}
+
+/// One run of `py_oauth.py`: its summary, or why it failed before its consent.
+fn python_oauth_attempt(
+    deps: &Deps,
+    base: &str,
+    mcp_url: &str,
+    owner: &str,
+) -> Result<Value, String> {
     let dir = tempfile::tempdir().expect("tempdir");
     let stderr = dir.path().join("py_oauth.log");
     let mut child = Command::new(deps.var("PY_SDK"))
@@ -222,7 +247,10 @@ fn python_oauth_client(deps: &Deps, base: &str, mcp_url: &str, owner: &str) -> V
         .recv_timeout(DRIVER_WAIT)
         .unwrap_or_else(|_| panic!("py_oauth.py: no consent event; stderr:\n{}", log()));
     let consent: Value = serde_json::from_str(&first).unwrap_or_else(|_| panic!("{first}"));
-    assert_eq!(consent["event"], "consent", "{consent}\n{}", log());
+    if consent["event"] != "consent" {
+        let _ = child.wait();
+        return Err(format!("py_oauth.py: {consent}\nstderr:\n{}", log()));
+    }
     bridge_approve(base, owner, consent["code"].as_str().expect("code"));
     writeln!(stdin, "poll").expect("write to py_oauth.py");
     let mut last = String::new();
@@ -238,7 +266,7 @@ fn python_oauth_client(deps: &Deps, base: &str, mcp_url: &str, owner: &str) -> V
         v["error"],
         log()
     );
-    v
+    Ok(v)
 }
 
 // ------------------------------------------------------------------------------------------
