@@ -18,10 +18,14 @@
 //!   (the server included) by itself. Being in its own process group, the guard does not
 //!   get the terminal's Ctrl+C or hang-up meant for the bridge. The one moment it cannot
 //!   cover is between a server's start and its registration (one pipe write later): a
-//!   bridge killed exactly then leaves that server running.
+//!   bridge killed exactly then leaves that server running. A server that inherited the
+//!   pipe's write end would keep the guard waiting; std marks it close-on-exec (on macOS
+//!   just after creating it rather than atomically, which is why the guard is started
+//!   before any server).
 //! - **Windows**: there is no guard process ([`Guard::start`] does nothing); each server
 //!   runs in a Job Object that the kernel kills when the bridge's handle to it closes,
-//!   which happens however the bridge ends (see `child/win.rs`).
+//!   which happens however the bridge ends (see `bridge/src/win.rs`, the `child::win`
+//!   module).
 
 use std::collections::HashSet;
 use std::io::BufRead;

@@ -98,7 +98,9 @@ struct ApproveArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    relay::logging::init(cli.log_format, false);
+    // The in-process relay's per-request lines stay out of the desktop terminal (the
+    // status line counts the calls); `RUST_LOG=info` shows them.
+    relay::logging::init(cli.log_format, false, "info,relay::request=warn");
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Approve(args) => approve(args),

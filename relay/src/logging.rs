@@ -48,11 +48,11 @@ pub fn format_from_args(
     }
 }
 
-/// Installs the process's logger. With `count_bridges`, the relay's bridge connection
-/// events are also counted as metrics (see [`crate::metrics::BridgeEvents`]), whatever
-/// `RUST_LOG` says.
-pub fn init(format: LogFormat, count_bridges: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the process's logger; `default` is the filter used when `RUST_LOG` is unset
+/// (e.g. `info`). With `count_bridges`, the relay's bridge connection events are also
+/// counted as metrics (see [`crate::metrics::BridgeEvents`]), whatever `RUST_LOG` says.
+pub fn init(format: LogFormat, count_bridges: bool, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Colours only on a terminal: log files and journals get plain text (and writing the
     // escape codes is a measurable share of a busy relay's CPU).
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();

@@ -257,7 +257,7 @@ fn default_public_url(tls: &Tls, addr: SocketAddr) -> String {
 
 fn main() -> Result<()> {
     let log_format = relay::logging::format_from_args(std::env::args_os(), "RELAY_LOG_FORMAT");
-    relay::logging::init(log_format, true);
+    relay::logging::init(log_format, true, "info");
     let cli = match parse_cli(Cli::command(), std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(e) => match e.downcast::<clap::Error>() {

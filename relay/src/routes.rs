@@ -258,6 +258,43 @@ fn accepts_json(headers: &HeaderMap) -> bool {
         || a.contains("application/*")
 }
 
+/// Most of an unread body read off after an early answer (401, 403, 503…).
+const EARLY_DRAIN: usize = 64 << 10;
+/// Longest wait for that.
+const EARLY_DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// An answer given before the request body was read (authentication, tunnel lookup): a
+/// small body is read off so the connection can carry the client's next request (the
+/// first POST of an OAuth client is answered 401, and clients reuse the connection);
+/// otherwise the answer says `Connection: close`, so no client reuses a connection the
+/// server is about to drop.
+async fn answer_unread(mut resp: Response, body: Body) -> Response {
+    use http_body_util::BodyExt;
+    let drained = tokio::time::timeout(EARLY_DRAIN_TIME, async {
+        let mut body = body;
+        let mut seen = 0usize;
+        loop {
+            match body.frame().await {
+                None => return true,
+                Some(Err(_)) => return false,
+                Some(Ok(f)) => {
+                    seen += f.data_ref().map_or(0, |d| d.len());
+                    if seen > EARLY_DRAIN {
+                        return false;
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    if !drained {
+        resp.headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    resp
+}
+
 /// How much of an oversized body is read (and dropped) so the client, still sending,
 /// receives the 413 instead of a reset connection.
 const DISCARD_CAP: usize = 64 << 20;
@@ -429,7 +466,10 @@ async fn post_mcp(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (c, version) = tri!(common_unchecked(&state, &name, &headers).await);
+    let (c, version) = match common_unchecked(&state, &name, &headers).await {
+        Ok(v) => v,
+        Err(r) => return answer_unread(r, body).await,
+    };
     let (body, id) = match read_json_body(&state, &headers, body, true).await {
         Ok(read) => read,
         // A refused version is answered first, as if checked before the body.
@@ -557,7 +597,10 @@ async fn post_messages(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (target, principal) = tri!(prepare(&state, &name, &headers).await);
+    let (target, principal) = match prepare(&state, &name, &headers).await {
+        Ok(v) => v,
+        Err(r) => return answer_unread(r, body).await,
+    };
     let session = query.and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "sessionId")

@@ -1556,3 +1556,71 @@ async fn killed_bridge_gets_503_not_a_hang() {
     let again = bridge_on(&relay, "doomed-tunnel");
     Endpoint::of(&again).still_serves("a killed bridge").await;
 }
+
+/// A request refused before its body is read (401 without a token) leaves the connection
+/// usable for the client's next request: clients (the OAuth ones first of all) reuse it.
+#[tokio::test]
+async fn an_early_refusal_keeps_the_connection_usable() {
+    let (_bridge, ep) = embedded();
+    let rest = ep.mcp.strip_prefix("http://").expect("an http URL");
+    let (authority, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut tcp = TcpStream::connect(authority).await.expect("connect");
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let refused = format!(
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+         Accept: {ACCEPT_BOTH}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    // The body follows the head a moment later, as it does from a real network.
+    tcp.write_all(refused.as_bytes()).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tcp.write_all(body).await.expect("write");
+    let mut buf = Vec::new();
+    let first = read_answer(&mut tcp, &mut buf).await;
+    assert_eq!(
+        first.status.as_u16(),
+        401,
+        "{:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    assert!(
+        !first
+            .headers
+            .get("connection")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close")),
+        "a small unread body is read off, not a reason to close: {:?}",
+        first.headers
+    );
+    // The same connection serves the next request.
+    let again = format!("GET /healthz HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+    tcp.write_all(again.as_bytes()).await.expect("write again");
+    buf.clear();
+    let second = read_answer(&mut tcp, &mut buf).await;
+    assert_eq!(
+        second.status.as_u16(),
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&buf)
+    );
+}
+
+/// Reads one complete answer from `tcp`.
+async fn read_answer(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Answer {
+    tokio::time::timeout(HTTP_TIMEOUT, async {
+        let mut chunk = vec![0u8; 16 << 10];
+        loop {
+            if let Some(a) = parse_http_answer(buf) {
+                return a;
+            }
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => panic!(
+                    "the connection ended without a complete answer; got {:?}",
+                    String::from_utf8_lossy(buf)
+                ),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+    .expect("an answer in time")
+}
