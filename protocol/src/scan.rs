@@ -141,6 +141,38 @@ fn members(b: &[u8]) -> Option<Members> {
     }
 }
 
+/// Calls `f(key, raw value)` for each member of the JSON object `b`, in order, until `f`
+/// returns `false` or the scan meets something it does not understand (then it stops
+/// quietly). Keys are given as written between their quotes (escapes not decoded). For
+/// peeking at a few fields of a body already validated as JSON, without parsing it.
+pub fn for_each_member<'a>(b: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8]) -> bool) {
+    let mut i = ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return;
+    }
+    i = ws(b, i + 1);
+    while b.get(i) == Some(&b'"') {
+        let Some(kend) = skip_string(b, i) else {
+            return;
+        };
+        let key = &b[i + 1..kend - 1];
+        i = ws(b, kend);
+        if b.get(i) != Some(&b':') {
+            return;
+        }
+        i = ws(b, i + 1);
+        let Some(vend) = skip_value(b, i) else { return };
+        if !f(key, &b[i..vend]) {
+            return;
+        }
+        i = ws(b, vend);
+        if b.get(i) != Some(&b',') {
+            return;
+        }
+        i = ws(b, i + 1);
+    }
+}
+
 /// Classifies a message like [`parse`], quickly, for trusted-but-careless input (a local
 /// server's stdout). Falls back to [`parse`] whenever the fast scan is unsure.
 pub fn parse_fast(body: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {

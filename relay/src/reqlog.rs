@@ -578,7 +578,7 @@ impl Peek<'_> {
 /// pass. For logs and metrics: it does not validate the message.
 pub fn peek(body: &[u8]) -> Peek<'_> {
     let mut p = Peek::default();
-    members(body, |key, value| {
+    protocol::scan::for_each_member(body, |key, value| {
         match key {
             b"method" => p.method = plain_string(value),
             b"id" => p.has_id = value != b"null",
@@ -594,7 +594,7 @@ pub fn peek(body: &[u8]) -> Peek<'_> {
 /// written without escapes.
 pub fn tool_name(params: &[u8]) -> Option<&str> {
     let mut name = None;
-    members(params, |key, value| {
+    protocol::scan::for_each_member(params, |key, value| {
         if key == b"name" {
             name = plain_string(value);
             return false;
@@ -611,91 +611,6 @@ fn plain_string(value: &[u8]) -> Option<&str> {
         return None;
     }
     std::str::from_utf8(inner).ok()
-}
-
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
-        i += 1;
-    }
-    i
-}
-
-/// End (exclusive) of the string starting at `i` (a `"`).
-fn string_end(b: &[u8], i: usize) -> Option<usize> {
-    let mut j = i + 1;
-    loop {
-        let k = j + memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
-        if b[k] == b'\\' {
-            j = k + 2;
-        } else {
-            return Some(k + 1);
-        }
-    }
-}
-
-/// End (exclusive) of the value starting at `i`.
-fn value_end(b: &[u8], i: usize) -> Option<usize> {
-    match *b.get(i)? {
-        b'"' => string_end(b, i),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut j = i;
-            while j < b.len() {
-                match b[j] {
-                    b'"' => {
-                        j = string_end(b, j)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(j + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                j += 1;
-            }
-            None
-        }
-        _ => {
-            let mut j = i;
-            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
-            {
-                j += 1;
-            }
-            (j > i).then_some(j)
-        }
-    }
-}
-
-/// Calls `f(key, raw value)` for each member of the object `b`, in order, until it
-/// returns `false` or the scan meets something it does not understand.
-fn members<'a>(b: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8]) -> bool) {
-    let mut i = skip_ws(b, 0);
-    if b.get(i) != Some(&b'{') {
-        return;
-    }
-    i = skip_ws(b, i + 1);
-    while b.get(i) == Some(&b'"') {
-        let Some(kend) = string_end(b, i) else { return };
-        let key = &b[i + 1..kend - 1];
-        i = skip_ws(b, kend);
-        if b.get(i) != Some(&b':') {
-            return;
-        }
-        i = skip_ws(b, i + 1);
-        let Some(vend) = value_end(b, i) else { return };
-        if !f(key, &b[i..vend]) {
-            return;
-        }
-        i = skip_ws(b, vend);
-        if b.get(i) != Some(&b',') {
-            return;
-        }
-        i = skip_ws(b, i + 1);
-    }
 }
 
 #[cfg(test)]
