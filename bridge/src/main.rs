@@ -50,6 +50,11 @@ struct Cli {
         default_value_t
     )]
     log_format: relay::logging::LogFormat,
+    /// Log one line per request, in the bridge (target `bridge::request`) and in the
+    /// in-process relay (`relay::request`), with the same request id; off by default (each
+    /// line costs CPU on every call).
+    #[arg(long, global = true, env = "BRIDGE_LOG_REQUESTS")]
+    log_requests: bool,
 }
 
 #[derive(Subcommand)]
@@ -98,9 +103,14 @@ struct ApproveArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The in-process relay's per-request lines stay out of the desktop terminal (the
-    // status line counts the calls); `RUST_LOG=info` shows them.
-    relay::logging::init(cli.log_format, false, "info,relay::request=warn");
+    // Per-request lines only on request (the status line counts the calls);
+    // `RUST_LOG` overrides this default.
+    let default_filter = if cli.log_requests {
+        "info,bridge::request=debug"
+    } else {
+        "info,relay::request=warn"
+    };
+    relay::logging::init(cli.log_format, false, default_filter);
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Approve(args) => approve(args),

@@ -48,6 +48,26 @@ pub fn format_from_args(
     }
 }
 
+/// Whether a boolean flag (`--log-requests`) is on, read before the command line is
+/// parsed like [`format_from_args`]: present before a `--`, or the environment variable
+/// `env` set to `1`/`true`.
+pub fn flag_from_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    flag: &str,
+    env: &str,
+) -> bool {
+    let mut on = std::env::var(env).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    for a in args {
+        if a == "--" {
+            break;
+        }
+        if a == flag {
+            on = true;
+        }
+    }
+    on
+}
+
 /// Installs the process's logger; `default` is the filter used when `RUST_LOG` is unset
 /// (e.g. `info`). With `count_bridges`, the relay's bridge connection events are also
 /// counted as metrics (see [`crate::metrics::BridgeEvents`]), whatever `RUST_LOG` says.
@@ -91,6 +111,22 @@ mod tests {
             args.iter().map(std::ffi::OsString::from),
             "RELAY_TEST_UNSET_LOG_FORMAT",
         )
+    }
+
+    #[test]
+    fn reads_a_flag_before_parsing() {
+        let on = |args: &[&str]| {
+            flag_from_args(
+                args.iter().map(std::ffi::OsString::from),
+                "--log-requests",
+                "RELAY_TEST_UNSET_LOG_REQUESTS",
+            )
+        };
+        assert!(!on(&["relay", "serve"]));
+        assert!(on(&["relay", "serve", "--log-requests"]));
+        assert!(on(&["bridge", "--log-requests", "run", "--", "x"]));
+        // After `--` it belongs to the server's command line.
+        assert!(!on(&["bridge", "run", "--", "server", "--log-requests"]));
     }
 
     #[test]

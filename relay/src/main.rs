@@ -26,6 +26,10 @@ struct Cli {
         default_value_t
     )]
     log_format: relay::logging::LogFormat,
+    /// Log one line per public MCP request (target `relay::request`); off by default, as
+    /// each line costs a busy relay several µs of CPU per request.
+    #[arg(long, global = true, env = "RELAY_LOG_REQUESTS")]
+    log_requests: bool,
     /// `serve`: serve Prometheus metrics at /metrics, to local requests only (a loopback
     /// peer and Host, no forwarding headers) unless --metrics-token-file is given.
     #[arg(long, global = true)]
@@ -257,7 +261,14 @@ fn default_public_url(tls: &Tls, addr: SocketAddr) -> String {
 
 fn main() -> Result<()> {
     let log_format = relay::logging::format_from_args(std::env::args_os(), "RELAY_LOG_FORMAT");
-    relay::logging::init(log_format, true, "info");
+    let log_requests =
+        relay::logging::flag_from_args(std::env::args_os(), "--log-requests", "RELAY_LOG_REQUESTS");
+    let default_filter = if log_requests {
+        "info"
+    } else {
+        "info,relay::request=warn"
+    };
+    relay::logging::init(log_format, true, default_filter);
     let cli = match parse_cli(Cli::command(), std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(e) => match e.downcast::<clap::Error>() {
@@ -548,8 +559,8 @@ mod tests {
     const EXAMPLE: &str = include_str!("../../deploy/relay.example.toml");
 
     /// The ids of `relay serve`'s options, from clap's definition with the global options
-    /// it inherits; not `--config` itself, nor `--log-format` (logging starts before the
-    /// file is read).
+    /// it inherits; not `--config` itself, nor `--log-format` and `--log-requests` (logging
+    /// starts before the file is read).
     fn serve_options() -> Vec<String> {
         let mut cmd = Cli::command();
         cmd.build();
@@ -557,7 +568,9 @@ mod tests {
         serve
             .get_arguments()
             .map(|a| a.get_id().to_string())
-            .filter(|id| !["help", "version", "config", "log_format"].contains(&id.as_str()))
+            .filter(|id| {
+                !["help", "version", "config", "log_format", "log_requests"].contains(&id.as_str())
+            })
             .collect()
     }
 

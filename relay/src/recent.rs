@@ -213,9 +213,18 @@ impl HttpBody for Tracked {
                     && data.len() <= CHECK_ERROR_MAX
                     && this.inner.is_end_stream()
                 {
-                    // A whole JSON answer in one piece: was it an error?
-                    this.ending.rpc_error =
-                        protocol::jsonrpc::parse(data).ok().map(|env| env.is_error);
+                    // A whole JSON answer in one piece: was it an error? (A scan of its
+                    // top-level members; the answer is the bridge's, already valid JSON.)
+                    let mut error = None;
+                    protocol::scan::for_each_member(data, |key, _| {
+                        match key {
+                            b"error" => error = Some(true),
+                            b"result" => error = Some(false),
+                            _ => return true,
+                        }
+                        false
+                    });
+                    this.ending.rpc_error = error;
                 }
             }
             Poll::Ready(None) => this.ending.ended = true,
