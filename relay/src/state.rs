@@ -8,9 +8,21 @@ use crate::oauth::OAuth;
 use crate::registry::Registry;
 use crate::store::Store;
 
-/// Cheap-to-clone handle on the relay's configuration, tunnels and stored state.
+/// Cheap-to-clone handle on the relay's configuration, tunnels and stored state: one
+/// reference count (handlers clone it on every request, from both cores at once).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What an [`AppState`] holds.
+pub struct Shared {
     /// The configuration the relay was started with.
     pub config: Arc<RelayConfig>,
     /// Tunnel names and their connections.
@@ -44,7 +56,7 @@ impl AppState {
             store.add_token_hash(&format!("configured-{}", i + 1), *hash)?;
         }
         let oauth = OAuth::new(config.oauth.clone());
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             config: Arc::new(config),
             registry: Arc::new(Registry::default()),
             store: Arc::new(store),
@@ -53,6 +65,6 @@ impl AppState {
             recent: Arc::default(),
             trace: Arc::default(),
             status_page: Arc::default(),
-        })
+        })))
     }
 }
