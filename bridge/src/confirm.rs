@@ -141,31 +141,7 @@ impl Notice {
     }
 }
 
-/// Text from the network made safe for a terminal: control characters (C0, DEL, C1, so
-/// escape sequences and carriage returns), bidirectional overrides and invisible
-/// formatting characters are replaced with `�`; at most `max` characters are kept
-/// (`…` marks a cut).
-pub fn printable(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (n, c) in s.chars().enumerate() {
-        if n == max {
-            out.push('…');
-            break;
-        }
-        out.push(if unsafe_char(c) { '\u{FFFD}' } else { c });
-    }
-    out
-}
-
-fn unsafe_char(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{200B}'..='\u{200F}'
-            | '\u{2028}'..='\u{202E}'
-            | '\u{2060}'..='\u{206F}'
-            | '\u{FEFF}'
-            | '\u{FFF9}'..='\u{FFFB}')
-}
+pub use protocol::text::printable;
 
 /// The start of the arguments' JSON for a prompt: whitespace runs collapsed, made
 /// [`printable`], at most [`PREVIEW_CHARS`] characters.

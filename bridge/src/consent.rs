@@ -13,13 +13,9 @@ use tokio::sync::mpsc;
 /// How long a prompt stays answerable (the relay's consents expire after 10 minutes).
 const PROMPT_TTL: Duration = Duration::from_secs(600);
 
-/// Text from the network, made safe for a terminal: control characters (escape
-/// sequences, carriage returns) are replaced.
+/// Text from the network, made safe for a terminal.
 pub fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
-        .take(200)
-        .collect()
+    protocol::text::printable(s, 200)
 }
 
 fn normalize(code: &str) -> String {

@@ -19,6 +19,7 @@ pub mod frame;
 pub mod jsonrpc;
 pub mod modern;
 pub mod scan;
+pub mod text;
 mod wire;
 
 pub use frame::{

@@ -138,17 +138,9 @@ fn names(body: &[u8]) -> (String, Option<String>) {
     (method, tool)
 }
 
-/// Replaces control characters and cuts a name.
+/// A name made safe to show, cut at [`MAX_NAME`] characters.
 fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len().min(MAX_NAME));
-    for (i, c) in s.chars().enumerate() {
-        if i == MAX_NAME {
-            out.push('…');
-            break;
-        }
-        out.push(if c.is_control() { '?' } else { c });
-    }
-    out
+    protocol::text::printable(s, MAX_NAME)
 }
 
 /// Wraps an answer so `call` is recorded when its body ends (or is dropped).
@@ -317,7 +309,7 @@ mod tests {
             "x".repeat(300)
         );
         assert_eq!(names(long.as_bytes()).0.chars().count(), MAX_NAME + 1);
-        assert_eq!(printable("a\u{7}b"), "a?b");
+        assert_eq!(printable("a\u{7}b"), "a\u{FFFD}b");
     }
 
     #[tokio::test]

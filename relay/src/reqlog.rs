@@ -541,18 +541,9 @@ impl Drop for Counted {
     }
 }
 
-/// Replaces control characters and cuts a client-supplied name for the log.
+/// A client-supplied name made safe for the log.
 fn printable(s: &str) -> String {
-    const MAX: usize = 100;
-    let mut out = String::with_capacity(s.len().min(MAX));
-    for (i, c) in s.chars().enumerate() {
-        if i == MAX {
-            out.push('…');
-            break;
-        }
-        out.push(if c.is_control() { '?' } else { c });
-    }
-    out
+    protocol::text::printable(s, 100)
 }
 
 /// What [`peek`] finds in a JSON-RPC message.
@@ -689,7 +680,7 @@ mod tests {
         assert_eq!(kind_of(Route::Mcp, &Method::GET, None), CallKind::Stream);
         assert_eq!(kind_of(Route::Sse, &Method::GET, None), CallKind::SseOpen);
         assert_eq!(kind_of(Route::Mcp, &Method::PUT, None), CallKind::Unknown);
-        assert_eq!(printable("a\u{7}b"), "a?b");
+        assert_eq!(printable("a\u{7}b"), "a\u{FFFD}b");
         assert_eq!(printable(&"x".repeat(300)).chars().count(), 101);
     }
 

@@ -551,18 +551,7 @@ impl Store {
                 params![&hash[..]],
                 |r| {
                     Ok((
-                        CodeGrant {
-                            grant: Grant {
-                                client_id: r.get(0)?,
-                                tunnel: r.get(1)?,
-                                resource: r.get(2)?,
-                                owner_token: r.get(3)?,
-                                scope: r.get(4)?,
-                            },
-                            redirect_uri: r.get(5)?,
-                            challenge: r.get(6)?,
-                            expires: r.get(7)?,
-                        },
+                        code_grant(r)?,
                         r.get::<_, i64>(8)? != 0,
                         r.get::<_, String>(9)?,
                     ))
@@ -928,23 +917,7 @@ impl Store {
                 "SELECT client_id, tunnel, resource, owner_token, scope, redirect_uri, challenge,
                  expires, used FROM auth_codes WHERE hash = ?1",
                 params![&sha256(code.as_bytes())[..]],
-                |r| {
-                    Ok((
-                        CodeGrant {
-                            grant: Grant {
-                                client_id: r.get(0)?,
-                                tunnel: r.get(1)?,
-                                resource: r.get(2)?,
-                                owner_token: r.get(3)?,
-                                scope: r.get(4)?,
-                            },
-                            redirect_uri: r.get(5)?,
-                            challenge: r.get(6)?,
-                            expires: r.get(7)?,
-                        },
-                        r.get::<_, i64>(8)? != 0,
-                    ))
-                },
+                |r| Ok((code_grant(r)?, r.get::<_, i64>(8)? != 0)),
             )
             .optional()?)
     }
@@ -974,6 +947,23 @@ impl Store {
             )
             .optional()?)
     }
+}
+
+/// A code's grant from the first eight columns of an `auth_codes` row (client_id, tunnel,
+/// resource, owner_token, scope, redirect_uri, challenge, expires).
+fn code_grant(r: &rusqlite::Row<'_>) -> rusqlite::Result<CodeGrant> {
+    Ok(CodeGrant {
+        grant: Grant {
+            client_id: r.get(0)?,
+            tunnel: r.get(1)?,
+            resource: r.get(2)?,
+            owner_token: r.get(3)?,
+            scope: r.get(4)?,
+        },
+        redirect_uri: r.get(5)?,
+        challenge: r.get(6)?,
+        expires: r.get(7)?,
+    })
 }
 
 #[cfg(test)]

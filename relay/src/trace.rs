@@ -300,18 +300,7 @@ pub fn render_table(events: &[TraceEvent]) -> String {
     out
 }
 
-/// Replaces control characters and cuts a client-supplied text to `max` characters.
-fn printable(s: &str, max: usize) -> String {
-    let mut out = String::with_capacity(s.len().min(max));
-    for (i, c) in s.chars().enumerate() {
-        if i == max {
-            out.push('…');
-            break;
-        }
-        out.push(if c.is_control() { '?' } else { c });
-    }
-    out
-}
+use protocol::text::printable;
 
 // ------------------------------------------------------------------------------------------
 // In-memory state.

@@ -92,12 +92,9 @@ fn emit(open: &Open, exchange: u64, outcome: &str, by: &str) {
     );
 }
 
-/// Replaces control characters and cuts a client-supplied name for the log.
+/// A client-supplied name made safe for the log.
 fn printable(s: &str) -> String {
-    s.chars()
-        .take(100)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    protocol::text::printable(s, 100)
 }
 
 /// Whether an answer body is a JSON-RPC error (a scan of its top level only).
