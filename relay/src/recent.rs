@@ -2,24 +2,18 @@
 //! tool), which client, the HTTP status (and whether a JSON answer was a JSON-RPC error),
 //! and how long the exchange took until its answer ended.
 //!
-//! [`Call::start`] is taken when the relay forwards an exchange to the bridge and
-//! [`track`] wraps the answer: the call is recorded when the answer's body ends or the
-//! client goes away. Streams that only carry server messages (`GET`, the legacy SSE
+//! [`Call::start`] is taken when the relay forwards an exchange to the bridge; the
+//! request log's answer wrapper ([`crate::reqlog`]) calls [`Call::finish`] when the
+//! answer's body ends or the client goes away. Streams that only carry server messages (`GET`, the legacy SSE
 //! stream) are not calls and are not recorded. Only names are kept (method, tool,
 //! principal), never a body; each tunnel keeps its newest [`KEEP`] calls, in memory.
 
 use std::collections::{HashMap, VecDeque};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::body::{Body, Bytes, HttpBody};
-use axum::response::Response;
-use http::header;
 use protocol::{Request, RequestKind};
 
-use crate::state::AppState;
 use crate::tunnel::Tunnel;
 
 /// Calls kept per tunnel.
@@ -94,6 +88,7 @@ impl RecentCalls {
 
 /// A call being forwarded.
 pub struct Call {
+    calls: Arc<RecentCalls>,
     tunnel: String,
     owner: i64,
     method: String,
@@ -105,13 +100,14 @@ pub struct Call {
 
 impl Call {
     /// Notes a request about to be forwarded on `tunnel`; `None` for server streams.
-    pub fn start(tunnel: &Tunnel, request: &Request) -> Option<Call> {
+    pub fn start(calls: &Arc<RecentCalls>, tunnel: &Tunnel, request: &Request) -> Option<Call> {
         let (method, tool) = match request.kind {
             RequestKind::Get | RequestKind::LegacyOpen => return None,
             RequestKind::Delete => ("DELETE (end of session)".to_owned(), None),
             RequestKind::Post | RequestKind::LegacyPost => names(&request.body),
         };
         Some(Call {
+            calls: calls.clone(),
             tunnel: tunnel.name.clone(),
             owner: tunnel.token_id,
             method,
@@ -143,118 +139,54 @@ fn printable(s: &str) -> String {
     protocol::text::printable(s, MAX_NAME)
 }
 
-/// Wraps an answer so `call` is recorded when its body ends (or is dropped).
-pub fn track(state: &AppState, call: Option<Call>, resp: Response) -> Response {
-    let Some(call) = call else {
-        return resp;
-    };
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let status = resp.status().as_u16();
-    let (parts, body) = resp.into_parts();
-    let ending = Ending {
-        calls: state.recent.clone(),
-        call: Some(call),
-        status,
-        check_json: is_json,
-        rpc_error: None,
-        ended: false,
-    };
-    Response::from_parts(
-        parts,
-        Body::new(Tracked {
-            inner: body,
-            ending,
-        }),
-    )
+impl Call {
+    /// Records the call: its answer had this HTTP `status`, was (or not, or unknown) a
+    /// JSON-RPC error, and was sent to its end or not.
+    pub fn finish(self, status: u16, rpc_error: Option<bool>, complete: bool) {
+        let Call {
+            calls,
+            tunnel,
+            owner,
+            method,
+            tool,
+            principal,
+            at_ms,
+            start,
+        } = self;
+        calls.push(
+            &tunnel,
+            RecentCall {
+                at_ms,
+                method,
+                tool,
+                principal,
+                status,
+                rpc_error,
+                duration_ms: start.elapsed().as_millis() as u64,
+                complete,
+                owner,
+            },
+        );
+    }
 }
 
-/// What is recorded when the answer ends.
-struct Ending {
-    calls: Arc<RecentCalls>,
-    call: Option<Call>,
-    status: u16,
-    check_json: bool,
-    rpc_error: Option<bool>,
-    ended: bool,
-}
-
-/// An answer body that records its call when it ends or is dropped.
-struct Tracked {
-    inner: Body,
-    ending: Ending,
-}
-
-impl HttpBody for Tracked {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref()
-                    && std::mem::take(&mut this.ending.check_json)
-                    && data.len() <= CHECK_ERROR_MAX
-                    && this.inner.is_end_stream()
-                {
-                    // A whole JSON answer in one piece: was it an error? (A scan of its
-                    // top-level members; the answer is the bridge's, already valid JSON.)
-                    let mut error = None;
-                    protocol::scan::for_each_member(data, |key, _| {
-                        match key {
-                            b"error" => error = Some(true),
-                            b"result" => error = Some(false),
-                            _ => return true,
-                        }
-                        false
-                    });
-                    this.ending.rpc_error = error;
-                }
-            }
-            Poll::Ready(None) => this.ending.ended = true,
-            _ => {}
+/// Whether a whole JSON answer of at most [`CHECK_ERROR_MAX`] bytes is a JSON-RPC error (a
+/// scan of its top-level members; the answer is the bridge's, already valid JSON). `None`
+/// for larger answers.
+pub fn answer_is_error(data: &[u8]) -> Option<bool> {
+    if data.len() > CHECK_ERROR_MAX {
+        return None;
+    }
+    let mut error = None;
+    protocol::scan::for_each_member(data, |key, _| {
+        match key {
+            b"error" => error = Some(true),
+            b"result" => error = Some(false),
+            _ => return true,
         }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        let complete = self.ending.ended || self.inner.is_end_stream();
-        let e = &mut self.ending;
-        if let Some(call) = e.call.take() {
-            e.calls.push(
-                &call.tunnel,
-                RecentCall {
-                    at_ms: call.at_ms,
-                    method: call.method,
-                    tool: call.tool,
-                    principal: call.principal,
-                    status: e.status,
-                    rpc_error: e.rpc_error,
-                    duration_ms: call.start.elapsed().as_millis() as u64,
-                    complete,
-                    owner: call.owner,
-                },
-            );
-        }
-    }
+        false
+    });
+    error
 }
 
 #[cfg(test)]
@@ -312,13 +244,9 @@ mod tests {
         assert_eq!(printable("a\u{7}b"), "a\u{FFFD}b");
     }
 
-    #[tokio::test]
-    async fn a_tracked_answer_is_recorded_when_its_body_ends() {
-        use http_body_util::BodyExt;
-        let state = AppState::new(
-            crate::RelayConfig::new("127.0.0.1:0".parse().unwrap(), "http://127.0.0.1:1").unwrap(),
-        )
-        .unwrap();
+    #[test]
+    fn a_finished_call_is_recorded() {
+        let calls = Arc::new(RecentCalls::default());
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
         let tunnel = Tunnel::new("files".into(), 1, protocol::ClientAuth::None, 7, tx, 16);
         let request = Request {
@@ -328,36 +256,28 @@ mod tests {
             protocol_version: None,
             last_event_id: None,
             principal: "oauth:mcpcl_x".into(),
-            body: Bytes::from_static(
+            body: bytes::Bytes::from_static(
                 br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#,
             ),
         };
-        let mut resp = Response::new(Body::from(
-            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#,
-        ));
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        let call = Call::start(&tunnel, &request);
-        let resp = track(&state, call, resp);
-        assert!(
-            state.recent.list("files", 7).is_empty(),
-            "not before the body ends"
-        );
-        let _ = resp.into_body().collect().await.unwrap();
-        let got = state.recent.list("files", 7);
+        let call = Call::start(&calls, &tunnel, &request).expect("a call");
+        assert!(calls.list("files", 7).is_empty(), "not before it finishes");
+        let answer = br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#;
+        call.finish(200, answer_is_error(answer), true);
+        let got = calls.list("files", 7);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].tool.as_deref(), Some("echo"));
         assert_eq!(got[0].principal, "oauth:mcpcl_x");
         assert_eq!(got[0].rpc_error, Some(true));
         assert!(got[0].complete);
+        assert_eq!(answer_is_error(br#"{"id":1,"result":{}}"#), Some(false));
+        assert_eq!(answer_is_error(&vec![b' '; CHECK_ERROR_MAX + 1]), None);
         let get = Request {
             kind: RequestKind::Get,
             ..request
         };
         assert!(
-            Call::start(&tunnel, &get).is_none(),
+            Call::start(&calls, &tunnel, &get).is_none(),
             "streams are not calls"
         );
     }

@@ -237,6 +237,8 @@ pub struct Note {
     exchange: Option<u64>,
     bytes_in: u64,
     oauth: Option<OAuthStep>,
+    /// The call to record for the tunnel owner's status page when the answer ends.
+    recent: Option<crate::recent::Call>,
 }
 
 tokio::task_local! {
@@ -292,6 +294,11 @@ pub fn note_principal(principal: &str) {
 /// Notes the exchange the request was forwarded on.
 pub fn note_exchange(exchange: u64) {
     note(|n| n.exchange = Some(exchange));
+}
+
+/// Notes the call the status page records when the answer ends.
+pub fn note_recent(call: crate::recent::Call) {
+    note(|n| n.recent = Some(call));
 }
 
 /// Notes that the request is this OAuth step (counted with its outcome when it ends).
@@ -394,7 +401,7 @@ pub async fn middleware(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let http_method = req.method().clone();
     let uri = req.uri().clone();
-    let (resp, note) = NOTE
+    let (resp, mut note) = NOTE
         .scope(RefCell::new(Note::default()), async move {
             let resp = next.run(req).await;
             (resp, NOTE.with(|n| n.take()))
@@ -422,9 +429,16 @@ pub async fn middleware(req: Request, next: Next) -> Response {
         m.request(kind, status, start.elapsed(), note.bytes_in);
     }
     let log = log_enabled();
-    if !log && metrics.is_none() {
+    let recent = note.recent.take();
+    if !log && metrics.is_none() && recent.is_none() {
         return resp;
     }
+    // A small JSON answer is looked at for the status page (was it a JSON-RPC error?).
+    let check_json = recent.is_some()
+        && resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     let (parts, body) = resp.into_parts();
     let ending = Ending {
         start,
@@ -437,6 +451,9 @@ pub async fn middleware(req: Request, next: Next) -> Response {
         ended: false,
         log,
         metrics,
+        recent,
+        check_json,
+        rpc_error: None,
     };
     Response::from_parts(
         parts,
@@ -459,10 +476,18 @@ struct Ending {
     ended: bool,
     log: bool,
     metrics: Option<&'static Metrics>,
+    /// The call the status page records.
+    recent: Option<crate::recent::Call>,
+    /// Whether the answer's first piece is still to be checked for a JSON-RPC error.
+    check_json: bool,
+    rpc_error: Option<bool>,
 }
 
 impl Ending {
     fn finish(&mut self, complete: bool) {
+        if let Some(call) = self.recent.take() {
+            call.finish(self.status.as_u16(), self.rpc_error, complete);
+        }
         if let Some(m) = self.metrics {
             m.bytes_out(self.bytes_out);
         }
@@ -517,6 +542,10 @@ impl HttpBody for Counted {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.ending.bytes_out += data.len() as u64;
+                    // A whole JSON answer in one piece.
+                    if std::mem::take(&mut this.ending.check_json) && this.inner.is_end_stream() {
+                        this.ending.rpc_error = crate::recent::answer_is_error(data);
+                    }
                 }
             }
             Poll::Ready(None) => this.ending.ended = true,

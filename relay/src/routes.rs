@@ -390,13 +390,14 @@ async fn forward(
         }
         other => other,
     };
-    let call = crate::recent::Call::start(&tunnel, &request);
+    let call = crate::recent::Call::start(&state.recent, &tunnel, &request);
     match tunnel.open(request).await {
         Ok(ex) => {
             crate::reqlog::note_exchange(ex.id());
-            let answered =
-                answer(ex, state.config.keepalive, style, request_id, accepts_json).await;
-            crate::recent::track(state, call, answered)
+            if let Some(call) = call {
+                crate::reqlog::note_recent(call);
+            }
+            answer(ex, state.config.keepalive, style, request_id, accepts_json).await
         }
         Err(OpenError::Gone) => jsonrpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
