@@ -3,6 +3,35 @@
 
 use super::*;
 
+/// What the bridge does with a notification from a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClientNotification {
+    /// Handled by the bridge alone: the child was initialized by the bridge, and remote
+    /// roots are never forwarded.
+    Absorbed,
+    /// `notifications/cancelled`: mapped to the child-side id of the request.
+    Cancelled,
+    /// `notifications/progress`: a client reporting progress on a server→client request it
+    /// is answering; forwarded unchanged.
+    Progress,
+    /// Anything else. No other notification is defined for clients, and forwarding one (a
+    /// `tools/call` without an `id`, say) would reach a server that dispatches on `method`
+    /// past the desktop policy and the audit log: dropped and logged.
+    Refused,
+}
+
+impl ClientNotification {
+    /// The rule for a notification's method (exact match: the envelope decoded escapes).
+    pub(super) fn of(method: &str) -> Self {
+        match method {
+            "notifications/initialized" | "notifications/roots/list_changed" => Self::Absorbed,
+            "notifications/cancelled" => Self::Cancelled,
+            "notifications/progress" => Self::Progress,
+            _ => Self::Refused,
+        }
+    }
+}
+
 impl Core {
     pub(super) fn on_message(&mut self, ctx: Ctx, body: Bytes) {
         // The relay validated the body already; the scan only finds the envelope.
@@ -371,10 +400,9 @@ impl Core {
 
     pub(super) fn on_client_notification(&mut self, ctx: &Ctx, body: &Bytes, env: &Envelope<'_>) {
         let method = env.method.as_deref().unwrap_or("");
-        match method {
-            // The child was initialized by the bridge; remote roots are never forwarded.
-            "notifications/initialized" | "notifications/roots/list_changed" => {}
-            "notifications/cancelled" => {
+        match ClientNotification::of(method) {
+            ClientNotification::Absorbed => {}
+            ClientNotification::Cancelled => {
                 let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
                 let Ok(rid) = serde_json::to_vec(&v["params"]["requestId"]) else {
                     return;
@@ -425,7 +453,7 @@ impl Core {
                     );
                 }
             }
-            _ => {
+            ClientNotification::Progress => {
                 let child = match self.child_of(ctx) {
                     Ok(c) => c,
                     Err(_) => return,
@@ -433,6 +461,13 @@ impl Core {
                 if let Some(slot) = self.children.get(&child) {
                     slot.handle.send_line(splice(body, &mut []));
                 }
+            }
+            ClientNotification::Refused => {
+                warn!(
+                    principal = %protocol::text::printable(&ctx.principal, 80),
+                    method = %protocol::text::printable(method, 80),
+                    "dropped a client notification the protocol does not define for clients"
+                );
             }
         }
     }
@@ -460,6 +495,40 @@ impl Core {
         let line = splice(body, &mut [(span, &req.child_id[..])]);
         if let Some(slot) = self.children.get(&req.child) {
             slot.handle.send_line(line);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientNotification;
+
+    #[test]
+    fn only_notifications_defined_for_clients_pass() {
+        use ClientNotification::*;
+        assert_eq!(
+            ClientNotification::of("notifications/initialized"),
+            Absorbed
+        );
+        assert_eq!(
+            ClientNotification::of("notifications/roots/list_changed"),
+            Absorbed
+        );
+        assert_eq!(ClientNotification::of("notifications/cancelled"), Cancelled);
+        assert_eq!(ClientNotification::of("notifications/progress"), Progress);
+        for smuggled in [
+            "tools/call",
+            "resources/read",
+            "prompts/get",
+            "initialize",
+            "notifications/tools/list_changed",
+            "notifications/message",
+            "notifications/tasks/status",
+            "Notifications/Progress",
+            "notifications/progress ",
+            "",
+        ] {
+            assert_eq!(ClientNotification::of(smuggled), Refused, "{smuggled:?}");
         }
     }
 }

@@ -36,7 +36,10 @@
 //! `grandchild <pid>`; with `FIXTURE_RECORD_ECHO=1` also `echoed <text>` for every `echo`
 //! (so a test can tell which calls ran, and that none ran twice). With
 //! `FIXTURE_IGNORE_SIGTERM=1` the process (and its grandchildren) ignore `SIGTERM`, like a
-//! server that does not shut down when asked.
+//! server that does not shut down when asked. With `FIXTURE_RUN_NOTIFICATIONS=1` a
+//! notification whose method is a request's (`tools/call` without an `id`) is recorded as
+//! `notification <method>` and run like the request, as servers that dispatch on `method`
+//! alone do.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -48,6 +51,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
+
+/// Whether notifications with a request's method are run as requests
+/// (`FIXTURE_RUN_NOTIFICATIONS=1`), as some hand-written servers do.
+fn runs_notifications() -> bool {
+    std::env::var_os("FIXTURE_RUN_NOTIFICATIONS").is_some_and(|v| v == "1")
+}
 
 /// Name reported in `serverInfo` and by `--version`.
 const SERVER_NAME: &str = "mcp-fixture";
@@ -466,6 +475,11 @@ impl Server {
             }
             (Some(Value::String(method)), None) => {
                 let params = message.get("params").cloned().unwrap_or(Value::Null);
+                if !method.starts_with("notifications/") && runs_notifications() {
+                    // Like a hand-written server that dispatches on `method` alone.
+                    self.count(&format!("notification {method}"));
+                    return self.handle_request(method, json!("from-notification"), params);
+                }
                 self.handle_notification(method, &params);
             }
             (Some(_), Some(id)) => {
