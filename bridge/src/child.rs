@@ -119,8 +119,13 @@ impl ChildHandle {
         cmd.args(&spec.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stderr(Stdio::piped());
+        for (name, _) in std::env::vars_os() {
+            if is_bridge_variable(&name) {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.envs(spec.env.iter().map(|(k, v)| (k, v)))
             .kill_on_drop(true);
         if let Some(dir) = &spec.cwd {
             cmd.current_dir(dir);
@@ -448,6 +453,21 @@ pub async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin>(
     }
 }
 
+/// Whether an environment variable of the bridge's own stays out of the server's
+/// environment: `BRIDGE_*` and `RELAY_*` hold the bridge token, the client token and the
+/// relay's settings, which a server (and through its tools, any client) must never read.
+/// Variables a server needs go in its `env` table of the configuration file, which is
+/// applied after this filter. Names compare case-insensitively (Windows' rule).
+pub fn is_bridge_variable(name: &std::ffi::OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    ["BRIDGE_", "RELAY_"].iter().any(|prefix| {
+        name.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    })
+}
+
 /// Logs stderr locally (it can hold paths and secrets: it never leaves the desktop) and
 /// keeps a short tail for incident reports.
 async fn read_stderr(
@@ -478,6 +498,29 @@ async fn read_stderr(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bridge_variables_stay_out_of_the_server() {
+        for name in [
+            "BRIDGE_TOKEN",
+            "BRIDGE_CLIENT_TOKEN",
+            "bridge_token",
+            "Relay_Url",
+            "RELAY_BRIDGE_TOKENS",
+        ] {
+            assert!(is_bridge_variable(std::ffi::OsStr::new(name)), "{name}");
+        }
+        for name in [
+            "PATH",
+            "HOME",
+            "MY_BRIDGE_TOKEN",
+            "BRIDGE",
+            "RELAYED",
+            "É_BRIDGE_",
+        ] {
+            assert!(!is_bridge_variable(std::ffi::OsStr::new(name)), "{name}");
+        }
+    }
 
     #[tokio::test]
     async fn lines_are_bounded() {

@@ -541,3 +541,65 @@ fn nothing_to_run_says_what_to_give() {
         "{stderr}"
     );
 }
+
+/// A bridge running `script` (a `sh -c` line) as its server, with a configuration file that
+/// gives the server `BRIDGE_SETTING_FOR_SERVER` and an environment full of the bridge's own
+/// secrets; its endpoint and token.
+fn bridge_with_secrets(home: &Path, script: &str) -> (Running, Printed) {
+    let config = home.join("bridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\n\n[servers.alpha]\ncommand = \"sh\"\nargs = [\"-c\", {}]\n\
+             env = {{ BRIDGE_SETTING_FOR_SERVER = \"given-in-env\" }}\n",
+            serde_json::to_string(script).unwrap()
+        ),
+    )
+    .unwrap();
+    let mut cmd = bridge(home);
+    cmd.arg("--config")
+        .arg(&config)
+        .env("BRIDGE_TOKEN", "secret-bridge-token-0123456789abcdef0123")
+        .env(
+            "BRIDGE_CLIENT_TOKEN",
+            "secret-client-token-0123456789abcdef",
+        )
+        .env("RELAY_BRIDGE_TOKENS", "secret-relay-token")
+        .env("relay_lowercase_secret", "secret-lowercase")
+        .env("SERVER_VISIBLE", "kept");
+    let mut run = Running::start(cmd);
+    let p = printed(&run.wait_for("Bearer token:", 1)).remove(0);
+    (run, p)
+}
+
+/// The attack: a server whose tools read its environment (server-everything's `get-env`)
+/// would hand any client the bridge token, with which it could take over the tunnel. The
+/// bridge's own `BRIDGE_*` and `RELAY_*` variables never reach the server; variables named
+/// in a server's `env` do.
+#[tokio::test]
+async fn bridge_secrets_stay_out_of_the_server_environment() {
+    let home = tempfile::tempdir().unwrap();
+    let env_file = home.path().join("server-env.txt");
+    let script = format!(
+        "env > '{}'; exec '{}'",
+        env_file.display(),
+        bin("mcp-fixture").display()
+    );
+    let (_run, p) = bridge_with_secrets(home.path(), &script);
+    let _ = tool_names(&p.mcp_url, p.bearer.as_deref()).await;
+    assert!(wait_file_contains(&env_file, "SERVER_VISIBLE=kept"));
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    assert!(!env.contains("secret-"), "the server saw a secret:\n{env}");
+    for line in env.lines() {
+        let name = line.split('=').next().unwrap_or("").to_ascii_uppercase();
+        assert!(
+            !(name.starts_with("BRIDGE_") || name.starts_with("RELAY_"))
+                || name == "BRIDGE_SETTING_FOR_SERVER",
+            "{line}"
+        );
+    }
+    assert!(
+        env.contains("BRIDGE_SETTING_FOR_SERVER=given-in-env"),
+        "{env}"
+    );
+}
