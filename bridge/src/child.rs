@@ -453,6 +453,14 @@ pub async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin>(
     }
 }
 
+/// A line of the server's stderr made safe for the owner's terminal and log: a carriage
+/// return, escape sequence or bidirectional override could otherwise overwrite or forge
+/// the bridge's own lines. Tabs become spaces; at most 4,096 characters are kept.
+fn stderr_line(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw).replace('\t', "    ");
+    protocol::text::printable(&text, 4096)
+}
+
 /// Whether an environment variable of the bridge's own stays out of the server's
 /// environment: `BRIDGE_*` and `RELAY_*` hold the bridge token, the client token and the
 /// relay's settings, which a server (and through its tools, any client) must never read.
@@ -480,7 +488,7 @@ async fn read_stderr(
     loop {
         match read_line_limited(&mut lines, &mut buf, 64 * 1024).await {
             Ok(LineRead::Line) => {
-                let s = String::from_utf8_lossy(&buf).into_owned();
+                let s = stderr_line(&buf);
                 info!(target: "server_stderr", child = id, "{s}");
                 if let Ok(mut t) = tail.lock() {
                     if t.len() == STDERR_TAIL {
@@ -498,6 +506,18 @@ async fn read_stderr(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stderr_cannot_forge_terminal_lines() {
+        let forged = stderr_line(b"working...\rINFO bridge: approved client\x1b[2K\tdone");
+        assert!(
+            !forged.contains('\r') && !forged.contains('\x1b'),
+            "{forged:?}"
+        );
+        assert!(forged.starts_with("working...\u{FFFD}INFO"), "{forged:?}");
+        assert!(forged.ends_with("    done"), "{forged:?}");
+        assert_eq!(stderr_line("é \u{202E}x".as_bytes()), "é \u{FFFD}x");
+    }
 
     #[test]
     fn bridge_variables_stay_out_of_the_server() {

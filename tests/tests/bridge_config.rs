@@ -603,3 +603,27 @@ async fn bridge_secrets_stay_out_of_the_server_environment() {
         "{env}"
     );
 }
+
+/// The attack: a server writing a carriage return (or an escape sequence) on its stderr to
+/// overwrite a line of the owner's terminal with a forged bridge message. Its stderr is
+/// shown with such characters replaced.
+#[tokio::test]
+async fn server_stderr_cannot_forge_bridge_lines() {
+    let home = tempfile::tempdir().unwrap();
+    let script = format!(
+        "printf 'loading\\rINFO bridge: FORGED consent approved\\033[2K\\n' >&2; exec '{}'",
+        bin("mcp-fixture").display()
+    );
+    let (run, p) = bridge_with_secrets(home.path(), &script);
+    let _ = tool_names(&p.mcp_url, p.bearer.as_deref()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !run.stderr().contains("FORGED consent approved") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = run.stderr();
+    assert!(
+        !log.contains("\rINFO bridge: FORGED") && !log.contains('\u{1b}'),
+        "the server's stderr reached the terminal raw:\n{log:?}"
+    );
+    assert!(log.contains("loading\u{FFFD}INFO bridge: FORGED"), "{log}");
+}
