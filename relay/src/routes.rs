@@ -409,6 +409,11 @@ async fn forward(
             UNAVAILABLE,
             "too many requests in flight on this tunnel; retry shortly",
         ),
+        Err(OpenError::PrincipalBusy) => jsonrpc_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            UNAVAILABLE,
+            "too many requests of this client in flight on this tunnel; retry when some finish",
+        ),
     }
 }
 
@@ -521,9 +526,14 @@ async fn get_mcp(
     let c = tri!(common(&state, &name, &headers).await);
     let last_event_id = tri!(header_str(&headers, "last-event-id"));
     let tunnel = match c.target {
+        // A stream without a session (the connector probe of hosted clients) never carries
+        // a message: the relay keeps it open with keep-alives itself, without an exchange
+        // on the bridge. Hosted clients treat a failing GET as a broken connector, so the
+        // same answer is given while the desktop is offline.
+        Target::Live(_) | Target::Offline(_) if c.session.is_none() && last_event_id.is_none() => {
+            return keepalive_only(state.config.keepalive);
+        }
         Target::Live(t) => t,
-        // Keep the stream open (with keep-alives) until the client leaves: hosted clients
-        // treat a failing GET as a broken connector.
         Target::Offline(_) => return keepalive_only(state.config.keepalive),
     };
     let req = Request {

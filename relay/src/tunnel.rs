@@ -29,12 +29,75 @@ pub struct Tunnel {
     pub token_id: i64,
     /// Frames to the bridge (the connection's writer drains it).
     outbound: mpsc::Sender<Frame>,
-    /// Open exchanges: number → where their response frames go.
-    exchanges: Mutex<HashMap<u64, mpsc::Sender<Response>>>,
+    /// Open exchanges: number → where their response frames go, and who opened them.
+    exchanges: Mutex<OpenExchanges>,
     next_exchange: AtomicU64,
     max_exchanges: usize,
     /// Cancelled when the connection ends or is replaced.
     pub closed: CancellationToken,
+}
+
+/// The exchanges open on one tunnel, counted per principal so that no one client can hold
+/// them all: a principal may hold at most half of the tunnel's exchanges (so one authorized
+/// client with thousands of idle streams still leaves room for every other client).
+#[derive(Default)]
+struct OpenExchanges {
+    open: HashMap<u64, (mpsc::Sender<Response>, Arc<str>)>,
+    by_principal: HashMap<Arc<str>, usize>,
+}
+
+impl OpenExchanges {
+    /// Most exchanges one principal may hold on a tunnel allowing `max` in all.
+    fn per_principal(max: usize) -> usize {
+        (max / 2).max(1)
+    }
+
+    fn insert(
+        &mut self,
+        id: u64,
+        tx: mpsc::Sender<Response>,
+        principal: &str,
+        max: usize,
+    ) -> Result<(), OpenError> {
+        if self.open.len() >= max {
+            return Err(OpenError::Busy);
+        }
+        let held = self.by_principal.get(principal).copied().unwrap_or(0);
+        if held >= Self::per_principal(max) {
+            return Err(OpenError::PrincipalBusy);
+        }
+        let principal: Arc<str> = match self.by_principal.get_key_value(principal) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(principal),
+        };
+        *self.by_principal.entry(principal.clone()).or_insert(0) += 1;
+        self.open.insert(id, (tx, principal));
+        Ok(())
+    }
+
+    fn get(&self, id: u64) -> Option<mpsc::Sender<Response>> {
+        self.open.get(&id).map(|(tx, _)| tx.clone())
+    }
+
+    fn remove(&mut self, id: u64) -> Option<mpsc::Sender<Response>> {
+        let (tx, principal) = self.open.remove(&id)?;
+        if let Some(n) = self.by_principal.get_mut(&principal) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_principal.remove(&principal);
+            }
+        }
+        Some(tx)
+    }
+
+    fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    fn clear(&mut self) {
+        self.open.clear();
+        self.by_principal.clear();
+    }
 }
 
 /// Why an exchange could not be opened.
@@ -44,6 +107,8 @@ pub enum OpenError {
     Gone,
     /// Too many exchanges in flight.
     Busy,
+    /// Too many exchanges in flight for this client (principal).
+    PrincipalBusy,
 }
 
 impl Tunnel {
@@ -65,7 +130,7 @@ impl Tunnel {
             auth,
             token_id,
             outbound,
-            exchanges: Mutex::new(HashMap::new()),
+            exchanges: Mutex::new(OpenExchanges::default()),
             next_exchange: AtomicU64::new(first.max(1)),
             max_exchanges,
             closed: CancellationToken::new(),
@@ -81,10 +146,7 @@ impl Tunnel {
         let (tx, rx) = mpsc::channel(EXCHANGE_QUEUE);
         {
             let mut map = self.exchanges.lock().expect("exchange map");
-            if map.len() >= self.max_exchanges {
-                return Err(OpenError::Busy);
-            }
-            map.insert(id, tx);
+            map.insert(id, tx, &request.principal, self.max_exchanges)?;
         }
         let exchange = Exchange {
             tunnel: self.clone(),
@@ -109,9 +171,9 @@ impl Tunnel {
         let tx = {
             let mut map = self.exchanges.lock().expect("exchange map");
             if is_final {
-                map.remove(&id)
+                map.remove(id)
             } else {
-                map.get(&id).cloned()
+                map.get(id)
             }
         };
         let Some(tx) = tx else {
@@ -122,7 +184,7 @@ impl Tunnel {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Closed(_)) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.exchanges.lock().expect("exchange map").remove(&id);
+                self.exchanges.lock().expect("exchange map").remove(id);
                 let _ = self.outbound.try_send(Frame::Cancel { exchange: id });
                 false
             }
@@ -131,7 +193,7 @@ impl Tunnel {
 
     /// Ends an exchange from the bridge's side (a `Cancel` frame from it).
     pub fn abandon(&self, id: u64) {
-        self.exchanges.lock().expect("exchange map").remove(&id);
+        self.exchanges.lock().expect("exchange map").remove(id);
     }
 
     /// Number of exchanges in flight.
@@ -200,11 +262,54 @@ impl Drop for Exchange {
                 .exchanges
                 .lock()
                 .expect("exchange map")
-                .remove(&self.id)
+                .remove(self.id)
                 .is_some();
             if removed {
                 let _ = self.tunnel.try_send(Frame::Cancel { exchange: self.id });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(principal: &str) -> Request {
+        Request {
+            exchange: 0,
+            kind: protocol::RequestKind::Get,
+            session: None,
+            protocol_version: None,
+            last_event_id: None,
+            principal: principal.into(),
+            body: bytes::Bytes::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_client_cannot_hold_every_exchange() {
+        let (tx, _rx) = mpsc::channel(64);
+        let t = Arc::new(Tunnel::new("abc".into(), 1, ClientAuth::None, 1, tx, 8));
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(t.open(request("greedy")).await.expect("within its share"));
+        }
+        assert_eq!(
+            t.open(request("greedy")).await.err(),
+            Some(OpenError::PrincipalBusy)
+        );
+        // Everyone else is still served, up to the tunnel's own limit.
+        let mut others = Vec::new();
+        for n in 0..4 {
+            others.push(t.open(request(&format!("other-{n}"))).await.expect("room"));
+        }
+        assert_eq!(t.open(request("late")).await.err(), Some(OpenError::Busy));
+        // Finished exchanges give the greedy client its share back.
+        held.pop();
+        others.pop();
+        let again = t.open(request("greedy")).await;
+        assert!(again.is_ok());
+        assert_eq!(t.exchanges_in_flight(), 7);
     }
 }

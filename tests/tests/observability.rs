@@ -462,3 +462,47 @@ async fn json_logs_name_one_call_with_the_same_request_id() {
         );
     }
 }
+
+/// The attack: one authorized client opening idle sessionless `GET` streams (the connector
+/// probe) until the tunnel has no exchange left for anyone else. The relay answers such
+/// streams itself: they hold no exchange on the bridge, and other clients are still served.
+#[tokio::test]
+async fn idle_probe_streams_hold_no_exchange() {
+    let relay = Relay::start(&["--metrics"]);
+    let bridge = Bridge::start(BridgeOpts {
+        relay: Some((relay.base.clone(), relay.token.clone())),
+        name: Some("obs-probes".into()),
+        ..Default::default()
+    });
+    let client = Client::of(&bridge);
+    let mut streams = Vec::new();
+    for _ in 0..40 {
+        let resp = client
+            .http
+            .get(&client.url)
+            .header("accept", "text/event-stream")
+            .bearer_auth(client.bearer.as_deref().expect("bearer"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        streams.push(resp);
+    }
+    let text = scrape_until(&relay.base, |t| {
+        sample(t, "mcp_relay_exchanges_in_flight").is_some()
+    })
+    .await;
+    assert_eq!(
+        sample(&text, "mcp_relay_exchanges_in_flight"),
+        Some(0.0),
+        "idle probe streams hold exchanges:\n{text}"
+    );
+    let mut other = Client::of(&bridge);
+    other.initialize().await;
+    other.echo(1, "still served").await;
+    drop(streams);
+}
