@@ -369,6 +369,7 @@ pub fn login(args: LoginArgs) -> Result<ExitCode> {
             args.relay
         );
     }
+    crate::cleartext::check(&args.relay)?;
     let ca_file = match &args.ca_file {
         Some(p) => {
             Some(std::fs::canonicalize(p).with_context(|| format!("--ca-file {}", p.display()))?)

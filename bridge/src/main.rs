@@ -6,6 +6,7 @@
 
 mod audit;
 mod child;
+mod cleartext;
 mod config;
 mod confirm;
 mod consent;
@@ -162,6 +163,7 @@ fn approve(args: ApproveArgs) -> Result<ExitCode> {
              BRIDGE_TOKEN"
         ),
     };
+    cleartext::check(&relay)?;
     let tls = link::tls_config(ca_file.as_deref())?;
     let url = relay
         .join("oauth/approve")

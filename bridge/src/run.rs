@@ -498,6 +498,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let file = file.as_ref();
     let relay_choice = choose_relay(&args, file, login::load_credentials)?;
+    if let RelayChoice::Remote { url, .. } = &relay_choice {
+        crate::cleartext::check(url)?;
+    }
     let plans = plan_tunnels(&args, file, &relay_choice)?;
     let quiet = args.quiet || file.and_then(|f| f.quiet).unwrap_or(false);
     let several = plans.len() > 1;

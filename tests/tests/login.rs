@@ -441,3 +441,49 @@ fn service_install_prints_and_writes_units_without_secrets() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("--name {name} ")));
 }
+
+/// The attack: a bridge token sent over cleartext HTTP to a relay on another host can be
+/// read by anyone on the path. `run`, `login` and `approve` refuse such a relay before
+/// connecting (the host below does not resolve, so nothing leaves this machine either way),
+/// and say how to fix it; loopback relays stay allowed for local use.
+#[test]
+fn a_cleartext_relay_off_this_machine_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let relay = "http://relay.invalid:7171";
+    let token = "cleartext-test-token-0123456789abcdef0123";
+    let with_deadline = |mut cmd: Command| {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("still running: it did not refuse the cleartext relay");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    };
+    let mut run = bridge(home.path(), "run");
+    run.args(["--relay", relay, "--"])
+        .arg(bin("mcp-fixture"))
+        .env("BRIDGE_TOKEN", token);
+    let mut login = bridge(home.path(), "login");
+    login.args([relay, "--token", token]);
+    let mut approve = bridge(home.path(), "approve");
+    approve
+        .args(["ABCD-EFGH", "--relay", relay])
+        .env("BRIDGE_TOKEN", token);
+    for (what, cmd) in [("run", run), ("login", login), ("approve", approve)] {
+        let out = with_deadline(cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: {stderr}");
+        assert!(
+            stderr.contains("refusing to send the bridge token in cleartext")
+                && stderr.contains("https://"),
+            "{what}: {stderr}"
+        );
+    }
+}
