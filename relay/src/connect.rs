@@ -3,16 +3,37 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ClientAuth, Frame, Hello, Limits, Refusal, RefuseReason, Welcome};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
 use crate::registry::ClaimError;
 use crate::state::AppState;
 use crate::tunnel::Tunnel;
+use crate::upgrade::{AddrPermit, BridgeSocket, ReadBudget};
+
+/// How a connection's bridge token is known.
+pub enum Credential {
+    /// Checked from the upgrade's token header: the store id of the token.
+    Checked(i64),
+    /// To be read from the `Hello` (a bridge of an earlier release); the handshake slots it
+    /// holds until then.
+    InHello {
+        /// The relay-wide and per-address slots, released once the `Hello` is judged.
+        _slot: (OwnedSemaphorePermit, AddrPermit),
+    },
+}
+
+/// What the upgrade established about a bridge connection.
+pub struct Admission {
+    /// Its token, or where to find it.
+    pub credential: Credential,
+    /// The client's address (behind a local reverse proxy, the one it forwarded).
+    pub peer: std::net::IpAddr,
+}
 
 /// Time a bridge has to send its `Hello` after the upgrade.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,8 +48,9 @@ const OUTBOUND_QUEUE: usize = 1024;
 pub async fn handle_socket(
     state: AppState,
     path_name: String,
-    socket: WebSocket,
-    handshake: tokio::sync::OwnedSemaphorePermit,
+    socket: BridgeSocket,
+    budget: ReadBudget,
+    admission: Admission,
 ) {
     let (mut sink, mut stream) = socket.split();
     let limits = crate::server::frame_limits(&state.config);
@@ -47,17 +69,21 @@ pub async fn handle_socket(
             }
         },
         _ => {
-            debug!("bridge connection closed before its Hello");
+            debug!("bridge connection closed before its Hello (or sent more than one)");
             return;
         }
     };
 
-    let admitted = admit(&state, &path_name, &hello);
-    drop(handshake);
+    let admitted = admit(&state, &path_name, &hello, &admission.credential);
+    // Judged: the handshake slots are free again.
+    drop(admission.credential);
     let token_id = match admitted {
-        Ok(id) => id,
+        Ok(id) => {
+            budget.lift();
+            id
+        }
         Err((reason, message)) => {
-            warn!(tunnel = %path_name, ?reason, "refused bridge: {message}");
+            warn!(tunnel = %path_name, ?reason, from = %admission.peer, "refused bridge: {message}");
             refuse(&mut sink, reason, &message).await;
             return;
         }
@@ -83,7 +109,7 @@ pub async fn handle_socket(
     }
     state.registry.install(tunnel.clone());
     crate::status_page::bridge_connected(&state, &tunnel.name, &hello.bridge_version);
-    info!(tunnel = %tunnel.name, bridge_version = %hello.bridge_version, "bridge connected");
+    info!(tunnel = %tunnel.name, bridge_version = %hello.bridge_version, from = %admission.peer, "bridge connected");
 
     // Writer: drain the queue, feed everything, flush once.
     let closed = tunnel.closed.clone();
@@ -140,7 +166,7 @@ pub async fn handle_socket(
         let msg = match msg {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
             Some(Ok(Message::Binary(b))) => b,
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
             Some(Ok(Message::Text(_))) => {
                 warn!(tunnel = %tunnel.name, "text message from bridge; closing");
                 break;
@@ -206,7 +232,12 @@ fn dispatch(state: &AppState, tunnel: &Tunnel, bytes: Bytes, limits: &Limits) ->
 }
 
 /// Decides whether a bridge may serve this tunnel.
-fn admit(state: &AppState, path_name: &str, hello: &Hello) -> Result<i64, (RefuseReason, String)> {
+fn admit(
+    state: &AppState,
+    path_name: &str,
+    hello: &Hello,
+    credential: &Credential,
+) -> Result<i64, (RefuseReason, String)> {
     if hello.protocol != protocol::PROTOCOL_VERSION {
         return Err((
             RefuseReason::UnsupportedVersion,
@@ -217,7 +248,16 @@ fn admit(state: &AppState, path_name: &str, hello: &Hello) -> Result<i64, (Refus
             ),
         ));
     }
-    let token_id = match state.store.token_id(&hello.token) {
+    let looked_up = match credential {
+        // Checked before the upgrade; a Hello may repeat the token (it must be the same).
+        Credential::Checked(id) if hello.token.is_empty() => Ok(Some(*id)),
+        Credential::Checked(id) => state
+            .store
+            .token_id(&hello.token)
+            .map(|found| found.filter(|found| found == id)),
+        Credential::InHello { .. } => state.store.token_id(&hello.token),
+    };
+    let token_id = match looked_up {
         Ok(Some(id)) => id,
         Ok(None) => {
             return Err((
