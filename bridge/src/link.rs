@@ -97,6 +97,12 @@ fn advice(r: &Refusal, config: &LinkConfig) -> String {
         RefuseReason::UnsupportedVersion => "install the same version of bridge and relay".into(),
         RefuseReason::Malformed => format!("check that {relay} is an mcp-tunnel relay"),
         RefuseReason::Busy => "retry later".into(),
+        RefuseReason::InUse => format!(
+            "another bridge with this bridge token serves {name:?} right now (from the address \
+             above). If it is yours, stop it first or choose another name with --name; if it is \
+             not, the bridge token has leaked: revoke it on the relay (`relay token revoke \
+             LABEL`) and log in again with a new one"
+        ),
     }
 }
 
@@ -373,7 +379,7 @@ async fn connect_once(
 
 /// The upgrade request: the bridge token in `Authorization` (a relay of this release
 /// checks it before upgrading; one of an earlier release ignores it and reads the token
-/// from the `Hello`).
+/// from the `Hello`), and the features this bridge understands.
 fn upgrade_request(
     url: &Url,
     config: &LinkConfig,
@@ -389,6 +395,10 @@ fn upgrade_request(
             .headers_mut()
             .insert(http::header::AUTHORIZATION, auth);
     }
+    request.headers_mut().insert(
+        protocol::FEATURES_HEADER,
+        http::HeaderValue::from_static(protocol::FEATURE_IN_USE),
+    );
     Ok(request)
 }
 

@@ -24,6 +24,21 @@
 //!    the last one marked final. Either side may send [`Frame::Cancel`]; both send
 //!    [`Frame::Ping`] and answer [`Frame::Pong`].
 //!
+//! One connection serves a tunnel name at a time. When a bridge claims a name whose
+//! connection is still registered, the relay probes that connection (a [`Frame::Ping`];
+//! any frame back within about two seconds counts):
+//!
+//! - it answers: the newcomer is refused ([`RefuseReason::InUse`] for bridges announcing
+//!   [`FEATURE_IN_USE`], [`RefuseReason::NameTaken`] for earlier ones) with a message naming
+//!   the live bridge's address, and the live bridge gets a [`Frame::Refused`] *after* its
+//!   `Welcome`, a warning naming the newcomer's address (it stays connected);
+//! - it does not (a laptop that slept, a network that changed: the connection is
+//!   half-open): the newcomer replaces it, and the old connection gets a [`Frame::Refused`]
+//!   naming the newcomer's address before it is closed.
+//!
+//! A `Refused` after `Welcome` is therefore a warning for the owner, never a reason to
+//! stop; bridges of earlier releases log it as an unexpected frame and go on.
+//!
 //! JSON-RPC bodies travel untouched; [`jsonrpc`] finds the few fields the bridge must
 //! rewrite without re-serialising anything else.
 
@@ -53,6 +68,9 @@ pub const FEATURES_HEADER: &str = "mcp-tunnel-features";
 /// Relay feature: the token of the upgrade's [`TOKEN_HEADER`] was checked, and the
 /// `Hello` may carry an empty token.
 pub const FEATURE_TOKEN_HEADER: &str = "token-header";
+
+/// Bridge feature: it understands [`RefuseReason::InUse`].
+pub const FEATURE_IN_USE: &str = "in-use";
 
 /// Most bytes a relay reads from a connection before its `Hello` proves a bridge token
 /// (a `Hello` is at most three [`frame::MAX_STRING`] strings and a few bytes).

@@ -728,6 +728,7 @@ async fn connect(
     let admission = Admission {
         credential,
         peer: ip,
+        features: upgrade.features.clone(),
     };
     upgrade.respond(config, features, move |socket, budget| {
         handle_socket(state, name, socket, budget, admission)
