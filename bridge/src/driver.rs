@@ -141,6 +141,10 @@ pub async fn run(
                 Some(LinkEvent::Frame(Frame::ConsentRequest(c))) => {
                     let _ = io.consent.try_send((io.index, c));
                 }
+                // After the welcome, a refusal is a warning for the owner: another bridge
+                // claimed this tunnel with our token (refused, as we answered), or took it
+                // over while this connection was silent (the link then closes).
+                Some(LinkEvent::Frame(Frame::Refused(r))) => warn_owner(&r.message),
                 Some(LinkEvent::Frame(other)) => warn!("unexpected frame from the relay: {other:?}"),
                 Some(LinkEvent::Down) => {
                     out = None;
@@ -227,6 +231,17 @@ pub async fn run(
     info!("bridge stopping");
     io.gauges.set_state(LinkState::Stopped);
     outcome
+}
+
+/// Shows a warning from the relay in the terminal, where the owner sees it, and logs it.
+fn warn_owner(message: &str) {
+    let message = protocol::text::printable(message, 1000);
+    warn!("the relay warns: {message}");
+    crate::status_line::without_line(|| {
+        eprintln!("\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+        eprintln!("!!! {message}");
+        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n");
+    });
 }
 
 /// The server's last stderr lines, for a startup error shown locally (never sent to the

@@ -76,6 +76,15 @@ impl Guard {
         }
     }
 
+    /// A guard without a helper process (unit tests of code that never starts a server).
+    #[cfg(test)]
+    pub(crate) fn disabled() -> Self {
+        Self {
+            #[cfg(unix)]
+            inner: Mutex::new(None),
+        }
+    }
+
     fn send(&self, line: &str) {
         #[cfg(unix)]
         if let Ok(mut g) = self.inner.lock()

@@ -11,9 +11,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, http};
 use tracing::{debug, info, warn};
 use url::Url;
 
@@ -97,6 +97,12 @@ fn advice(r: &Refusal, config: &LinkConfig) -> String {
         RefuseReason::UnsupportedVersion => "install the same version of bridge and relay".into(),
         RefuseReason::Malformed => format!("check that {relay} is an mcp-tunnel relay"),
         RefuseReason::Busy => "retry later".into(),
+        RefuseReason::InUse => format!(
+            "another bridge with this bridge token serves {name:?} right now (from the address \
+             above). If it is yours, stop it first or choose another name with --name; if it is \
+             not, the bridge token has leaked: revoke it on the relay (`relay token revoke \
+             LABEL`) and log in again with a new one"
+        ),
     }
 }
 
@@ -347,10 +353,7 @@ async fn connect_once(
     ws_config.max_frame_size = Some(limits.max_frame());
     ws_config.read_buffer_size = 4 * 1024;
     ws_config.write_buffer_size = 64 * 1024;
-    let request = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| LinkError::Connect(e.to_string()))?;
+    let request = upgrade_request(&url, config)?;
     if url.scheme() == "wss" {
         let name = rustls_pki_types::ServerName::try_from(host.clone())
             .map_err(|e| LinkError::Connect(format!("invalid relay host name: {e}")))?;
@@ -362,20 +365,72 @@ async fn connect_once(
                     "TLS with the relay failed: {e} (for a relay with a private CA, pass --ca-file)"
                 ))
             })?;
-        let (ws, _) = tokio_tungstenite::client_async_with_config(request, tls, Some(ws_config))
+        let (ws, resp) = tokio_tungstenite::client_async_with_config(request, tls, Some(ws_config))
             .await
-            .map_err(|e| LinkError::Connect(upgrade_error(&config.relay, &e)))?;
-        session(ws, config, events, &limits, stop).await
+            .map_err(|e| upgrade_failure(&config.relay, e))?;
+        session(ws, relay_features(&resp), config, events, &limits, stop).await
     } else {
-        let (ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(ws_config))
+        let (ws, resp) = tokio_tungstenite::client_async_with_config(request, tcp, Some(ws_config))
             .await
-            .map_err(|e| LinkError::Connect(upgrade_error(&config.relay, &e)))?;
-        session(ws, config, events, &limits, stop).await
+            .map_err(|e| upgrade_failure(&config.relay, e))?;
+        session(ws, relay_features(&resp), config, events, &limits, stop).await
+    }
+}
+
+/// The upgrade request: the bridge token in `Authorization` (a relay of this release
+/// checks it before upgrading; one of an earlier release ignores it and reads the token
+/// from the `Hello`), and the features this bridge understands.
+fn upgrade_request(
+    url: &Url,
+    config: &LinkConfig,
+) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, LinkError> {
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| LinkError::Connect(e.to_string()))?;
+    // A token that cannot be a header value goes in the Hello only.
+    if let Ok(mut auth) = http::HeaderValue::from_str(&format!("Bearer {}", config.token)) {
+        auth.set_sensitive(true);
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, auth);
+    }
+    request.headers_mut().insert(
+        protocol::FEATURES_HEADER,
+        http::HeaderValue::from_static(protocol::FEATURE_IN_USE),
+    );
+    Ok(request)
+}
+
+/// The relay's features header from its `101` answer (empty for earlier releases).
+fn relay_features(resp: &tokio_tungstenite::tungstenite::handshake::client::Response) -> String {
+    resp.headers()
+        .get(protocol::FEATURES_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(256)
+        .collect()
+}
+
+/// A failed upgrade: a `401` is the relay refusing the token (permanent); anything else
+/// may pass.
+fn upgrade_failure(relay: &Url, e: tokio_tungstenite::tungstenite::Error) -> LinkError {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match &e {
+        WsError::Http(resp) if resp.status() == http::StatusCode::UNAUTHORIZED => {
+            LinkError::Refused(Refusal {
+                reason: RefuseReason::BadToken,
+                message: "the relay does not know this bridge token (or it was revoked)".into(),
+            })
+        }
+        _ => LinkError::Connect(upgrade_error(relay, &e)),
     }
 }
 
 async fn session<S>(
     ws: WebSocketStream<S>,
+    relay_features: String,
     config: &LinkConfig,
     events: &mpsc::Sender<LinkEvent>,
     limits: &Limits,
@@ -385,10 +440,17 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut stream) = ws.split();
+    // A relay that checked the token from the upgrade's header does not need it again; one
+    // of an earlier release reads it from here.
+    let token = if protocol::has_feature(&relay_features, protocol::FEATURE_TOKEN_HEADER) {
+        String::new()
+    } else {
+        config.token.clone()
+    };
     let hello = Frame::Hello(Hello {
         protocol: protocol::PROTOCOL_VERSION,
         bridge_version: env!("CARGO_PKG_VERSION").to_owned(),
-        token: config.token.clone(),
+        token,
         tunnel: config.tunnel.clone(),
         client_auth: config.client_auth.clone(),
     });

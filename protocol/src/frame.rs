@@ -89,6 +89,10 @@ pub enum RefuseReason {
     Malformed,
     /// The relay has no room for another tunnel.
     Busy,
+    /// The name is served right now by a live bridge with the same token (it answered the
+    /// relay's probe). Only sent to bridges announcing [`crate::FEATURE_IN_USE`]; others get
+    /// [`RefuseReason::NameTaken`].
+    InUse,
 }
 
 impl RefuseReason {
@@ -101,6 +105,7 @@ impl RefuseReason {
             Self::AuthNotAllowed => 5,
             Self::Malformed => 6,
             Self::Busy => 7,
+            Self::InUse => 8,
         }
     }
 
@@ -113,6 +118,7 @@ impl RefuseReason {
             5 => Self::AuthNotAllowed,
             6 => Self::Malformed,
             7 => Self::Busy,
+            8 => Self::InUse,
             _ => return Err(DecodeError::InvalidValue("refuse reason")),
         })
     }
@@ -645,7 +651,7 @@ mod tests {
                     sse_url: s,
                 })
             }),
-            (1u8..=7, arb_str()).prop_map(|(c, m)| Frame::Refused(Refusal {
+            (1u8..=8, arb_str()).prop_map(|(c, m)| Frame::Refused(Refusal {
                 reason: RefuseReason::from_code(c).unwrap(),
                 message: m,
             })),

@@ -3,14 +3,41 @@
 //! A bridge dials the relay's `/<name>/connect` WebSocket and speaks [`Frame`]s, one per
 //! binary WebSocket message:
 //!
+//! 0. The upgrade request carries the bridge token in `Authorization: Bearer <token>`
+//!    ([`TOKEN_HEADER`]) and the bridge's optional features in [`FEATURES_HEADER`]. A
+//!    relay that knows the header checks the token before upgrading (an unknown token
+//!    gets a plain HTTP 401, and a bridge stops on it) and lists its own features in the
+//!    `101` answer's [`FEATURES_HEADER`]; [`FEATURE_TOKEN_HEADER`] there means the token
+//!    was checked and the `Hello` need not repeat it. Upgrades without the header (bridges
+//!    of earlier releases) are still served, with tight limits until their `Hello` proves
+//!    a token: a few pending handshakes per address, and at most [`MAX_HELLO_READ`] bytes
+//!    read before it.
 //! 1. The bridge sends [`Frame::Hello`] (protocol version, its own version, its bridge
-//!    token, the tunnel name and how clients must authenticate).
+//!    token — empty when the relay confirmed [`FEATURE_TOKEN_HEADER`] —, the tunnel name
+//!    and how clients must authenticate). A relay of an earlier release ignores the
+//!    upgrade headers and reads the token from the `Hello`, so a bridge that gets no
+//!    [`FEATURE_TOKEN_HEADER`] back sends it there.
 //! 2. The relay answers [`Frame::Welcome`] with the public URLs, or [`Frame::Refused`]
 //!    with a precise reason, and closes.
 //! 3. For every public HTTP exchange the relay sends one [`Frame::Request`]; the bridge
 //!    answers with one or more [`Frame::Response`] frames for the same exchange number,
 //!    the last one marked final. Either side may send [`Frame::Cancel`]; both send
 //!    [`Frame::Ping`] and answer [`Frame::Pong`].
+//!
+//! One connection serves a tunnel name at a time. When a bridge claims a name whose
+//! connection is still registered, the relay probes that connection (a [`Frame::Ping`];
+//! any frame back within about two seconds counts):
+//!
+//! - it answers: the newcomer is refused ([`RefuseReason::InUse`] for bridges announcing
+//!   [`FEATURE_IN_USE`], [`RefuseReason::NameTaken`] for earlier ones) with a message naming
+//!   the live bridge's address, and the live bridge gets a [`Frame::Refused`] *after* its
+//!   `Welcome`, a warning naming the newcomer's address (it stays connected);
+//! - it does not (a laptop that slept, a network that changed: the connection is
+//!   half-open): the newcomer replaces it, and the old connection gets a [`Frame::Refused`]
+//!   naming the newcomer's address before it is closed.
+//!
+//! A `Refused` after `Welcome` is therefore a warning for the owner, never a reason to
+//! stop; bridges of earlier releases log it as an unexpected frame and go on.
 //!
 //! JSON-RPC bodies travel untouched; [`jsonrpc`] finds the few fields the bridge must
 //! rewrite without re-serialising anything else.
@@ -30,6 +57,31 @@ pub use frame::{
 /// The version of the wire format this crate speaks. A relay refuses a [`Hello`] whose
 /// version it does not support, naming the versions it does.
 pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The upgrade request's header carrying the bridge token (`Bearer <token>`).
+pub const TOKEN_HEADER: &str = "authorization";
+
+/// The upgrade request's and answer's header listing optional features, comma-separated.
+/// Unknown features are ignored, so either side may add some.
+pub const FEATURES_HEADER: &str = "mcp-tunnel-features";
+
+/// Relay feature: the token of the upgrade's [`TOKEN_HEADER`] was checked, and the
+/// `Hello` may carry an empty token.
+pub const FEATURE_TOKEN_HEADER: &str = "token-header";
+
+/// Bridge feature: it understands [`RefuseReason::InUse`].
+pub const FEATURE_IN_USE: &str = "in-use";
+
+/// Most bytes a relay reads from a connection before its `Hello` proves a bridge token
+/// (a `Hello` is at most three [`frame::MAX_STRING`] strings and a few bytes).
+pub const MAX_HELLO_READ: usize = 32 * 1024;
+
+/// Whether a features header value (comma-separated) lists `feature`.
+pub fn has_feature(value: &str, feature: &str) -> bool {
+    value
+        .split(',')
+        .any(|f| f.trim().eq_ignore_ascii_case(feature))
+}
 
 /// MCP protocol revisions of the initialize era that the endpoint accepts.
 pub const LEGACY_MCP_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
@@ -85,6 +137,14 @@ pub fn valid_tunnel_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn features() {
+        assert!(has_feature("token-header, notice", "notice"));
+        assert!(has_feature("Token-Header", FEATURE_TOKEN_HEADER));
+        assert!(!has_feature("", "notice"));
+        assert!(!has_feature("notices", "notice"));
+    }
 
     #[test]
     fn tunnel_names() {

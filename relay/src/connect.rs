@@ -3,16 +3,39 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ClientAuth, Frame, Hello, Limits, Refusal, RefuseReason, Welcome};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
 use crate::registry::ClaimError;
 use crate::state::AppState;
 use crate::tunnel::Tunnel;
+use crate::upgrade::{AddrPermit, BridgeSocket, ReadBudget};
+
+/// How a connection's bridge token is known.
+pub enum Credential {
+    /// Checked from the upgrade's token header: the store id of the token.
+    Checked(i64),
+    /// To be read from the `Hello` (a bridge of an earlier release); the handshake slots it
+    /// holds until then.
+    InHello {
+        /// The relay-wide and per-address slots, released once the `Hello` is judged.
+        _slot: (OwnedSemaphorePermit, AddrPermit),
+    },
+}
+
+/// What the upgrade established about a bridge connection.
+pub struct Admission {
+    /// Its token, or where to find it.
+    pub credential: Credential,
+    /// The client's address (behind a local reverse proxy, the one it forwarded).
+    pub peer: std::net::IpAddr,
+    /// The bridge's features header.
+    pub features: String,
+}
 
 /// Time a bridge has to send its `Hello` after the upgrade.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,13 +45,19 @@ const PING_INTERVAL: Duration = Duration::from_secs(5);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Frames queued towards one bridge before senders wait.
 const OUTBOUND_QUEUE: usize = 1024;
+/// How long a connection serving a name has to answer a probe when another bridge
+/// claims the name (a live one answers within a round trip; a half-open one never does).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for a closing connection's last writes.
+const WRITER_GRACE: Duration = Duration::from_secs(3);
 
 /// Runs one bridge connection to completion.
 pub async fn handle_socket(
     state: AppState,
     path_name: String,
-    socket: WebSocket,
-    handshake: tokio::sync::OwnedSemaphorePermit,
+    socket: BridgeSocket,
+    budget: ReadBudget,
+    admission: Admission,
 ) {
     let (mut sink, mut stream) = socket.split();
     let limits = crate::server::frame_limits(&state.config);
@@ -47,30 +76,43 @@ pub async fn handle_socket(
             }
         },
         _ => {
-            debug!("bridge connection closed before its Hello");
+            debug!("bridge connection closed before its Hello (or sent more than one)");
             return;
         }
     };
 
-    let admitted = admit(&state, &path_name, &hello);
-    drop(handshake);
+    let admitted = admit(&state, &path_name, &hello, &admission.credential);
+    // Judged: the handshake slots are free again.
+    drop(admission.credential);
     let token_id = match admitted {
-        Ok(id) => id,
+        Ok(id) => {
+            budget.lift();
+            id
+        }
         Err((reason, message)) => {
-            warn!(tunnel = %path_name, ?reason, "refused bridge: {message}");
+            warn!(tunnel = %path_name, ?reason, from = %admission.peer, "refused bridge: {message}");
             refuse(&mut sink, reason, &message).await;
             return;
         }
     };
     let (tx, mut rx) = mpsc::channel::<Frame>(OUTBOUND_QUEUE);
-    let tunnel = Arc::new(Tunnel::new(
-        hello.tunnel.clone(),
-        state.registry.next_conn_id(),
-        hello.client_auth.clone(),
-        token_id,
-        tx,
-        state.config.max_exchanges_per_tunnel,
-    ));
+    let tunnel = Arc::new(
+        Tunnel::new(
+            hello.tunnel.clone(),
+            state.registry.next_conn_id(),
+            hello.client_auth.clone(),
+            token_id,
+            tx,
+            state.config.max_exchanges_per_tunnel,
+        )
+        .from_peer(admission.peer),
+    );
+    let in_use_ok = protocol::has_feature(&admission.features, protocol::FEATURE_IN_USE);
+    if let Err((reason, message)) = take_name(&state, &tunnel, in_use_ok).await {
+        warn!(tunnel = %path_name, ?reason, from = %admission.peer, "refused bridge: {message}");
+        refuse(&mut sink, reason, &message).await;
+        return;
+    }
     let base = state.config.base();
     let welcome = Frame::Welcome(Welcome {
         protocol: protocol::PROTOCOL_VERSION,
@@ -79,14 +121,16 @@ pub async fn handle_socket(
         sse_url: format!("{base}/{}/sse", hello.tunnel),
     });
     if sink.send(Message::Binary(welcome.encode())).await.is_err() {
+        tunnel.close();
+        state.registry.remove(&tunnel.name, tunnel.conn_id);
         return;
     }
-    state.registry.install(tunnel.clone());
     crate::status_page::bridge_connected(&state, &tunnel.name, &hello.bridge_version);
-    info!(tunnel = %tunnel.name, bridge_version = %hello.bridge_version, "bridge connected");
+    info!(tunnel = %tunnel.name, bridge_version = %hello.bridge_version, from = %admission.peer, "bridge connected");
 
     // Writer: drain the queue, feed everything, flush once.
     let closed = tunnel.closed.clone();
+    let farewell = tunnel.clone();
     let writer = tokio::spawn(async move {
         let mut ping = tokio::time::interval(PING_INTERVAL);
         ping.tick().await;
@@ -113,6 +157,9 @@ pub async fn handle_socket(
                     if sink.send(Message::Binary(Frame::Ping(ping_seq).encode())).await.is_err() { break; }
                 }
                 _ = closed.cancelled() => {
+                    if let Some(f) = farewell.take_farewell() {
+                        let _ = sink.send(Message::Binary(f.encode())).await;
+                    }
                     let _ = sink.send(Message::Close(None)).await;
                     break;
                 }
@@ -139,8 +186,15 @@ pub async fn handle_socket(
         last_heard = tokio::time::Instant::now();
         let msg = match msg {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-            Some(Ok(Message::Binary(b))) => b,
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Binary(b))) => {
+                tunnel.heard();
+                b
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                tunnel.heard();
+                continue;
+            }
+            Some(Ok(Message::Frame(_))) => continue,
             Some(Ok(Message::Text(_))) => {
                 warn!(tunnel = %tunnel.name, "text message from bridge; closing");
                 break;
@@ -152,8 +206,113 @@ pub async fn handle_socket(
     }
     tunnel.close();
     state.registry.remove(&tunnel.name, tunnel.conn_id);
-    let _ = writer.await;
+    // The farewell and the close go to a connection that may be half-open: do not wait
+    // for it forever.
+    if tokio::time::timeout(WRITER_GRACE, writer).await.is_err() {
+        debug!(tunnel = %tunnel.name, "the connection's writer did not finish; dropped");
+    }
     info!(tunnel = %tunnel.name, "bridge disconnected");
+}
+
+/// Makes `tunnel` the connection serving its name. A connection already serving it is
+/// probed first: if it answers, the newcomer is refused (naming the live bridge's address)
+/// and the live bridge warned (naming the newcomer's); if it stays silent (half-open: a
+/// machine that slept, a network that changed), the newcomer replaces it and the old one
+/// is told so, by whom, before it is closed. `in_use_ok`: the newcomer understands
+/// [`RefuseReason::InUse`].
+async fn take_name(
+    state: &AppState,
+    tunnel: &Arc<Tunnel>,
+    in_use_ok: bool,
+) -> Result<(), (RefuseReason, String)> {
+    let name = &tunnel.name;
+    for _ in 0..4 {
+        let current = state
+            .registry
+            .get(name)
+            .filter(|t| !t.closed.is_cancelled());
+        let Some(old) = current else {
+            match state.registry.install_if(tunnel.clone(), None) {
+                Ok(_) => return Ok(()),
+                Err(_) => continue,
+            }
+        };
+        if old.answers_probe(PROBE_TIMEOUT).await {
+            let now = crate::trace::format_time(now_ms());
+            warn!(
+                tunnel = %name,
+                from = %tunnel.peer,
+                holder = %old.peer,
+                "a second bridge with this tunnel's token was refused: the connected bridge answered"
+            );
+            crate::status_page::takeover(state, name, false, tunnel.peer, old.peer);
+            let _ = old.try_send(Frame::Refused(Refusal {
+                reason: RefuseReason::NameTaken,
+                message: format!(
+                    "WARNING: at {now} a bridge from {} tried to take over tunnel {name:?} \
+                     with this bridge's token; it was refused because this bridge answered. If \
+                     that was not you, the bridge token has leaked: revoke it on the relay \
+                     (`relay token revoke LABEL`) and create a new one",
+                    tunnel.peer
+                ),
+            }));
+            let since = old
+                .since
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            return Err((
+                if in_use_ok {
+                    RefuseReason::InUse
+                } else {
+                    RefuseReason::NameTaken
+                },
+                format!(
+                    "tunnel {name:?} is served by a live bridge from {} (connected since {}) \
+                     with this bridge token: is another `bridge run` with this token running? \
+                     Stop it first, or choose another name with --name",
+                    old.peer,
+                    crate::trace::format_time(since)
+                ),
+            ));
+        }
+        match state.registry.install_if(tunnel.clone(), Some(old.conn_id)) {
+            Ok(_) => {
+                let now = crate::trace::format_time(now_ms());
+                warn!(
+                    tunnel = %name,
+                    from = %tunnel.peer,
+                    replaced = %old.peer,
+                    "the tunnel's bridge did not answer a probe; a new connection replaced it"
+                );
+                crate::status_page::takeover(state, name, true, tunnel.peer, old.peer);
+                old.displace(Frame::Refused(Refusal {
+                    reason: RefuseReason::NameTaken,
+                    message: format!(
+                        "WARNING: at {now} tunnel {name:?} was taken over by a bridge from \
+                         {} with this bridge's token, because this connection did not answer \
+                         for {PROBE_TIMEOUT:?} (the machine slept or its network changed?). If \
+                         that was not you, the bridge token has leaked: revoke it on the relay \
+                         (`relay token revoke LABEL`) and create a new one",
+                        tunnel.peer
+                    ),
+                }));
+                return Ok(());
+            }
+            Err(_) => continue,
+        }
+    }
+    Err((
+        RefuseReason::Busy,
+        format!("tunnel {name:?} is changing hands; retry shortly"),
+    ))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Handles one frame from the bridge; `false` ends the connection.
@@ -206,7 +365,12 @@ fn dispatch(state: &AppState, tunnel: &Tunnel, bytes: Bytes, limits: &Limits) ->
 }
 
 /// Decides whether a bridge may serve this tunnel.
-fn admit(state: &AppState, path_name: &str, hello: &Hello) -> Result<i64, (RefuseReason, String)> {
+fn admit(
+    state: &AppState,
+    path_name: &str,
+    hello: &Hello,
+    credential: &Credential,
+) -> Result<i64, (RefuseReason, String)> {
     if hello.protocol != protocol::PROTOCOL_VERSION {
         return Err((
             RefuseReason::UnsupportedVersion,
@@ -217,7 +381,16 @@ fn admit(state: &AppState, path_name: &str, hello: &Hello) -> Result<i64, (Refus
             ),
         ));
     }
-    let token_id = match state.store.token_id(&hello.token) {
+    let looked_up = match credential {
+        // Checked before the upgrade; a Hello may repeat the token (it must be the same).
+        Credential::Checked(id) if hello.token.is_empty() => Ok(Some(*id)),
+        Credential::Checked(id) => state
+            .store
+            .token_id(&hello.token)
+            .map(|found| found.filter(|found| found == id)),
+        Credential::InHello { .. } => state.store.token_id(&hello.token),
+    };
+    let token_id = match looked_up {
         Ok(Some(id)) => id,
         Ok(None) => {
             return Err((

@@ -31,6 +31,7 @@ pub mod store;
 pub mod tls;
 pub mod trace;
 pub mod tunnel;
+pub mod upgrade;
 
 pub use config::RelayConfig;
 pub use error::{ConfigError, RelayError};

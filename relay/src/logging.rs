@@ -72,7 +72,9 @@ pub fn flag_from_args(
 /// (e.g. `info`). With `count_bridges`, the relay's bridge connection events are also
 /// counted as metrics (see [`crate::metrics::BridgeEvents`]), whatever `RUST_LOG` says.
 pub fn init(format: LogFormat, count_bridges: bool, default: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = quiet_websockets(
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
+    );
     // Colours only on a terminal: log files and journals get plain text (and writing the
     // escape codes is a measurable share of a busy relay's CPU).
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -102,6 +104,20 @@ pub fn init(format: LogFormat, count_bridges: bool, default: &str) {
         .init();
 }
 
+/// Caps the WebSocket library's own logs at `debug`, whatever `RUST_LOG` asks: at `trace`
+/// it prints every frame's bytes and the upgrade request's headers, and so the bridge
+/// token (in the `Authorization` header, and in the `Hello` of bridges of earlier
+/// releases).
+fn quiet_websockets(filter: EnvFilter) -> EnvFilter {
+    let mut filter = filter;
+    for target in ["tungstenite", "tokio_tungstenite"] {
+        if let Ok(d) = format!("{target}=debug").parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    filter
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +127,40 @@ mod tests {
             args.iter().map(std::ffi::OsString::from),
             "RELAY_TEST_UNSET_LOG_FORMAT",
         )
+    }
+
+    #[test]
+    fn websocket_frames_are_never_traced() {
+        use tracing::Level;
+        use tracing_subscriber::layer::SubscriberExt;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        struct Keep(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+        impl<S: tracing::Subscriber> Layer<S> for Keep {
+            fn on_event(
+                &self,
+                e: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                let m = e.metadata();
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push(format!("{}:{}", m.target(), m.level()));
+            }
+        }
+        let filter = quiet_websockets(EnvFilter::new("trace"));
+        let subscriber =
+            tracing_subscriber::registry().with(Keep(seen.clone()).with_filter(filter));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::event!(target: "tungstenite::protocol", Level::TRACE, "frame bytes");
+            tracing::event!(target: "tokio_tungstenite", Level::TRACE, "frame bytes");
+            tracing::event!(target: "tungstenite::protocol", Level::DEBUG, "closing");
+            tracing::event!(target: "relay::connect", Level::TRACE, "ours");
+        });
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["tungstenite::protocol:DEBUG", "relay::connect:TRACE"]
+        );
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub fn status_class(status: StatusCode) -> &'static str {
 pub fn refusal_label(reason: &str) -> &'static str {
     match reason {
         "BadToken" | "bad_token" => "bad_token",
-        "NameTaken" | "name_taken" => "name_taken",
+        "NameTaken" | "name_taken" | "InUse" | "in_use" => "name_taken",
         "AuthNotAllowed" | "auth_not_allowed" => "auth_not_allowed",
         "UnsupportedVersion" | "unsupported_version" => "unsupported_version",
         "BadName" | "bad_name" => "bad_name",

@@ -68,6 +68,12 @@ pub enum ClaimError {
     Full,
 }
 
+/// The name's connection changed since it was looked at (or the name was never claimed):
+/// look again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("another connection changed the tunnel first")]
+pub struct Raced;
+
 /// Status of one tunnel, for the status route.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TunnelStatus {
@@ -166,23 +172,35 @@ impl Registry {
         }
     }
 
-    /// Installs a connection for a claimed name, replacing (and closing) a previous one.
-    pub fn install(&self, tunnel: Arc<Tunnel>) {
+    /// Installs a connection for a claimed name if the name's current connection is still
+    /// `expected` (its number; `None`: no connection). The previous connection, if any, is
+    /// returned (not closed: the caller says why it is replaced).
+    pub fn install_if(
+        &self,
+        tunnel: Arc<Tunnel>,
+        expected: Option<u64>,
+    ) -> Result<Option<Arc<Tunnel>>, Raced> {
         let (old, notify) = {
             let mut slots = self.slots.lock().expect("registry");
             let Some(slot) = slots.get_mut(&tunnel.name) else {
-                return;
+                return Err(Raced);
             };
+            let current = slot
+                .current
+                .as_ref()
+                .filter(|t| !t.closed.is_cancelled())
+                .map(|t| t.conn_id);
+            if current != expected {
+                return Err(Raced);
+            }
             slot.auth = tunnel.auth.clone();
             slot.away_at = None;
             slot.away_since = None;
             slot.connected_since = Some(SystemTime::now());
             (slot.current.replace(tunnel), slot.reconnected.clone())
         };
-        if let Some(old) = old {
-            old.close();
-        }
         notify.notify_waiters();
+        Ok(old)
     }
 
     /// Marks a connection gone, if it is still the current one.

@@ -356,6 +356,7 @@ fn connect_refusal(status: StatusCode) -> Option<&'static str> {
     match status {
         StatusCode::SWITCHING_PROTOCOLS => None,
         StatusCode::FORBIDDEN => Some("origin"),
+        StatusCode::UNAUTHORIZED => Some("bad_token"),
         StatusCode::NOT_FOUND => Some("bad_name"),
         StatusCode::SERVICE_UNAVAILABLE => Some("busy"),
         _ => Some("malformed"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, RawQuery, State, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -657,31 +657,104 @@ async fn tunnel_status(
     axum::Json(status).into_response()
 }
 
+/// `GET /<name>/connect`: a bridge's WebSocket (see [`crate::upgrade`] for who may upgrade
+/// and how much it may send before its `Hello`).
 async fn connect(
     State(state): State<AppState>,
     PathParam(name): PathParam,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    mut req: axum::extract::Request,
 ) -> Response {
-    if let Err(r) = check_origin(&state.config, &headers) {
+    use crate::connect::{Admission, Credential};
+    use crate::upgrade::{MAX_PENDING_PER_ADDR, Upgrade};
+
+    if let Err(r) = check_origin(&state.config, req.headers()) {
         return r;
     }
     if !protocol::valid_tunnel_name(&name) {
         return not_found_tunnel();
     }
-    // Connections that have not yet proved a bridge token are capped.
-    let Ok(permit) = state.handshakes.clone().try_acquire_owned() else {
-        return jsonrpc_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            UNAVAILABLE,
-            "too many bridges are connecting at once; retry shortly",
-        );
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let ip = crate::trace::client_addr(peer, req.headers().get("x-forwarded-for"))
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let upgrade = match Upgrade::from_request(&mut req) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let credential = match &upgrade.token {
+        // A bridge of this release: its token is checked before the upgrade, and it
+        // takes no handshake slot.
+        Some(Ok(token)) => match state.store.token_id(token) {
+            Ok(Some(id)) => Credential::Checked(id),
+            Ok(None) => return bad_bridge_token(),
+            Err(e) => {
+                tracing::error!("token lookup: {e}");
+                return jsonrpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    "the relay cannot check tokens right now; retry shortly",
+                );
+            }
+        },
+        Some(Err(())) => return bad_bridge_token(),
+        // A bridge of an earlier release: the token comes in its Hello. Such handshakes
+        // are capped per address and in total.
+        None => {
+            let Some(addr) = state
+                .handshakes_by_addr
+                .try_acquire(ip, MAX_PENDING_PER_ADDR)
+            else {
+                return jsonrpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    "too many bridges are connecting from this address at once; retry shortly",
+                );
+            };
+            let Ok(global) = state.handshakes.clone().try_acquire_owned() else {
+                return jsonrpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    "too many bridges are connecting at once; retry shortly",
+                );
+            };
+            Credential::InHello {
+                _slot: (global, addr),
+            }
+        }
+    };
+    let features = match credential {
+        Credential::Checked(_) => protocol::FEATURE_TOKEN_HEADER,
+        Credential::InHello { .. } => "",
     };
     let limits = crate::server::frame_limits(&state.config);
     // Small buffers: thousands of mostly idle bridges per relay.
-    ws.max_message_size(limits.max_frame())
-        .max_frame_size(limits.max_frame())
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(16 * 1024)
-        .on_upgrade(move |socket| handle_socket(state, name, socket, permit))
+    let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+    config.max_message_size = Some(limits.max_frame());
+    config.max_frame_size = Some(limits.max_frame());
+    config.read_buffer_size = 4 * 1024;
+    config.write_buffer_size = 16 * 1024;
+    let admission = Admission {
+        credential,
+        peer: ip,
+        features: upgrade.features.clone(),
+    };
+    upgrade.respond(config, features, move |socket, budget| {
+        handle_socket(state, name, socket, budget, admission)
+    })
+}
+
+/// The answer to an upgrade whose bridge token is unknown, revoked or unreadable.
+fn bad_bridge_token() -> Response {
+    let mut r = (
+        StatusCode::UNAUTHORIZED,
+        "the relay does not know this bridge token (or it was revoked)",
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer realm=\"bridge\""),
+    );
+    r
 }

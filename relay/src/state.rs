@@ -31,8 +31,12 @@ pub struct Shared {
     pub store: Arc<Store>,
     /// OAuth in-memory state (pending consents, caches, rate limits).
     pub oauth: Arc<OAuth>,
-    /// Bridge connections still in their handshake (unauthenticated), capped.
+    /// Bridge connections still in their handshake without a token header (so not yet
+    /// authenticated), capped relay-wide.
     pub handshakes: Arc<tokio::sync::Semaphore>,
+    /// The same connections per address, capped at
+    /// [`crate::upgrade::MAX_PENDING_PER_ADDR`] each.
+    pub handshakes_by_addr: Arc<crate::upgrade::PendingByAddr>,
     /// The newest calls of each tunnel (the status page).
     pub recent: Arc<crate::recent::RecentCalls>,
     /// The OAuth trace's in-memory part (budgets, consents in progress).
@@ -41,7 +45,7 @@ pub struct Shared {
     pub status_page: Arc<crate::status_page::StatusPage>,
 }
 
-/// Most bridge connections in their handshake at once.
+/// Most bridge connections in their handshake without a token header at once.
 pub const MAX_HANDSHAKES: usize = 256;
 
 impl AppState {
@@ -62,6 +66,7 @@ impl AppState {
             store: Arc::new(store),
             oauth: Arc::new(oauth),
             handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
+            handshakes_by_addr: Arc::default(),
             recent: Arc::default(),
             trace: Arc::default(),
             status_page: Arc::default(),

@@ -12,14 +12,16 @@
 //!
 //! The page shows, per tunnel: its connection (connected, or offline since when), how its
 //! clients authenticate, the bridge's version and gauges (sessions, requests in flight,
-//! server processes, from its Status frames); the OAuth clients holding tokens for it
+//! server processes, from its Status frames); the other connections that claimed it with
+//! its bridge token (refused, or replacing a bridge that did not answer: when, from which
+//! address); the OAuth clients holding tokens for it
 //! (name, redirect host, first and last use) with a Revoke button; its recent calls
 //! ([`crate::recent`]); and the newest events of its OAuth trace ([`crate::trace`]). A
 //! bridge token sees the tunnels it owns; the operator sees every tunnel, and the
 //! relay-wide OAuth events.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -86,6 +88,25 @@ pub struct StatusPage {
     sessions: Mutex<HashMap<[u8; 32], Session>>,
     /// The version each tunnel's bridge announced.
     versions: Mutex<HashMap<String, String>>,
+    /// Each tunnel's newest takeover attempts and replacements (names a token claimed).
+    takeovers: Mutex<HashMap<String, VecDeque<Takeover>>>,
+}
+
+/// Takeover attempts and replacements kept per tunnel.
+const TAKEOVERS_KEPT: usize = 20;
+
+/// A bridge claiming a tunnel name whose connection was registered: refused because the
+/// connected bridge answered the relay's probe, or replacing it because it did not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Takeover {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// Whether the newcomer replaced the connection (else it was refused).
+    pub replaced: bool,
+    /// The newcomer's address.
+    pub from: String,
+    /// The address of the connection it claimed the name from.
+    pub holder: String,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -147,6 +168,27 @@ pub fn bridge_connected(state: &AppState, tunnel: &str, version: &str) {
         .take(64)
         .collect();
     lock(&state.status_page.versions).insert(tunnel.to_owned(), version);
+}
+
+/// Notes a bridge claiming a tunnel whose connection was registered: `replaced` when the
+/// connection did not answer and the newcomer took its place, else the newcomer was
+/// refused.
+pub fn takeover(state: &AppState, tunnel: &str, replaced: bool, from: IpAddr, holder: IpAddr) {
+    let at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let mut all = lock(&state.status_page.takeovers);
+    let list = all.entry(tunnel.to_owned()).or_default();
+    if list.len() >= TAKEOVERS_KEPT {
+        list.pop_back();
+    }
+    list.push_front(Takeover {
+        at_ms,
+        replaced,
+        from: from.to_string(),
+        holder: holder.to_string(),
+    });
 }
 
 // ------------------------------------------------------------------------------------------
@@ -373,6 +415,8 @@ pub struct TunnelView {
     pub calls: Vec<RecentCall>,
     /// Trace events, newest first.
     pub trace: Vec<TraceEvent>,
+    /// Takeover attempts and replacements, newest first.
+    pub takeovers: Vec<Takeover>,
 }
 
 /// The whole dashboard as shown.
@@ -418,6 +462,7 @@ fn collect(state: &AppState, who: Who) -> View {
         }
     };
     let versions = lock(&state.status_page.versions).clone();
+    let takeovers = lock(&state.status_page.takeovers).clone();
     for t in &tokens {
         if let Who::Owner { token_id } = who
             && t.id != token_id
@@ -460,6 +505,10 @@ fn collect(state: &AppState, who: Who) -> View {
                     tv.auth = "—".into();
                 }
             }
+            tv.takeovers = takeovers
+                .get(name)
+                .map(|l| l.iter().cloned().collect())
+                .unwrap_or_default();
             tv.clients = state.store.authorized_clients(name).unwrap_or_default();
             tv.calls = state.recent.list(name, t.id);
             tv.trace = state
@@ -606,6 +655,35 @@ pub fn render(view: &View, csrf: &str, notice: Option<&str>) -> String {
                  server, {exchanges} exchanges open at the relay, {children} server \
                  processes, {restarts} restarts.</p>"
             ));
+        }
+        if !t.takeovers.is_empty() {
+            b.push_str(
+                "<h3>Takeover attempts</h3><p class=notice>Another connection claimed this \
+                 tunnel with its bridge token. If these were not your own bridges, the token \
+                 has leaked: revoke it.</p><table class=takeovers><tr><th>Time (UTC)</th>\
+                 <th>What happened</th><th>From</th><th>Connected bridge</th></tr>",
+            );
+            for k in &t.takeovers {
+                let (class, what) = if k.replaced {
+                    (
+                        "refused",
+                        "replaced the connected bridge (it did not answer the relay's probe)",
+                    )
+                } else {
+                    (
+                        "ok",
+                        "refused: the connected bridge answered the relay's probe",
+                    )
+                };
+                b.push_str(&format!(
+                    "<tr class=takeover><td class=t>{}</td><td class={class}>{what}</td>\
+                     <td>{}</td><td>{}</td></tr>",
+                    format_time(k.at_ms),
+                    escape_html(&k.from),
+                    escape_html(&k.holder),
+                ));
+            }
+            b.push_str("</table>");
         }
         b.push_str("<h3>Authorized OAuth clients</h3>");
         if t.clients.is_empty() {
@@ -1007,6 +1085,12 @@ mod tests {
                     owner: 1,
                 }],
                 trace: vec![trace.clone()],
+                takeovers: vec![Takeover {
+                    at_ms: 0,
+                    replaced: true,
+                    from: EVIL.into(),
+                    holder: EVIL.into(),
+                }],
                 ..TunnelView::default()
             }],
             relay_wide: vec![trace],

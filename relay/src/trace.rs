@@ -897,6 +897,15 @@ fn route_of(path: &str) -> Option<Route> {
 /// The client's address: the peer, or behind a local reverse proxy the address it
 /// appended to `X-Forwarded-For`.
 fn client_ip(peer: Option<SocketAddr>, forwarded_for: Option<&HeaderValue>) -> Option<String> {
+    client_addr(peer, forwarded_for).map(|ip| ip.to_string())
+}
+
+/// The client's address: the peer, or behind a local reverse proxy the address it
+/// appended to `X-Forwarded-For`.
+pub(crate) fn client_addr(
+    peer: Option<SocketAddr>,
+    forwarded_for: Option<&HeaderValue>,
+) -> Option<IpAddr> {
     let peer = peer?.ip();
     if peer.is_loopback()
         && let Some(fwd) = forwarded_for
@@ -904,9 +913,9 @@ fn client_ip(peer: Option<SocketAddr>, forwarded_for: Option<&HeaderValue>) -> O
             .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse::<IpAddr>().ok())
     {
-        return Some(fwd.to_string());
+        return Some(fwd);
     }
-    Some(peer.to_string())
+    Some(peer)
 }
 
 /// The OAuth `error` and `error_description` of a redirect's `Location`, if it carries

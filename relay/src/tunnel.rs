@@ -7,15 +7,19 @@
 //! bridge with a `Cancel` frame.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use protocol::{ClientAuth, Frame, Request, Response};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// Frames buffered per exchange before the exchange is considered stalled.
 const EXCHANGE_QUEUE: usize = 256;
+/// The value of a liveness probe's `Ping` (the relay's periodic pings count from 1).
+const PROBE_PING: u64 = u64::MAX;
 
 /// One connected bridge serving one tunnel name.
 pub struct Tunnel {
@@ -35,6 +39,17 @@ pub struct Tunnel {
     max_exchanges: usize,
     /// Cancelled when the connection ends or is replaced.
     pub closed: CancellationToken,
+    /// The bridge's address (behind a local reverse proxy, the one it forwarded).
+    pub peer: IpAddr,
+    /// When the connection was admitted.
+    pub since: SystemTime,
+    /// Messages received from the bridge (any kind): a probe watches it move.
+    heard: AtomicU64,
+    /// Probes waiting for the bridge to say something.
+    probing: AtomicUsize,
+    probe: Notify,
+    /// The last frame to send before closing (why the connection is being replaced).
+    farewell: Mutex<Option<Frame>>,
 }
 
 /// The exchanges open on one tunnel, counted per principal so that no one client can hold
@@ -134,7 +149,76 @@ impl Tunnel {
             next_exchange: AtomicU64::new(first.max(1)),
             max_exchanges,
             closed: CancellationToken::new(),
+            peer: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            since: SystemTime::now(),
+            heard: AtomicU64::new(0),
+            probing: AtomicUsize::new(0),
+            probe: Notify::new(),
+            farewell: Mutex::new(None),
         }
+    }
+
+    /// The same tunnel, noting the bridge's address.
+    pub fn from_peer(mut self, peer: IpAddr) -> Self {
+        self.peer = peer;
+        self
+    }
+
+    /// Notes a message from the bridge (the connection's reader calls it for each one).
+    pub fn heard(&self) {
+        self.heard.fetch_add(1, Ordering::SeqCst);
+        if self.probing.load(Ordering::Relaxed) > 0 {
+            self.probe.notify_waiters();
+        }
+    }
+
+    /// Sends the bridge a ping and waits up to `within` for any message from it: whether
+    /// the connection is alive (a half-open connection of a machine that slept or changed
+    /// networks stays silent).
+    pub async fn answers_probe(&self, within: Duration) -> bool {
+        if self.closed.is_cancelled() {
+            return false;
+        }
+        self.probing.fetch_add(1, Ordering::SeqCst);
+        let before = self.heard.load(Ordering::SeqCst);
+        let deadline = tokio::time::sleep(within);
+        tokio::pin!(deadline);
+        let mut pinged = false;
+        let alive = loop {
+            let notified = self.probe.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.heard.load(Ordering::SeqCst) != before {
+                break true;
+            }
+            if !pinged {
+                pinged = true;
+                // A full queue means the bridge is not reading: no answer will come, and
+                // the deadline decides.
+                let _ = self.try_send(Frame::Ping(PROBE_PING));
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = &mut deadline => break false,
+                _ = self.closed.cancelled() => break false,
+            }
+        };
+        self.probing.fetch_sub(1, Ordering::SeqCst);
+        alive
+    }
+
+    /// Closes the connection after sending `farewell` (why it is being replaced).
+    pub fn displace(&self, farewell: Frame) {
+        *self.farewell.lock().unwrap_or_else(|e| e.into_inner()) = Some(farewell);
+        self.close();
+    }
+
+    /// The frame to send before closing, if the connection is being replaced.
+    pub fn take_farewell(&self) -> Option<Frame> {
+        self.farewell
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// Sends a request to the bridge and returns the handle its answer arrives on.
@@ -311,5 +395,37 @@ mod tests {
         let again = t.open(request("greedy")).await;
         assert!(again.is_ok());
         assert_eq!(t.exchanges_in_flight(), 7);
+    }
+
+    fn tunnel() -> (Arc<Tunnel>, mpsc::Receiver<Frame>) {
+        let (tx, rx) = mpsc::channel(8);
+        let t = Tunnel::new("probe-me".into(), 1, ClientAuth::None, 1, tx, 16);
+        (Arc::new(t), rx)
+    }
+
+    #[tokio::test]
+    async fn a_probe_sees_an_answer() {
+        let (t, mut rx) = tunnel();
+        let bridge = {
+            let t = t.clone();
+            tokio::spawn(async move {
+                // The bridge answers the probe's ping.
+                let f = rx.recv().await;
+                assert_eq!(f, Some(Frame::Ping(PROBE_PING)));
+                t.heard();
+                rx
+            })
+        };
+        assert!(t.answers_probe(Duration::from_secs(30)).await);
+        let _rx = bridge.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_silent_or_closed_connection_fails_the_probe() {
+        let (t, _rx) = tunnel();
+        assert!(!t.answers_probe(Duration::from_millis(200)).await);
+        let (t, _rx) = tunnel();
+        t.close();
+        assert!(!t.answers_probe(Duration::from_secs(30)).await);
     }
 }

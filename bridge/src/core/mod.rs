@@ -16,7 +16,7 @@
 //! - notifications without a routing key (logging) go to the one session with requests in
 //!   flight, or to sessions that asked for logs when none is busy; otherwise they stay local.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -241,6 +241,8 @@ pub struct Core {
     server_requests: HashMap<u64, ServerRequest>,
     subscriptions: HashMap<(ChildId, String), usize>,
     exchanges: HashMap<u64, Role>,
+    /// The exchanges of `exchanges` that are sessionless `GET` probes.
+    probes: HashSet<u64>,
     sessions: Sessions,
     outbox: Vec<Frame>,
     guard: Arc<Guard>,
@@ -269,6 +271,13 @@ pub struct Core {
     /// still recorded in the audit log).
     gate: gate::Gate,
 }
+
+/// Most streams open without a session at once (`GET` probes of hosted clients, and
+/// 2026-07-28 `subscriptions/listen` streams); more are answered with an error.
+pub const MAX_SESSIONLESS_STREAMS: usize = 1024;
+/// Most exchanges open at once, whatever their kind (a relay caps them lower per tunnel;
+/// this bounds what a misbehaving relay can make the bridge keep).
+pub const MAX_OPEN_EXCHANGES: usize = 65_536;
 
 /// Longest delay between restarts of a crashing server.
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
@@ -303,6 +312,7 @@ impl Core {
             server_requests: HashMap::new(),
             subscriptions: HashMap::new(),
             exchanges: HashMap::new(),
+            probes: HashSet::new(),
             sessions: Sessions::default(),
             outbox: Vec::new(),
             guard,
@@ -389,6 +399,9 @@ impl Core {
         }
         if flags & FLAG_FINAL != 0 {
             self.exchanges.remove(&exchange);
+            if !self.probes.is_empty() {
+                self.probes.remove(&exchange);
+            }
         }
         self.outbox.push(Frame::Response(Response {
             exchange,

@@ -297,6 +297,10 @@ impl Core {
         }
         let server_caps = init.get("capabilities");
         if method == "subscriptions/listen" {
+            if self.sessionless_streams() >= super::MAX_SESSIONLESS_STREAMS {
+                let msg = "too many streams without a session are open on this bridge; retry later";
+                return self.modern_error(ctx, &id, 503, UNAVAILABLE, msg);
+            }
             let server_caps = server_caps.cloned().unwrap_or(Value::Null);
             return self.listen(ctx, id, child, params, &server_caps);
         }

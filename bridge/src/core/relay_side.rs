@@ -27,6 +27,7 @@ impl Core {
             r.attached = None;
         }
         self.exchanges.clear();
+        self.probes.clear();
         self.outbox.clear();
         let legacy: Vec<String> = self
             .sessions
@@ -90,15 +91,37 @@ impl Core {
                     r.attached = None;
                 }
             }
+            Some(Role::Probe) => {
+                self.probes.remove(&exchange);
+            }
             // A disconnect is not a cancellation in the 2025 revisions: the request runs
             // on; its answer is dropped.
-            Some(Role::Post) | Some(Role::Probe) | None => {}
+            Some(Role::Post) | None => {}
         }
+    }
+
+    /// Streams open without a session (probes and `subscriptions/listen`).
+    pub(super) fn sessionless_streams(&self) -> usize {
+        self.probes.len() + self.listens.len()
     }
 
     /// Handles one exchange from the relay.
     pub fn on_request(&mut self, r: Request) {
         let exchange = r.exchange;
+        if self.exchanges.len() >= MAX_OPEN_EXCHANGES && !self.exchanges.contains_key(&exchange) {
+            // Only a misbehaving relay gets here (a relay caps exchanges per tunnel lower).
+            self.exchanges.insert(exchange, Role::Post);
+            self.reply(
+                exchange,
+                503,
+                None,
+                ex_body(
+                    UNAVAILABLE,
+                    "too many requests are open on this bridge; retry in a moment",
+                ),
+            );
+            return;
+        }
         if self.draining {
             self.exchanges.insert(exchange, Role::Post);
             self.reply(
@@ -172,8 +195,23 @@ impl Core {
     pub(super) fn on_get(&mut self, exchange: u64, session: Option<String>, principal: &str) {
         let Some(sid) = session else {
             // No session: the connector probe of hosted clients. An open stream with
-            // keep-alives is the answer they need.
+            // keep-alives is the answer they need; it holds nothing but its number, and
+            // their count is capped all the same.
+            if self.sessionless_streams() >= MAX_SESSIONLESS_STREAMS {
+                self.exchanges.insert(exchange, Role::Post);
+                self.reply(
+                    exchange,
+                    503,
+                    None,
+                    ex_body(
+                        UNAVAILABLE,
+                        "too many streams without a session are open on this bridge; retry later",
+                    ),
+                );
+                return;
+            }
             self.exchanges.insert(exchange, Role::Probe);
+            self.probes.insert(exchange);
             self.push(exchange, 200, None, FLAG_STREAM, Vec::new());
             return;
         };
@@ -402,5 +440,86 @@ impl Core {
             }
             self.server_requests.retain(|_, r| r.child != s.child);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn core() -> Core {
+        let (events, _) = mpsc::channel(16);
+        let spec = ChildSpec {
+            program: "never-started".into(),
+            args: Vec::new(),
+            max_line: 1 << 20,
+            env: Vec::new(),
+            cwd: None,
+        };
+        Core::new(CoreConfig::new(spec), events, Arc::new(Guard::disabled()))
+    }
+
+    fn sessionless_get(exchange: u64) -> Request {
+        Request {
+            exchange,
+            kind: RequestKind::Get,
+            session: None,
+            protocol_version: None,
+            last_event_id: None,
+            principal: "client".into(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// (streams opened, exchanges refused with 503) among the frames of the outbox.
+    fn tally(out: &[Frame]) -> (usize, usize) {
+        let opened = out
+            .iter()
+            .filter(|f| matches!(f, Frame::Response(r) if r.status == 200 && !r.is_final()))
+            .count();
+        let refused = out
+            .iter()
+            .filter(|f| matches!(f, Frame::Response(r) if r.status == 503 && r.is_final()))
+            .count();
+        (opened, refused)
+    }
+
+    #[test]
+    fn sessionless_probes_are_capped() {
+        let mut core = core();
+        let extra = 5_000;
+        let n = (MAX_SESSIONLESS_STREAMS + extra) as u64;
+        for e in 1..=n {
+            core.on_request(sessionless_get(e));
+        }
+        let (opened, refused) = tally(&core.take_outbox());
+        assert_eq!(opened, MAX_SESSIONLESS_STREAMS);
+        assert_eq!(refused, extra);
+        assert_eq!(core.exchanges.len(), MAX_SESSIONLESS_STREAMS);
+        assert_eq!(core.probes.len(), MAX_SESSIONLESS_STREAMS);
+
+        // A probe whose client left makes room for another.
+        core.on_cancel(1);
+        core.on_request(sessionless_get(n + 1));
+        assert_eq!(tally(&core.take_outbox()), (1, 0));
+        core.on_request(sessionless_get(n + 2));
+        assert_eq!(tally(&core.take_outbox()), (0, 1));
+
+        // A new link starts from none.
+        core.on_link_down();
+        assert!(core.probes.is_empty() && core.exchanges.is_empty());
+        core.on_request(sessionless_get(n + 3));
+        assert_eq!(tally(&core.take_outbox()), (1, 0));
+    }
+
+    #[test]
+    fn open_exchanges_are_capped() {
+        let mut core = core();
+        for e in 0..MAX_OPEN_EXCHANGES as u64 {
+            core.exchanges.insert(1_000_000 + e, Role::Post);
+        }
+        core.on_request(sessionless_get(1));
+        assert_eq!(tally(&core.take_outbox()), (0, 1));
+        assert_eq!(core.exchanges.len(), MAX_OPEN_EXCHANGES);
     }
 }
