@@ -33,6 +33,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("keepalive_secs", "keepalive_secs"),
     ("sse_poll_secs", "sse_poll_secs"),
     ("grace_secs", "grace_secs"),
+    ("header_timeout_secs", "header_timeout_secs"),
+    ("body_timeout_secs", "body_timeout_secs"),
+    ("max_connections_per_address", "max_connections_per_address"),
     ("allowed_origin", "allowed_origin"),
     ("metrics", "metrics"),
     ("metrics_token_file", "metrics_token_file"),
@@ -136,6 +139,12 @@ pub struct RelayFile {
     pub sse_poll_secs: Option<f64>,
     /// `--grace-secs`.
     pub grace_secs: Option<f64>,
+    /// `--header-timeout-secs`.
+    pub header_timeout_secs: Option<f64>,
+    /// `--body-timeout-secs`.
+    pub body_timeout_secs: Option<f64>,
+    /// `--max-connections-per-address`.
+    pub max_connections_per_address: Option<usize>,
     /// `--allowed-origin`.
     pub allowed_origin: Option<Vec<String>>,
     /// `--metrics`.
@@ -312,6 +321,18 @@ impl RelayFile {
             self.sse_poll_secs.map(|s| one(s.to_string())),
         );
         put("grace_secs", self.grace_secs.map(|s| one(s.to_string())));
+        put(
+            "header_timeout_secs",
+            self.header_timeout_secs.map(|s| one(s.to_string())),
+        );
+        put(
+            "body_timeout_secs",
+            self.body_timeout_secs.map(|s| one(s.to_string())),
+        );
+        put(
+            "max_connections_per_address",
+            self.max_connections_per_address.map(|n| one(n.to_string())),
+        );
         put("allowed_origin", self.allowed_origin.as_deref().map(many));
         put("metrics", self.metrics.map(Value::Switch));
         put(
@@ -532,6 +553,9 @@ max_body = 1024
 keepalive_secs = 2.5
 sse_poll_secs = 30
 grace_secs = 0
+header_timeout_secs = 5
+body_timeout_secs = 30.5
+max_connections_per_address = 64
 allowed_origin = ["https://app.example.com"]
 metrics = true
 metrics_token_file = "metrics.token"
@@ -574,6 +598,9 @@ access_token_ttl_secs = 600
             "--keepalive-secs=2.5",
             "--sse-poll-secs=30",
             "--grace-secs=0",
+            "--header-timeout-secs=5",
+            "--body-timeout-secs=30.5",
+            "--max-connections-per-address=64",
             "--tls-cert=cert.pem",
             "--acme-domain=-odd.example.com",
             "--acme-ca-file=ca.pem",

@@ -12,6 +12,7 @@
 pub mod answer;
 pub mod config;
 pub mod config_file;
+pub mod conn;
 mod connect;
 pub mod error;
 pub mod guard;

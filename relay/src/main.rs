@@ -153,6 +153,19 @@ struct ServeArgs {
     /// answered as offline (from its last snapshot).
     #[arg(long, default_value_t = 10.0)]
     grace_secs: f64,
+    /// Seconds a client may take to send a request's head (request line and headers);
+    /// also the longest a kept-alive connection may stay idle between requests.
+    #[arg(long, default_value_t = 10.0)]
+    header_timeout_secs: f64,
+    /// Seconds a client may take to send a request's body, from the end of its head.
+    #[arg(long, default_value_t = 60.0)]
+    body_timeout_secs: f64,
+    /// Most connections one client address (an IPv4 address, an IPv6 /64) may hold; half
+    /// as many before their first request. Default: an eighth of the connection limit
+    /// (which is the file-descriptor limit less a reserve), between 8 and 256. Trusted
+    /// proxies are exempt.
+    #[arg(long)]
+    max_connections_per_address: Option<usize>,
     /// Extra browser origins allowed to call MCP endpoints (repeatable).
     #[arg(long)]
     allowed_origin: Vec<String>,
@@ -510,6 +523,20 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     config.grace = Duration::from_secs_f64(args.grace_secs);
     config.allowed_origins = args.allowed_origin;
+    if !(args.header_timeout_secs > 0.0 && args.header_timeout_secs <= 3600.0) {
+        bail!("--header-timeout-secs must be between 0 and 3600");
+    }
+    config.header_timeout = Duration::from_secs_f64(args.header_timeout_secs);
+    if !(args.body_timeout_secs > 0.0 && args.body_timeout_secs <= 86_400.0) {
+        bail!("--body-timeout-secs must be between 0 and 86400");
+    }
+    config.body_timeout = Duration::from_secs_f64(args.body_timeout_secs);
+    if args.max_connections_per_address == Some(0) {
+        bail!("--max-connections-per-address must be positive");
+    }
+    config.max_connections_per_address = args.max_connections_per_address;
+    // One descriptor per connection: use what the system allows (the caps derive from it).
+    relay::conn::raise_fd_limit();
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
