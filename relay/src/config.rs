@@ -45,6 +45,9 @@ pub struct RelayConfig {
     pub header_timeout: Duration,
     /// Longest time a client may take to send a request's body (from its head).
     pub body_timeout: Duration,
+    /// Reverse proxies whose forwarding header names the client (see
+    /// [`crate::client_addr`]); none by default.
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
     /// Most connections per client address; `None`: derived from the file-descriptor
     /// limit (see [`crate::conn::ConnLimits`]).
     pub max_connections_per_address: Option<usize>,
@@ -72,6 +75,7 @@ impl RelayConfig {
             header_timeout: crate::conn::HEADER_TIMEOUT,
             body_timeout: crate::conn::BODY_TIMEOUT,
             max_connections_per_address: None,
+            trusted_proxies: crate::client_addr::TrustedProxies::default(),
             data_dir: None,
             oauth: crate::oauth::OAuthConfig::default(),
         })

@@ -36,6 +36,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("header_timeout_secs", "header_timeout_secs"),
     ("body_timeout_secs", "body_timeout_secs"),
     ("max_connections_per_address", "max_connections_per_address"),
+    ("trusted_proxy", "trusted_proxy"),
+    ("trusted_proxy_header", "trusted_proxy_header"),
     ("allowed_origin", "allowed_origin"),
     ("metrics", "metrics"),
     ("metrics_token_file", "metrics_token_file"),
@@ -145,6 +147,10 @@ pub struct RelayFile {
     pub body_timeout_secs: Option<f64>,
     /// `--max-connections-per-address`.
     pub max_connections_per_address: Option<usize>,
+    /// `--trusted-proxy`.
+    pub trusted_proxy: Option<Vec<String>>,
+    /// `--trusted-proxy-header`.
+    pub trusted_proxy_header: Option<String>,
     /// `--allowed-origin`.
     pub allowed_origin: Option<Vec<String>>,
     /// `--metrics`.
@@ -332,6 +338,11 @@ impl RelayFile {
         put(
             "max_connections_per_address",
             self.max_connections_per_address.map(|n| one(n.to_string())),
+        );
+        put("trusted_proxy", self.trusted_proxy.as_deref().map(many));
+        put(
+            "trusted_proxy_header",
+            self.trusted_proxy_header.as_ref().map(one),
         );
         put("allowed_origin", self.allowed_origin.as_deref().map(many));
         put("metrics", self.metrics.map(Value::Switch));
@@ -556,6 +567,8 @@ grace_secs = 0
 header_timeout_secs = 5
 body_timeout_secs = 30.5
 max_connections_per_address = 64
+trusted_proxy = ["127.0.0.1/32", "10.0.0.0/8"]
+trusted_proxy_header = "forwarded"
 allowed_origin = ["https://app.example.com"]
 metrics = true
 metrics_token_file = "metrics.token"
@@ -601,6 +614,9 @@ access_token_ttl_secs = 600
             "--header-timeout-secs=5",
             "--body-timeout-secs=30.5",
             "--max-connections-per-address=64",
+            "--trusted-proxy=127.0.0.1/32",
+            "--trusted-proxy=10.0.0.0/8",
+            "--trusted-proxy-header=forwarded",
             "--tls-cert=cert.pem",
             "--acme-domain=-odd.example.com",
             "--acme-ca-file=ca.pem",
@@ -611,7 +627,7 @@ access_token_ttl_secs = 600
             assert!(args.iter().any(|a| a == expected), "{expected} in {args:?}");
         }
         // One argument per value, switches without a value.
-        assert_eq!(args.len(), KEYS.len() + 2);
+        assert_eq!(args.len(), KEYS.len() + 3);
         assert!(args.iter().any(|a| a == "--metrics"));
     }
 

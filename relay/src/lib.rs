@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod answer;
+pub mod client_addr;
 pub mod config;
 pub mod config_file;
 pub mod conn;

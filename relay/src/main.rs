@@ -166,6 +166,15 @@ struct ServeArgs {
     /// proxies are exempt.
     #[arg(long)]
     max_connections_per_address: Option<usize>,
+    /// A reverse proxy (an address or a CIDR range; repeatable or comma-separated) whose
+    /// forwarding header names the client: rate limits and the OAuth trace then use the
+    /// right-most address of that header that is not a trusted proxy. Without it the
+    /// TCP peer is the client, and forwarding headers are ignored.
+    #[arg(long, env = "RELAY_TRUSTED_PROXY", value_delimiter = ',')]
+    trusted_proxy: Vec<relay::client_addr::Cidr>,
+    /// The header trusted proxies write the client's address into.
+    #[arg(long, value_enum, default_value_t)]
+    trusted_proxy_header: relay::client_addr::ForwardedHeader,
     /// Extra browser origins allowed to call MCP endpoints (repeatable).
     #[arg(long)]
     allowed_origin: Vec<String>,
@@ -535,6 +544,10 @@ fn serve(args: ServeArgs) -> Result<()> {
         bail!("--max-connections-per-address must be positive");
     }
     config.max_connections_per_address = args.max_connections_per_address;
+    config.trusted_proxies = relay::client_addr::TrustedProxies {
+        ranges: args.trusted_proxy.clone(),
+        header: args.trusted_proxy_header,
+    };
     // One descriptor per connection: use what the system allows (the caps derive from it).
     relay::conn::raise_fd_limit();
 

@@ -93,12 +93,21 @@ async fn run(
     http.timer(TokioTimer::new())
         .header_read_timeout(config.header_timeout);
     let body_timeout = config.body_timeout;
+    let proxies = config.trusted_proxies.clone();
+    if !proxies.ranges.is_empty() {
+        let ranges: Vec<String> = proxies.ranges.iter().map(ToString::to_string).collect();
+        info!(
+            trusted_proxies = %ranges.join(","),
+            header = ?proxies.header,
+            "client addresses of requests from these proxies come from their forwarding header"
+        );
+    }
     let state = AppState::new(config)?;
     let registry = state.registry.clone();
     tokio::spawn(watch_revocations(state.clone()));
     let shared = Arc::new(Shared {
         router: router(state),
-        tracker: Arc::new(ConnTracker::new(limits, |_| false)),
+        tracker: Arc::new(ConnTracker::new(limits, move |ip| proxies.trusts(ip))),
         http,
         body_timeout,
         stopping: CancellationToken::new(),

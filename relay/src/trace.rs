@@ -39,6 +39,7 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body::Body as _;
 
+use crate::client_addr::ClientAddr;
 use crate::oauth::RateLimiter;
 use crate::oauth::consent::Consent;
 use crate::state::AppState;
@@ -383,9 +384,9 @@ struct Context {
     always: bool,
     /// The URL fetched, for metadata steps.
     url: Option<String>,
-    peer: Option<SocketAddr>,
+    /// The client's address ([`crate::client_addr`]).
+    ip: Option<IpAddr>,
     user_agent: Option<HeaderValue>,
-    forwarded_for: Option<HeaderValue>,
     tunnel: Option<String>,
     client_id: Option<String>,
     client_name: Option<String>,
@@ -894,21 +895,6 @@ fn route_of(path: &str) -> Option<Route> {
     }
 }
 
-/// The client's address: the peer, or behind a local reverse proxy the address it
-/// appended to `X-Forwarded-For`.
-fn client_ip(peer: Option<SocketAddr>, forwarded_for: Option<&HeaderValue>) -> Option<String> {
-    let peer = peer?.ip();
-    if peer.is_loopback()
-        && let Some(fwd) = forwarded_for
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok())
-    {
-        return Some(fwd.to_string());
-    }
-    Some(peer.to_string())
-}
-
 /// The OAuth `error` and `error_description` of a redirect's `Location`, if it carries
 /// one (never anything else of it: a success carries the code).
 fn redirect_error(headers: &HeaderMap) -> Option<(String, Option<String>)> {
@@ -988,12 +974,11 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         step: Some(route.step),
         always: route.always,
         tunnel: route.tunnel,
-        peer: req
+        ip: req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0),
+            .map(|c| ClientAddr::of(&state, c.0, req.headers()).ip()),
         user_agent: req.headers().get(header::USER_AGENT).cloned(),
-        forwarded_for: req.headers().get("x-forwarded-for").cloned(),
         ..Context::default()
     };
     if matches!(route.step, Step::ResourceMetadata | Step::ServerMetadata) {
@@ -1033,7 +1018,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
             .then(|| redirect_error(resp.headers()))
             .flatten()
     });
-    let ip = client_ip(ctx.peer, ctx.forwarded_for.as_ref());
+    let ip = ctx.ip.map(|ip| ip.to_string());
     let user_agent = ctx
         .user_agent
         .as_ref()
@@ -1264,18 +1249,6 @@ mod tests {
         assert!(route_of("/healthz").is_none());
         assert!(route_of("/status").is_none());
         assert!(route_of("/files/connect").is_none());
-        let fwd = HeaderValue::from_static("10.9.9.9, 203.0.113.5");
-        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let remote: SocketAddr = "198.51.100.1:5000".parse().unwrap();
-        assert_eq!(
-            client_ip(Some(local), Some(&fwd)).as_deref(),
-            Some("203.0.113.5")
-        );
-        assert_eq!(
-            client_ip(Some(remote), Some(&fwd)).as_deref(),
-            Some("198.51.100.1")
-        );
-        assert_eq!(client_ip(Some(local), None).as_deref(), Some("127.0.0.1"));
         let mut h = HeaderMap::new();
         h.insert(
             header::LOCATION,

@@ -3,7 +3,11 @@
 //! - slow clients: connections that trickle their request head are cut off at the header
 //!   deadline, bodies at the body deadline, and one address holding many slow
 //!   connections under a small file-descriptor limit does not stop another address from
-//!   being served.
+//!   being served;
+//! - client addresses: behind a trusted reverse proxy each client (by its
+//!   `X-Forwarded-For`) has its own sign-in and authorization limits, so one client cannot
+//!   lock out the others; from a peer that is not trusted, a forged header gives no fresh
+//!   limits.
 //!
 //! Client sockets are bound to other loopback addresses (127.0.0.2, …) to act as other
 //! clients: Linux routes all of 127.0.0.0/8 to the loopback interface.
@@ -182,4 +186,137 @@ async fn slow_connections_from_one_address_do_not_lock_out_another() {
         "the relay says why it closed connections: {log}"
     );
     drop(held);
+}
+
+/// A failed sign-in on the status page from `client` (a loopback address), with
+/// `X-Forwarded-For: xff` when given: the answer's status.
+async fn failed_sign_in(relay: &TestRelay, client: Ipv4Addr, xff: Option<&str>) -> u16 {
+    let http = client_from(client);
+    let with_xff = |rb: reqwest::RequestBuilder| match xff {
+        Some(x) => rb.header("x-forwarded-for", x),
+        None => rb,
+    };
+    let login = with_xff(http.get(relay.url("/status")))
+        .send()
+        .await
+        .expect("GET /status");
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("login cookie")
+        .to_owned();
+    let page = login.text().await.expect("login page");
+    let csrf = page
+        .split("name=csrf value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("csrf field")
+        .to_owned();
+    let body = format!("op=login&csrf={csrf}&secret=not-the-password");
+    with_xff(http.post(relay.url("/status")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", cookie)
+        .body(body)
+        .send()
+        .await
+        .expect("POST /status")
+        .status()
+        .as_u16()
+}
+
+/// An authorization request from `client` with `X-Forwarded-For: xff`: the status.
+async fn authorize(relay: &TestRelay, client: Ipv4Addr, xff: &str) -> u16 {
+    client_from(client)
+        .get(relay.url("/oauth/authorize?response_type=code"))
+        .header("x-forwarded-for", xff)
+        .send()
+        .await
+        .expect("GET /oauth/authorize")
+        .status()
+        .as_u16()
+}
+
+/// Repeats `attempt(i)` until it answers 429 (at most `max` times): whether it did.
+async fn until_limited<F, Fut>(max: usize, mut attempt: F) -> bool
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = u16>,
+{
+    for i in 0..max {
+        if attempt(i).await == 429 {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_client_has_its_own_limits() {
+    // 127.0.0.1 plays the reverse proxy: it says who the client is.
+    let relay = TestRelay::start(&["--trusted-proxy", "127.0.0.1/32"], None);
+    let proxy = Ipv4Addr::new(127, 0, 0, 1);
+    // Client A uses up its sign-in attempts; its own left-hand entries do not help it.
+    let a = "198.51.100.1";
+    assert!(
+        until_limited(12, |i| {
+            let forged = format!("203.0.113.{i}, {a}");
+            let relay = &relay;
+            async move { failed_sign_in(relay, proxy, Some(&forged)).await }
+        })
+        .await,
+        "client A was never limited: {}",
+        relay.proc.log_text()
+    );
+    assert_eq!(failed_sign_in(&relay, proxy, Some(a)).await, 429);
+    // Client B, behind the same proxy, is not locked out.
+    assert_eq!(
+        failed_sign_in(&relay, proxy, Some("198.51.100.2")).await,
+        403,
+        "client B is locked out by client A's failures"
+    );
+    // The same for authorization requests.
+    assert!(until_limited(40, |_| authorize(&relay, proxy, a)).await);
+    assert_ne!(authorize(&relay, proxy, "198.51.100.2").await, 429);
+    // The events of the OAuth trace carry the client's address, not the proxy's.
+    let log = relay.proc.log_text();
+    assert!(log.contains("198.51.100.1"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_forwarding_header_gives_no_fresh_limits() {
+    // 127.0.0.1 is trusted; the attacker connects from 127.0.0.2, which is not.
+    let relay = TestRelay::start(&["--trusted-proxy", "127.0.0.1/32"], None);
+    let attacker = Ipv4Addr::new(127, 0, 0, 2);
+    assert!(
+        until_limited(12, |i| {
+            let forged = format!("198.51.100.{i}");
+            let relay = &relay;
+            async move { failed_sign_in(relay, attacker, Some(&forged)).await }
+        })
+        .await,
+        "a new X-Forwarded-For per attempt escaped the sign-in limit"
+    );
+    assert!(
+        until_limited(40, |i| {
+            let forged = format!("198.51.100.{i}");
+            let relay = &relay;
+            async move { authorize(relay, attacker, &forged).await }
+        })
+        .await,
+        "a new X-Forwarded-For per attempt escaped the authorization limit"
+    );
+    // A relay without trusted proxies ignores the header from loopback too.
+    let relay = TestRelay::start(&[], None);
+    let local = Ipv4Addr::new(127, 0, 0, 1);
+    assert!(
+        until_limited(12, |i| {
+            let forged = format!("198.51.100.{i}");
+            let relay = &relay;
+            async move { failed_sign_in(relay, local, Some(&forged)).await }
+        })
+        .await,
+        "without trusted proxies, X-Forwarded-For from loopback escaped the sign-in limit"
+    );
 }
