@@ -979,6 +979,7 @@ mod tests {
             client_name: Some(EVIL.into()),
             ip: Some("203.0.113.1".into()),
             user_agent: Some(EVIL.into()),
+            unverified: false,
         };
         trace.reason.push_str(" <img src=x onerror=alert(2)>");
         View {

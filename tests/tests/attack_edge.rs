@@ -7,7 +7,10 @@
 //! - client addresses: behind a trusted reverse proxy each client (by its
 //!   `X-Forwarded-For`) has its own sign-in and authorization limits, so one client cannot
 //!   lock out the others; from a peer that is not trusted, a forged header gives no fresh
-//!   limits.
+//!   limits;
+//! - the OAuth trace: a flood of token requests naming a tunnel, from clients no grant
+//!   ties to it, does not evict the owner's events, and a forged `X-Forwarded-For` is not
+//!   recorded as their address.
 //!
 //! Client sockets are bound to other loopback addresses (127.0.0.2, …) to act as other
 //! clients: Linux routes all of 127.0.0.0/8 to the loopback interface.
@@ -319,4 +322,146 @@ async fn a_forged_forwarding_header_gives_no_fresh_limits() {
         .await,
         "without trusted proxies, X-Forwarded-For from loopback escaped the sign-in limit"
     );
+}
+
+/// Signs in on the status page as the owner of `bridge_token` and revokes a client of
+/// `tunnel`: an event of the owner's in the tunnel's OAuth trace.
+async fn owner_revokes(relay: &TestRelay, bridge_token: &str, tunnel: &str) {
+    let http = client_from(Ipv4Addr::new(127, 0, 0, 1));
+    let csrf_of = |page: &str| {
+        page.split("name=csrf value=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("csrf field")
+            .to_owned()
+    };
+    let cookie_of = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(name))
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned)
+    };
+    let login = http.get(relay.url("/status")).send().await.expect("GET");
+    let login_cookie = cookie_of(&login, "").expect("login cookie");
+    let csrf = csrf_of(&login.text().await.expect("page"));
+    let no_redirects = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let signed = no_redirects
+        .post(relay.url("/status"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", login_cookie)
+        .body(format!("op=login&csrf={csrf}&secret={bridge_token}"))
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(signed.status(), 303, "the owner signs in");
+    let session = cookie_of(&signed, "relay_status=").expect("session cookie");
+    let page = http
+        .get(relay.url("/status"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("dashboard");
+    let csrf = csrf_of(&page.text().await.expect("dashboard"));
+    let revoked = no_redirects
+        .post(relay.url("/status"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", &session)
+        .body(format!(
+            "op=revoke&csrf={csrf}&tunnel={tunnel}&client_id=mcpcl_owner_marker"
+        ))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status(), 303, "the owner revokes");
+}
+
+/// `relay logs --tunnel NAME --json` of a relay's data directory.
+fn trace_of(data_dir: &std::path::Path, tunnel: &str) -> Vec<serde_json::Value> {
+    let out = Command::new(bin("relay"))
+        .args(["logs", "--json", "--limit", "10000", "--tunnel", tunnel])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("relay logs");
+    assert!(out.status.success(), "relay logs: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON event"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_token_requests_do_not_flush_a_tunnels_trace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let relay = TestRelay::start(&["--data-dir", data.to_str().expect("utf-8")], None);
+    let token = "attack-edge-bridge-token";
+    // The owner's bridge claims the tunnel; the owner acts on the status page.
+    let bridge = e2e::Bridge::start(e2e::BridgeOpts {
+        relay: Some((format!("http://{}", relay.addr), token.into())),
+        name: Some("victim".into()),
+        ..Default::default()
+    });
+    owner_revokes(&relay, token, "victim").await;
+    let before = trace_of(&data, "victim");
+    assert!(
+        before
+            .iter()
+            .any(|e| e["client_id"] == "mcpcl_owner_marker"),
+        "the owner's event is in the trace: {before:?}"
+    );
+
+    // 700 token requests naming the tunnel, without a valid client, from 7 addresses
+    // (the trace's per-address budget is 120 a minute), each with a forged address.
+    let resource = format!("http://{}/victim/mcp", relay.addr);
+    let body = format!(
+        "grant_type=authorization_code&code=x&code_verifier=y&client_id=nobody&resource={}",
+        resource.replace(':', "%3A").replace('/', "%2F")
+    );
+    for from in 2..=8u8 {
+        let http = client_from(Ipv4Addr::new(127, 0, 0, from));
+        for _ in 0..100 {
+            let status = http
+                .post(relay.url("/oauth/token"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-forwarded-for", "203.0.113.77")
+                .body(body.clone())
+                .send()
+                .await
+                .expect("token request")
+                .status();
+            assert_eq!(status, 401, "an unknown client is refused");
+        }
+    }
+    let after = trace_of(&data, "victim");
+    assert!(
+        after.iter().any(|e| e["client_id"] == "mcpcl_owner_marker"),
+        "the flood evicted the owner's event ({} events left)",
+        after.len()
+    );
+    let flood: Vec<&serde_json::Value> = after
+        .iter()
+        .filter(|e| e["step"] == "token" && e["client_id"] == "nobody")
+        .collect();
+    assert!(!flood.is_empty(), "the refusals are still visible");
+    assert!(
+        flood.iter().all(|e| e["unverified"] == true),
+        "token requests no grant ties to the tunnel are unverified"
+    );
+    assert!(
+        after.iter().all(|e| e["ip"] != "203.0.113.77"),
+        "a forged X-Forwarded-For was recorded as the client's address"
+    );
+    assert!(
+        flood.iter().any(|e| e["ip"] == "127.0.0.8"),
+        "the events carry the peer's address (the newest ones are kept)"
+    );
+    drop(bridge);
 }
