@@ -48,6 +48,9 @@ pub struct RelayConfig {
     /// Reverse proxies whose forwarding header names the client (see
     /// [`crate::client_addr`]); none by default.
     pub trusted_proxies: crate::client_addr::TrustedProxies,
+    /// A separate address serving only `/metrics` (and the health routes), to anyone who
+    /// can reach it; `/metrics` on the main address then needs the metrics token.
+    pub metrics_listen: Option<SocketAddr>,
     /// Most connections per client address; `None`: derived from the file-descriptor
     /// limit (see [`crate::conn::ConnLimits`]).
     pub max_connections_per_address: Option<usize>,
@@ -75,6 +78,7 @@ impl RelayConfig {
             header_timeout: crate::conn::HEADER_TIMEOUT,
             body_timeout: crate::conn::BODY_TIMEOUT,
             max_connections_per_address: None,
+            metrics_listen: None,
             trusted_proxies: crate::client_addr::TrustedProxies::default(),
             data_dir: None,
             oauth: crate::oauth::OAuthConfig::default(),

@@ -41,6 +41,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("allowed_origin", "allowed_origin"),
     ("metrics", "metrics"),
     ("metrics_token_file", "metrics_token_file"),
+    ("metrics_listen", "metrics_listen"),
     ("tls.cert", "tls_cert"),
     ("tls.key", "tls_key"),
     ("acme.domain", "acme_domain"),
@@ -157,6 +158,8 @@ pub struct RelayFile {
     pub metrics: Option<bool>,
     /// `--metrics-token-file`.
     pub metrics_token_file: Option<PathBuf>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<SocketAddr>,
     /// `[tls]`.
     #[serde(default)]
     pub tls: TlsTable,
@@ -349,6 +352,10 @@ impl RelayFile {
         put(
             "metrics_token_file",
             self.metrics_token_file.as_ref().map(one),
+        );
+        put(
+            "metrics_listen",
+            self.metrics_listen.map(|a| one(a.to_string())),
         );
         put("tls.cert", self.tls.cert.as_ref().map(one));
         put("tls.key", self.tls.key.as_ref().map(one));
@@ -572,6 +579,7 @@ trusted_proxy_header = "forwarded"
 allowed_origin = ["https://app.example.com"]
 metrics = true
 metrics_token_file = "metrics.token"
+metrics_listen = "127.0.0.1:9464"
 
 [tls]
 cert = "cert.pem"
@@ -617,6 +625,7 @@ access_token_ttl_secs = 600
             "--trusted-proxy=127.0.0.1/32",
             "--trusted-proxy=10.0.0.0/8",
             "--trusted-proxy-header=forwarded",
+            "--metrics-listen=127.0.0.1:9464",
             "--tls-cert=cert.pem",
             "--acme-domain=-odd.example.com",
             "--acme-ca-file=ca.pem",

@@ -31,7 +31,8 @@ struct Cli {
     #[arg(long, global = true, env = "RELAY_LOG_REQUESTS")]
     log_requests: bool,
     /// `serve`: serve Prometheus metrics at /metrics, to local requests only (a loopback
-    /// peer and Host, no forwarding headers) unless --metrics-token-file is given.
+    /// peer that is not a --trusted-proxy, a loopback Host, no forwarding headers) unless
+    /// --metrics-token-file is given. Behind a reverse proxy prefer --metrics-listen.
     #[arg(long, global = true)]
     metrics: bool,
     /// `serve`: a file holding a bearer token that may read /metrics from anywhere.
@@ -175,6 +176,11 @@ struct ServeArgs {
     /// The header trusted proxies write the client's address into.
     #[arg(long, value_enum, default_value_t)]
     trusted_proxy_header: relay::client_addr::ForwardedHeader,
+    /// Serve Prometheus metrics (and /healthz) on this address too, to anyone who can reach
+    /// it (e.g. 127.0.0.1:9464); implies --metrics. /metrics on --listen then answers only
+    /// with the --metrics-token-file token (404 without one).
+    #[arg(long, env = "RELAY_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Extra browser origins allowed to call MCP endpoints (repeatable).
     #[arg(long)]
     allowed_origin: Vec<String>,
@@ -298,7 +304,8 @@ fn main() -> Result<()> {
             Err(e) => return Err(e),
         },
     };
-    if cli.metrics {
+    let metrics_listen = matches!(&cli.command, Command::Serve(a) if a.metrics_listen.is_some());
+    if cli.metrics || metrics_listen {
         relay::metrics::enable(metrics_settings(cli.metrics_token_file.as_deref())?);
     }
     match cli.command {
@@ -544,6 +551,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         bail!("--max-connections-per-address must be positive");
     }
     config.max_connections_per_address = args.max_connections_per_address;
+    config.metrics_listen = args.metrics_listen;
     config.trusted_proxies = relay::client_addr::TrustedProxies {
         ranges: args.trusted_proxy.clone(),
         header: args.trusted_proxy_header,

@@ -71,6 +71,17 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The router of the metrics address (`--metrics-listen`): `/metrics`, unguarded, and the
+/// health routes; nothing else.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/readyz", get(health))
+        .route("/metrics", get(crate::metrics::serve_private))
+        .fallback(not_found)
+        .with_state(state)
+}
+
 async fn health(State(state): State<AppState>) -> Response {
     let body = serde_json::json!({
         "status": "ok",

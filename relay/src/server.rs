@@ -93,6 +93,7 @@ async fn run(
     http.timer(TokioTimer::new())
         .header_read_timeout(config.header_timeout);
     let body_timeout = config.body_timeout;
+    let metrics_listen = config.metrics_listen;
     let proxies = config.trusted_proxies.clone();
     if !proxies.ranges.is_empty() {
         let ranges: Vec<String> = proxies.ranges.iter().map(ToString::to_string).collect();
@@ -105,6 +106,16 @@ async fn run(
     let state = AppState::new(config)?;
     let registry = state.registry.clone();
     tokio::spawn(watch_revocations(state.clone()));
+    let metrics = match metrics_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| RelayError::Listen { addr, source })?;
+            info!(addr = %l.local_addr()?, "metrics listening (/metrics, /healthz)");
+            Some((l, crate::routes::metrics_router(state.clone())))
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared {
         router: router(state),
         tracker: Arc::new(ConnTracker::new(limits, move |ip| proxies.trusts(ip))),
@@ -113,8 +124,32 @@ async fn run(
         stopping: CancellationToken::new(),
         tasks: TaskTracker::new(),
     });
+    let metrics = async {
+        match metrics {
+            Some((listener, router)) => {
+                // A few scrapers: small caps of its own, the same deadlines and drain.
+                let limits = ConnLimits {
+                    total: 64,
+                    fresh_total: 32,
+                    per_address: 64,
+                    fresh_per_address: 32,
+                };
+                let own = Arc::new(Shared {
+                    router,
+                    tracker: Arc::new(ConnTracker::new(limits, |_| false)),
+                    http: shared.http.clone(),
+                    body_timeout,
+                    stopping: shared.stopping.clone(),
+                    tasks: shared.tasks.clone(),
+                });
+                accept_loop(listener, None, own).await
+            }
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = accept_loop(listener, tls, shared.clone()) => {}
+        _ = metrics => {}
         _ = shutdown => {}
     }
     // The listener is closed; connections finish the request they are on.

@@ -10,7 +10,9 @@
 //!   limits;
 //! - the OAuth trace: a flood of token requests naming a tunnel, from clients no grant
 //!   ties to it, does not evict the owner's events, and a forged `X-Forwarded-For` is not
-//!   recorded as their address.
+//!   recorded as their address;
+//! - metrics: a trusted proxy's request never counts as local, and `--metrics-listen`
+//!   serves them on an address of their own, not on the main one.
 //!
 //! Client sockets are bound to other loopback addresses (127.0.0.2, …) to act as other
 //! clients: Linux routes all of 127.0.0.0/8 to the loopback interface.
@@ -464,4 +466,47 @@ async fn unauthenticated_token_requests_do_not_flush_a_tunnels_trace() {
         "the events carry the peer's address (the newest ones are kept)"
     );
     drop(bridge);
+}
+
+/// `GET path` on `addr` with `Host: host`: the status and the body.
+async fn get_with_host(addr: SocketAddr, path: &str, host: &str) -> (u16, String) {
+    let r = client_from(Ipv4Addr::new(127, 0, 0, 1))
+        .get(format!("http://{addr}{path}"))
+        .header("host", host)
+        .send()
+        .await
+        .expect("GET");
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_not_local_through_a_trusted_proxy_and_have_their_own_address() {
+    // Local requests may scrape, but not through the trusted proxy (here 127.0.0.1,
+    // which sends no forwarding header and Host: localhost, as a careless proxy would).
+    let relay = TestRelay::start(&["--metrics", "--trusted-proxy", "127.0.0.1/32"], None);
+    let (status, body) = get_with_host(relay.addr, "/metrics", "localhost").await;
+    assert_eq!(
+        status, 403,
+        "a trusted proxy's request looked local: {body}"
+    );
+    let mut local = relay.addr;
+    local.set_ip(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
+    let from_other = client_from(Ipv4Addr::new(127, 0, 0, 2))
+        .get(format!("http://{local}/metrics"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(from_other.status(), 200, "a local scraper that is no proxy");
+
+    // With --metrics-listen, /metrics is served there, and not on the main address.
+    let metrics_port = free_port();
+    let metrics_addr = SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    let relay = TestRelay::start(&["--metrics-listen", &metrics_addr.to_string()], None);
+    let (status, body) = get_with_host(metrics_addr, "/metrics", "anything").await;
+    assert!(status == 200 && body.contains("# TYPE"), "{status} {body}");
+    let (status, _) = get_with_host(metrics_addr, "/status", "localhost").await;
+    assert_eq!(status, 404, "the metrics address serves nothing else");
+    let (status, body) = get_with_host(relay.addr, "/metrics", "localhost").await;
+    assert_eq!(status, 404, "main address: {body}");
 }

@@ -9,7 +9,8 @@
 //!   here) between a bridge, the relay and clients: the bridge's WebSocket, a `POST`
 //!   answer streamed as SSE while the call runs, the legacy SSE stream; the relay sees
 //!   the client's address from `X-Forwarded-For`, which the proxy sets (a forged one is
-//!   not passed on).
+//!   not passed on); `/metrics`, served to local requests, is refused through the proxy
+//!   even with `Host: localhost`.
 //! - `Caddyfile`: `caddy validate`, then a real Caddy from it, with the same checks.
 //! - `relay.service`: read as INI for the sandbox it promises, then `systemd-analyze
 //!   verify` and `systemd-analyze security` (when systemd-analyze exists).
@@ -518,6 +519,27 @@ async fn the_proxy_sets_the_client_address(ca: &TestCa, port: u16, relay: &Relay
     );
 }
 
+/// Through the proxy on `port`, `/metrics` of a relay serving them to local requests is
+/// refused, even with `Host: localhost` (the proxy connects from loopback).
+async fn metrics_stay_local(ca: &TestCa, port: u16, what: &str) {
+    let http = ca.client(port);
+    for host in [None, Some("localhost"), Some("127.0.0.1")] {
+        let mut rb = http.get(format!("https://relay.example.com:{port}/metrics"));
+        if let Some(h) = host {
+            rb = rb.header("host", h);
+        }
+        let r = rb.send().await.expect("GET /metrics through the proxy");
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        // The relay refuses (403), or the proxy answers itself (Caddy: 200 and nothing
+        // for a host it does not serve); never the metrics.
+        assert!(
+            (status == 403 || body.trim().is_empty()) && !body.contains("mcp_relay_"),
+            "{what}: /metrics with Host {host:?} through the proxy: {status} {body}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_from_the_example_proxies_websockets_and_streams() {
     install_crypto_provider();
@@ -592,6 +614,7 @@ async fn nginx_from_the_example_proxies_websockets_and_streams() {
             &format!("https://relay.example.com:{port}"),
             "--keepalive-secs",
             "1",
+            "--metrics",
         ],
     );
     let proxy = Proc::start(nginx_cmd(false), "nginx");
@@ -601,6 +624,7 @@ async fn nginx_from_the_example_proxies_websockets_and_streams() {
     let bridge = bridge_through(port, &relay, &ca_file, "via-nginx");
     streams_pass(&ca.client(port), &bridge, "nginx").await;
     the_proxy_sets_the_client_address(&ca, port, &relay, "nginx").await;
+    metrics_stay_local(&ca, port, "nginx").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -660,6 +684,7 @@ async fn caddy_from_the_example_proxies_websockets_and_streams() {
             &format!("https://relay.example.com:{port}"),
             "--keepalive-secs",
             "1",
+            "--metrics",
         ],
     );
     let mut run_caddy = Command::new(&caddy);
@@ -671,6 +696,7 @@ async fn caddy_from_the_example_proxies_websockets_and_streams() {
     let bridge = bridge_through(port, &relay, &ca_file, "via-caddy");
     streams_pass(&ca.client(port), &bridge, "caddy").await;
     the_proxy_sets_the_client_address(&ca, port, &relay, "caddy").await;
+    metrics_stay_local(&ca, port, "caddy").await;
 }
 
 /// A unit file's settings: section → key → values (in order).
