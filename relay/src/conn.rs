@@ -253,10 +253,17 @@ impl ConnTracker {
         if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
             *last = Some(Instant::now());
             self.refused.store(0, Ordering::Relaxed);
+            let hint = if matches!(r, Refusal::PerAddress | Refusal::FreshPerAddress)
+                && address_key(ip).is_loopback()
+            {
+                "; if a reverse proxy on this host connects from there, list it in --trusted-proxy"
+            } else {
+                ""
+            };
             tracing::warn!(
                 %ip,
                 refused = n,
-                "closing new connections at {} (latest from {ip})",
+                "closing new connections at {} (latest from {ip}){hint}",
                 r.describe()
             );
         }

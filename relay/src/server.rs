@@ -127,12 +127,13 @@ async fn run(
     let metrics = async {
         match metrics {
             Some((listener, router)) => {
-                // A few scrapers: small caps of its own, the same deadlines and drain.
+                // A few scrapers: caps of its own, within the descriptors kept in reserve
+                // (at least 32); the same deadlines and drain.
                 let limits = ConnLimits {
-                    total: 64,
-                    fresh_total: 32,
-                    per_address: 64,
-                    fresh_per_address: 32,
+                    total: 16,
+                    fresh_total: 8,
+                    per_address: 16,
+                    fresh_per_address: 8,
                 };
                 let own = Arc::new(Shared {
                     router,
