@@ -40,6 +40,20 @@ pub struct RelayConfig {
     pub max_exchanges_per_tunnel: usize,
     /// Extra allowed browser origins (besides the public URL's own origin).
     pub allowed_origins: Vec<String>,
+    /// Longest time a client may take to send a request's head, and the longest a
+    /// kept-alive connection may stay idle.
+    pub header_timeout: Duration,
+    /// Longest time a client may take to send a request's body (from its head).
+    pub body_timeout: Duration,
+    /// Reverse proxies whose forwarding header names the client (see
+    /// [`crate::client_addr`]); none by default.
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
+    /// A separate address serving only `/metrics` (and the health routes), to anyone who
+    /// can reach it; `/metrics` on the main address then needs the metrics token.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Most connections per client address; `None`: derived from the file-descriptor
+    /// limit (see [`crate::conn::ConnLimits`]).
+    pub max_connections_per_address: Option<usize>,
     /// Where the database lives; in memory when `None` (the bridge's embedded relay).
     pub data_dir: Option<std::path::PathBuf>,
     /// OAuth settings.
@@ -61,6 +75,11 @@ impl RelayConfig {
             max_tunnels: 10_000,
             max_exchanges_per_tunnel: 4096,
             allowed_origins: Vec::new(),
+            header_timeout: crate::conn::HEADER_TIMEOUT,
+            body_timeout: crate::conn::BODY_TIMEOUT,
+            max_connections_per_address: None,
+            metrics_listen: None,
+            trusted_proxies: crate::client_addr::TrustedProxies::default(),
             data_dir: None,
             oauth: crate::oauth::OAuthConfig::default(),
         })

@@ -33,9 +33,15 @@ pub const KEYS: &[(&str, &str)] = &[
     ("keepalive_secs", "keepalive_secs"),
     ("sse_poll_secs", "sse_poll_secs"),
     ("grace_secs", "grace_secs"),
+    ("header_timeout_secs", "header_timeout_secs"),
+    ("body_timeout_secs", "body_timeout_secs"),
+    ("max_connections_per_address", "max_connections_per_address"),
+    ("trusted_proxy", "trusted_proxy"),
+    ("trusted_proxy_header", "trusted_proxy_header"),
     ("allowed_origin", "allowed_origin"),
     ("metrics", "metrics"),
     ("metrics_token_file", "metrics_token_file"),
+    ("metrics_listen", "metrics_listen"),
     ("tls.cert", "tls_cert"),
     ("tls.key", "tls_key"),
     ("acme.domain", "acme_domain"),
@@ -136,12 +142,24 @@ pub struct RelayFile {
     pub sse_poll_secs: Option<f64>,
     /// `--grace-secs`.
     pub grace_secs: Option<f64>,
+    /// `--header-timeout-secs`.
+    pub header_timeout_secs: Option<f64>,
+    /// `--body-timeout-secs`.
+    pub body_timeout_secs: Option<f64>,
+    /// `--max-connections-per-address`.
+    pub max_connections_per_address: Option<usize>,
+    /// `--trusted-proxy`.
+    pub trusted_proxy: Option<Vec<String>>,
+    /// `--trusted-proxy-header`.
+    pub trusted_proxy_header: Option<String>,
     /// `--allowed-origin`.
     pub allowed_origin: Option<Vec<String>>,
     /// `--metrics`.
     pub metrics: Option<bool>,
     /// `--metrics-token-file`.
     pub metrics_token_file: Option<PathBuf>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<SocketAddr>,
     /// `[tls]`.
     #[serde(default)]
     pub tls: TlsTable,
@@ -312,11 +330,32 @@ impl RelayFile {
             self.sse_poll_secs.map(|s| one(s.to_string())),
         );
         put("grace_secs", self.grace_secs.map(|s| one(s.to_string())));
+        put(
+            "header_timeout_secs",
+            self.header_timeout_secs.map(|s| one(s.to_string())),
+        );
+        put(
+            "body_timeout_secs",
+            self.body_timeout_secs.map(|s| one(s.to_string())),
+        );
+        put(
+            "max_connections_per_address",
+            self.max_connections_per_address.map(|n| one(n.to_string())),
+        );
+        put("trusted_proxy", self.trusted_proxy.as_deref().map(many));
+        put(
+            "trusted_proxy_header",
+            self.trusted_proxy_header.as_ref().map(one),
+        );
         put("allowed_origin", self.allowed_origin.as_deref().map(many));
         put("metrics", self.metrics.map(Value::Switch));
         put(
             "metrics_token_file",
             self.metrics_token_file.as_ref().map(one),
+        );
+        put(
+            "metrics_listen",
+            self.metrics_listen.map(|a| one(a.to_string())),
         );
         put("tls.cert", self.tls.cert.as_ref().map(one));
         put("tls.key", self.tls.key.as_ref().map(one));
@@ -532,9 +571,15 @@ max_body = 1024
 keepalive_secs = 2.5
 sse_poll_secs = 30
 grace_secs = 0
+header_timeout_secs = 5
+body_timeout_secs = 30.5
+max_connections_per_address = 64
+trusted_proxy = ["127.0.0.1/32", "10.0.0.0/8"]
+trusted_proxy_header = "forwarded"
 allowed_origin = ["https://app.example.com"]
 metrics = true
 metrics_token_file = "metrics.token"
+metrics_listen = "127.0.0.1:9464"
 
 [tls]
 cert = "cert.pem"
@@ -574,6 +619,13 @@ access_token_ttl_secs = 600
             "--keepalive-secs=2.5",
             "--sse-poll-secs=30",
             "--grace-secs=0",
+            "--header-timeout-secs=5",
+            "--body-timeout-secs=30.5",
+            "--max-connections-per-address=64",
+            "--trusted-proxy=127.0.0.1/32",
+            "--trusted-proxy=10.0.0.0/8",
+            "--trusted-proxy-header=forwarded",
+            "--metrics-listen=127.0.0.1:9464",
             "--tls-cert=cert.pem",
             "--acme-domain=-odd.example.com",
             "--acme-ca-file=ca.pem",
@@ -584,7 +636,7 @@ access_token_ttl_secs = 600
             assert!(args.iter().any(|a| a == expected), "{expected} in {args:?}");
         }
         // One argument per value, switches without a value.
-        assert_eq!(args.len(), KEYS.len() + 2);
+        assert_eq!(args.len(), KEYS.len() + 3);
         assert!(args.iter().any(|a| a == "--metrics"));
     }
 

@@ -10,8 +10,10 @@
 #![allow(clippy::result_large_err)]
 
 pub mod answer;
+pub mod client_addr;
 pub mod config;
 pub mod config_file;
+pub mod conn;
 mod connect;
 pub mod error;
 pub mod guard;

@@ -31,7 +31,8 @@ struct Cli {
     #[arg(long, global = true, env = "RELAY_LOG_REQUESTS")]
     log_requests: bool,
     /// `serve`: serve Prometheus metrics at /metrics, to local requests only (a loopback
-    /// peer and Host, no forwarding headers) unless --metrics-token-file is given.
+    /// peer that is not a --trusted-proxy, a loopback Host, no forwarding headers) unless
+    /// --metrics-token-file is given. Behind a reverse proxy prefer --metrics-listen.
     #[arg(long, global = true)]
     metrics: bool,
     /// `serve`: a file holding a bearer token that may read /metrics from anywhere.
@@ -153,6 +154,33 @@ struct ServeArgs {
     /// answered as offline (from its last snapshot).
     #[arg(long, default_value_t = 10.0)]
     grace_secs: f64,
+    /// Seconds a client may take to send a request's head (request line and headers);
+    /// also the longest a kept-alive connection may stay idle between requests.
+    #[arg(long, default_value_t = 10.0)]
+    header_timeout_secs: f64,
+    /// Seconds a client may take to send a request's body, from the end of its head.
+    #[arg(long, default_value_t = 60.0)]
+    body_timeout_secs: f64,
+    /// Most connections one client address (an IPv4 address, an IPv6 /64) may hold; half
+    /// as many before their first request. Default: an eighth of the connection limit
+    /// (which is the file-descriptor limit less a reserve), between 8 and 256. Trusted
+    /// proxies are exempt.
+    #[arg(long)]
+    max_connections_per_address: Option<usize>,
+    /// A reverse proxy (an address or a CIDR range; repeatable or comma-separated) whose
+    /// forwarding header names the client: rate limits and the OAuth trace then use the
+    /// right-most address of that header that is not a trusted proxy. Without it the
+    /// TCP peer is the client, and forwarding headers are ignored.
+    #[arg(long, env = "RELAY_TRUSTED_PROXY", value_delimiter = ',')]
+    trusted_proxy: Vec<relay::client_addr::Cidr>,
+    /// The header trusted proxies write the client's address into.
+    #[arg(long, value_enum, default_value_t)]
+    trusted_proxy_header: relay::client_addr::ForwardedHeader,
+    /// Serve Prometheus metrics (and /healthz) on this address too, to anyone who can reach
+    /// it (e.g. 127.0.0.1:9464); implies --metrics. /metrics on --listen then answers only
+    /// with the --metrics-token-file token (404 without one).
+    #[arg(long, env = "RELAY_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Extra browser origins allowed to call MCP endpoints (repeatable).
     #[arg(long)]
     allowed_origin: Vec<String>,
@@ -276,7 +304,8 @@ fn main() -> Result<()> {
             Err(e) => return Err(e),
         },
     };
-    if cli.metrics {
+    let metrics_listen = matches!(&cli.command, Command::Serve(a) if a.metrics_listen.is_some());
+    if cli.metrics || metrics_listen {
         relay::metrics::enable(metrics_settings(cli.metrics_token_file.as_deref())?);
     }
     match cli.command {
@@ -510,6 +539,25 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     config.grace = Duration::from_secs_f64(args.grace_secs);
     config.allowed_origins = args.allowed_origin;
+    if !(args.header_timeout_secs > 0.0 && args.header_timeout_secs <= 3600.0) {
+        bail!("--header-timeout-secs must be between 0 and 3600");
+    }
+    config.header_timeout = Duration::from_secs_f64(args.header_timeout_secs);
+    if !(args.body_timeout_secs > 0.0 && args.body_timeout_secs <= 86_400.0) {
+        bail!("--body-timeout-secs must be between 0 and 86400");
+    }
+    config.body_timeout = Duration::from_secs_f64(args.body_timeout_secs);
+    if args.max_connections_per_address == Some(0) {
+        bail!("--max-connections-per-address must be positive");
+    }
+    config.max_connections_per_address = args.max_connections_per_address;
+    config.metrics_listen = args.metrics_listen;
+    config.trusted_proxies = relay::client_addr::TrustedProxies {
+        ranges: args.trusted_proxy.clone(),
+        header: args.trusted_proxy_header,
+    };
+    // One descriptor per connection: use what the system allows (the caps derive from it).
+    relay::conn::raise_fd_limit();
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -22,10 +22,16 @@
 //! | `mcp_relay_bridge_server_processes` | gauge | sum of their server processes |
 //! | `mcp_relay_bridge_server_restarts` | gauge | sum of their server restarts |
 //!
-//! Access (see [`serve`]): without `--metrics` the route does not exist (404); with it,
-//! only requests that look local (a loopback peer, a loopback `Host`, no forwarding
-//! headers) or carry `Authorization: Bearer <token>` (from `--metrics-token-file`) get
-//! the metrics; others get 403.
+//! Access (see [`serve`]): without `--metrics` the route does not exist (404). With
+//! `--metrics-listen ADDR`, the metrics are served on that address only (to whoever can
+//! reach it: bind it to loopback or a private network), and on the main address only with
+//! `Authorization: Bearer <token>` (from `--metrics-token-file`; 404 without a token
+//! file). Without it, on the main address, requests that carry the token or look local (a
+//! loopback peer that is not a trusted proxy, a loopback `Host`, no forwarding headers)
+//! get the metrics; others get 403. A reverse proxy on the same host connects from
+//! loopback and may pass a client's `Host: localhost`: the shipped nginx and Caddy
+//! configurations always add `X-Forwarded-For`, and a trusted proxy's requests are never
+//! local, but `--metrics-listen` is the robust choice behind a proxy.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -355,15 +361,15 @@ impl Metrics {
         self.handle.render()
     }
 
-    /// Whether a scrape may see the metrics: with the right bearer token, or when it looks
-    /// local (see [`looks_local`]).
-    pub fn allowed(&self, peer: SocketAddr, headers: &HeaderMap) -> bool {
+    /// Whether a scrape may see the metrics: with the right bearer token, or, when
+    /// `local_ok`, when it looks local (see [`looks_local`]).
+    pub fn allowed(&self, peer: SocketAddr, headers: &HeaderMap, local_ok: bool) -> bool {
         if let Some(expected) = &self.settings.token_sha256
             && let Some(token) = crate::oauth::access::bearer(headers)
         {
             return bool::from(sha256(token.as_bytes()).ct_eq(expected));
         }
-        looks_local(peer, headers)
+        local_ok && looks_local(peer, headers)
     }
 }
 
@@ -415,14 +421,22 @@ pub async fn serve(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(m) = get() else {
-        return crate::error::jsonrpc_error(
+    let not_found = || {
+        crate::error::jsonrpc_error(
             StatusCode::NOT_FOUND,
             protocol::jsonrpc::INVALID_REQUEST,
             "Not found",
-        );
+        )
     };
-    if !m.allowed(peer, &headers) {
+    let Some(m) = get() else {
+        return not_found();
+    };
+    let separate = state.config.metrics_listen.is_some();
+    if separate && m.settings.token_sha256.is_none() {
+        return not_found();
+    }
+    let local_ok = !separate && !state.config.trusted_proxies.trusts(peer.ip());
+    if !m.allowed(peer, &headers, local_ok) {
         let mut r = Response::new(Body::from(
             "Forbidden: /metrics is served to local requests, or with the metrics token\n",
         ));
@@ -439,6 +453,23 @@ pub async fn serve(
         }
         return r;
     }
+    exposition(m, &state)
+}
+
+/// `GET /metrics` on the metrics address (`--metrics-listen`): no checks, the address is
+/// the operator's.
+pub async fn serve_private(State(state): State<AppState>) -> Response {
+    match get() {
+        Some(m) => exposition(m, &state),
+        None => crate::error::jsonrpc_error(
+            StatusCode::NOT_FOUND,
+            protocol::jsonrpc::INVALID_REQUEST,
+            "Not found",
+        ),
+    }
+}
+
+fn exposition(m: &Metrics, state: &AppState) -> Response {
     m.update_gauges(&state.registry);
     let mut r = Response::new(Body::from(m.render()));
     let h = r.headers_mut();
@@ -646,11 +677,15 @@ mod tests {
         ));
 
         let open = Metrics::new(MetricsSettings::default());
-        assert!(open.allowed(local, &headers(&[])));
+        assert!(open.allowed(local, &headers(&[]), true));
         assert!(!open.allowed(
             peer("10.0.0.2:5000"),
-            &headers(&[("authorization", "Bearer x")])
+            &headers(&[("authorization", "Bearer x")]),
+            true
         ));
+        // Local is not enough where it is not allowed (a trusted proxy's request, or
+        // metrics on their own address).
+        assert!(!open.allowed(local, &headers(&[]), false));
 
         let guarded = Metrics::new(MetricsSettings {
             token_sha256: Some(sha256(b"scrape-secret")),
@@ -658,12 +693,13 @@ mod tests {
         let remote = peer("10.0.0.2:5000");
         assert!(guarded.allowed(
             remote,
-            &headers(&[("authorization", "Bearer scrape-secret")])
+            &headers(&[("authorization", "Bearer scrape-secret")]),
+            false
         ));
-        assert!(!guarded.allowed(remote, &headers(&[("authorization", "Bearer wrong")])));
-        assert!(!guarded.allowed(remote, &headers(&[])));
+        assert!(!guarded.allowed(remote, &headers(&[("authorization", "Bearer wrong")]), true));
+        assert!(!guarded.allowed(remote, &headers(&[]), true));
         // A wrong token is refused even from a local-looking request.
-        assert!(!guarded.allowed(local, &headers(&[("authorization", "Bearer wrong")])));
-        assert!(guarded.allowed(local, &headers(&[])));
+        assert!(!guarded.allowed(local, &headers(&[("authorization", "Bearer wrong")]), true));
+        assert!(guarded.allowed(local, &headers(&[]), true));
     }
 }

@@ -71,6 +71,17 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The router of the metrics address (`--metrics-listen`): `/metrics`, unguarded, and the
+/// health routes; nothing else.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/readyz", get(health))
+        .route("/metrics", get(crate::metrics::serve_private))
+        .fallback(not_found)
+        .with_state(state)
+}
+
 async fn health(State(state): State<AppState>) -> Response {
     let body = serde_json::json!({
         "status": "ok",
@@ -677,7 +688,9 @@ async fn connect(
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0);
-    let ip = crate::trace::client_addr(peer, req.headers().get("x-forwarded-for"))
+    // Behind a trusted proxy, the address it forwarded (see crate::client_addr).
+    let ip = peer
+        .map(|p| crate::client_addr::ClientAddr::of(&state, p, req.headers()).ip())
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let upgrade = match Upgrade::from_request(&mut req) {
         Ok(u) => u,

@@ -5,18 +5,26 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener, ListenerExt};
+use std::convert::Infallible;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use protocol::Limits;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
-use tracing::info;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
 
 use crate::config::RelayConfig;
+use crate::conn::{ConnLimits, ConnTracker, Counted, Slot, TimedBody};
 use crate::error::RelayError;
 use crate::routes::router;
 use crate::state::AppState;
-use crate::tls::{TlsListener, TlsTerminator};
+use crate::tls::TlsTerminator;
 
 /// Frame limits for a relay's bridge connections: bodies up to the larger of the HTTP
 /// body limit and the protocol's default message limit (results can exceed requests).
@@ -37,10 +45,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    run(config, listener, shutdown).await
+    run(config, listener, None, shutdown).await
 }
 
 /// Like [`serve`], over HTTPS: every connection accepted on `listener` goes through `tls`
@@ -51,49 +56,243 @@ pub async fn serve_tls(
     tls: TlsTerminator,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
-    // `tap_io` with nothing to do: it gives the listener axum's `ConnectInfo<SocketAddr>`.
-    let listener = TlsListener::new(listener, tls)?.tap_io(|_| {});
-    run(config, listener, shutdown).await
+    run(config, listener, Some(tls), shutdown).await
 }
 
-async fn run<L>(
+/// What every connection of a relay shares.
+struct Shared {
+    router: Router,
+    tracker: Arc<ConnTracker>,
+    http: http1::Builder,
+    body_timeout: Duration,
+    /// Cancelled when shutdown begins: connections finish their request and close.
+    stopping: CancellationToken,
+    /// The connections' tasks.
+    tasks: TaskTracker,
+}
+
+async fn run(
     config: RelayConfig,
-    listener: L,
+    listener: TcpListener,
+    tls: Option<TlsTerminator>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), RelayError>
-where
-    L: Listener<Addr = SocketAddr>,
-    for<'a> SocketAddr: Connected<IncomingStream<'a, L>>,
-{
+) -> Result<(), RelayError> {
+    let fd_limit = crate::conn::fd_limit();
+    let limits = ConnLimits::for_fd_limit(fd_limit, config.max_connections_per_address);
+    info!(
+        fd_limit,
+        max_connections = limits.total,
+        max_without_request = limits.fresh_total,
+        per_address = limits.per_address,
+        per_address_without_request = limits.fresh_per_address,
+        header_timeout = ?config.header_timeout,
+        body_timeout = ?config.body_timeout,
+        "connection limits"
+    );
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout);
+    let body_timeout = config.body_timeout;
+    let metrics_listen = config.metrics_listen;
+    let proxies = config.trusted_proxies.clone();
+    if !proxies.ranges.is_empty() {
+        let ranges: Vec<String> = proxies.ranges.iter().map(ToString::to_string).collect();
+        info!(
+            trusted_proxies = %ranges.join(","),
+            header = ?proxies.header,
+            "client addresses of requests from these proxies come from their forwarding header"
+        );
+    }
     let state = AppState::new(config)?;
     let registry = state.registry.clone();
     tokio::spawn(watch_revocations(state.clone()));
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let stopping = Arc::new(Notify::new());
-    let signal = stopping.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        signal.notify_one();
+    let metrics = match metrics_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| RelayError::Listen { addr, source })?;
+            info!(addr = %l.local_addr()?, "metrics listening (/metrics, /healthz)");
+            Some((l, crate::routes::metrics_router(state.clone())))
+        }
+        None => None,
+    };
+    let shared = Arc::new(Shared {
+        router: router(state),
+        tracker: Arc::new(ConnTracker::new(limits, move |ip| proxies.trusts(ip))),
+        http,
+        body_timeout,
+        stopping: CancellationToken::new(),
+        tasks: TaskTracker::new(),
     });
+    let metrics = async {
+        match metrics {
+            Some((listener, router)) => {
+                // A few scrapers: caps of its own, within the descriptors kept in reserve
+                // (at least 32); the same deadlines and drain.
+                let limits = ConnLimits {
+                    total: 16,
+                    fresh_total: 8,
+                    per_address: 16,
+                    fresh_per_address: 8,
+                };
+                let own = Arc::new(Shared {
+                    router,
+                    tracker: Arc::new(ConnTracker::new(limits, |_| false)),
+                    http: shared.http.clone(),
+                    body_timeout,
+                    stopping: shared.stopping.clone(),
+                    tasks: shared.tasks.clone(),
+                });
+                accept_loop(listener, None, own).await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = accept_loop(listener, tls, shared.clone()) => {}
+        _ = metrics => {}
+        _ = shutdown => {}
+    }
+    // The listener is closed; connections finish the request they are on.
+    shared.stopping.cancel();
+    shared.tasks.close();
+    info!("shutting down: draining exchanges in flight (at most {DRAIN_TIMEOUT:?})");
     let drained = async {
-        stopping.notified().await;
-        info!("shutting down: draining exchanges in flight (at most {DRAIN_TIMEOUT:?})");
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         while registry.exchanges_in_flight() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    let server = server.into_future();
-    tokio::pin!(server);
     tokio::select! {
-        r = &mut server => return Ok(r?),
+        _ = shared.tasks.wait() => return Ok(()),
         _ = drained => {}
     }
     // Exchanges are done: give connections a moment to finish writing their answers.
-    if let Ok(r) = tokio::time::timeout(Duration::from_secs(2), server).await {
-        r?;
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), shared.tasks.wait()).await;
     Ok(())
+}
+
+/// Accepts connections until dropped: each is admitted by the connection caps (or
+/// closed at once), then served on a task of its own, after its TLS handshake if any.
+async fn accept_loop(listener: TcpListener, tls: Option<TlsTerminator>, shared: Arc<Shared>) {
+    let handshakes = Arc::new(Semaphore::new(crate::tls::MAX_HANDSHAKES));
+    loop {
+        // With TLS, at most MAX_HANDSHAKES run at once; further connections wait in the
+        // kernel's accept queue.
+        let permit = match &tls {
+            Some(_) => match handshakes.clone().acquire_owned().await {
+                Ok(p) => Some(p),
+                Err(_) => return,
+            },
+            None => None,
+        };
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                accept_error(e).await;
+                continue;
+            }
+        };
+        let Ok(slot) = shared.tracker.admit(peer.ip()) else {
+            // Closing it now gives its descriptor back.
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let slot = Arc::new(slot);
+        let shared2 = shared.clone();
+        match &tls {
+            None => {
+                shared
+                    .tasks
+                    .spawn(serve_connection(shared2, tcp, peer, slot));
+            }
+            Some(tls) => {
+                let tls = tls.clone();
+                shared.tasks.spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, tls.accept(tcp)).await;
+                    drop(permit);
+                    match handshake {
+                        Ok(Ok(Some(stream))) => serve_connection(shared2, stream, peer, slot).await,
+                        Ok(Ok(None)) => {}
+                        Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Errors of `accept` on one connection are not the listener's; others (out of file
+/// descriptors) get a pause before the next try.
+async fn accept_error(e: std::io::Error) {
+    use std::io::ErrorKind::*;
+    if matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    ) {
+        return;
+    }
+    warn!("accept failed: {e}; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Serves HTTP/1.1 (with upgrades) on one connection until it closes, or until shutdown
+/// begins and its current request is answered.
+async fn serve_connection<I>(shared: Arc<Shared>, io: I, peer: SocketAddr, slot: Arc<Slot>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = ConnService {
+        router: shared.router.clone(),
+        peer,
+        slot: slot.clone(),
+        body_timeout: shared.body_timeout,
+    };
+    let io = TokioIo::new(Counted::new(io, slot));
+    let conn = shared.http.serve_connection(io, service).with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                debug!(%peer, "connection ended: {e}");
+            }
+            return;
+        }
+        _ = shared.stopping.cancelled() => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    if let Err(e) = conn.await {
+        debug!(%peer, "connection ended: {e}");
+    }
+}
+
+/// The relay's routes as one connection's hyper service: each request gets the peer's
+/// address (axum's `ConnectInfo`) and a body with a deadline; the first request's head
+/// makes the connection count as proven.
+#[derive(Clone)]
+struct ConnService {
+    router: Router,
+    peer: SocketAddr,
+    slot: Arc<Slot>,
+    body_timeout: Duration,
+}
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnService {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = axum::routing::future::RouteFuture<Infallible>;
+
+    fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        self.slot.proven();
+        let (mut parts, body) = req.into_parts();
+        parts.extensions.insert(ConnectInfo(self.peer));
+        let req = http::Request::from_parts(parts, TimedBody::new(body, self.body_timeout));
+        let mut router = self.router.clone();
+        tower_service::Service::call(&mut router, req)
+    }
 }
 
 /// Disconnects bridges whose token was revoked (by `relay token revoke`, possibly from

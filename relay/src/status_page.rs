@@ -21,12 +21,12 @@
 //! relay-wide OAuth events.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use protocol::ClientAuth;
@@ -841,7 +841,7 @@ pub async fn show(
 /// `action` would hide the form's own `action` in the DOM).
 pub async fn act(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    peer: crate::client_addr::ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -904,7 +904,7 @@ pub async fn act(
 
 async fn login(
     state: &AppState,
-    peer: SocketAddr,
+    peer: crate::client_addr::ClientAddr,
     headers: &HeaderMap,
     form_csrf: &str,
     secret: &str,
@@ -968,7 +968,13 @@ async fn login(
     )
 }
 
-fn revoke(state: &AppState, peer: SocketAddr, who: Who, tunnel: &str, client_id: &str) -> Response {
+fn revoke(
+    state: &AppState,
+    peer: crate::client_addr::ClientAddr,
+    who: Who,
+    tunnel: &str,
+    client_id: &str,
+) -> Response {
     let owner = state.store.name_owner(tunnel).ok().flatten();
     let allowed = match who {
         Who::Operator => owner.is_some(),
@@ -1052,6 +1058,7 @@ mod tests {
             client_name: Some(EVIL.into()),
             ip: Some("203.0.113.1".into()),
             user_agent: Some(EVIL.into()),
+            unverified: false,
         };
         trace.reason.push_str(" <img src=x onerror=alert(2)>");
         View {

@@ -193,7 +193,8 @@ CREATE TABLE IF NOT EXISTS oauth_trace (
     client_id TEXT,
     client_name TEXT,
     ip TEXT,
-    user_agent TEXT
+    user_agent TEXT,
+    unverified INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS oauth_trace_tunnel ON oauth_trace(tunnel, id);
 CREATE INDEX IF NOT EXISTS oauth_trace_client ON oauth_trace(client_id);
@@ -237,8 +238,8 @@ pub struct TokenState {
 }
 
 /// Columns of `oauth_trace`, in the order [`trace_row`] reads them.
-const TRACE_COLUMNS: &str =
-    "id, time, tunnel, step, outcome, error, reason, client_id, client_name, ip, user_agent";
+const TRACE_COLUMNS: &str = "id, time, tunnel, step, outcome, error, reason, client_id, \
+     client_name, ip, user_agent, unverified";
 
 fn trace_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TraceEvent> {
     Ok(TraceEvent {
@@ -253,6 +254,7 @@ fn trace_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TraceEvent> {
         client_name: r.get(8)?,
         ip: r.get(9)?,
         user_agent: r.get(10)?,
+        unverified: r.get(11)?,
     })
 }
 
@@ -283,6 +285,15 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(TRACE_SCHEMA)?;
+        // Databases from before unverified trace events were kept apart.
+        if conn
+            .prepare("SELECT unverified FROM oauth_trace LIMIT 0")
+            .is_err()
+        {
+            conn.execute_batch(
+                "ALTER TABLE oauth_trace ADD COLUMN unverified INTEGER NOT NULL DEFAULT 0",
+            )?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -766,14 +777,16 @@ impl Store {
     // ----- OAuth trace and client use ------------------------------------------------
 
     /// Appends an event to the OAuth trace and keeps only the newest `keep` events of its
-    /// tunnel (relay-wide events, without a tunnel, count as one more tunnel). Returns the
+    /// tunnel (relay-wide events, without a tunnel, count as one more tunnel) that are,
+    /// like it, verified or not: unverified events never evict the others. Returns the
     /// event's id.
     pub fn trace_add(&self, e: &TraceEvent, keep: usize) -> Result<i64, StoreError> {
         let mut db = self.db();
         let tx = db.transaction()?;
         tx.execute(
             "INSERT INTO oauth_trace (time, tunnel, step, outcome, error, reason, client_id,
-             client_name, ip, user_agent) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+             client_name, ip, user_agent, unverified)
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
             params![
                 e.time_ms,
                 e.tunnel,
@@ -784,14 +797,16 @@ impl Store {
                 e.client_id,
                 e.client_name,
                 e.ip,
-                e.user_agent
+                e.user_agent,
+                e.unverified
             ],
         )?;
         let id = tx.last_insert_rowid();
         tx.execute(
-            "DELETE FROM oauth_trace WHERE tunnel IS ?1 AND id <= (SELECT id FROM oauth_trace
-             WHERE tunnel IS ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-            params![e.tunnel, keep as i64],
+            "DELETE FROM oauth_trace WHERE tunnel IS ?1 AND unverified = ?3 AND id <= (
+             SELECT id FROM oauth_trace WHERE tunnel IS ?1 AND unverified = ?3
+             ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            params![e.tunnel, keep as i64, e.unverified],
         )?;
         tx.commit()?;
         Ok(id)

@@ -14,7 +14,6 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,13 +22,12 @@ use futures_util::StreamExt;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls_acme::caches::DirCache;
 use tokio_rustls_acme::{AcmeAcceptor, AcmeConfig, EventOk};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 
 /// The protocol offered with ALPN: the relay speaks HTTP/1.1 (WebSocket upgrades included).
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
@@ -43,9 +41,6 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most TLS handshakes in progress at once; further connections wait in the kernel's
 /// accept queue.
 pub const MAX_HANDSHAKES: usize = 512;
-
-/// Accepted TLS connections waiting for the HTTP server to pick them up.
-const READY_QUEUE: usize = 64;
 
 /// Errors setting up TLS.
 #[derive(Debug, thiserror::Error)]
@@ -321,100 +316,6 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     }
     #[cfg(not(unix))]
     builder.create(dir)
-}
-
-/// A listener of TLS connections for `axum::serve`: a task accepts TCP connections and
-/// runs their handshakes; finished streams come out of [`axum::serve::Listener::accept`].
-/// Dropping it stops accepting.
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-    _acceptor: AbortOnDrop,
-}
-
-impl TlsListener {
-    /// Starts accepting on `tcp` (on the current tokio runtime).
-    pub fn new(tcp: TcpListener, tls: TlsTerminator) -> io::Result<Self> {
-        let local = tcp.local_addr()?;
-        let (tx, ready) = mpsc::channel(READY_QUEUE);
-        let task = tokio::spawn(accept_loop(tcp, tls, tx));
-        Ok(Self {
-            ready,
-            local,
-            _acceptor: AbortOnDrop(task),
-        })
-    }
-}
-
-async fn accept_loop(
-    tcp: TcpListener,
-    tls: TlsTerminator,
-    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    loop {
-        let Ok(permit) = handshakes.clone().acquire_owned().await else {
-            return;
-        };
-        let (stream, peer) = tokio::select! {
-            r = tcp.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    accept_error(e).await;
-                    continue;
-                }
-            },
-            _ = ready.closed() => return,
-        };
-        let _ = stream.set_nodelay(true);
-        let tls = tls.clone();
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                Ok(Ok(Some(stream))) => {
-                    let _ = ready.send((stream, peer)).await;
-                }
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
-                Err(_) => debug!(%peer, "TLS handshake timed out"),
-            }
-        });
-    }
-}
-
-/// Errors of `accept` on one connection are not the listener's; others (out of file
-/// descriptors) get a pause before the next try.
-async fn accept_error(e: io::Error) {
-    use io::ErrorKind::*;
-    if matches!(
-        e.kind(),
-        ConnectionRefused | ConnectionAborted | ConnectionReset
-    ) {
-        return;
-    }
-    warn!("accept failed: {e}; retrying in 1 s");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(x) => x,
-            // The accept task only ends when this receiver is gone, or if it panicked.
-            None => {
-                error!("the TLS accept task stopped; no new connections are accepted");
-                std::future::pending().await
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }
 
 #[cfg(test)]

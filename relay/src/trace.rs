@@ -23,6 +23,14 @@
 //! shown with a tunnel's trace when they concern its clients. Recording is bounded per
 //! address, and repeated metadata fetches and 401s are recorded once per
 //! [`REPEAT_WINDOW`].
+//!
+//! Anyone can name a tunnel: in a metadata URL, an MCP request without a valid token, the
+//! `resource` of an authorization or token request, a consent page they started. Such
+//! events are *unverified*: a tunnel keeps only its newest [`KEEP_UNVERIFIED`] of them,
+//! apart from the others, so a flood of them never evicts the history the owner's
+//! clients made. An event is verified when what ties it to the tunnel is something the
+//! relay issued for it (an authorization code, a refresh or access token of the tunnel)
+//! or a decision of its owner or the operator.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -39,6 +47,7 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body::Body as _;
 
+use crate::client_addr::ClientAddr;
 use crate::oauth::RateLimiter;
 use crate::oauth::consent::Consent;
 use crate::state::AppState;
@@ -46,6 +55,8 @@ use crate::store::{Client, Grant};
 
 /// Events kept per tunnel (and for the relay-wide events).
 pub const KEEP_PER_TUNNEL: usize = 500;
+/// Unverified events kept per tunnel, besides those (module documentation).
+pub const KEEP_UNVERIFIED: usize = 100;
 /// A relay-wide event without a client (a metadata fetch) is shown with a tunnel's trace
 /// when the same address appears in that trace within this many milliseconds.
 pub const LINK_WINDOW_MS: i64 = 10 * 60 * 1000;
@@ -162,6 +173,9 @@ pub struct TraceEvent {
     pub ip: Option<String>,
     /// The client's `User-Agent`.
     pub user_agent: Option<String>,
+    /// Only the request tied it to its tunnel, nothing the relay issued (module
+    /// documentation); kept apart from the others.
+    pub unverified: bool,
 }
 
 impl TraceEvent {
@@ -220,6 +234,7 @@ impl TraceEvent {
             "client_name": self.client_name,
             "ip": self.ip,
             "user_agent": self.user_agent,
+            "unverified": self.unverified,
             "summary": self.summary(),
         })
     }
@@ -383,10 +398,13 @@ struct Context {
     always: bool,
     /// The URL fetched, for metadata steps.
     url: Option<String>,
-    peer: Option<SocketAddr>,
+    /// The client's address ([`crate::client_addr`]).
+    ip: Option<IpAddr>,
     user_agent: Option<HeaderValue>,
-    forwarded_for: Option<HeaderValue>,
     tunnel: Option<String>,
+    /// The tunnel was proven by a grant, code or token of it, or by its owner's decision
+    /// (otherwise the events are unverified).
+    proven: bool,
     client_id: Option<String>,
     client_name: Option<String>,
     error: Option<String>,
@@ -418,9 +436,26 @@ pub fn step(step: Step) {
     with(|c| c.step = Some(step));
 }
 
-/// Ties the current request's events to a tunnel.
+/// Ties the current request's events to a tunnel, as proven by something the relay issued
+/// for it (an authorization code, a refresh or access token).
 pub fn for_tunnel(name: &str) {
-    with(|c| c.tunnel = Some(name.to_owned()));
+    with(|c| {
+        c.tunnel = Some(name.to_owned());
+        c.proven = true;
+    });
+}
+
+/// Ties the current request's events to the tunnel it names, unverified.
+fn claim_tunnel(name: &str) {
+    with(|c| {
+        c.tunnel = Some(name.to_owned());
+        c.proven = false;
+    });
+}
+
+/// The tie to the current tunnel is proven (or not).
+fn proven(yes: bool) {
+    with(|c| c.proven = yes);
 }
 
 /// Ties the current request's events to a client.
@@ -521,7 +556,8 @@ pub fn client_lookup_failed(client_id: &str, error: &str) {
 
 /// The authorization endpoint showed the consent page.
 pub fn consent_shown(state: &AppState, consent: &Consent, client: &Client) {
-    for_tunnel(&consent.tunnel);
+    // Anyone may start an authorization for any tunnel: unverified.
+    claim_tunnel(&consent.tunnel);
     for_client(client);
     let host = crate::oauth::host_of(&consent.redirect_uri);
     because(format!("valid request; the code will go to {host}"));
@@ -567,6 +603,11 @@ fn sweep_consents(state: &AppState, notes: &mut HashMap<String, ConsentNote>) {
                     reason: expired_reason(n.decided_by),
                     client_id: Some(n.client_id),
                     client_name: n.client_name,
+                    // Nobody the relay knows decided it.
+                    unverified: !matches!(
+                        n.decided_by,
+                        Some(DecidedBy::Operator | DecidedBy::BridgeCommand)
+                    ),
                     ..TraceEvent::default()
                 },
                 None,
@@ -601,6 +642,8 @@ pub fn consent_decided_by(state: &AppState, c: &Consent, by: DecidedBy, approve:
     with(|x| {
         x.tunnel = Some(c.tunnel.clone());
         x.client_id = Some(c.client_id.clone());
+        // The Deny button is anyone's who holds the page.
+        x.proven = by != DecidedBy::Page;
     });
     let name = {
         let mut notes = lock(&state.trace.consents);
@@ -629,6 +672,7 @@ pub fn consent_finished(state: &AppState, c: &Consent) {
         x.tunnel = Some(c.tunnel.clone());
         x.client_id = Some(c.client_id.clone());
         x.client_name = note.and_then(|n| n.client_name);
+        x.proven = c.decision.is_some() && by != Some(DecidedBy::Page);
     });
     let host = crate::oauth::host_of(&c.redirect_uri);
     let owner = state.store.name_owner(&c.tunnel).ok().flatten();
@@ -675,15 +719,16 @@ pub fn consent_refused(c: &Consent, why: &str) {
     });
 }
 
-/// A token request's parameters: its client and the tunnel its `resource` names.
+/// A token request's parameters: its client and the tunnel its `resource` names (an
+/// unverified tie until a code or refresh token of the tunnel proves it).
 pub fn token_request(state: &AppState, params: &HashMap<String, String>) {
     let tunnel = params
         .get("resource")
         .and_then(|r| tunnel_of_resource(state, r));
+    if let Some(t) = tunnel {
+        claim_tunnel(&t);
+    }
     with(|c| {
-        if let Some(t) = tunnel {
-            c.tunnel = Some(t);
-        }
         if let Some(id) = params.get("client_id") {
             c.client_id = Some(id.clone());
         }
@@ -741,6 +786,7 @@ pub fn unknown_token(state: &AppState, name: &str, token: &str) {
     let reason = match state.store.token_state(token) {
         Ok(Some(t)) => {
             with(|c| c.client_id = Some(t.grant.client_id.clone()));
+            proven(t.grant.tunnel == name);
             if t.kind != "access" {
                 "a refresh token was sent as an access token".to_owned()
             } else if t.revoked {
@@ -775,6 +821,7 @@ pub fn rejected_token(
     audience_ok: bool,
 ) {
     with(|c| c.client_id = Some(grant.client_id.clone()));
+    proven(grant.tunnel == name);
     because(if expires <= crate::store::now() {
         "the access token expired; the client must refresh it".to_owned()
     } else if !audience_ok {
@@ -834,6 +881,8 @@ fn store_event(state: &AppState, mut e: TraceEvent, dedupe: Option<u64>) {
     if e.tunnel.as_deref().is_some_and(|t| !tunnel_known(state, t)) {
         e.tunnel = None;
     }
+    // Relay-wide events have one history.
+    e.unverified &= e.tunnel.is_some();
     if !state
         .trace
         .admit(e.ip.as_deref(), dedupe.unwrap_or(0), dedupe.is_some())
@@ -848,7 +897,12 @@ fn store_event(state: &AppState, mut e: TraceEvent, dedupe: Option<u64>) {
     e.client_id = e.client_id.map(|x| printable(&x, 200));
     e.client_name = e.client_name.map(|x| printable(&x, 100));
     e.user_agent = e.user_agent.map(|x| printable(&x, 160));
-    if let Err(err) = state.store.trace_add(&e, KEEP_PER_TUNNEL) {
+    let keep = if e.unverified {
+        KEEP_UNVERIFIED
+    } else {
+        KEEP_PER_TUNNEL
+    };
+    if let Err(err) = state.store.trace_add(&e, keep) {
         tracing::warn!("recording an OAuth trace event: {err}");
     }
 }
@@ -892,30 +946,6 @@ fn route_of(path: &str) -> Option<Route> {
             }
         }
     }
-}
-
-/// The client's address: the peer, or behind a local reverse proxy the address it
-/// appended to `X-Forwarded-For`.
-fn client_ip(peer: Option<SocketAddr>, forwarded_for: Option<&HeaderValue>) -> Option<String> {
-    client_addr(peer, forwarded_for).map(|ip| ip.to_string())
-}
-
-/// The client's address: the peer, or behind a local reverse proxy the address it
-/// appended to `X-Forwarded-For`.
-pub(crate) fn client_addr(
-    peer: Option<SocketAddr>,
-    forwarded_for: Option<&HeaderValue>,
-) -> Option<IpAddr> {
-    let peer = peer?.ip();
-    if peer.is_loopback()
-        && let Some(fwd) = forwarded_for
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok())
-    {
-        return Some(fwd);
-    }
-    Some(peer)
 }
 
 /// The OAuth `error` and `error_description` of a redirect's `Location`, if it carries
@@ -997,12 +1027,11 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         step: Some(route.step),
         always: route.always,
         tunnel: route.tunnel,
-        peer: req
+        ip: req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0),
+            .map(|c| ClientAddr::of(&state, c.0, req.headers()).ip()),
         user_agent: req.headers().get(header::USER_AGENT).cloned(),
-        forwarded_for: req.headers().get("x-forwarded-for").cloned(),
         ..Context::default()
     };
     if matches!(route.step, Step::ResourceMetadata | Step::ServerMetadata) {
@@ -1042,7 +1071,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
             .then(|| redirect_error(resp.headers()))
             .flatten()
     });
-    let ip = client_ip(ctx.peer, ctx.forwarded_for.as_ref());
+    let ip = ctx.ip.map(|ip| ip.to_string());
     let user_agent = ctx
         .user_agent
         .as_ref()
@@ -1062,6 +1091,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         client_name,
         ip,
         user_agent,
+        unverified: !ctx.proven,
         ..TraceEvent::default()
     };
     let (before, after): (Vec<Extra>, Vec<Extra>) = ctx
@@ -1139,6 +1169,32 @@ mod tests {
             user_agent: Some("test".into()),
             ..TraceEvent::default()
         }
+    }
+
+    #[test]
+    fn unverified_events_never_evict_the_others() {
+        let s = Store::in_memory().unwrap();
+        for i in 0..50 {
+            s.trace_add(&event(Some("mine"), &format!("real{i}")), KEEP_PER_TUNNEL)
+                .unwrap();
+        }
+        for i in 0..(3 * KEEP_PER_TUNNEL) {
+            let flood = TraceEvent {
+                unverified: true,
+                ..event(Some("mine"), &format!("flood{i}"))
+            };
+            s.trace_add(&flood, KEEP_UNVERIFIED).unwrap();
+        }
+        let all = s.trace_for_tunnel("mine", 10_000, 0).unwrap();
+        let real = all.iter().filter(|e| e.reason.starts_with("real")).count();
+        let flood: Vec<&TraceEvent> = all.iter().filter(|e| e.unverified).collect();
+        assert_eq!(real, 50, "the verified history is whole");
+        assert_eq!(flood.len(), KEEP_UNVERIFIED);
+        assert_eq!(
+            flood[0].reason,
+            format!("flood{}", 3 * KEEP_PER_TUNNEL - 1),
+            "the newest unverified ones are kept"
+        );
     }
 
     #[test]
@@ -1273,18 +1329,6 @@ mod tests {
         assert!(route_of("/healthz").is_none());
         assert!(route_of("/status").is_none());
         assert!(route_of("/files/connect").is_none());
-        let fwd = HeaderValue::from_static("10.9.9.9, 203.0.113.5");
-        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let remote: SocketAddr = "198.51.100.1:5000".parse().unwrap();
-        assert_eq!(
-            client_ip(Some(local), Some(&fwd)).as_deref(),
-            Some("203.0.113.5")
-        );
-        assert_eq!(
-            client_ip(Some(remote), Some(&fwd)).as_deref(),
-            Some("198.51.100.1")
-        );
-        assert_eq!(client_ip(Some(local), None).as_deref(), Some("127.0.0.1"));
         let mut h = HeaderMap::new();
         h.insert(
             header::LOCATION,

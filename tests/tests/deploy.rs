@@ -7,7 +7,10 @@
 //!   checked by the relay's unit tests.)
 //! - `nginx.conf`: `nginx -t`, then a real nginx from it (with TLS certificates made
 //!   here) between a bridge, the relay and clients: the bridge's WebSocket, a `POST`
-//!   answer streamed as SSE while the call runs, the legacy SSE stream.
+//!   answer streamed as SSE while the call runs, the legacy SSE stream; the relay sees
+//!   the client's address from `X-Forwarded-For`, which the proxy sets (a forged one is
+//!   not passed on); `/metrics`, served to local requests, is refused through the proxy
+//!   even with `Host: localhost`.
 //! - `Caddyfile`: `caddy validate`, then a real Caddy from it, with the same checks.
 //! - `relay.service`: read as INI for the sandbox it promises, then `systemd-analyze
 //!   verify` and `systemd-analyze security` (when systemd-analyze exists).
@@ -275,6 +278,11 @@ impl TestCa {
 
     /// An HTTPS client trusting this CA, sending `relay.example.com` to loopback.
     fn client(&self, port: u16) -> reqwest::Client {
+        self.client_from(port, None)
+    }
+
+    /// Like [`TestCa::client`], with connections from the loopback address `from`.
+    fn client_from(&self, port: u16, from: Option<std::net::IpAddr>) -> reqwest::Client {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(self.issuer.pem().as_bytes()) {
             roots.add(cert.expect("PEM certificate")).expect("root");
@@ -288,6 +296,7 @@ impl TestCa {
         .with_no_client_auth();
         reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
+            .local_address(from)
             .no_proxy()
             .resolve(
                 "relay.example.com",
@@ -454,6 +463,83 @@ async fn streams_pass(http: &reqwest::Client, bridge: &Bridge, what: &str) {
     assert!(more.is_some(), "{what}: the SSE stream ended");
 }
 
+/// Through the proxy on `port`, from 127.0.0.3, a failed sign-in on the status page
+/// with a forged `X-Forwarded-For`: the relay (trusting the proxy, as the example
+/// configuration does) must see 127.0.0.3, which the proxy sets, never the forged address.
+async fn the_proxy_sets_the_client_address(ca: &TestCa, port: u16, relay: &Relay, what: &str) {
+    let http = ca.client_from(port, Some([127, 0, 0, 3].into()));
+    let base = format!("https://relay.example.com:{port}");
+    let forged = "198.51.100.66";
+    let login = http
+        .get(format!("{base}/status"))
+        .header("x-forwarded-for", forged)
+        .send()
+        .await
+        .expect("GET /status through the proxy");
+    assert_eq!(login.status(), 200, "{what}: GET /status");
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("login cookie")
+        .to_owned();
+    let page = login.text().await.expect("login page");
+    let csrf = page
+        .split("name=csrf value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("csrf field")
+        .to_owned();
+    let refused = http
+        .post(format!("{base}/status"))
+        .header("x-forwarded-for", forged)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", cookie)
+        .body(format!("op=login&csrf={csrf}&secret=wrong"))
+        .send()
+        .await
+        .expect("POST /status through the proxy");
+    assert_eq!(refused.status(), 403, "{what}: a wrong secret");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let log = relay.proc.log_text();
+        if let Some(l) = log.lines().find(|l| l.contains("failed sign-in")) {
+            break l.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no failed sign-in logged: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        line.contains("127.0.0.3") && !line.contains(forged),
+        "{what}: the relay took the client's address from a header the client wrote: {line}"
+    );
+}
+
+/// Through the proxy on `port`, `/metrics` of a relay serving them to local requests is
+/// refused, even with `Host: localhost` (the proxy connects from loopback).
+async fn metrics_stay_local(ca: &TestCa, port: u16, what: &str) {
+    let http = ca.client(port);
+    for host in [None, Some("localhost"), Some("127.0.0.1")] {
+        let mut rb = http.get(format!("https://relay.example.com:{port}/metrics"));
+        if let Some(h) = host {
+            rb = rb.header("host", h);
+        }
+        let r = rb.send().await.expect("GET /metrics through the proxy");
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        // The relay refuses (403), or the proxy answers itself (Caddy: 200 and nothing
+        // for a host it does not serve); never the metrics.
+        assert!(
+            (status == 403 || body.trim().is_empty()) && !body.contains("mcp_relay_"),
+            "{what}: /metrics with Host {host:?} through the proxy: {status} {body}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_from_the_example_proxies_websockets_and_streams() {
     install_crypto_provider();
@@ -528,6 +614,7 @@ async fn nginx_from_the_example_proxies_websockets_and_streams() {
             &format!("https://relay.example.com:{port}"),
             "--keepalive-secs",
             "1",
+            "--metrics",
         ],
     );
     let proxy = Proc::start(nginx_cmd(false), "nginx");
@@ -536,6 +623,8 @@ async fn nginx_from_the_example_proxies_websockets_and_streams() {
     // The bridge's WebSocket goes through nginx.
     let bridge = bridge_through(port, &relay, &ca_file, "via-nginx");
     streams_pass(&ca.client(port), &bridge, "nginx").await;
+    the_proxy_sets_the_client_address(&ca, port, &relay, "nginx").await;
+    metrics_stay_local(&ca, port, "nginx").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -595,6 +684,7 @@ async fn caddy_from_the_example_proxies_websockets_and_streams() {
             &format!("https://relay.example.com:{port}"),
             "--keepalive-secs",
             "1",
+            "--metrics",
         ],
     );
     let mut run_caddy = Command::new(&caddy);
@@ -605,6 +695,8 @@ async fn caddy_from_the_example_proxies_websockets_and_streams() {
 
     let bridge = bridge_through(port, &relay, &ca_file, "via-caddy");
     streams_pass(&ca.client(port), &bridge, "caddy").await;
+    the_proxy_sets_the_client_address(&ca, port, &relay, "caddy").await;
+    metrics_stay_local(&ca, port, "caddy").await;
 }
 
 /// A unit file's settings: section → key → values (in order).

@@ -5,9 +5,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use http::StatusCode;
 use protocol::{ClientAuth, ConsentRequest, Frame};
@@ -54,7 +52,7 @@ const AUTHORIZE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600
 /// `GET /oauth/authorize`.
 pub async fn authorize(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    peer: crate::client_addr::ClientAddr,
     RawQuery(query): RawQuery,
 ) -> Response {
     crate::reqlog::note_oauth(crate::reqlog::OAuthStep::Authorize);

@@ -11,12 +11,11 @@
 //! forms carry the same value as a CSRF token.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Form, State};
+use axum::extract::{Form, State};
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
@@ -417,7 +416,7 @@ pub struct DecisionForm {
 /// `POST /oauth/consent/<id>`: deny, or approve with the operator password.
 pub async fn decide(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    peer: crate::client_addr::ClientAddr,
     crate::routes::PathParam(id): crate::routes::PathParam,
     headers: HeaderMap,
     Form(form): Form<DecisionForm>,

@@ -68,7 +68,8 @@ impl Default for OAuthConfig {
     }
 }
 
-/// A simple per-address limiter: at most `max` events per `window`.
+/// A simple per-address limiter: at most `max` events per `window`. IPv6 addresses count
+/// by their /64 (one host's usual share), so rotating addresses within it gains nothing.
 #[derive(Default)]
 pub struct RateLimiter {
     events: Mutex<HashMap<IpAddr, Vec<Instant>>>,
@@ -77,6 +78,7 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// Whether `ip` may do one more thing now (and counts it if so).
     pub fn allow(&self, ip: IpAddr, max: usize, window: Duration) -> bool {
+        let ip = crate::conn::address_key(ip);
         let mut map = self.events.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 100_000 {
             map.retain(|_, v| v.last().is_some_and(|t| t.elapsed() < window));
@@ -92,6 +94,7 @@ impl RateLimiter {
 
     /// Counts a failure without deciding anything.
     pub fn count(&self, ip: IpAddr) {
+        let ip = crate::conn::address_key(ip);
         self.events
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -102,6 +105,7 @@ impl RateLimiter {
 
     /// Events of `ip` within `window`.
     pub fn recent(&self, ip: IpAddr, window: Duration) -> usize {
+        let ip = crate::conn::address_key(ip);
         self.events
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -298,5 +302,11 @@ mod tests {
         }
         assert!(!l.allow(ip, 3, Duration::from_secs(60)));
         assert!(l.allow("1.2.3.5".parse().unwrap(), 3, Duration::from_secs(60)));
+        for i in 0..3 {
+            let ip: IpAddr = format!("2001:db8::{i}").parse().unwrap();
+            assert!(l.allow(ip, 3, Duration::from_secs(60)));
+        }
+        let same_64: IpAddr = "2001:db8::ffff:1".parse().unwrap();
+        assert!(!l.allow(same_64, 3, Duration::from_secs(60)));
     }
 }

@@ -1,11 +1,10 @@
 //! Dynamic client registration (RFC 7591). Registered clients never expire silently;
 //! registrations are capped in total and per address.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::response::Response;
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -23,7 +22,7 @@ const MAX_DOC: usize = 16 * 1024;
 /// `POST /oauth/register`.
 pub async fn register(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    peer: crate::client_addr::ClientAddr,
     body: Bytes,
 ) -> Response {
     crate::reqlog::note_oauth(crate::reqlog::OAuthStep::Register);
