@@ -6,14 +6,15 @@
 //! types the code in the bridge's terminal (a `ConsentDecision` frame), or runs
 //! `bridge approve <code>` (which presents the bridge token to `/oauth/approve`), or the
 //! relay operator enters the operator password on the page (Argon2, rate-limited per
-//! address). The page refreshes itself and, once approved, redirects with `code`, `state`
+//! address with the attempt reserved before the check, verifications bounded in
+//! concurrency: [`super::gate`]). The page refreshes itself and, once approved, redirects with `code`, `state`
 //! and `iss`. The consent is bound to the browser that started it by a cookie, and the
 //! forms carry the same value as a CSRF token.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Form, State};
@@ -24,11 +25,6 @@ use serde::Deserialize;
 use super::{CODE_TTL, CONSENT_TTL, escape_html, host_of, oauth_error};
 use crate::state::AppState;
 use crate::store::{CodeGrant, Grant, new_secret, now};
-
-/// Failed operator-password attempts allowed per address in [`PASSWORD_WINDOW`].
-const PASSWORD_ATTEMPTS: usize = 5;
-/// Window of the operator-password rate limit.
-const PASSWORD_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// One authorization waiting for the owner.
 #[derive(Debug, Clone)]
@@ -454,29 +450,45 @@ pub async fn decide(
                     Some("This relay has no operator password."),
                 );
             };
-            let limiter = &state.oauth.password_failures;
-            if limiter.recent(peer.ip(), PASSWORD_WINDOW) >= PASSWORD_ATTEMPTS {
-                let mut r = page(
-                    &state,
-                    &c,
-                    false,
-                    Some("Too many wrong passwords from this address; try again later."),
-                );
-                *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                return r;
-            }
-            let password = form.password.clone();
-            let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-                .await
-                .unwrap_or(false);
+            let ip = peer.ip();
+            let refused = |why: super::gate::Refused| {
+                use super::gate::Refused;
+                let (status, text) = match why {
+                    Refused::TooMany => (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "Too many wrong passwords from this address; try again later.",
+                    ),
+                    Refused::Busy => (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "Another password from this address is being checked; try again.",
+                    ),
+                    Refused::Saturated => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "The relay is busy checking passwords; try again in a moment.",
+                    ),
+                };
+                let mut r = page(&state, &c, false, Some(text));
+                *r.status_mut() = status;
+                r
+            };
+            // The attempt is reserved before the password is checked.
+            let attempt = match state.oauth.passwords.begin(ip) {
+                Ok(a) => a,
+                Err(why) => return refused(why),
+            };
+            let ok = match attempt.verify_password(hash, form.password.clone()).await {
+                Ok(ok) => ok,
+                Err(why) => return refused(why),
+            };
             if !ok {
-                limiter.count(peer.ip());
+                drop(attempt);
                 crate::trace::consent_refused(&c, "wrong operator password");
-                tracing::warn!(ip = %peer.ip(), "wrong operator password on a consent page");
+                tracing::warn!(%ip, "wrong operator password on a consent page");
                 let mut r = page(&state, &c, false, Some("Wrong operator password."));
                 *r.status_mut() = StatusCode::FORBIDDEN;
                 return r;
             }
+            attempt.succeeded();
             let owner = state.store.name_owner(&c.tunnel).ok().flatten();
             if owner.is_none() {
                 return error_page(StatusCode::BAD_REQUEST, "The tunnel no longer exists.");

@@ -13,6 +13,7 @@ pub mod access;
 pub mod authorize;
 pub mod cimd;
 pub mod consent;
+pub mod gate;
 pub mod metadata;
 pub mod register;
 pub mod token;
@@ -40,6 +41,11 @@ pub const CODE_TTL: Duration = Duration::from_secs(120);
 pub const CONSENT_TTL: Duration = Duration::from_secs(600);
 /// The scope tokens carry.
 pub const SCOPE: &str = "mcp";
+/// Failed operator-password (or status page sign-in) attempts allowed per address in
+/// [`PASSWORD_WINDOW`].
+pub const PASSWORD_ATTEMPTS: usize = 5;
+/// Window of the operator-password rate limit.
+pub const PASSWORD_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// OAuth settings of a relay.
 #[derive(Debug, Clone)]
@@ -89,25 +95,6 @@ impl RateLimiter {
         v.push(Instant::now());
         true
     }
-
-    /// Counts a failure without deciding anything.
-    pub fn count(&self, ip: IpAddr) {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(ip)
-            .or_default()
-            .push(Instant::now());
-    }
-
-    /// Events of `ip` within `window`.
-    pub fn recent(&self, ip: IpAddr, window: Duration) -> usize {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&ip)
-            .map_or(0, |v| v.iter().filter(|t| t.elapsed() < window).count())
-    }
 }
 
 /// Mutable OAuth state of a relay.
@@ -120,8 +107,9 @@ pub struct OAuth {
     pub tokens: access::TokenCache,
     /// Registrations per address.
     pub registrations: RateLimiter,
-    /// Failed operator-password attempts per address.
-    pub password_failures: RateLimiter,
+    /// Operator-password and status page sign-in attempts: failures per address,
+    /// reserved before the check, and Argon2 verifications bounded in concurrency.
+    pub passwords: gate::Gate,
     /// Authorization requests per address.
     pub authorizations: RateLimiter,
     /// Fetched client metadata documents.
@@ -136,7 +124,7 @@ impl OAuth {
             consents: consent::Consents::default(),
             tokens: access::TokenCache::default(),
             registrations: RateLimiter::default(),
-            password_failures: RateLimiter::default(),
+            passwords: gate::Gate::new(PASSWORD_ATTEMPTS, None, PASSWORD_WINDOW, true),
             authorizations: RateLimiter::default(),
             cimd: cimd::Fetcher::default(),
         }

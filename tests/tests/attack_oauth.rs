@@ -1,0 +1,590 @@
+//! Attacks on the relay's OAuth server, consent page and status page, end to end: a real
+//! `relay serve` (public URL `http://localhost:<port>`, a data directory whose bridge tokens
+//! are made with `relay token create`, an operator password), bridges in `--auth oauth`
+//! mode serving the fixture, and a plain HTTP client playing the attacker.
+//!
+//! - Concurrent wrong operator passwords (consent page) and sign-ins (status page) from
+//!   one address: at most the limit is evaluated, the rest refused at once; a burst from a
+//!   hundred addresses keeps the relay's memory bounded (Argon2 verifications run a few at
+//!   a time).
+//!
+//! Needs `cargo build --workspace --bins` first.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use e2e::{Bridge, BridgeOpts, Relay, bin};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The relay operator's password.
+const OPERATOR_PASSWORD: &str = "correct horse battery staple";
+/// A PKCE S256 challenge (RFC 7636, appendix B).
+const PKCE_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+/// A loopback redirect URI (RFC 8252); nothing listens there.
+const REDIRECT: &str = "http://127.0.0.1:39999/callback";
+/// Failed password attempts the relay allows per address.
+const PASSWORD_LIMIT: usize = 5;
+/// Longest wait for an answer (a safety net against a hang, not a timing: an unbounded
+/// relay takes minutes to check a burst of passwords in a debug build).
+const REPLY_WAIT: Duration = Duration::from_secs(600);
+
+// ------------------------------------------------------------------------------------------
+// Plain HTTP, from any loopback address.
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+struct Answer {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): HTTP {} {}", self.status, self.body))
+    }
+}
+
+/// One HTTP/1.1 request to the relay on 127.0.0.1:`port`, sent from the loopback address
+/// `from` (any of 127.0.0.0/8), with `Host: localhost:<port>`.
+async fn request(
+    from: Ipv4Addr,
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(IpAddr::V4(from), 0))
+        .unwrap_or_else(|e| panic!("bind {from}: {e}"));
+    let mut conn = socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .expect("connect to the relay");
+    let mut req =
+        format!("{method} {target} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    conn.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    tokio::time::timeout(REPLY_WAIT, conn.read_to_end(&mut raw))
+        .await
+        .expect("the relay answers")
+        .expect("read the answer");
+    parse_answer(&raw)
+}
+
+fn parse_answer(raw: &[u8]) -> Answer {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP answer: {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let mut headers: HashMap<String, String> = HashMap::new();
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            let e = headers.entry(k.trim().to_ascii_lowercase()).or_default();
+            if !e.is_empty() {
+                e.push('\n');
+            }
+            e.push_str(v.trim());
+        }
+    }
+    let rest = &raw[split + 4..];
+    let body = if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
+        let mut body = Vec::new();
+        let mut rest = rest;
+        while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size = std::str::from_utf8(&rest[..eol])
+                .ok()
+                .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+                .unwrap_or(0);
+            let data = &rest[eol + 2..];
+            if size == 0 || data.len() < size {
+                break;
+            }
+            body.extend_from_slice(&data[..size]);
+            rest = data[size..].strip_prefix(b"\r\n").unwrap_or(&data[size..]);
+        }
+        body
+    } else {
+        rest.to_vec()
+    };
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// `application/x-www-form-urlencoded` body of `pairs`.
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut u = reqwest::Url::parse("http://form.invalid/").expect("url");
+    u.query_pairs_mut().extend_pairs(pairs);
+    u.query().unwrap_or("").to_owned()
+}
+
+/// The text between `start` and the next `end`.
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = text.find(start)? + start.len();
+    let len = text[from..].find(end)?;
+    Some(&text[from..from + len])
+}
+
+/// The `name=value` part of the first `Set-Cookie` whose name starts with `prefix`.
+fn cookie(a: &Answer, prefix: &str) -> String {
+    a.header("set-cookie")
+        .lines()
+        .find(|c| c.starts_with(prefix))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no {prefix} cookie: {:?}", a.headers))
+        .to_owned()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// The `n`-th loopback address after 127.0.0.1 (127.0.0.2, …).
+fn loopback(n: usize) -> Ipv4Addr {
+    let n = n + 2;
+    Ipv4Addr::new(127, 0, (n / 250) as u8, (n % 250) as u8 + 1)
+}
+
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+// ------------------------------------------------------------------------------------------
+// A relay with a data directory, an operator password and bridge tokens.
+
+struct Setup {
+    relay: Relay,
+    port: u16,
+    base: String,
+    tokens: HashMap<String, String>,
+    _dir: tempfile::TempDir,
+}
+
+/// Argon2 hash of a password, from `relay hash-password`.
+fn hash_password(password: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(bin("relay"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("relay hash-password");
+    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write password");
+    let out = child.wait_with_output().expect("hash-password output");
+    assert!(out.status.success(), "relay hash-password: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+impl Setup {
+    /// A relay whose data directory holds the bridge tokens `labels`.
+    fn start(labels: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let mut tokens = HashMap::new();
+        for label in labels {
+            let out = Command::new(bin("relay"))
+                .args(["token", "create", label, "--data-dir"])
+                .arg(&data)
+                .env_remove("RELAY_DATA_DIR")
+                .output()
+                .expect("relay token create");
+            assert!(out.status.success(), "relay token create: {out:?}");
+            let t = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            tokens.insert(label.to_string(), t);
+        }
+        let hash_file = dir.path().join("operator.hash");
+        std::fs::write(&hash_file, hash_password(OPERATOR_PASSWORD)).expect("write the hash");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let base = format!("http://localhost:{port}");
+        let relay = Relay::start_on(
+            &format!("127.0.0.1:{port}"),
+            &[
+                "--public-url",
+                &base,
+                "--data-dir",
+                &data.display().to_string(),
+                "--operator-password-file",
+                &hash_file.display().to_string(),
+            ],
+        );
+        assert_eq!(relay.base, base);
+        Self {
+            relay,
+            port,
+            base,
+            tokens,
+            _dir: dir,
+        }
+    }
+
+    fn token(&self, label: &str) -> &str {
+        &self.tokens[label]
+    }
+
+    /// A bridge of the token `label` serving the fixture as tunnel `name` with OAuth.
+    fn bridge(&self, label: &str, name: &str) -> Bridge {
+        Bridge::start(BridgeOpts {
+            relay: Some((self.base.clone(), self.token(label).to_owned())),
+            name: Some(name.to_owned()),
+            args: vec!["--auth".into(), "oauth".into()],
+            ..Default::default()
+        })
+    }
+
+    fn mcp_url(&self, tunnel: &str) -> String {
+        format!("{}/{tunnel}/mcp", self.base)
+    }
+
+    /// One request from 127.0.0.1.
+    fn get(&self, rt: &tokio::runtime::Runtime, target: &str, headers: &[(&str, &str)]) -> Answer {
+        rt.block_on(request(
+            Ipv4Addr::LOCALHOST,
+            self.port,
+            "GET",
+            target,
+            headers,
+            "",
+        ))
+    }
+
+    fn post(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        from: Ipv4Addr,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Answer {
+        rt.block_on(request(from, self.port, "POST", target, headers, body))
+    }
+
+    /// Registers a public client named `name`; its `client_id`.
+    fn register(&self, rt: &tokio::runtime::Runtime, name: &str) -> String {
+        let body = json!({"client_name": name, "redirect_uris": [REDIRECT],
+            "token_endpoint_auth_method": "none"})
+        .to_string();
+        let r = self.post(
+            rt,
+            Ipv4Addr::LOCALHOST,
+            "/oauth/register",
+            &[("Content-Type", "application/json")],
+            &body,
+        );
+        assert_eq!(r.status, 201, "registration: {}", r.body);
+        r.json()["client_id"]
+            .as_str()
+            .expect("client_id")
+            .to_owned()
+    }
+
+    /// Opens a consent page for `client` on `tunnel`.
+    fn consent(&self, rt: &tokio::runtime::Runtime, client: &str, tunnel: &str) -> ConsentPage {
+        let resource = self.mcp_url(tunnel);
+        let q = form(&[
+            ("response_type", "code"),
+            ("client_id", client),
+            ("redirect_uri", REDIRECT),
+            ("state", "st"),
+            ("code_challenge", PKCE_CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("resource", &resource),
+            ("scope", "mcp"),
+        ]);
+        let r = self.get(rt, &format!("/oauth/authorize?{q}"), &[]);
+        assert_eq!(r.status, 200, "consent page: {}", r.body);
+        let id = between(&r.body, "url=/oauth/consent/", "\"")
+            .expect("meta refresh")
+            .to_owned();
+        ConsentPage {
+            path: format!("/oauth/consent/{id}"),
+            csrf: between(&r.body, "name=csrf value=\"", "\"")
+                .expect("csrf")
+                .to_owned(),
+            cookie: cookie(&r, "mcp_consent_"),
+        }
+    }
+
+    /// The status page's sign-in form: its cookie and CSRF field.
+    fn login_form(&self, rt: &tokio::runtime::Runtime) -> (String, String) {
+        let r = self.get(rt, "/status", &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let csrf = between(&r.body, "name=csrf value=\"", "\"")
+            .expect("csrf")
+            .to_owned();
+        (cookie(&r, "relay_login="), csrf)
+    }
+}
+
+/// A consent page as its browser sees it.
+struct ConsentPage {
+    path: String,
+    csrf: String,
+    cookie: String,
+}
+
+/// Statuses of answers, counted.
+fn tally(answers: &[Answer]) -> HashMap<u16, usize> {
+    let mut t = HashMap::new();
+    for a in answers {
+        *t.entry(a.status).or_default() += 1;
+    }
+    t
+}
+
+// ------------------------------------------------------------------------------------------
+// Item: password attempts are reserved before they are checked, and bounded in concurrency.
+
+/// Thirty wrong operator passwords sent at once from one address on a consent page, and
+/// thirty wrong sign-ins at once on the status page: at most the limit is evaluated (403),
+/// every other attempt is refused at once (429), and the right password is refused too
+/// once the limit is used up, while another address still signs in.
+#[test]
+fn concurrent_wrong_passwords_are_not_all_evaluated() {
+    let s = Setup::start(&["owner"]);
+    let _bridge = s.bridge("owner", "pw-desk");
+    let rt = runtime();
+    let client = s.register(&rt, "pw-client");
+    let page = s.consent(&rt, &client, "pw-desk");
+
+    let answers: Vec<Answer> = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..30 {
+            let body = form(&[
+                ("csrf", &page.csrf),
+                ("action", "approve"),
+                ("password", &format!("wrong-{i}")),
+            ]);
+            let (port, path, cookie) = (s.port, page.path.clone(), page.cookie.clone());
+            tasks.push(tokio::spawn(async move {
+                request(
+                    Ipv4Addr::LOCALHOST,
+                    port,
+                    "POST",
+                    &path,
+                    &[
+                        ("Content-Type", "application/x-www-form-urlencoded"),
+                        ("Cookie", &cookie),
+                    ],
+                    &body,
+                )
+                .await
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.expect("task"));
+        }
+        out
+    });
+    let t = tally(&answers);
+    let evaluated = t.get(&403).copied().unwrap_or(0);
+    eprintln!("consent page, 30 concurrent wrong passwords: {t:?}");
+    assert!(
+        evaluated <= PASSWORD_LIMIT,
+        "{evaluated} of 30 concurrent wrong passwords were evaluated: {t:?}"
+    );
+    assert!(evaluated >= 1, "{t:?}");
+    assert_eq!(
+        evaluated + t.get(&429).copied().unwrap_or(0) + t.get(&503).copied().unwrap_or(0),
+        30,
+        "{t:?}"
+    );
+    // More wrong passwords, one at a time, until the limit: five evaluated in all.
+    let wrong = form(&[
+        ("csrf", &page.csrf),
+        ("action", "approve"),
+        ("password", "wrong-again"),
+    ]);
+    let headers = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Cookie", page.cookie.as_str()),
+    ];
+    let mut total = evaluated;
+    for _ in 0..2 * PASSWORD_LIMIT {
+        let r = s.post(&rt, Ipv4Addr::LOCALHOST, &page.path, &headers, &wrong);
+        match r.status {
+            403 => total += 1,
+            429 if r.body.contains("Too many wrong passwords") => break,
+            other => panic!("HTTP {other}: {}", r.body),
+        }
+    }
+    assert_eq!(total, PASSWORD_LIMIT, "wrong passwords evaluated in all");
+    // The limit holds for the right password too, from that address.
+    let right = form(&[
+        ("csrf", &page.csrf),
+        ("action", "approve"),
+        ("password", OPERATOR_PASSWORD),
+    ]);
+    let r = s.post(&rt, Ipv4Addr::LOCALHOST, &page.path, &headers, &right);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.body.contains("Too many wrong passwords"), "{}", r.body);
+
+    // The status page's sign-in, from another address.
+    let (login_cookie, csrf) = s.login_form(&rt);
+    let from = loopback(0);
+    let answers: Vec<Answer> = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..30 {
+            let body = form(&[
+                ("op", "login"),
+                ("csrf", &csrf),
+                ("secret", &format!("wrong-{i}")),
+            ]);
+            let (port, cookie) = (s.port, login_cookie.clone());
+            tasks.push(tokio::spawn(async move {
+                request(
+                    from,
+                    port,
+                    "POST",
+                    "/status",
+                    &[
+                        ("Content-Type", "application/x-www-form-urlencoded"),
+                        ("Cookie", &cookie),
+                    ],
+                    &body,
+                )
+                .await
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.expect("task"));
+        }
+        out
+    });
+    let t = tally(&answers);
+    eprintln!("status page, 30 concurrent wrong sign-ins: {t:?}");
+    let evaluated = t.get(&403).copied().unwrap_or(0);
+    assert!(
+        evaluated <= PASSWORD_LIMIT,
+        "{evaluated} of 30 concurrent wrong sign-ins were evaluated: {t:?}"
+    );
+    assert_eq!(
+        evaluated + t.get(&429).copied().unwrap_or(0) + t.get(&503).copied().unwrap_or(0),
+        30,
+        "{t:?}"
+    );
+    // Another address signs in with the password.
+    let body = form(&[
+        ("op", "login"),
+        ("csrf", &csrf),
+        ("secret", OPERATOR_PASSWORD),
+    ]);
+    let r = s.post(
+        &rt,
+        loopback(1),
+        "/status",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", &login_cookie),
+        ],
+        &body,
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+}
+
+/// A hundred sign-ins at once, each from its own address: the relay checks a few passwords
+/// at a time (the others are told to retry), so its memory stays bounded.
+#[test]
+fn a_burst_of_password_checks_keeps_memory_bounded() {
+    let s = Setup::start(&["owner"]);
+    let rt = runtime();
+    let pid = s.relay.proc.pid();
+    let (login_cookie, csrf) = s.login_form(&rt);
+    let attempt = |from: Ipv4Addr, secret: String| {
+        let body = form(&[("op", "login"), ("csrf", &csrf), ("secret", &secret)]);
+        let (port, cookie) = (s.port, login_cookie.clone());
+        async move {
+            request(
+                from,
+                port,
+                "POST",
+                "/status",
+                &[
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                    ("Cookie", &cookie),
+                ],
+                &body,
+            )
+            .await
+        }
+    };
+    // One check first, so the baseline includes what a single verification leaves.
+    let warm = rt.block_on(attempt(loopback(200), "warm-up".into()));
+    assert_eq!(warm.status, 403, "{}", warm.body);
+    let rss_before = proc_kib(pid, "VmRSS");
+    let peak_before = proc_kib(pid, "VmHWM");
+    let answers: Vec<Answer> = rt.block_on(async {
+        let tasks: Vec<_> = (0..100)
+            .map(|i| tokio::spawn(attempt(loopback(i), format!("wrong-{i}"))))
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.expect("task"));
+        }
+        out
+    });
+    let t = tally(&answers);
+    let rss_after = proc_kib(pid, "VmRSS");
+    let peak_after = proc_kib(pid, "VmHWM");
+    eprintln!(
+        "burst of 100 sign-ins: {t:?}; VmRSS {rss_before} → {rss_after} KiB, VmHWM \
+         {peak_before} → {peak_after} KiB"
+    );
+    assert!(t.get(&403).copied().unwrap_or(0) >= 1, "{t:?}");
+    assert_eq!(
+        t.get(&403).copied().unwrap_or(0) + t.get(&503).copied().unwrap_or(0),
+        100,
+        "every attempt is checked or told to retry: {t:?}"
+    );
+    let growth_mib = peak_after.saturating_sub(peak_before) / 1024;
+    assert!(
+        growth_mib < 150,
+        "the relay's peak memory grew by {growth_mib} MiB during the burst"
+    );
+    assert!(
+        rss_after.saturating_sub(rss_before) / 1024 < 150,
+        "the relay kept {} MiB after the burst",
+        rss_after.saturating_sub(rss_before) / 1024
+    );
+}
