@@ -387,15 +387,34 @@ impl Store {
         Ok(tokens)
     }
 
-    /// Revokes a token by label. Its names stay reserved.
+    /// Revokes a token by label. Its names stay reserved; the OAuth grants made on its
+    /// authority (access and refresh tokens, unused codes) are revoked with it.
     pub fn revoke_token(&self, label: &str) -> Result<(), StoreError> {
-        let n = self.db().execute(
-            "UPDATE bridge_tokens SET revoked = ?2 WHERE label = ?1 AND revoked IS NULL",
-            params![label, now()],
-        )?;
-        if n == 0 {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let id: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM bridge_tokens WHERE label = ?1 AND revoked IS NULL",
+                params![label],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(id) = id else {
             return Err(StoreError::NoSuchToken(label.to_owned()));
-        }
+        };
+        tx.execute(
+            "UPDATE bridge_tokens SET revoked = ?2 WHERE id = ?1",
+            params![id, now()],
+        )?;
+        tx.execute(
+            "UPDATE oauth_tokens SET revoked = 1 WHERE owner_token = ?1",
+            params![id],
+        )?;
+        tx.execute(
+            "UPDATE auth_codes SET used = 1 WHERE owner_token = ?1",
+            params![id],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -407,6 +426,20 @@ impl Store {
             .db()
             .query_row(
                 "SELECT token_id FROM tunnel_names WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The token owning a name, if that token is live (not revoked): the only owner on
+    /// whose authority OAuth grants for the name are made and honoured.
+    pub fn live_owner(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT n.token_id FROM tunnel_names n JOIN bridge_tokens t ON t.id = n.token_id
+                 WHERE n.name = ?1 AND t.revoked IS NULL",
                 params![name],
                 |r| r.get(0),
             )
@@ -1005,6 +1038,42 @@ mod tests {
         assert!(list[0].revoked.is_some());
         assert_eq!(list[1].names, vec!["files".to_string()]);
         assert_eq!(s.add_token("env", &b).unwrap(), idb);
+    }
+
+    #[test]
+    fn revoking_a_bridge_token_revokes_its_grants() {
+        let s = Store::in_memory().unwrap();
+        let t = s.create_token("alice").unwrap();
+        let id = s.token_id(&t).unwrap().unwrap();
+        assert!(s.claim_name("t1", id).unwrap());
+        let g = Grant {
+            owner_token: id,
+            ..grant()
+        };
+        s.put_token("access", "at", &g, now() + 60, "f").unwrap();
+        s.put_token("refresh", "rt", &g, now() + 60, "f").unwrap();
+        let code = CodeGrant {
+            grant: g,
+            redirect_uri: "https://x/cb".into(),
+            challenge: "ch".into(),
+            expires: now() + 60,
+        };
+        s.put_code("code", &code).unwrap();
+        assert_eq!(s.live_owner("t1").unwrap(), Some(id));
+        s.revoke_token("alice").unwrap();
+        assert_eq!(
+            s.name_owner("t1").unwrap(),
+            Some(id),
+            "the name stays reserved"
+        );
+        assert_eq!(s.live_owner("t1").unwrap(), None);
+        assert!(s.access_token("at").unwrap().is_none());
+        assert!(s.use_refresh("rt").unwrap().is_err());
+        assert!(s.take_code("code").unwrap().is_none());
+        assert!(matches!(
+            s.revoke_token("alice"),
+            Err(StoreError::NoSuchToken(_))
+        ));
     }
 
     #[test]

@@ -21,7 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The relay operator's password.
 const OPERATOR_PASSWORD: &str = "correct horse battery staple";
-/// A PKCE S256 challenge (RFC 7636, appendix B).
+/// A PKCE verifier and its S256 challenge (RFC 7636, appendix B).
+const PKCE_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+/// `BASE64URL(SHA256(PKCE_VERIFIER))`.
 const PKCE_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 /// A loopback redirect URI (RFC 8252); nothing listens there.
 const REDIRECT: &str = "http://127.0.0.1:39999/callback";
@@ -194,6 +196,7 @@ struct Setup {
     port: u16,
     base: String,
     tokens: HashMap<String, String>,
+    data: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -215,6 +218,11 @@ fn hash_password(password: &str) -> String {
 impl Setup {
     /// A relay whose data directory holds the bridge tokens `labels`.
     fn start(labels: &[&str]) -> Self {
+        Self::start_with(labels, &[])
+    }
+
+    /// The same, with more flags for `relay serve`.
+    fn start_with(labels: &[&str], extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let mut tokens = HashMap::new();
@@ -236,23 +244,25 @@ impl Setup {
             .expect("a free port")
             .port();
         let base = format!("http://localhost:{port}");
-        let relay = Relay::start_on(
-            &format!("127.0.0.1:{port}"),
-            &[
-                "--public-url",
-                &base,
-                "--data-dir",
-                &data.display().to_string(),
-                "--operator-password-file",
-                &hash_file.display().to_string(),
-            ],
-        );
+        let data_arg = data.display().to_string();
+        let hash_arg = hash_file.display().to_string();
+        let mut args = vec![
+            "--public-url",
+            &base,
+            "--data-dir",
+            &data_arg,
+            "--operator-password-file",
+            &hash_arg,
+        ];
+        args.extend_from_slice(extra);
+        let relay = Relay::start_on(&format!("127.0.0.1:{port}"), &args);
         assert_eq!(relay.base, base);
         Self {
             relay,
             port,
             base,
             tokens,
+            data,
             _dir: dir,
         }
     }
@@ -337,11 +347,125 @@ impl Setup {
             .to_owned();
         ConsentPage {
             path: format!("/oauth/consent/{id}"),
+            code: between(&r.body, "<p class=code id=code>", "</p>")
+                .expect("code")
+                .to_owned(),
             csrf: between(&r.body, "name=csrf value=\"", "\"")
                 .expect("csrf")
                 .to_owned(),
             cookie: cookie(&r, "mcp_consent_"),
         }
+    }
+
+    /// `relay token <args…> --data-dir DIR` while the relay runs; its stdout.
+    fn relay_cli(&self, args: &[&str]) -> String {
+        let out = Command::new(bin("relay"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .env_remove("RELAY_DATA_DIR")
+            .output()
+            .expect("relay");
+        assert!(out.status.success(), "relay {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `POST /oauth/approve` with this bearer token, from `from`.
+    fn approve(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        from: Ipv4Addr,
+        token: &str,
+        code: &str,
+    ) -> Answer {
+        let auth = format!("Bearer {token}");
+        self.post(
+            rt,
+            from,
+            "/oauth/approve",
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", &auth),
+            ],
+            &json!({ "code": code }).to_string(),
+        )
+    }
+
+    /// A code for `client` on `tunnel`, approved by the bridge token `owner`.
+    fn code_for(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        client: &str,
+        tunnel: &str,
+        owner: &str,
+    ) -> String {
+        let page = self.consent(rt, client, tunnel);
+        let r = self.approve(rt, Ipv4Addr::LOCALHOST, self.token(owner), &page.code);
+        assert_eq!(r.status, 200, "approval: {}", r.body);
+        let r = self.get(rt, &page.path, &[("Cookie", &page.cookie)]);
+        assert_eq!(r.status, 302, "{}", r.body);
+        let location = reqwest::Url::parse(r.header("location")).expect("Location");
+        location
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| panic!("no code in {location}"))
+    }
+
+    /// `POST /oauth/token` with these form fields.
+    fn token_request(&self, rt: &tokio::runtime::Runtime, fields: &[(&str, &str)]) -> Answer {
+        self.post(
+            rt,
+            Ipv4Addr::LOCALHOST,
+            "/oauth/token",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            &form(fields),
+        )
+    }
+
+    /// Exchanges a code (verifier [`PKCE_VERIFIER`]).
+    fn exchange(&self, rt: &tokio::runtime::Runtime, client: &str, code: &str) -> Answer {
+        self.token_request(
+            rt,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", REDIRECT),
+                ("client_id", client),
+                ("code_verifier", PKCE_VERIFIER),
+            ],
+        )
+    }
+
+    /// An MCP request (`initialize`, `tools/list`, or `tools/call` of `test_simple_text`)
+    /// with this access token.
+    fn mcp(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        tunnel: &str,
+        access: &str,
+        method: &str,
+    ) -> Answer {
+        let params = match method {
+            "initialize" => json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                                   "clientInfo": {"name": "attack", "version": "0"}}),
+            "tools/call" => json!({"name": "test_simple_text", "arguments": {}}),
+            _ => json!({}),
+        };
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let auth = format!("Bearer {access}");
+        self.post(
+            rt,
+            Ipv4Addr::LOCALHOST,
+            &format!("/{tunnel}/mcp"),
+            &[
+                ("Content-Type", "application/json"),
+                ("Accept", "application/json, text/event-stream"),
+                ("Authorization", &auth),
+                ("MCP-Protocol-Version", "2025-06-18"),
+            ],
+            &body.to_string(),
+        )
     }
 
     /// The status page's sign-in form: its cookie and CSRF field.
@@ -358,6 +482,7 @@ impl Setup {
 /// A consent page as its browser sees it.
 struct ConsentPage {
     path: String,
+    code: String,
     csrf: String,
     cookie: String,
 }
@@ -587,4 +712,102 @@ fn a_burst_of_password_checks_keeps_memory_bounded() {
         "the relay kept {} MiB after the burst",
         rss_after.saturating_sub(rss_before) / 1024
     );
+}
+
+// ------------------------------------------------------------------------------------------
+// Item: a revoked bridge token takes its OAuth grants with it.
+
+/// The access and refresh tokens of a successful token response.
+fn tokens_of(r: &Answer) -> (String, String) {
+    assert_eq!(r.status, 200, "token response: {}", r.body);
+    let doc = r.json();
+    (
+        doc["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned(),
+        doc["refresh_token"]
+            .as_str()
+            .expect("refresh_token")
+            .to_owned(),
+    )
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, at most `tries` times.
+fn eventually<T>(tries: usize, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    for _ in 0..tries {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// After `relay token revoke`, the grants made on the owner's authority are void: the
+/// refresh token and a code issued before are refused (`invalid_grant`), the access token
+/// is refused, and the tunnel's offline answers (from its last snapshot) are not served.
+#[test]
+fn revoking_the_owners_bridge_token_ends_its_grants() {
+    const TUNNEL: &str = "revoked-desk";
+    let s = Setup::start_with(&["owner"], &["--grace-secs", "0"]);
+    let bridge = s.bridge("owner", TUNNEL);
+    let rt = runtime();
+    let client = s.register(&rt, "revoke-client");
+    let code = s.code_for(&rt, &client, TUNNEL, "owner");
+    let (access, refresh) = tokens_of(&s.exchange(&rt, &client, &code));
+    let spare_code = s.code_for(&rt, &client, TUNNEL, "owner");
+    assert_eq!(s.mcp(&rt, TUNNEL, &access, "initialize").status, 200);
+    assert_eq!(s.mcp(&rt, TUNNEL, &access, "tools/list").status, 200);
+
+    // The desktop goes away: the relay answers this client for it (a call is told the
+    // desktop is offline).
+    drop(bridge);
+    let offline = eventually(300, || {
+        let r = s.mcp(&rt, TUNNEL, &access, "tools/call");
+        (r.status == 200 && r.body.contains("offline since")).then_some(r)
+    });
+    if offline.is_none() {
+        let r = s.mcp(&rt, TUNNEL, &access, "tools/call");
+        panic!("no offline answer: HTTP {} {}", r.status, r.body);
+    }
+
+    // The operator revokes the owner's bridge token.
+    s.relay_cli(&["token", "revoke", "owner"]);
+    let r = s.token_request(
+        &rt,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &client),
+        ],
+    );
+    assert_eq!(r.status, 400, "refresh after the revocation: {}", r.body);
+    assert_eq!(r.json()["error"], "invalid_grant", "{}", r.body);
+    let r = s.exchange(&rt, &client, &spare_code);
+    assert_eq!(
+        r.status, 400,
+        "a code issued before the revocation: {}",
+        r.body
+    );
+    assert_eq!(r.json()["error"], "invalid_grant", "{}", r.body);
+    // (A validated access token is trusted for up to 5 s without the database.)
+    let refused = eventually(100, || {
+        let r = s.mcp(&rt, TUNNEL, &access, "initialize");
+        (r.status == 401).then_some(r)
+    });
+    let refused = refused.unwrap_or_else(|| {
+        let r = s.mcp(&rt, TUNNEL, &access, "initialize");
+        panic!("the access token still works: HTTP {} {}", r.status, r.body)
+    });
+    assert!(
+        refused.header("www-authenticate").contains("invalid_token"),
+        "{:?}",
+        refused.headers
+    );
+    for method in ["tools/list", "tools/call"] {
+        let r = s.mcp(&rt, TUNNEL, &access, method);
+        assert_eq!(r.status, 401, "{method} after the revocation: {}", r.body);
+        assert!(!r.body.contains("\"tools\""), "{}", r.body);
+    }
 }

@@ -316,7 +316,7 @@ fn finish(state: &AppState, c: Consent) -> Response {
             ],
         );
     }
-    let owner = match state.store.name_owner(&c.tunnel) {
+    let owner = match state.store.live_owner(&c.tunnel) {
         Ok(Some(o)) if Some(o) == c.approved_owner => o,
         _ => {
             return redirect_to_client(
@@ -489,9 +489,12 @@ pub async fn decide(
                 return r;
             }
             attempt.succeeded();
-            let owner = state.store.name_owner(&c.tunnel).ok().flatten();
+            let owner = state.store.live_owner(&c.tunnel).ok().flatten();
             if owner.is_none() {
-                return error_page(StatusCode::BAD_REQUEST, "The tunnel no longer exists.");
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    "The tunnel no longer exists, or its owner's bridge token was revoked.",
+                );
             }
             crate::trace::consent_decided_by(&state, &c, crate::trace::DecidedBy::Operator, true);
             state.oauth.consents.decide(&id, &c.tunnel, owner);

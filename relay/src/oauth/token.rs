@@ -16,6 +16,11 @@ use crate::config::sha256;
 use crate::state::AppState;
 use crate::store::{Client, Grant, RefreshError, new_secret, now};
 
+/// Why a grant no longer holds: the tunnel's name went to another bridge token, or the
+/// owner's bridge token was revoked.
+const OWNER_GONE: &str =
+    "the tunnel changed owner (or its owner's bridge token was revoked); sign in again";
+
 /// Parses a (bounded) form body; a repeated parameter is an error.
 fn form(body: &[u8]) -> Result<HashMap<String, String>, Response> {
     if body.len() > 16 * 1024 {
@@ -194,6 +199,9 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
             if !pkce_ok(verifier, &c.challenge) {
                 return grant_error("the code_verifier does not match the code_challenge");
             }
+            if state.store.live_owner(&c.grant.tunnel).ok().flatten() != Some(c.grant.owner_token) {
+                return grant_error(OWNER_GONE);
+            }
             if params
                 .get("resource")
                 .is_some_and(|r| *r != c.grant.resource)
@@ -234,8 +242,8 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     "resource differs from the grant",
                 );
             }
-            if state.store.name_owner(&peek.tunnel).ok().flatten() != Some(peek.owner_token) {
-                return grant_error("the tunnel changed owner; sign in again");
+            if state.store.live_owner(&peek.tunnel).ok().flatten() != Some(peek.owner_token) {
+                return grant_error(OWNER_GONE);
             }
             let (g, family) = match state.store.use_refresh(rt) {
                 Ok(Ok(v)) => v,
