@@ -23,12 +23,13 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Frames queued towards one bridge before senders wait.
 const OUTBOUND_QUEUE: usize = 1024;
 
-/// Runs one bridge connection to completion.
+/// Runs one bridge connection (from address `ip`) to completion.
 pub async fn handle_socket(
     state: AppState,
     path_name: String,
     socket: WebSocket,
     handshake: tokio::sync::OwnedSemaphorePermit,
+    ip: std::net::IpAddr,
 ) {
     let (mut sink, mut stream) = socket.split();
     let limits = crate::server::frame_limits(&state.config);
@@ -52,7 +53,23 @@ pub async fn handle_socket(
         }
     };
 
+    // Refused bridge tokens are limited per address.
+    let Ok(attempt) = state.oauth.hellos.begin(ip) else {
+        drop(handshake);
+        warn!(tunnel = %path_name, %ip, "refused bridge: too many refused bridge tokens from its address");
+        refuse(
+            &mut sink,
+            RefuseReason::Busy,
+            "too many refused bridge tokens from this address; retry later",
+        )
+        .await;
+        return;
+    };
     let admitted = admit(&state, &path_name, &hello);
+    match &admitted {
+        Err((RefuseReason::BadToken, _)) => drop(attempt),
+        _ => attempt.succeeded(),
+    }
     drop(handshake);
     let token_id = match admitted {
         Ok(id) => id,

@@ -649,10 +649,12 @@ async fn tunnel_status(
 
 async fn connect(
     State(state): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     PathParam(name): PathParam,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let ip = peer.ip();
     if let Err(r) = check_origin(&state.config, &headers) {
         return r;
     }
@@ -673,5 +675,5 @@ async fn connect(
         .max_frame_size(limits.max_frame())
         .read_buffer_size(4 * 1024)
         .write_buffer_size(16 * 1024)
-        .on_upgrade(move |socket| handle_socket(state, name, socket, permit))
+        .on_upgrade(move |socket| handle_socket(state, name, socket, permit, ip))
 }

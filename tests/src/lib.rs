@@ -324,7 +324,8 @@ impl Relay {
     /// Starts a relay listening on `listen` with a fresh bridge token.
     pub fn start_on(listen: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let token = format!("test-bridge-token-{}", std::process::id());
+        // (Bridge tokens have at least 32 characters.)
+        let token = format!("test-bridge-token-{:0>16}-abcdefgh", std::process::id());
         let mut cmd = Command::new(bin("relay"));
         cmd.arg("serve")
             .arg("--listen")

@@ -811,3 +811,232 @@ fn revoking_the_owners_bridge_token_ends_its_grants() {
         assert!(!r.body.contains("\"tools\""), "{}", r.body);
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// Item: bridge tokens cannot be guessed at full speed, nor told apart, and are long.
+
+/// A burst of wrong bridge tokens on `/oauth/approve` is throttled (429 after the limit,
+/// even for the right token from that address) while the owner approves from another
+/// address; an unknown token, an unknown code and another owner's token get one answer.
+#[test]
+fn bridge_token_guessing_is_throttled() {
+    const TUNNEL: &str = "guess-desk";
+    const LIMIT: usize = 10;
+    let s = Setup::start(&["owner", "other"]);
+    let _bridge = s.bridge("owner", TUNNEL);
+    let rt = runtime();
+    assert!(
+        s.token("owner").len() >= 32,
+        "relay token create: {:?}",
+        s.token("owner")
+    );
+    let client = s.register(&rt, "guess-client");
+    let page = s.consent(&rt, &client, TUNNEL);
+
+    // No oracle: the same answer whatever was wrong.
+    let unknown_token = s.approve(
+        &rt,
+        loopback(10),
+        &format!("brt_{}", "x".repeat(43)),
+        &page.code,
+    );
+    let unknown_code = s.approve(&rt, loopback(11), s.token("owner"), "ZZZZ-ZZZZ");
+    let not_owner = s.approve(&rt, loopback(12), s.token("other"), &page.code);
+    for (what, r) in [
+        ("unknown code", &unknown_code),
+        ("not the owner", &not_owner),
+    ] {
+        assert_eq!(
+            (r.status, &r.body),
+            (unknown_token.status, &unknown_token.body),
+            "{what} vs unknown token"
+        );
+    }
+    assert_eq!(unknown_token.status, 403, "{}", unknown_token.body);
+
+    // Thirty guesses at once from one address.
+    let attacker = loopback(20);
+    let answers: Vec<Answer> = rt.block_on(async {
+        let tasks: Vec<_> = (0..30)
+            .map(|i| {
+                let auth = format!("Bearer brt_guess-{i:0>40}");
+                let body = json!({ "code": page.code }).to_string();
+                let port = s.port;
+                tokio::spawn(async move {
+                    request(
+                        attacker,
+                        port,
+                        "POST",
+                        "/oauth/approve",
+                        &[
+                            ("Content-Type", "application/json"),
+                            ("Authorization", &auth),
+                        ],
+                        &body,
+                    )
+                    .await
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.expect("task"));
+        }
+        out
+    });
+    let t = tally(&answers);
+    eprintln!("/oauth/approve, 30 wrong bridge tokens at once: {t:?}");
+    let checked = t.get(&403).copied().unwrap_or(0);
+    assert!(checked <= LIMIT, "{checked} guesses were checked: {t:?}");
+    assert_eq!(checked + t.get(&429).copied().unwrap_or(0), 30, "{t:?}");
+    // The right token from that address is throttled too (or it would tell it is right).
+    let r = s.approve(&rt, attacker, s.token("owner"), &page.code);
+    assert_eq!(r.status, 429, "{}", r.body);
+    // The owner, elsewhere, is not locked out.
+    let r = s.approve(&rt, loopback(21), s.token("owner"), &page.code);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = s.get(&rt, &page.path, &[("Cookie", &page.cookie)]);
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert!(r.header("location").contains("code="), "{:?}", r.headers);
+}
+
+/// A configured bridge token shorter than 32 characters stops the relay at start, with an
+/// error saying why.
+#[test]
+fn short_configured_bridge_tokens_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("tokens.txt");
+    std::fs::write(&file, format!("{}\nshort-token\n", "k".repeat(40))).expect("token file");
+    let file_arg = file.display().to_string();
+    let cases = [
+        (
+            "RELAY_BRIDGE_TOKENS",
+            vec![],
+            Some(("RELAY_BRIDGE_TOKENS", "short-token")),
+        ),
+        (
+            "--bridge-token-file",
+            vec!["--bridge-token-file", file_arg.as_str()],
+            None,
+        ),
+    ];
+    for (what, args, env) in cases {
+        let mut cmd = Command::new(bin("relay"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .args(&args)
+            .env_remove("RELAY_BRIDGE_TOKENS")
+            .env_remove("RELAY_BRIDGE_TOKEN_FILE")
+            .env_remove("RELAY_DATA_DIR")
+            .env_remove("RELAY_CONFIG");
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let mut relay = e2e::Proc::start(cmd, "relay");
+        let code = relay.wait_exit(Duration::from_secs(60));
+        let log = relay.log_text();
+        assert!(
+            code.is_some_and(|c| c != 0),
+            "{what}: the relay started with an 11-character bridge token: {log}"
+        );
+        assert!(
+            log.contains("11 characters") && log.contains("at least 32"),
+            "{what}: {log}"
+        );
+    }
+}
+
+/// What the relay answers a bridge connection from `from` presenting `token` for `tunnel`:
+/// its refusal, or `None` when it is welcomed.
+async fn bridge_hello(
+    from: Ipv4Addr,
+    port: u16,
+    token: &str,
+    tunnel: &str,
+) -> Option<protocol::Refusal> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(IpAddr::V4(from), 0))
+        .expect("bind");
+    let tcp = socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .expect("connect");
+    let url = format!("ws://localhost:{port}/{tunnel}/connect");
+    let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), tcp)
+        .await
+        .expect("WebSocket upgrade");
+    let hello = protocol::Frame::Hello(protocol::Hello {
+        protocol: protocol::PROTOCOL_VERSION,
+        bridge_version: "attack-0".into(),
+        token: token.into(),
+        tunnel: tunnel.into(),
+        client_auth: protocol::ClientAuth::OAuth,
+    });
+    ws.send(Message::Binary(hello.encode()))
+        .await
+        .expect("send");
+    loop {
+        let msg = tokio::time::timeout(REPLY_WAIT, ws.next())
+            .await
+            .expect("the relay answers the hello");
+        match msg {
+            Some(Ok(Message::Binary(b))) => {
+                match protocol::Frame::decode(b, &protocol::Limits::default()).expect("frame") {
+                    protocol::Frame::Refused(r) => return Some(r),
+                    protocol::Frame::Welcome(_) => return None,
+                    _ => continue,
+                }
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("the relay closed without an answer: {other:?}"),
+        }
+    }
+}
+
+/// Wrong bridge tokens on bridge connections from one address are refused as such up to a
+/// limit, then that address is told to retry later; a bridge elsewhere still connects.
+#[test]
+fn bridge_connections_with_wrong_tokens_are_throttled() {
+    const LIMIT: usize = 30;
+    let s = Setup::start(&["owner"]);
+    let rt = runtime();
+    let attacker = loopback(40);
+    let mut bad = 0;
+    let mut throttled = None;
+    for i in 0..LIMIT + 5 {
+        let token = format!("brt_guess-{i:0>40}");
+        let r = rt
+            .block_on(bridge_hello(attacker, s.port, &token, "hello-desk"))
+            .expect("a wrong token is refused");
+        if r.reason == protocol::RefuseReason::BadToken {
+            bad += 1;
+        } else {
+            throttled = Some(r);
+            break;
+        }
+    }
+    assert_eq!(bad, LIMIT, "wrong tokens checked before the limit");
+    let r = throttled.expect("throttled after the limit");
+    assert_eq!(r.reason, protocol::RefuseReason::Busy, "{r:?}");
+    assert!(
+        r.message.contains("too many refused bridge tokens"),
+        "{r:?}"
+    );
+    // The right token from that address is throttled too; from another address it works.
+    let r = rt.block_on(bridge_hello(
+        attacker,
+        s.port,
+        s.token("owner"),
+        "hello-desk",
+    ));
+    assert_eq!(r.map(|r| r.reason), Some(protocol::RefuseReason::Busy));
+    let r = rt.block_on(bridge_hello(
+        loopback(41),
+        s.port,
+        s.token("owner"),
+        "hello-desk",
+    ));
+    assert!(r.is_none(), "the owner's bridge was refused: {r:?}");
+}

@@ -539,11 +539,18 @@ pub struct ApproveBody {
 }
 
 /// `POST /oauth/approve` (from `bridge approve <code>`): the bridge token proves ownership.
+///
+/// Refused presentations are limited per address and in total ([`super::APPROVE_ATTEMPTS`],
+/// [`super::APPROVE_ATTEMPTS_TOTAL`]), and an unknown token, an unknown code and a token
+/// that does not own the code's tunnel get the same answer: none of them tells whether
+/// the token is valid.
 pub async fn approve_with_bridge_token(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     axum::Json(body): axum::Json<ApproveBody>,
 ) -> Response {
+    let ip = peer.ip();
     let Some(token) = super::access::bearer(&headers) else {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
@@ -551,27 +558,32 @@ pub async fn approve_with_bridge_token(
             "send the bridge token as a bearer token",
         );
     };
-    let Ok(Some(token_id)) = state.store.token_id(token) else {
+    let Ok(attempt) = state.oauth.approvals.begin(ip) else {
+        tracing::warn!(%ip, "too many refused bridge tokens on /oauth/approve");
         return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "unknown or revoked bridge token",
+            StatusCode::TOO_MANY_REQUESTS,
+            "slow_down",
+            "too many refused approvals; try again later (or type the code in the bridge's \
+             terminal)",
         );
     };
-    let Some(c) = state.oauth.consents.by_code(&body.code) else {
-        return oauth_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no pending authorization shows this code (it may have expired)",
-        );
+    attempt.evaluate();
+    let token_id = state.store.token_id(token).ok().flatten();
+    let consent = state.oauth.consents.by_code(&body.code);
+    let (token_id, c) = match (token_id, consent) {
+        (Some(t), Some(c)) if state.store.live_owner(&c.tunnel).ok().flatten() == Some(t) => (t, c),
+        _ => {
+            drop(attempt);
+            return oauth_error(
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                "refused: the bridge token is unknown or revoked, or no pending authorization \
+                 shows this code (it may have expired), or the bridge token does not own the \
+                 tunnel of that request",
+            );
+        }
     };
-    if state.store.name_owner(&c.tunnel).ok().flatten() != Some(token_id) {
-        return oauth_error(
-            StatusCode::FORBIDDEN,
-            "access_denied",
-            "this bridge token does not own the tunnel of that request",
-        );
-    }
+    attempt.succeeded();
     let decision = (!body.deny).then_some(token_id);
     if !state.oauth.consents.decide(&c.id, &c.tunnel, decision) {
         return oauth_error(

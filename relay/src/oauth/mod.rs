@@ -46,6 +46,16 @@ pub const SCOPE: &str = "mcp";
 pub const PASSWORD_ATTEMPTS: usize = 5;
 /// Window of the operator-password rate limit.
 pub const PASSWORD_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Refused bridge-token presentations on `/oauth/approve` allowed per address in
+/// [`APPROVE_WINDOW`].
+pub const APPROVE_ATTEMPTS: usize = 10;
+/// The same, from all addresses together.
+pub const APPROVE_ATTEMPTS_TOTAL: usize = 200;
+/// Window of those limits.
+pub const APPROVE_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// Refused bridge tokens on bridge connections allowed per address in [`APPROVE_WINDOW`]
+/// (no limit in total: that would let anyone keep every bridge out).
+pub const HELLO_ATTEMPTS: usize = 30;
 
 /// OAuth settings of a relay.
 #[derive(Debug, Clone)]
@@ -110,6 +120,10 @@ pub struct OAuth {
     /// Operator-password and status page sign-in attempts: failures per address,
     /// reserved before the check, and Argon2 verifications bounded in concurrency.
     pub passwords: gate::Gate,
+    /// Bridge tokens presented to `/oauth/approve`: refusals per address and in total.
+    pub approvals: gate::Gate,
+    /// Bridge tokens presented by bridge connections: refusals per address.
+    pub hellos: gate::Gate,
     /// Authorization requests per address.
     pub authorizations: RateLimiter,
     /// Fetched client metadata documents.
@@ -125,6 +139,13 @@ impl OAuth {
             tokens: access::TokenCache::default(),
             registrations: RateLimiter::default(),
             passwords: gate::Gate::new(PASSWORD_ATTEMPTS, None, PASSWORD_WINDOW, true),
+            approvals: gate::Gate::new(
+                APPROVE_ATTEMPTS,
+                Some(APPROVE_ATTEMPTS_TOTAL),
+                APPROVE_WINDOW,
+                false,
+            ),
+            hellos: gate::Gate::new(HELLO_ATTEMPTS, None, APPROVE_WINDOW, false),
             authorizations: RateLimiter::default(),
             cimd: cimd::Fetcher::default(),
         }
