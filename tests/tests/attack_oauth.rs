@@ -223,6 +223,11 @@ impl Setup {
 
     /// The same, with more flags for `relay serve`.
     fn start_with(labels: &[&str], extra: &[&str]) -> Self {
+        Self::start_with_env(labels, extra, &[])
+    }
+
+    /// The same, with environment variables for `relay serve`.
+    fn start_with_env(labels: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let mut tokens = HashMap::new();
@@ -255,7 +260,7 @@ impl Setup {
             &hash_arg,
         ];
         args.extend_from_slice(extra);
-        let relay = Relay::start_on(&format!("127.0.0.1:{port}"), &args);
+        let relay = Relay::start_with_env(&format!("127.0.0.1:{port}"), &args, env);
         assert_eq!(relay.base, base);
         Self {
             relay,
@@ -1039,4 +1044,99 @@ fn bridge_connections_with_wrong_tokens_are_throttled() {
         "hello-desk",
     ));
     assert!(r.is_none(), "the owner's bridge was refused: {r:?}");
+}
+
+// ------------------------------------------------------------------------------------------
+// Item: client metadata documents are fetched from the checked address only, and the
+// refusal tells nothing about what a name resolves to.
+
+/// The error page's message (`<p>…</p>` after the heading).
+fn error_message(a: &Answer) -> &str {
+    between(&a.body, "<h1>Authorization failed</h1><p>", "</p>").unwrap_or(&a.body)
+}
+
+/// With `HTTPS_PROXY` set in the relay's environment, a client metadata document is not
+/// fetched through the proxy (which would connect wherever it likes, past the address
+/// check): nothing reaches the proxy.
+#[test]
+fn client_metadata_documents_are_not_fetched_through_a_proxy() {
+    let proxy = TcpListener::bind("127.0.0.1:0").expect("proxy listener");
+    proxy.set_nonblocking(true).expect("nonblocking");
+    let proxy_url = format!("http://{}", proxy.local_addr().expect("addr"));
+    let s = Setup::start_with_env(
+        &["owner"],
+        &[],
+        &[
+            ("HTTPS_PROXY", &proxy_url),
+            ("https_proxy", &proxy_url),
+            ("ALL_PROXY", &proxy_url),
+            ("NO_PROXY", ""),
+        ],
+    );
+    let _bridge = s.bridge("owner", "proxy-desk");
+    let rt = runtime();
+    // A public address literal: it passes the address check; the fetch itself may fail
+    // (no network here), but never through the proxy.
+    let resource = s.mcp_url("proxy-desk");
+    let q = form(&[
+        ("response_type", "code"),
+        ("client_id", "https://1.1.1.1/client.json"),
+        ("redirect_uri", REDIRECT),
+        ("state", "st"),
+        ("code_challenge", PKCE_CHALLENGE),
+        ("code_challenge_method", "S256"),
+        ("resource", &resource),
+    ]);
+    let r = s.get(&rt, &format!("/oauth/authorize?{q}"), &[]);
+    eprintln!(
+        "CIMD fetch with a proxy set: HTTP {} {}",
+        r.status,
+        error_message(&r)
+    );
+    match proxy.accept() {
+        Ok((_, from)) => panic!("the relay fetched the document through the proxy (from {from})"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}"),
+    }
+}
+
+/// The refusal of a client metadata document on a private or local address does not say
+/// which address the name resolves to, and reads the same as for a name that does not
+/// resolve at all.
+#[test]
+fn client_metadata_refusals_do_not_tell_what_a_name_resolves_to() {
+    let s = Setup::start(&["owner"]);
+    let _bridge = s.bridge("owner", "cimd-desk");
+    let rt = runtime();
+    let resource = s.mcp_url("cimd-desk");
+    let page = |client_id: &str| {
+        let q = form(&[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", REDIRECT),
+            ("state", "st"),
+            ("code_challenge", PKCE_CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("resource", &resource),
+        ]);
+        s.get(&rt, &format!("/oauth/authorize?{q}"), &[])
+    };
+    let local = page("https://localhost/client.json");
+    let nowhere = page("https://no-such-host.invalid/client.json");
+    let literal = page("https://[::1]/client.json");
+    for (what, r) in [
+        ("localhost", &local),
+        ("unresolvable", &nowhere),
+        ("[::1]", &literal),
+    ] {
+        assert_eq!(r.status, 400, "{what}: {}", r.body);
+        for address in ["127.0.0.1", "::1"] {
+            assert!(
+                !error_message(r).contains(address),
+                "{what}: the page names {address}: {}",
+                error_message(r)
+            );
+        }
+    }
+    assert_eq!(error_message(&local), error_message(&nowhere));
+    assert_eq!(error_message(&local), error_message(&literal));
 }
