@@ -137,11 +137,7 @@ impl StatusPage {
 
 /// Notes the version a tunnel's bridge announced when it connected.
 pub fn bridge_connected(state: &AppState, tunnel: &str, version: &str) {
-    let version: String = version
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(64)
-        .collect();
+    let version = protocol::text::printable(version, 64);
     lock(&state.status_page.versions).insert(tunnel.to_owned(), version);
 }
 

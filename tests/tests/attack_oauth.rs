@@ -359,6 +359,7 @@ impl Setup {
                 .expect("csrf")
                 .to_owned(),
             cookie: cookie(&r, "mcp_consent_"),
+            html: r.body,
         }
     }
 
@@ -490,6 +491,7 @@ struct ConsentPage {
     code: String,
     csrf: String,
     cookie: String,
+    html: String,
 }
 
 /// Statuses of answers, counted.
@@ -1139,4 +1141,88 @@ fn client_metadata_refusals_do_not_tell_what_a_name_resolves_to() {
     }
     assert_eq!(error_message(&local), error_message(&nowhere));
     assert_eq!(error_message(&local), error_message(&literal));
+}
+
+// ------------------------------------------------------------------------------------------
+// Item: a client's chosen name cannot reorder or hide what the pages show.
+
+/// Bidirectional controls, zero-width and other invisible characters, all in a client's
+/// chosen name.
+const TRICKY: [char; 22] = [
+    '\u{202A}',
+    '\u{202B}',
+    '\u{202C}',
+    '\u{202D}',
+    '\u{202E}',
+    '\u{2066}',
+    '\u{2067}',
+    '\u{2068}',
+    '\u{2069}',
+    '\u{200B}',
+    '\u{200C}',
+    '\u{200D}',
+    '\u{200E}',
+    '\u{200F}',
+    '\u{2028}',
+    '\u{2029}',
+    '\u{FEFF}',
+    '\u{00AD}',
+    '\u{061C}',
+    '\u{2060}',
+    '\u{E0041}',
+    '\u{180E}',
+];
+
+fn assert_no_tricky(what: &str, html: &str) {
+    for c in TRICKY {
+        assert!(!html.contains(c), "{what} holds U+{:04X}: {html}", c as u32);
+    }
+}
+
+/// A client registers with a name full of bidirectional overrides and invisible
+/// characters: neither the consent page nor the owner's status page carries them.
+#[test]
+fn a_clients_name_cannot_reorder_or_hide_page_text() {
+    const TUNNEL: &str = "bidi-desk";
+    let s = Setup::start(&["owner"]);
+    let _bridge = s.bridge("owner", TUNNEL);
+    let rt = runtime();
+    let mut name = String::from("Claude");
+    for c in TRICKY {
+        name.push(c);
+        name.push('x');
+    }
+    let client = s.register(&rt, &name);
+    let page = s.consent(&rt, &client, TUNNEL);
+    assert!(page.html.contains("Claude"), "{}", page.html);
+    assert_no_tricky("the consent page", &page.html);
+
+    // Once the client holds tokens, the owner's status page names it.
+    let code = s.code_for(&rt, &client, TUNNEL, "owner");
+    tokens_of(&s.exchange(&rt, &client, &code));
+    let (login_cookie, csrf) = s.login_form(&rt);
+    let r = s.post(
+        &rt,
+        Ipv4Addr::LOCALHOST,
+        "/status",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", &login_cookie),
+        ],
+        &form(&[
+            ("op", "login"),
+            ("csrf", &csrf),
+            ("secret", s.token("owner")),
+        ]),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let session = cookie(&r, "relay_status=");
+    let dashboard = s.get(&rt, "/status", &[("Cookie", &session)]);
+    assert_eq!(dashboard.status, 200, "{}", dashboard.body);
+    assert!(
+        dashboard.body.contains("tr class=client") && dashboard.body.contains("Claude"),
+        "{}",
+        dashboard.body
+    );
+    assert_no_tricky("the status page", &dashboard.body);
 }

@@ -126,7 +126,7 @@ pub fn parse_document(
         name: obj
             .get("client_name")
             .and_then(Value::as_str)
-            .map(|s| s.chars().filter(|c| !c.is_control()).take(100).collect()),
+            .map(|s| protocol::text::printable(s, 100)),
         redirect_uris: uris,
         // Public client bound by PKCE, whatever the document says (`private_key_jwt`).
         auth_method: "none".into(),

@@ -196,7 +196,9 @@ pub fn oauth_error(status: StatusCode, error: &str, description: &str) -> Respon
     )
 }
 
-/// Escapes text for HTML element content and attribute values.
+/// Escapes text for HTML element content and attribute values; control, bidirectional
+/// and invisible characters ([`protocol::text::unsafe_char`]) become `U+FFFD`, so text from
+/// the network cannot reorder or hide what a page shows.
 pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -206,7 +208,7 @@ pub fn escape_html(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() => out.push('\u{FFFD}'),
+            c if protocol::text::unsafe_char(c) => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
@@ -295,6 +297,10 @@ mod tests {
         assert_eq!(
             escape_html("<script>\"x\" & 'y'</script>"),
             "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;"
+        );
+        assert_eq!(
+            escape_html("Claude\u{202E}lanretni\u{202C}\u{200B}\u{2066}x\u{2069}\u{FEFF}\u{2028}é"),
+            "Claude\u{FFFD}lanretni\u{FFFD}\u{FFFD}\u{FFFD}x\u{FFFD}\u{FFFD}\u{FFFD}é"
         );
     }
 
