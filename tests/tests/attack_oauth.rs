@@ -1226,3 +1226,62 @@ fn a_clients_name_cannot_reorder_or_hide_page_text() {
     );
     assert_no_tricky("the status page", &dashboard.body);
 }
+
+// ------------------------------------------------------------------------------------------
+// Noted: a refused token request does not burn the code of the client it was issued to.
+
+/// Someone holding a client's authorization code (but not its PKCE verifier) presents it
+/// as another client, with a wrong verifier and with a wrong redirect URI: each is refused,
+/// and the client it was issued to still exchanges it, once.
+#[test]
+fn a_refused_code_exchange_does_not_burn_the_code() {
+    const TUNNEL: &str = "code-desk";
+    let s = Setup::start(&["owner"]);
+    let _bridge = s.bridge("owner", TUNNEL);
+    let rt = runtime();
+    let client = s.register(&rt, "code-client");
+    let thief = s.register(&rt, "code-thief");
+    let code = s.code_for(&rt, &client, TUNNEL, "owner");
+    let wrong_verifier = PKCE_VERIFIER.replace('d', "e");
+    let attempts: [(&str, Vec<(&str, &str)>); 3] = [
+        (
+            "another client",
+            vec![
+                ("client_id", thief.as_str()),
+                ("code_verifier", PKCE_VERIFIER),
+                ("redirect_uri", REDIRECT),
+            ],
+        ),
+        (
+            "a wrong verifier",
+            vec![
+                ("client_id", client.as_str()),
+                ("code_verifier", wrong_verifier.as_str()),
+                ("redirect_uri", REDIRECT),
+            ],
+        ),
+        (
+            "a wrong redirect URI",
+            vec![
+                ("client_id", client.as_str()),
+                ("code_verifier", PKCE_VERIFIER),
+                ("redirect_uri", "http://127.0.0.1:39998/elsewhere"),
+            ],
+        ),
+    ];
+    for (what, extra) in attempts {
+        let mut fields = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+        ];
+        fields.extend(extra);
+        let r = s.token_request(&rt, &fields);
+        assert_eq!(r.status, 400, "{what}: {}", r.body);
+        assert_eq!(r.json()["error"], "invalid_grant", "{what}: {}", r.body);
+    }
+    let (access, _) = tokens_of(&s.exchange(&rt, &client, &code));
+    assert_eq!(s.mcp(&rt, TUNNEL, &access, "initialize").status, 200);
+    // Used once: a second exchange is refused.
+    let r = s.exchange(&rt, &client, &code);
+    assert_eq!(r.json()["error"], "invalid_grant", "{}", r.body);
+}

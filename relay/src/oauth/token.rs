@@ -172,11 +172,19 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     "code and code_verifier are required",
                 );
             };
-            let (c, family) = match state.store.take_code(code) {
-                Ok(Some(v)) => v,
-                Ok(None) => {
-                    // A reused code revoked what it issued: drop cached validations.
-                    state.oauth.tokens.clear();
+            // Check everything before using the code: a refused request (another client, a
+            // wrong verifier or redirect URI) must not burn it for the client it was issued
+            // to. Its first successful use consumes it; any later use revokes what it bought.
+            let c = match state.store.peek_code(code) {
+                Ok(Some((c, false))) if c.expires > now() => c,
+                Ok(found) => {
+                    if found.is_some_and(|(_, used)| used) {
+                        // A reused code revokes what its first use issued.
+                        if let Err(e) = state.store.take_code(code) {
+                            tracing::error!("revoking a reused code's tokens: {e}");
+                        }
+                        state.oauth.tokens.clear();
+                    }
                     crate::trace::code_refused(&state, code);
                     return grant_error("the code is unknown, expired or already used");
                 }
@@ -213,6 +221,19 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     "resource differs from the authorization request",
                 );
             }
+            let (c, family) = match state.store.take_code(code) {
+                Ok(Some(v)) => v,
+                Ok(None) => {
+                    // Used by a concurrent request: this second use revoked what it bought.
+                    state.oauth.tokens.clear();
+                    crate::trace::code_refused(&state, code);
+                    return grant_error("the code is unknown, expired or already used");
+                }
+                Err(e) => {
+                    tracing::error!("code lookup: {e}");
+                    return grant_error("the code cannot be checked");
+                }
+            };
             issue(&state, &c.grant, &family)
         }
         Some("refresh_token") => {
