@@ -270,8 +270,13 @@ impl Store {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
-        let conn = Connection::open(dir.join("relay.db"))?;
-        Self::init(conn)
+        let path = dir.join("relay.db");
+        private_files(&path, true)?;
+        let conn = Connection::open(&path)?;
+        let store = Self::init(conn)?;
+        // SQLite creates the journal files with the database's mode; make sure.
+        private_files(&path, false)?;
+        Ok(store)
     }
 
     /// A store that lives in memory (the bridge's embedded relay).
@@ -982,6 +987,43 @@ impl Store {
     }
 }
 
+/// Makes the database file and its WAL and shared-memory files readable by their owner
+/// only (0600), creating the database file that way first if `create` and it is missing.
+fn private_files(db: &Path, create: bool) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let io = |p: &Path, e: std::io::Error| StoreError::Dir(p.display().to_string(), e);
+        if create && !db.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(db)
+                .map_err(|e| io(db, e))?;
+        }
+        let mut names = vec![db.to_path_buf()];
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            names.push(name.into());
+        }
+        for p in names {
+            match std::fs::metadata(&p) {
+                Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                        .map_err(|e| io(&p, e))?;
+                }
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (db, create);
+    Ok(())
+}
+
 /// A code's grant from the first eight columns of an `auth_codes` row (client_id, tunnel,
 /// resource, owner_token, scope, redirect_uri, challenge, expires).
 fn code_grant(r: &rusqlite::Row<'_>) -> rusqlite::Result<CodeGrant> {
@@ -1117,6 +1159,42 @@ mod tests {
         s.put_token("access", "at9", &grant(), now() - 1, "f9")
             .unwrap();
         assert!(s.access_token("at9").unwrap().is_none(), "expired");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn database_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("relay-store-{}", new_secret("")));
+        let mode = |name: &str| {
+            std::fs::metadata(dir.join(name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        {
+            let s = Store::open(&dir).unwrap();
+            s.create_token("t").unwrap();
+            for name in ["relay.db", "relay.db-wal", "relay.db-shm"] {
+                assert_eq!(mode(name), 0o600, "{name}");
+            }
+            assert_eq!(mode(""), 0o700, "the directory");
+        }
+        // A database left readable by others (an older relay) is made private on open.
+        for name in ["relay.db", "relay.db-wal", "relay.db-shm"] {
+            if dir.join(name).exists() {
+                std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o644))
+                    .unwrap();
+            }
+        }
+        let s = Store::open(&dir).unwrap();
+        s.create_token("u").unwrap();
+        for name in ["relay.db", "relay.db-wal", "relay.db-shm"] {
+            assert_eq!(mode(name), 0o600, "{name} after reopening");
+        }
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
