@@ -119,7 +119,7 @@ pub struct RelayProc {
 
 /// Starts `relay serve` on a free loopback port.
 pub fn relay(bins: &Bins, name: &str) -> Result<RelayProc> {
-    let token = format!("bench-bridge-token-{}", std::process::id());
+    let token = format!("bench-bridge-token-{:0>16}", std::process::id());
     let mut cmd = Command::new(&bins.relay);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .env("RELAY_BRIDGE_TOKENS", &token)

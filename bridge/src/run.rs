@@ -524,7 +524,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             let addr = listener.local_addr()?;
             let mut config = relay::RelayConfig::new(addr, &format!("http://{addr}"))?;
             let token = random_token(32);
-            config.add_bridge_token(&token);
+            config.add_bridge_token(&token)?;
             let keepalive = args
                 .keepalive_secs
                 .or(file.and_then(|f| f.keepalive_secs))

@@ -15,14 +15,37 @@ pub fn printable(s: &str, max: usize) -> String {
     out
 }
 
-fn unsafe_char(c: char) -> bool {
+/// Whether a character must not be shown as it is: control characters (Cc), format
+/// characters (Cf: bidirectional embeddings, overrides and isolates, zero-width characters,
+/// the byte order mark, soft hyphen, tags…), line and paragraph separators, and characters
+/// that draw nothing (Hangul fillers, the combining grapheme joiner).
+pub fn unsafe_char(c: char) -> bool {
     c.is_control()
         || matches!(c,
-            '\u{200B}'..='\u{200F}'
+            '\u{00AD}'
+            | '\u{034F}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
             | '\u{2028}'..='\u{202E}'
             | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
             | '\u{FEFF}'
-            | '\u{FFF9}'..='\u{FFFB}')
+            | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}')
 }
 
 #[cfg(test)]
@@ -36,5 +59,65 @@ mod tests {
         assert_eq!(printable("a\u{202E}b", 50), "a\u{FFFD}b", "bidi override");
         assert_eq!(printable("abcdef", 3), "abc…");
         assert_eq!(printable("é漢字", 10), "é漢字");
+    }
+
+    #[test]
+    fn invisible_and_reordering_characters_are_replaced() {
+        for c in [
+            '\u{202A}',
+            '\u{202B}',
+            '\u{202C}',
+            '\u{202D}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{200E}',
+            '\u{200F}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{061C}',
+            '\u{180E}',
+            '\u{2060}',
+            '\u{2064}',
+            '\u{206F}',
+            '\u{E0001}',
+            '\u{E0041}',
+            '\u{E007F}',
+            '\u{1D173}',
+            '\u{3164}',
+            '\u{115F}',
+            '\u{034F}',
+            '\u{0600}',
+            '\u{FFFB}',
+            '\u{0085}',
+            '\u{0000}',
+        ] {
+            assert!(unsafe_char(c), "U+{:04X}", c as u32);
+            assert_eq!(
+                printable(&format!("a{c}b"), 10),
+                "a\u{FFFD}b",
+                "U+{:04X}",
+                c as u32
+            );
+        }
+        for c in [
+            'a',
+            'é',
+            '漢',
+            '\u{1F600}',
+            '\u{FE0F}',
+            ' ',
+            '\u{00A0}',
+            '\u{05D0}',
+        ] {
+            assert!(!unsafe_char(c), "U+{:04X}", c as u32);
+        }
     }
 }

@@ -8,6 +8,9 @@ use url::Url;
 
 use crate::error::ConfigError;
 
+/// Fewest characters a configured bridge token may have.
+pub const MIN_BRIDGE_TOKEN_LEN: usize = 32;
+
 /// Everything a relay needs to run. Build it with [`RelayConfig::new`] and adjust fields.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -85,9 +88,15 @@ impl RelayConfig {
         })
     }
 
-    /// Allows bridges presenting `token` to connect.
-    pub fn add_bridge_token(&mut self, token: &str) {
+    /// Allows bridges presenting `token` to connect; refuses a token shorter than
+    /// [`MIN_BRIDGE_TOKEN_LEN`] characters.
+    pub fn add_bridge_token(&mut self, token: &str) -> Result<(), ConfigError> {
+        let len = token.chars().count();
+        if len < MIN_BRIDGE_TOKEN_LEN {
+            return Err(ConfigError::ShortBridgeToken(len));
+        }
         self.bridge_token_hashes.push(sha256(token.as_bytes()));
+        Ok(())
     }
 
     /// Whether the public URL points at this machine (loopback).
@@ -129,4 +138,22 @@ pub fn is_loopback_host(host: &str) -> bool {
 /// SHA-256 of some bytes.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_bridge_tokens_are_refused() {
+        let mut c = RelayConfig::new("127.0.0.1:0".parse().unwrap(), "http://127.0.0.1").unwrap();
+        let e = c.add_bridge_token("a-token").unwrap_err().to_string();
+        assert!(
+            e.contains("7 characters") && e.contains("at least 32"),
+            "{e}"
+        );
+        assert!(c.add_bridge_token(&"x".repeat(31)).is_err());
+        c.add_bridge_token(&"x".repeat(32)).unwrap();
+        assert_eq!(c.bridge_token_hashes.len(), 1);
+    }
 }

@@ -51,7 +51,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait for a closing connection's last writes.
 const WRITER_GRACE: Duration = Duration::from_secs(3);
 
-/// Runs one bridge connection to completion.
+/// Runs one bridge connection (from address `ip`) to completion.
 pub async fn handle_socket(
     state: AppState,
     path_name: String,
@@ -81,7 +81,23 @@ pub async fn handle_socket(
         }
     };
 
+    // Refused bridge tokens are limited per address.
+    let Ok(attempt) = state.oauth.hellos.begin(admission.peer) else {
+        drop(admission.credential);
+        warn!(tunnel = %path_name, from = %admission.peer, "refused bridge: too many refused bridge tokens from its address");
+        refuse(
+            &mut sink,
+            RefuseReason::Busy,
+            "too many refused bridge tokens from this address; retry later",
+        )
+        .await;
+        return;
+    };
     let admitted = admit(&state, &path_name, &hello, &admission.credential);
+    match &admitted {
+        Err((RefuseReason::BadToken, _)) => drop(attempt),
+        _ => attempt.succeeded(),
+    }
     // Judged: the handshake slots are free again.
     drop(admission.credential);
     let token_id = match admitted {

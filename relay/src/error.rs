@@ -10,6 +10,14 @@ pub enum ConfigError {
     /// The public URL is malformed.
     #[error("invalid public URL {0}")]
     PublicUrl(String),
+    /// A configured bridge token is too short to resist guessing.
+    #[error(
+        "a configured bridge token has {0} characters; bridge tokens need at least {min} \
+         (create one with `relay token create NAME`, or use 32+ random characters, e.g. \
+         `openssl rand -hex 32`)",
+        min = crate::config::MIN_BRIDGE_TOKEN_LEN
+    )]
+    ShortBridgeToken(usize),
 }
 
 /// Errors of running a relay.

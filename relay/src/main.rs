@@ -481,7 +481,9 @@ fn serve(args: ServeArgs) -> Result<()> {
     let mut config = RelayConfig::new(addr, &public)?;
     for t in &args.bridge_token {
         if !t.trim().is_empty() {
-            config.add_bridge_token(t.trim());
+            config
+                .add_bridge_token(t.trim())
+                .context("RELAY_BRIDGE_TOKENS / --bridge-token")?;
         }
     }
     if let Some(file) = &args.bridge_token_file {
@@ -492,7 +494,9 @@ fn serve(args: ServeArgs) -> Result<()> {
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
         {
-            config.add_bridge_token(line);
+            config
+                .add_bridge_token(line)
+                .with_context(|| format!("bridge token file {}", file.display()))?;
         }
     }
     config.data_dir = args.data_dir.clone();

@@ -699,18 +699,34 @@ async fn connect(
     let credential = match &upgrade.token {
         // A bridge of this release: its token is checked before the upgrade, and it
         // takes no handshake slot.
-        Some(Ok(token)) => match state.store.token_id(token) {
-            Ok(Some(id)) => Credential::Checked(id),
-            Ok(None) => return bad_bridge_token(),
-            Err(e) => {
-                tracing::error!("token lookup: {e}");
+        Some(Ok(token)) => {
+            // Refused bridge tokens are limited per address (the Hello path counts the
+            // same way).
+            let Ok(attempt) = state.oauth.hellos.begin(ip) else {
                 return jsonrpc_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                    StatusCode::TOO_MANY_REQUESTS,
                     UNAVAILABLE,
-                    "the relay cannot check tokens right now; retry shortly",
+                    "too many refused bridge tokens from this address; retry later",
                 );
+            };
+            match state.store.token_id(token) {
+                Ok(Some(id)) => {
+                    attempt.succeeded();
+                    Credential::Checked(id)
+                }
+                Ok(None) => return bad_bridge_token(),
+                Err(e) => {
+                    // Not the bridge's fault: the attempt is not counted against it.
+                    attempt.succeeded();
+                    tracing::error!("token lookup: {e}");
+                    return jsonrpc_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        UNAVAILABLE,
+                        "the relay cannot check tokens right now; retry shortly",
+                    );
+                }
             }
-        },
+        }
         Some(Err(())) => return bad_bridge_token(),
         // A bridge of an earlier release: the token comes in its Hello. Such handshakes
         // are capped per address and in total.

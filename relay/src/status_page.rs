@@ -4,7 +4,8 @@
 //!
 //! Sign-in takes the relay operator password (Argon2, the hash of
 //! `--operator-password-file`) or a bridge token; failures are rate-limited per address
-//! together with the consent page's operator password. A sign-in opens a server-side
+//! together with the consent page's operator password, each attempt reserved before it is
+//! checked ([`crate::oauth::gate`]). A sign-in opens a server-side
 //! session named by an HttpOnly, SameSite=Strict cookie (`__Host-relay_status`, Secure,
 //! when the public URL is https) that ends after [`IDLE`] without use or [`ABSOLUTE`] in
 //! all; every form carries the session's CSRF token, and the sign-in form a token bound to
@@ -44,11 +45,6 @@ pub const IDLE: Duration = Duration::from_secs(30 * 60);
 pub const ABSOLUTE: Duration = Duration::from_secs(12 * 3600);
 /// Most sessions at once (the least recently used is dropped for a new one).
 const MAX_SESSIONS: usize = 1_000;
-/// Failed sign-ins allowed per address in [`FAILURE_WINDOW`] (shared with the consent
-/// page's operator password).
-const FAILURES: usize = 5;
-/// Window of that limit.
-const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// How long the sign-in form's cookie lives.
 const LOGIN_TTL: Duration = Duration::from_secs(30 * 60);
 /// Trace events shown per tunnel.
@@ -162,11 +158,7 @@ impl StatusPage {
 
 /// Notes the version a tunnel's bridge announced when it connected.
 pub fn bridge_connected(state: &AppState, tunnel: &str, version: &str) {
-    let version: String = version
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(64)
-        .collect();
+    let version = protocol::text::printable(version, 64);
     lock(&state.status_page.versions).insert(tunnel.to_owned(), version);
 }
 
@@ -919,37 +911,46 @@ async fn login(
             Some(("The sign-in form expired; try again.", true)),
         );
     }
-    let limiter = &state.oauth.password_failures;
-    if limiter.recent(peer.ip(), FAILURE_WINDOW) >= FAILURES {
-        return login_response(
-            state,
-            headers,
-            StatusCode::TOO_MANY_REQUESTS,
-            Some((
+    let ip = peer.ip();
+    let refused = |why: crate::oauth::gate::Refused| {
+        use crate::oauth::gate::Refused;
+        let (status, text) = match why {
+            Refused::TooMany => (
+                StatusCode::TOO_MANY_REQUESTS,
                 "Too many failed sign-ins from this address; try again later.",
-                true,
-            )),
-        );
-    }
+            ),
+            Refused::Busy => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Another sign-in from this address is being checked; try again.",
+            ),
+            Refused::Saturated => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The relay is busy checking passwords; try again in a moment.",
+            ),
+        };
+        login_response(state, headers, status, Some((text, true)))
+    };
+    // The attempt is reserved before the secret is checked.
+    let attempt = match state.oauth.passwords.begin(ip) {
+        Ok(a) => a,
+        Err(why) => return refused(why),
+    };
     let mut who = None;
     if !secret.is_empty() && secret.len() <= 512 {
+        attempt.evaluate();
         if let Ok(Some(token_id)) = state.store.token_id(secret) {
             who = Some(Who::Owner { token_id });
         } else if let Some(hash) = state.oauth.config.operator_password_hash.clone() {
-            let password = secret.to_owned();
-            let ok = tokio::task::spawn_blocking(move || {
-                crate::oauth::consent::verify_password(&hash, &password)
-            })
-            .await
-            .unwrap_or(false);
-            if ok {
-                who = Some(Who::Operator);
+            match attempt.verify_password(hash, secret.to_owned()).await {
+                Ok(true) => who = Some(Who::Operator),
+                Ok(false) => {}
+                Err(why) => return refused(why),
             }
         }
     }
     let Some(who) = who else {
-        limiter.count(peer.ip());
-        tracing::warn!(ip = %peer.ip(), "failed sign-in on the status page");
+        drop(attempt);
+        tracing::warn!(%ip, "failed sign-in on the status page");
         return login_response(
             state,
             headers,
@@ -957,6 +958,7 @@ async fn login(
             Some(("Wrong password or bridge token.", true)),
         );
     };
+    attempt.succeeded();
     tracing::info!(ip = %peer.ip(), operator = who == Who::Operator, "signed in on the status page");
     let (id, _) = state.status_page.open(who);
     see_other(

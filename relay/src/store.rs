@@ -272,8 +272,13 @@ impl Store {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
-        let conn = Connection::open(dir.join("relay.db"))?;
-        Self::init(conn)
+        let path = dir.join("relay.db");
+        private_files(&path, true)?;
+        let conn = Connection::open(&path)?;
+        let store = Self::init(conn)?;
+        // SQLite creates the journal files with the database's mode; make sure.
+        private_files(&path, false)?;
+        Ok(store)
     }
 
     /// A store that lives in memory (the bridge's embedded relay).
@@ -398,15 +403,34 @@ impl Store {
         Ok(tokens)
     }
 
-    /// Revokes a token by label. Its names stay reserved.
+    /// Revokes a token by label. Its names stay reserved; the OAuth grants made on its
+    /// authority (access and refresh tokens, unused codes) are revoked with it.
     pub fn revoke_token(&self, label: &str) -> Result<(), StoreError> {
-        let n = self.db().execute(
-            "UPDATE bridge_tokens SET revoked = ?2 WHERE label = ?1 AND revoked IS NULL",
-            params![label, now()],
-        )?;
-        if n == 0 {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let id: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM bridge_tokens WHERE label = ?1 AND revoked IS NULL",
+                params![label],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(id) = id else {
             return Err(StoreError::NoSuchToken(label.to_owned()));
-        }
+        };
+        tx.execute(
+            "UPDATE bridge_tokens SET revoked = ?2 WHERE id = ?1",
+            params![id, now()],
+        )?;
+        tx.execute(
+            "UPDATE oauth_tokens SET revoked = 1 WHERE owner_token = ?1",
+            params![id],
+        )?;
+        tx.execute(
+            "UPDATE auth_codes SET used = 1 WHERE owner_token = ?1",
+            params![id],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -418,6 +442,20 @@ impl Store {
             .db()
             .query_row(
                 "SELECT token_id FROM tunnel_names WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The token owning a name, if that token is live (not revoked): the only owner on
+    /// whose authority OAuth grants for the name are made and honoured.
+    pub fn live_owner(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT n.token_id FROM tunnel_names n JOIN bridge_tokens t ON t.id = n.token_id
+                 WHERE n.name = ?1 AND t.revoked IS NULL",
                 params![name],
                 |r| r.get(0),
             )
@@ -964,6 +1002,43 @@ impl Store {
     }
 }
 
+/// Makes the database file and its WAL and shared-memory files readable by their owner
+/// only (0600), creating the database file that way first if `create` and it is missing.
+fn private_files(db: &Path, create: bool) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let io = |p: &Path, e: std::io::Error| StoreError::Dir(p.display().to_string(), e);
+        if create && !db.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(db)
+                .map_err(|e| io(db, e))?;
+        }
+        let mut names = vec![db.to_path_buf()];
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            names.push(name.into());
+        }
+        for p in names {
+            match std::fs::metadata(&p) {
+                Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                        .map_err(|e| io(&p, e))?;
+                }
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (db, create);
+    Ok(())
+}
+
 /// A code's grant from the first eight columns of an `auth_codes` row (client_id, tunnel,
 /// resource, owner_token, scope, redirect_uri, challenge, expires).
 fn code_grant(r: &rusqlite::Row<'_>) -> rusqlite::Result<CodeGrant> {
@@ -1023,6 +1098,42 @@ mod tests {
     }
 
     #[test]
+    fn revoking_a_bridge_token_revokes_its_grants() {
+        let s = Store::in_memory().unwrap();
+        let t = s.create_token("alice").unwrap();
+        let id = s.token_id(&t).unwrap().unwrap();
+        assert!(s.claim_name("t1", id).unwrap());
+        let g = Grant {
+            owner_token: id,
+            ..grant()
+        };
+        s.put_token("access", "at", &g, now() + 60, "f").unwrap();
+        s.put_token("refresh", "rt", &g, now() + 60, "f").unwrap();
+        let code = CodeGrant {
+            grant: g,
+            redirect_uri: "https://x/cb".into(),
+            challenge: "ch".into(),
+            expires: now() + 60,
+        };
+        s.put_code("code", &code).unwrap();
+        assert_eq!(s.live_owner("t1").unwrap(), Some(id));
+        s.revoke_token("alice").unwrap();
+        assert_eq!(
+            s.name_owner("t1").unwrap(),
+            Some(id),
+            "the name stays reserved"
+        );
+        assert_eq!(s.live_owner("t1").unwrap(), None);
+        assert!(s.access_token("at").unwrap().is_none());
+        assert!(s.use_refresh("rt").unwrap().is_err());
+        assert!(s.take_code("code").unwrap().is_none());
+        assert!(matches!(
+            s.revoke_token("alice"),
+            Err(StoreError::NoSuchToken(_))
+        ));
+    }
+
+    #[test]
     fn codes_are_single_use_and_reuse_revokes() {
         let s = Store::in_memory().unwrap();
         let c = CodeGrant {
@@ -1063,6 +1174,42 @@ mod tests {
         s.put_token("access", "at9", &grant(), now() - 1, "f9")
             .unwrap();
         assert!(s.access_token("at9").unwrap().is_none(), "expired");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn database_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("relay-store-{}", new_secret("")));
+        let mode = |name: &str| {
+            std::fs::metadata(dir.join(name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        {
+            let s = Store::open(&dir).unwrap();
+            s.create_token("t").unwrap();
+            for name in ["relay.db", "relay.db-wal", "relay.db-shm"] {
+                assert_eq!(mode(name), 0o600, "{name}");
+            }
+            assert_eq!(mode(""), 0o700, "the directory");
+        }
+        // A database left readable by others (an older relay) is made private on open.
+        for name in ["relay.db", "relay.db-wal", "relay.db-shm"] {
+            if dir.join(name).exists() {
+                std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o644))
+                    .unwrap();
+            }
+        }
+        let s = Store::open(&dir).unwrap();
+        s.create_token("u").unwrap();
+        for name in ["relay.db", "relay.db-wal", "relay.db-shm"] {
+            assert_eq!(mode(name), 0o600, "{name} after reopening");
+        }
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -675,7 +675,7 @@ pub fn consent_finished(state: &AppState, c: &Consent) {
         x.proven = c.decision.is_some() && by != Some(DecidedBy::Page);
     });
     let host = crate::oauth::host_of(&c.redirect_uri);
-    let owner = state.store.name_owner(&c.tunnel).ok().flatten();
+    let owner = state.store.live_owner(&c.tunnel).ok().flatten();
     because(match c.decision {
         Some(true) if owner.is_some() && owner == c.approved_owner => format!(
             "approved by {}; the authorization code went to {host}",
@@ -832,7 +832,8 @@ pub fn rejected_token(
             crate::oauth::access::resource_url(state, name)
         )
     } else {
-        "the tunnel changed owner since the token was granted; the client must sign in again"
+        "the tunnel changed owner (or its owner's bridge token was revoked) since the token \
+         was granted; the client must sign in again"
             .to_owned()
     });
 }

@@ -323,8 +323,15 @@ impl Relay {
 
     /// Starts a relay listening on `listen` with a fresh bridge token.
     pub fn start_on(listen: &str, args: &[&str]) -> Self {
+        Self::start_with_env(listen, args, &[])
+    }
+
+    /// Starts a relay listening on `listen` with a fresh bridge token and these
+    /// environment variables.
+    pub fn start_with_env(listen: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let token = format!("test-bridge-token-{}", std::process::id());
+        // (Bridge tokens have at least 32 characters.)
+        let token = format!("test-bridge-token-{:0>16}-abcdefgh", std::process::id());
         let mut cmd = Command::new(bin("relay"));
         cmd.arg("serve")
             .arg("--listen")
@@ -332,6 +339,9 @@ impl Relay {
             .args(args)
             .env("RELAY_BRIDGE_TOKENS", &token)
             .env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let mut proc = Proc::spawn(cmd, dir, "relay");
         let lines = proc.wait_lines("relay", |l| {
             l.iter().any(|x| x.starts_with("Relay listening"))

@@ -1334,7 +1334,7 @@ async fn garbage_frames_disconnect_only_the_fake_bridge() {
 async fn a_second_token_cannot_take_a_held_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("tokens");
-    std::fs::write(&file, "second-bridge-token\n").expect("token file");
+    std::fs::write(&file, "second-bridge-token-0123456789abcdef\n").expect("token file");
     let relay = Relay::start(&["--bridge-token-file", file.to_str().expect("utf-8 path")]);
     let addr = listen_addr(&relay);
     let holder = bridge_on(&relay, "held-name");
@@ -1344,7 +1344,11 @@ async fn a_second_token_cannot_take_a_held_name() {
     expect_refused(
         &addr,
         "held-name",
-        hello("second-bridge-token", "held-name", fake_client_auth()),
+        hello(
+            "second-bridge-token-0123456789abcdef",
+            "held-name",
+            fake_client_auth(),
+        ),
         RefuseReason::NameTaken,
         "a second token claiming a held name",
     )
@@ -1361,7 +1365,11 @@ async fn a_second_token_cannot_take_a_held_name() {
     let (_ws, w) = expect_welcome(
         &addr,
         "other-name",
-        hello("second-bridge-token", "other-name", fake_client_auth()),
+        hello(
+            "second-bridge-token-0123456789abcdef",
+            "other-name",
+            fake_client_auth(),
+        ),
         "the second token on a free name",
     )
     .await;
@@ -1372,7 +1380,11 @@ async fn a_second_token_cannot_take_a_held_name() {
     expect_refused(
         &addr,
         "held-name",
-        hello("second-bridge-token", "held-name", fake_client_auth()),
+        hello(
+            "second-bridge-token-0123456789abcdef",
+            "held-name",
+            fake_client_auth(),
+        ),
         RefuseReason::NameTaken,
         "a second token claiming a name whose bridge left",
     )

@@ -158,7 +158,10 @@ fn flags_beat_the_environment_which_beats_the_file() {
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .args(flags)
-            .env("RELAY_BRIDGE_TOKENS", "a-token")
+            .env(
+                "RELAY_BRIDGE_TOKENS",
+                "a-bridge-token-of-32-characters-at-least",
+            )
             .env("RUST_LOG", "info")
             .env_remove("RELAY_PUBLIC_URL")
             .env_remove("RELAY_DATA_DIR")
@@ -210,7 +213,10 @@ fn configuration_errors_name_the_file_the_line_and_the_key() {
         };
         let out = Command::new(bin("relay"))
             .args(["serve", "--config", &file])
-            .env("RELAY_BRIDGE_TOKENS", "a-token")
+            .env(
+                "RELAY_BRIDGE_TOKENS",
+                "a-bridge-token-of-32-characters-at-least",
+            )
             .output()
             .expect("relay");
         assert!(!out.status.success(), "{name} was accepted");

@@ -1417,7 +1417,7 @@ async fn isolated_children_killed_100_times() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_restart() {
-    let token = format!("faults-restart-{}", std::process::id());
+    let token = format!("faults-restart-{:0>24}", std::process::id());
     let relay = RelayProc::start("127.0.0.1:0", &token);
     let addr = addr_of(&relay.base);
     let mut bridge = bridge_via(&relay.base, &token, &[("FIXTURE_RECORD_ECHO", "1")], &[]);

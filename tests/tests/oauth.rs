@@ -23,7 +23,7 @@
 //!
 //! The last tests pin down bugs found while writing these tests (an approval surviving a
 //! change of owner, revoking another client's token, a refused refresh consuming its token,
-//! the private-address refusal naming the address).
+//! the private-address refusal, which must not name the address).
 //!
 //! Needs `tests/deps/install.sh` (Python SDK venv, Node 22, the conformance prerelease) and
 //! `cargo build --workspace --bins` first.
@@ -1691,9 +1691,10 @@ fn a_refused_refresh_leaves_the_refresh_token_usable() {
     tokens_of(&relay.refresh(&http, &client, &refresh));
 }
 
-/// The refusal page for a client metadata document on a private address names that address.
+/// The refusal page for a client metadata document on a private address does not name
+/// that address (it would tell anyone what a name resolves to).
 #[test]
-fn cimd_refusal_names_the_private_address() {
+fn cimd_refusal_does_not_name_the_private_address() {
     let relay = OAuthRelay::start(&["alice"], false, &[]);
     let _bridge = relay.bridge("alice", "cimd-desk", false);
     let http = Http::new();
@@ -1703,6 +1704,7 @@ fn cimd_refusal_names_the_private_address() {
         "cimd-desk",
         "c1",
     );
-    http.get(&url, &[])
-        .assert_error_page(400, "127.0.0.1", "CIMD on localhost");
+    let r = http.get(&url, &[]);
+    r.assert_error_page(400, "a private or local address", "CIMD on localhost");
+    assert!(!r.body.contains("127.0.0.1"), "{}", r.body);
 }

@@ -1,6 +1,6 @@
 //! Checking OAuth access tokens on MCP requests: the token must be live, issued for this
 //! tunnel's resource (its audience), and its grant made while the current owner held the
-//! name. Validated tokens are cached for a few seconds to keep the database off the hot
+//! name, whose bridge token must not have been revoked since. Validated tokens are cached for a few seconds to keep the database off the hot
 //! path.
 
 use std::collections::HashMap;
@@ -62,7 +62,7 @@ impl TokenCache {
         {
             return *o;
         }
-        let o = state.store.name_owner(name).ok().flatten();
+        let o = state.store.live_owner(name).ok().flatten();
         let mut map = self.owners.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= CACHE_MAX {
             map.clear();

@@ -37,7 +37,8 @@ pub fn describe(client: &Client) -> String {
     } else {
         match &client.name {
             Some(n) => format!(
-                "registered itself with this relay, calling itself \u{201c}{n}\u{201d} (unverified)"
+                "registered itself with this relay, calling itself \u{201c}{}\u{201d} (unverified)",
+                protocol::text::printable(n, 100)
             ),
             None => "registered itself with this relay (unverified)".into(),
         }

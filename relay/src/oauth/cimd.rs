@@ -29,8 +29,13 @@ pub struct Fetcher {
     tls: OnceLock<Arc<rustls::ClientConfig>>,
 }
 
-/// Whether an address is publicly routable (not loopback, private, link-local,
-/// unique-local, CGNAT, multicast, unspecified, documentation or IPv4-mapped private).
+/// Whether an address is publicly routable: IPv4 outside the special-purpose ranges
+/// (loopback, private, link-local, CGNAT, benchmarking, documentation, 6to4 relays,
+/// multicast, reserved, broadcast, "this network"); IPv6 only inside global unicast
+/// (2000::/3), and not in its special-purpose parts (2001::/23 with Teredo, benchmarking and
+/// ORCHID, documentation, 6to4). Everything outside 2000::/3 is refused: loopback,
+/// unspecified, IPv4-mapped and -compatible, NAT64 (64:ff9b::/96, 64:ff9b:1::/48),
+/// discard-only, unique-local, link-local, site-local and multicast.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -45,21 +50,22 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || o[0] == 0
                 || (o[0] == 100 && (o[1] & 0xc0) == 64)
                 || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || (o[0] == 192 && o[1] == 88 && o[2] == 99)
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
                 || o[0] >= 240)
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
             let s = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
-                || (s[0] == 0x2001 && s[1] == 0x0db8)
-                || (s[0] == 0x64 && s[1] == 0xff9b)
-                || s[0] == 0)
+            let special = match s[0] {
+                // IETF protocol assignments (Teredo, benchmarking, ORCHID…), documentation.
+                0x2001 => s[1] < 0x0200 || s[1] == 0x0db8,
+                // 6to4.
+                0x2002 => true,
+                // Documentation (RFC 9637).
+                0x3fff => s[1] < 0x1000,
+                _ => false,
+            };
+            (s[0] & 0xe000) == 0x2000 && !special
         }
     }
 }
@@ -120,7 +126,7 @@ pub fn parse_document(
         name: obj
             .get("client_name")
             .and_then(Value::as_str)
-            .map(|s| s.chars().filter(|c| !c.is_control()).take(100).collect()),
+            .map(|s| protocol::text::printable(s, 100)),
         redirect_uris: uris,
         // Public client bound by PKCE, whatever the document says (`private_key_jwt`).
         auth_method: "none".into(),
@@ -164,24 +170,29 @@ impl Fetcher {
             Some(url::Host::Domain(d)) => d.to_owned(),
             None => return Err("the client_id URL has no host".into()),
         };
+        // One answer whether the name does not resolve or resolves to an address that is
+        // not public: the page must not tell anyone what a name resolves to.
+        const UNUSABLE: &str = "the client_id host cannot be used: it must resolve to public \
+                                addresses only (not a private or local address)";
         let addrs: Vec<SocketAddr> =
             tokio::time::timeout(FETCH_TIMEOUT, tokio::net::lookup_host((host.as_str(), 443)))
                 .await
                 .map_err(|_| "resolving the client_id host timed out".to_string())?
-                .map_err(|_| "the client_id host does not resolve".to_string())?
+                .map_err(|_| UNUSABLE.to_string())?
                 .collect();
         let Some(first) = addrs.first().copied() else {
-            return Err("the client_id host does not resolve".into());
+            return Err(UNUSABLE.into());
         };
-        if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
-            return Err(format!(
-                "the client_id host resolves to {}, a private or local address",
-                bad.ip()
-            ));
+        if addrs.iter().any(|a| !is_public(a.ip())) {
+            tracing::debug!(host = %host, "a client metadata document host resolves to a non-public address");
+            return Err(UNUSABLE.into());
         }
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured((*self.tls()).clone())
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment would connect wherever it likes, not to the
+            // address checked above.
+            .no_proxy()
             .resolve(url.host_str().unwrap_or(&host), first)
             .timeout(FETCH_TIMEOUT)
             .connect_timeout(FETCH_TIMEOUT)
@@ -192,7 +203,10 @@ impl Fetcher {
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| format!("fetching the client metadata document failed: {e}"))?;
+            .map_err(|e| {
+                tracing::debug!("fetching a client metadata document: {e}");
+                "fetching the client metadata document failed".to_string()
+            })?;
         if !resp.status().is_success() {
             return Err(format!(
                 "the client metadata document answered HTTP {}",
@@ -200,11 +214,10 @@ impl Fetcher {
             ));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| format!("reading the client metadata document failed: {e}"))?
-        {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| {
+            tracing::debug!("reading a client metadata document: {e}");
+            "reading the client metadata document failed".to_string()
+        })? {
             if body.len() + chunk.len() > MAX_DOC {
                 return Err("the client metadata document is too large".into());
             }
@@ -226,24 +239,71 @@ mod tests {
     #[test]
     fn private_addresses() {
         for a in [
+            // IPv4 special-purpose ranges.
             "127.0.0.1",
             "10.1.2.3",
             "172.16.0.1",
             "192.168.1.1",
             "169.254.169.254",
             "0.0.0.0",
+            "0.1.2.3",
             "100.64.0.1",
+            "192.0.0.8",
+            "192.0.2.1",
+            "192.88.99.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "198.51.100.1",
+            "203.0.113.1",
             "224.0.0.1",
+            "239.255.255.250",
+            "240.0.0.1",
+            "255.255.255.255",
+            // IPv6 outside global unicast.
+            "::",
             "::1",
-            "fe80::1",
-            "fd00::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
-            "::",
+            "::ffff:1.1.1.1",
+            "::1.1.1.1",
+            "::ffff:0:1.1.1.1",
+            "64:ff9b::1.1.1.1",
+            "64:ff9b:1::1",
+            "100::1",
+            "fc00::1",
+            "fd00::1",
+            "fe80::1",
+            "febf::1",
+            "fec0::1",
+            "feff::1",
+            "ff02::1",
+            "ff0e::1",
+            // IPv6 special-purpose parts of global unicast.
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:2::1",
+            "2001:10::1",
+            "2001:20::1",
+            "2001:1ff::1",
+            "2001:db8::1",
+            "2002:101:101::1",
+            "2002::1",
+            "3fff::1",
+            "3fff:fff::1",
         ] {
             assert!(!is_public(a.parse().unwrap()), "{a}");
         }
-        for a in ["1.1.1.1", "93.184.216.34", "2606:4700::1111"] {
+        for a in [
+            "1.1.1.1",
+            "93.184.216.34",
+            "8.8.8.8",
+            "198.20.0.1",
+            "2606:4700::1111",
+            "2a00:1450:4001::1",
+            "2001:200::1",
+            "2001:4860:4860::8888",
+            "3ffe::1",
+        ] {
             assert!(is_public(a.parse().unwrap()), "{a}");
         }
     }

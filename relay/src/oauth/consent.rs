@@ -6,13 +6,14 @@
 //! types the code in the bridge's terminal (a `ConsentDecision` frame), or runs
 //! `bridge approve <code>` (which presents the bridge token to `/oauth/approve`), or the
 //! relay operator enters the operator password on the page (Argon2, rate-limited per
-//! address). The page refreshes itself and, once approved, redirects with `code`, `state`
+//! address with the attempt reserved before the check, verifications bounded in
+//! concurrency: [`super::gate`]). The page refreshes itself and, once approved, redirects with `code`, `state`
 //! and `iss`. The consent is bound to the browser that started it by a cookie, and the
 //! forms carry the same value as a CSRF token.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Form, State};
@@ -23,11 +24,6 @@ use serde::Deserialize;
 use super::{CODE_TTL, CONSENT_TTL, escape_html, host_of, oauth_error};
 use crate::state::AppState;
 use crate::store::{CodeGrant, Grant, new_secret, now};
-
-/// Failed operator-password attempts allowed per address in [`PASSWORD_WINDOW`].
-const PASSWORD_ATTEMPTS: usize = 5;
-/// Window of the operator-password rate limit.
-const PASSWORD_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// One authorization waiting for the owner.
 #[derive(Debug, Clone)]
@@ -319,7 +315,7 @@ fn finish(state: &AppState, c: Consent) -> Response {
             ],
         );
     }
-    let owner = match state.store.name_owner(&c.tunnel) {
+    let owner = match state.store.live_owner(&c.tunnel) {
         Ok(Some(o)) if Some(o) == c.approved_owner => o,
         _ => {
             return redirect_to_client(
@@ -453,32 +449,51 @@ pub async fn decide(
                     Some("This relay has no operator password."),
                 );
             };
-            let limiter = &state.oauth.password_failures;
-            if limiter.recent(peer.ip(), PASSWORD_WINDOW) >= PASSWORD_ATTEMPTS {
-                let mut r = page(
-                    &state,
-                    &c,
-                    false,
-                    Some("Too many wrong passwords from this address; try again later."),
-                );
-                *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                return r;
-            }
-            let password = form.password.clone();
-            let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-                .await
-                .unwrap_or(false);
+            let ip = peer.ip();
+            let refused = |why: super::gate::Refused| {
+                use super::gate::Refused;
+                let (status, text) = match why {
+                    Refused::TooMany => (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "Too many wrong passwords from this address; try again later.",
+                    ),
+                    Refused::Busy => (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "Another password from this address is being checked; try again.",
+                    ),
+                    Refused::Saturated => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "The relay is busy checking passwords; try again in a moment.",
+                    ),
+                };
+                let mut r = page(&state, &c, false, Some(text));
+                *r.status_mut() = status;
+                r
+            };
+            // The attempt is reserved before the password is checked.
+            let attempt = match state.oauth.passwords.begin(ip) {
+                Ok(a) => a,
+                Err(why) => return refused(why),
+            };
+            let ok = match attempt.verify_password(hash, form.password.clone()).await {
+                Ok(ok) => ok,
+                Err(why) => return refused(why),
+            };
             if !ok {
-                limiter.count(peer.ip());
+                drop(attempt);
                 crate::trace::consent_refused(&c, "wrong operator password");
-                tracing::warn!(ip = %peer.ip(), "wrong operator password on a consent page");
+                tracing::warn!(%ip, "wrong operator password on a consent page");
                 let mut r = page(&state, &c, false, Some("Wrong operator password."));
                 *r.status_mut() = StatusCode::FORBIDDEN;
                 return r;
             }
-            let owner = state.store.name_owner(&c.tunnel).ok().flatten();
+            attempt.succeeded();
+            let owner = state.store.live_owner(&c.tunnel).ok().flatten();
             if owner.is_none() {
-                return error_page(StatusCode::BAD_REQUEST, "The tunnel no longer exists.");
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    "The tunnel no longer exists, or its owner's bridge token was revoked.",
+                );
             }
             crate::trace::consent_decided_by(&state, &c, crate::trace::DecidedBy::Operator, true);
             state.oauth.consents.decide(&id, &c.tunnel, owner);
@@ -523,11 +538,18 @@ pub struct ApproveBody {
 }
 
 /// `POST /oauth/approve` (from `bridge approve <code>`): the bridge token proves ownership.
+///
+/// Refused presentations are limited per address and in total ([`super::APPROVE_ATTEMPTS`],
+/// [`super::APPROVE_ATTEMPTS_TOTAL`]), and an unknown token, an unknown code and a token
+/// that does not own the code's tunnel get the same answer: none of them tells whether
+/// the token is valid.
 pub async fn approve_with_bridge_token(
     State(state): State<AppState>,
+    peer: crate::client_addr::ClientAddr,
     headers: HeaderMap,
     axum::Json(body): axum::Json<ApproveBody>,
 ) -> Response {
+    let ip = peer.ip();
     let Some(token) = super::access::bearer(&headers) else {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
@@ -535,27 +557,32 @@ pub async fn approve_with_bridge_token(
             "send the bridge token as a bearer token",
         );
     };
-    let Ok(Some(token_id)) = state.store.token_id(token) else {
+    let Ok(attempt) = state.oauth.approvals.begin(ip) else {
+        tracing::warn!(%ip, "too many refused bridge tokens on /oauth/approve");
         return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "unknown or revoked bridge token",
+            StatusCode::TOO_MANY_REQUESTS,
+            "slow_down",
+            "too many refused approvals; try again later (or type the code in the bridge's \
+             terminal)",
         );
     };
-    let Some(c) = state.oauth.consents.by_code(&body.code) else {
-        return oauth_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no pending authorization shows this code (it may have expired)",
-        );
+    attempt.evaluate();
+    let token_id = state.store.token_id(token).ok().flatten();
+    let consent = state.oauth.consents.by_code(&body.code);
+    let (token_id, c) = match (token_id, consent) {
+        (Some(t), Some(c)) if state.store.live_owner(&c.tunnel).ok().flatten() == Some(t) => (t, c),
+        _ => {
+            drop(attempt);
+            return oauth_error(
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                "refused: the bridge token is unknown or revoked, or no pending authorization \
+                 shows this code (it may have expired), or the bridge token does not own the \
+                 tunnel of that request",
+            );
+        }
     };
-    if state.store.name_owner(&c.tunnel).ok().flatten() != Some(token_id) {
-        return oauth_error(
-            StatusCode::FORBIDDEN,
-            "access_denied",
-            "this bridge token does not own the tunnel of that request",
-        );
-    }
+    attempt.succeeded();
     let decision = (!body.deny).then_some(token_id);
     if !state.oauth.consents.decide(&c.id, &c.tunnel, decision) {
         return oauth_error(

@@ -13,6 +13,7 @@ pub mod access;
 pub mod authorize;
 pub mod cimd;
 pub mod consent;
+pub mod gate;
 pub mod metadata;
 pub mod register;
 pub mod token;
@@ -40,6 +41,21 @@ pub const CODE_TTL: Duration = Duration::from_secs(120);
 pub const CONSENT_TTL: Duration = Duration::from_secs(600);
 /// The scope tokens carry.
 pub const SCOPE: &str = "mcp";
+/// Failed operator-password (or status page sign-in) attempts allowed per address in
+/// [`PASSWORD_WINDOW`].
+pub const PASSWORD_ATTEMPTS: usize = 5;
+/// Window of the operator-password rate limit.
+pub const PASSWORD_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Refused bridge-token presentations on `/oauth/approve` allowed per address in
+/// [`APPROVE_WINDOW`].
+pub const APPROVE_ATTEMPTS: usize = 10;
+/// The same, from all addresses together.
+pub const APPROVE_ATTEMPTS_TOTAL: usize = 200;
+/// Window of those limits.
+pub const APPROVE_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// Refused bridge tokens on bridge connections allowed per address in [`APPROVE_WINDOW`]
+/// (no limit in total: that would let anyone keep every bridge out).
+pub const HELLO_ATTEMPTS: usize = 30;
 
 /// OAuth settings of a relay.
 #[derive(Debug, Clone)]
@@ -91,27 +107,6 @@ impl RateLimiter {
         v.push(Instant::now());
         true
     }
-
-    /// Counts a failure without deciding anything.
-    pub fn count(&self, ip: IpAddr) {
-        let ip = crate::conn::address_key(ip);
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(ip)
-            .or_default()
-            .push(Instant::now());
-    }
-
-    /// Events of `ip` within `window`.
-    pub fn recent(&self, ip: IpAddr, window: Duration) -> usize {
-        let ip = crate::conn::address_key(ip);
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&ip)
-            .map_or(0, |v| v.iter().filter(|t| t.elapsed() < window).count())
-    }
 }
 
 /// Mutable OAuth state of a relay.
@@ -124,8 +119,13 @@ pub struct OAuth {
     pub tokens: access::TokenCache,
     /// Registrations per address.
     pub registrations: RateLimiter,
-    /// Failed operator-password attempts per address.
-    pub password_failures: RateLimiter,
+    /// Operator-password and status page sign-in attempts: failures per address,
+    /// reserved before the check, and Argon2 verifications bounded in concurrency.
+    pub passwords: gate::Gate,
+    /// Bridge tokens presented to `/oauth/approve`: refusals per address and in total.
+    pub approvals: gate::Gate,
+    /// Bridge tokens presented by bridge connections: refusals per address.
+    pub hellos: gate::Gate,
     /// Authorization requests per address.
     pub authorizations: RateLimiter,
     /// Fetched client metadata documents.
@@ -140,7 +140,14 @@ impl OAuth {
             consents: consent::Consents::default(),
             tokens: access::TokenCache::default(),
             registrations: RateLimiter::default(),
-            password_failures: RateLimiter::default(),
+            passwords: gate::Gate::new(PASSWORD_ATTEMPTS, None, PASSWORD_WINDOW, true),
+            approvals: gate::Gate::new(
+                APPROVE_ATTEMPTS,
+                Some(APPROVE_ATTEMPTS_TOTAL),
+                APPROVE_WINDOW,
+                false,
+            ),
+            hellos: gate::Gate::new(HELLO_ATTEMPTS, None, APPROVE_WINDOW, false),
             authorizations: RateLimiter::default(),
             cimd: cimd::Fetcher::default(),
         }
@@ -191,7 +198,9 @@ pub fn oauth_error(status: StatusCode, error: &str, description: &str) -> Respon
     )
 }
 
-/// Escapes text for HTML element content and attribute values.
+/// Escapes text for HTML element content and attribute values; control, bidirectional
+/// and invisible characters ([`protocol::text::unsafe_char`]) become `U+FFFD`, so text from
+/// the network cannot reorder or hide what a page shows.
 pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -201,14 +210,15 @@ pub fn escape_html(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() => out.push('\u{FFFD}'),
+            c if protocol::text::unsafe_char(c) => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
     out
 }
 
-/// Whether a redirect URI is allowed: ChatGPT's and Claude's callbacks, loopback
+/// Whether a redirect URI is allowed: ChatGPT's and Claude's callbacks (exactly: https,
+/// the default port, the known paths, no query, nothing percent-encoded), loopback
 /// (RFC 8252, any port), or an operator-allowed host over https.
 pub fn redirect_allowed(uri: &str, extra_hosts: &[String]) -> bool {
     let Ok(u) = url::Url::parse(uri) else {
@@ -220,19 +230,36 @@ pub fn redirect_allowed(uri: &str, extra_hosts: &[String]) -> bool {
     let host = u.host_str().unwrap_or("").to_ascii_lowercase();
     match u.scheme() {
         "http" => crate::config::is_loopback_host(&host),
-        "https" => {
-            let path = u.path();
-            match host.as_str() {
-                "chatgpt.com" => {
-                    path == "/connector_platform_oauth_redirect"
-                        || path.starts_with("/connector/oauth/")
-                }
-                "claude.ai" | "claude.com" => path == "/api/mcp/auth_callback",
-                h if crate::config::is_loopback_host(h) => true,
-                h => extra_hosts.iter().any(|x| x.eq_ignore_ascii_case(h)),
-            }
-        }
+        "https" => match host.as_str() {
+            "chatgpt.com" | "claude.ai" | "claude.com" => known_callback(&u, &host),
+            h if crate::config::is_loopback_host(h) => true,
+            h => extra_hosts.iter().any(|x| x.eq_ignore_ascii_case(h)),
+        },
         _ => false,
+    }
+}
+
+/// Whether `u` (on ChatGPT's or Claude's host) is exactly one of their OAuth callbacks.
+fn known_callback(u: &url::Url, host: &str) -> bool {
+    // (The URL parser drops a default `:443`.)
+    if u.port().is_some() || u.query().is_some() {
+        return false;
+    }
+    let path = u.path();
+    if path.contains('%') {
+        return false;
+    }
+    match host {
+        "chatgpt.com" => {
+            path == "/connector_platform_oauth_redirect"
+                || path.strip_prefix("/connector/oauth/").is_some_and(|id| {
+                    (1..=128).contains(&id.len())
+                        && id
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                })
+        }
+        _ => path == "/api/mcp/auth_callback",
     }
 }
 
@@ -264,6 +291,9 @@ mod tests {
             "http://127.0.0.1:39999/callback",
             "http://localhost/cb",
             "http://[::1]:8000/cb",
+            "http://127.0.0.1:39999/callback?x=1",
+            "https://chatgpt.com:443/connector_platform_oauth_redirect",
+            "https://CHATGPT.com/connector/oauth/AbC-123_x",
         ] {
             assert!(redirect_allowed(ok, &none), "{ok}");
         }
@@ -276,6 +306,19 @@ mod tests {
             "javascript:alert(1)",
             "http://10.0.0.1/cb",
             "not a url",
+            "https://chatgpt.com:8443/connector_platform_oauth_redirect",
+            "https://chatgpt.com/connector_platform_oauth_redirect?next=https://evil.example",
+            "https://chatgpt.com/connector_platform_oauth_redirect?",
+            "https://chatgpt.com/connector/oauth/",
+            "https://chatgpt.com/connector/oauth/a/b",
+            "https://chatgpt.com/connector/oauth/%2e%2e%2fevil",
+            "https://chatgpt.com/connector/oauth/abc%2Fdef",
+            "https://chatgpt.com/connector/oauth/../../evil",
+            "https://chatgpt.com/connector_platform_oauth_redirect/",
+            "https://claude.ai:444/api/mcp/auth_callback",
+            "https://claude.ai/api/mcp/auth_callback?x=1",
+            "https://claude.ai/api/mcp/auth_callback/../x",
+            "https://claude.com/api/mcp/auth%5Fcallback",
         ] {
             assert!(!redirect_allowed(bad, &none), "{bad}");
         }
@@ -290,6 +333,10 @@ mod tests {
         assert_eq!(
             escape_html("<script>\"x\" & 'y'</script>"),
             "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;"
+        );
+        assert_eq!(
+            escape_html("Claude\u{202E}lanretni\u{202C}\u{200B}\u{2066}x\u{2069}\u{FEFF}\u{2028}é"),
+            "Claude\u{FFFD}lanretni\u{FFFD}\u{FFFD}\u{FFFD}x\u{FFFD}\u{FFFD}\u{FFFD}é"
         );
     }
 

@@ -149,12 +149,12 @@ pub async fn register(
     }
     let client_id = new_secret("mcpcl_");
     let secret = (method != "none").then(|| new_secret("mcpcs_"));
-    let name = obj.get("client_name").and_then(Value::as_str).map(|s| {
-        s.chars()
-            .filter(|c| !c.is_control())
-            .take(100)
-            .collect::<String>()
-    });
+    // Control, bidirectional and invisible characters are replaced: the name is shown on
+    // the consent page, the status page and the owner's terminal.
+    let name = obj
+        .get("client_name")
+        .and_then(Value::as_str)
+        .map(|s| protocol::text::printable(s, 100));
     let issued = now();
     let client = Client {
         client_id: client_id.clone(),

@@ -16,6 +16,11 @@ use crate::config::sha256;
 use crate::state::AppState;
 use crate::store::{Client, Grant, RefreshError, new_secret, now};
 
+/// Why a grant no longer holds: the tunnel's name went to another bridge token, or the
+/// owner's bridge token was revoked.
+const OWNER_GONE: &str =
+    "the tunnel changed owner (or its owner's bridge token was revoked); sign in again";
+
 /// Parses a (bounded) form body; a repeated parameter is an error.
 fn form(body: &[u8]) -> Result<HashMap<String, String>, Response> {
     if body.len() > 16 * 1024 {
@@ -167,11 +172,19 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     "code and code_verifier are required",
                 );
             };
-            let (c, family) = match state.store.take_code(code) {
-                Ok(Some(v)) => v,
-                Ok(None) => {
-                    // A reused code revoked what it issued: drop cached validations.
-                    state.oauth.tokens.clear();
+            // Check everything before using the code: a refused request (another client, a
+            // wrong verifier or redirect URI) must not burn it for the client it was issued
+            // to. Its first successful use consumes it; any later use revokes what it bought.
+            let c = match state.store.peek_code(code) {
+                Ok(Some((c, false))) if c.expires > now() => c,
+                Ok(found) => {
+                    if found.is_some_and(|(_, used)| used) {
+                        // A reused code revokes what its first use issued.
+                        if let Err(e) = state.store.take_code(code) {
+                            tracing::error!("revoking a reused code's tokens: {e}");
+                        }
+                        state.oauth.tokens.clear();
+                    }
                     crate::trace::code_refused(&state, code);
                     return grant_error("the code is unknown, expired or already used");
                 }
@@ -194,6 +207,9 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
             if !pkce_ok(verifier, &c.challenge) {
                 return grant_error("the code_verifier does not match the code_challenge");
             }
+            if state.store.live_owner(&c.grant.tunnel).ok().flatten() != Some(c.grant.owner_token) {
+                return grant_error(OWNER_GONE);
+            }
             if params
                 .get("resource")
                 .is_some_and(|r| *r != c.grant.resource)
@@ -205,6 +221,19 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     "resource differs from the authorization request",
                 );
             }
+            let (c, family) = match state.store.take_code(code) {
+                Ok(Some(v)) => v,
+                Ok(None) => {
+                    // Used by a concurrent request: this second use revoked what it bought.
+                    state.oauth.tokens.clear();
+                    crate::trace::code_refused(&state, code);
+                    return grant_error("the code is unknown, expired or already used");
+                }
+                Err(e) => {
+                    tracing::error!("code lookup: {e}");
+                    return grant_error("the code cannot be checked");
+                }
+            };
             issue(&state, &c.grant, &family)
         }
         Some("refresh_token") => {
@@ -234,8 +263,8 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     "resource differs from the grant",
                 );
             }
-            if state.store.name_owner(&peek.tunnel).ok().flatten() != Some(peek.owner_token) {
-                return grant_error("the tunnel changed owner; sign in again");
+            if state.store.live_owner(&peek.tunnel).ok().flatten() != Some(peek.owner_token) {
+                return grant_error(OWNER_GONE);
             }
             let (g, family) = match state.store.use_refresh(rt) {
                 Ok(Ok(v)) => v,
