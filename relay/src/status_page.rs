@@ -508,7 +508,7 @@ fn collect(state: &AppState, who: Who) -> View {
                 .trace_for_tunnel(name, TRACE_SHOWN, crate::trace::LINK_WINDOW_MS)
                 .unwrap_or_default();
             for c in &tv.calls {
-                if let Some(id) = c.principal.strip_prefix("oauth:")
+                if let Some(id) = crate::oauth::access::client_of(&c.principal)
                     && !view.client_names.contains_key(id)
                     && let Ok(Some(client)) = state.store.client(id)
                     && let Some(n) = client.name
@@ -536,7 +536,7 @@ fn when(epoch_secs: Option<i64>) -> String {
 }
 
 fn caller(view: &View, principal: &str) -> String {
-    if let Some(id) = principal.strip_prefix("oauth:") {
+    if let Some(id) = crate::oauth::access::client_of(principal) {
         return match view.client_names.get(id) {
             Some(n) => format!("{n} ({})", crate::trace::short_id(id)),
             None => format!("OAuth client {}", crate::trace::short_id(id)),

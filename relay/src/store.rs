@@ -81,6 +81,17 @@ pub struct Grant {
     pub scope: String,
 }
 
+/// A live access token's grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessGrant {
+    /// What it grants.
+    pub grant: Grant,
+    /// When it expires (epoch seconds).
+    pub expires: i64,
+    /// The token family: one authorization (one consent), kept across refreshes.
+    pub family: String,
+}
+
 /// An authorization code's stored request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeGrant {
@@ -656,24 +667,26 @@ impl Store {
     }
 
     /// A live access token's grant and expiry.
-    pub fn access_token(&self, token: &str) -> Result<Option<(Grant, i64)>, StoreError> {
+    pub fn access_token(&self, token: &str) -> Result<Option<AccessGrant>, StoreError> {
         Ok(self
             .db()
             .query_row(
-                "SELECT client_id, tunnel, resource, owner_token, scope, expires FROM oauth_tokens
+                "SELECT client_id, tunnel, resource, owner_token, scope, expires, family
+                 FROM oauth_tokens
                  WHERE hash = ?1 AND kind = 'access' AND revoked = 0 AND expires > ?2",
                 params![&sha256(token.as_bytes())[..], now()],
                 |r| {
-                    Ok((
-                        Grant {
+                    Ok(AccessGrant {
+                        grant: Grant {
                             client_id: r.get(0)?,
                             tunnel: r.get(1)?,
                             resource: r.get(2)?,
                             owner_token: r.get(3)?,
                             scope: r.get(4)?,
                         },
-                        r.get(5)?,
-                    ))
+                        expires: r.get(5)?,
+                        family: r.get(6)?,
+                    })
                 },
             )
             .optional()?)

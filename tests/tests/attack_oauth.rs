@@ -1285,3 +1285,50 @@ fn a_refused_code_exchange_does_not_burn_the_code() {
     let r = s.exchange(&rt, &client, &code);
     assert_eq!(r.json()["error"], "invalid_grant", "{}", r.body);
 }
+
+// ------------------------------------------------------------------------------------------
+// Item: every user of one client is a principal of their own.
+
+/// Every user of ChatGPT reaches a tunnel as the same OAuth client (one client-metadata
+/// document), but each authorizes separately. Two authorizations of one client are two
+/// principals: a session one of them opened does not exist for the other.
+#[test]
+fn two_authorizations_of_one_client_do_not_share_sessions() {
+    const TUNNEL: &str = "shared-client";
+    let s = Setup::start(&["owner"]);
+    let _bridge = s.bridge("owner", TUNNEL);
+    let rt = runtime();
+    let client = s.register(&rt, "one-client-many-users");
+    let code = s.code_for(&rt, &client, TUNNEL, "owner");
+    let (alice, _) = tokens_of(&s.exchange(&rt, &client, &code));
+    let code = s.code_for(&rt, &client, TUNNEL, "owner");
+    let (bob, _) = tokens_of(&s.exchange(&rt, &client, &code));
+    let init = s.mcp(&rt, TUNNEL, &alice, "initialize");
+    assert_eq!(init.status, 200, "{}", init.body);
+    let sid = init.header("mcp-session-id").to_owned();
+    assert!(!sid.is_empty(), "{:?}", init.headers);
+    let list_in_session = |access: &str| {
+        let auth = format!("Bearer {access}");
+        s.post(
+            &rt,
+            Ipv4Addr::LOCALHOST,
+            &format!("/{TUNNEL}/mcp"),
+            &[
+                ("Content-Type", "application/json"),
+                ("Accept", "application/json, text/event-stream"),
+                ("Authorization", &auth),
+                ("MCP-Protocol-Version", "2025-06-18"),
+                ("Mcp-Session-Id", &sid),
+            ],
+            &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string(),
+        )
+    };
+    let own = list_in_session(&alice);
+    assert_eq!(own.status, 200, "{}", own.body);
+    let other = list_in_session(&bob);
+    assert_eq!(
+        other.status, 404,
+        "another user of the same client reached the session: {}",
+        other.body
+    );
+}

@@ -14,7 +14,7 @@ use protocol::jsonrpc::INVALID_REQUEST;
 use crate::config::sha256;
 use crate::error::jsonrpc_error;
 use crate::state::AppState;
-use crate::store::{Grant, now};
+use crate::store::{AccessGrant, now};
 
 /// How long a validated token (and a name's owner) is trusted without the database.
 const CACHE_TTL: Duration = Duration::from_secs(5);
@@ -23,24 +23,24 @@ const CACHE_MAX: usize = 100_000;
 /// Recently validated access tokens and tunnel owners.
 #[derive(Default)]
 pub struct TokenCache {
-    tokens: Mutex<HashMap<[u8; 32], (Grant, i64, Instant)>>,
+    tokens: Mutex<HashMap<[u8; 32], (AccessGrant, Instant)>>,
     owners: Mutex<HashMap<String, (Option<i64>, Instant)>>,
 }
 
 impl TokenCache {
-    fn token(&self, hash: &[u8; 32]) -> Option<(Grant, i64)> {
+    fn token(&self, hash: &[u8; 32]) -> Option<AccessGrant> {
         let map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         map.get(hash)
-            .filter(|(_, _, at)| at.elapsed() < CACHE_TTL)
-            .map(|(g, e, _)| (g.clone(), *e))
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .map(|(g, _)| g.clone())
     }
 
-    fn put_token(&self, hash: [u8; 32], g: Grant, expires: i64) {
+    fn put_token(&self, hash: [u8; 32], g: AccessGrant) {
         let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= CACHE_MAX {
             map.clear();
         }
-        map.insert(hash, (g, expires, Instant::now()));
+        map.insert(hash, (g, Instant::now()));
     }
 
     /// Forgets every cached validation (after a revocation: a revoked family's access
@@ -127,12 +127,16 @@ pub fn check(state: &AppState, name: &str, headers: &HeaderMap) -> Result<String
     };
     let hash = sha256(token.as_bytes());
     let cache = &state.oauth.tokens;
-    let (grant, expires) = match cache.token(&hash) {
+    let AccessGrant {
+        grant,
+        expires,
+        family,
+    } = match cache.token(&hash) {
         Some(v) => v,
         None => match state.store.access_token(token) {
-            Ok(Some((g, e))) => {
-                cache.put_token(hash, g.clone(), e);
-                (g, e)
+            Ok(Some(g)) => {
+                cache.put_token(hash, g.clone());
+                g
             }
             Ok(None) => {
                 crate::trace::unknown_token(state, name, token);
@@ -155,5 +159,44 @@ pub fn check(state: &AppState, name: &str, headers: &HeaderMap) -> Result<String
         return Err(challenge(state, name, Some("invalid_token")));
     }
     crate::trace::used(state, name, &grant.client_id);
-    Ok(format!("oauth:{}", grant.client_id))
+    Ok(principal(&grant.client_id, &family))
+}
+
+/// The principal of an OAuth client's requests: its client id and its authorization (the
+/// token family a consent started, kept across refreshes). Every user of one client whose
+/// id is a metadata document URL (all of ChatGPT, say) authorizes separately, so each is a
+/// principal of their own: sessions, their caps and server→client requests never cross
+/// between them. Client ids never contain `#` (a metadata document URL has no fragment,
+/// registered ids are the relay's own).
+pub fn principal(client_id: &str, family: &str) -> String {
+    let grant = hex::encode(&sha256(family.as_bytes())[..4]);
+    format!("oauth:{client_id}#{grant}")
+}
+
+/// The client id of an OAuth principal (see [`principal`]).
+pub fn client_of(principal: &str) -> Option<&str> {
+    let rest = principal.strip_prefix("oauth:")?;
+    Some(rest.rsplit_once('#').map_or(rest, |(id, _)| id))
+}
+
+#[cfg(test)]
+mod principal_tests {
+    use super::*;
+
+    #[test]
+    fn each_authorization_is_its_own_principal() {
+        let cimd = "https://chatgpt.com/oauth/client.json";
+        let alice = principal(cimd, "family-of-alice");
+        let bob = principal(cimd, "family-of-bob");
+        assert_ne!(alice, bob, "two users of one client");
+        assert_eq!(
+            alice,
+            principal(cimd, "family-of-alice"),
+            "stable across refreshes"
+        );
+        assert_eq!(client_of(&alice), Some(cimd));
+        assert_eq!(client_of(&principal("mcpcl_x", "f")), Some("mcpcl_x"));
+        assert_eq!(client_of("oauth:mcpcl_old"), Some("mcpcl_old"));
+        assert_eq!(client_of("bearer:abc"), None);
+    }
 }
