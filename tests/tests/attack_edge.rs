@@ -49,7 +49,7 @@ impl TestRelay {
             .arg("--listen")
             .arg(addr.to_string())
             .args(args)
-            .env("RELAY_BRIDGE_TOKENS", "attack-edge-bridge-token")
+            .env("RELAY_BRIDGE_TOKENS", "attack-edge-bridge-token-0123456789abcdef")
             .env("RUST_LOG", "info,relay::conn=debug")
             .env_remove("RELAY_CONFIG")
             .env_remove("RELAY_DATA_DIR");
@@ -404,7 +404,7 @@ async fn unauthenticated_token_requests_do_not_flush_a_tunnels_trace() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let relay = TestRelay::start(&["--data-dir", data.to_str().expect("utf-8")], None);
-    let token = "attack-edge-bridge-token";
+    let token = "attack-edge-bridge-token-0123456789abcdef";
     // The owner's bridge claims the tunnel; the owner acts on the status page.
     let bridge = e2e::Bridge::start(e2e::BridgeOpts {
         relay: Some((format!("http://{}", relay.addr), token.into())),
