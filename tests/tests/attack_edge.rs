@@ -49,7 +49,10 @@ impl TestRelay {
             .arg("--listen")
             .arg(addr.to_string())
             .args(args)
-            .env("RELAY_BRIDGE_TOKENS", "attack-edge-bridge-token-0123456789abcdef")
+            .env(
+                "RELAY_BRIDGE_TOKENS",
+                "attack-edge-bridge-token-0123456789abcdef",
+            )
             .env("RUST_LOG", "info,relay::conn=debug")
             .env_remove("RELAY_CONFIG")
             .env_remove("RELAY_DATA_DIR");
