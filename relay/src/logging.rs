@@ -7,7 +7,9 @@
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing::subscriber::Interest;
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::{DynFilterFn, EnvFilter, FilterExt, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
@@ -72,9 +74,24 @@ pub fn flag_from_args(
 /// (e.g. `info`). With `count_bridges`, the relay's bridge connection events are also
 /// counted as metrics (see [`crate::metrics::BridgeEvents`]), whatever `RUST_LOG` says.
 pub fn init(format: LogFormat, count_bridges: bool, default: &str) {
-    let filter = quiet_websockets(
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
-    );
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Only a filter that lets `trace` through needs the WebSocket guard; any other is used
+    // as it is (one filter, decided per callsite).
+    if env
+        .max_level_hint()
+        .is_some_and(|max| max >= LevelFilter::TRACE)
+    {
+        init_with(format, count_bridges, env.and(no_websocket_traces()));
+    } else {
+        init_with(format, count_bridges, env);
+    }
+}
+
+/// Installs the logger with the filter of its lines.
+fn init_with<F>(format: LogFormat, count_bridges: bool, filter: F)
+where
+    F: tracing_subscriber::layer::Filter<Registry> + Send + Sync + 'static,
+{
     // Colours only on a terminal: log files and journals get plain text (and writing the
     // escape codes is a measurable share of a busy relay's CPU).
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -104,18 +121,30 @@ pub fn init(format: LogFormat, count_bridges: bool, default: &str) {
         .init();
 }
 
-/// Caps the WebSocket library's own logs at `debug`, whatever `RUST_LOG` asks: at `trace`
-/// it prints every frame's bytes and the upgrade request's headers, and so the bridge
-/// token (in the `Authorization` header, and in the `Hello` of bridges of earlier
-/// releases).
-fn quiet_websockets(filter: EnvFilter) -> EnvFilter {
-    let mut filter = filter;
-    for target in ["tungstenite", "tokio_tungstenite"] {
-        if let Ok(d) = format!("{target}=debug").parse() {
-            filter = filter.add_directive(d);
-        }
+/// Drops the WebSocket library's `trace` events, whatever `RUST_LOG` asks: they print every
+/// frame's bytes and the upgrade request's headers, and so the bridge token (in the
+/// `Authorization` header, and in the `Hello` of bridges of earlier releases). A filter of
+/// its own rather than a directive added to the `EnvFilter`: it decides on static metadata
+/// alone, and leaves every other target's level exactly as `RUST_LOG` says.
+fn no_websocket_traces<S>() -> DynFilterFn<
+    S,
+    impl Fn(&Metadata<'_>, &tracing_subscriber::layer::Context<'_, S>) -> bool,
+    impl Fn(&'static Metadata<'static>) -> Interest,
+> {
+    fn keep(meta: &Metadata<'_>) -> bool {
+        let target = meta.target();
+        let websocket =
+            target.starts_with("tungstenite") || target.starts_with("tokio_tungstenite");
+        !(websocket && *meta.level() == Level::TRACE)
     }
-    filter
+    // The decision is static: made once per callsite, never per event.
+    DynFilterFn::new(|meta, _| keep(meta)).with_callsite_filter(|meta| {
+        if keep(meta) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    })
 }
 
 #[cfg(test)]
@@ -131,7 +160,6 @@ mod tests {
 
     #[test]
     fn websocket_frames_are_never_traced() {
-        use tracing::Level;
         use tracing_subscriber::layer::SubscriberExt;
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         struct Keep(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
@@ -148,7 +176,7 @@ mod tests {
                     .push(format!("{}:{}", m.target(), m.level()));
             }
         }
-        let filter = quiet_websockets(EnvFilter::new("trace"));
+        let filter = EnvFilter::new("trace").and(no_websocket_traces());
         let subscriber =
             tracing_subscriber::registry().with(Keep(seen.clone()).with_filter(filter));
         tracing::subscriber::with_default(subscriber, || {
