@@ -253,6 +253,29 @@ async fn take_name(
                 Err(_) => continue,
             }
         };
+        // The name changed owner (the operator released it and another token claimed it,
+        // which admission checked): the old connection no longer owns it, live or not.
+        if old.token_id != tunnel.token_id {
+            match state.registry.install_if(tunnel.clone(), Some(old.conn_id)) {
+                Ok(_) => {
+                    info!(
+                        tunnel = %name,
+                        from = %tunnel.peer,
+                        replaced = %old.peer,
+                        "the tunnel's name now belongs to another bridge token; its new owner replaced the old connection"
+                    );
+                    old.displace(Frame::Refused(Refusal {
+                        reason: RefuseReason::NameTaken,
+                        message: format!(
+                            "tunnel {name:?} now belongs to another bridge token (the relay's \
+                             operator released the name); this connection was closed"
+                        ),
+                    }));
+                    return Ok(());
+                }
+                Err(_) => continue,
+            }
+        }
         if old.answers_probe(PROBE_TIMEOUT).await {
             let now = crate::trace::format_time(now_ms());
             warn!(
