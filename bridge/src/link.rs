@@ -585,13 +585,22 @@ where
             }
         }
     };
+    tokio::pin!(reader);
     tokio::select! {
-        _ = writer => {},
-        _ = reader => {},
+        _ = writer => {
+            // The link broke on the writing side (say, a ping after the machine woke):
+            // what the relay sent before closing it, such as a frame saying why and by whom
+            // this connection was replaced, may still be waiting to be read.
+            let _ = tokio::time::timeout(DRAIN_AFTER_WRITE_ERROR, &mut reader).await;
+        },
+        _ = &mut reader => {},
     }
     let _ = events.send(LinkEvent::Down).await;
     Ok(true)
 }
+
+/// How long frames already received are still read once the link failed to write.
+const DRAIN_AFTER_WRITE_ERROR: Duration = Duration::from_secs(1);
 
 /// TLS settings: the system's web PKI roots, or the certificates of a PEM file.
 pub fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
