@@ -117,11 +117,14 @@ pub struct RelayProc {
     pub token: String,
 }
 
-/// Starts `relay serve` on a free loopback port.
+/// Starts `relay serve` on a free loopback port. The load comes from one address standing
+/// in for many clients (1,000 idle sessions, 100 bridges), as if behind a proxy: the
+/// per-address connection cap is lifted to the connection limit.
 pub fn relay(bins: &Bins, name: &str) -> Result<RelayProc> {
     let token = format!("bench-bridge-token-{:0>16}", std::process::id());
     let mut cmd = Command::new(&bins.relay);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--max-connections-per-address", "1000000"])
         .env("RELAY_BRIDGE_TOKENS", &token)
         .env_remove("RUST_LOG");
     let mut proc = Proc::spawn(name, cmd, &bins.logs)?;
