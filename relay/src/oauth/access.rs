@@ -23,24 +23,25 @@ const CACHE_MAX: usize = 100_000;
 /// Recently validated access tokens and tunnel owners.
 #[derive(Default)]
 pub struct TokenCache {
-    tokens: Mutex<HashMap<[u8; 32], (AccessGrant, Instant)>>,
+    tokens: Mutex<HashMap<[u8; 32], (AccessGrant, String, Instant)>>,
     owners: Mutex<HashMap<String, (Option<i64>, Instant)>>,
 }
 
 impl TokenCache {
-    fn token(&self, hash: &[u8; 32]) -> Option<AccessGrant> {
+    /// A validated token's grant and principal.
+    fn token(&self, hash: &[u8; 32]) -> Option<(AccessGrant, String)> {
         let map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         map.get(hash)
-            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
-            .map(|(g, _)| g.clone())
+            .filter(|(_, _, at)| at.elapsed() < CACHE_TTL)
+            .map(|(g, p, _)| (g.clone(), p.clone()))
     }
 
-    fn put_token(&self, hash: [u8; 32], g: AccessGrant) {
+    fn put_token(&self, hash: [u8; 32], g: AccessGrant, principal: String) {
         let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= CACHE_MAX {
             map.clear();
         }
-        map.insert(hash, (g, Instant::now()));
+        map.insert(hash, (g, principal, Instant::now()));
     }
 
     /// Forgets every cached validation (after a revocation: a revoked family's access
@@ -127,16 +128,13 @@ pub fn check(state: &AppState, name: &str, headers: &HeaderMap) -> Result<String
     };
     let hash = sha256(token.as_bytes());
     let cache = &state.oauth.tokens;
-    let AccessGrant {
-        grant,
-        expires,
-        family,
-    } = match cache.token(&hash) {
+    let (AccessGrant { grant, expires, .. }, who) = match cache.token(&hash) {
         Some(v) => v,
         None => match state.store.access_token(token) {
             Ok(Some(g)) => {
-                cache.put_token(hash, g.clone());
-                g
+                let who = principal(&g.grant.client_id, &g.family);
+                cache.put_token(hash, g.clone(), who.clone());
+                (g, who)
             }
             Ok(None) => {
                 crate::trace::unknown_token(state, name, token);
@@ -159,7 +157,7 @@ pub fn check(state: &AppState, name: &str, headers: &HeaderMap) -> Result<String
         return Err(challenge(state, name, Some("invalid_token")));
     }
     crate::trace::used(state, name, &grant.client_id);
-    Ok(principal(&grant.client_id, &family))
+    Ok(who)
 }
 
 /// The principal of an OAuth client's requests: its client id and its authorization (the

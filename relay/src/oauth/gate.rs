@@ -39,21 +39,6 @@ pub enum Refused {
     Saturated,
 }
 
-/// The key of an address for limits: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its /64
-/// (one host usually holds a whole /64).
-pub fn limit_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
-}
-
 #[derive(Default)]
 struct Ledger {
     /// Reserved attempts and failures per address key, oldest first.
@@ -99,7 +84,7 @@ impl Gate {
     /// limit) has used up its failures, or if the address has an attempt being checked.
     /// The reservation counts as a failure unless [`Attempt::succeeded`] is called.
     pub fn begin(&self, ip: IpAddr) -> Result<Attempt<'_>, Refused> {
-        let key = limit_key(ip);
+        let key = crate::conn::address_key(ip);
         let now = Instant::now();
         let window = self.window;
         let fresh = |t: &Instant| now.duration_since(*t) < window;
@@ -147,11 +132,14 @@ impl Gate {
     /// Failures (and attempts in progress) of `ip` within the window.
     pub fn failures(&self, ip: IpAddr) -> usize {
         let now = Instant::now();
-        self.lock().by_key.get(&limit_key(ip)).map_or(0, |v| {
-            v.iter()
-                .filter(|t| now.duration_since(**t) < self.window)
-                .count()
-        })
+        self.lock()
+            .by_key
+            .get(&crate::conn::address_key(ip))
+            .map_or(0, |v| {
+                v.iter()
+                    .filter(|t| now.duration_since(**t) < self.window)
+                    .count()
+            })
     }
 
     /// How many secrets were actually checked so far (passwords verified, tokens looked up).
@@ -277,7 +265,10 @@ mod tests {
             Some(Refused::TooMany),
             "the global limit"
         );
-        assert_eq!(limit_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+        assert_eq!(
+            crate::conn::address_key(ip("::ffff:192.0.2.1")),
+            ip("192.0.2.1")
+        );
     }
 
     #[tokio::test]
