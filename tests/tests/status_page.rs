@@ -310,54 +310,15 @@ fn http(method: &str, url: &str, body: Option<&str>, headers: &[(&str, &str)]) -
     conn.write_all(req.as_bytes()).expect("send the request");
     let mut raw = Vec::new();
     conn.read_to_end(&mut raw).expect("read the answer");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP answer");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let mut map: HashMap<String, String> = HashMap::new();
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            let e = map.entry(k.trim().to_ascii_lowercase()).or_default();
-            if !e.is_empty() {
-                e.push('\n');
-            }
-            e.push_str(v.trim());
-        }
-    }
-    let rest = &raw[split + 4..];
-    let body = if map
-        .get("transfer-encoding")
-        .is_some_and(|v| v.contains("chunked"))
-    {
-        let mut body = Vec::new();
-        let mut rest = rest;
-        while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
-            let size = std::str::from_utf8(&rest[..eol])
-                .ok()
-                .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
-                .unwrap_or(0);
-            let data = &rest[eol + 2..];
-            if size == 0 || data.len() < size {
-                break;
-            }
-            body.extend_from_slice(&data[..size]);
-            rest = data[size..].strip_prefix(b"\r\n").unwrap_or(&data[size..]);
-        }
-        body
-    } else {
-        rest.to_vec()
-    };
+    let e2e::HttpAnswer {
+        status,
+        headers,
+        body,
+    } = e2e::parse_http_answer(&raw);
     Answer {
         status,
-        headers: map,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        headers,
+        body,
     }
 }
 
