@@ -7,7 +7,9 @@ use std::time::SystemTime;
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
-use protocol::jsonrpc::{self, Kind, UNAVAILABLE, error_response, result_response};
+use protocol::jsonrpc::{
+    self, Kind, METHOD_NOT_FOUND, UNAVAILABLE, error_response, result_response,
+};
 
 use crate::error::jsonrpc_error;
 use crate::registry::Offline;
@@ -84,15 +86,19 @@ pub fn post(off: &Offline, body: &[u8]) -> Response {
     let id = &body[env.id.clone().expect("requests have ids")];
     let method = env.method.as_deref().unwrap_or("");
     let snapshot = off.snapshot.as_deref();
-    let modern = env.meta_protocol_version.is_some() || method == "server/discover";
-    if modern
-        && env
-            .meta_protocol_version
-            .as_deref()
-            .is_some_and(|v| protocol::MODERN_MCP_VERSIONS.contains(&v))
+    if env
+        .meta_protocol_version
+        .as_deref()
+        .is_some_and(|v| protocol::MODERN_MCP_VERSIONS.contains(&v))
         && let Some(r) = modern_post(off, id, method, snapshot)
     {
         return r;
+    }
+    if method == "server/discover" && env.meta_protocol_version.is_none() {
+        // A bare probe: what a 2025-era server answers to an unknown method, as online.
+        let msg = "Method not found: server/discover needs the 2026-07-28 request envelope \
+                   (params._meta); this endpoint also serves initialize";
+        return json(error_response(id, METHOD_NOT_FOUND, msg));
     }
     match (method, snapshot) {
         ("initialize", Some(s)) if !s.initialize.is_empty() => {
@@ -221,8 +227,13 @@ mod tests {
         let (st, d) = answer(&off, req(1, "server/discover")).await;
         assert_eq!(st, StatusCode::OK);
         assert_eq!(
-            d["result"]["supportedVersions"],
-            serde_json::json!(["2026-07-28"])
+            d["result"]["supportedVersions"][0], "2026-07-28",
+            "the newest first, then the handshake revisions: {d}"
+        );
+        assert!(
+            d["result"]["supportedVersions"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|v| v == "2025-11-25"))
         );
         assert_eq!(
             d["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
@@ -246,5 +257,14 @@ mod tests {
         )
         .await;
         assert!(old["result"].get("resultType").is_none());
+        // A bare server/discover is not a 2026-07-28 request: method not found, HTTP 200.
+        let (st, bare) = answer(
+            &off,
+            serde_json::json!({"jsonrpc":"2.0","id":"openai-mcp-discover","method":"server/discover"}),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(bare["error"]["code"], METHOD_NOT_FOUND);
+        assert_eq!(bare["id"], "openai-mcp-discover");
     }
 }

@@ -226,6 +226,7 @@ fn a_bearer_tunnel_with_its_token_passes_every_step() {
         "discover-consistent",
         "tools-list",
         "tool-annotations",
+        "modern-tools-list",
         "sse-delivery",
     ] {
         run.assert_status(id, "pass");
@@ -238,6 +239,12 @@ fn a_bearer_tunnel_with_its_token_passes_every_step() {
     assert_eq!(run.report["summary"]["warn"], 0, "{}", run.stdout);
     assert!(run.text("discover-consistent").contains("notes 1.2.3"));
     assert!(run.text("tools-list").contains("read_note, write_note"));
+    assert!(
+        run.text("modern-tools-list")
+            .contains("2 tools, the same as the session's"),
+        "{}",
+        run.stdout
+    );
     assert!(run.text("sse-delivery").contains("keep-alive"));
 
     // The line format: one line per check, then the tally.
@@ -514,4 +521,59 @@ fn a_tunnel_without_its_bridge_is_named() {
     assert_eq!(run.code, Some(1), "{}", run.stdout);
     run.assert_status("discover", "fail");
     run.assert_status("get-probe", "fail");
+}
+
+/// Both eras are checked, on a real Python SDK 2.x server (whose stdio connection refuses
+/// the 2026-07-28 envelope once opened with `initialize`): through the tunnel both pass;
+/// behind something that answers 2026-07-28 requests with that refusal (as bridges that
+/// passed the envelope on did), the session path still passes and the doctor fails,
+/// naming the way around it.
+#[test]
+fn the_2026_07_28_path_is_checked_beside_the_session_path() {
+    let deps = Deps::get();
+    let bridge = bearer_bridge(vec![
+        deps.var("PY_SDK"),
+        deps.client("py_server.py").display().to_string(),
+    ]);
+    let token = bridge.bearer.clone().expect("a bearer token");
+    let run = doctor(&bridge.mcp_url, &["--token", &token]);
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    run.assert_status("tools-list", "pass");
+    run.assert_status("modern-tools-list", "pass");
+    assert!(
+        run.text("modern-tools-list")
+            .contains("the same as the session's"),
+        "{}",
+        run.stdout
+    );
+
+    let (origin, path) = split_url(&bridge.mcp_url);
+    let refusing = Proxy::start(&origin, "refuse-envelope", 0, &[]);
+    let run = doctor(&format!("{}{path}", refusing.origin), &["--token", &token]);
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    run.assert_status("discover", "pass");
+    run.assert_status("tools-list", "pass");
+    run.assert_status("modern-tools-list", "fail");
+    let text = run.text("modern-tools-list");
+    assert!(text.contains("-32600"), "{text}");
+    assert!(text.contains("--protocol legacy"), "{text}");
+
+    // A bridge serving only the handshake era offers no 2026-07-28 path to check.
+    let legacy = Bridge::start(BridgeOpts {
+        command: vec![
+            deps.var("PY_SDK"),
+            deps.client("py_server.py").display().to_string(),
+        ],
+        args: vec![
+            "--protocol".into(),
+            "legacy".into(),
+            "--keepalive-secs".into(),
+            KEEPALIVE.into(),
+        ],
+        ..Default::default()
+    });
+    let token = legacy.bearer.clone().expect("a bearer token");
+    let run = doctor(&legacy.mcp_url, &["--token", &token]);
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    run.assert_status("modern-tools-list", "skip");
 }

@@ -33,6 +33,14 @@ const STATIC_TEXT: &str = "This is the content of the static text resource.";
 const LEGACY_PROTOCOL: &str = "2025-11-25";
 /// The stateless protocol revision.
 const MODERN_PROTOCOL: &str = "2026-07-28";
+/// Every revision a tunnel URL serves, as `server/discover` lists them (newest first).
+const SERVED_VERSIONS: [&str; 5] = [
+    MODERN_PROTOCOL,
+    "2025-11-25",
+    "2025-06-18",
+    "2025-03-26",
+    "2024-11-05",
+];
 /// Reserved `_meta` keys of the 2026-07-28 request envelope and of the discover result.
 const META_PROTOCOL: &str = "io.modelcontextprotocol/protocolVersion";
 const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
@@ -522,7 +530,7 @@ fn assert_modern_wire_failing(
         assert_eq!(names.first(), Some(&"server/discover"), "{what}: {names:?}");
         assert_eq!(
             discover["supportedVersions"],
-            json!([MODERN_PROTOCOL]),
+            json!(SERVED_VERSIONS),
             "{what}: {discover}"
         );
     } else {
@@ -1144,10 +1152,7 @@ fn typescript_v2_client_eras() {
             assert_legacy_wire(&wire, false, true, era);
         } else {
             assert_modern_client(&out, era);
-            assert_eq!(
-                out["discover"]["supportedVersions"],
-                json!([MODERN_PROTOCOL])
-            );
+            assert_eq!(out["discover"]["supportedVersions"], json!(SERVED_VERSIONS));
             assert_modern_wire(&wire, true, era);
         }
     }
@@ -1223,7 +1228,7 @@ fn inspector_cli_every_era() {
                 assert_eq!(wire["discover"]["status"], 200, "{what}: {out}");
                 assert_eq!(
                     wire["discover"]["result"]["supportedVersions"],
-                    json!([MODERN_PROTOCOL]),
+                    json!(SERVED_VERSIONS),
                     "{what}: {out}"
                 );
                 assert_eq!(wire["session_ids"], json!([]), "{what}: {out}");

@@ -499,10 +499,41 @@ async fn protocol_legacy_refuses_modern_requests_and_discover_mirrors_initialize
     assert_eq!(init["serverInfo"]["name"], "mcp-fixture", "{init}");
     drop(legacy);
 
-    // Without the flag: server/discover answers what initialize answers.
-    let bridge = Bridge::start(BridgeOpts::default());
+    // Without the flag: server/discover answers what initialize answers. The fixture runs
+    // behind a `tee` of its standard input, to see what the bridge writes to it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stdin_log = dir.path().join("stdin.jsonl");
+    let bridge = Bridge::start(BridgeOpts {
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            r#"tee -a "$1" | "$2""#.into(),
+            "sh".into(),
+            stdin_log.display().to_string(),
+            bin("mcp-fixture").display().to_string(),
+        ],
+        ..BridgeOpts::default()
+    });
     let c = Client::of(&bridge);
     let (session, init) = c.initialize(V2025_11).await;
+
+    // A bare server/discover (no envelope, no 2026-07-28 header, as a connector's first
+    // probe may be) is not a 2026-07-28 request: what a 2025-era server answers to an
+    // unknown method, HTTP 200 and -32601, with or without a session.
+    let bare = request(json!("openai-mcp-discover"), "server/discover", json!({}));
+    for (headers, what) in [
+        (Headers::new(), "bare server/discover"),
+        (
+            session_headers(&session, V2025_11),
+            "bare server/discover in a session",
+        ),
+    ] {
+        let r = c.post(&bare, &headers, what).await;
+        assert_eq!(r.status, 200, "{what}: {r:?}");
+        let a = r.answer();
+        assert_eq!(a["id"], "openai-mcp-discover", "{what}: {a}");
+        assert_eq!(a["error"]["code"], METHOD_NOT_FOUND, "{what}: {a}");
+    }
     let body = modern(
         request(json!("d-2"), "server/discover", json!({})),
         json!({}),
@@ -515,7 +546,18 @@ async fn protocol_legacy_refuses_modern_requests_and_discover_mirrors_initialize
     let a = r.answer();
     assert_eq!(a["id"], "d-2", "{a}");
     let d = &a["result"];
-    assert_eq!(d["supportedVersions"], json!([MODERN]), "{a}");
+    // Every revision the URL serves, newest first (as dual-era servers list them).
+    assert_eq!(
+        d["supportedVersions"],
+        json!([
+            MODERN,
+            "2025-11-25",
+            "2025-06-18",
+            "2025-03-26",
+            "2024-11-05"
+        ]),
+        "{a}"
+    );
     assert_eq!(d["resultType"], "complete", "{a}");
     assert!(init["capabilities"].is_object(), "{init}");
     assert_eq!(
@@ -566,6 +608,30 @@ async fn protocol_legacy_refuses_modern_requests_and_discover_mirrors_initialize
     assert!(
         old.get("resultType").is_none(),
         "2025 answer changed: {old}"
+    );
+
+    // The server was opened with initialize: it got the modern tools/list without the
+    // envelope, and no server/discover at all.
+    let written = written_to_server(&stdin_log);
+    let lists: Vec<&Value> = written
+        .iter()
+        .filter(|m| m["method"] == "tools/list")
+        .collect();
+    // (the session's, the modern one, and the bridge's own for its offline snapshot)
+    assert!(lists.len() >= 2, "{:?}", requests_to_server(&stdin_log));
+    for m in &lists {
+        let meta = m["params"]["_meta"].as_object();
+        assert!(
+            meta.is_none_or(|meta| !meta
+                .keys()
+                .any(|k| k.starts_with("io.modelcontextprotocol/"))),
+            "the envelope reached the server: {m}"
+        );
+    }
+    assert!(
+        !written.iter().any(|m| m["method"] == "server/discover"),
+        "{:?}",
+        requests_to_server(&stdin_log)
     );
 }
 

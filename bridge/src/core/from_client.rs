@@ -96,6 +96,14 @@ impl Core {
         match method {
             "initialize" => self.on_initialize(ctx, id, body),
             "ping" => self.answer(ctx, result_response(&id, b"{}")),
+            // A probe without the 2026-07-28 envelope (modern ones go to `on_modern_request`):
+            // answered as a 2025-era server answers an unknown method, so the client falls
+            // back to `initialize` (a 4xx here made hosted clients give up).
+            "server/discover" => {
+                let msg = "Method not found: server/discover needs the 2026-07-28 request \
+                           envelope (params._meta); this endpoint also serves initialize";
+                self.answer(ctx, error_response(&id, METHOD_NOT_FOUND, msg));
+            }
             "resources/subscribe" | "resources/unsubscribe" => {
                 self.on_subscription(ctx, id, body, env, method == "resources/subscribe")
             }

@@ -2,14 +2,18 @@
 //! against the same once-initialized child.
 //!
 //! Rules (see the README's "Protocol revisions"):
-//! - a request is modern when its `params._meta` names a protocol version (or it is
-//!   `server/discover`, or the `MCP-Protocol-Version` header is a modern one); its `_meta`
-//!   must carry the protocol version and the client capabilities (else 400 + -32602), the
-//!   version must be one the bridge serves (else 400 + -32022 with the supported list);
+//! - a request is modern when its `params._meta` names a protocol version or the
+//!   `MCP-Protocol-Version` header is a modern one; its `_meta` must carry the protocol
+//!   version and the client capabilities (else 400 + -32602), the version must be one the
+//!   bridge serves (else 400 + -32022 with the supported list); a bare `server/discover`
+//!   (neither) is not modern and gets what a 2025-era server answers (200 + -32601);
 //! - `server/discover` is answered from the child's cached initialize result (the same
-//!   server info, capabilities and instructions an `initialize` gets); methods of the
-//!   modern revision that the child has the capability for are forwarded with the params
-//!   untouched; anything else is 404 + -32601;
+//!   server info, capabilities and instructions an `initialize` gets, and every revision
+//!   the URL serves); methods of the modern revision that the child has the capability for
+//!   are forwarded without the envelope (`protocol::modern::ENVELOPE_KEYS`): the child was
+//!   opened with `initialize`, so it speaks a handshake revision on its stdio, and the
+//!   envelope is the bridge's to interpret (dual-era servers refuse it on a handshake
+//!   connection); anything else is 404 + -32601;
 //! - results get `resultType: "complete"`; lists, `server/discover` and `resources/read`
 //!   also `ttlMs` and `cacheScope`; a 2025-era "resource not found" (-32002) becomes -32602
 //!   with `data.uri`;
@@ -122,7 +126,6 @@ pub(super) struct Listen {
 /// Whether a request is of the modern era (see the module documentation).
 pub(super) fn is_modern(env: &Envelope<'_>, header_version: Option<&str>) -> bool {
     env.meta_protocol_version.is_some()
-        || env.method.as_deref() == Some("server/discover")
         || header_version.is_some_and(|v| protocol::MODERN_MCP_VERSIONS.contains(&v))
 }
 
@@ -369,13 +372,18 @@ impl Core {
         mut call: ModernCall,
         responses: Option<serde_json::Map<String, Value>>,
     ) {
-        let cid = if let Some(responses) = responses {
-            // Answers given up front: kept for the requests they answer, and not passed to
-            // a server that would not know them.
-            call.presupplied = responses.into_iter().collect();
-            if let Some(p) = v.get_mut("params").and_then(Value::as_object_mut) {
-                p.remove("inputResponses");
+        // The child speaks the handshake era it was opened in: the request goes to it
+        // without the envelope, and without answers given up front (kept for the requests
+        // they answer; a server would not know them).
+        let mut changed = false;
+        if let Some(p) = v.get_mut("params").and_then(Value::as_object_mut) {
+            changed |= protocol::modern::strip_envelope(p);
+            if let Some(responses) = responses {
+                call.presupplied = responses.into_iter().collect();
+                changed |= p.remove("inputResponses").is_some();
             }
+        }
+        let cid = if changed {
             let stripped = Bytes::from(serde_json::to_vec(&v).expect("json"));
             let Ok(env) = protocol::scan::parse_fast(&stripped) else {
                 return;

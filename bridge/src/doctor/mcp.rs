@@ -52,12 +52,7 @@ fn discover_body() -> Value {
         "jsonrpc": "2.0",
         "id": DISCOVER_ID,
         "method": "server/discover",
-        "params": {"_meta": {
-            protocol::modern::META_PROTOCOL_VERSION: MODERN,
-            protocol::modern::META_CLIENT_CAPABILITIES: {},
-            "io.modelcontextprotocol/clientInfo":
-                {"name": "bridge-doctor", "version": env!("CARGO_PKG_VERSION")}
-        }}
+        "params": {"_meta": envelope()}
     })
 }
 
@@ -262,10 +257,15 @@ pub fn refused(step: u8, id: &'static str, what: &str, a: &Answer) -> Check {
 /// Step 5: `server/discover` (with credentials) against `initialize`, then `tools/list`.
 pub async fn with_credentials(ctx: &Ctx, access: Access) -> Vec<Check> {
     let skip_all = |why: &str| {
-        ["discover-consistent", "tools-list", "tool-annotations"]
-            .into_iter()
-            .map(|id| Check::skip(5, id, why.to_owned()))
-            .collect()
+        [
+            "discover-consistent",
+            "tools-list",
+            "tool-annotations",
+            "modern-tools-list",
+        ]
+        .into_iter()
+        .map(|id| Check::skip(5, id, why.to_owned()))
+        .collect()
     };
     let served = match access {
         Access::Skipped(why) | Access::Broken(why) => return skip_all(&why),
@@ -373,11 +373,12 @@ pub async fn with_credentials(ctx: &Ctx, access: Access) -> Vec<Check> {
         .post_rpc(ctx.url.as_str(), token, &initialized, &hdrs)
         .await;
 
-    let tools = list_tools(ctx, token, &hdrs).await;
-    match tools {
+    let tools = list_tools(ctx, token, &hdrs, ListEra::Session).await;
+    let session_tools = match tools {
         Ok(tools) => {
             out.push(tools_check(&tools));
             out.push(annotations_check(&tools));
+            Some(tools)
         }
         Err(c) => {
             out.push(c);
@@ -386,8 +387,27 @@ pub async fn with_credentials(ctx: &Ctx, access: Access) -> Vec<Check> {
                 "tool-annotations",
                 "not checked: tools/list failed",
             ));
+            None
         }
-    }
+    };
+
+    // The same list as a 2026-07-28 client asks for it, when the endpoint offers that era.
+    out.push(if discover.is_none() {
+        Check::skip(
+            5,
+            "modern-tools-list",
+            "not checked: the endpoint does not offer 2026-07-28 (or server/discover failed)",
+        )
+    } else {
+        let modern = [
+            ("mcp-protocol-version", MODERN),
+            ("mcp-method", "tools/list"),
+        ];
+        match list_tools(ctx, token, &modern, ListEra::Modern).await {
+            Ok(tools) => modern_list_check(&tools, session_tools.as_deref()),
+            Err(c) => c,
+        }
+    });
 
     // End the session politely.
     if session.is_some() {
@@ -544,21 +564,47 @@ fn short(v: &Value) -> String {
     }
 }
 
+/// How `tools/list` is asked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ListEra {
+    /// In the session `initialize` opened (the check `tools-list`).
+    Session,
+    /// As a 2026-07-28 request, with the `_meta` envelope (the check `modern-tools-list`).
+    Modern,
+}
+
+/// The `_meta` envelope of the doctor's 2026-07-28 requests.
+fn envelope() -> Value {
+    json!({
+        protocol::modern::META_PROTOCOL_VERSION: MODERN,
+        protocol::modern::META_CLIENT_CAPABILITIES: {},
+        protocol::modern::META_CLIENT_INFO:
+            {"name": "bridge-doctor", "version": env!("CARGO_PKG_VERSION")}
+    })
+}
+
 /// `tools/list`, every page: the tools, or the failed check.
 async fn list_tools(
     ctx: &Ctx,
     token: Option<&str>,
     headers: &[(&str, &str)],
+    era: ListEra,
 ) -> Result<Vec<Value>, Check> {
-    const ID: &str = "tools-list";
+    let (check_id, what) = match era {
+        ListEra::Session => ("tools-list", "tools/list"),
+        ListEra::Modern => ("modern-tools-list", "tools/list (2026-07-28)"),
+    };
     let mut tools = Vec::new();
     let mut cursor: Option<String> = None;
     for page in 0..MAX_PAGES {
         let id = json!(format!("tools-{page}"));
-        let params = match &cursor {
+        let mut params = match &cursor {
             Some(c) => json!({"cursor": c}),
             None => json!({}),
         };
+        if era == ListEra::Modern {
+            params["_meta"] = envelope();
+        }
         let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params});
         let a = ctx
             .http
@@ -567,20 +613,20 @@ async fn list_tools(
             .map_err(|e| {
                 Check::fail(
                     5,
-                    ID,
-                    format!("POST tools/list failed: {e}"),
+                    check_id,
+                    format!("POST {what} failed: {e}"),
                     "check the network path to the relay",
                 )
             })?;
         if !(200..300).contains(&a.status) {
-            return Err(refused(5, ID, "POST tools/list", &a));
+            return Err(refused(5, check_id, &format!("POST {what}"), &a));
         }
         let Some(m) = a.rpc_answer(&id) else {
             return Err(Check::fail(
                 5,
-                ID,
+                check_id,
                 format!(
-                    "tools/list answered {} without a JSON-RPC answer: {}",
+                    "{what} answered {} without a JSON-RPC answer: {}",
                     a.status,
                     a.snippet()
                 ),
@@ -588,22 +634,30 @@ async fn list_tools(
             ));
         };
         if let Some(e) = m.get("error") {
+            let fix = match era {
+                ListEra::Session => {
+                    "see the bridge's log: the MCP server refuses tools/list (does it offer tools?)"
+                }
+                ListEra::Modern => {
+                    "clients that prefer 2026-07-28 (ChatGPT, the Python and TypeScript SDKs in auto mode) get this error on every request: update the bridge (older bridges passed the 2026-07-28 envelope to servers opened with initialize, which Python SDK 2.x servers refuse), or run it with `--protocol legacy` so clients fall back to initialize"
+                }
+            };
             return Err(Check::fail(
                 5,
-                ID,
+                check_id,
                 format!(
-                    "tools/list answered JSON-RPC error {}: {}",
+                    "{what} answered JSON-RPC error {}: {}",
                     e["code"],
                     clean(e["message"].as_str().unwrap_or(""))
                 ),
-                "see the bridge's log: the MCP server refuses tools/list (does it offer tools?)",
+                fix,
             ));
         }
         let Some(list) = m["result"]["tools"].as_array() else {
             return Err(Check::fail(
                 5,
-                ID,
-                "the tools/list result has no tools array",
+                check_id,
+                format!("the {what} result has no tools array"),
                 "the MCP server's tools/list answer is malformed",
             ));
         };
@@ -614,6 +668,47 @@ async fn list_tools(
         }
     }
     Ok(tools)
+}
+
+/// The names of `tools`, in order.
+fn tool_names(tools: &[Value]) -> Vec<&str> {
+    tools
+        .iter()
+        .map(|t| t["name"].as_str().unwrap_or(""))
+        .collect()
+}
+
+/// Whether the 2026-07-28 `tools/list` lists what the session's did.
+fn modern_list_check(modern: &[Value], session: Option<&[Value]>) -> Check {
+    const ID: &str = "modern-tools-list";
+    let names = tool_names(modern);
+    match session.map(tool_names) {
+        Some(s) if s != names => Check::fail(
+            5,
+            ID,
+            format!(
+                "tools/list over 2026-07-28 lists {} tools, the session's {}: {} against {}",
+                names.len(),
+                s.len(),
+                short(&json!(names)),
+                short(&json!(s))
+            ),
+            "both eras must reach the same MCP server: make sure nothing between the client and the relay answers one of them",
+        ),
+        _ => Check::pass(
+            5,
+            ID,
+            format!(
+                "tools/list over 2026-07-28 (the `_meta` envelope, no session) answered {} tools{}",
+                names.len(),
+                if session.is_some() {
+                    ", the same as the session's"
+                } else {
+                    ""
+                }
+            ),
+        ),
+    }
 }
 
 /// Tool names and input schemas.

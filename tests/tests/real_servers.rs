@@ -1,0 +1,294 @@
+//! Real third-party servers behind the tunnel, each driven by the clients of every protocol
+//! era the suite has: a stdio server written with the Python SDK 2.x (`MCPServer`, the SDK's
+//! FastMCP; `tests/clients/py_server.py`) and `@modelcontextprotocol/server-everything` (the
+//! TypeScript SDK). The project's own fixture is lenient; these are not: the Python SDK's
+//! stdio runner fixes the era of its connection on the first message and refuses a request
+//! carrying the 2026-07-28 `_meta` envelope on a connection opened with `initialize`.
+//!
+//! The bridge opens every server with `initialize` (one server serves the sessions of 2025-era
+//! clients and the stateless requests of 2026-07-28 clients at once) and speaks to it in that
+//! era: the envelope is the bridge's to interpret, never forwarded. Each test checks that
+//! every client, whatever era it chose, lists the tools, calls one, and (where the server has
+//! them) reads a resource and gets a prompt, through the tunnel.
+//!
+//! Needs `tests/deps/install.sh` and `cargo build --workspace --bins` first.
+
+use std::process::Command;
+use std::sync::OnceLock;
+
+use e2e::{Bridge, BridgeOpts, Deps, Relay, run_json};
+use serde_json::{Value, json};
+
+/// The protocol revision of the stateless era.
+const MODERN: &str = "2026-07-28";
+/// The handshake revision current clients negotiate.
+const HANDSHAKE: &str = "2025-11-25";
+
+/// The pinned helpers, read once.
+fn deps() -> &'static Deps {
+    static DEPS: OnceLock<Deps> = OnceLock::new();
+    DEPS.get_or_init(Deps::get)
+}
+
+/// A server under test and what its answers look like.
+struct Server {
+    /// For failure messages.
+    what: &'static str,
+    /// `serverInfo.name`.
+    name: &'static str,
+    /// The command the bridge runs.
+    command: Vec<String>,
+    /// A tool to call, its arguments and the one text it answers.
+    tool: (&'static str, Value, &'static str),
+    /// A resource and its text (empty: the step is skipped).
+    resource: (&'static str, &'static str),
+    /// A prompt (empty: the step is skipped).
+    prompt: &'static str,
+}
+
+fn python_server() -> Server {
+    Server {
+        what: "Python SDK 2.x server",
+        name: "py-sdk-server",
+        command: vec![
+            deps().var("PY_SDK"),
+            deps().client("py_server.py").display().to_string(),
+        ],
+        tool: ("echo", json!({"message": "hi"}), "Echo: hi"),
+        resource: (
+            "test://static-text",
+            "This is the content of the static text resource.",
+        ),
+        prompt: "test_simple_prompt",
+    }
+}
+
+fn typescript_server() -> Server {
+    Server {
+        what: "TypeScript SDK server-everything",
+        name: "mcp-servers/everything",
+        command: vec![
+            deps().var("NODE22"),
+            deps().var("SERVER_EVERYTHING_JS"),
+            "stdio".into(),
+        ],
+        tool: ("echo", json!({"message": "hi"}), "Echo: hi"),
+        resource: ("", ""),
+        prompt: "",
+    }
+}
+
+/// One client program: a name, how to run it, and the era it must end up in.
+struct ClientRun {
+    what: &'static str,
+    interpreter: &'static str,
+    script: &'static str,
+    args: Vec<&'static str>,
+    /// Connect to the legacy SSE endpoint instead of the MCP endpoint.
+    sse: bool,
+    era: &'static str,
+}
+
+/// Every client program of every era the suite drives.
+fn clients() -> Vec<ClientRun> {
+    let c = |what, interpreter, script, args: &[&'static str], sse, era| ClientRun {
+        what,
+        interpreter,
+        script,
+        args: args.to_vec(),
+        sse,
+        era,
+    };
+    let mut all = vec![
+        c(
+            "Python 2.x, auto",
+            "PY_SDK",
+            "py_client.py",
+            &["--mode", "auto"],
+            false,
+            "modern",
+        ),
+        c(
+            "Python 2.x, 2026-07-28",
+            "PY_SDK",
+            "py_client.py",
+            &["--mode", "modern"],
+            false,
+            "modern",
+        ),
+        c(
+            "Python 2.x, handshake",
+            "PY_SDK",
+            "py_client.py",
+            &["--mode", "legacy"],
+            false,
+            "legacy",
+        ),
+        c(
+            "Python 2.x, SSE",
+            "PY_SDK",
+            "py_client.py",
+            &["--transport", "sse"],
+            true,
+            "legacy",
+        ),
+        c(
+            "TypeScript 2.x, auto",
+            "NODE22",
+            "ts_modern.mjs",
+            &["--era", "auto"],
+            false,
+            "modern",
+        ),
+        c(
+            "TypeScript 2.x, 2026-07-28",
+            "NODE22",
+            "ts_modern.mjs",
+            &["--era", "modern"],
+            false,
+            "modern",
+        ),
+        c(
+            "TypeScript 2.x, handshake",
+            "NODE22",
+            "ts_modern.mjs",
+            &["--era", "legacy"],
+            false,
+            "legacy",
+        ),
+    ];
+    // tests/deps/env.sh sets PY_SDK1 only when the optional 1.x venv exists.
+    if std::path::Path::new(&deps().var("TEST_DEPS"))
+        .join("venv1/bin/python")
+        .exists()
+    {
+        all.push(c(
+            "Python 1.x",
+            "PY_SDK1",
+            "py_client_v1.py",
+            &[],
+            false,
+            "legacy",
+        ));
+    }
+    all
+}
+
+/// Runs `client` against `bridge` on `server`'s tool, resource and prompt.
+fn run_client(bridge: &Bridge, server: &Server, client: &ClientRun) -> Value {
+    let url = if client.sse {
+        &bridge.sse_url
+    } else {
+        &bridge.mcp_url
+    };
+    let (tool, args, _) = &server.tool;
+    let args = args.to_string();
+    let mut cmd = Command::new(deps().var(client.interpreter));
+    cmd.arg(deps().client(client.script)).arg(url);
+    cmd.args(&client.args);
+    cmd.args(["--tool", tool, "--args", &args]);
+    cmd.args(["--resource", server.resource.0, "--prompt", server.prompt]);
+    match &bridge.bearer {
+        Some(t) => cmd.env("MCP_BEARER", t),
+        None => cmd.env_remove("MCP_BEARER"),
+    };
+    run_json(&mut cmd)
+}
+
+/// Checks one client's summary.
+fn check(out: &Value, server: &Server, client: &ClientRun, relay: &str) {
+    let what = format!("{} → {} ({relay})", client.what, server.what);
+    assert_eq!(out["ok"], true, "{what}: {out}");
+    assert_eq!(out["era"], client.era, "{what}: {out}");
+    let protocol = if client.era == "modern" {
+        MODERN
+    } else {
+        HANDSHAKE
+    };
+    assert_eq!(out["protocol"], protocol, "{what}: {out}");
+    let tools = match &out["tools"] {
+        Value::Array(names) => names.clone(),
+        _ => out["tool_names"].as_array().cloned().unwrap_or_default(),
+    };
+    assert!(
+        tools.iter().any(|t| t == server.tool.0),
+        "{what}: {} missing from the tools: {out}",
+        server.tool.0
+    );
+    assert_eq!(out["call"]["is_error"], false, "{what}: {out}");
+    assert_eq!(
+        out["call"]["texts"],
+        json!([server.tool.2]),
+        "{what}: {out}"
+    );
+    if !server.resource.0.is_empty() {
+        assert_eq!(out["resource"], json!([server.resource.1]), "{what}: {out}");
+    }
+    if !server.prompt.is_empty() {
+        let prompt = out["prompt"].as_array().map_or(0, Vec::len);
+        assert_eq!(prompt, 1, "{what}: the prompt's messages: {out}");
+    }
+    if let Some(name) = out["server"].as_str() {
+        assert_eq!(name, server.name, "{what}: {out}");
+    }
+}
+
+/// Every client against `server` behind the in-process relay.
+fn every_client_on(server: Server) {
+    let bridge = Bridge::start(BridgeOpts {
+        command: server.command.clone(),
+        ..Default::default()
+    });
+    for client in clients() {
+        let out = run_client(&bridge, &server, &client);
+        check(&out, &server, &client, "embedded relay");
+    }
+}
+
+#[test]
+fn every_client_on_a_python_sdk_server() {
+    every_client_on(python_server());
+}
+
+#[test]
+fn every_client_on_a_typescript_sdk_server() {
+    every_client_on(typescript_server());
+}
+
+/// The same through a separate `relay serve`, with the clients that choose 2026-07-28 by
+/// themselves, and an elicitation the Python server asks for in the middle of a call: on the
+/// 2026-07-28 path it reaches the client as an InputRequiredResult, whose answer the bridge
+/// hands to the server on the connection it opened with `initialize`.
+#[test]
+fn python_sdk_server_behind_relay_serve_with_elicitation() {
+    let server = python_server();
+    let relay = Relay::start(&[]);
+    let bridge = Bridge::start(BridgeOpts {
+        relay: Some((relay.base.clone(), relay.token.clone())),
+        command: server.command.clone(),
+        ..Default::default()
+    });
+    for client in clients().into_iter().filter(|c| c.args.contains(&"auto")) {
+        let out = run_client(&bridge, &server, &client);
+        check(&out, &server, &client, "relay serve");
+
+        let mut cmd = Command::new(deps().var(client.interpreter));
+        cmd.arg(deps().client(client.script)).arg(&bridge.mcp_url);
+        cmd.args(&client.args);
+        cmd.args(["--tool", "ask_name", "--elicit-answer", "Ann"]);
+        cmd.args(["--resource", "", "--prompt", ""]);
+        if let Some(t) = &bridge.bearer {
+            cmd.env("MCP_BEARER", t);
+        }
+        let out = run_json(&mut cmd);
+        let what = format!("{}: ask_name", client.what);
+        assert_eq!(out["ok"], true, "{what}: {out}");
+        assert_eq!(out["era"], "modern", "{what}: {out}");
+        assert_eq!(out["call"]["texts"], json!(["hello Ann"]), "{what}: {out}");
+        assert_eq!(
+            out["elicitations"].as_array().map_or(0, Vec::len),
+            1,
+            "{what}: {out}"
+        );
+    }
+}
