@@ -59,43 +59,18 @@ pub async fn run(
     tokio::pin!(shutdown);
     io.gauges.set_state(LinkState::Starting);
 
-    // Start the shared server first, so the printed URL works at once and a broken
-    // command is reported before anything else.
-    if !isolate {
-        if let Err(e) = core.start_default_child() {
-            return Outcome::ServerFailed(e);
-        }
-        let deadline = tokio::time::sleep(STARTUP_TIMEOUT);
-        tokio::pin!(deadline);
-        loop {
-            if let Some(state) = core.default_child_state() {
-                match state {
-                    Ok(()) => break,
-                    Err(e) => return Outcome::ServerFailed(format!("{e}{}", stderr_tail(&core))),
-                }
-            }
-            tokio::select! {
-                ev = child_events.recv() => match ev {
-                    Some(ChildEvent::Exited(_, status)) => {
-                        // Let the stderr reader catch up with what the server wrote last.
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        return Outcome::ServerFailed(format!(
-                            "it exited during startup ({status}){}",
-                            stderr_tail(&core)
-                        ));
-                    }
-                    Some(ev) => core.on_child_event(ev),
-                    None => return Outcome::ServerFailed("internal channel closed".into()),
-                },
-                _ = &mut deadline => return Outcome::ServerFailed(format!(
-                    "no answer to initialize within {STARTUP_TIMEOUT:?} (is it a stdio MCP server? \
-                     run the command by hand to see what it does){}",
-                    stderr_tail(&core)
-                )),
-                _ = &mut shutdown => return Outcome::Stopped,
-            }
-        }
+    // Start the shared server and dial the relay at once: while the server starts, the
+    // relay knows the bridge is there and clients hear that the server is starting (an
+    // `initialize` waits for it). The endpoints are printed once the server answered its
+    // `initialize`, so the printed URL works at once and a broken command is reported
+    // before it.
+    let mut starting = !isolate;
+    if starting && let Err(e) = core.start_default_child() {
+        return Outcome::ServerFailed(e);
     }
+    let startup_deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+    // The relay's welcome, held while the server starts.
+    let mut held_welcome: Option<protocol::Welcome> = None;
 
     let (link_tx, mut link_rx) = mpsc::channel::<LinkEvent>(1024);
     let (stop_link, stop_rx) = tokio::sync::watch::channel(false);
@@ -106,9 +81,24 @@ pub async fn run(
     let mut decisions_open = true;
     // The owner's answers to tool calls held for approval (see confirm.rs).
     let mut confirm_answers = core.take_terminal();
-    io.gauges.set_state(LinkState::Connecting);
+    if !starting {
+        io.gauges.set_state(LinkState::Connecting);
+    }
     let mut drain_until: Option<tokio::time::Instant> = None;
     let outcome = loop {
+        if starting && let Some(state) = core.default_child_state() {
+            if let Err(e) = state {
+                break Outcome::ServerFailed(format!("{e}{}", stderr_tail(&core)));
+            }
+            starting = false;
+            match held_welcome.take() {
+                Some(welcome) => {
+                    io.gauges.set_state(LinkState::Online);
+                    on_welcome(&welcome);
+                }
+                None => io.gauges.set_state(LinkState::Connecting),
+            }
+        }
         if let Some(until) = drain_until
             && (core.client_pending() == 0 || tokio::time::Instant::now() >= until)
         {
@@ -119,7 +109,17 @@ pub async fn run(
             _ = sleep_until_opt(flush_at), if flush_at.is_some() => {
                 core.flush_inputs(std::time::Instant::now());
             }
+            _ = tokio::time::sleep_until(startup_deadline), if starting => {
+                break Outcome::ServerFailed(format!(
+                    "no answer to initialize within {STARTUP_TIMEOUT:?} (is it a stdio MCP server? \
+                     run the command by hand to see what it does){}",
+                    stderr_tail(&core)
+                ));
+            }
             _ = &mut shutdown, if drain_until.is_none() => {
+                if starting {
+                    break Outcome::Stopped;
+                }
                 // Graceful shutdown: refuse new requests, let those in flight finish.
                 info!("shutting down: finishing requests in flight (at most {DRAIN_TIMEOUT:?})");
                 core.drain();
@@ -133,8 +133,12 @@ pub async fn run(
                     }
                     last_status = None;
                     out = Some(tx);
-                    io.gauges.set_state(LinkState::Online);
-                    on_welcome(&welcome);
+                    if starting {
+                        held_welcome = Some(welcome);
+                    } else {
+                        io.gauges.set_state(LinkState::Online);
+                        on_welcome(&welcome);
+                    }
                 }
                 Some(LinkEvent::Frame(Frame::Request(r))) => core.on_request(r),
                 Some(LinkEvent::Frame(Frame::Cancel { exchange })) => core.on_cancel(exchange),
@@ -148,7 +152,11 @@ pub async fn run(
                 Some(LinkEvent::Frame(other)) => warn!("unexpected frame from the relay: {other:?}"),
                 Some(LinkEvent::Down) => {
                     out = None;
-                    io.gauges.set_state(LinkState::Reconnecting);
+                    // A welcome held while the server starts is void: the next one counts.
+                    held_welcome = None;
+                    if !starting {
+                        io.gauges.set_state(LinkState::Reconnecting);
+                    }
                     core.on_link_down();
                     warn!("lost the relay link; reconnecting (sessions are kept)");
                 }
@@ -156,6 +164,14 @@ pub async fn run(
                 None => break Outcome::Refused("the relay link ended".into()),
             },
             ev = child_events.recv() => match ev {
+                Some(ChildEvent::Exited(_, status)) if starting => {
+                    // Let the stderr reader catch up with what the server wrote last.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    break Outcome::ServerFailed(format!(
+                        "it exited during startup ({status}){}",
+                        stderr_tail(&core)
+                    ));
+                }
                 Some(ev) => core.on_child_event(ev),
                 None => {
                     error!("child event channel closed");

@@ -507,3 +507,32 @@ pub fn parse_http_answer(raw: &[u8]) -> HttpAnswer {
         body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
+
+/// POSTs `body` to `url` (`http://host:port/path`) on a fresh connection with `headers`
+/// (`Connection: close`, `Content-Type: application/json` and an `Accept` for both answer
+/// types are added) and reads the whole answer; panics on a connection error.
+pub fn http_post(url: &str, headers: &[(&str, &str)], body: &str) -> HttpAnswer {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut conn = std::net::TcpStream::connect(authority)
+        .unwrap_or_else(|e| panic!("cannot connect to {authority}: {e}"));
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(120)))
+        .expect("read timeout");
+    let mut head = format!(
+        "POST {} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         Content-Length: {}\r\n",
+        if path.is_empty() { "/" } else { path },
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    conn.write_all(head.as_bytes()).expect("write the request");
+    conn.write_all(body.as_bytes()).expect("write the body");
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).expect("read the answer");
+    parse_http_answer(&raw)
+}
