@@ -8,7 +8,8 @@
 //! atomically. `bridge run` uses them when no flag or environment variable names a relay.
 //!
 //! Next to them, `state.toml` remembers the tunnel name chosen for each server command line
-//! on each relay, so a server keeps its public URL across restarts.
+//! on each relay, so a server keeps its public URL across restarts (and `local.toml`, see
+//! local_state.rs, the names and client tokens of the in-process relay).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -95,7 +96,8 @@ impl Credentials {
 
 /// The user's configuration directory for the bridge: `$XDG_CONFIG_HOME/mcp-tunnel` when
 /// that variable holds an absolute path, else `~/Library/Application Support/mcp-tunnel`
-/// on macOS and `~/.config/mcp-tunnel` elsewhere.
+/// on macOS and `~/.config/mcp-tunnel` elsewhere (on Windows `~` is the user profile when
+/// HOME is not set).
 pub fn config_dir() -> Result<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from)
         && x.is_absolute()
@@ -110,14 +112,22 @@ pub fn config_dir() -> Result<PathBuf> {
     }
 }
 
-/// The user's home directory (`$HOME`).
+/// The user's home directory: `$HOME`, else on Windows the user profile (`%USERPROFILE%`).
 pub fn home_dir() -> Result<PathBuf> {
-    match std::env::var_os("HOME").map(PathBuf::from) {
-        Some(h) if h.is_absolute() => Ok(h),
-        _ => bail!(
-            "HOME is not set (or not an absolute path): cannot find the configuration directory"
-        ),
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|h| h.is_absolute())
+    };
+    if let Some(h) = absolute("HOME") {
+        return Ok(h);
     }
+    if cfg!(windows)
+        && let Some(h) = absolute("USERPROFILE")
+    {
+        return Ok(h);
+    }
+    bail!("HOME is not set (or not an absolute path): cannot find the configuration directory")
 }
 
 /// Path of `credentials.toml`.
@@ -152,8 +162,9 @@ pub fn load_credentials() -> Result<Option<Credentials>> {
     Ok(Some(creds))
 }
 
+/// Warns when `path` can be read by other users.
 #[cfg(unix)]
-fn warn_if_readable_by_others(path: &Path) {
+pub(crate) fn warn_if_readable_by_others(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(m) = std::fs::metadata(path)
         && m.permissions().mode() & 0o077 != 0
@@ -166,11 +177,12 @@ fn warn_if_readable_by_others(path: &Path) {
     }
 }
 
+/// Warns when `path` can be read by other users (not checked on this system).
 #[cfg(not(unix))]
-fn warn_if_readable_by_others(_: &Path) {}
+pub(crate) fn warn_if_readable_by_others(_: &Path) {}
 
 /// Creates `dir` (and its parents) and makes it private to the user (0700).
-fn ensure_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -332,12 +344,13 @@ pub fn remember_name(relay: &Url, command: &[String], name: &str) -> Result<()> 
 }
 
 /// An exclusive advisory lock on a file, released when dropped.
-struct FileLock {
+pub(crate) struct FileLock {
     _file: std::fs::File,
 }
 
 impl FileLock {
-    fn acquire(path: &Path) -> Result<Self> {
+    /// Opens (creating it) and locks `path`, waiting for another holder to let go.
+    pub(crate) fn acquire(path: &Path) -> Result<Self> {
         let mut opts = std::fs::OpenOptions::new();
         opts.create(true).truncate(false).write(true);
         #[cfg(unix)]
@@ -353,6 +366,29 @@ impl FileLock {
             use std::os::fd::AsRawFd;
             // SAFETY: flock on a descriptor we own; the lock goes with the file.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("locking {}", path.display()));
+            }
+        }
+        #[cfg(windows)]
+        {
+            use std::os::windows::io::AsRawHandle;
+            use windows_sys::Win32::Storage::FileSystem::{LOCKFILE_EXCLUSIVE_LOCK, LockFileEx};
+            use windows_sys::Win32::System::IO::OVERLAPPED;
+            // SAFETY: a zeroed OVERLAPPED (offset 0) for a blocking LockFileEx on a handle we
+            // own; the lock goes with the handle.
+            let locked = unsafe {
+                let mut at: OVERLAPPED = std::mem::zeroed();
+                LockFileEx(
+                    file.as_raw_handle(),
+                    LOCKFILE_EXCLUSIVE_LOCK,
+                    0,
+                    u32::MAX,
+                    u32::MAX,
+                    &mut at,
+                )
+            };
+            if locked == 0 {
                 return Err(std::io::Error::last_os_error())
                     .with_context(|| format!("locking {}", path.display()));
             }

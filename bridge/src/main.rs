@@ -16,6 +16,7 @@ mod driver;
 mod guard;
 mod init;
 mod link;
+mod local_state;
 mod login;
 mod policy;
 mod resume;

@@ -1,7 +1,7 @@
 //! `bridge run`: resolves the settings (flags > environment > configuration file > stored
-//! login > defaults), starts the in-process relay when no relay is given, and runs one
-//! driver per server — each with its own server process, core and relay link — printing
-//! each tunnel's URLs.
+//! login > remembered names and client tokens > defaults), starts the in-process relay when
+//! no relay is given, and runs one driver per server — each with its own server process,
+//! core and relay link — printing each tunnel's URLs.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -22,6 +22,7 @@ use crate::config::{AuthMode, BridgeFile, ProtocolMode, ServerEntry, ServerOptio
 use crate::core::{Core, CoreConfig, Root};
 use crate::driver::{self, Outcome};
 use crate::link::{self, LinkConfig};
+use crate::local_state::{self, LocalMemory};
 use crate::login::{self, Credentials};
 use crate::policy::{PolicyArgs, PolicyConfig};
 use crate::status_line::{self, Gauges, StatusLine};
@@ -49,8 +50,9 @@ pub struct RunArgs {
     /// variable.
     #[arg(long, env = "BRIDGE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Tunnel name ([a-z0-9-]{3,40}). Default: with a stored login, the name this command
-    /// had last time (chosen at random the first time); otherwise random.
+    /// Tunnel name ([a-z0-9-]{3,40}). Default: the name this command had last time on the
+    /// stored relay (`bridge login`) or on the in-process relay's listen address (chosen at
+    /// random the first time); otherwise random.
     #[arg(long, env = "BRIDGE_NAME")]
     pub name: Option<String>,
     /// Use the in-process relay even when `bridge login` stored a relay.
@@ -64,9 +66,15 @@ pub struct RunArgs {
     /// the in-process relay or a loopback one.
     #[arg(long, value_enum)]
     pub auth: Option<AuthMode>,
-    /// The bearer token clients must send (generated when not given).
+    /// The bearer token clients must send. Default: with the in-process relay, the one
+    /// generated for this tunnel's URL last time (generated and remembered the first time);
+    /// otherwise generated.
     #[arg(long, env = "BRIDGE_CLIENT_TOKEN", hide_env_values = true)]
     pub client_token: Option<String>,
+    /// With the in-process relay: replace the remembered client token with a new one (and
+    /// remember it). Clients holding the old token are refused from then on.
+    #[arg(long)]
+    pub new_token: bool,
     /// Give each session its own server process.
     #[arg(long)]
     pub isolate: bool,
@@ -272,8 +280,20 @@ struct TunnelPlan {
     env: Vec<(String, String)>,
     cwd: Option<PathBuf>,
     opts: ServerOptions,
-    /// Remember the name for this command on this relay once it is welcomed.
-    remember: Option<Url>,
+    /// What to remember once the relay welcomes the tunnel.
+    remember: Remember,
+}
+
+/// What a tunnel remembers once the relay welcomes it.
+#[derive(Debug, Clone)]
+enum Remember {
+    /// Nothing new.
+    Nothing,
+    /// The name picked for its command on this relay (with a stored login; login.rs).
+    RelayName(Url),
+    /// The values picked on the in-process relay (local_state.rs), with whether the client
+    /// token replaces a remembered one (`--new-token`).
+    Local(local_state::Picked, bool),
 }
 
 /// The servers to publish.
@@ -281,6 +301,7 @@ fn plan_tunnels(
     args: &RunArgs,
     file: Option<&BridgeFile>,
     relay: &RelayChoice,
+    memory: Option<&LocalMemory>,
 ) -> Result<Vec<TunnelPlan>> {
     let flags = ServerOptions {
         auth: args.auth,
@@ -309,18 +330,30 @@ fn plan_tunnels(
             );
         }
         let (name, remember) = match (&args.name, file.and_then(|f| f.name.clone())) {
-            (Some(n), _) => (n.clone(), None),
-            (None, Some(n)) => (n, None),
-            (None, None) => match relay {
-                RelayChoice::Remote {
-                    url,
-                    from_login: true,
-                    ..
-                } => match login::remembered_name(url, &args.command) {
-                    Some(n) => (n, None),
-                    None => (random_name(), Some(url.clone())),
+            (Some(n), _) => (n.clone(), Remember::Nothing),
+            (None, Some(n)) => (n, Remember::Nothing),
+            (None, None) => match (relay, memory) {
+                (
+                    RelayChoice::Remote {
+                        url,
+                        from_login: true,
+                        ..
+                    },
+                    _,
+                ) => match login::remembered_name(url, &args.command) {
+                    Some(n) => (n, Remember::Nothing),
+                    None => (random_name(), Remember::RelayName(url.clone())),
                 },
-                _ => (random_name(), None),
+                (RelayChoice::Embedded { .. }, Some(m)) => match m.name_for(&args.command) {
+                    Some(n) => (n, Remember::Nothing),
+                    None => {
+                        let name = random_name();
+                        let mut picked = m.picked(&name);
+                        picked.command = Some(args.command.clone());
+                        (name, Remember::Local(picked, false))
+                    }
+                },
+                _ => (random_name(), Remember::Nothing),
             },
         };
         if !protocol::valid_tunnel_name(&name) {
@@ -391,7 +424,7 @@ fn plan_tunnels(
                 env: e.env,
                 cwd: e.cwd,
                 opts: merge(&flags, &e.options, &top, &policy_flags),
-                remember: None,
+                remember: Remember::Nothing,
             }
         })
         .collect())
@@ -475,7 +508,57 @@ struct Tunnel {
     auth: AuthMode,
     client_token: Option<String>,
     isolate: bool,
-    remember: Option<Url>,
+    remember: Remember,
+}
+
+/// The client token of a tunnel with bearer auth and whether the bridge picked it: the one
+/// given, else (with the in-process relay, unless `new_token`) the one remembered for the
+/// tunnel's URL, else a new one — which `remember` then stores once the tunnel is up.
+fn bearer_token(
+    given: Option<String>,
+    name: &str,
+    memory: Option<&LocalMemory>,
+    new_token: bool,
+    remember: &mut Remember,
+) -> Result<(String, bool)> {
+    if let Some(t) = given {
+        if new_token {
+            bail!(
+                "--new-token makes a new client token, but one is given (--client-token, \
+                 BRIDGE_CLIENT_TOKEN or the configuration file): leave it out"
+            );
+        }
+        if let Some(m) = memory
+            && m.token_for(name).is_some()
+        {
+            info!(
+                "tunnel {name}: using the client token given; the one remembered for this URL \
+                 stays in {}",
+                m.path().display()
+            );
+        }
+        return Ok((t, false));
+    }
+    let Some(m) = memory else {
+        return Ok((random_token(24), true));
+    };
+    let remembered = m.token_for(name);
+    if let Some(t) = remembered.clone().filter(|_| !new_token) {
+        info!(
+            "tunnel {name}: reusing the client token remembered in {} (`bridge run --new-token \
+             …` makes a new one)",
+            m.path().display()
+        );
+        return Ok((t, false));
+    }
+    let t = random_token(24);
+    let mut picked = match std::mem::replace(remember, Remember::Nothing) {
+        Remember::Local(picked, _) => picked,
+        _ => m.picked(name),
+    };
+    picked.client_token = Some(t.clone());
+    *remember = Remember::Local(picked, remembered.is_some());
+    Ok((t, true))
 }
 
 /// A duration option in seconds, within `(min, max]` (or `[0, max]` when `zero_ok`).
@@ -500,8 +583,19 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let relay_choice = choose_relay(&args, file, login::load_credentials)?;
     if let RelayChoice::Remote { url, .. } = &relay_choice {
         crate::cleartext::check(url)?;
+        if args.new_token {
+            bail!(
+                "--new-token replaces the client token remembered by the in-process relay; with \
+                 a relay, a bearer client token is new on every run unless --client-token gives one"
+            );
+        }
     }
-    let plans = plan_tunnels(&args, file, &relay_choice)?;
+    // With the in-process relay, the names and client tokens picked are remembered.
+    let memory = match &relay_choice {
+        RelayChoice::Embedded { listen } => LocalMemory::open(*listen),
+        RelayChoice::Remote { .. } => None,
+    };
+    let plans = plan_tunnels(&args, file, &relay_choice, memory.as_ref())?;
     let quiet = args.quiet || file.and_then(|f| f.quiet).unwrap_or(false);
     let several = plans.len() > 1;
 
@@ -549,7 +643,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     })?;
 
     let mut tunnels = Vec::new();
-    for p in plans {
+    // Client tokens picked by the bridge this run (what `--new-token` renews).
+    let mut picked_tokens = 0;
+    for mut p in plans {
         let o = &p.opts;
         let auth = o.auth.unwrap_or(if relay_choice.is_public() {
             AuthMode::Oauth
@@ -563,7 +659,25 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             );
         }
         let client_token = match auth {
-            AuthMode::Bearer => Some(o.client_token.clone().unwrap_or_else(|| random_token(24))),
+            AuthMode::Bearer => {
+                let given = o.client_token.clone();
+                let (token, picked) = bearer_token(
+                    given,
+                    &p.name,
+                    memory.as_ref(),
+                    args.new_token,
+                    &mut p.remember,
+                )
+                .map_err(|e| {
+                    if several {
+                        e.context(format!("tunnel {}", p.name))
+                    } else {
+                        e
+                    }
+                })?;
+                picked_tokens += usize::from(picked);
+                Some(token)
+            }
             AuthMode::None | AuthMode::Oauth => None,
         };
         let client_auth = match (&client_token, auth) {
@@ -623,6 +737,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             isolate,
             remember: p.remember,
         });
+    }
+    if args.new_token && picked_tokens == 0 {
+        bail!(
+            "--new-token: there is no client token to renew (with --auth none, clients send none)"
+        );
     }
 
     let gauges: Vec<(String, Arc<Gauges>)> = tunnels
@@ -724,7 +843,7 @@ fn report(name: &str, several: bool, command: &[String], outcome: &Outcome) {
 }
 
 /// Prints a tunnel's endpoints and how clients authenticate, once, when the relay first
-/// welcomes it; remembers its name when asked to.
+/// welcomes it; remembers what it was asked to.
 fn welcome_printer(t: &Tunnel, several: bool, terminal: bool) -> driver::OnWelcome {
     let mut printed = false;
     let header = several.then(|| {
@@ -735,17 +854,47 @@ fn welcome_printer(t: &Tunnel, several: bool, terminal: bool) -> driver::OnWelco
         )
     });
     let (client_token, auth) = (t.client_token.clone(), t.auth);
-    let remember = t.remember.clone().map(|url| (url, t.command.clone()));
-    let name = t.name.clone();
+    let remember = t.remember.clone();
+    let (name, command) = (t.name.clone(), t.command.clone());
     Box::new(move |w| {
         if printed {
             return;
         }
         printed = true;
-        if let Some((url, command)) = &remember
-            && let Err(e) = login::remember_name(url, command, &name)
-        {
-            warn!("cannot remember the tunnel name (the next run gets a new URL): {e:#}");
+        match &remember {
+            Remember::Nothing => {}
+            Remember::RelayName(url) => {
+                if let Err(e) = login::remember_name(url, &command, &name) {
+                    warn!("cannot remember the tunnel name (the next run gets a new URL): {e:#}");
+                }
+            }
+            Remember::Local(picked, replaces) => match picked.store() {
+                Err(e) => warn!(
+                    "tunnel {name}: cannot remember its name and client token (the next run \
+                     gets new ones): {e:#}"
+                ),
+                Ok(()) if *replaces => info!(
+                    "tunnel {name}: a new client token is remembered in {}; clients sending \
+                     the previous one are refused until they are given this one",
+                    picked.path().display()
+                ),
+                Ok(()) => info!(
+                    "tunnel {name}: {} remembered in {}, and the next runs on this address \
+                     reuse {} (`bridge run --new-token …` makes a new token; delete the entry \
+                     to forget it)",
+                    match (&picked.command, &picked.client_token) {
+                        (Some(_), Some(_)) => "its name and client token are",
+                        (Some(_), None) => "its name is",
+                        _ => "its client token is",
+                    },
+                    picked.path().display(),
+                    if picked.command.is_some() && picked.client_token.is_some() {
+                        "them"
+                    } else {
+                        "it"
+                    }
+                ),
+            },
         }
         status_line::without_line(|| {
             let mut out = std::io::stdout().lock();
@@ -836,6 +985,149 @@ async fn consent_desk(
                     pause(false);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn args(words: &[&str]) -> RunArgs {
+        Cli::try_parse_from(std::iter::once("bridge").chain(words.iter().copied()))
+            .unwrap()
+            .run
+    }
+
+    const HERE: &str = "127.0.0.1:7171";
+
+    fn embedded() -> RelayChoice {
+        RelayChoice::Embedded {
+            listen: HERE.parse().unwrap(),
+        }
+    }
+
+    /// A memory in a temporary directory, where `command` was given `name` and `token`.
+    fn memory_with(dir: &std::path::Path, command: &str, name: &str, token: &str) -> LocalMemory {
+        let path = dir.join("local.toml");
+        let m = LocalMemory::load(path.clone(), HERE.parse().unwrap());
+        let mut p = m.picked(name);
+        p.command = Some(vec![command.to_owned()]);
+        p.client_token = Some(token.to_owned());
+        p.store().unwrap();
+        LocalMemory::load(path, HERE.parse().unwrap())
+    }
+
+    fn empty_memory(dir: &std::path::Path) -> LocalMemory {
+        LocalMemory::load(dir.join("local.toml"), HERE.parse().unwrap())
+    }
+
+    #[test]
+    fn the_in_process_relay_picks_a_name_once_per_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = empty_memory(dir.path());
+        let plans = plan_tunnels(&args(&["--", "server"]), None, &embedded(), Some(&m)).unwrap();
+        match &plans[0].remember {
+            Remember::Local(p, false) => {
+                assert_eq!(p.command.as_deref(), Some(&["server".to_owned()][..]));
+                assert!(p.client_token.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let m = memory_with(dir.path(), "server", "abcdefghij", "tok-1");
+        let plans = plan_tunnels(&args(&["--", "server"]), None, &embedded(), Some(&m)).unwrap();
+        assert_eq!(plans[0].name, "abcdefghij");
+        assert!(matches!(plans[0].remember, Remember::Nothing));
+    }
+
+    #[test]
+    fn a_given_name_wins_and_is_not_remembered_for_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = memory_with(dir.path(), "server", "abcdefghij", "tok-1");
+        let a = args(&["--name", "my-files", "--", "server"]);
+        let plans = plan_tunnels(&a, None, &embedded(), Some(&m)).unwrap();
+        assert_eq!(plans[0].name, "my-files");
+        assert!(matches!(plans[0].remember, Remember::Nothing));
+    }
+
+    #[test]
+    fn without_memory_nothing_is_remembered() {
+        // Port 0, or no configuration directory.
+        let plans = plan_tunnels(&args(&["--", "server"]), None, &embedded(), None).unwrap();
+        assert!(matches!(plans[0].remember, Remember::Nothing));
+        let mut remember = Remember::Nothing;
+        let (t, picked) = bearer_token(None, "abcdefghij", None, true, &mut remember).unwrap();
+        assert!(picked && !t.is_empty());
+        assert!(matches!(remember, Remember::Nothing));
+    }
+
+    #[test]
+    fn a_given_token_wins_and_is_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = memory_with(dir.path(), "server", "abcdefghij", "tok-1");
+        let mut remember = Remember::Nothing;
+        let got = bearer_token(
+            Some("given".into()),
+            "abcdefghij",
+            Some(&m),
+            false,
+            &mut remember,
+        )
+        .unwrap();
+        assert_eq!(got, ("given".to_owned(), false));
+        assert!(matches!(remember, Remember::Nothing));
+        // And cannot be combined with --new-token.
+        let e = bearer_token(
+            Some("given".into()),
+            "abcdefghij",
+            Some(&m),
+            true,
+            &mut remember,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("--new-token"), "{e}");
+    }
+
+    #[test]
+    fn a_remembered_token_is_reused_unless_renewed() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = memory_with(dir.path(), "server", "abcdefghij", "tok-1");
+        let mut remember = Remember::Nothing;
+        let got = bearer_token(None, "abcdefghij", Some(&m), false, &mut remember).unwrap();
+        assert_eq!(got, ("tok-1".to_owned(), false));
+        assert!(matches!(remember, Remember::Nothing));
+
+        let (t, picked) = bearer_token(None, "abcdefghij", Some(&m), true, &mut remember).unwrap();
+        assert!(picked && t != "tok-1");
+        match &remember {
+            Remember::Local(p, true) => assert_eq!(p.client_token.as_deref(), Some(t.as_str())),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_first_token_joins_the_picked_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = empty_memory(dir.path());
+        let plans = plan_tunnels(&args(&["--", "server"]), None, &embedded(), Some(&m)).unwrap();
+        let mut remember = plans[0].remember.clone();
+        let (t, picked) =
+            bearer_token(None, &plans[0].name, Some(&m), false, &mut remember).unwrap();
+        assert!(picked);
+        match &remember {
+            Remember::Local(p, false) => {
+                assert!(p.command.is_some());
+                assert_eq!(p.client_token.as_deref(), Some(t.as_str()));
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -203,6 +203,9 @@ impl Drop for Proc {
 pub struct BridgeOpts {
     /// Connect to this relay (base URL, bridge token) instead of the embedded one.
     pub relay: Option<(String, String)>,
+    /// `--listen` address of the in-process relay (default `127.0.0.1:0`, any free port);
+    /// unused with `relay`.
+    pub listen: Option<String>,
     /// `--auth none` instead of a bearer token.
     pub no_auth: bool,
     /// `--isolate`.
@@ -246,7 +249,8 @@ impl Bridge {
                 cmd.arg("--relay").arg(url).env("BRIDGE_TOKEN", token);
             }
             None => {
-                cmd.arg("--listen").arg("127.0.0.1:0");
+                cmd.arg("--listen")
+                    .arg(opts.listen.as_deref().unwrap_or("127.0.0.1:0"));
             }
         }
         if opts.no_auth {
