@@ -1,7 +1,7 @@
 //! Checks applied to every public MCP request before it reaches a bridge: DNS-rebinding
 //! protection (`Host`, `Origin`) and client authentication.
 
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use protocol::ClientAuth;
 use protocol::jsonrpc::INVALID_REQUEST;
@@ -66,7 +66,33 @@ fn origin_is_loopback(origin: &str) -> bool {
     }
 }
 
+/// What a bearer tunnel answers a request without its token (401: a credential is needed).
+const MISSING_BEARER: &str = "Unauthorized: this tunnel needs the bearer token that \
+     `bridge run` printed (or its --client-token), sent as `Authorization: Bearer <token>`; \
+     it does not use OAuth";
+
+/// What a bearer tunnel answers a request with another token (403: the credential given is
+/// not accepted, and signing in with OAuth cannot change that).
+const WRONG_BEARER: &str = "Forbidden: wrong bearer token. This tunnel accepts only the \
+     bearer token that `bridge run` printed (or its --client-token), not OAuth: check the \
+     token in the `Authorization: Bearer` header";
+
+/// The token of an `Authorization: Bearer <token>` header; `None` when the request has no
+/// such header or an empty token.
+fn presented_bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// Authenticates the client for a tunnel and names it (the *principal*).
+///
+/// A bearer tunnel answers a request without a token 401 with a challenge that names no
+/// OAuth metadata, and a request with a wrong token 403: clients that can sign in with
+/// OAuth start that only on a 401 (or a 403 with `error="insufficient_scope"`), and for a
+/// static token that would only lead to the relay's authorization server, which this
+/// tunnel does not use. OAuth tunnels answer as [`crate::oauth::access::check`] does.
 pub fn authenticate(
     state: &AppState,
     name: &str,
@@ -77,37 +103,36 @@ pub fn authenticate(
         ClientAuth::None => Ok("anonymous".to_owned()),
         ClientAuth::OAuth => crate::oauth::access::check(state, name, headers),
         ClientAuth::Bearer { sha256: expected } => {
-            let presented = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    let (scheme, token) = v.split_once(' ')?;
-                    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-                });
-            let Some(token) = presented else {
-                return Err(unauthorized("missing bearer token"));
+            let Some(token) = presented_bearer(headers) else {
+                crate::trace::unauthorized("no bearer token was sent");
+                return Err(missing_bearer());
             };
             let digest = sha256(token.as_bytes());
             if bool::from(digest.ct_eq(expected)) {
                 Ok(format!("bearer:{}", hex::encode(&digest[..6])))
             } else {
-                Err(unauthorized("invalid bearer token"))
+                crate::trace::unauthorized("a wrong bearer token was sent (answered 403)");
+                Err(wrong_bearer())
             }
         }
     }
 }
 
-fn unauthorized(why: &str) -> Response {
-    let mut r = jsonrpc_error(
-        StatusCode::UNAUTHORIZED,
-        INVALID_REQUEST,
-        &format!("Unauthorized: {why}"),
-    );
+/// 401 for a bearer tunnel's request without a token: a plain Bearer challenge (no
+/// `error`, as RFC 6750 asks when no credential was sent; no `resource_metadata`).
+fn missing_bearer() -> Response {
+    let mut r = jsonrpc_error(StatusCode::UNAUTHORIZED, INVALID_REQUEST, MISSING_BEARER);
     r.headers_mut().insert(
         header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"mcp\", error=\"invalid_token\""),
+        HeaderValue::from_static("Bearer realm=\"mcp\""),
     );
-    r.into_response()
+    r
+}
+
+/// 403 for a bearer tunnel's request with a wrong token. No challenge: there is nothing
+/// else to authenticate with.
+fn wrong_bearer() -> Response {
+    jsonrpc_error(StatusCode::FORBIDDEN, INVALID_REQUEST, WRONG_BEARER)
 }
 
 #[cfg(test)]
@@ -172,5 +197,80 @@ mod tests {
         assert!(authenticate(&auth, &headers(&[("authorization", "Bearer nope")])).is_err());
         assert!(authenticate(&auth, &headers(&[])).is_err());
         assert!(authenticate(&ClientAuth::None, &headers(&[])).is_ok());
+    }
+
+    /// Status, `WWW-Authenticate` and JSON-RPC error message of a refusal.
+    async fn refusal(r: Response) -> (StatusCode, Option<String>, String) {
+        let status = r.status();
+        let challenge = r
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], INVALID_REQUEST, "{v}");
+        (
+            status,
+            challenge,
+            v["error"]["message"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_missing_bearer_token_is_challenged_without_oauth() {
+        let auth = ClientAuth::Bearer {
+            sha256: sha256(b"secret"),
+        };
+        for h in [
+            headers(&[]),
+            headers(&[("authorization", "Basic c2VjcmV0")]),
+            headers(&[("authorization", "secret")]),
+            headers(&[("authorization", "Bearer ")]),
+        ] {
+            let r = authenticate(&auth, &h).unwrap_err();
+            let (status, challenge, message) = refusal(r).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{h:?}");
+            assert_eq!(challenge.as_deref(), Some("Bearer realm=\"mcp\""), "{h:?}");
+            assert_eq!(message, MISSING_BEARER);
+            assert!(message.contains("bearer token that `bridge run` printed"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_bearer_token_is_forbidden_and_named() {
+        let auth = ClientAuth::Bearer {
+            sha256: sha256(b"secret"),
+        };
+        for token in ["Bearer nope", "Bearer secretx", "bearer SECRET"] {
+            let r = authenticate(&auth, &headers(&[("authorization", token)])).unwrap_err();
+            let (status, challenge, message) = refusal(r).await;
+            // 403, not 401: OAuth-capable clients sign in only on a 401.
+            assert_eq!(status, StatusCode::FORBIDDEN, "{token}");
+            assert_eq!(challenge, None, "{token}: no challenge to answer");
+            assert_eq!(message, WRONG_BEARER);
+            assert!(message.contains("wrong bearer token"));
+            // Clients that sign in on any error mentioning "Unauthorized" (mcp-remote) must
+            // not take this one for a request to sign in.
+            assert!(!message.contains("Unauthorized"));
+        }
+    }
+
+    #[tokio::test]
+    async fn oauth_tunnels_still_point_at_their_metadata() {
+        for h in [
+            headers(&[]),
+            headers(&[("authorization", "Bearer not-a-token")]),
+        ] {
+            let r = authenticate(&ClientAuth::OAuth, &h).unwrap_err();
+            let (status, challenge, _) = refusal(r).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{h:?}");
+            let challenge = challenge.unwrap();
+            assert!(
+                challenge.contains(
+                    "resource_metadata=\"http://127.0.0.1:1/.well-known/oauth-protected-resource/abc/mcp\""
+                ),
+                "{challenge}"
+            );
+        }
     }
 }

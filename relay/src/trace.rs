@@ -8,7 +8,8 @@
 //! which address and user agent), dynamic registration and client metadata documents,
 //! the authorization request, the consent (shown, approved by whom, denied, expired), the
 //! token endpoint (issued, refresh rotated, refused with its `error` and why), revocation,
-//! and 401 answers of the MCP endpoint with their reason.
+//! and 401 answers of the MCP endpoint with their reason (and a bearer tunnel's 403 for a
+//! wrong token).
 //!
 //! [`middleware`] wraps the OAuth and MCP routes. It gives each request a task-local
 //! context that the handlers annotate with one-line calls ([`for_tunnel`], [`because`],
@@ -1019,6 +1020,12 @@ fn default_reason(step: Step, status: StatusCode, url: Option<&str>) -> String {
     }
 }
 
+/// Whether an MCP request's answer is recorded: every 401, and a 403 whose handler gave a
+/// reason (a bearer tunnel's wrong token; not a refused `Host` or `Origin`).
+fn refusal_recorded(status: StatusCode, has_reason: bool) -> bool {
+    status == StatusCode::UNAUTHORIZED || (status == StatusCode::FORBIDDEN && has_reason)
+}
+
 /// Records the OAuth trace of the relay's OAuth and MCP requests (module documentation).
 pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(route) = route_of(req.uri().path()) else {
@@ -1059,7 +1066,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     let step = ctx.step.unwrap_or(route.step);
     let main = match step {
         _ if ctx.always => true,
-        Step::Unauthorized => status == StatusCode::UNAUTHORIZED,
+        Step::Unauthorized => refusal_recorded(status, ctx.reason.is_some()),
         _ => ctx.reason.is_some() || status.is_client_error() || status.is_server_error(),
     };
     if !main && ctx.extra.is_empty() {
@@ -1327,6 +1334,16 @@ mod tests {
         );
         let mcp = route_of("/files/mcp").unwrap();
         assert_eq!((mcp.step, mcp.always), (Step::Unauthorized, false));
+        assert!(refusal_recorded(StatusCode::UNAUTHORIZED, false));
+        assert!(
+            refusal_recorded(StatusCode::FORBIDDEN, true),
+            "a wrong bearer token"
+        );
+        assert!(
+            !refusal_recorded(StatusCode::FORBIDDEN, false),
+            "a foreign Host or Origin"
+        );
+        assert!(!refusal_recorded(StatusCode::OK, false));
         assert!(route_of("/healthz").is_none());
         assert!(route_of("/status").is_none());
         assert!(route_of("/files/connect").is_none());

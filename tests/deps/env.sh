@@ -10,6 +10,7 @@
 # SERVER_EVERYTHING_JS @modelcontextprotocol/server-everything dist/index.js
 # TS_SDK_DIR           node_modules folder holding @modelcontextprotocol/sdk (for tests/clients/*.mjs)
 # INSPECTOR_BIN        MCP Inspector launcher (#!/usr/bin/env node: put $(dirname $NODE22) first on PATH)
+# MCP_REMOTE_JS        mcp-remote's stdio proxy, dist/proxy.js (run with $NODE22)
 # PY_SDK               python of the venv with mcp 2.x
 # PY_SDK1              python of the venv with mcp 1.x (only if installed)
 # TEST_DEPS            the .test-deps folder; TEST_CLIENTS the tests/clients folder
@@ -29,6 +30,7 @@ export CONFORMANCE_JS="$TS_SDK_DIR/@modelcontextprotocol/conformance/dist/index.
 export CONFORMANCE_ALPHA_JS="$TEST_DEPS/conformance-alpha/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 export SERVER_EVERYTHING_JS="$TS_SDK_DIR/@modelcontextprotocol/server-everything/dist/index.js"
 export INSPECTOR_BIN="$TS_SDK_DIR/.bin/mcp-inspector"
+export MCP_REMOTE_JS="$TS_SDK_DIR/mcp-remote/dist/proxy.js"
 export PY_SDK="$TEST_DEPS/venv/bin/python"
 if [[ -x "$TEST_DEPS/venv1/bin/python" ]]; then
   export PY_SDK1="$TEST_DEPS/venv1/bin/python"
@@ -45,7 +47,7 @@ unset __td_src __td_repo
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   for __v in TEST_DEPS TEST_CLIENTS LOOPBACK_CJS NODE22 NPM22 TS_SDK_DIR CONFORMANCE_JS CONFORMANCE_ALPHA_JS \
-             SERVER_EVERYTHING_JS INSPECTOR_BIN PY_SDK PY_SDK1 TEST_DEPS_READY; do
+             SERVER_EVERYTHING_JS INSPECTOR_BIN MCP_REMOTE_JS PY_SDK PY_SDK1 TEST_DEPS_READY; do
     [[ -n "${!__v:-}" ]] && printf '%s=%s\n' "$__v" "${!__v}"
   done
   unset __v

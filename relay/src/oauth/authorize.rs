@@ -45,6 +45,20 @@ pub fn describe(client: &Client) -> String {
     }
 }
 
+/// The error description of an authorization request without `resource`. Clients that
+/// find no protected-resource metadata (a tunnel started with a bearer token has none) fall
+/// back to the relay's own authorization server and come here without one; the person who
+/// lands here learns that such a tunnel takes its token instead.
+const MISSING_RESOURCE: &str = "resource is required: no tunnel was named (send the \
+     tunnel's MCP URL as resource). A tunnel started with a bearer token does not use OAuth: \
+     send the token that `bridge run` printed (or its --client-token) as \
+     `Authorization: Bearer <token>` instead";
+
+/// The error description of an authorization request for a tunnel that does not use OAuth.
+const NOT_OAUTH: &str = "that tunnel does not use OAuth on this relay: a tunnel started \
+     with a bearer token takes the token that `bridge run` printed (or its --client-token) \
+     as `Authorization: Bearer <token>`";
+
 /// Authorization requests allowed per address in [`AUTHORIZE_WINDOW`].
 const AUTHORIZE_PER_ADDRESS: usize = 30;
 /// Window of that limit.
@@ -135,10 +149,7 @@ pub async fn authorize(
         return fail("invalid_request", "code_challenge has the wrong length");
     }
     let Some(resource) = get("resource") else {
-        return fail(
-            "invalid_target",
-            "resource is required: the tunnel's MCP URL",
-        );
+        return fail("invalid_target", MISSING_RESOURCE);
     };
     let base = state.config.base();
     let tunnel = resource
@@ -154,10 +165,7 @@ pub async fn authorize(
         .status(&tunnel)
         .is_some_and(|(auth, _)| auth == ClientAuth::OAuth);
     if !is_oauth {
-        return fail(
-            "invalid_target",
-            "that tunnel does not use OAuth on this relay",
-        );
+        return fail("invalid_target", NOT_OAUTH);
     }
     let consent = Consent {
         id: new_secret(""),
@@ -196,4 +204,85 @@ pub async fn authorize(
     tracing::info!(tunnel = %tunnel, client = %client.client_id, "authorization waiting for the owner");
     crate::trace::consent_shown(&state, &consent, &client);
     page(&state, &consent, true, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client_addr::ClientAddr;
+    use crate::config::RelayConfig;
+    use http::header;
+
+    const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+    fn state() -> AppState {
+        let config =
+            RelayConfig::new("127.0.0.1:0".parse().unwrap(), "http://127.0.0.1:1").expect("config");
+        let state = AppState::new(config).expect("state");
+        state
+            .store
+            .put_client(&Client {
+                client_id: "mcpcl_test".into(),
+                kind: "dcr".into(),
+                name: None,
+                redirect_uris: vec![REDIRECT.into()],
+                auth_method: "none".into(),
+                secret_hash: None,
+                metadata: "{}".into(),
+                created: 0,
+            })
+            .expect("client");
+        state
+    }
+
+    /// The `error` and `error_description` the client's redirect carries.
+    async fn refused(state: &AppState, extra: &str) -> (String, String) {
+        let query = format!(
+            "response_type=code&client_id=mcpcl_test&redirect_uri={}&state=s\
+             &code_challenge={}&code_challenge_method=S256{extra}",
+            url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>(),
+            "a".repeat(43),
+        );
+        let r = authorize(
+            State(state.clone()),
+            ClientAddr("127.0.0.1".parse().unwrap()),
+            RawQuery(Some(query)),
+        )
+        .await;
+        let location = r.headers()[header::LOCATION].to_str().unwrap().to_owned();
+        assert!(location.starts_with(REDIRECT), "{location}");
+        let query = location.split_once('?').unwrap().1;
+        let mut error = String::new();
+        let mut description = String::new();
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            match k.as_ref() {
+                "error" => error = v.into_owned(),
+                "error_description" => description = v.into_owned(),
+                _ => {}
+            }
+        }
+        (error, description)
+    }
+
+    #[tokio::test]
+    async fn without_a_resource_the_error_names_the_bearer_token() {
+        let state = state();
+        let (error, description) = refused(&state, "").await;
+        assert_eq!(error, "invalid_target");
+        assert_eq!(description, MISSING_RESOURCE);
+        assert!(description.contains("no tunnel was named"));
+        assert!(description.contains("bearer token does not use OAuth"));
+        assert!(description.contains("`bridge run` printed"));
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_without_oauth_is_named_as_such() {
+        let state = state();
+        let resource = url::form_urlencoded::byte_serialize(b"http://127.0.0.1:1/abcde/mcp")
+            .collect::<String>();
+        let (error, description) = refused(&state, &format!("&resource={resource}")).await;
+        assert_eq!(error, "invalid_target");
+        assert_eq!(description, NOT_OAUTH);
+        assert!(description.contains("bearer token"));
+    }
 }
