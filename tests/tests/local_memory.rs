@@ -131,7 +131,11 @@ async fn a_restarted_bridge_keeps_its_url_and_token_until_told_to_renew_it() {
         "{}",
         third.proc.log_text()
     );
-    assert_eq!(initialize(&url, Some(&token)).await, 401);
+    assert_eq!(
+        initialize(&url, Some(&token)).await,
+        403,
+        "a wrong token is refused"
+    );
     assert_eq!(initialize(&url, Some(&renewed)).await, 200);
     assert!(!third.proc.log_text().contains(&renewed));
     stop(&mut third);
@@ -156,7 +160,11 @@ async fn a_given_token_is_used_without_replacing_the_remembered_one() {
     let mut second = start(home.path(), &listen, &["--client-token", given]);
     assert_eq!(second.mcp_url, url);
     assert_eq!(second.bearer.as_deref(), Some(given));
-    assert_eq!(initialize(&url, Some(&token)).await, 401);
+    assert_eq!(
+        initialize(&url, Some(&token)).await,
+        403,
+        "a wrong token is refused"
+    );
     stop(&mut second);
 
     let third = start(home.path(), &listen, &[]);
