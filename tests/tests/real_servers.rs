@@ -89,89 +89,39 @@ struct ClientRun {
     era: &'static str,
 }
 
-/// Every client program of every era the suite drives.
+/// Every client program of every era the suite drives: name, interpreter (a `Deps`
+/// variable), script, arguments, whether it uses the SSE endpoint, the era it ends up in.
+#[rustfmt::skip]
+const CLIENTS: &[(&str, &str, &str, &[&str], bool, &str)] = &[
+    ("Python 2.x, auto", "PY_SDK", "py_client.py", &["--mode", "auto"], false, "modern"),
+    ("Python 2.x, 2026-07-28", "PY_SDK", "py_client.py", &["--mode", "modern"], false, "modern"),
+    ("Python 2.x, handshake", "PY_SDK", "py_client.py", &["--mode", "legacy"], false, "legacy"),
+    ("Python 2.x, SSE", "PY_SDK", "py_client.py", &["--transport", "sse"], true, "legacy"),
+    ("Python 1.x", "PY_SDK1", "py_client_v1.py", &[], false, "legacy"),
+    ("TypeScript 1.x", "NODE22", "ts_client.mjs", &["--progress-tool", ""], false, "legacy"),
+    ("TypeScript 1.x, SSE", "NODE22", "ts_client.mjs", &["--sse"], true, "legacy"),
+    ("TypeScript 2.x, auto", "NODE22", "ts_modern.mjs", &["--era", "auto"], false, "modern"),
+    ("TypeScript 2.x, 2026-07-28", "NODE22", "ts_modern.mjs", &["--era", "modern"], false, "modern"),
+    ("TypeScript 2.x, handshake", "NODE22", "ts_modern.mjs", &["--era", "legacy"], false, "legacy"),
+];
+
+/// [`CLIENTS`], without the Python 1.x client when its optional venv is missing.
 fn clients() -> Vec<ClientRun> {
-    let c = |what, interpreter, script, args: &[&'static str], sse, era| ClientRun {
-        what,
-        interpreter,
-        script,
-        args: args.to_vec(),
-        sse,
-        era,
-    };
-    let mut all = vec![
-        c(
-            "Python 2.x, auto",
-            "PY_SDK",
-            "py_client.py",
-            &["--mode", "auto"],
-            false,
-            "modern",
-        ),
-        c(
-            "Python 2.x, 2026-07-28",
-            "PY_SDK",
-            "py_client.py",
-            &["--mode", "modern"],
-            false,
-            "modern",
-        ),
-        c(
-            "Python 2.x, handshake",
-            "PY_SDK",
-            "py_client.py",
-            &["--mode", "legacy"],
-            false,
-            "legacy",
-        ),
-        c(
-            "Python 2.x, SSE",
-            "PY_SDK",
-            "py_client.py",
-            &["--transport", "sse"],
-            true,
-            "legacy",
-        ),
-        c(
-            "TypeScript 2.x, auto",
-            "NODE22",
-            "ts_modern.mjs",
-            &["--era", "auto"],
-            false,
-            "modern",
-        ),
-        c(
-            "TypeScript 2.x, 2026-07-28",
-            "NODE22",
-            "ts_modern.mjs",
-            &["--era", "modern"],
-            false,
-            "modern",
-        ),
-        c(
-            "TypeScript 2.x, handshake",
-            "NODE22",
-            "ts_modern.mjs",
-            &["--era", "legacy"],
-            false,
-            "legacy",
-        ),
-    ];
-    // tests/deps/env.sh sets PY_SDK1 only when the optional 1.x venv exists.
-    if std::path::Path::new(&deps().var("TEST_DEPS"))
+    let has_v1 = std::path::Path::new(&deps().var("TEST_DEPS"))
         .join("venv1/bin/python")
-        .exists()
-    {
-        all.push(c(
-            "Python 1.x",
-            "PY_SDK1",
-            "py_client_v1.py",
-            &[],
-            false,
-            "legacy",
-        ));
-    }
-    all
+        .exists();
+    CLIENTS
+        .iter()
+        .filter(|c| has_v1 || c.1 != "PY_SDK1")
+        .map(|&(what, interpreter, script, args, sse, era)| ClientRun {
+            what,
+            interpreter,
+            script,
+            args: args.to_vec(),
+            sse,
+            era,
+        })
+        .collect()
 }
 
 /// Runs `client` against `bridge` on `server`'s tool, resource and prompt.
