@@ -377,6 +377,10 @@ async fn connect_once(
     }
 }
 
+/// The features this bridge announces in its upgrade request
+/// ([`protocol::FEATURE_IN_USE`], [`protocol::FEATURE_SSE_REATTACH`]).
+const FEATURES: &str = "in-use, sse-reattach";
+
 /// The upgrade request: the bridge token in `Authorization` (a relay of this release
 /// checks it before upgrading; one of an earlier release ignores it and reads the token
 /// from the `Hello`), and the features this bridge understands.
@@ -397,7 +401,7 @@ fn upgrade_request(
     }
     request.headers_mut().insert(
         protocol::FEATURES_HEADER,
-        http::HeaderValue::from_static(protocol::FEATURE_IN_USE),
+        http::HeaderValue::from_static(FEATURES),
     );
     Ok(request)
 }
@@ -650,6 +654,13 @@ mod tests {
             );
         }
         assert!(!NetWatch::default().changed());
+    }
+
+    #[test]
+    fn announces_its_features() {
+        for f in [protocol::FEATURE_IN_USE, protocol::FEATURE_SSE_REATTACH] {
+            assert!(protocol::has_feature(FEATURES, f), "{f}");
+        }
     }
 
     #[test]

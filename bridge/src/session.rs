@@ -60,7 +60,9 @@ pub struct Session {
     pub caps: ClientCaps,
     /// Whether this is a legacy HTTP+SSE session.
     pub legacy: bool,
-    /// The legacy session's SSE stream, or the Streamable session's GET stream.
+    /// The legacy session's SSE stream, or the Streamable session's GET stream. A legacy
+    /// stream keeps this number across relay reconnects, as its name (the exchange carrying
+    /// it then is the core's business).
     pub stream: Option<u64>,
     /// Resource URIs this session subscribed to.
     pub subscriptions: HashSet<String>,

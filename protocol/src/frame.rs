@@ -147,7 +147,9 @@ pub enum RequestKind {
     Get,
     /// `DELETE /<name>/mcp`: end a session.
     Delete,
-    /// `GET /<name>/sse`: open a legacy HTTP+SSE session.
+    /// `GET /<name>/sse`: open a legacy HTTP+SSE session. With a `session`, it carries on
+    /// the stream of that session after the bridge reconnected (see
+    /// [`crate::FEATURE_SSE_REATTACH`]): only sent to bridges announcing the feature.
     LegacyOpen,
     /// `POST /<name>/messages?sessionId=…`: a message on a legacy session.
     LegacyPost,
@@ -183,7 +185,8 @@ pub struct Request {
     pub exchange: u64,
     /// Which endpoint and method.
     pub kind: RequestKind,
-    /// `Mcp-Session-Id` (or the legacy `sessionId` query parameter).
+    /// `Mcp-Session-Id` (or the legacy `sessionId` query parameter; for a
+    /// [`RequestKind::LegacyOpen`], the session whose stream is carried on).
     pub session: Option<String>,
     /// `MCP-Protocol-Version`.
     pub protocol_version: Option<String>,

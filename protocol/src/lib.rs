@@ -39,6 +39,15 @@
 //! A `Refused` after `Welcome` is therefore a warning for the owner, never a reason to
 //! stop; bridges of earlier releases log it as an unexpected frame and go on.
 //!
+//! Legacy HTTP+SSE streams outlive a short cut of the connection between bridges and
+//! relays that both speak [`FEATURE_SSE_REATTACH`]: the relay keeps the client's stream
+//! open through its grace period, and on the bridge's next connection sends a
+//! [`RequestKind::LegacyOpen`] with the session (and the principal that opened it); the
+//! bridge answers it like the stream's first frame (`FLAG_STREAM`, no message), then
+//! sends what the session produced meanwhile, and the session's messages from then on.
+//! An unknown session, or one of another principal, gets a final 404 and the relay
+//! ends the client's stream.
+//!
 //! JSON-RPC bodies travel untouched; [`jsonrpc`] finds the few fields the bridge must
 //! rewrite without re-serialising anything else.
 
@@ -71,6 +80,17 @@ pub const FEATURE_TOKEN_HEADER: &str = "token-header";
 
 /// Bridge feature: it understands [`RefuseReason::InUse`].
 pub const FEATURE_IN_USE: &str = "in-use";
+
+/// Bridge feature: it keeps a legacy HTTP+SSE session across a reconnect, and carries its
+/// stream on when the relay sends a [`RequestKind::LegacyOpen`] naming the session (and
+/// the principal that opened it) on the next connection.
+///
+/// A relay holds a legacy client's SSE stream open through its grace period only when
+/// the connection that dropped and the one that came back both announced this feature
+/// (and belong to the same bridge token and client authentication); otherwise the stream
+/// ends with the connection, as with bridges of earlier releases, which would take such
+/// a request for a new session.
+pub const FEATURE_SSE_REATTACH: &str = "sse-reattach";
 
 /// Most bytes a relay reads from a connection before its `Hello` proves a bridge token
 /// (a `Hello` is at most three [`frame::MAX_STRING`] strings and a few bytes).

@@ -3,9 +3,13 @@
 //! The relay holds the HTTP head until the bridge's first frame: a final frame becomes one
 //! `application/json` body (or an empty body, e.g. 202); anything else, or silence longer
 //! than the keep-alive interval, becomes an SSE stream with keep-alive comments until the
-//! final frame.
+//! final frame. A legacy session's stream outlives a cut of the bridge's connection when
+//! the bridge comes back within the grace period (see [`crate::legacy_sse`]).
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -16,6 +20,7 @@ use protocol::Response as Frame;
 use protocol::jsonrpc::{UNAVAILABLE, error_response};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
+use crate::legacy_sse::Carry;
 use crate::tunnel::Exchange;
 
 /// How SSE events are written.
@@ -35,6 +40,9 @@ pub enum SseStyle {
     Legacy {
         /// The messages URL up to and including `sessionId=`.
         endpoint_prefix: String,
+        /// How the stream goes on over the bridge's next connection if this one drops
+        /// (`None`: it ends with the connection).
+        carry: Option<Arc<Carry>>,
     },
 }
 
@@ -146,6 +154,9 @@ fn single(f: Frame) -> Response {
     resp
 }
 
+/// A legacy stream waiting for the bridge's next connection to carry it on.
+type Reattaching = Pin<Box<dyn Future<Output = Option<(Exchange, Frame)>> + Send>>;
+
 struct SseState {
     ex: Exchange,
     queue: VecDeque<Bytes>,
@@ -156,6 +167,11 @@ struct SseState {
     request_id: Option<Bytes>,
     /// When the stream is closed early (SSE polling); the client resumes it.
     close_at: Option<Instant>,
+    /// A legacy stream's session (named by the bridge's first frame).
+    session: Option<String>,
+    /// The bridge's connection dropped: waiting for the next one to carry the legacy
+    /// stream on.
+    reattaching: Option<Reattaching>,
 }
 
 fn sse(
@@ -168,11 +184,16 @@ fn sse(
     let status = first.as_ref().map(status_of).unwrap_or(StatusCode::OK);
     let mut queue = VecDeque::new();
     let mut finished = false;
-    if let SseStyle::Legacy { endpoint_prefix } = &style {
+    let mut legacy_session = None;
+    if let SseStyle::Legacy {
+        endpoint_prefix, ..
+    } = &style
+    {
         let session = first
             .as_ref()
             .and_then(|f| f.session.as_deref())
             .unwrap_or("");
+        legacy_session = (!session.is_empty()).then(|| session.to_owned());
         let mut ev = BytesMut::new();
         ev.put_slice(b"event: endpoint\ndata: ");
         ev.put_slice(endpoint_prefix.as_bytes());
@@ -203,6 +224,8 @@ fn sse(
         style,
         request_id,
         close_at,
+        session: legacy_session,
+        reattaching: None,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
         loop {
@@ -211,6 +234,31 @@ fn sse(
             }
             if st.finished {
                 return None;
+            }
+            if let Some(reattaching) = st.reattaching.as_mut() {
+                // The client's stream stays open (keep-alives) while the bridge is away.
+                tokio::select! {
+                    carried = reattaching => {
+                        st.reattaching = None;
+                        match carried {
+                            Some((ex, first)) => {
+                                // The old exchange ended with its connection: nothing to
+                                // cancel.
+                                st.ex = ex;
+                                st.finished = first.is_final();
+                                if !first.body.is_empty() {
+                                    let ev = event(&st.style, &first);
+                                    st.queue.push_back(ev);
+                                }
+                            }
+                            None => st.finished = true,
+                        }
+                    }
+                    _ = st.ticker.tick() => {
+                        st.queue.push_back(Bytes::from_static(b": keepalive\n\n"));
+                    }
+                }
+                continue;
             }
             tokio::select! {
                 f = st.ex.next() => match f {
@@ -221,14 +269,17 @@ fn sse(
                             st.queue.push_back(ev);
                         }
                     }
-                    None => {
-                        st.finished = true;
-                        if let Some(id) = st.request_id.take() {
-                            let body = error_response(&id, UNAVAILABLE, GONE);
-                            let ev = format!("data: {}\n\n", String::from_utf8_lossy(&body));
-                            st.queue.push_back(Bytes::from(ev));
+                    None => match reattach(&st) {
+                        Some(r) => st.reattaching = Some(r),
+                        None => {
+                            st.finished = true;
+                            if let Some(id) = st.request_id.take() {
+                                let body = error_response(&id, UNAVAILABLE, GONE);
+                                let ev = format!("data: {}\n\n", String::from_utf8_lossy(&body));
+                                st.queue.push_back(Bytes::from(ev));
+                            }
                         }
-                    }
+                    },
                 },
                 _ = st.ticker.tick() => {
                     st.queue.push_back(Bytes::from_static(b": keepalive\n\n"));
@@ -248,6 +299,25 @@ fn sse(
         session_header(&mut resp, f);
     }
     resp
+}
+
+/// How a legacy stream whose exchange ended without a final frame goes on: when the
+/// bridge's connection dropped (not this exchange alone: a client that fell behind is
+/// dropped for good), over its next connection.
+fn reattach(st: &SseState) -> Option<Reattaching> {
+    let SseStyle::Legacy {
+        carry: Some(carry), ..
+    } = &st.style
+    else {
+        return None;
+    };
+    let old = st.ex.tunnel();
+    let session = st.session.clone()?;
+    if !old.closed.is_cancelled() || !old.sse_reattach {
+        return None;
+    }
+    let (carry, old) = (carry.clone(), old.clone());
+    Some(Box::pin(async move { carry.reattach(old, &session).await }))
 }
 
 /// Formats one message as an SSE event.

@@ -121,7 +121,11 @@ pub async fn handle_socket(
             tx,
             state.config.max_exchanges_per_tunnel,
         )
-        .from_peer(admission.peer),
+        .from_peer(admission.peer)
+        .carrying_sse(protocol::has_feature(
+            &admission.features,
+            protocol::FEATURE_SSE_REATTACH,
+        )),
     );
     let in_use_ok = protocol::has_feature(&admission.features, protocol::FEATURE_IN_USE);
     if let Err((reason, message)) = take_name(&state, &tunnel, in_use_ok).await {

@@ -17,6 +17,7 @@ pub mod conn;
 mod connect;
 pub mod error;
 pub mod guard;
+pub mod legacy_sse;
 pub mod logging;
 pub mod metrics;
 pub mod modern;

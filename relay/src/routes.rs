@@ -19,6 +19,7 @@ use crate::answer::{SseStyle, answer, keepalive_only};
 use crate::connect::handle_socket;
 use crate::error::jsonrpc_error;
 use crate::guard::{authenticate, check_origin};
+use crate::legacy_sse::Carry;
 use crate::modern;
 use crate::offline;
 use crate::registry::{Lookup, Offline};
@@ -601,11 +602,22 @@ async fn get_sse(
         body: Bytes::new(),
     };
     let endpoint_prefix = format!("{}/{name}/messages?sessionId=", state.config.base());
+    // If the bridge's connection drops, the stream waits for the next one (the grace
+    // period) and goes on over it.
+    let carry = Arc::new(Carry::new(
+        state.registry.clone(),
+        state.config.grace,
+        name.clone(),
+        req.principal.clone(),
+    ));
     forward(
         &state,
         tunnel,
         req,
-        SseStyle::Legacy { endpoint_prefix },
+        SseStyle::Legacy {
+            endpoint_prefix,
+            carry: Some(carry),
+        },
         None,
         true,
     )

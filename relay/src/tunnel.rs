@@ -50,6 +50,9 @@ pub struct Tunnel {
     probe: Notify,
     /// The last frame to send before closing (why the connection is being replaced).
     farewell: Mutex<Option<Frame>>,
+    /// The bridge announced [`protocol::FEATURE_SSE_REATTACH`]: it keeps legacy SSE
+    /// sessions across a reconnect (see [`crate::legacy_sse`]).
+    pub sse_reattach: bool,
 }
 
 /// The exchanges open on one tunnel, counted per principal so that no one client can hold
@@ -155,12 +158,20 @@ impl Tunnel {
             probing: AtomicUsize::new(0),
             probe: Notify::new(),
             farewell: Mutex::new(None),
+            sse_reattach: false,
         }
     }
 
     /// The same tunnel, noting the bridge's address.
     pub fn from_peer(mut self, peer: IpAddr) -> Self {
         self.peer = peer;
+        self
+    }
+
+    /// The same tunnel, noting whether its bridge carries legacy SSE streams across a
+    /// reconnect.
+    pub fn carrying_sse(mut self, yes: bool) -> Self {
+        self.sse_reattach = yes;
         self
     }
 

@@ -354,7 +354,10 @@ impl Core {
 
     pub(super) fn complete_initialize(&mut self, child: ChildId, w: WaitingInit) {
         let is_final = w.legacy_session.is_none();
-        let Some(exchange) = w.exchange.filter(|e| self.exchanges.contains_key(e)) else {
+        let Some(exchange) = w
+            .exchange
+            .filter(|e| self.exchanges.contains_key(e) || self.carried.contains_key(e))
+        else {
             // The client is gone: under `isolate`, nobody will use this child.
             if self.cfg.isolate && w.legacy_session.is_none() {
                 self.children.remove(&child);

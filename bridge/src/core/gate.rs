@@ -571,12 +571,20 @@ impl Core {
         true
     }
 
-    /// The relay link dropped: held calls cannot be answered any more.
+    /// The relay link dropped: held calls cannot be answered any more, but those of legacy
+    /// SSE sessions, whose answers go to the session's stream (carried on after the
+    /// reconnect, see `legacy_sse`).
     pub(super) fn held_link_down(&mut self) {
         if self.gate.held.is_empty() {
             return;
         }
-        let all: Vec<u64> = self.gate.held.keys().copied().collect();
+        let all: Vec<u64> = self
+            .gate
+            .held
+            .iter()
+            .filter(|(_, h)| !h.ctx.legacy)
+            .map(|(hid, _)| *hid)
+            .collect();
         for hid in all {
             self.cancel_held(hid, "the relay link dropped", false);
         }

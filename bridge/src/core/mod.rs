@@ -39,6 +39,7 @@ use crate::session::{ClientCaps, Sessions};
 mod from_client;
 mod from_server;
 mod gate;
+mod legacy_sse;
 mod modern;
 mod relay_side;
 mod supervise;
@@ -267,6 +268,11 @@ pub struct Core {
     next_flush: Option<Instant>,
     /// Resumable streams, by the exchange number that opened them.
     resumable: HashMap<u64, Resumable>,
+    /// Legacy SSE streams that outlived a relay connection, by the exchange number that
+    /// opened them (see `legacy_sse`).
+    carried: HashMap<u64, legacy_sse::Carried>,
+    /// Bytes held in their backlogs, all streams together.
+    carried_bytes: usize,
     /// The desktop policy's state (last: requests in flight, dropped before it, are
     /// still recorded in the audit log).
     gate: gate::Gate,
@@ -328,6 +334,8 @@ impl Core {
             listens: HashMap::new(),
             next_flush: None,
             resumable: HashMap::new(),
+            carried: HashMap::new(),
+            carried_bytes: 0,
             gate,
         }
     }
@@ -396,6 +404,9 @@ impl Core {
     ) {
         if !self.resumable.is_empty() && self.resumable.contains_key(&exchange) {
             return self.push_resumable(exchange, flags, Bytes::from(body));
+        }
+        if !self.carried.is_empty() && self.carried.contains_key(&exchange) {
+            return self.push_carried(exchange, flags, Bytes::from(body));
         }
         if flags & FLAG_FINAL != 0 {
             self.exchanges.remove(&exchange);
@@ -468,9 +479,12 @@ impl Core {
         self.resumable.retain(|stream, _| running.contains(stream));
     }
 
-    /// Whether messages for this exchange still go somewhere (open, or resumable).
+    /// Whether messages for this exchange still go somewhere (open, resumable, or a legacy
+    /// stream carried across a reconnect).
     fn is_live(&self, exchange: u64) -> bool {
-        self.exchanges.contains_key(&exchange) || self.resumable.contains_key(&exchange)
+        self.exchanges.contains_key(&exchange)
+            || self.resumable.contains_key(&exchange)
+            || self.carried.contains_key(&exchange)
     }
 
     /// Ends an exchange with one answer.
@@ -488,7 +502,9 @@ impl Core {
                 self.push(exchange, 200, None, 0, body);
             }
             Some(_) => self.push(exchange, 200, None, 0, body),
-            None if self.resumable.contains_key(&exchange) => {
+            None if self.resumable.contains_key(&exchange)
+                || self.carried.contains_key(&exchange) =>
+            {
                 self.push(exchange, 200, None, 0, body)
             }
             None => {}
@@ -497,7 +513,7 @@ impl Core {
 
     /// Answers on an exchange: finally (Streamable POST) or as a stream message (legacy).
     fn answer_to(&mut self, exchange: u64, is_final: bool, body: &[u8]) {
-        if !self.exchanges.contains_key(&exchange) {
+        if !self.exchanges.contains_key(&exchange) && !self.carried.contains_key(&exchange) {
             return;
         }
         if is_final {

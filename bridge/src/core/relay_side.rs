@@ -6,7 +6,8 @@ use super::*;
 mod reqlog;
 
 impl Core {
-    /// The relay link went down: every exchange is gone (sessions stay).
+    /// The relay link went down: every exchange is gone (sessions stay; legacy SSE streams
+    /// wait to be carried on, see `legacy_sse`).
     pub fn on_link_down(&mut self) {
         self.held_link_down();
         self.modern_link_down();
@@ -26,26 +27,23 @@ impl Core {
         for r in self.resumable.values_mut() {
             r.attached = None;
         }
+        self.detach_legacy_streams();
         self.exchanges.clear();
         self.probes.clear();
         self.outbox.clear();
-        let legacy: Vec<String> = self
-            .sessions
-            .iter()
-            .filter(|s| s.legacy)
-            .map(|s| s.id.clone())
-            .collect();
-        for sid in legacy {
-            self.end_session(&sid, false);
-        }
         for s in self.sessions.iter_mut() {
-            s.stream = None;
+            if !s.legacy {
+                s.stream = None;
+            }
         }
         // Exchange numbers belong to the connection that is gone: no answer may ever be
-        // matched to a number a later connection reuses (resumable streams keep theirs as
-        // their name; what they carry only goes to a stream a client resumes).
+        // matched to a number a later connection reuses (resumable streams and carried
+        // legacy streams keep theirs as their name; what they carry only goes to the
+        // exchange that took them over).
+        let (resumable, carried) = (&self.resumable, &self.carried);
+        let named = |e: &u64| resumable.contains_key(e) || carried.contains_key(e);
         for p in self.pending.values_mut() {
-            if !p.exchange.is_some_and(|e| self.resumable.contains_key(&e)) {
+            if !p.exchange.as_ref().is_some_and(named) {
                 p.exchange = None;
             }
         }
@@ -54,7 +52,9 @@ impl Core {
             .values_mut()
             .flat_map(|c| c.waiting.iter_mut())
         {
-            w.exchange = None;
+            if !w.exchange.as_ref().is_some_and(named) {
+                w.exchange = None;
+            }
         }
     }
 
@@ -122,6 +122,19 @@ impl Core {
             );
             return;
         }
+        if !self.carried.is_empty() && self.carried.contains_key(&exchange) {
+            // A number naming a carried legacy stream (a restarted relay numbering from the
+            // same start): refused, so nothing of that stream can reach this request.
+            self.outbox.push(Frame::Response(Response {
+                exchange,
+                status: 503,
+                session: None,
+                flags: FLAG_FINAL,
+                event_id: None,
+                body: Bytes::from(ex_body(UNAVAILABLE, "retry in a moment")),
+            }));
+            return;
+        }
         if self.draining {
             self.exchanges.insert(exchange, Role::Post);
             self.reply(
@@ -178,7 +191,10 @@ impl Core {
                 _ => self.on_get(exchange, r.session, &r.principal),
             },
             RequestKind::Delete => self.on_delete(exchange, r.session, &r.principal),
-            RequestKind::LegacyOpen => self.on_legacy_open(exchange, &r.principal),
+            RequestKind::LegacyOpen => match r.session {
+                Some(sid) => self.on_legacy_reattach(exchange, sid, &r.principal),
+                None => self.on_legacy_open(exchange, &r.principal),
+            },
         }
     }
 
@@ -413,10 +429,15 @@ impl Core {
             }
         }
         if let Some(stream) = s.stream {
-            if close_stream && self.exchanges.contains_key(&stream) {
+            if close_stream && self.is_live(stream) {
                 self.push(stream, 200, None, FLAG_FINAL, Vec::new());
             } else {
                 self.exchanges.remove(&stream);
+            }
+            if let Some(c) = self.drop_carried(stream)
+                && let Some(to) = c.attached
+            {
+                self.exchanges.remove(&to);
             }
         }
         if s.owns_child

@@ -86,6 +86,7 @@ impl Core {
         self.expire_calls(now);
         self.expire_suspensions(now);
         self.prune_resumable();
+        self.expire_carried(now);
         for s in self.sessions.iter_mut() {
             if !s.logs.is_empty() {
                 s.logs.prune(now);

@@ -260,7 +260,7 @@ impl Core {
             let waiting: Vec<u64> = t
                 .waiting
                 .keys()
-                .filter(|ex| !self.exchanges.contains_key(ex))
+                .filter(|ex| !self.is_live(**ex))
                 .copied()
                 .collect();
             for ex in waiting {
