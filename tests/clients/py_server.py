@@ -12,9 +12,12 @@ envelope. Tools:
   era()                       -> the protocol version this connection negotiated, as the server sees it
   count(steps)                -> reports progress 1..steps, then "counted <steps>"
   ask_name()                  -> asks the client for a name (elicitation), returns "hello <name>"
+  slow(ms, tag)               -> waits ms milliseconds, then "done <tag>"
+  trigger_list_changed()      -> sends notifications/tools/list_changed, then "ok"
 Resource test://static-text; prompt test_simple_prompt.
 """
 
+import anyio
 from pydantic import BaseModel
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -46,6 +49,20 @@ async def count(steps: int, ctx: Context) -> str:
     for i in range(1, steps + 1):
         await ctx.report_progress(i, steps, f"step {i}")
     return f"counted {steps}"
+
+
+@server.tool()
+async def slow(ms: int, tag: str) -> str:
+    """Answers after `ms` milliseconds."""
+    await anyio.sleep(ms / 1000)
+    return f"done {tag}"
+
+
+@server.tool()
+async def trigger_list_changed(ctx: Context) -> str:
+    """Announces that the tool list changed (on this handshake-era connection)."""
+    await ctx.session.send_tool_list_changed()
+    return "ok"
 
 
 class Name(BaseModel):

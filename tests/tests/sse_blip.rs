@@ -143,7 +143,7 @@ async fn wait_connected(relay: &Relay, bridge: &Bridge, want: bool, within: Dura
 
 // ----- a real Python SDK client -----------------------------------------------------------
 
-/// usage: python -c SSE_BLIP URL. Prints `{"phase": "cut-me"}` once a slow call is on its
+/// usage: python -c SSE_BLIP URL ECHO_ARGUMENT. Prints `{"phase": "cut-me"}` once a slow call is on its
 /// way, waits for a line on stdin (the link was cut and restored), then prints the summary.
 const SSE_BLIP: &str = r#"
 import asyncio, json, os, sys
@@ -154,7 +154,7 @@ from mcp.client.sse import sse_client
 def texts(r):
     return [getattr(x, "text", None) for x in r.content]
 
-async def main(url):
+async def main(url, key):
     token = os.environ.get("MCP_BEARER")
     headers = {"Authorization": f"Bearer {token}"} if token else None
     sessions, notes, out = [], [], {}
@@ -167,7 +167,7 @@ async def main(url):
     transport = sse_client(url, headers=headers, timeout=30.0, sse_read_timeout=120.0,
                            on_session_created=sessions.append)
     async with Client(transport, mode="legacy", message_handler=on_message) as c:
-        out["before"] = texts(await c.call_tool("echo", {"text": "before"}))
+        out["before"] = texts(await c.call_tool("echo", {key: "before"}))
         async with anyio.create_task_group() as tg:
             async def slow():
                 # Answered by the server while the link is down.
@@ -175,8 +175,8 @@ async def main(url):
             tg.start_soon(slow)
             print(json.dumps({"phase": "cut-me"}), flush=True)
             await anyio.to_thread.run_sync(sys.stdin.readline)
-        out["after"] = texts(await c.call_tool("echo", {"text": "after"}))
-        out["again"] = texts(await c.call_tool("echo", {"text": "again"}))
+        out["after"] = texts(await c.call_tool("echo", {key: "after"}))
+        out["again"] = texts(await c.call_tool("echo", {key: "again"}))
         out["trigger"] = texts(await c.call_tool("trigger_list_changed", {}))
         for _ in range(100):
             if "notifications/tools/list_changed" in notes:
@@ -185,22 +185,73 @@ async def main(url):
     out.update(ok=True, sessions=sessions, notifications=notes)
     print(json.dumps(out), flush=True)
 
-asyncio.run(asyncio.wait_for(main(sys.argv[1]), 90))
+asyncio.run(asyncio.wait_for(main(sys.argv[1], sys.argv[2]), 90))
 "#;
+
+/// A server for the cut: its command (empty: the fixture), the argument name of its `echo`
+/// tool and what `echo` puts before the text. Both servers also have `slow(ms, tag)` and
+/// `trigger_list_changed`.
+struct BlipServer {
+    command: Vec<String>,
+    echo_key: &'static str,
+    echo_prefix: &'static str,
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sse_session_survives_a_link_cut() {
+    survives_a_link_cut(BlipServer {
+        command: Vec::new(),
+        echo_key: "text",
+        echo_prefix: "",
+    })
+    .await;
+}
+
+/// The same with a real third-party server: one written with the Python SDK 2.x, behind a
+/// `tee` of its standard input (`$STDIN_LOG`) to see when the slow call reached it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sse_session_on_a_python_sdk_server_survives_a_link_cut() {
+    let deps = Deps::get();
+    survives_a_link_cut(BlipServer {
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            r#"tee -a "$STDIN_LOG" | "$0" "$1""#.into(),
+            deps.var("PY_SDK"),
+            deps.client("py_server.py").display().to_string(),
+        ],
+        echo_key: "message",
+        echo_prefix: "Echo: ",
+    })
+    .await;
+}
+
+async fn survives_a_link_cut(server: BlipServer) {
+    let fixture = server.command.is_empty();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stdin_log = dir.path().join("stdin.jsonl");
     // Keep-alives every second: the client's stream gets some while the bridge is away.
     let relay = Relay::start(&["--keepalive-secs", "1"]);
     let proxy = Proxy::start(addr_of(&relay.base)).await;
     let bridge = Bridge::start(BridgeOpts {
         relay: Some((proxy.url(), relay.token.clone())),
+        command: server.command.clone(),
+        env: vec![("STDIN_LOG".into(), stdin_log.display().to_string())],
         ..Default::default()
     });
+    // Whether the server got the slow call: the fixture counts calls, the other server's
+    // standard input is recorded.
+    let slow_reached = || {
+        if fixture {
+            bridge.count("call slow") > 0
+        } else {
+            std::fs::read_to_string(&stdin_log).is_ok_and(|l| l.contains(r#""name":"slow""#))
+        }
+    };
     wait_connected(&relay, &bridge, true, Duration::from_secs(10), "start").await;
 
     let mut cmd = Command::new(Deps::get().var("PY_SDK"));
-    cmd.args(["-c", SSE_BLIP, &bridge.sse_url])
+    cmd.args(["-c", SSE_BLIP, &bridge.sse_url, server.echo_key])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -233,7 +284,7 @@ async fn python_sse_session_survives_a_link_cut() {
 
     // The slow call reached the server: cut the link while it runs, past its end.
     let start = Instant::now();
-    while bridge.count("call slow") == 0 {
+    while !slow_reached() {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "the slow call never reached the server"
@@ -263,14 +314,15 @@ async fn python_sse_session_survives_a_link_cut() {
     );
     let out: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
     assert_eq!(out["ok"], true, "{out}");
-    assert_eq!(out["before"], json!(["before"]), "{out}");
+    let echo = |t: &str| json!([format!("{}{t}", server.echo_prefix)]);
+    assert_eq!(out["before"], echo("before"), "{out}");
     assert_eq!(
         out["during"],
         json!(["done cut"]),
         "the answer given while the link was down: {out}"
     );
-    assert_eq!(out["after"], json!(["after"]), "{out}");
-    assert_eq!(out["again"], json!(["again"]), "{out}");
+    assert_eq!(out["after"], echo("after"), "{out}");
+    assert_eq!(out["again"], echo("again"), "{out}");
     assert_eq!(out["trigger"], json!(["ok"]), "{out}");
     assert!(
         out["notifications"]
@@ -286,7 +338,9 @@ async fn python_sse_session_survives_a_link_cut() {
     );
     // Each call ran once on the server.
     for (line, n) in [("call echo", 3), ("call slow", 1)] {
-        assert_eq!(bridge.count(line), n, "{line}");
+        if fixture {
+            assert_eq!(bridge.count(line), n, "{line}");
+        }
     }
 }
 
