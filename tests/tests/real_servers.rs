@@ -89,10 +89,20 @@ struct ClientRun {
     era: &'static str,
 }
 
+/// One row of [`CLIENTS`].
+type ClientRow = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    bool,
+    &'static str,
+);
+
 /// Every client program of every era the suite drives: name, interpreter (a `Deps`
 /// variable), script, arguments, whether it uses the SSE endpoint, the era it ends up in.
 #[rustfmt::skip]
-const CLIENTS: &[(&str, &str, &str, &[&str], bool, &str)] = &[
+const CLIENTS: &[ClientRow] = &[
     ("Python 2.x, auto", "PY_SDK", "py_client.py", &["--mode", "auto"], false, "modern"),
     ("Python 2.x, 2026-07-28", "PY_SDK", "py_client.py", &["--mode", "modern"], false, "modern"),
     ("Python 2.x, handshake", "PY_SDK", "py_client.py", &["--mode", "legacy"], false, "legacy"),
