@@ -4,6 +4,8 @@
 //! The binaries are the ones cargo built next to the test executable
 //! (`target/<profile>/bridge`, `relay`, `mcp-fixture`); the test command builds them first.
 
+pub mod cut_proxy;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -539,4 +541,18 @@ pub fn http_post(url: &str, headers: &[(&str, &str)], body: &str) -> HttpAnswer 
     let mut raw = Vec::new();
     conn.read_to_end(&mut raw).expect("read the answer");
     parse_http_answer(&raw)
+}
+
+/// The command that runs `command` (a server) with a copy of everything written to its
+/// standard input appended to `log`, to see what the bridge sends it.
+pub fn teed(log: &Path, command: &[String]) -> Vec<String> {
+    let mut all = vec![
+        "sh".into(),
+        "-c".into(),
+        r#"log="$1"; shift; tee -a "$log" | "$@""#.into(),
+        "sh".into(),
+        log.display().to_string(),
+    ];
+    all.extend_from_slice(command);
+    all
 }

@@ -30,18 +30,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use e2e::cut_proxy::{CutProxy, addr_of};
 use e2e::{Bridge, BridgeOpts, Relay, bin};
 use protocol::jsonrpc::{INTERNAL_ERROR, REQUEST_TIMEOUT, UNAVAILABLE};
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 /// The protocol revision the tests speak.
 const MCP_VERSION: &str = "2025-11-25";
@@ -530,14 +528,6 @@ async fn settle(ep: &Endpoint, children: u64, what: &str) -> Value {
     );
 }
 
-/// `host:port` of a base URL such as `http://127.0.0.1:1234`.
-fn addr_of(base: &str) -> SocketAddr {
-    base.trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .expect("relay base URL is http://<ip>:<port>")
-}
-
 /// A bridge connected to `relay_url` with `token`, serving the fixture with `env` set.
 fn bridge_via(relay_url: &str, token: &str, env: &[(&str, &str)], args: &[&str]) -> Bridge {
     Bridge::start(BridgeOpts {
@@ -621,73 +611,6 @@ impl Drop for RelayProc {
             libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL);
         }
         let _ = self.child.wait();
-    }
-}
-
-// ----- a TCP proxy that can cut the link --------------------------------------------------
-
-/// Forwards TCP connections to a target; [`Proxy::cut`] drops them all and refuses new
-/// ones (accepted and closed at once) until [`Proxy::resume`].
-struct Proxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-    cuts: watch::Sender<u64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let port = listener.local_addr().expect("addr").port();
-        let up = Arc::new(AtomicBool::new(true));
-        let (cuts, _) = watch::channel(0u64);
-        let (up2, cuts2) = (up.clone(), cuts.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !up2.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let mut cut = cuts2.subscribe();
-                cut.borrow_and_update();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    let _ = inbound.set_nodelay(true);
-                    let _ = outbound.set_nodelay(true);
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        Self {
-            port,
-            up,
-            cuts,
-            task,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.cuts.send_modify(|n| *n += 1);
-    }
-
-    fn resume(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -873,7 +796,7 @@ struct Cut {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn link_cut_during_load() {
     let relay = Relay::start(&[]);
-    let proxy = Proxy::start(addr_of(&relay.base)).await;
+    let proxy = CutProxy::start(addr_of(&relay.base)).await;
     let mut bridge = bridge_via(
         &proxy.url(),
         &relay.token,
@@ -988,7 +911,7 @@ async fn link_cut_during_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_answer_after_reconnect_reaches_no_other_call() {
     let relay = Relay::start(&[]);
-    let proxy = Proxy::start(addr_of(&relay.base)).await;
+    let proxy = CutProxy::start(addr_of(&relay.base)).await;
     let mut bridge = bridge_via(&proxy.url(), &relay.token, &[], &[]);
     let ep = Endpoint::of(&bridge);
     ep.wait_connected(true, Duration::from_secs(10), "start")
@@ -1056,7 +979,7 @@ async fn late_answer_after_reconnect_reaches_no_other_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brief_flaps_reconnect_within_grace() {
     let relay = Relay::start(&[]);
-    let proxy = Proxy::start(addr_of(&relay.base)).await;
+    let proxy = CutProxy::start(addr_of(&relay.base)).await;
     let mut bridge = bridge_via(&proxy.url(), &relay.token, &[], &[]);
     let ep = Endpoint::of(&bridge);
     ep.wait_connected(true, Duration::from_secs(10), "start")

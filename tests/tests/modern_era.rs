@@ -21,7 +21,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Bridge, BridgeOpts, Relay, bin};
+use e2e::{Bridge, BridgeOpts, Relay, bin, teed};
 use protocol::jsonrpc::{
     INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, MISSING_CLIENT_CAPABILITY,
 };
@@ -504,14 +504,7 @@ async fn protocol_legacy_refuses_modern_requests_and_discover_mirrors_initialize
     let dir = tempfile::tempdir().expect("tempdir");
     let stdin_log = dir.path().join("stdin.jsonl");
     let bridge = Bridge::start(BridgeOpts {
-        command: vec![
-            "sh".into(),
-            "-c".into(),
-            r#"tee -a "$1" | "$2""#.into(),
-            "sh".into(),
-            stdin_log.display().to_string(),
-            bin("mcp-fixture").display().to_string(),
-        ],
+        command: teed(&stdin_log, &[bin("mcp-fixture").display().to_string()]),
         ..BridgeOpts::default()
     });
     let c = Client::of(&bridge);
@@ -674,14 +667,7 @@ async fn listen_carries_what_it_opted_into_and_unsubscribes_on_close() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stdin_log = dir.path().join("stdin.jsonl");
     let bridge = Bridge::start(BridgeOpts {
-        command: vec![
-            "sh".into(),
-            "-c".into(),
-            r#"tee -a "$1" | "$2""#.into(),
-            "sh".into(),
-            stdin_log.display().to_string(),
-            bin("mcp-fixture").display().to_string(),
-        ],
+        command: teed(&stdin_log, &[bin("mcp-fixture").display().to_string()]),
         ..BridgeOpts::default()
     });
     let c = Client::of(&bridge);

@@ -232,6 +232,17 @@ fn python_sdk_server_behind_relay_serve_with_elicitation() {
         let out = run_client(&bridge, &server, &client);
         check(&out, &server, &client, "relay serve");
 
+        // The client is on 2026-07-28; the server, opened with initialize, stays in the
+        // handshake era it negotiated (the bridge's deliberate choice), and says so.
+        let era = Server {
+            tool: ("era", json!({}), HANDSHAKE),
+            resource: ("", ""),
+            prompt: "",
+            ..python_server()
+        };
+        let out = run_client(&bridge, &era, &client);
+        check(&out, &era, &client, "relay serve, the server's era");
+
         let mut cmd = Command::new(deps().var(client.interpreter));
         cmd.arg(deps().client(client.script)).arg(&bridge.mcp_url);
         cmd.args(&client.args);

@@ -15,98 +15,20 @@
 //!   sends then reaches the same client stream, which got keep-alive comments meanwhile.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use e2e::{Bridge, BridgeOpts, Deps, Relay};
+use e2e::cut_proxy::{CutProxy, addr_of};
+use e2e::{Bridge, BridgeOpts, Deps, Relay, teed};
 use futures_util::{SinkExt, StreamExt};
 use protocol::frame::{FLAG_FINAL, FLAG_STREAM};
 use protocol::{ClientAuth, Frame, Hello, Limits, Request, RequestKind, Response};
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-/// `host:port` of a base URL such as `http://127.0.0.1:1234`.
-fn addr_of(base: &str) -> SocketAddr {
-    base.trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .expect("relay base URL is http://<ip>:<port>")
-}
-
-// ----- a TCP proxy that can cut the link --------------------------------------------------
-
-/// Forwards TCP connections to a target; [`Proxy::cut`] drops them all and refuses new
-/// ones (accepted and closed at once) until [`Proxy::resume`].
-struct Proxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-    cuts: watch::Sender<u64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let port = listener.local_addr().expect("addr").port();
-        let up = Arc::new(AtomicBool::new(true));
-        let (cuts, _) = watch::channel(0u64);
-        let (up2, cuts2) = (up.clone(), cuts.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !up2.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let mut cut = cuts2.subscribe();
-                cut.borrow_and_update();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    let _ = inbound.set_nodelay(true);
-                    let _ = outbound.set_nodelay(true);
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        Self {
-            port,
-            up,
-            cuts,
-            task,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.cuts.send_modify(|n| *n += 1);
-    }
-
-    fn resume(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 /// Whether the relay reports a bridge connected for the tunnel of `mcp_url`.
 async fn connected(relay: &Relay, mcp_url: &str, bearer: Option<&str>) -> bool {
@@ -207,16 +129,12 @@ async fn python_sse_session_survives_a_link_cut() {
     .await;
 }
 
-/// The same with a real third-party server: one written with the Python SDK 2.x, behind a
-/// `tee` of its standard input (`$STDIN_LOG`) to see when the slow call reached it.
+/// The same with a real third-party server: one written with the Python SDK 2.x.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sse_session_on_a_python_sdk_server_survives_a_link_cut() {
     let deps = Deps::get();
     survives_a_link_cut(BlipServer {
         command: vec![
-            "sh".into(),
-            "-c".into(),
-            r#"tee -a "$STDIN_LOG" | "$0" "$1""#.into(),
             deps.var("PY_SDK"),
             deps.client("py_server.py").display().to_string(),
         ],
@@ -232,15 +150,19 @@ async fn survives_a_link_cut(server: BlipServer) {
     let stdin_log = dir.path().join("stdin.jsonl");
     // Keep-alives every second: the client's stream gets some while the bridge is away.
     let relay = Relay::start(&["--keepalive-secs", "1"]);
-    let proxy = Proxy::start(addr_of(&relay.base)).await;
+    let proxy = CutProxy::start(addr_of(&relay.base)).await;
+    // The fixture counts the calls it gets; another server's standard input is recorded.
+    let command = if fixture {
+        Vec::new()
+    } else {
+        teed(&stdin_log, &server.command)
+    };
     let bridge = Bridge::start(BridgeOpts {
         relay: Some((proxy.url(), relay.token.clone())),
-        command: server.command.clone(),
-        env: vec![("STDIN_LOG".into(), stdin_log.display().to_string())],
+        command,
         ..Default::default()
     });
-    // Whether the server got the slow call: the fixture counts calls, the other server's
-    // standard input is recorded.
+    // Whether the server got the slow call.
     let slow_reached = || {
         if fixture {
             bridge.count("call slow") > 0
