@@ -212,15 +212,7 @@ mod tests {
     use super::*;
 
     fn core() -> Core {
-        let (events, _) = mpsc::channel(16);
-        let spec = ChildSpec {
-            program: "never-started".into(),
-            args: Vec::new(),
-            max_line: 1 << 20,
-            env: Vec::new(),
-            cwd: None,
-        };
-        Core::new(CoreConfig::new(spec), events, Arc::new(Guard::disabled()))
+        super::super::idle_core()
     }
 
     fn request(exchange: u64, kind: RequestKind, session: Option<&str>, who: &str) -> Request {

@@ -552,3 +552,17 @@ impl Core {
         }
     }
 }
+
+/// A core for unit tests whose server command is never started.
+#[cfg(test)]
+fn idle_core() -> Core {
+    let (events, _) = mpsc::channel(16);
+    let spec = ChildSpec {
+        program: "never-started".into(),
+        args: Vec::new(),
+        max_line: 1 << 20,
+        env: Vec::new(),
+        cwd: None,
+    };
+    Core::new(CoreConfig::new(spec), events, Arc::new(Guard::disabled()))
+}

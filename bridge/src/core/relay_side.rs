@@ -469,15 +469,7 @@ mod tests {
     use super::*;
 
     fn core() -> Core {
-        let (events, _) = mpsc::channel(16);
-        let spec = ChildSpec {
-            program: "never-started".into(),
-            args: Vec::new(),
-            max_line: 1 << 20,
-            env: Vec::new(),
-            cwd: None,
-        };
-        Core::new(CoreConfig::new(spec), events, Arc::new(Guard::disabled()))
+        super::super::idle_core()
     }
 
     fn sessionless_get(exchange: u64) -> Request {
