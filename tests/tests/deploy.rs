@@ -24,13 +24,12 @@
 //! nginx, Caddy, sqlite3 and python3-yaml come from Debian (`tests/deps/system.sh`).
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{Bridge, BridgeOpts, Proc, Relay, bin, install_crypto_provider, repo_root};
+use e2e::{Bridge, BridgeOpts, Proc, Relay, bin, install_crypto_provider, repo_root, unused_port};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
@@ -52,14 +51,6 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write test file");
     p.to_str().expect("utf-8 path").to_owned()
-}
-
-/// A free TCP port on loopback.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 fn wait_port(port: u16, what: &str, proc: &Proc) {
@@ -114,7 +105,7 @@ fn relay_from_example(listen: &str, dir: &Path, flags: &[&str]) -> Relay {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_serves_with_the_example_configuration() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
+    let port = unused_port();
     let relay = relay_from_example(&format!("127.0.0.1:{port}"), dir.path(), &[]);
     // The public URL comes from the file.
     assert_eq!(relay.base, "https://relay.example.com");
@@ -150,7 +141,7 @@ fn flags_beat_the_environment_which_beats_the_file() {
          max_body = 1000\n",
     );
     let start = |env: Option<&str>, flags: &[&str]| {
-        let port = free_port();
+        let port = unused_port();
         let mut cmd = Command::new(bin("relay"));
         cmd.arg("serve")
             .arg("--config")
@@ -554,7 +545,7 @@ async fn nginx_from_the_example_proxies_websockets_and_streams() {
     let d = dir.path().to_str().expect("utf-8 path").to_owned();
     let ca = TestCa::new();
     let (ca_file, cert, key) = ca.files(dir.path());
-    let (relay_port, port, http_port) = (free_port(), free_port(), free_port());
+    let (relay_port, port, http_port) = (unused_port(), unused_port(), unused_port());
 
     let site = adapt(
         "nginx.conf",
@@ -659,7 +650,7 @@ async fn caddy_from_the_example_proxies_websockets_and_streams() {
     // Then served on test ports with certificates made here.
     let ca = TestCa::new();
     let (ca_file, cert, key) = ca.files(dir.path());
-    let (relay_port, port, http_port) = (free_port(), free_port(), free_port());
+    let (relay_port, port, http_port) = (unused_port(), unused_port(), unused_port());
     let site = adapt(
         "Caddyfile",
         &read("Caddyfile"),
@@ -1117,7 +1108,7 @@ fn an_online_sqlite_backup_restores_the_tokens() {
     let token = relay_cli(&["token", "create", "laptop"], &data);
 
     // The relay runs (with the WAL open) while the backup is taken.
-    let port = free_port();
+    let port = unused_port();
     let mut cmd = Command::new(bin("relay"));
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
@@ -1137,7 +1128,7 @@ fn an_online_sqlite_backup_restores_the_tokens() {
     std::fs::copy(&backup, restored.join("relay.db")).expect("copy");
     let list = relay_cli(&["token", "list"], &restored);
     assert!(list.starts_with("laptop\tactive"), "{list}");
-    let port = free_port();
+    let port = unused_port();
     let mut cmd = Command::new(bin("relay"));
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
