@@ -105,7 +105,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-07-28T10:00:00.123Z`.
 pub fn timestamp(t: SystemTime) -> String {
-    let secs = relay::offline::rfc3339(t);
+    let secs = protocol::time::rfc3339(t);
     let millis = t
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.subsec_millis())

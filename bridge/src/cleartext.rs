@@ -23,7 +23,7 @@ pub struct CleartextRelay {
 /// Whether a token sent to `relay` would travel unencrypted beyond this machine.
 pub fn exposes_token(relay: &Url) -> bool {
     matches!(relay.scheme(), "http" | "ws")
-        && !relay::config::is_loopback_host(relay.host_str().unwrap_or(""))
+        && !protocol::net::is_loopback_host(relay.host_str().unwrap_or(""))
 }
 
 /// Refuses (or, when allowed, warns about) a relay that would receive the token in

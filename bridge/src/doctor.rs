@@ -314,7 +314,7 @@ async fn diagnose(ctx: &Ctx, report: &mut Report) {
 /// Step 1's first line: the URL itself.
 fn url_check(url: &Url) -> Check {
     let host = url.host_str().unwrap_or("");
-    let loopback = relay::config::is_loopback_host(host);
+    let loopback = protocol::net::is_loopback_host(host);
     let path_ok = url.path().trim_end_matches('/').ends_with("/mcp");
     if url.scheme() == "http" && !loopback {
         return Check::fail(

@@ -186,7 +186,7 @@ impl RelayChoice {
         match self {
             Self::Embedded { .. } => false,
             Self::Remote { url, .. } => {
-                !relay::config::is_loopback_host(url.host_str().unwrap_or(""))
+                !protocol::net::is_loopback_host(url.host_str().unwrap_or(""))
             }
         }
     }
@@ -682,7 +682,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         };
         let client_auth = match (&client_token, auth) {
             (Some(t), _) => ClientAuth::Bearer {
-                sha256: relay::config::sha256(t.as_bytes()),
+                sha256: protocol::digest::sha256(t.as_bytes()),
             },
             (None, AuthMode::Oauth) => ClientAuth::OAuth,
             (None, _) => ClientAuth::None,

@@ -51,11 +51,15 @@
 //! JSON-RPC bodies travel untouched; [`jsonrpc`] finds the few fields the bridge must
 //! rewrite without re-serialising anything else.
 
+pub mod calls;
+pub mod digest;
 pub mod frame;
 pub mod jsonrpc;
 pub mod modern;
+pub mod net;
 pub mod scan;
 pub mod text;
+pub mod time;
 mod wire;
 
 pub use frame::{

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::error::ConfigError;
@@ -126,19 +125,8 @@ pub fn parse_public_url(s: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
-/// Whether a host name (without port) is loopback.
-pub fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
-}
-
-/// SHA-256 of some bytes.
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    Sha256::digest(data).into()
-}
+pub use protocol::digest::sha256;
+pub use protocol::net::is_loopback_host;
 
 #[cfg(test)]
 mod tests {

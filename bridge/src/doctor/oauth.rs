@@ -341,7 +341,7 @@ fn https_or_loopback(u: &str) -> bool {
         Ok(u) => {
             u.scheme() == "https"
                 || (u.scheme() == "http"
-                    && relay::config::is_loopback_host(u.host_str().unwrap_or("")))
+                    && protocol::net::is_loopback_host(u.host_str().unwrap_or("")))
         }
         Err(_) => false,
     }

@@ -1,6 +1,6 @@
 //! One log line per finished client request (target `bridge::request`), named like the
 //! relay's own line for it: `request_id` is the relay's exchange number in hex
-//! ([`relay::reqlog::RequestId`]).
+//! ([`protocol::calls::RequestId`]).
 //!
 //! ```text
 //! request request_id=1a2b0000002f method=tools/call tool=search outcome=ok by=server duration_ms=3.2
@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use relay::reqlog::{CallKind, RequestId};
+use protocol::calls::{CallKind, RequestId};
 
 use crate::core::{Core, Pending, Purpose, WaitingInit};
 use protocol::Frame;
@@ -108,14 +108,14 @@ impl Core {
         if !enabled() {
             return None;
         }
-        let p = relay::reqlog::peek(body);
+        let p = protocol::calls::peek(body);
         if !p.is_request() {
             return None;
         }
         let method = p.method.unwrap_or("");
         let kind = CallKind::of_method(method);
         let tool = match kind {
-            CallKind::ToolsCall => p.params.and_then(relay::reqlog::tool_name).map(printable),
+            CallKind::ToolsCall => p.params.and_then(protocol::calls::tool_name).map(printable),
             _ => None,
         };
         Some(Begun {
