@@ -20,6 +20,7 @@ mod local_state;
 mod login;
 mod policy;
 mod resume;
+mod roots;
 mod run;
 mod service;
 mod session;

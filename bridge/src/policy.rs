@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
-use crate::core::Root;
+use crate::roots::Root;
 
 /// How long a call of a `confirm_tools` tool waits for the owner by default.
 pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_secs(120);

@@ -6,7 +6,38 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::frame::DecodeError;
+/// Why bytes could not be decoded into a [`Frame`](crate::Frame).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The frame has no bytes at all.
+    #[error("empty frame")]
+    Empty,
+    /// The first byte names no frame type.
+    #[error("unknown frame type {0}")]
+    UnknownType(u8),
+    /// The frame ends before its last field.
+    #[error("truncated frame")]
+    Truncated,
+    /// A field is longer than allowed.
+    #[error("{field} is {len} bytes, more than the limit of {max}")]
+    TooLong {
+        /// The field's name.
+        field: &'static str,
+        /// Its declared length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A string field is not UTF-8.
+    #[error("{0} is not valid UTF-8")]
+    InvalidUtf8(&'static str),
+    /// A field has a value outside its domain.
+    #[error("invalid {0}")]
+    InvalidValue(&'static str),
+    /// Bytes are left after the last field.
+    #[error("{0} unexpected bytes after the frame")]
+    TrailingBytes(usize),
+}
 
 pub(crate) fn put_str(out: &mut BytesMut, s: &str) {
     debug_assert!(s.len() <= u16::MAX as usize);

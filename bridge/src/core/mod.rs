@@ -44,15 +44,7 @@ mod modern;
 mod relay_side;
 mod supervise;
 
-/// A root the bridge reports to the child when it asks for `roots/list`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Root {
-    /// `file://` URI.
-    pub uri: String,
-    /// Display name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
+pub use crate::roots::Root;
 
 /// Settings of the core.
 #[derive(Debug, Clone)]
