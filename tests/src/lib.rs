@@ -4,6 +4,7 @@
 //! The binaries are the ones cargo built next to the test executable
 //! (`target/<profile>/bridge`, `relay`, `mcp-fixture`); the test command builds them first.
 
+pub mod browser;
 pub mod cut_proxy;
 
 use std::collections::HashMap;

@@ -22,14 +22,15 @@
 //! (chromium) and `cargo build --workspace --bins` first.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::{Bridge, BridgeOpts, Deps, bin, repo_root};
+use e2e::browser::{Browser, kill_group, line_reader};
+use e2e::{Bridge, BridgeOpts, bin};
 use reqwest::Url;
 use serde_json::{Value, json};
 
@@ -46,29 +47,6 @@ const DRIVER_WAIT: Duration = Duration::from_secs(45);
 
 // ------------------------------------------------------------------------------------------
 // Processes and the test's own HTTP listener.
-
-/// Sends SIGKILL to a process group.
-fn kill_group(pid: u32) {
-    // SAFETY: signalling a process group this test created (process_group(0) below).
-    unsafe {
-        libc::kill(-(pid as i32), libc::SIGKILL);
-    }
-}
-
-/// Reads a child's stdout lines on a thread.
-fn line_reader(child: &mut Child) -> mpsc::Receiver<String> {
-    let out = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 /// A `relay serve` on a free loopback port whose public URL is `http://localhost:<port>`.
 struct RelayProc {
@@ -260,104 +238,9 @@ impl Site {
 // ------------------------------------------------------------------------------------------
 // The browser driver.
 
-/// `tests/clients/consent_browser.mjs` running in the background; its JSON lines.
-struct Browser {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    stderr: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Browser {
-    /// Starts the driver in `mode` on `url` with more arguments.
-    fn start(mode: &str, url: &str, args: &[&str]) -> Self {
-        let deps = Deps::get();
-        let node_modules = PathBuf::from(deps.var("TS_SDK_DIR"));
-        assert!(
-            node_modules.join("playwright-core/package.json").exists(),
-            "playwright-core is not in {}: run tests/deps/install.sh",
-            node_modules.display()
-        );
-        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-        assert!(
-            Path::new(&chromium).exists(),
-            "{chromium} is missing: run tests/deps/system.sh (Debian's chromium)"
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let stderr = dir.path().join("driver.err");
-        let mut cmd = Command::new(deps.var("NODE22"));
-        cmd.arg(repo_root().join("tests/clients/consent_browser.mjs"))
-            .arg(mode)
-            .arg(url)
-            .args(args)
-            .args(["--timeout", "30"])
-            .env("TS_SDK_DIR", &node_modules)
-            .env("CHROMIUM", &chromium)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("driver stderr"));
-        {
-            use std::os::unix::process::CommandExt;
-            cmd.process_group(0);
-        }
-        let mut child = cmd.spawn().expect("start the browser driver");
-        let lines = line_reader(&mut child);
-        Self {
-            child,
-            lines,
-            stderr,
-            _dir: dir,
-        }
-    }
-
-    /// The next JSON line; panics with the driver's stderr on timeout or a failure report.
-    fn next(&mut self) -> Value {
-        let line = self.lines.recv_timeout(DRIVER_WAIT).unwrap_or_else(|e| {
-            panic!(
-                "the browser driver said nothing more ({e}); stderr: {}",
-                std::fs::read_to_string(&self.stderr).unwrap_or_default()
-            )
-        });
-        let v: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("driver printed a non-JSON line ({e}): {line}"));
-        assert_ne!(
-            v["ok"],
-            json!(false),
-            "the browser driver failed: {v:#}\nstderr: {}",
-            std::fs::read_to_string(&self.stderr).unwrap_or_default()
-        );
-        v
-    }
-
-    /// The next line, which must be the event `name`.
-    fn event(&mut self, name: &str) -> Value {
-        let v = self.next();
-        assert_eq!(v["event"], json!(name), "expected the {name} report: {v:#}");
-        v
-    }
-
-    /// The final report (`"ok": true`), then the driver's exit.
-    fn finish(mut self) -> Value {
-        let v = self.next();
-        assert_eq!(v["ok"], json!(true), "expected the final report: {v:#}");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "the driver exited with {status}");
-                return v;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("the browser driver did not exit after its report");
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        kill_group(self.child.id());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `tests/clients/consent_browser.mjs` in `mode` on `url`.
+fn browser(mode: &str, url: &str, args: &[&str]) -> Browser {
+    Browser::start("consent_browser.mjs", mode, url, args, 30, DRIVER_WAIT)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -725,7 +608,7 @@ fn assert_landed(flow: &Flow, done: &Value) {
 fn owner_approval_by_bridge_redirects_with_code_state_and_iss() {
     let flow = Flow::start(&[]);
     let state = state_for("approve");
-    let mut browser = Browser::start(
+    let mut browser = browser(
         "approve",
         &flow.authorize_url(&state),
         &["--redirect", &flow.redirect_uri],
@@ -782,7 +665,7 @@ fn owner_approval_by_bridge_redirects_with_code_state_and_iss() {
 fn deny_redirects_with_access_denied() {
     let flow = Flow::start(&[]);
     let state = state_for("deny");
-    let mut browser = Browser::start(
+    let mut browser = browser(
         "deny",
         &flow.authorize_url(&state),
         &["--redirect", &flow.redirect_uri],
@@ -817,7 +700,7 @@ fn consent_page_refuses_to_be_framed() {
             flow.callback.url("/control"),
         ),
     )]);
-    let done = Browser::start("frame", &framer.url("/embed"), &[]).finish();
+    let done = browser("frame", &framer.url("/embed"), &[]).finish();
     let frames = done["frames"].as_array().expect("frames");
     let frame = |name: &str| {
         frames
@@ -881,7 +764,7 @@ fn operator_password_in_the_form_approves() {
     ]);
 
     let state = state_for("operator");
-    let mut browser = Browser::start(
+    let mut browser = browser(
         "operator",
         &flow.authorize_url(&state),
         &[

@@ -26,14 +26,14 @@
 //! `tests/deps/system.sh` (chromium) and `cargo build --workspace --bins` first.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::{ChildStdin, Command, Stdio};
+use std::time::Duration;
 
-use e2e::{Bridge, BridgeOpts, Deps, Relay, bin, repo_root};
+use e2e::browser::{Browser, line_reader};
+use e2e::{Bridge, BridgeOpts, Deps, Relay, bin};
 use serde_json::{Value, json};
 
 /// The tunnel name of the main test.
@@ -58,29 +58,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
-}
-
-/// Reads a child's stdout lines on a thread.
-fn line_reader(child: &mut Child) -> mpsc::Receiver<String> {
-    let out = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Sends SIGKILL to a process group this test created.
-fn kill_group(pid: u32) {
-    // SAFETY: signalling a process group made with process_group(0) below.
-    unsafe {
-        libc::kill(-(pid as i32), libc::SIGKILL);
-    }
 }
 
 /// `relay serve` with a data directory holding the bridge tokens `owner` and `other`, and
@@ -432,101 +409,9 @@ impl PageSession {
 // ------------------------------------------------------------------------------------------
 // The browser driver.
 
-/// `tests/clients/status_browser.mjs`, its JSON lines.
-struct Browser {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    stderr: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Browser {
-    fn start(mode: &str, url: &str, args: &[&str]) -> Self {
-        let deps = Deps::get();
-        let node_modules = PathBuf::from(deps.var("TS_SDK_DIR"));
-        assert!(
-            node_modules.join("playwright-core/package.json").exists(),
-            "playwright-core is not in {}: run tests/deps/install.sh",
-            node_modules.display()
-        );
-        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-        assert!(
-            Path::new(&chromium).exists(),
-            "{chromium} is missing: run tests/deps/system.sh (Debian's chromium)"
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let stderr = dir.path().join("driver.err");
-        let mut cmd = Command::new(deps.var("NODE22"));
-        cmd.arg(repo_root().join("tests/clients/status_browser.mjs"))
-            .arg(mode)
-            .arg(url)
-            .args(args)
-            .args(["--timeout", "40"])
-            .env("TS_SDK_DIR", &node_modules)
-            .env("CHROMIUM", &chromium)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("driver stderr"));
-        {
-            use std::os::unix::process::CommandExt;
-            cmd.process_group(0);
-        }
-        let mut child = cmd.spawn().expect("start the browser driver");
-        let lines = line_reader(&mut child);
-        Self {
-            child,
-            lines,
-            stderr,
-            _dir: dir,
-        }
-    }
-
-    fn next(&mut self) -> Value {
-        let line = self.lines.recv_timeout(DRIVER_WAIT).unwrap_or_else(|e| {
-            panic!(
-                "the browser driver said nothing more ({e}); stderr: {}",
-                std::fs::read_to_string(&self.stderr).unwrap_or_default()
-            )
-        });
-        let v: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("driver printed a non-JSON line ({e}): {line}"));
-        assert_ne!(
-            v["ok"],
-            json!(false),
-            "the browser driver failed: {v:#}\nstderr: {}",
-            std::fs::read_to_string(&self.stderr).unwrap_or_default()
-        );
-        v
-    }
-
-    /// The next report, which must be the event `name`.
-    fn event(&mut self, name: &str) -> Value {
-        let v = self.next();
-        assert_eq!(v["event"], json!(name), "expected the {name} report: {v:#}");
-        v
-    }
-
-    /// The final report, then the driver's exit.
-    fn finish(mut self) -> Value {
-        let v = self.next();
-        assert_eq!(v["ok"], json!(true), "expected the final report: {v:#}");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "the driver exited with {status}");
-                return v;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("the browser driver did not exit after its report");
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        kill_group(self.child.id());
-        let _ = self.child.wait();
-    }
+/// `tests/clients/status_browser.mjs` in `mode` on `url`.
+fn browser(mode: &str, url: &str, args: &[&str]) -> Browser {
+    Browser::start("status_browser.mjs", mode, url, args, 40, DRIVER_WAIT)
 }
 
 /// A response header from a driver report.
@@ -736,7 +621,7 @@ fn trace_logs_and_the_owners_status_page() {
     }
 
     // The status page, signed in with the owner's bridge token.
-    let mut b = Browser::start(
+    let mut b = browser(
         "session",
         &s.url("/status"),
         &["--secret", &s.owner, "--revoke", CLIENT_NAME],
@@ -914,7 +799,7 @@ fn trace_logs_and_the_owners_status_page() {
 #[test]
 fn wrong_secret_is_refused_without_a_session() {
     let s = Setup::start();
-    let mut b = Browser::start(
+    let mut b = browser(
         "wrong",
         &s.url("/status"),
         &["--secret", "not the password"],
@@ -973,7 +858,7 @@ fn status_page_refuses_to_be_framed() {
          <iframe name=status width=600 height=400 src=\"{status_url}\"></iframe>\
          <iframe name=control width=300 height=100 src=\"/control\"></iframe>"
     ));
-    let done = Browser::start("frame", &framer.url("/embed"), &[]).finish();
+    let done = browser("frame", &framer.url("/embed"), &[]).finish();
     let frames = done["frames"].as_array().expect("frames");
     let frame = |name: &str| {
         frames
