@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod cut_proxy;
+pub mod fixture_truth;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

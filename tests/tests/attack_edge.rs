@@ -21,17 +21,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::{Proc, bin};
+use e2e::{Proc, bin, unused_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-
-/// A free TCP port on loopback.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
 
 /// A `relay serve` on 127.0.0.1 with `args`, optionally with its file-descriptor limit
 /// (soft and hard) lowered to `nofile` before it starts.
@@ -42,7 +34,7 @@ struct TestRelay {
 
 impl TestRelay {
     fn start(args: &[&str], nofile: Option<u64>) -> Self {
-        let port = free_port();
+        let port = unused_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut cmd = Command::new(bin("relay"));
         cmd.arg("serve")
@@ -503,7 +495,7 @@ async fn metrics_are_not_local_through_a_trusted_proxy_and_have_their_own_addres
     assert_eq!(from_other.status(), 200, "a local scraper that is no proxy");
 
     // With --metrics-listen, /metrics is served there, and not on the main address.
-    let metrics_port = free_port();
+    let metrics_port = unused_port();
     let metrics_addr = SocketAddr::from(([127, 0, 0, 1], metrics_port));
     let relay = TestRelay::start(&["--metrics-listen", &metrics_addr.to_string()], None);
     let (status, body) = get_with_host(metrics_addr, "/metrics", "anything").await;

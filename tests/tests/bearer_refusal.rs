@@ -16,7 +16,6 @@
 //! `cargo build --workspace --bins` first.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -24,7 +23,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
-use e2e::{Bridge, BridgeOpts, Deps, Proc, Relay};
+use e2e::{Bridge, BridgeOpts, Deps, Proc, Relay, unused_port};
 use serde_json::{Value, json};
 
 /// How long mcp-remote may take to connect or to give up.
@@ -34,14 +33,6 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 fn deps() -> &'static Deps {
     static DEPS: OnceLock<Deps> = OnceLock::new();
     DEPS.get_or_init(Deps::get)
-}
-
-/// A free loopback port.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// A relay whose public URL is a recording proxy in front of it, and a bridge on it with a
@@ -58,7 +49,7 @@ impl Setup {
     fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let tap_log = dir.path().join("tap.jsonl");
-        let relay_port = free_port();
+        let relay_port = unused_port();
         let mut cmd = Command::new(deps().var("NODE22"));
         cmd.arg(deps().client("tap_proxy.mjs"))
             .arg(format!("http://127.0.0.1:{relay_port}"))

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e::browser::{Browser, kill_group, line_reader};
-use e2e::{Bridge, BridgeOpts, bin};
+use e2e::{Bridge, BridgeOpts, bin, unused_port};
 use reqwest::Url;
 use serde_json::{Value, json};
 
@@ -81,7 +81,7 @@ impl RelayProc {
         // The port is picked before the relay binds it (the public URL names it), so another
         // process may take it in between: try a few ports.
         for _ in 0..5 {
-            let port = free_port();
+            let port = unused_port();
             let mut cmd = Command::new(bin("relay"));
             cmd.arg("serve")
                 .arg("--listen")
@@ -140,14 +140,6 @@ impl Drop for RelayProc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
 }
 
 /// A tiny HTTP/1.1 server on its own loopback port: fixed pages by path, every request

@@ -8,11 +8,11 @@
 //! The proxies are `tests/clients/faulty_proxy.mjs` (Node 22 from the pinned
 //! test helpers).
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{Bridge, BridgeOpts, Deps, Proc, Relay, bin};
+use e2e::{Bridge, BridgeOpts, Deps, Proc, Relay, bin, unused_port};
 use serde_json::Value;
 
 /// Keep-alive interval of the relays under test (seconds), so the stream check is quick.
@@ -85,13 +85,6 @@ fn doctor(url: &str, args: &[&str]) -> Run {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// `scheme://host:port` and the path of a URL.
 fn split_url(url: &str) -> (String, String) {
     let after = url.find("://").expect("absolute URL") + 3;
@@ -109,7 +102,7 @@ impl Proxy {
     /// Starts the proxy in `mode` in front of `upstream` (an origin), on `port` (0: any).
     fn start(upstream: &str, mode: &str, port: u16, extra: &[&str]) -> Self {
         let deps = Deps::get();
-        let port = if port == 0 { free_port() } else { port };
+        let port = if port == 0 { unused_port() } else { port };
         let mut cmd = Command::new(deps.var("NODE22"));
         cmd.arg(deps.client("faulty_proxy.mjs"))
             .arg(upstream)
@@ -403,7 +396,7 @@ fn a_resource_other_than_the_url_fails_the_metadata_check() {
     );
 
     // No proxy: a relay whose --public-url names another host than the URL used.
-    let port = free_port();
+    let port = unused_port();
     let relay = Relay::start_on(
         &format!("127.0.0.1:{port}"),
         &["--public-url", &format!("http://localhost:{port}")],
@@ -429,8 +422,8 @@ fn a_resource_other_than_the_url_fails_the_metadata_check() {
 #[test]
 fn a_rewritten_issuer_fails_the_server_metadata_check() {
     // The relay's --public-url is the proxy's origin; the proxy rewrites the issuer.
-    let relay_port = free_port();
-    let proxy_port = free_port();
+    let relay_port = unused_port();
+    let proxy_port = unused_port();
     let public = format!("http://127.0.0.1:{proxy_port}");
     let proxy = Proxy::start(
         &format!("http://127.0.0.1:{relay_port}"),
@@ -472,8 +465,8 @@ fn a_path_prefix_without_its_well_known_route_fails_the_server_metadata_check() 
     // The relay knows its prefix (--public-url …/tunnels), but RFC 8414 puts the
     // issuer's metadata at /.well-known/oauth-authorization-server/tunnels, outside the
     // proxied prefix.
-    let relay_port = free_port();
-    let proxy_port = free_port();
+    let relay_port = unused_port();
+    let proxy_port = unused_port();
     let public = format!("http://127.0.0.1:{proxy_port}/tunnels");
     let _proxy = Proxy::start(
         &format!("http://127.0.0.1:{relay_port}"),
@@ -517,7 +510,7 @@ fn a_tunnel_without_its_bridge_is_named() {
     assert!(text.contains("bridge run"), "{text}");
 
     // Nothing listening at all.
-    let run = doctor(&format!("http://127.0.0.1:{}/x/mcp", free_port()), &[]);
+    let run = doctor(&format!("http://127.0.0.1:{}/x/mcp", unused_port()), &[]);
     assert_eq!(run.code, Some(1), "{}", run.stdout);
     run.assert_status("discover", "fail");
     run.assert_status("get-probe", "fail");

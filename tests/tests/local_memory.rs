@@ -6,16 +6,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Bridge, BridgeOpts};
+use e2e::{Bridge, BridgeOpts, unused_port};
 use serde_json::{Value, json};
-
-/// A free TCP port on loopback.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
 
 /// `bridge run --listen <listen> [extra] -- mcp-fixture` with `home` as the home and
 /// configuration directory, so the real user's files are never touched.
@@ -90,7 +82,7 @@ fn mode(p: &Path) -> u32 {
 #[tokio::test]
 async fn a_restarted_bridge_keeps_its_url_and_token_until_told_to_renew_it() {
     let home = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", unused_port());
     let stored = home.path().join("config/mcp-tunnel/local.toml");
 
     // The first run picks a name and a token, and remembers both (privately, never logged).
@@ -150,7 +142,7 @@ async fn a_restarted_bridge_keeps_its_url_and_token_until_told_to_renew_it() {
 #[tokio::test]
 async fn a_given_token_is_used_without_replacing_the_remembered_one() {
     let home = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", unused_port());
 
     let mut first = start(home.path(), &listen, &[]);
     let (url, token) = (first.mcp_url.clone(), first.bearer.clone().unwrap());

@@ -30,13 +30,12 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use e2e::{Bridge, BridgeOpts, Deps, Relay, bin, repo_root};
+use e2e::{Bridge, BridgeOpts, Deps, Relay, bin, repo_root, unused_port};
 use reqwest::Url;
 use serde_json::{Value, json};
 
@@ -65,14 +64,6 @@ type Params<'a> = Vec<(&'a str, &'a str)>;
 fn deps() -> &'static Deps {
     static DEPS: OnceLock<Deps> = OnceLock::new();
     DEPS.get_or_init(Deps::get)
-}
-
-/// A free TCP port on 127.0.0.1 (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, for at most `within`.
@@ -276,7 +267,7 @@ impl OAuthRelay {
             assert!(!token.is_empty());
             tokens.insert(label.to_string(), token);
         }
-        let port = free_port();
+        let port = unused_port();
         let base = format!("http://localhost:{port}");
         let mut args: Vec<String> = vec![
             "--public-url".into(),
@@ -426,7 +417,7 @@ impl OAuthRelay {
         tunnel: &str,
         owner: &str,
     ) -> String {
-        let state = format!("st-{}", free_port());
+        let state = format!("st-{}", unused_port());
         let consent = Consent::open(
             http,
             &self.authorize_url(client_id, redirect, tunnel, &state),
@@ -1122,7 +1113,7 @@ fn conformance_authorization_server_scenarios_pass() {
     let relay = OAuthRelay::start(&["alice"], false, &[]);
     let _bridge = relay.bridge("alice", TUNNEL, false);
     let http = Http::new();
-    let port = free_port();
+    let port = unused_port();
     let callback = format!("http://127.0.0.1:{port}/callback");
     let client_id = relay.register(&http, &[&callback]);
 

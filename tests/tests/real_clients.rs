@@ -8,12 +8,13 @@
 //! file. Needs `tests/deps/install.sh` and `cargo build --workspace --bins` first.
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
+use e2e::fixture_truth::fixture_truth;
 use e2e::{Bridge, BridgeOpts, Deps, Relay, bin, run_json};
 use serde_json::{Value, json};
 
@@ -30,79 +31,6 @@ const FIXTURE_PROTOCOL: &str = "2025-11-25";
 fn deps() -> &'static Deps {
     static DEPS: OnceLock<Deps> = OnceLock::new();
     DEPS.get_or_init(Deps::get)
-}
-
-// ------------------------------------------------------------------------------------------
-// Ground truth: the fixture spoken to directly over stdio, without the tunnel.
-
-/// What the fixture itself lists and answers.
-struct FixtureTruth {
-    /// Names from `tools/list`, in order.
-    tools: Vec<String>,
-    /// The message texts of `prompts/get test_simple_prompt`.
-    prompt: Vec<String>,
-}
-
-/// Asks the fixture binary directly (newline-delimited JSON-RPC on its stdin/stdout).
-fn fixture_truth() -> &'static FixtureTruth {
-    static TRUTH: OnceLock<FixtureTruth> = OnceLock::new();
-    TRUTH.get_or_init(|| {
-        let mut child = Command::new(bin("mcp-fixture"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .env_remove("FIXTURE_COUNTS")
-            .spawn()
-            .expect("start mcp-fixture");
-        let mut stdin = child.stdin.take().expect("stdin");
-        for msg in [
-            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                "protocolVersion": FIXTURE_PROTOCOL, "capabilities": {},
-                "clientInfo": {"name": "real-clients-test", "version": "0"}}}),
-            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
-            json!({"jsonrpc": "2.0", "id": 3, "method": "prompts/get",
-                   "params": {"name": "test_simple_prompt"}}),
-        ] {
-            writeln!(stdin, "{msg}").expect("write to the fixture");
-        }
-        let mut results = std::collections::HashMap::new();
-        for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
-            let msg: Value = serde_json::from_str(&line.expect("fixture stdout")).expect("JSON");
-            if let Some(id) = msg["id"].as_i64() {
-                results.insert(id, msg["result"].clone());
-            }
-            if results.contains_key(&2) && results.contains_key(&3) {
-                break;
-            }
-        }
-        drop(stdin);
-        let _ = child.kill();
-        let _ = child.wait();
-        let strings = |v: &Value, ptr: &str| -> Vec<String> {
-            v.as_array()
-                .expect("array")
-                .iter()
-                .map(|x| {
-                    x.pointer(ptr)
-                        .and_then(Value::as_str)
-                        .expect(ptr)
-                        .to_owned()
-                })
-                .collect()
-        };
-        let truth = FixtureTruth {
-            tools: strings(&results[&2]["tools"], "/name"),
-            prompt: strings(&results[&3]["messages"], "/content/text"),
-        };
-        assert!(
-            truth.tools.iter().any(|t| t == "test_simple_text"),
-            "fixture tools: {:?}",
-            truth.tools
-        );
-        assert!(!truth.prompt.is_empty() && truth.prompt.iter().all(|t| !t.is_empty()));
-        truth
-    })
 }
 
 // ------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ use std::process::{ChildStdin, Command, Stdio};
 use std::time::Duration;
 
 use e2e::browser::{Browser, line_reader};
-use e2e::{Bridge, BridgeOpts, Deps, Relay, bin};
+use e2e::{Bridge, BridgeOpts, Deps, Relay, bin, unused_port};
 use serde_json::{Value, json};
 
 /// The tunnel name of the main test.
@@ -51,14 +51,6 @@ const DRIVER_WAIT: Duration = Duration::from_secs(60);
 
 // ------------------------------------------------------------------------------------------
 // Processes.
-
-/// A free TCP port on 127.0.0.1 (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// `relay serve` with a data directory holding the bridge tokens `owner` and `other`, and
 /// an operator password.
@@ -92,7 +84,7 @@ impl Setup {
         let other = token("other");
         let hash_file = dir.path().join("operator.hash");
         std::fs::write(&hash_file, hash_password(OPERATOR_PASSWORD)).expect("write the hash");
-        let port = free_port();
+        let port = unused_port();
         let base = format!("http://localhost:{port}");
         let data_arg = data.display().to_string();
         let hash_arg = hash_file.display().to_string();

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{Bridge, BridgeOpts, Proc, Relay, bin, install_crypto_provider};
+use e2e::{Bridge, BridgeOpts, Proc, Relay, bin, install_crypto_provider, unused_port};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
@@ -83,14 +83,6 @@ fn https_client(roots_pem: &str, resolve: &[(&str, SocketAddr)]) -> reqwest::Cli
         b = b.resolve(name, *addr);
     }
     b.build().expect("https client")
-}
-
-/// A free TCP port on loopback.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// A loopback port free for both TCP and UDP (a DNS server listens on both).
@@ -321,7 +313,7 @@ async fn acme_certificate_from_pebble_with_tls_alpn_01() {
     // Fake DNS: every A query gets 127.0.0.1, and no AAAA answers (the relay listens on
     // IPv4 loopback only).
     let dns_port = free_tcp_udp_port();
-    let dns_mgmt = free_port();
+    let dns_mgmt = unused_port();
     let mut cmd = Command::new(challtestsrv);
     cmd.args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
         .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
@@ -335,15 +327,15 @@ async fn acme_certificate_from_pebble_with_tls_alpn_01() {
     let ca = TestCa::new();
     let ca_file = write(dir.path(), "pebble-ca.pem", &ca.pem());
     let (chain, key) = ca.server_cert(&["localhost", "127.0.0.1"]);
-    let acme_port = free_port();
-    let mgmt_port = free_port();
-    let relay_port = free_port();
+    let acme_port = unused_port();
+    let mgmt_port = unused_port();
+    let relay_port = unused_port();
     let config = json!({"pebble": {
         "listenAddress": format!("127.0.0.1:{acme_port}"),
         "managementListenAddress": format!("127.0.0.1:{mgmt_port}"),
         "certificate": write(dir.path(), "pebble-cert.pem", &chain),
         "privateKey": write(dir.path(), "pebble-key.pem", &key),
-        "httpPort": free_port(),
+        "httpPort": unused_port(),
         "tlsPort": relay_port,
         "ocspResponderURL": "",
         "externalAccountBindingRequired": false,
