@@ -12,6 +12,7 @@
 //! overrides are replaced, and the arguments are shown as a short preview next to their
 //! SHA-256.
 
+use protocol::sync::LockExt;
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -283,7 +284,7 @@ pub fn hub() -> &'static Hub {
 
 impl Hub {
     fn lock(&self) -> std::sync::MutexGuard<'_, HubInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.locked()
     }
 
     /// A driver's place at the hub: its answers arrive on the receiver.

@@ -6,6 +6,7 @@
 //! The line is drawn with the cursor left at its start, so a log line written meanwhile
 //! overwrites it and the next redraw puts it back below.
 
+use protocol::sync::LockExt;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,7 @@ static HOLD_UNTIL: Mutex<Option<Instant>> = Mutex::new(None);
 /// an answer, which the redraws would otherwise wipe from the screen.
 pub fn hold(d: Duration) {
     let until = Instant::now() + d;
-    let mut h = HOLD_UNTIL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut h = HOLD_UNTIL.locked();
     if h.is_none_or(|t| t < until) {
         *h = Some(until);
     }

@@ -58,6 +58,7 @@ pub mod jsonrpc;
 pub mod modern;
 pub mod net;
 pub mod scan;
+pub mod sync;
 pub mod text;
 pub mod time;
 mod wire;

@@ -12,6 +12,7 @@
 //! Trusted reverse proxies ([`crate::client_addr`]) are exempt from the per-address caps:
 //! every client behind them shares their address.
 
+use protocol::sync::LockExt;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
@@ -198,7 +199,7 @@ impl ConnTracker {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
-        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+        self.counts.locked()
     }
 
     /// Admits a new connection from `ip`, or says which cap it would pass (and logs,
@@ -249,7 +250,7 @@ impl ConnTracker {
     fn refused(&self, ip: IpAddr, r: Refusal) {
         let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::debug!(%ip, "connection refused: {}", r.describe());
-        let mut last = self.last_warning.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = self.last_warning.locked();
         if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
             *last = Some(Instant::now());
             self.refused.store(0, Ordering::Relaxed);

@@ -8,6 +8,7 @@
 //! stream) are not calls and are not recorded. Only names are kept (method, tool,
 //! principal), never a body; each tunnel keeps its newest [`KEEP`] calls, in memory.
 
+use protocol::sync::LockExt;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -55,7 +56,7 @@ pub struct RecentCalls {
 
 impl RecentCalls {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<RecentCall>>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+        self.map.locked()
     }
 
     /// Adds a call of `tunnel`, dropping its oldest beyond [`KEEP`].

@@ -1,6 +1,7 @@
 //! Every tunnel name a relay knows: who owns it, its live connection if any, and what the
 //! relay may answer while its bridge is away (the last snapshot, since when it is gone).
 
+use protocol::sync::LockExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -140,7 +141,7 @@ impl Registry {
     /// by the store (which survives restarts); a change of owner here only drops the
     /// previous owner's snapshot.
     pub fn claim(&self, name: &str, token_id: i64, max: usize) -> Result<(), ClaimError> {
-        let mut slots = self.slots.lock().expect("registry");
+        let mut slots = self.slots.locked();
         let full = slots.len() >= max;
         match slots.get_mut(name) {
             Some(slot) => {
@@ -181,7 +182,7 @@ impl Registry {
         expected: Option<u64>,
     ) -> Result<Option<Arc<Tunnel>>, Raced> {
         let (old, notify) = {
-            let mut slots = self.slots.lock().expect("registry");
+            let mut slots = self.slots.locked();
             let Some(slot) = slots.get_mut(&tunnel.name) else {
                 return Err(Raced);
             };
@@ -205,7 +206,7 @@ impl Registry {
 
     /// Marks a connection gone, if it is still the current one.
     pub fn remove(&self, name: &str, conn_id: u64) {
-        let mut slots = self.slots.lock().expect("registry");
+        let mut slots = self.slots.locked();
         if let Some(slot) = slots.get_mut(name)
             && slot.current.as_ref().map(|t| t.conn_id) == Some(conn_id)
         {
@@ -219,29 +220,28 @@ impl Registry {
     /// The bridge's last snapshot for `name`, whether its bridge is connected or not.
     pub fn snapshot(&self, name: &str) -> Option<Arc<Snapshot>> {
         self.slots
-            .lock()
-            .expect("registry")
+            .locked()
             .get(name)
             .and_then(|s| s.snapshot.clone())
     }
 
     /// Stores a bridge's snapshot.
     pub fn set_snapshot(&self, name: &str, snapshot: Snapshot) {
-        if let Some(slot) = self.slots.lock().expect("registry").get_mut(name) {
+        if let Some(slot) = self.slots.locked().get_mut(name) {
             slot.snapshot = Some(Arc::new(snapshot));
         }
     }
 
     /// Stores a bridge's gauges.
     pub fn set_status(&self, name: &str, status: BridgeStatus) {
-        if let Some(slot) = self.slots.lock().expect("registry").get_mut(name) {
+        if let Some(slot) = self.slots.locked().get_mut(name) {
             slot.status = status;
         }
     }
 
     /// What a request for `name` finds, with a grace period after a disconnect.
     pub fn lookup(&self, name: &str, grace: Duration) -> Lookup {
-        let slots = self.slots.lock().expect("registry");
+        let slots = self.slots.locked();
         let Some(slot) = slots.get(name) else {
             return Lookup::Unknown;
         };
@@ -265,15 +265,14 @@ impl Registry {
     /// The live tunnel with this name.
     pub fn get(&self, name: &str) -> Option<Arc<Tunnel>> {
         self.slots
-            .lock()
-            .expect("registry")
+            .locked()
             .get(name)
             .and_then(|s| s.current.clone())
     }
 
     /// Status of a tunnel name.
     pub fn status(&self, name: &str) -> Option<(ClientAuth, TunnelStatus)> {
-        let slots = self.slots.lock().expect("registry");
+        let slots = self.slots.locked();
         let slot = slots.get(name)?;
         let s = slot.status;
         Some((
@@ -301,8 +300,7 @@ impl Registry {
     /// The live tunnels.
     pub fn live(&self) -> Vec<Arc<Tunnel>> {
         self.slots
-            .lock()
-            .expect("registry")
+            .locked()
             .values()
             .filter_map(|s| s.current.clone())
             .collect()
@@ -311,8 +309,7 @@ impl Registry {
     /// Number of connected tunnels.
     pub fn connected(&self) -> usize {
         self.slots
-            .lock()
-            .expect("registry")
+            .locked()
             .values()
             .filter(|s| s.current.is_some())
             .count()
@@ -321,8 +318,7 @@ impl Registry {
     /// Exchanges in flight over all tunnels.
     pub fn exchanges_in_flight(&self) -> usize {
         self.slots
-            .lock()
-            .expect("registry")
+            .locked()
             .values()
             .filter_map(|s| s.current.as_ref())
             .map(|t| t.exchanges_in_flight())

@@ -21,6 +21,7 @@
 //! bridge token sees the tunnels it owns; the operator sees every tunnel, and the
 //! relay-wide OAuth events.
 
+use protocol::sync::LockExt;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Mutex, OnceLock};
@@ -106,7 +107,7 @@ pub struct Takeover {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.locked()
 }
 
 impl StatusPage {

@@ -6,6 +6,7 @@
 //! them inline (they are rare: connections, OAuth steps; validated access tokens are
 //! cached by [`crate::oauth::tokens`]).
 
+use protocol::sync::LockExt;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -316,7 +317,7 @@ impl Store {
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        self.conn.locked()
     }
 
     // ----- bridge tokens -----------------------------------------------------------

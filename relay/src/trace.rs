@@ -33,6 +33,7 @@
 //! relay issued for it (an authorization code, a refresh or access token of the tunnel)
 //! or a decision of its owner or the operator.
 
+use protocol::sync::LockExt;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
@@ -337,7 +338,7 @@ pub struct Tracer {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.locked()
 }
 
 impl Tracer {

@@ -6,6 +6,7 @@
 //! Dropping an [`Exchange`] before its final frame (the client went away) tells the
 //! bridge with a `Cancel` frame.
 
+use protocol::sync::LockExt;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -220,16 +221,13 @@ impl Tunnel {
 
     /// Closes the connection after sending `farewell` (why it is being replaced).
     pub fn displace(&self, farewell: Frame) {
-        *self.farewell.lock().unwrap_or_else(|e| e.into_inner()) = Some(farewell);
+        *self.farewell.locked() = Some(farewell);
         self.close();
     }
 
     /// The frame to send before closing, if the connection is being replaced.
     pub fn take_farewell(&self) -> Option<Frame> {
-        self.farewell
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
+        self.farewell.locked().take()
     }
 
     /// Sends a request to the bridge and returns the handle its answer arrives on.
@@ -240,7 +238,7 @@ impl Tunnel {
         let id = self.next_exchange.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(EXCHANGE_QUEUE);
         {
-            let mut map = self.exchanges.lock().expect("exchange map");
+            let mut map = self.exchanges.locked();
             map.insert(id, tx, &request.principal, self.max_exchanges)?;
         }
         let exchange = Exchange {
@@ -264,7 +262,7 @@ impl Tunnel {
         let id = response.exchange;
         let is_final = response.is_final();
         let tx = {
-            let mut map = self.exchanges.lock().expect("exchange map");
+            let mut map = self.exchanges.locked();
             if is_final {
                 map.remove(id)
             } else {
@@ -279,7 +277,7 @@ impl Tunnel {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Closed(_)) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.exchanges.lock().expect("exchange map").remove(id);
+                self.exchanges.locked().remove(id);
                 let _ = self.outbound.try_send(Frame::Cancel { exchange: id });
                 false
             }
@@ -288,12 +286,12 @@ impl Tunnel {
 
     /// Ends an exchange from the bridge's side (a `Cancel` frame from it).
     pub fn abandon(&self, id: u64) {
-        self.exchanges.lock().expect("exchange map").remove(id);
+        self.exchanges.locked().remove(id);
     }
 
     /// Number of exchanges in flight.
     pub fn exchanges_in_flight(&self) -> usize {
-        self.exchanges.lock().expect("exchange map").len()
+        self.exchanges.locked().len()
     }
 
     /// Queues a frame to the bridge without waiting; `false` if the queue is full or gone.
@@ -304,7 +302,7 @@ impl Tunnel {
     /// Drops every exchange: their handlers see the bridge as gone.
     pub fn close(&self) {
         self.closed.cancel();
-        self.exchanges.lock().expect("exchange map").clear();
+        self.exchanges.locked().clear();
     }
 }
 
@@ -352,13 +350,7 @@ impl Exchange {
 impl Drop for Exchange {
     fn drop(&mut self) {
         if !self.done {
-            let removed = self
-                .tunnel
-                .exchanges
-                .lock()
-                .expect("exchange map")
-                .remove(self.id)
-                .is_some();
+            let removed = self.tunnel.exchanges.locked().remove(self.id).is_some();
             if removed {
                 let _ = self.tunnel.try_send(Frame::Cancel { exchange: self.id });
             }

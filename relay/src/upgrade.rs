@@ -16,6 +16,7 @@
 //! The upgrade is done here rather than with axum's `WebSocketUpgrade` because the socket
 //! must be wrapped in the budget before the WebSocket protocol reads from it.
 
+use protocol::sync::LockExt;
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
@@ -259,7 +260,7 @@ pub struct AddrPermit {
 
 impl PendingByAddr {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.0.locked()
     }
 
     /// A permit for one more pending upgrade from `ip`, unless it has `max` already.

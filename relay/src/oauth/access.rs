@@ -3,6 +3,7 @@
 //! name, whose bridge token must not have been revoked since. Validated tokens are cached for a few seconds to keep the database off the hot
 //! path.
 
+use protocol::sync::LockExt;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -30,14 +31,14 @@ pub struct TokenCache {
 impl TokenCache {
     /// A validated token's grant and principal.
     fn token(&self, hash: &[u8; 32]) -> Option<(AccessGrant, String)> {
-        let map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let map = self.tokens.locked();
         map.get(hash)
             .filter(|(_, _, at)| at.elapsed() < CACHE_TTL)
             .map(|(g, p, _)| (g.clone(), p.clone()))
     }
 
     fn put_token(&self, hash: [u8; 32], g: AccessGrant, principal: String) {
-        let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.tokens.locked();
         if map.len() >= CACHE_MAX {
             map.clear();
         }
@@ -47,24 +48,17 @@ impl TokenCache {
     /// Forgets every cached validation (after a revocation: a revoked family's access
     /// tokens stop working at once).
     pub fn clear(&self) {
-        self.tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.tokens.locked().clear();
     }
 
     fn owner(&self, state: &AppState, name: &str) -> Option<i64> {
-        if let Some((o, at)) = self
-            .owners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
+        if let Some((o, at)) = self.owners.locked().get(name)
             && at.elapsed() < CACHE_TTL
         {
             return *o;
         }
         let o = state.store.live_owner(name).ok().flatten();
-        let mut map = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.owners.locked();
         if map.len() >= CACHE_MAX {
             map.clear();
         }

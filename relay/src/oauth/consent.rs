@@ -11,6 +11,7 @@
 //! and `iss`. The consent is bound to the browser that started it by a cookie, and the
 //! forms carry the same value as a CSRF token.
 
+use protocol::sync::LockExt;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -86,7 +87,7 @@ fn normalize(code: &str) -> String {
 
 impl Consents {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Consent>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+        self.map.locked()
     }
 
     /// Stores a consent; `false` if the relay holds too many.

@@ -12,6 +12,7 @@
 //! in the whole relay. A request that finds them busy is answered at once (429 or 503),
 //! never queued; verifications run on the blocking thread pool.
 
+use protocol::sync::LockExt;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,7 +78,7 @@ impl Gate {
     }
 
     fn lock(&self) -> MutexGuard<'_, Ledger> {
-        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+        self.ledger.locked()
     }
 
     /// Reserves one attempt for `ip`: refused if the address (or the relay, with a global

@@ -18,6 +18,7 @@ pub mod metadata;
 pub mod register;
 pub mod token;
 
+use protocol::sync::LockExt;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -95,7 +96,7 @@ impl RateLimiter {
     /// Whether `ip` may do one more thing now (and counts it if so).
     pub fn allow(&self, ip: IpAddr, max: usize, window: Duration) -> bool {
         let ip = crate::conn::address_key(ip);
-        let mut map = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.events.locked();
         if map.len() > 100_000 {
             map.retain(|_, v| v.last().is_some_and(|t| t.elapsed() < window));
         }
