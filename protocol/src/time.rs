@@ -10,15 +10,11 @@ fn utc(secs: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// `t` as RFC 3339 UTC to the second: `2025-06-01T12:34:56Z` (times before 1970 as the
-/// epoch).
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+/// `secs` since the epoch as `YYYY-MM-DD<sep>HH:MM:SSZ`.
+fn format_utc(secs: i64, sep: char) -> String {
     let t = utc(secs);
     format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        "{:04}-{:02}-{:02}{sep}{:02}:{:02}:{:02}Z",
         t.year(),
         u8::from(t.month()),
         t.day(),
@@ -28,18 +24,18 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// `t` as RFC 3339 UTC to the second: `2025-06-01T12:34:56Z` (times before 1970 as the
+/// epoch).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    format_utc(secs, 'T')
+}
+
 /// Epoch milliseconds as UTC for people: `2025-06-01 12:34:56Z`.
 pub fn readable_ms(ms: i64) -> String {
-    let t = utc(ms.div_euclid(1000));
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    format_utc(ms.div_euclid(1000), ' ')
 }
 
 #[cfg(test)]

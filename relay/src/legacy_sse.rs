@@ -132,20 +132,10 @@ impl Carry {
                     deadline,
                     reconnected,
                 } => {
-                    let notified = reconnected.notified();
-                    tokio::pin!(notified);
-                    notified.as_mut().enable();
-                    if matches!(
-                        self.registry.lookup(&self.name, self.grace),
-                        Lookup::Live(_)
-                    ) {
-                        continue;
-                    }
-                    let until = Instant::from_std(deadline).min(give_up);
-                    tokio::select! {
-                        _ = notified => {}
-                        _ = tokio::time::sleep_until(until) => {}
-                    }
+                    let until = deadline.min(give_up.into_std());
+                    self.registry
+                        .wait_for_bridge(&self.name, reconnected, until)
+                        .await;
                 }
                 Lookup::Offline(_) | Lookup::Unknown => return None,
             }

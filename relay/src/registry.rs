@@ -1,12 +1,12 @@
 //! Every tunnel name a relay knows: who owns it, its live connection if any, and what the
 //! relay may answer while its bridge is away (the last snapshot, since when it is gone).
 
-use protocol::sync::LockExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use protocol::sync::LockExt;
 use protocol::{BridgeStatus, ClientAuth, Snapshot};
 use tokio::sync::Notify;
 
@@ -259,6 +259,22 @@ impl Registry {
                 snapshot: slot.snapshot.clone(),
             }),
             _ => Lookup::Unknown,
+        }
+    }
+
+    /// Waits, for a tunnel whose bridge is away ([`Lookup::Away`]), until a bridge
+    /// connects (`reconnected` is its slot's signal) or `until`; the caller looks again.
+    /// A connection made between the lookup and this call is not missed.
+    pub async fn wait_for_bridge(&self, name: &str, reconnected: Arc<Notify>, until: Instant) {
+        let notified = reconnected.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.get(name).is_some() {
+            return;
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep_until(until.into()) => {}
         }
     }
 

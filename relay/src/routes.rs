@@ -129,16 +129,10 @@ async fn prepare(
                 deadline,
                 reconnected,
             } => {
-                let notified = reconnected.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if state.registry.get(name).is_some() {
-                    continue;
-                }
-                tokio::select! {
-                    _ = notified => {}
-                    _ = tokio::time::sleep_until(deadline.into()) => {}
-                }
+                state
+                    .registry
+                    .wait_for_bridge(name, reconnected, deadline)
+                    .await;
             }
             Lookup::Unknown => {
                 return Err(jsonrpc_error(

@@ -152,18 +152,8 @@ impl Core {
         c.detached_at = None;
         let backlog = std::mem::take(&mut c.backlog);
         self.carried_bytes -= std::mem::take(&mut c.bytes);
-        if let Some(old) = old.filter(|o| *o != exchange)
-            && self.exchanges.remove(&old).is_some()
-        {
-            // One reader per stream: the newest replaces an older one.
-            self.outbox.push(Frame::Response(Response {
-                exchange: old,
-                status: 200,
-                session: None,
-                flags: FLAG_FINAL,
-                event_id: None,
-                body: Bytes::new(),
-            }));
+        if let Some(old) = old.filter(|o| *o != exchange) {
+            self.end_replaced_reader(old);
         }
         debug!(
             messages = backlog.len(),

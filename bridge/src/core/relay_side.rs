@@ -314,10 +314,17 @@ impl Core {
         if let Some(r) = self.resumable.get_mut(&stream)
             && let Some(old) = r.attached.replace(exchange)
             && old != exchange
-            && self.exchanges.remove(&old).is_some()
         {
             // One reader per stream: the newest resumption replaces an older one (or the
             // original POST, which its client has given up on).
+            self.end_replaced_reader(old);
+        }
+    }
+
+    /// Ends the exchange of a stream's reader that a newer one replaced (one reader per
+    /// stream), if it is still open.
+    pub(super) fn end_replaced_reader(&mut self, old: u64) {
+        if self.exchanges.remove(&old).is_some() {
             self.outbox.push(Frame::Response(Response {
                 exchange: old,
                 status: 200,
