@@ -52,7 +52,7 @@ struct Cli {
         env = "BRIDGE_LOG_FORMAT",
         default_value_t
     )]
-    log_format: relay::logging::LogFormat,
+    log_format: relay::observe::logging::LogFormat,
     /// Log one line per request, in the bridge (target `bridge::request`) and in the
     /// in-process relay (`relay::request`), with the same request id; off by default (each
     /// line costs CPU on every call).
@@ -113,7 +113,7 @@ fn main() -> ExitCode {
     } else {
         "info,relay::request=warn"
     };
-    relay::logging::init(cli.log_format, false, default_filter);
+    relay::observe::logging::init(cli.log_format, false, default_filter);
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Approve(args) => approve(args),

@@ -24,6 +24,13 @@ fn format_utc(secs: i64, sep: char) -> String {
     )
 }
 
+/// Milliseconds since the Unix epoch (0 for a clock set before it).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// `t` as RFC 3339 UTC to the second: `2025-06-01T12:34:56Z` (times before 1970 as the
 /// epoch).
 pub fn rfc3339(t: SystemTime) -> String {

@@ -9,33 +9,21 @@
 // per failed request, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
-pub mod answer;
-pub mod client_addr;
+pub mod app;
 pub mod config;
-pub mod config_file;
-pub mod conn;
-mod connect;
 pub mod error;
-pub mod guard;
-pub mod legacy_sse;
-pub mod logging;
-pub mod metrics;
-pub mod modern;
+pub mod link;
+pub mod mcp;
+pub mod net;
 pub mod oauth;
-pub mod offline;
-pub mod recent;
-pub mod registry;
-pub mod reqlog;
-pub mod routes;
+pub mod observe;
+pub mod owner;
 pub mod server;
-pub mod state;
-pub mod status_page;
 pub mod store;
-pub mod tls;
-pub mod trace;
-pub mod tunnel;
-pub mod upgrade;
+pub mod tunnels;
+pub mod util;
 
+pub use config::ConfigError;
 pub use config::RelayConfig;
-pub use error::{ConfigError, RelayError};
+pub use error::RelayError;
 pub use server::{EmbeddedRelay, bind, serve, serve_tls};

@@ -25,7 +25,7 @@ struct Cli {
         env = "RELAY_LOG_FORMAT",
         default_value_t
     )]
-    log_format: relay::logging::LogFormat,
+    log_format: relay::observe::logging::LogFormat,
     /// Log one line per public MCP request (target `relay::request`); off by default, as
     /// each line costs a busy relay several µs of CPU per request.
     #[arg(long, global = true, env = "RELAY_LOG_REQUESTS")]
@@ -172,10 +172,10 @@ struct ServeArgs {
     /// right-most address of that header that is not a trusted proxy. Without it the
     /// TCP peer is the client, and forwarding headers are ignored.
     #[arg(long, env = "RELAY_TRUSTED_PROXY", value_delimiter = ',')]
-    trusted_proxy: Vec<relay::client_addr::Cidr>,
+    trusted_proxy: Vec<relay::net::client_addr::Cidr>,
     /// The header trusted proxies write the client's address into.
     #[arg(long, value_enum, default_value_t)]
-    trusted_proxy_header: relay::client_addr::ForwardedHeader,
+    trusted_proxy_header: relay::net::client_addr::ForwardedHeader,
     /// Serve Prometheus metrics (and /healthz) on this address too, to anyone who can reach
     /// it (e.g. 127.0.0.1:9464); implies --metrics. /metrics on --listen then answers only
     /// with the --metrics-token-file token (404 without one).
@@ -220,7 +220,7 @@ struct ServeArgs {
     #[arg(long, env = "RELAY_ACME_EMAIL", value_delimiter = ',')]
     acme_email: Vec<String>,
     /// ACME directory URL.
-    #[arg(long, env = "RELAY_ACME_DIRECTORY", default_value = relay::tls::LETS_ENCRYPT_PRODUCTION)]
+    #[arg(long, env = "RELAY_ACME_DIRECTORY", default_value = relay::net::tls::LETS_ENCRYPT_PRODUCTION)]
     acme_directory: String,
     /// CA certificates (PEM) to trust for the ACME server's own HTTPS instead of the web
     /// PKI roots (e.g. a test CA such as Pebble's).
@@ -233,15 +233,15 @@ enum Tls {
     /// Plain HTTP.
     Off,
     /// A certificate from files.
-    Files(relay::tls::TlsTerminator),
+    Files(relay::net::tls::TlsTerminator),
     /// Certificates from ACME (started inside the runtime).
-    Acme(relay::tls::AcmeSettings),
+    Acme(relay::net::tls::AcmeSettings),
 }
 
 fn tls_settings(args: &ServeArgs) -> Result<Tls> {
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        let t =
-            relay::tls::TlsTerminator::from_pem_files(cert, key).context("--tls-cert/--tls-key")?;
+        let t = relay::net::tls::TlsTerminator::from_pem_files(cert, key)
+            .context("--tls-cert/--tls-key")?;
         return Ok(Tls::Files(t));
     }
     if args.acme_domain.is_empty() {
@@ -253,7 +253,7 @@ fn tls_settings(args: &ServeArgs) -> Result<Tls> {
     let Some(data_dir) = &args.data_dir else {
         bail!("--acme-domain needs --data-dir (the ACME account and certificates are kept there)");
     };
-    let settings = relay::tls::AcmeSettings {
+    let settings = relay::net::tls::AcmeSettings {
         domains: args
             .acme_domain
             .iter()
@@ -272,7 +272,7 @@ fn tls_settings(args: &ServeArgs) -> Result<Tls> {
     };
     settings.validate()?;
     if let Some(f) = &settings.ca_file {
-        relay::tls::client_config(Some(f)).context("--acme-ca-file")?;
+        relay::net::tls::client_config(Some(f)).context("--acme-ca-file")?;
     }
     Ok(Tls::Acme(settings))
 }
@@ -288,15 +288,19 @@ fn default_public_url(tls: &Tls, addr: SocketAddr) -> String {
 }
 
 fn main() -> Result<()> {
-    let log_format = relay::logging::format_from_args(std::env::args_os(), "RELAY_LOG_FORMAT");
-    let log_requests =
-        relay::logging::flag_from_args(std::env::args_os(), "--log-requests", "RELAY_LOG_REQUESTS");
+    let log_format =
+        relay::observe::logging::format_from_args(std::env::args_os(), "RELAY_LOG_FORMAT");
+    let log_requests = relay::observe::logging::flag_from_args(
+        std::env::args_os(),
+        "--log-requests",
+        "RELAY_LOG_REQUESTS",
+    );
     let default_filter = if log_requests {
         "info"
     } else {
         "info,relay::request=warn"
     };
-    relay::logging::init(log_format, true, default_filter);
+    relay::observe::logging::init(log_format, true, default_filter);
     let cli = match parse_cli(Cli::command(), std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(e) => match e.downcast::<clap::Error>() {
@@ -306,7 +310,7 @@ fn main() -> Result<()> {
     };
     let metrics_listen = matches!(&cli.command, Command::Serve(a) if a.metrics_listen.is_some());
     if cli.metrics || metrics_listen {
-        relay::metrics::enable(metrics_settings(cli.metrics_token_file.as_deref())?);
+        relay::observe::metrics::enable(metrics_settings(cli.metrics_token_file.as_deref())?);
     }
     match cli.command {
         Command::Serve(args) => serve(*args),
@@ -325,7 +329,7 @@ fn main() -> Result<()> {
             if password.is_empty() {
                 bail!("give the password on standard input");
             }
-            println!("{}", relay::oauth::consent::hash_password(password));
+            println!("{}", relay::util::password::hash_password(password));
             Ok(())
         }
     }
@@ -353,7 +357,7 @@ fn parse_cli(cmd: clap::Command, argv: Vec<OsString>) -> Result<Cli> {
     let Some((path, serve)) = file else {
         return Ok(Cli::from_arg_matches(&cmd.try_get_matches_from(argv)?)?);
     };
-    let file = relay::config_file::RelayFile::load(path)?;
+    let file = relay::config::file::RelayFile::load(path)?;
     let (extra, overridden) = file.args(|id| {
         matches!(
             serve.value_source(id),
@@ -381,9 +385,9 @@ fn parse_cli(cmd: clap::Command, argv: Vec<OsString>) -> Result<Cli> {
 /// `--metrics-token-file`: the token (its first line), kept only as its SHA-256.
 fn metrics_settings(
     token_file: Option<&std::path::Path>,
-) -> Result<relay::metrics::MetricsSettings> {
+) -> Result<relay::observe::metrics::MetricsSettings> {
     let Some(file) = token_file else {
-        return Ok(relay::metrics::MetricsSettings::default());
+        return Ok(relay::observe::metrics::MetricsSettings::default());
     };
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("reading the metrics token from {}", file.display()))?;
@@ -394,7 +398,7 @@ fn metrics_settings(
             file.display()
         );
     }
-    Ok(relay::metrics::MetricsSettings {
+    Ok(relay::observe::metrics::MetricsSettings {
         token_sha256: Some(relay::config::sha256(token.as_bytes())),
     })
 }
@@ -435,7 +439,7 @@ fn logs(tunnel: Option<&str>, data_dir: &std::path::Path, limit: usize, json: bo
     }
     let store = relay::store::Store::open(data_dir)?;
     let mut events = match tunnel {
-        Some(t) => store.trace_for_tunnel(t, limit, relay::trace::LINK_WINDOW_MS)?,
+        Some(t) => store.trace_for_tunnel(t, limit, relay::observe::trace::LINK_WINDOW_MS)?,
         None => store.trace_all(limit, false)?,
     };
     events.reverse();
@@ -451,7 +455,7 @@ fn logs(tunnel: Option<&str>, data_dir: &std::path::Path, limit: usize, json: bo
                 .unwrap_or_default()
         );
     } else {
-        print!("{}", relay::trace::render_table(&events));
+        print!("{}", relay::observe::trace::render_table(&events));
     }
     Ok(())
 }
@@ -556,12 +560,12 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     config.max_connections_per_address = args.max_connections_per_address;
     config.metrics_listen = args.metrics_listen;
-    config.trusted_proxies = relay::client_addr::TrustedProxies {
+    config.trusted_proxies = relay::net::client_addr::TrustedProxies {
         ranges: args.trusted_proxy.clone(),
         header: args.trusted_proxy_header,
     };
     // One descriptor per connection: use what the system allows (the caps derive from it).
-    relay::conn::raise_fd_limit();
+    relay::net::conn::raise_fd_limit();
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -571,7 +575,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         let tls = match tls {
             Tls::Off => None,
             Tls::Files(t) => Some(t),
-            Tls::Acme(settings) => Some(relay::tls::TlsTerminator::acme(&settings)?),
+            Tls::Acme(settings) => Some(relay::net::tls::TlsTerminator::acme(&settings)?),
         };
         if tls.is_some() && config.public_url.scheme() == "http" {
             tracing::warn!(
@@ -605,7 +609,7 @@ fn sse_poll(secs: Option<f64>) -> Result<Option<Duration>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use relay::config_file::{KEYS, RelayFile, uncommented};
+    use relay::config::file::{KEYS, RelayFile, uncommented};
     use std::path::Path;
 
     const EXAMPLE: &str = include_str!("../../deploy/relay.example.toml");
@@ -633,7 +637,7 @@ mod tests {
             let key = KEYS.iter().find(|(_, arg)| arg == o);
             assert!(
                 key.is_some(),
-                "--{} has no key in relay::config_file::KEYS",
+                "--{} has no key in relay::config::file::KEYS",
                 o.replace('_', "-")
             );
         }

@@ -11,7 +11,6 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use protocol::Limits;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -19,20 +18,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::app::AppState;
 use crate::config::RelayConfig;
-use crate::conn::{ConnLimits, ConnTracker, Counted, Slot, TimedBody};
 use crate::error::RelayError;
-use crate::routes::router;
-use crate::state::AppState;
-use crate::tls::TlsTerminator;
-
-/// Frame limits for a relay's bridge connections: bodies up to the larger of the HTTP
-/// body limit and the protocol's default message limit (results can exceed requests).
-pub fn frame_limits(config: &RelayConfig) -> Limits {
-    Limits {
-        max_body: config.max_body.max(Limits::default().max_body),
-    }
-}
+use crate::mcp::routes::router;
+use crate::net::conn::{ConnLimits, ConnTracker, Counted, Slot, TimedBody};
+use crate::net::tls::TlsTerminator;
 
 /// Longest wait for exchanges in flight once shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,7 +40,7 @@ pub async fn serve(
 }
 
 /// Like [`serve`], over HTTPS: every connection accepted on `listener` goes through `tls`
-/// first (see [`crate::tls`]). Routes, WebSockets and the graceful drain are the same.
+/// first (see [`crate::net::tls`]). Routes, WebSockets and the graceful drain are the same.
 pub async fn serve_tls(
     config: RelayConfig,
     listener: TcpListener,
@@ -77,7 +68,7 @@ async fn run(
     tls: Option<TlsTerminator>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
-    let fd_limit = crate::conn::fd_limit();
+    let fd_limit = crate::net::conn::fd_limit();
     let limits = ConnLimits::for_fd_limit(fd_limit, config.max_connections_per_address);
     info!(
         fd_limit,
@@ -112,7 +103,7 @@ async fn run(
                 .await
                 .map_err(|source| RelayError::Listen { addr, source })?;
             info!(addr = %l.local_addr()?, "metrics listening (/metrics, /healthz)");
-            Some((l, crate::routes::metrics_router(state.clone())))
+            Some((l, crate::mcp::routes::metrics_router(state.clone())))
         }
         None => None,
     };
@@ -175,7 +166,7 @@ async fn run(
 /// Accepts connections until dropped: each is admitted by the connection caps (or
 /// closed at once), then served on a task of its own, after its TLS handshake if any.
 async fn accept_loop(listener: TcpListener, tls: Option<TlsTerminator>, shared: Arc<Shared>) {
-    let handshakes = Arc::new(Semaphore::new(crate::tls::MAX_HANDSHAKES));
+    let handshakes = Arc::new(Semaphore::new(crate::net::tls::MAX_HANDSHAKES));
     loop {
         // With TLS, at most MAX_HANDSHAKES run at once; further connections wait in the
         // kernel's accept queue.
@@ -211,7 +202,8 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsTerminator>, shared: 
                 let tls = tls.clone();
                 shared.tasks.spawn(async move {
                     let handshake =
-                        tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, tls.accept(tcp)).await;
+                        tokio::time::timeout(crate::net::tls::HANDSHAKE_TIMEOUT, tls.accept(tcp))
+                            .await;
                     drop(permit);
                     match handshake {
                         Ok(Ok(Some(stream))) => serve_connection(shared2, stream, peer, slot).await,

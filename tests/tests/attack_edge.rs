@@ -45,7 +45,7 @@ impl TestRelay {
                 "RELAY_BRIDGE_TOKENS",
                 "attack-edge-bridge-token-0123456789abcdef",
             )
-            .env("RUST_LOG", "info,relay::conn=debug")
+            .env("RUST_LOG", "info,relay::net::conn=debug")
             .env_remove("RELAY_CONFIG")
             .env_remove("RELAY_DATA_DIR");
         if let Some(n) = nofile {

@@ -12,10 +12,10 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use protocol::jsonrpc::INVALID_REQUEST;
 
+use crate::app::AppState;
 use crate::config::sha256;
-use crate::error::jsonrpc_error;
-use crate::state::AppState;
 use crate::store::{AccessGrant, now};
+use crate::util::http_error::jsonrpc_error;
 
 /// How long a validated token (and a name's owner) is trusted without the database.
 const CACHE_TTL: Duration = Duration::from_secs(5);
@@ -117,7 +117,7 @@ pub fn challenge(state: &AppState, name: &str, error: Option<&str>) -> Response 
 /// Checks the request's access token for tunnel `name`; the principal on success.
 pub fn check(state: &AppState, name: &str, headers: &HeaderMap) -> Result<String, Response> {
     let Some(token) = bearer(headers) else {
-        crate::trace::unauthorized("no access token was sent (a client's first request)");
+        crate::observe::trace::unauthorized("no access token was sent (a client's first request)");
         return Err(challenge(state, name, None));
     };
     let hash = sha256(token.as_bytes());
@@ -131,7 +131,7 @@ pub fn check(state: &AppState, name: &str, headers: &HeaderMap) -> Result<String
                 (g, who)
             }
             Ok(None) => {
-                crate::trace::unknown_token(state, name, token);
+                crate::observe::trace::unknown_token(state, name, token);
                 return Err(challenge(state, name, Some("invalid_token")));
             }
             Err(e) => {
@@ -147,10 +147,10 @@ pub fn check(state: &AppState, name: &str, headers: &HeaderMap) -> Result<String
     let audience_ok = grant.tunnel == name && grant.resource == resource_url(state, name);
     let owner_ok = cache.owner(state, name) == Some(grant.owner_token);
     if expires <= now() || !audience_ok || !owner_ok {
-        crate::trace::rejected_token(state, name, &grant, expires, audience_ok);
+        crate::observe::trace::rejected_token(state, name, &grant, expires, audience_ok);
         return Err(challenge(state, name, Some("invalid_token")));
     }
-    crate::trace::used(state, name, &grant.client_id);
+    crate::observe::trace::used(state, name, &grant.client_id);
     Ok(who)
 }
 

@@ -12,7 +12,7 @@ use protocol::{ClientAuth, ConsentRequest, Frame};
 
 use super::consent::{Consent, error_page, page, redirect_to_client, user_code};
 use super::{host_of, redirect_allowed};
-use crate::state::AppState;
+use crate::app::AppState;
 use crate::store::{Client, new_secret};
 
 /// Loads the client named by `client_id`: registered, or a metadata document URL.
@@ -67,10 +67,10 @@ const AUTHORIZE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600
 /// `GET /oauth/authorize`.
 pub async fn authorize(
     State(state): State<AppState>,
-    peer: crate::client_addr::ClientAddr,
+    peer: crate::net::client_addr::ClientAddr,
     RawQuery(query): RawQuery,
 ) -> Response {
-    crate::reqlog::note_oauth(crate::reqlog::OAuthStep::Authorize);
+    crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Authorize);
     if !state
         .oauth
         .authorizations
@@ -95,11 +95,11 @@ pub async fn authorize(
     let client = match load_client(&state, client_id).await {
         Ok(c) => c,
         Err(e) => {
-            crate::trace::client_lookup_failed(client_id, &e);
+            crate::observe::trace::client_lookup_failed(client_id, &e);
             return error_page(StatusCode::BAD_REQUEST, &e);
         }
     };
-    crate::trace::for_client(&client);
+    crate::observe::trace::for_client(&client);
     let redirect_uri = match get("redirect_uri") {
         Some(r) => r.to_owned(),
         None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
@@ -202,15 +202,15 @@ pub async fn authorize(
         }));
     }
     tracing::info!(tunnel = %tunnel, client = %client.client_id, "authorization waiting for the owner");
-    crate::trace::consent_shown(&state, &consent, &client);
+    crate::observe::trace::consent_shown(&state, &consent, &client);
     page(&state, &consent, true, None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client_addr::ClientAddr;
     use crate::config::RelayConfig;
+    use crate::net::client_addr::ClientAddr;
     use http::header;
 
     const REDIRECT: &str = "http://127.0.0.1:9/callback";

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::redirect_allowed;
-use crate::state::AppState;
+use crate::app::AppState;
 use crate::store::{Client, now};
 
 /// Largest document fetched.
@@ -227,7 +227,7 @@ impl Fetcher {
         if let Err(e) = state.store.put_client(&client) {
             tracing::warn!("caching a client metadata document: {e}");
         }
-        crate::trace::client_document_fetched(&client);
+        crate::observe::trace::client_document_fetched(&client);
         Ok(client)
     }
 }

@@ -7,7 +7,7 @@
 //! `bridge approve <code>` (which presents the bridge token to `/oauth/approve`), or the
 //! relay operator enters the operator password on the page (Argon2, rate-limited per
 //! address with the attempt reserved before the check, verifications bounded in
-//! concurrency: [`super::gate`]). The page refreshes itself and, once approved, redirects with `code`, `state`
+//! concurrency: [`crate::util::gate`]). The page refreshes itself and, once approved, redirects with `code`, `state`
 //! and `iss`. The consent is bound to the browser that started it by a cookie, and the
 //! forms carry the same value as a CSRF token.
 
@@ -23,7 +23,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 
 use super::{CODE_TTL, CONSENT_TTL, escape_html, host_of, oauth_error};
-use crate::state::AppState;
+use crate::app::AppState;
 use crate::store::{CodeGrant, Grant, new_secret, now};
 
 /// One authorization waiting for the owner.
@@ -192,7 +192,7 @@ dt{font-weight:bold;margin-top:.6em}code,.code{font-family:ui-monospace,monospac
 
 /// An HTML error page (used before the redirect URI is trusted).
 pub fn error_page(status: StatusCode, message: &str) -> Response {
-    crate::trace::because_if_unset(message);
+    crate::observe::trace::because_if_unset(message);
     let html = format!(
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>Authorization error</title>\
          <style>{STYLE}</style></head><body><h1>Authorization failed</h1><p>{}</p></body></html>",
@@ -303,8 +303,8 @@ pub fn redirect_to_client(
 
 /// Ends an approved consent: issues the code and redirects.
 fn finish(state: &AppState, c: Consent) -> Response {
-    crate::reqlog::note_oauth(crate::reqlog::OAuthStep::Consent);
-    crate::trace::consent_finished(state, &c);
+    crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Consent);
+    crate::observe::trace::consent_finished(state, &c);
     if c.decision != Some(true) {
         return redirect_to_client(
             state,
@@ -372,11 +372,11 @@ fn bound(c: &Consent, headers: &HeaderMap) -> bool {
 /// `GET /oauth/consent/<id>`: the page's self-refresh; redirects once decided.
 pub async fn poll(
     State(state): State<AppState>,
-    crate::routes::PathParam(id): crate::routes::PathParam,
+    crate::mcp::routes::PathParam(id): crate::mcp::routes::PathParam,
     headers: HeaderMap,
 ) -> Response {
     let Some(c) = state.oauth.consents.get(&id) else {
-        crate::trace::consent_missing(&state, &id);
+        crate::observe::trace::consent_missing(&state, &id);
         return error_page(
             StatusCode::BAD_REQUEST,
             "This authorization request has expired or was already used. Start again from the client.",
@@ -413,14 +413,14 @@ pub struct DecisionForm {
 /// `POST /oauth/consent/<id>`: deny, or approve with the operator password.
 pub async fn decide(
     State(state): State<AppState>,
-    peer: crate::client_addr::ClientAddr,
-    crate::routes::PathParam(id): crate::routes::PathParam,
+    peer: crate::net::client_addr::ClientAddr,
+    crate::mcp::routes::PathParam(id): crate::mcp::routes::PathParam,
     headers: HeaderMap,
     Form(form): Form<DecisionForm>,
 ) -> Response {
-    crate::reqlog::note_oauth(crate::reqlog::OAuthStep::Consent);
+    crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Consent);
     let Some(c) = state.oauth.consents.get(&id) else {
-        crate::trace::consent_missing(&state, &id);
+        crate::observe::trace::consent_missing(&state, &id);
         return error_page(
             StatusCode::BAD_REQUEST,
             "This authorization request has expired or was already used.",
@@ -434,7 +434,12 @@ pub async fn decide(
     }
     match form.action.as_str() {
         "deny" => {
-            crate::trace::consent_decided_by(&state, &c, crate::trace::DecidedBy::Page, false);
+            crate::observe::trace::consent_decided_by(
+                &state,
+                &c,
+                crate::observe::trace::DecidedBy::Page,
+                false,
+            );
             state.oauth.consents.decide(&id, &c.tunnel, None);
             match state.oauth.consents.take(&id) {
                 Some(c) => finish(&state, c),
@@ -451,8 +456,8 @@ pub async fn decide(
                 );
             };
             let ip = peer.ip();
-            let refused = |why: super::gate::Refused| {
-                use super::gate::Refused;
+            let refused = |why: crate::util::gate::Refused| {
+                use crate::util::gate::Refused;
                 let (status, text) = match why {
                     Refused::TooMany => (
                         StatusCode::TOO_MANY_REQUESTS,
@@ -482,7 +487,7 @@ pub async fn decide(
             };
             if !ok {
                 drop(attempt);
-                crate::trace::consent_refused(&c, "wrong operator password");
+                crate::observe::trace::consent_refused(&c, "wrong operator password");
                 tracing::warn!(%ip, "wrong operator password on a consent page");
                 let mut r = page(&state, &c, false, Some("Wrong operator password."));
                 *r.status_mut() = StatusCode::FORBIDDEN;
@@ -496,7 +501,12 @@ pub async fn decide(
                     "The tunnel no longer exists, or its owner's bridge token was revoked.",
                 );
             }
-            crate::trace::consent_decided_by(&state, &c, crate::trace::DecidedBy::Operator, true);
+            crate::observe::trace::consent_decided_by(
+                &state,
+                &c,
+                crate::observe::trace::DecidedBy::Operator,
+                true,
+            );
             state.oauth.consents.decide(&id, &c.tunnel, owner);
             match state.oauth.consents.take(&id) {
                 Some(c) => finish(&state, c),
@@ -505,29 +515,6 @@ pub async fn decide(
         }
         _ => error_page(StatusCode::BAD_REQUEST, "unknown action"),
     }
-}
-
-/// Verifies a password against an Argon2 PHC hash.
-pub fn verify_password(hash: &str, password: &str) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    let Ok(parsed) = PasswordHash::new(hash) else {
-        return false;
-    };
-    argon2::Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok()
-}
-
-/// Hashes a password for `--operator-password-file` (Argon2id, random salt).
-pub fn hash_password(password: &str) -> String {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).expect("OS randomness");
-    let salt = SaltString::encode_b64(&salt).expect("salt");
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("argon2")
-        .to_string()
 }
 
 /// Body of `POST /oauth/approve`.
@@ -546,7 +533,7 @@ pub struct ApproveBody {
 /// the token is valid.
 pub async fn approve_with_bridge_token(
     State(state): State<AppState>,
-    peer: crate::client_addr::ClientAddr,
+    peer: crate::net::client_addr::ClientAddr,
     headers: HeaderMap,
     axum::Json(body): axum::Json<ApproveBody>,
 ) -> Response {
@@ -592,10 +579,10 @@ pub async fn approve_with_bridge_token(
             "that request was already decided",
         );
     }
-    crate::trace::consent_decided_by(
+    crate::observe::trace::consent_decided_by(
         &state,
         &c,
-        crate::trace::DecidedBy::BridgeCommand,
+        crate::observe::trace::DecidedBy::BridgeCommand,
         !body.deny,
     );
     super::json_no_store(
@@ -614,13 +601,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_and_passwords() {
+    fn codes() {
         let c = user_code();
         assert_eq!(c.len(), 9);
         assert_eq!(normalize("ab-cd ef12"), "ABCDEF12");
-        let h = hash_password("s3cret");
-        assert!(verify_password(&h, "s3cret"));
-        assert!(!verify_password(&h, "wrong"));
-        assert!(!verify_password("garbage", "s3cret"));
     }
 }

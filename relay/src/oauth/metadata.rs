@@ -9,11 +9,11 @@ use serde_json::json;
 
 use super::access::resource_url;
 use super::oauth_error;
-use crate::state::AppState;
+use crate::app::AppState;
 
 /// `GET /.well-known/oauth-authorization-server`.
 pub async fn authorization_server(State(state): State<AppState>) -> Response {
-    crate::reqlog::note_oauth(crate::reqlog::OAuthStep::Metadata);
+    crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Metadata);
     let base = state.config.base();
     axum::Json(json!({
         "issuer": base,
@@ -39,9 +39,9 @@ pub async fn authorization_server(State(state): State<AppState>) -> Response {
 /// `GET /.well-known/oauth-protected-resource/<name>/mcp`.
 pub async fn protected_resource(
     State(state): State<AppState>,
-    crate::routes::PathParam(name): crate::routes::PathParam,
+    crate::mcp::routes::PathParam(name): crate::mcp::routes::PathParam,
 ) -> Response {
-    crate::reqlog::note_oauth(crate::reqlog::OAuthStep::Metadata);
+    crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Metadata);
     let is_oauth = protocol::valid_tunnel_name(&name)
         && state
             .registry

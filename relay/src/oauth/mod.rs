@@ -13,16 +13,12 @@ pub mod access;
 pub mod authorize;
 pub mod cimd;
 pub mod consent;
-pub mod gate;
+use crate::util::gate;
 pub mod metadata;
 pub mod register;
 pub mod token;
 
-use protocol::sync::LockExt;
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -30,10 +26,12 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use http::{HeaderValue, StatusCode, header};
 
-use crate::state::AppState;
+use crate::app::AppState;
 
-/// Access tokens live this long.
-pub const ACCESS_TTL: Duration = Duration::from_secs(3600);
+pub use crate::config::{ACCESS_TTL, OAuthConfig};
+pub use crate::util::html::{escape_html, host_of};
+pub use crate::util::rate::RateLimiter;
+
 /// Refresh tokens live this long (each use rotates them).
 pub const REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Authorization codes live this long.
@@ -57,58 +55,6 @@ pub const APPROVE_WINDOW: Duration = Duration::from_secs(10 * 60);
 /// Refused bridge tokens on bridge connections allowed per address in [`APPROVE_WINDOW`]
 /// (no limit in total: that would let anyone keep every bridge out).
 pub const HELLO_ATTEMPTS: usize = 30;
-
-/// OAuth settings of a relay.
-#[derive(Debug, Clone)]
-pub struct OAuthConfig {
-    /// Redirect hosts allowed besides ChatGPT's, Claude's and loopback.
-    pub extra_redirect_hosts: Vec<String>,
-    /// Argon2 hash (PHC string) of the operator password, if one is set.
-    pub operator_password_hash: Option<String>,
-    /// Most dynamically registered clients.
-    pub max_clients: usize,
-    /// Most pending consents.
-    pub max_consents: usize,
-    /// Lifetime of access tokens.
-    pub access_ttl: Duration,
-}
-
-impl Default for OAuthConfig {
-    fn default() -> Self {
-        Self {
-            extra_redirect_hosts: Vec::new(),
-            operator_password_hash: None,
-            max_clients: 10_000,
-            max_consents: 1_000,
-            access_ttl: ACCESS_TTL,
-        }
-    }
-}
-
-/// A simple per-address limiter: at most `max` events per `window`. IPv6 addresses count
-/// by their /64 (one host's usual share), so rotating addresses within it gains nothing.
-#[derive(Default)]
-pub struct RateLimiter {
-    events: Mutex<HashMap<IpAddr, Vec<Instant>>>,
-}
-
-impl RateLimiter {
-    /// Whether `ip` may do one more thing now (and counts it if so).
-    pub fn allow(&self, ip: IpAddr, max: usize, window: Duration) -> bool {
-        let ip = crate::conn::address_key(ip);
-        let mut map = self.events.locked();
-        if map.len() > 100_000 {
-            map.retain(|_, v| v.last().is_some_and(|t| t.elapsed() < window));
-        }
-        let v = map.entry(ip).or_default();
-        v.retain(|t| t.elapsed() < window);
-        if v.len() >= max {
-            return false;
-        }
-        v.push(Instant::now());
-        true
-    }
-}
 
 /// Mutable OAuth state of a relay.
 pub struct OAuth {
@@ -199,25 +145,6 @@ pub fn oauth_error(status: StatusCode, error: &str, description: &str) -> Respon
     )
 }
 
-/// Escapes text for HTML element content and attribute values; control, bidirectional
-/// and invisible characters ([`protocol::text::unsafe_char`]) become `U+FFFD`, so text from
-/// the network cannot reorder or hide what a page shows.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if protocol::text::unsafe_char(c) => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// Whether a redirect URI is allowed: ChatGPT's and Claude's callbacks (exactly: https,
 /// the default port, the known paths, no query, nothing percent-encoded), loopback
 /// (RFC 8252, any port), or an operator-allowed host over https.
@@ -262,19 +189,6 @@ fn known_callback(u: &url::Url, host: &str) -> bool {
         }
         _ => path == "/api/mcp/auth_callback",
     }
-}
-
-/// The host of a URI, for display.
-pub fn host_of(uri: &str) -> String {
-    url::Url::parse(uri)
-        .ok()
-        .and_then(|u| {
-            u.host_str().map(|h| match u.port() {
-                Some(p) => format!("{h}:{p}"),
-                None => h.to_owned(),
-            })
-        })
-        .unwrap_or_else(|| "?".into())
 }
 
 #[cfg(test)]
@@ -327,34 +241,5 @@ mod tests {
             "https://app.example.org/cb",
             &["app.example.org".to_string()]
         ));
-    }
-
-    #[test]
-    fn escapes() {
-        assert_eq!(
-            escape_html("<script>\"x\" & 'y'</script>"),
-            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;"
-        );
-        assert_eq!(
-            escape_html("Claude\u{202E}lanretni\u{202C}\u{200B}\u{2066}x\u{2069}\u{FEFF}\u{2028}é"),
-            "Claude\u{FFFD}lanretni\u{FFFD}\u{FFFD}\u{FFFD}x\u{FFFD}\u{FFFD}\u{FFFD}é"
-        );
-    }
-
-    #[test]
-    fn limiter() {
-        let l = RateLimiter::default();
-        let ip: IpAddr = "1.2.3.4".parse().unwrap();
-        for _ in 0..3 {
-            assert!(l.allow(ip, 3, Duration::from_secs(60)));
-        }
-        assert!(!l.allow(ip, 3, Duration::from_secs(60)));
-        assert!(l.allow("1.2.3.5".parse().unwrap(), 3, Duration::from_secs(60)));
-        for i in 0..3 {
-            let ip: IpAddr = format!("2001:db8::{i}").parse().unwrap();
-            assert!(l.allow(ip, 3, Duration::from_secs(60)));
-        }
-        let same_64: IpAddr = "2001:db8::ffff:1".parse().unwrap();
-        assert!(!l.allow(same_64, 3, Duration::from_secs(60)));
     }
 }

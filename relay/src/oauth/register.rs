@@ -10,8 +10,8 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use super::{json_no_store, oauth_error, redirect_allowed};
+use crate::app::AppState;
 use crate::config::sha256;
-use crate::state::AppState;
 use crate::store::{Client, new_secret, now};
 
 /// Registrations allowed per address and hour.
@@ -22,10 +22,10 @@ const MAX_DOC: usize = 16 * 1024;
 /// `POST /oauth/register`.
 pub async fn register(
     State(state): State<AppState>,
-    peer: crate::client_addr::ClientAddr,
+    peer: crate::net::client_addr::ClientAddr,
     body: Bytes,
 ) -> Response {
-    crate::reqlog::note_oauth(crate::reqlog::OAuthStep::Register);
+    crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Register);
     if body.len() > MAX_DOC {
         return oauth_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -175,7 +175,7 @@ pub async fn register(
         );
     }
     tracing::info!(client = %client_id, "registered an OAuth client");
-    crate::trace::registered(&client);
+    crate::observe::trace::registered(&client);
     let mut answer = json!({
         "client_id": client_id,
         "client_id_issued_at": issued,

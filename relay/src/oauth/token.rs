@@ -12,8 +12,8 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::{REFRESH_TTL, json_no_store, oauth_error};
+use crate::app::AppState;
 use crate::config::sha256;
-use crate::state::AppState;
 use crate::store::{Client, Grant, RefreshError, new_secret, now};
 
 /// Why a grant no longer holds: the tunnel's name went to another bridge token, or the
@@ -126,7 +126,7 @@ fn issue(state: &AppState, g: &Grant, family: &str) -> Response {
             "the relay cannot issue tokens right now",
         );
     }
-    crate::trace::issued(state, g);
+    crate::observe::trace::issued(state, g);
     json_no_store(
         StatusCode::OK,
         &json!({
@@ -151,12 +151,12 @@ fn pkce_ok(verifier: &str, challenge: &str) -> bool {
 
 /// `POST /oauth/token`.
 pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    crate::reqlog::note_oauth(crate::reqlog::OAuthStep::Token);
+    crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Token);
     let params = match form(&body) {
         Ok(p) => p,
         Err(r) => return r,
     };
-    crate::trace::token_request(&state, &params);
+    crate::observe::trace::token_request(&state, &params);
     let client = match client_auth(&state, &headers, &params) {
         Ok(c) => c,
         Err(r) => return r,
@@ -185,7 +185,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                         }
                         state.oauth.tokens.clear();
                     }
-                    crate::trace::code_refused(&state, code);
+                    crate::observe::trace::code_refused(&state, code);
                     return grant_error("the code is unknown, expired or already used");
                 }
                 Err(e) => {
@@ -193,7 +193,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     return grant_error("the code cannot be checked");
                 }
             };
-            crate::trace::for_tunnel(&c.grant.tunnel);
+            crate::observe::trace::for_tunnel(&c.grant.tunnel);
             if c.grant.client_id != client.client_id {
                 return grant_error("the code was issued to another client");
             }
@@ -214,7 +214,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                 .get("resource")
                 .is_some_and(|r| *r != c.grant.resource)
             {
-                crate::trace::wrong_resource(params.get("resource"), &c.grant.resource);
+                crate::observe::trace::wrong_resource(params.get("resource"), &c.grant.resource);
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_target",
@@ -226,7 +226,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                 Ok(None) => {
                     // Used by a concurrent request: this second use revoked what it bought.
                     state.oauth.tokens.clear();
-                    crate::trace::code_refused(&state, code);
+                    crate::observe::trace::code_refused(&state, code);
                     return grant_error("the code is unknown, expired or already used");
                 }
                 Err(e) => {
@@ -237,8 +237,8 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
             issue(&state, &c.grant, &family)
         }
         Some("refresh_token") => {
-            crate::reqlog::note_oauth(crate::reqlog::OAuthStep::Refresh);
-            crate::trace::step(crate::trace::Step::Refresh);
+            crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Refresh);
+            crate::observe::trace::step(crate::observe::trace::Step::Refresh);
             let Some(rt) = params.get("refresh_token") else {
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
@@ -251,12 +251,12 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
             let Some(peek) = state.store.peek_refresh(rt).ok().flatten() else {
                 return grant_error("the refresh token is unknown, expired or revoked");
             };
-            crate::trace::for_tunnel(&peek.tunnel);
+            crate::observe::trace::for_tunnel(&peek.tunnel);
             if peek.client_id != client.client_id {
                 return grant_error("the refresh token was issued to another client");
             }
             if params.get("resource").is_some_and(|r| *r != peek.resource) {
-                crate::trace::wrong_resource(params.get("resource"), &peek.resource);
+                crate::observe::trace::wrong_resource(params.get("resource"), &peek.resource);
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_target",
@@ -271,7 +271,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                 Ok(Err(RefreshError::Reused)) => {
                     tracing::warn!(client = %client.client_id, "a refresh token was reused; its family is revoked");
                     state.oauth.tokens.clear();
-                    crate::trace::because(
+                    crate::observe::trace::because(
                         "the refresh token was already used: the reuse revoked its whole family",
                     );
                     return grant_error("the refresh token was already used; sign in again");
@@ -297,7 +297,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
 
 /// `POST /oauth/revoke` (RFC 7009): always 200 for a well-formed request.
 pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    crate::reqlog::note_oauth(crate::reqlog::OAuthStep::Revoke);
+    crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Revoke);
     let params = match form(&body) {
         Ok(p) => p,
         Err(r) => return r,

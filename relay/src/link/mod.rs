@@ -1,0 +1,4 @@
+//! The bridge side of the relay: the WebSocket upgrade and the socket a bridge holds a tunnel through.
+
+pub mod socket;
+pub mod upgrade;

@@ -1,0 +1,276 @@
+//! Checks applied to every public MCP request before it reaches a bridge: DNS-rebinding
+//! protection (`Host`, `Origin`) and client authentication.
+
+use axum::response::Response;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use protocol::ClientAuth;
+use protocol::jsonrpc::INVALID_REQUEST;
+use subtle::ConstantTimeEq;
+
+use crate::app::AppState;
+use crate::config::{RelayConfig, is_loopback_host, sha256};
+use crate::util::http_error::jsonrpc_error;
+
+/// Strips the port from a `Host` header value or an origin's authority.
+fn host_only(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        // [v6]:port
+        return rest.split(']').next().unwrap_or("");
+    }
+    authority.split(':').next().unwrap_or("")
+}
+
+/// Refuses requests whose `Host` or `Origin` does not belong to this relay: a relay on
+/// loopback only answers loopback host names (DNS rebinding), and a browser `Origin`
+/// must be the public URL's own origin or explicitly allowed.
+pub fn check_origin(config: &RelayConfig, headers: &HeaderMap) -> Result<(), Response> {
+    if config.is_loopback() {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if !host.is_empty() && !is_loopback_host(host_only(host)) {
+            return Err(jsonrpc_error(
+                StatusCode::FORBIDDEN,
+                INVALID_REQUEST,
+                "Forbidden: Host header is not a loopback name",
+            ));
+        }
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("").trim_end_matches('/');
+    let own = config.public_url.origin().ascii_serialization();
+    let allowed = origin.eq_ignore_ascii_case(&own)
+        || config
+            .allowed_origins
+            .iter()
+            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
+        || (config.is_loopback() && origin_is_loopback(origin));
+    if allowed {
+        Ok(())
+    } else {
+        Err(jsonrpc_error(
+            StatusCode::FORBIDDEN,
+            INVALID_REQUEST,
+            "Forbidden: Origin not allowed",
+        ))
+    }
+}
+
+fn origin_is_loopback(origin: &str) -> bool {
+    match url::Url::parse(origin) {
+        Ok(u) => u.host_str().map(is_loopback_host).unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// What a bearer tunnel answers a request without its token (401: a credential is needed).
+const MISSING_BEARER: &str = "Unauthorized: this tunnel needs the bearer token that \
+     `bridge run` printed (or its --client-token), sent as `Authorization: Bearer <token>`; \
+     it does not use OAuth";
+
+/// What a bearer tunnel answers a request with another token (403: the credential given is
+/// not accepted, and signing in with OAuth cannot change that).
+const WRONG_BEARER: &str = "Forbidden: wrong bearer token. This tunnel accepts only the \
+     bearer token that `bridge run` printed (or its --client-token), not OAuth: check the \
+     token in the `Authorization: Bearer` header";
+
+/// The token of an `Authorization: Bearer <token>` header; `None` when the request has no
+/// such header or an empty token.
+fn presented_bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Authenticates the client for a tunnel and names it (the *principal*).
+///
+/// A bearer tunnel answers a request without a token 401 with a challenge that names no
+/// OAuth metadata, and a request with a wrong token 403: clients that can sign in with
+/// OAuth start that only on a 401 (or a 403 with `error="insufficient_scope"`), and for a
+/// static token that would only lead to the relay's authorization server, which this
+/// tunnel does not use. OAuth tunnels answer as [`crate::oauth::access::check`] does.
+pub fn authenticate(
+    state: &AppState,
+    name: &str,
+    auth: &ClientAuth,
+    headers: &HeaderMap,
+) -> Result<String, Response> {
+    match auth {
+        ClientAuth::None => Ok("anonymous".to_owned()),
+        ClientAuth::OAuth => crate::oauth::access::check(state, name, headers),
+        ClientAuth::Bearer { sha256: expected } => {
+            let Some(token) = presented_bearer(headers) else {
+                crate::observe::trace::unauthorized("no bearer token was sent");
+                return Err(missing_bearer());
+            };
+            let digest = sha256(token.as_bytes());
+            if bool::from(digest.ct_eq(expected)) {
+                Ok(format!("bearer:{}", hex::encode(&digest[..6])))
+            } else {
+                crate::observe::trace::unauthorized("a wrong bearer token was sent (answered 403)");
+                Err(wrong_bearer())
+            }
+        }
+    }
+}
+
+/// 401 for a bearer tunnel's request without a token: a plain Bearer challenge (no
+/// `error`, as RFC 6750 asks when no credential was sent; no `resource_metadata`).
+fn missing_bearer() -> Response {
+    let mut r = jsonrpc_error(StatusCode::UNAUTHORIZED, INVALID_REQUEST, MISSING_BEARER);
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"mcp\""),
+    );
+    r
+}
+
+/// 403 for a bearer tunnel's request with a wrong token. No challenge: there is nothing
+/// else to authenticate with.
+fn wrong_bearer() -> Response {
+    jsonrpc_error(StatusCode::FORBIDDEN, INVALID_REQUEST, WRONG_BEARER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(url: &str) -> RelayConfig {
+        RelayConfig::new("127.0.0.1:0".parse().unwrap(), url).unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn loopback_relay_refuses_foreign_host_and_origin() {
+        let c = cfg("http://127.0.0.1:8080");
+        assert!(check_origin(&c, &headers(&[("host", "127.0.0.1:8080")])).is_ok());
+        assert!(check_origin(&c, &headers(&[("host", "localhost:8080")])).is_ok());
+        assert!(check_origin(&c, &headers(&[("host", "[::1]:8080")])).is_ok());
+        assert!(check_origin(&c, &headers(&[("host", "evil.example.com")])).is_err());
+        assert!(
+            check_origin(
+                &c,
+                &headers(&[("host", "localhost"), ("origin", "http://evil.example.com")])
+            )
+            .is_err()
+        );
+        assert!(
+            check_origin(
+                &c,
+                &headers(&[("host", "localhost"), ("origin", "http://localhost:3000")])
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn public_relay_checks_origin_only() {
+        let c = cfg("https://relay.example.com");
+        assert!(check_origin(&c, &headers(&[("host", "relay.example.com")])).is_ok());
+        assert!(check_origin(&c, &headers(&[("origin", "https://relay.example.com")])).is_ok());
+        assert!(check_origin(&c, &headers(&[("origin", "https://evil.example")])).is_err());
+    }
+
+    fn authenticate(auth: &ClientAuth, headers: &HeaderMap) -> Result<String, Response> {
+        let state = AppState::new(cfg("http://127.0.0.1:1")).unwrap();
+        super::authenticate(&state, "abc", auth, headers)
+    }
+
+    #[test]
+    fn bearer() {
+        let auth = ClientAuth::Bearer {
+            sha256: sha256(b"secret"),
+        };
+        assert!(authenticate(&auth, &headers(&[("authorization", "Bearer secret")])).is_ok());
+        assert!(authenticate(&auth, &headers(&[("authorization", "bearer secret")])).is_ok());
+        assert!(authenticate(&auth, &headers(&[("authorization", "Bearer nope")])).is_err());
+        assert!(authenticate(&auth, &headers(&[])).is_err());
+        assert!(authenticate(&ClientAuth::None, &headers(&[])).is_ok());
+    }
+
+    /// Status, `WWW-Authenticate` and JSON-RPC error message of a refusal.
+    async fn refusal(r: Response) -> (StatusCode, Option<String>, String) {
+        let status = r.status();
+        let challenge = r
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], INVALID_REQUEST, "{v}");
+        (
+            status,
+            challenge,
+            v["error"]["message"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_missing_bearer_token_is_challenged_without_oauth() {
+        let auth = ClientAuth::Bearer {
+            sha256: sha256(b"secret"),
+        };
+        for h in [
+            headers(&[]),
+            headers(&[("authorization", "Basic c2VjcmV0")]),
+            headers(&[("authorization", "secret")]),
+            headers(&[("authorization", "Bearer ")]),
+        ] {
+            let r = authenticate(&auth, &h).unwrap_err();
+            let (status, challenge, message) = refusal(r).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{h:?}");
+            assert_eq!(challenge.as_deref(), Some("Bearer realm=\"mcp\""), "{h:?}");
+            assert_eq!(message, MISSING_BEARER);
+            assert!(message.contains("bearer token that `bridge run` printed"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_bearer_token_is_forbidden_and_named() {
+        let auth = ClientAuth::Bearer {
+            sha256: sha256(b"secret"),
+        };
+        for token in ["Bearer nope", "Bearer secretx", "bearer SECRET"] {
+            let r = authenticate(&auth, &headers(&[("authorization", token)])).unwrap_err();
+            let (status, challenge, message) = refusal(r).await;
+            // 403, not 401: OAuth-capable clients sign in only on a 401.
+            assert_eq!(status, StatusCode::FORBIDDEN, "{token}");
+            assert_eq!(challenge, None, "{token}: no challenge to answer");
+            assert_eq!(message, WRONG_BEARER);
+            assert!(message.contains("wrong bearer token"));
+            // Clients that sign in on any error mentioning "Unauthorized" (mcp-remote) must
+            // not take this one for a request to sign in.
+            assert!(!message.contains("Unauthorized"));
+        }
+    }
+
+    #[tokio::test]
+    async fn oauth_tunnels_still_point_at_their_metadata() {
+        for h in [
+            headers(&[]),
+            headers(&[("authorization", "Bearer not-a-token")]),
+        ] {
+            let r = authenticate(&ClientAuth::OAuth, &h).unwrap_err();
+            let (status, challenge, _) = refusal(r).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{h:?}");
+            let challenge = challenge.unwrap();
+            assert!(
+                challenge.contains(
+                    "resource_metadata=\"http://127.0.0.1:1/.well-known/oauth-protected-resource/abc/mcp\""
+                ),
+                "{challenge}"
+            );
+        }
+    }
+}

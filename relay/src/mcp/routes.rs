@@ -1,0 +1,800 @@
+//! Public HTTP routes: `/<name>/mcp` (Streamable HTTP), `/<name>/sse` and
+//! `/<name>/messages` (legacy HTTP+SSE), `/<name>/connect` (the bridge's WebSocket), and
+//! the relay's own health routes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+use protocol::jsonrpc::{self, INVALID_REQUEST, UNAVAILABLE};
+use protocol::{Request, RequestKind};
+
+use crate::app::AppState;
+use crate::link::socket::handle_socket;
+use crate::mcp::guard::{authenticate, check_origin};
+use crate::mcp::offline;
+use crate::mcp::reply::{SseStyle, answer, keepalive_only};
+use crate::mcp::stateless;
+use crate::tunnels::http_sse::Carry;
+use crate::tunnels::registry::{Lookup, Offline};
+use crate::tunnels::tunnel::{OpenError, Tunnel};
+use crate::util::http_error::jsonrpc_error;
+
+/// A path segment (tunnel name, consent id). A segment axum cannot decode (not UTF-8) is
+/// answered like an unknown tunnel: a JSON-RPC 404, not a plain-text 400.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(PathParam(v)),
+            Err(_) => Err(not_found_tunnel()),
+        }
+    }
+}
+
+/// Builds the relay's router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/readyz", get(health))
+        .route(
+            "/{name}/mcp",
+            get(get_mcp).post(post_mcp).delete(delete_mcp),
+        )
+        .route("/{name}/sse", get(get_sse))
+        .route("/{name}/messages", axum::routing::post(post_messages))
+        .route("/{name}/connect", get(connect))
+        .route("/status/{name}", get(tunnel_status))
+        .route(
+            "/status",
+            get(crate::owner::status_page::show).post(crate::owner::status_page::act),
+        )
+        .route("/metrics", get(crate::observe::metrics::serve))
+        .merge(crate::oauth::routes())
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(
+            crate::observe::reqlog::middleware,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::observe::trace::middleware,
+        ))
+        .with_state(state)
+}
+
+/// The router of the metrics address (`--metrics-listen`): `/metrics`, unguarded, and the
+/// health routes; nothing else.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/readyz", get(health))
+        .route("/metrics", get(crate::observe::metrics::serve_private))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let body = serde_json::json!({
+        "status": "ok",
+        "tunnels": state.registry.connected(),
+        "exchanges": state.registry.exchanges_in_flight(),
+    });
+    axum::Json(body).into_response()
+}
+
+async fn not_found() -> Response {
+    jsonrpc_error(StatusCode::NOT_FOUND, INVALID_REQUEST, "Not found")
+}
+
+/// Where a request goes: a connected bridge, or the offline answers.
+enum Target {
+    Live(Arc<Tunnel>),
+    Offline(Offline),
+}
+
+/// Resolves the tunnel and authenticates the client; the error is the HTTP answer. A
+/// request for a tunnel whose bridge just left waits for it up to the grace period.
+async fn prepare(
+    state: &AppState,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<(Target, String), Response> {
+    check_origin(&state.config, headers)?;
+    if !protocol::valid_tunnel_name(name) {
+        return Err(not_found_tunnel());
+    }
+    loop {
+        match state.registry.lookup(name, state.config.grace) {
+            Lookup::Live(t) => {
+                let principal = authenticate(state, name, &t.auth, headers)?;
+                crate::observe::reqlog::note_principal(&principal);
+                return Ok((Target::Live(t), principal));
+            }
+            Lookup::Offline(off) => {
+                let principal = authenticate(state, name, &off.auth, headers)?;
+                crate::observe::reqlog::note_principal(&principal);
+                return Ok((Target::Offline(off), principal));
+            }
+            Lookup::Away {
+                deadline,
+                reconnected,
+            } => {
+                state
+                    .registry
+                    .wait_for_bridge(name, reconnected, deadline)
+                    .await;
+            }
+            Lookup::Unknown => {
+                return Err(jsonrpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    &format!(
+                        "no bridge is connected for tunnel {name:?}; start `bridge run` on the desktop"
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+fn not_found_tunnel() -> Response {
+    jsonrpc_error(
+        StatusCode::NOT_FOUND,
+        INVALID_REQUEST,
+        "Not found: no such tunnel",
+    )
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Result<Option<String>, Response> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => match v.to_str() {
+            Ok(s) if !s.is_empty() && s.len() <= protocol::frame::MAX_STRING => {
+                Ok(Some(s.to_owned()))
+            }
+            _ => Err(jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                &format!("Bad Request: invalid {name} header"),
+            )),
+        },
+    }
+}
+
+/// Checks `Content-Type`, `Accept` and the body, returning the body.
+async fn read_json_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    check_accept: bool,
+) -> Result<(Bytes, Option<Bytes>), Response> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(jsonrpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            INVALID_REQUEST,
+            "Unsupported Media Type: Content-Type must be application/json",
+        ));
+    }
+    if check_accept && let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())
+    {
+        let a = accept.to_ascii_lowercase();
+        let ok = a.contains("application/json")
+            || a.contains("text/event-stream")
+            || a.contains("*/*")
+            || a.contains("application/*");
+        if !ok {
+            return Err(jsonrpc_error(
+                StatusCode::NOT_ACCEPTABLE,
+                INVALID_REQUEST,
+                "Not Acceptable: Accept must include application/json and text/event-stream",
+            ));
+        }
+    }
+    let max = state.config.max_body;
+    let too_large = || {
+        let mut r = jsonrpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            INVALID_REQUEST,
+            &format!("Payload Too Large: the body exceeds {max} bytes"),
+        );
+        r.headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        r
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > (max + DISCARD_CAP) as u64) {
+        // Too big to even read past: answer and close.
+        return Err(too_large());
+    }
+    let bytes = match read_limited(body, max).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return Err(too_large()),
+        Err(BodyError::Read) => {
+            return Err(jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                "Bad Request: could not read the body",
+            ));
+        }
+    };
+    let id = match jsonrpc::parse(&bytes) {
+        Ok(env) => {
+            crate::observe::reqlog::note_body(&bytes, &env);
+            env.id.map(|span| bytes.slice(span))
+        }
+        Err(e) => {
+            return Err(jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                e.code(),
+                &format!("Bad Request: {e}"),
+            ));
+        }
+    };
+    Ok((bytes, id))
+}
+
+/// Whether the client takes a single `application/json` answer (an `Accept` naming only
+/// `text/event-stream` does not).
+fn accepts_json(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let a = accept.to_ascii_lowercase();
+    !a.contains("text/event-stream")
+        || a.contains("application/json")
+        || a.contains("*/*")
+        || a.contains("application/*")
+}
+
+/// Most of an unread body read off after an early answer (401, 403, 503…).
+const EARLY_DRAIN: usize = 64 << 10;
+/// Longest wait for that.
+const EARLY_DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// An answer given before the request body was read (authentication, tunnel lookup): a
+/// small body is read off so the connection can carry the client's next request (the
+/// first POST of an OAuth client is answered 401, and clients reuse the connection);
+/// otherwise the answer says `Connection: close`, so no client reuses a connection the
+/// server is about to drop.
+async fn answer_unread(mut resp: Response, body: Body) -> Response {
+    use http_body_util::BodyExt;
+    let drained = tokio::time::timeout(EARLY_DRAIN_TIME, async {
+        let mut body = body;
+        let mut seen = 0usize;
+        loop {
+            match body.frame().await {
+                None => return true,
+                Some(Err(_)) => return false,
+                Some(Ok(f)) => {
+                    seen += f.data_ref().map_or(0, |d| d.len());
+                    if seen > EARLY_DRAIN {
+                        return false;
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    if !drained {
+        resp.headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// How much of an oversized body is read (and dropped) so the client, still sending,
+/// receives the 413 instead of a reset connection.
+const DISCARD_CAP: usize = 64 << 20;
+/// Longest wait for each piece of a body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+enum BodyError {
+    TooLarge,
+    Read,
+}
+
+/// Reads a body of at most `max` bytes. A larger body is read on (and dropped) up to
+/// [`DISCARD_CAP`] more bytes before giving up, so the 413 reaches the client.
+async fn read_limited(mut body: Body, max: usize) -> Result<Bytes, BodyError> {
+    use http_body_util::BodyExt;
+    let mut buf = bytes::BytesMut::new();
+    let mut single: Option<Bytes> = None;
+    let mut over = 0usize;
+    loop {
+        let frame = match tokio::time::timeout(BODY_READ_TIMEOUT, body.frame()).await {
+            Err(_) => return Err(BodyError::Read),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(BodyError::Read),
+            Ok(Some(Ok(f))) => f,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let have = single.as_ref().map_or(0, Bytes::len) + buf.len();
+        if over > 0 || have + data.len() > max {
+            over += data.len();
+            single = None;
+            buf.clear();
+            if over > DISCARD_CAP {
+                return Err(BodyError::TooLarge);
+            }
+            continue;
+        }
+        // The common case is one frame: keep it without copying.
+        match single.take() {
+            None if buf.is_empty() => single = Some(data),
+            Some(first) => {
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&data);
+            }
+            None => buf.extend_from_slice(&data),
+        }
+    }
+    if over > 0 {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(single.unwrap_or_else(|| buf.freeze()))
+}
+
+fn check_protocol_version(v: &Option<String>) -> Result<(), Response> {
+    if let Some(v) = v
+        && !protocol::LEGACY_MCP_VERSIONS.contains(&v.as_str())
+        && !protocol::MODERN_MCP_VERSIONS.contains(&v.as_str())
+    {
+        return Err(jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            &format!(
+                "Bad Request: unsupported MCP-Protocol-Version {v:?}; supported: {}",
+                protocol::LEGACY_MCP_VERSIONS.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Opens the exchange and answers it. `request_id` (the JSON-RPC id of a POSTed request)
+/// lets the answer name the request if the bridge goes away before answering.
+async fn forward(
+    state: &AppState,
+    tunnel: Arc<Tunnel>,
+    request: Request,
+    style: SseStyle,
+    request_id: Option<Bytes>,
+    accepts_json: bool,
+) -> Response {
+    // A 2025-11-25 session's POST stream starts with a priming event (an id, no data) and
+    // a reconnection delay, so the client can resume it with `GET` + `Last-Event-ID`.
+    let style = match style {
+        SseStyle::Streamable
+            if request.kind == RequestKind::Post
+                && request.session.is_some()
+                && request.protocol_version.as_deref() == Some("2025-11-25") =>
+        {
+            SseStyle::Resumable {
+                close_after: state.config.sse_poll,
+            }
+        }
+        other => other,
+    };
+    let call = crate::observe::recent::Call::start(&state.recent, &tunnel, &request);
+    match tunnel.open(request).await {
+        Ok(ex) => {
+            crate::observe::reqlog::note_exchange(ex.id());
+            if let Some(call) = call {
+                crate::observe::reqlog::note_recent(call);
+            }
+            answer(ex, state.config.keepalive, style, request_id, accepts_json).await
+        }
+        Err(OpenError::Gone) => jsonrpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            UNAVAILABLE,
+            "the bridge for this tunnel just disconnected; retry shortly",
+        ),
+        Err(OpenError::Busy) => jsonrpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            UNAVAILABLE,
+            "too many requests in flight on this tunnel; retry shortly",
+        ),
+        Err(OpenError::PrincipalBusy) => jsonrpc_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            UNAVAILABLE,
+            "too many requests of this client in flight on this tunnel; retry when some finish",
+        ),
+    }
+}
+
+/// What every `/<name>/mcp` request carries.
+struct Common {
+    target: Target,
+    principal: String,
+    session: Option<String>,
+    protocol_version: Option<String>,
+}
+
+async fn common(state: &AppState, name: &str, headers: &HeaderMap) -> Result<Common, Response> {
+    let (c, version) = common_unchecked(state, name, headers).await?;
+    version?;
+    Ok(c)
+}
+
+/// Like [`common`], with the `MCP-Protocol-Version` check's outcome returned apart: a
+/// POST decides whether it applies once the body is read (a modern request carries its
+/// version in the body, and an unknown one is the bridge's to answer).
+async fn common_unchecked(
+    state: &AppState,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<(Common, Result<(), Response>), Response> {
+    let (target, principal) = prepare(state, name, headers).await?;
+    let session = header_str(headers, "mcp-session-id")?;
+    let (protocol_version, version) = match header_str(headers, "mcp-protocol-version") {
+        Ok(v) => {
+            let checked = check_protocol_version(&v);
+            (v, checked)
+        }
+        Err(r) => (None, Err(r)),
+    };
+    let c = Common {
+        target,
+        principal,
+        session,
+        protocol_version,
+    };
+    Ok((c, version))
+}
+
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+}
+
+async fn post_mcp(
+    State(state): State<AppState>,
+    PathParam(name): PathParam,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (c, version) = match common_unchecked(&state, &name, &headers).await {
+        Ok(v) => v,
+        Err(r) => return answer_unread(r, body).await,
+    };
+    let (body, id) = match read_json_body(&state, &headers, body, true).await {
+        Ok(read) => read,
+        // A refused version is answered first, as if checked before the body.
+        Err(r) => return version.err().unwrap_or(r),
+    };
+    // The tool list the bridge reported, for the `Mcp-Param-{Name}` checks of modern
+    // requests.
+    let snapshot = match &c.target {
+        Target::Offline(off) => off.snapshot.clone(),
+        Target::Live(_) if stateless::might_be_modern(&body) => state.registry.snapshot(&name),
+        Target::Live(_) => None,
+    };
+    let tools = snapshot.as_deref().map(|s| &s.tools[..]);
+    match tri!(stateless::check(&headers, &body, tools)) {
+        // Its header equals the `_meta` version, known or not.
+        stateless::Era::Modern => {}
+        stateless::Era::Legacy => tri!(version),
+    }
+    let tunnel = match c.target {
+        Target::Live(t) => t,
+        Target::Offline(off) => return offline::post(&off, &body),
+    };
+    let req = Request {
+        exchange: 0,
+        kind: RequestKind::Post,
+        session: c.session,
+        protocol_version: c.protocol_version,
+        last_event_id: None,
+        principal: c.principal,
+        body,
+    };
+    forward(
+        &state,
+        tunnel,
+        req,
+        SseStyle::Streamable,
+        id,
+        accepts_json(&headers),
+    )
+    .await
+}
+
+async fn get_mcp(
+    State(state): State<AppState>,
+    PathParam(name): PathParam,
+    headers: HeaderMap,
+) -> Response {
+    let c = tri!(common(&state, &name, &headers).await);
+    let last_event_id = tri!(header_str(&headers, "last-event-id"));
+    let tunnel = match c.target {
+        // A stream without a session (the connector probe of hosted clients) never carries
+        // a message: the relay keeps it open with keep-alives itself, without an exchange
+        // on the bridge. Hosted clients treat a failing GET as a broken connector, so the
+        // same answer is given while the desktop is offline.
+        Target::Live(_) | Target::Offline(_) if c.session.is_none() && last_event_id.is_none() => {
+            return keepalive_only(state.config.keepalive);
+        }
+        Target::Live(t) => t,
+        Target::Offline(_) => return keepalive_only(state.config.keepalive),
+    };
+    let req = Request {
+        exchange: 0,
+        kind: RequestKind::Get,
+        session: c.session,
+        protocol_version: c.protocol_version,
+        last_event_id,
+        principal: c.principal,
+        body: Bytes::new(),
+    };
+    forward(&state, tunnel, req, SseStyle::Streamable, None, true).await
+}
+
+async fn delete_mcp(
+    State(state): State<AppState>,
+    PathParam(name): PathParam,
+    headers: HeaderMap,
+) -> Response {
+    let c = tri!(common(&state, &name, &headers).await);
+    let tunnel = match c.target {
+        Target::Live(t) => t,
+        Target::Offline(off) => return offline::unavailable(&off),
+    };
+    let req = Request {
+        exchange: 0,
+        kind: RequestKind::Delete,
+        session: c.session,
+        protocol_version: c.protocol_version,
+        last_event_id: None,
+        principal: c.principal,
+        body: Bytes::new(),
+    };
+    forward(&state, tunnel, req, SseStyle::Streamable, None, true).await
+}
+
+async fn get_sse(
+    State(state): State<AppState>,
+    PathParam(name): PathParam,
+    headers: HeaderMap,
+) -> Response {
+    let (target, principal) = tri!(prepare(&state, &name, &headers).await);
+    let tunnel = match target {
+        Target::Live(t) => t,
+        Target::Offline(off) => return offline::unavailable(&off),
+    };
+    let req = Request {
+        exchange: 0,
+        kind: RequestKind::LegacyOpen,
+        session: None,
+        protocol_version: None,
+        last_event_id: None,
+        principal,
+        body: Bytes::new(),
+    };
+    let endpoint_prefix = format!("{}/{name}/messages?sessionId=", state.config.base());
+    // If the bridge's connection drops, the stream waits for the next one (the grace
+    // period) and goes on over it.
+    let carry = Arc::new(Carry::new(
+        state.registry.clone(),
+        state.config.grace,
+        name.clone(),
+        req.principal.clone(),
+    ));
+    forward(
+        &state,
+        tunnel,
+        req,
+        SseStyle::Legacy {
+            endpoint_prefix,
+            carry: Some(carry),
+        },
+        None,
+        true,
+    )
+    .await
+}
+
+async fn post_messages(
+    State(state): State<AppState>,
+    PathParam(name): PathParam,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (target, principal) = match prepare(&state, &name, &headers).await {
+        Ok(v) => v,
+        Err(r) => return answer_unread(r, body).await,
+    };
+    let session = query.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "sessionId")
+            .map(|(_, v)| v.into_owned())
+    });
+    let Some(session) = session.filter(|s| !s.is_empty() && s.len() <= protocol::frame::MAX_STRING)
+    else {
+        return jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "Bad Request: the sessionId query parameter is required",
+        );
+    };
+    let (body, _) = tri!(read_json_body(&state, &headers, body, false).await);
+    let tunnel = match target {
+        Target::Live(t) => t,
+        Target::Offline(off) => return offline::unavailable(&off),
+    };
+    let req = Request {
+        exchange: 0,
+        kind: RequestKind::LegacyPost,
+        session: Some(session),
+        protocol_version: None,
+        last_event_id: None,
+        principal,
+        body,
+    };
+    forward(&state, tunnel, req, SseStyle::Streamable, None, true).await
+}
+
+/// `GET /status/<name>`: the tunnel's connection state and the bridge's gauges (for the
+/// tunnel's own clients: the same authentication as its MCP endpoint).
+async fn tunnel_status(
+    State(state): State<AppState>,
+    PathParam(name): PathParam,
+    headers: HeaderMap,
+) -> Response {
+    tri!(check_origin(&state.config, &headers));
+    let Some((auth, status)) = state.registry.status(&name) else {
+        return not_found_tunnel();
+    };
+    tri!(authenticate(&state, &name, &auth, &headers));
+    axum::Json(status).into_response()
+}
+
+/// `GET /<name>/connect`: a bridge's WebSocket (see [`crate::link::upgrade`] for who may upgrade
+/// and how much it may send before its `Hello`).
+async fn connect(
+    State(state): State<AppState>,
+    PathParam(name): PathParam,
+    mut req: axum::extract::Request,
+) -> Response {
+    use crate::link::socket::{Admission, Credential};
+    use crate::link::upgrade::{MAX_PENDING_PER_ADDR, Upgrade};
+
+    if let Err(r) = check_origin(&state.config, req.headers()) {
+        return r;
+    }
+    if !protocol::valid_tunnel_name(&name) {
+        return not_found_tunnel();
+    }
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    // Behind a trusted proxy, the address it forwarded (see crate::net::client_addr).
+    let ip = peer
+        .map(|p| {
+            crate::net::client_addr::ClientAddr::of(&state.config.trusted_proxies, p, req.headers())
+                .ip()
+        })
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let upgrade = match Upgrade::from_request(&mut req) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let credential = match &upgrade.token {
+        // A bridge of this release: its token is checked before the upgrade, and it
+        // takes no handshake slot.
+        Some(Ok(token)) => {
+            // Refused bridge tokens are limited per address (the Hello path counts the
+            // same way).
+            let Ok(attempt) = state.oauth.hellos.begin(ip) else {
+                return jsonrpc_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    UNAVAILABLE,
+                    "too many refused bridge tokens from this address; retry later",
+                );
+            };
+            match state.store.token_id(token) {
+                Ok(Some(id)) => {
+                    attempt.succeeded();
+                    Credential::Checked(id)
+                }
+                Ok(None) => return bad_bridge_token(),
+                Err(e) => {
+                    // Not the bridge's fault: the attempt is not counted against it.
+                    attempt.succeeded();
+                    tracing::error!("token lookup: {e}");
+                    return jsonrpc_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        UNAVAILABLE,
+                        "the relay cannot check tokens right now; retry shortly",
+                    );
+                }
+            }
+        }
+        Some(Err(())) => return bad_bridge_token(),
+        // A bridge of an earlier release: the token comes in its Hello. Such handshakes
+        // are capped per address and in total.
+        None => {
+            let Some(addr) = state
+                .handshakes_by_addr
+                .try_acquire(ip, MAX_PENDING_PER_ADDR)
+            else {
+                return jsonrpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    "too many bridges are connecting from this address at once; retry shortly",
+                );
+            };
+            let Ok(global) = state.handshakes.clone().try_acquire_owned() else {
+                return jsonrpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    "too many bridges are connecting at once; retry shortly",
+                );
+            };
+            Credential::InHello {
+                _slot: (global, addr),
+            }
+        }
+    };
+    let features = match credential {
+        Credential::Checked(_) => protocol::FEATURE_TOKEN_HEADER,
+        Credential::InHello { .. } => "",
+    };
+    let limits = state.config.frame_limits();
+    // Small buffers: thousands of mostly idle bridges per relay.
+    let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+    config.max_message_size = Some(limits.max_frame());
+    config.max_frame_size = Some(limits.max_frame());
+    config.read_buffer_size = 4 * 1024;
+    config.write_buffer_size = 16 * 1024;
+    let admission = Admission {
+        credential,
+        peer: ip,
+        features: upgrade.features.clone(),
+    };
+    upgrade.respond(config, features, move |socket, budget| {
+        handle_socket(state, name, socket, budget, admission)
+    })
+}
+
+/// The answer to an upgrade whose bridge token is unknown, revoked or unreadable.
+fn bad_bridge_token() -> Response {
+    let mut r = (
+        StatusCode::UNAUTHORIZED,
+        "the relay does not know this bridge token (or it was revoked)",
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer realm=\"bridge\""),
+    );
+    r
+}

@@ -1,0 +1,3 @@
+//! The tunnel owner's pages.
+
+pub mod status_page;
