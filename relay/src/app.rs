@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::config::RelayConfig;
 use crate::error::RelayError;
-use crate::oauth::OAuth;
+use crate::oauth::state::OAuth;
 use crate::store::Store;
 use crate::tunnels::registry::Registry;
 
@@ -39,8 +39,8 @@ pub struct Shared {
     pub handshakes_by_addr: Arc<crate::link::upgrade::PendingByAddr>,
     /// The newest calls of each tunnel (the status page).
     pub recent: Arc<crate::observe::recent::RecentCalls>,
-    /// The OAuth trace's in-memory part (budgets, consents in progress).
-    pub trace: Arc<crate::observe::trace::Tracer>,
+    /// The OAuth trace's recorder.
+    pub trace: Arc<crate::oauth::trace::Recorder>,
     /// The version and takeover history of each tunnel's bridges.
     pub history: Arc<crate::tunnels::history::BridgeHistory>,
     /// Sessions of the owner's status page.
@@ -59,17 +59,25 @@ impl AppState {
             store.add_token_hash(&format!("configured-{}", i + 1), *hash)?;
         }
         let oauth = OAuth::new(config.oauth.clone());
+        let config = Arc::new(config);
+        let registry = Arc::new(Registry::default());
+        let store = Arc::new(store);
+        let trace = Arc::new(crate::oauth::trace::Recorder::new(
+            config.clone(),
+            store.clone(),
+            registry.clone(),
+        ));
         Ok(Self(Arc::new(Shared {
-            config: Arc::new(config),
-            registry: Arc::new(Registry::default()),
-            store: Arc::new(store),
+            config,
+            registry,
+            store,
             oauth: Arc::new(oauth),
             handshakes: Arc::new(tokio::sync::Semaphore::new(
                 crate::link::upgrade::MAX_HANDSHAKES,
             )),
             handshakes_by_addr: Arc::default(),
             recent: Arc::default(),
-            trace: Arc::default(),
+            trace,
             status_page: Arc::default(),
             history: Arc::default(),
         })))

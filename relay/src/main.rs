@@ -439,7 +439,7 @@ fn logs(tunnel: Option<&str>, data_dir: &std::path::Path, limit: usize, json: bo
     }
     let store = relay::store::Store::open(data_dir)?;
     let mut events = match tunnel {
-        Some(t) => store.trace_for_tunnel(t, limit, relay::observe::trace::LINK_WINDOW_MS)?,
+        Some(t) => store.trace_for_tunnel(t, limit, relay::oauth::trace::LINK_WINDOW_MS)?,
         None => store.trace_all(limit, false)?,
     };
     events.reverse();
@@ -455,7 +455,7 @@ fn logs(tunnel: Option<&str>, data_dir: &std::path::Path, limit: usize, json: bo
                 .unwrap_or_default()
         );
     } else {
-        print!("{}", relay::observe::trace::render_table(&events));
+        print!("{}", relay::oauth::trace::render_table(&events));
     }
     Ok(())
 }

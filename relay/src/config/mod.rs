@@ -144,6 +144,19 @@ impl RelayConfig {
         Ok(())
     }
 
+    /// The public MCP URL of a tunnel: its OAuth resource identifier.
+    pub fn resource_url(&self, name: &str) -> String {
+        format!("{}/{name}/mcp", self.base())
+    }
+
+    /// The URL of a tunnel's protected-resource metadata (RFC 9728, path-inserted).
+    pub fn metadata_url(&self, name: &str) -> String {
+        format!(
+            "{}/.well-known/oauth-protected-resource/{name}/mcp",
+            self.base()
+        )
+    }
+
     /// Frame limits for the relay's bridge connections: bodies up to the larger of the
     /// HTTP body limit and the protocol's default message limit (results can exceed
     /// requests).

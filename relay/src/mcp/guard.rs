@@ -104,14 +104,14 @@ pub fn authenticate(
         ClientAuth::OAuth => crate::oauth::access::check(state, name, headers),
         ClientAuth::Bearer { sha256: expected } => {
             let Some(token) = presented_bearer(headers) else {
-                crate::observe::trace::unauthorized("no bearer token was sent");
+                crate::oauth::trace::unauthorized("no bearer token was sent");
                 return Err(missing_bearer());
             };
             let digest = sha256(token.as_bytes());
             if bool::from(digest.ct_eq(expected)) {
                 Ok(format!("bearer:{}", hex::encode(&digest[..6])))
             } else {
-                crate::observe::trace::unauthorized("a wrong bearer token was sent (answered 403)");
+                crate::oauth::trace::unauthorized("a wrong bearer token was sent (answered 403)");
                 Err(wrong_bearer())
             }
         }

@@ -62,14 +62,14 @@ pub fn router(state: AppState) -> Router {
             get(crate::owner::status_page::show).post(crate::owner::status_page::act),
         )
         .route("/metrics", get(crate::observe::metrics::serve))
-        .merge(crate::oauth::routes())
+        .merge(crate::oauth::routes::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(
             crate::observe::reqlog::middleware,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::observe::trace::middleware,
+            state.trace.clone(),
+            crate::oauth::trace::middleware,
         ))
         .with_state(state)
 }

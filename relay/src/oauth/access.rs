@@ -3,11 +3,6 @@
 //! name, whose bridge token must not have been revoked since. Validated tokens are cached for a few seconds to keep the database off the hot
 //! path.
 
-use protocol::sync::LockExt;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use protocol::jsonrpc::INVALID_REQUEST;
@@ -15,80 +10,8 @@ use protocol::jsonrpc::INVALID_REQUEST;
 use crate::app::AppState;
 use crate::config::sha256;
 use crate::store::{AccessGrant, now};
+use crate::util::bearer::bearer;
 use crate::util::http_error::jsonrpc_error;
-
-/// How long a validated token (and a name's owner) is trusted without the database.
-const CACHE_TTL: Duration = Duration::from_secs(5);
-const CACHE_MAX: usize = 100_000;
-
-/// Recently validated access tokens and tunnel owners.
-#[derive(Default)]
-pub struct TokenCache {
-    tokens: Mutex<HashMap<[u8; 32], (AccessGrant, String, Instant)>>,
-    owners: Mutex<HashMap<String, (Option<i64>, Instant)>>,
-}
-
-impl TokenCache {
-    /// A validated token's grant and principal.
-    fn token(&self, hash: &[u8; 32]) -> Option<(AccessGrant, String)> {
-        let map = self.tokens.locked();
-        map.get(hash)
-            .filter(|(_, _, at)| at.elapsed() < CACHE_TTL)
-            .map(|(g, p, _)| (g.clone(), p.clone()))
-    }
-
-    fn put_token(&self, hash: [u8; 32], g: AccessGrant, principal: String) {
-        let mut map = self.tokens.locked();
-        if map.len() >= CACHE_MAX {
-            map.clear();
-        }
-        map.insert(hash, (g, principal, Instant::now()));
-    }
-
-    /// Forgets every cached validation (after a revocation: a revoked family's access
-    /// tokens stop working at once).
-    pub fn clear(&self) {
-        self.tokens.locked().clear();
-    }
-
-    fn owner(&self, state: &AppState, name: &str) -> Option<i64> {
-        if let Some((o, at)) = self.owners.locked().get(name)
-            && at.elapsed() < CACHE_TTL
-        {
-            return *o;
-        }
-        let o = state.store.live_owner(name).ok().flatten();
-        let mut map = self.owners.locked();
-        if map.len() >= CACHE_MAX {
-            map.clear();
-        }
-        map.insert(name.to_owned(), (o, Instant::now()));
-        o
-    }
-}
-
-/// The public MCP URL of a tunnel: its OAuth resource identifier.
-pub fn resource_url(state: &AppState, name: &str) -> String {
-    format!("{}/{name}/mcp", state.config.base())
-}
-
-/// The URL of a tunnel's protected-resource metadata (RFC 9728, path-inserted).
-pub fn metadata_url(state: &AppState, name: &str) -> String {
-    format!(
-        "{}/.well-known/oauth-protected-resource/{name}/mcp",
-        state.config.base()
-    )
-}
-
-/// The bearer token of a request.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty() && t.len() <= 512)
-}
 
 /// A 401 that points clients at the tunnel's metadata.
 pub fn challenge(state: &AppState, name: &str, error: Option<&str>) -> Response {
@@ -102,8 +25,8 @@ pub fn challenge(state: &AppState, name: &str, error: Option<&str>) -> Response 
     );
     let mut v = format!(
         "Bearer resource_metadata=\"{}\", scope=\"{}\"",
-        metadata_url(state, name),
-        super::SCOPE
+        state.config.metadata_url(name),
+        super::state::SCOPE
     );
     if let Some(e) = error {
         v.push_str(&format!(", error=\"{e}\""));
@@ -117,7 +40,7 @@ pub fn challenge(state: &AppState, name: &str, error: Option<&str>) -> Response 
 /// Checks the request's access token for tunnel `name`; the principal on success.
 pub fn check(state: &AppState, name: &str, headers: &HeaderMap) -> Result<String, Response> {
     let Some(token) = bearer(headers) else {
-        crate::observe::trace::unauthorized("no access token was sent (a client's first request)");
+        crate::oauth::trace::unauthorized("no access token was sent (a client's first request)");
         return Err(challenge(state, name, None));
     };
     let hash = sha256(token.as_bytes());
@@ -131,7 +54,7 @@ pub fn check(state: &AppState, name: &str, headers: &HeaderMap) -> Result<String
                 (g, who)
             }
             Ok(None) => {
-                crate::observe::trace::unknown_token(state, name, token);
+                crate::oauth::trace::unknown_token(&state.trace, name, token);
                 return Err(challenge(state, name, Some("invalid_token")));
             }
             Err(e) => {
@@ -144,13 +67,13 @@ pub fn check(state: &AppState, name: &str, headers: &HeaderMap) -> Result<String
             }
         },
     };
-    let audience_ok = grant.tunnel == name && grant.resource == resource_url(state, name);
-    let owner_ok = cache.owner(state, name) == Some(grant.owner_token);
+    let audience_ok = grant.tunnel == name && grant.resource == state.config.resource_url(name);
+    let owner_ok = cache.owner(&state.store, name) == Some(grant.owner_token);
     if expires <= now() || !audience_ok || !owner_ok {
-        crate::observe::trace::rejected_token(state, name, &grant, expires, audience_ok);
+        crate::oauth::trace::rejected_token(&state.trace, name, &grant, expires, audience_ok);
         return Err(challenge(state, name, Some("invalid_token")));
     }
-    crate::observe::trace::used(state, name, &grant.client_id);
+    crate::oauth::trace::used(&state.trace, name, &grant.client_id);
     Ok(who)
 }
 

@@ -10,15 +10,25 @@ use axum::response::Response;
 use http::StatusCode;
 use protocol::{ClientAuth, ConsentRequest, Frame};
 
-use super::consent::{Consent, error_page, page, redirect_to_client, user_code};
-use super::{host_of, redirect_allowed};
+use super::consent::{error_page, page, redirect_to_client};
+use super::consents::{Consent, user_code};
+use super::redirect::redirect_allowed;
 use crate::app::AppState;
 use crate::store::{Client, new_secret};
+use crate::util::html::host_of;
 
 /// Loads the client named by `client_id`: registered, or a metadata document URL.
 pub async fn load_client(state: &AppState, client_id: &str) -> Result<Client, String> {
     if client_id.starts_with("https://") {
-        return state.oauth.cimd.client(state, client_id).await;
+        return state
+            .oauth
+            .cimd
+            .client(
+                &state.store,
+                &state.oauth.config.extra_redirect_hosts,
+                client_id,
+            )
+            .await;
     }
     match state.store.client(client_id) {
         Ok(Some(c)) => Ok(c),
@@ -95,11 +105,11 @@ pub async fn authorize(
     let client = match load_client(&state, client_id).await {
         Ok(c) => c,
         Err(e) => {
-            crate::observe::trace::client_lookup_failed(client_id, &e);
+            crate::oauth::trace::client_lookup_failed(client_id, &e);
             return error_page(StatusCode::BAD_REQUEST, &e);
         }
     };
-    crate::observe::trace::for_client(&client);
+    crate::oauth::trace::for_client(&client);
     let redirect_uri = match get("redirect_uri") {
         Some(r) => r.to_owned(),
         None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
@@ -178,7 +188,7 @@ pub async fn authorize(
         state: client_state.clone(),
         challenge: challenge.to_owned(),
         resource: resource.to_owned(),
-        scope: super::SCOPE.to_owned(),
+        scope: super::state::SCOPE.to_owned(),
         created: Instant::now(),
         decision: None,
         approved_owner: None,
@@ -202,7 +212,7 @@ pub async fn authorize(
         }));
     }
     tracing::info!(tunnel = %tunnel, client = %client.client_id, "authorization waiting for the owner");
-    crate::observe::trace::consent_shown(&state, &consent, &client);
+    crate::oauth::trace::consent_shown(&state.trace, &consent, &client);
     page(&state, &consent, true, None)
 }
 

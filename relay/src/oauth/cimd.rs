@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::redirect_allowed;
-use crate::app::AppState;
-use crate::store::{Client, now};
+use super::redirect::redirect_allowed;
+use crate::store::{Client, Store, now};
 
 /// Largest document fetched.
 const MAX_DOC: usize = 64 * 1024;
@@ -155,8 +154,13 @@ impl Fetcher {
     }
 
     /// The client a metadata-document `client_id` names: cached, or fetched now.
-    pub async fn client(&self, state: &AppState, client_id: &str) -> Result<Client, String> {
-        if let Ok(Some(c)) = state.store.client(client_id)
+    pub async fn client(
+        &self,
+        store: &Store,
+        extra_redirect_hosts: &[String],
+        client_id: &str,
+    ) -> Result<Client, String> {
+        if let Ok(Some(c)) = store.client(client_id)
             && c.kind == "cimd"
             && now() - c.created < CACHE_SECS
         {
@@ -223,11 +227,11 @@ impl Fetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        let client = parse_document(client_id, &body, &state.oauth.config.extra_redirect_hosts)?;
-        if let Err(e) = state.store.put_client(&client) {
+        let client = parse_document(client_id, &body, extra_redirect_hosts)?;
+        if let Err(e) = store.put_client(&client) {
             tracing::warn!("caching a client metadata document: {e}");
         }
-        crate::observe::trace::client_document_fetched(&client);
+        crate::oauth::trace::client_document_fetched(&client);
         Ok(client)
     }
 }

@@ -11,133 +11,20 @@
 //! and `iss`. The consent is bound to the browser that started it by a cookie, and the
 //! forms carry the same value as a CSRF token.
 
-use protocol::sync::LockExt;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
-
 use axum::body::Body;
 use axum::extract::{Form, State};
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 
-use super::{CODE_TTL, CONSENT_TTL, escape_html, host_of, oauth_error};
+use super::consents::Consent;
+use super::error::oauth_error;
+use super::state::CODE_TTL;
+use super::state::CONSENT_TTL;
 use crate::app::AppState;
 use crate::store::{CodeGrant, Grant, new_secret, now};
-
-/// One authorization waiting for the owner.
-#[derive(Debug, Clone)]
-pub struct Consent {
-    /// Random id in the page's URL.
-    pub id: String,
-    /// The short code shown to the owner.
-    pub code: String,
-    /// Binds the consent to the browser (cookie) and its forms.
-    pub csrf: String,
-    /// Tunnel name.
-    pub tunnel: String,
-    /// Requesting client.
-    pub client_id: String,
-    /// What the page says about the client (never its self-chosen name as truth).
-    pub client_display: String,
-    /// Exact redirect URI.
-    pub redirect_uri: String,
-    /// The client's `state`.
-    pub state: Option<String>,
-    /// PKCE S256 challenge.
-    pub challenge: String,
-    /// The resource (the tunnel's MCP URL).
-    pub resource: String,
-    /// Granted scope.
-    pub scope: String,
-    /// When it was created.
-    pub created: Instant,
-    /// `Some(true)` approved, `Some(false)` denied.
-    pub decision: Option<bool>,
-    /// The bridge token that owned the tunnel when it was approved: the code is only
-    /// issued while that token still owns it.
-    pub approved_owner: Option<i64>,
-}
-
-/// Pending consents.
-#[derive(Default)]
-pub struct Consents {
-    map: Mutex<HashMap<String, Consent>>,
-}
-
-/// A short, unambiguous code: `XXXX-XXXX`.
-pub fn user_code() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).expect("OS randomness");
-    let s: String = b
-        .iter()
-        .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
-        .collect();
-    format!("{}-{}", &s[..4], &s[4..])
-}
-
-fn normalize(code: &str) -> String {
-    code.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
-}
-
-impl Consents {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Consent>> {
-        self.map.locked()
-    }
-
-    /// Stores a consent; `false` if the relay holds too many.
-    pub fn insert(&self, c: Consent, max: usize) -> bool {
-        let mut m = self.lock();
-        m.retain(|_, c| c.created.elapsed() < CONSENT_TTL);
-        if m.len() >= max {
-            return false;
-        }
-        m.insert(c.id.clone(), c);
-        true
-    }
-
-    /// A live consent by id.
-    pub fn get(&self, id: &str) -> Option<Consent> {
-        self.lock()
-            .get(id)
-            .filter(|c| c.created.elapsed() < CONSENT_TTL)
-            .cloned()
-    }
-
-    /// Removes a consent (it is used once).
-    pub fn take(&self, id: &str) -> Option<Consent> {
-        self.lock()
-            .remove(id)
-            .filter(|c| c.created.elapsed() < CONSENT_TTL)
-    }
-
-    /// Records a decision for the consent with this id, if it is for `tunnel`; an
-    /// approval names the owner (bridge token id) on whose authority it was made.
-    pub fn decide(&self, id: &str, tunnel: &str, approve: Option<i64>) -> bool {
-        match self.lock().get_mut(id) {
-            Some(c) if c.tunnel == tunnel && c.decision.is_none() => {
-                c.decision = Some(approve.is_some());
-                c.approved_owner = approve;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// The consent showing this code.
-    pub fn by_code(&self, code: &str) -> Option<Consent> {
-        let want = normalize(code);
-        self.lock()
-            .values()
-            .find(|c| normalize(&c.code) == want && c.created.elapsed() < CONSENT_TTL)
-            .cloned()
-    }
-}
+use crate::util::html::escape_html;
+use crate::util::html::host_of;
 
 fn cookie_name(id: &str) -> String {
     format!("mcp_consent_{}", &id[..id.len().min(16)])
@@ -192,7 +79,7 @@ dt{font-weight:bold;margin-top:.6em}code,.code{font-family:ui-monospace,monospac
 
 /// An HTML error page (used before the redirect URI is trusted).
 pub fn error_page(status: StatusCode, message: &str) -> Response {
-    crate::observe::trace::because_if_unset(message);
+    crate::oauth::trace::because_if_unset(message);
     let html = format!(
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>Authorization error</title>\
          <style>{STYLE}</style></head><body><h1>Authorization failed</h1><p>{}</p></body></html>",
@@ -304,7 +191,7 @@ pub fn redirect_to_client(
 /// Ends an approved consent: issues the code and redirects.
 fn finish(state: &AppState, c: Consent) -> Response {
     crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Consent);
-    crate::observe::trace::consent_finished(state, &c);
+    crate::oauth::trace::consent_finished(&state.trace, &c);
     if c.decision != Some(true) {
         return redirect_to_client(
             state,
@@ -376,7 +263,7 @@ pub async fn poll(
     headers: HeaderMap,
 ) -> Response {
     let Some(c) = state.oauth.consents.get(&id) else {
-        crate::observe::trace::consent_missing(&state, &id);
+        crate::oauth::trace::consent_missing(&state.trace, &id);
         return error_page(
             StatusCode::BAD_REQUEST,
             "This authorization request has expired or was already used. Start again from the client.",
@@ -420,7 +307,7 @@ pub async fn decide(
 ) -> Response {
     crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Consent);
     let Some(c) = state.oauth.consents.get(&id) else {
-        crate::observe::trace::consent_missing(&state, &id);
+        crate::oauth::trace::consent_missing(&state.trace, &id);
         return error_page(
             StatusCode::BAD_REQUEST,
             "This authorization request has expired or was already used.",
@@ -434,10 +321,10 @@ pub async fn decide(
     }
     match form.action.as_str() {
         "deny" => {
-            crate::observe::trace::consent_decided_by(
-                &state,
+            crate::oauth::trace::consent_decided_by(
+                &state.trace,
                 &c,
-                crate::observe::trace::DecidedBy::Page,
+                crate::oauth::trace::DecidedBy::Page,
                 false,
             );
             state.oauth.consents.decide(&id, &c.tunnel, None);
@@ -487,7 +374,7 @@ pub async fn decide(
             };
             if !ok {
                 drop(attempt);
-                crate::observe::trace::consent_refused(&c, "wrong operator password");
+                crate::oauth::trace::consent_refused(&c, "wrong operator password");
                 tracing::warn!(%ip, "wrong operator password on a consent page");
                 let mut r = page(&state, &c, false, Some("Wrong operator password."));
                 *r.status_mut() = StatusCode::FORBIDDEN;
@@ -501,10 +388,10 @@ pub async fn decide(
                     "The tunnel no longer exists, or its owner's bridge token was revoked.",
                 );
             }
-            crate::observe::trace::consent_decided_by(
-                &state,
+            crate::oauth::trace::consent_decided_by(
+                &state.trace,
                 &c,
-                crate::observe::trace::DecidedBy::Operator,
+                crate::oauth::trace::DecidedBy::Operator,
                 true,
             );
             state.oauth.consents.decide(&id, &c.tunnel, owner);
@@ -538,7 +425,7 @@ pub async fn approve_with_bridge_token(
     axum::Json(body): axum::Json<ApproveBody>,
 ) -> Response {
     let ip = peer.ip();
-    let Some(token) = super::access::bearer(&headers) else {
+    let Some(token) = crate::util::bearer::bearer(&headers) else {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
             "invalid_token",
@@ -579,13 +466,13 @@ pub async fn approve_with_bridge_token(
             "that request was already decided",
         );
     }
-    crate::observe::trace::consent_decided_by(
-        &state,
+    crate::oauth::trace::consent_decided_by(
+        &state.trace,
         &c,
-        crate::observe::trace::DecidedBy::BridgeCommand,
+        crate::oauth::trace::DecidedBy::BridgeCommand,
         !body.deny,
     );
-    super::json_no_store(
+    super::error::json_no_store(
         StatusCode::OK,
         &serde_json::json!({
             "tunnel": c.tunnel,
@@ -594,16 +481,4 @@ pub async fn approve_with_bridge_token(
             "approved": !body.deny,
         }),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes() {
-        let c = user_code();
-        assert_eq!(c.len(), 9);
-        assert_eq!(normalize("ab-cd ef12"), "ABCDEF12");
-    }
 }

@@ -7,8 +7,7 @@ use http::StatusCode;
 use protocol::ClientAuth;
 use serde_json::json;
 
-use super::access::resource_url;
-use super::oauth_error;
+use super::error::oauth_error;
 use crate::app::AppState;
 
 /// `GET /.well-known/oauth-authorization-server`.
@@ -29,7 +28,7 @@ pub async fn authorization_server(State(state): State<AppState>) -> Response {
             ["none", "client_secret_post", "client_secret_basic", "private_key_jwt"],
         "revocation_endpoint_auth_methods_supported":
             ["none", "client_secret_post", "client_secret_basic"],
-        "scopes_supported": [super::SCOPE],
+        "scopes_supported": [super::state::SCOPE],
         "client_id_metadata_document_supported": true,
         "authorization_response_iss_parameter_supported": true,
     }))
@@ -55,10 +54,10 @@ pub async fn protected_resource(
         );
     }
     axum::Json(json!({
-        "resource": resource_url(&state, &name),
+        "resource": state.config.resource_url(&name),
         "authorization_servers": [state.config.base()],
         "bearer_methods_supported": ["header"],
-        "scopes_supported": [super::SCOPE],
+        "scopes_supported": [super::state::SCOPE],
         "resource_name": format!("MCP tunnel {name}"),
     }))
     .into_response()

@@ -9,7 +9,9 @@ use axum::response::Response;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{json_no_store, oauth_error, redirect_allowed};
+use super::error::json_no_store;
+use super::error::oauth_error;
+use super::redirect::redirect_allowed;
 use crate::app::AppState;
 use crate::config::sha256;
 use crate::store::{Client, new_secret, now};
@@ -175,7 +177,7 @@ pub async fn register(
         );
     }
     tracing::info!(client = %client_id, "registered an OAuth client");
-    crate::observe::trace::registered(&client);
+    crate::oauth::trace::registered(&client);
     let mut answer = json!({
         "client_id": client_id,
         "client_id_issued_at": issued,

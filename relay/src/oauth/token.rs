@@ -11,7 +11,9 @@ use http::{HeaderMap, StatusCode, header};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::{REFRESH_TTL, json_no_store, oauth_error};
+use super::error::json_no_store;
+use super::error::oauth_error;
+use super::state::REFRESH_TTL;
 use crate::app::AppState;
 use crate::config::sha256;
 use crate::store::{Client, Grant, RefreshError, new_secret, now};
@@ -126,7 +128,7 @@ fn issue(state: &AppState, g: &Grant, family: &str) -> Response {
             "the relay cannot issue tokens right now",
         );
     }
-    crate::observe::trace::issued(state, g);
+    crate::oauth::trace::issued(&state.trace, g);
     json_no_store(
         StatusCode::OK,
         &json!({
@@ -156,7 +158,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
         Ok(p) => p,
         Err(r) => return r,
     };
-    crate::observe::trace::token_request(&state, &params);
+    crate::oauth::trace::token_request(&state.trace, &params);
     let client = match client_auth(&state, &headers, &params) {
         Ok(c) => c,
         Err(r) => return r,
@@ -185,7 +187,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                         }
                         state.oauth.tokens.clear();
                     }
-                    crate::observe::trace::code_refused(&state, code);
+                    crate::oauth::trace::code_refused(&state.trace, code);
                     return grant_error("the code is unknown, expired or already used");
                 }
                 Err(e) => {
@@ -193,7 +195,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                     return grant_error("the code cannot be checked");
                 }
             };
-            crate::observe::trace::for_tunnel(&c.grant.tunnel);
+            crate::oauth::trace::for_tunnel(&c.grant.tunnel);
             if c.grant.client_id != client.client_id {
                 return grant_error("the code was issued to another client");
             }
@@ -214,7 +216,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                 .get("resource")
                 .is_some_and(|r| *r != c.grant.resource)
             {
-                crate::observe::trace::wrong_resource(params.get("resource"), &c.grant.resource);
+                crate::oauth::trace::wrong_resource(params.get("resource"), &c.grant.resource);
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_target",
@@ -226,7 +228,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                 Ok(None) => {
                     // Used by a concurrent request: this second use revoked what it bought.
                     state.oauth.tokens.clear();
-                    crate::observe::trace::code_refused(&state, code);
+                    crate::oauth::trace::code_refused(&state.trace, code);
                     return grant_error("the code is unknown, expired or already used");
                 }
                 Err(e) => {
@@ -238,7 +240,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
         }
         Some("refresh_token") => {
             crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Refresh);
-            crate::observe::trace::step(crate::observe::trace::Step::Refresh);
+            crate::oauth::trace::step(crate::oauth::trace::Step::Refresh);
             let Some(rt) = params.get("refresh_token") else {
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
@@ -251,12 +253,12 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
             let Some(peek) = state.store.peek_refresh(rt).ok().flatten() else {
                 return grant_error("the refresh token is unknown, expired or revoked");
             };
-            crate::observe::trace::for_tunnel(&peek.tunnel);
+            crate::oauth::trace::for_tunnel(&peek.tunnel);
             if peek.client_id != client.client_id {
                 return grant_error("the refresh token was issued to another client");
             }
             if params.get("resource").is_some_and(|r| *r != peek.resource) {
-                crate::observe::trace::wrong_resource(params.get("resource"), &peek.resource);
+                crate::oauth::trace::wrong_resource(params.get("resource"), &peek.resource);
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_target",
@@ -271,7 +273,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
                 Ok(Err(RefreshError::Reused)) => {
                     tracing::warn!(client = %client.client_id, "a refresh token was reused; its family is revoked");
                     state.oauth.tokens.clear();
-                    crate::observe::trace::because(
+                    crate::oauth::trace::because(
                         "the refresh token was already used: the reuse revoked its whole family",
                     );
                     return grant_error("the refresh token was already used; sign in again");

@@ -112,9 +112,8 @@ where
             .boxed(),
     };
     let counting = count_bridges.then(|| {
-        crate::observe::metrics::BridgeEvents.with_filter(
-            Targets::new().with_target("relay::link::socket", LevelFilter::INFO),
-        )
+        crate::observe::metrics::BridgeEvents
+            .with_filter(Targets::new().with_target("relay::link::socket", LevelFilter::INFO))
     });
     tracing_subscriber::registry()
         .with(lines)
@@ -188,10 +187,7 @@ mod tests {
         });
         assert_eq!(
             *seen.lock().unwrap(),
-            [
-                "tungstenite::protocol:DEBUG",
-                "relay::link::socket:TRACE"
-            ]
+            ["tungstenite::protocol:DEBUG", "relay::link::socket:TRACE"]
         );
     }
 

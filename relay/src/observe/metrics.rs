@@ -365,7 +365,7 @@ impl Metrics {
     /// `local_ok`, when it looks local (see [`looks_local`]).
     pub fn allowed(&self, peer: SocketAddr, headers: &HeaderMap, local_ok: bool) -> bool {
         if let Some(expected) = &self.settings.token_sha256
-            && let Some(token) = crate::oauth::access::bearer(headers)
+            && let Some(token) = crate::util::bearer::bearer(headers)
         {
             return bool::from(sha256(token.as_bytes()).ct_eq(expected));
         }

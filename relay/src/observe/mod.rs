@@ -4,4 +4,3 @@ pub mod logging;
 pub mod metrics;
 pub mod recent;
 pub mod reqlog;
-pub mod trace;

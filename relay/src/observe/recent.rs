@@ -114,7 +114,7 @@ impl Call {
             method,
             tool,
             principal: printable(&request.principal),
-            at_ms: crate::observe::trace::now_ms(),
+            at_ms: crate::oauth::trace::now_ms(),
             start: Instant::now(),
         })
     }

@@ -17,7 +17,7 @@
 //! its bridge token (refused, or replacing a bridge that did not answer: when, from which
 //! address); the OAuth clients holding tokens for it
 //! (name, redirect host, first and last use) with a Revoke button; its recent calls
-//! ([`crate::observe::recent`]); and the newest events of its OAuth trace ([`crate::observe::trace`]). A
+//! ([`crate::observe::recent`]); and the newest events of its OAuth trace ([`crate::oauth::trace`]). A
 //! bridge token sees the tunnels it owns; the operator sees every tunnel, and the
 //! relay-wide OAuth events.
 
@@ -34,11 +34,11 @@ use protocol::ClientAuth;
 
 use crate::app::AppState;
 use crate::config::sha256;
-use crate::oauth::escape_html;
+use crate::oauth::trace::{TraceEvent, format_time};
 use crate::observe::recent::RecentCall;
-use crate::observe::trace::{TraceEvent, format_time};
 use crate::store::{AuthorizedClient, new_secret};
 use crate::tunnels::history::Takeover;
+use crate::util::html::escape_html;
 
 /// A session ends after this long without a request.
 pub const IDLE: Duration = Duration::from_secs(30 * 60);
@@ -389,7 +389,7 @@ fn auth_words(auth: &ClientAuth) -> &'static str {
 
 /// Gathers what `who` may see.
 fn collect(state: &AppState, who: Who) -> View {
-    crate::observe::trace::sweep_expired_consents(state);
+    crate::oauth::trace::sweep_expired_consents(&state.trace);
     let tokens = state.store.list_tokens().unwrap_or_default();
     let mut view = View {
         operator: who == Who::Operator,
@@ -458,7 +458,7 @@ fn collect(state: &AppState, who: Who) -> View {
             tv.calls = state.recent.list(name, t.id);
             tv.trace = state
                 .store
-                .trace_for_tunnel(name, TRACE_SHOWN, crate::observe::trace::LINK_WINDOW_MS)
+                .trace_for_tunnel(name, TRACE_SHOWN, crate::oauth::trace::LINK_WINDOW_MS)
                 .unwrap_or_default();
             for c in &tv.calls {
                 if let Some(id) = crate::oauth::access::client_of(&c.principal)
@@ -491,8 +491,8 @@ fn when(epoch_secs: Option<i64>) -> String {
 fn caller(view: &View, principal: &str) -> String {
     if let Some(id) = crate::oauth::access::client_of(principal) {
         return match view.client_names.get(id) {
-            Some(n) => format!("{n} ({})", crate::observe::trace::short_id(id)),
-            None => format!("OAuth client {}", crate::observe::trace::short_id(id)),
+            Some(n) => format!("{n} ({})", crate::oauth::trace::short_id(id)),
+            None => format!("OAuth client {}", crate::oauth::trace::short_id(id)),
         };
     }
     if principal.starts_with("bearer:") {
@@ -647,7 +647,7 @@ pub fn render(view: &View, csrf: &str, notice: Option<&str>) -> String {
                 let mut hosts: Vec<String> = c
                     .redirect_uris
                     .iter()
-                    .map(|u| crate::oauth::host_of(u))
+                    .map(|u| crate::util::html::host_of(u))
                     .collect();
                 hosts.dedup();
                 b.push_str(&format!(
@@ -971,12 +971,12 @@ fn revoke(
         .ok()
         .flatten()
         .and_then(|c| c.name);
-    crate::observe::trace::record(
-        state,
+    crate::oauth::trace::record(
+        &state.trace,
         TraceEvent {
             tunnel: Some(tunnel.to_owned()),
-            step: crate::observe::trace::Step::Revoke.as_str().into(),
-            outcome: crate::observe::trace::Outcome::Ok.as_str().into(),
+            step: crate::oauth::trace::Step::Revoke.as_str().into(),
+            outcome: crate::oauth::trace::Outcome::Ok.as_str().into(),
             reason: format!("access revoked on the status page by {by} ({revoked} tokens)"),
             client_id: Some(client_id.to_owned()),
             client_name,

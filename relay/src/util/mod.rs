@@ -1,5 +1,6 @@
 //! Small helpers shared by the features.
 
+pub mod bearer;
 pub mod gate;
 pub mod html;
 pub mod http_error;

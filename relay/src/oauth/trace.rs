@@ -39,7 +39,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -49,11 +49,13 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body::Body as _;
 
-use crate::app::AppState;
+use crate::config::RelayConfig;
 use crate::net::client_addr::ClientAddr;
-use crate::oauth::RateLimiter;
-use crate::oauth::consent::Consent;
+use crate::oauth::consents::Consent;
+use crate::store::Store;
 use crate::store::{Client, Grant};
+use crate::tunnels::registry::Registry;
+use crate::util::rate::RateLimiter;
 
 /// Events kept per tunnel (and for the relay-wide events).
 pub const KEEP_PER_TUNNEL: usize = 500;
@@ -76,174 +78,7 @@ const MAX_REASON: usize = 400;
 
 pub use protocol::time::now_ms;
 
-/// A step of the OAuth flows (stored by its [`Step::as_str`] name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Step {
-    /// RFC 9728 protected-resource metadata of a tunnel.
-    ResourceMetadata,
-    /// RFC 8414 authorization-server metadata.
-    ServerMetadata,
-    /// Dynamic client registration.
-    Register,
-    /// A client ID metadata document fetched (or refused).
-    ClientDocument,
-    /// The authorization endpoint.
-    Authorize,
-    /// The owner's consent.
-    Consent,
-    /// An authorization code exchanged at the token endpoint.
-    Token,
-    /// A refresh token exchanged at the token endpoint.
-    Refresh,
-    /// Token revocation.
-    Revoke,
-    /// A request of the MCP endpoint answered 401.
-    Unauthorized,
-}
-
-impl Step {
-    /// The stored name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Step::ResourceMetadata => "resource_metadata",
-            Step::ServerMetadata => "server_metadata",
-            Step::Register => "register",
-            Step::ClientDocument => "client_document",
-            Step::Authorize => "authorize",
-            Step::Consent => "consent",
-            Step::Token => "token",
-            Step::Refresh => "refresh",
-            Step::Revoke => "revoke",
-            Step::Unauthorized => "mcp_401",
-        }
-    }
-}
-
-/// How a step ended (stored by its [`Outcome::as_str`] name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// It succeeded.
-    Ok,
-    /// It waits for someone (a consent shown to the owner).
-    Pending,
-    /// The relay refused it (4xx, or an OAuth error sent to the client).
-    Refused,
-    /// The relay failed (5xx).
-    Error,
-}
-
-impl Outcome {
-    /// The stored name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Pending => "pending",
-            Outcome::Refused => "refused",
-            Outcome::Error => "error",
-        }
-    }
-}
-
-/// One event of the trace, as stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TraceEvent {
-    /// Row id (0 before it is stored); ids grow with time.
-    pub id: i64,
-    /// When, in milliseconds since the Unix epoch.
-    pub time_ms: i64,
-    /// The tunnel, or `None` for a relay-wide event.
-    pub tunnel: Option<String>,
-    /// The step ([`Step::as_str`]).
-    pub step: String,
-    /// The outcome ([`Outcome::as_str`]).
-    pub outcome: String,
-    /// The OAuth `error` code sent to the client, if any.
-    pub error: Option<String>,
-    /// Why, in words.
-    pub reason: String,
-    /// The client's `client_id`, when known.
-    pub client_id: Option<String>,
-    /// The client's self-declared name, when known (unverified).
-    pub client_name: Option<String>,
-    /// The client's address (behind a local reverse proxy, the one it forwarded).
-    pub ip: Option<String>,
-    /// The client's `User-Agent`.
-    pub user_agent: Option<String>,
-    /// Only the request tied it to its tunnel, nothing the relay issued (module
-    /// documentation); kept apart from the others.
-    pub unverified: bool,
-}
-
-impl TraceEvent {
-    /// Who the event is about, for people: the client's name as it gave it, else a
-    /// shortened id.
-    pub fn who(&self) -> String {
-        match (&self.client_name, &self.client_id) {
-            (Some(n), _) if !n.is_empty() => n.clone(),
-            (_, Some(id)) => format!("Client {}", short_id(id)),
-            _ => "A client".into(),
-        }
-    }
-
-    /// One sentence: "py-client's token request was refused (invalid_target): …".
-    pub fn summary(&self) -> String {
-        let what = match self.step.as_str() {
-            "resource_metadata" => "protected-resource metadata fetch",
-            "server_metadata" => "authorization-server metadata fetch",
-            "register" => "registration",
-            "client_document" => "client metadata document",
-            "authorize" => "authorization request",
-            "consent" => "consent",
-            "token" => "token request",
-            "refresh" => "token refresh",
-            "revoke" => "revocation",
-            "mcp_401" => "MCP request",
-            other => other,
-        };
-        let verb = match self.outcome.as_str() {
-            "ok" => "succeeded",
-            "pending" => "is waiting",
-            "refused" => "was refused",
-            "error" => "failed",
-            other => other,
-        };
-        let error = self
-            .error
-            .as_deref()
-            .map(|e| format!(" ({e})"))
-            .unwrap_or_default();
-        format!("{}'s {what} {verb}{error}: {}", self.who(), self.reason)
-    }
-
-    /// The event as one JSON object (`relay logs --json`).
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id,
-            "time": format_time(self.time_ms),
-            "time_ms": self.time_ms,
-            "tunnel": self.tunnel,
-            "step": self.step,
-            "outcome": self.outcome,
-            "error": self.error,
-            "reason": self.reason,
-            "client_id": self.client_id,
-            "client_name": self.client_name,
-            "ip": self.ip,
-            "user_agent": self.user_agent,
-            "unverified": self.unverified,
-            "summary": self.summary(),
-        })
-    }
-}
-
-/// A client id cut for display (registered ids are long and random).
-pub fn short_id(id: &str) -> String {
-    if id.starts_with("https://") || id.chars().count() <= 18 {
-        id.to_owned()
-    } else {
-        format!("{}…", id.chars().take(14).collect::<String>())
-    }
-}
+pub use crate::store::trace::{Outcome, Step, TraceEvent, short_id};
 
 pub use protocol::time::readable_ms as format_time;
 
@@ -320,6 +155,31 @@ struct ConsentNote {
     client_name: Option<String>,
     created: Instant,
     decided_by: Option<DecidedBy>,
+}
+
+/// What records the trace: where events go, what ties them to a tunnel, and what it keeps
+/// in memory. Every recording function takes it.
+pub struct Recorder {
+    /// The relay's settings (its base URL, trusted proxies, token lifetimes).
+    pub config: Arc<RelayConfig>,
+    /// Where events are kept.
+    pub store: Arc<Store>,
+    /// The tunnels, to tell whether a named tunnel exists.
+    pub registry: Arc<Registry>,
+    /// Budgets, repeats and consents in progress.
+    pub trace: Tracer,
+}
+
+impl Recorder {
+    /// A recorder over these parts of the relay.
+    pub fn new(config: Arc<RelayConfig>, store: Arc<Store>, registry: Arc<Registry>) -> Self {
+        Self {
+            config,
+            store,
+            registry,
+            trace: Tracer::default(),
+        }
+    }
 }
 
 /// What the trace keeps in memory: recording budgets, repeats, consents in progress.
@@ -468,7 +328,7 @@ pub fn push(step: Step, outcome: Outcome, reason: impl Into<String>) {
 }
 
 /// The tunnel named by a resource URL of this relay (`<base>/<name>/mcp`).
-fn tunnel_of_resource(state: &AppState, resource: &str) -> Option<String> {
+fn tunnel_of_resource(state: &Recorder, resource: &str) -> Option<String> {
     resource
         .strip_prefix(&format!("{}/", state.config.base()))
         .and_then(|r| r.strip_suffix("/mcp"))
@@ -495,7 +355,7 @@ pub fn registered(client: &Client) {
 
 /// The hosts of redirect URIs, for display.
 fn redirect_hosts(uris: &[String]) -> String {
-    let mut hosts: Vec<String> = uris.iter().map(|u| crate::oauth::host_of(u)).collect();
+    let mut hosts: Vec<String> = uris.iter().map(|u| crate::util::html::host_of(u)).collect();
     hosts.dedup();
     hosts.join(", ")
 }
@@ -526,11 +386,11 @@ pub fn client_lookup_failed(client_id: &str, error: &str) {
 }
 
 /// The authorization endpoint showed the consent page.
-pub fn consent_shown(state: &AppState, consent: &Consent, client: &Client) {
+pub fn consent_shown(state: &Recorder, consent: &Consent, client: &Client) {
     // Anyone may start an authorization for any tunnel: unverified.
     claim_tunnel(&consent.tunnel);
     for_client(client);
-    let host = crate::oauth::host_of(&consent.redirect_uri);
+    let host = crate::util::html::host_of(&consent.redirect_uri);
     because(format!("valid request; the code will go to {host}"));
     push(
         Step::Consent,
@@ -555,8 +415,8 @@ pub fn consent_shown(state: &AppState, consent: &Consent, client: &Client) {
 
 /// Records (as relay-wide-free events of their tunnels) the consents that expired
 /// unfinished, and forgets them.
-fn sweep_consents(state: &AppState, notes: &mut HashMap<String, ConsentNote>) {
-    let ttl = crate::oauth::CONSENT_TTL;
+fn sweep_consents(state: &Recorder, notes: &mut HashMap<String, ConsentNote>) {
+    let ttl = crate::oauth::state::CONSENT_TTL;
     let expired: Vec<String> = notes
         .iter()
         .filter(|(_, n)| n.created.elapsed() >= ttl)
@@ -591,7 +451,7 @@ fn expired_reason(decided_by: Option<DecidedBy>) -> String {
     match decided_by {
         None => format!(
             "the consent expired: nobody approved it within {} minutes",
-            crate::oauth::CONSENT_TTL.as_secs() / 60
+            crate::oauth::state::CONSENT_TTL.as_secs() / 60
         ),
         Some(by) => format!(
             "the consent expired: it was decided by {}, but the browser did not come back to \
@@ -602,14 +462,14 @@ fn expired_reason(decided_by: Option<DecidedBy>) -> String {
 }
 
 /// Records consents that expired unfinished (the status page calls it).
-pub fn sweep_expired_consents(state: &AppState) {
+pub fn sweep_expired_consents(state: &Recorder) {
     let mut notes = lock(&state.trace.consents);
     sweep_consents(state, &mut notes);
 }
 
 /// Someone decided a consent (the operator or the Deny button on the page, or the owner
 /// with `bridge approve`); the browser learns it on its next visit.
-pub fn consent_decided_by(state: &AppState, c: &Consent, by: DecidedBy, approve: bool) {
+pub fn consent_decided_by(state: &Recorder, c: &Consent, by: DecidedBy, approve: bool) {
     with(|x| {
         x.tunnel = Some(c.tunnel.clone());
         x.client_id = Some(c.client_id.clone());
@@ -635,7 +495,7 @@ pub fn consent_decided_by(state: &AppState, c: &Consent, by: DecidedBy, approve:
 
 /// A consent's browser came back after the decision (the code or the denial goes to the
 /// client now).
-pub fn consent_finished(state: &AppState, c: &Consent) {
+pub fn consent_finished(state: &Recorder, c: &Consent) {
     let note = lock(&state.trace.consents).remove(&c.id);
     let by = note.as_ref().and_then(|n| n.decided_by);
     with(|x| {
@@ -645,7 +505,7 @@ pub fn consent_finished(state: &AppState, c: &Consent) {
         x.client_name = note.and_then(|n| n.client_name);
         x.proven = c.decision.is_some() && by != Some(DecidedBy::Page);
     });
-    let host = crate::oauth::host_of(&c.redirect_uri);
+    let host = crate::util::html::host_of(&c.redirect_uri);
     let owner = state.store.live_owner(&c.tunnel).ok().flatten();
     because(match c.decision {
         Some(true) if owner.is_some() && owner == c.approved_owner => format!(
@@ -661,11 +521,11 @@ pub fn consent_finished(state: &AppState, c: &Consent) {
 
 /// The consent page or form of a consent that is gone was used: tells an expired consent
 /// from a used one.
-pub fn consent_missing(state: &AppState, id: &str) {
+pub fn consent_missing(state: &Recorder, id: &str) {
     let note = {
         let mut notes = lock(&state.trace.consents);
         match notes.get(id) {
-            Some(n) if n.created.elapsed() >= crate::oauth::CONSENT_TTL => notes.remove(id),
+            Some(n) if n.created.elapsed() >= crate::oauth::state::CONSENT_TTL => notes.remove(id),
             _ => None,
         }
     };
@@ -692,7 +552,7 @@ pub fn consent_refused(c: &Consent, why: &str) {
 
 /// A token request's parameters: its client and the tunnel its `resource` names (an
 /// unverified tie until a code or refresh token of the tunnel proves it).
-pub fn token_request(state: &AppState, params: &HashMap<String, String>) {
+pub fn token_request(state: &Recorder, params: &HashMap<String, String>) {
     let tunnel = params
         .get("resource")
         .and_then(|r| tunnel_of_resource(state, r));
@@ -715,7 +575,7 @@ pub fn wrong_resource(sent: Option<&String>, granted: &str) {
 }
 
 /// An authorization code was refused by the store: unknown, expired, or reused.
-pub fn code_refused(state: &AppState, code: &str) {
+pub fn code_refused(state: &Recorder, code: &str) {
     let reason = match state.store.peek_code(code) {
         Ok(Some((c, _))) if c.expires <= crate::store::now() => {
             for_tunnel(&c.grant.tunnel);
@@ -731,13 +591,13 @@ pub fn code_refused(state: &AppState, code: &str) {
 }
 
 /// Tokens were issued for a grant (a code exchanged, or a refresh token rotated).
-pub fn issued(state: &AppState, g: &Grant) {
+pub fn issued(state: &Recorder, g: &Grant) {
     for_tunnel(&g.tunnel);
     let t = crate::store::now();
     if let Err(e) = state.store.client_used(&g.tunnel, &g.client_id, t) {
         tracing::warn!("noting a client's use of a tunnel: {e}");
     }
-    let ttl = state.oauth.config.access_ttl.as_secs();
+    let ttl = state.config.oauth.access_ttl.as_secs();
     let mut refresh = false;
     with(|c| refresh = c.step == Some(Step::Refresh));
     because(if refresh {
@@ -753,7 +613,7 @@ pub fn unauthorized(reason: &str) {
 }
 
 /// An MCP request of tunnel `name` presented an access token the store does not accept.
-pub fn unknown_token(state: &AppState, name: &str, token: &str) {
+pub fn unknown_token(state: &Recorder, name: &str, token: &str) {
     let reason = match state.store.token_state(token) {
         Ok(Some(t)) => {
             with(|c| c.client_id = Some(t.grant.client_id.clone()));
@@ -785,7 +645,7 @@ pub fn unknown_token(state: &AppState, name: &str, token: &str) {
 
 /// An MCP request of tunnel `name` presented a live access token that is not good here.
 pub fn rejected_token(
-    state: &AppState,
+    state: &Recorder,
     name: &str,
     grant: &Grant,
     expires: i64,
@@ -800,7 +660,7 @@ pub fn rejected_token(
             "wrong audience: the access token was issued for {} (tunnel {}), not {}",
             grant.resource,
             grant.tunnel,
-            crate::oauth::access::resource_url(state, name)
+            state.config.resource_url(name)
         )
     } else {
         "the tunnel changed owner (or its owner's bridge token was revoked) since the token \
@@ -811,7 +671,7 @@ pub fn rejected_token(
 
 /// A client's access token was accepted on `tunnel`: notes its last use (at most once a
 /// minute per client and tunnel).
-pub fn used(state: &AppState, tunnel: &str, client_id: &str) {
+pub fn used(state: &Recorder, tunnel: &str, client_id: &str) {
     {
         let mut uses = lock(&state.trace.uses);
         let key = (tunnel.to_owned(), client_id.to_owned());
@@ -833,7 +693,7 @@ pub fn used(state: &AppState, tunnel: &str, client_id: &str) {
 
 /// Records an event now, outside any request's context (e.g. a revocation on the status
 /// page).
-pub fn record(state: &AppState, event: TraceEvent) {
+pub fn record(state: &Recorder, event: TraceEvent) {
     store_event(state, event, None);
 }
 
@@ -841,7 +701,7 @@ pub fn record(state: &AppState, event: TraceEvent) {
 // Recording.
 
 /// Whether a tunnel name exists on this relay (so events may be tied to it).
-fn tunnel_known(state: &AppState, name: &str) -> bool {
+fn tunnel_known(state: &Recorder, name: &str) -> bool {
     protocol::valid_tunnel_name(name)
         && (state.registry.status(name).is_some()
             || matches!(state.store.name_owner(name), Ok(Some(_))))
@@ -849,7 +709,7 @@ fn tunnel_known(state: &AppState, name: &str) -> bool {
 
 /// Stores an event: ties it to its tunnel only if that tunnel exists, cleans its texts,
 /// and applies the budget (`dedupe`: the key of a repeatable event).
-fn store_event(state: &AppState, mut e: TraceEvent, dedupe: Option<u64>) {
+fn store_event(state: &Recorder, mut e: TraceEvent, dedupe: Option<u64>) {
     if e.tunnel.as_deref().is_some_and(|t| !tunnel_known(state, t)) {
         e.tunnel = None;
     }
@@ -997,7 +857,7 @@ fn refusal_recorded(status: StatusCode, has_reason: bool) -> bool {
 }
 
 /// Records the OAuth trace of the relay's OAuth and MCP requests (module documentation).
-pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn middleware(State(state): State<Arc<Recorder>>, req: Request, next: Next) -> Response {
     let Some(route) = route_of(req.uri().path()) else {
         return next.run(req).await;
     };

@@ -1,0 +1,221 @@
+//! Bridge tokens and the tunnel names they own.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Store, StoreError, new_secret, now};
+use protocol::digest::sha256;
+
+/// A bridge token as listed by the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Row id.
+    pub id: i64,
+    /// Operator-chosen label.
+    pub label: String,
+    /// Creation time (epoch seconds).
+    pub created: i64,
+    /// Revocation time, if revoked.
+    pub revoked: Option<i64>,
+    /// Tunnel names it owns.
+    pub names: Vec<String>,
+}
+
+impl Store {
+    // ----- bridge tokens -----------------------------------------------------------
+
+    /// Creates a bridge token; returns it (shown once, stored hashed).
+    pub fn create_token(&self, label: &str) -> Result<String, StoreError> {
+        let secret = new_secret("brt_");
+        self.add_token(label, &secret)?;
+        Ok(secret)
+    }
+
+    /// Stores a bridge token chosen elsewhere (configured through the environment).
+    /// Adding the same token again is a no-op.
+    pub fn add_token(&self, label: &str, secret: &str) -> Result<i64, StoreError> {
+        self.add_token_hash(label, sha256(secret.as_bytes()))
+    }
+
+    /// Stores a bridge token given by its SHA-256 digest; a no-op if already present.
+    pub fn add_token_hash(&self, label: &str, hash: [u8; 32]) -> Result<i64, StoreError> {
+        let db = self.db();
+        if let Some(id) = db
+            .query_row(
+                "SELECT id FROM bridge_tokens WHERE hash = ?1",
+                params![&hash[..]],
+                |r| r.get(0),
+            )
+            .optional()?
+        {
+            return Ok(id);
+        }
+        match db.execute(
+            "INSERT INTO bridge_tokens (label, hash, created) VALUES (?1, ?2, ?3)",
+            params![label, &hash[..], now()],
+        ) {
+            Ok(_) => Ok(db.last_insert_rowid()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::DuplicateLabel(label.to_owned()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The live (not revoked) token with this secret.
+    pub fn token_id(&self, secret: &str) -> Result<Option<i64>, StoreError> {
+        let hash = sha256(secret.as_bytes());
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT id FROM bridge_tokens WHERE hash = ?1 AND revoked IS NULL",
+                params![&hash[..]],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Whether a token id is live.
+    pub fn token_live(&self, id: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT 1 FROM bridge_tokens WHERE id = ?1 AND revoked IS NULL",
+                params![id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// All tokens with the names they own.
+    pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let db = self.db();
+        let mut st =
+            db.prepare("SELECT id, label, created, revoked FROM bridge_tokens ORDER BY id")?;
+        let mut tokens: Vec<TokenInfo> = st
+            .query_map([], |r| {
+                Ok(TokenInfo {
+                    id: r.get(0)?,
+                    label: r.get(1)?,
+                    created: r.get(2)?,
+                    revoked: r.get(3)?,
+                    names: Vec::new(),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut st = db.prepare("SELECT name, token_id FROM tunnel_names ORDER BY name")?;
+        let names = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for n in names {
+            let (name, id) = n?;
+            if let Some(t) = tokens.iter_mut().find(|t| t.id == id) {
+                t.names.push(name);
+            }
+        }
+        Ok(tokens)
+    }
+
+    /// Revokes a token by label. Its names stay reserved; the OAuth grants made on its
+    /// authority (access and refresh tokens, unused codes) are revoked with it.
+    pub fn revoke_token(&self, label: &str) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let id: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM bridge_tokens WHERE label = ?1 AND revoked IS NULL",
+                params![label],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(id) = id else {
+            return Err(StoreError::NoSuchToken(label.to_owned()));
+        };
+        tx.execute(
+            "UPDATE bridge_tokens SET revoked = ?2 WHERE id = ?1",
+            params![id, now()],
+        )?;
+        tx.execute(
+            "UPDATE oauth_tokens SET revoked = 1 WHERE owner_token = ?1",
+            params![id],
+        )?;
+        tx.execute(
+            "UPDATE auth_codes SET used = 1 WHERE owner_token = ?1",
+            params![id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ----- tunnel names ----------------------------------------------------------------
+
+    /// The token owning a name.
+    pub fn name_owner(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT token_id FROM tunnel_names WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The token owning a name, if that token is live (not revoked): the only owner on
+    /// whose authority OAuth grants for the name are made and honoured.
+    pub fn live_owner(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT n.token_id FROM tunnel_names n JOIN bridge_tokens t ON t.id = n.token_id
+                 WHERE n.name = ?1 AND t.revoked IS NULL",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Claims a name for a token; `Ok(false)` if another token owns it.
+    pub fn claim_name(&self, name: &str, token_id: i64) -> Result<bool, StoreError> {
+        let db = self.db();
+        let owner: Option<i64> = db
+            .query_row(
+                "SELECT token_id FROM tunnel_names WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match owner {
+            Some(o) => Ok(o == token_id),
+            None => {
+                db.execute(
+                    "INSERT INTO tunnel_names (name, token_id, claimed) VALUES (?1, ?2, ?3)",
+                    params![name, token_id, now()],
+                )?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Releases a name (operator action); `false` if it was not claimed.
+    pub fn release_name(&self, name: &str) -> Result<bool, StoreError> {
+        let db = self.db();
+        let released = db.execute("DELETE FROM tunnel_names WHERE name = ?1", params![name])? > 0;
+        // The next owner of the name must not see the previous owner's clients.
+        db.execute("DELETE FROM oauth_trace WHERE tunnel = ?1", params![name])?;
+        db.execute(
+            "DELETE FROM oauth_client_use WHERE tunnel = ?1",
+            params![name],
+        )?;
+        Ok(released)
+    }
+
+    /// Number of claimed names.
+    pub fn name_count(&self) -> Result<usize, StoreError> {
+        Ok(self
+            .db()
+            .query_row("SELECT COUNT(*) FROM tunnel_names", [], |r| {
+                r.get::<_, i64>(0)
+            })? as usize)
+    }
+}
