@@ -1,50 +1,44 @@
-//! State shared by every handler of a relay.
+//! The whole relay put together: each feature's state, built once, and the router that
+//! hands every handler only the state it needs (axum's `FromRef`). This is the only file
+//! that knows every feature.
 
 use std::sync::Arc;
 
+use axum::Router;
+use axum::extract::{FromRef, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::StatusCode;
+use protocol::jsonrpc::INVALID_REQUEST;
+
 use crate::config::RelayConfig;
 use crate::error::RelayError;
-use crate::oauth::state::OAuth;
+use crate::link::state::LinkState;
+use crate::mcp::state::McpState;
+use crate::net::client_addr::{ProxyTrust, TrustedProxies};
+use crate::oauth::state::{OAuth, OAuthState};
+use crate::oauth::trace::Recorder;
+use crate::observe::recent::RecentCalls;
+use crate::owner::status_page::{OwnerState, StatusPage};
 use crate::store::Store;
+use crate::tunnels::history::BridgeHistory;
 use crate::tunnels::registry::Registry;
+use crate::util::http_error::jsonrpc_error;
 
-/// Cheap-to-clone handle on the relay's configuration, tunnels and stored state: one
-/// reference count (handlers clone it on every request, from both cores at once).
+/// Cheap-to-clone handle on the whole relay: one reference count (the router clones it
+/// on every request, from both cores at once).
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState(Arc<Features>);
 
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-/// What an [`AppState`] holds.
-pub struct Shared {
-    /// The configuration the relay was started with.
-    pub config: Arc<RelayConfig>,
-    /// Tunnel names and their connections.
-    pub registry: Arc<Registry>,
-    /// Persistent state (tokens, names, OAuth).
-    pub store: Arc<Store>,
-    /// OAuth in-memory state (pending consents, caches, rate limits).
-    pub oauth: Arc<OAuth>,
-    /// Bridge connections still in their handshake without a token header (so not yet
-    /// authenticated), capped relay-wide.
-    pub handshakes: Arc<tokio::sync::Semaphore>,
-    /// The same connections per address, capped at
-    /// [`crate::link::upgrade::MAX_PENDING_PER_ADDR`] each.
-    pub handshakes_by_addr: Arc<crate::link::upgrade::PendingByAddr>,
-    /// The newest calls of each tunnel (the status page).
-    pub recent: Arc<crate::observe::recent::RecentCalls>,
-    /// The OAuth trace's recorder.
-    pub trace: Arc<crate::oauth::trace::Recorder>,
-    /// The version and takeover history of each tunnel's bridges.
-    pub history: Arc<crate::tunnels::history::BridgeHistory>,
-    /// Sessions of the owner's status page.
-    pub status_page: Arc<crate::owner::status_page::StatusPage>,
+/// Each feature's state, and the parts the top level itself uses.
+struct Features {
+    config: Arc<RelayConfig>,
+    registry: Arc<Registry>,
+    store: Arc<Store>,
+    mcp: Arc<McpState>,
+    oauth: Arc<OAuthState>,
+    owner: Arc<OwnerState>,
+    link: Arc<LinkState>,
 }
 
 impl AppState {
@@ -58,34 +52,152 @@ impl AppState {
         for (i, hash) in config.bridge_token_hashes.iter().enumerate() {
             store.add_token_hash(&format!("configured-{}", i + 1), *hash)?;
         }
-        let oauth = OAuth::new(config.oauth.clone());
+        let oauth = Arc::new(OAuth::new(config.oauth.clone()));
         let config = Arc::new(config);
         let registry = Arc::new(Registry::default());
         let store = Arc::new(store);
-        let trace = Arc::new(crate::oauth::trace::Recorder::new(
+        let recent = Arc::new(RecentCalls::default());
+        let history = Arc::new(BridgeHistory::default());
+        let trace = Arc::new(Recorder::new(
             config.clone(),
             store.clone(),
             registry.clone(),
         ));
-        Ok(Self(Arc::new(Shared {
+        let auth = Arc::new(OAuthState {
+            config: config.clone(),
+            store: store.clone(),
+            registry: registry.clone(),
+            oauth: oauth.clone(),
+            trace: trace.clone(),
+        });
+        let features = Features {
+            mcp: Arc::new(McpState {
+                config: config.clone(),
+                registry: registry.clone(),
+                recent: recent.clone(),
+                auth: auth.clone(),
+            }),
+            owner: Arc::new(OwnerState {
+                config: config.clone(),
+                registry: registry.clone(),
+                store: store.clone(),
+                oauth: oauth.clone(),
+                recent,
+                history: history.clone(),
+                status_page: Arc::new(StatusPage::default()),
+                trace,
+            }),
+            link: Arc::new(LinkState {
+                config: config.clone(),
+                registry: registry.clone(),
+                store: store.clone(),
+                oauth,
+                history,
+                handshakes: Arc::new(tokio::sync::Semaphore::new(
+                    crate::link::upgrade::MAX_HANDSHAKES,
+                )),
+                handshakes_by_addr: Arc::default(),
+            }),
+            oauth: auth,
             config,
             registry,
             store,
-            oauth: Arc::new(oauth),
-            handshakes: Arc::new(tokio::sync::Semaphore::new(
-                crate::link::upgrade::MAX_HANDSHAKES,
-            )),
-            handshakes_by_addr: Arc::default(),
-            recent: Arc::default(),
-            trace,
-            status_page: Arc::default(),
-            history: Arc::default(),
-        })))
+        };
+        Ok(Self(Arc::new(features)))
+    }
+
+    /// The relay's settings.
+    pub fn config(&self) -> &Arc<RelayConfig> {
+        &self.0.config
+    }
+
+    /// Tunnel names and their connections.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.0.registry
+    }
+
+    /// The relay's database.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.0.store
+    }
+
+    /// The OAuth server's state.
+    pub fn oauth(&self) -> &Arc<OAuthState> {
+        &self.0.oauth
     }
 }
 
-impl crate::net::client_addr::ProxyTrust for AppState {
-    fn trusted_proxies(&self) -> &crate::net::client_addr::TrustedProxies {
-        &self.config.trusted_proxies
+impl ProxyTrust for AppState {
+    fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.0.config.trusted_proxies
     }
+}
+
+macro_rules! from_app_state {
+    ($($ty:ty => $field:ident),* $(,)?) => {$(
+        impl FromRef<AppState> for Arc<$ty> {
+            fn from_ref(app: &AppState) -> Self {
+                app.0.$field.clone()
+            }
+        }
+    )*};
+}
+
+from_app_state! {
+    RelayConfig => config,
+    Registry => registry,
+    McpState => mcp,
+    OAuthState => oauth,
+    OwnerState => owner,
+    LinkState => link,
+}
+
+/// The relay's public router: the MCP path, the bridge's WebSocket, the OAuth server,
+/// the owner's pages, `/metrics` and the health routes, inside the request log and the
+/// OAuth trace.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/readyz", get(health))
+        .merge(crate::mcp::routes::routes())
+        .route("/{name}/connect", get(crate::link::connect::connect))
+        .route(
+            "/status",
+            get(crate::owner::status_page::show).post(crate::owner::status_page::act),
+        )
+        .route("/metrics", get(crate::observe::metrics::serve))
+        .merge(crate::oauth::routes::routes())
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(
+            crate::observe::reqlog::middleware,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.0.oauth.trace.clone(),
+            crate::oauth::trace::middleware,
+        ))
+        .with_state(state)
+}
+
+/// The router of the metrics address (`--metrics-listen`): `/metrics`, unguarded, and the
+/// health routes; nothing else.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/readyz", get(health))
+        .route("/metrics", get(crate::observe::metrics::serve_private))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn health(State(registry): State<Arc<Registry>>) -> Response {
+    let body = serde_json::json!({
+        "status": "ok",
+        "tunnels": registry.connected(),
+        "exchanges": registry.exchanges_in_flight(),
+    });
+    axum::Json(body).into_response()
+}
+
+async fn not_found() -> Response {
+    jsonrpc_error(StatusCode::NOT_FOUND, INVALID_REQUEST, "Not found")
 }

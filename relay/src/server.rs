@@ -19,9 +19,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::app::AppState;
+use crate::app::router;
 use crate::config::RelayConfig;
 use crate::error::RelayError;
-use crate::mcp::routes::router;
 use crate::net::conn::{ConnLimits, ConnTracker, Counted, Slot, TimedBody};
 use crate::net::tls::TlsTerminator;
 
@@ -95,7 +95,7 @@ async fn run(
         );
     }
     let state = AppState::new(config)?;
-    let registry = state.registry.clone();
+    let registry = state.registry().clone();
     tokio::spawn(watch_revocations(state.clone()));
     let metrics = match metrics_listen {
         Some(addr) => {
@@ -103,7 +103,7 @@ async fn run(
                 .await
                 .map_err(|source| RelayError::Listen { addr, source })?;
             info!(addr = %l.local_addr()?, "metrics listening (/metrics, /healthz)");
-            Some((l, crate::mcp::routes::metrics_router(state.clone())))
+            Some((l, crate::app::metrics_router(state.clone())))
         }
         None => None,
     };
@@ -294,15 +294,15 @@ async fn watch_revocations(state: AppState) {
     let mut sweeps = 0u32;
     loop {
         tick.tick().await;
-        for t in state.registry.live() {
-            if matches!(state.store.token_live(t.token_id), Ok(false)) {
+        for t in state.registry().live() {
+            if matches!(state.store().token_live(t.token_id), Ok(false)) {
                 tracing::warn!(tunnel = %t.name, "its bridge token was revoked; disconnecting");
                 t.close();
             }
         }
         sweeps += 1;
         if sweeps.is_multiple_of(1800) {
-            let _ = state.store.sweep();
+            let _ = state.store().sweep();
         }
     }
 }

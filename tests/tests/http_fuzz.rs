@@ -1319,7 +1319,7 @@ fn explain(kind: &str) -> &'static str {
         KIND_SLOW => "    expected: every response head within HEAD_LIMIT",
         KIND_NOT_JSONRPC => {
             "    expected: every refusal on /<name>/mcp is a JSON-RPC error object (as \
-             relay/src/error.rs builds), so MCP clients can show why; this answer comes from \
+             relay/src/util/http_error.rs builds), so MCP clients can show why; this answer comes from \
              the framework (e.g. axum's Path extractor rejecting the tunnel name), not the relay"
         }
         KIND_CLOSED => "    expected: a response (any status) to a well-formed request",

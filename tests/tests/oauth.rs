@@ -54,7 +54,7 @@ const CHATGPT_REDIRECT: &str = "https://chatgpt.com/connector_platform_oauth_red
 /// Claude's connector callback.
 const CLAUDE_REDIRECT: &str = "https://claude.ai/api/mcp/auth_callback";
 /// How long the relay trusts a validated access token (or a name's owner) without its
-/// database (`relay/src/oauth/access.rs`), plus a margin.
+/// database (`relay/src/oauth/token_cache.rs`), plus a margin.
 const CACHE_WINDOW: Duration = Duration::from_secs(7);
 
 /// Query or form parameters.

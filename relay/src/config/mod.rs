@@ -6,6 +6,7 @@ use std::time::Duration;
 use url::Url;
 
 pub mod file;
+pub mod origin;
 
 /// A configuration value is unusable.
 #[derive(Debug, thiserror::Error)]

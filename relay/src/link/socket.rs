@@ -10,7 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
-use crate::app::AppState;
+use crate::link::state::LinkState;
 use crate::link::upgrade::{AddrPermit, BridgeSocket, ReadBudget};
 use crate::tunnels::registry::ClaimError;
 use crate::tunnels::tunnel::Tunnel;
@@ -53,7 +53,7 @@ const WRITER_GRACE: Duration = Duration::from_secs(3);
 
 /// Runs one bridge connection (from address `ip`) to completion.
 pub async fn handle_socket(
-    state: AppState,
+    state: Arc<LinkState>,
     path_name: String,
     socket: BridgeSocket,
     budget: ReadBudget,
@@ -121,7 +121,7 @@ pub async fn handle_socket(
             tx,
             state.config.max_exchanges_per_tunnel,
         )
-        .from_peer(admission.peer)
+        .with_peer(admission.peer)
         .carrying_sse(protocol::has_feature(
             &admission.features,
             protocol::FEATURE_SSE_REATTACH,
@@ -243,7 +243,7 @@ pub async fn handle_socket(
 /// is told so, by whom, before it is closed. `in_use_ok`: the newcomer understands
 /// [`RefuseReason::InUse`].
 async fn take_name(
-    state: &AppState,
+    state: &LinkState,
     tunnel: &Arc<Tunnel>,
     in_use_ok: bool,
 ) -> Result<(), (RefuseReason, String)> {
@@ -354,7 +354,7 @@ async fn take_name(
 }
 
 /// Handles one frame from the bridge; `false` ends the connection.
-fn dispatch(state: &AppState, tunnel: &Tunnel, bytes: Bytes, limits: &Limits) -> bool {
+fn dispatch(state: &LinkState, tunnel: &Tunnel, bytes: Bytes, limits: &Limits) -> bool {
     match Frame::decode(bytes, limits) {
         Ok(Frame::Response(r)) => {
             if !tunnel.deliver(r) {
@@ -404,7 +404,7 @@ fn dispatch(state: &AppState, tunnel: &Tunnel, bytes: Bytes, limits: &Limits) ->
 
 /// Decides whether a bridge may serve this tunnel.
 fn admit(
-    state: &AppState,
+    state: &LinkState,
     path_name: &str,
     hello: &Hello,
     credential: &Credential,

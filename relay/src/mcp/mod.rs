@@ -4,4 +4,5 @@ pub mod guard;
 pub mod offline;
 pub mod reply;
 pub mod routes;
+pub mod state;
 pub mod stateless;

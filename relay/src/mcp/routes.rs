@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::extract::{FromRef, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -15,87 +15,34 @@ use http::{HeaderMap, StatusCode, header};
 use protocol::jsonrpc::{self, INVALID_REQUEST, UNAVAILABLE};
 use protocol::{Request, RequestKind};
 
-use crate::app::AppState;
-use crate::link::socket::handle_socket;
-use crate::mcp::guard::{authenticate, check_origin};
+use crate::config::origin::check_origin;
+use crate::mcp::guard::authenticate;
 use crate::mcp::offline;
 use crate::mcp::reply::{SseStyle, answer, keepalive_only};
+use crate::mcp::state::McpState;
 use crate::mcp::stateless;
+use crate::net::client_addr::ProxyTrust;
 use crate::tunnels::http_sse::Carry;
 use crate::tunnels::registry::{Lookup, Offline};
 use crate::tunnels::tunnel::{OpenError, Tunnel};
 use crate::util::http_error::jsonrpc_error;
+use crate::util::path::{PathParam, not_found_tunnel};
 
-/// A path segment (tunnel name, consent id). A segment axum cannot decode (not UTF-8) is
-/// answered like an unknown tunnel: a JSON-RPC 404, not a plain-text 400.
-pub struct PathParam(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for PathParam {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Response> {
-        match Path::<String>::from_request_parts(parts, state).await {
-            Ok(Path(v)) => Ok(PathParam(v)),
-            Err(_) => Err(not_found_tunnel()),
-        }
-    }
-}
-
-/// Builds the relay's router.
-pub fn router(state: AppState) -> Router {
+/// The MCP routes: `/<name>/mcp` (Streamable HTTP), `/<name>/sse` and `/<name>/messages`
+/// (HTTP+SSE), and `/status/<name>` (whether a tunnel's bridge is connected).
+pub fn routes<S>() -> Router<S>
+where
+    S: ProxyTrust + Clone + Send + Sync + 'static,
+    Arc<McpState>: FromRef<S>,
+{
     Router::new()
-        .route("/healthz", get(health))
-        .route("/readyz", get(health))
         .route(
             "/{name}/mcp",
             get(get_mcp).post(post_mcp).delete(delete_mcp),
         )
         .route("/{name}/sse", get(get_sse))
         .route("/{name}/messages", axum::routing::post(post_messages))
-        .route("/{name}/connect", get(connect))
         .route("/status/{name}", get(tunnel_status))
-        .route(
-            "/status",
-            get(crate::owner::status_page::show).post(crate::owner::status_page::act),
-        )
-        .route("/metrics", get(crate::observe::metrics::serve))
-        .merge(crate::oauth::routes::routes())
-        .fallback(not_found)
-        .layer(axum::middleware::from_fn(
-            crate::observe::reqlog::middleware,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.trace.clone(),
-            crate::oauth::trace::middleware,
-        ))
-        .with_state(state)
-}
-
-/// The router of the metrics address (`--metrics-listen`): `/metrics`, unguarded, and the
-/// health routes; nothing else.
-pub fn metrics_router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health))
-        .route("/readyz", get(health))
-        .route("/metrics", get(crate::observe::metrics::serve_private))
-        .fallback(not_found)
-        .with_state(state)
-}
-
-async fn health(State(state): State<AppState>) -> Response {
-    let body = serde_json::json!({
-        "status": "ok",
-        "tunnels": state.registry.connected(),
-        "exchanges": state.registry.exchanges_in_flight(),
-    });
-    axum::Json(body).into_response()
-}
-
-async fn not_found() -> Response {
-    jsonrpc_error(StatusCode::NOT_FOUND, INVALID_REQUEST, "Not found")
 }
 
 /// Where a request goes: a connected bridge, or the offline answers.
@@ -107,7 +54,7 @@ enum Target {
 /// Resolves the tunnel and authenticates the client; the error is the HTTP answer. A
 /// request for a tunnel whose bridge just left waits for it up to the grace period.
 async fn prepare(
-    state: &AppState,
+    state: &McpState,
     name: &str,
     headers: &HeaderMap,
 ) -> Result<(Target, String), Response> {
@@ -118,12 +65,12 @@ async fn prepare(
     loop {
         match state.registry.lookup(name, state.config.grace) {
             Lookup::Live(t) => {
-                let principal = authenticate(state, name, &t.auth, headers)?;
+                let principal = authenticate(&state.auth, name, &t.auth, headers)?;
                 crate::observe::reqlog::note_principal(&principal);
                 return Ok((Target::Live(t), principal));
             }
             Lookup::Offline(off) => {
-                let principal = authenticate(state, name, &off.auth, headers)?;
+                let principal = authenticate(&state.auth, name, &off.auth, headers)?;
                 crate::observe::reqlog::note_principal(&principal);
                 return Ok((Target::Offline(off), principal));
             }
@@ -149,14 +96,6 @@ async fn prepare(
     }
 }
 
-fn not_found_tunnel() -> Response {
-    jsonrpc_error(
-        StatusCode::NOT_FOUND,
-        INVALID_REQUEST,
-        "Not found: no such tunnel",
-    )
-}
-
 fn header_str(headers: &HeaderMap, name: &str) -> Result<Option<String>, Response> {
     match headers.get(name) {
         None => Ok(None),
@@ -175,7 +114,7 @@ fn header_str(headers: &HeaderMap, name: &str) -> Result<Option<String>, Respons
 
 /// Checks `Content-Type`, `Accept` and the body, returning the body.
 async fn read_json_body(
-    state: &AppState,
+    state: &McpState,
     headers: &HeaderMap,
     body: Body,
     check_accept: bool,
@@ -377,7 +316,7 @@ fn check_protocol_version(v: &Option<String>) -> Result<(), Response> {
 /// Opens the exchange and answers it. `request_id` (the JSON-RPC id of a POSTed request)
 /// lets the answer name the request if the bridge goes away before answering.
 async fn forward(
-    state: &AppState,
+    state: &McpState,
     tunnel: Arc<Tunnel>,
     request: Request,
     style: SseStyle,
@@ -433,7 +372,7 @@ struct Common {
     protocol_version: Option<String>,
 }
 
-async fn common(state: &AppState, name: &str, headers: &HeaderMap) -> Result<Common, Response> {
+async fn common(state: &McpState, name: &str, headers: &HeaderMap) -> Result<Common, Response> {
     let (c, version) = common_unchecked(state, name, headers).await?;
     version?;
     Ok(c)
@@ -443,7 +382,7 @@ async fn common(state: &AppState, name: &str, headers: &HeaderMap) -> Result<Com
 /// POST decides whether it applies once the body is read (a modern request carries its
 /// version in the body, and an unknown one is the bridge's to answer).
 async fn common_unchecked(
-    state: &AppState,
+    state: &McpState,
     name: &str,
     headers: &HeaderMap,
 ) -> Result<(Common, Result<(), Response>), Response> {
@@ -475,7 +414,7 @@ macro_rules! tri {
 }
 
 async fn post_mcp(
-    State(state): State<AppState>,
+    State(state): State<Arc<McpState>>,
     PathParam(name): PathParam,
     headers: HeaderMap,
     body: Body,
@@ -527,7 +466,7 @@ async fn post_mcp(
 }
 
 async fn get_mcp(
-    State(state): State<AppState>,
+    State(state): State<Arc<McpState>>,
     PathParam(name): PathParam,
     headers: HeaderMap,
 ) -> Response {
@@ -557,7 +496,7 @@ async fn get_mcp(
 }
 
 async fn delete_mcp(
-    State(state): State<AppState>,
+    State(state): State<Arc<McpState>>,
     PathParam(name): PathParam,
     headers: HeaderMap,
 ) -> Response {
@@ -579,7 +518,7 @@ async fn delete_mcp(
 }
 
 async fn get_sse(
-    State(state): State<AppState>,
+    State(state): State<Arc<McpState>>,
     PathParam(name): PathParam,
     headers: HeaderMap,
 ) -> Response {
@@ -621,7 +560,7 @@ async fn get_sse(
 }
 
 async fn post_messages(
-    State(state): State<AppState>,
+    State(state): State<Arc<McpState>>,
     PathParam(name): PathParam,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -664,7 +603,7 @@ async fn post_messages(
 /// `GET /status/<name>`: the tunnel's connection state and the bridge's gauges (for the
 /// tunnel's own clients: the same authentication as its MCP endpoint).
 async fn tunnel_status(
-    State(state): State<AppState>,
+    State(state): State<Arc<McpState>>,
     PathParam(name): PathParam,
     headers: HeaderMap,
 ) -> Response {
@@ -672,129 +611,6 @@ async fn tunnel_status(
     let Some((auth, status)) = state.registry.status(&name) else {
         return not_found_tunnel();
     };
-    tri!(authenticate(&state, &name, &auth, &headers));
+    tri!(authenticate(&state.auth, &name, &auth, &headers));
     axum::Json(status).into_response()
-}
-
-/// `GET /<name>/connect`: a bridge's WebSocket (see [`crate::link::upgrade`] for who may upgrade
-/// and how much it may send before its `Hello`).
-async fn connect(
-    State(state): State<AppState>,
-    PathParam(name): PathParam,
-    mut req: axum::extract::Request,
-) -> Response {
-    use crate::link::socket::{Admission, Credential};
-    use crate::link::upgrade::{MAX_PENDING_PER_ADDR, Upgrade};
-
-    if let Err(r) = check_origin(&state.config, req.headers()) {
-        return r;
-    }
-    if !protocol::valid_tunnel_name(&name) {
-        return not_found_tunnel();
-    }
-    let peer = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0);
-    // Behind a trusted proxy, the address it forwarded (see crate::net::client_addr).
-    let ip = peer
-        .map(|p| {
-            crate::net::client_addr::ClientAddr::of(&state.config.trusted_proxies, p, req.headers())
-                .ip()
-        })
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let upgrade = match Upgrade::from_request(&mut req) {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let credential = match &upgrade.token {
-        // A bridge of this release: its token is checked before the upgrade, and it
-        // takes no handshake slot.
-        Some(Ok(token)) => {
-            // Refused bridge tokens are limited per address (the Hello path counts the
-            // same way).
-            let Ok(attempt) = state.oauth.hellos.begin(ip) else {
-                return jsonrpc_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    UNAVAILABLE,
-                    "too many refused bridge tokens from this address; retry later",
-                );
-            };
-            match state.store.token_id(token) {
-                Ok(Some(id)) => {
-                    attempt.succeeded();
-                    Credential::Checked(id)
-                }
-                Ok(None) => return bad_bridge_token(),
-                Err(e) => {
-                    // Not the bridge's fault: the attempt is not counted against it.
-                    attempt.succeeded();
-                    tracing::error!("token lookup: {e}");
-                    return jsonrpc_error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        UNAVAILABLE,
-                        "the relay cannot check tokens right now; retry shortly",
-                    );
-                }
-            }
-        }
-        Some(Err(())) => return bad_bridge_token(),
-        // A bridge of an earlier release: the token comes in its Hello. Such handshakes
-        // are capped per address and in total.
-        None => {
-            let Some(addr) = state
-                .handshakes_by_addr
-                .try_acquire(ip, MAX_PENDING_PER_ADDR)
-            else {
-                return jsonrpc_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    UNAVAILABLE,
-                    "too many bridges are connecting from this address at once; retry shortly",
-                );
-            };
-            let Ok(global) = state.handshakes.clone().try_acquire_owned() else {
-                return jsonrpc_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    UNAVAILABLE,
-                    "too many bridges are connecting at once; retry shortly",
-                );
-            };
-            Credential::InHello {
-                _slot: (global, addr),
-            }
-        }
-    };
-    let features = match credential {
-        Credential::Checked(_) => protocol::FEATURE_TOKEN_HEADER,
-        Credential::InHello { .. } => "",
-    };
-    let limits = state.config.frame_limits();
-    // Small buffers: thousands of mostly idle bridges per relay.
-    let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
-    config.max_message_size = Some(limits.max_frame());
-    config.max_frame_size = Some(limits.max_frame());
-    config.read_buffer_size = 4 * 1024;
-    config.write_buffer_size = 16 * 1024;
-    let admission = Admission {
-        credential,
-        peer: ip,
-        features: upgrade.features.clone(),
-    };
-    upgrade.respond(config, features, move |socket, budget| {
-        handle_socket(state, name, socket, budget, admission)
-    })
-}
-
-/// The answer to an upgrade whose bridge token is unknown, revoked or unreadable.
-fn bad_bridge_token() -> Response {
-    let mut r = (
-        StatusCode::UNAUTHORIZED,
-        "the relay does not know this bridge token (or it was revoked)",
-    )
-        .into_response();
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        http::HeaderValue::from_static("Bearer realm=\"bridge\""),
-    );
-    r
 }

@@ -23,9 +23,6 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-/// The `_meta` key that marks a modern request.
-pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
-
 /// Longest header value examined (raw, before Base64 decoding); longer is invalid.
 pub const MAX_HEADER_VALUE: usize = 8 * 1024;
 
@@ -534,6 +531,7 @@ fn numbers_equal(header: &str, json: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::modern::META_PROTOCOL_VERSION;
     use serde_json::json;
 
     const V: &str = "2026-07-28";

@@ -7,14 +7,14 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use protocol::jsonrpc::INVALID_REQUEST;
 
-use crate::app::AppState;
 use crate::config::sha256;
+use crate::oauth::state::OAuthState;
 use crate::store::{AccessGrant, now};
 use crate::util::bearer::bearer;
 use crate::util::http_error::jsonrpc_error;
 
 /// A 401 that points clients at the tunnel's metadata.
-pub fn challenge(state: &AppState, name: &str, error: Option<&str>) -> Response {
+pub fn challenge(state: &OAuthState, name: &str, error: Option<&str>) -> Response {
     let mut r = jsonrpc_error(
         StatusCode::UNAUTHORIZED,
         INVALID_REQUEST,
@@ -26,7 +26,7 @@ pub fn challenge(state: &AppState, name: &str, error: Option<&str>) -> Response 
     let mut v = format!(
         "Bearer resource_metadata=\"{}\", scope=\"{}\"",
         state.config.metadata_url(name),
-        super::state::SCOPE
+        super::limits::SCOPE
     );
     if let Some(e) = error {
         v.push_str(&format!(", error=\"{e}\""));
@@ -38,7 +38,7 @@ pub fn challenge(state: &AppState, name: &str, error: Option<&str>) -> Response 
 }
 
 /// Checks the request's access token for tunnel `name`; the principal on success.
-pub fn check(state: &AppState, name: &str, headers: &HeaderMap) -> Result<String, Response> {
+pub fn check(state: &OAuthState, name: &str, headers: &HeaderMap) -> Result<String, Response> {
     let Some(token) = bearer(headers) else {
         crate::oauth::trace::unauthorized("no access token was sent (a client's first request)");
         return Err(challenge(state, name, None));

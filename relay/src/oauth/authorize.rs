@@ -13,12 +13,13 @@ use protocol::{ClientAuth, ConsentRequest, Frame};
 use super::consent::{error_page, page, redirect_to_client};
 use super::consents::{Consent, user_code};
 use super::redirect::redirect_allowed;
-use crate::app::AppState;
+use crate::oauth::state::OAuthState;
 use crate::store::{Client, new_secret};
 use crate::util::html::host_of;
+use std::sync::Arc;
 
 /// Loads the client named by `client_id`: registered, or a metadata document URL.
-pub async fn load_client(state: &AppState, client_id: &str) -> Result<Client, String> {
+pub async fn load_client(state: &OAuthState, client_id: &str) -> Result<Client, String> {
     if client_id.starts_with("https://") {
         return state
             .oauth
@@ -76,11 +77,11 @@ const AUTHORIZE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600
 
 /// `GET /oauth/authorize`.
 pub async fn authorize(
-    State(state): State<AppState>,
+    State(state): State<Arc<OAuthState>>,
     peer: crate::net::client_addr::ClientAddr,
     RawQuery(query): RawQuery,
 ) -> Response {
-    crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Authorize);
+    crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Authorize);
     if !state
         .oauth
         .authorizations
@@ -188,7 +189,7 @@ pub async fn authorize(
         state: client_state.clone(),
         challenge: challenge.to_owned(),
         resource: resource.to_owned(),
-        scope: super::state::SCOPE.to_owned(),
+        scope: super::limits::SCOPE.to_owned(),
         created: Instant::now(),
         decision: None,
         approved_owner: None,
@@ -225,10 +226,10 @@ mod tests {
 
     const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
-    fn state() -> AppState {
+    fn state() -> Arc<OAuthState> {
         let config =
             RelayConfig::new("127.0.0.1:0".parse().unwrap(), "http://127.0.0.1:1").expect("config");
-        let state = AppState::new(config).expect("state");
+        let state = OAuthState::in_memory(config);
         state
             .store
             .put_client(&Client {
@@ -246,7 +247,7 @@ mod tests {
     }
 
     /// The `error` and `error_description` the client's redirect carries.
-    async fn refused(state: &AppState, extra: &str) -> (String, String) {
+    async fn refused(state: &Arc<OAuthState>, extra: &str) -> (String, String) {
         let query = format!(
             "response_type=code&client_id=mcpcl_test&redirect_uri={}&state=s\
              &code_challenge={}&code_challenge_method=S256{extra}",

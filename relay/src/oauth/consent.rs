@@ -19,12 +19,13 @@ use serde::Deserialize;
 
 use super::consents::Consent;
 use super::error::oauth_error;
-use super::state::CODE_TTL;
-use super::state::CONSENT_TTL;
-use crate::app::AppState;
+use super::limits::CODE_TTL;
+use super::limits::CONSENT_TTL;
+use crate::oauth::state::OAuthState;
 use crate::store::{CodeGrant, Grant, new_secret, now};
 use crate::util::html::escape_html;
 use crate::util::html::host_of;
+use std::sync::Arc;
 
 fn cookie_name(id: &str) -> String {
     format!("mcp_consent_{}", &id[..id.len().min(16)])
@@ -96,7 +97,7 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
 }
 
 /// The consent page.
-pub fn page(state: &AppState, c: &Consent, set_cookie: bool, notice: Option<&str>) -> Response {
+pub fn page(state: &OAuthState, c: &Consent, set_cookie: bool, notice: Option<&str>) -> Response {
     let operator = state.oauth.config.operator_password_hash.is_some();
     let id = escape_html(&c.id);
     let csrf = escape_html(&c.csrf);
@@ -160,7 +161,7 @@ pub fn page(state: &AppState, c: &Consent, set_cookie: bool, notice: Option<&str
 
 /// Redirects to the client with the given parameters plus `state` and `iss`.
 pub fn redirect_to_client(
-    state: &AppState,
+    state: &OAuthState,
     redirect_uri: &str,
     client_state: Option<&str>,
     params: &[(&str, &str)],
@@ -189,8 +190,8 @@ pub fn redirect_to_client(
 }
 
 /// Ends an approved consent: issues the code and redirects.
-fn finish(state: &AppState, c: Consent) -> Response {
-    crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Consent);
+fn finish(state: &OAuthState, c: Consent) -> Response {
+    crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Consent);
     crate::oauth::trace::consent_finished(&state.trace, &c);
     if c.decision != Some(true) {
         return redirect_to_client(
@@ -258,8 +259,8 @@ fn bound(c: &Consent, headers: &HeaderMap) -> bool {
 
 /// `GET /oauth/consent/<id>`: the page's self-refresh; redirects once decided.
 pub async fn poll(
-    State(state): State<AppState>,
-    crate::mcp::routes::PathParam(id): crate::mcp::routes::PathParam,
+    State(state): State<Arc<OAuthState>>,
+    crate::util::path::PathParam(id): crate::util::path::PathParam,
     headers: HeaderMap,
 ) -> Response {
     let Some(c) = state.oauth.consents.get(&id) else {
@@ -299,13 +300,13 @@ pub struct DecisionForm {
 
 /// `POST /oauth/consent/<id>`: deny, or approve with the operator password.
 pub async fn decide(
-    State(state): State<AppState>,
+    State(state): State<Arc<OAuthState>>,
     peer: crate::net::client_addr::ClientAddr,
-    crate::mcp::routes::PathParam(id): crate::mcp::routes::PathParam,
+    crate::util::path::PathParam(id): crate::util::path::PathParam,
     headers: HeaderMap,
     Form(form): Form<DecisionForm>,
 ) -> Response {
-    crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Consent);
+    crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Consent);
     let Some(c) = state.oauth.consents.get(&id) else {
         crate::oauth::trace::consent_missing(&state.trace, &id);
         return error_page(
@@ -414,12 +415,12 @@ pub struct ApproveBody {
 
 /// `POST /oauth/approve` (from `bridge approve <code>`): the bridge token proves ownership.
 ///
-/// Refused presentations are limited per address and in total ([`super::APPROVE_ATTEMPTS`],
-/// [`super::APPROVE_ATTEMPTS_TOTAL`]), and an unknown token, an unknown code and a token
+/// Refused presentations are limited per address and in total ([`super::limits::APPROVE_ATTEMPTS`],
+/// [`super::limits::APPROVE_ATTEMPTS_TOTAL`]), and an unknown token, an unknown code and a token
 /// that does not own the code's tunnel get the same answer: none of them tells whether
 /// the token is valid.
 pub async fn approve_with_bridge_token(
-    State(state): State<AppState>,
+    State(state): State<Arc<OAuthState>>,
     peer: crate::net::client_addr::ClientAddr,
     headers: HeaderMap,
     axum::Json(body): axum::Json<ApproveBody>,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use super::state::CONSENT_TTL;
+use super::limits::CONSENT_TTL;
 
 /// One authorization waiting for the owner.
 #[derive(Debug, Clone)]

@@ -8,11 +8,12 @@ use protocol::ClientAuth;
 use serde_json::json;
 
 use super::error::oauth_error;
-use crate::app::AppState;
+use crate::oauth::state::OAuthState;
+use std::sync::Arc;
 
 /// `GET /.well-known/oauth-authorization-server`.
-pub async fn authorization_server(State(state): State<AppState>) -> Response {
-    crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Metadata);
+pub async fn authorization_server(State(state): State<Arc<OAuthState>>) -> Response {
+    crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Metadata);
     let base = state.config.base();
     axum::Json(json!({
         "issuer": base,
@@ -28,7 +29,7 @@ pub async fn authorization_server(State(state): State<AppState>) -> Response {
             ["none", "client_secret_post", "client_secret_basic", "private_key_jwt"],
         "revocation_endpoint_auth_methods_supported":
             ["none", "client_secret_post", "client_secret_basic"],
-        "scopes_supported": [super::state::SCOPE],
+        "scopes_supported": [super::limits::SCOPE],
         "client_id_metadata_document_supported": true,
         "authorization_response_iss_parameter_supported": true,
     }))
@@ -37,10 +38,10 @@ pub async fn authorization_server(State(state): State<AppState>) -> Response {
 
 /// `GET /.well-known/oauth-protected-resource/<name>/mcp`.
 pub async fn protected_resource(
-    State(state): State<AppState>,
-    crate::mcp::routes::PathParam(name): crate::mcp::routes::PathParam,
+    State(state): State<Arc<OAuthState>>,
+    crate::util::path::PathParam(name): crate::util::path::PathParam,
 ) -> Response {
-    crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Metadata);
+    crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Metadata);
     let is_oauth = protocol::valid_tunnel_name(&name)
         && state
             .registry
@@ -57,7 +58,7 @@ pub async fn protected_resource(
         "resource": state.config.resource_url(&name),
         "authorization_servers": [state.config.base()],
         "bearer_methods_supported": ["header"],
-        "scopes_supported": [super::state::SCOPE],
+        "scopes_supported": [super::limits::SCOPE],
         "resource_name": format!("MCP tunnel {name}"),
     }))
     .into_response()

@@ -20,6 +20,7 @@ pub mod cimd;
 pub mod consent;
 pub mod consents;
 pub mod error;
+pub mod limits;
 pub mod metadata;
 pub mod redirect;
 pub mod register;

@@ -12,9 +12,10 @@ use serde_json::{Value, json};
 use super::error::json_no_store;
 use super::error::oauth_error;
 use super::redirect::redirect_allowed;
-use crate::app::AppState;
 use crate::config::sha256;
+use crate::oauth::state::OAuthState;
 use crate::store::{Client, new_secret, now};
+use std::sync::Arc;
 
 /// Registrations allowed per address and hour.
 const PER_ADDRESS: usize = 20;
@@ -23,11 +24,11 @@ const MAX_DOC: usize = 16 * 1024;
 
 /// `POST /oauth/register`.
 pub async fn register(
-    State(state): State<AppState>,
+    State(state): State<Arc<OAuthState>>,
     peer: crate::net::client_addr::ClientAddr,
     body: Bytes,
 ) -> Response {
-    crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Register);
+    crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Register);
     if body.len() > MAX_DOC {
         return oauth_error(
             StatusCode::PAYLOAD_TOO_LARGE,

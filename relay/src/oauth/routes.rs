@@ -3,7 +3,12 @@
 use axum::Router;
 use axum::routing::{get, post};
 
-use crate::app::AppState;
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use crate::net::client_addr::ProxyTrust;
+use crate::oauth::state::OAuthState;
 
 use super::authorize;
 use super::consent;
@@ -12,7 +17,11 @@ use super::register;
 use super::token;
 
 /// The OAuth routes.
-pub fn routes() -> Router<AppState> {
+pub fn routes<S>() -> Router<S>
+where
+    S: ProxyTrust + Clone + Send + Sync + 'static,
+    Arc<OAuthState>: FromRef<S>,
+{
     Router::new()
         .route(
             "/.well-known/oauth-authorization-server",

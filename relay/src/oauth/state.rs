@@ -1,40 +1,18 @@
 //! The OAuth server's limits and what it keeps in memory.
 
-use std::time::Duration;
+use std::sync::Arc;
 
-use crate::config::OAuthConfig;
+use crate::config::{OAuthConfig, RelayConfig};
+use crate::store::Store;
+use crate::tunnels::registry::Registry;
 use crate::util::gate;
 use crate::util::rate::RateLimiter;
 
 use super::cimd;
 use super::consents::Consents;
+use super::limits::*;
 use super::token_cache::TokenCache;
-
-pub use crate::config::ACCESS_TTL;
-
-/// Refresh tokens live this long (each use rotates them).
-pub const REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Authorization codes live this long.
-pub const CODE_TTL: Duration = Duration::from_secs(120);
-/// Pending consents live this long.
-pub const CONSENT_TTL: Duration = Duration::from_secs(600);
-/// The scope tokens carry.
-pub const SCOPE: &str = "mcp";
-/// Failed operator-password (or status page sign-in) attempts allowed per address in
-/// [`PASSWORD_WINDOW`].
-pub const PASSWORD_ATTEMPTS: usize = 5;
-/// Window of the operator-password rate limit.
-pub const PASSWORD_WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Refused bridge-token presentations on `/oauth/approve` allowed per address in
-/// [`APPROVE_WINDOW`].
-pub const APPROVE_ATTEMPTS: usize = 10;
-/// The same, from all addresses together.
-pub const APPROVE_ATTEMPTS_TOTAL: usize = 200;
-/// Window of those limits.
-pub const APPROVE_WINDOW: Duration = Duration::from_secs(10 * 60);
-/// Refused bridge tokens on bridge connections allowed per address in [`APPROVE_WINDOW`]
-/// (no limit in total: that would let anyone keep every bridge out).
-pub const HELLO_ATTEMPTS: usize = 30;
+use super::trace::Recorder;
 
 /// Mutable OAuth state of a relay.
 pub struct OAuth {
@@ -78,5 +56,41 @@ impl OAuth {
             authorizations: RateLimiter::default(),
             cimd: cimd::Fetcher::default(),
         }
+    }
+}
+
+/// What the OAuth endpoints need of the relay: its settings, storage and tunnels, the
+/// OAuth in-memory state and the trace's recorder.
+pub struct OAuthState {
+    /// The relay's settings.
+    pub config: Arc<RelayConfig>,
+    /// Clients, codes and tokens.
+    pub store: Arc<Store>,
+    /// The tunnels (whether a named one exists, who holds it).
+    pub registry: Arc<Registry>,
+    /// Pending consents, caches and rate limits.
+    pub oauth: Arc<OAuth>,
+    /// Where OAuth steps are recorded.
+    pub trace: Arc<Recorder>,
+}
+
+#[cfg(test)]
+impl OAuthState {
+    /// The OAuth state of a relay with this configuration, over an in-memory store.
+    pub fn in_memory(config: RelayConfig) -> Arc<Self> {
+        let config = Arc::new(config);
+        let store = Arc::new(Store::in_memory().expect("in-memory store"));
+        let registry = Arc::new(Registry::default());
+        Arc::new(Self {
+            oauth: Arc::new(OAuth::new(config.oauth.clone())),
+            trace: Arc::new(Recorder::new(
+                config.clone(),
+                store.clone(),
+                registry.clone(),
+            )),
+            config,
+            store,
+            registry,
+        })
     }
 }

@@ -13,10 +13,11 @@ use subtle::ConstantTimeEq;
 
 use super::error::json_no_store;
 use super::error::oauth_error;
-use super::state::REFRESH_TTL;
-use crate::app::AppState;
+use super::limits::REFRESH_TTL;
 use crate::config::sha256;
+use crate::oauth::state::OAuthState;
 use crate::store::{Client, Grant, RefreshError, new_secret, now};
+use std::sync::Arc;
 
 /// Why a grant no longer holds: the tunnel's name went to another bridge token, or the
 /// owner's bridge token was revoked.
@@ -47,7 +48,7 @@ fn form(body: &[u8]) -> Result<HashMap<String, String>, Response> {
 
 /// Authenticates the client of a token request per its registered method.
 fn client_auth(
-    state: &AppState,
+    state: &OAuthState,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
 ) -> Result<Client, Response> {
@@ -103,7 +104,7 @@ fn client_auth(
     }
 }
 
-fn issue(state: &AppState, g: &Grant, family: &str) -> Response {
+fn issue(state: &OAuthState, g: &Grant, family: &str) -> Response {
     let ttl = state.oauth.config.access_ttl;
     let access = new_secret("mcpat_");
     let refresh = new_secret("mcprt_");
@@ -152,8 +153,12 @@ fn pkce_ok(verifier: &str, challenge: &str) -> bool {
 }
 
 /// `POST /oauth/token`.
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Token);
+pub async fn token(
+    State(state): State<Arc<OAuthState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Token);
     let params = match form(&body) {
         Ok(p) => p,
         Err(r) => return r,
@@ -239,7 +244,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
             issue(&state, &c.grant, &family)
         }
         Some("refresh_token") => {
-            crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Refresh);
+            crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Refresh);
             crate::oauth::trace::step(crate::oauth::trace::Step::Refresh);
             let Some(rt) = params.get("refresh_token") else {
                 return oauth_error(
@@ -298,8 +303,12 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
 }
 
 /// `POST /oauth/revoke` (RFC 7009): always 200 for a well-formed request.
-pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    crate::observe::reqlog::note_oauth(crate::observe::reqlog::OAuthStep::Revoke);
+pub async fn revoke(
+    State(state): State<Arc<OAuthState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Revoke);
     let params = match form(&body) {
         Ok(p) => p,
         Err(r) => return r,

@@ -416,7 +416,7 @@ pub fn consent_shown(state: &Recorder, consent: &Consent, client: &Client) {
 /// Records (as relay-wide-free events of their tunnels) the consents that expired
 /// unfinished, and forgets them.
 fn sweep_consents(state: &Recorder, notes: &mut HashMap<String, ConsentNote>) {
-    let ttl = crate::oauth::state::CONSENT_TTL;
+    let ttl = crate::oauth::limits::CONSENT_TTL;
     let expired: Vec<String> = notes
         .iter()
         .filter(|(_, n)| n.created.elapsed() >= ttl)
@@ -451,7 +451,7 @@ fn expired_reason(decided_by: Option<DecidedBy>) -> String {
     match decided_by {
         None => format!(
             "the consent expired: nobody approved it within {} minutes",
-            crate::oauth::state::CONSENT_TTL.as_secs() / 60
+            crate::oauth::limits::CONSENT_TTL.as_secs() / 60
         ),
         Some(by) => format!(
             "the consent expired: it was decided by {}, but the browser did not come back to \
@@ -525,7 +525,7 @@ pub fn consent_missing(state: &Recorder, id: &str) {
     let note = {
         let mut notes = lock(&state.trace.consents);
         match notes.get(id) {
-            Some(n) if n.created.elapsed() >= crate::oauth::state::CONSENT_TTL => notes.remove(id),
+            Some(n) if n.created.elapsed() >= crate::oauth::limits::CONSENT_TTL => notes.remove(id),
             _ => None,
         }
     };

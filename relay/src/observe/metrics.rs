@@ -34,7 +34,7 @@
 //! local, but `--metrics-listen` is the robust choice behind a proxy.
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -47,10 +47,55 @@ use metrics_exporter_prometheus::{
 };
 use subtle::ConstantTimeEq;
 
-use crate::app::AppState;
+use crate::config::RelayConfig;
 use crate::config::{is_loopback_host, sha256};
-use crate::observe::reqlog::{CallKind, OAuthStep};
 use crate::tunnels::registry::Registry;
+use protocol::calls::CallKind;
+
+/// A step of the OAuth flows, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthStep {
+    /// Discovery documents (RFC 8414 and RFC 9728 metadata).
+    Metadata,
+    /// Dynamic client registration.
+    Register,
+    /// The authorization endpoint.
+    Authorize,
+    /// A consent decided on the page, or finished (the redirect to the client).
+    Consent,
+    /// An authorization code exchanged for tokens.
+    Token,
+    /// A refresh token exchanged for new tokens.
+    Refresh,
+    /// Token revocation.
+    Revoke,
+}
+
+impl OAuthStep {
+    /// Every step, in label order.
+    pub const ALL: [OAuthStep; 7] = [
+        OAuthStep::Metadata,
+        OAuthStep::Register,
+        OAuthStep::Authorize,
+        OAuthStep::Consent,
+        OAuthStep::Token,
+        OAuthStep::Refresh,
+        OAuthStep::Revoke,
+    ];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OAuthStep::Metadata => "metadata",
+            OAuthStep::Register => "register",
+            OAuthStep::Authorize => "authorize",
+            OAuthStep::Consent => "consent",
+            OAuthStep::Token => "token",
+            OAuthStep::Refresh => "refresh",
+            OAuthStep::Revoke => "revoke",
+        }
+    }
+}
 
 /// Requests by kind and status class.
 pub const REQUESTS: &str = "mcp_relay_requests_total";
@@ -417,7 +462,8 @@ fn host_part(authority: &str) -> &str {
 
 /// `GET /metrics`.
 pub async fn serve(
-    State(state): State<AppState>,
+    State(config): State<Arc<RelayConfig>>,
+    State(registry): State<Arc<Registry>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
@@ -431,11 +477,11 @@ pub async fn serve(
     let Some(m) = get() else {
         return not_found();
     };
-    let separate = state.config.metrics_listen.is_some();
+    let separate = config.metrics_listen.is_some();
     if separate && m.settings.token_sha256.is_none() {
         return not_found();
     }
-    let local_ok = !separate && !state.config.trusted_proxies.trusts(peer.ip());
+    let local_ok = !separate && !config.trusted_proxies.trusts(peer.ip());
     if !m.allowed(peer, &headers, local_ok) {
         let mut r = Response::new(Body::from(
             "Forbidden: /metrics is served to local requests, or with the metrics token\n",
@@ -453,14 +499,14 @@ pub async fn serve(
         }
         return r;
     }
-    exposition(m, &state)
+    exposition(m, &registry)
 }
 
 /// `GET /metrics` on the metrics address (`--metrics-listen`): no checks, the address is
 /// the operator's.
-pub async fn serve_private(State(state): State<AppState>) -> Response {
+pub async fn serve_private(State(registry): State<Arc<Registry>>) -> Response {
     match get() {
-        Some(m) => exposition(m, &state),
+        Some(m) => exposition(m, &registry),
         None => crate::util::http_error::jsonrpc_error(
             StatusCode::NOT_FOUND,
             protocol::jsonrpc::INVALID_REQUEST,
@@ -469,8 +515,8 @@ pub async fn serve_private(State(state): State<AppState>) -> Response {
     }
 }
 
-fn exposition(m: &Metrics, state: &AppState) -> Response {
-    m.update_gauges(&state.registry);
+fn exposition(m: &Metrics, registry: &Registry) -> Response {
+    m.update_gauges(registry);
     let mut r = Response::new(Body::from(m.render()));
     let h = r.headers_mut();
     h.insert(

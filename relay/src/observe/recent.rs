@@ -114,7 +114,7 @@ impl Call {
             method,
             tool,
             principal: printable(&request.principal),
-            at_ms: crate::oauth::trace::now_ms(),
+            at_ms: protocol::time::now_ms(),
             start: Instant::now(),
         })
     }
@@ -122,17 +122,14 @@ impl Call {
 
 /// The method and tool of a JSON-RPC body, found without parsing it whole.
 fn names(body: &[u8]) -> (String, Option<String>) {
-    let p = crate::observe::reqlog::peek(body);
+    let p = protocol::calls::peek(body);
     let method = match (p.method, p.has_id) {
         (Some(m), _) => printable(m),
         (None, true) => "response".to_owned(),
         (None, false) => "(unknown)".to_owned(),
     };
     let tool = match p.method {
-        Some("tools/call") => p
-            .params
-            .and_then(crate::observe::reqlog::tool_name)
-            .map(printable),
+        Some("tools/call") => p.params.and_then(protocol::calls::tool_name).map(printable),
         _ => None,
     };
     (method, tool)

@@ -27,57 +27,12 @@ use axum::response::Response;
 use http::{Method, StatusCode, Uri, header};
 use protocol::jsonrpc::{Envelope, Kind};
 
-use crate::observe::metrics::{self, Metrics};
+use crate::observe::metrics::{self, Metrics, OAuthStep};
 
 /// Target of the per-request log lines.
 pub const TARGET: &str = "relay::request";
 
 pub use protocol::calls::{CallKind, RequestId, peek, tool_name};
-
-/// A step of the OAuth flows, as a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OAuthStep {
-    /// Discovery documents (RFC 8414 and RFC 9728 metadata).
-    Metadata,
-    /// Dynamic client registration.
-    Register,
-    /// The authorization endpoint.
-    Authorize,
-    /// A consent decided on the page, or finished (the redirect to the client).
-    Consent,
-    /// An authorization code exchanged for tokens.
-    Token,
-    /// A refresh token exchanged for new tokens.
-    Refresh,
-    /// Token revocation.
-    Revoke,
-}
-
-impl OAuthStep {
-    /// Every step, in label order.
-    pub const ALL: [OAuthStep; 7] = [
-        OAuthStep::Metadata,
-        OAuthStep::Register,
-        OAuthStep::Authorize,
-        OAuthStep::Consent,
-        OAuthStep::Token,
-        OAuthStep::Refresh,
-        OAuthStep::Revoke,
-    ];
-
-    /// The label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            OAuthStep::Metadata => "metadata",
-            OAuthStep::Register => "register",
-            OAuthStep::Authorize => "authorize",
-            OAuthStep::Consent => "consent",
-            OAuthStep::Token => "token",
-            OAuthStep::Refresh => "refresh",
-            OAuthStep::Revoke => "revoke",
-        }
-    }
-}
 
 /// What the handler of the current request learnt about it.
 #[derive(Default)]

@@ -23,7 +23,7 @@
 
 use protocol::sync::LockExt;
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -32,12 +32,18 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use protocol::ClientAuth;
 
-use crate::app::AppState;
+use crate::config::RelayConfig;
 use crate::config::sha256;
+use crate::oauth::state::OAuth;
+use crate::oauth::trace::Recorder;
 use crate::oauth::trace::{TraceEvent, format_time};
 use crate::observe::recent::RecentCall;
+use crate::observe::recent::RecentCalls;
+use crate::store::Store;
 use crate::store::{AuthorizedClient, new_secret};
+use crate::tunnels::history::BridgeHistory;
 use crate::tunnels::history::Takeover;
+use crate::tunnels::registry::Registry;
 use crate::util::html::escape_html;
 
 /// A session ends after this long without a request.
@@ -78,7 +84,27 @@ impl Session {
     }
 }
 
-/// Sessions of the status page, and what it shows that the relay keeps nowhere else.
+/// What the owner's pages need of the relay.
+pub struct OwnerState {
+    /// The relay's settings.
+    pub config: Arc<RelayConfig>,
+    /// Tunnel names and their connections.
+    pub registry: Arc<Registry>,
+    /// Bridge tokens, names and OAuth grants.
+    pub store: Arc<Store>,
+    /// Pending consents and the sign-in attempt limits.
+    pub oauth: Arc<OAuth>,
+    /// The newest calls of each tunnel.
+    pub recent: Arc<RecentCalls>,
+    /// What each tunnel's bridges announced and attempted.
+    pub history: Arc<BridgeHistory>,
+    /// Sessions of the status page.
+    pub status_page: Arc<StatusPage>,
+    /// The OAuth trace (the owner revokes clients; the page shows the trace).
+    pub trace: Arc<Recorder>,
+}
+
+/// Sessions of the status page.
 #[derive(Default)]
 pub struct StatusPage {
     /// By the SHA-256 of the cookie's value.
@@ -146,7 +172,7 @@ struct Cookies {
     secure: bool,
 }
 
-fn cookies(state: &AppState) -> Cookies {
+fn cookies(state: &OwnerState) -> Cookies {
     if state.config.public_url.scheme() == "https" {
         Cookies {
             session: "__Host-relay_status",
@@ -314,7 +340,7 @@ fn login_page(csrf: &str, notice: Option<(&str, bool)>) -> String {
 
 /// Answers the sign-in page, setting its cookie unless the browser has one.
 fn login_response(
-    state: &AppState,
+    state: &OwnerState,
     headers: &HeaderMap,
     status: StatusCode,
     notice: Option<(&str, bool)>,
@@ -388,7 +414,7 @@ fn auth_words(auth: &ClientAuth) -> &'static str {
 }
 
 /// Gathers what `who` may see.
-fn collect(state: &AppState, who: Who) -> View {
+fn collect(state: &OwnerState, who: Who) -> View {
     crate::oauth::trace::sweep_expired_consents(&state.trace);
     let tokens = state.store.list_tokens().unwrap_or_default();
     let mut view = View {
@@ -744,7 +770,7 @@ fn notice_of(query: Option<&str>) -> Option<&'static str> {
 }
 
 /// The signed-in session of a request, if any: its cookie value, who, and its CSRF token.
-fn session(state: &AppState, headers: &HeaderMap) -> Option<(String, Who, String)> {
+fn session(state: &OwnerState, headers: &HeaderMap) -> Option<(String, Who, String)> {
     let id = cookie_of(headers, cookies(state).session)?;
     let (who, csrf) = state.status_page.get(&id)?;
     if let Who::Owner { token_id } = who
@@ -758,11 +784,11 @@ fn session(state: &AppState, headers: &HeaderMap) -> Option<(String, Who, String
 
 /// `GET /status`: the dashboard, or the sign-in page.
 pub async fn show(
-    State(state): State<AppState>,
+    State(state): State<Arc<OwnerState>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = crate::mcp::guard::check_origin(&state.config, &headers) {
+    if let Err(r) = crate::config::origin::check_origin(&state.config, &headers) {
         return r;
     }
     let notice = notice_of(query.as_deref());
@@ -785,12 +811,12 @@ pub async fn show(
 /// `POST /status`: sign in, log out, or revoke a client (the form's `op`; a field named
 /// `action` would hide the form's own `action` in the DOM).
 pub async fn act(
-    State(state): State<AppState>,
+    State(state): State<Arc<OwnerState>>,
     peer: crate::net::client_addr::ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = crate::mcp::guard::check_origin(&state.config, &headers) {
+    if let Err(r) = crate::config::origin::check_origin(&state.config, &headers) {
         return r;
     }
     let mut form: HashMap<String, String> = HashMap::new();
@@ -848,7 +874,7 @@ pub async fn act(
 }
 
 async fn login(
-    state: &AppState,
+    state: &OwnerState,
     peer: crate::net::client_addr::ClientAddr,
     headers: &HeaderMap,
     form_csrf: &str,
@@ -924,7 +950,7 @@ async fn login(
 }
 
 fn revoke(
-    state: &AppState,
+    state: &OwnerState,
     peer: crate::net::client_addr::ClientAddr,
     who: Who,
     tunnel: &str,

@@ -164,7 +164,7 @@ impl Tunnel {
     }
 
     /// The same tunnel, noting the bridge's address.
-    pub fn from_peer(mut self, peer: IpAddr) -> Self {
+    pub fn with_peer(mut self, peer: IpAddr) -> Self {
         self.peer = peer;
         self
     }

@@ -85,7 +85,7 @@ impl Gate {
     /// limit) has used up its failures, or if the address has an attempt being checked.
     /// The reservation counts as a failure unless [`Attempt::succeeded`] is called.
     pub fn begin(&self, ip: IpAddr) -> Result<Attempt<'_>, Refused> {
-        let key = crate::net::conn::address_key(ip);
+        let key = crate::util::addr::address_key(ip);
         let now = Instant::now();
         let window = self.window;
         let fresh = |t: &Instant| now.duration_since(*t) < window;
@@ -135,7 +135,7 @@ impl Gate {
         let now = Instant::now();
         self.lock()
             .by_key
-            .get(&crate::net::conn::address_key(ip))
+            .get(&crate::util::addr::address_key(ip))
             .map_or(0, |v| {
                 v.iter()
                     .filter(|t| now.duration_since(**t) < self.window)
@@ -267,7 +267,7 @@ mod tests {
             "the global limit"
         );
         assert_eq!(
-            crate::net::conn::address_key(ip("::ffff:192.0.2.1")),
+            crate::util::addr::address_key(ip("::ffff:192.0.2.1")),
             ip("192.0.2.1")
         );
     }

@@ -1,8 +1,10 @@
 //! Small helpers shared by the features.
 
+pub mod addr;
 pub mod bearer;
 pub mod gate;
 pub mod html;
 pub mod http_error;
 pub mod password;
+pub mod path;
 pub mod rate;

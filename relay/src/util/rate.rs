@@ -17,7 +17,7 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// Whether `ip` may do one more thing now (and counts it if so).
     pub fn allow(&self, ip: IpAddr, max: usize, window: Duration) -> bool {
-        let ip = crate::net::conn::address_key(ip);
+        let ip = crate::util::addr::address_key(ip);
         let mut map = self.events.locked();
         if map.len() > 100_000 {
             map.retain(|_, v| v.last().is_some_and(|t| t.elapsed() < window));

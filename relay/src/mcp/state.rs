@@ -1,0 +1,21 @@
+//! What the public MCP path needs of the relay.
+
+use std::sync::Arc;
+
+use crate::config::RelayConfig;
+use crate::oauth::state::OAuthState;
+use crate::observe::recent::RecentCalls;
+use crate::tunnels::registry::Registry;
+
+/// The state of the MCP routes: the relay's settings, its tunnels, the newest calls, and
+/// the OAuth server that checks access tokens.
+pub struct McpState {
+    /// The relay's settings.
+    pub config: Arc<RelayConfig>,
+    /// Tunnel names and their connections.
+    pub registry: Arc<Registry>,
+    /// The newest calls of each tunnel (the status page shows them).
+    pub recent: Arc<RecentCalls>,
+    /// The OAuth server, for tunnels whose clients sign in with OAuth.
+    pub auth: Arc<OAuthState>,
+}
