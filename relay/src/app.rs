@@ -23,7 +23,7 @@ use crate::owner::status_page::{OwnerState, StatusPage};
 use crate::store::Store;
 use crate::tunnels::history::BridgeHistory;
 use crate::tunnels::registry::Registry;
-use crate::util::http_error::jsonrpc_error;
+use crate::util::http_error::McpError;
 
 /// Cheap-to-clone handle on the whole relay: one reference count (the router clones it
 /// on every request, from both cores at once).
@@ -199,5 +199,5 @@ async fn health(State(registry): State<Arc<Registry>>) -> Response {
 }
 
 async fn not_found() -> Response {
-    jsonrpc_error(StatusCode::NOT_FOUND, INVALID_REQUEST, "Not found")
+    McpError::new(StatusCode::NOT_FOUND, INVALID_REQUEST, "Not found").into_response()
 }

@@ -5,7 +5,8 @@ use http::{HeaderMap, StatusCode, header};
 use protocol::jsonrpc::INVALID_REQUEST;
 
 use super::RelayConfig;
-use crate::util::http_error::jsonrpc_error;
+use crate::util::http_error::McpError;
+use axum::response::IntoResponse;
 use protocol::net::is_loopback_host;
 
 /// Strips the port from a `Host` header value or an origin's authority.
@@ -27,11 +28,12 @@ pub fn check_origin(config: &RelayConfig, headers: &HeaderMap) -> Result<(), Res
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
         if !host.is_empty() && !is_loopback_host(host_only(host)) {
-            return Err(jsonrpc_error(
+            return Err(McpError::new(
                 StatusCode::FORBIDDEN,
                 INVALID_REQUEST,
                 "Forbidden: Host header is not a loopback name",
-            ));
+            )
+            .into_response());
         }
     }
     let Some(origin) = headers.get(header::ORIGIN) else {
@@ -48,11 +50,12 @@ pub fn check_origin(config: &RelayConfig, headers: &HeaderMap) -> Result<(), Res
     if allowed {
         Ok(())
     } else {
-        Err(jsonrpc_error(
+        Err(McpError::new(
             StatusCode::FORBIDDEN,
             INVALID_REQUEST,
             "Forbidden: Origin not allowed",
-        ))
+        )
+        .into_response())
     }
 }
 

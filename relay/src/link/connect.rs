@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::config::origin::check_origin;
 use crate::link::socket::handle_socket;
 use crate::link::state::LinkState;
-use crate::util::http_error::jsonrpc_error;
+use crate::util::http_error::McpError;
 use crate::util::path::{PathParam, not_found_tunnel};
 
 /// `GET /<name>/connect`: a bridge's WebSocket (see [`crate::link::upgrade`] for who may upgrade
@@ -50,11 +50,12 @@ pub async fn connect(
             // Refused bridge tokens are limited per address (the Hello path counts the
             // same way).
             let Ok(attempt) = state.oauth.hellos.begin(ip) else {
-                return jsonrpc_error(
+                return McpError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     UNAVAILABLE,
                     "too many refused bridge tokens from this address; retry later",
-                );
+                )
+                .into_response();
             };
             match state.store.token_id(token) {
                 Ok(Some(id)) => {
@@ -66,11 +67,12 @@ pub async fn connect(
                     // Not the bridge's fault: the attempt is not counted against it.
                     attempt.succeeded();
                     tracing::error!("token lookup: {e}");
-                    return jsonrpc_error(
+                    return McpError::new(
                         StatusCode::SERVICE_UNAVAILABLE,
                         UNAVAILABLE,
                         "the relay cannot check tokens right now; retry shortly",
-                    );
+                    )
+                    .into_response();
                 }
             }
         }
@@ -82,18 +84,20 @@ pub async fn connect(
                 .handshakes_by_addr
                 .try_acquire(ip, MAX_PENDING_PER_ADDR)
             else {
-                return jsonrpc_error(
+                return McpError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     UNAVAILABLE,
                     "too many bridges are connecting from this address at once; retry shortly",
-                );
+                )
+                .into_response();
             };
             let Ok(global) = state.handshakes.clone().try_acquire_owned() else {
-                return jsonrpc_error(
+                return McpError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     UNAVAILABLE,
                     "too many bridges are connecting at once; retry shortly",
-                );
+                )
+                .into_response();
             };
             Credential::InHello {
                 _slot: (global, addr),

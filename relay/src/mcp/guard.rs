@@ -9,7 +9,8 @@ use subtle::ConstantTimeEq;
 
 use crate::config::sha256;
 use crate::oauth::state::OAuthState;
-use crate::util::http_error::jsonrpc_error;
+use crate::util::http_error::McpError;
+use axum::response::IntoResponse;
 
 /// What a bearer tunnel answers a request without its token (401: a credential is needed).
 const MISSING_BEARER: &str = "Unauthorized: this tunnel needs the bearer token that \
@@ -66,7 +67,8 @@ pub fn authenticate(
 /// 401 for a bearer tunnel's request without a token: a plain Bearer challenge (no
 /// `error`, as RFC 6750 asks when no credential was sent; no `resource_metadata`).
 fn missing_bearer() -> Response {
-    let mut r = jsonrpc_error(StatusCode::UNAUTHORIZED, INVALID_REQUEST, MISSING_BEARER);
+    let mut r =
+        McpError::new(StatusCode::UNAUTHORIZED, INVALID_REQUEST, MISSING_BEARER).into_response();
     r.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"mcp\""),
@@ -77,7 +79,7 @@ fn missing_bearer() -> Response {
 /// 403 for a bearer tunnel's request with a wrong token. No challenge: there is nothing
 /// else to authenticate with.
 fn wrong_bearer() -> Response {
-    jsonrpc_error(StatusCode::FORBIDDEN, INVALID_REQUEST, WRONG_BEARER)
+    McpError::new(StatusCode::FORBIDDEN, INVALID_REQUEST, WRONG_BEARER).into_response()
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use protocol::jsonrpc::{
 };
 
 use crate::tunnels::registry::Offline;
-use crate::util::http_error::jsonrpc_error;
+use crate::util::http_error::McpError;
+use axum::response::IntoResponse;
 
 pub use protocol::time::rfc3339;
 
@@ -31,14 +32,15 @@ fn since_text(off: &Offline) -> String {
 
 /// 503 with a JSON-RPC error saying since when the desktop is offline.
 pub fn unavailable(off: &Offline) -> Response {
-    jsonrpc_error(
+    McpError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         UNAVAILABLE,
-        &format!(
+        format!(
             "the desktop serving this tunnel is offline since {}; retry when it is back",
             since_text(off)
         ),
     )
+    .into_response()
 }
 
 fn json(body: Vec<u8>) -> Response {

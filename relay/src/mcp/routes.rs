@@ -25,7 +25,7 @@ use crate::net::client_addr::ProxyTrust;
 use crate::tunnels::http_sse::Carry;
 use crate::tunnels::registry::{Lookup, Offline};
 use crate::tunnels::tunnel::{OpenError, Tunnel};
-use crate::util::http_error::jsonrpc_error;
+use crate::util::http_error::McpError;
 use crate::util::path::{PathParam, not_found_tunnel};
 
 /// The MCP routes: `/<name>/mcp` (Streamable HTTP), `/<name>/sse` and `/<name>/messages`
@@ -84,13 +84,13 @@ async fn prepare(
                     .await;
             }
             Lookup::Unknown => {
-                return Err(jsonrpc_error(
+                return Err(McpError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     UNAVAILABLE,
-                    &format!(
+                    format!(
                         "no bridge is connected for tunnel {name:?}; start `bridge run` on the desktop"
                     ),
-                ));
+                ).into_response());
             }
         }
     }
@@ -103,11 +103,12 @@ fn header_str(headers: &HeaderMap, name: &str) -> Result<Option<String>, Respons
             Ok(s) if !s.is_empty() && s.len() <= protocol::frame::MAX_STRING => {
                 Ok(Some(s.to_owned()))
             }
-            _ => Err(jsonrpc_error(
+            _ => Err(McpError::new(
                 StatusCode::BAD_REQUEST,
                 INVALID_REQUEST,
-                &format!("Bad Request: invalid {name} header"),
-            )),
+                format!("Bad Request: invalid {name} header"),
+            )
+            .into_response()),
         },
     }
 }
@@ -125,11 +126,12 @@ async fn read_json_body(
         .unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("application/json") {
-        return Err(jsonrpc_error(
+        return Err(McpError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             INVALID_REQUEST,
             "Unsupported Media Type: Content-Type must be application/json",
-        ));
+        )
+        .into_response());
     }
     if check_accept && let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())
     {
@@ -139,20 +141,22 @@ async fn read_json_body(
             || a.contains("*/*")
             || a.contains("application/*");
         if !ok {
-            return Err(jsonrpc_error(
+            return Err(McpError::new(
                 StatusCode::NOT_ACCEPTABLE,
                 INVALID_REQUEST,
                 "Not Acceptable: Accept must include application/json and text/event-stream",
-            ));
+            )
+            .into_response());
         }
     }
     let max = state.config.max_body;
     let too_large = || {
-        let mut r = jsonrpc_error(
+        let mut r = McpError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             INVALID_REQUEST,
-            &format!("Payload Too Large: the body exceeds {max} bytes"),
-        );
+            format!("Payload Too Large: the body exceeds {max} bytes"),
+        )
+        .into_response();
         r.headers_mut()
             .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
         r
@@ -169,11 +173,12 @@ async fn read_json_body(
         Ok(b) => b,
         Err(BodyError::TooLarge) => return Err(too_large()),
         Err(BodyError::Read) => {
-            return Err(jsonrpc_error(
+            return Err(McpError::new(
                 StatusCode::BAD_REQUEST,
                 INVALID_REQUEST,
                 "Bad Request: could not read the body",
-            ));
+            )
+            .into_response());
         }
     };
     let id = match jsonrpc::parse(&bytes) {
@@ -182,11 +187,12 @@ async fn read_json_body(
             env.id.map(|span| bytes.slice(span))
         }
         Err(e) => {
-            return Err(jsonrpc_error(
+            return Err(McpError::new(
                 StatusCode::BAD_REQUEST,
                 e.code(),
-                &format!("Bad Request: {e}"),
-            ));
+                format!("Bad Request: {e}"),
+            )
+            .into_response());
         }
     };
     Ok((bytes, id))
@@ -301,14 +307,15 @@ fn check_protocol_version(v: &Option<String>) -> Result<(), Response> {
         && !protocol::LEGACY_MCP_VERSIONS.contains(&v.as_str())
         && !protocol::MODERN_MCP_VERSIONS.contains(&v.as_str())
     {
-        return Err(jsonrpc_error(
+        return Err(McpError::new(
             StatusCode::BAD_REQUEST,
             INVALID_REQUEST,
-            &format!(
+            format!(
                 "Bad Request: unsupported MCP-Protocol-Version {v:?}; supported: {}",
                 protocol::LEGACY_MCP_VERSIONS.join(", ")
             ),
-        ));
+        )
+        .into_response());
     }
     Ok(())
 }
@@ -346,21 +353,24 @@ async fn forward(
             }
             answer(ex, state.config.keepalive, style, request_id, accepts_json).await
         }
-        Err(OpenError::Gone) => jsonrpc_error(
+        Err(OpenError::Gone) => McpError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             UNAVAILABLE,
             "the bridge for this tunnel just disconnected; retry shortly",
-        ),
-        Err(OpenError::Busy) => jsonrpc_error(
+        )
+        .into_response(),
+        Err(OpenError::Busy) => McpError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             UNAVAILABLE,
             "too many requests in flight on this tunnel; retry shortly",
-        ),
-        Err(OpenError::PrincipalBusy) => jsonrpc_error(
+        )
+        .into_response(),
+        Err(OpenError::PrincipalBusy) => McpError::new(
             StatusCode::TOO_MANY_REQUESTS,
             UNAVAILABLE,
             "too many requests of this client in flight on this tunnel; retry when some finish",
-        ),
+        )
+        .into_response(),
     }
 }
 
@@ -404,29 +414,20 @@ async fn common_unchecked(
     Ok((c, version))
 }
 
-macro_rules! tri {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return r,
-        }
-    };
-}
-
 async fn post_mcp(
     State(state): State<Arc<McpState>>,
     PathParam(name): PathParam,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<Response, Response> {
     let (c, version) = match common_unchecked(&state, &name, &headers).await {
         Ok(v) => v,
-        Err(r) => return answer_unread(r, body).await,
+        Err(r) => return Err(answer_unread(r, body).await),
     };
     let (body, id) = match read_json_body(&state, &headers, body, true).await {
         Ok(read) => read,
         // A refused version is answered first, as if checked before the body.
-        Err(r) => return version.err().unwrap_or(r),
+        Err(r) => return Err(version.err().unwrap_or(r)),
     };
     // The tool list the bridge reported, for the `Mcp-Param-{Name}` checks of modern
     // requests.
@@ -436,14 +437,14 @@ async fn post_mcp(
         Target::Live(_) => None,
     };
     let tools = snapshot.as_deref().map(|s| &s.tools[..]);
-    match tri!(stateless::check(&headers, &body, tools)) {
+    match stateless::check(&headers, &body, tools)? {
         // Its header equals the `_meta` version, known or not.
         stateless::Era::Modern => {}
-        stateless::Era::Legacy => tri!(version),
+        stateless::Era::Legacy => version?,
     }
     let tunnel = match c.target {
         Target::Live(t) => t,
-        Target::Offline(off) => return offline::post(&off, &body),
+        Target::Offline(off) => return Ok(offline::post(&off, &body)),
     };
     let req = Request {
         exchange: 0,
@@ -454,7 +455,7 @@ async fn post_mcp(
         principal: c.principal,
         body,
     };
-    forward(
+    Ok(forward(
         &state,
         tunnel,
         req,
@@ -462,26 +463,26 @@ async fn post_mcp(
         id,
         accepts_json(&headers),
     )
-    .await
+    .await)
 }
 
 async fn get_mcp(
     State(state): State<Arc<McpState>>,
     PathParam(name): PathParam,
     headers: HeaderMap,
-) -> Response {
-    let c = tri!(common(&state, &name, &headers).await);
-    let last_event_id = tri!(header_str(&headers, "last-event-id"));
+) -> Result<Response, Response> {
+    let c = common(&state, &name, &headers).await?;
+    let last_event_id = header_str(&headers, "last-event-id")?;
     let tunnel = match c.target {
         // A stream without a session (the connector probe of hosted clients) never carries
         // a message: the relay keeps it open with keep-alives itself, without an exchange
         // on the bridge. Hosted clients treat a failing GET as a broken connector, so the
         // same answer is given while the desktop is offline.
         Target::Live(_) | Target::Offline(_) if c.session.is_none() && last_event_id.is_none() => {
-            return keepalive_only(state.config.keepalive);
+            return Ok(keepalive_only(state.config.keepalive));
         }
         Target::Live(t) => t,
-        Target::Offline(_) => return keepalive_only(state.config.keepalive),
+        Target::Offline(_) => return Ok(keepalive_only(state.config.keepalive)),
     };
     let req = Request {
         exchange: 0,
@@ -492,18 +493,18 @@ async fn get_mcp(
         principal: c.principal,
         body: Bytes::new(),
     };
-    forward(&state, tunnel, req, SseStyle::Streamable, None, true).await
+    Ok(forward(&state, tunnel, req, SseStyle::Streamable, None, true).await)
 }
 
 async fn delete_mcp(
     State(state): State<Arc<McpState>>,
     PathParam(name): PathParam,
     headers: HeaderMap,
-) -> Response {
-    let c = tri!(common(&state, &name, &headers).await);
+) -> Result<Response, Response> {
+    let c = common(&state, &name, &headers).await?;
     let tunnel = match c.target {
         Target::Live(t) => t,
-        Target::Offline(off) => return offline::unavailable(&off),
+        Target::Offline(off) => return Err(offline::unavailable(&off)),
     };
     let req = Request {
         exchange: 0,
@@ -514,18 +515,18 @@ async fn delete_mcp(
         principal: c.principal,
         body: Bytes::new(),
     };
-    forward(&state, tunnel, req, SseStyle::Streamable, None, true).await
+    Ok(forward(&state, tunnel, req, SseStyle::Streamable, None, true).await)
 }
 
 async fn get_sse(
     State(state): State<Arc<McpState>>,
     PathParam(name): PathParam,
     headers: HeaderMap,
-) -> Response {
-    let (target, principal) = tri!(prepare(&state, &name, &headers).await);
+) -> Result<Response, Response> {
+    let (target, principal) = prepare(&state, &name, &headers).await?;
     let tunnel = match target {
         Target::Live(t) => t,
-        Target::Offline(off) => return offline::unavailable(&off),
+        Target::Offline(off) => return Err(offline::unavailable(&off)),
     };
     let req = Request {
         exchange: 0,
@@ -545,7 +546,7 @@ async fn get_sse(
         name.clone(),
         req.principal.clone(),
     ));
-    forward(
+    Ok(forward(
         &state,
         tunnel,
         req,
@@ -556,7 +557,7 @@ async fn get_sse(
         None,
         true,
     )
-    .await
+    .await)
 }
 
 async fn post_messages(
@@ -565,10 +566,10 @@ async fn post_messages(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<Response, Response> {
     let (target, principal) = match prepare(&state, &name, &headers).await {
         Ok(v) => v,
-        Err(r) => return answer_unread(r, body).await,
+        Err(r) => return Err(answer_unread(r, body).await),
     };
     let session = query.and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
@@ -577,16 +578,17 @@ async fn post_messages(
     });
     let Some(session) = session.filter(|s| !s.is_empty() && s.len() <= protocol::frame::MAX_STRING)
     else {
-        return jsonrpc_error(
+        return Err(McpError::new(
             StatusCode::BAD_REQUEST,
             INVALID_REQUEST,
             "Bad Request: the sessionId query parameter is required",
-        );
+        )
+        .into());
     };
-    let (body, _) = tri!(read_json_body(&state, &headers, body, false).await);
+    let (body, _) = read_json_body(&state, &headers, body, false).await?;
     let tunnel = match target {
         Target::Live(t) => t,
-        Target::Offline(off) => return offline::unavailable(&off),
+        Target::Offline(off) => return Err(offline::unavailable(&off)),
     };
     let req = Request {
         exchange: 0,
@@ -597,7 +599,7 @@ async fn post_messages(
         principal,
         body,
     };
-    forward(&state, tunnel, req, SseStyle::Streamable, None, true).await
+    Ok(forward(&state, tunnel, req, SseStyle::Streamable, None, true).await)
 }
 
 /// `GET /status/<name>`: the tunnel's connection state and the bridge's gauges (for the
@@ -606,11 +608,11 @@ async fn tunnel_status(
     State(state): State<Arc<McpState>>,
     PathParam(name): PathParam,
     headers: HeaderMap,
-) -> Response {
-    tri!(check_origin(&state.config, &headers));
+) -> Result<Response, Response> {
+    check_origin(&state.config, &headers)?;
     let Some((auth, status)) = state.registry.status(&name) else {
-        return not_found_tunnel();
+        return Err(not_found_tunnel());
     };
-    tri!(authenticate(&state.auth, &name, &auth, &headers));
-    axum::Json(status).into_response()
+    authenticate(&state.auth, &name, &auth, &headers)?;
+    Ok(axum::Json(status).into_response())
 }

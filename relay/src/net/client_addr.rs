@@ -17,6 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 
@@ -248,11 +249,12 @@ impl<S: ProxyTrust + Send + Sync> FromRequestParts<S> for ClientAddr {
     ) -> Result<Self, Response> {
         match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
             Some(ConnectInfo(peer)) => Ok(Self::of(state.trusted_proxies(), *peer, &parts.headers)),
-            None => Err(crate::util::http_error::jsonrpc_error(
+            None => Err(crate::util::http_error::McpError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 protocol::jsonrpc::INTERNAL_ERROR,
                 "the peer's address is unknown",
-            )),
+            )
+            .into_response()),
         }
     }
 }

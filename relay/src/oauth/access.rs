@@ -11,18 +11,20 @@ use crate::config::sha256;
 use crate::oauth::state::OAuthState;
 use crate::store::{AccessGrant, now};
 use crate::util::bearer::bearer;
-use crate::util::http_error::jsonrpc_error;
+use crate::util::http_error::McpError;
+use axum::response::IntoResponse;
 
 /// A 401 that points clients at the tunnel's metadata.
 pub fn challenge(state: &OAuthState, name: &str, error: Option<&str>) -> Response {
-    let mut r = jsonrpc_error(
+    let mut r = McpError::new(
         StatusCode::UNAUTHORIZED,
         INVALID_REQUEST,
         match error {
             Some(_) => "Unauthorized: the access token is invalid, expired or not for this tunnel",
             None => "Unauthorized: this tunnel needs an OAuth access token",
         },
-    );
+    )
+    .into_response();
     let mut v = format!(
         "Bearer resource_metadata=\"{}\", scope=\"{}\"",
         state.config.metadata_url(name),
@@ -59,11 +61,12 @@ pub fn check(state: &OAuthState, name: &str, headers: &HeaderMap) -> Result<Stri
             }
             Err(e) => {
                 tracing::error!("token lookup failed: {e}");
-                return Err(jsonrpc_error(
+                return Err(McpError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     protocol::jsonrpc::UNAVAILABLE,
                     "the relay cannot check tokens right now; retry",
-                ));
+                )
+                .into_response());
             }
         },
     };

@@ -18,13 +18,14 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 
 use super::consents::Consent;
-use super::error::oauth_error;
+use super::error::OAuthError;
 use super::limits::CODE_TTL;
 use super::limits::CONSENT_TTL;
 use crate::oauth::state::OAuthState;
 use crate::store::{CodeGrant, Grant, new_secret, now};
 use crate::util::html::escape_html;
 use crate::util::html::host_of;
+use axum::response::IntoResponse;
 use std::sync::Arc;
 
 fn cookie_name(id: &str) -> String {
@@ -427,20 +428,22 @@ pub async fn approve_with_bridge_token(
 ) -> Response {
     let ip = peer.ip();
     let Some(token) = crate::util::bearer::bearer(&headers) else {
-        return oauth_error(
+        return OAuthError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_token",
             "send the bridge token as a bearer token",
-        );
+        )
+        .into_response();
     };
     let Ok(attempt) = state.oauth.approvals.begin(ip) else {
         tracing::warn!(%ip, "too many refused bridge tokens on /oauth/approve");
-        return oauth_error(
+        return OAuthError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "slow_down",
             "too many refused approvals; try again later (or type the code in the bridge's \
              terminal)",
-        );
+        )
+        .into_response();
     };
     attempt.evaluate();
     let token_id = state.store.token_id(token).ok().flatten();
@@ -449,23 +452,25 @@ pub async fn approve_with_bridge_token(
         (Some(t), Some(c)) if state.store.live_owner(&c.tunnel).ok().flatten() == Some(t) => (t, c),
         _ => {
             drop(attempt);
-            return oauth_error(
+            return OAuthError::new(
                 StatusCode::FORBIDDEN,
                 "access_denied",
                 "refused: the bridge token is unknown or revoked, or no pending authorization \
                  shows this code (it may have expired), or the bridge token does not own the \
                  tunnel of that request",
-            );
+            )
+            .into_response();
         }
     };
     attempt.succeeded();
     let decision = (!body.deny).then_some(token_id);
     if !state.oauth.consents.decide(&c.id, &c.tunnel, decision) {
-        return oauth_error(
+        return OAuthError::new(
             StatusCode::CONFLICT,
             "already_decided",
             "that request was already decided",
-        );
+        )
+        .into_response();
     }
     crate::oauth::trace::consent_decided_by(
         &state.trace,

@@ -7,7 +7,7 @@ use http::StatusCode;
 use protocol::ClientAuth;
 use serde_json::json;
 
-use super::error::oauth_error;
+use super::error::OAuthError;
 use crate::oauth::state::OAuthState;
 use std::sync::Arc;
 
@@ -48,11 +48,12 @@ pub async fn protected_resource(
             .status(&name)
             .is_some_and(|(auth, _)| auth == ClientAuth::OAuth);
     if !is_oauth {
-        return oauth_error(
+        return OAuthError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             "no OAuth-protected tunnel with this name",
-        );
+        )
+        .into_response();
     }
     axum::Json(json!({
         "resource": state.config.resource_url(&name),

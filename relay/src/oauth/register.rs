@@ -9,8 +9,8 @@ use axum::response::Response;
 use http::StatusCode;
 use serde_json::{Value, json};
 
+use super::error::OAuthError;
 use super::error::json_no_store;
-use super::error::oauth_error;
 use super::redirect::redirect_allowed;
 use crate::config::sha256;
 use crate::oauth::state::OAuthState;
@@ -27,28 +27,28 @@ pub async fn register(
     State(state): State<Arc<OAuthState>>,
     peer: crate::net::client_addr::ClientAddr,
     body: Bytes,
-) -> Response {
+) -> Result<Response, OAuthError> {
     crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Register);
     if body.len() > MAX_DOC {
-        return oauth_error(
+        return Err(OAuthError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "invalid_client_metadata",
             "registration document too large",
-        );
+        ));
     }
     let Ok(doc) = serde_json::from_slice::<Value>(&body) else {
-        return oauth_error(
+        return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "invalid_client_metadata",
             "the body must be a JSON object",
-        );
+        ));
     };
     let Some(obj) = doc.as_object() else {
-        return oauth_error(
+        return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "invalid_client_metadata",
             "the body must be a JSON object",
-        );
+        ));
     };
     let uris: Vec<String> = match obj.get("redirect_uris").and_then(Value::as_array) {
         Some(a) if !a.is_empty() && a.len() <= 10 => {
@@ -57,32 +57,32 @@ pub async fn register(
             match strs {
                 Some(s) => s,
                 None => {
-                    return oauth_error(
+                    return Err(OAuthError::new(
                         StatusCode::BAD_REQUEST,
                         "invalid_redirect_uri",
                         "redirect_uris must be strings",
-                    );
+                    ));
                 }
             }
         }
         _ => {
-            return oauth_error(
+            return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_redirect_uri",
                 "redirect_uris must list 1 to 10 URIs",
-            );
+            ));
         }
     };
     let extra = &state.oauth.config.extra_redirect_hosts;
     if let Some(bad) = uris.iter().find(|u| !redirect_allowed(u, extra)) {
-        return oauth_error(
+        return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "invalid_redirect_uri",
-            &format!(
+            format!(
                 "redirect URI {bad:?} is not allowed: this relay accepts ChatGPT's and Claude's \
                  callbacks and loopback addresses (the operator can allow more hosts)"
             ),
-        );
+        ));
     }
     let method = match obj
         .get("token_endpoint_auth_method")
@@ -92,11 +92,11 @@ pub async fn register(
         Some("client_secret_post") => "client_secret_post",
         Some("client_secret_basic") => "client_secret_basic",
         Some(other) => {
-            return oauth_error(
+            return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_client_metadata",
-                &format!("token_endpoint_auth_method {other:?} is not supported"),
-            );
+                format!("token_endpoint_auth_method {other:?} is not supported"),
+            ));
         }
     };
     let grants_ok = obj
@@ -115,27 +115,27 @@ pub async fn register(
         .and_then(Value::as_array)
         .is_none_or(|a| a.iter().all(|r| r.as_str() == Some("code")));
     if !grants_ok || !responses_ok {
-        return oauth_error(
+        return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "invalid_client_metadata",
             "only the authorization_code and refresh_token grants with response type code are supported",
-        );
+        ));
     }
     match state.store.dcr_client_count() {
         Ok(n) if n >= state.oauth.config.max_clients => {
-            return oauth_error(
+            return Err(OAuthError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
                 "this relay holds its maximum number of registered clients",
-            );
+            ));
         }
         Err(e) => {
             tracing::error!("client count: {e}");
-            return oauth_error(
+            return Err(OAuthError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
                 "the relay cannot register clients right now",
-            );
+            ));
         }
         _ => {}
     }
@@ -144,11 +144,11 @@ pub async fn register(
         .registrations
         .allow(peer.ip(), PER_ADDRESS, Duration::from_secs(3600))
     {
-        return oauth_error(
+        return Err(OAuthError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "temporarily_unavailable",
             "too many registrations from this address; retry later",
-        );
+        ));
     }
     let client_id = new_secret("mcpcl_");
     let secret = (method != "none").then(|| new_secret("mcpcs_"));
@@ -171,11 +171,11 @@ pub async fn register(
     };
     if let Err(e) = state.store.put_client(&client) {
         tracing::error!("storing a client: {e}");
-        return oauth_error(
+        return Err(OAuthError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
             "the relay cannot register clients right now",
-        );
+        ));
     }
     tracing::info!(client = %client_id, "registered an OAuth client");
     crate::oauth::trace::registered(&client);
@@ -194,5 +194,5 @@ pub async fn register(
         answer["client_secret"] = s.into();
         answer["client_secret_expires_at"] = 0.into();
     }
-    json_no_store(StatusCode::CREATED, &answer)
+    Ok(json_no_store(StatusCode::CREATED, &answer))
 }

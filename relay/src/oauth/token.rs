@@ -11,12 +11,13 @@ use http::{HeaderMap, StatusCode, header};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use super::error::OAuthError;
 use super::error::json_no_store;
-use super::error::oauth_error;
 use super::limits::REFRESH_TTL;
 use crate::config::sha256;
 use crate::oauth::state::OAuthState;
 use crate::store::{Client, Grant, RefreshError, new_secret, now};
+use axum::response::IntoResponse;
 use std::sync::Arc;
 
 /// Why a grant no longer holds: the tunnel's name went to another bridge token, or the
@@ -25,9 +26,9 @@ const OWNER_GONE: &str =
     "the tunnel changed owner (or its owner's bridge token was revoked); sign in again";
 
 /// Parses a (bounded) form body; a repeated parameter is an error.
-fn form(body: &[u8]) -> Result<HashMap<String, String>, Response> {
+fn form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
     if body.len() > 16 * 1024 {
-        return Err(oauth_error(
+        return Err(OAuthError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "invalid_request",
             "request too large",
@@ -36,7 +37,7 @@ fn form(body: &[u8]) -> Result<HashMap<String, String>, Response> {
     let mut map = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(body) {
         if map.insert(k.into_owned(), v.into_owned()).is_some() {
-            return Err(oauth_error(
+            return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 "a parameter appears twice",
@@ -51,15 +52,8 @@ fn client_auth(
     state: &OAuthState,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
-) -> Result<Client, Response> {
-    let invalid = |d: &str| {
-        let mut r = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", d);
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            http::HeaderValue::from_static("Basic realm=\"oauth\""),
-        );
-        r
-    };
+) -> Result<Client, OAuthError> {
+    let invalid = OAuthError::invalid_client;
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -123,11 +117,12 @@ fn issue(state: &OAuthState, g: &Grant, family: &str) -> Response {
         });
     if let Err(e) = stored {
         tracing::error!("storing tokens: {e}");
-        return oauth_error(
+        return OAuthError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
             "the relay cannot issue tokens right now",
-        );
+        )
+        .into_response();
     }
     crate::oauth::trace::issued(&state.trace, g);
     json_no_store(
@@ -157,27 +152,21 @@ pub async fn token(
     State(state): State<Arc<OAuthState>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, OAuthError> {
     crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Token);
-    let params = match form(&body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let params = form(&body)?;
     crate::oauth::trace::token_request(&state.trace, &params);
-    let client = match client_auth(&state, &headers, &params) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let grant_error = |d: &str| oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", d);
+    let client = client_auth(&state, &headers, &params)?;
+    let grant_error = |d: &str| Err(OAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", d));
     match params.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
             let (Some(code), Some(verifier)) = (params.get("code"), params.get("code_verifier"))
             else {
-                return oauth_error(
+                return Err(OAuthError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
                     "code and code_verifier are required",
-                );
+                ));
             };
             // Check everything before using the code: a refused request (another client, a
             // wrong verifier or redirect URI) must not burn it for the client it was issued
@@ -222,11 +211,11 @@ pub async fn token(
                 .is_some_and(|r| *r != c.grant.resource)
             {
                 crate::oauth::trace::wrong_resource(params.get("resource"), &c.grant.resource);
-                return oauth_error(
+                return Err(OAuthError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_target",
                     "resource differs from the authorization request",
-                );
+                ));
             }
             let (c, family) = match state.store.take_code(code) {
                 Ok(Some(v)) => v,
@@ -241,17 +230,17 @@ pub async fn token(
                     return grant_error("the code cannot be checked");
                 }
             };
-            issue(&state, &c.grant, &family)
+            Ok(issue(&state, &c.grant, &family))
         }
         Some("refresh_token") => {
             crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Refresh);
             crate::oauth::trace::step(crate::oauth::trace::Step::Refresh);
             let Some(rt) = params.get("refresh_token") else {
-                return oauth_error(
+                return Err(OAuthError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
                     "refresh_token is required",
-                );
+                ));
             };
             // Check everything before using the token: a refused request must not
             // consume (and so revoke) a valid refresh token.
@@ -264,11 +253,11 @@ pub async fn token(
             }
             if params.get("resource").is_some_and(|r| *r != peek.resource) {
                 crate::oauth::trace::wrong_resource(params.get("resource"), &peek.resource);
-                return oauth_error(
+                return Err(OAuthError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_target",
                     "resource differs from the grant",
-                );
+                ));
             }
             if state.store.live_owner(&peek.tunnel).ok().flatten() != Some(peek.owner_token) {
                 return grant_error(OWNER_GONE);
@@ -287,18 +276,14 @@ pub async fn token(
                     return grant_error("the refresh token is unknown, expired or revoked");
                 }
             };
-            issue(&state, &g, &family)
+            Ok(issue(&state, &g, &family))
         }
-        Some(other) => oauth_error(
+        Some(other) => Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
-            &format!("grant_type {other:?} is not supported"),
-        ),
-        None => oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "grant_type is required",
-        ),
+            format!("grant_type {other:?} is not supported"),
+        )),
+        None => Err(OAuthError::invalid_request("grant_type is required")),
     }
 }
 
@@ -307,30 +292,24 @@ pub async fn revoke(
     State(state): State<Arc<OAuthState>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, OAuthError> {
     crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Revoke);
-    let params = match form(&body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let client = match client_auth(&state, &headers, &params) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let params = form(&body)?;
+    let client = client_auth(&state, &headers, &params)?;
     let Some(token) = params.get("token") else {
-        return oauth_error(
+        return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "token is required",
-        );
+        ));
     };
     match state.store.token_client(token) {
         Ok(Some(owner)) if owner != client.client_id => {
-            return oauth_error(
+            return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
                 "unauthorized_client",
                 "that token was issued to another client",
-            );
+            ));
         }
         _ => {}
     }
@@ -338,7 +317,7 @@ pub async fn revoke(
         tracing::error!("revocation: {e}");
     }
     state.oauth.tokens.clear();
-    json_no_store(StatusCode::OK, &json!({}))
+    Ok(json_no_store(StatusCode::OK, &json!({})))
 }
 
 #[cfg(test)]

@@ -42,16 +42,15 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use http_body::Body as _;
 
 use crate::config::RelayConfig;
 use crate::net::client_addr::ClientAddr;
 use crate::oauth::consents::Consent;
+use crate::oauth::error::OAuthError;
 use crate::store::Store;
 use crate::store::{Client, Grant};
 use crate::tunnels::registry::Registry;
@@ -797,39 +796,6 @@ fn redirect_error(headers: &HeaderMap) -> Option<(String, Option<String>)> {
     error.map(|e| (e, description))
 }
 
-/// Reads an OAuth error answer's JSON body (small, already in memory) and puts it back.
-async fn json_error(resp: Response) -> (Response, Option<(String, Option<String>)>) {
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let small = resp
-        .body()
-        .size_hint()
-        .exact()
-        .is_some_and(|n| n <= 16 * 1024);
-    if !is_json || !small || resp.status().is_success() {
-        return (resp, None);
-    }
-    let (parts, body) = resp.into_parts();
-    let Ok(collected) = http_body_util::BodyExt::collect(body).await else {
-        return (Response::from_parts(parts, Body::empty()), None);
-    };
-    let bytes = collected.to_bytes();
-    let found = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| {
-            let error = v.get("error")?.as_str()?.to_owned();
-            let description = v
-                .get("error_description")
-                .and_then(|d| d.as_str())
-                .map(str::to_owned);
-            Some((error, description))
-        });
-    (Response::from_parts(parts, Body::from(bytes)), found)
-}
-
 /// What an answer says when the handler said nothing.
 fn default_reason(step: Step, status: StatusCode, url: Option<&str>) -> String {
     let url = url.unwrap_or("");
@@ -902,7 +868,10 @@ pub async fn middleware(State(state): State<Arc<Recorder>>, req: Request, next: 
     if !main && ctx.extra.is_empty() {
         return resp;
     }
-    let (resp, body_error) = json_error(resp).await;
+    let body_error = resp
+        .extensions()
+        .get::<OAuthError>()
+        .map(|e| (e.error.clone(), Some(e.description.clone())));
     let found_error = body_error.or_else(|| {
         status
             .is_redirection()

@@ -50,6 +50,8 @@ use subtle::ConstantTimeEq;
 use crate::config::RelayConfig;
 use crate::config::{is_loopback_host, sha256};
 use crate::tunnels::registry::Registry;
+use crate::util::http_error::McpError;
+use axum::response::IntoResponse;
 use protocol::calls::CallKind;
 
 /// A step of the OAuth flows, as a metric label.
@@ -468,11 +470,12 @@ pub async fn serve(
     headers: HeaderMap,
 ) -> Response {
     let not_found = || {
-        crate::util::http_error::jsonrpc_error(
+        McpError::new(
             StatusCode::NOT_FOUND,
             protocol::jsonrpc::INVALID_REQUEST,
             "Not found",
         )
+        .into_response()
     };
     let Some(m) = get() else {
         return not_found();
@@ -507,11 +510,12 @@ pub async fn serve(
 pub async fn serve_private(State(registry): State<Arc<Registry>>) -> Response {
     match get() {
         Some(m) => exposition(m, &registry),
-        None => crate::util::http_error::jsonrpc_error(
+        None => McpError::new(
             StatusCode::NOT_FOUND,
             protocol::jsonrpc::INVALID_REQUEST,
             "Not found",
-        ),
+        )
+        .into_response(),
     }
 }
 

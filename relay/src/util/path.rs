@@ -5,7 +5,8 @@ use axum::response::Response;
 use http::StatusCode;
 use protocol::jsonrpc::INVALID_REQUEST;
 
-use crate::util::http_error::jsonrpc_error;
+use crate::util::http_error::McpError;
+use axum::response::IntoResponse;
 
 /// A path segment (tunnel name, consent id). A segment axum cannot decode (not UTF-8) is
 /// answered like an unknown tunnel: a JSON-RPC 404, not a plain-text 400.
@@ -27,9 +28,10 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
 
 /// The answer for a tunnel name that is malformed or unknown.
 pub fn not_found_tunnel() -> Response {
-    jsonrpc_error(
+    McpError::new(
         StatusCode::NOT_FOUND,
         INVALID_REQUEST,
         "Not found: no such tunnel",
     )
+    .into_response()
 }
