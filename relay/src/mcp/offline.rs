@@ -69,7 +69,7 @@ pub fn post(off: &Offline, body: &[u8]) -> Response {
         .meta_protocol_version
         .as_deref()
         .is_some_and(|v| protocol::MODERN_MCP_VERSIONS.contains(&v))
-        && let Some(r) = modern_post(off, id, method, snapshot)
+        && let Some(r) = stateless_post(off, id, method, snapshot)
     {
         return r;
     }
@@ -126,7 +126,7 @@ fn offline_tool_result(off: &Offline) -> serde_json::Value {
 
 /// Answers of the 2026-07-28 revision from the snapshot (`server/discover`, `tools/list`,
 /// `tools/call`); `None` for what the snapshot cannot answer.
-fn modern_post(
+fn stateless_post(
     off: &Offline,
     id: &[u8],
     method: &str,
@@ -187,7 +187,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn modern_requests_are_answered_from_the_snapshot() {
+    async fn stateless_requests_are_answered_from_the_snapshot() {
         let off = Offline {
             auth: protocol::ClientAuth::None,
             since: SystemTime::now(),

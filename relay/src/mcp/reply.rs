@@ -3,7 +3,7 @@
 //! The relay holds the HTTP head until the bridge's first frame: a final frame becomes one
 //! `application/json` body (or an empty body, e.g. 202); anything else, or silence longer
 //! than the keep-alive interval, becomes an SSE stream with keep-alive comments until the
-//! final frame. A legacy session's stream outlives a cut of the bridge's connection when
+//! final frame. An HTTP+SSE session's stream outlives a cut of the bridge's connection when
 //! the bridge comes back within the grace period (see [`crate::tunnels::http_sse`]).
 
 use std::collections::VecDeque;
@@ -35,9 +35,9 @@ pub enum SseStyle {
         /// How long the stream stays open.
         close_after: Option<Duration>,
     },
-    /// Legacy HTTP+SSE: an `endpoint` event first (built from this base, ending in
+    /// The HTTP+SSE transport: an `endpoint` event first (built from this base, ending in
     /// `?sessionId=`), then `event: message`.
-    Legacy {
+    HttpSse {
         /// The messages URL up to and including `sessionId=`.
         endpoint_prefix: String,
         /// How the stream goes on over the bridge's next connection if this one drops
@@ -154,7 +154,7 @@ fn single(f: Frame) -> Response {
     resp
 }
 
-/// A legacy stream waiting for the bridge's next connection to carry it on.
+/// An HTTP+SSE stream waiting for the bridge's next connection to carry it on.
 type Reattaching = Pin<Box<dyn Future<Output = Option<(Exchange, Frame)>> + Send>>;
 
 struct SseState {
@@ -167,9 +167,9 @@ struct SseState {
     request_id: Option<Bytes>,
     /// When the stream is closed early (SSE polling); the client resumes it.
     close_at: Option<Instant>,
-    /// A legacy stream's session (named by the bridge's first frame).
+    /// An HTTP+SSE stream's session (named by the bridge's first frame).
     session: Option<String>,
-    /// The bridge's connection dropped: waiting for the next one to carry the legacy
+    /// The bridge's connection dropped: waiting for the next one to carry the HTTP+SSE
     /// stream on.
     reattaching: Option<Reattaching>,
 }
@@ -184,8 +184,8 @@ fn sse(
     let status = first.as_ref().map(status_of).unwrap_or(StatusCode::OK);
     let mut queue = VecDeque::new();
     let mut finished = false;
-    let mut legacy_session = None;
-    if let SseStyle::Legacy {
+    let mut http_sse_session = None;
+    if let SseStyle::HttpSse {
         endpoint_prefix, ..
     } = &style
     {
@@ -193,7 +193,7 @@ fn sse(
             .as_ref()
             .and_then(|f| f.session.as_deref())
             .unwrap_or("");
-        legacy_session = (!session.is_empty()).then(|| session.to_owned());
+        http_sse_session = (!session.is_empty()).then(|| session.to_owned());
         let mut ev = BytesMut::new();
         ev.put_slice(b"event: endpoint\ndata: ");
         ev.put_slice(endpoint_prefix.as_bytes());
@@ -224,7 +224,7 @@ fn sse(
         style,
         request_id,
         close_at,
-        session: legacy_session,
+        session: http_sse_session,
         reattaching: None,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
@@ -301,11 +301,11 @@ fn sse(
     resp
 }
 
-/// How a legacy stream whose exchange ended without a final frame goes on: when the
+/// How an HTTP+SSE stream whose exchange ended without a final frame goes on: when the
 /// bridge's connection dropped (not this exchange alone: a client that fell behind is
 /// dropped for good), over its next connection.
 fn reattach(st: &SseState) -> Option<Reattaching> {
-    let SseStyle::Legacy {
+    let SseStyle::HttpSse {
         carry: Some(carry), ..
     } = &st.style
     else {
@@ -328,7 +328,7 @@ fn event(style: &SseStyle, f: &Frame) -> Bytes {
         ev.put_slice(id.as_bytes());
         ev.put_u8(b'\n');
     }
-    if matches!(style, SseStyle::Legacy { .. }) {
+    if matches!(style, SseStyle::HttpSse { .. }) {
         ev.put_slice(b"event: message\n");
     }
     for line in f.body.split(|&b| b == b'\n') {

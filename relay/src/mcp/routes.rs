@@ -1,6 +1,7 @@
-//! Public HTTP routes: `/<name>/mcp` (Streamable HTTP), `/<name>/sse` and
-//! `/<name>/messages` (legacy HTTP+SSE), `/<name>/connect` (the bridge's WebSocket), and
-//! the relay's own health routes.
+//! The public MCP routes: `/<name>/mcp` (Streamable HTTP), `/<name>/sse` and
+//! `/<name>/messages` (HTTP+SSE), and `/status/<name>`. Each request is authenticated,
+//! turned into an exchange on the tunnel's bridge connection (or answered offline), and
+//! answered as the bridge's frames arrive.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -389,7 +390,7 @@ async fn common(state: &McpState, name: &str, headers: &HeaderMap) -> Result<Com
 }
 
 /// Like [`common`], with the `MCP-Protocol-Version` check's outcome returned apart: a
-/// POST decides whether it applies once the body is read (a modern request carries its
+/// POST decides whether it applies once the body is read (a stateless request carries its
 /// version in the body, and an unknown one is the bridge's to answer).
 async fn common_unchecked(
     state: &McpState,
@@ -429,18 +430,18 @@ async fn post_mcp(
         // A refused version is answered first, as if checked before the body.
         Err(r) => return Err(version.err().unwrap_or(r)),
     };
-    // The tool list the bridge reported, for the `Mcp-Param-{Name}` checks of modern
+    // The tool list the bridge reported, for the `Mcp-Param-{Name}` checks of stateless
     // requests.
     let snapshot = match &c.target {
         Target::Offline(off) => off.snapshot.clone(),
-        Target::Live(_) if stateless::might_be_modern(&body) => state.registry.snapshot(&name),
+        Target::Live(_) if stateless::might_be_stateless(&body) => state.registry.snapshot(&name),
         Target::Live(_) => None,
     };
     let tools = snapshot.as_deref().map(|s| &s.tools[..]);
     match stateless::check(&headers, &body, tools)? {
         // Its header equals the `_meta` version, known or not.
-        stateless::Era::Modern => {}
-        stateless::Era::Legacy => version?,
+        stateless::Era::Stateless => {}
+        stateless::Era::Handshake => version?,
     }
     let tunnel = match c.target {
         Target::Live(t) => t,
@@ -550,7 +551,7 @@ async fn get_sse(
         &state,
         tunnel,
         req,
-        SseStyle::Legacy {
+        SseStyle::HttpSse {
             endpoint_prefix,
             carry: Some(carry),
         },

@@ -1,6 +1,6 @@
-//! Header checks of modern (2026-07-28 era, stateless) Streamable HTTP requests.
+//! Header checks of stateless (2026-07-28) Streamable HTTP requests.
 //!
-//! A modern request names its protocol version in
+//! A stateless request names its protocol version in
 //! `params._meta["io.modelcontextprotocol/protocolVersion"]` and mirrors parts of its body
 //! into HTTP headers (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, and
 //! `Mcp-Param-{Name}` for tool parameters annotated with `x-mcp-header`). Only the relay
@@ -8,7 +8,7 @@
 //! answers a disagreement with HTTP 400 and JSON-RPC error -32020 (`HeaderMismatch`)
 //! naming the request's id.
 //!
-//! Bodies are looked at only when they could be modern (a cheap byte search), and then
+//! Bodies are looked at only when they could be stateless (a cheap byte search), and then
 //! only the few fields the checks need are parsed, borrowing from the body.
 
 use std::borrow::Cow;
@@ -43,14 +43,14 @@ const B64_SUFFIX: &str = "?=";
 /// Which era a POSTed body belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Era {
-    /// Anything that is not a modern request (initialize-era requests, notifications,
-    /// responses): the relay treats it as before.
-    Legacy,
-    /// A modern request whose headers agree with its body.
-    Modern,
+    /// Anything that is not a stateless request (requests of the handshake revisions,
+    /// notifications, responses): the relay treats it as before.
+    Handshake,
+    /// A stateless (2026-07-28) request whose headers agree with its body.
+    Stateless,
 }
 
-/// Why a modern request's headers do not agree with its body.
+/// Why a stateless request's headers do not agree with its body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Mismatch {
     /// A header the body calls for is absent.
@@ -81,7 +81,7 @@ pub enum Mismatch {
     Ambiguous,
 }
 
-/// A refused modern request: its raw JSON id and the reason.
+/// A refused stateless request: its raw JSON id and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     /// The request's `id` as written in the body.
@@ -116,17 +116,17 @@ pub fn check(headers: &HeaderMap, body: &[u8], tools: Option<&[u8]>) -> Result<E
 
 /// Like [`check`], with the refusal as a value.
 pub fn validate(headers: &HeaderMap, body: &[u8], tools: Option<&[u8]>) -> Result<Era, Rejection> {
-    if !might_be_modern(body) {
-        return Ok(Era::Legacy);
+    if !might_be_stateless(body) {
+        return Ok(Era::Handshake);
     }
     let Ok(msg) = serde_json::from_slice::<Message<'_>>(body) else {
-        return Ok(Era::Legacy);
+        return Ok(Era::Handshake);
     };
     let (Some(id), Some(method), Some(params)) = (msg.id, msg.method, msg.params) else {
-        return Ok(Era::Legacy);
+        return Ok(Era::Handshake);
     };
     if id.get() == "null" || !params.get().starts_with('{') {
-        return Ok(Era::Legacy);
+        return Ok(Era::Handshake);
     }
     let reject = |reason| Rejection {
         id: id.get().as_bytes().to_vec(),
@@ -135,7 +135,7 @@ pub fn validate(headers: &HeaderMap, body: &[u8], tools: Option<&[u8]>) -> Resul
     let params = match serde_json::from_str::<Params<'_>>(params.get()) {
         Ok(p) => p,
         Err(_) => {
-            // A field repeated among params: modern or not decides whether that matters.
+            // A field repeated among params: stateless or not decides whether that matters.
             return match serde_json::from_str::<MetaOnly<'_>>(params.get()) {
                 Ok(MetaOnly {
                     meta:
@@ -143,7 +143,7 @@ pub fn validate(headers: &HeaderMap, body: &[u8], tools: Option<&[u8]>) -> Resul
                             protocol_version: Some(_),
                         }),
                 }) => Err(reject(Mismatch::Ambiguous)),
-                _ => Ok(Era::Legacy),
+                _ => Ok(Era::Handshake),
             };
         }
     };
@@ -152,15 +152,15 @@ pub fn validate(headers: &HeaderMap, body: &[u8], tools: Option<&[u8]>) -> Resul
         .as_ref()
         .and_then(|m| m.protocol_version.as_deref())
     else {
-        return Ok(Era::Legacy);
+        return Ok(Era::Handshake);
     };
-    check_modern(headers, &method, version, &params, tools).map_err(reject)?;
-    Ok(Era::Modern)
+    check_stateless(headers, &method, version, &params, tools).map_err(reject)?;
+    Ok(Era::Stateless)
 }
 
-/// Whether `body` may carry the modern `_meta` key: it contains `protocolVersion`, or a
-/// `\u` escape that could spell it. False means certainly not modern.
-pub fn might_be_modern(body: &[u8]) -> bool {
+/// Whether `body` may carry the stateless revision's `_meta` key: it contains `protocolVersion`, or a
+/// `\u` escape that could spell it. False means certainly not stateless.
+pub fn might_be_stateless(body: &[u8]) -> bool {
     contains(body, b"protocolVersion") || contains(body, b"\\u")
 }
 
@@ -213,8 +213,8 @@ struct Meta<'a> {
     protocol_version: Option<Cow<'a, str>>,
 }
 
-/// The checks of a modern request, in order.
-fn check_modern(
+/// The checks of a stateless request, in order.
+fn check_stateless(
     headers: &HeaderMap,
     method: &str,
     version: &str,
@@ -597,7 +597,7 @@ mod tests {
     }
 
     #[test]
-    fn legacy_bodies_are_not_checked() {
+    fn handshake_bodies_are_not_checked() {
         let h = HeaderMap::new();
         for body in [
             &br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#[..],
@@ -608,9 +608,9 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":1,"method":"m","params":["protocolVersion"]}"#,
             br#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":null}}}"#,
         ] {
-            assert_eq!(validate(&h, body, None), Ok(Era::Legacy), "{body:?}");
+            assert_eq!(validate(&h, body, None), Ok(Era::Handshake), "{body:?}");
         }
-        assert!(!might_be_modern(
+        assert!(!might_be_stateless(
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#
         ));
     }
@@ -619,30 +619,30 @@ mod tests {
     fn well_formed_requests_pass() {
         let body = request(json!(1), "tools/list", json!({}));
         let h = with(&[], "tools/list");
-        assert_eq!(validate(&h, &body, None), Ok(Era::Modern));
+        assert_eq!(validate(&h, &body, None), Ok(Era::Stateless));
         let body = request(
             json!("a"),
             "tools/call",
             json!({"name": "x", "arguments": {}}),
         );
         let h = with(&[("mcp-name", "x")], "tools/call");
-        assert_eq!(validate(&h, &body, Some(&tools_list())), Ok(Era::Modern));
+        assert_eq!(validate(&h, &body, Some(&tools_list())), Ok(Era::Stateless));
         let body = request(json!(2), "resources/read", json!({"uri": "file:///a b"}));
         let h = with(&[("mcp-name", "file:///a b")], "resources/read");
-        assert_eq!(validate(&h, &body, None), Ok(Era::Modern));
+        assert_eq!(validate(&h, &body, None), Ok(Era::Stateless));
         // An unknown version is forwarded as long as the header agrees.
         let body = br#"{"jsonrpc":"2.0","id":3,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol\/protocolVersion":"v999"}}}"#;
         let h = headers(&[
             ("MCP-Protocol-Version", "v999"),
             ("Mcp-Method", "server/discover"),
         ]);
-        assert_eq!(validate(&h, body, None), Ok(Era::Modern));
+        assert_eq!(validate(&h, body, None), Ok(Era::Stateless));
     }
 
     #[test]
-    fn escaped_key_is_still_modern() {
+    fn escaped_key_is_still_stateless() {
         let body = br#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocol\u0056ersion":"2026-07-28"}}}"#;
-        assert!(might_be_modern(body));
+        assert!(might_be_stateless(body));
         let r = validate(&HeaderMap::new(), body, None).unwrap_err();
         assert_eq!(r.id, b"3");
         assert_eq!(r.reason, Mismatch::Missing("MCP-Protocol-Version".into()));
@@ -687,7 +687,7 @@ mod tests {
             ("MCP-PROTOCOL-VERSION", V),
             ("MCP-METHOD", "  tools/list\t"),
         ]);
-        assert_eq!(validate(&h, &body, None), Ok(Era::Modern));
+        assert_eq!(validate(&h, &body, None), Ok(Era::Stateless));
         // Sent twice.
         let h = headers(&[
             ("mcp-protocol-version", V),
@@ -719,13 +719,13 @@ mod tests {
                 matches!(reason(&h, &body, None), Mismatch::Differs { header, .. } if header == "Mcp-Name")
             );
             let h = with(&[("Mcp-Name", "  echo  ")], method);
-            assert_eq!(validate(&h, &body, None), Ok(Era::Modern), "{method}");
+            assert_eq!(validate(&h, &body, None), Ok(Era::Stateless), "{method}");
         }
         // Not required for other methods.
         let body = request(json!(5), "tools/list", json!({}));
         assert_eq!(
             validate(&with(&[], "tools/list"), &body, None),
-            Ok(Era::Modern)
+            Ok(Era::Stateless)
         );
         // A non-string name matches no header.
         let body = request(json!(5), "tools/call", json!({"name": 5}));
@@ -740,7 +740,7 @@ mod tests {
             &[("mcp-name", "=?base64?SGVsbG8sIOS4lueVjA==?=")],
             "tools/call",
         );
-        assert_eq!(validate(&h, &body, None), Ok(Era::Modern));
+        assert_eq!(validate(&h, &body, None), Ok(Era::Stateless));
         // Missing padding, bad characters, not UTF-8: invalid.
         for bad in [
             "=?base64?SGVsbG8?=",
@@ -757,7 +757,7 @@ mod tests {
         // Without both markers the value is literal.
         let body = request(json!(1), "tools/call", json!({"name": "=?base64?SGVsbG8="}));
         let h = with(&[("mcp-name", "=?base64?SGVsbG8=")], "tools/call");
-        assert_eq!(validate(&h, &body, None), Ok(Era::Modern));
+        assert_eq!(validate(&h, &body, None), Ok(Era::Stateless));
         // The sentinel itself, encoded.
         let body = request(
             json!(1),
@@ -768,7 +768,7 @@ mod tests {
             &[("mcp-name", "=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?=")],
             "tools/call",
         );
-        assert_eq!(validate(&h, &body, None), Ok(Era::Modern));
+        assert_eq!(validate(&h, &body, None), Ok(Era::Stateless));
     }
 
     #[test]
@@ -810,8 +810,11 @@ mod tests {
     fn repeated_params_field_is_refused() {
         let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
         assert_eq!(reason(&HeaderMap::new(), body, None), Mismatch::Ambiguous);
-        let legacy = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b","protocolVersion":1}}"#;
-        assert_eq!(validate(&HeaderMap::new(), legacy, None), Ok(Era::Legacy));
+        let handshake = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b","protocolVersion":1}}"#;
+        assert_eq!(
+            validate(&HeaderMap::new(), handshake, None),
+            Ok(Era::Handshake)
+        );
     }
 
     fn call(args: Value) -> Vec<u8> {
@@ -842,7 +845,7 @@ mod tests {
         ];
         assert_eq!(
             validate(&call_headers(&full), &call(args.clone()), t),
-            Ok(Era::Modern)
+            Ok(Era::Stateless)
         );
         // Each one missing.
         for skip in 0..full.len() {
@@ -870,7 +873,7 @@ mod tests {
         // Without a snapshot, or for a tool without annotations, nothing is checked.
         assert_eq!(
             validate(&call_headers(&[]), &call(args.clone()), None),
-            Ok(Era::Modern)
+            Ok(Era::Stateless)
         );
         let plain = request(
             json!(1),
@@ -881,7 +884,7 @@ mod tests {
             &[("mcp-name", "plain"), ("mcp-param-q", "zzz")],
             "tools/call",
         );
-        assert_eq!(validate(&h, &plain, t), Ok(Era::Modern));
+        assert_eq!(validate(&h, &plain, t), Ok(Era::Stateless));
         // Unknown tool.
         let other = request(
             json!(1),
@@ -889,7 +892,7 @@ mod tests {
             json!({"name": "nope", "arguments": {"region": "x"}}),
         );
         let h = with(&[("mcp-name", "nope")], "tools/call");
-        assert_eq!(validate(&h, &other, t), Ok(Era::Modern));
+        assert_eq!(validate(&h, &other, t), Ok(Era::Stateless));
     }
 
     #[test]
@@ -897,13 +900,13 @@ mod tests {
         let tools = tools_list();
         let t = Some(&tools[..]);
         let body = call(json!({"region": null, "nested": {}}));
-        assert_eq!(validate(&call_headers(&[]), &body, t), Ok(Era::Modern));
+        assert_eq!(validate(&call_headers(&[]), &body, t), Ok(Era::Stateless));
         assert_eq!(
             validate(&call_headers(&[]), &call(json!({})), t),
-            Ok(Era::Modern)
+            Ok(Era::Stateless)
         );
         let body = request(json!(1), "tools/call", json!({"name": "annotated"}));
-        assert_eq!(validate(&call_headers(&[]), &body, t), Ok(Era::Modern));
+        assert_eq!(validate(&call_headers(&[]), &body, t), Ok(Era::Stateless));
         // A header for an absent or null value is a mismatch.
         let h = call_headers(&[("mcp-param-region", "x")]);
         assert!(matches!(
@@ -923,7 +926,7 @@ mod tests {
         let t = Some(&tools[..]);
         let body = call(json!({"region": "Hello"}));
         let h = call_headers(&[("mcp-param-region", "=?base64?SGVsbG8=?=")]);
-        assert_eq!(validate(&h, &body, t), Ok(Era::Modern));
+        assert_eq!(validate(&h, &body, t), Ok(Era::Stateless));
         let h = call_headers(&[("mcp-param-region", "=?base64?SGVsbG8?=")]);
         assert_eq!(
             reason(&h, &body, t),
@@ -931,10 +934,10 @@ mod tests {
         );
         let body = call(json!({"region": "SGVsbG8="}));
         let h = call_headers(&[("mcp-param-region", "SGVsbG8=")]);
-        assert_eq!(validate(&h, &body, t), Ok(Era::Modern));
+        assert_eq!(validate(&h, &body, t), Ok(Era::Stateless));
         let body = call(json!({"region": " padded "}));
         let h = call_headers(&[("mcp-param-region", "=?base64?IHBhZGRlZCA=?=")]);
-        assert_eq!(validate(&h, &body, t), Ok(Era::Modern));
+        assert_eq!(validate(&h, &body, t), Ok(Era::Stateless));
     }
 
     #[test]
@@ -964,7 +967,7 @@ mod tests {
         let t = Some(&tools[..]);
         let body = call(json!({"count": 42, "dry": false}));
         let h = call_headers(&[("mcp-param-count", "42.0"), ("mcp-param-dry", "false")]);
-        assert_eq!(validate(&h, &body, t), Ok(Era::Modern));
+        assert_eq!(validate(&h, &body, t), Ok(Era::Stateless));
         let h = call_headers(&[("mcp-param-count", "41"), ("mcp-param-dry", "false")]);
         assert!(matches!(reason(&h, &body, t), Mismatch::Differs { .. }));
         let h = call_headers(&[("mcp-param-count", "42"), ("mcp-param-dry", "0")]);
@@ -1020,7 +1023,7 @@ mod tests {
         let tools = tools_list();
         let t = Some(&tools[..]);
         let body = call(json!({"list": [{"hidden": "x"}]}));
-        assert_eq!(validate(&call_headers(&[]), &body, t), Ok(Era::Modern));
+        assert_eq!(validate(&call_headers(&[]), &body, t), Ok(Era::Stateless));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! [`Call::start`] is taken when the relay forwards an exchange to the bridge; the
 //! request log's answer wrapper ([`crate::observe::reqlog`]) calls [`Call::finish`] when the
-//! answer's body ends or the client goes away. Streams that only carry server messages (`GET`, the legacy SSE
+//! answer's body ends or the client goes away. Streams that only carry server messages (`GET`, the HTTP+SSE
 //! stream) are not calls and are not recorded. Only names are kept (method, tool,
 //! principal), never a body; each tunnel keeps its newest [`KEEP`] calls, in memory.
 

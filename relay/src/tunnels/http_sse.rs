@@ -1,11 +1,11 @@
-//! Legacy HTTP+SSE streams across a bridge reconnect.
+//! HTTP+SSE streams across a bridge reconnect.
 //!
-//! A legacy client holds one `GET /<name>/sse` stream for its whole session and never
+//! An HTTP+SSE client holds one `GET /<name>/sse` stream for its whole session and never
 //! reopens it: if that stream ended whenever the bridge's connection dropped, every later
 //! `POST /<name>/messages?sessionId=…` of the client would fail, although the bridge keeps
 //! sessions across reconnects and is usually back within seconds.
 //!
-//! So when the connection carrying a legacy stream drops, the relay keeps the client's
+//! So when the connection carrying an HTTP+SSE stream drops, the relay keeps the client's
 //! stream open (with its keep-alive comments) for the grace period, and once the tunnel's
 //! next connection is up sends it a `LegacyOpen` naming the stream's session, for the
 //! principal that opened it ([`Carry::reattach`]). The bridge checks that this principal
@@ -31,8 +31,8 @@ const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// registry marks the name away right after closing the connection).
 const CLOSING_POLL: Duration = Duration::from_millis(20);
 
-/// Whether a legacy stream opened on connection `old` may go on over connection `new` of
-/// the same tunnel: both bridges keep legacy sessions across reconnects
+/// Whether an HTTP+SSE stream opened on connection `old` may go on over connection `new` of
+/// the same tunnel: both bridges keep HTTP+SSE sessions across reconnects
 /// ([`protocol::FEATURE_SSE_REATTACH`]), `new` is another connection of the same bridge
 /// token (a name that changed owner is another bridge's), and its clients authenticate
 /// as the stream's client did when it opened it.
@@ -44,7 +44,7 @@ pub fn may_carry(old: &Tunnel, new: &Tunnel) -> bool {
         && old.auth == new.auth
 }
 
-/// What a legacy stream needs to go on over the tunnel's next connection.
+/// What an HTTP+SSE stream needs to go on over the tunnel's next connection.
 pub struct Carry {
     registry: Arc<Registry>,
     grace: Duration,
@@ -104,7 +104,7 @@ impl Carry {
             };
             match tokio::time::timeout(FIRST_FRAME_TIMEOUT, ex.next()).await {
                 Ok(Some(first)) if first.status == 200 && !first.is_final() => {
-                    tracing::debug!(tunnel = %self.name, "a legacy SSE stream goes on over the bridge's new connection");
+                    tracing::debug!(tunnel = %self.name, "a HTTP+SSE stream goes on over the bridge's new connection");
                     return Some((ex, first));
                 }
                 // The connection dropped before answering: wait for the next one.

@@ -51,7 +51,7 @@ pub struct Tunnel {
     probe: Notify,
     /// The last frame to send before closing (why the connection is being replaced).
     farewell: Mutex<Option<Frame>>,
-    /// The bridge announced [`protocol::FEATURE_SSE_REATTACH`]: it keeps legacy SSE
+    /// The bridge announced [`protocol::FEATURE_SSE_REATTACH`]: it keeps HTTP+SSE
     /// sessions across a reconnect (see [`crate::tunnels::http_sse`]).
     pub sse_reattach: bool,
 }
@@ -169,7 +169,7 @@ impl Tunnel {
         self
     }
 
-    /// The same tunnel, noting whether its bridge carries legacy SSE streams across a
+    /// The same tunnel, noting whether its bridge carries HTTP+SSE streams across a
     /// reconnect.
     pub fn carrying_sse(mut self, yes: bool) -> Self {
         self.sse_reattach = yes;
