@@ -150,6 +150,32 @@ impl PolicyConfig {
         Ok(())
     }
 
+    /// This policy with the settings `flags` gives replacing its own: a list given by
+    /// flags replaces this one's list, a value given replaces this one's value.
+    pub fn overridden_by(mut self, flags: &PolicyConfig) -> PolicyConfig {
+        let lists = [
+            (&flags.allow_tools, &mut self.allow_tools),
+            (&flags.deny_tools, &mut self.deny_tools),
+            (&flags.confirm_tools, &mut self.confirm_tools),
+            (&flags.read_only_tools, &mut self.read_only_tools),
+            (&flags.destructive_tools, &mut self.destructive_tools),
+        ];
+        for (given, list) in lists {
+            if !given.is_empty() {
+                list.clone_from(given);
+            }
+        }
+        if !flags.roots.is_empty() {
+            self.roots.clone_from(&flags.roots);
+        }
+        if flags.audit_log.is_some() {
+            self.audit_log.clone_from(&flags.audit_log);
+        }
+        self.audit_max_bytes = flags.audit_max_bytes.or(self.audit_max_bytes);
+        self.confirm_timeout_secs = flags.confirm_timeout_secs.or(self.confirm_timeout_secs);
+        self
+    }
+
     /// The `roots` as the bridge reports them (canonical `file://` URIs).
     pub fn resolve_roots(&self) -> Result<Vec<Root>, PolicyError> {
         self.roots.iter().map(|p| root_of(p)).collect()
