@@ -379,7 +379,7 @@ pub fn claude_servers(path: &Path) -> Result<Vec<ServerEntry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server_settings::AuthMode;
+    use crate::server_settings::{AuthMode, ProtocolMode};
 
     fn parse(text: &str) -> Result<BridgeFile> {
         BridgeFile::parse(Path::new("/etc/bridge.toml"), text)
@@ -394,6 +394,7 @@ listen = "127.0.0.1:0"
 auth = "bearer"
 max_in_flight = 8
 root = ["notes", "~/x"]
+protocol = "legacy"
 
 [servers.files]
 command = "npx"
@@ -410,6 +411,7 @@ deny_tools = ["write_*"]
         assert_eq!(f.relay.as_deref(), Some("https://relay.example.com"));
         assert_eq!(f.options.auth, Some(AuthMode::Bearer));
         assert_eq!(f.options.max_in_flight, Some(8));
+        assert_eq!(f.options.protocol, Some(ProtocolMode::Handshake));
         assert_eq!(
             f.options.root.as_ref().unwrap()[0],
             PathBuf::from("/etc/notes")

@@ -33,7 +33,9 @@ pub enum ProtocolMode {
     Auto,
     /// Only the initialize-era revisions: 2026-07-28 requests get "method not found", so
     /// clients fall back to `initialize`.
-    Legacy,
+    #[value(name = "legacy")]
+    #[serde(rename = "legacy")]
+    Handshake,
 }
 
 /// Calls `$then! { [$($args)*] <the per-server settings> }`: the one list of the settings
@@ -245,7 +247,7 @@ mod tests {
             given.root,
             Some(vec![PathBuf::from("/a"), PathBuf::from("/b")])
         );
-        assert_eq!(given.protocol, Some(ProtocolMode::Legacy));
+        assert_eq!(given.protocol, Some(ProtocolMode::Handshake));
         assert_eq!(given.client_roots, None, "a switch left off is not given");
         assert_eq!(given.max_children, None);
     }
