@@ -614,6 +614,91 @@ mod tests {
         assert!(!m("*a*a*a*a*a*b", &long));
     }
 
+    #[test]
+    fn globs_are_case_sensitive() {
+        assert!(!m("Echo", "echo"));
+        assert!(!m("echo", "ECHO"));
+        assert!(!m("[a-z]*", "Echo"));
+        assert!(m("[A-Z]*", "Echo"));
+    }
+
+    #[test]
+    fn globs_know_no_path_separators() {
+        // `*` and `?` match `/` and `\` like any other character.
+        assert!(m("a*", "a/b/c"));
+        assert!(m("*", "x/y\\z"));
+        assert!(m("a?c", "a/c"));
+        assert!(m("a?c", "a\\c"));
+        assert!(m("a/*/c", "a/b/c"));
+        assert!(!m("a/*/c", "a/c"));
+        // `**` is `*`: no "any number of directories".
+        assert!(m("a/**/c", "a/b/x/c"));
+        assert!(!m("a/**/c", "a/c"));
+        assert!(!m("**/c", "c"));
+        assert!(m("**/c", "x/c"));
+        assert!(m("a/**", "a/"));
+        assert!(!m("a/**", "a"));
+        assert!(m("a***b", "ab"));
+        // `/` and `\` are different characters.
+        assert!(m("a\\\\b", "a\\b"));
+        assert!(!m("a/b", "a\\b"));
+        assert!(!m("a\\\\b", "a/b"));
+        assert!(m("[/]", "/") && !m("[/]", "\\"));
+    }
+
+    #[test]
+    fn globs_have_no_other_syntax() {
+        // No alternatives, no POSIX classes: `{`, `,` and `}` are plain characters, and
+        // `[[:alpha:]]` is the class of `[`, `:`, `a`, `l`, `p`, `h` followed by `]`.
+        assert!(m("{a,b}", "{a,b}"));
+        assert!(!m("{a,b}", "a"));
+        assert!(m("x,y", "x,y"));
+        assert!(m("[[:alpha:]]", "a]"));
+        assert!(m("[[:alpha:]]", ":]"));
+        assert!(!m("[[:alpha:]]", "a"));
+        // `!` and `^` only negate at the start of a class.
+        assert!(m("!a", "!a") && m("^a", "^a"));
+        assert!(m("[a!]", "!") && m("[a^]", "^"));
+    }
+
+    #[test]
+    fn every_pattern_is_valid() {
+        assert!(m("", ""));
+        assert!(!m("", "a"));
+        // A reversed range is the same range.
+        assert!(m("[z-a]", "m"));
+        assert!(!m("[z-a]", "A"));
+        // A `\` at the end is itself.
+        assert!(m("a\\", "a\\"));
+        // Escapes inside a class.
+        assert!(m("[\\]]", "]"));
+        assert!(!m("[\\]]", "\\"));
+        assert!(m("[\\-]", "-"));
+        assert!(m("[-a]", "-") && m("[-a]", "a"));
+        // Classes that never close are literal text.
+        assert!(m("[]", "[]"));
+        assert!(m("[!]", "[!]"));
+        assert!(m("a[\\", "a[\\"));
+        assert!(m("[a-", "[a-"));
+    }
+
+    #[test]
+    fn globs_match_characters_not_bytes() {
+        assert!(m("?", "é"));
+        assert!(!m("??", "é"));
+        assert!(m("caf?", "café"));
+        assert!(m("*é", "café"));
+        assert!(m("[!a]", "é"));
+        assert!(!m("[!a][!a]", "é"));
+        assert!(m("[à-ü]", "é"));
+        assert!(!m("[à-ü]", "e"));
+        assert!(m("?", "\u{1F600}"));
+        // Control characters are characters too.
+        assert!(m("a*b", "a\nb"));
+        assert!(m("?", "\n"));
+        assert!(m("*", "\0"));
+    }
+
     fn policy(cfg: PolicyConfig) -> Policy {
         Policy::new(&cfg)
     }
