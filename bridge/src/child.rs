@@ -12,17 +12,31 @@
 //! - **macOS** (and other Unix systems): the same, without a parent-death signal: the
 //!   orphan guard alone takes the group down when the bridge dies.
 //! - **Windows**: the server is found on `PATH` with `PATHEXT` (so `npx` finds `npx.cmd`),
-//!   its arguments are checked, and it runs in a Job Object that the bridge terminates
-//!   when it drops the server and that the kernel kills when the bridge dies (see
-//!   [`win`]).
+//!   its arguments are checked (see [`win`]), and it runs in a Job Object that the bridge
+//!   terminates when it drops the server and that the kernel kills when the bridge dies.
+//!
+//! The process group, the Job Object (the server created suspended and resumed once it is
+//! in its job, so nothing it starts escapes) and kill-on-drop are `process-wrap`'s
+//! wrappers. What stays here:
+//!
+//! - the parent-death signal (Linux), which `process-wrap` has no wrapper for;
+//! - on Unix, the group is signalled from the handle's drop (`killpg`): the wrapped child
+//!   lives in the task that waits for the server's exit, and the wrapper kills only the
+//!   server when dropped, so killing through it would miss what a server that already
+//!   exited left in its group;
+//! - on Windows, dropping the handle tells that task to terminate the job (closing the
+//!   job's last handle, when the task ends or the bridge dies, kills the tree as well). If
+//!   the server cannot be started in a job (the job cannot be created, the server cannot be
+//!   put in it or resumed there), it is started again outside one, with a warning; then
+//!   only the server itself is killed, not what it started.
 
 use std::collections::VecDeque;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use process_wrap::tokio::{CommandWrap, KillOnDrop};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -69,11 +83,7 @@ pub struct ChildHandle {
     pid: Option<u32>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     guard: Arc<Guard>,
-    /// The server's Job Object: terminated on drop, and killed by the kernel with the
-    /// bridge.
-    #[cfg(windows)]
-    job: Option<win::Job>,
-    /// Dropped with the handle, which tells the child's task to kill it.
+    /// Dropped with the handle, which tells the child's task to kill it (with its job).
     #[cfg(windows)]
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -115,64 +125,21 @@ impl ChildHandle {
             program: program.clone(),
             reason,
         })?;
-        let mut cmd = Command::new(&program);
-        cmd.args(&spec.args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (name, _) in std::env::vars_os() {
-            if is_bridge_variable(&name) {
-                cmd.env_remove(name);
-            }
-        }
-        cmd.envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .kill_on_drop(true);
-        if let Some(dir) = &spec.cwd {
-            cmd.current_dir(dir);
-        }
-        #[cfg(unix)]
-        {
-            cmd.process_group(0);
-            #[cfg(target_os = "linux")]
-            // SAFETY: prctl is async-signal-safe; it only sets this process's parent-death
-            // signal so the child dies with the bridge even if the bridge is killed.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-        }
+        #[cfg(not(windows))]
+        let spawned = server_command(&program, spec).spawn();
         #[cfg(windows)]
-        let job = match win::Job::new() {
-            Ok(job) => {
-                // Suspended until it is in the job, so nothing it starts escapes the job.
-                cmd.creation_flags(win::CREATION_FLAGS);
-                Some(job)
-            }
-            Err(e) => {
-                warn!(
-                    "cannot create a job object ({e}); the server's child processes may outlive the bridge"
-                );
-                None
-            }
-        };
-        let mut child: Child = cmd.spawn().map_err(|source| SpawnError::Exec {
+        let spawned = spawn_in_job(&program, spec);
+        let mut child = spawned.map_err(|source| SpawnError::Exec {
             program: program.clone(),
             source,
         })?;
         let pid = child.id();
-        #[cfg(windows)]
-        let job = start_in_job(&mut child, job, pid).map_err(|source| SpawnError::Exec {
-            program: program.clone(),
-            source,
-        })?;
         if let Some(pid) = pid {
             guard.watch(pid);
         }
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
+        let stdin = child.stdin().take().expect("piped stdin");
+        let stdout = child.stdout().take().expect("piped stdout");
+        let stderr = child.stderr().take().expect("piped stderr");
         info!(child = id, pid, program = %program, "started the MCP server");
 
         let (tx, rx) = mpsc::channel::<Bytes>(STDIN_QUEUE);
@@ -181,7 +148,7 @@ impl ChildHandle {
         tokio::spawn(read_stderr(id, stderr, tail.clone()));
         let max_line = spec.max_line;
         // Windows has no process group to signal: dropping the handle (which drops `stop`)
-        // also kills the child itself, in case it runs outside a job.
+        // tells this task to terminate the job (or the server alone, outside a job).
         #[cfg(windows)]
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -205,8 +172,6 @@ impl ChildHandle {
             pid,
             stderr_tail: tail,
             guard,
-            #[cfg(windows)]
-            job,
             #[cfg(windows)]
             _stop: stop,
         })
@@ -243,11 +208,6 @@ impl Drop for ChildHandle {
             unsafe {
                 libc::killpg(pid as libc::pid_t, libc::SIGKILL);
             }
-        }
-        // Every process the server started is in its job: end them all at once.
-        #[cfg(windows)]
-        if let Some(job) = &self.job {
-            job.terminate();
         }
         if let Some(pid) = self.pid {
             self.guard.forget(pid);
@@ -287,44 +247,67 @@ fn program_to_run(spec: &ChildSpec) -> String {
     program.to_string()
 }
 
-/// Puts a child created suspended into its job, then lets it run. Without a job (it could
-/// not be created) the child was not suspended and nothing is done. If the child cannot be
-/// assigned it runs without the job (with a warning); if it cannot be resumed it is killed
-/// and the error returned.
+/// The server's command: piped stdio, the bridge's own variables left out, `spec.env` and
+/// `spec.cwd`, killed when dropped, and in a process group of its own: on Unix one it leads
+/// (with, on Linux, `SIGKILL` when the bridge dies), on Windows a console process group, so
+/// that the terminal's Ctrl+C reaches only the bridge, which finishes the requests in
+/// flight and then stops the server.
+fn server_command(program: &str, spec: &ChildSpec) -> CommandWrap {
+    let mut cmd = CommandWrap::with_new(program, |cmd| {
+        cmd.args(&spec.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, _) in std::env::vars_os() {
+            if is_bridge_variable(&name) {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &spec.cwd {
+            cmd.current_dir(dir);
+        }
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl is async-signal-safe; it only sets this process's parent-death
+        // signal so the child dies with the bridge even if the bridge is killed.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+    });
+    cmd.wrap(KillOnDrop);
+    #[cfg(unix)]
+    cmd.wrap(process_wrap::tokio::ProcessGroup::leader());
+    #[cfg(windows)]
+    cmd.wrap(process_wrap::tokio::CreationFlags(
+        windows::Win32::System::Threading::CREATE_NEW_PROCESS_GROUP,
+    ));
+    cmd
+}
+
+/// Starts the server in a Job Object of its own (with `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`,
+/// as [`KillOnDrop`] asks): created suspended, put in the job, then resumed, so nothing it
+/// starts escapes the job. If that fails other than by the program not starting, the
+/// server is started again outside a job, with a warning.
 #[cfg(windows)]
-fn start_in_job(
-    child: &mut Child,
-    job: Option<win::Job>,
-    pid: Option<u32>,
-) -> std::io::Result<Option<win::Job>> {
-    let Some(job) = job else {
-        return Ok(None);
-    };
-    let assigned = match child.raw_handle() {
-        Some(handle) => job.assign(handle),
-        None => Err(std::io::Error::other("the process is already gone")),
-    };
-    let job = match assigned {
-        Ok(()) => Some(job),
-        Err(e) => {
+fn spawn_in_job(
+    program: &str,
+    spec: &ChildSpec,
+) -> std::io::Result<Box<dyn process_wrap::tokio::ChildWrapper>> {
+    let mut not_started = false;
+    let mut cmd = server_command(program, spec);
+    cmd.wrap(process_wrap::tokio::JobObject);
+    match cmd.spawn_with(|cmd| cmd.spawn().inspect_err(|_| not_started = true)) {
+        Err(e) if !not_started => {
             warn!(
                 "cannot put the server in a job object ({e}); its child processes may outlive the bridge"
             );
-            None
+            server_command(program, spec).spawn()
         }
-    };
-    let resumed = match pid {
-        Some(pid) => win::resume(pid),
-        None => Err(std::io::Error::other("the process is already gone")),
-    };
-    if let Err(e) = resumed {
-        if let Some(job) = &job {
-            job.terminate();
-        }
-        let _ = child.start_kill();
-        return Err(e);
+        spawned => spawned,
     }
-    Ok(job)
 }
 
 /// Feeds queued lines to stdin, coalescing everything queued into one write.

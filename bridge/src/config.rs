@@ -4,8 +4,8 @@
 //! Top-level keys are the `bridge run` flags in snake_case (`call_timeout_secs` for
 //! `--call-timeout-secs`; the repeatable `--root` is the array `root`). Each
 //! `[servers.NAME]` table is one server (`command`, `args`, `env`, `cwd`), published as the
-//! tunnel NAME, with optional overrides of the per-server options and its
-//! `[servers.NAME.policy]`. Relative paths are relative to the file's directory, and a
+//! tunnel NAME, with optional overrides of the per-server settings (server_settings.rs) and
+//! its `[servers.NAME.policy]`. Relative paths are relative to the file's directory, and a
 //! leading `~/` is the home directory.
 //!
 //! The file sits between the defaults and the environment: flags > environment variables >
@@ -20,121 +20,76 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 
 use crate::policy::PolicyConfig;
+use crate::server_settings::{ServerOptions, with_server_settings};
 
-/// How clients authenticate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMode {
-    /// OAuth 2.1 with the relay as authorization server (what ChatGPT and Claude.ai
-    /// connectors use); each new client needs the owner's approval.
-    Oauth,
-    /// Clients send `Authorization: Bearer <token>` (a token generated, or given with
-    /// --client-token).
-    Bearer,
-    /// No client authentication (refused by public relays unless they allow it).
-    None,
+/// Declares a table of the file: its own keys, then the per-server settings and
+/// `policy` (see [`with_server_settings!`]), then the keys after them. The order of the
+/// keys is the order an "unknown key" error lists them in.
+macro_rules! file_table {
+    (
+        [
+            $(#[$meta:meta])*
+            struct $table:ident { $($own:tt)* }
+            then { $($after:tt)* }
+        ]
+        $( $(#[doc = $doc:literal])* #[arg($($arg:tt)*)] $name:ident : $flag:ty => $value:ty, )*
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $table {
+            $($own)*
+            $( $name: Option<$value>, )*
+            policy: Option<PolicyConfig>,
+            $($after)*
+        }
+
+        impl $table {
+            /// Takes the per-server settings out of the table.
+            fn take_server_options(&mut self) -> ServerOptions {
+                ServerOptions {
+                    $( $name: self.$name.take(), )*
+                    policy: self.policy.take(),
+                }
+            }
+        }
+    };
 }
 
-/// Which protocol revisions a tunnel serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProtocolMode {
-    /// Every revision: 2026-07-28 requests statelessly, 2025-03-26…2025-11-25 with
-    /// sessions, 2024-11-05 over the legacy SSE endpoint.
-    Auto,
-    /// Only the initialize-era revisions: 2026-07-28 requests get "method not found", so
-    /// clients fall back to `initialize`.
-    Legacy,
-}
+with_server_settings!(file_table! {
+    /// The top level of the file: the settings of `bridge run`.
+    #[derive(Default)]
+    struct FileTop {
+        relay: Option<String>,
+        token: Option<String>,
+        name: Option<String>,
+        listen: Option<SocketAddr>,
+        local: Option<bool>,
+        quiet: Option<bool>,
+        ca_file: Option<PathBuf>,
+        keepalive_secs: Option<f64>,
+        sse_poll_secs: Option<f64>,
+        grace_secs: Option<f64>,
+        claude_desktop_config: Option<PathBuf>,
+    }
+    then {
+        #[serde(default)]
+        servers: BTreeMap<String, FileServer>,
+    }
+});
 
-/// The options one server may set for itself (in `[servers.NAME]`) or for every server
-/// (at the top level).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ServerOptions {
-    /// `--auth`.
-    pub auth: Option<AuthMode>,
-    /// `--client-token`.
-    pub client_token: Option<String>,
-    /// `--isolate`.
-    pub isolate: Option<bool>,
-    /// `--max-children`.
-    pub max_children: Option<usize>,
-    /// `--max-sessions`.
-    pub max_sessions: Option<usize>,
-    /// `--max-sessions-per-principal`.
-    pub max_sessions_per_principal: Option<usize>,
-    /// `--max-in-flight`.
-    pub max_in_flight: Option<usize>,
-    /// `--call-timeout-secs`.
-    pub call_timeout_secs: Option<f64>,
-    /// `--root` (repeatable).
-    pub root: Option<Vec<PathBuf>>,
-    /// `--client-roots`.
-    pub client_roots: Option<bool>,
-    /// `--protocol`.
-    pub protocol: Option<ProtocolMode>,
-    /// `--max-message`.
-    pub max_message: Option<usize>,
-    /// The server's policy.
-    pub policy: Option<PolicyConfig>,
-}
-
-/// The top level of the file: the settings of `bridge run`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileTop {
-    relay: Option<String>,
-    token: Option<String>,
-    name: Option<String>,
-    listen: Option<SocketAddr>,
-    local: Option<bool>,
-    quiet: Option<bool>,
-    ca_file: Option<PathBuf>,
-    keepalive_secs: Option<f64>,
-    sse_poll_secs: Option<f64>,
-    grace_secs: Option<f64>,
-    claude_desktop_config: Option<PathBuf>,
-    auth: Option<AuthMode>,
-    client_token: Option<String>,
-    isolate: Option<bool>,
-    max_children: Option<usize>,
-    max_sessions: Option<usize>,
-    max_sessions_per_principal: Option<usize>,
-    max_in_flight: Option<usize>,
-    call_timeout_secs: Option<f64>,
-    root: Option<Vec<PathBuf>>,
-    client_roots: Option<bool>,
-    protocol: Option<ProtocolMode>,
-    max_message: Option<usize>,
-    policy: Option<PolicyConfig>,
-    #[serde(default)]
-    servers: BTreeMap<String, FileServer>,
-}
-
-/// One `[servers.NAME]` table.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileServer {
-    command: String,
-    #[serde(default)]
-    args: Vec<String>,
-    #[serde(default)]
-    env: BTreeMap<String, String>,
-    cwd: Option<PathBuf>,
-    auth: Option<AuthMode>,
-    client_token: Option<String>,
-    isolate: Option<bool>,
-    max_children: Option<usize>,
-    max_sessions: Option<usize>,
-    max_sessions_per_principal: Option<usize>,
-    max_in_flight: Option<usize>,
-    call_timeout_secs: Option<f64>,
-    root: Option<Vec<PathBuf>>,
-    client_roots: Option<bool>,
-    protocol: Option<ProtocolMode>,
-    max_message: Option<usize>,
-    policy: Option<PolicyConfig>,
-}
+with_server_settings!(file_table! {
+    /// One `[servers.NAME]` table.
+    struct FileServer {
+        command: String,
+        #[serde(default)]
+        args: Vec<String>,
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        cwd: Option<PathBuf>,
+    }
+    then {}
+});
 
 /// A server to publish: what to run and under which tunnel name.
 #[derive(Debug, Clone, PartialEq)]
@@ -231,7 +186,7 @@ impl BridgeFile {
                 e.message().trim()
             )
         })?;
-        let top: FileTop = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut top: FileTop = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.inner();
             let line = line_of(text, inner.span().map_or(0, |s| s.start));
@@ -266,18 +221,19 @@ impl BridgeFile {
             base
         };
         let fix = |p: Option<PathBuf>| p.map(|p| resolve_path(&base, &p));
-        let fix_all = |v: Option<Vec<PathBuf>>| {
-            v.map(|v| v.iter().map(|p| resolve_path(&base, p)).collect::<Vec<_>>())
-        };
-        let fix_policy = |p: Option<PolicyConfig>| {
-            p.map(|mut p| {
+        let fix_options = |mut o: ServerOptions| {
+            o.root = o
+                .root
+                .map(|v| v.iter().map(|p| resolve_path(&base, p)).collect());
+            o.policy = o.policy.map(|mut p| {
                 p.roots = p.roots.iter().map(|r| resolve_path(&base, r)).collect();
                 p.audit_log = p.audit_log.map(|a| resolve_path(&base, &a));
                 p
-            })
+            });
+            o
         };
         let mut servers = Vec::new();
-        for (name, s) in top.servers {
+        for (name, mut s) in std::mem::take(&mut top.servers) {
             if !protocol::valid_tunnel_name(&name) {
                 bail!(
                     "{file}: [servers.{name}]: {name:?} is not a valid tunnel name (3-40 \
@@ -287,6 +243,7 @@ impl BridgeFile {
             if s.command.trim().is_empty() {
                 bail!("{file}: key `servers.{name}.command` is empty");
             }
+            let options = fix_options(s.take_server_options());
             servers.push(ServerEntry {
                 origin: format!("{file} [servers.{name}]"),
                 name,
@@ -294,23 +251,10 @@ impl BridgeFile {
                 args: s.args,
                 env: s.env.into_iter().collect(),
                 cwd: fix(s.cwd),
-                options: ServerOptions {
-                    auth: s.auth,
-                    client_token: s.client_token,
-                    isolate: s.isolate,
-                    max_children: s.max_children,
-                    max_sessions: s.max_sessions,
-                    max_sessions_per_principal: s.max_sessions_per_principal,
-                    max_in_flight: s.max_in_flight,
-                    call_timeout_secs: s.call_timeout_secs,
-                    root: fix_all(s.root),
-                    client_roots: s.client_roots,
-                    protocol: s.protocol,
-                    max_message: s.max_message,
-                    policy: fix_policy(s.policy),
-                },
+                options,
             });
         }
+        let options = fix_options(top.take_server_options());
         Ok(Self {
             path: path.to_path_buf(),
             relay: top.relay,
@@ -324,21 +268,7 @@ impl BridgeFile {
             sse_poll_secs: top.sse_poll_secs,
             grace_secs: top.grace_secs,
             claude_desktop_config: fix(top.claude_desktop_config),
-            options: ServerOptions {
-                auth: top.auth,
-                client_token: top.client_token,
-                isolate: top.isolate,
-                max_children: top.max_children,
-                max_sessions: top.max_sessions,
-                max_sessions_per_principal: top.max_sessions_per_principal,
-                max_in_flight: top.max_in_flight,
-                call_timeout_secs: top.call_timeout_secs,
-                root: fix_all(top.root),
-                client_roots: top.client_roots,
-                protocol: top.protocol,
-                max_message: top.max_message,
-                policy: fix_policy(top.policy),
-            },
+            options,
             servers,
         })
     }
@@ -449,6 +379,7 @@ pub fn claude_servers(path: &Path) -> Result<Vec<ServerEntry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server_settings::{AuthMode, ProtocolMode};
 
     fn parse(text: &str) -> Result<BridgeFile> {
         BridgeFile::parse(Path::new("/etc/bridge.toml"), text)
@@ -463,6 +394,7 @@ listen = "127.0.0.1:0"
 auth = "bearer"
 max_in_flight = 8
 root = ["notes", "~/x"]
+protocol = "legacy"
 
 [servers.files]
 command = "npx"
@@ -479,6 +411,7 @@ deny_tools = ["write_*"]
         assert_eq!(f.relay.as_deref(), Some("https://relay.example.com"));
         assert_eq!(f.options.auth, Some(AuthMode::Bearer));
         assert_eq!(f.options.max_in_flight, Some(8));
+        assert_eq!(f.options.protocol, Some(ProtocolMode::Handshake));
         assert_eq!(
             f.options.root.as_ref().unwrap()[0],
             PathBuf::from("/etc/notes")

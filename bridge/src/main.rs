@@ -22,6 +22,7 @@ mod policy;
 mod resume;
 mod roots;
 mod run;
+mod server_settings;
 mod service;
 mod session;
 mod status_line;

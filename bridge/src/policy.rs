@@ -5,7 +5,10 @@
 //! Tool patterns are globs matched against the whole tool name: `*` (any run of
 //! characters), `?` (one character), `[abc]`, `[a-z]`, `[!abc]` / `[^abc]` (one character
 //! of, or not of, a set) and `\x` (the character `x` itself). A `[` without its `]` is a
-//! literal `[`, so every pattern is valid.
+//! literal `[`, so every pattern is valid. Tool names are not paths: `/` is a character
+//! like any other and `**` is `*`. The matcher is our own because path-glob libraries
+//! differ on exactly that (`**/`, separators), match `?` and classes byte by byte rather
+//! than by character, and reject patterns this syntax accepts (`{`, `[z-a]`, a final `\`).
 //!
 //! - A tool is *hidden* when `allow_tools` is not empty and matches none of its patterns,
 //!   or when a `deny_tools` pattern matches it (deny wins). Hidden tools are removed from
@@ -148,6 +151,32 @@ impl PolicyConfig {
             })?;
         }
         Ok(())
+    }
+
+    /// This policy with the settings `flags` gives replacing its own: a list given by
+    /// flags replaces this one's list, a value given replaces this one's value.
+    pub fn overridden_by(mut self, flags: &PolicyConfig) -> PolicyConfig {
+        let lists = [
+            (&flags.allow_tools, &mut self.allow_tools),
+            (&flags.deny_tools, &mut self.deny_tools),
+            (&flags.confirm_tools, &mut self.confirm_tools),
+            (&flags.read_only_tools, &mut self.read_only_tools),
+            (&flags.destructive_tools, &mut self.destructive_tools),
+        ];
+        for (given, list) in lists {
+            if !given.is_empty() {
+                list.clone_from(given);
+            }
+        }
+        if !flags.roots.is_empty() {
+            self.roots.clone_from(&flags.roots);
+        }
+        if flags.audit_log.is_some() {
+            self.audit_log.clone_from(&flags.audit_log);
+        }
+        self.audit_max_bytes = flags.audit_max_bytes.or(self.audit_max_bytes);
+        self.confirm_timeout_secs = flags.confirm_timeout_secs.or(self.confirm_timeout_secs);
+        self
     }
 
     /// The `roots` as the bridge reports them (canonical `file://` URIs).
@@ -332,28 +361,32 @@ impl Glob {
         Self { toks }
     }
 
-    /// Whether the whole of `name` matches.
+    /// Whether the whole of `name` matches. Walks `name` by characters without copying
+    /// it (this runs for every pattern on every `tools/call`); on a mismatch after a `*`,
+    /// the `*` takes one more character and matching resumes after it, so a match costs
+    /// at most name × pattern steps.
     pub fn matches(&self, name: &str) -> bool {
-        let s: Vec<char> = name.chars().collect();
         let t = &self.toks;
+        // `p`: the next token; `i`: the byte offset of the next character of `name`.
         let (mut p, mut i) = (0usize, 0usize);
-        // Where to resume after the last `*`: (token after it, text position it took up to).
+        // Where to resume after the last `*`: (token after it, offset it took up to).
         let mut star: Option<(usize, usize)> = None;
-        while i < s.len() {
+        while let Some(c) = name[i..].chars().next() {
             match t.get(p) {
                 Some(Tok::Star) => {
                     star = Some((p + 1, i));
                     p += 1;
                 }
-                Some(tok) if tok.matches(s[i]) => {
+                Some(tok) if tok.matches(c) => {
                     p += 1;
-                    i += 1;
+                    i += c.len_utf8();
                 }
                 _ => match star {
                     Some((after, took)) => {
+                        let one_more = name[took..].chars().next().map_or(1, char::len_utf8);
                         p = after;
-                        i = took + 1;
-                        star = Some((after, took + 1));
+                        i = took + one_more;
+                        star = Some((after, i));
                     }
                     None => return false,
                 },
@@ -586,6 +619,130 @@ mod tests {
         // Pathological patterns stay linear enough.
         let long = "a".repeat(2000);
         assert!(!m("*a*a*a*a*a*b", &long));
+    }
+
+    #[test]
+    fn globs_are_case_sensitive() {
+        assert!(!m("Echo", "echo"));
+        assert!(!m("echo", "ECHO"));
+        assert!(!m("[a-z]*", "Echo"));
+        assert!(m("[A-Z]*", "Echo"));
+    }
+
+    #[test]
+    fn globs_know_no_path_separators() {
+        // `*` and `?` match `/` and `\` like any other character.
+        assert!(m("a*", "a/b/c"));
+        assert!(m("*", "x/y\\z"));
+        assert!(m("a?c", "a/c"));
+        assert!(m("a?c", "a\\c"));
+        assert!(m("a/*/c", "a/b/c"));
+        assert!(!m("a/*/c", "a/c"));
+        // `**` is `*`: no "any number of directories".
+        assert!(m("a/**/c", "a/b/x/c"));
+        assert!(!m("a/**/c", "a/c"));
+        assert!(!m("**/c", "c"));
+        assert!(m("**/c", "x/c"));
+        assert!(m("a/**", "a/"));
+        assert!(!m("a/**", "a"));
+        assert!(m("a***b", "ab"));
+        // `/` and `\` are different characters.
+        assert!(m("a\\\\b", "a\\b"));
+        assert!(!m("a/b", "a\\b"));
+        assert!(!m("a\\\\b", "a/b"));
+        assert!(m("[/]", "/") && !m("[/]", "\\"));
+    }
+
+    #[test]
+    fn globs_have_no_other_syntax() {
+        // No alternatives, no POSIX classes: `{`, `,` and `}` are plain characters, and
+        // `[[:alpha:]]` is the class of `[`, `:`, `a`, `l`, `p`, `h` followed by `]`.
+        assert!(m("{a,b}", "{a,b}"));
+        assert!(!m("{a,b}", "a"));
+        assert!(m("x,y", "x,y"));
+        assert!(m("[[:alpha:]]", "a]"));
+        assert!(m("[[:alpha:]]", ":]"));
+        assert!(!m("[[:alpha:]]", "a"));
+        // `!` and `^` only negate at the start of a class.
+        assert!(m("!a", "!a") && m("^a", "^a"));
+        assert!(m("[a!]", "!") && m("[a^]", "^"));
+    }
+
+    #[test]
+    fn every_pattern_is_valid() {
+        assert!(m("", ""));
+        assert!(!m("", "a"));
+        // A reversed range is the same range.
+        assert!(m("[z-a]", "m"));
+        assert!(!m("[z-a]", "A"));
+        // A `\` at the end is itself.
+        assert!(m("a\\", "a\\"));
+        // Escapes inside a class.
+        assert!(m("[\\]]", "]"));
+        assert!(!m("[\\]]", "\\"));
+        assert!(m("[\\-]", "-"));
+        assert!(m("[-a]", "-") && m("[-a]", "a"));
+        // Classes that never close are literal text.
+        assert!(m("[]", "[]"));
+        assert!(m("[!]", "[!]"));
+        assert!(m("a[\\", "a[\\"));
+        assert!(m("[a-", "[a-"));
+    }
+
+    #[test]
+    fn globs_match_characters_not_bytes() {
+        assert!(m("?", "é"));
+        assert!(!m("??", "é"));
+        assert!(m("caf?", "café"));
+        assert!(m("*é", "café"));
+        assert!(m("[!a]", "é"));
+        assert!(!m("[!a][!a]", "é"));
+        assert!(m("[à-ü]", "é"));
+        assert!(!m("[à-ü]", "e"));
+        assert!(m("?", "\u{1F600}"));
+        // Control characters are characters too.
+        assert!(m("a*b", "a\nb"));
+        assert!(m("?", "\n"));
+        assert!(m("*", "\0"));
+    }
+
+    /// Matching by the definition, trying every split at each `*`: slow, but obviously
+    /// right.
+    fn reference(toks: &[Tok], name: &[char]) -> bool {
+        match toks.split_first() {
+            None => name.is_empty(),
+            Some((Tok::Star, rest)) => (0..=name.len()).any(|k| reference(rest, &name[k..])),
+            Some((tok, rest)) => {
+                name.first().is_some_and(|c| tok.matches(*c)) && reference(rest, &name[1..])
+            }
+        }
+    }
+
+    #[test]
+    fn the_matcher_agrees_with_the_definition() {
+        const PATTERN: [&str; 12] = [
+            "a", "b", "é", "*", "?", "[a-b]", "[!é]", "\\*", "[", "]", "-", "/",
+        ];
+        const NAME: [&str; 7] = ["a", "b", "é", "*", "[", "-", "/"];
+        // xorshift: the same cases on every run.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let pattern: String = (0..next(7)).map(|_| PATTERN[next(PATTERN.len())]).collect();
+            let name: String = (0..next(8)).map(|_| NAME[next(NAME.len())]).collect();
+            let glob = Glob::new(&pattern);
+            let chars: Vec<char> = name.chars().collect();
+            assert_eq!(
+                glob.matches(&name),
+                reference(&glob.toks, &chars),
+                "{pattern:?} on {name:?}"
+            );
+        }
     }
 
     fn policy(cfg: PolicyConfig) -> Policy {

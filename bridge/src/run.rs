@@ -18,13 +18,14 @@ use tracing::{info, warn};
 use url::Url;
 
 use crate::child::ChildSpec;
-use crate::config::{AuthMode, BridgeFile, ProtocolMode, ServerEntry, ServerOptions};
+use crate::config::{BridgeFile, ServerEntry};
 use crate::core::{Core, CoreConfig, Root};
 use crate::driver::{self, Outcome};
 use crate::link::{self, LinkConfig};
 use crate::local_state::{self, LocalMemory};
 use crate::login::{self, Credentials};
-use crate::policy::{PolicyArgs, PolicyConfig};
+use crate::policy::PolicyArgs;
+use crate::server_settings::{AuthMode, ProtocolMode, ServerFlags, ServerOptions};
 use crate::status_line::{self, Gauges, StatusLine};
 
 /// Default listen address of the in-process relay.
@@ -32,6 +33,10 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:7171";
 
 /// `bridge run` options. Each can also be set in the `--config` file, under the same name
 /// in snake_case; flags and environment variables win over the file.
+///
+/// `bridge run --help` lists the options by `display_order`, else in the order they are
+/// declared: the per-server flags ([`ServerFlags`]) have theirs, and so do the options
+/// listed between them.
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// TOML file with these options and the servers to publish (`[servers.NAME]`). Flags
@@ -62,67 +67,28 @@ pub struct RunArgs {
     /// port). Giving it selects the in-process relay.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// How clients authenticate: `oauth` by default with a public relay, `bearer` with
-    /// the in-process relay or a loopback one.
-    #[arg(long, value_enum)]
-    pub auth: Option<AuthMode>,
-    /// The bearer token clients must send. Default: with the in-process relay, the one
-    /// generated for this tunnel's URL last time (generated and remembered the first time);
-    /// otherwise generated.
-    #[arg(long, env = "BRIDGE_CLIENT_TOKEN", hide_env_values = true)]
-    pub client_token: Option<String>,
+    /// The per-server settings (from `--auth` to `--max-message`, listed among the others
+    /// by their `display_order`).
+    #[command(flatten)]
+    pub server: ServerFlags,
     /// With the in-process relay: replace the remembered client token with a new one (and
     /// remember it). Clients holding the old token are refused from then on.
-    #[arg(long)]
+    #[arg(long, display_order = 9)]
     pub new_token: bool,
-    /// Give each session its own server process.
-    #[arg(long)]
-    pub isolate: bool,
-    /// Most server processes under --isolate (default 16).
-    #[arg(long)]
-    pub max_children: Option<usize>,
-    /// Most sessions kept, least recently used evicted first (default 10000).
-    #[arg(long)]
-    pub max_sessions: Option<usize>,
-    /// Most sessions kept per client principal, its least recently used evicted first
-    /// (default 1000).
-    #[arg(long)]
-    pub max_sessions_per_principal: Option<usize>,
-    /// Most requests in flight in one session (default 256).
-    #[arg(long)]
-    pub max_in_flight: Option<usize>,
-    /// Seconds after which an unanswered request is cancelled on the server and answered
-    /// with an error (default 600).
-    #[arg(long)]
-    pub call_timeout_secs: Option<f64>,
     /// Seconds an in-process relay waits for a bridge that just disconnected (default 10).
-    #[arg(long)]
+    #[arg(long, display_order = 16)]
     pub grace_secs: Option<f64>,
-    /// A directory reported to the server as a root (repeatable). Remote clients' roots
-    /// are not forwarded unless --client-roots is given.
-    #[arg(long = "root")]
-    pub roots: Vec<PathBuf>,
-    /// Let the server ask the remote clients for their roots (`roots/list` goes to a
-    /// client that declared roots) instead of answering it from --root.
-    #[arg(long)]
-    pub client_roots: bool,
-    /// Which protocol revisions the endpoint serves (default auto).
-    #[arg(long, value_enum)]
-    pub protocol: Option<ProtocolMode>,
     /// PEM file with the CA certificates to trust for an https relay (default: the
     /// public web PKI roots).
-    #[arg(long)]
+    #[arg(long, display_order = 20)]
     pub ca_file: Option<PathBuf>,
     /// Keep-alive interval of the in-process relay's SSE streams, in seconds (default 15).
-    #[arg(long)]
+    #[arg(long, display_order = 21)]
     pub keepalive_secs: Option<f64>,
     /// The in-process relay closes resumable SSE answers (2025-11-25 sessions) after this
     /// many seconds; clients resume them with GET + Last-Event-ID.
-    #[arg(long)]
+    #[arg(long, display_order = 22)]
     pub sse_poll_secs: Option<f64>,
-    /// Longest line accepted from the server's stdout, in bytes (default 32 MiB).
-    #[arg(long)]
-    pub max_message: Option<usize>,
     /// No live status line on the terminal.
     #[arg(long, short)]
     pub quiet: bool,
@@ -303,21 +269,7 @@ fn plan_tunnels(
     relay: &RelayChoice,
     memory: Option<&LocalMemory>,
 ) -> Result<Vec<TunnelPlan>> {
-    let flags = ServerOptions {
-        auth: args.auth,
-        client_token: args.client_token.clone(),
-        isolate: args.isolate.then_some(true),
-        max_children: args.max_children,
-        max_sessions: args.max_sessions,
-        max_sessions_per_principal: args.max_sessions_per_principal,
-        max_in_flight: args.max_in_flight,
-        call_timeout_secs: args.call_timeout_secs,
-        root: (!args.roots.is_empty()).then(|| args.roots.clone()),
-        client_roots: args.client_roots.then_some(true),
-        protocol: args.protocol,
-        max_message: args.max_message,
-        policy: None,
-    };
+    let flags = args.server.given();
     let policy_flags = args.policy.clone().into_config();
     let top = file.map(|f| f.options.clone()).unwrap_or_default();
     if !args.command.is_empty() {
@@ -365,7 +317,7 @@ fn plan_tunnels(
             command: args.command.clone(),
             env: Vec::new(),
             cwd: None,
-            opts: merge(&flags, &ServerOptions::default(), &top, &policy_flags),
+            opts: ServerOptions::merge(&flags, &ServerOptions::default(), &top, &policy_flags),
             remember,
         }]);
     }
@@ -423,79 +375,11 @@ fn plan_tunnels(
                 command,
                 env: e.env,
                 cwd: e.cwd,
-                opts: merge(&flags, &e.options, &top, &policy_flags),
+                opts: ServerOptions::merge(&flags, &e.options, &top, &policy_flags),
                 remember: Remember::Nothing,
             }
         })
         .collect())
-}
-
-/// Flags > the server's own settings > the file's top-level settings. The policy flags
-/// replace the file's policy setting by setting (a list given by flags replaces the file's
-/// list).
-fn merge(
-    flags: &ServerOptions,
-    server: &ServerOptions,
-    top: &ServerOptions,
-    policy_flags: &PolicyConfig,
-) -> ServerOptions {
-    fn pick<T: Clone>(a: &Option<T>, b: &Option<T>, c: &Option<T>) -> Option<T> {
-        a.clone().or_else(|| b.clone()).or_else(|| c.clone())
-    }
-    ServerOptions {
-        auth: pick(&flags.auth, &server.auth, &top.auth),
-        client_token: pick(&flags.client_token, &server.client_token, &top.client_token),
-        isolate: pick(&flags.isolate, &server.isolate, &top.isolate),
-        max_children: pick(&flags.max_children, &server.max_children, &top.max_children),
-        max_sessions: pick(&flags.max_sessions, &server.max_sessions, &top.max_sessions),
-        max_sessions_per_principal: pick(
-            &flags.max_sessions_per_principal,
-            &server.max_sessions_per_principal,
-            &top.max_sessions_per_principal,
-        ),
-        max_in_flight: pick(
-            &flags.max_in_flight,
-            &server.max_in_flight,
-            &top.max_in_flight,
-        ),
-        call_timeout_secs: pick(
-            &flags.call_timeout_secs,
-            &server.call_timeout_secs,
-            &top.call_timeout_secs,
-        ),
-        root: pick(&flags.root, &server.root, &top.root),
-        client_roots: pick(&flags.client_roots, &server.client_roots, &top.client_roots),
-        protocol: pick(&flags.protocol, &server.protocol, &top.protocol),
-        max_message: pick(&flags.max_message, &server.max_message, &top.max_message),
-        policy: Some(merge_policy(
-            policy_flags,
-            pick(&None, &server.policy, &top.policy).unwrap_or_default(),
-        )),
-    }
-}
-
-fn merge_policy(flags: &PolicyConfig, mut p: PolicyConfig) -> PolicyConfig {
-    let lists = [
-        (&flags.allow_tools, &mut p.allow_tools),
-        (&flags.deny_tools, &mut p.deny_tools),
-        (&flags.confirm_tools, &mut p.confirm_tools),
-        (&flags.read_only_tools, &mut p.read_only_tools),
-        (&flags.destructive_tools, &mut p.destructive_tools),
-    ];
-    for (given, list) in lists {
-        if !given.is_empty() {
-            list.clone_from(given);
-        }
-    }
-    if !flags.roots.is_empty() {
-        p.roots.clone_from(&flags.roots);
-    }
-    if flags.audit_log.is_some() {
-        p.audit_log.clone_from(&flags.audit_log);
-    }
-    p.audit_max_bytes = flags.audit_max_bytes.or(p.audit_max_bytes);
-    p.confirm_timeout_secs = flags.confirm_timeout_secs.or(p.confirm_timeout_secs);
-    p
 }
 
 /// A tunnel ready to start.
@@ -1004,6 +888,58 @@ mod tests {
         Cli::try_parse_from(std::iter::once("bridge").chain(words.iter().copied()))
             .unwrap()
             .run
+    }
+
+    /// The long options of `bridge run --help`, in order.
+    fn listed_options() -> Vec<String> {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        help.lines()
+            .filter(|l| l.trim_start().starts_with('-') && l.len() - l.trim_start().len() < 8)
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
+            .map(|w| w.trim_end_matches(',').to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn help_lists_the_per_server_flags_among_the_others() {
+        let expected = [
+            "--config",
+            "--claude-config",
+            "--relay",
+            "--token",
+            "--name",
+            "--local",
+            "--listen",
+            "--auth",
+            "--client-token",
+            "--new-token",
+            "--isolate",
+            "--max-children",
+            "--max-sessions",
+            "--max-sessions-per-principal",
+            "--max-in-flight",
+            "--call-timeout-secs",
+            "--grace-secs",
+            "--root",
+            "--client-roots",
+            "--protocol",
+            "--ca-file",
+            "--keepalive-secs",
+            "--sse-poll-secs",
+            "--max-message",
+            "--quiet",
+            "--allow-tool",
+            "--deny-tool",
+            "--confirm-tool",
+            "--read-only-tool",
+            "--destructive-tool",
+            "--audit-log",
+            "--audit-max-bytes",
+            "--confirm-timeout-secs",
+            "--help",
+        ];
+        assert_eq!(listed_options(), expected);
     }
 
     const HERE: &str = "127.0.0.1:7171";

@@ -9,24 +9,15 @@
 //!   refuses line breaks in the arguments of a batch file (`cmd.exe` would cut the command
 //!   line there). [`check_args`] names the offending argument before anything starts.
 //! - **The process tree.** Windows has no process groups that can be signalled and no
-//!   parent-death signal. `Job` puts the server in a Job Object with
-//!   `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`: every process it starts joins the job, the
-//!   bridge terminates the job to stop the server, and if the bridge dies, however it dies,
-//!   the kernel closes its last handle to the job and kills the whole tree.
-//!
-//!   A process can only be assigned to a job once it exists; assigned while running, it
-//!   could start a child outside the job in between. The server is therefore created
-//!   suspended (`CREATION_FLAGS`, passed through std's `creation_flags`), assigned to its
-//!   job, and only then resumed (`resume`: std keeps the main thread's handle to itself,
-//!   so the thread is found in a Toolhelp snapshot), so nothing it starts can escape. Jobs
-//!   nest since Windows 8, so this also works when the bridge itself runs inside a job (a
-//!   CI runner, some terminals). When no job can be created the server starts normally;
-//!   when it cannot be assigned it is resumed outside the job; both with a warning, and
-//!   the bridge then only kills the server process itself, not what it started. A server
-//!   that cannot be resumed is killed and reported as not started.
+//!   parent-death signal: the server runs in a Job Object with
+//!   `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`, created suspended and resumed once it is in the
+//!   job so that nothing it starts escapes it; the bridge terminates the job to stop the
+//!   server, and if the bridge dies, however it dies, the kernel closes its last handle to
+//!   the job and kills the whole tree. That is `process-wrap`'s `JobObject` wrapper, set up
+//!   in child.rs.
 //!
 //! The lookup and the argument check are plain functions of strings, compiled and tested
-//! on every platform; the rest is compiled on Windows only.
+//! on every platform.
 
 #![cfg_attr(not(windows), allow(dead_code))]
 
@@ -134,131 +125,6 @@ pub fn check_args(program: &str, args: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// How the server process is created: suspended until it is in its job ([`resume`]), and
-/// in a process group of its own, so that the terminal's Ctrl+C reaches only the bridge,
-/// which finishes the requests in flight and then stops the server (as the server's own
-/// process group does on Unix).
-#[cfg(windows)]
-pub const CREATION_FLAGS: u32 = windows_sys::Win32::System::Threading::CREATE_SUSPENDED
-    | windows_sys::Win32::System::Threading::CREATE_NEW_PROCESS_GROUP;
-
-#[cfg(windows)]
-pub use job::{Job, resume};
-
-#[cfg(windows)]
-mod job {
-    use std::io;
-    use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
-    use std::ptr;
-
-    use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
-    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
-        CreateToolhelp32Snapshot, TH32CS_SNAPTHREAD, THREADENTRY32, Thread32First, Thread32Next,
-    };
-    use windows_sys::Win32::System::JobObjects::{
-        AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
-        JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectExtendedLimitInformation,
-        SetInformationJobObject, TerminateJobObject,
-    };
-    use windows_sys::Win32::System::Threading::{OpenThread, ResumeThread, THREAD_SUSPEND_RESUME};
-
-    /// A Job Object that kills its processes when its last handle closes. Keep it as long
-    /// as the server runs: dropping it kills the server's whole tree.
-    pub struct Job(OwnedHandle);
-
-    impl Job {
-        /// Creates an unnamed job (its handle is not inheritable, so no server holds it
-        /// open) with `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`.
-        pub fn new() -> io::Result<Self> {
-            // SAFETY: no security attributes and no name; the returned handle is checked
-            // and owned from here on.
-            let raw = unsafe { CreateJobObjectW(ptr::null(), ptr::null()) };
-            if raw.is_null() {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: `raw` is a valid job handle nobody else owns.
-            let job = Self(unsafe { OwnedHandle::from_raw_handle(raw) });
-            let mut info = JOBOBJECT_EXTENDED_LIMIT_INFORMATION::default();
-            info.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
-            // SAFETY: `info` is the structure this information class takes, with its size.
-            let ok = unsafe {
-                SetInformationJobObject(
-                    job.0.as_raw_handle(),
-                    JobObjectExtendedLimitInformation,
-                    (&raw const info).cast(),
-                    size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
-                )
-            };
-            if ok == 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(job)
-        }
-
-        /// Puts a process (by its handle) in the job; the processes it starts from then on
-        /// are in the job too.
-        pub fn assign(&self, process: RawHandle) -> io::Result<()> {
-            // SAFETY: both are valid handles for the duration of the call.
-            if unsafe { AssignProcessToJobObject(self.0.as_raw_handle(), process) } == 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        }
-
-        /// Kills every process in the job at once.
-        pub fn terminate(&self) {
-            // SAFETY: a valid job handle; failure (the job is already empty) is harmless.
-            unsafe {
-                TerminateJobObject(self.0.as_raw_handle(), 1);
-            }
-        }
-    }
-
-    /// Resumes the threads of a process created suspended (it has exactly one, its main
-    /// thread). Errors if none could be resumed: the process would never run.
-    pub fn resume(pid: u32) -> io::Result<()> {
-        // SAFETY: the snapshot handle is checked and owned below.
-        let raw = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0) };
-        if raw == INVALID_HANDLE_VALUE || raw.is_null() {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a valid snapshot handle nobody else owns.
-        let snapshot = unsafe { OwnedHandle::from_raw_handle(raw) };
-        let mut entry = THREADENTRY32 {
-            dwSize: size_of::<THREADENTRY32>() as u32,
-            ..Default::default()
-        };
-        let mut resumed = 0usize;
-        // SAFETY: `entry` has its `dwSize` set, as these functions require.
-        let mut more = unsafe { Thread32First(snapshot.as_raw_handle(), &mut entry) } != 0;
-        while more {
-            if entry.th32OwnerProcessID == pid {
-                // SAFETY: plain call; the handle is checked and owned below.
-                let thread = unsafe { OpenThread(THREAD_SUSPEND_RESUME, 0, entry.th32ThreadID) };
-                if thread.is_null() {
-                    return Err(io::Error::last_os_error());
-                }
-                // SAFETY: `thread` is a valid thread handle nobody else owns.
-                let thread = unsafe { OwnedHandle::from_raw_handle(thread) };
-                // SAFETY: a valid thread handle with THREAD_SUSPEND_RESUME access.
-                if unsafe { ResumeThread(thread.as_raw_handle()) } == u32::MAX {
-                    return Err(io::Error::last_os_error());
-                }
-                resumed += 1;
-            }
-            entry.dwSize = size_of::<THREADENTRY32>() as u32;
-            // SAFETY: as for `Thread32First`.
-            more = unsafe { Thread32Next(snapshot.as_raw_handle(), &mut entry) } != 0;
-        }
-        if resumed == 0 {
-            return Err(io::Error::other(
-                "the new process's main thread was not found to resume it",
-            ));
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
