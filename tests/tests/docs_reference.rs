@@ -524,6 +524,20 @@ fn accepted_keys(file: &ConfigFile) -> BTreeSet<String> {
                     .map(|k| (named, k))
             });
         let Some((base, names)) = found else {
+            // The top level is a table: its error must say which keys it takes.
+            assert!(
+                !path.is_empty(),
+                "`{} {} --config` no longer lists the keys it accepts when it meets an \
+                 unknown one: {}",
+                file.binary,
+                file.subcommand,
+                load(
+                    file,
+                    dir.path(),
+                    &toml_setting(&[BOGUS_KEY.to_owned()], "1")
+                )
+                .trim()
+            );
             continue;
         };
         for name in names {
