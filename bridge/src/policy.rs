@@ -1,6 +1,7 @@
 //! Desktop policy for one server: which tools remote clients see and may call, which
 //! calls wait for the owner's approval, annotation overrides, local roots and the audit
 //! log. Enforced in the bridge, so a compromised relay cannot widen it.
+//! How users write a policy: `docs/guide/policy.md`.
 //!
 //! Tool patterns are globs matched against the whole tool name: `*` (any run of
 //! characters), `?` (one character), `[abc]`, `[a-z]`, `[!abc]` / `[^abc]` (one character

@@ -1,4 +1,5 @@
 //! The bridge⇄relay wire format and a light JSON-RPC envelope.
+//! Where the protocol sits between relay and bridge: `docs/design/architecture.md`.
 //!
 //! A bridge dials the relay's `/<name>/connect` WebSocket and speaks [`Frame`]s, one per
 //! binary WebSocket message:

@@ -1,4 +1,5 @@
 //! Header checks of stateless (2026-07-28) Streamable HTTP requests.
+//! Which revisions are served and how: `docs/design/protocol-support.md`.
 //!
 //! A stateless request names its protocol version in
 //! `params._meta["io.modelcontextprotocol/protocolVersion"]` and mirrors parts of its body

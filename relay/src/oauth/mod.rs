@@ -1,4 +1,5 @@
 //! The relay as an OAuth 2.1 authorization server (and resource server) for its tunnels.
+//! How the flows work, what is checked and why: `docs/design/oauth.md`.
 //!
 //! - `metadata`: RFC 9728 protected-resource metadata per tunnel, RFC 8414 server metadata;
 //! - `register`: dynamic client registration (RFC 7591);

@@ -1,4 +1,5 @@
-//! Observability: request log, metrics, logging, the OAuth trace and recent calls.
+//! Observability: the request log, metrics, logging and the newest calls of each tunnel.
+//! What is logged and measured, and how to read it: `docs/design/observability.md`.
 
 pub mod logging;
 pub mod metrics;
