@@ -169,7 +169,8 @@ impl AuditSender {
             duration_ms: u64::try_from(e.duration.as_millis()).unwrap_or(u64::MAX),
             era: e.era,
         };
-        let mut bytes = serde_json::to_vec(&line).expect("audit lines serialize");
+        // (A record of plain strings and numbers always serializes.)
+        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
         bytes.push(b'\n');
         match self.tx.try_send(Msg::Line(bytes)) {
             Ok(()) => {}
@@ -303,7 +304,7 @@ impl Writer {
             "count": total - self.reported,
             "total": total,
         });
-        let mut bytes = serde_json::to_vec(&line).expect("json");
+        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
         bytes.push(b'\n');
         self.reported = total;
         self.write(&bytes);
@@ -315,11 +316,14 @@ impl Writer {
             if self.size > 0 && self.size.saturating_add(len) > self.max_bytes {
                 self.rotate()?;
             }
-            if self.file.is_none() {
-                self.file = Some(BufWriter::new(open_append(&self.path)?));
-                self.size = 0;
-            }
-            self.file.as_mut().expect("open").write_all(line)?;
+            let file = match &mut self.file {
+                Some(f) => f,
+                None => {
+                    self.size = 0;
+                    self.file.insert(BufWriter::new(open_append(&self.path)?))
+                }
+            };
+            file.write_all(line)?;
             self.size += len;
             Ok::<(), io::Error>(())
         })();

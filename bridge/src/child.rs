@@ -137,9 +137,17 @@ impl ChildHandle {
         if let Some(pid) = pid {
             guard.watch(pid);
         }
-        let stdin = child.stdin().take().expect("piped stdin");
-        let stdout = child.stdout().take().expect("piped stdout");
-        let stderr = child.stderr().take().expect("piped stderr");
+        // The command pipes all three; a missing one is reported, never assumed.
+        let (Some(stdin), Some(stdout), Some(stderr)) = (
+            child.stdin().take(),
+            child.stdout().take(),
+            child.stderr().take(),
+        ) else {
+            return Err(SpawnError::Exec {
+                program,
+                source: std::io::Error::other("the server's standard streams are not piped"),
+            });
+        };
         info!(child = id, pid, program = %program, "started the MCP server");
 
         let (tx, rx) = mpsc::channel::<Bytes>(STDIN_QUEUE);

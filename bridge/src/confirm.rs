@@ -172,6 +172,10 @@ pub fn preview(args_json: &[u8]) -> String {
 }
 
 /// A fresh approval code not in use (`taken` says which are).
+#[expect(
+    clippy::expect_used,
+    reason = "without the OS's randomness no secret can be made; stopping is the only safe answer"
+)]
 pub fn new_code(taken: impl Fn(&str) -> bool) -> String {
     loop {
         let mut b = [0u8; CODE_LEN];

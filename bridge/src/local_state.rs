@@ -306,13 +306,14 @@ impl Picked {
         {
             Some(i) => &mut file.tunnel[i],
             None => {
+                let i = file.tunnel.len();
                 file.tunnel.push(Entry {
                     listen: self.listen.clone(),
                     command: None,
                     name: self.name.clone(),
                     client_token: None,
                 });
-                file.tunnel.last_mut().expect("just pushed")
+                &mut file.tunnel[i]
             }
         };
         if command.is_some() {

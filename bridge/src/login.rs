@@ -322,7 +322,9 @@ pub fn remembered_name(relay: &Url, command: &[String]) -> Option<String> {
 /// moment do not lose each other's names).
 pub fn remember_name(relay: &Url, command: &[String], name: &str) -> Result<()> {
     let path = state_path()?;
-    let dir = path.parent().expect("state.toml has a parent");
+    let dir = path
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("{} has no parent directory", path.display()))?;
     ensure_private_dir(dir)?;
     let _lock = FileLock::acquire(&dir.join(".state.lock"))?;
     let mut state = read_state(&path);

@@ -29,7 +29,10 @@ use crate::server_settings::{AuthMode, ProtocolMode, ServerFlags, ServerOptions}
 use crate::status_line::{self, Gauges, StatusLine};
 
 /// Default listen address of the in-process relay.
-const DEFAULT_LISTEN: &str = "127.0.0.1:7171";
+const DEFAULT_LISTEN: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    7171,
+));
 
 /// `bridge run` options. Each can also be set in the `--config` file, under the same name
 /// in snake_case; flags and environment variables win over the file.
@@ -102,6 +105,10 @@ pub struct RunArgs {
 }
 
 /// A random hex token of `bytes` random bytes.
+#[expect(
+    clippy::expect_used,
+    reason = "without the OS's randomness no secret can be made; stopping is the only safe answer"
+)]
 pub fn random_token(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     getrandom::fill(&mut b).expect("OS randomness");
@@ -109,6 +116,10 @@ pub fn random_token(bytes: usize) -> String {
 }
 
 /// A random tunnel name (10 characters a-z, 0-9).
+#[expect(
+    clippy::expect_used,
+    reason = "without the OS's randomness no secret can be made; stopping is the only safe answer"
+)]
 pub fn random_name() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut b = [0u8; 10];
@@ -178,7 +189,7 @@ fn choose_relay(
         (None, None) => None,
     };
     let local = args.local || file.and_then(|f| f.local).unwrap_or(false);
-    let default_listen = || DEFAULT_LISTEN.parse().expect("valid address");
+    let default_listen = || DEFAULT_LISTEN;
     let ca_file = args
         .ca_file
         .clone()

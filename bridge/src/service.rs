@@ -214,7 +214,9 @@ fn install(args: InstallArgs) -> Result<ExitCode> {
 
 /// Writes a service definition (mode 0644), creating its directory.
 fn write_file(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().expect("has a parent");
+    let dir = path
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("{} has no parent directory", path.display()))?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = dir.join(format!(
         ".{}.tmp",

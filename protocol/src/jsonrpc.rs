@@ -329,11 +329,10 @@ pub fn error_response(id: &[u8], code: i64, message: &str) -> Vec<u8> {
     out.extend_from_slice(b",\"error\":{\"code\":");
     out.extend_from_slice(code.to_string().as_bytes());
     out.extend_from_slice(b",\"message\":");
-    out.extend_from_slice(
-        serde_json::to_string(message)
-            .expect("strings serialise")
-            .as_bytes(),
-    );
+    // Writing a string into a Vec cannot fail; an empty message is the fallback anyway.
+    if serde_json::to_writer(&mut out, message).is_err() {
+        out.extend_from_slice(b"\"\"");
+    }
     out.extend_from_slice(b"}}");
     out
 }

@@ -329,7 +329,11 @@ fn main() -> Result<()> {
             if password.is_empty() {
                 bail!("give the password on standard input");
             }
-            println!("{}", relay::util::password::hash_password(password));
+            println!(
+                "{}",
+                relay::util::password::hash_password(password)
+                    .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?
+            );
             Ok(())
         }
     }

@@ -62,7 +62,10 @@ pub fn post(off: &Offline, body: &[u8]) -> Response {
         *r.status_mut() = StatusCode::ACCEPTED;
         return r;
     }
-    let id = &body[env.id.clone().expect("requests have ids")];
+    // (The parser gives every request an id.)
+    let Some(id) = env.id.clone().map(|range| &body[range]) else {
+        return unavailable(off);
+    };
     let method = env.method.as_deref().unwrap_or("");
     let snapshot = off.snapshot.as_deref();
     if env
@@ -91,14 +94,11 @@ pub fn post(off: &Offline, body: &[u8]) -> Response {
             {
                 obj.insert("protocolVersion".into(), v.into());
             }
-            let result = serde_json::to_vec(&result).expect("json");
+            let result = json_bytes(&result);
             json(result_response(id, &result))
         }
         ("tools/list", Some(s)) if !s.tools.is_empty() => json(result_response(id, &s.tools)),
-        ("tools/call", _) => json(result_response(
-            id,
-            &serde_json::to_vec(&offline_tool_result(off)).expect("json"),
-        )),
+        ("tools/call", _) => json(result_response(id, &json_bytes(&offline_tool_result(off)))),
         ("ping", _) => json(result_response(id, b"{}")),
         _ => {
             let msg = format!(
@@ -158,10 +158,12 @@ fn stateless_post(
         }
         _ => return None,
     };
-    Some(json(result_response(
-        id,
-        &serde_json::to_vec(&result).expect("json"),
-    )))
+    Some(json(result_response(id, &json_bytes(&result))))
+}
+
+/// A JSON value's bytes (serializing a `Value` cannot fail).
+fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -96,14 +96,13 @@ impl Rejection {
     pub fn into_response(self) -> Response {
         let body =
             protocol::jsonrpc::error_response(&self.id, HEADER_MISMATCH, &self.reason.to_string());
-        Response::builder()
-            .status(StatusCode::BAD_REQUEST)
-            .header(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )
-            .body(Body::from(body))
-            .expect("static response parts")
+        let mut r = Response::new(Body::from(body));
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
     }
 }
 

@@ -136,6 +136,10 @@ pub fn parse_document(
 }
 
 impl Fetcher {
+    #[expect(
+        clippy::expect_used,
+        reason = "ring supports rustls's default protocol versions"
+    )]
     fn tls(&self) -> Arc<rustls::ClientConfig> {
         self.tls
             .get_or_init(|| {

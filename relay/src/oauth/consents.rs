@@ -51,8 +51,7 @@ pub struct Consents {
 /// A short, unambiguous code: `XXXX-XXXX`.
 pub fn user_code() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).expect("OS randomness");
+    let b = crate::util::random::bytes::<8>();
     let s: String = b
         .iter()
         .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)

@@ -228,6 +228,10 @@ pub fn get() -> Option<&'static Metrics> {
 
 impl Metrics {
     /// Metrics with their own recorder (not installed globally).
+    #[expect(
+        clippy::expect_used,
+        reason = "the latency buckets are a non-empty constant"
+    )]
     pub fn new(settings: MetricsSettings) -> Self {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), &LATENCY_BUCKETS)

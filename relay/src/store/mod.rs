@@ -50,8 +50,7 @@ pub fn now() -> i64 {
 /// A random secret: `prefix` + 32 random bytes in base64url.
 pub fn new_secret(prefix: &str) -> String {
     use base64::Engine;
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).expect("OS randomness");
+    let b = crate::util::random::bytes::<32>();
     format!(
         "{prefix}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)

@@ -118,7 +118,7 @@ impl Store {
                 c.client_id,
                 c.kind,
                 c.name,
-                serde_json::to_string(&c.redirect_uris).expect("json"),
+                serde_json::Value::from(c.redirect_uris.clone()).to_string(),
                 c.auth_method,
                 c.secret_hash.as_ref().map(|h| &h[..]),
                 c.metadata,

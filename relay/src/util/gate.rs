@@ -284,7 +284,7 @@ mod tests {
             Err(Refused::Saturated)
         );
         drop(held);
-        let hash = crate::util::password::hash_password("pw");
+        let hash = crate::util::password::hash_password("pw").unwrap();
         assert_eq!(attempt.verify_password(hash, "pw".into()).await, Ok(true));
         assert_eq!(g.evaluated(), 1);
     }

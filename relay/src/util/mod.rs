@@ -7,4 +7,5 @@ pub mod html;
 pub mod http_error;
 pub mod password;
 pub mod path;
+pub mod random;
 pub mod rate;

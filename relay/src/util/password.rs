@@ -12,15 +12,12 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
 }
 
 /// Hashes a password for `--operator-password-file` (Argon2id, random salt).
-pub fn hash_password(password: &str) -> String {
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
     use argon2::password_hash::{PasswordHasher, SaltString};
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).expect("OS randomness");
-    let salt = SaltString::encode_b64(&salt).expect("salt");
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("argon2")
-        .to_string()
+    let salt = SaltString::encode_b64(&crate::util::random::bytes::<16>())?;
+    Ok(argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
 }
 
 #[cfg(test)]
@@ -29,7 +26,7 @@ mod tests {
 
     #[test]
     fn hashes_verify() {
-        let h = hash_password("s3cret");
+        let h = hash_password("s3cret").unwrap();
         assert!(verify_password(&h, "s3cret"));
         assert!(!verify_password(&h, "wrong"));
         assert!(!verify_password("garbage", "s3cret"));
