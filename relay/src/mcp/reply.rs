@@ -60,7 +60,7 @@ const GONE: &str = "the answer stream ended early (the desktop bridge disconnect
 /// JSON-RPC id of the request, used to answer it with an error if the bridge goes away;
 /// `accepts_json` is false for a client that accepts only `text/event-stream` (its answers
 /// are always SSE streams).
-pub async fn answer(
+pub async fn answer_exchange(
     mut ex: Exchange,
     keepalive: Duration,
     style: SseStyle,

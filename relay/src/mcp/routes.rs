@@ -19,7 +19,7 @@ use protocol::{Request, RequestKind};
 use crate::config::origin::check_origin;
 use crate::mcp::guard::authenticate;
 use crate::mcp::offline;
-use crate::mcp::reply::{SseStyle, answer, keepalive_only};
+use crate::mcp::reply::{SseStyle, answer_exchange, keepalive_only};
 use crate::mcp::state::McpState;
 use crate::mcp::stateless;
 use crate::net::client_addr::ProxyTrust;
@@ -352,7 +352,7 @@ async fn forward(
             if let Some(call) = call {
                 crate::observe::reqlog::note_recent(call);
             }
-            answer(ex, state.config.keepalive, style, request_id, accepts_json).await
+            answer_exchange(ex, state.config.keepalive, style, request_id, accepts_json).await
         }
         Err(OpenError::Gone) => McpError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -375,28 +375,29 @@ async fn forward(
     }
 }
 
-/// What every `/<name>/mcp` request carries.
-struct Common {
+/// An admitted `/<name>/mcp` request: where it goes, who sent it, and its session and
+/// protocol headers.
+struct McpRequest {
     target: Target,
     principal: String,
     session: Option<String>,
     protocol_version: Option<String>,
 }
 
-async fn common(state: &McpState, name: &str, headers: &HeaderMap) -> Result<Common, Response> {
-    let (c, version) = common_unchecked(state, name, headers).await?;
+async fn admit(state: &McpState, name: &str, headers: &HeaderMap) -> Result<McpRequest, Response> {
+    let (c, version) = admit_unchecked(state, name, headers).await?;
     version?;
     Ok(c)
 }
 
-/// Like [`common`], with the `MCP-Protocol-Version` check's outcome returned apart: a
+/// Like [`admit`], with the `MCP-Protocol-Version` check's outcome returned apart: a
 /// POST decides whether it applies once the body is read (a stateless request carries its
 /// version in the body, and an unknown one is the bridge's to answer).
-async fn common_unchecked(
+async fn admit_unchecked(
     state: &McpState,
     name: &str,
     headers: &HeaderMap,
-) -> Result<(Common, Result<(), Response>), Response> {
+) -> Result<(McpRequest, Result<(), Response>), Response> {
     let (target, principal) = prepare(state, name, headers).await?;
     let session = header_str(headers, "mcp-session-id")?;
     let (protocol_version, version) = match header_str(headers, "mcp-protocol-version") {
@@ -406,7 +407,7 @@ async fn common_unchecked(
         }
         Err(r) => (None, Err(r)),
     };
-    let c = Common {
+    let c = McpRequest {
         target,
         principal,
         session,
@@ -421,7 +422,7 @@ async fn post_mcp(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Response> {
-    let (c, version) = match common_unchecked(&state, &name, &headers).await {
+    let (c, version) = match admit_unchecked(&state, &name, &headers).await {
         Ok(v) => v,
         Err(r) => return Err(answer_unread(r, body).await),
     };
@@ -472,7 +473,7 @@ async fn get_mcp(
     PathParam(name): PathParam,
     headers: HeaderMap,
 ) -> Result<Response, Response> {
-    let c = common(&state, &name, &headers).await?;
+    let c = admit(&state, &name, &headers).await?;
     let last_event_id = header_str(&headers, "last-event-id")?;
     let tunnel = match c.target {
         // A stream without a session (the connector probe of hosted clients) never carries
@@ -502,7 +503,7 @@ async fn delete_mcp(
     PathParam(name): PathParam,
     headers: HeaderMap,
 ) -> Result<Response, Response> {
-    let c = common(&state, &name, &headers).await?;
+    let c = admit(&state, &name, &headers).await?;
     let tunnel = match c.target {
         Target::Live(t) => t,
         Target::Offline(off) => return Err(offline::unavailable(&off)),
