@@ -138,7 +138,8 @@ enum Msg {
     Stop,
 }
 
-struct Shared {
+/// How many records were lost, shared by the senders and the writer.
+struct LossCount {
     /// Records lost since the start (queue full, or the disk refused them).
     dropped: AtomicU64,
 }
@@ -147,7 +148,7 @@ struct Shared {
 #[derive(Clone)]
 pub struct AuditSender {
     tx: SyncSender<Msg>,
-    shared: Arc<Shared>,
+    lost: Arc<LossCount>,
 }
 
 impl fmt::Debug for AuditSender {
@@ -175,7 +176,7 @@ impl AuditSender {
         match self.tx.try_send(Msg::Line(bytes)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                let n = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                let n = self.lost.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
                     warn!(
                         dropped = n,
@@ -189,7 +190,7 @@ impl AuditSender {
     /// Records lost so far.
     #[cfg(test)]
     pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
+        self.lost.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -209,7 +210,7 @@ impl AuditLog {
         })?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let shared = Arc::new(Shared {
+        let lost = Arc::new(LossCount {
             dropped: AtomicU64::new(0),
         });
         let (done_tx, done_rx) = mpsc::channel();
@@ -218,7 +219,7 @@ impl AuditLog {
             file: Some(BufWriter::new(file)),
             size,
             max_bytes: max_bytes.max(1),
-            shared: shared.clone(),
+            lost: lost.clone(),
             reported: 0,
             failing: false,
         };
@@ -233,7 +234,7 @@ impl AuditLog {
                 source,
             })?;
         Ok(Self {
-            sender: AuditSender { tx, shared },
+            sender: AuditSender { tx, lost },
             done: Some(done_rx),
         })
     }
@@ -261,7 +262,7 @@ struct Writer {
     file: Option<BufWriter<File>>,
     size: u64,
     max_bytes: u64,
-    shared: Arc<Shared>,
+    lost: Arc<LossCount>,
     /// Dropped records already noted in the file.
     reported: u64,
     /// Writing failed last time (warn once per failure streak).
@@ -294,7 +295,7 @@ impl Writer {
 
     /// Adds a line saying how many records were lost since the last such line.
     fn note_dropped(&mut self) {
-        let total = self.shared.dropped.load(Ordering::Relaxed);
+        let total = self.lost.dropped.load(Ordering::Relaxed);
         if total == self.reported {
             return;
         }
@@ -332,7 +333,7 @@ impl Writer {
             Err(e) => {
                 // The record is lost: counted like a dropped one, so the file says so once
                 // writing works again.
-                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                self.lost.dropped.fetch_add(1, Ordering::Relaxed);
                 if !self.failing {
                     error!(path = %self.path.display(), "cannot write the audit log: {e}");
                 }
