@@ -38,15 +38,15 @@ pub struct StreamLog {
 }
 
 impl StreamLog {
-    /// Appends a message; returns its sequence number.
-    pub fn append(&mut self, body: Bytes, is_final: bool) -> u32 {
+    /// Appends a message sent at `now`; returns its sequence number.
+    pub fn append(&mut self, body: Bytes, is_final: bool, now: Instant) -> u32 {
         self.next_seq += 1;
         let seq = self.next_seq;
         self.bytes += body.len();
         self.events.push_back((seq, body));
         if is_final && !self.finished {
             self.finished = true;
-            self.finished_at = Some(Instant::now());
+            self.finished_at = Some(now);
         }
         while self.events.len() > MAX_EVENTS || (self.bytes > MAX_BYTES && self.events.len() > 1) {
             if let Some((_, old)) = self.events.pop_front() {
@@ -116,7 +116,7 @@ mod tests {
     fn replays_only_what_follows() {
         let mut log = StreamLog::default();
         for i in 0..5 {
-            log.append(Bytes::from(format!("m{i}")), i == 4);
+            log.append(Bytes::from(format!("m{i}")), i == 4, Instant::now());
         }
         let (after, gap) = log.after(2);
         assert!(!gap);
@@ -129,24 +129,25 @@ mod tests {
     fn bounded_and_reports_gaps() {
         let mut log = StreamLog::default();
         for _ in 0..(MAX_EVENTS + 10) {
-            log.append(Bytes::from_static(b"x"), false);
+            log.append(Bytes::from_static(b"x"), false, Instant::now());
         }
         let (after, gap) = log.after(0);
         assert!(gap);
         assert_eq!(after.len(), MAX_EVENTS);
         assert_eq!(after[0].0, 11);
         let mut big = StreamLog::default();
-        big.append(Bytes::from(vec![0u8; MAX_BYTES]), false);
-        big.append(Bytes::from(vec![0u8; 10]), true);
+        big.append(Bytes::from(vec![0u8; MAX_BYTES]), false, Instant::now());
+        big.append(Bytes::from(vec![0u8; 10]), true, Instant::now());
         assert_eq!(big.after(0).0.len(), 1);
     }
 
     #[test]
     fn finished_streams_expire() {
         let mut logs = StreamLogs::default();
-        logs.get_or_create(1).append(Bytes::from_static(b"a"), true);
+        logs.get_or_create(1)
+            .append(Bytes::from_static(b"a"), true, Instant::now());
         logs.get_or_create(2)
-            .append(Bytes::from_static(b"b"), false);
+            .append(Bytes::from_static(b"b"), false, Instant::now());
         logs.prune(Instant::now());
         assert!(logs.get(1).is_some());
         logs.prune(Instant::now() + KEEP_FINISHED);
@@ -160,7 +161,7 @@ mod tests {
         let mut logs = StreamLogs::default();
         for k in 0..(MAX_STREAMS as u64 + 3) {
             logs.get_or_create(k)
-                .append(Bytes::from_static(b"x"), false);
+                .append(Bytes::from_static(b"x"), false, Instant::now());
         }
         assert!(logs.get(0).is_none());
         assert!(logs.get(MAX_STREAMS as u64 + 2).is_some());

@@ -190,15 +190,8 @@ impl Core {
             tok
         });
         let line = splice(body, &mut edits);
-        let sent = self
-            .children
-            .get(&child)
-            .is_some_and(|s| s.handle.send_line(line));
-        if !sent {
-            let exited = self
-                .children
-                .get(&child)
-                .is_none_or(|s| s.handle.stdin_closed());
+        if !self.send_to(child, line) {
+            let exited = !self.children.contains_key(&child) || self.processes.stdin_closed(child);
             let why = if exited {
                 "the local MCP server just exited and is being restarted; retry in a moment"
             } else {
@@ -236,7 +229,7 @@ impl Core {
                 original_id: id,
                 original_token,
                 awaiting_client: false,
-                deadline: Some(Instant::now() + self.cfg.call_timeout),
+                deadline: Some(self.now + self.cfg.call_timeout),
                 modern: None,
                 note: None,
             },
@@ -360,7 +353,7 @@ impl Core {
         else {
             // The client is gone: under `isolate`, nobody will use this child.
             if self.cfg.isolate && w.legacy_session.is_none() {
-                self.children.remove(&child);
+                self.remove_child(child);
             }
             return;
         };
@@ -444,10 +437,7 @@ impl Core {
                 if let Some(reason) = v["params"].get("reason") {
                     msg["params"]["reason"] = reason.clone();
                 }
-                if let Some(slot) = self.children.get(&child) {
-                    slot.handle
-                        .send_line(serde_json::to_vec(&msg).expect("json"));
-                }
+                self.send_to(child, serde_json::to_vec(&msg).expect("json"));
                 // The request is over for the client (the server will not answer it; a late
                 // answer finds no pending entry and is dropped): end its stream, free it.
                 let p = self.pending.remove(&cid).expect("present");
@@ -469,9 +459,7 @@ impl Core {
                     Ok(c) => c,
                     Err(_) => return,
                 };
-                if let Some(slot) = self.children.get(&child) {
-                    slot.handle.send_line(splice(body, &mut []));
-                }
+                self.send_to(child, splice(body, &mut []));
             }
             ClientNotification::Refused => {
                 warn!(
@@ -504,9 +492,7 @@ impl Core {
             p.awaiting_client = false;
         }
         let line = splice(body, &mut [(span, &req.child_id[..])]);
-        if let Some(slot) = self.children.get(&req.child) {
-            slot.handle.send_line(line);
-        }
+        self.send_to(req.child, line);
     }
 }
 

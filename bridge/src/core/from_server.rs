@@ -78,17 +78,17 @@ impl Core {
 
     pub(super) fn on_child_initialized(&mut self, child: ChildId, line: &Bytes) {
         let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
-        let Some(slot) = self.children.get_mut(&child) else {
+        if !self.children.contains_key(&child) {
             return;
-        };
+        }
         let state = match v.get("result") {
             Some(result) if result.is_object() => {
                 let version = result["protocolVersion"]
                     .as_str()
                     .unwrap_or(protocol::LATEST_LEGACY_MCP_VERSION)
                     .to_owned();
-                slot.handle
-                    .send_line(init::INITIALIZED_NOTIFICATION.to_vec());
+                self.processes
+                    .send_line(child, init::INITIALIZED_NOTIFICATION.to_vec());
                 info!(
                     child,
                     server = %result["serverInfo"]["name"].as_str().unwrap_or("?"),
@@ -114,6 +114,9 @@ impl Core {
             ChildState::Ready { result, .. } => Some(result.clone()),
             _ => None,
         };
+        let Some(slot) = self.children.get_mut(&child) else {
+            return;
+        };
         slot.state = state;
         let waiting = std::mem::take(&mut slot.waiting);
         self.log_inits_answered(&waiting, ready_result.is_some());
@@ -134,9 +137,7 @@ impl Core {
         let id = Bytes::copy_from_slice(&line[span.clone()]);
         let method = env.method.as_deref().unwrap_or("");
         let reply = |core: &mut Self, body: Vec<u8>| {
-            if let Some(slot) = core.children.get(&child) {
-                slot.handle.send_line(body);
-            }
+            core.send_to(child, body);
         };
         match method {
             "roots/list" if !self.cfg.client_roots => {

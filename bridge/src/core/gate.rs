@@ -357,7 +357,7 @@ impl Core {
         if method != "tools/call" || !(audited || self.gate.policy.checks_calls()) {
             return Verdict::Pass(None);
         }
-        let started = Instant::now();
+        let started = self.now;
         let params = env
             .params
             .clone()
@@ -471,7 +471,7 @@ impl Core {
                 body,
                 modern,
                 call,
-                deadline: Instant::now() + timeout,
+                deadline: self.now + timeout,
             },
         );
     }
@@ -660,8 +660,9 @@ impl Core {
         self.gate.answers.take()
     }
 
-    /// An answer from the terminal, or its end.
-    pub fn on_terminal(&mut self, msg: TerminalMsg) {
+    /// An answer from the terminal, or its end, at `now`.
+    pub fn on_terminal(&mut self, msg: TerminalMsg, now: Instant) {
+        self.now = now;
         match msg {
             TerminalMsg::Answer { code, approve } => {
                 let found = self

@@ -59,7 +59,7 @@ pub(super) fn fits(count: usize, bytes: usize, total: usize, len: usize) -> bool
 impl Core {
     /// The link went down: every legacy session's stream waits to be carried on.
     pub(super) fn detach_legacy_streams(&mut self) {
-        let now = Instant::now();
+        let now = self.now;
         let legacy: Vec<(String, Option<u64>)> = self
             .sessions
             .iter()
@@ -246,7 +246,7 @@ mod tests {
     fn a_stream_is_carried_on_only_for_its_own_principal() {
         let mut core = core();
         let sid = legacy_session(&mut core, 7, "alice");
-        core.on_link_down();
+        core.on_link_down(Instant::now());
         assert!(
             core.sessions.get(&sid).is_some(),
             "the session survives the cut"
@@ -257,17 +257,26 @@ mod tests {
         assert!(core.take_outbox().is_empty());
 
         // Another principal naming the session gets 404; the stream still waits.
-        core.on_request(request(100, RequestKind::LegacyOpen, Some(&sid), "mallory"));
+        core.on_request(
+            request(100, RequestKind::LegacyOpen, Some(&sid), "mallory"),
+            Instant::now(),
+        );
         let out = responses(core.take_outbox());
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].exchange, out[0].status), (100, 404));
         assert!(out[0].is_final());
         // An unknown session too.
-        core.on_request(request(101, RequestKind::LegacyOpen, Some("nope"), "alice"));
+        core.on_request(
+            request(101, RequestKind::LegacyOpen, Some("nope"), "alice"),
+            Instant::now(),
+        );
         assert_eq!(responses(core.take_outbox())[0].status, 404);
 
         // Its owner takes it over: a stream head, then the backlog in order.
-        core.on_request(request(102, RequestKind::LegacyOpen, Some(&sid), "alice"));
+        core.on_request(
+            request(102, RequestKind::LegacyOpen, Some(&sid), "alice"),
+            Instant::now(),
+        );
         let out = responses(core.take_outbox());
         assert_eq!(out.len(), 3, "{out:?}");
         assert!(out.iter().all(|r| r.exchange == 102 && !r.is_final()));
@@ -286,14 +295,17 @@ mod tests {
         );
 
         // A request numbered like the carried stream (a restarted relay) gets none of it.
-        core.on_request(request(7, RequestKind::Get, None, "mallory"));
+        core.on_request(
+            request(7, RequestKind::Get, None, "mallory"),
+            Instant::now(),
+        );
         let out = responses(core.take_outbox());
         assert_eq!((out.len(), out[0].exchange, out[0].status), (1, 7, 503));
         assert!(out[0].is_final());
         assert!(core.carried.contains_key(&7));
 
         // The client closing its stream ends the session, as before.
-        core.on_cancel(102);
+        core.on_cancel(102, Instant::now());
         assert!(core.sessions.get(&sid).is_none());
         assert!(core.carried.is_empty() && core.exchanges.is_empty());
     }
@@ -302,12 +314,18 @@ mod tests {
     fn a_second_cut_and_the_end_of_the_session() {
         let mut core = core();
         let sid = legacy_session(&mut core, 7, "alice");
-        core.on_link_down();
-        core.on_request(request(50, RequestKind::LegacyOpen, Some(&sid), "alice"));
+        core.on_link_down(Instant::now());
+        core.on_request(
+            request(50, RequestKind::LegacyOpen, Some(&sid), "alice"),
+            Instant::now(),
+        );
         core.take_outbox();
-        core.on_link_down();
+        core.on_link_down(Instant::now());
         core.message(7, b"{\"n\":1}".to_vec());
-        core.on_request(request(90, RequestKind::LegacyOpen, Some(&sid), "alice"));
+        core.on_request(
+            request(90, RequestKind::LegacyOpen, Some(&sid), "alice"),
+            Instant::now(),
+        );
         let out = responses(core.take_outbox());
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|r| r.exchange == 90));
@@ -323,7 +341,7 @@ mod tests {
     fn streams_not_carried_on_expire() {
         let mut core = core();
         let sid = legacy_session(&mut core, 7, "alice");
-        core.on_link_down();
+        core.on_link_down(Instant::now());
         core.message(7, b"{}".to_vec());
         core.expire_carried(Instant::now() + REATTACH_WINDOW / 2);
         assert!(core.sessions.get(&sid).is_some());
@@ -332,7 +350,10 @@ mod tests {
         assert!(core.carried.is_empty());
         assert_eq!(core.carried_bytes, 0);
         // Too late: the relay ends the client's stream.
-        core.on_request(request(9, RequestKind::LegacyOpen, Some(&sid), "alice"));
+        core.on_request(
+            request(9, RequestKind::LegacyOpen, Some(&sid), "alice"),
+            Instant::now(),
+        );
         assert_eq!(responses(core.take_outbox())[0].status, 404);
     }
 
@@ -340,7 +361,7 @@ mod tests {
     fn an_overflowing_backlog_ends_the_session() {
         let mut core = core();
         let sid = legacy_session(&mut core, 7, "alice");
-        core.on_link_down();
+        core.on_link_down(Instant::now());
         for _ in 0..MAX_BACKLOG_MESSAGES {
             core.message(7, b"{}".to_vec());
         }

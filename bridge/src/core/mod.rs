@@ -17,7 +17,6 @@
 //!   flight, or to sessions that asked for logs when none is busy; otherwise they stay local.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -31,11 +30,11 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use crate::child::{ChildEvent, ChildHandle, ChildId, ChildSpec};
-use crate::guard::Guard;
+use crate::child::{ChildEvent, ChildId, ChildSpec};
 use crate::init;
 use crate::session::{ClientCaps, Sessions};
 
+mod children;
 mod from_client;
 mod from_server;
 mod gate;
@@ -45,6 +44,7 @@ mod relay_side;
 mod supervise;
 
 pub use crate::roots::Root;
+pub use children::Children;
 
 /// Settings of the core.
 #[derive(Debug, Clone)]
@@ -120,7 +120,6 @@ struct WaitingInit {
 }
 
 struct ChildSlot {
-    handle: ChildHandle,
     state: ChildState,
     waiting: Vec<WaitingInit>,
 }
@@ -225,7 +224,10 @@ struct Ctx {
 /// The bridge's MCP state. See the module documentation.
 pub struct Core {
     cfg: CoreConfig,
-    events: mpsc::Sender<ChildEvent>,
+    /// Starts, feeds and stops the server processes.
+    processes: Box<dyn Children>,
+    /// The time of the event being handled.
+    now: Instant,
     children: HashMap<ChildId, ChildSlot>,
     default_child: Option<ChildId>,
     next_child: ChildId,
@@ -238,7 +240,6 @@ pub struct Core {
     probes: HashSet<u64>,
     sessions: Sessions,
     outbox: Vec<Frame>,
-    guard: Arc<Guard>,
     /// When to restart the shared child after it exited.
     restart_at: Option<Instant>,
     /// Recent exits of the shared child (crash-loop guard).
@@ -295,13 +296,15 @@ fn incident_id() -> String {
 }
 
 impl Core {
-    /// A core with no children yet; children report to `events`.
-    pub fn new(mut cfg: CoreConfig, events: mpsc::Sender<ChildEvent>, guard: Arc<Guard>) -> Self {
+    /// A core with no children yet, starting them through `processes`; `now` is the time
+    /// of its creation (every event brings its own).
+    pub fn with_children(mut cfg: CoreConfig, processes: Box<dyn Children>, now: Instant) -> Self {
         gate::merge_roots(&mut cfg);
         let gate = gate::Gate::new(&cfg.policy);
         Self {
             cfg,
-            events,
+            processes,
+            now,
             children: HashMap::new(),
             default_child: None,
             next_child: 1,
@@ -313,7 +316,6 @@ impl Core {
             probes: HashSet::new(),
             sessions: Sessions::default(),
             outbox: Vec::new(),
-            guard,
             restart_at: None,
             crashes: VecDeque::new(),
             startup_failures: 0,
@@ -352,8 +354,9 @@ impl Core {
             .count()
     }
 
-    /// Stops taking requests (graceful shutdown); requests in flight run on.
-    pub fn drain(&mut self) {
+    /// Stops taking requests (graceful shutdown) at `now`; requests in flight run on.
+    pub fn drain(&mut self, now: Instant) {
+        self.now = now;
         self.draining = true;
         self.close_listens();
         self.drop_suspended();
@@ -376,6 +379,18 @@ impl Core {
     /// Frames produced since the last call, to send to the relay in order.
     pub fn take_outbox(&mut self) -> Vec<Frame> {
         std::mem::take(&mut self.outbox)
+    }
+
+    /// Queues a line to a child's stdin; `false` if it is gone or not keeping up.
+    fn send_to(&mut self, child: ChildId, line: Vec<u8>) -> bool {
+        self.children.contains_key(&child) && self.processes.send_line(child, line)
+    }
+
+    /// Forgets a child and stops its process.
+    fn remove_child(&mut self, child: ChildId) -> Option<ChildSlot> {
+        let slot = self.children.remove(&child);
+        self.processes.kill(child);
+        slot
     }
 
     fn fresh_id(&mut self) -> u64 {
@@ -425,7 +440,10 @@ impl Core {
         };
         let attached = r.attached.filter(|a| self.exchanges.contains_key(a));
         let seq = match self.sessions.get_mut(&r.session) {
-            Some(s) => s.logs.get_or_create(stream).append(body.clone(), is_final),
+            Some(s) => s
+                .logs
+                .get_or_create(stream)
+                .append(body.clone(), is_final, self.now),
             None => 0,
         };
         if is_final {
@@ -548,7 +566,22 @@ impl Core {
 /// A core for unit tests whose server command is never started.
 #[cfg(test)]
 fn idle_core() -> Core {
-    let (events, _) = mpsc::channel(16);
+    struct NoChildren;
+    impl Children for NoChildren {
+        fn spawn(&mut self, _: ChildId, _: &ChildSpec) -> Result<(), String> {
+            Err("not started in this test".into())
+        }
+        fn send_line(&mut self, _: ChildId, _: Vec<u8>) -> bool {
+            false
+        }
+        fn stdin_closed(&self, _: ChildId) -> bool {
+            true
+        }
+        fn stderr_tail(&self, _: ChildId) -> Vec<String> {
+            Vec::new()
+        }
+        fn kill(&mut self, _: ChildId) {}
+    }
     let spec = ChildSpec {
         program: "never-started".into(),
         args: Vec::new(),
@@ -556,5 +589,5 @@ fn idle_core() -> Core {
         env: Vec::new(),
         cwd: None,
     };
-    Core::new(CoreConfig::new(spec), events, Arc::new(Guard::disabled()))
+    Core::with_children(CoreConfig::new(spec), Box::new(NoChildren), Instant::now())
 }

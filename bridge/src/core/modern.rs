@@ -409,7 +409,7 @@ impl Core {
         responses: Option<serde_json::Map<String, Value>>,
         progress: Option<Bytes>,
     ) {
-        let now = Instant::now();
+        let now = self.now;
         let valid = self.suspended.get(token).is_some_and(|s| {
             s.principal == call.principal
                 && s.method == call.method
@@ -458,9 +458,9 @@ impl Core {
         p.awaiting_client = missing;
         p.deadline = Some(now + self.cfg.call_timeout);
         self.exchanges.insert(ctx.exchange, Role::Modern(s.cid));
-        if let Some(slot) = self.children.get(&child) {
+        if self.children.contains_key(&child) {
             for line in lines {
-                slot.handle.send_line(line);
+                self.processes.send_line(child, line);
             }
         }
         if missing {
@@ -564,7 +564,7 @@ impl Core {
     ) {
         let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
         let key = input_key(&child_id);
-        let now = Instant::now();
+        let now = self.now;
         let Some(p) = self.pending.get_mut(&target) else {
             return;
         };
@@ -572,9 +572,7 @@ impl Core {
         let m = p.modern.as_mut().expect("modern");
         if let Some(answer) = m.presupplied.remove(&key) {
             let body = result_response(&child_id, &serde_json::to_vec(&answer).expect("json"));
-            if let Some(slot) = self.children.get(&child) {
-                slot.handle.send_line(body);
-            }
+            self.send_to(child, body);
             return;
         }
         let mut request = json!({ "method": v["method"] });
@@ -600,8 +598,9 @@ impl Core {
         self.next_flush
     }
 
-    /// Sends the InputRequiredResults whose gathering window has passed.
+    /// Sends the InputRequiredResults whose gathering window has passed by `now`.
     pub fn flush_inputs(&mut self, now: Instant) {
+        self.now = now;
         let mut due = Vec::new();
         let mut next: Option<Instant> = None;
         for (cid, p) in &self.pending {
@@ -731,10 +730,7 @@ impl Core {
             "method": "notifications/cancelled",
             "params": { "requestId": cid, "reason": reason }
         });
-        if let Some(slot) = self.children.get(&p.child) {
-            slot.handle
-                .send_line(serde_json::to_vec(&msg).expect("json"));
-        }
+        self.send_to(p.child, serde_json::to_vec(&msg).expect("json"));
         if let Some(token) = p.modern.as_ref().and_then(|m| m.token.as_ref()) {
             self.suspended.remove(token);
         }

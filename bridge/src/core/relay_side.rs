@@ -7,8 +7,9 @@ mod reqlog;
 
 impl Core {
     /// The relay link went down: every exchange is gone (sessions stay; legacy SSE streams
-    /// wait to be carried on, see `legacy_sse`).
-    pub fn on_link_down(&mut self) {
+    /// wait to be carried on, see `legacy_sse`), at `now`.
+    pub fn on_link_down(&mut self, now: Instant) {
+        self.now = now;
         self.held_link_down();
         self.modern_link_down();
         // Session POSTs still running stay resumable: their client may come back (on the
@@ -58,8 +59,9 @@ impl Core {
         }
     }
 
-    /// The relay abandoned an exchange (its client went away).
-    pub fn on_cancel(&mut self, exchange: u64) {
+    /// The relay abandoned an exchange (its client went away) at `now`.
+    pub fn on_cancel(&mut self, exchange: u64, now: Instant) {
+        self.now = now;
         match self.exchanges.remove(&exchange) {
             Some(Role::Stream(sid)) => {
                 if let Some(s) = self.sessions.get_mut(&sid)
@@ -105,8 +107,9 @@ impl Core {
         self.probes.len() + self.listens.len()
     }
 
-    /// Handles one exchange from the relay.
-    pub fn on_request(&mut self, r: Request) {
+    /// Handles one exchange from the relay, arrived at `now`.
+    pub fn on_request(&mut self, r: Request, now: Instant) {
+        self.now = now;
         let exchange = r.exchange;
         if self.exchanges.len() >= MAX_OPEN_EXCHANGES && !self.exchanges.contains_key(&exchange) {
             // Only a misbehaving relay gets here (a relay caps exchanges per tunnel lower).
@@ -510,7 +513,7 @@ mod tests {
         let extra = 5_000;
         let n = (MAX_SESSIONLESS_STREAMS + extra) as u64;
         for e in 1..=n {
-            core.on_request(sessionless_get(e));
+            core.on_request(sessionless_get(e), Instant::now());
         }
         let (opened, refused) = tally(&core.take_outbox());
         assert_eq!(opened, MAX_SESSIONLESS_STREAMS);
@@ -519,16 +522,16 @@ mod tests {
         assert_eq!(core.probes.len(), MAX_SESSIONLESS_STREAMS);
 
         // A probe whose client left makes room for another.
-        core.on_cancel(1);
-        core.on_request(sessionless_get(n + 1));
+        core.on_cancel(1, Instant::now());
+        core.on_request(sessionless_get(n + 1), Instant::now());
         assert_eq!(tally(&core.take_outbox()), (1, 0));
-        core.on_request(sessionless_get(n + 2));
+        core.on_request(sessionless_get(n + 2), Instant::now());
         assert_eq!(tally(&core.take_outbox()), (0, 1));
 
         // A new link starts from none.
-        core.on_link_down();
+        core.on_link_down(Instant::now());
         assert!(core.probes.is_empty() && core.exchanges.is_empty());
-        core.on_request(sessionless_get(n + 3));
+        core.on_request(sessionless_get(n + 3), Instant::now());
         assert_eq!(tally(&core.take_outbox()), (1, 0));
     }
 
@@ -538,7 +541,7 @@ mod tests {
         for e in 0..MAX_OPEN_EXCHANGES as u64 {
             core.exchanges.insert(1_000_000 + e, Role::Post);
         }
-        core.on_request(sessionless_get(1));
+        core.on_request(sessionless_get(1), Instant::now());
         assert_eq!(tally(&core.take_outbox()), (0, 1));
         assert_eq!(core.exchanges.len(), MAX_OPEN_EXCHANGES);
     }

@@ -27,19 +27,21 @@ impl Core {
     /// The last lines the shared child wrote to stderr (for errors shown locally).
     pub fn default_child_stderr(&self) -> Vec<String> {
         self.default_child
-            .and_then(|id| self.children.get(&id))
-            .map(|slot| slot.handle.stderr_tail())
+            .filter(|id| self.children.contains_key(id))
+            .map(|id| self.processes.stderr_tail(id))
             .unwrap_or_default()
     }
 
     pub(super) fn spawn_child(&mut self) -> Result<ChildId, String> {
         let id = self.next_child;
         self.next_child += 1;
-        let handle =
-            ChildHandle::spawn(id, &self.cfg.child, self.events.clone(), self.guard.clone())
-                .map_err(|e| e.to_string())?;
+        self.processes.spawn(id, &self.cfg.child)?;
         let req_id = self.fresh_id();
-        if !handle.send_line(init::child_initialize_request(req_id)) {
+        if !self
+            .processes
+            .send_line(id, init::child_initialize_request(req_id))
+        {
+            self.processes.kill(id);
             return Err("the server's stdin closed at once".into());
         }
         self.pending
@@ -47,7 +49,6 @@ impl Core {
         self.children.insert(
             id,
             ChildSlot {
-                handle,
                 state: ChildState::Starting,
                 waiting: Vec::new(),
             },
@@ -70,8 +71,9 @@ impl Core {
         Ok(id)
     }
 
-    /// Handles a child event.
-    pub fn on_child_event(&mut self, ev: ChildEvent) {
+    /// Handles a child event that happened at `now`.
+    pub fn on_child_event(&mut self, ev: ChildEvent, now: Instant) {
+        self.now = now;
         match ev {
             ChildEvent::Line(child, line) => self.on_child_line(child, line),
             ChildEvent::Exited(child, status) => self.on_child_exit(child, &status),
@@ -80,8 +82,8 @@ impl Core {
 
     /// Periodic housekeeping: restarts the shared child after a crash (with backoff) and
     /// times out requests.
-    pub fn on_tick(&mut self) {
-        let now = Instant::now();
+    pub fn on_tick(&mut self, now: Instant) {
+        self.now = now;
         self.expire_held(now);
         self.expire_calls(now);
         self.expire_suspensions(now);
@@ -132,12 +134,15 @@ impl Core {
     }
 
     pub(super) fn on_child_exit(&mut self, child: ChildId, status: &str) {
-        let Some(slot) = self.children.remove(&child) else {
+        if !self.children.contains_key(&child) {
+            return;
+        }
+        let tail = self.processes.stderr_tail(child);
+        let Some(slot) = self.remove_child(child) else {
             return;
         };
         let was_ready = matches!(slot.state, ChildState::Ready { .. });
         let incident = incident_id();
-        let tail = slot.handle.stderr_tail();
         error!(
             incident = %incident,
             child,
@@ -190,7 +195,7 @@ impl Core {
     /// - a server that was serving is restarted at once, unless it exited more than
     ///   [`CRASH_BURST`] times within a minute; past that the delay doubles up to 30 s.
     pub(super) fn schedule_restart(&mut self, was_ready: bool) {
-        let now = Instant::now();
+        let now = self.now;
         let doubling = |n: u32| {
             Duration::from_millis(250)
                 .saturating_mul(1 << n.min(8))
@@ -237,10 +242,7 @@ impl Core {
                 "method": "notifications/cancelled",
                 "params": { "requestId": id, "reason": "timed out" }
             });
-            if let Some(slot) = self.children.get(&child) {
-                slot.handle
-                    .send_line(serde_json::to_vec(&msg).expect("json"));
-            }
+            self.send_to(child, serde_json::to_vec(&msg).expect("json"));
             let p = self.pending.remove(&id).expect("present");
             p.set_outcome(crate::audit::Outcome::Timeout);
             let secs = self.cfg.call_timeout.as_secs();
@@ -280,13 +282,7 @@ impl Core {
         let id = self.fresh_id();
         let msg =
             serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let Some(slot) = self.children.get(&child) else {
-            return;
-        };
-        if slot
-            .handle
-            .send_line(serde_json::to_vec(&msg).expect("json"))
-        {
+        if self.send_to(child, serde_json::to_vec(&msg).expect("json")) {
             self.pending.insert(id, Pending::internal(child, purpose));
         }
     }
