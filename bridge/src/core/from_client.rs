@@ -50,7 +50,7 @@ impl Core {
         // 2026-07-28 has no sessions: a modern request ignores any session id.
         let modern = !ctx.legacy
             && env.kind == Kind::Request
-            && modern::is_modern(&env, ctx.header_version.as_deref());
+            && stateless::is_modern(&env, ctx.header_version.as_deref());
         if let Some(sid) = &ctx.session
             && !ctx.legacy
             && !modern

@@ -19,7 +19,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::modern::ModernCall;
+use super::stateless::ModernCall;
 use super::*;
 use crate::audit::{self, AuditLog, AuditSender, Entry, Outcome};
 use crate::confirm::{self, Notice, Subscription, TerminalMsg};
@@ -573,7 +573,7 @@ impl Core {
 
     /// The relay link dropped: held calls cannot be answered any more, but those of legacy
     /// SSE sessions, whose answers go to the session's stream (carried on after the
-    /// reconnect, see `legacy_sse`).
+    /// reconnect, see `http_sse`).
     pub(super) fn held_link_down(&mut self) {
         if self.gate.held.is_empty() {
             return;

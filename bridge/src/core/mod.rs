@@ -31,16 +31,18 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::child::{ChildEvent, ChildId, ChildSpec};
-use crate::init;
-use crate::session::{ClientCaps, Sessions};
+use sessions::{ClientCaps, Sessions};
 
 mod children;
 mod from_client;
 mod from_server;
 mod gate;
-mod legacy_sse;
-mod modern;
+mod http_sse;
+mod init;
 mod relay_side;
+mod resume;
+mod sessions;
+mod stateless;
 mod supervise;
 
 pub use crate::roots::Root;
@@ -153,7 +155,7 @@ struct Pending {
     /// When a client request times out.
     deadline: Option<Instant>,
     /// A 2026-07-28 request: its client's capabilities, log level and input requests.
-    modern: Option<Box<modern::ModernCall>>,
+    modern: Option<Box<stateless::ModernCall>>,
     /// What the policy attached: a `tools/list` to rewrite, or an audited `tools/call`.
     note: Option<Box<gate::Note>>,
 }
@@ -201,7 +203,7 @@ enum Role {
     Resume(u64),
 }
 
-/// A resumable stream (see `crate::resume`), by the exchange number that opened it.
+/// A resumable stream (see `resume`), by the exchange number that opened it.
 struct Resumable {
     session: String,
     /// The exchange its messages currently go to (the POST, or a resuming GET).
@@ -254,16 +256,16 @@ pub struct Core {
     /// Shutting down: no new requests.
     draining: bool,
     /// Modern calls suspended for their inputs, by `requestState`.
-    suspended: HashMap<String, modern::Suspension>,
+    suspended: HashMap<String, stateless::Suspension>,
     /// Open `subscriptions/listen` streams, by exchange.
-    listens: HashMap<u64, modern::Listen>,
+    listens: HashMap<u64, stateless::Listen>,
     /// When gathered input requests next go out.
     next_flush: Option<Instant>,
     /// Resumable streams, by the exchange number that opened them.
     resumable: HashMap<u64, Resumable>,
     /// Legacy SSE streams that outlived a relay connection, by the exchange number that
-    /// opened them (see `legacy_sse`).
-    carried: HashMap<u64, legacy_sse::Carried>,
+    /// opened them (see `http_sse`).
+    carried: HashMap<u64, http_sse::Carried>,
     /// Bytes held in their backlogs, all streams together.
     carried_bytes: usize,
     /// The desktop policy's state (last: requests in flight, dropped before it, are

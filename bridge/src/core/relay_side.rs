@@ -7,7 +7,7 @@ mod reqlog;
 
 impl Core {
     /// The relay link went down: every exchange is gone (sessions stay; legacy SSE streams
-    /// wait to be carried on, see `legacy_sse`), at `now`.
+    /// wait to be carried on, see `http_sse`), at `now`.
     pub fn on_link_down(&mut self, now: Instant) {
         self.now = now;
         self.held_link_down();

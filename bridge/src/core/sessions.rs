@@ -73,7 +73,7 @@ pub struct Session {
     /// Whether this session has its own child (`--isolate`).
     pub owns_child: bool,
     /// Replay buffers of its resumable streams.
-    pub logs: crate::resume::StreamLogs,
+    pub logs: super::resume::StreamLogs,
     lru_key: u64,
 }
 
