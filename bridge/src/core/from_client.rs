@@ -152,11 +152,7 @@ impl Core {
                 return None;
             }
         };
-        let ready = matches!(
-            self.children.get(&child).map(|s| &s.state),
-            Some(ChildState::Ready { .. })
-        );
-        if !ready {
+        if !self.children.is_ready(child) {
             self.answer(
                 ctx,
                 error_response(
@@ -190,8 +186,8 @@ impl Core {
             tok
         });
         let line = splice(body, &mut edits);
-        if !self.send_to(child, line) {
-            let exited = !self.children.contains_key(&child) || self.processes.stdin_closed(child);
+        if !self.children.send_line(child, line) {
+            let exited = self.children.stdin_closed(child);
             let why = if exited {
                 "the local MCP server just exited and is being restarted; retry in a moment"
             } else {
@@ -334,14 +330,12 @@ impl Core {
             principal: ctx.principal.clone(),
             legacy_session,
         };
-        let ready = !matches!(
-            self.children.get(&child).map(|s| &s.state),
-            Some(ChildState::Starting)
-        );
-        if ready {
+        let starting = matches!(self.children.state(child), Some(ChildState::Starting));
+        if !starting {
             self.complete_initialize(child, w);
-        } else if let Some(slot) = self.children.get_mut(&child) {
-            slot.waiting.push(w);
+        } else {
+            // A starting child runs: `wait` keeps the request.
+            let _ = self.children.wait(child, w);
         }
     }
 
@@ -353,11 +347,11 @@ impl Core {
         else {
             // The client is gone: under `isolate`, nobody will use this child.
             if self.cfg.isolate && w.legacy_session.is_none() {
-                self.remove_child(child);
+                self.children.forget(child);
             }
             return;
         };
-        let (result, child_version) = match self.children.get(&child).map(|s| &s.state) {
+        let (result, child_version) = match self.children.state(child) {
             Some(ChildState::Ready { result, version }) => (result.clone(), version.clone()),
             Some(ChildState::Failed(e)) => {
                 let msg = format!("the local MCP server failed to initialize: {e}");
@@ -437,7 +431,8 @@ impl Core {
                 if let Some(reason) = v["params"].get("reason") {
                     msg["params"]["reason"] = reason.clone();
                 }
-                self.send_to(child, serde_json::to_vec(&msg).expect("json"));
+                self.children
+                    .send_line(child, serde_json::to_vec(&msg).expect("json"));
                 // The request is over for the client (the server will not answer it; a late
                 // answer finds no pending entry and is dropped): end its stream, free it.
                 let p = self.pending.remove(&cid).expect("present");
@@ -459,7 +454,7 @@ impl Core {
                     Ok(c) => c,
                     Err(_) => return,
                 };
-                self.send_to(child, splice(body, &mut []));
+                self.children.send_line(child, splice(body, &mut []));
             }
             ClientNotification::Refused => {
                 warn!(
@@ -492,7 +487,7 @@ impl Core {
             p.awaiting_client = false;
         }
         let line = splice(body, &mut [(span, &req.child_id[..])]);
-        self.send_to(req.child, line);
+        self.children.send_line(req.child, line);
     }
 }
 

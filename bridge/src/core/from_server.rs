@@ -78,7 +78,7 @@ impl Core {
 
     pub(super) fn on_child_initialized(&mut self, child: ChildId, line: &Bytes) {
         let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
-        if !self.children.contains_key(&child) {
+        if !self.children.contains(child) {
             return;
         }
         let state = match v.get("result") {
@@ -87,7 +87,7 @@ impl Core {
                     .as_str()
                     .unwrap_or(protocol::LATEST_LEGACY_MCP_VERSION)
                     .to_owned();
-                self.processes
+                self.children
                     .send_line(child, init::INITIALIZED_NOTIFICATION.to_vec());
                 info!(
                     child,
@@ -95,7 +95,6 @@ impl Core {
                     version = %version,
                     "the MCP server is initialized"
                 );
-                self.startup_failures = 0;
                 ChildState::Ready {
                     result: result.clone(),
                     version,
@@ -114,14 +113,10 @@ impl Core {
             ChildState::Ready { result, .. } => Some(result.clone()),
             _ => None,
         };
-        let Some(slot) = self.children.get_mut(&child) else {
-            return;
-        };
-        slot.state = state;
-        let waiting = std::mem::take(&mut slot.waiting);
+        let waiting = self.children.settle(child, state);
         self.log_inits_answered(&waiting, ready_result.is_some());
         if let Some(result) = ready_result
-            && (Some(child) == self.default_child || self.snapshot_init.is_none())
+            && (Some(child) == self.children.shared() || self.snapshot_init.is_none())
         {
             self.snapshot_init = Some(Bytes::from(serde_json::to_vec(&result).expect("json")));
             self.snapshot_dirty = true;
@@ -137,7 +132,7 @@ impl Core {
         let id = Bytes::copy_from_slice(&line[span.clone()]);
         let method = env.method.as_deref().unwrap_or("");
         let reply = |core: &mut Self, body: Vec<u8>| {
-            core.send_to(child, body);
+            core.children.send_line(child, body);
         };
         match method {
             "roots/list" if !self.cfg.client_roots => {
@@ -281,7 +276,7 @@ impl Core {
             | "notifications/prompts/list_changed"
             | "notifications/resources/list_changed" => {
                 if method == "notifications/tools/list_changed"
-                    && (Some(child) == self.default_child || self.cfg.isolate)
+                    && (Some(child) == self.children.shared() || self.cfg.isolate)
                 {
                     self.refresh_tools_snapshot(child);
                 }

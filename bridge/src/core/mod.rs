@@ -31,7 +31,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::child::{ChildEvent, ChildId, ChildSpec};
+use init::WaitingInit;
 use sessions::{ClientCaps, Sessions};
+use supervisor::{ChildState, Supervisor};
 
 mod children;
 mod from_client;
@@ -39,11 +41,12 @@ mod from_server;
 mod gate;
 mod http_sse;
 mod init;
+mod lifecycle;
 mod relay_side;
 mod resume;
 mod sessions;
 mod stateless;
-mod supervise;
+mod supervisor;
 
 pub use crate::roots::Root;
 pub use children::Children;
@@ -101,29 +104,6 @@ impl CoreConfig {
             policy: crate::policy::PolicyConfig::default(),
         }
     }
-}
-
-enum ChildState {
-    Starting,
-    Ready { result: Value, version: String },
-    Failed(String),
-}
-
-/// A remote `initialize` waiting for its child to finish starting.
-struct WaitingInit {
-    /// Where the answer goes; `None` once that exchange is gone (link down).
-    exchange: Option<u64>,
-    id: Bytes,
-    requested: Option<String>,
-    caps: ClientCaps,
-    principal: String,
-    /// For a legacy session: the session (already created) and its stream.
-    legacy_session: Option<String>,
-}
-
-struct ChildSlot {
-    state: ChildState,
-    waiting: Vec<WaitingInit>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,13 +206,10 @@ struct Ctx {
 /// The bridge's MCP state. See the module documentation.
 pub struct Core {
     cfg: CoreConfig,
-    /// Starts, feeds and stops the server processes.
-    processes: Box<dyn Children>,
     /// The time of the event being handled.
     now: Instant,
-    children: HashMap<ChildId, ChildSlot>,
-    default_child: Option<ChildId>,
-    next_child: ChildId,
+    /// The server processes.
+    children: Supervisor,
     next_id: u64,
     pending: BTreeMap<u64, Pending>,
     server_requests: HashMap<u64, ServerRequest>,
@@ -242,13 +219,6 @@ pub struct Core {
     probes: HashSet<u64>,
     sessions: Sessions,
     outbox: Vec<Frame>,
-    /// When to restart the shared child after it exited.
-    restart_at: Option<Instant>,
-    /// Recent exits of the shared child (crash-loop guard).
-    crashes: VecDeque<Instant>,
-    /// Consecutive failures of the shared child to start.
-    startup_failures: u32,
-    restarts: u32,
     /// The shared child's initialize result and tools list, for the relay's offline answers.
     snapshot_init: Option<Bytes>,
     snapshot_tools: Option<Bytes>,
@@ -280,13 +250,6 @@ pub const MAX_SESSIONLESS_STREAMS: usize = 1024;
 /// this bounds what a misbehaving relay can make the bridge keep).
 pub const MAX_OPEN_EXCHANGES: usize = 65_536;
 
-/// Longest delay between restarts of a crashing server.
-const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
-/// Exits within this window count towards the crash-loop backoff.
-const CRASH_WINDOW: Duration = Duration::from_secs(60);
-/// Exits of a serving server within [`CRASH_WINDOW`] restarted without delay.
-const CRASH_BURST: usize = 120;
-
 fn ex_body(code: i64, message: &str) -> Vec<u8> {
     error_response(b"null", code, message)
 }
@@ -304,12 +267,9 @@ impl Core {
         gate::merge_roots(&mut cfg);
         let gate = gate::Gate::new(&cfg.policy);
         Self {
+            children: Supervisor::new(processes, cfg.child.clone()),
             cfg,
-            processes,
             now,
-            children: HashMap::new(),
-            default_child: None,
-            next_child: 1,
             next_id: 1,
             pending: BTreeMap::new(),
             server_requests: HashMap::new(),
@@ -318,10 +278,6 @@ impl Core {
             probes: HashSet::new(),
             sessions: Sessions::default(),
             outbox: Vec::new(),
-            restart_at: None,
-            crashes: VecDeque::new(),
-            startup_failures: 0,
-            restarts: 0,
             snapshot_init: None,
             snapshot_tools: None,
             snapshot_dirty: false,
@@ -344,7 +300,7 @@ impl Core {
             pending: n(self.client_pending()),
             exchanges: n(self.exchanges.len()),
             children: n(self.children.len()),
-            restarts: self.restarts,
+            restarts: self.children.restarts(),
         }
     }
 
@@ -381,18 +337,6 @@ impl Core {
     /// Frames produced since the last call, to send to the relay in order.
     pub fn take_outbox(&mut self) -> Vec<Frame> {
         std::mem::take(&mut self.outbox)
-    }
-
-    /// Queues a line to a child's stdin; `false` if it is gone or not keeping up.
-    fn send_to(&mut self, child: ChildId, line: Vec<u8>) -> bool {
-        self.children.contains_key(&child) && self.processes.send_line(child, line)
-    }
-
-    /// Forgets a child and stops its process.
-    fn remove_child(&mut self, child: ChildId) -> Option<ChildSlot> {
-        let slot = self.children.remove(&child);
-        self.processes.kill(child);
-        slot
     }
 
     fn fresh_id(&mut self) -> u64 {

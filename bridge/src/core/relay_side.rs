@@ -48,11 +48,7 @@ impl Core {
                 p.exchange = None;
             }
         }
-        for w in self
-            .children
-            .values_mut()
-            .flat_map(|c| c.waiting.iter_mut())
-        {
+        for w in self.children.waiting_mut() {
             if !w.exchange.as_ref().is_some_and(named) {
                 w.exchange = None;
             }
@@ -450,10 +446,7 @@ impl Core {
                 self.exchanges.remove(&to);
             }
         }
-        if s.owns_child
-            && let Some(slot) = self.children.remove(&s.child)
-        {
-            drop(slot); // kills the process group
+        if s.owns_child && self.children.forget(s.child).is_some() {
             let ids: Vec<u64> = self
                 .pending
                 .iter()

@@ -287,9 +287,7 @@ impl Core {
                 return self.modern_error(ctx, &id, 503, UNAVAILABLE, &msg);
             }
         };
-        let Some(ChildState::Ready { result: init, .. }) =
-            self.children.get(&child).map(|s| &s.state)
-        else {
+        let Some(ChildState::Ready { result: init, .. }) = self.children.state(child) else {
             let msg = "the local MCP server is starting; retry in a moment";
             return self.modern_error(ctx, &id, 503, UNAVAILABLE, msg);
         };
@@ -458,10 +456,8 @@ impl Core {
         p.awaiting_client = missing;
         p.deadline = Some(now + self.cfg.call_timeout);
         self.exchanges.insert(ctx.exchange, Role::Modern(s.cid));
-        if self.children.contains_key(&child) {
-            for line in lines {
-                self.processes.send_line(child, line);
-            }
+        for line in lines {
+            self.children.send_line(child, line);
         }
         if missing {
             // Asked again for what the retry did not answer.
@@ -572,7 +568,7 @@ impl Core {
         let m = p.modern.as_mut().expect("modern");
         if let Some(answer) = m.presupplied.remove(&key) {
             let body = result_response(&child_id, &serde_json::to_vec(&answer).expect("json"));
-            self.send_to(child, body);
+            self.children.send_line(child, body);
             return;
         }
         let mut request = json!({ "method": v["method"] });
@@ -730,7 +726,8 @@ impl Core {
             "method": "notifications/cancelled",
             "params": { "requestId": cid, "reason": reason }
         });
-        self.send_to(p.child, serde_json::to_vec(&msg).expect("json"));
+        self.children
+            .send_line(p.child, serde_json::to_vec(&msg).expect("json"));
         if let Some(token) = p.modern.as_ref().and_then(|m| m.token.as_ref()) {
             self.suspended.remove(token);
         }

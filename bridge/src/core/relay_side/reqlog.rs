@@ -181,11 +181,7 @@ impl Core {
             });
             return;
         }
-        let waits = self
-            .children
-            .values()
-            .any(|c| c.waiting.iter().any(|w| w.exchange == Some(exchange)));
-        if waits {
+        if self.children.is_waiting(exchange) {
             TABLE.with(|t| {
                 let mut t = t.borrow_mut();
                 if t.waiting.len() < MAX_OPEN {

@@ -1,5 +1,6 @@
-//! Server processes: starting them, initializing them once, restarting the shared one
-//! after it exits (with backoff), timing out requests, and the bridge's own requests.
+//! A server's life as the core sees it: starting one (its `initialize` is the bridge's
+//! own), its exit (what was in flight on it is answered with an error), the shared one's
+//! restart, the clock's tick (timeouts and expiries), and the bridge's own requests.
 
 use super::*;
 
@@ -7,17 +8,16 @@ impl Core {
     /// Starts the shared child (not under `isolate`). Its readiness is reported by
     /// [`Core::default_child_state`].
     pub fn start_default_child(&mut self) -> Result<(), String> {
-        if self.default_child.is_none() {
+        if self.children.shared().is_none() {
             let id = self.spawn_child()?;
-            self.default_child = Some(id);
+            self.children.set_shared(Some(id));
         }
         Ok(())
     }
 
     /// `None` while the shared child starts, then `Ok(())` or the failure.
     pub fn default_child_state(&self) -> Option<Result<(), String>> {
-        let slot = self.children.get(&self.default_child?)?;
-        match &slot.state {
+        match self.children.state(self.children.shared()?)? {
             ChildState::Starting => None,
             ChildState::Ready { .. } => Some(Ok(())),
             ChildState::Failed(e) => Some(Err(e.clone())),
@@ -26,48 +26,37 @@ impl Core {
 
     /// The last lines the shared child wrote to stderr (for errors shown locally).
     pub fn default_child_stderr(&self) -> Vec<String> {
-        self.default_child
-            .filter(|id| self.children.contains_key(id))
-            .map(|id| self.processes.stderr_tail(id))
+        self.children
+            .shared()
+            .map(|id| self.children.stderr_tail(id))
             .unwrap_or_default()
     }
 
     pub(super) fn spawn_child(&mut self) -> Result<ChildId, String> {
-        let id = self.next_child;
-        self.next_child += 1;
-        self.processes.spawn(id, &self.cfg.child)?;
+        let id = self.children.spawn()?;
         let req_id = self.fresh_id();
         if !self
-            .processes
+            .children
             .send_line(id, init::child_initialize_request(req_id))
         {
-            self.processes.kill(id);
+            self.children.forget(id);
             return Err("the server's stdin closed at once".into());
         }
         self.pending
             .insert(req_id, Pending::internal(id, Purpose::ChildInit));
-        self.children.insert(
-            id,
-            ChildSlot {
-                state: ChildState::Starting,
-                waiting: Vec::new(),
-            },
-        );
         Ok(id)
     }
 
     /// The child for sessionless traffic, started on demand.
     pub(super) fn shared_child(&mut self) -> Result<ChildId, String> {
-        if let Some(id) = self.default_child
-            && self.children.contains_key(&id)
-        {
+        if let Some(id) = self.children.running_shared() {
             return Ok(id);
         }
-        if self.restart_at.is_some() {
+        if self.children.restarting() {
             return Err("it exited and is being restarted; retry in a moment".into());
         }
         let id = self.spawn_child()?;
-        self.default_child = Some(id);
+        self.children.set_shared(Some(id));
         Ok(id)
     }
 
@@ -94,12 +83,10 @@ impl Core {
                 s.logs.prune(now);
             }
         }
-        if self.restart_at.is_some_and(|at| at <= now) {
-            self.restart_at = None;
-            self.restarts = self.restarts.saturating_add(1);
+        if self.children.restart_due(now) {
             match self.spawn_child() {
                 Ok(new) => {
-                    let old = self.default_child.replace(new);
+                    let old = self.children.set_shared(Some(new));
                     for s in self.sessions.iter_mut() {
                         if Some(s.child) == old {
                             s.child = new;
@@ -127,21 +114,17 @@ impl Core {
                 }
                 Err(e) => {
                     error!("cannot restart the MCP server: {e}");
-                    self.schedule_restart(false);
+                    self.children.schedule_restart(false, now);
                 }
             }
         }
     }
 
     pub(super) fn on_child_exit(&mut self, child: ChildId, status: &str) {
-        if !self.children.contains_key(&child) {
-            return;
-        }
-        let tail = self.processes.stderr_tail(child);
-        let Some(slot) = self.remove_child(child) else {
+        let tail = self.children.stderr_tail(child);
+        let Some(gone) = self.children.forget(child) else {
             return;
         };
-        let was_ready = matches!(slot.state, ChildState::Ready { .. });
         let incident = incident_id();
         error!(
             incident = %incident,
@@ -152,7 +135,7 @@ impl Core {
         let message = format!(
             "the local MCP server exited (incident {incident}); the bridge is restarting it, retry the request"
         );
-        for w in slot.waiting {
+        for w in gone.waiting {
             if let Some(ex) = w.exchange {
                 self.answer_to(ex, true, &error_response(&w.id, INTERNAL_ERROR, &message));
             }
@@ -182,46 +165,11 @@ impl Core {
         for sid in orphaned {
             self.end_session(&sid, true);
         }
-        if Some(child) == self.default_child && !self.cfg.isolate {
-            self.schedule_restart(was_ready);
-        } else if Some(child) == self.default_child {
-            self.default_child = None;
+        if Some(child) == self.children.shared() && !self.cfg.isolate {
+            self.children.schedule_restart(gone.was_ready, self.now);
+        } else if Some(child) == self.children.shared() {
+            self.children.set_shared(None);
         }
-    }
-
-    /// Plans the shared child's restart (crash-loop guard):
-    /// - a server that never finished starting is restarted after 0.25 s, doubling with
-    ///   each consecutive failure up to 30 s (a broken command does not spin);
-    /// - a server that was serving is restarted at once, unless it exited more than
-    ///   [`CRASH_BURST`] times within a minute; past that the delay doubles up to 30 s.
-    pub(super) fn schedule_restart(&mut self, was_ready: bool) {
-        let now = self.now;
-        let doubling = |n: u32| {
-            Duration::from_millis(250)
-                .saturating_mul(1 << n.min(8))
-                .min(MAX_RESTART_DELAY)
-        };
-        let delay = if was_ready {
-            self.crashes.push_back(now);
-            while self
-                .crashes
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW)
-            {
-                self.crashes.pop_front();
-            }
-            match self.crashes.len().checked_sub(CRASH_BURST) {
-                None | Some(0) => Duration::ZERO,
-                Some(excess) => doubling(excess as u32 - 1),
-            }
-        } else {
-            self.startup_failures = self.startup_failures.saturating_add(1);
-            doubling(self.startup_failures - 1)
-        };
-        if delay >= Duration::from_secs(2) {
-            warn!("the MCP server keeps exiting; next restart in {delay:?}");
-        }
-        self.restart_at = Some(now + delay);
     }
 
     /// Answers requests past their deadline with an error and cancels them on the server.
@@ -242,7 +190,8 @@ impl Core {
                 "method": "notifications/cancelled",
                 "params": { "requestId": id, "reason": "timed out" }
             });
-            self.send_to(child, serde_json::to_vec(&msg).expect("json"));
+            self.children
+                .send_line(child, serde_json::to_vec(&msg).expect("json"));
             let p = self.pending.remove(&id).expect("present");
             p.set_outcome(crate::audit::Outcome::Timeout);
             let secs = self.cfg.call_timeout.as_secs();
@@ -282,7 +231,10 @@ impl Core {
         let id = self.fresh_id();
         let msg =
             serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        if self.send_to(child, serde_json::to_vec(&msg).expect("json")) {
+        if self
+            .children
+            .send_line(child, serde_json::to_vec(&msg).expect("json"))
+        {
             self.pending.insert(id, Pending::internal(child, purpose));
         }
     }
