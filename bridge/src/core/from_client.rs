@@ -176,7 +176,7 @@ impl Core {
             );
             return None;
         }
-        let cid = self.fresh_id();
+        let cid = self.ids.fresh();
         let cid_text = cid.to_string();
         let mut edits: Vec<(std::ops::Range<usize>, &[u8])> =
             vec![(env.id.clone().expect("request"), cid_text.as_bytes())];
@@ -214,7 +214,7 @@ impl Core {
         {
             s.in_flight.insert(id.clone(), cid);
         }
-        self.pending.insert(
+        self.ids.insert(
             cid,
             Pending {
                 child,
@@ -419,10 +419,11 @@ impl Core {
                 if self.cancel_held(cid, "the client cancelled it", true) {
                     return;
                 }
-                let Some(p) = self.pending.get_mut(&cid) else {
+                // The request is over for the client (the server will not answer it; a late
+                // answer finds no pending entry and is dropped): end its stream, free it.
+                let Some(p) = self.ids.remove(cid) else {
                     return;
                 };
-                let child = p.child;
                 let mut msg = serde_json::json!({
                     "jsonrpc": "2.0",
                     "method": "notifications/cancelled",
@@ -432,12 +433,9 @@ impl Core {
                     msg["params"]["reason"] = reason.clone();
                 }
                 self.children
-                    .send_line(child, serde_json::to_vec(&msg).expect("json"));
-                // The request is over for the client (the server will not answer it; a late
-                // answer finds no pending entry and is dropped): end its stream, free it.
-                let p = self.pending.remove(&cid).expect("present");
+                    .send_line(p.child, serde_json::to_vec(&msg).expect("json"));
                 self.forget_in_flight(&p, cid);
-                self.server_requests.retain(|_, r| r.pending != cid);
+                self.ids.forget_server_requests_through(cid);
                 if let (Some(ex), true) = (p.exchange, p.reply_final)
                     && self.exchanges.contains_key(&ex)
                 {
@@ -474,18 +472,17 @@ impl Core {
         else {
             return;
         };
-        let Some(req) = self.server_requests.get(&sid) else {
-            debug!("answer to an unknown server request; ignored");
-            return;
+        let req = match self.ids.take_server_request(sid, ctx.session.as_deref()) {
+            Ok(req) => req,
+            Err(Unmatched::Unknown) => {
+                debug!("answer to an unknown server request; ignored");
+                return;
+            }
+            Err(Unmatched::OtherSession) => {
+                debug!("answer to another session's server request; ignored");
+                return;
+            }
         };
-        if req.session.is_some() && req.session != ctx.session {
-            debug!("answer to another session's server request; ignored");
-            return;
-        }
-        let req = self.server_requests.remove(&sid).expect("present");
-        if let Some(p) = self.pending.get_mut(&req.pending) {
-            p.awaiting_client = false;
-        }
         let line = splice(body, &mut [(span, &req.child_id[..])]);
         self.children.send_line(req.child, line);
     }

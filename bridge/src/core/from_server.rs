@@ -32,14 +32,10 @@ impl Core {
             debug!(child, "answer to an id the bridge never sent");
             return;
         };
-        match self.pending.get(&id) {
-            Some(p) if p.child == child => {}
-            _ => {
-                debug!(child, id, "answer to an unknown or finished request");
-                return;
-            }
-        }
-        let p = self.pending.remove(&id).expect("checked");
+        let Some(p) = self.ids.take_if(id, |p| p.child == child) else {
+            debug!(child, id, "answer to an unknown or finished request");
+            return;
+        };
         self.log_answered(id, &p, env.is_error);
         // The policy's rewrite of a tools/list answer (and the outcome of an audited call).
         let noted = p.note.as_deref().and_then(|n| self.noted_answer(n, line));
@@ -144,12 +140,14 @@ impl Core {
             _ => {
                 let target = self.pick_for_server_request(child, method);
                 if let Some(t) = target
-                    && self.pending.get(&t).is_some_and(|p| p.modern.is_some())
+                    && self.ids.get(t).is_some_and(|p| p.modern.is_some())
                 {
                     self.modern_input(t, child, id, line);
                     return;
                 }
-                let Some(target) = target else {
+                let routed =
+                    target.and_then(|t| self.ids.route_server_request(t, child, id.clone()));
+                let Some((sid, exchange)) = routed else {
                     if self.modern_missing_capability(child, method) {
                         reply(
                             self,
@@ -172,23 +170,8 @@ impl Core {
                     );
                     return;
                 };
-                let sid = self.fresh_id();
                 let sid_text = sid.to_string();
                 let body = splice(line, &mut [(span, sid_text.as_bytes())]);
-                let p = self.pending.get_mut(&target).expect("picked");
-                p.awaiting_client = true;
-                let session = p.session.clone();
-                self.server_requests.insert(
-                    sid,
-                    ServerRequest {
-                        child,
-                        child_id: id,
-                        session,
-                        pending: target,
-                    },
-                );
-                let p = self.pending.get(&target).expect("picked");
-                let (exchange, _) = (p.exchange, ());
                 if let Some(ex) = exchange {
                     self.message(ex, body);
                 }
@@ -199,7 +182,7 @@ impl Core {
     /// Chooses the in-flight request a server→client request belongs to (module docs).
     pub(super) fn pick_for_server_request(&self, child: ChildId, method: &str) -> Option<u64> {
         let mut fallback = None;
-        for (id, p) in &self.pending {
+        for (id, p) in self.ids.iter() {
             if p.child != child || p.purpose != Purpose::Client {
                 continue;
             }
@@ -210,9 +193,9 @@ impl Core {
                     continue;
                 }
                 if !p.awaiting_client {
-                    return Some(*id);
+                    return Some(id);
                 }
-                fallback.get_or_insert(*id);
+                fallback.get_or_insert(id);
                 continue;
             }
             let Some(ex) = p.exchange else { continue };
@@ -228,9 +211,9 @@ impl Core {
                 continue;
             }
             if !p.awaiting_client {
-                return Some(*id);
+                return Some(id);
             }
-            fallback.get_or_insert(*id);
+            fallback.get_or_insert(id);
         }
         fallback
     }
@@ -257,18 +240,14 @@ impl Core {
                 else {
                     return;
                 };
-                let Some(p) = self.pending.get(&id) else {
+                let Some(p) = self.ids.get(id).filter(|p| p.child == child) else {
                     return;
                 };
-                if p.child != child {
-                    return;
-                }
                 let Some(tok) = p.original_token.clone() else {
                     return;
                 };
                 let body = splice(line, &mut [(span, &tok[..])]);
-                let (ex, _) = (p.exchange, ());
-                if let Some(ex) = ex {
+                if let Some(ex) = p.exchange {
                     self.message(ex, body);
                 }
             }
@@ -311,17 +290,11 @@ impl Core {
                 // The server withdraws one of its requests to a client.
                 let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
                 let child_req = serde_json::to_vec(&v["params"]["requestId"]).unwrap_or_default();
-                let found = self
-                    .server_requests
-                    .iter()
-                    .find(|(_, r)| r.child == child && r.child_id[..] == child_req[..])
-                    .map(|(k, r)| (*k, r.pending));
-                if let Some((sid, pending)) = found {
-                    self.server_requests.remove(&sid);
+                if let Some((sid, pending)) = self.ids.withdraw_server_request(child, &child_req) {
                     let mut msg = v.clone();
                     msg["params"]["requestId"] = Value::from(sid);
                     let body = serde_json::to_vec(&msg).expect("json");
-                    if let Some(ex) = self.pending.get(&pending).and_then(|p| p.exchange) {
+                    if let Some(ex) = self.ids.get(pending).and_then(|p| p.exchange) {
                         self.message(ex, body);
                     }
                 }
@@ -336,7 +309,7 @@ impl Core {
         let mut target = None;
         let mut ambiguous = false;
         let mut muted = false;
-        for p in self.pending.values() {
+        for (_, p) in self.ids.iter() {
             if p.child != child || p.purpose != Purpose::Client {
                 continue;
             }

@@ -167,18 +167,10 @@ pub(super) enum Note {
 }
 
 impl Note {
-    fn set_outcome(&self, outcome: Outcome) {
+    /// Says how the call ended (for the audit log).
+    pub(super) fn set_outcome(&self, outcome: Outcome) {
         if let Note::Call(r) = self {
             r.outcome.set(outcome);
-        }
-    }
-}
-
-impl Pending {
-    /// Says how an audited call ended (for the audit log).
-    pub(super) fn set_outcome(&self, outcome: Outcome) {
-        if let Some(n) = &self.note {
-            n.set_outcome(outcome);
         }
     }
 }
@@ -308,7 +300,7 @@ impl Core {
     /// The request a modern exchange runs, once started.
     fn modern_cid(&self, exchange: u64) -> Option<u64> {
         match self.exchanges.get(&exchange) {
-            Some(Role::Modern(cid)) if self.pending.contains_key(cid) => Some(*cid),
+            Some(Role::Modern(cid)) if self.ids.contains(*cid) => Some(*cid),
             _ => None,
         }
     }
@@ -317,7 +309,7 @@ impl Core {
     /// server is starting, too many in flight…) is recorded as such.
     fn attach(&mut self, cid: Option<u64>, note: Option<Box<Note>>) {
         let Some(note) = note else { return };
-        match cid.and_then(|c| self.pending.get_mut(&c)) {
+        match cid.and_then(|c| self.ids.get_mut(c)) {
             Some(p) => p.note = Some(note),
             None => note.set_outcome(Outcome::Error(UNAVAILABLE)),
         }
@@ -437,7 +429,7 @@ impl Core {
             self.gate.record(&call, Outcome::Declined);
             return;
         };
-        let hid = self.fresh_id();
+        let hid = self.ids.fresh();
         if is_modern {
             // Closing the stream cancels it, as it would a running call.
             self.exchanges.insert(ctx.exchange, Role::Modern(hid));

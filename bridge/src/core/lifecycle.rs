@@ -34,7 +34,7 @@ impl Core {
 
     pub(super) fn spawn_child(&mut self) -> Result<ChildId, String> {
         let id = self.children.spawn()?;
-        let req_id = self.fresh_id();
+        let req_id = self.ids.fresh();
         if !self
             .children
             .send_line(id, init::child_initialize_request(req_id))
@@ -42,7 +42,7 @@ impl Core {
             self.children.forget(id);
             return Err("the server's stdin closed at once".into());
         }
-        self.pending
+        self.ids
             .insert(req_id, Pending::internal(id, Purpose::ChildInit));
         Ok(id)
     }
@@ -140,14 +140,7 @@ impl Core {
                 self.answer_to(ex, true, &error_response(&w.id, INTERNAL_ERROR, &message));
             }
         }
-        let ids: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.child == child)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
-            let p = self.pending.remove(&id).expect("listed");
+        for (id, p) in self.ids.take_all(|p| p.child == child) {
             if p.purpose == Purpose::Client {
                 p.set_outcome(crate::audit::Outcome::Error(INTERNAL_ERROR));
                 let body = error_response(&p.original_id, INTERNAL_ERROR, &message);
@@ -155,7 +148,7 @@ impl Core {
             }
             self.forget_in_flight(&p, id);
         }
-        self.server_requests.retain(|_, r| r.child != child);
+        self.ids.forget_server_requests_of(child);
         let orphaned: Vec<String> = self
             .sessions
             .iter()
@@ -174,25 +167,15 @@ impl Core {
 
     /// Answers requests past their deadline with an error and cancels them on the server.
     pub(super) fn expire_calls(&mut self, now: Instant) {
-        let expired: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline.is_some_and(|d| d <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            let Some(p) = self.pending.get_mut(&id) else {
-                continue;
-            };
-            let child = p.child;
+        let expired = self.ids.take_all(|p| p.deadline.is_some_and(|d| d <= now));
+        for (id, p) in expired {
             let msg = serde_json::json!({
                 "jsonrpc": "2.0",
                 "method": "notifications/cancelled",
                 "params": { "requestId": id, "reason": "timed out" }
             });
             self.children
-                .send_line(child, serde_json::to_vec(&msg).expect("json"));
-            let p = self.pending.remove(&id).expect("present");
+                .send_line(p.child, serde_json::to_vec(&msg).expect("json"));
             p.set_outcome(crate::audit::Outcome::Timeout);
             let secs = self.cfg.call_timeout.as_secs();
             let body = error_response(
@@ -228,14 +211,14 @@ impl Core {
         params: Value,
         purpose: Purpose,
     ) {
-        let id = self.fresh_id();
+        let id = self.ids.fresh();
         let msg =
             serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         if self
             .children
             .send_line(child, serde_json::to_vec(&msg).expect("json"))
         {
-            self.pending.insert(id, Pending::internal(child, purpose));
+            self.ids.insert(id, Pending::internal(child, purpose));
         }
     }
 }

@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::child::{ChildEvent, ChildId, ChildSpec};
+use ids::{IdTable, Pending, Purpose, Unmatched};
 use init::WaitingInit;
 use sessions::{ClientCaps, Sessions};
 use supervisor::{ChildState, Supervisor};
@@ -40,6 +41,7 @@ mod from_client;
 mod from_server;
 mod gate;
 mod http_sse;
+mod ids;
 mod init;
 mod lifecycle;
 mod relay_side;
@@ -106,66 +108,6 @@ impl CoreConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Purpose {
-    /// A client's request: its answer goes back to the client.
-    Client,
-    /// The bridge's own `initialize` of the child.
-    ChildInit,
-    /// A bridge-internal request whose answer is ignored.
-    Internal,
-    /// The bridge's own `tools/list`, kept as the offline snapshot.
-    ToolsSnapshot,
-}
-
-/// A request in flight on a child, by child-side id.
-struct Pending {
-    child: ChildId,
-    purpose: Purpose,
-    /// Where the answer goes (a POST exchange, or a legacy session's stream).
-    exchange: Option<u64>,
-    /// Whether the answer ends the exchange (Streamable POST) or is one message on a
-    /// stream (legacy).
-    reply_final: bool,
-    session: Option<String>,
-    original_id: Bytes,
-    original_token: Option<Bytes>,
-    /// A server→client request routed through this request awaits its answer.
-    awaiting_client: bool,
-    /// When a client request times out.
-    deadline: Option<Instant>,
-    /// A 2026-07-28 request: its client's capabilities, log level and input requests.
-    modern: Option<Box<stateless::ModernCall>>,
-    /// What the policy attached: a `tools/list` to rewrite, or an audited `tools/call`.
-    note: Option<Box<gate::Note>>,
-}
-
-impl Pending {
-    fn internal(child: ChildId, purpose: Purpose) -> Self {
-        Self {
-            child,
-            purpose,
-            exchange: None,
-            reply_final: false,
-            session: None,
-            original_id: Bytes::new(),
-            original_token: None,
-            awaiting_client: false,
-            deadline: None,
-            modern: None,
-            note: None,
-        }
-    }
-}
-
-/// A server→client request, by bridge-assigned id.
-struct ServerRequest {
-    child: ChildId,
-    child_id: Bytes,
-    session: Option<String>,
-    pending: u64,
-}
-
 /// What an open exchange is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Role {
@@ -210,9 +152,8 @@ pub struct Core {
     now: Instant,
     /// The server processes.
     children: Supervisor,
-    next_id: u64,
-    pending: BTreeMap<u64, Pending>,
-    server_requests: HashMap<u64, ServerRequest>,
+    /// Requests in flight, by the ids the bridge gave them.
+    ids: IdTable,
     subscriptions: HashMap<(ChildId, String), usize>,
     exchanges: HashMap<u64, Role>,
     /// The exchanges of `exchanges` that are sessionless `GET` probes.
@@ -270,9 +211,7 @@ impl Core {
             children: Supervisor::new(processes, cfg.child.clone()),
             cfg,
             now,
-            next_id: 1,
-            pending: BTreeMap::new(),
-            server_requests: HashMap::new(),
+            ids: IdTable::default(),
             subscriptions: HashMap::new(),
             exchanges: HashMap::new(),
             probes: HashSet::new(),
@@ -306,10 +245,7 @@ impl Core {
 
     /// Client requests in flight on children.
     pub fn client_pending(&self) -> usize {
-        self.pending
-            .values()
-            .filter(|p| p.purpose == Purpose::Client)
-            .count()
+        self.ids.client_count()
     }
 
     /// Stops taking requests (graceful shutdown) at `now`; requests in flight run on.
@@ -337,12 +273,6 @@ impl Core {
     /// Frames produced since the last call, to send to the relay in order.
     pub fn take_outbox(&mut self) -> Vec<Frame> {
         std::mem::take(&mut self.outbox)
-    }
-
-    fn fresh_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
     }
 
     // ----- output to the relay ------------------------------------------------------
@@ -431,7 +361,7 @@ impl Core {
             return;
         }
         let running: std::collections::HashSet<u64> =
-            self.pending.values().filter_map(|p| p.exchange).collect();
+            self.ids.iter().filter_map(|(_, p)| p.exchange).collect();
         self.resumable.retain(|stream, _| running.contains(stream));
     }
 

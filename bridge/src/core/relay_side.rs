@@ -15,11 +15,14 @@ impl Core {
         // Session POSTs still running stay resumable: their client may come back (on the
         // next connection) with `GET` + `Last-Event-ID`.
         let running: Vec<(u64, String)> = self
-            .pending
-            .values()
-            .filter_map(|p| match p.exchange.and_then(|e| self.exchanges.get(&e)) {
-                Some(Role::SessionPost(sid)) => Some((p.exchange.expect("some"), sid.clone())),
-                _ => None,
+            .ids
+            .iter()
+            .filter_map(|(_, p)| {
+                let stream = p.exchange?;
+                match self.exchanges.get(&stream) {
+                    Some(Role::SessionPost(sid)) => Some((stream, sid.clone())),
+                    _ => None,
+                }
             })
             .collect();
         for (stream, sid) in running {
@@ -43,7 +46,7 @@ impl Core {
         // exchange that took them over).
         let (resumable, carried) = (&self.resumable, &self.carried);
         let named = |e: &u64| resumable.contains_key(e) || carried.contains_key(e);
-        for p in self.pending.values_mut() {
+        for p in self.ids.values_mut() {
             if !p.exchange.as_ref().is_some_and(named) {
                 p.exchange = None;
             }
@@ -76,7 +79,7 @@ impl Core {
             Some(Role::SessionPost(sid)) => {
                 // The client dropped the stream: the request runs on (2025 rules) and what
                 // it sends is kept for the client's `GET` + `Last-Event-ID`.
-                if self.pending.values().any(|p| p.exchange == Some(exchange)) {
+                if self.ids.iter().any(|(_, p)| p.exchange == Some(exchange)) {
                     self.make_resumable(exchange, sid, None);
                 } else if let Some(r) = self.resumable.get_mut(&exchange) {
                     r.attached = None;
@@ -447,22 +450,14 @@ impl Core {
             }
         }
         if s.owns_child && self.children.forget(s.child).is_some() {
-            let ids: Vec<u64> = self
-                .pending
-                .iter()
-                .filter(|(_, p)| p.child == s.child)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in ids {
-                if let Some(p) = self.pending.remove(&id)
-                    && p.purpose == Purpose::Client
-                {
+            for (_, p) in self.ids.take_all(|p| p.child == s.child) {
+                if p.purpose == Purpose::Client {
                     p.set_outcome(crate::audit::Outcome::Error(INTERNAL_ERROR));
                     let body = error_response(&p.original_id, INTERNAL_ERROR, "the session ended");
                     self.deliver(&p, body, true);
                 }
             }
-            self.server_requests.retain(|_, r| r.child != s.child);
+            self.ids.forget_server_requests_of(s.child);
         }
     }
 }

@@ -94,6 +94,40 @@ pub(super) struct ModernCall {
     token: Option<String>,
 }
 
+impl ModernCall {
+    /// Whether the call is suspended under this `requestState`.
+    pub(super) fn is_suspended_as(&self, token: &str) -> bool {
+        self.token.as_deref() == Some(token)
+    }
+
+    /// The client retried with `responses` (and its current capabilities and log level,
+    /// in `retry`): the answers to write to the child, and whether some requests are still
+    /// unanswered (they go out again at once).
+    fn continue_with(
+        &mut self,
+        responses: &serde_json::Map<String, Value>,
+        retry: ModernCall,
+        now: Instant,
+    ) -> (Vec<Vec<u8>>, bool) {
+        let mut lines = Vec::new();
+        self.inputs.retain(|inp| match responses.get(&inp.key) {
+            Some(r) => {
+                lines.push(result_response(&inp.child_id, r.to_string().as_bytes()));
+                false
+            }
+            None => true,
+        });
+        self.token = None;
+        self.caps = retry.caps;
+        self.log_level = retry.log_level;
+        let missing = !self.inputs.is_empty();
+        if missing {
+            self.flush_at = Some(now);
+        }
+        (lines, missing)
+    }
+}
+
 #[derive(Debug)]
 struct InputRequest {
     key: String,
@@ -391,7 +425,7 @@ impl Core {
             self.forward(ctx, id, body, env)
         };
         let Some(cid) = cid else { return };
-        if let Some(p) = self.pending.get_mut(&cid) {
+        if let Some(p) = self.ids.get_mut(cid) {
             p.modern = Some(Box::new(call));
             self.exchanges.insert(ctx.exchange, Role::Modern(cid));
         }
@@ -424,29 +458,16 @@ impl Core {
             let body = self.modern_result(&done, &line, span, &id);
             return self.modern_reply(ctx, 200, body);
         }
-        let Some(p) = self.pending.get_mut(&s.cid) else {
+        let Some(p) = self.ids.get_mut(s.cid) else {
             let msg = "Invalid params: the request this requestState belongs to has ended";
             return self.modern_error(ctx, &id, 400, INVALID_PARAMS, msg);
         };
         let child = p.child;
-        let m = p.modern.as_mut().expect("suspended calls are modern");
-        let responses = responses.unwrap_or_default();
-        let mut lines = Vec::new();
-        m.inputs.retain(|inp| match responses.get(&inp.key) {
-            Some(r) => {
-                let r = serde_json::to_vec(r).expect("json");
-                lines.push(result_response(&inp.child_id, &r));
-                false
-            }
-            None => true,
-        });
-        m.token = None;
-        m.caps = call.caps;
-        m.log_level = call.log_level;
-        let missing = !m.inputs.is_empty();
-        if missing {
-            m.flush_at = Some(now);
-        }
+        let Some(m) = p.modern.as_deref_mut() else {
+            let msg = "Invalid params: the request this requestState belongs to has ended";
+            return self.modern_error(ctx, &id, 400, INVALID_PARAMS, msg);
+        };
+        let (lines, missing) = m.continue_with(&responses.unwrap_or_default(), call, now);
         p.exchange = Some(ctx.exchange);
         p.original_id = id;
         if progress.is_some() {
@@ -561,7 +582,7 @@ impl Core {
         let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
         let key = input_key(&child_id);
         let now = self.now;
-        let Some(p) = self.pending.get_mut(&target) else {
+        let Some(p) = self.ids.get_mut(target) else {
             return;
         };
         let attached = p.exchange.is_some();
@@ -599,12 +620,12 @@ impl Core {
         self.now = now;
         let mut due = Vec::new();
         let mut next: Option<Instant> = None;
-        for (cid, p) in &self.pending {
+        for (cid, p) in self.ids.iter() {
             let Some(at) = p.modern.as_ref().and_then(|m| m.flush_at) else {
                 continue;
             };
             if at <= now {
-                due.push(*cid);
+                due.push(cid);
             } else {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
@@ -616,7 +637,7 @@ impl Core {
     }
 
     fn send_input_required(&mut self, cid: u64, now: Instant) {
-        let Some(p) = self.pending.get_mut(&cid) else {
+        let Some(p) = self.ids.get_mut(cid) else {
             return;
         };
         let m = p.modern.as_mut().expect("modern");
@@ -678,7 +699,7 @@ impl Core {
                 return;
             };
             let s = self.suspended.remove(&oldest).expect("found");
-            if let Some(p) = self.pending.remove(&s.cid) {
+            if let Some(p) = self.ids.remove(s.cid) {
                 self.cancel_on_child(&p, s.cid, "too many requests wait for input");
             }
         }
@@ -696,15 +717,15 @@ impl Core {
         };
         // Only when the call is unambiguous: with several modern calls running, the one
         // that asked cannot be told apart, and the server gets an error instead.
-        let mut candidates = self.pending.iter().filter(|(_, p)| {
+        let exchanges = &self.exchanges;
+        let sole = self.ids.take_sole(|p| {
             p.child == child
                 && p.modern.as_ref().is_some_and(|m| takes_input(&m.method))
-                && p.exchange.is_some_and(|e| self.exchanges.contains_key(&e))
+                && p.exchange.is_some_and(|e| exchanges.contains_key(&e))
         });
-        let (Some((&cid, _)), None) = (candidates.next(), candidates.next()) else {
+        let Some((cid, p)) = sole else {
             return false;
         };
-        let p = self.pending.remove(&cid).expect("found");
         p.set_outcome(crate::audit::Outcome::Error(MISSING_CLIENT_CAPABILITY));
         self.cancel_on_child(&p, cid, "the client lacks a capability the request needs");
         let msg = format!(
@@ -738,10 +759,9 @@ impl Core {
         if self.cancel_held(cid, "the client closed the request's stream", false) {
             return;
         }
-        if self.pending.get(&cid).and_then(|p| p.exchange) != Some(exchange) {
+        let Some(p) = self.ids.take_if(cid, |p| p.exchange == Some(exchange)) else {
             return;
-        }
-        let p = self.pending.remove(&cid).expect("present");
+        };
         debug!(
             cid,
             "a modern request's stream closed: cancelled on the server"
@@ -752,14 +772,10 @@ impl Core {
     /// The link went down: modern requests with a client attached are cancelled; calls
     /// suspended for their inputs wait on; listen streams end.
     pub(super) fn modern_link_down(&mut self) {
-        let attached: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.modern.is_some() && p.exchange.is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        for cid in attached {
-            let p = self.pending.remove(&cid).expect("listed");
+        let attached = self
+            .ids
+            .take_all(|p| p.modern.is_some() && p.exchange.is_some());
+        for (cid, p) in attached {
             self.cancel_on_child(&p, cid, "the client's connection was lost");
         }
         let listens: Vec<u64> = self.listens.keys().copied().collect();
@@ -773,12 +789,7 @@ impl Core {
         let tokens: Vec<String> = self.suspended.keys().cloned().collect();
         for token in tokens {
             let s = self.suspended.remove(&token).expect("listed");
-            let ours = self
-                .pending
-                .get(&s.cid)
-                .is_some_and(|p| p.modern.as_ref().and_then(|m| m.token.as_ref()) == Some(&token));
-            if ours {
-                let p = self.pending.remove(&s.cid).expect("present");
+            if let Some(p) = self.ids.take_if(s.cid, |p| p.is_suspended_as(&token)) {
                 self.cancel_on_child(&p, s.cid, "the bridge is shutting down");
             }
         }
@@ -794,12 +805,7 @@ impl Core {
             .collect();
         for token in expired {
             let s = self.suspended.remove(&token).expect("listed");
-            let suspended = self
-                .pending
-                .get(&s.cid)
-                .is_some_and(|p| p.modern.as_ref().and_then(|m| m.token.as_ref()) == Some(&token));
-            if suspended {
-                let p = self.pending.remove(&s.cid).expect("present");
+            if let Some(p) = self.ids.take_if(s.cid, |p| p.is_suspended_as(&token)) {
                 self.cancel_on_child(&p, s.cid, "the client did not answer the input requests");
             }
         }

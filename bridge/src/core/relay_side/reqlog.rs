@@ -126,7 +126,7 @@ impl Core {
                 method: (kind == CallKind::Other).then(|| printable(method)),
                 tool,
             },
-            first_id: self.next_id,
+            first_id: self.ids.peek_next(),
             outbox_len: self.outbox.len(),
         })
     }
@@ -137,10 +137,10 @@ impl Core {
         let Some(b) = begun else { return };
         let exchange = b.open.exchange;
         let forwarded = self
-            .pending
-            .range(b.first_id..)
+            .ids
+            .since(b.first_id)
             .find(|(_, p)| p.purpose == Purpose::Client)
-            .map(|(id, _)| *id);
+            .map(|(id, _)| id);
         if let Some(cid) = forwarded {
             return self.track(cid, b.open);
         }
@@ -164,10 +164,10 @@ impl Core {
         }
         // A retry of a suspended 2026-07-28 call continues its request.
         let resumed = self
-            .pending
+            .ids
             .iter()
             .find(|(_, p)| p.exchange == Some(exchange))
-            .map(|(id, _)| *id);
+            .map(|(id, _)| id);
         if let Some(cid) = resumed {
             TABLE.with(|t| {
                 let mut t = t.borrow_mut();
@@ -245,7 +245,7 @@ impl Core {
             let forwarded: Vec<u64> = t
                 .forwarded
                 .keys()
-                .filter(|cid| !self.pending.contains_key(cid))
+                .filter(|cid| !self.ids.contains(**cid))
                 .copied()
                 .collect();
             for cid in forwarded {
