@@ -330,12 +330,8 @@ impl Core {
             principal: ctx.principal.clone(),
             legacy_session,
         };
-        let starting = matches!(self.children.state(child), Some(ChildState::Starting));
-        if !starting {
+        if let Some(w) = self.children.wait_if_starting(child, w) {
             self.complete_initialize(child, w);
-        } else {
-            // A starting child runs: `wait` keeps the request.
-            let _ = self.children.wait(child, w);
         }
     }
 

@@ -142,15 +142,19 @@ impl Supervisor {
         matches!(self.state(child), Some(ChildState::Ready { .. }))
     }
 
-    /// Keeps a remote `initialize` until the child finishes its start; gives it back if
-    /// the child does not run.
-    pub(super) fn wait(&mut self, child: ChildId, w: WaitingInit) -> Result<(), WaitingInit> {
+    /// Keeps a remote `initialize` until its child finishes its start; gives it back if the
+    /// child is not starting (it is ready, failed, or gone: answer it now).
+    pub(super) fn wait_if_starting(
+        &mut self,
+        child: ChildId,
+        w: WaitingInit,
+    ) -> Option<WaitingInit> {
         match self.slots.get_mut(&child) {
-            Some(slot) => {
+            Some(slot) if matches!(slot.state, ChildState::Starting) => {
                 slot.waiting.push(w);
-                Ok(())
+                None
             }
-            None => Err(w),
+            _ => Some(w),
         }
     }
 
@@ -236,7 +240,7 @@ impl Supervisor {
     /// Whether the planned restart is due at `now`; if so it is counted and no longer
     /// planned.
     pub(super) fn restart_due(&mut self, now: Instant) -> bool {
-        if !self.restart_at.is_some_and(|at| at <= now) {
+        if self.restart_at.is_none_or(|at| at > now) {
             return false;
         }
         self.restart_at = None;
