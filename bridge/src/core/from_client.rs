@@ -64,7 +64,7 @@ impl Core {
             && let Some(sid) = &ctx.session
         {
             self.exchanges
-                .insert(ctx.exchange, Role::SessionPost(sid.clone()));
+                .open(ctx.exchange, Role::SessionPost(sid.clone()));
         }
         match env.kind {
             Kind::Request if modern => {
@@ -85,7 +85,7 @@ impl Core {
                 self.reply(ctx.exchange, 202, None, Vec::new());
             }
         }
-        if ctx.legacy && self.exchanges.contains_key(&ctx.exchange) {
+        if ctx.legacy && self.exchanges.contains(ctx.exchange) {
             self.reply(ctx.exchange, 202, None, Vec::new());
         }
     }
@@ -339,7 +339,7 @@ impl Core {
         let is_final = w.legacy_session.is_none();
         let Some(exchange) = w
             .exchange
-            .filter(|e| self.exchanges.contains_key(e) || self.carried.contains_key(e))
+            .filter(|e| self.exchanges.contains(*e) || self.carried.contains_key(e))
         else {
             // The client is gone: under `isolate`, nobody will use this child.
             if self.cfg.isolate && w.legacy_session.is_none() {
@@ -433,7 +433,7 @@ impl Core {
                 self.forget_in_flight(&p, cid);
                 self.ids.forget_server_requests_through(cid);
                 if let (Some(ex), true) = (p.exchange, p.reply_final)
-                    && self.exchanges.contains_key(&ex)
+                    && self.exchanges.contains(ex)
                 {
                     self.reply(
                         ex,

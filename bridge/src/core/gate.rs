@@ -299,8 +299,8 @@ impl Core {
 
     /// The request a modern exchange runs, once started.
     fn modern_cid(&self, exchange: u64) -> Option<u64> {
-        match self.exchanges.get(&exchange) {
-            Some(Role::Modern(cid)) if self.ids.contains(*cid) => Some(*cid),
+        match self.exchanges.role(exchange) {
+            Some(Role::Stateless(cid)) if self.ids.contains(*cid) => Some(*cid),
             _ => None,
         }
     }
@@ -319,7 +319,7 @@ impl Core {
     fn policy_answer(&mut self, ctx: &Ctx, body: Vec<u8>) {
         if ctx.legacy {
             self.answer(ctx, body);
-        } else if self.exchanges.contains_key(&ctx.exchange) {
+        } else if self.exchanges.contains(ctx.exchange) {
             self.reply(ctx.exchange, 200, None, body);
         }
     }
@@ -432,7 +432,7 @@ impl Core {
         let hid = self.ids.fresh();
         if is_modern {
             // Closing the stream cancels it, as it would a running call.
-            self.exchanges.insert(ctx.exchange, Role::Modern(hid));
+            self.exchanges.open(ctx.exchange, Role::Stateless(hid));
         } else if let Some(s) = ctx
             .session
             .as_deref()
@@ -475,11 +475,8 @@ impl Core {
             t.release(&h.code);
         }
         if h.modern.is_some() {
-            if let Some(role) = self.exchanges.get_mut(&h.ctx.exchange)
-                && *role == Role::Modern(hid)
-            {
-                *role = Role::Post;
-            }
+            self.exchanges
+                .change(h.ctx.exchange, &Role::Stateless(hid), Role::Post);
         } else if let Some(s) = h
             .ctx
             .session
@@ -510,7 +507,7 @@ impl Core {
             ..
         } = h;
         let gone = match &modern {
-            Some(_) => !self.exchanges.contains_key(&ctx.exchange),
+            Some(_) => !self.exchanges.contains(ctx.exchange),
             None => ctx
                 .session
                 .as_deref()
@@ -555,7 +552,7 @@ impl Core {
             tool: h.call.tool.clone(),
             why,
         });
-        if reply && !h.ctx.legacy && self.exchanges.contains_key(&h.ctx.exchange) {
+        if reply && !h.ctx.legacy && self.exchanges.contains(h.ctx.exchange) {
             let body = error_response(&h.id, REQUEST_CANCELLED, "Request cancelled");
             self.reply(h.ctx.exchange, 200, None, body);
         }

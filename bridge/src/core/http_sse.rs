@@ -91,9 +91,9 @@ impl Core {
         let Some(c) = self.carried.get_mut(&name) else {
             return;
         };
-        if let Some(to) = c.attached.filter(|a| self.exchanges.contains_key(a)) {
+        if let Some(to) = c.attached.filter(|a| self.exchanges.contains(*a)) {
             if is_final {
-                self.exchanges.remove(&to);
+                self.exchanges.close(to);
                 self.drop_carried(name);
             }
             self.outbox.push(Frame::Response(Response {
@@ -144,7 +144,7 @@ impl Core {
             .and_then(|s| s.stream)
             .filter(|n| self.carried.contains_key(n));
         let Some(name) = name else {
-            self.exchanges.insert(exchange, Role::Post);
+            self.exchanges.open(exchange, Role::Post);
             return self.session_not_found(exchange);
         };
         let c = self.carried.get_mut(&name).expect("checked");
@@ -159,7 +159,7 @@ impl Core {
             messages = backlog.len(),
             "a legacy SSE stream was carried on after a reconnect"
         );
-        self.exchanges.insert(exchange, Role::LegacyStream(sid));
+        self.exchanges.open(exchange, Role::HttpSseStream(sid));
         self.push(exchange, 200, None, FLAG_STREAM, Vec::new());
         for body in backlog {
             self.outbox.push(Frame::Response(Response {
@@ -229,7 +229,7 @@ mod tests {
         );
         core.sessions.get_mut(&sid).expect("created").stream = Some(exchange);
         core.exchanges
-            .insert(exchange, Role::LegacyStream(sid.clone()));
+            .open(exchange, Role::HttpSseStream(sid.clone()));
         sid
     }
 
@@ -307,7 +307,7 @@ mod tests {
         // The client closing its stream ends the session, as before.
         core.on_cancel(102, Instant::now());
         assert!(core.sessions.get(&sid).is_none());
-        assert!(core.carried.is_empty() && core.exchanges.is_empty());
+        assert!(core.carried.is_empty() && core.exchanges.len() == 0);
     }
 
     #[test]
@@ -334,7 +334,7 @@ mod tests {
         let out = responses(core.take_outbox());
         assert_eq!(out.len(), 1);
         assert!(out[0].exchange == 90 && out[0].is_final());
-        assert!(core.carried.is_empty() && core.exchanges.is_empty());
+        assert!(core.carried.is_empty() && core.exchanges.len() == 0);
     }
 
     #[test]

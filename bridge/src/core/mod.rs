@@ -16,7 +16,7 @@
 //! - notifications without a routing key (logging) go to the one session with requests in
 //!   flight, or to sessions that asked for logs when none is busy; otherwise they stay local.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -31,12 +31,14 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::child::{ChildEvent, ChildId, ChildSpec};
+use exchanges::{Exchanges, Role};
 use ids::{IdTable, Pending, Purpose, Unmatched};
 use init::WaitingInit;
 use sessions::{ClientCaps, Sessions};
 use supervisor::{ChildState, Supervisor};
 
 mod children;
+mod exchanges;
 mod from_client;
 mod from_server;
 mod gate;
@@ -108,23 +110,6 @@ impl CoreConfig {
     }
 }
 
-/// What an open exchange is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Role {
-    Post,
-    Stream(String),
-    LegacyStream(String),
-    Probe,
-    /// A 2026-07-28 request, by child-side id: closing it cancels the request.
-    Modern(u64),
-    /// A `subscriptions/listen` stream.
-    Listen,
-    /// A Streamable POST in this session (its stream may become resumable).
-    SessionPost(String),
-    /// A `GET` with `Last-Event-ID` continuing this resumable stream.
-    Resume(u64),
-}
-
 /// A resumable stream (see `resume`), by the exchange number that opened it.
 struct Resumable {
     session: String,
@@ -155,9 +140,8 @@ pub struct Core {
     /// Requests in flight, by the ids the bridge gave them.
     ids: IdTable,
     subscriptions: HashMap<(ChildId, String), usize>,
-    exchanges: HashMap<u64, Role>,
-    /// The exchanges of `exchanges` that are sessionless `GET` probes.
-    probes: HashSet<u64>,
+    /// The exchanges open on the relay link.
+    exchanges: Exchanges,
     sessions: Sessions,
     outbox: Vec<Frame>,
     /// The shared child's initialize result and tools list, for the relay's offline answers.
@@ -213,8 +197,7 @@ impl Core {
             now,
             ids: IdTable::default(),
             subscriptions: HashMap::new(),
-            exchanges: HashMap::new(),
-            probes: HashSet::new(),
+            exchanges: Exchanges::default(),
             sessions: Sessions::default(),
             outbox: Vec::new(),
             snapshot_init: None,
@@ -292,10 +275,7 @@ impl Core {
             return self.push_carried(exchange, flags, Bytes::from(body));
         }
         if flags & FLAG_FINAL != 0 {
-            self.exchanges.remove(&exchange);
-            if !self.probes.is_empty() {
-                self.probes.remove(&exchange);
-            }
+            self.exchanges.close(exchange);
         }
         self.outbox.push(Frame::Response(Response {
             exchange,
@@ -314,7 +294,7 @@ impl Core {
         let Some(r) = self.resumable.get(&stream) else {
             return;
         };
-        let attached = r.attached.filter(|a| self.exchanges.contains_key(a));
+        let attached = r.attached.filter(|a| self.exchanges.contains(*a));
         let seq = match self.sessions.get_mut(&r.session) {
             Some(s) => s
                 .logs
@@ -324,11 +304,11 @@ impl Core {
         };
         if is_final {
             self.resumable.remove(&stream);
-            self.exchanges.remove(&stream);
+            self.exchanges.close(stream);
         }
         let Some(to) = attached else { return };
         if is_final {
-            self.exchanges.remove(&to);
+            self.exchanges.close(to);
         }
         self.outbox.push(Frame::Response(Response {
             exchange: to,
@@ -368,7 +348,7 @@ impl Core {
     /// Whether messages for this exchange still go somewhere (open, resumable, or a legacy
     /// stream carried across a reconnect).
     fn is_live(&self, exchange: u64) -> bool {
-        self.exchanges.contains_key(&exchange)
+        self.exchanges.contains(exchange)
             || self.resumable.contains_key(&exchange)
             || self.carried.contains_key(&exchange)
     }
@@ -380,7 +360,7 @@ impl Core {
 
     /// Adds one message to an exchange's stream (if it is still open).
     fn message(&mut self, exchange: u64, body: Vec<u8>) {
-        match self.exchanges.get(&exchange) {
+        match self.exchanges.role(exchange) {
             Some(Role::SessionPost(sid)) if !self.resumable.contains_key(&exchange) => {
                 // The answer becomes a stream: from now on it can be resumed.
                 let sid = sid.clone();
@@ -399,7 +379,7 @@ impl Core {
 
     /// Answers on an exchange: finally (Streamable POST) or as a stream message (legacy).
     fn answer_to(&mut self, exchange: u64, is_final: bool, body: &[u8]) {
-        if !self.exchanges.contains_key(&exchange) && !self.carried.contains_key(&exchange) {
+        if !self.exchanges.contains(exchange) && !self.carried.contains_key(&exchange) {
             return;
         }
         if is_final {

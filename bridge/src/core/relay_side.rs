@@ -19,7 +19,7 @@ impl Core {
             .iter()
             .filter_map(|(_, p)| {
                 let stream = p.exchange?;
-                match self.exchanges.get(&stream) {
+                match self.exchanges.role(stream) {
                     Some(Role::SessionPost(sid)) => Some((stream, sid.clone())),
                     _ => None,
                 }
@@ -33,7 +33,6 @@ impl Core {
         }
         self.detach_legacy_streams();
         self.exchanges.clear();
-        self.probes.clear();
         self.outbox.clear();
         for s in self.sessions.iter_mut() {
             if !s.legacy {
@@ -61,7 +60,7 @@ impl Core {
     /// The relay abandoned an exchange (its client went away) at `now`.
     pub fn on_cancel(&mut self, exchange: u64, now: Instant) {
         self.now = now;
-        match self.exchanges.remove(&exchange) {
+        match self.exchanges.close(exchange) {
             Some(Role::Stream(sid)) => {
                 if let Some(s) = self.sessions.get_mut(&sid)
                     && s.stream == Some(exchange)
@@ -69,12 +68,12 @@ impl Core {
                     s.stream = None;
                 }
             }
-            Some(Role::LegacyStream(sid)) => {
+            Some(Role::HttpSseStream(sid)) => {
                 // Closing a legacy SSE stream ends its session.
                 self.end_session(&sid, false);
             }
             // In 2026-07-28 closing the response stream cancels the request.
-            Some(Role::Modern(cid)) => self.cancel_modern(cid, exchange),
+            Some(Role::Stateless(cid)) => self.cancel_modern(cid, exchange),
             Some(Role::Listen) => self.end_listen(exchange),
             Some(Role::SessionPost(sid)) => {
                 // The client dropped the stream: the request runs on (2025 rules) and what
@@ -92,27 +91,24 @@ impl Core {
                     r.attached = None;
                 }
             }
-            Some(Role::Probe) => {
-                self.probes.remove(&exchange);
-            }
             // A disconnect is not a cancellation in the 2025 revisions: the request runs
             // on; its answer is dropped.
-            Some(Role::Post) | None => {}
+            Some(Role::Post | Role::Probe) | None => {}
         }
     }
 
     /// Streams open without a session (probes and `subscriptions/listen`).
     pub(super) fn sessionless_streams(&self) -> usize {
-        self.probes.len() + self.listens.len()
+        self.exchanges.probes() + self.listens.len()
     }
 
     /// Handles one exchange from the relay, arrived at `now`.
     pub fn on_request(&mut self, r: Request, now: Instant) {
         self.now = now;
         let exchange = r.exchange;
-        if self.exchanges.len() >= MAX_OPEN_EXCHANGES && !self.exchanges.contains_key(&exchange) {
+        if self.exchanges.len() >= MAX_OPEN_EXCHANGES && !self.exchanges.contains(exchange) {
             // Only a misbehaving relay gets here (a relay caps exchanges per tunnel lower).
-            self.exchanges.insert(exchange, Role::Post);
+            self.exchanges.open(exchange, Role::Post);
             self.reply(
                 exchange,
                 503,
@@ -138,7 +134,7 @@ impl Core {
             return;
         }
         if self.draining {
-            self.exchanges.insert(exchange, Role::Post);
+            self.exchanges.open(exchange, Role::Post);
             self.reply(
                 exchange,
                 503,
@@ -152,7 +148,7 @@ impl Core {
         }
         match r.kind {
             RequestKind::Post => {
-                self.exchanges.insert(exchange, Role::Post);
+                self.exchanges.open(exchange, Role::Post);
                 let log = self.log_begin(exchange, &r.body);
                 let ctx = Ctx {
                     principal: r.principal,
@@ -165,7 +161,7 @@ impl Core {
                 self.log_sent(log);
             }
             RequestKind::LegacyPost => {
-                self.exchanges.insert(exchange, Role::Post);
+                self.exchanges.open(exchange, Role::Post);
                 let sid = r.session.unwrap_or_default();
                 let ok = self
                     .sessions
@@ -216,7 +212,7 @@ impl Core {
             // keep-alives is the answer they need; it holds nothing but its number, and
             // their count is capped all the same.
             if self.sessionless_streams() >= MAX_SESSIONLESS_STREAMS {
-                self.exchanges.insert(exchange, Role::Post);
+                self.exchanges.open(exchange, Role::Post);
                 self.reply(
                     exchange,
                     503,
@@ -228,32 +224,31 @@ impl Core {
                 );
                 return;
             }
-            self.exchanges.insert(exchange, Role::Probe);
-            self.probes.insert(exchange);
+            self.exchanges.open(exchange, Role::Probe);
             self.push(exchange, 200, None, FLAG_STREAM, Vec::new());
             return;
         };
         let old = match self.sessions.touch(&sid, principal) {
             Some(s) if !s.legacy => s.stream.replace(exchange),
             _ => {
-                self.exchanges.insert(exchange, Role::Post);
+                self.exchanges.open(exchange, Role::Post);
                 self.session_not_found(exchange);
                 return;
             }
         };
         if let Some(old) = old {
             // One standalone stream per session: the newest replaces the previous.
-            if self.exchanges.contains_key(&old) {
+            if self.exchanges.contains(old) {
                 self.push(old, 200, None, FLAG_FINAL, Vec::new());
             }
         }
-        self.exchanges.insert(exchange, Role::Stream(sid));
+        self.exchanges.open(exchange, Role::Stream(sid));
         self.push(exchange, 200, None, FLAG_STREAM, Vec::new());
     }
 
     /// `GET` with `Last-Event-ID`: replays the rest of that stream, then continues it live.
     pub(super) fn on_resume(&mut self, exchange: u64, sid: String, principal: &str, last: &str) {
-        self.exchanges.insert(exchange, Role::Post);
+        self.exchanges.open(exchange, Role::Post);
         if self.sessions.touch(&sid, principal).is_none() {
             return self.session_not_found(exchange);
         }
@@ -290,13 +285,13 @@ impl Core {
                 "resuming a stream whose oldest messages are no longer kept"
             );
         }
-        self.exchanges.insert(exchange, Role::Resume(stream));
+        self.exchanges.open(exchange, Role::Resume(stream));
         self.push(exchange, 200, None, FLAG_STREAM, Vec::new());
         let n = events.len();
         for (i, (seq, body)) in events.into_iter().enumerate() {
             let last = finished && i + 1 == n;
             if last {
-                self.exchanges.remove(&exchange);
+                self.exchanges.close(exchange);
             }
             self.outbox.push(Frame::Response(Response {
                 exchange,
@@ -326,7 +321,7 @@ impl Core {
     /// Ends the exchange of a stream's reader that a newer one replaced (one reader per
     /// stream), if it is still open.
     pub(super) fn end_replaced_reader(&mut self, old: u64) {
-        if self.exchanges.remove(&old).is_some() {
+        if self.exchanges.close(old).is_some() {
             self.outbox.push(Frame::Response(Response {
                 exchange: old,
                 status: 200,
@@ -339,7 +334,7 @@ impl Core {
     }
 
     pub(super) fn on_delete(&mut self, exchange: u64, session: Option<String>, principal: &str) {
-        self.exchanges.insert(exchange, Role::Post);
+        self.exchanges.open(exchange, Role::Post);
         let Some(sid) = session else {
             self.reply(
                 exchange,
@@ -364,7 +359,7 @@ impl Core {
         let child = match self.child_for_new_session() {
             Ok(c) => c,
             Err(e) => {
-                self.exchanges.insert(exchange, Role::Post);
+                self.exchanges.open(exchange, Role::Post);
                 self.reply(exchange, 503, None, ex_body(UNAVAILABLE, &e));
                 return;
             }
@@ -382,7 +377,7 @@ impl Core {
             s.stream = Some(exchange);
         }
         self.exchanges
-            .insert(exchange, Role::LegacyStream(sid.clone()));
+            .open(exchange, Role::HttpSseStream(sid.clone()));
         self.push(exchange, 200, Some(sid), FLAG_STREAM, Vec::new());
     }
 
@@ -441,12 +436,12 @@ impl Core {
             if close_stream && self.is_live(stream) {
                 self.push(stream, 200, None, FLAG_FINAL, Vec::new());
             } else {
-                self.exchanges.remove(&stream);
+                self.exchanges.close(stream);
             }
             if let Some(c) = self.drop_carried(stream)
                 && let Some(to) = c.attached
             {
-                self.exchanges.remove(&to);
+                self.exchanges.close(to);
             }
         }
         if s.owns_child && self.children.forget(s.child).is_some() {
@@ -507,7 +502,7 @@ mod tests {
         assert_eq!(opened, MAX_SESSIONLESS_STREAMS);
         assert_eq!(refused, extra);
         assert_eq!(core.exchanges.len(), MAX_SESSIONLESS_STREAMS);
-        assert_eq!(core.probes.len(), MAX_SESSIONLESS_STREAMS);
+        assert_eq!(core.exchanges.probes(), MAX_SESSIONLESS_STREAMS);
 
         // A probe whose client left makes room for another.
         core.on_cancel(1, Instant::now());
@@ -518,7 +513,7 @@ mod tests {
 
         // A new link starts from none.
         core.on_link_down(Instant::now());
-        assert!(core.probes.is_empty() && core.exchanges.is_empty());
+        assert!(core.exchanges.probes() == 0 && core.exchanges.len() == 0);
         core.on_request(sessionless_get(n + 3), Instant::now());
         assert_eq!(tally(&core.take_outbox()), (1, 0));
     }
@@ -527,7 +522,7 @@ mod tests {
     fn open_exchanges_are_capped() {
         let mut core = core();
         for e in 0..MAX_OPEN_EXCHANGES as u64 {
-            core.exchanges.insert(1_000_000 + e, Role::Post);
+            core.exchanges.open(1_000_000 + e, Role::Post);
         }
         core.on_request(sessionless_get(1), Instant::now());
         assert_eq!(tally(&core.take_outbox()), (0, 1));

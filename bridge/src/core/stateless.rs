@@ -258,7 +258,7 @@ impl Core {
     }
 
     fn modern_reply(&mut self, ctx: &Ctx, status: u16, body: Vec<u8>) {
-        if self.exchanges.contains_key(&ctx.exchange) {
+        if self.exchanges.contains(ctx.exchange) {
             self.reply(ctx.exchange, status, None, body);
         }
     }
@@ -427,7 +427,7 @@ impl Core {
         let Some(cid) = cid else { return };
         if let Some(p) = self.ids.get_mut(cid) {
             p.modern = Some(Box::new(call));
-            self.exchanges.insert(ctx.exchange, Role::Modern(cid));
+            self.exchanges.open(ctx.exchange, Role::Stateless(cid));
         }
     }
 
@@ -476,7 +476,7 @@ impl Core {
         }
         p.awaiting_client = missing;
         p.deadline = Some(now + self.cfg.call_timeout);
-        self.exchanges.insert(ctx.exchange, Role::Modern(s.cid));
+        self.exchanges.open(ctx.exchange, Role::Stateless(s.cid));
         for line in lines {
             self.children.send_line(child, line);
         }
@@ -558,7 +558,7 @@ impl Core {
             }
             return;
         }
-        let Some(ex) = p.exchange.filter(|e| self.exchanges.contains_key(e)) else {
+        let Some(ex) = p.exchange.filter(|e| self.exchanges.contains(*e)) else {
             return;
         };
         let body = self.modern_result(&m, line, span, &p.original_id);
@@ -642,7 +642,7 @@ impl Core {
         };
         let m = p.modern.as_mut().expect("modern");
         m.flush_at = None;
-        let Some(ex) = p.exchange.filter(|e| self.exchanges.contains_key(e)) else {
+        let Some(ex) = p.exchange.filter(|e| self.exchanges.contains(*e)) else {
             return;
         };
         if m.inputs.is_empty() {
@@ -721,7 +721,7 @@ impl Core {
         let sole = self.ids.take_sole(|p| {
             p.child == child
                 && p.modern.as_ref().is_some_and(|m| takes_input(&m.method))
-                && p.exchange.is_some_and(|e| exchanges.contains_key(&e))
+                && p.exchange.is_some_and(|e| exchanges.contains(e))
         });
         let Some((cid, p)) = sole else {
             return false;
@@ -894,7 +894,7 @@ impl Core {
                 uris,
             },
         );
-        self.exchanges.insert(ctx.exchange, Role::Listen);
+        self.exchanges.open(ctx.exchange, Role::Listen);
         let body = serde_json::to_vec(&ack).expect("json");
         self.push(ctx.exchange, 200, None, FLAG_STREAM, body);
     }
@@ -904,7 +904,7 @@ impl Core {
         let Some(l) = self.listens.remove(&exchange) else {
             return;
         };
-        self.exchanges.remove(&exchange);
+        self.exchanges.close(exchange);
         for uri in l.uris {
             let key = (l.child, uri.clone());
             if let Some(n) = self.subscriptions.get_mut(&key) {
@@ -970,7 +970,7 @@ impl Core {
                 let result =
                     json!({ "resultType": "complete", "_meta": { META_SUBSCRIPTION: sub } });
                 let body = result_response(&l.sub_id, &serde_json::to_vec(&result).expect("json"));
-                if self.exchanges.contains_key(&ex) {
+                if self.exchanges.contains(ex) {
                     self.push(ex, 200, None, FLAG_FINAL, body);
                 }
             }
