@@ -50,7 +50,7 @@ impl Core {
         // 2026-07-28 has no sessions: a modern request ignores any session id.
         let modern = !ctx.legacy
             && env.kind == Kind::Request
-            && stateless::is_modern(&env, ctx.header_version.as_deref());
+            && stateless::is_stateless(&env, ctx.header_version.as_deref());
         if let Some(sid) = &ctx.session
             && !ctx.legacy
             && !modern
@@ -73,7 +73,7 @@ impl Core {
                     session: None,
                     ..ctx.clone()
                 };
-                self.on_modern_request(&ctx, id, &body, &env);
+                self.on_stateless_request(&ctx, id, &body, &env);
             }
             Kind::Request => self.on_client_request(&ctx, &body, &env),
             Kind::Notification => {
@@ -96,7 +96,7 @@ impl Core {
         match method {
             "initialize" => self.on_initialize(ctx, id, body),
             "ping" => self.answer(ctx, result_response(&id, b"{}")),
-            // A probe without the 2026-07-28 envelope (modern ones go to `on_modern_request`):
+            // A probe without the 2026-07-28 envelope (stateless ones go to `on_stateless_request`):
             // answered as a 2025-era server answers an unknown method, so the client falls
             // back to `initialize` (a 4xx here made hosted clients give up).
             "server/discover" => {
@@ -258,37 +258,23 @@ impl Core {
             return;
         };
         let child = s.child;
-        let key = (child, uri.clone());
-        if subscribe {
-            if !s.subscriptions.insert(uri) {
-                self.answer(ctx, result_response(&id, b"{}"));
-                return;
-            }
-            let n = self.subscriptions.entry(key).or_insert(0);
-            *n += 1;
-            if *n == 1 {
-                let _ = self.forward(ctx, id, body, env);
-            } else {
-                self.answer(ctx, result_response(&id, b"{}"));
-            }
+        // The session's own set first: a repeated (un)subscribe changes nothing.
+        let changed = if subscribe {
+            s.subscriptions.insert(uri.clone())
         } else {
-            if !s.subscriptions.remove(&uri) {
-                self.answer(ctx, result_response(&id, b"{}"));
-                return;
-            }
-            let last = match self.subscriptions.get_mut(&key) {
-                Some(n) => {
-                    *n -= 1;
-                    *n == 0
-                }
-                None => true,
-            };
-            if last {
-                self.subscriptions.remove(&key);
-                let _ = self.forward(ctx, id, body, env);
+            s.subscriptions.remove(&uri)
+        };
+        // The child hears of the first subscriber and of the last one leaving.
+        let child_too = changed
+            && if subscribe {
+                self.subscriptions.add(child, &uri)
             } else {
-                self.answer(ctx, result_response(&id, b"{}"));
-            }
+                self.subscriptions.release(child, &uri) != Release::Held
+            };
+        if child_too {
+            let _ = self.forward(ctx, id, body, env);
+        } else {
+            self.answer(ctx, result_response(&id, b"{}"));
         }
     }
 

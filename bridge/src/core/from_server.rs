@@ -32,7 +32,7 @@ impl Core {
             debug!(child, "answer to an id the bridge never sent");
             return;
         };
-        let Some(p) = self.ids.take_if(id, |p| p.child == child) else {
+        let Some(mut p) = self.ids.take_if(id, |p| p.child == child) else {
             debug!(child, id, "answer to an unknown or finished request");
             return;
         };
@@ -54,8 +54,10 @@ impl Core {
                     self.snapshot_dirty = true;
                 }
             }
-            Purpose::Client if p.modern.is_some() => self.finish_modern(p, line, span),
             Purpose::Client => {
+                if let Some(call) = p.modern.take() {
+                    return self.finish_stateless(p, *call, line, span);
+                }
                 self.forget_in_flight(&p, id);
                 let body = splice(line, &mut [(span, &p.original_id[..])]);
                 self.deliver(&p, body, true);
@@ -140,15 +142,14 @@ impl Core {
             _ => {
                 let target = self.pick_for_server_request(child, method);
                 if let Some(t) = target
-                    && self.ids.get(t).is_some_and(|p| p.modern.is_some())
+                    && self.stateless_input(t, child, &id, line)
                 {
-                    self.modern_input(t, child, id, line);
                     return;
                 }
                 let routed =
                     target.and_then(|t| self.ids.route_server_request(t, child, id.clone()));
                 let Some((sid, exchange)) = routed else {
-                    if self.modern_missing_capability(child, method) {
+                    if self.stateless_missing_capability(child, method) {
                         reply(
                             self,
                             error_response(
@@ -187,9 +188,9 @@ impl Core {
                 continue;
             }
             if let Some(m) = &p.modern {
-                // A modern call takes input requests even while suspended (they join its
-                // next round).
-                if !Self::modern_can_take(m, method) {
+                // A stateless call takes input requests even while suspended (they join
+                // its next round).
+                if !m.can_take(method) {
                     continue;
                 }
                 if !p.awaiting_client {
@@ -318,7 +319,7 @@ impl Core {
                 continue;
             }
             let who = p.session.as_deref();
-            if p.modern.is_some() && !Self::modern_wants_log(p, line) {
+            if p.modern.as_ref().is_some_and(|m| !m.wants_log(line)) {
                 // Busy (the message may be its), but it asked for no such logs.
                 if owner.is_some() {
                     ambiguous = true;

@@ -19,7 +19,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::stateless::ModernCall;
+use super::stateless::StatelessCall;
 use super::*;
 use crate::audit::{self, AuditLog, AuditSender, Entry, Outcome};
 use crate::confirm::{self, Notice, Subscription, TerminalMsg};
@@ -182,7 +182,7 @@ struct Held {
     id: Bytes,
     body: Bytes,
     /// A 2026-07-28 call: its state, and the input responses it brought.
-    modern: Option<(ModernCall, Option<serde_json::Map<String, Value>>)>,
+    modern: Option<(StatelessCall, Option<serde_json::Map<String, Value>>)>,
     call: CallInfo,
     deadline: Instant,
 }
@@ -269,20 +269,20 @@ impl Core {
 
     /// A 2026-07-28 request, checked and started.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn start_modern_checked(
+    pub(super) fn start_stateless_checked(
         &mut self,
         ctx: &Ctx,
         id: Bytes,
         body: &Bytes,
         env: &Envelope<'_>,
         v: Value,
-        call: ModernCall,
+        call: StatelessCall,
         responses: Option<serde_json::Map<String, Value>>,
     ) {
         match self.check(ctx, &id, body, env) {
             Verdict::Pass(note) => {
-                self.start_modern(ctx, id, body, env, v, call, responses);
-                let cid = self.modern_cid(ctx.exchange);
+                self.start_stateless(ctx, id, body, env, v, call, responses);
+                let cid = self.stateless_cid(ctx.exchange);
                 self.attach(cid, note);
             }
             Verdict::Done => {}
@@ -298,7 +298,7 @@ impl Core {
     }
 
     /// The request a modern exchange runs, once started.
-    fn modern_cid(&self, exchange: u64) -> Option<u64> {
+    fn stateless_cid(&self, exchange: u64) -> Option<u64> {
         match self.exchanges.role(exchange) {
             Some(Role::Stateless(cid)) if self.ids.contains(*cid) => Some(*cid),
             _ => None,
@@ -405,7 +405,7 @@ impl Core {
         ctx: &Ctx,
         id: Bytes,
         body: Bytes,
-        modern: Option<(ModernCall, Option<serde_json::Map<String, Value>>)>,
+        modern: Option<(StatelessCall, Option<serde_json::Map<String, Value>>)>,
         call: CallInfo,
         preview: String,
     ) {
@@ -534,8 +534,8 @@ impl Core {
             }
             Some((m, responses)) => {
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                self.start_modern(&ctx, id, &body, &env, v, m, responses);
-                let cid = self.modern_cid(ctx.exchange);
+                self.start_stateless(&ctx, id, &body, &env, v, m, responses);
+                let cid = self.stateless_cid(ctx.exchange);
                 self.attach(cid, note);
             }
         }

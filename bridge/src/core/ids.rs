@@ -10,7 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::gate::Note;
-use super::stateless::ModernCall;
+use super::stateless::StatelessCall;
 use crate::audit::Outcome;
 use crate::child::ChildId;
 
@@ -47,7 +47,7 @@ pub(super) struct Pending {
     /// When a client request times out.
     pub(super) deadline: Option<Instant>,
     /// A 2026-07-28 request: its client's capabilities, log level and input requests.
-    pub(super) modern: Option<Box<ModernCall>>,
+    pub(super) modern: Option<Box<StatelessCall>>,
     /// What the policy attached: a `tools/list` to rewrite, or an audited `tools/call`.
     pub(super) note: Option<Box<Note>>,
 }

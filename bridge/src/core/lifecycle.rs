@@ -93,17 +93,11 @@ impl Core {
                         }
                     }
                     // Move subscriptions to the new child and renew them there.
-                    let moved: Vec<(String, usize)> = self
-                        .subscriptions
-                        .iter()
-                        .filter(|((c, _), _)| Some(*c) == old)
-                        .map(|((_, u), n)| (u.clone(), *n))
-                        .collect();
-                    for (uri, n) in moved {
-                        if let Some(o) = old {
-                            self.subscriptions.remove(&(o, uri.clone()));
-                        }
-                        self.subscriptions.insert((new, uri.clone()), n);
+                    let moved = match old {
+                        Some(old) => self.subscriptions.move_child(old, new),
+                        None => Vec::new(),
+                    };
+                    for uri in moved {
                         self.internal_request(
                             new,
                             "resources/subscribe",

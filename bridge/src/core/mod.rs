@@ -35,6 +35,9 @@ use exchanges::{Exchanges, Role};
 use ids::{IdTable, Pending, Purpose, Unmatched};
 use init::WaitingInit;
 use sessions::{ClientCaps, Sessions};
+use stateless::listens::Listens;
+use stateless::suspensions::Suspensions;
+use subscriptions::{Release, Subscriptions};
 use supervisor::{ChildState, Supervisor};
 
 mod children;
@@ -50,6 +53,7 @@ mod relay_side;
 mod resume;
 mod sessions;
 mod stateless;
+mod subscriptions;
 mod supervisor;
 
 pub use crate::roots::Root;
@@ -139,7 +143,8 @@ pub struct Core {
     children: Supervisor,
     /// Requests in flight, by the ids the bridge gave them.
     ids: IdTable,
-    subscriptions: HashMap<(ChildId, String), usize>,
+    /// Resource subscriptions on the children, with their subscriber counts.
+    subscriptions: Subscriptions,
     /// The exchanges open on the relay link.
     exchanges: Exchanges,
     sessions: Sessions,
@@ -150,12 +155,10 @@ pub struct Core {
     snapshot_dirty: bool,
     /// Shutting down: no new requests.
     draining: bool,
-    /// Modern calls suspended for their inputs, by `requestState`.
-    suspended: HashMap<String, stateless::Suspension>,
-    /// Open `subscriptions/listen` streams, by exchange.
-    listens: HashMap<u64, stateless::Listen>,
-    /// When gathered input requests next go out.
-    next_flush: Option<Instant>,
+    /// 2026-07-28 calls suspended for their inputs.
+    suspensions: Suspensions,
+    /// Open `subscriptions/listen` streams.
+    listens: Listens,
     /// Resumable streams, by the exchange number that opened them.
     resumable: HashMap<u64, Resumable>,
     /// Legacy SSE streams that outlived a relay connection, by the exchange number that
@@ -196,7 +199,7 @@ impl Core {
             cfg,
             now,
             ids: IdTable::default(),
-            subscriptions: HashMap::new(),
+            subscriptions: Subscriptions::default(),
             exchanges: Exchanges::default(),
             sessions: Sessions::default(),
             outbox: Vec::new(),
@@ -204,9 +207,8 @@ impl Core {
             snapshot_tools: None,
             snapshot_dirty: false,
             draining: false,
-            suspended: HashMap::new(),
-            listens: HashMap::new(),
-            next_flush: None,
+            suspensions: Suspensions::default(),
+            listens: Listens::default(),
             resumable: HashMap::new(),
             carried: HashMap::new(),
             carried_bytes: 0,

@@ -11,7 +11,7 @@ impl Core {
     pub fn on_link_down(&mut self, now: Instant) {
         self.now = now;
         self.held_link_down();
-        self.modern_link_down();
+        self.stateless_link_down();
         // Session POSTs still running stay resumable: their client may come back (on the
         // next connection) with `GET` + `Last-Event-ID`.
         let running: Vec<(u64, String)> = self
@@ -73,7 +73,7 @@ impl Core {
                 self.end_session(&sid, false);
             }
             // In 2026-07-28 closing the response stream cancels the request.
-            Some(Role::Stateless(cid)) => self.cancel_modern(cid, exchange),
+            Some(Role::Stateless(cid)) => self.cancel_stateless(cid, exchange),
             Some(Role::Listen) => self.end_listen(exchange),
             Some(Role::SessionPost(sid)) => {
                 // The client dropped the stream: the request runs on (2025 rules) and what
@@ -419,17 +419,12 @@ impl Core {
         };
         self.resumable.retain(|_, r| r.session != sid);
         for uri in &s.subscriptions {
-            let key = (s.child, uri.clone());
-            if let Some(n) = self.subscriptions.get_mut(&key) {
-                *n -= 1;
-                if *n == 0 {
-                    self.subscriptions.remove(&key);
-                    self.internal_request(
-                        s.child,
-                        "resources/unsubscribe",
-                        serde_json::json!({"uri": uri}),
-                    );
-                }
+            if self.subscriptions.release(s.child, uri) == Release::Last {
+                self.internal_request(
+                    s.child,
+                    "resources/unsubscribe",
+                    serde_json::json!({"uri": uri}),
+                );
             }
         }
         if let Some(stream) = s.stream {

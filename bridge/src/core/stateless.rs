@@ -1,60 +1,74 @@
-//! MCP 2026-07-28 ("modern") requests, served statelessly next to the 2025 sessions and
-//! against the same once-initialized child.
+//! MCP 2026-07-28 (the stateless revision) requests, served next to the handshake
+//! revisions' sessions and against the same once-initialized child.
 //!
-//! Rules (see the README's "Protocol revisions"):
-//! - a request is modern when its `params._meta` names a protocol version or the
-//!   `MCP-Protocol-Version` header is a modern one; its `_meta` must carry the protocol
-//!   version and the client capabilities (else 400 + -32602), the version must be one the
-//!   bridge serves (else 400 + -32022 with the supported list); a bare `server/discover`
-//!   (neither) is not modern and gets what a 2025-era server answers (200 + -32601);
+//! Rules:
+//! - a request is stateless when its `params._meta` names a protocol version or the
+//!   `MCP-Protocol-Version` header is a 2026-07-28 one; its `_meta` must carry the
+//!   protocol version and the client capabilities (else 400 + -32602), the version must
+//!   be one the bridge serves (else 400 + -32022 with the supported list); a bare
+//!   `server/discover` (neither) is not stateless and gets what a handshake-revision
+//!   server answers (200 + -32601);
 //! - `server/discover` is answered from the child's cached initialize result (the same
 //!   server info, capabilities and instructions an `initialize` gets, and every revision
-//!   the URL serves); methods of the modern revision that the child has the capability for
-//!   are forwarded without the envelope (`protocol::modern::ENVELOPE_KEYS`): the child was
-//!   opened with `initialize`, so it speaks a handshake revision on its stdio, and the
-//!   envelope is the bridge's to interpret (dual-era servers refuse it on a handshake
+//!   the URL serves); methods of the stateless revision that the child has the capability
+//!   for are forwarded without the envelope (`protocol::modern::ENVELOPE_KEYS`): the child
+//!   was opened with `initialize`, so it speaks a handshake revision on its stdio, and the
+//!   envelope is the bridge's to interpret (dual-revision servers refuse it on a handshake
 //!   connection); anything else is 404 + -32601;
 //! - results get `resultType: "complete"`; lists, `server/discover` and `resources/read`
-//!   also `ttlMs` and `cacheScope`; a 2025-era "resource not found" (-32002) becomes -32602
-//!   with `data.uri`;
+//!   also `ttlMs` and `cacheScope`; a handshake-revision "resource not found" (-32002)
+//!   becomes -32602 with `data.uri`;
 //! - the client closing its response stream cancels the request on the child;
 //! - a server→client request (sampling, elicitation, and `roots/list` with
-//!   `--client-roots`) the child sends while serving a modern `tools/call`, `prompts/get`
-//!   or `resources/read` becomes an `InputRequiredResult`: the input key is the child's
-//!   own request id (a string as is, a number as its decimal text); requests written in one
-//!   burst travel together; the child's call stays suspended until the client retries with
-//!   `inputResponses` and the opaque `requestState` (bound to the principal, the method and
-//!   its name, single use, expiring), then continues; missing answers are asked again;
-//!   `inputResponses` without `requestState` answer matching requests as they come;
+//!   `--client-roots`) the child sends while serving a stateless `tools/call`,
+//!   `prompts/get` or `resources/read` becomes an `InputRequiredResult`: the input key is
+//!   the child's own request id (a string as is, a number as its decimal text); requests
+//!   written in one burst travel together; the child's call stays suspended
+//!   ([`suspensions`]) until the client retries with `inputResponses` and the opaque
+//!   `requestState` (bound to the principal, the method and its name, single use,
+//!   expiring), then continues; missing answers are asked again; `inputResponses` without
+//!   `requestState` answer matching requests as they come;
 //! - a server→client request the client declared no capability for ends the call with
 //!   400 + -32021 (`requiredCapabilities`), and the child's call is cancelled;
-//! - logging notifications reach a modern request only if it set a `logLevel`;
-//! - `subscriptions/listen` opens a stream acknowledged first, then carrying the list
-//!   changes and resource updates the client opted into, tagged with its subscription id.
+//! - logging notifications reach a stateless request only if it set a `logLevel`;
+//! - `subscriptions/listen` opens a stream ([`listens`]) acknowledged first, then carrying
+//!   the list changes and resource updates the client opted into, tagged with its
+//!   subscription id.
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use protocol::frame::{FLAG_FINAL, FLAG_STREAM};
 use protocol::jsonrpc::{
-    INVALID_PARAMS, MISSING_CLIENT_CAPABILITY, UNSUPPORTED_PROTOCOL_VERSION, result_response,
+    Envelope, INVALID_PARAMS, METHOD_NOT_FOUND, MISSING_CLIENT_CAPABILITY, UNAVAILABLE,
+    UNSUPPORTED_PROTOCOL_VERSION, error_response, result_response, splice,
 };
-use serde::Deserialize;
-use serde_json::json;
-use serde_json::value::RawValue;
-
-use super::*;
-
 use protocol::modern::{
     LIST_TTL_MS, META_CLIENT_CAPABILITIES as META_CAPS, META_LOG_LEVEL,
-    META_PROTOCOL_VERSION as META_VERSION, META_SUBSCRIPTION_ID as META_SUBSCRIPTION,
+    META_PROTOCOL_VERSION as META_VERSION,
 };
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use tracing::debug;
 
-/// How long a suspended call waits for the client's retry with its inputs.
-const INPUT_TTL: Duration = Duration::from_secs(600);
-/// Most calls suspended for their inputs, per client and in all (the oldest is cancelled
-/// to make room).
-const MAX_SUSPENDED_PER_PRINCIPAL: usize = 64;
-const MAX_SUSPENDED: usize = 1024;
+use super::exchanges::Role;
+use super::ids::Pending;
+use super::sessions::ClientCaps;
+use super::subscriptions::Release;
+use super::supervisor::ChildState;
+use super::{Core, Ctx, MAX_SESSIONLESS_STREAMS};
+use crate::audit::Outcome as AuditOutcome;
+use crate::child::ChildId;
+
+pub(super) mod listens;
+pub(super) mod suspensions;
+
+use listens::Listen;
+use suspensions::EarlyAnswer;
+
 /// Server→client requests written within this window go out in one InputRequiredResult.
 const INPUT_GATHER: Duration = Duration::from_millis(20);
 
@@ -74,9 +88,9 @@ fn log_rank(level: &str) -> Option<usize> {
     LOG_LEVELS.iter().position(|l| *l == level)
 }
 
-/// A modern request in flight on a child.
+/// A stateless request in flight on a child.
 #[derive(Debug)]
-pub(super) struct ModernCall {
+pub(super) struct StatelessCall {
     principal: String,
     method: String,
     /// `params.name` (tools/call, prompts/get) or `params.uri` (resources/read).
@@ -94,10 +108,109 @@ pub(super) struct ModernCall {
     token: Option<String>,
 }
 
-impl ModernCall {
+/// A server→client request of a stateless call, awaiting the client's answer.
+#[derive(Debug)]
+struct InputRequest {
+    key: String,
+    child_id: Bytes,
+    request: Value,
+}
+
+/// What became of a server→client request given to a stateless call.
+enum Input {
+    /// The client answered it up front: the answer for the child.
+    Answered(Vec<u8>),
+    /// It joins the call's next InputRequiredResult, which goes out by this time (if
+    /// the call has a client attached and nothing is gathered yet).
+    Gathered(Option<Instant>),
+}
+
+impl StatelessCall {
     /// Whether the call is suspended under this `requestState`.
     pub(super) fn is_suspended_as(&self, token: &str) -> bool {
         self.token.as_deref() == Some(token)
+    }
+
+    /// Whether a server→client request may be routed to this call.
+    pub(super) fn can_take(&self, method: &str) -> bool {
+        takes_input(&self.method) && self.caps.can_answer(method)
+    }
+
+    /// Whether the call may be answered with an InputRequiredResult.
+    pub(super) fn takes_input(&self) -> bool {
+        takes_input(&self.method)
+    }
+
+    /// Whether a logging notification (`line`) may go to this call.
+    pub(super) fn wants_log(&self, line: &[u8]) -> bool {
+        let Some(min) = self.log_level else {
+            return false;
+        };
+        #[derive(Deserialize)]
+        struct Msg<'a> {
+            #[serde(borrow)]
+            params: Option<Level<'a>>,
+        }
+        #[derive(Deserialize)]
+        struct Level<'a> {
+            #[serde(borrow)]
+            level: Option<std::borrow::Cow<'a, str>>,
+        }
+        let level = serde_json::from_slice::<Msg<'_>>(line)
+            .ok()
+            .and_then(|m| m.params)
+            .and_then(|p| p.level)
+            .and_then(|l| log_rank(&l))
+            .unwrap_or(0);
+        level >= min
+    }
+
+    /// A server→client request (`child_id`, `line`) for this call at `now`; `attached`:
+    /// whether a client waits on the call's stream.
+    fn take_input(&mut self, child_id: Bytes, line: &[u8], attached: bool, now: Instant) -> Input {
+        let key = input_key(&child_id);
+        if let Some(answer) = self.presupplied.remove(&key) {
+            return Input::Answered(result_response(&child_id, answer.to_string().as_bytes()));
+        }
+        let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
+        let mut request = json!({ "method": v["method"] });
+        if let Some(params) = v.get("params").filter(|p| !p.is_null()) {
+            request["params"] = params.clone();
+        }
+        self.inputs.retain(|i| i.key != key);
+        self.inputs.push(InputRequest {
+            key,
+            child_id,
+            request,
+        });
+        if attached && self.flush_at.is_none() {
+            let at = now + INPUT_GATHER;
+            self.flush_at = Some(at);
+            return Input::Gathered(Some(at));
+        }
+        Input::Gathered(None)
+    }
+
+    /// The InputRequiredResult of the gathered requests under a new `requestState`, which
+    /// suspends the call; `None` if nothing is gathered.
+    fn input_required(&mut self) -> Option<(String, Value)> {
+        self.flush_at = None;
+        if self.inputs.is_empty() {
+            return None;
+        }
+        let token = new_token();
+        let requests: serde_json::Map<String, Value> = self
+            .inputs
+            .iter()
+            .map(|i| (i.key.clone(), i.request.clone()))
+            .collect();
+        let result = json!({
+            "resultType": "input_required",
+            "inputRequests": requests,
+            "requestState": token,
+        });
+        self.token = Some(token.clone());
+        Some((token, result))
     }
 
     /// The client retried with `responses` (and its current capabilities and log level,
@@ -106,7 +219,7 @@ impl ModernCall {
     fn continue_with(
         &mut self,
         responses: &serde_json::Map<String, Value>,
-        retry: ModernCall,
+        retry: StatelessCall,
         now: Instant,
     ) -> (Vec<Vec<u8>>, bool) {
         let mut lines = Vec::new();
@@ -128,42 +241,13 @@ impl ModernCall {
     }
 }
 
-#[derive(Debug)]
-struct InputRequest {
-    key: String,
-    child_id: Bytes,
-    request: Value,
-}
-
-/// A call suspended until the client retries with its inputs.
-pub(super) struct Suspension {
-    cid: u64,
-    principal: String,
-    method: String,
-    name: Option<String>,
-    expires: Instant,
-    /// The child's answer, when it came before the retry.
-    done: Option<(Bytes, Range<usize>, ModernCall)>,
-}
-
-/// An open `subscriptions/listen` stream.
-pub(super) struct Listen {
-    /// The listen request's JSON-RPC id (raw JSON): the subscription id.
-    sub_id: Bytes,
-    child: ChildId,
-    tools: bool,
-    prompts: bool,
-    resources: bool,
-    uris: Vec<String>,
-}
-
-/// Whether a request is of the modern era (see the module documentation).
-pub(super) fn is_modern(env: &Envelope<'_>, header_version: Option<&str>) -> bool {
+/// Whether a request is of the stateless revision (see the module documentation).
+pub(super) fn is_stateless(env: &Envelope<'_>, header_version: Option<&str>) -> bool {
     env.meta_protocol_version.is_some()
         || header_version.is_some_and(|v| protocol::MODERN_MCP_VERSIONS.contains(&v))
 }
 
-/// The capability of the child a modern method needs.
+/// The capability of the child a stateless method needs.
 fn capability_of(method: &str) -> Option<&'static str> {
     Some(match method {
         "tools/list" | "tools/call" => "tools",
@@ -226,7 +310,9 @@ fn error_with_data(id: &[u8], code: i64, message: &str, data: Option<Value>) -> 
     if let Some(d) = data {
         err["data"] = d;
     }
-    serde_json::to_vec(&json!({ "jsonrpc": "2.0", "id": id, "error": err })).expect("json")
+    json!({ "jsonrpc": "2.0", "id": id, "error": err })
+        .to_string()
+        .into_bytes()
 }
 
 /// The fields of a result object the bridge may add.
@@ -257,18 +343,18 @@ impl Core {
         }
     }
 
-    fn modern_reply(&mut self, ctx: &Ctx, status: u16, body: Vec<u8>) {
+    fn stateless_reply(&mut self, ctx: &Ctx, status: u16, body: Vec<u8>) {
         if self.exchanges.contains(ctx.exchange) {
             self.reply(ctx.exchange, status, None, body);
         }
     }
 
-    fn modern_error(&mut self, ctx: &Ctx, id: &[u8], status: u16, code: i64, msg: &str) {
-        self.modern_reply(ctx, status, error_response(id, code, msg));
+    fn stateless_error(&mut self, ctx: &Ctx, id: &[u8], status: u16, code: i64, msg: &str) {
+        self.stateless_reply(ctx, status, error_response(id, code, msg));
     }
 
-    /// Serves a modern request (module documentation).
-    pub(super) fn on_modern_request(
+    /// Serves a stateless request (module documentation).
+    pub(super) fn on_stateless_request(
         &mut self,
         ctx: &Ctx,
         id: Bytes,
@@ -276,11 +362,11 @@ impl Core {
         env: &Envelope<'_>,
     ) {
         if !self.cfg.modern {
-            // `--protocol legacy`: answered like a 2025-era server answers an unknown
-            // method, so modern clients fall back to initialize.
+            // `--protocol legacy`: answered like a handshake-revision server answers an
+            // unknown method, so 2026-07-28 clients fall back to initialize.
             let msg =
                 "Method not found: this endpoint serves MCP 2025-11-25 and earlier; use initialize";
-            self.modern_reply(ctx, 200, error_response(&id, METHOD_NOT_FOUND, msg));
+            self.stateless_reply(ctx, 200, error_response(&id, METHOD_NOT_FOUND, msg));
             return;
         }
         let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
@@ -293,7 +379,7 @@ impl Core {
             .and_then(Value::as_str)
         else {
             let msg = format!("Invalid params: params._meta[{META_VERSION:?}] is required");
-            return self.modern_error(ctx, &id, 400, INVALID_PARAMS, &msg);
+            return self.stateless_error(ctx, &id, 400, INVALID_PARAMS, &msg);
         };
         let Some(caps) = meta
             .and_then(|m| m.get(META_CAPS))
@@ -301,13 +387,13 @@ impl Core {
         else {
             let msg =
                 format!("Invalid params: params._meta[{META_CAPS:?}] (an object) is required");
-            return self.modern_error(ctx, &id, 400, INVALID_PARAMS, &msg);
+            return self.stateless_error(ctx, &id, 400, INVALID_PARAMS, &msg);
         };
         if !protocol::MODERN_MCP_VERSIONS.contains(&version) {
             let msg = format!("Unsupported protocol version {version:?}");
             let data = json!({ "supported": protocol::MODERN_MCP_VERSIONS, "requested": version });
             let body = error_with_data(&id, UNSUPPORTED_PROTOCOL_VERSION, &msg, Some(data));
-            return self.modern_reply(ctx, 400, body);
+            return self.stateless_reply(ctx, 400, body);
         }
         let caps = ClientCaps::from_capabilities(caps);
         let log_level = meta
@@ -318,41 +404,41 @@ impl Core {
             Ok(c) => c,
             Err(e) => {
                 let msg = format!("the local MCP server cannot start: {e}");
-                return self.modern_error(ctx, &id, 503, UNAVAILABLE, &msg);
+                return self.stateless_error(ctx, &id, 503, UNAVAILABLE, &msg);
             }
         };
         let Some(ChildState::Ready { result: init, .. }) = self.children.state(child) else {
             let msg = "the local MCP server is starting; retry in a moment";
-            return self.modern_error(ctx, &id, 503, UNAVAILABLE, msg);
+            return self.stateless_error(ctx, &id, 503, UNAVAILABLE, msg);
         };
         if method == "server/discover" {
             let result = protocol::modern::discover_result(init, self.cache_scope());
-            let body = result_response(&id, &serde_json::to_vec(&result).expect("json"));
-            return self.modern_reply(ctx, 200, body);
+            let body = result_response(&id, result.to_string().as_bytes());
+            return self.stateless_reply(ctx, 200, body);
         }
         let server_caps = init.get("capabilities");
         if method == "subscriptions/listen" {
-            if self.sessionless_streams() >= super::MAX_SESSIONLESS_STREAMS {
+            if self.sessionless_streams() >= MAX_SESSIONLESS_STREAMS {
                 let msg = "too many streams without a session are open on this bridge; retry later";
-                return self.modern_error(ctx, &id, 503, UNAVAILABLE, msg);
+                return self.stateless_error(ctx, &id, 503, UNAVAILABLE, msg);
             }
             let server_caps = server_caps.cloned().unwrap_or(Value::Null);
             return self.listen(ctx, id, child, params, &server_caps);
         }
         let Some(cap) = capability_of(method) else {
             let msg = format!("Method not found: {method}");
-            return self.modern_error(ctx, &id, 404, METHOD_NOT_FOUND, &msg);
+            return self.stateless_error(ctx, &id, 404, METHOD_NOT_FOUND, &msg);
         };
         if server_caps
             .and_then(|c| c.get(cap))
             .is_none_or(Value::is_null)
         {
             let msg = format!("Method not found: {method} (the server has no {cap})");
-            return self.modern_error(ctx, &id, 404, METHOD_NOT_FOUND, &msg);
+            return self.stateless_error(ctx, &id, 404, METHOD_NOT_FOUND, &msg);
         }
         let responses = match input_responses(params) {
             Ok(r) => r.cloned(),
-            Err(msg) => return self.modern_error(ctx, &id, 400, INVALID_PARAMS, &msg),
+            Err(msg) => return self.stateless_error(ctx, &id, 400, INVALID_PARAMS, &msg),
         };
         let name = params
             .get(if method == "resources/read" {
@@ -362,7 +448,7 @@ impl Core {
             })
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let call = ModernCall {
+        let call = StatelessCall {
             principal: ctx.principal.clone(),
             method: method.to_owned(),
             name,
@@ -384,27 +470,28 @@ impl Core {
             }
             Some(_) => {
                 let msg = "Invalid params: requestState is not valid for this request";
-                return self.modern_error(ctx, &id, 400, INVALID_PARAMS, msg);
+                return self.stateless_error(ctx, &id, 400, INVALID_PARAMS, msg);
             }
         }
         if self.gate.active() {
-            return self.start_modern_checked(ctx, id, body, env, v, call, responses);
+            return self.start_stateless_checked(ctx, id, body, env, v, call, responses);
         }
-        self.start_modern(ctx, id, body, env, v, call, responses);
+        self.start_stateless(ctx, id, body, env, v, call, responses);
     }
 
+    /// Sends a stateless request to its child.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn start_modern(
+    pub(super) fn start_stateless(
         &mut self,
         ctx: &Ctx,
         id: Bytes,
         body: &Bytes,
         env: &Envelope<'_>,
         mut v: Value,
-        mut call: ModernCall,
+        mut call: StatelessCall,
         responses: Option<serde_json::Map<String, Value>>,
     ) {
-        // The child speaks the handshake era it was opened in: the request goes to it
+        // The child speaks the handshake revision it was opened in: the request goes to it
         // without the envelope, and without answers given up front (kept for the requests
         // they answer; a server would not know them).
         let mut changed = false;
@@ -416,7 +503,7 @@ impl Core {
             }
         }
         let cid = if changed {
-            let stripped = Bytes::from(serde_json::to_vec(&v).expect("json"));
+            let stripped = Bytes::from(v.to_string());
             let Ok(env) = protocol::scan::parse_fast(&stripped) else {
                 return;
             };
@@ -437,35 +524,27 @@ impl Core {
         ctx: &Ctx,
         id: Bytes,
         token: &str,
-        call: ModernCall,
+        call: StatelessCall,
         responses: Option<serde_json::Map<String, Value>>,
         progress: Option<Bytes>,
     ) {
         let now = self.now;
-        let valid = self.suspended.get(token).is_some_and(|s| {
-            s.principal == call.principal
-                && s.method == call.method
-                && s.name == call.name
-                && s.expires > now
-        });
-        if !valid {
+        let Some(s) = self.suspensions.take_for_retry(token, &call, now) else {
             let msg = "Invalid params: requestState is not valid (altered, expired, already used, \
                        or from another request)";
-            return self.modern_error(ctx, &id, 400, INVALID_PARAMS, msg);
+            return self.stateless_error(ctx, &id, 400, INVALID_PARAMS, msg);
+        };
+        if let Some(done) = s.done {
+            let body = self.stateless_result(&done.call, &done.line, done.span, &id);
+            return self.stateless_reply(ctx, 200, body);
         }
-        let s = self.suspended.remove(token).expect("checked");
-        if let Some((line, span, done)) = s.done {
-            let body = self.modern_result(&done, &line, span, &id);
-            return self.modern_reply(ctx, 200, body);
-        }
+        let ended = "Invalid params: the request this requestState belongs to has ended";
         let Some(p) = self.ids.get_mut(s.cid) else {
-            let msg = "Invalid params: the request this requestState belongs to has ended";
-            return self.modern_error(ctx, &id, 400, INVALID_PARAMS, msg);
+            return self.stateless_error(ctx, &id, 400, INVALID_PARAMS, ended);
         };
         let child = p.child;
         let Some(m) = p.modern.as_deref_mut() else {
-            let msg = "Invalid params: the request this requestState belongs to has ended";
-            return self.modern_error(ctx, &id, 400, INVALID_PARAMS, msg);
+            return self.stateless_error(ctx, &id, 400, INVALID_PARAMS, ended);
         };
         let (lines, missing) = m.continue_with(&responses.unwrap_or_default(), call, now);
         p.exchange = Some(ctx.exchange);
@@ -486,8 +565,14 @@ impl Core {
         }
     }
 
-    /// The answer to a modern request from the child's answer line (`span` is its id).
-    fn modern_result(&self, m: &ModernCall, line: &[u8], span: Range<usize>, id: &[u8]) -> Vec<u8> {
+    /// The answer to a stateless request from the child's answer line (`span` is its id).
+    fn stateless_result(
+        &self,
+        m: &StatelessCall,
+        line: &[u8],
+        span: Range<usize>,
+        id: &[u8],
+    ) -> Vec<u8> {
         let Ok(out) = serde_json::from_slice::<Outcome<'_>>(line) else {
             return splice(line, &mut [(span, id)]);
         };
@@ -507,7 +592,7 @@ impl Core {
                 }
                 let id: Value = serde_json::from_slice(id).unwrap_or(Value::Null);
                 let body = json!({ "jsonrpc": "2.0", "id": id, "error": e });
-                return serde_json::to_vec(&body).expect("json");
+                return body.to_string().into_bytes();
             }
             return splice(line, &mut [(span, id)]);
         }
@@ -548,71 +633,67 @@ impl Core {
         splice(line, &mut [(span, id), (start..start, add.as_bytes())])
     }
 
-    /// The child answered a modern request.
-    pub(super) fn finish_modern(&mut self, mut p: Pending, line: &Bytes, span: Range<usize>) {
-        let m = p.modern.take().expect("modern");
-        if let Some(token) = &m.token {
+    /// The child answered the stateless request `p` (its call `m`).
+    pub(super) fn finish_stateless(
+        &mut self,
+        p: Pending,
+        m: StatelessCall,
+        line: &Bytes,
+        span: Range<usize>,
+    ) {
+        if let Some(token) = m.token.clone() {
             // Suspended: the client's retry gets the answer.
-            if let Some(s) = self.suspended.get_mut(token) {
-                s.done = Some((line.clone(), span, *m));
-            }
+            let answer = EarlyAnswer {
+                line: line.clone(),
+                span,
+                call: m,
+            };
+            self.suspensions.keep_answer(&token, answer);
             return;
         }
         let Some(ex) = p.exchange.filter(|e| self.exchanges.contains(*e)) else {
             return;
         };
-        let body = self.modern_result(&m, line, span, &p.original_id);
+        let body = self.stateless_result(&m, line, span, &p.original_id);
         self.reply(ex, 200, None, body);
     }
 
-    /// Whether a server→client request may be routed to this modern call.
-    pub(super) fn modern_can_take(m: &ModernCall, method: &str) -> bool {
-        takes_input(&m.method) && m.caps.can_answer(method)
-    }
-
-    /// A server→client request for a modern call: gathered into its next
-    /// InputRequiredResult, or answered at once from what the client sent up front.
-    pub(super) fn modern_input(
+    /// A server→client request (`child_id`, `line`) for the request `target`: when that
+    /// is a stateless call, gathered into its next InputRequiredResult or answered at once
+    /// from what the client sent up front. Whether it was (else it is routed as for a
+    /// session).
+    pub(super) fn stateless_input(
         &mut self,
         target: u64,
         child: ChildId,
-        child_id: Bytes,
+        child_id: &Bytes,
         line: &Bytes,
-    ) {
-        let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
-        let key = input_key(&child_id);
+    ) -> bool {
         let now = self.now;
         let Some(p) = self.ids.get_mut(target) else {
-            return;
+            return false;
         };
         let attached = p.exchange.is_some();
-        let m = p.modern.as_mut().expect("modern");
-        if let Some(answer) = m.presupplied.remove(&key) {
-            let body = result_response(&child_id, &serde_json::to_vec(&answer).expect("json"));
-            self.children.send_line(child, body);
-            return;
+        let Some(m) = p.modern.as_deref_mut() else {
+            return false;
+        };
+        match m.take_input(child_id.clone(), line, attached, now) {
+            Input::Answered(body) => {
+                self.children.send_line(child, body);
+            }
+            Input::Gathered(flush_at) => {
+                p.awaiting_client = true;
+                if let Some(at) = flush_at {
+                    self.suspensions.flush_by(at);
+                }
+            }
         }
-        let mut request = json!({ "method": v["method"] });
-        if let Some(params) = v.get("params").filter(|p| !p.is_null()) {
-            request["params"] = params.clone();
-        }
-        m.inputs.retain(|i| i.key != key);
-        m.inputs.push(InputRequest {
-            key,
-            child_id,
-            request,
-        });
-        p.awaiting_client = true;
-        if attached && m.flush_at.is_none() {
-            let at = now + INPUT_GATHER;
-            m.flush_at = Some(at);
-            self.next_flush = Some(self.next_flush.map_or(at, |n| n.min(at)));
-        }
+        true
     }
 
     /// When [`Core::flush_inputs`] should next run.
     pub fn next_flush(&self) -> Option<Instant> {
-        self.next_flush
+        self.suspensions.next_flush()
     }
 
     /// Sends the InputRequiredResults whose gathering window has passed by `now`.
@@ -630,103 +711,65 @@ impl Core {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
-        self.next_flush = next;
+        self.suspensions.set_next_flush(next);
         for cid in due {
             self.send_input_required(cid, now);
         }
     }
 
+    /// Answers the stateless call `cid` with its gathered input requests, which suspends
+    /// it until the client's retry.
     fn send_input_required(&mut self, cid: u64, now: Instant) {
         let Some(p) = self.ids.get_mut(cid) else {
             return;
         };
-        let m = p.modern.as_mut().expect("modern");
-        m.flush_at = None;
-        let Some(ex) = p.exchange.filter(|e| self.exchanges.contains(*e)) else {
+        let ex = p.exchange.filter(|e| self.exchanges.contains(*e));
+        let Some(m) = p.modern.as_deref_mut() else {
             return;
         };
-        if m.inputs.is_empty() {
+        let Some(ex) = ex else {
+            // No client waits: the requests go out with the next round.
+            m.flush_at = None;
             return;
-        }
-        let token = new_token();
-        let mut requests = serde_json::Map::new();
-        for i in &m.inputs {
-            requests.insert(i.key.clone(), i.request.clone());
-        }
-        let result = json!({
-            "resultType": "input_required",
-            "inputRequests": requests,
-            "requestState": token,
-        });
-        m.token = Some(token.clone());
-        self.suspended.insert(
-            token,
-            Suspension {
-                cid,
-                principal: m.principal.clone(),
-                method: m.method.clone(),
-                name: m.name.clone(),
-                expires: now + INPUT_TTL,
-                done: None,
-            },
-        );
-        p.exchange = None;
+        };
+        let Some((token, result)) = m.input_required() else {
+            return;
+        };
+        self.suspensions.suspend(token, cid, m, now);
         let principal = m.principal.clone();
-        let body = result_response(&p.original_id, &serde_json::to_vec(&result).expect("json"));
+        p.exchange = None;
+        let body = result_response(&p.original_id, result.to_string().as_bytes());
         self.reply(ex, 200, None, body);
-        self.bound_suspended(&principal);
-    }
-
-    /// Cancels the oldest suspended calls beyond the limits.
-    fn bound_suspended(&mut self, principal: &str) {
-        loop {
-            let mine = self
-                .suspended
-                .values()
-                .filter(|s| s.principal == principal)
-                .count();
-            if mine <= MAX_SUSPENDED_PER_PRINCIPAL && self.suspended.len() <= MAX_SUSPENDED {
-                return;
-            }
-            let over_mine = mine > MAX_SUSPENDED_PER_PRINCIPAL;
-            let Some(oldest) = self
-                .suspended
-                .iter()
-                .filter(|(_, s)| !over_mine || s.principal == principal)
-                .min_by_key(|(_, s)| s.expires)
-                .map(|(t, _)| t.clone())
-            else {
-                return;
-            };
-            let s = self.suspended.remove(&oldest).expect("found");
+        // Cancels the oldest suspended calls beyond the limits.
+        while let Some(s) = self.suspensions.take_excess(&principal) {
             if let Some(p) = self.ids.remove(s.cid) {
                 self.cancel_on_child(&p, s.cid, "too many requests wait for input");
             }
         }
     }
 
-    /// A server→client request no client can answer: when a modern call without the
+    /// A server→client request no client can answer: when a stateless call without the
     /// capability is what the child is serving, that call ends with -32021. Returns
     /// whether it did.
-    pub(super) fn modern_missing_capability(&mut self, child: ChildId, method: &str) -> bool {
+    pub(super) fn stateless_missing_capability(&mut self, child: ChildId, method: &str) -> bool {
         let capability = match method {
             "sampling/createMessage" => "sampling",
             "elicitation/create" => "elicitation",
             "roots/list" => "roots",
             _ => return false,
         };
-        // Only when the call is unambiguous: with several modern calls running, the one
+        // Only when the call is unambiguous: with several stateless calls running, the one
         // that asked cannot be told apart, and the server gets an error instead.
         let exchanges = &self.exchanges;
         let sole = self.ids.take_sole(|p| {
             p.child == child
-                && p.modern.as_ref().is_some_and(|m| takes_input(&m.method))
+                && p.modern.as_ref().is_some_and(|m| m.takes_input())
                 && p.exchange.is_some_and(|e| exchanges.contains(e))
         });
         let Some((cid, p)) = sole else {
             return false;
         };
-        p.set_outcome(crate::audit::Outcome::Error(MISSING_CLIENT_CAPABILITY));
+        p.set_outcome(AuditOutcome::Error(MISSING_CLIENT_CAPABILITY));
         self.cancel_on_child(&p, cid, "the client lacks a capability the request needs");
         let msg = format!(
             "Missing required client capability: serving this request needs {capability}, \
@@ -748,14 +791,14 @@ impl Core {
             "params": { "requestId": cid, "reason": reason }
         });
         self.children
-            .send_line(p.child, serde_json::to_vec(&msg).expect("json"));
+            .send_line(p.child, msg.to_string().into_bytes());
         if let Some(token) = p.modern.as_ref().and_then(|m| m.token.as_ref()) {
-            self.suspended.remove(token);
+            self.suspensions.remove(token);
         }
     }
 
-    /// The client closed a modern request's stream: that cancels the request.
-    pub(super) fn cancel_modern(&mut self, cid: u64, exchange: u64) {
+    /// The client closed a stateless request's stream: that cancels the request.
+    pub(super) fn cancel_stateless(&mut self, cid: u64, exchange: u64) {
         if self.cancel_held(cid, "the client closed the request's stream", false) {
             return;
         }
@@ -764,31 +807,28 @@ impl Core {
         };
         debug!(
             cid,
-            "a modern request's stream closed: cancelled on the server"
+            "a stateless request's stream closed: cancelled on the server"
         );
         self.cancel_on_child(&p, cid, "the client closed the request's stream");
     }
 
-    /// The link went down: modern requests with a client attached are cancelled; calls
+    /// The link went down: stateless requests with a client attached are cancelled; calls
     /// suspended for their inputs wait on; listen streams end.
-    pub(super) fn modern_link_down(&mut self) {
+    pub(super) fn stateless_link_down(&mut self) {
         let attached = self
             .ids
             .take_all(|p| p.modern.is_some() && p.exchange.is_some());
         for (cid, p) in attached {
             self.cancel_on_child(&p, cid, "the client's connection was lost");
         }
-        let listens: Vec<u64> = self.listens.keys().copied().collect();
-        for ex in listens {
+        for ex in self.listens.exchanges() {
             self.end_listen(ex);
         }
     }
 
     /// Cancels every call suspended for its inputs (shutdown: no client is waiting on it).
     pub(super) fn drop_suspended(&mut self) {
-        let tokens: Vec<String> = self.suspended.keys().cloned().collect();
-        for token in tokens {
-            let s = self.suspended.remove(&token).expect("listed");
+        for (token, s) in self.suspensions.take_all() {
             if let Some(p) = self.ids.take_if(s.cid, |p| p.is_suspended_as(&token)) {
                 self.cancel_on_child(&p, s.cid, "the bridge is shutting down");
             }
@@ -797,182 +837,60 @@ impl Core {
 
     /// Drops suspended calls whose client never came back.
     pub(super) fn expire_suspensions(&mut self, now: Instant) {
-        let expired: Vec<String> = self
-            .suspended
-            .iter()
-            .filter(|(_, s)| s.expires <= now)
-            .map(|(t, _)| t.clone())
-            .collect();
-        for token in expired {
-            let s = self.suspended.remove(&token).expect("listed");
+        for (token, s) in self.suspensions.take_expired(now) {
             if let Some(p) = self.ids.take_if(s.cid, |p| p.is_suspended_as(&token)) {
                 self.cancel_on_child(&p, s.cid, "the client did not answer the input requests");
             }
         }
     }
 
-    /// Whether a logging notification may go to this modern call.
-    pub(super) fn modern_wants_log(p: &Pending, line: &[u8]) -> bool {
-        let Some(m) = &p.modern else { return true };
-        let Some(min) = m.log_level else { return false };
-        #[derive(Deserialize)]
-        struct Msg<'a> {
-            #[serde(borrow)]
-            params: Option<Level<'a>>,
-        }
-        #[derive(Deserialize)]
-        struct Level<'a> {
-            #[serde(borrow)]
-            level: Option<std::borrow::Cow<'a, str>>,
-        }
-        let level = serde_json::from_slice::<Msg<'_>>(line)
-            .ok()
-            .and_then(|m| m.params)
-            .and_then(|p| p.level)
-            .and_then(|l| log_rank(&l))
-            .unwrap_or(0);
-        level >= min
-    }
-
     // ----- subscriptions/listen ----------------------------------------------------------
 
     fn listen(&mut self, ctx: &Ctx, id: Bytes, child: ChildId, params: &Value, caps: &Value) {
-        let filter = &params["notifications"];
-        let wants = |k: &str| filter[k].as_bool() == Some(true);
-        let has = |cap: &str, flag: &str| caps[cap][flag].as_bool() == Some(true);
-        let tools = wants("toolsListChanged") && has("tools", "listChanged");
-        let prompts = wants("promptsListChanged") && has("prompts", "listChanged");
-        let resources = wants("resourcesListChanged") && has("resources", "listChanged");
-        let uris: Vec<String> = if has("resources", "subscribe") {
-            filter["resourceSubscriptions"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .take(256)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let sub_id: Value = serde_json::from_slice(&id).unwrap_or(Value::Null);
-        let mut agreed = serde_json::Map::new();
-        for (k, on) in [
-            ("toolsListChanged", tools),
-            ("promptsListChanged", prompts),
-            ("resourcesListChanged", resources),
-        ] {
-            if on {
-                agreed.insert(k.into(), Value::Bool(true));
-            }
-        }
-        if !uris.is_empty() {
-            agreed.insert("resourceSubscriptions".into(), json!(uris));
-        }
-        for uri in &uris {
-            let n = self.subscriptions.entry((child, uri.clone())).or_insert(0);
-            *n += 1;
-            if *n == 1 {
+        let (listen, ack) = Listen::agree(id, child, params, caps);
+        for uri in listen.uris() {
+            if self.subscriptions.add(child, uri) {
                 self.internal_request(child, "resources/subscribe", json!({ "uri": uri }));
             }
         }
-        let ack = json!({
-            "jsonrpc": "2.0",
-            "method": "notifications/subscriptions/acknowledged",
-            "params": { "_meta": { META_SUBSCRIPTION: sub_id }, "notifications": agreed }
-        });
-        self.listens.insert(
-            ctx.exchange,
-            Listen {
-                sub_id: id,
-                child,
-                tools,
-                prompts,
-                resources,
-                uris,
-            },
-        );
+        self.listens.open(ctx.exchange, listen);
         self.exchanges.open(ctx.exchange, Role::Listen);
-        let body = serde_json::to_vec(&ack).expect("json");
-        self.push(ctx.exchange, 200, None, FLAG_STREAM, body);
+        self.push(
+            ctx.exchange,
+            200,
+            None,
+            FLAG_STREAM,
+            ack.to_string().into_bytes(),
+        );
     }
 
     /// A listen stream ended (client gone, link down, shutdown).
     pub(super) fn end_listen(&mut self, exchange: u64) {
-        let Some(l) = self.listens.remove(&exchange) else {
+        let Some(l) = self.listens.close(exchange) else {
             return;
         };
         self.exchanges.close(exchange);
-        for uri in l.uris {
-            let key = (l.child, uri.clone());
-            if let Some(n) = self.subscriptions.get_mut(&key) {
-                *n -= 1;
-                if *n == 0 {
-                    self.subscriptions.remove(&key);
-                    self.internal_request(l.child, "resources/unsubscribe", json!({ "uri": uri }));
-                }
+        for uri in l.uris() {
+            if self.subscriptions.release(l.child(), uri) == Release::Last {
+                self.internal_request(l.child(), "resources/unsubscribe", json!({ "uri": uri }));
             }
         }
     }
 
     /// Passes a change notification of the child to the listen streams that asked for it.
     pub(super) fn notify_listens(&mut self, child: ChildId, method: &str, line: &Bytes) {
-        if self.listens.is_empty() {
-            return;
-        }
-        let uri = if method == "notifications/resources/updated" {
-            let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
-            v["params"]["uri"].as_str().map(str::to_owned)
-        } else {
-            None
-        };
-        let targets: Vec<(u64, Bytes)> = self
-            .listens
-            .iter()
-            .filter(|(_, l)| l.child == child)
-            .filter(|(_, l)| match method {
-                "notifications/tools/list_changed" => l.tools,
-                "notifications/prompts/list_changed" => l.prompts,
-                "notifications/resources/list_changed" => l.resources,
-                "notifications/resources/updated" => {
-                    uri.as_ref().is_some_and(|u| l.uris.iter().any(|x| x == u))
-                }
-                _ => false,
-            })
-            .map(|(ex, l)| (*ex, l.sub_id.clone()))
-            .collect();
-        if targets.is_empty() {
-            return;
-        }
-        let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
-        for (ex, sub_id) in targets {
-            let mut msg = v.clone();
-            if !msg["params"].is_object() {
-                msg["params"] = json!({});
-            }
-            if !msg["params"]["_meta"].is_object() {
-                msg["params"]["_meta"] = json!({});
-            }
-            msg["params"]["_meta"][META_SUBSCRIPTION] =
-                serde_json::from_slice(&sub_id).unwrap_or(Value::Null);
-            self.message(ex, serde_json::to_vec(&msg).expect("json"));
+        for (ex, body) in self.listens.tagged(child, method, line) {
+            self.message(ex, body);
         }
     }
 
     /// Ends every listen stream with the graceful completion result (shutdown).
     pub(super) fn close_listens(&mut self) {
-        let all: Vec<u64> = self.listens.keys().copied().collect();
-        for ex in all {
-            if let Some(l) = self.listens.get(&ex) {
-                let sub: Value = serde_json::from_slice(&l.sub_id).unwrap_or(Value::Null);
-                let result =
-                    json!({ "resultType": "complete", "_meta": { META_SUBSCRIPTION: sub } });
-                let body = result_response(&l.sub_id, &serde_json::to_vec(&result).expect("json"));
-                if self.exchanges.contains(ex) {
-                    self.push(ex, 200, None, FLAG_FINAL, body);
-                }
+        for ex in self.listens.exchanges() {
+            if let Some(body) = self.listens.completion(ex)
+                && self.exchanges.contains(ex)
+            {
+                self.push(ex, 200, None, FLAG_FINAL, body);
             }
             self.end_listen(ex);
         }
