@@ -1,7 +1,23 @@
 //! Messages from clients: requests forwarded with rewritten ids, `initialize` answered
 //! from the cache, subscriptions, cancellations and answers to server requests.
 
-use super::*;
+use bytes::Bytes;
+use protocol::jsonrpc::{
+    self, Envelope, INTERNAL_ERROR, Kind, METHOD_NOT_FOUND, REQUEST_CANCELLED, UNAVAILABLE,
+    error_response, result_response, splice,
+};
+use serde_json::Value;
+use tracing::{debug, warn};
+
+use super::exchanges::Role;
+use super::ids::{Pending, Purpose, Unmatched};
+use super::init::{self, WaitingInit};
+use super::sessions::ClientCaps;
+use super::stateless;
+use super::subscriptions::Release;
+use super::supervisor::ChildState;
+use super::{Core, Ctx, ex_body};
+use crate::child::ChildId;
 
 /// What the bridge does with a notification from a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,7 +341,7 @@ impl Core {
         let is_final = w.legacy_session.is_none();
         let Some(exchange) = w
             .exchange
-            .filter(|e| self.exchanges.contains(*e) || self.carried.contains_key(e))
+            .filter(|e| self.exchanges.contains(*e) || self.carried.contains(*e))
         else {
             // The client is gone: under `isolate`, nobody will use this child.
             if self.cfg.isolate && w.legacy_session.is_none() {

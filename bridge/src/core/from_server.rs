@@ -1,7 +1,18 @@
 //! Messages from a server process: answers (ids restored), its requests to clients
 //! (routed to the session they belong to, or answered locally), and notifications.
 
-use super::*;
+use bytes::Bytes;
+use protocol::jsonrpc::{
+    Envelope, Kind, METHOD_NOT_FOUND, error_response, result_response, splice,
+};
+use serde_json::Value;
+use tracing::{debug, error, info, warn};
+
+use super::Core;
+use super::ids::{Pending, Purpose};
+use super::init;
+use super::supervisor::ChildState;
+use crate::child::ChildId;
 
 impl Core {
     pub(super) fn on_child_line(&mut self, child: ChildId, line: Bytes) {
@@ -50,8 +61,7 @@ impl Core {
                 let mut v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
                 if let Some(r) = v.get_mut("result").filter(|r| r.is_object()) {
                     self.gate.rewrite_tools(r);
-                    self.snapshot_tools = Some(Bytes::from(serde_json::to_vec(r).expect("json")));
-                    self.snapshot_dirty = true;
+                    self.snapshot.set_tools(Bytes::from(r.to_string()));
                 }
             }
             Purpose::Client => {
@@ -60,7 +70,7 @@ impl Core {
                 }
                 self.forget_in_flight(&p, id);
                 let body = splice(line, &mut [(span, &p.original_id[..])]);
-                self.deliver(&p, body, true);
+                self.deliver_answer(&p, body);
             }
         }
     }
@@ -114,10 +124,10 @@ impl Core {
         let waiting = self.children.settle(child, state);
         self.log_inits_answered(&waiting, ready_result.is_some());
         if let Some(result) = ready_result
-            && (Some(child) == self.children.shared() || self.snapshot_init.is_none())
+            && (Some(child) == self.children.shared() || !self.snapshot.has_initialize())
         {
-            self.snapshot_init = Some(Bytes::from(serde_json::to_vec(&result).expect("json")));
-            self.snapshot_dirty = true;
+            self.snapshot
+                .set_initialize(Bytes::from(result.to_string()));
             self.refresh_tools_snapshot(child);
         }
         for w in waiting {

@@ -16,11 +16,22 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::ops::Range;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use std::time::Instant;
 
+use bytes::Bytes;
+use protocol::jsonrpc::{
+    self, Envelope, INTERNAL_ERROR, REQUEST_CANCELLED, UNAVAILABLE, error_response, result_response,
+};
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use super::exchanges::Role;
 use super::stateless::StatelessCall;
-use super::*;
+use super::{Core, CoreConfig, Ctx};
 use crate::audit::{self, AuditLog, AuditSender, Entry, Outcome};
 use crate::confirm::{self, Notice, Subscription, TerminalMsg};
 use crate::policy::{self, Policy, PolicyConfig};

@@ -2,7 +2,17 @@
 //! own), its exit (what was in flight on it is answered with an error), the shared one's
 //! restart, the clock's tick (timeouts and expiries), and the bridge's own requests.
 
-use super::*;
+use std::time::Instant;
+
+use protocol::jsonrpc::{INTERNAL_ERROR, REQUEST_TIMEOUT, error_response};
+use serde_json::Value;
+use tracing::{error, info};
+
+use super::ids::{Pending, Purpose};
+use super::init;
+use super::supervisor::ChildState;
+use super::{Core, incident_id};
+use crate::child::{ChildEvent, ChildId};
 
 impl Core {
     /// Starts the shared child (not under `isolate`). Its readiness is reported by
@@ -138,7 +148,7 @@ impl Core {
             if p.purpose == Purpose::Client {
                 p.set_outcome(crate::audit::Outcome::Error(INTERNAL_ERROR));
                 let body = error_response(&p.original_id, INTERNAL_ERROR, &message);
-                self.deliver(&p, body, true);
+                self.deliver_answer(&p, body);
             }
             self.forget_in_flight(&p, id);
         }
@@ -179,7 +189,7 @@ impl Core {
                     "the local MCP server did not answer within {secs} s; the request was cancelled"
                 ),
             );
-            self.deliver(&p, body, true);
+            self.deliver_answer(&p, body);
             self.forget_in_flight(&p, id);
         }
     }

@@ -1,9 +1,22 @@
 //! Exchanges from the relay: which session and stream each belongs to, session creation
 //! and eviction, the legacy SSE transport, and the link going down.
 
-use super::*;
+use std::time::Instant;
 
-mod reqlog;
+use bytes::Bytes;
+use protocol::frame::{FLAG_FINAL, FLAG_STREAM};
+use protocol::jsonrpc::{
+    INTERNAL_ERROR, INVALID_REQUEST, SESSION_NOT_FOUND, UNAVAILABLE, error_response,
+};
+use protocol::{Frame, Request, RequestKind, Response};
+use tracing::{info, warn};
+
+use super::exchanges::Role;
+use super::ids::Purpose;
+use super::sessions::ClientCaps;
+use super::subscriptions::Release;
+use super::{Core, Ctx, MAX_OPEN_EXCHANGES, MAX_SESSIONLESS_STREAMS, ex_body};
+use crate::child::ChildId;
 
 impl Core {
     /// The relay link went down: every exchange is gone (sessions stay; legacy SSE streams
@@ -28,10 +41,8 @@ impl Core {
         for (stream, sid) in running {
             self.make_resumable(stream, sid, None);
         }
-        for r in self.resumable.values_mut() {
-            r.attached = None;
-        }
-        self.detach_legacy_streams();
+        self.resumable.detach_all();
+        self.detach_http_sse_streams();
         self.exchanges.clear();
         self.outbox.clear();
         for s in self.sessions.iter_mut() {
@@ -44,7 +55,7 @@ impl Core {
         // legacy streams keep theirs as their name; what they carry only goes to the
         // exchange that took them over).
         let (resumable, carried) = (&self.resumable, &self.carried);
-        let named = |e: &u64| resumable.contains_key(e) || carried.contains_key(e);
+        let named = |e: &u64| resumable.contains(*e) || carried.contains(*e);
         for p in self.ids.values_mut() {
             if !p.exchange.as_ref().is_some_and(named) {
                 p.exchange = None;
@@ -80,17 +91,11 @@ impl Core {
                 // it sends is kept for the client's `GET` + `Last-Event-ID`.
                 if self.ids.iter().any(|(_, p)| p.exchange == Some(exchange)) {
                     self.make_resumable(exchange, sid, None);
-                } else if let Some(r) = self.resumable.get_mut(&exchange) {
-                    r.attached = None;
+                } else {
+                    self.resumable.detach(exchange);
                 }
             }
-            Some(Role::Resume(stream)) => {
-                if let Some(r) = self.resumable.get_mut(&stream)
-                    && r.attached == Some(exchange)
-                {
-                    r.attached = None;
-                }
-            }
+            Some(Role::Resume(stream)) => self.resumable.detach_reader(stream, exchange),
             // A disconnect is not a cancellation in the 2025 revisions: the request runs
             // on; its answer is dropped.
             Some(Role::Post | Role::Probe) | None => {}
@@ -120,7 +125,7 @@ impl Core {
             );
             return;
         }
-        if !self.carried.is_empty() && self.carried.contains_key(&exchange) {
+        if !self.carried.is_empty() && self.carried.contains(exchange) {
             // A number naming a carried legacy stream (a restarted relay numbering from the
             // same start): refused, so nothing of that stream can reach this request.
             self.outbox.push(Frame::Response(Response {
@@ -190,7 +195,7 @@ impl Core {
             },
             RequestKind::Delete => self.on_delete(exchange, r.session, &r.principal),
             RequestKind::LegacyOpen => match r.session {
-                Some(sid) => self.on_legacy_reattach(exchange, sid, &r.principal),
+                Some(sid) => self.on_http_sse_reattach(exchange, sid, &r.principal),
                 None => self.on_legacy_open(exchange, &r.principal),
             },
         }
@@ -269,8 +274,8 @@ impl Core {
         };
         let live = self
             .resumable
-            .get(&stream)
-            .is_some_and(|r| r.session == sid);
+            .get(stream)
+            .is_some_and(|r| r.session() == sid);
         let Some(log) = self.sessions.get(&sid).and_then(|s| s.logs.get(stream)) else {
             return cannot(self);
         };
@@ -308,28 +313,12 @@ impl Core {
             }
             return;
         }
-        if let Some(r) = self.resumable.get_mut(&stream)
-            && let Some(old) = r.attached.replace(exchange)
+        if let Some(old) = self.resumable.attach(stream, exchange)
             && old != exchange
         {
             // One reader per stream: the newest resumption replaces an older one (or the
             // original POST, which its client has given up on).
             self.end_replaced_reader(old);
-        }
-    }
-
-    /// Ends the exchange of a stream's reader that a newer one replaced (one reader per
-    /// stream), if it is still open.
-    pub(super) fn end_replaced_reader(&mut self, old: u64) {
-        if self.exchanges.close(old).is_some() {
-            self.outbox.push(Frame::Response(Response {
-                exchange: old,
-                status: 200,
-                session: None,
-                flags: FLAG_FINAL,
-                event_id: None,
-                body: Bytes::new(),
-            }));
         }
     }
 
@@ -417,7 +406,7 @@ impl Core {
         let Some(s) = self.sessions.remove(sid) else {
             return;
         };
-        self.resumable.retain(|_, r| r.session != sid);
+        self.resumable.forget_session(sid);
         for uri in &s.subscriptions {
             if self.subscriptions.release(s.child, uri) == Release::Last {
                 self.internal_request(
@@ -433,9 +422,7 @@ impl Core {
             } else {
                 self.exchanges.close(stream);
             }
-            if let Some(c) = self.drop_carried(stream)
-                && let Some(to) = c.attached
-            {
+            if let Some(to) = self.carried.forget(stream) {
                 self.exchanges.close(to);
             }
         }
@@ -444,83 +431,10 @@ impl Core {
                 if p.purpose == Purpose::Client {
                     p.set_outcome(crate::audit::Outcome::Error(INTERNAL_ERROR));
                     let body = error_response(&p.original_id, INTERNAL_ERROR, "the session ended");
-                    self.deliver(&p, body, true);
+                    self.deliver_answer(&p, body);
                 }
             }
             self.ids.forget_server_requests_of(s.child);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn core() -> Core {
-        super::super::idle_core()
-    }
-
-    fn sessionless_get(exchange: u64) -> Request {
-        Request {
-            exchange,
-            kind: RequestKind::Get,
-            session: None,
-            protocol_version: None,
-            last_event_id: None,
-            principal: "client".into(),
-            body: Bytes::new(),
-        }
-    }
-
-    /// (streams opened, exchanges refused with 503) among the frames of the outbox.
-    fn tally(out: &[Frame]) -> (usize, usize) {
-        let opened = out
-            .iter()
-            .filter(|f| matches!(f, Frame::Response(r) if r.status == 200 && !r.is_final()))
-            .count();
-        let refused = out
-            .iter()
-            .filter(|f| matches!(f, Frame::Response(r) if r.status == 503 && r.is_final()))
-            .count();
-        (opened, refused)
-    }
-
-    #[test]
-    fn sessionless_probes_are_capped() {
-        let mut core = core();
-        let extra = 5_000;
-        let n = (MAX_SESSIONLESS_STREAMS + extra) as u64;
-        for e in 1..=n {
-            core.on_request(sessionless_get(e), Instant::now());
-        }
-        let (opened, refused) = tally(&core.take_outbox());
-        assert_eq!(opened, MAX_SESSIONLESS_STREAMS);
-        assert_eq!(refused, extra);
-        assert_eq!(core.exchanges.len(), MAX_SESSIONLESS_STREAMS);
-        assert_eq!(core.exchanges.probes(), MAX_SESSIONLESS_STREAMS);
-
-        // A probe whose client left makes room for another.
-        core.on_cancel(1, Instant::now());
-        core.on_request(sessionless_get(n + 1), Instant::now());
-        assert_eq!(tally(&core.take_outbox()), (1, 0));
-        core.on_request(sessionless_get(n + 2), Instant::now());
-        assert_eq!(tally(&core.take_outbox()), (0, 1));
-
-        // A new link starts from none.
-        core.on_link_down(Instant::now());
-        assert!(core.exchanges.probes() == 0 && core.exchanges.len() == 0);
-        core.on_request(sessionless_get(n + 3), Instant::now());
-        assert_eq!(tally(&core.take_outbox()), (1, 0));
-    }
-
-    #[test]
-    fn open_exchanges_are_capped() {
-        let mut core = core();
-        for e in 0..MAX_OPEN_EXCHANGES as u64 {
-            core.exchanges.open(1_000_000 + e, Role::Post);
-        }
-        core.on_request(sessionless_get(1), Instant::now());
-        assert_eq!(tally(&core.take_outbox()), (0, 1));
-        assert_eq!(core.exchanges.len(), MAX_OPEN_EXCHANGES);
     }
 }

@@ -11,7 +11,7 @@
 //! connections are numbered from a random start), `seq` counts from 1 (the relay's
 //! priming event is `.0`).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -105,6 +105,111 @@ impl StreamLogs {
     /// Whether no stream is kept.
     pub fn is_empty(&self) -> bool {
         self.logs.is_empty()
+    }
+}
+
+/// A resumable stream: the session it belongs to, and the exchange its messages go to now.
+pub(super) struct Resumable {
+    session: String,
+    /// The exchange its messages currently go to (the POST, or a resuming GET).
+    attached: Option<u64>,
+}
+
+impl Resumable {
+    /// The session whose log keeps its messages.
+    pub(super) fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// The exchange its messages go to now, if any.
+    pub(super) fn attached(&self) -> Option<u64> {
+        self.attached
+    }
+}
+
+/// The resumable streams of all sessions, by the exchange number of the POST that opened
+/// each (their messages are kept in the session's [`StreamLogs`]).
+#[derive(Default)]
+pub(super) struct ResumableStreams {
+    by_stream: HashMap<u64, Resumable>,
+}
+
+impl ResumableStreams {
+    /// Whether there is none.
+    pub(super) fn is_empty(&self) -> bool {
+        self.by_stream.is_empty()
+    }
+
+    /// Whether `stream` is resumable.
+    pub(super) fn contains(&self, stream: u64) -> bool {
+        self.by_stream.contains_key(&stream)
+    }
+
+    /// A resumable stream.
+    pub(super) fn get(&self, stream: u64) -> Option<&Resumable> {
+        self.by_stream.get(&stream)
+    }
+
+    /// Makes `stream` (of `session`) resumable, its messages going to `attached`; whether it
+    /// is new (its log is then to be made).
+    pub(super) fn make(&mut self, stream: u64, session: String, attached: Option<u64>) -> bool {
+        match self.by_stream.get_mut(&stream) {
+            Some(r) => {
+                r.attached = attached;
+                false
+            }
+            None => {
+                self.by_stream
+                    .insert(stream, Resumable { session, attached });
+                true
+            }
+        }
+    }
+
+    /// Sends the messages of `stream` to `exchange` from now on; the exchange they went to
+    /// before, if any.
+    pub(super) fn attach(&mut self, stream: u64, exchange: u64) -> Option<u64> {
+        self.by_stream
+            .get_mut(&stream)
+            .and_then(|r| r.attached.replace(exchange))
+    }
+
+    /// No exchange carries `stream` any more: its messages are only kept.
+    pub(super) fn detach(&mut self, stream: u64) {
+        if let Some(r) = self.by_stream.get_mut(&stream) {
+            r.attached = None;
+        }
+    }
+
+    /// `exchange` no longer carries `stream` (its client left), if it did.
+    pub(super) fn detach_reader(&mut self, stream: u64, exchange: u64) {
+        if let Some(r) = self.by_stream.get_mut(&stream)
+            && r.attached == Some(exchange)
+        {
+            r.attached = None;
+        }
+    }
+
+    /// No exchange carries any stream (the link went down).
+    pub(super) fn detach_all(&mut self) {
+        for r in self.by_stream.values_mut() {
+            r.attached = None;
+        }
+    }
+
+    /// Forgets a stream (it finished).
+    pub(super) fn remove(&mut self, stream: u64) {
+        self.by_stream.remove(&stream);
+    }
+
+    /// Keeps only the streams `running` holds (those whose request still runs).
+    pub(super) fn retain_running(&mut self, running: &HashSet<u64>) {
+        self.by_stream.retain(|stream, _| running.contains(stream));
+    }
+
+    /// Forgets the streams of a session (it ended).
+    pub(super) fn forget_session(&mut self, session: &str) {
+        self.by_stream.retain(|_, r| r.session != session);
     }
 }
 

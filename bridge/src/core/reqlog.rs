@@ -22,9 +22,12 @@ use std::time::{Duration, Instant};
 
 use protocol::calls::{CallKind, RequestId};
 
-use crate::core::{Core, Pending, Purpose, WaitingInit};
 use protocol::Frame;
 use protocol::frame::FLAG_FINAL;
+
+use super::Core;
+use super::ids::{Pending, Purpose};
+use super::init::WaitingInit;
 
 /// Target of the lines.
 pub const TARGET: &str = "bridge::request";
@@ -104,7 +107,7 @@ fn is_error(body: &[u8]) -> bool {
 
 impl Core {
     /// Notes a message POSTed on `exchange`, when the lines are on and it is a request.
-    pub(in crate::core) fn log_begin(&self, exchange: u64, body: &[u8]) -> Option<Begun> {
+    pub(super) fn log_begin(&self, exchange: u64, body: &[u8]) -> Option<Begun> {
         if !enabled() {
             return None;
         }
@@ -133,7 +136,7 @@ impl Core {
 
     /// After the core handled a request noted by [`Core::log_begin`]: tracks it if it went
     /// to a server (or waits for one), logs it if the bridge answered it at once.
-    pub(in crate::core) fn log_sent(&mut self, begun: Option<Begun>) {
+    pub(super) fn log_sent(&mut self, begun: Option<Begun>) {
         let Some(b) = begun else { return };
         let exchange = b.open.exchange;
         let forwarded = self
@@ -202,7 +205,7 @@ impl Core {
     }
 
     /// A server answered the request `cid`.
-    pub(in crate::core) fn log_answered(&mut self, cid: u64, p: &Pending, error: bool) {
+    pub(super) fn log_answered(&mut self, cid: u64, p: &Pending, error: bool) {
         if p.purpose != Purpose::Client || !enabled() {
             return;
         }
@@ -268,7 +271,7 @@ impl Core {
     }
 
     /// The server of these `initialize` requests finished starting (`ok`) or failed.
-    pub(in crate::core) fn log_inits_answered(&self, waiting: &[WaitingInit], ok: bool) {
+    pub(super) fn log_inits_answered(&self, waiting: &[WaitingInit], ok: bool) {
         if waiting.is_empty() || !enabled() {
             return;
         }

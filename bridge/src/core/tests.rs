@@ -1,0 +1,6 @@
+//! The core's rules (see the module documentation), each checked by feeding the core
+//! events (relay requests and cancels, child lines and exits, the clock) and reading what
+//! came out (frames for the relay, lines for the children). One file per rule.
+
+mod exchanges;
+mod http_sse;
