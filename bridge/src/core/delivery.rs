@@ -8,9 +8,10 @@ use bytes::Bytes;
 use protocol::frame::FLAG_FINAL;
 use protocol::{Frame, Response};
 
+use super::Core;
 use super::exchanges::Role;
 use super::ids::Pending;
-use super::{Core, Ctx};
+use super::message::{Ctx, Transport};
 
 impl Core {
     /// One frame for an exchange (or the stream that bears its number).
@@ -157,17 +158,13 @@ impl Core {
 
     /// Answers a client message in its context.
     pub(super) fn answer(&mut self, ctx: &Ctx, body: Vec<u8>) {
-        if ctx.legacy {
-            if let Some(stream) = ctx
-                .session
-                .as_deref()
-                .and_then(|s| self.sessions.get(s))
-                .and_then(|s| s.stream)
-            {
-                self.message(stream, body);
+        match &ctx.transport {
+            Transport::HttpSse { session } => {
+                if let Some(stream) = self.sessions.get(session).and_then(|s| s.stream) {
+                    self.message(stream, body);
+                }
             }
-        } else {
-            self.reply(ctx.exchange, 200, None, body);
+            Transport::Streamable { .. } => self.reply(ctx.exchange, 200, None, body),
         }
     }
 

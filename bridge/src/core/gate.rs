@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use protocol::jsonrpc::{
-    self, Envelope, INTERNAL_ERROR, REQUEST_CANCELLED, UNAVAILABLE, error_response, result_response,
+    self, INTERNAL_ERROR, REQUEST_CANCELLED, UNAVAILABLE, error_response, result_response,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -30,8 +30,9 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use super::exchanges::Role;
-use super::stateless::StatelessCall;
-use super::{Core, CoreConfig, Ctx};
+use super::message::{ClientRequest, Ctx};
+use super::stateless::StatelessStart;
+use super::{Core, CoreConfig};
 use crate::audit::{self, AuditLog, AuditSender, Entry, Outcome};
 use crate::confirm::{self, Notice, Subscription, TerminalMsg};
 use crate::policy::{self, Policy, PolicyConfig};
@@ -190,12 +191,17 @@ impl Note {
 struct Held {
     code: String,
     ctx: Ctx,
-    id: Bytes,
-    body: Bytes,
+    request: ClientRequest,
     /// A 2026-07-28 call: its state, and the input responses it brought.
-    modern: Option<(StatelessCall, Option<serde_json::Map<String, Value>>)>,
+    stateless: Option<StatelessStart>,
     call: CallInfo,
     deadline: Instant,
+}
+
+impl Held {
+    fn id(&self) -> Bytes {
+        self.request.id()
+    }
 }
 
 /// The policy's verdict on a request.
@@ -245,70 +251,54 @@ fn outcome_of(line: &[u8]) -> Outcome {
 }
 
 /// A tool error result (`isError: true`) with one text item.
-fn tool_error(id: &[u8], modern: bool, text: &str) -> Vec<u8> {
+fn tool_error(id: &[u8], stateless: bool, text: &str) -> Vec<u8> {
     let mut r = serde_json::json!({
         "content": [{ "type": "text", "text": text }],
         "isError": true,
     });
-    if modern {
+    if stateless {
         r["resultType"] = Value::from("complete");
     }
-    result_response(id, &serde_json::to_vec(&r).expect("json"))
+    result_response(id, r.to_string().as_bytes())
 }
 
 const DECLINED: &str = "the owner declined this call";
 const NO_TERMINAL: &str = "the owner declined this call: it needs the owner's approval in the terminal where the bridge runs, and the bridge runs without one (run `bridge run` in a terminal to approve calls)";
 
 impl Core {
-    /// A 2025-era request (session, sessionless or legacy SSE), checked and forwarded.
-    pub(super) fn forward_checked(
-        &mut self,
-        ctx: &Ctx,
-        id: Bytes,
-        body: &Bytes,
-        env: &Envelope<'_>,
-    ) {
-        match self.check(ctx, &id, body, env) {
+    /// A handshake-revision request (in a session, sessionless, or HTTP+SSE), checked and
+    /// forwarded.
+    pub(super) fn forward_checked(&mut self, ctx: &Ctx, req: &ClientRequest) {
+        match self.check(ctx, req) {
             Verdict::Pass(note) => {
-                let cid = self.forward(ctx, id, body, env);
+                let cid = self.forward(ctx, req);
                 self.attach(cid, note);
             }
             Verdict::Done => {}
-            Verdict::Hold(call, preview) => self.hold(ctx, id, body.clone(), None, call, preview),
+            Verdict::Hold(call, preview) => self.hold(ctx, req.clone(), None, call, preview),
         }
     }
 
-    /// A 2026-07-28 request, checked and started.
-    #[allow(clippy::too_many_arguments)]
+    /// A 2026-07-28 request (parsed as `v`), checked and started.
     pub(super) fn start_stateless_checked(
         &mut self,
         ctx: &Ctx,
-        id: Bytes,
-        body: &Bytes,
-        env: &Envelope<'_>,
+        req: &ClientRequest,
         v: Value,
-        call: StatelessCall,
-        responses: Option<serde_json::Map<String, Value>>,
+        start: StatelessStart,
     ) {
-        match self.check(ctx, &id, body, env) {
+        match self.check(ctx, req) {
             Verdict::Pass(note) => {
-                self.start_stateless(ctx, id, body, env, v, call, responses);
+                self.start_stateless(ctx, req, v, start);
                 let cid = self.stateless_cid(ctx.exchange);
                 self.attach(cid, note);
             }
             Verdict::Done => {}
-            Verdict::Hold(info, preview) => self.hold(
-                ctx,
-                id,
-                body.clone(),
-                Some((call, responses)),
-                info,
-                preview,
-            ),
+            Verdict::Hold(info, preview) => self.hold(ctx, req.clone(), Some(start), info, preview),
         }
     }
 
-    /// The request a modern exchange runs, once started.
+    /// The request a stateless exchange runs, once started.
     fn stateless_cid(&self, exchange: u64) -> Option<u64> {
         match self.exchanges.role(exchange) {
             Some(Role::Stateless(cid)) if self.ids.contains(*cid) => Some(*cid),
@@ -328,7 +318,7 @@ impl Core {
 
     /// Answers a request the policy decided on itself.
     fn policy_answer(&mut self, ctx: &Ctx, body: Vec<u8>) {
-        if ctx.legacy {
+        if ctx.is_http_sse() {
             self.answer(ctx, body);
         } else if self.exchanges.contains(ctx.exchange) {
             self.reply(ctx.exchange, 200, None, body);
@@ -336,18 +326,19 @@ impl Core {
     }
 
     /// The protocol revision a request speaks.
-    fn era_of(&self, ctx: &Ctx, env: &Envelope<'_>) -> String {
-        if let Some(v) = env.meta_protocol_version.as_deref() {
+    fn era_of(&self, ctx: &Ctx, req: &ClientRequest) -> String {
+        if let Some(v) = req.meta_protocol_version() {
             return v.to_owned();
         }
-        if let Some(s) = ctx.session.as_deref().and_then(|s| self.sessions.get(s)) {
+        if let Some(s) = ctx.session().and_then(|s| self.sessions.get(s)) {
             return s.protocol_version.clone();
         }
         ctx.header_version.clone().unwrap_or_else(|| "2025".into())
     }
 
-    fn check(&mut self, ctx: &Ctx, id: &Bytes, body: &Bytes, env: &Envelope<'_>) -> Verdict {
-        let method = env.method.as_deref().unwrap_or("");
+    fn check(&mut self, ctx: &Ctx, req: &ClientRequest) -> Verdict {
+        let method = req.method();
+        let id = &req.id();
         if method == "tools/list" {
             let note = self
                 .gate
@@ -361,10 +352,9 @@ impl Core {
             return Verdict::Pass(None);
         }
         let started = self.now;
-        let params = env
-            .params
-            .clone()
-            .and_then(|r| serde_json::from_slice::<CallParams<'_>>(&body[r]).ok());
+        let params = req
+            .params()
+            .and_then(|p| serde_json::from_slice::<CallParams<'_>>(p).ok());
         let Some(params) = params else {
             let msg = "Invalid params: tools/call needs params with a string name";
             self.policy_answer(ctx, error_response(id, jsonrpc::INVALID_PARAMS, msg));
@@ -377,7 +367,7 @@ impl Core {
             tool: params.name.into_owned(),
             principal: ctx.principal.clone(),
             args_sha256: audit::sha256_hex(args),
-            era: self.era_of(ctx, env),
+            era: self.era_of(ctx, req),
             started,
         };
         if self.gate.audit_broken {
@@ -414,13 +404,13 @@ impl Core {
     fn hold(
         &mut self,
         ctx: &Ctx,
-        id: Bytes,
-        body: Bytes,
-        modern: Option<(StatelessCall, Option<serde_json::Map<String, Value>>)>,
+        request: ClientRequest,
+        stateless: Option<StatelessStart>,
         call: CallInfo,
         preview: String,
     ) {
-        let is_modern = modern.is_some();
+        let is_stateless = stateless.is_some();
+        let id = request.id();
         let can_ask = !self.gate.closed && confirm::hub().can_answer();
         let code = match &self.gate.terminal {
             Some(t) if can_ask && self.gate.held.len() < MAX_HELD => Some(t.claim_code()),
@@ -436,21 +426,17 @@ impl Core {
                 });
                 NO_TERMINAL
             };
-            self.policy_answer(ctx, tool_error(&id, is_modern, text));
+            self.policy_answer(ctx, tool_error(&id, is_stateless, text));
             self.gate.record(&call, Outcome::Declined);
             return;
         };
         let hid = self.ids.fresh();
-        if is_modern {
+        if is_stateless {
             // Closing the stream cancels it, as it would a running call.
             self.exchanges.open(ctx.exchange, Role::Stateless(hid));
-        } else if let Some(s) = ctx
-            .session
-            .as_deref()
-            .and_then(|s| self.sessions.get_mut(s))
-        {
+        } else if let Some(s) = ctx.session().and_then(|s| self.sessions.get_mut(s)) {
             // So that `notifications/cancelled` finds it.
-            s.in_flight.insert(id.clone(), hid);
+            s.in_flight.insert(id, hid);
         }
         let timeout = self.gate.policy.confirm_timeout();
         info!(
@@ -470,9 +456,8 @@ impl Core {
             Held {
                 code,
                 ctx: ctx.clone(),
-                id,
-                body,
-                modern,
+                request,
+                stateless,
                 call,
                 deadline: self.now + timeout,
             },
@@ -485,24 +470,20 @@ impl Core {
         if let Some(t) = &self.gate.terminal {
             t.release(&h.code);
         }
-        if h.modern.is_some() {
+        if h.stateless.is_some() {
             self.exchanges
                 .change(h.ctx.exchange, &Role::Stateless(hid), Role::Post);
-        } else if let Some(s) = h
-            .ctx
-            .session
-            .as_deref()
-            .and_then(|s| self.sessions.get_mut(s))
-            && s.in_flight.get(&h.id) == Some(&hid)
+        } else if let Some(s) = h.ctx.session().and_then(|s| self.sessions.get_mut(s))
+            && s.in_flight.get(&h.id()) == Some(&hid)
         {
-            s.in_flight.remove(&h.id);
+            s.in_flight.remove(&h.id());
         }
         Some(h)
     }
 
     /// Ends a held call with a tool error.
     fn decline_held(&mut self, h: Held, text: &str, outcome: Outcome) {
-        let body = tool_error(&h.id, h.modern.is_some(), text);
+        let body = tool_error(&h.id(), h.stateless.is_some(), text);
         self.policy_answer(&h.ctx, body);
         self.gate.record(&h.call, outcome);
     }
@@ -511,17 +492,15 @@ impl Core {
     fn release(&mut self, h: Held) {
         let Held {
             ctx,
-            id,
-            body,
-            modern,
+            request,
+            stateless,
             call,
             ..
         } = h;
-        let gone = match &modern {
+        let gone = match &stateless {
             Some(_) => !self.exchanges.contains(ctx.exchange),
             None => ctx
-                .session
-                .as_deref()
+                .session()
                 .is_some_and(|s| self.sessions.get(s).is_none()),
         };
         if gone {
@@ -535,17 +514,14 @@ impl Core {
                 audit,
             }))
         });
-        let Ok(env) = protocol::scan::parse_fast(&body) else {
-            return;
-        };
-        match modern {
+        match stateless {
             None => {
-                let cid = self.forward(&ctx, id, &body, &env);
+                let cid = self.forward(&ctx, &request);
                 self.attach(cid, note);
             }
-            Some((m, responses)) => {
-                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                self.start_stateless(&ctx, id, &body, &env, v, m, responses);
+            Some(start) => {
+                let v: Value = serde_json::from_slice(request.body()).unwrap_or(Value::Null);
+                self.start_stateless(&ctx, &request, v, start);
                 let cid = self.stateless_cid(ctx.exchange);
                 self.attach(cid, note);
             }
@@ -563,8 +539,8 @@ impl Core {
             tool: h.call.tool.clone(),
             why,
         });
-        if reply && !h.ctx.legacy && self.exchanges.contains(h.ctx.exchange) {
-            let body = error_response(&h.id, REQUEST_CANCELLED, "Request cancelled");
+        if reply && !h.ctx.is_http_sse() && self.exchanges.contains(h.ctx.exchange) {
+            let body = error_response(&h.id(), REQUEST_CANCELLED, "Request cancelled");
             self.reply(h.ctx.exchange, 200, None, body);
         }
         self.gate.record(&h.call, Outcome::Cancelled);
@@ -582,7 +558,7 @@ impl Core {
             .gate
             .held
             .iter()
-            .filter(|(_, h)| !h.ctx.legacy)
+            .filter(|(_, h)| !h.ctx.is_http_sse())
             .map(|(hid, _)| *hid)
             .collect();
         for hid in all {
@@ -601,7 +577,7 @@ impl Core {
                 why: "the bridge is shutting down",
             });
             let body = error_response(
-                &h.id,
+                &h.id(),
                 UNAVAILABLE,
                 "the bridge is shutting down; retry in a moment",
             );

@@ -43,7 +43,7 @@ pub fn child_initialize_request(id: u64) -> Vec<u8> {
             "clientInfo": { "name": "mcp-tunnel-bridge", "version": env!("CARGO_PKG_VERSION") }
         }
     });
-    serde_json::to_vec(&msg).expect("json")
+    msg.to_string().into_bytes()
 }
 
 /// The notification that completes the child's handshake.
@@ -65,7 +65,7 @@ pub fn result_for(cached: &Value, version: &str) -> Vec<u8> {
     if let Some(obj) = r.as_object_mut() {
         obj.insert("protocolVersion".into(), Value::String(version.to_owned()));
     }
-    serde_json::to_vec(&r).expect("json")
+    r.to_string().into_bytes()
 }
 
 #[cfg(test)]

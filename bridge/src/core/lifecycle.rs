@@ -179,7 +179,7 @@ impl Core {
                 "params": { "requestId": id, "reason": "timed out" }
             });
             self.children
-                .send_line(p.child, serde_json::to_vec(&msg).expect("json"));
+                .send_line(p.child, msg.to_string().into_bytes());
             p.set_outcome(crate::audit::Outcome::Timeout);
             let secs = self.cfg.call_timeout.as_secs();
             let body = error_response(
@@ -218,10 +218,7 @@ impl Core {
         let id = self.ids.fresh();
         let msg =
             serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        if self
-            .children
-            .send_line(child, serde_json::to_vec(&msg).expect("json"))
-        {
+        if self.children.send_line(child, msg.to_string().into_bytes()) {
             self.ids.insert(id, Pending::internal(child, purpose));
         }
     }

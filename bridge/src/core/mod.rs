@@ -43,6 +43,7 @@ mod http_sse;
 mod ids;
 mod init;
 mod lifecycle;
+mod message;
 mod relay_side;
 mod reqlog;
 mod resume;
@@ -112,19 +113,6 @@ impl CoreConfig {
             policy: crate::policy::PolicyConfig::default(),
         }
     }
-}
-
-/// Where the answer to a client message goes.
-#[derive(Debug, Clone)]
-struct Ctx {
-    principal: String,
-    session: Option<String>,
-    /// The exchange the message came on.
-    exchange: u64,
-    /// Legacy: answers go to the session's stream, the POST gets 202.
-    legacy: bool,
-    /// The `MCP-Protocol-Version` header, if any.
-    header_version: Option<String>,
 }
 
 /// The bridge's MCP state. See the module documentation.

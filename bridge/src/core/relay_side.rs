@@ -13,9 +13,10 @@ use tracing::{info, warn};
 
 use super::exchanges::Role;
 use super::ids::Purpose;
+use super::message::{Ctx, Transport};
 use super::sessions::ClientCaps;
 use super::subscriptions::Release;
-use super::{Core, Ctx, MAX_OPEN_EXCHANGES, MAX_SESSIONLESS_STREAMS, ex_body};
+use super::{Core, MAX_OPEN_EXCHANGES, MAX_SESSIONLESS_STREAMS, ex_body};
 use crate::child::ChildId;
 
 impl Core {
@@ -157,9 +158,8 @@ impl Core {
                 let log = self.log_begin(exchange, &r.body);
                 let ctx = Ctx {
                     principal: r.principal,
-                    session: r.session,
                     exchange,
-                    legacy: false,
+                    transport: Transport::Streamable { session: r.session },
                     header_version: r.protocol_version,
                 };
                 self.on_message(ctx, r.body);
@@ -178,9 +178,8 @@ impl Core {
                 }
                 let ctx = Ctx {
                     principal: r.principal,
-                    session: Some(sid),
                     exchange,
-                    legacy: true,
+                    transport: Transport::HttpSse { session: sid },
                     header_version: None,
                 };
                 let log = self.log_begin(exchange, &r.body);

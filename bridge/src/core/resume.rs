@@ -86,7 +86,8 @@ impl StreamLogs {
             self.logs.pop_front();
         }
         self.logs.push_back((stream, StreamLog::default()));
-        &mut self.logs.back_mut().expect("just pushed").1
+        let last = self.logs.len() - 1;
+        &mut self.logs[last].1
     }
 
     /// The log of a stream, if kept.

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use protocol::frame::{FLAG_FINAL, FLAG_STREAM};
 use protocol::jsonrpc::{
-    Envelope, INVALID_PARAMS, METHOD_NOT_FOUND, MISSING_CLIENT_CAPABILITY, UNAVAILABLE,
+    INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, MISSING_CLIENT_CAPABILITY, UNAVAILABLE,
     UNSUPPORTED_PROTOCOL_VERSION, error_response, result_response, splice,
 };
 use protocol::modern::{
@@ -56,10 +56,11 @@ use tracing::debug;
 
 use super::exchanges::Role;
 use super::ids::Pending;
+use super::message::{ClientRequest, Ctx};
 use super::sessions::ClientCaps;
 use super::subscriptions::Release;
 use super::supervisor::ChildState;
-use super::{Core, Ctx, MAX_SESSIONLESS_STREAMS};
+use super::{Core, MAX_SESSIONLESS_STREAMS};
 use crate::audit::Outcome as AuditOutcome;
 use crate::child::ChildId;
 
@@ -241,9 +242,15 @@ impl StatelessCall {
     }
 }
 
+/// A stateless call ready to start: its state, and the input responses it brought.
+pub(super) struct StatelessStart {
+    call: StatelessCall,
+    responses: Option<serde_json::Map<String, Value>>,
+}
+
 /// Whether a request is of the stateless revision (see the module documentation).
-pub(super) fn is_stateless(env: &Envelope<'_>, header_version: Option<&str>) -> bool {
-    env.meta_protocol_version.is_some()
+pub(super) fn is_stateless(req: &ClientRequest, header_version: Option<&str>) -> bool {
+    req.meta_protocol_version().is_some()
         || header_version.is_some_and(|v| protocol::MODERN_MCP_VERSIONS.contains(&v))
 }
 
@@ -354,13 +361,8 @@ impl Core {
     }
 
     /// Serves a stateless request (module documentation).
-    pub(super) fn on_stateless_request(
-        &mut self,
-        ctx: &Ctx,
-        id: Bytes,
-        body: &Bytes,
-        env: &Envelope<'_>,
-    ) {
+    pub(super) fn on_stateless_request(&mut self, ctx: &Ctx, req: &ClientRequest) {
+        let id = req.id();
         if !self.cfg.modern {
             // `--protocol legacy`: answered like a handshake-revision server answers an
             // unknown method, so 2026-07-28 clients fall back to initialize.
@@ -369,8 +371,8 @@ impl Core {
             self.stateless_reply(ctx, 200, error_response(&id, METHOD_NOT_FOUND, msg));
             return;
         }
-        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let method = env.method.as_deref().unwrap_or("");
+        let v: Value = serde_json::from_slice(req.body()).unwrap_or(Value::Null);
+        let method = req.method();
         let no_params = Value::Null;
         let params = v.get("params").unwrap_or(&no_params);
         let meta = params.get("_meta").and_then(Value::as_object);
@@ -462,10 +464,9 @@ impl Core {
         match params.get("requestState") {
             None => {}
             Some(Value::String(token)) if takes_input(method) => {
-                let progress = env
-                    .progress_token
-                    .clone()
-                    .map(|span| Bytes::copy_from_slice(&body[span]));
+                let progress = req
+                    .progress_token_span()
+                    .map(|span| Bytes::copy_from_slice(&req.body()[span]));
                 return self.resume(ctx, id, token, call, responses, progress);
             }
             Some(_) => {
@@ -473,24 +474,25 @@ impl Core {
                 return self.stateless_error(ctx, &id, 400, INVALID_PARAMS, msg);
             }
         }
+        let start = StatelessStart { call, responses };
         if self.gate.active() {
-            return self.start_stateless_checked(ctx, id, body, env, v, call, responses);
+            return self.start_stateless_checked(ctx, req, v, start);
         }
-        self.start_stateless(ctx, id, body, env, v, call, responses);
+        self.start_stateless(ctx, req, v, start);
     }
 
-    /// Sends a stateless request to its child.
-    #[allow(clippy::too_many_arguments)]
+    /// Sends a stateless request (parsed as `v`) to its child.
     pub(super) fn start_stateless(
         &mut self,
         ctx: &Ctx,
-        id: Bytes,
-        body: &Bytes,
-        env: &Envelope<'_>,
+        req: &ClientRequest,
         mut v: Value,
-        mut call: StatelessCall,
-        responses: Option<serde_json::Map<String, Value>>,
+        start: StatelessStart,
     ) {
+        let StatelessStart {
+            mut call,
+            responses,
+        } = start;
         // The child speaks the handshake revision it was opened in: the request goes to it
         // without the envelope, and without answers given up front (kept for the requests
         // they answer; a server would not know them).
@@ -503,13 +505,16 @@ impl Core {
             }
         }
         let cid = if changed {
-            let stripped = Bytes::from(v.to_string());
-            let Ok(env) = protocol::scan::parse_fast(&stripped) else {
-                return;
-            };
-            self.forward(ctx, id, &stripped, &env)
+            // The same request with fewer members: it still has its id and method.
+            match ClientRequest::parse(Bytes::from(v.to_string())) {
+                Some(stripped) => self.forward(ctx, &stripped),
+                None => {
+                    let msg = "the request could not be passed on without its envelope";
+                    return self.stateless_error(ctx, &req.id(), 500, INTERNAL_ERROR, msg);
+                }
+            }
         } else {
-            self.forward(ctx, id, body, env)
+            self.forward(ctx, req)
         };
         let Some(cid) = cid else { return };
         if let Some(p) = self.ids.get_mut(cid) {
