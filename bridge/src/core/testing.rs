@@ -221,9 +221,8 @@ impl Harness {
             .on_child_event(ChildEvent::Line(child, line), self.now);
     }
 
-    /// A child exited.
+    /// A child exited (the core still holds it until it stops it).
     pub(super) fn child_exits(&mut self, child: ChildId) {
-        self.children.borrow_mut().running.remove(&child);
         self.core
             .on_child_event(ChildEvent::Exited(child, "exit status: 1".into()), self.now);
     }
