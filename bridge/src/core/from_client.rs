@@ -227,7 +227,7 @@ impl Core {
                 original_token,
                 awaiting_client: false,
                 deadline: Some(self.now + self.cfg.call_timeout),
-                modern: None,
+                stateless: None,
                 note: None,
             },
         );
@@ -308,7 +308,7 @@ impl Core {
             requested,
             caps,
             principal: ctx.principal.clone(),
-            legacy_session: http_sse_session,
+            http_sse_session,
         };
         if let Some(w) = self.children.wait_if_starting(child, w) {
             self.complete_initialize(child, w);
@@ -316,13 +316,13 @@ impl Core {
     }
 
     pub(super) fn complete_initialize(&mut self, child: ChildId, w: WaitingInit) {
-        let is_final = w.legacy_session.is_none();
+        let is_final = w.http_sse_session.is_none();
         let Some(exchange) = w
             .exchange
             .filter(|e| self.exchanges.contains(*e) || self.carried.contains(*e))
         else {
             // The client is gone: under `isolate`, nobody will use this child.
-            if self.cfg.isolate && w.legacy_session.is_none() {
+            if self.cfg.isolate && w.http_sse_session.is_none() {
                 self.children.forget(child);
             }
             return;
@@ -349,7 +349,7 @@ impl Core {
         };
         let version = init::negotiate(w.requested.as_deref(), &child_version);
         let body = result_response(&w.id, &init::result_for(&result, &version));
-        match w.legacy_session {
+        match w.http_sse_session {
             Some(sid) => {
                 if let Some(s) = self.sessions.get_mut(&sid) {
                     s.protocol_version = version;

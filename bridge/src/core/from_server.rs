@@ -65,7 +65,7 @@ impl Core {
                 }
             }
             Purpose::Client => {
-                if let Some(call) = p.modern.take() {
+                if let Some(call) = p.stateless.take() {
                     return self.finish_stateless(p, *call, line, span);
                 }
                 self.forget_in_flight(&p, id);
@@ -197,7 +197,7 @@ impl Core {
             if p.child != child || p.purpose != Purpose::Client {
                 continue;
             }
-            if let Some(m) = &p.modern {
+            if let Some(m) = &p.stateless {
                 // A stateless call takes input requests even while suspended (they join
                 // its next round).
                 if !m.can_take(method) {
@@ -329,7 +329,7 @@ impl Core {
                 continue;
             }
             let who = p.session.as_deref();
-            if p.modern.as_ref().is_some_and(|m| !m.wants_log(line)) {
+            if p.stateless.as_ref().is_some_and(|m| !m.wants_log(line)) {
                 // Busy (the message may be its), but it asked for no such logs.
                 if owner.is_some() {
                     ambiguous = true;

@@ -529,7 +529,7 @@ impl Core {
     }
 
     /// A held call's client cancelled it or went away; whether `hid` was one. With
-    /// `reply`, a 2025-era POST still open gets the cancellation error.
+    /// `reply`, a handshake-revision POST still open gets the cancellation error.
     pub(super) fn cancel_held(&mut self, hid: u64, why: &'static str, reply: bool) -> bool {
         let Some(h) = self.unhold(hid) else {
             return false;
@@ -547,9 +547,9 @@ impl Core {
         true
     }
 
-    /// The relay link dropped: held calls cannot be answered any more, but those of legacy
-    /// SSE sessions, whose answers go to the session's stream (carried on after the
-    /// reconnect, see `http_sse`).
+    /// The relay link dropped: held calls cannot be answered any more, but those of HTTP+SSE
+    /// sessions, whose answers go to the session's stream (carried on after the reconnect,
+    /// see `http_sse`).
     pub(super) fn held_link_down(&mut self) {
         if self.gate.held.is_empty() {
             return;

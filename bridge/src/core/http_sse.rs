@@ -185,7 +185,7 @@ impl Core {
         let streams: Vec<(String, Option<u64>)> = self
             .sessions
             .iter()
-            .filter(|s| s.legacy)
+            .filter(|s| s.http_sse)
             .map(|s| (s.id.clone(), s.stream))
             .collect();
         for (sid, stream) in streams {
@@ -235,7 +235,7 @@ impl Core {
         let name = self
             .sessions
             .touch(&sid, principal)
-            .filter(|s| s.legacy)
+            .filter(|s| s.http_sse)
             .and_then(|s| s.stream);
         let Some((old, backlog)) = name.and_then(|n| self.carried.take_over(n, exchange)) else {
             self.exchanges.open(exchange, Role::Post);

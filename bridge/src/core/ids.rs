@@ -47,7 +47,7 @@ pub(super) struct Pending {
     /// When a client request times out.
     pub(super) deadline: Option<Instant>,
     /// A 2026-07-28 request: its client's capabilities, log level and input requests.
-    pub(super) modern: Option<Box<StatelessCall>>,
+    pub(super) stateless: Option<Box<StatelessCall>>,
     /// What the policy attached: a `tools/list` to rewrite, or an audited `tools/call`.
     pub(super) note: Option<Box<Note>>,
 }
@@ -65,7 +65,7 @@ impl Pending {
             original_token: None,
             awaiting_client: false,
             deadline: None,
-            modern: None,
+            stateless: None,
             note: None,
         }
     }
@@ -79,7 +79,7 @@ impl Pending {
 
     /// Whether this is a 2026-07-28 call suspended under this `requestState`.
     pub(super) fn is_suspended_as(&self, token: &str) -> bool {
-        self.modern
+        self.stateless
             .as_ref()
             .is_some_and(|m| m.is_suspended_as(token))
     }

@@ -20,7 +20,7 @@ pub(super) struct WaitingInit {
     /// Who asked.
     pub(super) principal: String,
     /// For an HTTP+SSE session: the session (already created), whose stream gets the answer.
-    pub(super) legacy_session: Option<String>,
+    pub(super) http_sse_session: Option<String>,
 }
 
 /// The `initialize` request the bridge sends to a child, with its child-side id.

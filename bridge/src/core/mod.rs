@@ -1,20 +1,80 @@
 //! The bridge core: MCP session semantics between the relay's exchanges and the child(ren).
 //!
 //! It is a plain state machine driven by one task: requests and cancels from the relay,
-//! lines and exits from children. It never blocks; what it wants sent to the relay is
-//! collected in an outbox the driver drains after each event.
+//! lines and exits from children, and the clock, each event with its time. It never
+//! blocks and does no I/O: it starts, feeds and stops children through [`Children`], and
+//! what it wants sent to the relay is collected in an outbox the driver drains after each
+//! event.
 //!
-//! Rules it implements (see the README's "How sessions work"):
+//! Rules it implements (each with the file that does it, and its tests in `tests/`):
 //! - every client request id is replaced by a child-unique id, and restored on the reply;
-//!   `progressToken`s are replaced the same way, and progress is routed back by them;
-//! - the child is initialized once; every remote `initialize` is answered from the cache;
+//!   `progressToken`s are replaced the same way, and progress is routed back by them
+//!   (`from_client.rs`, `ids.rs`, `from_server.rs`; `tests/id_rewrite.rs`);
+//! - the child is initialized once; every remote `initialize` is answered from the cache
+//!   (`init.rs`, `from_client.rs`; `tests/initialize.rs`);
 //! - `*/list_changed` go to every session's stream, `resources/updated` to subscribers
-//!   (subscriptions are reference-counted on the child);
+//!   (subscriptions are reference-counted on the child, `subscriptions.rs`); a client's
+//!   `notifications/cancelled` reaches the child under the child's id, a dropped
+//!   connection cancels nothing (`from_server.rs`, `from_client.rs`;
+//!   `tests/notifications.rs`);
 //! - a server→client request (sampling, elicitation) goes to the oldest in-flight request
 //!   of a session that declared the capability and has no other such request pending; with
-//!   none it is refused at once; `roots/list` is answered locally and never forwarded;
+//!   none it is refused at once; `roots/list` is answered locally and never forwarded
+//!   (`from_server.rs`; `tests/server_requests.rs`);
 //! - notifications without a routing key (logging) go to the one session with requests in
-//!   flight, or to sessions that asked for logs when none is busy; otherwise they stay local.
+//!   flight, or to sessions that asked for logs when none is busy; otherwise they stay
+//!   local (`from_server.rs`; `tests/unkeyed.rs`);
+//! - sessions are bounded in all, per principal, and under `isolate` by the children they
+//!   own; the least recently used is evicted (`from_relay.rs`, `sessions.rs`;
+//!   `tests/eviction.rs`);
+//! - a 2026-07-28 call whose server asks its client something is suspended behind an
+//!   `InputRequiredResult` until the client retries with the `requestState`
+//!   (`stateless.rs`, `stateless/suspensions.rs`; `tests/suspension.rs`,
+//!   `tests/stateless.rs`), and `subscriptions/listen` streams carry what they opted into
+//!   (`stateless/listens.rs`; `tests/listen.rs`);
+//! - the relay keeps an offline snapshot (the shared child's initialize result and tools),
+//!   sent when it changed (`snapshot.rs`; `tests/snapshot.rs`);
+//! - requests time out; an exiting child's requests are answered; the shared child is
+//!   restarted with a crash-loop backoff (`lifecycle.rs`, `supervisor.rs`;
+//!   `tests/lifecycle.rs`);
+//! - a session POST's stream can be resumed with `Last-Event-ID` (`resume.rs`;
+//!   `tests/resumption.rs`), an HTTP+SSE stream outlives a cut of the relay link
+//!   (`http_sse.rs`; `tests/http_sse.rs`), and the desktop policy hides, holds and audits
+//!   tool calls (`gate.rs`; `tests/policy.rs`).
+//!
+//! # Layout
+//!
+//! `Core` (this file) composes sub-machines, each owning its state behind a narrow API:
+//! - `children.rs`: the [`Children`] trait, the core's only way to server processes;
+//! - `supervisor.rs`: `Supervisor`, the children, their start states, the `initialize`s
+//!   waiting for them, the shared child and its restart backoff;
+//! - `ids.rs`: `IdTable`, requests in flight by child-side id and server→client requests
+//!   by bridge-side id;
+//! - `exchanges.rs`: `Exchanges`, the open exchanges and what each is for;
+//! - `sessions.rs`: `Sessions`, sessions with their owner, child, stream and LRU order;
+//! - `subscriptions.rs`: `Subscriptions`, resource subscription counts per child;
+//! - `resume.rs`: `ResumableStreams` and the per-session replay logs;
+//! - `http_sse.rs`: `CarriedStreams`, HTTP+SSE streams across a cut of the link (and the
+//!   core's handling of them);
+//! - `stateless/suspensions.rs`: `Suspensions`, calls suspended for their inputs;
+//! - `stateless/listens.rs`: `Listens`, open `subscriptions/listen` streams;
+//! - `snapshot.rs`: `OfflineSnapshot`, what the relay may answer offline;
+//! - `gate.rs`: `Gate`, the desktop policy's state (held calls, audit log).
+//!
+//! The core's handling of each kind of event lives with its source:
+//! - `from_relay.rs`: exchanges (POST, GET, DELETE, HTTP+SSE), cancels, the link going
+//!   down, session creation and eviction;
+//! - `from_client.rs`: JSON-RPC messages from clients (`message.rs`: their context, and a
+//!   request that carries its id);
+//! - `stateless.rs`: 2026-07-28 requests;
+//! - `from_server.rs`: lines from children (answers, server requests, notifications);
+//! - `lifecycle.rs`: starting children, their exits and restarts, the clock's tick;
+//! - `delivery.rs`: where what the core sends goes (exchanges, resumable and carried
+//!   streams);
+//! - `init.rs`: the initialize handshake's messages and version negotiation;
+//! - `reqlog.rs`: the per-request log lines.
+//!
+//! `testing.rs` (tests only) fakes the children and drives the core at a controlled time.
 
 use std::time::{Duration, Instant};
 
@@ -37,6 +97,7 @@ mod children;
 mod delivery;
 mod exchanges;
 mod from_client;
+mod from_relay;
 mod from_server;
 mod gate;
 mod http_sse;
@@ -44,7 +105,6 @@ mod ids;
 mod init;
 mod lifecycle;
 mod message;
-mod relay_side;
 mod reqlog;
 mod resume;
 mod sessions;
@@ -82,7 +142,7 @@ pub struct CoreConfig {
     /// Roots answered to `roots/list`.
     pub roots: Vec<Root>,
     /// Serve MCP 2026-07-28 requests (`--protocol auto`); `false` answers them like a
-    /// 2025-era server (method not found), so clients fall back to `initialize`.
+    /// handshake-revision server (method not found), so clients fall back to `initialize`.
     pub modern: bool,
     /// Pass the server's `roots/list` to clients that declared roots, instead of
     /// answering it from `roots`.

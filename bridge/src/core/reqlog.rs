@@ -148,7 +148,7 @@ impl Core {
             return self.track(cid, b.open);
         }
         // The bridge's own answer, final (Streamable HTTP) or on the session's stream
-        // (legacy).
+        // (HTTP+SSE).
         let answer = self.outbox.get(b.outbox_len..).and_then(|new| {
             new.iter().find_map(|f| match f {
                 Frame::Response(r) if !r.body.is_empty() || r.flags & FLAG_FINAL != 0 => {
@@ -211,7 +211,7 @@ impl Core {
         }
         let open = TABLE.with(|t| t.borrow_mut().forwarded.remove(&cid));
         if let Some(open) = open {
-            // A Streamable answer goes to the request's (current) exchange; a legacy one
+            // A Streamable answer goes to the request's (current) exchange; an HTTP+SSE one
             // to the session's stream, so the line keeps the POST's id.
             let exchange = match (p.reply_final, p.exchange) {
                 (true, Some(ex)) => ex,

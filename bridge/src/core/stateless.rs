@@ -518,7 +518,7 @@ impl Core {
         };
         let Some(cid) = cid else { return };
         if let Some(p) = self.ids.get_mut(cid) {
-            p.modern = Some(Box::new(call));
+            p.stateless = Some(Box::new(call));
             self.exchanges.open(ctx.exchange, Role::Stateless(cid));
         }
     }
@@ -548,7 +548,7 @@ impl Core {
             return self.stateless_error(ctx, &id, 400, INVALID_PARAMS, ended);
         };
         let child = p.child;
-        let Some(m) = p.modern.as_deref_mut() else {
+        let Some(m) = p.stateless.as_deref_mut() else {
             return self.stateless_error(ctx, &id, 400, INVALID_PARAMS, ended);
         };
         let (lines, missing) = m.continue_with(&responses.unwrap_or_default(), call, now);
@@ -679,7 +679,7 @@ impl Core {
             return false;
         };
         let attached = p.exchange.is_some();
-        let Some(m) = p.modern.as_deref_mut() else {
+        let Some(m) = p.stateless.as_deref_mut() else {
             return false;
         };
         match m.take_input(child_id.clone(), line, attached, now) {
@@ -707,7 +707,7 @@ impl Core {
         let mut due = Vec::new();
         let mut next: Option<Instant> = None;
         for (cid, p) in self.ids.iter() {
-            let Some(at) = p.modern.as_ref().and_then(|m| m.flush_at) else {
+            let Some(at) = p.stateless.as_ref().and_then(|m| m.flush_at) else {
                 continue;
             };
             if at <= now {
@@ -729,7 +729,7 @@ impl Core {
             return;
         };
         let ex = p.exchange.filter(|e| self.exchanges.contains(*e));
-        let Some(m) = p.modern.as_deref_mut() else {
+        let Some(m) = p.stateless.as_deref_mut() else {
             return;
         };
         let Some(ex) = ex else {
@@ -768,7 +768,7 @@ impl Core {
         let exchanges = &self.exchanges;
         let sole = self.ids.take_sole(|p| {
             p.child == child
-                && p.modern.as_ref().is_some_and(|m| m.takes_input())
+                && p.stateless.as_ref().is_some_and(|m| m.takes_input())
                 && p.exchange.is_some_and(|e| exchanges.contains(e))
         });
         let Some((cid, p)) = sole else {
@@ -797,7 +797,7 @@ impl Core {
         });
         self.children
             .send_line(p.child, msg.to_string().into_bytes());
-        if let Some(token) = p.modern.as_ref().and_then(|m| m.token.as_ref()) {
+        if let Some(token) = p.stateless.as_ref().and_then(|m| m.token.as_ref()) {
             self.suspensions.remove(token);
         }
     }
@@ -822,7 +822,7 @@ impl Core {
     pub(super) fn stateless_link_down(&mut self) {
         let attached = self
             .ids
-            .take_all(|p| p.modern.is_some() && p.exchange.is_some());
+            .take_all(|p| p.stateless.is_some() && p.exchange.is_some());
         for (cid, p) in attached {
             self.cancel_on_child(&p, cid, "the client's connection was lost");
         }

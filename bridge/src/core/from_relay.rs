@@ -1,5 +1,5 @@
 //! Exchanges from the relay: which session and stream each belongs to, session creation
-//! and eviction, the legacy SSE transport, and the link going down.
+//! and eviction, the HTTP+SSE transport, and the link going down.
 
 use std::time::Instant;
 
@@ -20,7 +20,7 @@ use super::{Core, MAX_OPEN_EXCHANGES, MAX_SESSIONLESS_STREAMS, ex_body};
 use crate::child::ChildId;
 
 impl Core {
-    /// The relay link went down: every exchange is gone (sessions stay; legacy SSE streams
+    /// The relay link went down: every exchange is gone (sessions stay; HTTP+SSE streams
     /// wait to be carried on, see `http_sse`), at `now`.
     pub fn on_link_down(&mut self, now: Instant) {
         self.now = now;
@@ -47,13 +47,13 @@ impl Core {
         self.exchanges.clear();
         self.outbox.clear();
         for s in self.sessions.iter_mut() {
-            if !s.legacy {
+            if !s.http_sse {
                 s.stream = None;
             }
         }
         // Exchange numbers belong to the connection that is gone: no answer may ever be
         // matched to a number a later connection reuses (resumable streams and carried
-        // legacy streams keep theirs as their name; what they carry only goes to the
+        // HTTP+SSE streams keep theirs as their name; what they carry only goes to the
         // exchange that took them over).
         let (resumable, carried) = (&self.resumable, &self.carried);
         let named = |e: &u64| resumable.contains(*e) || carried.contains(*e);
@@ -81,14 +81,14 @@ impl Core {
                 }
             }
             Some(Role::HttpSseStream(sid)) => {
-                // Closing a legacy SSE stream ends its session.
+                // Closing an HTTP+SSE stream ends its session.
                 self.end_session(&sid, false);
             }
             // In 2026-07-28 closing the response stream cancels the request.
             Some(Role::Stateless(cid)) => self.cancel_stateless(cid, exchange),
             Some(Role::Listen) => self.end_listen(exchange),
             Some(Role::SessionPost(sid)) => {
-                // The client dropped the stream: the request runs on (2025 rules) and what
+                // The client dropped the stream: the request runs on (handshake revisions) and what
                 // it sends is kept for the client's `GET` + `Last-Event-ID`.
                 if self.ids.iter().any(|(_, p)| p.exchange == Some(exchange)) {
                     self.make_resumable(exchange, sid, None);
@@ -97,7 +97,7 @@ impl Core {
                 }
             }
             Some(Role::Resume(stream)) => self.resumable.detach_reader(stream, exchange),
-            // A disconnect is not a cancellation in the 2025 revisions: the request runs
+            // A disconnect is not a cancellation in the handshake revisions: the request runs
             // on; its answer is dropped.
             Some(Role::Post | Role::Probe) | None => {}
         }
@@ -127,7 +127,7 @@ impl Core {
             return;
         }
         if !self.carried.is_empty() && self.carried.contains(exchange) {
-            // A number naming a carried legacy stream (a restarted relay numbering from the
+            // A number naming a carried HTTP+SSE stream (a restarted relay numbering from the
             // same start): refused, so nothing of that stream can reach this request.
             self.outbox.push(Frame::Response(Response {
                 exchange,
@@ -171,7 +171,7 @@ impl Core {
                 let ok = self
                     .sessions
                     .touch(&sid, &r.principal)
-                    .is_some_and(|s| s.legacy);
+                    .is_some_and(|s| s.http_sse);
                 if !ok {
                     self.session_not_found(exchange);
                     return;
@@ -195,7 +195,7 @@ impl Core {
             RequestKind::Delete => self.on_delete(exchange, r.session, &r.principal),
             RequestKind::LegacyOpen => match r.session {
                 Some(sid) => self.on_http_sse_reattach(exchange, sid, &r.principal),
-                None => self.on_legacy_open(exchange, &r.principal),
+                None => self.on_http_sse_open(exchange, &r.principal),
             },
         }
     }
@@ -233,7 +233,7 @@ impl Core {
             return;
         };
         let old = match self.sessions.touch(&sid, principal) {
-            Some(s) if !s.legacy => s.stream.replace(exchange),
+            Some(s) if !s.http_sse => s.stream.replace(exchange),
             _ => {
                 self.exchanges.open(exchange, Role::Post);
                 self.session_not_found(exchange);
@@ -343,7 +343,7 @@ impl Core {
         self.reply(exchange, 200, None, Vec::new());
     }
 
-    pub(super) fn on_legacy_open(&mut self, exchange: u64, principal: &str) {
+    pub(super) fn on_http_sse_open(&mut self, exchange: u64, principal: &str) {
         let child = match self.child_for_new_session() {
             Ok(c) => c,
             Err(e) => {
