@@ -42,6 +42,25 @@ impl Core {
         }));
     }
 
+    /// One frame for `exchange` as it is, past the streams that bear exchange numbers.
+    pub(super) fn emit(
+        &mut self,
+        exchange: u64,
+        status: u16,
+        flags: u8,
+        event_id: Option<String>,
+        body: Bytes,
+    ) {
+        self.outbox.push(Frame::Response(Response {
+            exchange,
+            status,
+            session: None,
+            flags,
+            event_id,
+            body,
+        }));
+    }
+
     /// A message of a resumable stream: numbered, kept for replay, and sent to wherever
     /// the stream is attached now.
     fn push_resumable(&mut self, stream: u64, flags: u8, body: Bytes) {
@@ -65,14 +84,14 @@ impl Core {
         if is_final {
             self.exchanges.close(to);
         }
-        self.outbox.push(Frame::Response(Response {
-            exchange: to,
-            status: 200,
-            session: None,
-            flags: if is_final { FLAG_FINAL } else { 0 },
-            event_id: (seq > 0).then(|| protocol::event_id(stream, seq)),
+        let flags = if is_final { FLAG_FINAL } else { 0 };
+        self.emit(
+            to,
+            200,
+            flags,
+            (seq > 0).then(|| protocol::event_id(stream, seq)),
             body,
-        }));
+        );
     }
 
     /// Makes a session POST's stream resumable (attached to `attached`).
@@ -172,14 +191,7 @@ impl Core {
     /// stream), if it is still open.
     pub(super) fn end_replaced_reader(&mut self, old: u64) {
         if self.exchanges.close(old).is_some() {
-            self.outbox.push(Frame::Response(Response {
-                exchange: old,
-                status: 200,
-                session: None,
-                flags: FLAG_FINAL,
-                event_id: None,
-                body: Bytes::new(),
-            }));
+            self.emit(old, 200, FLAG_FINAL, None, Bytes::new());
         }
     }
 }

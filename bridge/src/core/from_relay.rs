@@ -8,7 +8,7 @@ use protocol::frame::{FLAG_FINAL, FLAG_STREAM};
 use protocol::jsonrpc::{
     INTERNAL_ERROR, INVALID_REQUEST, SESSION_NOT_FOUND, UNAVAILABLE, error_response,
 };
-use protocol::{Frame, Request, RequestKind, Response};
+use protocol::{Request, RequestKind};
 use tracing::{info, warn};
 
 use super::exchanges::Role;
@@ -114,43 +114,17 @@ impl Core {
         let exchange = r.exchange;
         if self.exchanges.len() >= MAX_OPEN_EXCHANGES && !self.exchanges.contains(exchange) {
             // Only a misbehaving relay gets here (a relay caps exchanges per tunnel lower).
-            self.exchanges.open(exchange, Role::Post);
-            self.reply(
-                exchange,
-                503,
-                None,
-                ex_body(
-                    UNAVAILABLE,
-                    "too many requests are open on this bridge; retry in a moment",
-                ),
-            );
-            return;
+            let msg = "too many requests are open on this bridge; retry in a moment";
+            return self.unavailable(exchange, msg);
         }
         if !self.carried.is_empty() && self.carried.contains(exchange) {
             // A number naming a carried HTTP+SSE stream (a restarted relay numbering from the
             // same start): refused, so nothing of that stream can reach this request.
-            self.outbox.push(Frame::Response(Response {
-                exchange,
-                status: 503,
-                session: None,
-                flags: FLAG_FINAL,
-                event_id: None,
-                body: Bytes::from(ex_body(UNAVAILABLE, "retry in a moment")),
-            }));
-            return;
+            let body = Bytes::from(ex_body(UNAVAILABLE, "retry in a moment"));
+            return self.emit(exchange, 503, FLAG_FINAL, None, body);
         }
         if self.draining {
-            self.exchanges.open(exchange, Role::Post);
-            self.reply(
-                exchange,
-                503,
-                None,
-                ex_body(
-                    UNAVAILABLE,
-                    "the bridge is shutting down; retry in a moment",
-                ),
-            );
-            return;
+            return self.unavailable(exchange, "the bridge is shutting down; retry in a moment");
         }
         match r.kind {
             RequestKind::Post => {
@@ -200,6 +174,12 @@ impl Core {
         }
     }
 
+    /// Refuses an exchange with 503 (the client may retry).
+    fn unavailable(&mut self, exchange: u64, message: &str) {
+        self.exchanges.open(exchange, Role::Post);
+        self.reply(exchange, 503, None, ex_body(UNAVAILABLE, message));
+    }
+
     /// Answers 404 "Session not found" (clients then re-initialize).
     pub(super) fn session_not_found(&mut self, exchange: u64) {
         self.reply(
@@ -216,17 +196,8 @@ impl Core {
             // keep-alives is the answer they need; it holds nothing but its number, and
             // their count is capped all the same.
             if self.sessionless_streams() >= MAX_SESSIONLESS_STREAMS {
-                self.exchanges.open(exchange, Role::Post);
-                self.reply(
-                    exchange,
-                    503,
-                    None,
-                    ex_body(
-                        UNAVAILABLE,
-                        "too many streams without a session are open on this bridge; retry later",
-                    ),
-                );
-                return;
+                let msg = "too many streams without a session are open on this bridge; retry later";
+                return self.unavailable(exchange, msg);
             }
             self.exchanges.open(exchange, Role::Probe);
             self.push(exchange, 200, None, FLAG_STREAM, Vec::new());
@@ -297,14 +268,14 @@ impl Core {
             if last {
                 self.exchanges.close(exchange);
             }
-            self.outbox.push(Frame::Response(Response {
+            let flags = if last { FLAG_FINAL } else { 0 };
+            self.emit(
                 exchange,
-                status: 200,
-                session: None,
-                flags: if last { FLAG_FINAL } else { 0 },
-                event_id: Some(protocol::event_id(stream, seq)),
+                200,
+                flags,
+                Some(protocol::event_id(stream, seq)),
                 body,
-            }));
+            );
         }
         if finished {
             if n == 0 {
@@ -346,11 +317,7 @@ impl Core {
     pub(super) fn on_http_sse_open(&mut self, exchange: u64, principal: &str) {
         let child = match self.child_for_new_session() {
             Ok(c) => c,
-            Err(e) => {
-                self.exchanges.open(exchange, Role::Post);
-                self.reply(exchange, 503, None, ex_body(UNAVAILABLE, &e));
-                return;
-            }
+            Err(e) => return self.unavailable(exchange, &e),
         };
         self.make_room_for_session(principal);
         let sid = self.sessions.create(

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use protocol::frame::{FLAG_FINAL, FLAG_STREAM};
-use protocol::{Frame, Response};
 use tracing::{debug, info, warn};
 
 use super::Core;
@@ -209,14 +208,8 @@ impl Core {
                 if is_final {
                     self.exchanges.close(to);
                 }
-                self.outbox.push(Frame::Response(Response {
-                    exchange: to,
-                    status: 200,
-                    session: None,
-                    flags: if is_final { FLAG_FINAL } else { 0 },
-                    event_id: None,
-                    body,
-                }));
+                let flags = if is_final { FLAG_FINAL } else { 0 };
+                self.emit(to, 200, flags, None, body);
             }
             Carry::Held => {}
             Carry::Overflow(sid) => {
@@ -251,14 +244,7 @@ impl Core {
         self.exchanges.open(exchange, Role::HttpSseStream(sid));
         self.push(exchange, 200, None, FLAG_STREAM, Vec::new());
         for body in backlog {
-            self.outbox.push(Frame::Response(Response {
-                exchange,
-                status: 200,
-                session: None,
-                flags: 0,
-                event_id: None,
-                body,
-            }));
+            self.emit(exchange, 200, 0, None, body);
         }
     }
 

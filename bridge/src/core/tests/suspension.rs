@@ -17,19 +17,21 @@ fn elicit(id: &str) -> Value {
     call(id, "elicitation/create", json!({ "message": "which?" }))
 }
 
+/// A `tools/call` of "alice" (able to elicit) on exchange 10.
+fn start_call(h: &mut Harness) {
+    let request = stateless(
+        1,
+        "tools/call",
+        json!({ "name": "echo" }),
+        json!({ "elicitation": {} }),
+    );
+    h.post(10, None, request);
+}
+
 /// A `tools/call` of "alice" (able to elicit) on exchange 10, whose server asked `ids`;
 /// the call as the child got it, and the `requestState` the client got.
 fn suspended(h: &mut Harness, ids: &[&str]) -> (Value, String) {
-    h.post(
-        10,
-        None,
-        stateless(
-            1,
-            "tools/call",
-            json!({ "name": "echo" }),
-            json!({ "elicitation": {} }),
-        ),
-    );
+    start_call(h);
     let sent = h.take_request(1, "tools/call");
     for id in ids {
         h.child_says(1, elicit(id));
@@ -60,16 +62,7 @@ fn retry(h: &mut Harness, exchange: u64, who: &str, name: &str, token: &str, res
 #[test]
 fn server_requests_written_in_one_burst_become_one_input_required_result() {
     let mut h = Harness::ready(|_| {});
-    h.post(
-        10,
-        None,
-        stateless(
-            1,
-            "tools/call",
-            json!({ "name": "echo" }),
-            json!({ "elicitation": {} }),
-        ),
-    );
+    start_call(&mut h);
     h.lines(1);
     h.child_says(1, elicit("e1"));
     h.child_says(1, elicit("e2"));
