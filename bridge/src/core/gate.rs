@@ -13,10 +13,8 @@
 //! one flag.
 
 use std::borrow::Cow;
-use std::cell::Cell;
-use std::ops::Range;
-
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -31,9 +29,10 @@ use tracing::{error, info, warn};
 
 use super::exchanges::Role;
 use super::message::{ClientRequest, Ctx};
+use super::note::{CallInfo, CallRecord, Note};
 use super::stateless::StatelessStart;
 use super::{Core, CoreConfig};
-use crate::audit::{self, AuditLog, AuditSender, Entry, Outcome};
+use crate::audit::{self, AuditLog, AuditSender, Outcome};
 use crate::confirm::{self, Notice, Subscription, TerminalMsg};
 use crate::policy::{self, Policy, PolicyConfig};
 
@@ -134,59 +133,6 @@ pub(super) fn merge_roots(cfg: &mut CoreConfig) {
     policy::merge_roots(&mut cfg.roots, extra);
 }
 
-/// Who called which tool, with what, when and how (for the audit log).
-pub(super) struct CallInfo {
-    tool: String,
-    principal: String,
-    args_sha256: String,
-    era: String,
-    started: Instant,
-}
-
-impl CallInfo {
-    fn entry(&self, outcome: Outcome) -> Entry<'_> {
-        Entry {
-            principal: &self.principal,
-            tool: &self.tool,
-            args_sha256: &self.args_sha256,
-            outcome,
-            duration: self.started.elapsed(),
-            era: &self.era,
-        }
-    }
-}
-
-/// A call on its way: recorded in the audit log when dropped, with the outcome set last
-/// (`cancelled` unless something else was said).
-pub(super) struct CallRecord {
-    info: CallInfo,
-    outcome: Cell<Outcome>,
-    audit: AuditSender,
-}
-
-impl Drop for CallRecord {
-    fn drop(&mut self) {
-        self.audit.record(&self.info.entry(self.outcome.get()));
-    }
-}
-
-/// What the policy attached to a request in flight.
-pub(super) enum Note {
-    /// A `tools/list`: its answer is rewritten.
-    ToolsList,
-    /// A `tools/call`, audited.
-    Call(CallRecord),
-}
-
-impl Note {
-    /// Says how the call ended (for the audit log).
-    pub(super) fn set_outcome(&self, outcome: Outcome) {
-        if let Note::Call(r) = self {
-            r.outcome.set(outcome);
-        }
-    }
-}
-
 /// A call waiting for the owner.
 struct Held {
     code: String,
@@ -220,34 +166,6 @@ struct CallParams<'a> {
     name: Cow<'a, str>,
     #[serde(borrow, default)]
     arguments: Option<&'a RawValue>,
-}
-
-/// How the server's answer to a call went.
-fn outcome_of(line: &[u8]) -> Outcome {
-    #[derive(Deserialize)]
-    struct Answer {
-        result: Option<Flags>,
-        error: Option<Code>,
-    }
-    #[derive(Deserialize)]
-    struct Flags {
-        #[serde(rename = "isError")]
-        is_error: Option<bool>,
-    }
-    #[derive(Deserialize)]
-    struct Code {
-        code: Option<i64>,
-    }
-    match serde_json::from_slice::<Answer>(line) {
-        Ok(Answer { error: Some(e), .. }) => Outcome::Error(e.code.unwrap_or(INTERNAL_ERROR)),
-        Ok(Answer {
-            result: Some(Flags {
-                is_error: Some(true),
-            }),
-            ..
-        }) => Outcome::ToolError,
-        _ => Outcome::Ok,
-    }
 }
 
 /// A tool error result (`isError: true`) with one text item.
@@ -390,13 +308,11 @@ impl Core {
         if self.gate.policy.needs_confirmation(&call.tool) {
             return Verdict::Hold(call, confirm::preview(args));
         }
-        let note = self.gate.audit.clone().map(|audit| {
-            Box::new(Note::Call(CallRecord {
-                info: call,
-                outcome: Cell::new(Outcome::Cancelled),
-                audit,
-            }))
-        });
+        let note = self
+            .gate
+            .audit
+            .clone()
+            .map(|audit| Box::new(Note::Call(CallRecord::new(call, audit))));
         Verdict::Pass(note)
     }
 
@@ -507,13 +423,11 @@ impl Core {
             self.gate.record(&call, Outcome::Cancelled);
             return;
         }
-        let note = self.gate.audit.clone().map(|audit| {
-            Box::new(Note::Call(CallRecord {
-                info: call,
-                outcome: Cell::new(Outcome::Cancelled),
-                audit,
-            }))
-        });
+        let note = self
+            .gate
+            .audit
+            .clone()
+            .map(|audit| Box::new(Note::Call(CallRecord::new(call, audit))));
         match stateless {
             None => {
                 let cid = self.forward(&ctx, &request);
@@ -614,8 +528,8 @@ impl Core {
     /// how an audited call went. The rewritten line and the span of its id, if rewritten.
     pub(super) fn noted_answer(&self, note: &Note, line: &[u8]) -> Option<(Bytes, Range<usize>)> {
         match note {
-            Note::Call(r) => {
-                r.outcome.set(outcome_of(line));
+            Note::Call(_) => {
+                note.answered(line);
                 None
             }
             Note::ToolsList => {

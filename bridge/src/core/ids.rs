@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::gate::Note;
-use super::stateless::StatelessCall;
+use super::note::Note;
+use super::stateless::call::StatelessCall;
 use crate::audit::Outcome;
 use crate::child::ChildId;
 

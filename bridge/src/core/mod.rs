@@ -56,10 +56,13 @@
 //! - `resume.rs`: `ResumableStreams` and the per-session replay logs;
 //! - `http_sse.rs`: `CarriedStreams`, HTTP+SSE streams across a cut of the link (and the
 //!   core's handling of them);
+//! - `stateless/call.rs`: `StatelessCall`, a 2026-07-28 call in flight and the input
+//!   requests it gathers;
 //! - `stateless/suspensions.rs`: `Suspensions`, calls suspended for their inputs;
 //! - `stateless/listens.rs`: `Listens`, open `subscriptions/listen` streams;
 //! - `snapshot.rs`: `OfflineSnapshot`, what the relay may answer offline;
-//! - `gate.rs`: `Gate`, the desktop policy's state (held calls, audit log).
+//! - `gate.rs`: `Gate`, the desktop policy's state (held calls, audit log), and
+//!   `note.rs`, what it attaches to a request in flight (the audit record of a call).
 //!
 //! The core's handling of each kind of event lives with its source:
 //! - `from_relay.rs`: exchanges (POST, GET, DELETE, HTTP+SSE), cancels, the link going
@@ -105,6 +108,7 @@ mod ids;
 mod init;
 mod lifecycle;
 mod message;
+mod note;
 mod reqlog;
 mod resume;
 mod sessions;

@@ -80,8 +80,8 @@ fn enabled() -> bool {
     tracing::enabled!(target: TARGET, LEVEL)
 }
 
-fn emit(open: &Open, exchange: u64, outcome: &str, by: &str) {
-    let duration_ms = open.start.elapsed().as_micros() as f64 / 1000.0;
+fn emit(open: &Open, exchange: u64, outcome: &str, by: &str, now: Instant) {
+    let duration_ms = now.saturating_duration_since(open.start).as_micros() as f64 / 1000.0;
     tracing::event!(
         target: TARGET,
         LEVEL,
@@ -124,7 +124,7 @@ impl Core {
         Some(Begun {
             open: Open {
                 exchange,
-                start: Instant::now(),
+                start: self.now,
                 kind,
                 method: (kind == CallKind::Other).then(|| printable(method)),
                 tool,
@@ -163,7 +163,7 @@ impl Core {
             } else {
                 "ok"
             };
-            return emit(&b.open, exchange, outcome, "bridge");
+            return emit(&b.open, exchange, outcome, "bridge", self.now);
         }
         // A retry of a suspended 2026-07-28 call continues its request.
         let resumed = self
@@ -217,19 +217,15 @@ impl Core {
                 (true, Some(ex)) => ex,
                 _ => open.exchange,
             };
-            emit(
-                &open,
-                exchange,
-                if error { "error" } else { "ok" },
-                "server",
-            );
+            let outcome = if error { "error" } else { "ok" };
+            emit(&open, exchange, outcome, "server", self.now);
         }
         self.log_sweep();
     }
 
     /// Logs requests that ended without an answer from a server (at most once a second).
     fn log_sweep(&self) {
-        let now = Instant::now();
+        let now = self.now;
         let due = TABLE.with(|t| {
             let mut t = t.borrow_mut();
             if t.last_sweep
@@ -253,7 +249,7 @@ impl Core {
                 .collect();
             for cid in forwarded {
                 if let Some(open) = t.forwarded.remove(&cid) {
-                    emit(&open, open.exchange, "closed", "bridge");
+                    emit(&open, open.exchange, "closed", "bridge", now);
                 }
             }
             let waiting: Vec<u64> = t
@@ -264,7 +260,7 @@ impl Core {
                 .collect();
             for ex in waiting {
                 if let Some(open) = t.waiting.remove(&ex) {
-                    emit(&open, open.exchange, "closed", "bridge");
+                    emit(&open, open.exchange, "closed", "bridge", now);
                 }
             }
         });
@@ -280,7 +276,7 @@ impl Core {
             for w in waiting {
                 if let Some(open) = w.exchange.and_then(|ex| t.waiting.remove(&ex)) {
                     let outcome = if ok { "ok" } else { "error" };
-                    emit(&open, open.exchange, outcome, "bridge");
+                    emit(&open, open.exchange, outcome, "bridge", self.now);
                 }
             }
         });

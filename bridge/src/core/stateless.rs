@@ -35,9 +35,8 @@
 //!   the list changes and resource updates the client opted into, tagged with its
 //!   subscription id.
 
-use std::collections::HashMap;
 use std::ops::Range;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use protocol::frame::{FLAG_FINAL, FLAG_STREAM};
@@ -64,183 +63,13 @@ use super::{Core, MAX_SESSIONLESS_STREAMS};
 use crate::audit::Outcome as AuditOutcome;
 use crate::child::ChildId;
 
+pub(super) mod call;
 pub(super) mod listens;
 pub(super) mod suspensions;
 
+use call::{Input, StatelessCall, log_rank, takes_input};
 use listens::Listen;
 use suspensions::EarlyAnswer;
-
-/// Server→client requests written within this window go out in one InputRequiredResult.
-const INPUT_GATHER: Duration = Duration::from_millis(20);
-
-/// The severities of `notifications/message`, least severe first.
-const LOG_LEVELS: &[&str] = &[
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
-
-fn log_rank(level: &str) -> Option<usize> {
-    LOG_LEVELS.iter().position(|l| *l == level)
-}
-
-/// A stateless request in flight on a child.
-#[derive(Debug)]
-pub(super) struct StatelessCall {
-    principal: String,
-    method: String,
-    /// `params.name` (tools/call, prompts/get) or `params.uri` (resources/read).
-    name: Option<String>,
-    caps: ClientCaps,
-    /// Lowest severity of log messages the client asked for; `None`: no log messages.
-    log_level: Option<usize>,
-    /// Server→client requests awaiting the client's answers.
-    inputs: Vec<InputRequest>,
-    /// Answers the client sent before being asked (`inputResponses` without state).
-    presupplied: HashMap<String, Value>,
-    /// When the gathered inputs go to the client.
-    flush_at: Option<Instant>,
-    /// The `requestState` of the InputRequiredResult the client holds (call suspended).
-    token: Option<String>,
-}
-
-/// A server→client request of a stateless call, awaiting the client's answer.
-#[derive(Debug)]
-struct InputRequest {
-    key: String,
-    child_id: Bytes,
-    request: Value,
-}
-
-/// What became of a server→client request given to a stateless call.
-enum Input {
-    /// The client answered it up front: the answer for the child.
-    Answered(Vec<u8>),
-    /// It joins the call's next InputRequiredResult, which goes out by this time (if
-    /// the call has a client attached and nothing is gathered yet).
-    Gathered(Option<Instant>),
-}
-
-impl StatelessCall {
-    /// Whether the call is suspended under this `requestState`.
-    pub(super) fn is_suspended_as(&self, token: &str) -> bool {
-        self.token.as_deref() == Some(token)
-    }
-
-    /// Whether a server→client request may be routed to this call.
-    pub(super) fn can_take(&self, method: &str) -> bool {
-        takes_input(&self.method) && self.caps.can_answer(method)
-    }
-
-    /// Whether the call may be answered with an InputRequiredResult.
-    pub(super) fn takes_input(&self) -> bool {
-        takes_input(&self.method)
-    }
-
-    /// Whether a logging notification (`line`) may go to this call.
-    pub(super) fn wants_log(&self, line: &[u8]) -> bool {
-        let Some(min) = self.log_level else {
-            return false;
-        };
-        #[derive(Deserialize)]
-        struct Msg<'a> {
-            #[serde(borrow)]
-            params: Option<Level<'a>>,
-        }
-        #[derive(Deserialize)]
-        struct Level<'a> {
-            #[serde(borrow)]
-            level: Option<std::borrow::Cow<'a, str>>,
-        }
-        let level = serde_json::from_slice::<Msg<'_>>(line)
-            .ok()
-            .and_then(|m| m.params)
-            .and_then(|p| p.level)
-            .and_then(|l| log_rank(&l))
-            .unwrap_or(0);
-        level >= min
-    }
-
-    /// A server→client request (`child_id`, `line`) for this call at `now`; `attached`:
-    /// whether a client waits on the call's stream.
-    fn take_input(&mut self, child_id: Bytes, line: &[u8], attached: bool, now: Instant) -> Input {
-        let key = input_key(&child_id);
-        if let Some(answer) = self.presupplied.remove(&key) {
-            return Input::Answered(result_response(&child_id, answer.to_string().as_bytes()));
-        }
-        let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
-        let mut request = json!({ "method": v["method"] });
-        if let Some(params) = v.get("params").filter(|p| !p.is_null()) {
-            request["params"] = params.clone();
-        }
-        self.inputs.retain(|i| i.key != key);
-        self.inputs.push(InputRequest {
-            key,
-            child_id,
-            request,
-        });
-        if attached && self.flush_at.is_none() {
-            let at = now + INPUT_GATHER;
-            self.flush_at = Some(at);
-            return Input::Gathered(Some(at));
-        }
-        Input::Gathered(None)
-    }
-
-    /// The InputRequiredResult of the gathered requests under a new `requestState`, which
-    /// suspends the call; `None` if nothing is gathered.
-    fn input_required(&mut self) -> Option<(String, Value)> {
-        self.flush_at = None;
-        if self.inputs.is_empty() {
-            return None;
-        }
-        let token = new_token();
-        let requests: serde_json::Map<String, Value> = self
-            .inputs
-            .iter()
-            .map(|i| (i.key.clone(), i.request.clone()))
-            .collect();
-        let result = json!({
-            "resultType": "input_required",
-            "inputRequests": requests,
-            "requestState": token,
-        });
-        self.token = Some(token.clone());
-        Some((token, result))
-    }
-
-    /// The client retried with `responses` (and its current capabilities and log level,
-    /// in `retry`): the answers to write to the child, and whether some requests are still
-    /// unanswered (they go out again at once).
-    fn continue_with(
-        &mut self,
-        responses: &serde_json::Map<String, Value>,
-        retry: StatelessCall,
-        now: Instant,
-    ) -> (Vec<Vec<u8>>, bool) {
-        let mut lines = Vec::new();
-        self.inputs.retain(|inp| match responses.get(&inp.key) {
-            Some(r) => {
-                lines.push(result_response(&inp.child_id, r.to_string().as_bytes()));
-                false
-            }
-            None => true,
-        });
-        self.token = None;
-        self.caps = retry.caps;
-        self.log_level = retry.log_level;
-        let missing = !self.inputs.is_empty();
-        if missing {
-            self.flush_at = Some(now);
-        }
-        (lines, missing)
-    }
-}
 
 /// A stateless call ready to start: its state, and the input responses it brought.
 pub(super) struct StatelessStart {
@@ -265,11 +94,6 @@ fn capability_of(method: &str) -> Option<&'static str> {
     })
 }
 
-/// Whether a method may be answered with an InputRequiredResult.
-fn takes_input(method: &str) -> bool {
-    matches!(method, "tools/call" | "prompts/get" | "resources/read")
-}
-
 /// Whether a method's result carries caching hints.
 fn cacheable(method: &str) -> bool {
     matches!(
@@ -280,20 +104,6 @@ fn cacheable(method: &str) -> bool {
             | "resources/templates/list"
             | "resources/read"
     )
-}
-
-/// The key of an input request: the child's request id, a string as is.
-fn input_key(raw_id: &[u8]) -> String {
-    match serde_json::from_slice::<Value>(raw_id) {
-        Ok(Value::String(s)) => s,
-        _ => String::from_utf8_lossy(raw_id).into_owned(),
-    }
-}
-
-fn new_token() -> String {
-    let mut b = [0u8; 24];
-    getrandom::fill(&mut b).expect("the OS random source works");
-    format!("rs1.{}", hex::encode(b))
 }
 
 /// Validates `inputResponses`: absent, or an object of result objects.
@@ -450,17 +260,13 @@ impl Core {
             })
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let call = StatelessCall {
-            principal: ctx.principal.clone(),
-            method: method.to_owned(),
+        let call = StatelessCall::new(
+            ctx.principal.clone(),
+            method.to_owned(),
             name,
             caps,
             log_level,
-            inputs: Vec::new(),
-            presupplied: HashMap::new(),
-            flush_at: None,
-            token: None,
-        };
+        );
         match params.get("requestState") {
             None => {}
             Some(Value::String(token)) if takes_input(method) => {
@@ -500,7 +306,7 @@ impl Core {
         if let Some(p) = v.get_mut("params").and_then(Value::as_object_mut) {
             changed |= protocol::modern::strip_envelope(p);
             if let Some(responses) = responses {
-                call.presupplied = responses.into_iter().collect();
+                call.presupply(responses);
                 changed |= p.remove("inputResponses").is_some();
             }
         }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::StatelessCall;
+use super::call::StatelessCall;
 
 /// How long a suspended call waits for the client's retry with its inputs.
 const INPUT_TTL: Duration = Duration::from_secs(600);
