@@ -1,15 +1,18 @@
 //! The bridge's event loop: feeds relay frames and child events to the [`Core`] and
-//! sends what it produces to the relay, on one thread.
+//! sends what it produces to the relay, on one thread. It also gives the core its server
+//! processes ([`Processes`]) and the time of each event.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use protocol::{ConsentRequest, Frame};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::child::ChildEvent;
-use crate::core::Core;
+use crate::child::{ChildEvent, ChildHandle, ChildId, ChildSpec};
+use crate::core::{Children, Core, CoreConfig};
+use crate::guard::Guard;
 use crate::link::{LinkConfig, LinkEvent};
 use crate::status_line::{Gauges, LinkState};
 
@@ -27,6 +30,61 @@ pub enum Outcome {
     Refused(String),
     /// The MCP server could not start.
     ServerFailed(String),
+}
+
+/// The core's server processes: real ones, reporting to the driver's channel.
+pub struct Processes {
+    events: mpsc::Sender<ChildEvent>,
+    guard: Arc<Guard>,
+    running: HashMap<ChildId, ChildHandle>,
+}
+
+impl Processes {
+    /// No processes yet; those started report to `events` and are watched by `guard`.
+    pub fn new(events: mpsc::Sender<ChildEvent>, guard: Arc<Guard>) -> Self {
+        Self {
+            events,
+            guard,
+            running: HashMap::new(),
+        }
+    }
+}
+
+impl Children for Processes {
+    fn spawn(&mut self, id: ChildId, spec: &ChildSpec) -> Result<(), String> {
+        let handle = ChildHandle::spawn(id, spec, self.events.clone(), self.guard.clone())
+            .map_err(|e| e.to_string())?;
+        self.running.insert(id, handle);
+        Ok(())
+    }
+
+    fn send_line(&mut self, id: ChildId, line: Vec<u8>) -> bool {
+        self.running.get(&id).is_some_and(|c| c.send_line(line))
+    }
+
+    fn stdin_closed(&self, id: ChildId) -> bool {
+        self.running.get(&id).is_none_or(ChildHandle::stdin_closed)
+    }
+
+    fn stderr_tail(&self, id: ChildId) -> Vec<String> {
+        self.running
+            .get(&id)
+            .map(ChildHandle::stderr_tail)
+            .unwrap_or_default()
+    }
+
+    fn kill(&mut self, id: ChildId) {
+        // Dropping the handle kills the process group.
+        self.running.remove(&id);
+    }
+}
+
+impl Core {
+    /// A core whose servers are real processes: their events go to `events`, and `guard`
+    /// takes them down if the bridge dies.
+    pub fn new(cfg: CoreConfig, events: mpsc::Sender<ChildEvent>, guard: Arc<Guard>) -> Self {
+        Core::with_children(cfg, Box::new(Processes::new(events, guard)), Instant::now())
+    }
 }
 
 /// Prints the public endpoints once the relay welcomed the tunnel.
@@ -107,7 +165,7 @@ pub async fn run(
         let flush_at = core.next_flush();
         tokio::select! {
             _ = sleep_until_opt(flush_at), if flush_at.is_some() => {
-                core.flush_inputs(std::time::Instant::now());
+                core.flush_inputs(Instant::now());
             }
             _ = tokio::time::sleep_until(startup_deadline), if starting => {
                 break Outcome::ServerFailed(format!(
@@ -122,7 +180,7 @@ pub async fn run(
                 }
                 // Graceful shutdown: refuse new requests, let those in flight finish.
                 info!("shutting down: finishing requests in flight (at most {DRAIN_TIMEOUT:?})");
-                core.drain();
+                core.drain(Instant::now());
                 drain_until = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
             }
             ev = link_rx.recv() => match ev {
@@ -140,8 +198,10 @@ pub async fn run(
                         on_welcome(&welcome);
                     }
                 }
-                Some(LinkEvent::Frame(Frame::Request(r))) => core.on_request(r),
-                Some(LinkEvent::Frame(Frame::Cancel { exchange })) => core.on_cancel(exchange),
+                Some(LinkEvent::Frame(Frame::Request(r))) => core.on_request(r, Instant::now()),
+                Some(LinkEvent::Frame(Frame::Cancel { exchange })) => {
+                    core.on_cancel(exchange, Instant::now())
+                }
                 Some(LinkEvent::Frame(Frame::ConsentRequest(c))) => {
                     let _ = io.consent.try_send((io.index, c));
                 }
@@ -157,7 +217,7 @@ pub async fn run(
                     if !starting {
                         io.gauges.set_state(LinkState::Reconnecting);
                     }
-                    core.on_link_down();
+                    core.on_link_down(Instant::now());
                     warn!("lost the relay link; reconnecting (sessions are kept)");
                 }
                 Some(LinkEvent::Fatal(msg)) => break Outcome::Refused(msg),
@@ -172,14 +232,14 @@ pub async fn run(
                         stderr_tail(&core)
                     ));
                 }
-                Some(ev) => core.on_child_event(ev),
+                Some(ev) => core.on_child_event(ev, Instant::now()),
                 None => {
                     error!("child event channel closed");
                     break Outcome::Stopped;
                 }
             },
             msg = crate::confirm::next_msg(&mut confirm_answers), if confirm_answers.is_some() => match msg {
-                Some(msg) => core.on_terminal(msg),
+                Some(msg) => core.on_terminal(msg, Instant::now()),
                 None => confirm_answers = None,
             },
             decision = io.decisions.recv(), if decisions_open => match decision {
@@ -191,7 +251,7 @@ pub async fn run(
                 None => decisions_open = false,
             },
             _ = tick.tick() => {
-                core.on_tick();
+                core.on_tick(Instant::now());
                 let status = core.status();
                 io.gauges.set_load(status.sessions, status.pending);
                 if let Some(tx) = &out {
@@ -276,9 +336,67 @@ fn stderr_tail(core: &Core) -> String {
 }
 
 /// Sleeps until `at` (forever when `None`; the caller guards that branch).
-async fn sleep_until_opt(at: Option<std::time::Instant>) {
+async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn cat() -> ChildSpec {
+        ChildSpec {
+            program: "cat".into(),
+            args: Vec::new(),
+            max_line: 1 << 10,
+            env: Vec::new(),
+            cwd: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn processes_write_lines_and_report_output_and_exit() {
+        let (events, mut rx) = mpsc::channel(16);
+        let mut p = Processes::new(events, Arc::new(Guard::disabled()));
+        assert!(
+            !p.send_line(1, b"{}".to_vec()),
+            "nothing runs under id 1 yet"
+        );
+        assert!(p.stdin_closed(1));
+        p.spawn(1, &cat()).expect("cat starts");
+        assert!(!p.stdin_closed(1));
+        assert!(p.send_line(1, b"{\"n\":1}".to_vec()));
+        match rx.recv().await {
+            Some(ChildEvent::Line(1, line)) => assert_eq!(&line[..], b"{\"n\":1}"),
+            other => panic!("expected the echoed line, got {other:?}"),
+        }
+        p.kill(1);
+        assert!(
+            !p.send_line(1, b"{}".to_vec()),
+            "a killed child takes no input"
+        );
+        assert!(matches!(rx.recv().await, Some(ChildEvent::Exited(1, _))));
+    }
+
+    #[test]
+    fn a_program_that_cannot_start_is_an_error() {
+        let (events, _rx) = mpsc::channel(16);
+        let mut p = Processes::new(events, Arc::new(Guard::disabled()));
+        let spec = ChildSpec {
+            program: "/nonexistent/mcp-server".into(),
+            ..cat()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let err = rt
+            .block_on(async { p.spawn(2, &spec) })
+            .expect_err("no such program");
+        assert!(err.contains("/nonexistent/mcp-server"), "{err}");
+        assert!(p.stdin_closed(2));
     }
 }

@@ -14,17 +14,14 @@ mod core;
 mod doctor;
 mod driver;
 mod guard;
-mod init;
 mod link;
 mod local_state;
 mod login;
 mod policy;
-mod resume;
 mod roots;
 mod run;
 mod server_settings;
 mod service;
-mod session;
 mod status_line;
 
 use std::path::PathBuf;

@@ -1,7 +1,26 @@
 //! Messages from clients: requests forwarded with rewritten ids, `initialize` answered
 //! from the cache, subscriptions, cancellations and answers to server requests.
 
-use super::*;
+use std::ops::Range;
+
+use bytes::Bytes;
+use protocol::jsonrpc::{
+    self, Envelope, INTERNAL_ERROR, INVALID_REQUEST, Kind, METHOD_NOT_FOUND, REQUEST_CANCELLED,
+    UNAVAILABLE, error_response, result_response, splice,
+};
+use serde_json::Value;
+use tracing::{debug, warn};
+
+use super::exchanges::Role;
+use super::ids::{Pending, Purpose, Unmatched};
+use super::init::{self, WaitingInit};
+use super::message::{ClientRequest, Ctx, Transport};
+use super::sessions::ClientCaps;
+use super::stateless;
+use super::subscriptions::Release;
+use super::supervisor::ChildState;
+use super::{Core, ex_body};
+use crate::child::ChildId;
 
 /// What the bridge does with a notification from a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +52,7 @@ impl ClientNotification {
 }
 
 impl Core {
+    /// A message a client POSTed, in its context.
     pub(super) fn on_message(&mut self, ctx: Ctx, body: Bytes) {
         // The relay validated the body already; the scan only finds the envelope.
         let env = match protocol::scan::parse_fast(&body) {
@@ -47,85 +67,80 @@ impl Core {
                 return;
             }
         };
-        // 2026-07-28 has no sessions: a modern request ignores any session id.
-        let modern = !ctx.legacy
-            && env.kind == Kind::Request
-            && modern::is_modern(&env, ctx.header_version.as_deref());
-        if let Some(sid) = &ctx.session
-            && !ctx.legacy
-            && !modern
-            && self.sessions.touch(sid, &ctx.principal).is_none()
+        let request = ClientRequest::new(body.clone(), &env);
+        // 2026-07-28 has no sessions: a stateless request ignores any session id.
+        let stateless = !ctx.is_http_sse()
+            && request
+                .as_ref()
+                .is_some_and(|r| stateless::is_stateless(r, ctx.header_version.as_deref()));
+        if let Transport::Streamable { session: Some(sid) } = &ctx.transport
+            && !stateless
         {
-            self.session_not_found(ctx.exchange);
-            return;
-        }
-        if !ctx.legacy
-            && !modern
-            && let Some(sid) = &ctx.session
-        {
-            self.exchanges
-                .insert(ctx.exchange, Role::SessionPost(sid.clone()));
-        }
-        match env.kind {
-            Kind::Request if modern => {
-                let id = Bytes::copy_from_slice(&body[env.id.clone().expect("requests have ids")]);
-                let ctx = Ctx {
-                    session: None,
-                    ..ctx.clone()
-                };
-                self.on_modern_request(&ctx, id, &body, &env);
+            if self.sessions.touch(sid, &ctx.principal).is_none() {
+                self.session_not_found(ctx.exchange);
+                return;
             }
-            Kind::Request => self.on_client_request(&ctx, &body, &env),
-            Kind::Notification => {
+            self.exchanges
+                .open(ctx.exchange, Role::SessionPost(sid.clone()));
+        }
+        match (env.kind, request) {
+            (Kind::Request, Some(req)) if stateless => {
+                self.on_stateless_request(&ctx.without_session(), &req)
+            }
+            (Kind::Request, Some(req)) => self.on_client_request(&ctx, &req),
+            (Kind::Request, None) => {
+                let msg = "Bad Request: a request needs an id";
+                self.reply(ctx.exchange, 400, None, ex_body(INVALID_REQUEST, msg));
+            }
+            (Kind::Notification, _) => {
                 self.on_client_notification(&ctx, &body, &env);
                 self.reply(ctx.exchange, 202, None, Vec::new());
             }
-            Kind::Response => {
+            (Kind::Response, _) => {
                 self.on_client_response(&ctx, &body, &env);
                 self.reply(ctx.exchange, 202, None, Vec::new());
             }
         }
-        if ctx.legacy && self.exchanges.contains_key(&ctx.exchange) {
+        if ctx.is_http_sse() && self.exchanges.contains(ctx.exchange) {
             self.reply(ctx.exchange, 202, None, Vec::new());
         }
     }
 
-    pub(super) fn on_client_request(&mut self, ctx: &Ctx, body: &Bytes, env: &Envelope<'_>) {
-        let id = Bytes::copy_from_slice(&body[env.id.clone().expect("requests have ids")]);
-        let method = env.method.as_deref().unwrap_or("");
+    /// A client's request of the handshake revisions (or without a revision).
+    pub(super) fn on_client_request(&mut self, ctx: &Ctx, req: &ClientRequest) {
+        let method = req.method();
         match method {
-            "initialize" => self.on_initialize(ctx, id, body),
-            "ping" => self.answer(ctx, result_response(&id, b"{}")),
-            // A probe without the 2026-07-28 envelope (modern ones go to `on_modern_request`):
-            // answered as a 2025-era server answers an unknown method, so the client falls
-            // back to `initialize` (a 4xx here made hosted clients give up).
+            "initialize" => self.on_initialize(ctx, req),
+            "ping" => self.answer(ctx, result_response(&req.id(), b"{}")),
+            // A probe without the 2026-07-28 envelope (stateless ones go to
+            // `on_stateless_request`): answered as a handshake-revision server answers an
+            // unknown method, so the client falls back to `initialize` (a 4xx here made
+            // hosted clients give up).
             "server/discover" => {
                 let msg = "Method not found: server/discover needs the 2026-07-28 request \
                            envelope (params._meta); this endpoint also serves initialize";
-                self.answer(ctx, error_response(&id, METHOD_NOT_FOUND, msg));
+                self.answer(ctx, error_response(&req.id(), METHOD_NOT_FOUND, msg));
             }
             "resources/subscribe" | "resources/unsubscribe" => {
-                self.on_subscription(ctx, id, body, env, method == "resources/subscribe")
+                self.on_subscription(ctx, req, method == "resources/subscribe")
             }
             _ => {
                 if method == "logging/setLevel"
-                    && let Some(s) = ctx
-                        .session
-                        .as_deref()
-                        .and_then(|s| self.sessions.get_mut(s))
+                    && let Some(s) = ctx.session().and_then(|s| self.sessions.get_mut(s))
                 {
                     s.wants_logs = true;
                 }
                 if self.gate.active() {
-                    return self.forward_checked(ctx, id, body, env);
+                    return self.forward_checked(ctx, req);
                 }
-                let _ = self.forward(ctx, id, body, env);
+                let _ = self.forward(ctx, req);
             }
         }
     }
 
+    /// The child serving a client message: its session's, or the shared one.
     pub(super) fn child_of(&mut self, ctx: &Ctx) -> Result<ChildId, String> {
-        match ctx.session.as_deref().and_then(|s| self.sessions.get(s)) {
+        match ctx.session().and_then(|s| self.sessions.get(s)) {
             Some(s) => Ok(s.child),
             None => self.shared_child(),
         }
@@ -136,15 +151,10 @@ impl Core {
         self.answer(ctx, error_response(id, UNAVAILABLE, &msg));
     }
 
-    /// Sends a client request to its child; returns its child-side id (`None` when it
-    /// was answered with an error instead).
-    pub(super) fn forward(
-        &mut self,
-        ctx: &Ctx,
-        id: Bytes,
-        body: &Bytes,
-        env: &Envelope<'_>,
-    ) -> Option<u64> {
+    /// Sends a client request to its child under a child-unique id (its progress token
+    /// too); returns that id (`None` when the request was answered with an error instead).
+    pub(super) fn forward(&mut self, ctx: &Ctx, req: &ClientRequest) -> Option<u64> {
+        let id = req.id();
         let child = match self.child_of(ctx) {
             Ok(c) => c,
             Err(e) => {
@@ -152,11 +162,7 @@ impl Core {
                 return None;
             }
         };
-        let ready = matches!(
-            self.children.get(&child).map(|s| &s.state),
-            Some(ChildState::Ready { .. })
-        );
-        if !ready {
+        if !self.children.is_ready(child) {
             self.answer(
                 ctx,
                 error_response(
@@ -167,7 +173,7 @@ impl Core {
             );
             return None;
         }
-        if let Some(s) = ctx.session.as_deref().and_then(|s| self.sessions.get(s))
+        if let Some(s) = ctx.session().and_then(|s| self.sessions.get(s))
             && s.in_flight.len() >= self.cfg.max_in_flight_per_session
         {
             self.answer(
@@ -180,25 +186,18 @@ impl Core {
             );
             return None;
         }
-        let cid = self.fresh_id();
+        let cid = self.ids.fresh();
         let cid_text = cid.to_string();
-        let mut edits: Vec<(std::ops::Range<usize>, &[u8])> =
-            vec![(env.id.clone().expect("request"), cid_text.as_bytes())];
-        let original_token = env.progress_token.clone().map(|span| {
+        let body = req.body();
+        let mut edits: Vec<(Range<usize>, &[u8])> = vec![(req.id_span(), cid_text.as_bytes())];
+        let original_token = req.progress_token_span().map(|span| {
             let tok = Bytes::copy_from_slice(&body[span.clone()]);
             edits.push((span, cid_text.as_bytes()));
             tok
         });
         let line = splice(body, &mut edits);
-        let sent = self
-            .children
-            .get(&child)
-            .is_some_and(|s| s.handle.send_line(line));
-        if !sent {
-            let exited = self
-                .children
-                .get(&child)
-                .is_none_or(|s| s.handle.stdin_closed());
+        if !self.children.send_line(child, line) {
+            let exited = self.children.stdin_closed(child);
             let why = if exited {
                 "the local MCP server just exited and is being restarted; retry in a moment"
             } else {
@@ -207,131 +206,101 @@ impl Core {
             self.answer(ctx, error_response(&id, UNAVAILABLE, why));
             return None;
         }
-        let (exchange, reply_final) = if ctx.legacy {
-            (
-                ctx.session
-                    .as_deref()
-                    .and_then(|s| self.sessions.get(s))
-                    .and_then(|s| s.stream),
-                false,
-            )
-        } else {
-            (Some(ctx.exchange), true)
+        let (exchange, reply_final) = match &ctx.transport {
+            Transport::HttpSse { session } => {
+                (self.sessions.get(session).and_then(|s| s.stream), false)
+            }
+            Transport::Streamable { .. } => (Some(ctx.exchange), true),
         };
-        if let Some(s) = ctx
-            .session
-            .as_deref()
-            .and_then(|s| self.sessions.get_mut(s))
-        {
+        if let Some(s) = ctx.session().and_then(|s| self.sessions.get_mut(s)) {
             s.in_flight.insert(id.clone(), cid);
         }
-        self.pending.insert(
+        self.ids.insert(
             cid,
             Pending {
                 child,
                 purpose: Purpose::Client,
                 exchange,
                 reply_final,
-                session: ctx.session.clone(),
+                session: ctx.session().map(str::to_owned),
                 original_id: id,
                 original_token,
                 awaiting_client: false,
-                deadline: Some(Instant::now() + self.cfg.call_timeout),
-                modern: None,
+                deadline: Some(self.now + self.cfg.call_timeout),
+                stateless: None,
                 note: None,
             },
         );
         Some(cid)
     }
 
-    pub(super) fn on_subscription(
-        &mut self,
-        ctx: &Ctx,
-        id: Bytes,
-        body: &Bytes,
-        env: &Envelope<'_>,
-        subscribe: bool,
-    ) {
-        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let Some(uri) = v["params"]["uri"].as_str().map(str::to_owned) else {
+    /// `resources/subscribe` and `resources/unsubscribe`, counted per session and per
+    /// child.
+    fn on_subscription(&mut self, ctx: &Ctx, req: &ClientRequest, subscribe: bool) {
+        let params: Value = req
+            .params()
+            .and_then(|p| serde_json::from_slice(p).ok())
+            .unwrap_or(Value::Null);
+        let Some(uri) = params["uri"].as_str().map(str::to_owned) else {
             self.answer(
                 ctx,
-                error_response(&id, jsonrpc::INVALID_PARAMS, "params.uri is required"),
+                error_response(&req.id(), jsonrpc::INVALID_PARAMS, "params.uri is required"),
             );
             return;
         };
-        let Some(sid) = ctx.session.clone() else {
+        let Some(sid) = ctx.session() else {
             // No session to deliver updates to: let the server answer, without tracking.
-            let _ = self.forward(ctx, id, body, env);
+            let _ = self.forward(ctx, req);
             return;
         };
-        let Some(s) = self.sessions.get_mut(&sid) else {
+        let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
         let child = s.child;
-        let key = (child, uri.clone());
-        if subscribe {
-            if !s.subscriptions.insert(uri) {
-                self.answer(ctx, result_response(&id, b"{}"));
-                return;
-            }
-            let n = self.subscriptions.entry(key).or_insert(0);
-            *n += 1;
-            if *n == 1 {
-                let _ = self.forward(ctx, id, body, env);
-            } else {
-                self.answer(ctx, result_response(&id, b"{}"));
-            }
+        // The session's own set first: a repeated (un)subscribe changes nothing.
+        let changed = if subscribe {
+            s.subscriptions.insert(uri.clone())
         } else {
-            if !s.subscriptions.remove(&uri) {
-                self.answer(ctx, result_response(&id, b"{}"));
-                return;
-            }
-            let last = match self.subscriptions.get_mut(&key) {
-                Some(n) => {
-                    *n -= 1;
-                    *n == 0
-                }
-                None => true,
-            };
-            if last {
-                self.subscriptions.remove(&key);
-                let _ = self.forward(ctx, id, body, env);
+            s.subscriptions.remove(&uri)
+        };
+        // The child hears of the first subscriber and of the last one leaving.
+        let child_too = changed
+            && if subscribe {
+                self.subscriptions.add(child, &uri)
             } else {
-                self.answer(ctx, result_response(&id, b"{}"));
-            }
+                self.subscriptions.release(child, &uri) != Release::Held
+            };
+        if child_too {
+            let _ = self.forward(ctx, req);
+        } else {
+            self.answer(ctx, result_response(&req.id(), b"{}"));
         }
     }
 
-    pub(super) fn on_initialize(&mut self, ctx: &Ctx, id: Bytes, body: &Bytes) {
-        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    /// A remote `initialize`: answered from the child's cached result once it is ready; a
+    /// Streamable one creates the session then.
+    fn on_initialize(&mut self, ctx: &Ctx, req: &ClientRequest) {
+        let id = req.id();
+        let v: Value = serde_json::from_slice(req.body()).unwrap_or(Value::Null);
         let params = &v["params"];
         let requested = params["protocolVersion"].as_str().map(str::to_owned);
         let caps = ClientCaps::from_initialize(params);
-        let (child, legacy_session) = if ctx.legacy {
-            let sid = ctx.session.clone().expect("legacy messages have a session");
-            let child = self.sessions.get(&sid).map(|s| s.child);
-            match child {
-                Some(c) => (c, Some(sid)),
-                None => return,
+        let (child, exchange, http_sse_session) = match &ctx.transport {
+            Transport::HttpSse { session } => {
+                // The session exists (the relay's POST was checked against it) and its
+                // answers go to its stream.
+                let Some(s) = self.sessions.get(session) else {
+                    return;
+                };
+                let Some(stream) = s.stream else {
+                    return;
+                };
+                (s.child, stream, Some(session.clone()))
             }
-        } else {
-            match self.child_for_new_session() {
-                Ok(c) => (c, None),
+            Transport::Streamable { .. } => match self.child_for_new_session() {
+                Ok(c) => (c, ctx.exchange, None),
                 Err(e) => return self.cannot_start(ctx, &id, &e),
-            }
-        };
-        let exchange = if ctx.legacy {
-            match legacy_session
-                .as_deref()
-                .and_then(|s| self.sessions.get(s))
-                .and_then(|s| s.stream)
-            {
-                Some(ex) => ex,
-                None => return,
-            }
-        } else {
-            ctx.exchange
+            },
         };
         let w = WaitingInit {
             exchange: Some(exchange),
@@ -339,32 +308,26 @@ impl Core {
             requested,
             caps,
             principal: ctx.principal.clone(),
-            legacy_session,
+            http_sse_session,
         };
-        let ready = !matches!(
-            self.children.get(&child).map(|s| &s.state),
-            Some(ChildState::Starting)
-        );
-        if ready {
+        if let Some(w) = self.children.wait_if_starting(child, w) {
             self.complete_initialize(child, w);
-        } else if let Some(slot) = self.children.get_mut(&child) {
-            slot.waiting.push(w);
         }
     }
 
     pub(super) fn complete_initialize(&mut self, child: ChildId, w: WaitingInit) {
-        let is_final = w.legacy_session.is_none();
+        let is_final = w.http_sse_session.is_none();
         let Some(exchange) = w
             .exchange
-            .filter(|e| self.exchanges.contains_key(e) || self.carried.contains_key(e))
+            .filter(|e| self.exchanges.contains(*e) || self.carried.contains(*e))
         else {
             // The client is gone: under `isolate`, nobody will use this child.
-            if self.cfg.isolate && w.legacy_session.is_none() {
-                self.children.remove(&child);
+            if self.cfg.isolate && w.http_sse_session.is_none() {
+                self.children.forget(child);
             }
             return;
         };
-        let (result, child_version) = match self.children.get(&child).map(|s| &s.state) {
+        let (result, child_version) = match self.children.state(child) {
             Some(ChildState::Ready { result, version }) => (result.clone(), version.clone()),
             Some(ChildState::Failed(e)) => {
                 let msg = format!("the local MCP server failed to initialize: {e}");
@@ -386,7 +349,7 @@ impl Core {
         };
         let version = init::negotiate(w.requested.as_deref(), &child_version);
         let body = result_response(&w.id, &init::result_for(&result, &version));
-        match w.legacy_session {
+        match w.http_sse_session {
             Some(sid) => {
                 if let Some(s) = self.sessions.get_mut(&sid) {
                     s.protocol_version = version;
@@ -418,7 +381,7 @@ impl Core {
                 let Ok(rid) = serde_json::to_vec(&v["params"]["requestId"]) else {
                     return;
                 };
-                let Some(sid) = ctx.session.as_deref() else {
+                let Some(sid) = ctx.session() else {
                     debug!("cancellation without a session cannot be matched; ignored");
                     return;
                 };
@@ -432,10 +395,11 @@ impl Core {
                 if self.cancel_held(cid, "the client cancelled it", true) {
                     return;
                 }
-                let Some(p) = self.pending.get_mut(&cid) else {
+                // The request is over for the client (the server will not answer it; a late
+                // answer finds no pending entry and is dropped): end its stream, free it.
+                let Some(p) = self.ids.remove(cid) else {
                     return;
                 };
-                let child = p.child;
                 let mut msg = serde_json::json!({
                     "jsonrpc": "2.0",
                     "method": "notifications/cancelled",
@@ -444,17 +408,12 @@ impl Core {
                 if let Some(reason) = v["params"].get("reason") {
                     msg["params"]["reason"] = reason.clone();
                 }
-                if let Some(slot) = self.children.get(&child) {
-                    slot.handle
-                        .send_line(serde_json::to_vec(&msg).expect("json"));
-                }
-                // The request is over for the client (the server will not answer it; a late
-                // answer finds no pending entry and is dropped): end its stream, free it.
-                let p = self.pending.remove(&cid).expect("present");
+                self.children
+                    .send_line(p.child, msg.to_string().into_bytes());
                 self.forget_in_flight(&p, cid);
-                self.server_requests.retain(|_, r| r.pending != cid);
+                self.ids.forget_server_requests_through(cid);
                 if let (Some(ex), true) = (p.exchange, p.reply_final)
-                    && self.exchanges.contains_key(&ex)
+                    && self.exchanges.contains(ex)
                 {
                     self.reply(
                         ex,
@@ -469,9 +428,7 @@ impl Core {
                     Ok(c) => c,
                     Err(_) => return,
                 };
-                if let Some(slot) = self.children.get(&child) {
-                    slot.handle.send_line(splice(body, &mut []));
-                }
+                self.children.send_line(child, splice(body, &mut []));
             }
             ClientNotification::Refused => {
                 warn!(
@@ -491,22 +448,19 @@ impl Core {
         else {
             return;
         };
-        let Some(req) = self.server_requests.get(&sid) else {
-            debug!("answer to an unknown server request; ignored");
-            return;
+        let req = match self.ids.take_server_request(sid, ctx.session()) {
+            Ok(req) => req,
+            Err(Unmatched::Unknown) => {
+                debug!("answer to an unknown server request; ignored");
+                return;
+            }
+            Err(Unmatched::OtherSession) => {
+                debug!("answer to another session's server request; ignored");
+                return;
+            }
         };
-        if req.session.is_some() && req.session != ctx.session {
-            debug!("answer to another session's server request; ignored");
-            return;
-        }
-        let req = self.server_requests.remove(&sid).expect("present");
-        if let Some(p) = self.pending.get_mut(&req.pending) {
-            p.awaiting_client = false;
-        }
         let line = splice(body, &mut [(span, &req.child_id[..])]);
-        if let Some(slot) = self.children.get(&req.child) {
-            slot.handle.send_line(line);
-        }
+        self.children.send_line(req.child, line);
     }
 }
 

@@ -1,7 +1,18 @@
 //! Messages from a server process: answers (ids restored), its requests to clients
 //! (routed to the session they belong to, or answered locally), and notifications.
 
-use super::*;
+use bytes::Bytes;
+use protocol::jsonrpc::{
+    Envelope, Kind, METHOD_NOT_FOUND, error_response, result_response, splice,
+};
+use serde_json::Value;
+use tracing::{debug, error, info, warn};
+
+use super::Core;
+use super::ids::{Pending, Purpose};
+use super::init;
+use super::supervisor::ChildState;
+use crate::child::ChildId;
 
 impl Core {
     pub(super) fn on_child_line(&mut self, child: ChildId, line: Bytes) {
@@ -32,14 +43,10 @@ impl Core {
             debug!(child, "answer to an id the bridge never sent");
             return;
         };
-        match self.pending.get(&id) {
-            Some(p) if p.child == child => {}
-            _ => {
-                debug!(child, id, "answer to an unknown or finished request");
-                return;
-            }
-        }
-        let p = self.pending.remove(&id).expect("checked");
+        let Some(mut p) = self.ids.take_if(id, |p| p.child == child) else {
+            debug!(child, id, "answer to an unknown or finished request");
+            return;
+        };
         self.log_answered(id, &p, env.is_error);
         // The policy's rewrite of a tools/list answer (and the outcome of an audited call).
         let noted = p.note.as_deref().and_then(|n| self.noted_answer(n, line));
@@ -54,15 +61,16 @@ impl Core {
                 let mut v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
                 if let Some(r) = v.get_mut("result").filter(|r| r.is_object()) {
                     self.gate.rewrite_tools(r);
-                    self.snapshot_tools = Some(Bytes::from(serde_json::to_vec(r).expect("json")));
-                    self.snapshot_dirty = true;
+                    self.snapshot.set_tools(Bytes::from(r.to_string()));
                 }
             }
-            Purpose::Client if p.modern.is_some() => self.finish_modern(p, line, span),
             Purpose::Client => {
+                if let Some(call) = p.stateless.take() {
+                    return self.finish_stateless(p, *call, line, span);
+                }
                 self.forget_in_flight(&p, id);
                 let body = splice(line, &mut [(span, &p.original_id[..])]);
-                self.deliver(&p, body, true);
+                self.deliver_answer(&p, body);
             }
         }
     }
@@ -78,24 +86,23 @@ impl Core {
 
     pub(super) fn on_child_initialized(&mut self, child: ChildId, line: &Bytes) {
         let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
-        let Some(slot) = self.children.get_mut(&child) else {
+        if !self.children.contains(child) {
             return;
-        };
+        }
         let state = match v.get("result") {
             Some(result) if result.is_object() => {
                 let version = result["protocolVersion"]
                     .as_str()
                     .unwrap_or(protocol::LATEST_LEGACY_MCP_VERSION)
                     .to_owned();
-                slot.handle
-                    .send_line(init::INITIALIZED_NOTIFICATION.to_vec());
+                self.children
+                    .send_line(child, init::INITIALIZED_NOTIFICATION.to_vec());
                 info!(
                     child,
                     server = %result["serverInfo"]["name"].as_str().unwrap_or("?"),
                     version = %version,
                     "the MCP server is initialized"
                 );
-                self.startup_failures = 0;
                 ChildState::Ready {
                     result: result.clone(),
                     version,
@@ -114,14 +121,13 @@ impl Core {
             ChildState::Ready { result, .. } => Some(result.clone()),
             _ => None,
         };
-        slot.state = state;
-        let waiting = std::mem::take(&mut slot.waiting);
+        let waiting = self.children.settle(child, state);
         self.log_inits_answered(&waiting, ready_result.is_some());
         if let Some(result) = ready_result
-            && (Some(child) == self.default_child || self.snapshot_init.is_none())
+            && (Some(child) == self.children.shared() || !self.snapshot.has_initialize())
         {
-            self.snapshot_init = Some(Bytes::from(serde_json::to_vec(&result).expect("json")));
-            self.snapshot_dirty = true;
+            self.snapshot
+                .set_initialize(Bytes::from(result.to_string()));
             self.refresh_tools_snapshot(child);
         }
         for w in waiting {
@@ -134,27 +140,26 @@ impl Core {
         let id = Bytes::copy_from_slice(&line[span.clone()]);
         let method = env.method.as_deref().unwrap_or("");
         let reply = |core: &mut Self, body: Vec<u8>| {
-            if let Some(slot) = core.children.get(&child) {
-                slot.handle.send_line(body);
-            }
+            core.children.send_line(child, body);
         };
         match method {
             "roots/list" if !self.cfg.client_roots => {
                 let roots = serde_json::json!({ "roots": self.cfg.roots });
-                let result = serde_json::to_vec(&roots).expect("json");
+                let result = roots.to_string().into_bytes();
                 reply(self, result_response(&id, &result));
             }
             "ping" => reply(self, result_response(&id, b"{}")),
             _ => {
                 let target = self.pick_for_server_request(child, method);
                 if let Some(t) = target
-                    && self.pending.get(&t).is_some_and(|p| p.modern.is_some())
+                    && self.stateless_input(t, child, &id, line)
                 {
-                    self.modern_input(t, child, id, line);
                     return;
                 }
-                let Some(target) = target else {
-                    if self.modern_missing_capability(child, method) {
+                let routed =
+                    target.and_then(|t| self.ids.route_server_request(t, child, id.clone()));
+                let Some((sid, exchange)) = routed else {
+                    if self.stateless_missing_capability(child, method) {
                         reply(
                             self,
                             error_response(
@@ -176,23 +181,8 @@ impl Core {
                     );
                     return;
                 };
-                let sid = self.fresh_id();
                 let sid_text = sid.to_string();
                 let body = splice(line, &mut [(span, sid_text.as_bytes())]);
-                let p = self.pending.get_mut(&target).expect("picked");
-                p.awaiting_client = true;
-                let session = p.session.clone();
-                self.server_requests.insert(
-                    sid,
-                    ServerRequest {
-                        child,
-                        child_id: id,
-                        session,
-                        pending: target,
-                    },
-                );
-                let p = self.pending.get(&target).expect("picked");
-                let (exchange, _) = (p.exchange, ());
                 if let Some(ex) = exchange {
                     self.message(ex, body);
                 }
@@ -203,20 +193,20 @@ impl Core {
     /// Chooses the in-flight request a server→client request belongs to (module docs).
     pub(super) fn pick_for_server_request(&self, child: ChildId, method: &str) -> Option<u64> {
         let mut fallback = None;
-        for (id, p) in &self.pending {
+        for (id, p) in self.ids.iter() {
             if p.child != child || p.purpose != Purpose::Client {
                 continue;
             }
-            if let Some(m) = &p.modern {
-                // A modern call takes input requests even while suspended (they join its
-                // next round).
-                if !Self::modern_can_take(m, method) {
+            if let Some(m) = &p.stateless {
+                // A stateless call takes input requests even while suspended (they join
+                // its next round).
+                if !m.can_take(method) {
                     continue;
                 }
                 if !p.awaiting_client {
-                    return Some(*id);
+                    return Some(id);
                 }
-                fallback.get_or_insert(*id);
+                fallback.get_or_insert(id);
                 continue;
             }
             let Some(ex) = p.exchange else { continue };
@@ -232,9 +222,9 @@ impl Core {
                 continue;
             }
             if !p.awaiting_client {
-                return Some(*id);
+                return Some(id);
             }
-            fallback.get_or_insert(*id);
+            fallback.get_or_insert(id);
         }
         fallback
     }
@@ -261,18 +251,14 @@ impl Core {
                 else {
                     return;
                 };
-                let Some(p) = self.pending.get(&id) else {
+                let Some(p) = self.ids.get(id).filter(|p| p.child == child) else {
                     return;
                 };
-                if p.child != child {
-                    return;
-                }
                 let Some(tok) = p.original_token.clone() else {
                     return;
                 };
                 let body = splice(line, &mut [(span, &tok[..])]);
-                let (ex, _) = (p.exchange, ());
-                if let Some(ex) = ex {
+                if let Some(ex) = p.exchange {
                     self.message(ex, body);
                 }
             }
@@ -280,7 +266,7 @@ impl Core {
             | "notifications/prompts/list_changed"
             | "notifications/resources/list_changed" => {
                 if method == "notifications/tools/list_changed"
-                    && (Some(child) == self.default_child || self.cfg.isolate)
+                    && (Some(child) == self.children.shared() || self.cfg.isolate)
                 {
                     self.refresh_tools_snapshot(child);
                 }
@@ -315,17 +301,11 @@ impl Core {
                 // The server withdraws one of its requests to a client.
                 let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
                 let child_req = serde_json::to_vec(&v["params"]["requestId"]).unwrap_or_default();
-                let found = self
-                    .server_requests
-                    .iter()
-                    .find(|(_, r)| r.child == child && r.child_id[..] == child_req[..])
-                    .map(|(k, r)| (*k, r.pending));
-                if let Some((sid, pending)) = found {
-                    self.server_requests.remove(&sid);
+                if let Some((sid, pending)) = self.ids.withdraw_server_request(child, &child_req) {
                     let mut msg = v.clone();
                     msg["params"]["requestId"] = Value::from(sid);
-                    let body = serde_json::to_vec(&msg).expect("json");
-                    if let Some(ex) = self.pending.get(&pending).and_then(|p| p.exchange) {
+                    let body = msg.to_string().into_bytes();
+                    if let Some(ex) = self.ids.get(pending).and_then(|p| p.exchange) {
                         self.message(ex, body);
                     }
                 }
@@ -340,7 +320,7 @@ impl Core {
         let mut target = None;
         let mut ambiguous = false;
         let mut muted = false;
-        for p in self.pending.values() {
+        for (_, p) in self.ids.iter() {
             if p.child != child || p.purpose != Purpose::Client {
                 continue;
             }
@@ -349,7 +329,7 @@ impl Core {
                 continue;
             }
             let who = p.session.as_deref();
-            if p.modern.is_some() && !Self::modern_wants_log(p, line) {
+            if p.stateless.as_ref().is_some_and(|m| !m.wants_log(line)) {
                 // Busy (the message may be its), but it asked for no such logs.
                 if owner.is_some() {
                     ambiguous = true;

@@ -13,15 +13,26 @@
 //! one flag.
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::ops::Range;
+use std::time::Instant;
 
+use bytes::Bytes;
+use protocol::jsonrpc::{
+    self, INTERNAL_ERROR, REQUEST_CANCELLED, UNAVAILABLE, error_response, result_response,
+};
 use serde::Deserialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
 
-use super::modern::ModernCall;
-use super::*;
-use crate::audit::{self, AuditLog, AuditSender, Entry, Outcome};
+use super::exchanges::Role;
+use super::message::{ClientRequest, Ctx};
+use super::note::{CallInfo, CallRecord, Note};
+use super::stateless::StatelessStart;
+use super::{Core, CoreConfig};
+use crate::audit::{self, AuditLog, AuditSender, Outcome};
 use crate::confirm::{self, Notice, Subscription, TerminalMsg};
 use crate::policy::{self, Policy, PolicyConfig};
 
@@ -122,77 +133,21 @@ pub(super) fn merge_roots(cfg: &mut CoreConfig) {
     policy::merge_roots(&mut cfg.roots, extra);
 }
 
-/// Who called which tool, with what, when and how (for the audit log).
-pub(super) struct CallInfo {
-    tool: String,
-    principal: String,
-    args_sha256: String,
-    era: String,
-    started: Instant,
-}
-
-impl CallInfo {
-    fn entry(&self, outcome: Outcome) -> Entry<'_> {
-        Entry {
-            principal: &self.principal,
-            tool: &self.tool,
-            args_sha256: &self.args_sha256,
-            outcome,
-            duration: self.started.elapsed(),
-            era: &self.era,
-        }
-    }
-}
-
-/// A call on its way: recorded in the audit log when dropped, with the outcome set last
-/// (`cancelled` unless something else was said).
-pub(super) struct CallRecord {
-    info: CallInfo,
-    outcome: Cell<Outcome>,
-    audit: AuditSender,
-}
-
-impl Drop for CallRecord {
-    fn drop(&mut self) {
-        self.audit.record(&self.info.entry(self.outcome.get()));
-    }
-}
-
-/// What the policy attached to a request in flight.
-pub(super) enum Note {
-    /// A `tools/list`: its answer is rewritten.
-    ToolsList,
-    /// A `tools/call`, audited.
-    Call(CallRecord),
-}
-
-impl Note {
-    fn set_outcome(&self, outcome: Outcome) {
-        if let Note::Call(r) = self {
-            r.outcome.set(outcome);
-        }
-    }
-}
-
-impl Pending {
-    /// Says how an audited call ended (for the audit log).
-    pub(super) fn set_outcome(&self, outcome: Outcome) {
-        if let Some(n) = &self.note {
-            n.set_outcome(outcome);
-        }
-    }
-}
-
 /// A call waiting for the owner.
 struct Held {
     code: String,
     ctx: Ctx,
-    id: Bytes,
-    body: Bytes,
+    request: ClientRequest,
     /// A 2026-07-28 call: its state, and the input responses it brought.
-    modern: Option<(ModernCall, Option<serde_json::Map<String, Value>>)>,
+    stateless: Option<StatelessStart>,
     call: CallInfo,
     deadline: Instant,
+}
+
+impl Held {
+    fn id(&self) -> Bytes {
+        self.request.id()
+    }
 }
 
 /// The policy's verdict on a request.
@@ -213,102 +168,58 @@ struct CallParams<'a> {
     arguments: Option<&'a RawValue>,
 }
 
-/// How the server's answer to a call went.
-fn outcome_of(line: &[u8]) -> Outcome {
-    #[derive(Deserialize)]
-    struct Answer {
-        result: Option<Flags>,
-        error: Option<Code>,
-    }
-    #[derive(Deserialize)]
-    struct Flags {
-        #[serde(rename = "isError")]
-        is_error: Option<bool>,
-    }
-    #[derive(Deserialize)]
-    struct Code {
-        code: Option<i64>,
-    }
-    match serde_json::from_slice::<Answer>(line) {
-        Ok(Answer { error: Some(e), .. }) => Outcome::Error(e.code.unwrap_or(INTERNAL_ERROR)),
-        Ok(Answer {
-            result: Some(Flags {
-                is_error: Some(true),
-            }),
-            ..
-        }) => Outcome::ToolError,
-        _ => Outcome::Ok,
-    }
-}
-
 /// A tool error result (`isError: true`) with one text item.
-fn tool_error(id: &[u8], modern: bool, text: &str) -> Vec<u8> {
+fn tool_error(id: &[u8], stateless: bool, text: &str) -> Vec<u8> {
     let mut r = serde_json::json!({
         "content": [{ "type": "text", "text": text }],
         "isError": true,
     });
-    if modern {
+    if stateless {
         r["resultType"] = Value::from("complete");
     }
-    result_response(id, &serde_json::to_vec(&r).expect("json"))
+    result_response(id, r.to_string().as_bytes())
 }
 
 const DECLINED: &str = "the owner declined this call";
 const NO_TERMINAL: &str = "the owner declined this call: it needs the owner's approval in the terminal where the bridge runs, and the bridge runs without one (run `bridge run` in a terminal to approve calls)";
 
 impl Core {
-    /// A 2025-era request (session, sessionless or legacy SSE), checked and forwarded.
-    pub(super) fn forward_checked(
-        &mut self,
-        ctx: &Ctx,
-        id: Bytes,
-        body: &Bytes,
-        env: &Envelope<'_>,
-    ) {
-        match self.check(ctx, &id, body, env) {
+    /// A handshake-revision request (in a session, sessionless, or HTTP+SSE), checked and
+    /// forwarded.
+    pub(super) fn forward_checked(&mut self, ctx: &Ctx, req: &ClientRequest) {
+        match self.check(ctx, req) {
             Verdict::Pass(note) => {
-                let cid = self.forward(ctx, id, body, env);
+                let cid = self.forward(ctx, req);
                 self.attach(cid, note);
             }
             Verdict::Done => {}
-            Verdict::Hold(call, preview) => self.hold(ctx, id, body.clone(), None, call, preview),
+            Verdict::Hold(call, preview) => self.hold(ctx, req.clone(), None, call, preview),
         }
     }
 
-    /// A 2026-07-28 request, checked and started.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn start_modern_checked(
+    /// A 2026-07-28 request (parsed as `v`), checked and started.
+    pub(super) fn start_stateless_checked(
         &mut self,
         ctx: &Ctx,
-        id: Bytes,
-        body: &Bytes,
-        env: &Envelope<'_>,
+        req: &ClientRequest,
         v: Value,
-        call: ModernCall,
-        responses: Option<serde_json::Map<String, Value>>,
+        start: StatelessStart,
     ) {
-        match self.check(ctx, &id, body, env) {
+        match self.check(ctx, req) {
             Verdict::Pass(note) => {
-                self.start_modern(ctx, id, body, env, v, call, responses);
-                let cid = self.modern_cid(ctx.exchange);
+                self.start_stateless(ctx, req, v, start);
+                let cid = self.stateless_cid(ctx.exchange);
                 self.attach(cid, note);
             }
             Verdict::Done => {}
-            Verdict::Hold(info, preview) => self.hold(
-                ctx,
-                id,
-                body.clone(),
-                Some((call, responses)),
-                info,
-                preview,
-            ),
+            Verdict::Hold(info, preview) => self.hold(ctx, req.clone(), Some(start), info, preview),
         }
     }
 
-    /// The request a modern exchange runs, once started.
-    fn modern_cid(&self, exchange: u64) -> Option<u64> {
-        match self.exchanges.get(&exchange) {
-            Some(Role::Modern(cid)) if self.pending.contains_key(cid) => Some(*cid),
+    /// The request a stateless exchange runs, once started.
+    fn stateless_cid(&self, exchange: u64) -> Option<u64> {
+        match self.exchanges.role(exchange) {
+            Some(Role::Stateless(cid)) if self.ids.contains(*cid) => Some(*cid),
             _ => None,
         }
     }
@@ -317,7 +228,7 @@ impl Core {
     /// server is starting, too many in flight…) is recorded as such.
     fn attach(&mut self, cid: Option<u64>, note: Option<Box<Note>>) {
         let Some(note) = note else { return };
-        match cid.and_then(|c| self.pending.get_mut(&c)) {
+        match cid.and_then(|c| self.ids.get_mut(c)) {
             Some(p) => p.note = Some(note),
             None => note.set_outcome(Outcome::Error(UNAVAILABLE)),
         }
@@ -325,26 +236,27 @@ impl Core {
 
     /// Answers a request the policy decided on itself.
     fn policy_answer(&mut self, ctx: &Ctx, body: Vec<u8>) {
-        if ctx.legacy {
+        if ctx.is_http_sse() {
             self.answer(ctx, body);
-        } else if self.exchanges.contains_key(&ctx.exchange) {
+        } else if self.exchanges.contains(ctx.exchange) {
             self.reply(ctx.exchange, 200, None, body);
         }
     }
 
     /// The protocol revision a request speaks.
-    fn era_of(&self, ctx: &Ctx, env: &Envelope<'_>) -> String {
-        if let Some(v) = env.meta_protocol_version.as_deref() {
+    fn era_of(&self, ctx: &Ctx, req: &ClientRequest) -> String {
+        if let Some(v) = req.meta_protocol_version() {
             return v.to_owned();
         }
-        if let Some(s) = ctx.session.as_deref().and_then(|s| self.sessions.get(s)) {
+        if let Some(s) = ctx.session().and_then(|s| self.sessions.get(s)) {
             return s.protocol_version.clone();
         }
         ctx.header_version.clone().unwrap_or_else(|| "2025".into())
     }
 
-    fn check(&mut self, ctx: &Ctx, id: &Bytes, body: &Bytes, env: &Envelope<'_>) -> Verdict {
-        let method = env.method.as_deref().unwrap_or("");
+    fn check(&mut self, ctx: &Ctx, req: &ClientRequest) -> Verdict {
+        let method = req.method();
+        let id = &req.id();
         if method == "tools/list" {
             let note = self
                 .gate
@@ -357,11 +269,10 @@ impl Core {
         if method != "tools/call" || !(audited || self.gate.policy.checks_calls()) {
             return Verdict::Pass(None);
         }
-        let started = Instant::now();
-        let params = env
-            .params
-            .clone()
-            .and_then(|r| serde_json::from_slice::<CallParams<'_>>(&body[r]).ok());
+        let started = self.now;
+        let params = req
+            .params()
+            .and_then(|p| serde_json::from_slice::<CallParams<'_>>(p).ok());
         let Some(params) = params else {
             let msg = "Invalid params: tools/call needs params with a string name";
             self.policy_answer(ctx, error_response(id, jsonrpc::INVALID_PARAMS, msg));
@@ -374,7 +285,7 @@ impl Core {
             tool: params.name.into_owned(),
             principal: ctx.principal.clone(),
             args_sha256: audit::sha256_hex(args),
-            era: self.era_of(ctx, env),
+            era: self.era_of(ctx, req),
             started,
         };
         if self.gate.audit_broken {
@@ -397,13 +308,11 @@ impl Core {
         if self.gate.policy.needs_confirmation(&call.tool) {
             return Verdict::Hold(call, confirm::preview(args));
         }
-        let note = self.gate.audit.clone().map(|audit| {
-            Box::new(Note::Call(CallRecord {
-                info: call,
-                outcome: Cell::new(Outcome::Cancelled),
-                audit,
-            }))
-        });
+        let note = self
+            .gate
+            .audit
+            .clone()
+            .map(|audit| Box::new(Note::Call(CallRecord::new(call, audit))));
         Verdict::Pass(note)
     }
 
@@ -411,13 +320,13 @@ impl Core {
     fn hold(
         &mut self,
         ctx: &Ctx,
-        id: Bytes,
-        body: Bytes,
-        modern: Option<(ModernCall, Option<serde_json::Map<String, Value>>)>,
+        request: ClientRequest,
+        stateless: Option<StatelessStart>,
         call: CallInfo,
         preview: String,
     ) {
-        let is_modern = modern.is_some();
+        let is_stateless = stateless.is_some();
+        let id = request.id();
         let can_ask = !self.gate.closed && confirm::hub().can_answer();
         let code = match &self.gate.terminal {
             Some(t) if can_ask && self.gate.held.len() < MAX_HELD => Some(t.claim_code()),
@@ -433,21 +342,17 @@ impl Core {
                 });
                 NO_TERMINAL
             };
-            self.policy_answer(ctx, tool_error(&id, is_modern, text));
+            self.policy_answer(ctx, tool_error(&id, is_stateless, text));
             self.gate.record(&call, Outcome::Declined);
             return;
         };
-        let hid = self.fresh_id();
-        if is_modern {
+        let hid = self.ids.fresh();
+        if is_stateless {
             // Closing the stream cancels it, as it would a running call.
-            self.exchanges.insert(ctx.exchange, Role::Modern(hid));
-        } else if let Some(s) = ctx
-            .session
-            .as_deref()
-            .and_then(|s| self.sessions.get_mut(s))
-        {
+            self.exchanges.open(ctx.exchange, Role::Stateless(hid));
+        } else if let Some(s) = ctx.session().and_then(|s| self.sessions.get_mut(s)) {
             // So that `notifications/cancelled` finds it.
-            s.in_flight.insert(id.clone(), hid);
+            s.in_flight.insert(id, hid);
         }
         let timeout = self.gate.policy.confirm_timeout();
         info!(
@@ -467,11 +372,10 @@ impl Core {
             Held {
                 code,
                 ctx: ctx.clone(),
-                id,
-                body,
-                modern,
+                request,
+                stateless,
                 call,
-                deadline: Instant::now() + timeout,
+                deadline: self.now + timeout,
             },
         );
     }
@@ -482,27 +386,20 @@ impl Core {
         if let Some(t) = &self.gate.terminal {
             t.release(&h.code);
         }
-        if h.modern.is_some() {
-            if let Some(role) = self.exchanges.get_mut(&h.ctx.exchange)
-                && *role == Role::Modern(hid)
-            {
-                *role = Role::Post;
-            }
-        } else if let Some(s) = h
-            .ctx
-            .session
-            .as_deref()
-            .and_then(|s| self.sessions.get_mut(s))
-            && s.in_flight.get(&h.id) == Some(&hid)
+        if h.stateless.is_some() {
+            self.exchanges
+                .change(h.ctx.exchange, &Role::Stateless(hid), Role::Post);
+        } else if let Some(s) = h.ctx.session().and_then(|s| self.sessions.get_mut(s))
+            && s.in_flight.get(&h.id()) == Some(&hid)
         {
-            s.in_flight.remove(&h.id);
+            s.in_flight.remove(&h.id());
         }
         Some(h)
     }
 
     /// Ends a held call with a tool error.
     fn decline_held(&mut self, h: Held, text: &str, outcome: Outcome) {
-        let body = tool_error(&h.id, h.modern.is_some(), text);
+        let body = tool_error(&h.id(), h.stateless.is_some(), text);
         self.policy_answer(&h.ctx, body);
         self.gate.record(&h.call, outcome);
     }
@@ -511,49 +408,42 @@ impl Core {
     fn release(&mut self, h: Held) {
         let Held {
             ctx,
-            id,
-            body,
-            modern,
+            request,
+            stateless,
             call,
             ..
         } = h;
-        let gone = match &modern {
-            Some(_) => !self.exchanges.contains_key(&ctx.exchange),
+        let gone = match &stateless {
+            Some(_) => !self.exchanges.contains(ctx.exchange),
             None => ctx
-                .session
-                .as_deref()
+                .session()
                 .is_some_and(|s| self.sessions.get(s).is_none()),
         };
         if gone {
             self.gate.record(&call, Outcome::Cancelled);
             return;
         }
-        let note = self.gate.audit.clone().map(|audit| {
-            Box::new(Note::Call(CallRecord {
-                info: call,
-                outcome: Cell::new(Outcome::Cancelled),
-                audit,
-            }))
-        });
-        let Ok(env) = protocol::scan::parse_fast(&body) else {
-            return;
-        };
-        match modern {
+        let note = self
+            .gate
+            .audit
+            .clone()
+            .map(|audit| Box::new(Note::Call(CallRecord::new(call, audit))));
+        match stateless {
             None => {
-                let cid = self.forward(&ctx, id, &body, &env);
+                let cid = self.forward(&ctx, &request);
                 self.attach(cid, note);
             }
-            Some((m, responses)) => {
-                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                self.start_modern(&ctx, id, &body, &env, v, m, responses);
-                let cid = self.modern_cid(ctx.exchange);
+            Some(start) => {
+                let v: Value = serde_json::from_slice(request.body()).unwrap_or(Value::Null);
+                self.start_stateless(&ctx, &request, v, start);
+                let cid = self.stateless_cid(ctx.exchange);
                 self.attach(cid, note);
             }
         }
     }
 
     /// A held call's client cancelled it or went away; whether `hid` was one. With
-    /// `reply`, a 2025-era POST still open gets the cancellation error.
+    /// `reply`, a handshake-revision POST still open gets the cancellation error.
     pub(super) fn cancel_held(&mut self, hid: u64, why: &'static str, reply: bool) -> bool {
         let Some(h) = self.unhold(hid) else {
             return false;
@@ -563,17 +453,17 @@ impl Core {
             tool: h.call.tool.clone(),
             why,
         });
-        if reply && !h.ctx.legacy && self.exchanges.contains_key(&h.ctx.exchange) {
-            let body = error_response(&h.id, REQUEST_CANCELLED, "Request cancelled");
+        if reply && !h.ctx.is_http_sse() && self.exchanges.contains(h.ctx.exchange) {
+            let body = error_response(&h.id(), REQUEST_CANCELLED, "Request cancelled");
             self.reply(h.ctx.exchange, 200, None, body);
         }
         self.gate.record(&h.call, Outcome::Cancelled);
         true
     }
 
-    /// The relay link dropped: held calls cannot be answered any more, but those of legacy
-    /// SSE sessions, whose answers go to the session's stream (carried on after the
-    /// reconnect, see `legacy_sse`).
+    /// The relay link dropped: held calls cannot be answered any more, but those of HTTP+SSE
+    /// sessions, whose answers go to the session's stream (carried on after the reconnect,
+    /// see `http_sse`).
     pub(super) fn held_link_down(&mut self) {
         if self.gate.held.is_empty() {
             return;
@@ -582,7 +472,7 @@ impl Core {
             .gate
             .held
             .iter()
-            .filter(|(_, h)| !h.ctx.legacy)
+            .filter(|(_, h)| !h.ctx.is_http_sse())
             .map(|(hid, _)| *hid)
             .collect();
         for hid in all {
@@ -601,7 +491,7 @@ impl Core {
                 why: "the bridge is shutting down",
             });
             let body = error_response(
-                &h.id,
+                &h.id(),
                 UNAVAILABLE,
                 "the bridge is shutting down; retry in a moment",
             );
@@ -638,8 +528,8 @@ impl Core {
     /// how an audited call went. The rewritten line and the span of its id, if rewritten.
     pub(super) fn noted_answer(&self, note: &Note, line: &[u8]) -> Option<(Bytes, Range<usize>)> {
         match note {
-            Note::Call(r) => {
-                r.outcome.set(outcome_of(line));
+            Note::Call(_) => {
+                note.answered(line);
                 None
             }
             Note::ToolsList => {
@@ -660,8 +550,9 @@ impl Core {
         self.gate.answers.take()
     }
 
-    /// An answer from the terminal, or its end.
-    pub fn on_terminal(&mut self, msg: TerminalMsg) {
+    /// An answer from the terminal, or its end, at `now`.
+    pub fn on_terminal(&mut self, msg: TerminalMsg, now: Instant) {
+        self.now = now;
         match msg {
             TerminalMsg::Answer { code, approve } => {
                 let found = self

@@ -1,50 +1,128 @@
 //! The bridge core: MCP session semantics between the relay's exchanges and the child(ren).
 //!
 //! It is a plain state machine driven by one task: requests and cancels from the relay,
-//! lines and exits from children. It never blocks; what it wants sent to the relay is
-//! collected in an outbox the driver drains after each event.
+//! lines and exits from children, and the clock, each event with its time. It never
+//! blocks and does no I/O: it starts, feeds and stops children through [`Children`], and
+//! what it wants sent to the relay is collected in an outbox the driver drains after each
+//! event.
 //!
-//! Rules it implements (see the README's "How sessions work"):
+//! Rules it implements (each with the file that does it, and its tests in `tests/`):
 //! - every client request id is replaced by a child-unique id, and restored on the reply;
-//!   `progressToken`s are replaced the same way, and progress is routed back by them;
-//! - the child is initialized once; every remote `initialize` is answered from the cache;
+//!   `progressToken`s are replaced the same way, and progress is routed back by them
+//!   (`from_client.rs`, `ids.rs`, `from_server.rs`; `tests/id_rewrite.rs`);
+//! - the child is initialized once; every remote `initialize` is answered from the cache
+//!   (`init.rs`, `from_client.rs`; `tests/initialize.rs`);
 //! - `*/list_changed` go to every session's stream, `resources/updated` to subscribers
-//!   (subscriptions are reference-counted on the child);
+//!   (subscriptions are reference-counted on the child, `subscriptions.rs`); a client's
+//!   `notifications/cancelled` reaches the child under the child's id, a dropped
+//!   connection cancels nothing (`from_server.rs`, `from_client.rs`;
+//!   `tests/notifications.rs`);
 //! - a server→client request (sampling, elicitation) goes to the oldest in-flight request
 //!   of a session that declared the capability and has no other such request pending; with
-//!   none it is refused at once; `roots/list` is answered locally and never forwarded;
+//!   none it is refused at once; `roots/list` is answered locally and never forwarded
+//!   (`from_server.rs`; `tests/server_requests.rs`);
 //! - notifications without a routing key (logging) go to the one session with requests in
-//!   flight, or to sessions that asked for logs when none is busy; otherwise they stay local.
+//!   flight, or to sessions that asked for logs when none is busy; otherwise they stay
+//!   local (`from_server.rs`; `tests/unkeyed.rs`);
+//! - sessions are bounded in all, per principal, and under `isolate` by the children they
+//!   own; the least recently used is evicted (`from_relay.rs`, `sessions.rs`;
+//!   `tests/eviction.rs`);
+//! - a 2026-07-28 call whose server asks its client something is suspended behind an
+//!   `InputRequiredResult` until the client retries with the `requestState`
+//!   (`stateless.rs`, `stateless/suspensions.rs`; `tests/suspension.rs`,
+//!   `tests/stateless.rs`), and `subscriptions/listen` streams carry what they opted into
+//!   (`stateless/listens.rs`; `tests/listen.rs`);
+//! - the relay keeps an offline snapshot (the shared child's initialize result and tools),
+//!   sent when it changed (`snapshot.rs`; `tests/snapshot.rs`);
+//! - requests time out; an exiting child's requests are answered; the shared child is
+//!   restarted with a crash-loop backoff (`lifecycle.rs`, `supervisor.rs`;
+//!   `tests/lifecycle.rs`);
+//! - a session POST's stream can be resumed with `Last-Event-ID` (`resume.rs`;
+//!   `tests/resumption.rs`), an HTTP+SSE stream outlives a cut of the relay link
+//!   (`http_sse.rs`; `tests/http_sse.rs`), and the desktop policy hides, holds and audits
+//!   tool calls (`gate.rs`; `tests/policy.rs`).
+//!
+//! # Layout
+//!
+//! `Core` (this file) composes sub-machines, each owning its state behind a narrow API:
+//! - `children.rs`: the [`Children`] trait, the core's only way to server processes;
+//! - `supervisor.rs`: `Supervisor`, the children, their start states, the `initialize`s
+//!   waiting for them, the shared child and its restart backoff;
+//! - `ids.rs`: `IdTable`, requests in flight by child-side id and server→client requests
+//!   by bridge-side id;
+//! - `exchanges.rs`: `Exchanges`, the open exchanges and what each is for;
+//! - `sessions.rs`: `Sessions`, sessions with their owner, child, stream and LRU order;
+//! - `subscriptions.rs`: `Subscriptions`, resource subscription counts per child;
+//! - `resume.rs`: `ResumableStreams` and the per-session replay logs;
+//! - `http_sse.rs`: `CarriedStreams`, HTTP+SSE streams across a cut of the link (and the
+//!   core's handling of them);
+//! - `stateless/call.rs`: `StatelessCall`, a 2026-07-28 call in flight and the input
+//!   requests it gathers;
+//! - `stateless/suspensions.rs`: `Suspensions`, calls suspended for their inputs;
+//! - `stateless/listens.rs`: `Listens`, open `subscriptions/listen` streams;
+//! - `snapshot.rs`: `OfflineSnapshot`, what the relay may answer offline;
+//! - `gate.rs`: `Gate`, the desktop policy's state (held calls, audit log), and
+//!   `note.rs`, what it attaches to a request in flight (the audit record of a call).
+//!
+//! The core's handling of each kind of event lives with its source:
+//! - `from_relay.rs`: exchanges (POST, GET, DELETE, HTTP+SSE), cancels, the link going
+//!   down, session creation and eviction;
+//! - `from_client.rs`: JSON-RPC messages from clients (`message.rs`: their context, and a
+//!   request that carries its id);
+//! - `stateless.rs`: 2026-07-28 requests;
+//! - `from_server.rs`: lines from children (answers, server requests, notifications);
+//! - `lifecycle.rs`: starting children, their exits and restarts, the clock's tick;
+//! - `delivery.rs`: where what the core sends goes (exchanges, resumable and carried
+//!   streams);
+//! - `init.rs`: the initialize handshake's messages and version negotiation;
+//! - `reqlog.rs`: the per-request log lines.
+//!
+//! `testing.rs` (tests only) fakes the children and drives the core at a controlled time.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use protocol::frame::{FLAG_FINAL, FLAG_STREAM};
-use protocol::jsonrpc::{
-    self, Envelope, INTERNAL_ERROR, INVALID_REQUEST, Kind, METHOD_NOT_FOUND, REQUEST_CANCELLED,
-    REQUEST_TIMEOUT, SESSION_NOT_FOUND, UNAVAILABLE, error_response, result_response, splice,
-};
-use protocol::{BridgeStatus, Frame, Request, RequestKind, Response, Snapshot};
-use serde_json::Value;
-use tokio::sync::mpsc;
-use tracing::{debug, error, info, warn};
+use protocol::jsonrpc::error_response;
+use protocol::{BridgeStatus, Frame};
 
-use crate::child::{ChildEvent, ChildHandle, ChildId, ChildSpec};
-use crate::guard::Guard;
-use crate::init;
-use crate::session::{ClientCaps, Sessions};
+use crate::child::ChildSpec;
+use exchanges::Exchanges;
+use http_sse::CarriedStreams;
+use ids::IdTable;
+use resume::ResumableStreams;
+use sessions::Sessions;
+use snapshot::OfflineSnapshot;
+use stateless::listens::Listens;
+use stateless::suspensions::Suspensions;
+use subscriptions::Subscriptions;
+use supervisor::Supervisor;
 
+mod children;
+mod delivery;
+mod exchanges;
 mod from_client;
+mod from_relay;
 mod from_server;
 mod gate;
-mod legacy_sse;
-mod modern;
-mod relay_side;
-mod supervise;
+mod http_sse;
+mod ids;
+mod init;
+mod lifecycle;
+mod message;
+mod note;
+mod reqlog;
+mod resume;
+mod sessions;
+mod snapshot;
+mod stateless;
+mod subscriptions;
+mod supervisor;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
 
 pub use crate::roots::Root;
+pub use children::Children;
 
 /// Settings of the core.
 #[derive(Debug, Clone)]
@@ -68,7 +146,7 @@ pub struct CoreConfig {
     /// Roots answered to `roots/list`.
     pub roots: Vec<Root>,
     /// Serve MCP 2026-07-28 requests (`--protocol auto`); `false` answers them like a
-    /// 2025-era server (method not found), so clients fall back to `initialize`.
+    /// handshake-revision server (method not found), so clients fall back to `initialize`.
     pub modern: bool,
     /// Pass the server's `roots/list` to clients that declared roots, instead of
     /// answering it from `roots`.
@@ -101,170 +179,34 @@ impl CoreConfig {
     }
 }
 
-enum ChildState {
-    Starting,
-    Ready { result: Value, version: String },
-    Failed(String),
-}
-
-/// A remote `initialize` waiting for its child to finish starting.
-struct WaitingInit {
-    /// Where the answer goes; `None` once that exchange is gone (link down).
-    exchange: Option<u64>,
-    id: Bytes,
-    requested: Option<String>,
-    caps: ClientCaps,
-    principal: String,
-    /// For a legacy session: the session (already created) and its stream.
-    legacy_session: Option<String>,
-}
-
-struct ChildSlot {
-    handle: ChildHandle,
-    state: ChildState,
-    waiting: Vec<WaitingInit>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Purpose {
-    /// A client's request: its answer goes back to the client.
-    Client,
-    /// The bridge's own `initialize` of the child.
-    ChildInit,
-    /// A bridge-internal request whose answer is ignored.
-    Internal,
-    /// The bridge's own `tools/list`, kept as the offline snapshot.
-    ToolsSnapshot,
-}
-
-/// A request in flight on a child, by child-side id.
-struct Pending {
-    child: ChildId,
-    purpose: Purpose,
-    /// Where the answer goes (a POST exchange, or a legacy session's stream).
-    exchange: Option<u64>,
-    /// Whether the answer ends the exchange (Streamable POST) or is one message on a
-    /// stream (legacy).
-    reply_final: bool,
-    session: Option<String>,
-    original_id: Bytes,
-    original_token: Option<Bytes>,
-    /// A server→client request routed through this request awaits its answer.
-    awaiting_client: bool,
-    /// When a client request times out.
-    deadline: Option<Instant>,
-    /// A 2026-07-28 request: its client's capabilities, log level and input requests.
-    modern: Option<Box<modern::ModernCall>>,
-    /// What the policy attached: a `tools/list` to rewrite, or an audited `tools/call`.
-    note: Option<Box<gate::Note>>,
-}
-
-impl Pending {
-    fn internal(child: ChildId, purpose: Purpose) -> Self {
-        Self {
-            child,
-            purpose,
-            exchange: None,
-            reply_final: false,
-            session: None,
-            original_id: Bytes::new(),
-            original_token: None,
-            awaiting_client: false,
-            deadline: None,
-            modern: None,
-            note: None,
-        }
-    }
-}
-
-/// A server→client request, by bridge-assigned id.
-struct ServerRequest {
-    child: ChildId,
-    child_id: Bytes,
-    session: Option<String>,
-    pending: u64,
-}
-
-/// What an open exchange is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Role {
-    Post,
-    Stream(String),
-    LegacyStream(String),
-    Probe,
-    /// A 2026-07-28 request, by child-side id: closing it cancels the request.
-    Modern(u64),
-    /// A `subscriptions/listen` stream.
-    Listen,
-    /// A Streamable POST in this session (its stream may become resumable).
-    SessionPost(String),
-    /// A `GET` with `Last-Event-ID` continuing this resumable stream.
-    Resume(u64),
-}
-
-/// A resumable stream (see `crate::resume`), by the exchange number that opened it.
-struct Resumable {
-    session: String,
-    /// The exchange its messages currently go to (the POST, or a resuming GET).
-    attached: Option<u64>,
-}
-
-/// Where the answer to a client message goes.
-#[derive(Debug, Clone)]
-struct Ctx {
-    principal: String,
-    session: Option<String>,
-    /// The exchange the message came on.
-    exchange: u64,
-    /// Legacy: answers go to the session's stream, the POST gets 202.
-    legacy: bool,
-    /// The `MCP-Protocol-Version` header, if any.
-    header_version: Option<String>,
-}
-
 /// The bridge's MCP state. See the module documentation.
 pub struct Core {
     cfg: CoreConfig,
-    events: mpsc::Sender<ChildEvent>,
-    children: HashMap<ChildId, ChildSlot>,
-    default_child: Option<ChildId>,
-    next_child: ChildId,
-    next_id: u64,
-    pending: BTreeMap<u64, Pending>,
-    server_requests: HashMap<u64, ServerRequest>,
-    subscriptions: HashMap<(ChildId, String), usize>,
-    exchanges: HashMap<u64, Role>,
-    /// The exchanges of `exchanges` that are sessionless `GET` probes.
-    probes: HashSet<u64>,
+    /// The time of the event being handled.
+    now: Instant,
+    /// The server processes.
+    children: Supervisor,
+    /// Requests in flight, by the ids the bridge gave them.
+    ids: IdTable,
+    /// Resource subscriptions on the children, with their subscriber counts.
+    subscriptions: Subscriptions,
+    /// The exchanges open on the relay link.
+    exchanges: Exchanges,
     sessions: Sessions,
     outbox: Vec<Frame>,
-    guard: Arc<Guard>,
-    /// When to restart the shared child after it exited.
-    restart_at: Option<Instant>,
-    /// Recent exits of the shared child (crash-loop guard).
-    crashes: VecDeque<Instant>,
-    /// Consecutive failures of the shared child to start.
-    startup_failures: u32,
-    restarts: u32,
     /// The shared child's initialize result and tools list, for the relay's offline answers.
-    snapshot_init: Option<Bytes>,
-    snapshot_tools: Option<Bytes>,
-    snapshot_dirty: bool,
+    snapshot: OfflineSnapshot,
     /// Shutting down: no new requests.
     draining: bool,
-    /// Modern calls suspended for their inputs, by `requestState`.
-    suspended: HashMap<String, modern::Suspension>,
-    /// Open `subscriptions/listen` streams, by exchange.
-    listens: HashMap<u64, modern::Listen>,
-    /// When gathered input requests next go out.
-    next_flush: Option<Instant>,
+    /// 2026-07-28 calls suspended for their inputs.
+    suspensions: Suspensions,
+    /// Open `subscriptions/listen` streams.
+    listens: Listens,
     /// Resumable streams, by the exchange number that opened them.
-    resumable: HashMap<u64, Resumable>,
-    /// Legacy SSE streams that outlived a relay connection, by the exchange number that
-    /// opened them (see `legacy_sse`).
-    carried: HashMap<u64, legacy_sse::Carried>,
-    /// Bytes held in their backlogs, all streams together.
-    carried_bytes: usize,
+    resumable: ResumableStreams,
+    /// HTTP+SSE streams that outlived a relay connection, by the exchange number that
+    /// opened them.
+    carried: CarriedStreams,
     /// The desktop policy's state (last: requests in flight, dropped before it, are
     /// still recorded in the audit log).
     gate: gate::Gate,
@@ -277,13 +219,6 @@ pub const MAX_SESSIONLESS_STREAMS: usize = 1024;
 /// this bounds what a misbehaving relay can make the bridge keep).
 pub const MAX_OPEN_EXCHANGES: usize = 65_536;
 
-/// Longest delay between restarts of a crashing server.
-const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
-/// Exits within this window count towards the crash-loop backoff.
-const CRASH_WINDOW: Duration = Duration::from_secs(60);
-/// Exits of a serving server within [`CRASH_WINDOW`] restarted without delay.
-const CRASH_BURST: usize = 120;
-
 fn ex_body(code: i64, message: &str) -> Vec<u8> {
     error_response(b"null", code, message)
 }
@@ -295,39 +230,26 @@ fn incident_id() -> String {
 }
 
 impl Core {
-    /// A core with no children yet; children report to `events`.
-    pub fn new(mut cfg: CoreConfig, events: mpsc::Sender<ChildEvent>, guard: Arc<Guard>) -> Self {
+    /// A core with no children yet, starting them through `processes`; `now` is the time
+    /// of its creation (every event brings its own).
+    pub fn with_children(mut cfg: CoreConfig, processes: Box<dyn Children>, now: Instant) -> Self {
         gate::merge_roots(&mut cfg);
         let gate = gate::Gate::new(&cfg.policy);
         Self {
+            children: Supervisor::new(processes, cfg.child.clone()),
             cfg,
-            events,
-            children: HashMap::new(),
-            default_child: None,
-            next_child: 1,
-            next_id: 1,
-            pending: BTreeMap::new(),
-            server_requests: HashMap::new(),
-            subscriptions: HashMap::new(),
-            exchanges: HashMap::new(),
-            probes: HashSet::new(),
+            now,
+            ids: IdTable::default(),
+            subscriptions: Subscriptions::default(),
+            exchanges: Exchanges::default(),
             sessions: Sessions::default(),
             outbox: Vec::new(),
-            guard,
-            restart_at: None,
-            crashes: VecDeque::new(),
-            startup_failures: 0,
-            restarts: 0,
-            snapshot_init: None,
-            snapshot_tools: None,
-            snapshot_dirty: false,
+            snapshot: OfflineSnapshot::default(),
             draining: false,
-            suspended: HashMap::new(),
-            listens: HashMap::new(),
-            next_flush: None,
-            resumable: HashMap::new(),
-            carried: HashMap::new(),
-            carried_bytes: 0,
+            suspensions: Suspensions::default(),
+            listens: Listens::default(),
+            resumable: ResumableStreams::default(),
+            carried: CarriedStreams::default(),
             gate,
         }
     }
@@ -340,20 +262,18 @@ impl Core {
             pending: n(self.client_pending()),
             exchanges: n(self.exchanges.len()),
             children: n(self.children.len()),
-            restarts: self.restarts,
+            restarts: self.children.restarts(),
         }
     }
 
     /// Client requests in flight on children.
     pub fn client_pending(&self) -> usize {
-        self.pending
-            .values()
-            .filter(|p| p.purpose == Purpose::Client)
-            .count()
+        self.ids.client_count()
     }
 
-    /// Stops taking requests (graceful shutdown); requests in flight run on.
-    pub fn drain(&mut self) {
+    /// Stops taking requests (graceful shutdown) at `now`; requests in flight run on.
+    pub fn drain(&mut self, now: Instant) {
+        self.now = now;
         self.draining = true;
         self.close_listens();
         self.drop_suspended();
@@ -362,199 +282,11 @@ impl Core {
 
     /// The offline snapshot for the relay: when it changed, or always with `force`.
     pub fn snapshot(&mut self, force: bool) -> Option<Frame> {
-        if !(self.snapshot_dirty || force) {
-            return None;
-        }
-        let init = self.snapshot_init.clone()?;
-        self.snapshot_dirty = false;
-        Some(Frame::Snapshot(Snapshot {
-            initialize: init,
-            tools: self.snapshot_tools.clone().unwrap_or_default(),
-        }))
+        self.snapshot.frame(force)
     }
 
     /// Frames produced since the last call, to send to the relay in order.
     pub fn take_outbox(&mut self) -> Vec<Frame> {
         std::mem::take(&mut self.outbox)
     }
-
-    fn fresh_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
-    }
-
-    // ----- output to the relay ------------------------------------------------------
-
-    fn push(
-        &mut self,
-        exchange: u64,
-        status: u16,
-        session: Option<String>,
-        flags: u8,
-        body: Vec<u8>,
-    ) {
-        if !self.resumable.is_empty() && self.resumable.contains_key(&exchange) {
-            return self.push_resumable(exchange, flags, Bytes::from(body));
-        }
-        if !self.carried.is_empty() && self.carried.contains_key(&exchange) {
-            return self.push_carried(exchange, flags, Bytes::from(body));
-        }
-        if flags & FLAG_FINAL != 0 {
-            self.exchanges.remove(&exchange);
-            if !self.probes.is_empty() {
-                self.probes.remove(&exchange);
-            }
-        }
-        self.outbox.push(Frame::Response(Response {
-            exchange,
-            status,
-            session,
-            flags,
-            event_id: None,
-            body: Bytes::from(body),
-        }));
-    }
-
-    /// A message of a resumable stream: numbered, kept for replay, and sent to wherever
-    /// the stream is attached now.
-    fn push_resumable(&mut self, stream: u64, flags: u8, body: Bytes) {
-        let is_final = flags & FLAG_FINAL != 0;
-        let Some(r) = self.resumable.get(&stream) else {
-            return;
-        };
-        let attached = r.attached.filter(|a| self.exchanges.contains_key(a));
-        let seq = match self.sessions.get_mut(&r.session) {
-            Some(s) => s.logs.get_or_create(stream).append(body.clone(), is_final),
-            None => 0,
-        };
-        if is_final {
-            self.resumable.remove(&stream);
-            self.exchanges.remove(&stream);
-        }
-        let Some(to) = attached else { return };
-        if is_final {
-            self.exchanges.remove(&to);
-        }
-        self.outbox.push(Frame::Response(Response {
-            exchange: to,
-            status: 200,
-            session: None,
-            flags: if is_final { FLAG_FINAL } else { 0 },
-            event_id: (seq > 0).then(|| protocol::event_id(stream, seq)),
-            body,
-        }));
-    }
-
-    /// Makes a session POST's stream resumable (attached to `attached`).
-    fn make_resumable(&mut self, stream: u64, session: String, attached: Option<u64>) {
-        match self.resumable.get_mut(&stream) {
-            Some(r) => r.attached = attached,
-            None => {
-                if let Some(s) = self.sessions.get_mut(&session) {
-                    s.logs.get_or_create(stream);
-                }
-                self.resumable
-                    .insert(stream, Resumable { session, attached });
-            }
-        }
-    }
-
-    /// Forgets resumable streams whose request ended without an answer (cancelled by
-    /// the client); a resuming client then finds the stream finished or unknown.
-    pub(super) fn prune_resumable(&mut self) {
-        if self.resumable.is_empty() {
-            return;
-        }
-        let running: std::collections::HashSet<u64> =
-            self.pending.values().filter_map(|p| p.exchange).collect();
-        self.resumable.retain(|stream, _| running.contains(stream));
-    }
-
-    /// Whether messages for this exchange still go somewhere (open, resumable, or a legacy
-    /// stream carried across a reconnect).
-    fn is_live(&self, exchange: u64) -> bool {
-        self.exchanges.contains_key(&exchange)
-            || self.resumable.contains_key(&exchange)
-            || self.carried.contains_key(&exchange)
-    }
-
-    /// Ends an exchange with one answer.
-    fn reply(&mut self, exchange: u64, status: u16, session: Option<String>, body: Vec<u8>) {
-        self.push(exchange, status, session, FLAG_FINAL, body);
-    }
-
-    /// Adds one message to an exchange's stream (if it is still open).
-    fn message(&mut self, exchange: u64, body: Vec<u8>) {
-        match self.exchanges.get(&exchange) {
-            Some(Role::SessionPost(sid)) if !self.resumable.contains_key(&exchange) => {
-                // The answer becomes a stream: from now on it can be resumed.
-                let sid = sid.clone();
-                self.make_resumable(exchange, sid, Some(exchange));
-                self.push(exchange, 200, None, 0, body);
-            }
-            Some(_) => self.push(exchange, 200, None, 0, body),
-            None if self.resumable.contains_key(&exchange)
-                || self.carried.contains_key(&exchange) =>
-            {
-                self.push(exchange, 200, None, 0, body)
-            }
-            None => {}
-        }
-    }
-
-    /// Answers on an exchange: finally (Streamable POST) or as a stream message (legacy).
-    fn answer_to(&mut self, exchange: u64, is_final: bool, body: &[u8]) {
-        if !self.exchanges.contains_key(&exchange) && !self.carried.contains_key(&exchange) {
-            return;
-        }
-        if is_final {
-            self.reply(exchange, 200, None, body.to_vec());
-        } else {
-            self.message(exchange, body.to_vec());
-        }
-    }
-
-    /// Sends a child's answer (or a message related to it) to where the request came from.
-    fn deliver(&mut self, p: &Pending, body: Vec<u8>, is_answer: bool) {
-        let Some(ex) = p.exchange else { return };
-        if !self.is_live(ex) {
-            return;
-        }
-        if is_answer && p.reply_final {
-            self.reply(ex, 200, None, body);
-        } else {
-            self.message(ex, body);
-        }
-    }
-
-    /// Answers a client message in its context.
-    fn answer(&mut self, ctx: &Ctx, body: Vec<u8>) {
-        if ctx.legacy {
-            if let Some(stream) = ctx
-                .session
-                .as_deref()
-                .and_then(|s| self.sessions.get(s))
-                .and_then(|s| s.stream)
-            {
-                self.message(stream, body);
-            }
-        } else {
-            self.reply(ctx.exchange, 200, None, body);
-        }
-    }
-}
-
-/// A core for unit tests whose server command is never started.
-#[cfg(test)]
-fn idle_core() -> Core {
-    let (events, _) = mpsc::channel(16);
-    let spec = ChildSpec {
-        program: "never-started".into(),
-        args: Vec::new(),
-        max_line: 1 << 20,
-        env: Vec::new(),
-        cwd: None,
-    };
-    Core::new(CoreConfig::new(spec), events, Arc::new(Guard::disabled()))
 }

@@ -22,9 +22,12 @@ use std::time::{Duration, Instant};
 
 use protocol::calls::{CallKind, RequestId};
 
-use crate::core::{Core, Pending, Purpose, WaitingInit};
 use protocol::Frame;
 use protocol::frame::FLAG_FINAL;
+
+use super::Core;
+use super::ids::{Pending, Purpose};
+use super::init::WaitingInit;
 
 /// Target of the lines.
 pub const TARGET: &str = "bridge::request";
@@ -77,8 +80,8 @@ fn enabled() -> bool {
     tracing::enabled!(target: TARGET, LEVEL)
 }
 
-fn emit(open: &Open, exchange: u64, outcome: &str, by: &str) {
-    let duration_ms = open.start.elapsed().as_micros() as f64 / 1000.0;
+fn emit(open: &Open, exchange: u64, outcome: &str, by: &str, now: Instant) {
+    let duration_ms = now.saturating_duration_since(open.start).as_micros() as f64 / 1000.0;
     tracing::event!(
         target: TARGET,
         LEVEL,
@@ -104,7 +107,7 @@ fn is_error(body: &[u8]) -> bool {
 
 impl Core {
     /// Notes a message POSTed on `exchange`, when the lines are on and it is a request.
-    pub(in crate::core) fn log_begin(&self, exchange: u64, body: &[u8]) -> Option<Begun> {
+    pub(super) fn log_begin(&self, exchange: u64, body: &[u8]) -> Option<Begun> {
         if !enabled() {
             return None;
         }
@@ -121,31 +124,31 @@ impl Core {
         Some(Begun {
             open: Open {
                 exchange,
-                start: Instant::now(),
+                start: self.now,
                 kind,
                 method: (kind == CallKind::Other).then(|| printable(method)),
                 tool,
             },
-            first_id: self.next_id,
+            first_id: self.ids.peek_next(),
             outbox_len: self.outbox.len(),
         })
     }
 
     /// After the core handled a request noted by [`Core::log_begin`]: tracks it if it went
     /// to a server (or waits for one), logs it if the bridge answered it at once.
-    pub(in crate::core) fn log_sent(&mut self, begun: Option<Begun>) {
+    pub(super) fn log_sent(&mut self, begun: Option<Begun>) {
         let Some(b) = begun else { return };
         let exchange = b.open.exchange;
         let forwarded = self
-            .pending
-            .range(b.first_id..)
+            .ids
+            .since(b.first_id)
             .find(|(_, p)| p.purpose == Purpose::Client)
-            .map(|(id, _)| *id);
+            .map(|(id, _)| id);
         if let Some(cid) = forwarded {
             return self.track(cid, b.open);
         }
         // The bridge's own answer, final (Streamable HTTP) or on the session's stream
-        // (legacy).
+        // (HTTP+SSE).
         let answer = self.outbox.get(b.outbox_len..).and_then(|new| {
             new.iter().find_map(|f| match f {
                 Frame::Response(r) if !r.body.is_empty() || r.flags & FLAG_FINAL != 0 => {
@@ -160,14 +163,14 @@ impl Core {
             } else {
                 "ok"
             };
-            return emit(&b.open, exchange, outcome, "bridge");
+            return emit(&b.open, exchange, outcome, "bridge", self.now);
         }
         // A retry of a suspended 2026-07-28 call continues its request.
         let resumed = self
-            .pending
+            .ids
             .iter()
             .find(|(_, p)| p.exchange == Some(exchange))
-            .map(|(id, _)| *id);
+            .map(|(id, _)| id);
         if let Some(cid) = resumed {
             TABLE.with(|t| {
                 let mut t = t.borrow_mut();
@@ -181,11 +184,7 @@ impl Core {
             });
             return;
         }
-        let waits = self
-            .children
-            .values()
-            .any(|c| c.waiting.iter().any(|w| w.exchange == Some(exchange)));
-        if waits {
+        if self.children.is_waiting(exchange) {
             TABLE.with(|t| {
                 let mut t = t.borrow_mut();
                 if t.waiting.len() < MAX_OPEN {
@@ -206,31 +205,27 @@ impl Core {
     }
 
     /// A server answered the request `cid`.
-    pub(in crate::core) fn log_answered(&mut self, cid: u64, p: &Pending, error: bool) {
+    pub(super) fn log_answered(&mut self, cid: u64, p: &Pending, error: bool) {
         if p.purpose != Purpose::Client || !enabled() {
             return;
         }
         let open = TABLE.with(|t| t.borrow_mut().forwarded.remove(&cid));
         if let Some(open) = open {
-            // A Streamable answer goes to the request's (current) exchange; a legacy one
+            // A Streamable answer goes to the request's (current) exchange; an HTTP+SSE one
             // to the session's stream, so the line keeps the POST's id.
             let exchange = match (p.reply_final, p.exchange) {
                 (true, Some(ex)) => ex,
                 _ => open.exchange,
             };
-            emit(
-                &open,
-                exchange,
-                if error { "error" } else { "ok" },
-                "server",
-            );
+            let outcome = if error { "error" } else { "ok" };
+            emit(&open, exchange, outcome, "server", self.now);
         }
         self.log_sweep();
     }
 
     /// Logs requests that ended without an answer from a server (at most once a second).
     fn log_sweep(&self) {
-        let now = Instant::now();
+        let now = self.now;
         let due = TABLE.with(|t| {
             let mut t = t.borrow_mut();
             if t.last_sweep
@@ -249,12 +244,12 @@ impl Core {
             let forwarded: Vec<u64> = t
                 .forwarded
                 .keys()
-                .filter(|cid| !self.pending.contains_key(cid))
+                .filter(|cid| !self.ids.contains(**cid))
                 .copied()
                 .collect();
             for cid in forwarded {
                 if let Some(open) = t.forwarded.remove(&cid) {
-                    emit(&open, open.exchange, "closed", "bridge");
+                    emit(&open, open.exchange, "closed", "bridge", now);
                 }
             }
             let waiting: Vec<u64> = t
@@ -265,14 +260,14 @@ impl Core {
                 .collect();
             for ex in waiting {
                 if let Some(open) = t.waiting.remove(&ex) {
-                    emit(&open, open.exchange, "closed", "bridge");
+                    emit(&open, open.exchange, "closed", "bridge", now);
                 }
             }
         });
     }
 
     /// The server of these `initialize` requests finished starting (`ok`) or failed.
-    pub(in crate::core) fn log_inits_answered(&self, waiting: &[WaitingInit], ok: bool) {
+    pub(super) fn log_inits_answered(&self, waiting: &[WaitingInit], ok: bool) {
         if waiting.is_empty() || !enabled() {
             return;
         }
@@ -281,7 +276,7 @@ impl Core {
             for w in waiting {
                 if let Some(open) = w.exchange.and_then(|ex| t.waiting.remove(&ex)) {
                     let outcome = if ok { "ok" } else { "error" };
-                    emit(&open, open.exchange, outcome, "bridge");
+                    emit(&open, open.exchange, outcome, "bridge", self.now);
                 }
             }
         });

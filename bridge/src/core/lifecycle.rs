@@ -1,23 +1,33 @@
-//! Server processes: starting them, initializing them once, restarting the shared one
-//! after it exits (with backoff), timing out requests, and the bridge's own requests.
+//! A server's life as the core sees it: starting one (its `initialize` is the bridge's
+//! own), its exit (what was in flight on it is answered with an error), the shared one's
+//! restart, the clock's tick (timeouts and expiries), and the bridge's own requests.
 
-use super::*;
+use std::time::Instant;
+
+use protocol::jsonrpc::{INTERNAL_ERROR, REQUEST_TIMEOUT, error_response};
+use serde_json::Value;
+use tracing::{error, info};
+
+use super::ids::{Pending, Purpose};
+use super::init;
+use super::supervisor::ChildState;
+use super::{Core, incident_id};
+use crate::child::{ChildEvent, ChildId};
 
 impl Core {
     /// Starts the shared child (not under `isolate`). Its readiness is reported by
     /// [`Core::default_child_state`].
     pub fn start_default_child(&mut self) -> Result<(), String> {
-        if self.default_child.is_none() {
+        if self.children.shared().is_none() {
             let id = self.spawn_child()?;
-            self.default_child = Some(id);
+            self.children.set_shared(Some(id));
         }
         Ok(())
     }
 
     /// `None` while the shared child starts, then `Ok(())` or the failure.
     pub fn default_child_state(&self) -> Option<Result<(), String>> {
-        let slot = self.children.get(&self.default_child?)?;
-        match &slot.state {
+        match self.children.state(self.children.shared()?)? {
             ChildState::Starting => None,
             ChildState::Ready { .. } => Some(Ok(())),
             ChildState::Failed(e) => Some(Err(e.clone())),
@@ -26,52 +36,43 @@ impl Core {
 
     /// The last lines the shared child wrote to stderr (for errors shown locally).
     pub fn default_child_stderr(&self) -> Vec<String> {
-        self.default_child
-            .and_then(|id| self.children.get(&id))
-            .map(|slot| slot.handle.stderr_tail())
+        self.children
+            .shared()
+            .map(|id| self.children.stderr_tail(id))
             .unwrap_or_default()
     }
 
     pub(super) fn spawn_child(&mut self) -> Result<ChildId, String> {
-        let id = self.next_child;
-        self.next_child += 1;
-        let handle =
-            ChildHandle::spawn(id, &self.cfg.child, self.events.clone(), self.guard.clone())
-                .map_err(|e| e.to_string())?;
-        let req_id = self.fresh_id();
-        if !handle.send_line(init::child_initialize_request(req_id)) {
+        let id = self.children.spawn()?;
+        let req_id = self.ids.fresh();
+        if !self
+            .children
+            .send_line(id, init::child_initialize_request(req_id))
+        {
+            self.children.forget(id);
             return Err("the server's stdin closed at once".into());
         }
-        self.pending
+        self.ids
             .insert(req_id, Pending::internal(id, Purpose::ChildInit));
-        self.children.insert(
-            id,
-            ChildSlot {
-                handle,
-                state: ChildState::Starting,
-                waiting: Vec::new(),
-            },
-        );
         Ok(id)
     }
 
     /// The child for sessionless traffic, started on demand.
     pub(super) fn shared_child(&mut self) -> Result<ChildId, String> {
-        if let Some(id) = self.default_child
-            && self.children.contains_key(&id)
-        {
+        if let Some(id) = self.children.running_shared() {
             return Ok(id);
         }
-        if self.restart_at.is_some() {
+        if self.children.restarting() {
             return Err("it exited and is being restarted; retry in a moment".into());
         }
         let id = self.spawn_child()?;
-        self.default_child = Some(id);
+        self.children.set_shared(Some(id));
         Ok(id)
     }
 
-    /// Handles a child event.
-    pub fn on_child_event(&mut self, ev: ChildEvent) {
+    /// Handles a child event that happened at `now`.
+    pub fn on_child_event(&mut self, ev: ChildEvent, now: Instant) {
+        self.now = now;
         match ev {
             ChildEvent::Line(child, line) => self.on_child_line(child, line),
             ChildEvent::Exited(child, status) => self.on_child_exit(child, &status),
@@ -80,8 +81,8 @@ impl Core {
 
     /// Periodic housekeeping: restarts the shared child after a crash (with backoff) and
     /// times out requests.
-    pub fn on_tick(&mut self) {
-        let now = Instant::now();
+    pub fn on_tick(&mut self, now: Instant) {
+        self.now = now;
         self.expire_held(now);
         self.expire_calls(now);
         self.expire_suspensions(now);
@@ -92,29 +93,21 @@ impl Core {
                 s.logs.prune(now);
             }
         }
-        if self.restart_at.is_some_and(|at| at <= now) {
-            self.restart_at = None;
-            self.restarts = self.restarts.saturating_add(1);
+        if self.children.restart_due(now) {
             match self.spawn_child() {
                 Ok(new) => {
-                    let old = self.default_child.replace(new);
+                    let old = self.children.set_shared(Some(new));
                     for s in self.sessions.iter_mut() {
                         if Some(s.child) == old {
                             s.child = new;
                         }
                     }
                     // Move subscriptions to the new child and renew them there.
-                    let moved: Vec<(String, usize)> = self
-                        .subscriptions
-                        .iter()
-                        .filter(|((c, _), _)| Some(*c) == old)
-                        .map(|((_, u), n)| (u.clone(), *n))
-                        .collect();
-                    for (uri, n) in moved {
-                        if let Some(o) = old {
-                            self.subscriptions.remove(&(o, uri.clone()));
-                        }
-                        self.subscriptions.insert((new, uri.clone()), n);
+                    let moved = match old {
+                        Some(old) => self.subscriptions.move_child(old, new),
+                        None => Vec::new(),
+                    };
+                    for uri in moved {
                         self.internal_request(
                             new,
                             "resources/subscribe",
@@ -125,19 +118,18 @@ impl Core {
                 }
                 Err(e) => {
                     error!("cannot restart the MCP server: {e}");
-                    self.schedule_restart(false);
+                    self.children.schedule_restart(false, now);
                 }
             }
         }
     }
 
     pub(super) fn on_child_exit(&mut self, child: ChildId, status: &str) {
-        let Some(slot) = self.children.remove(&child) else {
+        let tail = self.children.stderr_tail(child);
+        let Some(gone) = self.children.forget(child) else {
             return;
         };
-        let was_ready = matches!(slot.state, ChildState::Ready { .. });
         let incident = incident_id();
-        let tail = slot.handle.stderr_tail();
         error!(
             incident = %incident,
             child,
@@ -147,27 +139,20 @@ impl Core {
         let message = format!(
             "the local MCP server exited (incident {incident}); the bridge is restarting it, retry the request"
         );
-        for w in slot.waiting {
+        for w in gone.waiting {
             if let Some(ex) = w.exchange {
                 self.answer_to(ex, true, &error_response(&w.id, INTERNAL_ERROR, &message));
             }
         }
-        let ids: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.child == child)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
-            let p = self.pending.remove(&id).expect("listed");
+        for (id, p) in self.ids.take_all(|p| p.child == child) {
             if p.purpose == Purpose::Client {
                 p.set_outcome(crate::audit::Outcome::Error(INTERNAL_ERROR));
                 let body = error_response(&p.original_id, INTERNAL_ERROR, &message);
-                self.deliver(&p, body, true);
+                self.deliver_answer(&p, body);
             }
             self.forget_in_flight(&p, id);
         }
-        self.server_requests.retain(|_, r| r.child != child);
+        self.ids.forget_server_requests_of(child);
         let orphaned: Vec<String> = self
             .sessions
             .iter()
@@ -177,71 +162,24 @@ impl Core {
         for sid in orphaned {
             self.end_session(&sid, true);
         }
-        if Some(child) == self.default_child && !self.cfg.isolate {
-            self.schedule_restart(was_ready);
-        } else if Some(child) == self.default_child {
-            self.default_child = None;
+        if Some(child) == self.children.shared() && !self.cfg.isolate {
+            self.children.schedule_restart(gone.was_ready, self.now);
+        } else if Some(child) == self.children.shared() {
+            self.children.set_shared(None);
         }
-    }
-
-    /// Plans the shared child's restart (crash-loop guard):
-    /// - a server that never finished starting is restarted after 0.25 s, doubling with
-    ///   each consecutive failure up to 30 s (a broken command does not spin);
-    /// - a server that was serving is restarted at once, unless it exited more than
-    ///   [`CRASH_BURST`] times within a minute; past that the delay doubles up to 30 s.
-    pub(super) fn schedule_restart(&mut self, was_ready: bool) {
-        let now = Instant::now();
-        let doubling = |n: u32| {
-            Duration::from_millis(250)
-                .saturating_mul(1 << n.min(8))
-                .min(MAX_RESTART_DELAY)
-        };
-        let delay = if was_ready {
-            self.crashes.push_back(now);
-            while self
-                .crashes
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW)
-            {
-                self.crashes.pop_front();
-            }
-            match self.crashes.len().checked_sub(CRASH_BURST) {
-                None | Some(0) => Duration::ZERO,
-                Some(excess) => doubling(excess as u32 - 1),
-            }
-        } else {
-            self.startup_failures = self.startup_failures.saturating_add(1);
-            doubling(self.startup_failures - 1)
-        };
-        if delay >= Duration::from_secs(2) {
-            warn!("the MCP server keeps exiting; next restart in {delay:?}");
-        }
-        self.restart_at = Some(now + delay);
     }
 
     /// Answers requests past their deadline with an error and cancels them on the server.
     pub(super) fn expire_calls(&mut self, now: Instant) {
-        let expired: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline.is_some_and(|d| d <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            let Some(p) = self.pending.get_mut(&id) else {
-                continue;
-            };
-            let child = p.child;
+        let expired = self.ids.take_all(|p| p.deadline.is_some_and(|d| d <= now));
+        for (id, p) in expired {
             let msg = serde_json::json!({
                 "jsonrpc": "2.0",
                 "method": "notifications/cancelled",
                 "params": { "requestId": id, "reason": "timed out" }
             });
-            if let Some(slot) = self.children.get(&child) {
-                slot.handle
-                    .send_line(serde_json::to_vec(&msg).expect("json"));
-            }
-            let p = self.pending.remove(&id).expect("present");
+            self.children
+                .send_line(p.child, msg.to_string().into_bytes());
             p.set_outcome(crate::audit::Outcome::Timeout);
             let secs = self.cfg.call_timeout.as_secs();
             let body = error_response(
@@ -251,7 +189,7 @@ impl Core {
                     "the local MCP server did not answer within {secs} s; the request was cancelled"
                 ),
             );
-            self.deliver(&p, body, true);
+            self.deliver_answer(&p, body);
             self.forget_in_flight(&p, id);
         }
     }
@@ -277,17 +215,11 @@ impl Core {
         params: Value,
         purpose: Purpose,
     ) {
-        let id = self.fresh_id();
+        let id = self.ids.fresh();
         let msg =
             serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let Some(slot) = self.children.get(&child) else {
-            return;
-        };
-        if slot
-            .handle
-            .send_line(serde_json::to_vec(&msg).expect("json"))
-        {
-            self.pending.insert(id, Pending::internal(child, purpose));
+        if self.children.send_line(child, msg.to_string().into_bytes()) {
+            self.ids.insert(id, Pending::internal(child, purpose));
         }
     }
 }

@@ -2,7 +2,26 @@
 //! remote `initialize` from that cached result, negotiating the protocol version per
 //! the MCP lifecycle rules.
 
+use bytes::Bytes;
 use serde_json::{Value, json};
+
+use super::sessions::ClientCaps;
+
+/// A remote `initialize` waiting for its child to finish starting.
+pub(super) struct WaitingInit {
+    /// Where the answer goes; `None` once that exchange is gone (link down).
+    pub(super) exchange: Option<u64>,
+    /// The request's id (raw JSON).
+    pub(super) id: Bytes,
+    /// The protocol version the client asked for.
+    pub(super) requested: Option<String>,
+    /// What the client can answer.
+    pub(super) caps: ClientCaps,
+    /// Who asked.
+    pub(super) principal: String,
+    /// For an HTTP+SSE session: the session (already created), whose stream gets the answer.
+    pub(super) http_sse_session: Option<String>,
+}
 
 /// The `initialize` request the bridge sends to a child, with its child-side id.
 ///
@@ -24,7 +43,7 @@ pub fn child_initialize_request(id: u64) -> Vec<u8> {
             "clientInfo": { "name": "mcp-tunnel-bridge", "version": env!("CARGO_PKG_VERSION") }
         }
     });
-    serde_json::to_vec(&msg).expect("json")
+    msg.to_string().into_bytes()
 }
 
 /// The notification that completes the child's handshake.
@@ -46,7 +65,7 @@ pub fn result_for(cached: &Value, version: &str) -> Vec<u8> {
     if let Some(obj) = r.as_object_mut() {
         obj.insert("protocolVersion".into(), Value::String(version.to_owned()));
     }
-    serde_json::to_vec(&r).expect("json")
+    r.to_string().into_bytes()
 }
 
 #[cfg(test)]

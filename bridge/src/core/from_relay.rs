@@ -1,66 +1,78 @@
 //! Exchanges from the relay: which session and stream each belongs to, session creation
-//! and eviction, the legacy SSE transport, and the link going down.
+//! and eviction, the HTTP+SSE transport, and the link going down.
 
-use super::*;
+use std::time::Instant;
 
-mod reqlog;
+use bytes::Bytes;
+use protocol::frame::{FLAG_FINAL, FLAG_STREAM};
+use protocol::jsonrpc::{
+    INTERNAL_ERROR, INVALID_REQUEST, SESSION_NOT_FOUND, UNAVAILABLE, error_response,
+};
+use protocol::{Request, RequestKind};
+use tracing::{info, warn};
+
+use super::exchanges::Role;
+use super::ids::Purpose;
+use super::message::{Ctx, Transport};
+use super::sessions::ClientCaps;
+use super::subscriptions::Release;
+use super::{Core, MAX_OPEN_EXCHANGES, MAX_SESSIONLESS_STREAMS, ex_body};
+use crate::child::ChildId;
 
 impl Core {
-    /// The relay link went down: every exchange is gone (sessions stay; legacy SSE streams
-    /// wait to be carried on, see `legacy_sse`).
-    pub fn on_link_down(&mut self) {
+    /// The relay link went down: every exchange is gone (sessions stay; HTTP+SSE streams
+    /// wait to be carried on, see `http_sse`), at `now`.
+    pub fn on_link_down(&mut self, now: Instant) {
+        self.now = now;
         self.held_link_down();
-        self.modern_link_down();
+        self.stateless_link_down();
         // Session POSTs still running stay resumable: their client may come back (on the
         // next connection) with `GET` + `Last-Event-ID`.
         let running: Vec<(u64, String)> = self
-            .pending
-            .values()
-            .filter_map(|p| match p.exchange.and_then(|e| self.exchanges.get(&e)) {
-                Some(Role::SessionPost(sid)) => Some((p.exchange.expect("some"), sid.clone())),
-                _ => None,
+            .ids
+            .iter()
+            .filter_map(|(_, p)| {
+                let stream = p.exchange?;
+                match self.exchanges.role(stream) {
+                    Some(Role::SessionPost(sid)) => Some((stream, sid.clone())),
+                    _ => None,
+                }
             })
             .collect();
         for (stream, sid) in running {
             self.make_resumable(stream, sid, None);
         }
-        for r in self.resumable.values_mut() {
-            r.attached = None;
-        }
-        self.detach_legacy_streams();
+        self.resumable.detach_all();
+        self.detach_http_sse_streams();
         self.exchanges.clear();
-        self.probes.clear();
         self.outbox.clear();
         for s in self.sessions.iter_mut() {
-            if !s.legacy {
+            if !s.http_sse {
                 s.stream = None;
             }
         }
         // Exchange numbers belong to the connection that is gone: no answer may ever be
         // matched to a number a later connection reuses (resumable streams and carried
-        // legacy streams keep theirs as their name; what they carry only goes to the
+        // HTTP+SSE streams keep theirs as their name; what they carry only goes to the
         // exchange that took them over).
         let (resumable, carried) = (&self.resumable, &self.carried);
-        let named = |e: &u64| resumable.contains_key(e) || carried.contains_key(e);
-        for p in self.pending.values_mut() {
+        let named = |e: &u64| resumable.contains(*e) || carried.contains(*e);
+        for p in self.ids.values_mut() {
             if !p.exchange.as_ref().is_some_and(named) {
                 p.exchange = None;
             }
         }
-        for w in self
-            .children
-            .values_mut()
-            .flat_map(|c| c.waiting.iter_mut())
-        {
+        for w in self.children.waiting_mut() {
             if !w.exchange.as_ref().is_some_and(named) {
                 w.exchange = None;
             }
         }
     }
 
-    /// The relay abandoned an exchange (its client went away).
-    pub fn on_cancel(&mut self, exchange: u64) {
-        match self.exchanges.remove(&exchange) {
+    /// The relay abandoned an exchange (its client went away) at `now`.
+    pub fn on_cancel(&mut self, exchange: u64, now: Instant) {
+        self.now = now;
+        match self.exchanges.close(exchange) {
             Some(Role::Stream(sid)) => {
                 if let Some(s) = self.sessions.get_mut(&sid)
                     && s.stream == Some(exchange)
@@ -68,116 +80,80 @@ impl Core {
                     s.stream = None;
                 }
             }
-            Some(Role::LegacyStream(sid)) => {
-                // Closing a legacy SSE stream ends its session.
+            Some(Role::HttpSseStream(sid)) => {
+                // Closing an HTTP+SSE stream ends its session.
                 self.end_session(&sid, false);
             }
             // In 2026-07-28 closing the response stream cancels the request.
-            Some(Role::Modern(cid)) => self.cancel_modern(cid, exchange),
+            Some(Role::Stateless(cid)) => self.cancel_stateless(cid, exchange),
             Some(Role::Listen) => self.end_listen(exchange),
             Some(Role::SessionPost(sid)) => {
-                // The client dropped the stream: the request runs on (2025 rules) and what
+                // The client dropped the stream: the request runs on (handshake revisions) and what
                 // it sends is kept for the client's `GET` + `Last-Event-ID`.
-                if self.pending.values().any(|p| p.exchange == Some(exchange)) {
+                if self.ids.iter().any(|(_, p)| p.exchange == Some(exchange)) {
                     self.make_resumable(exchange, sid, None);
-                } else if let Some(r) = self.resumable.get_mut(&exchange) {
-                    r.attached = None;
+                } else {
+                    self.resumable.detach(exchange);
                 }
             }
-            Some(Role::Resume(stream)) => {
-                if let Some(r) = self.resumable.get_mut(&stream)
-                    && r.attached == Some(exchange)
-                {
-                    r.attached = None;
-                }
-            }
-            Some(Role::Probe) => {
-                self.probes.remove(&exchange);
-            }
-            // A disconnect is not a cancellation in the 2025 revisions: the request runs
+            Some(Role::Resume(stream)) => self.resumable.detach_reader(stream, exchange),
+            // A disconnect is not a cancellation in the handshake revisions: the request runs
             // on; its answer is dropped.
-            Some(Role::Post) | None => {}
+            Some(Role::Post | Role::Probe) | None => {}
         }
     }
 
     /// Streams open without a session (probes and `subscriptions/listen`).
     pub(super) fn sessionless_streams(&self) -> usize {
-        self.probes.len() + self.listens.len()
+        self.exchanges.probes() + self.listens.len()
     }
 
-    /// Handles one exchange from the relay.
-    pub fn on_request(&mut self, r: Request) {
+    /// Handles one exchange from the relay, arrived at `now`.
+    pub fn on_request(&mut self, r: Request, now: Instant) {
+        self.now = now;
         let exchange = r.exchange;
-        if self.exchanges.len() >= MAX_OPEN_EXCHANGES && !self.exchanges.contains_key(&exchange) {
+        if self.exchanges.len() >= MAX_OPEN_EXCHANGES && !self.exchanges.contains(exchange) {
             // Only a misbehaving relay gets here (a relay caps exchanges per tunnel lower).
-            self.exchanges.insert(exchange, Role::Post);
-            self.reply(
-                exchange,
-                503,
-                None,
-                ex_body(
-                    UNAVAILABLE,
-                    "too many requests are open on this bridge; retry in a moment",
-                ),
-            );
-            return;
+            let msg = "too many requests are open on this bridge; retry in a moment";
+            return self.unavailable(exchange, msg);
         }
-        if !self.carried.is_empty() && self.carried.contains_key(&exchange) {
-            // A number naming a carried legacy stream (a restarted relay numbering from the
+        if !self.carried.is_empty() && self.carried.contains(exchange) {
+            // A number naming a carried HTTP+SSE stream (a restarted relay numbering from the
             // same start): refused, so nothing of that stream can reach this request.
-            self.outbox.push(Frame::Response(Response {
-                exchange,
-                status: 503,
-                session: None,
-                flags: FLAG_FINAL,
-                event_id: None,
-                body: Bytes::from(ex_body(UNAVAILABLE, "retry in a moment")),
-            }));
-            return;
+            let body = Bytes::from(ex_body(UNAVAILABLE, "retry in a moment"));
+            return self.emit(exchange, 503, FLAG_FINAL, None, body);
         }
         if self.draining {
-            self.exchanges.insert(exchange, Role::Post);
-            self.reply(
-                exchange,
-                503,
-                None,
-                ex_body(
-                    UNAVAILABLE,
-                    "the bridge is shutting down; retry in a moment",
-                ),
-            );
-            return;
+            return self.unavailable(exchange, "the bridge is shutting down; retry in a moment");
         }
         match r.kind {
             RequestKind::Post => {
-                self.exchanges.insert(exchange, Role::Post);
+                self.exchanges.open(exchange, Role::Post);
                 let log = self.log_begin(exchange, &r.body);
                 let ctx = Ctx {
                     principal: r.principal,
-                    session: r.session,
                     exchange,
-                    legacy: false,
+                    transport: Transport::Streamable { session: r.session },
                     header_version: r.protocol_version,
                 };
                 self.on_message(ctx, r.body);
                 self.log_sent(log);
             }
             RequestKind::LegacyPost => {
-                self.exchanges.insert(exchange, Role::Post);
+                self.exchanges.open(exchange, Role::Post);
                 let sid = r.session.unwrap_or_default();
                 let ok = self
                     .sessions
                     .touch(&sid, &r.principal)
-                    .is_some_and(|s| s.legacy);
+                    .is_some_and(|s| s.http_sse);
                 if !ok {
                     self.session_not_found(exchange);
                     return;
                 }
                 let ctx = Ctx {
                     principal: r.principal,
-                    session: Some(sid),
                     exchange,
-                    legacy: true,
+                    transport: Transport::HttpSse { session: sid },
                     header_version: None,
                 };
                 let log = self.log_begin(exchange, &r.body);
@@ -192,10 +168,16 @@ impl Core {
             },
             RequestKind::Delete => self.on_delete(exchange, r.session, &r.principal),
             RequestKind::LegacyOpen => match r.session {
-                Some(sid) => self.on_legacy_reattach(exchange, sid, &r.principal),
-                None => self.on_legacy_open(exchange, &r.principal),
+                Some(sid) => self.on_http_sse_reattach(exchange, sid, &r.principal),
+                None => self.on_http_sse_open(exchange, &r.principal),
             },
         }
+    }
+
+    /// Refuses an exchange with 503 (the client may retry).
+    fn unavailable(&mut self, exchange: u64, message: &str) {
+        self.exchanges.open(exchange, Role::Post);
+        self.reply(exchange, 503, None, ex_body(UNAVAILABLE, message));
     }
 
     /// Answers 404 "Session not found" (clients then re-initialize).
@@ -214,44 +196,34 @@ impl Core {
             // keep-alives is the answer they need; it holds nothing but its number, and
             // their count is capped all the same.
             if self.sessionless_streams() >= MAX_SESSIONLESS_STREAMS {
-                self.exchanges.insert(exchange, Role::Post);
-                self.reply(
-                    exchange,
-                    503,
-                    None,
-                    ex_body(
-                        UNAVAILABLE,
-                        "too many streams without a session are open on this bridge; retry later",
-                    ),
-                );
-                return;
+                let msg = "too many streams without a session are open on this bridge; retry later";
+                return self.unavailable(exchange, msg);
             }
-            self.exchanges.insert(exchange, Role::Probe);
-            self.probes.insert(exchange);
+            self.exchanges.open(exchange, Role::Probe);
             self.push(exchange, 200, None, FLAG_STREAM, Vec::new());
             return;
         };
         let old = match self.sessions.touch(&sid, principal) {
-            Some(s) if !s.legacy => s.stream.replace(exchange),
+            Some(s) if !s.http_sse => s.stream.replace(exchange),
             _ => {
-                self.exchanges.insert(exchange, Role::Post);
+                self.exchanges.open(exchange, Role::Post);
                 self.session_not_found(exchange);
                 return;
             }
         };
         if let Some(old) = old {
             // One standalone stream per session: the newest replaces the previous.
-            if self.exchanges.contains_key(&old) {
+            if self.exchanges.contains(old) {
                 self.push(old, 200, None, FLAG_FINAL, Vec::new());
             }
         }
-        self.exchanges.insert(exchange, Role::Stream(sid));
+        self.exchanges.open(exchange, Role::Stream(sid));
         self.push(exchange, 200, None, FLAG_STREAM, Vec::new());
     }
 
     /// `GET` with `Last-Event-ID`: replays the rest of that stream, then continues it live.
     pub(super) fn on_resume(&mut self, exchange: u64, sid: String, principal: &str, last: &str) {
-        self.exchanges.insert(exchange, Role::Post);
+        self.exchanges.open(exchange, Role::Post);
         if self.sessions.touch(&sid, principal).is_none() {
             return self.session_not_found(exchange);
         }
@@ -272,8 +244,8 @@ impl Core {
         };
         let live = self
             .resumable
-            .get(&stream)
-            .is_some_and(|r| r.session == sid);
+            .get(stream)
+            .is_some_and(|r| r.session() == sid);
         let Some(log) = self.sessions.get(&sid).and_then(|s| s.logs.get(stream)) else {
             return cannot(self);
         };
@@ -288,22 +260,22 @@ impl Core {
                 "resuming a stream whose oldest messages are no longer kept"
             );
         }
-        self.exchanges.insert(exchange, Role::Resume(stream));
+        self.exchanges.open(exchange, Role::Resume(stream));
         self.push(exchange, 200, None, FLAG_STREAM, Vec::new());
         let n = events.len();
         for (i, (seq, body)) in events.into_iter().enumerate() {
             let last = finished && i + 1 == n;
             if last {
-                self.exchanges.remove(&exchange);
+                self.exchanges.close(exchange);
             }
-            self.outbox.push(Frame::Response(Response {
+            let flags = if last { FLAG_FINAL } else { 0 };
+            self.emit(
                 exchange,
-                status: 200,
-                session: None,
-                flags: if last { FLAG_FINAL } else { 0 },
-                event_id: Some(protocol::event_id(stream, seq)),
+                200,
+                flags,
+                Some(protocol::event_id(stream, seq)),
                 body,
-            }));
+            );
         }
         if finished {
             if n == 0 {
@@ -311,8 +283,7 @@ impl Core {
             }
             return;
         }
-        if let Some(r) = self.resumable.get_mut(&stream)
-            && let Some(old) = r.attached.replace(exchange)
+        if let Some(old) = self.resumable.attach(stream, exchange)
             && old != exchange
         {
             // One reader per stream: the newest resumption replaces an older one (or the
@@ -321,23 +292,8 @@ impl Core {
         }
     }
 
-    /// Ends the exchange of a stream's reader that a newer one replaced (one reader per
-    /// stream), if it is still open.
-    pub(super) fn end_replaced_reader(&mut self, old: u64) {
-        if self.exchanges.remove(&old).is_some() {
-            self.outbox.push(Frame::Response(Response {
-                exchange: old,
-                status: 200,
-                session: None,
-                flags: FLAG_FINAL,
-                event_id: None,
-                body: Bytes::new(),
-            }));
-        }
-    }
-
     pub(super) fn on_delete(&mut self, exchange: u64, session: Option<String>, principal: &str) {
-        self.exchanges.insert(exchange, Role::Post);
+        self.exchanges.open(exchange, Role::Post);
         let Some(sid) = session else {
             self.reply(
                 exchange,
@@ -358,14 +314,10 @@ impl Core {
         self.reply(exchange, 200, None, Vec::new());
     }
 
-    pub(super) fn on_legacy_open(&mut self, exchange: u64, principal: &str) {
+    pub(super) fn on_http_sse_open(&mut self, exchange: u64, principal: &str) {
         let child = match self.child_for_new_session() {
             Ok(c) => c,
-            Err(e) => {
-                self.exchanges.insert(exchange, Role::Post);
-                self.reply(exchange, 503, None, ex_body(UNAVAILABLE, &e));
-                return;
-            }
+            Err(e) => return self.unavailable(exchange, &e),
         };
         self.make_room_for_session(principal);
         let sid = self.sessions.create(
@@ -380,7 +332,7 @@ impl Core {
             s.stream = Some(exchange);
         }
         self.exchanges
-            .insert(exchange, Role::LegacyStream(sid.clone()));
+            .open(exchange, Role::HttpSseStream(sid.clone()));
         self.push(exchange, 200, Some(sid), FLAG_STREAM, Vec::new());
     }
 
@@ -420,126 +372,35 @@ impl Core {
         let Some(s) = self.sessions.remove(sid) else {
             return;
         };
-        self.resumable.retain(|_, r| r.session != sid);
+        self.resumable.forget_session(sid);
         for uri in &s.subscriptions {
-            let key = (s.child, uri.clone());
-            if let Some(n) = self.subscriptions.get_mut(&key) {
-                *n -= 1;
-                if *n == 0 {
-                    self.subscriptions.remove(&key);
-                    self.internal_request(
-                        s.child,
-                        "resources/unsubscribe",
-                        serde_json::json!({"uri": uri}),
-                    );
-                }
+            if self.subscriptions.release(s.child, uri) == Release::Last {
+                self.internal_request(
+                    s.child,
+                    "resources/unsubscribe",
+                    serde_json::json!({"uri": uri}),
+                );
             }
         }
         if let Some(stream) = s.stream {
             if close_stream && self.is_live(stream) {
                 self.push(stream, 200, None, FLAG_FINAL, Vec::new());
             } else {
-                self.exchanges.remove(&stream);
+                self.exchanges.close(stream);
             }
-            if let Some(c) = self.drop_carried(stream)
-                && let Some(to) = c.attached
-            {
-                self.exchanges.remove(&to);
+            if let Some(to) = self.carried.forget(stream) {
+                self.exchanges.close(to);
             }
         }
-        if s.owns_child
-            && let Some(slot) = self.children.remove(&s.child)
-        {
-            drop(slot); // kills the process group
-            let ids: Vec<u64> = self
-                .pending
-                .iter()
-                .filter(|(_, p)| p.child == s.child)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in ids {
-                if let Some(p) = self.pending.remove(&id)
-                    && p.purpose == Purpose::Client
-                {
+        if s.owns_child && self.children.forget(s.child).is_some() {
+            for (_, p) in self.ids.take_all(|p| p.child == s.child) {
+                if p.purpose == Purpose::Client {
                     p.set_outcome(crate::audit::Outcome::Error(INTERNAL_ERROR));
                     let body = error_response(&p.original_id, INTERNAL_ERROR, "the session ended");
-                    self.deliver(&p, body, true);
+                    self.deliver_answer(&p, body);
                 }
             }
-            self.server_requests.retain(|_, r| r.child != s.child);
+            self.ids.forget_server_requests_of(s.child);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn core() -> Core {
-        super::super::idle_core()
-    }
-
-    fn sessionless_get(exchange: u64) -> Request {
-        Request {
-            exchange,
-            kind: RequestKind::Get,
-            session: None,
-            protocol_version: None,
-            last_event_id: None,
-            principal: "client".into(),
-            body: Bytes::new(),
-        }
-    }
-
-    /// (streams opened, exchanges refused with 503) among the frames of the outbox.
-    fn tally(out: &[Frame]) -> (usize, usize) {
-        let opened = out
-            .iter()
-            .filter(|f| matches!(f, Frame::Response(r) if r.status == 200 && !r.is_final()))
-            .count();
-        let refused = out
-            .iter()
-            .filter(|f| matches!(f, Frame::Response(r) if r.status == 503 && r.is_final()))
-            .count();
-        (opened, refused)
-    }
-
-    #[test]
-    fn sessionless_probes_are_capped() {
-        let mut core = core();
-        let extra = 5_000;
-        let n = (MAX_SESSIONLESS_STREAMS + extra) as u64;
-        for e in 1..=n {
-            core.on_request(sessionless_get(e));
-        }
-        let (opened, refused) = tally(&core.take_outbox());
-        assert_eq!(opened, MAX_SESSIONLESS_STREAMS);
-        assert_eq!(refused, extra);
-        assert_eq!(core.exchanges.len(), MAX_SESSIONLESS_STREAMS);
-        assert_eq!(core.probes.len(), MAX_SESSIONLESS_STREAMS);
-
-        // A probe whose client left makes room for another.
-        core.on_cancel(1);
-        core.on_request(sessionless_get(n + 1));
-        assert_eq!(tally(&core.take_outbox()), (1, 0));
-        core.on_request(sessionless_get(n + 2));
-        assert_eq!(tally(&core.take_outbox()), (0, 1));
-
-        // A new link starts from none.
-        core.on_link_down();
-        assert!(core.probes.is_empty() && core.exchanges.is_empty());
-        core.on_request(sessionless_get(n + 3));
-        assert_eq!(tally(&core.take_outbox()), (1, 0));
-    }
-
-    #[test]
-    fn open_exchanges_are_capped() {
-        let mut core = core();
-        for e in 0..MAX_OPEN_EXCHANGES as u64 {
-            core.exchanges.insert(1_000_000 + e, Role::Post);
-        }
-        core.on_request(sessionless_get(1));
-        assert_eq!(tally(&core.take_outbox()), (0, 1));
-        assert_eq!(core.exchanges.len(), MAX_OPEN_EXCHANGES);
     }
 }

@@ -1,4 +1,4 @@
-//! MCP sessions (initialize era): who owns them, which child serves them, their open
+//! MCP sessions (the handshake revisions): who owns them, which child serves them, their open
 //! streams and subscriptions, and least-recently-used eviction.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -48,7 +48,7 @@ impl ClientCaps {
 /// One MCP session.
 #[derive(Debug)]
 pub struct Session {
-    /// The id given to the client (`Mcp-Session-Id` or the legacy `sessionId`).
+    /// The id given to the client (`Mcp-Session-Id`, or the HTTP+SSE `sessionId`).
     pub id: String,
     /// The principal that created it; nobody else may use it.
     pub principal: String,
@@ -58,9 +58,9 @@ pub struct Session {
     pub protocol_version: String,
     /// Client capabilities.
     pub caps: ClientCaps,
-    /// Whether this is a legacy HTTP+SSE session.
-    pub legacy: bool,
-    /// The legacy session's SSE stream, or the Streamable session's GET stream. A legacy
+    /// Whether this is an HTTP+SSE session (else a Streamable HTTP one).
+    pub http_sse: bool,
+    /// The HTTP+SSE session's stream, or the Streamable session's GET stream. An HTTP+SSE
     /// stream keeps this number across relay reconnects, as its name (the exchange carrying
     /// it then is the core's business).
     pub stream: Option<u64>,
@@ -73,7 +73,7 @@ pub struct Session {
     /// Whether this session has its own child (`--isolate`).
     pub owns_child: bool,
     /// Replay buffers of its resumable streams.
-    pub logs: crate::resume::StreamLogs,
+    pub logs: super::resume::StreamLogs,
     lru_key: u64,
 }
 
@@ -101,7 +101,7 @@ impl Sessions {
         child: ChildId,
         protocol_version: String,
         caps: ClientCaps,
-        legacy: bool,
+        http_sse: bool,
         owns_child: bool,
     ) -> String {
         let id = new_session_id();
@@ -116,7 +116,7 @@ impl Sessions {
                 child,
                 protocol_version,
                 caps,
-                legacy,
+                http_sse,
                 stream: None,
                 subscriptions: HashSet::new(),
                 in_flight: HashMap::new(),

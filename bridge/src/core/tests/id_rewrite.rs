@@ -1,0 +1,162 @@
+//! Rule: every client request id is replaced by a child-unique id, and restored on the
+//! reply; `progressToken`s are replaced the same way, and progress is routed back by them.
+
+use protocol::Response;
+use serde_json::{Value, json};
+
+use super::super::testing::{Harness, all_caps, body, call, notification, result_for};
+
+#[test]
+fn clients_ids_are_replaced_by_child_unique_ids_and_restored_on_the_answers() {
+    let mut h = Harness::ready(|_| {});
+    let alice = h.session(1);
+    let bob = h.session_for("bob", 2, all_caps());
+    h.post(
+        10,
+        Some(&alice),
+        call(1, "tools/call", json!({ "name": "echo" })),
+    );
+    h.post_as(
+        "bob",
+        11,
+        Some(&bob),
+        call(1, "tools/call", json!({ "name": "echo" })),
+    );
+    let sent = h.lines(1);
+    assert_eq!(sent.len(), 2);
+    assert_ne!(
+        sent[0]["id"], sent[1]["id"],
+        "both said 1; the child sees two ids"
+    );
+    assert!(sent.iter().all(|l| l["id"].is_u64()));
+    // Answered in the other order, each goes back to its own client under its own id.
+    h.child_says(1, result_for(&sent[1], json!({ "for": "bob" })));
+    h.child_says(1, result_for(&sent[0], json!({ "for": "alice" })));
+    let out: Vec<(u64, Value, Value, bool)> = h
+        .outbox()
+        .iter()
+        .map(|r| {
+            (
+                r.exchange,
+                body(r)["id"].clone(),
+                body(r)["result"]["for"].clone(),
+                r.is_final(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        out,
+        [
+            (11, json!(1), json!("bob"), true),
+            (10, json!(1), json!("alice"), true)
+        ]
+    );
+}
+
+#[test]
+fn ids_of_every_shape_come_back_byte_for_byte() {
+    let mut h = Harness::ready(|_| {});
+    let sid = h.session(1);
+    for (n, raw) in [
+        r#""abc""#,
+        "0",
+        "-12",
+        "7.5",
+        r#""é \"q\" \u00e9""#,
+        "18446744073709551615",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let exchange = 10 + n as u64;
+        let text = format!(r#"{{"jsonrpc":"2.0","id":{raw},"method":"tools/list","params":{{}}}}"#);
+        h.request(protocol::Request {
+            exchange,
+            kind: protocol::RequestKind::Post,
+            session: Some(sid.clone()),
+            protocol_version: None,
+            last_event_id: None,
+            principal: "alice".into(),
+            body: bytes::Bytes::from(text),
+        });
+        let sent = h.take_request(1, "tools/list");
+        h.child_says(1, result_for(&sent, json!({ "tools": [] })));
+        let answer = h.one_frame();
+        assert_eq!(answer.exchange, exchange);
+        let expected = format!(r#""id":{raw}"#);
+        assert!(
+            String::from_utf8_lossy(&answer.body).contains(&expected),
+            "{raw}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+}
+
+#[test]
+fn progress_tokens_are_replaced_and_progress_comes_back_under_the_clients_token() {
+    let mut h = Harness::ready(|_| {});
+    let sid = h.session(1);
+    let params = json!({ "name": "echo", "_meta": { "progressToken": "tok-1" } });
+    h.post(10, Some(&sid), call("c1", "tools/call", params));
+    let sent = h.take_request(1, "tools/call");
+    let token = sent["params"]["_meta"]["progressToken"].clone();
+    assert_eq!(token, sent["id"], "the token is the child-side id");
+    h.child_says(
+        1,
+        notification(
+            "notifications/progress",
+            json!({ "progressToken": token, "progress": 1 }),
+        ),
+    );
+    let progress = h.one_frame();
+    assert_eq!((progress.exchange, progress.is_final()), (10, false));
+    assert_eq!(body(&progress)["params"]["progressToken"], "tok-1");
+    assert_eq!(body(&progress)["params"]["progress"], 1);
+    // Progress with a token the bridge never gave goes nowhere.
+    h.child_says(
+        1,
+        notification(
+            "notifications/progress",
+            json!({ "progressToken": 999, "progress": 2 }),
+        ),
+    );
+    assert!(h.outbox().is_empty());
+}
+
+#[test]
+fn answers_to_unknown_ids_or_from_another_child_are_dropped() {
+    let mut h = Harness::new(|c| c.isolate = true);
+    h.post(1, None, initialize());
+    h.start(1);
+    let alice = h.one_frame().session.expect("a session");
+    h.post(2, None, initialize());
+    h.start(2);
+    h.one_frame();
+    h.post(
+        10,
+        Some(&alice),
+        call(1, "tools/call", json!({ "name": "echo" })),
+    );
+    let sent = h.take_request(1, "tools/call");
+    for stray in [
+        json!({ "jsonrpc": "2.0", "id": 999, "result": {} }),
+        json!({ "jsonrpc": "2.0", "id": "not-ours", "result": {} }),
+    ] {
+        h.child_says(1, stray);
+    }
+    // Child 2 answering child 1's id is not an answer.
+    h.child_says(2, result_for(&sent, json!({ "from": 2 })));
+    assert!(h.outbox().is_empty());
+    h.child_says(1, result_for(&sent, json!({ "from": 1 })));
+    let answer = h.one_frame();
+    assert_eq!(body(&answer)["result"]["from"], 1);
+    assert!(Response::is_final(&answer));
+}
+
+fn initialize() -> Value {
+    call(
+        0,
+        "initialize",
+        json!({ "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } }),
+    )
+}
