@@ -172,15 +172,9 @@ pub fn preview(args_json: &[u8]) -> String {
 }
 
 /// A fresh approval code not in use (`taken` says which are).
-#[expect(
-    clippy::expect_used,
-    reason = "without the OS's randomness no secret can be made; stopping is the only safe answer"
-)]
 pub fn new_code(taken: impl Fn(&str) -> bool) -> String {
     loop {
-        let mut b = [0u8; CODE_LEN];
-        getrandom::fill(&mut b).expect("the OS random source works");
-        let code: String = b
+        let code: String = crate::random::bytes::<CODE_LEN>()
             .iter()
             .map(|x| CODE_ALPHABET[*x as usize % CODE_ALPHABET.len()] as char)
             .collect();

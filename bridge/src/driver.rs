@@ -90,9 +90,10 @@ impl Core {
 /// Prints the public endpoints once the relay welcomed the tunnel.
 pub type OnWelcome = Box<dyn FnMut(&protocol::Welcome)>;
 
-/// What a driver shares with the rest of the process (several drivers run side by side
-/// when the bridge publishes several servers).
-pub struct Io {
+/// The driver's link to the owner's terminal: consent prompts, the owner's decisions and
+/// the status line's counters (one terminal serves every driver when the bridge publishes
+/// several servers).
+pub struct TerminalLink {
     /// This driver's index, tagging its consent requests.
     pub index: usize,
     /// Consent requests from the relay, to show in the terminal (one reader of standard
@@ -112,10 +113,10 @@ pub async fn run(
     mut on_welcome: OnWelcome,
     shutdown: impl std::future::Future<Output = ()>,
     isolate: bool,
-    mut io: Io,
+    mut terminal: TerminalLink,
 ) -> Outcome {
     tokio::pin!(shutdown);
-    io.gauges.set_state(LinkState::Starting);
+    terminal.gauges.set_state(LinkState::Starting);
 
     // Start the shared server and dial the relay at once: while the server starts, the
     // relay knows the bridge is there and clients hear that the server is starting (an
@@ -140,7 +141,7 @@ pub async fn run(
     // The owner's answers to tool calls held for approval (see confirm.rs).
     let mut confirm_answers = core.take_terminal();
     if !starting {
-        io.gauges.set_state(LinkState::Connecting);
+        terminal.gauges.set_state(LinkState::Connecting);
     }
     let mut drain_until: Option<tokio::time::Instant> = None;
     let outcome = loop {
@@ -151,10 +152,10 @@ pub async fn run(
             starting = false;
             match held_welcome.take() {
                 Some(welcome) => {
-                    io.gauges.set_state(LinkState::Online);
+                    terminal.gauges.set_state(LinkState::Online);
                     on_welcome(&welcome);
                 }
-                None => io.gauges.set_state(LinkState::Connecting),
+                None => terminal.gauges.set_state(LinkState::Connecting),
             }
         }
         if let Some(until) = drain_until
@@ -194,7 +195,7 @@ pub async fn run(
                     if starting {
                         held_welcome = Some(welcome);
                     } else {
-                        io.gauges.set_state(LinkState::Online);
+                        terminal.gauges.set_state(LinkState::Online);
                         on_welcome(&welcome);
                     }
                 }
@@ -203,7 +204,7 @@ pub async fn run(
                     core.on_cancel(exchange, Instant::now())
                 }
                 Some(LinkEvent::Frame(Frame::ConsentRequest(c))) => {
-                    let _ = io.consent.try_send((io.index, c));
+                    let _ = terminal.consent.try_send((terminal.index, c));
                 }
                 // After the welcome, a refusal is a warning for the owner: another bridge
                 // claimed this tunnel with our token (refused, as we answered), or took it
@@ -215,7 +216,7 @@ pub async fn run(
                     // A welcome held while the server starts is void: the next one counts.
                     held_welcome = None;
                     if !starting {
-                        io.gauges.set_state(LinkState::Reconnecting);
+                        terminal.gauges.set_state(LinkState::Reconnecting);
                     }
                     core.on_link_down(Instant::now());
                     warn!("lost the relay link; reconnecting (sessions are kept)");
@@ -242,7 +243,7 @@ pub async fn run(
                 Some(msg) => core.on_terminal(msg, Instant::now()),
                 None => confirm_answers = None,
             },
-            decision = io.decisions.recv(), if decisions_open => match decision {
+            decision = terminal.decisions.recv(), if decisions_open => match decision {
                 Some(decision) => {
                     if let Some(tx) = &out {
                         let _ = tx.send(decision).await;
@@ -253,7 +254,7 @@ pub async fn run(
             _ = tick.tick() => {
                 core.on_tick(Instant::now());
                 let status = core.status();
-                io.gauges.set_load(status.sessions, status.pending);
+                terminal.gauges.set_load(status.sessions, status.pending);
                 if let Some(tx) = &out {
                     if let Some(s) = core.snapshot(false) {
                         let _ = tx.send(s).await;
@@ -282,7 +283,7 @@ pub async fn run(
         if frames.is_empty() {
             continue;
         }
-        io.gauges.add_answered(
+        terminal.gauges.add_answered(
             frames
                 .iter()
                 .filter(|f| matches!(f, Frame::Response(r) if r.is_final() && !r.body.is_empty()))
@@ -305,7 +306,7 @@ pub async fn run(
         link_task.abort();
     }
     info!("bridge stopping");
-    io.gauges.set_state(LinkState::Stopped);
+    terminal.gauges.set_state(LinkState::Stopped);
     outcome
 }
 

@@ -18,6 +18,7 @@ mod link;
 mod local_state;
 mod login;
 mod policy;
+mod random;
 mod roots;
 mod run;
 mod server_settings;

@@ -105,26 +105,17 @@ pub struct RunArgs {
 }
 
 /// A random hex token of `bytes` random bytes.
-#[expect(
-    clippy::expect_used,
-    reason = "without the OS's randomness no secret can be made; stopping is the only safe answer"
-)]
 pub fn random_token(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
-    getrandom::fill(&mut b).expect("OS randomness");
+    crate::random::fill(&mut b);
     hex::encode(b)
 }
 
 /// A random tunnel name (10 characters a-z, 0-9).
-#[expect(
-    clippy::expect_used,
-    reason = "without the OS's randomness no secret can be made; stopping is the only safe answer"
-)]
 pub fn random_name() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut b = [0u8; 10];
-    getrandom::fill(&mut b).expect("OS randomness");
-    b.iter()
+    crate::random::bytes::<10>()
+        .iter()
         .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
         .collect()
 }
@@ -604,7 +595,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         cfg.call_timeout = Duration::from_secs_f64(call_timeout);
         cfg.roots = roots(o.root.as_deref().unwrap_or_default())?;
         cfg.client_roots = o.client_roots.unwrap_or(false);
-        cfg.modern = o.protocol.unwrap_or(ProtocolMode::Auto) == ProtocolMode::Auto;
+        cfg.stateless = o.protocol.unwrap_or(ProtocolMode::Auto) == ProtocolMode::Auto;
         cfg.public_cache = auth == AuthMode::None;
         let policy = o.policy.clone().unwrap_or_default();
         policy.validate().with_context(|| {
@@ -666,7 +657,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         for (i, t) in tunnels.into_iter().enumerate() {
             let (decision_tx, decision_rx) = mpsc::channel(16);
             decisions.push(decision_tx);
-            let io = driver::Io {
+            let terminal_link = driver::TerminalLink {
                 index: i,
                 consent: consent_tx.clone(),
                 decisions: decision_rx,
@@ -681,8 +672,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             let core = Core::new(t.cfg, events_tx, guard.clone());
             let (name, command) = (t.name, t.command);
             runs.push(async move {
-                let outcome =
-                    driver::run(core, events_rx, t.link, on_welcome, shutdown, t.isolate, io).await;
+                let outcome = driver::run(
+                    core,
+                    events_rx,
+                    t.link,
+                    on_welcome,
+                    shutdown,
+                    t.isolate,
+                    terminal_link,
+                )
+                .await;
                 report(&name, several, &command, &outcome);
                 outcome
             });

@@ -29,7 +29,7 @@ pub enum AuthMode {
 #[serde(rename_all = "lowercase")]
 pub enum ProtocolMode {
     /// Every revision: 2026-07-28 requests statelessly, 2025-03-26…2025-11-25 with
-    /// sessions, 2024-11-05 over the legacy SSE endpoint.
+    /// sessions, 2024-11-05 over the HTTP+SSE endpoint.
     Auto,
     /// Only the initialize-era revisions: 2026-07-28 requests get "method not found", so
     /// clients fall back to `initialize`.

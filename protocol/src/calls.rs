@@ -59,7 +59,7 @@ pub enum CallKind {
     Stream,
     /// `DELETE /<name>/mcp`: the end of a session.
     Delete,
-    /// `GET /<name>/sse`: a legacy HTTP+SSE stream.
+    /// `GET /<name>/sse`: an HTTP+SSE stream.
     SseOpen,
     /// A request refused before its body was read (authentication, origin, unknown
     /// tunnel, wrong content type, malformed JSON…).

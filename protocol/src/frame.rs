@@ -68,7 +68,7 @@ pub struct Welcome {
     pub relay_version: String,
     /// Public Streamable HTTP endpoint of the tunnel.
     pub mcp_url: String,
-    /// Public legacy HTTP+SSE endpoint of the tunnel.
+    /// Public HTTP+SSE endpoint of the tunnel.
     pub sse_url: String,
 }
 
@@ -147,12 +147,12 @@ pub enum RequestKind {
     Get,
     /// `DELETE /<name>/mcp`: end a session.
     Delete,
-    /// `GET /<name>/sse`: open a legacy HTTP+SSE session. With a `session`, it carries on
+    /// `GET /<name>/sse`: open an HTTP+SSE session. With a `session`, it carries on
     /// the stream of that session after the bridge reconnected (see
     /// [`crate::FEATURE_SSE_REATTACH`]): only sent to bridges announcing the feature.
-    LegacyOpen,
-    /// `POST /<name>/messages?sessionId=…`: a message on a legacy session.
-    LegacyPost,
+    HttpSseOpen,
+    /// `POST /<name>/messages?sessionId=…`: a message on an HTTP+SSE session.
+    HttpSsePost,
 }
 
 impl RequestKind {
@@ -161,8 +161,8 @@ impl RequestKind {
             Self::Post => 1,
             Self::Get => 2,
             Self::Delete => 3,
-            Self::LegacyOpen => 4,
-            Self::LegacyPost => 5,
+            Self::HttpSseOpen => 4,
+            Self::HttpSsePost => 5,
         }
     }
 
@@ -171,8 +171,8 @@ impl RequestKind {
             1 => Self::Post,
             2 => Self::Get,
             3 => Self::Delete,
-            4 => Self::LegacyOpen,
-            5 => Self::LegacyPost,
+            4 => Self::HttpSseOpen,
+            5 => Self::HttpSsePost,
             _ => return Err(DecodeError::InvalidValue("request kind")),
         })
     }
@@ -185,8 +185,8 @@ pub struct Request {
     pub exchange: u64,
     /// Which endpoint and method.
     pub kind: RequestKind,
-    /// `Mcp-Session-Id` (or the legacy `sessionId` query parameter; for a
-    /// [`RequestKind::LegacyOpen`], the session whose stream is carried on).
+    /// `Mcp-Session-Id` (or the HTTP+SSE `sessionId` query parameter; for a
+    /// [`RequestKind::HttpSseOpen`], the session whose stream is carried on).
     pub session: Option<String>,
     /// `MCP-Protocol-Version`.
     pub protocol_version: Option<String>,
@@ -201,7 +201,7 @@ pub struct Request {
 /// Flag bit of [`Response::flags`]: this is the exchange's last frame.
 pub const FLAG_FINAL: u8 = 1;
 /// Flag bit of [`Response::flags`]: answer with an SSE stream even if the first message
-/// is final or absent (GET streams, legacy sessions).
+/// is final or absent (GET streams, HTTP+SSE sessions).
 pub const FLAG_STREAM: u8 = 2;
 
 /// One piece of the answer to an exchange, bridge → relay.

@@ -113,7 +113,7 @@ pub struct Envelope<'a> {
     pub params: Option<Range<usize>>,
     /// Span of `params._meta.progressToken`, if present.
     pub progress_token: Option<Range<usize>>,
-    /// `params._meta["io.modelcontextprotocol/protocolVersion"]`: set on modern
+    /// `params._meta["io.modelcontextprotocol/protocolVersion"]`: set on stateless
     /// (2026-07-28 and later) requests.
     pub meta_protocol_version: Option<Cow<'a, str>>,
     /// Whether the response carries `error` (rather than `result`).
@@ -198,7 +198,7 @@ pub(crate) fn parse_params(
                 .map_err(|_| EnvelopeError::Parse("params are not valid UTF-8".into()))?;
             let p: RawParams<'_> = serde_json::from_str(text).map_err(classify)?;
             let Some(meta) = p.meta.filter(|m| m.get().starts_with('{')) else {
-                // A `_meta` of another type names no version: a modern request whose
+                // A `_meta` of another type names no version: a stateless request whose
                 // version is missing (the server refuses it, naming the request).
                 return Ok((None, p.meta.map(|_| Cow::Borrowed(""))));
             };

@@ -40,10 +40,10 @@
 //! A `Refused` after `Welcome` is therefore a warning for the owner, never a reason to
 //! stop; bridges of earlier releases log it as an unexpected frame and go on.
 //!
-//! Legacy HTTP+SSE streams outlive a short cut of the connection between bridges and
+//! HTTP+SSE streams outlive a short cut of the connection between bridges and
 //! relays that both speak [`FEATURE_SSE_REATTACH`]: the relay keeps the client's stream
 //! open through its grace period, and on the bridge's next connection sends a
-//! [`RequestKind::LegacyOpen`] with the session (and the principal that opened it); the
+//! [`RequestKind::HttpSseOpen`] with the session (and the principal that opened it); the
 //! bridge answers it like the stream's first frame (`FLAG_STREAM`, no message), then
 //! sends what the session produced meanwhile, and the session's messages from then on.
 //! An unknown session, or one of another principal, gets a final 404 and the relay
@@ -56,9 +56,9 @@ pub mod calls;
 pub mod digest;
 pub mod frame;
 pub mod jsonrpc;
-pub mod modern;
 pub mod net;
 pub mod scan;
+pub mod stateless;
 pub mod sync;
 pub mod text;
 pub mod time;
@@ -87,11 +87,11 @@ pub const FEATURE_TOKEN_HEADER: &str = "token-header";
 /// Bridge feature: it understands [`RefuseReason::InUse`].
 pub const FEATURE_IN_USE: &str = "in-use";
 
-/// Bridge feature: it keeps a legacy HTTP+SSE session across a reconnect, and carries its
-/// stream on when the relay sends a [`RequestKind::LegacyOpen`] naming the session (and
+/// Bridge feature: it keeps an HTTP+SSE session across a reconnect, and carries its
+/// stream on when the relay sends a [`RequestKind::HttpSseOpen`] naming the session (and
 /// the principal that opened it) on the next connection.
 ///
-/// A relay holds a legacy client's SSE stream open through its grace period only when
+/// A relay holds an HTTP+SSE client's stream open through its grace period only when
 /// the connection that dropped and the one that came back both announced this feature
 /// (and belong to the same bridge token and client authentication); otherwise the stream
 /// ends with the connection, as with bridges of earlier releases, which would take such
@@ -112,7 +112,7 @@ pub fn has_feature(value: &str, feature: &str) -> bool {
 /// MCP protocol revisions of the initialize era that the endpoint accepts.
 pub const LEGACY_MCP_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
-/// MCP protocol revisions of the stateless (modern) era that clients may announce.
+/// MCP protocol revisions of the stateless revision that clients may announce.
 pub const MODERN_MCP_VERSIONS: &[&str] = &["2026-07-28"];
 
 /// The newest MCP revision the endpoint negotiates in `initialize`.

@@ -372,7 +372,7 @@ async fn open_sse(
     let r = next_request(ws).await;
     assert_eq!(
         (r.kind, r.session.as_deref()),
-        (RequestKind::LegacyOpen, None)
+        (RequestKind::HttpSseOpen, None)
     );
     respond(ws, frame(r.exchange, Some(sid), FLAG_STREAM, b"")).await;
     let mut resp = get.await.expect("task").expect("the SSE answer");
@@ -435,7 +435,7 @@ async fn relay_carries_streams_on_only_for_bridges_that_say_so() {
     assert!(kept_alive >= 1);
     let mut second = fake_bridge(&relay, "new-bridge", Some(features)).await;
     let r = next_request(&mut second).await;
-    assert_eq!(r.kind, RequestKind::LegacyOpen);
+    assert_eq!(r.kind, RequestKind::HttpSseOpen);
     assert_eq!(
         r.session.as_deref(),
         Some("sess-new"),

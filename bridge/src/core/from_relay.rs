@@ -139,7 +139,7 @@ impl Core {
                 self.on_message(ctx, r.body);
                 self.log_sent(log);
             }
-            RequestKind::LegacyPost => {
+            RequestKind::HttpSsePost => {
                 self.exchanges.open(exchange, Role::Post);
                 let sid = r.session.unwrap_or_default();
                 let ok = self
@@ -167,7 +167,7 @@ impl Core {
                 _ => self.on_get(exchange, r.session, &r.principal),
             },
             RequestKind::Delete => self.on_delete(exchange, r.session, &r.principal),
-            RequestKind::LegacyOpen => match r.session {
+            RequestKind::HttpSseOpen => match r.session {
                 Some(sid) => self.on_http_sse_reattach(exchange, sid, &r.principal),
                 None => self.on_http_sse_open(exchange, &r.principal),
             },

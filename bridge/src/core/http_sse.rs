@@ -12,7 +12,7 @@
 //!   ([`MAX_BACKLOG_MESSAGES`], [`MAX_BACKLOG_BYTES`] per stream, [`MAX_BACKLOG_TOTAL`] for
 //!   all): a session that outgrows it is ended (its client then sees its stream end rather
 //!   than silently miss an answer);
-//! - on the next connection the relay sends a `LegacyOpen` naming the session, for the
+//! - on the next connection the relay sends a `HttpSseOpen` naming the session, for the
 //!   principal that opened it: if that principal owns the session, the exchange takes the
 //!   stream over (answered like a stream's first frame), the backlog goes first, and the
 //!   session's messages follow; otherwise it gets 404 and the relay ends the client's
@@ -46,7 +46,7 @@ pub const MAX_BACKLOG_TOTAL: usize = 64 << 20;
 struct Carried {
     /// The session it belongs to.
     session: String,
-    /// The exchange carrying it now (a `LegacyOpen` naming the session), if any.
+    /// The exchange carrying it now (a `HttpSseOpen` naming the session), if any.
     attached: Option<u64>,
     /// Since when no exchange carries it.
     detached_at: Option<Instant>,
@@ -222,7 +222,7 @@ impl Core {
         }
     }
 
-    /// `LegacyOpen` naming a session: the relay carries its stream on over this exchange
+    /// `HttpSseOpen` naming a session: the relay carries its stream on over this exchange
     /// (after a reconnect), for the principal that opened it.
     pub(super) fn on_http_sse_reattach(&mut self, exchange: u64, sid: String, principal: &str) {
         let name = self

@@ -147,7 +147,7 @@ pub struct CoreConfig {
     pub roots: Vec<Root>,
     /// Serve MCP 2026-07-28 requests (`--protocol auto`); `false` answers them like a
     /// handshake-revision server (method not found), so clients fall back to `initialize`.
-    pub modern: bool,
+    pub stateless: bool,
     /// Pass the server's `roots/list` to clients that declared roots, instead of
     /// answering it from `roots`.
     pub client_roots: bool,
@@ -171,7 +171,7 @@ impl CoreConfig {
             max_in_flight_per_session: 256,
             call_timeout: Duration::from_secs(600),
             roots: Vec::new(),
-            modern: true,
+            stateless: true,
             client_roots: false,
             public_cache: false,
             policy: crate::policy::PolicyConfig::default(),

@@ -88,9 +88,7 @@ pub struct Sessions {
 
 /// Mints a new session id: 128 random bits as hex (visible ASCII).
 pub fn new_session_id() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).expect("the OS random source works");
-    hex::encode(b)
+    hex::encode(crate::random::bytes::<16>())
 }
 
 impl Sessions {

@@ -11,7 +11,7 @@
 //! - `server/discover` is answered from the child's cached initialize result (the same
 //!   server info, capabilities and instructions an `initialize` gets, and every revision
 //!   the URL serves); methods of the stateless revision that the child has the capability
-//!   for are forwarded without the envelope (`protocol::modern::ENVELOPE_KEYS`): the child
+//!   for are forwarded without the envelope (`protocol::stateless::ENVELOPE_KEYS`): the child
 //!   was opened with `initialize`, so it speaks a handshake revision on its stdio, and the
 //!   envelope is the bridge's to interpret (dual-revision servers refuse it on a handshake
 //!   connection); anything else is 404 + -32601;
@@ -44,7 +44,7 @@ use protocol::jsonrpc::{
     INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, MISSING_CLIENT_CAPABILITY, UNAVAILABLE,
     UNSUPPORTED_PROTOCOL_VERSION, error_response, result_response, splice,
 };
-use protocol::modern::{
+use protocol::stateless::{
     LIST_TTL_MS, META_CLIENT_CAPABILITIES as META_CAPS, META_LOG_LEVEL,
     META_PROTOCOL_VERSION as META_VERSION,
 };
@@ -173,7 +173,7 @@ impl Core {
     /// Serves a stateless request (module documentation).
     pub(super) fn on_stateless_request(&mut self, ctx: &Ctx, req: &ClientRequest) {
         let id = req.id();
-        if !self.cfg.modern {
+        if !self.cfg.stateless {
             // `--protocol legacy`: answered like a handshake-revision server answers an
             // unknown method, so 2026-07-28 clients fall back to initialize.
             let msg =
@@ -224,7 +224,7 @@ impl Core {
             return self.stateless_error(ctx, &id, 503, UNAVAILABLE, msg);
         };
         if method == "server/discover" {
-            let result = protocol::modern::discover_result(init, self.cache_scope());
+            let result = protocol::stateless::discover_result(init, self.cache_scope());
             let body = result_response(&id, result.to_string().as_bytes());
             return self.stateless_reply(ctx, 200, body);
         }
@@ -304,7 +304,7 @@ impl Core {
         // they answer; a server would not know them).
         let mut changed = false;
         if let Some(p) = v.get_mut("params").and_then(Value::as_object_mut) {
-            changed |= protocol::modern::strip_envelope(p);
+            changed |= protocol::stateless::strip_envelope(p);
             if let Some(responses) = responses {
                 call.presupply(responses);
                 changed |= p.remove("inputResponses").is_some();

@@ -9,7 +9,7 @@ use super::{Check, Ctx, Status, clean};
 
 /// The JSON-RPC id ChatGPT gives its discovery request.
 pub const DISCOVER_ID: &str = "openai-mcp-discover";
-/// The modern protocol revision.
+/// The stateless protocol revision.
 const MODERN: &str = "2026-07-28";
 /// The initialize-era revision the doctor negotiates.
 const LEGACY: &str = "2025-11-25";
@@ -132,7 +132,7 @@ pub async fn discover_unauthenticated(ctx: &Ctx) -> Gate {
     match status {
         200..=299 => match discover_outcome(&a) {
             Ok(Some(r)) => {
-                let name = r["_meta"][protocol::modern::META_SERVER_INFO]["name"]
+                let name = r["_meta"][protocol::stateless::META_SERVER_INFO]["name"]
                     .as_str()
                     .unwrap_or("?");
                 let c = Check::pass(
@@ -399,12 +399,12 @@ pub async fn with_credentials(ctx: &Ctx, access: Access) -> Vec<Check> {
             "not checked: the endpoint does not offer 2026-07-28 (or server/discover failed)",
         )
     } else {
-        let modern = [
+        let stateless = [
             ("mcp-protocol-version", MODERN),
             ("mcp-method", "tools/list"),
         ];
-        match list_tools(ctx, token, &modern, ListEra::Modern).await {
-            Ok(tools) => modern_list_check(&tools, session_tools.as_deref()),
+        match list_tools(ctx, token, &stateless, ListEra::Stateless).await {
+            Ok(tools) => stateless_list_check(&tools, session_tools.as_deref()),
             Err(c) => c,
         }
     });
@@ -517,7 +517,7 @@ fn consistency(discover: Option<&Value>, init: &Value) -> Check {
             short(&init["capabilities"])
         ));
     }
-    let d_info = &d["_meta"][protocol::modern::META_SERVER_INFO];
+    let d_info = &d["_meta"][protocol::stateless::META_SERVER_INFO];
     if d_info != &init["serverInfo"] {
         diffs.push(format!(
             "serverInfo (discover {}, initialize {})",
@@ -570,15 +570,15 @@ enum ListEra {
     /// In the session `initialize` opened (the check `tools-list`).
     Session,
     /// As a 2026-07-28 request, with the `_meta` envelope (the check `modern-tools-list`).
-    Modern,
+    Stateless,
 }
 
 /// The `_meta` envelope of the doctor's 2026-07-28 requests.
 fn envelope() -> Value {
     json!({
-        protocol::modern::META_PROTOCOL_VERSION: MODERN,
-        protocol::modern::META_CLIENT_CAPABILITIES: {},
-        protocol::modern::META_CLIENT_INFO:
+        protocol::stateless::META_PROTOCOL_VERSION: MODERN,
+        protocol::stateless::META_CLIENT_CAPABILITIES: {},
+        protocol::stateless::META_CLIENT_INFO:
             {"name": "bridge-doctor", "version": env!("CARGO_PKG_VERSION")}
     })
 }
@@ -592,7 +592,7 @@ async fn list_tools(
 ) -> Result<Vec<Value>, Check> {
     let (check_id, what) = match era {
         ListEra::Session => ("tools-list", "tools/list"),
-        ListEra::Modern => ("modern-tools-list", "tools/list (2026-07-28)"),
+        ListEra::Stateless => ("modern-tools-list", "tools/list (2026-07-28)"),
     };
     let mut tools = Vec::new();
     let mut cursor: Option<String> = None;
@@ -602,7 +602,7 @@ async fn list_tools(
             Some(c) => json!({"cursor": c}),
             None => json!({}),
         };
-        if era == ListEra::Modern {
+        if era == ListEra::Stateless {
             params["_meta"] = envelope();
         }
         let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params});
@@ -638,7 +638,7 @@ async fn list_tools(
                 ListEra::Session => {
                     "see the bridge's log: the MCP server refuses tools/list (does it offer tools?)"
                 }
-                ListEra::Modern => {
+                ListEra::Stateless => {
                     "clients that prefer 2026-07-28 (ChatGPT, the Python and TypeScript SDKs in auto mode) get this error on every request: update the bridge (older bridges passed the 2026-07-28 envelope to servers opened with initialize, which Python SDK 2.x servers refuse), or run it with `--protocol legacy` so clients fall back to initialize"
                 }
             };
@@ -679,9 +679,9 @@ fn tool_names(tools: &[Value]) -> Vec<&str> {
 }
 
 /// Whether the 2026-07-28 `tools/list` lists what the session's did.
-fn modern_list_check(modern: &[Value], session: Option<&[Value]>) -> Check {
+fn stateless_list_check(stateless: &[Value], session: Option<&[Value]>) -> Check {
     const ID: &str = "modern-tools-list";
-    let names = tool_names(modern);
+    let names = tool_names(stateless);
     match session.map(tool_names) {
         Some(s) if s != names => Check::fail(
             5,
@@ -824,7 +824,7 @@ mod tests {
     fn consistency_compares_capabilities_server_info_and_instructions() {
         let init = json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
             "serverInfo": {"name": "s", "version": "1"}});
-        let d = protocol::modern::discover_result(&init, "private");
+        let d = protocol::stateless::discover_result(&init, "private");
         assert_eq!(consistency(Some(&d), &init).status, Status::Pass);
         let mut other = d.clone();
         other["capabilities"] = json!({"tools": {}, "prompts": {}});

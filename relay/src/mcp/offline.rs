@@ -132,7 +132,7 @@ fn stateless_post(
     method: &str,
     snapshot: Option<&protocol::Snapshot>,
 ) -> Option<Response> {
-    use protocol::modern::{LIST_TTL_MS, discover_result};
+    use protocol::stateless::{LIST_TTL_MS, discover_result};
     let scope = if off.auth == protocol::ClientAuth::None {
         "public"
     } else {

@@ -532,7 +532,7 @@ async fn get_sse(
     };
     let req = Request {
         exchange: 0,
-        kind: RequestKind::LegacyOpen,
+        kind: RequestKind::HttpSseOpen,
         session: None,
         protocol_version: None,
         last_event_id: None,
@@ -594,7 +594,7 @@ async fn post_messages(
     };
     let req = Request {
         exchange: 0,
-        kind: RequestKind::LegacyPost,
+        kind: RequestKind::HttpSsePost,
         session: Some(session),
         protocol_version: None,
         last_event_id: None,

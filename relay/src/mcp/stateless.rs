@@ -531,7 +531,7 @@ fn numbers_equal(header: &str, json: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::modern::META_PROTOCOL_VERSION;
+    use protocol::stateless::META_PROTOCOL_VERSION;
     use serde_json::json;
 
     const V: &str = "2026-07-28";

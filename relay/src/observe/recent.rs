@@ -103,9 +103,9 @@ impl Call {
     /// Notes a request about to be forwarded on `tunnel`; `None` for server streams.
     pub fn start(calls: &Arc<RecentCalls>, tunnel: &Tunnel, request: &Request) -> Option<Call> {
         let (method, tool) = match request.kind {
-            RequestKind::Get | RequestKind::LegacyOpen => return None,
+            RequestKind::Get | RequestKind::HttpSseOpen => return None,
             RequestKind::Delete => ("DELETE (end of session)".to_owned(), None),
-            RequestKind::Post | RequestKind::LegacyPost => names(&request.body),
+            RequestKind::Post | RequestKind::HttpSsePost => names(&request.body),
         };
         Some(Call {
             calls: calls.clone(),

@@ -7,7 +7,7 @@
 //!
 //! So when the connection carrying an HTTP+SSE stream drops, the relay keeps the client's
 //! stream open (with its keep-alive comments) for the grace period, and once the tunnel's
-//! next connection is up sends it a `LegacyOpen` naming the stream's session, for the
+//! next connection is up sends it a `HttpSseOpen` naming the stream's session, for the
 //! principal that opened it ([`Carry::reattach`]). The bridge checks that this principal
 //! owns the session; it answers like a stream's first frame, then sends what the session
 //! produced meanwhile and its messages from then on, which the relay adds to the same
@@ -90,7 +90,7 @@ impl Carry {
             }
             let request = Request {
                 exchange: 0,
-                kind: RequestKind::LegacyOpen,
+                kind: RequestKind::HttpSseOpen,
                 session: Some(session.to_owned()),
                 protocol_version: None,
                 last_event_id: None,
@@ -218,7 +218,7 @@ mod tests {
         let Some(protocol::Frame::Request(r)) = rx.recv().await else {
             panic!("no request");
         };
-        assert_eq!(r.kind, RequestKind::LegacyOpen);
+        assert_eq!(r.kind, RequestKind::HttpSseOpen);
         assert_eq!(r.session.as_deref(), Some("s-1"));
         assert_eq!(r.principal, "alice");
         new.deliver(Response {

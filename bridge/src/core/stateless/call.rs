@@ -230,7 +230,5 @@ fn input_key(raw_id: &[u8]) -> String {
 }
 
 fn new_token() -> String {
-    let mut b = [0u8; 24];
-    getrandom::fill(&mut b).expect("the OS random source works");
-    format!("rs1.{}", hex::encode(b))
+    format!("rs1.{}", hex::encode(crate::random::bytes::<24>()))
 }

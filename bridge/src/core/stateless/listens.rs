@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use protocol::jsonrpc::result_response;
-use protocol::modern::META_SUBSCRIPTION_ID as META_SUBSCRIPTION;
+use protocol::stateless::META_SUBSCRIPTION_ID as META_SUBSCRIPTION;
 use serde_json::{Value, json};
 
 use crate::child::ChildId;

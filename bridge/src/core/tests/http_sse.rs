@@ -9,7 +9,7 @@ use super::super::testing::{Harness, notification};
 
 /// An HTTP+SSE session of `who` opened on `exchange` (its stream's name); its id.
 fn open_session(h: &mut Harness, exchange: u64, who: &str) -> String {
-    h.bodiless(exchange, RequestKind::LegacyOpen, None, who);
+    h.bodiless(exchange, RequestKind::HttpSseOpen, None, who);
     let head = h.one_frame();
     assert!(head.wants_stream() && !head.is_final());
     head.session.expect("the session id comes with the stream")
@@ -38,15 +38,15 @@ fn a_stream_is_carried_on_only_for_its_own_principal() {
     assert!(h.outbox().is_empty());
 
     // Another principal naming the session gets 404; the stream still waits.
-    h.bodiless(100, RequestKind::LegacyOpen, Some(&sid), "mallory");
+    h.bodiless(100, RequestKind::HttpSseOpen, Some(&sid), "mallory");
     let out = h.one_frame();
     assert_eq!((out.exchange, out.status, out.is_final()), (100, 404, true));
     // An unknown session too.
-    h.bodiless(101, RequestKind::LegacyOpen, Some("nope"), "alice");
+    h.bodiless(101, RequestKind::HttpSseOpen, Some("nope"), "alice");
     assert_eq!(h.one_frame().status, 404);
 
     // Its owner takes it over: a stream head, then the backlog in order.
-    h.bodiless(102, RequestKind::LegacyOpen, Some(&sid), "alice");
+    h.bodiless(102, RequestKind::HttpSseOpen, Some(&sid), "alice");
     let out = h.outbox();
     assert_eq!(out.len(), 3, "{out:?}");
     assert!(out.iter().all(|r| r.exchange == 102 && !r.is_final()));
@@ -77,11 +77,11 @@ fn a_second_cut_and_the_end_of_the_session() {
     let mut h = Harness::ready(|_| {});
     let sid = open_session(&mut h, 7, "alice");
     h.link_down();
-    h.bodiless(50, RequestKind::LegacyOpen, Some(&sid), "alice");
+    h.bodiless(50, RequestKind::HttpSseOpen, Some(&sid), "alice");
     h.outbox();
     h.link_down();
     broadcast(&mut h, 1);
-    h.bodiless(90, RequestKind::LegacyOpen, Some(&sid), "alice");
+    h.bodiless(90, RequestKind::HttpSseOpen, Some(&sid), "alice");
     let out = h.outbox();
     assert_eq!(out.len(), 2);
     assert!(out.iter().all(|r| r.exchange == 90));
@@ -107,7 +107,7 @@ fn streams_not_carried_on_expire() {
     assert!(h.core.carried.is_empty());
     assert_eq!(h.core.carried.total_bytes(), 0);
     // Too late: the relay ends the client's stream.
-    h.bodiless(9, RequestKind::LegacyOpen, Some(&sid), "alice");
+    h.bodiless(9, RequestKind::HttpSseOpen, Some(&sid), "alice");
     assert_eq!(h.one_frame().status, 404);
 }
 

@@ -2,7 +2,7 @@
 //! changes and resource updates the client opted into, tagged with its subscription id;
 //! its resources are subscriptions on the child while it is open.
 
-use protocol::modern::META_SUBSCRIPTION_ID;
+use protocol::stateless::META_SUBSCRIPTION_ID;
 use serde_json::json;
 
 use super::super::testing::{Harness, body, notification};

@@ -3,7 +3,7 @@
 //! log messages reach a call only at the level it asked.
 
 use protocol::jsonrpc::{INVALID_PARAMS, METHOD_NOT_FOUND, UNSUPPORTED_PROTOCOL_VERSION};
-use protocol::modern::{
+use protocol::stateless::{
     LIST_TTL_MS, META_CLIENT_CAPABILITIES, META_LOG_LEVEL, META_PROTOCOL_VERSION, META_SERVER_INFO,
 };
 use serde_json::{Value, json};
@@ -133,7 +133,7 @@ fn requests_with_a_bad_envelope_or_an_unknown_method_are_refused() {
 
 #[test]
 fn without_the_stateless_revision_its_requests_get_method_not_found() {
-    let mut h = Harness::ready(|c| c.modern = false);
+    let mut h = Harness::ready(|c| c.stateless = false);
     h.post(
         10,
         None,

@@ -1,15 +1,15 @@
-//! Shapes of MCP 2026-07-28 ("modern") messages that both the bridge and the relay's
+//! Shapes of MCP 2026-07-28 (the stateless revision) messages that both the bridge and the relay's
 //! offline answers build.
 
 use serde_json::{Value, json};
 
-/// `_meta` key of the protocol version a modern request announces.
+/// `_meta` key of the protocol version a stateless request announces.
 pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
-/// `_meta` key of the client capabilities a modern request declares.
+/// `_meta` key of the client capabilities a stateless request declares.
 pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
-/// `_meta` key of the lowest log severity a modern request wants.
+/// `_meta` key of the lowest log severity a stateless request wants.
 pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
-/// `_meta` key of the client's name and version in a modern request.
+/// `_meta` key of the client's name and version in a stateless request.
 pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
 /// `_meta` key of the server's name and version in results.
 pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
@@ -27,7 +27,7 @@ pub const ENVELOPE_KEYS: &[&str] = &[
     META_LOG_LEVEL,
 ];
 
-/// Turns the `params` of a modern request into the `params` of the same request in the
+/// Turns the `params` of a stateless request into the `params` of the same request in the
 /// handshake era: removes the envelope keys from `_meta`, and `_meta` itself when nothing
 /// else (a `progressToken`, the client's own keys) is left in it. Returns whether anything
 /// was removed.
