@@ -39,6 +39,8 @@ pub mod observe;
 pub(crate) mod owner;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+mod testing;
 pub(crate) mod tunnels;
 pub mod util;
 

@@ -69,18 +69,7 @@ fn origin_is_loopback(origin: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cfg(url: &str) -> RelayConfig {
-        RelayConfig::new("127.0.0.1:0".parse().unwrap(), url).unwrap()
-    }
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, v.parse().unwrap());
-        }
-        h
-    }
+    use crate::testing::{config as cfg, headers};
 
     #[test]
     fn loopback_relay_refuses_foreign_host_and_origin() {

@@ -85,19 +85,7 @@ fn wrong_bearer() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RelayConfig;
-
-    fn cfg(url: &str) -> RelayConfig {
-        RelayConfig::new("127.0.0.1:0".parse().unwrap(), url).unwrap()
-    }
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, v.parse().unwrap());
-        }
-        h
-    }
+    use crate::testing::{config as cfg, headers};
 
     fn authenticate(auth: &ClientAuth, headers: &HeaderMap) -> Result<String, Response> {
         let state = crate::oauth::state::OAuthState::in_memory(cfg("http://127.0.0.1:1"));

@@ -531,21 +531,11 @@ fn numbers_equal(header: &str, json: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::headers;
     use protocol::stateless::META_PROTOCOL_VERSION;
     use serde_json::json;
 
     const V: &str = "2026-07-28";
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
 
     fn request(id: Value, method: &str, mut params: Value) -> Vec<u8> {
         params["_meta"] = json!({ META_PROTOCOL_VERSION: V });

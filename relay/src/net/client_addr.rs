@@ -262,17 +262,10 @@ impl<S: ProxyTrust + Send + Sync> FromRequestParts<S> for ClientAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::headers;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
-    }
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, v.parse().unwrap());
-        }
-        h
     }
 
     fn trusting(ranges: &[&str], header: ForwardedHeader) -> TrustedProxies {
