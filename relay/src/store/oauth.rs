@@ -266,13 +266,7 @@ impl Store {
                 params![&sha256(token.as_bytes())[..], now()],
                 |r| {
                     Ok(AccessGrant {
-                        grant: Grant {
-                            client_id: r.get(0)?,
-                            tunnel: r.get(1)?,
-                            resource: r.get(2)?,
-                            owner_token: r.get(3)?,
-                            scope: r.get(4)?,
-                        },
+                        grant: grant(r)?,
                         expires: r.get(5)?,
                         family: r.get(6)?,
                     })
@@ -296,13 +290,7 @@ impl Store {
                 params![&hash[..]],
                 |r| {
                     Ok((
-                        Grant {
-                            client_id: r.get(0)?,
-                            tunnel: r.get(1)?,
-                            resource: r.get(2)?,
-                            owner_token: r.get(3)?,
-                            scope: r.get(4)?,
-                        },
+                        grant(r)?,
                         r.get::<_, i64>(5)?,
                         r.get::<_, String>(6)?,
                         r.get::<_, i64>(7)? != 0,
@@ -341,15 +329,7 @@ impl Store {
                 "SELECT client_id, tunnel, resource, owner_token, scope FROM oauth_tokens
                  WHERE hash = ?1 AND kind = 'refresh'",
                 params![&sha256(token.as_bytes())[..]],
-                |r| {
-                    Ok(Grant {
-                        client_id: r.get(0)?,
-                        tunnel: r.get(1)?,
-                        resource: r.get(2)?,
-                        owner_token: r.get(3)?,
-                        scope: r.get(4)?,
-                    })
-                },
+                grant,
             )
             .optional()?)
     }
@@ -516,17 +496,23 @@ impl Store {
     }
 }
 
+/// A grant from the first five columns of a row (client_id, tunnel, resource,
+/// owner_token, scope).
+fn grant(r: &rusqlite::Row<'_>) -> rusqlite::Result<Grant> {
+    Ok(Grant {
+        client_id: r.get(0)?,
+        tunnel: r.get(1)?,
+        resource: r.get(2)?,
+        owner_token: r.get(3)?,
+        scope: r.get(4)?,
+    })
+}
+
 /// A code's grant from the first eight columns of an `auth_codes` row (client_id, tunnel,
 /// resource, owner_token, scope, redirect_uri, challenge, expires).
 fn code_grant(r: &rusqlite::Row<'_>) -> rusqlite::Result<CodeGrant> {
     Ok(CodeGrant {
-        grant: Grant {
-            client_id: r.get(0)?,
-            tunnel: r.get(1)?,
-            resource: r.get(2)?,
-            owner_token: r.get(3)?,
-            scope: r.get(4)?,
-        },
+        grant: grant(r)?,
         redirect_uri: r.get(5)?,
         challenge: r.get(6)?,
         expires: r.get(7)?,
