@@ -1,0 +1,105 @@
+//! The status page's answers: HTML and redirects, each with the page's protective headers.
+
+use std::sync::OnceLock;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+
+use crate::config::sha256;
+
+use super::render::STYLE;
+
+/// The Content-Security-Policy of every page: nothing but the page and its own style.
+fn csp() -> &'static str {
+    static CSP: OnceLock<String> = OnceLock::new();
+    CSP.get_or_init(|| {
+        use base64::Engine;
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha256(STYLE.as_bytes()));
+        format!(
+            "default-src 'none'; style-src 'sha256-{hash}'; img-src 'none'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+    })
+}
+
+/// An HTML answer with the page's protective headers.
+pub(super) fn html(status: StatusCode, body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    harden(h);
+    r
+}
+
+/// The headers every answer of the page carries.
+fn harden(h: &mut HeaderMap) {
+    if let Ok(v) = HeaderValue::from_str(csp()) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+}
+
+/// `303 See Other` to `location` (after a form), with cookies to set.
+pub(super) fn see_other(location: &str, set_cookies: &[String]) -> Response {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        h.insert(header::LOCATION, v);
+    }
+    for c in set_cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            h.append(header::SET_COOKIE, v);
+        }
+    }
+    harden(h);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::render::login_page;
+    use super::*;
+
+    #[test]
+    fn pages_are_hardened() {
+        let r = html(StatusCode::OK, login_page("abc", Some(("<x>", true))));
+        let h = r.headers();
+        let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'"));
+        assert!(csp.contains("frame-ancestors 'none'"));
+        assert!(!csp.contains("unsafe"), "{csp}");
+        assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+        // The style sheet's hash is the one the CSP allows.
+        use base64::Engine;
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha256(STYLE.as_bytes()));
+        assert!(csp.contains(&format!("'sha256-{hash}'")));
+        let page = login_page("abc", Some(("<x>", true)));
+        assert!(page.contains(&format!("<style>{STYLE}</style>")));
+        assert!(page.contains("&lt;x&gt;") && !page.contains("<x>"));
+    }
+}
