@@ -10,9 +10,10 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 
 use crate::oauth::trace::TraceEvent;
+use crate::util::html::escape_html;
 
 use super::page::{login_response, session};
-use super::render::{document, name_attr};
+use super::render::{Refusal, refused_page};
 use super::response::{html, see_other};
 use super::session::{ABSOLUTE, Cookies, Who, cookie_of, same_secret};
 use super::state::OwnerState;
@@ -56,14 +57,7 @@ pub async fn act(
         );
     };
     if !same_secret(field("csrf"), &csrf) {
-        return html(
-            StatusCode::FORBIDDEN,
-            document(
-                "Relay status",
-                "<h1>Relay status</h1><p class=warn id=notice>Invalid form submission (CSRF \
-                 check failed). <a href=\"/status\">Back to the status page</a></p>",
-            ),
-        );
+        return html(StatusCode::FORBIDDEN, &refused_page(Refusal::Csrf));
     }
     match field("op") {
         "logout" => {
@@ -77,10 +71,7 @@ pub async fn act(
         "revoke" => revoke(&state, peer, who, field("tunnel"), field("client_id")),
         _ => html(
             StatusCode::BAD_REQUEST,
-            document(
-                "Relay status",
-                "<h1>Relay status</h1><p class=warn id=notice>Unknown action.</p>",
-            ),
+            &refused_page(Refusal::UnknownAction),
         ),
     }
 }
@@ -174,14 +165,7 @@ fn revoke(
         Who::Owner { token_id } => owner == Some(token_id),
     };
     if !allowed || client_id.is_empty() {
-        return html(
-            StatusCode::FORBIDDEN,
-            document(
-                "Relay status",
-                "<h1>Relay status</h1><p class=warn id=notice>That tunnel is not yours. \
-                 <a href=\"/status\">Back to the status page</a></p>",
-            ),
-        );
+        return html(StatusCode::FORBIDDEN, &refused_page(Refusal::NotYours));
     }
     let revoked = match state.store.revoke_client(tunnel, client_id) {
         Ok(n) => n,
@@ -189,11 +173,7 @@ fn revoke(
             tracing::error!("revoking a client: {e}");
             return html(
                 StatusCode::SERVICE_UNAVAILABLE,
-                document(
-                    "Relay status",
-                    "<h1>Relay status</h1><p class=warn id=notice>The relay cannot revoke \
-                     right now; try again.</p>",
-                ),
+                &refused_page(Refusal::Unavailable),
             );
         }
     };
@@ -229,5 +209,9 @@ fn revoke(
         "client revoked on the status page"
     );
     let done = if revoked > 0 { "revoked" } else { "none" };
-    see_other(&format!("/status?done={done}#t-{}", name_attr(tunnel)), &[])
+    // (Names are `[a-z0-9-]`; escaped all the same.)
+    see_other(
+        &format!("/status?done={done}#t-{}", escape_html(tunnel)),
+        &[],
+    )
 }

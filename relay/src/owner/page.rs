@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use crate::store::new_secret;
 
-use super::render::{login_page, render};
+use super::render::{Notice, login_page, render};
 use super::response::html;
 use super::session::{Cookies, LOGIN_TTL, Who, cookie_of};
 use super::state::OwnerState;
@@ -26,7 +26,8 @@ pub(super) fn login_response(
         Some(v) => (v, false),
         None => (new_secret(""), true),
     };
-    let mut r = html(status, login_page(&csrf, notice));
+    let notice = notice.map(|(text, warn)| Notice { text, warn });
+    let mut r = html(status, &login_page(&csrf, notice));
     if fresh && let Ok(v) = HeaderValue::from_str(&names.set(names.login, &csrf, LOGIN_TTL)) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -69,7 +70,7 @@ pub async fn show(
     match session(&state, &headers) {
         Some((_, who, csrf)) => {
             let view = collect(&state, who);
-            html(StatusCode::OK, render(&view, &csrf, notice))
+            html(StatusCode::OK, &render(&view, &csrf, notice))
         }
         None => login_response(
             &state,

@@ -1,9 +1,15 @@
-//! The status page's HTML: the dashboard, the sign-in page and the page's style sheet.
+//! The status page's HTML: the dashboard, the sign-in page, the pages that say a form was
+//! refused, and the page's style sheet. Text goes in as [`Text`]; see [`crate::util::page`].
+
+use askama::Template;
 
 use crate::oauth::trace::{TraceEvent, format_time};
-use crate::util::html::escape_html;
+use crate::observe::recent::RecentCall;
+use crate::store::AuthorizedClient;
+use crate::util::html::{Text, filters};
+use crate::util::page::Document;
 
-use super::view::{TRACE_SHOWN, View};
+use super::view::{TunnelView, View};
 
 /// The page's style sheet (the CSP allows it by its hash).
 pub(super) const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:72em;\
@@ -16,284 +22,312 @@ th{font-weight:600;background:#f6f6f6}code,.id{font-family:ui-monospace,monospac
 form.inline{display:inline;margin:0}button{font-size:.95em;padding:.2em .8em}\
 header{display:flex;justify-content:space-between;align-items:center}td.t{white-space:nowrap}";
 
-/// A whole page of the status page: `body` is HTML, the title is text.
-pub(super) fn document(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=en><head><meta charset=utf-8>\
-         <meta name=viewport content=\"width=device-width, initial-scale=1\">\
-         <title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
-        escape_html(title)
-    )
+/// A page of the status page around `body`.
+fn document<B: Template>(title: &str, body: B) -> Document<'_, B> {
+    Document {
+        title: Text(title),
+        style: STYLE,
+        viewport: true,
+        refresh: None,
+        body,
+    }
 }
 
-/// The sign-in page, with a notice (`warn`: shown as a problem).
-pub(super) fn login_page(csrf: &str, notice: Option<(&str, bool)>) -> String {
-    let notice = notice
-        .map(|(n, warn)| {
-            format!(
-                "<p class={} id=notice>{}</p>",
-                if warn { "warn" } else { "notice" },
-                escape_html(n)
-            )
-        })
-        .unwrap_or_default();
+/// A notice at the top of a page.
+pub(super) struct Notice<'a> {
+    /// The text.
+    pub(super) text: &'a str,
+    /// Whether it tells of a problem.
+    pub(super) warn: bool,
+}
+
+/// The sign-in form.
+#[derive(Template)]
+#[template(
+    ext = "html",
+    source = "<h1>Relay status</h1>\
+        {% if let Some(n) = notice %}<p class={% if n.warn %}warn{% else %}notice{% endif %} id=notice>{{ n.text|text }}</p>{% endif %}\
+        <p>Sign in with the relay operator password to see every tunnel, or with a bridge \
+        token to see the tunnels it owns.</p>\
+        <form method=post action=\"/status\" id=login>\
+        <input type=hidden name=op value=login>\
+        <input type=hidden name=csrf value=\"{{ csrf }}\">\
+        <p><label>Operator password or bridge token \
+        <input type=password name=secret autocomplete=current-password required></label></p>\
+        <p><button>Sign in</button></p></form>"
+)]
+pub(super) struct SignIn<'a> {
+    csrf: Text<&'a str>,
+    notice: Option<Notice<'a>>,
+}
+
+/// The sign-in page.
+pub(super) fn login_page<'a>(
+    csrf: &'a str,
+    notice: Option<Notice<'a>>,
+) -> Document<'a, SignIn<'a>> {
     document(
         "Relay status: sign in",
-        &format!(
-            "<h1>Relay status</h1>{notice}\
-             <p>Sign in with the relay operator password to see every tunnel, or with a bridge \
-             token to see the tunnels it owns.</p>\
-             <form method=post action=\"/status\" id=login>\
-             <input type=hidden name=op value=login>\
-             <input type=hidden name=csrf value=\"{}\">\
-             <p><label>Operator password or bridge token \
-             <input type=password name=secret autocomplete=current-password required></label></p>\
-             <p><button>Sign in</button></p></form>",
-            escape_html(csrf)
-        ),
+        SignIn {
+            csrf: Text(csrf),
+            notice,
+        },
     )
 }
 
-fn when(epoch_secs: Option<i64>) -> String {
-    epoch_secs
-        .map(|s| format_time(s * 1000))
-        .unwrap_or_else(|| "—".into())
+/// Why a form was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// The CSRF token did not match the session's.
+    Csrf,
+    /// An `op` the page does not have.
+    UnknownAction,
+    /// A tunnel the session may not act on.
+    NotYours,
+    /// The store failed.
+    Unavailable,
 }
 
-fn caller(view: &View, principal: &str) -> String {
-    if let Some(id) = crate::oauth::access::client_of(principal) {
-        return match view.client_names.get(id) {
-            Some(n) => format!("{n} ({})", crate::oauth::trace::short_id(id)),
-            None => format!("OAuth client {}", crate::oauth::trace::short_id(id)),
-        };
-    }
-    if principal.starts_with("bearer:") {
-        return "bearer-token client".into();
-    }
-    principal.to_owned()
+/// A form refused.
+#[derive(Template)]
+#[template(
+    ext = "html",
+    source = "<h1>Relay status</h1><p class=warn id=notice>\
+        {% match refusal %}\
+        {% when Refusal::Csrf %}Invalid form submission (CSRF check failed). <a href=\"/status\">Back to the status page</a>\
+        {% when Refusal::UnknownAction %}Unknown action.\
+        {% when Refusal::NotYours %}That tunnel is not yours. <a href=\"/status\">Back to the status page</a>\
+        {% when Refusal::Unavailable %}The relay cannot revoke right now; try again.\
+        {% endmatch %}</p>"
+)]
+pub(super) struct Refused {
+    refusal: Refusal,
 }
 
-fn trace_rows(events: &[TraceEvent]) -> String {
-    if events.is_empty() {
-        return "<p class=empty>No OAuth events yet.</p>".into();
-    }
-    let mut rows = String::from(
-        "<table class=trace><tr><th>Time (UTC)</th><th>Step</th><th>Outcome</th>\
-         <th>What happened</th><th>From</th></tr>",
-    );
-    for e in events {
-        let from = [e.ip.as_deref(), e.user_agent.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" · ");
-        rows.push_str(&format!(
-            "<tr class=event><td class=t>{}</td><td>{}</td><td class={}>{}</td><td>{}</td><td>{}</td></tr>",
-            format_time(e.time_ms),
-            escape_html(&e.step),
-            escape_html(&e.outcome),
-            escape_html(&e.outcome),
-            escape_html(&e.summary()),
-            escape_html(&from),
-        ));
-    }
-    rows.push_str("</table>");
-    rows
+/// The page saying why a form was refused.
+pub(super) fn refused_page(refusal: Refusal) -> Document<'static, Refused> {
+    document("Relay status", Refused { refusal })
 }
 
-/// The dashboard's HTML.
-pub fn render(view: &View, csrf: &str, notice: Option<&str>) -> String {
-    let csrf = escape_html(csrf);
-    let mut b = format!(
-        "<header><h1>Relay status</h1>\
-         <form method=post action=\"/status\" class=inline id=logout>\
-         <input type=hidden name=op value=logout><input type=hidden name=csrf value=\"{csrf}\">\
-         <button>Log out</button></form></header>\
-         <p id=who>Signed in as {}.</p>",
-        escape_html(&view.who)
-    );
-    if let Some(n) = notice {
-        b.push_str(&format!("<p class=notice id=notice>{}</p>", escape_html(n)));
+/// The dashboard.
+#[derive(Template)]
+#[template(
+    ext = "html",
+    source = "\
+        {% macro trace_rows(events) %}\
+        {% if events.is_empty() %}<p class=empty>No OAuth events yet.</p>\
+        {% else %}<table class=trace><tr><th>Time (UTC)</th><th>Step</th><th>Outcome</th>\
+        <th>What happened</th><th>From</th></tr>\
+        {% for e in events %}<tr class=event><td class=t>{{ time(e.time_ms) }}</td>\
+        <td>{{ e.step|text }}</td><td class=\"{{ e.outcome|text }}\">{{ e.outcome|text }}</td>\
+        <td>{{ e.summary()|text }}</td><td>{{ trace_from(e) }}</td></tr>{% endfor %}</table>\
+        {% endif %}\
+        {% endmacro %}\
+        <header><h1>Relay status</h1>\
+        <form method=post action=\"/status\" class=inline id=logout>\
+        <input type=hidden name=op value=logout><input type=hidden name=csrf value=\"{{ csrf }}\">\
+        <button>Log out</button></form></header>\
+        <p id=who>Signed in as {{ view.who|text }}.</p>\
+        {% if let Some(n) = notice %}<p class=notice id=notice>{{ n }}</p>{% endif %}\
+        <h2>Tunnels</h2>\
+        {% if view.tunnels.is_empty() %}\
+        <p class=empty>No tunnel yet: a bridge claims one when it connects.</p>\
+        {% else %}\
+        <table id=tunnels><tr><th>Tunnel</th><th>State</th><th>Client auth</th>\
+        <th>Bridge</th><th>Sessions</th><th>In flight</th>\
+        {% if view.operator %}<th>Bridge token</th>{% endif %}</tr>\
+        {% for t in view.tunnels %}\
+        <tr class=tunnel><td><a href=\"#t-{{ t.name|text }}\">{{ t.name|text }}</a></td>\
+        <td class={% if t.connected %}ok{% else %}pending{% endif %}>{{ t.connection|text }}</td>\
+        <td>{{ t.auth|text }}</td><td>{{ bridge(t) }}</td>\
+        {% if let Some(g) = t.gauges %}<td>{{ g[0] }}</td><td>{{ g[1] }}</td>\
+        {% else %}<td>—</td><td>—</td>{% endif %}\
+        {% if view.operator %}<td>{{ t.owner_label.as_deref().unwrap_or(\"?\")|text }}\
+        {% if t.owner_revoked %} (revoked){% endif %}</td>{% endif %}\
+        </tr>\
+        {% endfor %}\
+        </table>\
+        {% endif %}\
+        {% for t in view.tunnels %}\
+        <section class=tunnel-detail id=\"t-{{ t.name|text }}\"><h2>Tunnel {{ t.name|text }}</h2>\
+        {% if let Some(g) = t.gauges %}\
+        <p class=gauges>{{ g[0] }} sessions, {{ g[1] }} requests in flight on the \
+        server, {{ g[4] }} exchanges open at the relay, {{ g[2] }} server \
+        processes, {{ g[3] }} restarts.</p>\
+        {% endif %}\
+        {% if !t.takeovers.is_empty() %}\
+        <h3>Takeover attempts</h3><p class=notice>Another connection claimed this \
+        tunnel with its bridge token. If these were not your own bridges, the token \
+        has leaked: revoke it.</p><table class=takeovers><tr><th>Time (UTC)</th>\
+        <th>What happened</th><th>From</th><th>Connected bridge</th></tr>\
+        {% for k in t.takeovers %}\
+        <tr class=takeover><td class=t>{{ time(k.at_ms) }}</td>\
+        {% if k.replaced %}<td class=refused>replaced the connected bridge (it did not answer the relay's probe)</td>\
+        {% else %}<td class=ok>refused: the connected bridge answered the relay's probe</td>{% endif %}\
+        <td>{{ k.from|text }}</td><td>{{ k.holder|text }}</td></tr>\
+        {% endfor %}\
+        </table>\
+        {% endif %}\
+        <h3>Authorized OAuth clients</h3>\
+        {% if t.clients.is_empty() %}\
+        <p class=empty>No client holds a token for this tunnel.</p>\
+        {% else %}\
+        <table class=clients><tr><th>Client</th><th>Redirects to</th>\
+        <th>First use (UTC)</th><th>Last use (UTC)</th><th></th></tr>\
+        {% for c in t.clients %}\
+        <tr class=client><td>{{ client_name(c) }}<br><span class=id>{{ c.client_id|text }}</span></td>\
+        <td>{{ redirect_hosts(c) }}</td><td>{{ when(c.first_used) }}</td><td>{{ when(c.last_used) }}</td><td>\
+        <form method=post action=\"/status\" class=inline>\
+        <input type=hidden name=op value=revoke>\
+        <input type=hidden name=csrf value=\"{{ csrf }}\">\
+        <input type=hidden name=tunnel value=\"{{ t.name|text }}\">\
+        <input type=hidden name=client_id value=\"{{ c.client_id|text }}\">\
+        <button>Revoke</button></form></td></tr>\
+        {% endfor %}\
+        </table>\
+        {% endif %}\
+        <h3>Recent calls (last {{ crate::observe::recent::KEEP }})</h3>\
+        {% if t.calls.is_empty() %}\
+        <p class=empty>No call since the relay started.</p>\
+        {% else %}\
+        <table class=calls><tr><th>Time (UTC)</th><th>Call</th><th>Client</th>\
+        <th>Status</th><th>Duration</th></tr>\
+        {% for c in t.calls %}\
+        <tr class=call><td class=t>{{ time(c.at_ms) }}</td><td>{{ call(c) }}</td><td>{{ called_by(c) }}</td>\
+        <td class={% if call_failed(c) %}refused{% else %}ok{% endif %}>{{ call_status(c) }}</td>\
+        <td>{{ c.duration_ms }} ms</td></tr>\
+        {% endfor %}\
+        </table>\
+        {% endif %}\
+        <h3>OAuth trace (last {{ super::view::TRACE_SHOWN }} events)</h3>\
+        {% call trace_rows(t.trace.as_slice()) %}{% endcall %}\
+        </section>\
+        {% endfor %}\
+        {% if view.operator %}\
+        <section id=relay-wide><h2>Relay-wide OAuth events</h2>\
+        {% call trace_rows(view.relay_wide.as_slice()) %}{% endcall %}\
+        </section>\
+        {% endif %}"
+)]
+pub(super) struct Dashboard<'a> {
+    view: &'a View,
+    csrf: Text<&'a str>,
+    notice: Option<Text<&'a str>>,
+}
+
+impl Dashboard<'_> {
+    /// A time in milliseconds since the Unix epoch.
+    fn time(&self, ms: &i64) -> Text<String> {
+        Text(format_time(*ms))
     }
-    b.push_str("<h2>Tunnels</h2>");
-    if view.tunnels.is_empty() {
-        b.push_str("<p class=empty>No tunnel yet: a bridge claims one when it connects.</p>");
-    } else {
-        b.push_str(
-            "<table id=tunnels><tr><th>Tunnel</th><th>State</th><th>Client auth</th>\
-             <th>Bridge</th><th>Sessions</th><th>In flight</th>",
-        );
-        if view.operator {
-            b.push_str("<th>Bridge token</th>");
-        }
-        b.push_str("</tr>");
-        for t in &view.tunnels {
-            let [sessions, pending, ..] = t.gauges.unwrap_or_default();
-            let gauge = |v: u64| {
-                if t.gauges.is_some() {
-                    v.to_string()
-                } else {
-                    "—".into()
+
+    /// A time in seconds since the Unix epoch, if known.
+    fn when(&self, epoch_secs: &Option<i64>) -> Text<String> {
+        Text(
+            epoch_secs
+                .map(|s| format_time(s * 1000))
+                .unwrap_or_else(|| "—".into()),
+        )
+    }
+
+    /// The bridge's version.
+    fn bridge(&self, t: &TunnelView) -> Text<String> {
+        Text(
+            t.bridge_version
+                .as_deref()
+                .map(|v| format!("bridge {v}"))
+                .unwrap_or_else(|| "—".into()),
+        )
+    }
+
+    /// A client's name, and whether the client chose it.
+    fn client_name(&self, c: &AuthorizedClient) -> Text<String> {
+        Text(match (&c.name, c.kind.as_deref()) {
+            (Some(n), Some("cimd")) => n.clone(),
+            (Some(n), _) => format!("{n} (name chosen by the client)"),
+            (None, _) => "unnamed client".into(),
+        })
+    }
+
+    /// The hosts a client's redirect URIs go to.
+    fn redirect_hosts(&self, c: &AuthorizedClient) -> Text<String> {
+        let mut hosts: Vec<String> = c
+            .redirect_uris
+            .iter()
+            .map(|u| crate::util::html::host_of(u))
+            .collect();
+        hosts.dedup();
+        Text(hosts.join(", "))
+    }
+
+    /// A call: its method, and its tool.
+    fn call(&self, c: &RecentCall) -> Text<String> {
+        Text(match &c.tool {
+            Some(tool) => format!("{} {tool}", c.method),
+            None => c.method.clone(),
+        })
+    }
+
+    /// Who made a call.
+    fn called_by(&self, c: &RecentCall) -> Text<String> {
+        let principal = c.principal.as_str();
+        Text(
+            if let Some(id) = crate::oauth::access::client_of(principal) {
+                match self.view.client_names.get(id) {
+                    Some(n) => format!("{n} ({})", crate::oauth::trace::short_id(id)),
+                    None => format!("OAuth client {}", crate::oauth::trace::short_id(id)),
                 }
-            };
-            b.push_str(&format!(
-                "<tr class=tunnel><td><a href=\"#t-{name}\">{name}</a></td><td class={}>{}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
-                if t.connected { "ok" } else { "pending" },
-                escape_html(&t.connection),
-                escape_html(&t.auth),
-                escape_html(
-                    &t.bridge_version
-                        .as_deref()
-                        .map(|v| format!("bridge {v}"))
-                        .unwrap_or_else(|| "—".into())
-                ),
-                gauge(sessions),
-                gauge(pending),
-                name = escape_html(&t.name),
-            ));
-            if view.operator {
-                let label = t.owner_label.as_deref().unwrap_or("?");
-                let revoked = if t.owner_revoked { " (revoked)" } else { "" };
-                b.push_str(&format!("<td>{}{revoked}</td>", escape_html(label)));
-            }
-            b.push_str("</tr>");
-        }
-        b.push_str("</table>");
+            } else if principal.starts_with("bearer:") {
+                "bearer-token client".into()
+            } else {
+                principal.to_owned()
+            },
+        )
     }
-    for t in &view.tunnels {
-        let name = escape_html(&t.name);
-        b.push_str(&format!(
-            "<section class=tunnel-detail id=\"t-{name}\"><h2>Tunnel {name}</h2>"
-        ));
-        if let Some([sessions, pending, children, restarts, exchanges]) = t.gauges {
-            b.push_str(&format!(
-                "<p class=gauges>{sessions} sessions, {pending} requests in flight on the \
-                 server, {exchanges} exchanges open at the relay, {children} server \
-                 processes, {restarts} restarts.</p>"
-            ));
-        }
-        if !t.takeovers.is_empty() {
-            b.push_str(
-                "<h3>Takeover attempts</h3><p class=notice>Another connection claimed this \
-                 tunnel with its bridge token. If these were not your own bridges, the token \
-                 has leaked: revoke it.</p><table class=takeovers><tr><th>Time (UTC)</th>\
-                 <th>What happened</th><th>From</th><th>Connected bridge</th></tr>",
-            );
-            for k in &t.takeovers {
-                let (class, what) = if k.replaced {
-                    (
-                        "refused",
-                        "replaced the connected bridge (it did not answer the relay's probe)",
-                    )
-                } else {
-                    (
-                        "ok",
-                        "refused: the connected bridge answered the relay's probe",
-                    )
-                };
-                b.push_str(&format!(
-                    "<tr class=takeover><td class=t>{}</td><td class={class}>{what}</td>\
-                     <td>{}</td><td>{}</td></tr>",
-                    format_time(k.at_ms),
-                    escape_html(&k.from),
-                    escape_html(&k.holder),
-                ));
-            }
-            b.push_str("</table>");
-        }
-        b.push_str("<h3>Authorized OAuth clients</h3>");
-        if t.clients.is_empty() {
-            b.push_str("<p class=empty>No client holds a token for this tunnel.</p>");
-        } else {
-            b.push_str(
-                "<table class=clients><tr><th>Client</th><th>Redirects to</th>\
-                 <th>First use (UTC)</th><th>Last use (UTC)</th><th></th></tr>",
-            );
-            for c in &t.clients {
-                let name = match (&c.name, c.kind.as_deref()) {
-                    (Some(n), Some("cimd")) => n.clone(),
-                    (Some(n), _) => format!("{n} (name chosen by the client)"),
-                    (None, _) => "unnamed client".into(),
-                };
-                let mut hosts: Vec<String> = c
-                    .redirect_uris
-                    .iter()
-                    .map(|u| crate::util::html::host_of(u))
-                    .collect();
-                hosts.dedup();
-                b.push_str(&format!(
-                    "<tr class=client><td>{}<br><span class=id>{}</span></td><td>{}</td>\
-                     <td>{}</td><td>{}</td><td>\
-                     <form method=post action=\"/status\" class=inline>\
-                     <input type=hidden name=op value=revoke>\
-                     <input type=hidden name=csrf value=\"{csrf}\">\
-                     <input type=hidden name=tunnel value=\"{tunnel}\">\
-                     <input type=hidden name=client_id value=\"{id}\">\
-                     <button>Revoke</button></form></td></tr>",
-                    escape_html(&name),
-                    escape_html(&c.client_id),
-                    escape_html(&hosts.join(", ")),
-                    when(c.first_used),
-                    when(c.last_used),
-                    tunnel = name_attr(&t.name),
-                    id = escape_html(&c.client_id),
-                ));
-            }
-            b.push_str("</table>");
-        }
-        b.push_str(&format!(
-            "<h3>Recent calls (last {})</h3>",
-            crate::observe::recent::KEEP
-        ));
-        if t.calls.is_empty() {
-            b.push_str("<p class=empty>No call since the relay started.</p>");
-        } else {
-            b.push_str(
-                "<table class=calls><tr><th>Time (UTC)</th><th>Call</th><th>Client</th>\
-                 <th>Status</th><th>Duration</th></tr>",
-            );
-            for c in &t.calls {
-                let call = match &c.tool {
-                    Some(tool) => format!("{} {tool}", c.method),
-                    None => c.method.clone(),
-                };
-                let mut status = c.status.to_string();
-                let mut class = if c.status < 400 { "ok" } else { "refused" };
-                if c.rpc_error == Some(true) {
-                    status.push_str(" · JSON-RPC error");
-                    class = "refused";
-                }
-                if !c.complete {
-                    status.push_str(" · cut short");
-                }
-                b.push_str(&format!(
-                    "<tr class=call><td class=t>{}</td><td>{}</td><td>{}</td><td class={class}>{}</td>\
-                     <td>{} ms</td></tr>",
-                    format_time(c.at_ms),
-                    escape_html(&call),
-                    escape_html(&caller(view, &c.principal)),
-                    escape_html(&status),
-                    c.duration_ms,
-                ));
-            }
-            b.push_str("</table>");
-        }
-        b.push_str(&format!("<h3>OAuth trace (last {TRACE_SHOWN} events)</h3>"));
-        b.push_str(&trace_rows(&t.trace));
-        b.push_str("</section>");
+
+    /// Whether a call failed (an HTTP error or a JSON-RPC error).
+    fn call_failed(&self, c: &RecentCall) -> bool {
+        c.status >= 400 || c.rpc_error == Some(true)
     }
-    if view.operator {
-        b.push_str("<section id=relay-wide><h2>Relay-wide OAuth events</h2>");
-        b.push_str(&trace_rows(&view.relay_wide));
-        b.push_str("</section>");
+
+    /// How a call ended.
+    fn call_status(&self, c: &RecentCall) -> Text<String> {
+        let mut status = c.status.to_string();
+        if c.rpc_error == Some(true) {
+            status.push_str(" · JSON-RPC error");
+        }
+        if !c.complete {
+            status.push_str(" · cut short");
+        }
+        Text(status)
     }
-    document("Relay status", &b)
+
+    /// Where a trace event came from.
+    fn trace_from(&self, e: &TraceEvent) -> Text<String> {
+        Text(
+            [e.ip.as_deref(), e.user_agent.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" · "),
+        )
+    }
 }
 
-/// A tunnel name for an attribute (names are `[a-z0-9-]`; escaped all the same).
-pub(super) fn name_attr(name: &str) -> String {
-    escape_html(name)
+/// The dashboard page.
+pub(super) fn render<'a>(
+    view: &'a View,
+    csrf: &'a str,
+    notice: Option<&'a str>,
+) -> Document<'a, Dashboard<'a>> {
+    document(
+        "Relay status",
+        Dashboard {
+            view,
+            csrf: Text(csrf),
+            notice: notice.map(Text),
+        },
+    )
 }
 
 #[cfg(test)]
@@ -305,7 +339,7 @@ mod tests {
     use crate::tunnels::history::Takeover;
     use std::collections::HashMap;
 
-    const EVIL: &str = "<script>alert(1)</script>\"'&";
+    const EVIL: &str = "<script>alert(1)</script>\"'&\u{202E}\u{200B}";
 
     fn hostile_view() -> View {
         let mut trace = TraceEvent {
@@ -369,12 +403,18 @@ mod tests {
 
     #[test]
     fn everything_shown_is_escaped() {
-        let html = render(&hostile_view(), "tok\"en", Some("<b>notice</b>"));
+        let html = render(&hostile_view(), "tok\"en", Some("<b>notice</b>"))
+            .render()
+            .unwrap();
         let lower = html.to_ascii_lowercase();
         assert!(!lower.contains("<script"), "{html}");
         assert!(!lower.contains("<img"), "{html}");
         assert!(!lower.contains("<b>"), "{html}");
-        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;"));
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;\u{FFFD}\u{FFFD}")
+        );
+        // Every text shown replaces control, bidirectional and invisible characters.
+        assert!(!html.chars().any(protocol::text::unsafe_char), "{html}");
         assert!(
             html.contains("value=\"tok&quot;en\""),
             "the CSRF token is escaped too"
@@ -397,5 +437,29 @@ mod tests {
         }
         assert!(html.contains("200 · JSON-RPC error"));
         assert!(html.contains("(name chosen by the client)"));
+    }
+
+    #[test]
+    fn refusals_and_sign_in() {
+        let csrf = refused_page(Refusal::Csrf).render().unwrap();
+        assert!(csrf.ends_with(
+            "<body><h1>Relay status</h1><p class=warn id=notice>Invalid form submission (CSRF \
+             check failed). <a href=\"/status\">Back to the status page</a></p></body></html>"
+        ));
+        let unknown = refused_page(Refusal::UnknownAction).render().unwrap();
+        assert!(unknown.contains("<p class=warn id=notice>Unknown action.</p>"));
+        let page = login_page(
+            "c\"s",
+            Some(Notice {
+                text: "Signed out.",
+                warn: false,
+            }),
+        )
+        .render()
+        .unwrap();
+        assert!(page.contains("<title>Relay status: sign in</title>"));
+        assert!(page.contains("<p class=notice id=notice>Signed out.</p>"));
+        assert!(page.contains("<input type=hidden name=csrf value=\"c&quot;s\">"));
+        assert!(page.contains("<input type=password name=secret "));
     }
 }

@@ -2,11 +2,13 @@
 
 use std::sync::OnceLock;
 
+use askama::Template;
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use crate::config::sha256;
+use crate::util::page::{Protection, html_answer};
 
 use super::render::STYLE;
 
@@ -24,42 +26,21 @@ fn csp() -> &'static str {
 }
 
 /// An HTML answer with the page's protective headers.
-pub(super) fn html(status: StatusCode, body: String) -> Response {
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    harden(h);
+pub(super) fn html(status: StatusCode, page: &impl Template) -> Response {
+    let mut r = html_answer(status, page);
+    harden(r.headers_mut());
     r
 }
 
 /// The headers every answer of the page carries.
 fn harden(h: &mut HeaderMap) {
-    if let Ok(v) = HeaderValue::from_str(csp()) {
-        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    Protection {
+        csp: csp(),
+        referrer: "same-origin",
+        pragma: true,
+        same_origin: true,
     }
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        "cross-origin-opener-policy",
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(
-        "cross-origin-resource-policy",
-        HeaderValue::from_static("same-origin"),
-    );
+    .apply(h);
 }
 
 /// `303 See Other` to `location` (after a form), with cookies to set.
@@ -81,12 +62,18 @@ pub(super) fn see_other(location: &str, set_cookies: &[String]) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::super::render::login_page;
+    use super::super::render::{Notice, login_page};
     use super::*;
 
     #[test]
     fn pages_are_hardened() {
-        let r = html(StatusCode::OK, login_page("abc", Some(("<x>", true))));
+        let notice = || {
+            Some(Notice {
+                text: "<x>",
+                warn: true,
+            })
+        };
+        let r = html(StatusCode::OK, &login_page("abc", notice()));
         let h = r.headers();
         let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
         assert!(csp.contains("default-src 'none'"));
@@ -98,7 +85,7 @@ mod tests {
         use base64::Engine;
         let hash = base64::engine::general_purpose::STANDARD.encode(sha256(STYLE.as_bytes()));
         assert!(csp.contains(&format!("'sha256-{hash}'")));
-        let page = login_page("abc", Some(("<x>", true)));
+        let page = login_page("abc", notice()).render().unwrap();
         assert!(page.contains(&format!("<style>{STYLE}</style>")));
         assert!(page.contains("&lt;x&gt;") && !page.contains("<x>"));
     }
