@@ -23,8 +23,10 @@ use super::limits::CODE_TTL;
 use super::limits::CONSENT_TTL;
 use crate::oauth::state::OAuthState;
 use crate::store::{CodeGrant, Grant, new_secret, now};
-use crate::util::html::escape_html;
+use crate::util::html::Text;
 use crate::util::html::host_of;
+use crate::util::page::{Document, Protection, Refresh, html_answer};
+use askama::Template;
 use axum::response::IntoResponse;
 use std::sync::Arc;
 
@@ -50,7 +52,6 @@ fn same_secret(a: &str, b: &str) -> bool {
 
 /// Adds the headers every page of the flow carries.
 fn harden(r: &mut Response, form_target: Option<&str>) {
-    let h = r.headers_mut();
     let form_action = match form_target.and_then(|u| url::Url::parse(u).ok()) {
         Some(u) => format!("'self' {}", u.origin().ascii_serialization()),
         None => "'self'".into(),
@@ -59,19 +60,13 @@ fn harden(r: &mut Response, form_target: Option<&str>) {
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; form-action {form_action}; \
          frame-ancestors 'none'; base-uri 'none'"
     );
-    if let Ok(v) = HeaderValue::from_str(&csp) {
-        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    Protection {
+        csp: &csp,
+        referrer: "no-referrer",
+        pragma: false,
+        same_origin: false,
     }
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    .apply(r.headers_mut());
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40em;margin:2em auto;padding:0 1em;color:#222}\
@@ -79,66 +74,96 @@ dt{font-weight:bold;margin-top:.6em}code,.code{font-family:ui-monospace,monospac
 .code{font-size:2em;letter-spacing:.1em;padding:.3em .6em;border:2px solid #444;display:inline-block}\
 .warn{color:#8a1c00}form{margin-top:1em}button{font-size:1em;padding:.4em 1em}";
 
+/// A page of the flow around `body`.
+fn document<'a, B: Template>(title: &'a str, refresh: Option<Refresh>, body: B) -> Document<'a, B> {
+    Document {
+        title: Text(title),
+        style: STYLE,
+        viewport: false,
+        refresh,
+        body,
+    }
+}
+
+/// Why the flow stopped.
+#[derive(Template)]
+#[template(
+    ext = "html",
+    source = "<h1>Authorization failed</h1><p>{{ message }}</p>"
+)]
+struct Failed<'a> {
+    message: Text<&'a str>,
+}
+
 /// An HTML error page (used before the redirect URI is trusted).
 pub fn error_page(status: StatusCode, message: &str) -> Response {
     crate::oauth::trace::because_if_unset(message);
-    let html = format!(
-        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Authorization error</title>\
-         <style>{STYLE}</style></head><body><h1>Authorization failed</h1><p>{}</p></body></html>",
-        escape_html(message)
+    let page = document(
+        "Authorization error",
+        None,
+        Failed {
+            message: Text(message),
+        },
     );
-    let mut r = Response::new(Body::from(html));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+    let mut r = html_answer(status, &page);
     harden(&mut r, None);
     r
 }
 
+/// What the consent page shows.
+#[derive(Template)]
+#[template(
+    ext = "html",
+    source = "<h1>Allow access to the tunnel {{ tunnel }}?</h1>\
+        {% if let Some(n) = notice %}<p class=warn>{{ n }}</p>{% endif %}\
+        <dl><dt>Tunnel</dt><dd id=tunnel>{{ tunnel }}</dd>\
+        <dt>The authorization code will be sent to</dt><dd id=redirect-host>{{ redirect_host }}</dd>\
+        <dt>Client</dt><dd id=client>{{ client }}</dd></dl>\
+        <p>Only the owner of this tunnel can approve. On the computer running the bridge, type \
+        this code in the bridge's terminal, or run <code>bridge approve {{ code }}</code>:</p>\
+        <p class=code id=code>{{ code }}</p>\
+        <p>This page continues by itself once the request is approved.</p>\
+        {% if operator %}\
+        <form method=post action=\"/oauth/consent/{{ id }}\"><input type=hidden name=csrf value=\"{{ csrf }}\">\
+        <label>Relay operator password <input type=password name=password autocomplete=current-password></label> \
+        <button name=action value=approve>Approve as operator</button></form>\
+        {% endif %}\
+        <form method=post action=\"/oauth/consent/{{ id }}\"><input type=hidden name=csrf value=\"{{ csrf }}\">\
+        <button name=action value=deny>Deny</button></form>"
+)]
+struct ConsentBody<'a> {
+    id: Text<&'a str>,
+    csrf: Text<&'a str>,
+    tunnel: Text<&'a str>,
+    redirect_host: Text<String>,
+    client: Text<&'a str>,
+    code: Text<&'a str>,
+    notice: Option<Text<&'a str>>,
+    /// Whether the relay operator may approve here (with the operator password).
+    operator: bool,
+}
+
 /// The consent page.
 pub fn page(state: &OAuthState, c: &Consent, set_cookie: bool, notice: Option<&str>) -> Response {
-    let operator = state.oauth.config.operator_password_hash.is_some();
-    let id = escape_html(&c.id);
-    let csrf = escape_html(&c.csrf);
-    let operator_form = if operator {
-        format!(
-            "<form method=post action=\"/oauth/consent/{id}\"><input type=hidden name=csrf value=\"{csrf}\">\
-             <label>Relay operator password <input type=password name=password autocomplete=current-password></label> \
-             <button name=action value=approve>Approve as operator</button></form>"
-        )
-    } else {
-        String::new()
-    };
-    let notice = notice
-        .map(|n| format!("<p class=warn>{}</p>", escape_html(n)))
-        .unwrap_or_default();
-    let html = format!(
-        "<!doctype html><html lang=en><head><meta charset=utf-8>\
-         <meta http-equiv=refresh content=\"3;url=/oauth/consent/{id}\">\
-         <title>Allow access to {tunnel}?</title><style>{STYLE}</style></head><body>\
-         <h1>Allow access to the tunnel {tunnel}?</h1>{notice}\
-         <dl><dt>Tunnel</dt><dd id=tunnel>{tunnel}</dd>\
-         <dt>The authorization code will be sent to</dt><dd id=redirect-host>{redirect_host}</dd>\
-         <dt>Client</dt><dd id=client>{client}</dd></dl>\
-         <p>Only the owner of this tunnel can approve. On the computer running the bridge, type \
-         this code in the bridge's terminal, or run <code>bridge approve {code}</code>:</p>\
-         <p class=code id=code>{code}</p>\
-         <p>This page continues by itself once the request is approved.</p>\
-         {operator_form}\
-         <form method=post action=\"/oauth/consent/{id}\"><input type=hidden name=csrf value=\"{csrf}\">\
-         <button name=action value=deny>Deny</button></form></body></html>",
-        tunnel = escape_html(&c.tunnel),
-        redirect_host = escape_html(&host_of(&c.redirect_uri)),
-        client = escape_html(&c.client_display),
-        code = escape_html(&c.code),
+    let title = format!("Allow access to {}?", c.tunnel);
+    let page = document(
+        &title,
+        Some(Refresh {
+            seconds: 3,
+            to: Text(format!("/oauth/consent/{}", c.id)),
+        }),
+        ConsentBody {
+            id: Text(&c.id),
+            csrf: Text(&c.csrf),
+            tunnel: Text(&c.tunnel),
+            redirect_host: Text(host_of(&c.redirect_uri)),
+            client: Text(&c.client_display),
+            code: Text(&c.code),
+            notice: notice.map(Text),
+            operator: state.oauth.config.operator_password_hash.is_some(),
+        },
     );
-    let mut r = Response::new(Body::from(html));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+    let mut r = html_answer(StatusCode::OK, &page);
     if set_cookie {
         let secure = if state.config.public_url.scheme() == "https" {
             "; Secure"
@@ -487,4 +512,99 @@ pub async fn approve_with_bridge_token(
             "approved": !body.deny,
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RelayConfig;
+    use std::time::Instant;
+
+    const EVIL: &str = "<script>alert(1)</script>\"'&\u{202E}";
+
+    async fn body(r: Response) -> String {
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        String::from_utf8(bytes.to_vec()).expect("utf-8")
+    }
+
+    fn consent() -> Consent {
+        Consent {
+            id: "id\"1".into(),
+            code: "ABCD-EFGH".into(),
+            csrf: "cs<rf".into(),
+            tunnel: "desk".into(),
+            client_id: "mcpcl_x".into(),
+            client_display: format!("\u{201c}{EVIL}\u{201d} (unverified)"),
+            redirect_uri: "https://claude.ai/api/mcp/auth_callback".into(),
+            state: None,
+            challenge: String::new(),
+            resource: String::new(),
+            scope: String::new(),
+            created: Instant::now(),
+            decision: None,
+            approved_owner: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_page_escapes_what_it_shows() {
+        let mut config =
+            RelayConfig::new("127.0.0.1:0".parse().unwrap(), "https://relay.example").unwrap();
+        config.oauth.operator_password_hash = Some("hash".into());
+        let state = OAuthState::in_memory(config);
+        let r = page(&state, &consent(), true, Some("Wrong <operator> password."));
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()[header::REFERRER_POLICY], "no-referrer");
+        assert!(
+            r.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("form-action 'self' https://claude.ai;")
+        );
+        let html = body(r).await;
+        assert!(!html.to_ascii_lowercase().contains("<script"), "{html}");
+        assert!(!html.chars().any(protocol::text::unsafe_char), "{html}");
+        assert!(html.contains(
+            "<dd id=client>\u{201c}&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;\u{FFFD}\
+             \u{201d} (unverified)</dd>"
+        ));
+        assert!(
+            html.contains("<meta http-equiv=refresh content=\"3;url=/oauth/consent/id&quot;1\">")
+        );
+        assert!(html.contains("<p class=code id=code>ABCD-EFGH</p>"));
+        assert!(html.contains("<dd id=redirect-host>claude.ai</dd>"));
+        assert!(html.contains("<p class=warn>Wrong &lt;operator&gt; password.</p>"));
+        assert_eq!(
+            html.matches("<input type=hidden name=csrf value=\"cs&lt;rf\">")
+                .count(),
+            2,
+            "the operator's form and the deny form"
+        );
+        assert!(html.contains("<input type=password name=password "));
+    }
+
+    #[tokio::test]
+    async fn without_an_operator_password_only_deny() {
+        let config =
+            RelayConfig::new("127.0.0.1:0".parse().unwrap(), "http://127.0.0.1:1").unwrap();
+        let state = OAuthState::in_memory(config);
+        let html = body(page(&state, &consent(), false, None)).await;
+        assert!(!html.contains("type=password"), "{html}");
+        assert_eq!(html.matches("<form ").count(), 1);
+        assert!(!html.contains("class=warn"));
+    }
+
+    #[tokio::test]
+    async fn error_pages_escape_the_message() {
+        let r = error_page(StatusCode::BAD_REQUEST, EVIL);
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.headers()[header::X_FRAME_OPTIONS], "DENY");
+        let html = body(r).await;
+        assert!(html.ends_with(
+            "<h1>Authorization failed</h1><p>&lt;script&gt;alert(1)&lt;/script&gt;\
+             &quot;&#39;&amp;\u{FFFD}</p></body></html>"
+        ));
+    }
 }

@@ -5,6 +5,7 @@ pub mod bearer;
 pub mod gate;
 pub mod html;
 pub mod http_error;
+pub mod page;
 pub mod password;
 pub mod path;
 pub mod random;
