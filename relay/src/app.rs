@@ -19,7 +19,7 @@ use crate::net::client_addr::{ProxyTrust, TrustedProxies};
 use crate::oauth::state::{OAuth, OAuthState};
 use crate::oauth::trace::Recorder;
 use crate::observe::recent::RecentCalls;
-use crate::owner::status_page::{OwnerState, StatusPage};
+use crate::owner::{OwnerState, StatusPage};
 use crate::store::Store;
 use crate::tunnels::history::BridgeHistory;
 use crate::tunnels::registry::Registry;
@@ -161,10 +161,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health))
         .merge(crate::mcp::routes::routes())
         .route("/{name}/connect", get(crate::link::connect::connect))
-        .route(
-            "/status",
-            get(crate::owner::status_page::show).post(crate::owner::status_page::act),
-        )
+        .route("/status", get(crate::owner::show).post(crate::owner::act))
         .route("/metrics", get(crate::observe::metrics::serve))
         .merge(crate::oauth::routes::routes())
         .fallback(not_found)

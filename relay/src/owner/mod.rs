@@ -41,8 +41,3 @@ pub use actions::act;
 pub use page::show;
 pub use session::StatusPage;
 pub use state::OwnerState;
-
-/// The status page's state and handlers under the path the router names them by.
-pub mod status_page {
-    pub use super::{OwnerState, StatusPage, act, show};
-}
