@@ -23,6 +23,7 @@ use super::limits::CODE_TTL;
 use super::limits::CONSENT_TTL;
 use crate::oauth::state::OAuthState;
 use crate::store::{CodeGrant, Grant, new_secret, now};
+use crate::util::cookie::{cookie_of, same_secret};
 use crate::util::html::Text;
 use crate::util::html::host_of;
 use crate::util::page::{Document, Protection, Refresh, html_answer};
@@ -32,22 +33,6 @@ use std::sync::Arc;
 
 fn cookie_name(id: &str) -> String {
     format!("mcp_consent_{}", &id[..id.len().min(16)])
-}
-
-fn cookie_of(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-}
-
-fn same_secret(a: &str, b: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 /// Adds the headers every page of the flow carries.

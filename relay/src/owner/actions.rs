@@ -15,8 +15,9 @@ use crate::util::html::escape_html;
 use super::page::{login_response, session};
 use super::render::{Refusal, refused_page};
 use super::response::{html, see_other};
-use super::session::{ABSOLUTE, Cookies, Who, cookie_of, same_secret};
+use super::session::{ABSOLUTE, Cookies, Who};
 use super::state::OwnerState;
+use crate::util::cookie::{cookie_of, same_secret};
 
 /// Largest form accepted.
 const MAX_FORM: usize = 8 * 1024;

@@ -10,9 +10,10 @@ use crate::store::new_secret;
 
 use super::render::{Notice, login_page, render};
 use super::response::html;
-use super::session::{Cookies, LOGIN_TTL, Who, cookie_of};
+use super::session::{Cookies, LOGIN_TTL, Who};
 use super::state::OwnerState;
 use super::view::collect;
+use crate::util::cookie::cookie_of;
 
 /// Answers the sign-in page, setting its cookie unless the browser has one.
 pub(super) fn login_response(

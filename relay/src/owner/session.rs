@@ -4,12 +4,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, header};
+use http::HeaderMap;
 use protocol::sync::LockExt;
 
 use crate::config::RelayConfig;
 use crate::config::sha256;
 use crate::store::{Store, new_secret};
+use crate::util::cookie::cookie_of;
 
 /// A session ends after this long without a request.
 pub const IDLE: Duration = Duration::from_secs(30 * 60);
@@ -160,33 +161,9 @@ impl Cookies {
     }
 }
 
-/// The value of cookie `name`, if it looks like one of ours.
-pub(super) fn cookie_of(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-        .filter(|v| {
-            (20..=100).contains(&v.len())
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-}
-
-/// Whether two secrets are equal, in time that does not depend on where they differ.
-pub(super) fn same_secret(a: &str, b: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     #[test]
     fn sessions_expire_and_close() {
@@ -210,16 +187,6 @@ mod tests {
 
     #[test]
     fn cookies() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=b; relay_status=abcdefghijklmnopqrstuvwxyz0123; x=y"),
-        );
-        assert_eq!(
-            cookie_of(&h, "relay_status").as_deref(),
-            Some("abcdefghijklmnopqrstuvwxyz0123")
-        );
-        assert_eq!(cookie_of(&h, "a"), None, "too short to be ours");
         let c = Cookies {
             session: "__Host-relay_status",
             login: "__Host-relay_login",

@@ -2,6 +2,7 @@
 
 pub mod addr;
 pub mod bearer;
+pub mod cookie;
 pub mod gate;
 pub mod html;
 pub mod http_error;
