@@ -29,7 +29,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::browser::{Browser, kill_group, line_reader};
+use e2e::browser::Browser;
+use e2e::process::{kill_group, line_reader};
 use e2e::{Bridge, BridgeOpts, bin, unused_port};
 use reqwest::Url;
 use serde_json::{Value, json};

@@ -32,7 +32,8 @@ use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};
 use std::time::Duration;
 
-use e2e::browser::{Browser, line_reader};
+use e2e::browser::Browser;
+use e2e::process::line_reader;
 use e2e::{Bridge, BridgeOpts, Deps, Relay, bin, unused_port};
 use serde_json::{Value, json};
 
