@@ -149,3 +149,17 @@ pub fn strs(v: &Value) -> Vec<&str> {
         .map(|x| x.as_str().unwrap_or_else(|| panic!("not a string: {x}")))
         .collect()
 }
+
+/// The command of `tests/clients/tools_server.py` (plain `python3`) serving `spec`: its
+/// `serverInfo`, optional `instructions`, `tools`, and what a call answers (`"ok"`, or
+/// `"arguments"`: the call's arguments as JSON).
+pub fn tools_server(spec: &Value) -> Vec<String> {
+    vec![
+        "python3".into(),
+        repo_root()
+            .join("tests/clients/tools_server.py")
+            .display()
+            .to_string(),
+        spec.to_string(),
+    ]
+}

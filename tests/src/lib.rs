@@ -12,21 +12,28 @@
 //! - [`fixture_truth`]: what the fixture serves, asked directly over stdio.
 //! - [`browser`]: the headless Chromium driver for the relay's pages.
 //! - [`cut_proxy`]: a TCP proxy that cuts the bridge⇄relay link on demand.
+//! - [`http`]: reqwest with one configuration, complete answers, a blocking client.
+//! - [`mcp`], [`sse`]: an MCP client of both protocol eras over HTTP, and its events.
+//! - [`fake_bridge`]: the relay's bridge WebSocket spoken frame by frame.
 //! - [`ports`], [`raw_http`]: ports named before binding, and HTTP/1.1 by hand.
 
 pub mod bridge;
 pub mod browser;
 pub mod clients;
 pub mod cut_proxy;
+pub mod fake_bridge;
 pub mod fixture_truth;
+pub mod http;
+pub mod mcp;
 pub mod ports;
 pub mod process;
 pub mod raw_http;
 pub mod relay;
+pub mod sse;
 
 pub use bridge::{Bridge, BridgeOpts, teed};
 pub use clients::{Deps, run_json};
-pub use ports::unused_port;
+pub use ports::{addr_of, unused_port};
 pub use process::{Proc, bin, install_crypto_provider, repo_root};
 pub use raw_http::{HttpAnswer, http_post, parse_http_answer};
 pub use relay::Relay;

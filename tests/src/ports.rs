@@ -1,4 +1,7 @@
-//! Ports for programs that must be told theirs before they bind.
+//! Ports for programs that must be told theirs before they bind, and the address behind a
+//! base URL.
+
+use std::net::SocketAddr;
 
 /// A TCP port free on every interface right now, for a program that must be told its port
 /// before it binds (Caddy, HAProxy). It is taken below the kernel's ephemeral range
@@ -23,4 +26,12 @@ pub fn unused_port() -> u16 {
         }
     }
     panic!("no free port between {LOW} and {}", LOW + SPAN);
+}
+
+/// `host:port` of a base URL such as `http://127.0.0.1:1234`.
+pub fn addr_of(base: &str) -> SocketAddr {
+    base.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("the base URL is http://<ip>:<port>")
 }

@@ -36,7 +36,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use e2e::cut_proxy::{CutProxy, addr_of};
+use e2e::addr_of;
+use e2e::cut_proxy::CutProxy;
 use e2e::{Bridge, BridgeOpts, Relay, bin};
 use protocol::jsonrpc::{INTERNAL_ERROR, REQUEST_TIMEOUT, UNAVAILABLE};
 use serde_json::{Value, json};

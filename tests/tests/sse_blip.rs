@@ -19,7 +19,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use e2e::cut_proxy::{CutProxy, addr_of};
+use e2e::addr_of;
+use e2e::cut_proxy::CutProxy;
 use e2e::{Bridge, BridgeOpts, Deps, Relay, teed};
 use futures_util::{SinkExt, StreamExt};
 use protocol::frame::{FLAG_FINAL, FLAG_STREAM};

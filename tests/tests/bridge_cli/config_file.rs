@@ -3,106 +3,19 @@
 //! the file; errors naming the key; Claude Desktop's `env` reaching the server; and the
 //! server's last stderr lines when it cannot start.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::bin;
-use serde_json::{Value, json};
+use e2e::mcp::{McpClient, initialize, no_headers};
+use e2e::{Proc, bin};
+use serde_json::json;
 
-/// A `bridge` process: stdout read line by line, stderr in a file, killed with its process
-/// group when dropped.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
+use crate::{echo, exits_with, tool_names};
 
-impl Running {
-    fn start(mut cmd: Command) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("stderr.log");
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap());
-        {
-            use std::os::unix::process::CommandExt;
-            cmd.process_group(0);
-        }
-        let mut child = cmd.spawn().expect("bridge");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines: rx,
-            seen: Vec::new(),
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Reads stdout until `n` lines start with `prefix`; all lines so far.
-    fn wait_for(&mut self, prefix: &str, n: usize) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.seen.iter().filter(|l| l.starts_with(prefix)).count() < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => self.seen.push(l),
-                Err(_) => panic!(
-                    "no {n} lines {prefix:?}; stdout: {:?}; stderr:\n{}",
-                    self.seen,
-                    self.stderr()
-                ),
-            }
-        }
-        self.seen.clone()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // SAFETY: killing the process group created for this child.
-        unsafe {
-            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// `bridge run` with a private configuration directory and none of the BRIDGE_* variables.
+/// `bridge run` with a private home and configuration directory.
 fn bridge(home: &Path) -> Command {
-    let mut cmd = Command::new(bin("bridge"));
-    cmd.arg("run")
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("RUST_LOG", "info");
-    for v in [
-        "BRIDGE_RELAY",
-        "BRIDGE_TOKEN",
-        "BRIDGE_NAME",
-        "BRIDGE_CLIENT_TOKEN",
-        "BRIDGE_CONFIG",
-        "FIXTURE_COUNTS",
-    ] {
-        cmd.env_remove(v);
-    }
-    cmd
+    crate::bridge_in(home, "run", true)
 }
 
 /// One tunnel as printed: name (from the header when there are several), endpoint, token.
@@ -130,126 +43,6 @@ fn printed(lines: &[String]) -> Vec<Printed> {
         }
     }
     out
-}
-
-fn http() -> reqwest::Client {
-    e2e::install_crypto_provider();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-/// POSTs one JSON-RPC message; the status, the session id, and the answer (JSON or SSE).
-async fn post(
-    http: &reqwest::Client,
-    url: &str,
-    bearer: Option<&str>,
-    session: Option<&str>,
-    body: Value,
-) -> (u16, Option<String>, Option<Value>) {
-    let mut rb = http
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body.to_string());
-    if let Some(b) = bearer {
-        rb = rb.bearer_auth(b);
-    }
-    if let Some(s) = session {
-        rb = rb
-            .header("mcp-session-id", s)
-            .header("mcp-protocol-version", "2025-06-18");
-    }
-    let resp = rb.send().await.expect("POST");
-    let status = resp.status().as_u16();
-    let session = resp
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let text = resp.text().await.unwrap();
-    let answer = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(str::trim)
-        .find(|d| d.contains("\"id\""))
-        .map(str::to_owned)
-        .or_else(|| (!text.trim().is_empty()).then(|| text.clone()))
-        .and_then(|d| serde_json::from_str(&d).ok());
-    (status, session, answer)
-}
-
-/// Initializes a session and lists the tools: their names.
-async fn tool_names(url: &str, bearer: Option<&str>) -> Vec<String> {
-    let http = http();
-    let (status, session, _) = post(
-        &http,
-        url,
-        bearer,
-        None,
-        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
-            "protocolVersion":"2025-06-18","capabilities":{},
-            "clientInfo":{"name":"config-test","version":"1"}}}),
-    )
-    .await;
-    assert_eq!(status, 200, "initialize at {url}");
-    let session = session.expect("a session id");
-    let (status, _, _) = post(
-        &http,
-        url,
-        bearer,
-        Some(&session),
-        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
-    )
-    .await;
-    assert_eq!(status, 202);
-    let (status, _, answer) = post(
-        &http,
-        url,
-        bearer,
-        Some(&session),
-        json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let answer = answer.expect("a tools/list answer");
-    answer["result"]["tools"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no tools in {answer}"))
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-/// Calls the fixture's `echo` in a fresh session; the text echoed back.
-async fn echo(url: &str, bearer: Option<&str>, text: &str) -> String {
-    let http = http();
-    let (_, session, _) = post(
-        &http,
-        url,
-        bearer,
-        None,
-        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
-            "protocolVersion":"2025-06-18","capabilities":{},
-            "clientInfo":{"name":"config-test","version":"1"}}}),
-    )
-    .await;
-    let session = session.expect("session");
-    let (status, _, answer) = post(
-        &http,
-        url,
-        bearer,
-        Some(&session),
-        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":text}}}),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let answer = answer.expect("echo answer");
-    answer["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("unexpected echo answer {answer}"))
-        .to_owned()
 }
 
 fn toml_str(p: &Path) -> String {
@@ -287,7 +80,7 @@ async fn two_servers_of_a_config_file_share_one_relay() {
     .unwrap();
     let mut cmd = bridge(home.path());
     cmd.arg("--config").arg(&config);
-    let mut run = Running::start(cmd);
+    let mut run = Proc::start(cmd, "bridge");
     let lines = run.wait_for("Bearer token:", 2);
     let tunnels = printed(&lines);
     assert_eq!(tunnels.len(), 2, "{lines:?}");
@@ -326,19 +119,17 @@ async fn two_servers_of_a_config_file_share_one_relay() {
         "the call went to alpha's server only"
     );
     // Alpha's token does not open beta.
-    let (status, _, _) = post(
-        &http(),
-        &beta.mcp_url,
-        alpha.bearer.as_deref(),
-        None,
-        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
-            "protocolVersion":"2025-06-18","capabilities":{},
-            "clientInfo":{"name":"x","version":"1"}}}),
-    )
-    .await;
+    let status = McpClient::new(&beta.mcp_url, alpha.bearer.as_deref())
+        .post(
+            &initialize(json!(1), "2025-06-18", json!({}), "x"),
+            &no_headers(),
+            "initialize with another tunnel's token",
+        )
+        .await
+        .status;
     assert_eq!(status, 403, "a wrong token for this tunnel");
     assert!(
-        !run.stderr().contains("\u{1b}[2K") && !run.stderr().contains("● "),
+        !run.log_text().contains("\u{1b}[2K") && !run.log_text().contains("● "),
         "no status line when stderr is not a terminal"
     );
 }
@@ -359,7 +150,7 @@ async fn flags_and_environment_override_the_file() {
         .arg(&config)
         .args(["--name", "from-a-flag", "--"])
         .arg(bin("mcp-fixture"));
-    let mut run = Running::start(cmd);
+    let mut run = Proc::start(cmd, "bridge");
     let t = printed(&run.wait_for("Bearer token:", 1)).remove(0);
     assert!(t.mcp_url.ends_with("/from-a-flag/mcp"), "{t:?}");
     assert_eq!(t.bearer.as_deref(), Some("token-from-the-file"));
@@ -374,7 +165,7 @@ async fn flags_and_environment_override_the_file() {
         .env("BRIDGE_CLIENT_TOKEN", "token-from-the-environment")
         .arg("--")
         .arg(bin("mcp-fixture"));
-    let mut run = Running::start(cmd);
+    let mut run = Proc::start(cmd, "bridge");
     let t = printed(&run.wait_for("Bearer token:", 1)).remove(0);
     assert!(t.mcp_url.ends_with("/from-the-file/mcp"), "{t:?}");
     assert_eq!(t.bearer.as_deref(), Some("token-from-the-environment"));
@@ -409,17 +200,12 @@ fn unknown_keys_and_wrong_types_name_the_key_and_the_file() {
     for (text, key, line) in cases {
         let config = home.path().join("bad.toml");
         std::fs::write(&config, text).unwrap();
-        let out = bridge(home.path())
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{text}: {stderr}");
+        // The error names the file with the line, and the key.
         let file_line = format!("{}{line}", config.display());
-        assert!(
-            stderr.contains(&file_line) && stderr.contains(&format!("`{key}`")),
-            "{text}: the error should name {file_line} and `{key}`: {stderr}"
+        exits_with(
+            bridge(home.path()).arg("--config").arg(&config),
+            1,
+            &[&file_line, &format!("`{key}`")],
         );
     }
 }
@@ -451,7 +237,7 @@ async fn claude_desktop_servers_are_published_with_their_env() {
     let mut cmd = bridge(home.path());
     cmd.args(["--listen", "127.0.0.1:0", "--claude-config"])
         .arg(&claude);
-    let mut run = Running::start(cmd);
+    let mut run = Proc::start(cmd, "bridge");
     let lines = run.wait_for("Bearer token:", 2);
     let tunnels = printed(&lines);
     let names: Vec<&str> = tunnels
@@ -477,7 +263,7 @@ async fn claude_desktop_servers_are_published_with_their_env() {
         "hello"
     );
     assert!(wait_file_contains(&counts, "call echo"));
-    let stderr = run.stderr();
+    let stderr = run.log_text();
     assert!(
         stderr.contains("skipping the server \"hosted\"")
             && stderr.contains("skipping the server \"streamed\""),
@@ -492,16 +278,12 @@ async fn claude_desktop_servers_are_published_with_their_env() {
             .to_string(),
     )
     .unwrap();
-    let out = bridge(home.path())
-        .args(["--listen", "127.0.0.1:0", "--claude-config"])
-        .arg(&claude)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("both become the tunnel name \"notes-app\""),
-        "{stderr}"
+    exits_with(
+        bridge(home.path())
+            .args(["--listen", "127.0.0.1:0", "--claude-config"])
+            .arg(&claude),
+        1,
+        &["both become the tunnel name \"notes-app\""],
     );
 }
 
@@ -510,42 +292,35 @@ fn a_server_that_cannot_start_shows_its_last_stderr_lines() {
     let home = tempfile::tempdir().unwrap();
     // The fixture refuses to start when its counts file cannot be opened, saying why on
     // stderr.
-    let out = bridge(home.path())
-        .args(["--listen", "127.0.0.1:0", "--"])
-        .arg(bin("mcp-fixture"))
-        .env("FIXTURE_COUNTS", home.path().join("missing/dir/counts.txt"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(
-        stderr.contains("the MCP server could not start")
-            && stderr.contains("the last lines of its stderr")
-            && stderr.contains("    | [mcp-fixture] cannot open FIXTURE_COUNTS file"),
-        "{stderr}"
+    exits_with(
+        bridge(home.path())
+            .args(["--listen", "127.0.0.1:0", "--"])
+            .arg(bin("mcp-fixture"))
+            .env("FIXTURE_COUNTS", home.path().join("missing/dir/counts.txt")),
+        3,
+        &[
+            "the MCP server could not start",
+            "the last lines of its stderr",
+            "    | [mcp-fixture] cannot open FIXTURE_COUNTS file",
+            "the command: ",
+        ],
     );
-    assert!(stderr.contains("the command: "), "{stderr}");
 }
 
 #[test]
 fn nothing_to_run_says_what_to_give() {
     let home = tempfile::tempdir().unwrap();
-    let out = bridge(home.path())
-        .args(["--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("nothing to run") && stderr.contains("--config"),
-        "{stderr}"
+    exits_with(
+        bridge(home.path()).args(["--listen", "127.0.0.1:0"]),
+        1,
+        &["nothing to run", "--config"],
     );
 }
 
 /// A bridge running `script` (a `sh -c` line) as its server, with a configuration file that
 /// gives the server `BRIDGE_SETTING_FOR_SERVER` and an environment full of the bridge's own
 /// secrets; its endpoint and token.
-fn bridge_with_secrets(home: &Path, script: &str) -> (Running, Printed) {
+fn bridge_with_secrets(home: &Path, script: &str) -> (Proc, Printed) {
     let config = home.join("bridge.toml");
     std::fs::write(
         &config,
@@ -567,7 +342,7 @@ fn bridge_with_secrets(home: &Path, script: &str) -> (Running, Printed) {
         .env("RELAY_BRIDGE_TOKENS", "secret-relay-token")
         .env("relay_lowercase_secret", "secret-lowercase")
         .env("SERVER_VISIBLE", "kept");
-    let mut run = Running::start(cmd);
+    let mut run = Proc::start(cmd, "bridge");
     let p = printed(&run.wait_for("Bearer token:", 1)).remove(0);
     (run, p)
 }
@@ -617,10 +392,10 @@ async fn server_stderr_cannot_forge_bridge_lines() {
     let (run, p) = bridge_with_secrets(home.path(), &script);
     let _ = tool_names(&p.mcp_url, p.bearer.as_deref()).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !run.stderr().contains("FORGED consent approved") && Instant::now() < deadline {
+    while !run.log_text().contains("FORGED consent approved") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let log = run.stderr();
+    let log = run.log_text();
     assert!(
         !log.contains("\rINFO bridge: FORGED") && !log.contains('\u{1b}'),
         "the server's stderr reached the terminal raw:\n{log:?}"

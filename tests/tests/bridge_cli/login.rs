@@ -3,121 +3,32 @@
 //! then `bridge run -- <server>` with no flags, the same URL after a restart, `bridge
 //! approve` and `bridge logout` with the stored login; and `bridge service install`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{Relay, bin};
+use e2e::mcp::{McpClient, request, stateless};
+use e2e::relay::create_bridge_token;
+use e2e::{Proc, Relay, bin};
+use serde_json::json;
 
-/// A `bridge run`: stdout read line by line, stderr in a file, killed with its process
-/// group when dropped.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
+use crate::{exits_with, mode};
 
-impl Running {
-    fn start(mut cmd: Command) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("stderr.log");
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap());
-        {
-            use std::os::unix::process::CommandExt;
-            cmd.process_group(0);
-        }
-        let mut child = cmd.spawn().expect("bridge");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines: rx,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The first stdout line starting with `prefix`, without it.
-    fn field(&mut self, prefix: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    if let Some(v) = l.strip_prefix(prefix) {
-                        return v.trim().to_owned();
-                    }
-                }
-                Err(_) => panic!("no {prefix:?} line; stderr:\n{}", self.stderr()),
-            }
-        }
-    }
-
-    /// SIGTERM, then waits for the exit.
-    fn stop(&mut self) -> Option<i32> {
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return s.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // SAFETY: killing the process group created for this child.
-        unsafe {
-            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// `bridge <sub>` with `home` as the home directory, the default configuration directory
-/// (no XDG_CONFIG_HOME) and none of the BRIDGE_* variables.
+/// `bridge <sub>` with `home` as the home directory and the default configuration
+/// directory under it.
 fn bridge(home: &Path, sub: &str) -> Command {
-    let mut cmd = Command::new(bin("bridge"));
-    cmd.arg(sub).env("HOME", home).env("RUST_LOG", "info");
-    for v in [
-        "XDG_CONFIG_HOME",
-        "BRIDGE_RELAY",
-        "BRIDGE_TOKEN",
-        "BRIDGE_NAME",
-        "BRIDGE_CLIENT_TOKEN",
-        "BRIDGE_CONFIG",
-    ] {
-        cmd.env_remove(v);
-    }
-    cmd
+    crate::bridge_in(home, sub, false)
 }
 
-fn mode(p: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+/// What `bridge` says when the relay refuses its bridge token: that, and how to log in
+/// again with a new token.
+fn refused_token_hints(base: &str) -> [String; 3] {
+    [
+        "the relay refused the bridge token".into(),
+        format!("bridge login {base}"),
+        "relay token create".into(),
+    ]
 }
 
 /// Runs `cmd` with `input` on its standard input.
@@ -135,83 +46,40 @@ fn output_with_stdin(mut cmd: Command, input: &str) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
-/// Lists the tools through `url`; their number.
+/// Lists the tools through `url` with a stateless request; their number.
 async fn tool_count(url: &str, bearer: &str) -> usize {
-    e2e::install_crypto_provider();
-    let http = reqwest::Client::new();
-    let body = serde_json::json!({
-        "jsonrpc": "2.0", "id": 1, "method": "tools/list",
-        "params": {"_meta": {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {}
-        }}
-    });
-    let resp = http
-        .post(url)
-        .bearer_auth(bearer)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/list")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.unwrap();
-    let json = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(str::trim)
-        .find(|d| d.contains("\"result\""))
-        .map(str::to_owned)
-        .unwrap_or(text);
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    v["result"]["tools"].as_array().map_or(0, Vec::len)
+    let body = stateless(request(json!(1), "tools/list", json!({})), json!({}), &[]);
+    let r = McpClient::new(url, Some(bearer))
+        .post_stateless(&body, "tools/list")
+        .await;
+    assert_eq!(r.status, 200);
+    r.answer()["result"]["tools"].as_array().map_or(0, Vec::len)
 }
 
 #[tokio::test]
 async fn login_then_run_without_flags_keeps_the_url() {
     let data = tempfile::tempdir().unwrap();
-    let created = Command::new(bin("relay"))
-        .args(["token", "create", "laptop", "--data-dir"])
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert!(created.status.success(), "{created:?}");
-    let token = String::from_utf8(created.stdout).unwrap().trim().to_owned();
-    assert!(!token.is_empty());
+    let token = create_bridge_token(data.path(), "laptop");
     let relay = Relay::start(&["--data-dir", data.path().to_str().unwrap()]);
     let home = tempfile::tempdir().unwrap();
     let dir = home.path().join(".config/mcp-tunnel");
     let credentials = dir.join("credentials.toml");
 
     // A wrong token: refused, with what to do, and nothing stored.
-    let out = bridge(home.path(), "login")
-        .arg(&relay.base)
-        .args(["--token", "brt_not-a-token-of-this-relay"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("the relay refused the bridge token")
-            && stderr.contains(&format!("bridge login {}", relay.base))
-            && stderr.contains("relay token create"),
-        "{stderr}"
+    exits_with(
+        bridge(home.path(), "login")
+            .arg(&relay.base)
+            .args(["--token", "brt_not-a-token-of-this-relay"]),
+        2,
+        &refused_token_hints(&relay.base),
     );
     assert!(!credentials.exists());
 
     // An unreachable relay: which URL, what to check.
-    let out = bridge(home.path(), "login")
-        .args(["http://127.0.0.1:9", "--token", &token])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("cannot reach the relay at http://127.0.0.1:9") && stderr.contains("DNS"),
-        "{stderr}"
+    exits_with(
+        bridge(home.path(), "login").args(["http://127.0.0.1:9", "--token", &token]),
+        1,
+        &["cannot reach the relay at http://127.0.0.1:9", "DNS"],
     );
 
     // The right token, typed on standard input (not a terminal here): checked and stored,
@@ -242,7 +110,7 @@ async fn login_then_run_without_flags_keeps_the_url() {
     let start = || {
         let mut cmd = bridge(home.path(), "run");
         cmd.arg("--").arg(bin("mcp-fixture"));
-        Running::start(cmd)
+        Proc::start(cmd, "bridge")
     };
     let mut run = start();
     let url = run.field("MCP endpoint:");
@@ -250,7 +118,10 @@ async fn login_then_run_without_flags_keeps_the_url() {
     assert!(url.starts_with(&format!("{}/", relay.base)), "{url}");
     assert!(url.ends_with("/mcp"));
     assert!(tool_count(&url, &bearer).await > 0);
-    assert!(!run.stderr().contains(&token), "the token is never logged");
+    assert!(
+        !run.log_text().contains(&token),
+        "the token is never logged"
+    );
     assert_eq!(run.stop(), Some(0));
     let state = std::fs::read_to_string(dir.join("state.toml")).unwrap();
     let name = url.rsplit('/').nth(1).unwrap();
@@ -263,13 +134,11 @@ async fn login_then_run_without_flags_keeps_the_url() {
     assert!(tool_count(&url, &bearer).await > 0);
 
     // `bridge approve` uses the stored login too: the relay answers (no such code).
-    let out = bridge(home.path(), "approve")
-        .arg("ABCD-EFGH")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("the relay refused ("), "{stderr}");
+    exits_with(
+        bridge(home.path(), "approve").arg("ABCD-EFGH"),
+        2,
+        &["the relay refused ("],
+    );
     assert_eq!(again.stop(), Some(0));
 
     // Logout removes the credentials.
@@ -289,12 +158,7 @@ async fn login_then_run_without_flags_keeps_the_url() {
 #[test]
 fn a_revoked_token_stops_run_with_what_to_do() {
     let data = tempfile::tempdir().unwrap();
-    let created = Command::new(bin("relay"))
-        .args(["token", "create", "old-laptop", "--data-dir"])
-        .arg(data.path())
-        .output()
-        .unwrap();
-    let token = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    let token = create_bridge_token(data.path(), "old-laptop");
     let relay = Relay::start(&["--data-dir", data.path().to_str().unwrap()]);
     let home = tempfile::tempdir().unwrap();
     let out = bridge(home.path(), "login")
@@ -309,18 +173,10 @@ fn a_revoked_token_stops_run_with_what_to_do() {
         .output()
         .unwrap();
     assert!(revoked.status.success(), "{revoked:?}");
-    let out = bridge(home.path(), "run")
-        .arg("--")
-        .arg(bin("mcp-fixture"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("the relay refused the bridge token")
-            && stderr.contains(&format!("bridge login {}", relay.base))
-            && stderr.contains("relay token create"),
-        "{stderr}"
+    exits_with(
+        bridge(home.path(), "run").arg("--").arg(bin("mcp-fixture")),
+        2,
+        &refused_token_hints(&relay.base),
     );
 }
 

@@ -6,77 +6,41 @@
 use std::path::Path;
 use std::time::Duration;
 
+use e2e::mcp::{McpClient, initialize as initialize_request, no_headers};
 use e2e::{Bridge, BridgeOpts, unused_port};
-use serde_json::{Value, json};
+use serde_json::json;
+
+use crate::mode;
 
 /// `bridge run --listen <listen> [extra] -- mcp-fixture` with `home` as the home and
 /// configuration directory, so the real user's files are never touched.
 fn start(home: &Path, listen: &str, extra: &[&str]) -> Bridge {
     Bridge::start(BridgeOpts {
         listen: Some(listen.to_owned()),
-        args: extra.iter().map(|s| s.to_string()).collect(),
-        env: vec![
-            ("HOME".into(), home.display().to_string()),
+        ..BridgeOpts::default().args(extra).env(&[
+            ("HOME", &home.display().to_string()),
             (
-                "XDG_CONFIG_HOME".into(),
-                home.join("config").display().to_string(),
+                "XDG_CONFIG_HOME",
+                &home.join("config").display().to_string(),
             ),
-        ],
-        ..Default::default()
+        ])
     })
 }
 
-/// Stops a bridge and waits for it to exit (which frees its port).
-fn stop(bridge: &mut Bridge) {
-    bridge.proc.terminate();
-    assert_eq!(
-        bridge.proc.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "bridge exit; stderr:\n{}",
-        bridge.proc.log_text()
-    );
-}
-
-/// POSTs `initialize` with `bearer`; the status.
+/// POSTs `initialize` with `bearer`; the status (and, when 200, checks the answer).
 async fn initialize(url: &str, bearer: Option<&str>) -> u16 {
-    e2e::install_crypto_provider();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let mut rb = http
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(
-            json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
-                "protocolVersion":"2025-06-18","capabilities":{},
-                "clientInfo":{"name":"local-memory-test","version":"1"}}})
-            .to_string(),
-        );
-    if let Some(b) = bearer {
-        rb = rb.bearer_auth(b);
-    }
-    let resp = rb.send().await.expect("POST initialize");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    if status == 200 {
-        let answer = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(str::trim)
-            .find(|d| d.contains("\"id\""))
-            .unwrap_or(&text);
-        let v: Value = serde_json::from_str(answer).expect("a JSON-RPC answer");
+    let r = McpClient::new(url, bearer)
+        .post(
+            &initialize_request(json!(1), "2025-06-18", json!({}), "local-memory-test"),
+            &no_headers(),
+            "initialize",
+        )
+        .await;
+    if r.status == 200 {
+        let v = r.answer();
         assert!(v["result"]["protocolVersion"].is_string(), "{v}");
     }
-    status
-}
-
-#[cfg(unix)]
-fn mode(p: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    r.status
 }
 
 #[tokio::test]
@@ -94,9 +58,8 @@ async fn a_restarted_bridge_keeps_its_url_and_token_until_told_to_renew_it() {
     let text = std::fs::read_to_string(&stored).expect("local.toml written");
     let name = url.rsplit('/').nth(1).unwrap();
     assert!(text.contains(name) && text.contains(&token), "{text}");
-    #[cfg(unix)]
     assert_eq!(mode(&stored), 0o600);
-    stop(&mut first);
+    first.stop();
     assert!(
         !first.proc.log_text().contains(&token),
         "the token is never logged"
@@ -109,7 +72,7 @@ async fn a_restarted_bridge_keeps_its_url_and_token_until_told_to_renew_it() {
     assert_eq!(initialize(&url, Some(&token)).await, 200);
     assert_eq!(initialize(&url, None).await, 401);
     assert!(!second.proc.log_text().contains(&token));
-    stop(&mut second);
+    second.stop();
 
     // `--new-token`: the same URL, a new token (said so), and the old one is refused.
     let mut third = start(home.path(), &listen, &["--new-token"]);
@@ -130,7 +93,7 @@ async fn a_restarted_bridge_keeps_its_url_and_token_until_told_to_renew_it() {
     );
     assert_eq!(initialize(&url, Some(&renewed)).await, 200);
     assert!(!third.proc.log_text().contains(&renewed));
-    stop(&mut third);
+    third.stop();
 
     // The new token is the one remembered.
     let fourth = start(home.path(), &listen, &[]);
@@ -146,7 +109,7 @@ async fn a_given_token_is_used_without_replacing_the_remembered_one() {
 
     let mut first = start(home.path(), &listen, &[]);
     let (url, token) = (first.mcp_url.clone(), first.bearer.clone().unwrap());
-    stop(&mut first);
+    first.stop();
 
     let given = "a-client-token-given-on-the-command-line";
     let mut second = start(home.path(), &listen, &["--client-token", given]);
@@ -157,7 +120,7 @@ async fn a_given_token_is_used_without_replacing_the_remembered_one() {
         403,
         "a wrong token is refused"
     );
-    stop(&mut second);
+    second.stop();
 
     let third = start(home.path(), &listen, &[]);
     assert_eq!(third.bearer.as_deref(), Some(token.as_str()));

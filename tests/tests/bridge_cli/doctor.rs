@@ -12,8 +12,9 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{Bridge, BridgeOpts, Deps, Proc, Relay, bin, unused_port};
-use serde_json::Value;
+use e2e::clients::{deps, tools_server};
+use e2e::{Bridge, BridgeOpts, Proc, Relay, bin, unused_port};
+use serde_json::{Value, json};
 
 /// Keep-alive interval of the relays under test (seconds), so the stream check is quick.
 const KEEPALIVE: &str = "1";
@@ -46,6 +47,20 @@ impl Run {
             "check {id} is not {want}:\n{}",
             self.stdout
         );
+    }
+
+    /// Asserts the run failed (exit code 1) on check `id`, whose `seen` and `fix` say every
+    /// one of `says` (lower case), while each of `passing` passed.
+    fn assert_fails<S: AsRef<str>>(&self, id: &str, passing: &[&str], says: &[S]) {
+        assert_eq!(self.code, Some(1), "{}", self.stdout);
+        for p in passing {
+            self.assert_status(p, "pass");
+        }
+        self.assert_status(id, "fail");
+        let text = self.text(id);
+        for s in says.iter().map(AsRef::as_ref) {
+            assert!(text.contains(s), "check {id} does not say {s:?}: {text}");
+        }
     }
 
     /// The check's `seen` and `fix`, lower case.
@@ -101,7 +116,7 @@ struct Proxy {
 impl Proxy {
     /// Starts the proxy in `mode` in front of `upstream` (an origin), on `port` (0: any).
     fn start(upstream: &str, mode: &str, port: u16, extra: &[&str]) -> Self {
-        let deps = Deps::get();
+        let deps = deps();
         let port = if port == 0 { unused_port() } else { port };
         let mut cmd = Command::new(deps.var("NODE22"));
         cmd.arg(deps.client("faulty_proxy.mjs"))
@@ -126,43 +141,32 @@ impl Proxy {
     }
 }
 
+/// Runs `bridge doctor --json` with `args` on `url` as reached through a
+/// `faulty_proxy.mjs` in `mode` in front of its origin.
+fn doctor_through(mode: &str, url: &str, args: &[&str]) -> Run {
+    let (origin, path) = split_url(url);
+    let proxy = Proxy::start(&origin, mode, 0, &[]);
+    doctor(&format!("{}{path}", proxy.origin), args)
+}
+
 /// A stdio MCP server whose tools carry annotations.
-const ANNOTATED_SERVER: &str = r#"
-import json, sys
-TOOLS = [
-    {"name": "read_note", "description": "Reads a note",
-     "inputSchema": {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]},
-     "annotations": {"readOnlyHint": True, "openWorldHint": False}},
-    {"name": "write_note", "description": "Writes a note",
-     "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}},
-     "annotations": {"readOnlyHint": False, "destructiveHint": False, "openWorldHint": False}},
-]
-for line in sys.stdin:
-    try:
-        msg = json.loads(line)
-    except ValueError:
-        continue
-    if not isinstance(msg, dict) or "id" not in msg or "method" not in msg:
-        continue
-    method = msg["method"]
-    params = msg.get("params") or {}
-    if method == "initialize":
-        result = {"protocolVersion": params.get("protocolVersion", "2025-06-18"),
-                  "capabilities": {"tools": {}},
-                  "serverInfo": {"name": "notes", "version": "1.2.3"},
-                  "instructions": "Notes of the day."}
-    elif method == "tools/list":
-        result = {"tools": TOOLS}
-    elif method == "tools/call":
-        result = {"content": [{"type": "text", "text": "ok"}]}
-    elif method == "ping":
-        result = {}
-    else:
-        print(json.dumps({"jsonrpc": "2.0", "id": msg["id"],
-                          "error": {"code": -32601, "message": "Method not found"}}), flush=True)
-        continue
-    print(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}), flush=True)
-"#;
+fn annotated_server() -> Vec<String> {
+    tools_server(&json!({
+        "serverInfo": {"name": "notes", "version": "1.2.3"},
+        "instructions": "Notes of the day.",
+        "call": "ok",
+        "tools": [
+            {"name": "read_note", "description": "Reads a note",
+             "inputSchema": {"type": "object", "properties": {"id": {"type": "string"}},
+                             "required": ["id"]},
+             "annotations": {"readOnlyHint": true, "openWorldHint": false}},
+            {"name": "write_note", "description": "Writes a note",
+             "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}},
+             "annotations": {"readOnlyHint": false, "destructiveHint": false,
+                             "openWorldHint": false}},
+        ],
+    }))
+}
 
 /// An embedded-relay bridge with a bearer token serving the fixture (or `command`).
 fn bearer_bridge(command: Vec<String>) -> Bridge {
@@ -189,6 +193,23 @@ fn oauth_bridge_via(relay: &Relay, dial: &str, name: &str) -> Bridge {
     })
 }
 
+/// A relay whose `--public-url` is the origin (plus `path`) of a `faulty_proxy.mjs` in
+/// `mode` (with `extra` flags) in front of it, and an OAuth tunnel `name` whose bridge
+/// dials the relay directly.
+fn behind_proxy(mode: &str, extra: &[&str], path: &str, name: &str) -> (Proxy, Relay, Bridge) {
+    let relay_port = unused_port();
+    let proxy_port = unused_port();
+    let direct = format!("http://127.0.0.1:{relay_port}");
+    let proxy = Proxy::start(&direct, mode, proxy_port, extra);
+    let public = format!("{}{path}", proxy.origin);
+    let relay = Relay::start_on(
+        &format!("127.0.0.1:{relay_port}"),
+        &["--public-url", &public, "--keepalive-secs", KEEPALIVE],
+    );
+    let bridge = oauth_bridge_via(&relay, &direct, name);
+    (proxy, relay, bridge)
+}
+
 const DISCOVERY: &[&str] = &[
     "discover",
     "prm",
@@ -203,10 +224,7 @@ const DISCOVERY: &[&str] = &[
 
 #[test]
 fn a_bearer_tunnel_with_its_token_passes_every_step() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let script = dir.path().join("notes.py");
-    std::fs::write(&script, ANNOTATED_SERVER).expect("write the server");
-    let bridge = bearer_bridge(vec!["python3".into(), script.display().to_string()]);
+    let bridge = bearer_bridge(annotated_server());
     let token = bridge.bearer.clone().expect("a bearer token");
 
     let run = doctor(&bridge.mcp_url, &["--token", &token]);
@@ -273,12 +291,7 @@ fn a_bearer_tunnel_with_its_token_passes_every_step() {
 
     // A wrong token is named.
     let run = doctor(&bridge.mcp_url, &["--token", "not-the-token"]);
-    assert_eq!(run.code, Some(1), "{}", run.stdout);
-    run.assert_status("discover-consistent", "fail");
-    assert!(
-        run.text("discover-consistent")
-            .contains("token was refused")
-    );
+    run.assert_fails("discover-consistent", &[], &["token was refused"]);
 }
 
 #[test]
@@ -328,11 +341,10 @@ fn an_oauth_tunnel_passes_the_discovery_steps() {
 fn a_buffering_proxy_fails_sse_delivery() {
     let bridge = bearer_bridge(Vec::new());
     let token = bridge.bearer.clone().expect("a bearer token");
-    let (origin, path) = split_url(&bridge.mcp_url);
+    let through = |mode: &str| doctor_through(mode, &bridge.mcp_url, &["--token", &token]);
 
     // A proxy that streams: SSE delivery passes through it.
-    let streaming = Proxy::start(&origin, "pass", 0, &[]);
-    let run = doctor(&format!("{}{path}", streaming.origin), &["--token", &token]);
+    let run = through("pass");
     assert_eq!(run.code, Some(0), "{}", run.stdout);
     run.assert_status("get-probe", "pass");
     run.assert_status("sse-delivery", "pass");
@@ -342,32 +354,30 @@ fn a_buffering_proxy_fails_sse_delivery() {
     assert!(run.text("tool-annotations").contains("confirmation"));
 
     // A proxy that holds whole responses: requests still work, the stream never comes.
-    let buffering = Proxy::start(&origin, "buffer", 0, &[]);
-    let run = doctor(&format!("{}{path}", buffering.origin), &["--token", &token]);
-    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    let run = through("buffer");
     assert_eq!(run.report["ok"], false);
-    run.assert_status("discover-consistent", "pass");
-    run.assert_status("tools-list", "pass");
-    run.assert_status("sse-delivery", "fail");
-    let text = run.text("sse-delivery");
-    assert!(text.contains("buffers the sse stream"), "{text}");
-    assert!(text.contains("proxy_buffering off"), "{text}");
-    assert!(text.contains("flush_interval -1"), "{text}");
+    run.assert_fails(
+        "sse-delivery",
+        &["discover-consistent", "tools-list"],
+        &[
+            "buffers the sse stream",
+            "proxy_buffering off",
+            "flush_interval -1",
+        ],
+    );
     run.assert_status("get-probe", "fail");
 
     // A proxy that passes the head at once but holds the body (nginx buffering): the
     // probe is answered, the stream's bytes never come.
-    let holding = Proxy::start(&origin, "buffer-body", 0, &[]);
-    let run = doctor(&format!("{}{path}", holding.origin), &["--token", &token]);
-    assert_eq!(run.code, Some(1), "{}", run.stdout);
-    run.assert_status("get-probe", "pass");
-    run.assert_status("sse-delivery", "fail");
-    let text = run.text("sse-delivery");
-    assert!(
-        text.contains("no bytes of the open get event stream"),
-        "{text}"
+    let run = through("buffer-body");
+    run.assert_fails(
+        "sse-delivery",
+        &["get-probe"],
+        &[
+            "no bytes of the open get event stream",
+            "buffers the sse stream",
+        ],
     );
-    assert!(text.contains("buffers the sse stream"), "{text}");
 }
 
 #[test]
@@ -379,20 +389,16 @@ fn a_resource_other_than_the_url_fails_the_metadata_check() {
     let proxy = Proxy::start(&relay.base, "pass", 0, &["--prefix", "/tunnels"]);
     let url = format!("{}/tunnels/doctor-prefix/mcp", proxy.origin);
     let run = doctor(&url, &[]);
-    assert_eq!(run.code, Some(1), "{}", run.stdout);
-    run.assert_status("discover", "pass");
-    run.assert_status("prm-resource", "fail");
-    let text = run.text("prm-resource");
-    assert!(
-        text.contains(&format!(
-            "prm resource is {}/doctor-prefix/mcp but the url is {url}",
-            relay.base
-        )),
-        "{text}"
-    );
-    assert!(
-        text.contains(&format!("--public-url to {}/tunnels", proxy.origin)),
-        "{text}"
+    run.assert_fails(
+        "prm-resource",
+        &["discover"],
+        &[
+            format!(
+                "prm resource is {}/doctor-prefix/mcp but the url is {url}",
+                relay.base
+            ),
+            format!("--public-url to {}/tunnels", proxy.origin),
+        ],
     );
 
     // No proxy: a relay whose --public-url names another host than the URL used.
@@ -404,60 +410,39 @@ fn a_resource_other_than_the_url_fails_the_metadata_check() {
     let _bridge = oauth_bridge(&relay, "doctor-host");
     let url = format!("http://127.0.0.1:{port}/doctor-host/mcp");
     let run = doctor(&url, &[]);
-    assert_eq!(run.code, Some(1), "{}", run.stdout);
-    run.assert_status("prm-resource", "fail");
-    let text = run.text("prm-resource");
-    assert!(
-        text.contains(&format!(
-            "prm resource is http://localhost:{port}/doctor-host/mcp"
-        )),
-        "{text}"
-    );
-    assert!(
-        text.contains(&format!("--public-url to http://127.0.0.1:{port}")),
-        "{text}"
+    run.assert_fails(
+        "prm-resource",
+        &[],
+        &[
+            format!("prm resource is http://localhost:{port}/doctor-host/mcp"),
+            format!("--public-url to http://127.0.0.1:{port}"),
+        ],
     );
 }
 
 #[test]
 fn a_rewritten_issuer_fails_the_server_metadata_check() {
     // The relay's --public-url is the proxy's origin; the proxy rewrites the issuer.
-    let relay_port = unused_port();
-    let proxy_port = unused_port();
-    let public = format!("http://127.0.0.1:{proxy_port}");
-    let proxy = Proxy::start(
-        &format!("http://127.0.0.1:{relay_port}"),
+    let (proxy, _relay, bridge) = behind_proxy(
         "issuer",
-        proxy_port,
         &["--issuer", "https://auth.example.invalid"],
-    );
-    let relay = Relay::start_on(
-        &format!("127.0.0.1:{relay_port}"),
-        &["--public-url", &public, "--keepalive-secs", KEEPALIVE],
-    );
-    let bridge = oauth_bridge_via(
-        &relay,
-        &format!("http://127.0.0.1:{relay_port}"),
+        "",
         "doctor-issuer",
     );
+    let public = proxy.origin.clone();
     assert_eq!(
         bridge.mcp_url,
         format!("{}/doctor-issuer/mcp", proxy.origin)
     );
     let run = doctor(&bridge.mcp_url, &[]);
-    assert_eq!(run.code, Some(1), "{}", run.stdout);
-    for id in ["discover", "prm", "prm-resource", "as-metadata", "as-pkce"] {
-        run.assert_status(id, "pass");
-    }
-    run.assert_status("as-issuer", "fail");
-    let text = run.text("as-issuer");
-    assert!(
-        text.contains(&format!(
-            "issuer is https://auth.example.invalid but it was fetched for {public}"
-        )),
-        "{text}"
+    run.assert_fails(
+        "as-issuer",
+        &["discover", "prm", "prm-resource", "as-metadata", "as-pkce"],
+        &[
+            format!("issuer is https://auth.example.invalid but it was fetched for {public}"),
+            "rewrites".into(),
+        ],
     );
-    assert!(text.contains("rewrites"), "{text}");
 }
 
 #[test]
@@ -465,36 +450,16 @@ fn a_path_prefix_without_its_well_known_route_fails_the_server_metadata_check() 
     // The relay knows its prefix (--public-url …/tunnels), but RFC 8414 puts the
     // issuer's metadata at /.well-known/oauth-authorization-server/tunnels, outside the
     // proxied prefix.
-    let relay_port = unused_port();
-    let proxy_port = unused_port();
-    let public = format!("http://127.0.0.1:{proxy_port}/tunnels");
-    let _proxy = Proxy::start(
-        &format!("http://127.0.0.1:{relay_port}"),
-        "pass",
-        proxy_port,
-        &["--prefix", "/tunnels"],
-    );
-    let relay = Relay::start_on(
-        &format!("127.0.0.1:{relay_port}"),
-        &["--public-url", &public, "--keepalive-secs", KEEPALIVE],
-    );
-    let bridge = oauth_bridge_via(
-        &relay,
-        &format!("http://127.0.0.1:{relay_port}"),
-        "doctor-path",
-    );
+    let (proxy, _relay, bridge) =
+        behind_proxy("pass", &["--prefix", "/tunnels"], "/tunnels", "doctor-path");
     let run = doctor(&bridge.mcp_url, &[]);
-    assert_eq!(run.code, Some(1), "{}", run.stdout);
-    for id in ["discover", "prm", "prm-resource", "as-issuer"] {
-        run.assert_status(id, "pass");
-    }
-    run.assert_status("as-metadata", "fail");
-    let text = run.text("as-metadata");
-    assert!(
-        text.contains(&format!(
-            "http://127.0.0.1:{proxy_port}/.well-known/oauth-authorization-server/tunnels"
-        )),
-        "{text}"
+    run.assert_fails(
+        "as-metadata",
+        &["discover", "prm", "prm-resource", "as-issuer"],
+        &[format!(
+            "{}/.well-known/oauth-authorization-server/tunnels",
+            proxy.origin
+        )],
     );
 }
 
@@ -503,11 +468,7 @@ fn a_tunnel_without_its_bridge_is_named() {
     let bridge = bearer_bridge(Vec::new());
     let (origin, _) = split_url(&bridge.mcp_url);
     let run = doctor(&format!("{origin}/nobody-here/mcp"), &[]);
-    assert_eq!(run.code, Some(1), "{}", run.stdout);
-    run.assert_status("discover", "fail");
-    let text = run.text("discover");
-    assert!(text.contains("503"), "{text}");
-    assert!(text.contains("bridge run"), "{text}");
+    run.assert_fails("discover", &[], &["503", "bridge run"]);
 
     // Nothing listening at all.
     let run = doctor(&format!("http://127.0.0.1:{}/x/mcp", unused_port()), &[]);
@@ -523,7 +484,7 @@ fn a_tunnel_without_its_bridge_is_named() {
 /// naming the way around it.
 #[test]
 fn the_2026_07_28_path_is_checked_beside_the_session_path() {
-    let deps = Deps::get();
+    let deps = deps();
     let bridge = bearer_bridge(vec![
         deps.var("PY_SDK"),
         deps.client("py_server.py").display().to_string(),
@@ -540,19 +501,15 @@ fn the_2026_07_28_path_is_checked_beside_the_session_path() {
         run.stdout
     );
 
-    let (origin, path) = split_url(&bridge.mcp_url);
-    let refusing = Proxy::start(&origin, "refuse-envelope", 0, &[]);
-    let run = doctor(&format!("{}{path}", refusing.origin), &["--token", &token]);
-    assert_eq!(run.code, Some(1), "{}", run.stdout);
-    run.assert_status("discover", "pass");
-    run.assert_status("tools-list", "pass");
-    run.assert_status("modern-tools-list", "fail");
-    let text = run.text("modern-tools-list");
-    assert!(text.contains("-32600"), "{text}");
-    assert!(text.contains("--protocol legacy"), "{text}");
+    let run = doctor_through("refuse-envelope", &bridge.mcp_url, &["--token", &token]);
+    run.assert_fails(
+        "modern-tools-list",
+        &["discover", "tools-list"],
+        &["-32600", "--protocol legacy"],
+    );
 
     // A bridge serving only the handshake era offers no 2026-07-28 path to check.
-    let legacy = Bridge::start(BridgeOpts {
+    let handshake_only = Bridge::start(BridgeOpts {
         command: vec![
             deps.var("PY_SDK"),
             deps.client("py_server.py").display().to_string(),
@@ -565,8 +522,8 @@ fn the_2026_07_28_path_is_checked_beside_the_session_path() {
         ],
         ..Default::default()
     });
-    let token = legacy.bearer.clone().expect("a bearer token");
-    let run = doctor(&legacy.mcp_url, &["--token", &token]);
+    let token = handshake_only.bearer.clone().expect("a bearer token");
+    let run = doctor(&handshake_only.mcp_url, &["--token", &token]);
     assert_eq!(run.code, Some(0), "{}", run.stdout);
     run.assert_status("modern-tools-list", "skip");
 }
