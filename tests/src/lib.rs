@@ -16,6 +16,7 @@
 //! - [`mcp`], [`sse`]: an MCP client of both protocol eras over HTTP, and its events.
 //! - [`fake_bridge`]: the relay's bridge WebSocket spoken frame by frame.
 //! - [`ports`], [`raw_http`]: ports named before binding, and HTTP/1.1 by hand.
+//! - [`wait`]: polling until something holds.
 
 pub mod bridge;
 pub mod browser;
@@ -30,6 +31,7 @@ pub mod process;
 pub mod raw_http;
 pub mod relay;
 pub mod sse;
+pub mod wait;
 
 pub use bridge::{Bridge, BridgeOpts, teed};
 pub use clients::{Deps, run_json};

@@ -324,12 +324,140 @@ impl McpClient {
 
     /// A new handshake-era session on this endpoint.
     pub async fn session(&self, version: &str) -> Session {
-        let (id, _) = self.initialize(version).await;
+        self.session_with(version, json!({})).await
+    }
+
+    /// A new handshake-era session on this endpoint, declaring `caps`.
+    pub async fn session_with(&self, version: &str, caps: Value) -> Session {
+        let (id, _) = self.initialize_with(version, caps).await;
         Session {
             client: self.clone(),
             id,
             version: version.to_owned(),
         }
+    }
+}
+
+impl McpClient {
+    /// `GET <relay>/status/<name>` (with the bearer token), when the relay knows the
+    /// tunnel and answers 2xx within 3 s.
+    pub async fn status(&self) -> Option<Value> {
+        self.get_json(&format!("{}/status/{}", self.relay(), self.name()))
+            .await
+    }
+
+    /// `GET <relay>/healthz`, when it answers 2xx within 3 s.
+    pub async fn health(&self) -> Option<Value> {
+        self.get_json(&format!("{}/healthz", self.relay())).await
+    }
+
+    async fn get_json(&self, url: &str) -> Option<Value> {
+        let rb = self.http.get(url).timeout(Duration::from_secs(3));
+        let resp = self.authed(rb).send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.json().await.ok()
+    }
+
+    /// Whether the relay reports the tunnel's bridge connected.
+    pub async fn connected(&self) -> bool {
+        self.status()
+            .await
+            .is_some_and(|s| s["connected"] == json!(true))
+    }
+
+    /// Waits until the relay reports the bridge connected (`want`) or not; how long it
+    /// took. Panics, naming `what`, after `within`.
+    pub async fn wait_connected(&self, want: bool, within: Duration, what: &str) -> Duration {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.connected().await == want {
+                return start.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("{what}: the relay did not report connected={want} within {within:?}");
+    }
+}
+
+/// A session of the older HTTP+SSE transport: the `GET /sse` stream and the `/messages`
+/// URL its `endpoint` event named.
+pub struct HttpSse {
+    client: McpClient,
+    stream: Stream,
+    /// Where requests are POSTed.
+    pub post_url: String,
+}
+
+impl HttpSse {
+    /// Opens `sse_url` (with `client`'s bearer token) and reads the `endpoint` event.
+    pub async fn open(client: &McpClient, sse_url: &str) -> Self {
+        let rb = client
+            .http
+            .get(sse_url)
+            .header("accept", "text/event-stream");
+        let mut stream = client.send(client.authed(rb), "GET /sse").await;
+        assert_eq!(stream.status, 200, "GET {sse_url}");
+        let endpoint = stream
+            .next(client.limit, "the endpoint event")
+            .await
+            .expect("an endpoint event");
+        assert_eq!(endpoint.event.as_deref(), Some("endpoint"), "{endpoint:?}");
+        let post_url = reqwest::Url::parse(sse_url)
+            .and_then(|u| u.join(&endpoint.data))
+            .expect("the endpoint URL")
+            .to_string();
+        Self {
+            client: client.clone(),
+            stream,
+            post_url,
+        }
+    }
+
+    /// POSTs `body` to the session's `/messages` URL; the status.
+    pub async fn post(&self, body: &Value) -> u16 {
+        let rb = self
+            .client
+            .http
+            .post(&self.post_url)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        self.client
+            .authed(rb)
+            .send()
+            .await
+            .expect("POST /messages")
+            .status()
+            .as_u16()
+    }
+
+    /// POSTs `body`, which must be accepted.
+    pub async fn send(&self, body: &Value) {
+        let status = self.post(body).await;
+        assert!((200..300).contains(&status), "POST /messages: {status}");
+    }
+
+    /// Reads the stream until the message answering `id`.
+    pub async fn answer(&mut self, id: &Value) -> Value {
+        loop {
+            let m = self
+                .stream
+                .next_message(self.client.limit, "the SSE stream")
+                .await;
+            if m["id"] == *id {
+                return m;
+            }
+        }
+    }
+
+    /// `initialize` (2024-11-05) and `notifications/initialized`.
+    pub async fn initialize(&mut self) -> Value {
+        self.send(&initialize(json!(1), "2024-11-05", json!({}), "e2e-test"))
+            .await;
+        let answer = self.answer(&json!(1)).await;
+        self.send(&notification("notifications/initialized")).await;
+        answer
     }
 }
 
@@ -360,6 +488,25 @@ impl Session {
         self.client.open(body, &self.headers(), what).await
     }
 
+    /// POSTs `body` in the session; the response head, which must be a 200.
+    pub async fn request(&self, body: &Value, what: &str) -> Stream {
+        let s = self.open(body, what).await;
+        assert_eq!(s.status, 200, "{what}: request failed");
+        s
+    }
+
+    /// Opens the session's standalone `GET` event stream.
+    pub async fn get_stream(&self, what: &str) -> Stream {
+        let rb = self
+            .client
+            .http
+            .get(&self.client.url)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &self.id)
+            .header("mcp-protocol-version", &self.version);
+        self.client.send(self.client.authed(rb), what).await
+    }
+
     /// A request in the session; its JSON-RPC response (the status must be 200).
     pub async fn call(&self, id: Value, method: &str, params: Value) -> Value {
         let r = self.post(&request(id, method, params), method).await;
@@ -387,6 +534,8 @@ impl Session {
 pub struct Stream {
     resp: reqwest::Response,
     buf: Vec<u8>,
+    /// Whether a JSON body has been read (and handed out as one event).
+    read_whole: bool,
     limit: Duration,
     /// The status code.
     pub status: u16,
@@ -412,6 +561,7 @@ impl Stream {
             session: header("mcp-session-id"),
             headers: resp.headers().clone(),
             buf: Vec::new(),
+            read_whole: false,
             limit,
             resp,
         }
@@ -422,9 +572,28 @@ impl Stream {
         self.content_type.starts_with("text/event-stream")
     }
 
-    /// The next event, `Ok(None)` when the stream ended, an error after `within`.
+    /// The next event, `Ok(None)` when the stream ended, an error after `within`. A JSON
+    /// body is one event holding it.
     pub async fn try_next(&mut self, within: Duration) -> Result<Option<Event>, String> {
         let deadline = Instant::now() + within;
+        if !self.is_sse() {
+            if self.read_whole {
+                return Ok(None);
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, self.resp.chunk()).await {
+                    Err(_) => return Err(format!("no complete body within {within:?} (hang)")),
+                    Ok(Ok(Some(c))) => self.buf.extend_from_slice(&c),
+                    Ok(Ok(None)) | Ok(Err(_)) => break,
+                }
+            }
+            self.read_whole = true;
+            let data = String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned();
+            return Ok((!data.is_empty()).then(|| Event {
+                data,
+                ..Event::default()
+            }));
+        }
         loop {
             while let Some(block) = next_block(&mut self.buf) {
                 if let Some(ev) = parse_block(&block) {
@@ -457,6 +626,16 @@ impl Stream {
                 return m;
             }
         }
+    }
+
+    /// The next message (priming events skipped), or `None` when the stream ended.
+    pub async fn next_message_or_end(&mut self, within: Duration, what: &str) -> Option<Value> {
+        while let Some(ev) = self.next(within, what).await {
+            if let Some(m) = ev.message() {
+                return Some(m);
+            }
+        }
+        None
     }
 
     /// Reads messages until the response to `id`; it and the messages before it.
