@@ -56,6 +56,13 @@ impl BridgeOpts {
         self
     }
 
+    /// More flags, written as on a command line (split on white space; for values without
+    /// spaces).
+    pub fn flags(self, line: &str) -> Self {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        self.args(&args)
+    }
+
     /// More environment variables.
     pub fn env(mut self, env: &[(&str, &str)]) -> Self {
         self.env

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use e2e::mcp::tool_call;
 use e2e::{Bridge, BridgeOpts};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use e2e::wait::wait_log;
@@ -35,23 +35,23 @@ async fn next_prompt(bridge: &Bridge, seen: &mut usize) -> (String, String) {
     }
 }
 
+/// Types the approval of `code` after its call stopped waiting: nothing waits for it.
+async fn approve_too_late(bridge: &mut Bridge, code: &str) {
+    bridge.proc.write_line(&format!("y {code}"));
+    wait_log(
+        &bridge.proc,
+        &format!("No tool call waits with the code \"{code}\""),
+        LIMIT,
+    )
+    .await;
+}
+
 fn confirming_bridge(audit: &Path, piped_stdin: bool) -> Bridge {
     Bridge::start(BridgeOpts {
-        args: [
-            "--confirm-tool",
-            "ech*",
-            "--confirm-tool",
-            "slow",
-            "--confirm-timeout-secs",
-            "3",
-            "--audit-log",
-            audit.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
         piped_stdin,
-        ..Default::default()
+        ..BridgeOpts::default()
+            .flags("--confirm-tool ech* --confirm-tool slow --confirm-timeout-secs 3")
+            .args(&["--audit-log", audit.to_str().unwrap()])
     })
 }
 
@@ -63,19 +63,15 @@ async fn confirmation_allow_decline_timeout() {
     let c = PolicyClient::of(&bridge);
     let sid = c.initialize().await;
     let mut seen = 0;
+    // A 2025 call in the session, answered later.
+    let spawn_call = |id: i64, tool: &str, args: Value| {
+        let (c, sid) = (c.clone(), sid.clone());
+        let body = tool_call(json!(id), tool, args);
+        tokio::spawn(async move { c.post(&body, Some(&sid)).await })
+    };
 
     // Allowed: the call runs, with the arguments shown (escape sequences neutralized).
-    let pending = {
-        let c = c.clone();
-        let sid = sid.clone();
-        tokio::spawn(async move {
-            c.post(
-                &tool_call(json!(1), "echo", json!({"text": "allowed-arg\u{1b}[2J"})),
-                Some(&sid),
-            )
-            .await
-        })
-    };
+    let pending = spawn_call(1, "echo", json!({"text": "allowed-arg\u{1b}[2J"}));
     let (code, prompt) = next_prompt(&bridge, &mut seen).await;
     assert!(prompt.contains("tool:      echo"), "{prompt}");
     assert!(
@@ -84,6 +80,8 @@ async fn confirmation_allow_decline_timeout() {
     );
     assert!(!prompt.contains('\u{1b}'), "{prompt}");
     assert_eq!(bridge.count("call echo"), 0, "held, not sent");
+    // The owner takes a moment to answer (the audit log counts the wait in milliseconds).
+    tokio::time::sleep(Duration::from_millis(20)).await;
     bridge
         .proc
         .write_line(&format!("y {}", code.to_lowercase()));
@@ -92,17 +90,7 @@ async fn confirmation_allow_decline_timeout() {
     assert_eq!(bridge.count("call echo"), 1);
 
     // Declined: a tool error, and the server never sees it.
-    let pending = {
-        let c = c.clone();
-        let sid = sid.clone();
-        tokio::spawn(async move {
-            c.post(
-                &tool_call(json!(2), "echo", json!({"text": "declined-arg"})),
-                Some(&sid),
-            )
-            .await
-        })
-    };
+    let pending = spawn_call(2, "echo", json!({"text": "declined-arg"}));
     let (code, _) = next_prompt(&bridge, &mut seen).await;
     bridge.proc.write_line(&format!("n {code}"));
     let r = pending.await.unwrap();
@@ -133,13 +121,7 @@ async fn confirmation_allow_decline_timeout() {
     let (code, _) = next_prompt(&bridge, &mut seen).await;
     assert_eq!(bridge.count("call echo"), 1);
     // A late answer finds nothing.
-    bridge.proc.write_line(&format!("y {code}"));
-    wait_log(
-        &bridge.proc,
-        &format!("No tool call waits with the code \"{code}\""),
-        LIMIT,
-    )
-    .await;
+    approve_too_late(&mut bridge, &code).await;
 
     // Two at once, in the 2026-07-28 revision: each code answers its own call.
     let spawn_stateless = |id: i64, text: &'static str| {
@@ -179,26 +161,10 @@ async fn confirmation_allow_decline_timeout() {
         LIMIT,
     )
     .await;
-    bridge.proc.write_line(&format!("y {code}"));
-    wait_log(
-        &bridge.proc,
-        &format!("No tool call waits with the code \"{code}\""),
-        LIMIT,
-    )
-    .await;
+    approve_too_late(&mut bridge, &code).await;
 
     // A held 2025 call cancelled by its client is withdrawn too.
-    let cancelled = {
-        let c = c.clone();
-        let sid = sid.clone();
-        tokio::spawn(async move {
-            c.post(
-                &tool_call(json!(7), "slow", json!({"ms": 1, "tag": "t"})),
-                Some(&sid),
-            )
-            .await
-        })
-    };
+    let cancelled = spawn_call(7, "slow", json!({"ms": 1, "tag": "t"}));
     let (code, _) = next_prompt(&bridge, &mut seen).await;
     let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
         "params": {"requestId": 7, "reason": "changed my mind"}});

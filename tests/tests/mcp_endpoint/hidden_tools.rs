@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
+use e2e::Relay;
 use e2e::mcp::{request, tool_call};
-use e2e::{Bridge, BridgeOpts, Relay};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::policy::{
-    LIMIT, PolicyClient, assert_unknown_tool, audit_wait, check_list, check_record, hiding_args,
+    LIMIT, PolicyClient, assert_unknown_tool, audit_wait, check_list, check_record, hiding,
     hiding_bridge, stateless_envelope, text,
 };
 use e2e::mcp::{HANDSHAKE_2025_06, STATELESS};
@@ -61,31 +61,16 @@ async fn hidden_tools_and_overrides_in_every_era() {
     check_list(result, "2026-07-28");
     assert_eq!(result["resultType"], "complete", "{result}");
     assert!(result["ttlMs"].is_u64(), "caching hints kept: {result}");
-    let r = c
-        .post(
-            &stateless_envelope(tool_call(json!(21), "exit", json!({}))),
-            None,
-        )
-        .await;
+    let call = async |id: i64, tool: &str, args: Value| {
+        c.post(&stateless_envelope(tool_call(json!(id), tool, args)), None)
+            .await
+    };
+    let r = call(21, "exit", json!({})).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_unknown_tool(&r.answer(), "exit", "2026-07-28");
-    let r = c
-        .post(
-            &stateless_envelope(tool_call(json!(22), "test_error_handling", json!({}))),
-            None,
-        )
-        .await;
+    let r = call(22, "test_error_handling", json!({})).await;
     assert_unknown_tool(&r.answer(), "test_error_handling", "2026-07-28");
-    let r = c
-        .post(
-            &stateless_envelope(tool_call(
-                json!(23),
-                "echo",
-                json!({"text": "visible-stateless"}),
-            )),
-            None,
-        )
-        .await;
+    let r = call(23, "echo", json!({"text": "visible-stateless"})).await;
     assert_eq!(text(&r.answer()["result"]), "visible-stateless", "{r:?}");
 
     // The HTTP+SSE transport.
@@ -173,15 +158,10 @@ async fn offline_snapshot_is_filtered() {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
     let relay = Relay::start(&["--grace-secs", "1"]);
-    let mut bridge = Bridge::start(BridgeOpts {
-        relay: Some((relay.base.clone(), relay.token.clone())),
-        args: {
-            let mut a = hiding_args(&audit);
-            a.extend(["--auth".into(), "bearer".into()]);
-            a
-        },
-        ..Default::default()
-    });
+    let mut bridge = hiding(&audit)
+        .args(&["--auth", "bearer"])
+        .via(&relay)
+        .start();
     let c = PolicyClient::of(&bridge);
     // Online first, and let the snapshot reach the relay.
     let r = c

@@ -184,33 +184,15 @@ pub(crate) fn check_record(r: &Value) {
     assert!(r["duration_ms"].is_u64(), "{r}");
 }
 
-pub(crate) fn hiding_args(audit: &Path) -> Vec<String> {
-    [
-        "--allow-tool",
-        "echo",
-        "--allow-tool",
-        "sl?w",
-        "--allow-tool",
-        "test_simple_*",
-        "--allow-tool",
-        "exit",
-        "--deny-tool",
-        "[e]xit",
-        "--read-only-tool",
-        "echo",
-        "--destructive-tool",
-        "slow",
-        "--audit-log",
-        audit.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+/// The hiding policy: tools allowed by name and by glob, one of them denied again, and
+/// annotation overrides, with an audit log.
+pub(crate) fn hiding(audit: &Path) -> BridgeOpts {
+    BridgeOpts::default()
+        .flags("--allow-tool echo --allow-tool sl?w --allow-tool test_simple_* --allow-tool exit")
+        .flags("--deny-tool [e]xit --read-only-tool echo --destructive-tool slow")
+        .args(&["--audit-log", audit.to_str().unwrap()])
 }
 
 pub(crate) fn hiding_bridge(audit: &Path) -> Bridge {
-    Bridge::start(BridgeOpts {
-        args: hiding_args(audit),
-        ..Default::default()
-    })
+    hiding(audit).start()
 }

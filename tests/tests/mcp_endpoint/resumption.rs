@@ -100,25 +100,23 @@ async fn session_streams_resume_with_last_event_id() {
     drop(a);
     drop(b);
 
-    // Resuming after A's first progress: the rest of A's stream, nothing of B's.
-    let s = c.resume(&session, HANDSHAKE, &a_first, "resume a").await;
-    assert_eq!(s.status, 200, "resume a");
-    let events = s.rest(HTTP_LIMIT, "resume a").await;
-    let events: Vec<Event> = events
-        .into_iter()
-        .filter(|e| e.message().is_some())
-        .collect();
-    assert_rest(&events, &a_first, "a", "tok-a", &[50, 100]);
-
-    // Resuming from B's priming event: all of B's stream, nothing of A's.
-    let s = c.resume(&session, HANDSHAKE, &b_primed, "resume b").await;
-    assert_eq!(s.status, 200, "resume b");
-    let events = s.rest(HTTP_LIMIT, "resume b").await;
-    let events: Vec<Event> = events
-        .into_iter()
-        .filter(|e| e.message().is_some())
-        .collect();
-    assert_rest(&events, &b_primed, "b", "tok-b", &[0, 50, 100]);
+    // Resuming after A's first progress: the rest of A's stream, nothing of B's; from B's
+    // priming event: all of B's stream, nothing of A's.
+    for (last, id, token, progress) in [
+        (&a_first, "a", "tok-a", &[50, 100][..]),
+        (&b_primed, "b", "tok-b", &[0, 50, 100][..]),
+    ] {
+        let what = format!("resume {id}");
+        let s = c.resume(&session, HANDSHAKE, last, &what).await;
+        assert_eq!(s.status, 200, "{what}");
+        let events: Vec<Event> = s
+            .rest(HTTP_LIMIT, &what)
+            .await
+            .into_iter()
+            .filter(|e| e.message().is_some())
+            .collect();
+        assert_rest(&events, last, id, token, progress);
+    }
     assert_eq!(bridge.count("call test_tool_with_progress"), 2);
 
     // Ids that name no stream of this session: 400, never 404 (which would make the

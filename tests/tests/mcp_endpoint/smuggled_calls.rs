@@ -1,8 +1,8 @@
 //! The attack: `tools/call` sent as a notification (no `id`) to a server that dispatches on
 //! `method` alone must never reach it, in any era and on any transport.
 
+use e2e::BridgeOpts;
 use e2e::mcp::{initialize, tool_call};
-use e2e::{Bridge, BridgeOpts};
 use serde_json::json;
 
 use e2e::wait::wait_log;
@@ -16,21 +16,11 @@ use crate::policy::{LIMIT, PolicyClient, audit_wait, headers_for, stateless_enve
 async fn calls_sent_as_notifications_never_reach_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
-    let bridge = Bridge::start(BridgeOpts {
-        args: [
-            "--deny-tool",
-            "echo",
-            "--confirm-tool",
-            "slow",
-            "--audit-log",
-            audit.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-        env: vec![("FIXTURE_RUN_NOTIFICATIONS".into(), "1".into())],
-        ..Default::default()
-    });
+    let bridge = BridgeOpts::default()
+        .flags("--deny-tool echo --confirm-tool slow")
+        .args(&["--audit-log", audit.to_str().unwrap()])
+        .env(&[("FIXTURE_RUN_NOTIFICATIONS", "1")])
+        .start();
     let c = PolicyClient::of(&bridge);
     let smuggled = |tool: &str| {
         json!({"jsonrpc": "2.0", "method": "tools/call",
