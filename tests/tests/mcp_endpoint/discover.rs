@@ -4,8 +4,7 @@
 //! `initialize`) never sees the envelope.
 
 use e2e::mcp::{
-    HANDSHAKE, Headers, META_SERVER_INFO, McpClient, STATELESS, request, session_headers,
-    stateless, stateless_headers,
+    HANDSHAKE, Headers, META_SERVER_INFO, McpClient, STATELESS, request, session_headers, stateless,
 };
 use e2e::{Bridge, BridgeOpts};
 use protocol::jsonrpc::METHOD_NOT_FOUND;
@@ -23,7 +22,7 @@ async fn protocol_legacy_refuses_stateless_requests_and_discover_mirrors_initial
     let c = McpClient::of(&handshake_only);
     for (id, method) in [(json!("d-1"), "server/discover"), (json!(7), "tools/list")] {
         let body = stateless(request(id.clone(), method, json!({})), json!({}), &[]);
-        let r = c.post(&body, &stateless_headers(&body), method).await;
+        let r = c.post_stateless(&body, method).await;
         assert_eq!(r.status, 200, "{method} with --protocol legacy: {r:?}");
         let a = r.answer();
         assert_eq!(a["id"], id, "{method}: {a}");
@@ -62,9 +61,7 @@ async fn protocol_legacy_refuses_stateless_requests_and_discover_mirrors_initial
         json!({}),
         &[],
     );
-    let r = c
-        .post(&body, &stateless_headers(&body), "server/discover")
-        .await;
+    let r = c.post_stateless(&body, "server/discover").await;
     assert_eq!(r.status, 200, "server/discover: {r:?}");
     let a = r.answer();
     assert_eq!(a["id"], "d-2", "{a}");
@@ -114,9 +111,7 @@ async fn protocol_legacy_refuses_stateless_requests_and_discover_mirrors_initial
         "2025 tools/list: {old}"
     );
     let body = stateless(request(json!(4), "tools/list", json!({})), json!({}), &[]);
-    let r = c
-        .post(&body, &stateless_headers(&body), "stateless tools/list")
-        .await;
+    let r = c.post_stateless(&body, "stateless tools/list").await;
     assert_eq!(r.status, 200, "stateless tools/list: {r:?}");
     let a = r.answer();
     assert_eq!(a["id"], 4, "{a}");

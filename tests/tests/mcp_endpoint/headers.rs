@@ -141,6 +141,22 @@ async fn standard_header_mismatches_are_refused_with_the_request_id() {
         )
     };
 
+    let prompt = |id: Value| {
+        stateless_with(
+            id,
+            "prompts/get",
+            json!({"name": "test_simple_prompt"}),
+            STATELESS,
+        )
+    };
+    let read = |id: Value| {
+        stateless_with(
+            id,
+            "resources/read",
+            json!({"uri": "test://static-text"}),
+            STATELESS,
+        )
+    };
     let cases: Vec<Refusal<'_>> = vec![
         (
             "MCP-Protocol-Version missing",
@@ -195,34 +211,19 @@ async fn standard_header_mismatches_are_refused_with_the_request_id() {
         ),
         (
             "Mcp-Name differs on prompts/get",
-            stateless_with(
-                json!(9),
-                "prompts/get",
-                json!({"name": "test_simple_prompt"}),
-                STATELESS,
-            ),
+            prompt(json!(9)),
             standard("prompts/get", Some("another_prompt")),
             "Mcp-Name",
         ),
         (
             "Mcp-Name missing on resources/read",
-            stateless_with(
-                json!(10),
-                "resources/read",
-                json!({"uri": "test://static-text"}),
-                STATELESS,
-            ),
+            read(json!(10)),
             standard("resources/read", None),
             "Mcp-Name",
         ),
         (
             "Mcp-Name differs from params.uri",
-            stateless_with(
-                json!(11),
-                "resources/read",
-                json!({"uri": "test://static-text"}),
-                STATELESS,
-            ),
+            read(json!(11)),
             standard("resources/read", Some("test://static-binary")),
             "Mcp-Name",
         ),
@@ -278,62 +279,57 @@ async fn well_formed_stateless_requests_pass_the_relay() {
     let bridge = Bridge::start(BridgeOpts::default());
     let ep = McpClient::of(&bridge);
 
-    let body = stateless_with(json!(1), "tools/list", json!({}), STATELESS);
-    post(&ep, &body, &standard("tools/list", None), "tools/list")
-        .await
-        .assert_passed("tools/list");
-
-    // Header names in any case, optional whitespace around values.
-    let body = stateless_with(
+    let stateless_request =
+        |id: Value, method: &str, params: Value| stateless_with(id, method, params, STATELESS);
+    let call = stateless_request(
         json!(2),
         "tools/call",
         json!({"name": "test_simple_text", "arguments": {}}),
-        STATELESS,
     );
-    let headers = [
-        ("mcp-protocol-version", STATELESS),
-        ("MCP-METHOD", "tools/call"),
-        ("mcp-name", "  test_simple_text  "),
+    let cases: Vec<(&str, Value, Headers<'_>)> = vec![
+        (
+            "tools/list",
+            stateless_request(json!(1), "tools/list", json!({})),
+            standard("tools/list", None),
+        ),
+        // Header names in any case, optional whitespace around values.
+        (
+            "case and whitespace",
+            call.clone(),
+            vec![
+                ("mcp-protocol-version", STATELESS),
+                ("MCP-METHOD", "tools/call"),
+                ("mcp-name", "  test_simple_text  "),
+            ],
+        ),
+        // A Base64-encoded name ("test_simple_text").
+        (
+            "Base64 name",
+            call,
+            standard("tools/call", Some("=?base64?dGVzdF9zaW1wbGVfdGV4dA==?=")),
+        ),
+        (
+            "prompts/get",
+            stateless_request(
+                json!("p"),
+                "prompts/get",
+                json!({"name": "test_simple_prompt"}),
+            ),
+            standard("prompts/get", Some("test_simple_prompt")),
+        ),
+        (
+            "resources/read",
+            stateless_request(
+                json!("r"),
+                "resources/read",
+                json!({"uri": "test://static-text"}),
+            ),
+            standard("resources/read", Some("test://static-text")),
+        ),
     ];
-    post(&ep, &body, &headers, "case and whitespace")
-        .await
-        .assert_passed("case and whitespace");
-
-    // A Base64-encoded name ("test_simple_text").
-    let headers = standard("tools/call", Some("=?base64?dGVzdF9zaW1wbGVfdGV4dA==?="));
-    post(&ep, &body, &headers, "Base64 name")
-        .await
-        .assert_passed("Base64 name");
-
-    let body = stateless_with(
-        json!("p"),
-        "prompts/get",
-        json!({"name": "test_simple_prompt"}),
-        STATELESS,
-    );
-    post(
-        &ep,
-        &body,
-        &standard("prompts/get", Some("test_simple_prompt")),
-        "prompts/get",
-    )
-    .await
-    .assert_passed("prompts/get");
-
-    let body = stateless_with(
-        json!("r"),
-        "resources/read",
-        json!({"uri": "test://static-text"}),
-        STATELESS,
-    );
-    post(
-        &ep,
-        &body,
-        &standard("resources/read", Some("test://static-text")),
-        "resources/read",
-    )
-    .await
-    .assert_passed("resources/read");
+    for (what, body, headers) in cases {
+        post(&ep, &body, &headers, what).await.assert_passed(what);
+    }
 
     // An unknown version, named alike in the header and in _meta, is the bridge's to
     // answer: the relay does not refuse the header.

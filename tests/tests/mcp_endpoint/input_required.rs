@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use e2e::mcp::{McpClient, Reply, stateless, stateless_headers, texts, tool_call};
+use e2e::mcp::{McpClient, Reply, stateless, texts, tool_call};
 use e2e::process::tail;
 use e2e::wait::wait_until;
 use e2e::{Bridge, BridgeOpts};
@@ -25,9 +25,7 @@ async fn input_required_results_and_their_request_state() {
         &[],
     );
     body["params"]["inputResponses"] = json!({"user_name": accept("Ann")});
-    let r = c
-        .post(&body, &stateless_headers(&body), "pre-supplied")
-        .await;
+    let r = c.post_stateless(&body, "pre-supplied").await;
     assert_eq!(r.status, 200, "pre-supplied: {r:?}");
     let a = r.answer();
     assert_eq!(a["result"]["resultType"], "complete", "pre-supplied: {a}");
@@ -35,9 +33,7 @@ async fn input_required_results_and_their_request_state() {
 
     // Without them: an InputRequiredResult.
     let body = stateless(tool_call(json!(1), ASKS_NAME, json!({})), caps.clone(), &[]);
-    let r = c
-        .post(&body, &stateless_headers(&body), "first round")
-        .await;
+    let r = c.post_stateless(&body, "first round").await;
     assert_eq!(r.status, 200, "first round: {r:?}");
     let a = r.answer();
     assert_eq!(a["id"], 1, "{a}");
@@ -67,17 +63,15 @@ async fn input_required_results_and_their_request_state() {
 
     // The state of another tool's call, and an altered state, are refused.
     let body = retry(json!(2), "test_input_required_result_sampling", &state);
-    let r = c
-        .post(&body, &stateless_headers(&body), "another tool")
-        .await;
+    let r = c.post_stateless(&body, "another tool").await;
     refused(&r, json!(2), "requestState used for another tool");
     let body = retry(json!(3), ASKS_NAME, &format!("{state}0"));
-    let r = c.post(&body, &stateless_headers(&body), "altered").await;
+    let r = c.post_stateless(&body, "altered").await;
     refused(&r, json!(3), "altered requestState");
 
     // The right retry completes the suspended call.
     let body = retry(json!(4), ASKS_NAME, &state);
-    let r = c.post(&body, &stateless_headers(&body), "retry").await;
+    let r = c.post_stateless(&body, "retry").await;
     assert_eq!(r.status, 200, "retry: {r:?}");
     let a = r.answer();
     assert_eq!(a["id"], 4, "{a}");
@@ -86,7 +80,7 @@ async fn input_required_results_and_their_request_state() {
 
     // Single use, once the call has ended.
     let body = retry(json!(5), ASKS_NAME, &state);
-    let r = c.post(&body, &stateless_headers(&body), "reused").await;
+    let r = c.post_stateless(&body, "reused").await;
     refused(&r, json!(5), "requestState used twice");
 
     // Single use while the call goes on: two rounds, the first state replayed in the
@@ -116,20 +110,18 @@ async fn input_required_results_and_their_request_state() {
             .to_owned()
     };
     let body = round(json!(10), None, "", json!(null));
-    let r = c.post(&body, &stateless_headers(&body), "round 0").await;
+    let r = c.post_stateless(&body, "round 0").await;
     let first = asked(&r, "step1", "round 0");
     let step1 = json!({"name": "Ann"});
     let body = round(json!(11), Some(&first), "step1", step1.clone());
-    let r = c.post(&body, &stateless_headers(&body), "round 1").await;
+    let r = c.post_stateless(&body, "round 1").await;
     let second = asked(&r, "step2", "round 1");
     assert_ne!(first, second, "each round has its own requestState");
     let body = round(json!(12), Some(&first), "step1", step1);
-    let r = c
-        .post(&body, &stateless_headers(&body), "round 1 again")
-        .await;
+    let r = c.post_stateless(&body, "round 1 again").await;
     refused(&r, json!(12), "the first round's requestState used again");
     let body = round(json!(13), Some(&second), "step2", json!({"color": "blue"}));
-    let r = c.post(&body, &stateless_headers(&body), "round 2").await;
+    let r = c.post_stateless(&body, "round 2").await;
     assert_eq!(r.status, 200, "round 2: {r:?}");
     let a = r.answer();
     assert_eq!(a["id"], 13, "{a}");
@@ -170,9 +162,7 @@ async fn a_missing_client_capability_ends_and_cancels_the_call() {
         json!({}),
         &[],
     );
-    let r = c
-        .post(&body, &stateless_headers(&body), "missing capability")
-        .await;
+    let r = c.post_stateless(&body, "missing capability").await;
     assert_eq!(r.status, 400, "{r:?}");
     let a = r.answer();
     assert_eq!(a["id"], "mc", "{a}");

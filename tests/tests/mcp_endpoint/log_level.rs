@@ -1,6 +1,6 @@
 //! Log messages reach a stateless call only at or above the level it asked for.
 
-use e2e::mcp::{META_LOG_LEVEL, McpClient, stateless, stateless_headers, texts, tool_call};
+use e2e::mcp::{META_LOG_LEVEL, McpClient, stateless, texts, tool_call};
 use e2e::{Bridge, BridgeOpts};
 use serde_json::{Value, json};
 
@@ -23,7 +23,7 @@ async fn stateless_calls_get_log_messages_only_at_the_level_they_asked() {
             &meta,
         );
         let what = format!("logLevel {level:?}");
-        let r = c.post(&body, &stateless_headers(&body), &what).await;
+        let r = c.post_stateless(&body, &what).await;
         assert_eq!(r.status, 200, "{what}: {r:?}");
         let a = r.answer();
         assert_eq!(a["id"], i + 1, "{what}: {a}");

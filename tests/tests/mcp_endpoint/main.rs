@@ -71,6 +71,17 @@ impl StdinLog {
             .collect()
     }
 
+    /// Waits (up to 5 s) until the bridge wrote `n` `method` requests for `uri` to the
+    /// server; panics saying `what` did not happen otherwise.
+    async fn wait_wrote(&self, method: &str, uri: &str, n: usize, what: &str) {
+        e2e::wait::wait_until(
+            std::time::Duration::from_secs(5),
+            || self.wrote(method, uri) == n,
+            || format!("{what}: {:?}", self.requests()),
+        )
+        .await;
+    }
+
     /// How many `method` requests for `uri` the bridge wrote to the server.
     fn wrote(&self, method: &str, uri: &str) -> usize {
         self.written()

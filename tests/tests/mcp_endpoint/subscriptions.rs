@@ -1,10 +1,7 @@
 //! `subscriptions/listen` is acknowledged first, carries only what it opted into, tagged
 //! with its subscription id, and unsubscribes on the server when it closes.
 
-use std::time::Duration;
-
 use e2e::mcp::{META_SUBSCRIPTION, McpClient, request, stateless, stateless_headers, tool_call};
-use e2e::wait::wait_until;
 use serde_json::json;
 
 use crate::{HTTP_LIMIT, teed_bridge};
@@ -55,17 +52,14 @@ async fn listen_carries_what_it_opted_into_and_unsubscribes_on_close() {
         json!([WATCHED]),
         "{ack}"
     );
-    wait_until(
-        Duration::from_secs(5),
-        || stdin_log.wrote("resources/subscribe", WATCHED) == 1,
-        || {
-            format!(
-                "no resources/subscribe reached the server: {:?}",
-                stdin_log.requests()
-            )
-        },
-    )
-    .await;
+    stdin_log
+        .wait_wrote(
+            "resources/subscribe",
+            WATCHED,
+            1,
+            "no resources/subscribe reached the server",
+        )
+        .await;
 
     // Changes, in this order: a prompt list change (not asked for), an update of another
     // resource (not subscribed), the watched resource, the tool list.
@@ -77,7 +71,7 @@ async fn listen_carries_what_it_opted_into_and_unsubscribes_on_close() {
     ];
     for (i, (tool, args)) in calls.into_iter().enumerate() {
         let body = stateless(tool_call(json!(100 + i), tool, args), json!({}), &[]);
-        let r = c.post(&body, &stateless_headers(&body), tool).await;
+        let r = c.post_stateless(&body, tool).await;
         assert_eq!(r.status, 200, "{tool}: {r:?}");
         assert!(r.answer().get("result").is_some(), "{tool}: {r:?}");
     }
@@ -115,16 +109,13 @@ async fn listen_carries_what_it_opted_into_and_unsubscribes_on_close() {
     // Closing the stream unsubscribes on the server.
     assert_eq!(stdin_log.wrote("resources/unsubscribe", WATCHED), 0);
     drop(listen);
-    wait_until(
-        Duration::from_secs(5),
-        || stdin_log.wrote("resources/unsubscribe", WATCHED) == 1,
-        || {
-            format!(
-                "closing the listen stream did not unsubscribe: {:?}",
-                stdin_log.requests()
-            )
-        },
-    )
-    .await;
+    stdin_log
+        .wait_wrote(
+            "resources/unsubscribe",
+            WATCHED,
+            1,
+            "closing the listen stream did not unsubscribe",
+        )
+        .await;
     assert_eq!(stdin_log.wrote("resources/subscribe", WATCHED), 1);
 }
