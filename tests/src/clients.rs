@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use serde_json::Value;
 
@@ -55,6 +55,23 @@ impl Deps {
 pub fn deps() -> &'static Deps {
     static DEPS: OnceLock<Deps> = OnceLock::new();
     DEPS.get_or_init(Deps::get)
+}
+
+/// Waits for this test binary's turn to run a heavy client (a conformance suite: a burst of
+/// sessions and a Node process); the turn lasts as long as the guard.
+pub fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `cmd` whatever its exit status: its output, and the JSON object on the last line
+/// of its stdout that starts with `{` (a panic with the output when there is none).
+pub fn summary_of(cmd: &mut Command) -> (Output, Value) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let summary = last_json(cmd, &out);
+    (out, summary)
 }
 
 /// The JSON object on the last line of `out`'s stdout that starts with `{`; panics (with

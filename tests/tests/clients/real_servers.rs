@@ -1,4 +1,5 @@
-//! Real third-party servers behind the tunnel, each driven by the clients of every protocol
+//! Real third-party servers behind the tunnel: `server-everything` run the way its README
+//! says, and, each driven by the clients of every protocol
 //! era the suite has: a stdio server written with the Python SDK 2.x (`MCPServer`, the SDK's
 //! FastMCP; `tests/clients/py_server.py`) and `@modelcontextprotocol/server-everything` (the
 //! TypeScript SDK). The project's own fixture is lenient; these are not: the Python SDK's
@@ -10,24 +11,54 @@
 //! era: the envelope is the bridge's to interpret, never forwarded. Each test checks that
 //! every client, whatever era it chose, lists the tools, calls one, and (where the server has
 //! them) reads a resource and gets a prompt, through the tunnel.
-//!
-//! Needs `tests/deps/install.sh` and `cargo build --workspace --bins` first.
 
-use std::process::Command;
-use std::sync::OnceLock;
-
-use e2e::{Bridge, BridgeOpts, Deps, Relay, run_json};
+use e2e::clients::{deps, run_script, strs};
+use e2e::mcp::{HANDSHAKE, STATELESS};
+use e2e::{Bridge, BridgeOpts, Relay};
 use serde_json::{Value, json};
 
-/// The protocol revision of the stateless era.
-const MODERN: &str = "2026-07-28";
-/// The handshake revision current clients negotiate.
-const HANDSHAKE: &str = "2025-11-25";
-
-/// The pinned helpers, read once.
-fn deps() -> &'static Deps {
-    static DEPS: OnceLock<Deps> = OnceLock::new();
-    DEPS.get_or_init(Deps::get)
+/// `bridge run -- npx -y @modelcontextprotocol/server-everything`, with the pinned copy run
+/// in its stdio mode.
+#[test]
+fn server_everything_readme_command() {
+    let bridge = Bridge::start(BridgeOpts {
+        command: vec![
+            deps().var("NODE22"),
+            deps().var("SERVER_EVERYTHING_JS"),
+            "stdio".into(),
+        ],
+        ..Default::default()
+    });
+    let message = "hello through the tunnel";
+    let args = json!({ "message": message }).to_string();
+    let out = run_script(
+        &bridge,
+        "PY_SDK",
+        "py_client.py",
+        &[
+            &bridge.mcp_url,
+            "--tool",
+            "echo",
+            "--args",
+            &args,
+            "--resource",
+            "",
+            "--prompt",
+            "",
+        ],
+    );
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(out["server"], "mcp-servers/everything", "{out}");
+    let tools = strs(&out["tools"]);
+    for t in ["echo", "get-sum", "trigger-long-running-operation"] {
+        assert!(tools.contains(&t), "{t} missing from {tools:?}");
+    }
+    assert_eq!(out["call"]["is_error"], false, "{out}");
+    assert_eq!(
+        strs(&out["call"]["texts"]),
+        [format!("Echo: {message}")],
+        "{out}"
+    );
 }
 
 /// A server under test and what its answers look like.
@@ -84,7 +115,7 @@ struct ClientRun {
     interpreter: &'static str,
     script: &'static str,
     args: Vec<&'static str>,
-    /// Connect to the legacy SSE endpoint instead of the MCP endpoint.
+    /// Connect to the HTTP+SSE endpoint instead of the MCP endpoint.
     sse: bool,
     era: &'static str,
 }
@@ -143,16 +174,11 @@ fn run_client(bridge: &Bridge, server: &Server, client: &ClientRun) -> Value {
     };
     let (tool, args, _) = &server.tool;
     let args = args.to_string();
-    let mut cmd = Command::new(deps().var(client.interpreter));
-    cmd.arg(deps().client(client.script)).arg(url);
-    cmd.args(&client.args);
-    cmd.args(["--tool", tool, "--args", &args]);
-    cmd.args(["--resource", server.resource.0, "--prompt", server.prompt]);
-    match &bridge.bearer {
-        Some(t) => cmd.env("MCP_BEARER", t),
-        None => cmd.env_remove("MCP_BEARER"),
-    };
-    run_json(&mut cmd)
+    let mut all = vec![url.as_str()];
+    all.extend(&client.args);
+    all.extend(["--tool", tool, "--args", &args]);
+    all.extend(["--resource", server.resource.0, "--prompt", server.prompt]);
+    run_script(bridge, client.interpreter, client.script, &all)
 }
 
 /// Checks one client's summary.
@@ -161,7 +187,7 @@ fn check(out: &Value, server: &Server, client: &ClientRun, relay: &str) {
     assert_eq!(out["ok"], true, "{what}: {out}");
     assert_eq!(out["era"], client.era, "{what}: {out}");
     let protocol = if client.era == "modern" {
-        MODERN
+        STATELESS
     } else {
         HANDSHAKE
     };
@@ -223,11 +249,7 @@ fn every_client_on_a_typescript_sdk_server() {
 fn python_sdk_server_behind_relay_serve_with_elicitation() {
     let server = python_server();
     let relay = Relay::start(&[]);
-    let bridge = Bridge::start(BridgeOpts {
-        relay: Some((relay.base.clone(), relay.token.clone())),
-        command: server.command.clone(),
-        ..Default::default()
-    });
+    let bridge = relay.bridge(BridgeOpts::default().command(server.command.clone()));
     for client in clients().into_iter().filter(|c| c.args.contains(&"auto")) {
         let out = run_client(&bridge, &server, &client);
         check(&out, &server, &client, "relay serve");
@@ -243,15 +265,11 @@ fn python_sdk_server_behind_relay_serve_with_elicitation() {
         let out = run_client(&bridge, &era, &client);
         check(&out, &era, &client, "relay serve, the server's era");
 
-        let mut cmd = Command::new(deps().var(client.interpreter));
-        cmd.arg(deps().client(client.script)).arg(&bridge.mcp_url);
-        cmd.args(&client.args);
-        cmd.args(["--tool", "ask_name", "--elicit-answer", "Ann"]);
-        cmd.args(["--resource", "", "--prompt", ""]);
-        if let Some(t) = &bridge.bearer {
-            cmd.env("MCP_BEARER", t);
-        }
-        let out = run_json(&mut cmd);
+        let mut args = vec![bridge.mcp_url.as_str()];
+        args.extend(&client.args);
+        args.extend(["--tool", "ask_name", "--elicit-answer", "Ann"]);
+        args.extend(["--resource", "", "--prompt", ""]);
+        let out = run_script(&bridge, client.interpreter, client.script, &args);
         let what = format!("{}: ask_name", client.what);
         assert_eq!(out["ok"], true, "{what}: {out}");
         assert_eq!(out["era"], "modern", "{what}: {out}");

@@ -4,7 +4,7 @@
 //! the endpoints are printed once the server answered its own `initialize`.
 //!
 //! The server here waits for a file to appear before it becomes the fixture, so the test
-//! decides when it is ready. Needs `cargo build --workspace --bins` first.
+//! decides when it is ready.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use e2e::{Bridge, BridgeOpts, Relay, bin, http_post};
 use serde_json::{Value, json};
 
 /// The 2026-07-28 headers of a `tools/list`.
-const MODERN_HEADERS: [(&str, &str); 2] = [
+const STATELESS_HEADERS: [(&str, &str); 2] = [
     ("MCP-Protocol-Version", "2026-07-28"),
     ("Mcp-Method", "tools/list"),
 ];
@@ -51,7 +51,7 @@ fn clients_hear_that_the_server_is_starting() {
         "io.modelcontextprotocol/clientCapabilities": {}
     }}})
     .to_string();
-    let mut headers = MODERN_HEADERS.to_vec();
+    let mut headers = STATELESS_HEADERS.to_vec();
     headers.push(("Authorization", &auth));
     let deadline = Instant::now() + Duration::from_secs(60);
     let starting = loop {

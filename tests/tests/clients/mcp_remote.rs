@@ -7,68 +7,41 @@
 //! opens a browser at `/oauth/authorize`, which can only fail, and never says the token is
 //! wrong. The relay answers a wrong static token 403 instead, and the client must give up
 //! with an error that names the token, without registering or opening a browser, over
-//! Streamable HTTP and over the legacy HTTP+SSE transport.
+//! Streamable HTTP and over the older HTTP+SSE transport.
 //!
 //! The client talks to a `relay serve` through `tests/clients/tap_proxy.mjs`, a recording
 //! proxy whose address is the relay's public URL (so every URL the relay publishes, its
 //! OAuth endpoints included, leads through the proxy), and every "browser" it could open is
-//! a script that only records the URL. Needs `tests/deps/install.sh` and
-//! `cargo build --workspace --bins` first.
+//! a script that only records the URL.
 
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{OnceLock, mpsc};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{Bridge, BridgeOpts, Deps, Proc, Relay, unused_port};
+use e2e::clients::deps;
+use e2e::mcp::initialize;
+use e2e::{Bridge, BridgeOpts, Proc, Relay, unused_port};
 use serde_json::{Value, json};
+
+use crate::tap::Tap;
 
 /// How long mcp-remote may take to connect or to give up.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The pinned helpers, read once.
-fn deps() -> &'static Deps {
-    static DEPS: OnceLock<Deps> = OnceLock::new();
-    DEPS.get_or_init(Deps::get)
-}
-
 /// A relay whose public URL is a recording proxy in front of it, and a bridge on it with a
 /// bearer token.
 struct Setup {
-    tap_log: PathBuf,
     bridge: Bridge,
     _relay: Relay,
-    _tap: Proc,
-    _dir: tempfile::TempDir,
+    tap: Tap,
 }
 
 impl Setup {
     fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let tap_log = dir.path().join("tap.jsonl");
         let relay_port = unused_port();
-        let mut cmd = Command::new(deps().var("NODE22"));
-        cmd.arg(deps().client("tap_proxy.mjs"))
-            .arg(format!("http://127.0.0.1:{relay_port}"))
-            .arg("--log")
-            .arg(&tap_log);
-        let tap = Proc::start(cmd, "tap");
-        assert!(
-            tap.wait_log("tap_proxy listening port=", Duration::from_secs(20)),
-            "tap_proxy.mjs did not start: {}",
-            tap.log_text()
-        );
-        let tap_port: u16 = tap
-            .log_text()
-            .split("listening port=")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .expect("tap port");
-        let public = format!("http://127.0.0.1:{tap_port}");
+        let tap = Tap::before(&format!("http://127.0.0.1:{relay_port}"));
+        let public = format!("http://127.0.0.1:{}", tap.port);
         let relay = Relay::start_on(
             &format!("127.0.0.1:{relay_port}"),
             &["--public-url", &public],
@@ -76,43 +49,25 @@ impl Setup {
         assert_eq!(relay.base, public);
         // The bridge dials the relay itself (the proxy does not carry WebSockets); the
         // endpoints it prints are on the public URL.
-        let bridge = Bridge::start(BridgeOpts {
-            relay: Some((
-                format!("http://127.0.0.1:{relay_port}"),
-                relay.token.clone(),
-            )),
-            args: vec!["--auth".into(), "bearer".into()],
-            ..BridgeOpts::default()
-        });
+        let bridge = BridgeOpts::default()
+            .via_url(&format!("http://127.0.0.1:{relay_port}"), &relay.token)
+            .args(&["--auth", "bearer"])
+            .start();
         assert!(
             bridge.mcp_url.starts_with(&public),
             "{} is not on {public}",
             bridge.mcp_url
         );
         Self {
-            tap_log,
             bridge,
             _relay: relay,
-            _tap: tap,
-            _dir: dir,
+            tap,
         }
     }
 
     /// `METHOD path` of every request the proxy has seen, oldest first.
     fn requests(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.tap_log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|r| r["phase"] == "request")
-            .map(|r| {
-                format!(
-                    "{} {}",
-                    r["method"].as_str().unwrap_or("?"),
-                    r["path"].as_str().unwrap_or("?")
-                )
-            })
-            .collect()
+        self.tap.requests()
     }
 }
 
@@ -120,10 +75,7 @@ impl Setup {
 /// open a browser (`$BROWSER`, `xdg-open` and the other helpers it tries) replaced by a
 /// script that records the URL.
 struct McpRemote {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    stderr: PathBuf,
+    proc: Proc,
     browser_log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -165,7 +117,6 @@ impl McpRemote {
             bin.display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let stderr = dir.path().join("mcp-remote.log");
         let mut cmd = Command::new(deps().var("NODE22"));
         cmd.arg(&script)
             .arg(url)
@@ -187,31 +138,11 @@ impl McpRemote {
         ] {
             cmd.env_remove(var);
         }
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("log file"))
-            .process_group(0);
-        let mut child = cmd.spawn().expect("start mcp-remote");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut stdin = child.stdin.take().expect("stdin");
-        let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "bearer-refusal-test", "version": "0"}}});
-        writeln!(stdin, "{initialize}").expect("write initialize");
+        let mut proc = Proc::start_piped(cmd, "mcp-remote");
+        let initialize = initialize(json!(1), "2025-06-18", json!({}), "bearer-refusal-test");
+        proc.write_line(&initialize.to_string());
         Self {
-            child,
-            stdin: Some(stdin),
-            lines,
-            stderr,
+            proc,
             browser_log,
             _dir: dir,
         }
@@ -219,7 +150,7 @@ impl McpRemote {
 
     /// What it wrote to stderr.
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        self.proc.log_text()
     }
 
     /// The URLs it asked a browser to open.
@@ -231,8 +162,8 @@ impl McpRemote {
     fn wait_exit_or_browser(&mut self) -> Option<i32> {
         let deadline = Instant::now() + CLIENT_TIMEOUT;
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status.code().unwrap_or(-1));
+            if let Some(code) = self.proc.exited() {
+                return Some(code);
             }
             if !self.browser_opened().is_empty() {
                 return None;
@@ -247,26 +178,14 @@ impl McpRemote {
     }
 
     /// The first JSON-RPC message it writes to stdout.
-    fn answer(&self) -> Value {
-        let line = self.lines.recv_timeout(CLIENT_TIMEOUT).unwrap_or_else(|_| {
+    fn answer(&mut self) -> Value {
+        let line = self.proc.next_line(CLIENT_TIMEOUT).unwrap_or_else(|| {
             panic!(
                 "mcp-remote answered nothing within {CLIENT_TIMEOUT:?}: {}",
                 self.log()
             )
         });
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
-    }
-}
-
-impl Drop for McpRemote {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        // SAFETY: killing the process group created for this child.
-        unsafe {
-            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -314,7 +233,7 @@ fn streamable_http_a_wrong_token_is_named_and_starts_no_oauth_sign_in() {
     let token = setup.bridge.bearer.clone().expect("a bearer tunnel");
 
     // The same client with the right token is served (so what follows is about the token).
-    let client = McpRemote::start(&setup.bridge.mcp_url, &token, &[]);
+    let mut client = McpRemote::start(&setup.bridge.mcp_url, &token, &[]);
     let answer = client.answer();
     assert_eq!(
         answer["result"]["serverInfo"]["name"],
@@ -333,10 +252,10 @@ fn streamable_http_a_wrong_token_is_named_and_starts_no_oauth_sign_in() {
     );
 }
 
-/// Legacy HTTP+SSE: the stream's GET is refused the same way. (The SDK's EventSource reports
+/// HTTP+SSE: the stream's GET is refused the same way. (The SDK's EventSource reports
 /// only the status of a refused stream, not its body, so the message cannot reach the user.)
 #[test]
-fn legacy_sse_a_wrong_token_starts_no_oauth_sign_in() {
+fn http_sse_a_wrong_token_starts_no_oauth_sign_in() {
     let setup = Setup::start();
     refused_without_oauth(&setup, &setup.bridge.sse_url, &["--transport", "sse-only"]);
 }

@@ -1,6 +1,6 @@
-//! The prerelease of the official conformance suite (`@modelcontextprotocol/conformance`
-//! 0.2.0-alpha.12, pinned in `tests/deps`) against `bridge run` (embedded relay) serving the
-//! fixture server, once per requirement set it freezes:
+//! The official conformance suite (0.1.16, active suite) against the tunnel, embedded and
+//! separate relay, with a bearer token injected by `bearer_proxy.mjs`; and its prerelease
+//! (0.2.0-alpha.12, pinned in `tests/deps`) once per requirement set it freezes:
 //!
 //! * `--requirements 2025-11-25`: the handshake era, sessions and all;
 //! * `--requirements 2026-07-28`: the stateless era (`server/discover`, per-request `_meta`,
@@ -10,24 +10,101 @@
 //!   becomes an input request of the client.
 //!
 //! Every scored scenario must pass; the extension and pending scenarios the alpha also runs
-//! are reported by `conformance.sh` but not asserted on. The child must have been initialized
-//! exactly once. Needs `tests/deps/install.sh` and `cargo build --workspace --bins` first.
+//! are reported by `conformance.sh` but not asserted on. The child must have been
+//! initialized exactly once.
 
-use std::process::Command;
-use std::sync::{Mutex, OnceLock};
-
-use e2e::{Bridge, BridgeOpts, Deps};
+use e2e::clients::{deps, one_at_a_time, run_script, script, summary_of};
+use e2e::{Bridge, BridgeOpts, Relay, http_post};
 use serde_json::{Value, json};
 
+/// Number of scenarios in the active suite of the pinned conformance release (0.1.16).
+const CONFORMANCE_SUITE_SIZE: u64 = 30;
 /// Scenarios the pinned alpha scores for `--requirements 2025-11-25` (server side).
 const SCORED_2025_11_25: u64 = 30;
 /// Scenarios the pinned alpha scores for `--requirements 2026-07-28` (server side).
 const SCORED_2026_07_28: u64 = 37;
 
-/// The pinned helpers, read once.
-fn deps() -> &'static Deps {
-    static DEPS: OnceLock<Deps> = OnceLock::new();
-    DEPS.get_or_init(Deps::get)
+/// The HTTP status of a bare `initialize` POST to `url`, with `Authorization: Bearer <t>`
+/// when `bearer` is given (plain HTTP over a raw socket, so nothing adds headers).
+fn initialize_status(url: &str, bearer: Option<&str>) -> u16 {
+    let body = e2e::mcp::initialize(json!(1), "2025-11-25", json!({}), "raw").to_string();
+    let auth = bearer.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    http_post(url, &headers, &body).status
+}
+
+/// Runs `conformance.sh` (one run at a time: each is a burst of ~30 parallel-ish sessions and
+/// a Node process, and they are the slowest part of this file) and checks that every scenario
+/// of the active suite passed and that the child saw a single `initialize` for all of them.
+fn assert_conformance_passes(bridge: &Bridge, via_bearer_proxy: bool) {
+    let _turn = one_at_a_time();
+    let out = tempfile::tempdir().expect("tempdir");
+    let s = run_script(
+        bridge,
+        "bash",
+        "conformance.sh",
+        &[&bridge.mcp_url, out.path().to_str().expect("utf-8 path")],
+    );
+    assert_eq!(s["suite_size"], CONFORMANCE_SUITE_SIZE, "{s}");
+    assert_eq!(s["scenarios"], CONFORMANCE_SUITE_SIZE, "{s}");
+    assert_eq!(s["passed"], CONFORMANCE_SUITE_SIZE, "{s}");
+    assert_eq!(s["failed"], json!([]), "{s}");
+    assert_eq!(s["no_results"], json!([]), "{s}");
+    assert_eq!(s["checks"].get("FAILURE"), None, "{s}");
+    assert_eq!(s["conformance_exit"], 0, "{s}");
+    assert_eq!(s["via_bearer_proxy"], via_bearer_proxy, "{s}");
+    bridge.assert_one_child_initialize("conformance");
+}
+
+#[test]
+fn conformance_embedded() {
+    let bridge = Bridge::start(BridgeOpts {
+        no_auth: true,
+        ..Default::default()
+    });
+    assert_eq!(bridge.bearer, None);
+    assert_conformance_passes(&bridge, false);
+}
+
+#[test]
+fn conformance_separate_relay() {
+    let relay = Relay::start(&[]);
+    // The relay's public URL is loopback, so it accepts a tunnel without client auth.
+    let bridge = Bridge::start(BridgeOpts {
+        relay: Some((relay.base.clone(), relay.token.clone())),
+        no_auth: true,
+        ..Default::default()
+    });
+    assert!(
+        bridge.mcp_url.starts_with(&relay.base),
+        "{}",
+        bridge.mcp_url
+    );
+    assert_conformance_passes(&bridge, false);
+}
+
+/// The suite has no header option, so `conformance.sh` puts `bearer_proxy.mjs` (inject mode)
+/// in front. The proxy passes `Host` through unchanged and the suite's own requests carry
+/// the proxy's loopback address, so `dns-rebinding-protection` stays meaningful: its
+/// `Host: evil.example.com` request still reaches the relay and must be refused. No expected
+/// failures are needed.
+#[test]
+fn conformance_with_bearer() {
+    let bridge = Bridge::start(BridgeOpts::default());
+    let token = bridge.bearer.clone().expect("bearer auth is the default");
+    // The token is really required (else this test would not show the proxy's header works).
+    for (bearer, status) in [
+        (None, 401),
+        (Some("not-the-token"), 403),
+        (Some(&*token), 200),
+    ] {
+        assert_eq!(
+            initialize_status(&bridge.mcp_url, bearer),
+            status,
+            "{bearer:?}"
+        );
+    }
+    assert_conformance_passes(&bridge, true);
 }
 
 /// The end of the suite's own console output (its per-scenario summary and the "Not scored"
@@ -47,36 +124,19 @@ fn output_tail(summary: &Value) -> String {
 /// (one run at a time: each is a burst of requests and a Node process) and returns its
 /// summary with a readable description of what went wrong or warned, for assertion messages.
 fn run_alpha(bridge: &Bridge, revision: &str) -> (Value, String) {
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = one_at_a_time();
     let out = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::new("bash");
-    cmd.arg(deps().client("conformance.sh"))
-        .arg(&bridge.mcp_url)
-        .arg(out.path())
-        .args(["--requirements", revision])
-        .env("CONFORMANCE_JS", deps().var("CONFORMANCE_ALPHA_JS"))
+    let out_dir = out.path().to_str().expect("a UTF-8 path");
+    let mut cmd = script(
+        bridge,
+        "bash",
+        "conformance.sh",
+        &[&bridge.mcp_url, out_dir, "--requirements", revision],
+    );
+    cmd.env("CONFORMANCE_JS", deps().var("CONFORMANCE_ALPHA_JS"))
         .env("NODE22", deps().var("NODE22"));
-    match &bridge.bearer {
-        Some(token) => cmd.env("MCP_BEARER", token),
-        None => cmd.env_remove("MCP_BEARER"),
-    };
-    let run = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    let (run, summary) = summary_of(&mut cmd);
     let stderr = String::from_utf8_lossy(&run.stderr);
-    let summary: Value = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "conformance.sh printed no JSON summary ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
-                run.status
-            )
-        });
     let report = format!(
         "conformance {revision}: {}/{} scored scenarios passed (exit {}, script {})\n\
          failed: {}\nfailed checks: {}\nno results: {}\nwarnings: {}\n\
@@ -126,12 +186,7 @@ fn assert_all_scored_pass(bridge: &Bridge, revision: &str, scored: u64) -> (Valu
     assert_eq!(s["no_results"], json!([]), "{report}");
     assert_eq!(s["checks"].get("FAILURE"), None, "{report}");
     assert_eq!(s["conformance_exit"], 0, "{report}");
-    assert_eq!(
-        bridge.count("initialize"),
-        1,
-        "{revision}: the child must be initialized once; fixture counts: {:?}\n{report}",
-        bridge.counts()
-    );
+    bridge.assert_one_child_initialize(&format!("{revision}\n{report}"));
     (s, report)
 }
 
