@@ -2,9 +2,16 @@
 //! would correct (or headers it would add) and answers read byte for byte.
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A raw HTTP/1.1 answer read to its end: status, headers (names in lower case, repeated
 /// ones joined with a line break) and body (a chunked one decoded).
+#[derive(Debug, Clone)]
 pub struct HttpAnswer {
     /// The status code.
     pub status: u16,
@@ -12,6 +19,101 @@ pub struct HttpAnswer {
     pub headers: HashMap<String, String>,
     /// The body, as text (lossy).
     pub body: String,
+}
+
+impl HttpAnswer {
+    /// A header's value (repeated ones joined with a line break), `""` when absent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    /// The body as JSON; panics with the status and body otherwise.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): HTTP {} {}", self.status, self.body))
+    }
+
+    /// The `name=value` part of the first `Set-Cookie` whose name starts with `prefix`.
+    pub fn cookie(&self, prefix: &str) -> String {
+        self.header("set-cookie")
+            .lines()
+            .find(|c| c.starts_with(prefix))
+            .and_then(|c| c.split(';').next())
+            .unwrap_or_else(|| panic!("no {prefix} cookie: {:?}", self.headers))
+            .to_owned()
+    }
+}
+
+/// The request head of `method target` to `Host: host` (closing the connection after the
+/// answer) with `headers` and a body of `len` bytes.
+fn head(method: &str, target: &str, host: &str, headers: &[(&str, &str)], len: usize) -> String {
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {len}\r\n\r\n"));
+    req
+}
+
+/// One request to `url` on a server listening on 127.0.0.1 (the URL's host, e.g.
+/// `localhost`, goes into `Host` only): `method` with `headers` and `body`; the whole
+/// answer. Panics on a connection error, or after 15 s without the end of the answer.
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> HttpAnswer {
+    let u = reqwest::Url::parse(url).expect("URL");
+    let port = u.port().expect("a URL with a port");
+    let host = format!("{}:{port}", u.host_str().expect("a host"));
+    let target = match u.query() {
+        Some(q) => format!("{}?{q}", u.path()),
+        None => u.path().to_owned(),
+    };
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("cannot connect to port {port}: {e}"));
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("read timeout");
+    let req = head(method, &target, &host, headers, body.len());
+    conn.write_all(req.as_bytes()).expect("send the request");
+    conn.write_all(body.as_bytes()).expect("send the body");
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).expect("read the answer");
+    parse_http_answer(&raw)
+}
+
+/// One request to the server on 127.0.0.1:`port` (`Host: localhost:<port>`), sent from the
+/// loopback address `from` (any of 127.0.0.0/8, so one test can be many clients): `method
+/// target` with `headers` and `body`; the whole answer, waited for up to `wait`.
+pub async fn request_from(
+    from: Ipv4Addr,
+    port: u16,
+    (method, target): (&str, &str),
+    headers: &[(&str, &str)],
+    body: &str,
+    wait: Duration,
+) -> HttpAnswer {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(IpAddr::V4(from), 0))
+        .unwrap_or_else(|e| panic!("bind {from}: {e}"));
+    let mut conn = socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .expect("connect to the server");
+    let req = head(
+        method,
+        target,
+        &format!("localhost:{port}"),
+        headers,
+        body.len(),
+    );
+    conn.write_all(req.as_bytes()).await.expect("send");
+    conn.write_all(body.as_bytes())
+        .await
+        .expect("send the body");
+    let mut raw = Vec::new();
+    tokio::time::timeout(wait, conn.read_to_end(&mut raw))
+        .await
+        .expect("the server answers")
+        .expect("read the answer");
+    parse_http_answer(&raw)
 }
 
 /// Parses a whole HTTP/1.1 answer as read from a connection closed by the server; panics

@@ -1,0 +1,67 @@
+//! Edges of grants found while writing these tests: revoking another client's token, a
+//! refused refresh consuming its token, and the private-address refusal, which must not
+//! name the address.
+
+use e2e::http::BlockingHttp;
+use e2e::relay::OAuthRelay;
+
+use crate::LOOPBACK_REDIRECT;
+use crate::grants::{Grants, OAuthAnswer, tokens_of};
+
+/// Revocation (RFC 7009 §2.1) is refused for a token issued to another client.
+#[test]
+fn revoking_another_clients_token_is_refused() {
+    let relay = OAuthRelay::start(&["alice"], false, &[]);
+    let _bridge = relay.bridge("alice", "revoke-desk", false);
+    let http = BlockingHttp::new();
+    let owner = relay.register(&http, &[LOOPBACK_REDIRECT]);
+    let stranger = relay.register(&http, &[LOOPBACK_REDIRECT]);
+    let (_, refresh) = relay.tokens_for(&http, &owner, LOOPBACK_REDIRECT, "revoke-desk", "alice");
+    let r = http.post_form(
+        &relay.url("/oauth/revoke"),
+        &[("token", &refresh), ("client_id", &stranger)],
+        &[],
+    );
+    assert_ne!(r.status, 200, "a stranger revoked the token: {}", r.text());
+    tokens_of(&relay.refresh(&http, &owner, &refresh));
+}
+
+/// A refresh request refused for its `resource` does not use up the refresh token.
+#[test]
+fn a_refused_refresh_leaves_the_refresh_token_usable() {
+    let relay = OAuthRelay::start(&["alice"], false, &[]);
+    let _bridge = relay.bridge("alice", "refresh-desk", false);
+    let http = BlockingHttp::new();
+    let client = relay.register(&http, &[LOOPBACK_REDIRECT]);
+    let (_, refresh) = relay.tokens_for(&http, &client, LOOPBACK_REDIRECT, "refresh-desk", "alice");
+    let r = http.post_form(
+        &relay.url("/oauth/token"),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &client),
+            ("resource", &relay.mcp_url("elsewhere")),
+        ],
+        &[],
+    );
+    r.assert_oauth_error(400, "invalid_target", "refresh for another resource");
+    tokens_of(&relay.refresh(&http, &client, &refresh));
+}
+
+/// The refusal page for a client metadata document on a private address does not name
+/// that address (it would tell anyone what a name resolves to).
+#[test]
+fn cimd_refusal_does_not_name_the_private_address() {
+    let relay = OAuthRelay::start(&["alice"], false, &[]);
+    let _bridge = relay.bridge("alice", "cimd-desk", false);
+    let http = BlockingHttp::new();
+    let url = relay.authorize_url(
+        "https://localhost/client.json",
+        LOOPBACK_REDIRECT,
+        "cimd-desk",
+        "c1",
+    );
+    let r = http.get(&url, &[]);
+    r.assert_error_page(400, "a private or local address", "CIMD on localhost");
+    assert!(!r.text().contains("127.0.0.1"), "{}", r.text());
+}
