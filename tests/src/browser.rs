@@ -91,3 +91,9 @@ impl Browser {
         }
     }
 }
+
+/// A response header from a driver report (`headers` with lower-case names), `""` when
+/// absent.
+pub fn header<'a>(doc: &'a Value, name: &str) -> &'a str {
+    doc["headers"][name].as_str().unwrap_or("")
+}

@@ -29,14 +29,19 @@ mod attack_passwords;
 mod attacker;
 mod authorization_refusals;
 mod conformance;
+mod consent_page;
 mod grant_edges;
 mod grants;
 mod owners;
 mod py_oauth;
 mod python_flow;
+mod site;
+mod status_page;
 mod token_refusals;
 
 use std::time::Duration;
+
+use e2e::raw_http::{HttpAnswer, request};
 
 /// A PKCE verifier and its S256 challenge (RFC 7636, appendix B).
 const PKCE_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -51,3 +56,24 @@ const CLAUDE_REDIRECT: &str = "https://claude.ai/api/mcp/auth_callback";
 /// How long the relay trusts a validated access token (or a name's owner) without its
 /// database (`relay/src/oauth/access.rs`), plus a margin.
 const CACHE_WINDOW: Duration = Duration::from_secs(7);
+
+/// An MCP `initialize` POST to `mcp_url` with this access token, over plain HTTP/1.1.
+fn initialize_with_token(mcp_url: &str, access: &str) -> HttpAnswer {
+    let body = e2e::mcp::initialize(
+        serde_json::json!(1),
+        "2025-06-18",
+        serde_json::json!({}),
+        "oauth-e2e",
+    );
+    let bearer = format!("Bearer {access}");
+    request(
+        "POST",
+        mcp_url,
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", e2e::mcp::ACCEPT_BOTH),
+            ("Authorization", &bearer),
+        ],
+        &body.to_string(),
+    )
+}

@@ -17,219 +17,26 @@
 //! - Deny lands on the redirect URI with `error=access_denied`, `state` and `iss`;
 //! - a page of another origin cannot frame it (`frame-ancestors 'none'`, `X-Frame-Options`);
 //! - the relay operator's password, typed in the page's form, approves too.
-//!
-//! Needs `tests/deps/install.sh` (Node 22, playwright-core), `tests/deps/system.sh`
-//! (chromium) and `cargo build --workspace --bins` first.
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::browser::Browser;
-use e2e::process::{kill_group, line_reader};
-use e2e::{Bridge, BridgeOpts, bin, unused_port};
+use e2e::Bridge;
+use e2e::browser::{Browser, header};
+use e2e::http::form;
+use e2e::raw_http::request;
+use e2e::relay::{OAuthRelay, OPERATOR_PASSWORD};
 use reqwest::Url;
 use serde_json::{Value, json};
 
+use crate::site::Site;
+use crate::{PKCE_CHALLENGE, PKCE_VERIFIER, initialize_with_token};
+
 /// The client's self-chosen name: markup that would run script if the page did not escape it.
 const EVIL_NAME: &str = "<img src=x onerror=alert(1)> Evil";
-/// PKCE verifier and its S256 challenge (RFC 7636, appendix B).
-const PKCE_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-/// `BASE64URL(SHA256(PKCE_VERIFIER))`.
-const PKCE_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 /// The tunnel name every test uses (each test has its own relay).
 const TUNNEL: &str = "desk-notes";
 /// Longest wait for the browser driver's next report.
 const DRIVER_WAIT: Duration = Duration::from_secs(45);
-
-// ------------------------------------------------------------------------------------------
-// Processes and the test's own HTTP listener.
-
-/// A `relay serve` on a free loopback port whose public URL is `http://localhost:<port>`.
-struct RelayProc {
-    child: Child,
-    /// Public base URL (`http://localhost:<port>`), also the OAuth issuer.
-    base: String,
-    /// The bridge token made by `relay token create`.
-    token: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl RelayProc {
-    /// Creates a bridge token in a fresh data directory and serves it, with `extra` flags.
-    fn start(extra: &[String]) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("data");
-        let out = Command::new(bin("relay"))
-            .args(["token", "create", "owner", "--data-dir"])
-            .arg(&data)
-            .env_remove("RELAY_DATA_DIR")
-            .output()
-            .expect("run relay token create");
-        assert!(
-            out.status.success(),
-            "relay token create failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        assert!(!token.is_empty(), "relay token create printed no token");
-        let log = dir.path().join("relay.log");
-        // The port is picked before the relay binds it (the public URL names it), so another
-        // process may take it in between: try a few ports.
-        for _ in 0..5 {
-            let port = unused_port();
-            let mut cmd = Command::new(bin("relay"));
-            cmd.arg("serve")
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--public-url")
-                .arg(format!("http://localhost:{port}"))
-                .arg("--data-dir")
-                .arg(&data)
-                .args(extra)
-                .env("RUST_LOG", "info")
-                .env_remove("RELAY_BRIDGE_TOKENS")
-                .env_remove("RELAY_BRIDGE_TOKEN_FILE")
-                .env_remove("RELAY_PUBLIC_URL")
-                .env_remove("RELAY_LISTEN")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(std::fs::File::create(&log).expect("relay log"));
-            {
-                use std::os::unix::process::CommandExt;
-                cmd.process_group(0);
-            }
-            let mut child = cmd.spawn().expect("start relay serve");
-            let lines = line_reader(&mut child);
-            match lines.recv_timeout(Duration::from_secs(30)) {
-                Ok(l) if l.starts_with("Relay listening") => {
-                    return Self {
-                        child,
-                        base: format!("http://localhost:{port}"),
-                        token,
-                        log,
-                        _dir: dir,
-                    };
-                }
-                other => {
-                    kill_group(child.id());
-                    let _ = child.wait();
-                    eprintln!(
-                        "relay serve on port {port} did not start ({other:?}): {}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    );
-                }
-            }
-        }
-        panic!("relay serve did not start on any of 5 ports");
-    }
-
-    /// The relay's stderr so far.
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for RelayProc {
-    fn drop(&mut self) {
-        kill_group(self.child.id());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A tiny HTTP/1.1 server on its own loopback port: fixed pages by path, every request
-/// target recorded.
-struct Site {
-    addr: SocketAddr,
-    hits: Arc<Mutex<Vec<String>>>,
-}
-
-impl Site {
-    /// Serves `pages` (path → HTML); any other path gets 404.
-    fn start(pages: Vec<(&'static str, String)>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test site");
-        let addr = listener.local_addr().expect("addr");
-        let hits = Arc::new(Mutex::new(Vec::new()));
-        let pages = Arc::new(pages.into_iter().collect::<HashMap<_, _>>());
-        let recorded = hits.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                let (pages, recorded) = (pages.clone(), recorded.clone());
-                std::thread::spawn(move || Self::answer(conn, &pages, &recorded));
-            }
-        });
-        Self { addr, hits }
-    }
-
-    /// Answers one connection (one request, then close).
-    fn answer(
-        mut conn: TcpStream,
-        pages: &HashMap<&'static str, String>,
-        hits: &Mutex<Vec<String>>,
-    ) {
-        let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-        let mut head = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
-            match conn.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
-        }
-        let head = String::from_utf8_lossy(&head);
-        let Some(target) = head.lines().next().and_then(|l| l.split(' ').nth(1)) else {
-            return; // a preconnect that never sent a request
-        };
-        hits.lock().unwrap().push(target.to_owned());
-        let path = target.split('?').next().unwrap_or("");
-        let (status, body) = match pages.get(path) {
-            Some(html) => ("200 OK", html.as_str()),
-            None => ("404 Not Found", "not found"),
-        };
-        let _ = write!(
-            conn,
-            "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-    }
-
-    /// `http://127.0.0.1:<port>` + `path`.
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Waits for a request to `path` whose query has `state` = `state`; its query pairs.
-    fn wait_for_callback(&self, path: &str, state: &str) -> HashMap<String, String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let found = self.hits.lock().unwrap().iter().find_map(|t| {
-                let u = Url::parse(&format!("http://site{t}")).ok()?;
-                let q: HashMap<String, String> = u.query_pairs().into_owned().collect();
-                (u.path() == path && q.get("state").map(String::as_str) == Some(state)).then_some(q)
-            });
-            if let Some(q) = found {
-                return q;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no request to {path} with state {state:?} reached the listener; it saw {:?}",
-                self.hits.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-// ------------------------------------------------------------------------------------------
-// The browser driver.
 
 /// `tests/clients/consent_browser.mjs` in `mode` on `url`.
 fn browser(mode: &str, url: &str, args: &[&str]) -> Browser {
@@ -242,7 +49,7 @@ fn browser(mode: &str, url: &str, args: &[&str]) -> Browser {
 /// A relay, a bridge with an OAuth tunnel, the client's redirect listener and its
 /// registration.
 struct Flow {
-    relay: RelayProc,
+    relay: OAuthRelay,
     _bridge: Bridge,
     /// The redirect URI's listener (also serves `/control`, a page that may be framed).
     callback: Site,
@@ -253,16 +60,11 @@ struct Flow {
 }
 
 impl Flow {
-    /// Starts everything; `relay_args` go to `relay serve`.
-    fn start(relay_args: &[String]) -> Self {
-        let relay = RelayProc::start(relay_args);
-        let bridge = Bridge::start(BridgeOpts {
-            relay: Some((relay.base.clone(), relay.token.clone())),
-            name: Some(TUNNEL.into()),
-            args: vec!["--auth".into(), "oauth".into()],
-            ..Default::default()
-        });
-        assert_eq!(bridge.mcp_url, format!("{}/{TUNNEL}/mcp", relay.base));
+    /// Starts everything; with `operator_password`, the relay has one
+    /// ([`OPERATOR_PASSWORD`]).
+    fn start(operator_password: bool) -> Self {
+        let relay = OAuthRelay::start(&["owner"], operator_password, &[]);
+        let bridge = relay.bridge("owner", TUNNEL, false);
         let callback = Site::start(vec![
             (
                 "/callback",
@@ -305,29 +107,36 @@ impl Flow {
 
     /// `GET base + path` as JSON.
     fn get_json(&self, path: &str) -> (u16, Value) {
-        let (status, body) = http(&format!("{}{path}", self.relay.base), None, &[]);
-        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+        let a = request("GET", &self.relay.url(path), &[], "");
+        (
+            a.status,
+            serde_json::from_str(&a.body).unwrap_or(Value::Null),
+        )
     }
 
     /// `POST base + path` with a body; status and JSON answer.
     fn post(&self, path: &str, content_type: &str, body: String) -> (u16, Value) {
-        let (status, body) = http(
-            &format!("{}{path}", self.relay.base),
-            Some(&body),
+        let a = request(
+            "POST",
+            &self.relay.url(path),
             &[("Content-Type", content_type)],
+            &body,
         );
-        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+        (
+            a.status,
+            serde_json::from_str(&a.body).unwrap_or(Value::Null),
+        )
     }
 
     /// The tunnel's MCP URL (the `resource`).
     fn resource(&self) -> String {
-        format!("{}/{TUNNEL}/mcp", self.relay.base)
+        self.relay.mcp_url(TUNNEL)
     }
 
     /// The authorization URL a client would open, with this `state`.
     fn authorize_url(&self, state: &str) -> String {
         Url::parse_with_params(
-            &format!("{}/oauth/authorize", self.relay.base),
+            &self.relay.url("/oauth/authorize"),
             [
                 ("response_type", "code"),
                 ("client_id", self.client_id.as_str()),
@@ -349,15 +158,7 @@ impl Flow {
 
     /// Runs `bridge approve <code>` against the relay with the owner's token.
     fn bridge_approve(&self, code: &str) -> std::process::Output {
-        Command::new(bin("bridge"))
-            .arg("approve")
-            .arg(code)
-            .arg("--relay")
-            .arg(&self.relay.base)
-            .env("BRIDGE_TOKEN", &self.relay.token)
-            .env_remove("BRIDGE_RELAY")
-            .output()
-            .expect("run bridge approve")
+        self.relay.bridge_approve("owner", code)
     }
 
     /// Exchanges an authorization code (with the PKCE verifier) and opens an MCP session
@@ -384,90 +185,14 @@ impl Flow {
                 .is_some_and(|t| t.eq_ignore_ascii_case("bearer")),
             "{tok}"
         );
-        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "consent-page-test", "version": "0"}}});
-        let bearer = format!("Bearer {access}");
-        let (status, body) = http(
-            &resource,
-            Some(&init.to_string()),
-            &[
-                ("Content-Type", "application/json"),
-                ("Accept", "application/json, text/event-stream"),
-                ("Authorization", &bearer),
-            ],
+        let a = initialize_with_token(&resource, access);
+        assert_eq!(
+            a.status, 200,
+            "initialize with the access token: {}",
+            a.body
         );
-        assert_eq!(status, 200, "initialize with the access token: {body}");
-        assert!(body.contains("\"protocolVersion\""), "{body}");
+        assert!(a.body.contains("\"protocolVersion\""), "{}", a.body);
     }
-}
-
-/// One HTTP/1.1 request to the relay (`http://localhost:<port>…`, reached on 127.0.0.1):
-/// GET, or POST when `body` is given; the status and the (de-chunked) body. Plain std I/O,
-/// so the test needs no HTTP client stack.
-fn http(url: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, String) {
-    let u = Url::parse(url).expect("URL");
-    let port = u.port().expect("port");
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect to the relay");
-    conn.set_read_timeout(Some(Duration::from_secs(15)))
-        .expect("timeout");
-    let target = match u.query() {
-        Some(q) => format!("{}?{q}", u.path()),
-        None => u.path().to_owned(),
-    };
-    let mut req = format!(
-        "{} {target} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n",
-        if body.is_some() { "POST" } else { "GET" }
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str(&format!(
-        "Content-Length: {}\r\n\r\n{}",
-        body.map_or(0, str::len),
-        body.unwrap_or("")
-    ));
-    conn.write_all(req.as_bytes()).expect("send the request");
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).expect("read the answer");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP answer");
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let mut rest = &raw[split + 4..];
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let chunked = head
-        .lines()
-        .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
-    if !chunked {
-        return (status, String::from_utf8_lossy(rest).into_owned());
-    }
-    let mut body = Vec::new();
-    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size = std::str::from_utf8(&rest[..eol])
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
-            .unwrap_or(0);
-        let data = &rest[eol + 2..];
-        if size == 0 || data.len() < size {
-            break;
-        }
-        body.extend_from_slice(&data[..size]);
-        rest = data[size..].strip_prefix(b"\r\n").unwrap_or(&data[size..]);
-    }
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-/// `application/x-www-form-urlencoded` body of `pairs`.
-fn form(pairs: &[(&str, &str)]) -> String {
-    let mut u = Url::parse("http://form.invalid/").expect("url");
-    u.query_pairs_mut().extend_pairs(pairs);
-    u.query().unwrap_or("").to_owned()
 }
 
 /// A `state` with characters that must survive URL encoding both ways.
@@ -483,11 +208,6 @@ fn is_user_code(code: &str) -> bool {
         && parts
             .iter()
             .all(|p| p.len() == 4 && p.chars().all(|c| ALPHABET.contains(c)))
-}
-
-/// A response header from a driver report (`headers` with lower-case names).
-fn header<'a>(doc: &'a Value, name: &str) -> &'a str {
-    doc["headers"][name].as_str().unwrap_or("")
 }
 
 /// The anti-framing headers every page of the flow carries.
@@ -599,7 +319,7 @@ fn assert_landed(flow: &Flow, done: &Value) {
 /// (JavaScript is off) takes the browser to the redirect URI with `code`, `state`, `iss`.
 #[test]
 fn owner_approval_by_bridge_redirects_with_code_state_and_iss() {
-    let flow = Flow::start(&[]);
+    let flow = Flow::start(false);
     let state = state_for("approve");
     let mut browser = browser(
         "approve",
@@ -623,7 +343,7 @@ fn owner_approval_by_bridge_redirects_with_code_state_and_iss() {
         out.status.success(),
         "bridge approve failed: {stdout}{}\nrelay log:\n{}",
         String::from_utf8_lossy(&out.stderr),
-        flow.relay.log_text()
+        flow.relay.relay().proc.log_text()
     );
     assert!(
         stdout.starts_with("Approved:") && stdout.contains(TUNNEL),
@@ -656,7 +376,7 @@ fn owner_approval_by_bridge_redirects_with_code_state_and_iss() {
 /// Deny sends the browser to the redirect URI with `error=access_denied`, `state`, `iss`.
 #[test]
 fn deny_redirects_with_access_denied() {
-    let flow = Flow::start(&[]);
+    let flow = Flow::start(false);
     let state = state_for("deny");
     let mut browser = browser(
         "deny",
@@ -681,7 +401,7 @@ fn deny_redirects_with_access_denied() {
 /// a second frame of the same page renders.
 #[test]
 fn consent_page_refuses_to_be_framed() {
-    let flow = Flow::start(&[]);
+    let flow = Flow::start(false);
     let authorize = flow.authorize_url(&state_for("frame"));
     let framer = Site::start(vec![(
         "/embed",
@@ -737,24 +457,7 @@ fn consent_page_refuses_to_be_framed() {
 /// wrong one is refused on the page, the right one redirects with a code.
 #[test]
 fn operator_password_in_the_form_approves() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let password = "correct horse battery staple";
-    let mut child = Command::new(bin("relay"))
-        .arg("hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run relay hash-password");
-    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write the password");
-    let out = child.wait_with_output().expect("relay hash-password");
-    assert!(out.status.success(), "{out:?}");
-    let hash_file = dir.path().join("operator.hash");
-    std::fs::write(&hash_file, &out.stdout).expect("write the hash");
-    let flow = Flow::start(&[
-        "--operator-password-file".into(),
-        hash_file.display().to_string(),
-    ]);
+    let flow = Flow::start(true);
 
     let state = state_for("operator");
     let mut browser = browser(
@@ -764,7 +467,7 @@ fn operator_password_in_the_form_approves() {
             "--redirect",
             &flow.redirect_uri,
             "--password",
-            password,
+            OPERATOR_PASSWORD,
             "--wrong-password",
             "not the password",
         ],

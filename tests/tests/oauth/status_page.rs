@@ -21,32 +21,26 @@
 //!   operator sees every tunnel;
 //! - a wrong password is refused with an error and no session cookie;
 //! - a page of another origin cannot frame the status page, which carries its CSP.
-//!
-//! Needs `tests/deps/install.sh` (Node 22, playwright-core, the Python SDK venv),
-//! `tests/deps/system.sh` (chromium) and `cargo build --workspace --bins` first.
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use e2e::browser::Browser;
-use e2e::process::line_reader;
-use e2e::{Bridge, BridgeOpts, Deps, Relay, bin, unused_port};
+use e2e::bin;
+use e2e::browser::{Browser, header};
+use e2e::fixture_truth::SIMPLE_TEXT;
+use e2e::http::{between, form};
+use e2e::raw_http::{HttpAnswer, request};
+use e2e::relay::{OAuthRelay, OPERATOR_PASSWORD};
 use serde_json::{Value, json};
+
+use crate::py_oauth::PyOAuth;
+use crate::site::Site;
+use crate::{LOOPBACK_REDIRECT, initialize_with_token};
 
 /// The tunnel name of the main test.
 const TUNNEL: &str = "desk-notes";
-/// What the fixture's `test_simple_text` tool answers.
-const SIMPLE_TEXT: &str = "This is a simple text response for testing.";
-/// The relay operator's password.
-const OPERATOR_PASSWORD: &str = "correct horse battery staple";
 /// The name the Python SDK client registers itself with.
 const CLIENT_NAME: &str = "py-oauth-e2e";
-/// Its redirect URI (loopback; nothing listens there, the client reads the Location).
-const REDIRECT: &str = "http://127.0.0.1:39999/callback";
 /// Longest wait for a driver's next line.
 const DRIVER_WAIT: Duration = Duration::from_secs(60);
 
@@ -56,67 +50,30 @@ const DRIVER_WAIT: Duration = Duration::from_secs(60);
 /// `relay serve` with a data directory holding the bridge tokens `owner` and `other`, and
 /// an operator password.
 struct Setup {
-    relay: Relay,
+    relay: OAuthRelay,
     /// Public base URL (`http://localhost:<port>`).
     base: String,
-    data: PathBuf,
     owner: String,
     other: String,
-    _dir: tempfile::TempDir,
 }
 
 impl Setup {
     fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("data");
-        let token = |label: &str| {
-            let out = Command::new(bin("relay"))
-                .args(["token", "create", label, "--data-dir"])
-                .arg(&data)
-                .env_remove("RELAY_DATA_DIR")
-                .output()
-                .expect("relay token create");
-            assert!(out.status.success(), "relay token create: {out:?}");
-            let t = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            assert!(!t.is_empty());
-            t
-        };
-        let owner = token("owner");
-        let other = token("other");
-        let hash_file = dir.path().join("operator.hash");
-        std::fs::write(&hash_file, hash_password(OPERATOR_PASSWORD)).expect("write the hash");
-        let port = unused_port();
-        let base = format!("http://localhost:{port}");
-        let data_arg = data.display().to_string();
-        let hash_arg = hash_file.display().to_string();
-        let relay = Relay::start_on(
-            &format!("127.0.0.1:{port}"),
-            &[
-                "--public-url",
-                &base,
-                "--data-dir",
-                &data_arg,
-                "--operator-password-file",
-                &hash_arg,
-            ],
-        );
-        assert_eq!(relay.base, base);
+        let relay = OAuthRelay::start(&["owner", "other"], true, &[]);
         Self {
+            base: relay.base.clone(),
+            owner: relay.token("owner").to_owned(),
+            other: relay.token("other").to_owned(),
             relay,
-            base,
-            data,
-            owner,
-            other,
-            _dir: dir,
         }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.relay.url(path)
     }
 
     fn mcp_url(&self) -> String {
-        self.url(&format!("/{TUNNEL}/mcp"))
+        self.relay.mcp_url(TUNNEL)
     }
 
     /// `relay logs` on the data directory with these flags; its stdout.
@@ -125,7 +82,7 @@ impl Setup {
             .arg("logs")
             .args(flags)
             .arg("--data-dir")
-            .arg(&self.data)
+            .arg(self.relay.data_dir())
             .env_remove("RELAY_DATA_DIR")
             .output()
             .expect("relay logs");
@@ -146,182 +103,37 @@ impl Setup {
     }
 }
 
-/// Argon2 hash of a password, from `relay hash-password`.
-fn hash_password(password: &str) -> String {
-    let mut child = Command::new(bin("relay"))
-        .arg("hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("relay hash-password");
-    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write password");
-    let out = child.wait_with_output().expect("hash-password output");
-    assert!(out.status.success(), "relay hash-password: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// `bridge approve CODE` with a bridge token.
-fn bridge_approve(base: &str, token: &str, code: &str) {
-    let out = Command::new(bin("bridge"))
-        .args(["approve", code, "--relay", base])
-        .env("BRIDGE_TOKEN", token)
-        .env_remove("BRIDGE_RELAY")
-        .output()
-        .expect("bridge approve");
-    assert!(out.status.success(), "bridge approve {code}: {out:?}");
-}
-
-/// Runs `py_oauth.py` against `mcp_url`, approving its consent with `bridge approve` and
-/// the token `owner`; its final summary.
+/// Runs `py_oauth.py` against the tunnel, approving its consent with `bridge approve` and
+/// the owner's token; its final summary.
 ///
 /// The relay answers the client's first request (401) without reading its body, and then
 /// hyper may close that connection while the client pools it for its next request
 /// ("Server disconnected without sending a response"). A run that failed so, before any
 /// consent (so before registering anything that the checks would see twice), is run once
 /// more.
-fn python_oauth_client(deps: &Deps, base: &str, mcp_url: &str, owner: &str) -> Value {
+fn python_oauth_client(s: &Setup) -> Value {
     for attempt in 1..=2 {
-        match python_oauth_attempt(deps, base, mcp_url, owner) {
-            Ok(v) => return v,
-            Err(e) if attempt == 1 && e.contains("Server disconnected") => {
+        let mut py = PyOAuth::start(&s.mcp_url(), LOOPBACK_REDIRECT, false);
+        let consent = py.next_event();
+        if consent["event"] != "consent" {
+            let e = format!("py_oauth.py: {consent}\nstderr:\n{}", py.log());
+            if attempt == 1 && e.contains("Server disconnected") {
                 eprintln!("py_oauth.py lost a pooled connection before its consent; again: {e}");
+                continue;
             }
-            Err(e) => panic!("{e}"),
+            panic!("{e}");
         }
+        s.relay
+            .approve("owner", consent["code"].as_str().expect("code"), TUNNEL);
+        py.send("poll");
+        return py.finish();
     }
     unreachable!()
 }
 
-/// One run of `py_oauth.py`: its summary, or why it failed before its consent.
-fn python_oauth_attempt(
-    deps: &Deps,
-    base: &str,
-    mcp_url: &str,
-    owner: &str,
-) -> Result<Value, String> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let stderr = dir.path().join("py_oauth.log");
-    let mut child = Command::new(deps.var("PY_SDK"))
-        .arg(deps.client("py_oauth.py"))
-        .arg(mcp_url)
-        .args(["--redirect-uri", REDIRECT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr).expect("log file"))
-        .spawn()
-        .expect("start py_oauth.py");
-    let mut stdin: ChildStdin = child.stdin.take().expect("stdin");
-    let lines = line_reader(&mut child);
-    let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
-    let first = lines
-        .recv_timeout(DRIVER_WAIT)
-        .unwrap_or_else(|_| panic!("py_oauth.py: no consent event; stderr:\n{}", log()));
-    let consent: Value = serde_json::from_str(&first).unwrap_or_else(|_| panic!("{first}"));
-    if consent["event"] != "consent" {
-        let _ = child.wait();
-        return Err(format!("py_oauth.py: {consent}\nstderr:\n{}", log()));
-    }
-    bridge_approve(base, owner, consent["code"].as_str().expect("code"));
-    writeln!(stdin, "poll").expect("write to py_oauth.py");
-    let mut last = String::new();
-    while let Ok(line) = lines.recv_timeout(Duration::from_secs(90)) {
-        last = line;
-    }
-    let status = child.wait().expect("py_oauth.py exit");
-    let v: Value =
-        serde_json::from_str(&last).unwrap_or_else(|_| panic!("py_oauth.py: {last}\n{}", log()));
-    assert!(
-        status.success() && v["ok"] == true,
-        "py_oauth.py failed: {}\nstderr:\n{}",
-        v["error"],
-        log()
-    );
-    Ok(v)
-}
-
-// ------------------------------------------------------------------------------------------
-// Plain HTTP.
-
-/// An HTTP answer.
-struct Answer {
-    status: u16,
-    /// Lower-case names; repeated headers (Set-Cookie) joined by `\n`.
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map(String::as_str).unwrap_or("")
-    }
-}
-
 /// One HTTP/1.1 request to the relay (`http://localhost:<port>…`, reached on 127.0.0.1).
-fn http(method: &str, url: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Answer {
-    let u = reqwest::Url::parse(url).expect("URL");
-    let port = u.port().expect("port");
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect to the relay");
-    conn.set_read_timeout(Some(Duration::from_secs(15)))
-        .expect("timeout");
-    let target = match u.query() {
-        Some(q) => format!("{}?{q}", u.path()),
-        None => u.path().to_owned(),
-    };
-    let mut req =
-        format!("{method} {target} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str(&format!(
-        "Content-Length: {}\r\n\r\n{}",
-        body.map_or(0, str::len),
-        body.unwrap_or("")
-    ));
-    conn.write_all(req.as_bytes()).expect("send the request");
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).expect("read the answer");
-    let e2e::HttpAnswer {
-        status,
-        headers,
-        body,
-    } = e2e::parse_http_answer(&raw);
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
-/// `application/x-www-form-urlencoded` body of `pairs`.
-fn form(pairs: &[(&str, &str)]) -> String {
-    let mut u = reqwest::Url::parse("http://form.invalid/").expect("url");
-    u.query_pairs_mut().extend_pairs(pairs);
-    u.query().unwrap_or("").to_owned()
-}
-
-/// The text between `start` and the next `end`.
-fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let from = text.find(start)? + start.len();
-    let len = text[from..].find(end)?;
-    Some(&text[from..from + len])
-}
-
-/// An MCP `initialize` POST with this access token.
-fn initialize(mcp_url: &str, access: &str) -> Answer {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "status-page-e2e", "version": "0"}}});
-    let bearer = format!("Bearer {access}");
-    http(
-        "POST",
-        mcp_url,
-        Some(&body.to_string()),
-        &[
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json, text/event-stream"),
-            ("Authorization", &bearer),
-        ],
-    )
+fn http(method: &str, url: &str, body: Option<&str>, headers: &[(&str, &str)]) -> HttpAnswer {
+    request(method, url, headers, body.unwrap_or(""))
 }
 
 /// A signed-in status-page session over plain HTTP (a browser without JavaScript does the
@@ -384,7 +196,7 @@ impl PageSession {
     }
 
     /// Posts the page's form with `action` and more fields.
-    fn post(&self, fields: &[(&str, &str)]) -> Answer {
+    fn post(&self, fields: &[(&str, &str)]) -> HttpAnswer {
         let mut all = vec![("csrf", self.csrf.as_str())];
         all.extend_from_slice(fields);
         http(
@@ -405,11 +217,6 @@ impl PageSession {
 /// `tests/clients/status_browser.mjs` in `mode` on `url`.
 fn browser(mode: &str, url: &str, args: &[&str]) -> Browser {
     Browser::start("status_browser.mjs", mode, url, args, 40, DRIVER_WAIT)
-}
-
-/// A response header from a driver report.
-fn header<'a>(doc: &'a Value, name: &str) -> &'a str {
-    doc["headers"][name].as_str().unwrap_or("")
 }
 
 /// The protective headers every status page carries.
@@ -480,24 +287,18 @@ fn cookie_names(doc: &Value) -> Vec<&str> {
 /// signed in with the bridge token, Revoke, and the client's token refused afterwards.
 #[test]
 fn trace_logs_and_the_owners_status_page() {
-    let deps = Deps::get();
     let s = Setup::start();
-    let _bridge = Bridge::start(BridgeOpts {
-        relay: Some((s.base.clone(), s.owner.clone())),
-        name: Some(TUNNEL.into()),
-        args: vec!["--auth".into(), "oauth".into()],
-        ..Default::default()
-    });
+    let _bridge = s.relay.bridge("owner", TUNNEL, false);
 
     // A real OAuth client: 401, metadata, registration, consent, tokens, calls.
-    let summary = python_oauth_client(&deps, &s.base, &s.mcp_url(), &s.owner);
+    let summary = python_oauth_client(&s);
     let call = &summary["phases"][0]["call"];
     assert_eq!(call["texts"], json!([SIMPLE_TEXT]), "{summary}");
     let client_id = summary["client_id"].as_str().expect("client_id").to_owned();
     let tokens = summary["tokens"].as_array().expect("tokens");
     let access = tokens[0]["access_token"].as_str().expect("access token");
     let refresh = tokens[0]["refresh_token"].as_str().expect("refresh token");
-    assert_eq!(initialize(&s.mcp_url(), access).status, 200);
+    assert_eq!(initialize_with_token(&s.mcp_url(), access).status, 200);
 
     // A token request for another tunnel's resource is refused (and consumes nothing).
     let elsewhere = s.url("/elsewhere/mcp");
@@ -605,7 +406,7 @@ fn trace_logs_and_the_owners_status_page() {
         assert!(!everything.contains(secret), "a secret in relay logs");
     }
     for file in ["relay.db", "relay.db-wal"] {
-        let bytes = std::fs::read(s.data.join(file)).unwrap_or_default();
+        let bytes = std::fs::read(s.relay.data_dir().join(file)).unwrap_or_default();
         let text = String::from_utf8_lossy(&bytes);
         assert!(
             !text.contains(access) && !text.contains(refresh),
@@ -701,7 +502,7 @@ fn trace_logs_and_the_owners_status_page() {
         revoked["notice"]
     );
     assert_eq!(rows(&revoked, "clients"), Vec::<&str>::new());
-    let r = initialize(&s.mcp_url(), access);
+    let r = initialize_with_token(&s.mcp_url(), access);
     assert_eq!(r.status, 401, "the revoked token still works: {}", r.body);
     assert!(
         r.header("www-authenticate")
@@ -785,7 +586,6 @@ fn trace_logs_and_the_owners_status_page() {
     assert!(page.contains("Signed in as the relay operator"), "{page}");
     assert!(page.contains(&format!("id=\"t-{TUNNEL}\"")), "{page}");
     assert!(page.contains("Relay-wide OAuth events"), "{page}");
-    let _ = &s.relay;
 }
 
 /// A wrong password or token: an error on the page, and no session cookie.
@@ -846,11 +646,20 @@ fn wrong_secret_is_refused_without_a_session() {
 fn status_page_refuses_to_be_framed() {
     let s = Setup::start();
     let status_url = s.url("/status");
-    let framer = Site::start(format!(
-        "<!doctype html><title>framer</title><p>another origin</p>\
-         <iframe name=status width=600 height=400 src=\"{status_url}\"></iframe>\
-         <iframe name=control width=300 height=100 src=\"/control\"></iframe>"
-    ));
+    let framer = Site::start(vec![
+        (
+            "/embed",
+            format!(
+                "<!doctype html><title>framer</title><p>another origin</p>\
+                 <iframe name=status width=600 height=400 src=\"{status_url}\"></iframe>\
+                 <iframe name=control width=300 height=100 src=\"/control\"></iframe>"
+            ),
+        ),
+        (
+            "/control",
+            "<!doctype html><p>control frame rendered</p>".into(),
+        ),
+    ]);
     let done = browser("frame", &framer.url("/embed"), &[]).finish();
     let frames = done["frames"].as_array().expect("frames");
     let frame = |name: &str| {
@@ -882,53 +691,4 @@ fn status_page_refuses_to_be_framed() {
         .unwrap_or_else(|| panic!("the framed request was not made: {done:#}"));
     assert_eq!(doc["status"], 200);
     assert_hardened(doc);
-}
-
-/// A tiny HTTP server on another loopback port (another origin): `/embed` and `/control`.
-struct Site {
-    addr: SocketAddr,
-}
-
-impl Site {
-    fn start(embed: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test site");
-        let addr = listener.local_addr().expect("addr");
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let embed = embed.clone();
-                std::thread::spawn(move || {
-                    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
-                        match conn.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head);
-                    let Some(path) = head.lines().next().and_then(|l| l.split(' ').nth(1)) else {
-                        return;
-                    };
-                    let body = match path {
-                        "/embed" => embed,
-                        "/control" => "<!doctype html><p>control frame rendered</p>".to_owned(),
-                        _ => "not found".to_owned(),
-                    };
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
-                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                });
-            }
-        });
-        Self { addr }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
 }
