@@ -771,21 +771,26 @@ impl Reply {
 
     /// The one response of this answer, which must answer `id` and come last.
     pub fn response_to(&self, id: &Value) -> Result<&Value, String> {
-        let responses: Vec<&Value> = self
-            .messages
-            .iter()
-            .filter(|m| m.get("method").is_none())
-            .collect();
-        if let Some(other) = responses.iter().find(|r| r["id"] != *id) {
-            return Err(format!(
-                "the answer to {id} carries a response to another request: {other}"
-            ));
-        }
-        match responses.as_slice() {
-            [r] if self.messages.last() == Some(*r) => Ok(r),
-            [_] => Err(format!("messages after the response to {id}")),
-            [] => Err(format!("no response to {id} in {:?}", self.messages)),
-            _ => Err(format!("{} responses to {id}", responses.len())),
-        }
+        response_to(&self.messages, id)
+    }
+}
+
+/// The one response among `messages`, which must answer `id` and come last; an error
+/// saying what is wrong otherwise (none, several, another request's, messages after it).
+pub fn response_to<'a>(messages: &'a [Value], id: &Value) -> Result<&'a Value, String> {
+    let responses: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m.get("method").is_none())
+        .collect();
+    if let Some(other) = responses.iter().find(|r| r["id"] != *id) {
+        return Err(format!(
+            "the answer to {id} carries a response to another request: {other}"
+        ));
+    }
+    match responses.as_slice() {
+        [r] if messages.last() == Some(*r) => Ok(r),
+        [_] => Err(format!("messages after the response to {id}")),
+        [] => Err(format!("no response to {id} in {messages:?}")),
+        _ => Err(format!("{} responses to {id}", responses.len())),
     }
 }
