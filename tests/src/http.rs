@@ -102,6 +102,46 @@ impl Answer {
             .unwrap_or_else(|| panic!("no answer with id {id}: {}", self.text()))
     }
 
+    /// A complete HTTP/1.1 answer with a `Content-Length` body, once `buf` (read from a
+    /// connection) holds all of it; `None` while it does not.
+    pub fn from_raw(buf: &[u8]) -> Option<Self> {
+        use reqwest::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = std::str::from_utf8(&buf[..end]).expect("an ASCII head");
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().expect("a status line");
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            let (k, v) = line.split_once(':').expect("a header line");
+            headers.append(
+                HeaderName::from_bytes(k.trim().as_bytes()).expect("header name"),
+                HeaderValue::from_str(v.trim()).expect("header value"),
+            );
+        }
+        let len: usize = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .expect("the answer has a Content-Length");
+        let body = buf.get(end + 4..end + 4 + len)?;
+        Some(Self {
+            status,
+            headers,
+            body: Bytes::copy_from_slice(body),
+        })
+    }
+
+    /// Asserts the status and a JSON-RPC error body that answers no request (`id: null`),
+    /// with this code and a message.
+    pub fn assert_error(&self, status: u16, code: i64, what: &str) {
+        self.assert_jsonrpc_error(&Value::Null, status, code, what);
+    }
+
     /// Asserts the status and a JSON-RPC error body answering request `id` (`Null` for an
     /// error that answers no request), with this code and a message.
     pub fn assert_jsonrpc_error(&self, id: &Value, status: u16, code: i64, what: &str) {
