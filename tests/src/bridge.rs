@@ -242,3 +242,29 @@ pub fn teed(log: &Path, command: &[String]) -> Vec<String> {
     all.extend_from_slice(command);
     all
 }
+
+/// Runs `bridge run --relay RELAY --name NAME [flags] -- mcp-fixture` with the bridge token
+/// `token` until it exits (within a minute): a bridge the relay is expected to refuse or
+/// replace. Its output.
+pub async fn run_until_exit(
+    relay: &str,
+    token: &str,
+    name: &str,
+    flags: &[&str],
+) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(bin("bridge"));
+    cmd.args(["run", "--relay", relay, "--name", name])
+        .args(flags)
+        .arg("--")
+        .arg(bin("mcp-fixture"))
+        .env("BRIDGE_TOKEN", token)
+        .env("RUST_LOG", "info")
+        .env_remove("BRIDGE_CLIENT_TOKEN")
+        .env_remove("BRIDGE_RELAY")
+        .env_remove("BRIDGE_NAME")
+        .kill_on_drop(true);
+    tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+        .await
+        .expect("the bridge did not exit within 60 s")
+        .expect("cannot run bridge")
+}

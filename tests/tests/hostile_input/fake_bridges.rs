@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use e2e::bridge::run_until_exit;
 use e2e::fake_bridge::{handshake, next_frame, ws_connect};
-use e2e::{Bridge, BridgeOpts, Relay, bin};
+use e2e::{Bridge, BridgeOpts, Relay};
 use futures_util::SinkExt;
 use protocol::{ClientAuth, Frame, RefuseReason, Welcome};
 use serde_json::json;
@@ -49,7 +50,7 @@ async fn fake_bridge_with_a_wrong_token_is_refused() {
 #[tokio::test]
 async fn bridge_binary_with_a_wrong_token_exits_2() {
     let relay = Relay::start(&[]);
-    let out = run_refused_bridge(&relay.base, "not-the-token", "refused-bridge", &[]).await;
+    let out = run_until_exit(&relay.base, "not-the-token", "refused-bridge", &[]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -75,31 +76,6 @@ async fn bridge_binary_with_a_wrong_token_exits_2() {
     Endpoint::of(&bridge)
         .still_serves("a refused bridge binary")
         .await;
-}
-
-/// Runs the `bridge` binary against a relay that should refuse it; its output once it
-/// exits (within a minute).
-async fn run_refused_bridge(
-    relay_url: &str,
-    token: &str,
-    name: &str,
-    flags: &[&str],
-) -> std::process::Output {
-    let mut cmd = tokio::process::Command::new(bin("bridge"));
-    cmd.args(["run", "--relay", relay_url, "--name", name])
-        .args(flags)
-        .arg("--")
-        .arg(bin("mcp-fixture"))
-        .env("BRIDGE_TOKEN", token)
-        .env("RUST_LOG", "info")
-        .env_remove("BRIDGE_CLIENT_TOKEN")
-        .env_remove("BRIDGE_RELAY")
-        .env_remove("BRIDGE_NAME")
-        .kill_on_drop(true);
-    tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .expect("the refused bridge did not exit within 60 s")
-        .expect("cannot run bridge")
 }
 
 /// What a garbage-sending fake bridge does, and whether it said `Hello` first.
@@ -339,7 +315,7 @@ async fn public_relay_refuses_unauthenticated_tunnels() {
     .await;
     assert_eq!(w.mcp_url, format!("{PUBLIC}/guarded-tunnel/mcp"));
     // The real bridge with --auth none stops with the refusal.
-    let out = run_refused_bridge(
+    let out = run_until_exit(
         &format!("http://{addr}"),
         &strict.token,
         "open-tunnel",

@@ -21,9 +21,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
 
+use e2e::fake_bridge::tcp_from;
 use e2e::{Proc, bin, unused_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 /// A `relay serve` on 127.0.0.1 with `args`, optionally with its file-descriptor limit
 /// (soft and hard) lowered to `nofile` before it starts.
@@ -77,13 +78,6 @@ impl TestRelay {
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
-}
-
-/// A TCP connection to `to` from the loopback address `from`.
-async fn connect_from(from: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::from((from, 0)))?;
-    socket.connect(to).await
 }
 
 /// An HTTP client whose connections come from `from`.
@@ -159,8 +153,11 @@ async fn slow_connections_from_one_address_do_not_lock_out_another() {
     let attacker = Ipv4Addr::new(127, 0, 0, 1);
     let mut held = Vec::new();
     for _ in 0..300 {
-        let Ok(Ok(mut s)) =
-            tokio::time::timeout(Duration::from_secs(2), connect_from(attacker, relay.addr)).await
+        let Ok(Ok(mut s)) = tokio::time::timeout(
+            Duration::from_secs(2),
+            tcp_from(IpAddr::V4(attacker), relay.addr),
+        )
+        .await
         else {
             continue;
         };
