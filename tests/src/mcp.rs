@@ -156,6 +156,15 @@ impl McpClient {
         }
     }
 
+    /// A client of `url` sending `bearer` through `http` (a client with its own TLS roots,
+    /// say).
+    pub fn with_http(http: reqwest::Client, url: &str, bearer: Option<&str>) -> Self {
+        Self {
+            http,
+            ..Self::new(url, bearer)
+        }
+    }
+
     /// A client of the tunnel a bridge printed.
     pub fn of(bridge: &Bridge) -> Self {
         Self::new(&bridge.mcp_url, bridge.bearer.as_deref())
@@ -570,6 +579,12 @@ impl Stream {
     /// Whether the body is an event stream.
     pub fn is_sse(&self) -> bool {
         self.content_type.starts_with("text/event-stream")
+    }
+
+    /// The next chunk of the body as it comes off the connection (comments and all), or
+    /// `None` at its end; for tests of how an answer is delivered, not what it says.
+    pub async fn chunk(&mut self) -> Option<bytes::Bytes> {
+        self.resp.chunk().await.ok().flatten()
     }
 
     /// The next event, `Ok(None)` when the stream ended, an error after `within`. A JSON

@@ -4,136 +4,36 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Bridge, BridgeOpts, Relay, bin};
-use reqwest::StatusCode;
+use e2e::bridge::run_until_exit;
+use e2e::http::client_with;
+use e2e::mcp::{HANDSHAKE_2025_06, McpClient, Session};
+use e2e::{Bridge, BridgeOpts, Relay};
 use serde_json::{Value, json};
 
+/// Longest wait for any one HTTP request.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-const MCP_VERSION: &str = "2025-06-18";
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .http1_only()
-        .timeout(HTTP_TIMEOUT)
-        .build()
-        .expect("http client")
+/// A session of the bridge's tunnel (2025-06-18).
+async fn session(bridge: &Bridge) -> Session {
+    McpClient::of(bridge).session(HANDSHAKE_2025_06).await
 }
 
-/// A client of one tunnel, with its session once initialized.
-struct Client {
-    http: reqwest::Client,
-    url: String,
-    bearer: Option<String>,
-    session: Option<String>,
-}
-
-impl Client {
-    fn of(bridge: &Bridge) -> Self {
-        Self {
-            http: http(),
-            url: bridge.mcp_url.clone(),
-            bearer: bridge.bearer.clone(),
-            session: None,
-        }
-    }
-
-    /// POSTs a JSON-RPC message; the status and the messages of the answer.
-    async fn post(&self, body: Value) -> (StatusCode, Vec<Value>) {
-        let mut rb = self
-            .http
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", MCP_VERSION)
-            .body(body.to_string());
-        if let Some(b) = &self.bearer {
-            rb = rb.bearer_auth(b);
-        }
-        if let Some(s) = &self.session {
-            rb = rb.header("mcp-session-id", s);
-        }
-        let resp = rb.send().await.expect("POST");
-        let status = resp.status();
-        let session = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let sse = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("text/event-stream"));
-        let text = resp.text().await.expect("body");
-        let messages = if text.is_empty() {
-            Vec::new()
-        } else if sse {
-            text.lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(str::trim)
-                .filter(|d| !d.is_empty())
-                .map(|d| serde_json::from_str(d).expect("SSE data is JSON"))
-                .collect()
-        } else {
-            vec![serde_json::from_str(&text).expect("JSON answer")]
-        };
-        assert!(session.is_none() || self.session.is_none() || session == self.session);
-        (status, messages)
-    }
-
-    async fn initialize(&mut self) {
-        let mut rb = self
-            .http
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(
-                json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
-                    "protocolVersion": MCP_VERSION, "capabilities": {},
-                    "clientInfo": {"name": "observability-test", "version": "1"}}})
-                .to_string(),
-            );
-        if let Some(b) = &self.bearer {
-            rb = rb.bearer_auth(b);
-        }
-        let resp = rb.send().await.expect("initialize");
-        assert_eq!(resp.status(), StatusCode::OK);
-        self.session = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        assert!(self.session.is_some(), "no session id");
-        let (status, _) = self
-            .post(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
-            .await;
-        assert_eq!(status, StatusCode::ACCEPTED);
-    }
-
-    /// Calls the fixture's `echo` tool and checks its answer.
-    async fn echo(&self, id: u64, text: &str) {
-        let (status, messages) = self
-            .post(json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
-                         "params":{"name":"echo","arguments":{"text":text}}}))
-            .await;
-        assert_eq!(status, StatusCode::OK);
-        let answer = messages
-            .iter()
-            .find(|m| m["id"] == json!(id))
-            .unwrap_or_else(|| panic!("no answer to the call: {messages:?}"));
-        assert_eq!(answer["result"]["content"][0]["text"], text, "{answer}");
-    }
+/// Calls the fixture's `echo` tool in `s` and checks its answer.
+async fn echo(s: &Session, id: u64, text: &str) {
+    assert_eq!(
+        s.tool_text(json!(id), "echo", json!({"text": text})).await,
+        text
+    );
 }
 
 /// `GET /metrics` with these extra headers: the status and the body.
-async fn scrape(base: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
-    let mut rb = http().get(format!("{base}/metrics"));
+async fn scrape(base: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut rb = client_with(HTTP_TIMEOUT).get(format!("{base}/metrics"));
     for (k, v) in headers {
         rb = rb.header(*k, *v);
     }
     let resp = rb.send().await.expect("GET /metrics");
-    let status = resp.status();
+    let status = resp.status().as_u16();
     (status, resp.text().await.expect("body"))
 }
 
@@ -151,7 +51,7 @@ async fn scrape_until(base: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let (status, text) = scrape(base, &[]).await;
-        assert_eq!(status, StatusCode::OK, "{text}");
+        assert_eq!(status, 200, "{text}");
         if done(&text) || Instant::now() >= deadline {
             return text;
         }
@@ -161,47 +61,32 @@ async fn scrape_until(base: &str, done: impl Fn(&str) -> bool) -> String {
 
 /// Runs a bridge the relay refuses (a wrong bridge token) until it exits.
 async fn refused_bridge(relay: &Relay) {
-    let mut cmd = tokio::process::Command::new(bin("bridge"));
-    cmd.args(["run", "--relay", &relay.base, "--name", "obs-refused", "--"])
-        .arg(bin("mcp-fixture"))
-        .env("BRIDGE_TOKEN", "not-a-token-this-relay-knows")
-        .env("RUST_LOG", "info")
-        .env_remove("BRIDGE_CLIENT_TOKEN")
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .expect("the refused bridge did not exit")
-        .expect("bridge");
+    let out = run_until_exit(
+        &relay.base,
+        "not-a-token-this-relay-knows",
+        "obs-refused",
+        &[],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
 
 #[tokio::test]
 async fn metrics_count_requests_oauth_and_bridges() {
     let relay = Relay::start(&["--metrics"]);
-    let bridge = Bridge::start(BridgeOpts {
-        relay: Some((relay.base.clone(), relay.token.clone())),
-        name: Some("obs-metrics".into()),
-        ..Default::default()
-    });
-    let mut client = Client::of(&bridge);
-    client.initialize().await;
-    let (status, _) = client
-        .post(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    client.echo(2, "one").await;
-    client.echo(3, "two").await;
+    let bridge = relay.bridge(BridgeOpts::default().name("obs-metrics"));
+    let client = session(&bridge).await;
+    let list = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
+    assert_eq!(client.post(&list, "tools/list").await.status, 200);
+    echo(&client, 2, "one").await;
+    echo(&client, 3, "two").await;
     // Refused before the body is read.
-    let anonymous = Client {
-        bearer: None,
-        ..Client::of(&bridge)
-    };
-    let (status, _) = anonymous
-        .post(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
-        .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let anonymous = McpClient::new(&bridge.mcp_url, None);
+    let version = vec![("mcp-protocol-version".into(), HANDSHAKE_2025_06.into())];
+    let status = anonymous.post(&list, &version, "anonymous").await.status;
+    assert_eq!(status, 401);
     // OAuth: discovery works, a token request from an unknown client is refused.
-    let h = http();
+    let h = client_with(HTTP_TIMEOUT);
     let resp = h
         .get(format!(
             "{}/.well-known/oauth-authorization-server",
@@ -210,7 +95,7 @@ async fn metrics_count_requests_oauth_and_bridges() {
         .send()
         .await
         .expect("metadata");
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.status(), 200);
     let resp = h
         .post(format!("{}/oauth/token", relay.base))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -280,7 +165,7 @@ async fn metrics_count_requests_oauth_and_bridges() {
     assert!(text.contains("# TYPE mcp_relay_request_duration_seconds histogram"));
 
     // More calls move the counters; the scrapes themselves are not counted.
-    client.echo(4, "three").await;
+    echo(&client, 4, "three").await;
     let text = scrape_until(&relay.base, |t| {
         sample(
             t,
@@ -305,7 +190,7 @@ async fn metrics_count_requests_oauth_and_bridges() {
         &[("host", "relay.example.com")],
     ] {
         let (status, body) = scrape(&relay.base, headers).await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "{headers:?}: {body}");
+        assert_eq!(status, 403, "{headers:?}: {body}");
         assert!(!body.contains("mcp_relay_"), "{body}");
     }
 }
@@ -314,7 +199,7 @@ async fn metrics_count_requests_oauth_and_bridges() {
 async fn metrics_need_the_flag_and_remote_scrapes_the_token() {
     let plain = Relay::start(&[]);
     let (status, body) = scrape(&plain.base, &[]).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(status, 404, "{body}");
     assert!(!body.contains("mcp_relay_"));
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -327,13 +212,13 @@ async fn metrics_need_the_flag_and_remote_scrapes_the_token() {
     ]);
     let proxied = ("x-forwarded-for", "203.0.113.7");
     let (status, _) = scrape(&guarded.base, &[proxied]).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(status, 403);
     let (status, _) = scrape(
         &guarded.base,
         &[proxied, ("authorization", "Bearer wrong-secret")],
     )
     .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(status, 403);
     let (status, body) = scrape(
         &guarded.base,
         &[
@@ -342,11 +227,11 @@ async fn metrics_need_the_flag_and_remote_scrapes_the_token() {
         ],
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, 200, "{body}");
     assert!(body.contains("mcp_relay_tunnels_connected 0"), "{body}");
     // Local scrapes still need nothing.
     let (status, _) = scrape(&guarded.base, &[]).await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, 200);
     assert!(
         !guarded.proc.log_text().contains("scrape-secret"),
         "the metrics token leaked into the log"
@@ -380,9 +265,8 @@ async fn json_logs_name_one_call_with_the_same_request_id() {
         env: vec![("RUST_LOG".into(), "info,bridge::request=debug".into())],
         ..Default::default()
     });
-    let mut client = Client::of(&bridge);
-    client.initialize().await;
-    client.echo(7, "observable").await;
+    let client = session(&bridge).await;
+    echo(&client, 7, "observable").await;
 
     // Each binary writes its line when the request has ended.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -469,28 +353,18 @@ async fn json_logs_name_one_call_with_the_same_request_id() {
 #[tokio::test]
 async fn idle_probe_streams_hold_no_exchange() {
     let relay = Relay::start(&["--metrics"]);
-    let bridge = Bridge::start(BridgeOpts {
-        relay: Some((relay.base.clone(), relay.token.clone())),
-        name: Some("obs-probes".into()),
-        ..Default::default()
-    });
-    let client = Client::of(&bridge);
+    let bridge = relay.bridge(BridgeOpts::default().name("obs-probes"));
+    let client = McpClient::of(&bridge);
     let mut streams = Vec::new();
     for _ in 0..40 {
-        let resp = client
+        let get = client
             .http
             .get(&client.url)
-            .header("accept", "text/event-stream")
-            .bearer_auth(client.bearer.as_deref().expect("bearer"))
-            .send()
-            .await
-            .expect("GET");
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(
-            resp.headers()["content-type"].to_str().unwrap(),
-            "text/event-stream"
-        );
-        streams.push(resp);
+            .header("accept", "text/event-stream");
+        let stream = client.send(client.authed(get), "GET").await;
+        assert_eq!(stream.status, 200);
+        assert_eq!(stream.content_type, "text/event-stream");
+        streams.push(stream);
     }
     let text = scrape_until(&relay.base, |t| {
         sample(t, "mcp_relay_exchanges_in_flight").is_some()
@@ -501,8 +375,7 @@ async fn idle_probe_streams_hold_no_exchange() {
         Some(0.0),
         "idle probe streams hold exchanges:\n{text}"
     );
-    let mut other = Client::of(&bridge);
-    other.initialize().await;
-    other.echo(1, "still served").await;
+    let other = session(&bridge).await;
+    echo(&other, 1, "still served").await;
     drop(streams);
 }

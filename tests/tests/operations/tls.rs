@@ -12,78 +12,14 @@
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{Bridge, BridgeOpts, Proc, Relay, bin, install_crypto_provider, unused_port};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
+use e2e::mcp::{HANDSHAKE, McpClient, Session};
+use e2e::{BridgeOpts, Proc, Relay, bin, install_crypto_provider, unused_port};
 use serde_json::{Value, json};
 
-/// A certificate authority made for one test.
-struct TestCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl TestCa {
-    fn new() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "mcp-tunnel test CA");
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().expect("CA key");
-        Self {
-            issuer: CertifiedIssuer::self_signed(params, key).expect("CA certificate"),
-        }
-    }
-
-    fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A server certificate for `names` (DNS names or IP addresses): (chain PEM, key PEM).
-    fn server_cert(&self, names: &[&str]) -> (String, String) {
-        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let mut params = CertificateParams::new(names).expect("leaf params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "mcp-tunnel test server");
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
-        (cert.pem(), key.serialize_pem())
-    }
-}
-
-/// A rustls client configuration (ring) trusting only the certificates of `roots_pem`.
-fn client_tls(roots_pem: &str) -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(roots_pem.as_bytes()) {
-        roots.add(cert.expect("PEM certificate")).expect("root");
-    }
-    assert!(!roots.is_empty(), "no certificate in {roots_pem:?}");
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth()
-}
-
-/// An HTTPS client trusting `roots_pem`, resolving each `(name, addr)` of `resolve`.
-fn https_client(roots_pem: &str, resolve: &[(&str, SocketAddr)]) -> reqwest::Client {
-    let mut b = reqwest::Client::builder()
-        .tls_backend_preconfigured(client_tls(roots_pem))
-        .no_proxy()
-        .timeout(Duration::from_secs(20));
-    for (name, addr) in resolve {
-        b = b.resolve(name, *addr);
-    }
-    b.build().expect("https client")
-}
+use crate::test_ca::{TestCa, https_client};
+use crate::{wait_port, write};
 
 /// A loopback port free for both TCP and UDP (a DNS server listens on both).
 fn free_tcp_udp_port() -> u16 {
@@ -95,51 +31,6 @@ fn free_tcp_udp_port() -> u16 {
         }
     }
     panic!("no port free for both TCP and UDP");
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).expect("write test file");
-    p.to_str().expect("utf-8 path").to_owned()
-}
-
-/// The JSON-RPC message with an `id` in an MCP answer (plain JSON or an SSE stream).
-fn rpc_answer(body: &str) -> Value {
-    if body.trim_start().starts_with('{') {
-        return serde_json::from_str(body).expect("JSON answer");
-    }
-    body.lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-        .find(|m| m.get("id").is_some())
-        .unwrap_or_else(|| panic!("no JSON-RPC response in {body:?}"))
-}
-
-/// POSTs one MCP message; (status, session id, body).
-async fn mcp_post(
-    http: &reqwest::Client,
-    url: &str,
-    bearer: &str,
-    session: Option<&str>,
-    msg: Value,
-) -> (u16, Option<String>, String) {
-    let mut req = http
-        .post(url)
-        .bearer_auth(bearer)
-        .header("Accept", "application/json, text/event-stream")
-        .header("MCP-Protocol-Version", "2025-11-25")
-        .json(&msg);
-    if let Some(s) = session {
-        req = req.header("Mcp-Session-Id", s);
-    }
-    let resp = req.send().await.expect("MCP request over HTTPS");
-    let status = resp.status().as_u16();
-    let sid = resp
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    (status, sid, resp.text().await.expect("MCP answer body"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,11 +54,10 @@ async fn https_relay_with_certificate_files_serves_bridges_and_clients() {
     let relay_url = format!("https://localhost:{port}");
 
     // A bridge trusting the test CA connects over wss and serves the fixture.
-    let bridge = Bridge::start(BridgeOpts {
-        relay: Some((relay_url.clone(), relay.token.clone())),
-        args: vec!["--ca-file".into(), ca_file.clone()],
-        ..Default::default()
-    });
+    let bridge = BridgeOpts::default()
+        .via_url(&relay_url, &relay.token)
+        .args(&["--ca-file", &ca_file])
+        .start();
     assert!(
         bridge
             .mcp_url
@@ -178,7 +68,7 @@ async fn https_relay_with_certificate_files_serves_bridges_and_clients() {
     let bearer = bridge.bearer.clone().expect("bearer token");
 
     // An HTTPS client trusting the CA: initialize, initialized, tools/call.
-    let http = https_client(&ca.pem(), &[]);
+    let http = https_client(&ca.pem(), &[], None);
     let health = http
         .get(format!("{}/healthz", relay.base))
         .send()
@@ -186,48 +76,21 @@ async fn https_relay_with_certificate_files_serves_bridges_and_clients() {
         .expect("healthz over HTTPS");
     assert_eq!(health.status(), 200);
     assert_eq!(health.version(), reqwest::Version::HTTP_11);
-    let (status, sid, body) = mcp_post(
-        &http,
-        &bridge.mcp_url,
-        &bearer,
-        None,
-        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
-            "protocolVersion":"2025-11-25","capabilities":{},
-            "clientInfo":{"name":"tls-test","version":"1"}}}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let init = rpc_answer(&body);
-    assert_eq!(
-        init["result"]["serverInfo"]["name"], "mcp-fixture",
-        "{init}"
-    );
-    let sid = sid.expect("Mcp-Session-Id");
-    let (status, _, body) = mcp_post(
-        &http,
-        &bridge.mcp_url,
-        &bearer,
-        Some(&sid),
-        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
-    let (status, _, body) = mcp_post(
-        &http,
-        &bridge.mcp_url,
-        &bearer,
-        Some(&sid),
-        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{
-            "name":"echo","arguments":{"text":"over TLS"}}}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let call = rpc_answer(&body);
-    assert_eq!(call["id"], 2, "{call}");
-    assert_eq!(call["result"]["content"][0]["text"], "over TLS", "{call}");
+    let client = McpClient::with_http(http.clone(), &bridge.mcp_url, Some(&bearer));
+    let (sid, init) = client.initialize(HANDSHAKE).await;
+    assert_eq!(init["serverInfo"]["name"], "mcp-fixture", "{init}");
+    let session = Session {
+        client,
+        id: sid,
+        version: HANDSHAKE.into(),
+    };
+    let text = session
+        .tool_text(json!(2), "echo", json!({"text": "over TLS"}))
+        .await;
+    assert_eq!(text, "over TLS");
 
     // A client that does not trust the CA is refused by certificate verification.
-    let stranger = https_client(&TestCa::new().pem(), &[]);
+    let stranger = https_client(&TestCa::new().pem(), &[], None);
     let err = stranger
         .get(format!("{}/healthz", relay.base))
         .send()
@@ -236,11 +99,7 @@ async fn https_relay_with_certificate_files_serves_bridges_and_clients() {
     assert!(err.is_connect(), "{err:?}");
 
     // Plain HTTP on the TLS port gets no HTTP answer.
-    let plain = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
+    let plain = e2e::http::client_with(Duration::from_secs(5));
     assert!(
         plain
             .get(format!("http://127.0.0.1:{port}/healthz"))
@@ -287,19 +146,6 @@ fn pebble_bins() -> (&'static str, &'static str) {
         "Pebble is missing: run tests/deps/system.sh (apt-get install pebble)"
     );
     (pebble, challtestsrv)
-}
-
-/// Waits until a TCP port accepts connections.
-fn wait_port(port: u16, what: &str, proc: &Proc) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not listen on {port}: {}",
-            proc.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,7 +218,7 @@ async fn acme_certificate_from_pebble_with_tls_alpn_01() {
     assert_eq!(relay.base, format!("https://{domain}:{relay_port}"));
 
     // Pebble's issuing root (made at its start), from its management interface.
-    let mgmt = https_client(&ca.pem(), &[]);
+    let mgmt = https_client(&ca.pem(), &[], None);
     let root = mgmt
         .get(format!("https://localhost:{mgmt_port}/roots/0"))
         .send()
@@ -402,7 +248,7 @@ async fn acme_certificate_from_pebble_with_tls_alpn_01() {
     );
 
     let relay_addr: SocketAddr = listen.parse().expect("addr");
-    let client = https_client(&root, &[(domain, relay_addr)]);
+    let client = https_client(&root, &[(domain, relay_addr)], None);
     let health = client
         .get(format!("https://{domain}:{relay_port}/healthz"))
         .send()
@@ -435,7 +281,7 @@ async fn acme_certificate_from_pebble_with_tls_alpn_01() {
         "{}",
         relay.proc.log_text()
     );
-    let client = https_client(&root, &[(domain, relay_addr)]);
+    let client = https_client(&root, &[(domain, relay_addr)], None);
     let health = client
         .get(format!("https://{domain}:{relay_port}/healthz"))
         .send()
