@@ -34,6 +34,7 @@
 // one, when a request other than server/discover did; else null.
 import fs from 'node:fs';
 import http from 'node:http';
+import { SseParser, parseJson } from './sse_events.mjs';
 
 const PROTOCOL_META = 'io.modelcontextprotocol/protocolVersion';
 const MAX_RECORD = 4 * 1024 * 1024;
@@ -45,10 +46,6 @@ const usage = (msg) => {
   console.error(`tap_proxy.mjs: ${msg}\nusage: node tap_proxy.mjs UPSTREAM_ORIGIN --log FILE [--port N]\n` +
     '       node tap_proxy.mjs --summarize FILE [--wait SECONDS]');
   process.exit(2);
-};
-
-const parseJson = (text) => {
-  try { return JSON.parse(text); } catch { return text; }
 };
 
 /** The records of a log file, merged per exchange (request fields + done fields). */
@@ -101,38 +98,6 @@ const summarize = (records) => {
     protocol: legacyProtocol ?? modernProtocol ?? null, session_ids: [...sessionIds],
   };
 };
-
-/** Incremental text/event-stream parser: feed() text, get whole events back. */
-class SseParser {
-  constructor() { this.buf = ''; }
-  feed(text) {
-    this.buf += text.replace(/\r\n?/g, '\n');
-    const events = [];
-    let cut;
-    while ((cut = this.buf.indexOf('\n\n')) !== -1) {
-      const block = this.buf.slice(0, cut);
-      this.buf = this.buf.slice(cut + 2);
-      let id = null;
-      let event = null;
-      const data = [];
-      let any = false;
-      for (const line of block.split('\n')) {
-        if (line === '' || line.startsWith(':')) continue;
-        const colon = line.indexOf(':');
-        const field = colon === -1 ? line : line.slice(0, colon);
-        let value = colon === -1 ? '' : line.slice(colon + 1);
-        if (value.startsWith(' ')) value = value.slice(1);
-        any = true;
-        if (field === 'id') id = value;
-        else if (field === 'event') event = value;
-        else if (field === 'data') data.push(value);
-      }
-      const joined = data.join('\n');
-      if (any) events.push({ id, event, data: joined === '' ? null : joined });
-    }
-    return events;
-  }
-}
 
 const pick = (headers, keys) => {
   const out = {};

@@ -141,9 +141,9 @@ const CLIENTS: &[ClientRow] = &[
     ("Python 1.x", "PY_SDK1", "py_client_v1.py", &[], false, "legacy"),
     ("TypeScript 1.x", "NODE22", "ts_client.mjs", &["--progress-tool", ""], false, "legacy"),
     ("TypeScript 1.x, SSE", "NODE22", "ts_client.mjs", &["--sse"], true, "legacy"),
-    ("TypeScript 2.x, auto", "NODE22", "ts_modern.mjs", &["--era", "auto"], false, "modern"),
-    ("TypeScript 2.x, 2026-07-28", "NODE22", "ts_modern.mjs", &["--era", "modern"], false, "modern"),
-    ("TypeScript 2.x, handshake", "NODE22", "ts_modern.mjs", &["--era", "legacy"], false, "legacy"),
+    ("TypeScript 2.x, auto", "NODE22", "ts_client_v2.mjs", &["--era", "auto"], false, "modern"),
+    ("TypeScript 2.x, 2026-07-28", "NODE22", "ts_client_v2.mjs", &["--era", "modern"], false, "modern"),
+    ("TypeScript 2.x, handshake", "NODE22", "ts_client_v2.mjs", &["--era", "legacy"], false, "legacy"),
 ];
 
 /// [`CLIENTS`], without the Python 1.x client when its optional venv is missing.

@@ -1,5 +1,5 @@
 //! The TypeScript SDK 1.x (`ts_client.mjs`: session resumption, Last-Event-ID replay of a
-//! finished and of a cut stream, HTTP+SSE) and the 2.x client package (`ts_modern.mjs`,
+//! finished and of a cut stream, HTTP+SSE) and the 2.x client package (`ts_client_v2.mjs`,
 //! the Inspector's client) in each of its eras.
 
 use e2e::clients::{run_script, strs};
@@ -214,7 +214,7 @@ fn typescript_v2_client_eras() {
     let mut tap = Tap::start(&bridge);
     let url = tap.url(&bridge.mcp_url);
     for era in ["legacy", "auto", "modern"] {
-        let out = run_script(&bridge, "NODE22", "ts_modern.mjs", &[&url, "--era", era]);
+        let out = run_script(&bridge, "NODE22", "ts_client_v2.mjs", &[&url, "--era", era]);
         assert_eq!(out["era_option"], era, "{out}");
         assert_fixture_steps(&out, era);
         assert_eq!(out["server"], "mcp-fixture", "{era}: {out}");
@@ -232,7 +232,7 @@ fn typescript_v2_client_eras() {
     let out = run_script(
         &bridge,
         "NODE22",
-        "ts_modern.mjs",
+        "ts_client_v2.mjs",
         &[
             &url,
             "--era",
