@@ -72,12 +72,12 @@ impl ToolCall<'_> {
 
     /// `test_input_required_result_request_state`: asks `confirm`; the answer says `state-ok`.
     pub(crate) fn ask_confirmation(&self) -> Result<Reply, Reply> {
-        Ok(Reply::text(
-            match self.elicit_field("confirm", "Please confirm", "ok", "boolean")? {
-                Some(ok) => format!("state-ok: confirmed={ok}"),
-                None => "state-ok: not confirmed".to_owned(),
-            },
-        ))
+        let ok = self.elicit_field("confirm", "Please confirm", "ok", "boolean")?;
+        let state = ok.map_or_else(
+            || "not confirmed".to_owned(),
+            |ok| format!("confirmed={ok}"),
+        );
+        Ok(Reply::text(format!("state-ok: {state}")))
     }
 
     /// `test_input_required_result_multiple_inputs`: asks `user_name`, `greeting` and
@@ -226,19 +226,11 @@ impl ToolCall<'_> {
 
     /// `test_sampling`: asks the client's LLM via `sampling/createMessage`.
     pub(crate) fn sampling(&self) -> Result<Reply, Reply> {
-        let prompt = self.str_arg("prompt")?;
-        Ok(
-            match self.ask_client("sampling/createMessage", sampling_params(prompt, 100))? {
-                Ok(result) => {
-                    let text = sampled_text(&result).unwrap_or("No response");
-                    Reply::text(format!("LLM response: {text}"))
-                }
-                Err(error) => Reply::tool_error(format!(
-                    "Sampling not supported or error: {}",
-                    error_message(&error)
-                )),
-            },
-        )
+        let params = sampling_params(self.str_arg("prompt")?, 100);
+        self.ask_reported("sampling/createMessage", params, "Sampling", |result| {
+            let text = sampled_text(result).unwrap_or("No response");
+            format!("LLM response: {text}")
+        })
     }
 
     /// `test_elicitation`: asks the user for a username and an email address.
@@ -263,10 +255,24 @@ impl ToolCall<'_> {
     /// Asks the form `schema` with `message`: `<label>: action=…, content=…`.
     fn elicitation_with(&self, message: &str, schema: Value, label: &str) -> Result<Reply, Reply> {
         let params = json!({ "message": message, "requestedSchema": schema });
-        Ok(match self.ask_client("elicitation/create", params)? {
-            Ok(result) => Reply::text(format!("{label}: {}", describe_elicitation(&result))),
+        self.ask_reported("elicitation/create", params, "Elicitation", |result| {
+            format!("{label}: {}", describe_elicitation(result))
+        })
+    }
+
+    /// Sends `method` with `params`: the answer as `describe` puts it, or a tool error
+    /// `<what> not supported or error: …` when the client answered with an error.
+    fn ask_reported(
+        &self,
+        method: &str,
+        params: Value,
+        what: &str,
+        describe: impl FnOnce(&Value) -> String,
+    ) -> Result<Reply, Reply> {
+        Ok(match self.ask_client(method, params)? {
+            Ok(result) => Reply::text(describe(&result)),
             Err(error) => Reply::tool_error(format!(
-                "Elicitation not supported or error: {}",
+                "{what} not supported or error: {}",
                 error_message(&error)
             )),
         })

@@ -59,6 +59,11 @@ impl<'a> ToolCall<'a> {
         self.args.get(name).and_then(Value::as_str)
     }
 
+    /// An optional numeric argument, with `read` (`Value::as_u64`, …) applied.
+    fn num_arg<T>(&self, name: &str, read: impl FnOnce(&Value) -> Option<T>) -> Option<T> {
+        self.args.get(name).and_then(read)
+    }
+
     /// Sends `notifications/progress` if the request carried a progress token.
     pub(crate) fn progress(&self, progress: u64, total: u64, message: &str) {
         if let Some(token) = &self.progress_token {
@@ -187,30 +192,8 @@ impl<'a> ToolCall<'a> {
             "test_missing_capability" => self.ask_sampling_regardless(),
             "test_streaming_elicitation" => self.streaming_elicitation(),
             "test_logging_tool" => Ok(self.logging_tool()),
-            "test_trigger_tool_change" => {
-                let version = self
-                    .server
-                    .tool_list_version
-                    .fetch_add(1, Ordering::Relaxed)
-                    + 1;
-                self.server
-                    .notify("notifications/tools/list_changed", json!({}));
-                Ok(Reply::text(format!(
-                    "tool list changed (version {version})"
-                )))
-            }
-            "test_trigger_prompt_change" => {
-                let version = self
-                    .server
-                    .prompt_list_version
-                    .fetch_add(1, Ordering::Relaxed)
-                    + 1;
-                self.server
-                    .notify("notifications/prompts/list_changed", json!({}));
-                Ok(Reply::text(format!(
-                    "prompt list changed (version {version})"
-                )))
-            }
+            "test_trigger_tool_change" => Ok(self.list_changed("tool")),
+            "test_trigger_prompt_change" => Ok(self.list_changed("prompt")),
             "json_schema_2020_12_tool" => Ok(Reply::text(format!(
                 "JSON Schema 2020-12 tool called with: {}",
                 Value::Object(self.args.clone())
@@ -240,6 +223,19 @@ impl<'a> ToolCall<'a> {
             )),
         };
         outcome.unwrap_or_else(|reply| reply)
+    }
+
+    /// `test_trigger_tool_change` / `test_trigger_prompt_change` (`kind` `tool` / `prompt`):
+    /// bumps that list's version and sends its list-changed notification.
+    fn list_changed(&self, kind: &str) -> Reply {
+        let counter = match kind {
+            "tool" => &self.server.tool_list_version,
+            _ => &self.server.prompt_list_version,
+        };
+        let version = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        self.server
+            .notify(&format!("notifications/{kind}s/list_changed"), json!({}));
+        Reply::text(format!("{kind} list changed (version {version})"))
     }
 
     /// `test_logging_tool`: a debug, an info and a warning `notifications/message`, ~20 ms
@@ -320,9 +316,7 @@ impl<'a> ToolCall<'a> {
     /// `exit`: ends the process at once with `code` (default 1), answering nothing.
     pub(crate) fn exit(&self) -> Reply {
         let code = self
-            .args
-            .get("code")
-            .and_then(Value::as_i64)
+            .num_arg("code", Value::as_i64)
             .and_then(|c| i32::try_from(c).ok())
             .unwrap_or(1);
         log!("exiting with code {code} as asked");
@@ -359,15 +353,9 @@ impl<'a> ToolCall<'a> {
     /// `flood`: `count` progress notifications whose message is `bytes` `p` characters,
     /// then `flooded <count>`; stops without answering if cancelled.
     pub(crate) fn flood(&self) -> Reply {
-        let count = self
-            .args
-            .get("count")
-            .and_then(Value::as_u64)
-            .unwrap_or(100);
+        let count = self.num_arg("count", Value::as_u64).unwrap_or(100);
         let bytes = self
-            .args
-            .get("bytes")
-            .and_then(Value::as_u64)
+            .num_arg("bytes", Value::as_u64)
             .unwrap_or(1024)
             .min(BIG_MAX_BYTES);
         // Bounded by BIG_MAX_BYTES, so this fits in usize on every supported target.
@@ -383,11 +371,7 @@ impl<'a> ToolCall<'a> {
 
     /// `slow`: waits `ms` (default 60 s) unless cancelled first.
     pub(crate) fn slow(&self) -> Reply {
-        let ms = self
-            .args
-            .get("ms")
-            .and_then(Value::as_f64)
-            .unwrap_or(60_000.0);
+        let ms = self.num_arg("ms", Value::as_f64).unwrap_or(60_000.0);
         let tag = self.opt_str_arg("tag").unwrap_or_default();
         let duration = Duration::from_secs_f64(ms.clamp(0.0, 1e9) / 1000.0);
         if self.cancel.sleep(duration) {
@@ -414,7 +398,7 @@ impl<'a> ToolCall<'a> {
 
     /// `big`: one text item of exactly `bytes` `x` characters.
     pub(crate) fn big(&self) -> Reply {
-        match self.args.get("bytes").and_then(Value::as_u64) {
+        match self.num_arg("bytes", Value::as_u64) {
             Some(bytes) if bytes <= BIG_MAX_BYTES => {
                 // Bounded by BIG_MAX_BYTES, so this fits in usize on every supported target.
                 Reply::text("x".repeat(bytes as usize))
