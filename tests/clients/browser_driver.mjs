@@ -52,8 +52,8 @@ export function parseArgs(script, usageLine, modes, options, defaults) {
 
 /**
  * A run of a driver: `step` says what it is doing (for the failure report), `launch` opens
- * a page of a fresh context with JavaScript off, `left` is the time left before the
- * deadline.
+ * a page of a fresh context with JavaScript off (and hands out `left` too), `left` is the
+ * time left before the deadline.
  */
 export class Run {
   constructor(script, mode, opts) {
@@ -74,7 +74,7 @@ export class Run {
     const context = await this.browser.newContext({ javaScriptEnabled: false });
     const page = await context.newPage();
     page.setDefaultTimeout(this.opts.timeout * 1000);
-    return { context, page };
+    return { context, page, left: () => this.left() };
   }
 
   /**

@@ -49,8 +49,7 @@ const consoleMessages = [];
 const r = new Run('consent_browser.mjs', mode, opts);
 
 const run = async () => {
-  const { context, page } = await r.launch();
-  const left = () => r.left();
+  const { context, page, left } = await r.launch();
 
   context.on('request', (q) => {
     requests.push({

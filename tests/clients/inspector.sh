@@ -7,7 +7,7 @@
 #        inspector.sh http://127.0.0.1:3902/sse resources/read --uri test://static-text
 #        inspector.sh http://127.0.0.1:3901/x  tools/list --transport http
 #        inspector.sh http://127.0.0.1:3901/mcp tools/list --protocol-era auto --report-era
-# Transport is auto-detected from the URL path (/mcp -> Streamable HTTP, /sse -> legacy SSE);
+# Transport is auto-detected from the URL path (/mcp -> Streamable HTTP, /sse -> HTTP+SSE);
 # pass --transport http|sse otherwise.
 #
 # Protocol era: the Inspector's own `--protocol-era legacy|auto|modern` (passed through like any

@@ -16,11 +16,11 @@ string to --tool/--resource/--prompt to skip that step (its key is then null).
 
 --mode is the SDK's `Client(mode=...)`:
   auto    (the SDK default) POST `server/discover` first; a DiscoverResult offering 2026-07-28
-          makes the connection modern (stateless: every request carries the protocol version,
+          makes the connection stateless (every request carries the protocol version,
           client info and capabilities in `_meta`, no session); any JSON-RPC error or HTTP 4xx
           falls back to the `initialize` handshake;
   legacy  `initialize` handshake only (2025-11-25 offered);
-  modern  mode="2026-07-28": adopt the modern era at once, no probe, no handshake (the SDK
+  modern  mode="2026-07-28": adopt the stateless revision at once, no probe, no handshake (the SDK
           synthesizes a minimal DiscoverResult, so "server" is null).
 
 --elicit-answer TEXT registers an elicitation callback (the client then declares the
@@ -65,7 +65,13 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from py_report import content_text, parse_json_options, probe_arguments, report_run, resource_text
+from py_report import (
+    content_text,
+    list_call_read_prompt,
+    parse_json_options,
+    probe_arguments,
+    report_run,
+)
 
 #: `--mode` value -> `Client(mode=...)`.
 SDK_MODES = {"auto": "auto", "legacy": "legacy", "modern": MODERN_PROTOCOL_VERSIONS[-1]}
@@ -175,33 +181,7 @@ async def run(opts: argparse.Namespace, out: dict[str, Any]) -> None:
     try:
         async with Client(transport, mode=SDK_MODES[mode], **callbacks) as c:
             describe_session(c, out)
-
-            out["failed_step"] = "tools/list"
-            tools = await c.list_tools()
-            out["tools"] = [t.name for t in tools.tools]
-
-            if opts.tool:
-                out["failed_step"] = "tools/call"
-                res = await c.call_tool(opts.tool, opts.args)
-                out["call"] = {
-                    "name": opts.tool,
-                    "is_error": bool(res.is_error),
-                    "texts": [x.text for x in res.content if isinstance(getattr(x, "text", None), str)],
-                    "types": [getattr(x, "type", type(x).__name__) for x in res.content],
-                    "structured": getattr(res, "structured_content", None),
-                }
-
-            if opts.resource:
-                out["failed_step"] = "resources/read"
-                rr = await c.read_resource(opts.resource)
-                out["resource"] = [resource_text(x) for x in rr.contents]
-
-            if opts.prompt:
-                out["failed_step"] = "prompts/get"
-                pr = await c.get_prompt(opts.prompt, opts.prompt_args)
-                out["prompt"] = [content_text(m.content) for m in pr.messages]
-
-            out["failed_step"] = "close"
+            await list_call_read_prompt(c, opts, out)
         out.pop("failed_step")
     finally:
         if http is not None:

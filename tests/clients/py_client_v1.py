@@ -32,7 +32,7 @@ import httpx
 from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
-from py_report import content_text, parse_json_options, probe_arguments, report_run, resource_text
+from py_report import list_call_read_prompt, parse_json_options, probe_arguments, report_run
 
 
 async def steps(session: ClientSession, opts: argparse.Namespace, out: dict[str, Any]) -> None:
@@ -42,28 +42,7 @@ async def steps(session: ClientSession, opts: argparse.Namespace, out: dict[str,
     out["era"] = "legacy"
     out["server"] = init.serverInfo.name
 
-    out["failed_step"] = "tools/list"
-    out["tools"] = [t.name for t in (await session.list_tools()).tools]
-
-    if opts.tool:
-        out["failed_step"] = "tools/call"
-        r = await session.call_tool(opts.tool, opts.args)
-        out["call"] = {
-            "name": opts.tool,
-            "is_error": bool(r.isError),
-            "texts": [x.text for x in r.content if isinstance(getattr(x, "text", None), str)],
-            "types": [getattr(x, "type", type(x).__name__) for x in r.content],
-            "structured": r.structuredContent,
-        }
-    if opts.resource:
-        out["failed_step"] = "resources/read"
-        rr = await session.read_resource(opts.resource)
-        out["resource"] = [resource_text(x) for x in rr.contents]
-    if opts.prompt:
-        out["failed_step"] = "prompts/get"
-        pr = await session.get_prompt(opts.prompt, opts.prompt_args)
-        out["prompt"] = [content_text(m.content) for m in pr.messages]
-    out["failed_step"] = "close"
+    await list_call_read_prompt(session, opts, out)
 
 
 async def run(opts: argparse.Namespace, out: dict[str, Any]) -> None:

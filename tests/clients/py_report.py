@@ -1,6 +1,7 @@
 """What the Python client scripts share (py_client.py, py_client_v1.py, py_oauth.py): the
-texts of content blocks and resources, errors flattened into one line, the probe's common
-options, and the run that reports one JSON object on the last stdout line.
+texts of content blocks and resources, the probe's list/call/read/prompt steps, errors
+flattened into one line, the probe's common options, and the run that reports one JSON
+object on the last stdout line.
 
 Imported from the scripts' own directory, so it works under either SDK's interpreter; it
 needs only the standard library and anyio (which both SDKs depend on).
@@ -37,6 +38,41 @@ def resource_text(c: Any) -> str:
         return text
     blob = getattr(c, "blob", None)
     return f"[blob {len(blob) if blob else 0} base64 chars]"
+
+
+def first_attr(obj: Any, *names: str, default: Any = None) -> Any:
+    """The first of these attributes `obj` has (the 1.x SDK's camelCase or 2.x's names)."""
+    for name in names:
+        if hasattr(obj, name):
+            return getattr(obj, name)
+    return default
+
+
+async def list_call_read_prompt(session: Any, opts: argparse.Namespace, out: dict[str, Any]) -> None:
+    """tools/list, then tools/call of --tool, resources/read of --resource and prompts/get
+    of --prompt (each skipped when empty) on a connected session of either SDK, into `out`
+    ("tools", "call", "resource", "prompt"); "failed_step" says where it is."""
+    out["failed_step"] = "tools/list"
+    out["tools"] = [t.name for t in (await session.list_tools()).tools]
+    if opts.tool:
+        out["failed_step"] = "tools/call"
+        r = await session.call_tool(opts.tool, opts.args)
+        out["call"] = {
+            "name": opts.tool,
+            "is_error": bool(first_attr(r, "is_error", "isError")),
+            "texts": [x.text for x in r.content if isinstance(getattr(x, "text", None), str)],
+            "types": [getattr(x, "type", type(x).__name__) for x in r.content],
+            "structured": first_attr(r, "structured_content", "structuredContent"),
+        }
+    if opts.resource:
+        out["failed_step"] = "resources/read"
+        rr = await session.read_resource(opts.resource)
+        out["resource"] = [resource_text(x) for x in rr.contents]
+    if opts.prompt:
+        out["failed_step"] = "prompts/get"
+        pr = await session.get_prompt(opts.prompt, opts.prompt_args)
+        out["prompt"] = [content_text(m.content) for m in pr.messages]
+    out["failed_step"] = "close"
 
 
 def describe(exc: BaseException) -> str:

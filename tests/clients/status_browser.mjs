@@ -46,8 +46,7 @@ const documents = [];
 const r = new Run('status_browser.mjs', mode, opts);
 
 const run = async () => {
-  const { context, page } = await r.launch();
-  const left = () => r.left();
+  const { context, page, left } = await r.launch();
   const deadline = r.deadline;
   context.on('request', (q) => {
     requests.push({ method: q.method(), url: q.url(), type: q.resourceType() });

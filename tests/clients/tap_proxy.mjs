@@ -20,7 +20,7 @@
 // `data:` of every SSE event (SSE events also listed in "events" as {id, event, data}, data
 // parsed as JSON when it is, null when empty, as in a priming event). At most
 // 4 MiB of a body is recorded; the rest still flows through. One change is made to what
-// flows: in the first event of an SSE response, an `endpoint` event (the legacy HTTP+SSE
+// flows: in the first event of an SSE response, an `endpoint` event (the older HTTP+SSE
 // transport's POST URL), an absolute URL on UPSTREAM_ORIGIN is rewritten to this proxy's
 // origin, so the client's POSTs pass through the tap too ("rewrote_endpoint": true).
 //
@@ -65,14 +65,14 @@ const readLog = (file) => {
 const summarize = (records) => {
   const rpcs = (r) => (Array.isArray(r.rpc) ? r.rpc : r.rpc && typeof r.rpc === 'object' ? [r.rpc] : []);
   const isAnswer = (m, id) => m && typeof m === 'object' && m.id === id && ('result' in m || 'error' in m);
-  // Streamable HTTP answers in the request's own response; legacy HTTP+SSE on the GET stream.
+  // Streamable HTTP answers in the request's own response; HTTP+SSE on the GET stream.
   const answer = (r, id) => (r.messages ?? []).find((m) => isAnswer(m, id))
     ?? records.flatMap((x) => x.messages ?? []).find((m) => isAnswer(m, id));
   const methods = [];
   let initialize = 0;
   let discover = null;
-  let legacyProtocol = null;
-  let modernProtocol = null;
+  let handshakeProtocol = null;
+  let statelessProtocol = null;
   const sessionIds = new Set();
   for (const r of records) {
     const sid = r.headers?.['mcp-session-id'] ?? r.response_headers?.['mcp-session-id'];
@@ -84,18 +84,18 @@ const summarize = (records) => {
       const a = m.id !== undefined ? answer(r, m.id) : undefined;
       if (m.method === 'initialize') {
         initialize += 1;
-        if (a?.result?.protocolVersion) legacyProtocol = a.result.protocolVersion;
+        if (a?.result?.protocolVersion) handshakeProtocol = a.result.protocolVersion;
       } else if (m.method === 'server/discover') {
         discover = { status: r.status ?? null, ...(a ? ('result' in a ? { result: a.result } : { error: a.error }) : {}) };
       } else if (m.params?._meta?.[PROTOCOL_META]) {
-        modernProtocol = m.params._meta[PROTOCOL_META];
+        statelessProtocol = m.params._meta[PROTOCOL_META];
       }
     }
   }
-  const era = legacyProtocol ? 'legacy' : modernProtocol ? 'modern' : null;
+  const era = handshakeProtocol ? 'legacy' : statelessProtocol ? 'modern' : null;
   return {
     exchanges: records.length, methods, initialize, discover, era,
-    protocol: legacyProtocol ?? modernProtocol ?? null, session_ids: [...sessionIds],
+    protocol: handshakeProtocol ?? statelessProtocol ?? null, session_ids: [...sessionIds],
   };
 };
 
@@ -167,7 +167,7 @@ const server = http.createServer((req, res) => {
         const sse = /^text\/event-stream/i.test(done.content_type ?? '') ? new SseParser() : null;
         const jsonParts = [];
         let recorded = 0;
-        // The legacy HTTP+SSE transport names its POST URL in a first `endpoint` event; an
+        // The HTTP+SSE transport names its POST URL in a first `endpoint` event; an
         // absolute URL on the upstream's origin is pointed at this proxy instead, so the
         // client's messages pass here too (and clients that insist on one origin accept it).
         let head = sse ? '' : null;
