@@ -177,6 +177,15 @@ impl Session {
             .unwrap_or_else(|e| panic!("cannot open a session: {e}"))
     }
 
+    /// Opens `n` sessions, panicking on a failure.
+    pub(crate) async fn must_open_many(ep: &Endpoint, n: usize) -> Vec<Self> {
+        let mut sessions = Vec::with_capacity(n);
+        for _ in 0..n {
+            sessions.push(Self::must_open(ep).await);
+        }
+        sessions
+    }
+
     pub(crate) async fn call(
         &self,
         id: &Value,
@@ -221,4 +230,16 @@ impl Session {
     pub(crate) async fn delete(&self) -> u16 {
         self.ep.mcp.delete(&self.id, MCP_VERSION).await
     }
+}
+
+/// The outcome of a call's task, which must end within `limit`; `what` names the call.
+pub(crate) async fn ended_within(
+    call: tokio::task::JoinHandle<Result<Got, String>>,
+    limit: Duration,
+    what: &str,
+) -> Result<Got, String> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not end within {limit:?}"))
+        .expect("task")
 }

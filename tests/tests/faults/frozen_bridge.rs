@@ -9,16 +9,13 @@ use e2e::mcp::tool_call;
 use e2e::process::signal;
 use serde_json::json;
 
-use crate::calls::{Endpoint, Got, Session, judge};
-use crate::stack::{bridge_via, settle, stop_bridge};
+use crate::calls::{Got, Session, ended_within, judge};
+use crate::stack::{connected_via, settle, stop_bridge};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigstop_bridge_past_grace() {
     let relay = Relay::start(&["--grace-secs", "2", "--keepalive-secs", "2"]);
-    let mut bridge = bridge_via(&relay.base, &relay.token, &[], &[]);
-    let ep = Endpoint::of(&bridge);
-    ep.wait_connected(true, Duration::from_secs(10), "start")
-        .await;
+    let (mut bridge, ep) = connected_via(&relay.base, &relay.token, &[]).await;
     settle(&ep, 1, "start").await;
     let a = Session::must_open(&ep).await;
     a.echo_ok(1, "probe-before").await;
@@ -39,10 +36,8 @@ async fn sigstop_bridge_past_grace() {
         .wait_connected(false, Duration::from_secs(25), "while stopped")
         .await;
     eprintln!("the relay noticed the frozen bridge after {noticed:?}");
-    let during = tokio::time::timeout(Duration::from_secs(5), during)
-        .await
-        .expect("the call made at the freeze is answered once the link is dropped")
-        .expect("task");
+    // The call made at the freeze is answered once the link is dropped.
+    let during = ended_within(during, Duration::from_secs(5), "the call at the freeze").await;
     assert!(
         matches!(
             during,

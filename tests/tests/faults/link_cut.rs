@@ -4,19 +4,24 @@
 //! never reaches another call, and a flapping link does not keep the bridge away past the
 //! relay's grace period.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use e2e::cut_proxy::CutProxy;
-use e2e::{Relay, addr_of};
+use e2e::{Bridge, Relay, addr_of};
 use serde_json::json;
 
 use crate::calls::{Endpoint, Got, Session};
-use crate::load::{
-    Call, assert_all_answered, check_executions, join_all, spawn_echo_load, successes,
-};
-use crate::stack::{bridge_via, settle, stop_bridge, wait_count};
+use crate::load::{Call, EchoLoad, assert_all_answered, check_executions, successes};
+use crate::stack::{connected_via, settle, slow_call_running, stop_bridge};
+
+/// A relay, a link-cutting proxy in front of it, and a bridge through the proxy serving
+/// the fixture with `env`, once connected.
+async fn cut_link_stack(env: &[(&str, &str)]) -> (Relay, CutProxy, Bridge, Endpoint) {
+    let relay = Relay::start(&[]);
+    let proxy = CutProxy::start(addr_of(&relay.base)).await;
+    let (bridge, ep) = connected_via(&proxy.url(), &relay.token, env).await;
+    (relay, proxy, bridge, ep)
+}
 
 /// A cut of the link, as the test saw it.
 struct Cut {
@@ -26,33 +31,11 @@ struct Cut {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn link_cut_during_load() {
-    let relay = Relay::start(&[]);
-    let proxy = CutProxy::start(addr_of(&relay.base)).await;
-    let mut bridge = bridge_via(
-        &proxy.url(),
-        &relay.token,
-        &[("FIXTURE_RECORD_ECHO", "1")],
-        &[],
-    );
-    let ep = Endpoint::of(&bridge);
-    ep.wait_connected(true, Duration::from_secs(10), "start")
-        .await;
+    let (_relay, proxy, mut bridge, ep) = cut_link_stack(&[("FIXTURE_RECORD_ECHO", "1")]).await;
     settle(&ep, 1, "before the load").await;
-    let mut sessions = Vec::new();
-    for _ in 0..6 {
-        sessions.push(Session::must_open(&ep).await);
-    }
+    let sessions = Session::must_open_many(&ep, 6).await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let next_id = Arc::new(AtomicU64::new(1));
-    let tasks = spawn_echo_load(
-        &sessions,
-        2,
-        &stop,
-        &next_id,
-        Duration::from_secs(30),
-        false,
-    );
+    let load = EchoLoad::start(&sessions, 2, Duration::from_secs(30), false);
     let mut cuts = Vec::new();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for i in 0..3 {
@@ -74,8 +57,7 @@ async fn link_cut_during_load() {
         cuts.push(Cut { at, reconnected });
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
-    stop.store(true, Ordering::SeqCst);
-    let (calls, _) = join_all(tasks).await;
+    let (calls, _) = load.finish().await;
 
     assert_all_answered(&calls);
     // The relay drops its side of the link at once; allow it this long to notice.
@@ -146,20 +128,9 @@ async fn link_cut_during_load() {
 /// exchange number on the new connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_answer_after_reconnect_reaches_no_other_call() {
-    let relay = Relay::start(&[]);
-    let proxy = CutProxy::start(addr_of(&relay.base)).await;
-    let mut bridge = bridge_via(&proxy.url(), &relay.token, &[], &[]);
-    let ep = Endpoint::of(&bridge);
-    ep.wait_connected(true, Duration::from_secs(10), "start")
-        .await;
+    let (_relay, proxy, mut bridge, ep) = cut_link_stack(&[]).await;
     let a = Session::must_open(&ep).await;
-    let old = a.spawn_call(
-        json!("old"),
-        "slow",
-        json!({"ms": 3000, "tag": "old"}),
-        Duration::from_secs(20),
-    );
-    wait_count(&bridge, "call slow", 1, Duration::from_secs(5)).await;
+    let old = slow_call_running(&bridge, &a, json!("old"), 3000, "old").await;
     proxy.cut();
     ep.wait_connected(false, Duration::from_secs(2), "cut")
         .await;
@@ -208,12 +179,7 @@ async fn late_answer_after_reconnect_reaches_no_other_call() {
 /// made while the link is down waits and succeeds instead of being answered "offline".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brief_flaps_reconnect_within_grace() {
-    let relay = Relay::start(&[]);
-    let proxy = CutProxy::start(addr_of(&relay.base)).await;
-    let mut bridge = bridge_via(&proxy.url(), &relay.token, &[], &[]);
-    let ep = Endpoint::of(&bridge);
-    ep.wait_connected(true, Duration::from_secs(10), "start")
-        .await;
+    let (_relay, proxy, mut bridge, ep) = cut_link_stack(&[]).await;
     let s = Session::must_open(&ep).await;
     let mut outcomes = Vec::new();
     for i in 0..6u64 {

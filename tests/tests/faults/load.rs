@@ -85,72 +85,80 @@ pub(crate) fn check_executions(bridge: &Bridge, calls: &[Call]) -> usize {
     executions
 }
 
-/// Runs `echo` calls from `workers` tasks per session until `stop`, each with a unique id
-/// and text. After an error a task backs off 20 ms; with `reopen`, a task whose session is
-/// gone (404: its server died under `--isolate`) opens a new one.
-pub(crate) fn spawn_echo_load(
-    sessions: &[Session],
-    workers: usize,
-    stop: &Arc<AtomicBool>,
-    next_id: &Arc<AtomicU64>,
-    limit: Duration,
-    reopen: bool,
-) -> Vec<tokio::task::JoinHandle<(Vec<Call>, Session)>> {
-    let mut tasks = Vec::new();
-    for (s, session) in sessions.iter().enumerate() {
-        for w in 0..workers {
-            let (mut session, stop, next_id) = (session.clone(), stop.clone(), next_id.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut calls = Vec::new();
-                let mut n = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    let id = json!(next_id.fetch_add(1, Ordering::SeqCst));
-                    let text = format!("s{s}-w{w}-{n}");
-                    n += 1;
-                    let started = Instant::now();
-                    let got = session
-                        .call(&id, "echo", json!({"text": text}), limit)
-                        .await;
-                    let ended = Instant::now();
-                    let failed = !matches!(got, Ok(Got::Text(_)));
-                    let gone = matches!(got, Ok(Got::Error { status: 404, .. }));
-                    calls.push(Call {
-                        text,
-                        started,
-                        ended,
-                        got,
-                    });
-                    if gone && reopen {
-                        // The session ended with its server (--isolate): start another.
-                        while !stop.load(Ordering::SeqCst) {
-                            if let Ok(s) = Session::open(&session.ep).await {
-                                session = s;
-                                break;
-                            }
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
-                    } else if failed {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-                (calls, session)
-            }));
-        }
-    }
-    tasks
+/// `echo` calls from `workers` tasks per session until [`EchoLoad::finish`], each with a
+/// unique id and text.
+pub(crate) struct EchoLoad {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<(Vec<Call>, Session)>>,
 }
 
-/// Waits for the load tasks: all their calls, and the session each ended with.
-pub(crate) async fn join_all(
-    tasks: Vec<tokio::task::JoinHandle<(Vec<Call>, Session)>>,
-) -> (Vec<Call>, Vec<Session>) {
-    let (mut all, mut sessions) = (Vec::new(), Vec::new());
-    for t in tasks {
-        let (calls, session) = t.await.expect("load task");
-        all.extend(calls);
-        sessions.push(session);
+impl EchoLoad {
+    /// Starts the tasks; each call may take `limit`. After an error a task backs off
+    /// 20 ms; with `reopen`, a task whose session is gone (404: its server died under
+    /// `--isolate`) opens a new one.
+    pub(crate) fn start(
+        sessions: &[Session],
+        workers: usize,
+        limit: Duration,
+        reopen: bool,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let next_id = Arc::new(AtomicU64::new(1));
+        let mut tasks = Vec::new();
+        for (s, session) in sessions.iter().enumerate() {
+            for w in 0..workers {
+                let (mut session, stop, next_id) = (session.clone(), stop.clone(), next_id.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut calls = Vec::new();
+                    let mut n = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        let id = json!(next_id.fetch_add(1, Ordering::SeqCst));
+                        let text = format!("s{s}-w{w}-{n}");
+                        n += 1;
+                        let started = Instant::now();
+                        let got = session
+                            .call(&id, "echo", json!({"text": text}), limit)
+                            .await;
+                        let ended = Instant::now();
+                        let failed = !matches!(got, Ok(Got::Text(_)));
+                        let gone = matches!(got, Ok(Got::Error { status: 404, .. }));
+                        calls.push(Call {
+                            text,
+                            started,
+                            ended,
+                            got,
+                        });
+                        if gone && reopen {
+                            // The session ended with its server (--isolate): start another.
+                            while !stop.load(Ordering::SeqCst) {
+                                if let Ok(s) = Session::open(&session.ep).await {
+                                    session = s;
+                                    break;
+                                }
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                        } else if failed {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                    (calls, session)
+                }));
+            }
+        }
+        Self { stop, tasks }
     }
-    (all, sessions)
+
+    /// Stops the tasks and waits for them: all their calls, and the session each ended with.
+    pub(crate) async fn finish(self) -> (Vec<Call>, Vec<Session>) {
+        self.stop.store(true, Ordering::SeqCst);
+        let (mut all, mut sessions) = (Vec::new(), Vec::new());
+        for t in self.tasks {
+            let (calls, session) = t.await.expect("load task");
+            all.extend(calls);
+            sessions.push(session);
+        }
+        (all, sessions)
+    }
 }
 
 /// Asserts no call ended unacceptably (hang, broken answer, another call's answer), and

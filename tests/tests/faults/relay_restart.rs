@@ -7,30 +7,22 @@ use e2e::process::tail;
 use e2e::{Relay, addr_of};
 use serde_json::json;
 
-use crate::calls::{Endpoint, Got, Session};
-use crate::stack::{bridge_via, settle, stop_bridge, wait_count};
+use crate::calls::{Got, Session, ended_within};
+use crate::stack::{connected_via, settle, slow_call_running, stop_bridge};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_restart() {
     let token = format!("faults-restart-{:0>24}", std::process::id());
     let relay = Relay::start_with_token("127.0.0.1:0", &token, &[], &[]);
     let addr = addr_of(&relay.base);
-    let mut bridge = bridge_via(&relay.base, &token, &[("FIXTURE_RECORD_ECHO", "1")], &[]);
-    let ep = Endpoint::of(&bridge);
-    ep.wait_connected(true, Duration::from_secs(10), "start")
-        .await;
+    let (mut bridge, ep) =
+        connected_via(&relay.base, &token, &[("FIXTURE_RECORD_ECHO", "1")]).await;
     settle(&ep, 1, "start").await;
     let a = Session::must_open(&ep).await;
     let b = Session::must_open(&ep).await;
     a.echo_ok(1, "probe-a").await;
     b.echo_ok(2, "probe-b").await;
-    let in_flight = a.spawn_call(
-        json!(3),
-        "slow",
-        json!({"ms": 1500, "tag": "in-flight"}),
-        Duration::from_secs(20),
-    );
-    wait_count(&bridge, "call slow", 1, Duration::from_secs(5)).await;
+    let in_flight = slow_call_running(&bridge, &a, json!(3), 1500, "in-flight").await;
 
     drop(relay);
     let killed = Instant::now();
@@ -39,11 +31,8 @@ async fn relay_restart() {
     let back = ep
         .wait_connected(true, Duration::from_secs(10), "after the relay restart")
         .await;
+    let got = ended_within(in_flight, Duration::from_secs(5), "the call in flight").await;
     eprintln!("relay restarted in {restarted:?}; the bridge was back {back:?} later");
-    let got = tokio::time::timeout(Duration::from_secs(5), in_flight)
-        .await
-        .expect("the call in flight when the relay died ends")
-        .expect("task");
     assert!(
         matches!(&got, Err(e) if e.starts_with("transport"))
             || matches!(got, Ok(Got::Error { .. })),

@@ -1,8 +1,6 @@
 //! The server is killed again and again while calls run, shared and `--isolate`.
 
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use e2e::BridgeOpts;
@@ -12,8 +10,7 @@ use serde_json::json;
 
 use crate::calls::{Endpoint, Got, Session, incident_of};
 use crate::load::{
-    Call, assert_all_answered, check_executions, join_all, refused_before_running, spawn_echo_load,
-    successes,
+    Call, EchoLoad, assert_all_answered, check_executions, refused_before_running, successes,
 };
 use crate::stack::{server_pids, settle, stop_bridge};
 
@@ -64,16 +61,7 @@ async fn child_killed_repeatedly() {
         Session::must_open(&ep).await,
         Session::must_open(&ep).await,
     ];
-    let stop = Arc::new(AtomicBool::new(false));
-    let next_id = Arc::new(AtomicU64::new(1));
-    let tasks = spawn_echo_load(
-        &sessions,
-        2,
-        &stop,
-        &next_id,
-        Duration::from_secs(20),
-        false,
-    );
+    let load = EchoLoad::start(&sessions, 2, Duration::from_secs(20), false);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Crash 1: the server exits in the middle of a call; that call gets an incident error.
@@ -120,8 +108,7 @@ async fn child_killed_repeatedly() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::SeqCst);
-    let (calls, _) = join_all(tasks).await;
+    let (calls, _) = load.finish().await;
     assert_all_answered(&calls);
     assert!(
         !calls.iter().any(|c| matches!(c.got, Ok(Got::ToolError(_)))),
@@ -155,13 +142,8 @@ async fn isolated_children_killed_100_times() {
     .start();
     let ep = Endpoint::of(&bridge);
     settle(&ep, 0, "start").await;
-    let mut sessions = Vec::new();
-    for _ in 0..4 {
-        sessions.push(Session::must_open(&ep).await);
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let next_id = Arc::new(AtomicU64::new(1));
-    let tasks = spawn_echo_load(&sessions, 1, &stop, &next_id, Duration::from_secs(20), true);
+    let sessions = Session::must_open_many(&ep, 4).await;
+    let load = EchoLoad::start(&sessions, 1, Duration::from_secs(20), true);
     let mut killed = HashSet::new();
     let start = Instant::now();
     while killed.len() < KILLS {
@@ -181,8 +163,7 @@ async fn isolated_children_killed_100_times() {
         );
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::SeqCst);
-    let (calls, mut last) = join_all(tasks).await;
+    let (calls, mut last) = load.finish().await;
     assert_all_answered(&calls);
     let log = bridge.proc.log_text();
     let (incidents, others) = check_crash_errors(&calls, &log, true);

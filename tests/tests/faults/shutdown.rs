@@ -9,7 +9,9 @@ use protocol::jsonrpc::REQUEST_TIMEOUT;
 use serde_json::json;
 
 use crate::calls::{Endpoint, Got, Session};
-use crate::stack::{assert_no_leftovers, bridge_via, settle, stop_bridge, wait_count, wait_exit};
+use crate::stack::{
+    assert_no_leftovers, bridge_via, settle, slow_call_running, stop_bridge, wait_count, wait_exit,
+};
 
 /// SIGTERM while a 2 s call runs: the call is answered, requests after the signal get 503,
 /// the bridge exits 0 well within its 10 s drain deadline.
@@ -17,13 +19,7 @@ async fn drain_case(mut bridge: Bridge, what: &str) {
     let ep = Endpoint::of(&bridge);
     let a = Session::must_open(&ep).await;
     let b = Session::must_open(&ep).await;
-    let slow = a.spawn_call(
-        json!(1),
-        "slow",
-        json!({"ms": 2000, "tag": "drain"}),
-        Duration::from_secs(15),
-    );
-    wait_count(&bridge, "call slow", 1, Duration::from_secs(5)).await;
+    let slow = slow_call_running(&bridge, &a, json!(1), 2000, "drain").await;
     bridge.proc.terminate();
     let signalled = Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -75,7 +71,7 @@ async fn graceful_shutdown_drains() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_drains_separate_relay() {
     let relay = Relay::start(&[]);
-    let bridge = bridge_via(&relay.base, &relay.token, &[], &[]);
+    let bridge = bridge_via(&relay.base, &relay.token, &[]);
     drain_case(bridge, "separate relay").await;
 }
 

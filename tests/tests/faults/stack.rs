@@ -9,7 +9,7 @@ use e2e::process::{processes_with_env, tail};
 use e2e::{Bridge, BridgeOpts, bin};
 use serde_json::{Value, json};
 
-use crate::calls::Endpoint;
+use crate::calls::{Endpoint, Got, Session};
 
 /// Longest wait for the gauges to return to their baseline.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,15 +106,38 @@ pub(crate) async fn settle(ep: &Endpoint, children: u64, what: &str) -> Value {
 }
 
 /// A bridge connected to `relay_url` with `token`, serving the fixture with `env` set.
-pub(crate) fn bridge_via(
-    relay_url: &str,
-    token: &str,
-    env: &[(&str, &str)],
-    args: &[&str],
-) -> Bridge {
+pub(crate) fn bridge_via(relay_url: &str, token: &str, env: &[(&str, &str)]) -> Bridge {
     BridgeOpts::default()
         .via_url(relay_url, token)
         .env(env)
-        .args(args)
         .start()
+}
+
+/// [`bridge_via`], once the relay reports it connected: the bridge and its endpoint.
+pub(crate) async fn connected_via(
+    relay_url: &str,
+    token: &str,
+    env: &[(&str, &str)],
+) -> (Bridge, Endpoint) {
+    let bridge = bridge_via(relay_url, token, env);
+    let ep = Endpoint::of(&bridge);
+    ep.wait_connected(true, Duration::from_secs(10), "start")
+        .await;
+    (bridge, ep)
+}
+
+/// Starts the fixture's `slow` tool (`ms`, answering `done <tag>`) in `session` on a task
+/// of its own, and waits until the fixture runs it: the task.
+pub(crate) async fn slow_call_running(
+    bridge: &Bridge,
+    session: &Session,
+    id: Value,
+    ms: u64,
+    tag: &str,
+) -> tokio::task::JoinHandle<Result<Got, String>> {
+    let before = bridge.count("call slow");
+    let args = json!({"ms": ms, "tag": tag});
+    let call = session.spawn_call(id, "slow", args, Duration::from_secs(20));
+    wait_count(bridge, "call slow", before + 1, Duration::from_secs(5)).await;
+    call
 }

@@ -1,7 +1,5 @@
 //! A client stops reading a streaming answer while other sessions keep being served.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use e2e::BridgeOpts;
@@ -10,7 +8,7 @@ use e2e::process::tail;
 use serde_json::json;
 
 use crate::calls::{Endpoint, MCP_VERSION, Session};
-use crate::load::{assert_all_answered, check_executions, join_all, spawn_echo_load, successes};
+use crate::load::{EchoLoad, assert_all_answered, check_executions, successes};
 use crate::stack::{settle, stop_bridge};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,9 +45,7 @@ async fn stalled_sse_reader() {
     assert!(first.is_some(), "the flood's stream is empty");
     // Stop reading `resp` now.
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let next_id = Arc::new(AtomicU64::new(1));
-    let tasks = spawn_echo_load(&others, 1, &stop, &next_id, Duration::from_secs(20), false);
+    let load = EchoLoad::start(&others, 1, Duration::from_secs(20), false);
     let start = Instant::now();
     loop {
         let dropped = bridge
@@ -72,8 +68,7 @@ async fn stalled_sse_reader() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::SeqCst);
-    let (calls, _) = join_all(tasks).await;
+    let (calls, _) = load.finish().await;
     assert_all_answered(&calls);
     assert_eq!(successes(&calls), calls.len(), "other sessions got errors");
     let mut lat: Vec<Duration> = calls.iter().map(|c| c.ended - c.started).collect();
