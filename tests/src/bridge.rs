@@ -38,6 +38,12 @@ impl BridgeOpts {
         self.via_url(&relay.base, &relay.token)
     }
 
+    /// Serves the tunnel without client authentication (`--auth none`).
+    pub fn no_auth(mut self) -> Self {
+        self.no_auth = true;
+        self
+    }
+
     /// Connects to the relay at `base` with `token`.
     pub fn via_url(mut self, base: &str, token: &str) -> Self {
         self.relay = Some((base.to_owned(), token.to_owned()));
@@ -267,4 +273,13 @@ pub async fn run_until_exit(
         .await
         .expect("the bridge did not exit within 60 s")
         .expect("cannot run bridge")
+}
+
+/// Asserts that a bridge run by [`run_until_exit`] stopped with exit code 2 (refused) and
+/// said every one of `needles` on stderr: its stderr.
+pub fn assert_refused_exit(out: &std::process::Output, needles: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
+    crate::text::assert_contains_all(&stderr, needles, &format!("stderr:\n{stderr}\n"));
+    stderr
 }

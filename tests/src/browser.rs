@@ -97,3 +97,46 @@ impl Browser {
 pub fn header<'a>(doc: &'a Value, name: &str) -> &'a str {
     doc["headers"][name].as_str().unwrap_or("")
 }
+
+/// The frame called `name` in the report of a driver's `frame` mode, which must also show
+/// its `control` frame rendered (frames do render in this browser).
+pub fn frame<'a>(done: &'a Value, name: &str) -> &'a Value {
+    let frames = done["frames"].as_array().expect("frames");
+    let named = |name: &str| {
+        frames
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no frame {name}: {done:#}"))
+    };
+    assert!(
+        named("control")["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("control frame rendered")),
+        "frames render in this browser: {done:#}"
+    );
+    named(name)
+}
+
+/// The document the browser fetched from `url`, from a driver's report.
+pub fn document<'a>(done: &'a Value, url: &str) -> &'a Value {
+    done["documents"]
+        .as_array()
+        .expect("documents")
+        .iter()
+        .find(|d| d["url"] == url)
+        .unwrap_or_else(|| panic!("the browser did not fetch {url}: {done:#}"))
+}
+
+/// Of the forms `forms` (from a driver's report), the `field` (`type`, `name`, `text`) of
+/// every entry in their `list` (`inputs`, `buttons`).
+pub fn form_values<'a>(
+    forms: impl IntoIterator<Item = &'a Value>,
+    list: &str,
+    field: &str,
+) -> Vec<&'a str> {
+    forms
+        .into_iter()
+        .flat_map(|f| f[list].as_array().into_iter().flatten())
+        .filter_map(|entry| entry[field].as_str())
+        .collect()
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use protocol::{ClientAuth, Frame, Hello, Limits, Refusal, Welcome};
+use protocol::{ClientAuth, Frame, Hello, Limits, Refusal, Request, RequestKind, Welcome};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -33,6 +33,16 @@ pub enum Upgraded {
     Open(Box<Ws>, String),
     /// Refused with this HTTP status.
     Status(u16),
+}
+
+impl Upgraded {
+    /// The upgrade that must have succeeded: the socket and the relay's features header.
+    pub fn opened(self) -> (Ws, String) {
+        match self {
+            Upgraded::Open(ws, f) => (*ws, f),
+            Upgraded::Status(s) => panic!("the upgrade was refused with HTTP {s}"),
+        }
+    }
 }
 
 /// Opens `/<name>/connect` on `relay` from `from`, with `token` in the `Authorization`
@@ -76,18 +86,33 @@ pub async fn upgrade(
     }
 }
 
-/// [`upgrade`] that must succeed: the socket and the relay's features header.
-pub async fn must_upgrade(
+/// [`upgrade`] without features, which must succeed: the socket and the relay's features
+/// header.
+pub async fn open_link(
     relay: SocketAddr,
     from: IpAddr,
     name: &str,
     token: Option<&str>,
-    features: Option<&str>,
 ) -> (Ws, String) {
-    match upgrade(relay, from, name, token, features).await {
-        Upgraded::Open(ws, f) => (*ws, f),
-        Upgraded::Status(s) => panic!("the upgrade from {from} was refused with HTTP {s}"),
-    }
+    upgrade(relay, from, name, token, None).await.opened()
+}
+
+/// A relay of the test's own on 127.0.0.1 that accepts one connection and hands it, with
+/// its own address, to `serve` on a task: the relay's `http://` URL.
+pub async fn fake_relay<F, Fut>(serve: F) -> String
+where
+    F: FnOnce(TcpStream, SocketAddr) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        serve(tcp, addr).await;
+    });
+    format!("http://{addr}")
 }
 
 /// Opens `/<name>/connect` on the relay at `addr` (`host:port`) without headers.
@@ -112,6 +137,35 @@ pub fn hello_from(version: &str, token: &str, name: &str, client_auth: ClientAut
         client_auth,
     })
     .encode()
+}
+
+/// The `Welcome` a relay calling itself `version` at `base` (`http://host:port`) answers
+/// a bridge of `tunnel` with.
+pub fn welcome(version: &str, base: &str, tunnel: &str) -> Frame {
+    Frame::Welcome(Welcome {
+        protocol: protocol::PROTOCOL_VERSION,
+        relay_version: version.into(),
+        mcp_url: format!("{base}/{tunnel}/mcp"),
+        sse_url: format!("{base}/{tunnel}/sse"),
+    })
+}
+
+/// A relay's request `exchange` without a session, from the anonymous principal: a `POST`
+/// of `body`, or a `GET` when `body` is `None`.
+pub fn anonymous_request(exchange: u64, body: Option<&'static [u8]>) -> Frame {
+    Frame::Request(Request {
+        exchange,
+        kind: if body.is_some() {
+            RequestKind::Post
+        } else {
+            RequestKind::Get
+        },
+        session: None,
+        protocol_version: None,
+        last_event_id: None,
+        principal: "anonymous".into(),
+        body: body.map(Bytes::from_static).unwrap_or_default(),
+    })
 }
 
 /// Sends one frame.
@@ -140,6 +194,63 @@ pub async fn next_frame(ws: &mut Ws, what: &str) -> Option<Frame> {
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
         }
     }
+}
+
+/// Reads frames until `pick` takes one: what it made of it, `None` when the socket ended
+/// first.
+pub async fn until_frame<T>(
+    ws: &mut Ws,
+    what: &str,
+    mut pick: impl FnMut(Frame) -> Option<T>,
+) -> Option<T> {
+    while let Some(f) = next_frame(ws, what).await {
+        if let Some(t) = pick(f) {
+            return Some(t);
+        }
+    }
+    None
+}
+
+/// Sends `Ping(value)` and reads frames until a `Pong`: its value, `None` when the socket
+/// ended first.
+pub async fn ping(ws: &mut Ws, value: u64, what: &str) -> Option<u64> {
+    send_frame(ws, Frame::Ping(value), what).await;
+    until_frame(ws, what, |f| match f {
+        Frame::Pong(v) => Some(v),
+        _ => None,
+    })
+    .await
+}
+
+/// The next binary message of a socket's read half within `wait`; panics with `what` when
+/// none comes, the socket ends or fails.
+pub async fn next_binary<S>(stream: &mut S, wait: Duration, what: &str) -> Bytes
+where
+    S: futures_util::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
+    loop {
+        let msg = tokio::time::timeout(wait, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: nothing within {wait:?}"))
+            .unwrap_or_else(|| panic!("{what}: the socket ended"))
+            .unwrap_or_else(|e| panic!("{what}: socket error {e}"));
+        if let Message::Binary(b) = msg {
+            return b;
+        }
+    }
+}
+
+/// Sends the `Hello` of a bridge of the previous release (`previous-release`, no client
+/// authentication) for `name` with `token` (empty when it went in the upgrade's header);
+/// the relay's `Welcome` or `Refused`.
+pub async fn previous_release_hello(
+    ws: &mut Ws,
+    token: &str,
+    name: &str,
+    what: &str,
+) -> Result<Welcome, Refusal> {
+    let hello = hello_from("previous-release", token, name, ClientAuth::None);
+    handshake(ws, hello, what).await
 }
 
 /// Sends a `Hello`; the relay's `Welcome` or `Refused`.

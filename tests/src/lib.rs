@@ -16,6 +16,8 @@
 //! - [`mcp`], [`sse`]: an MCP client of both protocol eras over HTTP, and its events.
 //! - [`fake_bridge`]: the relay's bridge WebSocket spoken frame by frame.
 //! - [`ports`], [`raw_http`]: ports named before binding, and HTTP/1.1 by hand.
+//! - [`status_page`]: the owner status page's forms over HTTP.
+//! - [`text`]: checks on pages, logs and files.
 //! - [`wait`]: polling until something holds.
 
 pub mod bridge;
@@ -31,6 +33,8 @@ pub mod process;
 pub mod raw_http;
 pub mod relay;
 pub mod sse;
+pub mod status_page;
+pub mod text;
 pub mod wait;
 
 pub use bridge::{Bridge, BridgeOpts, teed};

@@ -259,6 +259,17 @@ impl McpClient {
         self.post(body, &stateless_headers(body), what).await
     }
 
+    /// POSTs `request` as a stateless request without client capabilities, which must be
+    /// answered with HTTP `status`: the JSON-RPC answer, whose id is checked.
+    pub async fn stateless_answer(&self, request: Value, status: u16, what: &str) -> Value {
+        let body = stateless(request, json!({}), &[]);
+        let r = self.post_stateless(&body, what).await;
+        assert_eq!(r.status, status, "{what}: {r:?}");
+        let a = r.answer();
+        assert_eq!(a["id"], body["id"], "{what}: {a}");
+        a
+    }
+
     /// `GET` with `Mcp-Session-Id` and `Last-Event-ID`.
     pub async fn resume(&self, session: &str, version: &str, last: &str, what: &str) -> Stream {
         let rb = self

@@ -111,13 +111,12 @@ pub fn tail(log: &str) -> String {
 pub fn line_reader(child: &mut Child) -> mpsc::Receiver<String> {
     let out = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
+    // Until the stream ends or fails, or nobody listens any more.
     std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
+        let _ = BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .try_for_each(|line| tx.send(line));
     });
     rx
 }
@@ -190,6 +189,16 @@ impl Proc {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Waits until its stderr contains `needle`, up to `timeout`; panics with `what` and the
+    /// log if it did not.
+    pub fn expect_log(&self, needle: &str, timeout: Duration, what: &str) {
+        assert!(
+            self.wait_log(needle, timeout),
+            "{what}: no {needle:?} in the log within {timeout:?}:\n{}",
+            self.log_text()
+        );
     }
 
     /// Writes one line to the process's standard input (started with a piped stdin, e.g.

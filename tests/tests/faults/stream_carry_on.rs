@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use e2e::fake_bridge::{Ws, handshake, hello_from, must_upgrade, next_frame, send_frame};
+use e2e::fake_bridge::{Ws, handshake, hello_from, next_frame, send_frame, upgrade};
 use e2e::{Relay, addr_of};
 use protocol::frame::{FLAG_FINAL, FLAG_STREAM};
 use protocol::{ClientAuth, Frame, Request, RequestKind, Response};
@@ -24,7 +24,9 @@ async fn fake_bridge(relay: &Relay, name: &str, features: Option<&str>) -> Ws {
         Some(_) => (Some(relay.token.as_str()), ""),
         None => (None, relay.token.as_str()),
     };
-    let (mut ws, _) = must_upgrade(addr, addr.ip(), name, header_token, features).await;
+    let (mut ws, _) = upgrade(addr, addr.ip(), name, header_token, features)
+        .await
+        .opened();
     let hello = hello_from("hand-made", hello_token, name, ClientAuth::None);
     match handshake(&mut ws, hello, "a hand-made bridge").await {
         Ok(_) => ws,
@@ -122,7 +124,7 @@ async fn relay_carries_streams_on_only_for_bridges_that_say_so() {
         "the earlier release got {asked:?}"
     );
 
-    // A bridge that carries legacy sessions across a reconnect.
+    // A bridge that carries HTTP+SSE sessions across a reconnect.
     let features = "in-use, sse-reattach";
     let mut first = fake_bridge(&relay, "new-bridge", Some(features)).await;
     let (mut sse, principal) = open_sse(&relay, &mut first, "new-bridge", "sess-new").await;

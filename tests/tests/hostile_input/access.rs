@@ -57,88 +57,56 @@ async fn bearer_token_is_required() {
     let anonymous = Endpoint::new(&ep.mcp, None);
     let wrong = Endpoint::new(&ep.mcp, Some("not-the-token"));
     // Without a token: 401 and a plain Bearer challenge (no OAuth metadata to look for).
-    let missing: Vec<(&str, RequestBuilder)> = vec![
-        ("no token", anonymous.post(body)),
+    // With another token: 403 (signing in again cannot help), and the message says so.
+    const NO_TOKEN: (u16, &str, &str) = (
+        401,
+        "Bearer realm=\"mcp\"",
+        "needs the bearer token that `bridge run` printed",
+    );
+    const WRONG_TOKEN: (u16, &str, &str) = (403, "", "wrong bearer token");
+    let sse = format!("{}/sse", ep.tunnel());
+    let messages = format!("{}/messages?sessionId=whatever", ep.tunnel());
+    let get_sse = |who: &Endpoint| {
+        who.request(Method::GET, &sse)
+            .header(header::ACCEPT, "text/event-stream")
+    };
+    let delete = |who: &Endpoint| {
+        who.request(Method::DELETE, &ep.mcp)
+            .header("mcp-session-id", "whatever")
+    };
+    let with_auth = |value: String| anonymous.post(body).header(header::AUTHORIZATION, value);
+    let cases: Vec<(&str, RequestBuilder, (u16, &str, &str))> = vec![
+        ("no token", anonymous.post(body), NO_TOKEN),
         (
             "Basic instead of Bearer",
-            anonymous
-                .post(body)
-                .header(header::AUTHORIZATION, format!("Basic {token}")),
+            with_auth(format!("Basic {token}")),
+            NO_TOKEN,
         ),
-        (
-            "a bare token",
-            anonymous
-                .post(body)
-                .header(header::AUTHORIZATION, token.as_str()),
-        ),
-        (
-            "GET /sse without a token",
-            anonymous
-                .request(Method::GET, &format!("{}/sse", ep.tunnel()))
-                .header(header::ACCEPT, "text/event-stream"),
-        ),
-        (
-            "DELETE without a token",
-            anonymous
-                .request(Method::DELETE, &ep.mcp)
-                .header("mcp-session-id", "whatever"),
-        ),
-    ];
-    for (what, rb) in missing {
-        let a = send(rb, what).await;
-        a.assert_error(401, INVALID_REQUEST, what);
-        assert_eq!(
-            a.header("www-authenticate"),
-            "Bearer realm=\"mcp\"",
-            "{what}"
-        );
-        assert!(
-            a.text()
-                .contains("needs the bearer token that `bridge run` printed"),
-            "{what}: {}",
-            a.text()
-        );
-        ep.still_serves(what).await;
-    }
-    // With another token: 403 (signing in again cannot help), and the message says so.
-    let wrong_token: Vec<(&str, RequestBuilder)> = vec![
-        ("a wrong token", wrong.post(body)),
+        ("a bare token", with_auth(token.clone()), NO_TOKEN),
+        ("GET /sse without a token", get_sse(&anonymous), NO_TOKEN),
+        ("DELETE without a token", delete(&anonymous), NO_TOKEN),
+        ("a wrong token", wrong.post(body), WRONG_TOKEN),
         (
             "the token with a suffix",
             Endpoint::new(&ep.mcp, Some(&format!("{token}x"))).post(body),
+            WRONG_TOKEN,
         ),
-        (
-            "GET /sse with a wrong token",
-            wrong
-                .request(Method::GET, &format!("{}/sse", ep.tunnel()))
-                .header(header::ACCEPT, "text/event-stream"),
-        ),
+        ("GET /sse with a wrong token", get_sse(&wrong), WRONG_TOKEN),
         (
             "POST /messages with a wrong token",
             wrong
-                .request(
-                    Method::POST,
-                    &format!("{}/messages?sessionId=whatever", ep.tunnel()),
-                )
+                .request(Method::POST, &messages)
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(body),
+            WRONG_TOKEN,
         ),
-        (
-            "DELETE with a wrong token",
-            wrong
-                .request(Method::DELETE, &ep.mcp)
-                .header("mcp-session-id", "whatever"),
-        ),
+        ("DELETE with a wrong token", delete(&wrong), WRONG_TOKEN),
     ];
-    for (what, rb) in wrong_token {
+    for (what, rb, (status, challenge, says)) in cases {
         let a = send(rb, what).await;
-        a.assert_error(403, INVALID_REQUEST, what);
-        assert_eq!(a.header("www-authenticate"), "", "{what}");
-        assert!(
-            a.text().contains("wrong bearer token"),
-            "{what}: {}",
-            a.text()
-        );
+        a.assert_error(status, INVALID_REQUEST, what);
+        assert_eq!(a.header("www-authenticate"), challenge, "{what}");
+        assert!(a.text().contains(says), "{what}: {}", a.text());
         ep.still_serves(what).await;
     }
     let a = send(ep.post(body), "the right token").await;

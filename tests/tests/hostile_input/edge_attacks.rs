@@ -22,6 +22,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::fake_bridge::tcp_from;
+use e2e::status_page::{csrf_of, dashboard, post_form, sign_in, sign_in_form};
 use e2e::{Proc, bin, unused_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -67,10 +68,10 @@ impl TestRelay {
             }
         }
         let proc = Proc::start(cmd, "relay");
-        assert!(
-            proc.wait_log("relay listening", Duration::from_secs(30)),
-            "the relay did not start: {}",
-            proc.log_text()
+        proc.expect_log(
+            "relay listening",
+            Duration::from_secs(30),
+            "the relay did not start",
         );
         Self { proc, addr }
     }
@@ -193,34 +194,31 @@ async fn failed_sign_in(relay: &TestRelay, client: Ipv4Addr, xff: Option<&str>) 
         Some(x) => rb.header("x-forwarded-for", x),
         None => rb,
     };
-    let login = with_xff(http.get(relay.url("/status")))
-        .send()
+    let url = relay.url("/status");
+    let (cookie, csrf) = sign_in_form(with_xff(http.get(&url))).await;
+    let fields = [
+        ("op", "login"),
+        ("csrf", &csrf),
+        ("secret", "not-the-password"),
+    ];
+    post_form(with_xff(http.post(&url)), &cookie, &fields)
         .await
-        .expect("GET /status");
-    let cookie = login
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("login cookie")
-        .to_owned();
-    let page = login.text().await.expect("login page");
-    let csrf = page
-        .split("name=csrf value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("csrf field")
-        .to_owned();
-    let body = format!("op=login&csrf={csrf}&secret=not-the-password");
-    with_xff(http.post(relay.url("/status")))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("cookie", cookie)
-        .body(body)
-        .send()
-        .await
-        .expect("POST /status")
         .status()
         .as_u16()
+}
+
+/// Whether failed sign-ins from `client`, attempt `i` with `X-Forwarded-For: xff(i)`, are
+/// limited (answered 429) within 12 attempts.
+async fn sign_ins_limited(
+    relay: &TestRelay,
+    client: Ipv4Addr,
+    xff: impl Fn(usize) -> String,
+) -> bool {
+    until_limited(12, |i| {
+        let forged = xff(i);
+        async move { failed_sign_in(relay, client, Some(&forged)).await }
+    })
+    .await
 }
 
 /// An authorization request from `client` with `X-Forwarded-For: xff`: the status.
@@ -257,12 +255,7 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_limits() {
     // Client A uses up its sign-in attempts; its own left-hand entries do not help it.
     let a = "198.51.100.1";
     assert!(
-        until_limited(12, |i| {
-            let forged = format!("203.0.113.{i}, {a}");
-            let relay = &relay;
-            async move { failed_sign_in(relay, proxy, Some(&forged)).await }
-        })
-        .await,
+        sign_ins_limited(&relay, proxy, |i| format!("203.0.113.{i}, {a}")).await,
         "client A was never limited: {}",
         relay.proc.log_text()
     );
@@ -287,12 +280,7 @@ async fn a_forged_forwarding_header_gives_no_fresh_limits() {
     let relay = TestRelay::start(&["--trusted-proxy", "127.0.0.1/32"], None);
     let attacker = Ipv4Addr::new(127, 0, 0, 2);
     assert!(
-        until_limited(12, |i| {
-            let forged = format!("198.51.100.{i}");
-            let relay = &relay;
-            async move { failed_sign_in(relay, attacker, Some(&forged)).await }
-        })
-        .await,
+        sign_ins_limited(&relay, attacker, |i| format!("198.51.100.{i}")).await,
         "a new X-Forwarded-For per attempt escaped the sign-in limit"
     );
     assert!(
@@ -308,12 +296,7 @@ async fn a_forged_forwarding_header_gives_no_fresh_limits() {
     let relay = TestRelay::start(&[], None);
     let local = Ipv4Addr::new(127, 0, 0, 1);
     assert!(
-        until_limited(12, |i| {
-            let forged = format!("198.51.100.{i}");
-            let relay = &relay;
-            async move { failed_sign_in(relay, local, Some(&forged)).await }
-        })
-        .await,
+        sign_ins_limited(&relay, local, |i| format!("198.51.100.{i}")).await,
         "without trusted proxies, X-Forwarded-For from loopback escaped the sign-in limit"
     );
 }
@@ -321,58 +304,17 @@ async fn a_forged_forwarding_header_gives_no_fresh_limits() {
 /// Signs in on the status page as the owner of `bridge_token` and revokes a client of
 /// `tunnel`: an event of the owner's in the tunnel's OAuth trace.
 async fn owner_revokes(relay: &TestRelay, bridge_token: &str, tunnel: &str) {
-    let http = client_from(Ipv4Addr::new(127, 0, 0, 1));
-    let csrf_of = |page: &str| {
-        page.split("name=csrf value=\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .expect("csrf field")
-            .to_owned()
-    };
-    let cookie_of = |r: &reqwest::Response, name: &str| {
-        r.headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with(name))
-            .and_then(|v| v.split(';').next())
-            .map(str::to_owned)
-    };
-    let login = http.get(relay.url("/status")).send().await.expect("GET");
-    let login_cookie = cookie_of(&login, "").expect("login cookie");
-    let csrf = csrf_of(&login.text().await.expect("page"));
-    let no_redirects = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let signed = no_redirects
-        .post(relay.url("/status"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("cookie", login_cookie)
-        .body(format!("op=login&csrf={csrf}&secret={bridge_token}"))
-        .send()
-        .await
-        .expect("sign in");
-    assert_eq!(signed.status(), 303, "the owner signs in");
-    let session = cookie_of(&signed, "relay_status=").expect("session cookie");
-    let page = http
-        .get(relay.url("/status"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .expect("dashboard");
-    let csrf = csrf_of(&page.text().await.expect("dashboard"));
-    let revoked = no_redirects
-        .post(relay.url("/status"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("cookie", &session)
-        .body(format!(
-            "op=revoke&csrf={csrf}&tunnel={tunnel}&client_id=mcpcl_owner_marker"
-        ))
-        .send()
-        .await
-        .expect("revoke");
+    let http = e2e::http::client();
+    let url = relay.url("/status");
+    let session = sign_in(&http, &url, bridge_token).await;
+    let csrf = csrf_of(&dashboard(&http, &url, &session).await);
+    let fields = [
+        ("op", "revoke"),
+        ("csrf", &csrf),
+        ("tunnel", tunnel),
+        ("client_id", "mcpcl_owner_marker"),
+    ];
+    let revoked = post_form(http.post(&url), &session, &fields).await;
     assert_eq!(revoked.status(), 303, "the owner revokes");
 }
 

@@ -542,14 +542,9 @@ fn http_front_survives_random_requests() {
     let late = rt.block_on(async {
         let client = http();
         let base = relay.base.trim_end_matches('/').to_owned();
-        let health: Value = client
-            .get(format!("{base}/healthz"))
-            .send()
+        let health = e2e::http::send(client.get(format!("{base}/healthz")), "healthz")
             .await
-            .expect("healthz")
-            .json()
-            .await
-            .expect("healthz JSON");
+            .json();
         assert_eq!(
             health["tunnels"], 2,
             "both bridges should still be connected after fuzzing: {health}"

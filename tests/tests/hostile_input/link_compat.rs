@@ -5,10 +5,13 @@
 //! at `RUST_LOG=trace`.
 
 use bytes::Bytes;
-use e2e::fake_bridge::{WS_TIMEOUT, handshake, hello_from, must_upgrade, next_frame};
+use e2e::fake_bridge::{
+    WS_TIMEOUT, anonymous_request, fake_relay, next_frame, open_link, ping, previous_release_hello,
+    send_frame, until_frame, welcome,
+};
 use e2e::{Bridge, BridgeOpts, Relay, addr_of};
 use futures_util::SinkExt;
-use protocol::{ClientAuth, Frame, Refusal, Request, RequestKind, Welcome};
+use protocol::{Frame, Refusal};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -19,23 +22,14 @@ async fn previous_bridge_is_served_by_this_relay() {
     let relay = Relay::start(&[]);
     let addr = addr_of(&relay.base);
     // No token header: the previous release sends the token in its Hello only.
-    let (mut ws, features) = must_upgrade(addr, ip("127.0.0.1"), "old-bridge", None, None).await;
+    let (mut ws, features) = open_link(addr, ip("127.0.0.1"), "old-bridge", None).await;
     assert!(
         !protocol::has_feature(&features, protocol::FEATURE_TOKEN_HEADER),
         "{features:?}"
     );
-    let w = handshake(
-        &mut ws,
-        hello_from(
-            "previous-release",
-            &relay.token,
-            "old-bridge",
-            ClientAuth::None,
-        ),
-        "old bridge",
-    )
-    .await
-    .expect("the previous release's handshake is welcomed");
+    let w = previous_release_hello(&mut ws, &relay.token, "old-bridge", "old bridge")
+        .await
+        .expect("the previous release's handshake is welcomed");
     assert!(w.mcp_url.ends_with("/old-bridge/mcp"), "{w:?}");
     assert!(connected(&relay, "old-bridge").await);
     // Past the Hello, the whole frame limit applies again: a 1 MiB answer (to an exchange
@@ -49,17 +43,12 @@ async fn previous_bridge_is_served_by_this_relay() {
         body: Bytes::from(vec![b' '; 1 << 20]),
     });
     ws.send(Message::Binary(big.encode())).await.expect("send");
-    ws.send(Message::Binary(Frame::Ping(7).encode()))
-        .await
-        .expect("send");
-    let pong = loop {
-        match next_frame(&mut ws, "after a large frame").await {
-            Some(Frame::Pong(v)) => break v,
-            Some(_) => continue,
-            None => panic!("the relay dropped the previous release's bridge after a 1 MiB frame"),
-        }
-    };
-    assert_eq!(pong, 7);
+    let pong = ping(&mut ws, 7, "after a large frame").await;
+    assert_eq!(
+        pong,
+        Some(7),
+        "the relay dropped the previous release's bridge after a 1 MiB frame"
+    );
     assert!(connected(&relay, "old-bridge").await);
 }
 
@@ -75,13 +64,8 @@ struct PreviousRelay {
 
 impl PreviousRelay {
     async fn start(token: String) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.expect("accept");
+        let url = fake_relay(move |tcp, addr| async move {
             let mut auth = None;
             // The callback's error type is tungstenite's own (an HTTP response).
             #[allow(clippy::result_large_err)]
@@ -110,35 +94,16 @@ impl PreviousRelay {
                 let _ = tx.send((auth, h.token, Bytes::new()));
                 return;
             }
-            let base = format!("http://{addr}");
-            let welcome = Frame::Welcome(Welcome {
-                protocol: protocol::PROTOCOL_VERSION,
-                relay_version: "0.0.9-previous".into(),
-                mcp_url: format!("{base}/{}/mcp", h.tunnel),
-                sse_url: format!("{base}/{}/sse", h.tunnel),
-            });
-            ws.send(Message::Binary(welcome.encode()))
-                .await
-                .expect("welcome");
-            let ping = Frame::Request(Request {
-                exchange: 1,
-                kind: RequestKind::Post,
-                session: None,
-                protocol_version: None,
-                last_event_id: None,
-                principal: "anonymous".into(),
-                body: Bytes::from_static(br#"{"jsonrpc":"2.0","id":42,"method":"ping"}"#),
-            });
-            ws.send(Message::Binary(ping.encode()))
-                .await
-                .expect("request");
-            let body = loop {
-                match next_frame(&mut ws, "previous relay").await {
-                    Some(Frame::Response(r)) if r.exchange == 1 && r.is_final() => break r.body,
-                    Some(_) => continue,
-                    None => panic!("the bridge left before answering"),
-                }
-            };
+            let welcome = welcome("0.0.9-previous", &format!("http://{addr}"), &h.tunnel);
+            send_frame(&mut ws, welcome, "previous relay").await;
+            let ping = anonymous_request(1, Some(br#"{"jsonrpc":"2.0","id":42,"method":"ping"}"#));
+            send_frame(&mut ws, ping, "previous relay").await;
+            let body = until_frame(&mut ws, "previous relay", |f| match f {
+                Frame::Response(r) if r.exchange == 1 && r.is_final() => Some(r.body),
+                _ => None,
+            })
+            .await
+            .expect("the bridge left before answering");
             let _ = tx.send((auth, h.token, body));
             // Stay up (answering pings) until the test ends.
             while let Some(f) = next_frame(&mut ws, "previous relay").await {
@@ -146,11 +111,9 @@ impl PreviousRelay {
                     let _ = ws.send(Message::Binary(Frame::Pong(v).encode())).await;
                 }
             }
-        });
-        Self {
-            url: format!("http://{addr}"),
-            seen: rx,
-        }
+        })
+        .await;
+        Self { url, seen: rx }
     }
 }
 
@@ -184,12 +147,11 @@ async fn this_bridge_is_served_by_previous_relay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_is_not_logged_at_trace() {
     let relay = Relay::start(&[]);
-    let bridge = Bridge::start(BridgeOpts {
-        relay: Some((relay.base.clone(), relay.token.clone())),
-        name: Some("traced".into()),
-        env: vec![("RUST_LOG".into(), "trace".into())],
-        ..Default::default()
-    });
+    let bridge = BridgeOpts::default()
+        .via(&relay)
+        .name("traced")
+        .env(&[("RUST_LOG", "trace")])
+        .start();
     assert!(bridge.mcp_url.ends_with("/traced/mcp"));
     let log = bridge.proc.log_text();
     // The WebSocket library does log (its handshake), only not its frames and headers.

@@ -3,39 +3,29 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use e2e::fake_bridge::{WS_TIMEOUT, Ws, next_frame};
+use e2e::fake_bridge::{
+    WS_TIMEOUT, Ws, anonymous_request, fake_relay, next_binary, next_frame, send_frame, welcome,
+};
 use e2e::process::proc_kib;
 use e2e::{Bridge, BridgeOpts};
 use futures_util::{SinkExt, StreamExt};
-use protocol::{Frame, Limits, Request, RequestKind, Welcome};
+use protocol::{Frame, Limits};
 use tokio_tungstenite::tungstenite::Message;
 
 /// A relay that welcomes one bridge and hands its socket to the test.
 async fn malicious_relay() -> (String, tokio::sync::oneshot::Receiver<Ws>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.expect("accept");
+    let url = fake_relay(|tcp, addr| async move {
         let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
         let Some(Frame::Hello(h)) = next_frame(&mut ws, "malicious relay").await else {
             panic!("the bridge sent no Hello");
         };
-        let welcome = Frame::Welcome(Welcome {
-            protocol: protocol::PROTOCOL_VERSION,
-            relay_version: "evil".into(),
-            mcp_url: format!("http://{addr}/{}/mcp", h.tunnel),
-            sse_url: format!("http://{addr}/{}/sse", h.tunnel),
-        });
-        ws.send(Message::Binary(welcome.encode()))
-            .await
-            .expect("welcome");
+        let welcome = welcome("evil", &format!("http://{addr}"), &h.tunnel);
+        send_frame(&mut ws, welcome, "malicious relay").await;
         let _ = tx.send(ws);
-    });
-    (format!("http://{addr}"), rx)
+    })
+    .await;
+    (url, rx)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,18 +44,13 @@ async fn malicious_relay_cannot_grow_the_bridge_with_sessionless_streams() {
         .expect("socket");
     let (mut sink, mut stream) = ws.split();
     // The bridge's first Status frame: it is settled.
-    loop {
-        let msg = tokio::time::timeout(WS_TIMEOUT, stream.next())
-            .await
-            .expect("the bridge said nothing")
-            .expect("socket ended")
-            .expect("socket error");
-        if let Message::Binary(b) = msg
-            && let Ok(Frame::Status(_)) = Frame::decode(b, &Limits::default())
-        {
-            break;
-        }
-    }
+    while !matches!(
+        Frame::decode(
+            next_binary(&mut stream, WS_TIMEOUT, "settled").await,
+            &Limits::default()
+        ),
+        Ok(Frame::Status(_))
+    ) {}
     let pid = bridge.proc.pid();
     let before = proc_kib(pid, "VmRSS");
 
@@ -73,12 +58,7 @@ async fn malicious_relay_cannot_grow_the_bridge_with_sessionless_streams() {
     let reader = tokio::spawn(async move {
         let (mut opened, mut refused) = (0u64, 0u64);
         while opened + refused < N {
-            let msg = tokio::time::timeout(Duration::from_secs(60), stream.next())
-                .await
-                .expect("the bridge stopped answering")
-                .expect("socket ended")
-                .expect("socket error");
-            let Message::Binary(b) = msg else { continue };
+            let b = next_binary(&mut stream, Duration::from_secs(60), "GETs").await;
             match Frame::decode(b, &Limits::default()).expect("frame") {
                 Frame::Response(r) if r.status == 200 && !r.is_final() => opened += 1,
                 Frame::Response(r) if r.status == 503 && r.is_final() => refused += 1,
@@ -88,16 +68,7 @@ async fn malicious_relay_cannot_grow_the_bridge_with_sessionless_streams() {
         (opened, refused, stream)
     });
     for e in 1..=N {
-        let get = Frame::Request(Request {
-            exchange: e,
-            kind: RequestKind::Get,
-            session: None,
-            protocol_version: None,
-            last_event_id: None,
-            principal: "anonymous".into(),
-            body: Bytes::new(),
-        });
-        sink.feed(Message::Binary(get.encode()))
+        sink.feed(Message::Binary(anonymous_request(e, None).encode()))
             .await
             .expect("send");
         if e % 1024 == 0 {
@@ -118,25 +89,12 @@ async fn malicious_relay_cannot_grow_the_bridge_with_sessionless_streams() {
         "the bridge grew from {before} KiB to {after} KiB"
     );
     // It still serves.
-    let ping = Frame::Request(Request {
-        exchange: N + 1,
-        kind: RequestKind::Post,
-        session: None,
-        protocol_version: None,
-        last_event_id: None,
-        principal: "anonymous".into(),
-        body: Bytes::from_static(br#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#),
-    });
+    let ping = anonymous_request(N + 1, Some(br#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#));
     sink.send(Message::Binary(ping.encode()))
         .await
         .expect("send");
     loop {
-        let msg = tokio::time::timeout(WS_TIMEOUT, stream.next())
-            .await
-            .expect("no answer to the ping")
-            .expect("socket ended")
-            .expect("socket error");
-        let Message::Binary(b) = msg else { continue };
+        let b = next_binary(&mut stream, WS_TIMEOUT, "the answer to the ping").await;
         if let Ok(Frame::Response(r)) = Frame::decode(b, &Limits::default())
             && r.exchange == N + 1
         {

@@ -9,12 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use e2e::fake_bridge::{
-    Upgraded, WS_TIMEOUT, Ws, handshake, hello_from, must_upgrade, tcp_from, upgrade,
+    Upgraded, WS_TIMEOUT, Ws, open_link, previous_release_hello, tcp_from, upgrade,
 };
 use e2e::process::proc_kib;
-use e2e::{Bridge, BridgeOpts, Relay, addr_of};
+use e2e::{BridgeOpts, Relay, addr_of};
 use futures_util::StreamExt;
-use protocol::ClientAuth;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{connected, ip};
@@ -88,46 +87,31 @@ async fn idle_upgrades_do_not_lock_bridges_out() {
     );
 
     // A bridge of this release proves its token in the upgrade: it needs no slot.
-    let (mut ws, features) =
-        must_upgrade(addr, ip("127.0.0.1"), "real-one", Some(&relay.token), None).await;
+    let (mut ws, features) = open_link(addr, ip("127.0.0.1"), "real-one", Some(&relay.token)).await;
     assert!(
         protocol::has_feature(&features, protocol::FEATURE_TOKEN_HEADER),
         "the relay confirms the token header: {features:?}"
     );
-    let w = handshake(
-        &mut ws,
-        hello_from("previous-release", "", "real-one", ClientAuth::None),
-        "header bridge",
-    )
-    .await
-    .expect("a bridge with a token header is welcomed during the flood");
+    let w = previous_release_hello(&mut ws, "", "real-one", "header bridge")
+        .await
+        .expect("a bridge with a token header is welcomed during the flood");
     assert!(w.mcp_url.ends_with("/real-one/mcp"), "{w:?}");
     drop(ws);
 
     // A bridge of the previous release from another address still finds a slot.
-    let (mut ws, features) = must_upgrade(addr, ip("127.0.0.3"), "old-one", None, None).await;
+    let (mut ws, features) = open_link(addr, ip("127.0.0.3"), "old-one", None).await;
     assert!(features.is_empty(), "{features:?}");
-    handshake(
-        &mut ws,
-        hello_from(
-            "previous-release",
-            &relay.token,
-            "old-one",
-            ClientAuth::None,
-        ),
-        "old bridge",
-    )
-    .await
-    .expect("a bridge of the previous release is welcomed during the flood");
+    previous_release_hello(&mut ws, &relay.token, "old-one", "old bridge")
+        .await
+        .expect("a bridge of the previous release is welcomed during the flood");
     drop(ws);
 
     // And the real bridge connects while the flood goes on.
-    let bridge = Bridge::start(BridgeOpts {
-        relay: Some((relay.base.clone(), relay.token.clone())),
-        name: Some("real-bridge".into()),
-        no_auth: true,
-        ..Default::default()
-    });
+    let bridge = BridgeOpts::default()
+        .via(&relay)
+        .name("real-bridge")
+        .no_auth()
+        .start();
     assert!(
         bridge.mcp_url.ends_with("/real-bridge/mcp"),
         "{}",
@@ -183,7 +167,7 @@ async fn huge_first_messages_are_not_buffered() {
     for i in 0..N {
         tasks.push(tokio::spawn(async move {
             let from = ip(&format!("127.0.1.{}", 10 + i));
-            let (mut ws, _) = must_upgrade(addr, from, "big-hello", None, None).await;
+            let (mut ws, _) = open_link(addr, from, "big-hello", None).await;
             let sent = write_huge_message(&mut ws, LEN).await;
             (ws, sent)
         }));
@@ -226,15 +210,10 @@ async fn huge_first_messages_are_not_buffered() {
         assert!(ended, "stranger {i}: the relay kept the connection");
     }
     // A real bridge is still served.
-    let (mut ws, _) =
-        must_upgrade(addr, ip("127.0.0.1"), "after-big", Some(&relay.token), None).await;
-    handshake(
-        &mut ws,
-        hello_from("previous-release", "", "after-big", ClientAuth::None),
-        "after the attack",
-    )
-    .await
-    .expect("welcome after the attack");
+    let (mut ws, _) = open_link(addr, ip("127.0.0.1"), "after-big", Some(&relay.token)).await;
+    previous_release_hello(&mut ws, "", "after-big", "after the attack")
+        .await
+        .expect("welcome after the attack");
 }
 
 #[tokio::test]
@@ -255,19 +234,9 @@ async fn bad_header_token_gets_401_before_upgrade() {
         Upgraded::Open(..) => panic!("a bad token header was upgraded"),
     }
     // A good header with a Hello repeating another (valid-looking) token is refused too.
-    let (mut ws, _) =
-        must_upgrade(addr, ip("127.0.0.1"), "some-name", Some(&relay.token), None).await;
-    let r = handshake(
-        &mut ws,
-        hello_from(
-            "previous-release",
-            "another-token",
-            "some-name",
-            ClientAuth::None,
-        ),
-        "mismatch",
-    )
-    .await
-    .expect_err("a Hello whose token differs from the header's is refused");
+    let (mut ws, _) = open_link(addr, ip("127.0.0.1"), "some-name", Some(&relay.token)).await;
+    let r = previous_release_hello(&mut ws, "another-token", "some-name", "mismatch")
+        .await
+        .expect_err("a Hello whose token differs from the header's is refused");
     assert_eq!(r.reason, protocol::RefuseReason::BadToken, "{r:?}");
 }

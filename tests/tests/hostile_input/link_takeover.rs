@@ -8,14 +8,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use e2e::bridge::run_until_exit;
+use e2e::bridge::{assert_refused_exit, run_until_exit};
 use e2e::fake_bridge::{
-    Upgraded, WS_TIMEOUT, handshake, hello_from, must_upgrade, next_frame, upgrade,
+    Upgraded, WS_TIMEOUT, next_binary, next_frame, open_link, ping, previous_release_hello,
+    until_frame, upgrade,
 };
 use e2e::process::signal;
-use e2e::{Bridge, BridgeOpts, Relay, addr_of};
+use e2e::status_page::{dashboard, sign_in};
+use e2e::{BridgeOpts, Relay, addr_of};
 use futures_util::{SinkExt, StreamExt};
-use protocol::{ClientAuth, Frame, Limits};
+use protocol::{Frame, Limits};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -23,58 +25,10 @@ use crate::ip;
 
 /// Signs in to the owner's status page with `secret`; the dashboard's HTML.
 async fn status_page(base: &str, secret: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
-    let cookie_of = |resp: &reqwest::Response, name: &str| {
-        resp.headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|c| c.starts_with(name))
-            .and_then(|c| c.split(';').next())
-            .map(str::to_owned)
-            .unwrap_or_else(|| panic!("no {name} cookie"))
-    };
-    let csrf_of = |html: &str| {
-        let from = html.find("name=csrf value=\"").expect("csrf field") + 17;
-        html[from..from + html[from..].find('"').expect("end")].to_owned()
-    };
-    let login = http
-        .get(format!("{base}/status"))
-        .send()
-        .await
-        .expect("login page");
-    let login_cookie = cookie_of(&login, "relay_login=");
-    let csrf = csrf_of(&login.text().await.expect("body"));
-    let r = http
-        .post(format!("{base}/status"))
-        .header("cookie", &login_cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body({
-            let mut u = reqwest::Url::parse("http://form.invalid/").expect("url");
-            u.query_pairs_mut().extend_pairs([
-                ("op", "login"),
-                ("csrf", csrf.as_str()),
-                ("secret", secret),
-            ]);
-            u.query().unwrap_or("").to_owned()
-        })
-        .send()
-        .await
-        .expect("sign-in");
-    assert_eq!(r.status().as_u16(), 303, "sign-in");
-    let session = cookie_of(&r, "relay_status=");
-    http.get(format!("{base}/status"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .expect("dashboard")
-        .text()
-        .await
-        .expect("dashboard body")
+    let http = e2e::http::client();
+    let url = format!("{base}/status");
+    let session = sign_in(&http, &url, secret).await;
+    dashboard(&http, &url, &session).await
 }
 
 /// Calls the fixture's `echo` through the tunnel at `mcp_url` (no session); whether it was
@@ -109,22 +63,16 @@ async fn leaked_token_cannot_steal_a_live_tunnel() {
     const N: u64 = 20;
     let relay = Relay::start(&[]);
     let addr = addr_of(&relay.base);
-    let victim = Bridge::start(BridgeOpts {
-        relay: Some((relay.base.clone(), relay.token.clone())),
-        name: Some("victim".into()),
-        no_auth: true,
-        ..Default::default()
-    });
+    let victim = BridgeOpts::default()
+        .via(&relay)
+        .name("victim")
+        .no_auth()
+        .start();
 
     // The attacker, from another address, with the leaked token.
-    let (mut ws, _) = must_upgrade(addr, ip("127.0.0.7"), "victim", Some(&relay.token), None).await;
+    let (mut ws, _) = open_link(addr, ip("127.0.0.7"), "victim", Some(&relay.token)).await;
     let stolen = Arc::new(AtomicUsize::new(0));
-    let outcome = handshake(
-        &mut ws,
-        hello_from("previous-release", "", "victim", ClientAuth::None),
-        "attacker",
-    )
-    .await;
+    let outcome = previous_release_hello(&mut ws, "", "victim", "attacker").await;
     // Whatever happened, count what the attacker's socket receives from now on.
     let attacker = {
         let stolen = stolen.clone();
@@ -156,10 +104,10 @@ async fn leaked_token_cannot_steal_a_live_tunnel() {
     );
 
     // The victim's owner is warned, with the attacker's address.
-    assert!(
-        victim.proc.wait_log("127.0.0.7", Duration::from_secs(10)),
-        "the live bridge did not warn about the attempt: {}",
-        victim.proc.log_text()
+    victim.proc.expect_log(
+        "127.0.0.7",
+        Duration::from_secs(10),
+        "the live bridge did not warn about the attempt",
     );
     let log = victim.proc.log_text();
     assert!(
@@ -169,12 +117,12 @@ async fn leaked_token_cannot_steal_a_live_tunnel() {
 
     // A second `bridge run` of the same login is refused with a clear message, and stops.
     let second = run_bridge_until_exit(&relay.base, &relay.token, "victim").await;
-    let stderr = String::from_utf8_lossy(&second.stderr);
-    assert_eq!(second.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("is served by a live bridge from 127.0.0.1")
-            && stderr.contains("another bridge with this bridge token serves"),
-        "{stderr}"
+    let stderr = assert_refused_exit(
+        &second,
+        &[
+            "is served by a live bridge from 127.0.0.1",
+            "another bridge with this bridge token serves",
+        ],
     );
     assert_eq!(
         stderr.matches("refused this tunnel").count(),
@@ -214,14 +162,10 @@ async fn previous_bridge_tolerates_the_takeover_warning() {
     let relay = Relay::start(&[]);
     let addr = addr_of(&relay.base);
     // The holder speaks the previous release's protocol by hand: no headers.
-    let (mut holder, _) = must_upgrade(addr, ip("127.0.0.1"), "held", None, None).await;
-    handshake(
-        &mut holder,
-        hello_from("previous-release", &relay.token, "held", ClientAuth::None),
-        "holder",
-    )
-    .await
-    .expect("holder welcomed");
+    let (mut holder, _) = open_link(addr, ip("127.0.0.1"), "held", None).await;
+    previous_release_hello(&mut holder, &relay.token, "held", "holder")
+        .await
+        .expect("holder welcomed");
     let token = relay.token.clone();
     let newcomer = tokio::spawn(async move {
         match upgrade(
@@ -234,24 +178,14 @@ async fn previous_bridge_tolerates_the_takeover_warning() {
         .await
         {
             Upgraded::Open(mut ws, _) => {
-                handshake(
-                    &mut ws,
-                    hello_from("previous-release", "", "held", ClientAuth::None),
-                    "newcomer",
-                )
-                .await
+                previous_release_hello(&mut ws, "", "held", "newcomer").await
             }
             Upgraded::Status(s) => panic!("newcomer upgrade: HTTP {s}"),
         }
     });
     // The holder answers the relay's probe, then gets the warning, and stays connected.
     let warning = loop {
-        let msg = tokio::time::timeout(WS_TIMEOUT, holder.next())
-            .await
-            .expect("the holder heard nothing")
-            .expect("the holder's socket ended")
-            .expect("socket error");
-        let Message::Binary(b) = msg else { continue };
+        let b = next_binary(&mut holder, WS_TIMEOUT, "the holder").await;
         match Frame::decode(b, &Limits::default()).expect("frame") {
             Frame::Ping(v) => holder
                 .send(Message::Binary(Frame::Pong(v).encode()))
@@ -276,53 +210,32 @@ async fn previous_bridge_tolerates_the_takeover_warning() {
         protocol::RefuseReason::InUse,
         "a bridge that announces the feature gets the precise reason"
     );
-    holder
-        .send(Message::Binary(Frame::Ping(9).encode()))
-        .await
-        .expect("ping");
-    let pong = loop {
-        match next_frame(&mut holder, "after the warning").await {
-            Some(Frame::Pong(v)) => break v,
-            Some(_) => continue,
-            None => panic!("the holder was disconnected by the attempt"),
-        }
-    };
-    assert_eq!(pong, 9);
+    let pong = ping(&mut holder, 9, "after the warning").await;
+    assert_eq!(pong, Some(9), "the holder was disconnected by the attempt");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connection_is_replaced_and_told_by_whom() {
     let relay = Relay::start(&[]);
     let addr = addr_of(&relay.base);
-    let (mut silent, _) =
-        must_upgrade(addr, ip("127.0.0.1"), "napping", Some(&relay.token), None).await;
-    handshake(
-        &mut silent,
-        hello_from("previous-release", "", "napping", ClientAuth::None),
-        "silent holder",
-    )
-    .await
-    .expect("welcomed");
+    let (mut silent, _) = open_link(addr, ip("127.0.0.1"), "napping", Some(&relay.token)).await;
+    previous_release_hello(&mut silent, "", "napping", "silent holder")
+        .await
+        .expect("welcomed");
     // It never reads again (a half-open connection). A newcomer claims the name.
-    let (mut newcomer, _) =
-        must_upgrade(addr, ip("127.0.0.9"), "napping", Some(&relay.token), None).await;
+    let (mut newcomer, _) = open_link(addr, ip("127.0.0.9"), "napping", Some(&relay.token)).await;
     let started = Instant::now();
-    handshake(
-        &mut newcomer,
-        hello_from("previous-release", "", "napping", ClientAuth::None),
-        "newcomer",
-    )
-    .await
-    .expect("the newcomer replaces a connection that does not answer");
+    previous_release_hello(&mut newcomer, "", "napping", "newcomer")
+        .await
+        .expect("the newcomer replaces a connection that does not answer");
     eprintln!("a silent holder was replaced after {:?}", started.elapsed());
     // When the old connection reads again, it learns who took over, then it is closed.
-    let farewell = loop {
-        match next_frame(&mut silent, "the replaced connection").await {
-            Some(Frame::Refused(r)) => break r,
-            Some(_) => continue,
-            None => panic!("the replaced connection was closed without a word"),
-        }
-    };
+    let farewell = until_frame(&mut silent, "the replaced connection", |f| match f {
+        Frame::Refused(r) => Some(r),
+        _ => None,
+    })
+    .await
+    .expect("the replaced connection was closed without a word");
     assert!(
         farewell
             .message
@@ -342,23 +255,21 @@ async fn silent_connection_is_replaced_and_told_by_whom() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_bridge_is_replaced_by_a_new_one_quickly() {
     let relay = Relay::start(&[]);
-    let first = Bridge::start(BridgeOpts {
-        relay: Some((relay.base.clone(), relay.token.clone())),
-        name: Some("laptop".into()),
-        no_auth: true,
-        ..Default::default()
-    });
+    let first = BridgeOpts::default()
+        .via(&relay)
+        .name("laptop")
+        .no_auth()
+        .start();
     // The first bridge is frozen: its connection stays open but nothing answers on it,
     // like a laptop asleep.
     let mut first = first;
     signal(first.proc.pid(), libc::SIGSTOP);
     let started = Instant::now();
-    let second = Bridge::start(BridgeOpts {
-        relay: Some((relay.base.clone(), relay.token.clone())),
-        name: Some("laptop".into()),
-        no_auth: true,
-        ..Default::default()
-    });
+    let second = BridgeOpts::default()
+        .via(&relay)
+        .name("laptop")
+        .no_auth()
+        .start();
     let took = started.elapsed();
     eprintln!("a new bridge took over a frozen bridge's tunnel {took:?} after it started");
     assert!(

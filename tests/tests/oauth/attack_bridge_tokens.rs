@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::fake_bridge::{handshake, hello_from, must_upgrade};
+use e2e::fake_bridge::{handshake, hello_from, open_link};
 use e2e::wait::eventually;
 use e2e::{Proc, bin};
 use protocol::{ClientAuth, Refusal, RefuseReason};
@@ -198,7 +198,7 @@ fn short_configured_bridge_tokens_are_refused() {
 /// its refusal, or `None` when it is welcomed.
 async fn bridge_hello(from: Ipv4Addr, port: u16, token: &str, tunnel: &str) -> Option<Refusal> {
     let relay = SocketAddr::from(([127, 0, 0, 1], port));
-    let (mut ws, _) = must_upgrade(relay, IpAddr::V4(from), tunnel, None, None).await;
+    let (mut ws, _) = open_link(relay, IpAddr::V4(from), tunnel, None).await;
     let hello = hello_from("attack-0", token, tunnel, ClientAuth::OAuth);
     handshake(&mut ws, hello, "the bridge's hello").await.err()
 }

@@ -231,7 +231,7 @@ pub(super) fn generate(rng: &mut Rng, index: usize, known: &Known) -> Case {
             p
         }
     };
-    // Queries, the legacy sessionId among them.
+    // Queries, the HTTP+SSE transport's sessionId among them.
     match rng.below(10) {
         _ if tame && endpoint != "messages" => {}
         0..=5 if !tame => {}
