@@ -69,9 +69,7 @@ fn client_metadata_documents_are_not_fetched_through_a_proxy() {
 /// resolve at all.
 #[test]
 fn client_metadata_refusals_do_not_tell_what_a_name_resolves_to() {
-    let s = Setup::start(&["owner"]);
-    let _bridge = s.bridge("owner", "cimd-desk");
-    let rt = runtime();
+    let (s, _bridge, rt) = Setup::owner_serving("cimd-desk");
     let resource = s.mcp_url("cimd-desk");
     let page = |client_id: &str| {
         let q = authorize_query(client_id, &resource);
@@ -119,9 +117,7 @@ fn assert_no_tricky(what: &str, html: &str) {
 #[test]
 fn a_clients_name_cannot_reorder_or_hide_page_text() {
     const TUNNEL: &str = "bidi-desk";
-    let s = Setup::start(&["owner"]);
-    let _bridge = s.bridge("owner", TUNNEL);
-    let rt = runtime();
+    let (s, _bridge, rt) = Setup::owner_serving(TUNNEL);
     let mut name = String::from("Claude");
     for c in TRICKY.chars() {
         name.push(c);

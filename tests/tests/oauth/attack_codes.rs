@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::json;
 
-use crate::attacker::{Setup, runtime, tokens_of};
+use crate::attacker::{Setup, tokens_of};
 use crate::{LOOPBACK_REDIRECT as REDIRECT, PKCE_VERIFIER};
 
 /// Someone holding a client's authorization code (but not its PKCE verifier) presents it
@@ -14,9 +14,7 @@ use crate::{LOOPBACK_REDIRECT as REDIRECT, PKCE_VERIFIER};
 #[test]
 fn a_refused_code_exchange_does_not_burn_the_code() {
     const TUNNEL: &str = "code-desk";
-    let s = Setup::start(&["owner"]);
-    let _bridge = s.bridge("owner", TUNNEL);
-    let rt = runtime();
+    let (s, _bridge, rt) = Setup::owner_serving(TUNNEL);
     let client = s.register(&rt, "code-client");
     let thief = s.register(&rt, "code-thief");
     let code = s.code_for(&rt, &client, TUNNEL, "owner");
@@ -73,9 +71,7 @@ fn a_refused_code_exchange_does_not_burn_the_code() {
 #[test]
 fn two_authorizations_of_one_client_do_not_share_sessions() {
     const TUNNEL: &str = "shared-client";
-    let s = Setup::start(&["owner"]);
-    let _bridge = s.bridge("owner", TUNNEL);
-    let rt = runtime();
+    let (s, _bridge, rt) = Setup::owner_serving(TUNNEL);
     let client = s.register(&rt, "one-client-many-users");
     let code = s.code_for(&rt, &client, TUNNEL, "owner");
     let (alice, _) = tokens_of(&s.exchange(&rt, &client, &code));

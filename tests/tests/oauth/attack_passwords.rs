@@ -26,9 +26,7 @@ fn form_with_cookie(cookie: &str) -> Vec<(String, String)> {
 /// once the limit is used up, while another address still signs in.
 #[test]
 fn concurrent_wrong_passwords_are_not_all_evaluated() {
-    let s = Setup::start(&["owner"]);
-    let _bridge = s.bridge("owner", "pw-desk");
-    let rt = runtime();
+    let (s, _bridge, rt) = Setup::owner_serving("pw-desk");
     let client = s.register(&rt, "pw-client");
     let page = s.consent(&rt, &client, "pw-desk");
 

@@ -114,6 +114,14 @@ impl Setup {
         Self { relay, port }
     }
 
+    /// A relay with the one bridge token `owner`, whose bridge serves `tunnel`, and a
+    /// runtime for the requests.
+    pub(crate) fn owner_serving(tunnel: &str) -> (Self, Bridge, tokio::runtime::Runtime) {
+        let s = Self::start(&["owner"]);
+        let bridge = s.bridge("owner", tunnel);
+        (s, bridge, runtime())
+    }
+
     /// The bridge token made for `label`.
     pub(crate) fn token(&self, label: &str) -> &str {
         self.relay.token(label)

@@ -118,15 +118,7 @@ fn authorization_and_consent_refusals() {
     );
     let r = consent.submit(&http, &[("csrf", "forged"), ("action", "deny")], true);
     r.assert_error_page(403, "CSRF check failed", "forged CSRF field");
-    let r = consent.submit(
-        &http,
-        &[
-            ("csrf", &consent.csrf),
-            ("action", "approve"),
-            ("password", OPERATOR_PASSWORD),
-        ],
-        false,
-    );
+    let r = consent.approve_with(&http, OPERATOR_PASSWORD, false);
     r.assert_error_page(
         403,
         "CSRF check failed",
@@ -148,28 +140,12 @@ fn authorization_and_consent_refusals() {
 
     // Wrong operator passwords: 403 each, and after 5 failures even the right one is 429.
     for i in 0..5 {
-        let r = consent.submit(
-            &http,
-            &[
-                ("csrf", &consent.csrf),
-                ("action", "approve"),
-                ("password", "wrong"),
-            ],
-            true,
-        );
+        let r = consent.approve_with(&http, "wrong", true);
         assert_eq!(r.status, 403, "wrong password #{i}: {}", r.text());
         assert!(r.text().contains("Wrong operator password"), "{}", r.text());
         assert_eq!(r.header("location"), "");
     }
-    let r = consent.submit(
-        &http,
-        &[
-            ("csrf", &consent.csrf),
-            ("action", "approve"),
-            ("password", OPERATOR_PASSWORD),
-        ],
-        true,
-    );
+    let r = consent.approve_with(&http, OPERATOR_PASSWORD, true);
     assert_eq!(r.status, 429, "rate limit: {}", r.text());
     assert!(
         r.text().contains("Too many wrong passwords"),
@@ -181,12 +157,8 @@ fn authorization_and_consent_refusals() {
 
     // The owner can still approve; only then a code comes out.
     relay.approve("alice", &consent.code, TUNNEL);
-    let q = redirect_params(
-        &consent.poll(&http),
-        LOOPBACK_REDIRECT,
-        &relay.base,
-        "approved",
-    );
+    let polled = consent.poll(&http);
+    let q = redirect_params(&polled, LOOPBACK_REDIRECT, &relay.base, "approved");
     assert_eq!(q["state"], ["s5"]);
     let r = relay.exchange(&http, &client, &q["code"][0], LOOPBACK_REDIRECT);
     tokens_of(&r);

@@ -7,14 +7,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::clients::deps;
-use e2e::http::BlockingHttp;
-use e2e::relay::OAuthRelay;
 use e2e::wait::eventually;
 use e2e::{Proc, repo_root, unused_port};
 use reqwest::Url;
 use serde_json::Value;
 
-use crate::grants::{Consent, Grants, redirect_params};
+use crate::grants::{Consent, Grants, alice_serving, redirect_params};
 
 /// Every `checks.json` under `dir`: (check id, status, error message).
 fn conformance_checks(dir: &Path) -> Vec<(String, String, String)> {
@@ -55,9 +53,7 @@ fn conformance_authorization_server_scenarios_pass() {
         Path::new(&alpha).exists(),
         "{alpha} is missing: run tests/deps/install.sh"
     );
-    let relay = OAuthRelay::start(&["alice"], false, &[]);
-    let _bridge = relay.bridge("alice", TUNNEL, false);
-    let http = BlockingHttp::new();
+    let (relay, _bridge, http) = alice_serving(TUNNEL);
     let port = unused_port();
     let callback = format!("http://127.0.0.1:{port}/callback");
     let client_id = relay.register(&http, &[&callback]);

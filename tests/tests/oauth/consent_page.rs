@@ -21,7 +21,7 @@
 use std::time::Duration;
 
 use e2e::Bridge;
-use e2e::browser::{Browser, header};
+use e2e::browser::{Browser, document, form_values, frame, header};
 use e2e::http::form;
 use e2e::raw_http::request;
 use e2e::relay::{OAuthRelay, OPERATOR_PASSWORD};
@@ -134,6 +134,17 @@ impl Flow {
     }
 
     /// The authorization URL a client would open, with this `state`.
+    /// The browser driver in `mode` on an authorization URL with the state
+    /// [`state_for`]`(mode)`, told the redirect URI and `args`, once it shows the consent
+    /// page: the driver, the state, and its `page` event.
+    fn browse_consent(&self, mode: &str, args: &[&str]) -> (Browser, String, Value) {
+        let state = state_for(mode);
+        let args = [&["--redirect", self.redirect_uri.as_str()][..], args].concat();
+        let mut driver = browser(mode, &self.authorize_url(&state), &args);
+        let page = driver.event("page");
+        (driver, state, page)
+    }
+
     fn authorize_url(&self, state: &str) -> String {
         Url::parse_with_params(
             &self.relay.url("/oauth/authorize"),
@@ -268,13 +279,8 @@ fn assert_consent_page(flow: &Flow, page: &Value) -> String {
         );
         assert_eq!(r["type"], "document", "no subresource is loaded: {r}");
     }
-    let buttons: Vec<&str> = page["forms"]
-        .as_array()
-        .expect("forms")
-        .iter()
-        .flat_map(|f| f["buttons"].as_array().into_iter().flatten())
-        .filter_map(|b| b["text"].as_str())
-        .collect();
+    let forms = page["forms"].as_array().expect("forms");
+    let buttons = form_values(forms, "buttons", "text");
     assert!(buttons.contains(&"Deny"), "{buttons:?}");
     code
 }
@@ -320,13 +326,7 @@ fn assert_landed(flow: &Flow, done: &Value) {
 #[test]
 fn owner_approval_by_bridge_redirects_with_code_state_and_iss() {
     let flow = Flow::start(false);
-    let state = state_for("approve");
-    let mut browser = browser(
-        "approve",
-        &flow.authorize_url(&state),
-        &["--redirect", &flow.redirect_uri],
-    );
-    let page = browser.event("page");
+    let (browser, state, page) = flow.browse_consent("approve", &[]);
     let code = assert_consent_page(&flow, &page);
     // Without an operator password, the page offers no password form.
     assert!(
@@ -377,13 +377,7 @@ fn owner_approval_by_bridge_redirects_with_code_state_and_iss() {
 #[test]
 fn deny_redirects_with_access_denied() {
     let flow = Flow::start(false);
-    let state = state_for("deny");
-    let mut browser = browser(
-        "deny",
-        &flow.authorize_url(&state),
-        &["--redirect", &flow.redirect_uri],
-    );
-    let page = browser.event("page");
+    let (browser, state, page) = flow.browse_consent("deny", &[]);
     let code = assert_consent_page(&flow, &page);
     let done = browser.finish();
     assert_landed(&flow, &done);
@@ -414,21 +408,7 @@ fn consent_page_refuses_to_be_framed() {
         ),
     )]);
     let done = browser("frame", &framer.url("/embed"), &[]).finish();
-    let frames = done["frames"].as_array().expect("frames");
-    let frame = |name: &str| {
-        frames
-            .iter()
-            .find(|f| f["name"] == name)
-            .unwrap_or_else(|| panic!("no frame {name}: {done:#}"))
-    };
-    let control = frame("control");
-    assert!(
-        control["text"]
-            .as_str()
-            .is_some_and(|t| t.contains("control frame rendered")),
-        "frames render in this browser: {control}"
-    );
-    let consent = frame("consent");
+    let consent = frame(&done, "consent");
     assert_eq!(consent["consent_markup"], false, "{consent}");
     let text = consent["text"].as_str().unwrap_or("");
     assert!(
@@ -443,12 +423,7 @@ fn consent_page_refuses_to_be_framed() {
         "the frame does not hold the relay's document: {consent}"
     );
     // The browser did fetch it and saw the headers that refuse framing.
-    let doc = done["documents"]
-        .as_array()
-        .expect("documents")
-        .iter()
-        .find(|d| d["url"] == authorize)
-        .unwrap_or_else(|| panic!("the framed request was not made: {done:#}"));
+    let doc = document(&done, &authorize);
     assert_eq!(doc["status"], 200);
     assert_hardened(doc);
 }
@@ -458,29 +433,11 @@ fn consent_page_refuses_to_be_framed() {
 #[test]
 fn operator_password_in_the_form_approves() {
     let flow = Flow::start(true);
-
-    let state = state_for("operator");
-    let mut browser = browser(
-        "operator",
-        &flow.authorize_url(&state),
-        &[
-            "--redirect",
-            &flow.redirect_uri,
-            "--password",
-            OPERATOR_PASSWORD,
-            "--wrong-password",
-            "not the password",
-        ],
-    );
-    let page = browser.event("page");
+    let wrong = "not the password";
+    let password = ["--password", OPERATOR_PASSWORD, "--wrong-password", wrong];
+    let (mut browser, state, page) = flow.browse_consent("operator", &password);
     assert_consent_page(&flow, &page);
-    let inputs: Vec<&str> = page["forms"]
-        .as_array()
-        .expect("forms")
-        .iter()
-        .flat_map(|f| f["inputs"].as_array().into_iter().flatten())
-        .filter_map(|i| i["type"].as_str())
-        .collect();
+    let inputs = form_values(page["forms"].as_array().expect("forms"), "inputs", "type");
     assert!(inputs.contains(&"password"), "{inputs:?}");
     let wrong = browser.event("wrong_password");
     assert_eq!(wrong["status"], 403, "{wrong}");

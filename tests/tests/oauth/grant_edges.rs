@@ -2,21 +2,16 @@
 //! refused refresh consuming its token, and the private-address refusal, which must not
 //! name the address.
 
-use e2e::http::BlockingHttp;
-use e2e::relay::OAuthRelay;
-
 use crate::LOOPBACK_REDIRECT;
-use crate::grants::{Grants, OAuthAnswer, tokens_of};
+use crate::grants::{Grants, OAuthAnswer, alice_serving, tokens_of};
 
 /// Revocation (RFC 7009 §2.1) is refused for a token issued to another client.
 #[test]
 fn revoking_another_clients_token_is_refused() {
-    let relay = OAuthRelay::start(&["alice"], false, &[]);
-    let _bridge = relay.bridge("alice", "revoke-desk", false);
-    let http = BlockingHttp::new();
+    let (relay, _bridge, http) = alice_serving("revoke-desk");
     let owner = relay.register(&http, &[LOOPBACK_REDIRECT]);
     let stranger = relay.register(&http, &[LOOPBACK_REDIRECT]);
-    let (_, refresh) = relay.tokens_for(&http, &owner, LOOPBACK_REDIRECT, "revoke-desk", "alice");
+    let (_, refresh) = relay.tokens_for(&http, &owner, "revoke-desk", "alice");
     let r = http.post_form(
         &relay.url("/oauth/revoke"),
         &[("token", &refresh), ("client_id", &stranger)],
@@ -29,22 +24,13 @@ fn revoking_another_clients_token_is_refused() {
 /// A refresh request refused for its `resource` does not use up the refresh token.
 #[test]
 fn a_refused_refresh_leaves_the_refresh_token_usable() {
-    let relay = OAuthRelay::start(&["alice"], false, &[]);
-    let _bridge = relay.bridge("alice", "refresh-desk", false);
-    let http = BlockingHttp::new();
+    let (relay, _bridge, http) = alice_serving("refresh-desk");
     let client = relay.register(&http, &[LOOPBACK_REDIRECT]);
-    let (_, refresh) = relay.tokens_for(&http, &client, LOOPBACK_REDIRECT, "refresh-desk", "alice");
-    let r = http.post_form(
-        &relay.url("/oauth/token"),
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
-            ("client_id", &client),
-            ("resource", &relay.mcp_url("elsewhere")),
-        ],
-        &[],
-    );
-    r.assert_oauth_error(400, "invalid_target", "refresh for another resource");
+    let (_, refresh) = relay.tokens_for(&http, &client, "refresh-desk", "alice");
+    let elsewhere = relay.mcp_url("elsewhere");
+    relay
+        .refresh_for(&http, &client, &refresh, Some(&elsewhere))
+        .assert_oauth_error(400, "invalid_target", "refresh for another resource");
     tokens_of(&relay.refresh(&http, &client, &refresh));
 }
 
@@ -52,9 +38,7 @@ fn a_refused_refresh_leaves_the_refresh_token_usable() {
 /// that address (it would tell anyone what a name resolves to).
 #[test]
 fn cimd_refusal_does_not_name_the_private_address() {
-    let relay = OAuthRelay::start(&["alice"], false, &[]);
-    let _bridge = relay.bridge("alice", "cimd-desk", false);
-    let http = BlockingHttp::new();
+    let (relay, _bridge, http) = alice_serving("cimd-desk");
     let url = relay.authorize_url(
         "https://localhost/client.json",
         LOOPBACK_REDIRECT,

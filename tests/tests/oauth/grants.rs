@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use e2e::http::{Answer, BlockingHttp, between};
 use e2e::relay::OAuthRelay;
-use e2e::unused_port;
 use e2e::wait::eventually;
+use e2e::{Bridge, unused_port};
 use reqwest::Url;
 use serde_json::json;
 
-use crate::{CACHE_WINDOW, PKCE_CHALLENGE, PKCE_VERIFIER};
+use crate::{CACHE_WINDOW, LOOPBACK_REDIRECT, PKCE_CHALLENGE, PKCE_VERIFIER};
 
 /// The OAuth server's refusals, as a test expects them.
 pub(crate) trait OAuthAnswer {
@@ -71,44 +71,23 @@ pub(crate) fn mcp_initialize(http: &BlockingHttp, mcp_url: &str, bearer: Option<
     http.send(req)
 }
 
-/// The OAuth flows of a relay with a data directory, driven with a blocking client.
-pub(crate) trait Grants {
-    /// Registers a public client (RFC 7591) with these redirect URIs; its `client_id`.
-    fn register(&self, http: &BlockingHttp, redirect_uris: &[&str]) -> String;
-    /// The authorization URL of a standard request (PKCE S256 with [`PKCE_CHALLENGE`]).
-    fn authorize_url(&self, client_id: &str, redirect: &str, tunnel: &str, state: &str) -> String;
-    /// The authorization URL with exactly these query parameters.
-    fn authorize_url_with(&self, params: &[(&str, &str)]) -> String;
-    /// A whole authorization approved by the token `owner` with `bridge approve`: the code.
-    fn code_for(
-        &self,
-        http: &BlockingHttp,
-        client_id: &str,
-        redirect: &str,
-        tunnel: &str,
-        owner: &str,
-    ) -> String;
-    /// Exchanges a code (verifier [`PKCE_VERIFIER`]).
-    fn exchange(&self, http: &BlockingHttp, client_id: &str, code: &str, redirect: &str) -> Answer;
-    /// A refresh-token request.
-    fn refresh(&self, http: &BlockingHttp, client_id: &str, refresh_token: &str) -> Answer;
-    /// A grant for `tunnel` approved by `owner`: (access token, refresh token).
-    fn tokens_for(
-        &self,
-        http: &BlockingHttp,
-        client_id: &str,
-        redirect: &str,
-        tunnel: &str,
-        owner: &str,
-    ) -> (String, String);
-    /// Waits until the tunnel's bridge is connected (its metadata is published).
-    fn wait_tunnel(&self, http: &BlockingHttp, tunnel: &str);
+/// A relay with the one bridge token `alice`, whose bridge serves `tunnel` with OAuth, and
+/// a blocking HTTP client.
+pub(crate) fn alice_serving(tunnel: &str) -> (OAuthRelay, Bridge, BlockingHttp) {
+    let relay = OAuthRelay::start(&["alice"], false, &[]);
+    let bridge = relay.bridge("alice", tunnel, false);
+    (relay, bridge, BlockingHttp::new())
 }
 
-impl Grants for OAuthRelay {
+/// The OAuth flows of a relay with a data directory, driven with a blocking client.
+pub(crate) trait Grants {
+    /// The relay.
+    fn oauth(&self) -> &OAuthRelay;
+
+    /// Registers a public client (RFC 7591) with these redirect URIs; its `client_id`.
     fn register(&self, http: &BlockingHttp, redirect_uris: &[&str]) -> String {
         let r = http.post_json(
-            &self.url("/oauth/register"),
+            &self.oauth().url("/oauth/register"),
             &json!({"client_name": "oauth-e2e", "redirect_uris": redirect_uris,
                     "token_endpoint_auth_method": "none",
                     "grant_types": ["authorization_code", "refresh_token"],
@@ -121,8 +100,9 @@ impl Grants for OAuthRelay {
         doc["client_id"].as_str().expect("client_id").to_owned()
     }
 
+    /// The authorization URL of a standard request (PKCE S256 with [`PKCE_CHALLENGE`]).
     fn authorize_url(&self, client_id: &str, redirect: &str, tunnel: &str, state: &str) -> String {
-        let resource = self.mcp_url(tunnel);
+        let resource = self.oauth().mcp_url(tunnel);
         self.authorize_url_with(&[
             ("response_type", "code"),
             ("client_id", client_id),
@@ -135,35 +115,33 @@ impl Grants for OAuthRelay {
         ])
     }
 
+    /// The authorization URL with exactly these query parameters.
     fn authorize_url_with(&self, params: &[(&str, &str)]) -> String {
-        Url::parse_with_params(&self.url("/oauth/authorize"), params)
+        Url::parse_with_params(&self.oauth().url("/oauth/authorize"), params)
             .expect("authorization URL")
             .to_string()
     }
 
-    fn code_for(
-        &self,
-        http: &BlockingHttp,
-        client_id: &str,
-        redirect: &str,
-        tunnel: &str,
-        owner: &str,
-    ) -> String {
+    /// A whole authorization (redirect URI [`LOOPBACK_REDIRECT`]) approved by the token
+    /// `owner` with `bridge approve`: the code.
+    fn code_for(&self, http: &BlockingHttp, client_id: &str, tunnel: &str, owner: &str) -> String {
+        let redirect = LOOPBACK_REDIRECT;
         let state = format!("st-{}", unused_port());
         let consent = Consent::open(
             http,
             &self.authorize_url(client_id, redirect, tunnel, &state),
         );
-        self.approve(owner, &consent.code, tunnel);
+        self.oauth().approve(owner, &consent.code, tunnel);
         let r = consent.poll(http);
-        let q = redirect_params(&r, redirect, &self.base, "approved consent");
+        let q = redirect_params(&r, redirect, &self.oauth().base, "approved consent");
         assert_eq!(q["state"], [state.as_str()]);
         q["code"][0].clone()
     }
 
+    /// Exchanges a code (verifier [`PKCE_VERIFIER`]).
     fn exchange(&self, http: &BlockingHttp, client_id: &str, code: &str, redirect: &str) -> Answer {
         http.post_form(
-            &self.url("/oauth/token"),
+            &self.oauth().url("/oauth/token"),
             &[
                 ("grant_type", "authorization_code"),
                 ("code", code),
@@ -175,37 +153,57 @@ impl Grants for OAuthRelay {
         )
     }
 
+    /// A refresh-token request.
     fn refresh(&self, http: &BlockingHttp, client_id: &str, refresh_token: &str) -> Answer {
-        http.post_form(
-            &self.url("/oauth/token"),
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh_token),
-                ("client_id", client_id),
-            ],
-            &[],
-        )
+        self.refresh_for(http, client_id, refresh_token, None)
     }
 
+    /// A refresh-token request naming `resource`, when given.
+    fn refresh_for(
+        &self,
+        http: &BlockingHttp,
+        client_id: &str,
+        refresh_token: &str,
+        resource: Option<&str>,
+    ) -> Answer {
+        let mut fields = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", client_id),
+        ];
+        fields.extend(resource.map(|r| ("resource", r)));
+        http.post_form(&self.oauth().url("/oauth/token"), &fields, &[])
+    }
+
+    /// A grant for `tunnel` (redirect URI [`LOOPBACK_REDIRECT`]) approved by `owner`:
+    /// (access token, refresh token).
     fn tokens_for(
         &self,
         http: &BlockingHttp,
         client_id: &str,
-        redirect: &str,
         tunnel: &str,
         owner: &str,
     ) -> (String, String) {
-        let code = self.code_for(http, client_id, redirect, tunnel, owner);
-        let r = self.exchange(http, client_id, &code, redirect);
+        let code = self.code_for(http, client_id, tunnel, owner);
+        let r = self.exchange(http, client_id, &code, LOOPBACK_REDIRECT);
         tokens_of(&r)
     }
 
+    /// Waits until the tunnel's bridge is connected (its metadata is published).
     fn wait_tunnel(&self, http: &BlockingHttp, tunnel: &str) {
         eventually(Duration::from_secs(30), || {
-            let r = http.try_send(http.client.get(self.prm_url(tunnel))).ok()?;
+            let r = http
+                .try_send(http.client.get(self.oauth().prm_url(tunnel)))
+                .ok()?;
             (r.status == 200).then_some(())
         })
         .unwrap_or_else(|| panic!("tunnel {tunnel} did not come back"));
+    }
+}
+
+impl Grants for OAuthRelay {
+    fn oauth(&self) -> &OAuthRelay {
+        self
     }
 }
 
@@ -355,6 +353,17 @@ impl Consent {
         assert_eq!(r.status, 200, "{what}: {}", r.text());
         assert_eq!(r.header("location"), "", "{what}");
         assert!(r.text().contains(&self.code), "{what}");
+    }
+
+    /// POSTs the page's approval with the operator `password` (and this browser's cookie,
+    /// if `cookie`).
+    pub(crate) fn approve_with(&self, http: &BlockingHttp, password: &str, cookie: bool) -> Answer {
+        let fields = [
+            ("csrf", self.csrf.as_str()),
+            ("action", "approve"),
+            ("password", password),
+        ];
+        self.submit(http, &fields, cookie)
     }
 
     /// POSTs the page's form with these fields (and this browser's cookie, if `cookie`).

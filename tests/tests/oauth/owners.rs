@@ -49,7 +49,7 @@ fn approvals_and_grants_belong_to_the_tunnel_owner() {
     consent.assert_pending(&http, "after bob's refused approval");
 
     // A grant made while Alice owns the name.
-    let (access, refresh) = relay.tokens_for(&http, &client, LOOPBACK_REDIRECT, SHARED, "alice");
+    let (access, refresh) = relay.tokens_for(&http, &client, SHARED, "alice");
     let url = relay.mcp_url(SHARED);
     assert_eq!(mcp_initialize(&http, &url, Some(&access)).status, 200);
 
@@ -89,12 +89,8 @@ fn approvals_and_grants_belong_to_the_tunnel_owner() {
 
     // The new owner decides: the code is issued now, and it works on Bob's tunnel.
     relay.approve("bob", &consent.code, SHARED);
-    let q = redirect_params(
-        &consent.poll(&http),
-        LOOPBACK_REDIRECT,
-        &relay.base,
-        "bob's approval",
-    );
+    let polled = consent.poll(&http);
+    let q = redirect_params(&polled, LOOPBACK_REDIRECT, &relay.base, "bob's approval");
     let (access, _) = tokens_of(&relay.exchange(&http, &client, &q["code"][0], LOOPBACK_REDIRECT));
     assert_eq!(mcp_initialize(&http, &url, Some(&access)).status, 200);
 }

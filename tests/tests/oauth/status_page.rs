@@ -26,13 +26,15 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::bin;
-use e2e::browser::{Browser, header};
+use e2e::browser::{Browser, document, form_values, frame, header};
 use e2e::fixture_truth::SIMPLE_TEXT;
-use e2e::http::{between, form};
+use e2e::http::{BlockingHttp, between, form};
 use e2e::raw_http::{HttpAnswer, request};
 use e2e::relay::{OAuthRelay, OPERATOR_PASSWORD};
+use e2e::text::assert_contains_all;
 use serde_json::{Value, json};
 
+use crate::grants::Grants;
 use crate::py_oauth::PyOAuth;
 use crate::site::Site;
 use crate::{LOOPBACK_REDIRECT, initialize_with_token};
@@ -222,14 +224,13 @@ fn browser(mode: &str, url: &str, args: &[&str]) -> Browser {
 /// The protective headers every status page carries.
 fn assert_hardened(doc: &Value) {
     let csp = header(doc, "content-security-policy");
-    for part in [
+    let parts = [
         "default-src 'none'",
         "frame-ancestors 'none'",
         "form-action 'self'",
         "base-uri 'none'",
-    ] {
-        assert!(csp.contains(part), "CSP {csp:?} lacks {part}: {doc}");
-    }
+    ];
+    assert_contains_all(csp, &parts, &format!("CSP {csp:?} of {doc}"));
     assert!(!csp.contains("unsafe"), "CSP {csp:?}");
     assert!(
         header(doc, "x-frame-options").eq_ignore_ascii_case("deny"),
@@ -252,12 +253,7 @@ fn assert_plain(doc: &Value) {
             f["action"].as_str().is_some_and(|a| a.ends_with("/status")),
             "{f}"
         );
-        let inputs: Vec<&str> = f["inputs"]
-            .as_array()
-            .expect("inputs")
-            .iter()
-            .filter_map(|i| i["name"].as_str())
-            .collect();
+        let inputs = form_values([f], "inputs", "name");
         assert!(inputs.contains(&"csrf"), "a form without CSRF field: {f}");
     }
 }
@@ -302,19 +298,10 @@ fn trace_logs_and_the_owners_status_page() {
 
     // A token request for another tunnel's resource is refused (and consumes nothing).
     let elsewhere = s.url("/elsewhere/mcp");
-    let r = http(
-        "POST",
-        &s.url("/oauth/token"),
-        Some(&form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh),
-            ("client_id", &client_id),
-            ("resource", &elsewhere),
-        ])),
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-    );
-    assert_eq!(r.status, 400, "{}", r.body);
-    assert!(r.body.contains("invalid_target"), "{}", r.body);
+    let token_http = BlockingHttp::new();
+    let r = (s.relay).refresh_for(&token_http, &client_id, refresh, Some(&elsewhere));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("invalid_target"), "{}", r.text());
 
     // `relay logs`: the table.
     let table = s.logs(&["--tunnel", TUNNEL]);
@@ -424,25 +411,15 @@ fn trace_logs_and_the_owners_status_page() {
     assert_eq!(login["status"], 200, "{login}");
     assert_hardened(&login);
     assert_plain(&login);
-    let inputs: Vec<&str> = login["forms"][0]["inputs"]
-        .as_array()
-        .expect("inputs")
-        .iter()
-        .filter_map(|i| i["type"].as_str())
-        .collect();
+    let inputs = form_values([&login["forms"][0]], "inputs", "type");
     assert!(inputs.contains(&"password"), "{inputs:?}");
 
     let dash = b.event("dashboard");
     assert_eq!(dash["status"], 200, "{dash}");
     assert_hardened(&dash);
     assert_plain(&dash);
-    assert!(
-        dash["who"]
-            .as_str()
-            .is_some_and(|w| w.contains("\u{201c}owner\u{201d}")),
-        "{}",
-        dash["who"]
-    );
+    let who = dash["who"].as_str().unwrap_or("");
+    assert!(who.contains("\u{201c}owner\u{201d}"), "{who}");
     let session_cookie = dash["cookies"]
         .as_array()
         .expect("cookies")
@@ -508,20 +485,12 @@ fn trace_logs_and_the_owners_status_page() {
         r.header("www-authenticate")
             .contains("error=\"invalid_token\"")
     );
-    let r = http(
-        "POST",
-        &s.url("/oauth/token"),
-        Some(&form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh),
-            ("client_id", &client_id),
-        ])),
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-    );
+    let r = s.relay.refresh(&token_http, &client_id, refresh);
     assert_eq!(
-        r.status, 400,
+        r.status,
+        400,
         "the revoked refresh token still works: {}",
-        r.body
+        r.text()
     );
 
     let out = b.event("logged_out");
@@ -661,20 +630,7 @@ fn status_page_refuses_to_be_framed() {
         ),
     ]);
     let done = browser("frame", &framer.url("/embed"), &[]).finish();
-    let frames = done["frames"].as_array().expect("frames");
-    let frame = |name: &str| {
-        frames
-            .iter()
-            .find(|f| f["name"] == name)
-            .unwrap_or_else(|| panic!("no frame {name}: {done:#}"))
-    };
-    assert!(
-        frame("control")["text"]
-            .as_str()
-            .is_some_and(|t| t.contains("control frame rendered")),
-        "frames render in this browser: {done:#}"
-    );
-    let status = frame("status");
+    let status = frame(&done, "status");
     assert_eq!(status["status_markup"], false, "{status}");
     assert!(
         !status["text"]
@@ -683,12 +639,7 @@ fn status_page_refuses_to_be_framed() {
             .contains("Relay status"),
         "the framed status page rendered: {status}"
     );
-    let doc = done["documents"]
-        .as_array()
-        .expect("documents")
-        .iter()
-        .find(|d| d["url"] == status_url.as_str())
-        .unwrap_or_else(|| panic!("the framed request was not made: {done:#}"));
+    let doc = document(&done, &status_url);
     assert_eq!(doc["status"], 200);
     assert_hardened(doc);
 }

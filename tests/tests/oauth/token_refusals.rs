@@ -54,8 +54,7 @@ fn token_refusals() {
 
     // A token for tunnel A works there, and nowhere else.
     let client = relay.register(&http, &[LOOPBACK_REDIRECT]);
-    let (access, refresh) =
-        relay.tokens_for(&http, &client, LOOPBACK_REDIRECT, "tunnel-a", "alice");
+    let (access, refresh) = relay.tokens_for(&http, &client, "tunnel-a", "alice");
     let ok = mcp_initialize(&http, &a_url, Some(&access));
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert!(ok.text().contains("protocolVersion"), "{}", ok.text());
@@ -67,20 +66,13 @@ fn token_refusals() {
         true,
         "tunnel A's token on tunnel B",
     );
-    let r = http.post_form(
-        &relay.url("/oauth/token"),
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
-            ("client_id", &client),
-            ("resource", &relay.mcp_url("tunnel-b")),
-        ],
-        &[],
-    );
-    r.assert_oauth_error(400, "invalid_target", "refresh for another tunnel");
+    let elsewhere = relay.mcp_url("tunnel-b");
+    relay
+        .refresh_for(&http, &client, &refresh, Some(&elsewhere))
+        .assert_oauth_error(400, "invalid_target", "refresh for another tunnel");
 
     // A code is used once; its second use is refused and kills what the first one bought.
-    let code = relay.code_for(&http, &client, LOOPBACK_REDIRECT, "tunnel-a", "alice");
+    let code = relay.code_for(&http, &client, "tunnel-a", "alice");
     let (access1, refresh1) = tokens_of(&relay.exchange(&http, &client, &code, LOOPBACK_REDIRECT));
     assert_eq!(mcp_initialize(&http, &a_url, Some(&access1)).status, 200);
     let again = relay.exchange(&http, &client, &code, LOOPBACK_REDIRECT);
@@ -92,7 +84,7 @@ fn token_refusals() {
     );
 
     // PKCE: the verifier must match the challenge.
-    let code = relay.code_for(&http, &client, LOOPBACK_REDIRECT, "tunnel-a", "alice");
+    let code = relay.code_for(&http, &client, "tunnel-a", "alice");
     let r = http.post_form(
         &relay.url("/oauth/token"),
         &[
@@ -110,7 +102,7 @@ fn token_refusals() {
     // The token request's redirect_uri must be the authorization request's.
     let other = "http://127.0.0.1:39998/other";
     let two = relay.register(&http, &[LOOPBACK_REDIRECT, other]);
-    let code = relay.code_for(&http, &two, LOOPBACK_REDIRECT, "tunnel-a", "alice");
+    let code = relay.code_for(&http, &two, "tunnel-a", "alice");
     let why = relay
         .exchange(&http, &two, &code, other)
         .assert_oauth_error(
@@ -121,8 +113,7 @@ fn token_refusals() {
     assert!(why.contains("redirect_uri"), "{why}");
 
     // A revoked refresh token is dead, and so is its family's access token.
-    let (access2, refresh2) =
-        relay.tokens_for(&http, &client, LOOPBACK_REDIRECT, "tunnel-a", "alice");
+    let (access2, refresh2) = relay.tokens_for(&http, &client, "tunnel-a", "alice");
     assert_eq!(mcp_initialize(&http, &a_url, Some(&access2)).status, 200);
     let r = http.post_form(
         &relay.url("/oauth/revoke"),
