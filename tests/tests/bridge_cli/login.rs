@@ -21,6 +21,17 @@ fn bridge(home: &Path, sub: &str) -> Command {
     crate::bridge_in(home, sub, false)
 }
 
+/// `bridge service install FLAGS -- FIXTURE` in `home`: its output.
+fn service_install(home: &Path, flags: &[&str], fixture: &Path) -> std::process::Output {
+    bridge(home, "service")
+        .arg("install")
+        .args(flags)
+        .arg("--")
+        .arg(fixture)
+        .output()
+        .expect("bridge service install")
+}
+
 /// What `bridge` says when the relay refuses its bridge token: that, and how to log in
 /// again with a new token.
 fn refused_token_hints(base: &str) -> [String; 3] {
@@ -224,11 +235,11 @@ fn service_install_prints_and_writes_units_without_secrets() {
         "--print writes nothing"
     );
 
-    let out = bridge(home.path(), "service")
-        .args(["install", "--name", "my-files", "--print", "launchd", "--"])
-        .arg(&fixture)
-        .output()
-        .unwrap();
+    let out = service_install(
+        home.path(),
+        &["--name", "my-files", "--print", "launchd"],
+        &fixture,
+    );
     let plist = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -241,11 +252,7 @@ fn service_install_prints_and_writes_units_without_secrets() {
 
     // Written (on Linux: the systemd user unit), with the commands to enable it.
     if cfg!(target_os = "linux") {
-        let out = bridge(home.path(), "service")
-            .args(["install", "--name", "my-files", "--"])
-            .arg(&fixture)
-            .output()
-            .unwrap();
+        let out = service_install(home.path(), &["--name", "my-files"], &fixture);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{out:?}");
         let path = home
@@ -276,11 +283,7 @@ fn service_install_prints_and_writes_units_without_secrets() {
     }
 
     // Without --name: the name remembered for this command on the stored relay.
-    let out = bridge(home.path(), "service")
-        .args(["install", "--print", "systemd", "--"])
-        .arg(&fixture)
-        .output()
-        .unwrap();
+    let out = service_install(home.path(), &["--print", "systemd"], &fixture);
     let unit = String::from_utf8_lossy(&out.stdout);
     let name = unit
         .split("--name ")
@@ -290,11 +293,7 @@ fn service_install_prints_and_writes_units_without_secrets() {
         .to_owned();
     let state = std::fs::read_to_string(dir.join("state.toml")).unwrap();
     assert!(state.contains(&name), "{state}");
-    let out = bridge(home.path(), "service")
-        .args(["install", "--print", "systemd", "--"])
-        .arg(&fixture)
-        .output()
-        .unwrap();
+    let out = service_install(home.path(), &["--print", "systemd"], &fixture);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("--name {name} ")));
 }
 

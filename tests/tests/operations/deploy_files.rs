@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use e2e::{Bridge, BridgeOpts, Proc, bin, repo_root, unused_port};
+use e2e::{BridgeOpts, Proc, bin, repo_root, unused_port};
 use serde_json::{Value, json};
 
 use crate::{deploy, read, run, tool, wait_port, write};
@@ -424,14 +424,20 @@ fn an_online_sqlite_backup_restores_the_tokens() {
     };
     let token = relay_cli(&["token", "create", "laptop"], &data);
 
+    // `relay serve` on a data directory, once it listens: the process and its port.
+    let serve = |data: &Path| {
+        let port = unused_port();
+        let mut cmd = Command::new(bin("relay"));
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(data);
+        let relay = Proc::start(cmd, "relay");
+        wait_port(port, "relay", &relay);
+        (relay, port)
+    };
+
     // The relay runs (with the WAL open) while the backup is taken.
-    let port = unused_port();
-    let mut cmd = Command::new(bin("relay"));
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(&data);
-    let relay = Proc::start(cmd, "relay");
-    wait_port(port, "relay", &relay);
+    let (relay, _) = serve(&data);
     let backup = dir.path().join("backup.db");
     let (ok, out) = run(Command::new(&sqlite3)
         .arg(data.join("relay.db"))
@@ -445,18 +451,11 @@ fn an_online_sqlite_backup_restores_the_tokens() {
     std::fs::copy(&backup, restored.join("relay.db")).expect("copy");
     let list = relay_cli(&["token", "list"], &restored);
     assert!(list.starts_with("laptop\tactive"), "{list}");
-    let port = unused_port();
-    let mut cmd = Command::new(bin("relay"));
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(&restored);
-    let relay = Proc::start(cmd, "relay");
-    wait_port(port, "relay", &relay);
-    let bridge = Bridge::start(BridgeOpts {
-        relay: Some((format!("http://127.0.0.1:{port}"), token)),
-        name: Some("restored".into()),
-        ..Default::default()
-    });
+    let (_relay, port) = serve(&restored);
+    let bridge = BridgeOpts::default()
+        .via_url(&format!("http://127.0.0.1:{port}"), &token)
+        .name("restored")
+        .start();
     assert!(
         bridge.mcp_url.ends_with("/restored/mcp"),
         "{}",

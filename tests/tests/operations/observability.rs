@@ -257,14 +257,13 @@ fn json_lines(what: &str, log: &str) -> Vec<Value> {
 #[tokio::test]
 async fn json_logs_name_one_call_with_the_same_request_id() {
     let relay = Relay::start(&["--log-format", "json"]);
-    let bridge = Bridge::start(BridgeOpts {
-        relay: Some((relay.base.clone(), relay.token.clone())),
-        name: Some("obs-logs".into()),
-        args: vec!["--log-format".into(), "json".into()],
+    let bridge = BridgeOpts::default()
+        .name("obs-logs")
+        .via(&relay)
+        .args(&["--log-format", "json"])
         // The bridge's request lines are at debug.
-        env: vec![("RUST_LOG".into(), "info,bridge::request=debug".into())],
-        ..Default::default()
-    });
+        .env(&[("RUST_LOG", "info,bridge::request=debug")])
+        .start();
     let client = session(&bridge).await;
     echo(&client, 7, "observable").await;
 

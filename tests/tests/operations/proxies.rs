@@ -10,6 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::mcp::{HANDSHAKE_2025_06, McpClient, session_headers, tool_call};
+use e2e::status_page::{post_form, sign_in_form};
+use e2e::text::assert_contains_all;
 use e2e::{Bridge, BridgeOpts, Proc, Relay, install_crypto_provider, unused_port};
 use serde_json::json;
 
@@ -41,7 +43,7 @@ fn bridge_through(port: u16, relay: &Relay, ca_file: &str, name: &str) -> Bridge
 }
 
 /// Through a proxy: a session, a call whose answer is an SSE stream that starts (relay
-/// keep-alive: 1 s) long before the answer, and the legacy SSE stream's first event
+/// keep-alive: 1 s) long before the answer, and the HTTP+SSE stream's first event
 /// while the stream stays open.
 async fn streams_pass(http: &reqwest::Client, bridge: &Bridge, what: &str) {
     let bearer = bridge.bearer.clone().expect("bearer token");
@@ -83,7 +85,7 @@ async fn streams_pass(http: &reqwest::Client, bridge: &Bridge, what: &str) {
          the proxy held the stream back"
     );
 
-    // The legacy transport: the `endpoint` event arrives at once on an open stream.
+    // The HTTP+SSE transport: the `endpoint` event arrives at once on an open stream.
     let sse_url = bridge.mcp_url.replace("/mcp", "/sse");
     let started = Instant::now();
     let mut sse = http
@@ -123,20 +125,45 @@ async fn streams_pass(http: &reqwest::Client, bridge: &Bridge, what: &str) {
     assert!(more.is_some(), "{what}: the SSE stream ended");
 }
 
-/// A relay from the example configuration on `relay_port` behind the proxy `proxy_cmd`
-/// (listening on `port`), a bridge through the proxy, and every check through it.
-async fn through_the_proxy(
-    proxy_cmd: Command,
-    what: &str,
-    ca: &TestCa,
-    ca_file: &str,
-    (relay_port, port): (u16, u16),
-    dir: &Path,
-) {
+/// What a proxy under test is given: a test CA, the files it made in `dir` (its
+/// certificate, the proxy's certificate and key), and ports for the relay and the proxy.
+struct ProxySite<'a> {
+    dir: &'a Path,
+    ca: TestCa,
+    ca_file: String,
+    cert: String,
+    key: String,
+    relay_port: u16,
+    port: u16,
+    http_port: u16,
+}
+
+impl<'a> ProxySite<'a> {
+    fn in_dir(dir: &'a Path) -> Self {
+        install_crypto_provider();
+        let ca = TestCa::new();
+        let (ca_file, cert, key) = ca.files(dir);
+        Self {
+            dir,
+            ca,
+            ca_file,
+            cert,
+            key,
+            relay_port: unused_port(),
+            port: unused_port(),
+            http_port: unused_port(),
+        }
+    }
+}
+
+/// A relay from the example configuration behind the proxy `proxy_cmd` of `site`, a
+/// bridge through the proxy, and every check through it.
+async fn through_the_proxy(proxy_cmd: Command, what: &str, site: &ProxySite<'_>) {
+    let (ca, port) = (&site.ca, site.port);
     let public = format!("https://relay.example.com:{port}");
     let relay = relay_from_example(
-        &format!("127.0.0.1:{relay_port}"),
-        dir,
+        &format!("127.0.0.1:{}", site.relay_port),
+        site.dir,
         &[
             "--public-url",
             &public,
@@ -147,7 +174,7 @@ async fn through_the_proxy(
     );
     let proxy = Proc::start(proxy_cmd, what);
     wait_port(port, what, &proxy);
-    let bridge = bridge_through(port, &relay, ca_file, &format!("via-{what}"));
+    let bridge = bridge_through(port, &relay, &site.ca_file, &format!("via-{what}"));
     streams_pass(&ca.client(port), &bridge, what).await;
     the_proxy_sets_the_client_address(ca, port, &relay, what).await;
     metrics_stay_local(ca, port, what).await;
@@ -160,36 +187,15 @@ async fn the_proxy_sets_the_client_address(ca: &TestCa, port: u16, relay: &Relay
     let http = ca.client_from(port, Some([127, 0, 0, 3].into()));
     let base = format!("https://relay.example.com:{port}");
     let forged = "198.51.100.66";
-    let login = http
-        .get(format!("{base}/status"))
-        .header("x-forwarded-for", forged)
-        .send()
-        .await
-        .expect("GET /status through the proxy");
-    assert_eq!(login.status(), 200, "{what}: GET /status");
-    let cookie = login
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("login cookie")
-        .to_owned();
-    let page = login.text().await.expect("login page");
-    let csrf = page
-        .split("name=csrf value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("csrf field")
-        .to_owned();
-    let refused = http
-        .post(format!("{base}/status"))
-        .header("x-forwarded-for", forged)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("cookie", cookie)
-        .body(format!("op=login&csrf={csrf}&secret=wrong"))
-        .send()
-        .await
-        .expect("POST /status through the proxy");
+    let url = format!("{base}/status");
+    let (cookie, csrf) = sign_in_form(http.get(&url).header("x-forwarded-for", forged)).await;
+    let fields = [("op", "login"), ("csrf", &csrf), ("secret", "wrong")];
+    let refused = post_form(
+        http.post(&url).header("x-forwarded-for", forged),
+        &cookie,
+        &fields,
+    )
+    .await;
     assert_eq!(refused.status(), 403, "{what}: a wrong secret");
     let deadline = Instant::now() + Duration::from_secs(10);
     let line = loop {
@@ -232,14 +238,12 @@ async fn metrics_stay_local(ca: &TestCa, port: u16, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_from_the_example_proxies_websockets_and_streams() {
-    install_crypto_provider();
     let nginx = tool("/usr/sbin/nginx", "nginx");
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path().to_str().expect("utf-8 path").to_owned();
-    let ca = TestCa::new();
-    let (ca_file, cert, key) = ca.files(dir.path());
-    let (relay_port, port, http_port) = (unused_port(), unused_port(), unused_port());
-
+    let ps = ProxySite::in_dir(dir.path());
+    let (relay_port, port, http_port) = (ps.relay_port, ps.port, ps.http_port);
+    let (cert, key) = (ps.cert.clone(), ps.key.clone());
     let site = adapt(
         "nginx.conf",
         &read("nginx.conf"),
@@ -259,14 +263,13 @@ async fn nginx_from_the_example_proxies_websockets_and_streams() {
             ("/etc/letsencrypt/live/relay.example.com/privkey.pem", key),
         ],
     );
-    for needed in [
+    let needed = [
         "proxy_http_version 1.1;",
         "proxy_buffering off;",
         "proxy_set_header Upgrade $http_upgrade;",
         "proxy_read_timeout 1h;",
-    ] {
-        assert!(site.contains(needed), "deploy/nginx.conf lacks {needed}");
-    }
+    ];
+    assert_contains_all(&site, &needed, "deploy/nginx.conf");
     assert!(
         !site
             .lines()
@@ -297,20 +300,11 @@ async fn nginx_from_the_example_proxies_websockets_and_streams() {
     assert!(ok && out.contains("test is successful"), "nginx -t:\n{out}");
 
     // The bridge's WebSocket goes through nginx.
-    through_the_proxy(
-        nginx_cmd(false),
-        "nginx",
-        &ca,
-        &ca_file,
-        (relay_port, port),
-        dir.path(),
-    )
-    .await;
+    through_the_proxy(nginx_cmd(false), "nginx", &ps).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caddy_from_the_example_proxies_websockets_and_streams() {
-    install_crypto_provider();
     let caddy = tool("/usr/bin/caddy", "caddy");
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path().to_str().expect("utf-8 path").to_owned();
@@ -332,9 +326,9 @@ async fn caddy_from_the_example_proxies_websockets_and_streams() {
     );
 
     // Then served on test ports with certificates made here.
-    let ca = TestCa::new();
-    let (ca_file, cert, key) = ca.files(dir.path());
-    let (relay_port, port, http_port) = (unused_port(), unused_port(), unused_port());
+    let ps = ProxySite::in_dir(dir.path());
+    let (relay_port, port, http_port) = (ps.relay_port, ps.port, ps.http_port);
+    let (cert, key) = (&ps.cert, &ps.key);
     let site = adapt(
         "Caddyfile",
         &read("Caddyfile"),
@@ -361,13 +355,5 @@ async fn caddy_from_the_example_proxies_websockets_and_streams() {
     let mut run_caddy = Command::new(&caddy);
     run_caddy.args(["run", "--adapter", "caddyfile", "--config", &config_file]);
     caddy_env(&mut run_caddy);
-    through_the_proxy(
-        run_caddy,
-        "caddy",
-        &ca,
-        &ca_file,
-        (relay_port, port),
-        dir.path(),
-    )
-    .await;
+    through_the_proxy(run_caddy, "caddy", &ps).await;
 }

@@ -31,11 +31,9 @@ async fn a_relay_serves_with_the_example_configuration() {
         dir.path().join("data/relay.db").exists(),
         "the data directory is used"
     );
+    // The relay says which settings of the file flags replace.
     let log = relay.proc.log_text();
-    assert!(
-        log.contains("overrides the file"),
-        "the relay says which settings of the file flags replace: {log}"
-    );
+    assert!(log.contains("overrides the file"), "{log}");
 }
 
 #[test]
@@ -68,10 +66,10 @@ fn flags_beat_the_environment_which_beats_the_file() {
             cmd.env("RELAY_PUBLIC_URL", url);
         }
         let proc = Proc::start(cmd, "relay");
-        assert!(
-            proc.wait_log("relay listening", Duration::from_secs(30)),
-            "relay did not start: {}",
-            proc.log_text()
+        proc.expect_log(
+            "relay listening",
+            Duration::from_secs(30),
+            "relay did not start",
         );
         proc.log_text()
     };

@@ -14,6 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use e2e::http::send;
 use e2e::mcp::{HANDSHAKE, McpClient, Session};
 use e2e::{BridgeOpts, Proc, Relay, bin, install_crypto_provider, unused_port};
 use serde_json::{Value, json};
@@ -219,14 +220,8 @@ async fn acme_certificate_from_pebble_with_tls_alpn_01() {
 
     // Pebble's issuing root (made at its start), from its management interface.
     let mgmt = https_client(&ca.pem(), &[], None);
-    let root = mgmt
-        .get(format!("https://localhost:{mgmt_port}/roots/0"))
-        .send()
-        .await
-        .expect("pebble /roots/0")
-        .text()
-        .await
-        .expect("root PEM");
+    let roots = mgmt.get(format!("https://localhost:{mgmt_port}/roots/0"));
+    let root = send(roots, "pebble /roots/0").await.text();
     assert!(root.contains("BEGIN CERTIFICATE"), "{root}");
 
     let obtained = relay.proc.wait_log(
@@ -274,13 +269,10 @@ async fn acme_certificate_from_pebble_with_tls_alpn_01() {
     assert_eq!(relay.proc.wait_exit(Duration::from_secs(15)), Some(0));
     drop(relay);
     let relay = Relay::start_on(&listen, &args);
-    assert!(
-        relay
-            .proc
-            .wait_log("serving the cached certificate", Duration::from_secs(15)),
-        "{}",
-        relay.proc.log_text()
-    );
+    let cached = "serving the cached certificate";
+    relay
+        .proc
+        .expect_log(cached, Duration::from_secs(15), "the restarted relay");
     let client = https_client(&root, &[(domain, relay_addr)], None);
     let health = client
         .get(format!("https://{domain}:{relay_port}/healthz"))
