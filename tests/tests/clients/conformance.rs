@@ -70,11 +70,7 @@ fn conformance_embedded() {
 fn conformance_separate_relay() {
     let relay = Relay::start(&[]);
     // The relay's public URL is loopback, so it accepts a tunnel without client auth.
-    let bridge = Bridge::start(BridgeOpts {
-        relay: Some((relay.base.clone(), relay.token.clone())),
-        no_auth: true,
-        ..Default::default()
-    });
+    let bridge = BridgeOpts::default().via(&relay).no_auth().start();
     assert!(
         bridge.mcp_url.starts_with(&relay.base),
         "{}",

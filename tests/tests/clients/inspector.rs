@@ -9,35 +9,38 @@ use serde_json::{Value, json};
 
 use crate::SERVED_VERSIONS;
 
+/// Through `inspector` (the script with the URL and its options around `args`):
+/// `tools/list` names the fixture's tools, `tools/call test_simple_text` answers its text.
+fn assert_lists_and_calls(inspector: impl Fn(&[&str]) -> Value, what: &str) {
+    let list = inspector(&["tools/list"]);
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: {list}"))
+        .iter()
+        .map(|t| t["name"].as_str().expect("tool name"))
+        .collect();
+    assert_eq!(names, fixture_truth().tools, "{what}");
+    let call = inspector(&["tools/call", "--tool-name", "test_simple_text"]);
+    assert_eq!(
+        call["result"]["content"],
+        json!([{"type": "text", "text": SIMPLE_TEXT}]),
+        "{what}: {call}"
+    );
+}
+
 #[test]
 fn inspector_cli() {
-    let truth = fixture_truth();
     let bridge = Bridge::start(BridgeOpts::default());
     assert!(
         bridge.bearer.is_some(),
         "the Inspector sends the bearer with --header"
     );
     for url in [&bridge.mcp_url, &bridge.sse_url] {
-        let list = run_script(&bridge, "bash", "inspector.sh", &[url, "tools/list"]);
-        let names: Vec<&str> = list["result"]["tools"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{url}: {list}"))
-            .iter()
-            .map(|t| t["name"].as_str().expect("tool name"))
-            .collect();
-        assert_eq!(names, truth.tools, "{url}");
-
-        let call = run_script(
-            &bridge,
-            "bash",
-            "inspector.sh",
-            &[url, "tools/call", "--tool-name", "test_simple_text"],
-        );
-        assert_eq!(
-            call["result"]["content"],
-            json!([{"type": "text", "text": SIMPLE_TEXT}]),
-            "{url}: {call}"
-        );
+        let inspector = |args: &[&str]| {
+            let all = [&[url.as_str()][..], args].concat();
+            run_script(&bridge, "bash", "inspector.sh", &all)
+        };
+        assert_lists_and_calls(inspector, url);
     }
     assert_eq!(bridge.count("call test_simple_text"), 2);
     bridge.assert_one_child_initialize("inspector");
@@ -82,22 +85,8 @@ fn inspector_cli_every_era() {
             out
         };
 
-        let list = run(&["tools/list"]);
-        let names: Vec<&str> = list["result"]["tools"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{what}: {list}"))
-            .iter()
-            .map(|t| t["name"].as_str().expect("tool name"))
-            .collect();
-        assert_eq!(names, truth.tools, "{what}");
-
-        let call = run(&["tools/call", "--tool-name", "test_simple_text"]);
+        assert_lists_and_calls(run, &what);
         calls += 1;
-        assert_eq!(
-            call["result"]["content"],
-            json!([{"type": "text", "text": SIMPLE_TEXT}]),
-            "{what}: {call}"
-        );
 
         let read = run(&["resources/read", "--uri", "test://static-text"]);
         assert_eq!(

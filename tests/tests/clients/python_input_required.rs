@@ -4,7 +4,6 @@
 //! a handshake-era client gets the same request as a server→client request.
 
 use e2e::clients::{run_script_failing, strs};
-use e2e::{Bridge, BridgeOpts};
 use serde_json::{Value, json};
 
 use crate::tap::Tap;
@@ -22,21 +21,23 @@ use crate::{assert_handshake_client, assert_stateless_client, py2};
 /// as a server→client request.
 #[test]
 fn python2_stateless_input_required() {
-    let bridge = Bridge::start(BridgeOpts::default());
-    let mut tap = Tap::start(&bridge);
+    let (bridge, mut tap) = Tap::with_bridge();
     let url = tap.url(&bridge.mcp_url);
     let skip = ["--resource", "", "--prompt", ""];
 
+    // `py_client.py` in `mode` calling `tool` with `args`, answering with `answer` (the
+    // option and its value), skipping the resource and the prompt.
+    let answering = |mode: &str, tool: &str, args: &str, answer: [&str; 2]| {
+        let mut argv = vec!["--mode", mode, "--tool", tool, "--args", args];
+        argv.extend(answer);
+        argv.extend(skip);
+        py2(&bridge, &url, &argv)
+    };
+
     // Elicitation.
-    let mut args = vec!["--mode", "auto", "--tool", "elicit_echo"];
-    args.extend([
-        "--args",
-        r#"{"payload":"p-stateless"}"#,
-        "--elicit-answer",
-        "yes-stateless",
-    ]);
-    args.extend(skip);
-    let out = py2(&bridge, &url, &args);
+    let payload = r#"{"payload":"p-stateless"}"#;
+    let elicit = ["--elicit-answer", "yes-stateless"];
+    let out = answering("auto", "elicit_echo", payload, elicit);
     assert_stateless_client(&out, "elicitation");
     assert_eq!(out["call"]["is_error"], false, "{out}");
     assert_eq!(
@@ -72,15 +73,8 @@ fn python2_stateless_input_required() {
     assert_eq!(bridge.count("call elicit_echo"), 1, "the tool ran again");
 
     // Sampling.
-    let mut args = vec!["--mode", "auto", "--tool", "test_sampling"];
-    args.extend([
-        "--args",
-        r#"{"prompt":"What is 2+2?"}"#,
-        "--sampling-text",
-        "four",
-    ]);
-    args.extend(skip);
-    let out = py2(&bridge, &url, &args);
+    let prompt = r#"{"prompt":"What is 2+2?"}"#;
+    let out = answering("auto", "test_sampling", prompt, ["--sampling-text", "four"]);
     assert_stateless_client(&out, "sampling");
     assert_eq!(strs(&out["call"]["texts"]), ["LLM response: four"], "{out}");
     assert_eq!(
@@ -172,15 +166,9 @@ fn python2_stateless_input_required() {
     );
 
     // The same prompt for a handshake-era client: a server→client request on its POST stream.
-    let mut args = vec!["--mode", "legacy", "--tool", "elicit_echo"];
-    args.extend([
-        "--args",
-        r#"{"payload":"p-handshake"}"#,
-        "--elicit-answer",
-        "yes-handshake",
-    ]);
-    args.extend(skip);
-    let out = py2(&bridge, &url, &args);
+    let payload = r#"{"payload":"p-handshake"}"#;
+    let elicit = ["--elicit-answer", "yes-handshake"];
+    let out = answering("legacy", "elicit_echo", payload, elicit);
     assert_handshake_client(&out, "handshake elicitation");
     assert_eq!(
         strs(&out["call"]["texts"]),

@@ -20,6 +20,15 @@ use crate::{
     py2,
 };
 
+/// A run of `py_client.py` over `transport` that ended in the `version` era, made its one
+/// call, and left the child initialized once.
+fn assert_one_run(bridge: &Bridge, out: &Value, transport: &str, version: &str, label: &str) {
+    assert_eq!(out["transport"], transport, "{label}: {out}");
+    assert_fixture_session(out, version, label);
+    assert_eq!(bridge.count("call test_simple_text"), 1, "{label}");
+    bridge.assert_one_child_initialize(label);
+}
+
 #[test]
 fn python_sdk_streamable_auto() {
     Bridge::on_both_relays(BridgeOpts::default(), |bridge, label| {
@@ -27,10 +36,7 @@ fn python_sdk_streamable_auto() {
         // handshake-era child's cached initialize), so the client stays on 2026-07-28.
         let out = run_script(bridge, "PY_SDK", "py_client.py", &[&bridge.mcp_url]);
         assert_eq!(out["mode"], "auto", "{label}: {out}");
-        assert_eq!(out["transport"], "streamable", "{label}: {out}");
-        assert_fixture_session(&out, STATELESS, label);
-        assert_eq!(bridge.count("call test_simple_text"), 1, "{label}");
-        bridge.assert_one_child_initialize(label);
+        assert_one_run(bridge, &out, "streamable", STATELESS, label);
     });
 }
 
@@ -43,10 +49,7 @@ fn python_sdk_sse() {
             "py_client.py",
             &[&bridge.sse_url, "--transport", "sse"],
         );
-        assert_eq!(out["transport"], "sse", "{label}: {out}");
-        assert_fixture_session(&out, HANDSHAKE, label);
-        assert_eq!(bridge.count("call test_simple_text"), 1, "{label}");
-        bridge.assert_one_child_initialize(label);
+        assert_one_run(bridge, &out, "sse", HANDSHAKE, label);
     });
 }
 
@@ -124,8 +127,7 @@ fn python2_auto_ends_stateless() {
 /// HTTP+SSE transport (always the handshake).
 #[test]
 fn python2_handshake_mode_and_http_sse() {
-    let bridge = Bridge::start(BridgeOpts::default());
-    let mut tap = Tap::start(&bridge);
+    let (bridge, mut tap) = Tap::with_bridge();
 
     let out = py2(&bridge, &tap.url(&bridge.mcp_url), &["--mode", "legacy"]);
     assert_eq!(out["mode"], "legacy", "{out}");
@@ -151,8 +153,7 @@ fn python2_handshake_mode_and_http_sse() {
 /// stateless `tools/list` with the envelope.
 #[test]
 fn python2_stateless_pinned() {
-    let bridge = Bridge::start(BridgeOpts::default());
-    let mut tap = Tap::start(&bridge);
+    let (bridge, mut tap) = Tap::with_bridge();
     let out = py2(&bridge, &tap.url(&bridge.mcp_url), &["--mode", "modern"]);
     assert_eq!(out["sdk_mode"], STATELESS, "{out}");
     assert_stateless_client(&out, "stateless pin");
@@ -208,8 +209,7 @@ fn python2_auto_falls_back_when_the_bridge_serves_only_the_handshake_era() {
 
 #[test]
 fn python1_handshake_era() {
-    let bridge = Bridge::start(BridgeOpts::default());
-    let mut tap = Tap::start(&bridge);
+    let (bridge, mut tap) = Tap::with_bridge();
     let out = run_script(
         &bridge,
         "PY_SDK1",

@@ -78,13 +78,11 @@ struct Server {
 }
 
 fn python_server() -> Server {
+    let script = deps().client("py_server.py").display().to_string();
     Server {
         what: "Python SDK 2.x server",
         name: "py-sdk-server",
-        command: vec![
-            deps().var("PY_SDK"),
-            deps().client("py_server.py").display().to_string(),
-        ],
+        command: vec![deps().var("PY_SDK"), script],
         tool: ("echo", json!({"message": "hi"}), "Echo: hi"),
         resource: (
             "test://static-text",
@@ -95,14 +93,11 @@ fn python_server() -> Server {
 }
 
 fn typescript_server() -> Server {
+    let everything = deps().var("SERVER_EVERYTHING_JS");
     Server {
+        command: vec![deps().var("NODE22"), everything, "stdio".into()],
         what: "TypeScript SDK server-everything",
         name: "mcp-servers/everything",
-        command: vec![
-            deps().var("NODE22"),
-            deps().var("SERVER_EVERYTHING_JS"),
-            "stdio".into(),
-        ],
         tool: ("echo", json!({"message": "hi"}), "Echo: hi"),
         resource: ("", ""),
         prompt: "",

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::clients::deps;
-use e2e::{Bridge, Proc};
+use e2e::{Bridge, BridgeOpts, Proc};
 use serde_json::{Value, json};
 
 /// A running `tap_proxy.mjs` in front of a bridge's relay.
@@ -27,6 +27,13 @@ fn origin(url: &str) -> &str {
 }
 
 impl Tap {
+    /// A bridge with its embedded relay and default options, and a tap in front of it.
+    pub(crate) fn with_bridge() -> (Bridge, Self) {
+        let bridge = Bridge::start(BridgeOpts::default());
+        let tap = Self::start(&bridge);
+        (bridge, tap)
+    }
+
     /// Starts a tap forwarding to the relay that serves `bridge`.
     pub(crate) fn start(bridge: &Bridge) -> Self {
         Self::before(origin(&bridge.mcp_url))
@@ -43,10 +50,10 @@ impl Tap {
             .arg("--log")
             .arg(&log);
         let proc = Proc::start(cmd, "tap");
-        assert!(
-            proc.wait_log("tap_proxy listening port=", Duration::from_secs(20)),
-            "tap_proxy.mjs did not start: {}",
-            proc.log_text()
+        proc.expect_log(
+            "tap_proxy listening port=",
+            Duration::from_secs(20),
+            "tap_proxy.mjs did not start",
         );
         let port = proc
             .log_text()

@@ -210,8 +210,7 @@ fn typescript_sdk_resumption_and_replay() {
 
 #[test]
 fn typescript_v2_client_eras() {
-    let bridge = Bridge::start(BridgeOpts::default());
-    let mut tap = Tap::start(&bridge);
+    let (bridge, mut tap) = Tap::with_bridge();
     let url = tap.url(&bridge.mcp_url);
     for era in ["legacy", "auto", "modern"] {
         let out = run_script(&bridge, "NODE22", "ts_client_v2.mjs", &[&url, "--era", era]);

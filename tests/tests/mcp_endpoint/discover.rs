@@ -56,15 +56,8 @@ async fn protocol_legacy_refuses_stateless_requests_and_discover_mirrors_initial
         assert_eq!(a["id"], "openai-mcp-discover", "{what}: {a}");
         assert_eq!(a["error"]["code"], METHOD_NOT_FOUND, "{what}: {a}");
     }
-    let body = stateless(
-        request(json!("d-2"), "server/discover", json!({})),
-        json!({}),
-        &[],
-    );
-    let r = c.post_stateless(&body, "server/discover").await;
-    assert_eq!(r.status, 200, "server/discover: {r:?}");
-    let a = r.answer();
-    assert_eq!(a["id"], "d-2", "{a}");
+    let discover = request(json!("d-2"), "server/discover", json!({}));
+    let a = c.stateless_answer(discover, 200, "server/discover").await;
     let d = &a["result"];
     // Every revision the URL serves, newest first (as dual-era servers list them).
     assert_eq!(

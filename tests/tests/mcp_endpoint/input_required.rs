@@ -157,15 +157,8 @@ async fn input_required_results_and_their_request_state() {
 async fn a_missing_client_capability_ends_and_cancels_the_call() {
     let bridge = Bridge::start(BridgeOpts::default());
     let c = McpClient::of(&bridge);
-    let body = stateless(
-        tool_call(json!("mc"), "test_missing_capability", json!({})),
-        json!({}),
-        &[],
-    );
-    let r = c.post_stateless(&body, "missing capability").await;
-    assert_eq!(r.status, 400, "{r:?}");
-    let a = r.answer();
-    assert_eq!(a["id"], "mc", "{a}");
+    let call = tool_call(json!("mc"), "test_missing_capability", json!({}));
+    let a = c.stateless_answer(call, 400, "missing capability").await;
     assert_eq!(a["error"]["code"], MISSING_CLIENT_CAPABILITY, "{a}");
     assert!(
         a["error"]["data"]["requiredCapabilities"]["sampling"].is_object(),

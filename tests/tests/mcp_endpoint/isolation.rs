@@ -105,10 +105,7 @@ async fn shared_child_keeps_sessions_apart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn separate_relay_keeps_sessions_apart() {
     let relay = Relay::start(&[]);
-    let bridge = Bridge::start(BridgeOpts {
-        relay: Some((relay.base.clone(), relay.token.clone())),
-        ..Default::default()
-    });
+    let bridge = BridgeOpts::default().via(&relay).start();
     many_sessions_reusing_ids(&bridge).await;
     assert_eq!(
         bridge.count("initialize"),
@@ -201,11 +198,7 @@ async fn cancel_affects_only_its_session_shared() {
 #[tokio::test]
 async fn cancel_affects_only_its_session_separate_relay() {
     let relay = Relay::start(&[]);
-    cancel_is_per_session(&Bridge::start(BridgeOpts {
-        relay: Some((relay.base.clone(), relay.token.clone())),
-        ..Default::default()
-    }))
-    .await;
+    cancel_is_per_session(&BridgeOpts::default().via(&relay).start()).await;
 }
 
 #[tokio::test]

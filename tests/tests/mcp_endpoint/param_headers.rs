@@ -8,7 +8,7 @@ use std::time::Duration;
 use e2e::clients::tools_server;
 use e2e::http::Answer;
 use e2e::mcp::{McpClient, STATELESS};
-use e2e::{Bridge, BridgeOpts, Relay};
+use e2e::{BridgeOpts, Relay};
 use serde_json::{Value, json};
 
 use crate::headers::{HeaderVerdict, Headers, Refusal, post, standard, stateless_with};
@@ -43,12 +43,11 @@ fn header_server() -> Vec<String> {
 #[tokio::test]
 async fn param_headers_follow_the_reported_tool_schema() {
     let relay = Relay::start(&["--grace-secs", "0.2"]);
-    let bridge = Bridge::start(BridgeOpts {
-        relay: Some((relay.base.clone(), relay.token.clone())),
-        name: Some("header-params".into()),
-        command: header_server(),
-        ..BridgeOpts::default()
-    });
+    let bridge = BridgeOpts::default()
+        .via(&relay)
+        .name("header-params")
+        .command(header_server())
+        .start();
     let ep = McpClient::of(&bridge);
 
     // While live, a well-formed call passes.

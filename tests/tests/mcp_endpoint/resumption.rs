@@ -153,10 +153,7 @@ async fn a_call_survives_a_relay_restart_and_is_answered_on_resumption() {
         .expect("an http relay")
         .trim_end_matches('/')
         .to_owned();
-    let bridge = Bridge::start(BridgeOpts {
-        relay: Some((relay.base.clone(), relay.token.clone())),
-        ..BridgeOpts::default()
-    });
+    let bridge = BridgeOpts::default().via(&relay).start();
     let c = McpClient::of(&bridge);
     c.wait_connected(true, Duration::from_secs(10), "start")
         .await;
