@@ -52,16 +52,13 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-if [[ $# -lt 2 ]]; then
-  echo "usage: $0 URL OUTDIR [extra conformance server args...]" >&2
-  exit 2
-fi
+# shellcheck source=script_env.sh
+source "$HERE/script_env.sh"
+need_args "$0" 2 "URL OUTDIR [extra conformance server args...]" "$@"
 URL="$1"; OUTDIR="$2"; shift 2
 
-_keep_node22="${NODE22:-}"; _keep_conf="${CONFORMANCE_JS:-}"
-# shellcheck source=../deps/env.sh
-source "$HERE/../deps/env.sh" 2>/dev/null || true
-NODE22="${_keep_node22:-$NODE22}"; CONFORMANCE_JS="${_keep_conf:-$CONFORMANCE_JS}"
+_keep_conf="${CONFORMANCE_JS:-}"
+deps_env NODE22 CONFORMANCE_JS
 if [[ -z "$_keep_conf" ]]; then
   for a in "$@"; do
     if [[ "$a" == --requirements || "$a" == --requirements=* ]]; then

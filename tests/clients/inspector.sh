@@ -7,7 +7,7 @@
 #        inspector.sh http://127.0.0.1:3902/sse resources/read --uri test://static-text
 #        inspector.sh http://127.0.0.1:3901/x  tools/list --transport http
 #        inspector.sh http://127.0.0.1:3901/mcp tools/list --protocol-era auto --report-era
-# Transport is auto-detected from the URL path (/mcp -> Streamable HTTP, /sse -> legacy SSE);
+# Transport is auto-detected from the URL path (/mcp -> Streamable HTTP, /sse -> HTTP+SSE);
 # pass --transport http|sse otherwise.
 #
 # Protocol era: the Inspector's own `--protocol-era legacy|auto|modern` (passed through like any
@@ -34,16 +34,12 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-if [[ $# -lt 2 ]]; then
-  echo "usage: $0 URL METHOD [extra inspector args...]" >&2
-  exit 2
-fi
+# shellcheck source=script_env.sh
+source "$HERE/script_env.sh"
+need_args "$0" 2 "URL METHOD [extra inspector args...]" "$@"
 URL="$1"; METHOD="$2"; shift 2
 
-# shellcheck source=../deps/env.sh
-_keep_node22="${NODE22:-}"; _keep_insp="${INSPECTOR_BIN:-}"
-source "$HERE/../deps/env.sh" 2>/dev/null || true
-NODE22="${_keep_node22:-$NODE22}"; INSPECTOR_BIN="${_keep_insp:-$INSPECTOR_BIN}"
+deps_env NODE22 INSPECTOR_BIN
 [[ -x "$NODE22" ]] || { echo "inspector.sh: Node 22 not found at $NODE22 (run tests/deps/install.sh)" >&2; exit 2; }
 [[ -e "$INSPECTOR_BIN" ]] || { echo "inspector.sh: Inspector not found at $INSPECTOR_BIN (run tests/deps/install.sh)" >&2; exit 2; }
 

@@ -16,11 +16,11 @@ string to --tool/--resource/--prompt to skip that step (its key is then null).
 
 --mode is the SDK's `Client(mode=...)`:
   auto    (the SDK default) POST `server/discover` first; a DiscoverResult offering 2026-07-28
-          makes the connection modern (stateless: every request carries the protocol version,
+          makes the connection stateless (every request carries the protocol version,
           client info and capabilities in `_meta`, no session); any JSON-RPC error or HTTP 4xx
           falls back to the `initialize` handshake;
   legacy  `initialize` handshake only (2025-11-25 offered);
-  modern  mode="2026-07-28": adopt the modern era at once, no probe, no handshake (the SDK
+  modern  mode="2026-07-28": adopt the stateless revision at once, no probe, no handshake (the SDK
           synthesizes a minimal DiscoverResult, so "server" is null).
 
 --elicit-answer TEXT registers an elicitation callback (the client then declares the
@@ -55,68 +55,26 @@ observation, not a failure: check call.is_error.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import sys
-import traceback
 from typing import Any
 
-import anyio
 import httpx2
 import mcp_types as types
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from py_report import (
+    content_text,
+    list_call_read_prompt,
+    parse_json_options,
+    probe_arguments,
+    report_run,
+)
 
 #: `--mode` value -> `Client(mode=...)`.
 SDK_MODES = {"auto": "auto", "legacy": "legacy", "modern": MODERN_PROTOCOL_VERSIONS[-1]}
-
-
-def content_text(item: Any) -> str:
-    """Text of a content block; other block types become "[type]" placeholders."""
-    text = getattr(item, "text", None)
-    if isinstance(text, str):
-        return text
-    res = getattr(item, "resource", None)  # embedded resource
-    if res is not None:
-        rt = getattr(res, "text", None)
-        if isinstance(rt, str):
-            return rt
-    return f"[{getattr(item, 'type', type(item).__name__)}]"
-
-
-def resource_text(c: Any) -> str:
-    text = getattr(c, "text", None)
-    if isinstance(text, str):
-        return text
-    blob = getattr(c, "blob", None)
-    return f"[blob {len(blob) if blob else 0} base64 chars]"
-
-
-def describe(exc: BaseException) -> str:
-    """Flatten exception groups into 'Type: message' leaves."""
-    leaves: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        subs = getattr(e, "exceptions", None)
-        if subs:
-            for s in subs:
-                walk(s)
-        else:
-            leaves.append(e)
-
-    walk(exc)
-    parts = []
-    for e in leaves:
-        msg = str(e) or repr(e)
-        resp = getattr(e, "response", None)
-        status = getattr(resp, "status_code", None)
-        if status is not None and str(status) not in msg:
-            msg = f"HTTP {status}: {msg}"
-        parts.append(f"{type(e).__name__}: {msg}")
-    return "; ".join(parts)
 
 
 def dump(model: Any) -> Any:
@@ -223,33 +181,7 @@ async def run(opts: argparse.Namespace, out: dict[str, Any]) -> None:
     try:
         async with Client(transport, mode=SDK_MODES[mode], **callbacks) as c:
             describe_session(c, out)
-
-            out["failed_step"] = "tools/list"
-            tools = await c.list_tools()
-            out["tools"] = [t.name for t in tools.tools]
-
-            if opts.tool:
-                out["failed_step"] = "tools/call"
-                res = await c.call_tool(opts.tool, opts.args)
-                out["call"] = {
-                    "name": opts.tool,
-                    "is_error": bool(res.is_error),
-                    "texts": [x.text for x in res.content if isinstance(getattr(x, "text", None), str)],
-                    "types": [getattr(x, "type", type(x).__name__) for x in res.content],
-                    "structured": getattr(res, "structured_content", None),
-                }
-
-            if opts.resource:
-                out["failed_step"] = "resources/read"
-                rr = await c.read_resource(opts.resource)
-                out["resource"] = [resource_text(x) for x in rr.contents]
-
-            if opts.prompt:
-                out["failed_step"] = "prompts/get"
-                pr = await c.get_prompt(opts.prompt, opts.prompt_args)
-                out["prompt"] = [content_text(m.content) for m in pr.messages]
-
-            out["failed_step"] = "close"
+            await list_call_read_prompt(c, opts, out)
         out.pop("failed_step")
     finally:
         if http is not None:
@@ -257,28 +189,14 @@ async def run(opts: argparse.Namespace, out: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("url")
-    ap.add_argument("--transport", choices=["streamable", "sse"], default="streamable")
+    ap = probe_arguments(__doc__)
     ap.add_argument("--mode", choices=sorted(SDK_MODES), default="auto",
                     help="streamable only (sse is always legacy)")
-    ap.add_argument("--tool", default="test_simple_text")
-    ap.add_argument("--args", default="{}", help="tool arguments as a JSON object")
-    ap.add_argument("--resource", default="test://static-text")
-    ap.add_argument("--prompt", default="test_simple_prompt")
-    ap.add_argument("--prompt-args", default=None, help="prompt arguments as a JSON object")
     ap.add_argument("--elicit-answer", default=None,
                     help="answer elicitations: accept, every string property = this text")
     ap.add_argument("--sampling-text", default=None, help="answer sampling requests with this text")
-    ap.add_argument("--timeout", type=float, default=60.0, help="overall deadline in seconds")
     opts = ap.parse_args()
-    try:
-        opts.args = json.loads(opts.args)
-        opts.prompt_args = json.loads(opts.prompt_args) if opts.prompt_args else None
-        if not isinstance(opts.args, dict) or (opts.prompt_args is not None and not isinstance(opts.prompt_args, dict)):
-            raise ValueError("must be a JSON object")
-    except ValueError as e:
-        print(f"py_client.py: bad --args/--prompt-args: {e}", file=sys.stderr)
+    if not parse_json_options("py_client.py", opts):
         return 2
 
     out: dict[str, Any] = {
@@ -286,26 +204,7 @@ def main() -> int:
         "protocol": None, "era": None, "server": None, "discover": None, "initialize": None,
         "tools": None, "call": None, "resource": None, "prompt": None, "elicitations": None, "samplings": None,
     }
-
-    async def guarded() -> None:
-        with anyio.fail_after(opts.timeout):
-            await run(opts, out)
-
-    try:
-        asyncio.run(guarded())
-        out["ok"] = True
-        print(json.dumps(out, default=str))
-        return 0
-    except BaseException as e:  # noqa: BLE001 - report everything, including groups/timeouts
-        if isinstance(e, KeyboardInterrupt):
-            raise
-        reason = "timeout after %gs" % opts.timeout if isinstance(e, TimeoutError) else describe(e)
-        out["error"] = reason
-        if os.environ.get("PY_CLIENT_TRACEBACK"):
-            traceback.print_exc()
-        print(f"py_client.py: failed at {out.get('failed_step')}: {reason}", file=sys.stderr)
-        print(json.dumps(out, default=str))
-        return 1
+    return report_run("py_client.py", opts.timeout, out, lambda: run(opts, out))
 
 
 if __name__ == "__main__":

@@ -24,58 +24,15 @@ On failure: "ok": false, "error", "failed_step", reason on stderr, exit 1 (2 for
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import sys
-import traceback
 from typing import Any
 
-import anyio
 import httpx
 from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
-
-
-def content_text(item: Any) -> str:
-    text = getattr(item, "text", None)
-    if isinstance(text, str):
-        return text
-    res = getattr(item, "resource", None)
-    if res is not None and isinstance(getattr(res, "text", None), str):
-        return res.text
-    return f"[{getattr(item, 'type', type(item).__name__)}]"
-
-
-def resource_text(c: Any) -> str:
-    text = getattr(c, "text", None)
-    if isinstance(text, str):
-        return text
-    blob = getattr(c, "blob", None)
-    return f"[blob {len(blob) if blob else 0} base64 chars]"
-
-
-def describe(exc: BaseException) -> str:
-    leaves: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        subs = getattr(e, "exceptions", None)
-        if subs:
-            for s in subs:
-                walk(s)
-        else:
-            leaves.append(e)
-
-    walk(exc)
-    parts = []
-    for e in leaves:
-        msg = str(e) or repr(e)
-        status = getattr(getattr(e, "response", None), "status_code", None)
-        if status is not None and str(status) not in msg:
-            msg = f"HTTP {status}: {msg}"
-        parts.append(f"{type(e).__name__}: {msg}")
-    return "; ".join(parts)
+from py_report import list_call_read_prompt, parse_json_options, probe_arguments, report_run
 
 
 async def steps(session: ClientSession, opts: argparse.Namespace, out: dict[str, Any]) -> None:
@@ -85,28 +42,7 @@ async def steps(session: ClientSession, opts: argparse.Namespace, out: dict[str,
     out["era"] = "legacy"
     out["server"] = init.serverInfo.name
 
-    out["failed_step"] = "tools/list"
-    out["tools"] = [t.name for t in (await session.list_tools()).tools]
-
-    if opts.tool:
-        out["failed_step"] = "tools/call"
-        r = await session.call_tool(opts.tool, opts.args)
-        out["call"] = {
-            "name": opts.tool,
-            "is_error": bool(r.isError),
-            "texts": [x.text for x in r.content if isinstance(getattr(x, "text", None), str)],
-            "types": [getattr(x, "type", type(x).__name__) for x in r.content],
-            "structured": r.structuredContent,
-        }
-    if opts.resource:
-        out["failed_step"] = "resources/read"
-        rr = await session.read_resource(opts.resource)
-        out["resource"] = [resource_text(x) for x in rr.contents]
-    if opts.prompt:
-        out["failed_step"] = "prompts/get"
-        pr = await session.get_prompt(opts.prompt, opts.prompt_args)
-        out["prompt"] = [content_text(m.content) for m in pr.messages]
-    out["failed_step"] = "close"
+    await list_call_read_prompt(session, opts, out)
 
 
 async def run(opts: argparse.Namespace, out: dict[str, Any]) -> None:
@@ -129,24 +65,10 @@ async def run(opts: argparse.Namespace, out: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("url")
-    ap.add_argument("--transport", choices=["streamable", "sse"], default="streamable")
+    ap = probe_arguments(__doc__)
     ap.add_argument("--mode", choices=["legacy"], default="legacy", help="1.x only knows initialize")
-    ap.add_argument("--tool", default="test_simple_text")
-    ap.add_argument("--args", default="{}")
-    ap.add_argument("--resource", default="test://static-text")
-    ap.add_argument("--prompt", default="test_simple_prompt")
-    ap.add_argument("--prompt-args", default=None)
-    ap.add_argument("--timeout", type=float, default=60.0)
     opts = ap.parse_args()
-    try:
-        opts.args = json.loads(opts.args)
-        opts.prompt_args = json.loads(opts.prompt_args) if opts.prompt_args else None
-        if not isinstance(opts.args, dict) or (opts.prompt_args is not None and not isinstance(opts.prompt_args, dict)):
-            raise ValueError("must be a JSON object")
-    except ValueError as e:
-        print(f"py_client_v1.py: bad --args/--prompt-args: {e}", file=sys.stderr)
+    if not parse_json_options("py_client_v1.py", opts):
         return 2
 
     out: dict[str, Any] = {
@@ -154,26 +76,7 @@ def main() -> int:
         "protocol": None, "era": None, "server": None, "session_id": None, "tools": None, "call": None,
         "resource": None, "prompt": None,
     }
-
-    async def guarded() -> None:
-        with anyio.fail_after(opts.timeout):
-            await run(opts, out)
-
-    try:
-        asyncio.run(guarded())
-        out["ok"] = True
-        print(json.dumps(out, default=str))
-        return 0
-    except BaseException as e:  # noqa: BLE001
-        if isinstance(e, KeyboardInterrupt):
-            raise
-        reason = "timeout after %gs" % opts.timeout if isinstance(e, TimeoutError) else describe(e)
-        out["error"] = reason
-        if os.environ.get("PY_CLIENT_TRACEBACK"):
-            traceback.print_exc()
-        print(f"py_client_v1.py: failed at {out.get('failed_step')}: {reason}", file=sys.stderr)
-        print(json.dumps(out, default=str))
-        return 1
+    return report_run("py_client_v1.py", opts.timeout, out, lambda: run(opts, out))
 
 
 if __name__ == "__main__":

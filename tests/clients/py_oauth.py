@@ -60,6 +60,7 @@ from mcp import Client
 from mcp.client.auth import OAuthClientProvider, TokenStorage
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from py_report import describe
 
 CODE_RE = re.compile(r"<p class=code id=code>([^<]+)</p>")
 REFRESH_RE = re.compile(r'http-equiv=refresh content="\d+;url=([^"]+)"')
@@ -250,21 +251,6 @@ async def run(opts: argparse.Namespace, out: dict[str, Any], rec: Recorder) -> N
     await anyio.sleep(max(0.0, expiry - time.time() + 0.3))
     out["expired_before_phase_2"] = not oauth.context.is_token_valid()
     out["phases"].append(await session(opts.url, oauth, rec, opts.tool))
-
-
-def describe(exc: BaseException) -> str:
-    leaves: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        subs = getattr(e, "exceptions", None)
-        if subs:
-            for s in subs:
-                walk(s)
-        else:
-            leaves.append(e)
-
-    walk(exc)
-    return "; ".join(f"{type(e).__name__}: {e or repr(e)}" for e in leaves)
 
 
 def main() -> int:

@@ -20,7 +20,7 @@
 // `data:` of every SSE event (SSE events also listed in "events" as {id, event, data}, data
 // parsed as JSON when it is, null when empty, as in a priming event). At most
 // 4 MiB of a body is recorded; the rest still flows through. One change is made to what
-// flows: in the first event of an SSE response, an `endpoint` event (the legacy HTTP+SSE
+// flows: in the first event of an SSE response, an `endpoint` event (the older HTTP+SSE
 // transport's POST URL), an absolute URL on UPSTREAM_ORIGIN is rewritten to this proxy's
 // origin, so the client's POSTs pass through the tap too ("rewrote_endpoint": true).
 //
@@ -34,6 +34,7 @@
 // one, when a request other than server/discover did; else null.
 import fs from 'node:fs';
 import http from 'node:http';
+import { SseParser, parseJson } from './sse_events.mjs';
 
 const PROTOCOL_META = 'io.modelcontextprotocol/protocolVersion';
 const MAX_RECORD = 4 * 1024 * 1024;
@@ -45,10 +46,6 @@ const usage = (msg) => {
   console.error(`tap_proxy.mjs: ${msg}\nusage: node tap_proxy.mjs UPSTREAM_ORIGIN --log FILE [--port N]\n` +
     '       node tap_proxy.mjs --summarize FILE [--wait SECONDS]');
   process.exit(2);
-};
-
-const parseJson = (text) => {
-  try { return JSON.parse(text); } catch { return text; }
 };
 
 /** The records of a log file, merged per exchange (request fields + done fields). */
@@ -68,14 +65,14 @@ const readLog = (file) => {
 const summarize = (records) => {
   const rpcs = (r) => (Array.isArray(r.rpc) ? r.rpc : r.rpc && typeof r.rpc === 'object' ? [r.rpc] : []);
   const isAnswer = (m, id) => m && typeof m === 'object' && m.id === id && ('result' in m || 'error' in m);
-  // Streamable HTTP answers in the request's own response; legacy HTTP+SSE on the GET stream.
+  // Streamable HTTP answers in the request's own response; HTTP+SSE on the GET stream.
   const answer = (r, id) => (r.messages ?? []).find((m) => isAnswer(m, id))
     ?? records.flatMap((x) => x.messages ?? []).find((m) => isAnswer(m, id));
   const methods = [];
   let initialize = 0;
   let discover = null;
-  let legacyProtocol = null;
-  let modernProtocol = null;
+  let handshakeProtocol = null;
+  let statelessProtocol = null;
   const sessionIds = new Set();
   for (const r of records) {
     const sid = r.headers?.['mcp-session-id'] ?? r.response_headers?.['mcp-session-id'];
@@ -87,52 +84,20 @@ const summarize = (records) => {
       const a = m.id !== undefined ? answer(r, m.id) : undefined;
       if (m.method === 'initialize') {
         initialize += 1;
-        if (a?.result?.protocolVersion) legacyProtocol = a.result.protocolVersion;
+        if (a?.result?.protocolVersion) handshakeProtocol = a.result.protocolVersion;
       } else if (m.method === 'server/discover') {
         discover = { status: r.status ?? null, ...(a ? ('result' in a ? { result: a.result } : { error: a.error }) : {}) };
       } else if (m.params?._meta?.[PROTOCOL_META]) {
-        modernProtocol = m.params._meta[PROTOCOL_META];
+        statelessProtocol = m.params._meta[PROTOCOL_META];
       }
     }
   }
-  const era = legacyProtocol ? 'legacy' : modernProtocol ? 'modern' : null;
+  const era = handshakeProtocol ? 'legacy' : statelessProtocol ? 'modern' : null;
   return {
     exchanges: records.length, methods, initialize, discover, era,
-    protocol: legacyProtocol ?? modernProtocol ?? null, session_ids: [...sessionIds],
+    protocol: handshakeProtocol ?? statelessProtocol ?? null, session_ids: [...sessionIds],
   };
 };
-
-/** Incremental text/event-stream parser: feed() text, get whole events back. */
-class SseParser {
-  constructor() { this.buf = ''; }
-  feed(text) {
-    this.buf += text.replace(/\r\n?/g, '\n');
-    const events = [];
-    let cut;
-    while ((cut = this.buf.indexOf('\n\n')) !== -1) {
-      const block = this.buf.slice(0, cut);
-      this.buf = this.buf.slice(cut + 2);
-      let id = null;
-      let event = null;
-      const data = [];
-      let any = false;
-      for (const line of block.split('\n')) {
-        if (line === '' || line.startsWith(':')) continue;
-        const colon = line.indexOf(':');
-        const field = colon === -1 ? line : line.slice(0, colon);
-        let value = colon === -1 ? '' : line.slice(colon + 1);
-        if (value.startsWith(' ')) value = value.slice(1);
-        any = true;
-        if (field === 'id') id = value;
-        else if (field === 'event') event = value;
-        else if (field === 'data') data.push(value);
-      }
-      const joined = data.join('\n');
-      if (any) events.push({ id, event, data: joined === '' ? null : joined });
-    }
-    return events;
-  }
-}
 
 const pick = (headers, keys) => {
   const out = {};
@@ -202,7 +167,7 @@ const server = http.createServer((req, res) => {
         const sse = /^text\/event-stream/i.test(done.content_type ?? '') ? new SseParser() : null;
         const jsonParts = [];
         let recorded = 0;
-        // The legacy HTTP+SSE transport names its POST URL in a first `endpoint` event; an
+        // The HTTP+SSE transport names its POST URL in a first `endpoint` event; an
         // absolute URL on the upstream's origin is pointed at this proxy instead, so the
         // client's messages pass here too (and clients that insist on one origin accept it).
         let head = sse ? '' : null;

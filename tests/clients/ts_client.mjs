@@ -7,7 +7,8 @@
 // <repo>/.test-deps/node/node_modules, installed by tests/deps/install.sh).
 //
 // The 1.x SDK only knows the initialize handshake (protocol versions up to 2025-11-25; no
-// server/discover, no 2026-07-28), so "era" is always "legacy".
+// server/discover, no 2026-07-28), so "era" is always "legacy" (the handshake revisions; the
+// value the other probes report for them).
 //
 // Streamable HTTP (default):
 //   1. initialize (new session), list tools, call --tool (default test_simple_text, args {}),
@@ -31,7 +32,7 @@
 //      and the result (10 s limit; a failure is reported, not fatal);
 //   6. terminateSession() (HTTP DELETE), then a request on a fresh transport with the old
 //      session id must fail -> after_delete_error / after_delete_status (success = failure).
-// Legacy SSE (--sse; URL is the SSE endpoint, e.g. http://host/sse): initialize, list tools,
+// HTTP+SSE (--sse; URL is the SSE endpoint, e.g. http://host/sse): initialize, list tools,
 //   call --tool, read --resource, get --prompt, close.
 // Empty --resource / --prompt / --progress-tool skips that step.
 //
@@ -55,60 +56,32 @@
 // On failure: "ok": false, "error", "failed_step", the reason on stderr, exit 1 (2 = bad usage).
 // A tool result with isError=true is an observation (call.is_error), not a failure.
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
+import { parseJson, splitSseEvents } from './sse_events.mjs';
+import { Probe, callSummary, clientInfo, errText, nodeModules, parseArgs, requestInit } from './ts_probe.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const sdkRoot = path.join(
-  process.env.TS_SDK_DIR || path.join(here, '..', '..', '.test-deps', 'node', 'node_modules'),
-  '@modelcontextprotocol', 'sdk', 'dist', 'esm');
+const SCRIPT = 'ts_client.mjs';
+const sdkRoot = path.join(nodeModules, '@modelcontextprotocol', 'sdk', 'dist', 'esm');
 const load = (p) => import(pathToFileURL(path.join(sdkRoot, p)).href);
 
-// ---------------------------------------------------------------- arguments
-const argv = process.argv.slice(2);
-const opts = { sse: false, tool: 'test_simple_text', args: {}, resource: 'test://static-text',
-  prompt: 'test_simple_prompt', progressTool: 'test_tool_with_progress', progressArgs: {}, replay: true,
-  interrupt: false, timeout: 60 };
-let url;
-const usage = (msg) => {
-  console.error(`ts_client.mjs: ${msg}\nusage: node ts_client.mjs URL [--sse] [--tool NAME] [--args JSON] ` +
-    '[--resource URI] [--prompt NAME] [--progress-tool NAME] [--progress-args JSON] [--no-replay] ' +
-    '[--interrupt] [--timeout S]');
-  process.exit(2);
-};
-const json = (s, what) => {
-  try { const v = JSON.parse(s); if (v && typeof v === 'object' && !Array.isArray(v)) return v; } catch {}
-  return usage(`${what} must be a JSON object`);
-};
-for (let i = 0; i < argv.length; i++) {
-  const a = argv[i];
-  const val = () => { if (i + 1 >= argv.length) usage(`${a} needs a value`); return argv[++i]; };
-  switch (a) {
-    case '--sse': opts.sse = true; break;
-    case '--tool': opts.tool = val(); break;
-    case '--args': opts.args = json(val(), '--args'); break;
-    case '--resource': opts.resource = val(); break;
-    case '--prompt': opts.prompt = val(); break;
-    case '--progress-tool': opts.progressTool = val(); break;
-    case '--progress-args': opts.progressArgs = json(val(), '--progress-args'); break;
-    case '--no-replay': opts.replay = false; break;
-    case '--interrupt': opts.interrupt = true; break;
-    case '--timeout': opts.timeout = Number(val()); break;
-    default:
-      if (a.startsWith('--') || url) usage(`unexpected argument ${a}`);
-      url = a;
-  }
-}
-if (!url) usage('URL is required');
-try { url = new URL(url); } catch { usage(`bad URL ${url}`); }
+const { url, opts } = parseArgs(SCRIPT,
+  'URL [--sse] [--tool NAME] [--args JSON] [--resource URI] [--prompt NAME] [--progress-tool NAME] ' +
+  '[--progress-args JSON] [--no-replay] [--interrupt] [--timeout S]',
+  {
+    '--sse': ['sse', true], '--tool': ['tool', 'text'], '--args': ['args', 'json'],
+    '--resource': ['resource', 'text'], '--prompt': ['prompt', 'text'],
+    '--progress-tool': ['progressTool', 'text'], '--progress-args': ['progressArgs', 'json'],
+    '--no-replay': ['replay', false], '--interrupt': ['interrupt', true],
+  },
+  { sse: false, tool: 'test_simple_text', args: {}, resource: 'test://static-text', prompt: 'test_simple_prompt',
+    progressTool: 'test_tool_with_progress', progressArgs: {}, replay: true, interrupt: false });
 
-// ---------------------------------------------------------------- state and helpers
 const out = {
   ok: false, client: 'ts-sdk', transport: opts.sse ? 'sse' : 'streamable', era: 'legacy', server: null,
   protocol: null, session_id: null, tools: null, tool_names: null, call: null, resource: null, prompt: null,
 };
-let step = 'load-sdk';
-const http = [];
-let lastStatus = null;
+const probe = new Probe(SCRIPT, out, opts.timeout);
+const info = clientInfo('tunnel-e2e-ts-client');
 
 // ---------------------------------------------------------------- SSE recording and cutting
 // While `recording` is an array, every SSE response gets an entry {method, last_event_id,
@@ -116,38 +89,6 @@ let lastStatus = null;
 // answered with an SSE stream is cut after its first event that carries data.
 let recording = null;
 let cutNext = null;
-const parseData = (d) => {
-  if (d === null) return null;
-  try { return JSON.parse(d); } catch { return d; }
-};
-/** Splits complete SSE events off `text`; returns [events with their end offsets, rest offset]. */
-const sseEvents = (text) => {
-  const events = [];
-  let start = 0;
-  let cut;
-  while ((cut = text.indexOf('\n\n', start)) !== -1) {
-    let id = null;
-    let event = null;
-    const data = [];
-    let any = false;
-    for (const line of text.slice(start, cut).split('\n')) {
-      if (line === '' || line.startsWith(':')) continue;
-      const colon = line.indexOf(':');
-      const field = colon === -1 ? line : line.slice(0, colon);
-      let value = colon === -1 ? '' : line.slice(colon + 1);
-      if (value.startsWith(' ')) value = value.slice(1);
-      any = true;
-      if (field === 'id') id = value;
-      else if (field === 'event') event = value;
-      else if (field === 'data') data.push(value);
-    }
-    start = cut + 2;
-    // An empty data buffer is no message (a priming event; EventSource dispatches nothing).
-    const joined = data.join('\n');
-    if (any) events.push({ id, event, data: joined === '' ? null : joined, end: start });
-  }
-  return [events, start];
-};
 /** A body stream that records the SSE events of `body` into `rec.events` and, with `cut`,
  *  delivers everything up to the end of the first event carrying data, then fails. */
 const instrumentSse = (body, rec, cut) => {
@@ -172,10 +113,10 @@ const instrumentSse = (body, rec, cut) => {
       }
       const fresh = decoder.decode(chunk.value, { stream: true }).replace(/\r\n?/g, '\n');
       const text = pending + fresh;
-      const [events, rest] = sseEvents(text);
+      const [events, rest] = splitSseEvents(text);
       let deliverTo = text.length;
       for (const ev of events) {
-        rec.events.push({ id: ev.id, event: ev.event, data: parseData(ev.data) });
+        rec.events.push({ id: ev.id, event: ev.event, data: ev.data === null ? null : parseJson(ev.data) });
         if (cut && !stopped && ev.data !== null) {
           stopped = true;
           deliverTo = ev.end;
@@ -188,7 +129,7 @@ const instrumentSse = (body, rec, cut) => {
       if (stopped) {
         // Let the SDK's parser take that event first, then drop the connection.
         setTimeout(() => {
-          controller.error(new TypeError('terminated: connection lost (simulated by ts_client.mjs)'));
+          controller.error(new TypeError(`terminated: connection lost (simulated by ${SCRIPT})`));
           reader.cancel().catch(() => {});
         }, 150);
         return undefined;
@@ -202,18 +143,10 @@ const instrumentSse = (body, rec, cut) => {
   });
 };
 const loggingFetch = async (input, init) => {
-  const method = init?.method ?? 'GET';
-  let r;
-  try {
-    r = await fetch(input, init);
-    lastStatus = r.status;
-    http.push(`${method} ${r.status}`);
-  } catch (e) {
-    http.push(`${method} ERR`);
-    throw e;
-  }
+  const r = await probe.fetch(input, init);
   const isSse = /^text\/event-stream/i.test(r.headers.get('content-type') ?? '');
   if (!isSse || !r.body || (!recording && !cutNext)) return r;
+  const method = init?.method ?? 'GET';
   const headers = new Headers(init?.headers);
   const rec = { method, last_event_id: headers.get('last-event-id'), status: r.status, events: [] };
   recording?.push(rec);
@@ -233,74 +166,26 @@ const within = async (p, ms, what) => {
     clearTimeout(to);
   }
 };
-const requestInit = process.env.MCP_BEARER
-  ? { headers: { Authorization: `Bearer ${process.env.MCP_BEARER}` } } : undefined;
-const info = { name: 'tunnel-e2e-ts-client', version: '0.1.0' };
-const summarize = (name, r) => ({
-  name,
-  is_error: Boolean(r.isError),
-  texts: (r.content ?? []).filter((c) => typeof c.text === 'string').map((c) => c.text),
-  types: (r.content ?? []).map((c) => c.type),
-});
-const resourceTexts = (rr) => rr.contents.map((c) =>
-  typeof c.text === 'string' ? c.text : `[blob ${c.blob ? c.blob.length : 0} base64 chars]`);
-const promptTexts = (pr) => pr.messages.map((m) =>
-  typeof m.content?.text === 'string' ? m.content.text
-    : typeof m.content?.resource?.text === 'string' ? m.content.resource.text : `[${m.content?.type}]`);
-const errText = (e) => {
-  let s = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-  if (e?.cause) s += ` (cause: ${e.cause.code ?? e.cause.message ?? e.cause})`;
-  return e?.code !== undefined && !s.includes(String(e.code)) ? `${s} (code ${e.code})` : s;
-};
-const finish = (code, error) => {
-  out.http = http;
-  if (error !== undefined) {
-    out.ok = false;
-    out.failed_step = step;
-    out.error = error;
-    console.error(`ts_client.mjs: failed at ${step}: ${error}`);
-  } else {
-    out.ok = true;
-  }
-  console.log(JSON.stringify(out));
-  process.exit(code);
-};
-const timer = setTimeout(() => finish(1, `timeout after ${opts.timeout}s`), opts.timeout * 1000);
-process.on('unhandledRejection', (e) => finish(1, `unhandled rejection: ${errText(e)}`));
 
 // ---------------------------------------------------------------- run
-try {
+await probe.main(async () => {
   const { Client } = await load('client/index.js');
   const { CallToolResultSchema } = await load('types.js');
 
   if (opts.sse) {
     const { SSEClientTransport } = await load('client/sse.js');
-    step = 'connect';
+    probe.step = 'connect';
     const t = new SSEClientTransport(url, { requestInit, fetch: loggingFetch });
     const c = new Client(info, { capabilities: {} });
     await c.connect(t);
     out.server = c.getServerVersion()?.name ?? null;
     out.protocol = t.protocolVersion ?? t._protocolVersion ?? null;
-    step = 'tools/list';
-    const tools = (await c.listTools()).tools;
+    const tools = await probe.listCallReadPrompt(c, opts);
     out.tools = tools.length;
     out.tool_names = tools.map((x) => x.name);
-    if (opts.tool) {
-      step = 'tools/call';
-      out.call = summarize(opts.tool, await c.callTool({ name: opts.tool, arguments: opts.args }));
-    }
-    if (opts.resource) {
-      step = 'resources/read';
-      out.resource = resourceTexts(await c.readResource({ uri: opts.resource }));
-    }
-    if (opts.prompt) {
-      step = 'prompts/get';
-      out.prompt = promptTexts(await c.getPrompt({ name: opts.prompt }));
-    }
-    step = 'close';
+    probe.step = 'close';
     await c.close();
-    clearTimeout(timer);
-    finish(0);
+    return;
   }
 
   const { StreamableHTTPClientTransport } = await load('client/streamableHttp.js');
@@ -310,7 +195,7 @@ try {
     new StreamableHTTPClientTransport(url, { requestInit, fetch: loggingFetch, reconnectionOptions, ...extra });
 
   // 1. new session
-  step = 'connect';
+  probe.step = 'connect';
   const t1 = newTransport();
   const c1 = new Client(info, { capabilities: {} });
   await c1.connect(t1);
@@ -319,29 +204,16 @@ try {
   out.session_id = sessionId ?? null;
   out.protocol = protocolVersion ?? null;
   out.server = c1.getServerVersion()?.name ?? null;
-  step = 'tools/list';
-  const tools = (await c1.listTools()).tools;
+  const tools = await probe.listCallReadPrompt(c1, opts);
   out.tools = tools.length;
   out.tool_names = tools.map((x) => x.name);
-  if (opts.tool) {
-    step = 'tools/call';
-    out.call = summarize(opts.tool, await c1.callTool({ name: opts.tool, arguments: opts.args }));
-  }
-  if (opts.resource) {
-    step = 'resources/read';
-    out.resource = resourceTexts(await c1.readResource({ uri: opts.resource }));
-  }
-  if (opts.prompt) {
-    step = 'prompts/get';
-    out.prompt = promptTexts(await c1.getPrompt({ name: opts.prompt }));
-  }
 
   // 2. progress + SSE event ids
   out.progress = [];
   out.event_ids = [];
   out.progress_stream = [];
   if (opts.progressTool) {
-    step = 'tools/call (progress)';
+    probe.step = 'tools/call (progress)';
     recording = [];
     const r = await c1.request(
       { method: 'tools/call', params: { name: opts.progressTool, arguments: opts.progressArgs } },
@@ -351,28 +223,28 @@ try {
         onresumptiontoken: (tok) => out.event_ids.push(tok),
         resetTimeoutOnProgress: true,
       });
-    out.progress_call = summarize(opts.progressTool, r);
+    out.progress_call = callSummary(opts.progressTool, r);
     out.progress_stream = recording.filter((x) => x.method === 'POST').flatMap((x) => x.events);
     recording = null;
   }
 
   // 3. drop the connection without DELETE, resume the session on a new transport
-  step = 'close first transport';
+  probe.step = 'close first transport';
   await t1.close();
   if (!sessionId) throw new Error('server issued no Mcp-Session-Id: session resumption impossible');
-  step = 'resume session';
+  probe.step = 'resume session';
   const t2 = newTransport({ sessionId });
   const c2 = new Client(info, { capabilities: {} });
   await c2.connect(t2); // skips initialize because the transport already has a session id
   if (protocolVersion) t2.setProtocolVersion(protocolVersion);
-  step = 'tools/call (resumed session)';
+  probe.step = 'tools/call (resumed session)';
   const resumedTool = opts.tool || 'test_simple_text';
-  out.resumed_call = summarize(resumedTool, await c2.callTool({ name: resumedTool, arguments: opts.tool ? opts.args : {} }));
+  out.resumed_call = callSummary(resumedTool, await c2.callTool({ name: resumedTool, arguments: opts.tool ? opts.args : {} }));
 
   // 4. replay of the finished progress stream via Last-Event-ID (the SDK's resumptionToken)
   out.replay = { attempted: false };
   if (opts.replay && opts.progressTool && out.event_ids.length) {
-    step = 'replay (Last-Event-ID)';
+    probe.step = 'replay (Last-Event-ID)';
     out.replay = { attempted: true, last_event_id: out.event_ids[0] };
     recording = [];
     try {
@@ -383,7 +255,7 @@ try {
           { resumptionToken: out.event_ids[0], onresumptiontoken: () => {} }),
         10000, 'no replayed response');
       out.replay.ok = true;
-      out.replay.call = summarize(opts.progressTool, r);
+      out.replay.call = callSummary(opts.progressTool, r);
     } catch (e) {
       out.replay.ok = false;
       out.replay.error = errText(e);
@@ -398,7 +270,7 @@ try {
   // 5. a progress call whose stream is cut after its first message: the SDK resumes it
   out.interrupted = { attempted: false };
   if (opts.interrupt && opts.progressTool) {
-    step = 'interrupted stream';
+    probe.step = 'interrupted stream';
     const it = { attempted: true, cut: false, cut_after_id: null, event_ids: [], progress: [] };
     out.interrupted = it;
     recording = [];
@@ -422,7 +294,7 @@ try {
         unresumable]),
         10000, 'no result after the cut');
       it.ok = true;
-      it.call = summarize(opts.progressTool, r);
+      it.call = callSummary(opts.progressTool, r);
     } catch (e) {
       it.ok = false;
       it.error = errText(e);
@@ -437,34 +309,29 @@ try {
   }
 
   // 6. DELETE, then the old id must be dead
-  step = 'terminateSession (DELETE)';
-  const before = http.length;
+  probe.step = 'terminateSession (DELETE)';
+  const before = probe.http.length;
   await t2.terminateSession();
-  out.delete_status = http.length > before ? Number(http[http.length - 1].split(' ')[1]) || null : null;
+  out.delete_status = probe.http.length > before ? Number(probe.http[probe.http.length - 1].split(' ')[1]) || null : null;
   await t2.close().catch(() => {});
-  step = 'request after DELETE';
+  probe.step = 'request after DELETE';
   const t3 = newTransport({ sessionId });
   const c3 = new Client(info, { capabilities: {} });
   await c3.connect(t3);
   if (protocolVersion) t3.setProtocolVersion(protocolVersion);
-  lastStatus = null;
+  probe.lastStatus = null;
   let alive = false;
   try {
     await c3.listTools();
     alive = true;
   } catch (e) {
     out.after_delete_error = errText(e);
-    out.after_delete_status = lastStatus;
+    out.after_delete_status = probe.lastStatus;
   }
   await t3.close().catch(() => {});
   if (alive) {
     out.after_delete_error = null;
-    out.after_delete_status = lastStatus;
-    throw new Error(`a request with the deleted session id ${sessionId} still succeeded (HTTP ${lastStatus})`);
+    out.after_delete_status = probe.lastStatus;
+    throw new Error(`a request with the deleted session id ${sessionId} still succeeded (HTTP ${probe.lastStatus})`);
   }
-  clearTimeout(timer);
-  finish(0);
-} catch (e) {
-  clearTimeout(timer);
-  finish(1, errText(e));
-}
+});

@@ -2,46 +2,19 @@
 //! (headless, through the pinned playwright-core) against a page the relay serves, and
 //! reporting one JSON line per step.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::{Deps, repo_root};
-
-/// Sends SIGKILL to a process group this test created (with `process_group(0)`).
-pub fn kill_group(pid: u32) {
-    // SAFETY: signalling a process group the test created.
-    unsafe {
-        libc::kill(-(pid as i32), libc::SIGKILL);
-    }
-}
-
-/// Reads a child's stdout lines on a thread.
-pub fn line_reader(child: &mut Child) -> mpsc::Receiver<String> {
-    let out = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
+use crate::clients::deps;
+use crate::process::{Proc, repo_root};
 
 /// A driver script running in the background, and its JSON lines.
 pub struct Browser {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    stderr: PathBuf,
+    proc: Proc,
     wait: Duration,
-    _dir: tempfile::TempDir,
 }
 
 impl Browser {
@@ -55,7 +28,7 @@ impl Browser {
         timeout_secs: u32,
         wait: Duration,
     ) -> Self {
-        let deps = Deps::get();
+        let deps = deps();
         let node_modules = PathBuf::from(deps.var("TS_SDK_DIR"));
         assert!(
             node_modules.join("playwright-core/package.json").exists(),
@@ -67,8 +40,6 @@ impl Browser {
             Path::new(&chromium).exists(),
             "{chromium} is missing: run tests/deps/system.sh (Debian's chromium)"
         );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let stderr = dir.path().join("driver.err");
         let mut cmd = Command::new(deps.var("NODE22"));
         cmd.arg(repo_root().join("tests/clients").join(script))
             .arg(mode)
@@ -76,31 +47,19 @@ impl Browser {
             .args(args)
             .args(["--timeout", &timeout_secs.to_string()])
             .env("TS_SDK_DIR", &node_modules)
-            .env("CHROMIUM", &chromium)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("driver stderr"));
-        {
-            use std::os::unix::process::CommandExt;
-            cmd.process_group(0);
-        }
-        let mut child = cmd.spawn().expect("start the browser driver");
-        let lines = line_reader(&mut child);
+            .env("CHROMIUM", &chromium);
         Self {
-            child,
-            lines,
-            stderr,
+            proc: Proc::start(cmd, "driver"),
             wait,
-            _dir: dir,
         }
     }
 
     /// The next JSON line; panics with the driver's stderr on timeout or a failure report.
     pub fn report(&mut self) -> Value {
-        let line = self.lines.recv_timeout(self.wait).unwrap_or_else(|e| {
+        let line = self.proc.next_line(self.wait).unwrap_or_else(|| {
             panic!(
-                "the browser driver said nothing more ({e}); stderr: {}",
-                std::fs::read_to_string(&self.stderr).unwrap_or_default()
+                "the browser driver said nothing more; stderr: {}",
+                self.proc.log_text()
             )
         });
         let v: Value = serde_json::from_str(&line)
@@ -109,7 +68,7 @@ impl Browser {
             v["ok"],
             json!(false),
             "the browser driver failed: {v:#}\nstderr: {}",
-            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+            self.proc.log_text()
         );
         v
     }
@@ -125,22 +84,59 @@ impl Browser {
     pub fn finish(mut self) -> Value {
         let v = self.report();
         assert_eq!(v["ok"], json!(true), "expected the final report: {v:#}");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "the driver exited with {status}");
-                return v;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match self.proc.wait_exit(Duration::from_secs(15)) {
+            Some(0) => v,
+            Some(code) => panic!("the driver exited with {code}"),
+            None => panic!("the browser driver did not exit after its report"),
         }
-        panic!("the browser driver did not exit after its report");
     }
 }
 
-impl Drop for Browser {
-    fn drop(&mut self) {
-        kill_group(self.child.id());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A response header from a driver report (`headers` with lower-case names), `""` when
+/// absent.
+pub fn header<'a>(doc: &'a Value, name: &str) -> &'a str {
+    doc["headers"][name].as_str().unwrap_or("")
+}
+
+/// The frame called `name` in the report of a driver's `frame` mode, which must also show
+/// its `control` frame rendered (frames do render in this browser).
+pub fn frame<'a>(done: &'a Value, name: &str) -> &'a Value {
+    let frames = done["frames"].as_array().expect("frames");
+    let named = |name: &str| {
+        frames
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no frame {name}: {done:#}"))
+    };
+    assert!(
+        named("control")["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("control frame rendered")),
+        "frames render in this browser: {done:#}"
+    );
+    named(name)
+}
+
+/// The document the browser fetched from `url`, from a driver's report.
+pub fn document<'a>(done: &'a Value, url: &str) -> &'a Value {
+    done["documents"]
+        .as_array()
+        .expect("documents")
+        .iter()
+        .find(|d| d["url"] == url)
+        .unwrap_or_else(|| panic!("the browser did not fetch {url}: {done:#}"))
+}
+
+/// Of the forms `forms` (from a driver's report), the `field` (`type`, `name`, `text`) of
+/// every entry in their `list` (`inputs`, `buttons`).
+pub fn form_values<'a>(
+    forms: impl IntoIterator<Item = &'a Value>,
+    list: &str,
+    field: &str,
+) -> Vec<&'a str> {
+    forms
+        .into_iter()
+        .flat_map(|f| f[list].as_array().into_iter().flatten())
+        .filter_map(|entry| entry[field].as_str())
+        .collect()
 }

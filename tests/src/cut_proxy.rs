@@ -18,7 +18,7 @@ pub struct CutProxy {
 }
 
 impl CutProxy {
-    /// Starts forwarding to `target` (a relay's address; see [`addr_of`]).
+    /// Starts forwarding to `target` (a relay's address; see [`crate::ports::addr_of`]).
     pub async fn start(target: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
@@ -75,12 +75,4 @@ impl Drop for CutProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// `host:port` of a base URL such as `http://127.0.0.1:1234`.
-pub fn addr_of(base: &str) -> SocketAddr {
-    base.trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .expect("relay base URL is http://<ip>:<port>")
 }

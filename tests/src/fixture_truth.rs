@@ -8,7 +8,12 @@ use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
-use crate::bin;
+use crate::process::bin;
+
+/// What the fixture's `test_simple_text` tool answers.
+pub const SIMPLE_TEXT: &str = "This is a simple text response for testing.";
+/// The text of the fixture's `test://static-text` resource.
+pub const STATIC_TEXT: &str = "This is the content of the static text resource.";
 
 /// What the fixture itself lists and answers.
 pub struct FixtureTruth {
