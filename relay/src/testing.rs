@@ -20,3 +20,9 @@ pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     }
     h
 }
+
+/// An answer's body as JSON.
+pub async fn json_body(r: axum::response::Response) -> serde_json::Value {
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}

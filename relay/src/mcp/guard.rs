@@ -111,8 +111,7 @@ mod tests {
             .headers()
             .get(header::WWW_AUTHENTICATE)
             .map(|v| v.to_str().unwrap().to_owned());
-        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let v = crate::testing::json_body(r).await;
         assert_eq!(v["error"]["code"], INVALID_REQUEST, "{v}");
         (
             status,

@@ -181,11 +181,8 @@ mod tests {
     }
 
     async fn answer(off: &Offline, body: serde_json::Value) -> (StatusCode, serde_json::Value) {
-        use http_body_util::BodyExt;
         let r = post(off, &serde_json::to_vec(&body).unwrap());
-        let status = r.status();
-        let bytes = r.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap())
+        (r.status(), crate::testing::json_body(r).await)
     }
 
     #[tokio::test]

@@ -375,6 +375,26 @@ async fn forward(
     }
 }
 
+/// The frame of a request's exchange (the tunnel numbers it when it opens the exchange).
+fn request(
+    kind: RequestKind,
+    principal: String,
+    session: Option<String>,
+    protocol_version: Option<String>,
+    last_event_id: Option<String>,
+    body: Bytes,
+) -> Request {
+    Request {
+        exchange: 0,
+        kind,
+        session,
+        protocol_version,
+        last_event_id,
+        principal,
+        body,
+    }
+}
+
 /// An admitted `/<name>/mcp` request: where it goes, who sent it, and its session and
 /// protocol headers.
 struct McpRequest {
@@ -448,15 +468,14 @@ async fn post_mcp(
         Target::Live(t) => t,
         Target::Offline(off) => return Ok(offline::post(&off, &body)),
     };
-    let req = Request {
-        exchange: 0,
-        kind: RequestKind::Post,
-        session: c.session,
-        protocol_version: c.protocol_version,
-        last_event_id: None,
-        principal: c.principal,
+    let req = request(
+        RequestKind::Post,
+        c.principal,
+        c.session,
+        c.protocol_version,
+        None,
         body,
-    };
+    );
     Ok(forward(
         &state,
         tunnel,
@@ -486,15 +505,14 @@ async fn get_mcp(
         Target::Live(t) => t,
         Target::Offline(_) => return Ok(keepalive_only(state.config.keepalive)),
     };
-    let req = Request {
-        exchange: 0,
-        kind: RequestKind::Get,
-        session: c.session,
-        protocol_version: c.protocol_version,
+    let req = request(
+        RequestKind::Get,
+        c.principal,
+        c.session,
+        c.protocol_version,
         last_event_id,
-        principal: c.principal,
-        body: Bytes::new(),
-    };
+        Bytes::new(),
+    );
     Ok(forward(&state, tunnel, req, SseStyle::Streamable, None, true).await)
 }
 
@@ -508,15 +526,14 @@ async fn delete_mcp(
         Target::Live(t) => t,
         Target::Offline(off) => return Err(offline::unavailable(&off)),
     };
-    let req = Request {
-        exchange: 0,
-        kind: RequestKind::Delete,
-        session: c.session,
-        protocol_version: c.protocol_version,
-        last_event_id: None,
-        principal: c.principal,
-        body: Bytes::new(),
-    };
+    let req = request(
+        RequestKind::Delete,
+        c.principal,
+        c.session,
+        c.protocol_version,
+        None,
+        Bytes::new(),
+    );
     Ok(forward(&state, tunnel, req, SseStyle::Streamable, None, true).await)
 }
 
@@ -530,15 +547,14 @@ async fn get_sse(
         Target::Live(t) => t,
         Target::Offline(off) => return Err(offline::unavailable(&off)),
     };
-    let req = Request {
-        exchange: 0,
-        kind: RequestKind::HttpSseOpen,
-        session: None,
-        protocol_version: None,
-        last_event_id: None,
+    let req = request(
+        RequestKind::HttpSseOpen,
         principal,
-        body: Bytes::new(),
-    };
+        None,
+        None,
+        None,
+        Bytes::new(),
+    );
     let endpoint_prefix = format!("{}/{name}/messages?sessionId=", state.config.base());
     // If the bridge's connection drops, the stream waits for the next one (the grace
     // period) and goes on over it.
@@ -592,15 +608,14 @@ async fn post_messages(
         Target::Live(t) => t,
         Target::Offline(off) => return Err(offline::unavailable(&off)),
     };
-    let req = Request {
-        exchange: 0,
-        kind: RequestKind::HttpSsePost,
-        session: Some(session),
-        protocol_version: None,
-        last_event_id: None,
+    let req = request(
+        RequestKind::HttpSsePost,
         principal,
+        Some(session),
+        None,
+        None,
         body,
-    };
+    );
     Ok(forward(&state, tunnel, req, SseStyle::Streamable, None, true).await)
 }
 

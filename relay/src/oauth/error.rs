@@ -98,11 +98,7 @@ mod tests {
             "Basic realm=\"oauth\""
         );
         assert_eq!(r.extensions().get::<OAuthError>(), Some(&e));
-        let body = http_body_util::BodyExt::collect(r.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let v = crate::testing::json_body(r).await;
         assert_eq!(v["error"], "invalid_client");
         assert_eq!(v["error_description"], "client authentication failed");
     }

@@ -188,18 +188,25 @@ mod tests {
         registry.install_if(t.clone(), expected).expect("installed");
     }
 
-    fn carry(registry: &Arc<Registry>, grace: Duration) -> Carry {
-        Carry::new(registry.clone(), grace, "files".into(), "alice".into())
-    }
-
-    #[tokio::test]
-    async fn the_stream_goes_on_over_the_next_connection() {
+    /// A registry whose tunnel's connection (number 1, of a bridge that carries HTTP+SSE
+    /// streams) just dropped.
+    fn after_a_cut() -> (Arc<Registry>, Arc<Tunnel>, impl Sized) {
         let registry = Arc::new(Registry::default());
         let (old, _old_rx) = conn(1, 5, ClientAuth::None, true);
         let old = Arc::new(old);
         install(&registry, &old, None);
         old.close();
         registry.remove("files", 1);
+        (registry, old, _old_rx)
+    }
+
+    fn carry(registry: &Arc<Registry>, grace: Duration) -> Carry {
+        Carry::new(registry.clone(), grace, "files".into(), "alice".into())
+    }
+
+    #[tokio::test]
+    async fn the_stream_goes_on_over_the_next_connection() {
+        let (registry, old, _old_rx) = after_a_cut();
         let (new, mut rx) = conn(2, 5, ClientAuth::None, true);
         let new = Arc::new(new);
         let task = {
@@ -236,12 +243,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refusal_or_no_bridge_ends_the_stream() {
-        let registry = Arc::new(Registry::default());
-        let (old, _old_rx) = conn(1, 5, ClientAuth::None, true);
-        let old = Arc::new(old);
-        install(&registry, &old, None);
-        old.close();
-        registry.remove("files", 1);
+        let (registry, old, _old_rx) = after_a_cut();
         // No bridge within the grace period.
         let started = Instant::now();
         let c = carry(&registry, Duration::from_millis(200));

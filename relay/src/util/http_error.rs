@@ -56,11 +56,7 @@ mod tests {
         let r = McpError::new(StatusCode::NOT_FOUND, -32600, "Not found").into_response();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
-        let body = http_body_util::BodyExt::collect(r.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let v = crate::testing::json_body(r).await;
         assert_eq!(v["jsonrpc"], "2.0");
         assert_eq!(v["id"], serde_json::Value::Null);
         assert_eq!(v["error"]["code"], -32600);
