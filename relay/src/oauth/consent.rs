@@ -263,6 +263,23 @@ fn finish(state: &OAuthState, c: Consent) -> Response {
     )
 }
 
+/// Records a decision made on the page (`owner`: approved while that bridge token owned
+/// the tunnel; `None`: denied) and finishes the consent.
+fn settle(
+    state: &OAuthState,
+    id: &str,
+    c: &Consent,
+    by: crate::oauth::trace::DecidedBy,
+    owner: Option<i64>,
+) -> Response {
+    crate::oauth::trace::consent_decided_by(&state.trace, c, by, owner.is_some());
+    state.oauth.consents.decide(id, &c.tunnel, owner);
+    match state.oauth.consents.take(id) {
+        Some(c) => finish(state, c),
+        None => error_page(StatusCode::BAD_REQUEST, "already used"),
+    }
+}
+
 /// Checks that the request comes from the browser the consent was shown to.
 fn bound(c: &Consent, headers: &HeaderMap) -> bool {
     cookie_of(headers, &cookie_name(&c.id)).is_some_and(|v| same_secret(&v, &c.csrf))
@@ -332,19 +349,7 @@ pub async fn decide(
         );
     }
     match form.action.as_str() {
-        "deny" => {
-            crate::oauth::trace::consent_decided_by(
-                &state.trace,
-                &c,
-                crate::oauth::trace::DecidedBy::Page,
-                false,
-            );
-            state.oauth.consents.decide(&id, &c.tunnel, None);
-            match state.oauth.consents.take(&id) {
-                Some(c) => finish(&state, c),
-                None => error_page(StatusCode::BAD_REQUEST, "already used"),
-            }
-        }
+        "deny" => settle(&state, &id, &c, crate::oauth::trace::DecidedBy::Page, None),
         "approve" => {
             let Some(hash) = state.oauth.config.operator_password_hash.clone() else {
                 return page(
@@ -400,17 +405,13 @@ pub async fn decide(
                     "The tunnel no longer exists, or its owner's bridge token was revoked.",
                 );
             }
-            crate::oauth::trace::consent_decided_by(
-                &state.trace,
+            settle(
+                &state,
+                &id,
                 &c,
                 crate::oauth::trace::DecidedBy::Operator,
-                true,
-            );
-            state.oauth.consents.decide(&id, &c.tunnel, owner);
-            match state.oauth.consents.take(&id) {
-                Some(c) => finish(&state, c),
-                None => error_page(StatusCode::BAD_REQUEST, "already used"),
-            }
+                owner,
+            )
         }
         _ => error_page(StatusCode::BAD_REQUEST, "unknown action"),
     }
