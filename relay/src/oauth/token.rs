@@ -147,6 +147,26 @@ fn pkce_ok(verifier: &str, challenge: &str) -> bool {
     valid && bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
 }
 
+/// A code that is unknown, expired or already used (recorded in the trace).
+fn code_refused(state: &OAuthState, code: &str) -> Result<Response, OAuthError> {
+    crate::oauth::trace::code_refused(&state.trace, code);
+    Err(OAuthError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "the code is unknown, expired or already used",
+    ))
+}
+
+/// A code the store could not look up.
+fn code_unchecked(e: crate::store::StoreError) -> Result<Response, OAuthError> {
+    tracing::error!("code lookup: {e}");
+    Err(OAuthError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "the code cannot be checked",
+    ))
+}
+
 /// `POST /oauth/token`.
 pub async fn token(
     State(state): State<Arc<OAuthState>>,
@@ -181,13 +201,9 @@ pub async fn token(
                         }
                         state.oauth.tokens.clear();
                     }
-                    crate::oauth::trace::code_refused(&state.trace, code);
-                    return grant_error("the code is unknown, expired or already used");
+                    return code_refused(&state, code);
                 }
-                Err(e) => {
-                    tracing::error!("code lookup: {e}");
-                    return grant_error("the code cannot be checked");
-                }
+                Err(e) => return code_unchecked(e),
             };
             crate::oauth::trace::for_tunnel(&c.grant.tunnel);
             if c.grant.client_id != client.client_id {
@@ -222,13 +238,9 @@ pub async fn token(
                 Ok(None) => {
                     // Used by a concurrent request: this second use revoked what it bought.
                     state.oauth.tokens.clear();
-                    crate::oauth::trace::code_refused(&state.trace, code);
-                    return grant_error("the code is unknown, expired or already used");
+                    return code_refused(&state, code);
                 }
-                Err(e) => {
-                    tracing::error!("code lookup: {e}");
-                    return grant_error("the code cannot be checked");
-                }
+                Err(e) => return code_unchecked(e),
             };
             Ok(issue(&state, &c.grant, &family))
         }
