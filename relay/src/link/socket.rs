@@ -291,16 +291,13 @@ async fn take_name(
                 "a second bridge with this tunnel's token was refused: the connected bridge answered"
             );
             state.history.takeover(name, false, tunnel.peer, old.peer);
-            let _ = old.try_send(Frame::Refused(Refusal {
-                reason: RefuseReason::NameTaken,
-                message: format!(
-                    "WARNING: at {now} a bridge from {} tried to take over tunnel {name:?} \
+            let _ = old.try_send(name_taken(format!(
+                "WARNING: at {now} a bridge from {} tried to take over tunnel {name:?} \
                      with this bridge's token; it was refused because this bridge answered. If \
                      that was not you, the bridge token has leaked: revoke it on the relay \
                      (`relay token revoke LABEL`) and create a new one",
-                    tunnel.peer
-                ),
-            }));
+                tunnel.peer
+            )));
             let since = old
                 .since
                 .duration_since(std::time::UNIX_EPOCH)
@@ -331,17 +328,14 @@ async fn take_name(
                     "the tunnel's bridge did not answer a probe; a new connection replaced it"
                 );
                 state.history.takeover(name, true, tunnel.peer, old.peer);
-                old.displace(Frame::Refused(Refusal {
-                    reason: RefuseReason::NameTaken,
-                    message: format!(
-                        "WARNING: at {now} tunnel {name:?} was taken over by a bridge from \
+                old.displace(name_taken(format!(
+                    "WARNING: at {now} tunnel {name:?} was taken over by a bridge from \
                          {} with this bridge's token, because this connection did not answer \
                          for {PROBE_TIMEOUT:?} (the machine slept or its network changed?). If \
                          that was not you, the bridge token has leaked: revoke it on the relay \
                          (`relay token revoke LABEL`) and create a new one",
-                        tunnel.peer
-                    ),
-                }));
+                    tunnel.peer
+                )));
                 return Ok(());
             }
             Err(_) => continue,
@@ -351,6 +345,14 @@ async fn take_name(
         RefuseReason::Busy,
         format!("tunnel {name:?} is changing hands; retry shortly"),
     ))
+}
+
+/// The warning a bridge gets when another connection with its token claimed its tunnel.
+fn name_taken(message: String) -> Frame {
+    Frame::Refused(Refusal {
+        reason: RefuseReason::NameTaken,
+        message,
+    })
 }
 
 /// Handles one frame from the bridge; `false` ends the connection.
