@@ -1,6 +1,8 @@
 //! Support for the core's unit tests: [`FakeChildren`] records what the core starts,
 //! writes and stops, and a [`Harness`] feeds the core events at a time it controls and
-//! reads what came out (frames for the relay, lines for the children).
+//! reads what came out (frames for the relay, lines for the children). The harness also
+//! names the steps the tests share (open a session, put a call in flight, answer from the
+//! child, expect one frame on an exchange), and the free functions build the messages.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -8,6 +10,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use protocol::stateless::{META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION};
 use protocol::{Frame, Request, RequestKind, Response};
 use serde_json::{Value, json};
 
@@ -164,15 +167,20 @@ impl Harness {
         session: Option<&str>,
         body: Value,
     ) {
-        self.request(Request {
-            exchange,
-            kind: RequestKind::Post,
-            session: session.map(str::to_owned),
-            protocol_version: None,
-            last_event_id: None,
-            principal: principal.into(),
-            body: Bytes::from(body.to_string()),
-        });
+        self.post_text(principal, exchange, session, body.to_string());
+    }
+
+    /// A Streamable `POST` of `text`, as it is, by `principal`, in `session` if any.
+    pub(super) fn post_text(
+        &mut self,
+        principal: &str,
+        exchange: u64,
+        session: Option<&str>,
+        text: String,
+    ) {
+        let mut r = exchange_of(exchange, RequestKind::Post, session, principal);
+        r.body = Bytes::from(text);
+        self.request(r);
     }
 
     /// A Streamable `POST` of `body` by "alice", in `session` if any.
@@ -188,15 +196,15 @@ impl Harness {
         session: Option<&str>,
         principal: &str,
     ) {
-        self.request(Request {
-            exchange,
-            kind,
-            session: session.map(str::to_owned),
-            protocol_version: None,
-            last_event_id: None,
-            principal: principal.into(),
-            body: Bytes::new(),
-        });
+        self.request(exchange_of(exchange, kind, session, principal));
+    }
+
+    /// "alice" resumes a stream of `session` after the event `last` (`GET` with
+    /// `Last-Event-ID`) on `exchange`.
+    pub(super) fn resume(&mut self, exchange: u64, session: &str, last: &str) {
+        let mut r = exchange_of(exchange, RequestKind::Get, Some(session), "alice");
+        r.last_event_id = Some(last.into());
+        self.request(r);
     }
 
     /// The relay abandoned an exchange.
@@ -291,6 +299,128 @@ impl Harness {
     pub(super) fn session(&mut self, exchange: u64) -> String {
         self.session_for("alice", exchange, all_caps())
     }
+
+    /// Completes the start of `child` for the `initialize` posted last (under `isolate`);
+    /// the session its answer opened.
+    pub(super) fn session_on_start(&mut self, child: ChildId) -> String {
+        self.start(child);
+        self.one_frame().session.expect("a session")
+    }
+
+    /// "alice" opens `session`'s standalone stream (`GET`) on `exchange`; the stream's head.
+    pub(super) fn open_stream(&mut self, exchange: u64, session: &str) -> Response {
+        self.bodiless(exchange, RequestKind::Get, Some(session), "alice");
+        self.one_frame()
+    }
+
+    /// Opens two sessions of "alice" (on exchanges 1 and 2), then their standalone
+    /// streams (on 10 and 11); the sessions' ids.
+    pub(super) fn two_sessions_with_streams(&mut self) -> (String, String) {
+        let a = self.session(1);
+        let b = self.session(2);
+        for (exchange, sid) in [(10, &a), (11, &b)] {
+            assert!(self.open_stream(exchange, sid).wants_stream());
+        }
+        (a, b)
+    }
+
+    /// `principal` calls the tool "echo" (request id `id`) in `session` on `exchange`.
+    pub(super) fn call_echo_as(
+        &mut self,
+        principal: &str,
+        exchange: u64,
+        session: &str,
+        id: impl Into<Value>,
+    ) {
+        self.post_as(principal, exchange, Some(session), echo(id));
+    }
+
+    /// "alice" calls the tool "echo" (request id `id`) in `session` on `exchange`.
+    pub(super) fn call_echo(&mut self, exchange: u64, session: &str, id: impl Into<Value>) {
+        self.call_echo_as("alice", exchange, session, id);
+    }
+
+    /// "alice" calls the tool "echo" in `session` on `exchange`, and the shared child (1)
+    /// gets it: the call as the child got it, now in flight.
+    pub(super) fn echo_in_flight(
+        &mut self,
+        exchange: u64,
+        session: &str,
+        id: impl Into<Value>,
+    ) -> Value {
+        self.call_echo(exchange, session, id);
+        self.take_request(1, "tools/call")
+    }
+
+    /// "alice" makes a 2026-07-28 call of the tool "echo" (request id `id`, her client
+    /// declaring `caps`) on `exchange`, and the shared child (1) gets it: the call as the
+    /// child got it, now in flight.
+    pub(super) fn stateless_echo_in_flight(
+        &mut self,
+        exchange: u64,
+        id: u64,
+        caps: Value,
+    ) -> Value {
+        self.post(exchange, None, stateless_echo(id, caps));
+        self.take_request(1, "tools/call")
+    }
+
+    /// `child` answers `request` (a line the core wrote) with `result`.
+    pub(super) fn child_answers(&mut self, child: ChildId, request: &Value, result: Value) {
+        self.child_says(child, result_for(request, result));
+    }
+
+    /// "alice" sends `request` in `session` on `exchange`, the shared child (1) gets it and
+    /// answers it with `result`; the one frame that came of it.
+    pub(super) fn round_trip(
+        &mut self,
+        exchange: u64,
+        session: &str,
+        request: Value,
+        result: Value,
+    ) -> Response {
+        let method = request["method"].as_str().unwrap_or_default().to_owned();
+        self.post(exchange, Some(session), request);
+        let sent = self.take_request(1, &method);
+        self.child_answers(1, &sent, result);
+        self.one_frame()
+    }
+
+    /// The status `principal` gets for a `ping` in `session` on `exchange`.
+    pub(super) fn ping_status(&mut self, principal: &str, exchange: u64, session: &str) -> u16 {
+        self.post_as(
+            principal,
+            exchange,
+            Some(session),
+            call(1, "ping", json!({})),
+        );
+        self.one_frame().status
+    }
+
+    /// The one response frame sent since the last look, checked to be on `exchange`.
+    pub(super) fn frame_on(&mut self, exchange: u64) -> Response {
+        let r = self.one_frame();
+        assert_eq!(r.exchange, exchange, "{r:?}");
+        r
+    }
+}
+
+/// An exchange of `kind` by `principal`, in `session` if any, without a body.
+fn exchange_of(
+    exchange: u64,
+    kind: RequestKind,
+    session: Option<&str>,
+    principal: &str,
+) -> Request {
+    Request {
+        exchange,
+        kind,
+        session: session.map(str::to_owned),
+        protocol_version: None,
+        last_event_id: None,
+        principal: principal.into(),
+        body: Bytes::new(),
+    }
 }
 
 /// A frame's JSON-RPC message.
@@ -301,6 +431,37 @@ pub(super) fn body(r: &Response) -> Value {
 /// A JSON-RPC request.
 pub(super) fn call(id: impl Into<Value>, method: &str, params: Value) -> Value {
     json!({ "jsonrpc": "2.0", "id": id.into(), "method": method, "params": params })
+}
+
+/// A `tools/call` of the fake server's tool, "echo".
+pub(super) fn echo(id: impl Into<Value>) -> Value {
+    call(id, "tools/call", json!({ "name": "echo" }))
+}
+
+/// An `initialize` whose client gives its name and asks for `version`, if any.
+pub(super) fn initialize(version: Option<&str>) -> Value {
+    let mut params = json!({ "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } });
+    if let Some(v) = version {
+        params["protocolVersion"] = json!(v);
+    }
+    call(0, "initialize", params)
+}
+
+/// An `initialize` with nothing but (no) client capabilities.
+pub(super) fn bare_initialize() -> Value {
+    call(0, "initialize", json!({ "capabilities": {} }))
+}
+
+/// A 2026-07-28 request whose client declares `caps`.
+pub(super) fn stateless(id: u64, method: &str, mut params: Value, caps: Value) -> Value {
+    params["_meta"] =
+        json!({ META_PROTOCOL_VERSION: "2026-07-28", META_CLIENT_CAPABILITIES: caps });
+    call(id, method, params)
+}
+
+/// A 2026-07-28 call of the tool "echo" whose client declares `caps`.
+pub(super) fn stateless_echo(id: u64, caps: Value) -> Value {
+    stateless(id, "tools/call", json!({ "name": "echo" }), caps)
 }
 
 /// A JSON-RPC notification.

@@ -1,5 +1,7 @@
-//! Exchanges from the relay: what each is for, the caps on them, and what a refused one
-//! gets.
+//! Rules of the relay's exchanges (`from_relay.rs`): sessionless streams and open
+//! exchanges are capped, a draining core refuses new requests and lets running ones
+//! finish, a session answers only its owner (others get 404), and `DELETE` ends it and
+//! closes its stream.
 
 use protocol::RequestKind;
 use serde_json::json;
@@ -65,26 +67,14 @@ fn open_exchanges_are_capped() {
 fn a_draining_core_refuses_new_requests_and_lets_running_ones_finish() {
     let mut h = Harness::ready(|_| {});
     let sid = h.session(1);
-    h.post(
-        2,
-        Some(&sid),
-        call(1, "tools/call", json!({ "name": "echo" })),
-    );
-    let sent = h.take_request(1, "tools/call");
+    let sent = h.echo_in_flight(2, &sid, 1);
     h.core.drain(h.now);
     h.post(3, Some(&sid), call(2, "tools/list", json!({})));
     let refused = h.one_frame();
     assert_eq!((refused.exchange, refused.status), (3, 503));
     assert!(h.lines(1).is_empty(), "nothing new reaches the server");
-    h.child_says(
-        1,
-        json!({ "jsonrpc": "2.0", "id": sent["id"], "result": {} }),
-    );
-    let answer = h.one_frame();
-    assert_eq!(
-        (answer.exchange, body(&answer)["id"].clone()),
-        (2, json!(1))
-    );
+    h.child_answers(1, &sent, json!({}));
+    assert_eq!(body(&h.frame_on(2))["id"], 1);
     assert_eq!(h.core.client_pending(), 0);
 }
 
@@ -99,16 +89,18 @@ fn requests_naming_an_unknown_or_foreign_session_get_404() {
     let statuses: Vec<(u64, u16)> = h.outbox().iter().map(|r| (r.exchange, r.status)).collect();
     assert_eq!(statuses, [(2, 404), (3, 404), (4, 404), (5, 404)]);
     assert!(h.lines(1).is_empty());
-    h.post(6, Some(&sid), call(1, "ping", json!({})));
-    assert_eq!(h.one_frame().status, 200, "its owner still uses it");
+    assert_eq!(
+        h.ping_status("alice", 6, &sid),
+        200,
+        "its owner still uses it"
+    );
 }
 
 #[test]
 fn delete_ends_the_session_and_closes_its_stream() {
     let mut h = Harness::ready(|_| {});
     let sid = h.session(1);
-    h.bodiless(2, RequestKind::Get, Some(&sid), "alice");
-    assert!(h.one_frame().wants_stream());
+    assert!(h.open_stream(2, &sid).wants_stream());
     h.bodiless(3, RequestKind::Delete, Some(&sid), "alice");
     let out: Vec<(u64, u16, bool)> = h
         .outbox()
@@ -116,6 +108,5 @@ fn delete_ends_the_session_and_closes_its_stream() {
         .map(|r| (r.exchange, r.status, r.is_final()))
         .collect();
     assert_eq!(out, [(2, 200, true), (3, 200, true)]);
-    h.post(4, Some(&sid), call(1, "ping", json!({})));
-    assert_eq!(h.one_frame().status, 404);
+    assert_eq!(h.ping_status("alice", 4, &sid), 404);
 }

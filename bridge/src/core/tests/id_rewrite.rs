@@ -4,24 +4,15 @@
 use protocol::Response;
 use serde_json::{Value, json};
 
-use super::super::testing::{Harness, all_caps, body, call, notification, result_for};
+use super::super::testing::{Harness, all_caps, body, call, initialize, notification};
 
 #[test]
 fn clients_ids_are_replaced_by_child_unique_ids_and_restored_on_the_answers() {
     let mut h = Harness::ready(|_| {});
     let alice = h.session(1);
     let bob = h.session_for("bob", 2, all_caps());
-    h.post(
-        10,
-        Some(&alice),
-        call(1, "tools/call", json!({ "name": "echo" })),
-    );
-    h.post_as(
-        "bob",
-        11,
-        Some(&bob),
-        call(1, "tools/call", json!({ "name": "echo" })),
-    );
+    h.call_echo(10, &alice, 1);
+    h.call_echo_as("bob", 11, &bob, 1);
     let sent = h.lines(1);
     assert_eq!(sent.len(), 2);
     assert_ne!(
@@ -30,8 +21,8 @@ fn clients_ids_are_replaced_by_child_unique_ids_and_restored_on_the_answers() {
     );
     assert!(sent.iter().all(|l| l["id"].is_u64()));
     // Answered in the other order, each goes back to its own client under its own id.
-    h.child_says(1, result_for(&sent[1], json!({ "for": "bob" })));
-    h.child_says(1, result_for(&sent[0], json!({ "for": "alice" })));
+    h.child_answers(1, &sent[1], json!({ "for": "bob" }));
+    h.child_answers(1, &sent[0], json!({ "for": "alice" }));
     let out: Vec<(u64, Value, Value, bool)> = h
         .outbox()
         .iter()
@@ -70,19 +61,10 @@ fn ids_of_every_shape_come_back_byte_for_byte() {
     {
         let exchange = 10 + n as u64;
         let text = format!(r#"{{"jsonrpc":"2.0","id":{raw},"method":"tools/list","params":{{}}}}"#);
-        h.request(protocol::Request {
-            exchange,
-            kind: protocol::RequestKind::Post,
-            session: Some(sid.clone()),
-            protocol_version: None,
-            last_event_id: None,
-            principal: "alice".into(),
-            body: bytes::Bytes::from(text),
-        });
+        h.post_text("alice", exchange, Some(&sid), text);
         let sent = h.take_request(1, "tools/list");
-        h.child_says(1, result_for(&sent, json!({ "tools": [] })));
-        let answer = h.one_frame();
-        assert_eq!(answer.exchange, exchange);
+        h.child_answers(1, &sent, json!({ "tools": [] }));
+        let answer = h.frame_on(exchange);
         let expected = format!(r#""id":{raw}"#);
         assert!(
             String::from_utf8_lossy(&answer.body).contains(&expected),
@@ -108,8 +90,8 @@ fn progress_tokens_are_replaced_and_progress_comes_back_under_the_clients_token(
             json!({ "progressToken": token, "progress": 1 }),
         ),
     );
-    let progress = h.one_frame();
-    assert_eq!((progress.exchange, progress.is_final()), (10, false));
+    let progress = h.frame_on(10);
+    assert!(!progress.is_final());
     assert_eq!(body(&progress)["params"]["progressToken"], "tok-1");
     assert_eq!(body(&progress)["params"]["progress"], 1);
     // Progress with a token the bridge never gave goes nowhere.
@@ -126,18 +108,12 @@ fn progress_tokens_are_replaced_and_progress_comes_back_under_the_clients_token(
 #[test]
 fn answers_to_unknown_ids_or_from_another_child_are_dropped() {
     let mut h = Harness::new(|c| c.isolate = true);
-    h.post(1, None, initialize());
-    h.start(1);
-    let alice = h.one_frame().session.expect("a session");
-    h.post(2, None, initialize());
+    h.post(1, None, initialize(Some("2025-06-18")));
+    let alice = h.session_on_start(1);
+    h.post(2, None, initialize(Some("2025-06-18")));
     h.start(2);
     h.one_frame();
-    h.post(
-        10,
-        Some(&alice),
-        call(1, "tools/call", json!({ "name": "echo" })),
-    );
-    let sent = h.take_request(1, "tools/call");
+    let sent = h.echo_in_flight(10, &alice, 1);
     for stray in [
         json!({ "jsonrpc": "2.0", "id": 999, "result": {} }),
         json!({ "jsonrpc": "2.0", "id": "not-ours", "result": {} }),
@@ -145,18 +121,10 @@ fn answers_to_unknown_ids_or_from_another_child_are_dropped() {
         h.child_says(1, stray);
     }
     // Child 2 answering child 1's id is not an answer.
-    h.child_says(2, result_for(&sent, json!({ "from": 2 })));
+    h.child_answers(2, &sent, json!({ "from": 2 }));
     assert!(h.outbox().is_empty());
-    h.child_says(1, result_for(&sent, json!({ "from": 1 })));
+    h.child_answers(1, &sent, json!({ "from": 1 }));
     let answer = h.one_frame();
     assert_eq!(body(&answer)["result"]["from"], 1);
     assert!(Response::is_final(&answer));
-}
-
-fn initialize() -> Value {
-    call(
-        0,
-        "initialize",
-        json!({ "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } }),
-    )
 }

@@ -6,15 +6,7 @@ use std::collections::HashSet;
 use protocol::jsonrpc::INTERNAL_ERROR;
 use serde_json::{Value, json};
 
-use super::super::testing::{Harness, body, call, notification, server_info};
-
-fn initialize(version: Option<&str>) -> Value {
-    let mut params = json!({ "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } });
-    if let Some(v) = version {
-        params["protocolVersion"] = json!(v);
-    }
-    call(0, "initialize", params)
-}
+use super::super::testing::{Harness, body, initialize, notification, server_info};
 
 #[test]
 fn the_child_is_initialized_once_and_every_initialize_is_answered_from_the_cache() {
@@ -58,12 +50,9 @@ fn an_initialize_waits_for_its_child_to_start() {
     assert!(h.outbox().is_empty(), "nothing to answer from yet");
     assert_eq!(h.children.borrow().spawned, [1], "started on demand");
     let init = h.take_request(1, "initialize");
-    h.child_says(
-        1,
-        json!({ "jsonrpc": "2.0", "id": init["id"], "result": server_info() }),
-    );
-    let r = h.one_frame();
-    assert_eq!((r.exchange, r.status), (1, 200));
+    h.child_answers(1, &init, server_info());
+    let r = h.frame_on(1);
+    assert_eq!(r.status, 200);
     assert!(r.session.is_some());
     let initialized: Vec<Value> = h
         .lines(1)

@@ -8,25 +8,20 @@ use std::time::Duration;
 use protocol::jsonrpc::{INTERNAL_ERROR, REQUEST_TIMEOUT, UNAVAILABLE};
 use serde_json::json;
 
-use super::super::testing::{Harness, body, call, result_for, server_info};
+use super::super::testing::{Harness, bare_initialize, body, call, server_info};
 
 #[test]
 fn a_request_past_its_deadline_is_answered_and_cancelled_on_the_server() {
     let mut h = Harness::ready(|c| c.call_timeout = Duration::from_secs(5));
     let sid = h.session(1);
-    h.post(
-        10,
-        Some(&sid),
-        call("slow", "tools/call", json!({ "name": "echo" })),
-    );
-    let sent = h.take_request(1, "tools/call");
+    let sent = h.echo_in_flight(10, &sid, "slow");
     h.advance(Duration::from_secs(4));
     h.tick();
     assert!(h.outbox().is_empty());
     h.advance(Duration::from_secs(1));
     h.tick();
-    let answer = h.one_frame();
-    assert_eq!((answer.exchange, answer.is_final()), (10, true));
+    let answer = h.frame_on(10);
+    assert!(answer.is_final());
     assert_eq!(body(&answer)["error"]["code"], REQUEST_TIMEOUT);
     assert_eq!(body(&answer)["id"], "slow");
     let told = h.take_request(1, "notifications/cancelled");
@@ -41,11 +36,7 @@ fn a_request_past_its_deadline_is_answered_and_cancelled_on_the_server() {
 fn an_exit_answers_what_was_in_flight_and_the_serving_server_restarts_at_once() {
     let mut h = Harness::ready(|_| {});
     let sid = h.session(1);
-    h.post(
-        10,
-        Some(&sid),
-        call(1, "tools/call", json!({ "name": "echo" })),
-    );
+    h.call_echo(10, &sid, 1);
     h.lines(1);
     h.child_exits(1);
     let answer = h.one_frame();
@@ -108,43 +99,25 @@ fn a_request_while_the_server_waits_for_its_restart_is_refused() {
 fn a_restarted_server_is_subscribed_again_and_serves_the_sessions() {
     let mut h = Harness::ready(|_| {});
     let sid = h.session(1);
-    h.post(
-        10,
-        Some(&sid),
-        call(1, "resources/subscribe", json!({ "uri": "file:///x" })),
-    );
-    let sent = h.take_request(1, "resources/subscribe");
-    h.child_says(1, result_for(&sent, json!({})));
-    h.one_frame();
+    let subscribe = call(1, "resources/subscribe", json!({ "uri": "file:///x" }));
+    h.round_trip(10, &sid, subscribe, json!({}));
     h.child_exits(1);
     h.tick();
     let lines = h.lines(2);
     let methods: Vec<&str> = lines.iter().filter_map(|l| l["method"].as_str()).collect();
     assert_eq!(methods, ["initialize", "resources/subscribe"]);
     assert_eq!(lines[1]["params"]["uri"], "file:///x");
-    h.child_says(
-        2,
-        json!({ "jsonrpc": "2.0", "id": lines[0]["id"], "result": server_info() }),
-    );
+    h.child_answers(2, &lines[0], server_info());
     h.lines(2);
-    h.post(
-        11,
-        Some(&sid),
-        call(2, "tools/call", json!({ "name": "echo" })),
-    );
+    h.call_echo(11, &sid, 2);
     h.take_request(2, "tools/call");
 }
 
 #[test]
 fn under_isolate_a_session_whose_server_exited_ends() {
     let mut h = Harness::new(|c| c.isolate = true);
-    h.post(
-        1,
-        None,
-        call(0, "initialize", json!({ "capabilities": {} })),
-    );
-    h.start(1);
-    let sid = h.one_frame().session.expect("a session");
+    h.post(1, None, bare_initialize());
+    let sid = h.session_on_start(1);
     h.child_exits(1);
     h.tick();
     assert_eq!(
@@ -152,6 +125,5 @@ fn under_isolate_a_session_whose_server_exited_ends() {
         [1],
         "no restart for a session's own server"
     );
-    h.post(2, Some(&sid), call(1, "ping", json!({})));
-    assert_eq!(h.one_frame().status, 404);
+    assert_eq!(h.ping_status("alice", 2, &sid), 404);
 }

@@ -5,8 +5,7 @@
 use protocol::stateless::META_SUBSCRIPTION_ID;
 use serde_json::json;
 
-use super::super::testing::{Harness, body, notification};
-use super::stateless::stateless;
+use super::super::testing::{Harness, body, notification, stateless};
 
 fn listen(h: &mut Harness, exchange: u64) {
     let params = json!({ "notifications": {
@@ -19,6 +18,23 @@ fn listen(h: &mut Harness, exchange: u64) {
         None,
         stateless(exchange, "subscriptions/listen", params, json!({})),
     );
+}
+
+/// A ready core with a listen stream open on exchange 10, its acknowledgement read.
+fn listening() -> Harness {
+    let mut h = Harness::ready(|_| {});
+    listen(&mut h, 10);
+    h.one_frame();
+    h
+}
+
+/// The `uri` of the one request with `method` the shared child got.
+fn uri_sent(h: &mut Harness, method: &str) -> String {
+    let sent = h.take_request(1, method);
+    sent["params"]["uri"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[test]
@@ -34,17 +50,12 @@ fn a_listen_stream_is_acknowledged_with_what_was_agreed() {
         ack["params"]["notifications"],
         json!({ "toolsListChanged": true, "resourceSubscriptions": ["file:///a"] })
     );
-    assert_eq!(
-        h.take_request(1, "resources/subscribe")["params"]["uri"],
-        "file:///a"
-    );
+    assert_eq!(uri_sent(&mut h, "resources/subscribe"), "file:///a");
 }
 
 #[test]
 fn a_listen_stream_carries_what_it_opted_into_tagged_with_its_id() {
-    let mut h = Harness::ready(|_| {});
-    listen(&mut h, 10);
-    h.one_frame();
+    let mut h = listening();
     let cases = [
         (
             notification("notifications/tools/list_changed", json!({})),
@@ -94,17 +105,12 @@ fn a_closed_listen_stream_unsubscribes_the_child() {
     h.cancel(10);
     assert!(h.lines(1).is_empty());
     h.cancel(11);
-    assert_eq!(
-        h.take_request(1, "resources/unsubscribe")["params"]["uri"],
-        "file:///a"
-    );
+    assert_eq!(uri_sent(&mut h, "resources/unsubscribe"), "file:///a");
 }
 
 #[test]
 fn shutdown_completes_every_listen_stream() {
-    let mut h = Harness::ready(|_| {});
-    listen(&mut h, 10);
-    h.one_frame();
+    let mut h = listening();
     h.core.drain(h.now);
     let end = h.one_frame();
     assert!(end.is_final());

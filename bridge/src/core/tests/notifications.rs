@@ -6,12 +6,11 @@ use protocol::RequestKind;
 use protocol::jsonrpc::REQUEST_CANCELLED;
 use serde_json::json;
 
-use super::super::testing::{Harness, all_caps, body, call, notification, result_for};
+use super::super::testing::{Harness, all_caps, body, call, notification};
 
 /// Opens `sid`'s standalone stream on `exchange`.
 fn open_stream(h: &mut Harness, exchange: u64, sid: &str) {
-    h.bodiless(exchange, RequestKind::Get, Some(sid), "alice");
-    assert!(h.one_frame().wants_stream());
+    assert!(h.open_stream(exchange, sid).wants_stream());
 }
 
 /// `sid` (un)subscribes to `uri` on `exchange`; what the child was sent, answered.
@@ -23,13 +22,9 @@ fn subscription(h: &mut Harness, exchange: u64, sid: &str, method: &str, uri: &s
     );
     let sent = h.lines(1);
     for line in &sent {
-        h.child_says(1, result_for(line, json!({})));
+        h.child_answers(1, line, json!({}));
     }
-    let answer = h.one_frame();
-    assert_eq!(
-        (answer.exchange, body(&answer)["result"].clone()),
-        (exchange, json!({}))
-    );
+    assert_eq!(body(&h.frame_on(exchange))["result"], json!({}));
     sent.iter()
         .map(|l| l["method"].as_str().unwrap_or_default().to_owned())
         .collect()
@@ -58,19 +53,12 @@ fn list_changes_go_to_every_sessions_stream() {
 #[test]
 fn resource_updates_go_only_to_the_sessions_subscribed() {
     let mut h = Harness::ready(|_| {});
-    let a = h.session(1);
-    let b = h.session(2);
-    open_stream(&mut h, 10, &a);
-    open_stream(&mut h, 11, &b);
+    let (a, _) = h.two_sessions_with_streams();
     subscription(&mut h, 20, &a, "resources/subscribe", "file:///x");
     let updated =
         |uri: &str| notification("notifications/resources/updated", json!({ "uri": uri }));
     h.child_says(1, updated("file:///x"));
-    let out = h.one_frame();
-    assert_eq!(
-        (out.exchange, body(&out)["params"]["uri"].clone()),
-        (10, json!("file:///x"))
-    );
+    assert_eq!(body(&h.frame_on(10))["params"]["uri"], "file:///x");
     h.child_says(1, updated("file:///y"));
     assert!(h.outbox().is_empty());
 }
@@ -108,12 +96,7 @@ fn an_ended_session_releases_its_subscriptions() {
 fn a_cancellation_reaches_the_child_under_its_id_and_ends_the_request() {
     let mut h = Harness::ready(|_| {});
     let sid = h.session(1);
-    h.post(
-        20,
-        Some(&sid),
-        call("r1", "tools/call", json!({ "name": "echo" })),
-    );
-    let sent = h.take_request(1, "tools/call");
+    let sent = h.echo_in_flight(20, &sid, "r1");
     let cancel = json!({ "requestId": "r1", "reason": "changed my mind" });
     h.post(
         21,
@@ -135,7 +118,7 @@ fn a_cancellation_reaches_the_child_under_its_id_and_ends_the_request() {
         json!({ "requestId": sent["id"], "reason": "changed my mind" })
     );
     // The server's late answer finds nothing.
-    h.child_says(1, result_for(&sent, json!({})));
+    h.child_answers(1, &sent, json!({}));
     assert!(h.outbox().is_empty());
     assert_eq!(h.core.client_pending(), 0);
 }
@@ -145,12 +128,7 @@ fn a_cancellation_of_an_unknown_request_changes_nothing() {
     let mut h = Harness::ready(|_| {});
     let sid = h.session(1);
     let other = h.session_for("bob", 2, all_caps());
-    h.post_as(
-        "bob",
-        20,
-        Some(&other),
-        call("r1", "tools/call", json!({ "name": "echo" })),
-    );
+    h.call_echo_as("bob", 20, &other, "r1");
     h.lines(1);
     // Alice cannot cancel Bob's request by naming its id.
     h.post(
@@ -167,16 +145,11 @@ fn a_cancellation_of_an_unknown_request_changes_nothing() {
 fn a_dropped_connection_is_not_a_cancellation_in_the_handshake_revisions() {
     let mut h = Harness::ready(|_| {});
     let sid = h.session(1);
-    h.post(
-        20,
-        Some(&sid),
-        call(1, "tools/call", json!({ "name": "echo" })),
-    );
-    let sent = h.take_request(1, "tools/call");
+    let sent = h.echo_in_flight(20, &sid, 1);
     h.cancel(20);
     assert!(h.lines(1).is_empty(), "the server is not told");
     assert_eq!(h.core.client_pending(), 1, "the request runs on");
-    h.child_says(1, result_for(&sent, json!({})));
+    h.child_answers(1, &sent, json!({}));
     assert!(h.outbox().is_empty(), "its answer has nowhere to go");
     assert_eq!(h.core.client_pending(), 0);
 }

@@ -4,7 +4,7 @@
 use protocol::jsonrpc::INVALID_PARAMS;
 use serde_json::json;
 
-use super::super::testing::{Harness, body, call, result_for};
+use super::super::testing::{Harness, body, call};
 
 fn hiding_secret() -> Harness {
     Harness::ready(|c| c.policy.deny_tools = vec!["secret".into()])
@@ -23,28 +23,15 @@ fn a_call_of_a_hidden_tool_is_refused_without_reaching_the_server() {
     assert_eq!(body(&refused)["error"]["code"], INVALID_PARAMS);
     assert_eq!(body(&refused)["error"]["message"], "Unknown tool: secret");
     assert!(h.lines(1).is_empty());
-    h.post(
-        11,
-        Some(&sid),
-        call(2, "tools/call", json!({ "name": "echo" })),
-    );
-    h.take_request(1, "tools/call");
+    h.echo_in_flight(11, &sid, 2);
 }
 
 #[test]
 fn tools_list_answers_lose_hidden_tools() {
     let mut h = hiding_secret();
     let sid = h.session(1);
-    h.post(10, Some(&sid), call(1, "tools/list", json!({})));
-    let sent = h.take_request(1, "tools/list");
-    h.child_says(
-        1,
-        result_for(
-            &sent,
-            json!({ "tools": [ { "name": "echo" }, { "name": "secret" } ] }),
-        ),
-    );
-    let answer = h.one_frame();
+    let tools = json!({ "tools": [ { "name": "echo" }, { "name": "secret" } ] });
+    let answer = h.round_trip(10, &sid, call(1, "tools/list", json!({})), tools);
     assert_eq!(body(&answer)["id"], 1);
     assert_eq!(
         body(&answer)["result"]["tools"],

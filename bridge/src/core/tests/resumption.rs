@@ -2,33 +2,15 @@
 //! answer, or whose client left while it ran, is kept; `GET` with `Last-Event-ID` replays
 //! what followed that event, from that stream and session only.
 
-use protocol::{Request, RequestKind};
 use serde_json::{Value, json};
 
-use super::super::testing::{Harness, body, call, notification, result_for};
-
-fn resume(h: &mut Harness, exchange: u64, sid: &str, last: &str) {
-    h.request(Request {
-        exchange,
-        kind: RequestKind::Get,
-        session: Some(sid.into()),
-        protocol_version: None,
-        last_event_id: Some(last.into()),
-        principal: "alice".into(),
-        body: bytes::Bytes::new(),
-    });
-}
+use super::super::testing::{Harness, body, notification};
 
 /// A session with a request on exchange 20 whose stream carried one log message; the
 /// request as the child got it, and that message's event id.
 fn streamed(h: &mut Harness) -> (String, Value, String) {
     let sid = h.session(1);
-    h.post(
-        20,
-        Some(&sid),
-        call(1, "tools/call", json!({ "name": "echo" })),
-    );
-    let sent = h.take_request(1, "tools/call");
+    let sent = h.echo_in_flight(20, &sid, 1);
     h.child_says(
         1,
         notification(
@@ -36,8 +18,8 @@ fn streamed(h: &mut Harness) -> (String, Value, String) {
             json!({ "level": "info", "data": "half-way" }),
         ),
     );
-    let first = h.one_frame();
-    assert_eq!((first.exchange, first.is_final()), (20, false));
+    let first = h.frame_on(20);
+    assert!(!first.is_final());
     let event = first
         .event_id
         .expect("a resumable stream's messages are numbered");
@@ -49,9 +31,9 @@ fn a_stream_whose_client_left_is_replayed_after_the_last_event_it_saw() {
     let mut h = Harness::ready(|_| {});
     let (sid, sent, event) = streamed(&mut h);
     h.cancel(20);
-    h.child_says(1, result_for(&sent, json!({ "content": [] })));
+    h.child_answers(1, &sent, json!({ "content": [] }));
     assert!(h.outbox().is_empty(), "kept, nobody reads it now");
-    resume(&mut h, 30, &sid, &event);
+    h.resume(30, &sid, &event);
     let out = h.outbox();
     assert_eq!(out.len(), 2, "{out:?}");
     assert!(out[0].wants_stream() && out[0].body.is_empty());
@@ -65,11 +47,10 @@ fn a_resumed_stream_continues_live() {
     let mut h = Harness::ready(|_| {});
     let (sid, sent, event) = streamed(&mut h);
     h.cancel(20);
-    resume(&mut h, 30, &sid, &event);
+    h.resume(30, &sid, &event);
     assert_eq!(h.outbox().len(), 1, "nothing after that event yet");
-    h.child_says(1, result_for(&sent, json!({ "content": [] })));
-    let answer = h.one_frame();
-    assert_eq!((answer.exchange, answer.is_final()), (30, true));
+    h.child_answers(1, &sent, json!({ "content": [] }));
+    assert!(h.frame_on(30).is_final());
 }
 
 #[test]
@@ -77,8 +58,8 @@ fn another_sessions_or_an_unknown_event_id_cannot_be_resumed() {
     let mut h = Harness::ready(|_| {});
     let (_, _, event) = streamed(&mut h);
     let other = h.session(2);
-    resume(&mut h, 30, &other, &event);
-    resume(&mut h, 31, &other, "not-an-event-id");
+    h.resume(30, &other, &event);
+    h.resume(31, &other, "not-an-event-id");
     let statuses: Vec<(u64, u16)> = h.outbox().iter().map(|r| (r.exchange, r.status)).collect();
     assert_eq!(statuses, [(30, 400), (31, 400)]);
 }

@@ -13,12 +13,7 @@ use super::super::testing::{Harness, all_caps, body, call, notification};
 /// `exchange`.
 fn busy(h: &mut Harness, init: u64, exchange: u64) -> String {
     let sid = h.session(init);
-    h.post(
-        exchange,
-        Some(&sid),
-        call(exchange, "tools/call", json!({ "name": "echo" })),
-    );
-    h.take_request(1, "tools/call");
+    h.echo_in_flight(exchange, &sid, exchange);
     sid
 }
 
@@ -31,8 +26,8 @@ fn a_server_request_goes_to_a_capable_session_and_its_answer_back_to_the_child()
     let mut h = Harness::ready(|_| {});
     let sid = busy(&mut h, 1, 20);
     h.child_says(1, server_request("s1", "sampling/createMessage"));
-    let asked = h.one_frame();
-    assert_eq!((asked.exchange, asked.is_final()), (20, false));
+    let asked = h.frame_on(20);
+    assert!(!asked.is_final());
     let bridge_id = body(&asked)["id"].clone();
     assert!(
         bridge_id.is_u64(),
@@ -63,11 +58,7 @@ fn a_server_request_no_client_can_answer_is_refused_at_once() {
     for (method, caps) in cases {
         let mut h = Harness::ready(|_| {});
         let sid = h.session_for("alice", 1, caps);
-        h.post(
-            20,
-            Some(&sid),
-            call(1, "tools/call", json!({ "name": "echo" })),
-        );
+        h.call_echo(20, &sid, 1);
         h.lines(1);
         h.child_says(1, server_request("s1", method));
         assert!(h.outbox().is_empty(), "{method}");
@@ -114,22 +105,14 @@ fn with_client_roots_roots_list_goes_to_a_client_that_declared_roots() {
     let mut h = Harness::ready(|c| c.client_roots = true);
     busy(&mut h, 1, 20);
     h.child_says(1, call("q", "roots/list", json!({})));
-    let asked = h.one_frame();
-    assert_eq!(
-        (asked.exchange, body(&asked)["method"].clone()),
-        (20, json!("roots/list"))
-    );
+    assert_eq!(body(&h.frame_on(20))["method"], "roots/list");
 }
 
 #[test]
 fn the_oldest_request_without_a_pending_server_request_is_chosen() {
     let mut h = Harness::ready(|_| {});
     let sid = busy(&mut h, 1, 20);
-    h.post(
-        21,
-        Some(&sid),
-        call(21, "tools/call", json!({ "name": "echo" })),
-    );
+    h.call_echo(21, &sid, 21);
     h.lines(1);
     h.child_says(1, server_request("s1", "elicitation/create"));
     h.child_says(1, server_request("s2", "elicitation/create"));
@@ -171,8 +154,7 @@ fn a_server_request_withdrawn_by_the_server_is_withdrawn_from_the_client() {
         1,
         notification("notifications/cancelled", json!({ "requestId": "s1" })),
     );
-    let withdrawn = h.one_frame();
-    assert_eq!(withdrawn.exchange, 20);
+    let withdrawn = h.frame_on(20);
     assert_eq!(body(&withdrawn)["method"], "notifications/cancelled");
     assert_eq!(body(&withdrawn)["params"]["requestId"], bridge_id);
 }

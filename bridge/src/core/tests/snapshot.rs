@@ -4,7 +4,7 @@
 use protocol::{Frame, Snapshot};
 use serde_json::{Value, json};
 
-use super::super::testing::{Harness, notification, result_for, server_info};
+use super::super::testing::{Harness, notification, server_info};
 
 fn snapshot(frame: Option<Frame>) -> Option<(Value, Value)> {
     match frame? {
@@ -46,10 +46,7 @@ fn a_tools_list_change_refreshes_the_snapshot() {
         h.core.snapshot(false).is_none(),
         "not before the new list is known"
     );
-    h.child_says(
-        1,
-        result_for(&list, json!({ "tools": [ { "name": "new" } ] })),
-    );
+    h.child_answers(1, &list, json!({ "tools": [ { "name": "new" } ] }));
     let (_, tools) = snapshot(h.core.snapshot(false)).expect("changed");
     assert_eq!(tools, json!({ "tools": [ { "name": "new" } ] }));
 }

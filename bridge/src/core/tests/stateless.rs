@@ -3,18 +3,21 @@
 //! log messages reach a call only at the level it asked.
 
 use protocol::jsonrpc::{INVALID_PARAMS, METHOD_NOT_FOUND, UNSUPPORTED_PROTOCOL_VERSION};
-use protocol::stateless::{
-    LIST_TTL_MS, META_CLIENT_CAPABILITIES, META_LOG_LEVEL, META_PROTOCOL_VERSION, META_SERVER_INFO,
+use protocol::stateless::{LIST_TTL_MS, META_LOG_LEVEL, META_PROTOCOL_VERSION, META_SERVER_INFO};
+use serde_json::json;
+
+use super::super::testing::{
+    Harness, body, call, notification, server_info, stateless, stateless_echo,
 };
-use serde_json::{Value, json};
 
-use super::super::testing::{Harness, body, call, notification, result_for, server_info};
-
-/// A 2026-07-28 request whose client declares `caps`.
-pub(super) fn stateless(id: u64, method: &str, mut params: Value, caps: Value) -> Value {
-    params["_meta"] =
-        json!({ META_PROTOCOL_VERSION: "2026-07-28", META_CLIENT_CAPABILITIES: caps });
-    call(id, method, params)
+/// A 2026-07-28 `server/discover`, posted on exchange 10; the one frame answering it.
+fn discover(h: &mut Harness) -> protocol::Response {
+    h.post(
+        10,
+        None,
+        stateless(1, "server/discover", json!({}), json!({})),
+    );
+    h.one_frame()
 }
 
 #[test]
@@ -25,12 +28,9 @@ fn a_stateless_call_reaches_the_child_without_its_envelope_and_comes_back_comple
     let sent = h.take_request(1, "tools/call");
     assert!(sent["params"].get("_meta").is_none(), "{sent}");
     assert_eq!(sent["params"]["arguments"], json!({ "x": 1 }));
-    h.child_says(1, result_for(&sent, json!({ "content": [] })));
-    let answer = h.one_frame();
-    assert_eq!(
-        (answer.exchange, answer.status, answer.is_final()),
-        (10, 200, true)
-    );
+    h.child_answers(1, &sent, json!({ "content": [] }));
+    let answer = h.frame_on(10);
+    assert_eq!((answer.status, answer.is_final()), (200, true));
     let answer = body(&answer);
     assert_eq!(answer["id"], 7);
     assert_eq!(
@@ -61,7 +61,7 @@ fn stateless_results_get_their_caching_hints() {
         let mut h = Harness::ready(|c| c.public_cache = public);
         h.post(10, None, stateless(1, method, params, json!({})));
         let sent = h.take_request(1, method);
-        h.child_says(1, result_for(&sent, json!({ "x": 1 })));
+        h.child_answers(1, &sent, json!({ "x": 1 }));
         let result = body(&h.one_frame())["result"].clone();
         assert_eq!(result["resultType"], "complete", "{method}");
         assert_eq!(result["x"], 1);
@@ -82,12 +82,7 @@ fn stateless_results_get_their_caching_hints() {
 #[test]
 fn server_discover_is_answered_from_the_cached_initialize_result() {
     let mut h = Harness::ready(|_| {});
-    h.post(
-        10,
-        None,
-        stateless(1, "server/discover", json!({}), json!({})),
-    );
-    let answer = h.one_frame();
+    let answer = discover(&mut h);
     assert_eq!(answer.status, 200);
     let result = body(&answer)["result"].clone();
     assert_eq!(result["_meta"][META_SERVER_INFO]["name"], "fake");
@@ -134,12 +129,7 @@ fn requests_with_a_bad_envelope_or_an_unknown_method_are_refused() {
 #[test]
 fn without_the_stateless_revision_its_requests_get_method_not_found() {
     let mut h = Harness::ready(|c| c.stateless = false);
-    h.post(
-        10,
-        None,
-        stateless(1, "server/discover", json!({}), json!({})),
-    );
-    let answer = h.one_frame();
+    let answer = discover(&mut h);
     assert_eq!(
         (answer.status, body(&answer)["error"]["code"].clone()),
         (200, json!(METHOD_NOT_FOUND))
@@ -149,12 +139,7 @@ fn without_the_stateless_revision_its_requests_get_method_not_found() {
 #[test]
 fn closing_a_stateless_stream_cancels_the_call_on_the_child() {
     let mut h = Harness::ready(|_| {});
-    h.post(
-        10,
-        None,
-        stateless(1, "tools/call", json!({ "name": "echo" }), json!({})),
-    );
-    let sent = h.take_request(1, "tools/call");
+    let sent = h.stateless_echo_in_flight(10, 1, json!({}));
     h.cancel(10);
     let told = h.take_request(1, "notifications/cancelled");
     assert_eq!(told["params"]["requestId"], sent["id"]);
@@ -172,7 +157,7 @@ fn log_messages_reach_a_stateless_call_only_at_the_level_it_asked() {
     ];
     for (asked, level, delivered) in cases {
         let mut h = Harness::ready(|_| {});
-        let mut request = stateless(1, "tools/call", json!({ "name": "echo" }), json!({}));
+        let mut request = stateless_echo(1, json!({}));
         if let Some(asked) = asked {
             request["params"]["_meta"][META_LOG_LEVEL] = json!(asked);
         }

@@ -8,8 +8,7 @@ use std::time::Duration;
 use protocol::jsonrpc::{INVALID_PARAMS, METHOD_NOT_FOUND, MISSING_CLIENT_CAPABILITY};
 use serde_json::{Value, json};
 
-use super::super::testing::{Harness, body, call, result_for};
-use super::stateless::stateless;
+use super::super::testing::{Harness, body, call, stateless, stateless_echo};
 
 const GATHER: Duration = Duration::from_millis(20);
 
@@ -19,30 +18,20 @@ fn elicit(id: &str) -> Value {
 
 /// A `tools/call` of "alice" (able to elicit) on exchange 10.
 fn start_call(h: &mut Harness) {
-    let request = stateless(
-        1,
-        "tools/call",
-        json!({ "name": "echo" }),
-        json!({ "elicitation": {} }),
-    );
-    h.post(10, None, request);
+    h.post(10, None, stateless_echo(1, json!({ "elicitation": {} })));
 }
 
 /// A `tools/call` of "alice" (able to elicit) on exchange 10, whose server asked `ids`;
 /// the call as the child got it, and the `requestState` the client got.
 fn suspended(h: &mut Harness, ids: &[&str]) -> (Value, String) {
-    start_call(h);
-    let sent = h.take_request(1, "tools/call");
+    let sent = h.stateless_echo_in_flight(10, 1, json!({ "elicitation": {} }));
     for id in ids {
         h.child_says(1, elicit(id));
     }
     h.advance(GATHER);
     h.core.flush_inputs(h.now);
-    let asked = h.one_frame();
-    assert_eq!(
-        (asked.exchange, asked.status, asked.is_final()),
-        (10, 200, true)
-    );
+    let asked = h.frame_on(10);
+    assert_eq!((asked.status, asked.is_final()), (200, true));
     let result = body(&asked)["result"].clone();
     assert_eq!(result["resultType"], "input_required");
     let token = result["requestState"]
@@ -52,11 +41,22 @@ fn suspended(h: &mut Harness, ids: &[&str]) -> (Value, String) {
     (sent, token)
 }
 
-/// The retry of the call on `exchange`, by `who`, answering with `responses`.
-fn retry(h: &mut Harness, exchange: u64, who: &str, name: &str, token: &str, responses: Value) {
+/// The retry of the call on `exchange`, by `who` calling the tool `name`, answering with
+/// `responses`.
+fn retry_as(h: &mut Harness, who: &str, name: &str, exchange: u64, token: &str, responses: Value) {
     let params = json!({ "name": name, "requestState": token, "inputResponses": responses });
     let request = stateless(exchange, "tools/call", params, json!({ "elicitation": {} }));
     h.post_as(who, exchange, None, request);
+}
+
+/// The retry of the call by "alice" on `exchange`, answering with `responses`.
+fn retry(h: &mut Harness, exchange: u64, token: &str, responses: Value) {
+    retry_as(h, "alice", "echo", exchange, token, responses);
+}
+
+/// The answer of `e1` accepting what the server asked.
+fn accept_e1() -> Value {
+    json!({ "e1": { "action": "accept" } })
 }
 
 #[test]
@@ -91,25 +91,15 @@ fn server_requests_written_in_one_burst_become_one_input_required_result() {
 fn a_retry_with_the_request_state_continues_the_call() {
     let mut h = Harness::ready(|_| {});
     let (sent, token) = suspended(&mut h, &["e1"]);
-    retry(
-        &mut h,
-        11,
-        "alice",
-        "echo",
-        &token,
-        json!({ "e1": { "action": "accept" } }),
-    );
+    retry(&mut h, 11, &token, accept_e1());
     assert_eq!(
         h.lines(1),
         [json!({ "jsonrpc": "2.0", "id": "e1", "result": { "action": "accept" } })]
     );
     assert!(h.outbox().is_empty());
-    h.child_says(1, result_for(&sent, json!({ "content": [] })));
-    let answer = h.one_frame();
-    assert_eq!(
-        (answer.exchange, body(&answer)["id"].clone()),
-        (11, json!(11))
-    );
+    h.child_answers(1, &sent, json!({ "content": [] }));
+    let answer = h.frame_on(11);
+    assert_eq!(body(&answer)["id"], 11);
     assert_eq!(body(&answer)["result"]["resultType"], "complete");
 }
 
@@ -117,9 +107,9 @@ fn a_retry_with_the_request_state_continues_the_call() {
 fn a_request_state_is_single_use_and_bound_to_its_principal_method_and_name() {
     let mut h = Harness::ready(|_| {});
     let (_, token) = suspended(&mut h, &["e1"]);
-    let answers = json!({ "e1": { "action": "accept" } });
-    retry(&mut h, 11, "bob", "echo", &token, answers.clone());
-    retry(&mut h, 12, "alice", "other-tool", &token, answers.clone());
+    let answers = accept_e1();
+    retry_as(&mut h, "bob", "echo", 11, &token, answers.clone());
+    retry_as(&mut h, "alice", "other-tool", 12, &token, answers.clone());
     let as_prompt = json!({ "name": "echo", "requestState": token, "inputResponses": answers });
     h.post(
         13,
@@ -135,9 +125,9 @@ fn a_request_state_is_single_use_and_bound_to_its_principal_method_and_name() {
         );
     }
     assert!(h.lines(1).is_empty());
-    retry(&mut h, 14, "alice", "echo", &token, answers.clone());
+    retry(&mut h, 14, &token, answers.clone());
     assert_eq!(h.lines(1).len(), 1, "its own client continues it");
-    retry(&mut h, 15, "alice", "echo", &token, answers);
+    retry(&mut h, 15, &token, answers);
     assert_eq!(h.one_frame().status, 400, "but only once");
 }
 
@@ -145,17 +135,9 @@ fn a_request_state_is_single_use_and_bound_to_its_principal_method_and_name() {
 fn requests_a_retry_left_unanswered_are_asked_again() {
     let mut h = Harness::ready(|_| {});
     let (_, token) = suspended(&mut h, &["e1", "e2"]);
-    retry(
-        &mut h,
-        11,
-        "alice",
-        "echo",
-        &token,
-        json!({ "e1": { "action": "accept" } }),
-    );
+    retry(&mut h, 11, &token, accept_e1());
     assert_eq!(h.lines(1)[0]["id"], "e1");
-    let again = h.one_frame();
-    assert_eq!(again.exchange, 11);
+    let again = h.frame_on(11);
     let result = body(&again)["result"].clone();
     assert_eq!(result["resultType"], "input_required");
     assert_eq!(
@@ -174,20 +156,12 @@ fn requests_a_retry_left_unanswered_are_asked_again() {
 fn an_answer_that_comes_before_the_retry_waits_for_it() {
     let mut h = Harness::ready(|_| {});
     let (sent, token) = suspended(&mut h, &["e1"]);
-    h.child_says(
-        1,
-        result_for(
-            &sent,
-            json!({ "content": [ { "type": "text", "text": "done" } ] }),
-        ),
-    );
+    let done = json!({ "content": [ { "type": "text", "text": "done" } ] });
+    h.child_answers(1, &sent, done);
     assert!(h.outbox().is_empty());
-    retry(&mut h, 11, "alice", "echo", &token, json!({}));
-    let answer = h.one_frame();
-    assert_eq!(
-        (answer.exchange, body(&answer)["id"].clone()),
-        (11, json!(11))
-    );
+    retry(&mut h, 11, &token, json!({}));
+    let answer = h.frame_on(11);
+    assert_eq!(body(&answer)["id"], 11);
     assert_eq!(body(&answer)["result"]["content"][0]["text"], "done");
 }
 
@@ -202,7 +176,7 @@ fn a_suspended_call_expires_and_is_cancelled_on_the_child() {
     h.tick();
     let told = h.take_request(1, "notifications/cancelled");
     assert_eq!(told["params"]["requestId"], sent["id"]);
-    retry(&mut h, 11, "alice", "echo", &token, json!({ "e1": {} }));
+    retry(&mut h, 11, &token, json!({ "e1": {} }));
     assert_eq!(h.one_frame().status, 400);
 }
 
@@ -231,15 +205,10 @@ fn answers_sent_up_front_answer_the_requests_they_name_as_they_come() {
 #[test]
 fn a_server_request_the_client_cannot_answer_ends_the_call_with_required_capabilities() {
     let mut h = Harness::ready(|_| {});
-    h.post(
-        10,
-        None,
-        stateless(1, "tools/call", json!({ "name": "echo" }), json!({})),
-    );
-    let sent = h.take_request(1, "tools/call");
+    let sent = h.stateless_echo_in_flight(10, 1, json!({}));
     h.child_says(1, call("s1", "sampling/createMessage", json!({})));
-    let ended = h.one_frame();
-    assert_eq!((ended.exchange, ended.status), (10, 400));
+    let ended = h.frame_on(10);
+    assert_eq!(ended.status, 400);
     let error = body(&ended)["error"].clone();
     assert_eq!(error["code"], MISSING_CLIENT_CAPABILITY);
     assert_eq!(
