@@ -886,24 +886,16 @@ async fn consent_desk(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        run: RunArgs,
-    }
+    use crate::test_flags::{self, Only};
 
     fn args(words: &[&str]) -> RunArgs {
-        Cli::try_parse_from(std::iter::once("bridge").chain(words.iter().copied()))
-            .unwrap()
-            .run
+        test_flags::parse(words)
     }
 
     /// The long options of `bridge run --help`, in order.
     fn listed_options() -> Vec<String> {
         use clap::CommandFactory;
-        let help = Cli::command().render_long_help().to_string();
+        let help = Only::<RunArgs>::command().render_long_help().to_string();
         help.lines()
             .filter(|l| l.trim_start().starts_with('-') && l.len() - l.trim_start().len() < 8)
             .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
