@@ -1012,25 +1012,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let m = memory_with(dir.path(), "server", "abcdefghij", "tok-1");
         let mut remember = Remember::Nothing;
-        let got = bearer_token(
-            Some("given".into()),
-            "abcdefghij",
-            Some(&m),
-            false,
-            &mut remember,
-        )
-        .unwrap();
+        let given = |new_token, remember: &mut Remember| {
+            bearer_token(
+                Some("given".into()),
+                "abcdefghij",
+                Some(&m),
+                new_token,
+                remember,
+            )
+        };
+        let got = given(false, &mut remember).unwrap();
         assert_eq!(got, ("given".to_owned(), false));
         assert!(matches!(remember, Remember::Nothing));
         // And cannot be combined with --new-token.
-        let e = bearer_token(
-            Some("given".into()),
-            "abcdefghij",
-            Some(&m),
-            true,
-            &mut remember,
-        )
-        .unwrap_err();
+        let e = given(true, &mut remember).unwrap_err();
         assert!(e.to_string().contains("--new-token"), "{e}");
     }
 
