@@ -40,26 +40,35 @@ pub const MIN_AUDIT_MAX_BYTES: u64 = 1024;
 /// A server's policy, as written in the bridge's configuration file (`[servers.NAME.policy]`)
 /// or given with `bridge run` flags. Tool patterns are globs (`*`, `?`, `[abc]`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// Tools offered to clients (empty: all); others are hidden and refused when called.
+    #[serde(default)]
     pub allow_tools: Vec<String>,
     /// Tools hidden from clients and refused when called (wins over `allow_tools`).
+    #[serde(default)]
     pub deny_tools: Vec<String>,
     /// Tools whose calls wait until the owner approves them in the bridge's terminal.
+    #[serde(default)]
     pub confirm_tools: Vec<String>,
     /// Tools announced with `readOnlyHint: true` (and `destructiveHint: false`).
+    #[serde(default)]
     pub read_only_tools: Vec<String>,
     /// Tools announced with `destructiveHint: true` (and `readOnlyHint: false`).
+    #[serde(default)]
     pub destructive_tools: Vec<String>,
     /// Directories reported to the server as its roots.
+    #[serde(default)]
     pub roots: Vec<PathBuf>,
     /// Where the audit log (JSON lines) is written; none by default.
+    #[serde(default)]
     pub audit_log: Option<PathBuf>,
     /// Size at which the audit log is rotated, in bytes.
+    #[serde(default)]
     pub audit_max_bytes: Option<u64>,
     /// How long a call of a `confirm_tools` tool waits for the owner, in seconds (120 by
     /// default); unanswered calls are declined.
+    #[serde(default)]
     pub confirm_timeout_secs: Option<f64>,
 }
 
