@@ -396,6 +396,16 @@ mod tests {
         }
     }
 
+    /// Opens the log at `path` (rotated at `max_bytes`), records `calls` and closes it.
+    fn write_log(path: &Path, max_bytes: u64, calls: &[(&str, Outcome)]) {
+        let log = AuditLog::open(path, max_bytes).unwrap();
+        let tx = log.sender();
+        for &(tool, outcome) in calls {
+            tx.record(&entry(tool, outcome));
+        }
+        drop(log);
+    }
+
     fn lines(path: &Path) -> Vec<Value> {
         std::fs::read_to_string(path)
             .unwrap_or_default()
@@ -428,11 +438,11 @@ mod tests {
     fn writes_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let log = AuditLog::open(&path, 1 << 20).unwrap();
-        let tx = log.sender();
-        tx.record(&entry("echo", Outcome::Ok));
-        tx.record(&entry("exit", Outcome::Refused));
-        drop(log);
+        write_log(
+            &path,
+            1 << 20,
+            &[("echo", Outcome::Ok), ("exit", Outcome::Refused)],
+        );
         let got = lines(&path);
         assert_eq!(got.len(), 2);
         assert_eq!(got[0]["tool"], "echo");
@@ -450,9 +460,7 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         // Reopened: appended to.
-        let log = AuditLog::open(&path, 1 << 20).unwrap();
-        log.sender().record(&entry("slow", Outcome::Timeout));
-        drop(log);
+        write_log(&path, 1 << 20, &[("slow", Outcome::Timeout)]);
         assert_eq!(lines(&path).len(), 3);
     }
 
@@ -461,21 +469,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let one = {
-            let log = AuditLog::open(&path, 1 << 20).unwrap();
-            log.sender().record(&entry("echo", Outcome::Ok));
-            drop(log);
+            write_log(&path, 1 << 20, &[("echo", Outcome::Ok)]);
             let n = std::fs::metadata(&path).unwrap().len();
             std::fs::remove_file(&path).unwrap();
             n
         };
-        // Room for three lines per file.
-        let log = AuditLog::open(&path, one * 3 + 1).unwrap();
-        let tx = log.sender();
-        for i in 0..20 {
-            // Same length as the measured line.
-            tx.record(&entry(["echo", "slow"][i % 2], Outcome::Ok));
-        }
-        drop(log);
+        // Room for three lines per file; each line as long as the measured one.
+        let calls: Vec<_> = (0..20)
+            .map(|i| (["echo", "slow"][i % 2], Outcome::Ok))
+            .collect();
+        write_log(&path, one * 3 + 1, &calls);
         for p in [
             path.clone(),
             rotated(&path, 1),

@@ -427,34 +427,36 @@ deny_tools = ["write_*"]
 
     #[test]
     fn errors_name_the_key_and_the_file() {
-        let e = parse("relay = \"x\"\nbogus = 1\n").unwrap_err().to_string();
-        assert!(
-            e.contains("/etc/bridge.toml:2") && e.contains("`bogus`"),
-            "{e}"
-        );
-        let e = parse("[servers.abc]\ncommand = \"x\"\nargs = \"y\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("/etc/bridge.toml:3") && e.contains("servers.abc.args"),
-            "{e}"
-        );
-        let e = parse("[servers.abc]\ncommand = \"x\"\nwat = 1\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("`servers.abc.wat`"), "{e}");
-        let e = parse("[servers.abc.policy]\nallow = 1\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("servers.abc.policy.allow"), "{e}");
-        let e = parse("max_in_flight = \"many\"\n").unwrap_err().to_string();
-        assert!(e.contains("`max_in_flight`"), "{e}");
-        let e = parse("[servers.A_B]\ncommand = \"x\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("not a valid tunnel name"), "{e}");
-        let e = parse("relay = \n").unwrap_err().to_string();
-        assert!(e.contains("/etc/bridge.toml:1"), "{e}");
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "relay = \"x\"\nbogus = 1\n",
+                &["/etc/bridge.toml:2", "`bogus`"],
+            ),
+            (
+                "[servers.abc]\ncommand = \"x\"\nargs = \"y\"\n",
+                &["/etc/bridge.toml:3", "servers.abc.args"],
+            ),
+            (
+                "[servers.abc]\ncommand = \"x\"\nwat = 1\n",
+                &["`servers.abc.wat`"],
+            ),
+            (
+                "[servers.abc.policy]\nallow = 1\n",
+                &["servers.abc.policy.allow"],
+            ),
+            ("max_in_flight = \"many\"\n", &["`max_in_flight`"]),
+            (
+                "[servers.A_B]\ncommand = \"x\"\n",
+                &["not a valid tunnel name"],
+            ),
+            ("relay = \n", &["/etc/bridge.toml:1"]),
+        ];
+        for (text, wants) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            for want in *wants {
+                assert!(e.contains(want), "{want} in {e}");
+            }
+        }
     }
 
     #[test]

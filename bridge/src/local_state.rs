@@ -67,12 +67,14 @@ impl std::fmt::Debug for Entry {
             .field("listen", &self.listen)
             .field("command", &self.command)
             .field("name", &self.name)
-            .field(
-                "client_token",
-                &self.client_token.as_ref().map(|_| "<hidden>"),
-            )
+            .field("client_token", &hidden(&self.client_token))
             .finish()
     }
+}
+
+/// A token as debug output shows it: whether there is one, not what it is.
+fn hidden(token: &Option<String>) -> Option<&'static str> {
+    token.as_ref().map(|_| "<hidden>")
 }
 
 /// The whole file.
@@ -227,10 +229,7 @@ impl std::fmt::Debug for Picked {
             .field("listen", &self.listen)
             .field("name", &self.name)
             .field("command", &self.command)
-            .field(
-                "client_token",
-                &self.client_token.as_ref().map(|_| "<hidden>"),
-            )
+            .field("client_token", &hidden(&self.client_token))
             .finish()
     }
 }
@@ -339,14 +338,32 @@ mod tests {
 
     const HERE: &str = "127.0.0.1:7171";
 
+    /// Stores `name`, with the command line and the token given, for a bridge at `at`.
+    fn store(path: &Path, at: &str, name: &str, command: Option<&str>, token: Option<&str>) {
+        let m = LocalMemory::load(path.to_owned(), listen(at));
+        let mut p = m.picked(name);
+        p.command = command.map(words);
+        p.client_token = token.map(str::to_owned);
+        p.store().unwrap();
+    }
+
     /// Picks a name for `command` and a token, and stores both, as a first run does.
     fn first_run(path: &Path, at: &str, command: &str, name: &str, token: &str) {
         let m = LocalMemory::load(path.to_owned(), listen(at));
         assert_eq!(m.name_for(&words(command)), None);
-        let mut p = m.picked(name);
-        p.command = Some(words(command));
-        p.client_token = Some(token.to_owned());
-        p.store().unwrap();
+        store(path, at, name, Some(command), Some(token));
+    }
+
+    /// The file as a bridge at [`HERE`] reads it.
+    fn here(path: &Path) -> LocalMemory {
+        LocalMemory::load(path.to_owned(), listen(HERE))
+    }
+
+    /// What a bridge at [`HERE`] finds in the file: the name for `command` and its token.
+    fn assert_remembers(path: &Path, command: &str, name: &str, token: Option<&str>) {
+        let m = here(path);
+        assert_eq!(m.name_for(&words(command)).as_deref(), Some(name));
+        assert_eq!(m.token_for(name).as_deref(), token);
     }
 
     #[test]
@@ -381,14 +398,13 @@ mod tests {
     fn a_given_name_is_not_remembered_for_the_command_but_its_token_is() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("local.toml");
-        let m = LocalMemory::load(path.clone(), listen(HERE));
-        let mut p = m.picked("my-files");
-        p.client_token = Some("tok-given-name".into());
-        p.store().unwrap();
+        store(&path, HERE, "my-files", None, Some("tok-given-name"));
 
-        let m = LocalMemory::load(path, listen(HERE));
-        assert_eq!(m.name_for(&words("server")), None);
-        assert_eq!(m.token_for("my-files").as_deref(), Some("tok-given-name"));
+        assert_eq!(here(&path).name_for(&words("server")), None);
+        assert_eq!(
+            here(&path).token_for("my-files").as_deref(),
+            Some("tok-given-name")
+        );
     }
 
     #[test]
@@ -398,51 +414,40 @@ mod tests {
         first_run(&path, HERE, "server", "abcdefghij", "tok-old");
         first_run(&path, "[::1]:7171", "server", "klmnopqrst", "tok-v6");
 
-        let m = LocalMemory::load(path.clone(), listen(HERE));
-        let mut p = m.picked("abcdefghij");
-        p.client_token = Some("tok-new".into());
-        p.store().unwrap();
+        store(&path, HERE, "abcdefghij", None, Some("tok-new"));
 
-        let m = LocalMemory::load(path.clone(), listen(HERE));
-        assert_eq!(m.name_for(&words("server")).as_deref(), Some("abcdefghij"));
-        assert_eq!(m.token_for("abcdefghij").as_deref(), Some("tok-new"));
+        assert_remembers(&path, "server", "abcdefghij", Some("tok-new"));
         let v6 = LocalMemory::load(path.clone(), listen("[::1]:7171"));
         assert_eq!(v6.token_for("klmnopqrst").as_deref(), Some("tok-v6"));
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("tok-old"), "{text}");
     }
 
-    #[test]
-    fn a_run_without_a_token_keeps_the_remembered_one() {
-        // `--auth none` remembers the name only; a token stored before stays.
+    /// After a first run for `server`, a run without a token stores `name` for `command`:
+    /// that name is remembered without a token, and the first name keeps its own.
+    fn a_later_run_without_a_token(command: &str, name: &str) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("local.toml");
         first_run(&path, HERE, "server", "abcdefghij", "tok-1");
-        let m = LocalMemory::load(path.clone(), listen(HERE));
-        let mut p = m.picked("zzzzzzzzzz");
-        p.command = Some(words("other"));
-        p.store().unwrap();
+        store(&path, HERE, name, Some(command), None);
+        assert_remembers(&path, command, name, None);
+        assert_eq!(
+            here(&path).token_for("abcdefghij").as_deref(),
+            Some("tok-1")
+        );
+    }
 
-        let m = LocalMemory::load(path, listen(HERE));
-        assert_eq!(m.name_for(&words("other")).as_deref(), Some("zzzzzzzzzz"));
-        assert_eq!(m.token_for("zzzzzzzzzz"), None);
-        assert_eq!(m.token_for("abcdefghij").as_deref(), Some("tok-1"));
+    #[test]
+    fn a_run_without_a_token_keeps_the_remembered_one() {
+        // `--auth none` remembers the name only; a token stored before stays.
+        a_later_run_without_a_token("other", "zzzzzzzzzz");
     }
 
     #[test]
     fn a_command_line_goes_with_one_name() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("local.toml");
-        first_run(&path, HERE, "server", "abcdefghij", "tok-1");
         // A new name picked for the same command (the old entry was edited away, say):
         // the command line follows it, the old name keeps its token.
-        let m = LocalMemory::load(path.clone(), listen(HERE));
-        let mut p = m.picked("klmnopqrst");
-        p.command = Some(words("server"));
-        p.store().unwrap();
-        let m = LocalMemory::load(path, listen(HERE));
-        assert_eq!(m.name_for(&words("server")).as_deref(), Some("klmnopqrst"));
-        assert_eq!(m.token_for("abcdefghij").as_deref(), Some("tok-1"));
+        a_later_run_without_a_token("server", "klmnopqrst");
     }
 
     #[test]
@@ -455,9 +460,8 @@ mod tests {
              client_token = \"has space\"\n",
         )
         .unwrap();
-        let m = LocalMemory::load(path, listen(HERE));
-        assert_eq!(m.name_for(&words("server")), None);
-        assert_eq!(m.token_for("NO!"), None);
+        assert_eq!(here(&path).name_for(&words("server")), None);
+        assert_eq!(here(&path).token_for("NO!"), None);
     }
 
     #[test]
@@ -465,18 +469,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("local.toml");
         std::fs::write(&path, "this is [not toml").unwrap();
-        let m = LocalMemory::load(path.clone(), listen(HERE));
-        assert_eq!(m.name_for(&words("server")), None);
-        let mut p = m.picked("abcdefghij");
-        p.command = Some(words("server"));
-        p.client_token = Some("tok-1".into());
-        p.store().unwrap();
+        first_run(&path, HERE, "server", "abcdefghij", "tok-1");
 
         let bad = dir.path().join("local.toml.bad");
         assert_eq!(std::fs::read_to_string(bad).unwrap(), "this is [not toml");
-        let m = LocalMemory::load(path, listen(HERE));
-        assert_eq!(m.name_for(&words("server")).as_deref(), Some("abcdefghij"));
-        assert_eq!(m.token_for("abcdefghij").as_deref(), Some("tok-1"));
+        assert_remembers(&path, "server", "abcdefghij", Some("tok-1"));
 
         // Unknown keys (a file from another version, or a typo) count as unreadable too.
         let path = dir.path().join("other.toml");

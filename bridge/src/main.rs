@@ -24,6 +24,8 @@ mod run;
 mod server_settings;
 mod service;
 mod status_line;
+#[cfg(test)]
+mod test_flags;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

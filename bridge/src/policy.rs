@@ -581,6 +581,8 @@ mod tests {
     use clap::Parser;
     use serde_json::json;
 
+    use crate::test_flags::Only;
+
     fn m(p: &str, s: &str) -> bool {
         Glob::new(p).matches(s)
     }
@@ -828,11 +830,7 @@ mod tests {
         assert!(!p.rewrite_tools(&mut json!({"prompts": []})));
     }
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        policy: PolicyArgs,
-    }
+    type Cli = Only<PolicyArgs>;
 
     #[test]
     fn flags() {
@@ -860,7 +858,7 @@ mod tests {
             "2.5",
         ])
         .unwrap();
-        let cfg = cli.policy.into_config();
+        let cfg = cli.flags.into_config();
         assert_eq!(cfg.allow_tools, ["a*", "b"]);
         assert_eq!(cfg.deny_tools, ["ab"]);
         assert_eq!(cfg.confirm_tools, ["c"]);
@@ -882,7 +880,7 @@ mod tests {
         assert!(
             Cli::try_parse_from(["x", "--audit-log", "/nonexistent-dir/x/audit.jsonl"]).is_err()
         );
-        let none = Cli::try_parse_from(["x"]).unwrap().policy.into_config();
+        let none = Cli::try_parse_from(["x"]).unwrap().flags.into_config();
         assert!(none.is_empty());
         assert_eq!(none, PolicyConfig::default());
         assert_eq!(none.confirm_timeout(), DEFAULT_CONFIRM_TIMEOUT);

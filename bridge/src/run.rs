@@ -886,24 +886,16 @@ async fn consent_desk(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        run: RunArgs,
-    }
+    use crate::test_flags::{self, Only};
 
     fn args(words: &[&str]) -> RunArgs {
-        Cli::try_parse_from(std::iter::once("bridge").chain(words.iter().copied()))
-            .unwrap()
-            .run
+        test_flags::parse(words)
     }
 
     /// The long options of `bridge run --help`, in order.
     fn listed_options() -> Vec<String> {
         use clap::CommandFactory;
-        let help = Cli::command().render_long_help().to_string();
+        let help = Only::<RunArgs>::command().render_long_help().to_string();
         help.lines()
             .filter(|l| l.trim_start().starts_with('-') && l.len() - l.trim_start().len() < 8)
             .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
@@ -1020,25 +1012,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let m = memory_with(dir.path(), "server", "abcdefghij", "tok-1");
         let mut remember = Remember::Nothing;
-        let got = bearer_token(
-            Some("given".into()),
-            "abcdefghij",
-            Some(&m),
-            false,
-            &mut remember,
-        )
-        .unwrap();
+        let given = |new_token, remember: &mut Remember| {
+            bearer_token(
+                Some("given".into()),
+                "abcdefghij",
+                Some(&m),
+                new_token,
+                remember,
+            )
+        };
+        let got = given(false, &mut remember).unwrap();
         assert_eq!(got, ("given".to_owned(), false));
         assert!(matches!(remember, Remember::Nothing));
         // And cannot be combined with --new-token.
-        let e = bearer_token(
-            Some("given".into()),
-            "abcdefghij",
-            Some(&m),
-            true,
-            &mut remember,
-        )
-        .unwrap_err();
+        let e = given(true, &mut remember).unwrap_err();
         assert!(e.to_string().contains("--new-token"), "{e}");
     }
 

@@ -207,21 +207,11 @@ impl ServerOptions {
 mod tests {
     use std::path::PathBuf;
 
-    use clap::Parser;
-
     use super::*;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        server: ServerFlags,
-    }
+    use crate::test_flags;
 
     fn flags(words: &[&str]) -> ServerOptions {
-        Cli::try_parse_from(std::iter::once("bridge").chain(words.iter().copied()))
-            .unwrap()
-            .server
-            .given()
+        test_flags::parse::<ServerFlags>(words).given()
     }
 
     #[test]

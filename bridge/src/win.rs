@@ -140,6 +140,17 @@ mod tests {
     const PATH: &str = r"C:\Windows\system32;C:\Program Files\nodejs\;C:\Users\me\.local\bin";
     const PATHEXT: &str = ".COM;.EXE;.BAT;.CMD;.VBS;.VBE;.JS;.JSE;.WSF;.WSH;.MSC";
 
+    /// Checks each `(program, PATH, PATHEXT, resolved)` against the files that exist.
+    fn resolves(exists: impl Fn(&str) -> bool, cases: &[(&str, &str, &str, &str)]) {
+        for &(program, path, pathext, want) in cases {
+            assert_eq!(
+                resolve_program(program, path, pathext, &exists),
+                want,
+                "{program} with PATH {path:?} and PATHEXT {pathext:?}"
+            );
+        }
+    }
+
     #[test]
     fn finds_cmd_shims() {
         let exists = fs(&[
@@ -148,13 +159,12 @@ mod tests {
             r"C:\Program Files\nodejs\npx.ps1",
             r"C:\Users\me\.local\bin\uvx.exe",
         ]);
-        assert_eq!(
-            resolve_program("npx", PATH, PATHEXT, &exists),
-            r"C:\Program Files\nodejs\npx.cmd"
-        );
-        assert_eq!(
-            resolve_program("uvx", PATH, PATHEXT, &exists),
-            r"C:\Users\me\.local\bin\uvx.exe"
+        resolves(
+            exists,
+            &[
+                ("npx", PATH, PATHEXT, r"C:\Program Files\nodejs\npx.cmd"),
+                ("uvx", PATH, PATHEXT, r"C:\Users\me\.local\bin\uvx.exe"),
+            ],
         );
     }
 
@@ -166,62 +176,51 @@ mod tests {
             r"C:\a\tool.cmd",
             r"C:\a\tool.bat",
         ]);
-        assert_eq!(
-            resolve_program("srv", r"C:\a;C:\b", PATHEXT, &exists),
-            r"C:\a\srv.cmd"
-        );
-        assert_eq!(
-            resolve_program("tool", r"C:\a", ".CMD;.BAT", &exists),
-            r"C:\a\tool.cmd"
-        );
-        assert_eq!(
-            resolve_program("tool", r"C:\a", ".BAT;.CMD", &exists),
-            r"C:\a\tool.bat"
+        resolves(
+            exists,
+            &[
+                ("srv", r"C:\a;C:\b", PATHEXT, r"C:\a\srv.cmd"),
+                ("tool", r"C:\a", ".CMD;.BAT", r"C:\a\tool.cmd"),
+                ("tool", r"C:\a", ".BAT;.CMD", r"C:\a\tool.bat"),
+            ],
         );
     }
 
     #[test]
     fn extensions_are_case_insensitive() {
-        let exists = fs(&[r"C:\n\npx.cmd"]);
-        assert_eq!(
-            resolve_program("npx", r"C:\n", ".cMd", &exists),
-            r"C:\n\npx.cmd"
-        );
-        assert_eq!(
-            resolve_program("NPX.CMD", r"C:\n", PATHEXT, &exists),
-            r"C:\n\NPX.CMD"
-        );
-        assert_eq!(
-            resolve_program("npx.Cmd", r"C:\n", ".EXE", &exists),
-            r"C:\n\npx.Cmd"
+        resolves(
+            fs(&[r"C:\n\npx.cmd"]),
+            &[
+                ("npx", r"C:\n", ".cMd", r"C:\n\npx.cmd"),
+                ("NPX.CMD", r"C:\n", PATHEXT, r"C:\n\NPX.CMD"),
+                ("npx.Cmd", r"C:\n", ".EXE", r"C:\n\npx.Cmd"),
+            ],
         );
     }
 
     #[test]
     fn explicit_extension_is_kept() {
         let exists = fs(&[r"C:\n\node.exe", r"C:\n\node.exe.cmd", r"C:\n\npx.cmd"]);
-        assert_eq!(
-            resolve_program("node.exe", r"C:\n", PATHEXT, &exists),
-            r"C:\n\node.exe"
-        );
-        // Only the named file counts, not another extension of the same name.
-        assert_eq!(
-            resolve_program("npx.exe", r"C:\n", PATHEXT, &exists),
-            "npx.exe"
+        resolves(
+            exists,
+            &[
+                ("node.exe", r"C:\n", PATHEXT, r"C:\n\node.exe"),
+                // Only the named file counts, not another extension of the same name.
+                ("npx.exe", r"C:\n", PATHEXT, "npx.exe"),
+            ],
         );
     }
 
     #[test]
     fn other_dots_are_not_extensions() {
         let exists = fs(&[r"C:\py\python3.11.exe", r"C:\py\server.js.cmd"]);
-        assert_eq!(
-            resolve_program("python3.11", r"C:\py", PATHEXT, &exists),
-            r"C:\py\python3.11.exe"
-        );
-        // `.js` is in PATHEXT but CreateProcess cannot start it.
-        assert_eq!(
-            resolve_program("server.js", r"C:\py", PATHEXT, &exists),
-            r"C:\py\server.js.cmd"
+        resolves(
+            exists,
+            &[
+                ("python3.11", r"C:\py", PATHEXT, r"C:\py\python3.11.exe"),
+                // `.js` is in PATHEXT but CreateProcess cannot start it.
+                ("server.js", r"C:\py", PATHEXT, r"C:\py\server.js.cmd"),
+            ],
         );
     }
 
@@ -233,21 +232,18 @@ mod tests {
             r"C:\s\srv.ps1",
             r"C:\s\srv",
         ]);
-        assert_eq!(resolve_program("srv", r"C:\s", PATHEXT, &exists), "srv");
-        let exists = fs(&[r"C:\s\srv.bat"]);
-        assert_eq!(
-            resolve_program("srv", r"C:\s", ".JS;.PY", &exists),
-            r"C:\s\srv.bat"
-        );
-        assert_eq!(
-            resolve_program("srv", r"C:\s", "", &exists),
-            r"C:\s\srv.bat"
+        resolves(exists, &[("srv", r"C:\s", PATHEXT, "srv")]);
+        resolves(
+            fs(&[r"C:\s\srv.bat"]),
+            &[
+                ("srv", r"C:\s", ".JS;.PY", r"C:\s\srv.bat"),
+                ("srv", r"C:\s", "", r"C:\s\srv.bat"),
+            ],
         );
     }
 
     #[test]
     fn paths_are_untouched() {
-        let exists = |_: &str| true;
         for p in [
             r".\server.cmd",
             r"..\bin\server",
@@ -257,34 +253,39 @@ mod tests {
             r"\\host\share\server.cmd",
             "",
         ] {
-            assert_eq!(resolve_program(p, PATH, PATHEXT, exists), p);
+            resolves(|_: &str| true, &[(p, PATH, PATHEXT, p)]);
         }
     }
 
     #[test]
     fn not_found_gives_the_name_back() {
-        let exists = fs(&[]);
-        assert_eq!(
-            resolve_program("no-such-server", PATH, PATHEXT, &exists),
-            "no-such-server"
+        resolves(
+            fs(&[]),
+            &[
+                ("no-such-server", PATH, PATHEXT, "no-such-server"),
+                ("npx", "", PATHEXT, "npx"),
+            ],
         );
-        assert_eq!(resolve_program("npx", "", PATHEXT, &exists), "npx");
     }
 
     #[test]
     fn path_entries_quoted_empty_or_with_trailing_separator() {
         let exists = fs(&[r"C:\Program Files\x\srv.cmd", r"D:\y\srv.exe"]);
-        assert_eq!(
-            resolve_program("srv", r#";;"C:\Program Files\x";"#, PATHEXT, &exists),
-            r"C:\Program Files\x\srv.cmd"
+        resolves(
+            exists,
+            &[
+                (
+                    "srv",
+                    r#";;"C:\Program Files\x";"#,
+                    PATHEXT,
+                    r"C:\Program Files\x\srv.cmd",
+                ),
+                ("srv", r"D:\y\", PATHEXT, r"D:\y\srv.exe"),
+            ],
         );
-        assert_eq!(
-            resolve_program("srv", r"D:\y\", PATHEXT, &exists),
-            r"D:\y\srv.exe"
-        );
-        assert_eq!(
-            resolve_program("srv", "D:/y/", PATHEXT, fs(&["D:/y/srv.exe"])),
-            "D:/y/srv.exe"
+        resolves(
+            fs(&["D:/y/srv.exe"]),
+            &[("srv", "D:/y/", PATHEXT, "D:/y/srv.exe")],
         );
     }
 

@@ -61,6 +61,21 @@ impl Core {
         }));
     }
 
+    /// A message of a stream sent on `exchange`; the last one ends the exchange.
+    pub(super) fn emit_event(
+        &mut self,
+        exchange: u64,
+        last: bool,
+        event_id: Option<String>,
+        body: Bytes,
+    ) {
+        if last {
+            self.exchanges.close(exchange);
+        }
+        let flags = if last { FLAG_FINAL } else { 0 };
+        self.emit(exchange, 200, flags, event_id, body);
+    }
+
     /// A message of a resumable stream: numbered, kept for replay, and sent to wherever
     /// the stream is attached now.
     fn push_resumable(&mut self, stream: u64, flags: u8, body: Bytes) {
@@ -81,17 +96,8 @@ impl Core {
             self.exchanges.close(stream);
         }
         let Some(to) = attached else { return };
-        if is_final {
-            self.exchanges.close(to);
-        }
-        let flags = if is_final { FLAG_FINAL } else { 0 };
-        self.emit(
-            to,
-            200,
-            flags,
-            (seq > 0).then(|| protocol::event_id(stream, seq)),
-            body,
-        );
+        let event_id = (seq > 0).then(|| protocol::event_id(stream, seq));
+        self.emit_event(to, is_final, event_id, body);
     }
 
     /// Makes a session POST's stream resumable (attached to `attached`).

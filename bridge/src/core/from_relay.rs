@@ -265,17 +265,7 @@ impl Core {
         let n = events.len();
         for (i, (seq, body)) in events.into_iter().enumerate() {
             let last = finished && i + 1 == n;
-            if last {
-                self.exchanges.close(exchange);
-            }
-            let flags = if last { FLAG_FINAL } else { 0 };
-            self.emit(
-                exchange,
-                200,
-                flags,
-                Some(protocol::event_id(stream, seq)),
-                body,
-            );
+            self.emit_event(exchange, last, Some(protocol::event_id(stream, seq)), body);
         }
         if finished {
             if n == 0 {

@@ -11,6 +11,7 @@ use tracing::{debug, error, info, warn};
 use super::Core;
 use super::ids::{Pending, Purpose};
 use super::init;
+use super::sessions::Session;
 use super::supervisor::ChildState;
 use crate::child::ChildId;
 
@@ -271,15 +272,7 @@ impl Core {
                     self.refresh_tools_snapshot(child);
                 }
                 self.notify_listens(child, method, line);
-                let streams: Vec<u64> = self
-                    .sessions
-                    .iter()
-                    .filter(|s| s.child == child)
-                    .filter_map(|s| s.stream)
-                    .collect();
-                for ex in streams {
-                    self.message(ex, line.to_vec());
-                }
+                self.send_to_session_streams(line, |s| s.child == child);
             }
             "notifications/resources/updated" => {
                 let v: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
@@ -287,15 +280,9 @@ impl Core {
                     return;
                 };
                 self.notify_listens(child, method, line);
-                let streams: Vec<u64> = self
-                    .sessions
-                    .iter()
-                    .filter(|s| s.child == child && s.subscriptions.contains(uri))
-                    .filter_map(|s| s.stream)
-                    .collect();
-                for ex in streams {
-                    self.message(ex, line.to_vec());
-                }
+                self.send_to_session_streams(line, |s| {
+                    s.child == child && s.subscriptions.contains(uri)
+                });
             }
             "notifications/cancelled" => {
                 // The server withdraws one of its requests to a client.
@@ -311,6 +298,19 @@ impl Core {
                 }
             }
             _ => self.route_unkeyed(child, line),
+        }
+    }
+
+    /// Sends a server's message on the streams of the sessions `pick` chooses.
+    fn send_to_session_streams(&mut self, line: &[u8], pick: impl Fn(&Session) -> bool) {
+        let streams: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|s| pick(s))
+            .filter_map(|s| s.stream)
+            .collect();
+        for ex in streams {
+            self.message(ex, line.to_vec());
         }
     }
 

@@ -119,6 +119,15 @@ impl Gate {
             a.record(&call.entry(outcome));
         }
     }
+
+    /// The bridge-side ids of the held calls `pick` chooses.
+    fn held_ids(&self, pick: impl Fn(&Held) -> bool) -> Vec<u64> {
+        self.held
+            .iter()
+            .filter(|(_, h)| pick(h))
+            .map(|(hid, _)| *hid)
+            .collect()
+    }
 }
 
 /// Adds the policy's roots to the configured ones (not twice); a root that cannot be
@@ -397,6 +406,17 @@ impl Core {
         Some(h)
     }
 
+    /// Takes a held call out because of `why`, and tells the owner.
+    fn withdraw(&mut self, hid: u64, why: &'static str) -> Option<Held> {
+        let h = self.unhold(hid)?;
+        self.gate.notices.push(Notice::Withdrawn {
+            code: h.code.clone(),
+            tool: h.call.tool.clone(),
+            why,
+        });
+        Some(h)
+    }
+
     /// Ends a held call with a tool error.
     fn decline_held(&mut self, h: Held, text: &str, outcome: Outcome) {
         let body = tool_error(&h.id(), h.stateless.is_some(), text);
@@ -445,14 +465,9 @@ impl Core {
     /// A held call's client cancelled it or went away; whether `hid` was one. With
     /// `reply`, a handshake-revision POST still open gets the cancellation error.
     pub(super) fn cancel_held(&mut self, hid: u64, why: &'static str, reply: bool) -> bool {
-        let Some(h) = self.unhold(hid) else {
+        let Some(h) = self.withdraw(hid, why) else {
             return false;
         };
-        self.gate.notices.push(Notice::Withdrawn {
-            code: h.code.clone(),
-            tool: h.call.tool.clone(),
-            why,
-        });
         if reply && !h.ctx.is_http_sse() && self.exchanges.contains(h.ctx.exchange) {
             let body = error_response(&h.id(), REQUEST_CANCELLED, "Request cancelled");
             self.reply(h.ctx.exchange, 200, None, body);
@@ -465,31 +480,17 @@ impl Core {
     /// sessions, whose answers go to the session's stream (carried on after the reconnect,
     /// see `http_sse`).
     pub(super) fn held_link_down(&mut self) {
-        if self.gate.held.is_empty() {
-            return;
-        }
-        let all: Vec<u64> = self
-            .gate
-            .held
-            .iter()
-            .filter(|(_, h)| !h.ctx.is_http_sse())
-            .map(|(hid, _)| *hid)
-            .collect();
-        for hid in all {
+        for hid in self.gate.held_ids(|h| !h.ctx.is_http_sse()) {
             self.cancel_held(hid, "the relay link dropped", false);
         }
     }
 
     /// Shutdown: held calls are answered as unavailable.
     pub(super) fn drop_held(&mut self) {
-        let all: Vec<u64> = self.gate.held.keys().copied().collect();
-        for hid in all {
-            let Some(h) = self.unhold(hid) else { continue };
-            self.gate.notices.push(Notice::Withdrawn {
-                code: h.code.clone(),
-                tool: h.call.tool.clone(),
-                why: "the bridge is shutting down",
-            });
+        for hid in self.gate.held_ids(|_| true) {
+            let Some(h) = self.withdraw(hid, "the bridge is shutting down") else {
+                continue;
+            };
             let body = error_response(
                 &h.id(),
                 UNAVAILABLE,
@@ -505,13 +506,7 @@ impl Core {
         if self.gate.held.is_empty() {
             return;
         }
-        let due: Vec<u64> = self
-            .gate
-            .held
-            .iter()
-            .filter(|(_, h)| h.deadline <= now)
-            .map(|(k, _)| *k)
-            .collect();
+        let due = self.gate.held_ids(|h| h.deadline <= now);
         let secs = self.gate.policy.confirm_timeout().as_secs_f64().round();
         for hid in due {
             let Some(h) = self.unhold(hid) else { continue };
@@ -579,14 +574,11 @@ impl Core {
             TerminalMsg::Closed => {
                 // Nobody can answer any more: waiting calls and later ones are declined.
                 self.gate.closed = true;
-                let all: Vec<u64> = self.gate.held.keys().copied().collect();
-                for hid in all {
-                    let Some(h) = self.unhold(hid) else { continue };
-                    self.gate.notices.push(Notice::Withdrawn {
-                        code: h.code.clone(),
-                        tool: h.call.tool.clone(),
-                        why: "the terminal closed, so it was declined",
-                    });
+                for hid in self.gate.held_ids(|_| true) {
+                    let why = "the terminal closed, so it was declined";
+                    let Some(h) = self.withdraw(hid, why) else {
+                        continue;
+                    };
                     self.decline_held(h, NO_TERMINAL, Outcome::Declined);
                 }
             }

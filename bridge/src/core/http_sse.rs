@@ -204,13 +204,7 @@ impl Core {
             .carried
             .carry(name, is_final, body, |e| exchanges.contains(e))
         {
-            Carry::To(to, body) => {
-                if is_final {
-                    self.exchanges.close(to);
-                }
-                let flags = if is_final { FLAG_FINAL } else { 0 };
-                self.emit(to, 200, flags, None, body);
-            }
+            Carry::To(to, body) => self.emit_event(to, is_final, None, body),
             Carry::Held => {}
             Carry::Overflow(sid) => {
                 warn!(

@@ -71,6 +71,15 @@ async fn post_discover(ctx: &Ctx, token: Option<&str>) -> Result<Answer, String>
         .await
 }
 
+/// A JSON-RPC error object as a report shows it: its code and its message.
+fn rpc_error(e: &Value) -> String {
+    format!(
+        "JSON-RPC error {}: {}",
+        e["code"],
+        clean(e["message"].as_str().unwrap_or(""))
+    )
+}
+
 /// What a served discovery answer says: `Ok(Some(result))`, `Ok(None)` for -32601, or
 /// the problem.
 fn discover_outcome(a: &Answer) -> Result<Option<Value>, String> {
@@ -94,11 +103,7 @@ fn discover_outcome(a: &Answer) -> Result<Option<Value>, String> {
         if e["code"].as_i64() == Some(protocol::jsonrpc::METHOD_NOT_FOUND) {
             return Ok(None);
         }
-        return Err(format!(
-            "answered JSON-RPC error {}: {}",
-            e["code"],
-            clean(e["message"].as_str().unwrap_or(""))
-        ));
+        return Err(format!("answered {}", rpc_error(e)));
     }
     let r = &m["result"];
     let versions = r["supportedVersions"].as_array();
@@ -482,11 +487,7 @@ async fn initialize(
         return Err(Check::fail(
             5,
             ID,
-            format!(
-                "initialize answered JSON-RPC error {}: {}",
-                e["code"],
-                clean(e["message"].as_str().unwrap_or(""))
-            ),
+            format!("initialize answered {}", rpc_error(e)),
             "see the bridge's log: the MCP server may fail to start",
         ));
     }
@@ -645,11 +646,7 @@ async fn list_tools(
             return Err(Check::fail(
                 5,
                 check_id,
-                format!(
-                    "{what} answered JSON-RPC error {}: {}",
-                    e["code"],
-                    clean(e["message"].as_str().unwrap_or(""))
-                ),
+                format!("{what} answered {}", rpc_error(e)),
                 fix,
             ));
         }

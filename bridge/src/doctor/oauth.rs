@@ -206,25 +206,20 @@ async fn prm_and_server(
     let other_origin = Url::parse(metadata_url)
         .map(|u| u.origin() != ctx.url.origin())
         .unwrap_or(true);
+    let at = format!("{} ({source})", clean(metadata_url));
+    let named = clean(&servers.join(", "));
     if servers.is_empty() {
         report.add(Check::fail(
             2,
             "prm",
-            format!(
-                "{} ({source}) has no authorization_servers",
-                clean(metadata_url)
-            ),
+            format!("{at} has no authorization_servers"),
             "the metadata must name the authorization server (the relay's public URL): is this the relay's metadata?",
         ));
     } else if other_origin {
         report.add(Check::warn(
             2,
             "prm",
-            format!(
-                "{} ({source}) is on another origin than the MCP URL; authorization_servers {}",
-                clean(metadata_url),
-                clean(&servers.join(", "))
-            ),
+            format!("{at} is on another origin than the MCP URL; authorization_servers {named}"),
             match public_url_for(&ctx.url) {
                 Some(p) => format!("hosted clients must reach it too: set the relay's --public-url to {p}"),
                 None => "hosted clients must reach it too: set the relay's --public-url to the URL clients use".to_owned(),
@@ -234,11 +229,7 @@ async fn prm_and_server(
         report.add(Check::pass(
             2,
             "prm",
-            format!(
-                "{} ({source}): authorization_servers {}",
-                clean(metadata_url),
-                clean(&servers.join(", "))
-            ),
+            format!("{at}: authorization_servers {named}"),
         ));
     }
     report.add(resource_check(ctx, doc));

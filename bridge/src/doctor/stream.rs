@@ -147,7 +147,9 @@ pub async fn watch(ctx: &Ctx) -> (Check, Check) {
     // Wait for one complete SSE block (a keep-alive comment or an event).
     let mut buf: Vec<u8> = Vec::new();
     let delivery = loop {
-        match tokio::time::timeout_at(deadline, resp.chunk()).await {
+        let got = tokio::time::timeout_at(deadline, resp.chunk()).await;
+        let after = start.elapsed().as_secs_f64();
+        match got {
             Err(_) => {
                 let mut seen = format!(
                     "no bytes of the open GET event stream arrived within {secs:.0} s (the relay sends a `:` keep-alive every --keepalive-secs, 15 s by default): a proxy buffers the SSE stream"
@@ -168,8 +170,7 @@ pub async fn watch(ctx: &Ctx) -> (Check, Check) {
                     6,
                     "sse-delivery",
                     format!(
-                        "the GET event stream broke after {:.1} s: {}",
-                        start.elapsed().as_secs_f64(),
+                        "the GET event stream broke after {after:.1} s: {}",
                         super::http::error_chain(&e)
                     ),
                     "something in front of the relay cuts event streams: allow long-lived responses (nginx `proxy_read_timeout 3600s;`)",
@@ -180,8 +181,7 @@ pub async fn watch(ctx: &Ctx) -> (Check, Check) {
                     6,
                     "sse-delivery",
                     format!(
-                        "the GET event stream ended after {:.1} s with {} bytes and no keep-alive",
-                        start.elapsed().as_secs_f64(),
+                        "the GET event stream ended after {after:.1} s with {} bytes and no keep-alive",
                         buf.len()
                     ),
                     "something in front of the relay closes idle event streams: raise its read timeout (nginx `proxy_read_timeout 3600s;`) and keep buffering off",
@@ -200,8 +200,7 @@ pub async fn watch(ctx: &Ctx) -> (Check, Check) {
                         6,
                         "sse-delivery",
                         format!(
-                            "{what} arrived after {:.1} s while the stream was open: nothing buffers it",
-                            start.elapsed().as_secs_f64()
+                            "{what} arrived after {after:.1} s while the stream was open: nothing buffers it"
                         ),
                     );
                 }
