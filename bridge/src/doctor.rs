@@ -339,6 +339,15 @@ fn url_check(url: &Url) -> Check {
             "a loopback URL: hosted clients cannot reach it (the checks run from this machine)",
         );
     }
+    // (`Url::port` is `None` for the scheme's own port.)
+    if let Some(port) = url.port() {
+        return Check::warn(
+            1,
+            "url",
+            format!("{} is on port {port}, not 443", clean(url.as_str())),
+            "Claude's connectors only dial port 443 (ChatGPT takes other ports): serve the relay on 443, or behind a proxy on 443, and use the URL without a port",
+        );
+    }
     Check::pass(1, "url", format!("{} (https)", clean(url.as_str())))
 }
 
@@ -373,6 +382,14 @@ mod tests {
             Status::Skip
         );
         assert_eq!(url_check(&u("https://r.example/a")).status, Status::Warn);
+        assert_eq!(
+            url_check(&u("https://r.example:443/a/mcp")).status,
+            Status::Pass
+        );
+        let port = url_check(&u("https://r.example:8443/a/mcp"));
+        assert_eq!(port.status, Status::Warn);
+        assert!(port.seen.contains("port 8443"), "{}", port.seen);
+        assert!(port.fix.as_deref().is_some_and(|f| f.contains("443")));
     }
 
     #[test]

@@ -382,16 +382,15 @@ pub async fn with_credentials(ctx: &Ctx, access: Access) -> Vec<Check> {
     let session_tools = match tools {
         Ok(tools) => {
             out.push(tools_check(&tools));
+            out.push(tools_size_check(&tools));
             out.push(annotations_check(&tools));
             Some(tools)
         }
         Err(c) => {
             out.push(c);
-            out.push(Check::skip(
-                5,
-                "tool-annotations",
-                "not checked: tools/list failed",
-            ));
+            for id in ["tools-size", "tool-annotations"] {
+                out.push(Check::skip(5, id, "not checked: tools/list failed"));
+            }
             None
         }
     };
@@ -763,6 +762,54 @@ fn tools_check(tools: &[Value]) -> Check {
     )
 }
 
+/// The most tokens of tool definitions ChatGPT accepts for one connector (about).
+const CHATGPT_TOOL_TOKENS: usize = 16_000;
+
+/// Estimated tokens of one tool definition: its JSON, at about four bytes a token (the
+/// ratio of English text and JSON in the tokenizers hosted clients use).
+fn tool_tokens(tool: &Value) -> usize {
+    serde_json::to_vec(tool).map_or(0, |b| b.len().div_ceil(4))
+}
+
+/// The tool definitions' size in tokens: ChatGPT refuses a connector whose tools exceed
+/// about [`CHATGPT_TOOL_TOKENS`].
+fn tools_size_check(tools: &[Value]) -> Check {
+    const ID: &str = "tools-size";
+    if tools.is_empty() {
+        return Check::skip(5, ID, "no tools");
+    }
+    let mut sizes: Vec<(usize, String)> = tools
+        .iter()
+        .map(|t| (tool_tokens(t), clean(t["name"].as_str().unwrap_or("?"))))
+        .collect();
+    let total: usize = sizes.iter().map(|(n, _)| n).sum();
+    if total <= CHATGPT_TOOL_TOKENS {
+        return Check::pass(
+            5,
+            ID,
+            format!(
+                "about {total} tokens of tool definitions (ChatGPT takes up to about {CHATGPT_TOOL_TOKENS})"
+            ),
+        );
+    }
+    sizes.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let largest: Vec<String> = sizes
+        .iter()
+        .take(3)
+        .map(|(n, name)| format!("{name} (about {n})"))
+        .collect();
+    Check::warn(
+        5,
+        ID,
+        format!(
+            "about {total} tokens of tool definitions in {} tools, more than the about {CHATGPT_TOOL_TOKENS} ChatGPT accepts; the largest: {}",
+            tools.len(),
+            largest.join(", ")
+        ),
+        "ChatGPT refuses such a connector: shorten the largest tools' descriptions and schemas, or hide tools from remote clients with `bridge run --deny-tool GLOB`",
+    )
+}
+
 /// Tools without `readOnlyHint`: ChatGPT treats them as write actions.
 fn annotations_check(tools: &[Value]) -> Check {
     const ID: &str = "tool-annotations";
@@ -832,6 +879,33 @@ mod tests {
         other["_meta"] = json!({});
         assert!(consistency(Some(&other), &init).seen.contains("serverInfo"));
         assert_eq!(consistency(None, &init).status, Status::Pass);
+    }
+
+    #[test]
+    fn tool_list_size() {
+        let tool = |name: &str, description: String| {
+            json!({"name": name, "description": description,
+                   "inputSchema": {"type": "object"}})
+        };
+        assert_eq!(tools_size_check(&[]).status, Status::Skip);
+        let small = tools_size_check(&[tool("a", "Reads a note".into())]);
+        assert_eq!(small.status, Status::Pass);
+        assert!(small.seen.contains("about 19 tokens"), "{}", small.seen);
+        // 20 tools of about 1,000 tokens each: over the limit, the largest three named.
+        let mut tools: Vec<Value> = (0..20)
+            .map(|i| tool(&format!("t{i:02}"), "x".repeat(4_000)))
+            .collect();
+        tools.push(tool("huge", "y".repeat(12_000)));
+        let c = tools_size_check(&tools);
+        assert_eq!(c.status, Status::Warn);
+        assert!(c.seen.contains("in 21 tools"), "{}", c.seen);
+        assert!(
+            c.seen
+                .contains("the largest: huge (about 3016), t00 (about 1016), t01 (about 1016)"),
+            "{}",
+            c.seen
+        );
+        assert!(c.fix.as_deref().is_some_and(|f| f.contains("--deny-tool")));
     }
 
     #[test]

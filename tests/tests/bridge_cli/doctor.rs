@@ -236,6 +236,7 @@ fn a_bearer_tunnel_with_its_token_passes_every_step() {
         "get-probe",
         "discover-consistent",
         "tools-list",
+        "tools-size",
         "tool-annotations",
         "modern-tools-list",
         "sse-delivery",
@@ -335,6 +336,34 @@ fn an_oauth_tunnel_passes_the_discovery_steps() {
     for id in ["get-probe", "discover-consistent", "sse-delivery"] {
         run.assert_status(id, "skip");
     }
+}
+
+#[test]
+fn a_tool_list_too_large_for_chatgpt_is_named() {
+    // 30 tools of about 750 tokens each, and one of about 4,000: more than ChatGPT takes.
+    let tool = |name: String, words: usize| {
+        json!({"name": name, "description": "lorem ipsum dolor ".repeat(words),
+               "inputSchema": {"type": "object"},
+               "annotations": {"readOnlyHint": true}})
+    };
+    let mut tools: Vec<Value> = (0..30).map(|i| tool(format!("tool_{i:02}"), 160)).collect();
+    tools.push(tool("the_big_one".into(), 900));
+    let bridge = bearer_bridge(tools_server(&json!({
+        "serverInfo": {"name": "big", "version": "1"},
+        "call": "ok",
+        "tools": tools,
+    })));
+    let token = bridge.bearer.clone().expect("a bearer token");
+
+    let run = doctor(&bridge.mcp_url, &["--token", &token]);
+    // A warning: the endpoint works, but ChatGPT would refuse the connector.
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    run.assert_status("tools-list", "pass");
+    run.assert_status("tools-size", "warn");
+    let text = run.text("tools-size");
+    assert!(text.contains("in 31 tools"), "{text}");
+    assert!(text.contains("the largest: the_big_one (about "), "{text}");
+    assert!(text.contains("--deny-tool"), "{text}");
 }
 
 #[test]
