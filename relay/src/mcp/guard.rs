@@ -23,15 +23,6 @@ const WRONG_BEARER: &str = "Forbidden: wrong bearer token. This tunnel accepts o
      bearer token that `bridge run` printed (or its --client-token), not OAuth: check the \
      token in the `Authorization: Bearer` header";
 
-/// The token of an `Authorization: Bearer <token>` header; `None` when the request has no
-/// such header or an empty token.
-fn presented_bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
 /// Authenticates the client for a tunnel and names it (the *principal*).
 ///
 /// A bearer tunnel answers a request without a token 401 with a challenge that names no
@@ -49,7 +40,7 @@ pub fn authenticate(
         ClientAuth::None => Ok("anonymous".to_owned()),
         ClientAuth::OAuth => crate::oauth::access::check(state, name, headers),
         ClientAuth::Bearer { sha256: expected } => {
-            let Some(token) = presented_bearer(headers) else {
+            let Some(token) = crate::util::bearer::presented(headers) else {
                 crate::oauth::trace::unauthorized("no bearer token was sent");
                 return Err(missing_bearer());
             };
