@@ -75,6 +75,9 @@ pub enum ChildEvent {
     Line(ChildId, Bytes),
     /// The process exited (stdout closed and the process was reaped).
     Exited(ChildId, String),
+    /// An HTTP server could not be reached (connection refused, timed out): the child is
+    /// gone as one that exited, and the server is retried.
+    Unreachable(ChildId, String),
 }
 
 /// A running child. Dropping it kills its process group.

@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 use crate::policy::PolicyConfig;
 use crate::server_settings::{ServerOptions, with_server_settings};
+use crate::upstream::ServerSource;
 
 /// Declares a table of the file: its own keys, then the per-server settings and
 /// `policy` (see [`with_server_settings!`]), then the keys after them. The order of the
@@ -71,6 +72,7 @@ with_server_settings!(file_table! {
         sse_poll_secs: Option<f64>,
         grace_secs: Option<f64>,
         claude_desktop_config: Option<PathBuf>,
+        allow_remote_upstream: Option<bool>,
     }
     then {
         #[serde(default)]
@@ -98,14 +100,8 @@ pub struct ServerEntry {
     pub name: String,
     /// Where it was defined (for messages): a file and its key.
     pub origin: String,
-    /// Program.
-    pub command: String,
-    /// Arguments.
-    pub args: Vec<String>,
-    /// Environment variables set for it (on top of the bridge's own).
-    pub env: Vec<(String, String)>,
-    /// Working directory.
-    pub cwd: Option<PathBuf>,
+    /// What to run, or the local HTTP server.
+    pub server: ServerSource,
     /// Its own options (over the top-level ones).
     pub options: ServerOptions,
 }
@@ -137,6 +133,8 @@ pub struct BridgeFile {
     pub grace_secs: Option<f64>,
     /// `claude_desktop_config`.
     pub claude_desktop_config: Option<PathBuf>,
+    /// `allow_remote_upstream`.
+    pub allow_remote_upstream: Option<bool>,
     /// The top-level server options (defaults for every server).
     pub options: ServerOptions,
     /// `[servers.NAME]`, by name.
@@ -247,10 +245,11 @@ impl BridgeFile {
             servers.push(ServerEntry {
                 origin: format!("{file} [servers.{name}]"),
                 name,
-                command: s.command,
-                args: s.args,
-                env: s.env.into_iter().collect(),
-                cwd: fix(s.cwd),
+                server: ServerSource::Command {
+                    command: std::iter::once(s.command).chain(s.args).collect(),
+                    env: s.env.into_iter().collect(),
+                    cwd: fix(s.cwd),
+                },
                 options,
             });
         }
@@ -268,6 +267,7 @@ impl BridgeFile {
             sse_poll_secs: top.sse_poll_secs,
             grace_secs: top.grace_secs,
             claude_desktop_config: fix(top.claude_desktop_config),
+            allow_remote_upstream: top.allow_remote_upstream,
             options,
             servers,
         })
@@ -366,10 +366,11 @@ pub fn claude_servers(path: &Path) -> Result<Vec<ServerEntry>> {
         out.push(ServerEntry {
             origin: format!("{file} mcpServers.{raw:?}"),
             name,
-            command,
-            args: s.args,
-            env: s.env.into_iter().collect(),
-            cwd: None,
+            server: ServerSource::Command {
+                command: std::iter::once(command).chain(s.args).collect(),
+                env: s.env.into_iter().collect(),
+                cwd: None,
+            },
             options: ServerOptions::default(),
         });
     }
@@ -418,9 +419,12 @@ deny_tools = ["write_*"]
         );
         let s = &f.servers[0];
         assert_eq!(s.name, "files");
-        assert_eq!(s.args, ["-y", "server-filesystem"]);
-        assert_eq!(s.env, [("A".to_owned(), "1".to_owned())]);
-        assert_eq!(s.cwd.as_deref(), Some(Path::new("/etc/work")));
+        let ServerSource::Command { command, env, cwd } = &s.server else {
+            panic!("a command server: {:?}", s.server);
+        };
+        assert_eq!(command[1..], ["-y", "server-filesystem"]);
+        assert_eq!(env, &[("A".to_owned(), "1".to_owned())]);
+        assert_eq!(cwd.as_deref(), Some(Path::new("/etc/work")));
         assert_eq!(s.options.auth, Some(AuthMode::Oauth));
         assert_eq!(s.options.policy.as_ref().unwrap().deny_tools, ["write_*"]);
     }

@@ -112,7 +112,7 @@ pub async fn run(
     link: LinkConfig,
     mut on_welcome: OnWelcome,
     shutdown: impl std::future::Future<Output = ()>,
-    isolate: bool,
+    start_shared: bool,
     mut terminal: TerminalLink,
 ) -> Outcome {
     tokio::pin!(shutdown);
@@ -123,7 +123,7 @@ pub async fn run(
     // `initialize` waits for it). The endpoints are printed once the server answered its
     // `initialize`, so the printed URL works at once and a broken command is reported
     // before it.
-    let mut starting = !isolate;
+    let mut starting = start_shared;
     if starting && let Err(e) = core.start_default_child() {
         return Outcome::ServerFailed(e);
     }
@@ -225,6 +225,25 @@ pub async fn run(
                 None => break Outcome::Refused("the relay link ended".into()),
             },
             ev = child_events.recv() => match ev {
+                Some(ChildEvent::Unreachable(id, why)) if starting => {
+                    // A local HTTP server that is not up yet (the desktop app that serves
+                    // it is closed): publish it anyway; the core keeps trying it.
+                    crate::status_line::without_line(|| {
+                        eprintln!(
+                            "warning: the local MCP server is not reachable yet ({}); the bridge publishes it anyway and keeps trying",
+                            crate::consent::printable(&why)
+                        );
+                    });
+                    core.on_child_event(ChildEvent::Unreachable(id, why), Instant::now());
+                    starting = false;
+                    match held_welcome.take() {
+                        Some(welcome) => {
+                            terminal.gauges.set_state(LinkState::Online);
+                            on_welcome(&welcome);
+                        }
+                        None => terminal.gauges.set_state(LinkState::Connecting),
+                    }
+                }
                 Some(ChildEvent::Exited(_, status)) if starting => {
                     // Let the stderr reader catch up with what the server wrote last.
                     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -26,6 +26,7 @@ mod service;
 mod status_line;
 #[cfg(test)]
 mod test_flags;
+mod upstream;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use protocol::{ClientAuth, ConsentRequest, Frame};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -27,6 +27,7 @@ use crate::login::{self, Credentials};
 use crate::policy::PolicyArgs;
 use crate::server_settings::{AuthMode, ProtocolMode, ServerFlags, ServerOptions};
 use crate::status_line::{self, Gauges, StatusLine};
+use crate::upstream::{self, HttpServer, HttpUpstreams, ServerSource, Transport, UpstreamConfig};
 
 /// Default listen address of the in-process relay.
 const DEFAULT_LISTEN: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -95,6 +96,26 @@ pub struct RunArgs {
     /// No live status line on the terminal.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Publish the local HTTP MCP server at this URL (Streamable HTTP, or HTTP+SSE such as
+    /// http://127.0.0.1:PORT/sse) instead of a command after `--`.
+    #[arg(long, value_name = "URL", conflicts_with = "command")]
+    pub upstream: Option<Url>,
+    /// The transport of --upstream: auto (Streamable HTTP, else HTTP+SSE, as MCP clients
+    /// decide), http or sse.
+    #[arg(long, value_enum, value_name = "KIND", requires = "upstream")]
+    pub upstream_transport: Option<Transport>,
+    /// A header sent with every request to --upstream, as "Name: value" (repeatable); never
+    /// sent to the relay.
+    #[arg(
+        long = "upstream-header",
+        value_name = "NAME: VALUE",
+        requires = "upstream"
+    )]
+    pub upstream_headers: Vec<String>,
+    /// Publish an HTTP server (--upstream, or a server's `url`) that is neither on loopback
+    /// nor on a private network.
+    #[arg(long)]
+    pub allow_remote_upstream: bool,
     /// The desktop policy (tools offered, confirmed, annotated; audit log).
     #[command(flatten)]
     pub policy: PolicyArgs,
@@ -244,9 +265,9 @@ struct TunnelPlan {
     name: String,
     /// Where the server was defined (shown when there are several).
     origin: Option<String>,
+    /// The command line, or the URL: how the server is named and remembered.
     command: Vec<String>,
-    env: Vec<(String, String)>,
-    cwd: Option<PathBuf>,
+    server: ServerSource,
     opts: ServerOptions,
     /// What to remember once the relay welcomes the tunnel.
     remember: Remember,
@@ -274,12 +295,30 @@ fn plan_tunnels(
     let flags = args.server.given();
     let policy_flags = args.policy.clone().into_config();
     let top = file.map(|f| f.options.clone()).unwrap_or_default();
-    if !args.command.is_empty() {
+    let given = match &args.upstream {
+        Some(url) => Some(ServerSource::Http(HttpServer {
+            url: url.clone(),
+            transport: args.upstream_transport.unwrap_or_default(),
+            headers: args
+                .upstream_headers
+                .iter()
+                .map(|h| parse_header(h))
+                .collect::<Result<_>>()?,
+        })),
+        None if !args.command.is_empty() => Some(ServerSource::Command {
+            command: args.command.clone(),
+            env: Vec::new(),
+            cwd: None,
+        }),
+        None => None,
+    };
+    if let Some(server) = given {
+        let words = server.words();
         if let Some(f) = file
             && (!f.servers.is_empty() || f.claude_desktop_config.is_some())
         {
             info!(
-                "serving only the command given after `--`; the servers of {} are not started",
+                "serving only the server given on the command line; the servers of {} are not started",
                 f.path.display()
             );
         }
@@ -294,16 +333,16 @@ fn plan_tunnels(
                         ..
                     },
                     _,
-                ) => match login::remembered_name(url, &args.command) {
+                ) => match login::remembered_name(url, &words) {
                     Some(n) => (n, Remember::Nothing),
                     None => (random_name(), Remember::RelayName(url.clone())),
                 },
-                (RelayChoice::Embedded { .. }, Some(m)) => match m.name_for(&args.command) {
+                (RelayChoice::Embedded { .. }, Some(m)) => match m.name_for(&words) {
                     Some(n) => (n, Remember::Nothing),
                     None => {
                         let name = random_name();
                         let mut picked = m.picked(&name);
-                        picked.command = Some(args.command.clone());
+                        picked.command = Some(words.clone());
                         (name, Remember::Local(picked, false))
                     }
                 },
@@ -316,9 +355,8 @@ fn plan_tunnels(
         return Ok(vec![TunnelPlan {
             name,
             origin: None,
-            command: args.command.clone(),
-            env: Vec::new(),
-            cwd: None,
+            command: words,
+            server,
             opts: ServerOptions::merge(&flags, &ServerOptions::default(), &top, &policy_flags),
             remember,
         }]);
@@ -368,20 +406,32 @@ fn plan_tunnels(
     let several = entries.len() > 1;
     Ok(entries
         .into_iter()
-        .map(|e| {
-            let mut command = vec![e.command];
-            command.extend(e.args);
-            TunnelPlan {
-                name: e.name,
-                origin: several.then_some(e.origin),
-                command,
-                env: e.env,
-                cwd: e.cwd,
-                opts: ServerOptions::merge(&flags, &e.options, &top, &policy_flags),
-                remember: Remember::Nothing,
-            }
+        .map(|e| TunnelPlan {
+            name: e.name,
+            origin: several.then_some(e.origin),
+            command: e.server.words(),
+            server: e.server,
+            opts: ServerOptions::merge(&flags, &e.options, &top, &policy_flags),
+            remember: Remember::Nothing,
         })
         .collect())
+}
+
+/// Most upstream sessions of an HTTP server at once (`--max-children` for HTTP servers).
+const UPSTREAM_SESSIONS: usize = 256;
+
+/// `--upstream-header "Name: value"` as a name and a value.
+fn parse_header(h: &str) -> Result<(String, String)> {
+    let Some((name, value)) = h.split_once(':') else {
+        bail!("--upstream-header {h:?}: write it as \"Name: value\"");
+    };
+    let (name, value) = (name.trim(), value.trim());
+    if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+        || reqwest::header::HeaderValue::from_str(value).is_err()
+    {
+        bail!("--upstream-header {name:?}: not a valid HTTP header name and value");
+    }
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 /// A tunnel ready to start.
@@ -393,7 +443,10 @@ struct Tunnel {
     link: LinkConfig,
     auth: AuthMode,
     client_token: Option<String>,
-    isolate: bool,
+    /// Start the shared child at once (and wait for it before printing the endpoints).
+    start_shared: bool,
+    /// For an HTTP server: its settings and the addresses its host resolved to.
+    upstream: Option<(UpstreamConfig, Vec<SocketAddr>)>,
     remember: Remember,
 }
 
@@ -573,16 +626,57 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             (None, AuthMode::Oauth) => ClientAuth::OAuth,
             (None, _) => ClientAuth::None,
         };
-        let mut cfg = CoreConfig::new(ChildSpec {
-            program: p.command[0].clone(),
-            args: p.command[1..].to_vec(),
-            max_line: o.max_message.unwrap_or(32 << 20),
-            env: p.env.clone(),
-            cwd: p.cwd.clone(),
+        let max_message = o.max_message.unwrap_or(32 << 20);
+        let (spec, upstream) = match &p.server {
+            ServerSource::Command { command, env, cwd } => (
+                ChildSpec {
+                    program: command[0].clone(),
+                    args: command[1..].to_vec(),
+                    max_line: max_message,
+                    env: env.clone(),
+                    cwd: cwd.clone(),
+                },
+                None,
+            ),
+            ServerSource::Http(server) => {
+                let allow_remote = args.allow_remote_upstream
+                    || file.and_then(|f| f.allow_remote_upstream).unwrap_or(false);
+                let (_, addrs) = upstream::address::resolve(&server.url, allow_remote)
+                    .map_err(anyhow::Error::new)
+                    .with_context(|| {
+                        if several {
+                            format!("tunnel {}", p.name)
+                        } else {
+                            "--upstream".into()
+                        }
+                    })?;
+                let spec = ChildSpec {
+                    program: server.url.to_string(),
+                    args: Vec::new(),
+                    max_line: max_message,
+                    env: Vec::new(),
+                    cwd: None,
+                };
+                let cfg = UpstreamConfig {
+                    server: server.clone(),
+                    max_message,
+                    connect_timeout: Duration::from_secs(10),
+                };
+                (spec, Some((cfg, addrs)))
+            }
+        };
+        let mut cfg = CoreConfig::new(spec);
+        // An HTTP server's children are sessions: each remote session (and each
+        // principal's sessionless traffic) gets its own, and the bridge keeps one to watch
+        // the server.
+        let http = upstream.is_some();
+        cfg.isolate = o.isolate.unwrap_or(false) || http;
+        cfg.keep_shared = http;
+        cfg.max_children = o.max_children.unwrap_or(if http {
+            UPSTREAM_SESSIONS
+        } else {
+            cfg.max_children
         });
-        let isolate = o.isolate.unwrap_or(false);
-        cfg.isolate = isolate;
-        cfg.max_children = o.max_children.unwrap_or(cfg.max_children);
         cfg.max_sessions = o.max_sessions.unwrap_or(cfg.max_sessions);
         cfg.max_sessions_per_principal = o
             .max_sessions_per_principal
@@ -617,10 +711,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             name: p.name,
             origin: p.origin,
             command: p.command,
+            start_shared: !cfg.isolate || cfg.keep_shared,
             cfg,
             auth,
             client_token,
-            isolate,
+            upstream,
             remember: p.remember,
         });
     }
@@ -669,7 +764,20 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             };
             let on_welcome = welcome_printer(&t, several, terminal);
             let (events_tx, events_rx) = mpsc::channel(1024);
-            let core = Core::new(t.cfg, events_tx, guard.clone());
+            let core = match t.upstream {
+                None => Core::new(t.cfg, events_tx, guard.clone()),
+                Some((cfg, addrs)) => {
+                    let sessions = HttpUpstreams::new(cfg, &addrs, events_tx, gauges[i].1.health())
+                        .map_err(|e| anyhow!("tunnel {}: {e}", t.name));
+                    match sessions {
+                        Ok(s) => Core::with_children(t.cfg, Box::new(s), std::time::Instant::now()),
+                        Err(e) => {
+                            status_line::without_line(|| eprintln!("error: {e:#}"));
+                            continue;
+                        }
+                    }
+                }
+            };
             let (name, command) = (t.name, t.command);
             runs.push(async move {
                 let outcome = driver::run(
@@ -678,7 +786,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                     t.link,
                     on_welcome,
                     shutdown,
-                    t.isolate,
+                    t.start_shared,
                     terminal_link,
                 )
                 .await;
@@ -931,6 +1039,10 @@ mod tests {
             "--sse-poll-secs",
             "--max-message",
             "--quiet",
+            "--upstream",
+            "--upstream-transport",
+            "--upstream-header",
+            "--allow-remote-upstream",
             "--allow-tool",
             "--deny-tool",
             "--confirm-tool",

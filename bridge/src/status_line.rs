@@ -95,6 +95,8 @@ pub struct Gauges {
     sessions: AtomicU32,
     in_flight: AtomicU32,
     answered: AtomicU64,
+    /// Whether an HTTP server answers (a stdio server's is never down).
+    health: Arc<crate::upstream::Health>,
 }
 
 impl Gauges {
@@ -131,13 +133,22 @@ impl Gauges {
     pub fn answered(&self) -> u64 {
         self.answered.load(Ordering::Relaxed)
     }
+
+    /// The server's health, for an HTTP server's sessions to report to.
+    pub fn health(&self) -> Arc<crate::upstream::Health> {
+        self.health.clone()
+    }
 }
 
 /// The text of the line for these tunnels.
 pub fn render(tunnels: &[(String, Arc<Gauges>)]) -> String {
     let (mut sessions, mut in_flight, mut answered) = (0u64, 0u64, 0u64);
     let mut online = 0;
-    for (_, g) in tunnels {
+    let mut down = Vec::new();
+    for (name, g) in tunnels {
+        if let Some((since, _)) = g.health.down_since() {
+            down.push((name.as_str(), since.elapsed().as_secs()));
+        }
         sessions += u64::from(g.sessions.load(Ordering::Relaxed));
         in_flight += u64::from(g.in_flight.load(Ordering::Relaxed));
         answered += g.answered();
@@ -155,8 +166,18 @@ pub fn render(tunnels: &[(String, Arc<Gauges>)]) -> String {
         _ => format!("{online}/{} tunnels online", tunnels.len()),
     };
     let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let down = match down.as_slice() {
+        [] => String::new(),
+        [(_, secs)] if tunnels.len() == 1 => {
+            format!(" · server not reachable for {secs} s, retrying")
+        }
+        names => format!(
+            " · not reachable: {}",
+            names.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+        ),
+    };
     format!(
-        "● {state} · {} · {} in flight · {} answered",
+        "● {state}{down} · {} · {} in flight · {} answered",
         plural(sessions, "session", "sessions"),
         in_flight,
         answered

@@ -73,6 +73,20 @@ impl Core {
             && request
                 .as_ref()
                 .is_some_and(|r| stateless::is_stateless(r, ctx.header_version.as_deref()));
+        // Under `isolate`, a sessionless request waits while its principal's child starts.
+        if self.cfg.isolate
+            && env.kind == Kind::Request
+            && !ctx.is_http_sse()
+            && (stateless || ctx.session().is_none())
+            && request.as_ref().is_some_and(|r| r.method() != "initialize")
+            && let Ok(child) = self.sessionless_child(&ctx.principal)
+            && self
+                .children
+                .park_if_starting(child, ctx.clone(), body.clone())
+                .is_none()
+        {
+            return;
+        }
         if let Transport::Streamable { session: Some(sid) } = &ctx.transport
             && !stateless
         {
@@ -142,7 +156,7 @@ impl Core {
     pub(super) fn child_of(&mut self, ctx: &Ctx) -> Result<ChildId, String> {
         match ctx.session().and_then(|s| self.sessions.get(s)) {
             Some(s) => Ok(s.child),
-            None => self.shared_child(),
+            None => self.sessionless_child(&ctx.principal),
         }
     }
 

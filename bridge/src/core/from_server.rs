@@ -134,6 +134,9 @@ impl Core {
         for w in waiting {
             self.complete_initialize(child, w);
         }
+        for (ctx, body) in self.children.take_parked(child) {
+            self.on_message(ctx, body);
+        }
     }
 
     pub(super) fn on_child_request(&mut self, child: ChildId, line: &Bytes, env: &Envelope<'_>) {

@@ -57,6 +57,59 @@ impl Core {
         Ok(id)
     }
 
+    /// The child for sessionless traffic of `principal`: under `isolate` its own (the least
+    /// recently used principal's is stopped to make room), otherwise the shared one.
+    pub(super) fn sessionless_child(&mut self, principal: &str) -> Result<ChildId, String> {
+        if !self.cfg.isolate {
+            return self.shared_child();
+        }
+        if let Some(id) = self.children.principal_child(principal, self.now) {
+            return Ok(id);
+        }
+        if self.children.principal_children() >= self.cfg.max_children.max(1)
+            && let Some(oldest) = self.children.oldest_principal_child()
+        {
+            info!("stopping the least recently used client's server to make room");
+            self.stop_principal_child(oldest);
+        }
+        let id = self.spawn_child()?;
+        self.children.set_principal_child(principal, id, self.now);
+        Ok(id)
+    }
+
+    /// Stops a principal's child to make room; what is in flight on it is answered.
+    fn stop_principal_child(&mut self, child: ChildId) {
+        self.children.forget_principal_child(child);
+        let Some(gone) = self.children.forget(child) else {
+            return;
+        };
+        self.answer_parked(
+            gone.parked,
+            "the bridge stopped this client's server to make room for others",
+        );
+        for (id, p) in self.ids.take_all(|p| p.child == child) {
+            if p.purpose == Purpose::Client {
+                p.set_outcome(crate::audit::Outcome::Error(INTERNAL_ERROR));
+                let msg = "the bridge stopped this client's server to make room for others";
+                let body = error_response(&p.original_id, INTERNAL_ERROR, msg);
+                self.deliver_answer(&p, body);
+            }
+            self.forget_in_flight(&p, id);
+        }
+        self.ids.forget_server_requests_of(child);
+    }
+
+    /// Answers sessionless messages that waited for a child that is gone.
+    fn answer_parked(&mut self, parked: Vec<(super::message::Ctx, bytes::Bytes)>, message: &str) {
+        for (ctx, body) in parked {
+            if let Ok(env) = protocol::scan::parse_fast(&body)
+                && let Some(id) = env.id
+            {
+                self.answer(&ctx, error_response(&body[id], INTERNAL_ERROR, message));
+            }
+        }
+    }
+
     /// The child for sessionless traffic, started on demand.
     pub(super) fn shared_child(&mut self) -> Result<ChildId, String> {
         if let Some(id) = self.children.running_shared() {
@@ -75,7 +128,8 @@ impl Core {
         self.now = now;
         match ev {
             ChildEvent::Line(child, line) => self.on_child_line(child, line),
-            ChildEvent::Exited(child, status) => self.on_child_exit(child, &status),
+            ChildEvent::Exited(child, status) => self.on_child_exit(child, &status, false),
+            ChildEvent::Unreachable(child, why) => self.on_child_exit(child, &why, true),
         }
     }
 
@@ -124,26 +178,40 @@ impl Core {
         }
     }
 
-    pub(super) fn on_child_exit(&mut self, child: ChildId, status: &str) {
+    /// A child is gone: it exited, or (`unreachable`) its HTTP server could not be
+    /// reached. What waited for it is answered with an error.
+    pub(super) fn on_child_exit(&mut self, child: ChildId, status: &str, unreachable: bool) {
         let tail = self.children.stderr_tail(child);
         let Some(gone) = self.children.forget(child) else {
             return;
         };
+        self.children.forget_principal_child(child);
         let incident = incident_id();
-        error!(
-            incident = %incident,
-            child,
-            "the MCP server exited ({status}); last stderr lines: {}",
-            tail.join(" | ")
-        );
-        let message = format!(
-            "the local MCP server exited (incident {incident}); the bridge is restarting it, retry the request"
-        );
+        let message = if unreachable {
+            // Logged where it was noticed (the server's health), once per outage.
+            format!(
+                "the local MCP server is not reachable (incident {incident}); the bridge keeps trying, retry in a moment"
+            )
+        } else {
+            error!(
+                incident = %incident,
+                child,
+                "the MCP server exited ({status}); last stderr lines: {}",
+                tail.join(" | ")
+            );
+            format!(
+                "the local MCP server exited (incident {incident}); the bridge is restarting it, retry the request"
+            )
+        };
+        if unreachable {
+            tracing::debug!(incident = %incident, child, "{status}");
+        }
         for w in gone.waiting {
             if let Some(ex) = w.exchange {
                 self.answer_to(ex, true, &error_response(&w.id, INTERNAL_ERROR, &message));
             }
         }
+        self.answer_parked(gone.parked, &message);
         for (id, p) in self.ids.take_all(|p| p.child == child) {
             if p.purpose == Purpose::Client {
                 p.set_outcome(crate::audit::Outcome::Error(INTERNAL_ERROR));
@@ -162,7 +230,7 @@ impl Core {
         for sid in orphaned {
             self.end_session(&sid, true);
         }
-        if Some(child) == self.children.shared() && !self.cfg.isolate {
+        if Some(child) == self.children.shared() && (!self.cfg.isolate || self.cfg.keep_shared) {
             self.children.schedule_restart(gone.was_ready, self.now);
         } else if Some(child) == self.children.shared() {
             self.children.set_shared(None);

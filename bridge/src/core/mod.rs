@@ -129,8 +129,12 @@ pub use children::Children;
 pub struct CoreConfig {
     /// The server to run.
     pub child: ChildSpec,
-    /// One child per session.
+    /// One child per session, and one per principal for sessionless traffic.
     pub isolate: bool,
+    /// Keep a shared child under `isolate` too: started at once and restarted when it
+    /// exits, it serves no client but tells whether the server is up and fills the
+    /// offline snapshot (HTTP servers, whose children are cheap sessions).
+    pub keep_shared: bool,
     /// Most children at once under `isolate` (the least recently used session's child is
     /// stopped to make room).
     pub max_children: usize,
@@ -165,6 +169,7 @@ impl CoreConfig {
         Self {
             child,
             isolate: false,
+            keep_shared: false,
             max_children: 16,
             max_sessions: 10_000,
             max_sessions_per_principal: 1_000,

@@ -13,7 +13,9 @@ use tracing::warn;
 
 use super::children::Children;
 use super::init::WaitingInit;
+use super::message::Ctx;
 use crate::child::{ChildId, ChildSpec};
+use bytes::Bytes;
 
 /// Longest delay between restarts of a crashing server.
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
@@ -35,7 +37,12 @@ pub(super) enum ChildState {
 struct Slot {
     state: ChildState,
     waiting: Vec<WaitingInit>,
+    /// Sessionless client messages that came while it started, handled once it is ready.
+    parked: Vec<(Ctx, Bytes)>,
 }
+
+/// Most sessionless messages kept for one starting child.
+pub(super) const MAX_PARKED: usize = 256;
 
 /// What is left of a child the table forgot.
 pub(super) struct Forgotten {
@@ -43,6 +50,8 @@ pub(super) struct Forgotten {
     pub(super) was_ready: bool,
     /// The remote `initialize`s that were waiting for it.
     pub(super) waiting: Vec<WaitingInit>,
+    /// The sessionless messages that waited for it.
+    pub(super) parked: Vec<(Ctx, Bytes)>,
 }
 
 /// The server processes and the shared one's restarts.
@@ -52,6 +61,9 @@ pub(super) struct Supervisor {
     slots: HashMap<ChildId, Slot>,
     /// The child of sessionless traffic (and of every session without `isolate`).
     shared: Option<ChildId>,
+    /// Under `isolate`: each principal's child for its sessionless traffic, with when it
+    /// was last used.
+    by_principal: HashMap<String, (ChildId, Instant)>,
     next_child: ChildId,
     /// When to restart the shared child after it exited.
     restart_at: Option<Instant>,
@@ -70,6 +82,7 @@ impl Supervisor {
             spec,
             slots: HashMap::new(),
             shared: None,
+            by_principal: HashMap::new(),
             next_child: 1,
             restart_at: None,
             crashes: VecDeque::new(),
@@ -88,6 +101,7 @@ impl Supervisor {
             Slot {
                 state: ChildState::Starting,
                 waiting: Vec::new(),
+                parked: Vec::new(),
             },
         );
         Ok(id)
@@ -119,6 +133,7 @@ impl Supervisor {
         Some(Forgotten {
             was_ready: matches!(slot.state, ChildState::Ready { .. }),
             waiting: slot.waiting,
+            parked: slot.parked,
         })
     }
 
@@ -156,6 +171,33 @@ impl Supervisor {
             }
             _ => Some(w),
         }
+    }
+
+    /// Keeps a sessionless message until its child finishes its start; gives it back if
+    /// the child is not starting or keeps too many already.
+    pub(super) fn park_if_starting(
+        &mut self,
+        child: ChildId,
+        ctx: Ctx,
+        body: Bytes,
+    ) -> Option<(Ctx, Bytes)> {
+        match self.slots.get_mut(&child) {
+            Some(slot)
+                if matches!(slot.state, ChildState::Starting) && slot.parked.len() < MAX_PARKED =>
+            {
+                slot.parked.push((ctx, body));
+                None
+            }
+            _ => Some((ctx, body)),
+        }
+    }
+
+    /// The sessionless messages parked on a child (once it settled).
+    pub(super) fn take_parked(&mut self, child: ChildId) -> Vec<(Ctx, Bytes)> {
+        self.slots
+            .get_mut(&child)
+            .map(|s| std::mem::take(&mut s.parked))
+            .unwrap_or_default()
     }
 
     /// A child finished its start (well or not): its new state, and the `initialize`s
@@ -196,6 +238,40 @@ impl Supervisor {
     /// Makes `child` the shared child (or none); returns the previous one.
     pub(super) fn set_shared(&mut self, child: Option<ChildId>) -> Option<ChildId> {
         std::mem::replace(&mut self.shared, child)
+    }
+
+    /// `principal`'s running child for sessionless traffic, marked used at `now`.
+    pub(super) fn principal_child(&mut self, principal: &str, now: Instant) -> Option<ChildId> {
+        let (id, used) = self.by_principal.get_mut(principal)?;
+        if !self.slots.contains_key(id) {
+            self.by_principal.remove(principal);
+            return None;
+        }
+        *used = now;
+        Some(*id)
+    }
+
+    /// Makes `child` the child of `principal`'s sessionless traffic.
+    pub(super) fn set_principal_child(&mut self, principal: &str, child: ChildId, now: Instant) {
+        self.by_principal.insert(principal.to_owned(), (child, now));
+    }
+
+    /// Forgets which principal `child` served (it is gone).
+    pub(super) fn forget_principal_child(&mut self, child: ChildId) {
+        self.by_principal.retain(|_, (id, _)| *id != child);
+    }
+
+    /// How many principals have a child of their own.
+    pub(super) fn principal_children(&self) -> usize {
+        self.by_principal.len()
+    }
+
+    /// The least recently used principal's child.
+    pub(super) fn oldest_principal_child(&self) -> Option<ChildId> {
+        self.by_principal
+            .values()
+            .min_by_key(|(_, used)| *used)
+            .map(|(id, _)| *id)
     }
 
     /// Whether the shared child exited and waits for its restart.
