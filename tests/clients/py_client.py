@@ -4,7 +4,7 @@
 usage: py_client.py URL [--transport streamable|sse] [--mode auto|legacy|modern]
                         [--tool NAME] [--args JSON] [--resource URI] [--prompt NAME]
                         [--prompt-args JSON] [--elicit-answer TEXT] [--sampling-text TEXT]
-                        [--timeout SECONDS]
+                        [--log-level LEVEL] [--calls JSON] [--timeout SECONDS]
 
 Run it with the test venv's interpreter ($PY_SDK from tests/deps/env.sh).
 
@@ -31,6 +31,21 @@ schema with TEXT; --sampling-text TEXT registers a sampling callback answering T
 is retried with inputResponses + requestState). Without them the client declares neither
 capability.
 
+--log-level LEVEL registers a logging callback (every notifications/message is kept in "logs")
+and opts in to log messages at LEVEL and above on 2026-07-28 requests (`Client(log_level=...)`,
+the `_meta` logLevel key); on a handshake-era connection the server's own setting decides (no
+`logging/setLevel` is sent).
+
+--calls JSON runs more steps on the same connection after the ones above: a JSON array of
+  {"tool": NAME, "args": {...}, "progress": true|false}   a tools/call (with a progress callback
+                                                         when "progress"); its error, if any,
+                                                         is recorded and the next step runs
+  {"pause": LABEL}                                       prints {"event": "paused", "label":
+                                                         LABEL} and waits for a line on stdin
+Each step's record goes to "steps": a call as {"tool", "is_error", "texts", "progress":
+[{"progress", "total", "message"}], "error": null | "<reason>", "elapsed_ms"}, a pause as
+{"pause": LABEL}.
+
 env MCP_BEARER: sent as "Authorization: Bearer <t>" on every HTTP request.
 
 stdout: the last line is one JSON object:
@@ -43,7 +58,8 @@ stdout: the last line is one JSON object:
    "call": {"name", "is_error", "texts": [text items], "types": [content types], "structured"},
    "resource": [texts of the contents], "prompt": [text of each message],
    "elicitations": [{"message", "properties": [names], "answered": {...}}],
-   "samplings": [{"texts": [message texts], "answered"}]}
+   "samplings": [{"texts": [message texts], "answered"}],
+   "logs": [{"level", "logger", "data"}] (with --log-level), "steps": [...] (with --calls)}
 "protocol" is the negotiated version (`Client.protocol_version`); "era" is "modern" for a
 2026-07-28+ version, else "legacy".
 On any failure (connect error, HTTP error, JSON-RPC error, timeout) it prints the same object
@@ -55,10 +71,12 @@ observation, not a failure: check call.is_error.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Any
 
+import anyio
 import httpx2
 import mcp_types as types
 from mcp import Client
@@ -67,6 +85,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from py_report import (
     content_text,
+    describe,
     list_call_read_prompt,
     parse_json_options,
     probe_arguments,
@@ -125,6 +144,44 @@ def make_sampling_callback(text: str, seen: list[dict[str, Any]]) -> Any:
     return sample
 
 
+def make_logging_callback(seen: list[dict[str, Any]]) -> Any:
+    async def log(params: Any) -> None:
+        seen.append({"level": params.level, "logger": params.logger, "data": params.data})
+
+    return log
+
+
+async def run_steps(c: Client, steps: list[dict[str, Any]], out: dict[str, Any]) -> None:
+    """The --calls steps, each recorded in out["steps"]."""
+    out["steps"] = []
+    for step in steps:
+        if "pause" in step:
+            out["failed_step"] = f"pause {step['pause']}"
+            print(json.dumps({"event": "paused", "label": step["pause"]}), flush=True)
+            await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+            out["steps"].append({"pause": step["pause"]})
+            continue
+        name = step["tool"]
+        out["failed_step"] = f"step {name}"
+        record: dict[str, Any] = {"tool": name, "is_error": None, "texts": None, "progress": [],
+                                  "error": None, "elapsed_ms": None}
+
+        async def progress(value: float, total: float | None, message: str | None,
+                           record: dict[str, Any] = record) -> None:
+            record["progress"].append({"progress": value, "total": total, "message": message})
+
+        started = anyio.current_time()
+        try:
+            r = await c.call_tool(name, step.get("args") or {},
+                                  progress_callback=progress if step.get("progress") else None)
+            record["is_error"] = bool(r.is_error)
+            record["texts"] = [x.text for x in r.content if isinstance(getattr(x, "text", None), str)]
+        except Exception as e:  # noqa: BLE001 - an error is this step's observation
+            record["error"] = describe(e)
+        record["elapsed_ms"] = round((anyio.current_time() - started) * 1000)
+        out["steps"].append(record)
+
+
 def describe_session(c: Client, out: dict[str, Any]) -> None:
     """Fill protocol/era/server and what the negotiation installed (discover or initialize)."""
     out["protocol"] = c.protocol_version
@@ -177,11 +234,19 @@ async def run(opts: argparse.Namespace, out: dict[str, Any]) -> None:
         out["samplings"] = []
         callbacks["sampling_callback"] = make_sampling_callback(opts.sampling_text, out["samplings"])
 
+    if opts.log_level is not None:
+        out["logs"] = []
+        callbacks["logging_callback"] = make_logging_callback(out["logs"])
+        callbacks["log_level"] = opts.log_level
+
     out["failed_step"] = "connect"
     try:
         async with Client(transport, mode=SDK_MODES[mode], **callbacks) as c:
             describe_session(c, out)
             await list_call_read_prompt(c, opts, out)
+            if opts.calls:
+                await run_steps(c, opts.calls, out)
+                out["failed_step"] = "close"
         out.pop("failed_step")
     finally:
         if http is not None:
@@ -195,14 +260,29 @@ def main() -> int:
     ap.add_argument("--elicit-answer", default=None,
                     help="answer elicitations: accept, every string property = this text")
     ap.add_argument("--sampling-text", default=None, help="answer sampling requests with this text")
+    ap.add_argument("--log-level", default=None,
+                    choices=["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"],
+                    help="keep log messages (2026-07-28: opt in at this level)")
+    ap.add_argument("--calls", default=None, help="more steps, as a JSON array (see above)")
     opts = ap.parse_args()
     if not parse_json_options("py_client.py", opts):
+        return 2
+    try:
+        opts.calls = json.loads(opts.calls) if opts.calls else None
+        if opts.calls is not None and not (
+            isinstance(opts.calls, list)
+            and all(isinstance(x, dict) and ("tool" in x or "pause" in x) for x in opts.calls)
+        ):
+            raise ValueError("must be an array of {\"tool\": ...} or {\"pause\": ...} objects")
+    except ValueError as e:
+        print(f"py_client.py: bad --calls: {e}", file=sys.stderr)
         return 2
 
     out: dict[str, Any] = {
         "ok": False, "client": "python-mcp", "transport": opts.transport, "mode": None, "sdk_mode": None,
         "protocol": None, "era": None, "server": None, "discover": None, "initialize": None,
         "tools": None, "call": None, "resource": None, "prompt": None, "elicitations": None, "samplings": None,
+        "logs": None, "steps": None,
     }
     return report_run("py_client.py", opts.timeout, out, lambda: run(opts, out))
 

@@ -3,7 +3,8 @@
 //
 // usage: node ts_client_v2.mjs URL [--era legacy|auto|modern] [--tool NAME] [--args JSON]
 //                              [--resource URI] [--prompt NAME] [--elicit-answer TEXT]
-//                              [--sampling-text TEXT] [--timeout S]
+//                              [--sampling-text TEXT] [--log-level LEVEL] [--calls JSON]
+//                              [--timeout S]
 // Run with $NODE22. The package is loaded from $TS_SDK_DIR (default:
 // <repo>/.test-deps/node/node_modules, installed by tests/deps/install.sh).
 //
@@ -21,6 +22,20 @@
 // sampling and answers TEXT. On a stateless connection the client fulfils InputRequiredResult
 // rounds with these same handlers (its default `inputRequired` auto-fulfilment).
 //
+// --log-level LEVEL keeps every notifications/message in "logs" and, on a 2026-07-28
+// connection, opts each --calls tool call in to log messages at LEVEL and above (the `_meta`
+// logLevel key); on a handshake-era connection the server's own setting decides (no
+// `logging/setLevel` is sent).
+// --calls JSON runs more steps on the same connection after the ones above: a JSON array of
+//   {"tool": NAME, "args": {...}, "progress": true|false}  a tools/call (with `onprogress` when
+//                                                          "progress"); its error is recorded
+//                                                          and the next step runs
+//   {"pause": LABEL}                                       prints {"event":"paused","label":LABEL}
+//                                                          and waits for a line on stdin
+// Each step's record goes to "steps": a call as {"tool","is_error","texts","progress":
+// [{"progress","total","message"}],"error":null|"<reason>","elapsed_ms"}, a pause as
+// {"pause": LABEL}.
+//
 // env MCP_BEARER: sent as "Authorization: Bearer <t>" on every HTTP request.
 //
 // stdout: the last line is one JSON object
@@ -28,12 +43,14 @@
 //    "protocol", "server", "discover": <DiscoverResult>|null, "tools": [names],
 //    "call": {"name","is_error","texts","types"}, "resource": [texts], "prompt": [texts],
 //    "elicitations": [{"message","properties","answered"}]|null,
-//    "samplings": [{"texts","answered"}]|null, "http": ["POST 200", ...]}
+//    "samplings": [{"texts","answered"}]|null, "logs": [{"level","logger","data"}]|null,
+//    "steps": [...]|null, "http": ["POST 200", ...]}
 // On failure: "ok": false, "error", "failed_step", the reason on stderr, exit 1 (2 = bad usage).
 import fs from 'node:fs';
 import path from 'node:path';
+import readline from 'node:readline';
 import { pathToFileURL } from 'node:url';
-import { Probe, clientInfo, nodeModules, parseArgs, requestInit, textOf } from './ts_probe.mjs';
+import { Probe, callSummary, clientInfo, errText, nodeModules, parseArgs, requestInit, textOf } from './ts_probe.mjs';
 
 const SCRIPT = 'ts_client_v2.mjs';
 const pkgRoot = path.join(nodeModules, '@modelcontextprotocol', 'client');
@@ -43,20 +60,31 @@ const STATELESS_VERSION = '2026-07-28';
 
 const { url, opts, usage } = parseArgs(SCRIPT,
   'URL [--era legacy|auto|modern] [--tool NAME] [--args JSON] [--resource URI] [--prompt NAME] ' +
-  '[--elicit-answer TEXT] [--sampling-text TEXT] [--timeout S]',
+  '[--elicit-answer TEXT] [--sampling-text TEXT] [--log-level LEVEL] [--calls JSON] [--timeout S]',
   {
     '--era': ['era', 'text'], '--tool': ['tool', 'text'], '--args': ['args', 'json'],
     '--resource': ['resource', 'text'], '--prompt': ['prompt', 'text'],
     '--elicit-answer': ['elicitAnswer', 'text'], '--sampling-text': ['samplingText', 'text'],
+    '--log-level': ['logLevel', 'text'], '--calls': ['calls', 'text'],
   },
   { era: 'auto', tool: 'test_simple_text', args: {}, resource: 'test://static-text', prompt: 'test_simple_prompt',
-    elicitAnswer: null, samplingText: null });
+    elicitAnswer: null, samplingText: null, logLevel: null, calls: null });
 if (!['legacy', 'auto', 'modern'].includes(opts.era)) usage(`bad --era ${opts.era}`);
+let steps = null;
+if (opts.calls !== null) {
+  try { steps = JSON.parse(opts.calls); } catch { /* reported below */ }
+  const good = (x) => x && typeof x === 'object' && ('tool' in x || 'pause' in x);
+  if (!Array.isArray(steps) || !steps.every(good)) usage('--calls must be a JSON array of {"tool": ...} or {"pause": ...}');
+}
+
+/** The next line on stdin (a --calls pause waits for one). */
+const stdinLines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 
 const out = {
   ok: false, client: 'ts-sdk-v2', version: null, era_option: opts.era, era: null, protocol: null,
   server: null, discover: null, tools: null, call: null, resource: null, prompt: null,
   elicitations: opts.elicitAnswer === null ? null : [], samplings: opts.samplingText === null ? null : [],
+  logs: opts.logLevel === null ? null : [], steps: null,
 };
 const probe = new Probe(SCRIPT, out, opts.timeout);
 
@@ -89,6 +117,12 @@ await probe.main(async () => {
     });
   }
 
+  if (opts.logLevel !== null) {
+    client.setNotificationHandler('notifications/message', async (n) => {
+      out.logs.push({ level: n.params?.level ?? null, logger: n.params?.logger ?? null, data: n.params?.data ?? null });
+    });
+  }
+
   probe.step = 'connect';
   const transport = new StreamableHTTPClientTransport(url, { requestInit, fetch: (i, o) => probe.fetch(i, o) });
   await client.connect(transport);
@@ -98,6 +132,40 @@ await probe.main(async () => {
   out.discover = client.getDiscoverResult() ?? null;
 
   out.tools = (await probe.listCallReadPrompt(client, opts)).map((t) => t.name);
+  if (steps !== null) await runSteps(client, steps);
   probe.step = 'close';
   await client.close();
 });
+
+/** The --calls steps on the connected client, each recorded in out.steps. */
+async function runSteps(client, list) {
+  out.steps = [];
+  for (const step of list) {
+    if ('pause' in step) {
+      probe.step = `pause ${step.pause}`;
+      console.log(JSON.stringify({ event: 'paused', label: step.pause }));
+      await stdinLines.next();
+      out.steps.push({ pause: step.pause });
+      continue;
+    }
+    probe.step = `step ${step.tool}`;
+    const record = { tool: step.tool, is_error: null, texts: null, progress: [], error: null, elapsed_ms: null };
+    const params = { name: step.tool, arguments: step.args ?? {} };
+    if (opts.logLevel !== null && out.era === 'modern') {
+      params._meta = { 'io.modelcontextprotocol/logLevel': opts.logLevel };
+    }
+    const options = step.progress
+      ? { onprogress: (p) => record.progress.push({ progress: p.progress, total: p.total ?? null, message: p.message ?? null }) }
+      : {};
+    const started = Date.now();
+    try {
+      const r = callSummary(step.tool, await client.callTool(params, options));
+      record.is_error = r.is_error;
+      record.texts = r.texts;
+    } catch (e) {
+      record.error = errText(e);
+    }
+    record.elapsed_ms = Date.now() - started;
+    out.steps.push(record);
+  }
+}

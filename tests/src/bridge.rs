@@ -23,8 +23,11 @@ pub struct BridgeOpts {
     pub name: Option<String>,
     /// More flags.
     pub args: Vec<String>,
-    /// The server command; the fixture when empty.
+    /// The server command; the fixture when empty (and no `upstream`).
     pub command: Vec<String>,
+    /// `--upstream URL`: publish this HTTP MCP server instead of running a command (`command`
+    /// is then ignored; upstream flags such as `--upstream-transport` go in `args`).
+    pub upstream: Option<String>,
     /// Environment for the bridge (and so its child).
     pub env: Vec<(String, String)>,
     /// Give the bridge a piped stdin ([`Proc::write_line`] types into its terminal, e.g.
@@ -82,6 +85,12 @@ impl BridgeOpts {
         self
     }
 
+    /// Publishes the HTTP MCP server at `url` (`--upstream URL`) instead of a command.
+    pub fn upstream(mut self, url: &str) -> Self {
+        self.upstream = Some(url.to_owned());
+        self
+    }
+
     /// Starts the bridge.
     pub fn start(self) -> Bridge {
         Bridge::start(self)
@@ -104,7 +113,7 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// Starts a bridge serving the fixture (or `opts.command`).
+    /// Starts a bridge serving the fixture (or `opts.command`, or `opts.upstream`).
     pub fn start(opts: BridgeOpts) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let counts = dir.path().join("counts.txt");
@@ -129,11 +138,15 @@ impl Bridge {
             cmd.arg("--name").arg(n);
         }
         cmd.args(&opts.args);
-        cmd.arg("--");
-        if opts.command.is_empty() {
-            cmd.arg(bin("mcp-fixture"));
+        if let Some(url) = &opts.upstream {
+            cmd.arg("--upstream").arg(url);
         } else {
-            cmd.args(&opts.command);
+            cmd.arg("--");
+            if opts.command.is_empty() {
+                cmd.arg(bin("mcp-fixture"));
+            } else {
+                cmd.args(&opts.command);
+            }
         }
         cmd.env("FIXTURE_COUNTS", &counts)
             .env("RUST_LOG", "info")

@@ -18,6 +18,8 @@
 //! - [`ports`], [`raw_http`]: ports named before binding, and HTTP/1.1 by hand.
 //! - [`status_page`]: the owner status page's forms over HTTP.
 //! - [`text`]: checks on pages, logs and files.
+//! - [`upstreams`]: real MCP servers over HTTP (Streamable HTTP and HTTP+SSE) for
+//!   `bridge run --upstream` ([`Upstream`]).
 //! - [`wait`]: polling until something holds.
 
 pub mod bridge;
@@ -35,6 +37,7 @@ pub mod relay;
 pub mod sse;
 pub mod status_page;
 pub mod text;
+pub mod upstreams;
 pub mod wait;
 
 pub use bridge::{Bridge, BridgeOpts, teed};
@@ -43,3 +46,4 @@ pub use ports::{addr_of, unused_port};
 pub use process::{Proc, bin, install_crypto_provider, repo_root};
 pub use raw_http::{HttpAnswer, http_post, parse_http_answer};
 pub use relay::Relay;
+pub use upstreams::Upstream;

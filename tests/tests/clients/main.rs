@@ -13,7 +13,8 @@
 //!   `wire`).
 //! - Roots never forwarded to the client (`roots`); `mcp-remote` refused with a wrong token
 //!   without an OAuth sign-in (`mcp_remote`); a server that starts slowly (`slow_start`).
-//! - Real servers: the Python SDK's and `server-everything` (`real_servers`).
+//! - Real servers: the Python SDK's and `server-everything` (`real_servers`), and the same
+//!   served over HTTP behind `bridge run --upstream URL` (`upstream_http`).
 //!
 //! Every test starts its own bridge (and its own `relay serve` when it tests a separate
 //! relay) on free loopback ports, runs the pinned client scripts of `tests/clients/`
@@ -32,6 +33,7 @@ mod roots;
 mod slow_start;
 mod tap;
 mod typescript_sdk;
+mod upstream_http;
 mod wire;
 
 use e2e::Bridge;
