@@ -659,12 +659,12 @@ fn upstream_killed_and_restarted_on_the_same_port() {
     }
 }
 
-/// `bridge run --upstream URL` with a host that is not loopback or private (a name, a
-/// public address) stops at once with an error naming `--allow-remote-upstream`, and
+/// `bridge run --upstream URL` with a public address (IPv4 or IPv6; the test machine has
+/// no DNS, so no names) stops at once with an error naming `--allow-remote-upstream`, and
 /// publishes nothing.
 #[test]
 fn a_remote_upstream_needs_allow_remote_upstream() {
-    for url in ["http://example.com/mcp", "https://93.184.215.14/mcp"] {
+    for url in ["https://93.184.215.14/mcp", "http://[2606:4700::1111]:8080/mcp"] {
         let home = tempfile::tempdir().expect("tempdir");
         let mut cmd = Command::new(bin("bridge"));
         cmd.args(["run", "--listen", "127.0.0.1:0", "--upstream", url])
