@@ -27,6 +27,11 @@
 //! - sessions are bounded in all, per principal, and under `isolate` by the children they
 //!   own; the least recently used is evicted (`from_relay.rs`, `sessions.rs`;
 //!   `tests/eviction.rs`);
+//! - under `isolate` (always for HTTP servers, whose children are upstream sessions),
+//!   sessionless traffic is served by one child per principal, never a shared one; a
+//!   request waits while that child starts; with `keep_shared` the bridge keeps a child of
+//!   its own, restarted with backoff, for the snapshot and the server's health
+//!   (`lifecycle.rs`, `supervisor.rs`; `tests/principal_children.rs`);
 //! - a 2026-07-28 call whose server asks its client something is suspended behind an
 //!   `InputRequiredResult` until the client retries with the `requestState`
 //!   (`stateless.rs`, `stateless/suspensions.rs`; `tests/suspension.rs`,

@@ -11,6 +11,7 @@ mod lifecycle;
 mod listen;
 mod notifications;
 mod policy;
+mod principal_children;
 mod resumption;
 mod server_requests;
 mod snapshot;

@@ -664,7 +664,10 @@ fn upstream_killed_and_restarted_on_the_same_port() {
 /// publishes nothing.
 #[test]
 fn a_remote_upstream_needs_allow_remote_upstream() {
-    for url in ["https://93.184.215.14/mcp", "http://[2606:4700::1111]:8080/mcp"] {
+    for url in [
+        "https://93.184.215.14/mcp",
+        "http://[2606:4700::1111]:8080/mcp",
+    ] {
         let home = tempfile::tempdir().expect("tempdir");
         let mut cmd = Command::new(bin("bridge"));
         cmd.args(["run", "--listen", "127.0.0.1:0", "--upstream", url])
