@@ -144,6 +144,10 @@ pub async fn run(
         terminal.gauges.set_state(LinkState::Connecting);
     }
     let mut drain_until: Option<tokio::time::Instant> = None;
+    // What the relay was last told of the server's health (`None`: nothing yet on this
+    // connection), and whether it takes such news.
+    let mut health_sent: Option<Option<u64>> = None;
+    let mut relay_takes_health = false;
     let outcome = loop {
         if starting && let Some(state) = core.default_child_state() {
             if let Err(e) = state {
@@ -185,11 +189,13 @@ pub async fn run(
                 drain_until = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
             }
             ev = link_rx.recv() => match ev {
-                Some(LinkEvent::Up { out: tx, welcome }) => {
+                Some(LinkEvent::Up { out: tx, welcome, server_health }) => {
                     // The relay keeps what it may answer while we are away.
                     if let Some(s) = core.snapshot(true) {
                         let _ = tx.send(s).await;
                     }
+                    health_sent = None;
+                    relay_takes_health = server_health;
                     last_status = None;
                     out = Some(tx);
                     if starting {
@@ -275,6 +281,15 @@ pub async fn run(
                 let status = core.status();
                 terminal.gauges.set_load(status.sessions, status.pending);
                 if let Some(tx) = &out {
+                    // Whether the server answers (HTTP servers), when it changed.
+                    let down_since = server_down_since(&terminal.gauges);
+                    if relay_takes_health && health_sent != Some(down_since) {
+                        // A new connection starts with the server answering.
+                        if health_sent.is_some() || down_since.is_some() {
+                            let _ = tx.send(Frame::ServerHealth { down_since }).await;
+                        }
+                        health_sent = Some(down_since);
+                    }
                     if let Some(s) = core.snapshot(false) {
                         let _ = tx.send(s).await;
                     }
@@ -327,6 +342,15 @@ pub async fn run(
     info!("bridge stopping");
     terminal.gauges.set_state(LinkState::Stopped);
     outcome
+}
+
+/// Since when (seconds since the Unix epoch) the server is not reachable, if it is not.
+fn server_down_since(gauges: &crate::status_line::Gauges) -> Option<u64> {
+    let (since, _) = gauges.health().down_since()?;
+    let at = std::time::SystemTime::now().checked_sub(since.elapsed())?;
+    at.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs().max(1))
 }
 
 /// Shows a warning from the relay in the terminal, where the owner sees it, and logs it.

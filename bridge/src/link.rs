@@ -54,6 +54,8 @@ pub enum LinkEvent {
         out: mpsc::Sender<Frame>,
         /// The relay's welcome (public URLs).
         welcome: Welcome,
+        /// The relay takes [`Frame::ServerHealth`] ([`protocol::FEATURE_SERVER_HEALTH`]).
+        server_health: bool,
     },
     /// A frame from the relay.
     Frame(Frame),
@@ -493,6 +495,7 @@ where
         .send(LinkEvent::Up {
             out: out_tx.clone(),
             welcome,
+            server_health: protocol::has_feature(&relay_features, protocol::FEATURE_SERVER_HEALTH),
         })
         .await
         .is_err()

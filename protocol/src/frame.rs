@@ -271,6 +271,14 @@ pub enum Frame {
         /// Whether the owner approved.
         approve: bool,
     },
+    /// Bridge → relay, to relays announcing [`crate::FEATURE_SERVER_HEALTH`]: whether the
+    /// local MCP server answers. Sent when it changes, and after each `Welcome` while the
+    /// server is down.
+    ServerHealth {
+        /// Since when (seconds since the Unix epoch) the server is not reachable; `None`
+        /// while it answers.
+        down_since: Option<u64>,
+    },
 }
 
 /// An OAuth authorization waiting for the tunnel owner's consent.
@@ -325,6 +333,7 @@ const T_SNAPSHOT: u8 = 9;
 const T_STATUS: u8 = 10;
 const T_CONSENT_REQUEST: u8 = 11;
 const T_CONSENT_DECISION: u8 = 12;
+const T_SERVER_HEALTH: u8 = 13;
 
 fn check_str(s: &str) -> &str {
     // Encoding never produces an undecodable frame: over-long strings are cut at a
@@ -355,6 +364,7 @@ impl Frame {
             Frame::Status(_) => "Status",
             Frame::ConsentRequest(_) => "ConsentRequest",
             Frame::ConsentDecision { .. } => "ConsentDecision",
+            Frame::ServerHealth { .. } => "ServerHealth",
         }
     }
 
@@ -438,6 +448,11 @@ impl Frame {
                 out.put_u8(T_SNAPSHOT);
                 put_body(out, &s.initialize);
                 put_body(out, &s.tools);
+            }
+            Frame::ServerHealth { down_since } => {
+                out.put_u8(T_SERVER_HEALTH);
+                // 0 = reachable (no server was down at the epoch).
+                out.put_u64_le(down_since.unwrap_or(0));
             }
             Frame::Status(s) => {
                 out.put_u8(T_STATUS);
@@ -567,6 +582,9 @@ impl Frame {
                 children: r.u32()?,
                 restarts: r.u32()?,
             }),
+            T_SERVER_HEALTH => Frame::ServerHealth {
+                down_since: Some(r.u64()?).filter(|&t| t != 0),
+            },
             t => return Err(DecodeError::UnknownType(t)),
         };
         r.finish()?;
@@ -675,6 +693,7 @@ mod tests {
                 children: v[3],
                 restarts: v[4],
             })),
+            proptest::option::of(1u64..).prop_map(|down_since| Frame::ServerHealth { down_since }),
         ]
     }
 

@@ -98,6 +98,12 @@ pub const FEATURE_IN_USE: &str = "in-use";
 /// a request for a new session.
 pub const FEATURE_SSE_REATTACH: &str = "sse-reattach";
 
+/// Relay feature: it understands [`Frame::ServerHealth`] (a bridge publishing an HTTP
+/// server reports whether that server answers; while it does not, the relay answers
+/// `POST`s from the bridge's snapshot as it does while the desktop is offline, and its
+/// status page says so). Bridges send the frame only to relays announcing this.
+pub const FEATURE_SERVER_HEALTH: &str = "server-health";
+
 /// Most bytes a relay reads from a connection before its `Hello` proves a bridge token
 /// (a `Hello` is at most three [`frame::MAX_STRING`] strings and a few bytes).
 pub const MAX_HELLO_READ: usize = 32 * 1024;

@@ -31,6 +31,8 @@ const NOTES: usize = 20;
 pub struct Health {
     state: AtomicU8,
     detail: Mutex<(Instant, String)>,
+    /// Wakes the prober when the server goes down.
+    went_down: tokio::sync::Notify,
 }
 
 const UNKNOWN: u8 = 0;
@@ -42,6 +44,7 @@ impl Default for Health {
         Self {
             state: AtomicU8::new(UNKNOWN),
             detail: Mutex::new((Instant::now(), String::new())),
+            went_down: tokio::sync::Notify::new(),
         }
     }
 }
@@ -59,6 +62,7 @@ impl Health {
     pub fn down(&self, why: &str) {
         if self.state.swap(DOWN, Ordering::Relaxed) != DOWN {
             warn!("the local MCP server is not reachable: {why}");
+            self.went_down.notify_one();
         }
         self.set_detail(why.to_owned());
     }
@@ -70,6 +74,10 @@ impl Health {
             }
             d.1 = why;
         }
+    }
+
+    fn is_down(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == DOWN
     }
 
     /// Why the server is not reachable and since when; `None` while it answers (or has
@@ -173,6 +181,46 @@ pub struct HttpUpstreams {
     shared: Arc<Shared>,
     events: mpsc::Sender<ChildEvent>,
     running: HashMap<ChildId, Running>,
+    /// Tries the server while it is down (see [`probe`]).
+    prober: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HttpUpstreams {
+    fn drop(&mut self) {
+        self.prober.abort();
+    }
+}
+
+/// Longest wait between tries of a server that is down.
+const MAX_PROBE_DELAY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// While the server is down, tries it with backoff (0.5 s doubling to 10 s): any HTTP
+/// answer means it is back. Requests notice an outage; this notices the end of one, even
+/// while no client sends anything (the relay answers them meanwhile).
+async fn probe(shared: Arc<Shared>) {
+    let url = shared.cfg.server.url.clone();
+    loop {
+        if !shared.health.is_down() {
+            shared.health.went_down.notified().await;
+            continue;
+        }
+        let mut delay = std::time::Duration::from_millis(500);
+        while shared.health.is_down() {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_PROBE_DELAY);
+            let mut rb = shared
+                .client
+                .request(reqwest::Method::GET, url.clone())
+                .header("accept", "application/json")
+                .timeout(std::time::Duration::from_secs(5));
+            for (k, v) in &shared.cfg.server.headers {
+                rb = rb.header(k.as_str(), v.as_str());
+            }
+            if rb.send().await.is_ok() {
+                shared.health.up();
+            }
+        }
+    }
 }
 
 impl HttpUpstreams {
@@ -199,13 +247,15 @@ impl HttpUpstreams {
         let tls = crate::link::tls_config(None).map_err(|e| e.to_string())?;
         builder = builder.tls_backend_preconfigured(tls.as_ref().clone());
         let client = builder.build().map_err(|e| e.to_string())?;
+        let shared = Arc::new(Shared {
+            client,
+            cfg,
+            detected: Mutex::new(None),
+            health,
+        });
         Ok(Self {
-            shared: Arc::new(Shared {
-                client,
-                cfg,
-                detected: Mutex::new(None),
-                health,
-            }),
+            prober: tokio::spawn(probe(shared.clone())),
+            shared,
             events,
             running: HashMap::new(),
         })

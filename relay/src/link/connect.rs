@@ -14,6 +14,11 @@ use crate::util::path::{PathParam, not_found_tunnel};
 
 /// `GET /<name>/connect`: a bridge's WebSocket (see [`crate::link::upgrade`] for who may upgrade
 /// and how much it may send before its `Hello`).
+/// The relay's features (see `protocol`'s module documentation).
+const FEATURES: &str = protocol::FEATURE_SERVER_HEALTH;
+/// The relay's features when it checked the upgrade's token.
+const FEATURES_TOKEN_CHECKED: &str = "token-header, server-health";
+
 pub async fn connect(
     State(state): State<Arc<LinkState>>,
     PathParam(name): PathParam,
@@ -105,8 +110,8 @@ pub async fn connect(
         }
     };
     let features = match credential {
-        Credential::Checked(_) => protocol::FEATURE_TOKEN_HEADER,
-        Credential::InHello { .. } => "",
+        Credential::Checked(_) => FEATURES_TOKEN_CHECKED,
+        Credential::InHello { .. } => FEATURES,
     };
     let limits = state.config.frame_limits();
     // Small buffers: thousands of mostly idle bridges per relay.
@@ -137,4 +142,23 @@ fn bad_bridge_token() -> Response {
         http::HeaderValue::from_static("Bearer realm=\"bridge\""),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_features_lists_name_the_features() {
+        for f in [FEATURES, FEATURES_TOKEN_CHECKED] {
+            assert!(
+                protocol::has_feature(f, protocol::FEATURE_SERVER_HEALTH),
+                "{f}"
+            );
+        }
+        assert!(protocol::has_feature(
+            FEATURES_TOKEN_CHECKED,
+            protocol::FEATURE_TOKEN_HEADER
+        ));
+    }
 }

@@ -381,6 +381,19 @@ fn dispatch(state: &LinkState, tunnel: &Tunnel, bytes: Bytes, limits: &Limits) -
             state.registry.set_status(&tunnel.name, s);
             true
         }
+        Ok(Frame::ServerHealth { down_since }) => {
+            match down_since {
+                Some(_) => {
+                    warn!(tunnel = %tunnel.name, "the bridge reports its local MCP server unreachable: answering from its snapshot")
+                }
+                None if tunnel.server_down_since().is_some() => {
+                    info!(tunnel = %tunnel.name, "the bridge's local MCP server answers again")
+                }
+                None => {}
+            }
+            tunnel.set_server_down(down_since);
+            true
+        }
         Ok(Frame::ConsentDecision { id, approve }) => {
             // Only decisions about this tunnel's own consents count.
             // The connection's token must (still) own the name.

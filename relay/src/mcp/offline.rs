@@ -1,6 +1,8 @@
-//! Answers for a tunnel whose desktop is offline (past the grace period): `initialize` and
-//! `tools/list` from the bridge's last snapshot, `tools/call` as a tool error saying since
-//! when the desktop is offline, so a hosted connector keeps working while a laptop sleeps.
+//! Answers for a tunnel whose desktop is offline (past the grace period), or whose
+//! desktop reports its local MCP server unreachable (an HTTP server that is down):
+//! `initialize` and `tools/list` from the bridge's last snapshot, `tools/call` as a tool
+//! error saying since when, so a hosted connector keeps working while a laptop sleeps or
+//! a desktop app is closed.
 
 use std::time::SystemTime;
 
@@ -11,7 +13,7 @@ use protocol::jsonrpc::{
     self, Kind, METHOD_NOT_FOUND, UNAVAILABLE, error_response, result_response,
 };
 
-use crate::tunnels::registry::Offline;
+use crate::tunnels::registry::{Away, Offline};
 use crate::util::http_error::McpError;
 use axum::response::IntoResponse;
 
@@ -30,15 +32,26 @@ fn since_text(off: &Offline) -> String {
     format!("{} ({ago})", rfc3339(off.since))
 }
 
+/// What is away, and since when, as a sentence's subject and verb.
+fn away_text(off: &Offline) -> String {
+    match off.away {
+        Away::Desktop => format!(
+            "the desktop serving this tunnel is offline since {}",
+            since_text(off)
+        ),
+        Away::Server => format!(
+            "the local MCP server behind this tunnel is not reachable since {} (the desktop is online and keeps trying it)",
+            since_text(off)
+        ),
+    }
+}
+
 /// 503 with a JSON-RPC error saying since when the desktop is offline.
 pub fn unavailable(off: &Offline) -> Response {
     McpError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         UNAVAILABLE,
-        format!(
-            "the desktop serving this tunnel is offline since {}; retry when it is back",
-            since_text(off)
-        ),
+        format!("{}; retry when it is back", away_text(off)),
     )
     .into_response()
 }
@@ -101,11 +114,7 @@ pub fn post(off: &Offline, body: &[u8]) -> Response {
         ("tools/call", _) => json(result_response(id, &json_bytes(&offline_tool_result(off)))),
         ("ping", _) => json(result_response(id, b"{}")),
         _ => {
-            let msg = format!(
-                "the desktop serving this tunnel is offline since {}",
-                since_text(off)
-            );
-            let mut r = json(error_response(id, UNAVAILABLE, &msg));
+            let mut r = json(error_response(id, UNAVAILABLE, &away_text(off)));
             *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
             r
         }
@@ -114,10 +123,16 @@ pub fn post(off: &Offline, body: &[u8]) -> Response {
 
 /// The tool error every call gets while the desktop is offline.
 fn offline_tool_result(off: &Offline) -> serde_json::Value {
-    let text = format!(
-        "The desktop that runs this tool is offline since {}. Try again once it is back online.",
-        since_text(off)
-    );
+    let text = match off.away {
+        Away::Desktop => format!(
+            "The desktop that runs this tool is offline since {}. Try again once it is back online.",
+            since_text(off)
+        ),
+        Away::Server => format!(
+            "The local MCP server that runs this tool is not reachable since {} (the desktop is online). Try again once it is back.",
+            since_text(off)
+        ),
+    };
     serde_json::json!({
         "content": [{ "type": "text", "text": text }],
         "isError": true
@@ -196,6 +211,7 @@ mod tests {
                 ),
                 tools: bytes::Bytes::from_static(br#"{"tools":[{"name":"t","inputSchema":{}}]}"#),
             })),
+            away: Away::Desktop,
         };
         let meta = serde_json::json!({"_meta": {
             "io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -244,5 +260,34 @@ mod tests {
         assert_eq!(st, StatusCode::OK);
         assert_eq!(bare["error"]["code"], METHOD_NOT_FOUND);
         assert_eq!(bare["id"], "openai-mcp-discover");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_is_away_is_named_not_the_desktop() {
+        let off = Offline {
+            auth: protocol::ClientAuth::None,
+            since: SystemTime::now(),
+            snapshot: None,
+            away: Away::Server,
+        };
+        let (_, c) = answer(
+            &off,
+            serde_json::json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}),
+        )
+        .await;
+        let text = c["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(text.contains("local MCP server"), "{text}");
+        assert!(!text.contains("desktop that runs"), "{text}");
+        assert_eq!(c["result"]["isError"], true);
+        let (st, p) = answer(
+            &off,
+            serde_json::json!({"jsonrpc":"2.0","id":2,"method":"prompts/list"}),
+        )
+        .await;
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+        let msg = p["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("not reachable since"), "{msg}");
     }
 }

@@ -465,7 +465,11 @@ async fn post_mcp(
         stateless::Era::Handshake => version?,
     }
     let tunnel = match c.target {
-        Target::Live(t) => t,
+        Target::Live(t) => match state.registry.server_away(&t) {
+            // The bridge is here but its server is not: answered as while offline.
+            Some(off) => return Ok(offline::post(&off, &body)),
+            None => t,
+        },
         Target::Offline(off) => return Ok(offline::post(&off, &body)),
     };
     let req = request(

@@ -106,9 +106,14 @@ pub(super) fn collect(state: &OwnerState, who: Who) -> View {
                 Some((auth, s)) => {
                     tv.connected = s.connected;
                     tv.connection = match (s.connected, s.connected_since, s.offline_since) {
-                        (true, Some(t), _) => {
-                            format!("connected since {}", format_time(t as i64 * 1000))
-                        }
+                        (true, Some(t), _) => match s.server_unreachable_since {
+                            Some(d) => format!(
+                                "connected since {}; its MCP server is not reachable since {}",
+                                format_time(t as i64 * 1000),
+                                format_time(d as i64 * 1000)
+                            ),
+                            None => format!("connected since {}", format_time(t as i64 * 1000)),
+                        },
                         (true, None, _) => "connected".into(),
                         (false, _, Some(t)) => {
                             format!("offline since {}", format_time(t as i64 * 1000))

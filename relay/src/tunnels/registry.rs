@@ -51,7 +51,7 @@ pub enum Lookup {
     Unknown,
 }
 
-/// A tunnel whose desktop is offline.
+/// A tunnel whose desktop is offline, or whose desktop's server is not reachable.
 #[derive(Clone)]
 pub struct Offline {
     /// How its clients authenticate.
@@ -60,6 +60,17 @@ pub struct Offline {
     pub since: SystemTime,
     /// The last snapshot, if any.
     pub snapshot: Option<Arc<Snapshot>>,
+    /// What is away.
+    pub away: Away,
+}
+
+/// What is away when a tunnel is answered offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Away {
+    /// The desktop: no bridge is connected.
+    Desktop,
+    /// The local MCP server: the bridge is connected and reports it unreachable.
+    Server,
 }
 
 /// Why a tunnel could not be registered.
@@ -84,6 +95,9 @@ pub struct TunnelStatus {
     pub connected_since: Option<u64>,
     /// Seconds since the Unix epoch when the bridge went away.
     pub offline_since: Option<u64>,
+    /// Seconds since the Unix epoch since when the connected bridge reports its local MCP
+    /// server not reachable (an HTTP server that is down); `None` while it answers.
+    pub server_unreachable_since: Option<u64>,
     /// Exchanges in flight at the relay.
     pub exchanges: usize,
     /// The bridge's gauges (as last reported).
@@ -257,6 +271,7 @@ impl Registry {
                 auth: slot.auth.clone(),
                 since,
                 snapshot: slot.snapshot.clone(),
+                away: Away::Desktop,
             }),
             _ => Lookup::Unknown,
         }
@@ -278,6 +293,23 @@ impl Registry {
         }
     }
 
+    /// What to answer from while `tunnel`'s bridge reports its local server unreachable;
+    /// `None` while the server answers.
+    pub fn server_away(&self, tunnel: &Tunnel) -> Option<Offline> {
+        let since = tunnel.server_down_since()?;
+        let snapshot = self
+            .slots
+            .locked()
+            .get(&tunnel.name)
+            .and_then(|s| s.snapshot.clone());
+        Some(Offline {
+            auth: tunnel.auth.clone(),
+            since,
+            snapshot,
+            away: Away::Server,
+        })
+    }
+
     /// The live tunnel with this name.
     pub fn get(&self, name: &str) -> Option<Arc<Tunnel>> {
         self.slots
@@ -297,6 +329,11 @@ impl Registry {
                 connected: slot.current.is_some(),
                 connected_since: slot.connected_since.map(epoch),
                 offline_since: slot.away_since.map(epoch),
+                server_unreachable_since: slot
+                    .current
+                    .as_ref()
+                    .and_then(|t| t.server_down_since())
+                    .map(epoch),
                 exchanges: slot
                     .current
                     .as_ref()

@@ -54,6 +54,9 @@ pub struct Tunnel {
     /// The bridge announced [`protocol::FEATURE_SSE_REATTACH`]: it keeps HTTP+SSE
     /// sessions across a reconnect (see [`crate::tunnels::http_sse`]).
     pub sse_reattach: bool,
+    /// Since when (seconds since the Unix epoch) the bridge's local server is not
+    /// reachable, as the bridge reported ([`Frame::ServerHealth`]); 0 while it answers.
+    server_down: AtomicU64,
 }
 
 /// The exchanges open on one tunnel, counted per principal so that no one client can hold
@@ -160,6 +163,7 @@ impl Tunnel {
             probe: Notify::new(),
             farewell: Mutex::new(None),
             sse_reattach: false,
+            server_down: AtomicU64::new(0),
         }
     }
 
@@ -174,6 +178,20 @@ impl Tunnel {
     pub fn carrying_sse(mut self, yes: bool) -> Self {
         self.sse_reattach = yes;
         self
+    }
+
+    /// Records what the bridge reported of its local server.
+    pub fn set_server_down(&self, since: Option<u64>) {
+        self.server_down
+            .store(since.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Since when the bridge's local server is not reachable, if it is not.
+    pub fn server_down_since(&self) -> Option<SystemTime> {
+        match self.server_down.load(Ordering::Relaxed) {
+            0 => None,
+            s => Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s)),
+        }
     }
 
     /// Notes a message from the bridge (the connection's reader calls it for each one).

@@ -704,3 +704,61 @@ fn a_remote_upstream_needs_allow_remote_upstream() {
         );
     }
 }
+
+/// While the local HTTP server is down, the relay says so: `/status/<name>` names since
+/// when, `tools/list` is answered from the snapshot and `tools/call` is a tool error
+/// naming the server (not the desktop); once it is back, calls reach it again.
+#[test]
+fn a_server_that_is_down_is_reported_by_the_relay() {
+    let mut upstream = Upstream::python(Transport::Streamable);
+    let bridge = BridgeOpts::default()
+        .no_auth()
+        .upstream(&upstream.url())
+        .start();
+    let http = e2e::http::BlockingHttp::new();
+    let status_url = format!("{}/status/{}", bridge.relay_base(), bridge.name());
+    let down_since = |http: &e2e::http::BlockingHttp| {
+        http.get(&status_url, &[]).json()["server_unreachable_since"].as_u64()
+    };
+    assert_eq!(down_since(&http), None, "it answers at first");
+    let post = |http: &e2e::http::BlockingHttp, body: Value| {
+        http.post(
+            &bridge.mcp_url,
+            "application/json",
+            body.to_string(),
+            &[("accept", "application/json, text/event-stream")],
+        )
+    };
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                      "params": {"name": "echo", "arguments": {"message": "hi"}}});
+
+    upstream.kill();
+    // A request notices the outage at once (the bridge answers it with an error).
+    let first = post(&http, call.clone());
+    assert!(first.text().contains("not reachable"), "{}", first.text());
+    let since = e2e::wait::eventually(Duration::from_secs(10), || down_since(&http))
+        .expect("the status page names the outage");
+    assert!(since > 0);
+    let listed = post(&http, list.clone()).response_to(&json!(1));
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(names.contains(&"echo"), "from the snapshot: {listed}");
+    let answered = post(&http, call.clone()).response_to(&json!(2));
+    assert_eq!(answered["result"]["isError"], true, "{answered}");
+    let text = answered["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("local MCP server"), "{text}");
+    assert!(text.contains("not reachable since"), "{text}");
+
+    upstream.start_again();
+    e2e::wait::eventually(Duration::from_secs(30), || {
+        down_since(&http).is_none().then_some(())
+    })
+    .expect("the relay hears that the server is back");
+    let back = post(&http, call).response_to(&json!(2));
+    assert_eq!(back["result"]["content"][0]["text"], "Echo: hi", "{back}");
+}
