@@ -121,7 +121,7 @@ fn bytes(u: &mut Unstructured<'_>) -> Result<Bytes> {
 
 /// Builds a valid frame (every enum and range within its domain) from fuzzer input.
 fn arbitrary_frame(u: &mut Unstructured<'_>) -> Result<Frame> {
-    Ok(match u.int_in_range(0u8..=9)? {
+    Ok(match u.int_in_range(0u8..=10)? {
         0 => Frame::Hello(Hello {
             protocol: u.arbitrary()?,
             bridge_version: u.arbitrary()?,
@@ -185,6 +185,10 @@ fn arbitrary_frame(u: &mut Unstructured<'_>) -> Result<Frame> {
             initialize: bytes(u)?,
             tools: bytes(u)?,
         }),
+        9 => Frame::ServerHealth {
+            // 0 is "reachable" on the wire, the same as none.
+            down_since: u.arbitrary::<Option<u64>>()?.filter(|&t| t != 0),
+        },
         _ => Frame::Status(BridgeStatus {
             sessions: u.arbitrary()?,
             pending: u.arbitrary()?,
