@@ -762,3 +762,96 @@ fn a_server_that_is_down_is_reported_by_the_relay() {
     let back = post(&http, call).response_to(&json!(2));
     assert_eq!(back["result"]["content"][0]["text"], "Echo: hi", "{back}");
 }
+
+/// What the stdio path offers works for an HTTP server: the desktop policy hides a tool
+/// and audits a call, `--call-timeout-secs` answers a call the server holds, and once the bridge is gone a separate relay answers from the
+/// snapshot the bridge's own upstream session filled (policy applied).
+#[test]
+fn policy_audit_timeouts_and_the_snapshot_work_for_an_http_server() {
+    let mut upstream = Upstream::python(Transport::Streamable);
+    let relay = e2e::Relay::start(&["--grace-secs", "1"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit = dir.path().join("audit.jsonl");
+    let audit_arg = audit.display().to_string();
+    let mut bridge = relay.bridge(
+        BridgeOpts::default()
+            .no_auth()
+            .upstream(&upstream.url())
+            .args(&[
+                "--deny-tool",
+                "add",
+                "--audit-log",
+                &audit_arg,
+                "--call-timeout-secs",
+                "2",
+            ]),
+    );
+    let http = e2e::http::BlockingHttp::new();
+    let mcp_url = bridge.mcp_url.clone();
+    let post = |http: &e2e::http::BlockingHttp, body: Value| {
+        http.post(
+            &mcp_url,
+            "application/json",
+            body.to_string(),
+            &[("accept", "application/json, text/event-stream")],
+        )
+    };
+    let names = |listed: &Value| -> Vec<String> {
+        listed["result"]["tools"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let listed = names(&post(&http, list.clone()).response_to(&json!(1)));
+    assert!(listed.iter().any(|n| n == "echo"), "{listed:?}");
+    assert!(
+        !listed.iter().any(|n| n == "add"),
+        "add is denied: {listed:?}"
+    );
+
+    let echo = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                      "params": {"name": "echo", "arguments": {"message": "audited"}}});
+    let r = post(&http, echo).response_to(&json!(2));
+    assert_eq!(r["result"]["content"][0]["text"], "Echo: audited", "{r}");
+    let logged = e2e::wait::eventually(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        text.contains("\"echo\"").then_some(text)
+    })
+    .expect("the call is in the audit log");
+    assert!(
+        !logged.contains("audited"),
+        "arguments stay out of the log: {logged}"
+    );
+
+    let slow = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                      "params": {"name": "slow", "arguments": {"ms": 600_000, "tag": "held"}}});
+    let started = Instant::now();
+    let r = post(&http, slow).response_to(&json!(3));
+    assert_eq!(r["error"]["code"], -32003, "{r}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(upstream.line("slow started "), "held");
+
+    // The bridge goes; the relay answers from the snapshot.
+    bridge.stop();
+    let offline = e2e::wait::eventually(Duration::from_secs(20), || {
+        let a = post(&http, list.clone());
+        let r = a.response_to(&json!(1));
+        (!names(&r).is_empty()).then_some(r)
+    })
+    .expect("the relay answers tools/list offline");
+    let offline = names(&offline);
+    assert!(offline.iter().any(|n| n == "echo"), "{offline:?}");
+    assert!(
+        !offline.iter().any(|n| n == "add"),
+        "policy applied: {offline:?}"
+    );
+}
