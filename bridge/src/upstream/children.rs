@@ -170,9 +170,23 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// How long a stopped session may take to close itself (its `DELETE` to the server)
+/// before its task is aborted.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Drop for Running {
     fn drop(&mut self) {
-        self.task.abort();
+        // Dropping the line queue ends the session's loop, which closes the session on
+        // the server; a task stuck in a request is aborted after a while.
+        let task = self.task.abort_handle();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                tokio::time::sleep(CLOSE_WAIT).await;
+                task.abort();
+            });
+        } else {
+            task.abort();
+        }
     }
 }
 
@@ -302,7 +316,7 @@ impl Children for HttpUpstreams {
     }
 
     fn kill(&mut self, id: ChildId) {
-        // Dropping it aborts its task, which closes the session on the server.
+        // Dropping it ends its task, which closes the session on the server.
         self.running.remove(&id);
     }
 }
