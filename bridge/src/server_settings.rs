@@ -63,10 +63,12 @@ macro_rules! with_server_settings {
             /// otherwise generated.
             #[arg(long, env = "BRIDGE_CLIENT_TOKEN", hide_env_values = true, display_order = 8)]
             client_token: Option<String> => String,
-            /// Give each session its own server process.
+            /// Give each session its own server process (and each client its own for
+            /// requests without a session).
             #[arg(long, display_order = 10)]
             isolate: bool => bool,
-            /// Most server processes under --isolate (default 16).
+            /// Most server processes under --isolate (default 16), or upstream sessions of
+            /// an HTTP server (default 256).
             #[arg(long, display_order = 11)]
             max_children: Option<usize> => usize,
             /// Most sessions kept, least recently used evicted first (default 10000).

@@ -700,3 +700,77 @@ fn is_answer(m: &[u8], id: &[u8]) -> bool {
         Err(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_is_a_response_with_the_requests_id() {
+        assert!(is_answer(br#"{"jsonrpc":"2.0","id":7,"result":{}}"#, b"7"));
+        assert!(is_answer(
+            br#"{"jsonrpc":"2.0","id":"bridge-renew","error":{"code":1,"message":"x"}}"#,
+            br#""bridge-renew""#
+        ));
+        assert!(!is_answer(br#"{"jsonrpc":"2.0","id":8,"result":{}}"#, b"7"));
+        // The server's own request with the same id is not the answer.
+        assert!(!is_answer(
+            br#"{"jsonrpc":"2.0","id":7,"method":"sampling/createMessage"}"#,
+            b"7"
+        ));
+        assert!(!is_answer(
+            br#"{"jsonrpc":"2.0","method":"notifications/progress"}"#,
+            b"7"
+        ));
+        assert!(!is_answer(br#"{"jsonrpc":"2.0","id":7,"result":{}}"#, b""));
+        assert!(!is_answer(b"not json", b"7"));
+    }
+
+    #[test]
+    fn a_cancellation_names_the_request_as_raw_json() {
+        let n = br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":12,"reason":"x"}}"#;
+        assert_eq!(cancelled_id(n).as_deref(), Some(&b"12"[..]));
+        let s =
+            br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"a"}}"#;
+        assert_eq!(cancelled_id(s).as_deref(), Some(&br#""a""#[..]));
+        assert_eq!(cancelled_id(br#"{"params":{}}"#), None);
+    }
+
+    fn answer(status: u16, body: &'static str) -> Response {
+        Response::from(
+            http::Response::builder()
+                .status(status)
+                .body(body)
+                .expect("a response"),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_session_is_a_404_or_a_400_naming_the_session() {
+        let forgot = |status, body| async move {
+            match forgot_session(answer(status, body), true).await {
+                Ok(None) => "forgot".to_owned(),
+                Ok(Some(r)) => format!("answer {}", r.status().as_u16()),
+                Err(e) => format!("refused: {e}"),
+            }
+        };
+        assert_eq!(forgot(404, "").await, "forgot");
+        assert_eq!(
+            forgot(
+                400,
+                r#"{"error":{"message":"Bad Request: No valid session ID provided"}}"#
+            )
+            .await,
+            "forgot"
+        );
+        assert!(
+            forgot(400, "bad json")
+                .await
+                .starts_with("refused: HTTP 400")
+        );
+        assert_eq!(forgot(200, "{}").await, "answer 200");
+        // Without a session there is nothing to forget.
+        let r = forgot_session(answer(404, ""), false).await;
+        assert!(matches!(r, Ok(Some(r)) if r.status() == StatusCode::NOT_FOUND));
+    }
+}
