@@ -47,9 +47,11 @@ pub struct RunArgs {
     /// and environment variables take precedence over it.
     #[arg(long, env = "BRIDGE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Publish the stdio servers of a Claude Desktop configuration file
-    /// (claude_desktop_config.json), each under its own tunnel name.
-    #[arg(long, value_name = "PATH")]
+    /// Publish the servers of an MCP client's configuration file, each under its own tunnel
+    /// name: Claude Desktop's claude_desktop_config.json, Claude Code's .mcp.json, Cursor's
+    /// mcp.json or VS Code's mcp.json. Entries the bridge cannot publish are skipped with a
+    /// warning.
+    #[arg(long, value_name = "PATH", visible_alias = "import")]
     pub claude_config: Option<PathBuf>,
     /// Relay base URL (e.g. https://relay.example.com). Default: the relay stored by
     /// `bridge login`, else a relay in-process on --listen.
@@ -367,7 +369,9 @@ fn plan_tunnels(
         .clone()
         .or(file.and_then(|f| f.claude_desktop_config.clone()));
     if let Some(path) = &claude {
-        for e in crate::config::claude_servers(path)? {
+        let allow_remote = args.allow_remote_upstream
+            || file.and_then(|f| f.allow_remote_upstream).unwrap_or(false);
+        for e in crate::imports::import_servers(path, allow_remote)? {
             if let Some(other) = entries.iter().find(|x| x.name == e.name) {
                 bail!(
                     "two servers would be published as the tunnel {:?}: {} and {}; rename one",
@@ -384,7 +388,7 @@ fn plan_tunnels(
             "nothing to run: give the server command after `--` (`bridge run -- <cmd> [args…]`), \
              or servers with --config FILE ([servers.NAME] tables) or --claude-config PATH{}",
             match (&claude, file) {
-                (Some(p), _) => format!(" ({} has no stdio server)", p.display()),
+                (Some(p), _) => format!(" ({} has no server the bridge can publish)", p.display()),
                 (None, Some(f)) => format!(" ({} has no [servers.NAME])", f.path.display()),
                 _ => String::new(),
             }
@@ -426,11 +430,7 @@ fn parse_header(h: &str) -> Result<(String, String)> {
         bail!("--upstream-header {h:?}: write it as \"Name: value\"");
     };
     let (name, value) = (name.trim(), value.trim());
-    if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
-        || reqwest::header::HeaderValue::from_str(value).is_err()
-    {
-        bail!("--upstream-header {name:?}: not a valid HTTP header name and value");
-    }
+    crate::config::check_header(name, value).map_err(|e| anyhow!("--upstream-header: {e}"))?;
     Ok((name.to_owned(), value.to_owned()))
 }
 
@@ -1106,6 +1106,48 @@ mod tests {
         let plans = plan_tunnels(&a, None, &embedded(), Some(&m)).unwrap();
         assert_eq!(plans[0].name, "my-files");
         assert!(matches!(plans[0].remember, Remember::Nothing));
+    }
+
+    #[test]
+    fn an_imported_file_adds_its_local_servers_to_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let imported = dir.path().join("mcp.json");
+        std::fs::write(
+            &imported,
+            r#"{
+  // comments, as VS Code writes them
+  "servers": {
+    "figma": {"type": "http", "url": "http://127.0.0.1:3845/mcp"},
+    "public": {"type": "http", "url": "http://8.8.8.8/mcp"},
+    "memory": {"type": "stdio", "command": "npx", "args": ["-y", "server-memory"]},
+  }
+}"#,
+        )
+        .unwrap();
+        let path = imported.display().to_string();
+        let toml = "[servers.notes]\ncommand = \"notes\"\n";
+        let file = BridgeFile::parse(&dir.path().join("b.toml"), toml, &|_| None).unwrap();
+        let names = |plans: &[TunnelPlan]| plans.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+        let plans =
+            plan_tunnels(&args(&["--import", &path]), Some(&file), &embedded(), None).unwrap();
+        // The public server is left out (with a warning).
+        assert_eq!(names(&plans), ["notes", "figma", "memory"]);
+        assert!(matches!(&plans[1].server, ServerSource::Http(h) if h.url.port() == Some(3845)));
+        assert_eq!(plans[1].command, ["http://127.0.0.1:3845/mcp"]);
+        let a = args(&["--claude-config", &path, "--allow-remote-upstream"]);
+        let plans = plan_tunnels(&a, Some(&file), &embedded(), None).unwrap();
+        assert_eq!(names(&plans), ["notes", "figma", "memory", "public"]);
+        // A name of the file and of the import at once.
+        let toml = "[servers.memory]\ncommand = \"memory\"\n";
+        let file = BridgeFile::parse(&dir.path().join("b.toml"), toml, &|_| None).unwrap();
+        let e = plan_tunnels(&args(&["--import", &path]), Some(&file), &embedded(), None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("two servers would be published as the tunnel \"memory\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub enum Transport {
 }
 
 /// A local HTTP MCP server to publish.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct HttpServer {
     /// Its endpoint (`http://127.0.0.1:3845/mcp`, or `…/sse` for HTTP+SSE).
     pub url: Url,
@@ -62,6 +62,18 @@ pub struct HttpServer {
     /// Headers sent with every request to it (an API key the server wants); never sent to
     /// the relay.
     pub headers: Vec<(String, String)>,
+}
+
+/// Header values are secrets (API keys): `Debug` shows their names only.
+impl std::fmt::Debug for HttpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("HttpServer")
+            .field("url", &self.url.as_str())
+            .field("transport", &self.transport)
+            .field("headers", &names)
+            .finish()
+    }
 }
 
 /// What a tunnel publishes: a command to run, or a local HTTP server.
@@ -99,4 +111,21 @@ pub struct UpstreamConfig {
     pub max_message: usize,
     /// Longest wait for the server to accept a connection and send response headers.
     pub connect_timeout: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_names_headers_without_their_values() {
+        let s = HttpServer {
+            url: Url::parse("http://127.0.0.1:3845/mcp").unwrap(),
+            transport: Transport::Auto,
+            headers: vec![("Authorization".into(), "Bearer sekrit".into())],
+        };
+        let shown = format!("{s:?}");
+        assert!(shown.contains("Authorization"), "{shown}");
+        assert!(!shown.contains("sekrit"), "{shown}");
+    }
 }

@@ -196,6 +196,17 @@ fn unknown_keys_and_wrong_types_name_the_key_and_the_file() {
             "servers.files.policy.deny",
             ":4",
         ),
+        (
+            "[servers.web]\ncommand = \"x\"\nurl = \"http://127.0.0.1:1/mcp\"\n",
+            "servers.web.url",
+            ":3",
+        ),
+        (
+            "[servers.web]\nurl = \"http://127.0.0.1:1/mcp\"\n\n[servers.web.headers]\n\
+             Authorization = \"Bearer ${env:BRIDGE_TEST_VARIABLE_NEVER_SET}\"\n",
+            "servers.web.headers.Authorization",
+            ":5",
+        ),
     ];
     for (text, key, line) in cases {
         let config = home.path().join("bad.toml");
