@@ -413,3 +413,82 @@ async fn server_stderr_cannot_forge_bridge_lines() {
     );
     assert!(log.contains("loading\u{FFFD}INFO bridge: FORGED"), "{log}");
 }
+
+/// The HTTP entries of an MCP client's file are published: a VS Code `mcp.json` (JSONC,
+/// `servers`, `type: "http"` with a header from the environment, `type: "sse"`) next to a
+/// stdio entry, each under its own tunnel; calls reach each server, and the header reaches
+/// the HTTP server.
+#[tokio::test]
+async fn an_imported_files_http_servers_are_published() {
+    use e2e::upstreams::{Transport, Upstream};
+    let streamable = Upstream::python(Transport::Streamable);
+    let sse = Upstream::python(Transport::Sse);
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("mcp.json");
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{
+  // as VS Code writes it
+  "servers": {{
+    "notes": {{
+      "type": "http",
+      "url": "{streamable}",
+      "headers": {{ "X-Notes-Key": "${{env:NOTES_KEY_FOR_TEST}}" }},
+    }},
+    "board": {{ "type": "sse", "url": "{sse}" }},
+    "files": {{ "type": "stdio", "command": {fx} }},
+  }}
+}}"#,
+            streamable = streamable.url(),
+            sse = sse.url(),
+            fx = serde_json::to_string(&bin("mcp-fixture").display().to_string()).unwrap(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = bridge(home.path());
+    cmd.args(["--listen", "127.0.0.1:0", "--auth", "none", "--import"])
+        .arg(&file)
+        .env("NOTES_KEY_FOR_TEST", "k-123");
+    let mut run = Proc::start(cmd, "bridge");
+    let lines = run.wait_for("Client auth:", 3);
+    let tunnels = printed(&lines);
+    let url_of = |n: &str| {
+        tunnels
+            .iter()
+            .find(|t| t.header.as_deref() == Some(n))
+            .unwrap_or_else(|| panic!("no tunnel {n} in {lines:?}"))
+            .mcp_url
+            .clone()
+    };
+    let call = |url: String, name: &'static str, args: serde_json::Value| async move {
+        let session = McpClient::new(&url, None)
+            .session(crate::HANDSHAKE_2025_06)
+            .await;
+        let a = session
+            .call(
+                json!(2),
+                "tools/call",
+                json!({"name": name, "arguments": args}),
+            )
+            .await;
+        a["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        call(url_of("notes"), "echo", json!({"message": "n"})).await,
+        "Echo: n"
+    );
+    assert_eq!(
+        call(url_of("notes"), "header", json!({"name": "X-Notes-Key"})).await,
+        "k-123",
+        "the header from the environment reaches the server"
+    );
+    assert_eq!(
+        call(url_of("board"), "echo", json!({"message": "b"})).await,
+        "Echo: b"
+    );
+    assert_eq!(echo(&url_of("files"), None, "f").await, "f");
+}
