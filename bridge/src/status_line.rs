@@ -293,4 +293,30 @@ mod tests {
             "● 1/2 tunnels online · 3 sessions · 1 in flight · 37 answered"
         );
     }
+
+    #[test]
+    fn an_http_server_that_is_down_is_named() {
+        let g = Arc::new(Gauges::default());
+        g.set_state(LinkState::Online);
+        g.health().down("connection refused");
+        let one = vec![("a".to_owned(), g.clone())];
+        assert_eq!(
+            render(&one),
+            "● online · server not reachable for 0 s, retrying · 0 sessions · 0 in flight · 0 answered"
+        );
+        let two = vec![
+            ("a".to_owned(), g.clone()),
+            ("b".to_owned(), Arc::new(Gauges::default())),
+        ];
+        assert!(
+            render(&two).contains("not reachable: a ·"),
+            "{}",
+            render(&two)
+        );
+        g.health().up();
+        assert_eq!(
+            render(&one),
+            "● online · 0 sessions · 0 in flight · 0 answered"
+        );
+    }
 }
