@@ -154,13 +154,7 @@ pub async fn run(
                 break Outcome::ServerFailed(format!("{e}{}", stderr_tail(&core)));
             }
             starting = false;
-            match held_welcome.take() {
-                Some(welcome) => {
-                    terminal.gauges.set_state(LinkState::Online);
-                    on_welcome(&welcome);
-                }
-                None => terminal.gauges.set_state(LinkState::Connecting),
-            }
+            started(held_welcome.take(), &terminal.gauges, &mut on_welcome);
         }
         if let Some(until) = drain_until
             && (core.client_pending() == 0 || tokio::time::Instant::now() >= until)
@@ -242,13 +236,7 @@ pub async fn run(
                     });
                     core.on_child_event(ChildEvent::Unreachable(id, why), Instant::now());
                     starting = false;
-                    match held_welcome.take() {
-                        Some(welcome) => {
-                            terminal.gauges.set_state(LinkState::Online);
-                            on_welcome(&welcome);
-                        }
-                        None => terminal.gauges.set_state(LinkState::Connecting),
-                    }
+                    started(held_welcome.take(), &terminal.gauges, &mut on_welcome);
                 }
                 Some(ChildEvent::Exited(_, status)) if starting => {
                     // Let the stderr reader catch up with what the server wrote last.
@@ -342,6 +330,22 @@ pub async fn run(
     info!("bridge stopping");
     terminal.gauges.set_state(LinkState::Stopped);
     outcome
+}
+
+/// The server's start is over: the endpoints are printed if the relay already welcomed
+/// the tunnel, else the bridge is still connecting.
+fn started(
+    held_welcome: Option<protocol::Welcome>,
+    gauges: &crate::status_line::Gauges,
+    on_welcome: &mut OnWelcome,
+) {
+    match held_welcome {
+        Some(welcome) => {
+            gauges.set_state(LinkState::Online);
+            on_welcome(&welcome);
+        }
+        None => gauges.set_state(LinkState::Connecting),
+    }
 }
 
 /// Since when (seconds since the Unix epoch) the server is not reachable, if it is not.

@@ -309,20 +309,29 @@ fn cancelled_id(line: &[u8]) -> Option<Vec<u8>> {
     serde_json::to_vec(v["params"].get("requestId")?).ok()
 }
 
-/// `POST`s one message with the session's headers; the error says why it could not be
-/// sent (the server is unreachable).
-async fn post(link: &Link, st: &State, body: Bytes) -> Result<Response, String> {
-    let mut rb = link
-        .request(Method::POST, &link.shared.cfg.server.url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream");
+/// `rb` with the session's headers: its id and protocol version, once known.
+fn with_session(mut rb: reqwest::RequestBuilder, st: &State) -> reqwest::RequestBuilder {
     if let Some(sid) = st.session() {
         rb = rb.header("mcp-session-id", sid);
     }
     if let Some(v) = st.version.lock().ok().and_then(|v| v.clone()) {
         rb = rb.header("mcp-protocol-version", v);
     }
-    rb.body(body).send().await.map_err(|e| error_chain(&e))
+    rb
+}
+
+/// `POST`s one message with the session's headers; the error says why it could not be
+/// sent (the server is unreachable).
+async fn post(link: &Link, st: &State, body: Bytes) -> Result<Response, String> {
+    let rb = link
+        .request(Method::POST, &link.shared.cfg.server.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    with_session(rb, st)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| error_chain(&e))
 }
 
 /// The cause of a failed request, as one line.
@@ -438,12 +447,7 @@ async fn request(link: Arc<Link>, st: Arc<State>, line: Bytes, id: Vec<u8>) {
                 .request(Method::GET, &link.shared.cfg.server.url)
                 .header("accept", "text/event-stream")
                 .header("last-event-id", last.as_str());
-            if let Some(sid) = st.session() {
-                rb = rb.header("mcp-session-id", sid);
-            }
-            if let Some(v) = st.version.lock().ok().and_then(|v| v.clone()) {
-                rb = rb.header("mcp-protocol-version", v);
-            }
+            rb = with_session(rb, &st);
             read = match rb.send().await {
                 Ok(r) if r.status().is_success() => read_answer(&link, r, &id, Forward::Emit).await,
                 Ok(r) => Read::Broken(format!("resuming its stream: {}", refusal(r).await)),
@@ -523,12 +527,7 @@ async fn listen(link: Arc<Link>, st: Arc<State>) {
         let mut rb = link
             .request(Method::GET, &link.shared.cfg.server.url)
             .header("accept", "text/event-stream");
-        if let Some(sid) = st.session() {
-            rb = rb.header("mcp-session-id", sid);
-        }
-        if let Some(v) = st.version.lock().ok().and_then(|v| v.clone()) {
-            rb = rb.header("mcp-protocol-version", v);
-        }
+        rb = with_session(rb, &st);
         if let Some(l) = &last {
             rb = rb.header("last-event-id", l.as_str());
         }
