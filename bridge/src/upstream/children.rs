@@ -7,15 +7,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::info;
 
+use super::health::Health;
 use super::legacy::Legacy;
+use super::link::{Link, Shared};
 use super::streamable::{Opened, Streamable};
 use super::{Transport, UpstreamConfig};
 use crate::child::{ChildEvent, ChildId, ChildSpec};
@@ -23,146 +23,6 @@ use crate::core::Children;
 
 /// Lines queued to one upstream session before the core is told it is not keeping up.
 const LINE_QUEUE: usize = 4096;
-/// Notes kept per session for errors shown locally.
-const NOTES: usize = 20;
-
-/// Whether the server answers, as its sessions last saw it.
-#[derive(Debug)]
-pub struct Health {
-    state: AtomicU8,
-    detail: Mutex<(Instant, String)>,
-    /// Wakes the prober when the server goes down.
-    went_down: tokio::sync::Notify,
-}
-
-const UNKNOWN: u8 = 0;
-const UP: u8 = 1;
-const DOWN: u8 = 2;
-
-impl Default for Health {
-    fn default() -> Self {
-        Self {
-            state: AtomicU8::new(UNKNOWN),
-            detail: Mutex::new((Instant::now(), String::new())),
-            went_down: tokio::sync::Notify::new(),
-        }
-    }
-}
-
-impl Health {
-    /// The server answered.
-    pub fn up(&self) {
-        if self.state.swap(UP, Ordering::Relaxed) == DOWN {
-            info!("the local MCP server answers again");
-            self.set_detail(String::new());
-        }
-    }
-
-    /// The server could not be reached, for this reason.
-    pub fn down(&self, why: &str) {
-        if self.state.swap(DOWN, Ordering::Relaxed) != DOWN {
-            warn!("the local MCP server is not reachable: {why}");
-            self.went_down.notify_one();
-        }
-        self.set_detail(why.to_owned());
-    }
-
-    fn set_detail(&self, why: String) {
-        if let Ok(mut d) = self.detail.lock() {
-            if d.1.is_empty() || why.is_empty() {
-                d.0 = Instant::now();
-            }
-            d.1 = why;
-        }
-    }
-
-    fn is_down(&self) -> bool {
-        self.state.load(Ordering::Relaxed) == DOWN
-    }
-
-    /// Why the server is not reachable and since when; `None` while it answers (or has
-    /// not been tried).
-    pub fn down_since(&self) -> Option<(Instant, String)> {
-        if self.state.load(Ordering::Relaxed) != DOWN {
-            return None;
-        }
-        self.detail.lock().ok().map(|d| d.clone())
-    }
-}
-
-/// What the sessions of one server share.
-pub(super) struct Shared {
-    pub(super) client: reqwest::Client,
-    pub(super) cfg: UpstreamConfig,
-    /// The transport the first session found (with `Transport::Auto`).
-    pub(super) detected: Mutex<Option<Transport>>,
-    pub(super) health: Arc<Health>,
-}
-
-/// One session's way back to the core, and its notes for local errors.
-pub(super) struct Link {
-    pub(super) id: ChildId,
-    pub(super) shared: Arc<Shared>,
-    events: mpsc::Sender<ChildEvent>,
-    notes: Arc<Mutex<VecDeque<String>>>,
-}
-
-impl Link {
-    /// Sends one message from the server to the core.
-    pub(super) async fn emit(&self, line: Bytes) {
-        let _ = self.events.send(ChildEvent::Line(self.id, line)).await;
-    }
-
-    /// Answers the request `id` (raw JSON) with an error, as the server would.
-    pub(super) async fn emit_error(&self, id: &[u8], code: i64, message: &str) {
-        let body = protocol::jsonrpc::error_response(id, code, message);
-        self.emit(Bytes::from(body)).await;
-    }
-
-    /// Keeps a note for the local log and the errors shown in the terminal.
-    pub(super) fn note(&self, what: String) {
-        warn!(child = self.id, "{what}");
-        if let Ok(mut n) = self.notes.lock() {
-            if n.len() == NOTES {
-                n.pop_front();
-            }
-            n.push_back(what);
-        }
-    }
-
-    /// The server could not be reached: the session ends as a process that could not
-    /// start would.
-    pub(super) async fn unreachable(&self, why: String) {
-        self.shared.health.down(&why);
-        self.note(format!(
-            "cannot reach {}: {why}",
-            self.shared.cfg.server.url
-        ));
-        let _ = self
-            .events
-            .send(ChildEvent::Unreachable(self.id, why))
-            .await;
-    }
-
-    /// The session is over (the server closed it for good).
-    pub(super) async fn ended(&self, why: String) {
-        self.note(why.clone());
-        let _ = self.events.send(ChildEvent::Exited(self.id, why)).await;
-    }
-
-    /// A request to the server with the configured headers.
-    pub(super) fn request(
-        &self,
-        method: reqwest::Method,
-        url: &url::Url,
-    ) -> reqwest::RequestBuilder {
-        let mut rb = self.shared.client.request(method, url.clone());
-        for (k, v) in &self.shared.cfg.server.headers {
-            rb = rb.header(k.as_str(), v.as_str());
-        }
-        rb
-    }
-}
 
 struct Running {
     lines: mpsc::Sender<Vec<u8>>,

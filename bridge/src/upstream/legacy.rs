@@ -16,9 +16,8 @@ use reqwest::{Method, Response};
 use tokio::task::JoinHandle;
 use url::Url;
 
-use super::children::Link;
+use super::link::{Link, error_chain, refusal};
 use super::sse::{Decoder, Event};
-use super::streamable::{error_chain, refusal};
 
 /// Longest wait for the `endpoint` event.
 const ENDPOINT_WAIT: Duration = Duration::from_secs(10);

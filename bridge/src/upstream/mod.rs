@@ -19,8 +19,11 @@
 //! - `streamable.rs`: one session over Streamable HTTP (session ids, resumption, renewal
 //!   of an expired session);
 //! - `legacy.rs`: one session over HTTP+SSE (the `endpoint` event, answers on the stream);
-//! - `children.rs`: [`HttpUpstreams`], the core's children over HTTP, with the transport
-//!   detection and the server's health shared by its sessions.
+//! - `link.rs`: what the sessions of one server share, and a session's way back to the
+//!   core;
+//! - `health.rs`: [`Health`], whether the server answers;
+//! - `children.rs`: [`HttpUpstreams`], the core's children over HTTP: a task per session,
+//!   the transport detection, and the prober of a server that is down.
 
 use std::time::Duration;
 
@@ -29,11 +32,14 @@ use url::Url;
 
 pub mod address;
 mod children;
+mod health;
 mod legacy;
+mod link;
 pub mod sse;
 mod streamable;
 
-pub use children::{Health, HttpUpstreams};
+pub use children::HttpUpstreams;
+pub use health::Health;
 
 /// Which HTTP transport an upstream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]

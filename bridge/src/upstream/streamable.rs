@@ -30,7 +30,7 @@ use serde_json::Value;
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, info};
 
-use super::children::Link;
+use super::link::{Link, error_chain, refusal};
 use super::sse::Decoder;
 
 /// Attempts to resume a request's stream that ended before its answer.
@@ -332,39 +332,6 @@ async fn post(link: &Link, st: &State, body: Bytes) -> Result<Response, String> 
         .send()
         .await
         .map_err(|e| error_chain(&e))
-}
-
-/// The cause of a failed request, as one line.
-pub(super) fn error_chain(e: &reqwest::Error) -> String {
-    let mut out = String::new();
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = cur {
-        let s = err.to_string();
-        if !out.contains(&s) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&s);
-        }
-        cur = err.source();
-    }
-    out
-}
-
-/// A short description of a refusal: the status and the start of the body.
-pub(super) async fn refusal(resp: Response) -> String {
-    let status = resp.status();
-    let body = match tokio::time::timeout(Duration::from_secs(2), resp.bytes()).await {
-        Ok(Ok(b)) => {
-            protocol::text::printable(&String::from_utf8_lossy(&b[..b.len().min(300)]), 300)
-        }
-        _ => String::new(),
-    };
-    if body.is_empty() {
-        format!("HTTP {status}")
-    } else {
-        format!("HTTP {status}: {body}")
-    }
 }
 
 /// Whether the server answered that it does not know the session (when `had_session`):
