@@ -13,6 +13,8 @@
 //!   (`fake_bridges`); strangers without a token (`link_strangers`), the previous
 //!   release's handshake both ways (`link_compat`), a leaked token against a live tunnel
 //!   (`link_takeover`), a malicious relay against the bridge (`link_malicious_relay`).
+//! - A local HTTP server that answers badly (`upstream`): not JSON-RPC, too long, an
+//!   endless line, an HTTP+SSE endpoint on another origin.
 //! - The relay's edge (`edge_attacks`): slow clients, client addresses behind a trusted
 //!   proxy, the OAuth trace under a flood, metrics through a proxy.
 //!
@@ -30,6 +32,7 @@ mod link_strangers;
 mod link_takeover;
 mod misbehaving;
 mod sessions;
+mod upstream;
 
 use std::net::IpAddr;
 
