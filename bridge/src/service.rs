@@ -13,7 +13,8 @@ use anyhow::{Context, Result, bail};
 #[derive(clap::Subcommand)]
 pub enum ServiceCommand {
     /// Write a user service that runs `bridge run` for a server:
-    /// `bridge service install [--name NAME] -- <cmd> [args…]` (or `--config FILE`).
+    /// `bridge service install [--name NAME] -- <cmd> [args…]` (or `--upstream URL`, or
+    /// `--config FILE`).
     Install(InstallArgs),
 }
 
@@ -37,6 +38,10 @@ pub struct InstallArgs {
     /// a command.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Serve the local HTTP MCP server at this URL (`bridge run --upstream URL`) instead of
+    /// a command.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["config", "command"])]
+    pub upstream: Option<url::Url>,
     /// Print the service definition of this kind instead of writing it.
     #[arg(long, value_enum)]
     pub print: Option<Kind>,
@@ -66,12 +71,22 @@ pub struct Plan {
 }
 
 fn install(args: InstallArgs) -> Result<ExitCode> {
-    if args.config.is_some() != args.command.is_empty() {
+    let given = [
+        args.config.is_some(),
+        args.upstream.is_some(),
+        !args.command.is_empty(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
         bail!(
-            "give either the server command after `--` or --config FILE: \
+            "give the server command after `--`, --upstream URL or --config FILE: \
              `bridge service install [--name NAME] -- <cmd> [args…]`"
         );
     }
+    // How the server is named and remembered: its command line, or its URL.
+    let words: Vec<String> = match &args.upstream {
+        Some(u) => vec![u.to_string()],
+        None => args.command.clone(),
+    };
     let creds = crate::login::load_credentials()?;
     let bridge = std::env::current_exe()
         .context("cannot find the bridge binary's path")?
@@ -92,11 +107,11 @@ fn install(args: InstallArgs) -> Result<ExitCode> {
         (None, None) => match &creds {
             Some(c) => {
                 let relay = c.relay_url()?;
-                match crate::login::remembered_name(&relay, &args.command) {
+                match crate::login::remembered_name(&relay, &words) {
                     Some(n) => n,
                     None => {
                         let n = crate::run::random_name();
-                        crate::login::remember_name(&relay, &args.command, &n)?;
+                        crate::login::remember_name(&relay, &words, &n)?;
                         n
                     }
                 }
@@ -122,6 +137,10 @@ fn install(args: InstallArgs) -> Result<ExitCode> {
         }
     }
     argv.push("--quiet".into());
+    if let Some(u) = &args.upstream {
+        argv.push("--upstream".into());
+        argv.push(u.to_string());
+    }
     if !args.command.is_empty() {
         argv.push("--".into());
         let mut command = args.command.clone();

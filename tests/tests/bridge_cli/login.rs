@@ -235,6 +235,23 @@ fn service_install_prints_and_writes_units_without_secrets() {
         "--print writes nothing"
     );
 
+    // A local HTTP server instead of a command.
+    let out = bridge(home.path(), "service")
+        .args(["install", "--name", "figma", "--print", "systemd"])
+        .args(["--upstream", "http://127.0.0.1:3845/mcp"])
+        .output()
+        .unwrap();
+    let unit = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        unit.lines().any(|l| l
+            == format!(
+                "ExecStart={} run --name figma --quiet --upstream http://127.0.0.1:3845/mcp",
+                bridge_bin.display()
+            )),
+        "{unit}"
+    );
+
     let out = service_install(
         home.path(),
         &["--name", "my-files", "--print", "launchd"],
