@@ -36,6 +36,13 @@
 //!   large results. A bridge's figure is its own RSS plus the private (`RssAnon`) memory
 //!   of its orphan-guard helper (`bridge __guard`, the same binary); its servers are not
 //!   counted.
+//! * **HTTP upstream.** `echo-server --http` (the same echo server over Streamable HTTP:
+//!   `axum`, `current_thread`, JSON answers, `Mcp-Session-Id` on `initialize`, 202 for
+//!   notifications), published by `bridge run --upstream URL` through a `relay serve` of its
+//!   own; the bridge opens one upstream session per remote session. Its floor is the same
+//!   server called directly: the same load generator POSTing the same `tools/call echo` to
+//!   the server's `/mcp`, with a session. The same c=1 and c=32 runs, and CPU per call of
+//!   relay + bridge, with the server's own CPU ("server") shown beside it.
 //! * **supergateway** (`supergateway@4.0.0 --stateful --outputTransport streamableHttp`,
 //!   logging off, kept on 127.0.0.1 by `tests/clients/loopback.cjs`) wrapping the same
 //!   echo-server, installed with npm into `.test-deps/bench/`; the same c=1 and c=32 runs
@@ -198,6 +205,8 @@ fn settle() {
 struct Mode {
     target: Arc<Target>,
     watch: Box<dyn Fn() -> Vec<Watch>>,
+    /// Whether the large result is measured through it.
+    big: bool,
     results: ModeResults,
 }
 
@@ -411,6 +420,17 @@ async fn main() -> Result<()> {
     let relay = setup::relay(&bins, "relay")?;
     let embedded = setup::bridge(&bins, "bridge-embedded", None, "bench-embedded")?;
     let separate = setup::bridge(&bins, "bridge-separate", Some(&relay), "bench-separate")?;
+    // The HTTP upstream: the echo server over Streamable HTTP, called directly (its floor)
+    // and through a relay of its own and a bridge.
+    let echo_http = setup::http_echo(&bins)?;
+    let http_relay = setup::relay(&bins, "relay-http")?;
+    let http_bridge = setup::bridge_upstream(
+        &bins,
+        "bridge-http",
+        &http_relay,
+        "bench-http",
+        &echo_http.url,
+    )?;
     let gateway = if args.no_supergateway {
         res.notes
             .push("supergateway skipped (--no-supergateway)".into());
@@ -426,25 +446,30 @@ async fn main() -> Result<()> {
     };
     settle();
     res.memory.embedded_idle_kib = Some(bridge_kib(embedded.proc.pid()));
+    res.memory.http_idle_kib = Some(bridge_kib(http_bridge.proc.pid()));
     res.memory.gateway_idle_kib = gateway.as_ref().map(|g| kib(g.proc.pid()));
 
     let null_pid = null.proc.pid();
     let relay_pid = relay.proc.pid();
     let sep_pid = separate.proc.pid();
+    let echo_http_pid = echo_http.proc.pid();
+    let http_relay_pid = http_relay.proc.pid();
+    let http_bridge_pid = http_bridge.proc.pid();
+    let server = move |pid: u32| Watch {
+        role: "server",
+        pids: vec![pid],
+    };
     let mut modes = vec![
         Mode {
             target: null.target.clone(),
-            watch: Box::new(move || {
-                vec![Watch {
-                    role: "server",
-                    pids: vec![null_pid],
-                }]
-            }),
+            watch: Box::new(move || vec![server(null_pid)]),
+            big: false,
             results: ModeResults::default(),
         },
         Mode {
             target: embedded.target.clone(),
             watch: watch_bridge(embedded.proc.pid()),
+            big: true,
             results: ModeResults::default(),
         },
         Mode {
@@ -460,6 +485,31 @@ async fn main() -> Result<()> {
                 );
                 w
             }),
+            big: true,
+            results: ModeResults::default(),
+        },
+        Mode {
+            target: echo_http.target.clone(),
+            watch: Box::new(move || vec![server(echo_http_pid)]),
+            big: false,
+            results: ModeResults::default(),
+        },
+        Mode {
+            target: http_bridge.target.clone(),
+            watch: Box::new(move || {
+                vec![
+                    Watch {
+                        role: "relay",
+                        pids: vec![http_relay_pid],
+                    },
+                    Watch {
+                        role: "bridge",
+                        pids: procs::bridge_family(http_bridge_pid),
+                    },
+                    server(echo_http_pid),
+                ]
+            }),
+            big: false,
             results: ModeResults::default(),
         },
     ];
@@ -479,6 +529,7 @@ async fn main() -> Result<()> {
                     },
                 ]
             }),
+            big: true,
             results: ModeResults::default(),
         });
     }
@@ -517,13 +568,14 @@ async fn main() -> Result<()> {
 
     res.memory.embedded_load_kib = Some(bridge_kib(embedded.proc.pid()));
     res.memory.separate_load_kib = Some((kib(relay_pid), bridge_kib(sep_pid)));
+    res.memory.http_load_kib = Some((kib(http_relay_pid), bridge_kib(http_bridge_pid)));
     res.memory.gateway_load_kib = gateway.as_ref().map(|g| kib(g.proc.pid()));
 
     // Large results: the pipe and every tunnel take turns, so they see the same machine
     // state; the first round warms buffers up and is not counted.
     eprintln!("bench: {} byte results", plan.big_bytes);
     let mut big_sessions = Vec::new();
-    for m in modes.iter().skip(1) {
+    for m in modes.iter().filter(|m| m.big) {
         match Session::open(m.target.clone()).await {
             Ok(s) => big_sessions.push(Some(s)),
             Err(e) => {
@@ -540,7 +592,7 @@ async fn main() -> Result<()> {
     // `big_reps` are kept.
     let mut rounds: Vec<(f64, f64, Vec<Option<f64>>)> = Vec::new();
     let mut pids = vec![pipe.pid()];
-    for m in modes.iter().skip(1) {
+    for m in modes.iter().filter(|m| m.big) {
         pids.extend((m.watch)().into_iter().flat_map(|w| w.pids));
     }
     let mut attempts = 0;
@@ -557,7 +609,7 @@ async fn main() -> Result<()> {
             }
         };
         let mut times = Vec::new();
-        for (m, slot) in modes.iter().skip(1).zip(big_sessions.iter_mut()) {
+        for (m, slot) in modes.iter().filter(|m| m.big).zip(big_sessions.iter_mut()) {
             let Some(s) = slot else {
                 times.push(None);
                 continue;
@@ -586,7 +638,7 @@ async fn main() -> Result<()> {
     for (noise, pipe_t, times) in rounds {
         res.big_pipe.push(pipe_t);
         res.big_noise.push(noise);
-        for (m, t) in modes.iter_mut().skip(1).zip(times) {
+        for (m, t) in modes.iter_mut().filter(|m| m.big).zip(times) {
             m.results.big.extend(t);
         }
     }
@@ -601,8 +653,11 @@ async fn main() -> Result<()> {
     res.null = take(&mut modes);
     res.embedded = take(&mut modes);
     res.separate = take(&mut modes);
+    res.http_direct = take(&mut modes);
+    res.http_upstream = take(&mut modes);
     res.gateway = modes.next().map(|m| m.results);
     drop((null, embedded, separate, relay, gateway));
+    drop((http_bridge, http_relay, echo_http));
 
     if let Err(e) = memory(&bins, &plan, &mut res.memory).await {
         note(&mut res.notes, "memory phase", e);

@@ -141,6 +141,10 @@ pub struct Memory {
     pub gateway_load_kib: Option<f64>,
     /// Null HTTP server before / with `sessions` idle keep-alive connections.
     pub null_conns_kib: Option<(f64, f64)>,
+    /// The bridge in front of the HTTP server, right after start.
+    pub http_idle_kib: Option<f64>,
+    /// The relay and the bridge of the HTTP upstream after the c=1/c=32 runs.
+    pub http_load_kib: Option<(f64, f64)>,
 }
 
 /// Everything one run of the benchmark measured.
@@ -164,6 +168,10 @@ pub struct Results {
     pub embedded: ModeResults,
     /// Bridge + `relay serve`.
     pub separate: ModeResults,
+    /// The echo server over Streamable HTTP, called directly: the HTTP upstream's floor.
+    pub http_direct: ModeResults,
+    /// That server published by `bridge run --upstream` through `relay serve`.
+    pub http_upstream: ModeResults,
     /// supergateway, if it ran.
     pub gateway: Option<ModeResults>,
     /// Memory.
@@ -216,6 +224,8 @@ impl Results {
             null: ModeResults::default(),
             embedded: ModeResults::default(),
             separate: ModeResults::default(),
+            http_direct: ModeResults::default(),
+            http_upstream: ModeResults::default(),
             gateway: None,
             memory: Memory::default(),
             notes: Vec::new(),
@@ -311,18 +321,24 @@ pub fn render(r: &Results) -> String {
         r.steal_pct,
         r.elapsed.as_secs_f64()
     );
-    let mut others: Vec<f64> = [&r.null, &r.embedded, &r.separate]
-        .into_iter()
-        .chain(r.gateway.as_ref())
-        .flat_map(|m| {
-            m.lat
-                .iter()
-                .map(|l| l.cpu.noise_pct)
-                .chain(m.tput.iter().map(|t| t.cpu.noise_pct))
-        })
-        .chain(r.pipe_noise.iter().copied())
-        .chain(r.big_noise.iter().copied())
-        .collect();
+    let mut others: Vec<f64> = [
+        &r.null,
+        &r.embedded,
+        &r.separate,
+        &r.http_direct,
+        &r.http_upstream,
+    ]
+    .into_iter()
+    .chain(r.gateway.as_ref())
+    .flat_map(|m| {
+        m.lat
+            .iter()
+            .map(|l| l.cpu.noise_pct)
+            .chain(m.tput.iter().map(|t| t.cpu.noise_pct))
+    })
+    .chain(r.pipe_noise.iter().copied())
+    .chain(r.big_noise.iter().copied())
+    .collect();
     others.sort_by(f64::total_cmp);
     if !others.is_empty() {
         let _ = writeln!(
@@ -581,11 +597,13 @@ pub fn render(r: &Results) -> String {
         mib(m.separate_big_kib.map(|t| t.1)),
     );
 
+    render_http(&mut o, r);
+
     // Per-run details.
     let _ = writeln!(o, "\n### Per-run details\n");
     let _ = writeln!(
         o,
-        "CPU columns are µs per call from `/proc/<pid>/stat` (schedstat in brackets); \"child\" is the echo server(s), \"client\" the load generator.\n"
+        "CPU columns are µs per call from `/proc/<pid>/stat` (schedstat in brackets); \"child\" is the echo server(s), \"server\" the null or HTTP echo server, \"client\" the load generator.\n"
     );
     let _ = writeln!(
         o,
@@ -612,6 +630,8 @@ pub fn render(r: &Results) -> String {
         ("null HTTP", &r.null),
         ("embedded relay", e),
         ("separate relay", s),
+        ("HTTP server direct", &r.http_direct),
+        ("HTTP upstream", &r.http_upstream),
     ];
     if let Some(g) = g {
         modes.push(("supergateway", g));
@@ -732,4 +752,86 @@ pub fn render(r: &Results) -> String {
         }
     }
     o
+}
+
+/// The HTTP-upstream table: the echo server over Streamable HTTP through relay + bridge,
+/// beside the same server called directly.
+fn render_http(o: &mut String, r: &Results) {
+    let d = &r.http_direct;
+    let h = &r.http_upstream;
+    let conns = r.plan.conns;
+    let times = |a: Option<f64>, b: Option<f64>| {
+        a.zip(b)
+            .map(|(a, b)| format!("{:.2}×", a / b))
+            .unwrap_or_else(|| "n/a".into())
+    };
+    let plus = |a: Option<f64>, b: Option<f64>| {
+        a.zip(b)
+            .map(|(a, b)| {
+                let d = a - b;
+                format!(
+                    "{}{} µs",
+                    if d >= 0.0 { "+" } else { "−" },
+                    us(Some(d.abs()))
+                )
+            })
+            .unwrap_or_else(|| "n/a".into())
+    };
+    let tunnel_cpu = h.cpu_tput(&["relay", "bridge"]);
+    let floor_cpu = d.cpu_tput(&["server"]);
+    let m = &r.memory;
+    let _ = writeln!(o, "\n### HTTP upstream\n");
+    let _ = writeln!(
+        o,
+        "`echo-server --http` (Streamable HTTP, JSON answers) published by `bridge run --upstream` through `relay serve`, beside the same server called directly by the same load generator (with a session).\n"
+    );
+    let _ = writeln!(
+        o,
+        "| Figure | Floor: the server called directly | Through relay + bridge | Relative to the floor |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|");
+    let _ = writeln!(
+        o,
+        "| c=1 latency p50 / p90 / p99 (µs) | {} | {} | p50 {}, p99 {} |",
+        triple(d),
+        triple(h),
+        plus(h.p50(), d.p50()),
+        plus(h.p99(), d.p99()),
+    );
+    let _ = writeln!(
+        o,
+        "| calls/s, c={conns} sessions | {} | {} | {} |",
+        rate(d.rate()),
+        rate(h.rate()),
+        times(h.rate(), d.rate()),
+    );
+    let _ = writeln!(
+        o,
+        "| CPU µs per call, c={conns}, relay + bridge | server {} | {} (relay {} + bridge {}) | {} the server's |",
+        us(floor_cpu),
+        us(tunnel_cpu),
+        us(h.cpu_tput(&["relay"])),
+        us(h.cpu_tput(&["bridge"])),
+        times(tunnel_cpu, floor_cpu),
+    );
+    let _ = writeln!(
+        o,
+        "| the server's own CPU µs per call, c={conns} | {} | {} (called by the bridge) | {} |",
+        us(floor_cpu),
+        us(h.cpu_tput(&["server"])),
+        times(h.cpu_tput(&["server"]), floor_cpu),
+    );
+    let _ = writeln!(
+        o,
+        "| CPU µs per call, c=1, relay + bridge | server {} | {} | (reported) |",
+        us(d.cpu_lat(&["server"])),
+        us(h.cpu_lat(&["relay", "bridge"])),
+    );
+    let _ = writeln!(
+        o,
+        "| bridge RSS (+ its guard process's private memory): idle; after the c=1/c={conns} runs | — | {}; {} (relay {}) | (reported) |",
+        mib(m.http_idle_kib),
+        mib(m.http_load_kib.map(|t| t.1)),
+        mib(m.http_load_kib.map(|t| t.0)),
+    );
 }

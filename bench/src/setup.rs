@@ -1,5 +1,6 @@
-//! Starting the systems under test: the null HTTP server, `relay serve`, `bridge run`
-//! (embedded or against a relay), and supergateway (installed on demand with npm).
+//! Starting the systems under test: the null HTTP server, the echo server over Streamable
+//! HTTP, `relay serve`, `bridge run` (embedded or against a relay; in front of the stdio
+//! echo server or of the HTTP one), and supergateway (installed on demand with npm).
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -138,7 +139,36 @@ pub fn relay(bins: &Bins, name: &str) -> Result<RelayProc> {
     Ok(RelayProc { proc, url, token })
 }
 
-/// A running `bridge run` serving the echo server.
+/// A running `echo-server --http`: the echo server over Streamable HTTP.
+pub struct HttpEcho {
+    /// The process.
+    pub proc: Proc,
+    /// Its MCP endpoint (`http://127.0.0.1:PORT/mcp`).
+    pub url: String,
+    /// Its target, called directly (with a session): the floor of the HTTP upstream.
+    pub target: Arc<Target>,
+}
+
+/// Starts `echo-server --http` on a free loopback port.
+pub fn http_echo(bins: &Bins) -> Result<HttpEcho> {
+    let mut cmd = Command::new(&bins.echo);
+    cmd.arg("--http");
+    let mut proc = Proc::spawn("echo-http", cmd, &bins.logs)?;
+    let addr = proc.wait_line("Listening on ", READY)?;
+    let url = format!("http://{addr}/mcp");
+    Ok(HttpEcho {
+        proc,
+        target: Arc::new(Target {
+            label: "HTTP server direct".into(),
+            endpoint: Endpoint::parse(&url)?,
+            bearer: None,
+            handshake: true,
+        }),
+        url,
+    })
+}
+
+/// A running `bridge run`.
 pub struct BridgeProc {
     /// The process.
     pub proc: Proc,
@@ -146,12 +176,41 @@ pub struct BridgeProc {
     pub target: Arc<Target>,
 }
 
-/// Starts `bridge run`: with its embedded relay when `relay` is `None`.
+/// What a bridge publishes.
+enum Served<'a> {
+    /// `echo-server`, its child over stdio.
+    Echo,
+    /// A local Streamable HTTP server (`--upstream URL`).
+    Upstream(&'a str),
+}
+
+/// Starts `bridge run -- echo-server`: with its embedded relay when `relay` is `None`.
 pub fn bridge(
     bins: &Bins,
     name: &str,
     relay: Option<&RelayProc>,
     tunnel: &str,
+) -> Result<BridgeProc> {
+    start_bridge(bins, name, relay, tunnel, Served::Echo)
+}
+
+/// Starts `bridge run --upstream URL` (a Streamable HTTP server), against `relay`.
+pub fn bridge_upstream(
+    bins: &Bins,
+    name: &str,
+    relay: &RelayProc,
+    tunnel: &str,
+    url: &str,
+) -> Result<BridgeProc> {
+    start_bridge(bins, name, Some(relay), tunnel, Served::Upstream(url))
+}
+
+fn start_bridge(
+    bins: &Bins,
+    name: &str,
+    relay: Option<&RelayProc>,
+    tunnel: &str,
+    served: Served<'_>,
 ) -> Result<BridgeProc> {
     let mut cmd = Command::new(&bins.bridge);
     cmd.arg("run");
@@ -163,9 +222,16 @@ pub fn bridge(
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
     }
-    cmd.args(["--name", tunnel, "--"])
-        .arg(&bins.echo)
-        .env_remove("RUST_LOG")
+    cmd.args(["--name", tunnel]);
+    match served {
+        Served::Echo => {
+            cmd.arg("--").arg(&bins.echo);
+        }
+        Served::Upstream(url) => {
+            cmd.args(["--upstream", url]);
+        }
+    }
+    cmd.env_remove("RUST_LOG")
         .env_remove("BRIDGE_CLIENT_TOKEN")
         .env_remove("BRIDGE_RELAY");
     let mut proc = Proc::spawn(name, cmd, &bins.logs)?;

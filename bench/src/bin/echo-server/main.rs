@@ -14,14 +14,20 @@
 //! Each line is parsed with borrowed serde structs (`id` and `params` stay raw slices of
 //! the input; the id is written back byte for byte). Output goes to a large buffer that is
 //! flushed only when no more input is buffered, so a burst of requests costs one `write`.
+//!
+//! `echo-server --http [ADDR]` (default `127.0.0.1:0`) serves the same tools over
+//! Streamable HTTP instead (`http.rs`).
 
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::os::fd::AsFd;
+use std::process::ExitCode;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+mod http;
 
 /// Protocol versions echoed back when the client asks for them.
 const SUPPORTED: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
@@ -152,7 +158,31 @@ fn write_reply(out: &mut impl Write, id: &RawValue, reply: Reply<'_>) -> io::Res
     out.write_all(b"}\n")
 }
 
-fn main() -> io::Result<()> {
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let result = match args.next().as_deref() {
+        None => stdio().map_err(anyhow::Error::from),
+        Some("--http") => args
+            .next()
+            .unwrap_or_else(|| "127.0.0.1:0".into())
+            .parse()
+            .map_err(anyhow::Error::from)
+            .and_then(http::serve),
+        Some(other) => Err(anyhow::anyhow!(
+            "unknown argument {other:?} (usage: echo-server [--http [ADDR]])"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("echo-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves newline-delimited JSON-RPC on stdin/stdout until stdin ends.
+fn stdio() -> io::Result<()> {
     // Own the file descriptors directly: std's stdin/stdout add a second buffer and a
     // line-flushing writer.
     let stdin = File::from(io::stdin().as_fd().try_clone_to_owned()?);
