@@ -66,7 +66,10 @@ if [[ $REPORT_ERA == 1 ]]; then
   [[ "$URL" == http://* ]] || { echo "inspector.sh: --report-era needs an http:// URL" >&2; exit 2; }
   hostport="${URL#http://}"; hostport="${hostport%%/*}"
   tail_path="${URL#http://$hostport}"
-  "$NODE22" "$HERE/tap_proxy.mjs" "http://$hostport" --log "$TMPH/tap.jsonl" >"$TMPH/tap.port" 2>"$TMPH/tap.err" &
+  # The files exist before the proxy starts: reading them must not race its redirections
+  # (under `set -e -o pipefail`, a failed read would end this script).
+  : >"$TMPH/tap.port"; : >"$TMPH/tap.err"
+  "$NODE22" "$HERE/tap_proxy.mjs" "http://$hostport" --log "$TMPH/tap.jsonl" >>"$TMPH/tap.port" 2>>"$TMPH/tap.err" &
   TAP_PID=$!
   port=""
   for _ in $(seq 1 100); do

@@ -855,3 +855,41 @@ fn policy_audit_timeouts_and_the_snapshot_work_for_an_http_server() {
         "policy applied: {offline:?}"
     );
 }
+
+/// A server that is not running when the bridge starts is published anyway (with a
+/// warning), answered as not reachable meanwhile, and served once it starts: the bridge
+/// keeps trying it.
+#[test]
+fn a_server_started_after_the_bridge_is_served_once_it_is_up() {
+    let port = e2e::unused_port();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let bridge = BridgeOpts::default().no_auth().upstream(&url).start();
+    assert!(
+        bridge.proc.log_text().contains("not reachable yet"),
+        "the owner is warned: {}",
+        bridge.proc.log_text()
+    );
+    let http = e2e::http::BlockingHttp::new();
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "echo", "arguments": {"message": "late"}}});
+    let post = || {
+        http.post(
+            &bridge.mcp_url,
+            "application/json",
+            call.to_string(),
+            &[("accept", "application/json, text/event-stream")],
+        )
+    };
+    let before = post();
+    assert!(before.text().contains("not reachable"), "{}", before.text());
+
+    let _upstream = Upstream::python_on(Transport::Streamable, port);
+    let answered = e2e::wait::eventually(Duration::from_secs(30), || {
+        let r = post().response_to(&json!(1));
+        (r["result"]["content"][0]["text"] == "Echo: late").then_some(r)
+    });
+    assert!(
+        answered.is_some(),
+        "the call reaches the server once it is up"
+    );
+}
