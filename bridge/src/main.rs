@@ -4,6 +4,7 @@
 //! `--relay` or stored by `bridge login` (or starts one in-process on loopback), and prints
 //! the public endpoints (see run.rs). `bridge service install` makes it a user service.
 
+mod aggregate;
 mod audit;
 mod child;
 mod cleartext;
