@@ -3,12 +3,16 @@
 //! what is built so far).
 //!
 //! Files:
-//! - `names.rs`: the public names of the members' tools and prompts, and the way back.
+//! - `names.rs`: the public names of the members' tools and prompts, and the way back;
+//! - `session.rs`: one aggregate session, as a state machine between the core and the
+//!   members (tests in `session_tests.rs`).
 
-// The aggregating children that use these rules come next (docs/design/aggregation.md).
+// The task that runs sessions over real member children comes next
+// (docs/design/aggregation.md).
 #![cfg_attr(
     not(test),
     expect(dead_code, reason = "used by the aggregator, not built yet")
 )]
 
 pub mod names;
+pub mod session;

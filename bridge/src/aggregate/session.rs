@@ -1,0 +1,823 @@
+//! One aggregate session: several members behind one MCP server, as a plain state
+//! machine (no I/O). The core writes lines to it as to one server ([`Session::on_core_line`]);
+//! each member's lines come in with the member's index ([`Session::on_member_line`]), and a
+//! member that stops is reported ([`Session::member_gone`]). What it wants written is
+//! taken with [`Session::take_output`].
+//!
+//! Rules (see `docs/design/aggregation.md`):
+//! - `initialize` goes to every member; the answer is their union (capabilities merged,
+//!   the instructions of each member under its name, `serverInfo` naming the tunnel).
+//!   A member whose `initialize` fails is down from then on.
+//! - `tools/list` and `prompts/list` gather every page of every member that is up; names
+//!   are made public by [`NameMap`]; the answer is one page. A call or `prompts/get` goes
+//!   to the member behind the public name, under the member's own name; when no list was
+//!   read yet in this session, the lists are read first.
+//! - `resources/list` and `resources/templates/list` are gathered too; a resource goes to
+//!   the member that listed its URI (the first member, by name, when several list it).
+//! - The core's own requests pass to members with their ids unchanged (the core's ids are
+//!   unique), so answers come back without a table lookup; the aggregate's own requests
+//!   (gathering) carry string ids `"agg-N"`.
+//! - A member's request to the client goes to the core with the id `"agg-N"`, and the
+//!   client's answer back to the member under its own id; the member's cancellation of
+//!   it is mapped the same way.
+//! - A member that stops leaves the others usable: what was in flight on it is answered
+//!   with an error, its tools leave the list (`tools/list_changed` is announced), and a
+//!   call of one of them is a tool error naming the member.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde_json::{Map, Value, json};
+
+use super::names::NameMap;
+
+/// A line for a member: its index and the line.
+pub type MemberLine = (usize, Vec<u8>);
+
+/// JSON-RPC: method not found.
+const METHOD_NOT_FOUND: i64 = -32601;
+/// JSON-RPC: invalid params.
+const INVALID_PARAMS: i64 = -32602;
+/// JSON-RPC: internal error.
+const INTERNAL_ERROR: i64 = -32603;
+/// Most pages read from one member for one list (a member that pages forever is cut).
+const MAX_PAGES: usize = 100;
+
+/// The lists a session gathers from its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum List {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl List {
+    fn method(self) -> &'static str {
+        match self {
+            List::Tools => "tools/list",
+            List::Prompts => "prompts/list",
+            List::Resources => "resources/list",
+            List::Templates => "resources/templates/list",
+        }
+    }
+
+    /// The key of the list in its result.
+    fn key(self) -> &'static str {
+        match self {
+            List::Tools => "tools",
+            List::Prompts => "prompts",
+            List::Resources => "resources",
+            List::Templates => "resourceTemplates",
+        }
+    }
+}
+
+/// How far a member got.
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    /// Its `initialize` is unanswered.
+    Starting,
+    /// It answered `initialize` with this result.
+    Up(Value),
+    /// It stopped, or refused `initialize`, for this reason.
+    Down(String),
+}
+
+#[derive(Debug)]
+struct Member {
+    name: String,
+    state: State,
+}
+
+/// What an id the aggregate sent to a member stands for.
+#[derive(Debug)]
+enum Own {
+    /// This member's part of the core's `initialize`.
+    Init,
+    /// This member's page of a gathering.
+    Page { gather: u64 },
+    /// This member's part of a `logging/setLevel` fan-out.
+    Fanout { core_id: Value },
+}
+
+/// A list being gathered from the members.
+#[derive(Debug)]
+struct Gather {
+    list: List,
+    /// Members still answering.
+    waiting: HashSet<usize>,
+    /// Pages read per member.
+    pages: HashMap<usize, usize>,
+    /// Entries per member.
+    entries: BTreeMap<usize, Vec<Value>>,
+    /// Who waits for it: the core's request (answered with the list), or requests of the
+    /// core that need the names first (handled again once it is complete).
+    for_core: Option<Value>,
+    then: Vec<Value>,
+}
+
+/// One aggregate session (see the module documentation).
+#[derive(Debug)]
+pub struct Session {
+    tunnel: String,
+    members: Vec<Member>,
+    next: u64,
+    own: HashMap<String, (usize, Own)>,
+    gathers: HashMap<u64, Gather>,
+    /// The core's requests in flight on a member, by their id (as JSON text).
+    forwarded: HashMap<String, usize>,
+    /// Members' requests to the client: the aggregate's id → (member, the member's id).
+    server_requests: HashMap<String, (usize, Value)>,
+    /// The `initialize` fan-out: core id → members still answering.
+    initializing: Option<(Value, HashSet<usize>)>,
+    /// `logging/setLevel` fan-outs: core id (as JSON text) → members still answering.
+    fanouts: HashMap<String, (Value, HashSet<usize>)>,
+    tools: Option<NameMap>,
+    prompts: Option<NameMap>,
+    /// URI → member, from the resource lists.
+    uris: Option<HashMap<String, usize>>,
+    /// Each member's last tools and prompts, so that a call of a tool whose member went
+    /// down is answered as such (its tools are no longer listed).
+    last: HashMap<(List, usize), Vec<Value>>,
+    to_core: Vec<Vec<u8>>,
+    to_members: Vec<MemberLine>,
+}
+
+impl Session {
+    /// A session of `tunnel` over `members` (their names, in the configuration's order).
+    pub fn new(tunnel: &str, members: &[String]) -> Self {
+        Self {
+            tunnel: tunnel.to_owned(),
+            members: members
+                .iter()
+                .map(|m| Member {
+                    name: m.clone(),
+                    state: State::Starting,
+                })
+                .collect(),
+            next: 1,
+            own: HashMap::new(),
+            gathers: HashMap::new(),
+            forwarded: HashMap::new(),
+            server_requests: HashMap::new(),
+            initializing: None,
+            fanouts: HashMap::new(),
+            tools: None,
+            prompts: None,
+            uris: None,
+            last: HashMap::new(),
+            to_core: Vec::new(),
+            to_members: Vec::new(),
+        }
+    }
+
+    /// Lines for the core, and lines for members (by index), produced so far.
+    pub fn take_output(&mut self) -> (Vec<Vec<u8>>, Vec<MemberLine>) {
+        (
+            std::mem::take(&mut self.to_core),
+            std::mem::take(&mut self.to_members),
+        )
+    }
+
+    /// The names of the members that are down, with why.
+    pub fn down(&self) -> Vec<(&str, &str)> {
+        self.members
+            .iter()
+            .filter_map(|m| match &m.state {
+                State::Down(why) => Some((m.name.as_str(), why.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn own_id(&mut self, member: usize, what: Own) -> Value {
+        let id = format!("agg-{}", self.next);
+        self.next += 1;
+        self.own.insert(id.clone(), (member, what));
+        Value::from(id)
+    }
+
+    fn up(&self) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|&i| matches!(self.members[i].state, State::Up(_)))
+            .collect()
+    }
+
+    fn send(&mut self, member: usize, msg: &Value) {
+        self.to_members.push((member, msg.to_string().into_bytes()));
+    }
+
+    fn answer(&mut self, id: &Value, result: Value) {
+        let msg = json!({ "jsonrpc": "2.0", "id": id, "result": result });
+        self.to_core.push(msg.to_string().into_bytes());
+    }
+
+    fn error(&mut self, id: &Value, code: i64, message: &str) {
+        let msg =
+            json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } });
+        self.to_core.push(msg.to_string().into_bytes());
+    }
+
+    fn notify_core(&mut self, method: &str) {
+        let msg = json!({ "jsonrpc": "2.0", "method": method });
+        self.to_core.push(msg.to_string().into_bytes());
+    }
+
+    // ---- from the core ------------------------------------------------------------
+
+    /// A line the core wrote to the server.
+    pub fn on_core_line(&mut self, line: &[u8]) {
+        let Ok(msg) = serde_json::from_slice::<Value>(line) else {
+            return;
+        };
+        let method = msg["method"].as_str().map(str::to_owned);
+        match (method, msg.get("id").cloned()) {
+            (Some(m), Some(id)) => self.core_request(&m, id, msg),
+            (Some(m), None) => self.core_notification(&m, msg),
+            (None, Some(id)) => self.core_answer(id, msg),
+            (None, None) => {}
+        }
+    }
+
+    fn core_request(&mut self, method: &str, id: Value, msg: Value) {
+        match method {
+            "initialize" => self.start(id, &msg),
+            "ping" => self.answer(&id, json!({})),
+            "tools/list" => self.gather(List::Tools, Some(id), None),
+            "prompts/list" => self.gather(List::Prompts, Some(id), None),
+            "resources/list" => self.gather(List::Resources, Some(id), None),
+            "resources/templates/list" => self.gather(List::Templates, Some(id), None),
+            "tools/call" | "prompts/get" => self.by_name(method, id, msg),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                self.by_uri(id, msg)
+            }
+            "logging/setLevel" => {
+                let up = self.up();
+                if up.is_empty() {
+                    return self.answer(&id, json!({}));
+                }
+                let mut waiting = HashSet::new();
+                for m in up {
+                    let own = self.own_id(
+                        m,
+                        Own::Fanout {
+                            core_id: id.clone(),
+                        },
+                    );
+                    let mut req = msg.clone();
+                    req["id"] = own;
+                    self.send(m, &req);
+                    waiting.insert(m);
+                }
+                self.fanouts.insert(id.to_string(), (id, waiting));
+            }
+            _ => match self.up().as_slice() {
+                // One member up: what the aggregate does not know goes to it as is.
+                [only] => {
+                    let only = *only;
+                    self.forward(only, id, msg);
+                }
+                _ => self.error(
+                    &id,
+                    METHOD_NOT_FOUND,
+                    &format!("{method} is not offered by this aggregated tunnel"),
+                ),
+            },
+        }
+    }
+
+    fn forward(&mut self, member: usize, id: Value, msg: Value) {
+        self.forwarded.insert(id.to_string(), member);
+        self.send(member, &msg);
+    }
+
+    fn start(&mut self, id: Value, msg: &Value) {
+        let mut waiting = HashSet::new();
+        for m in 0..self.members.len() {
+            if matches!(self.members[m].state, State::Down(_)) {
+                continue;
+            }
+            let own = self.own_id(m, Own::Init);
+            let mut req = msg.clone();
+            req["id"] = own;
+            self.send(m, &req);
+            waiting.insert(m);
+        }
+        self.initializing = Some((id, waiting));
+        self.finish_start();
+    }
+
+    fn finish_start(&mut self) {
+        let done = self
+            .initializing
+            .as_ref()
+            .is_some_and(|(_, waiting)| waiting.is_empty());
+        if !done {
+            return;
+        }
+        let Some((id, _)) = self.initializing.take() else {
+            return;
+        };
+        let results: Vec<(&str, &Value)> = self
+            .members
+            .iter()
+            .filter_map(|m| match &m.state {
+                State::Up(r) => Some((m.name.as_str(), r)),
+                _ => None,
+            })
+            .collect();
+        if results.is_empty() {
+            let why: Vec<String> = self
+                .down()
+                .iter()
+                .map(|(m, w)| format!("{m}: {w}"))
+                .collect();
+            let msg = format!("no server of this tunnel started ({})", why.join("; "));
+            return self.error(&id, INTERNAL_ERROR, &msg);
+        }
+        let union = union_of(&self.tunnel, &results);
+        self.answer(&id, union);
+    }
+
+    fn core_notification(&mut self, method: &str, msg: Value) {
+        match method {
+            "notifications/cancelled" => {
+                let key = msg["params"]["requestId"].to_string();
+                if let Some(&m) = self.forwarded.get(&key) {
+                    self.send(m, &msg);
+                }
+            }
+            _ => {
+                for m in self.up() {
+                    self.send(m, &msg);
+                }
+            }
+        }
+    }
+
+    fn core_answer(&mut self, id: Value, mut msg: Value) {
+        let Some(key) = id.as_str() else { return };
+        let Some((member, their_id)) = self.server_requests.remove(key) else {
+            return;
+        };
+        msg["id"] = their_id;
+        self.send(member, &msg);
+    }
+
+    // ---- names and URIs ------------------------------------------------------------
+
+    fn by_name(&mut self, method: &str, id: Value, mut msg: Value) {
+        let list = if method == "tools/call" {
+            List::Tools
+        } else {
+            List::Prompts
+        };
+        let map = match list {
+            List::Tools => self.tools.as_ref(),
+            _ => self.prompts.as_ref(),
+        };
+        let Some(map) = map else {
+            // No list read yet in this session: read it, then route.
+            return self.gather(list, None, Some(msg));
+        };
+        let public = msg["params"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let Some((member, name)) = map
+            .member_of(&public)
+            .map(|(m, n)| (m.to_owned(), n.to_owned()))
+        else {
+            return self.error(
+                &id,
+                INVALID_PARAMS,
+                &format!("unknown {}: {public}", kind_word(list)),
+            );
+        };
+        let Some(m) = self.members.iter().position(|x| x.name == member) else {
+            return self.error(&id, INTERNAL_ERROR, "unknown member");
+        };
+        if let State::Down(why) = &self.members[m].state {
+            let text = format!(
+                "the server {member} behind this tunnel is not running ({why}); its tools are unavailable until it is back"
+            );
+            return if list == List::Tools {
+                self.answer(
+                    &id,
+                    json!({ "content": [{ "type": "text", "text": text }], "isError": true }),
+                )
+            } else {
+                self.error(&id, INTERNAL_ERROR, &text)
+            };
+        }
+        msg["params"]["name"] = Value::from(name);
+        self.forward(m, id, msg);
+    }
+
+    fn by_uri(&mut self, id: Value, msg: Value) {
+        let Some(uris) = &self.uris else {
+            return self.gather(List::Resources, None, Some(msg));
+        };
+        let uri = msg["params"]["uri"].as_str().unwrap_or_default();
+        let member = uris.get(uri).copied().or_else(|| {
+            // A URI no list named (a templated one): the only member with resources.
+            let with: Vec<usize> = self
+                .up()
+                .into_iter()
+                .filter(|&m| self.capability(m, "resources"))
+                .collect();
+            (with.len() == 1).then(|| with[0])
+        });
+        match member {
+            Some(m) if !matches!(self.members[m].state, State::Down(_)) => self.forward(m, id, msg),
+            Some(m) => {
+                let msg = format!(
+                    "the server {} behind this tunnel is not running",
+                    self.members[m].name
+                );
+                self.error(&id, INTERNAL_ERROR, &msg)
+            }
+            None => self.error(&id, INVALID_PARAMS, &format!("unknown resource: {uri}")),
+        }
+    }
+
+    fn capability(&self, member: usize, what: &str) -> bool {
+        match &self.members[member].state {
+            State::Up(r) => r["capabilities"].get(what).is_some(),
+            _ => false,
+        }
+    }
+
+    // ---- gathering lists ---------------------------------------------------------
+
+    fn gather(&mut self, list: List, for_core: Option<Value>, then: Option<Value>) {
+        let cap = match list {
+            List::Tools => "tools",
+            List::Prompts => "prompts",
+            List::Resources | List::Templates => "resources",
+        };
+        let members: Vec<usize> = self
+            .up()
+            .into_iter()
+            .filter(|&m| self.capability(m, cap))
+            .collect();
+        let key = self.next;
+        self.next += 1;
+        let mut g = Gather {
+            list,
+            waiting: members.iter().copied().collect(),
+            pages: HashMap::new(),
+            entries: BTreeMap::new(),
+            for_core,
+            then: then.into_iter().collect(),
+        };
+        for &m in &members {
+            g.pages.insert(m, 1);
+        }
+        self.gathers.insert(key, g);
+        for m in members {
+            self.ask_page(key, m, list, None);
+        }
+        self.finish_gather(key);
+    }
+
+    fn ask_page(&mut self, gather: u64, member: usize, list: List, cursor: Option<Value>) {
+        let id = self.own_id(member, Own::Page { gather });
+        let mut req = json!({ "jsonrpc": "2.0", "id": id, "method": list.method() });
+        if let Some(c) = cursor {
+            req["params"] = json!({ "cursor": c });
+        }
+        self.send(member, &req);
+    }
+
+    fn page(&mut self, gather: u64, member: usize, msg: &Value) {
+        let Some(g) = self.gathers.get_mut(&gather) else {
+            return;
+        };
+        let list = g.list;
+        if let Some(items) = msg["result"][list.key()].as_array() {
+            g.entries
+                .entry(member)
+                .or_default()
+                .extend(items.iter().cloned());
+        }
+        let cursor = msg["result"]
+            .get("nextCursor")
+            .filter(|c| !c.is_null())
+            .cloned();
+        let pages = g.pages.entry(member).or_insert(1);
+        match cursor {
+            Some(c) if *pages < MAX_PAGES => {
+                *pages += 1;
+                self.ask_page(gather, member, list, Some(c));
+            }
+            _ => {
+                g.waiting.remove(&member);
+                self.finish_gather(gather);
+            }
+        }
+    }
+
+    fn finish_gather(&mut self, key: u64) {
+        if self.gathers.get(&key).is_none_or(|g| !g.waiting.is_empty()) {
+            return;
+        }
+        let Some(g) = self.gathers.remove(&key) else {
+            return;
+        };
+        let names: Vec<String> = self.members.iter().map(|m| m.name.clone()).collect();
+        let result = match g.list {
+            List::Tools | List::Prompts => {
+                for (m, items) in &g.entries {
+                    self.last.insert((g.list, *m), items.clone());
+                }
+                // Names of members that are down stay known (not listed): a call of one
+                // is answered as a tool of a server that is down.
+                let mut known = g.entries.clone();
+                for m in 0..self.members.len() {
+                    if matches!(self.members[m].state, State::Down(_))
+                        && let Some(items) = self.last.get(&(g.list, m))
+                    {
+                        known.insert(m, items.clone());
+                    }
+                }
+                let map = NameMap::new(known.iter().flat_map(|(m, items)| {
+                    let member = names[*m].as_str();
+                    items
+                        .iter()
+                        .filter_map(move |i| i["name"].as_str().map(|n| (member, n)))
+                }));
+                let mut out = Vec::new();
+                for (m, items) in &g.entries {
+                    for item in items {
+                        let Some(name) = item["name"].as_str() else {
+                            continue;
+                        };
+                        let mut item = item.clone();
+                        if let Some(p) = map.public(&names[*m], name) {
+                            item["name"] = Value::from(p);
+                        }
+                        out.push(item);
+                    }
+                }
+                if g.list == List::Tools {
+                    self.tools = Some(map);
+                } else {
+                    self.prompts = Some(map);
+                }
+                json!({ g.list.key(): out })
+            }
+            List::Resources | List::Templates => {
+                let mut uris = self.uris.take().unwrap_or_default();
+                let mut out = Vec::new();
+                // Members in the order of their names: the first keeps a URI both list.
+                let mut order: Vec<usize> = g.entries.keys().copied().collect();
+                order.sort_by(|a, b| names[*a].cmp(&names[*b]));
+                for m in order {
+                    for item in &g.entries[&m] {
+                        let key = if g.list == List::Resources {
+                            "uri"
+                        } else {
+                            "uriTemplate"
+                        };
+                        let Some(uri) = item[key].as_str() else {
+                            continue;
+                        };
+                        if g.list == List::Resources {
+                            if uris.contains_key(uri) {
+                                continue;
+                            }
+                            uris.insert(uri.to_owned(), m);
+                        }
+                        out.push(item.clone());
+                    }
+                }
+                self.uris = Some(uris);
+                json!({ g.list.key(): out })
+            }
+        };
+        if let Some(id) = g.for_core {
+            self.answer(&id, result);
+        }
+        for msg in g.then {
+            self.on_core_line(msg.to_string().as_bytes());
+        }
+    }
+
+    // ---- from members ------------------------------------------------------------
+
+    /// A line member `member` wrote.
+    pub fn on_member_line(&mut self, member: usize, line: &[u8]) {
+        let Ok(msg) = serde_json::from_slice::<Value>(line) else {
+            return;
+        };
+        let method = msg["method"].as_str().map(str::to_owned);
+        match (method, msg.get("id").cloned()) {
+            (None, Some(id)) => self.member_answer(member, id, msg),
+            (Some(_), Some(id)) => {
+                // A request to the client: it goes on under an id of the aggregate's.
+                let agg = format!("agg-{}", self.next);
+                self.next += 1;
+                self.server_requests.insert(agg.clone(), (member, id));
+                let mut msg = msg;
+                msg["id"] = Value::from(agg);
+                self.to_core.push(msg.to_string().into_bytes());
+            }
+            (Some(m), None) => self.member_notification(member, &m, msg),
+            (None, None) => {}
+        }
+    }
+
+    fn member_answer(&mut self, member: usize, id: Value, msg: Value) {
+        if let Some(key) = id.as_str()
+            && self.own.get(key).is_some_and(|(m, _)| *m == member)
+            && let Some((_, own)) = self.own.remove(key)
+        {
+            return match own {
+                Own::Init => {
+                    self.members[member].state = match msg.get("result") {
+                        Some(r) if r.is_object() => State::Up(r.clone()),
+                        _ => State::Down(
+                            msg["error"]["message"]
+                                .as_str()
+                                .unwrap_or("it refused initialize")
+                                .to_owned(),
+                        ),
+                    };
+                    if let Some((_, waiting)) = &mut self.initializing {
+                        waiting.remove(&member);
+                    }
+                    self.finish_start();
+                }
+                Own::Page { gather } => self.page(gather, member, &msg),
+                Own::Fanout { core_id } => self.fanout_done(member, &core_id),
+            };
+        }
+        if self.forwarded.remove(&id.to_string()).is_some() {
+            self.to_core.push(msg.to_string().into_bytes());
+        }
+    }
+
+    fn fanout_done(&mut self, member: usize, core_id: &Value) {
+        let key = core_id.to_string();
+        let Some((_, waiting)) = self.fanouts.get_mut(&key) else {
+            return;
+        };
+        waiting.remove(&member);
+        if waiting.is_empty()
+            && let Some((id, _)) = self.fanouts.remove(&key)
+        {
+            self.answer(&id, json!({}));
+        }
+    }
+
+    fn member_notification(&mut self, member: usize, method: &str, mut msg: Value) {
+        match method {
+            "notifications/tools/list_changed" => self.tools = None,
+            "notifications/prompts/list_changed" => self.prompts = None,
+            "notifications/resources/list_changed" => self.uris = None,
+            "notifications/cancelled" => {
+                // The member withdraws its request to the client.
+                let theirs = msg["params"]["requestId"].clone();
+                let ours = self
+                    .server_requests
+                    .iter()
+                    .find(|(_, (m, id))| *m == member && *id == theirs)
+                    .map(|(k, _)| k.clone());
+                match ours {
+                    Some(k) => {
+                        self.server_requests.remove(&k);
+                        msg["params"]["requestId"] = Value::from(k);
+                    }
+                    None => return,
+                }
+            }
+            _ => {}
+        }
+        self.to_core.push(msg.to_string().into_bytes());
+    }
+
+    /// Member `member` stopped (it exited, or its server cannot be reached).
+    pub fn member_gone(&mut self, member: usize, why: &str) {
+        let Some(m) = self.members.get_mut(member) else {
+            return;
+        };
+        let was_up = matches!(m.state, State::Up(_));
+        m.state = State::Down(why.to_owned());
+        let name = m.name.clone();
+        let gone: Vec<String> = self
+            .forwarded
+            .iter()
+            .filter(|(_, m)| **m == member)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            self.forwarded.remove(&key);
+            if let Ok(id) = serde_json::from_str::<Value>(&key) {
+                let msg = format!("the server {name} behind this tunnel stopped ({why})");
+                self.error(&id, INTERNAL_ERROR, &msg);
+            }
+        }
+        self.server_requests.retain(|_, (m, _)| *m != member);
+        let keys: Vec<String> = self
+            .own
+            .iter()
+            .filter(|(_, (m, _))| *m == member)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let owned: Vec<Own> = keys
+            .iter()
+            .filter_map(|k| self.own.remove(k).map(|(_, o)| o))
+            .collect();
+        for own in owned {
+            match own {
+                Own::Init => {
+                    if let Some((_, waiting)) = &mut self.initializing {
+                        waiting.remove(&member);
+                    }
+                    self.finish_start();
+                }
+                Own::Page { gather } => {
+                    if let Some(g) = self.gathers.get_mut(&gather) {
+                        g.waiting.remove(&member);
+                        g.entries.remove(&member);
+                    }
+                    self.finish_gather(gather);
+                }
+                Own::Fanout { core_id } => self.fanout_done(member, &core_id),
+            }
+        }
+        if was_up {
+            self.tools = None;
+            self.prompts = None;
+            self.uris = None;
+            self.notify_core("notifications/tools/list_changed");
+        }
+    }
+}
+
+fn kind_word(list: List) -> &'static str {
+    match list {
+        List::Tools => "tool",
+        _ => "prompt",
+    }
+}
+
+/// The `initialize` result of the members' union.
+fn union_of(tunnel: &str, results: &[(&str, &Value)]) -> Value {
+    let mut caps = Map::new();
+    for (_, r) in results {
+        if let Some(c) = r["capabilities"].as_object() {
+            for (k, v) in c {
+                match (caps.get_mut(k), v) {
+                    (Some(Value::Object(have)), Value::Object(more)) => {
+                        for (k2, v2) in more {
+                            // A feature any member has (`listChanged`, `subscribe`) is on.
+                            if v2 == &Value::Bool(true) || !have.contains_key(k2) {
+                                have.insert(k2.clone(), v2.clone());
+                            }
+                        }
+                    }
+                    (None, _) => {
+                        caps.insert(k.clone(), v.clone());
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    // Lists change when a member goes or comes back.
+    for k in ["tools", "prompts", "resources"] {
+        if let Some(Value::Object(c)) = caps.get_mut(k) {
+            c.insert("listChanged".into(), Value::Bool(true));
+        }
+    }
+    let instructions: Vec<String> = results
+        .iter()
+        .filter_map(|(name, r)| {
+            r["instructions"]
+                .as_str()
+                .filter(|i| !i.trim().is_empty())
+                .map(|i| format!("## {name}\n\n{i}"))
+        })
+        .collect();
+    // The lowest protocol version of the members: what all of them agreed to.
+    let version = results
+        .iter()
+        .filter_map(|(_, r)| r["protocolVersion"].as_str())
+        .min()
+        .unwrap_or(protocol::LATEST_LEGACY_MCP_VERSION);
+    let mut out = json!({
+        "protocolVersion": version,
+        "capabilities": caps,
+        "serverInfo": { "name": tunnel, "version": env!("CARGO_PKG_VERSION") },
+    });
+    if !instructions.is_empty() {
+        out["instructions"] = Value::from(instructions.join("\n\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
