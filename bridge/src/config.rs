@@ -99,6 +99,7 @@ with_server_settings!(file_table! {
         #[serde(rename = "type")]
         kind: Option<Transport>,
         headers: Option<BTreeMap<String, String>>,
+        tunnel: Option<String>,
     }
     then {}
 });
@@ -115,6 +116,9 @@ pub struct ServerEntry {
     pub server: ServerSource,
     /// Its own options (over the top-level ones).
     pub options: ServerOptions,
+    /// The tunnel it is published in with others (`tunnel = "NAME"`): servers naming the
+    /// same one share its URL, their tools prefixed with their names.
+    pub tunnel: Option<String>,
 }
 
 impl fmt::Debug for ServerEntry {
@@ -375,12 +379,23 @@ impl BridgeFile {
                 );
             }
             let options = fix_options(s.take_server_options());
+            let tunnel = s.tunnel.take();
+            if let Some(t) = &tunnel
+                && !protocol::valid_tunnel_name(t)
+            {
+                bail!(
+                    "{}: key `servers.{name}.tunnel`: {t:?} is not a valid tunnel name (3-40 \
+                     characters a-z, 0-9 and '-', not starting or ending with '-')",
+                    lines.at(&file, &["servers", &name, "tunnel"])
+                );
+            }
             let server = server_source(&lines, &file, &name, s, &base, &vars)?;
             servers.push(ServerEntry {
                 origin: format!("{file} [servers.{name}]"),
                 name,
                 server,
                 options,
+                tunnel,
             });
         }
         let options = fix_options(top.take_server_options());

@@ -148,6 +148,7 @@ pub fn read(path: &Path, text: &str, around: &Surroundings<'_>) -> Result<Import
                 name,
                 server,
                 options: ServerOptions::default(),
+                tunnel: None,
             });
         }
     }

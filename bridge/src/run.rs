@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 use url::Url;
 
+use crate::aggregate::children::{AggregateChildren, Member};
 use crate::child::ChildSpec;
 use crate::config::{BridgeFile, ServerEntry};
 use crate::core::{Core, CoreConfig, Root};
@@ -270,6 +271,9 @@ struct TunnelPlan {
     /// The command line, or the URL: how the server is named and remembered.
     command: Vec<String>,
     server: ServerSource,
+    /// The servers published together under this tunnel (`tunnel = "NAME"`), by name;
+    /// empty for a tunnel of one server (`server`).
+    members: Vec<(String, ServerSource)>,
     opts: ServerOptions,
     /// What to remember once the relay welcomes the tunnel.
     remember: Remember,
@@ -359,6 +363,7 @@ fn plan_tunnels(
             origin: None,
             command: words,
             server,
+            members: Vec::new(),
             opts: ServerOptions::merge(&flags, &ServerOptions::default(), &top, &policy_flags),
             remember,
         }]);
@@ -407,22 +412,97 @@ fn plan_tunnels(
         }
         entries[0].name = n.clone();
     }
-    let several = entries.len() > 1;
-    Ok(entries
-        .into_iter()
-        .map(|e| TunnelPlan {
-            name: e.name,
-            origin: several.then_some(e.origin),
-            command: e.server.words(),
-            server: e.server,
-            opts: ServerOptions::merge(&flags, &e.options, &top, &policy_flags),
-            remember: Remember::Nothing,
-        })
-        .collect())
+    group_tunnels(entries, |e| {
+        ServerOptions::merge(&flags, &e.options, &top, &policy_flags)
+    })
+}
+
+/// The tunnels of `entries`: one per server, except that servers naming the same
+/// `tunnel` are published together under it (in the place of the first of them, with its
+/// options).
+fn group_tunnels(
+    entries: Vec<ServerEntry>,
+    opts: impl Fn(&ServerEntry) -> ServerOptions,
+) -> Result<Vec<TunnelPlan>> {
+    let own: std::collections::HashSet<&str> = entries
+        .iter()
+        .filter(|e| e.tunnel.is_none())
+        .map(|e| e.name.as_str())
+        .collect();
+    if let Some(e) = entries
+        .iter()
+        .find(|e| e.tunnel.as_deref().is_some_and(|t| own.contains(t)))
+    {
+        bail!(
+            "{}: tunnel {:?} is also the name of a server published on its own; rename one",
+            e.origin,
+            e.tunnel.as_deref().unwrap_or_default()
+        );
+    }
+    let mut plans: Vec<TunnelPlan> = Vec::new();
+    for e in &entries {
+        let Some(t) = &e.tunnel else {
+            plans.push(TunnelPlan {
+                name: e.name.clone(),
+                origin: Some(e.origin.clone()),
+                command: e.server.words(),
+                server: e.server.clone(),
+                members: Vec::new(),
+                opts: opts(e),
+                remember: Remember::Nothing,
+            });
+            continue;
+        };
+        match plans.iter_mut().find(|p| &p.name == t) {
+            Some(p) => p.members.push((e.name.clone(), e.server.clone())),
+            None => plans.push(TunnelPlan {
+                name: t.clone(),
+                origin: Some(format!("servers of tunnel {t}")),
+                command: vec![format!("tunnel {t}")],
+                server: e.server.clone(),
+                members: vec![(e.name.clone(), e.server.clone())],
+                opts: opts(e),
+                remember: Remember::Nothing,
+            }),
+        }
+    }
+    if plans.len() == 1 {
+        plans[0].origin = None;
+    }
+    Ok(plans)
 }
 
 /// Most upstream sessions of an HTTP server at once (`--max-children` for HTTP servers).
 const UPSTREAM_SESSIONS: usize = 256;
+
+/// The children of an aggregated tunnel: each member served by its own kind of children
+/// (an HTTP member's health is its own: one member down leaves the tunnel up).
+fn aggregate_children(
+    tunnel: &str,
+    members: Vec<MemberPlan>,
+    events: mpsc::Sender<crate::child::ChildEvent>,
+    guard: &Arc<crate::guard::Guard>,
+) -> Result<AggregateChildren, String> {
+    let (member_tx, member_rx) = mpsc::channel(1024);
+    let mut out = Vec::new();
+    for (name, spec, upstream) in members {
+        let children: Box<dyn crate::core::Children + Send> = match upstream {
+            None => Box::new(driver::Processes::new(member_tx.clone(), guard.clone())),
+            Some((cfg, addrs)) => Box::new(HttpUpstreams::new(
+                cfg,
+                &addrs,
+                member_tx.clone(),
+                Arc::new(upstream::Health::default()),
+            )?),
+        };
+        out.push(Member {
+            name,
+            children,
+            spec,
+        });
+    }
+    Ok(AggregateChildren::new(tunnel, out, member_rx, events))
+}
 
 /// `--upstream-header "Name: value"` as a name and a value.
 fn parse_header(h: &str) -> Result<(String, String)> {
@@ -445,9 +525,66 @@ struct Tunnel {
     client_token: Option<String>,
     /// Start the shared child at once (and wait for it before printing the endpoints).
     start_shared: bool,
-    /// For an HTTP server: its settings and the addresses its host resolved to.
-    upstream: Option<(UpstreamConfig, Vec<SocketAddr>)>,
+    /// What serves it: a process, an HTTP server, or several servers together.
+    children: ChildrenPlan,
     remember: Remember,
+}
+
+/// One member of an aggregated tunnel: its name, what it runs, and (an HTTP member) its
+/// server's settings and the addresses its host resolved to.
+type MemberPlan = (String, ChildSpec, Option<HttpPlan>);
+
+/// An HTTP server's settings and the addresses its host resolved to.
+type HttpPlan = (UpstreamConfig, Vec<SocketAddr>);
+
+/// What a tunnel's children are.
+enum ChildrenPlan {
+    /// Processes running `cfg.child`.
+    Processes,
+    /// Sessions of an HTTP server (its settings and the addresses its host resolved to).
+    Http(UpstreamConfig, Vec<SocketAddr>),
+    /// Aggregate sessions over members.
+    Aggregate(Vec<MemberPlan>),
+}
+
+/// What serves one server: the process to run, or the HTTP server to reach (its host
+/// checked and resolved).
+fn serve(
+    server: &ServerSource,
+    max_message: usize,
+    allow_remote: bool,
+    what: &str,
+) -> Result<(ChildSpec, Option<HttpPlan>)> {
+    Ok(match server {
+        ServerSource::Command { command, env, cwd } => (
+            ChildSpec {
+                program: command[0].clone(),
+                args: command[1..].to_vec(),
+                max_line: max_message,
+                env: env.clone(),
+                cwd: cwd.clone(),
+            },
+            None,
+        ),
+        ServerSource::Http(server) => {
+            let (_, addrs) = upstream::address::resolve(&server.url, allow_remote)
+                .map_err(anyhow::Error::new)
+                .with_context(|| what.to_owned())?;
+            let spec = ChildSpec {
+                program: server.url.to_string(),
+                args: Vec::new(),
+                max_line: max_message,
+                env: Vec::new(),
+                cwd: None,
+            };
+            let cfg = UpstreamConfig {
+                server: server.clone(),
+                max_message,
+                connect_timeout: Duration::from_secs(10),
+            };
+            (spec, Some((cfg, addrs)))
+        }
+    })
 }
 
 /// The client token of a tunnel with bearer auth and whether the bridge picked it: the one
@@ -627,49 +764,42 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             (None, _) => ClientAuth::None,
         };
         let max_message = o.max_message.unwrap_or(32 << 20);
-        let (spec, upstream) = match &p.server {
-            ServerSource::Command { command, env, cwd } => (
-                ChildSpec {
-                    program: command[0].clone(),
-                    args: command[1..].to_vec(),
-                    max_line: max_message,
-                    env: env.clone(),
-                    cwd: cwd.clone(),
-                },
-                None,
-            ),
-            ServerSource::Http(server) => {
-                let allow_remote = args.allow_remote_upstream
-                    || file.and_then(|f| f.allow_remote_upstream).unwrap_or(false);
-                let (_, addrs) = upstream::address::resolve(&server.url, allow_remote)
-                    .map_err(anyhow::Error::new)
-                    .with_context(|| {
-                        if several {
-                            format!("tunnel {}", p.name)
-                        } else {
-                            "--upstream".into()
-                        }
-                    })?;
-                let spec = ChildSpec {
-                    program: server.url.to_string(),
-                    args: Vec::new(),
-                    max_line: max_message,
-                    env: Vec::new(),
-                    cwd: None,
-                };
-                let cfg = UpstreamConfig {
-                    server: server.clone(),
-                    max_message,
-                    connect_timeout: Duration::from_secs(10),
-                };
-                (spec, Some((cfg, addrs)))
+        let allow_remote = args.allow_remote_upstream
+            || file.and_then(|f| f.allow_remote_upstream).unwrap_or(false);
+        let what = if several {
+            format!("tunnel {}", p.name)
+        } else {
+            "--upstream".into()
+        };
+        let (spec, children, http) = if p.members.is_empty() {
+            let (spec, upstream) = serve(&p.server, max_message, allow_remote, &what)?;
+            let http = upstream.is_some();
+            let children = match upstream {
+                Some((cfg, addrs)) => ChildrenPlan::Http(cfg, addrs),
+                None => ChildrenPlan::Processes,
+            };
+            (spec, children, http)
+        } else {
+            let mut members = Vec::new();
+            for (name, server) in &p.members {
+                let what = format!("tunnel {}, server {name}", p.name);
+                let (spec, upstream) = serve(server, max_message, allow_remote, &what)?;
+                members.push((name.clone(), spec, upstream));
             }
+            let http = members.iter().any(|(_, _, u)| u.is_some());
+            let spec = ChildSpec {
+                program: format!("tunnel {}", p.name),
+                args: Vec::new(),
+                max_line: max_message,
+                env: Vec::new(),
+                cwd: None,
+            };
+            (spec, ChildrenPlan::Aggregate(members), http)
         };
         let mut cfg = CoreConfig::new(spec);
         // An HTTP server's children are sessions: each remote session (and each
         // principal's sessionless traffic) gets its own, and the bridge keeps one to watch
-        // the server.
-        let http = upstream.is_some();
+        // the server (also when it is one member of several).
         cfg.isolate = o.isolate.unwrap_or(false) || http;
         cfg.keep_shared = http;
         cfg.max_children = o.max_children.unwrap_or(if http {
@@ -715,7 +845,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             cfg,
             auth,
             client_token,
-            upstream,
+            children,
             remember: p.remember,
         });
     }
@@ -764,15 +894,26 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             };
             let on_welcome = welcome_printer(&t, several, terminal);
             let (events_tx, events_rx) = mpsc::channel(1024);
-            let core = match t.upstream {
-                None => Core::new(t.cfg, events_tx, guard.clone()),
-                Some((cfg, addrs)) => {
-                    let sessions = HttpUpstreams::new(cfg, &addrs, events_tx, gauges[i].1.health())
-                        .map_err(|e| anyhow!("tunnel {}: {e}", t.name));
-                    match sessions {
+            let core = match t.children {
+                ChildrenPlan::Processes => Core::new(t.cfg, events_tx, guard.clone()),
+                ChildrenPlan::Http(cfg, addrs) => {
+                    match HttpUpstreams::new(cfg, &addrs, events_tx, gauges[i].1.health()) {
                         Ok(s) => Core::with_children(t.cfg, Box::new(s), std::time::Instant::now()),
                         Err(e) => {
-                            status_line::without_line(|| eprintln!("error: {e:#}"));
+                            status_line::without_line(|| {
+                                eprintln!("error: tunnel {}: {e}", t.name)
+                            });
+                            continue;
+                        }
+                    }
+                }
+                ChildrenPlan::Aggregate(members) => {
+                    match aggregate_children(&t.name, members, events_tx, &guard) {
+                        Ok(c) => Core::with_children(t.cfg, Box::new(c), std::time::Instant::now()),
+                        Err(e) => {
+                            status_line::without_line(|| {
+                                eprintln!("error: tunnel {}: {e}", t.name)
+                            });
                             continue;
                         }
                     }

@@ -28,6 +28,9 @@ pub struct BridgeOpts {
     /// `--upstream URL`: publish this HTTP MCP server instead of running a command (`command`
     /// is then ignored; upstream flags such as `--upstream-transport` go in `args`).
     pub upstream: Option<String>,
+    /// `--config FILE`: publish the servers of this file (`command` and `upstream` are then
+    /// ignored; the file's tunnel must be the only one).
+    pub config: Option<PathBuf>,
     /// Environment for the bridge (and so its child).
     pub env: Vec<(String, String)>,
     /// Give the bridge a piped stdin ([`Proc::write_line`] types into its terminal, e.g.
@@ -91,6 +94,12 @@ impl BridgeOpts {
         self
     }
 
+    /// Publishes the servers of the configuration file `path` (`--config`).
+    pub fn config(mut self, path: &std::path::Path) -> Self {
+        self.config = Some(path.to_owned());
+        self
+    }
+
     /// Starts the bridge.
     pub fn start(self) -> Bridge {
         Bridge::start(self)
@@ -138,7 +147,9 @@ impl Bridge {
             cmd.arg("--name").arg(n);
         }
         cmd.args(&opts.args);
-        if let Some(url) = &opts.upstream {
+        if let Some(path) = &opts.config {
+            cmd.arg("--config").arg(path);
+        } else if let Some(url) = &opts.upstream {
             cmd.arg("--upstream").arg(url);
         } else {
             cmd.arg("--");

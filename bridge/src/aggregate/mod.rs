@@ -1,18 +1,14 @@
-//! Several servers behind one tunnel: the rules that make their tools, prompts and
-//! resources one server's (see `docs/design/aggregation.md` for the whole design and
-//! what is built so far).
+//! Several servers behind one tunnel (`tunnel = "NAME"` in a `--config` file), offered as
+//! one server: their tools, prompts and resources together, routed to the right member
+//! (the design, and what is left: `docs/design/aggregation.md`).
 //!
 //! Files:
 //! - `names.rs`: the public names of the members' tools and prompts, and the way back;
 //! - `session.rs`: one aggregate session, as a state machine between the core and the
-//!   members (tests in `session_tests.rs`).
+//!   members (tests in `session_tests.rs`);
+//! - `children.rs`: [`children::AggregateChildren`], the core's children of an aggregated
+//!   tunnel: a task running the sessions over the members' own children.
 
-// The task that runs sessions over real member children comes next
-// (docs/design/aggregation.md).
-#![cfg_attr(
-    not(test),
-    expect(dead_code, reason = "used by the aggregator, not built yet")
-)]
-
+pub mod children;
 pub mod names;
 pub mod session;

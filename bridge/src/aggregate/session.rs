@@ -44,10 +44,14 @@ const MAX_PAGES: usize = 100;
 
 /// The lists a session gathers from its members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum List {
+pub enum List {
+    /// `tools/list`.
     Tools,
+    /// `prompts/list`.
     Prompts,
+    /// `resources/list`.
     Resources,
+    /// `resources/templates/list`.
     Templates,
 }
 
@@ -110,10 +114,58 @@ struct Gather {
     pages: HashMap<usize, usize>,
     /// Entries per member.
     entries: BTreeMap<usize, Vec<Value>>,
+    /// Members that answered with an error (their last names stay known, not listed).
+    failed: HashSet<usize>,
     /// Who waits for it: the core's request (answered with the list), or requests of the
     /// core that need the names first (handled again once it is complete).
     for_core: Option<Value>,
     then: Vec<Value>,
+}
+
+/// The members' last lists, shared by the sessions of one tunnel.
+#[derive(Debug, Clone, Default)]
+pub struct Memory(std::sync::Arc<std::sync::Mutex<(Lists, HashSet<String>)>>);
+
+/// Each member's entries of each list.
+type Lists = HashMap<(List, usize), Vec<Value>>;
+
+impl Memory {
+    fn get(&self, list: List, member: usize) -> Option<Vec<Value>> {
+        self.0.lock().ok()?.0.get(&(list, member)).cloned()
+    }
+
+    fn set(&self, list: List, member: usize, items: Vec<Value>) {
+        if let Ok(mut m) = self.0.lock() {
+            m.0.insert((list, member), items);
+        }
+    }
+
+    /// Logs each renaming once per tunnel.
+    fn report(&self, renamed: &[super::names::Renamed]) {
+        let Ok(mut m) = self.0.lock() else { return };
+        for r in renamed {
+            let line = match r {
+                super::names::Renamed::TooLong {
+                    member,
+                    name,
+                    public,
+                } => format!(
+                    "the server {member}'s {name:?} is longer than a hosted client accepts: published as {public}"
+                ),
+                super::names::Renamed::Collision {
+                    member,
+                    name,
+                    taken,
+                    public,
+                } => format!(
+                    "the server {member}'s {name:?} would be {taken}, which another name took: published as {public}"
+                ),
+            };
+            if m.1.insert(line.clone()) {
+                tracing::info!("{line}");
+            }
+        }
+    }
 }
 
 /// One aggregate session (see the module documentation).
@@ -137,13 +189,22 @@ pub struct Session {
     /// URI → member, from the resource lists.
     uris: Option<HashMap<String, usize>>,
     /// Each member's last tools and prompts, so that a call of a tool whose member went
-    /// down is answered as such (its tools are no longer listed).
-    last: HashMap<(List, usize), Vec<Value>>,
+    /// down is answered as such (its tools are no longer listed); shared by the sessions
+    /// of one tunnel, so a new session knows them too.
+    last: Memory,
     to_core: Vec<Vec<u8>>,
     to_members: Vec<MemberLine>,
 }
 
 impl Session {
+    /// A session of `tunnel` over `members` (their names, in the configuration's order),
+    /// sharing `memory` with the tunnel's other sessions.
+    pub fn with_memory(tunnel: &str, members: &[String], memory: Memory) -> Self {
+        let mut s = Self::new(tunnel, members);
+        s.last = memory;
+        s
+    }
+
     /// A session of `tunnel` over `members` (their names, in the configuration's order).
     pub fn new(tunnel: &str, members: &[String]) -> Self {
         Self {
@@ -165,7 +226,7 @@ impl Session {
             tools: None,
             prompts: None,
             uris: None,
-            last: HashMap::new(),
+            last: Memory::default(),
             to_core: Vec::new(),
             to_members: Vec::new(),
         }
@@ -397,9 +458,10 @@ impl Session {
         let Some(m) = self.members.iter().position(|x| x.name == member) else {
             return self.error(&id, INTERNAL_ERROR, "unknown member");
         };
-        if let State::Down(why) = &self.members[m].state {
+        if matches!(self.members[m].state, State::Down(_)) {
+            // Why it is down stays local (the owner's log).
             let text = format!(
-                "the server {member} behind this tunnel is not running ({why}); its tools are unavailable until it is back"
+                "the server {member} behind this tunnel is not running or not reachable; its tools are unavailable until it is back"
             );
             return if list == List::Tools {
                 self.answer(
@@ -468,6 +530,7 @@ impl Session {
             waiting: members.iter().copied().collect(),
             pages: HashMap::new(),
             entries: BTreeMap::new(),
+            failed: HashSet::new(),
             for_core,
             then: then.into_iter().collect(),
         };
@@ -495,6 +558,9 @@ impl Session {
             return;
         };
         let list = g.list;
+        if msg.get("error").is_some() {
+            g.failed.insert(member);
+        }
         if let Some(items) = msg["result"][list.key()].as_array() {
             g.entries
                 .entry(member)
@@ -529,16 +595,19 @@ impl Session {
         let result = match g.list {
             List::Tools | List::Prompts => {
                 for (m, items) in &g.entries {
-                    self.last.insert((g.list, *m), items.clone());
+                    if !g.failed.contains(m) {
+                        self.last.set(g.list, *m, items.clone());
+                    }
                 }
                 // Names of members that are down stay known (not listed): a call of one
                 // is answered as a tool of a server that is down.
                 let mut known = g.entries.clone();
                 for m in 0..self.members.len() {
-                    if matches!(self.members[m].state, State::Down(_))
-                        && let Some(items) = self.last.get(&(g.list, m))
+                    let away = g.failed.contains(&m) && !g.entries.contains_key(&m);
+                    if (away || matches!(self.members[m].state, State::Down(_)))
+                        && let Some(items) = self.last.get(g.list, m)
                     {
-                        known.insert(m, items.clone());
+                        known.insert(m, items);
                     }
                 }
                 let map = NameMap::new(known.iter().flat_map(|(m, items)| {
@@ -560,6 +629,7 @@ impl Session {
                         out.push(item);
                     }
                 }
+                self.last.report(map.renamed());
                 if g.list == List::Tools {
                     self.tools = Some(map);
                 } else {
@@ -714,7 +784,7 @@ impl Session {
         for key in gone {
             self.forwarded.remove(&key);
             if let Ok(id) = serde_json::from_str::<Value>(&key) {
-                let msg = format!("the server {name} behind this tunnel stopped ({why})");
+                let msg = format!("the server {name} behind this tunnel stopped");
                 self.error(&id, INTERNAL_ERROR, &msg);
             }
         }

@@ -22,6 +22,7 @@
 //! recorded in its counts file. Needs `tests/deps/install.sh` and
 //! `cargo build --workspace --bins` first.
 
+mod aggregated;
 mod conformance;
 mod every_era;
 mod inspector;
