@@ -111,3 +111,75 @@ fn a_stdio_and_an_http_server_behind_one_url() {
         "it names the member that stopped: {text}"
     );
 }
+
+/// Names that would exceed 64 characters get a shortened public name that every hosted
+/// client accepts, still unique and callable, and the owner's log reports each renaming.
+#[test]
+fn long_names_are_shortened_and_still_reach_their_tool() {
+    let long = "files-with-a-very-long-name-for-testing";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("bridge.toml");
+    let fx = serde_json::to_string(&bin("mcp-fixture").display().to_string()).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[servers.files]\ncommand = {fx}\ntunnel = \"work\"\n\n\
+             [servers.{long}]\ncommand = {fx}\ntunnel = \"work\"\n"
+        ),
+    )
+    .unwrap();
+    let bridge = BridgeOpts::default().no_auth().config(&config).start();
+    let list = |tool: &str| {
+        let all = [
+            bridge.mcp_url.as_str(),
+            "--mode",
+            "legacy",
+            "--tool",
+            tool,
+            "--resource",
+            "",
+            "--prompt",
+            "",
+        ];
+        run_json(&mut e2e::clients::script(
+            &bridge,
+            "PY_SDK",
+            "py_client.py",
+            &all,
+        ))
+    };
+    let out = list("files_echo");
+    let names = tools(&out);
+    let mut seen = std::collections::HashSet::new();
+    for n in &names {
+        assert!(
+            (1..=64).contains(&n.len())
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            "{n:?} is not a name every client accepts"
+        );
+        assert!(seen.insert(n), "{n} listed twice");
+    }
+    // `<long>_test_multiple_content_types` has 67 characters.
+    let short: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with(&long[..20]) && n.len() == 64)
+        .collect();
+    assert!(!short.is_empty(), "no shortened name among {names:?}");
+    let hashed = names
+        .iter()
+        .find(|n| n.starts_with(&format!("{long}_test_multiple_c")))
+        .unwrap_or_else(|| panic!("test_multiple_content_types of {long} in {names:?}"));
+    let out = list(hashed);
+    assert_eq!(
+        out["call"]["texts"][0], "Multiple content types test:",
+        "the shortened name reaches its tool: {out}"
+    );
+    assert!(
+        bridge
+            .proc
+            .log_text()
+            .contains("test_multiple_content_types"),
+        "the renaming is in the owner's log"
+    );
+}
