@@ -25,7 +25,7 @@ use crate::driver::{self, Outcome};
 use crate::link::{self, LinkConfig};
 use crate::local_state::{self, LocalMemory};
 use crate::login::{self, Credentials};
-use crate::policy::PolicyArgs;
+use crate::policy::{PolicyArgs, PolicyConfig};
 use crate::server_settings::{AuthMode, ProtocolMode, ServerFlags, ServerOptions};
 use crate::status_line::{self, Gauges, StatusLine};
 use crate::upstream::{self, HttpServer, HttpUpstreams, ServerSource, Transport, UpstreamConfig};
@@ -271,9 +271,9 @@ struct TunnelPlan {
     /// The command line, or the URL: how the server is named and remembered.
     command: Vec<String>,
     server: ServerSource,
-    /// The servers published together under this tunnel (`tunnel = "NAME"`), by name;
-    /// empty for a tunnel of one server (`server`).
-    members: Vec<(String, ServerSource)>,
+    /// The servers published together under this tunnel (`tunnel = "NAME"`), by name,
+    /// each with its own policy; empty for a tunnel of one server (`server`).
+    members: Vec<(String, ServerSource, Option<PolicyConfig>)>,
     opts: ServerOptions,
     /// What to remember once the relay welcomes the tunnel.
     remember: Remember,
@@ -412,8 +412,14 @@ fn plan_tunnels(
         }
         entries[0].name = n.clone();
     }
-    group_tunnels(entries, |e| {
-        ServerOptions::merge(&flags, &e.options, &top, &policy_flags)
+    group_tunnels(entries, |e, grouped| {
+        let mut own = e.options.clone();
+        if grouped {
+            // A member's policy applies to its own tools (in the aggregate), not to the
+            // tunnel's public names.
+            own.policy = None;
+        }
+        ServerOptions::merge(&flags, &own, &top, &policy_flags)
     })
 }
 
@@ -422,7 +428,7 @@ fn plan_tunnels(
 /// options).
 fn group_tunnels(
     entries: Vec<ServerEntry>,
-    opts: impl Fn(&ServerEntry) -> ServerOptions,
+    opts: impl Fn(&ServerEntry, bool) -> ServerOptions,
 ) -> Result<Vec<TunnelPlan>> {
     let own: std::collections::HashSet<&str> = entries
         .iter()
@@ -448,20 +454,21 @@ fn group_tunnels(
                 command: e.server.words(),
                 server: e.server.clone(),
                 members: Vec::new(),
-                opts: opts(e),
+                opts: opts(e, false),
                 remember: Remember::Nothing,
             });
             continue;
         };
+        let member = (e.name.clone(), e.server.clone(), e.options.policy.clone());
         match plans.iter_mut().find(|p| &p.name == t) {
-            Some(p) => p.members.push((e.name.clone(), e.server.clone())),
+            Some(p) => p.members.push(member),
             None => plans.push(TunnelPlan {
                 name: t.clone(),
                 origin: Some(format!("servers of tunnel {t}")),
                 command: vec![format!("tunnel {t}")],
                 server: e.server.clone(),
-                members: vec![(e.name.clone(), e.server.clone())],
-                opts: opts(e),
+                members: vec![member],
+                opts: opts(e, true),
                 remember: Remember::Nothing,
             }),
         }
@@ -485,7 +492,7 @@ fn aggregate_children(
 ) -> Result<AggregateChildren, String> {
     let (member_tx, member_rx) = mpsc::channel(1024);
     let mut out = Vec::new();
-    for (name, spec, upstream) in members {
+    for (name, spec, upstream, policy) in members {
         let children: Box<dyn crate::core::Children + Send> = match upstream {
             None => Box::new(driver::Processes::new(member_tx.clone(), guard.clone())),
             Some((cfg, addrs)) => Box::new(HttpUpstreams::new(
@@ -499,6 +506,7 @@ fn aggregate_children(
             name,
             children,
             spec,
+            policy: policy.as_ref().map(crate::policy::Policy::new),
         });
     }
     Ok(AggregateChildren::new(tunnel, out, member_rx, events))
@@ -532,7 +540,7 @@ struct Tunnel {
 
 /// One member of an aggregated tunnel: its name, what it runs, and (an HTTP member) its
 /// server's settings and the addresses its host resolved to.
-type MemberPlan = (String, ChildSpec, Option<HttpPlan>);
+type MemberPlan = (String, ChildSpec, Option<HttpPlan>, Option<PolicyConfig>);
 
 /// An HTTP server's settings and the addresses its host resolved to.
 type HttpPlan = (UpstreamConfig, Vec<SocketAddr>);
@@ -781,12 +789,30 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             (spec, children, http)
         } else {
             let mut members = Vec::new();
-            for (name, server) in &p.members {
+            for (name, server, policy) in &p.members {
                 let what = format!("tunnel {}, server {name}", p.name);
                 let (spec, upstream) = serve(server, max_message, allow_remote, &what)?;
-                members.push((name.clone(), spec, upstream));
+                if let Some(p) = policy {
+                    p.validate()
+                        .with_context(|| format!("the policy of {what}"))?;
+                    if !p.confirm_tools.is_empty()
+                        || !p.roots.is_empty()
+                        || p.audit_log.is_some()
+                        || p.audit_max_bytes.is_some()
+                        || p.confirm_timeout_secs.is_some()
+                    {
+                        bail!(
+                            "the policy of {what}: in a tunnel of several servers a server's \
+                             own policy may hide and annotate its tools (allow_tools, \
+                             deny_tools, read_only_tools, destructive_tools); confirmations, \
+                             roots and the audit log are the tunnel's: set them at the top \
+                             level, with the public names (`{name}_<tool>`)"
+                        );
+                    }
+                }
+                members.push((name.clone(), spec, upstream, policy.clone()));
             }
-            let http = members.iter().any(|(_, _, u)| u.is_some());
+            let http = members.iter().any(|(_, _, u, _)| u.is_some());
             let spec = ChildSpec {
                 program: format!("tunnel {}", p.name),
                 args: Vec::new(),

@@ -15,6 +15,7 @@ use tracing::warn;
 use super::session::{Memory, Session};
 use crate::child::{ChildEvent, ChildId, ChildSpec};
 use crate::core::Children;
+use crate::policy::Policy;
 
 /// Commands queued to the aggregate task before the core is told it is not keeping up.
 const QUEUE: usize = 4096;
@@ -28,6 +29,8 @@ pub struct Member {
     pub children: Box<dyn Children + Send>,
     /// What its children run (for a stdio member; ignored by HTTP ones).
     pub spec: ChildSpec,
+    /// Its own policy: which of its tools are offered, and their annotations.
+    pub policy: Option<Policy>,
 }
 
 enum Command {
@@ -58,6 +61,7 @@ impl AggregateChildren {
         let task = Task {
             tunnel: tunnel.to_owned(),
             names: members.iter().map(|m| m.name.clone()).collect(),
+            policies: members.iter().map(|m| m.policy.clone()).collect(),
             members,
             sessions: HashMap::new(),
             inner: HashMap::new(),
@@ -110,6 +114,7 @@ impl Children for AggregateChildren {
 struct Task {
     tunnel: String,
     names: Vec<String>,
+    policies: Vec<Option<Policy>>,
     members: Vec<Member>,
     /// The aggregate sessions, by the core's child id, with their members' child ids.
     sessions: HashMap<ChildId, (Session, Vec<ChildId>)>,
@@ -154,7 +159,8 @@ impl Task {
 
     async fn spawn(&mut self, id: ChildId) {
         let mut ids = Vec::new();
-        let mut session = Session::with_memory(&self.tunnel, &self.names, self.memory.clone());
+        let mut session = Session::with_memory(&self.tunnel, &self.names, self.memory.clone())
+            .with_policies(self.policies.clone());
         for (i, m) in self.members.iter_mut().enumerate() {
             let inner = self.next_inner;
             self.next_inner += 1;

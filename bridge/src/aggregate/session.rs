@@ -29,6 +29,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{Map, Value, json};
 
 use super::names::NameMap;
+use crate::policy::Policy;
 
 /// A line for a member: its index and the line.
 pub type MemberLine = (usize, Vec<u8>);
@@ -192,6 +193,8 @@ pub struct Session {
     /// down is answered as such (its tools are no longer listed); shared by the sessions
     /// of one tunnel, so a new session knows them too.
     last: Memory,
+    /// Each member's own policy, applied to its tools before they are named.
+    policies: Vec<Option<Policy>>,
     to_core: Vec<Vec<u8>>,
     to_members: Vec<MemberLine>,
 }
@@ -203,6 +206,13 @@ impl Session {
         let mut s = Self::new(tunnel, members);
         s.last = memory;
         s
+    }
+
+    /// The same session, each member's tools offered as its policy says (by index; a
+    /// member without one offers every tool).
+    pub fn with_policies(mut self, policies: Vec<Option<Policy>>) -> Self {
+        self.policies = policies;
+        self
     }
 
     /// A session of `tunnel` over `members` (their names, in the configuration's order).
@@ -227,6 +237,7 @@ impl Session {
             prompts: None,
             uris: None,
             last: Memory::default(),
+            policies: Vec::new(),
             to_core: Vec::new(),
             to_members: Vec::new(),
         }
@@ -562,10 +573,17 @@ impl Session {
             g.failed.insert(member);
         }
         if let Some(items) = msg["result"][list.key()].as_array() {
-            g.entries
-                .entry(member)
-                .or_default()
-                .extend(items.iter().cloned());
+            let mut items = items.clone();
+            if list == List::Tools
+                && let Some(Some(p)) = self.policies.get(member)
+            {
+                // Hidden tools leave the list (and so the names: a call is unknown);
+                // annotation overrides apply.
+                let mut r = json!({ "tools": items });
+                p.rewrite_tools(&mut r);
+                items = r["tools"].as_array().cloned().unwrap_or_default();
+            }
+            g.entries.entry(member).or_default().extend(items);
         }
         let cursor = msg["result"]
             .get("nextCursor")

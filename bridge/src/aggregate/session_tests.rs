@@ -434,3 +434,44 @@ fn a_member_cannot_answer_for_another() {
     assert!(s.down().is_empty());
     assert!(out(&mut s).0.is_empty(), "still waiting for a");
 }
+
+#[test]
+fn a_members_policy_applies_to_its_own_tools_before_naming() {
+    let policy = crate::policy::PolicyConfig {
+        deny_tools: vec!["write_*".into()],
+        read_only_tools: vec!["read_*".into()],
+        ..Default::default()
+    };
+    let mut s = started().with_policies(vec![Some(crate::policy::Policy::new(&policy)), None]);
+    out(&mut s);
+    core(
+        &mut s,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    );
+    let (_, sent) = out(&mut s);
+    answer_lists(
+        &mut s,
+        &sent,
+        &[
+            vec![tool("read_file"), tool("write_file")],
+            vec![tool("write_issue")],
+        ],
+    );
+    let (to_core, _) = out(&mut s);
+    let tools = to_core[0]["result"]["tools"].as_array().unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["files_read_file", "github_write_issue"],
+        "files' policy hides its write_file, not github's write_issue"
+    );
+    assert_eq!(tools[0]["annotations"]["readOnlyHint"], true);
+    core(
+        &mut s,
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                        "params": {"name": "files_write_file"}}),
+    );
+    let (to_core, sent) = out(&mut s);
+    assert!(sent.is_empty(), "a hidden tool is never called");
+    assert_eq!(to_core[0]["error"]["code"], -32602);
+}

@@ -2,8 +2,8 @@
 //! server (the fixture) and a Python SDK server over Streamable HTTP, used by the Python
 //! SDK in both eras. Their tools are listed under public names prefixed with the server's
 //! name, calls reach the right server under its own name, a server's request to the client
-//! (sampling) reaches the client whose call caused it, and a member that stops leaves the
-//! other usable.
+//! (sampling) reaches the client whose call caused it, a member's own policy hides its
+//! tools, and a member that stops leaves the other usable.
 
 use e2e::clients::run_json;
 use e2e::upstreams::{Transport, Upstream};
@@ -33,6 +33,7 @@ fn a_stdio_and_an_http_server_behind_one_url() {
         &config,
         format!(
             "[servers.files]\ncommand = {fx}\ntunnel = \"work\"\n\n\
+             [servers.files.policy]\ndeny_tools = [\"test_*\"]\n\n\
              [servers.notes]\nurl = \"{url}\"\ntunnel = \"work\"\n",
             fx = serde_json::to_string(&bin("mcp-fixture").display().to_string()).unwrap(),
             url = notes.url(),
@@ -80,6 +81,10 @@ fn a_stdio_and_an_http_server_behind_one_url() {
         assert!(
             !names.iter().any(|x| x == "echo"),
             "{what}: every name is prefixed"
+        );
+        assert!(
+            !names.iter().any(|x| x.starts_with("files_test_")),
+            "{what}: files' own policy hides its test_* tools: {names:?}"
         );
         assert_eq!(
             out["call"]["texts"],
