@@ -903,8 +903,14 @@ fn union_of(tunnel: &str, results: &[(&str, &Value)]) -> Value {
     if !instructions.is_empty() {
         out["instructions"] = Value::from(instructions.join("\n\n"));
     }
+    // The members' names, the prefixes of the public names (`bridge doctor` reads them).
+    let names: Vec<&str> = results.iter().map(|(n, _)| *n).collect();
+    out["_meta"] = json!({ SERVERS_META: names });
     out
 }
+
+/// The `_meta` key of an aggregated tunnel's `initialize` result listing its servers.
+pub const SERVERS_META: &str = "mcp-tunnel/servers";
 
 #[cfg(test)]
 #[path = "session_tests.rs"]

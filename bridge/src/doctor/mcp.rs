@@ -382,7 +382,15 @@ pub async fn with_credentials(ctx: &Ctx, access: Access) -> Vec<Check> {
     let session_tools = match tools {
         Ok(tools) => {
             out.push(tools_check(&tools));
-            out.push(tools_size_check(&tools));
+            let servers: Vec<String> = init["_meta"][crate::aggregate::session::SERVERS_META]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(tools_size_check(&tools, &servers));
             out.push(annotations_check(&tools));
             Some(tools)
         }
@@ -772,8 +780,9 @@ fn tool_tokens(tool: &Value) -> usize {
 }
 
 /// The tool definitions' size in tokens: ChatGPT refuses a connector whose tools exceed
-/// about [`CHATGPT_TOOL_TOKENS`].
-fn tools_size_check(tools: &[Value]) -> Check {
+/// about [`CHATGPT_TOOL_TOKENS`]. For a tunnel of several `servers` (the prefixes of its
+/// tools' names), each server's share is given too.
+fn tools_size_check(tools: &[Value], servers: &[String]) -> Check {
     const ID: &str = "tools-size";
     if tools.is_empty() {
         return Check::skip(5, ID, "no tools");
@@ -783,12 +792,13 @@ fn tools_size_check(tools: &[Value]) -> Check {
         .map(|t| (tool_tokens(t), clean(t["name"].as_str().unwrap_or("?"))))
         .collect();
     let total: usize = sizes.iter().map(|(n, _)| n).sum();
+    let shares = server_shares(&sizes, servers);
     if total <= CHATGPT_TOOL_TOKENS {
         return Check::pass(
             5,
             ID,
             format!(
-                "about {total} tokens of tool definitions (ChatGPT takes up to about {CHATGPT_TOOL_TOKENS})"
+                "about {total} tokens of tool definitions (ChatGPT takes up to about {CHATGPT_TOOL_TOKENS}){shares}"
             ),
         );
     }
@@ -802,12 +812,32 @@ fn tools_size_check(tools: &[Value]) -> Check {
         5,
         ID,
         format!(
-            "about {total} tokens of tool definitions in {} tools, more than the about {CHATGPT_TOOL_TOKENS} ChatGPT accepts; the largest: {}",
+            "about {total} tokens of tool definitions in {} tools, more than the about {CHATGPT_TOOL_TOKENS} ChatGPT accepts; the largest: {}{shares}",
             tools.len(),
             largest.join(", ")
         ),
         "ChatGPT refuses such a connector: shorten the largest tools' descriptions and schemas, or hide tools from remote clients with `bridge run --deny-tool GLOB`",
     )
+}
+
+/// Each server's share of the tokens (`"; per server: a about N, b about M"`), by the
+/// longest server name that prefixes a tool's name with `_`; empty for one server.
+fn server_shares(sizes: &[(usize, String)], servers: &[String]) -> String {
+    if servers.len() < 2 {
+        return String::new();
+    }
+    let mut per: Vec<(String, usize)> = servers.iter().map(|s| (clean(s), 0)).collect();
+    for (n, name) in sizes {
+        let owner = per
+            .iter_mut()
+            .filter(|(s, _)| name.starts_with(&format!("{s}_")))
+            .max_by_key(|(s, _)| s.len());
+        if let Some((_, total)) = owner {
+            *total += n;
+        }
+    }
+    let parts: Vec<String> = per.iter().map(|(s, n)| format!("{s} about {n}")).collect();
+    format!("; per server: {}", parts.join(", "))
 }
 
 /// Tools without `readOnlyHint`: ChatGPT treats them as write actions.
@@ -887,8 +917,8 @@ mod tests {
             json!({"name": name, "description": description,
                    "inputSchema": {"type": "object"}})
         };
-        assert_eq!(tools_size_check(&[]).status, Status::Skip);
-        let small = tools_size_check(&[tool("a", "Reads a note".into())]);
+        assert_eq!(tools_size_check(&[], &[]).status, Status::Skip);
+        let small = tools_size_check(&[tool("a", "Reads a note".into())], &[]);
         assert_eq!(small.status, Status::Pass);
         assert!(small.seen.contains("about 19 tokens"), "{}", small.seen);
         // 20 tools of about 1,000 tokens each: over the limit, the largest three named.
@@ -896,7 +926,7 @@ mod tests {
             .map(|i| tool(&format!("t{i:02}"), "x".repeat(4_000)))
             .collect();
         tools.push(tool("huge", "y".repeat(12_000)));
-        let c = tools_size_check(&tools);
+        let c = tools_size_check(&tools, &[]);
         assert_eq!(c.status, Status::Warn);
         assert!(c.seen.contains("in 21 tools"), "{}", c.seen);
         assert!(
@@ -906,6 +936,29 @@ mod tests {
             c.seen
         );
         assert!(c.fix.as_deref().is_some_and(|f| f.contains("--deny-tool")));
+        // A tunnel of several servers: each one's share, by the longest prefix.
+        let tools = [
+            tool("files_read", "x".repeat(400)),
+            tool("files-big_read", "x".repeat(4_000)),
+            tool("notes_add", "x".repeat(40)),
+        ];
+        let servers = [
+            "files".to_owned(),
+            "files-big".to_owned(),
+            "notes".to_owned(),
+        ];
+        let c = tools_size_check(&tools, &servers);
+        assert!(
+            c.seen
+                .contains("per server: files about 118, files-big about 1019, notes about 28"),
+            "{}",
+            c.seen
+        );
+        assert!(
+            !tools_size_check(&tools, &servers[..1])
+                .seen
+                .contains("per server")
+        );
     }
 
     #[test]

@@ -556,3 +556,31 @@ fn the_2026_07_28_path_is_checked_beside_the_session_path() {
     assert_eq!(run.code, Some(0), "{}", run.stdout);
     run.assert_status("modern-tools-list", "skip");
 }
+
+/// A tunnel of several servers: the size of the tool list is given per server.
+#[test]
+fn a_tunnel_of_several_servers_is_sized_per_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("bridge.toml");
+    let fx = serde_json::to_string(&bin("mcp-fixture").display().to_string()).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[servers.files]\ncommand = {fx}\ntunnel = \"work\"\n\n\
+             [servers.notes]\ncommand = {fx}\ntunnel = \"work\"\n"
+        ),
+    )
+    .unwrap();
+    let bridge = Bridge::start(BridgeOpts {
+        args: vec!["--keepalive-secs".into(), KEEPALIVE.into()],
+        ..BridgeOpts::default().config(&config)
+    });
+    let token = bridge.bearer.clone().expect("a bearer token");
+    let run = doctor(&bridge.mcp_url, &["--token", &token]);
+    run.assert_status("tools-size", "pass");
+    let text = run.text("tools-size");
+    assert!(
+        text.contains("per server: files about ") && text.contains(", notes about "),
+        "{text}"
+    );
+}
