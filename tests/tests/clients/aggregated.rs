@@ -1,6 +1,6 @@
 //! Several servers behind one tunnel (`tunnel = "NAME"` in a `--config` file): a stdio
 //! server (the fixture) and a Python SDK server over Streamable HTTP, used by the Python
-//! SDK in both eras. Their tools are listed under public names prefixed with the server's
+//! SDK in both eras and by the MCP Inspector. Their tools are listed under public names prefixed with the server's
 //! name, calls reach the right server under its own name, a server's request to the client
 //! (sampling) reaches the client whose call caused it, a member's own policy hides its
 //! tools, and a member that stops leaves the other usable.
@@ -100,6 +100,31 @@ fn a_stdio_and_an_http_server_behind_one_url() {
             "{what}: {out}"
         );
     }
+
+    // The MCP Inspector (CLI) sees one server too.
+    let inspector = |args: &[&str]| {
+        let all = [&[bridge.mcp_url.as_str()][..], args].concat();
+        e2e::clients::run_script(&bridge, "bash", "inspector.sh", &all)
+    };
+    let list = inspector(&["tools/list"]);
+    let listed: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        listed.contains(&"files_echo") && listed.contains(&"notes_add"),
+        "{list}"
+    );
+    let call = inspector(&[
+        "tools/call",
+        "--tool-name",
+        "notes_add",
+        "--tool-arg",
+        "a=2",
+        "--tool-arg",
+        "b=3",
+    ]);
+    assert_eq!(call["result"]["content"][0]["text"], "5", "{call}");
 
     // The HTTP member stops: the stdio one stays usable, its tools stay listed.
     notes.kill();
