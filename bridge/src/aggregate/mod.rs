@@ -4,6 +4,7 @@
 //!
 //! Files:
 //! - `names.rs`: the public names of the members' tools and prompts, and the way back;
+//! - `uris.rs`: the public URIs of the members' resources, and the way back;
 //! - `session.rs`: one aggregate session, as a state machine between the core and the
 //!   members (tests in `session_tests.rs`);
 //! - `children.rs`: [`children::AggregateChildren`], the core's children of an aggregated
@@ -12,3 +13,4 @@
 pub mod children;
 pub mod names;
 pub mod session;
+pub mod uris;

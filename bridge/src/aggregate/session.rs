@@ -29,6 +29,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{Map, Value, json};
 
 use super::names::NameMap;
+use super::uris::UriMap;
 use crate::policy::Policy;
 
 /// A line for a member: its index and the line.
@@ -187,8 +188,11 @@ pub struct Session {
     fanouts: HashMap<String, (Value, HashSet<usize>)>,
     tools: Option<NameMap>,
     prompts: Option<NameMap>,
-    /// URI → member, from the resource lists.
-    uris: Option<HashMap<String, usize>>,
+    /// The resources' public URIs, from the resource lists.
+    uris: Option<UriMap>,
+    /// The core's `resources/read` in flight, by id: the member whose URIs to make public
+    /// in the answer.
+    reads: HashMap<String, usize>,
     /// Each member's last tools and prompts, so that a call of a tool whose member went
     /// down is answered as such (its tools are no longer listed); shared by the sessions
     /// of one tunnel, so a new session knows them too.
@@ -236,6 +240,7 @@ impl Session {
             tools: None,
             prompts: None,
             uris: None,
+            reads: HashMap::new(),
             last: Memory::default(),
             policies: Vec::new(),
             to_core: Vec::new(),
@@ -487,12 +492,16 @@ impl Session {
         self.forward(m, id, msg);
     }
 
-    fn by_uri(&mut self, id: Value, msg: Value) {
+    fn by_uri(&mut self, id: Value, mut msg: Value) {
         let Some(uris) = &self.uris else {
             return self.gather(List::Resources, None, Some(msg));
         };
-        let uri = msg["params"]["uri"].as_str().unwrap_or_default();
-        let member = uris.get(uri).copied().or_else(|| {
+        let uri = msg["params"]["uri"].as_str().unwrap_or_default().to_owned();
+        let known = uris.member_of(&uri).map(|(m, own)| (m, own.to_owned()));
+        if let Some((_, own)) = &known {
+            msg["params"]["uri"] = Value::from(own.as_str());
+        }
+        let member = known.map(|(m, _)| m).or_else(|| {
             // A URI no list named (a templated one): the only member with resources.
             let with: Vec<usize> = self
                 .up()
@@ -502,7 +511,12 @@ impl Session {
             (with.len() == 1).then(|| with[0])
         });
         match member {
-            Some(m) if !matches!(self.members[m].state, State::Down(_)) => self.forward(m, id, msg),
+            Some(m) if !matches!(self.members[m].state, State::Down(_)) => {
+                if msg["method"] == "resources/read" {
+                    self.reads.insert(id.to_string(), m);
+                }
+                self.forward(m, id, msg)
+            }
             Some(m) => {
                 let msg = format!(
                     "the server {} behind this tunnel is not running",
@@ -655,33 +669,33 @@ impl Session {
                 }
                 json!({ g.list.key(): out })
             }
-            List::Resources | List::Templates => {
-                let mut uris = self.uris.take().unwrap_or_default();
-                let mut out = Vec::new();
+            List::Resources => {
                 // Members in the order of their names: the first keeps a URI both list.
                 let mut order: Vec<usize> = g.entries.keys().copied().collect();
                 order.sort_by(|a, b| names[*a].cmp(&names[*b]));
+                let map = UriMap::new(order.iter().flat_map(|m| {
+                    let name = names[*m].as_str();
+                    g.entries[m]
+                        .iter()
+                        .filter_map(move |i| i["uri"].as_str().map(|u| (*m, name, u)))
+                }));
+                let mut out = Vec::new();
                 for m in order {
                     for item in &g.entries[&m] {
-                        let key = if g.list == List::Resources {
-                            "uri"
-                        } else {
-                            "uriTemplate"
-                        };
-                        let Some(uri) = item[key].as_str() else {
-                            continue;
-                        };
-                        if g.list == List::Resources {
-                            if uris.contains_key(uri) {
-                                continue;
-                            }
-                            uris.insert(uri.to_owned(), m);
+                        let mut item = item.clone();
+                        if let Some(uri) = item["uri"].as_str() {
+                            let public = map.public(m, uri).to_owned();
+                            item["uri"] = Value::from(public);
                         }
-                        out.push(item.clone());
+                        out.push(item);
                     }
                 }
-                self.uris = Some(uris);
-                json!({ g.list.key(): out })
+                self.uris = Some(map);
+                json!({ "resources": out })
+            }
+            List::Templates => {
+                let out: Vec<Value> = g.entries.values().flatten().cloned().collect();
+                json!({ "resourceTemplates": out })
             }
         };
         if let Some(id) = g.for_core {
@@ -742,6 +756,18 @@ impl Session {
             };
         }
         if self.forwarded.remove(&id.to_string()).is_some() {
+            let mut msg = msg;
+            if let Some(m) = self.reads.remove(&id.to_string())
+                && let (Some(map), Some(contents)) =
+                    (&self.uris, msg["result"]["contents"].as_array_mut())
+            {
+                for c in contents {
+                    if let Some(uri) = c["uri"].as_str() {
+                        let public = map.public(m, uri).to_owned();
+                        c["uri"] = Value::from(public);
+                    }
+                }
+            }
             self.to_core.push(msg.to_string().into_bytes());
         }
     }
@@ -764,6 +790,12 @@ impl Session {
             "notifications/tools/list_changed" => self.tools = None,
             "notifications/prompts/list_changed" => self.prompts = None,
             "notifications/resources/list_changed" => self.uris = None,
+            "notifications/resources/updated" => {
+                if let (Some(map), Some(uri)) = (&self.uris, msg["params"]["uri"].as_str()) {
+                    let public = map.public(member, uri).to_owned();
+                    msg["params"]["uri"] = Value::from(public);
+                }
+            }
             "notifications/cancelled" => {
                 // The member withdraws its request to the client.
                 let theirs = msg["params"]["requestId"].clone();

@@ -373,6 +373,62 @@ fn resources_go_to_the_member_that_listed_them() {
     );
     let (_, sent) = out(&mut s);
     assert_eq!(sent[0].0, 0);
+
+    // b-docs' copy of the shared URI is listed under a URI naming it, and read there.
+    core(
+        &mut s,
+        json!({"jsonrpc": "2.0", "id": 4, "method": "resources/list"}),
+    );
+    let (_, sent) = out(&mut s);
+    for (m, req) in &sent {
+        let list = match m {
+            0 => json!({"resources": [{"uri": "file:///shared", "name": "d"}]}),
+            _ => json!({"resources": [{"uri": "file:///shared", "name": "n"}]}),
+        };
+        member(&mut s, *m, result(&req["id"], list));
+    }
+    let (to_core, _) = out(&mut s);
+    let uris: Vec<&str> = to_core[0]["result"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap())
+        .collect();
+    let theirs = "mcp-tunnel://b-docs/file%3A%2F%2F%2Fshared";
+    assert_eq!(uris, ["file:///shared", theirs]);
+    core(
+        &mut s,
+        json!({"jsonrpc": "2.0", "id": 5, "method": "resources/read",
+                        "params": {"uri": theirs}}),
+    );
+    let (_, sent) = out(&mut s);
+    assert_eq!(sent[0].0, 0, "to b-docs");
+    assert_eq!(
+        sent[0].1["params"]["uri"], "file:///shared",
+        "under its own URI"
+    );
+    member(
+        &mut s,
+        0,
+        result(
+            &json!(5),
+            json!({"contents": [{"uri": "file:///shared", "text": "d"}]}),
+        ),
+    );
+    let (to_core, _) = out(&mut s);
+    assert_eq!(
+        to_core[0]["result"]["contents"][0]["uri"], theirs,
+        "answered under the public URI"
+    );
+    // Its updates too.
+    member(
+        &mut s,
+        0,
+        json!({"jsonrpc": "2.0", "method": "notifications/resources/updated",
+                             "params": {"uri": "file:///shared"}}),
+    );
+    let (to_core, _) = out(&mut s);
+    assert_eq!(to_core[0]["params"]["uri"], theirs);
 }
 
 #[test]
