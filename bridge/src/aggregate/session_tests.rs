@@ -59,6 +59,24 @@ fn started() -> Session {
     s
 }
 
+/// [`started`], with the tools listed once: files' `read_file`, github's `issue`.
+fn listed() -> Session {
+    let mut s = started();
+    out(&mut s);
+    core(
+        &mut s,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    );
+    let (_, sent) = out(&mut s);
+    answer_lists(
+        &mut s,
+        &sent,
+        &[vec![tool("read_file")], vec![tool("issue")]],
+    );
+    out(&mut s);
+    s
+}
+
 fn tool(name: &str) -> Value {
     json!({ "name": name, "inputSchema": { "type": "object" } })
 }
@@ -246,19 +264,7 @@ fn a_members_request_to_the_client_goes_back_to_that_member() {
 
 #[test]
 fn a_member_that_stops_leaves_the_others_usable() {
-    let mut s = started();
-    out(&mut s);
-    core(
-        &mut s,
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
-    );
-    let (_, sent) = out(&mut s);
-    answer_lists(
-        &mut s,
-        &sent,
-        &[vec![tool("read_file")], vec![tool("issue")]],
-    );
-    out(&mut s);
+    let mut s = listed();
     core(
         &mut s,
         json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
@@ -290,19 +296,7 @@ fn a_member_that_stops_leaves_the_others_usable() {
 
 #[test]
 fn a_call_of_a_tool_whose_member_is_down_is_a_tool_error() {
-    let mut s = started();
-    out(&mut s);
-    core(
-        &mut s,
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
-    );
-    let (_, sent) = out(&mut s);
-    answer_lists(
-        &mut s,
-        &sent,
-        &[vec![tool("read_file")], vec![tool("issue")]],
-    );
-    out(&mut s);
+    let mut s = listed();
     // Down while the names are known (a list read earlier, kept by the client).
     s.member_gone(0, "not reachable");
     out(&mut s);
@@ -433,19 +427,7 @@ fn resources_go_to_the_member_that_listed_them() {
 
 #[test]
 fn cancellations_and_log_levels_reach_the_right_members() {
-    let mut s = started();
-    out(&mut s);
-    core(
-        &mut s,
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
-    );
-    let (_, sent) = out(&mut s);
-    answer_lists(
-        &mut s,
-        &sent,
-        &[vec![tool("read_file")], vec![tool("issue")]],
-    );
-    out(&mut s);
+    let mut s = listed();
     core(
         &mut s,
         json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
