@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -37,7 +38,15 @@ enum Command {
     Spawn(ChildId),
     Line(ChildId, Vec<u8>),
     Kill(ChildId),
+    /// Start member `.1` of child `.0` again (after it stopped, once its delay passed).
+    Restart(ChildId, usize),
 }
+
+/// First delay before a member that stopped is started again; it doubles with each stop
+/// in a row, up to [`MAX_RESTART_DELAY`], and starts over once the member writes a line.
+const RESTART_DELAY: Duration = Duration::from_millis(500);
+/// Longest delay before a member that stopped is started again.
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
 
 /// The core's children of an aggregated tunnel (see the module documentation).
 pub struct AggregateChildren {
@@ -59,6 +68,8 @@ impl AggregateChildren {
         let (tx, rx) = mpsc::channel(QUEUE);
         let notes = Arc::new(Mutex::new(HashMap::new()));
         let task = Task {
+            again: tx.downgrade(),
+            delays: HashMap::new(),
             tunnel: tunnel.to_owned(),
             names: members.iter().map(|m| m.name.clone()).collect(),
             policies: members.iter().map(|m| m.policy.clone()).collect(),
@@ -112,6 +123,11 @@ impl Children for AggregateChildren {
 }
 
 struct Task {
+    /// The task's own queue, to start a member again later (weak: the queue closes when
+    /// the core drops its children).
+    again: mpsc::WeakSender<Command>,
+    /// The next restart delay of each (child, member) that stopped.
+    delays: HashMap<(ChildId, usize), Duration>,
     tunnel: String,
     names: Vec<String>,
     policies: Vec<Option<Policy>>,
@@ -144,6 +160,7 @@ impl Task {
                         self.flush(id).await;
                     }
                     Some(Command::Kill(id)) => self.kill(id),
+                    Some(Command::Restart(id, member)) => self.restart(id, member).await,
                     None => break,
                 },
                 ev = member_events.recv() => match ev {
@@ -159,6 +176,7 @@ impl Task {
 
     async fn spawn(&mut self, id: ChildId) {
         let mut ids = Vec::new();
+        let mut failed = Vec::new();
         let mut session = Session::with_memory(&self.tunnel, &self.names, self.memory.clone())
             .with_policies(self.policies.clone());
         for (i, m) in self.members.iter_mut().enumerate() {
@@ -171,15 +189,58 @@ impl Task {
                 Err(e) => {
                     warn!(member = %m.name, "cannot start a member of the tunnel: {e}");
                     session.member_gone(i, &e);
+                    failed.push(i);
                 }
             }
             ids.push(inner);
         }
         self.sessions.insert(id, (session, ids));
+        for i in failed {
+            self.restart_later(id, i);
+        }
         self.flush(id).await;
     }
 
+    /// Starts member `member` of child `id` again, if the child is still there.
+    async fn restart(&mut self, id: ChildId, member: usize) {
+        let Some((s, ids)) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let (Some(m), Some(slot)) = (self.members.get_mut(member), ids.get_mut(member)) else {
+            return;
+        };
+        let inner = self.next_inner;
+        self.next_inner += 1;
+        match m.children.spawn(inner, &m.spec) {
+            Ok(()) => {
+                *slot = inner;
+                self.inner.insert(inner, (id, member));
+                s.member_back(member);
+            }
+            Err(e) => {
+                warn!(member = %m.name, "cannot start a member of the tunnel again: {e}");
+                self.restart_later(id, member);
+            }
+        }
+        self.flush(id).await;
+    }
+
+    /// Plans the restart of member `member` of child `id` (with backoff).
+    fn restart_later(&mut self, id: ChildId, member: usize) {
+        let delay = self.delays.entry((id, member)).or_insert(RESTART_DELAY);
+        let wait = *delay;
+        *delay = (*delay * 2).min(MAX_RESTART_DELAY);
+        let Some(again) = self.again.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = again.send(Command::Restart(id, member)).await;
+        });
+    }
+
     fn kill(&mut self, id: ChildId) {
+        self.delays.retain(|(c, _), _| *c != id);
         if let Some((_, ids)) = self.sessions.remove(&id) {
             for (i, inner) in ids.into_iter().enumerate() {
                 self.inner.remove(&inner);
@@ -206,14 +267,17 @@ impl Task {
         };
         if let Some(line) = line {
             s.on_member_line(member, &line);
+            self.delays.remove(&(id, member));
         }
         if let Some(why) = gone {
             self.inner.remove(&inner);
             s.member_gone(member, &why);
+            warn!(member = %self.names[member], "a member of the tunnel stopped ({why}); starting it again");
             let note = format!("{}: {why}", self.names[member]);
             if let Ok(mut n) = self.notes.lock() {
                 n.entry(id).or_default().push(note);
             }
+            self.restart_later(id, member);
         }
         self.flush(id).await;
     }

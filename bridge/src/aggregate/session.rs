@@ -100,6 +100,8 @@ struct Member {
 enum Own {
     /// This member's part of the core's `initialize`.
     Init,
+    /// The `initialize` of a member that was restarted.
+    Reinit,
     /// This member's page of a gathering.
     Page { gather: u64 },
     /// This member's part of a `logging/setLevel` fan-out.
@@ -184,6 +186,8 @@ pub struct Session {
     server_requests: HashMap<String, (usize, Value)>,
     /// The `initialize` fan-out: core id → members still answering.
     initializing: Option<(Value, HashSet<usize>)>,
+    /// The core's `initialize`, to open a restarted member the same way.
+    init_request: Option<Value>,
     /// `logging/setLevel` fan-outs: core id (as JSON text) → members still answering.
     fanouts: HashMap<String, (Value, HashSet<usize>)>,
     tools: Option<NameMap>,
@@ -236,6 +240,7 @@ impl Session {
             forwarded: HashMap::new(),
             server_requests: HashMap::new(),
             initializing: None,
+            init_request: None,
             fanouts: HashMap::new(),
             tools: None,
             prompts: None,
@@ -369,6 +374,7 @@ impl Session {
     }
 
     fn start(&mut self, id: Value, msg: &Value) {
+        self.init_request = Some(msg.clone());
         let mut waiting = HashSet::new();
         for m in 0..self.members.len() {
             if matches!(self.members[m].state, State::Down(_)) {
@@ -751,6 +757,26 @@ impl Session {
                     }
                     self.finish_start();
                 }
+                Own::Reinit => {
+                    let Some(r) = msg.get("result").filter(|r| r.is_object()) else {
+                        self.members[member].state = State::Down(
+                            msg["error"]["message"]
+                                .as_str()
+                                .unwrap_or("it refused initialize")
+                                .to_owned(),
+                        );
+                        return;
+                    };
+                    self.members[member].state = State::Up(r.clone());
+                    let initialized =
+                        json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+                    self.send(member, &initialized);
+                    // Its tools are back.
+                    self.tools = None;
+                    self.prompts = None;
+                    self.uris = None;
+                    self.notify_core("notifications/tools/list_changed");
+                }
                 Own::Page { gather } => self.page(gather, member, &msg),
                 Own::Fanout { core_id } => self.fanout_done(member, &core_id),
             };
@@ -817,6 +843,24 @@ impl Session {
         self.to_core.push(msg.to_string().into_bytes());
     }
 
+    /// Member `member` was started again (after [`Session::member_gone`]): it is opened
+    /// with the core's `initialize`, and its tools are listed again once it answered.
+    /// Before the session's own `initialize`, nothing is sent (that one opens it).
+    pub fn member_back(&mut self, member: usize) {
+        let Some(mut req) = self.init_request.clone() else {
+            if let Some(m) = self.members.get_mut(member) {
+                m.state = State::Starting;
+            }
+            return;
+        };
+        let Some(m) = self.members.get_mut(member) else {
+            return;
+        };
+        m.state = State::Starting;
+        req["id"] = self.own_id(member, Own::Reinit);
+        self.send(member, &req);
+    }
+
     /// Member `member` stopped (it exited, or its server cannot be reached).
     pub fn member_gone(&mut self, member: usize, why: &str) {
         let Some(m) = self.members.get_mut(member) else {
@@ -851,6 +895,7 @@ impl Session {
             .collect();
         for own in owned {
             match own {
+                Own::Reinit => {}
                 Own::Init => {
                     if let Some((_, waiting)) = &mut self.initializing {
                         waiting.remove(&member);

@@ -513,3 +513,36 @@ fn a_members_policy_applies_to_its_own_tools_before_naming() {
     assert!(sent.is_empty(), "a hidden tool is never called");
     assert_eq!(to_core[0]["error"]["code"], -32602);
 }
+
+#[test]
+fn a_member_started_again_is_opened_and_its_tools_come_back() {
+    let mut s = listed();
+    s.member_gone(0, "exit status: 1");
+    out(&mut s);
+    s.member_back(0);
+    let (_, sent) = out(&mut s);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, 0);
+    assert_eq!(
+        sent[0].1["method"], "initialize",
+        "opened as the core opened it"
+    );
+    member(
+        &mut s,
+        0,
+        result(
+            &sent[0].1["id"],
+            init_result("files", json!({"tools": {}}), ""),
+        ),
+    );
+    let (to_core, sent) = out(&mut s);
+    assert_eq!(to_core[0]["method"], "notifications/tools/list_changed");
+    assert_eq!(sent[0].1["method"], "notifications/initialized");
+    assert!(s.down().is_empty());
+    core(
+        &mut s,
+        json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}),
+    );
+    let (_, sent) = out(&mut s);
+    assert_eq!(sent.len(), 2, "both members are asked again");
+}

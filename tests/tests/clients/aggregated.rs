@@ -143,7 +143,8 @@ fn a_stdio_and_an_http_server_behind_one_url() {
 }
 
 /// Names that would exceed 64 characters get a shortened public name that every hosted
-/// client accepts, still unique and callable, and the owner's log reports each renaming.
+/// client accepts, still unique and callable, and the owner's log reports each renaming;
+/// a member that exits is started again and answers again.
 #[test]
 fn long_names_are_shortened_and_still_reach_their_tool() {
     let long = "files-with-a-very-long-name-for-testing";
@@ -211,5 +212,30 @@ fn long_names_are_shortened_and_still_reach_their_tool() {
             .log_text()
             .contains("test_multiple_content_types"),
         "the renaming is in the owner's log"
+    );
+
+    // A member that exits is started again (with backoff); its tools come back.
+    let http = e2e::http::BlockingHttp::new();
+    let post = |body: Value| {
+        http.post(
+            &bridge.mcp_url,
+            "application/json",
+            body.to_string(),
+            &[("accept", "application/json, text/event-stream")],
+        )
+    };
+    let exit = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "files_exit", "arguments": {}}});
+    let _ = post(exit);
+    let echo = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                      "params": {"name": "files_echo", "arguments": {"text": "back"}}});
+    let back = e2e::wait::eventually(std::time::Duration::from_secs(30), || {
+        let r = post(echo.clone()).response_to(&json!(2));
+        (r["result"]["content"][0]["text"] == "back").then_some(r)
+    });
+    assert!(back.is_some(), "files answers again after it exited");
+    assert!(
+        bridge.proc.log_text().contains("starting it again"),
+        "the owner's log says the member stopped"
     );
 }
