@@ -333,6 +333,7 @@ impl Session {
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 self.by_uri(id, msg)
             }
+            "completion/complete" => self.complete(id, msg),
             "logging/setLevel" => {
                 let up = self.up();
                 if up.is_empty() {
@@ -495,6 +496,43 @@ impl Session {
             };
         }
         msg["params"]["name"] = Value::from(name);
+        self.forward(m, id, msg);
+    }
+
+    /// `completion/complete`: to the member behind the prompt's public name, or the
+    /// resource's URI.
+    fn complete(&mut self, id: Value, mut msg: Value) {
+        let reference = &msg["params"]["ref"];
+        let target = match reference["type"].as_str() {
+            Some("ref/prompt") => {
+                let Some(map) = &self.prompts else {
+                    return self.gather(List::Prompts, None, Some(msg));
+                };
+                let public = reference["name"].as_str().unwrap_or_default();
+                map.member_of(public)
+                    .map(|(m, n)| (m.to_owned(), "name", n.to_owned()))
+            }
+            Some("ref/resource") => {
+                let Some(map) = &self.uris else {
+                    return self.gather(List::Resources, None, Some(msg));
+                };
+                let public = reference["uri"].as_str().unwrap_or_default();
+                map.member_of(public)
+                    .map(|(m, u)| (self.members[m].name.clone(), "uri", u.to_owned()))
+            }
+            _ => None,
+        };
+        let Some((member, key, own)) = target else {
+            return self.error(&id, INVALID_PARAMS, "unknown completion reference");
+        };
+        let Some(m) = self.members.iter().position(|x| x.name == member) else {
+            return self.error(&id, INVALID_PARAMS, "unknown completion reference");
+        };
+        if matches!(self.members[m].state, State::Down(_)) {
+            let msg = format!("the server {member} behind this tunnel is not running");
+            return self.error(&id, INTERNAL_ERROR, &msg);
+        }
+        msg["params"]["ref"][key] = Value::from(own);
         self.forward(m, id, msg);
     }
 

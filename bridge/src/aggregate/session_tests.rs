@@ -546,3 +546,35 @@ fn a_member_started_again_is_opened_and_its_tools_come_back() {
     let (_, sent) = out(&mut s);
     assert_eq!(sent.len(), 2, "both members are asked again");
 }
+
+#[test]
+fn completions_go_to_the_member_behind_the_prompt() {
+    let mut s = started();
+    out(&mut s);
+    let complete = json!({"jsonrpc": "2.0", "id": 3, "method": "completion/complete",
+        "params": {"ref": {"type": "ref/prompt", "name": "github_triage"},
+                   "argument": {"name": "repo", "value": "mc"}}});
+    core(&mut s, complete.clone());
+    let (_, sent) = out(&mut s);
+    // The prompts are read first (github only offers prompts).
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1["method"], "prompts/list");
+    member(
+        &mut s,
+        1,
+        result(&sent[0].1["id"], json!({"prompts": [{"name": "triage"}]})),
+    );
+    let (_, sent) = out(&mut s);
+    assert_eq!(sent[0].0, 1);
+    assert_eq!(
+        sent[0].1["params"]["ref"]["name"], "triage",
+        "under its own name"
+    );
+    core(
+        &mut s,
+        json!({"jsonrpc": "2.0", "id": 4, "method": "completion/complete",
+        "params": {"ref": {"type": "ref/prompt", "name": "nope"}}}),
+    );
+    let (to_core, _) = out(&mut s);
+    assert_eq!(to_core[0]["error"]["code"], -32602);
+}
