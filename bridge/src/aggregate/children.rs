@@ -20,6 +20,8 @@ use crate::policy::Policy;
 
 /// Commands queued to the aggregate task before the core is told it is not keeping up.
 const QUEUE: usize = 4096;
+/// Notes kept per child for errors shown locally (why members stopped).
+const NOTES: usize = 20;
 
 /// One member of an aggregated tunnel: its name and the children it is served by.
 pub struct Member {
@@ -275,7 +277,11 @@ impl Task {
             warn!(member = %self.names[member], "a member of the tunnel stopped ({why}); starting it again");
             let note = format!("{}: {why}", self.names[member]);
             if let Ok(mut n) = self.notes.lock() {
-                n.entry(id).or_default().push(note);
+                let notes = n.entry(id).or_default();
+                if notes.len() == NOTES {
+                    notes.remove(0);
+                }
+                notes.push(note);
             }
             self.restart_later(id, member);
         }
