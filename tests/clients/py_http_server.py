@@ -145,6 +145,32 @@ async def slow(ms: int, tag: str) -> str:
     return f"done {tag}"
 
 
+WIDGET_URI = "ui://widget/board.html"
+WIDGET_HTML = '<!doctype html><div id="board"></div><script src="http://127.0.0.1:4444/board.js"></script>'
+
+
+@server.tool(
+    meta={
+        "openai/outputTemplate": WIDGET_URI,
+        "openai/widgetAccessible": True,
+        "ui": {"resourceUri": WIDGET_URI},
+    }
+)
+def board(title: str) -> str:
+    """A ChatGPT Apps / MCP Apps tool: its result is shown in the widget template."""
+    return f"board {title}"
+
+
+@server.resource(
+    WIDGET_URI,
+    mime_type="text/html+skybridge",
+    meta={"openai/widgetCSP": {"resource_domains": ["http://127.0.0.1:4444"], "connect_domains": []}},
+)
+def board_widget() -> str:
+    """The widget template of `board`."""
+    return WIDGET_HTML
+
+
 class Meeting:
     """Calls of `rendezvous` waiting for each other: one event per group size."""
 

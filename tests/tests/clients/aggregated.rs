@@ -239,3 +239,64 @@ fn long_names_are_shortened_and_still_reach_their_tool() {
         "the owner's log says the member stopped"
     );
 }
+
+/// A ChatGPT Apps / MCP Apps tool works through an aggregated tunnel unchanged: its
+/// `_meta` names the widget template, and the template (with its CSP) is read from the
+/// member that serves it.
+#[test]
+fn a_widget_tool_and_its_template_pass_unchanged() {
+    let notes = Upstream::python(Transport::Streamable);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("bridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[servers.files]\ncommand = {fx}\ntunnel = \"work\"\n\n\
+             [servers.notes]\nurl = \"{url}\"\ntunnel = \"work\"\n",
+            fx = serde_json::to_string(&bin("mcp-fixture").display().to_string()).unwrap(),
+            url = notes.url(),
+        ),
+    )
+    .unwrap();
+    let bridge = BridgeOpts::default().no_auth().config(&config).start();
+    let http = e2e::http::BlockingHttp::new();
+    let post = |body: Value| {
+        http.post(
+            &bridge.mcp_url,
+            "application/json",
+            body.to_string(),
+            &[("accept", "application/json, text/event-stream")],
+        )
+    };
+    let listed =
+        post(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).response_to(&json!(1));
+    let board = listed["result"]["tools"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "notes_board"))
+        .cloned()
+        .unwrap_or_else(|| panic!("notes_board in {listed}"));
+    let uri = "ui://widget/board.html";
+    assert_eq!(board["_meta"]["openai/outputTemplate"], uri, "{board}");
+    assert_eq!(board["_meta"]["ui"]["resourceUri"], uri, "{board}");
+    let read = post(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "resources/read",
+                           "params": {"uri": uri}}),
+    )
+    .response_to(&json!(2));
+    let content = &read["result"]["contents"][0];
+    assert_eq!(content["uri"], uri, "{read}");
+    assert_eq!(content["mimeType"], "text/html+skybridge", "{read}");
+    assert!(
+        content["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("id=\"board\"")),
+        "{read}"
+    );
+    let called = post(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                             "params": {"name": "notes_board", "arguments": {"title": "q4"}}}))
+    .response_to(&json!(3));
+    assert_eq!(
+        called["result"]["content"][0]["text"], "board q4",
+        "{called}"
+    );
+}
