@@ -14,6 +14,7 @@ mod consent;
 mod core;
 mod doctor;
 mod driver;
+mod error_text;
 mod expand;
 mod guard;
 mod imports;

@@ -26,11 +26,22 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use protocol::jsonrpc::Kind;
 use serde_json::{Map, Value, json};
 
 use super::names::NameMap;
 use super::uris::UriMap;
 use crate::policy::Policy;
+
+/// The members' notifications the aggregate changes or acts on (the others pass as
+/// they are).
+const MAPPED_NOTIFICATIONS: [&str; 5] = [
+    "notifications/tools/list_changed",
+    "notifications/prompts/list_changed",
+    "notifications/resources/list_changed",
+    "notifications/resources/updated",
+    "notifications/cancelled",
+];
 
 /// A line for a member: its index and the line.
 pub type MemberLine = (usize, Vec<u8>);
@@ -754,6 +765,27 @@ impl Session {
 
     /// A line member `member` wrote.
     pub fn on_member_line(&mut self, member: usize, line: &[u8]) {
+        // The envelope first (a fast scan): an answer to the core's own request and a
+        // notification the aggregate does not map pass as they are, without parsing a
+        // large result into a tree and writing it again.
+        let Ok(env) = protocol::scan::parse_fast(line) else {
+            return;
+        };
+        match (env.kind, env.id.clone(), env.method.as_deref()) {
+            (Kind::Response, Some(span), _) => {
+                let key = String::from_utf8_lossy(&line[span]).into_owned();
+                if self.forwarded.get(&key) == Some(&member) && !self.reads.contains_key(&key) {
+                    self.forwarded.remove(&key);
+                    self.to_core.push(line.to_vec());
+                    return;
+                }
+            }
+            (Kind::Notification, _, Some(method)) if !MAPPED_NOTIFICATIONS.contains(&method) => {
+                self.to_core.push(line.to_vec());
+                return;
+            }
+            _ => {}
+        }
         let Ok(msg) = serde_json::from_slice::<Value>(line) else {
             return;
         };
@@ -819,9 +851,12 @@ impl Session {
                 Own::Fanout { core_id } => self.fanout_done(member, &core_id),
             };
         }
-        if self.forwarded.remove(&id.to_string()).is_some() {
+        // Only the member a request went to may answer it.
+        let key = id.to_string();
+        if self.forwarded.get(&key) == Some(&member) {
+            self.forwarded.remove(&key);
             let mut msg = msg;
-            if let Some(m) = self.reads.remove(&id.to_string())
+            if let Some(m) = self.reads.remove(&key)
                 && let (Some(map), Some(contents)) =
                     (&self.uris, msg["result"]["contents"].as_array_mut())
             {
@@ -915,6 +950,7 @@ impl Session {
             .collect();
         for key in gone {
             self.forwarded.remove(&key);
+            self.reads.remove(&key);
             if let Ok(id) = serde_json::from_str::<Value>(&key) {
                 let msg = format!("the server {name} behind this tunnel stopped");
                 self.error(&id, INTERNAL_ERROR, &msg);

@@ -578,3 +578,37 @@ fn completions_go_to_the_member_behind_the_prompt() {
     let (to_core, _) = out(&mut s);
     assert_eq!(to_core[0]["error"]["code"], -32602);
 }
+
+#[test]
+fn an_answer_passes_as_written_and_only_from_the_member_asked() {
+    let mut s = listed();
+    core(
+        &mut s,
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                        "params": {"name": "github_issue"}}),
+    );
+    out(&mut s);
+    // files answers github's call: ignored.
+    member(
+        &mut s,
+        0,
+        result(
+            &json!(3),
+            json!({"content": [{"type": "text", "text": "forged"}]}),
+        ),
+    );
+    assert!(
+        out(&mut s).0.is_empty(),
+        "a member cannot answer for another"
+    );
+    // github's answer reaches the core byte for byte (spacing and key order kept).
+    let line =
+        br#"{ "result" : {"content":[{"text":"ok","type":"text"}]}, "id":3, "jsonrpc":"2.0" }"#;
+    s.on_member_line(1, line);
+    let (to_core, _) = s.take_output();
+    assert_eq!(to_core, [line.to_vec()]);
+    // A progress notification passes as written too.
+    let progress = br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":5,"progress":1}}"#;
+    s.on_member_line(1, progress);
+    assert_eq!(s.take_output().0, [progress.to_vec()]);
+}

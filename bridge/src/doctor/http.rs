@@ -271,17 +271,7 @@ fn challenges(v: &str) -> Vec<(String, Vec<(String, String)>)> {
 
 /// An error with its causes, on one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(cause) = src {
-        let c = cause.to_string();
-        if !s.contains(&c) {
-            s.push_str(": ");
-            s.push_str(&c);
-        }
-        src = cause.source();
-    }
-    super::clean(&s)
+    super::clean(&crate::error_text::error_chain(e))
 }
 
 #[cfg(test)]

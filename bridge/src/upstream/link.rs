@@ -94,19 +94,7 @@ impl Link {
 
 /// The cause of a failed request, as one line.
 pub(super) fn error_chain(e: &reqwest::Error) -> String {
-    let mut out = String::new();
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = cur {
-        let s = err.to_string();
-        if !out.contains(&s) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&s);
-        }
-        cur = err.source();
-    }
-    out
+    crate::error_text::error_chain(e)
 }
 
 /// A short description of a refusal: the status and the start of the body.
