@@ -293,6 +293,17 @@ impl BlockingHttp {
         )
     }
 
+    /// A JSON-RPC message POSTed to an MCP endpoint, as a Streamable HTTP client sends it
+    /// (accepting JSON and event streams), without a session.
+    pub fn post_mcp(&self, url: &str, body: &Value) -> Answer {
+        self.post(
+            url,
+            "application/json",
+            body.to_string(),
+            &[("accept", "application/json, text/event-stream")],
+        )
+    }
+
     /// A JSON POST.
     pub fn post_json(&self, url: &str, body: &Value) -> Answer {
         self.post(url, "application/json", body.to_string(), &[])

@@ -216,14 +216,7 @@ fn long_names_are_shortened_and_still_reach_their_tool() {
 
     // A member that exits is started again (with backoff); its tools come back.
     let http = e2e::http::BlockingHttp::new();
-    let post = |body: Value| {
-        http.post(
-            &bridge.mcp_url,
-            "application/json",
-            body.to_string(),
-            &[("accept", "application/json, text/event-stream")],
-        )
-    };
+    let post = |body: Value| http.post_mcp(&bridge.mcp_url, &body);
     let exit = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                       "params": {"name": "files_exit", "arguments": {}}});
     let _ = post(exit);
@@ -260,14 +253,7 @@ fn a_widget_tool_and_its_template_pass_unchanged() {
     .unwrap();
     let bridge = BridgeOpts::default().no_auth().config(&config).start();
     let http = e2e::http::BlockingHttp::new();
-    let post = |body: Value| {
-        http.post(
-            &bridge.mcp_url,
-            "application/json",
-            body.to_string(),
-            &[("accept", "application/json, text/event-stream")],
-        )
-    };
+    let post = |body: Value| http.post_mcp(&bridge.mcp_url, &body);
     let listed =
         post(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).response_to(&json!(1));
     let board = listed["result"]["tools"]

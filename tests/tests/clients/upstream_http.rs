@@ -721,14 +721,7 @@ fn a_server_that_is_down_is_reported_by_the_relay() {
         http.get(&status_url, &[]).json()["server_unreachable_since"].as_u64()
     };
     assert_eq!(down_since(&http), None, "it answers at first");
-    let post = |http: &e2e::http::BlockingHttp, body: Value| {
-        http.post(
-            &bridge.mcp_url,
-            "application/json",
-            body.to_string(),
-            &[("accept", "application/json, text/event-stream")],
-        )
-    };
+    let post = |http: &e2e::http::BlockingHttp, body: Value| http.post_mcp(&bridge.mcp_url, &body);
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
                       "params": {"name": "echo", "arguments": {"message": "hi"}}});
@@ -788,14 +781,7 @@ fn policy_audit_timeouts_and_the_snapshot_work_for_an_http_server() {
     );
     let http = e2e::http::BlockingHttp::new();
     let mcp_url = bridge.mcp_url.clone();
-    let post = |http: &e2e::http::BlockingHttp, body: Value| {
-        http.post(
-            &mcp_url,
-            "application/json",
-            body.to_string(),
-            &[("accept", "application/json, text/event-stream")],
-        )
-    };
+    let post = |http: &e2e::http::BlockingHttp, body: Value| http.post_mcp(&mcp_url, &body);
     let names = |listed: &Value| -> Vec<String> {
         listed["result"]["tools"]
             .as_array()
@@ -872,14 +858,7 @@ fn a_server_started_after_the_bridge_is_served_once_it_is_up() {
     let http = e2e::http::BlockingHttp::new();
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                       "params": {"name": "echo", "arguments": {"message": "late"}}});
-    let post = || {
-        http.post(
-            &bridge.mcp_url,
-            "application/json",
-            call.to_string(),
-            &[("accept", "application/json, text/event-stream")],
-        )
-    };
+    let post = || http.post_mcp(&bridge.mcp_url, &call);
     let before = post();
     assert!(before.text().contains("not reachable"), "{}", before.text());
 

@@ -183,14 +183,7 @@ fn a_bad_answer_to_a_call_is_that_calls_error() {
     let url = serve(Mode::BadCalls);
     let bridge = BridgeOpts::default().no_auth().upstream(&url).start();
     let http = e2e::http::BlockingHttp::new();
-    let post = |body: Value| {
-        http.post(
-            &bridge.mcp_url,
-            "application/json",
-            body.to_string(),
-            &[("accept", "application/json, text/event-stream")],
-        )
-    };
+    let post = |body: Value| http.post_mcp(&bridge.mcp_url, &body);
     let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
                       "params": {"name": "broken", "arguments": {}}});
     let a = post(call).response_to(&json!(5));
