@@ -40,13 +40,13 @@ mod tests {
         let e = E(
             "request failed: connection refused",
             Some(Box::new(E(
-                "connect",
+                "tcp dial",
                 Some(Box::new(E("connection refused", None))),
             ))),
         );
         assert_eq!(
             error_chain(&e),
-            "request failed: connection refused: connect"
+            "request failed: connection refused: tcp dial"
         );
     }
 }
