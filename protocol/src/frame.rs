@@ -236,6 +236,37 @@ impl Response {
     }
 }
 
+/// Most headers an asset request or answer carries.
+pub const MAX_ASSET_HEADERS: usize = 16;
+
+/// `GET` or `HEAD` of a file under a tunnel's published asset origin, relay → bridge (only
+/// to bridges announcing [`crate::FEATURE_ASSETS`]). The answer is one
+/// [`Frame::AssetResponse`] with the same exchange number; a [`Frame::Cancel`] abandons it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetRequest {
+    /// Exchange number, unique on the connection (shared with [`Request`]s).
+    pub exchange: u64,
+    /// `HEAD` rather than `GET`.
+    pub head: bool,
+    /// Path and query below `/<name>/assets`, starting with `/`.
+    pub path: String,
+    /// The few request headers that are passed on (conditional requests), lowercase names.
+    pub headers: Vec<(String, String)>,
+}
+
+/// The answer to an [`AssetRequest`], bridge → relay: all of it in one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetResponse {
+    /// The exchange this answers.
+    pub exchange: u64,
+    /// HTTP status.
+    pub status: u16,
+    /// The response headers that are passed on (`content-type`, caching), lowercase names.
+    pub headers: Vec<(String, String)>,
+    /// The file (empty for `HEAD`).
+    pub body: Bytes,
+}
+
 /// A protocol message. See the crate documentation for the conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
@@ -279,6 +310,10 @@ pub enum Frame {
         /// while it answers.
         down_since: Option<u64>,
     },
+    /// Relay → bridge: a file under the tunnel's published asset origin.
+    AssetRequest(AssetRequest),
+    /// Bridge → relay: the answer to an [`Frame::AssetRequest`].
+    AssetResponse(AssetResponse),
 }
 
 /// An OAuth authorization waiting for the tunnel owner's consent.
@@ -334,6 +369,8 @@ const T_STATUS: u8 = 10;
 const T_CONSENT_REQUEST: u8 = 11;
 const T_CONSENT_DECISION: u8 = 12;
 const T_SERVER_HEALTH: u8 = 13;
+const T_ASSET_REQUEST: u8 = 14;
+const T_ASSET_RESPONSE: u8 = 15;
 
 fn check_str(s: &str) -> &str {
     // Encoding never produces an undecodable frame: over-long strings are cut at a
@@ -365,6 +402,8 @@ impl Frame {
             Frame::ConsentRequest(_) => "ConsentRequest",
             Frame::ConsentDecision { .. } => "ConsentDecision",
             Frame::ServerHealth { .. } => "ServerHealth",
+            Frame::AssetRequest(_) => "AssetRequest",
+            Frame::AssetResponse(_) => "AssetResponse",
         }
     }
 
@@ -379,6 +418,7 @@ impl Frame {
         64 + match self {
             Frame::Request(r) => r.body.len() + 128,
             Frame::Response(r) => r.body.len() + 64,
+            Frame::AssetResponse(r) => r.body.len() + 512,
             _ => 256,
         }
     }
@@ -471,6 +511,20 @@ impl Frame {
                 out.put_u8(T_CONSENT_DECISION);
                 put_str(out, check_str(id));
                 out.put_u8(u8::from(*approve));
+            }
+            Frame::AssetRequest(a) => {
+                out.put_u8(T_ASSET_REQUEST);
+                out.put_u64_le(a.exchange);
+                out.put_u8(u8::from(a.head));
+                put_str(out, check_str(&a.path));
+                put_headers(out, &a.headers);
+            }
+            Frame::AssetResponse(a) => {
+                out.put_u8(T_ASSET_RESPONSE);
+                out.put_u64_le(a.exchange);
+                out.put_u16_le(a.status);
+                put_headers(out, &a.headers);
+                put_body(out, &a.body);
             }
         }
     }
@@ -585,11 +639,58 @@ impl Frame {
             T_SERVER_HEALTH => Frame::ServerHealth {
                 down_since: Some(r.u64()?).filter(|&t| t != 0),
             },
+            T_ASSET_REQUEST => Frame::AssetRequest(AssetRequest {
+                exchange: r.u64()?,
+                head: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(DecodeError::InvalidValue("asset method")),
+                },
+                path: r.string("asset path", MAX_STRING)?,
+                headers: read_headers(&mut r)?,
+            }),
+            T_ASSET_RESPONSE => {
+                let exchange = r.u64()?;
+                let status = r.u16()?;
+                if !(100..=599).contains(&status) {
+                    return Err(DecodeError::InvalidValue("status"));
+                }
+                Frame::AssetResponse(AssetResponse {
+                    exchange,
+                    status,
+                    headers: read_headers(&mut r)?,
+                    body: r.body(max_body)?,
+                })
+            }
             t => return Err(DecodeError::UnknownType(t)),
         };
         r.finish()?;
         Ok(frame)
     }
+}
+
+/// Writes at most [`MAX_ASSET_HEADERS`] header pairs.
+fn put_headers(out: &mut BytesMut, headers: &[(String, String)]) {
+    let n = headers.len().min(MAX_ASSET_HEADERS);
+    out.put_u8(n as u8);
+    for (name, value) in &headers[..n] {
+        put_str(out, check_str(name));
+        put_str(out, check_str(value));
+    }
+}
+
+fn read_headers(r: &mut Reader) -> Result<Vec<(String, String)>, DecodeError> {
+    let n = usize::from(r.u8()?);
+    if n > MAX_ASSET_HEADERS {
+        return Err(DecodeError::InvalidValue("header count"));
+    }
+    let mut headers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = r.string("header name", MAX_STRING)?;
+        let value = r.string("header value", MAX_STRING)?;
+        headers.push((name, value));
+    }
+    Ok(headers)
 }
 
 #[cfg(test)]
@@ -694,6 +795,34 @@ mod tests {
                 restarts: v[4],
             })),
             proptest::option::of(1u64..).prop_map(|down_since| Frame::ServerHealth { down_since }),
+            (
+                any::<u64>(),
+                any::<bool>(),
+                arb_str(),
+                proptest::collection::vec((arb_str(), arb_str()), 0..4)
+            )
+                .prop_map(|(exchange, head, path, headers)| {
+                    Frame::AssetRequest(AssetRequest {
+                        exchange,
+                        head,
+                        path,
+                        headers,
+                    })
+                }),
+            (
+                any::<u64>(),
+                100u16..600,
+                proptest::collection::vec((arb_str(), arb_str()), 0..4),
+                body.clone()
+            )
+                .prop_map(|(exchange, status, headers, body)| {
+                    Frame::AssetResponse(AssetResponse {
+                        exchange,
+                        status,
+                        headers,
+                        body,
+                    })
+                }),
         ]
     }
 

@@ -49,6 +49,10 @@
 //! An unknown session, or one of another principal, gets a final 404 and the relay
 //! ends the client's stream.
 //!
+//! A bridge with a published asset origin (both sides announcing [`FEATURE_ASSETS`]) gets
+//! one [`Frame::AssetRequest`] per public `GET`/`HEAD` under `/<name>/assets/`, and answers
+//! with one [`Frame::AssetResponse`] carrying the whole file.
+//!
 //! JSON-RPC bodies travel untouched; [`jsonrpc`] finds the few fields the bridge must
 //! rewrite without re-serialising anything else.
 
@@ -65,8 +69,8 @@ pub mod time;
 mod wire;
 
 pub use frame::{
-    BridgeStatus, ClientAuth, ConsentRequest, DecodeError, Frame, Hello, Limits, Refusal,
-    RefuseReason, Request, RequestKind, Response, Snapshot, Welcome,
+    AssetRequest, AssetResponse, BridgeStatus, ClientAuth, ConsentRequest, DecodeError, Frame,
+    Hello, Limits, Refusal, RefuseReason, Request, RequestKind, Response, Snapshot, Welcome,
 };
 
 /// The version of the wire format this crate speaks. A relay refuses a [`Hello`] whose
@@ -103,6 +107,12 @@ pub const FEATURE_SSE_REATTACH: &str = "sse-reattach";
 /// `POST`s from the bridge's snapshot as it does while the desktop is offline, and its
 /// status page says so). Bridges send the frame only to relays announcing this.
 pub const FEATURE_SERVER_HEALTH: &str = "server-health";
+
+/// Bridge and relay feature: the tunnel publishes a local asset origin under
+/// `/<name>/assets/` ([`Frame::AssetRequest`], [`Frame::AssetResponse`]). A bridge announces
+/// it only when it has an asset origin; a relay sends asset requests only to bridges that
+/// announced it, and a bridge that has one warns when its relay does not announce it.
+pub const FEATURE_ASSETS: &str = "assets";
 
 /// Most bytes a relay reads from a connection before its `Hello` proves a bridge token
 /// (a `Hello` is at most three [`frame::MAX_STRING`] strings and a few bytes).

@@ -160,6 +160,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health))
         .route("/readyz", get(health))
         .merge(crate::mcp::routes::routes())
+        .merge(crate::assets::routes())
         .route("/{name}/connect", get(crate::link::connect::connect))
         .route("/status", get(crate::owner::show).post(crate::owner::act))
         .route("/metrics", get(crate::observe::metrics::serve))

@@ -29,6 +29,7 @@
 #![allow(clippy::result_large_err)]
 
 pub(crate) mod app;
+pub(crate) mod assets;
 pub mod config;
 pub mod error;
 pub(crate) mod link;

@@ -15,9 +15,9 @@ use crate::util::path::{PathParam, not_found_tunnel};
 /// `GET /<name>/connect`: a bridge's WebSocket (see [`crate::link::upgrade`] for who may upgrade
 /// and how much it may send before its `Hello`).
 /// The relay's features (see `protocol`'s module documentation).
-const FEATURES: &str = protocol::FEATURE_SERVER_HEALTH;
+const FEATURES: &str = "server-health, assets";
 /// The relay's features when it checked the upgrade's token.
-const FEATURES_TOKEN_CHECKED: &str = "token-header, server-health";
+const FEATURES_TOKEN_CHECKED: &str = "token-header, server-health, assets";
 
 pub async fn connect(
     State(state): State<Arc<LinkState>>,
@@ -151,10 +151,9 @@ mod tests {
     #[test]
     fn the_features_lists_name_the_features() {
         for f in [FEATURES, FEATURES_TOKEN_CHECKED] {
-            assert!(
-                protocol::has_feature(f, protocol::FEATURE_SERVER_HEALTH),
-                "{f}"
-            );
+            for feature in [protocol::FEATURE_SERVER_HEALTH, protocol::FEATURE_ASSETS] {
+                assert!(protocol::has_feature(f, feature), "{f}: {feature}");
+            }
         }
         assert!(protocol::has_feature(
             FEATURES_TOKEN_CHECKED,

@@ -125,6 +125,10 @@ pub async fn handle_socket(
         .carrying_sse(protocol::has_feature(
             &admission.features,
             protocol::FEATURE_SSE_REATTACH,
+        ))
+        .serving_assets(protocol::has_feature(
+            &admission.features,
+            protocol::FEATURE_ASSETS,
         )),
     );
     let in_use_ok = protocol::has_feature(&admission.features, protocol::FEATURE_IN_USE);
@@ -366,6 +370,10 @@ fn dispatch(state: &LinkState, tunnel: &Tunnel, bytes: Bytes, limits: &Limits) -
         }
         Ok(Frame::Cancel { exchange }) => {
             tunnel.abandon(exchange);
+            true
+        }
+        Ok(Frame::AssetResponse(a)) if tunnel.serves_assets => {
+            tunnel.deliver_asset(a);
             true
         }
         Ok(Frame::Ping(v)) => {

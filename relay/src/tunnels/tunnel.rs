@@ -17,6 +17,8 @@ use protocol::{ClientAuth, Frame, Request, Response};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::assets::AssetExchanges;
+
 /// Frames buffered per exchange before the exchange is considered stalled.
 const EXCHANGE_QUEUE: usize = 256;
 /// The value of a liveness probe's `Ping` (the relay's periodic pings count from 1).
@@ -57,6 +59,10 @@ pub struct Tunnel {
     /// Since when (seconds since the Unix epoch) the bridge's local server is not
     /// reachable, as the bridge reported ([`Frame::ServerHealth`]); 0 while it answers.
     server_down: AtomicU64,
+    /// The bridge announced [`protocol::FEATURE_ASSETS`]: it publishes a local asset origin.
+    pub serves_assets: bool,
+    /// Asset fetches in flight.
+    pub(super) assets: AssetExchanges,
 }
 
 /// The exchanges open on one tunnel, counted per principal so that no one client can hold
@@ -164,6 +170,8 @@ impl Tunnel {
             farewell: Mutex::new(None),
             sse_reattach: false,
             server_down: AtomicU64::new(0),
+            serves_assets: false,
+            assets: AssetExchanges::default(),
         }
     }
 
@@ -177,6 +185,12 @@ impl Tunnel {
     /// reconnect.
     pub fn carrying_sse(mut self, yes: bool) -> Self {
         self.sse_reattach = yes;
+        self
+    }
+
+    /// The same tunnel, noting whether its bridge publishes a local asset origin.
+    pub fn serving_assets(mut self, yes: bool) -> Self {
+        self.serves_assets = yes;
         self
     }
 
@@ -253,7 +267,7 @@ impl Tunnel {
         if self.closed.is_cancelled() {
             return Err(OpenError::Gone);
         }
-        let id = self.next_exchange.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_exchange_id();
         let (tx, rx) = mpsc::channel(EXCHANGE_QUEUE);
         {
             let mut map = self.exchanges.locked();
@@ -271,6 +285,21 @@ impl Tunnel {
             .await
             .map_err(|_| OpenError::Gone)?;
         Ok(exchange)
+    }
+
+    /// A new exchange number (MCP exchanges and asset fetches share them).
+    pub(super) fn next_exchange_id(&self) -> u64 {
+        self.next_exchange.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Queues a frame to the bridge, waiting for room; `Err` when the connection is gone.
+    pub(super) async fn send(&self, frame: Frame) -> Result<(), ()> {
+        self.outbound.send(frame).await.map_err(|_| ())
+    }
+
+    /// Hands an asset answer from the bridge to its fetch (none waits for a late one).
+    pub fn deliver_asset(&self, answer: protocol::AssetResponse) {
+        self.assets.deliver(answer);
     }
 
     /// Delivers a response frame from the bridge to its exchange. Returns `false` when
@@ -304,12 +333,14 @@ impl Tunnel {
 
     /// Ends an exchange from the bridge's side (a `Cancel` frame from it).
     pub fn abandon(&self, id: u64) {
-        self.exchanges.locked().remove(id);
+        if self.exchanges.locked().remove(id).is_none() {
+            self.assets.remove(id);
+        }
     }
 
-    /// Number of exchanges in flight.
+    /// Number of exchanges in flight (asset fetches included).
     pub fn exchanges_in_flight(&self) -> usize {
-        self.exchanges.locked().len()
+        self.exchanges.locked().len() + self.assets.len()
     }
 
     /// Queues a frame to the bridge without waiting; `false` if the queue is full or gone.
@@ -321,6 +352,7 @@ impl Tunnel {
     pub fn close(&self) {
         self.closed.cancel();
         self.exchanges.locked().clear();
+        self.assets.clear();
     }
 }
 
