@@ -100,6 +100,7 @@ with_server_settings!(file_table! {
         kind: Option<Transport>,
         headers: Option<BTreeMap<String, String>>,
         tunnel: Option<String>,
+        assets: Option<String>,
     }
     then {}
 });
@@ -119,6 +120,9 @@ pub struct ServerEntry {
     /// The tunnel it is published in with others (`tunnel = "NAME"`): servers naming the
     /// same one share its URL, their tools prefixed with their names.
     pub tunnel: Option<String>,
+    /// The local asset origin its widgets load files from (`assets = "http://…"`),
+    /// published under the tunnel's `/assets/`.
+    pub assets: Option<url::Url>,
 }
 
 impl fmt::Debug for ServerEntry {
@@ -389,6 +393,15 @@ impl BridgeFile {
                     lines.at(&file, &["servers", &name, "tunnel"])
                 );
             }
+            let assets = match s.assets.take() {
+                None => None,
+                Some(a) => Some(crate::assets::parse_origin(&a).map_err(|e| {
+                    anyhow!(
+                        "{}: key `servers.{name}.assets`: {e}",
+                        lines.at(&file, &["servers", &name, "assets"])
+                    )
+                })?),
+            };
             let server = server_source(&lines, &file, &name, s, &base, &vars)?;
             servers.push(ServerEntry {
                 origin: format!("{file} [servers.{name}]"),
@@ -396,6 +409,7 @@ impl BridgeFile {
                 server,
                 options,
                 tunnel,
+                assets,
             });
         }
         let options = fix_options(top.take_server_options());

@@ -105,6 +105,15 @@ pub struct TerminalLink {
     pub gauges: Arc<Gauges>,
 }
 
+/// How the driver runs its tunnel.
+#[derive(Debug, Default)]
+pub struct DriverOptions {
+    /// Start the shared server at once, and print the endpoints once it answered.
+    pub start_shared: bool,
+    /// The local asset origins the tunnel publishes, if any.
+    pub assets: Option<crate::assets::Published>,
+}
+
 /// Runs the bridge until `shutdown` resolves or a permanent error.
 pub async fn run(
     mut core: Core,
@@ -112,9 +121,13 @@ pub async fn run(
     link: LinkConfig,
     mut on_welcome: OnWelcome,
     shutdown: impl std::future::Future<Output = ()>,
-    start_shared: bool,
+    options: DriverOptions,
     mut terminal: TerminalLink,
 ) -> Outcome {
+    let DriverOptions {
+        start_shared,
+        assets,
+    } = options;
     tokio::pin!(shutdown);
     terminal.gauges.set_state(LinkState::Starting);
 
@@ -183,7 +196,16 @@ pub async fn run(
                 drain_until = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
             }
             ev = link_rx.recv() => match ev {
-                Some(LinkEvent::Up { out: tx, welcome, server_health }) => {
+                Some(LinkEvent::Up { out: tx, welcome, server_health, assets: relay_assets }) => {
+                    if let Some(a) = &assets {
+                        if !relay_assets {
+                            warn_owner("this relay does not publish assets (it is of an earlier release): the widget assets are not reachable until it is updated");
+                        }
+                        core.set_asset_rewriter(crate::assets::rewrite::Rewriter::new(
+                            &a.origins,
+                            &welcome.mcp_url,
+                        ));
+                    }
                     // The relay keeps what it may answer while we are away.
                     if let Some(s) = core.snapshot(true) {
                         let _ = tx.send(s).await;
@@ -200,6 +222,17 @@ pub async fn run(
                     }
                 }
                 Some(LinkEvent::Frame(Frame::Request(r))) => core.on_request(r, Instant::now()),
+                Some(LinkEvent::Frame(Frame::AssetRequest(r))) => {
+                    // Fetched beside the core (bounded in time and size); the answer goes
+                    // straight to the link it came from.
+                    if let (Some(a), Some(tx)) = (&assets, &out) {
+                        let (server, tx) = (a.server.clone(), tx.clone());
+                        tokio::spawn(async move {
+                            let answer = server.answer(r).await;
+                            let _ = tx.send(Frame::AssetResponse(answer)).await;
+                        });
+                    }
+                }
                 Some(LinkEvent::Frame(Frame::Cancel { exchange })) => {
                     core.on_cancel(exchange, Instant::now())
                 }

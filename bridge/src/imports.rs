@@ -149,6 +149,7 @@ pub fn read(path: &Path, text: &str, around: &Surroundings<'_>) -> Result<Import
                 server,
                 options: ServerOptions::default(),
                 tunnel: None,
+                assets: None,
             });
         }
     }

@@ -43,6 +43,8 @@ pub struct LinkConfig {
     pub client_auth: ClientAuth,
     /// TLS settings for https relays.
     pub tls: Arc<rustls::ClientConfig>,
+    /// The tunnel publishes a local asset origin (announced as [`protocol::FEATURE_ASSETS`]).
+    pub assets: bool,
 }
 
 /// What the link reports to the bridge core.
@@ -56,6 +58,8 @@ pub enum LinkEvent {
         welcome: Welcome,
         /// The relay takes [`Frame::ServerHealth`] ([`protocol::FEATURE_SERVER_HEALTH`]).
         server_health: bool,
+        /// The relay serves asset requests ([`protocol::FEATURE_ASSETS`]).
+        assets: bool,
     },
     /// A frame from the relay.
     Frame(Frame),
@@ -382,6 +386,8 @@ async fn connect_once(
 /// The features this bridge announces in its upgrade request
 /// ([`protocol::FEATURE_IN_USE`], [`protocol::FEATURE_SSE_REATTACH`]).
 const FEATURES: &str = "in-use, sse-reattach";
+/// The same, for a tunnel that publishes a local asset origin ([`protocol::FEATURE_ASSETS`]).
+const FEATURES_ASSETS: &str = "in-use, sse-reattach, assets";
 
 /// The upgrade request: the bridge token in `Authorization` (a relay of this release
 /// checks it before upgrading; one of an earlier release ignores it and reads the token
@@ -403,7 +409,11 @@ fn upgrade_request(
     }
     request.headers_mut().insert(
         protocol::FEATURES_HEADER,
-        http::HeaderValue::from_static(FEATURES),
+        http::HeaderValue::from_static(if config.assets {
+            FEATURES_ASSETS
+        } else {
+            FEATURES
+        }),
     );
     Ok(request)
 }
@@ -496,6 +506,7 @@ where
             out: out_tx.clone(),
             welcome,
             server_health: protocol::has_feature(&relay_features, protocol::FEATURE_SERVER_HEALTH),
+            assets: protocol::has_feature(&relay_features, protocol::FEATURE_ASSETS),
         })
         .await
         .is_err()
@@ -663,7 +674,13 @@ mod tests {
     fn announces_its_features() {
         for f in [protocol::FEATURE_IN_USE, protocol::FEATURE_SSE_REATTACH] {
             assert!(protocol::has_feature(FEATURES, f), "{f}");
+            assert!(protocol::has_feature(FEATURES_ASSETS, f), "{f}");
         }
+        assert!(!protocol::has_feature(FEATURES, protocol::FEATURE_ASSETS));
+        assert!(protocol::has_feature(
+            FEATURES_ASSETS,
+            protocol::FEATURE_ASSETS
+        ));
     }
 
     #[test]

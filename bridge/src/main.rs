@@ -5,6 +5,7 @@
 //! the public endpoints (see run.rs). `bridge service install` makes it a user service.
 
 mod aggregate;
+mod assets;
 mod audit;
 mod child;
 mod cleartext;

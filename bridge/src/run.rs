@@ -18,6 +18,8 @@ use tracing::{info, warn};
 use url::Url;
 
 use crate::aggregate::children::{AggregateChildren, Member};
+use crate::assets::AssetOrigin;
+use crate::assets::fetch::AssetServer;
 use crate::child::ChildSpec;
 use crate::config::{BridgeFile, ServerEntry};
 use crate::core::{Core, CoreConfig, Root};
@@ -119,6 +121,11 @@ pub struct RunArgs {
     /// nor on a private network.
     #[arg(long)]
     pub allow_remote_upstream: bool,
+    /// Publish the local asset server of the server's widgets (e.g. http://127.0.0.1:4444)
+    /// under the tunnel's /assets/, moving that origin to its public address in what the
+    /// server sends (widget HTML, CSP domains).
+    #[arg(long, value_name = "ORIGIN", value_parser = parse_assets)]
+    pub assets: Option<Url>,
     /// The desktop policy (tools offered, confirmed, annotated; audit log).
     #[command(flatten)]
     pub policy: PolicyArgs,
@@ -275,6 +282,8 @@ struct TunnelPlan {
     /// each with its own policy; empty for a tunnel of one server (`server`).
     members: Vec<(String, ServerSource, Option<PolicyConfig>)>,
     opts: ServerOptions,
+    /// The local asset origins it publishes (a member's under the member's name).
+    assets: Vec<AssetOrigin>,
     /// What to remember once the relay welcomes the tunnel.
     remember: Remember,
 }
@@ -365,6 +374,14 @@ fn plan_tunnels(
             server,
             members: Vec::new(),
             opts: ServerOptions::merge(&flags, &ServerOptions::default(), &top, &policy_flags),
+            assets: args
+                .assets
+                .iter()
+                .map(|origin| AssetOrigin {
+                    mount: None,
+                    origin: origin.clone(),
+                })
+                .collect(),
             remember,
         }]);
     }
@@ -398,6 +415,17 @@ fn plan_tunnels(
                 _ => String::new(),
             }
         );
+    }
+    if let Some(a) = &args.assets {
+        if entries.len() > 1 {
+            bail!(
+                "--assets names the asset origin of one server, but {} servers are configured: \
+                 give each its own with `assets = \"{}\"` in its [servers.NAME] table",
+                entries.len(),
+                a.origin().ascii_serialization()
+            );
+        }
+        entries[0].assets = Some(a.clone());
     }
     if let Some(n) = &args.name {
         if entries.len() > 1 {
@@ -455,13 +483,29 @@ fn group_tunnels(
                 server: e.server.clone(),
                 members: Vec::new(),
                 opts: opts(e, false),
+                assets: e
+                    .assets
+                    .iter()
+                    .map(|origin| AssetOrigin {
+                        mount: None,
+                        origin: origin.clone(),
+                    })
+                    .collect(),
                 remember: Remember::Nothing,
             });
             continue;
         };
         let member = (e.name.clone(), e.server.clone(), e.options.policy.clone());
+        // In a tunnel of several servers, a member's assets are below its name.
+        let assets = e.assets.iter().map(|origin| AssetOrigin {
+            mount: Some(e.name.clone()),
+            origin: origin.clone(),
+        });
         match plans.iter_mut().find(|p| &p.name == t) {
-            Some(p) => p.members.push(member),
+            Some(p) => {
+                p.members.push(member);
+                p.assets.extend(assets);
+            }
             None => plans.push(TunnelPlan {
                 name: t.clone(),
                 origin: Some(format!("servers of tunnel {t}")),
@@ -469,6 +513,7 @@ fn group_tunnels(
                 server: e.server.clone(),
                 members: vec![member],
                 opts: opts(e, true),
+                assets: assets.collect(),
                 remember: Remember::Nothing,
             }),
         }
@@ -512,6 +557,11 @@ fn aggregate_children(
     Ok(AggregateChildren::new(tunnel, out, member_rx, events))
 }
 
+/// `--assets ORIGIN`.
+fn parse_assets(s: &str) -> std::result::Result<Url, String> {
+    crate::assets::parse_origin(s).map_err(|e| e.to_string())
+}
+
 /// `--upstream-header "Name: value"` as a name and a value.
 fn parse_header(h: &str) -> Result<(String, String)> {
     let Some((name, value)) = h.split_once(':') else {
@@ -535,6 +585,8 @@ struct Tunnel {
     start_shared: bool,
     /// What serves it: a process, an HTTP server, or several servers together.
     children: ChildrenPlan,
+    /// The local asset origins it publishes.
+    assets: Option<crate::assets::Published>,
     remember: Remember,
 }
 
@@ -856,6 +908,24 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             }
         })?;
         cfg.policy = policy;
+        let assets = if p.assets.is_empty() {
+            None
+        } else {
+            let server = AssetServer::new(&p.assets, allow_remote, max_message).map_err(|e| {
+                anyhow!(
+                    "{e}{}",
+                    if several {
+                        format!(" (tunnel {})", p.name)
+                    } else {
+                        String::new()
+                    }
+                )
+            })?;
+            Some(crate::assets::Published {
+                origins: p.assets.clone(),
+                server: Arc::new(server),
+            })
+        };
         tunnels.push(Tunnel {
             link: LinkConfig {
                 relay: relay_url.clone(),
@@ -863,7 +933,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 tunnel: p.name.clone(),
                 client_auth,
                 tls: tls.clone(),
+                assets: assets.is_some(),
             },
+            assets,
             name: p.name,
             origin: p.origin,
             command: p.command,
@@ -947,13 +1019,17 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             };
             let (name, command) = (t.name, t.command);
             runs.push(async move {
+                let options = driver::DriverOptions {
+                    start_shared: t.start_shared,
+                    assets: t.assets,
+                };
                 let outcome = driver::run(
                     core,
                     events_rx,
                     t.link,
                     on_welcome,
                     shutdown,
-                    t.start_shared,
+                    options,
                     terminal_link,
                 )
                 .await;
@@ -1024,6 +1100,12 @@ fn welcome_printer(t: &Tunnel, several: bool, terminal: bool) -> driver::OnWelco
     });
     let (client_token, auth) = (t.client_token.clone(), t.auth);
     let remember = t.remember.clone();
+    let asset_mounts: Vec<String> = t
+        .assets
+        .iter()
+        .flat_map(|a| a.origins.iter())
+        .map(|o| o.mount.as_ref().map_or(String::new(), |m| format!("{m}/")))
+        .collect();
     let (name, command) = (t.name.clone(), t.command.clone());
     Box::new(move |w| {
         if printed {
@@ -1072,6 +1154,11 @@ fn welcome_printer(t: &Tunnel, several: bool, terminal: bool) -> driver::OnWelco
             }
             let _ = writeln!(out, "MCP endpoint: {}", w.mcp_url);
             let _ = writeln!(out, "SSE endpoint: {}", w.sse_url);
+            if let Some(root) = w.mcp_url.strip_suffix("/mcp") {
+                for mount in &asset_mounts {
+                    let _ = writeln!(out, "Assets: {root}/assets/{mount}");
+                }
+            }
             match (&client_token, auth) {
                 (Some(t), _) => {
                     let _ = writeln!(out, "Bearer token: {t}");

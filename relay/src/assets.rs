@@ -125,7 +125,7 @@ async fn get_asset(
         }
     };
     match tokio::time::timeout(ASSET_TIMEOUT, fetch.answer()).await {
-        Ok(Some(answer)) => respond(answer),
+        Ok(Some(answer)) => respond(name, answer),
         Ok(None) => text(StatusCode::BAD_GATEWAY, "The bridge went away"),
         Err(_) => text(
             StatusCode::GATEWAY_TIMEOUT,
@@ -163,8 +163,9 @@ fn passed_on(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The HTTP answer for the bridge's asset answer.
-fn respond(answer: protocol::AssetResponse) -> Response {
+/// The HTTP answer for the bridge's asset answer. A redirect's `Location` comes as a path
+/// below `/<name>/assets` (or relative); any other is dropped.
+fn respond(tunnel: &str, answer: protocol::AssetResponse) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut r = Response::new(Body::from(answer.body));
     *r.status_mut() = status;
@@ -173,7 +174,17 @@ fn respond(answer: protocol::AssetResponse) -> Response {
         let Some(known) = RESPONSE_HEADERS.iter().find(|k| k.as_str() == name) else {
             continue;
         };
-        if let Ok(v) = HeaderValue::from_str(value) {
+        let value = if *known == header::LOCATION {
+            match value.as_bytes() {
+                [b'/', b'/', ..] => continue,
+                [b'/', ..] => format!("/{tunnel}/assets{value}"),
+                _ if value.contains(':') => continue,
+                _ => value.clone(),
+            }
+        } else {
+            value.clone()
+        };
+        if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(known.clone(), v);
         }
     }
@@ -238,24 +249,53 @@ mod tests {
     fn only_known_headers_pass_and_the_answer_is_fenced() {
         let mut req = HeaderMap::new();
         req.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"v1\""));
-        req.insert(header::COOKIE, HeaderValue::from_static("relay_session=secret"));
+        req.insert(
+            header::COOKIE,
+            HeaderValue::from_static("relay_session=secret"),
+        );
         req.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
         assert_eq!(
             passed_on(&req),
             vec![("if-none-match".to_owned(), "\"v1\"".to_owned())]
         );
 
-        let r = respond(protocol::AssetResponse {
-            exchange: 1,
-            status: 200,
-            headers: vec![
-                ("content-type".into(), "text/html".into()),
-                ("set-cookie".into(), "relay_session=evil".into()),
-                ("access-control-allow-credentials".into(), "true".into()),
-                ("etag".into(), "bad\nvalue".into()),
-            ],
-            body: bytes::Bytes::from_static(b"<script>alert(1)</script>"),
-        });
+        let moved = respond(
+            "my-app",
+            protocol::AssetResponse {
+                exchange: 1,
+                status: 301,
+                headers: vec![("location".into(), "/dir/".into())],
+                body: bytes::Bytes::new(),
+            },
+        );
+        assert_eq!(moved.headers()[header::LOCATION], "/my-app/assets/dir/");
+        for elsewhere in ["//evil.example/", "https://evil.example/"] {
+            let r = respond(
+                "my-app",
+                protocol::AssetResponse {
+                    exchange: 1,
+                    status: 302,
+                    headers: vec![("location".into(), elsewhere.into())],
+                    body: bytes::Bytes::new(),
+                },
+            );
+            assert!(r.headers().get(header::LOCATION).is_none(), "{elsewhere}");
+        }
+
+        let r = respond(
+            "my-app",
+            protocol::AssetResponse {
+                exchange: 1,
+                status: 200,
+                headers: vec![
+                    ("content-type".into(), "text/html".into()),
+                    ("set-cookie".into(), "relay_session=evil".into()),
+                    ("access-control-allow-credentials".into(), "true".into()),
+                    ("etag".into(), "bad\nvalue".into()),
+                ],
+                body: bytes::Bytes::from_static(b"<script>alert(1)</script>"),
+            },
+        );
         let h = r.headers();
         assert_eq!(h[header::CONTENT_TYPE], "text/html");
         assert!(h.get(header::SET_COOKIE).is_none());

@@ -17,6 +17,11 @@ use crate::child::ChildId;
 
 impl Core {
     pub(super) fn on_child_line(&mut self, child: ChildId, line: Bytes) {
+        // Local asset origins become public ones before anything looks at the line.
+        let line = match self.assets.as_ref().and_then(|a| a.rewrite(&line)) {
+            Some(rewritten) => rewritten,
+            None => line,
+        };
         // The server's own output: the fast scan skips over large results.
         let env = match protocol::scan::parse_fast(&line) {
             Ok(e) => e,

@@ -27,6 +27,9 @@
 //! - sessions are bounded in all, per principal, and under `isolate` by the children they
 //!   own; the least recently used is evicted (`from_relay.rs`, `sessions.rs`;
 //!   `tests/eviction.rs`);
+//! - a tunnel publishing a local asset origin has that origin moved to its public address
+//!   in every line a server sends, before anything else looks at it
+//!   (`crate::assets::rewrite`, `from_server.rs`);
 //! - under `isolate` (always for HTTP servers, whose children are upstream sessions),
 //!   sessionless traffic is served by one child per principal, never a shared one; a
 //!   request waits while that child starts; with `keep_shared` the bridge keeps a child of
@@ -217,6 +220,9 @@ pub struct Core {
     /// HTTP+SSE streams that outlived a relay connection, by the exchange number that
     /// opened them.
     carried: CarriedStreams,
+    /// Moves local asset origins to their public address in what servers send (a
+    /// tunnel publishing assets, once the relay told its public URL).
+    assets: Option<crate::assets::rewrite::Rewriter>,
     /// The desktop policy's state (last: requests in flight, dropped before it, are
     /// still recorded in the audit log).
     gate: gate::Gate,
@@ -260,8 +266,18 @@ impl Core {
             listens: Listens::default(),
             resumable: ResumableStreams::default(),
             carried: CarriedStreams::default(),
+            assets: None,
             gate,
         }
+    }
+
+    /// From now on, what servers send has its local asset origins moved to their public
+    /// address by `rewriter` (the snapshot kept so far too).
+    pub fn set_asset_rewriter(&mut self, rewriter: Option<crate::assets::rewrite::Rewriter>) {
+        if let Some(r) = &rewriter {
+            self.snapshot.rewrite(|json| r.rewrite(json));
+        }
+        self.assets = rewriter;
     }
 
     /// The bridge's gauges.

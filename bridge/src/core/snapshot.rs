@@ -31,6 +31,19 @@ impl OfflineSnapshot {
         self.dirty = true;
     }
 
+    /// Rewrites the kept results with `f` (which returns `None` for no change).
+    pub(super) fn rewrite(&mut self, f: impl Fn(&[u8]) -> Option<Bytes>) {
+        for kept in [&mut self.initialize, &mut self.tools]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(new) = f(kept) {
+                *kept = new;
+                self.dirty = true;
+            }
+        }
+    }
+
     /// The snapshot frame: when it changed since the last one, or always with `force`;
     /// none before an initialize result is known.
     pub(super) fn frame(&mut self, force: bool) -> Option<Frame> {

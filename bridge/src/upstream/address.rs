@@ -95,6 +95,30 @@ pub fn resolve(url: &Url, allow_remote: bool) -> Result<(String, Vec<SocketAddr>
     Ok((bare.to_owned(), addrs))
 }
 
+/// An HTTP client for `url`'s host that connects only to `addrs` (checked by [`resolve`]),
+/// follows no redirects and uses no proxy.
+pub fn pinned_client(
+    url: &Url,
+    addrs: &[SocketAddr],
+    connect_timeout: std::time::Duration,
+) -> Result<reqwest::Client, String> {
+    let host = url.host_str().unwrap_or_default();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .user_agent(concat!("mcp-tunnel-bridge/", env!("CARGO_PKG_VERSION")));
+    if bare.parse::<IpAddr>().is_err() {
+        builder = builder.resolve_to_addrs(bare, addrs);
+    }
+    // The web PKI roots for an https server (the TLS setup reqwest is given must be set
+    // for http ones too).
+    let tls = crate::link::tls_config(None).map_err(|e| e.to_string())?;
+    builder = builder.tls_backend_preconfigured(tls.as_ref().clone());
+    builder.build().map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -106,21 +106,7 @@ impl HttpUpstreams {
         events: mpsc::Sender<ChildEvent>,
         health: Arc<Health>,
     ) -> Result<Self, String> {
-        let host = cfg.server.url.host_str().unwrap_or_default().to_owned();
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(cfg.connect_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("mcp-tunnel-bridge/", env!("CARGO_PKG_VERSION")));
-        if bare.parse::<std::net::IpAddr>().is_err() {
-            builder = builder.resolve_to_addrs(bare, addrs);
-        }
-        // The web PKI roots for an https server (the TLS setup reqwest is given must be
-        // set for http ones too).
-        let tls = crate::link::tls_config(None).map_err(|e| e.to_string())?;
-        builder = builder.tls_backend_preconfigured(tls.as_ref().clone());
-        let client = builder.build().map_err(|e| e.to_string())?;
+        let client = super::address::pinned_client(&cfg.server.url, addrs, cfg.connect_timeout)?;
         let shared = Arc::new(Shared {
             client,
             cfg,

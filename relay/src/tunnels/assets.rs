@@ -133,7 +133,10 @@ mod tests {
         let Some(Frame::AssetRequest(sent)) = rx.recv().await else {
             panic!("the bridge gets the request");
         };
-        assert!(!t.assets.deliver(answer(sent.exchange + 1)), "not its number");
+        assert!(
+            !t.assets.deliver(answer(sent.exchange + 1)),
+            "not its number"
+        );
         assert!(t.assets.deliver(answer(sent.exchange)));
         assert_eq!(fetch.answer().await.expect("answered").status, 200);
         drop(fetch);
