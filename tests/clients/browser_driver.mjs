@@ -1,6 +1,6 @@
-// What the browser drivers (consent_browser.mjs, status_browser.mjs) share: their command
-// line, headless Chromium (Debian's /usr/bin/chromium) through playwright-core with
-// JavaScript disabled in the page, the frames of a page of another origin, and the JSON
+// What the browser drivers (consent_browser.mjs, status_browser.mjs, widget_browser.mjs)
+// share: their command line, headless Chromium (Debian's /usr/bin/chromium) through
+// playwright-core with JavaScript disabled in the page (unless a driver asks for it), the frames of a page of another origin, and the JSON
 // lines they report with.
 //
 // playwright-core is loaded from $TS_SDK_DIR (default: <repo>/.test-deps/node/node_modules,
@@ -52,7 +52,7 @@ export function parseArgs(script, usageLine, modes, options, defaults) {
 
 /**
  * A run of a driver: `step` says what it is doing (for the failure report), `launch` opens
- * a page of a fresh context with JavaScript off (and hands out `left` too), `left` is the
+ * a page of a fresh context with JavaScript off unless `javaScript` (and hands out `left` too), `left` is the
  * time left before the deadline.
  */
 export class Run {
@@ -65,13 +65,13 @@ export class Run {
     return Math.max(1, this.deadline - Date.now());
   }
 
-  async launch() {
+  async launch({ javaScript = false } = {}) {
     const { chromium } = await import(
       pathToFileURL(path.join(nodeModules, 'playwright-core', 'index.mjs')).href);
     this.step = 'launch chromium';
     // Playwright gives every launch a new, empty --user-data-dir and removes it afterwards.
     this.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
-    const context = await this.browser.newContext({ javaScriptEnabled: false });
+    const context = await this.browser.newContext({ javaScriptEnabled: javaScript });
     const page = await context.newPage();
     page.setDefaultTimeout(this.opts.timeout * 1000);
     return { context, page, left: () => this.left() };

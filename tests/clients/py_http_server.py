@@ -44,6 +44,7 @@ runs; uvicorn's own log goes to stderr.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -146,7 +147,14 @@ async def slow(ms: int, tag: str) -> str:
 
 
 WIDGET_URI = "ui://widget/board.html"
-WIDGET_HTML = '<!doctype html><div id="board"></div><script src="http://127.0.0.1:4444/board.js"></script>'
+# The origin the widget loads its script and style from (a local asset server), as a
+# ChatGPT Apps developer's server names it; WIDGET_ASSETS overrides the usual one.
+ASSETS = os.environ.get("WIDGET_ASSETS", "http://127.0.0.1:4444")
+WIDGET_HTML = (
+    f'<!doctype html><link rel="stylesheet" href="{ASSETS}/board.css">'
+    f'<div id="board">waiting for board.js</div>'
+    f'<script type="module" src="{ASSETS}/board.js"></script>'
+)
 
 
 @server.tool(
@@ -164,7 +172,10 @@ def board(title: str) -> str:
 @server.resource(
     WIDGET_URI,
     mime_type="text/html+skybridge",
-    meta={"openai/widgetCSP": {"resource_domains": ["http://127.0.0.1:4444"], "connect_domains": []}},
+    meta={
+        "openai/widgetCSP": {"resource_domains": [ASSETS], "connect_domains": [ASSETS]},
+        "ui": {"csp": {"resourceDomains": [ASSETS], "connectDomains": [ASSETS]}},
+    },
 )
 def board_widget() -> str:
     """The widget template of `board`."""

@@ -116,6 +116,8 @@ pub struct Bridge {
     pub sse_url: String,
     /// The bearer token clients must send, when auth is on.
     pub bearer: Option<String>,
+    /// The lines it printed up to the client auth line (endpoints, assets, auth).
+    pub welcome: Vec<String>,
     /// The fixture's counts file.
     pub counts: PathBuf,
     _dir: tempfile::TempDir,
@@ -183,6 +185,7 @@ impl Bridge {
             mcp_url: field("MCP endpoint:").expect("MCP endpoint line"),
             sse_url: field("SSE endpoint:").expect("SSE endpoint line"),
             bearer: field("Bearer token:"),
+            welcome: lines.clone(),
             counts,
             proc,
             _dir: dir,

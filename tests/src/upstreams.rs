@@ -52,6 +52,8 @@ pub struct Upstream {
     program: Program,
     transport: Transport,
     port: u16,
+    /// More environment for the server process.
+    env: Vec<(String, String)>,
     proc: Option<Proc>,
 }
 
@@ -74,10 +76,24 @@ impl Upstream {
 
     /// `program` with `transport` on `port`, once it answers HTTP there.
     pub fn start(program: Program, transport: Transport, port: u16) -> Self {
+        Self::start_with(program, transport, port, &[])
+    }
+
+    /// `py_http_server.py` with `transport` on a free loopback port and `env` in its
+    /// environment (`WIDGET_ASSETS`), once it answers.
+    pub fn python_with_env(transport: Transport, env: &[(&str, &str)]) -> Self {
+        Self::start_with(Program::Python, transport, unused_port(), env)
+    }
+
+    fn start_with(program: Program, transport: Transport, port: u16, env: &[(&str, &str)]) -> Self {
         let mut up = Self {
             program,
             transport,
             port,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             proc: None,
         };
         up.start_again();
@@ -129,7 +145,8 @@ impl Upstream {
             self.proc.is_none(),
             "the upstream server is already running"
         );
-        let (cmd, name) = self.command();
+        let (mut cmd, name) = self.command();
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         self.proc = Some(Proc::start(cmd, name));
         self.wait_ready();
     }
@@ -206,6 +223,31 @@ impl Upstream {
             std::thread::sleep(Duration::from_millis(25));
         }
     }
+}
+
+/// A static file server (Python's `http.server`) for `dir` on a free loopback port, once it
+/// answers: a widget's local asset server. Its port comes with it.
+pub fn static_files(dir: &std::path::Path) -> (Proc, u16) {
+    let port = unused_port();
+    let mut cmd = Command::new(deps().var("PY_SDK"));
+    cmd.args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+        .arg(dir)
+        .arg(port.to_string());
+    let mut proc = Proc::start(cmd, "static-files");
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let deadline = Instant::now() + READY_WITHIN;
+    while !answers_http(addr) {
+        if let Some(code) = proc.exited() {
+            panic!("http.server exited with {code}:\n{}", proc.log_text());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "http.server did not answer on port {port}:\n{}",
+            proc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    (proc, port)
 }
 
 /// Whether something at `addr` answers a plain HTTP request (any status: the path does not

@@ -285,4 +285,15 @@ fn a_widget_tool_and_its_template_pass_unchanged() {
         called["result"]["content"][0]["text"], "board q4",
         "{called}"
     );
+    // Without `assets`, the tunnel publishes none.
+    let assets = http.get(
+        &format!("{}/work/assets/board.js", bridge.relay_base()),
+        &[],
+    );
+    assert_eq!(assets.status, 404, "{}", assets.text());
+    assert!(
+        assets.text().contains("publishes no assets"),
+        "{}",
+        assets.text()
+    );
 }

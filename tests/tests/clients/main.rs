@@ -14,7 +14,9 @@
 //! - Roots never forwarded to the client (`roots`); `mcp-remote` refused with a wrong token
 //!   without an OAuth sign-in (`mcp_remote`); a server that starts slowly (`slow_start`).
 //! - Real servers: the Python SDK's and `server-everything` (`real_servers`), and the same
-//!   served over HTTP behind `bridge run --upstream URL` (`upstream_http`).
+//!   served over HTTP behind `bridge run --upstream URL` (`upstream_http`); a widget's
+//!   local asset server published under the tunnel, shown in a real browser
+//!   (`widget_assets`).
 //!
 //! Every test starts its own bridge (and its own `relay serve` when it tests a separate
 //! relay) on free loopback ports, runs the pinned client scripts of `tests/clients/`
@@ -35,6 +37,7 @@ mod slow_start;
 mod tap;
 mod typescript_sdk;
 mod upstream_http;
+mod widget_assets;
 mod wire;
 
 use e2e::Bridge;
