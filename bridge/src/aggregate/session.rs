@@ -592,7 +592,12 @@ impl Session {
 
     // ---- gathering lists ---------------------------------------------------------
 
-    fn gather(&mut self, list: List, for_core: Option<Value>, then: Option<Value>) {
+    fn gather(
+        &mut self,
+        list: List,
+        for_core: Option<Value>,
+        then: impl IntoIterator<Item = Value>,
+    ) {
         let cap = match list {
             List::Tools => "tools",
             List::Prompts => "prompts",
@@ -678,6 +683,24 @@ impl Session {
         let Some(g) = self.gathers.remove(&key) else {
             return;
         };
+        if g.list == List::Tools
+            && self.uris.is_none()
+            && g.for_core.is_some()
+            && g.entries
+                .values()
+                .flatten()
+                .any(|t| !templates(t).is_empty())
+            && self
+                .up()
+                .into_iter()
+                .any(|m| self.capability(m, "resources"))
+        {
+            // A tool names a widget template: its public URI comes from the resource
+            // list (two members may list the same one). List the resources, then the
+            // tools again.
+            let again = json!({ "jsonrpc": "2.0", "id": g.for_core, "method": "tools/list" });
+            return self.gather(List::Resources, None, std::iter::once(again).chain(g.then));
+        }
         let names: Vec<String> = self.members.iter().map(|m| m.name.clone()).collect();
         let result = match g.list {
             List::Tools | List::Prompts => {
@@ -712,6 +735,9 @@ impl Session {
                         let mut item = item.clone();
                         if let Some(p) = map.public(&names[*m], name) {
                             item["name"] = Value::from(p);
+                        }
+                        if let Some(uris) = &self.uris {
+                            publish_templates(&mut item, uris, *m);
                         }
                         out.push(item);
                     }
@@ -1062,6 +1088,34 @@ fn union_of(tunnel: &str, results: &[(&str, &Value)]) -> Value {
 
 /// The `_meta` key of an aggregated tunnel's `initialize` result listing its servers.
 pub const SERVERS_META: &str = "mcp-tunnel/servers";
+
+/// Where a tool's `_meta` names its widget template: the Apps SDK's
+/// `openai/outputTemplate`, MCP Apps' `ui.resourceUri` (and its older flat key).
+const TEMPLATE_POINTERS: [&str; 3] = [
+    "/_meta/openai~1outputTemplate",
+    "/_meta/ui/resourceUri",
+    "/_meta/ui~1resourceUri",
+];
+
+/// The widget template URIs a tool's `_meta` names.
+fn templates(tool: &Value) -> Vec<&str> {
+    TEMPLATE_POINTERS
+        .iter()
+        .filter_map(|p| tool.pointer(p).and_then(Value::as_str))
+        .collect()
+}
+
+/// A member's tool with its template URIs made public (as its resources are listed).
+fn publish_templates(tool: &mut Value, uris: &UriMap, member: usize) {
+    for p in TEMPLATE_POINTERS {
+        if let Some(v) = tool.pointer_mut(p)
+            && let Some(uri) = v.as_str()
+        {
+            let public = uris.public(member, uri).to_owned();
+            *v = Value::from(public);
+        }
+    }
+}
 
 #[cfg(test)]
 #[path = "session_tests.rs"]

@@ -612,3 +612,82 @@ fn an_answer_passes_as_written_and_only_from_the_member_asked() {
     s.on_member_line(1, progress);
     assert_eq!(s.take_output().0, [progress.to_vec()]);
 }
+
+#[test]
+fn a_widget_template_two_members_list_is_named_apart_in_their_tools_too() {
+    let mut s = Session::new("work", &["maps".into(), "notes".into()]);
+    core(
+        &mut s,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+               "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                          "clientInfo": {"name": "bridge", "version": "1"}}}),
+    );
+    let (_, sent) = out(&mut s);
+    for (m, req) in &sent {
+        let caps = json!({"tools": {}, "resources": {}});
+        member(&mut s, *m, result(&req["id"], init_result("x", caps, "")));
+    }
+    out(&mut s);
+    let uri = "ui://widget/board.html";
+    let widget_tool = |name: &str| {
+        json!({ "name": name, "inputSchema": { "type": "object" },
+                "_meta": { "openai/outputTemplate": uri, "ui": { "resourceUri": uri } } })
+    };
+    core(
+        &mut s,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    );
+    let (to_core, sent) = out(&mut s);
+    assert!(to_core.is_empty());
+    answer_lists(
+        &mut s,
+        &sent,
+        &[vec![widget_tool("show")], vec![widget_tool("board")]],
+    );
+    // The tools name a template: the resources are listed first, then the tools again.
+    let (to_core, sent) = out(&mut s);
+    assert!(to_core.is_empty(), "{to_core:?}");
+    for (m, req) in &sent {
+        assert_eq!(req["method"], "resources/list");
+        member(
+            &mut s,
+            *m,
+            result(
+                &req["id"],
+                json!({ "resources": [{ "uri": uri, "name": "board" }] }),
+            ),
+        );
+    }
+    let (_, sent) = out(&mut s);
+    answer_lists(
+        &mut s,
+        &sent,
+        &[vec![widget_tool("show")], vec![widget_tool("board")]],
+    );
+    let (to_core, _) = out(&mut s);
+    assert_eq!(to_core.len(), 1, "{to_core:?}");
+    assert_eq!(to_core[0]["id"], 2);
+    let tools = to_core[0]["result"]["tools"].as_array().unwrap();
+    let meta = |name: &str| {
+        tools
+            .iter()
+            .find(|t| t["name"] == name)
+            .map(|t| t["_meta"].clone())
+            .unwrap_or_else(|| panic!("{name} in {tools:?}"))
+    };
+    // "maps" comes first by name and keeps the URI; "notes" names its own template.
+    assert_eq!(meta("maps_show")["openai/outputTemplate"], uri);
+    let theirs = meta("notes_board");
+    let public = theirs["openai/outputTemplate"].as_str().unwrap().to_owned();
+    assert!(public.starts_with("ui://notes/"), "{public}");
+    assert_eq!(theirs["ui"]["resourceUri"], public.as_str());
+    // Reading that URI reaches the member that serves it, under its own URI.
+    core(
+        &mut s,
+        json!({"jsonrpc": "2.0", "id": 3, "method": "resources/read", "params": {"uri": public}}),
+    );
+    let (_, sent) = out(&mut s);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, 1);
+    assert_eq!(sent[0].1["params"]["uri"], uri);
+}
