@@ -637,6 +637,10 @@ deny_tools = ["write_*"]
                 &["not a valid tunnel name"],
             ),
             ("relay = \n", &["/etc/bridge.toml:1"]),
+            (
+                "[servers.abc]\ncommand = \"x\"\nassets = \"http://127.0.0.1:4444/static\"\n",
+                &["/etc/bridge.toml:3", "servers.abc.assets", "no path"],
+            ),
         ];
         for (text, wants) in cases {
             let e = parse(text).unwrap_err().to_string();
@@ -644,6 +648,17 @@ deny_tools = ["write_*"]
                 assert!(e.contains(want), "{want} in {e}");
             }
         }
+    }
+
+    #[test]
+    fn reads_a_servers_asset_origin() {
+        let f =
+            parse("[servers.abc]\ncommand = \"x\"\nassets = \"http://127.0.0.1:4444/\"\n").unwrap();
+        let origin = f.servers[0].assets.as_ref().expect("assets");
+        assert_eq!(
+            origin.origin().ascii_serialization(),
+            "http://127.0.0.1:4444"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! | layer | folders | what they own |
 //! |---|---|---|
 //! | top | [`server`], `app`, [`error`] | serving a listener (plain or TLS), the embedded relay, shutdown; the only place that builds every feature's state and the router |
-//! | features | `mcp`, `link`, [`oauth`], `owner` | the public MCP path (both transports, both protocol revisions, offline answers, client authentication); the bridge's WebSocket (upgrade, admission, the socket a tunnel lives on); the OAuth 2.1 server and its trace; the owner's status page |
+//! | features | `mcp`, `assets`, `link`, [`oauth`], `owner` | the public MCP path (both transports, both protocol revisions, offline answers, client authentication); the public asset route of tunnels that publish a local asset origin; the bridge's WebSocket (upgrade, admission, the socket a tunnel lives on); the OAuth 2.1 server and its trace; the owner's status page |
 //! | observability | [`observe`] | the request log, metrics, logging, the newest calls |
 //! | configuration | [`config`] | settings, the config file, which `Host`/`Origin` the relay answers |
 //! | plumbing | [`net`] | connection limits and timeouts, TLS and ACME, the client's address behind proxies |
