@@ -374,14 +374,7 @@ fn plan_tunnels(
             server,
             members: Vec::new(),
             opts: ServerOptions::merge(&flags, &ServerOptions::default(), &top, &policy_flags),
-            assets: args
-                .assets
-                .iter()
-                .map(|origin| AssetOrigin {
-                    mount: None,
-                    origin: origin.clone(),
-                })
-                .collect(),
+            assets: own_assets(args.assets.as_ref()),
             remember,
         }]);
     }
@@ -483,14 +476,7 @@ fn group_tunnels(
                 server: e.server.clone(),
                 members: Vec::new(),
                 opts: opts(e, false),
-                assets: e
-                    .assets
-                    .iter()
-                    .map(|origin| AssetOrigin {
-                        mount: None,
-                        origin: origin.clone(),
-                    })
-                    .collect(),
+                assets: own_assets(e.assets.as_ref()),
                 remember: Remember::Nothing,
             });
             continue;
@@ -522,6 +508,17 @@ fn group_tunnels(
         plans[0].origin = None;
     }
     Ok(plans)
+}
+
+/// The asset origin of a tunnel of one server (published at its `/assets/` itself).
+fn own_assets(origin: Option<&Url>) -> Vec<AssetOrigin> {
+    origin
+        .map(|origin| AssetOrigin {
+            mount: None,
+            origin: origin.clone(),
+        })
+        .into_iter()
+        .collect()
 }
 
 /// Most upstream sessions of an HTTP server at once (`--max-children` for HTTP servers).
@@ -1297,6 +1294,7 @@ mod tests {
             "--upstream-transport",
             "--upstream-header",
             "--allow-remote-upstream",
+            "--assets",
             "--allow-tool",
             "--deny-tool",
             "--confirm-tool",

@@ -79,25 +79,16 @@ async fn get_asset(
     if path.len() > MAX_ASSET_PATH {
         return text(StatusCode::URI_TOO_LONG, "The asset path is too long");
     }
-    let tunnel = loop {
-        match state.registry.lookup(name, state.config.grace) {
-            Lookup::Live(t) => break t,
-            Lookup::Away {
-                deadline,
-                reconnected,
-            } => {
-                state
-                    .registry
-                    .wait_for_bridge(name, reconnected, deadline)
-                    .await
-            }
-            Lookup::Offline(_) => {
-                return text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The desktop that serves this tunnel's assets is offline",
-                );
-            }
-            Lookup::Unknown => return text(StatusCode::NOT_FOUND, "Not found: no such tunnel"),
+    let tunnel = match state.registry.settled(name, state.config.grace).await {
+        Lookup::Live(t) => t,
+        Lookup::Offline(_) => {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The desktop that serves this tunnel's assets is offline",
+            );
+        }
+        Lookup::Away { .. } | Lookup::Unknown => {
+            return text(StatusCode::NOT_FOUND, "Not found: no such tunnel");
         }
     };
     if !tunnel.serves_assets {

@@ -32,9 +32,10 @@ fn init_result(name: &str, caps: Value, instructions: &str) -> Value {
             "serverInfo": { "name": name, "version": "1" }, "instructions": instructions })
 }
 
-/// A session of "files" (tools, resources) and "github" (tools, prompts), both up.
-fn started() -> Session {
-    let mut s = Session::new("work", &["files".into(), "github".into()]);
+/// A session of `names`, each member initialized with its `caps`.
+fn started_with(names: &[&str], caps: &[Value]) -> Session {
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let mut s = Session::new("work", &names);
     core(
         &mut s,
         json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
@@ -42,21 +43,25 @@ fn started() -> Session {
                           "clientInfo": {"name": "bridge", "version": "1"}}}),
     );
     let (_, sent) = out(&mut s);
-    assert_eq!(sent.len(), 2, "initialize goes to every member");
-    let caps = [
-        json!({"tools": {}, "resources": {"subscribe": true}}),
-        json!({"tools": {"listChanged": true}, "prompts": {}}),
-    ];
-    for ((m, req), caps) in sent.iter().zip(caps) {
+    assert_eq!(sent.len(), names.len(), "initialize goes to every member");
+    for (m, req) in &sent {
         assert_eq!(req["method"], "initialize");
-        let name = ["files", "github"][*m];
-        member(
-            &mut s,
-            *m,
-            result(&req["id"], init_result(name, caps, &format!("use {name}"))),
-        );
+        let name = &names[*m];
+        let init = init_result(name, caps[*m].clone(), &format!("use {name}"));
+        member(&mut s, *m, result(&req["id"], init));
     }
     s
+}
+
+/// A session of "files" (tools, resources) and "github" (tools, prompts), both up.
+fn started() -> Session {
+    started_with(
+        &["files", "github"],
+        &[
+            json!({"tools": {}, "resources": {"subscribe": true}}),
+            json!({"tools": {"listChanged": true}, "prompts": {}}),
+        ],
+    )
 }
 
 /// [`started`], with the tools listed once: files' `read_file`, github's `issue`.
@@ -615,18 +620,8 @@ fn an_answer_passes_as_written_and_only_from_the_member_asked() {
 
 #[test]
 fn a_widget_template_two_members_list_is_named_apart_in_their_tools_too() {
-    let mut s = Session::new("work", &["maps".into(), "notes".into()]);
-    core(
-        &mut s,
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-               "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                          "clientInfo": {"name": "bridge", "version": "1"}}}),
-    );
-    let (_, sent) = out(&mut s);
-    for (m, req) in &sent {
-        let caps = json!({"tools": {}, "resources": {}});
-        member(&mut s, *m, result(&req["id"], init_result("x", caps, "")));
-    }
+    let caps = json!({"tools": {}, "resources": {}});
+    let mut s = started_with(&["maps", "notes"], &[caps.clone(), caps]);
     out(&mut s);
     let uri = "ui://widget/board.html";
     let widget_tool = |name: &str| {

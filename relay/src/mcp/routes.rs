@@ -63,37 +63,25 @@ async fn prepare(
     if !protocol::valid_tunnel_name(name) {
         return Err(not_found_tunnel());
     }
-    loop {
-        match state.registry.lookup(name, state.config.grace) {
-            Lookup::Live(t) => {
-                let principal = authenticate(&state.auth, name, &t.auth, headers)?;
-                crate::observe::reqlog::note_principal(&principal);
-                return Ok((Target::Live(t), principal));
-            }
-            Lookup::Offline(off) => {
-                let principal = authenticate(&state.auth, name, &off.auth, headers)?;
-                crate::observe::reqlog::note_principal(&principal);
-                return Ok((Target::Offline(off), principal));
-            }
-            Lookup::Away {
-                deadline,
-                reconnected,
-            } => {
-                state
-                    .registry
-                    .wait_for_bridge(name, reconnected, deadline)
-                    .await;
-            }
-            Lookup::Unknown => {
-                return Err(McpError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    UNAVAILABLE,
-                    format!(
-                        "no bridge is connected for tunnel {name:?}; start `bridge run` on the desktop"
-                    ),
-                ).into_response());
-            }
+    match state.registry.settled(name, state.config.grace).await {
+        Lookup::Live(t) => {
+            let principal = authenticate(&state.auth, name, &t.auth, headers)?;
+            crate::observe::reqlog::note_principal(&principal);
+            Ok((Target::Live(t), principal))
         }
+        Lookup::Offline(off) => {
+            let principal = authenticate(&state.auth, name, &off.auth, headers)?;
+            crate::observe::reqlog::note_principal(&principal);
+            Ok((Target::Offline(off), principal))
+        }
+        Lookup::Away { .. } | Lookup::Unknown => Err(McpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            UNAVAILABLE,
+            format!(
+                "no bridge is connected for tunnel {name:?}; start `bridge run` on the desktop"
+            ),
+        )
+        .into_response()),
     }
 }
 

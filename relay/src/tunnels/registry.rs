@@ -277,6 +277,21 @@ impl Registry {
         }
     }
 
+    /// What a request for `name` finds once any grace period is over: [`Lookup::Live`]
+    /// (also a bridge that came back within it), [`Lookup::Offline`] or
+    /// [`Lookup::Unknown`], never [`Lookup::Away`].
+    pub async fn settled(&self, name: &str, grace: Duration) -> Lookup {
+        loop {
+            match self.lookup(name, grace) {
+                Lookup::Away {
+                    deadline,
+                    reconnected,
+                } => self.wait_for_bridge(name, reconnected, deadline).await,
+                found => return found,
+            }
+        }
+    }
+
     /// Waits, for a tunnel whose bridge is away ([`Lookup::Away`]), until a bridge
     /// connects (`reconnected` is its slot's signal) or `until`; the caller looks again.
     /// A connection made between the lookup and this call is not missed.
