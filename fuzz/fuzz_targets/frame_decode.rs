@@ -16,10 +16,10 @@
 use arbitrary::{Result, Unstructured};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use protocol::frame::MAX_STRING;
+use protocol::frame::{MAX_ASSET_HEADERS, MAX_STRING};
 use protocol::{
-    BridgeStatus, ClientAuth, Frame, Hello, Limits, Refusal, RefuseReason, Request, RequestKind,
-    Response, Snapshot, Welcome,
+    AssetRequest, AssetResponse, BridgeStatus, ClientAuth, Frame, Hello, Limits, Refusal,
+    RefuseReason, Request, RequestKind, Response, Snapshot, Welcome,
 };
 
 /// Body limits the raw bytes are decoded under, smallest first.
@@ -92,14 +92,19 @@ fn largest_body(frame: &Frame) -> usize {
         Frame::Request(r) => r.body.len(),
         Frame::Response(r) => r.body.len(),
         Frame::Snapshot(s) => s.initialize.len().max(s.tools.len()),
+        Frame::AssetResponse(a) => a.body.len(),
         _ => 0,
     }
 }
 
-/// Whether some string field is longer than the wire format allows (the encoder cuts it).
+/// Whether some string field is longer than the wire format allows, or a header list has
+/// more entries (the encoder cuts them).
 fn has_long_string(frame: &Frame) -> bool {
     let long = |s: &str| s.len() > MAX_STRING;
     let long_opt = |s: &Option<String>| s.as_deref().is_some_and(long);
+    let long_headers = |h: &[(String, String)]| {
+        h.len() > MAX_ASSET_HEADERS || h.iter().any(|(n, v)| long(n) || long(v))
+    };
     match frame {
         Frame::Hello(h) => long(&h.bridge_version) || long(&h.token) || long(&h.tunnel),
         Frame::Welcome(w) => long(&w.relay_version) || long(&w.mcp_url) || long(&w.sse_url),
@@ -111,6 +116,8 @@ fn has_long_string(frame: &Frame) -> bool {
                 || long(&r.principal)
         }
         Frame::Response(r) => long_opt(&r.session) || long_opt(&r.event_id),
+        Frame::AssetRequest(a) => long(&a.path) || long_headers(&a.headers),
+        Frame::AssetResponse(a) => long_headers(&a.headers),
         _ => false,
     }
 }
@@ -121,7 +128,7 @@ fn bytes(u: &mut Unstructured<'_>) -> Result<Bytes> {
 
 /// Builds a valid frame (every enum and range within its domain) from fuzzer input.
 fn arbitrary_frame(u: &mut Unstructured<'_>) -> Result<Frame> {
-    Ok(match u.int_in_range(0u8..=10)? {
+    Ok(match u.int_in_range(0u8..=12)? {
         0 => Frame::Hello(Hello {
             protocol: u.arbitrary()?,
             bridge_version: u.arbitrary()?,
@@ -189,6 +196,18 @@ fn arbitrary_frame(u: &mut Unstructured<'_>) -> Result<Frame> {
             // 0 is "reachable" on the wire, the same as none.
             down_since: u.arbitrary::<Option<u64>>()?.filter(|&t| t != 0),
         },
+        10 => Frame::AssetRequest(AssetRequest {
+            exchange: u.arbitrary()?,
+            head: u.arbitrary()?,
+            path: u.arbitrary()?,
+            headers: u.arbitrary()?,
+        }),
+        11 => Frame::AssetResponse(AssetResponse {
+            exchange: u.arbitrary()?,
+            status: u.int_in_range(100..=599)?,
+            headers: u.arbitrary()?,
+            body: bytes(u)?,
+        }),
         _ => Frame::Status(BridgeStatus {
             sessions: u.arbitrary()?,
             pending: u.arbitrary()?,
