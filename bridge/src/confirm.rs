@@ -6,6 +6,10 @@
 //! input: the [`hub`] hands out codes unique in the process and routes each answer to the
 //! driver whose call has that code. Whatever reads standard input passes every line to
 //! [`Hub::on_line`] (the consent prompts do) and reports its end with [`Hub::on_closed`].
+//! The owner's dashboard (`crate::desk`) is the other way to answer: it lists the
+//! [`Hub::waiting`] calls and answers with [`Hub::answer`]. While it runs, a bridge
+//! without a usable standard input (a service, `</dev/null`) holds calls for it instead of
+//! declining them.
 //!
 //! Everything shown comes from the network (tool names, client names, arguments) and is
 //! made safe for a terminal first: control characters, escape sequences and bidirectional
@@ -128,7 +132,7 @@ impl Notice {
                 printable(tool, 120)
             ),
             Notice::NoTerminal { tool } => format!(
-                "Declined a call of {}: it needs your approval, but the bridge has no terminal to ask in. Run `bridge run` in a terminal to approve such calls.",
+                "Declined a call of {}: it needs your approval, but the bridge has no terminal to ask in and no dashboard (--no-dashboard). Run `bridge run` in a terminal, or with its dashboard, to approve such calls.",
                 printable(tool, 120)
             ),
             Notice::Unknown { code } => {
@@ -245,7 +249,7 @@ pub fn stdin_can_answer() -> bool {
     }
 }
 
-/// What the terminal tells a driver.
+/// What the terminal (or the dashboard) tells a driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TerminalMsg {
     /// The owner answered the call with this code.
@@ -254,6 +258,9 @@ pub enum TerminalMsg {
         code: String,
         /// Allowed (`true`) or declined.
         approve: bool,
+        /// Allowed, and the same tool is allowed for the same client from now on (until
+        /// the bridge restarts).
+        always: bool,
     },
     /// Standard input ended: nobody can answer any more.
     Closed,
@@ -268,11 +275,39 @@ pub struct Hub {
 #[derive(Default)]
 struct HubInner {
     closed: bool,
+    /// The dashboard runs: it can answer whatever standard input is.
+    desk: bool,
     next: u64,
     subscribers: HashMap<u64, mpsc::UnboundedSender<TerminalMsg>>,
     /// Codes of waiting calls, and the subscriber holding each.
     codes: HashMap<String, u64>,
+    /// What each waiting call is, for the dashboard.
+    waiting: HashMap<String, Waiting>,
 }
+
+/// A call waiting for the owner, as the dashboard shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// Its code.
+    pub code: String,
+    /// The tunnel it came through.
+    pub tunnel: String,
+    /// The tool called.
+    pub tool: String,
+    /// The client calling it.
+    pub principal: String,
+    /// Its arguments (JSON as the client sent it, at most [`MAX_SHOWN_ARGS`] bytes).
+    pub args: String,
+    /// Whether the arguments were cut to fit.
+    pub args_cut: bool,
+    /// When it started waiting.
+    pub since: std::time::SystemTime,
+    /// How long it waits.
+    pub timeout: Duration,
+}
+
+/// Most bytes of a held call's arguments kept for the dashboard.
+pub const MAX_SHOWN_ARGS: usize = 64 * 1024;
 
 /// The process's hub.
 pub fn hub() -> &'static Hub {
@@ -298,11 +333,42 @@ impl Hub {
         (Subscription { hub: self, id }, rx)
     }
 
-    /// Whether the owner can answer: standard input is a terminal or a pipe, and has not
-    /// ended.
+    /// Whether the owner can answer: the dashboard runs, or standard input is a terminal
+    /// or a pipe and has not ended.
     pub fn can_answer(&self) -> bool {
         static PROBE: OnceLock<bool> = OnceLock::new();
-        !self.lock().closed && *PROBE.get_or_init(stdin_can_answer)
+        let inner = self.lock();
+        inner.desk || (!inner.closed && *PROBE.get_or_init(stdin_can_answer))
+    }
+
+    /// The dashboard runs from now on: calls wait for it even without a terminal.
+    pub fn open_desk(&self) {
+        self.lock().desk = true;
+    }
+
+    /// The calls waiting for the owner, oldest first.
+    pub fn waiting(&self) -> Vec<Waiting> {
+        let mut all: Vec<Waiting> = self.lock().waiting.values().cloned().collect();
+        all.sort_by_key(|w| w.since);
+        all
+    }
+
+    /// The owner's answer to the call with `code` from the dashboard; `false` when no
+    /// call waits with it (answered already, or gone).
+    pub fn answer(&self, code: &str, approve: bool, always: bool) -> bool {
+        let mut inner = self.lock();
+        inner.waiting.remove(code);
+        let Some(sub) = inner.codes.remove(code) else {
+            return false;
+        };
+        inner.subscribers.get(&sub).is_some_and(|tx| {
+            tx.send(TerminalMsg::Answer {
+                code: code.to_owned(),
+                approve,
+                always: approve && always,
+            })
+            .is_ok()
+        })
     }
 
     /// A line typed by the owner; whether it was about tool calls (then it is handled:
@@ -323,6 +389,7 @@ impl Hub {
                 true
             }
             Answer::Decision { approve, code } => {
+                inner.waiting.remove(&code);
                 let sent = inner
                     .codes
                     .remove(&code)
@@ -331,6 +398,7 @@ impl Hub {
                         tx.send(TerminalMsg::Answer {
                             code: code.clone(),
                             approve,
+                            always: false,
                         })
                         .is_ok()
                     });
@@ -342,11 +410,15 @@ impl Hub {
         }
     }
 
-    /// Standard input ended.
+    /// Standard input ended. Without the dashboard nobody can answer any more.
     pub fn on_closed(&self) {
         let mut inner = self.lock();
         inner.closed = true;
+        if inner.desk {
+            return;
+        }
         inner.codes.clear();
+        inner.waiting.clear();
         for tx in inner.subscribers.values() {
             let _ = tx.send(TerminalMsg::Closed);
         }
@@ -368,11 +440,21 @@ impl Subscription {
         code
     }
 
+    /// A fresh code for a held call, routed to this subscriber and shown on the dashboard
+    /// as `waiting` (whose `code` is set here).
+    pub fn claim_code_for(&self, mut waiting: Waiting) -> String {
+        let code = self.claim_code();
+        waiting.code = code.clone();
+        self.hub.lock().waiting.insert(code.clone(), waiting);
+        code
+    }
+
     /// The call with this code no longer waits.
     pub fn release(&self, code: &str) {
         let mut inner = self.hub.lock();
         if inner.codes.get(code) == Some(&self.id) {
             inner.codes.remove(code);
+            inner.waiting.remove(code);
         }
     }
 }
@@ -383,6 +465,16 @@ impl Drop for Subscription {
         inner.subscribers.remove(&self.id);
         let id = self.id;
         inner.codes.retain(|_, sub| *sub != id);
+        let codes = &inner.codes;
+        let gone: Vec<String> = inner
+            .waiting
+            .keys()
+            .filter(|c| !codes.contains_key(*c))
+            .cloned()
+            .collect();
+        for c in gone {
+            inner.waiting.remove(&c);
+        }
     }
 }
 
@@ -465,7 +557,8 @@ mod tests {
             rx_b.try_recv().unwrap(),
             TerminalMsg::Answer {
                 code: cb.clone(),
-                approve: true
+                approve: true,
+                always: false
             }
         );
         assert!(rx_a.try_recv().is_err());
@@ -481,7 +574,8 @@ mod tests {
             rx_a.try_recv().unwrap(),
             TerminalMsg::Answer {
                 code: ca,
-                approve: false
+                approve: false,
+                always: false
             }
         );
         let cb = b.claim_code();
@@ -492,6 +586,59 @@ mod tests {
         assert!(!hub.can_answer());
         let (_c, mut rx_c) = hub.subscribe();
         assert_eq!(rx_c.try_recv().unwrap(), TerminalMsg::Closed);
+        drop(a);
+    }
+
+    #[test]
+    fn the_dashboard_sees_waiting_calls_and_answers_them_past_a_closed_input() {
+        let hub: &'static Hub = Box::leak(Box::default());
+        hub.open_desk();
+        let (a, mut rx) = hub.subscribe();
+        let waiting = |tool: &str| Waiting {
+            code: String::new(),
+            tunnel: "files".into(),
+            tool: tool.into(),
+            principal: "client".into(),
+            args: "{\"path\":\"/tmp\"}".into(),
+            args_cut: false,
+            since: std::time::SystemTime::now(),
+            timeout: Duration::from_secs(120),
+        };
+        let code = a.claim_code_for(waiting("write"));
+        hub.on_closed();
+        assert!(hub.can_answer(), "the dashboard still answers");
+        assert!(rx.try_recv().is_err(), "nothing is declined");
+        let shown = hub.waiting();
+        assert_eq!(shown.len(), 1);
+        assert_eq!(
+            (shown[0].code.as_str(), shown[0].tool.as_str()),
+            (code.as_str(), "write")
+        );
+        assert!(hub.answer(&code, true, true));
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            TerminalMsg::Answer {
+                code: code.clone(),
+                approve: true,
+                always: true
+            }
+        );
+        assert!(hub.waiting().is_empty());
+        assert!(!hub.answer(&code, true, false), "answered once");
+        let other = a.claim_code_for(waiting("delete"));
+        assert!(hub.answer(&other, false, true));
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            TerminalMsg::Answer {
+                code: other,
+                approve: false,
+                always: false
+            },
+            "a declined call sets no rule"
+        );
+        let gone = a.claim_code_for(waiting("move"));
+        a.release(&gone);
+        assert!(hub.waiting().is_empty());
         drop(a);
     }
 

@@ -212,6 +212,7 @@ pub async fn run(
                     }
                     health_sent = None;
                     relay_takes_health = server_health;
+                    terminal.gauges.set_url(&welcome.mcp_url);
                     last_status = None;
                     out = Some(tx);
                     if starting {

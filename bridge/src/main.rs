@@ -13,6 +13,7 @@ mod config;
 mod confirm;
 mod consent;
 mod core;
+mod desk;
 mod doctor;
 mod driver;
 mod error_text;
@@ -88,9 +89,49 @@ enum Command {
     /// (discovery, OAuth metadata, the GET probe, the tool list, SSE delivery through
     /// proxies): `bridge doctor <url> [--token T]`. Exits 1 if a check fails.
     Doctor(doctor::Args),
+    /// Open the dashboard of the running bridge (the newest, when several run) in the
+    /// browser.
+    Open(OpenArgs),
     /// Internal: the orphan guard process (see guard.rs).
     #[command(name = "__guard", hide = true)]
     Guard,
+}
+
+#[derive(clap::Args)]
+struct OpenArgs {
+    /// Print the address (it carries the dashboard's secret) instead of opening it.
+    #[arg(long)]
+    print: bool,
+}
+
+/// `bridge open`: the running bridge's dashboard, in the browser or printed.
+fn open_dashboard(args: &OpenArgs) -> anyhow::Result<ExitCode> {
+    let Some(url) = desk::running_address()? else {
+        anyhow::bail!(
+            "no running bridge has a dashboard (start one with `bridge run`, or check that it \
+             runs as this user)"
+        );
+    };
+    if args.print {
+        println!("{url}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut cmd = if cfg!(target_os = "macos") {
+        std::process::Command::new("open")
+    } else if cfg!(windows) {
+        let mut c = std::process::Command::new("cmd");
+        c.args(["/C", "start", ""]);
+        c
+    } else {
+        std::process::Command::new("xdg-open")
+    };
+    match cmd.arg(&url).status() {
+        Ok(s) if s.success() => Ok(ExitCode::SUCCESS),
+        _ => {
+            eprintln!("cannot start a browser; open this address: {url}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -129,6 +170,7 @@ fn main() -> ExitCode {
         Command::Logout => login::logout(),
         Command::Service(command) => service::run(command),
         Command::Doctor(args) => doctor::run(args),
+        Command::Open(args) => open_dashboard(&args),
         Command::Guard => {
             guard::run_guard();
             Ok(ExitCode::SUCCESS)

@@ -101,6 +101,14 @@ pub struct RunArgs {
     /// No live status line on the terminal.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Loopback address of the owner's dashboard (default 127.0.0.1 on a free port; the
+    /// bridge prints its address, `bridge open` opens it).
+    #[arg(long, value_name = "ADDR", env = "BRIDGE_DASHBOARD")]
+    pub dashboard: Option<SocketAddr>,
+    /// No dashboard: calls that need approval are then asked in the terminal only (and
+    /// declined without one).
+    #[arg(long, conflicts_with = "dashboard")]
+    pub no_dashboard: bool,
     /// Publish the local HTTP MCP server at this URL (Streamable HTTP, or HTTP+SSE such as
     /// http://127.0.0.1:PORT/sse) instead of a command after `--`.
     #[arg(long, value_name = "URL", conflicts_with = "command")]
@@ -872,6 +880,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             (spec, ChildrenPlan::Aggregate(members), http)
         };
         let mut cfg = CoreConfig::new(spec);
+        cfg.tunnel = p.name.clone();
         // An HTTP server's children are sessions: each remote session (and each
         // principal's sessionless traffic) gets its own, and the bridge keeps one to watch
         // the server (also when it is one member of several).
@@ -962,7 +971,55 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     let names: Vec<String> = tunnels.iter().map(|t| t.name.clone()).collect();
+    let desk_listener = if args.no_dashboard {
+        None
+    } else {
+        let addr = args
+            .dashboard
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        Some(
+            crate::desk::bind(addr)
+                .with_context(|| format!("the dashboard cannot listen on {addr} (--dashboard)"))?,
+        )
+    };
+    let desk_tunnels: Vec<crate::desk::DeskTunnel> = tunnels
+        .iter()
+        .zip(&gauges)
+        .map(|(t, (_, g))| crate::desk::DeskTunnel {
+            name: t.name.clone(),
+            auth: match t.auth {
+                AuthMode::Oauth => "OAuth",
+                AuthMode::Bearer => "bearer token",
+                AuthMode::None => "none",
+            },
+            gauges: g.clone(),
+        })
+        .collect();
     let outcomes = rt.block_on(async move {
+        // The owner's dashboard, before the tunnels start: its address comes first.
+        let (desk_tx, desk_rx) = mpsc::channel(16);
+        let mut _address_file = None;
+        let desk = match desk_listener {
+            None => None,
+            Some(l) => match crate::desk::start(l, desk_tunnels, desk_tx) {
+                Ok(d) => {
+                    status_line::without_line(|| {
+                        let mut out = std::io::stdout().lock();
+                        let _ = writeln!(out, "Dashboard: {}", d.url);
+                        let _ = out.flush();
+                    });
+                    match crate::desk::remember_address(&d.url) {
+                        Ok(f) => _address_file = Some(f),
+                        Err(e) => warn!("`bridge open` will not find this dashboard: {e:#}"),
+                    }
+                    Some(d.state)
+                }
+                Err(e) => {
+                    warn!("the dashboard cannot start: {e:#}");
+                    None
+                }
+            },
+        };
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
             relay::server::shutdown_signal().await;
@@ -1035,7 +1092,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             });
         }
         drop(consent_tx);
-        tokio::spawn(consent_desk(consent_rx, decisions, names, pauser));
+        tokio::spawn(consent_desk(
+            consent_rx,
+            decisions,
+            names,
+            pauser,
+            desk.map(|d| (d, desk_rx)),
+        ));
         futures_util::future::join_all(runs).await
     });
     rt.shutdown_timeout(Duration::from_millis(500));
@@ -1181,6 +1244,9 @@ fn welcome_printer(t: &Tunnel, several: bool, terminal: bool) -> driver::OnWelco
     })
 }
 
+/// The dashboard's state, and the consent decisions the owner makes there.
+type DeskLink = (Arc<crate::desk::DeskState>, mpsc::Receiver<(String, bool)>);
+
 /// How long an unanswered consent request keeps the status line hidden.
 const CONSENT_TTL: Duration = Duration::from_secs(600);
 
@@ -1192,7 +1258,12 @@ async fn consent_desk(
     decisions: Vec<mpsc::Sender<Frame>>,
     names: Vec<String>,
     pauser: Option<status_line::Pauser>,
+    desk: Option<DeskLink>,
 ) {
+    let (desk, mut desk_decisions) = match desk {
+        Some((d, rx)) => (Some(d), Some(rx)),
+        None => (None, None),
+    };
     let mut prompts = crate::consent::Prompts::default();
     let mut owners: HashMap<String, (usize, Instant)> = HashMap::new();
     let mut stdin = crate::consent::stdin_lines();
@@ -1214,9 +1285,30 @@ async fn consent_desk(
                         }
                         prompts.show(&c);
                     });
+                    if let Some(d) = &desk {
+                        d.add_consent(crate::desk::WaitingConsent {
+                            tunnel: names[i].clone(),
+                            request: c.clone(),
+                            since: std::time::SystemTime::now(),
+                        });
+                    }
                     owners.insert(c.id.clone(), (i, Instant::now()));
                 }
                 None => return,
+            },
+            decided = next_desk_decision(&mut desk_decisions), if desk_decisions.is_some() => match decided {
+                Some((id, approve)) => {
+                    if let Some((i, _)) = owners.remove(&id) {
+                        status_line::without_line(|| {
+                            eprintln!("{} the client on the dashboard.", if approve { "Approved" } else { "Denied" });
+                        });
+                        let _ = decisions[i].send(Frame::ConsentDecision { id, approve }).await;
+                    }
+                    if owners.is_empty() {
+                        pause(false);
+                    }
+                }
+                None => desk_decisions = None,
             },
             line = stdin.recv(), if stdin_open => match line {
                 Some(line) => {
@@ -1224,6 +1316,9 @@ async fn consent_desk(
                     if let Some(Frame::ConsentDecision { id, approve }) = decision
                         && let Some((i, _)) = owners.remove(&id)
                     {
+                        if let Some(d) = &desk {
+                            d.remove_consent(&id);
+                        }
                         let _ = decisions[i].send(Frame::ConsentDecision { id, approve }).await;
                     }
                     if owners.is_empty() {
@@ -1233,12 +1328,28 @@ async fn consent_desk(
                 None => stdin_open = false,
             },
             _ = sweep.tick() => {
-                owners.retain(|_, (_, at)| at.elapsed() < CONSENT_TTL);
+                owners.retain(|id, (_, at)| {
+                    let keep = at.elapsed() < CONSENT_TTL;
+                    if let (false, Some(d)) = (keep, &desk) {
+                        d.remove_consent(id);
+                    }
+                    keep
+                });
                 if owners.is_empty() {
                     pause(false);
                 }
             }
         }
+    }
+}
+
+/// The next consent decision from the dashboard (pending forever without one).
+async fn next_desk_decision(
+    rx: &mut Option<mpsc::Receiver<(String, bool)>>,
+) -> Option<(String, bool)> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -1290,6 +1401,8 @@ mod tests {
             "--sse-poll-secs",
             "--max-message",
             "--quiet",
+            "--dashboard",
+            "--no-dashboard",
             "--upstream",
             "--upstream-transport",
             "--upstream-header",

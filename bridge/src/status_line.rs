@@ -97,12 +97,43 @@ pub struct Gauges {
     answered: AtomicU64,
     /// Whether an HTTP server answers (a stdio server's is never down).
     health: Arc<crate::upstream::Health>,
+    /// When the link state last changed (the dashboard shows it).
+    since: std::sync::Mutex<Option<std::time::SystemTime>>,
+    /// The public MCP endpoint, once the relay welcomed the tunnel.
+    url: std::sync::Mutex<Option<String>>,
 }
 
 impl Gauges {
     /// Records the link state.
     pub fn set_state(&self, s: LinkState) {
-        self.state.store(s as u8, Ordering::Relaxed);
+        let before = self.state.swap(s as u8, Ordering::Relaxed);
+        let mut since = self.since.locked();
+        if before != s as u8 || since.is_none() {
+            *since = Some(std::time::SystemTime::now());
+        }
+    }
+
+    /// Since when the link is in its state.
+    pub fn state_since(&self) -> Option<std::time::SystemTime> {
+        *self.since.locked()
+    }
+
+    /// Records the public MCP endpoint the relay gave.
+    pub fn set_url(&self, url: &str) {
+        *self.url.locked() = Some(url.to_owned());
+    }
+
+    /// The public MCP endpoint, once known.
+    pub fn url(&self) -> Option<String> {
+        self.url.locked().clone()
+    }
+
+    /// Live sessions and requests in flight on the server.
+    pub fn load(&self) -> (u32, u32) {
+        (
+            self.sessions.load(Ordering::Relaxed),
+            self.in_flight.load(Ordering::Relaxed),
+        )
     }
 
     /// The link state.

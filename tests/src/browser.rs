@@ -92,6 +92,14 @@ impl Browser {
     }
 }
 
+/// Where a test keeps a file for people to look at after the run (screenshots):
+/// `target/test-artifacts/<name>`, its folder created.
+pub fn artifact(name: &str) -> PathBuf {
+    let dir = crate::process::repo_root().join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).expect("target/test-artifacts");
+    dir.join(name)
+}
+
 /// A response header from a driver report (`headers` with lower-case names), `""` when
 /// absent.
 pub fn header<'a>(doc: &'a Value, name: &str) -> &'a str {

@@ -59,6 +59,8 @@ pub(super) struct Gate {
     closed: bool,
     /// What to tell the owner (printed by the driver).
     notices: Vec<Notice>,
+    /// (client, tool) the owner allowed for good (until the bridge restarts).
+    always: std::collections::HashSet<(String, String)>,
 }
 
 impl Gate {
@@ -101,6 +103,7 @@ impl Gate {
             audit_broken,
             held: BTreeMap::new(),
             notices: Vec::new(),
+            always: Default::default(),
         }
     }
 
@@ -159,6 +162,26 @@ impl Held {
     }
 }
 
+/// A held call's arguments as the owner sees them: a preview for the terminal, and (at
+/// most [`confirm::MAX_SHOWN_ARGS`] bytes of) the whole JSON for the dashboard.
+pub(super) struct Shown {
+    preview: String,
+    args: String,
+    cut: bool,
+}
+
+impl Shown {
+    fn of(args: &[u8]) -> Self {
+        let cut = args.len() > confirm::MAX_SHOWN_ARGS;
+        let kept = &args[..args.len().min(confirm::MAX_SHOWN_ARGS)];
+        Self {
+            preview: confirm::preview(args),
+            args: String::from_utf8_lossy(kept).into_owned(),
+            cut,
+        }
+    }
+}
+
 /// The policy's verdict on a request.
 enum Verdict {
     /// Forward it (with this note).
@@ -166,7 +189,7 @@ enum Verdict {
     /// Answered already.
     Done,
     /// Hold it for the owner (with a preview of its arguments).
-    Hold(CallInfo, String),
+    Hold(CallInfo, Shown),
 }
 
 #[derive(Deserialize)]
@@ -190,7 +213,7 @@ fn tool_error(id: &[u8], stateless: bool, text: &str) -> Vec<u8> {
 }
 
 const DECLINED: &str = "the owner declined this call";
-const NO_TERMINAL: &str = "the owner declined this call: it needs the owner's approval in the terminal where the bridge runs, and the bridge runs without one (run `bridge run` in a terminal to approve calls)";
+const NO_TERMINAL: &str = "the owner declined this call: it needs the owner's approval in the terminal where the bridge runs or on its dashboard, and the bridge runs with neither (run `bridge run` in a terminal to approve calls, or without --no-dashboard)";
 
 impl Core {
     /// A handshake-revision request (in a session, sessionless, or HTTP+SSE), checked and
@@ -202,7 +225,7 @@ impl Core {
                 self.attach(cid, note);
             }
             Verdict::Done => {}
-            Verdict::Hold(call, preview) => self.hold(ctx, req.clone(), None, call, preview),
+            Verdict::Hold(call, shown) => self.hold(ctx, req.clone(), None, call, shown),
         }
     }
 
@@ -221,7 +244,7 @@ impl Core {
                 self.attach(cid, note);
             }
             Verdict::Done => {}
-            Verdict::Hold(info, preview) => self.hold(ctx, req.clone(), Some(start), info, preview),
+            Verdict::Hold(info, shown) => self.hold(ctx, req.clone(), Some(start), info, shown),
         }
     }
 
@@ -314,8 +337,13 @@ impl Core {
             self.gate.record(&call, Outcome::Refused);
             return Verdict::Done;
         }
-        if self.gate.policy.needs_confirmation(&call.tool) {
-            return Verdict::Hold(call, confirm::preview(args));
+        if self.gate.policy.needs_confirmation(&call.tool)
+            && !self
+                .gate
+                .always
+                .contains(&(call.principal.clone(), call.tool.clone()))
+        {
+            return Verdict::Hold(call, Shown::of(args));
         }
         let note = self
             .gate
@@ -332,13 +360,24 @@ impl Core {
         request: ClientRequest,
         stateless: Option<StatelessStart>,
         call: CallInfo,
-        preview: String,
+        shown: Shown,
     ) {
         let is_stateless = stateless.is_some();
         let id = request.id();
         let can_ask = !self.gate.closed && confirm::hub().can_answer();
         let code = match &self.gate.terminal {
-            Some(t) if can_ask && self.gate.held.len() < MAX_HELD => Some(t.claim_code()),
+            Some(t) if can_ask && self.gate.held.len() < MAX_HELD => {
+                Some(t.claim_code_for(confirm::Waiting {
+                    code: String::new(),
+                    tunnel: self.cfg.tunnel.clone(),
+                    tool: call.tool.clone(),
+                    principal: call.principal.clone(),
+                    args: shown.args,
+                    args_cut: shown.cut,
+                    since: std::time::SystemTime::now(),
+                    timeout: self.gate.policy.confirm_timeout(),
+                }))
+            }
             _ => None,
         };
         let Some(code) = code else {
@@ -372,7 +411,7 @@ impl Core {
             code: code.clone(),
             tool: call.tool.clone(),
             principal: call.principal.clone(),
-            preview,
+            preview: shown.preview,
             digest: call.args_sha256.clone(),
             timeout,
         });
@@ -549,7 +588,11 @@ impl Core {
     pub fn on_terminal(&mut self, msg: TerminalMsg, now: Instant) {
         self.now = now;
         match msg {
-            TerminalMsg::Answer { code, approve } => {
+            TerminalMsg::Answer {
+                code,
+                approve,
+                always,
+            } => {
                 let found = self
                     .gate
                     .held
@@ -561,6 +604,16 @@ impl Core {
                     return;
                 };
                 let (code, tool) = (h.code.clone(), h.call.tool.clone());
+                if always {
+                    info!(
+                        tool = %confirm::printable(&tool, 120),
+                        principal = %confirm::printable(&h.call.principal, 120),
+                        "the owner allowed this tool for this client until the bridge restarts"
+                    );
+                    self.gate
+                        .always
+                        .insert((h.call.principal.clone(), tool.clone()));
+                }
                 if approve {
                     info!(tool = %confirm::printable(&tool, 120), "the owner allowed a tool call");
                     self.gate.notices.push(Notice::Approved { code, tool });

@@ -135,6 +135,8 @@ pub use children::Children;
 /// Settings of the core.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
+    /// The tunnel's name (how the owner's dashboard names its calls).
+    pub tunnel: String,
     /// The server to run.
     pub child: ChildSpec,
     /// One child per session, and one per principal for sessionless traffic.
@@ -175,6 +177,7 @@ impl CoreConfig {
     /// Defaults for everything but the server command.
     pub fn new(child: ChildSpec) -> Self {
         Self {
+            tunnel: String::new(),
             child,
             isolate: false,
             keep_shared: false,

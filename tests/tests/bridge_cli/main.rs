@@ -1,13 +1,15 @@
 //! The `bridge` command line on a desktop, end to end: configuration files and Claude
 //! Desktop's (`config_file`), `bridge login` and `service install` (`login`), the URL and
 //! token remembered across restarts (`local_memory`), and `bridge doctor` on healthy and
-//! broken deployments (`doctor`).
+//! broken deployments (`doctor`), and the owner's dashboard with its approvals and
+//! `bridge open` (`dashboard`).
 //!
 //! Every test runs `bridge` with a private home directory, so the real user's files are
 //! never touched. Needs `cargo build --workspace --bins` first (and, for `doctor`, the
 //! pinned helpers of `tests/deps/install.sh`).
 
 mod config_file;
+mod dashboard;
 mod doctor;
 mod local_memory;
 mod login;

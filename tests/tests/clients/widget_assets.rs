@@ -142,7 +142,7 @@ fn a_widget_and_its_assets_work_in_a_browser_through_an_aggregated_tunnel() {
         serde_json::to_vec(&json!({"html": html, "csp": csp})).unwrap(),
     )
     .unwrap();
-    let shot = dir.path().join("widget.png");
+    let shot = e2e::browser::artifact("widget-assets.png");
     let expect = format!("board loaded from {base}");
     let b = Browser::start(
         "widget_browser.mjs",

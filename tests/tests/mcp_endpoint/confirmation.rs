@@ -1,7 +1,8 @@
 //! Calls of `--confirm-tool` tools wait for `y CODE` / `n CODE` typed into the bridge's
 //! terminal: allowed they run, declined or unanswered they get a tool error and never
 //! run, concurrent prompts are told apart by their codes, a client that cancels or closes
-//! its stream withdraws its call, and without a terminal they are declined.
+//! its stream withdraws its call, and without a terminal or the dashboard they are declined
+//! (the dashboard's own tests: `bridge_cli/dashboard.rs`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -224,10 +225,16 @@ async fn confirmation_allow_decline_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn confirmation_without_a_terminal_declines() {
+async fn confirmation_without_a_terminal_or_dashboard_declines() {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
-    let bridge = confirming_bridge(&audit, false);
+    let bridge = Bridge::start(
+        BridgeOpts::default()
+            .flags(
+                "--confirm-tool ech* --confirm-tool slow --confirm-timeout-secs 3 --no-dashboard",
+            )
+            .args(&["--audit-log", audit.to_str().unwrap()]),
+    );
     let c = PolicyClient::of(&bridge);
     for (id, body) in [
         (

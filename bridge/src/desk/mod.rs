@@ -1,0 +1,336 @@
+//! The owner's desk: a dashboard on loopback for what the owner decides and watches while
+//! the bridge runs, also as a service without a terminal.
+//!
+//! - `guard.rs`: who may use it (loopback, the printed secret exchanged for a cookie, `Host`
+//!   and `Origin` checks, CSRF tokens);
+//! - `view.rs`: what it shows, read from the bridge at each request (the tunnels' gauges,
+//!   the consents waiting, the calls held by the confirmation hub);
+//! - `page.rs`: the HTML (no script, strict CSP; it reloads itself);
+//! - this file: the shared state, the routes and the server.
+//!
+//! One bridge process serves one dashboard for all its tunnels (several `bridge run`s on
+//! one machine each have their own, on their own port: a dashboard acts on the calls and
+//! consents its own process holds, and nothing else).
+
+mod guard;
+mod page;
+mod view;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::extract::{Form, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use protocol::ConsentRequest;
+use protocol::sync::LockExt;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::status_line::Gauges;
+use guard::{COOKIE, Keys};
+use view::View;
+
+/// A tunnel as the dashboard shows it.
+pub struct DeskTunnel {
+    /// Its name.
+    pub name: String,
+    /// How its clients authenticate (`OAuth`, `bearer token`, `none`).
+    pub auth: &'static str,
+    /// Its driver's gauges.
+    pub gauges: Arc<Gauges>,
+}
+
+/// An OAuth consent waiting for the owner.
+#[derive(Debug, Clone)]
+pub struct WaitingConsent {
+    /// The tunnel it is for.
+    pub tunnel: String,
+    /// What the relay asked.
+    pub request: ConsentRequest,
+    /// Since when it waits.
+    pub since: SystemTime,
+}
+
+/// What the dashboard reads and acts on.
+pub struct DeskState {
+    keys: Keys,
+    tunnels: Vec<DeskTunnel>,
+    consents: Mutex<Vec<WaitingConsent>>,
+    /// The owner's consent decisions (consent id, approve), for whatever forwards them.
+    decisions: mpsc::Sender<(String, bool)>,
+}
+
+impl DeskState {
+    /// The consents waiting now.
+    pub fn consents(&self) -> Vec<WaitingConsent> {
+        self.consents.locked().clone()
+    }
+
+    /// A consent now waits for the owner.
+    pub fn add_consent(&self, c: WaitingConsent) {
+        let mut all = self.consents.locked();
+        all.retain(|x| x.request.id != c.request.id);
+        all.push(c);
+    }
+
+    /// A consent no longer waits (decided, or expired).
+    pub fn remove_consent(&self, id: &str) {
+        self.consents.locked().retain(|c| c.request.id != id);
+    }
+}
+
+/// A running dashboard.
+pub struct Desk {
+    /// Its state, shared with the bridge.
+    pub state: Arc<DeskState>,
+    /// The address to open (with the secret).
+    pub url: String,
+}
+
+/// Binds the dashboard on `listen` (a loopback address) before the runtime starts, so a
+/// taken port is an error at once.
+pub fn bind(listen: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    anyhow::ensure!(
+        listen.ip().is_loopback(),
+        "the dashboard listens on loopback only, not on {listen}"
+    );
+    let l = std::net::TcpListener::bind(listen)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Serves the dashboard on `listener` (from [`bind`]) for `tunnels`; consent decisions go
+/// to `decisions`. Must run inside the runtime.
+pub fn start(
+    listener: std::net::TcpListener,
+    tunnels: Vec<DeskTunnel>,
+    decisions: mpsc::Sender<(String, bool)>,
+) -> anyhow::Result<Desk> {
+    let addr = listener.local_addr()?;
+    let keys = Keys::new(guard::secret(), addr.port());
+    let url = format!("http://{addr}/?token={}", keys.token());
+    let state = Arc::new(DeskState {
+        keys,
+        tunnels,
+        consents: Mutex::new(Vec::new()),
+        decisions,
+    });
+    let router = Router::new()
+        .route("/", get(show))
+        .route("/act", post(act))
+        .fallback(not_found)
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            warn!("the dashboard stopped: {e}");
+        }
+    });
+    crate::confirm::hub().open_desk();
+    info!(%addr, "the owner's dashboard is listening");
+    Ok(Desk { state, url })
+}
+
+#[derive(Deserialize)]
+struct ShowQuery {
+    token: Option<String>,
+    done: Option<String>,
+}
+
+/// `GET /`: the dashboard; with `?token=` the secret, exchanged for a cookie.
+async fn show(
+    State(state): State<Arc<DeskState>>,
+    headers: HeaderMap,
+    query: Result<Query<ShowQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if !state.keys.host_ok(&headers) {
+        return page::refused(
+            StatusCode::MISDIRECTED_REQUEST,
+            "Wrong host: open the dashboard at the address the bridge printed.",
+        );
+    }
+    let query = query.ok().map(|Query(q)| q);
+    if let Some(token) = query.as_ref().and_then(|q| q.token.as_deref()) {
+        if !state.keys.is_token(token) {
+            return page::refused(
+                StatusCode::FORBIDDEN,
+                "This is not the dashboard's address: open the address the bridge printed, or run `bridge open`.",
+            );
+        }
+        let id = state.keys.open_session();
+        let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+        let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict");
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            r.headers_mut().insert(header::SET_COOKIE, v);
+        }
+        return r;
+    }
+    let Some(csrf) = state.keys.session(&headers) else {
+        return page::refused(
+            StatusCode::UNAUTHORIZED,
+            "Open the dashboard with the address the bridge printed (it carries a secret), or run `bridge open`.",
+        );
+    };
+    let notice = match query.as_ref().and_then(|q| q.done.as_deref()) {
+        Some("allowed") => Some("Allowed the call."),
+        Some("allowed-always") => {
+            Some("Allowed the call, and this tool for this client until the bridge restarts.")
+        }
+        Some("denied") => Some("Denied the call."),
+        Some("approved") => Some("Approved the client."),
+        Some("refused") => Some("Denied the client."),
+        Some("gone") => Some("It no longer waits (answered elsewhere, timed out, or withdrawn)."),
+        _ => None,
+    };
+    page::dashboard(&View::now(&state), &csrf, notice)
+}
+
+#[derive(Deserialize)]
+struct Act {
+    csrf: Option<String>,
+    op: String,
+    code: Option<String>,
+    id: Option<String>,
+}
+
+/// `POST /act`: the owner's decision on a held call or a consent.
+async fn act(
+    State(state): State<Arc<DeskState>>,
+    headers: HeaderMap,
+    form: Result<Form<Act>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    if !state.keys.host_ok(&headers) {
+        return page::refused(StatusCode::MISDIRECTED_REQUEST, "Wrong host.");
+    }
+    if !state.keys.origin_ok(&headers) {
+        return page::refused(
+            StatusCode::FORBIDDEN,
+            "Refused: the form did not come from the dashboard.",
+        );
+    }
+    let Some(csrf) = state.keys.session(&headers) else {
+        return page::refused(
+            StatusCode::UNAUTHORIZED,
+            "Open the dashboard with the address the bridge printed, or run `bridge open`.",
+        );
+    };
+    let Ok(Form(form)) = form else {
+        return page::refused(StatusCode::BAD_REQUEST, "Invalid form.");
+    };
+    if !form
+        .csrf
+        .as_deref()
+        .is_some_and(|c| relay::util::cookie::same_secret(c, &csrf))
+    {
+        return page::refused(
+            StatusCode::FORBIDDEN,
+            "Invalid form submission (CSRF check failed).",
+        );
+    }
+    let hub = crate::confirm::hub();
+    let done = match (form.op.as_str(), form.code.as_deref(), form.id.as_deref()) {
+        ("allow-once", Some(code), _) => outcome(hub.answer(code, true, false), "allowed"),
+        ("allow-always", Some(code), _) => outcome(hub.answer(code, true, true), "allowed-always"),
+        ("deny", Some(code), _) => outcome(hub.answer(code, false, false), "denied"),
+        (op @ ("consent-approve" | "consent-deny"), _, Some(id)) => {
+            let approve = op == "consent-approve";
+            let waiting = state.consents().iter().any(|c| c.request.id == id);
+            state.remove_consent(id);
+            let sent = waiting && state.decisions.send((id.to_owned(), approve)).await.is_ok();
+            outcome(sent, if approve { "approved" } else { "refused" })
+        }
+        _ => return page::refused(StatusCode::BAD_REQUEST, "Unknown action."),
+    };
+    (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, format!("/?done={done}"))],
+    )
+        .into_response()
+}
+
+fn outcome(found: bool, done: &'static str) -> &'static str {
+    if found { done } else { "gone" }
+}
+
+async fn not_found() -> Response {
+    page::refused(StatusCode::NOT_FOUND, "Not found.")
+}
+
+/// Where the running bridges' dashboard addresses are kept for `bridge open` (one file per
+/// process, readable by the user only).
+pub fn address_dir() -> anyhow::Result<PathBuf> {
+    Ok(crate::login::config_dir()?.join("dashboards"))
+}
+
+/// Keeps this process's dashboard address for `bridge open`; the file goes when the
+/// returned guard is dropped.
+pub fn remember_address(url: &str) -> anyhow::Result<AddressFile> {
+    let dir = address_dir()?;
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{}.url", std::process::id()));
+    crate::login::write_private(&path, url.as_bytes())?;
+    Ok(AddressFile(path))
+}
+
+/// The file holding this process's dashboard address; removed when dropped.
+pub struct AddressFile(PathBuf);
+
+impl Drop for AddressFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The address of the newest running bridge's dashboard (stale files of processes that
+/// are gone are removed).
+pub fn running_address() -> anyhow::Result<Option<String>> {
+    let dir = address_dir()?;
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(None);
+    };
+    let mut newest: Option<(SystemTime, String)> = None;
+    for e in entries.flatten() {
+        let path = e.path();
+        let Some(pid) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !process_alive(pid) {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        let (Ok(url), Ok(meta)) = (std::fs::read_to_string(&path), e.metadata()) else {
+            continue;
+        };
+        let at = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        if newest.as_ref().is_none_or(|(t, _)| at > *t) {
+            newest = Some((at, url.trim().to_owned()));
+        }
+    }
+    Ok(newest.map(|(_, url)| url))
+}
+
+fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(pid, 0) == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}

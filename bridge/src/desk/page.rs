@@ -1,0 +1,145 @@
+//! The dashboard's HTML: the page, the page for a browser without the dashboard's cookie,
+//! and the protective headers. Built on the relay's page shell (askama templates: every
+//! value escaped, names made safe as on the consent page); no script, no remote resource.
+
+use std::sync::OnceLock;
+
+use askama::Template;
+use axum::response::Response;
+use http::StatusCode;
+use relay::util::html::{Text, filters};
+use relay::util::page::{Document, Protection, Refresh, html_answer};
+
+use super::view::View;
+
+/// The style sheet (the CSP allows it by its hash).
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:72em;\
+padding:0 1em;color:#222}h2{margin-top:1.6em;border-bottom:1px solid #ccc}\
+table{border-collapse:collapse;margin:.4em 0 1em;width:100%}\
+th,td{text-align:left;padding:.25em .5em;border-bottom:1px solid #eee;vertical-align:top}\
+th{font-weight:600;background:#f6f6f6}code,pre{font-family:ui-monospace,monospace;font-size:.9em}\
+pre{background:#f6f6f6;padding:.5em;max-height:24em;overflow:auto;white-space:pre-wrap;word-break:break-all}\
+.online{color:#1a6b1a}.offline{color:#8a1c00}.empty{color:#666}\
+.call,.consent{border:1px solid #e0c080;background:#fffaf0;padding:.6em 1em;margin:.6em 0}\
+form.inline{display:inline;margin:0 .4em 0 0}button{font-size:.95em;padding:.2em .8em}";
+
+/// The page's Content-Security-Policy: its own style sheet and forms, nothing else.
+fn csp() -> &'static str {
+    static CSP: OnceLock<String> = OnceLock::new();
+    CSP.get_or_init(|| {
+        use base64::Engine;
+        let hash = base64::engine::general_purpose::STANDARD
+            .encode(protocol::digest::sha256(STYLE.as_bytes()));
+        format!(
+            "default-src 'none'; style-src 'sha256-{hash}'; img-src 'none'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+    })
+}
+
+/// An HTML answer with the dashboard's protective headers.
+fn answer(status: StatusCode, page: &impl Template) -> Response {
+    let mut r = html_answer(status, page);
+    Protection {
+        csp: csp(),
+        referrer: "same-origin",
+        pragma: true,
+        same_origin: true,
+    }
+    .apply(r.headers_mut());
+    r
+}
+
+/// The dashboard.
+#[derive(Template)]
+#[template(
+    ext = "html",
+    source = "<h1>Bridge dashboard</h1>\
+        <h2>Waiting for you</h2>\
+        {% if view.consents.is_empty() && view.calls.is_empty() %}\
+        <p class=empty id=nothing-waits>Nothing waits for your approval.</p>{% endif %}\
+        {% for c in view.consents %}<div class=consent id=\"consent-{{ c.id|text }}\">\
+        <p><strong>A client asks for access</strong> to tunnel <code>{{ c.tunnel|text }}</code> \
+        (waiting {{ c.waiting|text }}).</p>\
+        <p>Client: <code class=client>{{ c.client|text }}</code><br>\
+        It will be sent to: <code class=redirect>{{ c.redirect_host|text }}</code><br>\
+        Code on its consent page: <code class=code>{{ c.code|text }}</code></p>\
+        <form method=post action=\"/act\" class=inline><input type=hidden name=csrf value=\"{{ csrf }}\">\
+        <input type=hidden name=id value=\"{{ c.id|text }}\"><button name=op value=consent-approve>Approve</button></form>\
+        <form method=post action=\"/act\" class=inline><input type=hidden name=csrf value=\"{{ csrf }}\">\
+        <input type=hidden name=id value=\"{{ c.id|text }}\"><button name=op value=consent-deny>Deny</button></form>\
+        </div>{% endfor %}\
+        {% for c in view.calls %}<div class=call id=\"call-{{ c.code|text }}\">\
+        <p><strong>A tool call waits for your approval</strong> on tunnel <code>{{ c.tunnel|text }}</code> \
+        (waiting {{ c.waiting|text }}, declined in {{ c.left|text }} without an answer).</p>\
+        <p>Tool: <code class=tool>{{ c.tool|text }}</code><br>Client: <code class=client>{{ c.client|text }}</code></p>\
+        <p>Arguments{% if c.cut %} (cut: too long to show whole){% endif %}:</p><pre class=args>{% for l in c.args %}{{ l|text }}
+{% endfor %}</pre>\
+        <form method=post action=\"/act\" class=inline><input type=hidden name=csrf value=\"{{ csrf }}\">\
+        <input type=hidden name=code value=\"{{ c.code|text }}\"><button name=op value=allow-once>Allow once</button></form>\
+        <form method=post action=\"/act\" class=inline><input type=hidden name=csrf value=\"{{ csrf }}\">\
+        <input type=hidden name=code value=\"{{ c.code|text }}\"><button name=op value=allow-always>Allow this tool for this client until the bridge restarts</button></form>\
+        <form method=post action=\"/act\" class=inline><input type=hidden name=csrf value=\"{{ csrf }}\">\
+        <input type=hidden name=code value=\"{{ c.code|text }}\"><button name=op value=deny>Deny</button></form>\
+        </div>{% endfor %}\
+        {% if let Some(n) = notice %}<p id=notice>{{ n|text }}</p>{% endif %}\
+        <h2>Tunnels</h2>\
+        <table id=tunnels><tr><th>Tunnel</th><th>State</th><th>Public URL</th><th>Client auth</th>\
+        <th>Sessions</th><th>In flight</th><th>Answered</th></tr>\
+        {% for t in view.tunnels %}<tr class=tunnel><td>{{ t.name|text }}</td>\
+        <td class={% if t.online %}online{% else %}offline{% endif %}>{{ t.state }}{% if !t.since.is_empty() %} for {{ t.since|text }}{% endif %}</td>\
+        <td><code>{{ t.url|text }}</code></td><td>{{ t.auth }}</td><td>{{ t.sessions }}</td>\
+        <td>{{ t.in_flight }}</td><td>{{ t.answered }}</td></tr>{% endfor %}</table>\
+        <p class=empty>This page reloads every 5 seconds.</p>"
+)]
+pub struct Dashboard<'a> {
+    view: &'a View,
+    csrf: Text<&'a str>,
+    notice: Option<&'a str>,
+}
+
+/// The dashboard's answer.
+pub fn dashboard(view: &View, csrf: &str, notice: Option<&str>) -> Response {
+    let body = Dashboard {
+        view,
+        csrf: Text(csrf),
+        notice,
+    };
+    answer(
+        StatusCode::OK,
+        &Document {
+            title: Text("Bridge dashboard"),
+            style: STYLE,
+            viewport: true,
+            refresh: Some(Refresh {
+                seconds: 5,
+                to: Text("/".to_owned()),
+            }),
+            body,
+        },
+    )
+}
+
+/// A page that says why the request was refused.
+#[derive(Template)]
+#[template(
+    ext = "html",
+    source = "<h1>Bridge dashboard</h1><p id=refused>{{ text|text }}</p>"
+)]
+pub struct Refused<'a> {
+    text: &'a str,
+}
+
+/// The answer refusing a request, with its reason.
+pub fn refused(status: StatusCode, text: &str) -> Response {
+    answer(
+        status,
+        &Document {
+            title: Text("Bridge dashboard"),
+            style: STYLE,
+            viewport: true,
+            refresh: None,
+            body: Refused { text },
+        },
+    )
+}

@@ -1,0 +1,292 @@
+//! The owner's dashboard (`bridge run` prints `Dashboard: http://127.0.0.1:PORT/?token=…`):
+//! in a real browser (Debian's chromium, JavaScript off) it shows the tunnels and the calls
+//! of `--confirm-tool` tools held for approval, with their whole arguments, and its buttons
+//! allow once, allow the tool for that client until the bridge restarts, or deny. The
+//! bridges here run as a service would: standard input is `/dev/null`, so without the
+//! dashboard these calls would be declined at once. Requests without the cookie, with a
+//! foreign `Host` or `Origin`, or without the CSRF token are refused. Screenshots go to
+//! `target/test-artifacts/`.
+
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use e2e::browser::{Browser, artifact};
+use e2e::http::BlockingHttp;
+use e2e::{Bridge, BridgeOpts};
+use serde_json::{Value, json};
+
+/// The address the bridge printed.
+fn dashboard_url(b: &Bridge) -> String {
+    b.welcome
+        .iter()
+        .find_map(|l| l.strip_prefix("Dashboard: "))
+        .unwrap_or_else(|| panic!("a Dashboard: line in {:?}", b.welcome))
+        .trim()
+        .to_owned()
+}
+
+/// A call of the fixture's `test_simple_text` (which needs approval) from another thread;
+/// its answer.
+fn call_in_background(mcp_url: &str, id: u64) -> JoinHandle<Value> {
+    let url = mcp_url.to_owned();
+    std::thread::spawn(move || {
+        BlockingHttp::new()
+            .post_mcp(
+                &url,
+                &json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                        "params": {"name": "test_simple_text",
+                                   "arguments": {"note": "<b>hi</b> & bye"}}}),
+            )
+            .response_to(&json!(id))
+    })
+}
+
+/// The browser waits for a held call on the dashboard and presses `op`: the call as shown,
+/// and the page after.
+fn decide(url: &str, op: &str, shot: &str) -> (Value, Value) {
+    let shot = artifact(shot).display().to_string();
+    let mut b = Browser::start(
+        "desk_browser.mjs",
+        "decide",
+        url,
+        &["--op", op, "--screenshot", &shot],
+        40,
+        Duration::from_secs(60),
+    );
+    let waiting = b.event("waiting");
+    let decided = b.event("decided");
+    b.finish();
+    (waiting, decided)
+}
+
+fn text_of(answer: &Value) -> &str {
+    answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("")
+}
+
+#[test]
+fn held_calls_wait_for_the_dashboard_and_its_buttons_decide() {
+    let bridge = BridgeOpts::default()
+        .no_auth()
+        .flags("--confirm-tool test_simple_text --confirm-timeout-secs 20")
+        .start();
+    let url = dashboard_url(&bridge);
+
+    // Allow once.
+    let call = call_in_background(&bridge.mcp_url, 1);
+    let (waiting, decided) = decide(&url, "allow-once", "dashboard-held-call.png");
+    let shown = &waiting["calls"][0];
+    assert_eq!(shown["tool"], "test_simple_text", "{waiting:#}");
+    assert_eq!(shown["client"], "anonymous");
+    assert!(
+        shown["args"]
+            .as_str()
+            .is_some_and(|a| a.contains("\"note\": \"<b>hi</b> & bye\"")),
+        "the arguments, whole and as text: {waiting:#}"
+    );
+    assert_eq!(
+        shown["buttons"],
+        json!(["allow-once", "allow-always", "deny"])
+    );
+    assert!(
+        waiting["tunnels"][0]
+            .as_str()
+            .is_some_and(|t| t.contains(bridge.name()) && t.contains("online")),
+        "{waiting:#}"
+    );
+    let csp = waiting["headers"]["content-security-policy"]
+        .as_str()
+        .unwrap_or("");
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    assert_eq!(waiting["scripts"], 0);
+    let cookie = &waiting["cookies"][0];
+    assert_eq!(cookie["name"], "bridge_desk");
+    assert_eq!(cookie["httpOnly"], true);
+    assert_eq!(cookie["sameSite"], "Strict");
+    assert!(
+        !waiting["url"].as_str().unwrap_or("").contains("token="),
+        "the secret leaves the address bar: {waiting:#}"
+    );
+    assert_eq!(decided["notice"], "Allowed the call.", "{decided:#}");
+    assert_eq!(decided["nothing_waits"], true);
+    let answer = call.join().expect("the call");
+    assert_eq!(
+        text_of(&answer),
+        "This is a simple text response for testing.",
+        "{answer}"
+    );
+
+    // Deny: the client gets a tool error.
+    let call = call_in_background(&bridge.mcp_url, 2);
+    let (_, decided) = decide(&url, "deny", "dashboard-denied.png");
+    assert_eq!(decided["notice"], "Denied the call.", "{decided:#}");
+    let answer = call.join().expect("the call");
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    assert!(text_of(&answer).contains("declined"), "{answer}");
+
+    // Allow always: this client's next call goes straight through.
+    let call = call_in_background(&bridge.mcp_url, 3);
+    let (_, decided) = decide(&url, "allow-always", "dashboard-allowed-always.png");
+    assert!(
+        decided["notice"]
+            .as_str()
+            .is_some_and(|n| n.contains("until the bridge restarts")),
+        "{decided:#}"
+    );
+    assert!(call.join().expect("the call")["result"]["isError"].is_null());
+    let again = call_in_background(&bridge.mcp_url, 4)
+        .join()
+        .expect("the call");
+    assert_eq!(
+        text_of(&again),
+        "This is a simple text response for testing.",
+        "not held again: {again}"
+    );
+}
+
+/// The `Set-Cookie` of the secret's exchange, as a `Cookie` header value.
+fn session_cookie(http: &BlockingHttp, url: &str) -> String {
+    let r = http.get(url, &[]);
+    assert_eq!(r.status, 303, "{}", r.text());
+    let set = r.header("set-cookie");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    set.split(';').next().unwrap_or("").to_owned()
+}
+
+#[test]
+fn the_dashboard_refuses_strangers_foreign_pages_and_forged_forms() {
+    let bridge = BridgeOpts::default()
+        .no_auth()
+        .flags("--confirm-tool test_simple_text --confirm-timeout-secs 20")
+        .start();
+    let url = dashboard_url(&bridge);
+    let base = url.split("/?token=").next().unwrap().to_owned();
+    let host = base.trim_start_matches("http://").to_owned();
+    let http = BlockingHttp::new();
+
+    // No cookie, a wrong secret, a foreign Host (DNS rebinding).
+    let r = http.get(&format!("{base}/"), &[]);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.text().contains("bridge open"), "{}", r.text());
+    assert_eq!(http.get(&format!("{base}/?token=nope"), &[]).status, 403);
+    let cookie = session_cookie(&http, &url);
+    let rebound = http.get(
+        &format!("{base}/"),
+        &[
+            ("cookie", &cookie),
+            (
+                "host",
+                &format!("evil.example:{}", host.rsplit(':').next().unwrap()),
+            ),
+        ],
+    );
+    assert_eq!(rebound.status, 421, "{}", rebound.text());
+    let page = http.get(&format!("{base}/"), &[("cookie", &cookie)]);
+    assert_eq!(page.status, 200);
+    let csrf = e2e::http::between(&page.text(), "name=csrf value=\"", "\"").map(str::to_owned);
+
+    // A held call, and forms that must not decide it.
+    let call = call_in_background(&bridge.mcp_url, 1);
+    let code = loop {
+        let page = http.get(&format!("{base}/"), &[("cookie", &cookie)]).text();
+        if let Some(c) = e2e::http::between(&page, "name=code value=\"", "\"") {
+            break c.to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let csrf = csrf.unwrap_or_else(|| {
+        let page = http.get(&format!("{base}/"), &[("cookie", &cookie)]).text();
+        e2e::http::between(&page, "name=csrf value=\"", "\"")
+            .expect("a form")
+            .to_owned()
+    });
+    let form = |csrf: &str| format!("csrf={csrf}&op=allow-once&code={code}");
+    let post = |body: String, headers: &[(&str, &str)]| {
+        http.post(
+            &format!("{base}/act"),
+            "application/x-www-form-urlencoded",
+            body,
+            headers,
+        )
+    };
+    let own = base.as_str();
+    for (what, body, headers, status) in [
+        (
+            "a foreign origin",
+            form(&csrf),
+            vec![
+                ("cookie", cookie.as_str()),
+                ("origin", "http://evil.example"),
+            ],
+            403,
+        ),
+        (
+            "no origin",
+            form(&csrf),
+            vec![("cookie", cookie.as_str())],
+            403,
+        ),
+        ("no cookie", form(&csrf), vec![("origin", own)], 401),
+        (
+            "no CSRF token",
+            format!("op=allow-once&code={code}"),
+            vec![("cookie", cookie.as_str()), ("origin", own)],
+            403,
+        ),
+        (
+            "a wrong CSRF token",
+            form("0000"),
+            vec![("cookie", cookie.as_str()), ("origin", own)],
+            403,
+        ),
+    ] {
+        let r = post(body, &headers);
+        assert_eq!(r.status, status, "{what}: {}", r.text());
+    }
+    assert!(!call.is_finished(), "still held");
+    // The owner's own form decides it.
+    let r = post(form(&csrf), &[("cookie", cookie.as_str()), ("origin", own)]);
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location"), "/?done=allowed");
+    let answer = call.join().expect("the call");
+    assert_eq!(
+        text_of(&answer),
+        "This is a simple text response for testing."
+    );
+}
+
+#[test]
+fn bridge_open_finds_the_running_dashboard() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().display().to_string();
+    let env = [("XDG_CONFIG_HOME", config.as_str())];
+    let open = || {
+        std::process::Command::new(e2e::bin("bridge"))
+            .args(["open", "--print"])
+            .env("XDG_CONFIG_HOME", &config)
+            .output()
+            .expect("bridge open")
+    };
+    let none = open();
+    assert!(!none.status.success());
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("no running bridge has a dashboard"),
+        "{none:?}"
+    );
+    let mut bridge = BridgeOpts::default().no_auth().env(&env).start();
+    let out = open();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        dashboard_url(&bridge)
+    );
+    bridge.stop();
+    assert!(
+        !open().status.success(),
+        "a stopped bridge's address is gone"
+    );
+}
