@@ -101,8 +101,10 @@ pub struct TerminalLink {
     pub consent: mpsc::Sender<(usize, ConsentRequest)>,
     /// The owner's decisions on this driver's consent requests, for the relay.
     pub decisions: mpsc::Receiver<Frame>,
-    /// Counters for the terminal's status line.
+    /// Counters for the terminal's status line (and the dashboard).
     pub gauges: Arc<Gauges>,
+    /// The dashboard runs: keep the core's view for it in the gauges.
+    pub owner_view: bool,
 }
 
 /// How the driver runs its tunnel.
@@ -302,6 +304,9 @@ pub async fn run(
                 core.on_tick(Instant::now());
                 let status = core.status();
                 terminal.gauges.set_load(status.sessions, status.pending);
+                if terminal.owner_view {
+                    terminal.gauges.set_owner_view(core.owner_view());
+                }
                 if let Some(tx) = &out {
                     // Whether the server answers (HTTP servers), when it changed.
                     let down_since = server_down_since(&terminal.gauges);

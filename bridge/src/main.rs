@@ -7,6 +7,7 @@
 mod aggregate;
 mod assets;
 mod audit;
+mod calls;
 mod child;
 mod cleartext;
 mod config;

@@ -881,6 +881,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         };
         let mut cfg = CoreConfig::new(spec);
         cfg.tunnel = p.name.clone();
+        // The dashboard's call figures.
+        cfg.calls = (!args.no_dashboard).then(|| Arc::new(crate::calls::CallStats::default()));
         // An HTTP server's children are sessions: each remote session (and each
         // principal's sessionless traffic) gets its own, and the bridge keeps one to watch
         // the server (also when it is one member of several).
@@ -993,6 +995,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 AuthMode::None => "none",
             },
             gauges: g.clone(),
+            calls: t.cfg.calls.clone(),
         })
         .collect();
     let outcomes = rt.block_on(async move {
@@ -1039,6 +1042,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 consent: consent_tx.clone(),
                 decisions: decision_rx,
                 gauges: gauges[i].1.clone(),
+                owner_view: desk.is_some(),
             };
             let mut stop = stop_rx.clone();
             let shutdown = async move {

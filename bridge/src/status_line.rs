@@ -101,6 +101,8 @@ pub struct Gauges {
     since: std::sync::Mutex<Option<std::time::SystemTime>>,
     /// The public MCP endpoint, once the relay welcomed the tunnel.
     url: std::sync::Mutex<Option<String>>,
+    /// The core's view for the dashboard, as of the driver's last tick.
+    owner: std::sync::Mutex<crate::core::OwnerView>,
 }
 
 impl Gauges {
@@ -126,6 +128,16 @@ impl Gauges {
     /// The public MCP endpoint, once known.
     pub fn url(&self) -> Option<String> {
         self.url.locked().clone()
+    }
+
+    /// Records the core's view for the dashboard.
+    pub fn set_owner_view(&self, v: crate::core::OwnerView) {
+        *self.owner.locked() = v;
+    }
+
+    /// The core's view for the dashboard.
+    pub fn owner_view(&self) -> crate::core::OwnerView {
+        self.owner.locked().clone()
     }
 
     /// Live sessions and requests in flight on the server.

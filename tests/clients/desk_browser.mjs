@@ -14,7 +14,8 @@
 //   {"event":"page"|"waiting"|"decided", ...}  the page as shown: url, status, headers
 //       (lower-case names) of its response, cookies (name, httpOnly, sameSite, secure, path;
 //       never the value), title, body_text, notice (#notice), nothing_waits (whether
-//       #nothing-waits is shown), tunnels (innerText of tr.tunnel), calls [{id, tool, client,
+//       #nothing-waits is shown), tunnels (innerText of tr.tunnel), tool_rows and call_rows
+//       (innerText of each tunnel's tools and last calls), meters (their values), calls [{id, tool, client,
 //       args, buttons}], consents [{id, client, redirect, code}], scripts, embedded
 //       (iframe, img, link, object, … elements), handler_attrs (on* attributes)
 //   last line: {"ok":true, "mode", "final_url", "requests"}; on failure {"ok":false,
@@ -51,6 +52,9 @@ const run = async () => {
         notice: document.querySelector('#notice')?.innerText ?? null,
         nothing_waits: Boolean(document.querySelector('#nothing-waits')),
         tunnels: all('tr.tunnel').map((e) => e.innerText),
+        tool_rows: all('tr.tool').map((e) => e.innerText),
+        call_rows: all('tr.call-row').map((e) => e.innerText),
+        meters: all('meter').map((e) => e.value),
         calls: all('div.call').map((e) => ({
           id: e.id, tool: text(e, '.tool'), client: text(e, '.client'), args: text(e, '.args'),
           buttons: [...e.querySelectorAll('button')].map((b) => b.value),

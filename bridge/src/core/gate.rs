@@ -29,12 +29,14 @@ use tracing::{error, info, warn};
 
 use super::exchanges::Role;
 use super::message::{ClientRequest, Ctx};
-use super::note::{CallInfo, CallRecord, Note};
+use super::note::{CallInfo, CallRecord, Note, Sinks};
 use super::stateless::StatelessStart;
 use super::{Core, CoreConfig};
-use crate::audit::{self, AuditLog, AuditSender, Outcome};
+use crate::audit::{self, AuditLog, Outcome};
+use crate::calls::CallStats;
 use crate::confirm::{self, Notice, Subscription, TerminalMsg};
 use crate::policy::{self, Policy, PolicyConfig};
+use std::sync::Arc;
 
 /// Most calls waiting for the owner at once; more are declined.
 const MAX_HELD: usize = 64;
@@ -46,7 +48,8 @@ pub(super) struct Gate {
     active: bool,
     /// Keeps the writer running (dropping it writes what is queued).
     _audit: Option<AuditLog>,
-    audit: Option<AuditSender>,
+    /// Where finished calls are recorded (the audit log, the dashboard's figures).
+    sinks: Sinks,
     /// An audit log was asked for but cannot be opened: calls are refused.
     audit_broken: bool,
     /// Calls waiting for the owner, by their bridge-side id.
@@ -64,7 +67,8 @@ pub(super) struct Gate {
 }
 
 impl Gate {
-    pub(super) fn new(cfg: &PolicyConfig) -> Self {
+    /// The gate for `cfg`; finished calls are also counted in `stats` (the dashboard's).
+    pub(super) fn new(cfg: &PolicyConfig, stats: Option<Arc<CallStats>>) -> Self {
         // Problems are reported once here; what can still be used is used (defaults for
         // numbers out of range, the roots that exist).
         if !cfg.is_empty()
@@ -93,13 +97,13 @@ impl Gate {
             (None, None)
         };
         Self {
-            active: policy.is_active() || log.is_some() || audit_broken,
+            active: policy.is_active() || log.is_some() || audit_broken || stats.is_some(),
             terminal,
             answers,
             closed: false,
             policy,
             _audit: log,
-            audit,
+            sinks: Sinks { audit, stats },
             audit_broken,
             held: BTreeMap::new(),
             notices: Vec::new(),
@@ -118,9 +122,7 @@ impl Gate {
     }
 
     fn record(&self, call: &CallInfo, outcome: Outcome) {
-        if let Some(a) = &self.audit {
-            a.record(&call.entry(outcome));
-        }
+        self.sinks.record(&call.entry(outcome));
     }
 
     /// The bridge-side ids of the held calls `pick` chooses.
@@ -297,8 +299,9 @@ impl Core {
                 .then(|| Box::new(Note::ToolsList));
             return Verdict::Pass(note);
         }
-        let audited = self.gate.audit.is_some() || self.gate.audit_broken;
-        if method != "tools/call" || !(audited || self.gate.policy.checks_calls()) {
+        let audited = self.gate.sinks.audit.is_some() || self.gate.audit_broken;
+        let recorded = audited || self.gate.sinks.any();
+        if method != "tools/call" || !(recorded || self.gate.policy.checks_calls()) {
             return Verdict::Pass(None);
         }
         let started = self.now;
@@ -316,7 +319,12 @@ impl Core {
         let call = CallInfo {
             tool: params.name.into_owned(),
             principal: ctx.principal.clone(),
-            args_sha256: audit::sha256_hex(args),
+            // Only the audit log keeps it.
+            args_sha256: if audited {
+                audit::sha256_hex(args)
+            } else {
+                String::new()
+            },
             era: self.era_of(ctx, req),
             started,
         };
@@ -347,9 +355,9 @@ impl Core {
         }
         let note = self
             .gate
-            .audit
-            .clone()
-            .map(|audit| Box::new(Note::Call(CallRecord::new(call, audit))));
+            .sinks
+            .any()
+            .then(|| Box::new(Note::Call(CallRecord::new(call, self.gate.sinks.clone()))));
         Verdict::Pass(note)
     }
 
@@ -484,9 +492,9 @@ impl Core {
         }
         let note = self
             .gate
-            .audit
-            .clone()
-            .map(|audit| Box::new(Note::Call(CallRecord::new(call, audit))));
+            .sinks
+            .any()
+            .then(|| Box::new(Note::Call(CallRecord::new(call, self.gate.sinks.clone()))));
         match stateless {
             None => {
                 let cid = self.forward(&ctx, &request);

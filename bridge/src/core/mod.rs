@@ -171,6 +171,8 @@ pub struct CoreConfig {
     /// The desktop policy: hidden tools, confirmations, annotation overrides, extra roots
     /// and the audit log (see `crate::policy`).
     pub policy: crate::policy::PolicyConfig,
+    /// Where finished tool calls are counted for the owner's dashboard, if it runs.
+    pub calls: Option<std::sync::Arc<crate::calls::CallStats>>,
 }
 
 impl CoreConfig {
@@ -191,8 +193,35 @@ impl CoreConfig {
             client_roots: false,
             public_cache: false,
             policy: crate::policy::PolicyConfig::default(),
+            calls: None,
         }
     }
+}
+
+/// One client's sessions, for the owner's dashboard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientView {
+    /// The client (its authorization).
+    pub principal: String,
+    /// Its live sessions.
+    pub sessions: usize,
+    /// Its requests in flight in them.
+    pub in_flight: usize,
+    /// The protocol revisions they speak.
+    pub versions: Vec<String>,
+}
+
+/// What the owner's dashboard shows of a core ([`Core::owner_view`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnerView {
+    /// Each client with sessions.
+    pub clients: Vec<ClientView>,
+    /// Server processes (or upstream sessions) running.
+    pub children: u32,
+    /// Restarts of the server since the bridge started.
+    pub restarts: u32,
+    /// The server's last stderr lines.
+    pub stderr_tail: Vec<String>,
 }
 
 /// The bridge's MCP state. See the module documentation.
@@ -253,7 +282,7 @@ impl Core {
     /// of its creation (every event brings its own).
     pub fn with_children(mut cfg: CoreConfig, processes: Box<dyn Children>, now: Instant) -> Self {
         gate::merge_roots(&mut cfg);
-        let gate = gate::Gate::new(&cfg.policy);
+        let gate = gate::Gate::new(&cfg.policy, cfg.calls.clone());
         Self {
             children: Supervisor::new(processes, cfg.child.clone()),
             cfg,
@@ -292,6 +321,30 @@ impl Core {
             exchanges: n(self.exchanges.len()),
             children: n(self.children.len()),
             restarts: self.children.restarts(),
+        }
+    }
+
+    /// What the owner's dashboard shows of this core: the sessions of each client, and the
+    /// server's processes and its last stderr lines (which stay on this machine).
+    pub fn owner_view(&self) -> OwnerView {
+        let mut clients: std::collections::BTreeMap<&str, ClientView> = Default::default();
+        for s in self.sessions.iter() {
+            let c = clients.entry(&s.principal).or_insert_with(|| ClientView {
+                principal: s.principal.clone(),
+                ..ClientView::default()
+            });
+            c.sessions += 1;
+            c.in_flight += s.in_flight.len();
+            if !c.versions.contains(&s.protocol_version) {
+                c.versions.push(s.protocol_version.clone());
+            }
+        }
+        let status = self.status();
+        OwnerView {
+            clients: clients.into_values().collect(),
+            children: status.children,
+            restarts: status.restarts,
+            stderr_tail: self.default_child_stderr(),
         }
     }
 

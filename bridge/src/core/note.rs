@@ -1,14 +1,17 @@
 //! What the desktop policy attaches to a request in flight (see `gate.rs`): a `tools/list`
-//! whose answer it rewrites, or the audit record of a `tools/call`, written to the audit
-//! log when the call ends, however it ends (the record is written when dropped).
+//! whose answer it rewrites, or the record of a `tools/call`, written to the audit log and
+//! counted in the dashboard's figures when the call ends, however it ends (the record is
+//! written when dropped).
 
 use std::cell::Cell;
+use std::sync::Arc;
 use std::time::Instant;
 
 use protocol::jsonrpc::INTERNAL_ERROR;
 use serde::Deserialize;
 
 use crate::audit::{AuditSender, Entry, Outcome};
+use crate::calls::CallStats;
 
 /// Who called which tool, with what, when and how (for the audit log).
 pub(super) struct CallInfo {
@@ -38,28 +41,54 @@ impl CallInfo {
     }
 }
 
-/// A call on its way: recorded in the audit log when dropped, with the outcome set last
-/// (`cancelled` unless something else was said).
+/// Where a finished call is recorded: the audit log, the dashboard's figures, or both.
+#[derive(Clone, Default)]
+pub(super) struct Sinks {
+    /// The audit log.
+    pub(super) audit: Option<AuditSender>,
+    /// The dashboard's call figures.
+    pub(super) stats: Option<Arc<CallStats>>,
+}
+
+impl Sinks {
+    /// Whether a call must be recorded at all.
+    pub(super) fn any(&self) -> bool {
+        self.audit.is_some() || self.stats.is_some()
+    }
+
+    /// Records a finished call.
+    pub(super) fn record(&self, entry: &Entry<'_>) {
+        if let Some(a) = &self.audit {
+            a.record(entry);
+        }
+        if let Some(s) = &self.stats {
+            s.record(entry);
+        }
+    }
+}
+
+/// A call on its way: recorded when dropped, with the outcome set last (`cancelled` unless
+/// something else was said).
 pub(super) struct CallRecord {
     info: CallInfo,
     outcome: Cell<Outcome>,
-    audit: AuditSender,
+    sinks: Sinks,
 }
 
 impl CallRecord {
-    /// The record of `info`, for `audit`.
-    pub(super) fn new(info: CallInfo, audit: AuditSender) -> Self {
+    /// The record of `info`, for `sinks`.
+    pub(super) fn new(info: CallInfo, sinks: Sinks) -> Self {
         Self {
             info,
             outcome: Cell::new(Outcome::Cancelled),
-            audit,
+            sinks,
         }
     }
 }
 
 impl Drop for CallRecord {
     fn drop(&mut self) {
-        self.audit.record(&self.info.entry(self.outcome.get()));
+        self.sinks.record(&self.info.entry(self.outcome.get()));
     }
 }
 

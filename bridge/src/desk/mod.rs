@@ -42,8 +42,10 @@ pub struct DeskTunnel {
     pub name: String,
     /// How its clients authenticate (`OAuth`, `bearer token`, `none`).
     pub auth: &'static str,
-    /// Its driver's gauges.
+    /// Its driver's gauges (and the core's view, as of the last tick).
     pub gauges: Arc<Gauges>,
+    /// Its tool calls' figures.
+    pub calls: Option<Arc<crate::calls::CallStats>>,
 }
 
 /// An OAuth consent waiting for the owner.

@@ -90,6 +90,26 @@ fn answer(status: StatusCode, page: &impl Template) -> Response {
         <td class={% if t.online %}online{% else %}offline{% endif %}>{{ t.state }}{% if !t.since.is_empty() %} for {{ t.since|text }}{% endif %}</td>\
         <td><code>{{ t.url|text }}</code></td><td>{{ t.auth }}</td><td>{{ t.sessions }}</td>\
         <td>{{ t.in_flight }}</td><td>{{ t.answered }}</td></tr>{% endfor %}</table>\
+        {% for t in view.tunnels %}<section class=detail id=\"tunnel-{{ t.name|text }}\">\
+        <h2>Tunnel {{ t.name|text }}</h2>\
+        <h3>Tools</h3>{% if t.tools.is_empty() %}<p class=empty>No tool call yet.</p>{% else %}\
+        <table class=tools><tr><th>Tool</th><th>Calls</th><th>Errors</th><th>p50</th><th>p95</th><th>Latency (p50, p95)</th></tr>\
+        {% for l in t.tools %}<tr class=tool><td><code>{{ l.tool|text }}</code></td><td>{{ l.calls }}</td><td>{{ l.errors }}</td>\
+        <td>{{ l.p50 }}</td><td>{{ l.p95 }}</td><td><meter min=0 max=1000 value={{ l.p50_bar }} title=p50>{{ l.p50 }}</meter> \
+        <meter min=0 max=1000 value={{ l.p95_bar }} title=p95>{{ l.p95 }}</meter></td></tr>{% endfor %}</table>{% endif %}\
+        <h3>Last calls</h3>{% if t.calls.is_empty() %}<p class=empty>No tool call yet.</p>{% else %}\
+        <table class=calls><tr><th>When</th><th>Tool</th><th>Client</th><th>Outcome</th><th>Duration</th></tr>\
+        {% for c in t.calls %}<tr class=call-row><td>{{ c.ago|text }} ago</td><td><code>{{ c.tool|text }}</code></td>\
+        <td>{{ c.client|text }}</td><td class={% if c.ok %}online{% else %}offline{% endif %}>{{ c.outcome|text }}</td>\
+        <td>{{ c.duration }}</td></tr>{% endfor %}</table>{% endif %}\
+        <h3>Clients</h3>{% if t.clients.is_empty() %}<p class=empty>No session open.</p>{% else %}\
+        <table class=clients><tr><th>Client</th><th>Sessions</th><th>In flight</th><th>Protocol</th></tr>\
+        {% for c in t.clients %}<tr class=client-row><td>{{ c.principal|text }}</td><td>{{ c.sessions }}</td>\
+        <td>{{ c.in_flight }}</td><td>{{ c.versions|text }}</td></tr>{% endfor %}</table>{% endif %}\
+        <h3>Server</h3><p>{{ t.children }} running, restarted {{ t.restarts }} times.</p>\
+        {% if !t.stderr.is_empty() %}<p>Its last lines on stderr (they stay on this computer):</p>\
+        <pre class=stderr>{% for l in t.stderr %}{{ l|text }}\n{% endfor %}</pre>{% endif %}\
+        </section>{% endfor %}\
         <p class=empty>This page reloads every 5 seconds.</p>"
 )]
 pub struct Dashboard<'a> {

@@ -23,6 +23,47 @@ pub struct TunnelRow {
     pub sessions: u32,
     pub in_flight: u32,
     pub answered: u64,
+    /// Each client's sessions.
+    pub clients: Vec<ClientRow>,
+    /// Server processes (or upstream sessions) running, and restarts.
+    pub children: u32,
+    pub restarts: u32,
+    /// The server's last stderr lines.
+    pub stderr: Vec<String>,
+    /// The newest calls.
+    pub calls: Vec<RecentRow>,
+    /// Per tool: calls, errors, latency.
+    pub tools: Vec<ToolLine>,
+}
+
+/// A client's sessions.
+pub struct ClientRow {
+    pub principal: String,
+    pub sessions: usize,
+    pub in_flight: usize,
+    pub versions: String,
+}
+
+/// One finished call.
+pub struct RecentRow {
+    pub ago: String,
+    pub tool: String,
+    pub client: String,
+    pub outcome: String,
+    pub ok: bool,
+    pub duration: String,
+}
+
+/// One tool's figures, with the bar lengths of its latencies (0–1000, against the slowest
+/// p95 of the tunnel).
+pub struct ToolLine {
+    pub tool: String,
+    pub calls: u64,
+    pub errors: u64,
+    pub p50: String,
+    pub p95: String,
+    pub p50_bar: u32,
+    pub p95_bar: u32,
 }
 
 /// A consent waiting for the owner.
@@ -65,7 +106,27 @@ impl View {
             .map(|t| {
                 let (sessions, in_flight) = t.gauges.load();
                 let s = t.gauges.state();
+                let owner = t.gauges.owner_view();
+                let (calls, tools) = match &t.calls {
+                    Some(c) => (recent_rows(now, c), tool_lines(c)),
+                    None => (Vec::new(), Vec::new()),
+                };
                 TunnelRow {
+                    clients: owner
+                        .clients
+                        .into_iter()
+                        .map(|c| ClientRow {
+                            principal: c.principal,
+                            sessions: c.sessions,
+                            in_flight: c.in_flight,
+                            versions: c.versions.join(", "),
+                        })
+                        .collect(),
+                    children: owner.children,
+                    restarts: owner.restarts,
+                    stderr: owner.stderr_tail,
+                    calls,
+                    tools,
                     name: t.name.clone(),
                     state: label(s),
                     online: s == LinkState::Online,
@@ -113,6 +174,59 @@ impl View {
             consents,
             calls,
         }
+    }
+}
+
+fn recent_rows(now: SystemTime, calls: &crate::calls::CallStats) -> Vec<RecentRow> {
+    calls
+        .recent()
+        .into_iter()
+        .take(20)
+        .map(|c| RecentRow {
+            ago: ago(now, c.at),
+            ok: c.outcome == crate::audit::Outcome::Ok,
+            outcome: c.outcome.to_string(),
+            duration: millis(c.duration),
+            tool: c.tool,
+            client: c.principal,
+        })
+        .collect()
+}
+
+fn tool_lines(calls: &crate::calls::CallStats) -> Vec<ToolLine> {
+    let tools = calls.tools();
+    let slowest = tools
+        .iter()
+        .filter_map(|t| t.p95)
+        .max()
+        .unwrap_or_default()
+        .max(Duration::from_micros(1));
+    let bar = |d: Option<Duration>| {
+        d.map_or(0, |d| {
+            u32::try_from(d.as_nanos() * 1000 / slowest.as_nanos()).unwrap_or(1000)
+        })
+    };
+    tools
+        .into_iter()
+        .map(|t| ToolLine {
+            p50_bar: bar(t.p50),
+            p95_bar: bar(t.p95),
+            p50: t.p50.map(millis).unwrap_or_else(|| "–".into()),
+            p95: t.p95.map(millis).unwrap_or_else(|| "–".into()),
+            tool: t.tool,
+            calls: t.calls,
+            errors: t.errors,
+        })
+        .collect()
+}
+
+/// A duration in milliseconds, to a precision a person reads.
+fn millis(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.0} ms")
     }
 }
 

@@ -143,6 +143,43 @@ fn held_calls_wait_for_the_dashboard_and_its_buttons_decide() {
         "This is a simple text response for testing.",
         "not held again: {again}"
     );
+
+    // The tunnel's figures: the tool's calls and latency (numbers and bars), the last calls.
+    let shot = artifact("dashboard-tunnel.png").display().to_string();
+    let b = Browser::start(
+        "desk_browser.mjs",
+        "show",
+        &url,
+        &["--screenshot", &shot],
+        40,
+        Duration::from_secs(60),
+    );
+    let mut b = b;
+    let page = b.event("page");
+    b.finish();
+    let tools = page["tool_rows"].as_array().expect("tool rows");
+    assert_eq!(tools.len(), 1, "{page:#}");
+    let row = tools[0].as_str().unwrap_or("");
+    assert!(
+        row.starts_with("test_simple_text\t4\t0\t") && row.contains(" ms"),
+        "4 calls, none failed (a declined call is no error): {row:?}"
+    );
+    assert_eq!(page["meters"].as_array().map(Vec::len), Some(2), "{page:#}");
+    let calls = page["call_rows"].as_array().expect("call rows");
+    assert_eq!(calls.len(), 4, "{page:#}");
+    let newest = calls[0].as_str().unwrap_or("");
+    assert!(
+        newest.contains("test_simple_text")
+            && newest.contains("anonymous")
+            && newest.contains("ok"),
+        "{newest:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.as_str().is_some_and(|c| c.contains("declined"))),
+        "{calls:?}"
+    );
 }
 
 /// The `Set-Cookie` of the secret's exchange, as a `Cookie` header value.
