@@ -270,6 +270,8 @@ pub enum TerminalMsg {
 #[derive(Default)]
 pub struct Hub {
     inner: Mutex<HubInner>,
+    /// Signalled when a call starts waiting (the dashboard's notifications wait on it).
+    started_waiting: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -344,6 +346,11 @@ impl Hub {
     /// The dashboard runs from now on: calls wait for it even without a terminal.
     pub fn open_desk(&self) {
         self.lock().desk = true;
+    }
+
+    /// Resolves when a call started waiting since the last time it resolved.
+    pub async fn next_waiting(&self) {
+        self.started_waiting.notified().await;
     }
 
     /// The calls waiting for the owner, oldest first.
@@ -446,6 +453,7 @@ impl Subscription {
         let code = self.claim_code();
         waiting.code = code.clone();
         self.hub.lock().waiting.insert(code.clone(), waiting);
+        self.hub.started_waiting.notify_one();
         code
     }
 

@@ -109,6 +109,10 @@ pub struct RunArgs {
     /// declined without one).
     #[arg(long, conflicts_with = "dashboard")]
     pub no_dashboard: bool,
+    /// No desktop notification when a tool call or an OAuth client waits for approval
+    /// (notify-send, osascript or a Windows balloon, where there is one).
+    #[arg(long)]
+    pub no_notify: bool,
     /// Publish the local HTTP MCP server at this URL (Streamable HTTP, or HTTP+SSE such as
     /// http://127.0.0.1:PORT/sse) instead of a command after `--`.
     #[arg(long, value_name = "URL", conflicts_with = "command")]
@@ -973,6 +977,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     let names: Vec<String> = tunnels.iter().map(|t| t.name.clone()).collect();
+    let no_notify = args.no_notify;
     let desk_listener = if args.no_dashboard {
         None
     } else {
@@ -1004,7 +1009,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         let mut _address_file = None;
         let desk = match desk_listener {
             None => None,
-            Some(l) => match crate::desk::start(l, desk_tunnels, desk_tx) {
+            Some(l) => match crate::desk::start(l, desk_tunnels, desk_tx, !no_notify) {
                 Ok(d) => {
                     status_line::without_line(|| {
                         let mut out = std::io::stdout().lock();
@@ -1407,6 +1412,7 @@ mod tests {
             "--quiet",
             "--dashboard",
             "--no-dashboard",
+            "--no-notify",
             "--upstream",
             "--upstream-transport",
             "--upstream-header",

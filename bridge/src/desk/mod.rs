@@ -13,6 +13,7 @@
 //! consents its own process holds, and nothing else).
 
 mod guard;
+mod notify;
 mod page;
 mod view;
 
@@ -66,6 +67,8 @@ pub struct DeskState {
     consents: Mutex<Vec<WaitingConsent>>,
     /// The owner's consent decisions (consent id, approve), for whatever forwards them.
     decisions: mpsc::Sender<(String, bool)>,
+    /// Announce what starts waiting with a desktop notification.
+    notify: bool,
 }
 
 impl DeskState {
@@ -76,6 +79,15 @@ impl DeskState {
 
     /// A consent now waits for the owner.
     pub fn add_consent(&self, c: WaitingConsent) {
+        if self.notify {
+            notify::announce(
+                "A client asks for access",
+                &format!(
+                    "{} asks for tunnel {}: approve or deny it on the bridge's dashboard",
+                    c.request.client, c.tunnel
+                ),
+            );
+        }
         let mut all = self.consents.locked();
         all.retain(|x| x.request.id != c.request.id);
         all.push(c);
@@ -113,6 +125,7 @@ pub fn start(
     listener: std::net::TcpListener,
     tunnels: Vec<DeskTunnel>,
     decisions: mpsc::Sender<(String, bool)>,
+    notify: bool,
 ) -> anyhow::Result<Desk> {
     let addr = listener.local_addr()?;
     let keys = Keys::new(guard::secret(), addr.port());
@@ -122,6 +135,7 @@ pub fn start(
         tunnels,
         consents: Mutex::new(Vec::new()),
         decisions,
+        notify,
     });
     let router = Router::new()
         .route("/", get(show))
@@ -135,8 +149,33 @@ pub fn start(
         }
     });
     crate::confirm::hub().open_desk();
+    if notify {
+        tokio::spawn(announce_held_calls());
+    }
     info!(%addr, "the owner's dashboard is listening");
     Ok(Desk { state, url })
+}
+
+/// Announces each call that starts waiting for the owner.
+async fn announce_held_calls() {
+    let hub = crate::confirm::hub();
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        hub.next_waiting().await;
+        let waiting = hub.waiting();
+        for w in &waiting {
+            if seen.insert(w.code.clone()) {
+                notify::announce(
+                    "A tool call waits for your approval",
+                    &format!(
+                        "{} wants to run {} (tunnel {}): allow or deny it on the bridge's dashboard",
+                        w.principal, w.tool, w.tunnel
+                    ),
+                );
+            }
+        }
+        seen.retain(|c| waiting.iter().any(|w| &w.code == c));
+    }
 }
 
 #[derive(Deserialize)]

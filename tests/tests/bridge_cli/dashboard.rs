@@ -65,11 +65,38 @@ fn text_of(answer: &Value) -> &str {
         .unwrap_or("")
 }
 
+/// A `notify-send` that writes its arguments to `<dir>/notes.txt`, and a `PATH` that finds
+/// it first.
+fn fake_notifier(dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let notes = dir.join("notes.txt");
+    let script = dir.join("notify-send");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s|' \"$@\" >> '{}'\necho >> '{}'\n",
+            notes.display(),
+            notes.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    (path, notes)
+}
+
 #[test]
 fn held_calls_wait_for_the_dashboard_and_its_buttons_decide() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, notes) = fake_notifier(dir.path());
     let bridge = BridgeOpts::default()
         .no_auth()
         .flags("--confirm-tool test_simple_text --confirm-timeout-secs 20")
+        .env(&[("PATH", &path)])
         .start();
     let url = dashboard_url(&bridge);
 
@@ -109,6 +136,13 @@ fn held_calls_wait_for_the_dashboard_and_its_buttons_decide() {
         "the secret leaves the address bar: {waiting:#}"
     );
     assert_eq!(decided["notice"], "Allowed the call.", "{decided:#}");
+    // A desktop notification announced it.
+    let announced = std::fs::read_to_string(&notes).unwrap_or_default();
+    assert!(
+        announced.contains("A tool call waits for your approval|")
+            && announced.contains("anonymous wants to run test_simple_text"),
+        "{announced:?}"
+    );
     assert_eq!(decided["nothing_waits"], true);
     let answer = call.join().expect("the call");
     assert_eq!(
@@ -196,9 +230,12 @@ fn session_cookie(http: &BlockingHttp, url: &str) -> String {
 
 #[test]
 fn the_dashboard_refuses_strangers_foreign_pages_and_forged_forms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, notes) = fake_notifier(dir.path());
     let bridge = BridgeOpts::default()
         .no_auth()
-        .flags("--confirm-tool test_simple_text --confirm-timeout-secs 20")
+        .flags("--confirm-tool test_simple_text --confirm-timeout-secs 20 --no-notify")
+        .env(&[("PATH", &path)])
         .start();
     let url = dashboard_url(&bridge);
     let base = url.split("/?token=").next().unwrap().to_owned();
@@ -285,6 +322,7 @@ fn the_dashboard_refuses_strangers_foreign_pages_and_forged_forms() {
         assert_eq!(r.status, status, "{what}: {}", r.text());
     }
     assert!(!call.is_finished(), "still held");
+    assert!(!notes.exists(), "--no-notify: no desktop notification");
     // The owner's own form decides it.
     let r = post(form(&csrf), &[("cookie", cookie.as_str()), ("origin", own)]);
     assert_eq!(r.status, 303, "{}", r.text());
