@@ -105,7 +105,13 @@ pub struct TerminalLink {
     pub gauges: Arc<Gauges>,
     /// The dashboard runs: keep the core's view for it in the gauges.
     pub owner_view: bool,
+    /// The owner's commands from the dashboard (restart, disconnect, pause), each with
+    /// what to tell once it is carried out.
+    pub commands: Option<mpsc::Receiver<Command>>,
 }
+
+/// An owner's command, and where to say it was carried out.
+pub type Command = (crate::core::OwnerCommand, tokio::sync::oneshot::Sender<()>);
 
 /// How the driver runs its tunnel.
 #[derive(Debug, Default)]
@@ -292,6 +298,15 @@ pub async fn run(
                 Some(msg) => core.on_terminal(msg, Instant::now()),
                 None => confirm_answers = None,
             },
+            cmd = next_command(&mut terminal.commands), if terminal.commands.is_some() => match cmd {
+                Some((cmd, done)) => {
+                    core.on_owner_command(cmd, Instant::now());
+                    // The dashboard's next page shows it.
+                    terminal.gauges.set_owner_view(core.owner_view());
+                    let _ = done.send(());
+                }
+                None => terminal.commands = None,
+            },
             decision = terminal.decisions.recv(), if decisions_open => match decision {
                 Some(decision) => {
                     if let Some(tx) = &out {
@@ -420,6 +435,15 @@ fn stderr_tail(core: &Core) -> String {
         .map(|l| format!("\n    | {}", crate::consent::printable(l)))
         .collect();
     format!("; the last lines of its stderr:{}", lines.concat())
+}
+
+/// The next owner command (pending forever without a channel; the caller guards that
+/// branch).
+async fn next_command(rx: &mut Option<mpsc::Receiver<Command>>) -> Option<Command> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sleeps until `at` (forever when `None`; the caller guards that branch).

@@ -989,10 +989,19 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 .with_context(|| format!("the dashboard cannot listen on {addr} (--dashboard)"))?,
         )
     };
+    // The owner's commands to each tunnel, from the dashboard.
+    let mut command_rx = Vec::new();
     let desk_tunnels: Vec<crate::desk::DeskTunnel> = tunnels
         .iter()
         .zip(&gauges)
-        .map(|(t, (_, g))| crate::desk::DeskTunnel {
+        .map(|(t, (_, g))| {
+            let (tx, rx) = mpsc::channel(16);
+            command_rx.push(Some(rx));
+            (t, g, tx)
+        })
+        .map(|(t, g, commands)| crate::desk::DeskTunnel {
+            commands,
+            audit_log: t.cfg.policy.audit_log.clone(),
             name: t.name.clone(),
             auth: match t.auth {
                 AuthMode::Oauth => "OAuth",
@@ -1048,6 +1057,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 decisions: decision_rx,
                 gauges: gauges[i].1.clone(),
                 owner_view: desk.is_some(),
+                commands: if desk.is_some() {
+                    command_rx[i].take()
+                } else {
+                    None
+                },
             };
             let mut stop = stop_rx.clone();
             let shutdown = async move {

@@ -2,13 +2,17 @@
 // /usr/bin/chromium) with playwright-core (pinned in tests/deps/package.json), JavaScript
 // disabled in the page: only its plain forms and its own reload work.
 //
-// usage: node desk_browser.mjs MODE URL [--op OP] [--timeout S] [--screenshot FILE]
+// usage: node desk_browser.mjs MODE URL [--op OP] [--then PATH] [--timeout S]
+//                              [--screenshot FILE]
 // Run with $NODE22; playwright-core and Chromium as browser_driver.mjs says.
 //
 // MODE
-//   show    open URL (the address the bridge printed, with its secret), report the page.
+//   show    open URL (the address the bridge printed, with its secret), report the page;
+//           with --then PATH, then open PATH on the dashboard and report that page.
 //   decide  open URL, reload until a held call is shown, report it, press its button OP
 //           (allow-once, allow-always or deny), report the page it lands on.
+//   press   open URL, press the first button OP (restart, pause, resume, disconnect),
+//           report the page it lands on.
 //
 // stdout: JSON lines.
 //   {"event":"page"|"waiting"|"decided", ...}  the page as shown: url, status, headers
@@ -24,11 +28,12 @@ import { Run, emit, embeddedCount, handlerAttributes, parseArgs } from './browse
 
 const { mode, url, opts, usage } = parseArgs(
   'desk_browser.mjs',
-  'show|decide URL [--op OP] [--timeout S] [--screenshot FILE]',
-  ['show', 'decide'],
-  { '--op': 'op' },
-  { op: null },
+  'show|decide|press URL [--op OP] [--then PATH] [--timeout S] [--screenshot FILE]',
+  ['show', 'decide', 'press'],
+  { '--op': 'op', '--then': 'then' },
+  { op: null, then: null },
 );
+if (mode === 'press' && !opts.op) usage('press needs --op');
 if (mode === 'decide' && !['allow-once', 'allow-always', 'deny'].includes(opts.op)) {
   usage('decide needs --op allow-once|allow-always|deny');
 }
@@ -53,6 +58,10 @@ const run = async () => {
         nothing_waits: Boolean(document.querySelector('#nothing-waits')),
         tunnels: all('tr.tunnel').map((e) => e.innerText),
         tool_rows: all('tr.tool').map((e) => e.innerText),
+        client_rows: all('tr.client-row').map((e) => e.innerText),
+        audit_rows: all('tr.entry').map((e) => e.innerText),
+        paused: Boolean(document.querySelector('[id^="paused-"]')),
+        links: all('a').map((e) => e.getAttribute('href')),
         call_rows: all('tr.call-row').map((e) => e.innerText),
         meters: all('meter').map((e) => e.value),
         calls: all('div.call').map((e) => ({
@@ -77,7 +86,22 @@ const run = async () => {
   r.step = 'open the dashboard';
   let response = await page.goto(url, { timeout: left() });
   if (mode === 'show') {
+    if (opts.then) {
+      r.step = `open ${opts.then}`;
+      response = await page.goto(new URL(opts.then, page.url()).href, { timeout: left() });
+    }
     emit({ event: 'page', ...(await observe(response)) });
+    if (opts.screenshot) await page.screenshot({ path: opts.screenshot, fullPage: true });
+    return { final_url: page.url() };
+  }
+  if (mode === 'press') {
+    r.step = `press ${opts.op}`;
+    const [answer] = await Promise.all([
+      page.waitForResponse((q) => q.request().method() === 'POST', { timeout: left() }),
+      page.locator(`button[value="${opts.op}"] >> nth=0`).click({ timeout: left() }),
+    ]);
+    await page.waitForLoadState('load', { timeout: left() });
+    emit({ event: 'pressed', post_status: answer.status(), ...(await observe(null)) });
     if (opts.screenshot) await page.screenshot({ path: opts.screenshot, fullPage: true });
     return { final_url: page.url() };
   }

@@ -64,6 +64,8 @@ pub(super) struct Gate {
     notices: Vec<Notice>,
     /// (client, tool) the owner allowed for good (until the bridge restarts).
     always: std::collections::HashSet<(String, String)>,
+    /// The owner paused the tunnel: tool calls are refused, discovery goes on.
+    paused: bool,
 }
 
 impl Gate {
@@ -108,12 +110,23 @@ impl Gate {
             held: BTreeMap::new(),
             notices: Vec::new(),
             always: Default::default(),
+            paused: false,
         }
     }
 
     /// Whether requests need looking at.
     pub(super) fn active(&self) -> bool {
-        self.active
+        self.active || self.paused
+    }
+
+    /// Pauses the tunnel's tool calls, or lets them run again.
+    pub(super) fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+    }
+
+    /// Whether the owner paused the tunnel.
+    pub(super) fn paused(&self) -> bool {
+        self.paused
     }
 
     /// Applies the policy to a `tools/list` result (the offline snapshot's).
@@ -215,6 +228,8 @@ fn tool_error(id: &[u8], stateless: bool, text: &str) -> Vec<u8> {
 }
 
 const DECLINED: &str = "the owner declined this call";
+const PAUSED: &str =
+    "paused by the owner: this tunnel takes no tool calls for now; try again later";
 const NO_TERMINAL: &str = "the owner declined this call: it needs the owner's approval in the terminal where the bridge runs or on its dashboard, and the bridge runs with neither (run `bridge run` in a terminal to approve calls, or without --no-dashboard)";
 
 impl Core {
@@ -301,7 +316,9 @@ impl Core {
         }
         let audited = self.gate.sinks.audit.is_some() || self.gate.audit_broken;
         let recorded = audited || self.gate.sinks.any();
-        if method != "tools/call" || !(recorded || self.gate.policy.checks_calls()) {
+        if method != "tools/call"
+            || !(recorded || self.gate.paused || self.gate.policy.checks_calls())
+        {
             return Verdict::Pass(None);
         }
         let started = self.now;
@@ -332,6 +349,13 @@ impl Core {
             let msg = "the bridge's audit log cannot be written, so tool calls are refused; \
                        the owner must fix it and restart the bridge";
             self.policy_answer(ctx, error_response(id, INTERNAL_ERROR, msg));
+            return Verdict::Done;
+        }
+        if self.gate.paused {
+            info!("refused a tool call: the owner paused the tunnel");
+            let stateless = req.meta_protocol_version().is_some();
+            self.policy_answer(ctx, tool_error(id, stateless, PAUSED));
+            self.gate.record(&call, Outcome::Declined);
             return Verdict::Done;
         }
         if !self.gate.policy.is_visible(&call.tool) {

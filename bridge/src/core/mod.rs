@@ -214,6 +214,8 @@ pub struct ClientView {
 /// What the owner's dashboard shows of a core ([`Core::owner_view`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OwnerView {
+    /// The owner paused the tunnel's tool calls.
+    pub paused: bool,
     /// Each client with sessions.
     pub clients: Vec<ClientView>,
     /// Server processes (or upstream sessions) running.
@@ -222,6 +224,17 @@ pub struct OwnerView {
     pub restarts: u32,
     /// The server's last stderr lines.
     pub stderr_tail: Vec<String>,
+}
+
+/// What the owner asks of a tunnel from the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerCommand {
+    /// Stop the server (every process or upstream session) and start it again.
+    Restart,
+    /// End every session of this client (it may open new ones).
+    Disconnect(String),
+    /// Refuse tool calls with "paused by the owner" (`true`), or take them again.
+    Pause(bool),
 }
 
 /// The bridge's MCP state. See the module documentation.
@@ -324,6 +337,38 @@ impl Core {
         }
     }
 
+    /// Carries out the owner's command at `now`.
+    pub fn on_owner_command(&mut self, cmd: OwnerCommand, now: Instant) {
+        self.now = now;
+        match cmd {
+            OwnerCommand::Restart => {
+                tracing::info!("the owner restarts the server");
+                for child in self.children.ids() {
+                    self.on_child_exit(child, "restarted by the owner", false);
+                }
+            }
+            OwnerCommand::Disconnect(principal) => {
+                let theirs: Vec<String> = self
+                    .sessions
+                    .iter()
+                    .filter(|s| s.principal == principal)
+                    .map(|s| s.id.clone())
+                    .collect();
+                tracing::info!(
+                    sessions = theirs.len(),
+                    "the owner ends a client's sessions"
+                );
+                for sid in theirs {
+                    self.end_session(&sid, true);
+                }
+            }
+            OwnerCommand::Pause(paused) => {
+                tracing::info!(paused, "the owner pauses the tunnel's tool calls");
+                self.gate.set_paused(paused);
+            }
+        }
+    }
+
     /// What the owner's dashboard shows of this core: the sessions of each client, and the
     /// server's processes and its last stderr lines (which stay on this machine).
     pub fn owner_view(&self) -> OwnerView {
@@ -341,6 +386,7 @@ impl Core {
         }
         let status = self.status();
         OwnerView {
+            paused: self.gate.paused(),
             clients: clients.into_values().collect(),
             children: status.children,
             restarts: status.restarts,

@@ -137,6 +137,11 @@ impl Supervisor {
         })
     }
 
+    /// The children known, in no order.
+    pub(super) fn ids(&self) -> Vec<ChildId> {
+        self.slots.keys().copied().collect()
+    }
+
     /// Whether a child runs.
     pub(super) fn contains(&self, child: ChildId) -> bool {
         self.slots.contains_key(&child)

@@ -12,6 +12,7 @@
 //! one machine each have their own, on their own port: a dashboard acts on the calls and
 //! consents its own process holds, and nothing else).
 
+mod audit_view;
 mod guard;
 mod notify;
 mod page;
@@ -47,6 +48,10 @@ pub struct DeskTunnel {
     pub gauges: Arc<Gauges>,
     /// Its tool calls' figures.
     pub calls: Option<Arc<crate::calls::CallStats>>,
+    /// Where the owner's commands to it go.
+    pub commands: mpsc::Sender<crate::driver::Command>,
+    /// Its audit log, if it writes one.
+    pub audit_log: Option<PathBuf>,
 }
 
 /// An OAuth consent waiting for the owner.
@@ -140,6 +145,7 @@ pub fn start(
     let router = Router::new()
         .route("/", get(show))
         .route("/act", post(act))
+        .route("/audit", get(audit))
         .fallback(not_found)
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -227,6 +233,12 @@ async fn show(
         Some("approved") => Some("Approved the client."),
         Some("refused") => Some("Denied the client."),
         Some("gone") => Some("It no longer waits (answered elsewhere, timed out, or withdrawn)."),
+        Some("restarted") => Some("The server is being restarted."),
+        Some("paused") => {
+            Some("Paused: tool calls get \"paused by the owner\"; listing tools goes on.")
+        }
+        Some("resumed") => Some("Resumed: tool calls run again."),
+        Some("disconnected") => Some("Ended the client's sessions."),
         _ => None,
     };
     page::dashboard(&View::now(&state), &csrf, notice)
@@ -238,6 +250,8 @@ struct Act {
     op: String,
     code: Option<String>,
     id: Option<String>,
+    tunnel: Option<String>,
+    principal: Option<String>,
 }
 
 /// `POST /act`: the owner's decision on a held call or a consent.
@@ -286,6 +300,37 @@ async fn act(
             let sent = waiting && state.decisions.send((id.to_owned(), approve)).await.is_ok();
             outcome(sent, if approve { "approved" } else { "refused" })
         }
+        (op @ ("restart" | "pause" | "resume" | "disconnect"), _, _) => {
+            let Some(t) = form
+                .tunnel
+                .as_deref()
+                .and_then(|name| state.tunnels.iter().find(|t| t.name == name))
+            else {
+                return page::refused(StatusCode::BAD_REQUEST, "No such tunnel.");
+            };
+            use crate::core::OwnerCommand;
+            let cmd = match op {
+                "restart" => OwnerCommand::Restart,
+                "pause" => OwnerCommand::Pause(true),
+                "resume" => OwnerCommand::Pause(false),
+                _ => match form.principal.clone() {
+                    Some(p) => OwnerCommand::Disconnect(p),
+                    None => return page::refused(StatusCode::BAD_REQUEST, "Which client?"),
+                },
+            };
+            // Answered once the driver carried it out, so the next page shows it.
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            let sent = t.commands.send((cmd, done_tx)).await.is_ok() && done_rx.await.is_ok();
+            outcome(
+                sent,
+                match op {
+                    "restart" => "restarted",
+                    "pause" => "paused",
+                    "resume" => "resumed",
+                    _ => "disconnected",
+                },
+            )
+        }
         _ => return page::refused(StatusCode::BAD_REQUEST, "Unknown action."),
     };
     (
@@ -293,6 +338,54 @@ async fn act(
         [(header::LOCATION, format!("/?done={done}"))],
     )
         .into_response()
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    tunnel: String,
+    tool: Option<String>,
+    client: Option<String>,
+}
+
+/// `GET /audit?tunnel=…[&tool=…][&client=…]`: a tunnel's audit log, filtered.
+async fn audit(
+    State(state): State<Arc<DeskState>>,
+    headers: HeaderMap,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if !state.keys.host_ok(&headers) {
+        return page::refused(StatusCode::MISDIRECTED_REQUEST, "Wrong host.");
+    }
+    if state.keys.session(&headers).is_none() {
+        return page::refused(
+            StatusCode::UNAUTHORIZED,
+            "Open the dashboard with the address the bridge printed, or run `bridge open`.",
+        );
+    }
+    let Ok(Query(q)) = query else {
+        return page::refused(StatusCode::BAD_REQUEST, "Which tunnel?");
+    };
+    let Some(t) = state.tunnels.iter().find(|t| t.name == q.tunnel) else {
+        return page::refused(StatusCode::NOT_FOUND, "No such tunnel.");
+    };
+    let Some(path) = &t.audit_log else {
+        return page::refused(
+            StatusCode::NOT_FOUND,
+            "This tunnel writes no audit log (see `audit_log` in the desktop policy).",
+        );
+    };
+    let rows = match audit_view::read(path, q.tool.as_deref(), q.client.as_deref()) {
+        Ok(rows) => rows,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            warn!("reading the audit log for the dashboard: {e}");
+            return page::refused(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The audit log cannot be read.",
+            );
+        }
+    };
+    page::audit(&t.name, q.tool.as_deref(), q.client.as_deref(), &rows)
 }
 
 fn outcome(found: bool, done: &'static str) -> &'static str {

@@ -92,6 +92,14 @@ fn answer(status: StatusCode, page: &impl Template) -> Response {
         <td>{{ t.in_flight }}</td><td>{{ t.answered }}</td></tr>{% endfor %}</table>\
         {% for t in view.tunnels %}<section class=detail id=\"tunnel-{{ t.name|text }}\">\
         <h2>Tunnel {{ t.name|text }}</h2>\
+        {% if t.paused %}<p class=offline id=\"paused-{{ t.name|text }}\">Paused: tool calls get \"paused by the owner\"; listing tools goes on.</p>{% endif %}\
+        <p class=actions>\
+        <form method=post action=\"/act\" class=inline><input type=hidden name=csrf value=\"{{ csrf }}\">\
+        <input type=hidden name=tunnel value=\"{{ t.name|text }}\"><button name=op value=restart>Restart the server</button></form>\
+        <form method=post action=\"/act\" class=inline><input type=hidden name=csrf value=\"{{ csrf }}\">\
+        <input type=hidden name=tunnel value=\"{{ t.name|text }}\">\
+        {% if t.paused %}<button name=op value=resume>Resume tool calls</button>{% else %}<button name=op value=pause>Pause tool calls</button>{% endif %}</form>\
+        {% if !t.audit_href.is_empty() %}<a href=\"{{ t.audit_href|text }}\">Audit log</a>{% endif %}</p>\
         <h3>Tools</h3>{% if t.tools.is_empty() %}<p class=empty>No tool call yet.</p>{% else %}\
         <table class=tools><tr><th>Tool</th><th>Calls</th><th>Errors</th><th>p50</th><th>p95</th><th>Latency (p50, p95)</th></tr>\
         {% for l in t.tools %}<tr class=tool><td><code>{{ l.tool|text }}</code></td><td>{{ l.calls }}</td><td>{{ l.errors }}</td>\
@@ -99,13 +107,17 @@ fn answer(status: StatusCode, page: &impl Template) -> Response {
         <meter min=0 max=1000 value={{ l.p95_bar }} title=p95>{{ l.p95 }}</meter></td></tr>{% endfor %}</table>{% endif %}\
         <h3>Last calls</h3>{% if t.calls.is_empty() %}<p class=empty>No tool call yet.</p>{% else %}\
         <table class=calls><tr><th>When</th><th>Tool</th><th>Client</th><th>Outcome</th><th>Duration</th></tr>\
-        {% for c in t.calls %}<tr class=call-row><td>{{ c.ago|text }} ago</td><td><code>{{ c.tool|text }}</code></td>\
-        <td>{{ c.client|text }}</td><td class={% if c.ok %}online{% else %}offline{% endif %}>{{ c.outcome|text }}</td>\
+        {% for c in t.calls %}<tr class=call-row><td>{{ c.ago|text }} ago</td>\
+        <td>{% if c.tool_href.is_empty() %}<code>{{ c.tool|text }}</code>{% else %}<a href=\"{{ c.tool_href|text }}\"><code>{{ c.tool|text }}</code></a>{% endif %}</td>\
+        <td>{% if c.client_href.is_empty() %}{{ c.client|text }}{% else %}<a href=\"{{ c.client_href|text }}\">{{ c.client|text }}</a>{% endif %}</td><td class={% if c.ok %}online{% else %}offline{% endif %}>{{ c.outcome|text }}</td>\
         <td>{{ c.duration }}</td></tr>{% endfor %}</table>{% endif %}\
         <h3>Clients</h3>{% if t.clients.is_empty() %}<p class=empty>No session open.</p>{% else %}\
-        <table class=clients><tr><th>Client</th><th>Sessions</th><th>In flight</th><th>Protocol</th></tr>\
+        <table class=clients><tr><th>Client</th><th>Sessions</th><th>In flight</th><th>Protocol</th><th></th></tr>\
         {% for c in t.clients %}<tr class=client-row><td>{{ c.principal|text }}</td><td>{{ c.sessions }}</td>\
-        <td>{{ c.in_flight }}</td><td>{{ c.versions|text }}</td></tr>{% endfor %}</table>{% endif %}\
+        <td>{{ c.in_flight }}</td><td>{{ c.versions|text }}</td><td>\
+        <form method=post action=\"/act\" class=inline><input type=hidden name=csrf value=\"{{ csrf }}\">\
+        <input type=hidden name=tunnel value=\"{{ t.name|text }}\"><input type=hidden name=principal value=\"{{ c.principal|text }}\">\
+        <button name=op value=disconnect>Disconnect</button></form></td></tr>{% endfor %}</table>{% endif %}\
         <h3>Server</h3><p>{{ t.children }} running, restarted {{ t.restarts }} times.</p>\
         {% if !t.stderr.is_empty() %}<p>Its last lines on stderr (they stay on this computer):</p>\
         <pre class=stderr>{% for l in t.stderr %}{{ l|text }}\n{% endfor %}</pre>{% endif %}\
@@ -136,6 +148,51 @@ pub fn dashboard(view: &View, csrf: &str, notice: Option<&str>) -> Response {
                 to: Text("/".to_owned()),
             }),
             body,
+        },
+    )
+}
+
+/// A tunnel's audit log, filtered.
+#[derive(Template)]
+#[template(
+    ext = "html",
+    source = "<h1>Audit log of tunnel {{ tunnel|text }}</h1>\
+        <p><a href=\"/\">Back to the dashboard</a>{% if let Some(t) = tool %} · tool <code>{{ t|text }}</code>{% endif %}\
+        {% if let Some(c) = client %} · client <code>{{ c|text }}</code>{% endif %}</p>\
+        {% if rows.is_empty() %}<p class=empty id=no-entries>No entry.</p>{% else %}\
+        <table id=audit><tr><th>Time (UTC)</th><th>Tool</th><th>Client</th><th>Outcome</th><th>Duration</th>\
+        <th>Protocol</th><th>Arguments (SHA-256)</th></tr>\
+        {% for r in rows %}<tr class=entry><td>{{ r.time|text }}</td><td><code>{{ r.tool|text }}</code></td>\
+        <td>{{ r.principal|text }}</td><td>{{ r.outcome|text }}</td><td>{{ r.duration_ms }} ms</td>\
+        <td>{{ r.era|text }}</td><td><code>{{ r.args_sha256|text }}</code></td></tr>{% endfor %}</table>{% endif %}"
+)]
+pub struct Audit<'a> {
+    tunnel: &'a str,
+    tool: Option<&'a str>,
+    client: Option<&'a str>,
+    rows: &'a [super::audit_view::AuditRow],
+}
+
+/// The audit log page.
+pub fn audit(
+    tunnel: &str,
+    tool: Option<&str>,
+    client: Option<&str>,
+    rows: &[super::audit_view::AuditRow],
+) -> Response {
+    answer(
+        StatusCode::OK,
+        &Document {
+            title: Text("Bridge dashboard: audit log"),
+            style: STYLE,
+            viewport: true,
+            refresh: None,
+            body: Audit {
+                tunnel,
+                tool,
+                client,
+                rows,
+            },
         },
     )
 }

@@ -23,6 +23,10 @@ pub struct TunnelRow {
     pub sessions: u32,
     pub in_flight: u32,
     pub answered: u64,
+    /// The owner paused its tool calls.
+    pub paused: bool,
+    /// Its audit log page, when it writes one.
+    pub audit_href: String,
     /// Each client's sessions.
     pub clients: Vec<ClientRow>,
     /// Server processes (or upstream sessions) running, and restarts.
@@ -49,6 +53,9 @@ pub struct RecentRow {
     pub ago: String,
     pub tool: String,
     pub client: String,
+    /// The audit log filtered by this tool, and by this client (empty without a log).
+    pub tool_href: String,
+    pub client_href: String,
     pub outcome: String,
     pub ok: bool,
     pub duration: String,
@@ -107,11 +114,18 @@ impl View {
                 let (sessions, in_flight) = t.gauges.load();
                 let s = t.gauges.state();
                 let owner = t.gauges.owner_view();
+                let audited = t.audit_log.is_some().then_some(t.name.as_str());
                 let (calls, tools) = match &t.calls {
-                    Some(c) => (recent_rows(now, c), tool_lines(c)),
+                    Some(c) => (recent_rows(now, c, audited), tool_lines(c)),
                     None => (Vec::new(), Vec::new()),
                 };
                 TunnelRow {
+                    paused: owner.paused,
+                    audit_href: if t.audit_log.is_some() {
+                        audit_href(&t.name, &[])
+                    } else {
+                        String::new()
+                    },
                     clients: owner
                         .clients
                         .into_iter()
@@ -177,12 +191,30 @@ impl View {
     }
 }
 
-fn recent_rows(now: SystemTime, calls: &crate::calls::CallStats) -> Vec<RecentRow> {
+/// `/audit?tunnel=…` with more filters, encoded.
+fn audit_href(tunnel: &str, filters: &[(&str, &str)]) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("tunnel", tunnel);
+    for (k, v) in filters {
+        q.append_pair(k, v);
+    }
+    format!("/audit?{}", q.finish())
+}
+
+fn recent_rows(
+    now: SystemTime,
+    calls: &crate::calls::CallStats,
+    audited: Option<&str>,
+) -> Vec<RecentRow> {
     calls
         .recent()
         .into_iter()
         .take(20)
         .map(|c| RecentRow {
+            tool_href: audited.map_or(String::new(), |t| audit_href(t, &[("tool", &c.tool)])),
+            client_href: audited.map_or(String::new(), |t| {
+                audit_href(t, &[("client", &c.principal)])
+            }),
             ago: ago(now, c.at),
             ok: c.outcome == crate::audit::Outcome::Ok,
             outcome: c.outcome.to_string(),

@@ -365,3 +365,165 @@ fn bridge_open_finds_the_running_dashboard() {
         "a stopped bridge's address is gone"
     );
 }
+
+/// The browser opens the dashboard and presses the first button `op`: the page after.
+fn press(url: &str, op: &str) -> Value {
+    let mut b = Browser::start(
+        "desk_browser.mjs",
+        "press",
+        url,
+        &["--op", op],
+        40,
+        Duration::from_secs(60),
+    );
+    let page = b.event("pressed");
+    b.finish();
+    assert_eq!(page["post_status"], 303, "{page:#}");
+    page
+}
+
+/// The dashboard's page as shown (with `then`, the page at that path).
+fn show(url: &str, then: Option<&str>, shot: &str) -> Value {
+    let shot = artifact(shot).display().to_string();
+    let mut args = vec!["--screenshot", shot.as_str()];
+    if let Some(p) = then {
+        args.extend(["--then", p]);
+    }
+    let mut b = Browser::start(
+        "desk_browser.mjs",
+        "show",
+        url,
+        &args,
+        40,
+        Duration::from_secs(60),
+    );
+    let page = b.event("page");
+    b.finish();
+    page
+}
+
+#[test]
+fn the_owner_pauses_restarts_and_disconnects_and_reads_the_audit_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit = dir.path().join("audit.jsonl");
+    let bridge = BridgeOpts::default()
+        .no_auth()
+        .args(&["--audit-log", audit.to_str().unwrap()])
+        .start();
+    let url = dashboard_url(&bridge);
+    let http = BlockingHttp::new();
+    let call = |id: u64| {
+        http.post_mcp(
+            &bridge.mcp_url,
+            &json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                    "params": {"name": "test_simple_text", "arguments": {}}}),
+        )
+        .response_to(&json!(id))
+    };
+    assert_eq!(
+        text_of(&call(1)),
+        "This is a simple text response for testing."
+    );
+    // A client with a session.
+    let init = http.post_mcp(
+        &bridge.mcp_url,
+        &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                           "clientInfo": {"name": "desk-test", "version": "1"}}}),
+    );
+    let session = init.header("mcp-session-id").to_owned();
+    assert!(!session.is_empty(), "{init:?}");
+
+    // Pause: calls are refused, listing goes on.
+    let paused = press(&url, "pause");
+    assert_eq!(paused["paused"], true, "{paused:#}");
+    let refused = call(2);
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+    assert!(
+        text_of(&refused).contains("paused by the owner"),
+        "{refused}"
+    );
+    let listed = http
+        .post_mcp(
+            &bridge.mcp_url,
+            &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}),
+        )
+        .response_to(&json!(3));
+    assert!(listed["result"]["tools"].is_array(), "{listed}");
+    let resumed = press(&url, "resume");
+    assert_eq!(resumed["paused"], false, "{resumed:#}");
+    assert_eq!(
+        text_of(&call(4)),
+        "This is a simple text response for testing."
+    );
+
+    // Disconnect the client: its session is gone.
+    let page = show(&url, None, "dashboard-actions.png");
+    let clients = page["client_rows"].as_array().expect("client rows");
+    assert!(
+        clients
+            .iter()
+            .any(|c| c.as_str().is_some_and(|c| c.starts_with("anonymous\t1\t"))),
+        "{page:#}"
+    );
+    press(&url, "disconnect");
+    let after = http.post(
+        &bridge.mcp_url,
+        "application/json",
+        json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"}).to_string(),
+        &[
+            ("mcp-session-id", session.as_str()),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", "2025-06-18"),
+        ],
+    );
+    assert_eq!(after.status, 404, "the session ended: {}", after.text());
+
+    // Restart the server.
+    press(&url, "restart");
+    bridge.proc.expect_log(
+        "the owner restarts the server",
+        Duration::from_secs(30),
+        "the restart",
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = show(&url, None, "dashboard-restarted.png");
+        if page["body_text"]
+            .as_str()
+            .is_some_and(|t| t.contains("1 running, restarted 1 times"))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{page:#}");
+    }
+    assert_eq!(
+        text_of(&call(6)),
+        "This is a simple text response for testing."
+    );
+
+    // The audit log, filtered by tool, from the dashboard's link.
+    let page = show(&url, None, "dashboard-audit-links.png");
+    let link = page["links"]
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .filter_map(Value::as_str)
+                .find(|h| h.contains("tool=test_simple_text"))
+        })
+        .unwrap_or_else(|| panic!("a link to the tool's audit entries: {page:#}"))
+        .to_owned();
+    let audit_page = show(&url, Some(&link), "dashboard-audit.png");
+    let rows = audit_page["audit_rows"].as_array().expect("audit rows");
+    assert_eq!(rows.len(), 4, "ok, paused, ok, ok: {audit_page:#}");
+    assert!(
+        rows.iter()
+            .all(|r| r.as_str().is_some_and(|r| r.contains("test_simple_text"))),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.as_str().is_some_and(|r| r.contains("declined"))),
+        "the paused call: {rows:?}"
+    );
+}
