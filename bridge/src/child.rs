@@ -200,6 +200,11 @@ impl ChildHandle {
         self.stdin.is_closed()
     }
 
+    /// The process id, if the system gave one.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
     /// The last lines the child wrote to stderr.
     pub fn stderr_tail(&self) -> Vec<String> {
         self.stderr_tail

@@ -77,6 +77,10 @@ impl Children for Processes {
         // Dropping the handle kills the process group.
         self.running.remove(&id);
     }
+
+    fn pid(&self, id: ChildId) -> Option<u32> {
+        self.running.get(&id).and_then(ChildHandle::pid)
+    }
 }
 
 impl Core {

@@ -11,8 +11,9 @@
 //           with --then PATH, then open PATH on the dashboard and report that page.
 //   decide  open URL, reload until a held call is shown, report it, press its button OP
 //           (allow-once, allow-always or deny), report the page it lands on.
-//   press   open URL, press the first button OP (restart, pause, resume, disconnect),
-//           report the page it lands on.
+//   press   open URL, reload until a button OP is shown (restart, pause, resume,
+//           disconnect, consent-approve, consent-deny), press the first, report the page it
+//           lands on.
 //
 // stdout: JSON lines.
 //   {"event":"page"|"waiting"|"decided", ...}  the page as shown: url, status, headers
@@ -95,6 +96,13 @@ const run = async () => {
     return { final_url: page.url() };
   }
   if (mode === 'press') {
+    r.step = `wait for a ${opts.op} button`;
+    const button = `button[value="${opts.op}"]`;
+    while (!(await page.$(button))) {
+      if (r.left() <= 1) throw new Error(`no ${opts.op} button was shown`);
+      await page.waitForTimeout(200);
+      await page.reload({ timeout: left() });
+    }
     r.step = `press ${opts.op}`;
     const [answer] = await Promise.all([
       page.waitForResponse((q) => q.request().method() === 'POST', { timeout: left() }),

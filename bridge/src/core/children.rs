@@ -23,4 +23,9 @@ pub trait Children {
 
     /// Stops a child and every process it started; unknown ids are ignored.
     fn kill(&mut self, id: ChildId);
+
+    /// A child's process id, when it is a local process (the owner's dashboard shows it).
+    fn pid(&self, _id: ChildId) -> Option<u32> {
+        None
+    }
 }

@@ -222,6 +222,8 @@ pub struct OwnerView {
     pub children: u32,
     /// Restarts of the server since the bridge started.
     pub restarts: u32,
+    /// The process ids of its local processes.
+    pub pids: Vec<u32>,
     /// The server's last stderr lines.
     pub stderr_tail: Vec<String>,
 }
@@ -386,6 +388,7 @@ impl Core {
         }
         let status = self.status();
         OwnerView {
+            pids: self.children.pids(),
             paused: self.gate.paused(),
             clients: clients.into_values().collect(),
             children: status.children,

@@ -137,6 +137,15 @@ impl Supervisor {
         })
     }
 
+    /// The process ids of the children that are local processes, in order.
+    pub(super) fn pids(&self) -> Vec<u32> {
+        let mut ids: Vec<ChildId> = self.slots.keys().copied().collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|id| self.processes.pid(id))
+            .collect()
+    }
+
     /// The children known, in no order.
     pub(super) fn ids(&self) -> Vec<ChildId> {
         self.slots.keys().copied().collect()

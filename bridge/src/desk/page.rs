@@ -118,7 +118,8 @@ fn answer(status: StatusCode, page: &impl Template) -> Response {
         <form method=post action=\"/act\" class=inline><input type=hidden name=csrf value=\"{{ csrf }}\">\
         <input type=hidden name=tunnel value=\"{{ t.name|text }}\"><input type=hidden name=principal value=\"{{ c.principal|text }}\">\
         <button name=op value=disconnect>Disconnect</button></form></td></tr>{% endfor %}</table>{% endif %}\
-        <h3>Server</h3><p>{{ t.children }} running, restarted {{ t.restarts }} times.</p>\
+        <h3>Server</h3><p>{{ t.children }} running, restarted {{ t.restarts }} times.\
+        {% if !t.pids.is_empty() %} Process ids: <code class=pids>{{ t.pids|text }}</code>.{% endif %}</p>\
         {% if !t.stderr.is_empty() %}<p>Its last lines on stderr (they stay on this computer):</p>\
         <pre class=stderr>{% for l in t.stderr %}{{ l|text }}\n{% endfor %}</pre>{% endif %}\
         </section>{% endfor %}\

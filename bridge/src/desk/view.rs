@@ -32,6 +32,8 @@ pub struct TunnelRow {
     /// Server processes (or upstream sessions) running, and restarts.
     pub children: u32,
     pub restarts: u32,
+    /// Their process ids (local processes), as text.
+    pub pids: String,
     /// The server's last stderr lines.
     pub stderr: Vec<String>,
     /// The newest calls.
@@ -137,6 +139,12 @@ impl View {
                         })
                         .collect(),
                     children: owner.children,
+                    pids: owner
+                        .pids
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     restarts: owner.restarts,
                     stderr: owner.stderr_tail,
                     calls,

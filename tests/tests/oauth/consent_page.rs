@@ -50,7 +50,7 @@ fn browser(mode: &str, url: &str, args: &[&str]) -> Browser {
 /// registration.
 struct Flow {
     relay: OAuthRelay,
-    _bridge: Bridge,
+    bridge: Bridge,
     /// The redirect URI's listener (also serves `/control`, a page that may be framed).
     callback: Site,
     redirect_uri: String,
@@ -78,7 +78,7 @@ impl Flow {
         let redirect_uri = callback.url("/callback");
         let mut flow = Self {
             relay,
-            _bridge: bridge,
+            bridge,
             callback,
             redirect_uri,
             client_id: String::new(),
@@ -138,7 +138,12 @@ impl Flow {
     /// [`state_for`]`(mode)`, told the redirect URI and `args`, once it shows the consent
     /// page: the driver, the state, and its `page` event.
     fn browse_consent(&self, mode: &str, args: &[&str]) -> (Browser, String, Value) {
-        let state = state_for(mode);
+        self.browse_consent_as(mode, mode, args)
+    }
+
+    /// [`Flow::browse_consent`] with the state [`state_for`]`(tag)`.
+    fn browse_consent_as(&self, mode: &str, tag: &str, args: &[&str]) -> (Browser, String, Value) {
+        let state = state_for(tag);
         let args = [&["--redirect", self.redirect_uri.as_str()][..], args].concat();
         let mut driver = browser(mode, &self.authorize_url(&state), &args);
         let page = driver.event("page");
@@ -371,6 +376,72 @@ fn owner_approval_by_bridge_redirects_with_code_state_and_iss() {
     // The consent is used up: approving its code again finds nothing.
     let again = flow.bridge_approve(page["code"].as_str().unwrap_or(""));
     assert_eq!(again.status.code(), Some(2), "{again:?}");
+}
+
+/// The owner approves (and denies) on the bridge's dashboard: it shows the client's name as
+/// text, the redirect host and the page's code, and its buttons decide.
+#[test]
+fn the_owner_decides_on_the_bridges_dashboard() {
+    let flow = Flow::start(false);
+    let dashboard = flow
+        .bridge
+        .welcome
+        .iter()
+        .find_map(|l| l.strip_prefix("Dashboard: "))
+        .expect("a Dashboard: line")
+        .trim()
+        .to_owned();
+    let press = |op: &str| {
+        let shot = e2e::browser::artifact(&format!("dashboard-{op}.png"))
+            .display()
+            .to_string();
+        let mut b = Browser::start(
+            "desk_browser.mjs",
+            "press",
+            &dashboard,
+            &["--op", op, "--screenshot", &shot],
+            40,
+            DRIVER_WAIT,
+        );
+        let page = b.event("pressed");
+        b.finish();
+        page
+    };
+
+    let (browser, state, page) = flow.browse_consent("approve", &[]);
+    let code = assert_consent_page(&flow, &page);
+    // What the dashboard showed before the owner pressed Approve.
+    let mut show = Browser::start("desk_browser.mjs", "show", &dashboard, &[], 40, DRIVER_WAIT);
+    let shown = show.event("page");
+    show.finish();
+    let consent = &shown["consents"][0];
+    assert!(
+        consent["client"]
+            .as_str()
+            .is_some_and(|c| c.contains(EVIL_NAME) && c.contains("(unverified)")),
+        "the client's own name, as text and marked unverified: {shown:#}"
+    );
+    assert_eq!(consent["redirect"], flow.redirect_host());
+    assert_eq!(consent["code"], code.as_str());
+    assert_eq!(shown["handler_attrs"], json!([]), "{shown:#}");
+    let pressed = press("consent-approve");
+    assert_eq!(pressed["notice"], "Approved the client.", "{pressed:#}");
+    let done = browser.finish();
+    assert_landed(&flow, &done);
+    let q = flow.callback.wait_for_callback("/callback", &state);
+    flow.redeem(q.get("code").expect("code in the redirect"));
+
+    let (browser, state, _) = flow.browse_consent_as("approve", "dashboard deny", &[]);
+    let pressed = press("consent-deny");
+    assert_eq!(pressed["notice"], "Denied the client.", "{pressed:#}");
+    let done = browser.finish();
+    assert_landed(&flow, &done);
+    let q = flow.callback.wait_for_callback("/callback", &state);
+    assert_eq!(
+        q.get("error").map(String::as_str),
+        Some("access_denied"),
+        "{q:?}"
+    );
 }
 
 /// Deny sends the browser to the redirect URI with `error=access_denied`, `state`, `iss`.
