@@ -63,8 +63,18 @@ impl Flow {
     /// Starts everything; with `operator_password`, the relay has one
     /// ([`OPERATOR_PASSWORD`]).
     fn start(operator_password: bool) -> Self {
+        Self::start_with(operator_password, &[])
+    }
+
+    /// [`Flow::start`], the bridge run with more `flags`.
+    fn start_with(operator_password: bool, flags: &[&str]) -> Self {
         let relay = OAuthRelay::start(&["owner"], operator_password, &[]);
-        let bridge = relay.bridge("owner", TUNNEL, false);
+        let bridge = Bridge::start(
+            e2e::BridgeOpts::default()
+                .via_url(&relay.base, relay.token("owner"))
+                .name(TUNNEL)
+                .args(&[&["--auth", "oauth"], flags].concat()),
+        );
         let callback = Site::start(vec![
             (
                 "/callback",
@@ -179,7 +189,7 @@ impl Flow {
 
     /// Exchanges an authorization code (with the PKCE verifier) and opens an MCP session
     /// with the access token: the code the browser delivered is a real one.
-    fn redeem(&self, code: &str) {
+    fn redeem(&self, code: &str) -> String {
         let resource = self.resource();
         let (status, tok) = self.post(
             "/oauth/token",
@@ -208,6 +218,7 @@ impl Flow {
             a.body
         );
         assert!(a.body.contains("\"protocolVersion\""), "{}", a.body);
+        access.to_owned()
     }
 }
 
@@ -518,4 +529,104 @@ fn operator_password_in_the_form_approves() {
     let q = flow.callback.wait_for_callback("/callback", &state);
     assert_eq!(q.get("iss"), Some(&flow.issuer), "{q:?}");
     flow.redeem(q.get("code").expect("code in the redirect"));
+}
+
+/// "Allow this tool for this client until the bridge restarts", pressed on the dashboard,
+/// lets that OAuth client's next call of the tool through and still holds another
+/// client's (each authorization is its own client).
+#[test]
+fn allowed_always_on_the_dashboard_holds_for_one_client_only() {
+    let flow = Flow::start_with(
+        false,
+        &[
+            "--confirm-tool",
+            "test_simple_text",
+            "--confirm-timeout-secs",
+            "30",
+        ],
+    );
+    let dashboard = flow
+        .bridge
+        .welcome
+        .iter()
+        .find_map(|l| l.strip_prefix("Dashboard: "))
+        .expect("a Dashboard: line")
+        .trim()
+        .to_owned();
+    let desk = |mode: &str, op: &str| {
+        let mut b = Browser::start(
+            "desk_browser.mjs",
+            mode,
+            &dashboard,
+            &["--op", op],
+            40,
+            DRIVER_WAIT,
+        );
+        let page = b.event(if mode == "press" {
+            "pressed"
+        } else {
+            "waiting"
+        });
+        if mode == "decide" {
+            b.event("decided");
+        }
+        b.finish();
+        page
+    };
+    // Two authorizations, approved on the dashboard: two clients.
+    let mut tokens = Vec::new();
+    for tag in ["client one", "client two"] {
+        let (browser, state, _) = flow.browse_consent_as("approve", tag, &[]);
+        desk("press", "consent-approve");
+        assert_landed(&flow, &browser.finish());
+        let q = flow.callback.wait_for_callback("/callback", &state);
+        tokens.push(flow.redeem(q.get("code").expect("code in the redirect")));
+    }
+    let resource = flow.resource();
+    let call = move |token: String, id: u64| {
+        let url = resource.clone();
+        std::thread::spawn(move || {
+            e2e::http::BlockingHttp::new()
+                .post(
+                    &url,
+                    "application/json",
+                    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                           "params": {"name": "test_simple_text", "arguments": {}}})
+                    .to_string(),
+                    &[
+                        ("authorization", &format!("Bearer {token}")),
+                        ("accept", "application/json, text/event-stream"),
+                    ],
+                )
+                .response_to(&json!(id))
+        })
+    };
+    let text = |v: &Value| {
+        v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    const ANSWER: &str = "This is a simple text response for testing.";
+
+    // Client one: held, allowed always; its next call runs at once.
+    let held = call(tokens[0].clone(), 1);
+    let waiting = desk("decide", "allow-always");
+    let first_client = waiting["calls"][0]["client"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert_eq!(text(&held.join().expect("call")), ANSWER);
+    assert_eq!(
+        text(&call(tokens[0].clone(), 2).join().expect("call")),
+        ANSWER
+    );
+
+    // Client two: still held; denied on the dashboard.
+    let held = call(tokens[1].clone(), 3);
+    let waiting = desk("decide", "deny");
+    let second_client = waiting["calls"][0]["client"].as_str().unwrap_or("");
+    assert_ne!(second_client, first_client, "another client: {waiting:#}");
+    let denied = held.join().expect("call");
+    assert_eq!(denied["result"]["isError"], true, "{denied}");
 }
