@@ -217,6 +217,16 @@ impl Bridge {
         &tunnel[..tunnel.rfind('/').expect("…/<name>/mcp")]
     }
 
+    /// The owner's dashboard address it printed (`Dashboard: …`, with its secret).
+    pub fn dashboard_url(&self) -> String {
+        self.welcome
+            .iter()
+            .find_map(|l| l.strip_prefix("Dashboard: "))
+            .unwrap_or_else(|| panic!("a Dashboard: line in {:?}", self.welcome))
+            .trim()
+            .to_owned()
+    }
+
     /// The tunnel name (the path segment before `/mcp`).
     pub fn name(&self) -> &str {
         let tunnel = self

@@ -196,14 +196,14 @@ async fn show(
     headers: HeaderMap,
     query: Result<Query<ShowQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if !state.keys.host_ok(&headers) {
-        return page::refused(
-            StatusCode::MISDIRECTED_REQUEST,
-            "Wrong host: open the dashboard at the address the bridge printed.",
-        );
-    }
     let query = query.ok().map(|Query(q)| q);
     if let Some(token) = query.as_ref().and_then(|q| q.token.as_deref()) {
+        if !state.keys.host_ok(&headers) {
+            return page::refused(
+                StatusCode::MISDIRECTED_REQUEST,
+                "Wrong host: open the dashboard at the address the bridge printed.",
+            );
+        }
         if !state.keys.is_token(token) {
             return page::refused(
                 StatusCode::FORBIDDEN,
@@ -218,11 +218,9 @@ async fn show(
         }
         return r;
     }
-    let Some(csrf) = state.keys.session(&headers) else {
-        return page::refused(
-            StatusCode::UNAUTHORIZED,
-            "Open the dashboard with the address the bridge printed (it carries a secret), or run `bridge open`.",
-        );
+    let csrf = match admit(&state, &headers, false) {
+        Ok(csrf) => csrf,
+        Err((status, text)) => return page::refused(status, text),
     };
     let notice = match query.as_ref().and_then(|q| q.done.as_deref()) {
         Some("allowed") => Some("Allowed the call."),
@@ -244,6 +242,32 @@ async fn show(
     page::dashboard(&View::now(&state), &csrf, notice)
 }
 
+/// Whether a request may use the dashboard: its own `Host`, a browser session (and for a
+/// form, `posted`, the dashboard's own `Origin`). The session's CSRF token, or the status
+/// and text refusing the request.
+fn admit(
+    state: &DeskState,
+    headers: &HeaderMap,
+    posted: bool,
+) -> Result<String, (StatusCode, &'static str)> {
+    if !state.keys.host_ok(headers) {
+        return Err((
+            StatusCode::MISDIRECTED_REQUEST,
+            "Wrong host: open the dashboard at the address the bridge printed.",
+        ));
+    }
+    if posted && !state.keys.origin_ok(headers) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "Refused: the form did not come from the dashboard.",
+        ));
+    }
+    state.keys.session(headers).ok_or((
+        StatusCode::UNAUTHORIZED,
+        "Open the dashboard with the address the bridge printed (it carries a secret), or run `bridge open`.",
+    ))
+}
+
 #[derive(Deserialize)]
 struct Act {
     csrf: Option<String>,
@@ -260,20 +284,9 @@ async fn act(
     headers: HeaderMap,
     form: Result<Form<Act>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    if !state.keys.host_ok(&headers) {
-        return page::refused(StatusCode::MISDIRECTED_REQUEST, "Wrong host.");
-    }
-    if !state.keys.origin_ok(&headers) {
-        return page::refused(
-            StatusCode::FORBIDDEN,
-            "Refused: the form did not come from the dashboard.",
-        );
-    }
-    let Some(csrf) = state.keys.session(&headers) else {
-        return page::refused(
-            StatusCode::UNAUTHORIZED,
-            "Open the dashboard with the address the bridge printed, or run `bridge open`.",
-        );
+    let csrf = match admit(&state, &headers, true) {
+        Ok(csrf) => csrf,
+        Err((status, text)) => return page::refused(status, text),
     };
     let Ok(Form(form)) = form else {
         return page::refused(StatusCode::BAD_REQUEST, "Invalid form.");
@@ -353,14 +366,8 @@ async fn audit(
     headers: HeaderMap,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if !state.keys.host_ok(&headers) {
-        return page::refused(StatusCode::MISDIRECTED_REQUEST, "Wrong host.");
-    }
-    if state.keys.session(&headers).is_none() {
-        return page::refused(
-            StatusCode::UNAUTHORIZED,
-            "Open the dashboard with the address the bridge printed, or run `bridge open`.",
-        );
+    if let Err((status, text)) = admit(&state, &headers, false) {
+        return page::refused(status, text);
     }
     let Ok(Query(q)) = query else {
         return page::refused(StatusCode::BAD_REQUEST, "Which tunnel?");

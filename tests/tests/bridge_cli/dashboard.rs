@@ -10,20 +10,10 @@
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use e2e::BridgeOpts;
 use e2e::browser::{Browser, artifact};
 use e2e::http::BlockingHttp;
-use e2e::{Bridge, BridgeOpts};
 use serde_json::{Value, json};
-
-/// The address the bridge printed.
-fn dashboard_url(b: &Bridge) -> String {
-    b.welcome
-        .iter()
-        .find_map(|l| l.strip_prefix("Dashboard: "))
-        .unwrap_or_else(|| panic!("a Dashboard: line in {:?}", b.welcome))
-        .trim()
-        .to_owned()
-}
 
 /// A call of the fixture's `test_simple_text` (which needs approval) from another thread;
 /// its answer.
@@ -98,7 +88,7 @@ fn held_calls_wait_for_the_dashboard_and_its_buttons_decide() {
         .flags("--confirm-tool test_simple_text --confirm-timeout-secs 20")
         .env(&[("PATH", &path)])
         .start();
-    let url = dashboard_url(&bridge);
+    let url = bridge.dashboard_url();
 
     // Allow once.
     let call = call_in_background(&bridge.mcp_url, 1);
@@ -237,7 +227,7 @@ fn the_dashboard_refuses_strangers_foreign_pages_and_forged_forms() {
         .flags("--confirm-tool test_simple_text --confirm-timeout-secs 20 --no-notify")
         .env(&[("PATH", &path)])
         .start();
-    let url = dashboard_url(&bridge);
+    let url = bridge.dashboard_url();
     let base = url.split("/?token=").next().unwrap().to_owned();
     let host = base.trim_start_matches("http://").to_owned();
     let http = BlockingHttp::new();
@@ -357,7 +347,7 @@ fn bridge_open_finds_the_running_dashboard() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        dashboard_url(&bridge)
+        bridge.dashboard_url()
     );
     bridge.stop();
     assert!(
@@ -410,7 +400,7 @@ fn the_owner_pauses_restarts_and_disconnects_and_reads_the_audit_log() {
         .no_auth()
         .args(&["--audit-log", audit.to_str().unwrap()])
         .start();
-    let url = dashboard_url(&bridge);
+    let url = bridge.dashboard_url();
     let http = BlockingHttp::new();
     let call = |id: u64| {
         http.post_mcp(

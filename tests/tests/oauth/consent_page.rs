@@ -394,14 +394,7 @@ fn owner_approval_by_bridge_redirects_with_code_state_and_iss() {
 #[test]
 fn the_owner_decides_on_the_bridges_dashboard() {
     let flow = Flow::start(false);
-    let dashboard = flow
-        .bridge
-        .welcome
-        .iter()
-        .find_map(|l| l.strip_prefix("Dashboard: "))
-        .expect("a Dashboard: line")
-        .trim()
-        .to_owned();
+    let dashboard = flow.bridge.dashboard_url();
     let press = |op: &str| {
         let shot = e2e::browser::artifact(&format!("dashboard-{op}.png"))
             .display()
@@ -545,14 +538,7 @@ fn allowed_always_on_the_dashboard_holds_for_one_client_only() {
             "30",
         ],
     );
-    let dashboard = flow
-        .bridge
-        .welcome
-        .iter()
-        .find_map(|l| l.strip_prefix("Dashboard: "))
-        .expect("a Dashboard: line")
-        .trim()
-        .to_owned();
+    let dashboard = flow.bridge.dashboard_url();
     let desk = |mode: &str, op: &str| {
         let mut b = Browser::start(
             "desk_browser.mjs",
