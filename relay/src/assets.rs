@@ -22,9 +22,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use protocol::AssetRequest;
 
 use crate::mcp::state::McpState;
-use crate::tunnels::assets::AssetFetch;
 use crate::tunnels::registry::Lookup;
-use crate::tunnels::tunnel::OpenError;
+use crate::tunnels::tunnel::{AssetFetch, OpenError};
 
 /// Longest wait for the bridge's answer to one asset fetch.
 pub const ASSET_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,17 +1,15 @@
 //! A tunnel's asset exchanges: `GET`/`HEAD` of files under the local asset origin its
-//! bridge publishes (`/<name>/assets/…`). Each is one [`Frame::AssetRequest`] answered by
-//! one [`Frame::AssetResponse`]; they share the connection's exchange numbers, and a
-//! dropped [`AssetFetch`] (the client went away, the relay gave up) tells the bridge with a
-//! `Cancel`.
+//! bridge publishes (`/<name>/assets/…`). Each is one `Frame::AssetRequest` answered by one
+//! `Frame::AssetResponse`; they share the connection's exchange numbers. This file keeps
+//! the fetches waiting for their answer; `tunnel.rs` opens them (`AssetFetch`), and a
+//! dropped one (the client went away, the relay gave up) tells the bridge with a `Cancel`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
+use protocol::AssetResponse;
 use protocol::sync::LockExt;
-use protocol::{AssetRequest, AssetResponse, Frame};
 use tokio::sync::oneshot;
-
-use super::tunnel::{OpenError, Tunnel};
 
 /// Most asset fetches in flight on one tunnel (a page loads a few dozen files at most).
 pub const MAX_ASSET_FETCHES: usize = 32;
@@ -23,15 +21,15 @@ pub struct AssetExchanges {
 }
 
 impl AssetExchanges {
-    /// Registers exchange `id`; at most [`MAX_ASSET_FETCHES`] at once.
-    fn insert(&self, id: u64) -> Result<oneshot::Receiver<AssetResponse>, OpenError> {
+    /// Registers exchange `id`; `None` when [`MAX_ASSET_FETCHES`] are open already.
+    pub(super) fn insert(&self, id: u64) -> Option<oneshot::Receiver<AssetResponse>> {
         let mut open = self.open.locked();
         if open.len() >= MAX_ASSET_FETCHES {
-            return Err(OpenError::Busy);
+            return None;
         }
         let (tx, rx) = oneshot::channel();
         open.insert(id, tx);
-        Ok(rx)
+        Some(rx)
     }
 
     /// Hands the bridge's answer to its fetch; `false` if no fetch waits for it.
@@ -56,123 +54,32 @@ impl AssetExchanges {
     }
 }
 
-/// One asset fetch waiting for the bridge's answer.
-pub struct AssetFetch {
-    tunnel: Arc<Tunnel>,
-    id: u64,
-    rx: Option<oneshot::Receiver<AssetResponse>>,
-}
-
-impl AssetFetch {
-    /// Sends `request` (its exchange number is assigned here) to the tunnel's bridge.
-    pub async fn open(tunnel: &Arc<Tunnel>, mut request: AssetRequest) -> Result<Self, OpenError> {
-        if tunnel.closed.is_cancelled() {
-            return Err(OpenError::Gone);
-        }
-        let id = tunnel.next_exchange_id();
-        let rx = tunnel.assets.insert(id)?;
-        let fetch = AssetFetch {
-            tunnel: tunnel.clone(),
-            id,
-            rx: Some(rx),
-        };
-        request.exchange = id;
-        tunnel
-            .send(Frame::AssetRequest(request))
-            .await
-            .map_err(|()| OpenError::Gone)?;
-        Ok(fetch)
-    }
-
-    /// The bridge's answer; `None` when the connection ended first.
-    pub async fn answer(&mut self) -> Option<AssetResponse> {
-        let rx = self.rx.as_mut()?;
-        let answer = rx.await.ok();
-        self.rx = None;
-        answer
-    }
-}
-
-impl Drop for AssetFetch {
-    fn drop(&mut self) {
-        if self.rx.is_some() && self.tunnel.assets.remove(self.id) {
-            let _ = self.tunnel.try_send(Frame::Cancel { exchange: self.id });
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::ClientAuth;
-    use tokio::sync::mpsc;
-
-    fn request() -> AssetRequest {
-        AssetRequest {
-            exchange: 0,
-            head: false,
-            path: "/app.js".into(),
-            headers: Vec::new(),
-        }
-    }
 
     fn answer(exchange: u64) -> AssetResponse {
         AssetResponse {
             exchange,
             status: 200,
-            headers: vec![("content-type".into(), "text/javascript".into())],
-            body: bytes::Bytes::from_static(b"1"),
+            headers: Vec::new(),
+            body: bytes::Bytes::new(),
         }
     }
 
-    #[tokio::test]
-    async fn an_answer_reaches_its_fetch_and_a_dropped_fetch_cancels() {
-        let (tx, mut rx) = mpsc::channel(64);
-        let t = Arc::new(Tunnel::new("abc".into(), 1, ClientAuth::None, 1, tx, 8));
-        let mut fetch = AssetFetch::open(&t, request()).await.expect("open");
-        let Some(Frame::AssetRequest(sent)) = rx.recv().await else {
-            panic!("the bridge gets the request");
-        };
-        assert!(
-            !t.assets.deliver(answer(sent.exchange + 1)),
-            "not its number"
-        );
-        assert!(t.assets.deliver(answer(sent.exchange)));
-        assert_eq!(fetch.answer().await.expect("answered").status, 200);
-        drop(fetch);
-        assert!(rx.try_recv().is_err(), "an answered fetch cancels nothing");
-
-        let fetch = AssetFetch::open(&t, request()).await.expect("open");
-        let Some(Frame::AssetRequest(sent)) = rx.recv().await else {
-            panic!("the bridge gets the request");
-        };
-        drop(fetch);
-        assert_eq!(
-            rx.recv().await,
-            Some(Frame::Cancel {
-                exchange: sent.exchange
-            })
-        );
-        assert_eq!(t.assets.len(), 0);
-    }
-
-    #[tokio::test]
-    async fn fetches_are_bounded_and_end_with_the_connection() {
-        let (tx, _rx) = mpsc::channel(256);
-        let t = Arc::new(Tunnel::new("abc".into(), 1, ClientAuth::None, 1, tx, 8));
-        let mut held = Vec::new();
-        for _ in 0..MAX_ASSET_FETCHES {
-            held.push(AssetFetch::open(&t, request()).await.expect("room"));
-        }
-        assert_eq!(
-            AssetFetch::open(&t, request()).await.err(),
-            Some(OpenError::Busy)
-        );
-        t.close();
-        assert!(held[0].answer().await.is_none(), "the bridge is gone");
-        assert_eq!(
-            AssetFetch::open(&t, request()).await.err(),
-            Some(OpenError::Gone)
-        );
+    #[test]
+    fn an_answer_reaches_only_its_fetch_and_fetches_are_bounded() {
+        let a = AssetExchanges::default();
+        let mut rx = a.insert(7).expect("room");
+        assert!(!a.deliver(answer(8)), "not its number");
+        assert!(a.deliver(answer(7)));
+        assert_eq!(rx.try_recv().expect("answered").exchange, 7);
+        let held: Vec<_> = (0..MAX_ASSET_FETCHES as u64).map(|n| a.insert(n)).collect();
+        assert!(held.iter().all(Option::is_some));
+        assert!(a.insert(99).is_none(), "bounded");
+        assert!(a.remove(0));
+        assert!(!a.remove(0));
+        a.clear();
+        assert_eq!(a.len(), 0);
     }
 }

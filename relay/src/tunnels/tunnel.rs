@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use protocol::{ClientAuth, Frame, Request, Response};
-use tokio::sync::{Notify, mpsc};
+use protocol::{AssetRequest, AssetResponse, ClientAuth, Frame, Request, Response};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::assets::AssetExchanges;
@@ -408,6 +408,51 @@ impl Drop for Exchange {
     }
 }
 
+/// One asset fetch waiting for the bridge's answer.
+pub struct AssetFetch {
+    tunnel: Arc<Tunnel>,
+    id: u64,
+    rx: Option<oneshot::Receiver<AssetResponse>>,
+}
+
+impl AssetFetch {
+    /// Sends `request` (its exchange number is assigned here) to the tunnel's bridge.
+    pub async fn open(tunnel: &Arc<Tunnel>, mut request: AssetRequest) -> Result<Self, OpenError> {
+        if tunnel.closed.is_cancelled() {
+            return Err(OpenError::Gone);
+        }
+        let id = tunnel.next_exchange_id();
+        let rx = tunnel.assets.insert(id).ok_or(OpenError::Busy)?;
+        let fetch = AssetFetch {
+            tunnel: tunnel.clone(),
+            id,
+            rx: Some(rx),
+        };
+        request.exchange = id;
+        tunnel
+            .send(Frame::AssetRequest(request))
+            .await
+            .map_err(|()| OpenError::Gone)?;
+        Ok(fetch)
+    }
+
+    /// The bridge's answer; `None` when the connection ended first.
+    pub async fn answer(&mut self) -> Option<AssetResponse> {
+        let rx = self.rx.as_mut()?;
+        let answer = rx.await.ok();
+        self.rx = None;
+        answer
+    }
+}
+
+impl Drop for AssetFetch {
+    fn drop(&mut self) {
+        if self.rx.is_some() && self.tunnel.assets.remove(self.id) {
+            let _ = self.tunnel.try_send(Frame::Cancel { exchange: self.id });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,5 +525,74 @@ mod tests {
         let (t, _rx) = tunnel();
         t.close();
         assert!(!t.answers_probe(Duration::from_secs(30)).await);
+    }
+
+    fn asset_request() -> AssetRequest {
+        AssetRequest {
+            exchange: 0,
+            head: false,
+            path: "/app.js".into(),
+            headers: Vec::new(),
+        }
+    }
+
+    fn asset_answer(exchange: u64) -> protocol::AssetResponse {
+        protocol::AssetResponse {
+            exchange,
+            status: 200,
+            headers: vec![("content-type".into(), "text/javascript".into())],
+            body: bytes::Bytes::from_static(b"1"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_reaches_its_fetch_and_a_dropped_fetch_cancels() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let t = Arc::new(Tunnel::new("abc".into(), 1, ClientAuth::None, 1, tx, 8));
+        let mut fetch = AssetFetch::open(&t, asset_request()).await.expect("open");
+        let Some(Frame::AssetRequest(sent)) = rx.recv().await else {
+            panic!("the bridge gets the request");
+        };
+        assert!(
+            !t.assets.deliver(asset_answer(sent.exchange + 1)),
+            "not its number"
+        );
+        assert!(t.assets.deliver(asset_answer(sent.exchange)));
+        assert_eq!(fetch.answer().await.expect("answered").status, 200);
+        drop(fetch);
+        assert!(rx.try_recv().is_err(), "an answered fetch cancels nothing");
+
+        let fetch = AssetFetch::open(&t, asset_request()).await.expect("open");
+        let Some(Frame::AssetRequest(sent)) = rx.recv().await else {
+            panic!("the bridge gets the request");
+        };
+        drop(fetch);
+        assert_eq!(
+            rx.recv().await,
+            Some(Frame::Cancel {
+                exchange: sent.exchange
+            })
+        );
+        assert_eq!(t.assets.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn fetches_are_bounded_and_end_with_the_connection() {
+        let (tx, _rx) = mpsc::channel(256);
+        let t = Arc::new(Tunnel::new("abc".into(), 1, ClientAuth::None, 1, tx, 8));
+        let mut held = Vec::new();
+        for _ in 0..super::super::assets::MAX_ASSET_FETCHES {
+            held.push(AssetFetch::open(&t, asset_request()).await.expect("room"));
+        }
+        assert_eq!(
+            AssetFetch::open(&t, asset_request()).await.err(),
+            Some(OpenError::Busy)
+        );
+        t.close();
+        assert!(held[0].answer().await.is_none(), "the bridge is gone");
+        assert_eq!(
+            AssetFetch::open(&t, asset_request()).await.err(),
+            Some(OpenError::Gone)
+        );
     }
 }
