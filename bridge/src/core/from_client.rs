@@ -299,6 +299,7 @@ impl Core {
         let params = &v["params"];
         let requested = params["protocolVersion"].as_str().map(str::to_owned);
         let caps = ClientCaps::from_initialize(params);
+        let client = client_name(&params["clientInfo"]);
         let (child, exchange, http_sse_session) = match &ctx.transport {
             Transport::HttpSse { session } => {
                 // The session exists (the relay's POST was checked against it) and its
@@ -322,6 +323,7 @@ impl Core {
             requested,
             caps,
             principal: ctx.principal.clone(),
+            client,
             http_sse_session,
         };
         if let Some(w) = self.children.wait_if_starting(child, w) {
@@ -368,6 +370,7 @@ impl Core {
                 if let Some(s) = self.sessions.get_mut(&sid) {
                     s.protocol_version = version;
                     s.caps = w.caps;
+                    s.client = w.client;
                 }
                 self.message(exchange, body);
             }
@@ -381,6 +384,9 @@ impl Core {
                     false,
                     self.cfg.isolate,
                 );
+                if let Some(s) = self.sessions.get_mut(&sid) {
+                    s.client = w.client;
+                }
                 self.reply(exchange, 200, Some(sid), body);
             }
         }
@@ -476,6 +482,19 @@ impl Core {
         let line = splice(body, &mut [(span, &req.child_id[..])]);
         self.children.send_line(req.child, line);
     }
+}
+
+/// Most characters of a client's name kept for the owner.
+const MAX_CLIENT_NAME: usize = 80;
+
+/// What a client called itself in `initialize` (`clientInfo`): "name version", bounded.
+fn client_name(info: &Value) -> Option<String> {
+    let name = info["name"].as_str().filter(|n| !n.is_empty())?;
+    let full = match info["version"].as_str() {
+        Some(v) if !v.is_empty() => format!("{name} {v}"),
+        _ => name.to_owned(),
+    };
+    Some(full.chars().take(MAX_CLIENT_NAME).collect())
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ pub(super) struct WaitingInit {
     pub(super) caps: ClientCaps,
     /// Who asked.
     pub(super) principal: String,
+    /// What the client called itself (`clientInfo` name and version), for the owner.
+    pub(super) client: Option<String>,
     /// For an HTTP+SSE session: the session (already created), whose stream gets the answer.
     pub(super) http_sse_session: Option<String>,
 }

@@ -209,6 +209,8 @@ pub struct ClientView {
     pub in_flight: usize,
     /// The protocol revisions they speak.
     pub versions: Vec<String>,
+    /// What its sessions' clients called themselves (`clientInfo`).
+    pub names: Vec<String>,
 }
 
 /// What the owner's dashboard shows of a core ([`Core::owner_view`]).
@@ -382,6 +384,11 @@ impl Core {
             });
             c.sessions += 1;
             c.in_flight += s.in_flight.len();
+            if let Some(n) = &s.client
+                && !c.names.contains(n)
+            {
+                c.names.push(n.clone());
+            }
             if !c.versions.contains(&s.protocol_version) {
                 c.versions.push(s.protocol_version.clone());
             }

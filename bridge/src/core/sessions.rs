@@ -52,6 +52,8 @@ pub struct Session {
     pub id: String,
     /// The principal that created it; nobody else may use it.
     pub principal: String,
+    /// What its client called itself (`clientInfo`), for the owner's dashboard.
+    pub client: Option<String>,
     /// The child serving it.
     pub child: ChildId,
     /// Negotiated protocol version.
@@ -111,6 +113,7 @@ impl Sessions {
             Session {
                 id: id.clone(),
                 principal: principal.to_owned(),
+                client: None,
                 child,
                 protocol_version,
                 caps,

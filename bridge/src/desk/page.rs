@@ -113,7 +113,8 @@ fn answer(status: StatusCode, page: &impl Template) -> Response {
         <td>{{ c.duration }}</td></tr>{% endfor %}</table>{% endif %}\
         <h3>Clients</h3>{% if t.clients.is_empty() %}<p class=empty>No session open.</p>{% else %}\
         <table class=clients><tr><th>Client</th><th>Sessions</th><th>In flight</th><th>Protocol</th><th></th></tr>\
-        {% for c in t.clients %}<tr class=client-row><td>{{ c.principal|text }}</td><td>{{ c.sessions }}</td>\
+        {% for c in t.clients %}<tr class=client-row><td>{{ c.principal|text }}\
+        {% if !c.names.is_empty() %} <span class=empty>({{ c.names|text }})</span>{% endif %}</td><td>{{ c.sessions }}</td>\
         <td>{{ c.in_flight }}</td><td>{{ c.versions|text }}</td><td>\
         <form method=post action=\"/act\" class=inline><input type=hidden name=csrf value=\"{{ csrf }}\">\
         <input type=hidden name=tunnel value=\"{{ t.name|text }}\"><input type=hidden name=principal value=\"{{ c.principal|text }}\">\

@@ -45,6 +45,8 @@ pub struct TunnelRow {
 /// A client's sessions.
 pub struct ClientRow {
     pub principal: String,
+    /// What it called itself (`clientInfo`), comma-separated.
+    pub names: String,
     pub sessions: usize,
     pub in_flight: usize,
     pub versions: String,
@@ -132,6 +134,7 @@ impl View {
                         .clients
                         .into_iter()
                         .map(|c| ClientRow {
+                            names: c.names.join(", "),
                             principal: c.principal,
                             sessions: c.sessions,
                             in_flight: c.in_flight,

@@ -451,9 +451,9 @@ fn the_owner_pauses_restarts_and_disconnects_and_reads_the_audit_log() {
     let page = show(&url, None, "dashboard-actions.png");
     let clients = page["client_rows"].as_array().expect("client rows");
     assert!(
-        clients
-            .iter()
-            .any(|c| c.as_str().is_some_and(|c| c.starts_with("anonymous\t1\t"))),
+        clients.iter().any(|c| c
+            .as_str()
+            .is_some_and(|c| c.starts_with("anonymous (desk-test 1)\t1\t"))),
         "{page:#}"
     );
     press(&url, "disconnect");

@@ -105,3 +105,24 @@ fn client_notifications_are_forwarded_only_when_defined_for_clients() {
         assert_eq!(h.lines(1).len(), usize::from(forwarded), "{method}");
     }
 }
+
+/// Rule (the owner's dashboard): each client's sessions are listed with what the client
+/// called itself in `initialize`.
+#[test]
+fn the_owner_sees_each_clients_sessions_and_name() {
+    let mut h = super::super::testing::Harness::ready(|_| {});
+    h.session_for("alice", 1, serde_json::json!({}));
+    h.session_for("alice", 2, serde_json::json!({}));
+    h.session_for("bob", 3, serde_json::json!({}));
+    let v = h.core.owner_view();
+    let alice = v
+        .clients
+        .iter()
+        .find(|c| c.principal == "alice")
+        .expect("alice");
+    assert_eq!(alice.sessions, 2);
+    assert_eq!(alice.names, ["test 1"]);
+    assert_eq!(alice.versions, ["2025-06-18"]);
+    assert_eq!(v.clients.len(), 2);
+    assert!(!v.paused);
+}
