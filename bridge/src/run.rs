@@ -107,7 +107,7 @@ pub struct RunArgs {
     pub dashboard: Option<SocketAddr>,
     /// No dashboard: calls that need approval are then asked in the terminal only (and
     /// declined without one).
-    #[arg(long, conflicts_with = "dashboard")]
+    #[arg(long, conflicts_with = "dashboard", env = "BRIDGE_NO_DASHBOARD")]
     pub no_dashboard: bool,
     /// No desktop notification when a tool call or an OAuth client waits for approval
     /// (notify-send, osascript or a Windows balloon, where there is one).
