@@ -356,13 +356,17 @@ fn bridge_open_finds_the_running_dashboard() {
     );
 }
 
-/// The browser opens the dashboard and presses the first button `op`: the page after.
+/// The browser opens the dashboard and presses the first button `op`: the page after (its
+/// screenshot in `dashboard-after-<op>.png`).
 fn press(url: &str, op: &str) -> Value {
+    let shot = artifact(&format!("dashboard-after-{op}.png"))
+        .display()
+        .to_string();
     let mut b = Browser::start(
         "desk_browser.mjs",
         "press",
         url,
-        &["--op", op],
+        &["--op", op, "--screenshot", &shot],
         40,
         Duration::from_secs(60),
     );
@@ -516,4 +520,32 @@ fn the_owner_pauses_restarts_and_disconnects_and_reads_the_audit_log() {
             .any(|r| r.as_str().is_some_and(|r| r.contains("declined"))),
         "the paused call: {rows:?}"
     );
+}
+
+#[test]
+fn the_dashboard_shows_a_tunnel_whose_relay_went_away() {
+    let mut relay = e2e::Relay::start(&[]);
+    let bridge = BridgeOpts::default().no_auth().via(&relay).start();
+    let url = bridge.dashboard_url();
+    let online = show(&url, None, "dashboard-online.png");
+    assert!(
+        online["tunnels"][0]
+            .as_str()
+            .is_some_and(|t| t.contains("online for")),
+        "{online:#}"
+    );
+    relay.proc.stop();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = show(&url, None, "dashboard-reconnecting.png");
+        let row = page["tunnels"][0].as_str().unwrap_or("").to_owned();
+        if row.contains("reconnecting for") {
+            assert!(
+                row.contains(&relay.base),
+                "its public URL stays shown: {row}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{page:#}");
+    }
 }

@@ -415,7 +415,17 @@ fn the_owner_decides_on_the_bridges_dashboard() {
     let (browser, state, page) = flow.browse_consent("approve", &[]);
     let code = assert_consent_page(&flow, &page);
     // What the dashboard showed before the owner pressed Approve.
-    let mut show = Browser::start("desk_browser.mjs", "show", &dashboard, &[], 40, DRIVER_WAIT);
+    let shot = e2e::browser::artifact("dashboard-consent-waiting.png")
+        .display()
+        .to_string();
+    let mut show = Browser::start(
+        "desk_browser.mjs",
+        "show",
+        &dashboard,
+        &["--screenshot", &shot],
+        40,
+        DRIVER_WAIT,
+    );
     let shown = show.event("page");
     show.finish();
     let consent = &shown["consents"][0];
