@@ -19,11 +19,10 @@ pub const COOKIE: &str = "bridge_desk";
 /// Most browser sessions kept (the oldest is forgotten first).
 const MAX_SESSIONS: usize = 16;
 
-/// A random secret, hex.
+/// A random secret, hex (256 bits from the bridge's one random source, which refuses to
+/// make a secret without the system's randomness).
 pub fn secret() -> String {
-    let mut b = [0u8; 32];
-    let _ = getrandom::fill(&mut b);
-    hex::encode(b)
+    hex::encode(crate::random::bytes::<32>())
 }
 
 /// The dashboard's secrets: the one in the printed address, and the browser sessions it
