@@ -42,15 +42,14 @@ struct Features {
 }
 
 impl AppState {
-    /// State for a relay with this configuration: opens its database and adds the
-    /// configured bridge tokens to it.
-    pub fn new(config: RelayConfig) -> Result<Self, RelayError> {
-        let store = match &config.data_dir {
-            Some(dir) => Store::open(dir)?,
-            None => Store::in_memory()?,
-        };
+    /// State for a relay with this configuration: opens its database (see
+    /// [`Store::connect`]) and adds the configured bridge tokens to it.
+    pub async fn open(config: RelayConfig) -> Result<Self, RelayError> {
+        let store = Store::connect(&config.storage, Some(config.public_url.as_str())).await?;
         for (i, hash) in config.bridge_token_hashes.iter().enumerate() {
-            store.add_token_hash(&format!("configured-{}", i + 1), *hash)?;
+            store
+                .add_token_hash(&format!("configured-{}", i + 1), *hash)
+                .await?;
         }
         let oauth = Arc::new(OAuth::new(config.oauth.clone()));
         let config = Arc::new(config);

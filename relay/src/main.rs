@@ -49,21 +49,24 @@ struct Cli {
 enum Command {
     /// Serve tunnels.
     Serve(Box<ServeArgs>),
-    /// Manage bridge tokens (stored hashed in the data directory).
+    /// Manage bridge tokens (stored hashed in the relay's database).
     Token {
         #[command(subcommand)]
         command: TokenCommand,
-        /// The relay's data directory.
-        #[arg(long, env = "RELAY_DATA_DIR", global = true)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Manage tunnel names.
     Name {
         #[command(subcommand)]
         command: NameCommand,
-        /// The relay's data directory.
-        #[arg(long, env = "RELAY_DATA_DIR", global = true)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Manage the relay's database.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
     },
     /// Read a password on standard input and print its Argon2 hash, for
     /// --operator-password-file.
@@ -74,9 +77,8 @@ enum Command {
         /// The tunnel (without it: every event, relay-wide ones included).
         #[arg(long)]
         tunnel: Option<String>,
-        /// The relay's data directory.
-        #[arg(long, env = "RELAY_DATA_DIR")]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
         /// How many of the newest events to print.
         #[arg(long, default_value_t = 100)]
         limit: usize,
@@ -99,6 +101,67 @@ enum TokenCommand {
     Revoke {
         /// The token's label.
         label: String,
+    },
+}
+
+/// Where a command finds the relay's state: its PostgreSQL database, else the SQLite
+/// database in its data directory.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// The relay's data directory (its SQLite database, relay.db).
+    #[arg(long, env = "RELAY_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// The relay's PostgreSQL database, postgres://USER:PASSWORD@HOST:PORT/DATABASE
+    /// (instead of the data directory's SQLite).
+    #[arg(
+        long,
+        env = "RELAY_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+}
+
+impl StoreArgs {
+    /// The storage these name: the database URL wins over the data directory.
+    fn storage(&self) -> Result<relay::store::Storage> {
+        match (&self.database_url, &self.data_dir) {
+            (Some(url), _) => Ok(relay::store::Storage::Postgres(url.clone())),
+            (None, Some(dir)) => Ok(relay::store::Storage::Sqlite(dir.clone())),
+            (None, None) => bail!(
+                "give the relay's database with --data-dir (RELAY_DATA_DIR) or --database-url \
+                 (RELAY_DATABASE_URL)"
+            ),
+        }
+    }
+
+    /// Opens that store (without checking a public URL: these commands serve none), on
+    /// the runtime that will use it (a pool's connections live on the runtime that made
+    /// them).
+    async fn open(&self) -> Result<relay::store::Store> {
+        Ok(relay::store::Store::connect(&self.storage()?, None).await?)
+    }
+}
+
+/// Runs a command's database work on a small runtime of its own.
+fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Copy a SQLite relay's state (its data directory) into an empty PostgreSQL database:
+    /// bridge tokens, names, OAuth clients, codes and tokens, the OAuth trace.
+    Copy {
+        /// The data directory holding relay.db.
+        #[arg(long, env = "RELAY_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The PostgreSQL database to fill (it must hold no relay state yet).
+        #[arg(long, env = "RELAY_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
     },
 }
 
@@ -185,9 +248,18 @@ struct ServeArgs {
     #[arg(long)]
     allowed_origin: Vec<String>,
     /// Directory of the relay's database (bridge tokens, names, OAuth clients and
-    /// tokens). Without it, state lives in memory and is lost on restart.
+    /// tokens) and of the ACME cache. Without it (and without --database-url), state lives
+    /// in memory and is lost on restart.
     #[arg(long, env = "RELAY_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Keep that state in this PostgreSQL database instead of the data directory's SQLite:
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE. Nodes sharing one database must have
+    /// the same --public-url.
+    #[arg(long, env = "RELAY_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// This node's name in logs and metrics (default: the host's name).
+    #[arg(long, env = "RELAY_NODE_ID")]
+    node_id: Option<String>,
     /// File holding the Argon2 hash of the operator password (see `relay hash-password`),
     /// which approves OAuth consents on the consent page.
     #[arg(long, env = "RELAY_OPERATOR_PASSWORD_FILE")]
@@ -314,14 +386,15 @@ fn main() -> Result<()> {
     }
     match cli.command {
         Command::Serve(args) => serve(*args),
-        Command::Token { command, data_dir } => token(command, &need_dir(data_dir)?),
-        Command::Name { command, data_dir } => name(command, &need_dir(data_dir)?),
+        Command::Token { command, store } => token(command, &store),
+        Command::Name { command, store } => name(command, &store),
+        Command::Db { command } => db(command),
         Command::Logs {
             tunnel,
-            data_dir,
+            store,
             limit,
             json,
-        } => logs(tunnel.as_deref(), &need_dir(data_dir)?, limit, json),
+        } => logs(tunnel.as_deref(), &store, limit, json),
         Command::HashPassword => {
             let mut password = String::new();
             std::io::stdin().read_line(&mut password)?;
@@ -407,45 +480,77 @@ fn metrics_settings(
     })
 }
 
-fn need_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
-    dir.context("give the relay's data directory with --data-dir or RELAY_DATA_DIR")
-}
-
-fn token(command: TokenCommand, data_dir: &std::path::Path) -> Result<()> {
-    let store = relay::store::Store::open(data_dir)?;
-    match command {
-        TokenCommand::Create { label } => {
-            let token = store.create_token(&label)?;
-            println!("{token}");
-            eprintln!("Give this token to the bridge as BRIDGE_TOKEN; it is not shown again.");
-        }
-        TokenCommand::List => {
-            for t in store.list_tokens()? {
-                let state = match t.revoked {
-                    Some(_) => "revoked",
-                    None => "active",
-                };
-                println!("{}\t{}\t{}", t.label, state, t.names.join(","));
+fn token(command: TokenCommand, store: &StoreArgs) -> Result<()> {
+    block_on(async {
+        let store = store.open().await?;
+        match command {
+            TokenCommand::Create { label } => {
+                let token = store.create_token(&label).await?;
+                println!("{token}");
+                eprintln!("Give this token to the bridge as BRIDGE_TOKEN; it is not shown again.");
+            }
+            TokenCommand::List => {
+                for t in store.list_tokens().await? {
+                    let state = match t.revoked {
+                        Some(_) => "revoked",
+                        None => "active",
+                    };
+                    println!("{}\t{}\t{}", t.label, state, t.names.join(","));
+                }
+            }
+            TokenCommand::Revoke { label } => {
+                store.revoke_token(&label).await?;
+                println!("revoked {label}; a running relay disconnects its bridges within 2 s");
             }
         }
-        TokenCommand::Revoke { label } => {
-            store.revoke_token(&label)?;
-            println!("revoked {label}; a running relay disconnects its bridges within 2 s");
+        Ok(())
+    })
+}
+
+/// `relay db`.
+fn db(command: DbCommand) -> Result<()> {
+    match command {
+        DbCommand::Copy {
+            data_dir,
+            database_url,
+        } => {
+            if !data_dir.join("relay.db").exists() {
+                bail!("no relay database in {}", data_dir.display());
+            }
+            let copied = block_on(async {
+                Ok(relay::store::copy::sqlite_to_postgres(&data_dir, &database_url).await?)
+            })?;
+            for (table, rows) in copied {
+                println!("{table}\t{rows}");
+            }
+            println!(
+                "copied {} into {}; start the relay with --database-url",
+                data_dir.join("relay.db").display(),
+                relay::store::redact_url(&database_url)
+            );
+            Ok(())
         }
     }
-    Ok(())
 }
 
 /// `relay logs`: the OAuth trace, oldest first.
-fn logs(tunnel: Option<&str>, data_dir: &std::path::Path, limit: usize, json: bool) -> Result<()> {
-    if !data_dir.join("relay.db").exists() {
-        bail!("no relay database in {}", data_dir.display());
+fn logs(tunnel: Option<&str>, store: &StoreArgs, limit: usize, json: bool) -> Result<()> {
+    if let relay::store::Storage::Sqlite(dir) = store.storage()?
+        && !dir.join("relay.db").exists()
+    {
+        bail!("no relay database in {}", dir.display());
     }
-    let store = relay::store::Store::open(data_dir)?;
-    let mut events = match tunnel {
-        Some(t) => store.trace_for_tunnel(t, limit, relay::oauth::trace::LINK_WINDOW_MS)?,
-        None => store.trace_all(limit, false)?,
-    };
+    let mut events = block_on(async {
+        let store = store.open().await?;
+        anyhow::Ok(match tunnel {
+            Some(t) => {
+                store
+                    .trace_for_tunnel(t, limit, relay::oauth::trace::LINK_WINDOW_MS)
+                    .await?
+            }
+            None => store.trace_all(limit, false).await?,
+        })
+    })?;
     events.reverse();
     if json {
         for e in &events {
@@ -464,11 +569,12 @@ fn logs(tunnel: Option<&str>, data_dir: &std::path::Path, limit: usize, json: bo
     Ok(())
 }
 
-fn name(command: NameCommand, data_dir: &std::path::Path) -> Result<()> {
-    let store = relay::store::Store::open(data_dir)?;
+fn name(command: NameCommand, store: &StoreArgs) -> Result<()> {
     match command {
         NameCommand::Release { name } => {
-            if store.release_name(&name)? {
+            let released =
+                block_on(async { anyhow::Ok(store.open().await?.release_name(&name).await?) })?;
+            if released {
                 println!("released {name}");
             } else {
                 bail!("{name} is not claimed");
@@ -507,18 +613,30 @@ fn serve(args: ServeArgs) -> Result<()> {
                 .with_context(|| format!("bridge token file {}", file.display()))?;
         }
     }
-    config.data_dir = args.data_dir.clone();
-    let has_stored = match &args.data_dir {
-        Some(dir) => !relay::store::Store::open(dir)?.list_tokens()?.is_empty(),
-        None => false,
+    config.storage = match (&args.database_url, &args.data_dir) {
+        (Some(url), _) => relay::store::Storage::Postgres(url.clone()),
+        (None, Some(dir)) => relay::store::Storage::Sqlite(dir.clone()),
+        (None, None) => relay::store::Storage::Memory,
+    };
+    if let Some(id) = &args.node_id {
+        config.node_id = relay::config::node::clean_node_id(id)
+            .context("--node-id: use letters, digits, '.', '_' and '-'")?;
+    }
+    let has_stored = match &config.storage {
+        relay::store::Storage::Memory => false,
+        storage => block_on(async {
+            let store = relay::store::Store::connect(storage, None).await?;
+            anyhow::Ok(!store.list_tokens().await?.is_empty())
+        })
+        .with_context(|| format!("opening the relay's state ({})", storage.describe()))?,
     };
     if config.bridge_token_hashes.is_empty() && !has_stored {
         bail!(
-            "no bridge token: create one with `relay token create NAME --data-dir DIR`, or set \
-             RELAY_BRIDGE_TOKENS / --bridge-token-file"
+            "no bridge token: create one with `relay token create NAME --data-dir DIR` (or \
+             --database-url URL), or set RELAY_BRIDGE_TOKENS / --bridge-token-file"
         );
     }
-    if args.data_dir.is_none() {
+    if config.storage == relay::store::Storage::Memory {
         tracing::warn!("no --data-dir: tokens, names and OAuth grants are kept in memory only");
     }
     if let Some(f) = &args.operator_password_file {
@@ -588,7 +706,14 @@ fn serve(args: ServeArgs) -> Result<()> {
             );
         }
         let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
-        info!(%addr, public_url = %config.base(), scheme, "relay listening");
+        info!(
+            %addr,
+            public_url = %config.base(),
+            scheme,
+            node = %config.node_id,
+            storage = %config.storage.describe(),
+            "relay listening"
+        );
         println!("Relay listening on {addr}, public URL {}", config.base());
         match tls {
             Some(tls) => {

@@ -94,7 +94,7 @@ async fn run(
             "client addresses of requests from these proxies come from their forwarding header"
         );
     }
-    let state = AppState::new(config)?;
+    let state = AppState::open(config).await?;
     let registry = state.registry().clone();
     tokio::spawn(watch_revocations(state.clone()));
     let metrics = match metrics_listen {
@@ -295,14 +295,14 @@ async fn watch_revocations(state: AppState) {
     loop {
         tick.tick().await;
         for t in state.registry().live() {
-            if matches!(state.store().token_live(t.token_id), Ok(false)) {
+            if matches!(state.store().token_live(t.token_id).await, Ok(false)) {
                 tracing::warn!(tunnel = %t.name, "its bridge token was revoked; disconnecting");
                 t.close();
             }
         }
         sweeps += 1;
         if sweeps.is_multiple_of(1800) {
-            let _ = state.store().sweep();
+            let _ = state.store().sweep().await;
         }
     }
 }

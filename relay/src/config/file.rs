@@ -26,6 +26,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("listen", "listen"),
     ("public_url", "public_url"),
     ("data_dir", "data_dir"),
+    ("database_url", "database_url"),
+    ("node_id", "node_id"),
     ("bridge_token", "bridge_token"),
     ("bridge_token_file", "bridge_token_file"),
     ("allow_unauthenticated", "allow_unauthenticated"),
@@ -128,6 +130,10 @@ pub struct RelayFile {
     pub public_url: Option<String>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--database-url` (`RELAY_DATABASE_URL`): state in PostgreSQL.
+    pub database_url: Option<String>,
+    /// `--node-id` (`RELAY_NODE_ID`).
+    pub node_id: Option<String>,
     /// `--bridge-token` (`RELAY_BRIDGE_TOKENS`): bridge tokens in clear text.
     pub bridge_token: Option<Vec<String>>,
     /// `--bridge-token-file`.
@@ -311,6 +317,8 @@ impl RelayFile {
         put("listen", self.listen.map(|a| one(a.to_string())));
         put("public_url", self.public_url.as_ref().map(one));
         put("data_dir", self.data_dir.as_ref().map(one));
+        put("database_url", self.database_url.as_ref().map(one));
+        put("node_id", self.node_id.as_ref().map(one));
         put("bridge_token", self.bridge_token.as_deref().map(many));
         put(
             "bridge_token_file",
@@ -568,6 +576,8 @@ mod tests {
 listen = "0.0.0.0:443"
 public_url = "https://relay.example.com"
 data_dir = "data"
+database_url = "postgres://relay@db/relay"
+node_id = "relay-2"
 bridge_token = ["a", "b"]
 bridge_token_file = "/etc/tokens"
 allow_unauthenticated = true
@@ -617,6 +627,8 @@ access_token_ttl_secs = 600
             .collect();
         for expected in [
             "--listen=0.0.0.0:443",
+            "--database-url=postgres://relay@db/relay",
+            "--node-id=relay-2",
             "--bridge-token=a",
             "--bridge-token=b",
             "--allow-unauthenticated",

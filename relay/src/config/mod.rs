@@ -6,6 +6,7 @@ use std::time::Duration;
 use url::Url;
 
 pub mod file;
+pub mod node;
 pub mod origin;
 
 /// A configuration value is unusable.
@@ -103,8 +104,11 @@ pub struct RelayConfig {
     /// Most connections per client address; `None`: derived from the file-descriptor
     /// limit (see [`crate::net::conn::ConnLimits`]).
     pub max_connections_per_address: Option<usize>,
-    /// Where the database lives; in memory when `None` (the bridge's embedded relay).
-    pub data_dir: Option<std::path::PathBuf>,
+    /// Where the relay's state lives: memory (the bridge's embedded relay), SQLite in a
+    /// data directory, or a PostgreSQL database shared by several nodes.
+    pub storage: crate::store::Storage,
+    /// This node's name in logs and metrics (several nodes may share one database).
+    pub node_id: String,
     /// OAuth settings.
     pub oauth: OAuthConfig,
 }
@@ -129,7 +133,8 @@ impl RelayConfig {
             max_connections_per_address: None,
             metrics_listen: None,
             trusted_proxies: crate::net::client_addr::TrustedProxies::default(),
-            data_dir: None,
+            storage: crate::store::Storage::Memory,
+            node_id: node::default_node_id(),
             oauth: OAuthConfig::default(),
         })
     }

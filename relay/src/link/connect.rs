@@ -62,7 +62,7 @@ pub async fn connect(
                 )
                 .into_response();
             };
-            match state.store.token_id(token) {
+            match state.store.token_id(token).await {
                 Ok(Some(id)) => {
                     attempt.succeeded();
                     Credential::Checked(id)

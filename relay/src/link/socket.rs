@@ -12,6 +12,8 @@ use tracing::{debug, info, warn};
 
 use crate::link::state::LinkState;
 use crate::link::upgrade::{AddrPermit, BridgeSocket, ReadBudget};
+use crate::oauth::state::OAuth;
+use crate::store::Store;
 use crate::tunnels::registry::ClaimError;
 use crate::tunnels::tunnel::Tunnel;
 
@@ -93,7 +95,7 @@ pub async fn handle_socket(
         .await;
         return;
     };
-    let admitted = admit(&state, &path_name, &hello, &admission.credential);
+    let admitted = admit(&state, &path_name, &hello, &admission.credential).await;
     match &admitted {
         Err((RefuseReason::BadToken, _)) => drop(attempt),
         _ => attempt.succeeded(),
@@ -403,15 +405,15 @@ fn dispatch(state: &LinkState, tunnel: &Tunnel, bytes: Bytes, limits: &Limits) -
             true
         }
         Ok(Frame::ConsentDecision { id, approve }) => {
-            // Only decisions about this tunnel's own consents count.
-            // The connection's token must (still) own the name.
-            let owns = state.store.name_owner(&tunnel.name).ok().flatten() == Some(tunnel.token_id);
-            let decision = (approve && owns).then_some(tunnel.token_id);
-            if (approve && !owns) || !state.oauth.consents.decide(&id, &tunnel.name, decision) {
-                warn!(tunnel = %tunnel.name, "ignored a consent decision");
-            } else {
-                info!(tunnel = %tunnel.name, approve, "the owner decided on an authorization in the bridge");
-            }
+            // Off the read loop: the ownership check asks the database.
+            tokio::spawn(decide_consent(
+                state.store.clone(),
+                state.oauth.clone(),
+                tunnel.name.clone(),
+                tunnel.token_id,
+                id,
+                approve,
+            ));
             true
         }
         Ok(other) => {
@@ -425,8 +427,28 @@ fn dispatch(state: &LinkState, tunnel: &Tunnel, bytes: Bytes, limits: &Limits) -
     }
 }
 
+/// A bridge's decision on one of its tunnel's consents. Only decisions about the tunnel's
+/// own consents count, and an approval only while the connection's token (still) owns the
+/// name.
+async fn decide_consent(
+    store: Arc<Store>,
+    oauth: Arc<OAuth>,
+    name: String,
+    token_id: i64,
+    id: String,
+    approve: bool,
+) {
+    let owns = store.name_owner(&name).await.ok().flatten() == Some(token_id);
+    let decision = (approve && owns).then_some(token_id);
+    if (approve && !owns) || !oauth.consents.decide(&id, &name, decision) {
+        warn!(tunnel = %name, "ignored a consent decision");
+    } else {
+        info!(tunnel = %name, approve, "the owner decided on an authorization in the bridge");
+    }
+}
+
 /// Decides whether a bridge may serve this tunnel.
-fn admit(
+async fn admit(
     state: &LinkState,
     path_name: &str,
     hello: &Hello,
@@ -448,8 +470,9 @@ fn admit(
         Credential::Checked(id) => state
             .store
             .token_id(&hello.token)
+            .await
             .map(|found| found.filter(|found| found == id)),
-        Credential::InHello { .. } => state.store.token_id(&hello.token),
+        Credential::InHello { .. } => state.store.token_id(&hello.token).await,
     };
     let token_id = match looked_up {
         Ok(Some(id)) => id,
@@ -496,7 +519,7 @@ fn admit(
             ),
         )
     };
-    match state.store.claim_name(&hello.tunnel, token_id) {
+    match state.store.claim_name(&hello.tunnel, token_id).await {
         Ok(true) => {}
         Ok(false) => return Err(taken()),
         Err(e) => {

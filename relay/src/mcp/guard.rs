@@ -30,7 +30,7 @@ const WRONG_BEARER: &str = "Forbidden: wrong bearer token. This tunnel accepts o
 /// OAuth start that only on a 401 (or a 403 with `error="insufficient_scope"`), and for a
 /// static token that would only lead to the relay's authorization server, which this
 /// tunnel does not use. OAuth tunnels answer as [`crate::oauth::access::check`] does.
-pub fn authenticate(
+pub async fn authenticate(
     state: &OAuthState,
     name: &str,
     auth: &ClientAuth,
@@ -38,7 +38,7 @@ pub fn authenticate(
 ) -> Result<String, Response> {
     match auth {
         ClientAuth::None => Ok("anonymous".to_owned()),
-        ClientAuth::OAuth => crate::oauth::access::check(state, name, headers),
+        ClientAuth::OAuth => crate::oauth::access::check(state, name, headers).await,
         ClientAuth::Bearer { sha256: expected } => {
             let Some(token) = crate::util::bearer::presented(headers) else {
                 crate::oauth::trace::unauthorized("no bearer token was sent");
@@ -78,21 +78,33 @@ mod tests {
     use super::*;
     use crate::testing::{config as cfg, headers};
 
-    fn authenticate(auth: &ClientAuth, headers: &HeaderMap) -> Result<String, Response> {
+    async fn authenticate(auth: &ClientAuth, headers: &HeaderMap) -> Result<String, Response> {
         let state = crate::oauth::state::OAuthState::in_memory(cfg("http://127.0.0.1:1"));
-        super::authenticate(&state, "abc", auth, headers)
+        super::authenticate(&state, "abc", auth, headers).await
     }
 
-    #[test]
-    fn bearer() {
+    #[tokio::test]
+    async fn bearer() {
         let auth = ClientAuth::Bearer {
             sha256: sha256(b"secret"),
         };
-        assert!(authenticate(&auth, &headers(&[("authorization", "Bearer secret")])).is_ok());
-        assert!(authenticate(&auth, &headers(&[("authorization", "bearer secret")])).is_ok());
-        assert!(authenticate(&auth, &headers(&[("authorization", "Bearer nope")])).is_err());
-        assert!(authenticate(&auth, &headers(&[])).is_err());
-        assert!(authenticate(&ClientAuth::None, &headers(&[])).is_ok());
+        assert!(
+            authenticate(&auth, &headers(&[("authorization", "Bearer secret")]))
+                .await
+                .is_ok()
+        );
+        assert!(
+            authenticate(&auth, &headers(&[("authorization", "bearer secret")]))
+                .await
+                .is_ok()
+        );
+        assert!(
+            authenticate(&auth, &headers(&[("authorization", "Bearer nope")]))
+                .await
+                .is_err()
+        );
+        assert!(authenticate(&auth, &headers(&[])).await.is_err());
+        assert!(authenticate(&ClientAuth::None, &headers(&[])).await.is_ok());
     }
 
     /// Status, `WWW-Authenticate` and JSON-RPC error message of a refusal.
@@ -122,7 +134,7 @@ mod tests {
             headers(&[("authorization", "secret")]),
             headers(&[("authorization", "Bearer ")]),
         ] {
-            let r = authenticate(&auth, &h).unwrap_err();
+            let r = authenticate(&auth, &h).await.unwrap_err();
             let (status, challenge, message) = refusal(r).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{h:?}");
             assert_eq!(challenge.as_deref(), Some("Bearer realm=\"mcp\""), "{h:?}");
@@ -137,7 +149,9 @@ mod tests {
             sha256: sha256(b"secret"),
         };
         for token in ["Bearer nope", "Bearer secretx", "bearer SECRET"] {
-            let r = authenticate(&auth, &headers(&[("authorization", token)])).unwrap_err();
+            let r = authenticate(&auth, &headers(&[("authorization", token)]))
+                .await
+                .unwrap_err();
             let (status, challenge, message) = refusal(r).await;
             // 403, not 401: OAuth-capable clients sign in only on a 401.
             assert_eq!(status, StatusCode::FORBIDDEN, "{token}");
@@ -156,7 +170,7 @@ mod tests {
             headers(&[]),
             headers(&[("authorization", "Bearer not-a-token")]),
         ] {
-            let r = authenticate(&ClientAuth::OAuth, &h).unwrap_err();
+            let r = authenticate(&ClientAuth::OAuth, &h).await.unwrap_err();
             let (status, challenge, _) = refusal(r).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{h:?}");
             let challenge = challenge.unwrap();

@@ -65,12 +65,12 @@ async fn prepare(
     }
     match state.registry.settled(name, state.config.grace).await {
         Lookup::Live(t) => {
-            let principal = authenticate(&state.auth, name, &t.auth, headers)?;
+            let principal = authenticate(&state.auth, name, &t.auth, headers).await?;
             crate::observe::reqlog::note_principal(&principal);
             Ok((Target::Live(t), principal))
         }
         Lookup::Offline(off) => {
-            let principal = authenticate(&state.auth, name, &off.auth, headers)?;
+            let principal = authenticate(&state.auth, name, &off.auth, headers).await?;
             crate::observe::reqlog::note_principal(&principal);
             Ok((Target::Offline(off), principal))
         }
@@ -622,6 +622,6 @@ async fn tunnel_status(
     let Some((auth, status)) = state.registry.status(&name) else {
         return Err(not_found_tunnel());
     };
-    authenticate(&state.auth, &name, &auth, &headers)?;
+    authenticate(&state.auth, &name, &auth, &headers).await?;
     Ok(axum::Json(status).into_response())
 }

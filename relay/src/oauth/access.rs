@@ -40,7 +40,11 @@ pub fn challenge(state: &OAuthState, name: &str, error: Option<&str>) -> Respons
 }
 
 /// Checks the request's access token for tunnel `name`; the principal on success.
-pub fn check(state: &OAuthState, name: &str, headers: &HeaderMap) -> Result<String, Response> {
+pub async fn check(
+    state: &OAuthState,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<String, Response> {
     let Some(token) = bearer(headers) else {
         crate::oauth::trace::unauthorized("no access token was sent (a client's first request)");
         return Err(challenge(state, name, None));
@@ -49,14 +53,14 @@ pub fn check(state: &OAuthState, name: &str, headers: &HeaderMap) -> Result<Stri
     let cache = &state.oauth.tokens;
     let (AccessGrant { grant, expires, .. }, who) = match cache.token(&hash) {
         Some(v) => v,
-        None => match state.store.access_token(token) {
+        None => match state.store.access_token(token).await {
             Ok(Some(g)) => {
                 let who = principal(&g.grant.client_id, &g.family);
                 cache.put_token(hash, g.clone(), who.clone());
                 (g, who)
             }
             Ok(None) => {
-                crate::oauth::trace::unknown_token(&state.trace, name, token);
+                crate::oauth::trace::unknown_token(&state.trace, name, token).await;
                 return Err(challenge(state, name, Some("invalid_token")));
             }
             Err(e) => {
@@ -71,7 +75,7 @@ pub fn check(state: &OAuthState, name: &str, headers: &HeaderMap) -> Result<Stri
         },
     };
     let audience_ok = grant.tunnel == name && grant.resource == state.config.resource_url(name);
-    let owner_ok = cache.owner(&state.store, name) == Some(grant.owner_token);
+    let owner_ok = cache.owner(&state.store, name).await == Some(grant.owner_token);
     if expires <= now() || !audience_ok || !owner_ok {
         crate::oauth::trace::rejected_token(&state.trace, name, &grant, expires, audience_ok);
         return Err(challenge(state, name, Some("invalid_token")));

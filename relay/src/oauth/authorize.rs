@@ -31,7 +31,7 @@ pub async fn load_client(state: &OAuthState, client_id: &str) -> Result<Client, 
             )
             .await;
     }
-    match state.store.client(client_id) {
+    match state.store.client(client_id).await {
         Ok(Some(c)) => Ok(c),
         Ok(None) => Err("unknown client_id: register the client first".into()),
         Err(e) => Err(format!("the relay cannot look up clients right now ({e})")),
@@ -213,7 +213,7 @@ pub async fn authorize(
         }));
     }
     tracing::info!(tunnel = %tunnel, client = %client.client_id, "authorization waiting for the owner");
-    crate::oauth::trace::consent_shown(&state.trace, &consent, &client);
+    crate::oauth::trace::consent_shown(&state.trace, &consent, &client).await;
     page(&state, &consent, true, None)
 }
 
@@ -230,19 +230,20 @@ mod tests {
         let config =
             RelayConfig::new("127.0.0.1:0".parse().unwrap(), "http://127.0.0.1:1").expect("config");
         let state = OAuthState::in_memory(config);
-        state
-            .store
-            .put_client(&Client {
-                client_id: "mcpcl_test".into(),
-                kind: "dcr".into(),
-                name: None,
-                redirect_uris: vec![REDIRECT.into()],
-                auth_method: "none".into(),
-                secret_hash: None,
-                metadata: "{}".into(),
-                created: 0,
-            })
-            .expect("client");
+        let crate::store::Store::Sqlite(db) = &*state.store else {
+            unreachable!("an in-memory store is SQLite")
+        };
+        db.put_client(&Client {
+            client_id: "mcpcl_test".into(),
+            kind: "dcr".into(),
+            name: None,
+            redirect_uris: vec![REDIRECT.into()],
+            auth_method: "none".into(),
+            secret_hash: None,
+            metadata: "{}".into(),
+            created: 0,
+        })
+        .expect("client");
         state
     }
 

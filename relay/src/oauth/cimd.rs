@@ -164,7 +164,7 @@ impl Fetcher {
         extra_redirect_hosts: &[String],
         client_id: &str,
     ) -> Result<Client, String> {
-        if let Ok(Some(c)) = store.client(client_id)
+        if let Ok(Some(c)) = store.client(client_id).await
             && c.kind == "cimd"
             && now() - c.created < CACHE_SECS
         {
@@ -232,7 +232,7 @@ impl Fetcher {
             body.extend_from_slice(&chunk);
         }
         let client = parse_document(client_id, &body, extra_redirect_hosts)?;
-        if let Err(e) = store.put_client(&client) {
+        if let Err(e) = store.put_client(&client).await {
             tracing::warn!("caching a client metadata document: {e}");
         }
         crate::oauth::trace::client_document_fetched(&client);

@@ -201,9 +201,9 @@ pub fn redirect_to_client(
 }
 
 /// Ends an approved consent: issues the code and redirects.
-fn finish(state: &OAuthState, c: Consent) -> Response {
+async fn finish(state: &OAuthState, c: Consent) -> Response {
     crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Consent);
-    crate::oauth::trace::consent_finished(&state.trace, &c);
+    crate::oauth::trace::consent_finished(&state.trace, &c).await;
     if c.decision != Some(true) {
         return redirect_to_client(
             state,
@@ -215,7 +215,7 @@ fn finish(state: &OAuthState, c: Consent) -> Response {
             ],
         );
     }
-    let owner = match state.store.live_owner(&c.tunnel) {
+    let owner = match state.store.live_owner(&c.tunnel).await {
         Ok(Some(o)) if Some(o) == c.approved_owner => o,
         _ => {
             return redirect_to_client(
@@ -245,7 +245,7 @@ fn finish(state: &OAuthState, c: Consent) -> Response {
         challenge: c.challenge.clone(),
         expires: now() + CODE_TTL.as_secs() as i64,
     };
-    if let Err(e) = state.store.put_code(&code, &grant) {
+    if let Err(e) = state.store.put_code(&code, &grant).await {
         tracing::error!("storing a code: {e}");
         return redirect_to_client(
             state,
@@ -265,7 +265,7 @@ fn finish(state: &OAuthState, c: Consent) -> Response {
 
 /// Records a decision made on the page (`owner`: approved while that bridge token owned
 /// the tunnel; `None`: denied) and finishes the consent.
-fn settle(
+async fn settle(
     state: &OAuthState,
     id: &str,
     c: &Consent,
@@ -275,7 +275,7 @@ fn settle(
     crate::oauth::trace::consent_decided_by(&state.trace, c, by, owner.is_some());
     state.oauth.consents.decide(id, &c.tunnel, owner);
     match state.oauth.consents.take(id) {
-        Some(c) => finish(state, c),
+        Some(c) => finish(state, c).await,
         None => error_page(StatusCode::BAD_REQUEST, "already used"),
     }
 }
@@ -306,7 +306,7 @@ pub async fn poll(
     }
     if c.decision.is_some() {
         match state.oauth.consents.take(&id) {
-            Some(c) => finish(&state, c),
+            Some(c) => finish(&state, c).await,
             None => error_page(
                 StatusCode::BAD_REQUEST,
                 "This authorization request was already used.",
@@ -349,7 +349,7 @@ pub async fn decide(
         );
     }
     match form.action.as_str() {
-        "deny" => settle(&state, &id, &c, crate::oauth::trace::DecidedBy::Page, None),
+        "deny" => settle(&state, &id, &c, crate::oauth::trace::DecidedBy::Page, None).await,
         "approve" => {
             let Some(hash) = state.oauth.config.operator_password_hash.clone() else {
                 return page(
@@ -398,7 +398,7 @@ pub async fn decide(
                 return r;
             }
             attempt.succeeded();
-            let owner = state.store.live_owner(&c.tunnel).ok().flatten();
+            let owner = state.store.live_owner(&c.tunnel).await.ok().flatten();
             if owner.is_none() {
                 return error_page(
                     StatusCode::BAD_REQUEST,
@@ -412,6 +412,7 @@ pub async fn decide(
                 crate::oauth::trace::DecidedBy::Operator,
                 owner,
             )
+            .await
         }
         _ => error_page(StatusCode::BAD_REQUEST, "unknown action"),
     }
@@ -457,10 +458,12 @@ pub async fn approve_with_bridge_token(
         .into_response();
     };
     attempt.evaluate();
-    let token_id = state.store.token_id(token).ok().flatten();
+    let token_id = state.store.token_id(token).await.ok().flatten();
     let consent = state.oauth.consents.by_code(&body.code);
     let (token_id, c) = match (token_id, consent) {
-        (Some(t), Some(c)) if state.store.live_owner(&c.tunnel).ok().flatten() == Some(t) => (t, c),
+        (Some(t), Some(c)) if state.store.live_owner(&c.tunnel).await.ok().flatten() == Some(t) => {
+            (t, c)
+        }
         _ => {
             drop(attempt);
             return OAuthError::new(

@@ -121,7 +121,7 @@ pub async fn register(
             "only the authorization_code and refresh_token grants with response type code are supported",
         ));
     }
-    match state.store.dcr_client_count() {
+    match state.store.dcr_client_count().await {
         Ok(n) if n >= state.oauth.config.max_clients => {
             return Err(OAuthError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -169,7 +169,7 @@ pub async fn register(
         metadata: String::from_utf8_lossy(&body).into_owned(),
         created: issued,
     };
-    if let Err(e) = state.store.put_client(&client) {
+    if let Err(e) = state.store.put_client(&client).await {
         tracing::error!("storing a client: {e}");
         return Err(OAuthError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -48,7 +48,7 @@ fn form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
 }
 
 /// Authenticates the client of a token request per its registered method.
-fn client_auth(
+async fn client_auth(
     state: &OAuthState,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
@@ -81,7 +81,7 @@ fn client_auth(
         .map(|(id, _)| id.clone())
         .or_else(|| params.get("client_id").cloned())
         .ok_or_else(|| invalid("client_id is missing"))?;
-    let client = match state.store.client(&client_id) {
+    let client = match state.store.client(&client_id).await {
         Ok(Some(c)) => c,
         _ => return Err(invalid("unknown client")),
     };
@@ -98,23 +98,26 @@ fn client_auth(
     }
 }
 
-fn issue(state: &OAuthState, g: &Grant, family: &str) -> Response {
+async fn issue(state: &OAuthState, g: &Grant, family: &str) -> Response {
     let ttl = state.oauth.config.access_ttl;
     let access = new_secret("mcpat_");
     let refresh = new_secret("mcprt_");
     let t = now();
-    let stored = state
+    let access_expires = t + ttl.as_secs() as i64;
+    let refresh_expires = t + REFRESH_TTL.as_secs() as i64;
+    let stored = match state
         .store
-        .put_token("access", &access, g, t + ttl.as_secs() as i64, family)
-        .and_then(|_| {
-            state.store.put_token(
-                "refresh",
-                &refresh,
-                g,
-                t + REFRESH_TTL.as_secs() as i64,
-                family,
-            )
-        });
+        .put_token("access", &access, g, access_expires, family)
+        .await
+    {
+        Ok(()) => {
+            state
+                .store
+                .put_token("refresh", &refresh, g, refresh_expires, family)
+                .await
+        }
+        Err(e) => Err(e),
+    };
     if let Err(e) = stored {
         tracing::error!("storing tokens: {e}");
         return OAuthError::new(
@@ -124,7 +127,7 @@ fn issue(state: &OAuthState, g: &Grant, family: &str) -> Response {
         )
         .into_response();
     }
-    crate::oauth::trace::issued(&state.trace, g);
+    crate::oauth::trace::issued(&state.trace, g).await;
     json_no_store(
         StatusCode::OK,
         &json!({
@@ -148,8 +151,8 @@ fn pkce_ok(verifier: &str, challenge: &str) -> bool {
 }
 
 /// A code that is unknown, expired or already used (recorded in the trace).
-fn code_refused(state: &OAuthState, code: &str) -> Result<Response, OAuthError> {
-    crate::oauth::trace::code_refused(&state.trace, code);
+async fn code_refused(state: &OAuthState, code: &str) -> Result<Response, OAuthError> {
+    crate::oauth::trace::code_refused(&state.trace, code).await;
     Err(OAuthError::new(
         StatusCode::BAD_REQUEST,
         "invalid_grant",
@@ -176,7 +179,7 @@ pub async fn token(
     crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Token);
     let params = form(&body)?;
     crate::oauth::trace::token_request(&state.trace, &params);
-    let client = client_auth(&state, &headers, &params)?;
+    let client = client_auth(&state, &headers, &params).await?;
     let grant_error = |d: &str| Err(OAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", d));
     match params.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
@@ -191,17 +194,17 @@ pub async fn token(
             // Check everything before using the code: a refused request (another client, a
             // wrong verifier or redirect URI) must not burn it for the client it was issued
             // to. Its first successful use consumes it; any later use revokes what it bought.
-            let c = match state.store.peek_code(code) {
+            let c = match state.store.peek_code(code).await {
                 Ok(Some((c, false))) if c.expires > now() => c,
                 Ok(found) => {
                     if found.is_some_and(|(_, used)| used) {
                         // A reused code revokes what its first use issued.
-                        if let Err(e) = state.store.take_code(code) {
+                        if let Err(e) = state.store.take_code(code).await {
                             tracing::error!("revoking a reused code's tokens: {e}");
                         }
                         state.oauth.tokens.clear();
                     }
-                    return code_refused(&state, code);
+                    return code_refused(&state, code).await;
                 }
                 Err(e) => return code_unchecked(e),
             };
@@ -219,7 +222,9 @@ pub async fn token(
             if !pkce_ok(verifier, &c.challenge) {
                 return grant_error("the code_verifier does not match the code_challenge");
             }
-            if state.store.live_owner(&c.grant.tunnel).ok().flatten() != Some(c.grant.owner_token) {
+            if state.store.live_owner(&c.grant.tunnel).await.ok().flatten()
+                != Some(c.grant.owner_token)
+            {
                 return grant_error(OWNER_GONE);
             }
             if params
@@ -233,16 +238,16 @@ pub async fn token(
                     "resource differs from the authorization request",
                 ));
             }
-            let (c, family) = match state.store.take_code(code) {
+            let (c, family) = match state.store.take_code(code).await {
                 Ok(Some(v)) => v,
                 Ok(None) => {
                     // Used by a concurrent request: this second use revoked what it bought.
                     state.oauth.tokens.clear();
-                    return code_refused(&state, code);
+                    return code_refused(&state, code).await;
                 }
                 Err(e) => return code_unchecked(e),
             };
-            Ok(issue(&state, &c.grant, &family))
+            Ok(issue(&state, &c.grant, &family).await)
         }
         Some("refresh_token") => {
             crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Refresh);
@@ -256,7 +261,7 @@ pub async fn token(
             };
             // Check everything before using the token: a refused request must not
             // consume (and so revoke) a valid refresh token.
-            let Some(peek) = state.store.peek_refresh(rt).ok().flatten() else {
+            let Some(peek) = state.store.peek_refresh(rt).await.ok().flatten() else {
                 return grant_error("the refresh token is unknown, expired or revoked");
             };
             crate::oauth::trace::for_tunnel(&peek.tunnel);
@@ -271,10 +276,10 @@ pub async fn token(
                     "resource differs from the grant",
                 ));
             }
-            if state.store.live_owner(&peek.tunnel).ok().flatten() != Some(peek.owner_token) {
+            if state.store.live_owner(&peek.tunnel).await.ok().flatten() != Some(peek.owner_token) {
                 return grant_error(OWNER_GONE);
             }
-            let (g, family) = match state.store.use_refresh(rt) {
+            let (g, family) = match state.store.use_refresh(rt).await {
                 Ok(Ok(v)) => v,
                 Ok(Err(RefreshError::Reused)) => {
                     tracing::warn!(client = %client.client_id, "a refresh token was reused; its family is revoked");
@@ -288,7 +293,7 @@ pub async fn token(
                     return grant_error("the refresh token is unknown, expired or revoked");
                 }
             };
-            Ok(issue(&state, &g, &family))
+            Ok(issue(&state, &g, &family).await)
         }
         Some(other) => Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
@@ -307,7 +312,7 @@ pub async fn revoke(
 ) -> Result<Response, OAuthError> {
     crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Revoke);
     let params = form(&body)?;
-    let client = client_auth(&state, &headers, &params)?;
+    let client = client_auth(&state, &headers, &params).await?;
     let Some(token) = params.get("token") else {
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
@@ -315,7 +320,7 @@ pub async fn revoke(
             "token is required",
         ));
     };
-    match state.store.token_client(token) {
+    match state.store.token_client(token).await {
         Ok(Some(owner)) if owner != client.client_id => {
             return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
@@ -325,7 +330,7 @@ pub async fn revoke(
         }
         _ => {}
     }
-    if let Err(e) = state.store.revoke(token) {
+    if let Err(e) = state.store.revoke(token).await {
         tracing::error!("revocation: {e}");
     }
     state.oauth.tokens.clear();

@@ -42,13 +42,13 @@ impl TokenCache {
         self.tokens.locked().clear();
     }
 
-    pub(super) fn owner(&self, store: &Store, name: &str) -> Option<i64> {
+    pub(super) async fn owner(&self, store: &Store, name: &str) -> Option<i64> {
         if let Some((o, at)) = self.owners.locked().get(name)
             && at.elapsed() < CACHE_TTL
         {
             return *o;
         }
-        let o = store.live_owner(name).ok().flatten();
+        let o = store.live_owner(name).await.ok().flatten();
         let mut map = self.owners.locked();
         if map.len() >= CACHE_MAX {
             map.clear();

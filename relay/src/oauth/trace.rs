@@ -385,7 +385,7 @@ pub fn client_lookup_failed(client_id: &str, error: &str) {
 }
 
 /// The authorization endpoint showed the consent page.
-pub fn consent_shown(state: &Recorder, consent: &Consent, client: &Client) {
+pub async fn consent_shown(state: &Recorder, consent: &Consent, client: &Client) {
     // Anyone may start an authorization for any tunnel: unverified.
     claim_tunnel(&consent.tunnel);
     for_client(client);
@@ -396,54 +396,58 @@ pub fn consent_shown(state: &Recorder, consent: &Consent, client: &Client) {
         Outcome::Pending,
         format!("consent page shown, waiting for the owner (the code will go to {host})"),
     );
-    let mut notes = lock(&state.trace.consents);
-    sweep_consents(state, &mut notes);
-    if notes.len() < 10_000 {
-        notes.insert(
-            consent.id.clone(),
-            ConsentNote {
-                tunnel: consent.tunnel.clone(),
-                client_id: consent.client_id.clone(),
-                client_name: client.name.clone(),
-                created: consent.created,
-                decided_by: None,
-            },
-        );
+    let expired = {
+        let mut notes = lock(&state.trace.consents);
+        let expired = sweep_consents(&mut notes);
+        if notes.len() < 10_000 {
+            notes.insert(
+                consent.id.clone(),
+                ConsentNote {
+                    tunnel: consent.tunnel.clone(),
+                    client_id: consent.client_id.clone(),
+                    client_name: client.name.clone(),
+                    created: consent.created,
+                    decided_by: None,
+                },
+            );
+        }
+        expired
+    };
+    for e in expired {
+        store_event(state, e, None).await;
     }
 }
 
-/// Records (as relay-wide-free events of their tunnels) the consents that expired
-/// unfinished, and forgets them.
-fn sweep_consents(state: &Recorder, notes: &mut HashMap<String, ConsentNote>) {
+/// Forgets the consents that expired unfinished; returns their events (of their tunnels)
+/// to record once the notes are unlocked.
+fn sweep_consents(notes: &mut HashMap<String, ConsentNote>) -> Vec<TraceEvent> {
     let ttl = crate::oauth::limits::CONSENT_TTL;
     let expired: Vec<String> = notes
         .iter()
         .filter(|(_, n)| n.created.elapsed() >= ttl)
         .map(|(id, _)| id.clone())
         .collect();
+    let mut events = Vec::new();
     for id in expired {
         if let Some(n) = notes.remove(&id) {
-            store_event(
-                state,
-                TraceEvent {
-                    time_ms: now_ms(),
-                    tunnel: Some(n.tunnel),
-                    step: Step::Consent.as_str().into(),
-                    outcome: Outcome::Refused.as_str().into(),
-                    reason: expired_reason(n.decided_by),
-                    client_id: Some(n.client_id),
-                    client_name: n.client_name,
-                    // Nobody the relay knows decided it.
-                    unverified: !matches!(
-                        n.decided_by,
-                        Some(DecidedBy::Operator | DecidedBy::BridgeCommand)
-                    ),
-                    ..TraceEvent::default()
-                },
-                None,
-            );
+            events.push(TraceEvent {
+                time_ms: now_ms(),
+                tunnel: Some(n.tunnel),
+                step: Step::Consent.as_str().into(),
+                outcome: Outcome::Refused.as_str().into(),
+                reason: expired_reason(n.decided_by),
+                client_id: Some(n.client_id),
+                client_name: n.client_name,
+                // Nobody the relay knows decided it.
+                unverified: !matches!(
+                    n.decided_by,
+                    Some(DecidedBy::Operator | DecidedBy::BridgeCommand)
+                ),
+                ..TraceEvent::default()
+            });
         }
     }
+    events
 }
 
 fn expired_reason(decided_by: Option<DecidedBy>) -> String {
@@ -461,9 +465,11 @@ fn expired_reason(decided_by: Option<DecidedBy>) -> String {
 }
 
 /// Records consents that expired unfinished (the status page calls it).
-pub fn sweep_expired_consents(state: &Recorder) {
-    let mut notes = lock(&state.trace.consents);
-    sweep_consents(state, &mut notes);
+pub async fn sweep_expired_consents(state: &Recorder) {
+    let expired = sweep_consents(&mut lock(&state.trace.consents));
+    for e in expired {
+        store_event(state, e, None).await;
+    }
 }
 
 /// Someone decided a consent (the operator or the Deny button on the page, or the owner
@@ -494,7 +500,7 @@ pub fn consent_decided_by(state: &Recorder, c: &Consent, by: DecidedBy, approve:
 
 /// A consent's browser came back after the decision (the code or the denial goes to the
 /// client now).
-pub fn consent_finished(state: &Recorder, c: &Consent) {
+pub async fn consent_finished(state: &Recorder, c: &Consent) {
     let note = lock(&state.trace.consents).remove(&c.id);
     let by = note.as_ref().and_then(|n| n.decided_by);
     with(|x| {
@@ -505,7 +511,7 @@ pub fn consent_finished(state: &Recorder, c: &Consent) {
         x.proven = c.decision.is_some() && by != Some(DecidedBy::Page);
     });
     let host = crate::util::html::host_of(&c.redirect_uri);
-    let owner = state.store.live_owner(&c.tunnel).ok().flatten();
+    let owner = state.store.live_owner(&c.tunnel).await.ok().flatten();
     because(match c.decision {
         Some(true) if owner.is_some() && owner == c.approved_owner => format!(
             "approved by {}; the authorization code went to {host}",
@@ -574,8 +580,8 @@ pub fn wrong_resource(sent: Option<&String>, granted: &str) {
 }
 
 /// An authorization code was refused by the store: unknown, expired, or reused.
-pub fn code_refused(state: &Recorder, code: &str) {
-    let reason = match state.store.peek_code(code) {
+pub async fn code_refused(state: &Recorder, code: &str) {
+    let reason = match state.store.peek_code(code).await {
         Ok(Some((c, _))) if c.expires <= crate::store::now() => {
             for_tunnel(&c.grant.tunnel);
             "the authorization code expired (codes live 2 minutes)"
@@ -590,10 +596,10 @@ pub fn code_refused(state: &Recorder, code: &str) {
 }
 
 /// Tokens were issued for a grant (a code exchanged, or a refresh token rotated).
-pub fn issued(state: &Recorder, g: &Grant) {
+pub async fn issued(state: &Recorder, g: &Grant) {
     for_tunnel(&g.tunnel);
     let t = crate::store::now();
-    if let Err(e) = state.store.client_used(&g.tunnel, &g.client_id, t) {
+    if let Err(e) = state.store.client_used(&g.tunnel, &g.client_id, t).await {
         tracing::warn!("noting a client's use of a tunnel: {e}");
     }
     let ttl = state.config.oauth.access_ttl.as_secs();
@@ -612,8 +618,8 @@ pub fn unauthorized(reason: &str) {
 }
 
 /// An MCP request of tunnel `name` presented an access token the store does not accept.
-pub fn unknown_token(state: &Recorder, name: &str, token: &str) {
-    let reason = match state.store.token_state(token) {
+pub async fn unknown_token(state: &Recorder, name: &str, token: &str) {
+    let reason = match state.store.token_state(token).await {
         Ok(Some(t)) => {
             with(|c| c.client_id = Some(t.grant.client_id.clone()));
             proven(t.grant.tunnel == name);
@@ -682,34 +688,41 @@ pub fn used(state: &Recorder, tunnel: &str, client_id: &str) {
         }
         uses.insert(key, Instant::now());
     }
-    if let Err(e) = state
-        .store
-        .client_used(tunnel, client_id, crate::store::now())
-    {
-        tracing::warn!("noting a client's use of a tunnel: {e}");
-    }
+    // Off the request's path: a shared database is a round trip away.
+    let store = state.store.clone();
+    let (tunnel, client_id) = (tunnel.to_owned(), client_id.to_owned());
+    tokio::spawn(async move {
+        if let Err(e) = store
+            .client_used(&tunnel, &client_id, crate::store::now())
+            .await
+        {
+            tracing::warn!("noting a client's use of a tunnel: {e}");
+        }
+    });
 }
 
 /// Records an event now, outside any request's context (e.g. a revocation on the status
 /// page).
-pub fn record(state: &Recorder, event: TraceEvent) {
-    store_event(state, event, None);
+pub async fn record(state: &Recorder, event: TraceEvent) {
+    store_event(state, event, None).await;
 }
 
 // ------------------------------------------------------------------------------------------
 // Recording.
 
 /// Whether a tunnel name exists on this relay (so events may be tied to it).
-fn tunnel_known(state: &Recorder, name: &str) -> bool {
+async fn tunnel_known(state: &Recorder, name: &str) -> bool {
     protocol::valid_tunnel_name(name)
         && (state.registry.status(name).is_some()
-            || matches!(state.store.name_owner(name), Ok(Some(_))))
+            || matches!(state.store.name_owner(name).await, Ok(Some(_))))
 }
 
 /// Stores an event: ties it to its tunnel only if that tunnel exists, cleans its texts,
 /// and applies the budget (`dedupe`: the key of a repeatable event).
-fn store_event(state: &Recorder, mut e: TraceEvent, dedupe: Option<u64>) {
-    if e.tunnel.as_deref().is_some_and(|t| !tunnel_known(state, t)) {
+async fn store_event(state: &Recorder, mut e: TraceEvent, dedupe: Option<u64>) {
+    if let Some(t) = e.tunnel.as_deref()
+        && !tunnel_known(state, t).await
+    {
         e.tunnel = None;
     }
     // Relay-wide events have one history.
@@ -733,7 +746,7 @@ fn store_event(state: &Recorder, mut e: TraceEvent, dedupe: Option<u64>) {
     } else {
         KEEP_PER_TUNNEL
     };
-    if let Err(err) = state.store.trace_add(&e, keep) {
+    if let Err(err) = state.store.trace_add(&e, keep).await {
         tracing::warn!("recording an OAuth trace event: {err}");
     }
 }
@@ -887,7 +900,7 @@ pub async fn middleware(State(state): State<Arc<Recorder>>, req: Request, next: 
     let mut client_name = ctx.client_name.clone();
     if client_name.is_none()
         && let Some(id) = &ctx.client_id
-        && let Ok(Some(c)) = state.store.client(id)
+        && let Ok(Some(c)) = state.store.client(id).await
     {
         client_name = c.name;
     }
@@ -905,19 +918,18 @@ pub async fn middleware(State(state): State<Arc<Recorder>>, req: Request, next: 
         .extra
         .into_iter()
         .partition(|x| x.step == Step::ClientDocument);
-    let record_extra = |x: Extra| {
-        let e = TraceEvent {
-            step: x.step.as_str().into(),
-            outcome: x.outcome.as_str().into(),
-            reason: x.reason,
-            tunnel: x.tunnel.or_else(|| base.tunnel.clone()),
-            client_id: x.client_id.or_else(|| base.client_id.clone()),
-            client_name: x.client_name.or_else(|| base.client_name.clone()),
-            ..base.clone()
-        };
-        store_event(&state, e, None);
+    let extra_event = |x: Extra| TraceEvent {
+        step: x.step.as_str().into(),
+        outcome: x.outcome.as_str().into(),
+        reason: x.reason,
+        tunnel: x.tunnel.or_else(|| base.tunnel.clone()),
+        client_id: x.client_id.or_else(|| base.client_id.clone()),
+        client_name: x.client_name.or_else(|| base.client_name.clone()),
+        ..base.clone()
     };
-    before.into_iter().for_each(record_extra);
+    for x in before {
+        store_event(&state, extra_event(x), None).await;
+    }
     if main {
         let outcome = if status.is_server_error() {
             Outcome::Error
@@ -951,16 +963,17 @@ pub async fn middleware(State(state): State<Arc<Recorder>>, req: Request, next: 
             reason,
             ..base.clone()
         };
-        store_event(&state, e, dedupe);
+        store_event(&state, e, dedupe).await;
     }
-    after.into_iter().for_each(record_extra);
+    for x in after {
+        store_event(&state, extra_event(x), None).await;
+    }
     resp
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
 
     fn event(tunnel: Option<&str>, reason: &str) -> TraceEvent {
         TraceEvent {
@@ -980,7 +993,7 @@ mod tests {
 
     #[test]
     fn unverified_events_never_evict_the_others() {
-        let s = Store::in_memory().unwrap();
+        let s = crate::store::sqlite::SqliteStore::in_memory().unwrap();
         for i in 0..50 {
             s.trace_add(&event(Some("mine"), &format!("real{i}")), KEEP_PER_TUNNEL)
                 .unwrap();
@@ -1006,7 +1019,7 @@ mod tests {
 
     #[test]
     fn pruning_keeps_the_newest_events_of_each_tunnel() {
-        let s = Store::in_memory().unwrap();
+        let s = crate::store::sqlite::SqliteStore::in_memory().unwrap();
         for i in 0..(KEEP_PER_TUNNEL + 37) {
             s.trace_add(&event(Some("alpha"), &format!("a{i}")), KEEP_PER_TUNNEL)
                 .unwrap();
@@ -1047,7 +1060,7 @@ mod tests {
 
     #[test]
     fn relay_wide_events_of_a_tunnels_clients_are_shown_with_it() {
-        let s = Store::in_memory().unwrap();
+        let s = crate::store::sqlite::SqliteStore::in_memory().unwrap();
         let mut reg = event(None, "registered");
         reg.client_id = Some("mcpcl_mine".into());
         s.trace_add(&reg, 10).unwrap();

@@ -49,7 +49,7 @@ pub async fn act(
     if field("op") == "login" {
         return login(&state, peer, &headers, field("csrf"), field("secret")).await;
     }
-    let Some((id, who, csrf)) = session(&state, &headers) else {
+    let Some((id, who, csrf)) = session(&state, &headers).await else {
         return login_response(
             &state,
             &headers,
@@ -69,7 +69,7 @@ pub async fn act(
                 &[names.set(names.session, "", Duration::ZERO)],
             )
         }
-        "revoke" => revoke(&state, peer, who, field("tunnel"), field("client_id")),
+        "revoke" => revoke(&state, peer, who, field("tunnel"), field("client_id")).await,
         _ => html(
             StatusCode::BAD_REQUEST,
             &refused_page(Refusal::UnknownAction),
@@ -121,7 +121,7 @@ async fn login(
     let mut who = None;
     if !secret.is_empty() && secret.len() <= 512 {
         attempt.evaluate();
-        if let Ok(Some(token_id)) = state.store.token_id(secret) {
+        if let Ok(Some(token_id)) = state.store.token_id(secret).await {
             who = Some(Who::Owner { token_id });
         } else if let Some(hash) = state.oauth.config.operator_password_hash.clone() {
             match attempt.verify_password(hash, secret.to_owned()).await {
@@ -153,14 +153,14 @@ async fn login(
     )
 }
 
-fn revoke(
+async fn revoke(
     state: &OwnerState,
     peer: crate::net::client_addr::ClientAddr,
     who: Who,
     tunnel: &str,
     client_id: &str,
 ) -> Response {
-    let owner = state.store.name_owner(tunnel).ok().flatten();
+    let owner = state.store.name_owner(tunnel).await.ok().flatten();
     let allowed = match who {
         Who::Operator => owner.is_some(),
         Who::Owner { token_id } => owner == Some(token_id),
@@ -168,7 +168,7 @@ fn revoke(
     if !allowed || client_id.is_empty() {
         return html(StatusCode::FORBIDDEN, &refused_page(Refusal::NotYours));
     }
-    let revoked = match state.store.revoke_client(tunnel, client_id) {
+    let revoked = match state.store.revoke_client(tunnel, client_id).await {
         Ok(n) => n,
         Err(e) => {
             tracing::error!("revoking a client: {e}");
@@ -187,6 +187,7 @@ fn revoke(
     let client_name = state
         .store
         .client(client_id)
+        .await
         .ok()
         .flatten()
         .and_then(|c| c.name);
@@ -202,7 +203,8 @@ fn revoke(
             ip: Some(peer.ip().to_string()),
             ..TraceEvent::default()
         },
-    );
+    )
+    .await;
     tracing::info!(
         tunnel,
         client = client_id,

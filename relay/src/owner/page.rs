@@ -52,10 +52,14 @@ fn notice_of(query: Option<&str>) -> Option<&'static str> {
 }
 
 /// The signed-in session of a request, if any: its cookie value, who, and its CSRF token.
-pub(super) fn session(state: &OwnerState, headers: &HeaderMap) -> Option<(String, Who, String)> {
+pub(super) async fn session(
+    state: &OwnerState,
+    headers: &HeaderMap,
+) -> Option<(String, Who, String)> {
     state
         .status_page
         .signed_in(&Cookies::of(&state.config), &state.store, headers)
+        .await
 }
 
 /// `GET /status`: the dashboard, or the sign-in page.
@@ -68,9 +72,9 @@ pub async fn show(
         return r;
     }
     let notice = notice_of(query.as_deref());
-    match session(&state, &headers) {
+    match session(&state, &headers).await {
         Some((_, who, csrf)) => {
-            let view = collect(&state, who);
+            let view = collect(&state, who).await;
             html(StatusCode::OK, &render(&view, &csrf, notice))
         }
         None => login_response(

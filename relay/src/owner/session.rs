@@ -106,7 +106,7 @@ impl StatusPage {
 
     /// The signed-in session of a request, if any: its cookie value, who, and its CSRF
     /// token. A bridge token's session ends with the token.
-    pub(super) fn signed_in(
+    pub(super) async fn signed_in(
         &self,
         names: &Cookies,
         store: &Store,
@@ -115,7 +115,7 @@ impl StatusPage {
         let id = cookie_of(headers, names.session)?;
         let (who, csrf) = self.get(&id)?;
         if let Who::Owner { token_id } = who
-            && !matches!(store.token_live(token_id), Ok(true))
+            && !matches!(store.token_live(token_id).await, Ok(true))
         {
             self.close(&id);
             return None;

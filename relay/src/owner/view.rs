@@ -69,9 +69,9 @@ fn auth_words(auth: &ClientAuth) -> &'static str {
 }
 
 /// Gathers what `who` may see.
-pub(super) fn collect(state: &OwnerState, who: Who) -> View {
-    crate::oauth::trace::sweep_expired_consents(&state.trace);
-    let tokens = state.store.list_tokens().unwrap_or_default();
+pub(super) async fn collect(state: &OwnerState, who: Who) -> View {
+    crate::oauth::trace::sweep_expired_consents(&state.trace).await;
+    let tokens = state.store.list_tokens().await.unwrap_or_default();
     let mut view = View {
         operator: who == Who::Operator,
         ..View::default()
@@ -140,16 +140,21 @@ pub(super) fn collect(state: &OwnerState, who: Who) -> View {
                 .get(name)
                 .map(|l| l.iter().cloned().collect())
                 .unwrap_or_default();
-            tv.clients = state.store.authorized_clients(name).unwrap_or_default();
+            tv.clients = state
+                .store
+                .authorized_clients(name)
+                .await
+                .unwrap_or_default();
             tv.calls = state.recent.list(name, t.id);
             tv.trace = state
                 .store
                 .trace_for_tunnel(name, TRACE_SHOWN, crate::oauth::trace::LINK_WINDOW_MS)
+                .await
                 .unwrap_or_default();
             for c in &tv.calls {
                 if let Some(id) = crate::oauth::access::client_of(&c.principal)
                     && !view.client_names.contains_key(id)
-                    && let Ok(Some(client)) = state.store.client(id)
+                    && let Ok(Some(client)) = state.store.client(id).await
                     && let Some(n) = client.name
                 {
                     view.client_names.insert(id.to_owned(), n);
@@ -160,7 +165,11 @@ pub(super) fn collect(state: &OwnerState, who: Who) -> View {
     }
     view.tunnels.sort_by(|a, b| a.name.cmp(&b.name));
     if view.operator {
-        view.relay_wide = state.store.trace_all(TRACE_SHOWN, true).unwrap_or_default();
+        view.relay_wide = state
+            .store
+            .trace_all(TRACE_SHOWN, true)
+            .await
+            .unwrap_or_default();
     }
     view
 }

@@ -1,26 +1,32 @@
-//! Persistent state of a relay, in one SQLite file under the data directory: bridge
-//! tokens and the tunnel names they own, OAuth clients, authorization codes, access and
-//! refresh tokens. Secrets are stored only as SHA-256 digests.
+//! Persistent state of a relay: bridge tokens and the tunnel names they own, OAuth
+//! clients, authorization codes, access and refresh tokens, the OAuth trace. Secrets are
+//! stored only as SHA-256 digests.
 //!
-//! Every operation is one short statement or transaction on a local file; callers run
-//! them inline (they are rare: connections, OAuth steps; validated access tokens are
-//! cached by the OAuth access check).
+//! One async API, [`Store`], over two backends:
+//! - SQLite ([`sqlite`]): one file in the data directory, or memory for the bridge's
+//!   embedded relay. Its steps are microseconds on a local file and run inline.
+//! - PostgreSQL (`postgres`, the cargo feature of the same name): one database that several
+//!   relay nodes share, through a connection pool.
+//!
+//! Every single-use step (a code redeemed, a refresh token rotated, a name claimed, a token
+//! added) is atomic on both, so two handles (two processes, two nodes) never both win one.
+//! The hot path touches neither: validated access tokens are cached by the OAuth access
+//! check.
 
-use protocol::sync::LockExt;
-use std::path::Path;
-use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::Connection;
-
-mod oauth;
+#[cfg(feature = "postgres")]
+pub mod copy;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+mod records;
+pub mod sqlite;
 pub mod trace;
-mod tunnels;
 
-pub use oauth::{
-    AccessGrant, AuthorizedClient, Client, CodeGrant, Grant, RefreshError, TokenState,
+pub use records::{
+    AccessGrant, AuthorizedClient, Client, CodeGrant, Grant, RefreshError, TokenInfo, TokenState,
 };
-pub use tunnels::TokenInfo;
+use trace::TraceEvent;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +34,16 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
+    /// PostgreSQL failed.
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL: {}", postgres::message(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No PostgreSQL connection could be had from the pool.
+    #[error("PostgreSQL connection: {0}")]
+    Pool(String),
+    /// The database is not one this relay may use (a newer schema, another public URL).
+    #[error("{0}")]
+    Refused(String),
     /// The data directory could not be created.
     #[error("cannot create the data directory {0}: {1}")]
     Dir(String, std::io::Error),
@@ -57,345 +73,206 @@ pub fn new_secret(prefix: &str) -> String {
     )
 }
 
-const SCHEMA: &str = r#"
-PRAGMA journal_mode = WAL;
-PRAGMA foreign_keys = ON;
-CREATE TABLE IF NOT EXISTS bridge_tokens (
-    id INTEGER PRIMARY KEY,
-    label TEXT NOT NULL UNIQUE,
-    hash BLOB NOT NULL UNIQUE,
-    created INTEGER NOT NULL,
-    revoked INTEGER
-);
-CREATE TABLE IF NOT EXISTS tunnel_names (
-    name TEXT PRIMARY KEY,
-    token_id INTEGER NOT NULL REFERENCES bridge_tokens(id),
-    claimed INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS oauth_clients (
-    client_id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    name TEXT,
-    redirect_uris TEXT NOT NULL,
-    auth_method TEXT NOT NULL,
-    secret_hash BLOB,
-    metadata TEXT NOT NULL,
-    created INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS auth_codes (
-    hash BLOB PRIMARY KEY,
-    client_id TEXT NOT NULL,
-    tunnel TEXT NOT NULL,
-    resource TEXT NOT NULL,
-    owner_token INTEGER NOT NULL,
-    scope TEXT NOT NULL,
-    redirect_uri TEXT NOT NULL,
-    challenge TEXT NOT NULL,
-    expires INTEGER NOT NULL,
-    used INTEGER NOT NULL DEFAULT 0,
-    family TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS oauth_tokens (
-    hash BLOB PRIMARY KEY,
-    kind TEXT NOT NULL,
-    client_id TEXT NOT NULL,
-    tunnel TEXT NOT NULL,
-    resource TEXT NOT NULL,
-    owner_token INTEGER NOT NULL,
-    scope TEXT NOT NULL,
-    expires INTEGER NOT NULL,
-    family TEXT NOT NULL,
-    used INTEGER NOT NULL DEFAULT 0,
-    revoked INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS oauth_tokens_family ON oauth_tokens(family);
-"#;
+/// Where a relay keeps its state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Storage {
+    /// In memory, gone when the process ends (the bridge's embedded relay).
+    #[default]
+    Memory,
+    /// `relay.db` in this data directory.
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database (`postgres://…`), shared by every node given the same URL.
+    Postgres(String),
+}
 
-/// Tables of the OAuth trace and of client use, added to databases of every age (each
-/// statement is idempotent; applied after [`SCHEMA`]). No token, code, secret or request
-/// body is ever stored in them.
-const TRACE_SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS oauth_trace (
-    id INTEGER PRIMARY KEY,
-    time INTEGER NOT NULL,
-    tunnel TEXT,
-    step TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    error TEXT,
-    reason TEXT NOT NULL,
-    client_id TEXT,
-    client_name TEXT,
-    ip TEXT,
-    user_agent TEXT,
-    unverified INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS oauth_trace_tunnel ON oauth_trace(tunnel, id);
-CREATE INDEX IF NOT EXISTS oauth_trace_client ON oauth_trace(client_id);
-CREATE TABLE IF NOT EXISTS oauth_client_use (
-    tunnel TEXT NOT NULL,
-    client_id TEXT NOT NULL,
-    first_used INTEGER NOT NULL,
-    last_used INTEGER NOT NULL,
-    PRIMARY KEY (tunnel, client_id)
-);
-"#;
+impl Storage {
+    /// What it is, for logs: the directory, or the database URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Memory => "memory".into(),
+            Self::Sqlite(dir) => format!("SQLite in {}", dir.display()),
+            Self::Postgres(url) => format!("PostgreSQL at {}", redact_url(url)),
+        }
+    }
+}
 
-/// The relay's database.
-pub struct Store {
-    conn: Mutex<Connection>,
+/// A database URL with any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(an unparsable URL)".into(),
+    }
+}
+
+/// The relay's database: one of the backends, behind one async API.
+pub enum Store {
+    /// SQLite: a file, or memory.
+    Sqlite(sqlite::SqliteStore),
+    /// PostgreSQL.
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::PgStore),
 }
 
 impl Store {
     /// Opens (creating if needed) `relay.db` in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-        }
-        let path = dir.join("relay.db");
-        private_files(&path, true)?;
-        let conn = Connection::open(&path)?;
-        let store = Self::init(conn)?;
-        // SQLite creates the journal files with the database's mode; make sure.
-        private_files(&path, false)?;
-        Ok(store)
+    pub fn open(dir: &std::path::Path) -> Result<Self, StoreError> {
+        Ok(Self::Sqlite(sqlite::SqliteStore::open(dir)?))
     }
 
     /// A store that lives in memory (the bridge's embedded relay).
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?)
+        Ok(Self::Sqlite(sqlite::SqliteStore::in_memory()?))
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(TRACE_SCHEMA)?;
-        // Databases from before unverified trace events were kept apart.
-        if conn
-            .prepare("SELECT unverified FROM oauth_trace LIMIT 0")
-            .is_err()
-        {
-            conn.execute_batch(
-                "ALTER TABLE oauth_trace ADD COLUMN unverified INTEGER NOT NULL DEFAULT 0",
-            )?;
-        }
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
-    }
-
-    pub(super) fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.locked()
-    }
-}
-
-/// Makes the database file and its WAL and shared-memory files readable by their owner
-/// only (0600), creating the database file that way first if `create` and it is missing.
-fn private_files(db: &Path, create: bool) -> Result<(), StoreError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let io = |p: &Path, e: std::io::Error| StoreError::Dir(p.display().to_string(), e);
-        if create && !db.exists() {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(db)
-                .map_err(|e| io(db, e))?;
-        }
-        let mut names = vec![db.to_path_buf()];
-        for suffix in ["-wal", "-shm", "-journal"] {
-            let mut name = db.as_os_str().to_owned();
-            name.push(suffix);
-            names.push(name.into());
-        }
-        for p in names {
-            match std::fs::metadata(&p) {
-                Ok(m) if m.permissions().mode() & 0o077 != 0 => {
-                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
-                        .map_err(|e| io(&p, e))?;
-                }
-                _ => {}
+    /// Opens the store `storage` names. For PostgreSQL this applies the migrations and,
+    /// given `public_url`, checks (or records) that the database belongs to a relay at
+    /// that URL: nodes sharing a database must share issuer and audience.
+    pub async fn connect(storage: &Storage, public_url: Option<&str>) -> Result<Self, StoreError> {
+        match storage {
+            Storage::Memory => Self::in_memory(),
+            Storage::Sqlite(dir) => Self::open(dir),
+            #[cfg(feature = "postgres")]
+            Storage::Postgres(url) => Ok(Self::Postgres(
+                postgres::PgStore::connect(url, public_url).await?,
+            )),
+            #[cfg(not(feature = "postgres"))]
+            Storage::Postgres(_) => {
+                let _ = public_url;
+                Err(StoreError::Refused(
+                    "this build of the relay has no PostgreSQL support (cargo feature `postgres`)"
+                        .into(),
+                ))
             }
         }
     }
-    #[cfg(not(unix))]
-    let _ = (db, create);
-    Ok(())
+
+    /// Which backend this is, for logs and metrics: `memory`, `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(s) if s.is_memory() => "memory",
+            Self::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// The async API: each method runs on whichever backend the store is (SQLite inline, as
+/// its steps are a local file's; PostgreSQL awaited on the pool).
+macro_rules! backends {
+    ($( $(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )*) => {
+        impl Store {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self $(, $arg: $ty)*) -> Result<$ret, StoreError> {
+                    match self {
+                        Self::Sqlite(s) => s.$name($($arg),*),
+                        #[cfg(feature = "postgres")]
+                        Self::Postgres(p) => p.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+backends! {
+    /// Creates a bridge token; returns it (shown once, stored hashed).
+    fn create_token(&self, label: &str) -> String;
+    /// Stores a bridge token chosen elsewhere (configured through the environment).
+    /// Adding the same token again is a no-op.
+    fn add_token(&self, label: &str, secret: &str) -> i64;
+    /// Stores a bridge token given by its SHA-256 digest; a no-op if already present,
+    /// [`StoreError::DuplicateLabel`] if another token has the label.
+    fn add_token_hash(&self, label: &str, hash: [u8; 32]) -> i64;
+    /// The live (not revoked) token with this secret.
+    fn token_id(&self, secret: &str) -> Option<i64>;
+    /// Whether a token id is live.
+    fn token_live(&self, id: i64) -> bool;
+    /// All tokens with the names they own.
+    fn list_tokens(&self) -> Vec<TokenInfo>;
+    /// Revokes a token by label. Its names stay reserved; the OAuth grants made on its
+    /// authority (access and refresh tokens, unused codes) are revoked with it.
+    fn revoke_token(&self, label: &str) -> ();
+    /// The token owning a name.
+    fn name_owner(&self, name: &str) -> Option<i64>;
+    /// The token owning a name, if that token is live: the only owner on whose authority
+    /// OAuth grants for the name are made and honoured.
+    fn live_owner(&self, name: &str) -> Option<i64>;
+    /// Claims a name for a token; `false` if another token owns it.
+    fn claim_name(&self, name: &str, token_id: i64) -> bool;
+    /// Releases a name (operator action) and forgets its trace and clients; `false` if
+    /// it was not claimed.
+    fn release_name(&self, name: &str) -> bool;
+    /// Number of claimed names.
+    fn name_count(&self) -> usize;
+    /// Stores (or replaces) an OAuth client.
+    fn put_client(&self, c: &Client) -> ();
+    /// A client by id.
+    fn client(&self, client_id: &str) -> Option<Client>;
+    /// Number of dynamically registered clients.
+    fn dcr_client_count(&self) -> usize;
+    /// Stores an authorization code (by the hash of its value).
+    fn put_code(&self, code: &str, c: &CodeGrant) -> ();
+    /// Consumes a code: its grant and token family the first time. A second use gets
+    /// `None` and revokes every token issued from the first, now or later.
+    fn take_code(&self, code: &str) -> Option<(CodeGrant, String)>;
+    /// Stores an access (`kind` = "access") or refresh ("refresh") token; one of a
+    /// revoked family is stored revoked.
+    fn put_token(&self, kind: &str, token: &str, g: &Grant, expires: i64, family: &str) -> ();
+    /// A live access token's grant and expiry.
+    fn access_token(&self, token: &str) -> Option<AccessGrant>;
+    /// Uses a refresh token once: its grant and family. Reuse revokes the family.
+    fn use_refresh(&self, token: &str) -> Result<(Grant, String), RefreshError>;
+    /// The grant of a refresh token, without using it.
+    fn peek_refresh(&self, token: &str) -> Option<Grant>;
+    /// The client a token (access or refresh) was issued to.
+    fn token_client(&self, token: &str) -> Option<String>;
+    /// Revokes a token (RFC 7009): a refresh token takes its family with it.
+    fn revoke(&self, token: &str) -> ();
+    /// Removes expired codes and tokens.
+    fn sweep(&self) -> ();
+    /// Notes that `client_id` got tokens for, or used, `tunnel` at `at` (epoch seconds).
+    fn client_used(&self, tunnel: &str, client_id: &str, at: i64) -> ();
+    /// The clients holding live tokens for `tunnel` granted under its current owner, most
+    /// recently used first.
+    fn authorized_clients(&self, tunnel: &str) -> Vec<AuthorizedClient>;
+    /// Revokes every token `client_id` holds for `tunnel` and burns its unused codes for
+    /// it; returns how many tokens were live.
+    fn revoke_client(&self, tunnel: &str, client_id: &str) -> usize;
+    /// An authorization code's request and whether it was used, without using it.
+    fn peek_code(&self, code: &str) -> Option<(CodeGrant, bool)>;
+    /// What the store knows of a token, live or not.
+    fn token_state(&self, token: &str) -> Option<TokenState>;
+    /// Appends an event to the OAuth trace, keeping the newest `keep` of its kind for its
+    /// tunnel; returns its id.
+    fn trace_add(&self, e: &TraceEvent, keep: usize) -> i64;
+    /// The newest `limit` events of a tunnel's trace (with the relay-wide events of its
+    /// clients), newest first.
+    fn trace_for_tunnel(&self, tunnel: &str, limit: usize, link_ms: i64) -> Vec<TraceEvent>;
+    /// The newest `limit` events of the whole trace, newest first; only the relay-wide
+    /// ones with `relay_wide_only`.
+    fn trace_all(&self, limit: usize, relay_wide_only: bool) -> Vec<TraceEvent>;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn grant() -> Grant {
-        Grant {
-            client_id: "c".into(),
-            tunnel: "t1".into(),
-            resource: "https://r/t1/mcp".into(),
-            owner_token: 1,
-            scope: "mcp".into(),
-        }
-    }
-
     #[test]
-    fn tokens_and_names() {
-        let s = Store::in_memory().unwrap();
-        let a = s.create_token("alice").unwrap();
-        let b = s.create_token("bob").unwrap();
-        assert!(matches!(
-            s.create_token("alice"),
-            Err(StoreError::DuplicateLabel(_))
-        ));
-        let ida = s.token_id(&a).unwrap().unwrap();
-        let idb = s.token_id(&b).unwrap().unwrap();
-        assert!(s.claim_name("files", ida).unwrap());
-        assert!(s.claim_name("files", ida).unwrap());
-        assert!(!s.claim_name("files", idb).unwrap());
-        s.revoke_token("alice").unwrap();
-        assert_eq!(s.token_id(&a).unwrap(), None);
-        // A revoked token's name stays reserved until released.
-        assert!(!s.claim_name("files", idb).unwrap());
-        assert!(s.release_name("files").unwrap());
-        assert!(s.claim_name("files", idb).unwrap());
-        let list = s.list_tokens().unwrap();
-        assert_eq!(list.len(), 2);
-        assert!(list[0].revoked.is_some());
-        assert_eq!(list[1].names, vec!["files".to_string()]);
-        assert_eq!(s.add_token("env", &b).unwrap(), idb);
-    }
-
-    #[test]
-    fn revoking_a_bridge_token_revokes_its_grants() {
-        let s = Store::in_memory().unwrap();
-        let t = s.create_token("alice").unwrap();
-        let id = s.token_id(&t).unwrap().unwrap();
-        assert!(s.claim_name("t1", id).unwrap());
-        let g = Grant {
-            owner_token: id,
-            ..grant()
-        };
-        s.put_token("access", "at", &g, now() + 60, "f").unwrap();
-        s.put_token("refresh", "rt", &g, now() + 60, "f").unwrap();
-        let code = CodeGrant {
-            grant: g,
-            redirect_uri: "https://x/cb".into(),
-            challenge: "ch".into(),
-            expires: now() + 60,
-        };
-        s.put_code("code", &code).unwrap();
-        assert_eq!(s.live_owner("t1").unwrap(), Some(id));
-        s.revoke_token("alice").unwrap();
+    fn database_urls_are_logged_without_their_password() {
         assert_eq!(
-            s.name_owner("t1").unwrap(),
-            Some(id),
-            "the name stays reserved"
+            redact_url("postgres://relay:s3cret@db.internal:5432/relay"),
+            "postgres://relay:***@db.internal:5432/relay"
         );
-        assert_eq!(s.live_owner("t1").unwrap(), None);
-        assert!(s.access_token("at").unwrap().is_none());
-        assert!(s.use_refresh("rt").unwrap().is_err());
-        assert!(s.take_code("code").unwrap().is_none());
-        assert!(matches!(
-            s.revoke_token("alice"),
-            Err(StoreError::NoSuchToken(_))
-        ));
-    }
-
-    #[test]
-    fn codes_are_single_use_and_reuse_revokes() {
-        let s = Store::in_memory().unwrap();
-        let c = CodeGrant {
-            grant: grant(),
-            redirect_uri: "https://x/cb".into(),
-            challenge: "ch".into(),
-            expires: now() + 60,
-        };
-        s.put_code("code1", &c).unwrap();
-        let (got, family) = s.take_code("code1").unwrap().unwrap();
-        assert_eq!(got, c);
-        s.put_token("access", "at1", &got.grant, now() + 60, &family)
-            .unwrap();
-        assert!(s.access_token("at1").unwrap().is_some());
-        assert!(s.take_code("code1").unwrap().is_none());
-        assert!(s.access_token("at1").unwrap().is_none(), "reuse revokes");
-        assert!(s.take_code("nope").unwrap().is_none());
-    }
-
-    #[test]
-    fn refresh_rotation() {
-        let s = Store::in_memory().unwrap();
-        s.put_token("refresh", "rt1", &grant(), now() + 60, "f1")
-            .unwrap();
-        s.put_token("access", "at1", &grant(), now() + 60, "f1")
-            .unwrap();
-        let (g, fam) = s.use_refresh("rt1").unwrap().unwrap();
-        assert_eq!(g, grant());
-        s.put_token("refresh", "rt2", &g, now() + 60, &fam).unwrap();
-        assert_eq!(s.use_refresh("rt1").unwrap(), Err(RefreshError::Reused));
         assert_eq!(
-            s.use_refresh("rt2").unwrap(),
-            Err(RefreshError::Reused),
-            "family revoked"
+            redact_url("postgres://db/relay?sslmode=require"),
+            "postgres://db/relay?sslmode=require"
         );
-        assert!(s.access_token("at1").unwrap().is_none());
-        assert_eq!(s.use_refresh("zz").unwrap(), Err(RefreshError::Invalid));
-        s.put_token("access", "at9", &grant(), now() - 1, "f9")
-            .unwrap();
-        assert!(s.access_token("at9").unwrap().is_none(), "expired");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn database_files_are_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("relay-store-{}", new_secret("")));
-        let mode = |name: &str| {
-            std::fs::metadata(dir.join(name))
-                .unwrap_or_else(|e| panic!("{name}: {e}"))
-                .permissions()
-                .mode()
-                & 0o777
-        };
-        {
-            let s = Store::open(&dir).unwrap();
-            s.create_token("t").unwrap();
-            for name in ["relay.db", "relay.db-wal", "relay.db-shm"] {
-                assert_eq!(mode(name), 0o600, "{name}");
-            }
-            assert_eq!(mode(""), 0o700, "the directory");
-        }
-        // A database left readable by others (an older relay) is made private on open.
-        for name in ["relay.db", "relay.db-wal", "relay.db-shm"] {
-            if dir.join(name).exists() {
-                std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o644))
-                    .unwrap();
-            }
-        }
-        let s = Store::open(&dir).unwrap();
-        s.create_token("u").unwrap();
-        for name in ["relay.db", "relay.db-wal", "relay.db-shm"] {
-            assert_eq!(mode(name), 0o600, "{name} after reopening");
-        }
-        drop(s);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn survives_reopen() {
-        let dir = std::env::temp_dir().join(format!("relay-store-{}", new_secret("")));
-        {
-            let s = Store::open(&dir).unwrap();
-            s.create_token("t").unwrap();
-            s.put_token("access", "at", &grant(), now() + 60, "f")
-                .unwrap();
-        }
-        let s = Store::open(&dir).unwrap();
-        assert_eq!(s.list_tokens().unwrap().len(), 1);
-        assert!(s.access_token("at").unwrap().is_some());
-        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!redact_url("not a url with s3cret").contains("s3cret"));
     }
 }

@@ -1,26 +1,13 @@
-//! Bridge tokens and the tunnel names they own.
+//! Bridge tokens and the tunnel names they own, in SQLite.
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError, new_secret, now};
+use super::SqliteStore;
+use crate::store::records::TokenInfo;
+use crate::store::{StoreError, new_secret, now};
 use protocol::digest::sha256;
 
-/// A bridge token as listed by the operator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenInfo {
-    /// Row id.
-    pub id: i64,
-    /// Operator-chosen label.
-    pub label: String,
-    /// Creation time (epoch seconds).
-    pub created: i64,
-    /// Revocation time, if revoked.
-    pub revoked: Option<i64>,
-    /// Tunnel names it owns.
-    pub names: Vec<String>,
-}
-
-impl Store {
+impl SqliteStore {
     // ----- bridge tokens -----------------------------------------------------------
 
     /// Creates a bridge token; returns it (shown once, stored hashed).
@@ -38,29 +25,26 @@ impl Store {
 
     /// Stores a bridge token given by its SHA-256 digest; a no-op if already present.
     pub fn add_token_hash(&self, label: &str, hash: [u8; 32]) -> Result<i64, StoreError> {
-        let db = self.db();
-        if let Some(id) = db
-            .query_row(
+        self.write(|tx| {
+            let added: Option<i64> = tx
+                .query_row(
+                    "INSERT INTO bridge_tokens (label, hash, created) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING RETURNING id",
+                    params![label, &hash[..], now()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(id) = added {
+                return Ok(id);
+            }
+            tx.query_row(
                 "SELECT id FROM bridge_tokens WHERE hash = ?1",
                 params![&hash[..]],
                 |r| r.get(0),
             )
             .optional()?
-        {
-            return Ok(id);
-        }
-        match db.execute(
-            "INSERT INTO bridge_tokens (label, hash, created) VALUES (?1, ?2, ?3)",
-            params![label, &hash[..], now()],
-        ) {
-            Ok(_) => Ok(db.last_insert_rowid()),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                Err(StoreError::DuplicateLabel(label.to_owned()))
-            }
-            Err(e) => Err(e.into()),
-        }
+            .ok_or_else(|| StoreError::DuplicateLabel(label.to_owned()))
+        })
     }
 
     /// The live (not revoked) token with this secret.
@@ -119,32 +103,28 @@ impl Store {
     /// Revokes a token by label. Its names stay reserved; the OAuth grants made on its
     /// authority (access and refresh tokens, unused codes) are revoked with it.
     pub fn revoke_token(&self, label: &str) -> Result<(), StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let id: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM bridge_tokens WHERE label = ?1 AND revoked IS NULL",
-                params![label],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(id) = id else {
-            return Err(StoreError::NoSuchToken(label.to_owned()));
-        };
-        tx.execute(
-            "UPDATE bridge_tokens SET revoked = ?2 WHERE id = ?1",
-            params![id, now()],
-        )?;
-        tx.execute(
-            "UPDATE oauth_tokens SET revoked = 1 WHERE owner_token = ?1",
-            params![id],
-        )?;
-        tx.execute(
-            "UPDATE auth_codes SET used = 1 WHERE owner_token = ?1",
-            params![id],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| {
+            let id: Option<i64> = tx
+                .query_row(
+                    "UPDATE bridge_tokens SET revoked = ?2 WHERE label = ?1 AND revoked IS NULL
+                     RETURNING id",
+                    params![label, now()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(id) = id else {
+                return Err(StoreError::NoSuchToken(label.to_owned()));
+            };
+            tx.execute(
+                "UPDATE oauth_tokens SET revoked = 1 WHERE owner_token = ?1",
+                params![id],
+            )?;
+            tx.execute(
+                "UPDATE auth_codes SET used = 1 WHERE owner_token = ?1",
+                params![id],
+            )?;
+            Ok(())
+        })
     }
 
     // ----- tunnel names ----------------------------------------------------------------
@@ -177,37 +157,34 @@ impl Store {
 
     /// Claims a name for a token; `Ok(false)` if another token owns it.
     pub fn claim_name(&self, name: &str, token_id: i64) -> Result<bool, StoreError> {
-        let db = self.db();
-        let owner: Option<i64> = db
-            .query_row(
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO tunnel_names (name, token_id, claimed) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO NOTHING",
+                params![name, token_id, now()],
+            )?;
+            let owner: i64 = tx.query_row(
                 "SELECT token_id FROM tunnel_names WHERE name = ?1",
                 params![name],
                 |r| r.get(0),
-            )
-            .optional()?;
-        match owner {
-            Some(o) => Ok(o == token_id),
-            None => {
-                db.execute(
-                    "INSERT INTO tunnel_names (name, token_id, claimed) VALUES (?1, ?2, ?3)",
-                    params![name, token_id, now()],
-                )?;
-                Ok(true)
-            }
-        }
+            )?;
+            Ok(owner == token_id)
+        })
     }
 
     /// Releases a name (operator action); `false` if it was not claimed.
     pub fn release_name(&self, name: &str) -> Result<bool, StoreError> {
-        let db = self.db();
-        let released = db.execute("DELETE FROM tunnel_names WHERE name = ?1", params![name])? > 0;
-        // The next owner of the name must not see the previous owner's clients.
-        db.execute("DELETE FROM oauth_trace WHERE tunnel = ?1", params![name])?;
-        db.execute(
-            "DELETE FROM oauth_client_use WHERE tunnel = ?1",
-            params![name],
-        )?;
-        Ok(released)
+        self.write(|tx| {
+            let released =
+                tx.execute("DELETE FROM tunnel_names WHERE name = ?1", params![name])? > 0;
+            // The next owner of the name must not see the previous owner's clients.
+            tx.execute("DELETE FROM oauth_trace WHERE tunnel = ?1", params![name])?;
+            tx.execute(
+                "DELETE FROM oauth_client_use WHERE tunnel = ?1",
+                params![name],
+            )?;
+            Ok(released)
+        })
     }
 
     /// Number of claimed names.

@@ -1,111 +1,14 @@
 //! OAuth clients, authorization codes, access and refresh tokens, and which clients used
-//! which tunnel.
+//! which tunnel, in SQLite.
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError, new_secret, now};
+use super::SqliteStore;
+use crate::store::records::*;
+use crate::store::{StoreError, new_secret, now};
 use protocol::digest::sha256;
 
-/// What an OAuth grant allows: one client, one tunnel, one owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grant {
-    /// The OAuth client.
-    pub client_id: String,
-    /// The tunnel name.
-    pub tunnel: String,
-    /// The resource (the tunnel's public MCP URL): the token's audience.
-    pub resource: String,
-    /// The bridge token that owned the tunnel when the grant was made.
-    pub owner_token: i64,
-    /// Granted scope (space-separated).
-    pub scope: String,
-}
-
-/// A live access token's grant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessGrant {
-    /// What it grants.
-    pub grant: Grant,
-    /// When it expires (epoch seconds).
-    pub expires: i64,
-    /// The token family: one authorization (one consent), kept across refreshes.
-    pub family: String,
-}
-
-/// An authorization code's stored request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CodeGrant {
-    /// The grant it leads to.
-    pub grant: Grant,
-    /// The exact redirect URI of the request.
-    pub redirect_uri: String,
-    /// PKCE S256 challenge.
-    pub challenge: String,
-    /// Expiry (epoch seconds).
-    pub expires: i64,
-}
-
-/// A registered OAuth client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Client {
-    /// `client_id` (random for DCR, the document URL for CIMD).
-    pub client_id: String,
-    /// `dcr` or `cimd`.
-    pub kind: String,
-    /// Self-declared name (never shown as truth).
-    pub name: Option<String>,
-    /// Exact redirect URIs.
-    pub redirect_uris: Vec<String>,
-    /// `none`, `client_secret_post` or `client_secret_basic`.
-    pub auth_method: String,
-    /// SHA-256 of the client secret, for confidential clients.
-    pub secret_hash: Option<[u8; 32]>,
-    /// The registration (or document) as received, JSON.
-    pub metadata: String,
-    /// Registration time.
-    pub created: i64,
-}
-
-/// Why a refresh token was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefreshError {
-    /// Unknown or expired.
-    Invalid,
-    /// Already used or revoked: its whole family is now revoked.
-    Reused,
-}
-
-/// An OAuth client holding live tokens for a tunnel, for its owner's status page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthorizedClient {
-    /// `client_id`.
-    pub client_id: String,
-    /// Self-declared name, if any (unverified).
-    pub name: Option<String>,
-    /// `dcr` or `cimd` (`None` if the client record is gone).
-    pub kind: Option<String>,
-    /// Its registered redirect URIs.
-    pub redirect_uris: Vec<String>,
-    /// First grant of tokens for the tunnel (epoch seconds), when known.
-    pub first_used: Option<i64>,
-    /// Last token grant or MCP request on the tunnel (epoch seconds), when known.
-    pub last_used: Option<i64>,
-}
-
-/// What the store knows of an access or refresh token, live or not (to explain a refusal).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenState {
-    /// `access` or `refresh`.
-    pub kind: String,
-    /// The grant it carries.
-    pub grant: Grant,
-    /// Expiry (epoch seconds).
-    pub expires: i64,
-    /// Whether it was revoked.
-    pub revoked: bool,
-}
-
-impl Store {
+impl SqliteStore {
     // ----- OAuth clients ---------------------------------------------------------------
 
     /// Stores (or replaces) a client.
@@ -188,47 +91,39 @@ impl Store {
     }
 
     /// Consumes a code: returns its grant and token family the first time. A second
-    /// use returns `None` and revokes every token issued from the first.
+    /// use returns `None` and revokes every token issued from the first (and those issued
+    /// from it later: the family is burned).
     pub fn take_code(&self, code: &str) -> Result<Option<(CodeGrant, String)>, StoreError> {
         let hash = sha256(code.as_bytes());
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let row = tx
-            .query_row(
-                "SELECT client_id, tunnel, resource, owner_token, scope, redirect_uri, challenge,
-                 expires, used, family FROM auth_codes WHERE hash = ?1",
-                params![&hash[..]],
-                |r| {
-                    Ok((
-                        code_grant(r)?,
-                        r.get::<_, i64>(8)? != 0,
-                        r.get::<_, String>(9)?,
-                    ))
-                },
-            )
-            .optional()?;
-        let result = match row {
-            None => None,
-            Some((_, true, family)) => {
-                tx.execute(
-                    "UPDATE oauth_tokens SET revoked = 1 WHERE family = ?1",
-                    params![family],
-                )?;
-                None
-            }
-            Some((c, false, family)) => {
-                tx.execute(
-                    "UPDATE auth_codes SET used = 1 WHERE hash = ?1",
+        self.write(|tx| {
+            let won = tx
+                .query_row(
+                    "UPDATE auth_codes SET used = 1 WHERE hash = ?1 AND used = 0
+                     RETURNING client_id, tunnel, resource, owner_token, scope, redirect_uri,
+                     challenge, expires, family",
                     params![&hash[..]],
-                )?;
-                (c.expires > now()).then_some((c, family))
+                    |r| Ok((code_grant(r)?, r.get::<_, String>(8)?)),
+                )
+                .optional()?;
+            if let Some((c, family)) = won {
+                return Ok((c.expires > now()).then_some((c, family)));
             }
-        };
-        tx.commit()?;
-        Ok(result)
+            let family: Option<String> = tx
+                .query_row(
+                    "SELECT family FROM auth_codes WHERE hash = ?1",
+                    params![&hash[..]],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(family) = family {
+                burn_family(tx, &family)?;
+            }
+            Ok(None)
+        })
     }
 
-    /// Stores an access (`kind` = "access") or refresh ("refresh") token.
+    /// Stores an access (`kind` = "access") or refresh ("refresh") token. A token of a
+    /// burned family (its code or refresh token was reused meanwhile) is stored revoked.
     pub fn put_token(
         &self,
         kind: &str,
@@ -239,7 +134,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.db().execute(
             "INSERT INTO oauth_tokens (hash, kind, client_id, tunnel, resource, owner_token, scope,
-             expires, family) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+             expires, family, revoked) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,
+             EXISTS (SELECT 1 FROM revoked_families WHERE family = ?9))",
             params![
                 &sha256(token.as_bytes())[..],
                 kind,
@@ -275,50 +171,49 @@ impl Store {
             .optional()?)
     }
 
-    /// Uses a refresh token once: returns its grant and family. Reuse revokes the family.
+    /// Uses a refresh token once: returns its grant and family. Reuse revokes (and burns)
+    /// the family.
     pub fn use_refresh(
         &self,
         token: &str,
     ) -> Result<Result<(Grant, String), RefreshError>, StoreError> {
         let hash = sha256(token.as_bytes());
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let row = tx
-            .query_row(
-                "SELECT client_id, tunnel, resource, owner_token, scope, expires, family, used, revoked
-                 FROM oauth_tokens WHERE hash = ?1 AND kind = 'refresh'",
-                params![&hash[..]],
-                |r| {
-                    Ok((
-                        grant(r)?,
-                        r.get::<_, i64>(5)?,
-                        r.get::<_, String>(6)?,
-                        r.get::<_, i64>(7)? != 0,
-                        r.get::<_, i64>(8)? != 0,
-                    ))
-                },
-            )
-            .optional()?;
-        let result = match row {
-            None => Err(RefreshError::Invalid),
-            Some((_, _, family, used, revoked)) if used || revoked => {
-                tx.execute(
-                    "UPDATE oauth_tokens SET revoked = 1 WHERE family = ?1",
-                    params![family],
-                )?;
-                Err(RefreshError::Reused)
+        self.write(|tx| {
+            let won = tx
+                .query_row(
+                    "UPDATE oauth_tokens SET used = 1
+                     WHERE hash = ?1 AND kind = 'refresh' AND used = 0 AND revoked = 0
+                       AND expires > ?2
+                     RETURNING client_id, tunnel, resource, owner_token, scope, family",
+                    params![&hash[..], now()],
+                    |r| Ok((grant(r)?, r.get::<_, String>(5)?)),
+                )
+                .optional()?;
+            if let Some(won) = won {
+                return Ok(Ok(won));
             }
-            Some((_, expires, _, _, _)) if expires <= now() => Err(RefreshError::Invalid),
-            Some((g, _, family, _, _)) => {
-                tx.execute(
-                    "UPDATE oauth_tokens SET used = 1 WHERE hash = ?1",
+            let row: Option<(String, bool, bool)> = tx
+                .query_row(
+                    "SELECT family, used, revoked FROM oauth_tokens
+                     WHERE hash = ?1 AND kind = 'refresh'",
                     params![&hash[..]],
-                )?;
-                Ok((g, family))
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get::<_, i64>(1)? != 0,
+                            r.get::<_, i64>(2)? != 0,
+                        ))
+                    },
+                )
+                .optional()?;
+            match row {
+                Some((family, used, revoked)) if used || revoked => {
+                    burn_family(tx, &family)?;
+                    Ok(Err(RefreshError::Reused))
+                }
+                _ => Ok(Err(RefreshError::Invalid)),
             }
-        };
-        tx.commit()?;
-        Ok(result)
+        })
     }
 
     /// The grant of a live refresh token, without using it.
@@ -349,49 +244,50 @@ impl Store {
     /// Revokes a token (RFC 7009): a refresh token takes its family with it.
     pub fn revoke(&self, token: &str) -> Result<(), StoreError> {
         let hash = sha256(token.as_bytes());
-        let db = self.db();
-        let family: Option<(String, String)> = db
-            .query_row(
-                "SELECT kind, family FROM oauth_tokens WHERE hash = ?1",
-                params![&hash[..]],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        match family {
-            Some((kind, family)) if kind == "refresh" => {
-                db.execute(
-                    "UPDATE oauth_tokens SET revoked = 1 WHERE family = ?1",
-                    params![family],
-                )?;
-            }
-            Some(_) => {
-                db.execute(
-                    "UPDATE oauth_tokens SET revoked = 1 WHERE hash = ?1",
+        self.write(|tx| {
+            let found: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT kind, family FROM oauth_tokens WHERE hash = ?1",
                     params![&hash[..]],
-                )?;
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            match found {
+                Some((kind, family)) if kind == "refresh" => burn_family(tx, &family)?,
+                Some(_) => {
+                    tx.execute(
+                        "UPDATE oauth_tokens SET revoked = 1 WHERE hash = ?1",
+                        params![&hash[..]],
+                    )?;
+                }
+                None => {}
             }
-            None => {}
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Removes expired codes and tokens.
     pub fn sweep(&self) -> Result<(), StoreError> {
-        let db = self.db();
         let t = now();
-        db.execute(
-            "DELETE FROM auth_codes WHERE expires < ?1 - 3600",
-            params![t],
-        )?;
-        db.execute(
-            "DELETE FROM oauth_tokens WHERE expires < ?1 - 86400",
-            params![t],
-        )?;
-        db.execute(
-            "DELETE FROM oauth_client_use WHERE last_used < ?1 - 90 * 86400",
-            params![t],
-        )?;
-        Ok(())
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM auth_codes WHERE expires < ?1 - 3600",
+                params![t],
+            )?;
+            tx.execute(
+                "DELETE FROM oauth_tokens WHERE expires < ?1 - 86400",
+                params![t],
+            )?;
+            tx.execute(
+                "DELETE FROM oauth_client_use WHERE last_used < ?1 - 90 * 86400",
+                params![t],
+            )?;
+            tx.execute(
+                "DELETE FROM revoked_families WHERE at < ?1 - 86400",
+                params![t],
+            )?;
+            Ok(())
+        })
     }
     /// Notes that `client_id` got tokens for, or used, `tunnel` at `at` (epoch seconds).
     pub fn client_used(&self, tunnel: &str, client_id: &str, at: i64) -> Result<(), StoreError> {
@@ -440,19 +336,18 @@ impl Store {
     /// Revokes every token `client_id` holds for `tunnel` (refresh token families with
     /// them) and burns its unused codes for it; returns how many tokens were live.
     pub fn revoke_client(&self, tunnel: &str, client_id: &str) -> Result<usize, StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let n = tx.execute(
-            "UPDATE oauth_tokens SET revoked = 1
-             WHERE tunnel = ?1 AND client_id = ?2 AND revoked = 0",
-            params![tunnel, client_id],
-        )?;
-        tx.execute(
-            "UPDATE auth_codes SET used = 1 WHERE tunnel = ?1 AND client_id = ?2",
-            params![tunnel, client_id],
-        )?;
-        tx.commit()?;
-        Ok(n)
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE oauth_tokens SET revoked = 1
+                 WHERE tunnel = ?1 AND client_id = ?2 AND revoked = 0",
+                params![tunnel, client_id],
+            )?;
+            tx.execute(
+                "UPDATE auth_codes SET used = 1 WHERE tunnel = ?1 AND client_id = ?2",
+                params![tunnel, client_id],
+            )?;
+            Ok(n)
+        })
     }
 
     /// An authorization code's request and whether it was used, without using it (to
@@ -517,4 +412,18 @@ fn code_grant(r: &rusqlite::Row<'_>) -> rusqlite::Result<CodeGrant> {
         challenge: r.get(6)?,
         expires: r.get(7)?,
     })
+}
+
+/// Revokes every token of a family, and marks the family so that tokens issued from it
+/// later (by the step that won the race this reuse lost) are stored revoked.
+fn burn_family(tx: &rusqlite::Transaction<'_>, family: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE oauth_tokens SET revoked = 1 WHERE family = ?1",
+        params![family],
+    )?;
+    tx.execute(
+        "INSERT INTO revoked_families (family, at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        params![family, now()],
+    )?;
+    Ok(())
 }

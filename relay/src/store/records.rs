@@ -1,0 +1,116 @@
+//! What the store keeps, as the rest of the relay sees it: bridge tokens, OAuth grants,
+//! codes, clients and token states (the same on every backend).
+
+/// What an OAuth grant allows: one client, one tunnel, one owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The OAuth client.
+    pub client_id: String,
+    /// The tunnel name.
+    pub tunnel: String,
+    /// The resource (the tunnel's public MCP URL): the token's audience.
+    pub resource: String,
+    /// The bridge token that owned the tunnel when the grant was made.
+    pub owner_token: i64,
+    /// Granted scope (space-separated).
+    pub scope: String,
+}
+
+/// A live access token's grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessGrant {
+    /// What it grants.
+    pub grant: Grant,
+    /// When it expires (epoch seconds).
+    pub expires: i64,
+    /// The token family: one authorization (one consent), kept across refreshes.
+    pub family: String,
+}
+
+/// An authorization code's stored request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeGrant {
+    /// The grant it leads to.
+    pub grant: Grant,
+    /// The exact redirect URI of the request.
+    pub redirect_uri: String,
+    /// PKCE S256 challenge.
+    pub challenge: String,
+    /// Expiry (epoch seconds).
+    pub expires: i64,
+}
+
+/// A registered OAuth client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// `client_id` (random for DCR, the document URL for CIMD).
+    pub client_id: String,
+    /// `dcr` or `cimd`.
+    pub kind: String,
+    /// Self-declared name (never shown as truth).
+    pub name: Option<String>,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// `none`, `client_secret_post` or `client_secret_basic`.
+    pub auth_method: String,
+    /// SHA-256 of the client secret, for confidential clients.
+    pub secret_hash: Option<[u8; 32]>,
+    /// The registration (or document) as received, JSON.
+    pub metadata: String,
+    /// Registration time.
+    pub created: i64,
+}
+
+/// Why a refresh token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshError {
+    /// Unknown or expired.
+    Invalid,
+    /// Already used or revoked: its whole family is now revoked.
+    Reused,
+}
+
+/// An OAuth client holding live tokens for a tunnel, for its owner's status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizedClient {
+    /// `client_id`.
+    pub client_id: String,
+    /// Self-declared name, if any (unverified).
+    pub name: Option<String>,
+    /// `dcr` or `cimd` (`None` if the client record is gone).
+    pub kind: Option<String>,
+    /// Its registered redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// First grant of tokens for the tunnel (epoch seconds), when known.
+    pub first_used: Option<i64>,
+    /// Last token grant or MCP request on the tunnel (epoch seconds), when known.
+    pub last_used: Option<i64>,
+}
+
+/// What the store knows of an access or refresh token, live or not (to explain a refusal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenState {
+    /// `access` or `refresh`.
+    pub kind: String,
+    /// The grant it carries.
+    pub grant: Grant,
+    /// Expiry (epoch seconds).
+    pub expires: i64,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// A bridge token as listed by the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Row id.
+    pub id: i64,
+    /// Operator-chosen label.
+    pub label: String,
+    /// Creation time (epoch seconds).
+    pub created: i64,
+    /// Revocation time, if revoked.
+    pub revoked: Option<i64>,
+    /// Tunnel names it owns.
+    pub names: Vec<String>,
+}
