@@ -382,7 +382,11 @@ fn main() -> Result<()> {
     };
     let metrics_listen = matches!(&cli.command, Command::Serve(a) if a.metrics_listen.is_some());
     if cli.metrics || metrics_listen {
-        relay::observe::metrics::enable(metrics_settings(cli.metrics_token_file.as_deref())?);
+        let node = match &cli.command {
+            Command::Serve(a) => a.node_id.as_deref(),
+            _ => None,
+        };
+        relay::observe::metrics::enable(metrics_settings(cli.metrics_token_file.as_deref(), node)?);
     }
     match cli.command {
         Command::Serve(args) => serve(*args),
@@ -459,12 +463,22 @@ fn parse_cli(cmd: clap::Command, argv: Vec<OsString>) -> Result<Cli> {
     }
 }
 
-/// `--metrics-token-file`: the token (its first line), kept only as its SHA-256.
+/// `--metrics-token-file`: the token (its first line), kept only as its SHA-256; and the
+/// node's name (`--node-id`, else the host's) for the `node` label.
 fn metrics_settings(
     token_file: Option<&std::path::Path>,
+    node_id: Option<&str>,
 ) -> Result<relay::observe::metrics::MetricsSettings> {
+    let node = match node_id {
+        Some(id) => relay::config::node::clean_node_id(id)
+            .context("--node-id: use letters, digits, '.', '_' and '-'")?,
+        None => relay::config::node::default_node_id(),
+    };
     let Some(file) = token_file else {
-        return Ok(relay::observe::metrics::MetricsSettings::default());
+        return Ok(relay::observe::metrics::MetricsSettings {
+            token_sha256: None,
+            node: Some(node),
+        });
     };
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("reading the metrics token from {}", file.display()))?;
@@ -477,6 +491,7 @@ fn metrics_settings(
     }
     Ok(relay::observe::metrics::MetricsSettings {
         token_sha256: Some(relay::config::sha256(token.as_bytes())),
+        node: Some(node),
     })
 }
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the end-to-end tests need: Chromium (headless checks of the consent
-# page), Pebble (a real ACME server for the certificate tests), and the tools that check
-# deploy/ (nginx and Caddy run its proxy configurations, sqlite3 its backup procedure,
-# python3-yaml reads compose.yaml). Installed with apt when missing (the test machine runs
-# as root); a no-op when present.
+# page), Pebble (a real ACME server for the certificate tests), PostgreSQL (throwaway
+# servers for the shared-state tests of `relay serve --database-url`, started by
+# tests/src/postgres.rs), and the tools that check deploy/ (nginx and Caddy run its proxy
+# configurations, sqlite3 its backup procedure, python3-yaml reads compose.yaml). Installed
+# with apt when missing (the test machine runs as root); a no-op when present.
 set -euo pipefail
 
 need=()
@@ -12,6 +13,7 @@ command -v pebble >/dev/null 2>&1 || [[ -x /usr/bin/pebble ]] || need+=(pebble)
 [[ -x /usr/sbin/nginx ]] || need+=(nginx)
 [[ -x /usr/bin/caddy ]] || need+=(caddy)
 [[ -x /usr/bin/sqlite3 ]] || need+=(sqlite3)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
 if [[ ${#need[@]} -eq 0 ]]; then
   exit 0
@@ -22,8 +24,8 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 echo "installing ${need[*]} from Debian"
 export DEBIAN_FRONTEND=noninteractive
-# nginx and caddy are only run by the tests: keep their packages from starting them as
-# services (both would take port 80).
+# nginx, caddy and postgresql are only run by the tests: keep their packages from starting
+# them as services (nginx and caddy would take port 80, PostgreSQL port 5432).
 if [[ ! -e /usr/sbin/policy-rc.d ]]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
   chmod 0755 /usr/sbin/policy-rc.d
@@ -31,7 +33,7 @@ if [[ ! -e /usr/sbin/policy-rc.d ]]; then
 fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-for svc in nginx caddy; do
+for svc in nginx caddy postgresql; do
   if [[ " ${need[*]} " == *" $svc "* ]] && command -v systemctl >/dev/null 2>&1; then
     systemctl disable "$svc" >/dev/null 2>&1 || true
   fi

@@ -16,6 +16,8 @@
 //! - [`mcp`], [`sse`]: an MCP client of both protocol eras over HTTP, and its events.
 //! - [`fake_bridge`]: the relay's bridge WebSocket spoken frame by frame.
 //! - [`ports`], [`raw_http`]: ports named before binding, and HTTP/1.1 by hand.
+//! - [`postgres`]: a throwaway PostgreSQL server with a fresh database per test
+//!   ([`Postgres`]).
 //! - [`status_page`]: the owner status page's forms over HTTP.
 //! - [`text`]: checks on pages, logs and files.
 //! - [`upstreams`]: real MCP servers over HTTP (Streamable HTTP and HTTP+SSE) for
@@ -31,6 +33,7 @@ pub mod fixture_truth;
 pub mod http;
 pub mod mcp;
 pub mod ports;
+pub mod postgres;
 pub mod process;
 pub mod raw_http;
 pub mod relay;
@@ -43,6 +46,7 @@ pub mod wait;
 pub use bridge::{Bridge, BridgeOpts, teed};
 pub use clients::{Deps, run_json};
 pub use ports::{addr_of, unused_port};
+pub use postgres::Postgres;
 pub use process::{Proc, bin, install_crypto_provider, repo_root};
 pub use raw_http::{HttpAnswer, http_post, parse_http_answer};
 pub use relay::Relay;

@@ -113,6 +113,8 @@ pub const OAUTH: &str = "mcp_relay_oauth_requests_total";
 pub const BRIDGE_CONNECTIONS: &str = "mcp_relay_bridge_connections_total";
 /// Bridges refused, by reason.
 pub const BRIDGE_REFUSALS: &str = "mcp_relay_bridge_refusals_total";
+/// The node's name, as a label of a constant 1.
+pub const NODE_INFO: &str = "mcp_relay_node_info";
 /// Connected tunnels.
 pub const TUNNELS: &str = "mcp_relay_tunnels_connected";
 /// Exchanges in flight.
@@ -179,6 +181,9 @@ pub fn refusal_label(reason: &str) -> &'static str {
 pub struct MetricsSettings {
     /// SHA-256 of the bearer token that may scrape from anywhere (`--metrics-token-file`).
     pub token_sha256: Option<[u8; 32]>,
+    /// The node's name (`--node-id`), given as `mcp_relay_node_info{node="…"} 1` (joined
+    /// on the scrape's `instance` label, it names the node of every other series).
+    pub node: Option<String>,
 }
 
 /// A relay's metrics: the recorder, and every handle the hot path uses.
@@ -283,6 +288,15 @@ impl Metrics {
                 None,
                 SharedString::const_str(text),
             );
+        }
+        if let Some(node) = &settings.node {
+            recorder.describe_gauge(
+                KeyName::from_const_str(NODE_INFO),
+                None,
+                SharedString::const_str("This relay node's name (--node-id): always 1."),
+            );
+            let key = Key::from_parts(NODE_INFO, vec![metrics::Label::new("node", node.clone())]);
+            recorder.register_gauge(&key, &METADATA).set(1.0);
         }
         let counter =
             |name: &'static str| recorder.register_counter(&Key::from_static_name(name), &METADATA);
@@ -743,6 +757,7 @@ mod tests {
 
         let guarded = Metrics::new(MetricsSettings {
             token_sha256: Some(sha256(b"scrape-secret")),
+            node: None,
         });
         let remote = peer("10.0.0.2:5000");
         assert!(guarded.allowed(

@@ -1,14 +1,17 @@
 //! Running a relay: the deployment files in `deploy/` checked with the real programs
 //! (`relay_config`, `proxies`, `deploy_files`), HTTPS with certificate files and ACME
 //! (`tls`), what an operator sees from outside: `/metrics` and the JSON logs
-//! (`observability`), and the documentation held against the binaries it describes
-//! (`docs_reference`).
+//! (`observability`), the documentation held against the binaries it describes
+//! (`docs_reference`), and the throwaway PostgreSQL server of the shared-state tests
+//! (`postgres_harness`).
 //!
-//! nginx, Caddy, sqlite3, python3-yaml and Pebble come from Debian (`tests/deps/system.sh`).
+//! nginx, Caddy, sqlite3, python3-yaml, Pebble and PostgreSQL come from Debian
+//! (`tests/deps/system.sh`).
 
 mod deploy_files;
 mod docs_reference;
 mod observability;
+mod postgres_harness;
 mod proxies;
 mod relay_config;
 mod test_ca;

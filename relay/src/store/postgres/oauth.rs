@@ -118,6 +118,14 @@ impl PgStore {
         let hash = &hash[..];
         let mut db = self.conn().await?;
         let tx = db.transaction().await?;
+        let Some(family) = tx
+            .query_opt("SELECT family FROM auth_codes WHERE hash = $1", &[&hash])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let family: String = family.try_get(0)?;
+        lock_family(&tx, &family).await?;
         let won = tx
             .query_opt(
                 "UPDATE auth_codes SET used = TRUE WHERE hash = $1 AND NOT used
@@ -129,16 +137,10 @@ impl PgStore {
         let result = match won {
             Some(r) => {
                 let c = code_grant(&r)?;
-                let family: String = r.try_get(8)?;
                 (c.expires > now()).then_some((c, family))
             }
             None => {
-                if let Some(r) = tx
-                    .query_opt("SELECT family FROM auth_codes WHERE hash = $1", &[&hash])
-                    .await?
-                {
-                    burn_family(&tx, &r.try_get::<_, String>(0)?).await?;
-                }
+                burn_family(&tx, &family).await?;
                 None
             }
         };
@@ -214,6 +216,17 @@ impl PgStore {
         let hash = &hash[..];
         let mut db = self.conn().await?;
         let tx = db.transaction().await?;
+        let Some(family) = tx
+            .query_opt(
+                "SELECT family FROM oauth_tokens WHERE hash = $1 AND kind = 'refresh'",
+                &[&hash],
+            )
+            .await?
+        else {
+            return Ok(Err(RefreshError::Invalid));
+        };
+        let family: String = family.try_get(0)?;
+        lock_family(&tx, &family).await?;
         let won = tx
             .query_opt(
                 "UPDATE oauth_tokens SET used = TRUE
@@ -227,18 +240,16 @@ impl PgStore {
             Some(r) => Ok((grant(&r)?, r.try_get(5)?)),
             None => {
                 let row = tx
-                    .query_opt(
-                        "SELECT family, used, revoked FROM oauth_tokens
-                         WHERE hash = $1 AND kind = 'refresh'",
+                    .query_one(
+                        "SELECT used, revoked FROM oauth_tokens WHERE hash = $1",
                         &[&hash],
                     )
                     .await?;
-                match row {
-                    Some(r) if r.try_get::<_, bool>(1)? || r.try_get::<_, bool>(2)? => {
-                        burn_family(&tx, &r.try_get::<_, String>(0)?).await?;
-                        Err(RefreshError::Reused)
-                    }
-                    _ => Err(RefreshError::Invalid),
+                if row.try_get::<_, bool>(0)? || row.try_get::<_, bool>(1)? {
+                    burn_family(&tx, &family).await?;
+                    Err(RefreshError::Reused)
+                } else {
+                    Err(RefreshError::Invalid)
                 }
             }
         };
@@ -288,7 +299,9 @@ impl PgStore {
         if let Some(r) = found {
             let kind: String = r.try_get(0)?;
             if kind == "refresh" {
-                burn_family(&tx, &r.try_get::<_, String>(1)?).await?;
+                let family: String = r.try_get(1)?;
+                lock_family(&tx, &family).await?;
+                burn_family(&tx, &family).await?;
             } else {
                 tx.execute(
                     "UPDATE oauth_tokens SET revoked = TRUE WHERE hash = $1",
@@ -455,8 +468,22 @@ impl PgStore {
     }
 }
 
+/// Takes a token family's lock until the transaction ends. Every step that writes a
+/// family's rows (a code redeemed, a refresh token used, a family burned) takes it first,
+/// so such steps on one family take turns and never lock its rows in different orders
+/// (which would deadlock).
+async fn lock_family(tx: &Transaction<'_>, family: &str) -> PgResult<()> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&family],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Revokes every token of a family and marks the family, so that tokens issued from it
-/// later (by the step that won the race this reuse lost) are stored revoked.
+/// later (by the step that won the race this reuse lost) are stored revoked. The caller
+/// holds the family's lock ([`lock_family`]).
 async fn burn_family(tx: &Transaction<'_>, family: &str) -> PgResult<()> {
     tx.execute(
         "UPDATE oauth_tokens SET revoked = TRUE WHERE family = $1",

@@ -1,0 +1,160 @@
+//! Single-use steps attempted at once from two handles on one database (two processes, or
+//! two relay nodes): exactly one attempt wins, and the reuse rules hold for the others.
+
+use std::sync::Arc;
+
+use relay::store::{CodeGrant, Grant, RefreshError, Store, now};
+use tokio::sync::Barrier;
+
+use crate::{Backend, Fresh, on_both_backends};
+
+on_both_backends!(
+    one_code_redeemed_a_hundred_times_at_once,
+    one_refresh_token_used_a_hundred_times_at_once,
+    one_name_claimed_by_many_tokens_at_once,
+    one_token_added_by_many_nodes_at_once,
+);
+
+/// Attempts in all, alternating between the two handles.
+const ATTEMPTS: usize = 100;
+
+fn grant() -> Grant {
+    Grant {
+        client_id: "c".into(),
+        tunnel: "t1".into(),
+        resource: "https://relay.test/t1/mcp".into(),
+        owner_token: 1,
+        scope: "mcp".into(),
+    }
+}
+
+/// Runs `attempt(handle, i)` `ATTEMPTS` times at once (released together by a barrier),
+/// alternating between `a` and `b`; the results in attempt order.
+async fn at_once<T, F, Fut>(a: Arc<Store>, b: Arc<Store>, attempt: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(Arc<Store>, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(ATTEMPTS));
+    let attempt = Arc::new(attempt);
+    let mut tasks = Vec::new();
+    for i in 0..ATTEMPTS {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let (barrier, attempt) = (barrier.clone(), attempt.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            attempt(store, i).await
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("attempt task"));
+    }
+    out
+}
+
+async fn one_code_redeemed_a_hundred_times_at_once(b: Backend) {
+    let db = Fresh::new(b);
+    let (one, two) = (Arc::new(db.open().await), Arc::new(db.open().await));
+    let code = CodeGrant {
+        grant: grant(),
+        redirect_uri: "https://x/cb".into(),
+        challenge: "ch".into(),
+        expires: now() + 60,
+    };
+    one.put_code("the-code", &code).await.unwrap();
+    let results = at_once(one.clone(), two.clone(), |s, _| async move {
+        s.take_code("the-code").await.expect("no store error")
+    })
+    .await;
+    let winners: Vec<_> = results.iter().flatten().collect();
+    assert_eq!(winners.len(), 1, "exactly one redemption wins");
+    let (won, family) = winners[0];
+    assert_eq!(won, &code);
+    // The winner issues its tokens; the 99 reuses revoked the family, so they are dead.
+    one.put_token("access", "won-at", &won.grant, now() + 60, family)
+        .await
+        .unwrap();
+    two.put_token("refresh", "won-rt", &won.grant, now() + 60, family)
+        .await
+        .unwrap();
+    assert!(one.access_token("won-at").await.unwrap().is_none());
+    assert_eq!(
+        two.use_refresh("won-rt").await.unwrap(),
+        Err(RefreshError::Reused)
+    );
+}
+
+async fn one_refresh_token_used_a_hundred_times_at_once(b: Backend) {
+    let db = Fresh::new(b);
+    let (one, two) = (Arc::new(db.open().await), Arc::new(db.open().await));
+    one.put_token("refresh", "the-rt", &grant(), now() + 60, "fam")
+        .await
+        .unwrap();
+    one.put_token("access", "the-at", &grant(), now() + 60, "fam")
+        .await
+        .unwrap();
+    let results = at_once(one.clone(), two.clone(), |s, _| async move {
+        s.use_refresh("the-rt").await.expect("no store error")
+    })
+    .await;
+    let won: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(won.len(), 1, "exactly one rotation wins");
+    assert!(
+        results
+            .iter()
+            .filter(|r| r.is_err())
+            .all(|r| *r == Err(RefreshError::Reused)),
+        "every other attempt is a reuse"
+    );
+    // The reuses revoked the family: the old access token and what the winner issues.
+    assert!(one.access_token("the-at").await.unwrap().is_none());
+    let (g, family) = won[0];
+    two.put_token("access", "next-at", g, now() + 60, family)
+        .await
+        .unwrap();
+    assert!(one.access_token("next-at").await.unwrap().is_none());
+}
+
+async fn one_name_claimed_by_many_tokens_at_once(b: Backend) {
+    let db = Fresh::new(b);
+    let (one, two) = (Arc::new(db.open().await), Arc::new(db.open().await));
+    let mut ids = Vec::new();
+    for i in 0..ATTEMPTS {
+        let t = one.create_token(&format!("token-{i}")).await.unwrap();
+        ids.push(one.token_id(&t).await.unwrap().unwrap());
+    }
+    let ids = Arc::new(ids);
+    let claims = {
+        let ids = ids.clone();
+        at_once(one.clone(), two.clone(), move |s, i| {
+            let id = ids[i];
+            async move { s.claim_name("contested", id).await.expect("no store error") }
+        })
+        .await
+    };
+    let winners: Vec<usize> = (0..ATTEMPTS).filter(|&i| claims[i]).collect();
+    assert_eq!(winners.len(), 1, "exactly one token gets the name");
+    assert_eq!(
+        two.name_owner("contested").await.unwrap(),
+        Some(ids[winners[0]])
+    );
+}
+
+async fn one_token_added_by_many_nodes_at_once(b: Backend) {
+    let db = Fresh::new(b);
+    let (one, two) = (Arc::new(db.open().await), Arc::new(db.open().await));
+    // Nodes starting together add the same configured token.
+    let results = at_once(one.clone(), two.clone(), |s, _| async move {
+        s.add_token_hash("configured-1", [9; 32])
+            .await
+            .expect("no store error")
+    })
+    .await;
+    assert!(
+        results.windows(2).all(|w| w[0] == w[1]),
+        "one row: {results:?}"
+    );
+    assert_eq!(one.list_tokens().await.unwrap().len(), 1);
+}
