@@ -389,7 +389,7 @@ fn main() -> Result<()> {
         relay::observe::metrics::enable(metrics_settings(cli.metrics_token_file.as_deref(), node)?);
     }
     match cli.command {
-        Command::Serve(args) => serve(*args),
+        Command::Serve(args) => serve(*args, cli.log_format),
         Command::Token { command, store } => token(command, &store),
         Command::Name { command, store } => name(command, &store),
         Command::Db { command } => db(command),
@@ -599,7 +599,7 @@ fn name(command: NameCommand, store: &StoreArgs) -> Result<()> {
     Ok(())
 }
 
-fn serve(args: ServeArgs) -> Result<()> {
+fn serve(args: ServeArgs, log_format: relay::observe::logging::LogFormat) -> Result<()> {
     let tls = tls_settings(&args)?;
     let listener = relay::bind(args.listen)?;
     let addr = listener.local_addr()?;
@@ -636,6 +636,11 @@ fn serve(args: ServeArgs) -> Result<()> {
     if let Some(id) = &args.node_id {
         config.node_id = relay::config::node::clean_node_id(id)
             .context("--node-id: use letters, digits, '.', '_' and '-'")?;
+    }
+    // Every line names the node where lines are gathered from several (JSON), or where the
+    // operator named it.
+    if args.node_id.is_some() || log_format == relay::observe::logging::LogFormat::Json {
+        relay::observe::logging::set_node(&config.node_id);
     }
     let has_stored = match &config.storage {
         relay::store::Storage::Memory => false,

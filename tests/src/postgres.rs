@@ -66,8 +66,15 @@ impl Postgres {
     pub fn start() -> Result<Postgres, String> {
         match std::env::var(DATABASE_URL_VAR) {
             Ok(url) if !url.trim().is_empty() => Self::elsewhere(url.trim().to_owned()),
-            _ => Self::own(),
+            _ => Self::own(None),
         }
+    }
+
+    /// Starts a server of its own that also speaks TLS (`ssl=on`) with this certificate
+    /// chain and key (PEM), for the tests of encrypted and verified connections. Plain
+    /// connections still work on it.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Result<Postgres, String> {
+        Self::own(Some((cert_pem, key_pem)))
     }
 
     /// The server of this test process, started by its first caller and stopped when the
@@ -153,8 +160,9 @@ impl Postgres {
         })
     }
 
-    /// `initdb` into a fresh directory, then the server on a free port.
-    fn own() -> Result<Postgres, String> {
+    /// `initdb` into a fresh directory, then the server on a free port (with TLS when
+    /// given a certificate chain and key).
+    fn own(tls: Option<(&str, &str)>) -> Result<Postgres, String> {
         let [initdb, postgres, psql] = ["initdb", "postgres", "psql"].map(find_bin);
         let (Some(initdb), Some(postgres), Some(psql)) = (initdb, postgres, psql) else {
             return Err(format!(
@@ -186,6 +194,20 @@ impl Postgres {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
+        let mut settings: Vec<String> = Vec::new();
+        if let Some((cert, key)) = tls {
+            for (name, text) in [("server.crt", cert), ("server.key", key)] {
+                private_file(&data.join(name), text, owner)?;
+            }
+            settings.extend(
+                [
+                    "ssl=on",
+                    "ssl_cert_file=server.crt",
+                    "ssl_key_file=server.key",
+                ]
+                .map(String::from),
+            );
+        }
         let log = dir.path().join("postgres.log");
         let mut tried = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
@@ -200,6 +222,9 @@ impl Postgres {
                 .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
                 .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
                 .current_dir(dir.path());
+            for setting in &settings {
+                cmd.arg("-c").arg(setting);
+            }
             run_as(&mut cmd, owner);
             let server = Server::spawn(cmd, &log)?;
             match server.ready(port, &psql, &admin_url) {
@@ -462,6 +487,26 @@ fn server_user() -> Result<Option<(u32, u32)>, String> {
 }
 
 /// Makes `cmd` run as `owner` (if any).
+/// Writes `text` to `path`, readable by the server's user only (PostgreSQL refuses a key
+/// file others can read).
+fn private_file(path: &Path, text: &str, owner: Option<(u32, u32)>) -> Result<(), String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let fail = |e: io::Error| format!("cannot write {}: {e}", path.display());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| io::Write::write_all(&mut f, text.as_bytes()))
+        .map_err(fail)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(fail)?;
+    }
+    Ok(())
+}
+
 fn run_as(cmd: &mut Command, owner: Option<(u32, u32)>) {
     if let Some((uid, gid)) = owner {
         // std drops the supplementary groups of root too.

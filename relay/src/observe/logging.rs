@@ -87,6 +87,58 @@ pub fn init(format: LogFormat, count_bridges: bool, default: &str) {
     }
 }
 
+/// The node a relay's lines name (see [`set_node`]).
+static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Makes every later log line name this node: a `node` field first in `json`, a
+/// `node=ID ` prefix in text. For relays of several nodes; only the first call counts.
+pub fn set_node(id: &str) {
+    let _ = NODE.set(id.to_owned());
+}
+
+/// A line format that names the node (when [`set_node`] gave one) before the line
+/// `inner` writes.
+struct WithNode<F> {
+    inner: F,
+    json: bool,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for WithNode<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let Some(node) = NODE.get() else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        if !self.json {
+            write!(writer, "node={node} ")?;
+            return self.inner.format_event(ctx, writer, event);
+        }
+        let mut line = String::new();
+        self.inner.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut line),
+            event,
+        )?;
+        match line.strip_prefix('{') {
+            Some(rest) => write!(
+                writer,
+                "{{\"node\":{},{rest}",
+                serde_json::Value::from(node.as_str())
+            ),
+            None => writer.write_str(&line),
+        }
+    }
+}
+
 /// Installs the logger with the filter of its lines.
 fn init_with<F>(format: LogFormat, count_bridges: bool, filter: F)
 where
@@ -99,6 +151,7 @@ where
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_ansi(colour)
             .with_writer(std::io::stderr)
+            .map_event_format(|inner| WithNode { inner, json: false })
             .with_filter(filter)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -108,6 +161,7 @@ where
             .with_span_list(false)
             .with_ansi(false)
             .with_writer(std::io::stderr)
+            .map_event_format(|inner| WithNode { inner, json: true })
             .with_filter(filter)
             .boxed(),
     };

@@ -56,6 +56,12 @@ fn a_node_on_postgres_serves_the_tokens_the_commands_stored() {
     let bridge = node.bridge(BridgeOpts::default().name("pg-files").no_auth());
     node.proc
         .expect_log("pg-files", Duration::from_secs(10), "the bridge's tunnel");
+    let log = node.proc.log_text();
+    let connected = log
+        .lines()
+        .find(|l| l.contains("bridge connected"))
+        .expect("a bridge connected line");
+    assert!(connected.starts_with("node=node-a "), "{connected}");
     let list = relay_ok(&["token", "list", "--database-url", &url]);
     assert!(
         list.lines()
@@ -118,10 +124,30 @@ fn db_copy_moves_a_sqlite_relay_into_postgres() {
     let list = relay_ok(&["token", "list", "--database-url", &url]);
     assert!(list.starts_with("bob\tactive"), "{list}");
     // The copied token works on a node that has only the database.
-    let node = Relay::start_with_token("127.0.0.1:0", &token, &["--database-url", &url], &[]);
+    let node = Relay::start_with_token(
+        "127.0.0.1:0",
+        &token,
+        &["--database-url", &url, "--log-format", "json"],
+        &[],
+    );
     let _bridge = node.bridge(BridgeOpts::default().name("copied").no_auth());
     node.proc
         .expect_log("copied", Duration::from_secs(10), "the bridge's tunnel");
+    // In JSON every line names its node (the host's name by default).
+    let lines: Vec<serde_json::Value> = node
+        .proc
+        .log_text()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() >= 2);
+    for line in &lines {
+        assert!(
+            line["node"].as_str().is_some_and(|n| !n.is_empty()),
+            "{line}"
+        );
+    }
     let again = relay(&["db", "copy", "--data-dir", data, "--database-url", &url]);
     assert!(!again.status.success());
     assert!(

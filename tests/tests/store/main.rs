@@ -7,12 +7,15 @@
 //!   exactly one winner.
 //! - `postgres_only`: what only a shared database needs (migrations under a lock, the
 //!   schema version and public URL checks), and `relay db copy`.
+//! - `postgres_tls`: TLS to PostgreSQL as libpq's `sslmode` asks, against a server with a
+//!   certificate of a CA made for the test.
 //! - `commands`: the `relay` binary on PostgreSQL: `serve --database-url`, the token,
 //!   name and logs commands, `db copy`.
 
 mod commands;
 mod conformance;
 mod postgres_only;
+mod postgres_tls;
 mod races;
 
 use relay::store::{Storage, Store};

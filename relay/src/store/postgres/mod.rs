@@ -15,11 +15,11 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 use super::StoreError;
 
 mod oauth;
+pub mod tls;
 mod trace;
 mod tunnels;
 
@@ -47,10 +47,12 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects to `url` (`postgres://user:password@host:port/database`), applies the
-    /// migrations and, given `public_url`, checks that the database belongs to a relay at
-    /// that URL (recording it the first time).
+    /// Connects to `url` (`postgres://user:password@host:port/database`, with libpq's
+    /// `sslmode` and `sslrootcert`: see [`tls`]), applies the migrations and, given
+    /// `public_url`, checks that the database belongs to a relay at that URL (recording it
+    /// the first time).
     pub async fn connect(url: &str, public_url: Option<&str>) -> Result<Self, StoreError> {
+        let (url, policy) = tls::split(url)?;
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Refused(format!("the database URL is not valid: {e}")))?;
@@ -60,16 +62,16 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("mcp-relay");
         }
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(StoreError::Refused(
-                "sslmode=require is not supported yet: reach PostgreSQL over a private network \
-                 or a local TLS tunnel, with sslmode=disable or prefer"
-                    .into(),
-            ));
+        if policy.required && !policy.verify {
+            tracing::warn!(
+                "PostgreSQL connections are encrypted but the server's certificate is not \
+                 checked (sslmode=require): use sslmode=verify-full, with sslrootcert=FILE for \
+                 a private CA"
+            );
         }
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls::connector(&policy)?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -92,7 +94,7 @@ impl PgStore {
         self.pool
             .get()
             .await
-            .map_err(|e| StoreError::Pool(e.to_string()))
+            .map_err(|e| StoreError::Pool(with_causes(&e)))
     }
 
     /// Applies the migrations the database lacks and checks its public URL, in one
@@ -156,6 +158,21 @@ impl PgStore {
             .await?
             .try_get(0)?)
     }
+}
+
+/// An error's message followed by those of its causes (a pool's error hides why the
+/// connection failed: refused, TLS, authentication).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// A readable message of a PostgreSQL error: the server's own message when it sent one.
