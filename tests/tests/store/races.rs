@@ -13,6 +13,7 @@ on_both_backends!(
     one_refresh_token_used_a_hundred_times_at_once,
     one_name_claimed_by_many_tokens_at_once,
     one_token_added_by_many_nodes_at_once,
+    reuses_and_revocations_at_once,
 );
 
 /// Attempts in all, alternating between the two handles.
@@ -157,4 +158,69 @@ async fn one_token_added_by_many_nodes_at_once(b: Backend) {
         "one row: {results:?}"
     );
     assert_eq!(one.list_tokens().await.unwrap().len(), 1);
+}
+
+/// Reuses of refresh tokens (each burning its family) while the owner revokes the same
+/// client and the operator its bridge token: every step completes, none deadlocks, and
+/// everything ends revoked.
+async fn reuses_and_revocations_at_once(b: Backend) {
+    let db = Fresh::new(b);
+    let (one, two) = (Arc::new(db.open().await), Arc::new(db.open().await));
+    let owner = one.create_token("alice").await.unwrap();
+    let owner = one.token_id(&owner).await.unwrap().unwrap();
+    let families = 10;
+    for f in 0..families {
+        let g = Grant {
+            owner_token: owner,
+            ..grant()
+        };
+        for t in 0..5 {
+            for kind in ["access", "refresh"] {
+                one.put_token(
+                    kind,
+                    &format!("{kind}-{f}-{t}"),
+                    &g,
+                    now() + 60,
+                    &format!("f{f}"),
+                )
+                .await
+                .unwrap();
+            }
+        }
+        // Each family's first refresh token is already used: using it again is a reuse.
+        one.use_refresh(&format!("refresh-{f}-0"))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    at_once(one.clone(), two.clone(), move |s, i| async move {
+        match i % 10 {
+            0 => {
+                s.revoke_client("t1", "c").await.expect("revoke_client");
+            }
+            1 if i == 1 => match s.revoke_token("alice").await {
+                Ok(()) | Err(relay::store::StoreError::NoSuchToken(_)) => {}
+                Err(e) => panic!("revoke_token: {e}"),
+            },
+            _ => {
+                let f = i % families;
+                let r = s
+                    .use_refresh(&format!("refresh-{f}-0"))
+                    .await
+                    .expect("use_refresh");
+                assert_eq!(r, Err(RefreshError::Reused));
+            }
+        }
+    })
+    .await;
+    for f in 0..families {
+        for t in 0..5 {
+            assert!(
+                one.access_token(&format!("access-{f}-{t}"))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+    }
 }

@@ -412,13 +412,17 @@ impl PgStore {
         let tx = db.transaction().await?;
         let n = tx
             .execute(
-                "UPDATE oauth_tokens SET revoked = TRUE
-                 WHERE tunnel = $1 AND client_id = $2 AND NOT revoked",
+                "UPDATE oauth_tokens SET revoked = TRUE WHERE hash IN (
+                   SELECT hash FROM oauth_tokens
+                   WHERE tunnel = $1 AND client_id = $2 AND NOT revoked
+                   ORDER BY hash FOR UPDATE)",
                 &[&tunnel, &client_id],
             )
             .await?;
         tx.execute(
-            "UPDATE auth_codes SET used = TRUE WHERE tunnel = $1 AND client_id = $2",
+            "UPDATE auth_codes SET used = TRUE WHERE hash IN (
+               SELECT hash FROM auth_codes WHERE tunnel = $1 AND client_id = $2
+               ORDER BY hash FOR UPDATE)",
             &[&tunnel, &client_id],
         )
         .await?;
@@ -483,10 +487,13 @@ async fn lock_family(tx: &Transaction<'_>, family: &str) -> PgResult<()> {
 
 /// Revokes every token of a family and marks the family, so that tokens issued from it
 /// later (by the step that won the race this reuse lost) are stored revoked. The caller
-/// holds the family's lock ([`lock_family`]).
+/// holds the family's lock ([`lock_family`]). Like every statement that revokes several
+/// tokens, it locks their rows in the order of their digests: two such statements never
+/// wait for each other in a circle.
 async fn burn_family(tx: &Transaction<'_>, family: &str) -> PgResult<()> {
     tx.execute(
-        "UPDATE oauth_tokens SET revoked = TRUE WHERE family = $1",
+        "UPDATE oauth_tokens SET revoked = TRUE WHERE hash IN (
+           SELECT hash FROM oauth_tokens WHERE family = $1 ORDER BY hash FOR UPDATE)",
         &[&family],
     )
     .await?;

@@ -110,12 +110,14 @@ impl PgStore {
         };
         let id: i64 = row.try_get(0)?;
         tx.execute(
-            "UPDATE oauth_tokens SET revoked = TRUE WHERE owner_token = $1",
+            "UPDATE oauth_tokens SET revoked = TRUE WHERE hash IN (
+               SELECT hash FROM oauth_tokens WHERE owner_token = $1 ORDER BY hash FOR UPDATE)",
             &[&id],
         )
         .await?;
         tx.execute(
-            "UPDATE auth_codes SET used = TRUE WHERE owner_token = $1",
+            "UPDATE auth_codes SET used = TRUE WHERE hash IN (
+               SELECT hash FROM auth_codes WHERE owner_token = $1 ORDER BY hash FOR UPDATE)",
             &[&id],
         )
         .await?;
