@@ -39,6 +39,17 @@ pub fn challenge(state: &OAuthState, name: &str, error: Option<&str>) -> Respons
     r
 }
 
+/// The store failed: 503 (retry), never a 401 that would send the client to sign in again.
+fn unavailable(e: crate::store::StoreError) -> Response {
+    tracing::error!("token lookup failed: {e}");
+    McpError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        protocol::jsonrpc::UNAVAILABLE,
+        "the relay cannot check tokens right now; retry",
+    )
+    .into_response()
+}
+
 /// Checks the request's access token for tunnel `name`; the principal on success.
 pub async fn check(
     state: &OAuthState,
@@ -63,19 +74,14 @@ pub async fn check(
                 crate::oauth::trace::unknown_token(&state.trace, name, token).await;
                 return Err(challenge(state, name, Some("invalid_token")));
             }
-            Err(e) => {
-                tracing::error!("token lookup failed: {e}");
-                return Err(McpError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    protocol::jsonrpc::UNAVAILABLE,
-                    "the relay cannot check tokens right now; retry",
-                )
-                .into_response());
-            }
+            Err(e) => return Err(unavailable(e)),
         },
     };
     let audience_ok = grant.tunnel == name && grant.resource == state.config.resource_url(name);
-    let owner_ok = cache.owner(&state.store, name).await == Some(grant.owner_token);
+    let owner_ok = match cache.owner(&state.store, name).await {
+        Ok(owner) => owner == Some(grant.owner_token),
+        Err(e) => return Err(unavailable(e)),
+    };
     if expires <= now() || !audience_ok || !owner_ok {
         crate::oauth::trace::rejected_token(&state.trace, name, &grant, expires, audience_ok);
         return Err(challenge(state, name, Some("invalid_token")));

@@ -83,7 +83,8 @@ async fn client_auth(
         .ok_or_else(|| invalid("client_id is missing"))?;
     let client = match state.store.client(&client_id).await {
         Ok(Some(c)) => c,
-        _ => return Err(invalid("unknown client")),
+        Ok(None) => return Err(invalid("unknown client")),
+        Err(e) => return Err(unavailable(e)),
     };
     let presented = basic
         .map(|(_, s)| s)
@@ -161,13 +162,20 @@ async fn code_refused(state: &OAuthState, code: &str) -> Result<Response, OAuthE
 }
 
 /// A code the store could not look up.
-fn code_unchecked(e: crate::store::StoreError) -> Result<Response, OAuthError> {
-    tracing::error!("code lookup: {e}");
-    Err(OAuthError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-        "the code cannot be checked",
-    ))
+/// The store failed (a database unreachable for a moment): 503, which a client retries,
+/// rather than `invalid_grant`, after which it would throw its refresh token away.
+fn store_unavailable(e: crate::store::StoreError) -> Result<Response, OAuthError> {
+    Err(unavailable(e))
+}
+
+/// The error of [`store_unavailable`].
+fn unavailable(e: crate::store::StoreError) -> OAuthError {
+    tracing::error!("token endpoint: {e}");
+    OAuthError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "the relay cannot check grants right now; retry",
+    )
 }
 
 /// `POST /oauth/token`.
@@ -206,7 +214,7 @@ pub async fn token(
                     }
                     return code_refused(&state, code).await;
                 }
-                Err(e) => return code_unchecked(e),
+                Err(e) => return store_unavailable(e),
             };
             crate::oauth::trace::for_tunnel(&c.grant.tunnel);
             if c.grant.client_id != client.client_id {
@@ -222,10 +230,10 @@ pub async fn token(
             if !pkce_ok(verifier, &c.challenge) {
                 return grant_error("the code_verifier does not match the code_challenge");
             }
-            if state.store.live_owner(&c.grant.tunnel).await.ok().flatten()
-                != Some(c.grant.owner_token)
-            {
-                return grant_error(OWNER_GONE);
+            match state.store.live_owner(&c.grant.tunnel).await {
+                Ok(owner) if owner == Some(c.grant.owner_token) => {}
+                Ok(_) => return grant_error(OWNER_GONE),
+                Err(e) => return store_unavailable(e),
             }
             if params
                 .get("resource")
@@ -245,7 +253,7 @@ pub async fn token(
                     state.oauth.tokens.clear();
                     return code_refused(&state, code).await;
                 }
-                Err(e) => return code_unchecked(e),
+                Err(e) => return store_unavailable(e),
             };
             Ok(issue(&state, &c.grant, &family).await)
         }
@@ -261,8 +269,12 @@ pub async fn token(
             };
             // Check everything before using the token: a refused request must not
             // consume (and so revoke) a valid refresh token.
-            let Some(peek) = state.store.peek_refresh(rt).await.ok().flatten() else {
-                return grant_error("the refresh token is unknown, expired or revoked");
+            let peek = match state.store.peek_refresh(rt).await {
+                Ok(Some(peek)) => peek,
+                Ok(None) => {
+                    return grant_error("the refresh token is unknown, expired or revoked");
+                }
+                Err(e) => return store_unavailable(e),
             };
             crate::oauth::trace::for_tunnel(&peek.tunnel);
             if peek.client_id != client.client_id {
@@ -276,8 +288,10 @@ pub async fn token(
                     "resource differs from the grant",
                 ));
             }
-            if state.store.live_owner(&peek.tunnel).await.ok().flatten() != Some(peek.owner_token) {
-                return grant_error(OWNER_GONE);
+            match state.store.live_owner(&peek.tunnel).await {
+                Ok(owner) if owner == Some(peek.owner_token) => {}
+                Ok(_) => return grant_error(OWNER_GONE),
+                Err(e) => return store_unavailable(e),
             }
             let (g, family) = match state.store.use_refresh(rt).await {
                 Ok(Ok(v)) => v,
@@ -289,9 +303,10 @@ pub async fn token(
                     );
                     return grant_error("the refresh token was already used; sign in again");
                 }
-                Ok(Err(RefreshError::Invalid)) | Err(_) => {
+                Ok(Err(RefreshError::Invalid)) => {
                     return grant_error("the refresh token is unknown, expired or revoked");
                 }
+                Err(e) => return store_unavailable(e),
             };
             Ok(issue(&state, &g, &family).await)
         }

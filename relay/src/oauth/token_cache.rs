@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::store::{AccessGrant, Store};
+use crate::store::{AccessGrant, Store, StoreError};
 
 /// How long a validated token (and a name's owner) is trusted without the database.
 const CACHE_TTL: Duration = Duration::from_secs(5);
@@ -42,18 +42,20 @@ impl TokenCache {
         self.tokens.locked().clear();
     }
 
-    pub(super) async fn owner(&self, store: &Store, name: &str) -> Option<i64> {
+    /// The live owner of tunnel `name` (cached like tokens); a store error is passed on,
+    /// not cached.
+    pub(super) async fn owner(&self, store: &Store, name: &str) -> Result<Option<i64>, StoreError> {
         if let Some((o, at)) = self.owners.locked().get(name)
             && at.elapsed() < CACHE_TTL
         {
-            return *o;
+            return Ok(*o);
         }
-        let o = store.live_owner(name).await.ok().flatten();
+        let o = store.live_owner(name).await?;
         let mut map = self.owners.locked();
         if map.len() >= CACHE_MAX {
             map.clear();
         }
         map.insert(name.to_owned(), (o, Instant::now()));
-        o
+        Ok(o)
     }
 }

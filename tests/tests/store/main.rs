@@ -9,11 +9,13 @@
 //!   schema version and public URL checks), and `relay db copy`.
 //! - `postgres_tls`: TLS to PostgreSQL as libpq's `sslmode` asks, against a server with a
 //!   certificate of a CA made for the test.
+//! - `outage`: the database gone under a running node.
 //! - `commands`: the `relay` binary on PostgreSQL: `serve --database-url`, the token,
 //!   name and logs commands, `db copy`.
 
 mod commands;
 mod conformance;
+mod outage;
 mod postgres_only;
 mod postgres_tls;
 mod races;
