@@ -34,7 +34,11 @@ pub async fn load_client(state: &OAuthState, client_id: &str) -> Result<Client, 
     match state.store.client(client_id).await {
         Ok(Some(c)) => Ok(c),
         Ok(None) => Err("unknown client_id: register the client first".into()),
-        Err(e) => Err(format!("the relay cannot look up clients right now ({e})")),
+        Err(e) => {
+            // The database's own words stay in the log, off the public page.
+            tracing::error!("client lookup: {e}");
+            Err("the relay cannot look up clients right now; try again in a moment".into())
+        }
     }
 }
 
