@@ -122,16 +122,30 @@ pub async fn sqlite_to_postgres(
     url: &str,
 ) -> Result<Vec<(&'static str, usize)>, StoreError> {
     let from = SqliteStore::open(dir)?;
+    let wanted: Vec<(&str, String)> = TABLES
+        .iter()
+        .map(|(table, columns)| (*table, column_list(columns)))
+        .collect();
+    let rows = from.rows(&wanted)?;
     let to = PgStore::connect(url, None).await?;
-    to.fill(|table, columns| from.rows(table, columns)).await
+    to.fill(rows).await
+}
+
+/// The columns' names, comma-separated.
+fn column_list(columns: &[(&str, Kind)]) -> String {
+    columns
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl PgStore {
-    /// Fills the (empty) tables from `rows` (a table's rows, its columns in the order
-    /// given), in one transaction.
+    /// Fills the (empty) tables from `rows` (each table's of [`TABLES`], in its order, with
+    /// its columns in theirs), in one transaction.
     async fn fill(
         &self,
-        rows: impl Fn(&str, &str) -> Result<Vec<Vec<Value>>, StoreError>,
+        rows: Vec<Vec<Vec<Value>>>,
     ) -> Result<Vec<(&'static str, usize)>, StoreError> {
         let mut db = self.conn().await?;
         let tx = db.transaction().await?;
@@ -148,17 +162,15 @@ impl PgStore {
             }
         }
         let mut counts = Vec::new();
-        for (table, columns) in TABLES {
-            let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+        for ((table, columns), source) in TABLES.iter().zip(rows) {
             let marks: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
             let insert = tx
                 .prepare(&format!(
                     "INSERT INTO {table} ({}) VALUES ({})",
-                    names.join(", "),
+                    column_list(columns),
                     marks.join(", ")
                 ))
                 .await?;
-            let source = rows(table, &names.join(", "))?;
             for row in &source {
                 let values = row
                     .iter()

@@ -155,18 +155,23 @@ impl SqliteStore {
         })
     }
 
-    /// Every row of `table`, its `columns` (comma-separated) in that order, for copying
-    /// the database elsewhere. Both come from the caller's own constants.
+    /// Every row of each `(table, columns)` (columns comma-separated, in that order), read
+    /// in one transaction (one consistent state, even with a relay still writing), for
+    /// copying the database elsewhere. Names come from the caller's own constants.
     pub fn rows(
         &self,
-        table: &str,
-        columns: &str,
-    ) -> Result<Vec<Vec<rusqlite::types::Value>>, StoreError> {
-        let db = self.db();
-        let n = columns.split(',').count();
-        let mut st = db.prepare(&format!("SELECT {columns} FROM {table}"))?;
-        let rows = st.query_map([], |r| (0..n).map(|i| r.get(i)).collect())?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        tables: &[(&str, String)],
+    ) -> Result<Vec<Vec<Vec<rusqlite::types::Value>>>, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let mut out = Vec::new();
+        for (table, columns) in tables {
+            let n = columns.split(',').count();
+            let mut st = tx.prepare(&format!("SELECT {columns} FROM {table}"))?;
+            let rows = st.query_map([], |r| (0..n).map(|i| r.get(i)).collect())?;
+            out.push(rows.collect::<Result<_, _>>()?);
+        }
+        Ok(out)
     }
 
     /// Whether it lives in memory only.
