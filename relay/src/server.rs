@@ -287,22 +287,82 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnServi
     }
 }
 
-/// Disconnects bridges whose token was revoked (by `relay token revoke`, possibly from
-/// another process) and sweeps expired codes and tokens.
+/// Acts on what changed in the store elsewhere (another node, a `relay` command) and
+/// sweeps expired codes and tokens hourly.
+///
+/// A database that several nodes share announces revocations: this node forgets cached
+/// token checks and disconnects the bridges of a revoked bridge token at once, and checks
+/// every bridge's token again when its listener (re)connects. A poll of the connected
+/// bridges' tokens stays as a net: every 2 s on SQLite, where `relay token revoke` from
+/// another process announces nothing, every 30 s where announcements come.
 async fn watch_revocations(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    let mut sweeps = 0u32;
+    use crate::store::events::Event;
+    use tokio::sync::broadcast::error::RecvError;
+    let mut events = state.store().subscribe();
+    let poll = if events.is_some() { 30 } else { 2 };
+    let mut tick = tokio::time::interval(Duration::from_secs(poll));
+    let sweep_every = Duration::from_secs(3600);
+    let mut last_sweep = tokio::time::Instant::now();
     loop {
-        tick.tick().await;
-        for t in state.registry().live() {
-            if matches!(state.store().token_live(t.token_id).await, Ok(false)) {
-                tracing::warn!(tunnel = %t.name, "its bridge token was revoked; disconnecting");
-                t.close();
+        let event = tokio::select! {
+            _ = tick.tick() => None,
+            heard = async {
+                match events.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => Some(heard),
+        };
+        match event {
+            None => {
+                disconnect_revoked(&state, "its bridge token was revoked; disconnecting").await;
+                if last_sweep.elapsed() >= sweep_every {
+                    last_sweep = tokio::time::Instant::now();
+                    let _ = state.store().sweep().await;
+                }
             }
+            Some(Ok(Event::TokensRevoked)) => {
+                state.oauth().oauth.tokens.clear();
+                tracing::info!(
+                    "OAuth tokens were revoked (announced by the database): cached token checks cleared"
+                );
+            }
+            Some(Ok(Event::BridgeTokenRevoked(id))) => {
+                for t in state.registry().live() {
+                    if t.token_id == id {
+                        tracing::warn!(
+                            tunnel = %t.name,
+                            "its bridge token was revoked (announced by the database); disconnecting"
+                        );
+                        t.close();
+                    }
+                }
+            }
+            Some(Ok(Event::NameReleased(name))) => state.oauth().oauth.tokens.forget_owner(&name),
+            Some(Ok(Event::Resync) | Err(RecvError::Lagged(_))) => {
+                state.oauth().oauth.tokens.clear();
+                disconnect_revoked(&state, "its bridge token was revoked; disconnecting").await;
+            }
+            Some(Err(RecvError::Closed)) => events = None,
         }
-        sweeps += 1;
-        if sweeps.is_multiple_of(1800) {
-            let _ = state.store().sweep().await;
+    }
+}
+
+/// Disconnects the bridges whose token is revoked, asking the store once for all of them.
+async fn disconnect_revoked(state: &AppState, why: &str) {
+    let live = state.registry().live();
+    if live.is_empty() {
+        return;
+    }
+    let ids: Vec<i64> = live.iter().map(|t| t.token_id).collect();
+    let Ok(revoked) = state.store().revoked_among(&ids).await else {
+        // A store that cannot answer revokes nothing.
+        return;
+    };
+    for t in live {
+        if revoked.contains(&t.token_id) {
+            tracing::warn!(tunnel = %t.name, "{why}");
+            t.close();
         }
     }
 }

@@ -42,6 +42,11 @@ impl TokenCache {
         self.tokens.locked().clear();
     }
 
+    /// Forgets a tunnel's cached owner (its name was released).
+    pub fn forget_owner(&self, name: &str) {
+        self.owners.locked().remove(name);
+    }
+
     /// The live owner of tunnel `name` (cached like tokens); a store error is passed on,
     /// not cached.
     pub(super) async fn owner(&self, store: &Store, name: &str) -> Result<Option<i64>, StoreError> {

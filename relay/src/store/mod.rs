@@ -17,6 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 #[cfg(feature = "postgres")]
 pub mod copy;
+pub mod events;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod records;
@@ -150,6 +151,17 @@ impl Store {
         }
     }
 
+    /// The database's announcements of what other nodes (or commands) changed, for a
+    /// backend that several nodes share; `None` for SQLite, whose other writers (the
+    /// commands) are found by polling.
+    pub fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<events::Event>> {
+        match self {
+            Self::Sqlite(_) => None,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(p) => Some(p.subscribe()),
+        }
+    }
+
     /// Which backend this is, for logs and metrics: `memory`, `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         match self {
@@ -193,6 +205,8 @@ backends! {
     fn token_id(&self, secret: &str) -> Option<i64>;
     /// Whether a token id is live.
     fn token_live(&self, id: i64) -> bool;
+    /// Those of `ids` whose bridge token is revoked (or gone), in one query.
+    fn revoked_among(&self, ids: &[i64]) -> Vec<i64>;
     /// All tokens with the names they own.
     fn list_tokens(&self) -> Vec<TokenInfo>;
     /// Revokes a token by label. Its names stay reserved; the OAuth grants made on its

@@ -10,17 +10,19 @@
 //! - `postgres_tls`: TLS to PostgreSQL as libpq's `sslmode` asks, against a server with a
 //!   certificate of a CA made for the test.
 //! - `outage`: the database gone under a running node.
+//! - `nodes`: two relay nodes on one database: what one revokes, the other forgets at once.
 //! - `commands`: the `relay` binary on PostgreSQL: `serve --database-url`, the token,
 //!   name and logs commands, `db copy`.
 
 mod commands;
 mod conformance;
+mod nodes;
 mod outage;
 mod postgres_only;
 mod postgres_tls;
 mod races;
 
-use relay::store::{Storage, Store};
+use relay::store::{Client, Grant, Storage, Store, now};
 
 /// The public URL the PostgreSQL stores of the suite are opened for.
 const PUBLIC_URL: &str = "https://relay.test/";
@@ -87,3 +89,83 @@ macro_rules! on_both_backends {
     };
 }
 pub(crate) use on_both_backends;
+
+/// `relay token create LABEL --database-url URL`: the token.
+fn create_token(url: &str, label: &str) -> String {
+    let out = std::process::Command::new(e2e::bin("relay"))
+        .args(["token", "create", label, "--database-url", url])
+        .output()
+        .expect("relay token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Stores, straight into the database at `url`, an OAuth client `mcpcl_test` (a public
+/// one) and these tokens (`(kind, value)`, of one family, an hour to live) granting it
+/// `tunnel` (at `resource`) on the authority of the bridge token `bridge_token`.
+fn mint_grant(
+    url: &str,
+    bridge_token: &str,
+    tunnel: &str,
+    resource: &str,
+    tokens: &[(&str, &str)],
+) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = Store::connect(&Storage::Postgres(url.to_owned()), None)
+            .await
+            .expect("store");
+        let owner = store
+            .token_id(bridge_token)
+            .await
+            .unwrap()
+            .expect("a live bridge token");
+        store
+            .put_client(&Client {
+                client_id: "mcpcl_test".into(),
+                kind: "dcr".into(),
+                name: None,
+                redirect_uris: vec!["http://127.0.0.1:9/cb".into()],
+                auth_method: "none".into(),
+                secret_hash: None,
+                metadata: "{}".into(),
+                created: now(),
+            })
+            .await
+            .unwrap();
+        let grant = Grant {
+            client_id: "mcpcl_test".into(),
+            tunnel: tunnel.into(),
+            resource: resource.into(),
+            owner_token: owner,
+            scope: "mcp".into(),
+        };
+        for (kind, value) in tokens {
+            store
+                .put_token(kind, value, &grant, now() + 3600, "fam")
+                .await
+                .unwrap();
+        }
+    });
+}
+
+/// An MCP `initialize` POSTed to `url` with this bearer token: the status.
+fn initialize(http: &e2e::http::BlockingHttp, url: &str, bearer: &str) -> u16 {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "store-tests", "version": "1"}}});
+    http.post(
+        url,
+        "application/json",
+        body.to_string(),
+        &[
+            ("accept", "application/json, text/event-stream"),
+            ("authorization", &format!("Bearer {bearer}")),
+        ],
+    )
+    .status
+}

@@ -18,6 +18,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 
 use super::StoreError;
 
+mod listen;
 mod oauth;
 pub mod tls;
 mod trace;
@@ -44,6 +45,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The relay's database in PostgreSQL.
 pub struct PgStore {
     pool: Pool,
+    /// What the listener connects with (its own connection, outside the pool).
+    listen_with: (
+        tokio_postgres::Config,
+        tokio_postgres_rustls::MakeRustlsConnect,
+    ),
+    /// The announcements heard, once something subscribed.
+    events: std::sync::OnceLock<tokio::sync::broadcast::Sender<crate::store::events::Event>>,
 }
 
 impl PgStore {
@@ -69,9 +77,11 @@ impl PgStore {
                  a private CA"
             );
         }
+        let connector = tls::connector(&policy)?;
+        let listen_with = (config.clone(), connector.clone());
         let manager = Manager::from_config(
             config,
-            tls::connector(&policy)?,
+            connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -84,7 +94,11 @@ impl PgStore {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Pool(e.to_string()))?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            listen_with,
+            events: std::sync::OnceLock::new(),
+        };
         store.migrate(public_url).await?;
         Ok(store)
     }
@@ -149,6 +163,19 @@ impl PgStore {
         Ok(())
     }
 
+    /// The announcements of the database ([`crate::store::events`]): the first call starts
+    /// the listener (on the caller's runtime), which stops when every receiver is gone.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::store::events::Event> {
+        let tx = self.events.get_or_init(|| {
+            let (tx, _) = tokio::sync::broadcast::channel(256);
+            let (config, tls) = self.listen_with.clone();
+            // The listener stops once nobody receives what it hears.
+            tokio::spawn(listen::run(config, tls, tx.clone()));
+            tx
+        });
+        tx.subscribe()
+    }
+
     /// The schema version the database is at.
     pub async fn schema_version(&self) -> Result<i32, StoreError> {
         Ok(self
@@ -158,6 +185,19 @@ impl PgStore {
             .await?
             .try_get(0)?)
     }
+}
+
+/// Announces `event` to every node when the transaction commits (nothing if it does not).
+pub(super) async fn announce(
+    tx: &deadpool_postgres::Transaction<'_>,
+    event: &crate::store::events::Event,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&crate::store::events::CHANNEL, &event.payload()],
+    )
+    .await?;
+    Ok(())
 }
 
 /// An error's message followed by those of its causes (a pool's error hides why the

@@ -4,7 +4,8 @@
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
-use super::{PgStore, SWEEP_LOCK};
+use super::{PgStore, SWEEP_LOCK, announce};
+use crate::store::events::Event;
 use crate::store::records::*;
 use crate::store::{StoreError, new_secret, now};
 use protocol::digest::sha256;
@@ -308,6 +309,7 @@ impl PgStore {
                     &[&hash],
                 )
                 .await?;
+                announce(&tx, &Event::TokensRevoked).await?;
             }
         }
         tx.commit().await?;
@@ -426,6 +428,7 @@ impl PgStore {
             &[&tunnel, &client_id],
         )
         .await?;
+        announce(&tx, &Event::TokensRevoked).await?;
         tx.commit().await?;
         Ok(n as usize)
     }
@@ -502,7 +505,7 @@ async fn burn_family(tx: &Transaction<'_>, family: &str) -> PgResult<()> {
         &[&family, &now()],
     )
     .await?;
-    Ok(())
+    announce(tx, &Event::TokensRevoked).await
 }
 
 /// A grant from the first five columns of a row (client_id, tunnel, resource,

@@ -1,6 +1,7 @@
 //! Bridge tokens and the tunnel names they own, in PostgreSQL.
 
-use super::PgStore;
+use super::{PgStore, announce};
+use crate::store::events::Event;
 use crate::store::records::TokenInfo;
 use crate::store::{StoreError, new_secret, now};
 use protocol::digest::sha256;
@@ -63,6 +64,27 @@ impl PgStore {
         Ok(c.query_opt(&st, &[&id]).await?.is_some())
     }
 
+    /// Those of `ids` whose bridge token is revoked (or gone), in one query.
+    pub async fn revoked_among(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT id FROM UNNEST($1::BIGINT[]) AS ids(id)
+                 WHERE NOT EXISTS (SELECT 1 FROM bridge_tokens t
+                                   WHERE t.id = ids.id AND t.revoked IS NULL)",
+            )
+            .await?;
+        let ids = ids.to_vec();
+        let mut revoked = Vec::new();
+        for row in c.query(&st, &[&ids]).await? {
+            revoked.push(row.try_get(0)?);
+        }
+        Ok(revoked)
+    }
+
     /// All tokens with the names they own.
     pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let c = self.conn().await?;
@@ -121,6 +143,8 @@ impl PgStore {
             &[&id],
         )
         .await?;
+        announce(&tx, &Event::BridgeTokenRevoked(id)).await?;
+        announce(&tx, &Event::TokensRevoked).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -186,6 +210,7 @@ impl PgStore {
             .await?;
         tx.execute("DELETE FROM oauth_client_use WHERE tunnel = $1", &[&name])
             .await?;
+        announce(&tx, &Event::NameReleased(name.to_owned())).await?;
         tx.commit().await?;
         Ok(released)
     }

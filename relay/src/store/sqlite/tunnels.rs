@@ -73,6 +73,20 @@ impl SqliteStore {
             .is_some())
     }
 
+    /// Those of `ids` whose bridge token is revoked (or gone).
+    pub fn revoked_among(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let db = self.db();
+        let mut st =
+            db.prepare_cached("SELECT 1 FROM bridge_tokens WHERE id = ?1 AND revoked IS NULL")?;
+        let mut revoked = Vec::new();
+        for &id in ids {
+            if !st.exists(params![id])? {
+                revoked.push(id);
+            }
+        }
+        Ok(revoked)
+    }
+
     /// All tokens with the names they own.
     pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let db = self.db();

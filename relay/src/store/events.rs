@@ -1,0 +1,69 @@
+//! What the database announces to every relay node sharing it (PostgreSQL's `LISTEN
+//! relay_events`): changes a node must act on at once although another node, or a
+//! command, made them. Payloads carry keys only, never a token or secret.
+
+/// The channel the announcements go on.
+pub const CHANNEL: &str = "relay_events";
+
+/// Something changed in the shared state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// OAuth access or refresh tokens were revoked: forget cached token checks.
+    TokensRevoked,
+    /// A bridge token (this row id) was revoked: disconnect its bridges.
+    BridgeTokenRevoked(i64),
+    /// A tunnel name was released: forget its cached owner.
+    NameReleased(String),
+    /// The node's listener (re)connected: announcements may have been missed, so check
+    /// everything again.
+    Resync,
+}
+
+impl Event {
+    /// The payload announcing it (`Resync` is never announced: each node makes its own).
+    pub fn payload(&self) -> String {
+        match self {
+            Self::TokensRevoked => "tokens".into(),
+            Self::BridgeTokenRevoked(id) => format!("bridge_revoked:{id}"),
+            Self::NameReleased(name) => format!("name_released:{name}"),
+            Self::Resync => "resync".into(),
+        }
+    }
+
+    /// The event of a payload; `None` for one this node does not know (a newer node's).
+    pub fn parse(payload: &str) -> Option<Self> {
+        match payload.split_once(':') {
+            None if payload == "tokens" => Some(Self::TokensRevoked),
+            Some(("bridge_revoked", id)) => id.parse().ok().map(Self::BridgeTokenRevoked),
+            Some(("name_released", name)) if protocol::valid_tunnel_name(name) => {
+                Some(Self::NameReleased(name.to_owned()))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip_and_unknown_ones_are_ignored() {
+        for e in [
+            Event::TokensRevoked,
+            Event::BridgeTokenRevoked(42),
+            Event::NameReleased("files".into()),
+        ] {
+            assert_eq!(Event::parse(&e.payload()), Some(e));
+        }
+        for odd in [
+            "resync",
+            "",
+            "bridge_revoked:x",
+            "name_released:../etc",
+            "something_new:1",
+        ] {
+            assert_eq!(Event::parse(odd), None, "{odd}");
+        }
+    }
+}
