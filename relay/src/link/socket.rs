@@ -154,6 +154,12 @@ pub async fn handle_socket(
     state
         .history
         .bridge_connected(&tunnel.name, &hello.bridge_version);
+    crate::link::presence::connected(
+        &state.store,
+        &state.config.node_id,
+        &tunnel,
+        &hello.bridge_version,
+    );
     info!(tunnel = %tunnel.name, bridge_version = %hello.bridge_version, from = %admission.peer, "bridge connected");
 
     // Writer: drain the queue, feed everything, flush once.
@@ -234,6 +240,7 @@ pub async fn handle_socket(
     }
     tunnel.close();
     state.registry.remove(&tunnel.name, tunnel.conn_id);
+    crate::link::presence::disconnected(&state.store, &state.config.node_id, &tunnel);
     // The farewell and the close go to a connection that may be half-open: do not wait
     // for it forever.
     if tokio::time::timeout(WRITER_GRACE, writer).await.is_err() {

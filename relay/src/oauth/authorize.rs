@@ -8,7 +8,7 @@ use std::time::Instant;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use http::StatusCode;
-use protocol::{ClientAuth, ConsentRequest, Frame};
+use protocol::{ConsentRequest, Frame};
 
 use super::consent::{error_page, page, redirect_to_client};
 use super::consents::{Consent, user_code};
@@ -175,11 +175,7 @@ pub async fn authorize(
     let Some(tunnel) = tunnel else {
         return fail("invalid_target", "resource is not a tunnel of this relay");
     };
-    let is_oauth = state
-        .registry
-        .status(&tunnel)
-        .is_some_and(|(auth, _)| auth == ClientAuth::OAuth);
-    if !is_oauth {
+    if !state.uses_oauth(&tunnel).await {
         return fail("invalid_target", NOT_OAUTH);
     }
     let consent = Consent {

@@ -4,7 +4,6 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use protocol::ClientAuth;
 use serde_json::json;
 
 use super::error::OAuthError;
@@ -42,12 +41,7 @@ pub async fn protected_resource(
     crate::util::path::PathParam(name): crate::util::path::PathParam,
 ) -> Response {
     crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Metadata);
-    let is_oauth = protocol::valid_tunnel_name(&name)
-        && state
-            .registry
-            .status(&name)
-            .is_some_and(|(auth, _)| auth == ClientAuth::OAuth);
-    if !is_oauth {
+    if !(protocol::valid_tunnel_name(&name) && state.uses_oauth(&name).await) {
         return OAuthError::new(
             StatusCode::NOT_FOUND,
             "not_found",

@@ -74,6 +74,18 @@ pub struct OAuthState {
     pub trace: Arc<Recorder>,
 }
 
+impl OAuthState {
+    /// Whether tunnel `name` is one whose clients sign in with OAuth: as this node knows
+    /// it (its bridge here now or lately), else as the node holding it recorded in a
+    /// shared store. A store that cannot answer says no.
+    pub async fn uses_oauth(&self, name: &str) -> bool {
+        if let Some((auth, _)) = self.registry.status(name) {
+            return auth == protocol::ClientAuth::OAuth;
+        }
+        matches!(self.store.presence(name).await, Ok(Some(p)) if p.auth == "oauth")
+    }
+}
+
 #[cfg(test)]
 impl OAuthState {
     /// The OAuth state of a relay with this configuration, over an in-memory store.

@@ -25,7 +25,8 @@ pub mod sqlite;
 pub mod trace;
 
 pub use records::{
-    AccessGrant, AuthorizedClient, Client, CodeGrant, Grant, RefreshError, TokenInfo, TokenState,
+    AccessGrant, AuthorizedClient, Client, CodeGrant, Grant, Presence, RefreshError, TokenInfo,
+    TokenState,
 };
 use trace::TraceEvent;
 
@@ -224,6 +225,13 @@ backends! {
     fn release_name(&self, name: &str) -> bool;
     /// Number of claimed names.
     fn name_count(&self) -> usize;
+    /// Records that `node` holds tunnel `name`'s bridge (connection `conn`) since now.
+    fn set_presence(&self, name: &str, node: &str, conn: i64, auth: &str, bridge_version: &str) -> ();
+    /// Records that connection `conn` of tunnel `name` on `node` ended (if it is still the
+    /// one recorded).
+    fn clear_presence(&self, name: &str, node: &str, conn: i64) -> ();
+    /// Where tunnel `name`'s bridge is (or last was) connected.
+    fn presence(&self, name: &str) -> Option<Presence>;
     /// Stores (or replaces) an OAuth client.
     fn put_client(&self, c: &Client) -> ();
     /// A client by id.

@@ -114,3 +114,19 @@ pub struct TokenInfo {
     /// Tunnel names it owns.
     pub names: Vec<String>,
 }
+
+/// Where a tunnel's bridge is connected, as the node holding it recorded (so that every
+/// node sharing the database knows the tunnel and how its clients authenticate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    /// The node holding (or last holding) the bridge.
+    pub node: String,
+    /// How its clients authenticate: `none`, `bearer` or `oauth`.
+    pub auth: String,
+    /// The bridge's version.
+    pub bridge_version: String,
+    /// When the bridge connected (epoch seconds).
+    pub connected_at: i64,
+    /// When it disconnected, if it did.
+    pub disconnected_at: Option<i64>,
+}

@@ -15,6 +15,7 @@ on_both_backends!(
     authorized_clients_and_revocation,
     trace_keeps_the_newest,
     state_survives_reopening,
+    presence,
 );
 
 fn grant(owner: i64) -> Grant {
@@ -406,4 +407,41 @@ async fn state_survives_reopening(b: Backend) {
             _ => "sqlite",
         }
     );
+}
+
+async fn presence(b: Backend) {
+    let db = Fresh::new(b);
+    let s = db.open().await;
+    assert_eq!(s.presence("t1").await.unwrap(), None);
+    s.set_presence("t1", "node-a", 7, "oauth", "0.9.0")
+        .await
+        .unwrap();
+    let p = s.presence("t1").await.unwrap().unwrap();
+    assert_eq!(
+        (p.node.as_str(), p.auth.as_str(), p.bridge_version.as_str()),
+        ("node-a", "oauth", "0.9.0")
+    );
+    assert_eq!(p.disconnected_at, None);
+    // The bridge moved to node B; node A's late news of its old connection changes nothing.
+    s.set_presence("t1", "node-b", 7, "bearer", "0.9.1")
+        .await
+        .unwrap();
+    s.clear_presence("t1", "node-a", 7).await.unwrap();
+    let p = s.presence("t1").await.unwrap().unwrap();
+    assert_eq!((p.node.as_str(), p.disconnected_at), ("node-b", None));
+    s.clear_presence("t1", "node-b", 7).await.unwrap();
+    assert!(
+        s.presence("t1")
+            .await
+            .unwrap()
+            .unwrap()
+            .disconnected_at
+            .is_some()
+    );
+    // Releasing the name forgets it.
+    let t = s.create_token("x").await.unwrap();
+    let id = s.token_id(&t).await.unwrap().unwrap();
+    assert!(s.claim_name("t1", id).await.unwrap());
+    assert!(s.release_name("t1").await.unwrap());
+    assert_eq!(s.presence("t1").await.unwrap(), None);
 }

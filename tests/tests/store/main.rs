@@ -10,7 +10,8 @@
 //! - `postgres_tls`: TLS to PostgreSQL as libpq's `sslmode` asks, against a server with a
 //!   certificate of a CA made for the test.
 //! - `outage`: the database gone under a running node.
-//! - `nodes`: two relay nodes on one database: what one revokes, the other forgets at once.
+//! - `nodes`: two relay nodes on one database: each knows the tunnels the other holds
+//!   (OAuth metadata, authorization), and what one revokes, the other forgets at once.
 //! - `commands`: the `relay` binary on PostgreSQL: `serve --database-url`, the token,
 //!   name and logs commands, `db copy`.
 

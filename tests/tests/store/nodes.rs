@@ -1,7 +1,8 @@
 //! Two relay nodes on one PostgreSQL database (the same public URL, as behind a load
-//! balancer): a token revoked through one stops working on the other at once, though the
-//! other had just checked it, and a bridge token revoked by a command disconnects the
-//! bridge on whichever node holds it, both announced by the database.
+//! balancer): the node without a tunnel's bridge answers its OAuth metadata and
+//! authorization (from the presence the other recorded); a token revoked through one stops
+//! working on the other at once, though the other had just checked it; and a bridge token
+//! revoked by a command disconnects the bridge on whichever node holds it.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use e2e::postgres::Postgres;
 use e2e::{BridgeOpts, Relay, unused_port};
 
 #[test]
-fn revocations_reach_every_node_at_once() {
+fn a_second_node_knows_the_tunnel_and_hears_revocations() {
     let url = Postgres::shared().new_database();
     let token = crate::create_token(&url, "alice");
     let public = format!("http://127.0.0.1:{}", unused_port());
@@ -36,7 +37,31 @@ fn revocations_reach_every_node_at_once() {
 
     let resource = format!("{public}/shared/mcp");
     crate::mint_grant(&url, &token, "shared", &resource, &[("access", "at")]);
+
+    // Node A knows the tunnel its bridge holds on B: its OAuth metadata and its
+    // authorization endpoint answer for it.
     let http = BlockingHttp::new();
+    let on_a = |path: &str| http.get(&format!("{}{path}", a.base), &[]);
+    // (B records the presence just after the bridge's welcome.)
+    let metadata = e2e::wait::eventually(Duration::from_secs(10), || {
+        let answer = on_a("/.well-known/oauth-protected-resource/shared/mcp");
+        (answer.status == 200).then_some(answer)
+    })
+    .expect("node A answering the metadata of a tunnel held on B");
+    assert!(String::from_utf8_lossy(&metadata.body).contains("/shared/mcp"));
+    let authorize = on_a(&format!(
+        "/oauth/authorize?response_type=code&client_id=mcpcl_test&redirect_uri={}\
+         &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM\
+         &code_challenge_method=S256&state=s&resource={}",
+        "http%3A%2F%2F127.0.0.1%3A9%2Fcb",
+        resource.replace(':', "%3A").replace('/', "%2F")
+    ));
+    let page = String::from_utf8_lossy(&authorize.body);
+    assert_eq!(
+        authorize.status, 200,
+        "the consent page, not a redirect with invalid_target: {page}"
+    );
+
     let on_b = format!("{b_url}/shared/mcp");
     assert_eq!(
         crate::initialize(&http, &on_b, "at"),

@@ -25,7 +25,10 @@ mod trace;
 mod tunnels;
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`.
-const MIGRATIONS: &[&str] = &[include_str!("001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("001_init.sql"),
+    include_str!("002_presence.sql"),
+];
 
 /// The newest schema this relay knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -232,7 +235,7 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_from_one() {
-        assert_eq!(SCHEMA_VERSION, 1);
+        assert_eq!(SCHEMA_VERSION, 2);
         assert!(MIGRATIONS[0].contains("CREATE TABLE oauth_tokens"));
         assert_ne!(MIGRATION_LOCK, SWEEP_LOCK);
     }

@@ -2,7 +2,7 @@
 
 use super::{PgStore, announce};
 use crate::store::events::Event;
-use crate::store::records::TokenInfo;
+use crate::store::records::{Presence, TokenInfo};
 use crate::store::{StoreError, new_secret, now};
 use protocol::digest::sha256;
 
@@ -210,9 +210,75 @@ impl PgStore {
             .await?;
         tx.execute("DELETE FROM oauth_client_use WHERE tunnel = $1", &[&name])
             .await?;
+        tx.execute("DELETE FROM tunnel_presence WHERE name = $1", &[&name])
+            .await?;
         announce(&tx, &Event::NameReleased(name.to_owned())).await?;
         tx.commit().await?;
         Ok(released)
+    }
+
+    /// Records that `node` holds tunnel `name`'s bridge (connection `conn`) since now.
+    pub async fn set_presence(
+        &self,
+        name: &str,
+        node: &str,
+        conn: i64,
+        auth: &str,
+        bridge_version: &str,
+    ) -> Result<(), StoreError> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "INSERT INTO tunnel_presence
+                 (name, node, conn, auth, bridge_version, connected_at, disconnected_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL)
+                 ON CONFLICT (name) DO UPDATE SET node = EXCLUDED.node, conn = EXCLUDED.conn,
+                   auth = EXCLUDED.auth, bridge_version = EXCLUDED.bridge_version,
+                   connected_at = EXCLUDED.connected_at, disconnected_at = NULL",
+            )
+            .await?;
+        c.execute(&st, &[&name, &node, &conn, &auth, &bridge_version, &now()])
+            .await?;
+        Ok(())
+    }
+
+    /// Records that connection `conn` of tunnel `name` on `node` ended.
+    pub async fn clear_presence(
+        &self,
+        name: &str,
+        node: &str,
+        conn: i64,
+    ) -> Result<(), StoreError> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "UPDATE tunnel_presence SET disconnected_at = $4
+                 WHERE name = $1 AND node = $2 AND conn = $3 AND disconnected_at IS NULL",
+            )
+            .await?;
+        c.execute(&st, &[&name, &node, &conn, &now()]).await?;
+        Ok(())
+    }
+
+    /// Where tunnel `name`'s bridge is (or last was) connected.
+    pub async fn presence(&self, name: &str) -> Result<Option<Presence>, StoreError> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT node, auth, bridge_version, connected_at, disconnected_at
+                 FROM tunnel_presence WHERE name = $1",
+            )
+            .await?;
+        let Some(r) = c.query_opt(&st, &[&name]).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Presence {
+            node: r.try_get(0)?,
+            auth: r.try_get(1)?,
+            bridge_version: r.try_get(2)?,
+            connected_at: r.try_get(3)?,
+            disconnected_at: r.try_get(4)?,
+        }))
     }
 
     /// Number of claimed names.

@@ -76,6 +76,15 @@ CREATE TABLE IF NOT EXISTS revoked_families (
     family TEXT PRIMARY KEY,
     at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tunnel_presence (
+    name TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    conn INTEGER NOT NULL,
+    auth TEXT NOT NULL,
+    bridge_version TEXT NOT NULL,
+    connected_at INTEGER NOT NULL,
+    disconnected_at INTEGER
+);
 "#;
 
 /// Tables of the OAuth trace and of client use, added to databases of every age (each

@@ -3,7 +3,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
-use crate::store::records::TokenInfo;
+use crate::store::records::{Presence, TokenInfo};
 use crate::store::{StoreError, new_secret, now};
 use protocol::digest::sha256;
 
@@ -193,12 +193,65 @@ impl SqliteStore {
                 tx.execute("DELETE FROM tunnel_names WHERE name = ?1", params![name])? > 0;
             // The next owner of the name must not see the previous owner's clients.
             tx.execute("DELETE FROM oauth_trace WHERE tunnel = ?1", params![name])?;
+            tx.execute("DELETE FROM tunnel_presence WHERE name = ?1", params![name])?;
             tx.execute(
                 "DELETE FROM oauth_client_use WHERE tunnel = ?1",
                 params![name],
             )?;
             Ok(released)
         })
+    }
+
+    /// Records that `node` holds tunnel `name`'s bridge (connection `conn`) since now.
+    pub fn set_presence(
+        &self,
+        name: &str,
+        node: &str,
+        conn: i64,
+        auth: &str,
+        bridge_version: &str,
+    ) -> Result<(), StoreError> {
+        self.db().execute(
+            "INSERT INTO tunnel_presence
+             (name, node, conn, auth, bridge_version, connected_at, disconnected_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)
+             ON CONFLICT (name) DO UPDATE SET node = excluded.node, conn = excluded.conn,
+               auth = excluded.auth, bridge_version = excluded.bridge_version,
+               connected_at = excluded.connected_at, disconnected_at = NULL",
+            params![name, node, conn, auth, bridge_version, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Records that connection `conn` of tunnel `name` on `node` ended.
+    pub fn clear_presence(&self, name: &str, node: &str, conn: i64) -> Result<(), StoreError> {
+        self.db().execute(
+            "UPDATE tunnel_presence SET disconnected_at = ?4
+             WHERE name = ?1 AND node = ?2 AND conn = ?3 AND disconnected_at IS NULL",
+            params![name, node, conn, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Where tunnel `name`'s bridge is (or last was) connected.
+    pub fn presence(&self, name: &str) -> Result<Option<Presence>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT node, auth, bridge_version, connected_at, disconnected_at
+                 FROM tunnel_presence WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok(Presence {
+                        node: r.get(0)?,
+                        auth: r.get(1)?,
+                        bridge_version: r.get(2)?,
+                        connected_at: r.get(3)?,
+                        disconnected_at: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 
     /// Number of claimed names.

@@ -1,0 +1,58 @@
+//! A tunnel's presence in the store: which node holds its bridge and how its clients
+//! authenticate, so that every node sharing the database knows the tunnel (its OAuth
+//! metadata and authorization endpoint answer on any node). Written off the connection's
+//! path; a failed write only costs the other nodes that knowledge.
+
+use std::sync::Arc;
+
+use protocol::ClientAuth;
+
+use crate::store::Store;
+use crate::tunnels::tunnel::Tunnel;
+
+/// The name of an authentication mode as the store keeps it.
+pub fn auth_mode(auth: &ClientAuth) -> &'static str {
+    match auth {
+        ClientAuth::None => "none",
+        ClientAuth::Bearer { .. } => "bearer",
+        ClientAuth::OAuth => "oauth",
+    }
+}
+
+/// Records that this node (`node`) now holds `tunnel`'s bridge.
+pub fn connected(store: &Arc<Store>, node: &str, tunnel: &Tunnel, bridge_version: &str) {
+    let (store, node, name) = (store.clone(), node.to_owned(), tunnel.name.clone());
+    let (conn, auth, version) = (
+        tunnel.conn_id as i64,
+        auth_mode(&tunnel.auth),
+        bridge_version.to_owned(),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = store.set_presence(&name, &node, conn, auth, &version).await {
+            tracing::warn!(tunnel = %name, "recording the tunnel's presence: {e}");
+        }
+    });
+}
+
+/// Records that `tunnel`'s connection to this node ended.
+pub fn disconnected(store: &Arc<Store>, node: &str, tunnel: &Tunnel) {
+    let (store, node, name) = (store.clone(), node.to_owned(), tunnel.name.clone());
+    let conn = tunnel.conn_id as i64;
+    tokio::spawn(async move {
+        if let Err(e) = store.clear_presence(&name, &node, conn).await {
+            tracing::warn!(tunnel = %name, "recording the end of the tunnel's presence: {e}");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes() {
+        assert_eq!(auth_mode(&ClientAuth::OAuth), "oauth");
+        assert_eq!(auth_mode(&ClientAuth::None), "none");
+        assert_eq!(auth_mode(&ClientAuth::Bearer { sha256: [0; 32] }), "bearer");
+    }
+}
