@@ -51,10 +51,10 @@ impl AppState {
                 .add_token_hash(&format!("configured-{}", i + 1), *hash)
                 .await?;
         }
-        let oauth = Arc::new(OAuth::new(config.oauth.clone()));
+        let store = Arc::new(store);
+        let oauth = Arc::new(OAuth::new(config.oauth.clone(), store.clone()));
         let config = Arc::new(config);
         let registry = Arc::new(Registry::default());
-        let store = Arc::new(store);
         let recent = Arc::new(RecentCalls::default());
         let history = Arc::new(BridgeHistory::default());
         let trace = Arc::new(Recorder::new(

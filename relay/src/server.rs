@@ -339,6 +339,14 @@ async fn watch_revocations(state: AppState) {
                 }
             }
             Some(Ok(Event::NameReleased(name))) => state.oauth().oauth.tokens.forget_owner(&name),
+            Some(Ok(Event::ConsentWaiting { tunnel, id })) => {
+                // The node holding the tunnel's bridge prompts it.
+                if let Some(t) = state.registry().get(&tunnel)
+                    && let Some(c) = state.oauth().oauth.consents.get(&id).await
+                {
+                    crate::oauth::authorize::prompt_bridge(&t, &c);
+                }
+            }
             Some(Ok(Event::Resync) | Err(RecvError::Lagged(_))) => {
                 state.oauth().oauth.tokens.clear();
                 disconnect_revoked(&state, "its bridge token was revoked; disconnecting").await;

@@ -1,7 +1,8 @@
-//! A tunnel's presence in the store: which node holds its bridge and how its clients
-//! authenticate, so that every node sharing the database knows the tunnel (its OAuth
-//! metadata and authorization endpoint answer on any node). Written off the connection's
-//! path; a failed write only costs the other nodes that knowledge.
+//! A tunnel's presence in a store several nodes share: which node holds its bridge and how
+//! its clients authenticate, so that every node knows the tunnel (its OAuth metadata and
+//! authorization endpoint answer on any node). Written off the connection's path; a failed
+//! write only costs the other nodes that knowledge. A store of one node's own (SQLite)
+//! keeps none: the node's registry is the whole truth.
 
 use std::sync::Arc;
 
@@ -21,6 +22,9 @@ pub fn auth_mode(auth: &ClientAuth) -> &'static str {
 
 /// Records that this node (`node`) now holds `tunnel`'s bridge.
 pub fn connected(store: &Arc<Store>, node: &str, tunnel: &Tunnel, bridge_version: &str) {
+    if !store.announces() {
+        return;
+    }
     let (store, node, name) = (store.clone(), node.to_owned(), tunnel.name.clone());
     let (conn, auth, version) = (
         tunnel.conn_id as i64,
@@ -36,6 +40,9 @@ pub fn connected(store: &Arc<Store>, node: &str, tunnel: &Tunnel, bridge_version
 
 /// Records that `tunnel`'s connection to this node ended.
 pub fn disconnected(store: &Arc<Store>, node: &str, tunnel: &Tunnel) {
+    if !store.announces() {
+        return;
+    }
     let (store, node, name) = (store.clone(), node.to_owned(), tunnel.name.clone());
     let conn = tunnel.conn_id as i64;
     tokio::spawn(async move {

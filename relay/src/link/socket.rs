@@ -447,7 +447,7 @@ async fn decide_consent(
 ) {
     let owns = store.name_owner(&name).await.ok().flatten() == Some(token_id);
     let decision = (approve && owns).then_some(token_id);
-    if (approve && !owns) || !oauth.consents.decide(&id, &name, decision) {
+    if (approve && !owns) || !oauth.consents.decide(&id, &name, decision).await {
         warn!(tunnel = %name, "ignored a consent decision");
     } else {
         info!(tunnel = %name, approve, "the owner decided on an authorization in the bridge");

@@ -3,7 +3,6 @@
 //! after that they go back to the client with `error`, `state` and `iss`.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
@@ -17,6 +16,17 @@ use crate::oauth::state::OAuthState;
 use crate::store::{Client, new_secret};
 use crate::util::html::host_of;
 use std::sync::Arc;
+
+/// Shows a waiting consent in the terminal of the tunnel's bridge (it answers with the
+/// decision, see `link::socket`).
+pub fn prompt_bridge(tunnel: &crate::tunnels::tunnel::Tunnel, c: &Consent) {
+    tunnel.try_send(Frame::ConsentRequest(ConsentRequest {
+        id: c.id.clone(),
+        code: c.code.clone(),
+        client: c.client_display.clone(),
+        redirect_host: host_of(&c.redirect_uri),
+    }));
+}
 
 /// Loads the client named by `client_id`: registered, or a metadata document URL.
 pub async fn load_client(state: &OAuthState, client_id: &str) -> Result<Client, String> {
@@ -190,27 +200,27 @@ pub async fn authorize(
         challenge: challenge.to_owned(),
         resource: resource.to_owned(),
         scope: super::limits::SCOPE.to_owned(),
-        created: Instant::now(),
+        created_ms: protocol::time::now_ms(),
         decision: None,
         approved_owner: None,
     };
     if !state
         .oauth
         .consents
-        .insert(consent.clone(), state.oauth.config.max_consents)
+        .insert(&consent, state.oauth.config.max_consents)
+        .await
     {
         return fail(
             "temporarily_unavailable",
             "too many pending authorizations; retry later",
         );
     }
-    if let Some(t) = state.registry.get(&tunnel) {
-        t.try_send(Frame::ConsentRequest(ConsentRequest {
-            id: consent.id.clone(),
-            code: consent.code.clone(),
-            client: consent.client_display.clone(),
-            redirect_host: host_of(&redirect_uri),
-        }));
+    // A store several nodes share announces the consent, and the node holding the
+    // tunnel's bridge prompts it; otherwise this node holds it, if anyone does.
+    if !state.store.announces()
+        && let Some(t) = state.registry.get(&tunnel)
+    {
+        prompt_bridge(&t, &consent);
     }
     tracing::info!(tunnel = %tunnel, client = %client.client_id, "authorization waiting for the owner");
     crate::oauth::trace::consent_shown(&state.trace, &consent, &client).await;

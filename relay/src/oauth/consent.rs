@@ -273,8 +273,8 @@ async fn settle(
     owner: Option<i64>,
 ) -> Response {
     crate::oauth::trace::consent_decided_by(&state.trace, c, by, owner.is_some());
-    state.oauth.consents.decide(id, &c.tunnel, owner);
-    match state.oauth.consents.take(id) {
+    state.oauth.consents.decide(id, &c.tunnel, owner).await;
+    match state.oauth.consents.take(id).await {
         Some(c) => finish(state, c).await,
         None => error_page(StatusCode::BAD_REQUEST, "already used"),
     }
@@ -291,7 +291,7 @@ pub async fn poll(
     crate::util::path::PathParam(id): crate::util::path::PathParam,
     headers: HeaderMap,
 ) -> Response {
-    let Some(c) = state.oauth.consents.get(&id) else {
+    let Some(c) = state.oauth.consents.get(&id).await else {
         crate::oauth::trace::consent_missing(&state.trace, &id);
         return error_page(
             StatusCode::BAD_REQUEST,
@@ -305,7 +305,7 @@ pub async fn poll(
         );
     }
     if c.decision.is_some() {
-        match state.oauth.consents.take(&id) {
+        match state.oauth.consents.take(&id).await {
             Some(c) => finish(&state, c).await,
             None => error_page(
                 StatusCode::BAD_REQUEST,
@@ -335,7 +335,7 @@ pub async fn decide(
     Form(form): Form<DecisionForm>,
 ) -> Response {
     crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Consent);
-    let Some(c) = state.oauth.consents.get(&id) else {
+    let Some(c) = state.oauth.consents.get(&id).await else {
         crate::oauth::trace::consent_missing(&state.trace, &id);
         return error_page(
             StatusCode::BAD_REQUEST,
@@ -459,7 +459,7 @@ pub async fn approve_with_bridge_token(
     };
     attempt.evaluate();
     let token_id = state.store.token_id(token).await.ok().flatten();
-    let consent = state.oauth.consents.by_code(&body.code);
+    let consent = state.oauth.consents.by_code(&body.code).await;
     let (token_id, c) = match (token_id, consent) {
         (Some(t), Some(c)) if state.store.live_owner(&c.tunnel).await.ok().flatten() == Some(t) => {
             (t, c)
@@ -478,7 +478,12 @@ pub async fn approve_with_bridge_token(
     };
     attempt.succeeded();
     let decision = (!body.deny).then_some(token_id);
-    if !state.oauth.consents.decide(&c.id, &c.tunnel, decision) {
+    if !state
+        .oauth
+        .consents
+        .decide(&c.id, &c.tunnel, decision)
+        .await
+    {
         return OAuthError::new(
             StatusCode::CONFLICT,
             "already_decided",
@@ -507,7 +512,6 @@ pub async fn approve_with_bridge_token(
 mod tests {
     use super::*;
     use crate::config::RelayConfig;
-    use std::time::Instant;
 
     const EVIL: &str = "<script>alert(1)</script>\"'&\u{202E}";
 
@@ -531,7 +535,7 @@ mod tests {
             challenge: String::new(),
             resource: String::new(),
             scope: String::new(),
-            created: Instant::now(),
+            created_ms: protocol::time::now_ms(),
             decision: None,
             approved_owner: None,
         }

@@ -1,51 +1,18 @@
-//! Authorizations waiting for the tunnel's owner: each one's request, its short code and
-//! the decision once made.
+//! Authorizations waiting for the tunnel's owner, kept in the store (so that, with a
+//! database several nodes share, any node shows, decides and finishes them): each one's
+//! request, its short code and the decision once made. Those older than [`CONSENT_TTL`]
+//! count as gone.
 
-use protocol::sync::LockExt;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::Arc;
 
 use super::limits::CONSENT_TTL;
-
-/// One authorization waiting for the owner.
-#[derive(Debug, Clone)]
-pub struct Consent {
-    /// Random id in the page's URL.
-    pub id: String,
-    /// The short code shown to the owner.
-    pub code: String,
-    /// Binds the consent to the browser (cookie) and its forms.
-    pub csrf: String,
-    /// Tunnel name.
-    pub tunnel: String,
-    /// Requesting client.
-    pub client_id: String,
-    /// What the page says about the client (never its self-chosen name as truth).
-    pub client_display: String,
-    /// Exact redirect URI.
-    pub redirect_uri: String,
-    /// The client's `state`.
-    pub state: Option<String>,
-    /// PKCE S256 challenge.
-    pub challenge: String,
-    /// The resource (the tunnel's MCP URL).
-    pub resource: String,
-    /// Granted scope.
-    pub scope: String,
-    /// When it was created.
-    pub created: Instant,
-    /// `Some(true)` approved, `Some(false)` denied.
-    pub decision: Option<bool>,
-    /// The bridge token that owned the tunnel when it was approved: the code is only
-    /// issued while that token still owns it.
-    pub approved_owner: Option<i64>,
-}
+pub use crate::store::Consent;
+use crate::store::Store;
+use crate::store::records::normalize_code;
 
 /// Pending consents.
-#[derive(Default)]
 pub struct Consents {
-    map: Mutex<HashMap<String, Consent>>,
+    store: Arc<Store>,
 }
 
 /// A short, unambiguous code: `XXXX-XXXX`.
@@ -59,64 +26,71 @@ pub fn user_code() -> String {
     format!("{}-{}", &s[..4], &s[4..])
 }
 
-fn normalize(code: &str) -> String {
-    code.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
+/// The oldest creation time (ms since the epoch) of a live consent.
+fn live_after() -> i64 {
+    protocol::time::now_ms() - CONSENT_TTL.as_millis() as i64
 }
 
 impl Consents {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Consent>> {
-        self.map.locked()
+    /// The consents of this store.
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
     }
 
-    /// Stores a consent; `false` if the relay holds too many.
-    pub fn insert(&self, c: Consent, max: usize) -> bool {
-        let mut m = self.lock();
-        m.retain(|_, c| c.created.elapsed() < CONSENT_TTL);
-        if m.len() >= max {
-            return false;
+    /// Stores a consent; `false` if the relay holds too many (or cannot store it).
+    pub async fn insert(&self, c: &Consent, max: usize) -> bool {
+        match self.store.put_consent(c, max, live_after()).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::error!("storing a consent: {e}");
+                false
+            }
         }
-        m.insert(c.id.clone(), c);
-        true
     }
 
     /// A live consent by id.
-    pub fn get(&self, id: &str) -> Option<Consent> {
-        self.lock()
-            .get(id)
-            .filter(|c| c.created.elapsed() < CONSENT_TTL)
-            .cloned()
+    pub async fn get(&self, id: &str) -> Option<Consent> {
+        self.store
+            .consent(id, live_after())
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!("reading a consent: {e}");
+                None
+            })
     }
 
     /// Removes a consent (it is used once).
-    pub fn take(&self, id: &str) -> Option<Consent> {
-        self.lock()
-            .remove(id)
-            .filter(|c| c.created.elapsed() < CONSENT_TTL)
+    pub async fn take(&self, id: &str) -> Option<Consent> {
+        self.store
+            .take_consent(id, live_after())
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!("taking a consent: {e}");
+                None
+            })
     }
 
     /// Records a decision for the consent with this id, if it is for `tunnel`; an
     /// approval names the owner (bridge token id) on whose authority it was made.
-    pub fn decide(&self, id: &str, tunnel: &str, approve: Option<i64>) -> bool {
-        match self.lock().get_mut(id) {
-            Some(c) if c.tunnel == tunnel && c.decision.is_none() => {
-                c.decision = Some(approve.is_some());
-                c.approved_owner = approve;
-                true
-            }
-            _ => false,
-        }
+    pub async fn decide(&self, id: &str, tunnel: &str, approve: Option<i64>) -> bool {
+        self.store
+            .decide_consent(id, tunnel, approve, live_after())
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!("deciding a consent: {e}");
+                false
+            })
     }
 
     /// The consent showing this code.
-    pub fn by_code(&self, code: &str) -> Option<Consent> {
-        let want = normalize(code);
-        self.lock()
-            .values()
-            .find(|c| normalize(&c.code) == want && c.created.elapsed() < CONSENT_TTL)
-            .cloned()
+    pub async fn by_code(&self, code: &str) -> Option<Consent> {
+        self.store
+            .consent_by_code(&normalize_code(code), live_after())
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!("finding a consent by its code: {e}");
+                None
+            })
     }
 }
 
@@ -128,6 +102,52 @@ mod tests {
     fn codes() {
         let c = user_code();
         assert_eq!(c.len(), 9);
-        assert_eq!(normalize("ab-cd ef12"), "ABCDEF12");
+        assert_eq!(normalize_code("ab-cd ef12"), "ABCDEF12");
+    }
+
+    fn consent(id: &str, tunnel: &str, code: &str) -> Consent {
+        Consent {
+            id: id.into(),
+            code: code.into(),
+            csrf: "c".into(),
+            tunnel: tunnel.into(),
+            client_id: "mcpcl_x".into(),
+            client_display: "x".into(),
+            redirect_uri: "https://x/cb".into(),
+            state: Some("s".into()),
+            challenge: "ch".into(),
+            resource: "https://r/t/mcp".into(),
+            scope: "mcp".into(),
+            created_ms: protocol::time::now_ms(),
+            decision: None,
+            approved_owner: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn waiting_deciding_taking() {
+        let c = Consents::new(Arc::new(Store::in_memory().unwrap()));
+        assert!(c.insert(&consent("a", "desk", "ABCD-EFGH"), 2).await);
+        assert!(c.insert(&consent("b", "desk", "JKMN-PQRS"), 2).await);
+        assert!(
+            !c.insert(&consent("c", "desk", "TUVW-XYZ2"), 2).await,
+            "full"
+        );
+        assert_eq!(c.by_code("abcd efgh").await.map(|x| x.id), Some("a".into()));
+        assert!(!c.decide("a", "other", Some(1)).await, "another tunnel's");
+        assert!(c.decide("a", "desk", Some(1)).await);
+        assert!(!c.decide("a", "desk", None).await, "decided once");
+        let got = c.get("a").await.unwrap();
+        assert_eq!((got.decision, got.approved_owner), (Some(true), Some(1)));
+        assert!(c.take("a").await.is_some());
+        assert!(c.take("a").await.is_none(), "used once");
+        // An expired consent is gone, and makes room.
+        let mut old = consent("old", "desk", "ABCD-2345");
+        old.created_ms -= CONSENT_TTL.as_millis() as i64 + 1;
+        assert!(c.insert(&old, 10).await);
+        assert!(c.get("old").await.is_none());
+        assert!(c.by_code("ABCD2345").await.is_none());
+        assert!(c.decide("b", "desk", None).await);
+        assert_eq!(c.get("b").await.unwrap().decision, Some(false));
     }
 }

@@ -38,11 +38,11 @@ pub struct OAuth {
 }
 
 impl OAuth {
-    /// OAuth state with these settings.
-    pub fn new(config: OAuthConfig) -> Self {
+    /// OAuth state with these settings, its consents kept in `store`.
+    pub fn new(config: OAuthConfig, store: Arc<Store>) -> Self {
         Self {
             config,
-            consents: Consents::default(),
+            consents: Consents::new(store),
             tokens: TokenCache::default(),
             registrations: RateLimiter::default(),
             passwords: gate::Gate::new(PASSWORD_ATTEMPTS, None, PASSWORD_WINDOW, true),
@@ -76,13 +76,14 @@ pub struct OAuthState {
 
 impl OAuthState {
     /// Whether tunnel `name` is one whose clients sign in with OAuth: as this node knows
-    /// it (its bridge here now or lately), else as the node holding it recorded in a
-    /// shared store. A store that cannot answer says no.
+    /// it (its bridge here now or lately), else, with a store several nodes share, as the
+    /// node holding it recorded there. A store that cannot answer says no.
     pub async fn uses_oauth(&self, name: &str) -> bool {
         if let Some((auth, _)) = self.registry.status(name) {
             return auth == protocol::ClientAuth::OAuth;
         }
-        matches!(self.store.presence(name).await, Ok(Some(p)) if p.auth == "oauth")
+        self.store.announces()
+            && matches!(self.store.presence(name).await, Ok(Some(p)) if p.auth == "oauth")
     }
 }
 
@@ -94,7 +95,7 @@ impl OAuthState {
         let store = Arc::new(Store::in_memory().expect("in-memory store"));
         let registry = Arc::new(Registry::default());
         Arc::new(Self {
-            oauth: Arc::new(OAuth::new(config.oauth.clone())),
+            oauth: Arc::new(OAuth::new(config.oauth.clone(), store.clone())),
             trace: Arc::new(Recorder::new(
                 config.clone(),
                 store.clone(),

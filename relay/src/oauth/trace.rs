@@ -406,7 +406,7 @@ pub async fn consent_shown(state: &Recorder, consent: &Consent, client: &Client)
                     tunnel: consent.tunnel.clone(),
                     client_id: consent.client_id.clone(),
                     client_name: client.name.clone(),
-                    created: consent.created,
+                    created: Instant::now(),
                     decided_by: None,
                 },
             );

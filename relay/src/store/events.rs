@@ -14,6 +14,14 @@ pub enum Event {
     BridgeTokenRevoked(i64),
     /// A tunnel name was released: forget its cached owner.
     NameReleased(String),
+    /// An authorization for `tunnel` waits for its owner: the node holding the tunnel's
+    /// bridge prompts it.
+    ConsentWaiting {
+        /// The tunnel.
+        tunnel: String,
+        /// The consent's id.
+        id: String,
+    },
     /// The node's listener (re)connected: announcements may have been missed, so check
     /// everything again.
     Resync,
@@ -26,6 +34,7 @@ impl Event {
             Self::TokensRevoked => "tokens".into(),
             Self::BridgeTokenRevoked(id) => format!("bridge_revoked:{id}"),
             Self::NameReleased(name) => format!("name_released:{name}"),
+            Self::ConsentWaiting { tunnel, id } => format!("consent:{tunnel}:{id}"),
             Self::Resync => "resync".into(),
         }
     }
@@ -38,6 +47,22 @@ impl Event {
             Some(("name_released", name)) if protocol::valid_tunnel_name(name) => {
                 Some(Self::NameReleased(name.to_owned()))
             }
+            Some(("consent", rest)) => match rest.split_once(':') {
+                Some((tunnel, id))
+                    if protocol::valid_tunnel_name(tunnel)
+                        && !id.is_empty()
+                        && id.len() <= 64
+                        && id
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                {
+                    Some(Self::ConsentWaiting {
+                        tunnel: tunnel.to_owned(),
+                        id: id.to_owned(),
+                    })
+                }
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -53,6 +78,10 @@ mod tests {
             Event::TokensRevoked,
             Event::BridgeTokenRevoked(42),
             Event::NameReleased("files".into()),
+            Event::ConsentWaiting {
+                tunnel: "files".into(),
+                id: "Abc_d-9".into(),
+            },
         ] {
             assert_eq!(Event::parse(&e.payload()), Some(e));
         }
@@ -62,6 +91,9 @@ mod tests {
             "bridge_revoked:x",
             "name_released:../etc",
             "something_new:1",
+            "consent:files:",
+            "consent:files:a b",
+            "consent:bad name:x",
         ] {
             assert_eq!(Event::parse(odd), None, "{odd}");
         }

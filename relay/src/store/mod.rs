@@ -20,13 +20,13 @@ pub mod copy;
 pub mod events;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-mod records;
+pub mod records;
 pub mod sqlite;
 pub mod trace;
 
 pub use records::{
-    AccessGrant, AuthorizedClient, Client, CodeGrant, Grant, Presence, RefreshError, TokenInfo,
-    TokenState,
+    AccessGrant, AuthorizedClient, Client, CodeGrant, Consent, Grant, Presence, RefreshError,
+    TokenInfo, TokenState,
 };
 use trace::TraceEvent;
 
@@ -163,6 +163,11 @@ impl Store {
         }
     }
 
+    /// Whether the store announces changes to every node sharing it (see [`Self::subscribe`]).
+    pub fn announces(&self) -> bool {
+        !matches!(self, Self::Sqlite(_))
+    }
+
     /// Which backend this is, for logs and metrics: `memory`, `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         match self {
@@ -232,6 +237,19 @@ backends! {
     fn clear_presence(&self, name: &str, node: &str, conn: i64) -> ();
     /// Where tunnel `name`'s bridge is (or last was) connected.
     fn presence(&self, name: &str) -> Option<Presence>;
+    /// Stores a consent, forgetting those created before `live_after_ms`; `false` (and
+    /// nothing stored) if `max` are live. A shared store announces it to every node.
+    fn put_consent(&self, c: &Consent, max: usize, live_after_ms: i64) -> bool;
+    /// A consent created at or after `live_after_ms`.
+    fn consent(&self, id: &str, live_after_ms: i64) -> Option<Consent>;
+    /// Removes a live consent and returns it (it is used once).
+    fn take_consent(&self, id: &str, live_after_ms: i64) -> Option<Consent>;
+    /// Records the decision on a live, undecided consent of `tunnel`; an approval names
+    /// the owner (bridge token id) on whose authority it was made. `false` if there was
+    /// none to decide.
+    fn decide_consent(&self, id: &str, tunnel: &str, approved_owner: Option<i64>, live_after_ms: i64) -> bool;
+    /// The live consent showing this code (normalized: letters and digits, upper case).
+    fn consent_by_code(&self, code_norm: &str, live_after_ms: i64) -> Option<Consent>;
     /// Stores (or replaces) an OAuth client.
     fn put_client(&self, c: &Client) -> ();
     /// A client by id.

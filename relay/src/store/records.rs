@@ -130,3 +130,54 @@ pub struct Presence {
     /// When it disconnected, if it did.
     pub disconnected_at: Option<i64>,
 }
+
+/// An authorization waiting for the tunnel's owner: its request, its short code and the
+/// decision once made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consent {
+    /// Random id in the page's URL.
+    pub id: String,
+    /// The short code shown to the owner.
+    pub code: String,
+    /// Binds the consent to the browser (cookie) and its forms.
+    pub csrf: String,
+    /// Tunnel name.
+    pub tunnel: String,
+    /// Requesting client.
+    pub client_id: String,
+    /// What the page says about the client (never its self-chosen name as truth).
+    pub client_display: String,
+    /// Exact redirect URI.
+    pub redirect_uri: String,
+    /// The client's `state`.
+    pub state: Option<String>,
+    /// PKCE S256 challenge.
+    pub challenge: String,
+    /// The resource (the tunnel's MCP URL).
+    pub resource: String,
+    /// Granted scope.
+    pub scope: String,
+    /// When it was created (milliseconds since the Unix epoch).
+    pub created_ms: i64,
+    /// `Some(true)` approved, `Some(false)` denied.
+    pub decision: Option<bool>,
+    /// The bridge token that owned the tunnel when it was approved: the code is only
+    /// issued while that token still owns it.
+    pub approved_owner: Option<i64>,
+}
+
+impl Consent {
+    /// Its code as typed codes are compared: letters and digits only, upper case.
+    pub fn code_norm(&self) -> String {
+        normalize_code(&self.code)
+    }
+}
+
+/// A code as codes are compared: letters and digits only, upper case (`ab-cd ef12` is
+/// `ABCDEF12`).
+pub fn normalize_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}

@@ -100,3 +100,122 @@ fn a_second_node_knows_the_tunnel_and_hears_revocations() {
         "node B disconnecting the bridge",
     );
 }
+
+/// RFC 7636's example verifier, and its S256 challenge.
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+#[test]
+fn an_authorization_split_across_nodes() {
+    let url = Postgres::shared().new_database();
+    let token = crate::create_token(&url, "alice");
+    let public = format!("http://127.0.0.1:{}", unused_port());
+    let node = |listen: &str| {
+        Relay::start_with_token(
+            listen,
+            &token,
+            &["--database-url", &url, "--public-url", &public],
+            &[],
+        )
+    };
+    let a = node(public.trim_start_matches("http://"));
+    let b_addr = format!("127.0.0.1:{}", unused_port());
+    let _b = node(&b_addr);
+    let b_url = format!("http://{b_addr}");
+    let mut bridge = BridgeOpts {
+        piped_stdin: true,
+        ..BridgeOpts::default()
+    }
+    .via_url(&b_url, &token)
+    .name("split")
+    .args(&["--auth", "oauth"])
+    .start();
+    let resource = format!("{public}/split/mcp");
+    crate::mint_grant(&url, &token, "split", &resource, &[]);
+    let http = BlockingHttp::new();
+    e2e::wait::eventually(Duration::from_secs(10), || {
+        let r = http.get(
+            &format!("{}/.well-known/oauth-protected-resource/split/mcp", a.base),
+            &[],
+        );
+        (r.status == 200).then_some(())
+    })
+    .expect("node A knowing the tunnel held on B");
+
+    // The authorization starts on A; the consent page shows a code.
+    let enc = |s: &str| s.replace(':', "%3A").replace('/', "%2F");
+    let page = http.get(
+        &format!(
+            "{}/oauth/authorize?response_type=code&client_id=mcpcl_test&redirect_uri={}\
+             &code_challenge={CHALLENGE}&code_challenge_method=S256&state=xyz&resource={}",
+            a.base,
+            enc("http://127.0.0.1:9/cb"),
+            enc(&resource)
+        ),
+        &[],
+    );
+    let body = String::from_utf8_lossy(&page.body).into_owned();
+    assert_eq!(page.status, 200, "{body}");
+    let code = e2e::http::between(&body, "<p class=code id=code>", "</p>")
+        .expect("the code on the page")
+        .to_owned();
+    let id = e2e::http::between(&body, "url=/oauth/consent/", "\"")
+        .expect("the page's refresh")
+        .to_owned();
+    let cookie = page
+        .headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("the consent's cookie")
+        .to_owned();
+
+    // The bridge on B is asked, and its owner types the code there.
+    bridge.proc.expect_log(
+        "Access request for this tunnel",
+        Duration::from_secs(10),
+        "the bridge on B prompted for a consent made on A",
+    );
+    bridge.proc.write_line(&code);
+
+    // The browser's next refresh, on B, finishes it: back to the client with a code.
+    let location = e2e::wait::eventually(Duration::from_secs(10), || {
+        let r = http.get(
+            &format!("{b_url}/oauth/consent/{id}"),
+            &[("cookie", &cookie)],
+        );
+        r.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .filter(|l| l.contains("code="))
+            .map(str::to_owned)
+    })
+    .expect("the consent decided on B's bridge, finished on B");
+    let grant = reqwest::Url::parse(&location).expect("redirect URL");
+    let auth_code = grant
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("code");
+
+    // The code is exchanged on A, and the token works on B.
+    let tokens = http.post_form(
+        &format!("{}/oauth/token", a.base),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &auth_code),
+            ("code_verifier", VERIFIER),
+            ("client_id", "mcpcl_test"),
+            ("redirect_uri", "http://127.0.0.1:9/cb"),
+            ("resource", &resource),
+        ],
+        &[],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&tokens.body).expect("JSON");
+    assert_eq!(tokens.status, 200, "{json}");
+    let access = json["access_token"].as_str().expect("access token");
+    assert_eq!(
+        crate::initialize(&http, &format!("{b_url}/split/mcp"), access),
+        200
+    );
+}

@@ -18,6 +18,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 
 use super::StoreError;
 
+mod consents;
 mod listen;
 mod oauth;
 pub mod tls;
@@ -28,6 +29,7 @@ mod tunnels;
 const MIGRATIONS: &[&str] = &[
     include_str!("001_init.sql"),
     include_str!("002_presence.sql"),
+    include_str!("003_consents.sql"),
 ];
 
 /// The newest schema this relay knows.
@@ -235,7 +237,7 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_from_one() {
-        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(SCHEMA_VERSION, 3);
         assert!(MIGRATIONS[0].contains("CREATE TABLE oauth_tokens"));
         assert_ne!(MIGRATION_LOCK, SWEEP_LOCK);
     }

@@ -16,6 +16,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::StoreError;
 
+mod consents;
 mod oauth;
 mod trace;
 mod tunnels;
@@ -76,6 +77,24 @@ CREATE TABLE IF NOT EXISTS revoked_families (
     family TEXT PRIMARY KEY,
     at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS oauth_consents (
+    id TEXT PRIMARY KEY,
+    code TEXT NOT NULL,
+    code_norm TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    tunnel TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    client_display TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    state TEXT,
+    challenge TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    decision INTEGER,
+    approved_owner INTEGER
+);
+CREATE INDEX IF NOT EXISTS oauth_consents_code ON oauth_consents(code_norm);
 CREATE TABLE IF NOT EXISTS tunnel_presence (
     name TEXT PRIMARY KEY,
     node TEXT NOT NULL,

@@ -1,0 +1,177 @@
+//! Authorizations waiting for their tunnel's owner, in PostgreSQL: any node shows, decides
+//! and finishes them, and the node holding the tunnel's bridge hears of each new one.
+
+use tokio_postgres::Row;
+
+use super::{PgStore, announce};
+use crate::store::StoreError;
+use crate::store::events::Event;
+use crate::store::records::Consent;
+
+/// Columns of `oauth_consents`, in the order [`consent_row`] reads them.
+const COLUMNS: &str = "id, code, csrf, tunnel, client_id, client_display, redirect_uri, state, \
+     challenge, resource, scope, created_ms, decision, approved_owner";
+
+fn consent_row(r: &Row) -> Result<Consent, tokio_postgres::Error> {
+    Ok(Consent {
+        id: r.try_get(0)?,
+        code: r.try_get(1)?,
+        csrf: r.try_get(2)?,
+        tunnel: r.try_get(3)?,
+        client_id: r.try_get(4)?,
+        client_display: r.try_get(5)?,
+        redirect_uri: r.try_get(6)?,
+        state: r.try_get(7)?,
+        challenge: r.try_get(8)?,
+        resource: r.try_get(9)?,
+        scope: r.try_get(10)?,
+        created_ms: r.try_get(11)?,
+        decision: r.try_get(12)?,
+        approved_owner: r.try_get(13)?,
+    })
+}
+
+impl PgStore {
+    /// Stores a consent, forgetting expired ones, and announces it; `false` if `max` are
+    /// live.
+    pub async fn put_consent(
+        &self,
+        c: &Consent,
+        max: usize,
+        live_after_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut db = self.conn().await?;
+        let tx = db.transaction().await?;
+        tx.execute(
+            "DELETE FROM oauth_consents WHERE created_ms < $1",
+            &[&live_after_ms],
+        )
+        .await?;
+        let live: i64 = tx
+            .query_one("SELECT COUNT(*) FROM oauth_consents", &[])
+            .await?
+            .try_get(0)?;
+        if live as usize >= max {
+            return Ok(false);
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO oauth_consents ({COLUMNS}, code_norm)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ),
+            &[
+                &c.id,
+                &c.code,
+                &c.csrf,
+                &c.tunnel,
+                &c.client_id,
+                &c.client_display,
+                &c.redirect_uri,
+                &c.state,
+                &c.challenge,
+                &c.resource,
+                &c.scope,
+                &c.created_ms,
+                &c.decision,
+                &c.approved_owner,
+                &c.code_norm(),
+            ],
+        )
+        .await?;
+        announce(
+            &tx,
+            &Event::ConsentWaiting {
+                tunnel: c.tunnel.clone(),
+                id: c.id.clone(),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// A live consent.
+    pub async fn consent(
+        &self,
+        id: &str,
+        live_after_ms: i64,
+    ) -> Result<Option<Consent>, StoreError> {
+        let db = self.conn().await?;
+        let st = db
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM oauth_consents WHERE id = $1 AND created_ms >= $2"
+            ))
+            .await?;
+        match db.query_opt(&st, &[&id, &live_after_ms]).await? {
+            Some(r) => Ok(Some(consent_row(&r)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes a live consent and returns it; of two nodes taking it at once, one gets it.
+    pub async fn take_consent(
+        &self,
+        id: &str,
+        live_after_ms: i64,
+    ) -> Result<Option<Consent>, StoreError> {
+        let db = self.conn().await?;
+        let st = db
+            .prepare_cached(&format!(
+                "DELETE FROM oauth_consents WHERE id = $1 AND created_ms >= $2 RETURNING {COLUMNS}"
+            ))
+            .await?;
+        match db.query_opt(&st, &[&id, &live_after_ms]).await? {
+            Some(r) => Ok(Some(consent_row(&r)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records the decision on a live, undecided consent of `tunnel`.
+    pub async fn decide_consent(
+        &self,
+        id: &str,
+        tunnel: &str,
+        approved_owner: Option<i64>,
+        live_after_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let db = self.conn().await?;
+        let st = db
+            .prepare_cached(
+                "UPDATE oauth_consents SET decision = $3, approved_owner = $4
+                 WHERE id = $1 AND tunnel = $2 AND decision IS NULL AND created_ms >= $5",
+            )
+            .await?;
+        let n = db
+            .execute(
+                &st,
+                &[
+                    &id,
+                    &tunnel,
+                    &approved_owner.is_some(),
+                    &approved_owner,
+                    &live_after_ms,
+                ],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// The live consent showing this (normalized) code.
+    pub async fn consent_by_code(
+        &self,
+        code_norm: &str,
+        live_after_ms: i64,
+    ) -> Result<Option<Consent>, StoreError> {
+        let db = self.conn().await?;
+        let st = db
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM oauth_consents
+                 WHERE code_norm = $1 AND created_ms >= $2 LIMIT 1"
+            ))
+            .await?;
+        match db.query_opt(&st, &[&code_norm, &live_after_ms]).await? {
+            Some(r) => Ok(Some(consent_row(&r)?)),
+            None => Ok(None),
+        }
+    }
+}
