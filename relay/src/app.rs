@@ -75,6 +75,8 @@ impl AppState {
                 registry: registry.clone(),
                 recent: recent.clone(),
                 auth: auth.clone(),
+                wanted: Default::default(),
+                elsewhere_lookups: Default::default(),
             }),
             owner: Arc::new(OwnerState {
                 config: config.clone(),

@@ -302,6 +302,7 @@ async fn watch_revocations(state: AppState) {
     let poll = if events.is_some() { 30 } else { 2 };
     let mut tick = tokio::time::interval(Duration::from_secs(poll));
     let sweep_every = Duration::from_secs(3600);
+    let mut handed = std::collections::HashMap::new();
     let mut last_sweep = tokio::time::Instant::now();
     loop {
         let event = tokio::select! {
@@ -339,6 +340,13 @@ async fn watch_revocations(state: AppState) {
                 }
             }
             Some(Ok(Event::NameReleased(name))) => state.oauth().oauth.tokens.forget_owner(&name),
+            Some(Ok(Event::Want { tunnel, node })) => {
+                if node != state.config().node_id
+                    && let Some(t) = state.registry().get(&tunnel)
+                {
+                    crate::link::handoff::hand_over(t, &node, &mut handed);
+                }
+            }
             Some(Ok(Event::ConsentWaiting { tunnel, id })) => {
                 // The node holding the tunnel's bridge prompts it.
                 if let Some(t) = state.registry().get(&tunnel)

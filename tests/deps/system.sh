@@ -2,8 +2,8 @@
 # Debian packages the end-to-end tests need: Chromium (headless checks of the consent
 # page), Pebble (a real ACME server for the certificate tests), PostgreSQL (throwaway
 # servers for the shared-state tests of `relay serve --database-url`, started by
-# tests/src/postgres.rs), and the tools that check deploy/ (nginx and Caddy run its proxy
-# configurations, sqlite3 its backup procedure, python3-yaml reads compose.yaml). Installed
+# tests/src/postgres.rs), and the tools that check deploy/ (nginx, Caddy and HAProxy run its
+# proxy configurations, sqlite3 its backup procedure, python3-yaml reads the compose files). Installed
 # with apt when missing (the test machine runs as root); a no-op when present.
 set -euo pipefail
 
@@ -14,6 +14,7 @@ command -v pebble >/dev/null 2>&1 || [[ -x /usr/bin/pebble ]] || need+=(pebble)
 [[ -x /usr/bin/caddy ]] || need+=(caddy)
 [[ -x /usr/bin/sqlite3 ]] || need+=(sqlite3)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+[[ -x /usr/sbin/haproxy ]] || need+=(haproxy)
 /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
 if [[ ${#need[@]} -eq 0 ]]; then
   exit 0
@@ -24,8 +25,8 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 echo "installing ${need[*]} from Debian"
 export DEBIAN_FRONTEND=noninteractive
-# nginx, caddy and postgresql are only run by the tests: keep their packages from starting
-# them as services (nginx and caddy would take port 80, PostgreSQL port 5432).
+# nginx, caddy, postgresql and haproxy are only run by the tests: keep their packages from
+# starting them as services (nginx and caddy would take port 80, PostgreSQL port 5432).
 if [[ ! -e /usr/sbin/policy-rc.d ]]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
   chmod 0755 /usr/sbin/policy-rc.d
@@ -33,7 +34,7 @@ if [[ ! -e /usr/sbin/policy-rc.d ]]; then
 fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-for svc in nginx caddy postgresql; do
+for svc in nginx caddy postgresql haproxy; do
   if [[ " ${need[*]} " == *" $svc "* ]] && command -v systemctl >/dev/null 2>&1; then
     systemctl disable "$svc" >/dev/null 2>&1 || true
   fi

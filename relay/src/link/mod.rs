@@ -1,6 +1,7 @@
 //! The bridge side of the relay: the WebSocket upgrade and the socket a bridge holds a tunnel through.
 
 pub mod connect;
+pub mod handoff;
 pub mod presence;
 pub mod socket;
 pub mod state;

@@ -63,7 +63,11 @@ async fn prepare(
     if !protocol::valid_tunnel_name(name) {
         return Err(not_found_tunnel());
     }
-    match state.registry.settled(name, state.config.grace).await {
+    let mut found = state.registry.settled(name, state.config.grace).await;
+    if matches!(found, Lookup::Unknown) && state.auth.store.announces() {
+        found = moved_here(state, name).await;
+    }
+    match found {
         Lookup::Live(t) => {
             let principal = authenticate(&state.auth, name, &t.auth, headers).await?;
             crate::observe::reqlog::note_principal(&principal);
@@ -83,6 +87,36 @@ async fn prepare(
         )
         .into_response()),
     }
+}
+
+/// A tunnel whose bridge another node holds (the balancer now sends its requests here):
+/// asks for it, and waits for it like for a bridge that just left.
+async fn moved_here(state: &McpState, name: &str) -> Lookup {
+    let me = &state.config.node_id;
+    let all = std::net::IpAddr::from([0, 0, 0, 0]);
+    if !state
+        .elsewhere_lookups
+        .allow(all, 200, std::time::Duration::from_secs(1))
+    {
+        return Lookup::Unknown;
+    }
+    let elsewhere = matches!(
+        state.auth.store.presence(name).await,
+        Ok(Some(p)) if &p.node != me && p.disconnected_at.is_none()
+    );
+    if !elsewhere {
+        return Lookup::Unknown;
+    }
+    let deadline = std::time::Instant::now() + state.config.grace;
+    while std::time::Instant::now() < deadline {
+        crate::link::handoff::want(&state.auth.store, &state.wanted, name, me).await;
+        let next = (std::time::Instant::now() + std::time::Duration::from_secs(1)).min(deadline);
+        state.registry.wait_for_arrival(name, next).await;
+        if let Lookup::Live(t) = state.registry.lookup(name, state.config.grace) {
+            return Lookup::Live(t);
+        }
+    }
+    Lookup::Unknown
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Result<Option<String>, Response> {

@@ -18,4 +18,9 @@ pub struct McpState {
     pub recent: Arc<RecentCalls>,
     /// The OAuth server, for tunnels whose clients sign in with OAuth.
     pub auth: Arc<OAuthState>,
+    /// When this node last asked for each tunnel held by another node.
+    pub wanted: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Bounds the store lookups of requests for tunnels this node does not know (one
+    /// bucket for the node: names are free to invent).
+    pub elsewhere_lookups: crate::util::rate::RateLimiter,
 }

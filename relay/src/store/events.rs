@@ -22,6 +22,16 @@ pub enum Event {
         /// The consent's id.
         id: String,
     },
+    /// Node `node` gets requests for `tunnel` (the load balancer sends them there now) but
+    /// does not hold its bridge: the node holding it hands it over (finishes the tunnel's
+    /// exchanges, then closes the bridge's connection, which reconnects through the load
+    /// balancer).
+    Want {
+        /// The tunnel.
+        tunnel: String,
+        /// The node that wants it.
+        node: String,
+    },
     /// The node's listener (re)connected: announcements may have been missed, so check
     /// everything again.
     Resync,
@@ -35,6 +45,7 @@ impl Event {
             Self::BridgeTokenRevoked(id) => format!("bridge_revoked:{id}"),
             Self::NameReleased(name) => format!("name_released:{name}"),
             Self::ConsentWaiting { tunnel, id } => format!("consent:{tunnel}:{id}"),
+            Self::Want { tunnel, node } => format!("want:{tunnel}:{node}"),
             Self::Resync => "resync".into(),
         }
     }
@@ -47,6 +58,18 @@ impl Event {
             Some(("name_released", name)) if protocol::valid_tunnel_name(name) => {
                 Some(Self::NameReleased(name.to_owned()))
             }
+            Some(("want", rest)) => match rest.split_once(':') {
+                Some((tunnel, node))
+                    if protocol::valid_tunnel_name(tunnel)
+                        && crate::config::node::clean_node_id(node).as_deref() == Some(node) =>
+                {
+                    Some(Self::Want {
+                        tunnel: tunnel.to_owned(),
+                        node: node.to_owned(),
+                    })
+                }
+                _ => None,
+            },
             Some(("consent", rest)) => match rest.split_once(':') {
                 Some((tunnel, id))
                     if protocol::valid_tunnel_name(tunnel)
@@ -82,6 +105,10 @@ mod tests {
                 tunnel: "files".into(),
                 id: "Abc_d-9".into(),
             },
+            Event::Want {
+                tunnel: "files".into(),
+                node: "relay-2.eu".into(),
+            },
         ] {
             assert_eq!(Event::parse(&e.payload()), Some(e));
         }
@@ -94,6 +121,7 @@ mod tests {
             "consent:files:",
             "consent:files:a b",
             "consent:bad name:x",
+            "want:files:bad node",
         ] {
             assert_eq!(Event::parse(odd), None, "{odd}");
         }

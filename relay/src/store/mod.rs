@@ -163,6 +163,16 @@ impl Store {
         }
     }
 
+    /// Announces `event` to every node sharing the store (nothing for a store of one
+    /// node's own).
+    pub async fn announce(&self, event: &events::Event) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(_) => Ok(()),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(p) => p.announce(event).await,
+        }
+    }
+
     /// Whether the store announces changes to every node sharing it (see [`Self::subscribe`]).
     pub fn announces(&self) -> bool {
         !matches!(self, Self::Sqlite(_))

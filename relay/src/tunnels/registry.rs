@@ -129,6 +129,9 @@ fn epoch(t: SystemTime) -> u64 {
 pub struct Registry {
     slots: Mutex<HashMap<String, Slot>>,
     next_conn: AtomicU64,
+    /// Requests waiting for a bridge under a name this node has no slot for (its bridge
+    /// is on another node, asked to move here): woken when one is installed.
+    arrivals: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 impl Default for Registry {
@@ -141,6 +144,7 @@ impl Default for Registry {
         Self {
             slots: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(u64::from(u32::from_le_bytes(b) >> 2)),
+            arrivals: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -195,9 +199,10 @@ impl Registry {
         tunnel: Arc<Tunnel>,
         expected: Option<u64>,
     ) -> Result<Option<Arc<Tunnel>>, Raced> {
+        let name = tunnel.name.clone();
         let (old, notify) = {
             let mut slots = self.slots.locked();
-            let Some(slot) = slots.get_mut(&tunnel.name) else {
+            let Some(slot) = slots.get_mut(&name) else {
                 return Err(Raced);
             };
             let current = slot
@@ -215,7 +220,35 @@ impl Registry {
             (slot.current.replace(tunnel), slot.reconnected.clone())
         };
         notify.notify_waiters();
+        if let Some(waiting) = self.arrivals.locked().remove(&name) {
+            waiting.notify_waiters();
+        }
         Ok(old)
+    }
+
+    /// Waits until a bridge is installed under `name` (a name this node has no bridge
+    /// for) or `until`; the caller looks again.
+    pub async fn wait_for_arrival(&self, name: &str, until: Instant) {
+        let signal = {
+            let mut arrivals = self.arrivals.locked();
+            if arrivals.len() >= 10_000 {
+                arrivals.retain(|_, n| Arc::strong_count(n) > 1);
+            }
+            arrivals
+                .entry(name.to_owned())
+                .or_insert_with(|| Arc::new(Notify::new()))
+                .clone()
+        };
+        let notified = signal.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.get(name).is_some() {
+            return;
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep_until(until.into()) => {}
+        }
     }
 
     /// Marks a connection gone, if it is still the current one.

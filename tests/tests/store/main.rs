@@ -12,9 +12,11 @@
 //! - `outage`: the database gone under a running node.
 //! - `nodes`: two relay nodes on one database: each knows the tunnels the other holds
 //!   (OAuth metadata, authorization), and what one revokes, the other forgets at once.
+//! - `cluster`: three nodes behind HAProxy with the shipped `deploy/cluster/haproxy.cfg`.
 //! - `commands`: the `relay` binary on PostgreSQL: `serve --database-url`, the token,
 //!   name and logs commands, `db copy`.
 
+mod cluster;
 mod commands;
 mod conformance;
 mod nodes;

@@ -181,6 +181,18 @@ impl PgStore {
         tx.subscribe()
     }
 
+    /// Announces `event` to every node now.
+    pub async fn announce(&self, event: &crate::store::events::Event) -> Result<(), StoreError> {
+        self.conn()
+            .await?
+            .execute(
+                "SELECT pg_notify($1, $2)",
+                &[&crate::store::events::CHANNEL, &event.payload()],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// The schema version the database is at.
     pub async fn schema_version(&self) -> Result<i32, StoreError> {
         Ok(self
