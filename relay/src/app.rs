@@ -85,7 +85,7 @@ impl AppState {
                 oauth: oauth.clone(),
                 recent,
                 history: history.clone(),
-                status_page: Arc::new(StatusPage::default()),
+                status_page: Arc::new(StatusPage::new(store.clone())),
                 trace,
             }),
             link: Arc::new(LinkState {

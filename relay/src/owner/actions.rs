@@ -62,7 +62,7 @@ pub async fn act(
     }
     match field("op") {
         "logout" => {
-            state.status_page.close(&id);
+            state.status_page.close(&id).await;
             let names = Cookies::of(&state.config);
             see_other(
                 "/status?done=out",
@@ -143,7 +143,12 @@ async fn login(
     };
     attempt.succeeded();
     tracing::info!(ip = %peer.ip(), operator = who == Who::Operator, "signed in on the status page");
-    let (id, _) = state.status_page.open(who);
+    let Some((id, _)) = state.status_page.open(who).await else {
+        return html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &refused_page(Refusal::Unavailable),
+        );
+    };
     see_other(
         "/status",
         &[

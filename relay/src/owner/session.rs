@@ -1,11 +1,9 @@
 //! Sessions of the status page, the cookies that name them and their CSRF tokens.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use http::HeaderMap;
-use protocol::sync::LockExt;
 
 use crate::config::RelayConfig;
 use crate::config::sha256;
@@ -16,8 +14,6 @@ use crate::util::cookie::cookie_of;
 pub const IDLE: Duration = Duration::from_secs(30 * 60);
 /// A session ends this long after sign-in, used or not.
 pub const ABSOLUTE: Duration = Duration::from_secs(12 * 3600);
-/// Most sessions at once (the least recently used is dropped for a new one).
-const MAX_SESSIONS: usize = 1_000;
 /// How long the sign-in form's cookie lives.
 pub(super) const LOGIN_TTL: Duration = Duration::from_secs(30 * 60);
 
@@ -33,79 +29,75 @@ pub enum Who {
     },
 }
 
-struct Session {
-    who: Who,
-    csrf: String,
-    created: Instant,
-    seen: Instant,
-}
-
-impl Session {
-    fn live(&self) -> bool {
-        self.created.elapsed() < ABSOLUTE && self.seen.elapsed() < IDLE
-    }
-}
-
-/// Sessions of the status page.
-#[derive(Default)]
+/// The signed-in browsers of the status page, kept in the store (by the digest of each
+/// session's id), so that with a database several nodes share every node knows them.
 pub struct StatusPage {
-    /// By the SHA-256 of the cookie's value.
-    sessions: Mutex<HashMap<[u8; 32], Session>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.locked()
+    store: Arc<Store>,
 }
 
 impl StatusPage {
-    /// Opens a session; returns the cookie value and the CSRF token.
-    pub(super) fn open(&self, who: Who) -> (String, String) {
+    /// The sessions of this store.
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
+    }
+
+    /// Opens a session; its id (the cookie) and CSRF token. A store that cannot keep it
+    /// gives `None`.
+    pub(super) async fn open(&self, who: Who) -> Option<(String, String)> {
         let id = new_secret("");
         let csrf = new_secret("");
-        let mut sessions = lock(&self.sessions);
-        sessions.retain(|_, s| s.live());
-        if sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = sessions.iter().min_by_key(|(_, s)| s.seen).map(|(k, _)| *k)
+        let token_id = match who {
+            Who::Operator => None,
+            Who::Owner { token_id } => Some(token_id),
+        };
+        let now = protocol::time::now_ms();
+        match self
+            .store
+            .put_session(
+                sha256(id.as_bytes()),
+                token_id,
+                &csrf,
+                now,
+                now - IDLE.as_millis() as i64,
+            )
+            .await
         {
-            sessions.remove(&oldest);
-        }
-        let now = Instant::now();
-        sessions.insert(
-            sha256(id.as_bytes()),
-            Session {
-                who,
-                csrf: csrf.clone(),
-                created: now,
-                seen: now,
-            },
-        );
-        (id, csrf)
-    }
-
-    /// The live session named by a cookie value (marked as used): who, and its CSRF token.
-    fn get(&self, id: &str) -> Option<(Who, String)> {
-        let key = sha256(id.as_bytes());
-        let mut sessions = lock(&self.sessions);
-        match sessions.get_mut(&key) {
-            Some(s) if s.live() => {
-                s.seen = Instant::now();
-                Some((s.who, s.csrf.clone()))
-            }
-            Some(_) => {
-                sessions.remove(&key);
+            Ok(()) => Some((id, csrf)),
+            Err(e) => {
+                tracing::error!("opening a status-page session: {e}");
                 None
             }
-            None => None,
         }
     }
 
-    /// Ends the session named by a cookie value.
-    pub(super) fn close(&self, id: &str) {
-        lock(&self.sessions).remove(&sha256(id.as_bytes()));
+    async fn get(&self, id: &str) -> Option<(Who, String)> {
+        let now = protocol::time::now_ms();
+        let found = self
+            .store
+            .touch_session(
+                sha256(id.as_bytes()),
+                now,
+                now - ABSOLUTE.as_millis() as i64,
+                now - IDLE.as_millis() as i64,
+            )
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!("reading a status-page session: {e}");
+                None
+            })?;
+        let who = match found.0 {
+            None => Who::Operator,
+            Some(token_id) => Who::Owner { token_id },
+        };
+        Some((who, found.1))
     }
 
-    /// The signed-in session of a request, if any: its cookie value, who, and its CSRF
-    /// token. A bridge token's session ends with the token.
+    pub(super) async fn close(&self, id: &str) {
+        if let Err(e) = self.store.close_session(sha256(id.as_bytes())).await {
+            tracing::error!("closing a status-page session: {e}");
+        }
+    }
+
     pub(super) async fn signed_in(
         &self,
         names: &Cookies,
@@ -113,11 +105,11 @@ impl StatusPage {
         headers: &HeaderMap,
     ) -> Option<(String, Who, String)> {
         let id = cookie_of(headers, names.session)?;
-        let (who, csrf) = self.get(&id)?;
+        let (who, csrf) = self.get(&id).await?;
         if let Who::Owner { token_id } = who
             && !matches!(store.token_live(token_id).await, Ok(true))
         {
-            self.close(&id);
+            self.close(&id).await;
             return None;
         }
         Some((id, who, csrf))
@@ -165,24 +157,39 @@ impl Cookies {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sessions_expire_and_close() {
-        let p = StatusPage::default();
-        let (id, csrf) = p.open(Who::Owner { token_id: 3 });
-        assert_eq!(p.get(&id), Some((Who::Owner { token_id: 3 }, csrf)));
-        assert_eq!(p.get("nope"), None);
-        // (The monotonic clock may not reach that far back right after boot.)
-        if let Some(idle) = Instant::now().checked_sub(IDLE + Duration::from_secs(1)) {
-            lock(&p.sessions).values_mut().for_each(|s| s.seen = idle);
-            assert_eq!(p.get(&id), None, "idle too long");
-        }
-        let (id, _) = p.open(Who::Operator);
-        p.close(&id);
-        assert_eq!(p.get(&id), None);
-        for _ in 0..(MAX_SESSIONS + 5) {
-            p.open(Who::Operator);
-        }
-        assert_eq!(lock(&p.sessions).len(), MAX_SESSIONS);
+    #[tokio::test]
+    async fn sessions_expire_and_close() {
+        let store = Arc::new(Store::in_memory().unwrap());
+        let p = StatusPage::new(store.clone());
+        let (id, csrf) = p.open(Who::Owner { token_id: 3 }).await.unwrap();
+        assert_eq!(p.get(&id).await, Some((Who::Owner { token_id: 3 }, csrf)));
+        assert_eq!(p.get("nope").await, None);
+        // Seen too long ago: gone.
+        let now = protocol::time::now_ms();
+        let old = now - IDLE.as_millis() as i64 - 1;
+        store
+            .put_session(sha256(b"idle"), None, "c", old, old)
+            .await
+            .unwrap();
+        assert_eq!(p.get("idle").await, None, "idle too long");
+        // Created too long ago, though seen lately: gone.
+        let created = now - ABSOLUTE.as_millis() as i64 - 1;
+        store
+            .put_session(sha256(b"old"), None, "c", created, created)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .touch_session(sha256(b"old"), now, created, created)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(p.get("old").await, None, "past the absolute limit");
+        let (id, _) = p.open(Who::Operator).await.unwrap();
+        assert_eq!(p.get(&id).await.map(|x| x.0), Some(Who::Operator));
+        p.close(&id).await;
+        assert_eq!(p.get(&id).await, None);
     }
 
     #[test]

@@ -260,6 +260,15 @@ backends! {
     fn decide_consent(&self, id: &str, tunnel: &str, approved_owner: Option<i64>, live_after_ms: i64) -> bool;
     /// The live consent showing this code (normalized: letters and digits, upper case).
     fn consent_by_code(&self, code_norm: &str, live_after_ms: i64) -> Option<Consent>;
+    /// Stores a status-page session (by the digest of its id): the bridge token it is
+    /// for, or `None` for the operator; forgets those last seen before `seen_after_ms`.
+    fn put_session(&self, id_hash: [u8; 32], token_id: Option<i64>, csrf: &str, now_ms: i64, seen_after_ms: i64) -> ();
+    /// A live session (created at or after `created_after_ms`, seen at or after
+    /// `seen_after_ms`), marked seen at `now_ms`: its bridge token (`None`: the operator)
+    /// and CSRF token.
+    fn touch_session(&self, id_hash: [u8; 32], now_ms: i64, created_after_ms: i64, seen_after_ms: i64) -> Option<(Option<i64>, String)>;
+    /// Ends a session.
+    fn close_session(&self, id_hash: [u8; 32]) -> ();
     /// Stores (or replaces) an OAuth client.
     fn put_client(&self, c: &Client) -> ();
     /// A client by id.

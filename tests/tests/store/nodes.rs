@@ -1,8 +1,9 @@
 //! Two relay nodes on one PostgreSQL database (the same public URL, as behind a load
 //! balancer): the node without a tunnel's bridge answers its OAuth metadata and
 //! authorization (from the presence the other recorded); a token revoked through one stops
-//! working on the other at once, though the other had just checked it; and a bridge token
-//! revoked by a command disconnects the bridge on whichever node holds it.
+//! working on the other at once, though the other had just checked it; a browser signed in
+//! on one node's status page is signed in on the other's; and a bridge token revoked by a
+//! command disconnects the bridge on whichever node holds it.
 
 use std::time::Duration;
 
@@ -85,6 +86,43 @@ fn a_second_node_knows_the_tunnel_and_hears_revocations() {
         crate::initialize(&http, &on_b, "at"),
         401,
         "B forgot its check of the token"
+    );
+
+    // Signed in on A's status page, the browser is signed in on B's too.
+    let form = http.get(&format!("{}/status", a.base), &[]);
+    let login_cookie = form
+        .header("set-cookie")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let csrf = e2e::status_page::csrf_of(&String::from_utf8_lossy(&form.body));
+    let signed = http.post_form(
+        &format!("{}/status", a.base),
+        &[("op", "login"), ("csrf", &csrf), ("secret", &token)],
+        &[("cookie", &login_cookie)],
+    );
+    assert_eq!(
+        signed.status,
+        303,
+        "{}",
+        String::from_utf8_lossy(&signed.body)
+    );
+    let session = signed
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("relay_status="))
+        .and_then(|v| v.split(';').next())
+        .expect("the session cookie")
+        .to_owned();
+    let on_b = http.get(&format!("{b_url}/status"), &[("cookie", &session)]);
+    let page = String::from_utf8_lossy(&on_b.body);
+    assert_eq!(on_b.status, 200, "{page}");
+    assert!(
+        !page.contains("id=login") && page.contains("shared"),
+        "B knows the session and shows its tunnel: {page}"
     );
 
     // A bridge token revoked by a command: B disconnects its bridge on the announcement

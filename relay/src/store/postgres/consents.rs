@@ -1,5 +1,6 @@
 //! Authorizations waiting for their tunnel's owner, in PostgreSQL: any node shows, decides
-//! and finishes them, and the node holding the tunnel's bridge hears of each new one.
+//! and finishes them, and the node holding the tunnel's bridge hears of each new one. And
+//! status-page sessions, which any node knows.
 
 use tokio_postgres::Row;
 
@@ -173,5 +174,71 @@ impl PgStore {
             Some(r) => Ok(Some(consent_row(&r)?)),
             None => Ok(None),
         }
+    }
+}
+
+impl PgStore {
+    /// Stores a status-page session, forgetting those last seen before `seen_after_ms`.
+    pub async fn put_session(
+        &self,
+        id_hash: [u8; 32],
+        token_id: Option<i64>,
+        csrf: &str,
+        now_ms: i64,
+        seen_after_ms: i64,
+    ) -> Result<(), StoreError> {
+        let db = self.conn().await?;
+        db.execute(
+            "DELETE FROM status_sessions WHERE seen_ms < $1",
+            &[&seen_after_ms],
+        )
+        .await?;
+        db.execute(
+            "INSERT INTO status_sessions (id_hash, token_id, csrf, created_ms, seen_ms)
+             VALUES ($1, $2, $3, $4, $4)",
+            &[&&id_hash[..], &token_id, &csrf, &now_ms],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A live session, marked seen: its bridge token (`None`: the operator) and CSRF token.
+    pub async fn touch_session(
+        &self,
+        id_hash: [u8; 32],
+        now_ms: i64,
+        created_after_ms: i64,
+        seen_after_ms: i64,
+    ) -> Result<Option<(Option<i64>, String)>, StoreError> {
+        let db = self.conn().await?;
+        let st = db
+            .prepare_cached(
+                "UPDATE status_sessions SET seen_ms = $2
+                 WHERE id_hash = $1 AND created_ms >= $3 AND seen_ms >= $4
+                 RETURNING token_id, csrf",
+            )
+            .await?;
+        match db
+            .query_opt(
+                &st,
+                &[&&id_hash[..], &now_ms, &created_after_ms, &seen_after_ms],
+            )
+            .await?
+        {
+            Some(r) => Ok(Some((r.try_get(0)?, r.try_get(1)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Ends a session.
+    pub async fn close_session(&self, id_hash: [u8; 32]) -> Result<(), StoreError> {
+        self.conn()
+            .await?
+            .execute(
+                "DELETE FROM status_sessions WHERE id_hash = $1",
+                &[&&id_hash[..]],
+            )
+            .await?;
+        Ok(())
     }
 }

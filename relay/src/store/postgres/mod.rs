@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("001_init.sql"),
     include_str!("002_presence.sql"),
     include_str!("003_consents.sql"),
+    include_str!("004_status_sessions.sql"),
 ];
 
 /// The newest schema this relay knows.
@@ -249,7 +250,7 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_from_one() {
-        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(SCHEMA_VERSION, 4);
         assert!(MIGRATIONS[0].contains("CREATE TABLE oauth_tokens"));
         assert_ne!(MIGRATION_LOCK, SWEEP_LOCK);
     }

@@ -343,6 +343,18 @@ impl PgStore {
                 &[&(t - 86_400)],
             )
             .await?;
+            // Consents live minutes, sessions hours: whatever a day old is gone.
+            let day_ago_ms = (t - 86_400) * 1000;
+            tx.execute(
+                "DELETE FROM oauth_consents WHERE created_ms < $1",
+                &[&day_ago_ms],
+            )
+            .await?;
+            tx.execute(
+                "DELETE FROM status_sessions WHERE seen_ms < $1",
+                &[&day_ago_ms],
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(())

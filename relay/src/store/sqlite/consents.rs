@@ -1,4 +1,4 @@
-//! Authorizations waiting for their tunnel's owner, in SQLite.
+//! Authorizations waiting for their tunnel's owner, and status-page sessions, in SQLite.
 
 use rusqlite::{OptionalExtension, Row, params};
 
@@ -144,5 +144,59 @@ impl SqliteStore {
                 consent_row,
             )
             .optional()?)
+    }
+}
+
+impl SqliteStore {
+    /// Stores a status-page session, forgetting those last seen before `seen_after_ms`.
+    pub fn put_session(
+        &self,
+        id_hash: [u8; 32],
+        token_id: Option<i64>,
+        csrf: &str,
+        now_ms: i64,
+        seen_after_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM status_sessions WHERE seen_ms < ?1",
+                params![seen_after_ms],
+            )?;
+            tx.execute(
+                "INSERT INTO status_sessions (id_hash, token_id, csrf, created_ms, seen_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![&id_hash[..], token_id, csrf, now_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// A live session, marked seen: its bridge token (`None`: the operator) and CSRF token.
+    pub fn touch_session(
+        &self,
+        id_hash: [u8; 32],
+        now_ms: i64,
+        created_after_ms: i64,
+        seen_after_ms: i64,
+    ) -> Result<Option<(Option<i64>, String)>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "UPDATE status_sessions SET seen_ms = ?2
+                 WHERE id_hash = ?1 AND created_ms >= ?3 AND seen_ms >= ?4
+                 RETURNING token_id, csrf",
+                params![&id_hash[..], now_ms, created_after_ms, seen_after_ms],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Ends a session.
+    pub fn close_session(&self, id_hash: [u8; 32]) -> Result<(), StoreError> {
+        self.db().execute(
+            "DELETE FROM status_sessions WHERE id_hash = ?1",
+            params![&id_hash[..]],
+        )?;
+        Ok(())
     }
 }

@@ -95,6 +95,13 @@ CREATE TABLE IF NOT EXISTS oauth_consents (
     approved_owner INTEGER
 );
 CREATE INDEX IF NOT EXISTS oauth_consents_code ON oauth_consents(code_norm);
+CREATE TABLE IF NOT EXISTS status_sessions (
+    id_hash BLOB PRIMARY KEY,
+    token_id INTEGER,
+    csrf TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    seen_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tunnel_presence (
     name TEXT PRIMARY KEY,
     node TEXT NOT NULL,

@@ -286,6 +286,15 @@ impl SqliteStore {
                 "DELETE FROM revoked_families WHERE at < ?1 - 86400",
                 params![t],
             )?;
+            // Consents live minutes, sessions hours: whatever a day old is gone.
+            tx.execute(
+                "DELETE FROM oauth_consents WHERE created_ms < ?1",
+                params![(t - 86_400) * 1000],
+            )?;
+            tx.execute(
+                "DELETE FROM status_sessions WHERE seen_ms < ?1",
+                params![(t - 86_400) * 1000],
+            )?;
             Ok(())
         })
     }
