@@ -532,9 +532,7 @@ fn db(command: DbCommand) -> Result<()> {
             if !data_dir.join("relay.db").exists() {
                 bail!("no relay database in {}", data_dir.display());
             }
-            let copied = block_on(async {
-                Ok(relay::store::copy::sqlite_to_postgres(&data_dir, &database_url).await?)
-            })?;
+            let copied = copy_to_postgres(&data_dir, &database_url)?;
             for (table, rows) in copied {
                 println!("{table}\t{rows}");
             }
@@ -546,6 +544,18 @@ fn db(command: DbCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `relay db copy`'s work: each table and its row count.
+#[cfg(feature = "postgres")]
+fn copy_to_postgres(data_dir: &std::path::Path, url: &str) -> Result<Vec<(&'static str, usize)>> {
+    block_on(async { Ok(relay::store::copy::sqlite_to_postgres(data_dir, url).await?) })
+}
+
+/// `relay db copy` in a build without PostgreSQL.
+#[cfg(not(feature = "postgres"))]
+fn copy_to_postgres(_: &std::path::Path, _: &str) -> Result<Vec<(&'static str, usize)>> {
+    bail!("this build of the relay has no PostgreSQL support (cargo feature `postgres`)")
 }
 
 /// `relay logs`: the OAuth trace, oldest first.

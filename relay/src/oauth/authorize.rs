@@ -240,20 +240,22 @@ mod tests {
         let config =
             RelayConfig::new("127.0.0.1:0".parse().unwrap(), "http://127.0.0.1:1").expect("config");
         let state = OAuthState::in_memory(config);
-        let crate::store::Store::Sqlite(db) = &*state.store else {
-            unreachable!("an in-memory store is SQLite")
-        };
-        db.put_client(&Client {
-            client_id: "mcpcl_test".into(),
-            kind: "dcr".into(),
-            name: None,
-            redirect_uris: vec![REDIRECT.into()],
-            auth_method: "none".into(),
-            secret_hash: None,
-            metadata: "{}".into(),
-            created: 0,
-        })
-        .expect("client");
+        #[allow(unreachable_patterns)]
+        match &*state.store {
+            crate::store::Store::Sqlite(db) => db
+                .put_client(&Client {
+                    client_id: "mcpcl_test".into(),
+                    kind: "dcr".into(),
+                    name: None,
+                    redirect_uris: vec![REDIRECT.into()],
+                    auth_method: "none".into(),
+                    secret_hash: None,
+                    metadata: "{}".into(),
+                    created: 0,
+                })
+                .expect("client"),
+            _ => unreachable!("an in-memory store is SQLite"),
+        }
         state
     }
 

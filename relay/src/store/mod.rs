@@ -167,7 +167,10 @@ impl Store {
     /// node's own).
     pub async fn announce(&self, event: &events::Event) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(_) => Ok(()),
+            Self::Sqlite(_) => {
+                let _ = event;
+                Ok(())
+            }
             #[cfg(feature = "postgres")]
             Self::Postgres(p) => p.announce(event).await,
         }
