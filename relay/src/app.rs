@@ -159,7 +159,7 @@ from_app_state! {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health))
-        .route("/readyz", get(health))
+        .route("/readyz", get(ready))
         .merge(crate::mcp::routes::routes())
         .merge(crate::assets::routes())
         .route("/{name}/connect", get(crate::link::connect::connect))
@@ -182,7 +182,7 @@ pub fn router(state: AppState) -> Router {
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health))
-        .route("/readyz", get(health))
+        .route("/readyz", get(ready))
         .route("/metrics", get(crate::observe::metrics::serve_private))
         .fallback(not_found)
         .with_state(state)
@@ -195,6 +195,20 @@ async fn health(State(registry): State<Arc<Registry>>) -> Response {
         "exchanges": registry.exchanges_in_flight(),
     });
     axum::Json(body).into_response()
+}
+
+/// `/readyz`: as `/healthz`, but 503 once the relay is stopping (a load balancer then
+/// sends it no more work while it finishes what it has).
+async fn ready(State(registry): State<Arc<Registry>>) -> Response {
+    if registry.draining() {
+        let body = serde_json::json!({
+            "status": "draining",
+            "tunnels": registry.connected(),
+            "exchanges": registry.exchanges_in_flight(),
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
+    health(State(registry)).await
 }
 
 async fn not_found() -> Response {

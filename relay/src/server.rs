@@ -85,6 +85,7 @@ async fn run(
         .header_read_timeout(config.header_timeout);
     let body_timeout = config.body_timeout;
     let metrics_listen = config.metrics_listen;
+    let drain_delay = config.drain_delay;
     let proxies = config.trusted_proxies.clone();
     if !proxies.ranges.is_empty() {
         let ranges: Vec<String> = proxies.ranges.iter().map(ToString::to_string).collect();
@@ -139,11 +140,24 @@ async fn run(
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
-        _ = accept_loop(listener, tls, shared.clone()) => {}
-        _ = metrics => {}
-        _ = shutdown => {}
+    let accepting = accept_loop(listener, tls, shared.clone());
+    tokio::pin!(accepting, metrics);
+    let stop_asked = tokio::select! {
+        _ = &mut accepting => false,
+        _ = &mut metrics => false,
+        _ = shutdown => true,
+    };
+    if stop_asked && !drain_delay.is_zero() {
+        // Still serving, but /readyz says 503: the load balancer takes this node out.
+        registry.set_draining();
+        info!("stopping: /readyz answers 503 for {drain_delay:?} before the relay stops serving");
+        tokio::select! {
+            _ = &mut accepting => {}
+            _ = &mut metrics => {}
+            _ = tokio::time::sleep(drain_delay) => {}
+        }
     }
+    registry.set_draining();
     // The listener is closed; connections finish the request they are on.
     shared.stopping.cancel();
     shared.tasks.close();

@@ -35,6 +35,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("keepalive_secs", "keepalive_secs"),
     ("sse_poll_secs", "sse_poll_secs"),
     ("grace_secs", "grace_secs"),
+    ("drain_delay_secs", "drain_delay_secs"),
     ("header_timeout_secs", "header_timeout_secs"),
     ("body_timeout_secs", "body_timeout_secs"),
     ("max_connections_per_address", "max_connections_per_address"),
@@ -148,6 +149,8 @@ pub struct RelayFile {
     pub sse_poll_secs: Option<f64>,
     /// `--grace-secs`.
     pub grace_secs: Option<f64>,
+    /// `--drain-delay-secs`.
+    pub drain_delay_secs: Option<f64>,
     /// `--header-timeout-secs`.
     pub header_timeout_secs: Option<f64>,
     /// `--body-timeout-secs`.
@@ -338,6 +341,10 @@ impl RelayFile {
             self.sse_poll_secs.map(|s| one(s.to_string())),
         );
         put("grace_secs", self.grace_secs.map(|s| one(s.to_string())));
+        put(
+            "drain_delay_secs",
+            self.drain_delay_secs.map(|s| one(s.to_string())),
+        );
         put(
             "header_timeout_secs",
             self.header_timeout_secs.map(|s| one(s.to_string())),
@@ -585,6 +592,7 @@ max_body = 1024
 keepalive_secs = 2.5
 sse_poll_secs = 30
 grace_secs = 0
+drain_delay_secs = 3
 header_timeout_secs = 5
 body_timeout_secs = 30.5
 max_connections_per_address = 64
@@ -635,6 +643,7 @@ access_token_ttl_secs = 600
             "--keepalive-secs=2.5",
             "--sse-poll-secs=30",
             "--grace-secs=0",
+            "--drain-delay-secs=3",
             "--header-timeout-secs=5",
             "--body-timeout-secs=30.5",
             "--max-connections-per-address=64",

@@ -109,6 +109,8 @@ pub struct RelayConfig {
     pub storage: crate::store::Storage,
     /// This node's name in logs and metrics (several nodes may share one database).
     pub node_id: String,
+    /// On shutdown, how long `/readyz` answers 503 before the relay stops serving.
+    pub drain_delay: Duration,
     /// OAuth settings.
     pub oauth: OAuthConfig,
 }
@@ -135,6 +137,7 @@ impl RelayConfig {
             trusted_proxies: crate::net::client_addr::TrustedProxies::default(),
             storage: crate::store::Storage::Memory,
             node_id: node::default_node_id(),
+            drain_delay: Duration::ZERO,
             oauth: OAuthConfig::default(),
         })
     }

@@ -132,6 +132,8 @@ pub struct Registry {
     /// Requests waiting for a bridge under a name this node has no slot for (its bridge
     /// is on another node, asked to move here): woken when one is installed.
     arrivals: Mutex<HashMap<String, Arc<Notify>>>,
+    /// The relay is stopping: `/readyz` says so, so that load balancers stop sending work.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Registry {
@@ -145,6 +147,7 @@ impl Default for Registry {
             slots: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(u64::from(u32::from_le_bytes(b) >> 2)),
             arrivals: Mutex::new(HashMap::new()),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -224,6 +227,16 @@ impl Registry {
             waiting.notify_waiters();
         }
         Ok(old)
+    }
+
+    /// Marks the relay as stopping (see [`Self::draining`]).
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the relay is stopping: it still serves, but takes no new work gladly.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// Waits until a bridge is installed under `name` (a name this node has no bridge

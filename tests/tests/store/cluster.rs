@@ -364,3 +364,27 @@ fn the_compose_kit_runs_three_nodes_on_one_database_behind_haproxy() {
     assert!(mounts.iter().any(|m| m["source"] == "./haproxy.cfg"));
     assert!(services["postgres"]["healthcheck"].is_object());
 }
+
+#[test]
+fn a_stopping_node_says_so_on_readyz_before_it_stops() {
+    let node = Relay::start(&["--drain-delay-secs", "2"]);
+    let base = format!("http://{}", node.listen_addr());
+    let http = BlockingHttp::new();
+    assert_eq!(http.get(&format!("{base}/readyz"), &[]).status, 200);
+    node.proc.terminate();
+    // Taken out of the balancer while it still serves.
+    let draining = e2e::wait::eventually(Duration::from_secs(10), || {
+        let ready = http
+            .try_send(http.client.get(format!("{base}/readyz")))
+            .ok()?;
+        (ready.status == 503).then_some(())
+    });
+    assert!(draining.is_some(), "/readyz answers 503 once SIGTERM came");
+    let health = http.get(&format!("{base}/healthz"), &[]);
+    assert_eq!(health.status, 200, "still serving during the delay");
+    let mut node = node;
+    assert!(
+        node.proc.wait_exit(Duration::from_secs(20)).is_some(),
+        "stops after the delay"
+    );
+}
