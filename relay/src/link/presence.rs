@@ -38,6 +38,24 @@ pub fn connected(store: &Arc<Store>, node: &str, tunnel: &Tunnel, bridge_version
     });
 }
 
+/// Keeps `tunnel`'s last snapshot where every node finds it (offline answers after its
+/// node went away too).
+pub fn snapshot(store: &Arc<Store>, tunnel: &Tunnel, snapshot: &protocol::Snapshot) {
+    if !store.announces() {
+        return;
+    }
+    let (store, name, token_id) = (store.clone(), tunnel.name.clone(), tunnel.token_id);
+    let (initialize, tools) = (snapshot.initialize.clone(), snapshot.tools.clone());
+    tokio::spawn(async move {
+        if let Err(e) = store
+            .put_snapshot(&name, token_id, &initialize, &tools)
+            .await
+        {
+            tracing::warn!(tunnel = %name, "keeping the tunnel's snapshot: {e}");
+        }
+    });
+}
+
 /// Records that `tunnel`'s connection to this node ended.
 pub fn disconnected(store: &Arc<Store>, node: &str, tunnel: &Tunnel) {
     if !store.announces() {

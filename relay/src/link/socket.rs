@@ -391,6 +391,7 @@ fn dispatch(state: &LinkState, tunnel: &Tunnel, bytes: Bytes, limits: &Limits) -
         }
         Ok(Frame::Pong(_)) => true,
         Ok(Frame::Snapshot(s)) => {
+            crate::link::presence::snapshot(&state.store, tunnel, &s);
             state.registry.set_snapshot(&tunnel.name, s);
             true
         }

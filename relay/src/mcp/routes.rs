@@ -89,8 +89,10 @@ async fn prepare(
     }
 }
 
-/// A tunnel whose bridge another node holds (the balancer now sends its requests here):
-/// asks for it, and waits for it like for a bridge that just left.
+/// A tunnel this node knows nothing of, with a store several nodes share: one whose bridge
+/// another node holds (the balancer now sends its requests here) is asked for, and waited
+/// for like a bridge that just left; one whose bridge is gone is answered offline from the
+/// snapshot its last node kept.
 async fn moved_here(state: &McpState, name: &str) -> Lookup {
     let me = &state.config.node_id;
     let all = std::net::IpAddr::from([0, 0, 0, 0]);
@@ -100,12 +102,12 @@ async fn moved_here(state: &McpState, name: &str) -> Lookup {
     {
         return Lookup::Unknown;
     }
-    let elsewhere = matches!(
-        state.auth.store.presence(name).await,
-        Ok(Some(p)) if &p.node != me && p.disconnected_at.is_none()
-    );
-    if !elsewhere {
-        return Lookup::Unknown;
+    let presence = match state.auth.store.presence(name).await {
+        Ok(Some(p)) => p,
+        _ => return Lookup::Unknown,
+    };
+    if presence.disconnected_at.is_some() || &presence.node == me {
+        return offline_from_store(state, name, &presence).await;
     }
     let deadline = std::time::Instant::now() + state.config.grace;
     while std::time::Instant::now() < deadline {
@@ -116,7 +118,42 @@ async fn moved_here(state: &McpState, name: &str) -> Lookup {
             return Lookup::Live(t);
         }
     }
-    Lookup::Unknown
+    // Nobody handed it over (its node died without a word): offline, as a bridge gone.
+    offline_from_store(state, name, &presence).await
+}
+
+/// The offline answer of a tunnel whose bridge is gone, from the snapshot in the store (of
+/// the name's current owner; a tunnel of static bearer tokens is not, as their digest
+/// stays with the bridge's node).
+async fn offline_from_store(
+    state: &McpState,
+    name: &str,
+    presence: &crate::store::Presence,
+) -> Lookup {
+    let auth = match presence.auth.as_str() {
+        "oauth" => protocol::ClientAuth::OAuth,
+        "none" => protocol::ClientAuth::None,
+        _ => return Lookup::Unknown,
+    };
+    let store = &state.auth.store;
+    let (Ok(Some((token_id, initialize, tools))), Ok(Some(owner))) =
+        (store.snapshot(name).await, store.live_owner(name).await)
+    else {
+        return Lookup::Unknown;
+    };
+    if token_id != owner {
+        return Lookup::Unknown;
+    }
+    let since_secs = presence.disconnected_at.unwrap_or(presence.connected_at);
+    Lookup::Offline(Offline {
+        auth,
+        since: std::time::UNIX_EPOCH + std::time::Duration::from_secs(since_secs.max(0) as u64),
+        snapshot: Some(Arc::new(protocol::Snapshot {
+            initialize: initialize.into(),
+            tools: tools.into(),
+        })),
+        away: crate::tunnels::registry::Away::Desktop,
+    })
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Result<Option<String>, Response> {

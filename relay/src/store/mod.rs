@@ -272,6 +272,11 @@ backends! {
     fn touch_session(&self, id_hash: [u8; 32], now_ms: i64, created_after_ms: i64, seen_after_ms: i64) -> Option<(Option<i64>, String)>;
     /// Ends a session.
     fn close_session(&self, id_hash: [u8; 32]) -> ();
+    /// Keeps the last snapshot (`initialize` and `tools/list` results) a bridge of
+    /// `token_id` sent for `name`, for offline answers on any node.
+    fn put_snapshot(&self, name: &str, token_id: i64, initialize: &[u8], tools: &[u8]) -> ();
+    /// The last snapshot of `name`: the bridge token it came from, `initialize`, `tools`.
+    fn snapshot(&self, name: &str) -> Option<(i64, Vec<u8>, Vec<u8>)>;
     /// Stores (or replaces) an OAuth client.
     fn put_client(&self, c: &Client) -> ();
     /// A client by id.

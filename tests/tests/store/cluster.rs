@@ -1,8 +1,10 @@
 //! Three relay nodes behind HAProxy with `deploy/cluster/haproxy.cfg` (only its addresses
 //! changed), on one PostgreSQL database, with Debian's `haproxy`: each tunnel's bridge and
 //! requests land on one node; an OAuth authorization goes through whichever nodes HAProxy
-//! picks; and when the node holding a tunnel is killed, its bridge reconnects through
-//! HAProxy to another, where the client's token still works.
+//! picks; when the node holding a tunnel is killed, its bridge reconnects through HAProxy
+//! to another, where the client's token still works; when the node comes back the tunnel
+//! is handed back to it; and a tunnel whose desktop and node are both gone is answered
+//! offline by another node.
 
 use std::path::Path;
 use std::process::Command;
@@ -300,6 +302,24 @@ fn three_nodes_behind_haproxy() {
     assert!(
         holder_log.contains("handing the tunnel over"),
         "{holder_log}"
+    );
+
+    // The tunnel's desktop goes offline, then its node dies: another node answers it
+    // offline (initialize from its last snapshot), from the database.
+    drop(bridges.remove(0));
+    back.proc.expect_log(
+        "bridge disconnected",
+        Duration::from_secs(10),
+        "the bridge gone from its node",
+    );
+    e2e::process::signal(back.proc.pid(), libc::SIGKILL);
+    drop(back);
+    let offline = e2e::wait::eventually(Duration::from_secs(40), || {
+        (crate::initialize(&http, &mcp, &access) == 200).then_some(())
+    });
+    assert!(
+        offline.is_some(),
+        "the tunnel answered offline by a node that never held it"
     );
     bridges.truncate(0);
 }

@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("002_presence.sql"),
     include_str!("003_consents.sql"),
     include_str!("004_status_sessions.sql"),
+    include_str!("005_snapshots.sql"),
 ];
 
 /// The newest schema this relay knows.
@@ -250,7 +251,7 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_from_one() {
-        assert_eq!(SCHEMA_VERSION, 4);
+        assert_eq!(SCHEMA_VERSION, 5);
         assert!(MIGRATIONS[0].contains("CREATE TABLE oauth_tokens"));
         assert_ne!(MIGRATION_LOCK, SWEEP_LOCK);
     }

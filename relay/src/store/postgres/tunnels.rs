@@ -212,6 +212,8 @@ impl PgStore {
             .await?;
         tx.execute("DELETE FROM tunnel_presence WHERE name = $1", &[&name])
             .await?;
+        tx.execute("DELETE FROM tunnel_snapshots WHERE name = $1", &[&name])
+            .await?;
         announce(&tx, &Event::NameReleased(name.to_owned())).await?;
         tx.commit().await?;
         Ok(released)
@@ -258,6 +260,56 @@ impl PgStore {
             .await?;
         c.execute(&st, &[&name, &node, &conn, &now()]).await?;
         Ok(())
+    }
+
+    /// Keeps a tunnel's last snapshot.
+    pub async fn put_snapshot(
+        &self,
+        name: &str,
+        token_id: i64,
+        initialize: &[u8],
+        tools: &[u8],
+    ) -> Result<(), StoreError> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "INSERT INTO tunnel_snapshots (name, token_id, initialize, tools, updated_ms)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (name) DO UPDATE SET token_id = EXCLUDED.token_id,
+                   initialize = EXCLUDED.initialize, tools = EXCLUDED.tools,
+                   updated_ms = EXCLUDED.updated_ms",
+            )
+            .await?;
+        c.execute(
+            &st,
+            &[
+                &name,
+                &token_id,
+                &initialize,
+                &tools,
+                &protocol::time::now_ms(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A tunnel's last snapshot: its bridge token, `initialize`, `tools`.
+    #[allow(clippy::type_complexity)]
+    pub async fn snapshot(
+        &self,
+        name: &str,
+    ) -> Result<Option<(i64, Vec<u8>, Vec<u8>)>, StoreError> {
+        let c = self.conn().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT token_id, initialize, tools FROM tunnel_snapshots WHERE name = $1",
+            )
+            .await?;
+        match c.query_opt(&st, &[&name]).await? {
+            Some(r) => Ok(Some((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))),
+            None => Ok(None),
+        }
     }
 
     /// Where tunnel `name`'s bridge is (or last was) connected.

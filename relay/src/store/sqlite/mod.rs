@@ -102,6 +102,13 @@ CREATE TABLE IF NOT EXISTS status_sessions (
     created_ms INTEGER NOT NULL,
     seen_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tunnel_snapshots (
+    name TEXT PRIMARY KEY,
+    token_id INTEGER NOT NULL,
+    initialize BLOB NOT NULL,
+    tools BLOB NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tunnel_presence (
     name TEXT PRIMARY KEY,
     node TEXT NOT NULL,

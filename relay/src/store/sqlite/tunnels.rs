@@ -195,6 +195,10 @@ impl SqliteStore {
             tx.execute("DELETE FROM oauth_trace WHERE tunnel = ?1", params![name])?;
             tx.execute("DELETE FROM tunnel_presence WHERE name = ?1", params![name])?;
             tx.execute(
+                "DELETE FROM tunnel_snapshots WHERE name = ?1",
+                params![name],
+            )?;
+            tx.execute(
                 "DELETE FROM oauth_client_use WHERE tunnel = ?1",
                 params![name],
             )?;
@@ -231,6 +235,38 @@ impl SqliteStore {
             params![name, node, conn, now()],
         )?;
         Ok(())
+    }
+
+    /// Keeps a tunnel's last snapshot.
+    pub fn put_snapshot(
+        &self,
+        name: &str,
+        token_id: i64,
+        initialize: &[u8],
+        tools: &[u8],
+    ) -> Result<(), StoreError> {
+        self.db().execute(
+            "INSERT INTO tunnel_snapshots (name, token_id, initialize, tools, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (name) DO UPDATE SET token_id = excluded.token_id,
+               initialize = excluded.initialize, tools = excluded.tools,
+               updated_ms = excluded.updated_ms",
+            params![name, token_id, initialize, tools, protocol::time::now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// A tunnel's last snapshot: its bridge token, `initialize`, `tools`.
+    #[allow(clippy::type_complexity)]
+    pub fn snapshot(&self, name: &str) -> Result<Option<(i64, Vec<u8>, Vec<u8>)>, StoreError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT token_id, initialize, tools FROM tunnel_snapshots WHERE name = ?1",
+                params![name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
     }
 
     /// Where tunnel `name`'s bridge is (or last was) connected.
