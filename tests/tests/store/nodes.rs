@@ -256,4 +256,40 @@ fn an_authorization_split_across_nodes() {
         crate::initialize(&http, &format!("{b_url}/split/mcp"), access),
         200
     );
+
+    // Another authorization started on B, approved with `bridge approve` against A, and
+    // finished on B.
+    let page = http.get(
+        &format!(
+            "{b_url}/oauth/authorize?response_type=code&client_id=mcpcl_test&redirect_uri={}\
+             &code_challenge={CHALLENGE}&code_challenge_method=S256&state=two&resource={}",
+            enc("http://127.0.0.1:9/cb"),
+            enc(&resource)
+        ),
+        &[],
+    );
+    let body = String::from_utf8_lossy(&page.body).into_owned();
+    assert_eq!(page.status, 200, "{body}");
+    let code = e2e::http::between(&body, "<p class=code id=code>", "</p>")
+        .expect("the code on the page")
+        .to_owned();
+    let id = e2e::http::between(&body, "url=/oauth/consent/", "\"")
+        .expect("the page's refresh")
+        .to_owned();
+    let cookie = page
+        .header("set-cookie")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    e2e::relay::approve(&a.base, &token, &code, "split");
+    let finished = http.get(
+        &format!("{b_url}/oauth/consent/{id}"),
+        &[("cookie", &cookie)],
+    );
+    assert!(
+        finished.header("location").contains("code="),
+        "approved on A, finished on B: {}",
+        String::from_utf8_lossy(&finished.body)
+    );
 }
