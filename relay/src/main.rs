@@ -520,7 +520,10 @@ fn token(command: TokenCommand, store: &StoreArgs) -> Result<()> {
             }
             TokenCommand::Revoke { label } => {
                 store.revoke_token(&label).await?;
-                println!("revoked {label}; a running relay disconnects its bridges within 2 s");
+                println!(
+                    "revoked {label}; a running relay disconnects its bridges within 2 s \
+                     (at once with --database-url)"
+                );
             }
         }
         Ok(())

@@ -7,6 +7,17 @@
 use std::sync::Arc;
 
 use protocol::ClientAuth;
+use tokio::sync::Semaphore;
+
+/// Writes of presence and snapshots (and bridges' consent decisions) running at once, on
+/// this node: a bridge that sends frames in a loop cannot take the database's connections
+/// from everyone else. A write over the limit is dropped (the next one carries the news).
+static WRITES: Semaphore = Semaphore::const_new(16);
+
+/// A permit to write, if one is free.
+pub fn write_permit() -> Option<tokio::sync::SemaphorePermit<'static>> {
+    WRITES.try_acquire().ok()
+}
 
 use crate::store::Store;
 use crate::tunnels::tunnel::Tunnel;
@@ -44,9 +55,14 @@ pub fn snapshot(store: &Arc<Store>, tunnel: &Tunnel, snapshot: &protocol::Snapsh
     if !store.announces() {
         return;
     }
+    let Some(permit) = write_permit() else {
+        tracing::debug!(tunnel = %tunnel.name, "too many store writes at once; snapshot not kept");
+        return;
+    };
     let (store, name, token_id) = (store.clone(), tunnel.name.clone(), tunnel.token_id);
     let (initialize, tools) = (snapshot.initialize.clone(), snapshot.tools.clone());
     tokio::spawn(async move {
+        let _permit = permit;
         if let Err(e) = store
             .put_snapshot(&name, token_id, &initialize, &tools)
             .await

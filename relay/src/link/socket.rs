@@ -413,15 +413,24 @@ fn dispatch(state: &LinkState, tunnel: &Tunnel, bytes: Bytes, limits: &Limits) -
             true
         }
         Ok(Frame::ConsentDecision { id, approve }) => {
-            // Off the read loop: the ownership check asks the database.
-            tokio::spawn(decide_consent(
+            // Off the read loop: the ownership check asks the database (a bounded number
+            // at once: the owner decides rarely, a flood is not the owner).
+            let Some(permit) = crate::link::presence::write_permit() else {
+                warn!(tunnel = %tunnel.name, "too many consent decisions at once; ignored");
+                return true;
+            };
+            let decision = decide_consent(
                 state.store.clone(),
                 state.oauth.clone(),
                 tunnel.name.clone(),
                 tunnel.token_id,
                 id,
                 approve,
-            ));
+            );
+            tokio::spawn(async move {
+                let _permit = permit;
+                decision.await;
+            });
             true
         }
         Ok(other) => {

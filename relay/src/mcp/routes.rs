@@ -64,8 +64,18 @@ async fn prepare(
         return Err(not_found_tunnel());
     }
     let mut found = state.registry.settled(name, state.config.grace).await;
-    if matches!(found, Lookup::Unknown) && state.auth.store.announces() {
-        found = moved_here(state, name).await;
+    if state.auth.store.announces() {
+        match &found {
+            Lookup::Unknown => found = moved_here(state, name).await,
+            // This node's record of a bridge that left (handed over, say) must not hide
+            // it live on another node.
+            Lookup::Offline(off) if off.away == crate::tunnels::registry::Away::Desktop => {
+                if let live @ Lookup::Live(_) = moved_here(state, name).await {
+                    found = live;
+                }
+            }
+            _ => {}
+        }
     }
     match found {
         Lookup::Live(t) => {

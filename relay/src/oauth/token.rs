@@ -16,8 +16,7 @@ use super::error::json_no_store;
 use super::limits::REFRESH_TTL;
 use crate::config::sha256;
 use crate::oauth::state::OAuthState;
-use crate::store::{Client, Grant, RefreshError, new_secret, now};
-use axum::response::IntoResponse;
+use crate::store::{Client, Grant, Issue, RefreshError, new_secret, now};
 use std::sync::Arc;
 
 /// Why a grant no longer holds: the tunnel's name went to another bridge token, or the
@@ -99,35 +98,22 @@ async fn client_auth(
     }
 }
 
-async fn issue(state: &OAuthState, g: &Grant, family: &str) -> Response {
-    let ttl = state.oauth.config.access_ttl;
-    let access = new_secret("mcpat_");
-    let refresh = new_secret("mcprt_");
+/// New tokens to issue: stored by the store's redemption or rotation in its own
+/// transaction.
+fn new_issue(state: &OAuthState) -> Issue {
     let t = now();
-    let access_expires = t + ttl.as_secs() as i64;
-    let refresh_expires = t + REFRESH_TTL.as_secs() as i64;
-    let stored = match state
-        .store
-        .put_token("access", &access, g, access_expires, family)
-        .await
-    {
-        Ok(()) => {
-            state
-                .store
-                .put_token("refresh", &refresh, g, refresh_expires, family)
-                .await
-        }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = stored {
-        tracing::error!("storing tokens: {e}");
-        return OAuthError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "the relay cannot issue tokens right now",
-        )
-        .into_response();
+    Issue {
+        access: new_secret("mcpat_"),
+        access_expires: t + state.oauth.config.access_ttl.as_secs() as i64,
+        refresh: new_secret("mcprt_"),
+        refresh_expires: t + REFRESH_TTL.as_secs() as i64,
     }
+}
+
+/// The token response for tokens the store issued.
+async fn issued(state: &OAuthState, g: &Grant, issue: Issue) -> Response {
+    let ttl = state.oauth.config.access_ttl;
+    let (access, refresh) = (issue.access, issue.refresh);
     crate::oauth::trace::issued(&state.trace, g).await;
     json_no_store(
         StatusCode::OK,
@@ -246,7 +232,8 @@ pub async fn token(
                     "resource differs from the authorization request",
                 ));
             }
-            let (c, family) = match state.store.take_code(code).await {
+            let issue = new_issue(&state);
+            let (c, _) = match state.store.redeem_code(code, &issue).await {
                 Ok(Some(v)) => v,
                 Ok(None) => {
                     // Used by a concurrent request: this second use revoked what it bought.
@@ -255,7 +242,7 @@ pub async fn token(
                 }
                 Err(e) => return store_unavailable(e),
             };
-            Ok(issue(&state, &c.grant, &family).await)
+            Ok(issued(&state, &c.grant, issue).await)
         }
         Some("refresh_token") => {
             crate::observe::reqlog::note_oauth(crate::observe::metrics::OAuthStep::Refresh);
@@ -293,7 +280,8 @@ pub async fn token(
                 Ok(_) => return grant_error(OWNER_GONE),
                 Err(e) => return store_unavailable(e),
             }
-            let (g, family) = match state.store.use_refresh(rt).await {
+            let issue = new_issue(&state);
+            let (g, _) = match state.store.rotate_refresh(rt, &issue).await {
                 Ok(Ok(v)) => v,
                 Ok(Err(RefreshError::Reused)) => {
                     tracing::warn!(client = %client.client_id, "a refresh token was reused; its family is revoked");
@@ -308,7 +296,7 @@ pub async fn token(
                 }
                 Err(e) => return store_unavailable(e),
             };
-            Ok(issue(&state, &g, &family).await)
+            Ok(issued(&state, &g, issue).await)
         }
         Some(other) => Err(OAuthError::new(
             StatusCode::BAD_REQUEST,

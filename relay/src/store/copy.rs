@@ -25,7 +25,9 @@ enum Kind {
 
 use Kind::{Bool, Bytes, Int, Text};
 
-/// Every table, in an order that respects references, with its columns.
+/// Every table of lasting state, in an order that respects references, with its columns
+/// (not the passing ones: consents waiting minutes, status-page sessions, tunnel presence
+/// and snapshots, which the relay rebuilds as it runs).
 const TABLES: &[(&str, &[(&str, Kind)])] = &[
     (
         "bridge_tokens",

@@ -25,8 +25,8 @@ pub mod sqlite;
 pub mod trace;
 
 pub use records::{
-    AccessGrant, AuthorizedClient, Client, CodeGrant, Consent, Grant, Presence, RefreshError,
-    TokenInfo, TokenState,
+    AccessGrant, AuthorizedClient, Client, CodeGrant, Consent, Grant, Issue, Presence,
+    RefreshError, TokenInfo, TokenState,
 };
 use trace::TraceEvent;
 
@@ -75,8 +75,8 @@ pub fn new_secret(prefix: &str) -> String {
     )
 }
 
-/// Where a relay keeps its state.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Where a relay keeps its state. (Its `Debug` hides a database URL's password.)
+#[derive(Clone, Default, PartialEq, Eq)]
 pub enum Storage {
     /// In memory, gone when the process ends (the bridge's embedded relay).
     #[default]
@@ -85,6 +85,12 @@ pub enum Storage {
     Sqlite(std::path::PathBuf),
     /// A PostgreSQL database (`postgres://…`), shared by every node given the same URL.
     Postgres(String),
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
 }
 
 impl Storage {
@@ -251,7 +257,8 @@ backends! {
     /// Where tunnel `name`'s bridge is (or last was) connected.
     fn presence(&self, name: &str) -> Option<Presence>;
     /// Stores a consent, forgetting those created before `live_after_ms`; `false` (and
-    /// nothing stored) if `max` are live. A shared store announces it to every node.
+    /// nothing stored) if `max` are live (on a shared store, nodes storing at once may
+    /// pass it by a few). A shared store announces it to every node.
     fn put_consent(&self, c: &Consent, max: usize, live_after_ms: i64) -> bool;
     /// A consent created at or after `live_after_ms`.
     fn consent(&self, id: &str, live_after_ms: i64) -> Option<Consent>;
@@ -288,6 +295,9 @@ backends! {
     /// Consumes a code: its grant and token family the first time. A second use gets
     /// `None` and revokes every token issued from the first, now or later.
     fn take_code(&self, code: &str) -> Option<(CodeGrant, String)>;
+    /// [`Self::take_code`], storing `issue`'s tokens (of the code's grant and family) in
+    /// the same transaction when it succeeds.
+    fn redeem_code(&self, code: &str, issue: &Issue) -> Option<(CodeGrant, String)>;
     /// Stores an access (`kind` = "access") or refresh ("refresh") token; one of a
     /// revoked family is stored revoked.
     fn put_token(&self, kind: &str, token: &str, g: &Grant, expires: i64, family: &str) -> ();
@@ -295,6 +305,9 @@ backends! {
     fn access_token(&self, token: &str) -> Option<AccessGrant>;
     /// Uses a refresh token once: its grant and family. Reuse revokes the family.
     fn use_refresh(&self, token: &str) -> Result<(Grant, String), RefreshError>;
+    /// [`Self::use_refresh`], storing `issue`'s tokens (of the refresh token's grant and
+    /// family) in the same transaction when it succeeds.
+    fn rotate_refresh(&self, token: &str, issue: &Issue) -> Result<(Grant, String), RefreshError>;
     /// The grant of a refresh token, without using it.
     fn peek_refresh(&self, token: &str) -> Option<Grant>;
     /// The client a token (access or refresh) was issued to.
@@ -341,5 +354,7 @@ mod tests {
             "postgres://db/relay?sslmode=require"
         );
         assert!(!redact_url("not a url with s3cret").contains("s3cret"));
+        let storage = Storage::Postgres("postgres://relay:s3cret@db/relay".into());
+        assert!(!format!("{storage:?}").contains("s3cret"));
     }
 }

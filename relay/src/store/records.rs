@@ -181,3 +181,18 @@ pub fn normalize_code(code: &str) -> String {
         .map(|c| c.to_ascii_uppercase())
         .collect()
 }
+
+/// The tokens to issue with a code's redemption or a refresh token's rotation, stored in
+/// the same transaction: a step that succeeded always left its tokens (a client retrying
+/// after an error never looks like a reuse).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    /// The new access token.
+    pub access: String,
+    /// Its expiry (epoch seconds).
+    pub access_expires: i64,
+    /// The new refresh token.
+    pub refresh: String,
+    /// Its expiry (epoch seconds).
+    pub refresh_expires: i64,
+}

@@ -1,7 +1,9 @@
 //! Every store operation, the same on both backends.
 
 use relay::store::trace::TraceEvent;
-use relay::store::{Client, CodeGrant, Grant, RefreshError, Storage, Store, StoreError, now};
+use relay::store::{
+    Client, CodeGrant, Grant, Issue, RefreshError, Storage, Store, StoreError, now,
+};
 
 use crate::{Backend, Fresh, on_both_backends};
 
@@ -16,6 +18,7 @@ on_both_backends!(
     trace_keeps_the_newest,
     state_survives_reopening,
     presence,
+    tokens_issued_with_the_redemption_and_the_rotation,
 );
 
 fn grant(owner: i64) -> Grant {
@@ -444,4 +447,68 @@ async fn presence(b: Backend) {
     assert!(s.claim_name("t1", id).await.unwrap());
     assert!(s.release_name("t1").await.unwrap());
     assert_eq!(s.presence("t1").await.unwrap(), None);
+}
+
+fn issue(n: u32) -> Issue {
+    Issue {
+        access: format!("at-{n}"),
+        access_expires: now() + 60,
+        refresh: format!("rt-{n}"),
+        refresh_expires: now() + 600,
+    }
+}
+
+async fn tokens_issued_with_the_redemption_and_the_rotation(b: Backend) {
+    let db = Fresh::new(b);
+    let s = db.open().await;
+    s.put_code("code", &code(1)).await.unwrap();
+    let (c, family) = s.redeem_code("code", &issue(1)).await.unwrap().unwrap();
+    assert_eq!(c, code(1));
+    let at = s
+        .access_token("at-1")
+        .await
+        .unwrap()
+        .expect("issued with it");
+    assert_eq!((at.grant, at.family.as_str()), (grant(1), family.as_str()));
+    // A second redemption issues nothing and revokes what the first did.
+    assert!(s.redeem_code("code", &issue(2)).await.unwrap().is_none());
+    assert_eq!(s.token_state("at-2").await.unwrap(), None);
+    assert!(s.access_token("at-1").await.unwrap().is_none());
+    assert_eq!(
+        s.rotate_refresh("rt-1", &issue(3)).await.unwrap(),
+        Err(RefreshError::Reused)
+    );
+    // A rotation issues its tokens; the old refresh token used again revokes them.
+    s.put_token("refresh", "rt-9", &grant(1), now() + 600, "f9")
+        .await
+        .unwrap();
+    let (g, fam) = s.rotate_refresh("rt-9", &issue(4)).await.unwrap().unwrap();
+    assert_eq!((g, fam.as_str()), (grant(1), "f9"));
+    assert!(s.access_token("at-4").await.unwrap().is_some());
+    let (g, _) = s.rotate_refresh("rt-4", &issue(5)).await.unwrap().unwrap();
+    assert_eq!(g, grant(1));
+    assert_eq!(
+        s.rotate_refresh("rt-9", &issue(6)).await.unwrap(),
+        Err(RefreshError::Reused)
+    );
+    for gone in ["at-4", "at-5"] {
+        assert!(s.access_token(gone).await.unwrap().is_none(), "{gone}");
+    }
+    assert_eq!(
+        s.token_state("at-6").await.unwrap(),
+        None,
+        "a reuse issues nothing"
+    );
+    // An expired code issues nothing.
+    s.put_code(
+        "old",
+        &CodeGrant {
+            expires: now() - 1,
+            ..code(1)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(s.redeem_code("old", &issue(7)).await.unwrap().is_none());
+    assert_eq!(s.token_state("at-7").await.unwrap(), None);
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use relay::store::{CodeGrant, Grant, RefreshError, Store, now};
+use relay::store::{CodeGrant, Grant, Issue, RefreshError, Store, now};
 use tokio::sync::Barrier;
 
 use crate::{Backend, Fresh, on_both_backends};
@@ -14,6 +14,7 @@ on_both_backends!(
     one_name_claimed_by_many_tokens_at_once,
     one_token_added_by_many_nodes_at_once,
     reuses_and_revocations_at_once,
+    one_code_redeemed_with_its_tokens_a_hundred_times_at_once,
 );
 
 /// Attempts in all, alternating between the two handles.
@@ -221,6 +222,43 @@ async fn reuses_and_revocations_at_once(b: Backend) {
                     .unwrap()
                     .is_none()
             );
+        }
+    }
+}
+
+/// The token endpoint's way: each redemption brings the tokens it would issue.
+async fn one_code_redeemed_with_its_tokens_a_hundred_times_at_once(b: Backend) {
+    let db = Fresh::new(b);
+    let (one, two) = (Arc::new(db.open().await), Arc::new(db.open().await));
+    let code = CodeGrant {
+        grant: grant(),
+        redirect_uri: "https://x/cb".into(),
+        challenge: "ch".into(),
+        expires: now() + 60,
+    };
+    one.put_code("the-code", &code).await.unwrap();
+    let results = at_once(one.clone(), two.clone(), |s, i| async move {
+        let issue = Issue {
+            access: format!("at-{i}"),
+            access_expires: now() + 60,
+            refresh: format!("rt-{i}"),
+            refresh_expires: now() + 600,
+        };
+        s.redeem_code("the-code", &issue)
+            .await
+            .expect("no store error")
+            .is_some()
+    })
+    .await;
+    let winners: Vec<usize> = (0..ATTEMPTS).filter(|&i| results[i]).collect();
+    assert_eq!(winners.len(), 1, "exactly one redemption wins");
+    for i in 0..ATTEMPTS {
+        let state = one.token_state(&format!("at-{i}")).await.unwrap();
+        if i == winners[0] {
+            // Issued, and revoked by the 99 reuses.
+            assert!(state.expect("the winner's token").revoked);
+        } else {
+            assert_eq!(state, None, "a loser issued nothing");
         }
     }
 }

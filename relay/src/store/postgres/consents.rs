@@ -53,6 +53,7 @@ impl PgStore {
             .await?
             .try_get(0)?;
         if live as usize >= max {
+            tx.commit().await?;
             return Ok(false);
         }
         tx.execute(

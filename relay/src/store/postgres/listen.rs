@@ -15,14 +15,15 @@ use crate::store::events::{CHANNEL, Event};
 /// Longest pause between two attempts to reconnect.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// Listens until every receiver of `tx` is gone.
+/// Listens for as long as the process runs (announcements heard while nobody receives
+/// are dropped).
 pub(super) async fn run(
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     tx: broadcast::Sender<Event>,
 ) {
     let mut backoff = Duration::from_millis(100);
-    while tx.receiver_count() > 0 {
+    loop {
         match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
                 let (heard_tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
@@ -51,9 +52,7 @@ pub(super) async fn run(
                         while let Some(payload) = heard.recv().await {
                             match Event::parse(&payload) {
                                 Some(e) => {
-                                    if tx.send(e).is_err() {
-                                        break;
-                                    }
+                                    let _ = tx.send(e);
                                 }
                                 None => {
                                     tracing::debug!(%payload, "an announcement this node does not know")

@@ -43,7 +43,9 @@ const MIGRATION_LOCK: i64 = 0x6d63_702d_7265_6c61;
 /// Key of the advisory lock of the hourly sweep: one node sweeps at a time.
 const SWEEP_LOCK: i64 = MIGRATION_LOCK + 1;
 
-/// Connections per node: OAuth steps and connecting bridges are what use them.
+/// Connections per node: OAuth steps, connecting bridges, tokens not checked lately, the
+/// OAuth trace, presence and snapshot writes, consents and status-page sessions use them
+/// (plus one connection of its own for the announcements).
 const POOL_SIZE: usize = 8;
 
 /// Longest wait for a connection (from the pool, or a new one).
@@ -171,12 +173,11 @@ impl PgStore {
     }
 
     /// The announcements of the database ([`crate::store::events`]): the first call starts
-    /// the listener (on the caller's runtime), which stops when every receiver is gone.
+    /// the listener (on the caller's runtime), which then runs as long as the process.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::store::events::Event> {
         let tx = self.events.get_or_init(|| {
             let (tx, _) = tokio::sync::broadcast::channel(256);
             let (config, tls) = self.listen_with.clone();
-            // The listener stops once nobody receives what it hears.
             tokio::spawn(listen::run(config, tls, tx.clone()));
             tx
         });

@@ -115,6 +115,23 @@ impl PgStore {
     /// Consumes a code: its grant and family the first time; a second use revokes (and
     /// burns) the family. Concurrent uses wait on the code's row: one wins.
     pub async fn take_code(&self, code: &str) -> Result<Option<(CodeGrant, String)>, StoreError> {
+        self.redeem(code, None).await
+    }
+
+    /// [`Self::take_code`], storing `issue`'s tokens in the same transaction.
+    pub async fn redeem_code(
+        &self,
+        code: &str,
+        issue: &Issue,
+    ) -> Result<Option<(CodeGrant, String)>, StoreError> {
+        self.redeem(code, Some(issue)).await
+    }
+
+    async fn redeem(
+        &self,
+        code: &str,
+        issue: Option<&Issue>,
+    ) -> Result<Option<(CodeGrant, String)>, StoreError> {
         let hash = sha256(code.as_bytes());
         let hash = &hash[..];
         let mut db = self.conn().await?;
@@ -138,7 +155,14 @@ impl PgStore {
         let result = match won {
             Some(r) => {
                 let c = code_grant(&r)?;
-                (c.expires > now()).then_some((c, family))
+                if c.expires > now() {
+                    if let Some(i) = issue {
+                        issue_tokens(&tx, i, &c.grant, &family).await?;
+                    }
+                    Some((c, family))
+                } else {
+                    None
+                }
             }
             None => {
                 burn_family(&tx, &family).await?;
@@ -158,29 +182,12 @@ impl PgStore {
         expires: i64,
         family: &str,
     ) -> Result<(), StoreError> {
-        let db = self.conn().await?;
-        let st = db
-            .prepare_cached(
-                "INSERT INTO oauth_tokens (hash, kind, client_id, tunnel, resource, owner_token,
-                 scope, expires, family, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-                 EXISTS (SELECT 1 FROM revoked_families WHERE family = $9))",
-            )
-            .await?;
-        db.execute(
-            &st,
-            &[
-                &&sha256(token.as_bytes())[..],
-                &kind,
-                &g.client_id,
-                &g.tunnel,
-                &g.resource,
-                &g.owner_token,
-                &g.scope,
-                &expires,
-                &family,
-            ],
-        )
-        .await?;
+        let mut db = self.conn().await?;
+        let tx = db.transaction().await?;
+        // After a burn of the family that is still committing, not before it.
+        lock_family(&tx, family).await?;
+        insert_token(&tx, kind, token, g, expires, family).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -213,6 +220,23 @@ impl PgStore {
         &self,
         token: &str,
     ) -> Result<Result<(Grant, String), RefreshError>, StoreError> {
+        self.rotate(token, None).await
+    }
+
+    /// [`Self::use_refresh`], storing `issue`'s tokens in the same transaction.
+    pub async fn rotate_refresh(
+        &self,
+        token: &str,
+        issue: &Issue,
+    ) -> Result<Result<(Grant, String), RefreshError>, StoreError> {
+        self.rotate(token, Some(issue)).await
+    }
+
+    async fn rotate(
+        &self,
+        token: &str,
+        issue: Option<&Issue>,
+    ) -> Result<Result<(Grant, String), RefreshError>, StoreError> {
         let hash = sha256(token.as_bytes());
         let hash = &hash[..];
         let mut db = self.conn().await?;
@@ -238,7 +262,13 @@ impl PgStore {
             )
             .await?;
         let result = match won {
-            Some(r) => Ok((grant(&r)?, r.try_get(5)?)),
+            Some(r) => {
+                let g = grant(&r)?;
+                if let Some(i) = issue {
+                    issue_tokens(&tx, i, &g, &family).await?;
+                }
+                Ok((g, family.clone()))
+            }
             None => {
                 let row = tx
                     .query_one(
@@ -485,6 +515,57 @@ impl PgStore {
             revoked: r.try_get(7)?,
         }))
     }
+}
+
+/// Stores an issue's access and refresh tokens (revoked if the family is burned).
+async fn issue_tokens(
+    tx: &Transaction<'_>,
+    issue: &Issue,
+    g: &Grant,
+    family: &str,
+) -> PgResult<()> {
+    for (kind, token, expires) in [
+        ("access", &issue.access, issue.access_expires),
+        ("refresh", &issue.refresh, issue.refresh_expires),
+    ] {
+        insert_token(tx, kind, token, g, expires, family).await?;
+    }
+    Ok(())
+}
+
+/// Stores one token; one of a burned family is stored revoked. The caller holds the
+/// family's lock.
+async fn insert_token(
+    tx: &Transaction<'_>,
+    kind: &str,
+    token: &str,
+    g: &Grant,
+    expires: i64,
+    family: &str,
+) -> PgResult<()> {
+    let st = tx
+        .prepare_cached(
+            "INSERT INTO oauth_tokens (hash, kind, client_id, tunnel, resource, owner_token,
+             scope, expires, family, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+             EXISTS (SELECT 1 FROM revoked_families WHERE family = $9))",
+        )
+        .await?;
+    tx.execute(
+        &st,
+        &[
+            &&sha256(token.as_bytes())[..],
+            &kind,
+            &g.client_id,
+            &g.tunnel,
+            &g.resource,
+            &g.owner_token,
+            &g.scope,
+            &expires,
+            &family,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Takes a token family's lock until the transaction ends. Every step that writes a

@@ -94,6 +94,23 @@ impl SqliteStore {
     /// use returns `None` and revokes every token issued from the first (and those issued
     /// from it later: the family is burned).
     pub fn take_code(&self, code: &str) -> Result<Option<(CodeGrant, String)>, StoreError> {
+        self.redeem(code, None)
+    }
+
+    /// [`Self::take_code`], storing `issue`'s tokens in the same transaction.
+    pub fn redeem_code(
+        &self,
+        code: &str,
+        issue: &Issue,
+    ) -> Result<Option<(CodeGrant, String)>, StoreError> {
+        self.redeem(code, Some(issue))
+    }
+
+    fn redeem(
+        &self,
+        code: &str,
+        issue: Option<&Issue>,
+    ) -> Result<Option<(CodeGrant, String)>, StoreError> {
         let hash = sha256(code.as_bytes());
         self.write(|tx| {
             let won = tx
@@ -106,7 +123,13 @@ impl SqliteStore {
                 )
                 .optional()?;
             if let Some((c, family)) = won {
-                return Ok((c.expires > now()).then_some((c, family)));
+                if c.expires <= now() {
+                    return Ok(None);
+                }
+                if let Some(i) = issue {
+                    issue_tokens(tx, i, &c.grant, &family)?;
+                }
+                return Ok(Some((c, family)));
             }
             let family: Option<String> = tx
                 .query_row(
@@ -132,23 +155,7 @@ impl SqliteStore {
         expires: i64,
         family: &str,
     ) -> Result<(), StoreError> {
-        self.db().execute(
-            "INSERT INTO oauth_tokens (hash, kind, client_id, tunnel, resource, owner_token, scope,
-             expires, family, revoked) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,
-             EXISTS (SELECT 1 FROM revoked_families WHERE family = ?9))",
-            params![
-                &sha256(token.as_bytes())[..],
-                kind,
-                g.client_id,
-                g.tunnel,
-                g.resource,
-                g.owner_token,
-                g.scope,
-                expires,
-                family
-            ],
-        )?;
-        Ok(())
+        insert_token(&self.db(), kind, token, g, expires, family)
     }
 
     /// A live access token's grant and expiry.
@@ -177,6 +184,23 @@ impl SqliteStore {
         &self,
         token: &str,
     ) -> Result<Result<(Grant, String), RefreshError>, StoreError> {
+        self.rotate(token, None)
+    }
+
+    /// [`Self::use_refresh`], storing `issue`'s tokens in the same transaction.
+    pub fn rotate_refresh(
+        &self,
+        token: &str,
+        issue: &Issue,
+    ) -> Result<Result<(Grant, String), RefreshError>, StoreError> {
+        self.rotate(token, Some(issue))
+    }
+
+    fn rotate(
+        &self,
+        token: &str,
+        issue: Option<&Issue>,
+    ) -> Result<Result<(Grant, String), RefreshError>, StoreError> {
         let hash = sha256(token.as_bytes());
         self.write(|tx| {
             let won = tx
@@ -189,8 +213,11 @@ impl SqliteStore {
                     |r| Ok((grant(r)?, r.get::<_, String>(5)?)),
                 )
                 .optional()?;
-            if let Some(won) = won {
-                return Ok(Ok(won));
+            if let Some((g, family)) = won {
+                if let Some(i) = issue {
+                    issue_tokens(tx, i, &g, &family)?;
+                }
+                return Ok(Ok((g, family)));
             }
             let row: Option<(String, bool, bool)> = tx
                 .query_row(
@@ -421,6 +448,50 @@ fn code_grant(r: &rusqlite::Row<'_>) -> rusqlite::Result<CodeGrant> {
         challenge: r.get(6)?,
         expires: r.get(7)?,
     })
+}
+
+/// Stores an issue's access and refresh tokens (revoked if the family is burned).
+fn issue_tokens(
+    tx: &rusqlite::Transaction<'_>,
+    issue: &Issue,
+    g: &Grant,
+    family: &str,
+) -> Result<(), StoreError> {
+    for (kind, token, expires) in [
+        ("access", &issue.access, issue.access_expires),
+        ("refresh", &issue.refresh, issue.refresh_expires),
+    ] {
+        insert_token(tx, kind, token, g, expires, family)?;
+    }
+    Ok(())
+}
+
+/// Stores one token; one of a burned family is stored revoked.
+fn insert_token(
+    tx: &rusqlite::Connection,
+    kind: &str,
+    token: &str,
+    g: &Grant,
+    expires: i64,
+    family: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO oauth_tokens (hash, kind, client_id, tunnel, resource, owner_token, scope,
+         expires, family, revoked) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,
+         EXISTS (SELECT 1 FROM revoked_families WHERE family = ?9))",
+        params![
+            &sha256(token.as_bytes())[..],
+            kind,
+            g.client_id,
+            g.tunnel,
+            g.resource,
+            g.owner_token,
+            g.scope,
+            expires,
+            family
+        ],
+    )?;
+    Ok(())
 }
 
 /// Revokes every token of a family, and marks the family so that tokens issued from it
