@@ -331,7 +331,8 @@ pub async fn revoke(
                 "that token was issued to another client",
             ));
         }
-        _ => {}
+        Ok(_) => {}
+        Err(e) => return Err(unavailable(e)),
     }
     if let Err(e) = state.store.revoke(token).await {
         tracing::error!("revocation: {e}");
