@@ -68,6 +68,14 @@ fn auth_words(auth: &ClientAuth) -> &'static str {
     }
 }
 
+/// Where another node sharing the store holds (or last held) a tunnel's bridge.
+async fn elsewhere(state: &OwnerState, name: &str) -> Option<crate::store::Presence> {
+    if !state.store.announces() {
+        return None;
+    }
+    state.store.presence(name).await.ok().flatten()
+}
+
 /// Gathers what `who` may see.
 pub(super) async fn collect(state: &OwnerState, who: Who) -> View {
     crate::oauth::trace::sweep_expired_consents(&state.trace).await;
@@ -131,10 +139,30 @@ pub(super) async fn collect(state: &OwnerState, who: Who) -> View {
                     ]);
                     tv.bridge_version = versions.get(name).cloned();
                 }
-                None => {
-                    tv.connection = "not connected since the relay started".into();
-                    tv.auth = "—".into();
-                }
+                None => match elsewhere(state, name).await {
+                    Some(p) => {
+                        tv.connected = p.disconnected_at.is_none();
+                        tv.connection = match p.disconnected_at {
+                            None => format!(
+                                "connected to node {} since {}",
+                                p.node,
+                                format_time(p.connected_at * 1000)
+                            ),
+                            Some(t) => format!("offline since {}", format_time(t * 1000)),
+                        };
+                        tv.auth = match p.auth.as_str() {
+                            "oauth" => "OAuth",
+                            "bearer" => "static bearer token",
+                            _ => "none (public)",
+                        }
+                        .into();
+                        tv.bridge_version = Some(p.bridge_version);
+                    }
+                    None => {
+                        tv.connection = "not connected since the relay started".into();
+                        tv.auth = "—".into();
+                    }
+                },
             }
             tv.takeovers = takeovers
                 .get(name)

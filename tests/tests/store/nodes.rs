@@ -16,17 +16,24 @@ fn a_second_node_knows_the_tunnel_and_hears_revocations() {
     let url = Postgres::shared().new_database();
     let token = crate::create_token(&url, "alice");
     let public = format!("http://127.0.0.1:{}", unused_port());
-    let node = |listen: &str| {
+    let node = |listen: &str, id: &str| {
         Relay::start_with_token(
             listen,
             &token,
-            &["--database-url", &url, "--public-url", &public],
+            &[
+                "--database-url",
+                &url,
+                "--public-url",
+                &public,
+                "--node-id",
+                id,
+            ],
             &[],
         )
     };
-    let a = node(public.trim_start_matches("http://"));
+    let a = node(public.trim_start_matches("http://"), "node-a");
     let b_addr = format!("127.0.0.1:{}", unused_port());
-    let b = node(&b_addr);
+    let b = node(&b_addr, "node-b");
     let b_url = format!("http://{b_addr}");
     let _bridge = BridgeOpts::default()
         .via_url(&b_url, &token)
@@ -123,6 +130,13 @@ fn a_second_node_knows_the_tunnel_and_hears_revocations() {
     assert!(
         !page.contains("id=login") && page.contains("shared"),
         "B knows the session and shows its tunnel: {page}"
+    );
+    // A's page says where the tunnel's bridge is.
+    let on_a = http.get(&format!("{}/status", a.base), &[("cookie", &session)]);
+    let page = String::from_utf8_lossy(&on_a.body);
+    assert!(
+        page.contains("connected to node node-b since"),
+        "A shows the tunnel held by B: {page}"
     );
 
     // A bridge token revoked by a command: B disconnects its bridge on the announcement
