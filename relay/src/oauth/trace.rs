@@ -720,6 +720,13 @@ async fn tunnel_known(state: &Recorder, name: &str) -> bool {
 /// Stores an event: ties it to its tunnel only if that tunnel exists, cleans its texts,
 /// and applies the budget (`dedupe`: the key of a repeatable event).
 async fn store_event(state: &Recorder, mut e: TraceEvent, dedupe: Option<u64>) {
+    // The budget first: a flood costs no store lookup.
+    if !state
+        .trace
+        .admit(e.ip.as_deref(), dedupe.unwrap_or(0), dedupe.is_some())
+    {
+        return;
+    }
     if let Some(t) = e.tunnel.as_deref()
         && !tunnel_known(state, t).await
     {
@@ -727,12 +734,6 @@ async fn store_event(state: &Recorder, mut e: TraceEvent, dedupe: Option<u64>) {
     }
     // Relay-wide events have one history.
     e.unverified &= e.tunnel.is_some();
-    if !state
-        .trace
-        .admit(e.ip.as_deref(), dedupe.unwrap_or(0), dedupe.is_some())
-    {
-        return;
-    }
     if e.time_ms == 0 {
         e.time_ms = now_ms();
     }

@@ -186,16 +186,6 @@ impl Store {
     pub fn announces(&self) -> bool {
         !matches!(self, Self::Sqlite(_))
     }
-
-    /// Which backend this is, for logs and metrics: `memory`, `sqlite` or `postgres`.
-    pub fn backend(&self) -> &'static str {
-        match self {
-            Self::Sqlite(s) if s.is_memory() => "memory",
-            Self::Sqlite(_) => "sqlite",
-            #[cfg(feature = "postgres")]
-            Self::Postgres(_) => "postgres",
-        }
-    }
 }
 
 /// The async API: each method runs on whichever backend the store is (SQLite inline, as

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::http::{BlockingHttp, between};
+use e2e::http::BlockingHttp;
 use e2e::postgres::Postgres;
 use e2e::{BridgeOpts, Proc, Relay, repo_root, unused_port};
 
@@ -181,73 +181,15 @@ fn three_nodes_behind_haproxy() {
     // sends them.
     let resource = format!("{public}/{}/mcp", names[0]);
     crate::mint_grant(&url, &token, &names[0], &resource, &[]);
-    let enc = |s: &str| s.replace(':', "%3A").replace('/', "%2F");
-    let page = http.get(
-        &format!(
-            "{public}/oauth/authorize?response_type=code&client_id=mcpcl_test&redirect_uri={}\
-             &code_challenge={}&code_challenge_method=S256&state=s&resource={}",
-            enc("http://127.0.0.1:9/cb"),
-            crate::nodes::CHALLENGE,
-            enc(&resource)
-        ),
-        &[],
-    );
-    let body = String::from_utf8_lossy(&page.body).into_owned();
-    assert_eq!(page.status, 200, "{body}");
-    let code = between(&body, "<p class=code id=code>", "</p>")
-        .expect("code")
-        .to_owned();
-    let id = between(&body, "url=/oauth/consent/", "\"")
-        .expect("id")
-        .to_owned();
-    let cookie = page
-        .headers
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("cookie")
-        .to_owned();
+    let started = crate::authorize(&http, &public, &resource);
     bridges[0].proc.expect_log(
         "Access request for this tunnel",
         Duration::from_secs(10),
         "the bridge prompted",
     );
-    bridges[0].proc.write_line(&code);
-    let location = e2e::wait::eventually(Duration::from_secs(10), || {
-        let r = http.get(
-            &format!("{public}/oauth/consent/{id}"),
-            &[("cookie", &cookie)],
-        );
-        r.headers
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .filter(|l| l.contains("code="))
-            .map(str::to_owned)
-    })
-    .expect("the consent finished");
-    let auth_code = reqwest::Url::parse(&location)
-        .expect("URL")
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .expect("code");
-    let tokens = http.post_form(
-        &format!("{public}/oauth/token"),
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &auth_code),
-            ("code_verifier", crate::nodes::VERIFIER),
-            ("client_id", "mcpcl_test"),
-            ("redirect_uri", "http://127.0.0.1:9/cb"),
-        ],
-        &[],
-    );
-    let json: serde_json::Value = serde_json::from_slice(&tokens.body).expect("JSON");
-    assert_eq!(tokens.status, 200, "{json}");
-    let access = json["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_owned();
+    bridges[0].proc.write_line(&started.code);
+    let auth_code = started.finished_at(&http, &public);
+    let access = crate::exchange(&http, &public, &auth_code);
     let mcp = format!("{public}/{}/mcp", names[0]);
     assert_eq!(crate::initialize(&http, &mcp, &access), 200);
 

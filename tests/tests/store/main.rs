@@ -132,7 +132,7 @@ fn mint_grant(
                 client_id: "mcpcl_test".into(),
                 kind: "dcr".into(),
                 name: None,
-                redirect_uris: vec!["http://127.0.0.1:9/cb".into()],
+                redirect_uris: vec![REDIRECT.into()],
                 auth_method: "none".into(),
                 secret_hash: None,
                 metadata: "{}".into(),
@@ -158,9 +158,12 @@ fn mint_grant(
 
 /// An MCP `initialize` POSTed to `url` with this bearer token: the status.
 fn initialize(http: &e2e::http::BlockingHttp, url: &str, bearer: &str) -> u16 {
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "store-tests", "version": "1"}}});
+    let body = e2e::mcp::initialize(
+        serde_json::json!(1),
+        "2025-06-18",
+        serde_json::json!({}),
+        "store-tests",
+    );
     http.post(
         url,
         "application/json",
@@ -171,4 +174,94 @@ fn initialize(http: &e2e::http::BlockingHttp, url: &str, bearer: &str) -> u16 {
         ],
     )
     .status
+}
+
+/// RFC 7636's example verifier, and its S256 challenge.
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+/// The redirect URI of `mcpcl_test` (see [`mint_grant`]).
+const REDIRECT: &str = "http://127.0.0.1:9/cb";
+
+/// An authorization in progress, seen from the browser that started it.
+struct Authorization {
+    /// The code its consent page shows.
+    code: String,
+    /// Its consent's id (`/oauth/consent/<id>`).
+    id: String,
+    /// The cookie binding it to this browser (`name=value`).
+    cookie: String,
+}
+
+/// `mcpcl_test` asks `base` (a node, or HAProxy) to authorize it for `resource`: the
+/// consent page, which must be shown.
+fn authorize(http: &e2e::http::BlockingHttp, base: &str, resource: &str) -> Authorization {
+    let enc = |s: &str| s.replace(':', "%3A").replace('/', "%2F");
+    let page = http.get(
+        &format!(
+            "{base}/oauth/authorize?response_type=code&client_id=mcpcl_test&redirect_uri={}\
+             &code_challenge={CHALLENGE}&code_challenge_method=S256&state=s&resource={}",
+            enc(REDIRECT),
+            enc(resource)
+        ),
+        &[],
+    );
+    let body = String::from_utf8_lossy(&page.body).into_owned();
+    assert_eq!(page.status, 200, "the consent page: {body}");
+    let field = |start: &str, end: &str, what: &str| {
+        e2e::http::between(&body, start, end)
+            .unwrap_or_else(|| panic!("{what} on the page: {body}"))
+            .to_owned()
+    };
+    Authorization {
+        code: field("<p class=code id=code>", "</p>", "the code"),
+        id: field("url=/oauth/consent/", "\"", "the refresh"),
+        cookie: page
+            .header("set-cookie")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .to_owned(),
+    }
+}
+
+impl Authorization {
+    /// The browser's next refreshes of the consent page at `base`, until it goes back to
+    /// the client with a code: that code.
+    fn finished_at(&self, http: &e2e::http::BlockingHttp, base: &str) -> String {
+        let location = e2e::wait::eventually(std::time::Duration::from_secs(10), || {
+            let r = http.get(
+                &format!("{base}/oauth/consent/{}", self.id),
+                &[("cookie", &self.cookie)],
+            );
+            Some(r.header("location").to_owned()).filter(|l| l.contains("code="))
+        })
+        .unwrap_or_else(|| panic!("the consent {} never finished at {base}", self.id));
+        reqwest::Url::parse(&location)
+            .expect("redirect URL")
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .expect("code")
+    }
+}
+
+/// Exchanges an authorization code at `base`'s token endpoint: the access token.
+fn exchange(http: &e2e::http::BlockingHttp, base: &str, code: &str) -> String {
+    let tokens = http.post_form(
+        &format!("{base}/oauth/token"),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("code_verifier", VERIFIER),
+            ("client_id", "mcpcl_test"),
+            ("redirect_uri", REDIRECT),
+        ],
+        &[],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&tokens.body).expect("JSON");
+    assert_eq!(tokens.status, 200, "{json}");
+    json["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
 }

@@ -57,18 +57,8 @@ fn a_second_node_knows_the_tunnel_and_hears_revocations() {
     })
     .expect("node A answering the metadata of a tunnel held on B");
     assert!(String::from_utf8_lossy(&metadata.body).contains("/shared/mcp"));
-    let authorize = on_a(&format!(
-        "/oauth/authorize?response_type=code&client_id=mcpcl_test&redirect_uri={}\
-         &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM\
-         &code_challenge_method=S256&state=s&resource={}",
-        "http%3A%2F%2F127.0.0.1%3A9%2Fcb",
-        resource.replace(':', "%3A").replace('/', "%2F")
-    ));
-    let page = String::from_utf8_lossy(&authorize.body);
-    assert_eq!(
-        authorize.status, 200,
-        "the consent page, not a redirect with invalid_target: {page}"
-    );
+    // The consent page, not a redirect back with invalid_target.
+    crate::authorize(&http, &a.base, &resource);
 
     let on_b = format!("{b_url}/shared/mcp");
     assert_eq!(
@@ -153,10 +143,6 @@ fn a_second_node_knows_the_tunnel_and_hears_revocations() {
     );
 }
 
-/// RFC 7636's example verifier, and its S256 challenge.
-pub(crate) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-pub(crate) const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-
 #[test]
 fn an_authorization_split_across_nodes() {
     let url = Postgres::shared().new_database();
@@ -195,32 +181,7 @@ fn an_authorization_split_across_nodes() {
     .expect("node A knowing the tunnel held on B");
 
     // The authorization starts on A; the consent page shows a code.
-    let enc = |s: &str| s.replace(':', "%3A").replace('/', "%2F");
-    let page = http.get(
-        &format!(
-            "{}/oauth/authorize?response_type=code&client_id=mcpcl_test&redirect_uri={}\
-             &code_challenge={CHALLENGE}&code_challenge_method=S256&state=xyz&resource={}",
-            a.base,
-            enc("http://127.0.0.1:9/cb"),
-            enc(&resource)
-        ),
-        &[],
-    );
-    let body = String::from_utf8_lossy(&page.body).into_owned();
-    assert_eq!(page.status, 200, "{body}");
-    let code = e2e::http::between(&body, "<p class=code id=code>", "</p>")
-        .expect("the code on the page")
-        .to_owned();
-    let id = e2e::http::between(&body, "url=/oauth/consent/", "\"")
-        .expect("the page's refresh")
-        .to_owned();
-    let cookie = page
-        .headers
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("the consent's cookie")
-        .to_owned();
+    let started = crate::authorize(&http, &a.base, &resource);
 
     // The bridge on B is asked, and its owner types the code there.
     bridge.proc.expect_log(
@@ -228,82 +189,21 @@ fn an_authorization_split_across_nodes() {
         Duration::from_secs(10),
         "the bridge on B prompted for a consent made on A",
     );
-    bridge.proc.write_line(&code);
+    bridge.proc.write_line(&started.code);
 
-    // The browser's next refresh, on B, finishes it: back to the client with a code.
-    let location = e2e::wait::eventually(Duration::from_secs(10), || {
-        let r = http.get(
-            &format!("{b_url}/oauth/consent/{id}"),
-            &[("cookie", &cookie)],
-        );
-        r.headers
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .filter(|l| l.contains("code="))
-            .map(str::to_owned)
-    })
-    .expect("the consent decided on B's bridge, finished on B");
-    let grant = reqwest::Url::parse(&location).expect("redirect URL");
-    let auth_code = grant
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .expect("code");
-
-    // The code is exchanged on A, and the token works on B.
-    let tokens = http.post_form(
-        &format!("{}/oauth/token", a.base),
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &auth_code),
-            ("code_verifier", VERIFIER),
-            ("client_id", "mcpcl_test"),
-            ("redirect_uri", "http://127.0.0.1:9/cb"),
-            ("resource", &resource),
-        ],
-        &[],
-    );
-    let json: serde_json::Value = serde_json::from_slice(&tokens.body).expect("JSON");
-    assert_eq!(tokens.status, 200, "{json}");
-    let access = json["access_token"].as_str().expect("access token");
+    // The browser's next refresh, on B, finishes it: back to the client with a code,
+    // which is exchanged on A; the token works on B.
+    let auth_code = started.finished_at(&http, &b_url);
+    let access = crate::exchange(&http, &a.base, &auth_code);
     assert_eq!(
-        crate::initialize(&http, &format!("{b_url}/split/mcp"), access),
+        crate::initialize(&http, &format!("{b_url}/split/mcp"), &access),
         200
     );
 
     // Another authorization started on B, approved with `bridge approve` against A, and
     // finished on B.
-    let page = http.get(
-        &format!(
-            "{b_url}/oauth/authorize?response_type=code&client_id=mcpcl_test&redirect_uri={}\
-             &code_challenge={CHALLENGE}&code_challenge_method=S256&state=two&resource={}",
-            enc("http://127.0.0.1:9/cb"),
-            enc(&resource)
-        ),
-        &[],
-    );
-    let body = String::from_utf8_lossy(&page.body).into_owned();
-    assert_eq!(page.status, 200, "{body}");
-    let code = e2e::http::between(&body, "<p class=code id=code>", "</p>")
-        .expect("the code on the page")
-        .to_owned();
-    let id = e2e::http::between(&body, "url=/oauth/consent/", "\"")
-        .expect("the page's refresh")
-        .to_owned();
-    let cookie = page
-        .header("set-cookie")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .to_owned();
-    e2e::relay::approve(&a.base, &token, &code, "split");
-    let finished = http.get(
-        &format!("{b_url}/oauth/consent/{id}"),
-        &[("cookie", &cookie)],
-    );
-    assert!(
-        finished.header("location").contains("code="),
-        "approved on A, finished on B: {}",
-        String::from_utf8_lossy(&finished.body)
-    );
+    let started = crate::authorize(&http, &b_url, &resource);
+    e2e::relay::approve(&a.base, &token, &started.code, "split");
+    let auth_code = started.finished_at(&http, &b_url);
+    assert!(!auth_code.is_empty(), "approved on A, finished on B");
 }

@@ -17,6 +17,18 @@ on_both_backends!(
     one_code_redeemed_with_its_tokens_a_hundred_times_at_once,
 );
 
+/// Stores the code `the-code` of [`grant`] through `store`; its request.
+async fn the_code(store: &Store) -> CodeGrant {
+    let code = CodeGrant {
+        grant: grant(),
+        redirect_uri: "https://x/cb".into(),
+        challenge: "ch".into(),
+        expires: now() + 60,
+    };
+    store.put_code("the-code", &code).await.unwrap();
+    code
+}
+
 /// Attempts in all, alternating between the two handles.
 const ATTEMPTS: usize = 100;
 
@@ -59,13 +71,7 @@ where
 async fn one_code_redeemed_a_hundred_times_at_once(b: Backend) {
     let db = Fresh::new(b);
     let (one, two) = (Arc::new(db.open().await), Arc::new(db.open().await));
-    let code = CodeGrant {
-        grant: grant(),
-        redirect_uri: "https://x/cb".into(),
-        challenge: "ch".into(),
-        expires: now() + 60,
-    };
-    one.put_code("the-code", &code).await.unwrap();
+    let code = the_code(&one).await;
     let results = at_once(one.clone(), two.clone(), |s, _| async move {
         s.take_code("the-code").await.expect("no store error")
     })
@@ -230,13 +236,7 @@ async fn reuses_and_revocations_at_once(b: Backend) {
 async fn one_code_redeemed_with_its_tokens_a_hundred_times_at_once(b: Backend) {
     let db = Fresh::new(b);
     let (one, two) = (Arc::new(db.open().await), Arc::new(db.open().await));
-    let code = CodeGrant {
-        grant: grant(),
-        redirect_uri: "https://x/cb".into(),
-        challenge: "ch".into(),
-        expires: now() + 60,
-    };
-    one.put_code("the-code", &code).await.unwrap();
+    the_code(&one).await;
     let results = at_once(one.clone(), two.clone(), |s, i| async move {
         let issue = Issue {
             access: format!("at-{i}"),

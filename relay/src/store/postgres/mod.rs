@@ -195,16 +195,6 @@ impl PgStore {
             .await?;
         Ok(())
     }
-
-    /// The schema version the database is at.
-    pub async fn schema_version(&self) -> Result<i32, StoreError> {
-        Ok(self
-            .conn()
-            .await?
-            .query_one("SELECT COALESCE(MAX(version), 0) FROM relay_schema", &[])
-            .await?
-            .try_get(0)?)
-    }
 }
 
 /// Announces `event` to every node when the transaction commits (nothing if it does not).

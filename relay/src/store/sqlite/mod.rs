@@ -152,7 +152,6 @@ CREATE TABLE IF NOT EXISTS oauth_client_use (
 /// The relay's database in SQLite.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
-    memory: bool,
 }
 
 impl SqliteStore {
@@ -167,7 +166,7 @@ impl SqliteStore {
         let path = dir.join("relay.db");
         private_files(&path, true)?;
         let conn = Connection::open(&path)?;
-        let store = Self::init(conn, false)?;
+        let store = Self::init(conn)?;
         // SQLite creates the journal files with the database's mode; make sure.
         private_files(&path, false)?;
         Ok(store)
@@ -175,10 +174,10 @@ impl SqliteStore {
 
     /// A store that lives in memory (the bridge's embedded relay).
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?, true)
+        Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection, memory: bool) -> Result<Self, StoreError> {
+    fn init(conn: Connection) -> Result<Self, StoreError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(TRACE_SCHEMA)?;
@@ -193,7 +192,6 @@ impl SqliteStore {
         }
         Ok(Self {
             conn: Mutex::new(conn),
-            memory,
         })
     }
 
@@ -214,11 +212,6 @@ impl SqliteStore {
             out.push(rows.collect::<Result<_, _>>()?);
         }
         Ok(out)
-    }
-
-    /// Whether it lives in memory only.
-    pub fn is_memory(&self) -> bool {
-        self.memory
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
