@@ -126,6 +126,16 @@ impl AppState {
     pub fn oauth(&self) -> &Arc<OAuthState> {
         &self.0.oauth
     }
+
+    /// This node's heartbeat in a store several nodes share.
+    pub fn heart(&self) -> crate::link::heartbeat::Heart {
+        crate::link::heartbeat::Heart {
+            store: self.0.store.clone(),
+            node: self.0.config.node_id.clone(),
+            registry: self.0.registry.clone(),
+            recent: self.0.owner.recent.clone(),
+        }
+    }
 }
 
 impl ProxyTrust for AppState {

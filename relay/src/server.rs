@@ -98,6 +98,7 @@ async fn run(
     let state = AppState::open(config).await?;
     let registry = state.registry().clone();
     tokio::spawn(watch_revocations(state.clone()));
+    tokio::spawn(state.heart().run());
     let metrics = match metrics_listen {
         Some(addr) => {
             let l = TcpListener::bind(addr)
@@ -361,6 +362,24 @@ async fn watch_revocations(state: AppState) {
                     crate::link::handoff::hand_over(t, &node, &mut handed);
                 }
             }
+            Some(Ok(Event::Probe {
+                tunnel,
+                from,
+                holder,
+                token,
+            })) => {
+                if holder == state.config().node_id && from != holder {
+                    crate::link::claim::answer(
+                        state.registry(),
+                        state.store(),
+                        tunnel,
+                        from,
+                        token,
+                        crate::link::socket::PROBE_TIMEOUT,
+                    );
+                }
+            }
+            Some(Ok(Event::Probed { .. })) => {}
             Some(Ok(Event::ConsentWaiting { tunnel, id })) => {
                 // The node holding the tunnel's bridge prompts it.
                 if let Some(t) = state.registry().get(&tunnel)

@@ -49,7 +49,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 const OUTBOUND_QUEUE: usize = 1024;
 /// How long a connection serving a name has to answer a probe when another bridge
 /// claims the name (a live one answers within a round trip; a half-open one never does).
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait for a closing connection's last writes.
 const WRITER_GRACE: Duration = Duration::from_secs(3);
 
@@ -267,6 +267,20 @@ async fn take_name(
             .get(name)
             .filter(|t| !t.closed.is_cancelled());
         let Some(old) = current else {
+            if let Err(holder) = super::claim::from_other_node(state, tunnel, PROBE_TIMEOUT).await {
+                return Err((
+                    if in_use_ok {
+                        RefuseReason::InUse
+                    } else {
+                        RefuseReason::NameTaken
+                    },
+                    format!(
+                        "tunnel {name:?} is served by a live bridge connected to relay node \
+                         {holder} with this bridge token: is another `bridge run` with this \
+                         token running? Stop it first, or choose another name with --name"
+                    ),
+                ));
+            }
             match state.registry.install_if(tunnel.clone(), None) {
                 Ok(_) => return Ok(()),
                 Err(_) => continue,

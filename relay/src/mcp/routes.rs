@@ -116,7 +116,9 @@ async fn moved_here(state: &McpState, name: &str) -> Lookup {
         Ok(Some(p)) => p,
         _ => return Lookup::Unknown,
     };
-    if presence.disconnected_at.is_some() || &presence.node == me {
+    // Recorded gone, held by this node before it restarted, or held by a node that died
+    // without a word: nobody will hand it over.
+    if presence.gone_since(protocol::time::now_ms()).is_some() || &presence.node == me {
         return offline_from_store(state, name, &presence).await;
     }
     let deadline = std::time::Instant::now() + state.config.grace;
@@ -154,7 +156,9 @@ async fn offline_from_store(
     if token_id != owner {
         return Lookup::Unknown;
     }
-    let since_secs = presence.disconnected_at.unwrap_or(presence.connected_at);
+    let since_secs = presence
+        .gone_since(protocol::time::now_ms())
+        .unwrap_or(presence.connected_at);
     Lookup::Offline(Offline {
         auth,
         since: std::time::UNIX_EPOCH + std::time::Duration::from_secs(since_secs.max(0) as u64),

@@ -11,6 +11,7 @@
 //! and `iss`. The consent is bound to the browser that started it by a cookie, and the
 //! forms carry the same value as a CSRF token.
 
+use crate::oauth::failures::Secret;
 use axum::body::Body;
 use axum::extract::{Form, State};
 use axum::response::Response;
@@ -380,6 +381,9 @@ pub async fn decide(
                 *r.status_mut() = status;
                 r
             };
+            if state.oauth.failures.too_many(Secret::Password, ip).await {
+                return refused(crate::util::gate::Refused::TooMany);
+            }
             // The attempt is reserved before the password is checked.
             let attempt = match state.oauth.passwords.begin(ip) {
                 Ok(a) => a,
@@ -391,6 +395,7 @@ pub async fn decide(
             };
             if !ok {
                 drop(attempt);
+                state.oauth.failures.failed(Secret::Password, ip);
                 crate::oauth::trace::consent_refused(&c, "wrong operator password");
                 tracing::warn!(%ip, "wrong operator password on a consent page");
                 let mut r = page(&state, &c, false, Some("Wrong operator password."));
@@ -447,7 +452,12 @@ pub async fn approve_with_bridge_token(
         )
         .into_response();
     };
-    let Ok(attempt) = state.oauth.approvals.begin(ip) else {
+    let shared_refusal = state.oauth.failures.too_many(Secret::Approval, ip).await;
+    let attempt = match state.oauth.approvals.begin(ip) {
+        Ok(a) if !shared_refusal => Some(a),
+        _ => None,
+    };
+    let Some(attempt) = attempt else {
         tracing::warn!(%ip, "too many refused bridge tokens on /oauth/approve");
         return OAuthError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -466,6 +476,7 @@ pub async fn approve_with_bridge_token(
         }
         _ => {
             drop(attempt);
+            state.oauth.failures.failed(Secret::Approval, ip);
             return OAuthError::new(
                 StatusCode::FORBIDDEN,
                 "access_denied",

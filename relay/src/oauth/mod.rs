@@ -9,7 +9,8 @@
 //! - `access`: checking access tokens on every MCP request (audience = the tunnel), with
 //!   `token_cache` keeping the database off that path;
 //! - `consents`: authorizations waiting for the owner; `redirect`: allowed redirect URIs;
-//! - `state`: the server's limits and in-memory state; `error`: OAuth error answers;
+//! - `state`: the server's limits and in-memory state; `failures`: failed sign-ins counted
+//!   across nodes; `error`: OAuth error answers;
 //! - `trace`: the OAuth trace, recorded as each request is answered;
 //! - `routes`: the endpoints' paths.
 //!
@@ -21,6 +22,7 @@ pub mod cimd;
 pub mod consent;
 pub mod consents;
 pub mod error;
+pub mod failures;
 pub mod limits;
 pub mod metadata;
 pub mod redirect;

@@ -27,6 +27,8 @@ pub struct OAuth {
     /// Operator-password and status page sign-in attempts: failures per address,
     /// reserved before the check, and Argon2 verifications bounded in concurrency.
     pub passwords: gate::Gate,
+    /// Failed sign-ins counted on every node sharing the store.
+    pub failures: super::failures::SharedFailures,
     /// Bridge tokens presented to `/oauth/approve`: refusals per address and in total.
     pub approvals: gate::Gate,
     /// Bridge tokens presented by bridge connections: refusals per address.
@@ -42,7 +44,8 @@ impl OAuth {
     pub fn new(config: OAuthConfig, store: Arc<Store>) -> Self {
         Self {
             config,
-            consents: Consents::new(store),
+            consents: Consents::new(store.clone()),
+            failures: super::failures::SharedFailures::new(store),
             tokens: TokenCache::default(),
             registrations: RateLimiter::default(),
             passwords: gate::Gate::new(PASSWORD_ATTEMPTS, None, PASSWORD_WINDOW, true),

@@ -25,7 +25,7 @@ const MAX_NAME: usize = 100;
 const CHECK_ERROR_MAX: usize = 64 * 1024;
 
 /// One finished call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecentCall {
     /// When it started, in milliseconds since the Unix epoch.
     pub at_ms: i64,

@@ -113,6 +113,10 @@ async fn login(
         };
         login_response(state, headers, status, Some((text, true)))
     };
+    use crate::oauth::failures::Secret;
+    if state.oauth.failures.too_many(Secret::Password, ip).await {
+        return refused(crate::util::gate::Refused::TooMany);
+    }
     // The attempt is reserved before the secret is checked.
     let attempt = match state.oauth.passwords.begin(ip) {
         Ok(a) => a,
@@ -133,6 +137,7 @@ async fn login(
     }
     let Some(who) = who else {
         drop(attempt);
+        state.oauth.failures.failed(Secret::Password, ip);
         tracing::warn!(%ip, "failed sign-in on the status page");
         return login_response(
             state,

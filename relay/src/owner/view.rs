@@ -141,15 +141,37 @@ pub(super) async fn collect(state: &OwnerState, who: Who) -> View {
                 }
                 None => match elsewhere(state, name).await {
                     Some(p) => {
-                        tv.connected = p.disconnected_at.is_none();
-                        tv.connection = match p.disconnected_at {
+                        let now_ms = protocol::time::now_ms();
+                        let gone = p.gone_since(now_ms);
+                        tv.connected = gone.is_none();
+                        tv.connection = match gone {
                             None => format!(
                                 "connected to node {} since {}",
                                 p.node,
                                 format_time(p.connected_at * 1000)
                             ),
+                            Some(t) if p.disconnected_at.is_none() => format!(
+                                "offline since {}: its node {} stopped answering",
+                                format_time(t * 1000),
+                                p.node
+                            ),
                             Some(t) => format!("offline since {}", format_time(t * 1000)),
                         };
+                        if gone.is_none() {
+                            tv.gauges = p
+                                .gauges
+                                .as_deref()
+                                .and_then(crate::link::heartbeat::parse_gauges);
+                        }
+                        tv.calls = p
+                            .recent
+                            .as_deref()
+                            .and_then(|j| serde_json::from_str::<Vec<RecentCall>>(j).ok())
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter(|c| c.owner == t.id)
+                            .take(crate::observe::recent::KEEP)
+                            .collect();
                         tv.auth = match p.auth.as_str() {
                             "oauth" => "OAuth",
                             "bearer" => "static bearer token",
@@ -173,7 +195,9 @@ pub(super) async fn collect(state: &OwnerState, who: Who) -> View {
                 .authorized_clients(name)
                 .await
                 .unwrap_or_default();
-            tv.calls = state.recent.list(name, t.id);
+            if tv.calls.is_empty() {
+                tv.calls = state.recent.list(name, t.id);
+            }
             tv.trace = state
                 .store
                 .trace_for_tunnel(name, TRACE_SHOWN, crate::oauth::trace::LINK_WINDOW_MS)

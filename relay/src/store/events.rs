@@ -32,6 +32,28 @@ pub enum Event {
         /// The node that wants it.
         node: String,
     },
+    /// A bridge connecting to node `from` claims `tunnel`, whose bridge node `holder`
+    /// holds, with bridge token `token`: the holder probes its connection and answers
+    /// with [`Event::Probed`] (the rule of a second connection on one node, across nodes).
+    Probe {
+        /// The tunnel.
+        tunnel: String,
+        /// The node the newcomer connected to.
+        from: String,
+        /// The node the store says holds the tunnel.
+        holder: String,
+        /// The newcomer's bridge token (row id).
+        token: i64,
+    },
+    /// The holder's answers to [`Event::Probe`] from node `node`.
+    Probed {
+        /// The tunnel.
+        tunnel: String,
+        /// The node that asked.
+        node: String,
+        /// What the holder says.
+        answer: ProbeAnswer,
+    },
     /// The node's listener (re)connected: announcements may have been missed, so check
     /// everything again.
     Resync,
@@ -46,6 +68,17 @@ impl Event {
             Self::NameReleased(name) => format!("name_released:{name}"),
             Self::ConsentWaiting { tunnel, id } => format!("consent:{tunnel}:{id}"),
             Self::Want { tunnel, node } => format!("want:{tunnel}:{node}"),
+            Self::Probe {
+                tunnel,
+                from,
+                holder,
+                token,
+            } => format!("probe:{tunnel}:{from}:{holder}:{token}"),
+            Self::Probed {
+                tunnel,
+                node,
+                answer,
+            } => format!("probed:{tunnel}:{node}:{}", answer.word()),
             Self::Resync => "resync".into(),
         }
     }
@@ -59,10 +92,7 @@ impl Event {
                 Some(Self::NameReleased(name.to_owned()))
             }
             Some(("want", rest)) => match rest.split_once(':') {
-                Some((tunnel, node))
-                    if protocol::valid_tunnel_name(tunnel)
-                        && crate::config::node::clean_node_id(node).as_deref() == Some(node) =>
-                {
+                Some((tunnel, node)) if protocol::valid_tunnel_name(tunnel) && is_node(node) => {
                     Some(Self::Want {
                         tunnel: tunnel.to_owned(),
                         node: node.to_owned(),
@@ -70,6 +100,36 @@ impl Event {
                 }
                 _ => None,
             },
+            Some(("probe", rest)) => {
+                let mut parts = rest.split(':');
+                let (tunnel, from, holder, token) = (
+                    parts.next()?,
+                    parts.next()?,
+                    parts.next()?,
+                    parts.next()?.parse().ok()?,
+                );
+                (parts.next().is_none()
+                    && protocol::valid_tunnel_name(tunnel)
+                    && is_node(from)
+                    && is_node(holder))
+                .then(|| Self::Probe {
+                    tunnel: tunnel.to_owned(),
+                    from: from.to_owned(),
+                    holder: holder.to_owned(),
+                    token,
+                })
+            }
+            Some(("probed", rest)) => {
+                let mut parts = rest.split(':');
+                let (tunnel, node) = (parts.next()?, parts.next()?);
+                let answer = ProbeAnswer::from_word(parts.next()?)?;
+                (parts.next().is_none() && protocol::valid_tunnel_name(tunnel) && is_node(node))
+                    .then(|| Self::Probed {
+                        tunnel: tunnel.to_owned(),
+                        node: node.to_owned(),
+                        answer,
+                    })
+            }
             Some(("consent", rest)) => match rest.split_once(':') {
                 Some((tunnel, id))
                     if protocol::valid_tunnel_name(tunnel)
@@ -91,6 +151,39 @@ impl Event {
     }
 }
 
+/// What the node holding a tunnel says of a probe of its bridge's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeAnswer {
+    /// It holds the tunnel and is probing its connection (the final answer follows).
+    Probing,
+    /// The connection answered: the newcomer is refused.
+    Live,
+    /// It does not hold the tunnel, or its connection stayed silent and was closed: the
+    /// newcomer takes over.
+    Gone,
+}
+
+impl ProbeAnswer {
+    fn word(self) -> &'static str {
+        match self {
+            Self::Probing => "probing",
+            Self::Live => "live",
+            Self::Gone => "gone",
+        }
+    }
+
+    fn from_word(w: &str) -> Option<Self> {
+        [Self::Probing, Self::Live, Self::Gone]
+            .into_iter()
+            .find(|a| a.word() == w)
+    }
+}
+
+/// Whether `s` is a node id as `--node-id` makes them.
+fn is_node(s: &str) -> bool {
+    crate::config::node::clean_node_id(s).as_deref() == Some(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +202,27 @@ mod tests {
                 tunnel: "files".into(),
                 node: "relay-2.eu".into(),
             },
+            Event::Probe {
+                tunnel: "files".into(),
+                from: "r1".into(),
+                holder: "r2".into(),
+                token: 7,
+            },
+            Event::Probed {
+                tunnel: "files".into(),
+                node: "r1".into(),
+                answer: ProbeAnswer::Probing,
+            },
+            Event::Probed {
+                tunnel: "files".into(),
+                node: "r1".into(),
+                answer: ProbeAnswer::Live,
+            },
+            Event::Probed {
+                tunnel: "files".into(),
+                node: "r1".into(),
+                answer: ProbeAnswer::Gone,
+            },
         ] {
             assert_eq!(Event::parse(&e.payload()), Some(e));
         }
@@ -122,6 +236,12 @@ mod tests {
             "consent:files:a b",
             "consent:bad name:x",
             "want:files:bad node",
+            "probe:files:r1:r2",
+            "probe:files:r1:r2:x",
+            "probe:files:r1:r2:7:extra",
+            "probed:files:r1:1",
+            "probed:files:r 1:live",
+            "probed:files:r1:live:x",
         ] {
             assert_eq!(Event::parse(odd), None, "{odd}");
         }

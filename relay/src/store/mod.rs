@@ -25,8 +25,8 @@ pub mod sqlite;
 pub mod trace;
 
 pub use records::{
-    AccessGrant, AuthorizedClient, Client, CodeGrant, Consent, Grant, Issue, Presence,
-    RefreshError, TokenInfo, TokenState,
+    AccessGrant, AuthorizedClient, Beat, Client, CodeGrant, Consent, Grant, Issue, NODE_SILENT_MS,
+    Presence, RefreshError, TokenInfo, TokenState,
 };
 use trace::TraceEvent;
 
@@ -246,6 +246,14 @@ backends! {
     fn clear_presence(&self, name: &str, node: &str, conn: i64) -> ();
     /// Where tunnel `name`'s bridge is (or last was) connected.
     fn presence(&self, name: &str) -> Option<Presence>;
+    /// Says that `node` (started at `started_ms`, running `version`) is alive, and
+    /// records its tunnels' gauges and newest calls, in one statement per table.
+    fn heartbeat(&self, node: &str, started_ms: i64, version: &str, beats: &[Beat]) -> ();
+    /// Records a failed sign-in (`kind`: which secret) from address key `addr`, so that
+    /// every node counts it.
+    fn add_auth_failure(&self, kind: &str, addr: &str, at_ms: i64) -> ();
+    /// Failed sign-ins of `kind` from `addr` since `since_ms`, on every node.
+    fn auth_failures(&self, kind: &str, addr: &str, since_ms: i64) -> usize;
     /// Stores a consent, forgetting those created before `live_after_ms`; `false` (and
     /// nothing stored) if `max` are live (on a shared store, nodes storing at once may
     /// pass it by a few). A shared store announces it to every node.

@@ -129,6 +129,49 @@ pub struct Presence {
     pub connected_at: i64,
     /// When it disconnected, if it did.
     pub disconnected_at: Option<i64>,
+    /// The holder's last gauges (sessions, requests in flight, server processes, restarts,
+    /// exchanges open at the relay), as a JSON array, from its node's heartbeats.
+    pub gauges: Option<String>,
+    /// The tunnel's newest calls as its node last recorded them (JSON, newest last).
+    pub recent: Option<String>,
+    /// When the holder's node last said it was alive (epoch milliseconds), if it ever did.
+    pub node_seen_ms: Option<i64>,
+}
+
+/// A node that says nothing for this long (three missed heartbeats) counts as gone: the
+/// bridges it held count as disconnected since its last heartbeat.
+pub const NODE_SILENT_MS: i64 = 15_000;
+
+impl Presence {
+    /// Whether the holder's node stopped saying it is alive (as of `now_ms`): it died
+    /// without recording its bridges' ends.
+    pub fn node_silent(&self, now_ms: i64) -> bool {
+        self.node_seen_ms
+            .is_some_and(|seen| now_ms - seen > NODE_SILENT_MS)
+    }
+
+    /// When the bridge stopped being reachable (epoch seconds), if it did: its recorded
+    /// end, or its node's last heartbeat when the node went silent.
+    pub fn gone_since(&self, now_ms: i64) -> Option<i64> {
+        match (self.disconnected_at, self.node_seen_ms) {
+            (Some(at), _) => Some(at),
+            (None, Some(seen)) if self.node_silent(now_ms) => Some(seen / 1000),
+            _ => None,
+        }
+    }
+}
+
+/// One tunnel's news in a node's heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Beat {
+    /// The tunnel.
+    pub name: String,
+    /// Its connection on this node (a beat of an older connection changes nothing).
+    pub conn: i64,
+    /// Its gauges, as a JSON array.
+    pub gauges: String,
+    /// Its newest calls as JSON, when they changed since the last heartbeat.
+    pub recent: Option<String>,
 }
 
 /// An authorization waiting for the tunnel's owner: its request, its short code and the

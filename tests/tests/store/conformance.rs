@@ -1,7 +1,7 @@
 //! Every store operation, the same on both backends.
 
 use relay::store::trace::TraceEvent;
-use relay::store::{Client, CodeGrant, Grant, Issue, RefreshError, Store, StoreError, now};
+use relay::store::{Beat, Client, CodeGrant, Grant, Issue, RefreshError, Store, StoreError, now};
 
 use crate::{Backend, Fresh, on_both_backends};
 
@@ -16,6 +16,7 @@ on_both_backends!(
     trace_keeps_the_newest,
     state_survives_reopening,
     presence,
+    heartbeats_and_sign_in_failures,
     tokens_issued_with_the_redemption_and_the_rotation,
 );
 
@@ -502,4 +503,102 @@ async fn tokens_issued_with_the_redemption_and_the_rotation(b: Backend) {
     .unwrap();
     assert!(s.redeem_code("old", &issue(7)).await.unwrap().is_none());
     assert_eq!(s.token_state("at-7").await.unwrap(), None);
+}
+
+async fn heartbeats_and_sign_in_failures(b: Backend) {
+    let db = Fresh::new(b);
+    let s = db.open().await;
+    s.set_presence("t1", "node-a", 7, "oauth", "0.9.0")
+        .await
+        .unwrap();
+    let p = s.presence("t1").await.unwrap().unwrap();
+    assert_eq!((p.gauges, p.recent, p.node_seen_ms), (None, None, None));
+    let beat = |conn: i64, gauges: &str, recent: Option<&str>| Beat {
+        name: "t1".into(),
+        conn,
+        gauges: gauges.into(),
+        recent: recent.map(str::to_owned),
+    };
+    let started = relay::store::now() * 1000;
+    s.heartbeat(
+        "node-a",
+        started,
+        "0.9.0",
+        &[beat(7, "[1,0,1,0,0]", Some("[]"))],
+    )
+    .await
+    .unwrap();
+    let p = s.presence("t1").await.unwrap().unwrap();
+    assert_eq!(p.gauges.as_deref(), Some("[1,0,1,0,0]"));
+    assert_eq!(p.recent.as_deref(), Some("[]"));
+    let now = protocol::time::now_ms();
+    let seen = p.node_seen_ms.expect("the node's heartbeat");
+    assert!((now - seen).abs() < 5_000, "{now} {seen}");
+    assert!(!p.node_silent(now));
+    assert_eq!(p.gone_since(now), None);
+    // Silent past the limit: gone since its last heartbeat.
+    let later = seen + relay::store::NODE_SILENT_MS + 1;
+    assert!(p.node_silent(later));
+    assert_eq!(p.gone_since(later), Some(seen / 1000));
+    // Unchanged calls are not sent again and stay; a beat of an older connection, or
+    // another node's, changes nothing.
+    s.heartbeat("node-a", started, "0.9.0", &[beat(7, "[2,1,1,0,1]", None)])
+        .await
+        .unwrap();
+    s.heartbeat(
+        "node-a",
+        started,
+        "0.9.0",
+        &[beat(6, "[9,9,9,9,9]", Some("[1]"))],
+    )
+    .await
+    .unwrap();
+    s.heartbeat(
+        "node-b",
+        started,
+        "0.9.0",
+        &[beat(7, "[8,8,8,8,8]", Some("[2]"))],
+    )
+    .await
+    .unwrap();
+    let p = s.presence("t1").await.unwrap().unwrap();
+    assert_eq!(
+        (p.gauges.as_deref(), p.recent.as_deref()),
+        (Some("[2,1,1,0,1]"), Some("[]"))
+    );
+    // A new connection starts without gauges, its calls kept.
+    s.set_presence("t1", "node-a", 8, "oauth", "0.9.0")
+        .await
+        .unwrap();
+    let p = s.presence("t1").await.unwrap().unwrap();
+    assert_eq!((p.gauges, p.recent.as_deref()), (None, Some("[]")));
+
+    // Failed sign-ins, counted per kind and address.
+    let t0 = 1_000_000;
+    for at in [t0, t0 + 10, t0 + 20] {
+        s.add_auth_failure("password", "192.0.2.1", at)
+            .await
+            .unwrap();
+    }
+    s.add_auth_failure("approve", "192.0.2.1", t0)
+        .await
+        .unwrap();
+    s.add_auth_failure("password", "192.0.2.2", t0)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.auth_failures("password", "192.0.2.1", t0).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        s.auth_failures("password", "192.0.2.1", t0 + 15)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.auth_failures("approve", "192.0.2.1", 0).await.unwrap(), 1);
+    assert_eq!(
+        s.auth_failures("password", "192.0.2.3", 0).await.unwrap(),
+        0
+    );
 }

@@ -20,6 +20,7 @@ use super::StoreError;
 
 mod consents;
 mod listen;
+mod nodes;
 mod oauth;
 pub mod tls;
 mod trace;
@@ -32,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("003_consents.sql"),
     include_str!("004_status_sessions.sql"),
     include_str!("005_snapshots.sql"),
+    include_str!("006_heartbeats.sql"),
 ];
 
 /// The newest schema this relay knows.
@@ -242,7 +244,8 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_from_one() {
-        assert_eq!(SCHEMA_VERSION, 5);
+        assert_eq!(SCHEMA_VERSION, 6);
+        assert!(MIGRATIONS[5].contains("CREATE TABLE relay_nodes"));
         assert!(MIGRATIONS[0].contains("CREATE TABLE oauth_tokens"));
         assert_ne!(MIGRATION_LOCK, SWEEP_LOCK);
     }

@@ -385,6 +385,14 @@ impl PgStore {
                 &[&day_ago_ms],
             )
             .await?;
+            tx.execute("DELETE FROM auth_failures WHERE at_ms < $1", &[&day_ago_ms])
+                .await?;
+            // A node silent for a week is gone for good.
+            tx.execute(
+                "DELETE FROM relay_nodes WHERE heartbeat_ms < $1",
+                &[&((t - 7 * 86_400) * 1000)],
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -236,7 +236,8 @@ impl PgStore {
                  VALUES ($1, $2, $3, $4, $5, $6, NULL)
                  ON CONFLICT (name) DO UPDATE SET node = EXCLUDED.node, conn = EXCLUDED.conn,
                    auth = EXCLUDED.auth, bridge_version = EXCLUDED.bridge_version,
-                   connected_at = EXCLUDED.connected_at, disconnected_at = NULL",
+                   connected_at = EXCLUDED.connected_at, disconnected_at = NULL,
+                   gauges = NULL",
             )
             .await?;
         c.execute(&st, &[&name, &node, &conn, &auth, &bridge_version, &now()])
@@ -317,19 +318,27 @@ impl PgStore {
         let c = self.conn().await?;
         let st = c
             .prepare_cached(
-                "SELECT node, auth, bridge_version, connected_at, disconnected_at
-                 FROM tunnel_presence WHERE name = $1",
+                "SELECT p.node, p.auth, p.bridge_version, p.connected_at, p.disconnected_at,
+                   p.gauges, p.recent,
+                   (extract(epoch from clock_timestamp()) * 1000)::bigint - n.heartbeat_ms
+                 FROM tunnel_presence p LEFT JOIN relay_nodes n ON n.node = p.node
+                 WHERE p.name = $1",
             )
             .await?;
         let Some(r) = c.query_opt(&st, &[&name]).await? else {
             return Ok(None);
         };
+        // The node's silence by the database's clock, on this node's.
+        let age_ms: Option<i64> = r.try_get(7)?;
         Ok(Some(Presence {
             node: r.try_get(0)?,
             auth: r.try_get(1)?,
             bridge_version: r.try_get(2)?,
             connected_at: r.try_get(3)?,
             disconnected_at: r.try_get(4)?,
+            gauges: r.try_get(5)?,
+            recent: r.try_get(6)?,
+            node_seen_ms: age_ms.map(|age| protocol::time::now_ms() - age),
         }))
     }
 

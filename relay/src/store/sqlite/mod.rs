@@ -17,6 +17,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::StoreError;
 
 mod consents;
+mod nodes;
 mod oauth;
 mod trace;
 mod tunnels;
@@ -116,8 +117,22 @@ CREATE TABLE IF NOT EXISTS tunnel_presence (
     auth TEXT NOT NULL,
     bridge_version TEXT NOT NULL,
     connected_at INTEGER NOT NULL,
-    disconnected_at INTEGER
+    disconnected_at INTEGER,
+    gauges TEXT,
+    recent TEXT
 );
+CREATE TABLE IF NOT EXISTS relay_nodes (
+    node TEXT PRIMARY KEY,
+    started_ms INTEGER NOT NULL,
+    heartbeat_ms INTEGER NOT NULL,
+    version TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS auth_failures (
+    kind TEXT NOT NULL,
+    addr TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS auth_failures_addr ON auth_failures(kind, addr, at_ms);
 "#;
 
 /// Tables of the OAuth trace and of client use, added to databases of every age (each
@@ -188,6 +203,16 @@ impl SqliteStore {
         {
             conn.execute_batch(
                 "ALTER TABLE oauth_trace ADD COLUMN unverified INTEGER NOT NULL DEFAULT 0",
+            )?;
+        }
+        // Databases whose tunnel presence predates the heartbeats' gauges.
+        if conn
+            .prepare("SELECT gauges FROM tunnel_presence LIMIT 0")
+            .is_err()
+        {
+            conn.execute_batch(
+                "ALTER TABLE tunnel_presence ADD COLUMN gauges TEXT;
+                 ALTER TABLE tunnel_presence ADD COLUMN recent TEXT;",
             )?;
         }
         Ok(Self {

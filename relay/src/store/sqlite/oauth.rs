@@ -322,6 +322,14 @@ impl SqliteStore {
                 "DELETE FROM status_sessions WHERE seen_ms < ?1",
                 params![(t - 86_400) * 1000],
             )?;
+            tx.execute(
+                "DELETE FROM auth_failures WHERE at_ms < ?1",
+                params![(t - 86_400) * 1000],
+            )?;
+            tx.execute(
+                "DELETE FROM relay_nodes WHERE heartbeat_ms < ?1",
+                params![(t - 7 * 86_400) * 1000],
+            )?;
             Ok(())
         })
     }

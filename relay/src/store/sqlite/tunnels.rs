@@ -221,7 +221,8 @@ impl SqliteStore {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)
              ON CONFLICT (name) DO UPDATE SET node = excluded.node, conn = excluded.conn,
                auth = excluded.auth, bridge_version = excluded.bridge_version,
-               connected_at = excluded.connected_at, disconnected_at = NULL",
+               connected_at = excluded.connected_at, disconnected_at = NULL,
+               gauges = NULL",
             params![name, node, conn, auth, bridge_version, now()],
         )?;
         Ok(())
@@ -274,8 +275,10 @@ impl SqliteStore {
         Ok(self
             .db()
             .query_row(
-                "SELECT node, auth, bridge_version, connected_at, disconnected_at
-                 FROM tunnel_presence WHERE name = ?1",
+                "SELECT p.node, p.auth, p.bridge_version, p.connected_at, p.disconnected_at,
+                   p.gauges, p.recent, n.heartbeat_ms
+                 FROM tunnel_presence p LEFT JOIN relay_nodes n ON n.node = p.node
+                 WHERE p.name = ?1",
                 params![name],
                 |r| {
                     Ok(Presence {
@@ -284,6 +287,9 @@ impl SqliteStore {
                         bridge_version: r.get(2)?,
                         connected_at: r.get(3)?,
                         disconnected_at: r.get(4)?,
+                        gauges: r.get(5)?,
+                        recent: r.get(6)?,
+                        node_seen_ms: r.get(7)?,
                     })
                 },
             )
