@@ -35,7 +35,8 @@ impl Prompts {
     /// Shows a request and remembers it.
     pub fn show(&mut self, c: &ConsentRequest) {
         self.pending.retain(|_, (_, at)| at.elapsed() < PROMPT_TTL);
-        if self.pending.len() >= 100 {
+        // Shown already (a relay of several nodes shows a reconnected bridge what waits).
+        if self.pending.len() >= 100 || self.pending.contains_key(&normalize(&c.code)) {
             return;
         }
         // The code is deliberately not printed: typing it proves the owner is looking at

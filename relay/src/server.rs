@@ -391,6 +391,9 @@ async fn watch_revocations(state: AppState) {
             Some(Ok(Event::Resync) | Err(RecvError::Lagged(_))) => {
                 state.oauth().oauth.tokens.clear();
                 disconnect_revoked(&state, "its bridge token was revoked; disconnecting").await;
+                for t in state.registry().live() {
+                    crate::link::presence::prompt_waiting(state.store(), &state.oauth().oauth, &t);
+                }
             }
             Some(Err(RecvError::Closed)) => events = None,
         }

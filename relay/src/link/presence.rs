@@ -49,6 +49,24 @@ pub fn connected(store: &Arc<Store>, node: &str, tunnel: &Tunnel, bridge_version
     });
 }
 
+/// Shows `tunnel`'s bridge, just connected to this node, the consents waiting for it: made
+/// while it was away or connected to another node, their announcements missed.
+pub fn prompt_waiting(
+    store: &Arc<Store>,
+    oauth: &Arc<crate::oauth::state::OAuth>,
+    tunnel: &Arc<Tunnel>,
+) {
+    if !store.announces() {
+        return;
+    }
+    let (oauth, tunnel) = (oauth.clone(), tunnel.clone());
+    tokio::spawn(async move {
+        for c in oauth.consents.pending(&tunnel.name).await {
+            crate::oauth::authorize::prompt_bridge(&tunnel, &c);
+        }
+    });
+}
+
 /// Keeps `tunnel`'s last snapshot where every node finds it (offline answers after its
 /// node went away too).
 pub fn snapshot(store: &Arc<Store>, tunnel: &Tunnel, snapshot: &protocol::Snapshot) {

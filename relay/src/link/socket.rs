@@ -160,6 +160,7 @@ pub async fn handle_socket(
         &tunnel,
         &hello.bridge_version,
     );
+    crate::link::presence::prompt_waiting(&state.store, &state.oauth, &tunnel);
     info!(tunnel = %tunnel.name, bridge_version = %hello.bridge_version, from = %admission.peer, "bridge connected");
 
     // Writer: drain the queue, feed everything, flush once.

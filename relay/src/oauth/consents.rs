@@ -82,6 +82,17 @@ impl Consents {
             })
     }
 
+    /// The live undecided consents of `tunnel`, oldest first.
+    pub async fn pending(&self, tunnel: &str) -> Vec<Consent> {
+        self.store
+            .pending_consents(tunnel, live_after())
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!("reading a tunnel's waiting consents: {e}");
+                Vec::new()
+            })
+    }
+
     /// The consent showing this code.
     pub async fn by_code(&self, code: &str) -> Option<Consent> {
         self.store

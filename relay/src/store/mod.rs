@@ -268,6 +268,10 @@ backends! {
     fn decide_consent(&self, id: &str, tunnel: &str, approved_owner: Option<i64>, live_after_ms: i64) -> bool;
     /// The live consent showing this code (normalized: letters and digits, upper case).
     fn consent_by_code(&self, code_norm: &str, live_after_ms: i64) -> Option<Consent>;
+    /// The undecided consents of `tunnel` created at or after `live_after_ms`, oldest
+    /// first (at most 100): shown again to a bridge that (re)connects to a node of
+    /// several, whose announcement it may have missed.
+    fn pending_consents(&self, tunnel: &str, live_after_ms: i64) -> Vec<Consent>;
     /// Stores a status-page session (by the digest of its id): the bridge token it is
     /// for, or `None` for the operator; forgets those last seen before `seen_after_ms`.
     fn put_session(&self, id_hash: [u8; 32], token_id: Option<i64>, csrf: &str, now_ms: i64, seen_after_ms: i64) -> ();

@@ -178,7 +178,7 @@ fn an_authorization_split_across_nodes() {
     };
     let a = node(public.trim_start_matches("http://"));
     let b_addr = format!("127.0.0.1:{}", unused_port());
-    let _b = node(&b_addr);
+    let b = node(&b_addr);
     let b_url = format!("http://{b_addr}");
     let mut bridge = BridgeOpts {
         piped_stdin: true,
@@ -226,6 +226,35 @@ fn an_authorization_split_across_nodes() {
     e2e::relay::approve(&a.base, &token, &started.code, "split");
     let auth_code = started.finished_at(&http, &b_url);
     assert!(!auth_code.is_empty(), "approved on A, finished on B");
+
+    // An authorization started while the bridge is away (restarting, say) is shown to
+    // the bridge when it connects again.
+    drop(bridge);
+    b.proc.expect_log(
+        "bridge disconnected",
+        Duration::from_secs(10),
+        "the bridge gone from B",
+    );
+    let started = crate::authorize(&http, &a.base, &resource);
+    let mut bridge = BridgeOpts {
+        piped_stdin: true,
+        ..BridgeOpts::default()
+    }
+    .via_url(&b_url, &token)
+    .name("split")
+    .args(&["--auth", "oauth"])
+    .start();
+    bridge.proc.expect_log(
+        "Access request for this tunnel",
+        Duration::from_secs(10),
+        "the bridge shown the consent made while it was away",
+    );
+    bridge.proc.write_line(&started.code);
+    let auth_code = started.finished_at(&http, &a.base);
+    assert!(
+        !auth_code.is_empty(),
+        "approved in the terminal of the returning bridge"
+    );
 }
 
 /// Two nodes sharing `url` behind one public URL: (node A, node B's base URL, B).

@@ -179,6 +179,27 @@ impl PgStore {
 }
 
 impl PgStore {
+    /// The undecided consents of `tunnel` created at or after `live_after_ms`, oldest
+    /// first (at most 100).
+    pub async fn pending_consents(
+        &self,
+        tunnel: &str,
+        live_after_ms: i64,
+    ) -> Result<Vec<Consent>, StoreError> {
+        let db = self.conn().await?;
+        let st = db
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM oauth_consents
+                 WHERE tunnel = $1 AND decision IS NULL AND created_ms >= $2
+                 ORDER BY created_ms LIMIT 100"
+            ))
+            .await?;
+        let rows = db.query(&st, &[&tunnel, &live_after_ms]).await?;
+        Ok(rows.iter().map(consent_row).collect::<Result<_, _>>()?)
+    }
+}
+
+impl PgStore {
     /// Stores a status-page session, forgetting those last seen before `seen_after_ms`.
     pub async fn put_session(
         &self,

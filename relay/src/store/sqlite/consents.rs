@@ -127,6 +127,23 @@ impl SqliteStore {
         )? > 0)
     }
 
+    /// The undecided consents of `tunnel` created at or after `live_after_ms`, oldest
+    /// first (at most 100).
+    pub fn pending_consents(
+        &self,
+        tunnel: &str,
+        live_after_ms: i64,
+    ) -> Result<Vec<Consent>, StoreError> {
+        let db = self.db();
+        let mut st = db.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM oauth_consents
+             WHERE tunnel = ?1 AND decision IS NULL AND created_ms >= ?2
+             ORDER BY created_ms LIMIT 100"
+        ))?;
+        let rows = st.query_map(params![tunnel, live_after_ms], consent_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The live consent showing this (normalized) code.
     pub fn consent_by_code(
         &self,
