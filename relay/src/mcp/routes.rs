@@ -106,20 +106,41 @@ async fn prepare(
 async fn moved_here(state: &McpState, name: &str) -> Lookup {
     let me = &state.config.node_id;
     let all = std::net::IpAddr::from([0, 0, 0, 0]);
-    if !state
-        .elsewhere_lookups
-        .allow(all, 200, std::time::Duration::from_secs(1))
-    {
+    if !state.elsewhere_lookups.allow(
+        all,
+        crate::oauth::state::PRESENCE_LOOKUPS_PER_SEC,
+        Duration::from_secs(1),
+    ) {
         return Lookup::Unknown;
     }
-    let presence = match state.auth.store.presence(name).await {
+    let mut presence = match state.auth.store.presence(name).await {
         Ok(Some(p)) => p,
         _ => return Lookup::Unknown,
     };
-    // Recorded gone, held by this node before it restarted, or held by a node that died
-    // without a word: nobody will hand it over.
-    if presence.gone_since(protocol::time::now_ms()).is_some() || &presence.node == me {
+    // Held by this node before it restarted, or by a node that died without a word:
+    // nobody will hand it over.
+    let now_ms = protocol::time::now_ms();
+    if &presence.node == me || presence.node_silent(now_ms) {
         return offline_from_store(state, name, &presence).await;
+    }
+    // Its bridge left its node moments ago (handed over, or its node stopping): it is
+    // reconnecting, here as the balancer now sends it; wait as for a bridge that just left.
+    if let Some(left) = presence.disconnected_at {
+        let gone_for = Duration::from_millis((now_ms - left * 1000).max(0) as u64);
+        if let Some(rest) = state.config.grace.checked_sub(gone_for) {
+            let deadline = std::time::Instant::now() + rest;
+            while std::time::Instant::now() < deadline {
+                state.registry.wait_for_arrival(name, deadline).await;
+                if let Lookup::Live(t) = state.registry.lookup(name, state.config.grace) {
+                    return Lookup::Live(t);
+                }
+            }
+        }
+        // It may have reconnected to another node meanwhile: then ask for it as below.
+        match state.auth.store.presence(name).await {
+            Ok(Some(now)) if now.disconnected_at.is_none() && &now.node != me => presence = now,
+            _ => return offline_from_store(state, name, &presence).await,
+        }
     }
     let deadline = std::time::Instant::now() + state.config.grace;
     while std::time::Instant::now() < deadline {

@@ -35,6 +35,9 @@ pub struct OAuth {
     pub hellos: gate::Gate,
     /// Authorization requests per address.
     pub authorizations: RateLimiter,
+    /// Lookups in the shared store of tunnels this node does not know (all addresses
+    /// together: a flood of made-up names cannot take the database's connections).
+    pub presence_lookups: RateLimiter,
     /// Fetched client metadata documents.
     pub cimd: cimd::Fetcher,
 }
@@ -57,6 +60,7 @@ impl OAuth {
             ),
             hellos: gate::Gate::new(HELLO_ATTEMPTS, None, APPROVE_WINDOW, false),
             authorizations: RateLimiter::default(),
+            presence_lookups: RateLimiter::default(),
             cimd: cimd::Fetcher::default(),
         }
     }
@@ -77,6 +81,10 @@ pub struct OAuthState {
     pub trace: Arc<Recorder>,
 }
 
+/// Lookups per second in the shared store of tunnels this node does not know, for their
+/// OAuth metadata and authorization (beyond it, such a name is unknown for the moment).
+pub const PRESENCE_LOOKUPS_PER_SEC: usize = 200;
+
 impl OAuthState {
     /// Whether tunnel `name` is one whose clients sign in with OAuth: as this node knows
     /// it (its bridge here now or lately), else, with a store several nodes share, as the
@@ -86,6 +94,11 @@ impl OAuthState {
             return auth == protocol::ClientAuth::OAuth;
         }
         self.store.announces()
+            && self.oauth.presence_lookups.allow(
+                std::net::IpAddr::from([0, 0, 0, 0]),
+                PRESENCE_LOOKUPS_PER_SEC,
+                std::time::Duration::from_secs(1),
+            )
             && matches!(self.store.presence(name).await, Ok(Some(p)) if p.auth == "oauth")
     }
 }

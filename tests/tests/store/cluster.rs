@@ -17,7 +17,12 @@ use e2e::{BridgeOpts, Proc, Relay, repo_root, unused_port};
 /// The shipped configuration with test addresses: a plain loopback `bind` for the TLS
 /// one (whose certificate directory is `certs` when given, for `haproxy -c`), the admin
 /// socket in `dir`, and these relay ports.
-fn haproxy_config(dir: &Path, listen: &str, certs: Option<&Path>, relays: &[u16]) -> String {
+pub(crate) fn haproxy_config(
+    dir: &Path,
+    listen: &str,
+    certs: Option<&Path>,
+    relays: &[u16],
+) -> String {
     let shipped = std::fs::read_to_string(repo_root().join("deploy/cluster/haproxy.cfg"))
         .expect("deploy/cluster/haproxy.cfg");
     let mut out = String::new();
@@ -87,7 +92,7 @@ fn the_shipped_haproxy_configuration_is_valid() {
 }
 
 /// Which of `nodes` logged the bridge of `tunnel` connecting (the last one, if several).
-fn holder(nodes: &[Option<Relay>], tunnel: &str) -> Option<usize> {
+pub(crate) fn holder(nodes: &[Option<Relay>], tunnel: &str) -> Option<usize> {
     let needle = format!("bridge connected tunnel={tunnel} ");
     nodes
         .iter()

@@ -19,6 +19,7 @@
 mod cluster;
 mod commands;
 mod conformance;
+mod failover;
 mod nodes;
 mod outage;
 mod postgres_only;
