@@ -203,6 +203,9 @@ pub async fn latency(
 pub struct ThroughputRun {
     /// Successful calls in the measured window.
     pub calls: u64,
+    /// Percentiles of the calls that ended in the measured window, each timed from writing
+    /// its request to the last byte of its answer (under the full load).
+    pub latency: Latency,
     /// Length of the measured window, seconds.
     pub secs: f64,
     /// Failed calls (whole run).
@@ -221,17 +224,22 @@ impl ThroughputRun {
 }
 
 /// `conns` sessions, each on its own connection, calling `echo` back to back; counts
-/// the calls completed between `warmup` and `warmup + measure`.
+/// the calls completed between `warmup` and `warmup + measure`, and times them. Session
+/// `i` goes to `targets[i % targets.len()]`, so the load is spread evenly over several
+/// endpoints (tunnels).
 pub async fn throughput(
-    target: &Arc<Target>,
+    targets: &[Arc<Target>],
     conns: usize,
     warmup: Duration,
     measure: Duration,
     watch: impl Fn() -> Vec<Watch>,
 ) -> Result<ThroughputRun> {
+    if targets.is_empty() {
+        bail!("no target to load");
+    }
     let mut opening = JoinSet::new();
-    for _ in 0..conns {
-        let t = target.clone();
+    for i in 0..conns {
+        let t = targets[i % targets.len()].clone();
         opening.spawn(async move { Session::open(t).await });
     }
     let mut sessions = Vec::with_capacity(conns);
@@ -241,15 +249,22 @@ pub async fn throughput(
     let count = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let timing = Arc::new(AtomicBool::new(false));
     let mut running = JoinSet::new();
     for mut s in sessions {
-        let (count, errors, stop) = (count.clone(), errors.clone(), stop.clone());
+        let (count, errors) = (count.clone(), errors.clone());
+        let (stop, timing) = (stop.clone(), timing.clone());
         running.spawn(async move {
             let mut first_error = None;
+            let mut ns = Vec::new();
             while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
                 match s.echo().await {
                     Ok(()) => {
                         count.fetch_add(1, Ordering::Relaxed);
+                        if timing.load(Ordering::Relaxed) {
+                            ns.push(t.elapsed().as_nanos() as u64);
+                        }
                     }
                     Err(e) => {
                         errors.fetch_add(1, Ordering::Relaxed);
@@ -263,23 +278,29 @@ pub async fn throughput(
                 }
             }
             s.close().await;
-            first_error
+            (first_error, ns)
         });
     }
     tokio::time::sleep(warmup).await;
     let w = watch();
+    timing.store(true, Ordering::Relaxed);
     let (c0, s0, t0) = (count.load(Ordering::Relaxed), snapshot(&w), Instant::now());
     tokio::time::sleep(measure).await;
     let (c1, s1, t1) = (count.load(Ordering::Relaxed), snapshot(&w), Instant::now());
+    timing.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     let mut first_error = None;
+    let mut ns = Vec::new();
     while let Some(r) = running.join_next().await {
-        if let Some(e) = r? {
+        let (e, times) = r?;
+        if let Some(e) = e {
             first_error.get_or_insert(e);
         }
+        ns.extend(times);
     }
     Ok(ThroughputRun {
         calls: c1 - c0,
+        latency: Latency::from_ns(ns),
         secs: (t1 - t0).as_secs_f64(),
         errors: errors.load(Ordering::Relaxed),
         first_error,

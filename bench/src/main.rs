@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p bench -- [--quick] [--out FILE] [--runs N]
+//! cargo run --release -p bench -- --cluster [--quick] [--out FILE] [--runs N]
 //! ```
 //!
 //! # Method
@@ -51,6 +52,10 @@
 //! Processes are found through `/proc` (a bridge's children are its servers and its
 //! guard; supergateway's descendants are its per-session servers).
 //!
+//! `--cluster` runs only the cluster section instead (see `cluster.rs`): relay nodes on one
+//! PostgreSQL database, alone and behind HAProxy, six tunnels each, at c=32 beside the
+//! null HTTP server.
+//!
 //! `--url URL [--bearer T]` only drives an endpoint started by hand (c=1 then c=N), as a
 //! load source for profiling.
 //!
@@ -67,9 +72,11 @@
 //! the table shows each figure next to its target with pass/miss, and the run always
 //! completes.
 
+mod cluster;
 mod http;
 mod load;
 mod mcp;
+mod postgres;
 mod procs;
 mod report;
 mod setup;
@@ -126,6 +133,11 @@ struct Args {
     /// every figure); then start anyway.
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     wait_idle: u64,
+    /// Only the cluster section: the c=N throughput of one relay on PostgreSQL, of one
+    /// relay behind HAProxy and of three relays behind HAProxy (six tunnels each), beside
+    /// the null HTTP server. Needs PostgreSQL's and HAProxy's Debian packages.
+    #[arg(long, conflicts_with = "url")]
+    cluster: bool,
     /// Only drive this MCP endpoint (c=1 then c=N, `--runs` times) and print the figures:
     /// a load source for profiling a bridge or relay started by hand.
     #[arg(long, value_name = "URL")]
@@ -235,44 +247,57 @@ impl Mode {
         }
         self.results.lat.extend(best);
 
-        let mut best: Option<ThroughputRun> = None;
-        for attempt in 0..=plan.retries {
-            eprintln!("bench: {label}: c={} throughput", plan.conns);
-            match load::throughput(
-                &self.target,
-                plan.conns,
-                plan.tput_warmup,
-                plan.tput_secs,
-                &self.watch,
-            )
-            .await
-            {
-                Ok(r) => {
-                    if r.errors > 0 {
-                        notes.push(format!(
-                            "{label} c={}: {} failed calls (first: {})",
-                            plan.conns,
-                            r.errors,
-                            r.first_error.clone().unwrap_or_default()
-                        ));
-                    }
-                    let noise = r.cpu.noise_pct;
-                    if best.as_ref().is_none_or(|b| noise < b.cpu.noise_pct) {
-                        best = Some(r);
-                    }
-                    if noise <= plan.max_noise {
-                        break;
-                    }
-                    noisy(&label, "throughput", noise, attempt, plan);
-                }
-                Err(e) => {
-                    note(notes, &format!("{label} c={}", plan.conns), e);
-                    break;
-                }
-            }
-        }
+        let best = measure_throughput(
+            std::slice::from_ref(&self.target),
+            &label,
+            plan,
+            &self.watch,
+            notes,
+        )
+        .await;
         self.results.tput.extend(best);
     }
+}
+
+/// A c=`plan.conns` throughput run over `targets` (sessions spread evenly over them),
+/// measured again while the machine is noisy (up to `plan.retries` times); the quietest
+/// attempt, or `None` when every attempt failed (noted).
+async fn measure_throughput(
+    targets: &[Arc<Target>],
+    label: &str,
+    plan: &Plan,
+    watch: &dyn Fn() -> Vec<Watch>,
+    notes: &mut Vec<String>,
+) -> Option<ThroughputRun> {
+    let mut best: Option<ThroughputRun> = None;
+    for attempt in 0..=plan.retries {
+        eprintln!("bench: {label}: c={} throughput", plan.conns);
+        match load::throughput(targets, plan.conns, plan.tput_warmup, plan.tput_secs, watch).await {
+            Ok(r) => {
+                if r.errors > 0 {
+                    notes.push(format!(
+                        "{label} c={}: {} failed calls (first: {})",
+                        plan.conns,
+                        r.errors,
+                        r.first_error.clone().unwrap_or_default()
+                    ));
+                }
+                let noise = r.cpu.noise_pct;
+                if best.as_ref().is_none_or(|b| noise < b.cpu.noise_pct) {
+                    best = Some(r);
+                }
+                if noise <= plan.max_noise {
+                    break;
+                }
+                noisy(label, "throughput", noise, attempt, plan);
+            }
+            Err(e) => {
+                note(notes, &format!("{label} c={}", plan.conns), e);
+                break;
+            }
+        }
+    }
+    best
 }
 
 fn noisy(label: &str, what: &str, noise: f64, attempt: usize, plan: &Plan) {
@@ -409,6 +434,19 @@ async fn main() -> Result<()> {
     let bins = setup::Bins::locate(!args.no_build)?;
     if args.wait_idle > 0 {
         wait_idle(Duration::from_secs(args.wait_idle)).await;
+    }
+    if args.cluster {
+        eprintln!(
+            "bench: cluster section, plan {plan:?}; logs in {}",
+            bins.logs.display()
+        );
+        let text = cluster::run(&bins, &plan, args.quick).await?;
+        println!("{text}");
+        if let Some(out) = &args.out {
+            std::fs::write(out, &text)?;
+            eprintln!("bench: wrote {}", out.display());
+        }
+        return Ok(());
     }
     let mut res = Results::new(&plan, args.quick);
     let started = Instant::now();
@@ -705,7 +743,7 @@ async fn drive(url: &str, bearer: Option<String>, plan: &Plan) -> Result<()> {
     for run in 0..plan.runs {
         let l = load::latency(&target, plan.lat_warmup, plan.lat_calls, Vec::new).await?;
         let t = load::throughput(
-            &target,
+            std::slice::from_ref(&target),
             plan.conns,
             plan.tput_warmup,
             plan.tput_secs,

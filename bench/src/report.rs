@@ -186,7 +186,8 @@ pub struct Results {
     elapsed: Duration,
 }
 
-fn machine() -> String {
+/// The machine: CPUs, CPU model, kernel, memory.
+pub(crate) fn machine() -> String {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -256,7 +257,8 @@ impl Results {
     }
 }
 
-fn us(v: Option<f64>) -> String {
+/// A µs figure (one decimal below 100), or `n/a`.
+pub(crate) fn us(v: Option<f64>) -> String {
     match v {
         Some(v) if v >= 100.0 => format!("{v:.0}"),
         Some(v) => format!("{v:.1}"),
@@ -264,7 +266,8 @@ fn us(v: Option<f64>) -> String {
     }
 }
 
-fn thousands(v: f64) -> String {
+/// A count with thousands separators.
+pub(crate) fn thousands(v: f64) -> String {
     let n = v.round() as u64;
     let s = n.to_string();
     let mut out = String::new();

@@ -14,8 +14,8 @@ use crate::http::Endpoint;
 use crate::mcp::Target;
 use crate::procs::Proc;
 
-/// How long a process may take to print its ready line.
-const READY: Duration = Duration::from_secs(60);
+/// How long a process may take to print its ready line (or otherwise become ready).
+pub const READY: Duration = Duration::from_secs(60);
 
 /// The version of supergateway the benchmark compares against.
 pub const SUPERGATEWAY: &str = "supergateway@4.0.0";
@@ -116,16 +116,25 @@ pub struct RelayProc {
     pub url: String,
     /// The bridge token it accepts.
     pub token: String,
+    /// The address it listens on (`127.0.0.1:PORT`).
+    pub addr: String,
 }
 
 /// Starts `relay serve` on a free loopback port. The load comes from one address standing
 /// in for many clients (1,000 idle sessions, 100 bridges), as if behind a proxy: the
 /// per-address connection cap is lifted to the connection limit.
 pub fn relay(bins: &Bins, name: &str) -> Result<RelayProc> {
+    relay_with(bins, name, &[])
+}
+
+/// [`relay`] with extra arguments of `relay serve` (`--database-url`, `--public-url`,
+/// `--node-id`, …). Every relay of one benchmark accepts the same bridge token.
+pub fn relay_with(bins: &Bins, name: &str, args: &[String]) -> Result<RelayProc> {
     let token = format!("bench-bridge-token-{:0>16}", std::process::id());
     let mut cmd = Command::new(&bins.relay);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .args(["--max-connections-per-address", "1000000"])
+        .args(args)
         .env("RELAY_BRIDGE_TOKENS", &token)
         .env_remove("RUST_LOG");
     let mut proc = Proc::spawn(name, cmd, &bins.logs)?;
@@ -136,7 +145,18 @@ pub fn relay(bins: &Bins, name: &str) -> Result<RelayProc> {
         .context("relay banner without a public URL")?
         .trim()
         .to_owned();
-    Ok(RelayProc { proc, url, token })
+    let addr = line
+        .split(',')
+        .next()
+        .context("relay banner without an address")?
+        .trim()
+        .to_owned();
+    Ok(RelayProc {
+        proc,
+        url,
+        token,
+        addr,
+    })
 }
 
 /// A running `echo-server --http`: the echo server over Streamable HTTP.
