@@ -2,7 +2,8 @@
 # The whole test suite, from a clean clone: installs the pinned third-party test helpers
 # (Node 22, the MCP conformance suite, the Python and TypeScript SDKs, the Inspector) into
 # .test-deps/ and Debian's chromium and pebble with apt, checks formatting and lints,
-# builds, runs every test, and runs the fuzz targets briefly.
+# builds (and packs this platform's release with scripts/dist.sh --host), runs every test,
+# and runs the fuzz targets briefly.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,6 +20,9 @@ scripts/cross-check.sh  # the bridge for Windows and macOS (compile-checked only
 
 echo "==> build"
 cargo build --workspace --bins --locked
+
+echo "==> release build for this platform (scripts/dist.sh --host, for the install tests)"
+scripts/dist.sh --host
 
 echo "==> tests"
 cargo test --workspace --locked "$@"

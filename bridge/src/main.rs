@@ -47,7 +47,7 @@ use url::Url;
 #[derive(Parser)]
 #[command(
     name = "bridge",
-    version,
+    version = protocol::version::long_version(),
     about = "Serve a desktop stdio MCP server to hosted AI clients"
 )]
 struct Cli {

@@ -66,6 +66,7 @@ pub mod stateless;
 pub mod sync;
 pub mod text;
 pub mod time;
+pub mod version;
 mod wire;
 
 pub use frame::{

