@@ -96,14 +96,15 @@ if ((host_only)); then
 else
   deps="$PWD/.dist-deps"
   mkdir -p "$deps"
-  if [[ ! -x "$deps/venv/bin/python-zig" ]]; then
-    echo "==> ziglang $ZIGLANG_VERSION and cargo-zigbuild $CARGO_ZIGBUILD_VERSION into .dist-deps/"
+  # cargo-zigbuild runs zig as `python3 -m ziglang` when no `zig` is on PATH: the venv's
+  # python3 comes first on PATH below.
+  if ! "$deps/venv/bin/python3" -c 'import ziglang' 2>/dev/null; then
+    echo "==> ziglang $ZIGLANG_VERSION into .dist-deps/"
     python3 -m venv "$deps/venv"
     "$deps/venv/bin/pip" install -q "ziglang==$ZIGLANG_VERSION"
-    printf '#!/bin/sh\nexec "%s" -m ziglang "$@"\n' "$deps/venv/bin/python3" > "$deps/venv/bin/python-zig"
-    chmod +x "$deps/venv/bin/python-zig"
   fi
   if [[ ! -x "$deps/bin/cargo-zigbuild" ]]; then
+    echo "==> cargo-zigbuild $CARGO_ZIGBUILD_VERSION into .dist-deps/"
     cargo install -q --locked --root "$deps" "cargo-zigbuild@$CARGO_ZIGBUILD_VERSION"
   fi
   export PATH="$deps/bin:$deps/venv/bin:$PATH"
