@@ -10,7 +10,8 @@
 # Binaries use the `dist` profile (LTO, one codegen unit, stripped). Linux binaries are
 # static (musl). CARGO_TARGET_DIR is honoured. The cross toolchains come from the
 # registries, pinned, into .dist-deps/: zig (the `ziglang` package on PyPI) and
-# cargo-zigbuild (crates.io); for --host on Linux, Debian's musl-tools.
+# cargo-zigbuild (crates.io), with Debian's mingw-w64 binutils for Windows; for --host on
+# Linux, Debian's musl-tools.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -106,6 +107,17 @@ else
   if [[ ! -x "$deps/bin/cargo-zigbuild" ]]; then
     echo "==> cargo-zigbuild $CARGO_ZIGBUILD_VERSION into .dist-deps/"
     cargo install -q --locked --root "$deps" "cargo-zigbuild@$CARGO_ZIGBUILD_VERSION"
+  fi
+  # windows-sys links import libraries made with the target's dlltool (Debian's mingw-w64).
+  if ! command -v x86_64-w64-mingw32-dlltool >/dev/null 2>&1; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+      echo "==> apt-get install binutils-mingw-w64-x86-64"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends binutils-mingw-w64-x86-64 >/dev/null
+    else
+      echo "dist.sh: needs x86_64-w64-mingw32-dlltool (Debian: apt-get install binutils-mingw-w64-x86-64)" >&2
+      exit 1
+    fi
   fi
   export PATH="$deps/bin:$deps/venv/bin:$PATH"
   add_targets "${ALL_TARGETS[@]}"
