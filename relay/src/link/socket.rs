@@ -270,11 +270,7 @@ async fn take_name(
         let Some(old) = current else {
             if let Err(holder) = super::claim::from_other_node(state, tunnel, PROBE_TIMEOUT).await {
                 return Err((
-                    if in_use_ok {
-                        RefuseReason::InUse
-                    } else {
-                        RefuseReason::NameTaken
-                    },
+                    in_use(in_use_ok),
                     format!(
                         "tunnel {name:?} is served by a live bridge connected to relay node \
                          {holder} with this bridge token: is another `bridge run` with this \
@@ -332,11 +328,7 @@ async fn take_name(
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0);
             return Err((
-                if in_use_ok {
-                    RefuseReason::InUse
-                } else {
-                    RefuseReason::NameTaken
-                },
+                in_use(in_use_ok),
                 format!(
                     "tunnel {name:?} is served by a live bridge from {} (connected since {}) \
                      with this bridge token: is another `bridge run` with this token running? \
@@ -373,6 +365,16 @@ async fn take_name(
         RefuseReason::Busy,
         format!("tunnel {name:?} is changing hands; retry shortly"),
     ))
+}
+
+/// Why a newcomer is refused while a live bridge holds its tunnel: "in use" for a bridge
+/// that understands it (it then stops instead of retrying), else "name taken".
+fn in_use(in_use_ok: bool) -> RefuseReason {
+    if in_use_ok {
+        RefuseReason::InUse
+    } else {
+        RefuseReason::NameTaken
+    }
 }
 
 /// The warning a bridge gets when another connection with its token claimed its tunnel.

@@ -18,26 +18,9 @@ use e2e::{BridgeOpts, Relay, unused_port};
 fn a_second_node_knows_the_tunnel_and_hears_revocations() {
     let url = Postgres::shared().new_database();
     let token = crate::create_token(&url, "alice");
-    let public = format!("http://127.0.0.1:{}", unused_port());
-    let node = |listen: &str, id: &str| {
-        Relay::start_with_token(
-            listen,
-            &token,
-            &[
-                "--database-url",
-                &url,
-                "--public-url",
-                &public,
-                "--node-id",
-                id,
-            ],
-            &[],
-        )
-    };
-    let a = node(public.trim_start_matches("http://"), "node-a");
-    let b_addr = format!("127.0.0.1:{}", unused_port());
-    let b = node(&b_addr, "node-b");
-    let b_url = format!("http://{b_addr}");
+    let (a, b_url, b) = two_nodes(&url, &token);
+    // Node A listens on the public URL.
+    let public = a.base.clone();
     let _bridge = BridgeOpts::default()
         .via_url(&b_url, &token)
         .name("shared")
