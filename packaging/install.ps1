@@ -1,15 +1,15 @@
-# Installs `bridge` (and, with -Relay, `relay`) from a release of mcp-tunnel on Windows:
+# Installs `bridge` from a release of mcp-tunnel on Windows (the relay is released for
+# Linux, macOS and as a container image):
 #
 #   powershell -ExecutionPolicy Bypass -c "irm https://github.com/mcp-tunnel/mcp-tunnel/releases/latest/download/install.ps1 | iex"
 #
 # It picks the archive for this machine's processor, checks it against the release's
-# SHA256SUMS (refusing a mismatch), and puts the binaries in $Prefix\bin (default
+# SHA256SUMS (refusing a mismatch), and puts bridge.exe in $Prefix\bin (default
 # %USERPROFILE%\.local\bin), which it adds to the user's PATH. MCP_TUNNEL_DOWNLOAD_URL
 # overrides the folder holding the archives and SHA256SUMS (a mirror, or a local dist\);
 # MCP_TUNNEL_VERSION picks a version.
 param(
-    [string]$Prefix = (Join-Path $env:USERPROFILE ".local"),
-    [switch]$Relay
+    [string]$Prefix = (Join-Path $env:USERPROFILE ".local")
 )
 $ErrorActionPreference = "Stop"
 Set-StrictMode -Version 3.0
@@ -26,7 +26,6 @@ $Target = switch ($Arch) {
     default { throw "install.ps1: no release for the $Arch processor; build from source" }
 }
 $Binaries = @("bridge")
-if ($Relay) { $Binaries += "relay" }
 
 $Tmp = Join-Path ([System.IO.Path]::GetTempPath()) ("mcp-tunnel-" + [guid]::NewGuid())
 New-Item -ItemType Directory -Path $Tmp | Out-Null

@@ -4,14 +4,16 @@
 # install scripts. See docs/guide/install.md.
 #
 #   scripts/dist.sh           every platform (cross-built with cargo-zigbuild and zig)
-#   scripts/dist.sh --host    this machine's platform only (what the test suite uses)
+#   scripts/dist.sh --host    this machine's platform only
+#   scripts/dist.sh --host --windows
+#                             and the Windows x86_64 bridge (what the test suite builds)
 #   scripts/dist.sh --out D   into D instead of dist/
 #
 # Binaries use the `dist` profile (LTO, one codegen unit, stripped). Linux binaries are
 # static (musl). CARGO_TARGET_DIR is honoured. The cross toolchains come from the
 # registries, pinned, into .dist-deps/: zig (the `ziglang` package on PyPI) and
-# cargo-zigbuild (crates.io), with Debian's mingw-w64 binutils for Windows; for --host on
-# Linux, Debian's musl-tools.
+# cargo-zigbuild (crates.io) for Linux aarch64, macOS and Windows aarch64; Debian's
+# mingw-w64 for Windows x86_64 and musl-tools for --host on Linux (installed with apt).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -27,12 +29,14 @@ ALL_TARGETS=(
 )
 
 host_only=0
+windows=0
 out=dist
 while (($#)); do
   case "$1" in
     --host) host_only=1; shift ;;
+    --windows) windows=1; shift ;;
     --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "dist.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -66,34 +70,49 @@ add_targets() {
   fi
 }
 
-# Builds bridge and relay for target $1 with the command in the rest. One package at a
-# time: built together, cargo would unify features and link the relay's PostgreSQL
+# Installs Debian package $2 unless command $1 exists (as root with apt), or stops.
+apt_need() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> apt-get install $2"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null; }
+  else
+    echo "dist.sh: needs $1 (Debian: apt-get install $2)" >&2
+    exit 1
+  fi
+}
+
+# Builds the binaries for target $1 with the build command in the rest: the bridge, and
+# the relay where it makes sense (a relay runs on a server: Linux or macOS). One package
+# at a time: built together, cargo would unify features and link the relay's PostgreSQL
 # client into the bridge.
 build() {
   local t="$1"; shift
   echo "==> $t"
   local start=$SECONDS
-  "$@" build --locked --profile dist --target "$t" -p bridge
-  "$@" build --locked --profile dist --target "$t" -p relay
+  "$@" --locked --profile dist --target "$t" -p bridge
+  [[ "$t" == *windows* ]] || "$@" --locked --profile dist --target "$t" -p relay
   echo "    $t: built in $((SECONDS - start)) s"
   built+=("$t=$target_dir/$t/dist")
+}
+
+# The Windows x86_64 bridge is linked by Debian's mingw-w64, the toolchain Rust's
+# `x86_64-pc-windows-gnu` is made for (its default linker).
+build_windows_x64() {
+  apt_need x86_64-w64-mingw32-gcc gcc-mingw-w64-x86-64-win32
+  build x86_64-pc-windows-gnu cargo build
 }
 
 built=()
 if ((host_only)); then
   t="$(host_target)"
-  add_targets "$t"
-  if [[ "$t" == *-linux-musl ]] && ! command -v musl-gcc >/dev/null 2>&1; then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-      echo "==> apt-get install musl-tools"
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends musl-tools >/dev/null \
-        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends musl-tools >/dev/null; }
-    else
-      echo "dist.sh: needs musl-gcc (Debian: apt-get install musl-tools)" >&2
-      exit 1
-    fi
-  fi
-  build "$t" cargo
+  targets=("$t")
+  ((windows)) && targets+=(x86_64-pc-windows-gnu)
+  add_targets "${targets[@]}"
+  [[ "$t" == *-linux-musl ]] && apt_need musl-gcc musl-tools
+  build "$t" cargo build
+  ((windows)) && build_windows_x64
 else
   deps="$PWD/.dist-deps"
   mkdir -p "$deps"
@@ -108,21 +127,42 @@ else
     echo "==> cargo-zigbuild $CARGO_ZIGBUILD_VERSION into .dist-deps/"
     cargo install -q --locked --root "$deps" "cargo-zigbuild@$CARGO_ZIGBUILD_VERSION"
   fi
-  # windows-sys links import libraries made with the target's dlltool (Debian's mingw-w64).
-  if ! command -v x86_64-w64-mingw32-dlltool >/dev/null 2>&1; then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-      echo "==> apt-get install binutils-mingw-w64-x86-64"
-      apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends binutils-mingw-w64-x86-64 >/dev/null
-    else
-      echo "dist.sh: needs x86_64-w64-mingw32-dlltool (Debian: apt-get install binutils-mingw-w64-x86-64)" >&2
-      exit 1
-    fi
-  fi
+  # Running the foreign Linux binary once: Debian's qemu-user (optional).
+  command -v qemu-aarch64 >/dev/null 2>&1 || apt_need qemu-aarch64 qemu-user || true
   export PATH="$deps/bin:$deps/venv/bin:$PATH"
+  # zig carries libSystem but no Apple frameworks: the macOS targets link against stubs
+  # written from the Rust bindings' declarations (scripts/dist/macos_stubs.py).
+  python3 scripts/dist/macos_stubs.py write "$deps/macos-frameworks"
+  export CARGO_TARGET_X86_64_APPLE_DARWIN_RUSTFLAGS="-C link-arg=-F$deps/macos-frameworks"
+  export CARGO_TARGET_AARCH64_APPLE_DARWIN_RUSTFLAGS="-C link-arg=-F$deps/macos-frameworks"
+  rustup component add llvm-tools >/dev/null 2>&1
   add_targets "${ALL_TARGETS[@]}"
   for t in "${ALL_TARGETS[@]}"; do
-    build "$t" cargo zigbuild
+    if [[ "$t" == x86_64-pc-windows-gnu ]]; then
+      build_windows_x64
+    else
+      build "$t" cargo zigbuild
+    fi
+  done
+
+  echo "==> checking the foreign binaries"
+  for b in "${built[@]}"; do
+    t="${b%%=*}" dir="${b#*=}"
+    case "$t" in
+      *-apple-darwin)
+        # Not runnable here: each framework symbol must come from its framework.
+        python3 scripts/dist/macos_stubs.py check "$dir/bridge" "$dir/relay" ;;
+      aarch64-unknown-linux-musl)
+        if command -v qemu-aarch64 >/dev/null 2>&1; then
+          echo "    $t: $(qemu-aarch64 "$dir/bridge" --version), $(qemu-aarch64 "$dir/relay" --version) (qemu-aarch64)"
+        else
+          echo "    $t: not run (no qemu-aarch64)"
+        fi ;;
+      x86_64-unknown-linux-musl)
+        echo "    $t: $("$dir/bridge" --version), $("$dir/relay" --version)" ;;
+      x86_64-pc-windows-gnu) echo "    $t: not run here (the test suite runs this bridge under Wine)" ;;
+      *) echo "    $t: not run here" ;;
+    esac
   done
 fi
 
@@ -131,8 +171,8 @@ rm -rf "$out"
 python3 scripts/dist/pack.py --version "$version" --out "$out" --npm --pypi "${built[@]}"
 for b in "${built[@]}"; do
   dir="${b#*=}"
-  for exe in bridge relay; do
-    [[ -f "$dir/$exe" ]] && printf '    %-8s %s: %s bytes\n' "$exe" "${b%%=*}" "$(stat -c %s "$dir/$exe")"
+  for exe in bridge relay bridge.exe; do
+    [[ -f "$dir/$exe" ]] && printf '    %-10s %s: %s bytes\n' "$exe" "${b%%=*}" "$(stat -c %s "$dir/$exe")"
   done
 done
 echo "==> $out/ ready"

