@@ -59,7 +59,7 @@ host_target() {
 
 add_targets() {
   local missing=()
-  local installed
+  local installed t
   installed="$(rustup target list --installed)"
   for t in "$@"; do
     grep -qxF "$t" <<<"$installed" || missing+=("$t")
