@@ -557,8 +557,9 @@ pub fn render(r: &Results) -> String {
     let per_bridge = per(m.relay_bridges_kib, m.bridges);
     let _ = writeln!(
         o,
-        "| relay RSS per connected bridge ({} real bridges) | — | — | {} | — | < {:.0} KB | — / {} |",
+        "| relay RSS per connected bridge ({} real bridges, after {} connected first) | — | — | {} | — | < {:.0} KB | — / {} |",
         m.bridges,
+        crate::WARM_BRIDGES,
         kb(per_bridge),
         target::PER_ITEM_KIB,
         verdict(per_bridge.map(|v| v < target::PER_ITEM_KIB)),
