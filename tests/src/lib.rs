@@ -37,6 +37,7 @@ pub mod postgres;
 pub mod process;
 pub mod raw_http;
 pub mod relay;
+pub mod release;
 pub mod sse;
 pub mod status_page;
 pub mod text;

@@ -19,6 +19,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use e2e::clients::{deps, run_script};
+use e2e::release::{dist_dir, expected_version};
 use e2e::{BridgeOpts, Proc, repo_root, unused_port};
 
 /// Largest release binary allowed, in bytes.
@@ -26,9 +27,7 @@ const MAX_BINARY: u64 = 10 * 1024 * 1024;
 
 /// The folder `scripts/dist.sh --host` filled.
 fn dist() -> PathBuf {
-    let dir = std::env::var_os("MCP_TUNNEL_DIST")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("dist"));
+    let dir = dist_dir();
     assert!(
         dir.join("SHA256SUMS").exists(),
         "{} has no release build: run scripts/dist.sh --host first",
@@ -47,17 +46,6 @@ fn host_target() -> &'static str {
         "aarch64" => "aarch64-unknown-linux-musl",
         _ => "x86_64-unknown-linux-musl",
     }
-}
-
-/// What `--version` of the release's bridge must print.
-fn expected_version() -> String {
-    let out = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(repo_root())
-        .output()
-        .expect("git");
-    let commit = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    format!("bridge {} (commit {commit})", version())
 }
 
 fn run(cmd: &mut Command) -> Output {

@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use e2e::clients::{deps, run_script, script};
 use e2e::process::{processes_with_env, signal};
+use e2e::release::{dist_dir, expected_version};
 use e2e::wait::eventually;
 use e2e::{Bridge, BridgeOpts, repo_root};
 use serde_json::Value;
@@ -94,10 +95,7 @@ impl Wine {
         let prefix = dir.path().join("prefix");
 
         // The release's Windows bridge, unpacked as a user would.
-        let dist = std::env::var_os("MCP_TUNNEL_DIST")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join("dist"));
-        let archive = dist.join(format!(
+        let archive = dist_dir().join(format!(
             "bridge-{}-x86_64-pc-windows-gnu.zip",
             env!("CARGO_PKG_VERSION")
         ));
@@ -219,17 +217,6 @@ fn tree(marker: &str, except: u32) -> Vec<(u32, String)> {
 
 fn marker(test: &str) -> String {
     format!("wine-{}-{test}", std::process::id())
-}
-
-/// What `--version` of the release's bridge must print: this checkout's version and commit.
-fn expected_version() -> String {
-    let out = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(repo_root())
-        .output()
-        .expect("git");
-    let commit = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    format!("bridge {} (commit {commit})", env!("CARGO_PKG_VERSION"))
 }
 
 #[test]
